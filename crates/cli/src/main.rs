@@ -1,0 +1,2 @@
+//! The `keyhole` command.
+fn main() {}

@@ -1,0 +1,1 @@
+//! keyhole-policy (being written).

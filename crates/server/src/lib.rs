@@ -1,0 +1,1 @@
+//! keyhole-server (being written).

@@ -1,0 +1,1 @@
+//! keyhole-sigv4 (being written).

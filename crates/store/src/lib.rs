@@ -1,0 +1,1 @@
+//! keyhole-store (being written).
