@@ -1,1 +1,204 @@
-//! keyhole-store (being written).
+//! keyhole-store: the embedded local-disk object store behind keyhole's S3 gateway.
+//!
+//! The store is synchronous (plain `std::fs` plus the embedded [`redb`] index) and meant to
+//! be called from blocking threads. [`LocalStore`] is a cheap, `Send + Sync` handle; clone
+//! it freely.
+//!
+//! * Object bodies are files named by random identifiers; the ordered metadata index maps
+//!   `(bucket, key)` to the body, its size, ETag, metadata and tags.
+//! * Writes stream to a temp file while hashing MD5, then: fsync the file, rename it into
+//!   place, fsync the directory, commit the index transaction durably, and only then remove
+//!   the body the write replaced. A crash at any point leaves either the old or the new
+//!   object, never a partial one; [`LocalStore::open`] removes what a crash left behind.
+//! * Listing seeks in the ordered index: with a delimiter each common prefix costs one seek,
+//!   whatever the number of keys under it.
+//! * Multipart parts are staged per upload and streamed into one new body on completion.
+//!
+//! # Security
+//!
+//! Keys are arbitrary UTF-8 (up to 1024 bytes, no U+0000) and are only ever index keys:
+//! no key, bucket name or client-supplied upload id is turned into a path. All paths are
+//! built by one function, `layout::Layout::resolve`, from store-generated identifiers of 32
+//! hex digits, and it refuses anything else (checked by a proptest with `..`, `/`,
+//! absolute paths, NUL, Unicode and 1 KiB inputs). Errors from the filesystem or the index
+//! map to `InternalError` through [`StoreError::s3_code`]; their text is for logs only.
+
+#![deny(missing_docs)]
+
+mod err;
+mod index;
+mod layout;
+mod list;
+mod multipart;
+mod names;
+mod object;
+mod store;
+
+pub use err::StoreError;
+pub use layout::ID_LEN;
+pub use names::{
+    validate_bucket_name, validate_key, validate_tags, MAX_KEY_LEN, MAX_TAGS, MAX_TAG_KEY_LEN,
+    MAX_TAG_VALUE_LEN,
+};
+pub use object::{ObjectReader, ObjectWriter, PartWriter};
+pub use store::LocalStore;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Smallest size of every multipart part but the last (S3: 5 MiB).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// Largest body accepted by one [`ObjectWriter`] (S3 single PUT: 5 GiB).
+pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// Largest multipart part (S3: 5 GiB).
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// Largest object assembled by a multipart upload (S3: 5 TiB).
+pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+/// Highest part number (S3: 10,000).
+pub const MAX_PART_NUMBER: u32 = 10_000;
+/// Most entries (objects plus common prefixes) one list page returns (S3: 1000).
+pub const MAX_LIST_KEYS: usize = 1000;
+
+/// Tunables of a [`LocalStore`]; [`Default`] gives the S3 values.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Minimum size of every part but the last in `complete_multipart`
+    /// (default [`MIN_PART_SIZE`]; tests lower it).
+    pub min_part_size: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            min_part_size: MIN_PART_SIZE,
+        }
+    }
+}
+
+/// Metadata stored with an object and returned with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<String>,
+    /// `Content-Disposition`.
+    pub content_disposition: Option<String>,
+    /// `Content-Language`.
+    pub content_language: Option<String>,
+    /// `Cache-Control`.
+    pub cache_control: Option<String>,
+    /// `Expires`, as sent.
+    pub expires: Option<String>,
+    /// User metadata: `x-amz-meta-*` headers without the prefix, lowercase names.
+    pub user: BTreeMap<String, String>,
+    /// Object tags, in the order given.
+    pub tags: Vec<(String, String)>,
+}
+
+/// What the store knows about one object.
+#[derive(Clone, Debug)]
+pub struct ObjectInfo {
+    /// The key, exactly as stored.
+    pub key: String,
+    /// Body size in bytes.
+    pub size: u64,
+    /// ETag without quotes: hex MD5 of the body, or `hex(md5(part md5s))-N` for multipart.
+    pub etag: String,
+    /// Commit time, truncated to whole seconds (HTTP dates carry no more).
+    pub last_modified: DateTime<Utc>,
+    /// Stored metadata and tags.
+    pub meta: ObjectMeta,
+    /// Number of parts for objects made by a multipart upload.
+    pub parts_count: Option<u32>,
+}
+
+/// What the store knows about one bucket.
+#[derive(Clone, Debug)]
+pub struct BucketInfo {
+    /// The bucket name.
+    pub name: String,
+    /// The region given at creation.
+    pub region: String,
+    /// Creation time.
+    pub created: DateTime<Utc>,
+}
+
+/// An in-progress multipart upload.
+#[derive(Clone, Debug)]
+pub struct UploadInfo {
+    /// Bucket name.
+    pub bucket: String,
+    /// Target key.
+    pub key: String,
+    /// Upload id (32 lowercase hex digits, URL-safe).
+    pub upload_id: String,
+    /// When the upload was created (millisecond precision).
+    pub initiated: DateTime<Utc>,
+    /// Metadata the completed object will carry.
+    pub meta: ObjectMeta,
+}
+
+/// One uploaded part.
+#[derive(Clone, Debug)]
+pub struct PartInfo {
+    /// Part number, 1..=10000.
+    pub part_number: u32,
+    /// Hex MD5 of the part, no quotes.
+    pub etag: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Upload time, truncated to whole seconds.
+    pub last_modified: DateTime<Utc>,
+}
+
+/// A ListObjects(V2) request.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Roll keys up to the first occurrence of this after the prefix (empty = none).
+    pub delimiter: Option<String>,
+    /// Exclusive start: a key, or a common prefix returned by a previous page (whose keys
+    /// are then all skipped).
+    pub start_after: Option<String>,
+    /// Page size; 0 gives an empty page, values above [`MAX_LIST_KEYS`] are clamped.
+    pub max_keys: usize,
+}
+
+/// One entry of a list page.
+#[derive(Clone, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the shape is the agreed API; pages hold at most 1000 entries"
+)]
+pub enum ListEntry {
+    /// An object.
+    Object(ObjectInfo),
+    /// A common prefix (ends with the delimiter).
+    CommonPrefix(String),
+}
+
+impl ListEntry {
+    /// The key or the common prefix.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Object(o) => &o.key,
+            Self::CommonPrefix(p) => p,
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, Default)]
+pub struct ListPage {
+    /// Objects and common prefixes in key order; each counts one toward `max_keys`.
+    pub entries: Vec<ListEntry>,
+    /// Whether more entries follow.
+    pub is_truncated: bool,
+    /// When truncated: the last key or common prefix returned, to pass as `start_after`.
+    pub next_start_after: Option<String>,
+}

@@ -1,0 +1,217 @@
+//! The error type of the store, and its mapping to S3 error codes.
+
+/// Everything that can go wrong in the store.
+///
+/// Client-facing variants map to the S3 error code of the same name through
+/// [`StoreError::s3_code`]; storage and index failures map to `InternalError`, and their
+/// text must never reach a response body.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The bucket does not exist.
+    #[error("the specified bucket does not exist")]
+    NoSuchBucket,
+    /// The object does not exist.
+    #[error("the specified key does not exist")]
+    NoSuchKey,
+    /// The multipart upload does not exist (never created, aborted or completed).
+    #[error("the specified multipart upload does not exist")]
+    NoSuchUpload,
+    /// The bucket still holds objects.
+    #[error("the bucket you tried to delete is not empty")]
+    BucketNotEmpty,
+    /// A bucket of this name already exists (there is a single owner).
+    #[error("the bucket you tried to create already exists and you own it")]
+    BucketAlreadyOwnedByYou,
+    /// The bucket name breaks the naming rules.
+    #[error("the specified bucket is not valid: {reason}")]
+    InvalidBucketName {
+        /// Which rule the name breaks.
+        reason: String,
+    },
+    /// The key is longer than 1024 bytes of UTF-8.
+    #[error("the key is longer than 1024 bytes")]
+    KeyTooLong,
+    /// The key is not acceptable (empty, or contains U+0000).
+    #[error("the key is not valid: {reason}")]
+    InvalidKey {
+        /// Why the key is refused.
+        reason: String,
+    },
+    /// A listed part does not exist or its ETag does not match.
+    #[error(
+        "one or more of the specified parts could not be found or its entity tag did not match"
+    )]
+    InvalidPart,
+    /// The parts of a completion request are not in ascending part-number order.
+    #[error("the list of parts was not in ascending order")]
+    InvalidPartOrder,
+    /// A part other than the last is smaller than the minimum part size.
+    #[error("your proposed upload is smaller than the minimum allowed object size")]
+    EntityTooSmall,
+    /// The body is larger than the store accepts for one object or part.
+    #[error("your proposed upload exceeds the maximum allowed object size")]
+    EntityTooLarge,
+    /// The body's MD5 is not the one the client announced.
+    #[error("the content-md5 you specified did not match what we received")]
+    BadDigest,
+    /// An object tag set is not acceptable.
+    #[error("the tag set is not valid: {reason}")]
+    InvalidTag {
+        /// Which tagging rule is broken.
+        reason: String,
+    },
+    /// An argument is out of range.
+    #[error("invalid argument: {reason}")]
+    InvalidArgument {
+        /// Which argument and why.
+        reason: String,
+    },
+    /// A filesystem operation failed.
+    #[error("storage i/o error")]
+    Io(#[from] std::io::Error),
+    /// The metadata index failed or holds an undecodable record.
+    #[error("metadata index error: {0}")]
+    Index(String),
+}
+
+impl StoreError {
+    /// The S3 error code for this error (`InternalError` for storage and index failures).
+    #[must_use]
+    pub fn s3_code(&self) -> &'static str {
+        match self {
+            Self::NoSuchBucket => "NoSuchBucket",
+            Self::NoSuchKey => "NoSuchKey",
+            Self::NoSuchUpload => "NoSuchUpload",
+            Self::BucketNotEmpty => "BucketNotEmpty",
+            Self::BucketAlreadyOwnedByYou => "BucketAlreadyOwnedByYou",
+            Self::InvalidBucketName { .. } => "InvalidBucketName",
+            Self::KeyTooLong => "KeyTooLongError",
+            // S3 has no dedicated code for an empty key or a NUL in a key.
+            Self::InvalidKey { .. } | Self::InvalidArgument { .. } => "InvalidArgument",
+            Self::InvalidPart => "InvalidPart",
+            Self::InvalidPartOrder => "InvalidPartOrder",
+            Self::EntityTooSmall => "EntityTooSmall",
+            Self::EntityTooLarge => "EntityTooLarge",
+            Self::BadDigest => "BadDigest",
+            Self::InvalidTag { .. } => "InvalidTag",
+            Self::Io(_) | Self::Index(_) => "InternalError",
+        }
+    }
+
+    /// The HTTP status S3 answers with for this error.
+    #[must_use]
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::NoSuchBucket | Self::NoSuchKey | Self::NoSuchUpload => 404,
+            Self::BucketNotEmpty | Self::BucketAlreadyOwnedByYou => 409,
+            Self::InvalidBucketName { .. }
+            | Self::KeyTooLong
+            | Self::InvalidKey { .. }
+            | Self::InvalidPart
+            | Self::InvalidPartOrder
+            | Self::EntityTooSmall
+            | Self::EntityTooLarge
+            | Self::BadDigest
+            | Self::InvalidTag { .. }
+            | Self::InvalidArgument { .. } => 400,
+            Self::Io(_) | Self::Index(_) => 500,
+        }
+    }
+
+    pub(crate) fn index(e: impl std::fmt::Display) -> Self {
+        Self::Index(e.to_string())
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                Self::index(e)
+            }
+        }
+    )*};
+}
+
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Index(format!("undecodable record: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses() {
+        let cases: Vec<(StoreError, &str, u16)> = vec![
+            (StoreError::NoSuchBucket, "NoSuchBucket", 404),
+            (StoreError::NoSuchKey, "NoSuchKey", 404),
+            (StoreError::NoSuchUpload, "NoSuchUpload", 404),
+            (StoreError::BucketNotEmpty, "BucketNotEmpty", 409),
+            (
+                StoreError::BucketAlreadyOwnedByYou,
+                "BucketAlreadyOwnedByYou",
+                409,
+            ),
+            (
+                StoreError::InvalidBucketName { reason: "x".into() },
+                "InvalidBucketName",
+                400,
+            ),
+            (StoreError::KeyTooLong, "KeyTooLongError", 400),
+            (StoreError::InvalidPart, "InvalidPart", 400),
+            (StoreError::InvalidPartOrder, "InvalidPartOrder", 400),
+            (StoreError::EntityTooSmall, "EntityTooSmall", 400),
+            (StoreError::EntityTooLarge, "EntityTooLarge", 400),
+            (StoreError::BadDigest, "BadDigest", 400),
+            (
+                StoreError::InvalidTag { reason: "x".into() },
+                "InvalidTag",
+                400,
+            ),
+            (
+                StoreError::InvalidArgument { reason: "x".into() },
+                "InvalidArgument",
+                400,
+            ),
+            (
+                StoreError::Io(std::io::Error::other("disk on fire")),
+                "InternalError",
+                500,
+            ),
+            (StoreError::Index("x".into()), "InternalError", 500),
+        ];
+        for (e, code, status) in cases {
+            assert_eq!(e.s3_code(), code, "{e:?}");
+            assert_eq!(e.http_status(), status, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn messages_are_lowercase_without_final_period() {
+        let msgs = [
+            StoreError::NoSuchBucket.to_string(),
+            StoreError::KeyTooLong.to_string(),
+            StoreError::InvalidKey {
+                reason: "empty".into(),
+            }
+            .to_string(),
+        ];
+        for m in msgs {
+            assert!(!m.ends_with('.'), "{m}");
+            assert!(m.chars().next().is_some_and(char::is_lowercase), "{m}");
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The metadata index: redb tables, their key encodings and record types.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `buckets` | bucket name | [`BucketRecord`] |
+//! | `objects` | bucket id (32 bytes) ++ key bytes | [`ObjectRecord`] |
+//! | `blob_refs` | `<bucket id>/<blob id>` | `()` |
+//! | `uploads` | upload id | [`UploadRecord`] |
+//! | `uploads_by_key` | bucket id ++ key ++ `0x00` ++ initiated (8 bytes BE) ++ upload id | `()` |
+//! | `parts` | `<upload id>/<part number, 5 digits>` | [`PartRecord`] |
+//!
+//! INVARIANT: bucket ids are exactly `ID_LEN` ASCII bytes, so within one bucket the order
+//! of `objects` keys is the byte order of the object keys, which is the order S3 lists in.
+//! Keys never contain U+0000, so `uploads_by_key` orders by key, then initiation time.
+
+use chrono::{DateTime, Utc};
+use redb::TableDefinition;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{ObjectInfo, ObjectMeta, StoreError};
+
+pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+pub(crate) const BLOB_REFS: TableDefinition<&str, ()> = TableDefinition::new("blob_refs");
+pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+pub(crate) const UPLOADS_BY_KEY: TableDefinition<&[u8], ()> =
+    TableDefinition::new("uploads_by_key");
+pub(crate) const PARTS: TableDefinition<&str, &[u8]> = TableDefinition::new("parts");
+
+/// A bucket.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct BucketRecord {
+    pub(crate) id: String,
+    pub(crate) region: String,
+    pub(crate) created: DateTime<Utc>,
+}
+
+/// An object: where its body is and what it is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ObjectRecord {
+    pub(crate) blob: String,
+    pub(crate) size: u64,
+    pub(crate) etag: String,
+    pub(crate) last_modified: DateTime<Utc>,
+    pub(crate) meta: ObjectMeta,
+    pub(crate) parts_count: Option<u32>,
+}
+
+impl ObjectRecord {
+    pub(crate) fn info(self, key: String) -> ObjectInfo {
+        ObjectInfo {
+            key,
+            size: self.size,
+            etag: self.etag,
+            last_modified: self.last_modified,
+            meta: self.meta,
+            parts_count: self.parts_count,
+        }
+    }
+}
+
+/// A multipart upload in progress.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct UploadRecord {
+    pub(crate) bucket: String,
+    pub(crate) bucket_id: String,
+    pub(crate) key: String,
+    pub(crate) initiated: DateTime<Utc>,
+    pub(crate) meta: ObjectMeta,
+}
+
+/// A staged part.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct PartRecord {
+    pub(crate) blob: String,
+    pub(crate) etag: String,
+    pub(crate) size: u64,
+    pub(crate) last_modified: DateTime<Utc>,
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    Ok(serde_json::to_vec(v)?)
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+/// `objects` key of `key` in bucket `bucket_id`.
+pub(crate) fn object_key(bucket_id: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket_id.len() + key.len());
+    k.extend_from_slice(bucket_id.as_bytes());
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// `blob_refs` key.
+pub(crate) fn blob_ref(bucket_id: &str, blob: &str) -> String {
+    format!("{bucket_id}/{blob}")
+}
+
+/// `parts` key.
+pub(crate) fn part_key(upload_id: &str, part_number: u32) -> String {
+    format!("{upload_id}/{part_number:05}")
+}
+
+/// Bounds of all `parts` keys of one upload.
+pub(crate) fn part_range(upload_id: &str) -> (String, String) {
+    (format!("{upload_id}/"), format!("{upload_id}0"))
+}
+
+/// `uploads_by_key` key.
+pub(crate) fn upload_key(
+    bucket_id: &str,
+    key: &str,
+    initiated: DateTime<Utc>,
+    upload_id: &str,
+) -> Vec<u8> {
+    let mut k = object_key(bucket_id, key);
+    k.push(0);
+    // Flip the sign bit so that the big-endian bytes order like the signed value.
+    let t = (initiated.timestamp_micros() as u64) ^ (1 << 63);
+    k.extend_from_slice(&t.to_be_bytes());
+    k.extend_from_slice(upload_id.as_bytes());
+    k
+}
+
+/// The upload id at the end of an `uploads_by_key` key.
+pub(crate) fn upload_id_of(k: &[u8]) -> Option<&str> {
+    let at = k.len().checked_sub(crate::ID_LEN)?;
+    std::str::from_utf8(k.get(at..)?).ok()
+}
+
+/// The smallest byte string greater than every string that starts with `p`, or `None`
+/// when there is none (all bytes `0xff`).
+pub(crate) fn successor(p: &[u8]) -> Option<Vec<u8>> {
+    let mut s = p.to_vec();
+    while let Some(last) = s.pop() {
+        if last < u8::MAX {
+            s.push(last + 1);
+            return Some(s);
+        }
+    }
+    None
+}
+
+/// Current time truncated to whole seconds.
+pub(crate) fn now_secs() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
+}
+
+/// Current time truncated to milliseconds.
+pub(crate) fn now_millis() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successor_bounds_prefixes() {
+        assert_eq!(successor(b"a/"), Some(b"a0".to_vec()));
+        assert_eq!(successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(successor(b"\xff\xff"), None);
+        assert_eq!(successor(b""), None);
+        let p = "x/é".as_bytes();
+        let s = successor(p).unwrap();
+        for k in ["x/é", "x/é/zzz", "x/é\u{10ffff}"] {
+            assert!(k.as_bytes() < s.as_slice());
+        }
+        assert!("x/ê".as_bytes() >= s.as_slice());
+    }
+
+    #[test]
+    fn upload_keys_order_by_key_then_time() {
+        let b = "0".repeat(32);
+        let id = "f".repeat(32);
+        let t0 = DateTime::from_timestamp(-5, 0).unwrap();
+        let t1 = DateTime::from_timestamp(10, 0).unwrap();
+        let t2 = DateTime::from_timestamp(20, 0).unwrap();
+        let mut ks = [
+            upload_key(&b, "a!", t0, &id),
+            upload_key(&b, "a", t2, &id),
+            upload_key(&b, "a", t1, &id),
+            upload_key(&b, "a", t0, &id),
+        ];
+        ks.sort();
+        assert_eq!(ks[0], upload_key(&b, "a", t0, &id));
+        assert_eq!(ks[1], upload_key(&b, "a", t1, &id));
+        assert_eq!(ks[2], upload_key(&b, "a", t2, &id));
+        assert_eq!(ks[3], upload_key(&b, "a!", t0, &id));
+        assert_eq!(upload_id_of(&ks[0]), Some(id.as_str()));
+    }
+
+    #[test]
+    fn part_keys_stay_in_range() {
+        let id = "a".repeat(32);
+        let (lo, hi) = part_range(&id);
+        for n in [1, 9, 10, 10_000] {
+            let k = part_key(&id, n);
+            assert!(lo <= k && k < hi);
+        }
+        assert!(part_key(&id, 9) < part_key(&id, 10));
+    }
+}

@@ -1,0 +1,278 @@
+//! On-disk layout and the single function that turns identifiers into paths.
+//!
+//! ```text
+//! <root>/index.redb                          metadata index (buckets, objects, uploads, parts)
+//! <root>/tmp/<id>.tmp                        bodies being written; wiped by `open`
+//! <root>/blobs/<bucket-id>/<bb>/<blob-id>    object bodies (`bb` = first two hex digits)
+//! <root>/uploads/<upload-id>/<part-blob-id>  staged multipart parts
+//! ```
+//!
+//! # Security
+//!
+//! Object keys, bucket names and client-supplied upload ids never become paths. Every path
+//! under the root is built by [`Layout::resolve`], which only accepts identifiers made of
+//! exactly [`ID_LEN`] lowercase hexadecimal digits (the store generates them at random), so
+//! no input can name `..`, a separator, an absolute path or anything outside the root. A
+//! proptest in this module checks it for arbitrary strings.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::StoreError;
+
+/// Length of every storage identifier (bucket ids, blob ids, upload ids): 128 random bits
+/// as lowercase hex.
+pub const ID_LEN: usize = 32;
+
+/// A fresh random identifier of [`ID_LEN`] lowercase hex digits.
+pub(crate) fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Whether `s` has the exact shape of a storage identifier.
+pub(crate) fn is_id(s: &str) -> bool {
+    s.len() == ID_LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A place in the layout, named only by storage identifiers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Loc<'a> {
+    /// The directory holding one bucket's blobs.
+    BucketDir { bucket: &'a str },
+    /// The shard directory of one blob.
+    BlobShard { bucket: &'a str, blob: &'a str },
+    /// One object body.
+    Blob { bucket: &'a str, blob: &'a str },
+    /// The staging directory of one multipart upload.
+    UploadDir { upload: &'a str },
+    /// One staged part.
+    Part { upload: &'a str, part: &'a str },
+    /// A temporary file.
+    Temp { id: &'a str },
+}
+
+/// Paths under one store root.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    root: PathBuf,
+}
+
+fn check(id: &str) -> Result<&str, StoreError> {
+    if is_id(id) {
+        Ok(id)
+    } else {
+        Err(StoreError::Index(format!(
+            "refusing to build a path from `{}`",
+            id.escape_debug()
+        )))
+    }
+}
+
+fn shard(blob: &str) -> Result<&str, StoreError> {
+    check(blob)?
+        .get(..2)
+        .ok_or_else(|| StoreError::Index("blob id too short".to_owned()))
+}
+
+impl Layout {
+    pub(crate) fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub(crate) fn index_file(&self) -> PathBuf {
+        self.root.join("index.redb")
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub(crate) fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
+    pub(crate) fn uploads_dir(&self) -> PathBuf {
+        self.root.join("uploads")
+    }
+
+    /// The path of `loc`. This is the only function that joins identifiers onto the root;
+    /// it refuses anything that is not a storage identifier.
+    pub(crate) fn resolve(&self, loc: Loc<'_>) -> Result<PathBuf, StoreError> {
+        Ok(match loc {
+            Loc::BucketDir { bucket } => self.blobs_dir().join(check(bucket)?),
+            Loc::BlobShard { bucket, blob } => {
+                self.blobs_dir().join(check(bucket)?).join(shard(blob)?)
+            }
+            Loc::Blob { bucket, blob } => self
+                .blobs_dir()
+                .join(check(bucket)?)
+                .join(shard(blob)?)
+                .join(blob),
+            Loc::UploadDir { upload } => self.uploads_dir().join(check(upload)?),
+            Loc::Part { upload, part } => {
+                self.uploads_dir().join(check(upload)?).join(check(part)?)
+            }
+            Loc::Temp { id } => self.tmp_dir().join(format!("{}.tmp", check(id)?)),
+        })
+    }
+
+    /// Creates the fixed directories.
+    pub(crate) fn create(&self) -> io::Result<()> {
+        for d in [self.tmp_dir(), self.blobs_dir(), self.uploads_dir()] {
+            std::fs::create_dir_all(d)?;
+        }
+        sync_dir(&self.root)
+    }
+}
+
+/// Makes directory entry changes (create, rename, remove) in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` (whose parent must exist), making the new entry durable. Returns `NotFound`
+/// if the parent is gone.
+pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => match dir.parent() {
+            Some(p) => sync_dir(p),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes a file, treating "already gone" as success.
+pub(crate) fn remove_file_quiet(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes a directory tree, treating "already gone" as success.
+pub(crate) fn remove_dir_quiet(path: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::path::Component;
+
+    fn all_locs<'a>(a: &'a str, b: &'a str) -> [Loc<'a>; 6] {
+        [
+            Loc::BucketDir { bucket: a },
+            Loc::BlobShard { bucket: a, blob: b },
+            Loc::Blob { bucket: a, blob: b },
+            Loc::UploadDir { upload: a },
+            Loc::Part { upload: a, part: b },
+            Loc::Temp { id: a },
+        ]
+    }
+
+    /// A resolved path must be the root followed only by plain file names.
+    fn confined(root: &Path, p: &Path) -> bool {
+        p.strip_prefix(root).is_ok_and(|rest| {
+            rest.components()
+                .all(|c| matches!(c, Component::Normal(n) if n.to_str().is_some_and(|s| !s.contains(['/', '\\', '\0']) && s != "." && s != "..")))
+        })
+    }
+
+    #[test]
+    fn ids_resolve_under_the_root() {
+        let l = Layout::new(Path::new("/data/store"));
+        let (a, b) = (new_id(), new_id());
+        assert!(is_id(&a) && is_id(&b));
+        let blob = l
+            .resolve(Loc::Blob {
+                bucket: &a,
+                blob: &b,
+            })
+            .unwrap();
+        assert_eq!(
+            blob,
+            Path::new("/data/store/blobs")
+                .join(&a)
+                .join(b.get(..2).unwrap())
+                .join(&b)
+        );
+        for loc in all_locs(&a, &b) {
+            assert!(confined(Path::new("/data/store"), &l.resolve(loc).unwrap()));
+        }
+    }
+
+    #[test]
+    fn hostile_inputs_are_refused() {
+        let l = Layout::new(Path::new("/data/store"));
+        let good = new_id();
+        for bad in [
+            "",
+            "..",
+            ".",
+            "/",
+            "/etc/passwd",
+            "../../../../etc/passwd",
+            "a/b",
+            "a\0b",
+            "0123456789abcdef0123456789abcde/",
+            "0123456789ABCDEF0123456789ABCDEF",
+            "0123456789abcdef0123456789abcdef0",
+            "..3456789abcdef0123456789abcdef",
+        ] {
+            for loc in all_locs(bad, &good).into_iter().chain(all_locs(&good, bad)) {
+                let needs_bad = match loc {
+                    Loc::BucketDir { bucket } => bucket == bad,
+                    Loc::UploadDir { upload } => upload == bad,
+                    Loc::Temp { id } => id == bad,
+                    _ => true,
+                };
+                if needs_bad {
+                    assert!(l.resolve(loc).is_err(), "{loc:?}");
+                }
+            }
+        }
+    }
+
+    fn hostile() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("..".to_owned()),
+            Just("/".to_owned()),
+            Just("/etc/passwd".to_owned()),
+            Just("\0".to_owned()),
+            "[./a-f0-9\\\\\0]{0,40}",
+            "\\PC{0,64}",
+            "[a-f0-9]{32}",
+            "[a-f0-9./]{32}",
+            ".{1024}",
+            proptest::collection::vec(
+                prop_oneof!["\\.\\.", "/", "[a-f0-9]{1,4}", "\0", "é"],
+                0..40
+            )
+            .prop_map(|v| v.concat()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn nothing_escapes_the_root(a in hostile(), b in hostile()) {
+            let root = Path::new("/srv/keyhole");
+            let l = Layout::new(root);
+            for loc in all_locs(&a, &b) {
+                if let Ok(p) = l.resolve(loc) {
+                    prop_assert!(confined(root, &p), "{loc:?} -> {p:?}");
+                    prop_assert!(p.starts_with(root.join("blobs")) || p.starts_with(root.join("uploads")) || p.starts_with(root.join("tmp")));
+                }
+            }
+        }
+    }
+}

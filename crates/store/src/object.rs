@@ -1,0 +1,407 @@
+//! Streaming writers (objects and parts) and the object reader.
+//!
+//! A writer streams the body into a temp file, hashing MD5 as it goes; nothing is held in
+//! memory beyond a small buffer. Commit makes the body durable and visible in this order:
+//! fsync the file, rename it into place, fsync the directory, commit the index transaction
+//! (durable), then remove the body it replaced. Dropping a writer without committing
+//! removes its temp file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+use md5::{Digest, Md5};
+use redb::ReadableTable;
+
+use crate::index::{self, blob_ref, decode, encode, ObjectRecord, PartRecord};
+use crate::index::{BLOB_REFS, BUCKETS, OBJECTS, PARTS, UPLOADS};
+use crate::layout::{self, new_id, Layout, Loc};
+use crate::store::bucket_record;
+use crate::{
+    validate_key, validate_tags, LocalStore, ObjectInfo, ObjectMeta, PartInfo, StoreError,
+};
+
+/// Removes the temp file on drop unless it was renamed away.
+#[derive(Debug)]
+struct TempGuard {
+    path: Option<PathBuf>,
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = layout::remove_file_quiet(&p);
+        }
+    }
+}
+
+/// A temp file being filled and hashed.
+#[derive(Debug)]
+pub(crate) struct BlobWriter {
+    guard: TempGuard,
+    file: BufWriter<File>,
+    md5: Md5,
+    written: u64,
+    limit: u64,
+}
+
+/// A finished, fsynced temp file.
+pub(crate) struct Finished {
+    guard: TempGuard,
+    pub(crate) md5: [u8; 16],
+    pub(crate) size: u64,
+}
+
+impl Finished {
+    /// Renames the temp file to `dest` (whose directory is `dir`) and makes it durable.
+    /// `NotFound` means `dir` is gone.
+    pub(crate) fn publish(
+        mut self,
+        dir: &std::path::Path,
+        dest: &std::path::Path,
+    ) -> io::Result<()> {
+        let Some(src) = self.guard.path.as_ref() else {
+            return Err(io::Error::other("temp file already published"));
+        };
+        fs::rename(src, dest)?;
+        self.guard.path = None;
+        layout::sync_dir(dir)
+    }
+}
+
+impl BlobWriter {
+    pub(crate) fn create(layout: &Layout, limit: u64) -> Result<Self, StoreError> {
+        let path = layout.resolve(Loc::Temp { id: &new_id() })?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(Self {
+            guard: TempGuard { path: Some(path) },
+            file: BufWriter::with_capacity(256 * 1024, file),
+            md5: Md5::new(),
+            written: 0,
+            limit,
+        })
+    }
+
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        let len = u64::try_from(data.len()).map_err(|_| StoreError::EntityTooLarge)?;
+        let total = self
+            .written
+            .checked_add(len)
+            .filter(|t| *t <= self.limit)
+            .ok_or(StoreError::EntityTooLarge)?;
+        self.file.write_all(data)?;
+        self.md5.update(data);
+        self.written = total;
+        Ok(())
+    }
+
+    /// Flushes and fsyncs; checks the digest when one is expected.
+    pub(crate) fn finish(self, expected_md5: Option<[u8; 16]>) -> Result<Finished, StoreError> {
+        let md5: [u8; 16] = self.md5.finalize().into();
+        if expected_md5.is_some_and(|e| e != md5) {
+            return Err(StoreError::BadDigest);
+        }
+        let file = self
+            .file
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        drop(file);
+        Ok(Finished {
+            guard: self.guard,
+            md5,
+            size: self.written,
+        })
+    }
+}
+
+/// Streams a new object body to disk; [`ObjectWriter::commit`] publishes it under a key.
+#[derive(Debug)]
+pub struct ObjectWriter {
+    store: LocalStore,
+    bucket: String,
+    bucket_id: String,
+    blob: BlobWriter,
+}
+
+impl ObjectWriter {
+    pub(crate) fn new(
+        store: LocalStore,
+        bucket: String,
+        bucket_id: String,
+        blob: BlobWriter,
+    ) -> Self {
+        Self {
+            store,
+            bucket,
+            bucket_id,
+            blob,
+        }
+    }
+
+    /// Appends `data` to the body.
+    ///
+    /// # Errors
+    /// [`StoreError::EntityTooLarge`] past [`crate::MAX_PUT_SIZE`], I/O errors.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.blob.write(data)
+    }
+
+    /// Bytes written so far.
+    #[must_use]
+    pub fn written(&self) -> u64 {
+        self.blob.written
+    }
+
+    /// Durably publishes the object under `key`, replacing any previous one atomically
+    /// (concurrent writers: the last commit wins).
+    ///
+    /// # Errors
+    /// [`StoreError::BadDigest`] if `expected_md5` differs (nothing is stored), key and tag
+    /// validation errors, [`StoreError::NoSuchBucket`] if the bucket was deleted meanwhile.
+    pub fn commit(
+        self,
+        key: &str,
+        meta: ObjectMeta,
+        expected_md5: Option<[u8; 16]>,
+    ) -> Result<ObjectInfo, StoreError> {
+        validate_key(key)?;
+        validate_tags(&meta.tags)?;
+        let Self {
+            store,
+            bucket,
+            bucket_id,
+            blob,
+        } = self;
+        let done = blob.finish(expected_md5)?;
+        let rec = ObjectRecord {
+            blob: new_id(),
+            size: done.size,
+            etag: hex::encode(done.md5),
+            last_modified: index::now_secs(),
+            meta,
+            parts_count: None,
+        };
+        publish_object(&store, &bucket, &bucket_id, key, rec, done, |_| Ok(()))
+    }
+}
+
+/// Renames a finished body into bucket `bucket_id` and commits `rec` for `key`, after
+/// `check` (run inside the write transaction) agrees. On any failure the body is removed.
+pub(crate) fn publish_object(
+    store: &LocalStore,
+    bucket: &str,
+    bucket_id: &str,
+    key: &str,
+    rec: ObjectRecord,
+    done: Finished,
+    check: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
+) -> Result<ObjectInfo, StoreError> {
+    let l = store.layout();
+    let shard = l.resolve(Loc::BlobShard {
+        bucket: bucket_id,
+        blob: &rec.blob,
+    })?;
+    let dest = l.resolve(Loc::Blob {
+        bucket: bucket_id,
+        blob: &rec.blob,
+    })?;
+    let gone = |e: io::Error| {
+        if e.kind() == io::ErrorKind::NotFound {
+            StoreError::NoSuchBucket
+        } else {
+            StoreError::Io(e)
+        }
+    };
+    layout::ensure_dir(&shard).map_err(gone)?;
+    done.publish(&shard, &dest).map_err(gone)?;
+    let result = (|| {
+        let w = store.db().begin_write()?;
+        let old = {
+            let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
+            if b.id != bucket_id {
+                return Err(StoreError::NoSuchBucket);
+            }
+            check(&w)?;
+            let mut t = w.open_table(OBJECTS)?;
+            let k = index::object_key(bucket_id, key);
+            let old = match t.insert(k.as_slice(), encode(&rec)?.as_slice())? {
+                Some(v) => Some(decode::<ObjectRecord>(v.value())?.blob),
+                None => None,
+            };
+            let mut refs = w.open_table(BLOB_REFS)?;
+            refs.insert(blob_ref(bucket_id, &rec.blob).as_str(), ())?;
+            if let Some(old) = &old {
+                refs.remove(blob_ref(bucket_id, old).as_str())?;
+            }
+            old
+        };
+        w.commit()?;
+        Ok(old)
+    })();
+    match result {
+        Ok(old) => {
+            if let Some(old) = old {
+                store.remove_blob(bucket_id, &old);
+            }
+            Ok(rec.info(key.to_owned()))
+        }
+        Err(e) => {
+            let _ = layout::remove_file_quiet(&dest);
+            Err(e)
+        }
+    }
+}
+
+/// Streams one multipart part to disk; [`PartWriter::commit`] stages it.
+#[derive(Debug)]
+pub struct PartWriter {
+    store: LocalStore,
+    upload_id: String,
+    part_number: u32,
+    blob: BlobWriter,
+}
+
+impl PartWriter {
+    pub(crate) fn new(
+        store: LocalStore,
+        upload_id: String,
+        part_number: u32,
+        blob: BlobWriter,
+    ) -> Self {
+        Self {
+            store,
+            upload_id,
+            part_number,
+            blob,
+        }
+    }
+
+    /// Appends `data` to the part.
+    ///
+    /// # Errors
+    /// [`StoreError::EntityTooLarge`] past [`crate::MAX_PART_SIZE`], I/O errors.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.blob.write(data)
+    }
+
+    /// Bytes written so far.
+    #[must_use]
+    pub fn written(&self) -> u64 {
+        self.blob.written
+    }
+
+    /// Durably stages the part, replacing an earlier upload of the same part number.
+    ///
+    /// # Errors
+    /// [`StoreError::BadDigest`] (nothing is stored), [`StoreError::NoSuchUpload`] if the
+    /// upload was completed or aborted meanwhile.
+    pub fn commit(self, expected_md5: Option<[u8; 16]>) -> Result<PartInfo, StoreError> {
+        let Self {
+            store,
+            upload_id,
+            part_number,
+            blob,
+        } = self;
+        let done = blob.finish(expected_md5)?;
+        let rec = PartRecord {
+            blob: new_id(),
+            etag: hex::encode(done.md5),
+            size: done.size,
+            last_modified: index::now_secs(),
+        };
+        let l = store.layout();
+        let dir = l.resolve(Loc::UploadDir { upload: &upload_id })?;
+        let dest = l.resolve(Loc::Part {
+            upload: &upload_id,
+            part: &rec.blob,
+        })?;
+        done.publish(&dir, &dest).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                StoreError::NoSuchUpload
+            } else {
+                StoreError::Io(e)
+            }
+        })?;
+        let result = (|| {
+            let w = store.db().begin_write()?;
+            let old = {
+                if w.open_table(UPLOADS)?.get(upload_id.as_str())?.is_none() {
+                    return Err(StoreError::NoSuchUpload);
+                }
+                let mut parts = w.open_table(PARTS)?;
+                let k = index::part_key(&upload_id, part_number);
+                let old = parts.insert(k.as_str(), encode(&rec)?.as_slice())?;
+                match old {
+                    Some(v) => Some(decode::<PartRecord>(v.value())?.blob),
+                    None => None,
+                }
+            };
+            w.commit()?;
+            Ok(old)
+        })();
+        match result {
+            Ok(old) => {
+                if let Some(old) = old {
+                    if let Ok(p) = l.resolve(Loc::Part {
+                        upload: &upload_id,
+                        part: &old,
+                    }) {
+                        let _ = layout::remove_file_quiet(&p);
+                    }
+                }
+                Ok(PartInfo {
+                    part_number,
+                    etag: rec.etag,
+                    size: rec.size,
+                    last_modified: rec.last_modified,
+                })
+            }
+            Err(e) => {
+                let _ = layout::remove_file_quiet(&dest);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Reads an object body; `Read + Seek`. It holds the file open, so it keeps reading the
+/// version it was opened on even if the object is replaced or deleted meanwhile.
+#[derive(Debug)]
+pub struct ObjectReader {
+    file: File,
+    len: u64,
+}
+
+impl ObjectReader {
+    pub(crate) fn new(file: File, len: u64) -> Self {
+        Self { file, len }
+    }
+
+    /// Body size in bytes.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the body is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl Seek for ObjectReader {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
