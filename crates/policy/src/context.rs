@@ -1,0 +1,111 @@
+//! The request context: condition keys and their values, looked up case-insensitively.
+//!
+//! "Condition key names are not case-sensitive"
+//! (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition.html>).
+//! Keys are lowercased once when inserted, so a lookup during a decision allocates nothing.
+
+use std::collections::HashMap;
+
+use crate::pattern::Resolver;
+
+/// The value of one context key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContextValue {
+    /// A single-valued key.
+    Single(String),
+    /// A multi-valued key (possibly empty).
+    Multi(Vec<String>),
+}
+
+impl ContextValue {
+    /// All values as a slice.
+    pub fn values(&self) -> &[String] {
+        match self {
+            ContextValue::Single(v) => std::slice::from_ref(v),
+            ContextValue::Multi(v) => v,
+        }
+    }
+}
+
+/// Condition keys of a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    entries: HashMap<String, (String, ContextValue)>,
+}
+
+impl Context {
+    /// An empty context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets a single-valued key.
+    pub fn insert(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.entries.insert(
+            key.to_ascii_lowercase(),
+            (key.to_owned(), ContextValue::Single(value.into())),
+        );
+        self
+    }
+
+    /// Sets a multi-valued key.
+    pub fn insert_multi(&mut self, key: &str, values: Vec<String>) -> &mut Self {
+        self.entries.insert(
+            key.to_ascii_lowercase(),
+            (key.to_owned(), ContextValue::Multi(values)),
+        );
+        self
+    }
+
+    /// Removes a key.
+    pub fn remove(&mut self, key: &str) {
+        self.entries.remove(&key.to_ascii_lowercase());
+    }
+
+    /// Looks a key up by its lowercased name.
+    pub fn get_lower(&self, key_lower: &str) -> Option<&ContextValue> {
+        self.entries.get(key_lower).map(|(_, v)| v)
+    }
+
+    /// Looks a key up by any spelling.
+    pub fn get(&self, key: &str) -> Option<&ContextValue> {
+        self.get_lower(&key.to_ascii_lowercase())
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl Resolver for Context {
+    /// Policy variables take single values only: "you can't use multivalued context keys as
+    /// policy variables" (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-single-vs-multi-valued-context-keys.html>).
+    fn resolve(&self, key_lower: &str) -> Option<&str> {
+        match self.get_lower(key_lower)? {
+            ContextValue::Single(v) => Some(v),
+            ContextValue::Multi(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_case_insensitive() {
+        let mut c = Context::new();
+        c.insert("aws:SourceIp", "1.2.3.4");
+        assert_eq!(c.get("AWS:SOURCEIP").unwrap().values(), ["1.2.3.4"]);
+        assert_eq!(c.resolve("aws:sourceip"), Some("1.2.3.4"));
+        c.insert_multi("aws:TagKeys", vec!["a".into()]);
+        assert_eq!(c.resolve("aws:tagkeys"), None);
+        assert_eq!(c.len(), 2);
+    }
+}
