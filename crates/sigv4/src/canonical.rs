@@ -1,0 +1,418 @@
+//! Canonical request, string to sign, signing key and signature: the SigV4 pipeline shared by
+//! the verifier and the signer.
+//!
+//! The canonical URI follows the service's rules ([`SigningSettings`]): S3 signs the path as
+//! sent, without normalization, each byte URI-encoded once; other services normalize the path
+//! and encode the already-encoded path a second time (AWS's "double encoding").
+
+use std::fmt;
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
+use hmac::{Hmac, Mac};
+use percent_encoding::{percent_decode_str, percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use sha2::{Digest, Sha256};
+
+use crate::secret::{SecretKey, SigningKey};
+
+/// The algorithm name of SigV4 with HMAC-SHA256.
+pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+/// The literal payload hash of an unsigned payload.
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+/// The payload hash of a signed aws-chunked body.
+pub const STREAMING_PAYLOAD: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+/// The payload hash of a signed aws-chunked body with signed trailers.
+pub const STREAMING_PAYLOAD_TRAILER: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
+/// The payload hash of an unsigned aws-chunked body with trailers.
+pub const STREAMING_UNSIGNED_TRAILER: &str = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+/// SHA-256 of the empty string, hex encoded.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// RFC 3986 unreserved characters stay, everything else is percent-encoded.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+/// [`UNRESERVED`] plus the path separator.
+const PATH: &AsciiSet = &UNRESERVED.remove(b'/');
+
+/// The credential scope: `date/region/service/aws4_request`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CredentialScope {
+    /// `YYYYMMDD`.
+    pub date: String,
+    /// The region, e.g. `us-east-1`.
+    pub region: String,
+    /// The service, e.g. `s3`, `sts`, `iam`.
+    pub service: String,
+}
+
+impl fmt::Display for CredentialScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/aws4_request",
+            self.date, self.region, self.service
+        )
+    }
+}
+
+/// How the canonical URI is computed from the request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SigningSettings {
+    /// Remove empty, `.` and `..` segments (every service but S3).
+    pub normalize_path: bool,
+    /// Encode the already percent-encoded path again (every service but S3). When false, the
+    /// path is decoded and encoded once, which is what S3 does.
+    pub double_encode_path: bool,
+}
+
+impl SigningSettings {
+    /// The rules AWS applies to `service`: S3 signs the path as sent, others normalize and
+    /// double-encode.
+    #[must_use]
+    pub fn for_service(service: &str) -> Self {
+        let generic = service != "s3";
+        Self {
+            normalize_path: generic,
+            double_encode_path: generic,
+        }
+    }
+}
+
+/// SHA-256 of `data`, lowercase hex.
+#[must_use]
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// The canonical URI of `path` (the path as sent on the wire, percent-encoded by the client).
+#[must_use]
+pub fn canonical_uri(path: &str, settings: SigningSettings) -> String {
+    let normalized;
+    let path = if settings.normalize_path {
+        normalized = normalize_path(path);
+        normalized.as_str()
+    } else if path.is_empty() {
+        "/"
+    } else {
+        path
+    };
+    if settings.double_encode_path {
+        percent_encode(path.as_bytes(), PATH).to_string()
+    } else {
+        // Per segment, so that an encoded `%2F` inside a segment stays encoded.
+        let mut out = String::with_capacity(path.len() + 8);
+        for (index, segment) in path.split('/').enumerate() {
+            if index > 0 {
+                out.push('/');
+            }
+            let decoded: Vec<u8> = percent_decode_str(segment).collect();
+            out.extend(percent_encode(&decoded, UNRESERVED));
+        }
+        out
+    }
+}
+
+/// Removes empty, `.` and `..` segments, keeping a trailing slash.
+fn normalize_path(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    let mut out = String::with_capacity(path.len() + 1);
+    out.push('/');
+    out.push_str(&segments.join("/"));
+    if path.ends_with('/') && !segments.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// The canonical query string: each name and value decoded then encoded once, sorted by name
+/// then value. With `exclude_signature`, `X-Amz-Signature` is left out (query form).
+#[must_use]
+pub fn canonical_query(query: Option<&str>, exclude_signature: bool) -> String {
+    let Some(query) = query else {
+        return String::new();
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for piece in query.split('&').filter(|piece| !piece.is_empty()) {
+        let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+        let name: Vec<u8> = percent_decode_str(name).collect();
+        if exclude_signature && name == b"X-Amz-Signature" {
+            continue;
+        }
+        let value: Vec<u8> = percent_decode_str(value).collect();
+        pairs.push((
+            percent_encode(&name, UNRESERVED).to_string(),
+            percent_encode(&value, UNRESERVED).to_string(),
+        ));
+    }
+    pairs.sort_unstable();
+    let mut out = String::with_capacity(query.len() + 16);
+    for (index, (name, value)) in pairs.iter().enumerate() {
+        if index > 0 {
+            out.push('&');
+        }
+        out.push_str(name);
+        out.push('=');
+        out.push_str(value);
+    }
+    out
+}
+
+/// Appends a header value trimmed and with runs of spaces collapsed to one.
+fn push_header_value(out: &mut String, value: &[u8]) {
+    let value = String::from_utf8_lossy(value);
+    let mut previous_space = false;
+    for c in value.trim_matches([' ', '\t']).chars() {
+        if c == ' ' {
+            if !previous_space {
+                out.push(' ');
+            }
+            previous_space = true;
+        } else {
+            out.push(c);
+            previous_space = false;
+        }
+    }
+}
+
+/// The canonical request.
+///
+/// `signed_headers` are lowercase header names in the order the client listed them; each is
+/// written as `name:values`, several values joined with `,`. A signed `host` that is not among
+/// the headers is taken from the URI authority (HTTP/2). `payload_hash` is the last line.
+#[must_use]
+pub fn canonical_request<S: AsRef<str>>(
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    signed_headers: &[S],
+    payload_hash: &str,
+    settings: SigningSettings,
+    exclude_signature: bool,
+) -> String {
+    let mut out = String::with_capacity(256);
+    out.push_str(method.as_str());
+    out.push('\n');
+    out.push_str(&canonical_uri(uri.path(), settings));
+    out.push('\n');
+    out.push_str(&canonical_query(uri.query(), exclude_signature));
+    out.push('\n');
+    for name in signed_headers {
+        let name = name.as_ref();
+        out.push_str(name);
+        out.push(':');
+        let mut values = headers.get_all(name).iter().peekable();
+        if values.peek().is_none() && name == "host" {
+            if let Some(authority) = uri.authority() {
+                out.push_str(authority.as_str());
+            }
+        }
+        let mut first = true;
+        for value in values {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            push_header_value(&mut out, value.as_bytes());
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    for (index, name) in signed_headers.iter().enumerate() {
+        if index > 0 {
+            out.push(';');
+        }
+        out.push_str(name.as_ref());
+    }
+    out.push('\n');
+    out.push_str(payload_hash);
+    out
+}
+
+/// The string to sign: algorithm, `amz_date` (`YYYYMMDDTHHMMSSZ`), scope, canonical request hash.
+#[must_use]
+pub fn string_to_sign(amz_date: &str, scope: &CredentialScope, canonical_request: &str) -> String {
+    format!(
+        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    )
+}
+
+/// HMAC-SHA256 of `data` under `key`.
+pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    #[expect(clippy::expect_used, reason = "HMAC accepts keys of any length")]
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// Derives the signing key of `scope` from `secret`.
+pub(crate) fn signing_key(secret: &SecretKey, scope: &CredentialScope) -> SigningKey {
+    let mut seed = zeroize::Zeroizing::new(Vec::with_capacity(4 + secret.expose().len()));
+    seed.extend_from_slice(b"AWS4");
+    seed.extend_from_slice(secret.expose().as_bytes());
+    let key = zeroize::Zeroizing::new(hmac_sha256(&seed, scope.date.as_bytes()));
+    let key = zeroize::Zeroizing::new(hmac_sha256(key.as_slice(), scope.region.as_bytes()));
+    let key = zeroize::Zeroizing::new(hmac_sha256(key.as_slice(), scope.service.as_bytes()));
+    SigningKey(hmac_sha256(key.as_slice(), b"aws4_request"))
+}
+
+/// The hex signature of `string_to_sign` under the key of `scope`.
+#[must_use]
+pub fn signature(secret: &SecretKey, scope: &CredentialScope, string_to_sign: &str) -> String {
+    let key = signing_key(secret, scope);
+    hex::encode(hmac_sha256(&key.0, string_to_sign.as_bytes()))
+}
+
+/// Formats `time` as `YYYYMMDDTHHMMSSZ`.
+#[must_use]
+pub fn format_amz_date(time: DateTime<Utc>) -> String {
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        time.year(),
+        time.month(),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    )
+}
+
+/// Parses `YYYYMMDDTHHMMSSZ` strictly.
+#[must_use]
+pub fn parse_amz_date(value: &str) -> Option<DateTime<Utc>> {
+    let bytes = value.as_bytes();
+    if bytes.len() != 16 || bytes.get(8) != Some(&b'T') || bytes.get(15) != Some(&b'Z') {
+        return None;
+    }
+    let number = |from: usize, to: usize| -> Option<u32> {
+        let digits = value.get(from..to)?;
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    };
+    let year = i32::try_from(number(0, 4)?).ok()?;
+    let date = NaiveDate::from_ymd_opt(year, number(4, 6)?, number(6, 8)?)?;
+    let time = date.and_hms_opt(number(9, 11)?, number(11, 13)?, number(13, 15)?)?;
+    Some(Utc.from_utc_datetime(&time))
+}
+
+/// Whether `value` is a `YYYYMMDD` calendar date.
+pub(crate) fn is_scope_date(value: &str) -> bool {
+    parse_amz_date(&format!("{value}T000000Z")).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S3: SigningSettings = SigningSettings {
+        normalize_path: false,
+        double_encode_path: false,
+    };
+    const GENERIC: SigningSettings = SigningSettings {
+        normalize_path: true,
+        double_encode_path: true,
+    };
+
+    #[test]
+    fn s3_uri_is_not_normalized() {
+        assert_eq!(canonical_uri("/a/../b", S3), "/a/../b");
+        assert_eq!(canonical_uri("//x", S3), "//x");
+        assert_eq!(canonical_uri("/./x/", S3), "/./x/");
+        assert_eq!(canonical_uri("", S3), "/");
+    }
+
+    #[test]
+    fn s3_uri_is_encoded_once() {
+        assert_eq!(canonical_uri("/b/a%20b", S3), "/b/a%20b");
+        assert_eq!(canonical_uri("/b/a+b", S3), "/b/a%2Bb");
+        assert_eq!(canonical_uri("/b/a%2Bb", S3), "/b/a%2Bb");
+        assert_eq!(canonical_uri("/b/%C3%A9t%C3%A9", S3), "/b/%C3%A9t%C3%A9");
+        assert_eq!(canonical_uri("/b/%c3%a9", S3), "/b/%C3%A9");
+        assert_eq!(
+            canonical_uri("/b/test$file.text", S3),
+            "/b/test%24file.text"
+        );
+        assert_eq!(canonical_uri("/b/a%2Fb", S3), "/b/a%2Fb");
+        assert_eq!(canonical_uri("/b/~-._", S3), "/b/~-._");
+    }
+
+    #[test]
+    fn generic_uri_is_normalized_and_double_encoded() {
+        assert_eq!(
+            canonical_uri("/example%20space/", GENERIC),
+            "/example%2520space/"
+        );
+        assert_eq!(canonical_uri("//example//", GENERIC), "/example/");
+        assert_eq!(canonical_uri("/example1/example2/../..", GENERIC), "/");
+        assert_eq!(canonical_uri("/./example", GENERIC), "/example");
+        assert_eq!(canonical_uri("", GENERIC), "/");
+    }
+
+    #[test]
+    fn query_is_sorted_and_encoded() {
+        assert_eq!(canonical_query(Some("b=2&a=1&a=0"), false), "a=0&a=1&b=2");
+        assert_eq!(canonical_query(Some("lifecycle"), false), "lifecycle=");
+        assert_eq!(canonical_query(Some("k=a b+c%2F"), false), "k=a%20b%2Bc%2F");
+        assert_eq!(
+            canonical_query(Some("X-Amz-Signature=abc&x=1"), true),
+            "x=1"
+        );
+        assert_eq!(
+            canonical_query(Some("X-Amz-Signature=abc&x=1"), false),
+            "X-Amz-Signature=abc&x=1"
+        );
+        assert_eq!(canonical_query(Some("&&a=1&"), false), "a=1");
+        assert_eq!(canonical_query(None, false), "");
+    }
+
+    #[test]
+    fn header_values_are_trimmed_and_collapsed() {
+        let mut out = String::new();
+        push_header_value(&mut out, b"  \"a   b   c\"  ");
+        assert_eq!(out, "\"a b c\"");
+    }
+
+    #[test]
+    fn amz_date_round_trip() {
+        let time = parse_amz_date("20150830T123600Z").unwrap();
+        assert_eq!(format_amz_date(time), "20150830T123600Z");
+        assert!(parse_amz_date("20150830T123600").is_none());
+        assert!(parse_amz_date("2015083OT123600Z").is_none());
+        assert!(parse_amz_date("20151330T123600Z").is_none());
+        assert!(parse_amz_date("+0150830T123600Z").is_none());
+        assert!(is_scope_date("20130524"));
+        assert!(!is_scope_date("2013052"));
+    }
+
+    /// The signing-key example of the SigV4 documentation,
+    /// <https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html>.
+    #[test]
+    fn signing_key_derivation() {
+        let scope = CredentialScope {
+            date: "20120215".into(),
+            region: "us-east-1".into(),
+            service: "iam".into(),
+        };
+        let key = signing_key(
+            &SecretKey::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+            &scope,
+        );
+        assert_eq!(
+            hex::encode(key.0),
+            "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
+        );
+    }
+}
