@@ -34,7 +34,7 @@ impl LocalStore {
         let r = self.db().begin_read()?;
         let b = bucket_record(&r.open_table(BUCKETS)?, bucket)?;
         let t = r.open_table(OBJECTS)?;
-        list_in(&t, &b.id, q)
+        Ok(list_in(&t, &b.id, q)?.0)
     }
 }
 
@@ -42,11 +42,13 @@ fn list_in(
     t: &impl ReadableTable<&'static [u8], &'static [u8]>,
     bucket_id: &str,
     q: &ListQuery,
-) -> Result<ListPage, StoreError> {
+) -> Result<(ListPage, usize), StoreError> {
     let max = q.max_keys.min(MAX_LIST_KEYS);
     let mut page = ListPage::default();
+    // Index entries read, for the test that proves common prefixes are skipped.
+    let mut visited = 0usize;
     if max == 0 {
-        return Ok(page);
+        return Ok((page, visited));
     }
     let delim = q.delimiter.as_deref().filter(|d| !d.is_empty());
     let base = bucket_id.len();
@@ -60,7 +62,7 @@ fn list_in(
                 // `sa` is a common prefix: skip every key under it.
                 match index::successor(&index::object_key(bucket_id, sa)) {
                     Some(s) => Bound::Included(s),
-                    None => return Ok(page),
+                    None => return Ok((page, visited)),
                 }
             } else {
                 Bound::Excluded(index::object_key(bucket_id, sa))
@@ -72,6 +74,7 @@ fn list_in(
         let range = (bound_ref(&from), Bound::<&[u8]>::Unbounded);
         for item in t.range::<&[u8]>(range)? {
             let (k, v) = item?;
+            visited += 1;
             let kb = k.value();
             if !kb.starts_with(&full_prefix) {
                 break 'seek;
@@ -103,7 +106,7 @@ fn list_in(
     if page.is_truncated {
         page.next_start_after = page.entries.last().map(|e| e.name().to_owned());
     }
-    Ok(page)
+    Ok((page, visited))
 }
 
 fn bound_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
@@ -251,6 +254,42 @@ mod tests {
         let p = s.list("bkt", &ListQuery::default()).unwrap();
         assert!(p.entries.is_empty() && !p.is_truncated);
         assert!(matches!(s.list("nope", &q), Err(StoreError::NoSuchBucket)));
+    }
+
+    /// Each common prefix costs one seek, not a scan of the keys under it.
+    #[test]
+    fn common_prefixes_are_skipped_not_scanned() {
+        let keys: BTreeSet<String> = (0..40)
+            .flat_map(|d| (0..250).map(move |f| format!("dir-{d:02}/sub/file-{f:04}")))
+            .collect();
+        let (_d, s) = store_with(&keys);
+        let r = s.db().begin_read().unwrap();
+        let id = s.bucket_id("bkt").unwrap();
+        let t = r.open_table(OBJECTS).unwrap();
+        let q = ListQuery {
+            delimiter: Some("/".into()),
+            max_keys: 1000,
+            ..Default::default()
+        };
+        let (page, visited) = list_in(&t, &id, &q).unwrap();
+        assert_eq!(page.entries.len(), 40);
+        assert!(visited <= 41, "visited {visited} entries for 40 prefixes");
+        let q = ListQuery {
+            prefix: "dir-07/".into(),
+            ..q
+        };
+        let (page, visited) = list_in(&t, &id, &q).unwrap();
+        assert_eq!(names(&page), ["dir-07/sub/"]);
+        assert!(visited <= 2, "visited {visited}");
+        // Continuing after a common prefix seeks past it too.
+        let q = ListQuery {
+            prefix: String::new(),
+            start_after: Some("dir-38/".into()),
+            ..q
+        };
+        let (page, visited) = list_in(&t, &id, &q).unwrap();
+        assert_eq!(names(&page), ["dir-39/"]);
+        assert!(visited <= 2, "visited {visited}");
     }
 
     #[test]

@@ -199,7 +199,7 @@ impl LocalStore {
         let start = index::object_key(&b.id, prefix);
         let mut out = Vec::new();
         for item in by_key.range(start.as_slice()..)? {
-            let (k, ()) = item.map(|(k, v)| (k, v.value()))?;
+            let (k, _) = item?;
             if !k.value().starts_with(&start) {
                 break;
             }

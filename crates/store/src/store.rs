@@ -230,9 +230,11 @@ impl LocalStore {
             let mut uploads = w.open_table(UPLOADS)?;
             let mut parts = w.open_table(PARTS)?;
             let mut upload_ids = Vec::new();
-            let gone = by_key.extract_from_if(start.., |k, ()| k.starts_with(start))?;
+            let end = index::successor(start)
+                .ok_or_else(|| StoreError::Index("bad bucket id".to_owned()))?;
+            let gone = by_key.extract_from_if(start..end.as_slice(), |_, ()| true)?;
             for item in gone {
-                let (k, ()) = item.map(|(k, v)| (k, v.value()))?;
+                let (k, _) = item?;
                 if let Some(id) = index::upload_id_of(k.value()) {
                     upload_ids.push(id.to_owned());
                 }

@@ -110,6 +110,32 @@ fn delete_bucket_rules() {
 }
 
 #[test]
+fn deleting_a_bucket_keeps_other_buckets_uploads() {
+    let (_d, s) = open();
+    s.create_bucket("aaa", "r").unwrap();
+    s.create_bucket("bbb", "r").unwrap();
+    s.create_bucket("ccc", "r").unwrap();
+    let a = s
+        .create_multipart("aaa", "k", ObjectMeta::default())
+        .unwrap();
+    let b = s
+        .create_multipart("bbb", "k", ObjectMeta::default())
+        .unwrap();
+    let c = s
+        .create_multipart("ccc", "k", ObjectMeta::default())
+        .unwrap();
+    s.delete_bucket("bbb").unwrap();
+    assert_eq!(s.list_uploads("aaa", "").unwrap()[0].upload_id, a);
+    assert_eq!(s.list_uploads("ccc", "").unwrap()[0].upload_id, c);
+    assert!(s.list_parts("aaa", "k", &a).is_ok());
+    assert!(s.list_parts("ccc", "k", &c).is_ok());
+    assert!(matches!(
+        s.list_parts("bbb", "k", &b),
+        Err(StoreError::NoSuchBucket)
+    ));
+}
+
+#[test]
 fn buckets_survive_reopen() {
     let d = tempfile::tempdir().unwrap();
     {
