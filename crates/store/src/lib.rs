@@ -14,6 +14,33 @@
 //!   whatever the number of keys under it.
 //! * Multipart parts are staged per upload and streamed into one new body on completion.
 //!
+//! ```
+//! use std::io::Read;
+//! use keyhole_store::{ListQuery, LocalStore, ObjectMeta};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = LocalStore::open(dir.path())?;
+//! store.create_bucket("datasets", "us-east-1")?;
+//!
+//! let mut w = store.new_object("datasets")?;
+//! w.write(b"hello ")?;
+//! w.write(b"world")?;
+//! let info = w.commit("wiki/part-0001", ObjectMeta::default(), None)?;
+//! assert_eq!(info.etag, "5eb63bbbe01eeed093cb22bb8f5acdc3");
+//!
+//! let (_, mut body) = store.get("datasets", "wiki/part-0001")?;
+//! let mut s = String::new();
+//! body.read_to_string(&mut s)?;
+//! assert_eq!(s, "hello world");
+//!
+//! let q = ListQuery { delimiter: Some("/".into()), max_keys: 1000, ..Default::default() };
+//! let page = store.list("datasets", &q)?;
+//! assert_eq!(page.entries[0].name(), "wiki/");
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Security
 //!
 //! Keys are arbitrary UTF-8 (up to 1024 bytes, no U+0000) and are only ever index keys:

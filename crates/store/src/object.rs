@@ -405,3 +405,33 @@ impl Seek for ObjectReader {
         self.file.seek(pos)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_enforces_its_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Layout::new(dir.path());
+        l.create().unwrap();
+        let mut w = BlobWriter::create(&l, 10).unwrap();
+        w.write(b"0123456789").unwrap();
+        let e = w.write(b"x").unwrap_err();
+        assert!(matches!(e, StoreError::EntityTooLarge));
+        assert_eq!(e.s3_code(), "EntityTooLarge");
+        assert_eq!(w.written, 10);
+        let done = w.finish(None).unwrap();
+        assert_eq!(done.size, 10);
+        assert_eq!(hex::encode(done.md5), "781e5e245d69b566979b86e28d23f2c7");
+        drop(done);
+        assert_eq!(std::fs::read_dir(l.tmp_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn corrupt_records_are_index_errors() {
+        let e = index::decode::<ObjectRecord>(b"{not json").unwrap_err();
+        assert!(matches!(e, StoreError::Index(_)));
+        assert_eq!(e.s3_code(), "InternalError");
+    }
+}
