@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# keyhole's one test command: installs what the tests need, builds, runs every test.
+#   ./scripts/test.sh                 everything
+#   ./scripts/test.sh -k multipart    extra arguments go to pytest (the end-to-end suite)
+# Works unattended (no stdin, CI=true). Exits non-zero on the first failure.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+VENV="$ROOT/.venv"
+REQS="$ROOT/tests/e2e/requirements.txt"
+started=$SECONDS
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+section "python venv ($VENV)"
+PY="${PYTHON:-python3}"
+command -v "$PY" >/dev/null || { echo "error: $PY not found; install Python 3.9+ with venv" >&2; exit 1; }
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PY" -m venv "$VENV"
+fi
+# Reinstall only when the pins changed (the stamp holds a copy of the requirements file).
+if ! cmp -s "$REQS" "$VENV/.keyhole-requirements" 2>/dev/null; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input -r "$REQS"
+    cp "$REQS" "$VENV/.keyhole-requirements"
+fi
+"$VENV/bin/aws" --version
+"$VENV/bin/python" -c 'import boto3, pytest; print("boto3", boto3.__version__, "pytest", pytest.__version__)'
+
+section "cargo build -p keyhole"
+cargo build -p keyhole
+
+section "cargo test --workspace"
+cargo test --workspace
+
+section "end-to-end tests (pytest tests/e2e $*)"
+export KEYHOLE_BIN="${KEYHOLE_BIN:-$ROOT/target/debug/keyhole}"
+"$VENV/bin/pytest" -q tests/e2e "$@"
+
+section "all tests passed in $((SECONDS - started))s"

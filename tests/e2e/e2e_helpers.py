@@ -1,0 +1,482 @@
+"""Shared helpers for keyhole's end-to-end tests: spawning the real binary and crafting raw requests.
+
+Nothing here fakes a result: every helper talks to a real `keyhole serve` process over loopback.
+"""
+
+from __future__ import annotations
+
+import configparser
+import datetime
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+from unittest import mock
+from urllib.parse import quote
+
+import boto3
+import botocore.auth
+import botocore.config
+import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+def keyhole_bin() -> Path:
+    """Path of the binary under test: $KEYHOLE_BIN or <repo>/target/debug/keyhole."""
+    return Path(os.environ.get("KEYHOLE_BIN", REPO_ROOT / "target" / "debug" / "keyhole"))
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (bind to 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_credentials(path: Path) -> tuple[str, str]:
+    """(access key id, secret) of the `[default]` profile of an AWS shared-credentials file."""
+    cp = configparser.ConfigParser()
+    with open(path, encoding="utf-8") as f:
+        cp.read_file(f)
+    sect = cp["default"]
+    return sect["aws_access_key_id"].strip(), sect["aws_secret_access_key"].strip()
+
+
+def find_account_id(obj) -> str | None:
+    """The first 12-digit string (or int) found anywhere in a parsed account.json."""
+    if isinstance(obj, str) and re.fullmatch(r"\d{12}", obj):
+        return obj
+    if isinstance(obj, int) and not isinstance(obj, bool) and 10**11 <= obj < 10**12:
+        return str(obj)
+    if isinstance(obj, dict):
+        for k in ("account_id", "accountId", "AccountId", "account", "id"):
+            if k in obj:
+                found = find_account_id(obj[k])
+                if found:
+                    return found
+        for v in obj.values():
+            found = find_account_id(v)
+            if found:
+                return found
+    if isinstance(obj, list):
+        for v in obj:
+            found = find_account_id(v)
+            if found:
+                return found
+    return None
+
+
+class ServerStartError(RuntimeError):
+    """The binary did not come up healthy; message carries its output."""
+
+
+@dataclass
+class KeyholeProcess:
+    """A running `keyhole serve` child with its logs captured to files."""
+
+    data_dir: Path
+    port: int
+    log_dir: Path
+    domain: str | None = "localhost"
+    region: str = REGION
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    cwd: Path | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def creds_path(self) -> Path:
+        return self.data_dir / "root-credentials"
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.log_dir / "stdout.log"
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.log_dir / "stderr.log"
+
+    def start(self, timeout: float = 20.0) -> "KeyholeProcess":
+        binary = keyhole_bin()
+        if not binary.is_file():
+            raise ServerStartError(
+                f"keyhole binary not found at {binary}; run `cargo build -p keyhole` or set KEYHOLE_BIN"
+            )
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(binary),
+            "serve",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--data-dir",
+            str(self.data_dir),
+            "--region",
+            self.region,
+        ]
+        if self.domain:
+            cmd += ["--domain", self.domain]
+        cmd += self.extra_args
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+        env.setdefault("RUST_BACKTRACE", "1")
+        # Append so that a restart on the same log dir keeps the earlier run's output.
+        out = open(self.stdout_path, "ab")
+        err = open(self.stderr_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=str(self.cwd or self.log_dir),
+                env=env,
+            )
+        finally:
+            out.close()
+            err.close()
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no attempt"
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ServerStartError(
+                    f"keyhole exited with {self.proc.returncode} before /healthz answered\n{self.logs()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+                    last = f"status {r.status}"
+            except urllib.error.HTTPError as e:
+                last = f"status {e.code}"
+            except OSError as e:
+                last = repr(e)
+            time.sleep(0.1)
+        self.kill()
+        raise ServerStartError(f"/healthz not 200 within {timeout}s (last: {last})\n{self.logs()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait; returns the exit code (kills with SIGKILL after `timeout`)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stdout_text(self) -> str:
+        return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
+
+    def stderr_text(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def logs(self, tail: int = 200) -> str:
+        out = self.stdout_text().splitlines()[-tail:]
+        err = self.stderr_text().splitlines()[-tail:]
+        return "--- keyhole stdout ---\n" + "\n".join(out) + "\n--- keyhole stderr ---\n" + "\n".join(err)
+
+    def credentials(self) -> tuple[str, str]:
+        return read_credentials(self.creds_path)
+
+    def account_id(self) -> str | None:
+        path = self.data_dir / "account.json"
+        if not path.exists():
+            return None
+        return find_account_id(json.loads(path.read_text()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw HTTP with SigV4 (botocore's signer), for requests that an SDK would never send.
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers.items():
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def error_code(self) -> str | None:
+        return xml_text(self.body, "Code")
+
+    def error_message(self) -> str | None:
+        return xml_text(self.body, "Message")
+
+
+def xml_text(body: bytes, tag: str) -> str | None:
+    """Text of the first element named `tag` (namespace ignored) in an XML body."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return None
+    for el in root.iter():
+        if el.tag.split("}")[-1] == tag:
+            return el.text or ""
+    return None
+
+
+def object_path(bucket: str, key: str | None = None) -> str:
+    """Path-style request path with S3's single URI encoding (slashes kept)."""
+    if key is None:
+        return f"/{bucket}"
+    return f"/{bucket}/{quote(key, safe='/~')}"
+
+
+class _UnsignedPayloadAuth(botocore.auth.S3SigV4Auth):
+    """botocore signs the payload whenever the URL is http; this one declares UNSIGNED-PAYLOAD."""
+
+    def payload(self, request):
+        return "UNSIGNED-PAYLOAD"
+
+
+def sign(
+    method: str,
+    url: str,
+    access_key: str,
+    secret_key: str,
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+    now: datetime.datetime | None = None,
+    unsigned_payload: bool = False,
+    region: str = REGION,
+) -> dict[str, str]:
+    """Headers (incl. Authorization, X-Amz-Date, X-Amz-Content-SHA256) signed by botocore's S3SigV4Auth.
+
+    `now` replaces the clock (naive UTC) to craft skewed requests.
+    """
+    req = AWSRequest(method=method, url=url, headers=dict(headers or {}), data=body)
+    auth_cls = _UnsignedPayloadAuth if unsigned_payload else botocore.auth.S3SigV4Auth
+    auth = auth_cls(Credentials(access_key, secret_key), "s3", region)
+    if now is not None:
+        with mock.patch.object(botocore.auth, "get_current_datetime", return_value=now):
+            auth.add_auth(req)
+    else:
+        auth.add_auth(req)
+    if unsigned_payload:
+        assert req.headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+    return {k: v for k, v in req.headers.items()}
+
+
+def presign_url(
+    endpoint: str,
+    path: str,
+    access_key: str,
+    secret_key: str,
+    expires: int,
+    now: datetime.datetime | None = None,
+    method: str = "GET",
+) -> str:
+    """A presigned (query-string SigV4) URL made by botocore's S3SigV4QueryAuth."""
+    req = AWSRequest(method=method, url=endpoint + path)
+    auth = botocore.auth.S3SigV4QueryAuth(Credentials(access_key, secret_key), "s3", REGION, expires=expires)
+    if now is not None:
+        with mock.patch.object(botocore.auth, "get_current_datetime", return_value=now):
+            auth.add_auth(req)
+    else:
+        auth.add_auth(req)
+    return req.url
+
+
+def raw_request(
+    port: int,
+    method: str,
+    path: str,
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+    host: str = "127.0.0.1",
+    timeout: float = 30.0,
+) -> RawResponse:
+    """Send exactly this request with http.client (no path normalization, no retries)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        hdrs = dict(headers or {})
+        conn.putrequest(method, path, skip_host="Host" in hdrs or "host" in hdrs, skip_accept_encoding=True)
+        for k, v in hdrs.items():
+            conn.putheader(k, v)
+        if body or method in ("PUT", "POST"):
+            if not any(k.lower() == "content-length" for k in hdrs):
+                conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body if body else None)
+        resp = conn.getresponse()
+        data = resp.read()
+        return RawResponse(resp.status, {k: v for k, v in resp.getheaders()}, data)
+    finally:
+        conn.close()
+
+
+def signed_request(
+    server,
+    method: str,
+    path: str,
+    query: str = "",
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    now: datetime.datetime | None = None,
+    sign_body: bytes | None = None,
+    unsigned_payload: bool = False,
+) -> RawResponse:
+    """Sign with root credentials (or the given ones) and send. `sign_body` signs a different body."""
+    ak, sk = server.access_key, server.secret_key
+    if access_key is not None:
+        ak = access_key
+    if secret_key is not None:
+        sk = secret_key
+    target = path + (f"?{query}" if query else "")
+    hdrs = dict(headers or {})
+    hdrs.setdefault("Host", f"127.0.0.1:{server.port}")
+    signed = sign(
+        method,
+        f"{server.endpoint}{target}",
+        ak,
+        sk,
+        hdrs,
+        body if sign_body is None else sign_body,
+        now=now,
+        unsigned_payload=unsigned_payload,
+    )
+    return raw_request(server.port, method, target, signed, body)
+
+
+def md5_etag(data: bytes) -> str:
+    return '"' + hashlib.md5(data).hexdigest() + '"'
+
+
+def multipart_etag(parts: list[bytes]) -> str:
+    """S3's multipart ETag: md5 of the concatenated binary part MD5s, then `-N`."""
+    digests = b"".join(hashlib.md5(p).digest() for p in parts)
+    return f'"{hashlib.md5(digests).hexdigest()}-{len(parts)}"'
+
+
+def unique_bucket_name(hint: str = "b") -> str:
+    hint = re.sub(r"[^a-z0-9-]", "-", hint.lower()).strip("-")[:30].strip("-") or "b"
+    return f"e2e-{hint}-{uuid.uuid4().hex[:12]}"
+
+
+def assert_s3_error(resp: RawResponse, status: int, code: str | set[str]) -> None:
+    """An S3 XML `<Error>` with the expected status and code, and a request id (header and body)."""
+    codes = {code} if isinstance(code, str) else code
+    assert resp.status == status, f"expected HTTP {status} {codes}, got {resp.status}: {resp.body[:500]!r}"
+    try:
+        root = ET.fromstring(resp.body)
+    except ET.ParseError as e:
+        raise AssertionError(f"error body is not XML ({e}): {resp.body[:500]!r}") from e
+    assert root.tag.split("}")[-1] == "Error", f"root element is {root.tag}, not Error: {resp.body[:500]!r}"
+    got = resp.error_code()
+    assert got in codes, f"expected code {codes}, got {got!r}: {resp.body[:500]!r}"
+    assert resp.header("x-amz-request-id"), f"no x-amz-request-id header: {dict(resp.headers)}"
+    assert xml_text(resp.body, "RequestId"), f"no <RequestId> in error body: {resp.body[:500]!r}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients
+
+
+def aws_env(creds_path: Path) -> dict[str, str]:
+    """The environment for aws-cli: ours only, nothing AWS_* leaked from the caller."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(creds_path),
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    return env
+
+
+def aws_bin() -> str:
+    venv_aws = Path(sys.executable).parent / "aws"
+    if venv_aws.exists():
+        return str(venv_aws)
+    found = shutil.which("aws")
+    if found is None:
+        pytest.fail("aws-cli not found next to the python running pytest nor on PATH", pytrace=False)
+    return found
+
+
+class AwsCli:
+    """`aws --endpoint-url <server> ...` with an isolated environment."""
+
+    def __init__(self, endpoint: str, creds_path: Path):
+        self.endpoint = endpoint
+        self.env = aws_env(creds_path)
+        self.bin = aws_bin()
+
+    def __call__(
+        self, *args: str, cwd: Path | None = None, timeout: float = 300, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [self.bin, "--endpoint-url", self.endpoint, *args],
+            env={**self.env, **(extra_env or {})},
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        cp = self(*args, **kw)
+        assert cp.returncode == 0, (
+            f"aws {' '.join(args)} exited {cp.returncode}\nstdout: {cp.stdout[-2000:]}\nstderr: {cp.stderr[-2000:]}"
+        )
+        return cp
+
+
+def make_client(endpoint: str, ak: str, sk: str, addressing: str = "path", region: str = REGION):
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=ak,
+        aws_secret_access_key=sk,
+        region_name=region,
+        config=botocore.config.Config(
+            s3={"addressing_style": addressing},
+            retries={"max_attempts": 1, "mode": "standard"},
+            signature_version="s3v4",
+            connect_timeout=10,
+            read_timeout=120,
+        ),
+    )

@@ -1,0 +1,189 @@
+"""Bucket operations: create (naming rules, LocationConstraint), head, location, delete, list,
+and virtual-host style addressing."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import empty_and_delete_bucket
+from e2e_helpers import assert_s3_error, make_client, signed_request, unique_bucket_name
+
+
+def client_error(excinfo) -> tuple[str, int]:
+    resp = excinfo.value.response
+    return resp["Error"]["Code"], resp["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def test_create_head_delete(s3):
+    name = unique_bucket_name("chd")
+    resp = s3.create_bucket(Bucket=name)
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert s3.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert s3.delete_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 204
+    with pytest.raises(ClientError) as ei:
+        s3.head_bucket(Bucket=name)
+    # HEAD has no body: botocore reports the status as the code.
+    assert client_error(ei) == ("404", 404)
+
+
+def test_create_existing_bucket_is_owned_by_you(s3, bucket):
+    # us-east-1 historically answers 200 to the owner re-creating its bucket; elsewhere 409
+    # BucketAlreadyOwnedByYou (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html).
+    try:
+        resp = s3.create_bucket(Bucket=bucket)
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "BucketAlreadyOwnedByYou"
+        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    else:
+        assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ab",  # too short
+        "a" * 64,  # too long
+        "UpperCase",
+        "under_score",
+        "-leading-hyphen",
+        "trailing-hyphen-",
+        "192.168.5.4",  # formatted as an IP address
+        "double..dot",
+        "xn--prefixed",
+        "suffixed-s3alias",
+        "sthree-prefixed",
+        "object-lambda--ol-s3",
+    ],
+)
+def test_invalid_bucket_names(server, s3, name):
+    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+    resp = signed_request(server, "PUT", f"/{name}")
+    assert_s3_error(resp, 400, "InvalidBucketName")
+    listed = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert name not in listed
+
+
+def test_valid_edge_names(s3):
+    for name in ["abc", "a" * 63, "with.dots.ok", "0-digits-first"]:
+        s3.create_bucket(Bucket=name)
+        try:
+            assert s3.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
+        finally:
+            s3.delete_bucket(Bucket=name)
+
+
+def test_get_bucket_location_default(s3, bucket):
+    # us-east-1 buckets report an empty LocationConstraint, which boto3 turns into None.
+    assert s3.get_bucket_location(Bucket=bucket).get("LocationConstraint") is None
+
+
+def test_create_with_location_constraint(fresh_server_factory):
+    kp = fresh_server_factory(region="eu-west-1")
+    ak, sk = kp.credentials()
+    client = make_client(kp.endpoint, ak, sk, region="eu-west-1")
+    client.create_bucket(Bucket="located", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert client.get_bucket_location(Bucket="located")["LocationConstraint"] == "eu-west-1"
+    assert client.head_bucket(Bucket="located")["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_create_with_bogus_location_constraint(server, s3):
+    name = unique_bucket_name("bogusloc")
+    body = (
+        b'<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        b"<LocationConstraint>not-a-region</LocationConstraint></CreateBucketConfiguration>"
+    )
+    resp = signed_request(server, "PUT", f"/{name}", body=body)
+    assert_s3_error(resp, 400, "InvalidLocationConstraint")
+    assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_create_with_malformed_configuration(server, s3):
+    name = unique_bucket_name("badxml")
+    resp = signed_request(server, "PUT", f"/{name}", body=b"<CreateBucketConfiguration><Loc")
+    assert_s3_error(resp, 400, "MalformedXML")
+    assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_delete_non_empty_bucket(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="keep", Body=b"x")
+    with pytest.raises(ClientError) as ei:
+        s3.delete_bucket(Bucket=bucket)
+    assert client_error(ei) == ("BucketNotEmpty", 409)
+    assert s3.get_object(Bucket=bucket, Key="keep")["Body"].read() == b"x"
+
+
+def test_delete_bucket_with_only_pending_multipart_upload(s3):
+    # AWS deletes a bucket whose only content is an unfinished multipart upload, and the upload
+    # goes with it (ceph/ceph#15630 and scality/cloudserver#1591 record the observed behaviour).
+    name = unique_bucket_name("pendingmpu")
+    s3.create_bucket(Bucket=name)
+    s3.create_multipart_upload(Bucket=name, Key="pending")
+    assert s3.delete_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 204
+    s3.create_bucket(Bucket=name)
+    try:
+        assert s3.list_multipart_uploads(Bucket=name).get("Uploads", []) == []
+    finally:
+        empty_and_delete_bucket(s3, name)
+
+
+def test_missing_bucket_errors(s3):
+    name = unique_bucket_name("missing")
+    with pytest.raises(ClientError) as ei:
+        s3.delete_bucket(Bucket=name)
+    assert client_error(ei) == ("NoSuchBucket", 404)
+    with pytest.raises(ClientError) as ei:
+        s3.list_objects_v2(Bucket=name)
+    assert client_error(ei) == ("NoSuchBucket", 404)
+    with pytest.raises(ClientError) as ei:
+        s3.put_object(Bucket=name, Key="k", Body=b"x")
+    assert client_error(ei) == ("NoSuchBucket", 404)
+    with pytest.raises(ClientError) as ei:
+        s3.get_bucket_location(Bucket=name)
+    assert client_error(ei) == ("NoSuchBucket", 404)
+
+
+def test_list_buckets(server, s3):
+    names = sorted(unique_bucket_name(f"lb{i}") for i in range(3))
+    for n in names:
+        s3.create_bucket(Bucket=n)
+    try:
+        resp = s3.list_buckets()
+        listed = [b["Name"] for b in resp["Buckets"]]
+        for n in names:
+            assert n in listed
+        assert listed == sorted(listed), "ListBuckets is ordered by name"
+        for b in resp["Buckets"]:
+            assert b["CreationDate"] is not None
+        assert resp["Owner"]["ID"], "ListBuckets names the owner"
+    finally:
+        for n in names:
+            s3.delete_bucket(Bucket=n)
+    listed = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    for n in names:
+        assert n not in listed
+
+
+def test_virtual_host_style(s3, s3_vhost, bucket):
+    # boto3 sends Host: <bucket>.localhost:PORT and path /<key>; the server must take the
+    # bucket from the Host header (--domain localhost).
+    assert s3_vhost.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    s3_vhost.put_object(Bucket=bucket, Key="dir/vhost.txt", Body=b"via vhost")
+    assert s3.get_object(Bucket=bucket, Key="dir/vhost.txt")["Body"].read() == b"via vhost"
+    s3.put_object(Bucket=bucket, Key="path.txt", Body=b"via path")
+    assert s3_vhost.get_object(Bucket=bucket, Key="path.txt")["Body"].read() == b"via path"
+    keys = [o["Key"] for o in s3_vhost.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["dir/vhost.txt", "path.txt"]
+    s3_vhost.delete_object(Bucket=bucket, Key="dir/vhost.txt")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["path.txt"]
+
+
+def test_virtual_host_bucket_create_and_delete(s3, s3_vhost):
+    name = unique_bucket_name("vhcreate")
+    s3_vhost.create_bucket(Bucket=name)
+    try:
+        assert name in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    finally:
+        empty_and_delete_bucket(s3_vhost, name)
+    assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]

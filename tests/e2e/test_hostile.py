@@ -1,0 +1,398 @@
+"""Hostile input, crafted with http.client / raw sockets and botocore's SigV4 signer: bad and
+stale signatures, payload hash mismatches, truncated bodies, traversal keys, oversized XML,
+anonymous requests and unknown operations."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import base64
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from e2e_helpers import (
+    assert_s3_error,
+    make_client,
+    object_path,
+    presign_url,
+    raw_request,
+    sign,
+    signed_request,
+)
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def keys_of(s3, bucket) -> list[str]:
+    out, token = [], None
+    while True:
+        kw = {"Bucket": bucket}
+        if token:
+            kw["ContinuationToken"] = token
+        resp = s3.list_objects_v2(**kw)
+        out += [o["Key"] for o in resp.get("Contents", [])]
+        if not resp["IsTruncated"]:
+            return out
+        token = resp["NextContinuationToken"]
+
+
+# ---------------------------------------------------------------- signatures
+
+
+def test_bad_signature(server, s3, bucket):
+    path = object_path(bucket, "forged")
+    headers = sign("PUT", f"{server.endpoint}{path}", server.access_key, server.secret_key,
+                   {"Host": f"127.0.0.1:{server.port}"}, b"payload")
+    auth = headers["Authorization"]
+    sig = auth.rsplit("Signature=", 1)[1]
+    flipped = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+    headers["Authorization"] = auth.replace(f"Signature={sig}", f"Signature={flipped}")
+    resp = raw_request(server.port, "PUT", path, headers, b"payload")
+    assert_s3_error(resp, 403, "SignatureDoesNotMatch")
+    assert "forged" not in keys_of(s3, bucket)
+
+
+def test_wrong_secret_key(server, bucket):
+    bad = make_client(server.endpoint, server.access_key, server.secret_key[:-1] + "x")
+    with pytest.raises(ClientError) as ei:
+        bad.list_objects_v2(Bucket=bucket)
+    assert ei.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    assert ei.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_signed_header_changed_after_signing(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    path = object_path(bucket, "k")
+    headers = sign("GET", f"{server.endpoint}{path}", server.access_key, server.secret_key,
+                   {"Host": f"127.0.0.1:{server.port}", "Range": "bytes=0-0"})
+    assert "range" in headers["Authorization"]
+    headers["Range"] = "bytes=0-1"
+    assert_s3_error(raw_request(server.port, "GET", path, headers), 403, "SignatureDoesNotMatch")
+
+
+def test_unknown_access_key(server, bucket):
+    resp = signed_request(server, "GET", f"/{bucket}", access_key="AKIAUNKNOWNKEY000000", secret_key="x" * 40)
+    assert_s3_error(resp, 403, "InvalidAccessKeyId")
+
+
+def test_wrong_region_in_scope(server, bucket):
+    path = f"/{bucket}"
+    headers = sign("GET", f"{server.endpoint}{path}", server.access_key, server.secret_key,
+                   {"Host": f"127.0.0.1:{server.port}"}, region="eu-west-1")
+    assert_s3_error(raw_request(server.port, "GET", path, headers), 400, "AuthorizationHeaderMalformed")
+
+
+def test_garbage_authorization_header(server, bucket):
+    headers = {"Authorization": "AWS4-HMAC-SHA256 garbage", "X-Amz-Date": utcnow().strftime("%Y%m%dT%H%M%SZ"),
+               "X-Amz-Content-SHA256": hashlib.sha256(b"").hexdigest()}
+    resp = raw_request(server.port, "GET", f"/{bucket}", headers)
+    assert_s3_error(resp, 400, {"AuthorizationHeaderMalformed", "InvalidArgument", "InvalidRequest"})
+
+
+def test_expired_presigned_url(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="p", Body=b"secret")
+    url = presign_url(server.endpoint, object_path(bucket, "p"), server.access_key, server.secret_key,
+                      expires=60, now=utcnow() - datetime.timedelta(hours=2))
+    target = url.split(f"127.0.0.1:{server.port}", 1)[1]
+    resp = raw_request(server.port, "GET", target)
+    assert_s3_error(resp, 403, "AccessDenied")
+    assert "Request has expired" in (resp.error_message() or ""), resp.body[:500]
+    assert b"secret" not in resp.body
+
+
+def test_valid_presigned_url_and_tampered_query(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="p", Body=b"secret")
+    url = presign_url(server.endpoint, object_path(bucket, "p"), server.access_key, server.secret_key, expires=300)
+    target = url.split(f"127.0.0.1:{server.port}", 1)[1]
+    ok = raw_request(server.port, "GET", target)
+    assert ok.status == 200 and ok.body == b"secret"
+    longer = target.replace("X-Amz-Expires=300", "X-Amz-Expires=3000")
+    assert longer != target
+    assert_s3_error(raw_request(server.port, "GET", longer), 403, "SignatureDoesNotMatch")
+
+
+def test_presigned_expiry_over_seven_days(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="p", Body=b"secret")
+    url = presign_url(server.endpoint, object_path(bucket, "p"), server.access_key, server.secret_key,
+                      expires=604801)
+    target = url.split(f"127.0.0.1:{server.port}", 1)[1]
+    resp = raw_request(server.port, "GET", target)
+    assert_s3_error(resp, 400, "AuthorizationQueryParametersError")
+
+
+@pytest.mark.parametrize("minutes", [20, -20])
+def test_clock_skew(server, s3, bucket, minutes):
+    resp = signed_request(server, "PUT", object_path(bucket, "skewed"), body=b"x",
+                          now=utcnow() + datetime.timedelta(minutes=minutes))
+    assert_s3_error(resp, 403, "RequestTimeTooSkewed")
+    assert "skewed" not in keys_of(s3, bucket)
+
+
+def test_clock_skew_within_fifteen_minutes_is_accepted(server, s3, bucket):
+    resp = signed_request(server, "PUT", object_path(bucket, "slightly"), body=b"x",
+                          now=utcnow() - datetime.timedelta(minutes=10))
+    assert resp.status == 200, resp.body[:500]
+    assert s3.get_object(Bucket=bucket, Key="slightly")["Body"].read() == b"x"
+
+
+def test_content_sha256_mismatch(server, s3, bucket):
+    # The signature is valid for the declared hash of "AAAA"; the body actually sent is "BBBB".
+    resp = signed_request(server, "PUT", object_path(bucket, "mismatch"), body=b"BBBB", sign_body=b"AAAA")
+    assert_s3_error(resp, 400, "XAmzContentSHA256Mismatch")
+    assert "mismatch" not in keys_of(s3, bucket)
+
+
+def test_content_sha256_mismatch_does_not_replace_existing(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="keep", Body=b"original")
+    resp = signed_request(server, "PUT", object_path(bucket, "keep"), body=b"evil" * 1000, sign_body=b"good" * 1000)
+    assert_s3_error(resp, 400, "XAmzContentSHA256Mismatch")
+    assert s3.get_object(Bucket=bucket, Key="keep")["Body"].read() == b"original"
+
+
+def _send_truncated(server, bucket, key, declared, sent, half_close, unsigned=True) -> bytes:
+    path = object_path(bucket, key)
+    full = b"z" * declared
+    headers = sign("PUT", f"{server.endpoint}{path}", server.access_key, server.secret_key,
+                   {"Host": f"127.0.0.1:{server.port}", "Content-Length": str(declared)}, full,
+                   unsigned_payload=unsigned)
+    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        sock.sendall(head.encode() + full[:sent])
+        if not half_close:
+            return b""
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        try:
+            while True:
+                c = sock.recv(65536)
+                if not c:
+                    break
+                chunks.append(c)
+        except (ConnectionResetError, socket.timeout):
+            pass
+        return b"".join(chunks)
+    finally:
+        sock.close()
+
+
+def test_body_shorter_than_content_length_then_close(server, s3, bucket):
+    _send_truncated(server, bucket, "short-unsigned", 100_000, 50_000, half_close=False, unsigned=True)
+    _send_truncated(server, bucket, "short-signed", 100_000, 50_000, half_close=False, unsigned=False)
+    time.sleep(1.0)
+    keys = keys_of(s3, bucket)
+    assert "short-unsigned" not in keys and "short-signed" not in keys
+    with pytest.raises(ClientError) as ei:
+        s3.head_object(Bucket=bucket, Key="short-unsigned")
+    assert ei.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_body_shorter_than_content_length_half_close(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="short", Body=b"previous")
+    answer = _send_truncated(server, bucket, "short", 10_000, 10, half_close=True)
+    # Either the connection is dropped or the answer is an error (S3: 400 IncompleteBody); never 200.
+    assert not answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    time.sleep(0.5)
+    assert s3.get_object(Bucket=bucket, Key="short")["Body"].read() == b"previous"
+
+
+# ---------------------------------------------------------------- keys
+
+
+TRICKY_KEYS = [
+    "../x",
+    "..",
+    "a/../../etc/passwd",
+    "../../../../../../../../tmp/keyhole-escape",
+    "//double",
+    "/double",
+    "/lead",
+    ".",
+    "./dot",
+    "a/./b",
+    "a//b",
+    "trailing/",
+    "back\\slash\\..\\..\\x",
+    "%2e%2e/literal-percent",
+    "ünïcødé/日本語/🔑",
+    "NFC-é",
+    "NFD-e\u0301",
+    "space key",
+    "data",
+    "root-credentials",
+]
+
+
+def _tree(root: Path, skip: set[Path]) -> set[str]:
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        d = Path(dirpath)
+        dirnames[:] = [n for n in dirnames if (d / n) not in skip]
+        for n in dirnames + filenames:
+            out.add(str((d / n).relative_to(root)))
+    return out
+
+
+def test_tricky_keys_stored_and_listed_exactly(server, s3, bucket, tmp_path_factory):
+    skip = {server.data_dir, server.base_dir / "logs"}
+    before = _tree(server.base_dir, skip)
+    basetemp = tmp_path_factory.getbasetemp()
+    ancestors = [p for p in server.data_dir.parents if p == basetemp or basetemp in p.parents]
+    before_anc = {p: set(os.listdir(p)) for p in ancestors}
+    passwd = os.stat("/etc/passwd")
+
+    bodies = {k: f"body of {k!r}".encode() for k in TRICKY_KEYS}
+    for k, body in bodies.items():
+        s3.put_object(Bucket=bucket, Key=k, Body=body)
+    for k, body in bodies.items():
+        assert s3.get_object(Bucket=bucket, Key=k)["Body"].read() == body, f"key {k!r} read back wrong"
+    assert sorted(keys_of(s3, bucket)) == sorted(TRICKY_KEYS)
+    # Prefix listing matches keys literally, not as normalized paths.
+    for prefix in ("/", "..", "a/", "./"):
+        listed = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+        assert listed == sorted(k for k in TRICKY_KEYS if k.startswith(prefix)), f"prefix {prefix!r}"
+
+    assert _tree(server.base_dir, skip) == before, "files appeared next to the data dir"
+    for p, entries in before_anc.items():
+        assert set(os.listdir(p)) == entries, f"new entries in {p}"
+    assert not Path("/tmp/keyhole-escape").exists()
+    after = os.stat("/etc/passwd")
+    assert (after.st_mtime_ns, after.st_size) == (passwd.st_mtime_ns, passwd.st_size)
+
+    for k in TRICKY_KEYS:
+        s3.delete_object(Bucket=bucket, Key=k)
+    assert keys_of(s3, bucket) == []
+
+
+def test_tricky_keys_via_raw_paths(server, s3, bucket):
+    # http.client sends the path byte for byte: no client-side normalization of `..` or `//`.
+    for raw_path, key in [
+        (f"/{bucket}/../raw-x", "../raw-x"),
+        (f"/{bucket}//raw-double", "/raw-double"),
+        (f"/{bucket}/a/../../raw", "a/../../raw"),
+    ]:
+        resp = signed_request(server, "PUT", raw_path, body=key.encode())
+        assert resp.status == 200, (raw_path, resp.status, resp.body[:300])
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
+    assert sorted(keys_of(s3, bucket)) == sorted(["/raw-double", "../raw-x", "a/../../raw"])
+
+
+def test_key_length_limit(s3, bucket):
+    ok_ascii = "k/" + "a" * 1022
+    ok_multibyte = "é" * 512
+    assert len(ok_ascii.encode()) == 1024 and len(ok_multibyte.encode()) == 1024
+    for k in (ok_ascii, ok_multibyte):
+        s3.put_object(Bucket=bucket, Key=k, Body=b"long")
+        assert s3.get_object(Bucket=bucket, Key=k)["Body"].read() == b"long"
+    assert sorted(keys_of(s3, bucket)) == sorted([ok_ascii, ok_multibyte])
+    for k in ("k/" + "a" * 1023, "é" * 512 + "a"):
+        assert len(k.encode()) == 1025
+        with pytest.raises(ClientError) as ei:
+            s3.put_object(Bucket=bucket, Key=k, Body=b"too long")
+        assert ei.value.response["Error"]["Code"] == "KeyTooLongError"
+        assert ei.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert sorted(keys_of(s3, bucket)) == sorted([ok_ascii, ok_multibyte])
+
+
+def test_invalid_utf8_key_rejected(server, s3, bucket):
+    resp = signed_request(server, "PUT", f"/{bucket}/bad-%FF-utf8", body=b"x")
+    assert resp.status == 400, resp.body[:300]
+    assert resp.header("x-amz-request-id")
+    assert keys_of(s3, bucket) == []
+
+
+# ---------------------------------------------------------------- oversized XML
+
+
+def _delete_body(keys: list[str], pad_to: int = 0) -> bytes:
+    objs = "".join(f"<Object><Key>{k}</Key></Object>" for k in keys)
+    body = f'<?xml version="1.0" encoding="UTF-8"?><Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{objs}'
+    body += "</Delete>"
+    if pad_to and len(body) < pad_to:
+        # Pad with more (nonexistent) keys until the body is large enough.
+        extra, i = [], 0
+        size = len(body)
+        while size < pad_to:
+            entry = f"<Object><Key>pad/{i:08d}</Key></Object>"
+            extra.append(entry)
+            size += len(entry)
+            i += 1
+        body = body.replace("</Delete>", "".join(extra) + "</Delete>")
+    return body.encode()
+
+
+def test_two_mib_delete_objects_body_rejected(server, s3, bucket):
+    for k in ("v1", "v2"):
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    body = _delete_body(["v1", "v2"], pad_to=2 * 1024 * 1024)
+    assert len(body) >= 2 * 1024 * 1024
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+    resp = signed_request(server, "POST", f"/{bucket}", query="delete", body=body, headers={"Content-MD5": md5})
+    assert_s3_error(resp, 400, {"MalformedXML", "EntityTooLarge", "MaxMessageLengthExceeded"})
+    assert sorted(keys_of(s3, bucket)) == ["v1", "v2"]
+
+
+def test_more_than_1000_keys_in_delete_objects(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="v1", Body=b"x")
+    body = _delete_body(["v1"] + [f"k{i}" for i in range(1000)])
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+    resp = signed_request(server, "POST", f"/{bucket}", query="delete", body=body, headers={"Content-MD5": md5})
+    assert_s3_error(resp, 400, "MalformedXML")
+    assert keys_of(s3, bucket) == ["v1"]
+
+
+def test_delete_objects_malformed_xml(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="v1", Body=b"x")
+    body = b"<Delete><Object><Key>v1</Key></Object>"
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+    resp = signed_request(server, "POST", f"/{bucket}", query="delete", body=body, headers={"Content-MD5": md5})
+    assert_s3_error(resp, 400, "MalformedXML")
+    assert keys_of(s3, bucket) == ["v1"]
+
+
+def test_xml_entity_expansion_refused(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="v1", Body=b"x")
+    body = (
+        b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "v1"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        b"<Delete><Object><Key>&a;</Key></Object></Delete>"
+    )
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+    resp = signed_request(server, "POST", f"/{bucket}", query="delete", body=body, headers={"Content-MD5": md5})
+    assert_s3_error(resp, 400, "MalformedXML")
+    assert keys_of(s3, bucket) == ["v1"]
+
+
+# ---------------------------------------------------------------- anonymous and unknown
+
+
+def test_anonymous_requests_denied(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="private", Body=b"secret")
+    host = {"Host": f"127.0.0.1:{server.port}"}
+    assert_s3_error(raw_request(server.port, "GET", "/", host), 403, "AccessDenied")
+    assert_s3_error(raw_request(server.port, "GET", f"/{bucket}", host), 403, "AccessDenied")
+    resp = raw_request(server.port, "GET", f"/{bucket}/private", host)
+    assert_s3_error(resp, 403, "AccessDenied")
+    assert b"secret" not in resp.body
+    assert_s3_error(raw_request(server.port, "PUT", f"/{bucket}/anon", host, b"x"), 403, "AccessDenied")
+    assert_s3_error(raw_request(server.port, "DELETE", f"/{bucket}/private", host), 403, "AccessDenied")
+    assert sorted(keys_of(s3, bucket)) == ["private"]
+
+
+@pytest.mark.parametrize("query", ["website", "replication", "inventory&id=x"])
+def test_unknown_operation_not_implemented(server, bucket, query):
+    resp = signed_request(server, "GET", f"/{bucket}", query=query)
+    assert_s3_error(resp, 501, "NotImplemented")
+
+
+def test_unknown_operation_put_changes_nothing(server, s3, bucket):
+    body = b'<WebsiteConfiguration><IndexDocument><Suffix>index.html</Suffix></IndexDocument></WebsiteConfiguration>'
+    resp = signed_request(server, "PUT", f"/{bucket}", query="website", body=body)
+    assert_s3_error(resp, 501, "NotImplemented")
+    assert keys_of(s3, bucket) == []

@@ -1,0 +1,287 @@
+"""Multipart uploads through boto3: create, upload part (and part copy with a range), list parts and
+uploads, complete with S3's `-N` ETag, abort, and the part validation errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from botocore.exceptions import ClientError
+
+from e2e_helpers import md5_etag, multipart_etag
+
+MIB = 1024 * 1024
+
+
+def err(excinfo) -> tuple[str, int]:
+    resp = excinfo.value.response
+    return resp["Error"]["Code"], resp["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def keys_of(s3, bucket) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def upload_ids(s3, bucket, **kw) -> list[tuple[str, str]]:
+    return [(u["Key"], u["UploadId"]) for u in s3.list_multipart_uploads(Bucket=bucket, **kw).get("Uploads", [])]
+
+
+def test_full_multipart_lifecycle(s3, bucket):
+    p1, p2, p3 = os.urandom(5 * MIB), os.urandom(5 * MIB + 3), b"tail-bytes" * 100
+    up = s3.create_multipart_upload(
+        Bucket=bucket, Key="models/weights.bin", Metadata={"run": "42"}, ContentType="application/x-weights"
+    )
+    uid = up["UploadId"]
+    assert uid and up["Key"] == "models/weights.bin" and up["Bucket"] == bucket
+    assert ("models/weights.bin", uid) in upload_ids(s3, bucket)
+
+    etags = []
+    for n, body in enumerate([p1, p2, p3], start=1):
+        r = s3.upload_part(Bucket=bucket, Key="models/weights.bin", UploadId=uid, PartNumber=n, Body=body)
+        assert r["ETag"] == md5_etag(body)
+        etags.append(r["ETag"])
+
+    parts = s3.list_parts(Bucket=bucket, Key="models/weights.bin", UploadId=uid)
+    assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in parts["Parts"]] == [
+        (1, etags[0], len(p1)),
+        (2, etags[1], len(p2)),
+        (3, etags[2], len(p3)),
+    ]
+    assert parts["IsTruncated"] is False
+
+    # The object does not exist until completion.
+    assert "models/weights.bin" not in keys_of(s3, bucket)
+
+    done = s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="models/weights.bin",
+        UploadId=uid,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, start=1)]},
+    )
+    expected_etag = multipart_etag([p1, p2, p3])
+    assert done["ETag"] == expected_etag
+    assert done["Key"] == "models/weights.bin"
+
+    got = s3.get_object(Bucket=bucket, Key="models/weights.bin")
+    assert got["ETag"] == expected_etag
+    assert got["ContentLength"] == len(p1) + len(p2) + len(p3)
+    assert got["Metadata"] == {"run": "42"}
+    assert got["ContentType"] == "application/x-weights"
+    assert hashlib.sha256(got["Body"].read()).digest() == hashlib.sha256(p1 + p2 + p3).digest()
+
+    # A part range of the assembled object crosses part boundaries correctly.
+    rng = s3.get_object(Bucket=bucket, Key="models/weights.bin", Range=f"bytes={5 * MIB - 5}-{5 * MIB + 4}")
+    assert rng["Body"].read() == (p1 + p2)[5 * MIB - 5 : 5 * MIB + 5]
+
+    assert ("models/weights.bin", uid) not in upload_ids(s3, bucket)
+    with pytest.raises(ClientError) as ei:
+        s3.list_parts(Bucket=bucket, Key="models/weights.bin", UploadId=uid)
+    assert err(ei) == ("NoSuchUpload", 404)
+
+
+def test_upload_part_copy_with_range(s3, bucket):
+    src = os.urandom(6 * MIB)
+    s3.put_object(Bucket=bucket, Key="src.bin", Body=src)
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="assembled")["UploadId"]
+    c1 = s3.upload_part_copy(
+        Bucket=bucket,
+        Key="assembled",
+        UploadId=uid,
+        PartNumber=1,
+        CopySource={"Bucket": bucket, "Key": "src.bin"},
+        CopySourceRange=f"bytes=0-{5 * MIB - 1}",
+    )
+    first = src[: 5 * MIB]
+    assert c1["CopyPartResult"]["ETag"] == md5_etag(first)
+    c2 = s3.upload_part_copy(
+        Bucket=bucket,
+        Key="assembled",
+        UploadId=uid,
+        PartNumber=2,
+        CopySource={"Bucket": bucket, "Key": "src.bin"},
+        CopySourceRange="bytes=100-199",
+    )
+    second = src[100:200]
+    assert c2["CopyPartResult"]["ETag"] == md5_etag(second)
+    parts = s3.list_parts(Bucket=bucket, Key="assembled", UploadId=uid)["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in parts] == [(1, 5 * MIB), (2, 100)]
+    done = s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="assembled",
+        UploadId=uid,
+        MultipartUpload={
+            "Parts": [
+                {"PartNumber": 1, "ETag": c1["CopyPartResult"]["ETag"]},
+                {"PartNumber": 2, "ETag": c2["CopyPartResult"]["ETag"]},
+            ]
+        },
+    )
+    assert done["ETag"] == multipart_etag([first, second])
+    assert s3.get_object(Bucket=bucket, Key="assembled")["Body"].read() == first + second
+
+
+def test_upload_part_copy_range_out_of_bounds(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="small", Body=b"0123456789")
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="dst")["UploadId"]
+    try:
+        with pytest.raises(ClientError) as ei:
+            s3.upload_part_copy(
+                Bucket=bucket,
+                Key="dst",
+                UploadId=uid,
+                PartNumber=1,
+                CopySource={"Bucket": bucket, "Key": "small"},
+                CopySourceRange="bytes=5-20",
+            )
+        code, status = err(ei)
+        assert status in (400, 416) and code in ("InvalidArgument", "InvalidRange")
+        assert s3.list_parts(Bucket=bucket, Key="dst", UploadId=uid).get("Parts", []) == []
+    finally:
+        s3.abort_multipart_upload(Bucket=bucket, Key="dst", UploadId=uid)
+
+
+def test_reuploaded_part_replaces_previous(s3, bucket):
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="k", UploadId=uid, PartNumber=1, Body=b"first version")
+    e = s3.upload_part(Bucket=bucket, Key="k", UploadId=uid, PartNumber=1, Body=b"second")["ETag"]
+    parts = s3.list_parts(Bucket=bucket, Key="k", UploadId=uid)["Parts"]
+    assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in parts] == [(1, e, 6)]
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="k", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]}
+    )
+    assert done["ETag"] == multipart_etag([b"second"])
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"second"
+
+
+def test_complete_with_subset_of_parts(s3, bucket):
+    p1, p3 = os.urandom(5 * MIB), b"three"
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="subset")["UploadId"]
+    e1 = s3.upload_part(Bucket=bucket, Key="subset", UploadId=uid, PartNumber=1, Body=p1)["ETag"]
+    s3.upload_part(Bucket=bucket, Key="subset", UploadId=uid, PartNumber=2, Body=b"skipped")
+    e3 = s3.upload_part(Bucket=bucket, Key="subset", UploadId=uid, PartNumber=3, Body=p3)["ETag"]
+    done = s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="subset",
+        UploadId=uid,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 3, "ETag": e3}]},
+    )
+    assert done["ETag"] == multipart_etag([p1, p3])
+    assert s3.get_object(Bucket=bucket, Key="subset")["Body"].read() == p1 + p3
+
+
+def test_abort(s3, bucket):
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="aborted")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="aborted", UploadId=uid, PartNumber=1, Body=b"data")
+    resp = s3.abort_multipart_upload(Bucket=bucket, Key="aborted", UploadId=uid)
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert ("aborted", uid) not in upload_ids(s3, bucket)
+    with pytest.raises(ClientError) as ei:
+        s3.list_parts(Bucket=bucket, Key="aborted", UploadId=uid)
+    assert err(ei) == ("NoSuchUpload", 404)
+    with pytest.raises(ClientError) as ei:
+        s3.upload_part(Bucket=bucket, Key="aborted", UploadId=uid, PartNumber=2, Body=b"late")
+    assert err(ei) == ("NoSuchUpload", 404)
+    assert keys_of(s3, bucket) == []
+
+
+def test_unknown_upload_id(s3, bucket):
+    with pytest.raises(ClientError) as ei:
+        s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key="k",
+            UploadId="does-not-exist",
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": md5_etag(b"x")}]},
+        )
+    assert err(ei) == ("NoSuchUpload", 404)
+    with pytest.raises(ClientError) as ei:
+        s3.abort_multipart_upload(Bucket=bucket, Key="k", UploadId="does-not-exist")
+    assert err(ei) == ("NoSuchUpload", 404)
+
+
+def test_entity_too_small(s3, bucket):
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="small")["UploadId"]
+    e1 = s3.upload_part(Bucket=bucket, Key="small", UploadId=uid, PartNumber=1, Body=b"a" * 1024)["ETag"]
+    e2 = s3.upload_part(Bucket=bucket, Key="small", UploadId=uid, PartNumber=2, Body=b"b" * 1024)["ETag"]
+    with pytest.raises(ClientError) as ei:
+        s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key="small",
+            UploadId=uid,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]},
+        )
+    assert err(ei) == ("EntityTooSmall", 400)
+    assert "small" not in keys_of(s3, bucket)
+    # The upload is still there and can be completed with the small part last.
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="small", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": e2}]}
+    )
+    assert done["ETag"] == multipart_etag([b"b" * 1024])
+
+
+def test_invalid_part(s3, bucket):
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="ip")["UploadId"]
+    e1 = s3.upload_part(Bucket=bucket, Key="ip", UploadId=uid, PartNumber=1, Body=b"x" * 10)["ETag"]
+    try:
+        with pytest.raises(ClientError) as ei:  # wrong ETag
+            s3.complete_multipart_upload(
+                Bucket=bucket,
+                Key="ip",
+                UploadId=uid,
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": md5_etag(b"other")}]},
+            )
+        assert err(ei) == ("InvalidPart", 400)
+        with pytest.raises(ClientError) as ei:  # part never uploaded
+            s3.complete_multipart_upload(
+                Bucket=bucket,
+                Key="ip",
+                UploadId=uid,
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 7, "ETag": e1}]},
+            )
+        assert err(ei) == ("InvalidPart", 400)
+        assert "ip" not in keys_of(s3, bucket)
+    finally:
+        s3.abort_multipart_upload(Bucket=bucket, Key="ip", UploadId=uid)
+
+
+def test_invalid_part_order(s3, bucket):
+    big = os.urandom(5 * MIB)
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="order")["UploadId"]
+    e1 = s3.upload_part(Bucket=bucket, Key="order", UploadId=uid, PartNumber=1, Body=big)["ETag"]
+    e2 = s3.upload_part(Bucket=bucket, Key="order", UploadId=uid, PartNumber=2, Body=big)["ETag"]
+    try:
+        with pytest.raises(ClientError) as ei:
+            s3.complete_multipart_upload(
+                Bucket=bucket,
+                Key="order",
+                UploadId=uid,
+                MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": e2}, {"PartNumber": 1, "ETag": e1}]},
+            )
+        assert err(ei) == ("InvalidPartOrder", 400)
+        assert "order" not in keys_of(s3, bucket)
+    finally:
+        s3.abort_multipart_upload(Bucket=bucket, Key="order", UploadId=uid)
+
+
+def test_part_number_out_of_range(s3, bucket):
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="pn")["UploadId"]
+    try:
+        for bad in (0, 10001):
+            with pytest.raises(ClientError) as ei:
+                s3.upload_part(Bucket=bucket, Key="pn", UploadId=uid, PartNumber=bad, Body=b"x")
+            assert err(ei) == ("InvalidArgument", 400)
+    finally:
+        s3.abort_multipart_upload(Bucket=bucket, Key="pn", UploadId=uid)
+
+
+def test_list_multipart_uploads_prefix_and_many(s3, bucket):
+    ids = {}
+    for k in ["a/1", "a/2", "b/1"]:
+        ids[k] = s3.create_multipart_upload(Bucket=bucket, Key=k)["UploadId"]
+    try:
+        assert sorted(upload_ids(s3, bucket)) == sorted(ids.items())
+        assert sorted(upload_ids(s3, bucket, Prefix="a/")) == sorted((k, v) for k, v in ids.items() if k.startswith("a/"))
+    finally:
+        for k, v in ids.items():
+            s3.abort_multipart_upload(Bucket=bucket, Key=k, UploadId=v)
+    assert upload_ids(s3, bucket) == []

@@ -1,0 +1,442 @@
+"""Object operations through boto3: put/get/head, Content-MD5, ranges, conditional requests,
+response overrides, delete, DeleteObjects, CopyObject, tagging."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import os
+
+import pytest
+from botocore.exceptions import ClientError
+
+from e2e_helpers import md5_etag
+
+DATA = b"0123456789abcdefghijklmnopqrstuvwxyz"  # 36 bytes
+
+
+def err(excinfo) -> tuple[str, int]:
+    resp = excinfo.value.response
+    return resp["Error"]["Code"], resp["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def b64md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def keys_of(s3, bucket) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+# ---------------------------------------------------------------- put / get / head
+
+
+def test_put_get_head_with_metadata_and_content_headers(s3, bucket):
+    expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    put = s3.put_object(
+        Bucket=bucket,
+        Key="docs/readme.txt",
+        Body=DATA,
+        Metadata={"color": "blue", "owner-team": "ml infra"},
+        ContentType="text/plain; charset=utf-8",
+        ContentEncoding="identity",
+        ContentDisposition='attachment; filename="readme.txt"',
+        ContentLanguage="en",
+        CacheControl="max-age=60",
+        Expires=expires,
+    )
+    assert put["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert put["ETag"] == md5_etag(DATA)
+    assert put["ResponseMetadata"]["RequestId"], "x-amz-request-id on success too"
+
+    for resp in (
+        s3.get_object(Bucket=bucket, Key="docs/readme.txt"),
+        s3.head_object(Bucket=bucket, Key="docs/readme.txt"),
+    ):
+        assert resp["ETag"] == md5_etag(DATA)
+        assert resp["ContentLength"] == len(DATA)
+        assert resp["Metadata"] == {"color": "blue", "owner-team": "ml infra"}
+        assert resp["ContentType"] == "text/plain; charset=utf-8"
+        assert resp["ContentEncoding"] == "identity"
+        assert resp["ContentDisposition"] == 'attachment; filename="readme.txt"'
+        assert resp["ContentLanguage"] == "en"
+        assert resp["CacheControl"] == "max-age=60"
+        assert resp["Expires"] == expires
+        age = datetime.datetime.now(datetime.timezone.utc) - resp["LastModified"]
+        assert datetime.timedelta(minutes=-1) < age < datetime.timedelta(minutes=5)
+        assert resp["ResponseMetadata"]["HTTPHeaders"].get("accept-ranges") == "bytes"
+    assert s3.get_object(Bucket=bucket, Key="docs/readme.txt")["Body"].read() == DATA
+
+
+def test_default_content_type(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"x")
+    # S3 stores binary/octet-stream when the client sends no Content-Type; boto3 sends none here.
+    ct = s3.head_object(Bucket=bucket, Key="plain")["ContentType"]
+    assert ct in ("binary/octet-stream", "application/octet-stream")
+
+
+def test_empty_object(s3, bucket):
+    put = s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    assert put["ETag"] == '"d41d8cd98f00b204e9800998ecf8427e"'
+    got = s3.get_object(Bucket=bucket, Key="empty")
+    assert got["ContentLength"] == 0
+    assert got["Body"].read() == b""
+
+
+def test_overwrite_replaces_body_and_metadata(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"one", Metadata={"v": "1"})
+    s3.put_object(Bucket=bucket, Key="k", Body=b"two!", Metadata={"w": "2"})
+    got = s3.get_object(Bucket=bucket, Key="k")
+    assert got["Body"].read() == b"two!"
+    assert got["Metadata"] == {"w": "2"}
+    assert keys_of(s3, bucket) == ["k"]
+
+
+def test_large_object_roundtrip(s3, bucket):
+    data = os.urandom(6 * 1024 * 1024 + 17)
+    put = s3.put_object(Bucket=bucket, Key="big.bin", Body=data)
+    assert put["ETag"] == md5_etag(data)
+    got = s3.get_object(Bucket=bucket, Key="big.bin")
+    assert got["ContentLength"] == len(data)
+    assert hashlib.sha256(got["Body"].read()).digest() == hashlib.sha256(data).digest()
+
+
+def test_get_and_head_missing_key(s3, bucket):
+    with pytest.raises(ClientError) as ei:
+        s3.get_object(Bucket=bucket, Key="nope")
+    assert err(ei) == ("NoSuchKey", 404)
+    assert ei.value.response["Error"].get("Key") == "nope"
+    with pytest.raises(ClientError) as ei:
+        s3.head_object(Bucket=bucket, Key="nope")
+    assert err(ei) == ("404", 404)
+
+
+# ---------------------------------------------------------------- Content-MD5
+
+
+def test_content_md5_correct(s3, bucket):
+    put = s3.put_object(Bucket=bucket, Key="md5", Body=DATA, ContentMD5=b64md5(DATA))
+    assert put["ETag"] == md5_etag(DATA)
+    assert s3.get_object(Bucket=bucket, Key="md5")["Body"].read() == DATA
+
+
+def test_content_md5_wrong_is_bad_digest_and_keeps_old_object(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="md5", Body=b"original")
+    with pytest.raises(ClientError) as ei:
+        s3.put_object(Bucket=bucket, Key="md5", Body=DATA, ContentMD5=b64md5(b"something else"))
+    assert err(ei) == ("BadDigest", 400)
+    assert s3.get_object(Bucket=bucket, Key="md5")["Body"].read() == b"original"
+    with pytest.raises(ClientError) as ei:
+        s3.put_object(Bucket=bucket, Key="md5-new", Body=DATA, ContentMD5=b64md5(b"something else"))
+    assert err(ei) == ("BadDigest", 400)
+    assert "md5-new" not in keys_of(s3, bucket)
+
+
+def test_content_md5_malformed_is_invalid_digest(s3, bucket):
+    with pytest.raises(ClientError) as ei:
+        s3.put_object(Bucket=bucket, Key="md5bad", Body=DATA, ContentMD5="not-base64-md5!")
+    assert err(ei) == ("InvalidDigest", 400)
+    assert "md5bad" not in keys_of(s3, bucket)
+
+
+# ---------------------------------------------------------------- ranges
+
+
+@pytest.mark.parametrize(
+    "rng, start, end",
+    [
+        ("bytes=0-9", 0, 9),
+        ("bytes=10-", 10, 35),
+        ("bytes=-5", 31, 35),
+        ("bytes=30-100", 30, 35),  # end past the object is clipped
+        ("bytes=35-35", 35, 35),
+    ],
+)
+def test_range_get(s3, bucket, rng, start, end):
+    s3.put_object(Bucket=bucket, Key="r", Body=DATA)
+    got = s3.get_object(Bucket=bucket, Key="r", Range=rng)
+    assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+    assert got["ContentRange"] == f"bytes {start}-{end}/{len(DATA)}"
+    assert got["ContentLength"] == end - start + 1
+    assert got["Body"].read() == DATA[start : end + 1]
+
+
+@pytest.mark.parametrize("rng", ["bytes=36-", "bytes=100-200"])
+def test_range_unsatisfiable(s3, bucket, rng):
+    s3.put_object(Bucket=bucket, Key="r", Body=DATA)
+    with pytest.raises(ClientError) as ei:
+        s3.get_object(Bucket=bucket, Key="r", Range=rng)
+    assert err(ei) == ("InvalidRange", 416)
+
+
+def test_range_on_head(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="r", Body=DATA)
+    head = s3.head_object(Bucket=bucket, Key="r", Range="bytes=0-9")
+    assert head["ResponseMetadata"]["HTTPStatusCode"] == 206
+    assert head["ContentLength"] == 10
+
+
+# ---------------------------------------------------------------- conditional requests
+
+
+@pytest.fixture
+def obj(s3, bucket):
+    put = s3.put_object(Bucket=bucket, Key="cond", Body=DATA)
+    head = s3.head_object(Bucket=bucket, Key="cond")
+    return {"etag": put["ETag"], "last_modified": head["LastModified"]}
+
+
+def test_if_match(s3, bucket, obj):
+    got = s3.get_object(Bucket=bucket, Key="cond", IfMatch=obj["etag"])
+    assert got["Body"].read() == DATA
+    with pytest.raises(ClientError) as ei:
+        s3.get_object(Bucket=bucket, Key="cond", IfMatch='"00000000000000000000000000000000"')
+    assert err(ei) == ("PreconditionFailed", 412)
+    with pytest.raises(ClientError) as ei:
+        s3.head_object(Bucket=bucket, Key="cond", IfMatch='"00000000000000000000000000000000"')
+    assert err(ei)[1] == 412
+
+
+def test_if_none_match(s3, bucket, obj):
+    with pytest.raises(ClientError) as ei:
+        s3.get_object(Bucket=bucket, Key="cond", IfNoneMatch=obj["etag"])
+    assert err(ei)[1] == 304
+    with pytest.raises(ClientError) as ei:
+        s3.head_object(Bucket=bucket, Key="cond", IfNoneMatch=obj["etag"])
+    assert err(ei)[1] == 304
+    got = s3.get_object(Bucket=bucket, Key="cond", IfNoneMatch='"00000000000000000000000000000000"')
+    assert got["Body"].read() == DATA
+
+
+def test_if_modified_since(s3, bucket, obj):
+    later = obj["last_modified"] + datetime.timedelta(hours=1)
+    earlier = obj["last_modified"] - datetime.timedelta(hours=1)
+    with pytest.raises(ClientError) as ei:
+        s3.get_object(Bucket=bucket, Key="cond", IfModifiedSince=later)
+    assert err(ei)[1] == 304
+    assert s3.get_object(Bucket=bucket, Key="cond", IfModifiedSince=earlier)["Body"].read() == DATA
+
+
+def test_if_unmodified_since(s3, bucket, obj):
+    later = obj["last_modified"] + datetime.timedelta(hours=1)
+    earlier = obj["last_modified"] - datetime.timedelta(hours=1)
+    with pytest.raises(ClientError) as ei:
+        s3.get_object(Bucket=bucket, Key="cond", IfUnmodifiedSince=earlier)
+    assert err(ei) == ("PreconditionFailed", 412)
+    assert s3.get_object(Bucket=bucket, Key="cond", IfUnmodifiedSince=later)["Body"].read() == DATA
+
+
+def test_if_match_wins_over_if_unmodified_since(s3, bucket, obj):
+    # RFC 7232 / S3: If-Match true and If-Unmodified-Since false -> 200.
+    earlier = obj["last_modified"] - datetime.timedelta(hours=1)
+    got = s3.get_object(Bucket=bucket, Key="cond", IfMatch=obj["etag"], IfUnmodifiedSince=earlier)
+    assert got["Body"].read() == DATA
+
+
+# ---------------------------------------------------------------- response overrides
+
+
+def test_response_header_overrides(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="ov", Body=DATA, ContentType="text/plain")
+    got = s3.get_object(
+        Bucket=bucket,
+        Key="ov",
+        ResponseContentType="application/x-override",
+        ResponseContentDisposition='inline; filename="o.bin"',
+        ResponseCacheControl="no-store",
+        ResponseContentLanguage="fr",
+        ResponseContentEncoding="identity",
+    )
+    assert got["ContentType"] == "application/x-override"
+    assert got["ContentDisposition"] == 'inline; filename="o.bin"'
+    assert got["CacheControl"] == "no-store"
+    assert got["ContentLanguage"] == "fr"
+    assert got["ContentEncoding"] == "identity"
+    assert got["Body"].read() == DATA
+    # The override is per response: the stored value is unchanged.
+    assert s3.head_object(Bucket=bucket, Key="ov")["ContentType"] == "text/plain"
+
+
+# ---------------------------------------------------------------- delete
+
+
+def test_delete_object(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="gone", Body=b"x")
+    resp = s3.delete_object(Bucket=bucket, Key="gone")
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 204
+    with pytest.raises(ClientError) as ei:
+        s3.get_object(Bucket=bucket, Key="gone")
+    assert err(ei) == ("NoSuchKey", 404)
+    # Deleting a missing key succeeds, as in S3.
+    assert s3.delete_object(Bucket=bucket, Key="gone")["ResponseMetadata"]["HTTPStatusCode"] == 204
+
+
+def test_delete_objects(s3, bucket):
+    for k in ["a", "b", "c", "keep"]:
+        s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+    resp = s3.delete_objects(
+        Bucket=bucket,
+        Delete={"Objects": [{"Key": "a"}, {"Key": "b"}, {"Key": "c"}, {"Key": "never-existed"}]},
+    )
+    assert sorted(d["Key"] for d in resp["Deleted"]) == ["a", "b", "c", "never-existed"]
+    assert resp.get("Errors", []) == []
+    assert keys_of(s3, bucket) == ["keep"]
+
+
+def test_delete_objects_quiet(s3, bucket):
+    for k in ["q1", "q2", "keep"]:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    resp = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "q1"}, {"Key": "q2"}], "Quiet": True})
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert resp.get("Deleted", []) == [], "quiet mode reports only errors"
+    assert resp.get("Errors", []) == []
+    assert keys_of(s3, bucket) == ["keep"]
+
+
+# ---------------------------------------------------------------- copy
+
+
+def test_copy_object_copy_directive(s3, bucket):
+    s3.put_object(
+        Bucket=bucket, Key="src dir/ünï.txt", Body=DATA, Metadata={"origin": "src"}, ContentType="text/x-src"
+    )
+    resp = s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src dir/ünï.txt"})
+    assert resp["CopyObjectResult"]["ETag"] == md5_etag(DATA)
+    got = s3.get_object(Bucket=bucket, Key="dst")
+    assert got["Body"].read() == DATA
+    assert got["Metadata"] == {"origin": "src"}
+    assert got["ContentType"] == "text/x-src"
+    assert got["ETag"] == md5_etag(DATA)
+    # The source is untouched.
+    assert s3.get_object(Bucket=bucket, Key="src dir/ünï.txt")["Body"].read() == DATA
+
+
+def test_copy_object_replace_directive(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="src", Body=DATA, Metadata={"origin": "src"}, ContentType="text/x-src")
+    s3.copy_object(
+        Bucket=bucket,
+        Key="dst",
+        CopySource={"Bucket": bucket, "Key": "src"},
+        MetadataDirective="REPLACE",
+        Metadata={"fresh": "yes"},
+        ContentType="text/x-new",
+    )
+    got = s3.head_object(Bucket=bucket, Key="dst")
+    assert got["Metadata"] == {"fresh": "yes"}
+    assert got["ContentType"] == "text/x-new"
+    assert s3.head_object(Bucket=bucket, Key="src")["Metadata"] == {"origin": "src"}
+
+
+def test_copy_object_across_buckets(s3, bucket):
+    other = bucket + "-2"
+    s3.create_bucket(Bucket=other)
+    try:
+        s3.put_object(Bucket=bucket, Key="src", Body=DATA)
+        s3.copy_object(Bucket=other, Key="copied", CopySource={"Bucket": bucket, "Key": "src"})
+        assert s3.get_object(Bucket=other, Key="copied")["Body"].read() == DATA
+    finally:
+        s3.delete_object(Bucket=other, Key="copied")
+        s3.delete_bucket(Bucket=other)
+
+
+def test_copy_object_to_itself_needs_replace(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="self", Body=DATA, Metadata={"v": "1"})
+    with pytest.raises(ClientError) as ei:
+        s3.copy_object(Bucket=bucket, Key="self", CopySource={"Bucket": bucket, "Key": "self"})
+    assert err(ei) == ("InvalidRequest", 400)
+    s3.copy_object(
+        Bucket=bucket,
+        Key="self",
+        CopySource={"Bucket": bucket, "Key": "self"},
+        MetadataDirective="REPLACE",
+        Metadata={"v": "2"},
+    )
+    got = s3.get_object(Bucket=bucket, Key="self")
+    assert got["Metadata"] == {"v": "2"}
+    assert got["Body"].read() == DATA
+
+
+def test_copy_source_conditions(s3, bucket):
+    etag = s3.put_object(Bucket=bucket, Key="src", Body=DATA)["ETag"]
+    s3.copy_object(Bucket=bucket, Key="ok", CopySource={"Bucket": bucket, "Key": "src"}, CopySourceIfMatch=etag)
+    assert s3.get_object(Bucket=bucket, Key="ok")["Body"].read() == DATA
+    with pytest.raises(ClientError) as ei:
+        s3.copy_object(
+            Bucket=bucket,
+            Key="no1",
+            CopySource={"Bucket": bucket, "Key": "src"},
+            CopySourceIfMatch='"00000000000000000000000000000000"',
+        )
+    assert err(ei) == ("PreconditionFailed", 412)
+    with pytest.raises(ClientError) as ei:
+        s3.copy_object(
+            Bucket=bucket, Key="no2", CopySource={"Bucket": bucket, "Key": "src"}, CopySourceIfNoneMatch=etag
+        )
+    assert err(ei) == ("PreconditionFailed", 412)
+    future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    past = datetime.datetime(2001, 1, 1, tzinfo=datetime.timezone.utc)
+    with pytest.raises(ClientError) as ei:
+        s3.copy_object(
+            Bucket=bucket, Key="no3", CopySource={"Bucket": bucket, "Key": "src"}, CopySourceIfUnmodifiedSince=past
+        )
+    assert err(ei) == ("PreconditionFailed", 412)
+    with pytest.raises(ClientError) as ei:
+        s3.copy_object(
+            Bucket=bucket, Key="no4", CopySource={"Bucket": bucket, "Key": "src"}, CopySourceIfModifiedSince=future
+        )
+    assert err(ei) == ("PreconditionFailed", 412)
+    assert sorted(keys_of(s3, bucket)) == ["ok", "src"]
+
+
+def test_copy_missing_source(s3, bucket):
+    with pytest.raises(ClientError) as ei:
+        s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "absent"})
+    assert err(ei) == ("NoSuchKey", 404)
+    assert keys_of(s3, bucket) == []
+
+
+# ---------------------------------------------------------------- tagging
+
+
+def tagset(s3, bucket, key) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+
+
+def test_tagging_on_put(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="project=wiki&stage=train%20set")
+    assert tagset(s3, bucket, "t") == {"project": "wiki", "stage": "train set"}
+    assert s3.get_object(Bucket=bucket, Key="t")["TagCount"] == 2
+
+
+def test_tagging_put_get_delete(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="old=1")
+    s3.put_object_tagging(
+        Bucket=bucket, Key="t", Tagging={"TagSet": [{"Key": "a", "Value": "1"}, {"Key": "b", "Value": ""}]}
+    )
+    assert tagset(s3, bucket, "t") == {"a": "1", "b": ""}
+    resp = s3.delete_object_tagging(Bucket=bucket, Key="t")
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert tagset(s3, bucket, "t") == {}
+    assert s3.get_object(Bucket=bucket, Key="t")["Body"].read() == b"x"
+
+
+def test_tagging_survives_copy_and_missing_object(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="k=v")
+    s3.copy_object(Bucket=bucket, Key="t2", CopySource={"Bucket": bucket, "Key": "t"})
+    assert tagset(s3, bucket, "t2") == {"k": "v"}
+    with pytest.raises(ClientError) as ei:
+        s3.get_object_tagging(Bucket=bucket, Key="absent")
+    assert err(ei) == ("NoSuchKey", 404)
+
+
+def test_too_many_tags_rejected(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="keep=1")
+    with pytest.raises(ClientError) as ei:
+        s3.put_object_tagging(
+            Bucket=bucket, Key="t", Tagging={"TagSet": [{"Key": f"k{i}", "Value": "v"} for i in range(11)]}
+        )
+    # S3 answers 400 BadRequest "Object tags cannot be greater than 10"; InvalidTag is also seen.
+    code, status = err(ei)
+    assert status == 400 and code in ("BadRequest", "InvalidTag")
+    assert tagset(s3, bucket, "t") == {"keep": "1"}

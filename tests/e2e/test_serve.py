@@ -1,0 +1,159 @@
+"""`keyhole serve` as a user meets it: first start (credentials, master key, what it prints),
+restart on the same data dir, and graceful shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from e2e_helpers import REGION, aws_bin, find_account_id, make_client, object_path, sign
+
+
+def wait_for_stdout(kp, pattern: str, timeout: float = 5.0) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while True:
+        m = re.search(pattern, kp.stdout_text(), re.MULTILINE)
+        if m or time.monotonic() > deadline:
+            assert m, f"stdout never matched {pattern!r}\n{kp.logs()}"
+            return m
+        time.sleep(0.1)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def master_key_files(data_dir: Path) -> list[Path]:
+    return sorted(p for p in data_dir.rglob("*") if p.is_file() and "master" in p.name.lower())
+
+
+def test_first_start(fresh_server_factory):
+    kp = fresh_server_factory()
+    wait_for_stdout(kp, rf"endpoint:\s+http://127\.0\.0\.1:{kp.port}\b")
+    wait_for_stdout(kp, re.escape(str(kp.creds_path)))
+    wait_for_stdout(kp, rf"aws --endpoint-url[ =]http://127\.0\.0\.1:{kp.port}\S* s3 ls")
+
+    assert kp.creds_path.is_file()
+    assert mode(kp.creds_path) == 0o600, oct(mode(kp.creds_path))
+    ak, sk = kp.credentials()
+    assert re.fullmatch(r"[A-Z0-9]{16,128}", ak), ak
+    assert len(sk) >= 30
+    assert sk not in kp.stdout_text() and sk not in kp.stderr_text(), "the secret is never printed"
+
+    masters = master_key_files(kp.data_dir)
+    assert masters, f"no master key file in {sorted(p.name for p in kp.data_dir.rglob('*'))}"
+    for m in masters:
+        assert mode(m) == 0o600, f"{m} has mode {oct(mode(m))}"
+        assert m.stat().st_size >= 32
+
+    account = json.loads((kp.data_dir / "account.json").read_text())
+    assert find_account_id(account), f"no 12-digit account id in {account}"
+
+    client = make_client(kp.endpoint, ak, sk)
+    assert client.list_buckets()["Buckets"] == []
+    assert kp.stop() == 0
+
+
+def test_printed_aws_line_works_as_pasted(fresh_server_factory, tmp_path):
+    kp = fresh_server_factory()
+    # The command, with any `VAR=value` assignments written in front of it.
+    m = wait_for_stdout(kp, r"((?:[A-Z_]+=\S+\s+)*aws --endpoint-url.*s3 ls.*)$")
+    line = m.group(1).strip()
+    # Run it as a user would paste it: a shell, a HOME with no AWS config, nothing AWS_* set.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(HOME=str(home), PATH=f"{Path(aws_bin()).parent}:{env.get('PATH', '')}")
+    kp_client = make_client(kp.endpoint, *kp.credentials())
+    kp_client.create_bucket(Bucket="visible-in-ls")
+    cp = subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True, timeout=120,
+                        stdin=subprocess.DEVNULL, cwd=home)
+    assert cp.returncode == 0, f"{line!r} failed: {cp.stderr}"
+    assert "visible-in-ls" in cp.stdout
+    assert kp.stop() == 0
+
+
+def test_restart_reuses_identity_and_data(fresh_server_factory, tmp_path):
+    base = tmp_path / "persist"
+    kp1 = fresh_server_factory(base)
+    creds1 = kp1.creds_path.read_bytes()
+    account1 = (kp1.data_dir / "account.json").read_bytes()
+    masters1 = {p: p.read_bytes() for p in master_key_files(kp1.data_dir)}
+    c1 = make_client(kp1.endpoint, *kp1.credentials())
+    c1.create_bucket(Bucket="persisted")
+    c1.put_object(Bucket="persisted", Key="k", Body=b"still here", Metadata={"m": "1"})
+    assert kp1.stop() == 0
+
+    kp2 = fresh_server_factory(base)
+    assert kp2.creds_path.read_bytes() == creds1
+    assert mode(kp2.creds_path) == 0o600
+    assert (kp2.data_dir / "account.json").read_bytes() == account1
+    assert {p: p.read_bytes() for p in master_key_files(kp2.data_dir)} == masters1
+    c2 = make_client(kp2.endpoint, *kp2.credentials())
+    got = c2.get_object(Bucket="persisted", Key="k")
+    assert got["Body"].read() == b"still here"
+    assert got["Metadata"] == {"m": "1"}
+    assert kp2.stop() == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_exits_zero(fresh_server_factory, sig):
+    kp = fresh_server_factory()
+    assert kp.proc is not None
+    kp.proc.send_signal(sig)
+    assert kp.proc.wait(timeout=20) == 0, kp.logs()
+
+
+def test_sigterm_lets_inflight_upload_finish(fresh_server_factory):
+    kp = fresh_server_factory()
+    ak, sk = kp.credentials()
+    client = make_client(kp.endpoint, ak, sk)
+    client.create_bucket(Bucket="inflight")
+    body = os.urandom(256 * 1024)
+    path = object_path("inflight", "obj")
+    headers = sign("PUT", f"{kp.endpoint}{path}", ak, sk,
+                   {"Host": f"127.0.0.1:{kp.port}", "Content-Length": str(len(body))}, body)
+    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    sock = socket.create_connection(("127.0.0.1", kp.port), timeout=20)
+    try:
+        sock.sendall(head.encode() + body[:1000])
+        time.sleep(0.3)
+        assert kp.proc is not None
+        kp.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        sock.sendall(body[1000:])
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 200"), f"in-flight upload cut off by SIGTERM: {answer[:300]!r}\n{kp.logs()}"
+    assert kp.proc.wait(timeout=20) == 0
+
+    kp2 = fresh_server_factory(kp.data_dir.parent)
+    got = make_client(kp2.endpoint, ak, sk).get_object(Bucket="inflight", Key="obj")["Body"].read()
+    assert got == body
+
+
+def test_region_flag_is_used_for_signing(fresh_server_factory):
+    kp = fresh_server_factory(region="eu-central-1")
+    ak, sk = kp.credentials()
+    assert make_client(kp.endpoint, ak, sk, region="eu-central-1").list_buckets()["Buckets"] == []
+    wrong = make_client(kp.endpoint, ak, sk, region=REGION)
+    with pytest.raises(ClientError) as ei:
+        wrong.list_buckets()
+    assert ei.value.response["Error"]["Code"] == "AuthorizationHeaderMalformed"
+
