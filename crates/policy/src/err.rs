@@ -119,3 +119,25 @@ impl ParseError {
         self.span
     }
 }
+
+/// A parsed policy that cannot be used in the role it was given (for example a `Principal` in
+/// an identity-based policy), or a hand-built model with invalid values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+#[error("statement {statement}: {message}")]
+#[diagnostic(code(keyhole::policy::compile))]
+pub struct CompileError {
+    pub(crate) statement: usize,
+    pub(crate) message: String,
+}
+
+impl CompileError {
+    /// Index of the offending statement.
+    pub fn statement(&self) -> usize {
+        self.statement
+    }
+
+    /// What is wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}

@@ -7,14 +7,25 @@
 pub mod condition;
 pub mod context;
 pub mod err;
+pub mod eval;
 pub(crate) mod json;
 pub mod model;
 pub mod parse;
 pub mod pattern;
+pub mod simulate;
 
-pub use err::{ParseError, ParseErrorKind};
+pub use context::{Context, ContextValue};
+pub use err::{CompileError, ParseError, ParseErrorKind};
+pub use eval::{
+    CompiledPolicy, Decision, DecisionKind, DenialReason, Evaluator, FailedElement, Failure,
+    Policies, PolicyError, PolicyKind, Request, RequestPrincipal, StatementRef,
+};
 pub use json::{line_col, Span};
+pub use model::Policy;
 pub use parse::parse_policy;
+pub use simulate::{
+    simulate, simulate_json, PolicyText, SimulateError, SimulateInput, SimulateOutput,
+};
 
 /// Largest accepted policy document, in bytes.
 pub const MAX_POLICY_BYTES: usize = 1024 * 1024;

@@ -1,5 +1,8 @@
 //! Property test: `parse(print(p)) == p` for generated policies (STYLE.md convention 11).
-#![expect(clippy::unwrap_used, reason = "proptest generators outside #[test] fns build only valid operators")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "proptest generators outside #[test] fns build only valid operators"
+)]
 
 use keyhole_policy::model::{
     ActionRule, Condition, ConditionValue, Effect, OneOrMore, Operator, Policy, Principal,

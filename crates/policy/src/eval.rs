@@ -1,0 +1,1118 @@
+//! Compiled policies and the evaluator: request → [`Decision`] and why.
+//!
+//! Logic from "Policy evaluation logic"
+//! (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html>,
+//! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic_policy-eval-denyallow.html>,
+//! cross-account: <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html>):
+//!
+//! 1. An applicable `Deny` in any identity-based, resource-based, boundary or session policy
+//!    gives `ExplicitlyDenied`.
+//! 2. The root user of the resource's account bypasses identity checks (it has no identity
+//!    policies) but not a resource policy's explicit deny; it can always get, put and delete
+//!    the bucket policy (<https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteBucketPolicy.html>:
+//!    "the root principal ... can perform the GetBucketPolicy, PutBucketPolicy, and
+//!    DeleteBucketPolicy API actions, even if their bucket policy explicitly denies").
+//! 3. Same account: a resource-policy `Allow` naming an IAM user ARN or the exact role-session
+//!    ARN is final; one naming the role ARN (or `*` for a role session) stands in for an
+//!    identity-based allow but is still limited by the permissions boundary and the session
+//!    policy; one naming only the account delegates to identity-based policies.
+//! 4. Otherwise an identity-based allow is needed, and every boundary and the session policy
+//!    must also allow (intersection).
+//! 5. Cross-account: the identity side (identity ∩ boundary ∩ session) and the resource policy
+//!    must both allow.
+//!
+//! A decision through [`Evaluator::is_allowed`] allocates nothing; [`Evaluator::evaluate`]
+//! also records the deciding statements, failures and missing context keys.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::condition::CompiledCondition;
+use crate::context::Context;
+use crate::err::CompileError;
+use crate::model::{
+    ActionRule, Effect, Policy, Principal, PrincipalKind, PrincipalRule, ResourceRule,
+};
+use crate::pattern::{split_arn, ArnPattern, Pattern, Resolver};
+
+/// The role a policy plays in a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PolicyKind {
+    /// Attached to the user or role (managed or inline).
+    Identity,
+    /// Attached to the resource (bucket policy, trust policy).
+    Resource,
+    /// A permissions boundary of the user or role.
+    PermissionsBoundary,
+    /// Passed when the session was created.
+    Session,
+}
+
+impl PolicyKind {
+    /// Lowercase name used in JSON output (`identity`, `resource`, `boundary`, `session`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyKind::Identity => "identity",
+            PolicyKind::Resource => "resource",
+            PolicyKind::PermissionsBoundary => "boundary",
+            PolicyKind::Session => "session",
+        }
+    }
+
+    fn with_article(self) -> &'static str {
+        match self {
+            PolicyKind::Identity => "an identity-based policy",
+            PolicyKind::Resource => "a resource-based policy",
+            PolicyKind::PermissionsBoundary => "a permissions boundary",
+            PolicyKind::Session => "a session policy",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            PolicyKind::Identity => "identity-based policy",
+            PolicyKind::Resource => "resource-based policy",
+            PolicyKind::PermissionsBoundary => "permissions boundary",
+            PolicyKind::Session => "session policy",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ActionMatcher {
+    not: bool,
+    any: bool,
+    exact: HashSet<String>,
+    patterns: Vec<Pattern>,
+}
+
+impl ActionMatcher {
+    fn matches(&self, action_lower: &str) -> bool {
+        let hit = self.any
+            || self.exact.contains(action_lower)
+            || self.patterns.iter().any(|p| p.matches(action_lower));
+        hit != self.not
+    }
+}
+
+#[derive(Debug)]
+struct ResourceMatcher {
+    not: bool,
+    patterns: Vec<ArnPattern>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PrincipalValue {
+    Any,
+    Account(String),
+    Arn(String),
+    Other(String),
+}
+
+#[derive(Debug)]
+struct PrincipalMatcher {
+    not: bool,
+    values: Vec<PrincipalValue>,
+}
+
+#[derive(Debug)]
+struct CompiledStatement {
+    sid: Option<String>,
+    effect: Effect,
+    line: u32,
+    principal: Option<PrincipalMatcher>,
+    actions: ActionMatcher,
+    resources: Option<ResourceMatcher>,
+    conditions: Vec<CompiledCondition>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    kind: PolicyKind,
+    statements: Vec<CompiledStatement>,
+    context_keys: Vec<String>,
+}
+
+/// A policy compiled for evaluation: actions in sets, wildcards as matchers, CIDRs and dates
+/// parsed. Cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    inner: Arc<Inner>,
+    name: Option<Arc<str>>,
+}
+
+fn compile_principal(p: &Principal) -> Vec<PrincipalValue> {
+    match p {
+        Principal::Any => vec![PrincipalValue::Any],
+        Principal::Map(entries) => entries
+            .iter()
+            .flat_map(|(kind, vals)| {
+                vals.iter().map(move |v| match kind {
+                    PrincipalKind::Aws if v == "*" => PrincipalValue::Any,
+                    PrincipalKind::Aws
+                        if v.len() == 12 && v.bytes().all(|b| b.is_ascii_digit()) =>
+                    {
+                        PrincipalValue::Account(v.clone())
+                    }
+                    PrincipalKind::Aws => match split_arn(v) {
+                        Some(["arn", _, "iam", "", account, "root"]) => {
+                            PrincipalValue::Account(account.to_owned())
+                        }
+                        _ => PrincipalValue::Arn(v.clone()),
+                    },
+                    _ => PrincipalValue::Other(v.clone()),
+                })
+            })
+            .collect(),
+    }
+}
+
+impl CompiledPolicy {
+    /// Compiles `policy` for use as `kind`. Identity, boundary and session policies must not
+    /// have `Principal`/`NotPrincipal` and need `Resource`/`NotResource`; resource policies
+    /// need `Principal`/`NotPrincipal`
+    /// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html>).
+    pub fn compile(policy: &Policy, kind: PolicyKind) -> Result<Self, CompileError> {
+        let variables = policy.variables_enabled();
+        let mut statements = Vec::with_capacity(policy.statements.len());
+        let mut keys: Vec<String> = Vec::new();
+        for (i, st) in policy.statements.iter().enumerate() {
+            let err = |message: String| CompileError {
+                statement: i,
+                message,
+            };
+            match (kind, &st.principal) {
+                (PolicyKind::Resource, None) => {
+                    return Err(err(
+                        "a resource-based policy statement needs `Principal` or `NotPrincipal`"
+                            .into(),
+                    ));
+                }
+                (PolicyKind::Resource, Some(_)) | (_, None) => {}
+                (_, Some(_)) => {
+                    return Err(err(format!(
+                        "a {} cannot have `Principal` or `NotPrincipal`",
+                        kind.describe()
+                    )));
+                }
+            }
+            if kind != PolicyKind::Resource && st.resource.is_none() {
+                return Err(err(format!(
+                    "a {} statement needs `Resource` or `NotResource`",
+                    kind.describe()
+                )));
+            }
+            let (not, list) = match &st.action {
+                ActionRule::Action(a) => (false, a),
+                ActionRule::NotAction(a) => (true, a),
+            };
+            let mut actions = ActionMatcher {
+                not,
+                any: false,
+                exact: HashSet::new(),
+                patterns: Vec::new(),
+            };
+            for a in list.iter() {
+                let p = Pattern::wildcard(a, true);
+                if a == "*" {
+                    actions.any = true;
+                } else if let Some(lit) = p.as_literal() {
+                    actions.exact.insert(lit.to_owned());
+                } else {
+                    actions.patterns.push(p);
+                }
+            }
+            let resources = match &st.resource {
+                None => None,
+                Some(rule) => {
+                    let (not, list) = match rule {
+                        ResourceRule::Resource(r) => (false, r),
+                        ResourceRule::NotResource(r) => (true, r),
+                    };
+                    let patterns = list
+                        .iter()
+                        .map(|r| ArnPattern::new(r, variables, true).map_err(|e| err(e.0)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    for p in &patterns {
+                        keys.extend(p.variables().iter().map(|v| v.key.clone()));
+                    }
+                    Some(ResourceMatcher { not, patterns })
+                }
+            };
+            let principal = st.principal.as_ref().map(|p| match p {
+                PrincipalRule::Principal(p) => PrincipalMatcher {
+                    not: false,
+                    values: compile_principal(p),
+                },
+                PrincipalRule::NotPrincipal(p) => PrincipalMatcher {
+                    not: true,
+                    values: compile_principal(p),
+                },
+            });
+            let conditions = st
+                .conditions
+                .iter()
+                .map(|c| {
+                    CompiledCondition::compile(c, variables).map_err(|e| {
+                        err(format!(
+                            "invalid value `{}` for `{}`; expected {}",
+                            e.value, c.key, e.expected
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for c in &conditions {
+                keys.push(c.key_lower().to_owned());
+                keys.extend(c.variable_keys().into_iter().map(str::to_owned));
+            }
+            statements.push(CompiledStatement {
+                sid: st.sid.clone(),
+                effect: st.effect,
+                line: st.line,
+                principal,
+                actions,
+                resources,
+                conditions,
+            });
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                kind,
+                statements,
+                context_keys: keys,
+            }),
+            name: None,
+        })
+    }
+
+    /// Parses and compiles a document.
+    pub fn from_json(text: &str, kind: PolicyKind) -> Result<Self, PolicyError> {
+        let p = crate::parse::parse_policy(text)?;
+        Ok(Self::compile(&p, kind)?)
+    }
+
+    /// Gives the policy a name shown in explanations (for example its file name).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(Arc::from(name.into()));
+        self
+    }
+
+    /// The role the policy was compiled for.
+    pub fn kind(&self) -> PolicyKind {
+        self.inner.kind
+    }
+
+    /// The name given with [`CompiledPolicy::with_name`].
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Context keys (lowercased) the policy's conditions and variables refer to.
+    pub fn context_keys(&self) -> &[String] {
+        &self.inner.context_keys
+    }
+
+    /// Number of statements.
+    pub fn len(&self) -> usize {
+        self.inner.statements.len()
+    }
+
+    /// Whether the policy has no statements.
+    pub fn is_empty(&self) -> bool {
+        self.inner.statements.is_empty()
+    }
+}
+
+/// Parse or compile failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+pub enum PolicyError {
+    /// The document does not parse.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Parse(#[from] crate::err::ParseError),
+    /// The document parses but cannot be used in its role.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Compile(#[from] CompileError),
+}
+
+/// Who makes the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestPrincipal {
+    /// No signature.
+    Anonymous,
+    /// The account's root user.
+    Root {
+        /// Account id.
+        account: String,
+    },
+    /// An IAM user.
+    User {
+        /// User ARN.
+        arn: String,
+        /// Account id.
+        account: String,
+    },
+    /// An IAM role acting without a session ARN (as in simulations).
+    Role {
+        /// Role ARN.
+        arn: String,
+        /// Account id.
+        account: String,
+    },
+    /// An assumed-role session.
+    Session {
+        /// `arn:aws:sts::ID:assumed-role/ROLE/SESSION`.
+        session_arn: String,
+        /// The role's ARN (`aws:PrincipalArn`).
+        role_arn: String,
+        /// Account id.
+        account: String,
+    },
+    /// Anything else (service, federated, canonical user), matched by string equality.
+    Other {
+        /// The principal string.
+        id: String,
+        /// Account id, if known.
+        account: Option<String>,
+    },
+}
+
+impl RequestPrincipal {
+    /// Classifies a principal ARN. For sessions, `role_arn` (the `aws:PrincipalArn`, which keeps
+    /// the role path) is used when given; otherwise it is derived without a path.
+    pub fn from_arn(arn: &str, role_arn: Option<&str>) -> Self {
+        match split_arn(arn) {
+            Some(["arn", _, "iam", "", account, "root"]) => RequestPrincipal::Root {
+                account: account.to_owned(),
+            },
+            Some(["arn", _, "iam", "", account, rest]) if rest.starts_with("user/") => {
+                RequestPrincipal::User {
+                    arn: arn.to_owned(),
+                    account: account.to_owned(),
+                }
+            }
+            Some(["arn", _, "iam", "", account, rest]) if rest.starts_with("role/") => {
+                RequestPrincipal::Role {
+                    arn: arn.to_owned(),
+                    account: account.to_owned(),
+                }
+            }
+            Some(["arn", partition, "sts", "", account, rest])
+                if rest.starts_with("assumed-role/") =>
+            {
+                let role_name = rest
+                    .trim_start_matches("assumed-role/")
+                    .split('/')
+                    .next()
+                    .unwrap_or_default();
+                RequestPrincipal::Session {
+                    session_arn: arn.to_owned(),
+                    role_arn: role_arn.map_or_else(
+                        || format!("arn:{partition}:iam::{account}:role/{role_name}"),
+                        str::to_owned,
+                    ),
+                    account: account.to_owned(),
+                }
+            }
+            Some(["arn", _, _, _, account, _]) if !account.is_empty() => RequestPrincipal::Other {
+                id: arn.to_owned(),
+                account: Some(account.to_owned()),
+            },
+            _ => RequestPrincipal::Other {
+                id: arn.to_owned(),
+                account: None,
+            },
+        }
+    }
+
+    /// The principal's account, if it has one.
+    pub fn account(&self) -> Option<&str> {
+        match self {
+            RequestPrincipal::Anonymous => None,
+            RequestPrincipal::Root { account }
+            | RequestPrincipal::User { account, .. }
+            | RequestPrincipal::Role { account, .. }
+            | RequestPrincipal::Session { account, .. } => Some(account),
+            RequestPrincipal::Other { account, .. } => account.as_deref(),
+        }
+    }
+
+    fn arn(&self) -> Option<&str> {
+        match self {
+            RequestPrincipal::Anonymous | RequestPrincipal::Root { .. } => None,
+            RequestPrincipal::User { arn, .. } | RequestPrincipal::Role { arn, .. } => Some(arn),
+            RequestPrincipal::Session { session_arn, .. } => Some(session_arn),
+            RequestPrincipal::Other { id, .. } => Some(id),
+        }
+    }
+}
+
+/// An authorization request: who, what action, on which resource, with which context.
+#[derive(Debug, Clone)]
+pub struct Request {
+    principal: RequestPrincipal,
+    action: String,
+    action_lower: String,
+    resource: String,
+    resource_account: Option<String>,
+    context: Context,
+}
+
+impl Request {
+    /// A request. `resource_account` is the account owning the resource (S3 ARNs carry none);
+    /// `None` means the principal's own account.
+    pub fn new(
+        principal: RequestPrincipal,
+        action: &str,
+        resource: &str,
+        resource_account: Option<&str>,
+        context: Context,
+    ) -> Self {
+        Self {
+            principal,
+            action: action.to_owned(),
+            action_lower: action.to_ascii_lowercase(),
+            resource: resource.to_owned(),
+            resource_account: resource_account.map(str::to_owned),
+            context,
+        }
+    }
+
+    /// The principal.
+    pub fn principal(&self) -> &RequestPrincipal {
+        &self.principal
+    }
+
+    /// The action as given.
+    pub fn action(&self) -> &str {
+        &self.action
+    }
+
+    /// The resource ARN.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The context.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    /// Mutable context (e.g. to change `aws:CurrentTime` between decisions).
+    pub fn context_mut(&mut self) -> &mut Context {
+        &mut self.context
+    }
+
+    fn same_account(&self) -> bool {
+        match (&self.resource_account, self.principal.account()) {
+            (None, _) => true,
+            (Some(r), Some(p)) => r == p,
+            (Some(_), None) => false,
+        }
+    }
+}
+
+/// The outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionKind {
+    /// Allowed.
+    Allowed,
+    /// An applicable `Deny` statement.
+    ExplicitlyDenied,
+    /// Nothing (or not enough) allows.
+    ImplicitlyDenied,
+}
+
+impl DecisionKind {
+    /// `Allowed`, `ExplicitlyDenied` or `ImplicitlyDenied`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Allowed => "Allowed",
+            DecisionKind::ExplicitlyDenied => "ExplicitlyDenied",
+            DecisionKind::ImplicitlyDenied => "ImplicitlyDenied",
+        }
+    }
+}
+
+/// Where a statement is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementRef {
+    /// Which policy list.
+    pub policy_kind: PolicyKind,
+    /// Index in that list (0 for the resource and session policy).
+    pub policy_index: usize,
+    /// The policy's name, if it has one.
+    pub policy_name: Option<String>,
+    /// Index of the statement in the policy.
+    pub statement_index: usize,
+    /// The statement's `Sid`.
+    pub sid: Option<String>,
+    /// The statement's effect.
+    pub effect: Effect,
+    /// Line of the statement in its document (0 if unknown).
+    pub line: u32,
+}
+
+/// Which part of a statement did not match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailedElement {
+    /// `Resource`/`NotResource` did not match the request's resource.
+    Resource,
+    /// `Principal`/`NotPrincipal` did not match the caller.
+    Principal,
+    /// A condition was false.
+    Condition {
+        /// The operator as written.
+        operator: String,
+        /// The key as written.
+        key: String,
+        /// Whether the key was absent from the request.
+        key_missing: bool,
+    },
+}
+
+impl fmt::Display for FailedElement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailedElement::Resource => f.write_str("resource does not match"),
+            FailedElement::Principal => f.write_str("principal does not match"),
+            FailedElement::Condition {
+                operator,
+                key,
+                key_missing: true,
+            } => {
+                write!(
+                    f,
+                    "condition `{operator}` on `{key}` is false (key missing from the request)"
+                )
+            }
+            FailedElement::Condition { operator, key, .. } => {
+                write!(f, "condition `{operator}` on `{key}` is false")
+            }
+        }
+    }
+}
+
+/// A statement whose action matched but which did not apply, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The statement.
+    pub statement: StatementRef,
+    /// The first element that failed.
+    pub element: FailedElement,
+}
+
+/// Why a request was denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenialReason {
+    /// An explicit deny in a policy of this kind.
+    ExplicitDeny(PolicyKind),
+    /// No policy of this kind allows.
+    NoAllow(PolicyKind),
+}
+
+/// A decision with its explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The outcome.
+    pub kind: DecisionKind,
+    /// The statements that decided: the applicable denies, or the allows that granted.
+    pub matched: Vec<StatementRef>,
+    /// For denials: statements whose action matched but that did not apply.
+    pub failures: Vec<Failure>,
+    /// Context keys the policies refer to but the request lacks (lowercased, sorted).
+    pub missing_context_keys: Vec<String>,
+    /// For denials: why.
+    pub reason: Option<DenialReason>,
+}
+
+impl Decision {
+    /// A one-line explanation in the style of AWS access-denied messages.
+    pub fn explanation(&self, request: &Request) -> String {
+        let head = |verb: &str| {
+            format!(
+                "{verb} to perform: {} on resource: {}",
+                request.action(),
+                request.resource()
+            )
+        };
+        match (self.kind, self.reason) {
+            (DecisionKind::Allowed, _) => {
+                let by: Vec<String> = self.matched.iter().map(describe_ref).collect();
+                if by.is_empty() {
+                    format!("{} (root user of the account)", head("authorized"))
+                } else {
+                    format!("{} because of {}", head("authorized"), by.join(", "))
+                }
+            }
+            (_, Some(DenialReason::ExplicitDeny(k))) => {
+                let by: Vec<String> = self.matched.iter().map(describe_ref).collect();
+                format!(
+                    "{} with an explicit deny in {} ({})",
+                    head("not authorized"),
+                    k.with_article(),
+                    by.join(", ")
+                )
+            }
+            (_, Some(DenialReason::NoAllow(k))) => {
+                format!(
+                    "{} because no {} allows the {} action",
+                    head("not authorized"),
+                    k.describe(),
+                    request.action()
+                )
+            }
+            (_, None) => head("not authorized"),
+        }
+    }
+}
+
+fn describe_ref(r: &StatementRef) -> String {
+    let name = r
+        .policy_name
+        .clone()
+        .unwrap_or_else(|| format!("{} policy {}", r.policy_kind.as_str(), r.policy_index));
+    let sid = r
+        .sid
+        .as_ref()
+        .map(|s| format!(" `{s}`"))
+        .unwrap_or_default();
+    if r.line > 0 {
+        format!(
+            "{name} statement {}{sid} (line {})",
+            r.statement_index, r.line
+        )
+    } else {
+        format!("{name} statement {}{sid}", r.statement_index)
+    }
+}
+
+/// The policies in play for one request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policies<'a> {
+    /// Identity-based policies of the principal.
+    pub identity: &'a [CompiledPolicy],
+    /// The resource's policy.
+    pub resource: Option<&'a CompiledPolicy>,
+    /// Permissions boundaries (AWS allows one; each listed must allow).
+    pub boundaries: &'a [CompiledPolicy],
+    /// The session policy.
+    pub session: Option<&'a CompiledPolicy>,
+}
+
+/// How a resource policy named the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Grant {
+    /// Only via the account: delegates to identity policies.
+    Account,
+    /// Via the role of a session (or the role itself): limited by boundary and session policy.
+    Role,
+    /// `*`.
+    Wildcard,
+    /// The exact user, session, root, or other principal.
+    Direct,
+}
+
+fn principal_grant(m: &PrincipalMatcher, who: &RequestPrincipal) -> Option<Grant> {
+    let mut best: Option<Grant> = None;
+    for v in &m.values {
+        let g = match (v, who) {
+            (PrincipalValue::Any, _) => Some(Grant::Wildcard),
+            (PrincipalValue::Account(a), RequestPrincipal::Root { account }) if a == account => {
+                Some(Grant::Direct)
+            }
+            (PrincipalValue::Account(a), w) if w.account() == Some(a.as_str()) => {
+                Some(Grant::Account)
+            }
+            (
+                PrincipalValue::Arn(a),
+                RequestPrincipal::Session {
+                    session_arn,
+                    role_arn,
+                    ..
+                },
+            ) => {
+                if a == session_arn {
+                    Some(Grant::Direct)
+                } else if a == role_arn {
+                    Some(Grant::Role)
+                } else {
+                    None
+                }
+            }
+            (PrincipalValue::Arn(a), RequestPrincipal::Role { arn, .. }) if a == arn => {
+                Some(Grant::Role)
+            }
+            (PrincipalValue::Arn(a), RequestPrincipal::User { arn, .. }) if a == arn => {
+                Some(Grant::Direct)
+            }
+            (PrincipalValue::Other(a), RequestPrincipal::Other { id, .. }) if a == id => {
+                Some(Grant::Direct)
+            }
+            (PrincipalValue::Arn(a), RequestPrincipal::Other { id, .. }) if a == id => {
+                Some(Grant::Direct)
+            }
+            _ => None,
+        };
+        best = best.max(g);
+    }
+    best
+}
+
+/// `NotPrincipal` excludes a caller only when it is listed exactly (its ARN, or for root its
+/// account), per <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html>
+/// which requires the session ARN itself to be listed for role sessions.
+fn not_principal_excludes(m: &PrincipalMatcher, who: &RequestPrincipal) -> bool {
+    m.values.iter().any(|v| match (v, who) {
+        (PrincipalValue::Any, _) => true,
+        (PrincipalValue::Account(a), RequestPrincipal::Root { account }) => a == account,
+        (PrincipalValue::Arn(a) | PrincipalValue::Other(a), w) => w.arn() == Some(a.as_str()),
+        _ => false,
+    })
+}
+
+/// Collects explanations; the no-op implementation keeps [`Evaluator::is_allowed`]
+/// allocation-free.
+trait Recorder {
+    const ON: bool;
+    fn matched(&mut self, r: StatementRef);
+    fn failed(&mut self, r: StatementRef, e: FailedElement);
+    fn missing(&mut self, key_lower: &str);
+}
+
+struct NoRecord;
+
+impl Recorder for NoRecord {
+    const ON: bool = false;
+    fn matched(&mut self, _: StatementRef) {}
+    fn failed(&mut self, _: StatementRef, _: FailedElement) {}
+    fn missing(&mut self, _: &str) {}
+}
+
+#[derive(Default)]
+struct Record {
+    matched: Vec<StatementRef>,
+    failures: Vec<Failure>,
+    missing: Vec<String>,
+}
+
+impl Recorder for Record {
+    const ON: bool = true;
+    fn matched(&mut self, r: StatementRef) {
+        if !self.matched.contains(&r) {
+            self.matched.push(r);
+        }
+    }
+    fn failed(&mut self, r: StatementRef, e: FailedElement) {
+        self.failures.push(Failure {
+            statement: r,
+            element: e,
+        });
+    }
+    fn missing(&mut self, key_lower: &str) {
+        if !self.missing.iter().any(|k| k == key_lower) {
+            self.missing.push(key_lower.to_owned());
+        }
+    }
+}
+
+fn stmt_ref(p: &CompiledPolicy, idx: usize, i: usize, s: &CompiledStatement) -> StatementRef {
+    StatementRef {
+        policy_kind: p.inner.kind,
+        policy_index: idx,
+        policy_name: p.name.as_deref().map(str::to_owned),
+        statement_index: i,
+        sid: s.sid.clone(),
+        effect: s.effect,
+        line: s.line,
+    }
+}
+
+/// Checks resource, principal and conditions of a statement whose action matched.
+/// Returns the grant kind for resource policies (`Direct` elsewhere) or the failed element.
+fn statement_applies<R: Recorder>(
+    s: &CompiledStatement,
+    req: &Request,
+    rec: &mut R,
+) -> Result<Grant, FailedElement> {
+    let ctx = &req.context;
+    if let Some(r) = &s.resources {
+        let hit = r
+            .patterns
+            .iter()
+            .any(|p| p.matches_with(&req.resource, ctx as &dyn Resolver));
+        if R::ON {
+            for p in &r.patterns {
+                for v in p.variables() {
+                    if v.default.is_none() && ctx.resolve(&v.key).is_none() {
+                        rec.missing(&v.key);
+                    }
+                }
+            }
+        }
+        if hit == r.not {
+            return Err(FailedElement::Resource);
+        }
+    }
+    let grant = match &s.principal {
+        None => Grant::Direct,
+        Some(m) if m.not => {
+            if not_principal_excludes(m, &req.principal) {
+                return Err(FailedElement::Principal);
+            }
+            Grant::Wildcard
+        }
+        Some(m) => principal_grant(m, &req.principal).ok_or(FailedElement::Principal)?,
+    };
+    let mut failed = None;
+    for c in &s.conditions {
+        let (holds, missing) = c.evaluate(ctx);
+        if R::ON {
+            if missing {
+                rec.missing(c.key_lower());
+            }
+            for k in c.variable_keys() {
+                if ctx.resolve(k).is_none() {
+                    rec.missing(k);
+                }
+            }
+        }
+        if !holds && failed.is_none() {
+            failed = Some(FailedElement::Condition {
+                operator: c.operator().to_string(),
+                key: c.key().to_owned(),
+                key_missing: missing,
+            });
+            if !R::ON {
+                break;
+            }
+        }
+    }
+    match failed {
+        Some(f) => Err(f),
+        None => Ok(grant),
+    }
+}
+
+/// Scans the statements of `effect` in one policy; returns the best grant of an applicable one.
+fn scan<R: Recorder>(
+    p: &CompiledPolicy,
+    idx: usize,
+    effect: Effect,
+    req: &Request,
+    rec: &mut R,
+    record_failures: bool,
+) -> Option<Grant> {
+    let mut best = None;
+    for (i, s) in p.inner.statements.iter().enumerate() {
+        if s.effect != effect || !s.actions.matches(&req.action_lower) {
+            continue;
+        }
+        match statement_applies(s, req, rec) {
+            Ok(g) => {
+                if R::ON {
+                    rec.matched(stmt_ref(p, idx, i, s));
+                } else {
+                    return Some(g);
+                }
+                best = best.max(Some(g));
+            }
+            Err(e) => {
+                if R::ON && record_failures {
+                    rec.failed(stmt_ref(p, idx, i, s), e);
+                }
+            }
+        }
+    }
+    best
+}
+
+/// Actions the root user may always perform on its own buckets.
+const ROOT_ALWAYS: [&str; 3] = [
+    "s3:getbucketpolicy",
+    "s3:putbucketpolicy",
+    "s3:deletebucketpolicy",
+];
+
+/// The evaluator.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evaluator;
+
+impl Evaluator {
+    /// Decides without recording an explanation; allocates nothing.
+    pub fn is_allowed(policies: &Policies<'_>, req: &Request) -> DecisionKind {
+        decide(policies, req, &mut NoRecord).0
+    }
+
+    /// Decides and explains.
+    pub fn evaluate(policies: &Policies<'_>, req: &Request) -> Decision {
+        let mut rec = Record::default();
+        let (kind, reason) = decide(policies, req, &mut rec);
+        let mut missing = rec.missing;
+        missing.sort();
+        let matched = match kind {
+            DecisionKind::ExplicitlyDenied => rec
+                .matched
+                .into_iter()
+                .filter(|m| m.effect == Effect::Deny)
+                .collect(),
+            DecisionKind::Allowed => rec
+                .matched
+                .into_iter()
+                .filter(|m| m.effect == Effect::Allow)
+                .collect(),
+            DecisionKind::ImplicitlyDenied => Vec::new(),
+        };
+        let failures = if kind == DecisionKind::Allowed {
+            Vec::new()
+        } else {
+            rec.failures
+        };
+        Decision {
+            kind,
+            matched,
+            failures,
+            missing_context_keys: missing,
+            reason,
+        }
+    }
+}
+
+fn decide<R: Recorder>(
+    pol: &Policies<'_>,
+    req: &Request,
+    rec: &mut R,
+) -> (DecisionKind, Option<DenialReason>) {
+    let same_account = req.same_account();
+    let is_root = matches!(req.principal, RequestPrincipal::Root { .. });
+    if is_root && same_account && ROOT_ALWAYS.contains(&req.action_lower.as_str()) {
+        return (DecisionKind::Allowed, None);
+    }
+    // 1. Explicit deny anywhere.
+    let mut deny: Option<PolicyKind> = None;
+    let identity_side: &[(&[CompiledPolicy], PolicyKind)] = &[
+        (pol.identity, PolicyKind::Identity),
+        (pol.boundaries, PolicyKind::PermissionsBoundary),
+    ];
+    if !is_root {
+        for (list, kind) in identity_side {
+            for (i, p) in list.iter().enumerate() {
+                if scan(p, i, Effect::Deny, req, rec, false).is_some() {
+                    deny = deny.or(Some(*kind));
+                    if !R::ON {
+                        return (
+                            DecisionKind::ExplicitlyDenied,
+                            deny.map(DenialReason::ExplicitDeny),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(p) = pol.session {
+            if scan(p, 0, Effect::Deny, req, rec, false).is_some() {
+                deny = deny.or(Some(PolicyKind::Session));
+                if !R::ON {
+                    return (
+                        DecisionKind::ExplicitlyDenied,
+                        deny.map(DenialReason::ExplicitDeny),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(p) = pol.resource {
+        if scan(p, 0, Effect::Deny, req, rec, false).is_some() {
+            deny = deny.or(Some(PolicyKind::Resource));
+        }
+    }
+    if let Some(k) = deny {
+        return (
+            DecisionKind::ExplicitlyDenied,
+            Some(DenialReason::ExplicitDeny(k)),
+        );
+    }
+    // 2. Resource-based allow.
+    let grant = pol
+        .resource
+        .and_then(|p| scan(p, 0, Effect::Allow, req, rec, true));
+    if is_root {
+        return if same_account || grant.is_some() {
+            (DecisionKind::Allowed, None)
+        } else {
+            (
+                DecisionKind::ImplicitlyDenied,
+                Some(DenialReason::NoAllow(PolicyKind::Resource)),
+            )
+        };
+    }
+    if matches!(req.principal, RequestPrincipal::Anonymous) {
+        return if grant.is_some_and(|g| g >= Grant::Wildcard) {
+            (DecisionKind::Allowed, None)
+        } else {
+            (
+                DecisionKind::ImplicitlyDenied,
+                Some(DenialReason::NoAllow(PolicyKind::Resource)),
+            )
+        };
+    }
+    let is_session_or_role = matches!(
+        req.principal,
+        RequestPrincipal::Session { .. } | RequestPrincipal::Role { .. }
+    );
+    if same_account {
+        let final_grant = match grant {
+            Some(Grant::Direct) => true,
+            Some(Grant::Wildcard) => !is_session_or_role,
+            _ => false,
+        };
+        if final_grant {
+            // Record boundary/session evaluation is skipped: the resource policy decides.
+            return (DecisionKind::Allowed, None);
+        }
+    }
+    // 3. Identity side.
+    let mut identity_allow = false;
+    for (i, p) in pol.identity.iter().enumerate() {
+        if scan(p, i, Effect::Allow, req, rec, true).is_some() {
+            identity_allow = true;
+            if !R::ON {
+                break;
+            }
+        }
+    }
+    let resource_stands_in =
+        same_account && matches!(grant, Some(Grant::Role | Grant::Wildcard | Grant::Direct));
+    if !identity_allow && !resource_stands_in {
+        return (
+            DecisionKind::ImplicitlyDenied,
+            Some(DenialReason::NoAllow(PolicyKind::Identity)),
+        );
+    }
+    for (i, p) in pol.boundaries.iter().enumerate() {
+        if scan(p, i, Effect::Allow, req, rec, true).is_none() {
+            return (
+                DecisionKind::ImplicitlyDenied,
+                Some(DenialReason::NoAllow(PolicyKind::PermissionsBoundary)),
+            );
+        }
+    }
+    if let Some(p) = pol.session {
+        if scan(p, 0, Effect::Allow, req, rec, true).is_none() {
+            return (
+                DecisionKind::ImplicitlyDenied,
+                Some(DenialReason::NoAllow(PolicyKind::Session)),
+            );
+        }
+    }
+    if !same_account && grant.is_none() {
+        return (
+            DecisionKind::ImplicitlyDenied,
+            Some(DenialReason::NoAllow(PolicyKind::Resource)),
+        );
+    }
+    (DecisionKind::Allowed, None)
+}
