@@ -1,2 +1,38 @@
-//! The `keyhole` command.
-fn main() {}
+//! The `keyhole` command: `keyhole serve` runs the gateway.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod serve;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::install_tracing(&args.log_format);
+    install_panic_hook();
+    match run(args) {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: cli::Cli) -> miette::Result<ExitCode> {
+    match args.command {
+        cli::Command::Serve(a) => serve::run(a),
+    }
+}
+
+/// A panic leaves the process in an unknown state: log it and abort rather than let other tasks
+/// carry on (garage does the same).
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "panic: aborting");
+        default(info);
+        std::process::abort();
+    }));
+}

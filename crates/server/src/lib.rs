@@ -1,1 +1,93 @@
-//! keyhole-server (being written).
+//! The keyhole gateway: an S3-compatible server that authenticates every request with SigV4 and
+//! authorizes it before any handler runs.
+//!
+//! [`Gateway`] holds the configuration, the account, the object store and the two security
+//! components the pipeline cannot run without: an [`auth::Authenticator`] and an
+//! [`auth::Authorize`] implementation. [`pipeline::serve`] runs it on a listener.
+//!
+//! # Security
+//! There is no unauthenticated mode: a request without a signature is the anonymous principal and
+//! goes through the same authorizer as everyone else.
+
+#![deny(missing_docs)]
+
+pub mod account;
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod pipeline;
+pub mod s3;
+pub mod xml;
+
+use std::sync::Arc;
+
+use keyhole_store::LocalStore;
+use sha2::Digest;
+
+pub use account::Account;
+pub use config::{Config, ConfigOverrides};
+
+/// Everything a request handler needs, shared by all connections.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The loaded configuration.
+    pub config: Config,
+    /// The account (id and root credentials).
+    pub account: Account,
+    /// The embedded object store.
+    pub store: LocalStore,
+    /// Verifies signatures and finds the principal.
+    pub authn: auth::Authenticator,
+    /// Decides every (action, resource) pair.
+    pub authz: Arc<dyn auth::Authorize>,
+    /// The canonical user id shown as bucket and object owner.
+    pub owner_id: String,
+}
+
+impl Gateway {
+    /// Assembles a gateway. Both an authenticator (built from the account) and an authorizer are
+    /// required: there is no way to build one that skips either.
+    pub fn new(
+        config: Config,
+        account: Account,
+        store: LocalStore,
+        authz: Arc<dyn auth::Authorize>,
+    ) -> Gateway {
+        let authn = auth::Authenticator::new(
+            account.record.root_access_key_id.clone(),
+            account.root_secret.clone(),
+        );
+        let owner_id = hex::encode(sha2::Sha256::digest(account.record.account_id.as_bytes()));
+        Gateway {
+            config,
+            account,
+            store,
+            authn,
+            authz,
+            owner_id,
+        }
+    }
+}
+
+/// Opens (or on first start creates) the account and the store under the configured data
+/// directory, and builds the gateway with the foundation's root-only authorizer.
+pub fn open(config: Config) -> Result<Gateway, OpenError> {
+    let account = Account::load_or_create(&config.data_dir)?;
+    let store = LocalStore::open(&config.data_dir.join("store"))?;
+    let authz = Arc::new(auth::RootOnly {
+        account_id: account.record.account_id.clone(),
+    });
+    Ok(Gateway::new(config, account, store, authz))
+}
+
+/// The gateway could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The account files.
+    #[error(transparent)]
+    Account(#[from] account::AccountError),
+    /// The object store.
+    #[error("cannot open the object store: {0}")]
+    Store(#[from] keyhole_store::StoreError),
+}

@@ -1,0 +1,94 @@
+//! `keyhole serve`: load the configuration, open the gateway, print how to reach it, and serve
+//! until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use keyhole_server::{Config, ConfigOverrides};
+use miette::{IntoDiagnostic, WrapErr};
+
+use crate::cli::ServeArgs;
+
+pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
+    let config = Config::load(
+        args.config.as_deref(),
+        ConfigOverrides {
+            listen: args.listen,
+            data_dir: args.data_dir,
+            domain: args.domain,
+            region: args.region,
+        },
+    )
+    .into_diagnostic()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> miette::Result<ExitCode> {
+    let listen = config.listen;
+    let gateway = keyhole_server::open(config)
+        .into_diagnostic()
+        .wrap_err("cannot start the gateway")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot listen on {listen} (is another server using it? choose another with --listen)"))?;
+    let local = listener.local_addr().into_diagnostic()?;
+    let endpoint = format!("http://{local}");
+    let creds = std::path::absolute(&gateway.account.root_credentials_path)
+        .unwrap_or_else(|_| gateway.account.root_credentials_path.clone());
+    let data_dir = std::path::absolute(&gateway.config.data_dir)
+        .unwrap_or_else(|_| gateway.config.data_dir.clone());
+    let fresh = if gateway.account.created_now {
+        "created now, mode 0600"
+    } else {
+        "existing, mode 0600"
+    };
+    println!("keyhole {} is serving S3", env!("CARGO_PKG_VERSION"));
+    println!("  endpoint:         {endpoint}");
+    println!("  account id:       {}", gateway.account.record.account_id);
+    println!("  data directory:   {}", data_dir.display());
+    println!("  root credentials: {} ({fresh})", creds.display());
+    println!("try:");
+    println!(
+        "  AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} s3 ls",
+        creds.display()
+    );
+    println!(
+        "Root credentials are for bootstrap only; stop with Ctrl-C (in-flight requests finish)."
+    );
+    tracing::info!(%endpoint, "listening");
+    keyhole_server::pipeline::serve(Arc::new(gateway), listener, shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

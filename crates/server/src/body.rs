@@ -1,0 +1,263 @@
+//! Request and response bodies, streamed and never fully buffered (XML documents aside, which are
+//! capped).
+//!
+//! [`BodyReader`] turns the incoming body into verified payload bytes: it decodes aws-chunked
+//! bodies and checks every chunk signature, checks a declared `x-amz-content-sha256` against what
+//! actually arrived, and checks the byte count against `Content-Length` (or
+//! `x-amz-decoded-content-length`). [`pump`] feeds it to a store writer on a blocking thread.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body::Frame;
+use http_body_util::BodyExt;
+use keyhole_sigv4::{ChunkDecoder, PayloadVerifier, VerifiedRequest};
+use keyhole_store::{ObjectReader, ObjectWriter, PartWriter, StoreError};
+
+use crate::error::S3Error;
+
+/// The response body type: a boxed stream of byte frames.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// A body with these bytes.
+pub fn full(data: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A body fed by a channel (used to stream object data from a blocking reader thread).
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
+    }
+}
+
+/// Size of each read from an object file.
+const READ_CHUNK: usize = 256 * 1024;
+/// Chunks in flight between a reader or writer thread and the connection.
+const CHANNEL_DEPTH: usize = 4;
+
+/// Streams `len` bytes of `reader` starting at `start` as a response body.
+pub fn stream_object(mut reader: ObjectReader, start: u64, len: u64) -> Body {
+    use std::io::{Read, Seek, SeekFrom};
+    let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_DEPTH);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = reader.seek(SeekFrom::Start(start)) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left.min(READ_CHUNK as u64)).unwrap_or(READ_CHUNK);
+            let mut buf = vec![0u8; want];
+            match reader.read(&mut buf) {
+                Ok(0) => {
+                    let _ = tx.blocking_send(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "object file shorter than its index entry",
+                    )));
+                    return;
+                }
+                Ok(n) => {
+                    buf.truncate(n);
+                    left -= n as u64;
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                        return; // client went away
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    ChannelBody { rx }.boxed()
+}
+
+fn incomplete_body() -> S3Error {
+    S3Error::new(
+        "IncompleteBody",
+        StatusCode::BAD_REQUEST,
+        "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+    )
+}
+
+/// Reads the incoming body as verified payload bytes.
+pub struct BodyReader {
+    incoming: hyper::body::Incoming,
+    decoder: Option<ChunkDecoder>,
+    verifier: Option<PayloadVerifier>,
+    expected: Option<u64>,
+    received: u64,
+    done: bool,
+}
+
+impl BodyReader {
+    /// Wraps `incoming`; `expected` is the payload length the client declared.
+    pub fn new(
+        incoming: hyper::body::Incoming,
+        verified: Option<&VerifiedRequest>,
+        expected: Option<u64>,
+    ) -> BodyReader {
+        BodyReader {
+            incoming,
+            decoder: verified.and_then(VerifiedRequest::chunk_decoder),
+            verifier: verified.and_then(VerifiedRequest::payload_verifier),
+            expected,
+            received: 0,
+            done: false,
+        }
+    }
+
+    /// The next piece of verified payload, or `None` at the (verified) end.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, S3Error> {
+        while !self.done {
+            let Some(frame) = self.incoming.frame().await else {
+                self.done = true;
+                if let Some(d) = self.decoder.take() {
+                    d.finish()?;
+                }
+                if let Some(v) = self.verifier.take() {
+                    v.finish()?;
+                }
+                if let Some(n) = self.expected {
+                    if self.received != n {
+                        return Err(incomplete_body());
+                    }
+                }
+                return Ok(None);
+            };
+            let frame = frame.map_err(|_| incomplete_body())?;
+            let Ok(data) = frame.into_data() else {
+                continue; // HTTP trailers: aws-chunked trailers travel inside the body instead
+            };
+            if let Some(v) = &mut self.verifier {
+                v.update(&data);
+            }
+            let out = match &mut self.decoder {
+                Some(d) => d.feed(&data)?,
+                None => data,
+            };
+            self.received += out.len() as u64;
+            if let Some(n) = self.expected {
+                if self.received > n {
+                    return Err(incomplete_body());
+                }
+            }
+            if !out.is_empty() {
+                return Ok(Some(out));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads the whole (small) body, refusing more than `limit` bytes.
+    pub async fn read_limited(&mut self, limit: usize) -> Result<Vec<u8>, S3Error> {
+        if self.expected.is_some_and(|n| n > limit as u64) {
+            return Err(too_large(limit));
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = self.next().await? {
+            if out.len() + chunk.len() > limit {
+                return Err(too_large(limit));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+}
+
+fn too_large(limit: usize) -> S3Error {
+    S3Error::new(
+        "MaxMessageLengthExceeded",
+        StatusCode::BAD_REQUEST,
+        format!("Your request was too big: this request accepts at most {limit} bytes."),
+    )
+}
+
+/// A store writer that [`pump`] can feed.
+pub trait Sink: Send + 'static {
+    /// Appends bytes.
+    fn write(&mut self, data: &[u8]) -> Result<(), StoreError>;
+}
+
+impl Sink for ObjectWriter {
+    fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        ObjectWriter::write(self, data)
+    }
+}
+
+impl Sink for PartWriter {
+    fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        PartWriter::write(self, data)
+    }
+}
+
+/// Streams the whole body into a writer made by `make` on a blocking thread, and returns the
+/// writer once every byte is written and the body verified. On any error the writer is dropped,
+/// which discards what it wrote.
+pub async fn pump<W: Sink>(
+    body: &mut BodyReader,
+    make: impl FnOnce() -> Result<W, StoreError> + Send + 'static,
+) -> Result<W, S3Error> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+    let task = tokio::task::spawn_blocking(move || -> Result<W, StoreError> {
+        let mut w = make()?;
+        while let Some(chunk) = rx.blocking_recv() {
+            w.write(&chunk)?;
+        }
+        Ok(w)
+    });
+    let mut body_error = None;
+    loop {
+        match body.next().await {
+            Ok(Some(chunk)) => {
+                if tx.send(chunk).await.is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                body_error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let written = task.await.map_err(S3Error::internal)?;
+    if let Some(e) = body_error {
+        return Err(e); // `written` (if any) is dropped here, discarding the partial data
+    }
+    Ok(written?)
+}
+
+/// Runs blocking store work off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, S3Error> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(S3Error::internal)??)
+}

@@ -1,0 +1,257 @@
+//! Typed gateway configuration, validated when it is loaded.
+//!
+//! Sources, highest precedence first: command-line flags, `KEYHOLE_*` environment variables (both
+//! handled by the CLI, which passes them in as a [`ConfigOverrides`]), the TOML file named by
+//! `--config`, and the defaults below.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default listen address: loopback only, so a fresh install exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "keyhole-data";
+/// Default region reported to clients and used for new buckets.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// Largest XML request body accepted (DeleteObjects, CompleteMultipartUpload, Tagging...).
+/// 1000 keys of 1024 bytes plus markup fit; anything larger is refused before it is parsed.
+pub const MAX_XML_BODY_BYTES: usize = 1536 * 1024;
+/// Largest object accepted by a single PutObject or UploadPart (AWS's limit: 5 GiB).
+pub const MAX_SINGLE_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// Maximum number of keys in one DeleteObjects request (AWS's limit).
+pub const MAX_DELETE_KEYS: usize = 1000;
+/// How long a graceful shutdown waits for in-flight requests before giving up.
+pub const SHUTDOWN_GRACE_SECS: u64 = 30;
+
+/// The gateway's configuration after all sources are merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Socket address to listen on.
+    pub listen: SocketAddr,
+    /// Where objects, the index, the account and its credentials live.
+    pub data_dir: PathBuf,
+    /// Base domain for virtual-host style requests (`bucket.DOMAIN`); path style always works.
+    pub domain: Option<String>,
+    /// Region reported to clients.
+    pub region: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            domain: None,
+            region: DEFAULT_REGION.to_owned(),
+        }
+    }
+}
+
+/// The keys a TOML configuration file may set. Unknown keys are an error, so a typo is caught.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    domain: Option<String>,
+    region: Option<String>,
+}
+
+/// Values given on the command line or in `KEYHOLE_*` variables; `None` means "not given".
+#[derive(Debug, Default, Clone)]
+pub struct ConfigOverrides {
+    /// `--listen` / `KEYHOLE_LISTEN`.
+    pub listen: Option<String>,
+    /// `--data-dir` / `KEYHOLE_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--domain` / `KEYHOLE_DOMAIN`.
+    pub domain: Option<String>,
+    /// `--region` / `KEYHOLE_REGION`.
+    pub region: Option<String>,
+}
+
+/// A configuration that could not be loaded; the message names the field and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read config file `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML or has unknown keys.
+    #[error(
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region)"
+    )]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message.
+        message: String,
+    },
+    /// A field has a value that cannot be used.
+    #[error("invalid `{field}` value `{value}`: {hint}")]
+    Invalid {
+        /// The field name as written in the config file.
+        field: &'static str,
+        /// The offending value.
+        value: String,
+        /// What a valid value looks like.
+        hint: &'static str,
+    },
+}
+
+impl Config {
+    /// Merges the optional config file, the overrides and the defaults, and validates the result.
+    pub fn load(file: Option<&Path>, overrides: ConfigOverrides) -> Result<Config, ConfigError> {
+        let from_file = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.message().to_owned(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let defaults = Config::default();
+        let listen_text = overrides.listen.or(from_file.listen);
+        let listen = match listen_text {
+            Some(text) => text.parse().map_err(|_| ConfigError::Invalid {
+                field: "listen",
+                value: text.clone(),
+                hint: "use IP:PORT, e.g. 127.0.0.1:9000 or [::1]:9000",
+            })?,
+            None => defaults.listen,
+        };
+        let region = overrides
+            .region
+            .or(from_file.region)
+            .unwrap_or(defaults.region);
+        if region.is_empty()
+            || region.len() > 32
+            || !region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(ConfigError::Invalid {
+                field: "region",
+                value: region,
+                hint: "use a region name such as us-east-1 (lowercase letters, digits, '-')",
+            });
+        }
+        let domain = overrides.domain.or(from_file.domain);
+        if let Some(d) = &domain {
+            if d.is_empty() || d.contains('/') || d.contains(':') || d.starts_with('.') {
+                return Err(ConfigError::Invalid {
+                    field: "domain",
+                    value: d.clone(),
+                    hint: "use a bare host name such as s3.local (no scheme, port or leading dot)",
+                });
+            }
+        }
+        Ok(Config {
+            listen,
+            data_dir: overrides
+                .data_dir
+                .or(from_file.data_dir)
+                .unwrap_or(defaults.data_dir),
+            domain: domain.map(|d| d.to_ascii_lowercase()),
+            region,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_loopback_9000() {
+        let c = Config::load(None, ConfigOverrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from("keyhole-data"));
+        assert_eq!(c.region, "us-east-1");
+        assert_eq!(c.domain, None);
+    }
+
+    #[test]
+    fn overrides_beat_file_and_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.2:9100\"\nregion = \"eu-west-1\"\ndata_dir = \"/tmp/x\"\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&path),
+            ConfigOverrides {
+                listen: Some("127.0.0.3:9200".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.3:9200");
+        assert_eq!(c.region, "eu-west-1");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:1\"\n").unwrap();
+        let err = Config::load(Some(&path), ConfigOverrides::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("lisen"), "{text}");
+        assert!(text.contains("valid keys"), "{text}");
+    }
+
+    #[test]
+    fn bad_listen_names_the_field_and_the_fix() {
+        let err = Config::load(
+            None,
+            ConfigOverrides {
+                listen: Some("localhost".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("`listen`") && text.contains("IP:PORT"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_region_and_domain_are_refused() {
+        for (o, field) in [
+            (
+                ConfigOverrides {
+                    region: Some("US East".into()),
+                    ..Default::default()
+                },
+                "region",
+            ),
+            (
+                ConfigOverrides {
+                    domain: Some("http://x".into()),
+                    ..Default::default()
+                },
+                "domain",
+            ),
+        ] {
+            let err = Config::load(None, o).unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The one wire-error type, [`S3Error`], and its XML rendering.
+//!
+//! Every failure a client can see is an `S3Error`: a code from AWS's list, an HTTP status and a
+//! message. Internal causes (I/O, index) travel in `source` for the log and never reach the body.
+
+use http::StatusCode;
+use keyhole_sigv4::AuthError;
+use keyhole_store::StoreError;
+
+use crate::xml::XmlWriter;
+
+/// A client-visible error. Boxed so `Result<_, S3Error>` stays one pointer wide.
+#[derive(Debug)]
+pub struct S3Error(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    code: &'static str,
+    status: StatusCode,
+    message: String,
+    /// Extra elements of the `<Error>` body, e.g. `BucketName`, `Key`.
+    details: Vec<(&'static str, String)>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl S3Error {
+    /// Builds an error with AWS's code, status and message.
+    pub fn new(code: &'static str, status: StatusCode, message: impl Into<String>) -> S3Error {
+        S3Error(Box::new(Inner {
+            code,
+            status,
+            message: message.into(),
+            details: Vec::new(),
+            source: None,
+        }))
+    }
+
+    /// Adds an element to the `<Error>` body (for example `BucketName`).
+    #[must_use]
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> S3Error {
+        self.0.details.push((name, value.into()));
+        self
+    }
+
+    /// An internal failure: logged with its cause, answered as `InternalError`.
+    #[track_caller]
+    pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> S3Error {
+        let source = source.into();
+        let location = std::panic::Location::caller();
+        tracing::error!(%location, error = %source, "internal error");
+        let mut e = S3Error::new(
+            "InternalError",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "We encountered an internal error. Please try again.",
+        );
+        e.0.source = Some(source);
+        e
+    }
+
+    /// The AWS error code.
+    pub fn code(&self) -> &'static str {
+        self.0.code
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
+    /// The human message sent to the client.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// Renders the `<Error>` document.
+    pub fn to_xml(&self, resource: &str, request_id: &str) -> String {
+        let mut w = XmlWriter::new();
+        w.open("Error");
+        w.elem("Code", self.0.code);
+        w.elem("Message", &self.0.message);
+        for (name, value) in &self.0.details {
+            w.elem(name, value);
+        }
+        w.elem("Resource", resource);
+        w.elem("RequestId", request_id);
+        w.close("Error");
+        w.finish()
+    }
+
+    // Shorthands for errors raised in many places.
+
+    /// `NotImplemented` (501) for a recognised but unsupported operation.
+    pub fn not_implemented(what: &str) -> S3Error {
+        S3Error::new(
+            "NotImplemented",
+            StatusCode::NOT_IMPLEMENTED,
+            format!("A header or query you provided implies functionality that is not implemented: {what}"),
+        )
+    }
+
+    /// `InvalidArgument` (400).
+    pub fn invalid_argument(message: impl Into<String>) -> S3Error {
+        S3Error::new("InvalidArgument", StatusCode::BAD_REQUEST, message)
+    }
+
+    /// `InvalidRequest` (400).
+    pub fn invalid_request(message: impl Into<String>) -> S3Error {
+        S3Error::new("InvalidRequest", StatusCode::BAD_REQUEST, message)
+    }
+
+    /// `MalformedXML` (400).
+    pub fn malformed_xml(detail: impl std::fmt::Display) -> S3Error {
+        S3Error::new(
+            "MalformedXML",
+            StatusCode::BAD_REQUEST,
+            format!("The XML you provided was not well-formed or did not validate against our published schema: {detail}"),
+        )
+    }
+
+    /// `AccessDenied` (403).
+    pub fn access_denied(message: impl Into<String>) -> S3Error {
+        S3Error::new("AccessDenied", StatusCode::FORBIDDEN, message)
+    }
+}
+
+impl std::fmt::Display for S3Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.0.code, self.0.message)
+    }
+}
+
+impl std::error::Error for S3Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<AuthError> for S3Error {
+    fn from(e: AuthError) -> S3Error {
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+        S3Error::new(e.code(), status, e.message())
+    }
+}
+
+impl From<StoreError> for S3Error {
+    #[track_caller]
+    fn from(e: StoreError) -> S3Error {
+        use StatusCode as S;
+        let (status, message): (StatusCode, String) = match &e {
+            StoreError::NoSuchBucket => (S::NOT_FOUND, "The specified bucket does not exist".into()),
+            StoreError::NoSuchKey => (S::NOT_FOUND, "The specified key does not exist.".into()),
+            StoreError::NoSuchUpload => (
+                S::NOT_FOUND,
+                "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed.".into(),
+            ),
+            StoreError::BucketNotEmpty => (S::CONFLICT, "The bucket you tried to delete is not empty".into()),
+            StoreError::BucketAlreadyOwnedByYou => (
+                S::CONFLICT,
+                "Your previous request to create the named bucket succeeded and you already own it.".into(),
+            ),
+            StoreError::InvalidBucketName { .. } => (S::BAD_REQUEST, e.to_string()),
+            StoreError::KeyTooLong => (S::BAD_REQUEST, "Your key is too long (the limit is 1024 bytes of UTF-8)".into()),
+            StoreError::InvalidKey { .. } => (S::BAD_REQUEST, e.to_string()),
+            StoreError::InvalidPart => (
+                S::BAD_REQUEST,
+                "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.".into(),
+            ),
+            StoreError::InvalidPartOrder => (
+                S::BAD_REQUEST,
+                "The list of parts was not in ascending order. Parts must be ordered by part number.".into(),
+            ),
+            StoreError::EntityTooSmall => (
+                S::BAD_REQUEST,
+                "Your proposed upload is smaller than the minimum allowed object size (5 MiB for every part but the last).".into(),
+            ),
+            StoreError::BadDigest => (
+                S::BAD_REQUEST,
+                "The Content-MD5 you specified did not match what we received.".into(),
+            ),
+            StoreError::InvalidArgument { .. } => (S::BAD_REQUEST, e.to_string()),
+            _ => return S3Error::internal(e),
+        };
+        let code = match e.s3_code() {
+            "KeyTooLong" => "KeyTooLongError",
+            other => other,
+        };
+        S3Error::new(code, status, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_body_has_code_message_resource_and_request_id() {
+        let e = S3Error::new(
+            "NoSuchKey",
+            StatusCode::NOT_FOUND,
+            "The specified key does not exist.",
+        )
+        .with("Key", "a<b");
+        let xml = e.to_xml("/bkt/a<b", "REQ123");
+        assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"));
+        assert!(xml.contains("<Code>NoSuchKey</Code>"));
+        assert!(xml.contains("<Key>a&lt;b</Key>"));
+        assert!(xml.contains("<Resource>/bkt/a&lt;b</Resource>"));
+        assert!(xml.contains("<RequestId>REQ123</RequestId>"));
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let e = S3Error::internal(std::io::Error::other("disk on fire at /secret/path"));
+        assert_eq!(e.code(), "InternalError");
+        assert!(!e.to_xml("/", "r").contains("secret"));
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn store_errors_map_to_s3_codes() {
+        assert_eq!(
+            S3Error::from(StoreError::NoSuchBucket).code(),
+            "NoSuchBucket"
+        );
+        assert_eq!(
+            S3Error::from(StoreError::KeyTooLong).code(),
+            "KeyTooLongError"
+        );
+        assert_eq!(
+            S3Error::from(StoreError::BucketNotEmpty).status(),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(S3Error::from(StoreError::BadDigest).code(), "BadDigest");
+    }
+}

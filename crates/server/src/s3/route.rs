@@ -1,0 +1,557 @@
+//! S3 routing: a request's method, bucket, key and query become one [`Op`], and every `Op`
+//! declares the IAM actions and resources it needs.
+//!
+//! The match in [`Op::access`] is exhaustive with no wildcard arm, so an operation cannot be added
+//! without saying what it must be authorized for. Query parameters the router does not know make
+//! the request `NotImplemented`, never a guessed success.
+
+use http::Method;
+
+use crate::error::S3Error;
+
+/// Decoded query parameters in the order they were sent.
+#[derive(Debug, Default, Clone)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    /// Parses a raw query string (`a=1&b&c=%20`); `+` is a space, as S3 reads it.
+    pub fn parse(raw: Option<&str>) -> Query {
+        let mut pairs = Vec::new();
+        for part in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            pairs.push((decode_component(k), decode_component(v)));
+        }
+        Query { pairs }
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether `name` is present (with or without a value).
+    pub fn has(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(k, _)| k == name)
+    }
+
+    /// All names present.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(k, _)| k.as_str())
+    }
+}
+
+fn decode_component(s: &str) -> String {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Where a copy reads from (`x-amz-copy-source`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySource {
+    /// Source bucket.
+    pub bucket: String,
+    /// Source key.
+    pub key: String,
+}
+
+impl CopySource {
+    /// Parses `bucket/key` or `/bucket/key`, URL-encoded, optionally with `?versionId=null`.
+    pub fn parse(raw: &str) -> Result<CopySource, S3Error> {
+        let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
+        if !query.is_empty() {
+            let q = Query::parse(Some(query));
+            match q.get("versionId") {
+                Some("null") if q.names().count() == 1 => {}
+                _ => {
+                    return Err(S3Error::not_implemented(
+                        "x-amz-copy-source with a versionId",
+                    ))
+                }
+            }
+        }
+        let decoded = percent_encoding::percent_decode_str(path)
+            .decode_utf8()
+            .map_err(|_| S3Error::invalid_argument("x-amz-copy-source is not valid UTF-8"))?;
+        let trimmed = decoded.strip_prefix('/').unwrap_or(&decoded);
+        match trimmed.split_once('/') {
+            Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(CopySource {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            }),
+            _ => Err(S3Error::invalid_argument(
+                "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            )
+            .with("ArgumentName", "x-amz-copy-source")),
+        }
+    }
+}
+
+/// Every S3 operation keyhole serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `GET /`
+    ListBuckets,
+    /// `PUT /b`
+    CreateBucket,
+    /// `DELETE /b`
+    DeleteBucket,
+    /// `HEAD /b`
+    HeadBucket,
+    /// `GET /b?location`
+    GetBucketLocation,
+    /// `GET /b`
+    ListObjects,
+    /// `GET /b?list-type=2`
+    ListObjectsV2,
+    /// `GET /b?uploads`
+    ListMultipartUploads,
+    /// `POST /b?delete`
+    DeleteObjects,
+    /// `PUT /b/k`
+    PutObject,
+    /// `PUT /b/k` with `x-amz-copy-source`
+    CopyObject(CopySource),
+    /// `GET /b/k`
+    GetObject,
+    /// `HEAD /b/k`
+    HeadObject,
+    /// `DELETE /b/k`
+    DeleteObject,
+    /// `POST /b/k?uploads`
+    CreateMultipartUpload,
+    /// `PUT /b/k?partNumber=N&uploadId=U`
+    UploadPart {
+        /// The upload.
+        upload_id: String,
+        /// 1..=10000.
+        part_number: u32,
+    },
+    /// `PUT /b/k?partNumber=N&uploadId=U` with `x-amz-copy-source`
+    UploadPartCopy {
+        /// The upload.
+        upload_id: String,
+        /// 1..=10000.
+        part_number: u32,
+        /// Where the part's bytes come from.
+        source: CopySource,
+    },
+    /// `POST /b/k?uploadId=U`
+    CompleteMultipartUpload {
+        /// The upload.
+        upload_id: String,
+    },
+    /// `DELETE /b/k?uploadId=U`
+    AbortMultipartUpload {
+        /// The upload.
+        upload_id: String,
+    },
+    /// `GET /b/k?uploadId=U`
+    ListParts {
+        /// The upload.
+        upload_id: String,
+    },
+    /// `GET /b/k?tagging`
+    GetObjectTagging,
+    /// `PUT /b/k?tagging`
+    PutObjectTagging,
+    /// `DELETE /b/k?tagging`
+    DeleteObjectTagging,
+}
+
+/// One (action, resource) pair a request must be allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    /// IAM action, e.g. `s3:GetObject`.
+    pub action: &'static str,
+    /// Resource ARN, e.g. `arn:aws:s3:::bucket/key`, or `*`.
+    pub resource: String,
+}
+
+/// What an operation must be authorized for before its handler runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// Checked by the pipeline before the body is read.
+    pub upfront: Vec<Permission>,
+    /// Checked by the handler for each key named in the body (DeleteObjects), with this action.
+    pub per_key: Option<&'static str>,
+}
+
+/// `arn:aws:s3:::bucket`
+pub fn bucket_arn(bucket: &str) -> String {
+    format!("arn:aws:s3:::{bucket}")
+}
+
+/// `arn:aws:s3:::bucket/key`
+pub fn object_arn(bucket: &str, key: &str) -> String {
+    format!("arn:aws:s3:::{bucket}/{key}")
+}
+
+/// Query parameters that only select or shape an operation already chosen, or belong to SigV4.
+const PLAIN_PARAMS: &[&str] = &[
+    "list-type",
+    "prefix",
+    "delimiter",
+    "max-keys",
+    "marker",
+    "continuation-token",
+    "start-after",
+    "encoding-type",
+    "fetch-owner",
+    "key-marker",
+    "upload-id-marker",
+    "max-uploads",
+    "max-parts",
+    "part-number-marker",
+    "response-content-type",
+    "response-content-language",
+    "response-expires",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "x-id",
+    "uploadId",
+    "partNumber",
+    "uploads",
+    "location",
+    "tagging",
+    "delete",
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+];
+
+impl Op {
+    /// Chooses the operation for a request.
+    pub fn route(
+        method: &Method,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        query: &Query,
+        copy_source: Option<&str>,
+    ) -> Result<Op, S3Error> {
+        if let Some(unknown) = query.names().find(|n| !PLAIN_PARAMS.contains(n)) {
+            if unknown == "versionId" && query.get("versionId") == Some("null") {
+                // Unversioned buckets hold only the `null` version; asking for it is plain access.
+            } else {
+                return Err(S3Error::not_implemented(&format!(
+                    "the `{unknown}` query parameter"
+                )));
+            }
+        }
+        let upload_id = || query.get("uploadId").map(str::to_owned);
+        let part_number = || -> Result<u32, S3Error> {
+            let raw = query.get("partNumber").unwrap_or("");
+            match raw.parse::<u32>() {
+                Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+                _ => Err(S3Error::invalid_argument(
+                    "Part number must be an integer between 1 and 10000, inclusive",
+                )
+                .with("ArgumentName", "partNumber")
+                .with("ArgumentValue", raw)),
+            }
+        };
+        let op = match (bucket, key) {
+            (None, _) => match *method {
+                Method::GET => Op::ListBuckets,
+                _ => return Err(method_not_allowed(method)),
+            },
+            (Some(_), None) => match *method {
+                Method::PUT if query.has("tagging") || query.has("location") => {
+                    return Err(S3Error::not_implemented("this bucket configuration"))
+                }
+                Method::PUT => Op::CreateBucket,
+                Method::DELETE if query.has("tagging") => {
+                    return Err(S3Error::not_implemented("bucket tagging"))
+                }
+                Method::DELETE => Op::DeleteBucket,
+                Method::HEAD => Op::HeadBucket,
+                Method::GET if query.has("location") => Op::GetBucketLocation,
+                Method::GET if query.has("uploads") => Op::ListMultipartUploads,
+                Method::GET if query.has("tagging") => {
+                    return Err(S3Error::not_implemented("bucket tagging"))
+                }
+                Method::GET if query.get("list-type") == Some("2") => Op::ListObjectsV2,
+                Method::GET if query.has("list-type") => {
+                    return Err(S3Error::invalid_argument("list-type must be 2 when given")
+                        .with("ArgumentName", "list-type"))
+                }
+                Method::GET => Op::ListObjects,
+                Method::POST if query.has("delete") => Op::DeleteObjects,
+                _ => return Err(method_not_allowed(method)),
+            },
+            (Some(_), Some(_)) => match *method {
+                Method::PUT if query.has("tagging") => Op::PutObjectTagging,
+                Method::PUT if query.has("uploadId") || query.has("partNumber") => {
+                    let upload_id = upload_id().ok_or_else(|| {
+                        S3Error::invalid_request("UploadPart needs both uploadId and partNumber")
+                    })?;
+                    let part_number = part_number()?;
+                    match copy_source {
+                        Some(src) => Op::UploadPartCopy {
+                            upload_id,
+                            part_number,
+                            source: CopySource::parse(src)?,
+                        },
+                        None => Op::UploadPart {
+                            upload_id,
+                            part_number,
+                        },
+                    }
+                }
+                Method::PUT => match copy_source {
+                    Some(src) => Op::CopyObject(CopySource::parse(src)?),
+                    None => Op::PutObject,
+                },
+                Method::GET if query.has("tagging") => Op::GetObjectTagging,
+                Method::GET if query.has("uploadId") => Op::ListParts {
+                    upload_id: upload_id().unwrap_or_default(),
+                },
+                Method::GET if query.has("partNumber") => {
+                    return Err(S3Error::not_implemented("GetObject by partNumber"))
+                }
+                Method::GET => Op::GetObject,
+                Method::HEAD if query.has("partNumber") => {
+                    return Err(S3Error::not_implemented("HeadObject by partNumber"))
+                }
+                Method::HEAD => Op::HeadObject,
+                Method::DELETE if query.has("tagging") => Op::DeleteObjectTagging,
+                Method::DELETE if query.has("uploadId") => Op::AbortMultipartUpload {
+                    upload_id: upload_id().unwrap_or_default(),
+                },
+                Method::DELETE => Op::DeleteObject,
+                Method::POST if query.has("uploads") => Op::CreateMultipartUpload,
+                Method::POST if query.has("uploadId") => Op::CompleteMultipartUpload {
+                    upload_id: upload_id().unwrap_or_default(),
+                },
+                _ => return Err(method_not_allowed(method)),
+            },
+        };
+        Ok(op)
+    }
+
+    /// The operation's name as AWS's API reference spells it (used in logs and audit).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::ListBuckets => "ListBuckets",
+            Op::CreateBucket => "CreateBucket",
+            Op::DeleteBucket => "DeleteBucket",
+            Op::HeadBucket => "HeadBucket",
+            Op::GetBucketLocation => "GetBucketLocation",
+            Op::ListObjects => "ListObjects",
+            Op::ListObjectsV2 => "ListObjectsV2",
+            Op::ListMultipartUploads => "ListMultipartUploads",
+            Op::DeleteObjects => "DeleteObjects",
+            Op::PutObject => "PutObject",
+            Op::CopyObject(_) => "CopyObject",
+            Op::GetObject => "GetObject",
+            Op::HeadObject => "HeadObject",
+            Op::DeleteObject => "DeleteObject",
+            Op::CreateMultipartUpload => "CreateMultipartUpload",
+            Op::UploadPart { .. } => "UploadPart",
+            Op::UploadPartCopy { .. } => "UploadPartCopy",
+            Op::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
+            Op::AbortMultipartUpload { .. } => "AbortMultipartUpload",
+            Op::ListParts { .. } => "ListParts",
+            Op::GetObjectTagging => "GetObjectTagging",
+            Op::PutObjectTagging => "PutObjectTagging",
+            Op::DeleteObjectTagging => "DeleteObjectTagging",
+        }
+    }
+
+    /// The IAM actions and resources this operation needs, per AWS's "Actions, resources, and
+    /// condition keys for Amazon S3" and "Required permissions for Amazon S3 API operations"
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html).
+    pub fn access(&self, bucket: &str, key: &str) -> Access {
+        let on_bucket = |action| Permission {
+            action,
+            resource: bucket_arn(bucket),
+        };
+        let on_object = |action| Permission {
+            action,
+            resource: object_arn(bucket, key),
+        };
+        let upfront = match self {
+            Op::ListBuckets => vec![Permission {
+                action: "s3:ListAllMyBuckets",
+                resource: "*".to_owned(),
+            }],
+            Op::CreateBucket => vec![on_bucket("s3:CreateBucket")],
+            Op::DeleteBucket => vec![on_bucket("s3:DeleteBucket")],
+            Op::HeadBucket | Op::ListObjects | Op::ListObjectsV2 => {
+                vec![on_bucket("s3:ListBucket")]
+            }
+            Op::GetBucketLocation => vec![on_bucket("s3:GetBucketLocation")],
+            Op::ListMultipartUploads => vec![on_bucket("s3:ListBucketMultipartUploads")],
+            Op::DeleteObjects => {
+                return Access {
+                    upfront: Vec::new(),
+                    per_key: Some("s3:DeleteObject"),
+                }
+            }
+            Op::PutObject
+            | Op::CreateMultipartUpload
+            | Op::UploadPart { .. }
+            | Op::CompleteMultipartUpload { .. } => vec![on_object("s3:PutObject")],
+            Op::CopyObject(src) | Op::UploadPartCopy { source: src, .. } => vec![
+                on_object("s3:PutObject"),
+                Permission {
+                    action: "s3:GetObject",
+                    resource: object_arn(&src.bucket, &src.key),
+                },
+            ],
+            Op::GetObject | Op::HeadObject => vec![on_object("s3:GetObject")],
+            Op::DeleteObject => vec![on_object("s3:DeleteObject")],
+            Op::AbortMultipartUpload { .. } => vec![on_object("s3:AbortMultipartUpload")],
+            Op::ListParts { .. } => vec![on_object("s3:ListMultipartUploadParts")],
+            Op::GetObjectTagging => vec![on_object("s3:GetObjectTagging")],
+            Op::PutObjectTagging => vec![on_object("s3:PutObjectTagging")],
+            Op::DeleteObjectTagging => vec![on_object("s3:DeleteObjectTagging")],
+        };
+        Access {
+            upfront,
+            per_key: None,
+        }
+    }
+}
+
+fn method_not_allowed(method: &Method) -> S3Error {
+    S3Error::new(
+        "MethodNotAllowed",
+        http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("The specified method `{method}` is not allowed against this resource."),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(m: Method, b: Option<&str>, k: Option<&str>, q: &str) -> Result<Op, S3Error> {
+        Op::route(&m, b, k, &Query::parse(Some(q)), None)
+    }
+
+    #[test]
+    fn routes_the_common_operations() {
+        assert_eq!(route(Method::GET, None, None, "").unwrap(), Op::ListBuckets);
+        assert_eq!(
+            route(Method::GET, Some("b"), None, "list-type=2&prefix=a").unwrap(),
+            Op::ListObjectsV2
+        );
+        assert_eq!(
+            route(Method::GET, Some("b"), None, "").unwrap(),
+            Op::ListObjects
+        );
+        assert_eq!(
+            route(Method::POST, Some("b"), None, "delete").unwrap(),
+            Op::DeleteObjects
+        );
+        assert_eq!(
+            route(Method::GET, Some("b"), Some("k"), "x-id=GetObject").unwrap(),
+            Op::GetObject
+        );
+        assert_eq!(
+            route(Method::PUT, Some("b"), Some("k"), "partNumber=3&uploadId=u").unwrap(),
+            Op::UploadPart {
+                upload_id: "u".into(),
+                part_number: 3
+            }
+        );
+        assert_eq!(
+            route(Method::POST, Some("b"), Some("k"), "uploads").unwrap(),
+            Op::CreateMultipartUpload
+        );
+    }
+
+    #[test]
+    fn unknown_subresources_are_not_implemented() {
+        for q in [
+            "website",
+            "cors",
+            "lifecycle",
+            "versioning",
+            "acl",
+            "policy",
+            "versionId=3",
+        ] {
+            let e = route(Method::GET, Some("b"), None, q).unwrap_err();
+            assert_eq!(e.code(), "NotImplemented", "{q}");
+        }
+        let e = route(Method::GET, Some("b"), Some("k"), "acl").unwrap_err();
+        assert_eq!(e.code(), "NotImplemented");
+    }
+
+    #[test]
+    fn bad_part_numbers_are_refused() {
+        for q in [
+            "partNumber=0&uploadId=u",
+            "partNumber=10001&uploadId=u",
+            "partNumber=x&uploadId=u",
+        ] {
+            assert_eq!(
+                route(Method::PUT, Some("b"), Some("k"), q)
+                    .unwrap_err()
+                    .code(),
+                "InvalidArgument"
+            );
+        }
+    }
+
+    #[test]
+    fn copy_source_forms() {
+        let s = CopySource::parse("/src/a%20b/c").unwrap();
+        assert_eq!((s.bucket.as_str(), s.key.as_str()), ("src", "a b/c"));
+        let s = CopySource::parse("src/k?versionId=null").unwrap();
+        assert_eq!(s.key, "k");
+        assert!(CopySource::parse("src").is_err());
+        assert_eq!(
+            CopySource::parse("src/k?versionId=abc").unwrap_err().code(),
+            "NotImplemented"
+        );
+    }
+
+    #[test]
+    fn every_operation_declares_what_it_needs() {
+        let copy = Op::CopyObject(CopySource {
+            bucket: "s".into(),
+            key: "sk".into(),
+        });
+        let a = copy.access("d", "dk");
+        assert_eq!(a.upfront.len(), 2);
+        assert_eq!(a.upfront[0].resource, "arn:aws:s3:::d/dk");
+        assert_eq!(
+            a.upfront[1],
+            Permission {
+                action: "s3:GetObject",
+                resource: "arn:aws:s3:::s/sk".into()
+            }
+        );
+        assert_eq!(Op::ListBuckets.access("", "").upfront[0].resource, "*");
+        assert_eq!(
+            Op::HeadBucket.access("b", "").upfront[0].action,
+            "s3:ListBucket"
+        );
+        assert_eq!(
+            Op::DeleteObjects.access("b", "").per_key,
+            Some("s3:DeleteObject")
+        );
+    }
+
+    #[test]
+    fn query_decoding_treats_plus_as_space() {
+        let q = Query::parse(Some("prefix=a+b%2Fc&delimiter=%2F&flag"));
+        assert_eq!(q.get("prefix"), Some("a b/c"));
+        assert_eq!(q.get("delimiter"), Some("/"));
+        assert!(q.has("flag"));
+    }
+}

@@ -1,0 +1,130 @@
+//! Object tagging: GetObjectTagging, PutObjectTagging, DeleteObjectTagging, and the
+//! `x-amz-tagging` header of PutObject/CopyObject/CreateMultipartUpload.
+//!
+//! Limits follow AWS (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-tagging.html):
+//! at most 10 tags, keys up to 128 and values up to 256 Unicode characters, keys unique.
+
+use http::{Response, StatusCode};
+
+use super::{empty_response, xml_ok, Ctx};
+use crate::body::{blocking, Body, BodyReader};
+use crate::config::MAX_XML_BODY_BYTES;
+use crate::error::S3Error;
+use crate::s3::route::Query;
+use crate::xml::{self, XmlWriter};
+
+const MAX_TAGS: usize = 10;
+const MAX_TAG_KEY_CHARS: usize = 128;
+const MAX_TAG_VALUE_CHARS: usize = 256;
+
+fn invalid_tag(message: String) -> S3Error {
+    S3Error::new("InvalidTag", StatusCode::BAD_REQUEST, message)
+}
+
+/// Checks AWS's tag limits.
+pub(super) fn validate(tags: &[(String, String)]) -> Result<(), S3Error> {
+    if tags.len() > MAX_TAGS {
+        return Err(invalid_tag(format!(
+            "Object tags cannot be greater than {MAX_TAGS}"
+        )));
+    }
+    for (i, (k, v)) in tags.iter().enumerate() {
+        if k.is_empty() || k.chars().count() > MAX_TAG_KEY_CHARS {
+            return Err(invalid_tag(format!(
+                "The TagKey `{k}` must be 1 to {MAX_TAG_KEY_CHARS} characters"
+            )));
+        }
+        if v.chars().count() > MAX_TAG_VALUE_CHARS {
+            return Err(invalid_tag(format!(
+                "The TagValue for `{k}` is longer than {MAX_TAG_VALUE_CHARS} characters"
+            )));
+        }
+        if tags.iter().take(i).any(|(other, _)| other == k) {
+            return Err(invalid_tag(format!(
+                "Cannot provide multiple Tags with the same key `{k}`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parses the `x-amz-tagging` header (URL query form: `k1=v1&k2=v2`).
+pub(super) fn parse_header(v: &str) -> Result<Vec<(String, String)>, S3Error> {
+    let q = Query::parse(Some(v));
+    let tags: Vec<(String, String)> = q
+        .names()
+        .map(|k| (k.to_owned(), q.get(k).unwrap_or("").to_owned()))
+        .collect();
+    validate(&tags)?;
+    Ok(tags)
+}
+
+pub(super) async fn get(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
+    let store = ctx.gw.store.clone();
+    let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
+    let tags = blocking(move || store.get_tags(&bucket, &key)).await?;
+    let mut w = XmlWriter::new();
+    w.root("Tagging");
+    w.open("TagSet");
+    for (k, v) in &tags {
+        w.open("Tag");
+        w.elem("Key", k);
+        w.elem("Value", v);
+        w.close("Tag");
+    }
+    w.close("TagSet");
+    w.close("Tagging");
+    Ok(xml_ok(w.finish()))
+}
+
+pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<Body>, S3Error> {
+    let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
+    let root = xml::parse(&doc).map_err(S3Error::malformed_xml)?;
+    let set = (root.name == "Tagging")
+        .then(|| root.child("TagSet"))
+        .flatten()
+        .ok_or_else(|| S3Error::malformed_xml("expected Tagging/TagSet"))?;
+    let mut tags = Vec::new();
+    for t in set.children_named("Tag") {
+        let k = t
+            .child_text("Key")
+            .ok_or_else(|| S3Error::malformed_xml("a Tag has no Key"))?;
+        tags.push((k.to_owned(), t.child_text("Value").unwrap_or("").to_owned()));
+    }
+    validate(&tags)?;
+    let store = ctx.gw.store.clone();
+    let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
+    blocking(move || store.put_tags(&bucket, &key, tags)).await?;
+    Ok(empty_response(StatusCode::OK))
+}
+
+pub(super) async fn delete(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
+    let store = ctx.gw.store.clone();
+    let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
+    blocking(move || store.delete_tags(&bucket, &key)).await?;
+    Ok(empty_response(StatusCode::NO_CONTENT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_tags_parse_and_validate() {
+        assert_eq!(
+            parse_header("a=1&b=two%20words").unwrap(),
+            vec![("a".into(), "1".into()), ("b".into(), "two words".into())]
+        );
+        assert_eq!(parse_header("a=1&a=2").unwrap_err().code(), "InvalidTag");
+        let many: Vec<String> = (0..11).map(|i| format!("k{i}=v")).collect();
+        assert_eq!(
+            parse_header(&many.join("&")).unwrap_err().code(),
+            "InvalidTag"
+        );
+        let long_key = "k".repeat(129);
+        assert_eq!(
+            parse_header(&format!("{long_key}=v")).unwrap_err().code(),
+            "InvalidTag"
+        );
+    }
+}
