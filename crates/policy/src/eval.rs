@@ -832,13 +832,34 @@ fn stmt_ref(p: &CompiledPolicy, idx: usize, i: usize, s: &CompiledStatement) -> 
     }
 }
 
+/// Why a statement did not apply, without allocating.
+enum Miss<'a> {
+    Resource,
+    Principal,
+    Condition(&'a CompiledCondition, bool),
+}
+
+impl Miss<'_> {
+    fn to_element(&self) -> FailedElement {
+        match self {
+            Miss::Resource => FailedElement::Resource,
+            Miss::Principal => FailedElement::Principal,
+            Miss::Condition(c, missing) => FailedElement::Condition {
+                operator: c.operator().to_string(),
+                key: c.key().to_owned(),
+                key_missing: *missing,
+            },
+        }
+    }
+}
+
 /// Checks resource, principal and conditions of a statement whose action matched.
-/// Returns the grant kind for resource policies (`Direct` elsewhere) or the failed element.
-fn statement_applies<R: Recorder>(
-    s: &CompiledStatement,
+/// Returns the grant kind for resource policies (`Direct` elsewhere) or what failed.
+fn statement_applies<'s, R: Recorder>(
+    s: &'s CompiledStatement,
     req: &Request,
     rec: &mut R,
-) -> Result<Grant, FailedElement> {
+) -> Result<Grant, Miss<'s>> {
     let ctx = &req.context;
     if let Some(r) = &s.resources {
         let hit = r
@@ -855,18 +876,18 @@ fn statement_applies<R: Recorder>(
             }
         }
         if hit == r.not {
-            return Err(FailedElement::Resource);
+            return Err(Miss::Resource);
         }
     }
     let grant = match &s.principal {
         None => Grant::Direct,
         Some(m) if m.not => {
             if not_principal_excludes(m, &req.principal) {
-                return Err(FailedElement::Principal);
+                return Err(Miss::Principal);
             }
             Grant::Wildcard
         }
-        Some(m) => principal_grant(m, &req.principal).ok_or(FailedElement::Principal)?,
+        Some(m) => principal_grant(m, &req.principal).ok_or(Miss::Principal)?,
     };
     let mut failed = None;
     for c in &s.conditions {
@@ -882,11 +903,7 @@ fn statement_applies<R: Recorder>(
             }
         }
         if !holds && failed.is_none() {
-            failed = Some(FailedElement::Condition {
-                operator: c.operator().to_string(),
-                key: c.key().to_owned(),
-                key_missing: missing,
-            });
+            failed = Some(Miss::Condition(c, missing));
             if !R::ON {
                 break;
             }
@@ -923,7 +940,7 @@ fn scan<R: Recorder>(
             }
             Err(e) => {
                 if R::ON && record_failures {
-                    rec.failed(stmt_ref(p, idx, i, s), e);
+                    rec.failed(stmt_ref(p, idx, i, s), e.to_element());
                 }
             }
         }
@@ -1115,4 +1132,174 @@ fn decide<R: Recorder>(
         );
     }
     (DecisionKind::Allowed, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(text: &str, kind: PolicyKind) -> CompiledPolicy {
+        CompiledPolicy::from_json(text, kind).unwrap()
+    }
+
+    #[test]
+    fn principals_are_classified() {
+        assert_eq!(
+            RequestPrincipal::from_arn("arn:aws:iam::111122223333:root", None),
+            RequestPrincipal::Root {
+                account: "111122223333".into()
+            }
+        );
+        assert!(matches!(
+            RequestPrincipal::from_arn("arn:aws:iam::111122223333:user/a/b", None),
+            RequestPrincipal::User { .. }
+        ));
+        match RequestPrincipal::from_arn("arn:aws:sts::111122223333:assumed-role/r/s", None) {
+            RequestPrincipal::Session { role_arn, .. } => {
+                assert_eq!(role_arn, "arn:aws:iam::111122223333:role/r")
+            }
+            other => panic!("{other:?}"),
+        }
+        match RequestPrincipal::from_arn(
+            "arn:aws:sts::111122223333:assumed-role/r/s",
+            Some("arn:aws:iam::111122223333:role/path/r"),
+        ) {
+            RequestPrincipal::Session { role_arn, .. } => {
+                assert_eq!(role_arn, "arn:aws:iam::111122223333:role/path/r")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            RequestPrincipal::from_arn("ec2.amazonaws.com", None),
+            RequestPrincipal::Other { account: None, .. }
+        ));
+    }
+
+    #[test]
+    fn compile_checks_policy_roles() {
+        let with_principal = r#"{"Statement": {"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": "*"}}"#;
+        let without = r#"{"Statement": {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}}"#;
+        let no_resource = r#"{"Statement": {"Effect": "Allow", "Action": "s3:*"}}"#;
+        assert!(CompiledPolicy::from_json(with_principal, PolicyKind::Identity).is_err());
+        assert!(CompiledPolicy::from_json(without, PolicyKind::Resource).is_err());
+        assert!(CompiledPolicy::from_json(no_resource, PolicyKind::Session).is_err());
+        assert!(CompiledPolicy::from_json(with_principal, PolicyKind::Resource).is_ok());
+    }
+
+    #[test]
+    fn context_keys_are_known_at_compile_time() {
+        let p = compile(
+            r#"{"Version": "2012-10-17", "Statement": {"Effect": "Allow", "Action": "s3:*",
+                "Resource": "arn:aws:s3:::b/${aws:username}/*",
+                "Condition": {"IpAddress": {"AWS:SourceIp": "10.0.0.0/8"}, "StringLike": {"s3:prefix": "${aws:PrincipalTag/t}"}}}}"#,
+            PolicyKind::Identity,
+        );
+        assert_eq!(
+            p.context_keys(),
+            [
+                "aws:principaltag/t",
+                "aws:sourceip",
+                "aws:username",
+                "s3:prefix"
+            ]
+        );
+    }
+
+    #[test]
+    fn explanations_use_aws_wording() {
+        let id = [compile(
+            r#"{"Statement": {"Sid": "R", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}}"#,
+            PolicyKind::Identity,
+        )];
+        let session = compile(
+            r#"{"Statement": {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}}"#,
+            PolicyKind::Session,
+        );
+        let req = Request::new(
+            RequestPrincipal::from_arn("arn:aws:sts::111122223333:assumed-role/r/s", None),
+            "s3:PutObject",
+            "arn:aws:s3:::b/k",
+            None,
+            Context::new(),
+        );
+        let d = Evaluator::evaluate(
+            &Policies {
+                identity: &id,
+                session: Some(&session),
+                ..Policies::default()
+            },
+            &req,
+        );
+        assert_eq!(d.kind, DecisionKind::ImplicitlyDenied);
+        assert_eq!(
+            d.explanation(&req),
+            "not authorized to perform: s3:PutObject on resource: arn:aws:s3:::b/k because no identity-based policy allows the s3:PutObject action"
+        );
+        let id2 = [compile(
+            r#"{"Statement": {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}}"#,
+            PolicyKind::Identity,
+        )];
+        let d = Evaluator::evaluate(
+            &Policies {
+                identity: &id2,
+                session: Some(&session),
+                ..Policies::default()
+            },
+            &req,
+        );
+        assert_eq!(d.reason, Some(DenialReason::NoAllow(PolicyKind::Session)));
+        assert!(d
+            .explanation(&req)
+            .ends_with("because no session policy allows the s3:PutObject action"));
+        assert_eq!(
+            Evaluator::is_allowed(
+                &Policies {
+                    identity: &id2,
+                    session: Some(&session),
+                    ..Policies::default()
+                },
+                &req
+            ),
+            d.kind
+        );
+    }
+
+    #[test]
+    fn failures_name_the_condition() {
+        let id = [compile(
+            r#"{"Statement": {"Sid": "W", "Effect": "Allow", "Action": "s3:*", "Resource": "*",
+                "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}}"#,
+            PolicyKind::Identity,
+        )
+        .with_name("job.json")];
+        let mut ctx = Context::new();
+        ctx.insert("aws:SourceIp", "192.0.2.1");
+        let req = Request::new(
+            RequestPrincipal::from_arn("arn:aws:iam::1:user/u", None),
+            "s3:GetObject",
+            "arn:aws:s3:::b/k",
+            None,
+            ctx,
+        );
+        let d = Evaluator::evaluate(
+            &Policies {
+                identity: &id,
+                ..Policies::default()
+            },
+            &req,
+        );
+        assert_eq!(d.failures.len(), 1);
+        assert_eq!(
+            d.failures[0].statement.policy_name.as_deref(),
+            Some("job.json")
+        );
+        assert_eq!(
+            d.failures[0].element,
+            FailedElement::Condition {
+                operator: "IpAddress".into(),
+                key: "aws:SourceIp".into(),
+                key_missing: false
+            }
+        );
+    }
 }
