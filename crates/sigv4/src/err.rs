@@ -152,9 +152,7 @@ impl AuthError {
             Self::HeaderMalformed(reason) => {
                 format!("The authorization header is malformed; {reason}.")
             }
-            Self::QueryMalformed(reason) => {
-                format!("Error parsing the X-Amz-Credential parameter or another X-Amz-* query parameter; {reason}.")
-            }
+            Self::QueryMalformed(reason) => sentence(reason),
             Self::UnsupportedAlgorithm(_) => {
                 "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
                     .to_owned()
@@ -200,5 +198,92 @@ impl AuthError {
             Self::DecodedLengthExceeded => "The decoded body is longer than x-amz-decoded-content-length.".to_owned(),
             Self::Signing(reason) => format!("The request cannot be signed: {reason}."),
         }
+    }
+}
+
+/// `reason` with an uppercase first letter and a final period, as AWS writes messages.
+fn sentence(reason: &str) -> String {
+    let mut chars = reason.chars();
+    let mut out: String = chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_statuses_and_messages() {
+        let cases = [
+            (
+                AuthError::HeaderMalformed("missing Credential".into()),
+                "AuthorizationHeaderMalformed",
+                400,
+            ),
+            (
+                AuthError::QueryMalformed("x".into()),
+                "AuthorizationQueryParametersError",
+                400,
+            ),
+            (
+                AuthError::UnsupportedAlgorithm("AWS".into()),
+                "InvalidRequest",
+                400,
+            ),
+            (AuthError::MultipleMechanisms, "InvalidArgument", 400),
+            (AuthError::MissingDate, "AccessDenied", 403),
+            (AuthError::MissingContentSha256, "InvalidRequest", 400),
+            (AuthError::RequestTimeTooSkewed, "RequestTimeTooSkewed", 403),
+            (AuthError::Expired, "AccessDenied", 403),
+            (
+                AuthError::SignatureDoesNotMatch,
+                "SignatureDoesNotMatch",
+                403,
+            ),
+            (
+                AuthError::ChunkSignatureDoesNotMatch,
+                "SignatureDoesNotMatch",
+                403,
+            ),
+            (AuthError::InvalidAccessKeyId, "InvalidAccessKeyId", 403),
+            (
+                AuthError::ContentSha256Mismatch,
+                "XAmzContentSHA256Mismatch",
+                400,
+            ),
+            (AuthError::IncompleteBody, "IncompleteBody", 400),
+            (
+                AuthError::ChecksumMismatch("CRC32".into()),
+                "BadDigest",
+                400,
+            ),
+            (
+                AuthError::InvalidChecksum("x-amz-checksum-crc32".into()),
+                "InvalidDigest",
+                400,
+            ),
+        ];
+        for (error, code, status) in cases {
+            assert_eq!(error.code(), code, "{error:?}");
+            assert_eq!(error.http_status(), status, "{error:?}");
+            assert!(!error.message().is_empty());
+            let display = error.to_string();
+            assert!(display.starts_with(|c: char| c.is_lowercase()), "{display}");
+            assert!(!display.ends_with('.'), "{display}");
+        }
+        assert_eq!(
+            AuthError::HeaderMalformed("missing Credential".into()).message(),
+            "The authorization header is malformed; missing Credential."
+        );
+        assert_eq!(
+            AuthError::QueryMalformed("X-Amz-Expires should be a number".into()).message(),
+            "X-Amz-Expires should be a number."
+        );
     }
 }

@@ -317,8 +317,9 @@ fn check_signed_amz_headers(
         .keys()
         .map(http::HeaderName::as_str)
         .filter(|name| name.starts_with("x-amz-"))
-        // Its value is the payload line of the canonical request, so it is covered anyway.
-        .filter(|name| *name != "x-amz-content-sha256")
+        // Its value is the payload line of the canonical request, so it is covered anyway;
+        // `x-amz-user-agent` is informational and some SDKs never sign it.
+        .filter(|name| *name != "x-amz-content-sha256" && *name != "x-amz-user-agent")
         .filter(|name| !req.signed_headers.iter().any(|signed| signed == name))
         .collect();
     if unsigned.is_empty() {
