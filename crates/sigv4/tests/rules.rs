@@ -664,3 +664,67 @@ fn debug_output_has_no_secrets_or_signatures() {
     assert!(!shown.contains(signature));
     assert!(!shown.contains("keyhole-test-secret"));
 }
+
+/// S3 accepts the `Date` header (RFC 1123) instead of `x-amz-date`
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-auth-using-authorization-header.html>).
+#[test]
+fn date_header_can_replace_x_amz_date() {
+    let uri: Uri = "/b/k".parse().unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("localhost"));
+    headers.insert(
+        "date",
+        HeaderValue::from_static("Thu, 16 Jul 2026 01:00:00 GMT"),
+    );
+    headers.insert(
+        "x-amz-content-sha256",
+        HeaderValue::from_static(EMPTY_SHA256),
+    );
+    let scope = keyhole_sigv4::CredentialScope {
+        date: "20260716".into(),
+        region: "us-east-1".into(),
+        service: "s3".into(),
+    };
+    let names = ["date", "host", "x-amz-content-sha256"];
+    let creq = keyhole_sigv4::canonical_request(
+        &Method::GET,
+        &uri,
+        &headers,
+        &names,
+        EMPTY_SHA256,
+        SigningSettings::for_service("s3"),
+        false,
+    );
+    let to_sign = keyhole_sigv4::string_to_sign("20260716T010000Z", &scope, &creq);
+    let secret = SecretKey::new("keyhole-test-secret");
+    let sig = keyhole_sigv4::signature(&secret, &scope, &to_sign);
+    headers.insert(
+        "authorization",
+        format!(
+            "AWS4-HMAC-SHA256 Credential=AKIAKEYHOLETEST/{scope}, SignedHeaders={}, Signature={sig}",
+            names.join(";")
+        )
+        .parse()
+        .unwrap(),
+    );
+    let parsed = parse(&Method::GET, &uri, &headers).unwrap().unwrap();
+    assert_eq!(parsed.signed_at(), time());
+    assert_eq!(check(&Method::GET, &uri, &headers, time()), Ok(()));
+    assert_eq!(
+        check(&Method::GET, &uri, &headers, time() + Duration::minutes(16)),
+        Err(AuthError::RequestTimeTooSkewed)
+    );
+    headers.insert(
+        "date",
+        HeaderValue::from_static("Thu, 16 Jul 2026 01:00:01 GMT"),
+    );
+    assert_eq!(
+        check(&Method::GET, &uri, &headers, time()),
+        Err(AuthError::SignatureDoesNotMatch)
+    );
+    headers.insert("date", HeaderValue::from_static("yesterday"));
+    assert_eq!(
+        parse(&Method::GET, &uri, &headers).unwrap_err(),
+        AuthError::MissingDate
+    );
+}
