@@ -47,19 +47,19 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
     } else {
         "existing, mode 0600"
     };
-    println!("keyhole {} is serving S3", env!("CARGO_PKG_VERSION"));
-    println!("  endpoint:         {endpoint}");
-    println!("  account id:       {}", gateway.account.record.account_id);
-    println!("  data directory:   {}", data_dir.display());
-    println!("  root credentials: {} ({fresh})", creds.display());
-    println!("try:");
-    println!(
-        "  AWS_SHARED_CREDENTIALS_FILE={} aws --endpoint-url {endpoint} s3 ls",
-        creds.display()
+    let banner = format!(
+        "keyhole {version} is serving S3\n  endpoint:         {endpoint}\n  account id:       {account}\n  data directory:   {data}\n  root credentials: {creds} ({fresh})\ntry:\n  AWS_SHARED_CREDENTIALS_FILE={creds} aws --endpoint-url {endpoint} s3 ls\nRoot credentials are for bootstrap only; stop with Ctrl-C (in-flight requests finish).\n",
+        version = env!("CARGO_PKG_VERSION"),
+        account = gateway.account.record.account_id,
+        data = data_dir.display(),
+        creds = creds.display(),
     );
-    println!(
-        "Root credentials are for bootstrap only; stop with Ctrl-C (in-flight requests finish)."
-    );
+    // A closed stdout (a supervisor that stopped reading) must not stop the gateway.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
     tracing::info!(%endpoint, "listening");
     keyhole_server::pipeline::serve(Arc::new(gateway), listener, shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)

@@ -52,6 +52,13 @@ impl http_body::Body for ChannelBody {
     }
 }
 
+/// A body fed through the returned sender, `depth` frames buffered; dropping the sender ends it,
+/// sending an error aborts it.
+pub fn channel(depth: usize) -> (tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>, Body) {
+    let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
+    (tx, ChannelBody { rx }.boxed())
+}
+
 /// Size of each read from an object file.
 const READ_CHUNK: usize = 256 * 1024;
 /// Chunks in flight between a reader or writer thread and the connection.
@@ -60,7 +67,7 @@ const CHANNEL_DEPTH: usize = 4;
 /// Streams `len` bytes of `reader` starting at `start` as a response body.
 pub fn stream_object(mut reader: ObjectReader, start: u64, len: u64) -> Body {
     use std::io::{Read, Seek, SeekFrom};
-    let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_DEPTH);
+    let (tx, body) = channel(CHANNEL_DEPTH);
     tokio::task::spawn_blocking(move || {
         if let Err(e) = reader.seek(SeekFrom::Start(start)) {
             let _ = tx.blocking_send(Err(e));
@@ -93,7 +100,7 @@ pub fn stream_object(mut reader: ObjectReader, start: u64, len: u64) -> Body {
             }
         }
     });
-    ChannelBody { rx }.boxed()
+    body
 }
 
 fn incomplete_body() -> S3Error {

@@ -148,46 +148,25 @@ impl From<AuthError> for S3Error {
 impl From<StoreError> for S3Error {
     #[track_caller]
     fn from(e: StoreError) -> S3Error {
-        use StatusCode as S;
-        let (status, message): (StatusCode, String) = match &e {
-            StoreError::NoSuchBucket => (S::NOT_FOUND, "The specified bucket does not exist".into()),
-            StoreError::NoSuchKey => (S::NOT_FOUND, "The specified key does not exist.".into()),
-            StoreError::NoSuchUpload => (
-                S::NOT_FOUND,
-                "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed.".into(),
-            ),
-            StoreError::BucketNotEmpty => (S::CONFLICT, "The bucket you tried to delete is not empty".into()),
-            StoreError::BucketAlreadyOwnedByYou => (
-                S::CONFLICT,
-                "Your previous request to create the named bucket succeeded and you already own it.".into(),
-            ),
-            StoreError::InvalidBucketName { .. } => (S::BAD_REQUEST, e.to_string()),
-            StoreError::KeyTooLong => (S::BAD_REQUEST, "Your key is too long (the limit is 1024 bytes of UTF-8)".into()),
-            StoreError::InvalidKey { .. } => (S::BAD_REQUEST, e.to_string()),
-            StoreError::InvalidPart => (
-                S::BAD_REQUEST,
-                "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.".into(),
-            ),
-            StoreError::InvalidPartOrder => (
-                S::BAD_REQUEST,
-                "The list of parts was not in ascending order. Parts must be ordered by part number.".into(),
-            ),
-            StoreError::EntityTooSmall => (
-                S::BAD_REQUEST,
-                "Your proposed upload is smaller than the minimum allowed object size (5 MiB for every part but the last).".into(),
-            ),
-            StoreError::BadDigest => (
-                S::BAD_REQUEST,
-                "The Content-MD5 you specified did not match what we received.".into(),
-            ),
-            StoreError::InvalidArgument { .. } => (S::BAD_REQUEST, e.to_string()),
-            _ => return S3Error::internal(e),
+        // The store chooses the client-visible code and status; only the wording of the common
+        // messages is AWS's here. Storage and index failures stay internal.
+        let message: String = match &e {
+            StoreError::Io(_) | StoreError::Index(_) => return S3Error::internal(e),
+            StoreError::NoSuchBucket => "The specified bucket does not exist".into(),
+            StoreError::NoSuchKey => "The specified key does not exist.".into(),
+            StoreError::NoSuchUpload => "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed.".into(),
+            StoreError::BucketNotEmpty => "The bucket you tried to delete is not empty".into(),
+            StoreError::BucketAlreadyOwnedByYou => "Your previous request to create the named bucket succeeded and you already own it.".into(),
+            StoreError::KeyTooLong => "Your key is too long (the limit is 1024 bytes of UTF-8)".into(),
+            StoreError::InvalidPart => "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.".into(),
+            StoreError::InvalidPartOrder => "The list of parts was not in ascending order. Parts must be ordered by part number.".into(),
+            StoreError::EntityTooSmall => "Your proposed upload is smaller than the minimum allowed object size (5 MiB for every part but the last).".into(),
+            StoreError::EntityTooLarge => "Your proposed upload exceeds the maximum allowed object size.".into(),
+            StoreError::BadDigest => "The Content-MD5 you specified did not match what we received.".into(),
+            other => other.to_string(),
         };
-        let code = match e.s3_code() {
-            "KeyTooLong" => "KeyTooLongError",
-            other => other,
-        };
-        S3Error::new(code, status, message)
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        S3Error::new(e.s3_code(), status, message)
     }
 }
 
@@ -234,5 +213,16 @@ mod tests {
             StatusCode::CONFLICT
         );
         assert_eq!(S3Error::from(StoreError::BadDigest).code(), "BadDigest");
+        let tag = S3Error::from(StoreError::InvalidTag { reason: "x".into() });
+        assert_eq!(
+            (tag.code(), tag.status()),
+            ("InvalidTag", StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            S3Error::from(StoreError::EntityTooLarge).code(),
+            "EntityTooLarge"
+        );
+        let io = S3Error::from(StoreError::Io(std::io::Error::other("x")));
+        assert_eq!(io.code(), "InternalError");
     }
 }

@@ -14,6 +14,7 @@
 pub mod account;
 pub mod auth;
 pub mod body;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod pipeline;

@@ -13,39 +13,9 @@ use crate::error::S3Error;
 use crate::s3::route::Query;
 use crate::xml::{self, XmlWriter};
 
-const MAX_TAGS: usize = 10;
-const MAX_TAG_KEY_CHARS: usize = 128;
-const MAX_TAG_VALUE_CHARS: usize = 256;
-
-fn invalid_tag(message: String) -> S3Error {
-    S3Error::new("InvalidTag", StatusCode::BAD_REQUEST, message)
-}
-
-/// Checks AWS's tag limits.
+/// Checks AWS's tag limits (the store's rules, one place for both).
 pub(super) fn validate(tags: &[(String, String)]) -> Result<(), S3Error> {
-    if tags.len() > MAX_TAGS {
-        return Err(invalid_tag(format!(
-            "Object tags cannot be greater than {MAX_TAGS}"
-        )));
-    }
-    for (i, (k, v)) in tags.iter().enumerate() {
-        if k.is_empty() || k.chars().count() > MAX_TAG_KEY_CHARS {
-            return Err(invalid_tag(format!(
-                "The TagKey `{k}` must be 1 to {MAX_TAG_KEY_CHARS} characters"
-            )));
-        }
-        if v.chars().count() > MAX_TAG_VALUE_CHARS {
-            return Err(invalid_tag(format!(
-                "The TagValue for `{k}` is longer than {MAX_TAG_VALUE_CHARS} characters"
-            )));
-        }
-        if tags.iter().take(i).any(|(other, _)| other == k) {
-            return Err(invalid_tag(format!(
-                "Cannot provide multiple Tags with the same key `{k}`"
-            )));
-        }
-    }
-    Ok(())
+    Ok(keyhole_store::validate_tags(tags)?)
 }
 
 /// Parses the `x-amz-tagging` header (URL query form: `k1=v1&k2=v2`).
