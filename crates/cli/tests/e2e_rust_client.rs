@@ -1,6 +1,13 @@
 //! End-to-end tests with keyhole's own Rust SigV4 client against the real `keyhole` binary:
 //! header-signed, aws-chunked and presigned requests, tampering, and graceful shutdown.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "test harness: a failed set-up step should fail the test loudly"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

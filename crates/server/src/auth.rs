@@ -50,14 +50,20 @@ impl Principal {
 pub struct Authenticator {
     root_access_key_id: String,
     root_secret: SecretKey,
+    region: String,
 }
 
 impl Authenticator {
-    /// An authenticator that knows the root credentials.
-    pub fn new(root_access_key_id: String, root_secret: SecretKey) -> Authenticator {
+    /// An authenticator that knows the root credentials and the gateway's region.
+    pub fn new(
+        root_access_key_id: String,
+        root_secret: SecretKey,
+        region: String,
+    ) -> Authenticator {
         Authenticator {
             root_access_key_id,
             root_secret,
+            region,
         }
     }
 
@@ -72,6 +78,27 @@ impl Authenticator {
         let Some(signed) = keyhole_sigv4::parse(method, uri, headers)? else {
             return Ok((Principal::Anonymous, None));
         };
+        // AWS refuses a scope for another region, naming the one expected
+        // (https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-authenticating-requests.html).
+        if signed.scope().region != self.region {
+            let reason = format!(
+                "the region '{}' is wrong; expecting '{}'",
+                signed.scope().region,
+                self.region
+            );
+            let (code, message) = match signed.kind() {
+                keyhole_sigv4::AuthKind::Header => (
+                    "AuthorizationHeaderMalformed",
+                    format!("The authorization header is malformed; {reason}"),
+                ),
+                keyhole_sigv4::AuthKind::Query => (
+                    "AuthorizationQueryParametersError",
+                    format!("Error parsing the X-Amz-Credential parameter; {reason}"),
+                ),
+            };
+            return Err(S3Error::new(code, StatusCode::BAD_REQUEST, message)
+                .with("Region", self.region.clone()));
+        }
         if signed.access_key_id() != self.root_access_key_id {
             return Err(S3Error::new(
                 "InvalidAccessKeyId",

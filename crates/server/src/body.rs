@@ -54,7 +54,12 @@ impl http_body::Body for ChannelBody {
 
 /// A body fed through the returned sender, `depth` frames buffered; dropping the sender ends it,
 /// sending an error aborts it.
-pub fn channel(depth: usize) -> (tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>, Body) {
+pub fn channel(
+    depth: usize,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    Body,
+) {
     let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
     (tx, ChannelBody { rx }.boxed())
 }

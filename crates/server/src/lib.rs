@@ -58,6 +58,7 @@ impl Gateway {
         let authn = auth::Authenticator::new(
             account.record.root_access_key_id.clone(),
             account.root_secret.clone(),
+            config.region.clone(),
         );
         let owner_id = hex::encode(sha2::Sha256::digest(account.record.account_id.as_bytes()));
         Gateway {

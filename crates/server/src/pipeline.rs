@@ -94,6 +94,10 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
     };
     let mut op_name = "Unknown";
     let mut principal_kind = "Unauthenticated";
+    let (err_bucket, err_key) = match &located {
+        Ok((b, k)) => (b.clone(), k.clone()),
+        Err(_) => (None, None),
+    };
     let outcome: Result<Response<Body>, S3Error> = async {
         let (bucket, key) = located?;
         let (principal, verified) = gw.authn.authenticate(
@@ -149,7 +153,15 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
 
     let response = match outcome {
         Ok(r) => r,
-        Err(e) => {
+        Err(mut e) => {
+            // Name the bucket and key in the body as S3 does for these codes.
+            match (e.code(), &err_bucket, &err_key) {
+                ("NoSuchKey", _, Some(k)) => e = e.with("Key", k.clone()),
+                ("NoSuchBucket" | "BucketNotEmpty" | "BucketAlreadyOwnedByYou", Some(b), _) => {
+                    e = e.with("BucketName", b.clone());
+                }
+                _ => {}
+            }
             let status = e.status();
             let body = if is_head {
                 body::empty()

@@ -40,35 +40,14 @@ pub(super) async fn create_bucket(
         return Err(S3Error::not_implemented("Object Lock"));
     }
     let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
-    let mut region = ctx.gw.config.region.clone();
+    let region = ctx.gw.config.region.clone();
     if !doc.iter().all(u8::is_ascii_whitespace) {
         let root = xml::parse(&doc).map_err(S3Error::malformed_xml)?;
         if root.name != "CreateBucketConfiguration" {
             return Err(S3Error::malformed_xml("expected CreateBucketConfiguration"));
         }
         if let Some(lc) = root.child_text("LocationConstraint") {
-            let lc = lc.trim();
-            if lc == "us-east-1" {
-                // AWS: us-east-1 is expressed by omitting the constraint.
-                return Err(S3Error::new(
-                    "InvalidLocationConstraint",
-                    StatusCode::BAD_REQUEST,
-                    "The specified location-constraint is not valid: omit LocationConstraint for us-east-1",
-                ));
-            }
-            if !lc.is_empty() {
-                if !lc
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                {
-                    return Err(S3Error::new(
-                        "InvalidLocationConstraint",
-                        StatusCode::BAD_REQUEST,
-                        format!("The specified location-constraint `{lc}` is not valid"),
-                    ));
-                }
-                region = lc.to_owned();
-            }
+            check_location_constraint(lc.trim(), &ctx.gw.config.region)?;
         }
     }
     let store = ctx.gw.store.clone();
@@ -107,4 +86,45 @@ pub(super) async fn get_bucket_location(ctx: &Ctx<'_>) -> Result<Response<Body>,
     }
     w.close("LocationConstraint");
     Ok(xml_ok(w.finish()))
+}
+
+/// A gateway serves one region. As in AWS, `us-east-1` is asked for by omitting the constraint;
+/// any other value must name the gateway's region
+/// (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html).
+fn check_location_constraint(lc: &str, region: &str) -> Result<(), S3Error> {
+    let ok = if region == "us-east-1" {
+        lc.is_empty()
+    } else {
+        lc.is_empty() || lc == region
+    };
+    if ok {
+        return Ok(());
+    }
+    let expected = if region == "us-east-1" {
+        "omit LocationConstraint (this gateway serves us-east-1)".to_owned()
+    } else {
+        format!("use `{region}` or omit it")
+    };
+    Err(S3Error::new(
+        "InvalidLocationConstraint",
+        StatusCode::BAD_REQUEST,
+        format!("The specified location-constraint `{lc}` is not valid: {expected}"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_constraints_name_the_served_region() {
+        assert!(check_location_constraint("", "us-east-1").is_ok());
+        assert!(check_location_constraint("us-east-1", "us-east-1").is_err());
+        assert!(check_location_constraint("eu-west-1", "us-east-1").is_err());
+        assert!(check_location_constraint("eu-west-1", "eu-west-1").is_ok());
+        assert!(check_location_constraint("", "eu-west-1").is_ok());
+        let e = check_location_constraint("not-a-region", "eu-west-1").unwrap_err();
+        assert_eq!(e.code(), "InvalidLocationConstraint");
+        assert!(e.message().contains("eu-west-1"));
+    }
 }
