@@ -34,7 +34,7 @@ section "cargo test --workspace"
 cargo test --workspace
 
 section "end-to-end tests (pytest tests/e2e $*)"
-export KEYHOLE_BIN="${KEYHOLE_BIN:-$ROOT/target/debug/keyhole}"
+export KEYHOLE_BIN="${KEYHOLE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/keyhole}"
 "$VENV/bin/pytest" -q tests/e2e "$@"
 
 section "all tests passed in $((SECONDS - started))s"

@@ -3,6 +3,7 @@ aws-cli (v1, from the venv) and boto3."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -20,6 +21,12 @@ from e2e_helpers import (
     free_port,
     unique_bucket_name,
 )
+
+# The suite talks only to the server it starts: nothing from the caller's AWS setup (profiles,
+# config files, credentials, endpoints) may reach boto3 in this process or aws-cli in children.
+for _k in [k for k in os.environ if k.startswith("AWS_")]:
+    del os.environ[_k]
+os.environ.update(AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true")
 
 _SESSION_SERVERS: list[KeyholeProcess] = []
 
@@ -148,8 +155,9 @@ def empty_and_delete_bucket(client, name: str) -> None:
             if token:
                 kw["ContinuationToken"] = token
             page = client.list_objects_v2(**kw)
-            for obj in page.get("Contents", []):
-                client.delete_object(Bucket=name, Key=obj["Key"])
+            objs = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if objs:
+                client.delete_objects(Bucket=name, Delete={"Objects": objs, "Quiet": True})
             if not page.get("IsTruncated"):
                 break
             token = page.get("NextContinuationToken")

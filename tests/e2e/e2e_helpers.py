@@ -41,8 +41,13 @@ S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
 def keyhole_bin() -> Path:
-    """Path of the binary under test: $KEYHOLE_BIN or <repo>/target/debug/keyhole."""
-    return Path(os.environ.get("KEYHOLE_BIN", REPO_ROOT / "target" / "debug" / "keyhole"))
+    """Path of the binary under test: $KEYHOLE_BIN, else <$CARGO_TARGET_DIR or repo/target>/debug/keyhole."""
+    if os.environ.get("KEYHOLE_BIN"):
+        return Path(os.environ["KEYHOLE_BIN"])
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO_ROOT / "target")
+    if not target.is_absolute():
+        target = REPO_ROOT / target
+    return target / "debug" / "keyhole"
 
 
 def free_port() -> int:
@@ -263,11 +268,14 @@ def object_path(bucket: str, key: str | None = None) -> str:
     return f"/{bucket}/{quote(key, safe='/~')}"
 
 
-class _UnsignedPayloadAuth(botocore.auth.S3SigV4Auth):
-    """botocore signs the payload whenever the URL is http; this one declares UNSIGNED-PAYLOAD."""
+class _DeclaredPayloadAuth(botocore.auth.S3SigV4Auth):
+    """botocore hashes the payload whenever the URL is http; this one declares a fixed value
+    (UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD, ...)."""
+
+    declared = "UNSIGNED-PAYLOAD"
 
     def payload(self, request):
-        return "UNSIGNED-PAYLOAD"
+        return self.declared
 
 
 def sign(
@@ -280,21 +288,27 @@ def sign(
     now: datetime.datetime | None = None,
     unsigned_payload: bool = False,
     region: str = REGION,
+    payload_hash: str | None = None,
 ) -> dict[str, str]:
     """Headers (incl. Authorization, X-Amz-Date, X-Amz-Content-SHA256) signed by botocore's S3SigV4Auth.
 
     `now` replaces the clock (naive UTC) to craft skewed requests.
     """
     req = AWSRequest(method=method, url=url, headers=dict(headers or {}), data=body)
-    auth_cls = _UnsignedPayloadAuth if unsigned_payload else botocore.auth.S3SigV4Auth
-    auth = auth_cls(Credentials(access_key, secret_key), "s3", region)
+    if unsigned_payload and payload_hash is None:
+        payload_hash = "UNSIGNED-PAYLOAD"
+    if payload_hash is not None:
+        auth = _DeclaredPayloadAuth(Credentials(access_key, secret_key), "s3", region)
+        auth.declared = payload_hash
+    else:
+        auth = botocore.auth.S3SigV4Auth(Credentials(access_key, secret_key), "s3", region)
     if now is not None:
         with mock.patch.object(botocore.auth, "get_current_datetime", return_value=now):
             auth.add_auth(req)
     else:
         auth.add_auth(req)
-    if unsigned_payload:
-        assert req.headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+    if payload_hash is not None:
+        assert req.headers["X-Amz-Content-SHA256"] == payload_hash
     return {k: v for k, v in req.headers.items()}
 
 

@@ -187,3 +187,36 @@ def test_virtual_host_bucket_create_and_delete(s3, s3_vhost):
     finally:
         empty_and_delete_bucket(s3_vhost, name)
     assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_virtual_host_raw_requests(server, s3):
+    # Host: <bucket>.localhost:PORT with the key as the whole path, dotted bucket names included.
+    for name in (unique_bucket_name("vhraw"), "with.dots." + unique_bucket_name("x")):
+        s3.create_bucket(Bucket=name)
+        try:
+            host = {"Host": f"{name}.localhost:{server.port}"}
+            put = signed_request(server, "PUT", "/dir/obj.txt", headers=host, body=b"raw vhost")
+            assert put.status == 200, put.body[:300]
+            assert s3.get_object(Bucket=name, Key="dir/obj.txt")["Body"].read() == b"raw vhost"
+            got = signed_request(server, "GET", "/dir/obj.txt", headers=host)
+            assert got.status == 200 and got.body == b"raw vhost"
+            listing = signed_request(server, "GET", "/", query="list-type=2", headers=host)
+            assert listing.status == 200 and b"<Key>dir/obj.txt</Key>" in listing.body
+        finally:
+            empty_and_delete_bucket(s3, name)
+
+
+def test_virtual_host_missing_bucket(server):
+    name = unique_bucket_name("vhmissing")
+    resp = signed_request(server, "GET", "/", query="list-type=2", headers={"Host": f"{name}.localhost:{server.port}"})
+    assert_s3_error(resp, 404, "NoSuchBucket")
+
+
+def test_virtual_host_presigned_url(s3, s3_vhost, bucket):
+    import urllib.request
+
+    s3.put_object(Bucket=bucket, Key="shared.txt", Body=b"vhost presigned")
+    url = s3_vhost.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared.txt"}, ExpiresIn=60)
+    assert url.startswith(f"http://{bucket}.localhost:"), url
+    with urllib.request.urlopen(url, timeout=10) as r:
+        assert r.read() == b"vhost presigned"

@@ -396,3 +396,46 @@ def test_unknown_operation_put_changes_nothing(server, s3, bucket):
     resp = signed_request(server, "PUT", f"/{bucket}", query="website", body=body)
     assert_s3_error(resp, 501, "NotImplemented")
     assert keys_of(s3, bucket) == []
+
+
+def test_sigv2_authorization_header_refused(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="v2", Body=b"secret")
+    headers = {"Host": f"127.0.0.1:{server.port}", "Date": "Sun, 22 Nov 2026 08:00:00 GMT",
+               "Authorization": f"AWS {server.access_key}:c2lnbmF0dXJlLXYyLW5vdC12YWxpZA=="}
+    resp = raw_request(server.port, "GET", object_path(bucket, "v2"), headers)
+    assert resp.status in (400, 403), resp.body[:300]
+    assert resp.error_code(), resp.body[:300]
+    assert b"secret" not in resp.body
+
+
+def test_error_request_ids_are_unique(server, bucket):
+    ids = set()
+    for _ in range(5):
+        resp = signed_request(server, "GET", object_path(bucket, "absent"))
+        assert_s3_error(resp, 404, "NoSuchKey")
+        ids.add(resp.header("x-amz-request-id"))
+    assert len(ids) == 5
+
+
+def test_head_error_has_request_id_and_no_body(server, bucket):
+    resp = signed_request(server, "HEAD", object_path(bucket, "absent"))
+    assert resp.status == 404
+    assert resp.header("x-amz-request-id")
+    assert resp.body == b""
+
+
+def test_oversized_request_headers_do_not_hurt_the_server(server, s3, bucket):
+    headers = {"Host": f"127.0.0.1:{server.port}", "X-Junk": "j" * (256 * 1024)}
+    try:
+        resp = raw_request(server.port, "GET", f"/{bucket}", headers, timeout=10)
+        assert 400 <= resp.status < 500, resp.status
+    except (ConnectionError, http_client_errors()) as e:  # dropping the connection is fine too
+        _ = e
+    s3.put_object(Bucket=bucket, Key="after", Body=b"ok")
+    assert s3.get_object(Bucket=bucket, Key="after")["Body"].read() == b"ok"
+
+
+def http_client_errors():
+    import http.client
+
+    return http.client.HTTPException

@@ -208,3 +208,28 @@ def test_default_max_keys_is_1000(s3, bucket):
     assert v2_keys(resp) + v2_keys(rest) == keys
     resp = s3.list_objects_v2(Bucket=bucket, MaxKeys=5000)
     assert resp["KeyCount"] == 1000, "max-keys is capped at 1000"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "list-type=2&max-keys=-1",
+        "list-type=2&max-keys=abc",
+        "list-type=2&continuation-token=not-a-token",
+        "list-type=2&encoding-type=bogus",
+        "max-keys=-5",
+    ],
+)
+def test_invalid_list_arguments(server, bucket, query):
+    from e2e_helpers import assert_s3_error
+
+    resp = signed_request(server, "GET", f"/{bucket}", query=query)
+    assert_s3_error(resp, 400, "InvalidArgument")
+
+
+def test_prefix_is_not_an_object(s3, filled):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as ei:
+        s3.get_object(Bucket=filled, Key="dir1/")
+    assert ei.value.response["Error"]["Code"] == "NoSuchKey"

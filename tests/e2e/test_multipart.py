@@ -285,3 +285,51 @@ def test_list_multipart_uploads_prefix_and_many(s3, bucket):
         for k, v in ids.items():
             s3.abort_multipart_upload(Bucket=bucket, Key=k, UploadId=v)
     assert upload_ids(s3, bucket) == []
+
+
+def test_upload_part_bad_content_md5(s3, bucket):
+    import base64
+
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="md5")["UploadId"]
+    try:
+        with pytest.raises(ClientError) as ei:
+            s3.upload_part(
+                Bucket=bucket, Key="md5", UploadId=uid, PartNumber=1, Body=b"part",
+                ContentMD5=base64.b64encode(hashlib.md5(b"other").digest()).decode(),
+            )
+        assert err(ei) == ("BadDigest", 400)
+        assert s3.list_parts(Bucket=bucket, Key="md5", UploadId=uid).get("Parts", []) == []
+    finally:
+        s3.abort_multipart_upload(Bucket=bucket, Key="md5", UploadId=uid)
+
+
+def test_list_parts_pagination(s3, bucket):
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="lp")["UploadId"]
+    try:
+        for n in (1, 2, 3):
+            s3.upload_part(Bucket=bucket, Key="lp", UploadId=uid, PartNumber=n, Body=bytes([n]) * 10)
+        page = s3.list_parts(Bucket=bucket, Key="lp", UploadId=uid, MaxParts=2)
+        assert [p["PartNumber"] for p in page["Parts"]] == [1, 2]
+        assert page["IsTruncated"] is True
+        assert page["NextPartNumberMarker"] == 2
+        rest = s3.list_parts(Bucket=bucket, Key="lp", UploadId=uid, PartNumberMarker=page["NextPartNumberMarker"])
+        assert [p["PartNumber"] for p in rest["Parts"]] == [3]
+        assert rest["IsTruncated"] is False
+    finally:
+        s3.abort_multipart_upload(Bucket=bucket, Key="lp", UploadId=uid)
+
+
+def test_create_multipart_with_tagging_and_headers(s3, bucket):
+    uid = s3.create_multipart_upload(
+        Bucket=bucket, Key="tagged", Tagging="job=finetune&team=ml", CacheControl="max-age=5",
+        ContentDisposition="attachment",
+    )["UploadId"]
+    e = s3.upload_part(Bucket=bucket, Key="tagged", UploadId=uid, PartNumber=1, Body=b"body")["ETag"]
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="tagged", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]}
+    )
+    tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key="tagged")["TagSet"]}
+    assert tags == {"job": "finetune", "team": "ml"}
+    head = s3.head_object(Bucket=bucket, Key="tagged")
+    assert head["CacheControl"] == "max-age=5"
+    assert head["ContentDisposition"] == "attachment"

@@ -440,3 +440,75 @@ def test_too_many_tags_rejected(s3, bucket):
     code, status = err(ei)
     assert status == 400 and code in ("BadRequest", "InvalidTag")
     assert tagset(s3, bucket, "t") == {"keep": "1"}
+
+
+# ---------------------------------------------------------------- limits, presigned, concurrency
+
+
+def test_metadata_too_large(s3, bucket):
+    # User-defined metadata is limited to 2 KB
+    # (https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html).
+    with pytest.raises(ClientError) as ei:
+        s3.put_object(Bucket=bucket, Key="meta", Body=b"x", Metadata={"big": "v" * 2100})
+    assert err(ei) == ("MetadataTooLarge", 400)
+    assert keys_of(s3, bucket) == []
+
+
+def test_duplicate_tag_keys_rejected(s3, bucket):
+    with pytest.raises(ClientError) as ei:
+        s3.put_object(Bucket=bucket, Key="dup", Body=b"x", Tagging="a=1&a=2")
+    assert err(ei) == ("InvalidTag", 400)
+    assert keys_of(s3, bucket) == []
+
+
+def test_presigned_put_and_get(s3, bucket):
+    import urllib.request
+
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "up.bin"}, ExpiresIn=300)
+    req = urllib.request.Request(put_url, data=b"uploaded via presigned PUT", method="PUT")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+    get_url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "up.bin"}, ExpiresIn=300)
+    with urllib.request.urlopen(get_url, timeout=10) as r:
+        assert r.read() == b"uploaded via presigned PUT"
+
+
+def test_presigned_get_cannot_delete(s3, bucket):
+    import urllib.error
+    import urllib.request
+
+    s3.put_object(Bucket=bucket, Key="keep", Body=b"x")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "keep"}, ExpiresIn=300)
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10)
+        raise AssertionError("a presigned GET URL deleted the object")
+    except urllib.error.HTTPError as e:
+        assert e.code == 403
+        assert b"<Code>SignatureDoesNotMatch</Code>" in e.read()
+    assert keys_of(s3, bucket) == ["keep"]
+
+
+def test_concurrent_overwrites_are_atomic(s3, bucket):
+    """Readers racing writers of the same key only ever see one whole version."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = 1024 * 1024
+    versions = {bytes([b]) * size for b in range(1, 7)}
+    s3.put_object(Bucket=bucket, Key="hot", Body=bytes([1]) * size)
+
+    def write(b: int) -> None:
+        for _ in range(3):
+            s3.put_object(Bucket=bucket, Key="hot", Body=bytes([b]) * size)
+
+    def read(_: int) -> list[bytes]:
+        return [s3.get_object(Bucket=bucket, Key="hot")["Body"].read() for _ in range(6)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        writers = [pool.submit(write, b) for b in range(1, 7)]
+        readers = [pool.submit(read, i) for i in range(2)]
+        for w in writers:
+            w.result()
+        seen = [body for r in readers for body in r.result()]
+    for body in seen:
+        assert body in versions, f"torn read: {len(body)} bytes, first {body[:1]!r} last {body[-1:]!r}"
+    assert s3.get_object(Bucket=bucket, Key="hot")["Body"].read() in versions
