@@ -172,6 +172,16 @@ pub fn parse(
     headers: &http::HeaderMap,
 ) -> Result<Option<SignedRequest>, AuthError> {
     let query = QueryAuth::collect(uri.query())?;
+    if headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(AuthError::HeaderMalformed(
+            "the Authorization header is repeated".to_owned(),
+        ));
+    }
     match headers.get(http::header::AUTHORIZATION) {
         Some(value) => {
             if query.is_present() {

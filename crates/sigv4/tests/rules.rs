@@ -396,6 +396,16 @@ fn other_mechanisms_get_a_clear_error() {
 }
 
 #[test]
+fn repeated_authorization_header_is_malformed() {
+    let (uri, mut headers) = signed(&Method::GET, "/b/k", "s3", EMPTY_SHA256);
+    let first = headers["authorization"].clone();
+    headers.append("authorization", first);
+    let error = parse(&Method::GET, &uri, &headers).unwrap_err();
+    assert_eq!(error.code(), "AuthorizationHeaderMalformed");
+    assert!(error.message().contains("repeated"));
+}
+
+#[test]
 fn anonymous_requests_parse_to_none() {
     let uri: Uri = "/bucket/key?prefix=a&max-keys=2".parse().unwrap();
     let mut headers = HeaderMap::new();
