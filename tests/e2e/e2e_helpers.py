@@ -351,7 +351,12 @@ def raw_request(
         if body or method in ("PUT", "POST"):
             if not any(k.lower() == "content-length" for k in hdrs):
                 conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body if body else None)
+        try:
+            conn.endheaders(body if body else None)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server may answer (e.g. 400 for an oversized body) and close before reading it
+            # all; its answer is still readable.
+            pass
         resp = conn.getresponse()
         data = resp.read()
         return RawResponse(resp.status, {k: v for k, v in resp.getheaders()}, data)

@@ -10,6 +10,7 @@ import base64
 import os
 import socket
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -439,3 +440,79 @@ def http_client_errors():
     import http.client
 
     return http.client.HTTPException
+
+
+def _headers_only_then_answer(server, headers: dict[str, str], path: str) -> bytes:
+    """Send only the request head of a 1 GiB PUT and return what the server answers within 5 s."""
+    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        data = b""
+        try:
+            while b"</Error>" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            pass
+        return data
+
+
+def test_authentication_happens_before_the_body_is_read(server, s3, bucket):
+    # DESIGN.md section 1: authorization happens before the body is read. A forged 1 GiB upload is
+    # answered 403 from its headers alone, without the server waiting for the body.
+    path = object_path(bucket, "huge")
+    gib = str(1024 * 1024 * 1024)
+    forged = sign("PUT", f"{server.endpoint}{path}", server.access_key, server.secret_key + "x",
+                  {"Host": f"127.0.0.1:{server.port}", "Content-Length": gib}, unsigned_payload=True)
+    answer = _headers_only_then_answer(server, forged, path)
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:300]
+    assert b"<Code>SignatureDoesNotMatch</Code>" in answer
+
+    anonymous = {"Host": f"127.0.0.1:{server.port}", "Content-Length": gib}
+    answer = _headers_only_then_answer(server, anonymous, path)
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:300]
+    assert b"<Code>AccessDenied</Code>" in answer
+    assert "huge" not in keys_of(s3, bucket)
+
+
+@pytest.mark.parametrize(
+    "method, target, body, ok_root",
+    [
+        ("GET", "{b}?versions", b"", "ListVersionsResult"),
+        ("GET", "{b}?versioning", b"", "VersioningConfiguration"),
+        ("PUT", "{b}?versioning", b'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                                   b"<Status>Enabled</Status></VersioningConfiguration>", None),
+        ("GET", "{b}?lifecycle", b"", "LifecycleConfiguration"),
+        ("GET", "{b}?cors", b"", "CORSConfiguration"),
+        ("GET", "{b}?object-lock", b"", "ObjectLockConfiguration"),
+        ("GET", "{b}?acl", b"", "AccessControlPolicy"),
+        ("GET", "{b}/k?acl", b"", "AccessControlPolicy"),
+        ("GET", "{b}/k?retention", b"", "Retention"),
+        ("GET", "{b}/k?legal-hold", b"", "LegalHold"),
+        ("GET", "{b}/k?torrent", b"", None),
+        ("GET", "{b}/k?attributes", b"", "GetObjectAttributesResponse"),
+        ("POST", "{b}/k?restore", b"<RestoreRequest><Days>1</Days></RestoreRequest>", None),
+        ("POST", "{b}/k?select&select-type=2", b"<SelectObjectContentRequest/>", None),
+    ],
+)
+def test_subresources_never_a_wrong_success(server, s3, bucket, method, target, body, ok_root):
+    """Issue 2: an operation that isn't implemented answers NotImplemented, never a wrong success.
+    Either 501 NotImplemented, or (where the operation exists) its own response document."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"content")
+    path, _, query = f"/{target.format(b=bucket)}".partition("?")
+    headers = {"x-amz-object-attributes": "ETag"} if "attributes" in query else {}
+    if body:
+        headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+    resp = signed_request(server, method, path, query=query, body=body, headers=headers)
+    if resp.status == 501:
+        assert_s3_error(resp, 501, "NotImplemented")
+    else:
+        assert ok_root is not None, f"{method} {target}: got {resp.status} where only 501 fits: {resp.body[:300]!r}"
+        assert resp.status in (200, 404), f"{method} {target}: {resp.status} {resp.body[:300]!r}"
+        if resp.status == 200:
+            root = ET.fromstring(resp.body)
+            assert root.tag.split("}")[-1] == ok_root, resp.body[:300]
+    # Whatever happened, the object is untouched.
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"content"

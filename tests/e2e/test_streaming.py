@@ -268,6 +268,7 @@ def test_large_body_streams_with_bounded_memory(fresh_server_factory):
         check.update(block)
     assert check.hexdigest() == md5.hexdigest()
     after_get = vm_hwm_kib(kp.proc.pid)
+    print(f"peak RSS after PUT {after_put} KiB, after GET {after_get} KiB")
     assert after_put < 100 * 1024, f"peak RSS {after_put} KiB after a 1 GiB PUT"
     assert after_get < 100 * 1024, f"peak RSS {after_get} KiB after a 1 GiB GET"
 
