@@ -516,3 +516,37 @@ def test_subresources_never_a_wrong_success(server, s3, bucket, method, target, 
             assert root.tag.split("}")[-1] == ok_root, resp.body[:300]
     # Whatever happened, the object is untouched.
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"content"
+
+
+def test_repeated_authorization_header_refused(server, s3, bucket):
+    path = object_path(bucket, "twice")
+    good = sign("PUT", f"{server.endpoint}{path}", server.access_key, server.secret_key,
+                {"Host": f"127.0.0.1:{server.port}"}, b"x")
+    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in good.items())
+    head += f"Authorization: {good['Authorization'][:-4]}beef\r\nContent-Length: 1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"x")
+        answer = sock.recv(65536)
+    assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 403")), answer[:300]
+    assert b"<Code>" in answer
+    assert "twice" not in keys_of(s3, bucket)
+
+
+def test_plain_http_chunked_put(server, s3, bucket):
+    # Transfer-Encoding: chunked without Content-Length: S3 answers 411 MissingContentLength; a
+    # gateway that accepts it must store exactly the bytes sent.
+    path = object_path(bucket, "te-chunked")
+    headers = sign("PUT", f"{server.endpoint}{path}", server.access_key, server.secret_key,
+                   {"Host": f"127.0.0.1:{server.port}"}, unsigned_payload=True)
+    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head += "Transfer-Encoding: chunked\r\n\r\n"
+    body = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head.encode() + body)
+        answer = sock.recv(65536)
+    if answer.startswith(b"HTTP/1.1 200"):
+        assert s3.get_object(Bucket=bucket, Key="te-chunked")["Body"].read() == b"hello world"
+    else:
+        assert answer.startswith(b"HTTP/1.1 411"), answer[:300]
+        assert b"<Code>MissingContentLength</Code>" in answer
+        assert "te-chunked" not in keys_of(s3, bucket)
