@@ -333,3 +333,41 @@ def test_create_multipart_with_tagging_and_headers(s3, bucket):
     head = s3.head_object(Bucket=bucket, Key="tagged")
     assert head["CacheControl"] == "max-age=5"
     assert head["ContentDisposition"] == "attachment"
+
+
+@pytest.mark.parametrize("bad_id", ["../../../../tmp/x", "0" * 32, "%2e%2e", "a" * 500])
+def test_hostile_upload_ids(s3, bucket, bad_id):
+    with pytest.raises(ClientError) as ei:
+        s3.upload_part(Bucket=bucket, Key="k", UploadId=bad_id, PartNumber=1, Body=b"x")
+    assert err(ei) == ("NoSuchUpload", 404)
+    with pytest.raises(ClientError) as ei:
+        s3.list_parts(Bucket=bucket, Key="k", UploadId=bad_id)
+    assert err(ei) == ("NoSuchUpload", 404)
+
+
+def test_upload_id_is_bound_to_its_key_and_bucket(s3, bucket):
+    other = bucket + "-other"
+    s3.create_bucket(Bucket=other)
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="a")["UploadId"]
+    try:
+        e = s3.upload_part(Bucket=bucket, Key="a", UploadId=uid, PartNumber=1, Body=b"for a")["ETag"]
+        with pytest.raises(ClientError) as ei:
+            s3.upload_part(Bucket=bucket, Key="b", UploadId=uid, PartNumber=2, Body=b"for b")
+        assert err(ei) == ("NoSuchUpload", 404)
+        with pytest.raises(ClientError) as ei:
+            s3.complete_multipart_upload(
+                Bucket=bucket, Key="b", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]}
+            )
+        assert err(ei) == ("NoSuchUpload", 404)
+        with pytest.raises(ClientError) as ei:
+            s3.list_parts(Bucket=other, Key="a", UploadId=uid)
+        assert err(ei) == ("NoSuchUpload", 404)
+        with pytest.raises(ClientError) as ei:
+            s3.abort_multipart_upload(Bucket=other, Key="a", UploadId=uid)
+        assert err(ei) == ("NoSuchUpload", 404)
+        assert keys_of(s3, bucket) == []
+        parts = s3.list_parts(Bucket=bucket, Key="a", UploadId=uid)["Parts"]
+        assert [p["PartNumber"] for p in parts] == [1]
+    finally:
+        s3.abort_multipart_upload(Bucket=bucket, Key="a", UploadId=uid)
+        s3.delete_bucket(Bucket=other)
