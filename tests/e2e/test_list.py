@@ -233,3 +233,45 @@ def test_prefix_is_not_an_object(s3, filled):
     with pytest.raises(ClientError) as ei:
         s3.get_object(Bucket=filled, Key="dir1/")
     assert ei.value.response["Error"]["Code"] == "NoSuchKey"
+
+
+def test_order_is_utf8_binary(s3, bucket):
+    keys = ["Z", "a", "é", "\uff5e", "\ufffd", "\U0001f600", "a/b", "a-b", "a.b"]
+    for k in keys:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"")
+    expected = sorted(keys, key=lambda k: k.encode("utf-8"))
+    assert v2_keys(s3.list_objects_v2(Bucket=bucket)) == expected
+    pages = paginate_v2(s3, bucket, MaxKeys=2)
+    assert [k for p in pages for k in v2_keys(p)] == expected
+
+
+def test_multi_character_delimiter(s3, bucket):
+    for k in ["logs--2025--a", "logs--2025--b", "logs--2026--a", "logs-single", "other"]:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"")
+    resp = s3.list_objects_v2(Bucket=bucket, Prefix="logs--", Delimiter="--")
+    assert prefixes(resp) == ["logs--2025--", "logs--2026--"]
+    assert v2_keys(resp) == []
+    resp = s3.list_objects_v2(Bucket=bucket, Delimiter="--")
+    assert prefixes(resp) == ["logs--"]
+    assert v2_keys(resp) == ["logs-single", "other"]
+
+
+def test_list_multipart_uploads_delimiter_and_pagination(s3, bucket):
+    keys = ["a/1", "a/2", "b", "c/x/1"]
+    ids = {k: s3.create_multipart_upload(Bucket=bucket, Key=k)["UploadId"] for k in keys}
+    try:
+        resp = s3.list_multipart_uploads(Bucket=bucket, Delimiter="/")
+        assert [u["Key"] for u in resp.get("Uploads", [])] == ["b"]
+        assert prefixes(resp) == ["a/", "c/"]
+        seen, kw = [], {}
+        for _ in range(10):
+            page = s3.list_multipart_uploads(Bucket=bucket, MaxUploads=1, **kw)
+            seen += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+            assert len(page.get("Uploads", [])) <= 1
+            if not page["IsTruncated"]:
+                break
+            kw = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+        assert seen == [(k, ids[k]) for k in keys]
+    finally:
+        for k, v in ids.items():
+            s3.abort_multipart_upload(Bucket=bucket, Key=k, UploadId=v)
