@@ -13,7 +13,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body::Frame;
 use http_body_util::BodyExt;
-use keyhole_sigv4::{ChunkDecoder, PayloadVerifier, VerifiedRequest};
+use keyhole_sigv4::{
+    ChecksumKind, ChecksumVerifier, ChunkDecoder, PayloadVerifier, VerifiedRequest,
+};
 use keyhole_store::{ObjectReader, ObjectWriter, PartWriter, StoreError};
 
 use crate::error::S3Error;
@@ -121,22 +123,39 @@ pub struct BodyReader {
     incoming: hyper::body::Incoming,
     decoder: Option<ChunkDecoder>,
     verifier: Option<PayloadVerifier>,
+    checksums: Vec<ChecksumVerifier>,
     expected: Option<u64>,
     received: u64,
     done: bool,
 }
 
 impl BodyReader {
-    /// Wraps `incoming`; `expected` is the payload length the client declared.
+    /// Wraps `incoming`; `expected` is the payload length the client declared. `x-amz-checksum-*`
+    /// headers are checked against the payload, unless the body is aws-chunked (its trailers are
+    /// checked by the chunk decoder).
     pub fn new(
         incoming: hyper::body::Incoming,
+        headers: &http::HeaderMap,
         verified: Option<&VerifiedRequest>,
         expected: Option<u64>,
     ) -> BodyReader {
+        let decoder = verified.and_then(VerifiedRequest::chunk_decoder);
+        let checksums = if decoder.is_some() {
+            Vec::new()
+        } else {
+            headers
+                .iter()
+                .filter_map(|(name, value)| {
+                    let kind = ChecksumKind::from_header_name(name.as_str())?;
+                    Some(ChecksumVerifier::new(kind, value.to_str().unwrap_or("")))
+                })
+                .collect()
+        };
         BodyReader {
             incoming,
-            decoder: verified.and_then(VerifiedRequest::chunk_decoder),
+            decoder,
             verifier: verified.and_then(VerifiedRequest::payload_verifier),
+            checksums,
             expected,
             received: 0,
             done: false,
@@ -153,6 +172,9 @@ impl BodyReader {
                 }
                 if let Some(v) = self.verifier.take() {
                     v.finish()?;
+                }
+                for c in std::mem::take(&mut self.checksums) {
+                    c.finish()?;
                 }
                 if let Some(n) = self.expected {
                     if self.received != n {
@@ -172,6 +194,9 @@ impl BodyReader {
                 Some(d) => d.feed(&data)?,
                 None => data,
             };
+            for c in &mut self.checksums {
+                c.update(&out);
+            }
             self.received += out.len() as u64;
             if let Some(n) = self.expected {
                 if self.received > n {

@@ -137,7 +137,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
             gw.authz.authorize(&principal, permission)?;
         }
         let expected = declared_length(&parts.headers, verified.as_ref())?;
-        let body = BodyReader::new(incoming, verified.as_ref(), expected);
+        let body = BodyReader::new(incoming, &parts.headers, verified.as_ref(), expected);
         let ctx = Ctx {
             gw: &gw,
             principal: &principal,

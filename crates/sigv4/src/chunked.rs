@@ -520,18 +520,70 @@ impl ChunkDecoder {
         }
         if let Some((kind, checksum)) = self.checksum.take() {
             let value = checksum_value.ok_or(AuthError::IncompleteBody)?;
-            let sent = base64::engine::general_purpose::STANDARD
-                .decode(value)
-                .map_err(|_| AuthError::InvalidChecksum(kind.header_name().to_owned()))?;
-            let computed = checksum.finish();
-            if sent.len() != computed.len() {
-                return Err(AuthError::InvalidChecksum(kind.header_name().to_owned()));
-            }
-            if !bool::from(sent.ct_eq(&computed)) {
-                return Err(AuthError::ChecksumMismatch(kind.algorithm().to_owned()));
-            }
+            compare_checksum(kind, checksum, value)?;
         }
         Ok(())
+    }
+}
+
+/// Compares a running checksum with the base64 value the client sent (constant time).
+fn compare_checksum(
+    kind: ChecksumKind,
+    checksum: Checksum,
+    sent_b64: &str,
+) -> Result<(), AuthError> {
+    let sent = base64::engine::general_purpose::STANDARD
+        .decode(sent_b64.trim())
+        .map_err(|_| AuthError::InvalidChecksum(kind.header_name().to_owned()))?;
+    let computed = checksum.finish();
+    if sent.len() != computed.len() {
+        return Err(AuthError::InvalidChecksum(kind.header_name().to_owned()));
+    }
+    if !bool::from(sent.ct_eq(&computed)) {
+        return Err(AuthError::ChecksumMismatch(kind.algorithm().to_owned()));
+    }
+    Ok(())
+}
+
+/// Checks an `x-amz-checksum-*` request header against the body actually received (for bodies
+/// that are not aws-chunked; aws-chunked trailers are checked by [`ChunkDecoder`]).
+pub struct ChecksumVerifier {
+    kind: ChecksumKind,
+    expected: String,
+    checksum: Checksum,
+}
+
+impl std::fmt::Debug for ChecksumVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChecksumVerifier")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChecksumVerifier {
+    /// Expects the body's `kind` checksum to be `expected_b64`.
+    #[must_use]
+    pub fn new(kind: ChecksumKind, expected_b64: &str) -> ChecksumVerifier {
+        ChecksumVerifier {
+            kind,
+            expected: expected_b64.to_owned(),
+            checksum: Checksum::new(kind),
+        }
+    }
+
+    /// Feeds body bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.checksum.update(data);
+    }
+
+    /// At the end of the body: `BadDigest` when the checksum differs, `InvalidDigest` when the
+    /// sent value is not a checksum of that kind.
+    ///
+    /// # Errors
+    /// [`AuthError::ChecksumMismatch`] or [`AuthError::InvalidChecksum`].
+    pub fn finish(self) -> Result<(), AuthError> {
+        compare_checksum(self.kind, self.checksum, &self.expected)
     }
 }
 
@@ -541,4 +593,30 @@ pub fn checksum_base64(kind: ChecksumKind, data: &[u8]) -> String {
     let mut checksum = Checksum::new(kind);
     checksum.update(data);
     base64::engine::general_purpose::STANDARD.encode(checksum.finish())
+}
+
+#[cfg(test)]
+mod checksum_verifier_tests {
+    use super::*;
+
+    #[test]
+    fn header_checksums_are_checked_against_the_body() {
+        for kind in [
+            ChecksumKind::Crc32,
+            ChecksumKind::Crc32c,
+            ChecksumKind::Sha1,
+            ChecksumKind::Sha256,
+        ] {
+            let good = checksum_base64(kind, b"hello world");
+            let mut v = ChecksumVerifier::new(kind, &good);
+            v.update(b"hello ");
+            v.update(b"world");
+            assert!(v.finish().is_ok(), "{kind:?}");
+            let mut v = ChecksumVerifier::new(kind, &good);
+            v.update(b"hello there");
+            assert_eq!(v.finish().unwrap_err().code(), "BadDigest", "{kind:?}");
+            let v = ChecksumVerifier::new(kind, "not base64!");
+            assert_eq!(v.finish().unwrap_err().code(), "InvalidDigest", "{kind:?}");
+        }
+    }
 }
