@@ -172,6 +172,43 @@ impl CompiledCondition {
         })
     }
 
+    /// Checks values for `operator` without building matchers (used by the parser).
+    pub fn validate_texts(
+        operator: Operator,
+        texts: &[&str],
+        variables: bool,
+    ) -> Result<(), ValueError> {
+        let fail = |index: usize, value: &str, expected: String| ValueError {
+            index,
+            value: value.to_owned(),
+            expected,
+        };
+        for (index, v) in texts.iter().enumerate() {
+            let ok = match operator.kind.family() {
+                Family::String => match variables {
+                    true => crate::pattern::validate_variables(v).map_err(|e| fail(index, v, e.0)),
+                    false => Ok(()),
+                },
+                Family::Arn => ArnPattern::validate(v, variables, true).map_err(|e| {
+                    fail(
+                        index,
+                        v,
+                        format!("an ARN with six colon-separated parts or `*` ({e})"),
+                    )
+                }),
+                Family::Bool => Ok(()),
+                _ => {
+                    // Numeric, date, IP, binary and null values: compile the one value.
+                    Self::compile_texts(operator, "", &[v], false)
+                        .map(|_| ())
+                        .map_err(|e| ValueError { index, ..e })
+                }
+            };
+            ok?;
+        }
+        Ok(())
+    }
+
     /// The operator.
     pub fn operator(&self) -> Operator {
         self.operator

@@ -20,17 +20,35 @@ const PRINCIPAL_KEYS: &str = "`AWS`, `Service`, `Federated`, `CanonicalUser`";
 
 type Check<'a> = &'a dyn Fn(&str) -> Result<(), String>;
 
+/// A JSON path, formatted only when an error needs it.
+#[derive(Clone, Copy)]
+enum JPath<'a> {
+    Root,
+    Key(&'a JPath<'a>, &'a str),
+    Index(&'a JPath<'a>, usize),
+}
+
+impl std::fmt::Display for JPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JPath::Root => f.write_str("$"),
+            JPath::Key(p, k) => write!(f, "{p}.{k}"),
+            JPath::Index(p, i) => write!(f, "{p}[{i}]"),
+        }
+    }
+}
+
 struct Ctx<'a> {
     text: &'a str,
     lines: LineIndex,
 }
 
 impl Ctx<'_> {
-    fn err(&self, kind: K, path: &str, span: Span) -> ParseError {
-        ParseError::new(kind, path.to_owned(), self.text, span.offset, span.len)
+    fn err(&self, kind: K, path: &JPath<'_>, span: Span) -> ParseError {
+        ParseError::new(kind, path.to_string(), self.text, span.offset, span.len)
     }
 
-    fn wrong(&self, expected: &str, v: &Json, path: &str) -> ParseError {
+    fn wrong(&self, expected: &str, v: &Json, path: &JPath<'_>) -> ParseError {
         self.err(
             K::WrongType {
                 expected: expected.to_owned(),
@@ -45,7 +63,7 @@ impl Ctx<'_> {
         &self,
         value: &str,
         expected: impl Into<String>,
-        path: &str,
+        path: &JPath<'_>,
         span: Span,
     ) -> ParseError {
         self.err(
@@ -80,14 +98,14 @@ pub fn parse_policy(text: &str) -> Result<Policy, ParseError> {
         lines: LineIndex::new(text),
     };
     let JsonKind::Object(members) = &root.kind else {
-        return Err(cx.wrong("a policy object", &root, "$"));
+        return Err(cx.wrong("a policy object", &root, &JPath::Root));
     };
-    check_duplicates(&cx, members, "$")?;
+    check_duplicates(&cx, members, &JPath::Root)?;
     let mut version = None;
     let mut id = None;
     let mut statement = None;
     for (k, kspan, v) in members {
-        let path = format!("$.{k}");
+        let path = JPath::Key(&JPath::Root, k);
         match k.as_str() {
             "Version" => {
                 let s = string(&cx, v, &path, "`2012-10-17` or `2008-10-17`")?;
@@ -112,17 +130,15 @@ pub fn parse_policy(text: &str) -> Result<Policy, ParseError> {
         }
     }
     let Some(st) = statement else {
-        return Err(cx.err(K::Missing("Statement"), "$", root.span));
+        return Err(cx.err(K::Missing("Statement"), &JPath::Root, root.span));
     };
     let variables = version == Some(Version::V2012_10_17);
+    let st_path = JPath::Key(&JPath::Root, "Statement");
     let (statements, statement_is_array) = match &st.kind {
-        JsonKind::Object(_) => (
-            vec![statement_from(&cx, st, "$.Statement", variables)?],
-            false,
-        ),
+        JsonKind::Object(_) => (vec![statement_from(&cx, st, &st_path, variables)?], false),
         JsonKind::Array(items) => {
             if items.is_empty() {
-                return Err(cx.err(K::EmptyArray, "$.Statement", st.span));
+                return Err(cx.err(K::EmptyArray, &st_path, st.span));
             }
             if items.len() > crate::MAX_STATEMENTS {
                 return Err(cx.err(
@@ -130,24 +146,18 @@ pub fn parse_policy(text: &str) -> Result<Policy, ParseError> {
                         what: "statements",
                         max: crate::MAX_STATEMENTS,
                     },
-                    "$.Statement",
+                    &st_path,
                     st.span,
                 ));
             }
             let v = items
                 .iter()
                 .enumerate()
-                .map(|(i, s)| statement_from(&cx, s, &format!("$.Statement[{i}]"), variables))
+                .map(|(i, s)| statement_from(&cx, s, &JPath::Index(&st_path, i), variables))
                 .collect::<Result<Vec<_>, _>>()?;
             (v, true)
         }
-        _ => {
-            return Err(cx.wrong(
-                "a statement object or an array of statements",
-                st,
-                "$.Statement",
-            ))
-        }
+        _ => return Err(cx.wrong("a statement object or an array of statements", st, &st_path)),
     };
     Ok(Policy {
         version,
@@ -160,11 +170,11 @@ pub fn parse_policy(text: &str) -> Result<Policy, ParseError> {
 fn check_duplicates(
     cx: &Ctx<'_>,
     members: &[(String, Span, Json)],
-    path: &str,
+    path: &JPath<'_>,
 ) -> Result<(), ParseError> {
     for (i, (k, span, _)) in members.iter().enumerate() {
         if members.iter().take(i).any(|(p, _, _)| p == k) {
-            return Err(cx.err(K::Duplicate(k.clone()), &format!("{path}.{k}"), *span));
+            return Err(cx.err(K::Duplicate(k.clone()), &JPath::Key(path, k), *span));
         }
     }
     Ok(())
@@ -173,7 +183,7 @@ fn check_duplicates(
 fn string<'j>(
     cx: &Ctx<'_>,
     v: &'j Json,
-    path: &str,
+    path: &JPath<'_>,
     expected: &str,
 ) -> Result<&'j str, ParseError> {
     match &v.kind {
@@ -186,11 +196,11 @@ fn string<'j>(
 fn strings(
     cx: &Ctx<'_>,
     v: &Json,
-    path: &str,
+    path: &JPath<'_>,
     expected: &str,
     check: &dyn Fn(&str) -> Result<(), String>,
 ) -> Result<OneOrMore<String>, ParseError> {
-    let one = |s: &str, p: &str, span: Span| -> Result<String, ParseError> {
+    let one = |s: &str, p: &JPath<'_>, span: Span| -> Result<String, ParseError> {
         check(s).map_err(|why| cx.invalid(s, why, p, span))?;
         Ok(s.to_owned())
     };
@@ -212,8 +222,17 @@ fn strings(
             }
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let p = format!("{path}[{i}]");
-                out.push(one(string(cx, item, &p, expected)?, &p, item.span)?);
+                let JsonKind::String(s) = &item.kind else {
+                    return Err(cx.wrong(
+                        &format!("a string ({expected})"),
+                        item,
+                        &JPath::Index(path, i),
+                    ));
+                };
+                if check(s).is_err() {
+                    one(s, &JPath::Index(path, i), item.span)?;
+                }
+                out.push(s.clone());
             }
             Ok(OneOrMore::More(out))
         }
@@ -276,7 +295,7 @@ fn check_nonempty(s: &str) -> Result<(), String> {
     }
 }
 
-fn principal_from(cx: &Ctx<'_>, v: &Json, path: &str) -> Result<Principal, ParseError> {
+fn principal_from(cx: &Ctx<'_>, v: &Json, path: &JPath<'_>) -> Result<Principal, ParseError> {
     match &v.kind {
         JsonKind::String(s) if s == "*" => Ok(Principal::Any),
         JsonKind::Object(members) => {
@@ -291,7 +310,7 @@ fn principal_from(cx: &Ctx<'_>, v: &Json, path: &str) -> Result<Principal, Parse
             }
             let mut out = Vec::new();
             for (k, kspan, val) in members {
-                let p = format!("{path}.{k}");
+                let p = JPath::Key(path, k);
                 let (kind, check): (PrincipalKind, Check<'_>) = match k.as_str() {
                     "AWS" => (PrincipalKind::Aws, &check_aws_principal),
                     "Service" => (PrincipalKind::Service, &check_nonempty),
@@ -323,7 +342,7 @@ fn principal_from(cx: &Ctx<'_>, v: &Json, path: &str) -> Result<Principal, Parse
 fn condition_from(
     cx: &Ctx<'_>,
     v: &Json,
-    path: &str,
+    path: &JPath<'_>,
     variables: bool,
     out: &mut Vec<Condition>,
 ) -> Result<(), ParseError> {
@@ -332,7 +351,7 @@ fn condition_from(
     };
     check_duplicates(cx, ops, path)?;
     for (op_name, op_span, keys) in ops {
-        let op_path = format!("{path}.{op_name}");
+        let op_path = JPath::Key(path, op_name);
         let operator = Operator::parse(op_name).ok_or_else(|| {
             cx.invalid(
                 op_name,
@@ -351,7 +370,7 @@ fn condition_from(
             return Err(cx.invalid("{}", "at least one condition key", &op_path, keys.span));
         }
         for (key, kspan, vals) in entries {
-            let kpath = format!("{op_path}.{key}");
+            let kpath = JPath::Key(&op_path, key);
             if key.trim().is_empty() {
                 return Err(cx.invalid(
                     key,
@@ -360,7 +379,7 @@ fn condition_from(
                     *kspan,
                 ));
             }
-            let scalar = |j: &Json, p: &str| -> Result<ConditionValue, ParseError> {
+            let scalar = |j: &Json, p: &JPath<'_>| -> Result<ConditionValue, ParseError> {
                 match &j.kind {
                     JsonKind::String(s) => Ok(ConditionValue::String(s.clone())),
                     JsonKind::Number(n) => Ok(ConditionValue::Number(n.clone())),
@@ -368,8 +387,7 @@ fn condition_from(
                     _ => Err(cx.wrong("a string, number or boolean", j, p)),
                 }
             };
-            let (values, spans): (OneOrMore<ConditionValue>, Vec<(String, Span)>) = match &vals.kind
-            {
+            let (values, spans): (OneOrMore<ConditionValue>, Vec<Span>) = match &vals.kind {
                 JsonKind::Array(items) => {
                     if items.is_empty() {
                         return Err(cx.err(K::EmptyArray, &kpath, vals.span));
@@ -387,27 +405,27 @@ fn condition_from(
                     let mut vs = Vec::new();
                     let mut spans = Vec::new();
                     for (i, item) in items.iter().enumerate() {
-                        let p = format!("{kpath}[{i}]");
-                        vs.push(scalar(item, &p)?);
-                        spans.push((p, item.span));
+                        vs.push(scalar(item, &JPath::Index(&kpath, i))?);
+                        spans.push(item.span);
                     }
                     (OneOrMore::More(vs), spans)
                 }
-                _ => (
-                    OneOrMore::One(scalar(vals, &kpath)?),
-                    vec![(kpath.clone(), vals.span)],
-                ),
+                _ => (OneOrMore::One(scalar(vals, &kpath)?), vec![vals.span]),
             };
+            let is_array = matches!(values, OneOrMore::More(_));
             let cond = Condition {
                 operator,
                 key: key.clone(),
                 values,
             };
-            if let Err(e) = CompiledCondition::compile(&cond, variables) {
-                let (p, span) = spans
-                    .get(e.index)
-                    .cloned()
-                    .unwrap_or((kpath.clone(), vals.span));
+            let texts: Vec<&str> = cond.values.iter().map(ConditionValue::as_text).collect();
+            if let Err(e) = CompiledCondition::validate_texts(cond.operator, &texts, variables) {
+                let span = spans.get(e.index).copied().unwrap_or(vals.span);
+                let p = if is_array {
+                    JPath::Index(&kpath, e.index)
+                } else {
+                    kpath
+                };
                 return Err(cx.invalid(&e.value, e.expected, &p, span));
             }
             out.push(cond);
@@ -419,7 +437,7 @@ fn condition_from(
 fn statement_from(
     cx: &Ctx<'_>,
     v: &Json,
-    path: &str,
+    path: &JPath<'_>,
     variables: bool,
 ) -> Result<Statement, ParseError> {
     let JsonKind::Object(members) = &v.kind else {
@@ -433,12 +451,10 @@ fn statement_from(
     let mut resource = None;
     let mut conditions = Vec::new();
     let resource_check = |s: &str| -> Result<(), String> {
-        ArnPattern::new(s, variables, true)
-            .map(|_| ())
-            .map_err(|e| e.0)
+        ArnPattern::validate(s, variables, true).map_err(|e| e.0)
     };
     for (k, kspan, val) in members {
-        let p = format!("{path}.{k}");
+        let p = JPath::Key(path, k);
         match k.as_str() {
             "Sid" => sid = Some(string(cx, val, &p, "a statement id")?.to_owned()),
             "Effect" => {
@@ -515,9 +531,7 @@ pub fn validate_action(s: &str) -> Result<(), String> {
 
 /// Validates one string as a resource pattern.
 pub fn validate_resource(s: &str, variables: bool) -> Result<(), String> {
-    ArnPattern::new(s, variables, true)
-        .map(|_| ())
-        .map_err(|e| e.0)
+    ArnPattern::validate(s, variables, true).map_err(|e| e.0)
 }
 
 #[cfg(test)]

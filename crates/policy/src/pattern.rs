@@ -59,6 +59,8 @@ impl fmt::Display for TemplateError {
 /// A compiled pattern: literal text, `?`, `*` and (optionally) policy variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
+    /// The whole pattern when it is plain text (then `segments` is empty).
+    exact: Option<Box<str>>,
     /// `*`-separated segments; exactly one when the pattern has no `*`.
     segments: Vec<Vec<Atom>>,
     /// Case-insensitive (ASCII) matching.
@@ -86,8 +88,49 @@ fn push_lit(seg: &mut Vec<Atom>, s: &str) {
     }
 }
 
+/// Checks `${...}` syntax in `text` without building a pattern.
+pub fn validate_variables(text: &str) -> Result<(), TemplateError> {
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let body = rest.get(start + 2..).unwrap_or_default();
+        let end = body
+            .find('}')
+            .ok_or_else(|| TemplateError(format!("unterminated policy variable in `{text}`")))?;
+        let inner = body.get(..end).unwrap_or_default();
+        check_variable(inner)?;
+        rest = body.get(end + 1..).unwrap_or_default();
+    }
+    Ok(())
+}
+
+fn check_variable(inner: &str) -> Result<(), TemplateError> {
+    let trimmed = inner.trim();
+    if matches!(trimmed, "*" | "?" | "$") {
+        return Ok(());
+    }
+    let name = match trimmed.split_once(',') {
+        None => trimmed,
+        Some((name, rest)) => {
+            let rest = rest.trim();
+            if rest.len() < 2 || !rest.starts_with('\'') || !rest.ends_with('\'') {
+                return Err(TemplateError(format!(
+                    "invalid default in `${{{inner}}}`; expected `${{key, 'default'}}`"
+                )));
+            }
+            name.trim()
+        }
+    };
+    if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '$' || c == '{') {
+        return Err(TemplateError(format!(
+            "invalid policy variable `${{{inner}}}`; expected `${{service:key}}`"
+        )));
+    }
+    Ok(())
+}
+
 /// Parses the inside of `${...}`.
 fn parse_variable(inner: &str) -> Result<Result<Variable, char>, TemplateError> {
+    check_variable(inner)?;
     let trimmed = inner.trim();
     match trimmed {
         "*" => return Ok(Err('*')),
@@ -124,38 +167,60 @@ fn parse_variable(inner: &str) -> Result<Result<Variable, char>, TemplateError> 
 impl Pattern {
     /// Compiles `text` under `syntax`.
     pub fn new(text: &str, syntax: Syntax) -> Result<Self, TemplateError> {
+        let special = |c: char| {
+            (syntax.wildcards && (c == '*' || c == '?')) || (syntax.variables && c == '$')
+        };
+        if !text.contains(special) {
+            let lit = if syntax.ignore_case {
+                text.to_ascii_lowercase()
+            } else {
+                text.to_owned()
+            };
+            return Ok(Self {
+                exact: Some(lit.into_boxed_str()),
+                segments: Vec::new(),
+                ignore_case: syntax.ignore_case,
+                match_all: false,
+            });
+        }
         let mut segments = vec![Vec::new()];
         let mut rest = text;
         let mut buf = [0u8; 4];
-        while let Some(c) = rest.chars().next() {
-            let after = rest.get(c.len_utf8()..).unwrap_or_default();
-            if syntax.variables && c == '$' && after.starts_with('{') {
-                let body = after.get(1..).unwrap_or_default();
-                let end = body.find('}').ok_or_else(|| {
-                    TemplateError(format!("unterminated policy variable in `{text}`"))
-                })?;
-                let inner = body.get(..end).unwrap_or_default();
-                let seg = segments
-                    .last_mut()
-                    .ok_or_else(|| TemplateError("internal".into()))?;
-                match parse_variable(inner)? {
-                    Ok(v) => seg.push(Atom::Var(v)),
-                    Err(lit) => push_lit(seg, lit.encode_utf8(&mut buf)),
+        while !rest.is_empty() {
+            let Some(i) = rest.find(special) else {
+                if let Some(seg) = segments.last_mut() {
+                    push_lit(seg, rest);
                 }
-                rest = body.get(end + 1..).unwrap_or_default();
+                break;
+            };
+            let seg = segments
+                .last_mut()
+                .ok_or_else(|| TemplateError("internal".into()))?;
+            if i > 0 {
+                push_lit(seg, rest.get(..i).unwrap_or_default());
+            }
+            let after = rest.get(i + 1..).unwrap_or_default();
+            if rest.get(i..).is_some_and(|r| r.starts_with('$')) {
+                if let Some(body) = after.strip_prefix('{') {
+                    let end = body.find('}').ok_or_else(|| {
+                        TemplateError(format!("unterminated policy variable in `{text}`"))
+                    })?;
+                    let inner = body.get(..end).unwrap_or_default();
+                    match parse_variable(inner)? {
+                        Ok(v) => seg.push(Atom::Var(v)),
+                        Err(lit) => push_lit(seg, lit.encode_utf8(&mut buf)),
+                    }
+                    rest = body.get(end + 1..).unwrap_or_default();
+                } else {
+                    push_lit(seg, "$");
+                    rest = after;
+                }
                 continue;
             }
-            if syntax.wildcards && c == '*' {
+            if rest.get(i..).is_some_and(|r| r.starts_with('*')) {
                 segments.push(Vec::new());
             } else {
-                let seg = segments
-                    .last_mut()
-                    .ok_or_else(|| TemplateError("internal".into()))?;
-                if syntax.wildcards && c == '?' {
-                    seg.push(Atom::One);
-                } else {
-                    push_lit(seg, c.encode_utf8(&mut buf));
-                }
+                seg.push(Atom::One);
             }
             rest = after;
         }
@@ -170,6 +235,7 @@ impl Pattern {
         }
         let match_all = segments.len() == 2 && segments.iter().all(Vec::is_empty);
         Ok(Self {
+            exact: None,
             segments,
             ignore_case: syntax.ignore_case,
             match_all,
@@ -188,7 +254,8 @@ impl Pattern {
             },
         )
         .unwrap_or(Self {
-            segments: vec![vec![Atom::Lit(text.to_owned())]],
+            exact: Some(text.into()),
+            segments: Vec::new(),
             ignore_case,
             match_all: false,
         })
@@ -214,6 +281,9 @@ impl Pattern {
 
     /// The literal text when the pattern has no wildcards and no variables.
     pub fn as_literal(&self) -> Option<&str> {
+        if let Some(e) = &self.exact {
+            return Some(e);
+        }
         match self.segments.as_slice() {
             [seg] => match seg.as_slice() {
                 [] => Some(""),
@@ -234,6 +304,13 @@ impl Pattern {
     pub fn matches_with(&self, input: &str, res: &dyn Resolver) -> bool {
         if self.match_all {
             return true;
+        }
+        if let Some(e) = &self.exact {
+            return if self.ignore_case {
+                input.eq_ignore_ascii_case(e)
+            } else {
+                input == &**e
+            };
         }
         let Some((first, rest)) = self.segments.split_first() else {
             return input.is_empty();
@@ -399,6 +476,44 @@ impl ArnPattern {
                 "`{text}` is not an ARN; expected `arn:partition:service:region:account:resource` or `*`"
             ))),
         }
+    }
+
+    /// Checks that `text` would compile, without building the pattern.
+    pub fn validate(text: &str, variables: bool, wildcards: bool) -> Result<(), TemplateError> {
+        if text == "*" && wildcards {
+            return Ok(());
+        }
+        let not_arn = || {
+            TemplateError(format!(
+                "`{text}` is not an ARN; expected `arn:partition:service:region:account:resource` or `*`"
+            ))
+        };
+        let mut depth = 0usize;
+        let mut colons = 0;
+        let mut first_end = None;
+        let bytes = text.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'{' if i > 0 && bytes.get(i - 1) == Some(&b'$') => depth += 1,
+                b'}' if depth > 0 => depth -= 1,
+                b':' if depth == 0 && colons < 5 => {
+                    colons += 1;
+                    first_end = first_end.or(Some(i));
+                }
+                _ => {}
+            }
+        }
+        if colons < 5 {
+            return Err(not_arn());
+        }
+        let first = text.get(..first_end.unwrap_or(0)).unwrap_or_default();
+        if first != "arn" && !(wildcards && first.contains(['*', '?'])) {
+            return Err(not_arn());
+        }
+        if variables {
+            validate_variables(text)?;
+        }
+        Ok(())
     }
 
     /// Matches a request ARN.

@@ -21,6 +21,9 @@ pub struct Instant {
 /// seconds such as `1752627600`.
 pub fn parse_date(s: &str) -> Option<Instant> {
     let t = s.trim();
+    if let Some(i) = fast_utc(t) {
+        return Some(i);
+    }
     if !t.is_empty()
         && t.bytes()
             .enumerate()
@@ -51,6 +54,38 @@ pub fn parse_date(s: &str) -> Option<Instant> {
     Some(Instant {
         secs: utc.timestamp(),
         nanos: utc.timestamp_subsec_nanos(),
+    })
+}
+
+fn digits(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+    })
+}
+
+/// The common form `YYYY-MM-DDTHH:MM:SSZ`, without going through chrono's format parser.
+fn fast_utc(t: &str) -> Option<Instant> {
+    let b = t.as_bytes();
+    if b.len() != 20
+        || b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || b.get(10) != Some(&b'T')
+    {
+        return None;
+    }
+    if b.get(13) != Some(&b':') || b.get(16) != Some(&b':') || b.get(19) != Some(&b'Z') {
+        return None;
+    }
+    let year = i32::try_from(digits(b.get(0..4)?)?).ok()?;
+    let date = NaiveDate::from_ymd_opt(year, digits(b.get(5..7)?)?, digits(b.get(8..10)?)?)?;
+    let dt = date.and_hms_opt(
+        digits(b.get(11..13)?)?,
+        digits(b.get(14..16)?)?,
+        digits(b.get(17..19)?)?,
+    )?;
+    Some(Instant {
+        secs: dt.and_utc().timestamp(),
+        nanos: 0,
     })
 }
 
