@@ -12,6 +12,7 @@ pub(crate) mod json;
 pub mod model;
 pub mod parse;
 pub mod pattern;
+pub mod s3;
 pub mod simulate;
 
 pub use context::{Context, ContextValue};
