@@ -157,3 +157,46 @@ def test_region_flag_is_used_for_signing(fresh_server_factory):
         wrong.list_buckets()
     assert ei.value.response["Error"]["Code"] == "AuthorizationHeaderMalformed"
 
+
+
+def test_idle_keepalive_connection_does_not_delay_shutdown(fresh_server_factory):
+    import http.client
+
+    kp = fresh_server_factory()
+    conn = http.client.HTTPConnection("127.0.0.1", kp.port, timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() is not None  # connection stays open, idle
+        assert kp.proc is not None
+        started = time.monotonic()
+        kp.proc.send_signal(signal.SIGTERM)
+        assert kp.proc.wait(timeout=20) == 0
+        assert time.monotonic() - started < 5, "an idle keep-alive connection held up shutdown"
+    finally:
+        conn.close()
+
+
+def test_sigterm_with_stalled_upload_leaves_no_partial_object(fresh_server_factory, tmp_path):
+    """A client that stops sending mid-body cannot keep the server up forever, and what it sent
+    never becomes an object (the server has a bounded grace period, 30 s today)."""
+    base = tmp_path / "stalled"
+    kp = fresh_server_factory(base)
+    ak, sk = kp.credentials()
+    make_client(kp.endpoint, ak, sk).create_bucket(Bucket="stall")
+    path = object_path("stall", "partial")
+    headers = sign("PUT", f"{kp.endpoint}{path}", ak, sk,
+                   {"Host": f"127.0.0.1:{kp.port}", "Content-Length": str(1024 * 1024)}, unsigned_payload=True)
+    head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    sock = socket.create_connection(("127.0.0.1", kp.port), timeout=90)
+    try:
+        sock.sendall(head.encode() + b"p" * 1000)
+        time.sleep(0.3)
+        assert kp.proc is not None
+        kp.proc.send_signal(signal.SIGTERM)
+        code = kp.proc.wait(timeout=75)
+    finally:
+        sock.close()
+    assert code == 0, kp.logs()
+    kp2 = fresh_server_factory(base)
+    client = make_client(kp2.endpoint, ak, sk)
+    assert client.list_objects_v2(Bucket="stall")["KeyCount"] == 0
