@@ -265,3 +265,34 @@ def test_s3api_error_is_reported(aws, bucket):
     cp = aws("s3api", "get-object", "--bucket", bucket, "--key", "missing", "/dev/null")
     assert cp.returncode != 0
     assert "NoSuchKey" in cp.stderr
+
+
+def test_sync_many_small_files(aws, s3, bucket, tmp_path):
+    # aws-cli runs 10 transfers at a time: the gateway sees concurrent PUTs, then concurrent GETs.
+    src = tmp_path / "many"
+    files = {f"d{i % 7}/f{i:03d}.txt": os.urandom(100 + i) for i in range(150)}
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    aws.ok("s3", "sync", str(src), f"s3://{bucket}/many")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    assert sorted(o["Key"] for p in pages for o in p.get("Contents", [])) == sorted(f"many/{k}" for k in files)
+    dst = tmp_path / "back"
+    aws.ok("s3", "sync", f"s3://{bucket}/many", str(dst))
+    for rel, data in files.items():
+        assert (dst / rel).read_bytes() == data
+
+
+def test_mv_and_cp_with_headers(aws, s3, bucket, tmp_path):
+    f = tmp_path / "doc.json"
+    f.write_text('{"a": 1}')
+    aws.ok("s3", "cp", str(f), f"s3://{bucket}/doc.json", "--content-type", "application/json",
+           "--metadata", "origin=cli,step=1", "--cache-control", "no-cache")
+    head = s3.head_object(Bucket=bucket, Key="doc.json")
+    assert head["ContentType"] == "application/json"
+    assert head["Metadata"] == {"origin": "cli", "step": "1"}
+    assert head["CacheControl"] == "no-cache"
+    aws.ok("s3", "mv", f"s3://{bucket}/doc.json", f"s3://{bucket}/moved/doc.json")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["moved/doc.json"]
+    assert s3.head_object(Bucket=bucket, Key="moved/doc.json")["Metadata"] == {"origin": "cli", "step": "1"}
