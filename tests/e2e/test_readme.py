@@ -80,3 +80,5 @@ def test_readme_quickstart_runs(fresh_server_factory, tmp_path):
     cp = subprocess.run(["bash", "-c", script], env=env, cwd=work, capture_output=True, text=True, timeout=300,
                         stdin=subprocess.DEVNULL)
     assert cp.returncode == 0, f"quickstart failed\nscript:\n{script}\nstdout: {cp.stdout[-3000:]}\nstderr: {cp.stderr[-3000:]}"
+    if any(" s3 presign " in c for c in commands):
+        assert "X-Amz-Signature=" in cp.stdout, "the quickstart's presigned URL is not SigV4 (keyhole refuses SigV2)"
