@@ -41,6 +41,19 @@ pub enum Command {
     /// Example:
     ///   keyhole serve --listen 127.0.0.1:9000 --data-dir ./keyhole-data
     Serve(ServeArgs),
+    /// Validate IAM policy documents and simulate decisions, exactly as the gateway evaluates
+    /// them (AWS's grammar and evaluation logic).
+    ///
+    /// Examples:
+    ///   keyhole policy validate training-job.json
+    ///   keyhole policy simulate --policy training-job.json --action s3:GetObject \
+    ///       --resource arn:aws:s3:::acmeco-base-models/llama/model.safetensors \
+    ///       --context aws:SourceIp=203.0.113.42
+    Policy {
+        /// What to do with policies.
+        #[command(subcommand)]
+        command: crate::policy_cmd::PolicyCommand,
+    },
 }
 
 /// Options of `keyhole serve`.
@@ -99,7 +112,9 @@ mod tests {
             "x.test",
         ])
         .unwrap();
-        let Command::Serve(s) = c.command;
+        let Command::Serve(s) = c.command else {
+            panic!("expected serve");
+        };
         assert_eq!(s.listen.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(s.data_dir, Some(PathBuf::from("/d")));
         assert_eq!(s.domain.as_deref(), Some("x.test"));

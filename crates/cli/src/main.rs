@@ -1,10 +1,12 @@
-//! The `keyhole` command: `keyhole serve` runs the gateway.
+//! The `keyhole` command: `keyhole serve` runs the gateway; `keyhole policy` validates and
+//! simulates IAM policies.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 mod cli;
+mod policy_cmd;
 mod serve;
 
 fn main() -> ExitCode {
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
 fn run(args: cli::Cli) -> miette::Result<ExitCode> {
     match args.command {
         cli::Command::Serve(a) => serve::run(a),
+        cli::Command::Policy { command } => policy_cmd::run(command),
     }
 }
 
