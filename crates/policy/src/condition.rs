@@ -241,6 +241,15 @@ impl CompiledCondition {
         }
     }
 
+    /// Whether every policy variable in the values (without a default) has a value in `ctx`.
+    pub fn variables_resolvable(&self, ctx: &Context) -> bool {
+        match &self.values {
+            Values::Str(p) => p.iter().all(|p| p.resolvable(ctx)),
+            Values::Arn(p) => p.iter().all(|p| p.resolvable(ctx)),
+            _ => true,
+        }
+    }
+
     /// Whether any policy value matches request value `v` under the positive form of the
     /// operator.
     fn any_matches(&self, v: &str, ctx: &Context) -> bool {

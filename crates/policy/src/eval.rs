@@ -13,9 +13,10 @@
 //!    "the root principal ... can perform the GetBucketPolicy, PutBucketPolicy, and
 //!    DeleteBucketPolicy API actions, even if their bucket policy explicitly denies").
 //! 3. Same account: a resource-policy `Allow` naming an IAM user ARN or the exact role-session
-//!    ARN is final; one naming the role ARN (or `*` for a role session) stands in for an
-//!    identity-based allow but is still limited by the permissions boundary and the session
-//!    policy; one naming only the account delegates to identity-based policies.
+//!    ARN is final; `*` is not limited by boundaries but, for a role session, still needs the
+//!    session policy; one naming the role ARN stands in for an identity-based allow but is still
+//!    limited by the permissions boundary and the session policy; one naming only the account
+//!    delegates to identity-based policies.
 //! 4. Otherwise an identity-based allow is needed, and every boundary and the session policy
 //!    must also allow (intersection).
 //! 5. Cross-account: the identity side (identity ∩ boundary ∩ session) and the resource policy
@@ -875,7 +876,16 @@ fn statement_applies<'s, R: Recorder>(
                 }
             }
         }
-        if hit == r.not {
+        // "If AWS cannot resolve a variable this might cause the entire statement to be
+        // invalid" (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html):
+        // a statement whose Resource/NotResource has an unresolvable variable does not apply.
+        if hit == r.not
+            || (r.not
+                && !r
+                    .patterns
+                    .iter()
+                    .all(|p| p.resolvable(ctx as &dyn Resolver)))
+        {
             return Err(Miss::Resource);
         }
     }
@@ -892,6 +902,8 @@ fn statement_applies<'s, R: Recorder>(
     let mut failed = None;
     for c in &s.conditions {
         let (holds, missing) = c.evaluate(ctx);
+        // An unresolvable variable in the values makes the statement invalid (see above).
+        let holds = holds && c.variables_resolvable(ctx);
         if R::ON {
             if missing {
                 rec.missing(c.key_lower());
@@ -1076,19 +1088,27 @@ fn decide<R: Recorder>(
             )
         };
     }
-    let is_session_or_role = matches!(
-        req.principal,
-        RequestPrincipal::Session { .. } | RequestPrincipal::Role { .. }
-    );
     if same_account {
-        let final_grant = match grant {
-            Some(Grant::Direct) => true,
-            Some(Grant::Wildcard) => !is_session_or_role,
-            _ => false,
-        };
-        if final_grant {
-            // Record boundary/session evaluation is skipped: the resource policy decides.
-            return (DecisionKind::Allowed, None);
+        // `*` matches the caller itself. AWS documents grants naming a user or session ARN (not
+        // limited by boundaries; session ARN not limited by session policies) but not `*`: here
+        // `*` is not limited by boundaries and, for a role session, still needs the session
+        // policy (the conservative reading, and the behaviour of iam-simulate).
+        match grant {
+            Some(Grant::Direct) => return (DecisionKind::Allowed, None),
+            Some(Grant::Wildcard) => match &req.principal {
+                RequestPrincipal::Session { .. } => {
+                    return match pol.session {
+                        Some(p) if scan(p, 0, Effect::Allow, req, rec, true).is_none() => (
+                            DecisionKind::ImplicitlyDenied,
+                            Some(DenialReason::NoAllow(PolicyKind::Session)),
+                        ),
+                        _ => (DecisionKind::Allowed, None),
+                    };
+                }
+                RequestPrincipal::Role { .. } => {}
+                _ => return (DecisionKind::Allowed, None),
+            },
+            _ => {}
         }
     }
     // 3. Identity side.

@@ -294,6 +294,14 @@ impl Pattern {
         }
     }
 
+    /// Whether every variable without a default has a value in `res`.
+    pub fn resolvable(&self, res: &dyn Resolver) -> bool {
+        self.segments.iter().flatten().all(|a| match a {
+            Atom::Var(v) => v.default.is_some() || res.resolve(&v.key).is_some(),
+            _ => true,
+        })
+    }
+
     /// Matches without variable values (variables then only match through their default).
     pub fn matches(&self, input: &str) -> bool {
         self.matches_with(input, &NoVariables)
@@ -526,6 +534,14 @@ impl ArnPattern {
                 };
                 pats.iter().zip(parts).all(|(p, s)| p.matches_with(s, res))
             }
+        }
+    }
+
+    /// Whether every variable without a default has a value in `res`.
+    pub fn resolvable(&self, res: &dyn Resolver) -> bool {
+        match self {
+            ArnPattern::Any => true,
+            ArnPattern::Parts(p) => p.iter().all(|p| p.resolvable(res)),
         }
     }
 

@@ -173,12 +173,20 @@ fn reference(input: &Value) -> &'static str {
         })
         .unwrap_or_default();
     let has = |v: &str| grants.iter().any(|g| g == v);
-    // Final grants: the user's own ARN or `*` for a user; the exact session ARN for a session.
-    if (caller == USER && (has(USER) || has("*"))) || (caller == SESS && has(SESS)) {
+    // Final grants: the caller's own ARN (user or exact session); `*` for a user; `*` for a
+    // session when the session policy (if any) allows too.
+    if has(caller) || (caller == USER && has("*")) {
         return "Allowed";
     }
+    if caller == SESS && has("*") {
+        return match &session {
+            Some(s) if applicable(s, "Allow").is_empty() => "ImplicitlyDenied",
+            _ => "Allowed",
+        };
+    }
     let identity_allows = identity.iter().any(|p| !applicable(p, "Allow").is_empty());
-    let stands_in = caller == SESS && (has(ROLE) || has("*"));
+    // A grant to the session's role stands in for an identity-based allow.
+    let stands_in = caller == SESS && has(ROLE);
     if !identity_allows && !stands_in {
         return "ImplicitlyDenied";
     }
