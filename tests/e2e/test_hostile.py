@@ -57,6 +57,7 @@ def test_bad_signature(server, s3, bucket):
     headers["Authorization"] = auth.replace(f"Signature={sig}", f"Signature={flipped}")
     resp = raw_request(server.port, "PUT", path, headers, b"payload")
     assert_s3_error(resp, 403, "SignatureDoesNotMatch")
+    assert server.secret_key.encode() not in resp.body
     assert "forged" not in keys_of(s3, bucket)
 
 

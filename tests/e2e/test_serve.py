@@ -200,3 +200,159 @@ def test_sigterm_with_stalled_upload_leaves_no_partial_object(fresh_server_facto
     kp2 = fresh_server_factory(base)
     client = make_client(kp2.endpoint, ak, sk)
     assert client.list_objects_v2(Bucket="stall")["KeyCount"] == 0
+
+
+# ---------------------------------------------------------------- configuration sources
+
+
+def _spawn(args: list[str], env_extra: dict[str, str], cwd: Path) -> subprocess.Popen:
+    from e2e_helpers import keyhole_bin
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+    env.update(env_extra)
+    return subprocess.Popen([str(keyhole_bin()), "serve", *args], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _healthy(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"not healthy on {port}")
+
+
+def _stop(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _region_works(port: int, data_dir: Path, region: str) -> None:
+    from e2e_helpers import read_credentials
+
+    ak, sk = read_credentials(data_dir / "root-credentials")
+    assert make_client(f"http://127.0.0.1:{port}", ak, sk, region=region).list_buckets()["Buckets"] == []
+
+
+def test_environment_variables_configure_serve(tmp_path):
+    from e2e_helpers import free_port
+
+    port = free_port()
+    data = tmp_path / "env-data"
+    proc = _spawn([], {"KEYHOLE_LISTEN": f"127.0.0.1:{port}", "KEYHOLE_DATA_DIR": str(data),
+                       "KEYHOLE_REGION": "eu-west-2"}, tmp_path)
+    try:
+        _healthy(port, proc)
+        assert (data / "root-credentials").is_file()
+        _region_works(port, data, "eu-west-2")
+    finally:
+        assert _stop(proc) == 0
+
+
+def test_config_file_and_precedence(tmp_path):
+    from e2e_helpers import free_port
+
+    file_port, env_port, flag_port = free_port(), free_port(), free_port()
+    data = tmp_path / "file-data"
+    cfg = tmp_path / "keyhole.toml"
+    cfg.write_text(f'listen = "127.0.0.1:{file_port}"\ndata_dir = "{data}"\nregion = "ap-south-1"\n')
+    # The file alone.
+    proc = _spawn(["--config", str(cfg)], {}, tmp_path)
+    try:
+        _healthy(file_port, proc)
+        _region_works(file_port, data, "ap-south-1")
+    finally:
+        assert _stop(proc) == 0
+    # A variable beats the file; a flag beats the variable.
+    proc = _spawn(["--config", str(cfg), "--listen", f"127.0.0.1:{flag_port}"],
+                  {"KEYHOLE_LISTEN": f"127.0.0.1:{env_port}", "KEYHOLE_REGION": "sa-east-1"}, tmp_path)
+    try:
+        _healthy(flag_port, proc)
+        _region_works(flag_port, data, "sa-east-1")
+    finally:
+        assert _stop(proc) == 0
+
+
+def test_default_data_dir_is_keyhole_data_in_cwd(tmp_path):
+    from e2e_helpers import free_port
+
+    port = free_port()
+    proc = _spawn(["--listen", f"127.0.0.1:{port}"], {}, tmp_path)
+    try:
+        _healthy(port, proc)
+        assert (tmp_path / "keyhole-data" / "root-credentials").is_file()
+        assert mode(tmp_path / "keyhole-data" / "root-credentials") == 0o600
+    finally:
+        assert _stop(proc) == 0
+
+
+@pytest.mark.parametrize("args", [["--listen", "not-an-address"], ["--region", ""], ["--bogus-flag"]])
+def test_bad_configuration_fails_fast(tmp_path, args):
+    proc = _spawn(["--data-dir", str(tmp_path / "d"), *args], {}, tmp_path)
+    try:
+        code = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code != 0
+    assert proc.stderr is not None and proc.stderr.read().strip(), "a refusal says why on stderr"
+
+
+def test_port_in_use_is_reported(tmp_path):
+    from e2e_helpers import free_port
+
+    port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen(1)
+        proc = _spawn(["--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "d")], {}, tmp_path)
+        try:
+            code = proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert code != 0
+        err = proc.stderr.read() if proc.stderr else ""
+        assert str(port) in err, err
+
+
+def test_json_logs_and_no_secret_in_output(fresh_server_factory):
+    import json as _json
+
+    from e2e_helpers import KeyholeProcess, free_port
+
+    kp = fresh_server_factory()
+    ak, sk = kp.credentials()
+    assert kp.stop() == 0
+    # Restart the same data dir with JSON logs and provoke failures that are logged.
+    kp2 = KeyholeProcess(data_dir=kp.data_dir, port=free_port(), log_dir=kp.log_dir / "json",
+                         extra_args=["--log-format", "json"], cwd=kp.cwd)
+    kp2.start()
+    try:
+        bad = make_client(kp2.endpoint, ak, sk[:-1] + ("A" if sk[-1] != "A" else "B"))
+        with pytest.raises(ClientError):
+            bad.list_buckets()
+        good = make_client(kp2.endpoint, ak, sk)
+        with pytest.raises(ClientError):
+            good.get_object(Bucket="nope", Key="k")
+    finally:
+        assert kp2.stop() == 0
+    lines = [ln for ln in kp2.stderr_text().splitlines() if ln.strip()]
+    assert lines, "no log lines"
+    for ln in lines:
+        _json.loads(ln)
+    for text in (kp.stdout_text(), kp.stderr_text(), kp2.stdout_text(), kp2.stderr_text()):
+        assert sk not in text, "the root secret key appears in the server output"
