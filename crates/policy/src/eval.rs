@@ -198,6 +198,15 @@ impl CompiledPolicy {
                     )));
                 }
             }
+            if st.effect == Effect::Allow
+                && matches!(st.principal, Some(PrincipalRule::NotPrincipal(_)))
+            {
+                // "NotPrincipal must be used with "Effect":"Deny". Using it with "Effect":"Allow"
+                // is not supported." (reference_policies_elements_notprincipal.html)
+                return Err(err(
+                    "`NotPrincipal` is only supported with `\"Effect\": \"Deny\"`".into(),
+                ));
+            }
             if kind != PolicyKind::Resource && st.resource.is_none() {
                 return Err(err(format!(
                     "a {} statement needs `Resource` or `NotResource`",
@@ -439,15 +448,6 @@ impl RequestPrincipal {
             | RequestPrincipal::Role { account, .. }
             | RequestPrincipal::Session { account, .. } => Some(account),
             RequestPrincipal::Other { account, .. } => account.as_deref(),
-        }
-    }
-
-    fn arn(&self) -> Option<&str> {
-        match self {
-            RequestPrincipal::Anonymous | RequestPrincipal::Root { .. } => None,
-            RequestPrincipal::User { arn, .. } | RequestPrincipal::Role { arn, .. } => Some(arn),
-            RequestPrincipal::Session { session_arn, .. } => Some(session_arn),
-            RequestPrincipal::Other { id, .. } => Some(id),
         }
     }
 }
@@ -764,16 +764,44 @@ fn principal_grant(m: &PrincipalMatcher, who: &RequestPrincipal) -> Option<Grant
     best
 }
 
-/// `NotPrincipal` excludes a caller only when it is listed exactly (its ARN, or for root its
-/// account), per <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html>
-/// which requires the session ARN itself to be listed for role sessions.
+/// Whether a `NotPrincipal` list spares the caller, per
+/// <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html>:
+/// "you must also specify the account ARN of the not-denied principal. Otherwise, the policy
+/// might deny access to the entire account"; for an assumed role AWS "verifies the account, then
+/// the role, then the assumed-role user", and listing the role and its account is recommended.
+/// So a user is spared when its ARN and its account are listed, a role session when its account
+/// and its role (or session) ARN are, the root user when its account is. "The NotPrincipal
+/// element with a Deny effect will always deny any IAM principal that has a permissions boundary
+/// policy attached" is handled by the caller.
 fn not_principal_excludes(m: &PrincipalMatcher, who: &RequestPrincipal) -> bool {
-    m.values.iter().any(|v| match (v, who) {
-        (PrincipalValue::Any, _) => true,
-        (PrincipalValue::Account(a), RequestPrincipal::Root { account }) => a == account,
-        (PrincipalValue::Arn(a) | PrincipalValue::Other(a), w) => w.arn() == Some(a.as_str()),
-        _ => false,
-    })
+    let listed = |arn: &str| {
+        m.values
+            .iter()
+            .any(|v| matches!(v, PrincipalValue::Arn(a) | PrincipalValue::Other(a) if a == arn))
+    };
+    let account_listed = |acct: &str| {
+        m.values
+            .iter()
+            .any(|v| matches!(v, PrincipalValue::Account(a) if a == acct))
+    };
+    if m.values.contains(&PrincipalValue::Any) {
+        return true;
+    }
+    match who {
+        RequestPrincipal::Anonymous => false,
+        RequestPrincipal::Root { account } => account_listed(account),
+        RequestPrincipal::User { arn, account } | RequestPrincipal::Role { arn, account } => {
+            account_listed(account) && listed(arn)
+        }
+        RequestPrincipal::Session {
+            session_arn,
+            role_arn,
+            account,
+        } => account_listed(account) && (listed(role_arn) || listed(session_arn)),
+        RequestPrincipal::Other { id, account } => {
+            listed(id) && account.as_deref().is_none_or(account_listed)
+        }
+    }
 }
 
 /// Collects explanations; the no-op implementation keeps [`Evaluator::is_allowed`]
@@ -860,6 +888,7 @@ fn statement_applies<'s, R: Recorder>(
     s: &'s CompiledStatement,
     req: &Request,
     rec: &mut R,
+    has_boundary: bool,
 ) -> Result<Grant, Miss<'s>> {
     let ctx = &req.context;
     if let Some(r) = &s.resources {
@@ -892,7 +921,7 @@ fn statement_applies<'s, R: Recorder>(
     let grant = match &s.principal {
         None => Grant::Direct,
         Some(m) if m.not => {
-            if not_principal_excludes(m, &req.principal) {
+            if !has_boundary && not_principal_excludes(m, &req.principal) {
                 return Err(Miss::Principal);
             }
             Grant::Wildcard
@@ -935,13 +964,14 @@ fn scan<R: Recorder>(
     req: &Request,
     rec: &mut R,
     record_failures: bool,
+    has_boundary: bool,
 ) -> Option<Grant> {
     let mut best = None;
     for (i, s) in p.inner.statements.iter().enumerate() {
         if s.effect != effect || !s.actions.matches(&req.action_lower) {
             continue;
         }
-        match statement_applies(s, req, rec) {
+        match statement_applies(s, req, rec, has_boundary) {
             Ok(g) => {
                 if R::ON {
                     rec.matched(stmt_ref(p, idx, i, s));
@@ -1016,6 +1046,7 @@ fn decide<R: Recorder>(
     req: &Request,
     rec: &mut R,
 ) -> (DecisionKind, Option<DenialReason>) {
+    let hb = !pol.boundaries.is_empty();
     let same_account = req.same_account();
     let is_root = matches!(req.principal, RequestPrincipal::Root { .. });
     if is_root && same_account && ROOT_ALWAYS.contains(&req.action_lower.as_str()) {
@@ -1030,7 +1061,7 @@ fn decide<R: Recorder>(
     if !is_root {
         for (list, kind) in identity_side {
             for (i, p) in list.iter().enumerate() {
-                if scan(p, i, Effect::Deny, req, rec, false).is_some() {
+                if scan(p, i, Effect::Deny, req, rec, false, hb).is_some() {
                     deny = deny.or(Some(*kind));
                     if !R::ON {
                         return (
@@ -1042,7 +1073,7 @@ fn decide<R: Recorder>(
             }
         }
         if let Some(p) = pol.session {
-            if scan(p, 0, Effect::Deny, req, rec, false).is_some() {
+            if scan(p, 0, Effect::Deny, req, rec, false, hb).is_some() {
                 deny = deny.or(Some(PolicyKind::Session));
                 if !R::ON {
                     return (
@@ -1054,7 +1085,7 @@ fn decide<R: Recorder>(
         }
     }
     if let Some(p) = pol.resource {
-        if scan(p, 0, Effect::Deny, req, rec, false).is_some() {
+        if scan(p, 0, Effect::Deny, req, rec, false, hb).is_some() {
             deny = deny.or(Some(PolicyKind::Resource));
         }
     }
@@ -1067,7 +1098,7 @@ fn decide<R: Recorder>(
     // 2. Resource-based allow.
     let grant = pol
         .resource
-        .and_then(|p| scan(p, 0, Effect::Allow, req, rec, true));
+        .and_then(|p| scan(p, 0, Effect::Allow, req, rec, true, hb));
     if is_root {
         return if same_account || grant.is_some() {
             (DecisionKind::Allowed, None)
@@ -1098,7 +1129,7 @@ fn decide<R: Recorder>(
             Some(Grant::Wildcard) => match &req.principal {
                 RequestPrincipal::Session { .. } => {
                     return match pol.session {
-                        Some(p) if scan(p, 0, Effect::Allow, req, rec, true).is_none() => (
+                        Some(p) if scan(p, 0, Effect::Allow, req, rec, true, hb).is_none() => (
                             DecisionKind::ImplicitlyDenied,
                             Some(DenialReason::NoAllow(PolicyKind::Session)),
                         ),
@@ -1114,7 +1145,7 @@ fn decide<R: Recorder>(
     // 3. Identity side.
     let mut identity_allow = false;
     for (i, p) in pol.identity.iter().enumerate() {
-        if scan(p, i, Effect::Allow, req, rec, true).is_some() {
+        if scan(p, i, Effect::Allow, req, rec, true, hb).is_some() {
             identity_allow = true;
             if !R::ON {
                 break;
@@ -1130,7 +1161,7 @@ fn decide<R: Recorder>(
         );
     }
     for (i, p) in pol.boundaries.iter().enumerate() {
-        if scan(p, i, Effect::Allow, req, rec, true).is_none() {
+        if scan(p, i, Effect::Allow, req, rec, true, hb).is_none() {
             return (
                 DecisionKind::ImplicitlyDenied,
                 Some(DenialReason::NoAllow(PolicyKind::PermissionsBoundary)),
@@ -1138,7 +1169,7 @@ fn decide<R: Recorder>(
         }
     }
     if let Some(p) = pol.session {
-        if scan(p, 0, Effect::Allow, req, rec, true).is_none() {
+        if scan(p, 0, Effect::Allow, req, rec, true, hb).is_none() {
             return (
                 DecisionKind::ImplicitlyDenied,
                 Some(DenialReason::NoAllow(PolicyKind::Session)),

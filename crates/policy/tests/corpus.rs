@@ -4,7 +4,8 @@
 //!
 //! Case shape: `{"name", "doc", "input": <simulator input>, "identityPolicyFiles": [..]?,
 //! "expect": {"decision", "matchedSids"?, "missingContextKeys"?, "failedContains"?}}` or
-//! `{"name", "doc", "validate": <policy text>, "expect": {"errorPath"}}`. Files named in
+//! `{"name", "doc", "validate": <policy text>, "expect": {"errorPath"}}` or a simulator input
+//! with `"expect": {"simulateError": <which policy>}` for policies invalid in their role. Files named in
 //! `identityPolicyFiles` are read from `shared/test-data/policies` at test time and appended
 //! to `identityPolicies`.
 
@@ -54,6 +55,13 @@ fn run_case(case: &Value) -> Result<(), String> {
                 .ok_or("identityPolicies is not an array")?
                 .push(Value::String(text));
         }
+    }
+    if let Some(which) = expect["simulateError"].as_str() {
+        return match simulate_json(&input) {
+            Err(keyhole_policy::SimulateError::Policy { which: w, .. }) if w == which => Ok(()),
+            Err(e) => Err(format!("wrong error: {e}")),
+            Ok(out) => Err(format!("expected an error for `{which}`, got {out}")),
+        };
     }
     let out = simulate_json(&input).map_err(|e| format!("simulation failed: {e}"))?;
     if out["decision"] != expect["decision"] {

@@ -24,6 +24,7 @@ const USER: &str = "arn:aws:iam::111122223333:user/alice";
 const ROLE: &str = "arn:aws:iam::111122223333:role/worker";
 const SESS: &str = "arn:aws:sts::111122223333:assumed-role/worker/job-1";
 const XUSER: &str = "arn:aws:iam::444455556666:user/bob";
+const ROOT: &str = "arn:aws:iam::111122223333:root";
 
 struct Rng(u64);
 
@@ -106,7 +107,7 @@ fn one_or_many(rng: &mut Rng, pool: &[&str]) -> Value {
 }
 
 fn condition(rng: &mut Rng) -> Value {
-    match rng.below(8) {
+    match rng.below(12) {
         0 => {
             json!({ rng.pick(&["IpAddress", "NotIpAddress"]): {"aws:SourceIp": one_or_many(rng, &["203.0.113.0/24", "10.0.0.0/8"])}})
         }
@@ -125,8 +126,25 @@ fn condition(rng: &mut Rng) -> Value {
         6 => {
             json!({ rng.pick(&["NumericLessThan", "NumericGreaterThanEquals"]): {"s3:max-keys": "100"}})
         }
-        _ => {
+        7 => {
             json!({"DateLessThan": {"aws:CurrentTime": "2025-07-16T04:00:00Z"}, "IpAddress": {"aws:SourceIp": "203.0.113.0/24"}})
+        }
+        8 => {
+            json!({ rng.pick(&["ForAnyValue:StringEquals", "ForAllValues:StringEquals", "ForAllValues:StringLike", "ForAnyValue:StringNotEquals"]):
+            {"s3:RequestObjectTagKeys": one_or_many(rng, &["project", "owner*", "owner"])}})
+        }
+        9 => {
+            json!({ rng.pick(&["StringEquals", "StringEqualsIgnoreCase", "StringNotEquals", "StringNotEqualsIfExists"]):
+            {"s3:x-amz-acl": one_or_many(rng, &["private", "bucket-owner-full-control", "PRIVATE"])}})
+        }
+        10 => json!({ rng.pick(&["ArnLike", "ArnNotLike", "ArnEquals"]):
+            {"aws:PrincipalArn": one_or_many(rng, &["arn:aws:iam::111122223333:role/*", "arn:aws:iam::*:user/alice", ROLE])}}),
+        _ => {
+            if rng.chance(50) {
+                json!({"DateGreaterThanIfExists": {"aws:CurrentTime": "2025-07-16T01:00:00Z"}})
+            } else {
+                json!({"NotIpAddressIfExists": {"aws:SourceIp": "203.0.113.0/24"}})
+            }
         }
     }
 }
@@ -147,7 +165,19 @@ fn statement(rng: &mut Rng, resource_policy: bool) -> Value {
             5 => json!({"AWS": XUSER}),
             _ => json!({"AWS": format!("arn:aws:iam::{OTHER}:root")}),
         };
-        s.insert("Principal".into(), p);
+        // NotPrincipal is only supported with Deny.
+        if s["Effect"] == "Deny" && rng.chance(30) {
+            let listed = match rng.below(5) {
+                0 => json!([USER]),
+                1 => json!([USER, ACCT]),
+                2 => json!([ROLE, format!("arn:aws:iam::{ACCT}:root")]),
+                3 => json!(SESS),
+                _ => json!(ACCT),
+            };
+            s.insert("NotPrincipal".into(), json!({ "AWS": listed }));
+        } else {
+            s.insert("Principal".into(), p);
+        }
     }
     let not_action = !resource_policy && rng.chance(10);
     s.insert(
@@ -185,7 +215,26 @@ fn policy(rng: &mut Rng, resource_policy: bool) -> Value {
 }
 
 fn case(rng: &mut Rng) -> Value {
-    let principal = rng.pick(&[USER, USER, SESS, SESS, XUSER]);
+    let principal = rng.pick(&[
+        USER,
+        USER,
+        USER,
+        USER,
+        USER,
+        USER,
+        SESS,
+        SESS,
+        SESS,
+        SESS,
+        SESS,
+        SESS,
+        XUSER,
+        XUSER,
+        XUSER,
+        "anonymous",
+        "anonymous",
+        ROOT,
+    ]);
     let bucket_action = rng.chance(30);
     let (action, resource) = if bucket_action {
         (rng.pick(BUCKET_ACTIONS), rng.pick(BUCKETS))
@@ -221,7 +270,28 @@ fn case(rng: &mut Rng) -> Value {
             json!(rng.pick(&["ml", "ops"])),
         );
     }
-    // AWS sets aws:username for IAM users; the oracle needs it given explicitly.
+    // AWS sets these for the caller; the oracle needs them given explicitly.
+    let principal_arn = match principal {
+        SESS => Some(ROLE),
+        "anonymous" => None,
+        p => Some(p),
+    };
+    if let Some(a) = principal_arn {
+        ctx.insert("aws:PrincipalArn".into(), json!(a));
+    }
+    if action == "s3:PutObject" && rng.chance(70) {
+        let keys: Vec<&str> = ["project", "owner", "secret"]
+            .into_iter()
+            .filter(|_| rng.chance(50))
+            .collect();
+        ctx.insert("s3:RequestObjectTagKeys".into(), json!(keys));
+    }
+    if (action == "s3:PutObject" || action == "s3:PutObjectAcl") && rng.chance(70) {
+        ctx.insert(
+            "s3:x-amz-acl".into(),
+            json!(rng.pick(&["private", "public-read", "bucket-owner-full-control"])),
+        );
+    }
     if principal == USER {
         ctx.insert("aws:username".into(), json!("alice"));
     } else if principal == XUSER {
@@ -245,10 +315,15 @@ fn case(rng: &mut Rng) -> Value {
                     "resourceAccount": resource_account, "context": Value::Object(ctx)},
         "identityPolicies": (0..rng.below(3)).map(|_| policy(rng, false)).collect::<Vec<_>>(),
     });
-    if rng.chance(60) {
+    // Anonymous callers and the root user have no identity policies, boundaries or sessions.
+    let bare = principal == "anonymous" || principal == ROOT;
+    if bare {
+        input["identityPolicies"] = json!([]);
+    }
+    if rng.chance(if bare { 90 } else { 60 }) {
         input["resourcePolicy"] = policy(rng, true);
     }
-    if rng.chance(20) {
+    if !bare && rng.chance(20) {
         input["permissionBoundaries"] = json!([policy(rng, false)]);
     }
     if principal == SESS && rng.chance(30) {
@@ -292,11 +367,53 @@ fn session_arn_grant(case: &Value, ours: &Value, oracle: &Value) -> bool {
         })
 }
 
-const KNOWN: &[Known] = &[Known {
-    name: "resource policy naming the session ARN is not limited by session policy or boundary",
-    doc: "https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies_session",
-    applies: session_arn_grant,
-}];
+/// The oracle evaluates the root user like any principal without policies; AWS: "By default,
+/// all requests are implicitly denied with the exception of the AWS account root user, which
+/// has full access" (only an explicit deny in a resource policy stops it).
+fn root_full_access(case: &Value, ours: &Value, oracle: &Value) -> bool {
+    case["request"]["principal"] == ROOT
+        && case["request"]["resourceAccount"] == ACCT
+        && ours["decision"] == "Allowed"
+        && oracle["decision"] == "ImplicitlyDenied"
+}
+
+/// We apply a `NotPrincipal` deny unless both the caller and its account are listed (or, with a
+/// permissions boundary attached, always); the oracle spares any caller matched by one entry.
+/// AWS: "you must also specify the account ARN of the not-denied principal. Otherwise, the
+/// policy might deny access to the entire account containing the principal", and "The
+/// NotPrincipal element with a Deny effect will always deny any IAM principal that has a
+/// permissions boundary policy attached".
+fn not_principal_deny(case: &Value, ours: &Value, oracle: &Value) -> bool {
+    ours["decision"] == "ExplicitlyDenied"
+        && oracle["decision"] != "ExplicitlyDenied"
+        && ours["matchedStatements"].as_array().is_some_and(|m| {
+            m.iter().any(|m| {
+                m["policyType"] == "resource"
+                    && case["resourcePolicy"]["Statement"]
+                        [m["statementIndex"].as_u64().unwrap_or(0) as usize]
+                        .get("NotPrincipal")
+                        .is_some()
+            })
+        })
+}
+
+const KNOWN: &[Known] = &[
+    Known {
+        name: "NotPrincipal spares a caller only when it and its account are listed, never with a boundary",
+        doc: "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html",
+        applies: not_principal_deny,
+    },
+    Known {
+        name: "resource policy naming the session ARN is not limited by session policy or boundary",
+        doc: "https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies_session",
+        applies: session_arn_grant,
+    },
+    Known {
+        name: "the root user of the resource's account has full access",
+        doc: "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic_policy-eval-denyallow.html",
+        applies: root_full_access,
+    },
+];
 
 #[test]
 #[ignore = "needs node and the npm oracle; run crates/policy/tests/differential/run.sh"]
