@@ -96,7 +96,11 @@ def server(tmp_path_factory) -> Server:
     except subprocess.TimeoutExpired:
         pytest.fail(f"keyhole did not exit within 20s of SIGTERM\n{kp.logs()}", pytrace=False)
     if code != 0:
-        print(f"\nkeyhole exited with {code} after SIGTERM\n{kp.logs()}", file=sys.stderr)
+        pytest.fail(f"keyhole exited with {code} after SIGTERM\n{kp.logs()}", pytrace=False)
+    # Everything the gateway writes belongs in its data dir; its working directory stays empty.
+    stray = sorted(p.name for p in (base / "cwd").iterdir())
+    if stray:
+        pytest.fail(f"keyhole wrote outside its data dir, into its working directory: {stray}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

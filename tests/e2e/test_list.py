@@ -275,3 +275,13 @@ def test_list_multipart_uploads_delimiter_and_pagination(s3, bucket):
     finally:
         for k, v in ids.items():
             s3.abort_multipart_upload(Bucket=bucket, Key=k, UploadId=v)
+
+
+def test_prefix_and_start_after_with_special_characters(s3, bucket):
+    keys = ["plus+sign/a", "plus sign/b", "pct%20/c", "ünï/d", "amp&/e"]
+    for k in keys:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"")
+    for prefix, want in [("plus+", ["plus+sign/a"]), ("plus ", ["plus sign/b"]), ("pct%", ["pct%20/c"]),
+                         ("ünï", ["ünï/d"]), ("amp&", ["amp&/e"])]:
+        assert v2_keys(s3.list_objects_v2(Bucket=bucket, Prefix=prefix)) == want, prefix
+    assert v2_keys(s3.list_objects_v2(Bucket=bucket, StartAfter="plus+sign/a")) == ["ünï/d"]

@@ -512,3 +512,48 @@ def test_concurrent_overwrites_are_atomic(s3, bucket):
     for body in seen:
         assert body in versions, f"torn read: {len(body)} bytes, first {body[:1]!r} last {body[-1:]!r}"
     assert s3.get_object(Bucket=bucket, Key="hot")["Body"].read() in versions
+
+
+# ---------------------------------------------------------------- more ranges and conditions
+
+
+@pytest.mark.parametrize("rng", ["bytes=5-2", "bytes=abc", "items=0-5", "bytes=", "bytes=--1"])
+def test_invalid_range_header_is_ignored(s3, bucket, rng):
+    # RFC 9110 14.2: a Range header that does not parse is ignored; S3 serves the whole object.
+    s3.put_object(Bucket=bucket, Key="r", Body=DATA)
+    got = s3.get_object(Bucket=bucket, Key="r", Range=rng)
+    assert got["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert got["Body"].read() == DATA
+    assert "ContentRange" not in got
+
+
+def test_suffix_range_longer_than_object(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="r", Body=DATA)
+    got = s3.get_object(Bucket=bucket, Key="r", Range="bytes=-1000")
+    assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+    assert got["ContentRange"] == f"bytes 0-35/{len(DATA)}"
+    assert got["Body"].read() == DATA
+
+
+def test_etag_wildcards_and_lists(s3, bucket, obj):
+    assert s3.get_object(Bucket=bucket, Key="cond", IfMatch="*")["Body"].read() == DATA
+    with pytest.raises(ClientError) as ei:
+        s3.get_object(Bucket=bucket, Key="cond", IfNoneMatch="*")
+    assert err(ei)[1] == 304
+    listed = f'"00000000000000000000000000000000", {obj["etag"]}'
+    assert s3.get_object(Bucket=bucket, Key="cond", IfMatch=listed)["Body"].read() == DATA
+    with pytest.raises(ClientError) as ei:
+        s3.get_object(Bucket=bucket, Key="cond", IfNoneMatch=listed)
+    assert err(ei)[1] == 304
+
+
+def test_tag_limits(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x")
+    for tag in ({"Key": "k" * 129, "Value": "v"}, {"Key": "k", "Value": "v" * 257}):
+        with pytest.raises(ClientError) as ei:
+            s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": [tag]})
+        assert err(ei) == ("InvalidTag", 400)
+    s3.put_object_tagging(
+        Bucket=bucket, Key="t", Tagging={"TagSet": [{"Key": "k" * 128, "Value": "v" * 256}]}
+    )
+    assert tagset(s3, bucket, "t") == {"k" * 128: "v" * 256}
