@@ -12,7 +12,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from e2e_helpers import REPO_ROOT, aws_bin
 
@@ -54,8 +53,7 @@ def test_quickstart_parser_handles_continuations():
 
 
 def test_readme_quickstart_runs(fresh_server_factory, tmp_path):
-    if not README.exists():
-        pytest.skip("README.md does not exist yet")
+    assert README.exists(), "README.md is missing"
     commands = quickstart_commands(README.read_text(encoding="utf-8"))
     assert commands, "the quickstart block has no commands"
     assert any(c.startswith("aws ") or " aws " in c for c in commands), commands
