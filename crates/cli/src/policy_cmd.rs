@@ -98,6 +98,9 @@ pub enum PolicyCommand {
         /// Context key, `key=value` (repeat a key for a multi-valued key).
         #[arg(long = "context", value_name = "KEY=VALUE")]
         context: Vec<String>,
+        /// Apply S3 Block Public Access `RestrictPublicBuckets` to the resource policy.
+        #[arg(long)]
+        block_public_access: bool,
         /// Print the JSON result in the flags form too.
         #[arg(long)]
         json: bool,
@@ -120,6 +123,7 @@ pub fn run(cmd: PolicyCommand) -> miette::Result<ExitCode> {
             resource,
             resource_account,
             context,
+            block_public_access,
             json,
         } => match action {
             Some(action) => {
@@ -143,6 +147,7 @@ pub fn run(cmd: PolicyCommand) -> miette::Result<ExitCode> {
                         .map(|p| read_policy(p))
                         .collect::<miette::Result<_>>()?,
                     session_policy: session_policy.as_deref().map(read_policy).transpose()?,
+                    restrict_public_buckets: block_public_access,
                 };
                 let out = simulate(&case).map_err(|e| policy_report(e, &case))?;
                 if json {
@@ -160,6 +165,7 @@ pub fn run(cmd: PolicyCommand) -> miette::Result<ExitCode> {
                     || principal.is_some()
                     || resource.is_some()
                     || resource_account.is_some()
+                    || block_public_access
                     || !context.is_empty();
                 if flags_given {
                     return Err(miette!(

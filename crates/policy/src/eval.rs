@@ -29,6 +29,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
+mod public;
+
 use crate::condition::CompiledCondition;
 use crate::context::Context;
 use crate::err::CompileError;
@@ -126,6 +128,8 @@ struct CompiledStatement {
     actions: ActionMatcher,
     resources: Option<ResourceMatcher>,
     conditions: Vec<CompiledCondition>,
+    /// An `Allow` to everyone that S3 Block Public Access would consider public.
+    public: bool,
 }
 
 #[derive(Debug)]
@@ -284,6 +288,7 @@ impl CompiledPolicy {
                 actions,
                 resources,
                 conditions,
+                public: kind == PolicyKind::Resource && public::statement_is_public(st),
             });
         }
         keys.sort();
@@ -323,6 +328,13 @@ impl CompiledPolicy {
     /// Context keys (lowercased) the policy's conditions and variables refer to.
     pub fn context_keys(&self) -> &[String] {
         &self.inner.context_keys
+    }
+
+    /// Whether the policy is public in the sense of S3 Block Public Access (some `Allow`
+    /// statement grants read or write actions to everyone without pinning conditions); a
+    /// gateway with `BlockPublicPolicy` refuses to store such a bucket policy.
+    pub fn is_public(&self) -> bool {
+        self.inner.statements.iter().any(|s| s.public)
     }
 
     /// Number of statements.
@@ -703,6 +715,9 @@ pub struct Policies<'a> {
     pub boundaries: &'a [CompiledPolicy],
     /// The session policy.
     pub session: Option<&'a CompiledPolicy>,
+    /// S3 Block Public Access `RestrictPublicBuckets` in force for the resource: when the
+    /// resource policy is public, it grants nothing to anonymous or other-account callers.
+    pub restrict_public_buckets: bool,
 }
 
 /// How a resource policy named the caller.
@@ -1099,6 +1114,18 @@ fn decide<R: Recorder>(
     let grant = pol
         .resource
         .and_then(|p| scan(p, 0, Effect::Allow, req, rec, true, hb));
+    // RestrictPublicBuckets: "restrict access to an access point or S3 bucket that has a public
+    // policy to only AWS service principals and authorized users within the S3 bucket owner's
+    // account" (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PublicAccessBlockConfiguration.html).
+    let outsider = matches!(req.principal, RequestPrincipal::Anonymous) || !same_account;
+    let grant = if pol.restrict_public_buckets
+        && outsider
+        && pol.resource.is_some_and(CompiledPolicy::is_public)
+    {
+        None
+    } else {
+        grant
+    };
     if is_root {
         return if same_account || grant.is_some() {
             (DecisionKind::Allowed, None)

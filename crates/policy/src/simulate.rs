@@ -54,6 +54,8 @@ pub struct SimulateInput {
     pub boundaries: Vec<PolicyText>,
     /// The session policy.
     pub session_policy: Option<PolicyText>,
+    /// S3 Block Public Access `RestrictPublicBuckets` for the resource (`"blockPublicAccess"`).
+    pub restrict_public_buckets: bool,
 }
 
 /// The result of a simulation.
@@ -170,6 +172,7 @@ pub fn simulate(input: &SimulateInput) -> Result<SimulateOutput, SimulateError> 
         resource: resource.as_ref(),
         boundaries: &boundaries,
         session: session.as_ref(),
+        restrict_public_buckets: input.restrict_public_buckets,
     };
     let decision = Evaluator::evaluate(&policies, &request);
     let explanation = decision.explanation(&request);
@@ -257,12 +260,13 @@ pub fn input_from_json(v: &Value) -> Result<SimulateInput, SimulateError> {
             "resourcePolicy",
             "permissionBoundaries",
             "sessionPolicy",
+            "blockPublicAccess",
         ]
         .contains(&k.as_str())
         {
             return Err(input_err(
                 &format!("$.{k}"),
-                "unknown field; expected `request`, `identityPolicies`, `resourcePolicy`, `permissionBoundaries`, `sessionPolicy`",
+                "unknown field; expected `request`, `identityPolicies`, `resourcePolicy`, `permissionBoundaries`, `sessionPolicy`, `blockPublicAccess`",
             ));
         }
     }
@@ -353,6 +357,11 @@ pub fn input_from_json(v: &Value) -> Result<SimulateInput, SimulateError> {
         resource_policy: one("resourcePolicy")?,
         boundaries: list("permissionBoundaries")?,
         session_policy: one("sessionPolicy")?,
+        restrict_public_buckets: match obj.get("blockPublicAccess") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(input_err("$.blockPublicAccess", "expected a boolean")),
+        },
     })
 }
 

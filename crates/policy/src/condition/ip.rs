@@ -73,6 +73,11 @@ impl Cidr {
         }
     }
 
+    /// The prefix length (0 for `0.0.0.0/0` and `::/0`, which match everything).
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix
+    }
+
     /// Whether `ip` is inside the range.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let (bits, v6) = normalize(ip);

@@ -24,6 +24,7 @@ for await (const line of rl) {
   if (c.resourcePolicy) sim.resourcePolicy = c.resourcePolicy;
   if (c.permissionBoundaries) sim.permissionBoundaryPolicies = c.permissionBoundaries.map((p, i) => ({ name: `boundary${i}`, policy: p }));
   if (c.sessionPolicy) sim.sessionPolicy = c.sessionPolicy;
+  if (c.blockPublicAccess) sim.additionalSettings = { s3: { blockPublicAccess: true } };
   try {
     const r = await runSimulation(sim, { simulationMode: 'Strict' });
     if (r.resultType === 'error') {
