@@ -136,12 +136,11 @@ mod tests {
             r#"{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "*",
                 "Condition": {"StringLike": {"aws:SourceVpce": "vpce-*"}}}"#
         ));
-        // Not a bad action: only bucket notification configuration.
-        assert!(
-            !public(
-                r#"{"Effect": "Allow", "Principal": "*", "Action": "s3:GetBucketNotification", "Resource": "*"}"#
-            ) == false
-        );
+        // `s3:Get*` is a bad action, whatever it reads.
+        assert!(public(
+            r#"{"Effect": "Allow", "Principal": "*", "Action": "s3:GetBucketNotification", "Resource": "*"}"#
+        ));
+        // Not a bad action.
         assert!(!public(
             r#"{"Effect": "Allow", "Principal": "*", "Action": "s3:ReplicateObject", "Resource": "*"}"#
         ));
