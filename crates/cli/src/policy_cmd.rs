@@ -389,3 +389,89 @@ fn print_human(out: &SimulateOutput) -> miette::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_pairs_group_repeated_keys() {
+        let ctx = parse_context(&[
+            "aws:SourceIp=203.0.113.42".to_owned(),
+            "s3:prefix=a/".to_owned(),
+            "S3:Prefix=b/".to_owned(),
+            "k:eq=x=y".to_owned(),
+        ])
+        .unwrap();
+        assert_eq!(ctx.get("aws:sourceip").unwrap().values(), ["203.0.113.42"]);
+        assert_eq!(ctx.get("s3:prefix").unwrap().values(), ["a/", "b/"]);
+        assert_eq!(ctx.get("k:eq").unwrap().values(), ["x=y"]);
+        assert!(parse_context(&["novalue".to_owned()]).is_err());
+        assert!(parse_context(&["=v".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn exit_codes_follow_the_decision() {
+        assert_eq!(exit_for(DecisionKind::Allowed), ExitCode::SUCCESS);
+        assert_eq!(exit_for(DecisionKind::ImplicitlyDenied), ExitCode::from(2));
+        assert_eq!(exit_for(DecisionKind::ExplicitlyDenied), ExitCode::from(3));
+    }
+
+    #[test]
+    fn policy_errors_find_their_document() {
+        let text = |t: &str| PolicyText {
+            name: Some(t.to_owned()),
+            text: String::new(),
+        };
+        let case = SimulateInput {
+            identity_policies: vec![text("a"), text("b")],
+            boundaries: vec![text("c")],
+            resource_policy: Some(text("r")),
+            ..SimulateInput::default()
+        };
+        let name = |w: &str| find_policy(&case, w).and_then(|p| p.name.clone());
+        assert_eq!(name("identityPolicies[1]").as_deref(), Some("b"));
+        assert_eq!(name("permissionBoundaries[0]").as_deref(), Some("c"));
+        assert_eq!(name("resourcePolicy").as_deref(), Some("r"));
+        assert_eq!(name("sessionPolicy"), None);
+        assert_eq!(name("identityPolicies[7]"), None);
+    }
+
+    #[test]
+    fn flags_form_parses() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            cmd: PolicyCommand,
+        }
+        let cli = Cli::try_parse_from([
+            "keyhole",
+            "simulate",
+            "--policy",
+            "a.json",
+            "--policy",
+            "b.json",
+            "--action",
+            "s3:GetObject",
+            "--resource",
+            "arn:aws:s3:::b/k",
+            "--context",
+            "aws:SourceIp=1.2.3.4",
+        ])
+        .unwrap();
+        match cli.cmd {
+            PolicyCommand::Simulate {
+                policies,
+                action,
+                context,
+                ..
+            } => {
+                assert_eq!(policies.len(), 2);
+                assert_eq!(action.as_deref(), Some("s3:GetObject"));
+                assert_eq!(context, ["aws:SourceIp=1.2.3.4"]);
+            }
+            PolicyCommand::Validate { .. } => panic!("parsed as validate"),
+        }
+    }
+}

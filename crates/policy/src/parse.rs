@@ -675,6 +675,28 @@ mod tests {
     }
 
     #[test]
+    fn one_mebibyte_document_parses() {
+        let stmt = r#"{"Sid": "S", "Effect": "Allow", "Action": ["s3:GetObject", "s3:List*"], "Resource": "arn:aws:s3:::bucket/prefix/*", "Condition": {"IpAddress": {"aws:SourceIp": ["10.0.0.0/8", "192.0.2.0/24"]}}}"#;
+        let n = (crate::MAX_POLICY_BYTES - 100) / (stmt.len() + 1);
+        let text = format!(
+            r#"{{"Version": "2012-10-17", "Statement": [{}]}}"#,
+            vec![stmt; n].join(",")
+        );
+        assert!(
+            text.len() <= crate::MAX_POLICY_BYTES && text.len() > crate::MAX_POLICY_BYTES - 1000
+        );
+        let start = std::time::Instant::now();
+        let p = parse_policy(&text).unwrap();
+        assert_eq!(p.statements.len(), n);
+        // Generous bound for unoptimised test builds on a shared machine.
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
     fn variables_only_in_2012() {
         let doc = |v: &str| {
             format!(
