@@ -15,7 +15,7 @@ section() { printf '\n==== %s ====\n' "$*"; }
 
 section "python venv ($VENV)"
 PY="${PYTHON:-python3}"
-command -v "$PY" >/dev/null || { echo "error: $PY not found; install Python 3.9+ with venv" >&2; exit 1; }
+command -v "$PY" >/dev/null || { echo "error: $PY not found; install Python 3.10+ with venv" >&2; exit 1; }
 if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
@@ -33,8 +33,7 @@ cargo build -p keyhole
 section "cargo test --workspace"
 cargo test --workspace
 
-section "end-to-end tests (pytest tests/e2e $*)"
+section "end-to-end tests (pytest tests/e2e $*), after $((SECONDS - started))s of setup, build and Rust tests"
 export KEYHOLE_BIN="${KEYHOLE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/keyhole}"
-"$VENV/bin/pytest" -q tests/e2e "$@"
-
-section "all tests passed in $((SECONDS - started))s"
+# pytest's summary stays the last line of the output (CI reads the closing line).
+exec "$VENV/bin/pytest" -q tests/e2e "$@"
