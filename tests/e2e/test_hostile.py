@@ -551,3 +551,51 @@ def test_plain_http_chunked_put(server, s3, bucket):
         assert answer.startswith(b"HTTP/1.1 411"), answer[:300]
         assert b"<Code>MissingContentLength</Code>" in answer
         assert "te-chunked" not in keys_of(s3, bucket)
+
+
+# ---------------------------------------------------------------- headers added after signing
+# S3 refuses x-amz-* headers that the signature does not cover: 403 AccessDenied "There were
+# headers present in the request which were not signed" (e.g. versity/versitygw#2158 and
+# demarche-numerique/ds_proxy#164 record S3's answer). Otherwise a captured presigned PUT could
+# be replayed with an added x-amz-copy-source or x-amz-tagging that changes what it does.
+
+
+def _assert_headers_not_signed(resp) -> None:
+    assert_s3_error(resp, 403, "AccessDenied")
+    assert "not signed" in (resp.error_message() or ""), resp.body[:500]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"x-amz-meta-injected": "1"}, {"x-amz-tagging": "owner=attacker"}, {"x-amz-storage-class": "STANDARD"}],
+)
+def test_unsigned_amz_header_on_signed_put(server, s3, bucket, extra):
+    path = object_path(bucket, "injected")
+    headers = sign("PUT", f"{server.endpoint}{path}", server.access_key, server.secret_key,
+                   {"Host": f"127.0.0.1:{server.port}"}, b"body")
+    headers.update(extra)
+    _assert_headers_not_signed(raw_request(server.port, "PUT", path, headers, b"body"))
+    assert "injected" not in keys_of(s3, bucket)
+
+
+def test_unsigned_copy_source_on_presigned_put(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="secret", Body=b"top secret")
+    url = presign_url(server.endpoint, object_path(bucket, "dropbox"), server.access_key, server.secret_key,
+                      expires=300, method="PUT")
+    target = url.split(f"127.0.0.1:{server.port}", 1)[1]
+    headers = {"Host": f"127.0.0.1:{server.port}", "x-amz-copy-source": f"/{bucket}/secret"}
+    _assert_headers_not_signed(raw_request(server.port, "PUT", target, headers, b""))
+    assert "dropbox" not in keys_of(s3, bucket)
+    # The same URL without the added header does what it was signed for.
+    ok = raw_request(server.port, "PUT", target, {"Host": f"127.0.0.1:{server.port}"}, b"dropped")
+    assert ok.status == 200, ok.body[:300]
+    assert s3.get_object(Bucket=bucket, Key="dropbox")["Body"].read() == b"dropped"
+
+
+def test_unsigned_tagging_on_presigned_put(server, s3, bucket):
+    url = presign_url(server.endpoint, object_path(bucket, "tagged"), server.access_key, server.secret_key,
+                      expires=300, method="PUT")
+    target = url.split(f"127.0.0.1:{server.port}", 1)[1]
+    headers = {"Host": f"127.0.0.1:{server.port}", "x-amz-tagging": "owner=attacker"}
+    _assert_headers_not_signed(raw_request(server.port, "PUT", target, headers, b"x"))
+    assert "tagged" not in keys_of(s3, bucket)

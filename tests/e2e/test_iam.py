@@ -1,0 +1,254 @@
+"""IAM users, access keys and policies through `aws iam` and boto3, and their enforcement on S3
+requests by the policy engine (issue 4, first slice).
+
+AWS pages the cases follow:
+- https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html
+- https://docs.aws.amazon.com/AmazonS3/latest/userguide/amazon-s3-policy-keys.html (s3:prefix)
+- https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html (aws:SourceIp)
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import uuid
+from pathlib import Path
+
+import boto3
+import botocore.config
+import pytest
+from botocore.exceptions import ClientError
+
+from e2e_helpers import REGION, make_client, sign
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "test-data" / "policies"
+
+
+def iam_client(server, ak=None, sk=None):
+    return boto3.session.Session().client(
+        "iam",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=ak or server.access_key,
+        aws_secret_access_key=sk or server.secret_key,
+        region_name=REGION,
+        config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+
+
+def new_user(iam, policy: dict | None = None, name: str | None = None):
+    """A user with one access key (and an inline policy); returns (name, ak, sk)."""
+    name = name or f"u-{uuid.uuid4().hex[:10]}"
+    iam.create_user(UserName=name)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    if policy is not None:
+        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+    return name, key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def error_code(exc: ClientError) -> str:
+    return exc.response["Error"]["Code"]
+
+
+def test_aws_cli_user_lifecycle(aws, tmp_path):
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    created = json.loads(aws.ok("iam", "create-user", "--user-name", name).stdout)["User"]
+    assert created["UserName"] == name and created["UserId"].startswith("AIDA")
+    assert created["Arn"].endswith(f":user/{name}")
+    again = aws("iam", "create-user", "--user-name", name)
+    assert again.returncode != 0 and "EntityAlreadyExists" in again.stderr
+
+    key = json.loads(aws.ok("iam", "create-access-key", "--user-name", name).stdout)["AccessKey"]
+    assert key["AccessKeyId"].startswith("AKIA") and len(key["SecretAccessKey"]) == 40
+    listed = json.loads(aws.ok("iam", "list-access-keys", "--user-name", name).stdout)["AccessKeyMetadata"]
+    assert [k["AccessKeyId"] for k in listed] == [key["AccessKeyId"]]
+    assert "SecretAccessKey" not in listed[0]
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject"}]}')
+    cp = aws("iam", "put-user-policy", "--user-name", name, "--policy-name", "p", "--policy-document", f"file://{bad}")
+    assert cp.returncode != 0 and "MalformedPolicyDocument" in cp.stderr, cp.stderr
+
+    policy = SHARED / "slm-readonly.json"
+    aws.ok("iam", "put-user-policy", "--user-name", name, "--policy-name", "slm", "--policy-document", f"file://{policy}")
+    got = json.loads(aws.ok("iam", "get-user-policy", "--user-name", name, "--policy-name", "slm").stdout)
+    assert got["PolicyDocument"] == json.loads(policy.read_text())
+
+    cp = aws("iam", "delete-user", "--user-name", name)
+    assert cp.returncode != 0 and "DeleteConflict" in cp.stderr
+    aws.ok("iam", "delete-user-policy", "--user-name", name, "--policy-name", "slm")
+    aws.ok("iam", "delete-access-key", "--user-name", name, "--access-key-id", key["AccessKeyId"])
+    aws.ok("iam", "delete-user", "--user-name", name)
+    cp = aws("iam", "get-user", "--user-name", name)
+    assert cp.returncode != 0 and "NoSuchEntity" in cp.stderr
+
+
+def test_slm_readonly_prefix_listing(server, s3):
+    """The s3:prefix case: listing inside the granted prefixes works, the bucket root or another
+    prefix is denied (shared/test-data/policies/slm-readonly.json, adapted to a fresh bucket)."""
+    bucket = f"slm-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    for k in ["prompts/a.txt", "embeddings/e.bin", "private/secret.txt"]:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    policy = json.loads((SHARED / "slm-readonly.json").read_text().replace("acmeco-slm-data", bucket))
+    _, ak, sk = new_user(iam_client(server), policy)
+    user = make_client(server.endpoint, ak, sk)
+
+    listed = user.list_objects_v2(Bucket=bucket, Prefix="prompts/")
+    assert [o["Key"] for o in listed["Contents"]] == ["prompts/a.txt"]
+    assert user.get_object(Bucket=bucket, Key="embeddings/e.bin")["Body"].read() == b"x"
+    for kwargs in [{}, {"Prefix": "private/"}, {"Prefix": ""}]:
+        with pytest.raises(ClientError) as e:
+            user.list_objects_v2(Bucket=bucket, **kwargs)
+        assert error_code(e.value) == "AccessDenied"
+        assert "because no identity-based policy allows the s3:ListBucket action" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        user.get_object(Bucket=bucket, Key="private/secret.txt")
+    assert error_code(e.value) == "AccessDenied"
+    with pytest.raises(ClientError) as e:
+        user.put_object(Bucket=bucket, Key="prompts/new.txt", Body=b"y")
+    assert error_code(e.value) == "AccessDenied"
+    assert "s3:PutObject" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="prompts/new.txt")
+
+
+def test_explicit_deny_beats_allow_and_managed_policies(server, s3):
+    bucket = f"deny-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    iam = iam_client(server)
+    allow_all = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
+    pol = iam.create_policy(PolicyName=f"all-{bucket}", PolicyDocument=json.dumps(allow_all))["Policy"]
+    deny_delete = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}
+    name, ak, sk = new_user(iam, deny_delete)
+    user = make_client(server.endpoint, ak, sk)
+    with pytest.raises(ClientError) as e:
+        user.get_object(Bucket=bucket, Key="k")
+    assert error_code(e.value) == "AccessDenied", "nothing allows before the managed policy is attached"
+
+    iam.attach_user_policy(UserName=name, PolicyArn=pol["Arn"])
+    assert user.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+    user.put_object(Bucket=bucket, Key="k2", Body=b"w")
+    with pytest.raises(ClientError) as e:
+        user.delete_object(Bucket=bucket, Key="k")
+    assert error_code(e.value) == "AccessDenied"
+    assert "with an explicit deny in an identity-based policy" in e.value.response["Error"]["Message"]
+    # DeleteObjects checks every key: each is refused, nothing is deleted.
+    out = user.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "k"}, {"Key": "k2"}]})
+    assert sorted(err["Key"] for err in out["Errors"]) == ["k", "k2"]
+    assert all(err["Code"] == "AccessDenied" for err in out["Errors"])
+    assert s3.head_object(Bucket=bucket, Key="k")["ContentLength"] == 1
+
+    with pytest.raises(ClientError) as e:
+        iam.delete_policy(PolicyArn=pol["Arn"])
+    assert error_code(e.value) == "DeleteConflict"
+    attached = iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [pol["Arn"]]
+    iam.detach_user_policy(UserName=name, PolicyArn=pol["Arn"])
+    with pytest.raises(ClientError):
+        user.get_object(Bucket=bucket, Key="k")
+
+
+def test_deactivated_key_is_refused_at_once(server, s3):
+    bucket = f"keys-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"}]}
+    iam = iam_client(server)
+    name, ak, sk = new_user(iam, policy)
+    user = make_client(server.endpoint, ak, sk)
+    user.list_objects_v2(Bucket=bucket)
+    iam.update_access_key(UserName=name, AccessKeyId=ak, Status="Inactive")
+    with pytest.raises(ClientError) as e:
+        user.list_objects_v2(Bucket=bucket)
+    assert error_code(e.value) == "InvalidAccessKeyId"
+    iam.update_access_key(UserName=name, AccessKeyId=ak, Status="Active")
+    user.list_objects_v2(Bucket=bucket)
+    iam.delete_access_key(UserName=name, AccessKeyId=ak)
+    with pytest.raises(ClientError) as e:
+        user.list_objects_v2(Bucket=bucket)
+    assert error_code(e.value) == "InvalidAccessKeyId"
+
+
+def test_iam_actions_are_authorized_too(server):
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam)
+    as_user = iam_client(server, ak, sk)
+    with pytest.raises(ClientError) as e:
+        as_user.create_user(UserName=f"x-{uuid.uuid4().hex[:6]}")
+    assert error_code(e.value) == "AccessDenied"
+    assert "iam:CreateUser" in e.value.response["Error"]["Message"]
+    # A user may be granted exactly the IAM actions it needs.
+    name2, ak2, sk2 = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["iam:GetUser", "iam:ListAccessKeys"], "Resource": "arn:aws:iam::*:user/${aws:username}"}]})
+    self_client = iam_client(server, ak2, sk2)
+    assert self_client.get_user()["User"]["UserName"] == name2
+    assert len(self_client.list_access_keys()["AccessKeyMetadata"]) == 1
+    with pytest.raises(ClientError):
+        self_client.list_users()
+
+
+def _get_from(source: str, server, bucket: str, key: str, ak: str, sk: str) -> int:
+    """GET signed with the user's keys over a connection bound to `source`."""
+    path = f"/{bucket}/{key}"
+    headers = sign("GET", f"{server.endpoint}{path}", ak, sk, {"Host": f"127.0.0.1:{server.port}"})
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30, source_address=(source, 0))
+    try:
+        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def test_source_ip_condition_uses_the_tcp_peer(server, s3):
+    bucket = f"ip-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.2/32"}}}]}
+    _, ak, sk = new_user(iam_client(server), policy)
+    assert _get_from("127.0.0.2", server, bucket, "k", ak, sk) == 200
+    assert _get_from("127.0.0.1", server, bucket, "k", ak, sk) == 403
+    # A forged X-Forwarded-For from an untrusted peer changes nothing.
+    user = make_client(server.endpoint, ak, sk)
+    user.meta.events.register("before-sign.s3.GetObject",
+                              lambda request, **_: request.headers.__setitem__("X-Forwarded-For", "127.0.0.2"))
+    with pytest.raises(ClientError) as e:
+        user.get_object(Bucket=bucket, Key="k")
+    assert error_code(e.value) == "AccessDenied"
+
+
+def test_time_window_condition(server, s3):
+    """aws:CurrentTime windows: a window around now allows, one that ended or has not begun denies."""
+    import datetime as dt
+    bucket = f"tw-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    now = dt.datetime.now(dt.timezone.utc)
+    fmt = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    iam = iam_client(server)
+    for start, end, expected in [
+        (now - dt.timedelta(minutes=5), now + dt.timedelta(minutes=5), True),
+        (now - dt.timedelta(minutes=10), now - dt.timedelta(minutes=1), False),
+        (now + dt.timedelta(minutes=1), now + dt.timedelta(minutes=10), False),
+    ]:
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+             "Condition": {"DateGreaterThan": {"aws:CurrentTime": fmt(start)},
+                           "DateLessThan": {"aws:CurrentTime": fmt(end)}}}]}
+        _, ak, sk = new_user(iam, policy)
+        user = make_client(server.endpoint, ak, sk)
+        if expected:
+            assert user.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+        else:
+            with pytest.raises(ClientError) as e:
+                user.get_object(Bucket=bucket, Key="k")
+            assert error_code(e.value) == "AccessDenied"
