@@ -11,9 +11,10 @@
 //! - `ForAnyValue:` is true when some request value satisfies the operator (false for a missing
 //!   or empty key); `ForAllValues:` when every request value does (true for a missing or empty
 //!   key);
-//! - without a set qualifier a multi-valued request key is treated like `ForAnyValue:` for
-//!   positive operators and like `ForAllValues:` for negated ones (each value must avoid every
-//!   policy value), which never turns a negated condition into a wider grant;
+//! - "multivalued context keys require a condition set operator": without one, a condition on
+//!   a key the request gives as a list (even an empty one) does not match, for positive and
+//!   negated operators alike (the behaviour of iam-simulate; AWS documents no other);
+//! - `...IfExists` makes a missing key true also under `ForAnyValue:`/`ForAllValues:`;
 //! - a request value that cannot be read as the operator's type (a non-number for `Numeric*`,
 //!   a non-address for `IpAddress`) matches no policy value.
 
@@ -287,6 +288,12 @@ impl CompiledCondition {
             // `"Null": {"k": "true"}` holds when the key is absent (or an empty set).
             return (ps.contains(&Some(absent)), false);
         }
+        let multi = matches!(entry, Some(ContextValue::Multi(_)));
+        if multi && self.operator.set.is_none() {
+            // "Multivalued context keys require a condition set operator": without one the
+            // condition does not match, whatever the operator (as iam-simulate decides too).
+            return (false, false);
+        }
         if absent {
             let holds = if self.operator.if_exists {
                 true
@@ -301,11 +308,9 @@ impl CompiledCondition {
         }
         let negated = self.operator.kind.is_negated();
         let pred = |v: &String| self.any_matches(v, ctx) != negated;
-        let multi = matches!(entry, Some(ContextValue::Multi(_)));
         let holds = match self.operator.set {
             Some(SetQualifier::ForAnyValue) => vals.iter().any(pred),
             Some(SetQualifier::ForAllValues) => vals.iter().all(pred),
-            None if multi && negated => vals.iter().all(pred),
             None => vals.iter().any(pred),
         };
         (holds, false)
@@ -448,7 +453,24 @@ mod tests {
                 .evaluate(&c)
                 .0
         );
+        // Without a set operator a multi-valued key matches nothing.
+        assert!(
+            !cond("StringEquals", "aws:TagKeys", &["a", "b"])
+                .evaluate(&c)
+                .0
+        );
+        assert!(
+            !cond("StringNotEquals", "aws:TagKeys", &["z"])
+                .evaluate(&c)
+                .0
+        );
+        assert!(!cond("StringLike", "aws:TagKeys", &["*"]).evaluate(&c).0);
         c.insert_multi("aws:TagKeys", vec![]);
+        assert!(
+            !cond("StringNotEquals", "aws:TagKeys", &["z"])
+                .evaluate(&c)
+                .0
+        );
         assert!(
             cond("ForAllValues:StringEquals", "aws:TagKeys", &["a"])
                 .evaluate(&c)

@@ -122,7 +122,9 @@ fn condition(rng: &mut Rng) -> Value {
         4 => {
             json!({ rng.pick(&["StringLike", "StringNotLike"]): {"s3:prefix": one_or_many(rng, &["train/*", "eval/*"])}})
         }
-        5 => json!({"Null": {"aws:PrincipalTag/team": rng.pick(&["true", "false"])}}),
+        5 => {
+            json!({"Null": {rng.pick(&["aws:PrincipalTag/team", "s3:RequestObjectTagKeys"]): rng.pick(&["true", "false"])}})
+        }
         6 => {
             json!({ rng.pick(&["NumericLessThan", "NumericGreaterThanEquals"]): {"s3:max-keys": "100"}})
         }
@@ -130,7 +132,7 @@ fn condition(rng: &mut Rng) -> Value {
             json!({"DateLessThan": {"aws:CurrentTime": "2025-07-16T04:00:00Z"}, "IpAddress": {"aws:SourceIp": "203.0.113.0/24"}})
         }
         8 => {
-            json!({ rng.pick(&["ForAnyValue:StringEquals", "ForAllValues:StringEquals", "ForAllValues:StringLike", "ForAnyValue:StringNotEquals"]):
+            json!({ rng.pick(&["ForAnyValue:StringEquals", "ForAllValues:StringEquals", "ForAllValues:StringLike", "ForAnyValue:StringNotEquals", "ForAllValues:StringNotLike", "ForAnyValue:StringEqualsIfExists", "StringEquals", "StringNotEquals", "StringLike"]):
             {"s3:RequestObjectTagKeys": one_or_many(rng, &["project", "owner*", "owner"])}})
         }
         9 => {
@@ -413,7 +415,24 @@ fn bpa_denial_kind(case: &Value, ours: &Value, oracle: &Value) -> bool {
             .is_some_and(Vec::is_empty)
 }
 
+/// `ForAnyValue:...IfExists` with the key missing: we follow the `...IfExists` rule ("If the
+/// key is not present, evaluate the condition element as true"); the oracle lets the
+/// `ForAnyValue` rule (false for a missing key) win.
+fn if_exists_under_for_any_value(case: &Value, ours: &Value, oracle: &Value) -> bool {
+    case.to_string()
+        .contains("ForAnyValue:StringEqualsIfExists")
+        && case["request"]["context"]
+            .get("s3:RequestObjectTagKeys")
+            .is_none()
+        && ours["decision"] != oracle["decision"]
+}
+
 const KNOWN: &[Known] = &[
+    Known {
+        name: "ForAnyValue:...IfExists is true for a missing key",
+        doc: "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_IfExists",
+        applies: if_exists_under_for_any_value,
+    },
     Known {
         name: "Block Public Access denials are implicit here, explicit in the oracle",
         doc: "https://docs.aws.amazon.com/AmazonS3/latest/API/API_PublicAccessBlockConfiguration.html",
