@@ -599,3 +599,57 @@ def test_unsigned_tagging_on_presigned_put(server, s3, bucket):
     headers = {"Host": f"127.0.0.1:{server.port}", "x-amz-tagging": "owner=attacker"}
     _assert_headers_not_signed(raw_request(server.port, "PUT", target, headers, b"x"))
     assert "tagged" not in keys_of(s3, bucket)
+
+
+# ---------------------------------------------------------------- request changed after signing
+
+
+def test_query_added_after_header_signing(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="secret/a", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    host = {"Host": f"127.0.0.1:{server.port}"}
+    # A signed ListObjects with a prefix added afterwards.
+    h = sign("GET", f"{server.endpoint}/{bucket}", server.access_key, server.secret_key, host)
+    assert_s3_error(raw_request(server.port, "GET", f"/{bucket}?prefix=secret/", h), 403, "SignatureDoesNotMatch")
+    # A signed PutObject turned into PutObjectTagging by adding ?tagging.
+    body = b'<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>'
+    path = object_path(bucket, "k")
+    h = sign("PUT", f"{server.endpoint}{path}", server.access_key, server.secret_key, host, body)
+    assert_s3_error(raw_request(server.port, "PUT", f"{path}?tagging", h, body), 403, "SignatureDoesNotMatch")
+    assert s3.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == []
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+
+
+def test_query_added_to_presigned_url(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    url = presign_url(server.endpoint, object_path(bucket, "k"), server.access_key, server.secret_key,
+                      expires=300)
+    target = url.split(f"127.0.0.1:{server.port}", 1)[1]
+    for extra in ("&tagging", "&response-content-type=text/html", "&x-id=DeleteObject"):
+        resp = raw_request(server.port, "GET", target + extra, {"Host": f"127.0.0.1:{server.port}"})
+        assert_s3_error(resp, 403, "SignatureDoesNotMatch")
+
+
+def test_method_changed_after_header_signing(server, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    path = object_path(bucket, "k")
+    h = sign("GET", f"{server.endpoint}{path}", server.access_key, server.secret_key,
+             {"Host": f"127.0.0.1:{server.port}"})
+    assert_s3_error(raw_request(server.port, "DELETE", path, h), 403, "SignatureDoesNotMatch")
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
+
+
+def test_host_changed_after_signing(server, s3, bucket):
+    # Signed path-style for /<bucket>/k on 127.0.0.1; replayed with another Host header, which
+    # would address another bucket in virtual-host style.
+    other = bucket + "-h"
+    s3.create_bucket(Bucket=other)
+    try:
+        path = object_path(bucket, "k")
+        h = sign("PUT", f"{server.endpoint}{path}", server.access_key, server.secret_key,
+                 {"Host": f"127.0.0.1:{server.port}"}, b"x")
+        h["Host"] = f"{other}.localhost:{server.port}"
+        assert_s3_error(raw_request(server.port, "PUT", path, h, b"x"), 403, "SignatureDoesNotMatch")
+        assert keys_of(s3, bucket) == [] and keys_of(s3, other) == []
+    finally:
+        s3.delete_bucket(Bucket=other)
