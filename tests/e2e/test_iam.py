@@ -252,3 +252,29 @@ def test_time_window_condition(server, s3):
             with pytest.raises(ClientError) as e:
                 user.get_object(Bucket=bucket, Key="k")
             assert error_code(e.value) == "AccessDenied"
+
+
+def test_readme_admin_quickstart_runs(fresh_server_factory, tmp_path):
+    """README's "stop using the root credentials" block, run as written."""
+    import os
+    import subprocess
+
+    from e2e_helpers import REPO_ROOT, aws_bin
+    from test_readme import DOC_ENDPOINT, block_commands
+
+    commands = block_commands((REPO_ROOT / "README.md").read_text(encoding="utf-8"), "<!-- admin-quickstart -->")
+    assert any(" iam create-user " in c for c in commands), commands
+    kp = fresh_server_factory()
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keyhole-data").symlink_to(kp.data_dir)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(HOME=str(home), PATH=f"{Path(aws_bin()).parent}{os.pathsep}{env.get('PATH', '')}")
+    script = "set -euxo pipefail\n" + "\n".join(c.replace(DOC_ENDPOINT, kp.endpoint) for c in commands) + "\n"
+    cp = subprocess.run(["bash", "-c", script], env=env, cwd=work, capture_output=True, text=True, timeout=300,
+                        stdin=subprocess.DEVNULL)
+    assert cp.returncode == 0, f"script:\n{script}\nstdout: {cp.stdout[-3000:]}\nstderr: {cp.stderr[-3000:]}"
+    assert '"UserName": "admin"' in cp.stdout, "get-user ran with the admin's key"
+    assert "make_bucket: acmeco-slm-data" in cp.stdout

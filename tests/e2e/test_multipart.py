@@ -371,3 +371,65 @@ def test_upload_id_is_bound_to_its_key_and_bucket(s3, bucket):
     finally:
         s3.abort_multipart_upload(Bucket=bucket, Key="a", UploadId=uid)
         s3.delete_bucket(Bucket=other)
+
+
+def test_complete_and_abort_race(s3, bucket):
+    """Complete and Abort of the same upload racing: exactly one outcome, never a torn object."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = os.urandom(64 * 1024)
+    for i in range(6):
+        key = f"race{i}"
+        uid = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        e = s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=1, Body=body)["ETag"]
+
+        def complete():
+            try:
+                return s3.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]}
+                )["ETag"]
+            except ClientError as exc:
+                return exc.response["Error"]["Code"]
+
+        def abort():
+            try:
+                s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=uid)
+                return "aborted"
+            except ClientError as exc:
+                return exc.response["Error"]["Code"]
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            fc, fa = pool.submit(complete), pool.submit(abort)
+            rc, ra = fc.result(), fa.result()
+        exists = key in keys_of(s3, bucket)
+        if rc == multipart_etag([body]):
+            assert exists
+            assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
+            assert ra in ("aborted", "NoSuchUpload")
+        else:
+            assert rc == "NoSuchUpload", rc
+            assert ra == "aborted"
+            assert not exists
+        assert (key, uid) not in upload_ids(s3, bucket)
+
+
+def test_double_complete(s3, bucket):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = os.urandom(32 * 1024)
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="twice")["UploadId"]
+    e = s3.upload_part(Bucket=bucket, Key="twice", UploadId=uid, PartNumber=1, Body=body)["ETag"]
+
+    def complete():
+        try:
+            return s3.complete_multipart_upload(
+                Bucket=bucket, Key="twice", UploadId=uid, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]}
+            )["ETag"]
+        except ClientError as exc:
+            return exc.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = [f.result() for f in [pool.submit(complete), pool.submit(complete)]]
+    assert multipart_etag([body]) in results
+    assert all(r in (multipart_etag([body]), "NoSuchUpload") for r in results), results
+    assert s3.get_object(Bucket=bucket, Key="twice")["Body"].read() == body

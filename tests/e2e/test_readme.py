@@ -21,12 +21,17 @@ DOC_ENDPOINT = "http://127.0.0.1:9000"
 
 
 def quickstart_commands(text: str) -> list[str]:
-    """Command lines of the first fenced block after the marker (comments, prompts and
+    """Command lines of the first fenced block after the quickstart marker."""
+    return block_commands(text, MARKER)
+
+
+def block_commands(text: str, marker: str) -> list[str]:
+    """Command lines of the first fenced block after `marker` (comments, prompts and
     `\\` continuations handled; lines starting the gateway itself are left out)."""
-    assert MARKER in text, f"README.md has no `{MARKER}` line before its quickstart block"
-    after = text.split(MARKER, 1)[1]
+    assert marker in text, f"README.md has no `{marker}` line before its block"
+    after = text.split(marker, 1)[1]
     m = re.search(r"^```[^\n]*\n(.*?)^```", after, re.MULTILINE | re.DOTALL)
-    assert m, f"no fenced code block after `{MARKER}`"
+    assert m, f"no fenced code block after `{marker}`"
     commands, current = [], ""
     for raw in m.group(1).splitlines():
         line = raw.rstrip()
