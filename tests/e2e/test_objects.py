@@ -557,3 +557,36 @@ def test_tag_limits(s3, bucket):
         Bucket=bucket, Key="t", Tagging={"TagSet": [{"Key": "k" * 128, "Value": "v" * 256}]}
     )
     assert tagset(s3, bucket, "t") == {"k" * 128: "v" * 256}
+
+
+@pytest.mark.parametrize("action", ["overwrite", "delete"])
+def test_get_in_progress_survives_overwrite_and_delete(server, s3, bucket, action):
+    """A GET that is streaming delivers the version it started with, whole, even if the key is
+    overwritten or deleted meanwhile."""
+    import socket
+
+    from e2e_helpers import object_path, sign
+
+    old = os.urandom(8 * 1024 * 1024)
+    s3.put_object(Bucket=bucket, Key="streamed", Body=old)
+    path = object_path(bucket, "streamed")
+    headers = sign("GET", f"{server.endpoint}{path}", server.access_key, server.secret_key,
+                   {"Host": f"127.0.0.1:{server.port}"})
+    head = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(head.encode())
+        data = sock.recv(64 * 1024)
+        if action == "overwrite":
+            s3.put_object(Bucket=bucket, Key="streamed", Body=b"new version")
+        else:
+            s3.delete_object(Bucket=bucket, Key="streamed")
+        header_end = data.index(b"\r\n\r\n") + 4
+        assert data.startswith(b"HTTP/1.1 200"), data[:200]
+        body = data[header_end:]
+        while len(body) < len(old):
+            chunk = sock.recv(1024 * 1024)
+            if not chunk:
+                break
+            body += chunk
+    assert hashlib.sha256(body).digest() == hashlib.sha256(old).digest(), f"got {len(body)} bytes, not the old version"
