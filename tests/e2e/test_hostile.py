@@ -682,3 +682,25 @@ def test_oversized_xml_bodies_everywhere(server, s3, bucket):
         assert f"{bucket}-big" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     finally:
         s3.abort_multipart_upload(Bucket=bucket, Key="mp", UploadId=uid)
+
+
+def test_presigned_url_dated_in_the_future_is_refused(server, s3, bucket):
+    # Dating a URL ahead would stretch it past the 7-day limit; S3 refuses a presigned request whose
+    # X-Amz-Date is beyond the allowed clock skew.
+    s3.put_object(Bucket=bucket, Key="p", Body=b"secret")
+    url = presign_url(server.endpoint, object_path(bucket, "p"), server.access_key, server.secret_key,
+                      expires=604800, now=utcnow() + datetime.timedelta(days=3))
+    resp = raw_request(server.port, "GET", url.split(f"127.0.0.1:{server.port}", 1)[1])
+    assert_s3_error(resp, 403, {"AccessDenied", "RequestTimeTooSkewed"})
+    assert b"secret" not in resp.body
+
+
+@pytest.mark.parametrize("expires", [-1, 0])
+def test_presigned_nonpositive_expiry(server, s3, bucket, expires):
+    s3.put_object(Bucket=bucket, Key="p", Body=b"secret")
+    url = presign_url(server.endpoint, object_path(bucket, "p"), server.access_key, server.secret_key,
+                      expires=expires, now=utcnow() - datetime.timedelta(seconds=2))
+    resp = raw_request(server.port, "GET", url.split(f"127.0.0.1:{server.port}", 1)[1])
+    assert resp.status in (400, 403), resp.status
+    assert resp.error_code() in ("AuthorizationQueryParametersError", "AccessDenied"), resp.body[:300]
+    assert b"secret" not in resp.body
