@@ -3,9 +3,8 @@
 //! # Security
 //! - Authentication is the only way to obtain a [`Principal`] other than `Anonymous`: it requires a
 //!   SigV4 signature verified by `keyhole_sigv4::verify` against the key's secret.
-//! - Authorization is a trait the gateway cannot be built without. This release ships
-//!   [`RootOnly`]: the root user may do everything, everyone else nothing. The IAM engine replaces
-//!   it behind the same call.
+//! - Authorization is a trait the gateway cannot be built without; [`PolicyAuthorizer`] decides
+//!   with the IAM policy engine (`keyhole-policy`) and the request's condition context.
 //! - Denials never echo policy text; they name the action, the resource and the reason class.
 
 use chrono::{DateTime, Utc};
@@ -16,12 +15,25 @@ use crate::error::S3Error;
 use crate::s3::route::Permission;
 
 /// Who sent a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Principal {
     /// The account's root user.
     Root {
         /// The access key the request was signed with.
         access_key_id: String,
+    },
+    /// An IAM user, signing with one of its access keys.
+    User {
+        /// User name.
+        name: String,
+        /// Unique id (`AIDA...`), the value of `aws:userid`.
+        id: String,
+        /// `arn:aws:iam::ACCOUNT:user/NAME`.
+        arn: String,
+        /// The access key the request was signed with.
+        access_key_id: String,
+        /// The user's identity policies, compiled (from the state snapshot).
+        policies: std::sync::Arc<Vec<keyhole_policy::CompiledPolicy>>,
     },
     /// No signature at all.
     Anonymous,
@@ -32,7 +44,18 @@ impl Principal {
     pub fn arn(&self, account_id: &str) -> String {
         match self {
             Principal::Root { .. } => format!("arn:aws:iam::{account_id}:root"),
+            Principal::User { arn, .. } => arn.clone(),
             Principal::Anonymous => "*".to_owned(),
+        }
+    }
+
+    /// The access key the request was signed with, if any.
+    pub fn access_key_id(&self) -> Option<&str> {
+        match self {
+            Principal::Root { access_key_id } | Principal::User { access_key_id, .. } => {
+                Some(access_key_id)
+            }
+            Principal::Anonymous => None,
         }
     }
 
@@ -40,6 +63,7 @@ impl Principal {
     pub fn kind(&self) -> &'static str {
         match self {
             Principal::Root { .. } => "Root",
+            Principal::User { .. } => "IAMUser",
             Principal::Anonymous => "Anonymous",
         }
     }
@@ -51,36 +75,74 @@ pub struct Authenticator {
     root_access_key_id: String,
     root_secret: SecretKey,
     region: String,
+    state: std::sync::Arc<crate::state::State>,
+}
+
+/// The error code for an unknown or inactive key: S3 and the Query APIs spell it differently.
+fn unknown_key(service: &str, access_key_id: &str) -> S3Error {
+    if service == "s3" {
+        S3Error::new(
+            "InvalidAccessKeyId",
+            StatusCode::FORBIDDEN,
+            "The AWS Access Key Id you provided does not exist in our records.",
+        )
+        .with("AWSAccessKeyId", access_key_id)
+    } else {
+        S3Error::new(
+            "InvalidClientTokenId",
+            StatusCode::FORBIDDEN,
+            "The security token included in the request is invalid.",
+        )
+    }
 }
 
 impl Authenticator {
-    /// An authenticator that knows the root credentials and the gateway's region.
+    /// An authenticator for the root credentials and the IAM users' keys in `state`.
     pub fn new(
         root_access_key_id: String,
         root_secret: SecretKey,
         region: String,
+        state: std::sync::Arc<crate::state::State>,
     ) -> Authenticator {
         Authenticator {
             root_access_key_id,
             root_secret,
             region,
+            state,
         }
     }
 
-    /// Verifies the request's signature (if any) and returns who sent it.
-    pub fn authenticate(
+    /// Parses the request's SigV4 fields; `None` for an unsigned request.
+    pub fn parse(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
+    ) -> Result<Option<keyhole_sigv4::SignedRequest>, S3Error> {
+        Ok(keyhole_sigv4::parse(method, uri, headers)?)
+    }
+
+    /// Verifies a parsed signature and returns who sent it. `body_sha256` is the hash of the
+    /// (already read, small) body for Query-protocol requests that sign it without declaring it.
+    #[allow(clippy::too_many_arguments, reason = "the parts of one HTTP request")]
+    pub fn verify(
+        &self,
+        signed: keyhole_sigv4::SignedRequest,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
         now: DateTime<Utc>,
-    ) -> Result<(Principal, Option<VerifiedRequest>), S3Error> {
-        let Some(signed) = keyhole_sigv4::parse(method, uri, headers)? else {
-            return Ok((Principal::Anonymous, None));
-        };
+        body_sha256: Option<&str>,
+    ) -> Result<(Principal, VerifiedRequest), S3Error> {
+        let service = signed.scope().service.clone();
         // AWS refuses a scope for another region, naming the one expected
         // (https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-authenticating-requests.html).
-        if signed.scope().region != self.region {
+        // IAM is a global service signed for us-east-1 (some clients leave the region empty).
+        let region_ok = match service.as_str() {
+            "iam" => true,
+            _ => signed.scope().region == self.region,
+        };
+        if !region_ok {
             let reason = format!(
                 "the region '{}' is wrong; expecting '{}'",
                 signed.scope().region,
@@ -99,14 +161,6 @@ impl Authenticator {
             return Err(S3Error::new(code, StatusCode::BAD_REQUEST, message)
                 .with("Region", self.region.clone()));
         }
-        if signed.access_key_id() != self.root_access_key_id {
-            return Err(S3Error::new(
-                "InvalidAccessKeyId",
-                StatusCode::FORBIDDEN,
-                "The AWS Access Key Id you provided does not exist in our records.",
-            )
-            .with("AWSAccessKeyId", signed.access_key_id()));
-        }
         if signed.session_token().is_some() {
             return Err(S3Error::new(
                 "InvalidToken",
@@ -115,46 +169,114 @@ impl Authenticator {
             ));
         }
         let access_key_id = signed.access_key_id().to_owned();
-        let verified = keyhole_sigv4::verify(signed, method, uri, headers, &self.root_secret, now)?;
-        Ok((Principal::Root { access_key_id }, Some(verified)))
+        let snapshot = self.state.snapshot();
+        let (secret, user) = if access_key_id == self.root_access_key_id {
+            (self.root_secret.clone(), None)
+        } else {
+            match snapshot.keys.get(&access_key_id) {
+                // An inactive key is refused at once, exactly like an unknown one.
+                Some(k) if k.active => (k.secret.clone(), snapshot.users.get(&k.user)),
+                _ => return Err(unknown_key(&service, &access_key_id)),
+            }
+        };
+        let verified = match body_sha256 {
+            Some(h) => {
+                keyhole_sigv4::verify_with_payload(signed, method, uri, headers, h, &secret, now)?
+            }
+            None => keyhole_sigv4::verify(signed, method, uri, headers, &secret, now)?,
+        };
+        let principal = match user {
+            None if access_key_id == self.root_access_key_id => Principal::Root { access_key_id },
+            None => return Err(unknown_key(&service, &access_key_id)),
+            Some(u) => Principal::User {
+                name: u.record.name.clone(),
+                id: u.record.id.clone(),
+                arn: u.arn.clone(),
+                access_key_id,
+                policies: u.policies.clone(),
+            },
+        };
+        Ok((principal, verified))
     }
 }
 
-/// Decides whether a principal may perform one (action, resource) pair.
+/// Decides whether a principal may perform one (action, resource) pair in a request context.
 pub trait Authorize: Send + Sync + std::fmt::Debug {
     /// `Ok(())` only when the pair is allowed.
-    fn authorize(&self, principal: &Principal, permission: &Permission) -> Result<(), S3Error>;
+    fn authorize(
+        &self,
+        principal: &Principal,
+        permission: &Permission,
+        context: &keyhole_policy::Context,
+    ) -> Result<(), S3Error>;
 }
 
-/// The foundation's authorizer: the root user may do everything, anyone else nothing.
+/// Authorization by the IAM policy engine.
+///
+/// - The root user is allowed everything (bucket policies, whose explicit denies would bind root
+///   too, are not in this release).
+/// - An IAM user is decided by AWS's evaluation logic over the user's identity policies (inline and
+///   attached managed): an explicit deny wins, otherwise some statement must allow.
+/// - Anonymous callers are denied (no bucket policy can grant them anything yet, and Block Public
+///   Access is on).
 #[derive(Debug, Clone)]
-pub struct RootOnly {
-    /// The account id, for messages.
+pub struct PolicyAuthorizer {
+    /// The account id.
     pub account_id: String,
 }
 
-impl Authorize for RootOnly {
-    fn authorize(&self, principal: &Principal, permission: &Permission) -> Result<(), S3Error> {
-        match principal {
-            Principal::Root { .. } => Ok(()),
-            Principal::Anonymous => Err(S3Error::access_denied("Access Denied")),
+impl Authorize for PolicyAuthorizer {
+    fn authorize(
+        &self,
+        principal: &Principal,
+        permission: &Permission,
+        context: &keyhole_policy::Context,
+    ) -> Result<(), S3Error> {
+        let (arn, policies) = match principal {
+            Principal::Root { .. } => return Ok(()),
+            Principal::Anonymous => return Err(S3Error::access_denied("Access Denied")),
+            Principal::User { arn, policies, .. } => (arn, policies),
+        };
+        let request = keyhole_policy::Request::new(
+            keyhole_policy::RequestPrincipal::User {
+                arn: arn.clone(),
+                account: self.account_id.clone(),
+            },
+            permission.action,
+            &permission.resource,
+            None,
+            context.clone(),
+        );
+        let set = keyhole_policy::Policies {
+            identity: policies,
+            ..Default::default()
+        };
+        let decision = keyhole_policy::Evaluator::evaluate(&set, &request);
+        if decision.kind == keyhole_policy::DecisionKind::Allowed {
+            return Ok(());
         }
-        .inspect_err(|_| {
-            tracing::debug!(
-                principal = principal.kind(),
-                action = permission.action,
-                resource = %permission.resource,
-                "denied"
-            );
-        })
+        let reason = match decision.reason {
+            Some(keyhole_policy::DenialReason::ExplicitDeny(_)) => {
+                "with an explicit deny in an identity-based policy".to_owned()
+            }
+            _ => format!(
+                "because no identity-based policy allows the {} action",
+                permission.action
+            ),
+        };
+        tracing::debug!(principal = %arn, action = permission.action, resource = %permission.resource, %reason, "denied");
+        Err(S3Error::access_denied(denial_message(
+            arn, permission, &reason,
+        )))
     }
 }
 
 /// Builds AWS's denial message: `User: ARN is not authorized to perform: ACTION on resource:
-/// "RESOURCE" because REASON`.
+/// "RESOURCE" REASON`, where REASON is `because no ... allows ...` or `with an explicit deny in
+/// ...` (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html).
 pub fn denial_message(principal_arn: &str, permission: &Permission, reason: &str) -> String {
     format!(
-        "User: {principal_arn} is not authorized to perform: {} on resource: \"{}\" because {reason}",
+        "User: {principal_arn} is not authorized to perform: {} on resource: \"{}\" {reason}",
         permission.action, permission.resource
     )
 }
@@ -163,49 +285,86 @@ pub fn denial_message(principal_arn: &str, permission: &Permission, reason: &str
 mod tests {
     use super::*;
 
+    fn perm(action: &'static str, resource: &str) -> Permission {
+        Permission {
+            action,
+            resource: resource.into(),
+        }
+    }
+
+    fn user(doc: &str) -> Principal {
+        let p =
+            keyhole_policy::CompiledPolicy::from_json(doc, keyhole_policy::PolicyKind::Identity)
+                .unwrap();
+        Principal::User {
+            name: "u".into(),
+            id: "AIDAX".into(),
+            arn: "arn:aws:iam::123456789012:user/u".into(),
+            access_key_id: "AKIAX".into(),
+            policies: std::sync::Arc::new(vec![p]),
+        }
+    }
+
     #[test]
-    fn root_only_allows_root_and_denies_anonymous() {
-        let a = RootOnly {
+    fn root_allowed_anonymous_denied() {
+        let a = PolicyAuthorizer {
             account_id: "123456789012".into(),
         };
-        let p = Permission {
-            action: "s3:GetObject",
-            resource: "arn:aws:s3:::b/k".into(),
-        };
+        let ctx = keyhole_policy::Context::new();
+        let p = perm("s3:GetObject", "arn:aws:s3:::b/k");
         assert!(a
             .authorize(
                 &Principal::Root {
                     access_key_id: "AKIA".into()
                 },
-                &p
+                &p,
+                &ctx
             )
             .is_ok());
-        let e = a.authorize(&Principal::Anonymous, &p).unwrap_err();
-        assert_eq!(e.code(), "AccessDenied");
-        assert_eq!(e.status(), StatusCode::FORBIDDEN);
+        let e = a.authorize(&Principal::Anonymous, &p, &ctx).unwrap_err();
+        assert_eq!(
+            (e.code(), e.status()),
+            ("AccessDenied", StatusCode::FORBIDDEN)
+        );
     }
 
     #[test]
-    fn denial_message_has_aws_form() {
-        let p = Permission {
-            action: "s3:PutObject",
-            resource: "arn:aws:s3:::b/k".into(),
+    fn users_are_decided_by_their_policies_with_the_context() {
+        let a = PolicyAuthorizer {
+            account_id: "123456789012".into(),
         };
-        assert_eq!(
-            denial_message("arn:aws:iam::1:user/u", &p, "no identity-based policy allows the s3:PutObject action"),
-            "User: arn:aws:iam::1:user/u is not authorized to perform: s3:PutObject on resource: \"arn:aws:s3:::b/k\" because no identity-based policy allows the s3:PutObject action"
+        let u = user(
+            r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::b","Condition":{"StringLike":{"s3:prefix":"data/*"}}},
+            {"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::b/*"},
+            {"Effect":"Deny","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::b/*"}]}"#,
         );
-    }
-
-    #[test]
-    fn arns() {
-        assert_eq!(
-            Principal::Root {
-                access_key_id: "x".into()
-            }
-            .arn("123456789012"),
-            "arn:aws:iam::123456789012:root"
+        let mut ctx = keyhole_policy::Context::new();
+        assert!(a
+            .authorize(&u, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
+            .is_ok());
+        let e = a
+            .authorize(&u, &perm("s3:DeleteObject", "arn:aws:s3:::b/k"), &ctx)
+            .unwrap_err();
+        assert!(
+            e.message()
+                .ends_with("with an explicit deny in an identity-based policy"),
+            "{}",
+            e.message()
         );
-        assert_eq!(Principal::Anonymous.arn("1"), "*");
+        let e = a
+            .authorize(&u, &perm("s3:ListBucket", "arn:aws:s3:::b"), &ctx)
+            .unwrap_err();
+        assert_eq!(
+            e.message(),
+            "User: arn:aws:iam::123456789012:user/u is not authorized to perform: s3:ListBucket on resource: \"arn:aws:s3:::b\" because no identity-based policy allows the s3:ListBucket action"
+        );
+        ctx.insert("s3:prefix", "data/x");
+        assert!(a
+            .authorize(&u, &perm("s3:ListBucket", "arn:aws:s3:::b"), &ctx)
+            .is_ok());
+        assert!(a
+            .authorize(&u, &perm("s3:GetObject", "arn:aws:s3:::other/k"), &ctx)
+            .is_err());
     }
 }

@@ -87,6 +87,27 @@ impl S3Error {
         w.finish()
     }
 
+    /// Renders the Query-protocol `<ErrorResponse>` document (IAM, STS).
+    pub fn to_query_xml(&self, request_id: &str) -> String {
+        let mut w = XmlWriter::new();
+        w.root_ns("ErrorResponse", crate::iam::IAM_NS);
+        w.open("Error");
+        w.elem(
+            "Type",
+            if self.0.status.is_server_error() {
+                "Receiver"
+            } else {
+                "Sender"
+            },
+        );
+        w.elem("Code", self.0.code);
+        w.elem("Message", &self.0.message);
+        w.close("Error");
+        w.elem("RequestId", request_id);
+        w.close("ErrorResponse");
+        w.finish()
+    }
+
     // Shorthands for errors raised in many places.
 
     /// `NotImplemented` (501) for a recognised but unsupported operation.

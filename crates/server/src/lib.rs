@@ -16,9 +16,12 @@ pub mod auth;
 pub mod body;
 pub mod client;
 pub mod config;
+pub mod context;
 pub mod error;
+pub mod iam;
 pub mod pipeline;
 pub mod s3;
+pub mod state;
 pub mod xml;
 
 use std::sync::Arc;
@@ -38,6 +41,8 @@ pub struct Gateway {
     pub account: Account,
     /// The embedded object store.
     pub store: LocalStore,
+    /// Users, keys and policies (SQLite) with the in-memory snapshot requests read.
+    pub state: Arc<state::State>,
     /// Verifies signatures and finds the principal.
     pub authn: auth::Authenticator,
     /// Decides every (action, resource) pair.
@@ -53,18 +58,21 @@ impl Gateway {
         config: Config,
         account: Account,
         store: LocalStore,
+        state: Arc<state::State>,
         authz: Arc<dyn auth::Authorize>,
     ) -> Gateway {
         let authn = auth::Authenticator::new(
             account.record.root_access_key_id.clone(),
             account.root_secret.clone(),
             config.region.clone(),
+            state.clone(),
         );
         let owner_id = hex::encode(sha2::Sha256::digest(account.record.account_id.as_bytes()));
         Gateway {
             config,
             account,
             store,
+            state,
             authn,
             authz,
             owner_id,
@@ -72,15 +80,26 @@ impl Gateway {
     }
 }
 
-/// Opens (or on first start creates) the account and the store under the configured data
-/// directory, and builds the gateway with the foundation's root-only authorizer.
+/// Opens (or on first start creates) the account, the state database and the store under the
+/// configured data directory, and builds the gateway with the IAM policy authorizer.
 pub fn open(config: Config) -> Result<Gateway, OpenError> {
     let account = Account::load_or_create(&config.data_dir)?;
     let store = LocalStore::open(&config.data_dir.join("store"))?;
-    let authz = Arc::new(auth::RootOnly {
+    let master = hex::decode(account.master_key.expose()).map_err(|_| {
+        OpenError::Account(account::AccountError::Damaged {
+            path: config.data_dir.join(account::MASTER_KEY_FILE),
+            reason: "expected 64 hex digits".into(),
+        })
+    })?;
+    let state = Arc::new(state::State::open(
+        &config.data_dir,
+        &master,
+        &account.record.account_id,
+    )?);
+    let authz = Arc::new(auth::PolicyAuthorizer {
         account_id: account.record.account_id.clone(),
     });
-    Ok(Gateway::new(config, account, store, authz))
+    Ok(Gateway::new(config, account, store, state, authz))
 }
 
 /// The gateway could not be opened.
@@ -92,4 +111,7 @@ pub enum OpenError {
     /// The object store.
     #[error("cannot open the object store: {0}")]
     Store(#[from] keyhole_store::StoreError),
+    /// The state database.
+    #[error("cannot open the state database: {0}")]
+    State(#[from] state::StateError),
 }

@@ -15,7 +15,9 @@ use hyper_util::rt::TokioIo;
 use rand::Rng;
 use tokio::net::TcpListener;
 
+use crate::auth::Principal;
 use crate::body::{self, Body, BodyReader};
+use crate::context::{self, RequestFacts};
 use crate::error::S3Error;
 use crate::s3::route::{Op, Query};
 use crate::s3::{self, Ctx};
@@ -69,6 +71,10 @@ pub async fn serve(
     }
 }
 
+/// Largest Query-protocol (IAM) form body: a 6144-character policy document, URL-encoded (up to
+/// three bytes a character), plus the other parameters.
+pub const MAX_QUERY_BODY_BYTES: usize = 64 * 1024;
+
 /// A fresh request id in AWS's style (16 uppercase hex digits).
 fn new_request_id() -> String {
     format!("{:016X}", rand::thread_rng().gen::<u64>())
@@ -94,27 +100,80 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
     };
     let mut op_name = "Unknown";
     let mut principal_kind = "Unauthenticated";
+    let mut query_api = false;
     let (err_bucket, err_key) = match &located {
         Ok((b, k)) => (b.clone(), k.clone()),
         Err(_) => (None, None),
     };
     let outcome: Result<Response<Body>, S3Error> = async {
         let (bucket, key) = located?;
-        let (principal, verified) = gw.authn.authenticate(
-            &parts.method,
-            &parts.uri,
-            &parts.headers,
-            chrono::Utc::now(),
-        )?;
-        principal_kind = principal.kind();
-        if let Some(v) = &verified {
-            if v.scope().service != "s3" {
+        let now = chrono::Utc::now();
+        let signed = gw.authn.parse(&parts.method, &parts.uri, &parts.headers)?;
+        let service = signed.as_ref().map(|s| s.scope().service.clone());
+        match service.as_deref() {
+            None | Some("s3") => {}
+            Some("iam") => {
+                query_api = true;
+                let Some(signed) = signed else {
+                    return Err(S3Error::access_denied("Access Denied"));
+                };
+                // Query protocol: the action is in the form body (small, capped), which the
+                // signature covers; it is read and hashed before verification.
+                let expected = declared_length(&parts.headers, None)?;
+                let raw = BodyReader::new(incoming, &HeaderMap::new(), None, expected)
+                    .read_limited(MAX_QUERY_BODY_BYTES)
+                    .await?;
+                let hash = keyhole_sigv4::sha256_hex(&raw);
+                let (principal, verified) = gw.authn.verify(
+                    signed,
+                    &parts.method,
+                    &parts.uri,
+                    &parts.headers,
+                    now,
+                    Some(&hash),
+                )?;
+                principal_kind = principal.kind();
+                let form = if parts.method == Method::POST {
+                    Query::parse(Some(&String::from_utf8_lossy(&raw)))
+                } else {
+                    Query::parse(parts.uri.query())
+                };
+                let context = context::global(&RequestFacts {
+                    now,
+                    source_ip: peer.ip(),
+                    secure: false,
+                    headers: &parts.headers,
+                    region: &gw.config.region,
+                    account_id: &gw.account.record.account_id,
+                    principal: &principal,
+                    verified: Some(&verified),
+                });
+                let (response, name) =
+                    crate::iam::dispatch(&gw, &principal, form, &context, &request_id).await?;
+                op_name = name;
+                return Ok(response);
+            }
+            Some(other) => {
                 return Err(S3Error::not_implemented(&format!(
-                    "the `{}` service (this release serves S3 only)",
-                    v.scope().service
+                    "the `{other}` service (this release serves S3 and IAM)"
                 )));
             }
         }
+        let (principal, verified) = match signed {
+            None => (Principal::Anonymous, None),
+            Some(signed) => {
+                let (p, v) = gw.authn.verify(
+                    signed,
+                    &parts.method,
+                    &parts.uri,
+                    &parts.headers,
+                    now,
+                    None,
+                )?;
+                (p, Some(v))
+            }
+        };
+        principal_kind = principal.kind();
         let query = Query::parse(parts.uri.query());
         let copy_source = header_str(&parts.headers, "x-amz-copy-source")?;
         let op = Op::route(
@@ -133,8 +192,19 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         if access.upfront.is_empty() && access.per_key.is_none() {
             return Err(S3Error::access_denied("Access Denied"));
         }
+        let mut context = context::global(&RequestFacts {
+            now,
+            source_ip: peer.ip(),
+            secure: false,
+            headers: &parts.headers,
+            region: &gw.config.region,
+            account_id: &gw.account.record.account_id,
+            principal: &principal,
+            verified: verified.as_ref(),
+        });
+        context::add_s3(&mut context, &op, &query, &parts.headers);
         for permission in &access.upfront {
-            gw.authz.authorize(&principal, permission)?;
+            gw.authz.authorize(&principal, permission, &context)?;
         }
         let expected = declared_length(&parts.headers, verified.as_ref())?;
         let body = BodyReader::new(incoming, &parts.headers, verified.as_ref(), expected);
@@ -146,6 +216,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
             query,
             headers: &parts.headers,
             declared_length: expected,
+            context,
         };
         s3::dispatch(op, ctx, body).await
     }
@@ -165,6 +236,8 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
             let status = e.status();
             let body = if is_head {
                 body::empty()
+            } else if query_api {
+                body::full(e.to_query_xml(&request_id))
             } else {
                 body::full(e.to_xml(&resource, &request_id))
             };

@@ -33,6 +33,8 @@ pub struct Ctx<'a> {
     pub headers: &'a HeaderMap,
     /// The payload length the client declared, if any.
     pub declared_length: Option<u64>,
+    /// The request's IAM condition context (for checks made inside handlers).
+    pub context: keyhole_policy::Context,
 }
 
 impl Ctx<'_> {
@@ -83,10 +85,15 @@ pub async fn dispatch(op: Op, ctx: Ctx<'_>, body: BodyReader) -> Result<Response
 
 /// An XML response with status 200.
 pub(crate) fn xml_ok(doc: String) -> Response<Body> {
+    xml_response(doc, "application/xml")
+}
+
+/// An XML response with status 200 and this content type.
+pub(crate) fn xml_response(doc: String, content_type: &'static str) -> Response<Body> {
     let mut r = Response::new(body::full(doc));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/xml"),
+        HeaderValue::from_static(content_type),
     );
     r
 }

@@ -33,10 +33,15 @@ impl XmlWriter {
 
     /// Opens the root element with the S3 namespace.
     pub fn root(&mut self, name: &str) {
+        self.root_ns(name, S3_NS);
+    }
+
+    /// Opens the root element with the given namespace.
+    pub fn root_ns(&mut self, name: &str, ns: &str) {
         self.out.push('<');
         self.out.push_str(name);
         self.out.push_str(" xmlns=\"");
-        self.out.push_str(S3_NS);
+        self.out.push_str(ns);
         self.out.push_str("\">");
     }
 

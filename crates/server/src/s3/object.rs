@@ -413,7 +413,11 @@ pub(super) async fn delete_objects(
             action: "s3:DeleteObject",
             resource: object_arn(&ctx.bucket, &key),
         };
-        let result = match ctx.gw.authz.authorize(ctx.principal, &permission) {
+        let result = match ctx
+            .gw
+            .authz
+            .authorize(ctx.principal, &permission, &ctx.context)
+        {
             Err(e) => Err(e),
             Ok(()) => {
                 let store = ctx.gw.store.clone();

@@ -1,0 +1,195 @@
+//! The IAM condition context of a request (DESIGN.md section 3): global `aws:*` keys from the
+//! connection, the signature and the principal, and the S3 keys the operation has.
+//!
+//! Key names and value forms follow AWS's condition-key references:
+//! https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html and
+//! https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use http::HeaderMap;
+use keyhole_policy::Context;
+use keyhole_sigv4::{AuthKind, VerifiedRequest};
+
+use crate::auth::Principal;
+use crate::s3::route::{Op, Query};
+
+/// What the context is built from.
+pub struct RequestFacts<'a> {
+    /// When the request arrived.
+    pub now: DateTime<Utc>,
+    /// The TCP peer's address (the only source of `aws:SourceIp` in this release).
+    pub source_ip: IpAddr,
+    /// Whether the connection is TLS.
+    pub secure: bool,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// The gateway's region.
+    pub region: &'a str,
+    /// The account id.
+    pub account_id: &'a str,
+    /// Who is calling.
+    pub principal: &'a Principal,
+    /// The verified signature, if any.
+    pub verified: Option<&'a VerifiedRequest>,
+}
+
+/// The global keys every request has.
+pub fn global(f: &RequestFacts<'_>) -> Context {
+    let mut c = Context::new();
+    c.insert(
+        "aws:CurrentTime",
+        f.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    c.insert("aws:EpochTime", f.now.timestamp().to_string());
+    c.insert("aws:SourceIp", f.source_ip.to_string());
+    c.insert(
+        "aws:SecureTransport",
+        if f.secure { "true" } else { "false" },
+    );
+    c.insert("aws:RequestedRegion", f.region);
+    for (key, header) in [("aws:UserAgent", "user-agent"), ("aws:Referer", "referer")] {
+        if let Some(v) = f.headers.get(header).and_then(|v| v.to_str().ok()) {
+            c.insert(key, v);
+        }
+    }
+    match f.principal {
+        Principal::Root { .. } => {
+            c.insert(
+                "aws:PrincipalArn",
+                format!("arn:aws:iam::{}:root", f.account_id),
+            );
+            c.insert("aws:PrincipalAccount", f.account_id);
+            c.insert("aws:PrincipalType", "Account");
+            c.insert("aws:userid", f.account_id);
+        }
+        Principal::User { name, id, arn, .. } => {
+            c.insert("aws:PrincipalArn", arn.as_str());
+            c.insert("aws:PrincipalAccount", f.account_id);
+            c.insert("aws:PrincipalType", "User");
+            c.insert("aws:userid", id.as_str());
+            c.insert("aws:username", name.as_str());
+        }
+        Principal::Anonymous => {
+            c.insert("aws:PrincipalType", "Anonymous");
+        }
+    }
+    if let Some(v) = f.verified {
+        c.insert("s3:signatureversion", "AWS4-HMAC-SHA256");
+        c.insert(
+            "s3:authType",
+            match v.kind() {
+                AuthKind::Header => "REST-HEADER",
+                AuthKind::Query => "REST-QUERY-STRING",
+            },
+        );
+        let age_ms = (f.now - v.signed_at()).num_milliseconds().max(0);
+        c.insert("s3:signatureAge", age_ms.to_string());
+    }
+    c
+}
+
+/// Adds the S3 keys an operation has: listing parameters for ListBucket, request headers for
+/// writes.
+pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
+    if matches!(op, Op::ListObjects | Op::ListObjectsV2) {
+        for (key, param) in [
+            ("s3:prefix", "prefix"),
+            ("s3:delimiter", "delimiter"),
+            ("s3:max-keys", "max-keys"),
+        ] {
+            if let Some(v) = query.get(param) {
+                c.insert(key, v);
+            }
+        }
+    }
+    for (key, header) in [
+        ("s3:x-amz-acl", "x-amz-acl"),
+        ("s3:x-amz-content-sha256", "x-amz-content-sha256"),
+        ("s3:x-amz-copy-source", "x-amz-copy-source"),
+        ("s3:x-amz-metadata-directive", "x-amz-metadata-directive"),
+        (
+            "s3:x-amz-server-side-encryption",
+            "x-amz-server-side-encryption",
+        ),
+        ("s3:x-amz-storage-class", "x-amz-storage-class"),
+    ] {
+        if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
+            c.insert(key, v);
+        }
+    }
+    if let Some(v) = headers.get("x-amz-tagging").and_then(|v| v.to_str().ok()) {
+        let tags = Query::parse(Some(v));
+        let keys: Vec<String> = tags.names().map(str::to_owned).collect();
+        for k in &keys {
+            c.insert(
+                &format!("s3:RequestObjectTag/{k}"),
+                tags.get(k).unwrap_or(""),
+            );
+        }
+        c.insert_multi("s3:RequestObjectTagKeys", keys);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_keys_for_a_user() {
+        let headers = HeaderMap::new();
+        let p = Principal::User {
+            name: "job-runner".into(),
+            id: "AIDAEXAMPLE".into(),
+            arn: "arn:aws:iam::123456789012:user/job-runner".into(),
+            access_key_id: "AKIA".into(),
+            policies: Default::default(),
+        };
+        let now = DateTime::parse_from_rfc3339("2025-07-16T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let c = global(&RequestFacts {
+            now,
+            source_ip: "127.0.0.2".parse().unwrap(),
+            secure: false,
+            headers: &headers,
+            region: "us-east-1",
+            account_id: "123456789012",
+            principal: &p,
+            verified: None,
+        });
+        let get = |k: &str| c.get(k).map(|v| v.values().to_vec());
+        assert_eq!(
+            get("aws:CurrentTime"),
+            Some(vec!["2025-07-16T02:00:00Z".into()])
+        );
+        assert_eq!(get("aws:SourceIp"), Some(vec!["127.0.0.2".into()]));
+        assert_eq!(get("aws:username"), Some(vec!["job-runner".into()]));
+        assert_eq!(get("aws:PrincipalType"), Some(vec!["User".into()]));
+        assert_eq!(get("aws:SecureTransport"), Some(vec!["false".into()]));
+        assert_eq!(
+            get("AWS:SOURCEIP"),
+            Some(vec!["127.0.0.2".into()]),
+            "keys are case-insensitive"
+        );
+    }
+
+    #[test]
+    fn list_parameters_only_for_listing() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amz-tagging", "team=ml&stage=dev".parse().unwrap());
+        let q = Query::parse(Some("list-type=2&prefix=prompts/&delimiter=/"));
+        let mut c = Context::new();
+        add_s3(&mut c, &Op::ListObjectsV2, &q, &headers);
+        assert_eq!(c.get("s3:prefix").unwrap().values(), ["prompts/"]);
+        assert_eq!(c.get("s3:delimiter").unwrap().values(), ["/"]);
+        assert_eq!(
+            c.get("s3:RequestObjectTagKeys").unwrap().values(),
+            ["team", "stage"]
+        );
+        let mut c = Context::new();
+        add_s3(&mut c, &Op::GetObject, &q, &HeaderMap::new());
+        assert!(c.get("s3:prefix").is_none());
+    }
+}

@@ -1,0 +1,525 @@
+//! The IAM Query API (service `iam`): users, access keys, inline user policies and managed
+//! policies, so `aws iam ...` and boto3's IAM client work against keyhole unchanged.
+//!
+//! Requests are `POST /` with a form body (`Action=CreateUser&Version=2010-05-08&...`); responses
+//! are `<ActionResponse>` XML in the IAM namespace
+//! (https://docs.aws.amazon.com/IAM/latest/APIReference/Welcome.html). Every action is authorized
+//! by the same engine as S3, with action `iam:ACTION` on the entity's ARN.
+//!
+//! Actions not listed in [`IamAction`] answer `501 NotImplemented`; none succeeds wrongly.
+
+use http::{Response, StatusCode};
+use keyhole_policy::Context;
+
+use crate::auth::Principal;
+use crate::body::Body;
+use crate::error::S3Error;
+use crate::s3::route::{Permission, Query};
+use crate::state::{State, StateError};
+use crate::xml::XmlWriter;
+use crate::Gateway;
+
+/// The IAM XML namespace.
+pub const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
+
+/// The IAM actions keyhole serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IamAction {
+    /// CreateUser
+    CreateUser,
+    /// GetUser
+    GetUser,
+    /// ListUsers
+    ListUsers,
+    /// DeleteUser
+    DeleteUser,
+    /// CreateAccessKey
+    CreateAccessKey,
+    /// ListAccessKeys
+    ListAccessKeys,
+    /// UpdateAccessKey
+    UpdateAccessKey,
+    /// DeleteAccessKey
+    DeleteAccessKey,
+    /// PutUserPolicy
+    PutUserPolicy,
+    /// GetUserPolicy
+    GetUserPolicy,
+    /// ListUserPolicies
+    ListUserPolicies,
+    /// DeleteUserPolicy
+    DeleteUserPolicy,
+    /// CreatePolicy
+    CreatePolicy,
+    /// GetPolicy
+    GetPolicy,
+    /// ListPolicies
+    ListPolicies,
+    /// DeletePolicy
+    DeletePolicy,
+    /// AttachUserPolicy
+    AttachUserPolicy,
+    /// DetachUserPolicy
+    DetachUserPolicy,
+    /// ListAttachedUserPolicies
+    ListAttachedUserPolicies,
+}
+
+impl IamAction {
+    /// Parses the `Action` parameter.
+    pub fn parse(name: &str) -> Option<IamAction> {
+        use IamAction as A;
+        Some(match name {
+            "CreateUser" => A::CreateUser,
+            "GetUser" => A::GetUser,
+            "ListUsers" => A::ListUsers,
+            "DeleteUser" => A::DeleteUser,
+            "CreateAccessKey" => A::CreateAccessKey,
+            "ListAccessKeys" => A::ListAccessKeys,
+            "UpdateAccessKey" => A::UpdateAccessKey,
+            "DeleteAccessKey" => A::DeleteAccessKey,
+            "PutUserPolicy" => A::PutUserPolicy,
+            "GetUserPolicy" => A::GetUserPolicy,
+            "ListUserPolicies" => A::ListUserPolicies,
+            "DeleteUserPolicy" => A::DeleteUserPolicy,
+            "CreatePolicy" => A::CreatePolicy,
+            "GetPolicy" => A::GetPolicy,
+            "ListPolicies" => A::ListPolicies,
+            "DeletePolicy" => A::DeletePolicy,
+            "AttachUserPolicy" => A::AttachUserPolicy,
+            "DetachUserPolicy" => A::DetachUserPolicy,
+            "ListAttachedUserPolicies" => A::ListAttachedUserPolicies,
+            _ => return None,
+        })
+    }
+
+    /// The API name.
+    pub fn name(self) -> &'static str {
+        use IamAction as A;
+        match self {
+            A::CreateUser => "CreateUser",
+            A::GetUser => "GetUser",
+            A::ListUsers => "ListUsers",
+            A::DeleteUser => "DeleteUser",
+            A::CreateAccessKey => "CreateAccessKey",
+            A::ListAccessKeys => "ListAccessKeys",
+            A::UpdateAccessKey => "UpdateAccessKey",
+            A::DeleteAccessKey => "DeleteAccessKey",
+            A::PutUserPolicy => "PutUserPolicy",
+            A::GetUserPolicy => "GetUserPolicy",
+            A::ListUserPolicies => "ListUserPolicies",
+            A::DeleteUserPolicy => "DeleteUserPolicy",
+            A::CreatePolicy => "CreatePolicy",
+            A::GetPolicy => "GetPolicy",
+            A::ListPolicies => "ListPolicies",
+            A::DeletePolicy => "DeletePolicy",
+            A::AttachUserPolicy => "AttachUserPolicy",
+            A::DetachUserPolicy => "DetachUserPolicy",
+            A::ListAttachedUserPolicies => "ListAttachedUserPolicies",
+        }
+    }
+
+    /// The IAM action checked (`iam:` + the API name).
+    pub fn iam_action(self) -> &'static str {
+        use IamAction as A;
+        match self {
+            A::CreateUser => "iam:CreateUser",
+            A::GetUser => "iam:GetUser",
+            A::ListUsers => "iam:ListUsers",
+            A::DeleteUser => "iam:DeleteUser",
+            A::CreateAccessKey => "iam:CreateAccessKey",
+            A::ListAccessKeys => "iam:ListAccessKeys",
+            A::UpdateAccessKey => "iam:UpdateAccessKey",
+            A::DeleteAccessKey => "iam:DeleteAccessKey",
+            A::PutUserPolicy => "iam:PutUserPolicy",
+            A::GetUserPolicy => "iam:GetUserPolicy",
+            A::ListUserPolicies => "iam:ListUserPolicies",
+            A::DeleteUserPolicy => "iam:DeleteUserPolicy",
+            A::CreatePolicy => "iam:CreatePolicy",
+            A::GetPolicy => "iam:GetPolicy",
+            A::ListPolicies => "iam:ListPolicies",
+            A::DeletePolicy => "iam:DeletePolicy",
+            A::AttachUserPolicy => "iam:AttachUserPolicy",
+            A::DetachUserPolicy => "iam:DetachUserPolicy",
+            A::ListAttachedUserPolicies => "iam:ListAttachedUserPolicies",
+        }
+    }
+}
+
+/// A required parameter, or `ValidationError` naming it.
+fn required<'a>(q: &'a Query, name: &str) -> Result<&'a str, S3Error> {
+    q.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+        S3Error::new(
+            "ValidationError",
+            StatusCode::BAD_REQUEST,
+            format!("1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null", lower_first(name)),
+        )
+    })
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_lowercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+impl From<StateError> for S3Error {
+    #[track_caller]
+    fn from(e: StateError) -> S3Error {
+        if e.is_internal() {
+            return S3Error::internal(e);
+        }
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        S3Error::new(e.code(), status, e.to_string())
+    }
+}
+
+/// The user an action is about: `UserName`, or the caller for the actions that default to it.
+fn target_user(q: &Query, principal: &Principal) -> Result<String, S3Error> {
+    if let Some(u) = q.get("UserName").filter(|u| !u.is_empty()) {
+        return Ok(u.to_owned());
+    }
+    match principal {
+        Principal::User { name, .. } => Ok(name.clone()),
+        _ => Err(S3Error::new(
+            "ValidationError",
+            StatusCode::BAD_REQUEST,
+            "UserName is required when the caller is not an IAM user (root access keys are not managed through this API)",
+        )),
+    }
+}
+
+/// The (action, resource) an IAM request must be allowed.
+pub fn permission(
+    action: IamAction,
+    q: &Query,
+    principal: &Principal,
+    account_id: &str,
+) -> Result<Permission, S3Error> {
+    use IamAction as A;
+    let user_arn = |name: &str| format!("arn:aws:iam::{account_id}:user/{name}");
+    let resource = match action {
+        A::CreateUser
+        | A::DeleteUser
+        | A::PutUserPolicy
+        | A::GetUserPolicy
+        | A::ListUserPolicies
+        | A::DeleteUserPolicy
+        | A::AttachUserPolicy
+        | A::DetachUserPolicy
+        | A::ListAttachedUserPolicies => user_arn(required(q, "UserName")?),
+        A::GetUser
+        | A::CreateAccessKey
+        | A::ListAccessKeys
+        | A::UpdateAccessKey
+        | A::DeleteAccessKey => user_arn(&target_user(q, principal)?),
+        A::CreatePolicy => format!(
+            "arn:aws:iam::{account_id}:policy{}{}",
+            q.get("Path").unwrap_or("/"),
+            required(q, "PolicyName")?
+        ),
+        A::GetPolicy | A::DeletePolicy => required(q, "PolicyArn")?.to_owned(),
+        // Listing everything has no resource type in AWS's authorization reference: `*`.
+        A::ListUsers | A::ListPolicies => "*".to_owned(),
+    };
+    Ok(Permission {
+        action: action.iam_action(),
+        resource,
+    })
+}
+
+/// RFC 3986 unreserved characters stay as they are; everything else is percent-encoded.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a policy document as IAM returns them (RFC 3986; SDKs decode it).
+fn url_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
+fn xml_date(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|d| {
+            d.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        })
+        .unwrap_or_else(|_| rfc3339.to_owned())
+}
+
+fn user_xml(w: &mut XmlWriter, el: &str, u: &crate::state::UserRecord, arn: &str) {
+    w.open(el);
+    w.elem("Path", &u.path);
+    w.elem("UserName", &u.name);
+    w.elem("UserId", &u.id);
+    w.elem("Arn", arn);
+    w.elem("CreateDate", &xml_date(&u.created));
+    w.close(el);
+}
+
+fn policy_xml(w: &mut XmlWriter, el: &str, p: &crate::state::ManagedPolicyRecord, arn: &str) {
+    w.open(el);
+    w.elem("PolicyName", &p.name);
+    w.elem("PolicyId", &p.id);
+    w.elem("Arn", arn);
+    w.elem("Path", &p.path);
+    w.elem("DefaultVersionId", "v1");
+    w.elem("AttachmentCount", &p.attachments.to_string());
+    w.elem("PermissionsBoundaryUsageCount", "0");
+    w.elem("IsAttachable", "true");
+    if !p.description.is_empty() {
+        w.elem("Description", &p.description);
+    }
+    w.elem("CreateDate", &xml_date(&p.created));
+    w.elem("UpdateDate", &xml_date(&p.created));
+    w.close(el);
+}
+
+/// Runs an authorized IAM action and renders its response.
+pub async fn handle(
+    gw: &Gateway,
+    principal: &Principal,
+    action: IamAction,
+    q: Query,
+    request_id: &str,
+) -> Result<Response<Body>, S3Error> {
+    let state = gw.state.clone();
+    let caller = principal.clone();
+    let rid = request_id.to_owned();
+    tokio::task::spawn_blocking(move || run(&state, &caller, action, &q, &rid))
+        .await
+        .map_err(S3Error::internal)?
+}
+
+fn run(
+    state: &State,
+    principal: &Principal,
+    action: IamAction,
+    q: &Query,
+    request_id: &str,
+) -> Result<Response<Body>, S3Error> {
+    use IamAction as A;
+    let name = action.name();
+    let mut w = XmlWriter::new();
+    w.root_ns(&format!("{name}Response"), IAM_NS);
+    let result = format!("{name}Result");
+    match action {
+        A::CreateUser => {
+            let (u, arn) =
+                state.create_user(required(q, "UserName")?, q.get("Path").unwrap_or("/"))?;
+            w.open(&result);
+            user_xml(&mut w, "User", &u, &arn);
+            w.close(&result);
+        }
+        A::GetUser => {
+            let (u, arn) = state.get_user(&target_user(q, principal)?)?;
+            w.open(&result);
+            user_xml(&mut w, "User", &u, &arn);
+            w.close(&result);
+        }
+        A::ListUsers => {
+            w.open(&result);
+            w.open("Users");
+            for (u, arn) in state.list_users()? {
+                user_xml(&mut w, "member", &u, &arn);
+            }
+            w.close("Users");
+            w.elem("IsTruncated", "false");
+            w.close(&result);
+        }
+        A::DeleteUser => {
+            state.delete_user(required(q, "UserName")?)?;
+        }
+        A::CreateAccessKey => {
+            let (k, secret) = state.create_access_key(&target_user(q, principal)?)?;
+            w.open(&result);
+            w.open("AccessKey");
+            w.elem("UserName", &k.user_name);
+            w.elem("AccessKeyId", &k.id);
+            w.elem("Status", &k.status);
+            w.elem("SecretAccessKey", secret.expose());
+            w.elem("CreateDate", &xml_date(&k.created));
+            w.close("AccessKey");
+            w.close(&result);
+        }
+        A::ListAccessKeys => {
+            let user = target_user(q, principal)?;
+            w.open(&result);
+            w.elem("UserName", &user);
+            w.open("AccessKeyMetadata");
+            for k in state.list_access_keys(&user)? {
+                w.open("member");
+                w.elem("UserName", &k.user_name);
+                w.elem("AccessKeyId", &k.id);
+                w.elem("Status", &k.status);
+                w.elem("CreateDate", &xml_date(&k.created));
+                w.close("member");
+            }
+            w.close("AccessKeyMetadata");
+            w.elem("IsTruncated", "false");
+            w.close(&result);
+        }
+        A::UpdateAccessKey => {
+            state.update_access_key(
+                &target_user(q, principal)?,
+                required(q, "AccessKeyId")?,
+                required(q, "Status")?,
+            )?;
+        }
+        A::DeleteAccessKey => {
+            state.delete_access_key(&target_user(q, principal)?, required(q, "AccessKeyId")?)?;
+        }
+        A::PutUserPolicy => {
+            state.put_user_policy(
+                required(q, "UserName")?,
+                required(q, "PolicyName")?,
+                required(q, "PolicyDocument")?,
+            )?;
+        }
+        A::GetUserPolicy => {
+            let (user, policy) = (required(q, "UserName")?, required(q, "PolicyName")?);
+            let doc = state.get_user_policy(user, policy)?;
+            w.open(&result);
+            w.elem("UserName", user);
+            w.elem("PolicyName", policy);
+            w.elem("PolicyDocument", &url_encode(&doc));
+            w.close(&result);
+        }
+        A::ListUserPolicies => {
+            w.open(&result);
+            w.open("PolicyNames");
+            for n in state.list_user_policies(required(q, "UserName")?)? {
+                w.elem("member", &n);
+            }
+            w.close("PolicyNames");
+            w.elem("IsTruncated", "false");
+            w.close(&result);
+        }
+        A::DeleteUserPolicy => {
+            state.delete_user_policy(required(q, "UserName")?, required(q, "PolicyName")?)?;
+        }
+        A::CreatePolicy => {
+            let p = state.create_policy(
+                required(q, "PolicyName")?,
+                q.get("Path").unwrap_or("/"),
+                q.get("Description").unwrap_or(""),
+                required(q, "PolicyDocument")?,
+            )?;
+            let arn = state.policy_arn(&p);
+            w.open(&result);
+            policy_xml(&mut w, "Policy", &p, &arn);
+            w.close(&result);
+        }
+        A::GetPolicy => {
+            let p = state.get_policy(required(q, "PolicyArn")?)?;
+            let arn = state.policy_arn(&p);
+            w.open(&result);
+            policy_xml(&mut w, "Policy", &p, &arn);
+            w.close(&result);
+        }
+        A::ListPolicies => {
+            // Only customer-managed policies exist here; `Scope=AWS` lists none.
+            let aws_only = q.get("Scope") == Some("AWS");
+            w.open(&result);
+            w.open("Policies");
+            if !aws_only {
+                for p in state.list_policies()? {
+                    let arn = state.policy_arn(&p);
+                    policy_xml(&mut w, "member", &p, &arn);
+                }
+            }
+            w.close("Policies");
+            w.elem("IsTruncated", "false");
+            w.close(&result);
+        }
+        A::DeletePolicy => {
+            state.delete_policy(required(q, "PolicyArn")?)?;
+        }
+        A::AttachUserPolicy => {
+            state.attach_user_policy(required(q, "UserName")?, required(q, "PolicyArn")?)?;
+        }
+        A::DetachUserPolicy => {
+            state.detach_user_policy(required(q, "UserName")?, required(q, "PolicyArn")?)?;
+        }
+        A::ListAttachedUserPolicies => {
+            w.open(&result);
+            w.open("AttachedPolicies");
+            for (n, arn) in state.list_attached_user_policies(required(q, "UserName")?)? {
+                w.open("member");
+                w.elem("PolicyName", &n);
+                w.elem("PolicyArn", &arn);
+                w.close("member");
+            }
+            w.close("AttachedPolicies");
+            w.elem("IsTruncated", "false");
+            w.close(&result);
+        }
+    }
+    w.open("ResponseMetadata");
+    w.elem("RequestId", request_id);
+    w.close("ResponseMetadata");
+    w.close(&format!("{name}Response"));
+    Ok(crate::s3::xml_response(w.finish(), "text/xml"))
+}
+
+/// Handles an already verified `iam` request: parses the action, authorizes it, runs it.
+pub async fn dispatch(
+    gw: &Gateway,
+    principal: &Principal,
+    form: Query,
+    context: &Context,
+    request_id: &str,
+) -> Result<(Response<Body>, &'static str), S3Error> {
+    let name = form.get("Action").unwrap_or("");
+    let Some(action) = IamAction::parse(name) else {
+        return Err(S3Error::not_implemented(&format!(
+            "the IAM action `{name}`"
+        )));
+    };
+    let permission = permission(action, &form, principal, &gw.account.record.account_id)?;
+    gw.authz.authorize(principal, &permission, context)?;
+    Ok((
+        handle(gw, principal, action, form, request_id).await?,
+        action.name(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_round_trip_and_resources() {
+        for n in ["CreateUser", "ListAttachedUserPolicies", "DeleteAccessKey"] {
+            assert_eq!(IamAction::parse(n).unwrap().name(), n);
+        }
+        assert!(IamAction::parse("CreateRole").is_none());
+        let q = Query::parse(Some("Action=PutUserPolicy&UserName=alice&PolicyName=p"));
+        let p = permission(
+            IamAction::PutUserPolicy,
+            &q,
+            &Principal::Anonymous,
+            "123456789012",
+        )
+        .unwrap();
+        assert_eq!(p.action, "iam:PutUserPolicy");
+        assert_eq!(p.resource, "arn:aws:iam::123456789012:user/alice");
+        let q = Query::parse(Some("Action=CreateUser"));
+        let e = permission(IamAction::CreateUser, &q, &Principal::Anonymous, "1").unwrap_err();
+        assert_eq!(e.code(), "ValidationError");
+        assert!(e.message().contains("userName"));
+    }
+
+    #[test]
+    fn policy_documents_are_url_encoded_like_iam() {
+        assert_eq!(
+            url_encode(r#"{"A": "s3:*"}"#),
+            "%7B%22A%22%3A%20%22s3%3A%2A%22%7D"
+        );
+        assert_eq!(url_encode("a-b.c_d~"), "a-b.c_d~");
+    }
+}

@@ -1,0 +1,963 @@
+//! Control-plane state: IAM users, access keys, inline and managed policies and attachments, in
+//! a SQL database (a SQLite file in the data directory), with an in-memory snapshot that the
+//! request path reads.
+//!
+//! Writes go to the database and then rebuild the snapshot, so a change (a new key, a deactivated
+//! key, a new policy) is in force for the next request. Requests never touch the database.
+//!
+//! # Security
+//! Secret access keys are sealed under a key derived from the master key ([`seal`]); the database
+//! alone does not reveal them. Policies are parsed and compiled when stored, so the request path
+//! only sees documents that compiled.
+
+pub mod seal;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::Utc;
+use keyhole_policy::{CompiledPolicy, PolicyKind};
+use keyhole_sigv4::SecretKey;
+use rand::Rng;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use seal::Sealer;
+
+/// File name of the state database under the data directory.
+pub const STATE_DB_FILE: &str = "state.db";
+/// AWS's limit on access keys per user.
+pub const MAX_ACCESS_KEYS_PER_USER: usize = 2;
+/// AWS's limit on the aggregate size of a user's inline policies (characters, whitespace excluded).
+pub const MAX_USER_INLINE_POLICY_CHARS: usize = 2048;
+/// AWS's limit on a managed policy document (characters, whitespace excluded).
+pub const MAX_MANAGED_POLICY_CHARS: usize = 6144;
+/// AWS's limit on managed policies attached to one user.
+pub const MAX_ATTACHED_POLICIES: usize = 10;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS access_keys (
+    id TEXT PRIMARY KEY, user_name TEXT NOT NULL, secret_sealed TEXT NOT NULL,
+    status TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS user_policies (
+    user_name TEXT NOT NULL, policy_name TEXT NOT NULL, document TEXT NOT NULL,
+    PRIMARY KEY (user_name, policy_name));
+CREATE TABLE IF NOT EXISTS managed_policies (
+    name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL, description TEXT NOT NULL,
+    document TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS user_attachments (
+    user_name TEXT NOT NULL, policy_name TEXT NOT NULL, PRIMARY KEY (user_name, policy_name));
+";
+
+/// A failure a client can be told about, with its IAM error code.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// `NoSuchEntity` (404).
+    #[error("{0}")]
+    NoSuchEntity(String),
+    /// `EntityAlreadyExists` (409).
+    #[error("{0}")]
+    EntityAlreadyExists(String),
+    /// `DeleteConflict` (409).
+    #[error("{0}")]
+    DeleteConflict(String),
+    /// `LimitExceeded` (409).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// `ValidationError` (400).
+    #[error("{0}")]
+    Validation(String),
+    /// `MalformedPolicyDocument` (400).
+    #[error("{0}")]
+    MalformedPolicy(String),
+    /// The database failed (internal).
+    #[error("state database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// A sealed secret does not open (internal).
+    #[error(transparent)]
+    Seal(#[from] seal::SealError),
+    /// The database file could not be prepared (internal).
+    #[error("state database file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StateError {
+    /// The IAM error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StateError::NoSuchEntity(_) => "NoSuchEntity",
+            StateError::EntityAlreadyExists(_) => "EntityAlreadyExists",
+            StateError::DeleteConflict(_) => "DeleteConflict",
+            StateError::LimitExceeded(_) => "LimitExceeded",
+            StateError::Validation(_) => "ValidationError",
+            StateError::MalformedPolicy(_) => "MalformedPolicyDocument",
+            StateError::Db(_) | StateError::Seal(_) | StateError::Io(_) => "ServiceFailure",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            StateError::NoSuchEntity(_) => 404,
+            StateError::EntityAlreadyExists(_)
+            | StateError::DeleteConflict(_)
+            | StateError::LimitExceeded(_) => 409,
+            StateError::Validation(_) | StateError::MalformedPolicy(_) => 400,
+            StateError::Db(_) | StateError::Seal(_) | StateError::Io(_) => 500,
+        }
+    }
+
+    /// True for failures of keyhole itself rather than of the request.
+    pub fn is_internal(&self) -> bool {
+        self.status() >= 500
+    }
+}
+
+/// An IAM user as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// User name.
+    pub name: String,
+    /// Unique id (`AIDA...`).
+    pub id: String,
+    /// Path (`/` by default).
+    pub path: String,
+    /// Creation time (RFC 3339).
+    pub created: String,
+}
+
+/// An access key as listed (no secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyRecord {
+    /// Access key id (`AKIA...`).
+    pub id: String,
+    /// Owner.
+    pub user_name: String,
+    /// `Active` or `Inactive`.
+    pub status: String,
+    /// Creation time (RFC 3339).
+    pub created: String,
+}
+
+/// A managed policy as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedPolicyRecord {
+    /// Policy name.
+    pub name: String,
+    /// Unique id (`ANPA...`).
+    pub id: String,
+    /// Path.
+    pub path: String,
+    /// Description.
+    pub description: String,
+    /// The document.
+    pub document: String,
+    /// Creation time.
+    pub created: String,
+    /// How many users it is attached to.
+    pub attachments: usize,
+}
+
+/// What the request path knows about an access key.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    /// The owning user's name.
+    pub user: String,
+    /// The secret, for signature verification.
+    pub secret: SecretKey,
+    /// Inactive keys authenticate nothing.
+    pub active: bool,
+}
+
+/// What the request path knows about a user.
+#[derive(Debug, Clone)]
+pub struct UserEntry {
+    /// The stored record.
+    pub record: UserRecord,
+    /// `arn:aws:iam::ACCOUNT:user/PATHNAME`.
+    pub arn: String,
+    /// Inline and attached managed policies, compiled.
+    pub policies: Arc<Vec<CompiledPolicy>>,
+}
+
+/// The in-memory view read by every request.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Access key id → key.
+    pub keys: HashMap<String, KeyEntry>,
+    /// User name → user.
+    pub users: HashMap<String, UserEntry>,
+}
+
+/// The state database and its snapshot.
+pub struct State {
+    db: Mutex<Connection>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    sealer: Sealer,
+    account_id: String,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("account_id", &self.account_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// An id in AWS's style: a 4-letter prefix and 17 more characters.
+fn new_id(prefix: &str, len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut rng = rand::thread_rng();
+    let tail: String = (0..len)
+        .map(|_| {
+            char::from(
+                *ALPHABET
+                    .get(rng.gen_range(0..ALPHABET.len()))
+                    .unwrap_or(&b'A'),
+            )
+        })
+        .collect();
+    format!("{prefix}{tail}")
+}
+
+/// IAM names: 1-`max` characters of letters, digits and `+=,.@_-`
+/// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateUser.html).
+pub fn validate_name(field: &str, value: &str, max: usize) -> Result<(), StateError> {
+    let ok = !value.is_empty()
+        && value.chars().count() <= max
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::Validation(format!(
+            "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: Member must have length 1-{max} and match [\\w+=,.@-]+"
+        )))
+    }
+}
+
+/// IAM paths: `/` or `/a/b/` (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html).
+pub fn validate_path(path: &str) -> Result<(), StateError> {
+    let ok = path.starts_with('/')
+        && path.ends_with('/')
+        && path.len() <= 512
+        && path.chars().all(|c| ('\u{21}'..='\u{7e}').contains(&c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::Validation(format!(
+            "the path `{path}` must begin and end with `/` and contain printable ASCII"
+        )))
+    }
+}
+
+/// Characters of a policy document that AWS counts toward size limits (whitespace excluded).
+fn policy_chars(doc: &str) -> usize {
+    doc.chars().filter(|c| !c.is_whitespace()).count()
+}
+
+/// Parses and compiles a policy for identity use; the error says what is wrong and where.
+pub fn compile_identity_policy(doc: &str, name: &str) -> Result<CompiledPolicy, StateError> {
+    CompiledPolicy::from_json(doc, PolicyKind::Identity)
+        .map(|p| p.with_name(name.to_owned()))
+        .map_err(|e| StateError::MalformedPolicy(format!("Syntax errors in policy: {e}")))
+}
+
+impl State {
+    /// Opens (creating if needed) the state database in `data_dir`.
+    pub fn open(data_dir: &Path, master_key: &[u8], account_id: &str) -> Result<State, StateError> {
+        std::fs::create_dir_all(data_dir)?;
+        let conn = Connection::open(data_dir.join(STATE_DB_FILE))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        let state = State {
+            db: Mutex::new(conn),
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            sealer: Sealer::new(master_key)?,
+            account_id: account_id.to_owned(),
+        };
+        state.reload()?;
+        Ok(state)
+    }
+
+    /// The current snapshot (cheap: an `Arc` clone).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        match self.snapshot.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let conn = match self.db.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&conn)
+    }
+
+    /// Runs a change in a transaction, then rebuilds the snapshot.
+    fn change<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let out = {
+            let mut conn = match self.db.lock() {
+                Ok(c) => c,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let tx = conn.transaction()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            out
+        };
+        self.reload()?;
+        Ok(out)
+    }
+
+    fn user_arn(&self, u: &UserRecord) -> String {
+        format!("arn:aws:iam::{}:user{}{}", self.account_id, u.path, u.name)
+    }
+
+    /// The ARN of a managed policy.
+    pub fn policy_arn(&self, p: &ManagedPolicyRecord) -> String {
+        format!(
+            "arn:aws:iam::{}:policy{}{}",
+            self.account_id, p.path, p.name
+        )
+    }
+
+    /// Rebuilds the snapshot from the database.
+    pub fn reload(&self) -> Result<(), StateError> {
+        let snap = self.with_db(|db| {
+            let mut snap = Snapshot::default();
+            let mut stmt = db.prepare("SELECT name, id, path, created FROM users")?;
+            let users = stmt
+                .query_map([], |r| {
+                    Ok(UserRecord { name: r.get(0)?, id: r.get(1)?, path: r.get(2)?, created: r.get(3)? })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            for u in users {
+                let mut policies = Vec::new();
+                let mut stmt = db.prepare(
+                    "SELECT policy_name, document FROM user_policies WHERE user_name = ?1 ORDER BY policy_name",
+                )?;
+                let inline = stmt
+                    .query_map([&u.name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                for (name, doc) in inline {
+                    policies.push(compile_identity_policy(&doc, &format!("inline policy `{name}`"))?);
+                }
+                let mut stmt = db.prepare(
+                    "SELECT m.name, m.document FROM user_attachments a JOIN managed_policies m ON m.name = a.policy_name WHERE a.user_name = ?1 ORDER BY m.name",
+                )?;
+                let attached = stmt
+                    .query_map([&u.name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                for (name, doc) in attached {
+                    policies.push(compile_identity_policy(&doc, &format!("managed policy `{name}`"))?);
+                }
+                let arn = self.user_arn(&u);
+                snap.users.insert(
+                    u.name.clone(),
+                    UserEntry { record: u, arn, policies: Arc::new(policies) },
+                );
+            }
+            let mut stmt = db.prepare("SELECT id, user_name, secret_sealed, status FROM access_keys")?;
+            let keys = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            for (id, user, sealed, status) in keys {
+                let secret = SecretKey::new(self.sealer.open(&sealed, &id)?);
+                snap.keys.insert(id, KeyEntry { user, secret, active: status == "Active" });
+            }
+            Ok(snap)
+        })?;
+        match self.snapshot.write() {
+            Ok(mut s) => *s = Arc::new(snap),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(snap),
+        }
+        Ok(())
+    }
+
+    fn require_user(tx: &Connection, name: &str) -> Result<UserRecord, StateError> {
+        tx.query_row(
+            "SELECT name, id, path, created FROM users WHERE name = ?1",
+            [name],
+            |r| {
+                Ok(UserRecord {
+                    name: r.get(0)?,
+                    id: r.get(1)?,
+                    path: r.get(2)?,
+                    created: r.get(3)?,
+                })
+            },
+        )
+        .optional()?
+        .ok_or_else(|| {
+            StateError::NoSuchEntity(format!("The user with name {name} cannot be found."))
+        })
+    }
+
+    /// CreateUser.
+    pub fn create_user(&self, name: &str, path: &str) -> Result<(UserRecord, String), StateError> {
+        validate_name("userName", name, 64)?;
+        validate_path(path)?;
+        let rec = self.change(|tx| {
+            let exists: Option<String> = tx
+                .query_row(
+                    "SELECT name FROM users WHERE lower(name) = lower(?1)",
+                    [name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if exists.is_some() {
+                return Err(StateError::EntityAlreadyExists(format!(
+                    "User with name {name} already exists."
+                )));
+            }
+            let rec = UserRecord {
+                name: name.to_owned(),
+                id: new_id("AIDA", 17),
+                path: path.to_owned(),
+                created: now(),
+            };
+            tx.execute(
+                "INSERT INTO users (name, id, path, created) VALUES (?1, ?2, ?3, ?4)",
+                params![rec.name, rec.id, rec.path, rec.created],
+            )?;
+            Ok(rec)
+        })?;
+        let arn = self.user_arn(&rec);
+        Ok((rec, arn))
+    }
+
+    /// GetUser.
+    pub fn get_user(&self, name: &str) -> Result<(UserRecord, String), StateError> {
+        let rec = self.with_db(|db| Self::require_user(db, name))?;
+        let arn = self.user_arn(&rec);
+        Ok((rec, arn))
+    }
+
+    /// ListUsers (sorted by name).
+    pub fn list_users(&self) -> Result<Vec<(UserRecord, String)>, StateError> {
+        let users = self.with_db(|db| {
+            let mut stmt = db.prepare("SELECT name, id, path, created FROM users ORDER BY name")?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(UserRecord {
+                        name: r.get(0)?,
+                        id: r.get(1)?,
+                        path: r.get(2)?,
+                        created: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })?;
+        Ok(users
+            .into_iter()
+            .map(|u| {
+                let arn = self.user_arn(&u);
+                (u, arn)
+            })
+            .collect())
+    }
+
+    /// DeleteUser: refused while the user still has keys or policies, as AWS does.
+    pub fn delete_user(&self, name: &str) -> Result<(), StateError> {
+        self.change(|tx| {
+            Self::require_user(tx, name)?;
+            for (table, what) in [
+                ("access_keys", "access keys"),
+                ("user_policies", "inline policies"),
+                ("user_attachments", "attached policies"),
+            ] {
+                let n: i64 = tx.query_row(
+                    &format!("SELECT count(*) FROM {table} WHERE user_name = ?1"),
+                    [name],
+                    |r| r.get(0),
+                )?;
+                if n > 0 {
+                    return Err(StateError::DeleteConflict(format!(
+                        "Cannot delete entity, must delete {what} first."
+                    )));
+                }
+            }
+            tx.execute("DELETE FROM users WHERE name = ?1", [name])?;
+            Ok(())
+        })
+    }
+
+    /// CreateAccessKey: returns the record and the secret (shown once).
+    pub fn create_access_key(
+        &self,
+        user: &str,
+    ) -> Result<(AccessKeyRecord, SecretKey), StateError> {
+        let id = new_id("AKIA", 16);
+        let secret: String = {
+            const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut rng = rand::thread_rng();
+            (0..40)
+                .map(|_| char::from(*A.get(rng.gen_range(0..A.len())).unwrap_or(&b'A')))
+                .collect()
+        };
+        let sealed = self.sealer.seal(&secret, &id)?;
+        let rec = self.change(|tx| {
+            Self::require_user(tx, user)?;
+            let n: i64 = tx.query_row("SELECT count(*) FROM access_keys WHERE user_name = ?1", [user], |r| r.get(0))?;
+            if n as usize >= MAX_ACCESS_KEYS_PER_USER {
+                return Err(StateError::LimitExceeded(format!(
+                    "Cannot exceed quota for AccessKeysPerUser: {MAX_ACCESS_KEYS_PER_USER}"
+                )));
+            }
+            let rec = AccessKeyRecord { id: id.clone(), user_name: user.to_owned(), status: "Active".into(), created: now() };
+            tx.execute(
+                "INSERT INTO access_keys (id, user_name, secret_sealed, status, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![rec.id, rec.user_name, sealed, rec.status, rec.created],
+            )?;
+            Ok(rec)
+        })?;
+        Ok((rec, SecretKey::new(secret)))
+    }
+
+    /// ListAccessKeys.
+    pub fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>, StateError> {
+        self.with_db(|db| {
+            Self::require_user(db, user)?;
+            let mut stmt = db.prepare(
+                "SELECT id, user_name, status, created FROM access_keys WHERE user_name = ?1 ORDER BY created, id",
+            )?;
+            let rows = stmt
+                .query_map([user], |r| {
+                    Ok(AccessKeyRecord { id: r.get(0)?, user_name: r.get(1)?, status: r.get(2)?, created: r.get(3)? })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// The owner of an access key (for UpdateAccessKey/DeleteAccessKey without UserName).
+    pub fn key_owner(&self, id: &str) -> Option<String> {
+        self.snapshot().keys.get(id).map(|k| k.user.clone())
+    }
+
+    /// UpdateAccessKey: `Active` or `Inactive`, in force for the next request.
+    pub fn update_access_key(&self, user: &str, id: &str, status: &str) -> Result<(), StateError> {
+        if status != "Active" && status != "Inactive" {
+            return Err(StateError::Validation(format!(
+                "1 validation error detected: Value '{status}' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Inactive]"
+            )));
+        }
+        self.change(|tx| {
+            let n = tx.execute(
+                "UPDATE access_keys SET status = ?1 WHERE id = ?2 AND user_name = ?3",
+                params![status, id, user],
+            )?;
+            if n == 0 {
+                return Err(StateError::NoSuchEntity(format!(
+                    "The Access Key with id {id} cannot be found."
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    /// DeleteAccessKey.
+    pub fn delete_access_key(&self, user: &str, id: &str) -> Result<(), StateError> {
+        self.change(|tx| {
+            let n = tx.execute(
+                "DELETE FROM access_keys WHERE id = ?1 AND user_name = ?2",
+                params![id, user],
+            )?;
+            if n == 0 {
+                return Err(StateError::NoSuchEntity(format!(
+                    "The Access Key with id {id} cannot be found."
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    /// PutUserPolicy (validated, compiled, within AWS's aggregate size limit).
+    pub fn put_user_policy(&self, user: &str, name: &str, doc: &str) -> Result<(), StateError> {
+        validate_name("policyName", name, 128)?;
+        compile_identity_policy(doc, name)?;
+        self.change(|tx| {
+            Self::require_user(tx, user)?;
+            let mut stmt = tx.prepare("SELECT document FROM user_policies WHERE user_name = ?1 AND policy_name <> ?2")?;
+            let others: usize = stmt
+                .query_map(params![user, name], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?
+                .iter()
+                .map(|d| policy_chars(d))
+                .sum();
+            if others + policy_chars(doc) > MAX_USER_INLINE_POLICY_CHARS {
+                return Err(StateError::LimitExceeded(format!(
+                    "Maximum policy size of {MAX_USER_INLINE_POLICY_CHARS} bytes exceeded for user {user}"
+                )));
+            }
+            tx.execute(
+                "INSERT INTO user_policies (user_name, policy_name, document) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_name, policy_name) DO UPDATE SET document = excluded.document",
+                params![user, name, doc],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// GetUserPolicy.
+    pub fn get_user_policy(&self, user: &str, name: &str) -> Result<String, StateError> {
+        self.with_db(|db| {
+            Self::require_user(db, user)?;
+            db.query_row(
+                "SELECT document FROM user_policies WHERE user_name = ?1 AND policy_name = ?2",
+                params![user, name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| {
+                StateError::NoSuchEntity(format!(
+                    "The user policy with name {name} cannot be found."
+                ))
+            })
+        })
+    }
+
+    /// ListUserPolicies.
+    pub fn list_user_policies(&self, user: &str) -> Result<Vec<String>, StateError> {
+        self.with_db(|db| {
+            Self::require_user(db, user)?;
+            let mut stmt = db.prepare(
+                "SELECT policy_name FROM user_policies WHERE user_name = ?1 ORDER BY policy_name",
+            )?;
+            let rows = stmt
+                .query_map([user], |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// DeleteUserPolicy.
+    pub fn delete_user_policy(&self, user: &str, name: &str) -> Result<(), StateError> {
+        self.change(|tx| {
+            Self::require_user(tx, user)?;
+            let n = tx.execute(
+                "DELETE FROM user_policies WHERE user_name = ?1 AND policy_name = ?2",
+                params![user, name],
+            )?;
+            if n == 0 {
+                return Err(StateError::NoSuchEntity(format!(
+                    "The user policy with name {name} cannot be found."
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    fn managed_by_name(
+        db: &Connection,
+        name: &str,
+    ) -> Result<Option<ManagedPolicyRecord>, StateError> {
+        Ok(db
+            .query_row(
+                "SELECT m.name, m.id, m.path, m.description, m.document, m.created,
+                        (SELECT count(*) FROM user_attachments a WHERE a.policy_name = m.name)
+                 FROM managed_policies m WHERE m.name = ?1",
+                [name],
+                |r| {
+                    Ok(ManagedPolicyRecord {
+                        name: r.get(0)?,
+                        id: r.get(1)?,
+                        path: r.get(2)?,
+                        description: r.get(3)?,
+                        document: r.get(4)?,
+                        created: r.get(5)?,
+                        attachments: r.get::<_, i64>(6)? as usize,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The managed policy an ARN of this account names.
+    fn policy_name_from_arn(&self, arn: &str) -> Result<String, StateError> {
+        let prefix = format!("arn:aws:iam::{}:policy/", self.account_id);
+        arn.strip_prefix(&prefix)
+            .and_then(|rest| rest.rsplit('/').next())
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                StateError::NoSuchEntity(format!(
+                    "Policy {arn} does not exist or is not attachable."
+                ))
+            })
+    }
+
+    /// CreatePolicy.
+    pub fn create_policy(
+        &self,
+        name: &str,
+        path: &str,
+        description: &str,
+        doc: &str,
+    ) -> Result<ManagedPolicyRecord, StateError> {
+        validate_name("policyName", name, 128)?;
+        validate_path(path)?;
+        if policy_chars(doc) > MAX_MANAGED_POLICY_CHARS {
+            return Err(StateError::LimitExceeded(format!(
+                "Cannot exceed quota for PolicySize: {MAX_MANAGED_POLICY_CHARS}"
+            )));
+        }
+        compile_identity_policy(doc, name)?;
+        self.change(|tx| {
+            if Self::managed_by_name(tx, name)?.is_some() {
+                return Err(StateError::EntityAlreadyExists(format!(
+                    "A policy called {name} already exists. Duplicate names are not allowed."
+                )));
+            }
+            let rec = ManagedPolicyRecord {
+                name: name.to_owned(),
+                id: new_id("ANPA", 17),
+                path: path.to_owned(),
+                description: description.to_owned(),
+                document: doc.to_owned(),
+                created: now(),
+                attachments: 0,
+            };
+            tx.execute(
+                "INSERT INTO managed_policies (name, id, path, description, document, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![rec.name, rec.id, rec.path, rec.description, rec.document, rec.created],
+            )?;
+            Ok(rec)
+        })
+    }
+
+    /// GetPolicy by ARN.
+    pub fn get_policy(&self, arn: &str) -> Result<ManagedPolicyRecord, StateError> {
+        let name = self.policy_name_from_arn(arn)?;
+        self.with_db(|db| Self::managed_by_name(db, &name))?
+            .ok_or_else(|| StateError::NoSuchEntity(format!("Policy {arn} was not found.")))
+    }
+
+    /// ListPolicies (this account's, sorted by name).
+    pub fn list_policies(&self) -> Result<Vec<ManagedPolicyRecord>, StateError> {
+        self.with_db(|db| {
+            let mut stmt = db.prepare("SELECT name FROM managed_policies ORDER BY name")?;
+            let names = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = Vec::new();
+            for n in names {
+                if let Some(p) = Self::managed_by_name(db, &n)? {
+                    out.push(p);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// DeletePolicy: refused while attached.
+    pub fn delete_policy(&self, arn: &str) -> Result<(), StateError> {
+        let name = self.policy_name_from_arn(arn)?;
+        self.change(|tx| {
+            let p = Self::managed_by_name(tx, &name)?
+                .ok_or_else(|| StateError::NoSuchEntity(format!("Policy {arn} was not found.")))?;
+            if p.attachments > 0 {
+                return Err(StateError::DeleteConflict(
+                    "Cannot delete a policy attached to entities.".into(),
+                ));
+            }
+            tx.execute("DELETE FROM managed_policies WHERE name = ?1", [&name])?;
+            Ok(())
+        })
+    }
+
+    /// AttachUserPolicy.
+    pub fn attach_user_policy(&self, user: &str, arn: &str) -> Result<(), StateError> {
+        let name = self.policy_name_from_arn(arn)?;
+        self.change(|tx| {
+            Self::require_user(tx, user)?;
+            if Self::managed_by_name(tx, &name)?.is_none() {
+                return Err(StateError::NoSuchEntity(format!("Policy {arn} does not exist or is not attachable.")));
+            }
+            let n: i64 = tx.query_row("SELECT count(*) FROM user_attachments WHERE user_name = ?1", [user], |r| r.get(0))?;
+            if n as usize >= MAX_ATTACHED_POLICIES {
+                return Err(StateError::LimitExceeded(format!(
+                    "Cannot exceed quota for PoliciesPerUser: {MAX_ATTACHED_POLICIES}"
+                )));
+            }
+            tx.execute(
+                "INSERT INTO user_attachments (user_name, policy_name) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![user, name],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// DetachUserPolicy.
+    pub fn detach_user_policy(&self, user: &str, arn: &str) -> Result<(), StateError> {
+        let name = self.policy_name_from_arn(arn)?;
+        self.change(|tx| {
+            Self::require_user(tx, user)?;
+            let n = tx.execute(
+                "DELETE FROM user_attachments WHERE user_name = ?1 AND policy_name = ?2",
+                params![user, name],
+            )?;
+            if n == 0 {
+                return Err(StateError::NoSuchEntity(format!(
+                    "Policy {arn} was not attached to user {user}."
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    /// ListAttachedUserPolicies: (name, arn).
+    pub fn list_attached_user_policies(
+        &self,
+        user: &str,
+    ) -> Result<Vec<(String, String)>, StateError> {
+        let rows = self.with_db(|db| {
+            Self::require_user(db, user)?;
+            let mut stmt = db.prepare(
+                "SELECT m.name FROM user_attachments a JOIN managed_policies m ON m.name = a.policy_name WHERE a.user_name = ?1 ORDER BY m.name",
+            )?;
+            let names = stmt.query_map([user], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+            let mut out = Vec::new();
+            for n in names {
+                if let Some(p) = Self::managed_by_name(db, &n)? {
+                    out.push(p);
+                }
+            }
+            Ok(out)
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|p| {
+                let arn = self.policy_arn(&p);
+                (p.name, arn)
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
+
+    fn open() -> (tempfile::TempDir, State) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(dir.path(), &[1u8; 32], "123456789012").unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn users_keys_and_policies_reach_the_snapshot() {
+        let (_d, s) = open();
+        let (u, arn) = s.create_user("alice", "/").unwrap();
+        assert_eq!(arn, "arn:aws:iam::123456789012:user/alice");
+        assert!(u.id.starts_with("AIDA"));
+        assert_eq!(
+            s.create_user("ALICE", "/").unwrap_err().code(),
+            "EntityAlreadyExists"
+        );
+        let (k, secret) = s.create_access_key("alice").unwrap();
+        let snap = s.snapshot();
+        let entry = snap.keys.get(&k.id).unwrap();
+        assert!(entry.active);
+        assert_eq!(entry.secret.expose(), secret.expose());
+        s.put_user_policy("alice", "read", READ).unwrap();
+        assert_eq!(s.snapshot().users["alice"].policies.len(), 1);
+        s.update_access_key("alice", &k.id, "Inactive").unwrap();
+        assert!(!s.snapshot().keys[&k.id].active);
+    }
+
+    #[test]
+    fn secrets_are_sealed_at_rest_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, secret) = {
+            let s = State::open(dir.path(), &[1u8; 32], "123456789012").unwrap();
+            s.create_user("bob", "/").unwrap();
+            let (k, secret) = s.create_access_key("bob").unwrap();
+            (k.id, secret.expose().to_owned())
+        };
+        let raw = std::fs::read(dir.path().join(STATE_DB_FILE)).unwrap();
+        assert!(
+            !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "secret in clear"
+        );
+        let s = State::open(dir.path(), &[1u8; 32], "123456789012").unwrap();
+        assert_eq!(s.snapshot().keys[&id].secret.expose(), secret);
+        assert!(
+            State::open(dir.path(), &[2u8; 32], "123456789012").is_err(),
+            "wrong master key"
+        );
+    }
+
+    #[test]
+    fn aws_limits_and_conflicts() {
+        let (_d, s) = open();
+        s.create_user("carol", "/").unwrap();
+        s.create_access_key("carol").unwrap();
+        s.create_access_key("carol").unwrap();
+        assert_eq!(
+            s.create_access_key("carol").unwrap_err().code(),
+            "LimitExceeded"
+        );
+        assert_eq!(s.delete_user("carol").unwrap_err().code(), "DeleteConflict");
+        assert_eq!(
+            s.put_user_policy("carol", "p", "{").unwrap_err().code(),
+            "MalformedPolicyDocument"
+        );
+        let big = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::{}"}}]}}"#,
+            "x".repeat(2100)
+        );
+        assert_eq!(
+            s.put_user_policy("carol", "p", &big).unwrap_err().code(),
+            "LimitExceeded"
+        );
+        assert_eq!(
+            s.create_user("bad name", "/").unwrap_err().code(),
+            "ValidationError"
+        );
+        assert_eq!(s.get_user("nobody").unwrap_err().code(), "NoSuchEntity");
+    }
+
+    #[test]
+    fn managed_policies_attach_detach_delete() {
+        let (_d, s) = open();
+        s.create_user("dave", "/").unwrap();
+        let p = s.create_policy("ReadB", "/", "", READ).unwrap();
+        let arn = s.policy_arn(&p);
+        s.attach_user_policy("dave", &arn).unwrap();
+        assert_eq!(s.snapshot().users["dave"].policies.len(), 1);
+        assert_eq!(s.get_policy(&arn).unwrap().attachments, 1);
+        assert_eq!(s.delete_policy(&arn).unwrap_err().code(), "DeleteConflict");
+        assert_eq!(
+            s.list_attached_user_policies("dave").unwrap(),
+            vec![("ReadB".into(), arn.clone())]
+        );
+        s.detach_user_policy("dave", &arn).unwrap();
+        assert!(s.snapshot().users["dave"].policies.is_empty());
+        s.delete_policy(&arn).unwrap();
+        assert_eq!(s.get_policy(&arn).unwrap_err().code(), "NoSuchEntity");
+    }
+}
