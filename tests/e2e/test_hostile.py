@@ -229,6 +229,14 @@ TRICKY_KEYS = [
     "space key",
     "data",
     "root-credentials",
+    "semi;colon=param",
+    "line\nbreak",
+    "crlf\r\nkey",
+    "a%2Fb",
+    "a/b",
+    " ",
+    "del\x7f",
+    "nul-free\u2028sep",
 ]
 
 

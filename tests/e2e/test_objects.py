@@ -590,3 +590,9 @@ def test_get_in_progress_survives_overwrite_and_delete(server, s3, bucket, actio
                 break
             body += chunk
     assert hashlib.sha256(body).digest() == hashlib.sha256(old).digest(), f"got {len(body)} bytes, not the old version"
+
+
+def test_metadata_names_are_case_insensitive(s3, bucket):
+    # HTTP header names carry no case; S3 stores and returns user metadata names in lowercase.
+    s3.put_object(Bucket=bucket, Key="m", Body=b"x", Metadata={"CamelCase": "Value Kept"})
+    assert s3.head_object(Bucket=bucket, Key="m")["Metadata"] == {"camelcase": "Value Kept"}
