@@ -712,3 +712,20 @@ def test_presigned_nonpositive_expiry(server, s3, bucket, expires):
     assert resp.status in (400, 403), resp.status
     assert resp.error_code() in ("AuthorizationQueryParametersError", "AccessDenied"), resp.body[:300]
     assert b"secret" not in resp.body
+
+
+def test_idle_and_half_sent_connections_do_not_block_service(server, s3, bucket):
+    socks = []
+    try:
+        for i in range(300):
+            sk = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            if i % 2:
+                sk.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # never finished
+            socks.append(sk)
+        started = time.monotonic()
+        s3.put_object(Bucket=bucket, Key="served", Body=b"still serving")
+        assert s3.get_object(Bucket=bucket, Key="served")["Body"].read() == b"still serving"
+        assert time.monotonic() - started < 5
+    finally:
+        for sk in socks:
+            sk.close()
