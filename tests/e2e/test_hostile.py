@@ -729,3 +729,23 @@ def test_idle_and_half_sent_connections_do_not_block_service(server, s3, bucket)
     finally:
         for sk in socks:
             sk.close()
+
+
+def test_junk_session_token_refused(server, s3, bucket):
+    # A session token that keyhole never issued must not be ignored, even next to valid root keys.
+    resp = signed_request(server, "PUT", object_path(bucket, "tok"), body=b"x",
+                          headers={"X-Amz-Security-Token": "bm90LWEtcmVhbC10b2tlbg=="})
+    assert resp.status in (400, 403), resp.body[:300]
+    assert resp.error_code() in ("InvalidToken", "InvalidAccessKeyId", "AccessDenied"), resp.body[:300]
+    assert "tok" not in keys_of(s3, bucket)
+
+
+@pytest.mark.parametrize("declared", ["zzzz", "STREAMING-NONSENSE", "A" * 64])
+def test_malformed_content_sha256_refused(server, s3, bucket, declared):
+    path = object_path(bucket, "decl")
+    headers = sign("PUT", f"{server.endpoint}{path}", server.access_key, server.secret_key,
+                   {"Host": f"127.0.0.1:{server.port}"}, b"x", payload_hash=declared)
+    resp = raw_request(server.port, "PUT", path, headers, b"x")
+    assert resp.status == 400, resp.body[:300]
+    assert resp.error_code() in ("InvalidArgument", "XAmzContentSHA256Mismatch", "InvalidRequest"), resp.body[:300]
+    assert "decl" not in keys_of(s3, bucket)
