@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import REGION, make_client, md5_etag, object_path, sign
+from e2e_helpers import REGION, make_client, md5_etag, multipart_etag, object_path, sign
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -348,3 +348,48 @@ def test_kill9_during_part_upload(fresh_server_factory, tmp_path):
     )
     assert done["ETag"].endswith('-1"')
     assert s3b.get_object(Bucket="crash", Key="mp")["Body"].read() == part1
+
+
+def test_kill9_during_complete_multipart(fresh_server_factory, tmp_path):
+    """kill -9 while CompleteMultipartUpload assembles: after restart the object is either whole
+    (with the multipart ETag) or absent with the upload still there; never partial."""
+    base = tmp_path / "crashcomplete"
+    kp = fresh_server_factory(base)
+    ak, sk = kp.credentials()
+    s3 = make_client(kp.endpoint, ak, sk)
+    s3.create_bucket(Bucket="crash")
+    parts = [os.urandom(24 * 1024 * 1024) for _ in range(3)]
+    uid = s3.create_multipart_upload(Bucket="crash", Key="big")["UploadId"]
+    etags = [s3.upload_part(Bucket="crash", Key="big", UploadId=uid, PartNumber=n, Body=p)["ETag"]
+             for n, p in enumerate(parts, start=1)]
+    body = ("<CompleteMultipartUpload>" + "".join(
+        f"<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>" for n, e in enumerate(etags, start=1)
+    ) + "</CompleteMultipartUpload>").encode()
+    path = object_path("crash", "big")
+    query = f"uploadId={uid}"
+    headers = sign("POST", f"{kp.endpoint}{path}?{query}", ak, sk,
+                   {"Host": f"127.0.0.1:{kp.port}", "Content-Length": str(len(body))}, body)
+    head = f"POST {path}?{query} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", kp.port), timeout=30) as sock:
+        sock.sendall(head.encode() + body)
+        time.sleep(0.05)
+        assert kp.proc is not None
+        kp.proc.send_signal(signal.SIGKILL)
+        kp.proc.wait(timeout=10)
+
+    kp2 = fresh_server_factory(base)
+    s3b = make_client(kp2.endpoint, ak, sk)
+    print("completed before the kill:", "big" in keys_of(s3b, "crash"))
+    if "big" in keys_of(s3b, "crash"):
+        got = s3b.get_object(Bucket="crash", Key="big")
+        assert got["ETag"] == multipart_etag(parts)
+        assert hashlib.sha256(got["Body"].read()).digest() == hashlib.sha256(b"".join(parts)).digest()
+    else:
+        listed = s3b.list_parts(Bucket="crash", Key="big", UploadId=uid)["Parts"]
+        assert [(p["PartNumber"], p["ETag"]) for p in listed] == [(n, e) for n, e in enumerate(etags, start=1)]
+        done = s3b.complete_multipart_upload(
+            Bucket="crash", Key="big", UploadId=uid,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, start=1)]},
+        )
+        assert done["ETag"] == multipart_etag(parts)
+        assert s3b.head_object(Bucket="crash", Key="big")["ContentLength"] == sum(len(p) for p in parts)
