@@ -25,7 +25,6 @@
 //! A decision through [`Evaluator::is_allowed`] allocates nothing; [`Evaluator::evaluate`]
 //! also records the deciding statements, failures and missing context keys.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 mod decision;
@@ -66,7 +65,8 @@ impl PolicyKind {
         }
     }
 
-    fn with_article(self) -> &'static str {
+    /// With an article, as AWS's denial messages use it (`an identity-based policy`).
+    pub fn with_article(self) -> &'static str {
         match self {
             PolicyKind::Identity => "an identity-based policy",
             PolicyKind::Resource => "a resource-based policy",
@@ -75,7 +75,8 @@ impl PolicyKind {
         }
     }
 
-    fn describe(self) -> &'static str {
+    /// Without an article (`identity-based policy`).
+    pub fn describe(self) -> &'static str {
         match self {
             PolicyKind::Identity => "identity-based policy",
             PolicyKind::Resource => "resource-based policy",
@@ -89,14 +90,18 @@ impl PolicyKind {
 struct ActionMatcher {
     not: bool,
     any: bool,
-    exact: HashSet<String>,
+    /// Lowercased exact actions, sorted (binary search; no hashing on the hot path).
+    exact: Vec<Box<str>>,
     patterns: Vec<Pattern>,
 }
 
 impl ActionMatcher {
     fn matches(&self, action_lower: &str) -> bool {
         let hit = self.any
-            || self.exact.contains(action_lower)
+            || self
+                .exact
+                .binary_search_by(|a| (**a).cmp(action_lower))
+                .is_ok()
             || self.patterns.iter().any(|p| p.matches(action_lower));
         hit != self.not
     }
@@ -227,7 +232,7 @@ impl CompiledPolicy {
             let mut actions = ActionMatcher {
                 not,
                 any: false,
-                exact: HashSet::new(),
+                exact: Vec::new(),
                 patterns: Vec::new(),
             };
             for a in list.iter() {
@@ -235,11 +240,13 @@ impl CompiledPolicy {
                 if a == "*" {
                     actions.any = true;
                 } else if let Some(lit) = p.as_literal() {
-                    actions.exact.insert(lit.to_owned());
+                    actions.exact.push(lit.into());
                 } else {
                     actions.patterns.push(p);
                 }
             }
+            actions.exact.sort();
+            actions.exact.dedup();
             let resources = match &st.resource {
                 None => None,
                 Some(rule) => {

@@ -450,6 +450,14 @@ fn split_arn_template(text: &str) -> Vec<&str> {
 pub enum ArnPattern {
     /// `*`: every resource.
     Any,
+    /// The first five segments are plain text: one prefix (ending with the fifth colon) and
+    /// a pattern for the resource part.
+    Prefixed {
+        /// `arn:partition:service:region:account:`.
+        prefix: Box<str>,
+        /// The resource part.
+        rest: Pattern,
+    },
     /// Six per-segment patterns.
     Parts(Box<[Pattern; 6]>),
 }
@@ -471,14 +479,27 @@ impl ArnPattern {
                 if *a != "arn" && !(wildcards && a.contains(['*', '?'])) {
                     return Err(TemplateError(format!("`{text}` is not an ARN; expected `arn:partition:service:region:account:resource` or `*`")));
                 }
-                Ok(ArnPattern::Parts(Box::new([
+                let pats = [
                     Pattern::new(a, syntax)?,
                     Pattern::new(b, syntax)?,
                     Pattern::new(c, syntax)?,
                     Pattern::new(d, syntax)?,
                     Pattern::new(e, syntax)?,
                     Pattern::new(f, syntax)?,
-                ])))
+                ];
+                let prefix: Option<String> = pats
+                    .iter()
+                    .take(5)
+                    .map(Pattern::as_literal)
+                    .collect::<Option<Vec<&str>>>()
+                    .map(|lits| format!("{}:", lits.join(":")));
+                match prefix {
+                    Some(prefix) => {
+                        let [.., rest] = pats;
+                        Ok(ArnPattern::Prefixed { prefix: prefix.into(), rest })
+                    }
+                    None => Ok(ArnPattern::Parts(Box::new(pats))),
+                }
             }
             _ => Err(TemplateError(format!(
                 "`{text}` is not an ARN; expected `arn:partition:service:region:account:resource` or `*`"
@@ -528,6 +549,12 @@ impl ArnPattern {
     pub fn matches_with(&self, arn: &str, res: &dyn Resolver) -> bool {
         match self {
             ArnPattern::Any => true,
+            ArnPattern::Prefixed { prefix, rest } => match arn.strip_prefix(&**prefix) {
+                // INVARIANT: `prefix` holds exactly five colons and its segments none, so the
+                // request's first five segments equal the pattern's and the rest is the sixth.
+                Some(tail) => rest.matches_with(tail, res),
+                None => false,
+            },
             ArnPattern::Parts(pats) => {
                 let Some(parts) = split_arn(arn) else {
                     return false;
@@ -541,6 +568,7 @@ impl ArnPattern {
     pub fn resolvable(&self, res: &dyn Resolver) -> bool {
         match self {
             ArnPattern::Any => true,
+            ArnPattern::Prefixed { rest, .. } => rest.resolvable(res),
             ArnPattern::Parts(p) => p.iter().all(|p| p.resolvable(res)),
         }
     }
@@ -549,6 +577,7 @@ impl ArnPattern {
     pub fn variables(&self) -> Vec<&Variable> {
         match self {
             ArnPattern::Any => Vec::new(),
+            ArnPattern::Prefixed { rest, .. } => rest.variables().collect(),
             ArnPattern::Parts(p) => p.iter().flat_map(Pattern::variables).collect(),
         }
     }
