@@ -220,3 +220,63 @@ def test_virtual_host_presigned_url(s3, s3_vhost, bucket):
     assert url.startswith(f"http://{bucket}.localhost:"), url
     with urllib.request.urlopen(url, timeout=10) as r:
         assert r.read() == b"vhost presigned"
+
+
+def test_concurrent_create_same_bucket(s3):
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = unique_bucket_name("racecreate")
+
+    def create():
+        try:
+            return s3.create_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"]
+        except ClientError as e:
+            return e.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = [f.result() for f in [pool.submit(create) for _ in range(6)]]
+    try:
+        assert 200 in results
+        assert all(r in (200, "BucketAlreadyOwnedByYou") for r in results), results
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]].count(name) == 1
+    finally:
+        empty_and_delete_bucket(s3, name)
+
+
+def test_delete_bucket_racing_put_never_loses_an_acknowledged_object(s3):
+    """DeleteBucket and PutObject racing: if the PUT was acknowledged, the object (and so the
+    bucket) must still exist; if the bucket is gone, the PUT must have failed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for i in range(10):
+        name = unique_bucket_name(f"racedel{i}")
+        s3.create_bucket(Bucket=name)
+
+        def put():
+            try:
+                s3.put_object(Bucket=name, Key="k", Body=b"acknowledged")
+                return "ok"
+            except ClientError as e:
+                return e.response["Error"]["Code"]
+
+        def delete():
+            try:
+                s3.delete_bucket(Bucket=name)
+                return "deleted"
+            except ClientError as e:
+                return e.response["Error"]["Code"]
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            fp, fd = pool.submit(put), pool.submit(delete)
+            rp, rd = fp.result(), fd.result()
+        exists = name in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+        try:
+            if rp == "ok":
+                assert rd == "BucketNotEmpty", (rp, rd)
+                assert exists and s3.get_object(Bucket=name, Key="k")["Body"].read() == b"acknowledged"
+            else:
+                assert rp == "NoSuchBucket" and rd == "deleted", (rp, rd)
+                assert not exists
+        finally:
+            if exists:
+                empty_and_delete_bucket(s3, name)

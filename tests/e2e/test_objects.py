@@ -596,3 +596,29 @@ def test_metadata_names_are_case_insensitive(s3, bucket):
     # HTTP header names carry no case; S3 stores and returns user metadata names in lowercase.
     s3.put_object(Bucket=bucket, Key="m", Body=b"x", Metadata={"CamelCase": "Value Kept"})
     assert s3.head_object(Bucket=bucket, Key="m")["Metadata"] == {"camelcase": "Value Kept"}
+
+
+def test_put_delete_race_leaves_consistent_state(s3, bucket):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for i in range(15):
+        key = f"pd{i}"
+
+        def put():
+            s3.put_object(Bucket=bucket, Key=key, Body=b"v")
+
+        def delete():
+            s3.delete_object(Bucket=bucket, Key=key)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for f in [pool.submit(put), pool.submit(delete)]:
+                f.result()
+        listed = key in keys_of(s3, bucket)
+        try:
+            got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "NoSuchKey"
+            got = None
+        assert listed == (got is not None), f"listing says {listed}, GET says {got!r}"
+        if got is not None:
+            assert got == b"v"
