@@ -271,10 +271,23 @@ fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// An IAM unique id such as `AIDACKCEVSQ6C2EXAMPLE`, which AWS shows in place of a deleted
+/// principal's ARN (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-unique-ids>).
+fn is_unique_id(s: &str) -> bool {
+    s.len() >= 16
+        && [
+            "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "ASIA", "AKIA", "AGPA",
+        ]
+        .iter()
+        .any(|p| s.starts_with(p))
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
 fn check_aws_principal(s: &str) -> Result<(), String> {
     const EXPECTED: &str =
-        "`*`, a 12-digit account id, or an IAM/STS ARN such as `arn:aws:iam::123456789012:role/name`";
-    if s == "*" || is_account_id(s) {
+        "`*`, a 12-digit account id, an IAM unique id, or an IAM/STS ARN such as `arn:aws:iam::123456789012:role/name`";
+    if s == "*" || is_account_id(s) || is_unique_id(s) {
         return Ok(());
     }
     match crate::pattern::split_arn(s) {
@@ -553,6 +566,29 @@ mod tests {
             let p = parse_policy(&text).unwrap();
             assert!(p.statement_is_array);
             assert_eq!(p.statements[0].line, 4);
+        }
+    }
+
+    #[test]
+    fn principals_accept_unique_ids_and_sts_arns() {
+        let doc = |p: &str| {
+            format!(
+                r#"{{"Statement": {{"Effect": "Deny", "Principal": {{"AWS": {p}}}, "Action": "s3:*", "Resource": "*"}}}}"#
+            )
+        };
+        for ok in [
+            r#""AIDACKCEVSQ6C2EXAMPLE""#,
+            r#""arn:aws:sts::111122223333:assumed-role/r/s""#,
+            r#"["*", "111122223333"]"#,
+        ] {
+            assert!(parse_policy(&doc(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            r#""aidackcevsq6c2example""#,
+            r#""arn:aws:s3:::bucket""#,
+            r#""arn:aws:iam::1234:root""#,
+        ] {
+            assert!(parse_policy(&doc(bad)).is_err(), "{bad}");
         }
     }
 

@@ -40,7 +40,10 @@ pub fn parse_date(s: &str) -> Option<Instant> {
     }
     let naive = |fmt: &str, v: &str| NaiveDateTime::parse_from_str(v, fmt).ok();
     let dt = if let Some(v) = t.strip_suffix('Z').or_else(|| t.strip_suffix('z')) {
-        naive("%Y-%m-%dT%H:%M", v).or_else(|| naive("%Y-%m-%dT%H:%M:%S%.f", v))
+        naive("%Y-%m-%dT%H:%M", v)
+            .or_else(|| naive("%Y-%m-%dT%H:%M:%S%.f", v))
+            // ISO 8601 basic format, as in `x-amz-date`: `20250716T010000Z`.
+            .or_else(|| naive("%Y%m%dT%H%M%S", v))
     } else {
         naive("%Y-%m-%dT%H:%M:%S%.f", t)
             .or_else(|| naive("%Y-%m-%dT%H:%M", t))
@@ -113,6 +116,7 @@ mod tests {
         assert_eq!(parse_date("2025-07-16T03:00:00+02:00"), Some(z));
         assert_eq!(parse_date("2025-07-16T01:00Z"), Some(z));
         assert_eq!(parse_date("2025-07-16T01:00:00"), Some(z));
+        assert_eq!(parse_date("20250716T010000Z"), Some(z));
         assert_eq!(parse_date("2025-07-16").unwrap().secs, 1_752_624_000);
         assert!(parse_date("2025-07-16T01:00:00.5Z").unwrap() > z);
         assert_eq!(parse_date("yesterday"), None);
