@@ -433,3 +433,46 @@ def test_double_complete(s3, bucket):
     assert multipart_etag([body]) in results
     assert all(r in (multipart_etag([body]), "NoSuchUpload") for r in results), results
     assert s3.get_object(Bucket=bucket, Key="twice")["Body"].read() == body
+
+
+def test_upload_part_racing_complete(s3, bucket):
+    """A part upload racing CompleteMultipartUpload: whatever wins, the ETag the client was given
+    describes the bytes stored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    p1 = os.urandom(5 * MIB)
+    for i in range(4):
+        key = f"upc{i}"
+        uid = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        e1 = s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=1, Body=p1)["ETag"]
+        e2_old = s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=2, Body=b"old two")["ETag"]
+
+        def reupload():
+            try:
+                return s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=2, Body=b"new two!")["ETag"]
+            except ClientError as exc:
+                return exc.response["Error"]["Code"]
+
+        def complete():
+            try:
+                return s3.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=uid,
+                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2_old}]},
+                )["ETag"]
+            except ClientError as exc:
+                return exc.response["Error"]["Code"]
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            fu, fc = pool.submit(reupload), pool.submit(complete)
+            ru, rc = fu.result(), fc.result()
+        if rc == multipart_etag([p1, b"old two"]):
+            got = s3.get_object(Bucket=bucket, Key=key)
+            assert got["ETag"] == rc
+            assert got["Body"].read() == p1 + b"old two"
+            assert ru in (md5_etag(b"new two!"), "NoSuchUpload"), ru
+        else:
+            # The re-upload replaced part 2 first: the old ETag no longer names a stored part.
+            assert rc == "InvalidPart", (rc, ru)
+            assert ru == md5_etag(b"new two!")
+            assert key not in keys_of(s3, bucket)
+            s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=uid)
