@@ -749,3 +749,31 @@ def test_malformed_content_sha256_refused(server, s3, bucket, declared):
     assert resp.status == 400, resp.body[:300]
     assert resp.error_code() in ("InvalidArgument", "XAmzContentSHA256Mismatch", "InvalidRequest"), resp.body[:300]
     assert "decl" not in keys_of(s3, bucket)
+
+
+def test_expect_100_continue(server, s3, bucket):
+    """Expect: 100-continue: a refused request gets its final answer without a 100 (the client never
+    sends the body); an accepted one gets 100 Continue, then the body is read and stored."""
+    body = os.urandom(1024 * 1024)
+    path = object_path(bucket, "expect")
+    for secret, wanted in ((server.secret_key + "x", b"HTTP/1.1 403"), (server.secret_key, b"HTTP/1.1 100")):
+        headers = sign("PUT", f"{server.endpoint}{path}", server.access_key, secret,
+                       {"Host": f"127.0.0.1:{server.port}", "Content-Length": str(len(body)),
+                        "Expect": "100-continue"}, body)
+        head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(head.encode())
+            first = sock.recv(65536)
+            assert first.startswith(wanted), first[:200]
+            if wanted.endswith(b"100"):
+                sock.sendall(body)
+                rest = first.split(b"\r\n\r\n", 1)[1]
+                while b"\r\n\r\n" not in rest:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    rest += chunk
+                assert rest.startswith(b"HTTP/1.1 200"), rest[:200]
+            else:
+                assert b"SignatureDoesNotMatch" in first or b"SignatureDoesNotMatch" in sock.recv(65536)
+    assert s3.get_object(Bucket=bucket, Key="expect")["Body"].read() == body
