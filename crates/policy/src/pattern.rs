@@ -479,6 +479,12 @@ impl ArnPattern {
                 if *a != "arn" && !(wildcards && a.contains(['*', '?'])) {
                     return Err(TemplateError(format!("`{text}` is not an ARN; expected `arn:partition:service:region:account:resource` or `*`")));
                 }
+                let special = |p: &str| p.contains(['*', '?']) || (variables && p.contains('$'));
+                if wildcards && ![a, b, c, d, e].iter().any(|p| special(p)) {
+                    // Fast path: plain first five segments need no matchers of their own.
+                    let prefix = format!("{a}:{b}:{c}:{d}:{e}:");
+                    return Ok(ArnPattern::Prefixed { prefix: prefix.into(), rest: Pattern::new(f, syntax)? });
+                }
                 let pats = [
                     Pattern::new(a, syntax)?,
                     Pattern::new(b, syntax)?,
