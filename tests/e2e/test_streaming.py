@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 import re
+import shutil
 import signal
 import socket
 import time
@@ -271,6 +272,9 @@ def test_large_body_streams_with_bounded_memory(fresh_server_factory):
     print(f"peak RSS after PUT {after_put} KiB, after GET {after_get} KiB")
     assert after_put < 100 * 1024, f"peak RSS {after_put} KiB after a 1 GiB PUT"
     assert after_get < 100 * 1024, f"peak RSS {after_get} KiB after a 1 GiB GET"
+    # Do not keep a 1 GiB object in pytest's retained temp dirs.
+    assert kp.stop() == 0
+    shutil.rmtree(kp.data_dir)
 
 
 def du_bytes(root: Path) -> int:
