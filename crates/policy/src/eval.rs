@@ -803,7 +803,12 @@ fn decide<R: Recorder>(
             )
         };
     }
-    if matches!(req.principal, RequestPrincipal::Anonymous) {
+    // Anonymous callers and principals outside any account (AWS service principals, federated
+    // identities) have no identity-based policies: only the resource policy can grant.
+    if matches!(
+        req.principal,
+        RequestPrincipal::Anonymous | RequestPrincipal::Other { account: None, .. }
+    ) {
         return if grant.is_some_and(|g| g >= Grant::Wildcard) {
             (DecisionKind::Allowed, None)
         } else {
