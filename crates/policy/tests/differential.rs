@@ -107,7 +107,7 @@ fn one_or_many(rng: &mut Rng, pool: &[&str]) -> Value {
 }
 
 fn condition(rng: &mut Rng) -> Value {
-    match rng.below(12) {
+    match rng.below(16) {
         0 => {
             json!({ rng.pick(&["IpAddress", "NotIpAddress"]): {"aws:SourceIp": one_or_many(rng, &["203.0.113.0/24", "10.0.0.0/8"])}})
         }
@@ -141,6 +141,19 @@ fn condition(rng: &mut Rng) -> Value {
         }
         10 => json!({ rng.pick(&["ArnLike", "ArnNotLike", "ArnEquals"]):
             {"aws:PrincipalArn": one_or_many(rng, &["arn:aws:iam::111122223333:role/*", "arn:aws:iam::*:user/alice", ROLE])}}),
+        12 => {
+            json!({ rng.pick(&["DateEquals", "DateNotEquals", "DateLessThanEquals", "DateGreaterThanEquals"]):
+            {"aws:CurrentTime": one_or_many(rng, &["2025-07-16T02:00:00Z", "1752634800", "2025-07-16T00:00:00Z"])}})
+        }
+        13 => {
+            json!({ rng.pick(&["NumericEquals", "NumericNotEquals", "NumericLessThanEquals", "NumericGreaterThan", "NumericEqualsIfExists"]):
+            {"s3:max-keys": one_or_many(rng, &["10", "1000", "10.0"])}})
+        }
+        14 => {
+            json!({ rng.pick(&["Bool", "BoolIfExists"]): {"aws:SecureTransport": rng.pick(&["true", "false"])}})
+        }
+        15 => json!({ rng.pick(&["StringLike", "StringNotLike", "StringEqualsIgnoreCase"]):
+            {"aws:PrincipalTag/team": one_or_many(rng, &["?l", "o?s", "M*", "OPS"])}}),
         _ => {
             if rng.chance(50) {
                 json!({"DateGreaterThanIfExists": {"aws:CurrentTime": "2025-07-16T01:00:00Z"}})
@@ -427,7 +440,18 @@ fn if_exists_under_for_any_value(case: &Value, ours: &Value, oracle: &Value) -> 
         && ours["decision"] != oracle["decision"]
 }
 
+/// A numeric date value is epoch *seconds* ("epoch (UNIX) time"; `aws:EpochTime` is in
+/// seconds); the oracle reads it as milliseconds.
+fn epoch_seconds(case: &Value, ours: &Value, oracle: &Value) -> bool {
+    case.to_string().contains("\"1752634800\"") && ours["decision"] != oracle["decision"]
+}
+
 const KNOWN: &[Known] = &[
+    Known {
+        name: "epoch date values are seconds",
+        doc: "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_Date",
+        applies: epoch_seconds,
+    },
     Known {
         name: "ForAnyValue:...IfExists is true for a missing key",
         doc: "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_IfExists",
