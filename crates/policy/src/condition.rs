@@ -18,15 +18,17 @@
 //! - a request value that cannot be read as the operator's type (a non-number for `Numeric*`,
 //!   a non-address for `IpAddress`) matches no policy value.
 
+pub mod arn;
+pub mod binary;
+pub mod boolean;
 pub mod date;
 pub mod ip;
 pub mod numeric;
-
-use base64::Engine as _;
+pub mod string;
 
 use crate::context::{Context, ContextValue};
-use crate::model::{Condition, Family, Operator, OperatorKind, SetQualifier};
-use crate::pattern::{ArnPattern, Pattern, Resolver, Syntax};
+use crate::model::{Condition, Family, Operator, SetQualifier};
+use crate::pattern::{ArnPattern, Pattern, Resolver};
 use date::Instant;
 use ip::Cidr;
 
@@ -63,16 +65,6 @@ pub struct ValueError {
     pub expected: String,
 }
 
-fn parse_bool(s: &str) -> Option<bool> {
-    if s.eq_ignore_ascii_case("true") {
-        Some(true)
-    } else if s.eq_ignore_ascii_case("false") {
-        Some(false)
-    } else {
-        None
-    }
-}
-
 fn all<T>(
     vals: &[&str],
     expected: &str,
@@ -105,46 +97,8 @@ impl CompiledCondition {
         variables: bool,
     ) -> Result<Self, ValueError> {
         let values = match operator.kind.family() {
-            Family::String => {
-                let syntax = Syntax {
-                    wildcards: matches!(
-                        operator.kind,
-                        OperatorKind::StringLike | OperatorKind::StringNotLike
-                    ),
-                    variables,
-                    ignore_case: matches!(
-                        operator.kind,
-                        OperatorKind::StringEqualsIgnoreCase
-                            | OperatorKind::StringNotEqualsIgnoreCase
-                    ),
-                };
-                let pats = texts
-                    .iter()
-                    .enumerate()
-                    .map(|(index, v)| {
-                        Pattern::new(v, syntax).map_err(|e| ValueError {
-                            index,
-                            value: (*v).to_owned(),
-                            expected: e.0,
-                        })
-                    })
-                    .collect::<Result<_, _>>()?;
-                Values::Str(pats)
-            }
-            Family::Arn => {
-                let pats = texts
-                    .iter()
-                    .enumerate()
-                    .map(|(index, v)| {
-                        ArnPattern::new(v, variables, true).map_err(|e| ValueError {
-                            index,
-                            value: (*v).to_owned(),
-                            expected: format!("an ARN with six colon-separated parts or `*` ({e})"),
-                        })
-                    })
-                    .collect::<Result<_, _>>()?;
-                Values::Arn(pats)
-            }
+            Family::String => Values::Str(string::compile(operator.kind, texts, variables)?),
+            Family::Arn => Values::Arn(arn::compile(texts, variables)?),
             Family::Numeric => Values::Num(all(texts, "a number", numeric::parse_number)?),
             Family::Date => Values::Date(all(
                 texts,
@@ -156,14 +110,12 @@ impl CompiledCondition {
                 "an IPv4 or IPv6 address or CIDR range",
                 Cidr::parse,
             )?),
-            Family::Binary => Values::Bin(all(texts, "base64-encoded bytes", |s| {
-                base64::engine::general_purpose::STANDARD.decode(s).ok()
-            })?),
+            Family::Binary => Values::Bin(all(texts, "base64-encoded bytes", binary::decode)?),
             Family::Null => Values::Null(all(texts, "`true` or `false`", |s| {
-                parse_bool(s).map(Some)
+                boolean::parse(s).map(Some)
             })?),
             // AWS accepts any string for `Bool`; one that is not `true`/`false` matches nothing.
-            Family::Bool => Values::Bool(texts.iter().map(|s| parse_bool(s)).collect()),
+            Family::Bool => Values::Bool(texts.iter().map(|s| boolean::parse(s)).collect()),
         };
         Ok(Self {
             operator,
@@ -267,13 +219,13 @@ impl CompiledCondition {
                 None => false,
             },
             Values::Ip(cs) => cs.iter().any(|c| c.contains_str(v)),
-            Values::Bool(bs) => match parse_bool(v) {
+            Values::Bool(bs) => match boolean::parse(v) {
                 Some(r) => bs.contains(&Some(r)),
                 None => false,
             },
-            Values::Bin(bs) => match base64::engine::general_purpose::STANDARD.decode(v.trim()) {
-                Ok(r) => bs.contains(&r),
-                Err(_) => false,
+            Values::Bin(bs) => match binary::decode(v.trim()) {
+                Some(r) => bs.contains(&r),
+                None => false,
             },
             Values::Null(_) => false,
         }
