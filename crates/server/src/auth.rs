@@ -35,6 +35,20 @@ pub enum Principal {
         /// The user's identity policies, compiled (from the state snapshot).
         policies: std::sync::Arc<Vec<keyhole_policy::CompiledPolicy>>,
     },
+    /// An assumed-role session, authenticated by its sealed session token.
+    Session {
+        /// The token's claims. INVARIANT: `claims.sk` is cleared once the signature is verified,
+        /// so no copy of a principal carries the secret.
+        claims: std::sync::Arc<crate::sts::SessionClaims>,
+        /// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
+        arn: String,
+        /// `arn:aws:iam::ACCOUNT:role/ROLE`.
+        role_arn: String,
+        /// The role's identity policies (current, from the snapshot).
+        role_policies: std::sync::Arc<Vec<keyhole_policy::CompiledPolicy>>,
+        /// The session policy, if the session was created with one.
+        session_policy: Option<std::sync::Arc<keyhole_policy::CompiledPolicy>>,
+    },
     /// No signature at all.
     Anonymous,
 }
@@ -44,7 +58,7 @@ impl Principal {
     pub fn arn(&self, account_id: &str) -> String {
         match self {
             Principal::Root { .. } => format!("arn:aws:iam::{account_id}:root"),
-            Principal::User { arn, .. } => arn.clone(),
+            Principal::User { arn, .. } | Principal::Session { arn, .. } => arn.clone(),
             Principal::Anonymous => "*".to_owned(),
         }
     }
@@ -55,6 +69,7 @@ impl Principal {
             Principal::Root { access_key_id } | Principal::User { access_key_id, .. } => {
                 Some(access_key_id)
             }
+            Principal::Session { claims, .. } => Some(&claims.ak),
             Principal::Anonymous => None,
         }
     }
@@ -64,6 +79,7 @@ impl Principal {
         match self {
             Principal::Root { .. } => "Root",
             Principal::User { .. } => "IAMUser",
+            Principal::Session { .. } => "AssumedRole",
             Principal::Anonymous => "Anonymous",
         }
     }
@@ -76,6 +92,7 @@ pub struct Authenticator {
     root_secret: SecretKey,
     region: String,
     state: std::sync::Arc<crate::state::State>,
+    tokens: std::sync::Arc<crate::sts::TokenSealer>,
 }
 
 /// The error code for an unknown or inactive key: S3 and the Query APIs spell it differently.
@@ -103,12 +120,14 @@ impl Authenticator {
         root_secret: SecretKey,
         region: String,
         state: std::sync::Arc<crate::state::State>,
+        tokens: std::sync::Arc<crate::sts::TokenSealer>,
     ) -> Authenticator {
         Authenticator {
             root_access_key_id,
             root_secret,
             region,
             state,
+            tokens,
         }
     }
 
@@ -161,16 +180,38 @@ impl Authenticator {
             return Err(S3Error::new(code, StatusCode::BAD_REQUEST, message)
                 .with("Region", self.region.clone()));
         }
-        if signed.session_token().is_some() {
-            return Err(S3Error::new(
+        let access_key_id = signed.access_key_id().to_owned();
+        let snapshot = self.state.snapshot();
+        let invalid_token = || {
+            S3Error::new(
                 "InvalidToken",
                 StatusCode::BAD_REQUEST,
                 "The provided token is malformed or otherwise invalid.",
-            ));
-        }
-        let access_key_id = signed.access_key_id().to_owned();
-        let snapshot = self.state.snapshot();
-        let (secret, user) = if access_key_id == self.root_access_key_id {
+            )
+        };
+        let mut session = None;
+        let (secret, user) = if let Some(token) = signed.session_token() {
+            // Temporary credentials: the sealed token carries the secret; no database lookup.
+            let claims = self
+                .tokens
+                .open(token, &access_key_id)
+                .ok_or_else(invalid_token)?;
+            if claims.exp <= now.timestamp() {
+                return Err(S3Error::new(
+                    "ExpiredToken",
+                    StatusCode::BAD_REQUEST,
+                    "The provided token has expired.",
+                ));
+            }
+            let role = snapshot
+                .roles
+                .get(&claims.role)
+                .filter(|r| r.record.id == claims.role_id)
+                .ok_or_else(invalid_token)?;
+            let secret = SecretKey::new(claims.sk.clone());
+            session = Some((claims, role.clone()));
+            (secret, None)
+        } else if access_key_id == self.root_access_key_id {
             (self.root_secret.clone(), None)
         } else {
             match snapshot.keys.get(&access_key_id) {
@@ -185,6 +226,26 @@ impl Authenticator {
             }
             None => keyhole_sigv4::verify(signed, method, uri, headers, &secret, now)?,
         };
+        if let Some((mut claims, role)) = session {
+            claims.sk.clear();
+            let session_policy = match &claims.policy {
+                Some(doc) => Some(std::sync::Arc::new(crate::sts::compile_session_policy(
+                    doc,
+                )?)),
+                None => None,
+            };
+            let arn = crate::sts::session_arn(&claims.account, &claims.role, &claims.session);
+            return Ok((
+                Principal::Session {
+                    claims: std::sync::Arc::new(claims),
+                    arn,
+                    role_arn: role.arn.clone(),
+                    role_policies: role.policies.clone(),
+                    session_policy,
+                },
+                verified,
+            ));
+        }
         let principal = match user {
             None if access_key_id == self.root_access_key_id => Principal::Root { access_key_id },
             None => return Err(unknown_key(&service, &access_key_id)),
@@ -232,23 +293,45 @@ impl Authorize for PolicyAuthorizer {
         permission: &Permission,
         context: &keyhole_policy::Context,
     ) -> Result<(), S3Error> {
-        let (arn, policies) = match principal {
+        let (arn, request_principal, identity, session) = match principal {
             Principal::Root { .. } => return Ok(()),
             Principal::Anonymous => return Err(S3Error::access_denied("Access Denied")),
-            Principal::User { arn, policies, .. } => (arn, policies),
+            Principal::User { arn, policies, .. } => (
+                arn,
+                keyhole_policy::RequestPrincipal::User {
+                    arn: arn.clone(),
+                    account: self.account_id.clone(),
+                },
+                policies.as_slice(),
+                None,
+            ),
+            Principal::Session {
+                arn,
+                role_arn,
+                role_policies,
+                session_policy,
+                ..
+            } => (
+                arn,
+                keyhole_policy::RequestPrincipal::Session {
+                    session_arn: arn.clone(),
+                    role_arn: role_arn.clone(),
+                    account: self.account_id.clone(),
+                },
+                role_policies.as_slice(),
+                session_policy.as_deref(),
+            ),
         };
         let request = keyhole_policy::Request::new(
-            keyhole_policy::RequestPrincipal::User {
-                arn: arn.clone(),
-                account: self.account_id.clone(),
-            },
+            request_principal,
             permission.action,
             &permission.resource,
             None,
             context.clone(),
         );
         let set = keyhole_policy::Policies {
-            identity: policies,
+            identity,
+            session,
             ..Default::default()
         };
         let decision = keyhole_policy::Evaluator::evaluate(&set, &request);
@@ -256,10 +339,15 @@ impl Authorize for PolicyAuthorizer {
             return Ok(());
         }
         let reason = match decision.reason {
-            Some(keyhole_policy::DenialReason::ExplicitDeny(_)) => {
-                "with an explicit deny in an identity-based policy".to_owned()
+            Some(keyhole_policy::DenialReason::ExplicitDeny(kind)) => {
+                format!("with an explicit deny in {}", kind.with_article())
             }
-            _ => format!(
+            Some(keyhole_policy::DenialReason::NoAllow(kind)) => format!(
+                "because no {} allows the {} action",
+                kind.describe(),
+                permission.action
+            ),
+            None => format!(
                 "because no identity-based policy allows the {} action",
                 permission.action
             ),
@@ -365,6 +453,57 @@ mod tests {
             .is_ok());
         assert!(a
             .authorize(&u, &perm("s3:GetObject", "arn:aws:s3:::other/k"), &ctx)
+            .is_err());
+    }
+
+    #[test]
+    fn sessions_are_role_policies_intersected_with_the_session_policy() {
+        let a = PolicyAuthorizer {
+            account_id: "123456789012".into(),
+        };
+        let compile =
+            |doc: &str, kind| keyhole_policy::CompiledPolicy::from_json(doc, kind).unwrap();
+        let role = compile(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::b/*"}]}"#,
+            keyhole_policy::PolicyKind::Identity,
+        );
+        let session = compile(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#,
+            keyhole_policy::PolicyKind::Session,
+        );
+        let p = Principal::Session {
+            claims: std::sync::Arc::new(crate::sts::SessionClaims {
+                ak: "ASIAX".into(),
+                sk: String::new(),
+                account: "123456789012".into(),
+                role: "r".into(),
+                role_id: "AROAX".into(),
+                session: "s".into(),
+                source_identity: None,
+                policy: None,
+                iat: 0,
+                exp: i64::MAX,
+            }),
+            arn: "arn:aws:sts::123456789012:assumed-role/r/s".into(),
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            role_policies: std::sync::Arc::new(vec![role]),
+            session_policy: Some(std::sync::Arc::new(session)),
+        };
+        let ctx = keyhole_policy::Context::new();
+        assert!(a
+            .authorize(&p, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
+            .is_ok());
+        let e = a
+            .authorize(&p, &perm("s3:PutObject", "arn:aws:s3:::b/k"), &ctx)
+            .unwrap_err();
+        assert!(
+            e.message()
+                .ends_with("because no session policy allows the s3:PutObject action"),
+            "{}",
+            e.message()
+        );
+        assert!(a
+            .authorize(&p, &perm("s3:GetObject", "arn:aws:s3:::other/k"), &ctx)
             .is_err());
     }
 }

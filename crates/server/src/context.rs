@@ -71,6 +71,27 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
             c.insert("aws:userid", id.as_str());
             c.insert("aws:username", name.as_str());
         }
+        Principal::Session {
+            claims, role_arn, ..
+        } => {
+            // For sessions, aws:PrincipalArn is the role's ARN (AWS's documented value).
+            c.insert("aws:PrincipalArn", role_arn.as_str());
+            c.insert("aws:PrincipalAccount", f.account_id);
+            c.insert("aws:PrincipalType", "AssumedRole");
+            c.insert(
+                "aws:userid",
+                format!("{}:{}", claims.role_id, claims.session),
+            );
+            if let Some(t) = DateTime::<Utc>::from_timestamp(claims.iat, 0) {
+                c.insert(
+                    "aws:TokenIssueTime",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                );
+            }
+            if let Some(s) = &claims.source_identity {
+                c.insert("aws:SourceIdentity", s.as_str());
+            }
+        }
         Principal::Anonymous => {
             c.insert("aws:PrincipalType", "Anonymous");
         }

@@ -1,5 +1,5 @@
-//! The IAM Query API (service `iam`): users, access keys, inline user policies and managed
-//! policies, so `aws iam ...` and boto3's IAM client work against keyhole unchanged.
+//! The IAM Query API (service `iam`): users, access keys, roles with trust policies, inline user
+//! and role policies and managed policies, so `aws iam ...` and boto3's IAM client work against keyhole unchanged.
 //!
 //! Requests are `POST /` with a form body (`Action=CreateUser&Version=2010-05-08&...`); responses
 //! are `<ActionResponse>` XML in the IAM namespace
@@ -22,128 +22,53 @@ use crate::Gateway;
 /// The IAM XML namespace.
 pub const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 
-/// The IAM actions keyhole serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IamAction {
-    /// CreateUser
-    CreateUser,
-    /// GetUser
-    GetUser,
-    /// ListUsers
-    ListUsers,
-    /// DeleteUser
-    DeleteUser,
-    /// CreateAccessKey
-    CreateAccessKey,
-    /// ListAccessKeys
-    ListAccessKeys,
-    /// UpdateAccessKey
-    UpdateAccessKey,
-    /// DeleteAccessKey
-    DeleteAccessKey,
-    /// PutUserPolicy
-    PutUserPolicy,
-    /// GetUserPolicy
-    GetUserPolicy,
-    /// ListUserPolicies
-    ListUserPolicies,
-    /// DeleteUserPolicy
-    DeleteUserPolicy,
-    /// CreatePolicy
-    CreatePolicy,
-    /// GetPolicy
-    GetPolicy,
-    /// ListPolicies
-    ListPolicies,
-    /// DeletePolicy
-    DeletePolicy,
-    /// AttachUserPolicy
-    AttachUserPolicy,
-    /// DetachUserPolicy
-    DetachUserPolicy,
-    /// ListAttachedUserPolicies
-    ListAttachedUserPolicies,
+/// Declares the served actions once: the enum, its parser, its API name and its IAM action.
+macro_rules! iam_actions {
+    ($($name:ident),* $(,)?) => {
+        /// The IAM actions keyhole serves.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum IamAction {
+            $(
+                #[doc = stringify!($name)]
+                $name,
+            )*
+        }
+
+        impl IamAction {
+            /// Parses the `Action` parameter.
+            pub fn parse(name: &str) -> Option<IamAction> {
+                match name {
+                    $(stringify!($name) => Some(IamAction::$name),)*
+                    _ => None,
+                }
+            }
+
+            /// The API name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(IamAction::$name => stringify!($name),)*
+                }
+            }
+
+            /// The IAM action checked (`iam:` + the API name).
+            pub fn iam_action(self) -> &'static str {
+                match self {
+                    $(IamAction::$name => concat!("iam:", stringify!($name)),)*
+                }
+            }
+        }
+    };
 }
 
-impl IamAction {
-    /// Parses the `Action` parameter.
-    pub fn parse(name: &str) -> Option<IamAction> {
-        use IamAction as A;
-        Some(match name {
-            "CreateUser" => A::CreateUser,
-            "GetUser" => A::GetUser,
-            "ListUsers" => A::ListUsers,
-            "DeleteUser" => A::DeleteUser,
-            "CreateAccessKey" => A::CreateAccessKey,
-            "ListAccessKeys" => A::ListAccessKeys,
-            "UpdateAccessKey" => A::UpdateAccessKey,
-            "DeleteAccessKey" => A::DeleteAccessKey,
-            "PutUserPolicy" => A::PutUserPolicy,
-            "GetUserPolicy" => A::GetUserPolicy,
-            "ListUserPolicies" => A::ListUserPolicies,
-            "DeleteUserPolicy" => A::DeleteUserPolicy,
-            "CreatePolicy" => A::CreatePolicy,
-            "GetPolicy" => A::GetPolicy,
-            "ListPolicies" => A::ListPolicies,
-            "DeletePolicy" => A::DeletePolicy,
-            "AttachUserPolicy" => A::AttachUserPolicy,
-            "DetachUserPolicy" => A::DetachUserPolicy,
-            "ListAttachedUserPolicies" => A::ListAttachedUserPolicies,
-            _ => return None,
-        })
-    }
-
-    /// The API name.
-    pub fn name(self) -> &'static str {
-        use IamAction as A;
-        match self {
-            A::CreateUser => "CreateUser",
-            A::GetUser => "GetUser",
-            A::ListUsers => "ListUsers",
-            A::DeleteUser => "DeleteUser",
-            A::CreateAccessKey => "CreateAccessKey",
-            A::ListAccessKeys => "ListAccessKeys",
-            A::UpdateAccessKey => "UpdateAccessKey",
-            A::DeleteAccessKey => "DeleteAccessKey",
-            A::PutUserPolicy => "PutUserPolicy",
-            A::GetUserPolicy => "GetUserPolicy",
-            A::ListUserPolicies => "ListUserPolicies",
-            A::DeleteUserPolicy => "DeleteUserPolicy",
-            A::CreatePolicy => "CreatePolicy",
-            A::GetPolicy => "GetPolicy",
-            A::ListPolicies => "ListPolicies",
-            A::DeletePolicy => "DeletePolicy",
-            A::AttachUserPolicy => "AttachUserPolicy",
-            A::DetachUserPolicy => "DetachUserPolicy",
-            A::ListAttachedUserPolicies => "ListAttachedUserPolicies",
-        }
-    }
-
-    /// The IAM action checked (`iam:` + the API name).
-    pub fn iam_action(self) -> &'static str {
-        use IamAction as A;
-        match self {
-            A::CreateUser => "iam:CreateUser",
-            A::GetUser => "iam:GetUser",
-            A::ListUsers => "iam:ListUsers",
-            A::DeleteUser => "iam:DeleteUser",
-            A::CreateAccessKey => "iam:CreateAccessKey",
-            A::ListAccessKeys => "iam:ListAccessKeys",
-            A::UpdateAccessKey => "iam:UpdateAccessKey",
-            A::DeleteAccessKey => "iam:DeleteAccessKey",
-            A::PutUserPolicy => "iam:PutUserPolicy",
-            A::GetUserPolicy => "iam:GetUserPolicy",
-            A::ListUserPolicies => "iam:ListUserPolicies",
-            A::DeleteUserPolicy => "iam:DeleteUserPolicy",
-            A::CreatePolicy => "iam:CreatePolicy",
-            A::GetPolicy => "iam:GetPolicy",
-            A::ListPolicies => "iam:ListPolicies",
-            A::DeletePolicy => "iam:DeletePolicy",
-            A::AttachUserPolicy => "iam:AttachUserPolicy",
-            A::DetachUserPolicy => "iam:DetachUserPolicy",
-            A::ListAttachedUserPolicies => "iam:ListAttachedUserPolicies",
-        }
-    }
+iam_actions! {
+    CreateUser, GetUser, ListUsers, DeleteUser,
+    CreateAccessKey, ListAccessKeys, UpdateAccessKey, DeleteAccessKey,
+    PutUserPolicy, GetUserPolicy, ListUserPolicies, DeleteUserPolicy,
+    CreatePolicy, GetPolicy, ListPolicies, DeletePolicy,
+    AttachUserPolicy, DetachUserPolicy, ListAttachedUserPolicies,
+    CreateRole, GetRole, ListRoles, DeleteRole, UpdateAssumeRolePolicy,
+    PutRolePolicy, GetRolePolicy, ListRolePolicies, DeleteRolePolicy,
+    AttachRolePolicy, DetachRolePolicy,
 }
 
 /// A required parameter, or `ValidationError` naming it.
@@ -220,8 +145,21 @@ pub fn permission(
             required(q, "PolicyName")?
         ),
         A::GetPolicy | A::DeletePolicy => required(q, "PolicyArn")?.to_owned(),
+        A::CreateRole
+        | A::GetRole
+        | A::DeleteRole
+        | A::UpdateAssumeRolePolicy
+        | A::PutRolePolicy
+        | A::GetRolePolicy
+        | A::ListRolePolicies
+        | A::DeleteRolePolicy
+        | A::AttachRolePolicy
+        | A::DetachRolePolicy => format!(
+            "arn:aws:iam::{account_id}:role/{}",
+            required(q, "RoleName")?
+        ),
         // Listing everything has no resource type in AWS's authorization reference: `*`.
-        A::ListUsers | A::ListPolicies => "*".to_owned(),
+        A::ListUsers | A::ListPolicies | A::ListRoles => "*".to_owned(),
     };
     Ok(Permission {
         action: action.iam_action(),
@@ -258,6 +196,21 @@ fn user_xml(w: &mut XmlWriter, el: &str, u: &crate::state::UserRecord, arn: &str
     w.elem("UserId", &u.id);
     w.elem("Arn", arn);
     w.elem("CreateDate", &xml_date(&u.created));
+    w.close(el);
+}
+
+fn role_xml(w: &mut XmlWriter, el: &str, r: &crate::state::RoleRecord, arn: &str) {
+    w.open(el);
+    w.elem("Path", &r.path);
+    w.elem("RoleName", &r.name);
+    w.elem("RoleId", &r.id);
+    w.elem("Arn", arn);
+    w.elem("CreateDate", &xml_date(&r.created));
+    w.elem("AssumeRolePolicyDocument", &url_encode(&r.trust_policy));
+    if !r.description.is_empty() {
+        w.elem("Description", &r.description);
+    }
+    w.elem("MaxSessionDuration", &r.max_session_secs.to_string());
     w.close(el);
 }
 
@@ -445,6 +398,86 @@ fn run(
         A::DetachUserPolicy => {
             state.detach_user_policy(required(q, "UserName")?, required(q, "PolicyArn")?)?;
         }
+        A::CreateRole => {
+            let max = match q.get("MaxSessionDuration") {
+                None => 3600,
+                Some(v) => v.parse::<i64>().map_err(|_| {
+                    S3Error::new(
+                        "ValidationError",
+                        StatusCode::BAD_REQUEST,
+                        format!("MaxSessionDuration `{v}` is not a number"),
+                    )
+                })?,
+            };
+            let r = state.create_role(
+                required(q, "RoleName")?,
+                q.get("Path").unwrap_or("/"),
+                required(q, "AssumeRolePolicyDocument")?,
+                max,
+                q.get("Description").unwrap_or(""),
+            )?;
+            let arn = state.role_arn(&r);
+            w.open(&result);
+            role_xml(&mut w, "Role", &r, &arn);
+            w.close(&result);
+        }
+        A::GetRole => {
+            let r = state.get_role(required(q, "RoleName")?)?;
+            let arn = state.role_arn(&r);
+            w.open(&result);
+            role_xml(&mut w, "Role", &r, &arn);
+            w.close(&result);
+        }
+        A::ListRoles => {
+            w.open(&result);
+            w.open("Roles");
+            for r in state.list_roles()? {
+                let arn = state.role_arn(&r);
+                role_xml(&mut w, "member", &r, &arn);
+            }
+            w.close("Roles");
+            w.elem("IsTruncated", "false");
+            w.close(&result);
+        }
+        A::DeleteRole => state.delete_role(required(q, "RoleName")?)?,
+        A::UpdateAssumeRolePolicy => {
+            state.update_trust_policy(required(q, "RoleName")?, required(q, "PolicyDocument")?)?;
+        }
+        A::PutRolePolicy => {
+            state.put_role_policy(
+                required(q, "RoleName")?,
+                required(q, "PolicyName")?,
+                required(q, "PolicyDocument")?,
+            )?;
+        }
+        A::GetRolePolicy => {
+            let (role, policy) = (required(q, "RoleName")?, required(q, "PolicyName")?);
+            let doc = state.get_role_policy(role, policy)?;
+            w.open(&result);
+            w.elem("RoleName", role);
+            w.elem("PolicyName", policy);
+            w.elem("PolicyDocument", &url_encode(&doc));
+            w.close(&result);
+        }
+        A::ListRolePolicies => {
+            w.open(&result);
+            w.open("PolicyNames");
+            for n in state.list_role_policies(required(q, "RoleName")?)? {
+                w.elem("member", &n);
+            }
+            w.close("PolicyNames");
+            w.elem("IsTruncated", "false");
+            w.close(&result);
+        }
+        A::DeleteRolePolicy => {
+            state.delete_role_policy(required(q, "RoleName")?, required(q, "PolicyName")?)?
+        }
+        A::AttachRolePolicy => {
+            state.attach_role_policy(required(q, "RoleName")?, required(q, "PolicyArn")?)?
+        }
+        A::DetachRolePolicy => {
+            state.detach_role_policy(required(q, "RoleName")?, required(q, "PolicyArn")?)?
+        }
         A::ListAttachedUserPolicies => {
             w.open(&result);
             w.open("AttachedPolicies");
@@ -497,7 +530,8 @@ mod tests {
         for n in ["CreateUser", "ListAttachedUserPolicies", "DeleteAccessKey"] {
             assert_eq!(IamAction::parse(n).unwrap().name(), n);
         }
-        assert!(IamAction::parse("CreateRole").is_none());
+        assert!(IamAction::parse("CreateGroup").is_none());
+        assert_eq!(IamAction::CreateRole.iam_action(), "iam:CreateRole");
         let q = Query::parse(Some("Action=PutUserPolicy&UserName=alice&PolicyName=p"));
         let p = permission(
             IamAction::PutUserPolicy,

@@ -22,6 +22,7 @@ pub mod iam;
 pub mod pipeline;
 pub mod s3;
 pub mod state;
+pub mod sts;
 pub mod xml;
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct Gateway {
     pub authz: Arc<dyn auth::Authorize>,
     /// The canonical user id shown as bucket and object owner.
     pub owner_id: String,
+    /// Seals and opens STS session tokens.
+    pub tokens: Arc<sts::TokenSealer>,
 }
 
 impl Gateway {
@@ -60,12 +63,14 @@ impl Gateway {
         store: LocalStore,
         state: Arc<state::State>,
         authz: Arc<dyn auth::Authorize>,
+        tokens: Arc<sts::TokenSealer>,
     ) -> Gateway {
         let authn = auth::Authenticator::new(
             account.record.root_access_key_id.clone(),
             account.root_secret.clone(),
             config.region.clone(),
             state.clone(),
+            tokens.clone(),
         );
         let owner_id = hex::encode(sha2::Sha256::digest(account.record.account_id.as_bytes()));
         Gateway {
@@ -76,6 +81,7 @@ impl Gateway {
             authn,
             authz,
             owner_id,
+            tokens,
         }
     }
 }
@@ -99,7 +105,13 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
     let authz = Arc::new(auth::PolicyAuthorizer {
         account_id: account.record.account_id.clone(),
     });
-    Ok(Gateway::new(config, account, store, state, authz))
+    let tokens = Arc::new(sts::TokenSealer::new(&master).map_err(|e| {
+        OpenError::Account(account::AccountError::Damaged {
+            path: config.data_dir.join(account::MASTER_KEY_FILE),
+            reason: e.to_string(),
+        })
+    })?);
+    Ok(Gateway::new(config, account, store, state, authz, tokens))
 }
 
 /// The gateway could not be opened.

@@ -112,7 +112,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         let service = signed.as_ref().map(|s| s.scope().service.clone());
         match service.as_deref() {
             None | Some("s3") => {}
-            Some("iam") => {
+            Some(api @ ("iam" | "sts")) => {
                 query_api = true;
                 let Some(signed) = signed else {
                     return Err(S3Error::access_denied("Access Denied"));
@@ -148,14 +148,17 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
                     principal: &principal,
                     verified: Some(&verified),
                 });
-                let (response, name) =
-                    crate::iam::dispatch(&gw, &principal, form, &context, &request_id).await?;
+                let (response, name) = if api == "iam" {
+                    crate::iam::dispatch(&gw, &principal, form, &context, &request_id).await?
+                } else {
+                    crate::sts::dispatch(&gw, &principal, form, &context, &request_id, now).await?
+                };
                 op_name = name;
                 return Ok(response);
             }
             Some(other) => {
                 return Err(S3Error::not_implemented(&format!(
-                    "the `{other}` service (this release serves S3 and IAM)"
+                    "the `{other}` service (this release serves S3, IAM and STS)"
                 )));
             }
         }

@@ -49,6 +49,14 @@ CREATE TABLE IF NOT EXISTS managed_policies (
     document TEXT NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS user_attachments (
     user_name TEXT NOT NULL, policy_name TEXT NOT NULL, PRIMARY KEY (user_name, policy_name));
+CREATE TABLE IF NOT EXISTS roles (
+    name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL, trust_policy TEXT NOT NULL,
+    max_session_secs INTEGER NOT NULL, description TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS role_policies (
+    role_name TEXT NOT NULL, policy_name TEXT NOT NULL, document TEXT NOT NULL,
+    PRIMARY KEY (role_name, policy_name));
+CREATE TABLE IF NOT EXISTS role_attachments (
+    role_name TEXT NOT NULL, policy_name TEXT NOT NULL, PRIMARY KEY (role_name, policy_name));
 ";
 
 /// A failure a client can be told about, with its IAM error code.
@@ -182,6 +190,38 @@ pub struct UserEntry {
     pub policies: Arc<Vec<CompiledPolicy>>,
 }
 
+/// An IAM role as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRecord {
+    /// Role name.
+    pub name: String,
+    /// Unique id (`AROA...`).
+    pub id: String,
+    /// Path.
+    pub path: String,
+    /// The trust policy document.
+    pub trust_policy: String,
+    /// Longest session AssumeRole may grant (3600-43200 s).
+    pub max_session_secs: i64,
+    /// Description.
+    pub description: String,
+    /// Creation time (RFC 3339).
+    pub created: String,
+}
+
+/// What the request path knows about a role.
+#[derive(Debug, Clone)]
+pub struct RoleEntry {
+    /// The stored record.
+    pub record: RoleRecord,
+    /// `arn:aws:iam::ACCOUNT:role/PATHNAME`.
+    pub arn: String,
+    /// The trust policy, compiled as a resource-based policy.
+    pub trust: Arc<CompiledPolicy>,
+    /// Inline and attached managed policies, compiled.
+    pub policies: Arc<Vec<CompiledPolicy>>,
+}
+
 /// The in-memory view read by every request.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -189,6 +229,18 @@ pub struct Snapshot {
     pub keys: HashMap<String, KeyEntry>,
     /// User name → user.
     pub users: HashMap<String, UserEntry>,
+    /// Role name → role.
+    pub roles: HashMap<String, RoleEntry>,
+}
+
+/// AWS's bounds on a role's maximum session duration, in seconds.
+pub const ROLE_MAX_SESSION_RANGE: std::ops::RangeInclusive<i64> = 3600..=43200;
+
+/// Compiles a trust policy (a resource-based policy on the role).
+pub fn compile_trust_policy(doc: &str) -> Result<CompiledPolicy, StateError> {
+    CompiledPolicy::from_json(doc, PolicyKind::Resource)
+        .map(|p| p.with_name("trust policy"))
+        .map_err(|e| StateError::MalformedPolicy(format!("Syntax errors in policy: {e}")))
 }
 
 /// The state database and its snapshot.
@@ -350,29 +402,36 @@ impl State {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             for u in users {
-                let mut policies = Vec::new();
-                let mut stmt = db.prepare(
-                    "SELECT policy_name, document FROM user_policies WHERE user_name = ?1 ORDER BY policy_name",
-                )?;
-                let inline = stmt
-                    .query_map([&u.name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                for (name, doc) in inline {
-                    policies.push(compile_identity_policy(&doc, &format!("inline policy `{name}`"))?);
-                }
-                let mut stmt = db.prepare(
-                    "SELECT m.name, m.document FROM user_attachments a JOIN managed_policies m ON m.name = a.policy_name WHERE a.user_name = ?1 ORDER BY m.name",
-                )?;
-                let attached = stmt
-                    .query_map([&u.name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                for (name, doc) in attached {
-                    policies.push(compile_identity_policy(&doc, &format!("managed policy `{name}`"))?);
-                }
+                let policies = Self::load_policies(db, "user", &u.name)?;
                 let arn = self.user_arn(&u);
                 snap.users.insert(
                     u.name.clone(),
                     UserEntry { record: u, arn, policies: Arc::new(policies) },
+                );
+            }
+            let mut stmt = db.prepare(
+                "SELECT name, id, path, trust_policy, max_session_secs, description, created FROM roles",
+            )?;
+            let roles = stmt
+                .query_map([], |r| {
+                    Ok(RoleRecord {
+                        name: r.get(0)?,
+                        id: r.get(1)?,
+                        path: r.get(2)?,
+                        trust_policy: r.get(3)?,
+                        max_session_secs: r.get(4)?,
+                        description: r.get(5)?,
+                        created: r.get(6)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            for role in roles {
+                let policies = Self::load_policies(db, "role", &role.name)?;
+                let arn = format!("arn:aws:iam::{}:role{}{}", self.account_id, role.path, role.name);
+                let trust = Arc::new(compile_trust_policy(&role.trust_policy)?);
+                snap.roles.insert(
+                    role.name.clone(),
+                    RoleEntry { record: role, arn, trust, policies: Arc::new(policies) },
                 );
             }
             let mut stmt = db.prepare("SELECT id, user_name, secret_sealed, status FROM access_keys")?;
@@ -392,6 +451,45 @@ impl State {
             Err(poisoned) => *poisoned.into_inner() = Arc::new(snap),
         }
         Ok(())
+    }
+
+    /// The compiled inline and attached managed policies of a user or role (`kind` is `user` or
+    /// `role`, a fixed table prefix, never input).
+    fn load_policies(
+        db: &Connection,
+        kind: &str,
+        name: &str,
+    ) -> Result<Vec<CompiledPolicy>, StateError> {
+        let mut policies = Vec::new();
+        let mut stmt = db.prepare(&format!(
+            "SELECT policy_name, document FROM {kind}_policies WHERE {kind}_name = ?1 ORDER BY policy_name"
+        ))?;
+        let inline = stmt
+            .query_map([name], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (pname, doc) in inline {
+            policies.push(compile_identity_policy(
+                &doc,
+                &format!("inline policy `{pname}`"),
+            )?);
+        }
+        let mut stmt = db.prepare(&format!(
+            "SELECT m.name, m.document FROM {kind}_attachments a JOIN managed_policies m ON m.name = a.policy_name WHERE a.{kind}_name = ?1 ORDER BY m.name"
+        ))?;
+        let attached = stmt
+            .query_map([name], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (pname, doc) in attached {
+            policies.push(compile_identity_policy(
+                &doc,
+                &format!("managed policy `{pname}`"),
+            )?);
+        }
+        Ok(policies)
     }
 
     fn require_user(tx: &Connection, name: &str) -> Result<UserRecord, StateError> {
@@ -677,6 +775,7 @@ impl State {
             .query_row(
                 "SELECT m.name, m.id, m.path, m.description, m.document, m.created,
                         (SELECT count(*) FROM user_attachments a WHERE a.policy_name = m.name)
+                        + (SELECT count(*) FROM role_attachments r WHERE r.policy_name = m.name)
                  FROM managed_policies m WHERE m.name = ?1",
                 [name],
                 |r| {
@@ -856,6 +955,227 @@ impl State {
     }
 }
 
+impl State {
+    fn require_role(tx: &Connection, name: &str) -> Result<RoleRecord, StateError> {
+        tx.query_row(
+            "SELECT name, id, path, trust_policy, max_session_secs, description, created FROM roles WHERE name = ?1",
+            [name],
+            |r| {
+                Ok(RoleRecord {
+                    name: r.get(0)?,
+                    id: r.get(1)?,
+                    path: r.get(2)?,
+                    trust_policy: r.get(3)?,
+                    max_session_secs: r.get(4)?,
+                    description: r.get(5)?,
+                    created: r.get(6)?,
+                })
+            },
+        )
+        .optional()?
+        .ok_or_else(|| StateError::NoSuchEntity(format!("The role with name {name} cannot be found.")))
+    }
+
+    /// The ARN of a role.
+    pub fn role_arn(&self, r: &RoleRecord) -> String {
+        format!("arn:aws:iam::{}:role{}{}", self.account_id, r.path, r.name)
+    }
+
+    /// CreateRole.
+    pub fn create_role(
+        &self,
+        name: &str,
+        path: &str,
+        trust: &str,
+        max_session_secs: i64,
+        description: &str,
+    ) -> Result<RoleRecord, StateError> {
+        validate_name("roleName", name, 64)?;
+        validate_path(path)?;
+        if !ROLE_MAX_SESSION_RANGE.contains(&max_session_secs) {
+            return Err(StateError::Validation(format!(
+                "1 validation error detected: Value '{max_session_secs}' at 'maxSessionDuration' failed to satisfy constraint: Member must have value between 3600 and 43200"
+            )));
+        }
+        compile_trust_policy(trust)?;
+        self.change(|tx| {
+            let exists: Option<String> = tx
+                .query_row("SELECT name FROM roles WHERE lower(name) = lower(?1)", [name], |r| r.get(0))
+                .optional()?;
+            if exists.is_some() {
+                return Err(StateError::EntityAlreadyExists(format!("Role with name {name} already exists.")));
+            }
+            let rec = RoleRecord {
+                name: name.to_owned(),
+                id: new_id("AROA", 17),
+                path: path.to_owned(),
+                trust_policy: trust.to_owned(),
+                max_session_secs,
+                description: description.to_owned(),
+                created: now(),
+            };
+            tx.execute(
+                "INSERT INTO roles (name, id, path, trust_policy, max_session_secs, description, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![rec.name, rec.id, rec.path, rec.trust_policy, rec.max_session_secs, rec.description, rec.created],
+            )?;
+            Ok(rec)
+        })
+    }
+
+    /// GetRole.
+    pub fn get_role(&self, name: &str) -> Result<RoleRecord, StateError> {
+        self.with_db(|db| Self::require_role(db, name))
+    }
+
+    /// ListRoles (sorted by name).
+    pub fn list_roles(&self) -> Result<Vec<RoleRecord>, StateError> {
+        let snap = self.snapshot();
+        let mut roles: Vec<RoleRecord> = snap.roles.values().map(|r| r.record.clone()).collect();
+        roles.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(roles)
+    }
+
+    /// DeleteRole: refused while it has policies.
+    pub fn delete_role(&self, name: &str) -> Result<(), StateError> {
+        self.change(|tx| {
+            Self::require_role(tx, name)?;
+            for (table, what) in [
+                ("role_policies", "inline policies"),
+                ("role_attachments", "attached policies"),
+            ] {
+                let n: i64 = tx.query_row(
+                    &format!("SELECT count(*) FROM {table} WHERE role_name = ?1"),
+                    [name],
+                    |r| r.get(0),
+                )?;
+                if n > 0 {
+                    return Err(StateError::DeleteConflict(format!(
+                        "Cannot delete entity, must delete {what} first."
+                    )));
+                }
+            }
+            tx.execute("DELETE FROM roles WHERE name = ?1", [name])?;
+            Ok(())
+        })
+    }
+
+    /// UpdateAssumeRolePolicy.
+    pub fn update_trust_policy(&self, name: &str, trust: &str) -> Result<(), StateError> {
+        compile_trust_policy(trust)?;
+        self.change(|tx| {
+            Self::require_role(tx, name)?;
+            tx.execute(
+                "UPDATE roles SET trust_policy = ?1 WHERE name = ?2",
+                params![trust, name],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// PutRolePolicy.
+    pub fn put_role_policy(&self, role: &str, name: &str, doc: &str) -> Result<(), StateError> {
+        validate_name("policyName", name, 128)?;
+        if policy_chars(doc) > 10_240 {
+            return Err(StateError::LimitExceeded(
+                "Maximum policy size of 10240 bytes exceeded for role".into(),
+            ));
+        }
+        compile_identity_policy(doc, name)?;
+        self.change(|tx| {
+            Self::require_role(tx, role)?;
+            tx.execute(
+                "INSERT INTO role_policies (role_name, policy_name, document) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (role_name, policy_name) DO UPDATE SET document = excluded.document",
+                params![role, name, doc],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// GetRolePolicy.
+    pub fn get_role_policy(&self, role: &str, name: &str) -> Result<String, StateError> {
+        self.with_db(|db| {
+            Self::require_role(db, role)?;
+            db.query_row(
+                "SELECT document FROM role_policies WHERE role_name = ?1 AND policy_name = ?2",
+                params![role, name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| {
+                StateError::NoSuchEntity(format!(
+                    "The role policy with name {name} cannot be found."
+                ))
+            })
+        })
+    }
+
+    /// ListRolePolicies.
+    pub fn list_role_policies(&self, role: &str) -> Result<Vec<String>, StateError> {
+        self.with_db(|db| {
+            Self::require_role(db, role)?;
+            let mut stmt = db.prepare(
+                "SELECT policy_name FROM role_policies WHERE role_name = ?1 ORDER BY policy_name",
+            )?;
+            let rows = stmt
+                .query_map([role], |r| r.get(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// DeleteRolePolicy.
+    pub fn delete_role_policy(&self, role: &str, name: &str) -> Result<(), StateError> {
+        self.change(|tx| {
+            Self::require_role(tx, role)?;
+            let n = tx.execute(
+                "DELETE FROM role_policies WHERE role_name = ?1 AND policy_name = ?2",
+                params![role, name],
+            )?;
+            if n == 0 {
+                return Err(StateError::NoSuchEntity(format!(
+                    "The role policy with name {name} cannot be found."
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    /// AttachRolePolicy.
+    pub fn attach_role_policy(&self, role: &str, arn: &str) -> Result<(), StateError> {
+        let name = self.policy_name_from_arn(arn)?;
+        self.change(|tx| {
+            Self::require_role(tx, role)?;
+            if Self::managed_by_name(tx, &name)?.is_none() {
+                return Err(StateError::NoSuchEntity(format!("Policy {arn} does not exist or is not attachable.")));
+            }
+            tx.execute(
+                "INSERT INTO role_attachments (role_name, policy_name) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![role, name],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// DetachRolePolicy.
+    pub fn detach_role_policy(&self, role: &str, arn: &str) -> Result<(), StateError> {
+        let name = self.policy_name_from_arn(arn)?;
+        self.change(|tx| {
+            Self::require_role(tx, role)?;
+            let n = tx.execute(
+                "DELETE FROM role_attachments WHERE role_name = ?1 AND policy_name = ?2",
+                params![role, name],
+            )?;
+            if n == 0 {
+                return Err(StateError::NoSuchEntity(format!(
+                    "Policy {arn} was not attached to role {role}."
+                )));
+            }
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -959,5 +1279,40 @@ mod tests {
         assert!(s.snapshot().users["dave"].policies.is_empty());
         s.delete_policy(&arn).unwrap();
         assert_eq!(s.get_policy(&arn).unwrap_err().code(), "NoSuchEntity");
+    }
+
+    #[test]
+    fn roles_with_trust_and_policies() {
+        let (_d, s) = open();
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/job-runner"},"Action":"sts:AssumeRole"}]}"#;
+        let r = s.create_role("training-job", "/", trust, 3600, "").unwrap();
+        assert!(r.id.starts_with("AROA"));
+        assert_eq!(
+            s.role_arn(&r),
+            "arn:aws:iam::123456789012:role/training-job"
+        );
+        assert_eq!(
+            s.create_role("training-job", "/", trust, 3600, "")
+                .unwrap_err()
+                .code(),
+            "EntityAlreadyExists"
+        );
+        assert_eq!(
+            s.create_role("r2", "/", trust, 60, "").unwrap_err().code(),
+            "ValidationError"
+        );
+        assert_eq!(
+            s.create_role("r3", "/", "{}", 3600, "").unwrap_err().code(),
+            "MalformedPolicyDocument"
+        );
+        s.put_role_policy("training-job", "read", READ).unwrap();
+        assert_eq!(s.snapshot().roles["training-job"].policies.len(), 1);
+        assert_eq!(
+            s.delete_role("training-job").unwrap_err().code(),
+            "DeleteConflict"
+        );
+        s.delete_role_policy("training-job", "read").unwrap();
+        s.delete_role("training-job").unwrap();
+        assert!(s.snapshot().roles.is_empty());
     }
 }

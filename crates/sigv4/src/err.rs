@@ -41,7 +41,7 @@ pub enum AuthError {
     /// Query form: `X-Amz-Date` is in the future beyond the allowed skew.
     #[error("the request is not valid yet")]
     NotYetValid,
-    /// Query form (S3): `x-amz-*` headers present in the request were not signed.
+    /// S3: `x-amz-*` headers present in the request were not signed.
     #[error("headers present in the request were not signed: `{0}`")]
     HeadersNotSigned(String),
     /// The recomputed signature differs from the one sent.

@@ -169,7 +169,7 @@ impl PayloadVerifier {
 /// # Errors
 ///
 /// `RequestTimeTooSkewed`, `AccessDenied` (expired, not yet valid, unsigned `x-amz-*` headers
-/// in a presigned S3 request), `AuthorizationQueryParametersError`, `SignatureDoesNotMatch`,
+/// in an S3 request), `AuthorizationQueryParametersError`, `SignatureDoesNotMatch`,
 /// or `InvalidRequest` for an unsupported trailer.
 pub fn verify(
     req: SignedRequest,
@@ -228,7 +228,7 @@ fn verify_inner(
     now: DateTime<Utc>,
 ) -> Result<VerifiedRequest, AuthError> {
     check_time(&req, now)?;
-    if req.kind == AuthKind::Query && req.scope.service == "s3" {
+    if req.scope.service == "s3" {
         check_signed_amz_headers(&req, headers)?;
     }
     let streaming = matches!(
@@ -307,8 +307,9 @@ fn check_time(req: &SignedRequest, now: DateTime<Utc>) -> Result<(), AuthError> 
     Ok(())
 }
 
-/// A presigned S3 request must sign every `x-amz-*` header it carries (AWS answers
-/// "There were headers present in the request which were not signed").
+/// An S3 request, presigned or header-signed, must sign every `x-amz-*` header it carries (AWS
+/// answers "There were headers present in the request which were not signed"); otherwise a
+/// captured request could be replayed with an added `x-amz-copy-source` or `x-amz-tagging`.
 fn check_signed_amz_headers(
     req: &SignedRequest,
     headers: &http::HeaderMap,

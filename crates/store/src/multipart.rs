@@ -318,8 +318,12 @@ impl LocalStore {
             })?;
             let mut f = File::open(&path).map_err(|e| {
                 if e.kind() == io::ErrorKind::NotFound {
-                    // Aborted or replaced meanwhile.
-                    StoreError::InvalidPart
+                    // Aborted (NoSuchUpload, as S3 answers for an aborted upload) or the part
+                    // replaced meanwhile (InvalidPart).
+                    match self.upload_record(bucket, key, upload_id) {
+                        Err(StoreError::NoSuchUpload) => StoreError::NoSuchUpload,
+                        _ => StoreError::InvalidPart,
+                    }
                 } else {
                     StoreError::Io(e)
                 }

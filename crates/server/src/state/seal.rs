@@ -1,8 +1,8 @@
 //! Secrets at rest: sealed with ChaCha20-Poly1305 under a key derived from the master key.
 //!
 //! # Security
-//! The sealing key is `HMAC-SHA256(master key, "keyhole/v1/secrets-at-rest")`, so the master key
-//! itself never encrypts anything. Each value gets a random 96-bit nonce, and the associated data
+//! Each purpose has its own key, `HMAC-SHA256(master key, label)` (secrets at rest, session
+//! tokens), so the master key itself never encrypts anything. Each value gets a random 96-bit nonce, and the associated data
 //! binds a sealed secret to the record it belongs to (e.g. its access key id): a sealed value
 //! copied into another row does not open.
 
@@ -12,7 +12,10 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 
-const LABEL: &[u8] = b"keyhole/v1/secrets-at-rest";
+/// Key-derivation label for secrets stored in the state database.
+pub const SECRETS_LABEL: &[u8] = b"keyhole/v1/secrets-at-rest";
+/// Key-derivation label for STS session tokens.
+pub const SESSION_TOKEN_LABEL: &[u8] = b"keyhole/v1/session-tokens";
 const NONCE_LEN: usize = 12;
 
 /// Seals and opens secrets.
@@ -32,11 +35,16 @@ impl std::fmt::Debug for Sealer {
 pub struct SealError;
 
 impl Sealer {
-    /// A sealer keyed from the deployment's master key bytes.
+    /// A sealer for secrets at rest, keyed from the deployment's master key bytes.
     pub fn new(master_key: &[u8]) -> Result<Sealer, SealError> {
+        Sealer::with_label(master_key, SECRETS_LABEL)
+    }
+
+    /// A sealer whose key is derived from the master key with `label` (one key per purpose).
+    pub fn with_label(master_key: &[u8], label: &[u8]) -> Result<Sealer, SealError> {
         let mut mac =
             <Hmac<sha2::Sha256> as Mac>::new_from_slice(master_key).map_err(|_| SealError)?;
-        mac.update(LABEL);
+        mac.update(label);
         let key = mac.finalize().into_bytes();
         Ok(Sealer {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),

@@ -328,3 +328,38 @@ fn complete_replaces_an_existing_object() {
     assert_eq!(read_all(&s, "bkt", "k"), b"new body");
     assert_eq!(files_under(&d.path().join("blobs")).len(), 1);
 }
+
+/// Complete racing Abort of the same upload: exactly one wins; a Complete that loses answers
+/// NoSuchUpload (what S3 answers for an aborted upload), never InvalidPart or an I/O error, and
+/// the object is whole or absent.
+#[test]
+fn complete_racing_abort_has_one_clean_outcome() {
+    let (_d, s) = open();
+    s.create_bucket("bkt", "r").unwrap();
+    let data = body(7, 256 * 1024);
+    for round in 0..40 {
+        let key = format!("race{round}");
+        let id = s
+            .create_multipart("bkt", &key, ObjectMeta::default())
+            .unwrap();
+        let etag = part(&s, &key, &id, 1, &data);
+        let (s1, s2) = (s.clone(), s.clone());
+        let (k1, k2, id1, id2) = (key.clone(), key.clone(), id.clone(), id.clone());
+        let complete =
+            std::thread::spawn(move || s1.complete_multipart("bkt", &k1, &id1, &[(1, etag)]));
+        let abort = std::thread::spawn(move || s2.abort_multipart("bkt", &k2, &id2));
+        let (c, a) = (complete.join().unwrap(), abort.join().unwrap());
+        match c {
+            Ok(info) => {
+                assert!(matches!(a, Ok(()) | Err(StoreError::NoSuchUpload)), "{a:?}");
+                assert_eq!(info.etag, multipart_etag(&[&data]));
+                assert_eq!(read_all(&s, "bkt", &key), data);
+            }
+            Err(StoreError::NoSuchUpload) => {
+                assert!(a.is_ok(), "{a:?}");
+                assert!(matches!(s.head("bkt", &key), Err(StoreError::NoSuchKey)));
+            }
+            Err(other) => panic!("round {round}: complete answered {other:?}"),
+        }
+    }
+}
