@@ -158,12 +158,15 @@ const K_OBJ_VERSION_ACL: &[&str] = &[
     "s3:x-amz-grant-write-acp",
 ];
 const K_PUT_OBJECT: &[&str] = &[
+    "s3:ObjectCreationOperation",
     "s3:RequestObjectTag/",
     "s3:RequestObjectTagKeys",
     "s3:object-lock-legal-hold",
     "s3:object-lock-mode",
     "s3:object-lock-remaining-retention-days",
     "s3:object-lock-retain-until-date",
+    "s3:if-match",
+    "s3:if-none-match",
     "s3:x-amz-acl",
     "s3:x-amz-copy-source",
     "s3:x-amz-grant-full-control",
@@ -251,7 +254,6 @@ actions! {
     "DeleteAccessPointPolicy", P, AP, NK;
     "DeleteAccessPointPolicyForObjectLambda", P, OLAP, NK;
     "DeleteBucket", W, BKT, NK;
-    "DeleteBucketOwnershipControls", W, BKT, NK;
     "DeleteBucketPolicy", P, BKT, NK;
     "DeleteBucketWebsite", W, BKT, NK;
     "DeleteJobTagging", T, JOB, K_JOB;
@@ -295,7 +297,7 @@ actions! {
     "GetBucketTagging", R, BKT, NK;
     "GetBucketVersioning", R, BKT, NK;
     "GetBucketWebsite", R, BKT, NK;
-    "GetDataAccess", R, AGI, &["s3:permission"];
+    "GetDataAccess", R, AGI, NK;
     "GetEncryptionConfiguration", R, BKT, NK;
     "GetIntelligentTieringConfiguration", R, BKT, NK;
     "GetInventoryConfiguration", R, BKT, NK;
@@ -407,13 +409,16 @@ keys! {
     "s3:AccessGrantsInstanceArn" => KArn,
     "s3:AccessPointNetworkOrigin" => KStr,
     "s3:DataAccessPointAccount" => KStr,
-    "s3:DataAccessPointArn" => KStr,
+    "s3:AccessPointTag/" => KStr,
+    "s3:BucketTag/" => KStr,
+    "s3:DataAccessPointArn" => KArn,
     "s3:ExistingJobOperation" => KStr,
     "s3:ExistingJobPriority" => KNum,
     "s3:ExistingObjectTag/" => KStr,
     "s3:InventoryAccessibleOptionalFields" => KArr,
     "s3:JobSuspendedCause" => KStr,
     "s3:LocationConstraint" => KStr,
+    "s3:ObjectCreationOperation" => KStr,
     "s3:RequestJobOperation" => KStr,
     "s3:RequestJobPriority" => KNum,
     "s3:RequestObjectTag/" => KStr,
@@ -423,12 +428,13 @@ keys! {
     "s3:authType" => KStr,
     "s3:delimiter" => KStr,
     "s3:locationconstraint" => KStr,
+    "s3:if-match" => KStr,
+    "s3:if-none-match" => KStr,
     "s3:max-keys" => KNum,
     "s3:object-lock-legal-hold" => KStr,
     "s3:object-lock-mode" => KStr,
     "s3:object-lock-remaining-retention-days" => KNum,
     "s3:object-lock-retain-until-date" => KDate,
-    "s3:permission" => KStr,
     "s3:prefix" => KStr,
     "s3:signatureAge" => KNum,
     "s3:signatureversion" => KStr,

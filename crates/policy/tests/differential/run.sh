@@ -12,4 +12,4 @@ fi
 cp "$here/oracle.mjs" "$oracle_dir/oracle.mjs"
 KEYHOLE_ORACLE_DIR=$oracle_dir DIFF_CASES=${1:-2000} \
   CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-policy} \
-  cargo test -p keyhole-policy --test differential -- --ignored --nocapture
+  cargo test -p keyhole-policy --test differential -- --ignored --nocapture --test-threads 1
