@@ -6,6 +6,10 @@
 //! "resourcePolicy":doc?,"permissionBoundaries":[doc]?,"sessionPolicy":doc?}`; a `doc` is a
 //! policy object or a string holding the policy JSON.
 //!
+//! A `doc` given as a JSON object is re-serialized (pretty-printed) before parsing, so statement
+//! lines in the output refer to that form; give the policy as a string (or use the CLI flags
+//! form, which reads files) to keep the author's lines.
+//!
 //! Output: `{"decision":"Allowed"|"ImplicitlyDenied"|"ExplicitlyDenied","matchedStatements":[...],
 //! "missingContextKeys":[...],"explanation":"...","failures":[...]}` (`failures` lists, for
 //! denials, the statements whose action matched and the element or condition that failed).
