@@ -777,3 +777,33 @@ def test_expect_100_continue(server, s3, bucket):
             else:
                 assert b"SignatureDoesNotMatch" in first or b"SignatureDoesNotMatch" in sock.recv(65536)
     assert s3.get_object(Bucket=bucket, Key="expect")["Body"].read() == body
+
+
+def test_date_header_signing(server, s3, bucket):
+    """SigV4 may carry the time in `Date` instead of `X-Amz-Date`
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html); an X-Amz-Date
+    added after signing is an unsigned x-amz-* header and must be refused."""
+    path = object_path(bucket, "dated")
+    headers = sign("PUT", f"{server.endpoint}{path}", server.access_key, server.secret_key,
+                   {"Host": f"127.0.0.1:{server.port}", "Date": "placeholder"}, b"x")
+    assert "X-Amz-Date" not in headers and "date" in headers["Authorization"]
+    ok = raw_request(server.port, "PUT", path, headers, b"x")
+    assert ok.status == 200, ok.body[:300]
+    assert s3.get_object(Bucket=bucket, Key="dated")["Body"].read() == b"x"
+
+    path2 = object_path(bucket, "dated2")
+    now = utcnow()
+    for added, status, codes in [
+        # Same day: only the unsigned header is wrong.
+        (now.replace(second=(now.second + 7) % 60), 403, {"AccessDenied", "SignatureDoesNotMatch"}),
+        # Another day: the credential scope no longer matches either.
+        (now - datetime.timedelta(days=1), None, {"AccessDenied", "SignatureDoesNotMatch",
+                                                  "AuthorizationHeaderMalformed", "RequestTimeTooSkewed"}),
+    ]:
+        headers = sign("PUT", f"{server.endpoint}{path2}", server.access_key, server.secret_key,
+                       {"Host": f"127.0.0.1:{server.port}", "Date": "placeholder"}, b"y")
+        headers["X-Amz-Date"] = added.strftime("%Y%m%dT%H%M%SZ")
+        resp = raw_request(server.port, "PUT", path2, headers, b"y")
+        assert resp.status in ((status,) if status else (400, 403)), resp.body[:300]
+        assert resp.error_code() in codes, resp.body[:300]
+        assert "dated2" not in keys_of(s3, bucket)
