@@ -274,16 +274,26 @@ pub trait Authorize: Send + Sync + std::fmt::Debug {
 
 /// Authorization by the IAM policy engine.
 ///
-/// - The root user is allowed everything (bucket policies, whose explicit denies would bind root
-///   too, are not in this release).
-/// - An IAM user is decided by AWS's evaluation logic over the user's identity policies (inline and
-///   attached managed): an explicit deny wins, otherwise some statement must allow.
-/// - Anonymous callers are denied (no bucket policy can grant them anything yet, and Block Public
-///   Access is on).
+/// The policies in play are the principal's identity policies (a user's inline and attached
+/// policies; a session's role policies and session policy) and, for S3 resources, the bucket's
+/// policy, decided with AWS's evaluation logic: an explicit deny anywhere wins, then an allow from
+/// the bucket policy or the identity side (intersected with the session policy).
+/// - The root user bypasses identity checks but not a bucket policy's explicit deny (and can always
+///   manage the bucket policy).
+/// - Anonymous callers get only what a bucket policy grants to everyone, and nothing while
+///   RestrictPublicBuckets is in force.
 #[derive(Debug, Clone)]
 pub struct PolicyAuthorizer {
     /// The account id.
     pub account_id: String,
+    /// Bucket policies and Block Public Access settings (read from the snapshot).
+    pub state: std::sync::Arc<crate::state::State>,
+}
+
+/// The bucket an S3 resource ARN names, if it is one.
+fn bucket_of(resource: &str) -> Option<&str> {
+    let rest = resource.strip_prefix("arn:aws:s3:::")?;
+    Some(rest.split_once('/').map_or(rest, |(b, _)| b)).filter(|b| !b.is_empty())
 }
 
 impl Authorize for PolicyAuthorizer {
@@ -293,11 +303,31 @@ impl Authorize for PolicyAuthorizer {
         permission: &Permission,
         context: &keyhole_policy::Context,
     ) -> Result<(), S3Error> {
+        let snapshot = self.state.snapshot();
+        let bucket = bucket_of(&permission.resource);
+        let bucket_policy = bucket.and_then(|b| snapshot.bucket_policies.get(b));
+        let restrict = bucket.is_some_and(|b| snapshot.effective_bpa(b).restrict_public_buckets);
         let (arn, request_principal, identity, session) = match principal {
-            Principal::Root { .. } => return Ok(()),
-            Principal::Anonymous => return Err(S3Error::access_denied("Access Denied")),
+            Principal::Root { .. } if bucket_policy.is_none() => return Ok(()),
+            Principal::Root { .. } => (
+                format!("arn:aws:iam::{}:root", self.account_id),
+                keyhole_policy::RequestPrincipal::Root {
+                    account: self.account_id.clone(),
+                },
+                &[][..],
+                None,
+            ),
+            Principal::Anonymous if bucket_policy.is_none() => {
+                return Err(S3Error::access_denied("Access Denied"))
+            }
+            Principal::Anonymous => (
+                "anonymous".to_owned(),
+                keyhole_policy::RequestPrincipal::Anonymous,
+                &[][..],
+                None,
+            ),
             Principal::User { arn, policies, .. } => (
-                arn,
+                arn.clone(),
                 keyhole_policy::RequestPrincipal::User {
                     arn: arn.clone(),
                     account: self.account_id.clone(),
@@ -312,7 +342,7 @@ impl Authorize for PolicyAuthorizer {
                 session_policy,
                 ..
             } => (
-                arn,
+                arn.clone(),
                 keyhole_policy::RequestPrincipal::Session {
                     session_arn: arn.clone(),
                     role_arn: role_arn.clone(),
@@ -332,12 +362,18 @@ impl Authorize for PolicyAuthorizer {
         let set = keyhole_policy::Policies {
             identity,
             session,
+            resource: bucket_policy.map(|p| &**p),
+            restrict_public_buckets: restrict,
             ..Default::default()
         };
         let decision = keyhole_policy::Evaluator::evaluate(&set, &request);
         if decision.kind == keyhole_policy::DecisionKind::Allowed {
             return Ok(());
         }
+        if matches!(principal, Principal::Anonymous) {
+            return Err(S3Error::access_denied("Access Denied"));
+        }
+        let arn = &arn;
         let reason = match decision.reason {
             Some(keyhole_policy::DenialReason::ExplicitDeny(kind)) => {
                 format!("with an explicit deny in {}", kind.with_article())
@@ -373,6 +409,16 @@ pub fn denial_message(principal_arn: &str, permission: &Permission, reason: &str
 mod tests {
     use super::*;
 
+    fn authorizer() -> PolicyAuthorizer {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::State::open(dir.path(), &[1u8; 32], "123456789012").unwrap();
+        // The database stays open after the directory handle is dropped (unlinked, still valid).
+        PolicyAuthorizer {
+            account_id: "123456789012".into(),
+            state: std::sync::Arc::new(state),
+        }
+    }
+
     fn perm(action: &'static str, resource: &str) -> Permission {
         Permission {
             action,
@@ -395,9 +441,7 @@ mod tests {
 
     #[test]
     fn root_allowed_anonymous_denied() {
-        let a = PolicyAuthorizer {
-            account_id: "123456789012".into(),
-        };
+        let a = authorizer();
         let ctx = keyhole_policy::Context::new();
         let p = perm("s3:GetObject", "arn:aws:s3:::b/k");
         assert!(a
@@ -418,9 +462,7 @@ mod tests {
 
     #[test]
     fn users_are_decided_by_their_policies_with_the_context() {
-        let a = PolicyAuthorizer {
-            account_id: "123456789012".into(),
-        };
+        let a = authorizer();
         let u = user(
             r#"{"Version":"2012-10-17","Statement":[
             {"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::b","Condition":{"StringLike":{"s3:prefix":"data/*"}}},
@@ -458,9 +500,7 @@ mod tests {
 
     #[test]
     fn sessions_are_role_policies_intersected_with_the_session_policy() {
-        let a = PolicyAuthorizer {
-            account_id: "123456789012".into(),
-        };
+        let a = authorizer();
         let compile =
             |doc: &str, kind| keyhole_policy::CompiledPolicy::from_json(doc, kind).unwrap();
         let role = compile(
@@ -504,6 +544,80 @@ mod tests {
         );
         assert!(a
             .authorize(&p, &perm("s3:GetObject", "arn:aws:s3:::other/k"), &ctx)
+            .is_err());
+    }
+
+    #[test]
+    fn bucket_policies_bind_root_grant_users_and_anonymous_only_when_unrestricted() {
+        let a = authorizer();
+        let policy = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Deny","Principal":"*","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::b/*"},
+            {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/u"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"},
+            {"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/public/*"}]}"#;
+        a.state
+            .put_public_access_block(None, crate::state::PublicAccessBlock::OFF)
+            .unwrap();
+        assert!(a.state.put_bucket_policy("b", policy).unwrap());
+        let ctx = keyhole_policy::Context::new();
+        let root = Principal::Root {
+            access_key_id: "AKIA".into(),
+        };
+        let e = a
+            .authorize(&root, &perm("s3:DeleteObject", "arn:aws:s3:::b/k"), &ctx)
+            .unwrap_err();
+        assert!(
+            e.message()
+                .contains("explicit deny in a resource-based policy"),
+            "{}",
+            e.message()
+        );
+        assert!(a
+            .authorize(&root, &perm("s3:PutBucketPolicy", "arn:aws:s3:::b"), &ctx)
+            .is_ok());
+        assert!(a
+            .authorize(&root, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
+            .is_ok());
+        // A user with no identity policy is granted by the bucket policy naming it.
+        let u = user(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetCallerIdentity","Resource":"*"}]}"#,
+        );
+        assert!(a
+            .authorize(&u, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
+            .is_ok());
+        assert!(a
+            .authorize(&u, &perm("s3:GetObject", "arn:aws:s3:::c/k"), &ctx)
+            .is_err());
+        // Anonymous: the public statement grants while RestrictPublicBuckets is off, only there.
+        assert!(a
+            .authorize(
+                &Principal::Anonymous,
+                &perm("s3:GetObject", "arn:aws:s3:::b/public/x"),
+                &ctx
+            )
+            .is_ok());
+        let e = a
+            .authorize(
+                &Principal::Anonymous,
+                &perm("s3:GetObject", "arn:aws:s3:::b/k"),
+                &ctx,
+            )
+            .unwrap_err();
+        assert_eq!(e.message(), "Access Denied");
+        a.state
+            .put_public_access_block(
+                Some("b"),
+                crate::state::PublicAccessBlock {
+                    restrict_public_buckets: true,
+                    ..crate::state::PublicAccessBlock::OFF
+                },
+            )
+            .unwrap();
+        assert!(a
+            .authorize(
+                &Principal::Anonymous,
+                &perm("s3:GetObject", "arn:aws:s3:::b/public/x"),
+                &ctx
+            )
             .is_err());
     }
 }

@@ -104,6 +104,7 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
     )?);
     let authz = Arc::new(auth::PolicyAuthorizer {
         account_id: account.record.account_id.clone(),
+        state: state.clone(),
     });
     let tokens = Arc::new(sts::TokenSealer::new(&master).map_err(|e| {
         OpenError::Account(account::AccountError::Damaged {

@@ -179,13 +179,27 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         principal_kind = principal.kind();
         let query = Query::parse(parts.uri.query());
         let copy_source = header_str(&parts.headers, "x-amz-copy-source")?;
-        let op = Op::route(
+        let control = Op::route_control(
             &parts.method,
-            bucket.as_deref(),
-            key.as_deref(),
-            &query,
-            copy_source,
-        )?;
+            parts.uri.path(),
+            header_str(&parts.headers, "x-amz-account-id")?,
+        );
+        let op = match control {
+            Some(op) => op?,
+            None => Op::route(
+                &parts.method,
+                bucket.as_deref(),
+                key.as_deref(),
+                &query,
+                copy_source,
+            )?,
+        };
+        // S3 Control requests name no bucket: their path is not a bucket and key.
+        let (bucket, key) = if control_op(&op) {
+            (None, None)
+        } else {
+            (bucket, key)
+        };
         op_name = op.name();
         let bucket = bucket.unwrap_or_default();
         let key = key.unwrap_or_default();
@@ -277,6 +291,15 @@ fn finish(mut response: Response<Body>, request_id: &str) -> Response<Body> {
     }
     h.insert(http::header::SERVER, HeaderValue::from_static("keyhole"));
     response
+}
+
+fn control_op(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::GetAccountPublicAccessBlock
+            | Op::PutAccountPublicAccessBlock
+            | Op::DeleteAccountPublicAccessBlock
+    )
 }
 
 /// A header as text; a header that is not valid text is a client error.

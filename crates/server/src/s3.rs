@@ -6,6 +6,7 @@ mod bucket;
 mod list;
 mod multipart;
 mod object;
+mod policy;
 mod tagging;
 
 use chrono::{DateTime, Utc};
@@ -77,6 +78,16 @@ pub async fn dispatch(op: Op, ctx: Ctx<'_>, body: BodyReader) -> Result<Response
         }
         Op::AbortMultipartUpload { upload_id } => multipart::abort(&ctx, upload_id).await,
         Op::ListParts { upload_id } => multipart::list_parts(&ctx, upload_id).await,
+        Op::GetBucketPolicy => policy::get_bucket_policy(&ctx).await,
+        Op::PutBucketPolicy => policy::put_bucket_policy(&ctx, body).await,
+        Op::DeleteBucketPolicy => policy::delete_bucket_policy(&ctx).await,
+        Op::GetBucketPolicyStatus => policy::get_policy_status(&ctx).await,
+        Op::GetPublicAccessBlock => policy::get_pab(&ctx, true).await,
+        Op::PutPublicAccessBlock => policy::put_pab(&ctx, body, true).await,
+        Op::DeletePublicAccessBlock => policy::delete_pab(&ctx, true).await,
+        Op::GetAccountPublicAccessBlock => policy::get_pab(&ctx, false).await,
+        Op::PutAccountPublicAccessBlock => policy::put_pab(&ctx, body, false).await,
+        Op::DeleteAccountPublicAccessBlock => policy::delete_pab(&ctx, false).await,
         Op::GetObjectTagging => tagging::get(&ctx).await,
         Op::PutObjectTagging => tagging::put(&ctx, body).await,
         Op::DeleteObjectTagging => tagging::delete(&ctx).await,
@@ -143,8 +154,8 @@ pub(crate) fn set_header(r: &mut Response<Body>, name: &str, value: &str) -> Res
 }
 
 /// Canned ACLs that grant nothing beyond the bucket owner. Every other ACL is public in AWS's
-/// sense and is blocked while Block Public Access (on by default, and not yet switchable in this
-/// release) is in force.
+/// sense: refused while BlockPublicAcls is in force (the default), and otherwise not implemented,
+/// since keyhole stores no ACLs.
 /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html
 const PRIVATE_CANNED_ACLS: &[&str] = &["private", "bucket-owner-read", "bucket-owner-full-control"];
 
@@ -152,8 +163,19 @@ const PRIVATE_CANNED_ACLS: &[&str] = &["private", "bucket-owner-read", "bucket-o
 pub(crate) fn check_acl_headers(ctx: &Ctx<'_>) -> Result<(), S3Error> {
     if let Some(acl) = ctx.header("x-amz-acl")? {
         if !PRIVATE_CANNED_ACLS.contains(&acl) {
-            return Err(S3Error::access_denied(format!(
-                "Access Denied: the canned ACL `{acl}` would make the resource public, and Block Public Access is on"
+            if ctx
+                .gw
+                .state
+                .snapshot()
+                .effective_bpa(&ctx.bucket)
+                .block_public_acls
+            {
+                return Err(S3Error::access_denied(format!(
+                    "Access Denied: the canned ACL `{acl}` would make the resource public, and Block Public Access (BlockPublicAcls) is on"
+                )));
+            }
+            return Err(S3Error::not_implemented(&format!(
+                "the public canned ACL `{acl}` (keyhole stores no ACLs; grant access with a bucket policy)"
             )));
         }
     }

@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS roles (
 CREATE TABLE IF NOT EXISTS role_policies (
     role_name TEXT NOT NULL, policy_name TEXT NOT NULL, document TEXT NOT NULL,
     PRIMARY KEY (role_name, policy_name));
+CREATE TABLE IF NOT EXISTS bucket_policies (bucket TEXT PRIMARY KEY, document TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS public_access_blocks (scope TEXT PRIMARY KEY, config TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS role_attachments (
     role_name TEXT NOT NULL, policy_name TEXT NOT NULL, PRIMARY KEY (role_name, policy_name));
 ";
@@ -231,10 +233,84 @@ pub struct Snapshot {
     pub users: HashMap<String, UserEntry>,
     /// Role name → role.
     pub roles: HashMap<String, RoleEntry>,
+    /// Bucket name → its bucket policy, compiled.
+    pub bucket_policies: HashMap<String, Arc<CompiledPolicy>>,
+    /// The account's Block Public Access settings.
+    pub account_bpa: PublicAccessBlock,
+    /// Bucket name → its own Block Public Access settings.
+    pub bucket_bpa: HashMap<String, PublicAccessBlock>,
 }
+
+impl Snapshot {
+    /// The Block Public Access settings in force for a bucket: a setting is on when the account
+    /// or the bucket turns it on (https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html).
+    pub fn effective_bpa(&self, bucket: &str) -> PublicAccessBlock {
+        let b = self
+            .bucket_bpa
+            .get(bucket)
+            .copied()
+            .unwrap_or(PublicAccessBlock::OFF);
+        let a = self.account_bpa;
+        PublicAccessBlock {
+            block_public_acls: a.block_public_acls || b.block_public_acls,
+            ignore_public_acls: a.ignore_public_acls || b.ignore_public_acls,
+            block_public_policy: a.block_public_policy || b.block_public_policy,
+            restrict_public_buckets: a.restrict_public_buckets || b.restrict_public_buckets,
+        }
+    }
+}
+
+/// S3 Block Public Access settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PublicAccessBlock {
+    /// Refuse requests that set public ACLs.
+    pub block_public_acls: bool,
+    /// Ignore public ACLs (keyhole stores no ACLs, so nothing is ever granted by one).
+    pub ignore_public_acls: bool,
+    /// Refuse bucket policies that are public.
+    pub block_public_policy: bool,
+    /// A public bucket policy grants nothing to anonymous or other-account callers.
+    pub restrict_public_buckets: bool,
+}
+
+impl Default for PublicAccessBlock {
+    /// Every setting on, as AWS sets for new accounts and buckets.
+    fn default() -> Self {
+        PublicAccessBlock::ON
+    }
+}
+
+impl PublicAccessBlock {
+    /// Every setting on: the account default.
+    pub const ON: PublicAccessBlock = PublicAccessBlock {
+        block_public_acls: true,
+        ignore_public_acls: true,
+        block_public_policy: true,
+        restrict_public_buckets: true,
+    };
+    /// Every setting off.
+    pub const OFF: PublicAccessBlock = PublicAccessBlock {
+        block_public_acls: false,
+        ignore_public_acls: false,
+        block_public_policy: false,
+        restrict_public_buckets: false,
+    };
+}
+
+/// The scope key of the account-level settings in `public_access_blocks`.
+const ACCOUNT_SCOPE: &str = "account";
 
 /// AWS's bounds on a role's maximum session duration, in seconds.
 pub const ROLE_MAX_SESSION_RANGE: std::ops::RangeInclusive<i64> = 3600..=43200;
+
+/// Compiles a bucket policy (a resource-based policy); the error is AWS's `MalformedPolicy`
+/// reason.
+pub fn compile_bucket_policy(doc: &str) -> Result<CompiledPolicy, StateError> {
+    CompiledPolicy::from_json(doc, PolicyKind::Resource)
+        .map(|p| p.with_name("bucket policy"))
+        .map_err(|e| StateError::MalformedPolicy(e.to_string()))
+}
 
 /// Compiles a trust policy (a resource-based policy on the role).
 pub fn compile_trust_policy(doc: &str) -> Result<CompiledPolicy, StateError> {
@@ -433,6 +509,28 @@ impl State {
                     role.name.clone(),
                     RoleEntry { record: role, arn, trust, policies: Arc::new(policies) },
                 );
+            }
+            let mut stmt = db.prepare("SELECT bucket, document FROM bucket_policies")?;
+            let policies = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            for (bucket, doc) in policies {
+                snap.bucket_policies.insert(bucket, Arc::new(compile_bucket_policy(&doc)?));
+            }
+            snap.account_bpa = PublicAccessBlock::ON;
+            let mut stmt = db.prepare("SELECT scope, config FROM public_access_blocks")?;
+            let blocks = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            for (scope, config) in blocks {
+                let pab: PublicAccessBlock = serde_json::from_str(&config)
+                    .map_err(|e| StateError::Validation(format!("stored public access block: {e}")))?;
+                match scope.strip_prefix("bucket:") {
+                    Some(bucket) => {
+                        snap.bucket_bpa.insert(bucket.to_owned(), pab);
+                    }
+                    None => snap.account_bpa = pab,
+                }
             }
             let mut stmt = db.prepare("SELECT id, user_name, secret_sealed, status FROM access_keys")?;
             let keys = stmt
@@ -1176,6 +1274,104 @@ impl State {
     }
 }
 
+impl State {
+    /// PutBucketPolicy: stores a compiled-and-valid policy. Refused (AccessDenied by the caller)
+    /// when it is public and BlockPublicPolicy is in force; the check is here so it cannot be
+    /// skipped.
+    pub fn put_bucket_policy(&self, bucket: &str, doc: &str) -> Result<bool, StateError> {
+        let compiled = compile_bucket_policy(doc)?;
+        if compiled.is_public() && self.snapshot().effective_bpa(bucket).block_public_policy {
+            return Ok(false);
+        }
+        self.change(|tx| {
+            tx.execute(
+                "INSERT INTO bucket_policies (bucket, document) VALUES (?1, ?2)
+                 ON CONFLICT (bucket) DO UPDATE SET document = excluded.document",
+                params![bucket, doc],
+            )?;
+            Ok(())
+        })?;
+        Ok(true)
+    }
+
+    /// GetBucketPolicy: the document as stored, if any.
+    pub fn get_bucket_policy(&self, bucket: &str) -> Result<Option<String>, StateError> {
+        self.with_db(|db| {
+            Ok(db
+                .query_row(
+                    "SELECT document FROM bucket_policies WHERE bucket = ?1",
+                    [bucket],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+    }
+
+    /// DeleteBucketPolicy (idempotent, as in S3).
+    pub fn delete_bucket_policy(&self, bucket: &str) -> Result<(), StateError> {
+        self.change(|tx| {
+            tx.execute("DELETE FROM bucket_policies WHERE bucket = ?1", [bucket])?;
+            Ok(())
+        })
+    }
+
+    /// Forgets everything attached to a deleted bucket.
+    pub fn forget_bucket(&self, bucket: &str) -> Result<(), StateError> {
+        self.change(|tx| {
+            tx.execute("DELETE FROM bucket_policies WHERE bucket = ?1", [bucket])?;
+            tx.execute(
+                "DELETE FROM public_access_blocks WHERE scope = ?1",
+                [format!("bucket:{bucket}")],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The stored Block Public Access settings of the account (`None`: bucket-level settings of
+    /// that bucket), if any were put.
+    pub fn get_public_access_block(&self, bucket: Option<&str>) -> Option<PublicAccessBlock> {
+        let snap = self.snapshot();
+        match bucket {
+            None => Some(snap.account_bpa),
+            Some(b) => snap.bucket_bpa.get(b).copied(),
+        }
+    }
+
+    /// Put(Account|Bucket)PublicAccessBlock.
+    pub fn put_public_access_block(
+        &self,
+        bucket: Option<&str>,
+        pab: PublicAccessBlock,
+    ) -> Result<(), StateError> {
+        let scope = bucket.map_or_else(|| ACCOUNT_SCOPE.to_owned(), |b| format!("bucket:{b}"));
+        let config =
+            serde_json::to_string(&pab).map_err(|e| StateError::Validation(e.to_string()))?;
+        self.change(|tx| {
+            tx.execute(
+                "INSERT INTO public_access_blocks (scope, config) VALUES (?1, ?2)
+                 ON CONFLICT (scope) DO UPDATE SET config = excluded.config",
+                params![scope, config],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Delete(Account|Bucket)PublicAccessBlock. For the account this turns every setting off, as
+    /// deleting the configuration does in AWS.
+    pub fn delete_public_access_block(&self, bucket: Option<&str>) -> Result<(), StateError> {
+        match bucket {
+            None => self.put_public_access_block(None, PublicAccessBlock::OFF),
+            Some(b) => self.change(|tx| {
+                tx.execute(
+                    "DELETE FROM public_access_blocks WHERE scope = ?1",
+                    [format!("bucket:{b}")],
+                )?;
+                Ok(())
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1279,6 +1475,46 @@ mod tests {
         assert!(s.snapshot().users["dave"].policies.is_empty());
         s.delete_policy(&arn).unwrap();
         assert_eq!(s.get_policy(&arn).unwrap_err().code(), "NoSuchEntity");
+    }
+
+    #[test]
+    fn bucket_policies_and_block_public_access() {
+        let (_d, s) = open();
+        let public = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
+        assert_eq!(
+            s.snapshot().account_bpa,
+            PublicAccessBlock::ON,
+            "on by default"
+        );
+        assert!(
+            !s.put_bucket_policy("b", public).unwrap(),
+            "BlockPublicPolicy refuses it"
+        );
+        assert_eq!(s.get_bucket_policy("b").unwrap(), None);
+        s.put_public_access_block(None, PublicAccessBlock::OFF)
+            .unwrap();
+        s.put_public_access_block(
+            Some("b"),
+            PublicAccessBlock {
+                block_public_policy: true,
+                ..PublicAccessBlock::OFF
+            },
+        )
+        .unwrap();
+        assert!(
+            s.snapshot().effective_bpa("b").block_public_policy,
+            "bucket setting adds to the account's"
+        );
+        assert!(!s.snapshot().effective_bpa("other").block_public_policy);
+        s.delete_public_access_block(Some("b")).unwrap();
+        assert!(s.put_bucket_policy("b", public).unwrap());
+        assert!(s.snapshot().bucket_policies["b"].is_public());
+        assert_eq!(
+            s.put_bucket_policy("b", "{").unwrap_err().code(),
+            "MalformedPolicyDocument"
+        );
+        s.forget_bucket("b").unwrap();
+        assert!(s.snapshot().bucket_policies.is_empty());
     }
 
     #[test]

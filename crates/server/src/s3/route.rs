@@ -157,6 +157,26 @@ pub enum Op {
         /// The upload.
         upload_id: String,
     },
+    /// `GET /b?policy`
+    GetBucketPolicy,
+    /// `PUT /b?policy`
+    PutBucketPolicy,
+    /// `DELETE /b?policy`
+    DeleteBucketPolicy,
+    /// `GET /b?policyStatus`
+    GetBucketPolicyStatus,
+    /// `GET /b?publicAccessBlock`
+    GetPublicAccessBlock,
+    /// `PUT /b?publicAccessBlock`
+    PutPublicAccessBlock,
+    /// `DELETE /b?publicAccessBlock`
+    DeletePublicAccessBlock,
+    /// S3 Control `GET /v20180820/configuration/publicAccessBlock` (x-amz-account-id)
+    GetAccountPublicAccessBlock,
+    /// S3 Control `PUT /v20180820/configuration/publicAccessBlock`
+    PutAccountPublicAccessBlock,
+    /// S3 Control `DELETE /v20180820/configuration/publicAccessBlock`
+    DeleteAccountPublicAccessBlock,
     /// `GET /b/k?tagging`
     GetObjectTagging,
     /// `PUT /b/k?tagging`
@@ -222,6 +242,9 @@ const PLAIN_PARAMS: &[&str] = &[
     "location",
     "tagging",
     "delete",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
     "X-Amz-Algorithm",
     "X-Amz-Credential",
     "X-Amz-Date",
@@ -264,6 +287,22 @@ impl Op {
         let op = match (bucket, key) {
             (None, _) => match *method {
                 Method::GET => Op::ListBuckets,
+                _ => return Err(method_not_allowed(method)),
+            },
+            (Some(_), None) if query.has("policy") => match *method {
+                Method::GET => Op::GetBucketPolicy,
+                Method::PUT => Op::PutBucketPolicy,
+                Method::DELETE => Op::DeleteBucketPolicy,
+                _ => return Err(method_not_allowed(method)),
+            },
+            (Some(_), None) if query.has("policyStatus") => match *method {
+                Method::GET => Op::GetBucketPolicyStatus,
+                _ => return Err(method_not_allowed(method)),
+            },
+            (Some(_), None) if query.has("publicAccessBlock") => match *method {
+                Method::GET => Op::GetPublicAccessBlock,
+                Method::PUT => Op::PutPublicAccessBlock,
+                Method::DELETE => Op::DeletePublicAccessBlock,
                 _ => return Err(method_not_allowed(method)),
             },
             (Some(_), None) => match *method {
@@ -340,6 +379,26 @@ impl Op {
         Ok(op)
     }
 
+    /// S3 Control's account-level public access block, recognised by its path and the
+    /// `x-amz-account-id` header (clients put the account id in the host name too). `None` when
+    /// the request is not an S3 Control request.
+    pub fn route_control(
+        method: &Method,
+        path: &str,
+        account_header: Option<&str>,
+    ) -> Option<Result<Op, S3Error>> {
+        account_header?;
+        if path != "/v20180820/configuration/publicAccessBlock" {
+            return None;
+        }
+        Some(match *method {
+            Method::GET => Ok(Op::GetAccountPublicAccessBlock),
+            Method::PUT => Ok(Op::PutAccountPublicAccessBlock),
+            Method::DELETE => Ok(Op::DeleteAccountPublicAccessBlock),
+            _ => Err(method_not_allowed(method)),
+        })
+    }
+
     /// The operation's name as AWS's API reference spells it (used in logs and audit).
     pub fn name(&self) -> &'static str {
         match self {
@@ -363,6 +422,16 @@ impl Op {
             Op::CompleteMultipartUpload { .. } => "CompleteMultipartUpload",
             Op::AbortMultipartUpload { .. } => "AbortMultipartUpload",
             Op::ListParts { .. } => "ListParts",
+            Op::GetBucketPolicy => "GetBucketPolicy",
+            Op::PutBucketPolicy => "PutBucketPolicy",
+            Op::DeleteBucketPolicy => "DeleteBucketPolicy",
+            Op::GetBucketPolicyStatus => "GetBucketPolicyStatus",
+            Op::GetPublicAccessBlock => "GetPublicAccessBlock",
+            Op::PutPublicAccessBlock => "PutPublicAccessBlock",
+            Op::DeletePublicAccessBlock => "DeletePublicAccessBlock",
+            Op::GetAccountPublicAccessBlock => "GetPublicAccessBlock (account)",
+            Op::PutAccountPublicAccessBlock => "PutPublicAccessBlock (account)",
+            Op::DeleteAccountPublicAccessBlock => "DeletePublicAccessBlock (account)",
             Op::GetObjectTagging => "GetObjectTagging",
             Op::PutObjectTagging => "PutObjectTagging",
             Op::DeleteObjectTagging => "DeleteObjectTagging",
@@ -414,6 +483,24 @@ impl Op {
             Op::DeleteObject => vec![on_object("s3:DeleteObject")],
             Op::AbortMultipartUpload { .. } => vec![on_object("s3:AbortMultipartUpload")],
             Op::ListParts { .. } => vec![on_object("s3:ListMultipartUploadParts")],
+            Op::GetBucketPolicy => vec![on_bucket("s3:GetBucketPolicy")],
+            Op::PutBucketPolicy => vec![on_bucket("s3:PutBucketPolicy")],
+            Op::DeleteBucketPolicy => vec![on_bucket("s3:DeleteBucketPolicy")],
+            Op::GetBucketPolicyStatus => vec![on_bucket("s3:GetBucketPolicyStatus")],
+            Op::GetPublicAccessBlock => vec![on_bucket("s3:GetBucketPublicAccessBlock")],
+            Op::PutPublicAccessBlock | Op::DeletePublicAccessBlock => {
+                vec![on_bucket("s3:PutBucketPublicAccessBlock")]
+            }
+            Op::GetAccountPublicAccessBlock => vec![Permission {
+                action: "s3:GetAccountPublicAccessBlock",
+                resource: "*".to_owned(),
+            }],
+            Op::PutAccountPublicAccessBlock | Op::DeleteAccountPublicAccessBlock => {
+                vec![Permission {
+                    action: "s3:PutAccountPublicAccessBlock",
+                    resource: "*".to_owned(),
+                }]
+            }
             Op::GetObjectTagging => vec![on_object("s3:GetObjectTagging")],
             Op::PutObjectTagging => vec![on_object("s3:PutObjectTagging")],
             Op::DeleteObjectTagging => vec![on_object("s3:DeleteObjectTagging")],
@@ -481,7 +568,7 @@ mod tests {
             "lifecycle",
             "versioning",
             "acl",
-            "policy",
+            "replication",
             "versionId=3",
         ] {
             let e = route(Method::GET, Some("b"), None, q).unwrap_err();

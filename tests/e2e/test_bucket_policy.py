@@ -1,0 +1,167 @@
+"""Bucket policies and Block Public Access (issue 4, items 5 and 6), through aws-cli `s3api`,
+boto3 (S3 and S3 Control) and unsigned requests.
+
+AWS pages: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-policies.html,
+https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+import uuid
+
+import boto3
+import botocore.config
+import pytest
+from botocore.exceptions import ClientError
+
+from e2e_helpers import REGION, AwsCli, make_client
+from test_iam import error_code, iam_client, new_user
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _resolve_account_prefix(host, *args, **kwargs):
+    # S3 Control clients put the account id in front of the endpoint's host
+    # (`ACCOUNT.127.0.0.1`); this process maps such names to loopback itself.
+    if isinstance(host, str) and host.endswith(".127.0.0.1"):
+        host = "127.0.0.1"
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture
+def s3control(server):
+    socket.getaddrinfo = _resolve_account_prefix
+    try:
+        yield boto3.session.Session().client(
+            "s3control", endpoint_url=server.endpoint, region_name=REGION,
+            aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
+            config=botocore.config.Config(retries={"max_attempts": 1}))
+    finally:
+        socket.getaddrinfo = _real_getaddrinfo
+
+
+def anonymous_get(server, bucket: str, key: str) -> int:
+    try:
+        with urllib.request.urlopen(f"{server.endpoint}/{bucket}/{key}", timeout=10) as r:
+            r.read()
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_bucket_policy_grants_a_user_and_denies_root(server, s3, aws, tmp_path):
+    bucket = f"bp-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="shared/a.txt", Body=b"a")
+    name, ak, sk = new_user(iam_client(server))
+    user = make_client(server.endpoint, ak, sk)
+    with pytest.raises(ClientError) as e:
+        user.get_object(Bucket=bucket, Key="shared/a.txt")
+    assert error_code(e.value) == "AccessDenied"
+
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "GrantUser", "Effect": "Allow",
+         "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:user/{name}"},
+         "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/shared/*"},
+        {"Sid": "NoDeletes", "Effect": "Deny", "Principal": "*",
+         "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}
+    f = tmp_path / "policy.json"
+    f.write_text(json.dumps(policy))
+    aws.ok("s3api", "put-bucket-policy", "--bucket", bucket, "--policy", f"file://{f}")
+    got = json.loads(aws.ok("s3api", "get-bucket-policy", "--bucket", bucket).stdout)
+    assert json.loads(got["Policy"]) == policy
+    status = json.loads(aws.ok("s3api", "get-bucket-policy-status", "--bucket", bucket).stdout)
+    assert status["PolicyStatus"]["IsPublic"] is False
+
+    assert user.get_object(Bucket=bucket, Key="shared/a.txt")["Body"].read() == b"a"
+    with pytest.raises(ClientError):
+        user.put_object(Bucket=bucket, Key="shared/b.txt", Body=b"b")
+    # Root bypasses identity checks but not the bucket policy's explicit deny...
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=bucket, Key="shared/a.txt")
+    assert error_code(e.value) == "AccessDenied"
+    assert "explicit deny in a resource-based policy" in e.value.response["Error"]["Message"]
+    # ...and can always manage the policy.
+    aws.ok("s3api", "delete-bucket-policy", "--bucket", bucket)
+    cp = aws("s3api", "get-bucket-policy", "--bucket", bucket)
+    assert cp.returncode != 0 and "NoSuchBucketPolicy" in cp.stderr
+    s3.delete_object(Bucket=bucket, Key="shared/a.txt")
+
+
+def test_malformed_bucket_policy_names_the_problem(s3, aws, tmp_path):
+    bucket = f"bpm-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    f = tmp_path / "bad.json"
+    f.write_text('{"Version": "2012-10-17", "Statement": [{"Effect": "Alow", "Principal": "*", "Action": "s3:GetObject", "Resource": "*"}]}')
+    cp = aws("s3api", "put-bucket-policy", "--bucket", bucket, "--policy", f"file://{f}")
+    assert cp.returncode != 0 and "MalformedPolicy" in cp.stderr
+    assert "Effect" in cp.stderr, cp.stderr
+    cp = aws("s3api", "get-bucket-policy", "--bucket", bucket)
+    assert "NoSuchBucketPolicy" in cp.stderr, "nothing was stored"
+
+
+def test_public_access_is_blocked_by_default_and_opens_only_when_allowed(fresh_server_factory):
+    """A public bucket policy is refused while the account blocks public policies (the default);
+    with BPA off it lets anonymous callers read, and RestrictPublicBuckets on the bucket shuts
+    them out again. Runs on its own server: it changes account settings."""
+    kp = fresh_server_factory()
+    ak, sk = kp.credentials()
+    s3 = make_client(kp.endpoint, ak, sk)
+    aws = AwsCli(kp.endpoint, kp.creds_path)
+    account = kp.account_id()
+
+    class Srv:  # what anonymous_get needs
+        endpoint = kp.endpoint
+
+    bucket = "public-datasets"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="open/readme.txt", Body=b"hello")
+    public = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/open/*"}]})
+    assert anonymous_get(Srv, bucket, "open/readme.txt") == 403
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_policy(Bucket=bucket, Policy=public)
+    assert error_code(e.value) == "AccessDenied"
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="open/x", Body=b"x", ACL="public-read")
+    assert error_code(e.value) == "AccessDenied", "BlockPublicAcls"
+
+    socket.getaddrinfo = _resolve_account_prefix
+    try:
+        control = boto3.session.Session().client(
+            "s3control", endpoint_url=kp.endpoint, region_name=REGION, aws_access_key_id=ak,
+            aws_secret_access_key=sk, config=botocore.config.Config(retries={"max_attempts": 1}))
+        cfg = control.get_public_access_block(AccountId=account)["PublicAccessBlockConfiguration"]
+        assert cfg == {"BlockPublicAcls": True, "IgnorePublicAcls": True,
+                       "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+        control.put_public_access_block(AccountId=account, PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True,
+            "BlockPublicPolicy": False, "RestrictPublicBuckets": False})
+        assert control.get_public_access_block(AccountId=account)["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is False
+    finally:
+        socket.getaddrinfo = _real_getaddrinfo
+
+    s3.put_bucket_policy(Bucket=bucket, Policy=public)
+    assert s3.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"] is True
+    assert anonymous_get(Srv, bucket, "open/readme.txt") == 200
+    assert anonymous_get(Srv, bucket, "closed.txt") == 403
+
+    # Bucket-level setting with aws-cli s3api adds to the account's.
+    aws.ok("s3api", "put-public-access-block", "--bucket", bucket, "--public-access-block-configuration",
+           "BlockPublicAcls=false,IgnorePublicAcls=false,BlockPublicPolicy=false,RestrictPublicBuckets=true")
+    got = json.loads(aws.ok("s3api", "get-public-access-block", "--bucket", bucket).stdout)
+    assert got["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] is True
+    assert anonymous_get(Srv, bucket, "open/readme.txt") == 403
+    aws.ok("s3api", "delete-public-access-block", "--bucket", bucket)
+    cp = aws("s3api", "get-public-access-block", "--bucket", bucket)
+    assert cp.returncode != 0 and "NoSuchPublicAccessBlockConfiguration" in cp.stderr
+    assert anonymous_get(Srv, bucket, "open/readme.txt") == 200
+    # Anonymous callers never get more than the policy grants.
+    req = urllib.request.Request(f"{kp.endpoint}/{bucket}/open/new.txt", data=b"x", method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 403
