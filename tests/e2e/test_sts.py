@@ -182,3 +182,30 @@ def test_forged_and_foreign_tokens_are_rejected(server, seed):
     assert error_code(e.value) == "InvalidToken", "a token is bound to its access key id"
     # The untouched credentials still work.
     assert client("s3", server, creds).list_objects_v2(Bucket=OUT)["KeyCount"] >= 1
+
+
+def test_revoke_older_sessions_with_token_issue_time(server, seed):
+    """AWS's "revoke active sessions": a role policy denying everything to sessions issued before
+    a time (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_revoke-sessions.html)."""
+    import time
+
+    creds = assume(server, seed, None, RoleSessionName="old-session")
+    s3 = client("s3", server, creds)
+    s3.list_objects_v2(Bucket=OUT)
+    time.sleep(1.1)
+    cutoff = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    role = seed["role_arn"].split("/")[-1]
+    iam = iam_client(server)
+    iam.put_role_policy(RoleName=role, PolicyName="AWSRevokeOlderSessions", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*",
+                                                "Condition": {"DateLessThan": {"aws:TokenIssueTime": cutoff}}}]}))
+    try:
+        with pytest.raises(ClientError) as e:
+            s3.list_objects_v2(Bucket=OUT)
+        assert error_code(e.value) == "AccessDenied"
+        assert "explicit deny" in e.value.response["Error"]["Message"]
+        time.sleep(1.1)
+        fresh = client("s3", server, assume(server, seed, None, RoleSessionName="new-session"))
+        fresh.list_objects_v2(Bucket=OUT)
+    finally:
+        iam.delete_role_policy(RoleName=role, PolicyName="AWSRevokeOlderSessions")
