@@ -33,6 +33,14 @@ cargo build -p keyhole
 section "cargo test --workspace"
 cargo test --workspace
 
+# The policy engine against an external oracle, @cloud-copilot/iam-simulate from npm (installed
+# under target/, outside git; none of its code or data is copied): 2,000 seeded random S3 cases,
+# zero unexplained disagreements allowed.
+section "policy differential test (2000 cases against iam-simulate)"
+command -v npm >/dev/null || { echo "error: npm not found; install Node.js 18+ with npm" >&2; exit 1; }
+KEYHOLE_ORACLE_DIR="$ROOT/target/iam-oracle" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" \
+    sh crates/policy/tests/differential/run.sh 2000
+
 section "end-to-end tests (pytest tests/e2e $*), after $((SECONDS - started))s of setup, build and Rust tests"
 export KEYHOLE_BIN="${KEYHOLE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/keyhole}"
 # pytest's summary stays the last line of the output (CI reads the closing line).
