@@ -278,3 +278,51 @@ def test_readme_admin_quickstart_runs(fresh_server_factory, tmp_path):
     assert cp.returncode == 0, f"script:\n{script}\nstdout: {cp.stdout[-3000:]}\nstderr: {cp.stderr[-3000:]}"
     assert '"UserName": "admin"' in cp.stdout, "get-user ran with the admin's key"
     assert "make_bucket: acmeco-slm-data" in cp.stdout
+
+
+def _get_with_xff(source: str, kp, bucket: str, key: str, ak: str, sk: str, xff: str) -> int:
+    """GET from `source`, signed by the user, carrying an X-Forwarded-For header."""
+    path = f"/{bucket}/{key}"
+    headers = sign("GET", f"{kp.endpoint}{path}", ak, sk, {"Host": f"127.0.0.1:{kp.port}"})
+    conn = http.client.HTTPConnection("127.0.0.1", kp.port, timeout=30, source_address=(source, 0))
+    try:
+        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        conn.putheader("X-Forwarded-For", xff)
+        conn.endheaders()
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def test_x_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path):
+    """`--trusted-proxy 127.0.0.1/32`: behind that proxy the client address comes from
+    X-Forwarded-For; from any other peer the header is ignored."""
+    from e2e_helpers import KeyholeProcess, free_port
+
+    kp = KeyholeProcess(data_dir=tmp_path / "data", port=free_port(), log_dir=tmp_path / "logs",
+                        extra_args=["--trusted-proxy", "127.0.0.1/32"], cwd=tmp_path)
+    kp.start()
+    try:
+        ak_root, sk_root = kp.credentials()
+
+        class Srv:
+            endpoint, access_key, secret_key = kp.endpoint, ak_root, sk_root
+
+        s3 = make_client(kp.endpoint, ak_root, sk_root)
+        s3.create_bucket(Bucket="xff")
+        s3.put_object(Bucket="xff", Key="k", Body=b"v")
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::xff/*",
+             "Condition": {"IpAddress": {"aws:SourceIp": "203.0.113.42/32"}}}]}
+        _, ak, sk = new_user(iam_client(Srv), policy)
+        assert _get_with_xff("127.0.0.1", kp, "xff", "k", ak, sk, "203.0.113.42") == 200
+        assert _get_with_xff("127.0.0.1", kp, "xff", "k", ak, sk, "203.0.113.42, 198.51.100.1") == 403, \
+            "the right-most untrusted hop is the client"
+        assert _get_with_xff("127.0.0.2", kp, "xff", "k", ak, sk, "203.0.113.42") == 403, \
+            "an untrusted peer's header is ignored"
+    finally:
+        kp.kill()

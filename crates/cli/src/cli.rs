@@ -74,6 +74,15 @@ pub struct ServeArgs {
     /// Region reported to clients and given to new buckets [default: us-east-1].
     #[arg(long, env = "KEYHOLE_REGION", value_name = "REGION")]
     pub region: Option<String>,
+    /// A proxy (CIDR) whose X-Forwarded-For header is believed for aws:SourceIp; repeat for
+    /// several. Without it only the TCP peer address counts.
+    #[arg(
+        long = "trusted-proxy",
+        env = "KEYHOLE_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Sends `tracing` output to stderr in the chosen format; `RUST_LOG` filters (default `info`).

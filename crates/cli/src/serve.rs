@@ -17,6 +17,7 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             data_dir: args.data_dir,
             domain: args.domain,
             region: args.region,
+            trusted_proxies: (!args.trusted_proxies.is_empty()).then_some(args.trusted_proxies),
         },
     )
     .into_diagnostic()?;

@@ -27,7 +27,10 @@ const ACCOUNT: &str = "123456789012";
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let state = Arc::new(State::open(dir.path(), &[9u8; 32], ACCOUNT).unwrap());
-    let authz = PolicyAuthorizer { account_id: ACCOUNT.into(), state };
+    let authz = PolicyAuthorizer {
+        account_id: ACCOUNT.into(),
+        state,
+    };
     let seed = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/test-data/policies/training-job.json"
@@ -57,9 +60,13 @@ fn bench(c: &mut Criterion) {
         arn: format!("arn:aws:sts::{ACCOUNT}:assumed-role/training-job/run-1"),
         role_arn: format!("arn:aws:iam::{ACCOUNT}:role/training-job"),
         role_policies: Arc::new(vec![role]),
-        session_policy: Some(Arc::new(CompiledPolicy::from_json(&seed, PolicyKind::Session).unwrap())),
+        session_policy: Some(Arc::new(
+            CompiledPolicy::from_json(&seed, PolicyKind::Session).unwrap(),
+        )),
     };
-    let root = Principal::Root { access_key_id: "AKIAROOT".into() };
+    let root = Principal::Root {
+        access_key_id: "AKIAROOT".into(),
+    };
     let headers = HeaderMap::new();
     let query = Query::parse(None);
     let put = Permission {
@@ -86,7 +93,9 @@ fn bench(c: &mut Criterion) {
     };
     assert!(decide(&session, &put).is_ok() && decide(&session, &get).is_ok());
     let mut g = c.benchmark_group("authorize (context + decision)");
-    g.bench_function("root GetObject", |b| b.iter(|| black_box(decide(&root, &get)).is_ok()));
+    g.bench_function("root GetObject", |b| {
+        b.iter(|| black_box(decide(&root, &get)).is_ok())
+    });
     g.bench_function("session GetObject (training-job)", |b| {
         b.iter(|| black_box(decide(&session, &get)).is_ok())
     });

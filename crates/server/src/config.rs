@@ -36,6 +36,9 @@ pub struct Config {
     pub domain: Option<String>,
     /// Region reported to clients.
     pub region: String,
+    /// Peers (CIDRs) whose `X-Forwarded-For` header is believed for `aws:SourceIp`. Empty by
+    /// default: only the TCP peer address counts.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             domain: None,
             region: DEFAULT_REGION.to_owned(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -57,6 +61,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     domain: Option<String>,
     region: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Values given on the command line or in `KEYHOLE_*` variables; `None` means "not given".
@@ -70,6 +75,8 @@ pub struct ConfigOverrides {
     pub domain: Option<String>,
     /// `--region` / `KEYHOLE_REGION`.
     pub region: Option<String>,
+    /// `--trusted-proxy` (repeatable) / `KEYHOLE_TRUSTED_PROXIES` (comma-separated).
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// A configuration that could not be loaded; the message names the field and the fix.
@@ -85,7 +92,7 @@ pub enum ConfigError {
     },
     /// The configuration file is not valid TOML or has unknown keys.
     #[error(
-        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region)"
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies)"
     )]
     Parse {
         /// The file.
@@ -157,7 +164,21 @@ impl Config {
                 });
             }
         }
+        let trusted_proxies = overrides
+            .trusted_proxies
+            .or(from_file.trusted_proxies)
+            .unwrap_or_default();
+        for cidr in &trusted_proxies {
+            if keyhole_policy::condition::ip::Cidr::parse(cidr).is_none() {
+                return Err(ConfigError::Invalid {
+                    field: "trusted_proxies",
+                    value: cidr.clone(),
+                    hint: "use CIDRs such as 10.0.0.0/8, 127.0.0.1/32 or fd00::/8",
+                });
+            }
+        }
         Ok(Config {
+            trusted_proxies,
             listen,
             data_dir: overrides
                 .data_dir
@@ -230,6 +251,28 @@ mod tests {
             text.contains("`listen`") && text.contains("IP:PORT"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn trusted_proxies_must_be_cidrs() {
+        let ok = Config::load(
+            None,
+            ConfigOverrides {
+                trusted_proxies: Some(vec!["10.0.0.0/8".into(), "::1/128".into()]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(ok.trusted_proxies.len(), 2);
+        let err = Config::load(
+            None,
+            ConfigOverrides {
+                trusted_proxies: Some(vec!["10.0.0.0/33".into()]),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("trusted_proxies"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,37 @@ use keyhole_sigv4::{AuthKind, VerifiedRequest};
 use crate::auth::Principal;
 use crate::s3::route::{Op, Query};
 
+/// The client address for `aws:SourceIp`: the TCP peer, unless the peer is a trusted proxy, in
+/// which case the right-most `X-Forwarded-For` address that is not itself a trusted proxy (the
+/// left-most entries are whatever the client chose to send, so they are never believed).
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[keyhole_policy::condition::ip::Cidr],
+) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part.parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip),
+                // A malformed list cannot be trusted at all.
+                Err(_) => return peer,
+            }
+        }
+    }
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(*ip))
+        .unwrap_or(peer)
+}
+
 /// What the context is built from.
 pub struct RequestFacts<'a> {
     /// When the request arrived.
@@ -194,6 +225,46 @@ mod tests {
             Some(vec!["127.0.0.2".into()]),
             "keys are case-insensitive"
         );
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        use keyhole_policy::condition::ip::Cidr;
+        let trusted = vec![
+            Cidr::parse("127.0.0.1/32").unwrap(),
+            Cidr::parse("10.0.0.0/8").unwrap(),
+        ];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7, 10.1.2.3".parse().unwrap(),
+        );
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        let untrusted: IpAddr = "127.0.0.3".parse().unwrap();
+        assert_eq!(
+            client_ip(untrusted, &h, &trusted),
+            untrusted,
+            "untrusted peer: header ignored"
+        );
+        assert_eq!(
+            client_ip(peer, &h, &[]),
+            peer,
+            "no trusted proxies configured"
+        );
+        h.insert(
+            "x-forwarded-for",
+            "198.51.100.7, not-an-ip".parse().unwrap(),
+        );
+        assert_eq!(
+            client_ip(peer, &h, &trusted),
+            peer,
+            "malformed list is not believed"
+        );
+        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct Gateway {
     pub owner_id: String,
     /// Seals and opens STS session tokens.
     pub tokens: Arc<sts::TokenSealer>,
+    /// Parsed `trusted_proxies`.
+    pub trusted_proxies: Vec<keyhole_policy::condition::ip::Cidr>,
 }
 
 impl Gateway {
@@ -73,6 +75,12 @@ impl Gateway {
             tokens.clone(),
         );
         let owner_id = hex::encode(sha2::Sha256::digest(account.record.account_id.as_bytes()));
+        // INVARIANT: Config::load validated every entry.
+        let trusted_proxies = config
+            .trusted_proxies
+            .iter()
+            .filter_map(|c| keyhole_policy::condition::ip::Cidr::parse(c))
+            .collect();
         Gateway {
             config,
             account,
@@ -82,6 +90,7 @@ impl Gateway {
             authz,
             owner_id,
             tokens,
+            trusted_proxies,
         }
     }
 }

@@ -140,7 +140,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
                 };
                 let context = context::global(&RequestFacts {
                     now,
-                    source_ip: peer.ip(),
+                    source_ip: context::client_ip(peer.ip(), &parts.headers, &gw.trusted_proxies),
                     secure: false,
                     headers: &parts.headers,
                     region: &gw.config.region,
@@ -211,7 +211,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         }
         let mut context = context::global(&RequestFacts {
             now,
-            source_ip: peer.ip(),
+            source_ip: context::client_ip(peer.ip(), &parts.headers, &gw.trusted_proxies),
             secure: false,
             headers: &parts.headers,
             region: &gw.config.region,
