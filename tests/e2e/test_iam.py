@@ -326,3 +326,36 @@ def test_x_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path):
             "an untrusted peer's header is ignored"
     finally:
         kp.kill()
+
+
+def test_permissions_boundary_caps_a_user(server, s3):
+    """Identity policy ∩ permissions boundary
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_boundaries.html)."""
+    bucket = f"pb-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    iam = iam_client(server)
+    everything = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
+    read_only = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}]}
+    boundary = iam.create_policy(PolicyName=f"ro-{bucket}", PolicyDocument=json.dumps(read_only))["Policy"]["Arn"]
+    name, ak, sk = new_user(iam, everything)
+    user = make_client(server.endpoint, ak, sk)
+    user.put_object(Bucket=bucket, Key="before", Body=b"x")
+
+    iam.put_user_permissions_boundary(UserName=name, PermissionsBoundary=boundary)
+    assert user.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+    with pytest.raises(ClientError) as e:
+        user.put_object(Bucket=bucket, Key="after", Body=b"x")
+    assert error_code(e.value) == "AccessDenied"
+    assert "because no permissions boundary allows the s3:PutObject action" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        iam.delete_policy(PolicyArn=boundary)
+    assert error_code(e.value) == "DeleteConflict", "a policy in use as a boundary"
+
+    iam.delete_user_permissions_boundary(UserName=name)
+    user.put_object(Bucket=bucket, Key="after", Body=b"x")
+    with pytest.raises(ClientError) as e:
+        iam.put_user_permissions_boundary(UserName=name, PermissionsBoundary=boundary + "-nope")
+    assert error_code(e.value) == "NoSuchEntity"

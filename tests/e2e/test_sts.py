@@ -209,3 +209,19 @@ def test_revoke_older_sessions_with_token_issue_time(server, seed):
         fresh.list_objects_v2(Bucket=OUT)
     finally:
         iam.delete_role_policy(RoleName=role, PolicyName="AWSRevokeOlderSessions")
+
+
+def test_role_permissions_boundary_caps_its_sessions(server, seed):
+    iam = iam_client(server)
+    role = seed["role_arn"].split("/")[-1]
+    ro = iam.create_policy(PolicyName=f"ro-{uuid.uuid4().hex[:6]}", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}]}))["Policy"]["Arn"]
+    iam.put_role_permissions_boundary(RoleName=role, PermissionsBoundary=ro)
+    try:
+        s3 = client("s3", server, assume(server, seed, None, RoleSessionName="bounded"))
+        assert s3.get_object(Bucket=DATASET, Key="wiki/part-0001.jsonl")["Body"].read() == b"{}\n"
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=OUT, Key="run-1/capped.pt", Body=b"x")
+        assert "because no permissions boundary allows the s3:PutObject action" in e.value.response["Error"]["Message"]
+    finally:
+        iam.delete_role_permissions_boundary(RoleName=role)

@@ -63,6 +63,7 @@ fn bench(c: &mut Criterion) {
         session_policy: Some(Arc::new(
             CompiledPolicy::from_json(&seed, PolicyKind::Session).unwrap(),
         )),
+        boundary: None,
     };
     let root = Principal::Root {
         access_key_id: "AKIAROOT".into(),

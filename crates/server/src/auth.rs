@@ -34,6 +34,8 @@ pub enum Principal {
         access_key_id: String,
         /// The user's identity policies, compiled (from the state snapshot).
         policies: std::sync::Arc<Vec<keyhole_policy::CompiledPolicy>>,
+        /// The user's permissions boundary, if set.
+        boundary: Option<std::sync::Arc<keyhole_policy::CompiledPolicy>>,
     },
     /// An assumed-role session, authenticated by its sealed session token.
     Session {
@@ -48,6 +50,8 @@ pub enum Principal {
         role_policies: std::sync::Arc<Vec<keyhole_policy::CompiledPolicy>>,
         /// The session policy, if the session was created with one.
         session_policy: Option<std::sync::Arc<keyhole_policy::CompiledPolicy>>,
+        /// The role's permissions boundary, if set.
+        boundary: Option<std::sync::Arc<keyhole_policy::CompiledPolicy>>,
     },
     /// No signature at all.
     Anonymous,
@@ -242,6 +246,7 @@ impl Authenticator {
                     role_arn: role.arn.clone(),
                     role_policies: role.policies.clone(),
                     session_policy,
+                    boundary: role.boundary.clone(),
                 },
                 verified,
             ));
@@ -255,6 +260,7 @@ impl Authenticator {
                 arn: u.arn.clone(),
                 access_key_id,
                 policies: u.policies.clone(),
+                boundary: u.boundary.clone(),
             },
         };
         Ok((principal, verified))
@@ -307,7 +313,7 @@ impl Authorize for PolicyAuthorizer {
         let bucket = bucket_of(&permission.resource);
         let bucket_policy = bucket.and_then(|b| snapshot.bucket_policies.get(b));
         let restrict = bucket.is_some_and(|b| snapshot.effective_bpa(b).restrict_public_buckets);
-        let (arn, request_principal, identity, session) = match principal {
+        let (arn, request_principal, identity, session, boundary) = match principal {
             Principal::Root { .. } if bucket_policy.is_none() => return Ok(()),
             Principal::Root { .. } => (
                 format!("arn:aws:iam::{}:root", self.account_id),
@@ -315,6 +321,7 @@ impl Authorize for PolicyAuthorizer {
                     account: self.account_id.clone(),
                 },
                 &[][..],
+                None,
                 None,
             ),
             Principal::Anonymous if bucket_policy.is_none() => {
@@ -325,8 +332,14 @@ impl Authorize for PolicyAuthorizer {
                 keyhole_policy::RequestPrincipal::Anonymous,
                 &[][..],
                 None,
+                None,
             ),
-            Principal::User { arn, policies, .. } => (
+            Principal::User {
+                arn,
+                policies,
+                boundary,
+                ..
+            } => (
                 arn.clone(),
                 keyhole_policy::RequestPrincipal::User {
                     arn: arn.clone(),
@@ -334,12 +347,14 @@ impl Authorize for PolicyAuthorizer {
                 },
                 policies.as_slice(),
                 None,
+                boundary.as_deref(),
             ),
             Principal::Session {
                 arn,
                 role_arn,
                 role_policies,
                 session_policy,
+                boundary,
                 ..
             } => (
                 arn.clone(),
@@ -350,6 +365,7 @@ impl Authorize for PolicyAuthorizer {
                 },
                 role_policies.as_slice(),
                 session_policy.as_deref(),
+                boundary.as_deref(),
             ),
         };
         let request = keyhole_policy::Request::new(
@@ -362,9 +378,9 @@ impl Authorize for PolicyAuthorizer {
         let set = keyhole_policy::Policies {
             identity,
             session,
+            boundaries: boundary.map_or(&[][..], std::slice::from_ref),
             resource: bucket_policy.map(|p| &**p),
             restrict_public_buckets: restrict,
-            ..Default::default()
         };
         let decision = keyhole_policy::Evaluator::evaluate(&set, &request);
         if decision.kind == keyhole_policy::DecisionKind::Allowed {
@@ -436,6 +452,7 @@ mod tests {
             arn: "arn:aws:iam::123456789012:user/u".into(),
             access_key_id: "AKIAX".into(),
             policies: std::sync::Arc::new(vec![p]),
+            boundary: None,
         }
     }
 
@@ -528,6 +545,7 @@ mod tests {
             role_arn: "arn:aws:iam::123456789012:role/r".into(),
             role_policies: std::sync::Arc::new(vec![role]),
             session_policy: Some(std::sync::Arc::new(session)),
+            boundary: None,
         };
         let ctx = keyhole_policy::Context::new();
         assert!(a

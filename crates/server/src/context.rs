@@ -197,6 +197,7 @@ mod tests {
             arn: "arn:aws:iam::123456789012:user/job-runner".into(),
             access_key_id: "AKIA".into(),
             policies: Default::default(),
+            boundary: None,
         };
         let now = DateTime::parse_from_rfc3339("2025-07-16T02:00:00Z")
             .unwrap()

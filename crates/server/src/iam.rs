@@ -69,6 +69,8 @@ iam_actions! {
     CreateRole, GetRole, ListRoles, DeleteRole, UpdateAssumeRolePolicy,
     PutRolePolicy, GetRolePolicy, ListRolePolicies, DeleteRolePolicy,
     AttachRolePolicy, DetachRolePolicy,
+    PutUserPermissionsBoundary, DeleteUserPermissionsBoundary,
+    PutRolePermissionsBoundary, DeleteRolePermissionsBoundary,
 }
 
 /// A required parameter, or `ValidationError` naming it.
@@ -125,7 +127,9 @@ pub fn permission(
     use IamAction as A;
     let user_arn = |name: &str| format!("arn:aws:iam::{account_id}:user/{name}");
     let resource = match action {
-        A::CreateUser
+        A::PutUserPermissionsBoundary
+        | A::DeleteUserPermissionsBoundary
+        | A::CreateUser
         | A::DeleteUser
         | A::PutUserPolicy
         | A::GetUserPolicy
@@ -145,7 +149,9 @@ pub fn permission(
             required(q, "PolicyName")?
         ),
         A::GetPolicy | A::DeletePolicy => required(q, "PolicyArn")?.to_owned(),
-        A::CreateRole
+        A::PutRolePermissionsBoundary
+        | A::DeleteRolePermissionsBoundary
+        | A::CreateRole
         | A::GetRole
         | A::DeleteRole
         | A::UpdateAssumeRolePolicy
@@ -477,6 +483,22 @@ fn run(
         }
         A::DetachRolePolicy => {
             state.detach_role_policy(required(q, "RoleName")?, required(q, "PolicyArn")?)?
+        }
+        A::PutUserPermissionsBoundary => state.set_boundary(
+            "user",
+            required(q, "UserName")?,
+            Some(required(q, "PermissionsBoundary")?),
+        )?,
+        A::DeleteUserPermissionsBoundary => {
+            state.set_boundary("user", required(q, "UserName")?, None)?;
+        }
+        A::PutRolePermissionsBoundary => state.set_boundary(
+            "role",
+            required(q, "RoleName")?,
+            Some(required(q, "PermissionsBoundary")?),
+        )?,
+        A::DeleteRolePermissionsBoundary => {
+            state.set_boundary("role", required(q, "RoleName")?, None)?;
         }
         A::ListAttachedUserPolicies => {
             w.open(&result);

@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS roles (
 CREATE TABLE IF NOT EXISTS role_policies (
     role_name TEXT NOT NULL, policy_name TEXT NOT NULL, document TEXT NOT NULL,
     PRIMARY KEY (role_name, policy_name));
+CREATE TABLE IF NOT EXISTS permissions_boundaries (
+    kind TEXT NOT NULL, name TEXT NOT NULL, policy_name TEXT NOT NULL, PRIMARY KEY (kind, name));
 CREATE TABLE IF NOT EXISTS bucket_policies (bucket TEXT PRIMARY KEY, document TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS public_access_blocks (scope TEXT PRIMARY KEY, config TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS role_attachments (
@@ -190,6 +192,8 @@ pub struct UserEntry {
     pub arn: String,
     /// Inline and attached managed policies, compiled.
     pub policies: Arc<Vec<CompiledPolicy>>,
+    /// The permissions boundary, if one is set.
+    pub boundary: Option<Arc<CompiledPolicy>>,
 }
 
 /// An IAM role as stored.
@@ -222,6 +226,8 @@ pub struct RoleEntry {
     pub trust: Arc<CompiledPolicy>,
     /// Inline and attached managed policies, compiled.
     pub policies: Arc<Vec<CompiledPolicy>>,
+    /// The permissions boundary, if one is set.
+    pub boundary: Option<Arc<CompiledPolicy>>,
 }
 
 /// The in-memory view read by every request.
@@ -480,9 +486,10 @@ impl State {
             for u in users {
                 let policies = Self::load_policies(db, "user", &u.name)?;
                 let arn = self.user_arn(&u);
+                let boundary = Self::load_boundary(db, "user", &u.name)?;
                 snap.users.insert(
                     u.name.clone(),
-                    UserEntry { record: u, arn, policies: Arc::new(policies) },
+                    UserEntry { record: u, arn, policies: Arc::new(policies), boundary },
                 );
             }
             let mut stmt = db.prepare(
@@ -505,9 +512,10 @@ impl State {
                 let policies = Self::load_policies(db, "role", &role.name)?;
                 let arn = format!("arn:aws:iam::{}:role{}{}", self.account_id, role.path, role.name);
                 let trust = Arc::new(compile_trust_policy(&role.trust_policy)?);
+                let boundary = Self::load_boundary(db, "role", &role.name)?;
                 snap.roles.insert(
                     role.name.clone(),
-                    RoleEntry { record: role, arn, trust, policies: Arc::new(policies) },
+                    RoleEntry { record: role, arn, trust, policies: Arc::new(policies), boundary },
                 );
             }
             let mut stmt = db.prepare("SELECT bucket, document FROM bucket_policies")?;
@@ -549,6 +557,72 @@ impl State {
             Err(poisoned) => *poisoned.into_inner() = Arc::new(snap),
         }
         Ok(())
+    }
+
+    /// The compiled permissions boundary of a user or role, if set.
+    fn load_boundary(
+        db: &Connection,
+        kind: &str,
+        name: &str,
+    ) -> Result<Option<Arc<CompiledPolicy>>, StateError> {
+        let doc: Option<(String, String)> = db
+            .query_row(
+                "SELECT m.name, m.document FROM permissions_boundaries b JOIN managed_policies m ON m.name = b.policy_name WHERE b.kind = ?1 AND b.name = ?2",
+                params![kind, name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        doc.map(|(pname, doc)| {
+            CompiledPolicy::from_json(&doc, PolicyKind::PermissionsBoundary)
+                .map(|p| Arc::new(p.with_name(format!("permissions boundary `{pname}`"))))
+                .map_err(|e| StateError::MalformedPolicy(e.to_string()))
+        })
+        .transpose()
+    }
+
+    /// Sets (`Some` managed policy ARN) or removes (`None`) the permissions boundary of a user
+    /// (`kind` = `user`) or role (`role`).
+    pub fn set_boundary(
+        &self,
+        kind: &str,
+        name: &str,
+        policy_arn: Option<&str>,
+    ) -> Result<(), StateError> {
+        let policy = policy_arn
+            .map(|a| self.policy_name_from_arn(a))
+            .transpose()?;
+        self.change(|tx| {
+            match kind {
+                "user" => {
+                    Self::require_user(tx, name)?;
+                }
+                _ => {
+                    Self::require_role(tx, name)?;
+                }
+            }
+            match &policy {
+                Some(p) => {
+                    if Self::managed_by_name(tx, p)?.is_none() {
+                        return Err(StateError::NoSuchEntity(format!(
+                            "Policy {} does not exist or is not attachable.",
+                            policy_arn.unwrap_or_default()
+                        )));
+                    }
+                    tx.execute(
+                        "INSERT INTO permissions_boundaries (kind, name, policy_name) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (kind, name) DO UPDATE SET policy_name = excluded.policy_name",
+                        params![kind, name, p],
+                    )?;
+                }
+                None => {
+                    tx.execute(
+                        "DELETE FROM permissions_boundaries WHERE kind = ?1 AND name = ?2",
+                        params![kind, name],
+                    )?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// The compiled inline and attached managed policies of a user or role (`kind` is `user` or
@@ -694,6 +768,10 @@ impl State {
                     )));
                 }
             }
+            tx.execute(
+                "DELETE FROM permissions_boundaries WHERE kind = 'user' AND name = ?1",
+                [name],
+            )?;
             tx.execute("DELETE FROM users WHERE name = ?1", [name])?;
             Ok(())
         })
@@ -874,6 +952,7 @@ impl State {
                 "SELECT m.name, m.id, m.path, m.description, m.document, m.created,
                         (SELECT count(*) FROM user_attachments a WHERE a.policy_name = m.name)
                         + (SELECT count(*) FROM role_attachments r WHERE r.policy_name = m.name)
+                        + (SELECT count(*) FROM permissions_boundaries b WHERE b.policy_name = m.name)
                  FROM managed_policies m WHERE m.name = ?1",
                 [name],
                 |r| {
@@ -1152,6 +1231,10 @@ impl State {
                     )));
                 }
             }
+            tx.execute(
+                "DELETE FROM permissions_boundaries WHERE kind = 'role' AND name = ?1",
+                [name],
+            )?;
             tx.execute("DELETE FROM roles WHERE name = ?1", [name])?;
             Ok(())
         })
