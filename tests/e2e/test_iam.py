@@ -359,3 +359,30 @@ def test_permissions_boundary_caps_a_user(server, s3):
     with pytest.raises(ClientError) as e:
         iam.put_user_permissions_boundary(UserName=name, PermissionsBoundary=boundary + "-nope")
     assert error_code(e.value) == "NoSuchEntity"
+
+
+def test_principal_tags_drive_abac_policies(server, s3):
+    """`${aws:PrincipalTag/team}` in a Resource: the user's tag chooses its prefix
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/introduction_attribute-based-access-control.html)."""
+    bucket = f"abac-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    for k in ("ml/a.txt", "finance/b.txt"):
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    iam = iam_client(server)
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/${{aws:PrincipalTag/team}}/*"}]}
+    name, ak, sk = new_user(iam, policy)
+    user = make_client(server.endpoint, ak, sk)
+    with pytest.raises(ClientError):
+        user.get_object(Bucket=bucket, Key="ml/a.txt")
+    iam.tag_user(UserName=name, Tags=[{"Key": "team", "Value": "ml"}])
+    assert iam.list_user_tags(UserName=name)["Tags"] == [{"Key": "team", "Value": "ml"}]
+    assert user.get_object(Bucket=bucket, Key="ml/a.txt")["Body"].read() == b"x"
+    with pytest.raises(ClientError):
+        user.get_object(Bucket=bucket, Key="finance/b.txt")
+    iam.untag_user(UserName=name, TagKeys=["team"])
+    with pytest.raises(ClientError):
+        user.get_object(Bucket=bucket, Key="ml/a.txt")
+    with pytest.raises(ClientError) as e:
+        iam.tag_user(UserName=name, Tags=[{"Key": "aws:team", "Value": "x"}])
+    assert error_code(e.value) == "ValidationError"

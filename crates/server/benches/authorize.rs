@@ -64,6 +64,7 @@ fn bench(c: &mut Criterion) {
             CompiledPolicy::from_json(&seed, PolicyKind::Session).unwrap(),
         )),
         boundary: None,
+        tags: Default::default(),
     };
     let root = Principal::Root {
         access_key_id: "AKIAROOT".into(),

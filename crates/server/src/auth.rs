@@ -36,6 +36,8 @@ pub enum Principal {
         policies: std::sync::Arc<Vec<keyhole_policy::CompiledPolicy>>,
         /// The user's permissions boundary, if set.
         boundary: Option<std::sync::Arc<keyhole_policy::CompiledPolicy>>,
+        /// The user's tags (`aws:PrincipalTag/*`).
+        tags: std::sync::Arc<Vec<(String, String)>>,
     },
     /// An assumed-role session, authenticated by its sealed session token.
     Session {
@@ -52,6 +54,8 @@ pub enum Principal {
         session_policy: Option<std::sync::Arc<keyhole_policy::CompiledPolicy>>,
         /// The role's permissions boundary, if set.
         boundary: Option<std::sync::Arc<keyhole_policy::CompiledPolicy>>,
+        /// The role's tags (`aws:PrincipalTag/*` of its sessions).
+        tags: std::sync::Arc<Vec<(String, String)>>,
     },
     /// No signature at all.
     Anonymous,
@@ -247,6 +251,7 @@ impl Authenticator {
                     role_policies: role.policies.clone(),
                     session_policy,
                     boundary: role.boundary.clone(),
+                    tags: role.tags.clone(),
                 },
                 verified,
             ));
@@ -261,6 +266,7 @@ impl Authenticator {
                 access_key_id,
                 policies: u.policies.clone(),
                 boundary: u.boundary.clone(),
+                tags: u.tags.clone(),
             },
         };
         Ok((principal, verified))
@@ -453,6 +459,7 @@ mod tests {
             access_key_id: "AKIAX".into(),
             policies: std::sync::Arc::new(vec![p]),
             boundary: None,
+            tags: Default::default(),
         }
     }
 
@@ -546,6 +553,7 @@ mod tests {
             role_policies: std::sync::Arc::new(vec![role]),
             session_policy: Some(std::sync::Arc::new(session)),
             boundary: None,
+            tags: Default::default(),
         };
         let ctx = keyhole_policy::Context::new();
         assert!(a

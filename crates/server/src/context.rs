@@ -95,7 +95,14 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
             c.insert("aws:PrincipalType", "Account");
             c.insert("aws:userid", f.account_id);
         }
-        Principal::User { name, id, arn, .. } => {
+        Principal::User {
+            name,
+            id,
+            arn,
+            tags,
+            ..
+        } => {
+            add_principal_tags(&mut c, tags);
             c.insert("aws:PrincipalArn", arn.as_str());
             c.insert("aws:PrincipalAccount", f.account_id);
             c.insert("aws:PrincipalType", "User");
@@ -140,6 +147,13 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
         c.insert("s3:signatureAge", age_ms.to_string());
     }
     c
+}
+
+/// `aws:PrincipalTag/KEY` for each of the principal's tags.
+fn add_principal_tags(c: &mut Context, tags: &[(String, String)]) {
+    for (k, v) in tags {
+        c.insert(&format!("aws:PrincipalTag/{k}"), v.as_str());
+    }
 }
 
 /// Adds the S3 keys an operation has: listing parameters for ListBucket, request headers for
@@ -198,6 +212,7 @@ mod tests {
             access_key_id: "AKIA".into(),
             policies: Default::default(),
             boundary: None,
+            tags: std::sync::Arc::new(vec![("team".into(), "ml".into())]),
         };
         let now = DateTime::parse_from_rfc3339("2025-07-16T02:00:00Z")
             .unwrap()

@@ -71,6 +71,7 @@ iam_actions! {
     AttachRolePolicy, DetachRolePolicy,
     PutUserPermissionsBoundary, DeleteUserPermissionsBoundary,
     PutRolePermissionsBoundary, DeleteRolePermissionsBoundary,
+    TagUser, UntagUser, ListUserTags, TagRole, UntagRole, ListRoleTags,
 }
 
 /// A required parameter, or `ValidationError` naming it.
@@ -102,6 +103,35 @@ impl From<StateError> for S3Error {
     }
 }
 
+/// A Query-protocol list: `PREFIX.member.1`, `PREFIX.member.2`, ... in index order.
+fn members(q: &Query, prefix: &str) -> Vec<String> {
+    (1..)
+        .map_while(|i| q.get(&format!("{prefix}.member.{i}")).map(str::to_owned))
+        .collect()
+}
+
+/// `Tags.member.N.Key` / `Tags.member.N.Value` pairs.
+fn tags_param(q: &Query) -> Vec<(String, String)> {
+    (1..)
+        .map_while(|i| {
+            let key = q.get(&format!("Tags.member.{i}.Key"))?;
+            let value = q.get(&format!("Tags.member.{i}.Value")).unwrap_or("");
+            Some((key.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+fn tags_xml(w: &mut XmlWriter, tags: &[(String, String)]) {
+    w.open("Tags");
+    for (k, v) in tags {
+        w.open("member");
+        w.elem("Key", k);
+        w.elem("Value", v);
+        w.close("member");
+    }
+    w.close("Tags");
+}
+
 /// The user an action is about: `UserName`, or the caller for the actions that default to it.
 fn target_user(q: &Query, principal: &Principal) -> Result<String, S3Error> {
     if let Some(u) = q.get("UserName").filter(|u| !u.is_empty()) {
@@ -127,7 +157,10 @@ pub fn permission(
     use IamAction as A;
     let user_arn = |name: &str| format!("arn:aws:iam::{account_id}:user/{name}");
     let resource = match action {
-        A::PutUserPermissionsBoundary
+        A::TagUser
+        | A::UntagUser
+        | A::ListUserTags
+        | A::PutUserPermissionsBoundary
         | A::DeleteUserPermissionsBoundary
         | A::CreateUser
         | A::DeleteUser
@@ -149,7 +182,10 @@ pub fn permission(
             required(q, "PolicyName")?
         ),
         A::GetPolicy | A::DeletePolicy => required(q, "PolicyArn")?.to_owned(),
-        A::PutRolePermissionsBoundary
+        A::TagRole
+        | A::UntagRole
+        | A::ListRoleTags
+        | A::PutRolePermissionsBoundary
         | A::DeleteRolePermissionsBoundary
         | A::CreateRole
         | A::GetRole
@@ -270,6 +306,10 @@ fn run(
         A::CreateUser => {
             let (u, arn) =
                 state.create_user(required(q, "UserName")?, q.get("Path").unwrap_or("/"))?;
+            let tags = tags_param(q);
+            if !tags.is_empty() {
+                state.tag("user", &u.name, &tags)?;
+            }
             w.open(&result);
             user_xml(&mut w, "User", &u, &arn);
             w.close(&result);
@@ -422,6 +462,10 @@ fn run(
                 max,
                 q.get("Description").unwrap_or(""),
             )?;
+            let tags = tags_param(q);
+            if !tags.is_empty() {
+                state.tag("role", &r.name, &tags)?;
+            }
             let arn = state.role_arn(&r);
             w.open(&result);
             role_xml(&mut w, "Role", &r, &arn);
@@ -483,6 +527,22 @@ fn run(
         }
         A::DetachRolePolicy => {
             state.detach_role_policy(required(q, "RoleName")?, required(q, "PolicyArn")?)?
+        }
+        A::TagUser => state.tag("user", required(q, "UserName")?, &tags_param(q))?,
+        A::UntagUser => state.untag("user", required(q, "UserName")?, &members(q, "TagKeys"))?,
+        A::TagRole => state.tag("role", required(q, "RoleName")?, &tags_param(q))?,
+        A::UntagRole => state.untag("role", required(q, "RoleName")?, &members(q, "TagKeys"))?,
+        A::ListUserTags | A::ListRoleTags => {
+            let (kind, param) = if action == A::ListUserTags {
+                ("user", "UserName")
+            } else {
+                ("role", "RoleName")
+            };
+            let tags = state.list_tags(kind, required(q, param)?)?;
+            w.open(&result);
+            tags_xml(&mut w, &tags);
+            w.elem("IsTruncated", "false");
+            w.close(&result);
         }
         A::PutUserPermissionsBoundary => state.set_boundary(
             "user",

@@ -55,6 +55,9 @@ CREATE TABLE IF NOT EXISTS roles (
 CREATE TABLE IF NOT EXISTS role_policies (
     role_name TEXT NOT NULL, policy_name TEXT NOT NULL, document TEXT NOT NULL,
     PRIMARY KEY (role_name, policy_name));
+CREATE TABLE IF NOT EXISTS principal_tags (
+    kind TEXT NOT NULL, name TEXT NOT NULL, tag_key TEXT NOT NULL, tag_value TEXT NOT NULL,
+    PRIMARY KEY (kind, name, tag_key));
 CREATE TABLE IF NOT EXISTS permissions_boundaries (
     kind TEXT NOT NULL, name TEXT NOT NULL, policy_name TEXT NOT NULL, PRIMARY KEY (kind, name));
 CREATE TABLE IF NOT EXISTS bucket_policies (bucket TEXT PRIMARY KEY, document TEXT NOT NULL);
@@ -194,6 +197,8 @@ pub struct UserEntry {
     pub policies: Arc<Vec<CompiledPolicy>>,
     /// The permissions boundary, if one is set.
     pub boundary: Option<Arc<CompiledPolicy>>,
+    /// Tags (`aws:PrincipalTag/KEY` for its sessions), sorted by key.
+    pub tags: Arc<Vec<(String, String)>>,
 }
 
 /// An IAM role as stored.
@@ -228,6 +233,8 @@ pub struct RoleEntry {
     pub policies: Arc<Vec<CompiledPolicy>>,
     /// The permissions boundary, if one is set.
     pub boundary: Option<Arc<CompiledPolicy>>,
+    /// Tags (`aws:PrincipalTag/KEY`), sorted by key.
+    pub tags: Arc<Vec<(String, String)>>,
 }
 
 /// The in-memory view read by every request.
@@ -487,9 +494,10 @@ impl State {
                 let policies = Self::load_policies(db, "user", &u.name)?;
                 let arn = self.user_arn(&u);
                 let boundary = Self::load_boundary(db, "user", &u.name)?;
+                let tags = Arc::new(Self::load_tags(db, "user", &u.name)?);
                 snap.users.insert(
                     u.name.clone(),
-                    UserEntry { record: u, arn, policies: Arc::new(policies), boundary },
+                    UserEntry { record: u, arn, policies: Arc::new(policies), boundary, tags },
                 );
             }
             let mut stmt = db.prepare(
@@ -513,9 +521,10 @@ impl State {
                 let arn = format!("arn:aws:iam::{}:role{}{}", self.account_id, role.path, role.name);
                 let trust = Arc::new(compile_trust_policy(&role.trust_policy)?);
                 let boundary = Self::load_boundary(db, "role", &role.name)?;
+                let tags = Arc::new(Self::load_tags(db, "role", &role.name)?);
                 snap.roles.insert(
                     role.name.clone(),
-                    RoleEntry { record: role, arn, trust, policies: Arc::new(policies), boundary },
+                    RoleEntry { record: role, arn, trust, policies: Arc::new(policies), boundary, tags },
                 );
             }
             let mut stmt = db.prepare("SELECT bucket, document FROM bucket_policies")?;
@@ -578,6 +587,96 @@ impl State {
                 .map_err(|e| StateError::MalformedPolicy(e.to_string()))
         })
         .transpose()
+    }
+
+    /// The tags of a user or role, sorted by key.
+    fn load_tags(
+        db: &Connection,
+        kind: &str,
+        name: &str,
+    ) -> Result<Vec<(String, String)>, StateError> {
+        let mut stmt = db.prepare(
+            "SELECT tag_key, tag_value FROM principal_tags WHERE kind = ?1 AND name = ?2 ORDER BY tag_key",
+        )?;
+        let rows = stmt
+            .query_map(params![kind, name], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The tags of a user (`kind` = `user`) or role (`role`).
+    pub fn list_tags(&self, kind: &str, name: &str) -> Result<Vec<(String, String)>, StateError> {
+        self.with_db(|db| {
+            Self::require_principal(db, kind, name)?;
+            Self::load_tags(db, kind, name)
+        })
+    }
+
+    /// TagUser / TagRole: adds or overwrites tags; AWS allows 50 per principal, keys of 1-128
+    /// and values of 0-256 characters, no `aws:` prefix
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html).
+    pub fn tag(&self, kind: &str, name: &str, tags: &[(String, String)]) -> Result<(), StateError> {
+        for (k, v) in tags {
+            let ok_chars = |t: &str| {
+                t.chars()
+                    .all(|c| c.is_alphanumeric() || " _.:/=+-@".contains(c))
+            };
+            if k.is_empty()
+                || k.chars().count() > 128
+                || v.chars().count() > 256
+                || !ok_chars(k)
+                || !ok_chars(v)
+            {
+                return Err(StateError::Validation(format!(
+                    "the tag `{k}` is not valid: keys are 1-128 and values 0-256 characters of letters, digits, spaces and _.:/=+-@"
+                )));
+            }
+            if k.to_ascii_lowercase().starts_with("aws:") {
+                return Err(StateError::Validation(format!(
+                    "the tag key `{k}` uses the reserved prefix `aws:`"
+                )));
+            }
+        }
+        self.change(|tx| {
+            Self::require_principal(tx, kind, name)?;
+            for (k, v) in tags {
+                tx.execute(
+                    "INSERT INTO principal_tags (kind, name, tag_key, tag_value) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (kind, name, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+                    params![kind, name, k, v],
+                )?;
+            }
+            let n: i64 = tx.query_row(
+                "SELECT count(*) FROM principal_tags WHERE kind = ?1 AND name = ?2",
+                params![kind, name],
+                |r| r.get(0),
+            )?;
+            if n > 50 {
+                return Err(StateError::LimitExceeded("Cannot exceed quota for TagsPerPrincipal: 50".into()));
+            }
+            Ok(())
+        })
+    }
+
+    /// UntagUser / UntagRole.
+    pub fn untag(&self, kind: &str, name: &str, keys: &[String]) -> Result<(), StateError> {
+        self.change(|tx| {
+            Self::require_principal(tx, kind, name)?;
+            for k in keys {
+                tx.execute(
+                    "DELETE FROM principal_tags WHERE kind = ?1 AND name = ?2 AND tag_key = ?3",
+                    params![kind, name, k],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn require_principal(db: &Connection, kind: &str, name: &str) -> Result<(), StateError> {
+        match kind {
+            "user" => Self::require_user(db, name).map(|_| ()),
+            _ => Self::require_role(db, name).map(|_| ()),
+        }
     }
 
     /// Sets (`Some` managed policy ARN) or removes (`None`) the permissions boundary of a user
