@@ -126,8 +126,18 @@ def test_sigterm_lets_inflight_upload_finish(fresh_server_factory):
     head = f"PUT {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     sock = socket.create_connection(("127.0.0.1", kp.port), timeout=20)
     try:
+        # First a whole request on this connection, so the server has surely accepted it.
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{kp.port}\r\n\r\n".encode())
+        first = b""
+        while b"\r\n\r\n" not in first:
+            first += sock.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200"), first[:200]
+        length = re.search(rb"(?i)content-length:\s*(\d+)", first)
+        pending = int(length.group(1)) - len(first.split(b"\r\n\r\n", 1)[1]) if length else 0
+        while pending > 0:
+            pending -= len(sock.recv(pending))
         sock.sendall(head.encode() + body[:1000])
-        time.sleep(0.3)
+        time.sleep(0.5)
         assert kp.proc is not None
         kp.proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
