@@ -15,7 +15,7 @@ use crate::auth::Principal;
 use crate::body::Body;
 use crate::error::S3Error;
 use crate::s3::route::{Permission, Query};
-use crate::state::{State, StateError};
+use crate::state::{PrincipalKind, State, StateError};
 use crate::xml::XmlWriter;
 use crate::Gateway;
 
@@ -308,7 +308,7 @@ fn run(
                 state.create_user(required(q, "UserName")?, q.get("Path").unwrap_or("/"))?;
             let tags = tags_param(q);
             if !tags.is_empty() {
-                state.tag("user", &u.name, &tags)?;
+                state.tag(PrincipalKind::User, &u.name, &tags)?;
             }
             w.open(&result);
             user_xml(&mut w, "User", &u, &arn);
@@ -373,7 +373,8 @@ fn run(
             state.delete_access_key(&target_user(q, principal)?, required(q, "AccessKeyId")?)?;
         }
         A::PutUserPolicy => {
-            state.put_user_policy(
+            state.put_inline_policy(
+                PrincipalKind::User,
                 required(q, "UserName")?,
                 required(q, "PolicyName")?,
                 required(q, "PolicyDocument")?,
@@ -381,7 +382,7 @@ fn run(
         }
         A::GetUserPolicy => {
             let (user, policy) = (required(q, "UserName")?, required(q, "PolicyName")?);
-            let doc = state.get_user_policy(user, policy)?;
+            let doc = state.get_inline_policy(PrincipalKind::User, user, policy)?;
             w.open(&result);
             w.elem("UserName", user);
             w.elem("PolicyName", policy);
@@ -391,7 +392,7 @@ fn run(
         A::ListUserPolicies => {
             w.open(&result);
             w.open("PolicyNames");
-            for n in state.list_user_policies(required(q, "UserName")?)? {
+            for n in state.list_inline_policies(PrincipalKind::User, required(q, "UserName")?)? {
                 w.elem("member", &n);
             }
             w.close("PolicyNames");
@@ -399,7 +400,11 @@ fn run(
             w.close(&result);
         }
         A::DeleteUserPolicy => {
-            state.delete_user_policy(required(q, "UserName")?, required(q, "PolicyName")?)?;
+            state.delete_inline_policy(
+                PrincipalKind::User,
+                required(q, "UserName")?,
+                required(q, "PolicyName")?,
+            )?;
         }
         A::CreatePolicy => {
             let p = state.create_policy(
@@ -439,10 +444,18 @@ fn run(
             state.delete_policy(required(q, "PolicyArn")?)?;
         }
         A::AttachUserPolicy => {
-            state.attach_user_policy(required(q, "UserName")?, required(q, "PolicyArn")?)?;
+            state.attach_policy(
+                PrincipalKind::User,
+                required(q, "UserName")?,
+                required(q, "PolicyArn")?,
+            )?;
         }
         A::DetachUserPolicy => {
-            state.detach_user_policy(required(q, "UserName")?, required(q, "PolicyArn")?)?;
+            state.detach_policy(
+                PrincipalKind::User,
+                required(q, "UserName")?,
+                required(q, "PolicyArn")?,
+            )?;
         }
         A::CreateRole => {
             let max = match q.get("MaxSessionDuration") {
@@ -464,7 +477,7 @@ fn run(
             )?;
             let tags = tags_param(q);
             if !tags.is_empty() {
-                state.tag("role", &r.name, &tags)?;
+                state.tag(PrincipalKind::Role, &r.name, &tags)?;
             }
             let arn = state.role_arn(&r);
             w.open(&result);
@@ -494,7 +507,8 @@ fn run(
             state.update_trust_policy(required(q, "RoleName")?, required(q, "PolicyDocument")?)?;
         }
         A::PutRolePolicy => {
-            state.put_role_policy(
+            state.put_inline_policy(
+                PrincipalKind::Role,
                 required(q, "RoleName")?,
                 required(q, "PolicyName")?,
                 required(q, "PolicyDocument")?,
@@ -502,7 +516,7 @@ fn run(
         }
         A::GetRolePolicy => {
             let (role, policy) = (required(q, "RoleName")?, required(q, "PolicyName")?);
-            let doc = state.get_role_policy(role, policy)?;
+            let doc = state.get_inline_policy(PrincipalKind::Role, role, policy)?;
             w.open(&result);
             w.elem("RoleName", role);
             w.elem("PolicyName", policy);
@@ -512,31 +526,53 @@ fn run(
         A::ListRolePolicies => {
             w.open(&result);
             w.open("PolicyNames");
-            for n in state.list_role_policies(required(q, "RoleName")?)? {
+            for n in state.list_inline_policies(PrincipalKind::Role, required(q, "RoleName")?)? {
                 w.elem("member", &n);
             }
             w.close("PolicyNames");
             w.elem("IsTruncated", "false");
             w.close(&result);
         }
-        A::DeleteRolePolicy => {
-            state.delete_role_policy(required(q, "RoleName")?, required(q, "PolicyName")?)?
-        }
-        A::AttachRolePolicy => {
-            state.attach_role_policy(required(q, "RoleName")?, required(q, "PolicyArn")?)?
-        }
-        A::DetachRolePolicy => {
-            state.detach_role_policy(required(q, "RoleName")?, required(q, "PolicyArn")?)?
-        }
-        A::TagUser => state.tag("user", required(q, "UserName")?, &tags_param(q))?,
-        A::UntagUser => state.untag("user", required(q, "UserName")?, &members(q, "TagKeys"))?,
-        A::TagRole => state.tag("role", required(q, "RoleName")?, &tags_param(q))?,
-        A::UntagRole => state.untag("role", required(q, "RoleName")?, &members(q, "TagKeys"))?,
+        A::DeleteRolePolicy => state.delete_inline_policy(
+            PrincipalKind::Role,
+            required(q, "RoleName")?,
+            required(q, "PolicyName")?,
+        )?,
+        A::AttachRolePolicy => state.attach_policy(
+            PrincipalKind::Role,
+            required(q, "RoleName")?,
+            required(q, "PolicyArn")?,
+        )?,
+        A::DetachRolePolicy => state.detach_policy(
+            PrincipalKind::Role,
+            required(q, "RoleName")?,
+            required(q, "PolicyArn")?,
+        )?,
+        A::TagUser => state.tag(
+            PrincipalKind::User,
+            required(q, "UserName")?,
+            &tags_param(q),
+        )?,
+        A::UntagUser => state.untag(
+            PrincipalKind::User,
+            required(q, "UserName")?,
+            &members(q, "TagKeys"),
+        )?,
+        A::TagRole => state.tag(
+            PrincipalKind::Role,
+            required(q, "RoleName")?,
+            &tags_param(q),
+        )?,
+        A::UntagRole => state.untag(
+            PrincipalKind::Role,
+            required(q, "RoleName")?,
+            &members(q, "TagKeys"),
+        )?,
         A::ListUserTags | A::ListRoleTags => {
             let (kind, param) = if action == A::ListUserTags {
-                ("user", "UserName")
+                (PrincipalKind::User, "UserName")
             } else {
-                ("role", "RoleName")
+                (PrincipalKind::Role, "RoleName")
             };
             let tags = state.list_tags(kind, required(q, param)?)?;
             w.open(&result);
@@ -545,25 +581,27 @@ fn run(
             w.close(&result);
         }
         A::PutUserPermissionsBoundary => state.set_boundary(
-            "user",
+            PrincipalKind::User,
             required(q, "UserName")?,
             Some(required(q, "PermissionsBoundary")?),
         )?,
         A::DeleteUserPermissionsBoundary => {
-            state.set_boundary("user", required(q, "UserName")?, None)?;
+            state.set_boundary(PrincipalKind::User, required(q, "UserName")?, None)?;
         }
         A::PutRolePermissionsBoundary => state.set_boundary(
-            "role",
+            PrincipalKind::Role,
             required(q, "RoleName")?,
             Some(required(q, "PermissionsBoundary")?),
         )?,
         A::DeleteRolePermissionsBoundary => {
-            state.set_boundary("role", required(q, "RoleName")?, None)?;
+            state.set_boundary(PrincipalKind::Role, required(q, "RoleName")?, None)?;
         }
         A::ListAttachedUserPolicies => {
             w.open(&result);
             w.open("AttachedPolicies");
-            for (n, arn) in state.list_attached_user_policies(required(q, "UserName")?)? {
+            for (n, arn) in
+                state.list_attached_policies(PrincipalKind::User, required(q, "UserName")?)?
+            {
                 w.open("member");
                 w.elem("PolicyName", &n);
                 w.elem("PolicyArn", &arn);

@@ -30,6 +30,8 @@ pub const STATE_DB_FILE: &str = "state.db";
 pub const MAX_ACCESS_KEYS_PER_USER: usize = 2;
 /// AWS's limit on the aggregate size of a user's inline policies (characters, whitespace excluded).
 pub const MAX_USER_INLINE_POLICY_CHARS: usize = 2048;
+/// AWS's limit on the aggregate size of a role's inline policies (characters, whitespace excluded).
+pub const MAX_ROLE_INLINE_POLICY_CHARS: usize = 10_240;
 /// AWS's limit on a managed policy document (characters, whitespace excluded).
 pub const MAX_MANAGED_POLICY_CHARS: usize = 6144;
 /// AWS's limit on managed policies attached to one user.
@@ -491,10 +493,10 @@ impl State {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             for u in users {
-                let policies = Self::load_policies(db, "user", &u.name)?;
+                let policies = Self::load_policies(db, PrincipalKind::User, &u.name)?;
                 let arn = self.user_arn(&u);
-                let boundary = Self::load_boundary(db, "user", &u.name)?;
-                let tags = Arc::new(Self::load_tags(db, "user", &u.name)?);
+                let boundary = Self::load_boundary(db, PrincipalKind::User, &u.name)?;
+                let tags = Arc::new(Self::load_tags(db, PrincipalKind::User, &u.name)?);
                 snap.users.insert(
                     u.name.clone(),
                     UserEntry { record: u, arn, policies: Arc::new(policies), boundary, tags },
@@ -517,11 +519,11 @@ impl State {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             for role in roles {
-                let policies = Self::load_policies(db, "role", &role.name)?;
+                let policies = Self::load_policies(db, PrincipalKind::Role, &role.name)?;
                 let arn = format!("arn:aws:iam::{}:role{}{}", self.account_id, role.path, role.name);
                 let trust = Arc::new(compile_trust_policy(&role.trust_policy)?);
-                let boundary = Self::load_boundary(db, "role", &role.name)?;
-                let tags = Arc::new(Self::load_tags(db, "role", &role.name)?);
+                let boundary = Self::load_boundary(db, PrincipalKind::Role, &role.name)?;
+                let tags = Arc::new(Self::load_tags(db, PrincipalKind::Role, &role.name)?);
                 snap.roles.insert(
                     role.name.clone(),
                     RoleEntry { record: role, arn, trust, policies: Arc::new(policies), boundary, tags },
@@ -571,13 +573,13 @@ impl State {
     /// The compiled permissions boundary of a user or role, if set.
     fn load_boundary(
         db: &Connection,
-        kind: &str,
+        kind: PrincipalKind,
         name: &str,
     ) -> Result<Option<Arc<CompiledPolicy>>, StateError> {
         let doc: Option<(String, String)> = db
             .query_row(
                 "SELECT m.name, m.document FROM permissions_boundaries b JOIN managed_policies m ON m.name = b.policy_name WHERE b.kind = ?1 AND b.name = ?2",
-                params![kind, name],
+                params![kind.word(), name],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
@@ -592,22 +594,26 @@ impl State {
     /// The tags of a user or role, sorted by key.
     fn load_tags(
         db: &Connection,
-        kind: &str,
+        kind: PrincipalKind,
         name: &str,
     ) -> Result<Vec<(String, String)>, StateError> {
         let mut stmt = db.prepare(
             "SELECT tag_key, tag_value FROM principal_tags WHERE kind = ?1 AND name = ?2 ORDER BY tag_key",
         )?;
         let rows = stmt
-            .query_map(params![kind, name], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .query_map(params![kind.word(), name], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 
     /// The tags of a user (`kind` = `user`) or role (`role`).
-    pub fn list_tags(&self, kind: &str, name: &str) -> Result<Vec<(String, String)>, StateError> {
+    pub fn list_tags(
+        &self,
+        kind: PrincipalKind,
+        name: &str,
+    ) -> Result<Vec<(String, String)>, StateError> {
         self.with_db(|db| {
-            Self::require_principal(db, kind, name)?;
+            Self::require(db, kind, name)?;
             Self::load_tags(db, kind, name)
         })
     }
@@ -615,7 +621,12 @@ impl State {
     /// TagUser / TagRole: adds or overwrites tags; AWS allows 50 per principal, keys of 1-128
     /// and values of 0-256 characters, no `aws:` prefix
     /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html).
-    pub fn tag(&self, kind: &str, name: &str, tags: &[(String, String)]) -> Result<(), StateError> {
+    pub fn tag(
+        &self,
+        kind: PrincipalKind,
+        name: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), StateError> {
         for (k, v) in tags {
             let ok_chars = |t: &str| {
                 t.chars()
@@ -638,17 +649,17 @@ impl State {
             }
         }
         self.change(|tx| {
-            Self::require_principal(tx, kind, name)?;
+            Self::require(tx, kind, name)?;
             for (k, v) in tags {
                 tx.execute(
                     "INSERT INTO principal_tags (kind, name, tag_key, tag_value) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (kind, name, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
-                    params![kind, name, k, v],
+                    params![kind.word(), name, k, v],
                 )?;
             }
             let n: i64 = tx.query_row(
                 "SELECT count(*) FROM principal_tags WHERE kind = ?1 AND name = ?2",
-                params![kind, name],
+                params![kind.word(), name],
                 |r| r.get(0),
             )?;
             if n > 50 {
@@ -659,31 +670,29 @@ impl State {
     }
 
     /// UntagUser / UntagRole.
-    pub fn untag(&self, kind: &str, name: &str, keys: &[String]) -> Result<(), StateError> {
+    pub fn untag(
+        &self,
+        kind: PrincipalKind,
+        name: &str,
+        keys: &[String],
+    ) -> Result<(), StateError> {
         self.change(|tx| {
-            Self::require_principal(tx, kind, name)?;
+            Self::require(tx, kind, name)?;
             for k in keys {
                 tx.execute(
                     "DELETE FROM principal_tags WHERE kind = ?1 AND name = ?2 AND tag_key = ?3",
-                    params![kind, name, k],
+                    params![kind.word(), name, k],
                 )?;
             }
             Ok(())
         })
     }
 
-    fn require_principal(db: &Connection, kind: &str, name: &str) -> Result<(), StateError> {
-        match kind {
-            "user" => Self::require_user(db, name).map(|_| ()),
-            _ => Self::require_role(db, name).map(|_| ()),
-        }
-    }
-
     /// Sets (`Some` managed policy ARN) or removes (`None`) the permissions boundary of a user
     /// (`kind` = `user`) or role (`role`).
     pub fn set_boundary(
         &self,
-        kind: &str,
+        kind: PrincipalKind,
         name: &str,
         policy_arn: Option<&str>,
     ) -> Result<(), StateError> {
@@ -691,14 +700,7 @@ impl State {
             .map(|a| self.policy_name_from_arn(a))
             .transpose()?;
         self.change(|tx| {
-            match kind {
-                "user" => {
-                    Self::require_user(tx, name)?;
-                }
-                _ => {
-                    Self::require_role(tx, name)?;
-                }
-            }
+            Self::require(tx, kind, name)?;
             match &policy {
                 Some(p) => {
                     if Self::managed_by_name(tx, p)?.is_none() {
@@ -710,13 +712,13 @@ impl State {
                     tx.execute(
                         "INSERT INTO permissions_boundaries (kind, name, policy_name) VALUES (?1, ?2, ?3)
                          ON CONFLICT (kind, name) DO UPDATE SET policy_name = excluded.policy_name",
-                        params![kind, name, p],
+                        params![kind.word(), name, p],
                     )?;
                 }
                 None => {
                     tx.execute(
                         "DELETE FROM permissions_boundaries WHERE kind = ?1 AND name = ?2",
-                        params![kind, name],
+                        params![kind.word(), name],
                     )?;
                 }
             }
@@ -728,12 +730,13 @@ impl State {
     /// `role`, a fixed table prefix, never input).
     fn load_policies(
         db: &Connection,
-        kind: &str,
+        kind: PrincipalKind,
         name: &str,
     ) -> Result<Vec<CompiledPolicy>, StateError> {
+        let k = kind.word();
         let mut policies = Vec::new();
         let mut stmt = db.prepare(&format!(
-            "SELECT policy_name, document FROM {kind}_policies WHERE {kind}_name = ?1 ORDER BY policy_name"
+            "SELECT policy_name, document FROM {k}_policies WHERE {k}_name = ?1 ORDER BY policy_name"
         ))?;
         let inline = stmt
             .query_map([name], |r| {
@@ -747,7 +750,7 @@ impl State {
             )?);
         }
         let mut stmt = db.prepare(&format!(
-            "SELECT m.name, m.document FROM {kind}_attachments a JOIN managed_policies m ON m.name = a.policy_name WHERE a.{kind}_name = ?1 ORDER BY m.name"
+            "SELECT m.name, m.document FROM {k}_attachments a JOIN managed_policies m ON m.name = a.policy_name WHERE a.{k}_name = ?1 ORDER BY m.name"
         ))?;
         let attached = stmt
             .query_map([name], |r| {
@@ -849,15 +852,26 @@ impl State {
 
     /// DeleteUser: refused while the user still has keys or policies, as AWS does.
     pub fn delete_user(&self, name: &str) -> Result<(), StateError> {
+        self.delete_principal(PrincipalKind::User, name)
+    }
+
+    /// Deletes a user or role once nothing that AWS requires removing first is left (access keys,
+    /// inline and attached policies), together with what belongs to it alone (tags, boundary), so
+    /// a later principal of the same name starts clean.
+    fn delete_principal(&self, kind: PrincipalKind, name: &str) -> Result<(), StateError> {
+        let k = kind.word();
         self.change(|tx| {
-            Self::require_user(tx, name)?;
-            for (table, what) in [
-                ("access_keys", "access keys"),
-                ("user_policies", "inline policies"),
-                ("user_attachments", "attached policies"),
-            ] {
+            Self::require(tx, kind, name)?;
+            let mut blockers = vec![
+                (format!("{k}_policies"), "inline policies"),
+                (format!("{k}_attachments"), "attached policies"),
+            ];
+            if kind == PrincipalKind::User {
+                blockers.insert(0, ("access_keys".to_owned(), "access keys"));
+            }
+            for (table, what) in blockers {
                 let n: i64 = tx.query_row(
-                    &format!("SELECT count(*) FROM {table} WHERE user_name = ?1"),
+                    &format!("SELECT count(*) FROM {table} WHERE {k}_name = ?1"),
                     [name],
                     |r| r.get(0),
                 )?;
@@ -867,11 +881,13 @@ impl State {
                     )));
                 }
             }
-            tx.execute(
-                "DELETE FROM permissions_boundaries WHERE kind = 'user' AND name = ?1",
-                [name],
-            )?;
-            tx.execute("DELETE FROM users WHERE name = ?1", [name])?;
+            for table in ["permissions_boundaries", "principal_tags"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE kind = ?1 AND name = ?2"),
+                    params![k, name],
+                )?;
+            }
+            tx.execute(&format!("DELETE FROM {k}s WHERE name = ?1"), [name])?;
             Ok(())
         })
     }
@@ -960,82 +976,6 @@ impl State {
             if n == 0 {
                 return Err(StateError::NoSuchEntity(format!(
                     "The Access Key with id {id} cannot be found."
-                )));
-            }
-            Ok(())
-        })
-    }
-
-    /// PutUserPolicy (validated, compiled, within AWS's aggregate size limit).
-    pub fn put_user_policy(&self, user: &str, name: &str, doc: &str) -> Result<(), StateError> {
-        validate_name("policyName", name, 128)?;
-        compile_identity_policy(doc, name)?;
-        self.change(|tx| {
-            Self::require_user(tx, user)?;
-            let mut stmt = tx.prepare("SELECT document FROM user_policies WHERE user_name = ?1 AND policy_name <> ?2")?;
-            let others: usize = stmt
-                .query_map(params![user, name], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?
-                .iter()
-                .map(|d| policy_chars(d))
-                .sum();
-            if others + policy_chars(doc) > MAX_USER_INLINE_POLICY_CHARS {
-                return Err(StateError::LimitExceeded(format!(
-                    "Maximum policy size of {MAX_USER_INLINE_POLICY_CHARS} bytes exceeded for user {user}"
-                )));
-            }
-            tx.execute(
-                "INSERT INTO user_policies (user_name, policy_name, document) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (user_name, policy_name) DO UPDATE SET document = excluded.document",
-                params![user, name, doc],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// GetUserPolicy.
-    pub fn get_user_policy(&self, user: &str, name: &str) -> Result<String, StateError> {
-        self.with_db(|db| {
-            Self::require_user(db, user)?;
-            db.query_row(
-                "SELECT document FROM user_policies WHERE user_name = ?1 AND policy_name = ?2",
-                params![user, name],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| {
-                StateError::NoSuchEntity(format!(
-                    "The user policy with name {name} cannot be found."
-                ))
-            })
-        })
-    }
-
-    /// ListUserPolicies.
-    pub fn list_user_policies(&self, user: &str) -> Result<Vec<String>, StateError> {
-        self.with_db(|db| {
-            Self::require_user(db, user)?;
-            let mut stmt = db.prepare(
-                "SELECT policy_name FROM user_policies WHERE user_name = ?1 ORDER BY policy_name",
-            )?;
-            let rows = stmt
-                .query_map([user], |r| r.get(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-    }
-
-    /// DeleteUserPolicy.
-    pub fn delete_user_policy(&self, user: &str, name: &str) -> Result<(), StateError> {
-        self.change(|tx| {
-            Self::require_user(tx, user)?;
-            let n = tx.execute(
-                "DELETE FROM user_policies WHERE user_name = ?1 AND policy_name = ?2",
-                params![user, name],
-            )?;
-            if n == 0 {
-                return Err(StateError::NoSuchEntity(format!(
-                    "The user policy with name {name} cannot be found."
                 )));
             }
             Ok(())
@@ -1161,74 +1101,6 @@ impl State {
             Ok(())
         })
     }
-
-    /// AttachUserPolicy.
-    pub fn attach_user_policy(&self, user: &str, arn: &str) -> Result<(), StateError> {
-        let name = self.policy_name_from_arn(arn)?;
-        self.change(|tx| {
-            Self::require_user(tx, user)?;
-            if Self::managed_by_name(tx, &name)?.is_none() {
-                return Err(StateError::NoSuchEntity(format!("Policy {arn} does not exist or is not attachable.")));
-            }
-            let n: i64 = tx.query_row("SELECT count(*) FROM user_attachments WHERE user_name = ?1", [user], |r| r.get(0))?;
-            if n as usize >= MAX_ATTACHED_POLICIES {
-                return Err(StateError::LimitExceeded(format!(
-                    "Cannot exceed quota for PoliciesPerUser: {MAX_ATTACHED_POLICIES}"
-                )));
-            }
-            tx.execute(
-                "INSERT INTO user_attachments (user_name, policy_name) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                params![user, name],
-            )?;
-            Ok(())
-        })
-    }
-
-    /// DetachUserPolicy.
-    pub fn detach_user_policy(&self, user: &str, arn: &str) -> Result<(), StateError> {
-        let name = self.policy_name_from_arn(arn)?;
-        self.change(|tx| {
-            Self::require_user(tx, user)?;
-            let n = tx.execute(
-                "DELETE FROM user_attachments WHERE user_name = ?1 AND policy_name = ?2",
-                params![user, name],
-            )?;
-            if n == 0 {
-                return Err(StateError::NoSuchEntity(format!(
-                    "Policy {arn} was not attached to user {user}."
-                )));
-            }
-            Ok(())
-        })
-    }
-
-    /// ListAttachedUserPolicies: (name, arn).
-    pub fn list_attached_user_policies(
-        &self,
-        user: &str,
-    ) -> Result<Vec<(String, String)>, StateError> {
-        let rows = self.with_db(|db| {
-            Self::require_user(db, user)?;
-            let mut stmt = db.prepare(
-                "SELECT m.name FROM user_attachments a JOIN managed_policies m ON m.name = a.policy_name WHERE a.user_name = ?1 ORDER BY m.name",
-            )?;
-            let names = stmt.query_map([user], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
-            let mut out = Vec::new();
-            for n in names {
-                if let Some(p) = Self::managed_by_name(db, &n)? {
-                    out.push(p);
-                }
-            }
-            Ok(out)
-        })?;
-        Ok(rows
-            .into_iter()
-            .map(|p| {
-                let arn = self.policy_arn(&p);
-                (p.name, arn)
-            })
-            .collect())
-    }
 }
 
 impl State {
@@ -1313,30 +1185,7 @@ impl State {
 
     /// DeleteRole: refused while it has policies.
     pub fn delete_role(&self, name: &str) -> Result<(), StateError> {
-        self.change(|tx| {
-            Self::require_role(tx, name)?;
-            for (table, what) in [
-                ("role_policies", "inline policies"),
-                ("role_attachments", "attached policies"),
-            ] {
-                let n: i64 = tx.query_row(
-                    &format!("SELECT count(*) FROM {table} WHERE role_name = ?1"),
-                    [name],
-                    |r| r.get(0),
-                )?;
-                if n > 0 {
-                    return Err(StateError::DeleteConflict(format!(
-                        "Cannot delete entity, must delete {what} first."
-                    )));
-                }
-            }
-            tx.execute(
-                "DELETE FROM permissions_boundaries WHERE kind = 'role' AND name = ?1",
-                [name],
-            )?;
-            tx.execute("DELETE FROM roles WHERE name = ?1", [name])?;
-            Ok(())
-        })
+        self.delete_principal(PrincipalKind::Role, name)
     }
 
     /// UpdateAssumeRolePolicy.
@@ -1351,108 +1200,239 @@ impl State {
             Ok(())
         })
     }
+}
 
-    /// PutRolePolicy.
-    pub fn put_role_policy(&self, role: &str, name: &str, doc: &str) -> Result<(), StateError> {
-        validate_name("policyName", name, 128)?;
-        if policy_chars(doc) > 10_240 {
-            return Err(StateError::LimitExceeded(
-                "Maximum policy size of 10240 bytes exceeded for role".into(),
-            ));
+/// Whose policies, tags or boundary an operation is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// An IAM user.
+    User,
+    /// An IAM role.
+    Role,
+}
+
+impl PrincipalKind {
+    /// The table prefix and `kind` column value (a fixed word, never input).
+    pub fn word(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::Role => "role",
         }
+    }
+
+    /// AWS's limit on the aggregate size of the principal's inline policies (characters,
+    /// whitespace excluded): 2,048 for a user, 10,240 for a role
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
+    fn inline_limit(self) -> usize {
+        match self {
+            PrincipalKind::User => MAX_USER_INLINE_POLICY_CHARS,
+            PrincipalKind::Role => MAX_ROLE_INLINE_POLICY_CHARS,
+        }
+    }
+}
+
+impl State {
+    fn require(db: &Connection, kind: PrincipalKind, name: &str) -> Result<(), StateError> {
+        match kind {
+            PrincipalKind::User => Self::require_user(db, name).map(|_| ()),
+            PrincipalKind::Role => Self::require_role(db, name).map(|_| ()),
+        }
+    }
+
+    /// Put{User,Role}Policy: validated, compiled, within AWS's aggregate size limit.
+    pub fn put_inline_policy(
+        &self,
+        kind: PrincipalKind,
+        owner: &str,
+        name: &str,
+        doc: &str,
+    ) -> Result<(), StateError> {
+        validate_name("policyName", name, 128)?;
         compile_identity_policy(doc, name)?;
+        let k = kind.word();
         self.change(|tx| {
-            Self::require_role(tx, role)?;
+            Self::require(tx, kind, owner)?;
+            let mut stmt = tx.prepare(&format!(
+                "SELECT document FROM {k}_policies WHERE {k}_name = ?1 AND policy_name <> ?2"
+            ))?;
+            let others: usize = stmt
+                .query_map(params![owner, name], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?
+                .iter()
+                .map(|d| policy_chars(d))
+                .sum();
+            let limit = kind.inline_limit();
+            if others + policy_chars(doc) > limit {
+                return Err(StateError::LimitExceeded(format!(
+                    "Maximum policy size of {limit} bytes exceeded for {k} {owner}"
+                )));
+            }
             tx.execute(
-                "INSERT INTO role_policies (role_name, policy_name, document) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (role_name, policy_name) DO UPDATE SET document = excluded.document",
-                params![role, name, doc],
+                &format!(
+                    "INSERT INTO {k}_policies ({k}_name, policy_name, document) VALUES (?1, ?2, ?3)
+                     ON CONFLICT ({k}_name, policy_name) DO UPDATE SET document = excluded.document"
+                ),
+                params![owner, name, doc],
             )?;
             Ok(())
         })
     }
 
-    /// GetRolePolicy.
-    pub fn get_role_policy(&self, role: &str, name: &str) -> Result<String, StateError> {
+    /// Get{User,Role}Policy.
+    pub fn get_inline_policy(
+        &self,
+        kind: PrincipalKind,
+        owner: &str,
+        name: &str,
+    ) -> Result<String, StateError> {
+        let k = kind.word();
         self.with_db(|db| {
-            Self::require_role(db, role)?;
+            Self::require(db, kind, owner)?;
             db.query_row(
-                "SELECT document FROM role_policies WHERE role_name = ?1 AND policy_name = ?2",
-                params![role, name],
+                &format!(
+                    "SELECT document FROM {k}_policies WHERE {k}_name = ?1 AND policy_name = ?2"
+                ),
+                params![owner, name],
                 |r| r.get(0),
             )
             .optional()?
             .ok_or_else(|| {
                 StateError::NoSuchEntity(format!(
-                    "The role policy with name {name} cannot be found."
+                    "The {k} policy with name {name} cannot be found."
                 ))
             })
         })
     }
 
-    /// ListRolePolicies.
-    pub fn list_role_policies(&self, role: &str) -> Result<Vec<String>, StateError> {
+    /// List{User,Role}Policies.
+    pub fn list_inline_policies(
+        &self,
+        kind: PrincipalKind,
+        owner: &str,
+    ) -> Result<Vec<String>, StateError> {
+        let k = kind.word();
         self.with_db(|db| {
-            Self::require_role(db, role)?;
-            let mut stmt = db.prepare(
-                "SELECT policy_name FROM role_policies WHERE role_name = ?1 ORDER BY policy_name",
-            )?;
+            Self::require(db, kind, owner)?;
+            let mut stmt = db.prepare(&format!(
+                "SELECT policy_name FROM {k}_policies WHERE {k}_name = ?1 ORDER BY policy_name"
+            ))?;
             let rows = stmt
-                .query_map([role], |r| r.get(0))?
+                .query_map([owner], |r| r.get(0))?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
     }
 
-    /// DeleteRolePolicy.
-    pub fn delete_role_policy(&self, role: &str, name: &str) -> Result<(), StateError> {
+    /// Delete{User,Role}Policy.
+    pub fn delete_inline_policy(
+        &self,
+        kind: PrincipalKind,
+        owner: &str,
+        name: &str,
+    ) -> Result<(), StateError> {
+        let k = kind.word();
         self.change(|tx| {
-            Self::require_role(tx, role)?;
+            Self::require(tx, kind, owner)?;
             let n = tx.execute(
-                "DELETE FROM role_policies WHERE role_name = ?1 AND policy_name = ?2",
-                params![role, name],
+                &format!("DELETE FROM {k}_policies WHERE {k}_name = ?1 AND policy_name = ?2"),
+                params![owner, name],
             )?;
             if n == 0 {
                 return Err(StateError::NoSuchEntity(format!(
-                    "The role policy with name {name} cannot be found."
+                    "The {k} policy with name {name} cannot be found."
                 )));
             }
             Ok(())
         })
     }
 
-    /// AttachRolePolicy.
-    pub fn attach_role_policy(&self, role: &str, arn: &str) -> Result<(), StateError> {
+    /// Attach{User,Role}Policy (at most 10 managed policies each, AWS's default quota).
+    pub fn attach_policy(
+        &self,
+        kind: PrincipalKind,
+        owner: &str,
+        arn: &str,
+    ) -> Result<(), StateError> {
         let name = self.policy_name_from_arn(arn)?;
+        let k = kind.word();
         self.change(|tx| {
-            Self::require_role(tx, role)?;
+            Self::require(tx, kind, owner)?;
             if Self::managed_by_name(tx, &name)?.is_none() {
                 return Err(StateError::NoSuchEntity(format!("Policy {arn} does not exist or is not attachable.")));
             }
+            let n: i64 = tx.query_row(
+                &format!("SELECT count(*) FROM {k}_attachments WHERE {k}_name = ?1"),
+                [owner],
+                |r| r.get(0),
+            )?;
+            if n as usize >= MAX_ATTACHED_POLICIES {
+                return Err(StateError::LimitExceeded(format!(
+                    "Cannot exceed quota for PoliciesPer{}: {MAX_ATTACHED_POLICIES}",
+                    if kind == PrincipalKind::User { "User" } else { "Role" }
+                )));
+            }
             tx.execute(
-                "INSERT INTO role_attachments (role_name, policy_name) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                params![role, name],
+                &format!("INSERT INTO {k}_attachments ({k}_name, policy_name) VALUES (?1, ?2) ON CONFLICT DO NOTHING"),
+                params![owner, name],
             )?;
             Ok(())
         })
     }
 
-    /// DetachRolePolicy.
-    pub fn detach_role_policy(&self, role: &str, arn: &str) -> Result<(), StateError> {
+    /// Detach{User,Role}Policy.
+    pub fn detach_policy(
+        &self,
+        kind: PrincipalKind,
+        owner: &str,
+        arn: &str,
+    ) -> Result<(), StateError> {
         let name = self.policy_name_from_arn(arn)?;
+        let k = kind.word();
         self.change(|tx| {
-            Self::require_role(tx, role)?;
+            Self::require(tx, kind, owner)?;
             let n = tx.execute(
-                "DELETE FROM role_attachments WHERE role_name = ?1 AND policy_name = ?2",
-                params![role, name],
+                &format!("DELETE FROM {k}_attachments WHERE {k}_name = ?1 AND policy_name = ?2"),
+                params![owner, name],
             )?;
             if n == 0 {
                 return Err(StateError::NoSuchEntity(format!(
-                    "Policy {arn} was not attached to role {role}."
+                    "Policy {arn} was not attached to {k} {owner}."
                 )));
             }
             Ok(())
         })
+    }
+
+    /// ListAttached{User,Role}Policies: (name, arn).
+    pub fn list_attached_policies(
+        &self,
+        kind: PrincipalKind,
+        owner: &str,
+    ) -> Result<Vec<(String, String)>, StateError> {
+        let k = kind.word();
+        let rows = self.with_db(|db| {
+            Self::require(db, kind, owner)?;
+            let mut stmt = db.prepare(&format!(
+                "SELECT policy_name FROM {k}_attachments WHERE {k}_name = ?1 ORDER BY policy_name"
+            ))?;
+            let names = stmt
+                .query_map([owner], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = Vec::new();
+            for n in names {
+                if let Some(p) = Self::managed_by_name(db, &n)? {
+                    out.push(p);
+                }
+            }
+            Ok(out)
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|p| {
+                let arn = self.policy_arn(&p);
+                (p.name, arn)
+            })
+            .collect())
     }
 }
 
@@ -1581,7 +1561,8 @@ mod tests {
         let entry = snap.keys.get(&k.id).unwrap();
         assert!(entry.active);
         assert_eq!(entry.secret.expose(), secret.expose());
-        s.put_user_policy("alice", "read", READ).unwrap();
+        s.put_inline_policy(PrincipalKind::User, "alice", "read", READ)
+            .unwrap();
         assert_eq!(s.snapshot().users["alice"].policies.len(), 1);
         s.update_access_key("alice", &k.id, "Inactive").unwrap();
         assert!(!s.snapshot().keys[&k.id].active);
@@ -1621,7 +1602,9 @@ mod tests {
         );
         assert_eq!(s.delete_user("carol").unwrap_err().code(), "DeleteConflict");
         assert_eq!(
-            s.put_user_policy("carol", "p", "{").unwrap_err().code(),
+            s.put_inline_policy(PrincipalKind::User, "carol", "p", "{")
+                .unwrap_err()
+                .code(),
             "MalformedPolicyDocument"
         );
         let big = format!(
@@ -1629,7 +1612,9 @@ mod tests {
             "x".repeat(2100)
         );
         assert_eq!(
-            s.put_user_policy("carol", "p", &big).unwrap_err().code(),
+            s.put_inline_policy(PrincipalKind::User, "carol", "p", &big)
+                .unwrap_err()
+                .code(),
             "LimitExceeded"
         );
         assert_eq!(
@@ -1640,20 +1625,38 @@ mod tests {
     }
 
     #[test]
+    fn a_recreated_principal_does_not_inherit_tags_or_boundary() {
+        let (_d, s) = open();
+        s.create_user("erin", "/").unwrap();
+        s.tag(PrincipalKind::User, "erin", &[("team".into(), "ml".into())])
+            .unwrap();
+        let p = s.create_policy("B", "/", "", READ).unwrap();
+        s.set_boundary(PrincipalKind::User, "erin", Some(&s.policy_arn(&p)))
+            .unwrap();
+        s.delete_user("erin").unwrap();
+        s.create_user("erin", "/").unwrap();
+        let snap = s.snapshot();
+        assert!(snap.users["erin"].tags.is_empty());
+        assert!(snap.users["erin"].boundary.is_none());
+        assert_eq!(s.get_policy(&s.policy_arn(&p)).unwrap().attachments, 0);
+    }
+
+    #[test]
     fn managed_policies_attach_detach_delete() {
         let (_d, s) = open();
         s.create_user("dave", "/").unwrap();
         let p = s.create_policy("ReadB", "/", "", READ).unwrap();
         let arn = s.policy_arn(&p);
-        s.attach_user_policy("dave", &arn).unwrap();
+        s.attach_policy(PrincipalKind::User, "dave", &arn).unwrap();
         assert_eq!(s.snapshot().users["dave"].policies.len(), 1);
         assert_eq!(s.get_policy(&arn).unwrap().attachments, 1);
         assert_eq!(s.delete_policy(&arn).unwrap_err().code(), "DeleteConflict");
         assert_eq!(
-            s.list_attached_user_policies("dave").unwrap(),
+            s.list_attached_policies(PrincipalKind::User, "dave")
+                .unwrap(),
             vec![("ReadB".into(), arn.clone())]
         );
-        s.detach_user_policy("dave", &arn).unwrap();
+        s.detach_policy(PrincipalKind::User, "dave", &arn).unwrap();
         assert!(s.snapshot().users["dave"].policies.is_empty());
         s.delete_policy(&arn).unwrap();
         assert_eq!(s.get_policy(&arn).unwrap_err().code(), "NoSuchEntity");
@@ -1723,13 +1726,15 @@ mod tests {
             s.create_role("r3", "/", "{}", 3600, "").unwrap_err().code(),
             "MalformedPolicyDocument"
         );
-        s.put_role_policy("training-job", "read", READ).unwrap();
+        s.put_inline_policy(PrincipalKind::Role, "training-job", "read", READ)
+            .unwrap();
         assert_eq!(s.snapshot().roles["training-job"].policies.len(), 1);
         assert_eq!(
             s.delete_role("training-job").unwrap_err().code(),
             "DeleteConflict"
         );
-        s.delete_role_policy("training-job", "read").unwrap();
+        s.delete_inline_policy(PrincipalKind::Role, "training-job", "read")
+            .unwrap();
         s.delete_role("training-job").unwrap();
         assert!(s.snapshot().roles.is_empty());
     }
