@@ -4,7 +4,9 @@
 use http::{Response, StatusCode};
 
 use super::list::{url_encode, url_encoding};
-use super::object::{content_md5, copy_stream, meta_from_headers, open_source};
+use super::object::{
+    check_upload_length, content_md5, copy_stream, meta_from_headers, open_source,
+};
 use super::route::CopySource;
 use super::{check_acl_headers, empty_response, quoted, set_header, xml_date, xml_ok, Ctx};
 use crate::body::{blocking, pump, Body, BodyReader};
@@ -41,20 +43,7 @@ pub(super) async fn upload_part(
     upload_id: String,
     part_number: u32,
 ) -> Result<Response<Body>, S3Error> {
-    let len = ctx.declared_length.ok_or_else(|| {
-        S3Error::new(
-            "MissingContentLength",
-            StatusCode::LENGTH_REQUIRED,
-            "You must provide the Content-Length HTTP header.",
-        )
-    })?;
-    if len > MAX_SINGLE_PUT_BYTES {
-        return Err(S3Error::new(
-            "EntityTooLarge",
-            StatusCode::BAD_REQUEST,
-            "A part may be at most 5 GiB.",
-        ));
-    }
+    check_upload_length(ctx, "a part")?;
     let md5 = content_md5(ctx)?;
     let store = ctx.gw.store.clone();
     let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());

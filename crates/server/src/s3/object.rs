@@ -114,13 +114,9 @@ pub(super) fn meta_from_headers(ctx: &Ctx<'_>) -> Result<ObjectMeta, S3Error> {
     })
 }
 
-pub(super) async fn put_object(
-    ctx: &Ctx<'_>,
-    mut body: BodyReader,
-) -> Result<Response<Body>, S3Error> {
-    keyhole_store::validate_key(&ctx.key)?;
-    check_acl_headers(ctx)?;
-    check_unsupported(ctx)?;
+/// A body for PutObject or UploadPart must declare its length, at most 5 GiB (AWS's limit for
+/// both); `what` completes the EntityTooLarge message.
+pub(super) fn check_upload_length(ctx: &Ctx<'_>, what: &str) -> Result<u64, S3Error> {
     let len = ctx.declared_length.ok_or_else(|| {
         S3Error::new(
             "MissingContentLength",
@@ -132,9 +128,23 @@ pub(super) async fn put_object(
         return Err(S3Error::new(
             "EntityTooLarge",
             StatusCode::BAD_REQUEST,
-            "Your proposed upload exceeds the maximum allowed object size (5 GiB); use multipart upload.",
+            format!("Your proposed upload exceeds the maximum allowed size: 5 GiB for {what}."),
         ));
     }
+    Ok(len)
+}
+
+pub(super) async fn put_object(
+    ctx: &Ctx<'_>,
+    mut body: BodyReader,
+) -> Result<Response<Body>, S3Error> {
+    keyhole_store::validate_key(&ctx.key)?;
+    check_acl_headers(ctx)?;
+    check_unsupported(ctx)?;
+    check_upload_length(
+        ctx,
+        "an object uploaded in one request; use multipart upload for more",
+    )?;
     let md5 = content_md5(ctx)?;
     let meta = meta_from_headers(ctx)?;
     let store = ctx.gw.store.clone();
