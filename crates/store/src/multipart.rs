@@ -275,6 +275,28 @@ impl LocalStore {
         upload_id: &str,
         parts: &[(u32, String)],
     ) -> Result<ObjectInfo, StoreError> {
+        match self.assemble(bucket, key, upload_id, parts) {
+            // A part that vanished while assembling means the upload was aborted meanwhile when
+            // the upload is gone too; S3 answers NoSuchUpload for an aborted upload.
+            Err(StoreError::InvalidPart)
+                if matches!(
+                    self.upload_record(bucket, key, upload_id),
+                    Err(StoreError::NoSuchUpload)
+                ) =>
+            {
+                Err(StoreError::NoSuchUpload)
+            }
+            other => other,
+        }
+    }
+
+    fn assemble(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<ObjectInfo, StoreError> {
         let (bucket_id, upload) = self.upload_record(bucket, key, upload_id)?;
         if parts.is_empty() {
             return Err(StoreError::InvalidArgument {
@@ -318,12 +340,8 @@ impl LocalStore {
             })?;
             let mut f = File::open(&path).map_err(|e| {
                 if e.kind() == io::ErrorKind::NotFound {
-                    // Aborted (NoSuchUpload, as S3 answers for an aborted upload) or the part
-                    // replaced meanwhile (InvalidPart).
-                    match self.upload_record(bucket, key, upload_id) {
-                        Err(StoreError::NoSuchUpload) => StoreError::NoSuchUpload,
-                        _ => StoreError::InvalidPart,
-                    }
+                    // Aborted or replaced meanwhile (see `complete_multipart`).
+                    StoreError::InvalidPart
                 } else {
                     StoreError::Io(e)
                 }

@@ -337,7 +337,7 @@ fn complete_racing_abort_has_one_clean_outcome() {
     let (_d, s) = open();
     s.create_bucket("bkt", "r").unwrap();
     let data = body(7, 256 * 1024);
-    for round in 0..40 {
+    for round in 0..150 {
         let key = format!("race{round}");
         let id = s
             .create_multipart("bkt", &key, ObjectMeta::default())
