@@ -12,11 +12,13 @@
 #![deny(missing_docs)]
 
 pub mod account;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod pipeline;
 pub mod s3;
 pub mod xml;
@@ -44,16 +46,22 @@ pub struct Gateway {
     pub authz: Arc<dyn auth::Authorize>,
     /// The canonical user id shown as bucket and object owner.
     pub owner_id: String,
+    /// Where every request's audit event goes.
+    pub audit: audit::AuditSink,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Gateway {
     /// Assembles a gateway. Both an authenticator (built from the account) and an authorizer are
-    /// required: there is no way to build one that skips either.
+    /// required: there is no way to build one that skips either; and so is an audit sink.
     pub fn new(
         config: Config,
         account: Account,
         store: LocalStore,
         authz: Arc<dyn auth::Authorize>,
+        audit: audit::AuditSink,
+        metrics: Arc<metrics::Metrics>,
     ) -> Gateway {
         let authn = auth::Authenticator::new(
             account.record.root_access_key_id.clone(),
@@ -68,19 +76,32 @@ impl Gateway {
             authn,
             authz,
             owner_id,
+            audit,
+            metrics,
         }
     }
 }
 
 /// Opens (or on first start creates) the account and the store under the configured data
-/// directory, and builds the gateway with the foundation's root-only authorizer.
+/// directory, starts the audit writer, and builds the gateway with the foundation's root-only
+/// authorizer.
 pub fn open(config: Config) -> Result<Gateway, OpenError> {
     let account = Account::load_or_create(&config.data_dir)?;
     let store = LocalStore::open(&config.data_dir.join("store"))?;
     let authz = Arc::new(auth::RootOnly {
         account_id: account.record.account_id.clone(),
     });
-    Ok(Gateway::new(config, account, store, authz))
+    let metrics = Arc::new(metrics::Metrics::default());
+    let audit = audit::AuditSink::open(
+        &config.data_dir.join(audit::AUDIT_DIR),
+        audit::checkpoint_key(account.master_key.expose()),
+        audit::sink::Rotation {
+            max_bytes: config.audit_rotate_bytes,
+            max_age: std::time::Duration::from_secs(config.audit_rotate_seconds),
+        },
+        metrics.sink.clone(),
+    )?;
+    Ok(Gateway::new(config, account, store, authz, audit, metrics))
 }
 
 /// The gateway could not be opened.
@@ -92,4 +113,7 @@ pub enum OpenError {
     /// The object store.
     #[error("cannot open the object store: {0}")]
     Store(#[from] keyhole_store::StoreError),
+    /// The audit trail.
+    #[error("cannot open the audit trail: {0}")]
+    Audit(#[from] audit::AuditError),
 }

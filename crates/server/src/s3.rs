@@ -33,6 +33,8 @@ pub struct Ctx<'a> {
     pub headers: &'a HeaderMap,
     /// The payload length the client declared, if any.
     pub declared_length: Option<u64>,
+    /// Where handlers that check per key (DeleteObjects) record their checks for the audit event.
+    pub checks: &'a crate::audit::Checks,
 }
 
 impl Ctx<'_> {
