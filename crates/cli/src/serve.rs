@@ -17,6 +17,9 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             data_dir: args.data_dir,
             domain: args.domain,
             region: args.region,
+            audit_fail_open: args.audit_fail_open,
+            audit_rotate_bytes: args.audit_rotate_bytes,
+            audit_rotate_seconds: args.audit_rotate_seconds,
         },
     )
     .into_diagnostic()?;
