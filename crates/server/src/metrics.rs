@@ -82,7 +82,7 @@ pub struct SinkStats {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct RequestKey {
     api: &'static str,
-    operation: String,
+    operation: &'static str,
     decision: &'static str,
     status: u16,
 }
@@ -101,11 +101,11 @@ pub struct Metrics {
 
 /// One finished request, as the metrics see it.
 #[derive(Debug, Clone)]
-pub struct RequestSample<'a> {
+pub struct RequestSample {
     /// `s3`, `ops`, ...
     pub api: &'static str,
     /// The operation name.
-    pub operation: &'a str,
+    pub operation: &'static str,
     /// `Allow`, `Deny` or `None`.
     pub decision: &'static str,
     /// HTTP status.
@@ -120,13 +120,13 @@ pub struct RequestSample<'a> {
 
 impl Metrics {
     /// Counts one finished request.
-    pub fn record(&self, s: &RequestSample<'_>) {
+    pub fn record(&self, s: &RequestSample) {
         self.latency.observe(s.duration);
         self.bytes_in.fetch_add(s.bytes_in, Ordering::Relaxed);
         self.bytes_out.fetch_add(s.bytes_out, Ordering::Relaxed);
         let key = RequestKey {
             api: s.api,
-            operation: s.operation.to_owned(),
+            operation: s.operation,
             decision: s.decision,
             status: s.status,
         };
@@ -151,7 +151,7 @@ impl Metrics {
                     out,
                     "keyhole_requests_total{{api=\"{}\",operation=\"{}\",decision=\"{}\",status=\"{}\"}} {v}",
                     k.api,
-                    escape_label(&k.operation),
+                    escape_label(k.operation),
                     k.decision,
                     k.status
                 );

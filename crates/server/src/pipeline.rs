@@ -452,11 +452,11 @@ async fn complete(
         event.error_code = Some(code);
         event.error_message = Some(message);
     }
-    let api = trace.api;
+    let (api, op) = (trace.api, trace.op_name);
     if durable {
         let size = http_body::Body::size_hint(response.body()).exact();
         event.bytes_out = size.unwrap_or(0);
-        record_metrics(gw, &event, api);
+        record_metrics(gw, &event, api, op);
         if let Err(e) = gw.audit.record_durable(event).await {
             if !gw.config.audit_fail_open {
                 tracing::error!(error = %e, "a completed write could not be audited: answering 503");
@@ -486,16 +486,17 @@ async fn complete(
             gw: gw.clone(),
             event,
             api,
+            op,
             started: base.started,
         }),
     };
     Response::from_parts(parts, http_body_util::BodyExt::boxed(audited))
 }
 
-fn record_metrics(gw: &Gateway, event: &AuditEvent, api: &'static str) {
+fn record_metrics(gw: &Gateway, event: &AuditEvent, api: &'static str, op: &'static str) {
     gw.metrics.record(&RequestSample {
         api,
-        operation: &event.event_name,
+        operation: op,
         decision: match event.decision {
             Some(Decision::Allow) => "Allow",
             Some(Decision::Deny) => "Deny",
@@ -513,6 +514,7 @@ struct Pending {
     gw: Arc<Gateway>,
     event: AuditEvent,
     api: &'static str,
+    op: &'static str,
     started: Instant,
 }
 
@@ -530,7 +532,7 @@ impl AuditedBody {
         if let Some(mut p) = self.pending.take() {
             p.event.bytes_out = self.sent;
             p.event.duration_ms = p.started.elapsed().as_secs_f64() * 1000.0;
-            record_metrics(&p.gw, &p.event, p.api);
+            record_metrics(&p.gw, &p.event, p.api, p.op);
             p.gw.audit.record_detached(p.event);
         }
     }
