@@ -71,6 +71,8 @@ struct Pending {
 pub struct AuditSink {
     tx: mpsc::Sender<Pending>,
     stats: Arc<SinkStats>,
+    /// The writer thread, unparked when someone waits for durability.
+    writer: std::thread::Thread,
 }
 
 impl std::fmt::Debug for Pending {
@@ -92,7 +94,7 @@ impl AuditSink {
     ) -> Result<AuditSink, AuditError> {
         let writer = Writer::open(dir, key, rotation, stats.clone())?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("keyhole-audit".into())
             .spawn(move || writer.run(rx))
             .map_err(|source| AuditError::Io {
@@ -100,7 +102,11 @@ impl AuditSink {
                 path: dir.to_owned(),
                 source,
             })?;
-        Ok(AuditSink { tx, stats })
+        Ok(AuditSink {
+            tx,
+            stats,
+            writer: handle.thread().clone(),
+        })
     }
 
     /// Queues `event` without waiting for it to be written.
@@ -160,6 +166,7 @@ impl AuditSink {
             self.stats.events_failed.fetch_add(1, Ordering::Relaxed);
             return Err(AuditError::Unavailable);
         }
+        self.writer.unpark();
         match wait.await {
             Ok(Ok(())) => Ok(()),
             _ => Err(AuditError::Unavailable),
@@ -302,7 +309,7 @@ impl Writer {
                 },
             };
             batch.push(first);
-            self.gather(&mut rx, &mut batch, rt.as_ref());
+            self.gather(&mut rx, &mut batch);
             let n = batch.len();
             self.stats
                 .queue_depth
@@ -334,13 +341,10 @@ impl Writer {
     }
 
     /// Adds every queued event to `batch`. When nobody waits for durability yet, keeps
-    /// gathering for up to [`GATHER_WINDOW`] so that a stream of reads costs few writes.
-    fn gather(
-        &self,
-        rx: &mut mpsc::Receiver<Pending>,
-        batch: &mut Vec<Pending>,
-        rt: Option<&tokio::runtime::Runtime>,
-    ) {
+    /// gathering for up to [`GATHER_WINDOW`] so that a stream of reads costs few writes. The
+    /// thread sleeps (parked) meanwhile, so queuing a read wakes nobody; a caller that waits for
+    /// durability unparks it.
+    fn gather(&self, rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
         let deadline = Instant::now() + GATHER_WINDOW;
         loop {
             while batch.len() < MAX_BATCH {
@@ -350,15 +354,11 @@ impl Writer {
                 }
             }
             let waiting = batch.iter().any(|p| p.done.is_some());
-            let Some(rt) = rt else { return };
             let left = deadline.saturating_duration_since(Instant::now());
             if waiting || batch.len() >= GATHER_ENOUGH || left.is_zero() {
                 return;
             }
-            match rt.block_on(async { tokio::time::timeout(left, rx.recv()).await }) {
-                Ok(Some(p)) => batch.push(p),
-                Ok(None) | Err(_) => return,
-            }
+            std::thread::park_timeout(left);
         }
     }
 
