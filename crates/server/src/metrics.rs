@@ -18,6 +18,7 @@ pub const LATENCY_BUCKETS: [f64; 12] = [
 /// A fixed-bucket histogram of durations in seconds.
 #[derive(Debug, Default)]
 pub struct Histogram {
+    /// Observations in (previous bound, this bound]; rendered cumulatively.
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     count: AtomicU64,
     /// Sum in nanoseconds.
@@ -27,11 +28,16 @@ pub struct Histogram {
 impl Histogram {
     /// Records one observation.
     pub fn observe(&self, d: std::time::Duration) {
+        // One atomic per observation: each bucket counts only its own range, and rendering
+        // accumulates them (Prometheus buckets are cumulative).
         let secs = d.as_secs_f64();
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
-            if secs <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(bucket) = LATENCY_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .find(|(bound, _)| secs <= **bound)
+            .map(|(_, b)| b)
+        {
+            bucket.fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
@@ -45,11 +51,12 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0u64;
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
-                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
             );
         }
         let count = self.count();
