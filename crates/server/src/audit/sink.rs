@@ -40,6 +40,9 @@ pub const MAX_SYNC_DELAY: Duration = Duration::from_millis(50);
 pub const IDLE_SYNC_DELAY: Duration = Duration::from_millis(5);
 /// How long the writer keeps gathering events nobody waits for before writing them.
 pub const GATHER_WINDOW: Duration = Duration::from_millis(2);
+/// The checkpoint is rewritten after every commit but synced at most this often (off the
+/// critical path of writes; see [`super::checkpoint`]).
+pub const CHECKPOINT_SYNC_INTERVAL: Duration = Duration::from_millis(1000);
 /// A batch this large is written without waiting for more.
 pub const GATHER_ENOUGH: usize = 256;
 
@@ -218,6 +221,8 @@ struct Writer {
     last_sync: Instant,
     /// (length, last hash, next seq) at the last fsync.
     synced: (u64, String, u64),
+    /// When the checkpoint file was last synced.
+    checkpoint_synced: Instant,
 }
 
 impl Writer {
@@ -279,6 +284,7 @@ impl Writer {
             dirty: false,
             last_sync: Instant::now(),
             synced: (len, prev_hash, next_seq),
+            checkpoint_synced: Instant::now(),
         })
     }
 
@@ -336,6 +342,9 @@ impl Writer {
         }
         if self.dirty {
             self.sync_now();
+        }
+        if let Some(f) = &self.checkpoint {
+            let _ = f.sync_data();
         }
         tracing::info!("audit writer stopped");
     }
@@ -491,7 +500,11 @@ impl Writer {
             self.next_seq.saturating_sub(1),
             &self.prev_hash,
         );
-        if let Err(e) = checkpoint::write_slot(f, &cp) {
+        let sync = self.checkpoint_synced.elapsed() >= CHECKPOINT_SYNC_INTERVAL;
+        if sync {
+            self.checkpoint_synced = Instant::now();
+        }
+        if let Err(e) = checkpoint::write_slot(f, &cp, sync) {
             tracing::warn!(error = %e, "cannot update the audit checkpoint");
         }
     }
