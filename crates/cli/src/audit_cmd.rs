@@ -23,6 +23,7 @@ pub enum AuditCommand {
     ///
     /// Example:
     ///   keyhole audit verify --data-dir ./keyhole-data
+    #[command(verbatim_doc_comment)]
     Verify {
         /// Data directory of the gateway [default: ./keyhole-data].
         #[arg(long, env = "KEYHOLE_DATA_DIR", value_name = "DIR")]
@@ -33,11 +34,13 @@ pub enum AuditCommand {
     /// Examples:
     ///   keyhole audit query --since 1h --decision deny
     ///   keyhole audit query --bucket datasets --prefix wiki/ --operation GetObject --format jsonl
+    #[command(verbatim_doc_comment)]
     Query(QueryArgs),
     /// Print the last events, and with -f keep printing new ones as they are written.
     ///
     /// Example:
     ///   keyhole audit tail -f --decision deny
+    #[command(verbatim_doc_comment)]
     Tail {
         /// Keep following the trail.
         #[arg(short = 'f', long)]

@@ -60,6 +60,7 @@ pub enum Command {
     ///   keyhole audit verify --data-dir ./keyhole-data
     ///   keyhole audit query --since 1h --decision deny
     ///   keyhole audit tail -f
+    #[command(verbatim_doc_comment)]
     Audit {
         /// What to do with the trail.
         #[command(subcommand)]
