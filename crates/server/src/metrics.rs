@@ -164,7 +164,7 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP keyhole_request_duration_seconds Time from request arrival to the response head.\n# TYPE keyhole_request_duration_seconds histogram\n");
+        out.push_str("# HELP keyhole_request_duration_seconds Time from request arrival to the end of the response body (to the durable audit record for writes).\n# TYPE keyhole_request_duration_seconds histogram\n");
         self.latency
             .render(&mut out, "keyhole_request_duration_seconds", "");
         let gauges: [(&str, &str, &str, i64); 6] = [
