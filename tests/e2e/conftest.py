@@ -16,6 +16,7 @@ from e2e_helpers import (
     AwsCli,
     KeyholeProcess,
     make_client,
+    secret_findings,
     ServerStartError,
     free_port,
     unique_bucket_name,
@@ -49,7 +50,9 @@ class Server:
         return f"http://localhost:{self.port}"
 
 
-def start_server(base_dir: Path, domain: str | None = "localhost", region: str = REGION) -> KeyholeProcess:
+def start_server(
+    base_dir: Path, domain: str | None = "localhost", region: str = REGION, extra_args: list[str] | None = None
+) -> KeyholeProcess:
     """Start a keyhole on a fresh port with data in base_dir/data, logs in base_dir/logs."""
     base_dir.mkdir(parents=True, exist_ok=True)
     cwd = base_dir / "cwd"
@@ -61,6 +64,7 @@ def start_server(base_dir: Path, domain: str | None = "localhost", region: str =
         domain=domain,
         region=region,
         cwd=cwd,
+        extra_args=list(extra_args or []),
     )
     _SESSION_SERVERS.append(kp)
     try:
@@ -100,6 +104,10 @@ def server(tmp_path_factory) -> Server:
     stray = sorted(p.name for p in (base / "cwd").iterdir())
     if stray:
         pytest.fail(f"keyhole wrote outside its data dir, into its working directory: {stray}", pytrace=False)
+    # Issue 5: after the whole run, the shared server's audit trail holds no secret it was sent.
+    findings = secret_findings(kp.data_dir, [sk])
+    if findings:
+        pytest.fail("secrets in the audit trail after the e2e run:\n" + "\n".join(findings[:50]), pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -183,8 +191,8 @@ def fresh_server_factory(tmp_path):
     """Start extra servers with their own data dirs; all are stopped at the end of the test."""
     started: list[KeyholeProcess] = []
 
-    def factory(base: Path | None = None, region: str = REGION) -> KeyholeProcess:
-        kp = start_server(base or (tmp_path / f"srv{len(started)}"), region=region)
+    def factory(base: Path | None = None, region: str = REGION, extra_args: list[str] | None = None) -> KeyholeProcess:
+        kp = start_server(base or (tmp_path / f"srv{len(started)}"), region=region, extra_args=extra_args)
         started.append(kp)
         return kp
 

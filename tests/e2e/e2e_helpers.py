@@ -499,3 +499,85 @@ def make_client(endpoint: str, ak: str, sk: str, addressing: str = "path", regio
             read_timeout=120,
         ),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Audit trail
+
+
+def audit_dir(data_dir: Path) -> Path:
+    return data_dir / "audit"
+
+
+def read_trail(data_dir: Path) -> list[dict]:
+    """Every complete event of the trail, oldest first (files in name order, lines in order)."""
+    events = []
+    for path in sorted(audit_dir(data_dir).glob("audit-*.jsonl")):
+        for line in path.read_bytes().split(b"\n"):
+            if line:
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass  # an incomplete final line after kill -9
+    return events
+
+
+def wait_for_events(data_dir: Path, predicate, timeout: float = 10.0) -> list[dict]:
+    """Poll the trail until `predicate(events)` holds (events not awaited by the server, such as
+    those of reads, are written right after the response)."""
+    deadline = time.monotonic() + timeout
+    events = read_trail(data_dir)
+    while not predicate(events):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"trail never satisfied the condition; it has {len(events)} events:\n"
+                                 + "\n".join(json.dumps(e)[:300] for e in events[-20:]))
+        time.sleep(0.05)
+        events = read_trail(data_dir)
+    return events
+
+
+_HEX64 = re.compile(rb"[0-9a-fA-F]{64}")
+_SECRET_MARKERS = [b"Signature=", b"X-Amz-Signature", b"X-Amz-Security-Token", b"Credential=", b"AWS4-HMAC-SHA256 "]
+
+
+def secret_findings(data_dir: Path, secrets: list[str]) -> list[str]:
+    """Places in the trail where a secret, a signature-like 64-hex value (outside the chain's own
+    hash fields) or an auth parameter name appears."""
+    found = []
+    for path in sorted(audit_dir(data_dir).glob("audit-*.jsonl")):
+        for n, line in enumerate(path.read_bytes().split(b"\n"), 1):
+            if not line:
+                continue
+            for s in secrets:
+                if s and s.encode() in line:
+                    found.append(f"{path.name}:{n}: contains secret {s[:4]}...")
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            obj.pop("hash", None)
+            obj.pop("prevHash", None)
+            # Bucket and key names are the client's own data (tests use keys such as "a" * 1024):
+            # drop them, wherever they are echoed, before looking for signature-shaped values.
+            # Resource ARNs are made of such names too (DeleteObjects names keys in its body).
+            names = [v for v in (obj.pop("requestParameters", None) or {}).values() if v]
+            obj.pop("resources", None)
+            for check in obj.get("authorization", []):
+                check.pop("resource", None)
+            rest = json.dumps(obj)
+            for name in sorted(names, key=len, reverse=True):
+                rest = rest.replace(json.dumps(name)[1:-1], "")
+            rest = rest.encode()
+            for m in _HEX64.findall(rest):
+                found.append(f"{path.name}:{n}: 64-hex value {m[:12].decode()}... (a signature?)")
+            for marker in _SECRET_MARKERS:
+                if marker in rest:
+                    found.append(f"{path.name}:{n}: contains {marker.decode()}")
+    return found
+
+
+def keyhole_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the keyhole binary (not serve) and capture its output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+    return subprocess.run([str(keyhole_bin()), *args], capture_output=True, text=True, timeout=timeout, env=env,
+                          stdin=subprocess.DEVNULL)

@@ -476,3 +476,19 @@ def test_upload_part_racing_complete(s3, bucket):
             assert ru == md5_etag(b"new two!")
             assert key not in keys_of(s3, bucket)
             s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=uid)
+
+
+def test_early_errors_never_desync_the_connection(s3, bucket):
+    """An error answered before the body is read (here InvalidArgument for a part number) must not
+    leave the keep-alive connection out of step: the next request on it is read correctly.
+    Regression: an unread body or a 100-continue exchange made the following request fail with
+    SignatureDoesNotMatch; the gateway now closes such connections."""
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="desync")["UploadId"]
+    try:
+        for i in range(25):
+            with pytest.raises(ClientError) as ei:
+                s3.upload_part(Bucket=bucket, Key="desync", UploadId=uid, PartNumber=0, Body=b"x" * (i + 1))
+            assert err(ei) == ("InvalidArgument", 400)
+            assert s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    finally:
+        s3.abort_multipart_upload(Bucket=bucket, Key="desync", UploadId=uid)

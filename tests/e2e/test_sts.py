@@ -225,3 +225,32 @@ def test_role_permissions_boundary_caps_its_sessions(server, seed):
         assert "because no permissions boundary allows the s3:PutObject action" in e.value.response["Error"]["Message"]
     finally:
         iam.delete_role_permissions_boundary(RoleName=role)
+
+
+def test_session_requests_are_audited_with_their_identity(server, seed):
+    """Issue 5 with identities: a session's requests carry AssumedRole, its ARN and session name;
+    AssumeRole itself records the trust-policy check."""
+    import time
+
+    from test_audit import read_trail
+
+    creds = assume(server, seed, None, RoleSessionName="audited-run")
+    client("s3", server, creds).list_objects_v2(Bucket=OUT)
+    deadline = time.time() + 10
+    while True:
+        events = read_trail(server.data_dir)
+        listed = [e for e in events if e["userIdentity"].get("sessionName") == "audited-run"]
+        if listed or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert listed, "no event for the session"
+    ident = listed[-1]["userIdentity"]
+    assert ident["type"] == "AssumedRole" and ident["accessKeyId"] == creds["AccessKeyId"]
+    assert ident["arn"].endswith("/audited-run")
+    assumed = [e for e in events if e["eventName"] == "AssumeRole" and e.get("httpStatus") == 200]
+    assert assumed and assumed[-1]["userIdentity"]["type"] == "IAMUser"
+    assert assumed[-1]["authorization"][0]["action"] == "sts:AssumeRole"
+    assert assumed[-1]["decision"] == "Allow"
+    # No secret of the session reaches the trail.
+    text = "\n".join(json.dumps(e) for e in events)
+    assert creds["SecretAccessKey"] not in text and creds["SessionToken"] not in text

@@ -54,12 +54,25 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::policy_cmd::PolicyCommand,
     },
+    /// Verify, query and follow the audit trail (one hash-chained event per request).
+    ///
+    /// Examples:
+    ///   keyhole audit verify --data-dir ./keyhole-data
+    ///   keyhole audit query --since 1h --decision deny
+    ///   keyhole audit tail -f
+    #[command(verbatim_doc_comment)]
+    Audit {
+        /// What to do with the trail.
+        #[command(subcommand)]
+        command: crate::audit_cmd::AuditCommand,
+    },
 }
 
 /// Options of `keyhole serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML configuration file with any of: listen, data_dir, domain, region.
+    /// TOML configuration file with any of: listen, data_dir, domain, region, audit_fail_open,
+    /// audit_rotate_bytes, audit_rotate_seconds.
     #[arg(long, env = "KEYHOLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:9000].
@@ -83,6 +96,16 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// Serve writes and deletes even when the audit trail cannot be written (the default is to
+    /// refuse them with 503: fail closed).
+    #[arg(long, env = "KEYHOLE_AUDIT_FAIL_OPEN", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub audit_fail_open: Option<bool>,
+    /// Start a new audit file at this size in bytes [default: 67108864].
+    #[arg(long, env = "KEYHOLE_AUDIT_ROTATE_BYTES", value_name = "BYTES")]
+    pub audit_rotate_bytes: Option<u64>,
+    /// Start a new audit file at this age in seconds [default: 3600].
+    #[arg(long, env = "KEYHOLE_AUDIT_ROTATE_SECONDS", value_name = "SECS")]
+    pub audit_rotate_seconds: Option<u64>,
 }
 
 /// Sends `tracing` output to stderr in the chosen format; `RUST_LOG` filters (default `info`).
@@ -127,5 +150,52 @@ mod tests {
         assert_eq!(s.listen.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(s.data_dir, Some(PathBuf::from("/d")));
         assert_eq!(s.domain.as_deref(), Some("x.test"));
+        assert_eq!(s.audit_fail_open, None);
+    }
+
+    #[test]
+    fn audit_fail_open_flag_forms() {
+        for (args, want) in [
+            (vec!["--audit-fail-open"], Some(true)),
+            (vec!["--audit-fail-open=false"], Some(false)),
+            (vec![], None),
+        ] {
+            let c = Cli::try_parse_from(["keyhole", "serve"].into_iter().chain(args)).unwrap();
+            let Command::Serve(s) = c.command else {
+                panic!("expected serve");
+            };
+            assert_eq!(s.audit_fail_open, want);
+        }
+    }
+
+    #[test]
+    fn audit_query_flags_parse() {
+        let c = Cli::try_parse_from([
+            "keyhole",
+            "audit",
+            "query",
+            "--since",
+            "1h",
+            "--decision",
+            "deny",
+            "--format",
+            "jsonl",
+            "--bucket",
+            "b",
+            "--prefix",
+            "p/",
+            "--status",
+            "403",
+        ])
+        .unwrap();
+        let Command::Audit {
+            command: crate::audit_cmd::AuditCommand::Query(q),
+        } = c.command
+        else {
+            panic!("expected audit query");
+        };
+        assert_eq!(q.decision, Some(crate::audit_cmd::DecisionArg::Deny));
+        assert_eq!(q.format, crate::audit_cmd::Format::Jsonl);
+        assert_eq!(q.status, Some(403));
     }
 }

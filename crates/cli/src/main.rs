@@ -1,10 +1,11 @@
 //! The `keyhole` command: `keyhole serve` runs the gateway; `keyhole policy` validates and
-//! simulates IAM policies.
+//! simulates IAM policies; `keyhole audit` verifies, queries and follows the audit trail.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+mod audit_cmd;
 mod cli;
 mod policy_cmd;
 mod serve;
@@ -26,6 +27,7 @@ fn run(args: cli::Cli) -> miette::Result<ExitCode> {
     match args.command {
         cli::Command::Serve(a) => serve::run(a),
         cli::Command::Policy { command } => policy_cmd::run(command),
+        cli::Command::Audit { command } => audit_cmd::run(command),
     }
 }
 

@@ -18,6 +18,9 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             domain: args.domain,
             region: args.region,
             trusted_proxies: (!args.trusted_proxies.is_empty()).then_some(args.trusted_proxies),
+            audit_fail_open: args.audit_fail_open,
+            audit_rotate_bytes: args.audit_rotate_bytes,
+            audit_rotate_seconds: args.audit_rotate_seconds,
         },
     )
     .into_diagnostic()?;

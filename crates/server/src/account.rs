@@ -117,6 +117,11 @@ impl Account {
         Ok(account)
     }
 
+    /// Loads an existing account; never creates one (for commands that only read).
+    pub fn open_existing(data_dir: &Path) -> Result<Account, AccountError> {
+        Account::load(data_dir)
+    }
+
     fn load(data_dir: &Path) -> Result<Account, AccountError> {
         let account_path = data_dir.join(ACCOUNT_FILE);
         let text = read(&account_path)?;

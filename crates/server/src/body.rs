@@ -127,6 +127,8 @@ pub struct BodyReader {
     expected: Option<u64>,
     received: u64,
     done: bool,
+    /// Shared count of payload bytes received, for the audit event.
+    counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl BodyReader {
@@ -159,7 +161,15 @@ impl BodyReader {
             expected,
             received: 0,
             done: false,
+            counter: None,
         }
+    }
+
+    /// Also adds every payload byte received to `counter`.
+    #[must_use]
+    pub fn counting(mut self, counter: std::sync::Arc<std::sync::atomic::AtomicU64>) -> BodyReader {
+        self.counter = Some(counter);
+        self
     }
 
     /// The next piece of verified payload, or `None` at the (verified) end.
@@ -198,6 +208,9 @@ impl BodyReader {
                 c.update(&out);
             }
             self.received += out.len() as u64;
+            if let Some(c) = &self.counter {
+                c.fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
             if let Some(n) = self.expected {
                 if self.received > n {
                     return Err(incomplete_body());

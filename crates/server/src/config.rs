@@ -22,6 +22,10 @@ pub const MAX_XML_BODY_BYTES: usize = 1536 * 1024;
 pub const MAX_SINGLE_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 /// Maximum number of keys in one DeleteObjects request (AWS's limit).
 pub const MAX_DELETE_KEYS: usize = 1000;
+/// Default size at which the audit writer starts a new trail file.
+pub const DEFAULT_AUDIT_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
+/// Default age (seconds) at which the audit writer starts a new trail file.
+pub const DEFAULT_AUDIT_ROTATE_SECS: u64 = 3600;
 /// How long a graceful shutdown waits for in-flight requests before giving up.
 pub const SHUTDOWN_GRACE_SECS: u64 = 30;
 
@@ -39,6 +43,13 @@ pub struct Config {
     /// Peers (CIDRs) whose `X-Forwarded-For` header is believed for `aws:SourceIp`. Empty by
     /// default: only the TCP peer address counts.
     pub trusted_proxies: Vec<String>,
+    /// When the audit trail cannot be written, serve mutating requests anyway (logged) instead of
+    /// refusing them with 503. Off by default: fail closed.
+    pub audit_fail_open: bool,
+    /// Start a new audit file at this size.
+    pub audit_rotate_bytes: u64,
+    /// Start a new audit file at this age, in seconds.
+    pub audit_rotate_seconds: u64,
 }
 
 impl Default for Config {
@@ -49,6 +60,9 @@ impl Default for Config {
             domain: None,
             region: DEFAULT_REGION.to_owned(),
             trusted_proxies: Vec::new(),
+            audit_fail_open: false,
+            audit_rotate_bytes: DEFAULT_AUDIT_ROTATE_BYTES,
+            audit_rotate_seconds: DEFAULT_AUDIT_ROTATE_SECS,
         }
     }
 }
@@ -62,6 +76,9 @@ struct FileConfig {
     domain: Option<String>,
     region: Option<String>,
     trusted_proxies: Option<Vec<String>>,
+    audit_fail_open: Option<bool>,
+    audit_rotate_bytes: Option<u64>,
+    audit_rotate_seconds: Option<u64>,
 }
 
 /// Values given on the command line or in `KEYHOLE_*` variables; `None` means "not given".
@@ -77,6 +94,12 @@ pub struct ConfigOverrides {
     pub region: Option<String>,
     /// `--trusted-proxy` (repeatable) / `KEYHOLE_TRUSTED_PROXIES` (comma-separated).
     pub trusted_proxies: Option<Vec<String>>,
+    /// `--audit-fail-open` / `KEYHOLE_AUDIT_FAIL_OPEN`.
+    pub audit_fail_open: Option<bool>,
+    /// `--audit-rotate-bytes` / `KEYHOLE_AUDIT_ROTATE_BYTES`.
+    pub audit_rotate_bytes: Option<u64>,
+    /// `--audit-rotate-seconds` / `KEYHOLE_AUDIT_ROTATE_SECONDS`.
+    pub audit_rotate_seconds: Option<u64>,
 }
 
 /// A configuration that could not be loaded; the message names the field and the fix.
@@ -92,7 +115,7 @@ pub enum ConfigError {
     },
     /// The configuration file is not valid TOML or has unknown keys.
     #[error(
-        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies)"
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds)"
     )]
     Parse {
         /// The file.
@@ -177,8 +200,36 @@ impl Config {
                 });
             }
         }
+        let audit_rotate_bytes = overrides
+            .audit_rotate_bytes
+            .or(from_file.audit_rotate_bytes)
+            .unwrap_or(defaults.audit_rotate_bytes);
+        if audit_rotate_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                field: "audit_rotate_bytes",
+                value: "0".into(),
+                hint: "use a size in bytes of at least 1, e.g. 67108864",
+            });
+        }
+        let audit_rotate_seconds = overrides
+            .audit_rotate_seconds
+            .or(from_file.audit_rotate_seconds)
+            .unwrap_or(defaults.audit_rotate_seconds);
+        if audit_rotate_seconds == 0 {
+            return Err(ConfigError::Invalid {
+                field: "audit_rotate_seconds",
+                value: "0".into(),
+                hint: "use a number of seconds of at least 1, e.g. 3600",
+            });
+        }
         Ok(Config {
             trusted_proxies,
+            audit_fail_open: overrides
+                .audit_fail_open
+                .or(from_file.audit_fail_open)
+                .unwrap_or(defaults.audit_fail_open),
+            audit_rotate_bytes,
+            audit_rotate_seconds,
             listen,
             data_dir: overrides
                 .data_dir
@@ -201,6 +252,40 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("keyhole-data"));
         assert_eq!(c.region, "us-east-1");
         assert_eq!(c.domain, None);
+        assert!(!c.audit_fail_open, "the audit sink fails closed by default");
+        assert_eq!(c.audit_rotate_bytes, DEFAULT_AUDIT_ROTATE_BYTES);
+    }
+
+    #[test]
+    fn audit_keys_load_from_the_file_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(
+            &path,
+            "audit_fail_open = true\naudit_rotate_bytes = 1000\naudit_rotate_seconds = 60\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), ConfigOverrides::default()).unwrap();
+        assert!(c.audit_fail_open);
+        assert_eq!((c.audit_rotate_bytes, c.audit_rotate_seconds), (1000, 60));
+        let c = Config::load(
+            Some(&path),
+            ConfigOverrides {
+                audit_fail_open: Some(false),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(!c.audit_fail_open);
+        let e = Config::load(
+            None,
+            ConfigOverrides {
+                audit_rotate_bytes: Some(0),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("audit_rotate_bytes"), "{e}");
     }
 
     #[test]

@@ -626,6 +626,7 @@ pub async fn dispatch(
     form: Query,
     context: &Context,
     request_id: &str,
+    checks: &crate::audit::Checks,
 ) -> Result<(Response<Body>, &'static str), S3Error> {
     let name = form.get("Action").unwrap_or("");
     let Some(action) = IamAction::parse(name) else {
@@ -634,7 +635,13 @@ pub async fn dispatch(
         )));
     };
     let permission = permission(action, &form, principal, &gw.account.record.account_id)?;
-    gw.authz.authorize(principal, &permission, context)?;
+    let decided = gw.authz.authorize(principal, &permission, context);
+    checks.push(crate::pipeline::check_record(
+        principal,
+        &permission,
+        &decided,
+    ));
+    decided?;
     Ok((
         handle(gw, principal, action, form, request_id).await?,
         action.name(),

@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod account;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod client;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod iam;
+pub mod metrics;
 pub mod pipeline;
 pub mod s3;
 pub mod state;
@@ -54,11 +56,19 @@ pub struct Gateway {
     pub tokens: Arc<sts::TokenSealer>,
     /// Parsed `trusted_proxies`.
     pub trusted_proxies: Vec<keyhole_policy::condition::ip::Cidr>,
+    /// Where every request's audit event goes.
+    pub audit: audit::AuditSink,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Gateway {
     /// Assembles a gateway. Both an authenticator (built from the account) and an authorizer are
-    /// required: there is no way to build one that skips either.
+    /// required: there is no way to build one that skips either; and so is an audit sink.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each part is required; a builder would make one of them forgettable"
+    )]
     pub fn new(
         config: Config,
         account: Account,
@@ -66,6 +76,8 @@ impl Gateway {
         state: Arc<state::State>,
         authz: Arc<dyn auth::Authorize>,
         tokens: Arc<sts::TokenSealer>,
+        audit: audit::AuditSink,
+        metrics: Arc<metrics::Metrics>,
     ) -> Gateway {
         let authn = auth::Authenticator::new(
             account.record.root_access_key_id.clone(),
@@ -91,12 +103,15 @@ impl Gateway {
             owner_id,
             tokens,
             trusted_proxies,
+            audit,
+            metrics,
         }
     }
 }
 
 /// Opens (or on first start creates) the account, the state database and the store under the
-/// configured data directory, and builds the gateway with the IAM policy authorizer.
+/// configured data directory, starts the audit writer, and builds the gateway with the IAM policy
+/// authorizer.
 pub fn open(config: Config) -> Result<Gateway, OpenError> {
     let account = Account::load_or_create(&config.data_dir)?;
     let store = LocalStore::open(&config.data_dir.join("store"))?;
@@ -121,7 +136,19 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
             reason: e.to_string(),
         })
     })?);
-    Ok(Gateway::new(config, account, store, state, authz, tokens))
+    let metrics = Arc::new(metrics::Metrics::default());
+    let audit = audit::AuditSink::open(
+        &config.data_dir.join(audit::AUDIT_DIR),
+        audit::checkpoint_key(account.master_key.expose()),
+        audit::sink::Rotation {
+            max_bytes: config.audit_rotate_bytes,
+            max_age: std::time::Duration::from_secs(config.audit_rotate_seconds),
+        },
+        metrics.sink.clone(),
+    )?;
+    Ok(Gateway::new(
+        config, account, store, state, authz, tokens, audit, metrics,
+    ))
 }
 
 /// The gateway could not be opened.
@@ -136,4 +163,7 @@ pub enum OpenError {
     /// The state database.
     #[error("cannot open the state database: {0}")]
     State(#[from] state::StateError),
+    /// The audit trail.
+    #[error("cannot open the audit trail: {0}")]
+    Audit(#[from] audit::AuditError),
 }

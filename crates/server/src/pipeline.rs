@@ -1,24 +1,34 @@
 //! The one request path: accept → route → authenticate → describe → authorize → handle.
 //!
 //! Every request goes through [`handle`]. Authorization happens before the body is read; only an
-//! allowed request reaches an S3 handler. Errors become S3 XML with a request id.
+//! allowed request reaches an S3 handler. Errors become S3 XML with a request id. Every request
+//! but `/healthz` produces one audit event (two for a mutating request that was allowed: a
+//! write-ahead `authorized` record, durable before the handler runs, and the `completed` one).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Frame;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use rand::Rng;
 use tokio::net::TcpListener;
 
+use crate::audit::event::{RequestParameters, Resource, Stage, UserIdentity};
+use crate::audit::{self, AuditEvent, Check, Checks, Decision};
 use crate::auth::Principal;
 use crate::body::{self, Body, BodyReader};
 use crate::context::{self, RequestFacts};
 use crate::error::S3Error;
+use crate::metrics::RequestSample;
 use crate::s3::route::{Op, Query};
 use crate::s3::{self, Ctx};
 use crate::Gateway;
@@ -45,6 +55,7 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let gw = gateway.clone();
+                let guard = gateway.metrics.connection_opened();
                 let service = service_fn(move |req| {
                     let gw = gw.clone();
                     async move { Ok::<_, Infallible>(handle(gw, peer, req).await) }
@@ -53,6 +64,7 @@ pub async fn serve(
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _guard = guard;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
@@ -71,13 +83,127 @@ pub async fn serve(
     }
 }
 
-/// Largest Query-protocol (IAM) form body: a 6144-character policy document, URL-encoded (up to
-/// three bytes a character), plus the other parameters.
+/// Largest Query-protocol (IAM, STS) form body: a 6144-character policy document, URL-encoded (up
+/// to three bytes a character), plus the other parameters.
 pub const MAX_QUERY_BODY_BYTES: usize = 64 * 1024;
 
 /// A fresh request id in AWS's style (16 uppercase hex digits).
 fn new_request_id() -> String {
     format!("{:016X}", rand::thread_rng().gen::<u64>())
+}
+
+/// What the pipeline learns about a request as it goes, for its audit event.
+struct Trace {
+    api: &'static str,
+    event_source: String,
+    op_name: &'static str,
+    identity: UserIdentity,
+    bucket: Option<String>,
+    key: Option<String>,
+    checks: Arc<Checks>,
+    /// Authentication failed: the decision is `Deny` whatever was checked.
+    authn_failed: bool,
+    bytes_in: Arc<AtomicU64>,
+}
+
+impl Trace {
+    fn event(&self, gw: &Gateway, base: &EventBase, stage: Stage) -> AuditEvent {
+        let authorization = self.checks.snapshot();
+        let resources = authorization
+            .iter()
+            .filter_map(|c| Resource::for_arn(&c.resource))
+            .fold(Vec::<Resource>::new(), |mut acc, r| {
+                if !acc.contains(&r) {
+                    acc.push(r);
+                }
+                acc
+            });
+        let decision = if self.authn_failed {
+            Some(Decision::Deny)
+        } else {
+            self.checks.decision()
+        };
+        AuditEvent {
+            event_version: audit::event::EVENT_VERSION.to_owned(),
+            event_time: base.event_time.clone(),
+            event_source: self.event_source.clone(),
+            event_name: self.op_name.to_owned(),
+            api: self.api.to_owned(),
+            stage,
+            aws_region: gw.config.region.clone(),
+            request_id: base.request_id.clone(),
+            source_ip_address: base.source_ip.to_string(),
+            user_agent: base.user_agent.clone(),
+            user_identity: self.identity.clone(),
+            request_parameters: RequestParameters {
+                bucket_name: self.bucket.clone(),
+                key: self.key.clone(),
+            },
+            resources,
+            authorization,
+            decision,
+            http_status: None,
+            error_code: None,
+            error_message: None,
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: 0,
+            duration_ms: base.started.elapsed().as_secs_f64() * 1000.0,
+            tls: false,
+        }
+    }
+}
+
+/// Facts about a request known on arrival.
+struct EventBase {
+    started: Instant,
+    event_time: String,
+    request_id: String,
+    /// The client address: the TCP peer, or behind a trusted proxy its X-Forwarded-For client.
+    source_ip: IpAddr,
+    user_agent: Option<String>,
+}
+
+fn identity_of(principal: &Principal, account_id: &str) -> UserIdentity {
+    match principal {
+        Principal::Root { access_key_id } => UserIdentity {
+            kind: "Root".into(),
+            arn: Some(principal.arn(account_id)),
+            account_id: Some(account_id.to_owned()),
+            access_key_id: Some(access_key_id.clone()),
+            ..UserIdentity::default()
+        },
+        Principal::User {
+            arn, access_key_id, ..
+        } => UserIdentity {
+            kind: "IAMUser".into(),
+            arn: Some(arn.clone()),
+            account_id: Some(account_id.to_owned()),
+            access_key_id: Some(access_key_id.clone()),
+            ..UserIdentity::default()
+        },
+        Principal::Session { claims, arn, .. } => UserIdentity {
+            kind: "AssumedRole".into(),
+            arn: Some(arn.clone()),
+            account_id: Some(account_id.to_owned()),
+            access_key_id: Some(claims.ak.clone()),
+            session_name: Some(claims.session.clone()),
+            source_identity: claims.source_identity.clone(),
+            ..UserIdentity::default()
+        },
+        Principal::Anonymous => UserIdentity {
+            kind: "AnonymousPrincipal".into(),
+            ..UserIdentity::default()
+        },
+    }
+}
+
+/// `503 ServiceUnavailable`: the audit trail cannot record a mutating request.
+fn audit_unavailable() -> S3Error {
+    S3Error::new(
+        "ServiceUnavailable",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The audit trail cannot be written, so this request was refused. Please try again later.",
+    )
 }
 
 /// Handles one request end to end. Never fails: errors become S3 error responses.
@@ -91,6 +217,40 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
     {
         return finish(Response::new(body::full("ok\n")), &request_id);
     }
+    let base = EventBase {
+        started,
+        event_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        request_id: request_id.clone(),
+        source_ip: context::client_ip(peer.ip(), &parts.headers, &gw.trusted_proxies),
+        user_agent: parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .map(|v| audit::event::clip_user_agent(&String::from_utf8_lossy(v.as_bytes()))),
+    };
+    let mutating = matches!(parts.method, Method::PUT | Method::POST | Method::DELETE);
+
+    if parts.uri.path() == "/metrics" && parts.method == Method::GET {
+        let mut r = Response::new(body::full(gw.metrics.render()));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        let trace = Trace {
+            api: "ops",
+            event_source: "keyhole".into(),
+            op_name: "GetMetrics",
+            identity: UserIdentity {
+                kind: "AnonymousPrincipal".into(),
+                ..UserIdentity::default()
+            },
+            bucket: None,
+            key: None,
+            checks: Arc::default(),
+            authn_failed: false,
+            bytes_in: Arc::default(),
+        };
+        return complete(&gw, trace, &base, r, false, None).await;
+    }
 
     let located = locate(&gw, &parts.headers, parts.uri.path());
     let resource = match &located {
@@ -98,22 +258,42 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         Ok((Some(b), None)) => format!("/{b}"),
         _ => "/".to_owned(),
     };
-    let mut op_name = "Unknown";
-    let mut principal_kind = "Unauthenticated";
-    let mut query_api = false;
     let (err_bucket, err_key) = match &located {
         Ok((b, k)) => (b.clone(), k.clone()),
         Err(_) => (None, None),
     };
+    let mut query_api = false;
+    let mut trace = Trace {
+        api: "s3",
+        event_source: "s3.amazonaws.com".into(),
+        op_name: "Unknown",
+        identity: UserIdentity {
+            kind: "Unknown".into(),
+            ..UserIdentity::default()
+        },
+        bucket: err_bucket.clone(),
+        key: err_key.clone(),
+        checks: Arc::default(),
+        authn_failed: false,
+        bytes_in: Arc::default(),
+    };
     let outcome: Result<Response<Body>, S3Error> = async {
         let (bucket, key) = located?;
         let now = chrono::Utc::now();
-        let signed = gw.authn.parse(&parts.method, &parts.uri, &parts.headers)?;
+        let signed = match gw.authn.parse(&parts.method, &parts.uri, &parts.headers) {
+            Ok(s) => s,
+            Err(e) => {
+                trace.authn_failed = true;
+                return Err(e);
+            }
+        };
         let service = signed.as_ref().map(|s| s.scope().service.clone());
         match service.as_deref() {
             None | Some("s3") => {}
             Some(api @ ("iam" | "sts")) => {
                 query_api = true;
+                trace.api = if api == "iam" { "iam" } else { "sts" };
+                trace.event_source = format!("{api}.amazonaws.com");
                 let Some(signed) = signed else {
                     return Err(S3Error::access_denied("Access Denied"));
                 };
@@ -121,26 +301,28 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
                 // signature covers; it is read and hashed before verification.
                 let expected = declared_length(&parts.headers, None)?;
                 let raw = BodyReader::new(incoming, &HeaderMap::new(), None, expected)
+                    .counting(trace.bytes_in.clone())
                     .read_limited(MAX_QUERY_BODY_BYTES)
                     .await?;
                 let hash = keyhole_sigv4::sha256_hex(&raw);
-                let (principal, verified) = gw.authn.verify(
-                    signed,
-                    &parts.method,
-                    &parts.uri,
-                    &parts.headers,
-                    now,
-                    Some(&hash),
-                )?;
-                principal_kind = principal.kind();
+                let claimed = signed.access_key_id().to_owned();
+                let (principal, verified) = gw
+                    .authn
+                    .verify(signed, &parts.method, &parts.uri, &parts.headers, now, Some(&hash))
+                    .inspect_err(|_| {
+                        trace.authn_failed = true;
+                        trace.identity.access_key_id = Some(claimed);
+                    })?;
+                trace.identity = identity_of(&principal, &gw.account.record.account_id);
                 let form = if parts.method == Method::POST {
                     Query::parse(Some(&String::from_utf8_lossy(&raw)))
                 } else {
                     Query::parse(parts.uri.query())
                 };
+                trace.op_name = query_op_name(api, form.get("Action"));
                 let context = context::global(&RequestFacts {
                     now,
-                    source_ip: context::client_ip(peer.ip(), &parts.headers, &gw.trusted_proxies),
+                    source_ip: base.source_ip,
                     secure: false,
                     headers: &parts.headers,
                     region: &gw.config.region,
@@ -148,15 +330,25 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
                     principal: &principal,
                     verified: Some(&verified),
                 });
-                let (response, name) = if api == "iam" {
-                    crate::iam::dispatch(&gw, &principal, form, &context, &request_id).await?
+                let (response, _) = if api == "iam" {
+                    crate::iam::dispatch(&gw, &principal, form, &context, &request_id, &trace.checks)
+                        .await?
                 } else {
-                    crate::sts::dispatch(&gw, &principal, form, &context, &request_id, now).await?
+                    crate::sts::dispatch(
+                        &gw,
+                        &principal,
+                        form,
+                        &context,
+                        &request_id,
+                        now,
+                        &trace.checks,
+                    )
+                    .await?
                 };
-                op_name = name;
                 return Ok(response);
             }
             Some(other) => {
+                trace.api = "other";
                 return Err(S3Error::not_implemented(&format!(
                     "the `{other}` service (this release serves S3, IAM and STS)"
                 )));
@@ -165,18 +357,18 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         let (principal, verified) = match signed {
             None => (Principal::Anonymous, None),
             Some(signed) => {
-                let (p, v) = gw.authn.verify(
-                    signed,
-                    &parts.method,
-                    &parts.uri,
-                    &parts.headers,
-                    now,
-                    None,
-                )?;
+                let claimed = signed.access_key_id().to_owned();
+                let (p, v) = gw
+                    .authn
+                    .verify(signed, &parts.method, &parts.uri, &parts.headers, now, None)
+                    .inspect_err(|_| {
+                        trace.authn_failed = true;
+                        trace.identity.access_key_id = Some(claimed);
+                    })?;
                 (p, Some(v))
             }
         };
-        principal_kind = principal.kind();
+        trace.identity = identity_of(&principal, &gw.account.record.account_id);
         let query = Query::parse(parts.uri.query());
         let copy_source = header_str(&parts.headers, "x-amz-copy-source")?;
         let control = Op::route_control(
@@ -196,11 +388,13 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         };
         // S3 Control requests name no bucket: their path is not a bucket and key.
         let (bucket, key) = if control_op(&op) {
+            trace.bucket = None;
+            trace.key = None;
             (None, None)
         } else {
             (bucket, key)
         };
-        op_name = op.name();
+        trace.op_name = op.name();
         let bucket = bucket.unwrap_or_default();
         let key = key.unwrap_or_default();
         let access = op.access(&bucket, &key);
@@ -211,7 +405,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         }
         let mut context = context::global(&RequestFacts {
             now,
-            source_ip: context::client_ip(peer.ip(), &parts.headers, &gw.trusted_proxies),
+            source_ip: base.source_ip,
             secure: false,
             headers: &parts.headers,
             region: &gw.config.region,
@@ -221,10 +415,24 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         });
         context::add_s3(&mut context, &op, &query, &parts.headers);
         for permission in &access.upfront {
-            gw.authz.authorize(&principal, permission, &context)?;
+            let decided = gw.authz.authorize(&principal, permission, &context);
+            trace.checks.push(check_record(&principal, permission, &decided));
+            decided?;
+        }
+        if mutating {
+            // Write-ahead: the request's `authorized` record is durable before anything changes.
+            let intent = trace.event(&gw, &base, Stage::Authorized);
+            if let Err(e) = gw.audit.record_durable(intent).await {
+                if !gw.config.audit_fail_open {
+                    tracing::error!(error = %e, "refusing a mutating request: audit trail unavailable");
+                    return Err(audit_unavailable());
+                }
+                tracing::warn!(error = %e, "audit trail unavailable; serving anyway (audit_fail_open)");
+            }
         }
         let expected = declared_length(&parts.headers, verified.as_ref())?;
-        let body = BodyReader::new(incoming, &parts.headers, verified.as_ref(), expected);
+        let body = BodyReader::new(incoming, &parts.headers, verified.as_ref(), expected)
+            .counting(trace.bytes_in.clone());
         let ctx = Ctx {
             gw: &gw,
             principal: &principal,
@@ -234,53 +442,266 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
             headers: &parts.headers,
             declared_length: expected,
             context,
+            checks: &trace.checks,
         };
         s3::dispatch(op, ctx, body).await
     }
     .await;
 
-    let response = match outcome {
-        Ok(r) => r,
-        Err(mut e) => {
-            // Name the bucket and key in the body as S3 does for these codes.
-            match (e.code(), &err_bucket, &err_key) {
-                ("NoSuchKey", _, Some(k)) => e = e.with("Key", k.clone()),
-                ("NoSuchBucket" | "BucketNotEmpty" | "BucketAlreadyOwnedByYou", Some(b), _) => {
-                    e = e.with("BucketName", b.clone());
-                }
-                _ => {}
-            }
-            let status = e.status();
-            let body = if is_head {
-                body::empty()
-            } else if query_api {
-                body::full(e.to_query_xml(&request_id))
-            } else {
-                body::full(e.to_xml(&resource, &request_id))
-            };
-            let mut r = Response::new(body);
-            *r.status_mut() = status;
-            if !is_head {
-                r.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/xml"),
-                );
-            }
-            tracing::info!(code = e.code(), message = e.message(), "request failed");
-            r
+    let (response, error) = match outcome {
+        Ok(r) => (r, None),
+        Err(e) => {
+            let r = error_response(
+                e,
+                &err_bucket,
+                &err_key,
+                &resource,
+                &request_id,
+                is_head,
+                query_api,
+            );
+            (r.0, Some(r.1))
         }
     };
     tracing::info!(
         request_id = %request_id,
         %peer,
         method = %parts.method,
-        op = op_name,
-        principal = principal_kind,
+        op = trace.op_name,
+        principal = trace.identity.kind.as_str(),
         status = response.status().as_u16(),
         elapsed_us = started.elapsed().as_micros() as u64,
         "request"
     );
+    let durable = mutating && response.status().is_success();
+    let mut response = response;
+    if error.is_some() && declares_body(&parts.headers) {
+        // The body may be unread (errors are answered before it is consumed, and a client that
+        // sent `Expect: 100-continue` may never send it): this connection cannot be reused
+        // safely, so close it after the response instead of misreading the next request.
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let response = complete(&gw, trace, &base, response, durable, error).await;
+    if durable && response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        return finish(
+            error_response(
+                audit_unavailable(),
+                &err_bucket,
+                &err_key,
+                &resource,
+                &request_id,
+                is_head,
+                query_api,
+            )
+            .0,
+            &request_id,
+        );
+    }
     finish(response, &request_id)
+}
+
+/// The audit record of one authorization check.
+pub(crate) fn check_record(
+    principal: &Principal,
+    permission: &crate::s3::route::Permission,
+    decided: &Result<(), S3Error>,
+) -> Check {
+    let (decision, reason) = match decided {
+        Ok(()) => (
+            Decision::Allow,
+            format!("allowed for the {} principal", principal.kind()),
+        ),
+        Err(e) => (Decision::Deny, e.message().to_owned()),
+    };
+    Check {
+        action: permission.action.to_owned(),
+        resource: permission.resource.clone(),
+        decision,
+        reason,
+        statements: Vec::new(),
+    }
+}
+
+/// Renders an error as S3 XML; returns the response and the (code, message) for the event.
+fn error_response(
+    mut e: S3Error,
+    err_bucket: &Option<String>,
+    err_key: &Option<String>,
+    resource: &str,
+    request_id: &str,
+    is_head: bool,
+    query_api: bool,
+) -> (Response<Body>, (String, String)) {
+    // Name the bucket and key in the body as S3 does for these codes.
+    match (e.code(), err_bucket, err_key) {
+        ("NoSuchKey", _, Some(k)) => e = e.with("Key", k.clone()),
+        ("NoSuchBucket" | "BucketNotEmpty" | "BucketAlreadyOwnedByYou", Some(b), _) => {
+            e = e.with("BucketName", b.clone());
+        }
+        _ => {}
+    }
+    let status = e.status();
+    let body = if is_head {
+        body::empty()
+    } else if query_api {
+        body::full(e.to_query_xml(request_id))
+    } else {
+        body::full(e.to_xml(resource, request_id))
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    if !is_head {
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
+    }
+    tracing::info!(code = e.code(), message = e.message(), "request failed");
+    (r, (e.code().to_owned(), e.message().to_owned()))
+}
+
+/// Records the request's `completed` event and metrics. With `durable`, waits until the event is
+/// on disk and, if it cannot be written (and the sink fails closed), answers 503 instead;
+/// otherwise the event is written when the response body ends, with the bytes actually sent.
+async fn complete(
+    gw: &Arc<Gateway>,
+    trace: Trace,
+    base: &EventBase,
+    response: Response<Body>,
+    durable: bool,
+    error: Option<(String, String)>,
+) -> Response<Body> {
+    let mut event = trace.event(gw, base, Stage::Completed);
+    event.http_status = Some(response.status().as_u16());
+    if let Some((code, message)) = error {
+        event.error_code = Some(code);
+        event.error_message = Some(message);
+    }
+    let (api, op) = (trace.api, trace.op_name);
+    if durable {
+        let size = http_body::Body::size_hint(response.body()).exact();
+        event.bytes_out = size.unwrap_or(0);
+        record_metrics(gw, &event, api, op);
+        if let Err(e) = gw.audit.record_durable(event).await {
+            if !gw.config.audit_fail_open {
+                tracing::error!(error = %e, "a completed write could not be audited: answering 503");
+                let mut r = Response::new(body::empty());
+                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                return r;
+            }
+            tracing::warn!(error = %e, "audit trail unavailable; acknowledging anyway (audit_fail_open)");
+        }
+        return response;
+    }
+    let expected = http_body::Body::size_hint(response.body())
+        .exact()
+        .or_else(|| {
+            response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        });
+    let (parts, inner) = response.into_parts();
+    let audited = AuditedBody {
+        inner,
+        sent: 0,
+        expected,
+        pending: Some(Pending {
+            gw: gw.clone(),
+            event,
+            api,
+            op,
+            started: base.started,
+        }),
+    };
+    Response::from_parts(parts, http_body_util::BodyExt::boxed(audited))
+}
+
+fn record_metrics(gw: &Gateway, event: &AuditEvent, api: &'static str, op: &'static str) {
+    gw.metrics.record(&RequestSample {
+        api,
+        operation: op,
+        decision: match event.decision {
+            Some(Decision::Allow) => "Allow",
+            Some(Decision::Deny) => "Deny",
+            None => "None",
+        },
+        status: event.http_status.unwrap_or(0),
+        duration: Duration::from_secs_f64(event.duration_ms / 1000.0),
+        bytes_in: event.bytes_in,
+        bytes_out: event.bytes_out,
+    });
+}
+
+/// An event waiting for its response body to end.
+struct Pending {
+    gw: Arc<Gateway>,
+    event: AuditEvent,
+    api: &'static str,
+    op: &'static str,
+    started: Instant,
+}
+
+/// A response body that counts what it sends and records the request's event when it ends
+/// (all declared bytes sent, end of stream, or dropped because the client went away).
+struct AuditedBody {
+    inner: Body,
+    sent: u64,
+    expected: Option<u64>,
+    pending: Option<Pending>,
+}
+
+impl AuditedBody {
+    fn record(&mut self) {
+        if let Some(mut p) = self.pending.take() {
+            p.event.bytes_out = self.sent;
+            p.event.duration_ms = p.started.elapsed().as_secs_f64() * 1000.0;
+            record_metrics(&p.gw, &p.event, p.api, p.op);
+            p.gw.audit.record_detached(p.event);
+        }
+    }
+}
+
+impl http_body::Body for AuditedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    self.sent += d.len() as u64;
+                }
+                if self.expected.is_some_and(|n| self.sent >= n) || self.inner.is_end_stream() {
+                    self.record();
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.record(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for AuditedBody {
+    fn drop(&mut self) {
+        self.record();
+    }
 }
 
 fn finish(mut response: Response<Body>, request_id: &str) -> Response<Body> {
@@ -293,6 +714,15 @@ fn finish(mut response: Response<Body>, request_id: &str) -> Response<Body> {
     response
 }
 
+/// Whether a request announces a body (a non-zero `Content-Length`, or chunked transfer).
+fn declares_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
 fn control_op(op: &Op) -> bool {
     matches!(
         op,
@@ -300,6 +730,21 @@ fn control_op(op: &Op) -> bool {
             | Op::PutAccountPublicAccessBlock
             | Op::DeleteAccountPublicAccessBlock
     )
+}
+
+/// The operation name of a Query-protocol request for logs, metrics and audit: a served action's
+/// own (static) name, or `Unknown`.
+fn query_op_name(api: &str, action: Option<&str>) -> &'static str {
+    let action = action.unwrap_or("");
+    if api == "iam" {
+        crate::iam::IamAction::parse(action).map_or("Unknown", crate::iam::IamAction::name)
+    } else {
+        match action {
+            "AssumeRole" => "AssumeRole",
+            "GetCallerIdentity" => "GetCallerIdentity",
+            _ => "Unknown",
+        }
+    }
 }
 
 /// A header as text; a header that is not valid text is a client error.

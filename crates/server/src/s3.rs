@@ -36,6 +36,8 @@ pub struct Ctx<'a> {
     pub declared_length: Option<u64>,
     /// The request's IAM condition context (for checks made inside handlers).
     pub context: keyhole_policy::Context,
+    /// Where handlers that check per key (DeleteObjects) record their checks for the audit event.
+    pub checks: &'a crate::audit::Checks,
 }
 
 impl Ctx<'_> {

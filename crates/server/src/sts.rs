@@ -136,6 +136,7 @@ pub async fn dispatch(
     context: &Context,
     request_id: &str,
     now: DateTime<Utc>,
+    checks: &crate::audit::Checks,
 ) -> Result<(Response<Body>, &'static str), S3Error> {
     match form.get("Action").unwrap_or("") {
         // Always allowed, as in AWS.
@@ -144,7 +145,7 @@ pub async fn dispatch(
             "GetCallerIdentity",
         )),
         "AssumeRole" => Ok((
-            assume_role(gw, principal, &form, context, request_id, now)?,
+            assume_role(gw, principal, &form, context, request_id, now, checks)?,
             "AssumeRole",
         )),
         other => Err(S3Error::not_implemented(&format!(
@@ -191,6 +192,7 @@ fn assume_role(
     context: &Context,
     request_id: &str,
     now: DateTime<Utc>,
+    checks: &crate::audit::Checks,
 ) -> Result<Response<Body>, S3Error> {
     let account = &gw.account.record.account_id;
     let role_arn = form
@@ -290,12 +292,24 @@ fn assume_role(
         },
         &request,
     );
-    if decision.kind != keyhole_policy::DecisionKind::Allowed {
-        return Err(S3Error::access_denied(format!(
+    let decided = if decision.kind == keyhole_policy::DecisionKind::Allowed {
+        Ok(())
+    } else {
+        Err(S3Error::access_denied(format!(
             "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
             principal.arn(account)
-        )));
-    }
+        )))
+    };
+    let permission = crate::s3::route::Permission {
+        action: "sts:AssumeRole",
+        resource: role_arn.to_owned(),
+    };
+    checks.push(crate::pipeline::check_record(
+        principal,
+        &permission,
+        &decided,
+    ));
+    decided?;
 
     let claims = SessionClaims {
         ak: new_key_id(),

@@ -423,11 +423,25 @@ pub(super) async fn delete_objects(
             action: "s3:DeleteObject",
             resource: object_arn(&ctx.bucket, &key),
         };
-        let result = match ctx
+        let decided = ctx
             .gw
             .authz
-            .authorize(ctx.principal, &permission, &ctx.context)
-        {
+            .authorize(ctx.principal, &permission, &ctx.context);
+        ctx.checks.push(crate::audit::Check {
+            action: permission.action.to_owned(),
+            resource: permission.resource.clone(),
+            decision: if decided.is_ok() {
+                crate::audit::Decision::Allow
+            } else {
+                crate::audit::Decision::Deny
+            },
+            reason: match &decided {
+                Ok(()) => format!("allowed for the {} principal", ctx.principal.kind()),
+                Err(e) => e.message().to_owned(),
+            },
+            statements: Vec::new(),
+        });
+        let result = match decided {
             Err(e) => Err(e),
             Ok(()) => {
                 let store = ctx.gw.store.clone();

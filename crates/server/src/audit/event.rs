@@ -1,0 +1,285 @@
+//! The audit event: one typed, serde-serialized record per request.
+//!
+//! Field names follow CloudTrail's where CloudTrail has one (`eventTime`, `eventSource`,
+//! `eventName`, `requestID`, `sourceIPAddress`, `userAgent`, `userIdentity`, `requestParameters`,
+//! `resources`, `errorCode`, `errorMessage`); the rest are keyhole's own.
+//!
+//! # Security
+//! An event holds no secret by construction: there is no field for a header, a query string, a
+//! signature, a session token or a secret key. Identity is the access key *id* (as CloudTrail
+//! records it), never its secret.
+
+use serde::{Deserialize, Serialize};
+
+/// The `eventVersion` written by this release.
+pub const EVENT_VERSION: &str = "1.0";
+
+/// Longest `userAgent` kept, in characters; longer ones are cut.
+pub const MAX_USER_AGENT_CHARS: usize = 512;
+
+/// One request, as recorded in the trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// Format version of this record.
+    pub event_version: String,
+    /// When the request arrived (RFC 3339, UTC, milliseconds).
+    pub event_time: String,
+    /// The service, CloudTrail style (`s3.amazonaws.com`, `keyhole`).
+    pub event_source: String,
+    /// The operation (`PutObject`, ...); `Unknown` when the request could not be routed.
+    pub event_name: String,
+    /// The API family: `s3`, `sts`, `iam`, `keyhole`, `ops`.
+    pub api: String,
+    /// `authorized` for the write-ahead record of a mutating request, written and made durable
+    /// before its handler runs; `completed` for the record of a finished request.
+    pub stage: Stage,
+    /// The gateway's region.
+    pub aws_region: String,
+    /// The request id returned to the client (`x-amz-request-id`).
+    #[serde(rename = "requestID")]
+    pub request_id: String,
+    /// The TCP peer address (forwarded headers are not trusted).
+    #[serde(rename = "sourceIPAddress")]
+    pub source_ip_address: String,
+    /// The `User-Agent` header, cut to [`MAX_USER_AGENT_CHARS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Who sent the request.
+    pub user_identity: UserIdentity,
+    /// The bucket and key the request named.
+    pub request_parameters: RequestParameters,
+    /// The resources the request was checked against.
+    #[serde(default)]
+    pub resources: Vec<Resource>,
+    /// Every (action, resource) pair checked, with its decision.
+    #[serde(default)]
+    pub authorization: Vec<Check>,
+    /// The overall decision: `Deny` if authentication failed or any check denied, `Allow` if
+    /// every check allowed, absent when the request was refused before authorization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+    /// HTTP status sent (absent on `authorized` records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// AWS error code of a failed request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// The error message sent to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Payload bytes received (after aws-chunked decoding).
+    pub bytes_in: u64,
+    /// Body bytes sent.
+    pub bytes_out: u64,
+    /// Time from arrival to the end of the response body, in milliseconds.
+    pub duration_ms: f64,
+    /// Whether the connection used TLS.
+    pub tls: bool,
+}
+
+/// Which record of a request this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Written before a mutating handler runs (write-ahead).
+    Authorized,
+    /// Written when the request finished.
+    Completed,
+}
+
+/// CloudTrail's `userIdentity`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct UserIdentity {
+    /// `Root`, `IAMUser`, `AssumedRole`, `AnonymousPrincipal`, or `Unknown` when authentication
+    /// failed (then `accessKeyId` is the key the request claimed).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The principal's ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// The principal's account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The access key id used (or claimed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// Session name of an assumed-role session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_name: Option<String>,
+    /// Source identity of a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_identity: Option<String>,
+    /// The keyhole job the credentials belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+}
+
+/// CloudTrail's `requestParameters`, restricted to what keyhole records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestParameters {
+    /// The bucket named by the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_name: Option<String>,
+    /// The key named by the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// CloudTrail's `resources` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resource {
+    /// `AWS::S3::Object`, `AWS::S3::Bucket`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The resource ARN.
+    #[serde(rename = "ARN")]
+    pub arn: String,
+}
+
+impl Resource {
+    /// The resource entry for an S3 ARN; `None` for `*`.
+    pub fn for_arn(arn: &str) -> Option<Resource> {
+        let rest = arn.strip_prefix("arn:aws:s3:::")?;
+        let kind = if rest.contains('/') {
+            "AWS::S3::Object"
+        } else {
+            "AWS::S3::Bucket"
+        };
+        Some(Resource {
+            kind: kind.to_owned(),
+            arn: arn.to_owned(),
+        })
+    }
+}
+
+/// An authorization decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Decision {
+    /// Allowed.
+    Allow,
+    /// Denied (explicitly, implicitly, or because authentication failed).
+    Deny,
+}
+
+/// One (action, resource) pair checked, and what was decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    /// IAM action.
+    pub action: String,
+    /// Resource ARN.
+    pub resource: String,
+    /// The decision.
+    pub decision: Decision,
+    /// Why, in words.
+    pub reason: String,
+    /// The statements that decided (`policy#index` or Sid); not filled yet (the reason is).
+    #[serde(default)]
+    pub statements: Vec<String>,
+}
+
+/// Cuts a user agent to [`MAX_USER_AGENT_CHARS`] characters.
+pub fn clip_user_agent(ua: &str) -> String {
+    ua.chars().take(MAX_USER_AGENT_CHARS).collect()
+}
+
+/// A fixed event for tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A completed root PutObject.
+    pub(crate) fn sample_event() -> AuditEvent {
+        AuditEvent {
+            event_version: EVENT_VERSION.into(),
+            event_time: "2026-11-22T08:00:00.000Z".into(),
+            event_source: "s3.amazonaws.com".into(),
+            event_name: "PutObject".into(),
+            api: "s3".into(),
+            stage: Stage::Completed,
+            aws_region: "us-east-1".into(),
+            request_id: "0123456789ABCDEF".into(),
+            source_ip_address: "127.0.0.1".into(),
+            user_agent: Some("boto3".into()),
+            user_identity: UserIdentity {
+                kind: "Root".into(),
+                arn: Some("arn:aws:iam::123456789012:root".into()),
+                account_id: Some("123456789012".into()),
+                access_key_id: Some("AKIAEXAMPLE".into()),
+                ..Default::default()
+            },
+            request_parameters: RequestParameters {
+                bucket_name: Some("b".into()),
+                key: Some("k".into()),
+            },
+            resources: vec![Resource::for_arn("arn:aws:s3:::b/k").unwrap()],
+            authorization: vec![Check {
+                action: "s3:PutObject".into(),
+                resource: "arn:aws:s3:::b/k".into(),
+                decision: Decision::Allow,
+                reason: "root user".into(),
+                statements: vec![],
+            }],
+            decision: Some(Decision::Allow),
+            http_status: Some(200),
+            error_code: None,
+            error_message: None,
+            bytes_in: 5,
+            bytes_out: 0,
+            duration_ms: 1.5,
+            tls: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::sample_event as sample;
+    use super::*;
+
+    #[test]
+    fn serializes_with_cloudtrail_names_and_round_trips() {
+        let e = sample();
+        let json = serde_json::to_string(&e).unwrap();
+        for name in [
+            "\"eventTime\"",
+            "\"eventSource\"",
+            "\"eventName\"",
+            "\"requestID\"",
+            "\"sourceIPAddress\"",
+            "\"userAgent\"",
+            "\"userIdentity\"",
+            "\"accessKeyId\"",
+            "\"requestParameters\"",
+            "\"bucketName\"",
+            "\"ARN\"",
+            "\"httpStatus\"",
+            "\"bytesIn\"",
+            "\"durationMs\"",
+        ] {
+            assert!(json.contains(name), "{name} missing from {json}");
+        }
+        assert!(json.contains("\"type\":\"AWS::S3::Object\""));
+        assert!(!json.contains("errorCode"), "absent fields are omitted");
+        let back: AuditEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn resource_kinds() {
+        assert_eq!(
+            Resource::for_arn("arn:aws:s3:::b").unwrap().kind,
+            "AWS::S3::Bucket"
+        );
+        assert!(Resource::for_arn("*").is_none());
+    }
+
+    #[test]
+    fn user_agent_is_clipped_on_a_char_boundary() {
+        let ua = "é".repeat(MAX_USER_AGENT_CHARS + 10);
+        assert_eq!(clip_user_agent(&ua).chars().count(), MAX_USER_AGENT_CHARS);
+    }
+}

@@ -1,0 +1,294 @@
+//! Prometheus metrics for `/metrics`: requests by API, operation, decision and status, latency
+//! histograms, bytes in and out, active connections, and the audit sink's queue depth and fsync
+//! latency.
+//!
+//! Counters are atomics, except the labelled request counter, which is a small map behind a
+//! mutex (one short lock per request).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// A fixed-bucket histogram of durations in seconds.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations in (previous bound, this bound]; rendered cumulatively.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in nanoseconds.
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: std::time::Duration) {
+        // One atomic per observation: each bucket counts only its own range, and rendering
+        // accumulates them (Prometheus buckets are cumulative).
+        let secs = d.as_secs_f64();
+        if let Some(bucket) = LATENCY_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .find(|(bound, _)| secs <= **bound)
+            .map(|(_, b)| b)
+        {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0u64;
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.count();
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+/// The audit sink's own numbers, shared with its writer thread.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    /// Events handed to the sink and not yet written.
+    pub queue_depth: AtomicI64,
+    /// Time spent in each fsync of the trail.
+    pub fsync: Histogram,
+    /// Events written and made durable.
+    pub events_written: AtomicU64,
+    /// Events that could not be written.
+    pub events_failed: AtomicU64,
+}
+
+/// Labels of the request counter.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct RequestKey {
+    api: &'static str,
+    operation: &'static str,
+    decision: &'static str,
+    status: u16,
+}
+
+/// Every metric the gateway exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<RequestKey, u64>>,
+    latency: Histogram,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    active_connections: AtomicI64,
+    /// The audit sink's numbers.
+    pub sink: Arc<SinkStats>,
+}
+
+/// One finished request, as the metrics see it.
+#[derive(Debug, Clone)]
+pub struct RequestSample {
+    /// `s3`, `ops`, ...
+    pub api: &'static str,
+    /// The operation name.
+    pub operation: &'static str,
+    /// `Allow`, `Deny` or `None`.
+    pub decision: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// Duration.
+    pub duration: std::time::Duration,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+    /// Body bytes sent.
+    pub bytes_out: u64,
+}
+
+impl Metrics {
+    /// Counts one finished request.
+    pub fn record(&self, s: &RequestSample) {
+        self.latency.observe(s.duration);
+        self.bytes_in.fetch_add(s.bytes_in, Ordering::Relaxed);
+        self.bytes_out.fetch_add(s.bytes_out, Ordering::Relaxed);
+        let key = RequestKey {
+            api: s.api,
+            operation: s.operation,
+            decision: s.decision,
+            status: s.status,
+        };
+        if let Ok(mut map) = self.requests.lock() {
+            *map.entry(key).or_insert(0) += 1;
+        }
+    }
+
+    /// A connection opened; the guard counts it closed when dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> ConnectionGuard {
+        self.active_connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self.clone())
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP keyhole_requests_total Requests by API, operation, decision and HTTP status.\n# TYPE keyhole_requests_total counter\n");
+        if let Ok(map) = self.requests.lock() {
+            for (k, v) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "keyhole_requests_total{{api=\"{}\",operation=\"{}\",decision=\"{}\",status=\"{}\"}} {v}",
+                    k.api,
+                    escape_label(k.operation),
+                    k.decision,
+                    k.status
+                );
+            }
+        }
+        out.push_str("# HELP keyhole_request_duration_seconds Time from request arrival to the end of the response body (to the durable audit record for writes).\n# TYPE keyhole_request_duration_seconds histogram\n");
+        self.latency
+            .render(&mut out, "keyhole_request_duration_seconds", "");
+        let gauges: [(&str, &str, &str, i64); 6] = [
+            (
+                "keyhole_request_bytes_total",
+                "counter",
+                "Payload bytes received.",
+                clamp(self.bytes_in.load(Ordering::Relaxed)),
+            ),
+            (
+                "keyhole_response_bytes_total",
+                "counter",
+                "Response body bytes sent.",
+                clamp(self.bytes_out.load(Ordering::Relaxed)),
+            ),
+            (
+                "keyhole_active_connections",
+                "gauge",
+                "Open client connections.",
+                self.active_connections.load(Ordering::Relaxed),
+            ),
+            (
+                "keyhole_audit_queue_depth",
+                "gauge",
+                "Audit events waiting to be written.",
+                self.sink.queue_depth.load(Ordering::Relaxed),
+            ),
+            (
+                "keyhole_audit_events_written_total",
+                "counter",
+                "Audit events written and fsynced.",
+                clamp(self.sink.events_written.load(Ordering::Relaxed)),
+            ),
+            (
+                "keyhole_audit_events_failed_total",
+                "counter",
+                "Audit events the sink could not write.",
+                clamp(self.sink.events_failed.load(Ordering::Relaxed)),
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        out.push_str("# HELP keyhole_audit_fsync_seconds Time of each fsync of the audit trail.\n# TYPE keyhole_audit_fsync_seconds histogram\n");
+        self.sink
+            .fsync
+            .render(&mut out, "keyhole_audit_fsync_seconds", "");
+        out
+    }
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Decrements the active-connection gauge when dropped.
+#[derive(Debug)]
+pub struct ConnectionGuard(Arc<Metrics>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Arc::new(Metrics::default());
+        m.record(&RequestSample {
+            api: "s3",
+            operation: "GetObject",
+            decision: "Allow",
+            status: 200,
+            duration: Duration::from_millis(3),
+            bytes_in: 0,
+            bytes_out: 10,
+        });
+        m.record(&RequestSample {
+            api: "s3",
+            operation: "GetObject",
+            decision: "Allow",
+            status: 200,
+            duration: Duration::from_millis(30),
+            bytes_in: 0,
+            bytes_out: 5,
+        });
+        let g = m.connection_opened();
+        m.sink.fsync.observe(Duration::from_micros(800));
+        let text = m.render();
+        assert!(text.contains(
+            "keyhole_requests_total{api=\"s3\",operation=\"GetObject\",decision=\"Allow\",status=\"200\"} 2"
+        ), "{text}");
+        assert!(text.contains("keyhole_request_duration_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("keyhole_request_duration_seconds_bucket{le=\"0.05\"} 2"));
+        assert!(text.contains("keyhole_request_duration_seconds_bucket{le=\"+Inf\"} 2"));
+        assert!(text.contains("keyhole_request_duration_seconds_count 2"));
+        assert!(text.contains("keyhole_response_bytes_total 15"));
+        assert!(text.contains("keyhole_active_connections 1"));
+        assert!(text.contains("keyhole_audit_fsync_seconds_bucket{le=\"0.001\"} 1"));
+        drop(g);
+        assert!(m.render().contains("keyhole_active_connections 0"));
+        // Every non-comment line is `name{labels} value` or `name value`.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

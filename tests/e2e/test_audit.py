@@ -1,0 +1,354 @@
+"""Issue 5: the audit trail. Every request leaves an event, in order; tampering is caught by
+`keyhole audit verify`; an unwritable trail makes writes fail closed; kill -9 under load loses no
+acknowledged write's event; no secret ever reaches the trail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import types
+import urllib.request
+from pathlib import Path
+
+import botocore.auth
+import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from e2e_helpers import (
+    REGION,
+    assert_s3_error,
+    audit_dir,
+    keyhole_cli,
+    make_client,
+    presign_url,
+    raw_request,
+    read_trail,
+    secret_findings,
+    signed_request,
+    wait_for_events,
+)
+
+
+def target(kp) -> types.SimpleNamespace:
+    """What signed_request needs to know about a server."""
+    ak, sk = kp.credentials()
+    return types.SimpleNamespace(port=kp.port, endpoint=kp.endpoint, access_key=ak, secret_key=sk)
+
+
+def summary(e: dict) -> tuple:
+    return (
+        e["eventName"],
+        e["stage"],
+        e.get("httpStatus"),
+        e.get("decision"),
+        e["userIdentity"]["type"],
+        e.get("errorCode"),
+    )
+
+
+def s3_events(events: list[dict]) -> list[dict]:
+    return [e for e in events if e["api"] != "ops"]
+
+
+def verify(data_dir: Path) -> subprocess.CompletedProcess:
+    return keyhole_cli("audit", "verify", "--data-dir", str(data_dir))
+
+
+def test_mixed_session_produces_the_expected_events_in_order(fresh_server_factory):
+    kp = fresh_server_factory()
+    srv = target(kp)
+    account = kp.account_id()
+    s3 = make_client(kp.endpoint, srv.access_key, srv.secret_key)
+    b = "audit-mixed"
+    s3.create_bucket(Bucket=b)
+    put = s3.put_object(Bucket=b, Key="data/k1", Body=b"hello")
+    got = s3.get_object(Bucket=b, Key="data/k1")
+    assert got["Body"].read() == b"hello"
+    # Wait for the GET's event: it is recorded when its body has been sent.
+    wait_for_events(kp.data_dir, lambda ev: any(e["eventName"] == "GetObject" for e in ev))
+    anon = raw_request(kp.port, "GET", f"/{b}/data/k1")
+    assert_s3_error(anon, 403, "AccessDenied")
+    wait_for_events(kp.data_dir, lambda ev: any(e["userIdentity"]["type"] == "AnonymousPrincipal" for e in ev))
+    bad = signed_request(srv, "PUT", f"/{b}/data/k2", body=b"x", secret_key="wrong" + srv.secret_key[5:])
+    assert_s3_error(bad, 403, "SignatureDoesNotMatch")
+    wait_for_events(kp.data_dir, lambda ev: any(e.get("errorCode") == "SignatureDoesNotMatch" for e in ev))
+    # An STS request (signed for service sts): recorded with api "sts".
+    form = b"Action=GetCallerIdentity&Version=2011-06-15"
+    req = AWSRequest(
+        method="POST",
+        url=kp.endpoint + "/",
+        data=form,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Amz-Content-SHA256": hashlib.sha256(form).hexdigest(),
+        },
+    )
+    botocore.auth.SigV4Auth(Credentials(srv.access_key, srv.secret_key), "sts", REGION).add_auth(req)
+    sts = raw_request(kp.port, "POST", "/", dict(req.headers), req.body)
+    assert sts.status == 200, sts.body[:300]
+    wait_for_events(kp.data_dir, lambda ev: any(e["api"] == "sts" for e in ev))
+    up = s3.create_multipart_upload(Bucket=b, Key="data/big")
+    part = s3.upload_part(Bucket=b, Key="data/big", UploadId=up["UploadId"], PartNumber=1, Body=b"p" * 1000)
+    s3.complete_multipart_upload(
+        Bucket=b,
+        Key="data/big",
+        UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+    )
+    s3.delete_object(Bucket=b, Key="data/k1")
+
+    events = s3_events(read_trail(kp.data_dir))
+    expected = [
+        ("CreateBucket", "authorized", None, "Allow", "Root", None),
+        ("CreateBucket", "completed", 200, "Allow", "Root", None),
+        ("PutObject", "authorized", None, "Allow", "Root", None),
+        ("PutObject", "completed", 200, "Allow", "Root", None),
+        ("GetObject", "completed", 200, "Allow", "Root", None),
+        ("GetObject", "completed", 403, "Deny", "AnonymousPrincipal", "AccessDenied"),
+        ("Unknown", "completed", 403, "Deny", "Unknown", "SignatureDoesNotMatch"),
+        ("GetCallerIdentity", "completed", 200, None, "Root", None),
+        ("CreateMultipartUpload", "authorized", None, "Allow", "Root", None),
+        ("CreateMultipartUpload", "completed", 200, "Allow", "Root", None),
+        ("UploadPart", "authorized", None, "Allow", "Root", None),
+        ("UploadPart", "completed", 200, "Allow", "Root", None),
+        ("CompleteMultipartUpload", "authorized", None, "Allow", "Root", None),
+        ("CompleteMultipartUpload", "completed", 200, "Allow", "Root", None),
+        ("DeleteObject", "authorized", None, "Allow", "Root", None),
+        ("DeleteObject", "completed", 204, "Allow", "Root", None),
+    ]
+    assert [summary(e) for e in events] == expected, json.dumps(events, indent=1)[:6000]
+
+    # Details CloudTrail users look for.
+    put_done = events[3]
+    assert put_done["requestID"] == put["ResponseMetadata"]["RequestId"]
+    assert put_done["eventSource"] == "s3.amazonaws.com"
+    assert put_done["sourceIPAddress"] == "127.0.0.1"
+    assert put_done["userAgent"].startswith("Boto3/")
+    assert put_done["userIdentity"] == {
+        "type": "Root",
+        "arn": f"arn:aws:iam::{account}:root",
+        "accountId": account,
+        "accessKeyId": srv.access_key,
+    }
+    assert put_done["requestParameters"] == {"bucketName": b, "key": "data/k1"}
+    assert put_done["resources"] == [{"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{b}/data/k1"}]
+    assert put_done["authorization"][0]["action"] == "s3:PutObject"
+    assert put_done["bytesIn"] == 5 and put_done["tls"] is False and put_done["durationMs"] >= 0
+    assert events[4]["bytesOut"] == 5
+    assert events[11]["bytesIn"] == 1000
+    assert events[6]["userIdentity"] == {"type": "Unknown", "accessKeyId": srv.access_key}
+    assert events[7]["api"] == "sts" and events[7]["eventSource"] == "sts.amazonaws.com"
+    seqs = [e["seq"] for e in read_trail(kp.data_dir)]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+    ok = verify(kp.data_dir)
+    assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stdout + ok.stderr
+    denied = keyhole_cli("audit", "query", "--data-dir", str(kp.data_dir), "--decision", "deny", "--format", "jsonl")
+    assert denied.returncode == 0, denied.stderr
+    codes = [json.loads(line).get("errorCode") for line in denied.stdout.splitlines()]
+    assert codes == ["AccessDenied", "SignatureDoesNotMatch"]
+    table = keyhole_cli("audit", "query", "--data-dir", str(kp.data_dir), "--bucket", b, "--prefix", "data/big",
+                        "--operation", "UploadPart", "--status", "200")
+    rows = table.stdout.splitlines()
+    assert len(rows) == 2 and "UploadPart" in rows[1] and f"{b}/data/big" in rows[1], table.stdout
+
+
+def _stopped_trail(fresh_server_factory, tmp_path: Path, n: int = 6) -> Path:
+    """A data dir with a trail of 2n events (n PUTs), its server stopped."""
+    kp = fresh_server_factory()
+    s3 = make_client(kp.endpoint, *kp.credentials())
+    s3.create_bucket(Bucket="tamper")
+    for i in range(n - 1):
+        s3.put_object(Bucket="tamper", Key=f"k{i}", Body=b"x")
+    assert kp.stop() == 0
+    return kp.data_dir
+
+
+def _copy(data_dir: Path, dest: Path) -> tuple[Path, Path]:
+    shutil.copytree(data_dir, dest, ignore=shutil.ignore_patterns("store"))
+    (trail,) = sorted(audit_dir(dest).glob("audit-*.jsonl"))[-1:]
+    return dest, trail
+
+
+def _edit(path: Path, fn) -> None:
+    lines = path.read_bytes().split(b"\n")[:-1]
+    fn(lines)
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+@pytest.mark.parametrize(
+    "kind,edit,line",
+    [
+        ("edited", lambda l: l.__setitem__(3, l[3].replace(b'"httpStatus":200', b'"httpStatus":403')), 4),
+        ("deleted", lambda l: l.pop(4), 5),
+        ("reordered", lambda l: l.insert(2, l.pop(3)), 3),
+        ("inserted", lambda l: l.insert(6, l[1]), 7),
+    ],
+)
+def test_verify_names_the_first_tampered_event(fresh_server_factory, tmp_path, kind, edit, line):
+    data = _stopped_trail(fresh_server_factory, tmp_path)
+    assert verify(data).returncode == 0
+    copy, trail = _copy(data, tmp_path / kind)
+    _edit(trail, edit)
+    r = verify(copy)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"FAILED at {trail.name}:{line}:" in r.stdout, r.stdout
+
+
+def test_verify_catches_truncation(fresh_server_factory, tmp_path):
+    data = _stopped_trail(fresh_server_factory, tmp_path)
+    # The last event removed: only the signed checkpoint can tell.
+    copy, trail = _copy(data, tmp_path / "tail")
+    _edit(trail, lambda l: l.pop())
+    r = verify(copy)
+    assert r.returncode == 1 and "cut from the tail" in r.stdout, r.stdout
+    # The file cut in the middle of an event.
+    copy, trail = _copy(data, tmp_path / "mid")
+    with open(trail, "r+b") as f:
+        f.truncate(trail.stat().st_size // 2)
+    r = verify(copy)
+    assert r.returncode == 1 and "cut" in r.stdout, r.stdout
+    # The checkpoint itself forged (a plausible record without the master key).
+    copy, _ = _copy(data, tmp_path / "forged")
+    (audit_dir(copy) / "checkpoint").write_text('{"file":"x","offset":1,"seq":1,"hash":"00","mac":"00"}')
+    r = verify(copy)
+    assert r.returncode == 1 and "valid HMAC" in r.stdout, r.stdout
+
+
+def _chattr(flag: str, *paths: Path) -> None:
+    subprocess.run(["chattr", flag, *map(str, paths)], check=True, capture_output=True)
+
+
+def _immutable_trail(data_dir: Path):
+    """Make the audit directory and every file in it immutable (chattr +i): as root too, appends to
+    the open trail file fail with EPERM and no file can be created. Returns the undo function."""
+    paths = [audit_dir(data_dir), *audit_dir(data_dir).iterdir()]
+    _chattr("+i", *paths)
+    return lambda: _chattr("-i", *paths)
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr")
+def test_unwritable_trail_fails_writes_closed(fresh_server_factory):
+    kp = fresh_server_factory()
+    srv = target(kp)
+    s3 = make_client(kp.endpoint, srv.access_key, srv.secret_key)
+    s3.create_bucket(Bucket="closed")
+    s3.put_object(Bucket="closed", Key="before", Body=b"1")
+    undo = _immutable_trail(kp.data_dir)
+    try:
+        r = signed_request(srv, "PUT", "/closed/during", body=b"2")
+        assert_s3_error(r, 503, "ServiceUnavailable")
+        r = signed_request(srv, "DELETE", "/closed/before")
+        assert_s3_error(r, 503, "ServiceUnavailable")
+        # Nothing was stored or deleted without its event.
+        assert signed_request(srv, "HEAD", "/closed/during").status == 404
+        assert signed_request(srv, "GET", "/closed/before").body == b"1"
+        metrics = urllib.request.urlopen(kp.endpoint + "/metrics").read().decode()
+        failed = [l for l in metrics.splitlines() if l.startswith("keyhole_audit_events_failed_total ")]
+        assert failed and int(failed[0].split()[1]) >= 2, metrics
+    finally:
+        undo()
+    # Writable again: writes resume and the chain still verifies.
+    r = signed_request(srv, "PUT", "/closed/after", body=b"3")
+    assert r.status == 200, r.body
+    events = read_trail(kp.data_dir)
+    assert not any(e["requestParameters"].get("key") == "during" for e in events)
+    assert any(e["requestParameters"].get("key") == "after" and e["stage"] == "completed" for e in events)
+    assert kp.stop() == 0
+    ok = verify(kp.data_dir)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr")
+def test_audit_fail_open_serves_writes_when_the_trail_is_unwritable(fresh_server_factory):
+    kp = fresh_server_factory(extra_args=["--audit-fail-open"])
+    srv = target(kp)
+    make_client(kp.endpoint, srv.access_key, srv.secret_key).create_bucket(Bucket="open")
+    undo = _immutable_trail(kp.data_dir)
+    try:
+        r = signed_request(srv, "PUT", "/open/k", body=b"2")
+        assert r.status == 200, r.body
+    finally:
+        undo()
+    assert signed_request(srv, "GET", "/open/k").body == b"2"
+
+
+def test_kill_9_under_load_keeps_every_acknowledged_write(fresh_server_factory):
+    # Rotate often so the crash also exercises the chain across files.
+    kp = fresh_server_factory(extra_args=["--audit-rotate-bytes", "20000"])
+    srv = target(kp)
+    make_client(kp.endpoint, srv.access_key, srv.secret_key).create_bucket(Bucket="crash")
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(w: int) -> None:
+        i = 0
+        while not stop.is_set():
+            key = f"w{w}/k{i}"
+            try:
+                r = signed_request(srv, "PUT", f"/crash/{key}", body=os.urandom(64), unsigned_payload=True)
+            except OSError:
+                return  # the server is gone
+            if r.status == 200:
+                with lock:
+                    acked.append(key)
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(3)
+    kp.proc.send_signal(signal.SIGKILL)
+    kp.proc.wait()
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(acked) > 50, f"only {len(acked)} writes acknowledged before the kill"
+
+    events = read_trail(kp.data_dir)
+    completed = {e["requestParameters"].get("key") for e in events if e["eventName"] == "PutObject" and e["stage"] == "completed" and e.get("httpStatus") == 200}
+    missing = [k for k in acked if k not in completed]
+    assert not missing, f"{len(missing)} acknowledged writes have no event, e.g. {missing[:5]}"
+    assert len(sorted(audit_dir(kp.data_dir).glob("audit-*.jsonl"))) > 1
+    r = verify(kp.data_dir)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # A restart cuts an incomplete final line, continues the chain, and the trail still verifies.
+    kp.start()
+    assert signed_request(srv, "PUT", "/crash/after", body=b"x").status == 200
+    assert kp.stop() == 0
+    r = verify(kp.data_dir)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stdout + r.stderr
+
+
+def test_no_secret_reaches_the_trail_from_hostile_requests(fresh_server_factory):
+    kp = fresh_server_factory()
+    srv = target(kp)
+    s3 = make_client(kp.endpoint, srv.access_key, srv.secret_key)
+    s3.create_bucket(Bucket="secrets")
+    s3.put_object(Bucket="secrets", Key="k", Body=b"v")
+    token = "FQoGZXIvYXdzEJr//////////wEaDHKr-session-token-under-test"
+    # A session token in the header and in a presigned query, a presigned URL with a bad signature,
+    # a good presigned URL, a wrong secret, a garbage Authorization header, and the secret itself
+    # sent as a header value.
+    signed_request(srv, "GET", "/secrets/k", headers={"X-Amz-Security-Token": token})
+    url = presign_url(kp.endpoint, "/secrets/k", srv.access_key, srv.secret_key, 300)
+    assert urllib.request.urlopen(url).read() == b"v"
+    path = url[len(kp.endpoint):]
+    raw_request(kp.port, "GET", path + "&X-Amz-Security-Token=" + token)
+    raw_request(kp.port, "GET", path[:-8] + "deadbeef")
+    signed_request(srv, "PUT", "/secrets/k2", body=b"x", secret_key=srv.secret_key[::-1])
+    raw_request(kp.port, "GET", "/secrets/k", {"Authorization": f"AWS4-HMAC-SHA256 Credential={srv.access_key}/x, Signature={'ab' * 32}"})
+    raw_request(kp.port, "GET", "/secrets/k", {"X-Secret": srv.secret_key, "Cookie": token})
+    events = wait_for_events(kp.data_dir, lambda ev: len(s3_events(ev)) >= 11)
+    assert len(s3_events(events)) >= 11
+    assert kp.stop() == 0
+    findings = secret_findings(kp.data_dir, [srv.secret_key, token, srv.secret_key[::-1]])
+    assert not findings, "\n".join(findings)
