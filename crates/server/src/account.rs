@@ -88,15 +88,8 @@ impl Account {
         );
         let master: [u8; 32] = rng.gen();
         write_private(&data_dir.join(MASTER_KEY_FILE), &hex::encode(master))?;
-        let access_key_id = format!(
-            "AKIA{}",
-            random_string(&mut rng, 16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
-        );
-        let secret = random_string(
-            &mut rng,
-            40,
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-        );
+        let access_key_id = new_id("AKIA", 16);
+        let secret = new_secret();
         let creds = format!(
             "# keyhole root credentials for account {account_id}. Use them to bootstrap an admin user, then keep them offline.\n[default]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {secret}\n"
         );
@@ -163,13 +156,30 @@ impl Account {
     }
 }
 
-fn random_string(rng: &mut impl Rng, len: usize, alphabet: &[u8]) -> String {
+/// Alphabet of AWS access key ids and unique ids (upper-case base32).
+const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/// Alphabet of secret access keys.
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn random_string(len: usize, alphabet: &[u8]) -> String {
+    let mut rng = rand::thread_rng();
     (0..len)
         .map(|_| {
             let i = rng.gen_range(0..alphabet.len());
             alphabet.get(i).copied().map(char::from).unwrap_or('A')
         })
         .collect()
+}
+
+/// An id in AWS's style: a 4-letter prefix (`AKIA`, `ASIA`, `AIDA`, `AROA`, `ANPA`) and `len`
+/// random base32 characters. Used for root, user and session access keys and entity ids.
+pub fn new_id(prefix: &str, len: usize) -> String {
+    format!("{prefix}{}", random_string(len, ID_ALPHABET))
+}
+
+/// A fresh 40-character secret access key.
+pub fn new_secret() -> String {
+    random_string(40, SECRET_ALPHABET)
 }
 
 /// Reads `aws_access_key_id` and `aws_secret_access_key` from the `[default]` profile.

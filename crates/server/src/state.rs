@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use chrono::Utc;
 use keyhole_policy::{CompiledPolicy, PolicyKind};
 use keyhole_sigv4::SecretKey;
-use rand::Rng;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use seal::Sealer;
@@ -352,22 +351,6 @@ impl std::fmt::Debug for State {
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// An id in AWS's style: a 4-letter prefix and 17 more characters.
-fn new_id(prefix: &str, len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut rng = rand::thread_rng();
-    let tail: String = (0..len)
-        .map(|_| {
-            char::from(
-                *ALPHABET
-                    .get(rng.gen_range(0..ALPHABET.len()))
-                    .unwrap_or(&b'A'),
-            )
-        })
-        .collect();
-    format!("{prefix}{tail}")
 }
 
 /// IAM names: 1-`max` characters of letters, digits and `+=,.@_-`
@@ -804,7 +787,7 @@ impl State {
             }
             let rec = UserRecord {
                 name: name.to_owned(),
-                id: new_id("AIDA", 17),
+                id: crate::account::new_id("AIDA", 17),
                 path: path.to_owned(),
                 created: now(),
             };
@@ -897,14 +880,8 @@ impl State {
         &self,
         user: &str,
     ) -> Result<(AccessKeyRecord, SecretKey), StateError> {
-        let id = new_id("AKIA", 16);
-        let secret: String = {
-            const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            let mut rng = rand::thread_rng();
-            (0..40)
-                .map(|_| char::from(*A.get(rng.gen_range(0..A.len())).unwrap_or(&b'A')))
-                .collect()
-        };
+        let id = crate::account::new_id("AKIA", 16);
+        let secret = crate::account::new_secret();
         let sealed = self.sealer.seal(&secret, &id)?;
         let rec = self.change(|tx| {
             Self::require_user(tx, user)?;
@@ -1047,7 +1024,7 @@ impl State {
             }
             let rec = ManagedPolicyRecord {
                 name: name.to_owned(),
-                id: new_id("ANPA", 17),
+                id: crate::account::new_id("ANPA", 17),
                 path: path.to_owned(),
                 description: description.to_owned(),
                 document: doc.to_owned(),
@@ -1155,7 +1132,7 @@ impl State {
             }
             let rec = RoleRecord {
                 name: name.to_owned(),
-                id: new_id("AROA", 17),
+                id: crate::account::new_id("AROA", 17),
                 path: path.to_owned(),
                 trust_policy: trust.to_owned(),
                 max_session_secs,

@@ -15,7 +15,6 @@
 use chrono::{DateTime, Duration, Utc};
 use http::{Response, StatusCode};
 use keyhole_policy::{CompiledPolicy, Context, PolicyKind};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Principal;
@@ -87,23 +86,6 @@ impl TokenSealer {
         let claims: SessionClaims = serde_json::from_str(&json).ok()?;
         (claims.ak == access_key_id).then_some(claims)
     }
-}
-
-fn new_key_id() -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut rng = rand::thread_rng();
-    let tail: String = (0..16)
-        .map(|_| char::from(*A.get(rng.gen_range(0..A.len())).unwrap_or(&b'A')))
-        .collect();
-    format!("ASIA{tail}")
-}
-
-fn new_secret() -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut rng = rand::thread_rng();
-    (0..40)
-        .map(|_| char::from(*A.get(rng.gen_range(0..A.len())).unwrap_or(&b'A')))
-        .collect()
 }
 
 fn validation(message: String) -> S3Error {
@@ -312,8 +294,8 @@ fn assume_role(
     decided?;
 
     let claims = SessionClaims {
-        ak: new_key_id(),
-        sk: new_secret(),
+        ak: crate::account::new_id("ASIA", 16),
+        sk: crate::account::new_secret(),
         account: account.clone(),
         role: role.record.name.clone(),
         role_id: role.record.id.clone(),
