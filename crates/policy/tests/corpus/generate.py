@@ -440,6 +440,22 @@ case(S, "RestrictPublicBuckets: cross-account grant blocked when another stateme
 case(S, "RestrictPublicBuckets: cross-account grant allowed when the policy is not public", BPA, "s3:GetObject", OBJ, "Allowed", principal=XUSER,
      resource_account=ACCT, identity=[pol(st(A, "s3:*", "*"))], bpa=True,
      resource_policy=pol(st(A, "s3:GetObject", OBJ, principal={"AWS": XUSER})))
+# Catalogue-driven: whether a statement grants a "bad action" (s3:Get*, s3:List*, s3:Put*, s3:Delete*, ...)
+# is decided by expanding its Action patterns over the S3 action catalogue, so actions AWS added recently
+# (annotations, ABAC; S3 page) must be in it for a public grant of them to count as public.
+PUBLIC_ANN = pol(st(A, "s3:GetObjectAnnotation", BKT + "/*", principal="*", sid="PublicAnnotations"))
+case(S, "RestrictPublicBuckets: a public grant of s3:GetObjectAnnotation is public (Get* is a bad action)", BPA, "s3:GetObjectAnnotation", OBJ,
+     "ImplicitlyDenied", principal="anonymous", resource_policy=PUBLIC_ANN, bpa=True)
+case(S, "RestrictPublicBuckets off: anonymous s3:GetObjectAnnotation through a public policy", BPA, "s3:GetObjectAnnotation", OBJ,
+     "Allowed", principal="anonymous", resource_policy=PUBLIC_ANN)
+case(S, "RestrictPublicBuckets: a public grant of s3:Put*Annotation is public (Put* is a bad action)", BPA, "s3:PutObjectVersionAnnotation", OBJ,
+     "ImplicitlyDenied", principal="anonymous", bpa=True,
+     resource_policy=pol(st(A, "s3:Put*Annotation", BKT + "/*", principal="*")))
+case(S, "RestrictPublicBuckets: a public grant of s3:PutBucketAbac is public", BPA, "s3:PutBucketAbac", BKT,
+     "ImplicitlyDenied", principal="anonymous", bpa=True, resource_policy=pol(st(A, "s3:PutBucketAbac", BKT, principal="*")))
+case(S, "RestrictPublicBuckets: cross-account grant blocked when another statement publicly grants s3:ListObjectAnnotations", BPA, "s3:GetObject", OBJ,
+     "ImplicitlyDenied", principal=XUSER, resource_account=ACCT, identity=[pol(st(A, "s3:*", "*"))], bpa=True,
+     resource_policy=pol(st(A, "s3:GetObject", OBJ, principal={"AWS": XUSER}), st(A, "s3:ListObjectAnnotations", BKT + "/*", principal="*")))
 case(S, "ListBucket on bucket with prefix condition", S3PREFIX, "s3:ListBucket", BKT, "Allowed", context={"s3:prefix": "train/"},
      identity=[pol(st(A, "s3:ListBucket", BKT, {"StringLike": {"s3:prefix": ["train/*"]}}))])
 case(S, "ListBucket with other prefix", S3PREFIX, "s3:ListBucket", BKT, "ImplicitlyDenied", context={"s3:prefix": "eval/"},
