@@ -66,6 +66,33 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::audit_cmd::AuditCommand,
     },
+    /// Plan, start, list, show, finish and report on jobs: least-privilege, time-boxed,
+    /// address-bound credentials compiled from one spec.
+    ///
+    /// Examples:
+    ///   keyhole job plan job.toml
+    ///   keyhole job start job.toml --output env
+    ///   keyhole job list
+    ///   keyhole job report finetune-wiki-42-a1b2c3
+    #[command(verbatim_doc_comment)]
+    Job {
+        /// What to do with jobs.
+        #[command(subcommand)]
+        command: crate::job_cmd::JobCommand,
+    },
+    /// Run a command as a job: start it, give the command the job's credentials (and nothing
+    /// else of your AWS configuration), forward signals, finish the job when the command exits,
+    /// print the access report, and exit with the command's status.
+    ///
+    /// Example:
+    ///   keyhole run --read s3://datasets/wiki/ --read s3://models/base/ \
+    ///       --write s3://out/run-1/ --for 10m -- python train.py
+    #[command(verbatim_doc_comment)]
+    Run(crate::job_cmd::RunArgs),
+    /// Print a job's credentials in credential_process format (for ~/.aws/config:
+    /// `credential_process = keyhole credentials --job ID`), using the job's token.
+    #[command(verbatim_doc_comment)]
+    Credentials(crate::job_cmd::CredentialsArgs),
 }
 
 /// Options of `keyhole serve`.
@@ -106,6 +133,10 @@ pub struct ServeArgs {
     /// Start a new audit file at this age in seconds [default: 3600].
     #[arg(long, env = "KEYHOLE_AUDIT_ROTATE_SECONDS", value_name = "SECS")]
     pub audit_rotate_seconds: Option<u64>,
+    /// Lifetime of one job session in seconds, 15 to 43200 [default: 3600]; SDKs using the
+    /// credential endpoint refresh before it ends, and no session outlives its job's window.
+    #[arg(long, env = "KEYHOLE_JOB_SESSION_SECS", value_name = "SECS")]
+    pub job_session_secs: Option<u64>,
 }
 
 /// Sends `tracing` output to stderr in the chosen format; `RUST_LOG` filters (default `info`).

@@ -1,12 +1,15 @@
 //! The `keyhole` command: `keyhole serve` runs the gateway; `keyhole policy` validates and
-//! simulates IAM policies; `keyhole audit` verifies, queries and follows the audit trail.
+//! simulates IAM policies; `keyhole audit` verifies, queries and follows the audit trail;
+//! `keyhole job`, `keyhole run` and `keyhole credentials` start jobs and hand them credentials.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 mod audit_cmd;
+mod aws_chain;
 mod cli;
+mod job_cmd;
 mod policy_cmd;
 mod serve;
 
@@ -28,6 +31,9 @@ fn run(args: cli::Cli) -> miette::Result<ExitCode> {
         cli::Command::Serve(a) => serve::run(a),
         cli::Command::Policy { command } => policy_cmd::run(command),
         cli::Command::Audit { command } => audit_cmd::run(command),
+        cli::Command::Job { command } => job_cmd::run(command),
+        cli::Command::Run(a) => job_cmd::run_command(a),
+        cli::Command::Credentials(a) => job_cmd::credentials(a),
     }
 }
 

@@ -21,6 +21,7 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             audit_fail_open: args.audit_fail_open,
             audit_rotate_bytes: args.audit_rotate_bytes,
             audit_rotate_seconds: args.audit_rotate_seconds,
+            job_session_secs: args.job_session_secs,
         },
     )
     .into_diagnostic()?;

@@ -56,6 +56,8 @@ fn bench(c: &mut Criterion) {
             policy: None,
             iat: 0,
             exp: i64::MAX,
+            job: None,
+            tags: Vec::new(),
         }),
         arn: format!("arn:aws:sts::{ACCOUNT}:assumed-role/training-job/run-1"),
         role_arn: format!("arn:aws:iam::{ACCOUNT}:role/training-job"),

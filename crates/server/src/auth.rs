@@ -87,6 +87,7 @@ impl Principal {
         match self {
             Principal::Root { .. } => "Root",
             Principal::User { .. } => "IAMUser",
+            Principal::Session { role_arn, .. } if role_arn.is_empty() => "FederatedUser",
             Principal::Session { .. } => "AssumedRole",
             Principal::Anonymous => "Anonymous",
         }
@@ -101,6 +102,7 @@ pub struct Authenticator {
     region: String,
     state: std::sync::Arc<crate::state::State>,
     tokens: std::sync::Arc<crate::sts::TokenSealer>,
+    jobs: std::sync::Arc<crate::jobs::store::JobStore>,
 }
 
 /// The error code for an unknown or inactive key: S3 and the Query APIs spell it differently.
@@ -129,6 +131,7 @@ impl Authenticator {
         region: String,
         state: std::sync::Arc<crate::state::State>,
         tokens: std::sync::Arc<crate::sts::TokenSealer>,
+        jobs: std::sync::Arc<crate::jobs::store::JobStore>,
     ) -> Authenticator {
         Authenticator {
             root_access_key_id,
@@ -136,6 +139,7 @@ impl Authenticator {
             region,
             state,
             tokens,
+            jobs,
         }
     }
 
@@ -211,13 +215,33 @@ impl Authenticator {
                     "The provided token has expired.",
                 ));
             }
-            let role = snapshot
-                .roles
-                .get(&claims.role)
-                .filter(|r| r.record.id == claims.role_id)
-                .ok_or_else(invalid_token)?;
+            let revoked = || {
+                S3Error::new(
+                    "InvalidToken",
+                    StatusCode::BAD_REQUEST,
+                    "The provided token has been revoked.",
+                )
+            };
+            if self.jobs.is_revoked(&claims.ak) {
+                return Err(revoked());
+            }
+            // A job's sessions end the moment the job is finished (memory only).
+            let job = match &claims.job {
+                Some(id) => Some(self.jobs.active(id).ok_or_else(revoked)?),
+                None => None,
+            };
+            let role = if claims.role.is_empty() && job.is_some() {
+                None
+            } else {
+                let role = snapshot
+                    .roles
+                    .get(&claims.role)
+                    .filter(|r| r.record.id == claims.role_id)
+                    .ok_or_else(invalid_token)?;
+                Some(role.clone())
+            };
             let secret = SecretKey::new(claims.sk.clone());
-            session = Some((claims, role.clone()));
+            session = Some((claims, role, job));
             (secret, None)
         } else if access_key_id == self.root_access_key_id {
             (self.root_secret.clone(), None)
@@ -234,24 +258,58 @@ impl Authenticator {
             }
             None => keyhole_sigv4::verify(signed, method, uri, headers, &secret, now)?,
         };
-        if let Some((mut claims, role)) = session {
+        if let Some((mut claims, role, job)) = session {
             claims.sk.clear();
-            let session_policy = match &claims.policy {
+            let mut session_policy = match &claims.policy {
                 Some(doc) => Some(std::sync::Arc::new(crate::sts::compile_session_policy(
                     doc,
                 )?)),
                 None => None,
             };
             let arn = crate::sts::session_arn(&claims.account, &claims.role, &claims.session);
+            // A role-capped job: role policies ∩ job policy. A role-less job: the job policy is
+            // the whole grant.
+            let (role_arn, role_policies, boundary, role_tags) = match (&role, &job) {
+                (Some(r), job) => {
+                    if let Some(j) = job {
+                        session_policy = Some(j.as_session.clone());
+                    }
+                    (
+                        r.arn.clone(),
+                        r.policies.clone(),
+                        r.boundary.clone(),
+                        r.tags.clone(),
+                    )
+                }
+                (None, Some(j)) => (
+                    String::new(),
+                    j.as_identity.clone(),
+                    None,
+                    std::sync::Arc::default(),
+                ),
+                (None, None) => return Err(invalid_token()),
+            };
+            let tags = if claims.tags.is_empty() {
+                role_tags
+            } else {
+                let mut merged: Vec<(String, String)> = role_tags
+                    .iter()
+                    .filter(|(k, _)| !claims.tags.iter().any(|(t, _)| t.eq_ignore_ascii_case(k)))
+                    .cloned()
+                    .collect();
+                merged.extend(claims.tags.iter().cloned());
+                merged.sort();
+                std::sync::Arc::new(merged)
+            };
             return Ok((
                 Principal::Session {
                     claims: std::sync::Arc::new(claims),
                     arn,
-                    role_arn: role.arn.clone(),
-                    role_policies: role.policies.clone(),
+                    role_arn,
+                    role_policies,
                     session_policy,
-                    boundary: role.boundary.clone(),
-                    tags: role.tags.clone(),
+                    boundary,
+                    tags,
                 },
                 verified,
             ));
@@ -364,10 +422,19 @@ impl Authorize for PolicyAuthorizer {
                 ..
             } => (
                 arn.clone(),
-                keyhole_policy::RequestPrincipal::Session {
-                    session_arn: arn.clone(),
-                    role_arn: role_arn.clone(),
-                    account: self.account_id.clone(),
+                // A session no role backs (a role-less job) is its own principal, like a
+                // federated user.
+                if role_arn.is_empty() {
+                    keyhole_policy::RequestPrincipal::User {
+                        arn: arn.clone(),
+                        account: self.account_id.clone(),
+                    }
+                } else {
+                    keyhole_policy::RequestPrincipal::Session {
+                        session_arn: arn.clone(),
+                        role_arn: role_arn.clone(),
+                        account: self.account_id.clone(),
+                    }
                 },
                 role_policies.as_slice(),
                 session_policy.as_deref(),
@@ -547,6 +614,8 @@ mod tests {
                 policy: None,
                 iat: 0,
                 exp: i64::MAX,
+                job: None,
+                tags: Vec::new(),
             }),
             arn: "arn:aws:sts::123456789012:assumed-role/r/s".into(),
             role_arn: "arn:aws:iam::123456789012:role/r".into(),

@@ -47,6 +47,7 @@ pub struct Client {
     endpoint: String,
     credentials: Credentials,
     region: String,
+    service: String,
     http: HyperClient<HttpConnector, Body>,
 }
 
@@ -66,8 +67,15 @@ impl Client {
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             credentials,
             region: region.to_owned(),
+            service: "s3".to_owned(),
             http: HyperClient::builder(TokioExecutor::new()).build_http(),
         }
+    }
+
+    /// The same client signing for another SigV4 service (`keyhole`, `sts`, `iam`).
+    pub fn with_service(mut self, service: &str) -> Client {
+        self.service = service.to_owned();
+        self
     }
 
     fn uri(&self, path_and_query: &str) -> Result<Uri, ClientError> {
@@ -79,7 +87,7 @@ impl Client {
         SigningParams {
             credentials: &self.credentials,
             region: &self.region,
-            service: "s3",
+            service: &self.service,
             time: chrono::Utc::now(),
         }
     }

@@ -26,6 +26,10 @@ pub const MAX_DELETE_KEYS: usize = 1000;
 pub const DEFAULT_AUDIT_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
 /// Default age (seconds) at which the audit writer starts a new trail file.
 pub const DEFAULT_AUDIT_ROTATE_SECS: u64 = 3600;
+/// Shortest job session lifetime (short lifetimes exercise SDK refresh).
+pub const MIN_JOB_SESSION_SECS: u64 = 15;
+/// Longest job session lifetime (AWS's longest role session, 12 hours).
+pub const MAX_JOB_SESSION_SECS: u64 = 43_200;
 /// How long a graceful shutdown waits for in-flight requests before giving up.
 pub const SHUTDOWN_GRACE_SECS: u64 = 30;
 
@@ -50,6 +54,9 @@ pub struct Config {
     pub audit_rotate_bytes: u64,
     /// Start a new audit file at this age, in seconds.
     pub audit_rotate_seconds: u64,
+    /// Lifetime of one job session, in seconds (SDKs using the credential endpoint refresh
+    /// before it ends); never past the job's window.
+    pub job_session_secs: u64,
 }
 
 impl Default for Config {
@@ -63,6 +70,7 @@ impl Default for Config {
             audit_fail_open: false,
             audit_rotate_bytes: DEFAULT_AUDIT_ROTATE_BYTES,
             audit_rotate_seconds: DEFAULT_AUDIT_ROTATE_SECS,
+            job_session_secs: crate::jobs::DEFAULT_JOB_SESSION_SECS,
         }
     }
 }
@@ -79,6 +87,7 @@ struct FileConfig {
     audit_fail_open: Option<bool>,
     audit_rotate_bytes: Option<u64>,
     audit_rotate_seconds: Option<u64>,
+    job_session_secs: Option<u64>,
 }
 
 /// Values given on the command line or in `KEYHOLE_*` variables; `None` means "not given".
@@ -100,6 +109,8 @@ pub struct ConfigOverrides {
     pub audit_rotate_bytes: Option<u64>,
     /// `--audit-rotate-seconds` / `KEYHOLE_AUDIT_ROTATE_SECONDS`.
     pub audit_rotate_seconds: Option<u64>,
+    /// `--job-session-secs` / `KEYHOLE_JOB_SESSION_SECS`.
+    pub job_session_secs: Option<u64>,
 }
 
 /// A configuration that could not be loaded; the message names the field and the fix.
@@ -115,7 +126,7 @@ pub enum ConfigError {
     },
     /// The configuration file is not valid TOML or has unknown keys.
     #[error(
-        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds)"
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, job_session_secs)"
     )]
     Parse {
         /// The file.
@@ -222,7 +233,19 @@ impl Config {
                 hint: "use a number of seconds of at least 1, e.g. 3600",
             });
         }
+        let job_session_secs = overrides
+            .job_session_secs
+            .or(from_file.job_session_secs)
+            .unwrap_or(defaults.job_session_secs);
+        if !(MIN_JOB_SESSION_SECS..=MAX_JOB_SESSION_SECS).contains(&job_session_secs) {
+            return Err(ConfigError::Invalid {
+                field: "job_session_secs",
+                value: job_session_secs.to_string(),
+                hint: "use 15 to 43200 seconds (default 3600)",
+            });
+        }
         Ok(Config {
+            job_session_secs,
             trusted_proxies,
             audit_fail_open: overrides
                 .audit_fail_open

@@ -110,16 +110,29 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
             c.insert("aws:username", name.as_str());
         }
         Principal::Session {
-            claims, role_arn, ..
+            claims,
+            role_arn,
+            arn,
+            tags,
+            ..
         } => {
-            // For sessions, aws:PrincipalArn is the role's ARN (AWS's documented value).
-            c.insert("aws:PrincipalArn", role_arn.as_str());
+            add_principal_tags(&mut c, tags);
             c.insert("aws:PrincipalAccount", f.account_id);
-            c.insert("aws:PrincipalType", "AssumedRole");
-            c.insert(
-                "aws:userid",
-                format!("{}:{}", claims.role_id, claims.session),
-            );
+            if role_arn.is_empty() {
+                // A role-less job session: a federated-user principal
+                // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html#principaltable).
+                c.insert("aws:PrincipalArn", arn.as_str());
+                c.insert("aws:PrincipalType", "FederatedUser");
+                c.insert("aws:userid", format!("{}:{}", f.account_id, claims.session));
+            } else {
+                // For sessions, aws:PrincipalArn is the role's ARN (AWS's documented value).
+                c.insert("aws:PrincipalArn", role_arn.as_str());
+                c.insert("aws:PrincipalType", "AssumedRole");
+                c.insert(
+                    "aws:userid",
+                    format!("{}:{}", claims.role_id, claims.session),
+                );
+            }
             if let Some(t) = DateTime::<Utc>::from_timestamp(claims.iat, 0) {
                 c.insert(
                     "aws:TokenIssueTime",

@@ -20,6 +20,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod iam;
+pub mod jobs;
 pub mod metrics;
 pub mod pipeline;
 pub mod s3;
@@ -60,6 +61,8 @@ pub struct Gateway {
     pub audit: audit::AuditSink,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// Jobs and session revocations.
+    pub jobs: Arc<jobs::store::JobStore>,
 }
 
 impl Gateway {
@@ -78,6 +81,7 @@ impl Gateway {
         tokens: Arc<sts::TokenSealer>,
         audit: audit::AuditSink,
         metrics: Arc<metrics::Metrics>,
+        jobs: Arc<jobs::store::JobStore>,
     ) -> Gateway {
         let authn = auth::Authenticator::new(
             account.record.root_access_key_id.clone(),
@@ -85,6 +89,7 @@ impl Gateway {
             config.region.clone(),
             state.clone(),
             tokens.clone(),
+            jobs.clone(),
         );
         let owner_id = hex::encode(sha2::Sha256::digest(account.record.account_id.as_bytes()));
         // INVARIANT: Config::load validated every entry.
@@ -105,6 +110,7 @@ impl Gateway {
             trusted_proxies,
             audit,
             metrics,
+            jobs,
         }
     }
 }
@@ -146,8 +152,9 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
         },
         metrics.sink.clone(),
     )?;
+    let jobs = Arc::new(jobs::store::JobStore::open(&config.data_dir)?);
     Ok(Gateway::new(
-        config, account, store, state, authz, tokens, audit, metrics,
+        config, account, store, state, authz, tokens, audit, metrics, jobs,
     ))
 }
 

@@ -182,13 +182,13 @@ fn identity_of(principal: &Principal, account_id: &str) -> UserIdentity {
             ..UserIdentity::default()
         },
         Principal::Session { claims, arn, .. } => UserIdentity {
-            kind: "AssumedRole".into(),
+            kind: principal.kind().into(),
+            job: claims.job.clone(),
             arn: Some(arn.clone()),
             account_id: Some(account_id.to_owned()),
             access_key_id: Some(claims.ak.clone()),
             session_name: Some(claims.session.clone()),
             source_identity: claims.source_identity.clone(),
-            ..UserIdentity::default()
         },
         Principal::Anonymous => UserIdentity {
             kind: "AnonymousPrincipal".into(),
@@ -252,6 +252,42 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         return complete(&gw, trace, &base, r, false, None).await;
     }
 
+    if parts.uri.path() == crate::jobs::CREDENTIALS_PATH && parts.method == Method::GET {
+        let (outcome, job) = crate::jobs::container_credentials(
+            &gw,
+            &parts.headers,
+            base.source_ip,
+            chrono::Utc::now(),
+        );
+        let trace = Trace {
+            api: "keyhole",
+            event_source: "keyhole".into(),
+            op_name: "GetJobCredentials",
+            identity: UserIdentity {
+                kind: "JobToken".into(),
+                job,
+                ..UserIdentity::default()
+            },
+            bucket: None,
+            key: None,
+            checks: Arc::default(),
+            authn_failed: outcome.is_err(),
+            bytes_in: Arc::default(),
+        };
+        let (response, error) = match outcome {
+            Ok(r) => (r, None),
+            Err(e) => {
+                let (r, err) =
+                    error_response(e, &None, &None, "/", &request_id, false, ErrorFormat::Json);
+                (r, Some(err))
+            }
+        };
+        // Issuing credentials is recorded durably before they are handed out.
+        let durable = response.status().is_success();
+        let response = complete(&gw, trace, &base, response, durable, error).await;
+        return finish(response, &request_id);
+    }
+
     let located = locate(&gw, &parts.headers, parts.uri.path());
     let resource = match &located {
         Ok((Some(b), Some(k))) => format!("/{b}/{k}"),
@@ -262,7 +298,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         Ok((b, k)) => (b.clone(), k.clone()),
         Err(_) => (None, None),
     };
-    let mut query_api = false;
+    let mut format = ErrorFormat::S3;
     let mut trace = Trace {
         api: "s3",
         event_source: "s3.amazonaws.com".into(),
@@ -291,7 +327,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         match service.as_deref() {
             None | Some("s3") => {}
             Some(api @ ("iam" | "sts")) => {
-                query_api = true;
+                format = ErrorFormat::Query;
                 trace.api = if api == "iam" { "iam" } else { "sts" };
                 trace.event_source = format!("{api}.amazonaws.com");
                 let Some(signed) = signed else {
@@ -347,10 +383,76 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
                 };
                 return Ok(response);
             }
+            Some("keyhole") => {
+                format = ErrorFormat::Json;
+                trace.api = "keyhole";
+                trace.event_source = "keyhole".into();
+                let Some(signed) = signed else {
+                    return Err(S3Error::access_denied("Access Denied"));
+                };
+                if let Some(a) = parts
+                    .headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(crate::jobs::Action::from_target)
+                {
+                    trace.op_name = a.name();
+                }
+                let expected = declared_length(&parts.headers, None)?;
+                let raw = BodyReader::new(incoming, &HeaderMap::new(), None, expected)
+                    .counting(trace.bytes_in.clone())
+                    .read_limited(crate::jobs::MAX_API_BODY_BYTES)
+                    .await?;
+                let hash = keyhole_sigv4::sha256_hex(&raw);
+                let claimed = signed.access_key_id().to_owned();
+                let (principal, verified) = gw
+                    .authn
+                    .verify(signed, &parts.method, &parts.uri, &parts.headers, now, Some(&hash))
+                    .inspect_err(|_| {
+                        trace.authn_failed = true;
+                        trace.identity.access_key_id = Some(claimed);
+                    })?;
+                let account_id = &gw.account.record.account_id;
+                trace.identity = identity_of(&principal, account_id);
+                let call = crate::jobs::describe(&gw, &parts.headers, &raw)?;
+                let mut context = context::global(&RequestFacts {
+                    now,
+                    source_ip: base.source_ip,
+                    secure: false,
+                    headers: &parts.headers,
+                    region: &gw.config.region,
+                    account_id,
+                    principal: &principal,
+                    verified: Some(&verified),
+                });
+                crate::jobs::add_context(&call, &mut context);
+                let owner = crate::jobs::is_owner(&principal, &call, account_id);
+                let decided = if owner {
+                    Ok(())
+                } else {
+                    gw.authz.authorize(&principal, &call.permission, &context)
+                };
+                let mut record = check_record(&principal, &call.permission, &decided);
+                if owner {
+                    record.reason = "allowed: the caller created this job".into();
+                }
+                trace.checks.push(record);
+                decided?;
+                // Write-ahead, as for S3 writes: the call is on record before anything changes
+                // (and a report built after it sees every event queued before it).
+                let intent = trace.event(&gw, &base, Stage::Authorized);
+                if let Err(e) = gw.audit.record_durable(intent).await {
+                    if !gw.config.audit_fail_open {
+                        tracing::error!(error = %e, "refusing a keyhole API call: audit trail unavailable");
+                        return Err(audit_unavailable());
+                    }
+                }
+                return crate::jobs::execute(&gw, &principal, call, base.source_ip, now).await;
+            }
             Some(other) => {
                 trace.api = "other";
                 return Err(S3Error::not_implemented(&format!(
-                    "the `{other}` service (this release serves S3, IAM and STS)"
+                    "the `{other}` service (this release serves S3, IAM, STS and keyhole)"
                 )));
             }
         }
@@ -458,7 +560,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
                 &resource,
                 &request_id,
                 is_head,
-                query_api,
+                format,
             );
             (r.0, Some(r.1))
         }
@@ -493,7 +595,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
                 &resource,
                 &request_id,
                 is_head,
-                query_api,
+                format,
             )
             .0,
             &request_id,
@@ -524,6 +626,17 @@ pub(crate) fn check_record(
     }
 }
 
+/// How an API spells its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorFormat {
+    /// S3 REST: `<Error>` XML.
+    S3,
+    /// IAM and STS (Query protocol): `<ErrorResponse>` XML.
+    Query,
+    /// The keyhole API (AWS JSON 1.1): `{"__type": ..., "message": ...}`.
+    Json,
+}
+
 /// Renders an error as S3 XML; returns the response and the (code, message) for the event.
 fn error_response(
     mut e: S3Error,
@@ -532,7 +645,7 @@ fn error_response(
     resource: &str,
     request_id: &str,
     is_head: bool,
-    query_api: bool,
+    format: ErrorFormat,
 ) -> (Response<Body>, (String, String)) {
     // Name the bucket and key in the body as S3 does for these codes.
     match (e.code(), err_bucket, err_key) {
@@ -543,20 +656,26 @@ fn error_response(
         _ => {}
     }
     let status = e.status();
-    let body = if is_head {
-        body::empty()
-    } else if query_api {
-        body::full(e.to_query_xml(request_id))
-    } else {
-        body::full(e.to_xml(resource, request_id))
+    let (body, content_type) = match format {
+        _ if is_head => (body::empty(), None),
+        ErrorFormat::Query => (
+            body::full(e.to_query_xml(request_id)),
+            Some("application/xml"),
+        ),
+        ErrorFormat::S3 => (
+            body::full(e.to_xml(resource, request_id)),
+            Some("application/xml"),
+        ),
+        ErrorFormat::Json => (
+            body::full(crate::jobs::error_json(&e)),
+            Some("application/x-amz-json-1.1"),
+        ),
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;
-    if !is_head {
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/xml"),
-        );
+    if let Some(t) = content_type {
+        r.headers_mut()
+            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(t));
     }
     tracing::info!(code = e.code(), message = e.message(), "request failed");
     (r, (e.code().to_owned(), e.message().to_owned()))

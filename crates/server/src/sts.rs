@@ -59,6 +59,12 @@ pub struct SessionClaims {
     pub iat: i64,
     /// Expiry (Unix seconds).
     pub exp: i64,
+    /// The job the session belongs to (job sessions only; [`crate::jobs`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// Session tags (`aws:PrincipalTag/KEY`); they override the role's tags with the same key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
 }
 
 /// Seals and opens session tokens.
@@ -92,9 +98,14 @@ fn validation(message: String) -> S3Error {
     S3Error::new("ValidationError", StatusCode::BAD_REQUEST, message)
 }
 
-/// The session's ARN.
+/// The session's ARN: `assumed-role/ROLE/SESSION`, or for a job without a role
+/// `federated-user/SESSION` (the principal form AWS gives sessions that no role backs).
 pub fn session_arn(account: &str, role: &str, session: &str) -> String {
-    format!("arn:aws:sts::{account}:assumed-role/{role}/{session}")
+    if role.is_empty() {
+        format!("arn:aws:sts::{account}:federated-user/{session}")
+    } else {
+        format!("arn:aws:sts::{account}:assumed-role/{role}/{session}")
+    }
 }
 
 /// Compiles a session policy (kept in the token) for evaluation.
@@ -304,6 +315,8 @@ fn assume_role(
         policy,
         iat: now.timestamp(),
         exp: (now + Duration::seconds(duration)).timestamp(),
+        job: None,
+        tags: Vec::new(),
     };
     let token = gw.tokens.seal(&claims)?;
     let expiration = DateTime::<Utc>::from_timestamp(claims.exp, 0).unwrap_or(now);
@@ -351,6 +364,8 @@ mod tests {
             policy: Some("{}".into()),
             iat: 1,
             exp: 2,
+            job: None,
+            tags: Vec::new(),
         }
     }
 

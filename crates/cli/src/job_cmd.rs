@@ -1,0 +1,931 @@
+//! `keyhole job plan|start|list|show|finish|report`, `keyhole run` and `keyhole credentials`
+//! (DESIGN.md section 6).
+//!
+//! `job plan` works offline. The other commands call the gateway's keyhole API (SigV4 service
+//! `keyhole`), found from `--endpoint` / `KEYHOLE_ENDPOINT` (else `AWS_ENDPOINT_URL` or the
+//! profile's `endpoint_url`, else http://127.0.0.1:9000) and signed with the caller's AWS
+//! credentials from the standard chain (environment, shared credentials file, profile).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use http::{HeaderMap, HeaderValue, Method};
+use keyhole_server::client::{read_body, Client};
+use keyhole_server::jobs::spec::{JobSpec, TrustFor};
+use miette::{miette, IntoDiagnostic, WrapErr};
+use serde_json::{json, Value};
+
+use crate::aws_chain;
+
+/// The gateway `keyhole serve` listens on by default.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:9000";
+
+/// `keyhole job ...`
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Show the policy a spec compiles to, one line per grant, without contacting the gateway.
+    ///
+    /// Examples:
+    ///   keyhole job plan job.toml
+    ///   keyhole job plan --name ft-42 --read s3://datasets/wiki/ --write s3://models/ft-42/ --for 3h
+    ///   keyhole job plan job.toml --export aws --trust sagemaker --out-dir ./aws-policy
+    #[command(verbatim_doc_comment)]
+    Plan {
+        /// Job spec file (TOML); same as --spec.
+        #[arg(value_name = "SPEC")]
+        spec_file: Option<PathBuf>,
+        /// The job spec.
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Print the policy JSON instead of the plain-words plan.
+        #[arg(long)]
+        json: bool,
+        /// Export AWS-ready JSON: the permissions policy and a trust policy.
+        #[arg(long, value_enum)]
+        export: Option<Export>,
+        /// Who may assume the exported role: sagemaker, ec2, or a principal ARN.
+        #[arg(long, default_value = "sagemaker", value_name = "sagemaker|ec2|ARN")]
+        trust: String,
+        /// Write permissions-policy.json and trust-policy.json here instead of printing them.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Start a job: the gateway checks the spec, stores the job and issues its first credentials.
+    ///
+    /// Examples:
+    ///   keyhole job start job.toml
+    ///   eval "$(keyhole job start job.toml --output env)"     # a Slurm prolog, say
+    #[command(verbatim_doc_comment)]
+    Start {
+        /// Job spec file (TOML); same as --spec.
+        #[arg(value_name = "SPEC")]
+        spec_file: Option<PathBuf>,
+        /// The job spec.
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// The gateway and the caller's credentials.
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// What to print: a summary, shell `export` lines for the job, or the API's JSON
+        /// (the last two carry secrets).
+        #[arg(long, value_enum, default_value_t = StartOutput::Text)]
+        output: StartOutput,
+        /// How `--output env` hands credentials over (see `keyhole run --help`).
+        #[arg(long, value_enum, default_value_t = Delivery::Auto)]
+        credentials: Delivery,
+    },
+    /// List jobs, newest first.
+    List {
+        /// The gateway and the caller's credentials.
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job: state, window, locations, source and policy.
+    Show {
+        /// The job id (from `keyhole job start` or `keyhole job list`).
+        id: String,
+        /// The gateway and the caller's credentials.
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Finish a job: every credential it issued stops working at once.
+    Finish {
+        /// The job id.
+        id: String,
+        /// The gateway and the caller's credentials.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// The job's access report, from the audit trail: objects and bytes read and written per
+    /// location, denied attempts, grants never used, and the minimal policy that would have
+    /// sufficed.
+    Report {
+        /// The job id.
+        id: String,
+        /// The gateway and the caller's credentials.
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Export formats of `job plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Export {
+    /// AWS IAM: a permissions policy and a trust policy, pasteable into AWS unchanged.
+    Aws,
+}
+
+/// What `job start` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StartOutput {
+    /// The job id and plan (no secrets).
+    Text,
+    /// `export AWS_...=...` lines for the job's environment.
+    Env,
+    /// The keyhole API response (job, credentials, credentials token).
+    Json,
+}
+
+/// How a job receives its credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Delivery {
+    /// `endpoint` when the gateway is on a loopback address or HTTPS (where SDKs accept a
+    /// container-credentials URL), else `env`.
+    Auto,
+    /// AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN: SDKs fetch and
+    /// refresh short sessions by themselves until the job ends.
+    Endpoint,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN: one session, which lasts
+    /// the gateway's job session lifetime (or the window, if shorter).
+    Env,
+}
+
+/// A job spec from a TOML file and/or flags (flags replace the file's values).
+#[derive(Debug, Clone, Args)]
+pub struct SpecArgs {
+    /// Job spec file (TOML: name, read, write, start, duration or end, source_ip, role, labels).
+    #[arg(long = "spec", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Job name (letters, digits, `-`, `_`, `.`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A location the job reads: s3://BUCKET or s3://BUCKET/PREFIX/ (repeatable).
+    #[arg(long, value_name = "S3_URL")]
+    pub read: Vec<String>,
+    /// A location the job writes, never reads or deletes (repeatable).
+    #[arg(long, value_name = "S3_URL")]
+    pub write: Vec<String>,
+    /// Start of the window, RFC 3339 [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub start: Option<String>,
+    /// Length of the window: 45m, 3h, 1h30m, 2d.
+    #[arg(long = "for", visible_alias = "duration", value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// End of the window, RFC 3339 (instead of --for).
+    #[arg(long, value_name = "TIME")]
+    pub end: Option<String>,
+    /// Source address or CIDR the job may connect from (repeatable) [default: the address that
+    /// starts the job].
+    #[arg(long = "source-ip", value_name = "CIDR")]
+    pub source_ip: Vec<String>,
+    /// Cap the job with a role: it gets the role's policies intersected with the job policy.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// A label KEY=VALUE (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+}
+
+/// Where the gateway is and who is calling.
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// The gateway's URL [default: AWS_ENDPOINT_URL or the profile's endpoint_url, else
+    /// http://127.0.0.1:9000].
+    #[arg(long, env = "KEYHOLE_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// The AWS profile whose credentials sign the calls [default: the standard chain:
+    /// environment, then AWS_PROFILE or `default`].
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Region to sign for [default: AWS_REGION, the profile's region, else us-east-1].
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+impl SpecArgs {
+    /// The spec: the file's, with every given flag replacing its field.
+    pub fn spec(&self, positional: Option<&PathBuf>) -> miette::Result<JobSpec> {
+        let file = positional.or(self.file.as_ref());
+        let mut s = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .into_diagnostic()
+                    .wrap_err_with(|| format!("cannot read the job spec {}", path.display()))?;
+                JobSpec::from_toml(&text).map_err(|e| miette!("{}: {e}", path.display()))?
+            }
+            None => JobSpec::default(),
+        };
+        if let Some(n) = &self.name {
+            s.name.clone_from(n);
+        }
+        if !self.read.is_empty() {
+            s.read.clone_from(&self.read);
+        }
+        if !self.write.is_empty() {
+            s.write.clone_from(&self.write);
+        }
+        if self.start.is_some() {
+            s.start.clone_from(&self.start);
+        }
+        if self.duration.is_some() {
+            s.duration.clone_from(&self.duration);
+            s.end = None;
+        }
+        if self.end.is_some() {
+            s.end.clone_from(&self.end);
+            if self.duration.is_none() {
+                s.duration = None;
+            }
+        }
+        if !self.source_ip.is_empty() {
+            s.source_ip.clone_from(&self.source_ip);
+        }
+        if self.role.is_some() {
+            s.role.clone_from(&self.role);
+        }
+        for l in &self.label {
+            let (k, v) = l
+                .split_once('=')
+                .ok_or_else(|| miette!("--label `{l}` must be KEY=VALUE"))?;
+            s.labels.insert(k.to_owned(), v.to_owned());
+        }
+        Ok(s)
+    }
+}
+
+/// A signed connection to the keyhole API.
+pub struct Api {
+    client: Client,
+    access_key_id: String,
+    endpoint: String,
+    region: String,
+    source: String,
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Api {
+    /// Finds the gateway and the caller's credentials.
+    pub fn connect(conn: &ConnArgs) -> miette::Result<Api> {
+        let resolved =
+            aws_chain::resolve(conn.profile.as_deref(), &env_var).map_err(|e| miette!("{e}"))?;
+        let endpoint = conn
+            .endpoint
+            .clone()
+            .or_else(|| resolved.endpoint_url.clone())
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+        let endpoint = endpoint.trim_end_matches('/').to_owned();
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(miette!(
+                "--endpoint `{endpoint}` must be an http:// or https:// URL, e.g. http://127.0.0.1:9000"
+            ));
+        }
+        let region = conn
+            .region
+            .clone()
+            .or_else(|| resolved.region.clone())
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let credentials = keyhole_sigv4::Credentials {
+            access_key_id: resolved.access_key_id.clone(),
+            secret_key: keyhole_sigv4::SecretKey::new(resolved.secret_access_key.clone()),
+            session_token: resolved.session_token.clone(),
+        };
+        Ok(Api {
+            access_key_id: resolved.access_key_id.clone(),
+            client: Client::new(&endpoint, credentials, &region).with_service("keyhole"),
+            endpoint,
+            region,
+            source: resolved.source.clone(),
+        })
+    }
+
+    /// Calls `Keyhole.ACTION` with a JSON body; an error names the action, code and message.
+    pub async fn call(&self, action: &str, body: &Value) -> miette::Result<Value> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-amz-target",
+            HeaderValue::from_str(&format!("Keyhole.{action}")).into_diagnostic()?,
+        );
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-amz-json-1.1"),
+        );
+        let resp = self
+            .client
+            .send(Method::POST, "/", headers, body.to_string().into())
+            .await
+            .map_err(|e| {
+                miette!(
+                    "{action}: cannot reach the gateway at {}: {e} (is `keyhole serve` running? set --endpoint or KEYHOLE_ENDPOINT)",
+                    self.endpoint
+                )
+            })?;
+        let status = resp.status();
+        let bytes = read_body(resp)
+            .await
+            .map_err(|e| miette!("{action}: {e}"))?;
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or_else(
+            |_| json!({"__type": "Unknown", "message": String::from_utf8_lossy(&bytes)}),
+        );
+        if !status.is_success() {
+            let code = value
+                .get("__type")
+                .and_then(Value::as_str)
+                .unwrap_or("Error");
+            let message = value
+                .get("message")
+                .or_else(|| value.get("Message"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            return Err(miette!(
+                "{action} failed ({status}): {code}: {message} [signed as {} from {}]",
+                self.access_key_id,
+                self.source
+            ));
+        }
+        Ok(value)
+    }
+}
+
+fn runtime() -> miette::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .into_diagnostic()
+}
+
+/// `v[k]` without clippy's indexing lint: `Null` when absent.
+fn at<'a>(v: &'a Value, k: &str) -> &'a Value {
+    v.get(k).unwrap_or(&Value::Null)
+}
+
+fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn join(v: &Value, k: &str) -> String {
+    v.get(k)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// A job in plain words.
+fn describe_job(j: &Value) -> String {
+    let mut out = format!(
+        "job {} ({})\n  state   {}\n  window  {} .. {}\n",
+        str_of(j, "JobId"),
+        str_of(j, "Name"),
+        str_of(j, "State"),
+        str_of(j, "Start"),
+        str_of(j, "End")
+    );
+    for (label, key) in [("read", "Read"), ("write", "Write"), ("from", "SourceIp")] {
+        let v = join(j, key);
+        if !v.is_empty() {
+            out.push_str(&format!("  {label:<7} {v}\n"));
+        }
+    }
+    if let Some(r) = j.get("Role").and_then(Value::as_str) {
+        out.push_str(&format!("  role    {r}\n"));
+    }
+    out.push_str(&format!("  by      {}\n", str_of(j, "CreatedBy")));
+    if let Some(f) = j.get("FinishedAt").and_then(Value::as_str) {
+        out.push_str(&format!("  ended   {f} by {}\n", str_of(j, "FinishedBy")));
+    }
+    out
+}
+
+/// The report in plain words.
+pub fn render_report(r: &Value) -> String {
+    let mut out = format!(
+        "access report for job {} ({}): {} requests, {} sessions, {} credential refreshes\n",
+        str_of(r, "jobId"),
+        str_of(r, "state"),
+        at(r, "requests"),
+        at(r, "sessions"),
+        at(r, "credentialRefreshes")
+    );
+    let section = |out: &mut String, title: &str, key: &str, verb: &str| {
+        out.push_str(&format!("{title}\n"));
+        for l in r[key].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  {:<50} {} objects {verb}, {} bytes, {} requests\n",
+                str_of(l, "location"),
+                at(l, "objects"),
+                at(l, "bytes"),
+                at(l, "requests")
+            ));
+        }
+    };
+    section(&mut out, "read", "read", "read");
+    section(&mut out, "written", "written", "written");
+    let denied = &at(r, "denied");
+    out.push_str(&format!("denied: {}\n", at(denied, "count")));
+    for d in at(denied, "attempts").as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {} {} s3://{}/{}: {}\n",
+            str_of(d, "time"),
+            str_of(d, "operation"),
+            str_of(d, "bucket"),
+            str_of(d, "key"),
+            str_of(d, "reason")
+        ));
+    }
+    let unused = at(r, "unusedGrants")
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if unused.is_empty() {
+        out.push_str("every grant was used\n");
+    } else {
+        out.push_str("grants never used\n");
+        for u in &unused {
+            out.push_str(&format!("  {}: {}\n", str_of(u, "sid"), str_of(u, "grant")));
+        }
+    }
+    out.push_str("minimal policy that would have sufficed\n");
+    let pretty = serde_json::to_string_pretty(&at(r, "minimalPolicy")).unwrap_or_default();
+    for line in pretty.lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
+}
+
+fn is_loopback_or_https(endpoint: &str) -> bool {
+    if endpoint.starts_with("https://") {
+        return true;
+    }
+    let rest = endpoint.trim_start_matches("http://");
+    let host = rest.split('/').next().unwrap_or("");
+    let host = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The environment a job gets: its endpoint, region and credentials, and nothing of the
+/// caller's AWS configuration.
+fn job_env(api: &Api, created: &Value, delivery: Delivery) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let delivery = match delivery {
+        Delivery::Auto if is_loopback_or_https(&api.endpoint) => Delivery::Endpoint,
+        Delivery::Auto => Delivery::Env,
+        d => d,
+    };
+    env.insert("AWS_ENDPOINT_URL".into(), api.endpoint.clone());
+    env.insert("AWS_REGION".into(), api.region.clone());
+    env.insert("AWS_DEFAULT_REGION".into(), api.region.clone());
+    // No profile files and no instance metadata: the job sees only its own credentials.
+    env.insert("AWS_CONFIG_FILE".into(), "/dev/null".into());
+    env.insert("AWS_SHARED_CREDENTIALS_FILE".into(), "/dev/null".into());
+    env.insert("AWS_EC2_METADATA_DISABLED".into(), "true".into());
+    env.insert(
+        "KEYHOLE_JOB_ID".into(),
+        str_of(at(created, "Job"), "JobId").to_owned(),
+    );
+    match delivery {
+        Delivery::Endpoint | Delivery::Auto => {
+            env.insert(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+                format!("{}{}", api.endpoint, keyhole_server::jobs::CREDENTIALS_PATH),
+            );
+            env.insert(
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN".into(),
+                str_of(created, "CredentialsToken").to_owned(),
+            );
+        }
+        Delivery::Env => {
+            let c = &at(created, "Credentials");
+            env.insert(
+                "AWS_ACCESS_KEY_ID".into(),
+                str_of(c, "AccessKeyId").to_owned(),
+            );
+            env.insert(
+                "AWS_SECRET_ACCESS_KEY".into(),
+                str_of(c, "SecretAccessKey").to_owned(),
+            );
+            env.insert(
+                "AWS_SESSION_TOKEN".into(),
+                str_of(c, "SessionToken").to_owned(),
+            );
+        }
+    }
+    env
+}
+
+fn shell_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "'\\''"))
+}
+
+/// Runs `keyhole job ...`.
+pub fn run(cmd: JobCommand) -> miette::Result<ExitCode> {
+    match cmd {
+        JobCommand::Plan {
+            spec_file,
+            spec,
+            json,
+            export,
+            trust,
+            out_dir,
+        } => plan(&spec, spec_file.as_ref(), json, export, &trust, out_dir),
+        JobCommand::Start {
+            spec_file,
+            spec,
+            conn,
+            output,
+            credentials,
+        } => {
+            let s = spec.spec(spec_file.as_ref())?;
+            let api = Api::connect(&conn)?;
+            let created = runtime()?
+                .block_on(api.call("CreateJob", &serde_json::to_value(&s).into_diagnostic()?))?;
+            match output {
+                StartOutput::Json => println!("{created}"),
+                StartOutput::Env => {
+                    for (k, v) in job_env(&api, &created, credentials) {
+                        println!("export {k}={}", shell_quote(&v));
+                    }
+                }
+                StartOutput::Text => {
+                    print!("{}", describe_job(at(&created, "Job")));
+                    println!(
+                        "credentials: keyhole job start --output env|json prints them (or use keyhole run)"
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::List { conn, json } => {
+            let api = Api::connect(&conn)?;
+            let out = runtime()?.block_on(api.call("ListJobs", &json!({})))?;
+            if json {
+                println!("{out}");
+            } else {
+                println!(
+                    "{:<40} {:<9} {:<21} {:<21} CREATED BY",
+                    "JOB", "STATE", "START", "END"
+                );
+                for j in at(&out, "Jobs").as_array().into_iter().flatten() {
+                    println!(
+                        "{:<40} {:<9} {:<21} {:<21} {}",
+                        str_of(j, "JobId"),
+                        str_of(j, "State"),
+                        str_of(j, "Start"),
+                        str_of(j, "End"),
+                        str_of(j, "CreatedBy")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Show { id, conn, json } => {
+            let api = Api::connect(&conn)?;
+            let out = runtime()?.block_on(api.call("GetJob", &json!({"JobId": id})))?;
+            if json {
+                println!("{out}");
+            } else {
+                print!("{}", describe_job(at(&out, "Job")));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Finish { id, conn } => {
+            let api = Api::connect(&conn)?;
+            let out = runtime()?.block_on(api.call("FinishJob", &json!({"JobId": id})))?;
+            println!(
+                "job {} finished at {}: its credentials no longer work",
+                str_of(at(&out, "Job"), "JobId"),
+                str_of(at(&out, "Job"), "FinishedAt")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        JobCommand::Report { id, conn, json } => {
+            let api = Api::connect(&conn)?;
+            let out = runtime()?.block_on(api.call("GetJobReport", &json!({"JobId": id})))?;
+            if json {
+                println!("{}", at(&out, "Report"));
+            } else {
+                print!("{}", render_report(at(&out, "Report")));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn plan(
+    spec_args: &SpecArgs,
+    spec_file: Option<&PathBuf>,
+    json: bool,
+    export: Option<Export>,
+    trust: &str,
+    out_dir: Option<PathBuf>,
+) -> miette::Result<ExitCode> {
+    let s = spec_args.spec(spec_file)?;
+    let job = s
+        .resolve(chrono::Utc::now(), None)
+        .map_err(|e| miette!("{e}"))?;
+    let policy = serde_json::to_string_pretty(&job.policy()).into_diagnostic()?;
+    match export {
+        None if json => println!("{policy}"),
+        None => print!("{}", job.describe()),
+        Some(Export::Aws) => {
+            let trust = TrustFor::parse(trust).map_err(|e| miette!("{e}"))?;
+            let trust_doc =
+                serde_json::to_string_pretty(&trust.trust_policy()).into_diagnostic()?;
+            match out_dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir).into_diagnostic()?;
+                    let p = dir.join("permissions-policy.json");
+                    let t = dir.join("trust-policy.json");
+                    std::fs::write(&p, format!("{policy}\n")).into_diagnostic()?;
+                    std::fs::write(&t, format!("{trust_doc}\n")).into_diagnostic()?;
+                    println!("wrote {} and {}", p.display(), t.display());
+                    println!(
+                        "in AWS: aws iam create-role --role-name {name} --assume-role-policy-document file://{t}\n        aws iam put-role-policy --role-name {name} --policy-name {name} --policy-document file://{p}",
+                        name = job.name,
+                        t = t.display(),
+                        p = p.display()
+                    );
+                }
+                None => {
+                    println!(
+                        "# permissions policy (aws iam put-role-policy --policy-document ...)"
+                    );
+                    println!("{policy}");
+                    println!(
+                        "# trust policy (aws iam create-role --assume-role-policy-document ...)"
+                    );
+                    println!("{trust_doc}");
+                }
+            }
+            if job.source_ip.is_empty() {
+                eprintln!(
+                    "note: no source_ip in the spec, so the exported policy has no aws:SourceIp condition; add --source-ip to pin it"
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keyhole credentials`: prints a job's credentials in `credential_process` format.
+#[derive(Debug, Args)]
+pub struct CredentialsArgs {
+    /// The job id (checked against the token).
+    #[arg(long)]
+    pub job: String,
+    /// The job's credentials token [default: KEYHOLE_JOB_TOKEN, else
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN].
+    #[arg(long, env = "KEYHOLE_JOB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The gateway's URL [default: KEYHOLE_ENDPOINT, AWS_ENDPOINT_URL, else http://127.0.0.1:9000].
+    #[arg(long, env = "KEYHOLE_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+}
+
+/// Runs `keyhole credentials`.
+pub fn credentials(args: CredentialsArgs) -> miette::Result<ExitCode> {
+    let token = args
+        .token
+        .or_else(|| env_var("AWS_CONTAINER_AUTHORIZATION_TOKEN"))
+        .ok_or_else(|| {
+            miette!("no job token: pass --token or set KEYHOLE_JOB_TOKEN (keyhole job start --output json prints it as CredentialsToken)")
+        })?;
+    let expected_prefix = format!("kh1.{}.", args.job);
+    if !token.starts_with(&expected_prefix) {
+        return Err(miette!("the token is not job {}'s", args.job));
+    }
+    let endpoint = args
+        .endpoint
+        .or_else(|| env_var("AWS_ENDPOINT_URL"))
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+    let endpoint = endpoint.trim_end_matches('/').to_owned();
+    let value = runtime()?.block_on(async {
+        let client = Client::new(
+            &endpoint,
+            keyhole_sigv4::Credentials {
+                access_key_id: String::new(),
+                secret_key: keyhole_sigv4::SecretKey::new(String::new()),
+                session_token: None,
+            },
+            "us-east-1",
+        );
+        let uri: http::Uri = format!("{endpoint}{}", keyhole_server::jobs::CREDENTIALS_PATH)
+            .parse()
+            .into_diagnostic()?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(&token).into_diagnostic()?,
+        );
+        let resp = client
+            .dispatch(Method::GET, uri, headers, keyhole_server::body::empty())
+            .await
+            .map_err(|e| miette!("cannot reach the gateway at {endpoint}: {e}"))?;
+        let status = resp.status();
+        let bytes = read_body(resp).await.map_err(|e| miette!("{e}"))?;
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(miette!(
+                "the gateway refused job {}'s credentials ({status}): {}",
+                args.job,
+                str_of(&v, "message")
+            ));
+        }
+        Ok(v)
+    })?;
+    // https://docs.aws.amazon.com/sdkref/latest/guide/feature-process-credentials.html
+    println!(
+        "{}",
+        json!({
+            "Version": 1,
+            "AccessKeyId": at(&value, "AccessKeyId"),
+            "SecretAccessKey": at(&value, "SecretAccessKey"),
+            "SessionToken": at(&value, "Token"),
+            "Expiration": at(&value, "Expiration"),
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keyhole run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job spec (a default name `run-<time>` is used when none is given).
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// The gateway and the caller's credentials.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// How the command receives its credentials.
+    #[arg(long, value_enum, default_value_t = Delivery::Auto)]
+    pub credentials: Delivery,
+    /// Also write the access report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report_json: Option<PathBuf>,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Runs `keyhole run`: start the job, run CMD with its credentials, finish, report.
+pub fn run_command(args: RunArgs) -> miette::Result<ExitCode> {
+    let mut s = args.spec.spec(None)?;
+    if s.name.is_empty() {
+        s.name = format!("run-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"));
+    }
+    let api = Api::connect(&args.conn)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+    let created =
+        rt.block_on(api.call("CreateJob", &serde_json::to_value(&s).into_diagnostic()?))?;
+    let job_id = str_of(at(&created, "Job"), "JobId").to_owned();
+    eprintln!(
+        "keyhole: job {job_id} started ({} .. {}, from {})",
+        str_of(at(&created, "Job"), "Start"),
+        str_of(at(&created, "Job"), "End"),
+        join(at(&created, "Job"), "SourceIp")
+    );
+    let env = job_env(&api, &created, args.credentials);
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| miette!("give the command to run after `--`"))?;
+    let mut command = tokio::process::Command::new(program);
+    command.args(rest);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            command.env_remove(&k);
+        }
+    }
+    command.envs(&env);
+    let status = rt.block_on(async {
+        let mut child = command
+            .spawn()
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot start `{program}`"))?;
+        let pid = child.id();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .into_diagnostic()?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .into_diagnostic()?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .into_diagnostic()?;
+        loop {
+            let sig = tokio::select! {
+                status = child.wait() => return status.into_diagnostic(),
+                _ = term.recv() => "TERM",
+                _ = int.recv() => "INT",
+                _ = hup.recv() => "HUP",
+            };
+            // Forward the signal to the command (without unsafe code: through kill(1)).
+            if let Some(pid) = pid {
+                let _ = tokio::process::Command::new("kill")
+                    .args(["-s", sig, &pid.to_string()])
+                    .status()
+                    .await;
+            }
+        }
+    });
+    let finished = rt.block_on(api.call("FinishJob", &json!({"JobId": job_id})));
+    match &finished {
+        Ok(_) => eprintln!("keyhole: job {job_id} finished; its credentials no longer work"),
+        Err(e) => eprintln!(
+            "keyhole: WARNING: could not finish job {job_id} ({e}); its credentials stay valid until its window ends. Run: keyhole job finish {job_id}"
+        ),
+    }
+    match rt.block_on(api.call("GetJobReport", &json!({"JobId": job_id}))) {
+        Ok(r) => {
+            eprint!("{}", render_report(at(&r, "Report")));
+            if let Some(path) = &args.report_json {
+                std::fs::write(path, format!("{}\n", at(&r, "Report")))
+                    .into_diagnostic()
+                    .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+            }
+        }
+        Err(e) => eprintln!("keyhole: no access report: {e}"),
+    }
+    let status = status?;
+    let code = match status.code() {
+        Some(c) => c,
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0)
+        }
+    };
+    Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_https_endpoints_get_the_credential_endpoint() {
+        for e in [
+            "http://127.0.0.1:9000",
+            "http://localhost:9000",
+            "http://[::1]:9000",
+            "https://gw.example.com",
+            "http://127.0.0.5",
+        ] {
+            assert!(is_loopback_or_https(e), "{e}");
+        }
+        for e in ["http://10.0.0.5:9000", "http://gw.example.com:9000"] {
+            assert!(!is_loopback_or_https(e), "{e}");
+        }
+    }
+
+    #[test]
+    fn flags_replace_the_files_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.toml");
+        std::fs::write(
+            &path,
+            "name = \"a\"\nread = [\"s3://bucket-a/x/\"]\nduration = \"1h\"\n",
+        )
+        .unwrap();
+        let args = SpecArgs {
+            file: Some(path),
+            name: None,
+            read: vec![],
+            write: vec!["s3://bucket-b/out/".into()],
+            start: None,
+            duration: None,
+            end: Some("2030-01-01T00:00:00Z".into()),
+            source_ip: vec![],
+            role: None,
+            label: vec!["team=nlp".into()],
+        };
+        let s = args.spec(None).unwrap();
+        assert_eq!(s.name, "a");
+        assert_eq!(s.read, vec!["s3://bucket-a/x/".to_owned()]);
+        assert_eq!(s.write, vec!["s3://bucket-b/out/".to_owned()]);
+        assert_eq!(
+            (s.duration, s.end.as_deref()),
+            (None, Some("2030-01-01T00:00:00Z"))
+        );
+        assert_eq!(s.labels.get("team").map(String::as_str), Some("nlp"));
+    }
+
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(shell_quote("a'b"), "'a'\\''b'");
+    }
+}
