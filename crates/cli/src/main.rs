@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod audit_cmd;
+mod aws_chain;
 mod cli;
 mod policy_cmd;
 mod serve;
