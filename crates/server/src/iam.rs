@@ -1,5 +1,6 @@
-//! The IAM Query API (service `iam`): users, access keys, roles with trust policies, inline user
-//! and role policies and managed policies, so `aws iam ...` and boto3's IAM client work against keyhole unchanged.
+//! The IAM Query API (service `iam`): users, access keys, groups, roles with trust policies, inline
+//! user, group and role policies and versioned managed policies, so `aws iam ...` and boto3's IAM
+//! client work against keyhole unchanged.
 //!
 //! Requests are `POST /` with a form body (`Action=CreateUser&Version=2010-05-08&...`); responses
 //! are `<ActionResponse>` XML in the IAM namespace
@@ -72,6 +73,12 @@ iam_actions! {
     PutUserPermissionsBoundary, DeleteUserPermissionsBoundary,
     PutRolePermissionsBoundary, DeleteRolePermissionsBoundary,
     TagUser, UntagUser, ListUserTags, TagRole, UntagRole, ListRoleTags,
+    CreateGroup, GetGroup, ListGroups, DeleteGroup,
+    AddUserToGroup, RemoveUserFromGroup, ListGroupsForUser,
+    PutGroupPolicy, GetGroupPolicy, ListGroupPolicies, DeleteGroupPolicy,
+    AttachGroupPolicy, DetachGroupPolicy, ListAttachedGroupPolicies,
+    CreatePolicyVersion, GetPolicyVersion, ListPolicyVersions, DeletePolicyVersion,
+    SetDefaultPolicyVersion,
 }
 
 /// A required parameter, or `ValidationError` naming it.
@@ -170,7 +177,8 @@ pub fn permission(
         | A::DeleteUserPolicy
         | A::AttachUserPolicy
         | A::DetachUserPolicy
-        | A::ListAttachedUserPolicies => user_arn(required(q, "UserName")?),
+        | A::ListAttachedUserPolicies
+        | A::ListGroupsForUser => user_arn(required(q, "UserName")?),
         A::GetUser
         | A::CreateAccessKey
         | A::ListAccessKeys
@@ -181,7 +189,34 @@ pub fn permission(
             q.get("Path").unwrap_or("/"),
             required(q, "PolicyName")?
         ),
-        A::GetPolicy | A::DeletePolicy => required(q, "PolicyArn")?.to_owned(),
+        A::GetPolicy
+        | A::DeletePolicy
+        | A::CreatePolicyVersion
+        | A::GetPolicyVersion
+        | A::ListPolicyVersions
+        | A::DeletePolicyVersion
+        | A::SetDefaultPolicyVersion => required(q, "PolicyArn")?.to_owned(),
+        // The group's ARN (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html):
+        // AddUserToGroup and RemoveUserFromGroup are about the group, not the user.
+        A::CreateGroup => format!(
+            "arn:aws:iam::{account_id}:group{}{}",
+            q.get("Path").unwrap_or("/"),
+            required(q, "GroupName")?
+        ),
+        A::GetGroup
+        | A::DeleteGroup
+        | A::AddUserToGroup
+        | A::RemoveUserFromGroup
+        | A::PutGroupPolicy
+        | A::GetGroupPolicy
+        | A::ListGroupPolicies
+        | A::DeleteGroupPolicy
+        | A::AttachGroupPolicy
+        | A::DetachGroupPolicy
+        | A::ListAttachedGroupPolicies => format!(
+            "arn:aws:iam::{account_id}:group/{}",
+            required(q, "GroupName")?
+        ),
         A::TagRole
         | A::UntagRole
         | A::ListRoleTags
@@ -201,7 +236,7 @@ pub fn permission(
             required(q, "RoleName")?
         ),
         // Listing everything has no resource type in AWS's authorization reference: `*`.
-        A::ListUsers | A::ListPolicies | A::ListRoles => "*".to_owned(),
+        A::ListUsers | A::ListPolicies | A::ListRoles | A::ListGroups => "*".to_owned(),
     };
     Ok(Permission {
         action: action.iam_action(),
@@ -262,16 +297,69 @@ fn policy_xml(w: &mut XmlWriter, el: &str, p: &crate::state::ManagedPolicyRecord
     w.elem("PolicyId", &p.id);
     w.elem("Arn", arn);
     w.elem("Path", &p.path);
-    w.elem("DefaultVersionId", "v1");
+    w.elem("DefaultVersionId", &p.default_version);
     w.elem("AttachmentCount", &p.attachments.to_string());
-    w.elem("PermissionsBoundaryUsageCount", "0");
+    w.elem(
+        "PermissionsBoundaryUsageCount",
+        &p.boundary_uses.to_string(),
+    );
     w.elem("IsAttachable", "true");
     if !p.description.is_empty() {
         w.elem("Description", &p.description);
     }
     w.elem("CreateDate", &xml_date(&p.created));
-    w.elem("UpdateDate", &xml_date(&p.created));
+    w.elem("UpdateDate", &xml_date(&p.updated));
     w.close(el);
+}
+
+fn group_xml(w: &mut XmlWriter, el: &str, g: &crate::state::GroupRecord, arn: &str) {
+    w.open(el);
+    w.elem("Path", &g.path);
+    w.elem("GroupName", &g.name);
+    w.elem("GroupId", &g.id);
+    w.elem("Arn", arn);
+    w.elem("CreateDate", &xml_date(&g.created));
+    w.close(el);
+}
+
+/// A `PolicyVersion`; the document only where AWS returns it (GetPolicyVersion), URL-encoded
+/// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_PolicyVersion.html).
+fn version_xml(w: &mut XmlWriter, el: &str, v: &crate::state::PolicyVersionRecord, document: bool) {
+    w.open(el);
+    if document {
+        w.elem("Document", &url_encode(&v.document));
+    }
+    w.elem("VersionId", &v.id);
+    w.elem(
+        "IsDefaultVersion",
+        if v.is_default { "true" } else { "false" },
+    );
+    w.elem("CreateDate", &xml_date(&v.created));
+    w.close(el);
+}
+
+/// `IsTruncated` false: every list is answered whole.
+fn groups_list_xml(w: &mut XmlWriter, state: &State, groups: &[crate::state::GroupRecord]) {
+    w.open("Groups");
+    for g in groups {
+        group_xml(w, "member", g, &state.group_arn(g));
+    }
+    w.close("Groups");
+    w.elem("IsTruncated", "false");
+}
+
+/// An optional boolean parameter (`true`/`false`, as the SDKs send them).
+fn bool_param(q: &Query, name: &str) -> Result<bool, S3Error> {
+    match q.get(name) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => Err(S3Error::new(
+            "ValidationError",
+            StatusCode::BAD_REQUEST,
+            format!("{name} must be `true` or `false`, not `{v}`"),
+        )),
+    }
 }
 
 /// Runs an authorized IAM action and renders its response.
@@ -596,12 +684,15 @@ fn run(
         A::DeleteRolePermissionsBoundary => {
             state.set_boundary(PrincipalKind::Role, required(q, "RoleName")?, None)?;
         }
-        A::ListAttachedUserPolicies => {
+        A::ListAttachedUserPolicies | A::ListAttachedGroupPolicies => {
+            let attached = if action == A::ListAttachedUserPolicies {
+                state.list_attached_policies(PrincipalKind::User, required(q, "UserName")?)?
+            } else {
+                state.list_attached_policies(PrincipalKind::Group, required(q, "GroupName")?)?
+            };
             w.open(&result);
             w.open("AttachedPolicies");
-            for (n, arn) in
-                state.list_attached_policies(PrincipalKind::User, required(q, "UserName")?)?
-            {
+            for (n, arn) in attached {
                 w.open("member");
                 w.elem("PolicyName", &n);
                 w.elem("PolicyArn", &arn);
@@ -610,6 +701,120 @@ fn run(
             w.close("AttachedPolicies");
             w.elem("IsTruncated", "false");
             w.close(&result);
+        }
+        A::CreateGroup => {
+            let g = state.create_group(required(q, "GroupName")?, q.get("Path").unwrap_or("/"))?;
+            w.open(&result);
+            group_xml(&mut w, "Group", &g, &state.group_arn(&g));
+            w.close(&result);
+        }
+        A::GetGroup => {
+            let (g, users) = state.get_group(required(q, "GroupName")?)?;
+            w.open(&result);
+            group_xml(&mut w, "Group", &g, &state.group_arn(&g));
+            w.open("Users");
+            for (u, arn) in users {
+                user_xml(&mut w, "member", &u, &arn);
+            }
+            w.close("Users");
+            w.elem("IsTruncated", "false");
+            w.close(&result);
+        }
+        A::ListGroups => {
+            let groups = state.list_groups(q.get("PathPrefix").unwrap_or("/"))?;
+            w.open(&result);
+            groups_list_xml(&mut w, state, &groups);
+            w.close(&result);
+        }
+        A::ListGroupsForUser => {
+            let groups = state.list_groups_for_user(required(q, "UserName")?)?;
+            w.open(&result);
+            groups_list_xml(&mut w, state, &groups);
+            w.close(&result);
+        }
+        A::DeleteGroup => state.delete_group(required(q, "GroupName")?)?,
+        A::AddUserToGroup => {
+            state.add_user_to_group(required(q, "GroupName")?, required(q, "UserName")?)?;
+        }
+        A::RemoveUserFromGroup => {
+            state.remove_user_from_group(required(q, "GroupName")?, required(q, "UserName")?)?;
+        }
+        A::PutGroupPolicy => state.put_inline_policy(
+            PrincipalKind::Group,
+            required(q, "GroupName")?,
+            required(q, "PolicyName")?,
+            required(q, "PolicyDocument")?,
+        )?,
+        A::GetGroupPolicy => {
+            let (group, policy) = (required(q, "GroupName")?, required(q, "PolicyName")?);
+            let doc = state.get_inline_policy(PrincipalKind::Group, group, policy)?;
+            w.open(&result);
+            w.elem("GroupName", group);
+            w.elem("PolicyName", policy);
+            w.elem("PolicyDocument", &url_encode(&doc));
+            w.close(&result);
+        }
+        A::ListGroupPolicies => {
+            let names =
+                state.list_inline_policies(PrincipalKind::Group, required(q, "GroupName")?)?;
+            w.open(&result);
+            w.open("PolicyNames");
+            for n in names {
+                w.elem("member", &n);
+            }
+            w.close("PolicyNames");
+            w.elem("IsTruncated", "false");
+            w.close(&result);
+        }
+        A::DeleteGroupPolicy => state.delete_inline_policy(
+            PrincipalKind::Group,
+            required(q, "GroupName")?,
+            required(q, "PolicyName")?,
+        )?,
+        A::AttachGroupPolicy => state.attach_policy(
+            PrincipalKind::Group,
+            required(q, "GroupName")?,
+            required(q, "PolicyArn")?,
+        )?,
+        A::DetachGroupPolicy => state.detach_policy(
+            PrincipalKind::Group,
+            required(q, "GroupName")?,
+            required(q, "PolicyArn")?,
+        )?,
+        A::CreatePolicyVersion => {
+            let v = state.create_policy_version(
+                required(q, "PolicyArn")?,
+                required(q, "PolicyDocument")?,
+                bool_param(q, "SetAsDefault")?,
+            )?;
+            w.open(&result);
+            version_xml(&mut w, "PolicyVersion", &v, false);
+            w.close(&result);
+        }
+        A::GetPolicyVersion => {
+            let v =
+                state.get_policy_version(required(q, "PolicyArn")?, required(q, "VersionId")?)?;
+            w.open(&result);
+            version_xml(&mut w, "PolicyVersion", &v, true);
+            w.close(&result);
+        }
+        A::ListPolicyVersions => {
+            let versions = state.list_policy_versions(required(q, "PolicyArn")?)?;
+            w.open(&result);
+            w.open("Versions");
+            for v in &versions {
+                version_xml(&mut w, "member", v, false);
+            }
+            w.close("Versions");
+            w.elem("IsTruncated", "false");
+            w.close(&result);
+        }
+        A::DeletePolicyVersion => {
+            state.delete_policy_version(required(q, "PolicyArn")?, required(q, "VersionId")?)?;
+        }
+        A::SetDefaultPolicyVersion => {
+            state
+                .set_default_policy_version(required(q, "PolicyArn")?, required(q, "VersionId")?)?;
         }
     }
     w.open("ResponseMetadata");
@@ -657,7 +862,7 @@ mod tests {
         for n in ["CreateUser", "ListAttachedUserPolicies", "DeleteAccessKey"] {
             assert_eq!(IamAction::parse(n).unwrap().name(), n);
         }
-        assert!(IamAction::parse("CreateGroup").is_none());
+        assert!(IamAction::parse("CreateLoginProfile").is_none());
         assert_eq!(IamAction::CreateRole.iam_action(), "iam:CreateRole");
         let q = Query::parse(Some("Action=PutUserPolicy&UserName=alice&PolicyName=p"));
         let p = permission(
@@ -673,6 +878,50 @@ mod tests {
         let e = permission(IamAction::CreateUser, &q, &Principal::Anonymous, "1").unwrap_err();
         assert_eq!(e.code(), "ValidationError");
         assert!(e.message().contains("userName"));
+    }
+
+    /// Resources from the service authorization reference
+    /// (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html):
+    /// group actions are on the group, ListGroupsForUser on the user, versions on the policy.
+    #[test]
+    fn group_and_policy_version_actions_name_their_resources() {
+        let resource = |action: IamAction, query: &str| {
+            permission(
+                action,
+                &Query::parse(Some(query)),
+                &Principal::Anonymous,
+                "123456789012",
+            )
+            .unwrap()
+            .resource
+        };
+        assert_eq!(
+            resource(IamAction::AddUserToGroup, "GroupName=g&UserName=u"),
+            "arn:aws:iam::123456789012:group/g"
+        );
+        assert_eq!(
+            resource(IamAction::CreateGroup, "GroupName=g&Path=%2Fteam%2F"),
+            "arn:aws:iam::123456789012:group/team/g"
+        );
+        assert_eq!(
+            resource(IamAction::ListGroupsForUser, "UserName=u"),
+            "arn:aws:iam::123456789012:user/u"
+        );
+        assert_eq!(resource(IamAction::ListGroups, ""), "*");
+        let arn = "arn:aws:iam::123456789012:policy/P";
+        assert_eq!(
+            resource(
+                IamAction::SetDefaultPolicyVersion,
+                &format!("PolicyArn={arn}&VersionId=v2")
+            ),
+            arn
+        );
+        assert_eq!(
+            IamAction::parse("ListAttachedGroupPolicies")
+                .unwrap()
+                .iam_action(),
+            "iam:ListAttachedGroupPolicies"
+        );
     }
 
     #[test]

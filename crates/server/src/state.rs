@@ -1,6 +1,6 @@
-//! Control-plane state: IAM users, access keys, inline and managed policies and attachments, in
-//! a SQL database (a SQLite file in the data directory), with an in-memory snapshot that the
-//! request path reads.
+//! Control-plane state: IAM users, access keys, groups, roles, inline and versioned managed
+//! policies and attachments, in a SQL database (a SQLite file in the data directory), with an
+//! in-memory snapshot that the request path reads.
 //!
 //! Writes go to the database and then rebuild the snapshot, so a change (a new key, a deactivated
 //! key, a new policy) is in force for the next request. Requests never touch the database.
@@ -10,7 +10,9 @@
 //! alone does not reveal them. Policies are parsed and compiled when stored, so the request path
 //! only sees documents that compiled.
 
+mod groups;
 pub mod seal;
+mod versions;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,6 +24,7 @@ use keyhole_sigv4::SecretKey;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use seal::Sealer;
+use versions::version_id;
 
 /// File name of the state database under the data directory.
 pub const STATE_DB_FILE: &str = "state.db";
@@ -33,8 +36,16 @@ pub const MAX_USER_INLINE_POLICY_CHARS: usize = 2048;
 pub const MAX_ROLE_INLINE_POLICY_CHARS: usize = 10_240;
 /// AWS's limit on a managed policy document (characters, whitespace excluded).
 pub const MAX_MANAGED_POLICY_CHARS: usize = 6144;
-/// AWS's limit on managed policies attached to one user.
+/// AWS's limit on the aggregate size of a group's inline policies (characters, whitespace excluded).
+pub const MAX_GROUP_INLINE_POLICY_CHARS: usize = 5120;
+/// AWS's limit on managed policies attached to one user, group or role.
 pub const MAX_ATTACHED_POLICIES: usize = 10;
+/// AWS's limit on the groups one user belongs to
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
+pub const MAX_GROUPS_PER_USER: usize = 10;
+/// AWS's limit on the versions a managed policy keeps
+/// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreatePolicyVersion.html).
+pub const MAX_POLICY_VERSIONS: usize = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -47,7 +58,11 @@ CREATE TABLE IF NOT EXISTS user_policies (
     PRIMARY KEY (user_name, policy_name));
 CREATE TABLE IF NOT EXISTS managed_policies (
     name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL, description TEXT NOT NULL,
-    document TEXT NOT NULL, created TEXT NOT NULL);
+    document TEXT NOT NULL, created TEXT NOT NULL,
+    default_version INTEGER NOT NULL DEFAULT 1, last_version INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS policy_versions (
+    policy_name TEXT NOT NULL, version INTEGER NOT NULL, document TEXT NOT NULL,
+    created TEXT NOT NULL, PRIMARY KEY (policy_name, version));
 CREATE TABLE IF NOT EXISTS user_attachments (
     user_name TEXT NOT NULL, policy_name TEXT NOT NULL, PRIMARY KEY (user_name, policy_name));
 CREATE TABLE IF NOT EXISTS roles (
@@ -65,7 +80,51 @@ CREATE TABLE IF NOT EXISTS bucket_policies (bucket TEXT PRIMARY KEY, document TE
 CREATE TABLE IF NOT EXISTS public_access_blocks (scope TEXT PRIMARY KEY, config TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS role_attachments (
     role_name TEXT NOT NULL, policy_name TEXT NOT NULL, PRIMARY KEY (role_name, policy_name));
+CREATE TABLE IF NOT EXISTS iam_groups (
+    name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS group_members (
+    group_name TEXT NOT NULL, user_name TEXT NOT NULL, PRIMARY KEY (group_name, user_name));
+CREATE TABLE IF NOT EXISTS group_policies (
+    group_name TEXT NOT NULL, policy_name TEXT NOT NULL, document TEXT NOT NULL,
+    PRIMARY KEY (group_name, policy_name));
+CREATE TABLE IF NOT EXISTS group_attachments (
+    group_name TEXT NOT NULL, policy_name TEXT NOT NULL, PRIMARY KEY (group_name, policy_name));
 ";
+
+// INVARIANT: `managed_policies.document` is the document of the policy's version
+// `default_version` (kept so by `State::make_default` in the same transaction), so everything that
+// evaluates a managed policy (attachments, boundaries) reads the default version and nothing else.
+// `last_version` is the highest version number ever created: numbers are never reused.
+
+/// Brings a state file written before groups and policy versions up to [`SCHEMA`], in portable SQL:
+/// the two version columns are added to `managed_policies` if missing, and every policy without
+/// versions gets its document as `v1`. Runs at every open; does nothing the second time.
+fn upgrade(conn: &mut Connection) -> Result<(), StateError> {
+    // A SELECT of a missing column fails to prepare: the portable "has column" test. It runs
+    // outside the transaction, where a failed statement would abort it on some databases.
+    let missing: Vec<&str> = ["default_version", "last_version"]
+        .into_iter()
+        .filter(|column| {
+            conn.prepare(&format!("SELECT {column} FROM managed_policies LIMIT 0"))
+                .is_err()
+        })
+        .collect();
+    let tx = conn.transaction()?;
+    for column in missing {
+        tx.execute(
+            &format!("ALTER TABLE managed_policies ADD COLUMN {column} INTEGER NOT NULL DEFAULT 1"),
+            [],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO policy_versions (policy_name, version, document, created)
+         SELECT m.name, 1, m.document, m.created FROM managed_policies m
+         WHERE NOT EXISTS (SELECT 1 FROM policy_versions v WHERE v.policy_name = m.name)",
+        [],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
 
 /// A failure a client can be told about, with its IAM error code.
 #[derive(Debug, thiserror::Error)]
@@ -168,12 +227,45 @@ pub struct ManagedPolicyRecord {
     pub path: String,
     /// Description.
     pub description: String,
-    /// The document.
+    /// The document of the default version (the one in force).
     pub document: String,
     /// Creation time.
     pub created: String,
-    /// How many users it is attached to.
+    /// The default version's id (`v1`, `v2`, ...).
+    pub default_version: String,
+    /// When the newest of its versions was created (the creation time while it has one).
+    pub updated: String,
+    /// How many users, groups and roles it is attached to.
     pub attachments: usize,
+    /// How many users and roles use it as their permissions boundary.
+    pub boundary_uses: usize,
+}
+
+/// One version of a managed policy
+/// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_PolicyVersion.html).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVersionRecord {
+    /// `v1`, `v2`, ...
+    pub id: String,
+    /// The document.
+    pub document: String,
+    /// Whether this is the version in force.
+    pub is_default: bool,
+    /// Creation time (RFC 3339).
+    pub created: String,
+}
+
+/// An IAM group as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// Group name.
+    pub name: String,
+    /// Unique id (`AGPA...`).
+    pub id: String,
+    /// Path (`/` by default).
+    pub path: String,
+    /// Creation time (RFC 3339).
+    pub created: String,
 }
 
 /// What the request path knows about an access key.
@@ -194,7 +286,8 @@ pub struct UserEntry {
     pub record: UserRecord,
     /// `arn:aws:iam::ACCOUNT:user/PATHNAME`.
     pub arn: String,
-    /// Inline and attached managed policies, compiled.
+    /// Its identity policies, compiled: its own inline and attached managed policies and those
+    /// of every group it belongs to.
     pub policies: Arc<Vec<CompiledPolicy>>,
     /// The permissions boundary, if one is set.
     pub boundary: Option<Arc<CompiledPolicy>>,
@@ -401,10 +494,11 @@ impl State {
     /// Opens (creating if needed) the state database in `data_dir`.
     pub fn open(data_dir: &Path, master_key: &[u8], account_id: &str) -> Result<State, StateError> {
         std::fs::create_dir_all(data_dir)?;
-        let conn = Connection::open(data_dir.join(STATE_DB_FILE))?;
+        let mut conn = Connection::open(data_dir.join(STATE_DB_FILE))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        upgrade(&mut conn)?;
         let state = State {
             db: Mutex::new(conn),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
@@ -475,8 +569,29 @@ impl State {
                     Ok(UserRecord { name: r.get(0)?, id: r.get(1)?, path: r.get(2)?, created: r.get(3)? })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
+            // A user's identity-based policies include those of its groups
+            // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html):
+            // each group's policies are compiled once and shared by its members.
+            let mut stmt = db.prepare("SELECT name FROM iam_groups")?;
+            let groups = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut group_policies = HashMap::new();
+            for g in groups {
+                let policies = Self::load_policies(db, PrincipalKind::Group, &g)?;
+                group_policies.insert(g, policies);
+            }
+            let mut stmt = db.prepare("SELECT user_name, group_name FROM group_members")?;
+            let mut memberships: HashMap<String, Vec<String>> = HashMap::new();
+            for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+                let (user, group) = row?;
+                memberships.entry(user).or_default().push(group);
+            }
             for u in users {
-                let policies = Self::load_policies(db, PrincipalKind::User, &u.name)?;
+                let mut policies = Self::load_policies(db, PrincipalKind::User, &u.name)?;
+                for g in memberships.get(&u.name).into_iter().flatten() {
+                    policies.extend(group_policies.get(g).into_iter().flatten().cloned());
+                }
                 let arn = self.user_arn(&u);
                 let boundary = Self::load_boundary(db, PrincipalKind::User, &u.name)?;
                 let tags = Arc::new(Self::load_tags(db, PrincipalKind::User, &u.name)?);
@@ -709,8 +824,8 @@ impl State {
         })
     }
 
-    /// The compiled inline and attached managed policies of a user or role (`kind` is `user` or
-    /// `role`, a fixed table prefix, never input).
+    /// The compiled inline and attached managed policies of a user, group or role (`kind` gives a
+    /// fixed table prefix, never input).
     fn load_policies(
         db: &Connection,
         kind: PrincipalKind,
@@ -726,10 +841,15 @@ impl State {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        // A group's policies say whose they are: they reach every member's decisions.
+        let of = match kind {
+            PrincipalKind::Group => format!(" of group `{name}`"),
+            PrincipalKind::User | PrincipalKind::Role => String::new(),
+        };
         for (pname, doc) in inline {
             policies.push(compile_identity_policy(
                 &doc,
-                &format!("inline policy `{pname}`"),
+                &format!("inline policy `{pname}`{of}"),
             )?);
         }
         let mut stmt = db.prepare(&format!(
@@ -743,7 +863,7 @@ impl State {
         for (pname, doc) in attached {
             policies.push(compile_identity_policy(
                 &doc,
-                &format!("managed policy `{pname}`"),
+                &format!("managed policy `{pname}`{of}"),
             )?);
         }
         Ok(policies)
@@ -838,19 +958,30 @@ impl State {
         self.delete_principal(PrincipalKind::User, name)
     }
 
-    /// Deletes a user or role once nothing that AWS requires removing first is left (access keys,
-    /// inline and attached policies), together with what belongs to it alone (tags, boundary), so
-    /// a later principal of the same name starts clean.
+    /// Deletes a user, group or role once nothing that AWS requires removing first is left
+    /// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteUser.html: access keys,
+    /// inline and attached policies, group memberships;
+    /// https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteGroup.html: members and
+    /// policies), together with what belongs to it alone (tags, boundary), so a later principal of
+    /// the same name starts clean.
     fn delete_principal(&self, kind: PrincipalKind, name: &str) -> Result<(), StateError> {
         let k = kind.word();
         self.change(|tx| {
             Self::require(tx, kind, name)?;
+            let (policies, attachments) = (format!("{k}_policies"), format!("{k}_attachments"));
             let mut blockers = vec![
-                (format!("{k}_policies"), "inline policies"),
-                (format!("{k}_attachments"), "attached policies"),
+                (policies.as_str(), "delete inline policies"),
+                (attachments.as_str(), "detach attached policies"),
             ];
-            if kind == PrincipalKind::User {
-                blockers.insert(0, ("access_keys".to_owned(), "access keys"));
+            match kind {
+                PrincipalKind::User => {
+                    blockers.insert(0, ("access_keys", "delete access keys"));
+                    blockers.push(("group_members", "remove the user from all groups"));
+                }
+                PrincipalKind::Group => {
+                    blockers.insert(0, ("group_members", "remove all users from the group"));
+                }
+                PrincipalKind::Role => {}
             }
             for (table, what) in blockers {
                 let n: i64 = tx.query_row(
@@ -860,7 +991,7 @@ impl State {
                 )?;
                 if n > 0 {
                     return Err(StateError::DeleteConflict(format!(
-                        "Cannot delete entity, must delete {what} first."
+                        "Cannot delete entity, must {what} first."
                     )));
                 }
             }
@@ -870,7 +1001,10 @@ impl State {
                     params![k, name],
                 )?;
             }
-            tx.execute(&format!("DELETE FROM {k}s WHERE name = ?1"), [name])?;
+            tx.execute(
+                &format!("DELETE FROM {} WHERE name = ?1", kind.table()),
+                [name],
+            )?;
             Ok(())
         })
     }
@@ -965,21 +1099,27 @@ impl State {
     ) -> Result<Option<ManagedPolicyRecord>, StateError> {
         Ok(db
             .query_row(
-                "SELECT m.name, m.id, m.path, m.description, m.document, m.created,
+                "SELECT m.name, m.id, m.path, m.description, m.document, m.created, m.default_version,
                         (SELECT count(*) FROM user_attachments a WHERE a.policy_name = m.name)
-                        + (SELECT count(*) FROM role_attachments r WHERE r.policy_name = m.name)
-                        + (SELECT count(*) FROM permissions_boundaries b WHERE b.policy_name = m.name)
+                        + (SELECT count(*) FROM group_attachments g WHERE g.policy_name = m.name)
+                        + (SELECT count(*) FROM role_attachments r WHERE r.policy_name = m.name),
+                        (SELECT count(*) FROM permissions_boundaries b WHERE b.policy_name = m.name),
+                        (SELECT max(v.created) FROM policy_versions v WHERE v.policy_name = m.name)
                  FROM managed_policies m WHERE m.name = ?1",
                 [name],
                 |r| {
+                    let created: String = r.get(5)?;
                     Ok(ManagedPolicyRecord {
                         name: r.get(0)?,
                         id: r.get(1)?,
                         path: r.get(2)?,
                         description: r.get(3)?,
                         document: r.get(4)?,
-                        created: r.get(5)?,
-                        attachments: r.get::<_, i64>(6)? as usize,
+                        default_version: version_id(r.get(6)?),
+                        attachments: r.get::<_, i64>(7)? as usize,
+                        boundary_uses: r.get::<_, i64>(8)? as usize,
+                        updated: r.get::<_, Option<String>>(9)?.unwrap_or_else(|| created.clone()),
+                        created,
                     })
                 },
             )
@@ -1022,18 +1162,27 @@ impl State {
                     "A policy called {name} already exists. Duplicate names are not allowed."
                 )));
             }
+            let created = now();
             let rec = ManagedPolicyRecord {
                 name: name.to_owned(),
                 id: crate::account::new_id("ANPA", 17),
                 path: path.to_owned(),
                 description: description.to_owned(),
                 document: doc.to_owned(),
-                created: now(),
+                created: created.clone(),
+                default_version: version_id(1),
+                updated: created,
                 attachments: 0,
+                boundary_uses: 0,
             };
             tx.execute(
-                "INSERT INTO managed_policies (name, id, path, description, document, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO managed_policies (name, id, path, description, document, created, default_version, last_version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, 1)",
                 params![rec.name, rec.id, rec.path, rec.description, rec.document, rec.created],
+            )?;
+            tx.execute(
+                "INSERT INTO policy_versions (policy_name, version, document, created) VALUES (?1, 1, ?2, ?3)",
+                params![rec.name, rec.document, rec.created],
             )?;
             Ok(rec)
         })
@@ -1063,17 +1212,32 @@ impl State {
         })
     }
 
-    /// DeletePolicy: refused while attached.
+    /// DeletePolicy: refused while it is attached, in use as a permissions boundary, or has
+    /// versions besides the default one; AWS requires detaching it and deleting those versions
+    /// first, and deletes the default version with the policy
+    /// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeletePolicy.html).
     pub fn delete_policy(&self, arn: &str) -> Result<(), StateError> {
         let name = self.policy_name_from_arn(arn)?;
         self.change(|tx| {
             let p = Self::managed_by_name(tx, &name)?
                 .ok_or_else(|| StateError::NoSuchEntity(format!("Policy {arn} was not found.")))?;
-            if p.attachments > 0 {
+            if p.attachments > 0 || p.boundary_uses > 0 {
                 return Err(StateError::DeleteConflict(
                     "Cannot delete a policy attached to entities.".into(),
                 ));
             }
+            let versions: i64 = tx.query_row(
+                "SELECT count(*) FROM policy_versions WHERE policy_name = ?1",
+                [&name],
+                |r| r.get(0),
+            )?;
+            if versions > 1 {
+                return Err(StateError::DeleteConflict(format!(
+                    "This policy has more than one version. Before you delete a policy, you must delete the policy's versions other than the default ({}) with DeletePolicyVersion. The default version is deleted with the policy.",
+                    p.default_version
+                )));
+            }
+            tx.execute("DELETE FROM policy_versions WHERE policy_name = ?1", [&name])?;
             tx.execute("DELETE FROM managed_policies WHERE name = ?1", [&name])?;
             Ok(())
         })
@@ -1179,11 +1343,14 @@ impl State {
     }
 }
 
-/// Whose policies, tags or boundary an operation is about.
+/// Whose policies, tags or boundary an operation is about. Groups have policies only (AWS gives
+/// them no tags and no permissions boundary, and they are never principals themselves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrincipalKind {
     /// An IAM user.
     User,
+    /// An IAM group.
+    Group,
     /// An IAM role.
     Role,
 }
@@ -1193,16 +1360,36 @@ impl PrincipalKind {
     pub fn word(self) -> &'static str {
         match self {
             PrincipalKind::User => "user",
+            PrincipalKind::Group => "group",
             PrincipalKind::Role => "role",
         }
     }
 
+    /// The table of the entities themselves (`GROUPS` is an SQL keyword, hence `iam_groups`).
+    fn table(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "users",
+            PrincipalKind::Group => "iam_groups",
+            PrincipalKind::Role => "roles",
+        }
+    }
+
+    /// The word AWS's quota names use (`PoliciesPerUser`, ...).
+    fn title(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "User",
+            PrincipalKind::Group => "Group",
+            PrincipalKind::Role => "Role",
+        }
+    }
+
     /// AWS's limit on the aggregate size of the principal's inline policies (characters,
-    /// whitespace excluded): 2,048 for a user, 10,240 for a role
+    /// whitespace excluded): 2,048 for a user, 5,120 for a group, 10,240 for a role
     /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
     fn inline_limit(self) -> usize {
         match self {
             PrincipalKind::User => MAX_USER_INLINE_POLICY_CHARS,
+            PrincipalKind::Group => MAX_GROUP_INLINE_POLICY_CHARS,
             PrincipalKind::Role => MAX_ROLE_INLINE_POLICY_CHARS,
         }
     }
@@ -1212,11 +1399,12 @@ impl State {
     fn require(db: &Connection, kind: PrincipalKind, name: &str) -> Result<(), StateError> {
         match kind {
             PrincipalKind::User => Self::require_user(db, name).map(|_| ()),
+            PrincipalKind::Group => Self::require_group(db, name).map(|_| ()),
             PrincipalKind::Role => Self::require_role(db, name).map(|_| ()),
         }
     }
 
-    /// Put{User,Role}Policy: validated, compiled, within AWS's aggregate size limit.
+    /// Put{User,Group,Role}Policy: validated, compiled, within AWS's aggregate size limit.
     pub fn put_inline_policy(
         &self,
         kind: PrincipalKind,
@@ -1255,7 +1443,7 @@ impl State {
         })
     }
 
-    /// Get{User,Role}Policy.
+    /// Get{User,Group,Role}Policy.
     pub fn get_inline_policy(
         &self,
         kind: PrincipalKind,
@@ -1281,7 +1469,7 @@ impl State {
         })
     }
 
-    /// List{User,Role}Policies.
+    /// List{User,Group,Role}Policies.
     pub fn list_inline_policies(
         &self,
         kind: PrincipalKind,
@@ -1300,7 +1488,7 @@ impl State {
         })
     }
 
-    /// Delete{User,Role}Policy.
+    /// Delete{User,Group,Role}Policy.
     pub fn delete_inline_policy(
         &self,
         kind: PrincipalKind,
@@ -1323,7 +1511,7 @@ impl State {
         })
     }
 
-    /// Attach{User,Role}Policy (at most 10 managed policies each, AWS's default quota).
+    /// Attach{User,Group,Role}Policy (at most 10 managed policies each, AWS's default quota).
     pub fn attach_policy(
         &self,
         kind: PrincipalKind,
@@ -1345,7 +1533,7 @@ impl State {
             if n as usize >= MAX_ATTACHED_POLICIES {
                 return Err(StateError::LimitExceeded(format!(
                     "Cannot exceed quota for PoliciesPer{}: {MAX_ATTACHED_POLICIES}",
-                    if kind == PrincipalKind::User { "User" } else { "Role" }
+                    kind.title()
                 )));
             }
             tx.execute(
@@ -1356,7 +1544,7 @@ impl State {
         })
     }
 
-    /// Detach{User,Role}Policy.
+    /// Detach{User,Group,Role}Policy.
     pub fn detach_policy(
         &self,
         kind: PrincipalKind,
@@ -1380,7 +1568,7 @@ impl State {
         })
     }
 
-    /// ListAttached{User,Role}Policies: (name, arn).
+    /// ListAttached{User,Group,Role}Policies: (name, arn).
     pub fn list_attached_policies(
         &self,
         kind: PrincipalKind,
@@ -1515,12 +1703,78 @@ impl State {
 mod tests {
     use super::*;
 
-    const READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
+    pub(super) const READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
 
-    fn open() -> (tempfile::TempDir, State) {
+    pub(super) fn open() -> (tempfile::TempDir, State) {
         let dir = tempfile::tempdir().unwrap();
         let s = State::open(dir.path(), &[1u8; 32], "123456789012").unwrap();
         (dir, s)
+    }
+
+    /// What the policy engine decides for `user` (its snapshot policies, no bucket policy).
+    pub(super) fn decide(
+        s: &State,
+        user: &str,
+        action: &str,
+        resource: &str,
+    ) -> keyhole_policy::DecisionKind {
+        let snap = s.snapshot();
+        let u = &snap.users[user];
+        let request = keyhole_policy::Request::new(
+            keyhole_policy::RequestPrincipal::User {
+                arn: u.arn.clone(),
+                account: "123456789012".into(),
+            },
+            action,
+            resource,
+            None,
+            keyhole_policy::Context::new(),
+        );
+        let set = keyhole_policy::Policies {
+            identity: &u.policies,
+            resource: None,
+            boundaries: &[],
+            session: None,
+            restrict_public_buckets: false,
+        };
+        keyhole_policy::Evaluator::is_allowed(&set, &request)
+    }
+
+    #[test]
+    fn a_state_file_from_before_policy_versions_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The managed_policies table as earlier keyhole versions created it.
+            let conn = Connection::open(dir.path().join(STATE_DB_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE managed_policies (
+                    name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL,
+                    description TEXT NOT NULL, document TEXT NOT NULL, created TEXT NOT NULL);",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO managed_policies VALUES ('Old', 'ANPAOLD', '/', '', ?1, '2024-01-02T03:04:05Z')",
+                [READ],
+            )
+            .unwrap();
+        }
+        for _ in 0..2 {
+            let s = State::open(dir.path(), &[1u8; 32], "123456789012").unwrap();
+            let arn = "arn:aws:iam::123456789012:policy/Old";
+            let p = s.get_policy(arn).unwrap();
+            assert_eq!(
+                (p.default_version.as_str(), p.document.as_str()),
+                ("v1", READ)
+            );
+            let versions = s.list_policy_versions(arn).unwrap();
+            assert_eq!(versions.len(), 1, "upgrading twice adds nothing");
+            assert_eq!(versions[0].id, "v1");
+            assert!(versions[0].is_default);
+            assert_eq!(versions[0].created, "2024-01-02T03:04:05Z");
+        }
+        let s = State::open(dir.path(), &[1u8; 32], "123456789012").unwrap();
+        let arn = "arn:aws:iam::123456789012:policy/Old";
+        assert_eq!(s.create_policy_version(arn, READ, false).unwrap().id, "v2");
     }
 
     #[test]
