@@ -135,13 +135,20 @@ pub fn build(dir: &Path, record: &JobRecord) -> std::io::Result<Value> {
                     }
                 }
                 ("s3:ListBucket", _) => u.lists += 1,
-                ("s3:PutObject", "PutObject" | "CompleteMultipartUpload" | "CopyObject") => {
+                // Object bytes arrive in PutObject and UploadPart bodies; the objects exist once
+                // PutObject or CompleteMultipartUpload (whose body is only the part list) succeeds.
+                ("s3:PutObject", "PutObject") => {
                     u.bytes += e.bytes_in;
                     if let Some(k) = key {
                         u.objects.insert(k.to_owned());
                     }
                 }
-                ("s3:PutObject", _) => u.bytes += e.bytes_in,
+                ("s3:PutObject", "CompleteMultipartUpload") => {
+                    if let Some(k) = key {
+                        u.objects.insert(k.to_owned());
+                    }
+                }
+                ("s3:PutObject", "UploadPart") => u.bytes += e.bytes_in,
                 _ => {}
             }
         }

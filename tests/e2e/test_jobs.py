@@ -1,0 +1,395 @@
+"""Jobs (issue 6): `keyhole run` / `keyhole job ...` give a command exactly its data, only in its
+window, only from its address, with credentials that stop working when it ends; the access report
+comes from the audit trail.
+
+The job programs are plain boto3 with no configuration of their own: everything they know comes
+from the environment `keyhole run` (or `keyhole job start --output env`) gives them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import botocore.config
+import pytest
+from botocore.exceptions import ClientError
+
+from e2e_helpers import REGION, keyhole_bin, read_trail, sign
+from test_iam import iam_client, new_user
+
+MiB = 1024 * 1024
+
+
+def cli_env(server, creds_file: Path | None = None, **extra) -> dict[str, str]:
+    """The environment of a `keyhole` CLI call signed with a shared-credentials file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(creds_file or server.creds_path),
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_REGION=REGION,
+        KEYHOLE_ENDPOINT=server.endpoint,
+    )
+    env.update(extra)
+    return env
+
+
+def keyhole(server, *args: str, creds_file: Path | None = None, timeout: float = 120, **extra):
+    return subprocess.run([str(keyhole_bin()), *args], capture_output=True, text=True, timeout=timeout,
+                          env=cli_env(server, creds_file, **extra), stdin=subprocess.DEVNULL)
+
+
+def session_client(server, creds: dict, service: str = "s3"):
+    return boto3.session.Session().client(
+        service, endpoint_url=server.endpoint, region_name=REGION,
+        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds.get("SessionToken") or creds.get("Token"),
+        config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+
+def code_of(e: ClientError) -> str:
+    return e.response.get("Error", {}).get("Code", "")
+
+
+@pytest.fixture(scope="module")
+def data(server, s3):
+    """A dataset bucket (wiki/ and other/), a models bucket (base/), an output bucket."""
+    tag = uuid.uuid4().hex[:8]
+    names = {"ds": f"ds-{tag}", "models": f"models-{tag}", "out": f"out-{tag}"}
+    for b in names.values():
+        s3.create_bucket(Bucket=b)
+    s3.put_object(Bucket=names["ds"], Key="wiki/part-0.jsonl", Body=b"a" * 1000)
+    s3.put_object(Bucket=names["ds"], Key="wiki/part-1.jsonl", Body=b"b" * 2000)
+    s3.put_object(Bucket=names["ds"], Key="other/secret.txt", Body=b"no")
+    s3.put_object(Bucket=names["models"], Key="base/model.safetensors", Body=b"w" * 3000)
+    return names
+
+
+JOB_PY = textwrap.dedent('''
+    """A training job: boto3 with no configuration of its own."""
+    import io, json, sys
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+    from botocore.exceptions import ClientError
+
+    ds, models, out, result_path = sys.argv[1:5]
+    s3 = boto3.client("s3")
+    results = {}
+
+    def attempt(name, f):
+        try:
+            f()
+            results[name] = "ok"
+        except ClientError as e:
+            results[name] = e.response["Error"]["Code"]
+
+    attempt("read_dataset", lambda: s3.get_object(Bucket=ds, Key="wiki/part-0.jsonl")["Body"].read())
+    attempt("read_dataset_2", lambda: s3.get_object(Bucket=ds, Key="wiki/part-1.jsonl")["Body"].read())
+    attempt("list_dataset", lambda: s3.list_objects_v2(Bucket=ds, Prefix="wiki/"))
+    attempt("read_base", lambda: s3.get_object(Bucket=models, Key="base/model.safetensors")["Body"].read())
+    attempt("write_single", lambda: s3.put_object(Bucket=out, Key="run-1/metrics.json", Body=b"{}"))
+    attempt("write_multipart", lambda: s3.upload_fileobj(
+        io.BytesIO(b"c" * (6 * 1024 * 1024)), out, "run-1/ckpt.pt",
+        Config=TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024,
+                              use_threads=False)))
+    attempt("write_dataset", lambda: s3.put_object(Bucket=ds, Key="wiki/poison.jsonl", Body=b"x"))
+    attempt("read_other_prefix", lambda: s3.get_object(Bucket=ds, Key="other/secret.txt"))
+    attempt("delete_output", lambda: s3.delete_object(Bucket=out, Key="run-1/metrics.json"))
+    attempt("write_outside_run", lambda: s3.put_object(Bucket=out, Key="run-2/x", Body=b"x"))
+    attempt("read_output", lambda: s3.get_object(Bucket=out, Key="run-1/metrics.json"))
+    frozen = boto3.Session().get_credentials().get_frozen_credentials()
+    results["credentials"] = {"AccessKeyId": frozen.access_key, "SecretAccessKey": frozen.secret_key,
+                              "SessionToken": frozen.token}
+    with open(result_path, "w") as f:
+        json.dump(results, f)
+    sys.exit(7)
+''')
+
+
+def test_keyhole_run_gives_the_command_exactly_its_job(server, data, tmp_path):
+    job_py = tmp_path / "job.py"
+    job_py.write_text(JOB_PY)
+    result, report_path = tmp_path / "result.json", tmp_path / "report.json"
+    ds, models, out = data["ds"], data["models"], data["out"]
+    run = keyhole(server, "run", "--name", "wiki-ft", "--read", f"s3://{ds}/wiki/",
+                  "--read", f"s3://{models}/base/", "--write", f"s3://{out}/run-1/", "--for", "10m",
+                  "--report-json", str(report_path), "--",
+                  sys.executable, str(job_py), ds, models, out, str(result))
+    assert run.returncode == 7, f"the command's exit code is returned\n{run.stdout}\n{run.stderr}"
+    got = json.loads(result.read_text())
+    creds = got.pop("credentials")
+    assert got == {
+        "read_dataset": "ok", "read_dataset_2": "ok", "list_dataset": "ok", "read_base": "ok",
+        "write_single": "ok", "write_multipart": "ok",
+        "write_dataset": "AccessDenied", "read_other_prefix": "AccessDenied",
+        "delete_output": "AccessDenied", "write_outside_run": "AccessDenied", "read_output": "AccessDenied",
+    }, run.stderr
+    assert creds["AccessKeyId"].startswith("ASIA")
+    # After exit the same credentials are refused.
+    with pytest.raises(ClientError) as e:
+        session_client(server, creds).get_object(Bucket=ds, Key="wiki/part-0.jsonl")
+    assert code_of(e.value) == "InvalidToken"
+    # The report is exact.
+    report = json.loads(report_path.read_text())
+    assert report["state"] == "finished"
+    reads = {r["location"]: r for r in report["read"]}
+    assert reads[f"s3://{ds}/wiki/"]["objects"] == 2 and reads[f"s3://{ds}/wiki/"]["bytes"] == 3000
+    assert reads[f"s3://{ds}/wiki/"]["lists"] == 1
+    assert reads[f"s3://{models}/base/"]["objects"] == 1 and reads[f"s3://{models}/base/"]["bytes"] == 3000
+    [written] = report["written"]
+    assert written["location"] == f"s3://{out}/run-1/"
+    assert written["objects"] == 2 and written["bytes"] == 2 + 6 * MiB
+    assert report["denied"]["count"] == 5
+    denied_ops = sorted((d["operation"], d["bucket"], d["key"]) for d in report["denied"]["attempts"])
+    assert denied_ops == sorted([
+        ("PutObject", ds, "wiki/poison.jsonl"), ("GetObject", ds, "other/secret.txt"),
+        ("DeleteObject", out, "run-1/metrics.json"), ("PutObject", out, "run-2/x"),
+        ("GetObject", out, "run-1/metrics.json")])
+    assert all("is not authorized to perform" in d["reason"] for d in report["denied"]["attempts"])
+    # The models location was read but never listed: that grant went unused.
+    assert [u["sid"] for u in report["unusedGrants"]] == ["Read1List"]
+    minimal = report["minimalPolicy"]["Statement"]
+    resources = sorted(r for s in minimal for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"]))
+    assert resources == sorted([
+        f"arn:aws:s3:::{ds}/wiki/part-0.jsonl", f"arn:aws:s3:::{ds}/wiki/part-1.jsonl", f"arn:aws:s3:::{ds}",
+        f"arn:aws:s3:::{models}/base/model.safetensors",
+        f"arn:aws:s3:::{out}/run-1/ckpt.pt", f"arn:aws:s3:::{out}/run-1/metrics.json"])
+    assert all(s["Condition"]["IpAddress"]["aws:SourceIp"] == ["127.0.0.1/32"] for s in minimal)
+    # The human report went to stderr, with the job's outcome.
+    assert "access report for job wiki-ft-" in run.stderr and "denied: 5" in run.stderr
+    # The job's sessions were tagged and audited with the job id.
+    events = [e for e in read_trail(server.data_dir) if e.get("userIdentity", {}).get("job") == report["jobId"]]
+    assert any(e["eventName"] == "GetObject" for e in events)
+    assert all(creds["SecretAccessKey"] not in json.dumps(e) for e in events)
+
+
+def start_job(server, *args: str, creds_file: Path | None = None) -> dict:
+    r = keyhole(server, "job", "start", "--output", "json", *args, creds_file=creds_file)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_a_job_is_denied_until_its_window_starts(server, data):
+    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=6)
+    created = start_job(server, "--name", "later", "--read", f"s3://{data['ds']}/wiki/",
+                        "--start", start.strftime("%Y-%m-%dT%H:%M:%SZ"), "--for", "5m")
+    assert created["Job"]["State"] == "pending"
+    s3 = session_client(server, created["Credentials"])
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=data["ds"], Key="wiki/part-0.jsonl")
+    assert code_of(e.value) == "AccessDenied"
+    time.sleep(max(0.0, (start - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 1.2)
+    assert s3.get_object(Bucket=data["ds"], Key="wiki/part-0.jsonl")["Body"].read() == b"a" * 1000
+    assert keyhole(server, "job", "finish", created["Job"]["JobId"]).returncode == 0
+
+
+def _get_from(source: str, server, creds: dict, path: str) -> int:
+    import http.client
+    headers = sign("GET", f"{server.endpoint}{path}", creds["AccessKeyId"], creds["SecretAccessKey"],
+                   {"Host": f"127.0.0.1:{server.port}", "X-Amz-Security-Token": creds["SessionToken"]}, b"")
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30, source_address=(source, 0))
+    try:
+        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def test_a_job_bound_to_127_0_0_1_is_denied_from_127_0_0_2(server, data):
+    created = start_job(server, "--name", "bound", "--read", f"s3://{data['ds']}/wiki/", "--for", "5m",
+                        "--source-ip", "127.0.0.1/32")
+    creds, path = created["Credentials"], f"/{data['ds']}/wiki/part-0.jsonl"
+    assert _get_from("127.0.0.1", server, creds, path) == 200
+    assert _get_from("127.0.0.2", server, creds, path) == 403
+    # The credential endpoint refuses the other address too.
+    import urllib.request
+    req = urllib.request.Request(f"{server.endpoint}/_keyhole/credentials",
+                                 headers={"Authorization": created["CredentialsToken"]})
+    assert urllib.request.urlopen(req, timeout=10).status == 200
+    keyhole(server, "job", "finish", created["Job"]["JobId"])
+
+
+REFRESH_PY = textwrap.dedent('''
+    """Reads in a loop through the container-credentials endpoint until told to stop."""
+    import json, sys, time
+    from pathlib import Path
+    import boto3
+    from botocore.exceptions import ClientError, CredentialRetrievalError
+
+    ds, state_dir = sys.argv[1], Path(sys.argv[2])
+    s3 = boto3.client("s3")
+    log = []
+    while not (state_dir / "stop").exists():
+        try:
+            s3.get_object(Bucket=ds, Key="wiki/part-0.jsonl")["Body"].read()
+            key = s3._request_signer._credentials.get_frozen_credentials().access_key
+            log.append(["ok", key])
+        except (ClientError, CredentialRetrievalError) as e:
+            log.append(["error", type(e).__name__ + ": " + str(e)[:200]])
+        (state_dir / "log.json").write_text(json.dumps(log))
+        time.sleep(0.5)
+''')
+
+
+def test_sdks_refresh_through_the_credential_endpoint_until_the_job_finishes(fresh_server_factory, tmp_path):
+    kp = fresh_server_factory(extra_args=["--job-session-secs", "15"])
+    from e2e_helpers import make_client
+    ak, sk = kp.credentials()
+    admin = make_client(kp.endpoint, ak, sk)
+    ds = f"ds-{uuid.uuid4().hex[:8]}"
+    admin.create_bucket(Bucket=ds)
+    admin.put_object(Bucket=ds, Key="wiki/part-0.jsonl", Body=b"x")
+
+    class S:
+        endpoint, creds_path = kp.endpoint, kp.creds_path
+    r = keyhole(S, "job", "start", "--name", "long", "--read", f"s3://{ds}/wiki/", "--for", "10m",
+                "--output", "env", "--credentials", "endpoint")
+    assert r.returncode == 0, r.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    for line in r.stdout.splitlines():
+        k, v = line.removeprefix("export ").split("=", 1)
+        env[k] = v.strip("'")
+    assert "AWS_ACCESS_KEY_ID" not in env and env["AWS_CONTAINER_CREDENTIALS_FULL_URI"].endswith("/_keyhole/credentials")
+    state = tmp_path / "state"
+    state.mkdir()
+    reader = subprocess.Popen([sys.executable, "-c", REFRESH_PY, ds, str(state)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        # 15-second sessions: keep reading for longer than two lifetimes.
+        time.sleep(33)
+        log = json.loads((state / "log.json").read_text())
+        assert log and all(entry[0] == "ok" for entry in log), log
+        assert len({entry[1] for entry in log}) >= 3, "several refreshes (distinct session keys)"
+        assert keyhole(S, "job", "finish", env["KEYHOLE_JOB_ID"]).returncode == 0
+        seen = len(log)
+        while time.time() < deadline:
+            log = json.loads((state / "log.json").read_text())
+            if len(log) > seen + 2:
+                break
+            time.sleep(0.5)
+        assert all(entry[0] == "error" for entry in log[seen + 1:]), log[seen:]
+    finally:
+        (state / "stop").touch()
+        reader.wait(timeout=30)
+
+
+def test_a_scheduler_allowed_only_createjob(server, data, tmp_path):
+    iam = iam_client(server)
+    name, ak, sk = new_user(iam)
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "keyhole:CreateJob", "Resource": "*",
+        "Condition": {"ForAllValues:StringLike": {"keyhole:ReadLocations": [f"s3://{data['ds']}/*"],
+                                                   "keyhole:WriteLocations": [f"s3://{data['out']}/*"]}}}]}
+    iam.put_user_policy(UserName=name, PolicyName="scheduler", PolicyDocument=json.dumps(policy))
+    creds_file = tmp_path / "scheduler-credentials"
+    creds_file.write_text(f"[default]\naws_access_key_id = {ak}\naws_secret_access_key = {sk}\n")
+    # It can start jobs over the data it was given...
+    created = start_job(server, "--name", "sched", "--read", f"s3://{data['ds']}/wiki/", "--for", "5m",
+                        creds_file=creds_file)
+    job_s3 = session_client(server, created["Credentials"])
+    assert job_s3.get_object(Bucket=data["ds"], Key="wiki/part-0.jsonl")["Body"].read() == b"a" * 1000
+    # ...not over other data...
+    r = keyhole(server, "job", "start", "--name", "greedy", "--read", f"s3://{data['models']}/base/",
+                "--for", "5m", creds_file=creds_file)
+    assert r.returncode != 0 and "AccessDenied" in r.stderr and "keyhole:CreateJob" in r.stderr, r.stderr
+    # ...cannot read data itself...
+    own = session_client(server, {"AccessKeyId": ak, "SecretAccessKey": sk})
+    with pytest.raises(ClientError) as e:
+        own.get_object(Bucket=data["ds"], Key="wiki/part-0.jsonl")
+    assert code_of(e.value) == "AccessDenied"
+    # ...cannot finish (or see) someone else's job, but can finish its own.
+    others = start_job(server, "--name", "root-job", "--read", f"s3://{data['ds']}/wiki/", "--for", "5m")
+    r = keyhole(server, "job", "finish", others["Job"]["JobId"], creds_file=creds_file)
+    assert r.returncode != 0 and "AccessDenied" in r.stderr and "keyhole:FinishJob" in r.stderr, r.stderr
+    r = keyhole(server, "job", "show", others["Job"]["JobId"], creds_file=creds_file)
+    assert r.returncode != 0 and "AccessDenied" in r.stderr
+    session_client(server, others["Credentials"]).get_object(Bucket=data["ds"], Key="wiki/part-0.jsonl")
+    r = keyhole(server, "job", "finish", created["Job"]["JobId"], creds_file=creds_file)
+    assert r.returncode == 0, r.stderr
+    with pytest.raises(ClientError) as e:
+        job_s3.get_object(Bucket=data["ds"], Key="wiki/part-0.jsonl")
+    assert code_of(e.value) == "InvalidToken"
+    assert keyhole(server, "job", "finish", others["Job"]["JobId"]).returncode == 0
+
+
+def test_bad_specs_name_the_field_and_create_nothing(server, data):
+    cases = [
+        (["--name", "x", "--read", "s3://no-such-bucket-zz/", "--for", "5m"], "read[0]", "does not exist"),
+        (["--name", "x", "--read", f"s3://{data['ds']}/wiki/", "--write", f"s3://{data['ds']}/wiki/out/",
+          "--for", "5m"], "write[0]", "overlaps"),
+        (["--name", "x", "--read", f"s3://{data['ds']}/wiki/", "--end", "2020-01-01T00:00:00Z"], "end",
+         "before it starts"),
+        (["--name", "x", "--read", f"s3://{data['ds']}/wiki/", "--start", "2020-01-01T00:00:00Z", "--for", "1h"],
+         "duration", "in the past"),
+        (["--name", "x", "--read", f"s3://{data['ds']}/wiki/", "--for", "5m", "--source-ip", "10.0.0.300/8"],
+         "source_ip[0]", "not an IP address or CIDR"),
+        (["--name", "x", "--read", f"s3://{data['ds']}/wiki", "--for", "5m"], "read[0]", "must end with `/`"),
+    ]
+    before = json.loads(keyhole(server, "job", "list", "--json").stdout)["Jobs"]
+    for args, field, words in cases:
+        r = keyhole(server, "job", "start", *args)
+        assert r.returncode != 0, args
+        flat = " ".join(r.stderr.split()).replace("│ ", "")
+        assert f"`{field}`" in flat and words in flat, (args, r.stderr)
+    after = json.loads(keyhole(server, "job", "list", "--json").stdout)["Jobs"]
+    assert len(after) == len(before)
+
+
+def test_job_plan_prints_the_grants_and_exports_aws_json(server, tmp_path):
+    spec = tmp_path / "job.toml"
+    spec.write_text(textwrap.dedent('''
+        name = "finetune-wiki-42"
+        read = ["s3://acmeco-training-datasets-wikipedia-2025-07-01", "s3://acmeco-base-models/llama-3-8b/"]
+        write = ["s3://acmeco-finetuned-models/finetune-wiki-42/"]
+        duration = "3h"
+        source_ip = ["203.0.113.42/32"]
+    '''))
+    r = keyhole(server, "job", "plan", str(spec))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("  allow ") == 5 and "only from 203.0.113.42/32" in r.stdout
+    r = keyhole(server, "job", "plan", str(spec), "--export", "aws", "--trust", "sagemaker",
+                "--out-dir", str(tmp_path / "aws"))
+    assert r.returncode == 0, r.stderr
+    permissions = json.loads((tmp_path / "aws" / "permissions-policy.json").read_text())
+    trust = json.loads((tmp_path / "aws" / "trust-policy.json").read_text())
+    assert trust["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    actions = sorted(a for s in permissions["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
+    assert "s3:DeleteObject" not in actions and "s3:PutObject" in actions
+    # The exported policy is valid for keyhole's own validator (AWS grammar).
+    v = keyhole(server, "policy", "validate", str(tmp_path / "aws" / "permissions-policy.json"))
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_credential_process_gives_aws_cli_the_jobs_credentials(server, data, tmp_path):
+    created = start_job(server, "--name", "cp", "--read", f"s3://{data['ds']}/wiki/", "--for", "5m")
+    job_id, token = created["Job"]["JobId"], created["CredentialsToken"]
+    config = tmp_path / "config"
+    config.write_text(f"[default]\ncredential_process = {keyhole_bin()} credentials --job {job_id}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+    env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_REGION=REGION,
+               KEYHOLE_JOB_TOKEN=token, KEYHOLE_ENDPOINT=server.endpoint)
+    from e2e_helpers import aws_bin
+    r = subprocess.run([aws_bin(), "--endpoint-url", server.endpoint, "s3", "cp",
+                        f"s3://{data['ds']}/wiki/part-1.jsonl", str(tmp_path / "p1")],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "p1").read_bytes() == b"b" * 2000
+    keyhole(server, "job", "finish", job_id)
+    r = subprocess.run([aws_bin(), "--endpoint-url", server.endpoint, "s3", "cp",
+                        f"s3://{data['ds']}/wiki/part-1.jsonl", str(tmp_path / "p2")],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode != 0 and "finished" in r.stderr, r.stderr
