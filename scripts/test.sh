@@ -24,6 +24,17 @@ if ! cmp -s "$REQS" "$VENV/.keyhole-requirements" 2>/dev/null; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input -r "$REQS"
     cp "$REQS" "$VENV/.keyhole-requirements"
 fi
+# s3fs needs an older botocore than boto3's: its own venv, used by the jobs guide's s3fs test.
+S3FS_VENV="$ROOT/.venv-s3fs"
+S3FS_REQS="$ROOT/tests/e2e/requirements-s3fs.txt"
+if [ ! -x "$S3FS_VENV/bin/python" ]; then
+    "$PY" -m venv "$S3FS_VENV"
+fi
+if ! cmp -s "$S3FS_REQS" "$S3FS_VENV/.keyhole-requirements" 2>/dev/null; then
+    "$S3FS_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input -r "$S3FS_REQS"
+    cp "$S3FS_REQS" "$S3FS_VENV/.keyhole-requirements"
+fi
+export KEYHOLE_S3FS_PYTHON="$S3FS_VENV/bin/python"
 "$VENV/bin/aws" --version
 "$VENV/bin/python" -c 'import boto3, pytest; print("boto3", boto3.__version__, "pytest", pytest.__version__)'
 

@@ -393,3 +393,68 @@ def test_credential_process_gives_aws_cli_the_jobs_credentials(server, data, tmp
                         f"s3://{data['ds']}/wiki/part-1.jsonl", str(tmp_path / "p2")],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode != 0 and "finished" in r.stderr, r.stderr
+
+
+S3FS_PY = textwrap.dedent('''
+    """The guide's s3fs job: fsspec paths, no configuration of its own."""
+    import json, sys
+    import s3fs
+
+    ds, out = sys.argv[1:3]
+    fs = s3fs.S3FileSystem()
+    listing = sorted(fs.ls(f"{ds}/wiki/"))
+    data = fs.cat(f"{ds}/wiki/part-0.jsonl")
+    with fs.open(f"{out}/run-s3fs/copy.jsonl", "wb") as f:
+        f.write(data)
+    try:
+        fs.cat(f"{ds}/other/secret.txt")
+        other = "read"
+    except PermissionError:
+        other = "denied"
+    print(json.dumps({"listing": listing, "bytes": len(data), "other": other}))
+''')
+
+
+def test_an_s3fs_job_gets_its_data_through_keyhole_run(server, data, s3, tmp_path):
+    python = os.environ.get("KEYHOLE_S3FS_PYTHON") or str(Path(__file__).resolve().parents[2] / ".venv-s3fs/bin/python")
+    if not Path(python).exists():
+        pytest.fail(f"s3fs venv missing at {python}: scripts/test.sh creates it from tests/e2e/requirements-s3fs.txt")
+    script = tmp_path / "s3fs_job.py"
+    script.write_text(S3FS_PY)
+    ds, out = data["ds"], data["out"]
+    r = keyhole(server, "run", "--name", "s3fs-job", "--read", f"s3://{ds}/wiki/", "--write",
+                f"s3://{out}/run-s3fs/", "--for", "10m", "--", python, str(script), ds, out)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got == {"listing": [f"{ds}/wiki/part-0.jsonl", f"{ds}/wiki/part-1.jsonl"], "bytes": 1000,
+                   "other": "denied"}, r.stderr
+    assert s3.get_object(Bucket=out, Key="run-s3fs/copy.jsonl")["Body"].read() == b"a" * 1000
+    assert "denied: 1" in r.stderr
+
+
+def test_readme_jobs_quickstart_runs(fresh_server_factory, tmp_path):
+    """README's jobs block, run as written after the admin block (keyhole and aws on PATH)."""
+    from e2e_helpers import REPO_ROOT, aws_bin
+    from test_readme import DOC_ENDPOINT, block_commands
+
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    commands = block_commands(text, "<!-- admin-quickstart -->") + block_commands(text, "<!-- jobs-quickstart -->")
+    assert any(c.startswith("keyhole run ") for c in commands), commands
+    kp = fresh_server_factory()
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keyhole-data").symlink_to(kp.data_dir)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+    env.update(HOME=str(home),
+               PATH=os.pathsep.join([str(Path(aws_bin()).parent), str(keyhole_bin().parent), env.get("PATH", "")]))
+    script = "set -euxo pipefail\n" + "\n".join(c.replace(DOC_ENDPOINT, kp.endpoint) for c in commands) + "\n"
+    cp = subprocess.run(["bash", "-c", script], env=env, cwd=work, capture_output=True, text=True, timeout=300,
+                        stdin=subprocess.DEVNULL)
+    assert cp.returncode == 0, f"script:\n{script}\nstdout: {cp.stdout[-3000:]}\nstderr: {cp.stderr[-3000:]}"
+    assert "allow read" in cp.stdout and "access report for job wiki-ft-" in cp.stderr
+    ak, sk = kp.credentials()
+    from e2e_helpers import make_client
+    copied = make_client(kp.endpoint, ak, sk).get_object(Bucket="acmeco-models", Key="wiki-ft/part-0.jsonl")
+    assert copied["Body"].read() == b'{"text": "hello"}\n'
