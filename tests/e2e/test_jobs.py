@@ -458,3 +458,42 @@ def test_readme_jobs_quickstart_runs(fresh_server_factory, tmp_path):
     from e2e_helpers import make_client
     copied = make_client(kp.endpoint, ak, sk).get_object(Bucket="acmeco-models", Key="wiki-ft/part-0.jsonl")
     assert copied["Body"].read() == b'{"text": "hello"}\n'
+
+
+def test_a_role_capped_job_gets_the_intersection_and_its_job_tag(server, data):
+    """With `role`, a job gets the role's policies ∩ the job policy; its sessions carry
+    aws:PrincipalTag/job, usable in the role's policy
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html)."""
+    iam = iam_client(server)
+    role = f"training-jobs-{uuid.uuid4().hex[:6]}"
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:root"}}]}
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+    out = data["out"]
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject"],
+         "Resource": f"arn:aws:s3:::{out}/jobs/${{aws:PrincipalTag/job}}/*"},
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{data['ds']}/*"}]}
+    iam.put_role_policy(RoleName=role, PolicyName="jobs", PolicyDocument=json.dumps(policy))
+    created = start_job(server, "--name", "capped", "--read", f"s3://{data['ds']}/wiki/",
+                        "--write", f"s3://{out}/jobs/", "--for", "5m", "--role", role)
+    job_id = created["Job"]["JobId"]
+    assert created["Job"]["Role"] == role
+    s3 = session_client(server, created["Credentials"])
+    arn = session_client(server, created["Credentials"], "sts").get_caller_identity()["Arn"]
+    assert arn == f"arn:aws:sts::{server.account_id}:assumed-role/{role}/{job_id}"
+    s3.put_object(Bucket=out, Key=f"jobs/{job_id}/ckpt", Body=b"1")
+    for key in ("jobs/someone-else/ckpt",):
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket=out, Key=key, Body=b"1")
+        assert code_of(e.value) == "AccessDenied"
+    # The role allows delete, the job policy does not: the intersection denies it.
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=out, Key=f"jobs/{job_id}/ckpt")
+    assert code_of(e.value) == "AccessDenied" and "session policy" in e.value.response["Error"]["Message"]
+    # The job policy reads wiki/ only, though the role reads the whole bucket.
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=data["ds"], Key="other/secret.txt")
+    assert code_of(e.value) == "AccessDenied"
+    assert s3.get_object(Bucket=data["ds"], Key="wiki/part-0.jsonl")["Body"].read() == b"a" * 1000
+    assert keyhole(server, "job", "finish", job_id).returncode == 0

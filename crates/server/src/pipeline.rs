@@ -702,16 +702,23 @@ async fn complete(
     if durable {
         let size = http_body::Body::size_hint(response.body()).exact();
         event.bytes_out = size.unwrap_or(0);
-        record_metrics(gw, &event, api, op);
+        let sample = sample_of(&event, api, op);
         if let Err(e) = gw.audit.record_durable(event).await {
             if !gw.config.audit_fail_open {
                 tracing::error!(error = %e, "a completed write could not be audited: answering 503");
+                // The client gets a 503 and no body: count what it got.
+                gw.metrics.record(&RequestSample {
+                    status: StatusCode::SERVICE_UNAVAILABLE.as_u16(),
+                    bytes_out: 0,
+                    ..sample
+                });
                 let mut r = Response::new(body::empty());
                 *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
                 return r;
             }
             tracing::warn!(error = %e, "audit trail unavailable; acknowledging anyway (audit_fail_open)");
         }
+        gw.metrics.record(&sample);
         return response;
     }
     let expected = http_body::Body::size_hint(response.body())
@@ -740,7 +747,12 @@ async fn complete(
 }
 
 fn record_metrics(gw: &Gateway, event: &AuditEvent, api: &'static str, op: &'static str) {
-    gw.metrics.record(&RequestSample {
+    gw.metrics.record(&sample_of(event, api, op));
+}
+
+/// The metrics sample of a request's event.
+fn sample_of(event: &AuditEvent, api: &'static str, op: &'static str) -> RequestSample {
+    RequestSample {
         api,
         operation: op,
         decision: match event.decision {
@@ -752,7 +764,7 @@ fn record_metrics(gw: &Gateway, event: &AuditEvent, api: &'static str, op: &'sta
         duration: Duration::from_secs_f64(event.duration_ms / 1000.0),
         bytes_in: event.bytes_in,
         bytes_out: event.bytes_out,
-    });
+    }
 }
 
 /// An event waiting for its response body to end.
