@@ -497,3 +497,66 @@ def test_a_role_capped_job_gets_the_intersection_and_its_job_tag(server, data):
     assert code_of(e.value) == "AccessDenied"
     assert s3.get_object(Bucket=data["ds"], Key="wiki/part-0.jsonl")["Body"].read() == b"a" * 1000
     assert keyhole(server, "job", "finish", job_id).returncode == 0
+
+
+def _assumable_role(server):
+    """A user and a role that trusts it (with S3 read on everything); returns (sts client, role arn)."""
+    iam = iam_client(server)
+    name, ak, sk = new_user(iam, policy={"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]})
+    role = f"revocable-{uuid.uuid4().hex[:6]}"
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:user/{name}"}}]}
+    arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=role, PolicyName="read", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]}))
+    return session_client(server, {"AccessKeyId": ak, "SecretAccessKey": sk}, "sts"), role, arn
+
+
+def test_admin_revokes_one_session_at_once(server):
+    sts, _, arn = _assumable_role(server)
+    a = sts.assume_role(RoleArn=arn, RoleSessionName="sa")["Credentials"]
+    b = sts.assume_role(RoleArn=arn, RoleSessionName="sb")["Credentials"]
+    session_client(server, a).list_buckets()
+    r = keyhole(server, "admin", "revoke-session", a["AccessKeyId"])
+    assert r.returncode == 0, r.stderr
+    with pytest.raises(ClientError) as e:
+        session_client(server, a).list_buckets()
+    assert code_of(e.value) == "InvalidToken"
+    session_client(server, b).list_buckets()  # only that session
+    r = keyhole(server, "admin", "revoke-session", "AKIANOTASESSION")
+    assert r.returncode != 0 and "AccessKeyId" in r.stderr
+
+
+def test_admin_revokes_a_roles_older_sessions_the_aws_way(server):
+    """https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_revoke-sessions.html"""
+    sts, role, arn = _assumable_role(server)
+    old = sts.assume_role(RoleArn=arn, RoleSessionName="old")["Credentials"]
+    session_client(server, old).list_buckets()
+    time.sleep(1.1)  # aws:TokenIssueTime has one-second resolution
+    r = keyhole(server, "admin", "revoke-role-sessions", role)
+    assert r.returncode == 0, r.stderr
+    with pytest.raises(ClientError) as e:
+        session_client(server, old).list_buckets()
+    assert code_of(e.value) == "AccessDenied" and "explicit deny" in e.value.response["Error"]["Message"]
+    time.sleep(1.1)
+    new = sts.assume_role(RoleArn=arn, RoleSessionName="new")["Credentials"]
+    session_client(server, new).list_buckets()
+
+
+def test_keyhole_run_forwards_signals_and_returns_the_status(server, data, tmp_path):
+    marker = tmp_path / "got-term"
+    script = tmp_path / "trap.sh"
+    script.write_text(f"trap 'echo term > {marker}; exit 42' TERM\necho ready\nwhile true; do sleep 0.1; done\n")
+    proc = subprocess.Popen([str(keyhole_bin()), "run", "--name", "sig", "--read", f"s3://{data['ds']}/wiki/",
+                             "--for", "5m", "--", "bash", str(script)], env=cli_env(server),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(15)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert marker.read_text().strip() == "term", err
+    assert proc.returncode == 42, err
+    assert "finished; its credentials no longer work" in err

@@ -89,6 +89,17 @@ pub enum Command {
     ///       --write s3://out/run-1/ --for 10m -- python train.py
     #[command(verbatim_doc_comment)]
     Run(crate::job_cmd::RunArgs),
+    /// Administration: revoke a session, or every session of a role issued before a time.
+    ///
+    /// Examples:
+    ///   keyhole admin revoke-session ASIAEXAMPLE1234567
+    ///   keyhole admin revoke-role-sessions training-job
+    #[command(verbatim_doc_comment)]
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::job_cmd::AdminCommand,
+    },
     /// Print a job's credentials in credential_process format (for ~/.aws/config:
     /// `credential_process = keyhole credentials --job ID`), using the job's token.
     #[command(verbatim_doc_comment)]

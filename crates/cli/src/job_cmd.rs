@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 use http::{HeaderMap, HeaderValue, Method};
 use keyhole_server::client::{read_body, Client};
-use keyhole_server::jobs::spec::{JobSpec, TrustFor};
+use keyhole_server::jobs::spec::{self, JobSpec, TrustFor};
 use miette::{miette, IntoDiagnostic, WrapErr};
 use serde_json::{json, Value};
 
@@ -302,6 +302,52 @@ impl Api {
         })
     }
 
+    /// Calls an IAM Query action (`Action=...&Version=2010-05-08&...`, signed for service `iam`).
+    pub async fn call_iam(&self, action: &str, params: &[(&str, &str)]) -> miette::Result<String> {
+        let mut form = format!("Action={action}&Version=2010-05-08");
+        for (k, v) in params {
+            form.push_str(&format!("&{k}={}", form_encode(v)));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
+        );
+        let resp = self
+            .client
+            .clone()
+            .with_service("iam")
+            .send(Method::POST, "/", headers, form.into())
+            .await
+            .map_err(|e| {
+                miette!(
+                    "{action}: cannot reach the gateway at {}: {e}",
+                    self.endpoint
+                )
+            })?;
+        let status = resp.status();
+        let body = read_body(resp)
+            .await
+            .map_err(|e| miette!("{action}: {e}"))?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if !status.is_success() {
+            let field = |tag: &str| {
+                text.split(&format!("<{tag}>"))
+                    .nth(1)
+                    .and_then(|r| r.split(&format!("</{tag}>")).next())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            return Err(miette!(
+                "{action} failed ({status}): {}: {} [signed as {}]",
+                field("Code"),
+                field("Message"),
+                self.access_key_id
+            ));
+        }
+        Ok(text)
+    }
+
     /// Calls `Keyhole.ACTION` with a JSON body; an error names the action, code and message.
     pub async fn call(&self, action: &str, body: &Value) -> miette::Result<Value> {
         let mut headers = HeaderMap::new();
@@ -348,6 +394,110 @@ impl Api {
         }
         Ok(value)
     }
+}
+
+/// `application/x-www-form-urlencoded` value encoding (RFC 3986 unreserved characters kept).
+fn form_encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b));
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `keyhole admin ...`
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Revoke one session (its ASIA... access key id) at once: every later request with it is
+    /// refused with InvalidToken. Needs keyhole:RevokeSession.
+    ///
+    /// Example:
+    ///   keyhole admin revoke-session ASIAEXAMPLE1234567
+    #[command(verbatim_doc_comment)]
+    RevokeSession {
+        /// The session's access key id.
+        access_key_id: String,
+        /// The gateway and the caller's credentials.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Revoke every session of a role issued before a time (default: now), the way AWS does it:
+    /// an inline role policy `AWSRevokeOlderSessions` that denies everything when
+    /// aws:TokenIssueTime is earlier. Sessions issued later are not affected. Needs
+    /// iam:PutRolePolicy on the role.
+    ///
+    /// Example:
+    ///   keyhole admin revoke-role-sessions training-job
+    #[command(verbatim_doc_comment)]
+    RevokeRoleSessions {
+        /// The role name.
+        role: String,
+        /// Revoke sessions issued before this time (RFC 3339) [default: now].
+        #[arg(long, value_name = "TIME")]
+        before: Option<String>,
+        /// The gateway and the caller's credentials.
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+/// The policy AWS's console attaches to revoke a role's older sessions
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_revoke-sessions.html).
+pub fn revoke_older_sessions_policy(before: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Deny",
+            "Action": ["*"],
+            "Resource": ["*"],
+            "Condition": {"DateLessThan": {"aws:TokenIssueTime": before}},
+        }]
+    })
+}
+
+/// Runs `keyhole admin ...`.
+pub fn admin(cmd: AdminCommand) -> miette::Result<ExitCode> {
+    match cmd {
+        AdminCommand::RevokeSession {
+            access_key_id,
+            conn,
+        } => {
+            let api = Api::connect(&conn)?;
+            runtime()?
+                .block_on(api.call("RevokeSession", &json!({"AccessKeyId": access_key_id})))?;
+            println!("session {access_key_id} revoked: its requests are refused from now on");
+        }
+        AdminCommand::RevokeRoleSessions { role, before, conn } => {
+            let before = match before {
+                Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
+                    .map_err(|_| {
+                        miette!("--before `{t}` is not an RFC 3339 time, e.g. 2026-01-01T12:00:00Z")
+                    })?
+                    .with_timezone(&chrono::Utc),
+                None => chrono::Utc::now(),
+            };
+            let before = spec::rfc3339(before);
+            let api = Api::connect(&conn)?;
+            let doc = revoke_older_sessions_policy(&before).to_string();
+            runtime()?.block_on(api.call_iam(
+                "PutRolePolicy",
+                &[
+                    ("RoleName", &role),
+                    ("PolicyName", "AWSRevokeOlderSessions"),
+                    ("PolicyDocument", &doc),
+                ],
+            ))?;
+            println!(
+                "sessions of role {role} issued before {before} are refused from now on (inline policy AWSRevokeOlderSessions)"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> miette::Result<tokio::runtime::Runtime> {

@@ -33,6 +33,7 @@ fn run(args: cli::Cli) -> miette::Result<ExitCode> {
         cli::Command::Audit { command } => audit_cmd::run(command),
         cli::Command::Job { command } => job_cmd::run(command),
         cli::Command::Run(a) => job_cmd::run_command(a),
+        cli::Command::Admin { command } => job_cmd::admin(command),
         cli::Command::Credentials(a) => job_cmd::credentials(a),
     }
 }
