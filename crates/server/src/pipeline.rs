@@ -516,8 +516,15 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
             verified: verified.as_ref(),
         });
         context::add_s3(&mut context, &op, &query, &parts.headers);
+        let wants_tags = wants_existing_object_tags(&gw, &principal, &bucket);
         for permission in &access.upfront {
-            let decided = gw.authz.authorize(&principal, permission, &context);
+            let decided = match wants_tags
+                .then(|| with_existing_object_tags(&gw, permission, &context))
+                .flatten()
+            {
+                Some(tagged) => gw.authz.authorize(&principal, permission, &tagged),
+                None => gw.authz.authorize(&principal, permission, &context),
+            };
             trace.checks.push(check_record(&principal, permission, &decided));
             decided?;
         }
@@ -602,6 +609,65 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         );
     }
     finish(response, &request_id)
+}
+
+/// Whether a policy that can decide this request refers to `s3:ExistingObjectTag/*`: only then
+/// are the object's tags read (issue 4: "read only when a policy in play references it").
+fn wants_existing_object_tags(gw: &Gateway, principal: &Principal, bucket: &str) -> bool {
+    let refers = |p: &keyhole_policy::CompiledPolicy| {
+        p.context_keys()
+            .iter()
+            .any(|k| k.starts_with("s3:existingobjecttag/"))
+    };
+    let snapshot = gw.state.snapshot();
+    if snapshot
+        .bucket_policies
+        .get(bucket)
+        .is_some_and(|p| refers(p))
+    {
+        return true;
+    }
+    match principal {
+        Principal::User {
+            policies, boundary, ..
+        } => policies.iter().any(refers) || boundary.as_deref().is_some_and(refers),
+        Principal::Session {
+            role_policies,
+            session_policy,
+            boundary,
+            ..
+        } => {
+            role_policies.iter().any(refers)
+                || session_policy.as_deref().is_some_and(refers)
+                || boundary.as_deref().is_some_and(refers)
+        }
+        Principal::Root { .. } | Principal::Anonymous => false,
+    }
+}
+
+/// The context plus `s3:ExistingObjectTag/KEY` for each tag of the object `permission` names,
+/// when its action accepts that key (AWS supplies it only to those actions:
+/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html). `None`
+/// when nothing applies (not an object, an action without the key, or no such object).
+fn with_existing_object_tags(
+    gw: &Gateway,
+    permission: &crate::s3::route::Permission,
+    context: &keyhole_policy::Context,
+) -> Option<keyhole_policy::Context> {
+    let action = keyhole_policy::s3::action(permission.action)?;
+    if !keyhole_policy::s3::action_accepts_key(action, "s3:ExistingObjectTag/k") {
+        return None;
+    }
+    let (bucket, key) = permission
+        .resource
+        .strip_prefix("arn:aws:s3:::")?
+        .split_once('/')?;
+    let tags = gw.store.get_tags(bucket, key).ok()?;
+    let mut tagged = context.clone();
+    for (k, v) in tags {
+        tagged.insert(&format!("s3:ExistingObjectTag/{k}"), v);
+    }
+    Some(tagged)
 }
 
 /// The audit record of one authorization check.
