@@ -144,6 +144,10 @@ pub struct ServeArgs {
     /// Start a new audit file at this age in seconds [default: 3600].
     #[arg(long, env = "KEYHOLE_AUDIT_ROTATE_SECONDS", value_name = "SECS")]
     pub audit_rotate_seconds: Option<u64>,
+    /// Remove audit trail files older than this many days, keeping a signed anchor so
+    /// `keyhole audit verify` still checks the rest [default: 0 = keep everything].
+    #[arg(long, env = "KEYHOLE_AUDIT_RETAIN_DAYS", value_name = "DAYS")]
+    pub audit_retain_days: Option<u64>,
     /// Lifetime of one job session in seconds, 15 to 43200 [default: 3600]; SDKs using the
     /// credential endpoint refresh before it ends, and no session outlives its job's window.
     #[arg(long, env = "KEYHOLE_JOB_SESSION_SECS", value_name = "SECS")]

@@ -22,6 +22,7 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             audit_rotate_bytes: args.audit_rotate_bytes,
             audit_rotate_seconds: args.audit_rotate_seconds,
             job_session_secs: args.job_session_secs,
+            audit_retain_days: args.audit_retain_days,
         },
     )
     .into_diagnostic()?;

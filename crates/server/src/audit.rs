@@ -5,6 +5,7 @@
 //! - [`chain`]: the line format and its SHA-256 chain.
 //! - [`sink`]: the writer thread (batching, fsync, rotation, recovery).
 //! - [`checkpoint`]: the HMAC-signed end-of-trail marker that makes a cut tail detectable.
+//! - [`retention`]: removal of old files, with the HMAC-signed anchor where the trail now starts.
 //! - [`verify`], [`query`]: the readers behind `keyhole audit verify|query|tail`.
 //!
 //! # Security
@@ -23,6 +24,7 @@ pub mod checkpoint;
 mod err;
 pub mod event;
 pub mod query;
+pub mod retention;
 pub mod sink;
 pub mod verify;
 

@@ -26,6 +26,8 @@ pub const MAX_DELETE_KEYS: usize = 1000;
 pub const DEFAULT_AUDIT_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
 /// Default age (seconds) at which the audit writer starts a new trail file.
 pub const DEFAULT_AUDIT_ROTATE_SECS: u64 = 3600;
+/// Longest audit retention accepted (100 years; 0 keeps everything).
+pub const MAX_AUDIT_RETAIN_DAYS: u64 = 36_500;
 /// Shortest job session lifetime (short lifetimes exercise SDK refresh).
 pub const MIN_JOB_SESSION_SECS: u64 = 15;
 /// Longest job session lifetime (AWS's longest role session, 12 hours).
@@ -54,6 +56,8 @@ pub struct Config {
     pub audit_rotate_bytes: u64,
     /// Start a new audit file at this age, in seconds.
     pub audit_rotate_seconds: u64,
+    /// Remove audit trail files older than this many days (0: keep everything).
+    pub audit_retain_days: u64,
     /// Lifetime of one job session, in seconds (SDKs using the credential endpoint refresh
     /// before it ends); never past the job's window.
     pub job_session_secs: u64,
@@ -71,6 +75,7 @@ impl Default for Config {
             audit_rotate_bytes: DEFAULT_AUDIT_ROTATE_BYTES,
             audit_rotate_seconds: DEFAULT_AUDIT_ROTATE_SECS,
             job_session_secs: crate::jobs::DEFAULT_JOB_SESSION_SECS,
+            audit_retain_days: 0,
         }
     }
 }
@@ -88,6 +93,7 @@ struct FileConfig {
     audit_rotate_bytes: Option<u64>,
     audit_rotate_seconds: Option<u64>,
     job_session_secs: Option<u64>,
+    audit_retain_days: Option<u64>,
 }
 
 /// Values given on the command line or in `KEYHOLE_*` variables; `None` means "not given".
@@ -111,6 +117,8 @@ pub struct ConfigOverrides {
     pub audit_rotate_seconds: Option<u64>,
     /// `--job-session-secs` / `KEYHOLE_JOB_SESSION_SECS`.
     pub job_session_secs: Option<u64>,
+    /// `--audit-retain-days` / `KEYHOLE_AUDIT_RETAIN_DAYS`.
+    pub audit_retain_days: Option<u64>,
 }
 
 /// A configuration that could not be loaded; the message names the field and the fix.
@@ -126,7 +134,7 @@ pub enum ConfigError {
     },
     /// The configuration file is not valid TOML or has unknown keys.
     #[error(
-        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, job_session_secs)"
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, job_session_secs)"
     )]
     Parse {
         /// The file.
@@ -244,7 +252,19 @@ impl Config {
                 hint: "use 15 to 43200 seconds (default 3600)",
             });
         }
+        let audit_retain_days = overrides
+            .audit_retain_days
+            .or(from_file.audit_retain_days)
+            .unwrap_or(defaults.audit_retain_days);
+        if audit_retain_days > MAX_AUDIT_RETAIN_DAYS {
+            return Err(ConfigError::Invalid {
+                field: "audit_retain_days",
+                value: audit_retain_days.to_string(),
+                hint: "use 0 (keep everything) or a number of days up to 36500",
+            });
+        }
         Ok(Config {
+            audit_retain_days,
             job_session_secs,
             trusted_proxies,
             audit_fail_open: overrides

@@ -149,6 +149,8 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
         audit::sink::Rotation {
             max_bytes: config.audit_rotate_bytes,
             max_age: std::time::Duration::from_secs(config.audit_rotate_seconds),
+            retain: (config.audit_retain_days > 0)
+                .then(|| std::time::Duration::from_secs(config.audit_retain_days * 86_400)),
         },
         metrics.sink.clone(),
     )?;

@@ -50,6 +50,11 @@ impl CheckpointKey {
         CheckpointKey(out)
     }
 
+    /// The key's bytes (for the retention anchor's MAC).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     fn mac(&self, c: &Fields<'_>) -> Option<HmacSha256> {
         let mut mac = HmacSha256::new_from_slice(&self.0).ok()?;
         mac.update(format!("{}\n{}\n{}\n{}", c.file, c.offset, c.seq, c.hash).as_bytes());

@@ -296,6 +296,7 @@ mod tests {
             Rotation {
                 max_bytes: 2000,
                 max_age: std::time::Duration::from_secs(3600),
+                retain: None,
             },
             Arc::new(SinkStats::default()),
         )

@@ -53,6 +53,9 @@ pub struct Rotation {
     pub max_bytes: u64,
     /// Start a new file once the current one is this old.
     pub max_age: Duration,
+    /// Remove whole files last written longer ago than this (checked at start and at each
+    /// rotation); `None` keeps everything.
+    pub retain: Option<Duration>,
 }
 
 impl Default for Rotation {
@@ -60,6 +63,7 @@ impl Default for Rotation {
         Rotation {
             max_bytes: crate::config::DEFAULT_AUDIT_ROTATE_BYTES,
             max_age: Duration::from_secs(crate::config::DEFAULT_AUDIT_ROTATE_SECS),
+            retain: None,
         }
     }
 }
@@ -268,7 +272,7 @@ impl Writer {
             .truncate(false)
             .open(&cp_path)
             .map_err(io("open", &cp_path))?;
-        Ok(Writer {
+        let writer = Writer {
             dir: dir.to_owned(),
             key,
             rotation,
@@ -285,7 +289,9 @@ impl Writer {
             last_sync: Instant::now(),
             synced: (len, prev_hash, next_seq),
             checkpoint_synced: Instant::now(),
-        })
+        };
+        writer.prune();
+        Ok(writer)
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
@@ -486,7 +492,19 @@ impl Writer {
         self.file = file;
         self.name = name;
         self.opened = Instant::now();
+        self.prune();
         Ok(())
+    }
+
+    /// Applies retention (a failure is logged; the trail stays as it is).
+    fn prune(&self) {
+        if let Some(retain) = self.rotation.retain {
+            if let Err(e) =
+                super::retention::prune(&self.dir, &self.key, retain, std::time::SystemTime::now())
+            {
+                tracing::warn!(error = %e, "audit retention could not remove old files");
+            }
+        }
     }
 
     fn write_checkpoint(&mut self) {
@@ -603,6 +621,7 @@ mod tests {
         let small = Rotation {
             max_bytes: 1,
             max_age: Duration::from_secs(3600),
+            retain: None,
         };
         let sink = open(dir.path(), small);
         for _ in 0..3 {

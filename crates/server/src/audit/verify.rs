@@ -49,7 +49,32 @@ pub fn verify(dir: &Path, key: &CheckpointKey) -> Result<Report, AuditError> {
             source,
         }
     };
-    let files = trail_files(dir).map_err(io("list", dir))?;
+    let mut files = trail_files(dir).map_err(io("list", dir))?;
+    // Retention: the signed anchor says where the kept trail starts and which hash it continues.
+    let anchor = match super::retention::read(dir, key).map_err(io("read the anchor in", dir))? {
+        super::retention::Found::Absent => None,
+        super::retention::Found::Valid(a) => Some(a),
+        super::retention::Found::Damaged => {
+            return Ok(Report {
+                events: 0,
+                files: files.len(),
+                checkpoint: None,
+                problem: Some(Problem {
+                    position: super::retention::ANCHOR_FILE.into(),
+                    reason:
+                        "the retention anchor has no valid HMAC (edited, or another master key)"
+                            .into(),
+                }),
+                notes: Vec::new(),
+            })
+        }
+    };
+    let mut skipped = 0;
+    if let Some(a) = &anchor {
+        // Files the anchor already excludes (removal interrupted by a crash) are not checked.
+        skipped = files.iter().take_while(|(s, _)| *s < a.first_seq).count();
+        files.drain(..skipped);
+    }
     let cp = match checkpoint::read(dir, key).map_err(io("read the checkpoint in", dir))? {
         Found::Valid(cp) => Some(cp),
         Found::Absent | Found::Damaged => None,
@@ -67,6 +92,20 @@ pub fn verify(dir: &Path, key: &CheckpointKey) -> Result<Report, AuditError> {
     };
     let mut prev_hash = GENESIS_HASH.to_owned();
     let mut next_seq = 1u64;
+    if let Some(a) = &anchor {
+        prev_hash.clone_from(&a.prev_hash);
+        next_seq = a.first_seq;
+        report.notes.push(format!(
+            "events before #{} were removed by retention at {} (signed anchor){}",
+            a.first_seq,
+            a.pruned_at,
+            if skipped > 0 {
+                format!("; {skipped} file(s) it excludes are still present and were not checked")
+            } else {
+                String::new()
+            }
+        ));
+    }
     let mut reached_checkpoint = cp.is_none();
     let file_count = files.len();
     for (index, (first_seq, path)) in files.iter().enumerate() {
@@ -214,6 +253,7 @@ mod tests {
             Rotation {
                 max_bytes,
                 max_age: Duration::from_secs(3600),
+                retain: None,
             },
             Arc::new(SinkStats::default()),
         )
