@@ -12,8 +12,9 @@
 //! - Events never hold secrets: no headers, query strings, signatures, session tokens or secret
 //!   keys have a field to go into (tested by serializing events of hostile requests).
 //! - A mutating request (PUT, POST, DELETE) that passed authorization first gets an `authorized`
-//!   record made durable *before* its handler runs, and its `completed` record made durable
-//!   before its response is sent: nothing is stored without an event, and nothing successful is
+//!   record, queued at once and durable *before* its handler changes anything ([`WriteAhead`]:
+//!   uploads stream into a temporary file meanwhile and wait just before committing), and its
+//!   `completed` record made durable before its response is sent: nothing is stored without an event, and nothing successful is
 //!   acknowledged before its event is on disk. When the sink cannot write, such requests fail
 //!   with 503 (unless `audit_fail_open`).
 //! - The chain makes edits, deletions, insertions and reordering detectable; the checkpoint,
@@ -70,6 +71,62 @@ impl Checks {
         } else {
             Some(Decision::Allow)
         }
+    }
+}
+
+/// A mutating request's write-ahead `authorized` record, being made durable while the request
+/// goes on (e.g. while an upload streams into a temporary file). Every handler waits for it
+/// before it changes anything visible: [`crate::s3::dispatch`] waits before any handler but
+/// PutObject and UploadPart, which wait just before committing their upload.
+#[derive(Debug)]
+pub struct WriteAhead {
+    pending: tokio::sync::Mutex<WriteAheadState>,
+}
+
+#[derive(Debug)]
+enum WriteAheadState {
+    Queued(sink::Durable),
+    Done(bool),
+}
+
+impl WriteAhead {
+    /// Nothing to wait for (reads).
+    pub fn none() -> WriteAhead {
+        WriteAhead {
+            pending: tokio::sync::Mutex::new(WriteAheadState::Done(true)),
+        }
+    }
+
+    /// Queues `event` (so it precedes the request's completion record in the trail) and lets it
+    /// become durable while the request goes on.
+    pub async fn start(sink: &AuditSink, event: AuditEvent) -> WriteAhead {
+        let state = match sink.enqueue_durable(event).await {
+            Ok(d) => WriteAheadState::Queued(d),
+            Err(e) => {
+                tracing::error!(error = %e, "the write-ahead audit record could not be queued");
+                WriteAheadState::Done(false)
+            }
+        };
+        WriteAhead {
+            pending: tokio::sync::Mutex::new(state),
+        }
+    }
+
+    /// Waits until the record is durable; `false` if it could not be written.
+    pub async fn wait(&self) -> bool {
+        let mut state = self.pending.lock().await;
+        let ok = match std::mem::replace(&mut *state, WriteAheadState::Done(false)) {
+            WriteAheadState::Queued(d) => match d.wait().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "the write-ahead audit record could not be written");
+                    false
+                }
+            },
+            WriteAheadState::Done(ok) => ok,
+        };
+        *state = WriteAheadState::Done(ok);
+        ok
     }
 }
 

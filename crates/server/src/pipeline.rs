@@ -198,7 +198,7 @@ fn identity_of(principal: &Principal, account_id: &str) -> UserIdentity {
 }
 
 /// `503 ServiceUnavailable`: the audit trail cannot record a mutating request.
-fn audit_unavailable() -> S3Error {
+pub(crate) fn audit_unavailable() -> S3Error {
     S3Error::new(
         "ServiceUnavailable",
         StatusCode::SERVICE_UNAVAILABLE,
@@ -528,17 +528,14 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
             trace.checks.push(check_record(&principal, permission, &decided));
             decided?;
         }
-        if mutating {
-            // Write-ahead: the request's `authorized` record is durable before anything changes.
-            let intent = trace.event(&gw, &base, Stage::Authorized);
-            if let Err(e) = gw.audit.record_durable(intent).await {
-                if !gw.config.audit_fail_open {
-                    tracing::error!(error = %e, "refusing a mutating request: audit trail unavailable");
-                    return Err(audit_unavailable());
-                }
-                tracing::warn!(error = %e, "audit trail unavailable; serving anyway (audit_fail_open)");
-            }
-        }
+        // Write-ahead: the request's `authorized` record is made durable while the request goes
+        // on; handlers wait for it before anything changes (`Ctx::before_change`).
+        let write_ahead = if mutating {
+            crate::audit::WriteAhead::start(&gw.audit, trace.event(&gw, &base, Stage::Authorized))
+                .await
+        } else {
+            crate::audit::WriteAhead::none()
+        };
         let expected = declared_length(&parts.headers, verified.as_ref())?;
         let body = BodyReader::new(incoming, &parts.headers, verified.as_ref(), expected)
             .counting(trace.bytes_in.clone());
@@ -552,6 +549,8 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
             declared_length: expected,
             context,
             checks: &trace.checks,
+            write_ahead: &write_ahead,
+            audit_fail_open: gw.config.audit_fail_open,
         };
         s3::dispatch(op, ctx, body).await
     }

@@ -38,9 +38,24 @@ pub struct Ctx<'a> {
     pub context: keyhole_policy::Context,
     /// Where handlers that check per key (DeleteObjects) record their checks for the audit event.
     pub checks: &'a crate::audit::Checks,
+    /// The request's write-ahead audit record; see [`Ctx::before_change`].
+    pub write_ahead: &'a crate::audit::WriteAhead,
+    /// Serve even when the write-ahead record could not be written (`audit_fail_open`).
+    pub audit_fail_open: bool,
 }
 
 impl Ctx<'_> {
+    /// Waits until the request's write-ahead audit record is durable: call before changing
+    /// anything visible. Fails with 503 if it could not be written (fail closed), unless
+    /// `audit_fail_open`.
+    pub async fn before_change(&self) -> Result<(), S3Error> {
+        if self.write_ahead.wait().await || self.audit_fail_open {
+            Ok(())
+        } else {
+            Err(crate::pipeline::audit_unavailable())
+        }
+    }
+
     /// A request header as text.
     pub fn header(&self, name: &str) -> Result<Option<&str>, S3Error> {
         crate::pipeline::header_str(self.headers, name)
@@ -50,6 +65,11 @@ impl Ctx<'_> {
 /// Runs the handler for an authorized operation. Exhaustive: a new `Op` does not compile until it
 /// has a handler.
 pub async fn dispatch(op: Op, ctx: Ctx<'_>, body: BodyReader) -> Result<Response<Body>, S3Error> {
+    // Uploads wait for the write-ahead record just before they commit (the body streams into a
+    // temporary file meanwhile); every other handler waits before it starts.
+    if !matches!(op, Op::PutObject | Op::UploadPart { .. }) {
+        ctx.before_change().await?;
+    }
     match op {
         Op::ListBuckets => bucket::list_buckets(&ctx).await,
         Op::CreateBucket => bucket::create_bucket(&ctx, body).await,

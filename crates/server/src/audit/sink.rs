@@ -158,6 +158,12 @@ impl AuditSink {
 
     /// Queues `event` and waits until it is written and fsynced.
     pub async fn record_durable(&self, event: AuditEvent) -> Result<(), AuditError> {
+        self.enqueue_durable(event).await?.wait().await
+    }
+
+    /// Queues `event` (in order with every other event queued after it) and returns a handle to
+    /// wait on until it is written and fsynced.
+    pub async fn enqueue_durable(&self, event: AuditEvent) -> Result<Durable, AuditError> {
         let (done, wait) = oneshot::channel();
         self.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
         if self
@@ -174,7 +180,18 @@ impl AuditSink {
             return Err(AuditError::Unavailable);
         }
         self.writer.unpark();
-        match wait.await {
+        Ok(Durable(wait))
+    }
+}
+
+/// An event queued by [`AuditSink::enqueue_durable`], not yet known to be durable.
+#[derive(Debug)]
+pub struct Durable(oneshot::Receiver<Result<(), ()>>);
+
+impl Durable {
+    /// Waits until the event is written and fsynced.
+    pub async fn wait(self) -> Result<(), AuditError> {
+        match self.0.await {
             Ok(Ok(())) => Ok(()),
             _ => Err(AuditError::Unavailable),
         }

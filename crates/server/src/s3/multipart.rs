@@ -51,6 +51,7 @@ pub(super) async fn upload_part(
         store.new_part(&bucket, &key, &upload_id, part_number)
     })
     .await?;
+    ctx.before_change().await?;
     let part = blocking(move || writer.commit(md5)).await?;
     let mut r = empty_response(StatusCode::OK);
     set_header(&mut r, "etag", &quoted(&part.etag))?;

@@ -151,6 +151,7 @@ pub(super) async fn put_object(
     let bucket = ctx.bucket.clone();
     let writer = pump(&mut body, move || store.new_object(&bucket)).await?;
     let key = ctx.key.clone();
+    ctx.before_change().await?;
     let info = blocking(move || writer.commit(&key, meta, md5)).await?;
     let mut r = empty_response(StatusCode::OK);
     set_header(&mut r, "etag", &quoted(&info.etag))?;
