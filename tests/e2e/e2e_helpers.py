@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -107,9 +108,26 @@ class KeyholeProcess:
     proc: subprocess.Popen | None = None
     cwd: Path | None = None
 
+    def _arg(self, name: str) -> str | None:
+        """The value of `--name VALUE` or `--name=VALUE` in extra_args."""
+        for i, a in enumerate(self.extra_args):
+            if a == name and i + 1 < len(self.extra_args):
+                return self.extra_args[i + 1]
+            if a.startswith(name + "="):
+                return a.split("=", 1)[1]
+        return None
+
+    @property
+    def tls_cert(self) -> Path | None:
+        """The certificate given with --tls-cert (TLS set only through env or a config file is
+        not seen here)."""
+        cert = self._arg("--tls-cert")
+        return Path(cert) if cert else None
+
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def creds_path(self) -> Path:
@@ -166,13 +184,15 @@ class KeyholeProcess:
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last = "no attempt"
+        # Over HTTPS, the server's own certificate is the trust anchor (self-signed in tests).
+        context = ssl.create_default_context(cafile=str(self.tls_cert)) if self.tls_cert else None
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise ServerStartError(
                     f"keyhole exited with {self.proc.returncode} before /healthz answered\n{self.logs()}"
                 )
             try:
-                with urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=2, context=context) as r:
                     if r.status == 200:
                         return
                     last = f"status {r.status}"
@@ -484,10 +504,13 @@ class AwsCli:
         return cp
 
 
-def make_client(endpoint: str, ak: str, sk: str, addressing: str = "path", region: str = REGION):
+def make_client(endpoint: str, ak: str, sk: str, addressing: str = "path", region: str = REGION,
+                verify: str | bool | None = None):
+    """boto3 S3 client; `verify` is a CA bundle path for an https endpoint (boto3's own meaning)."""
     return boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint,
+        verify=verify,
         aws_access_key_id=ak,
         aws_secret_access_key=sk,
         region_name=region,

@@ -155,7 +155,9 @@ async fn main() {
         secret_key: SecretKey::new(secret),
         session_token: None,
     };
-    let client = Client::new(&args.endpoint, creds, "us-east-1");
+    let ca_bundle = std::env::var_os("AWS_CA_BUNDLE").map(std::path::PathBuf::from);
+    let client = Client::with_ca_bundle(&args.endpoint, creds, "us-east-1", ca_bundle.as_deref())
+        .expect("AWS_CA_BUNDLE names a readable PEM file");
     let bucket_path = format!("/{}", args.bucket);
     let r = client
         .send(Method::PUT, &bucket_path, HeaderMap::new(), Bytes::new())

@@ -18,7 +18,10 @@
 //! Region: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else the profile's `region` in the config
 //! file. Endpoint: `AWS_ENDPOINT_URL`, else the profile's `endpoint_url` in the config file; both
 //! are ignored when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` (or the profile's
-//! `ignore_configured_endpoint_urls`) is `true`.
+//! `ignore_configured_endpoint_urls`) is `true`. CA bundle (extra certificates to trust for an
+//! https endpoint, such as a gateway's self-signed one): `AWS_CA_BUNDLE`, else the profile's
+//! `ca_bundle` in the config file, `~/` expanded
+//! (<https://docs.aws.amazon.com/sdkref/latest/guide/feature-gen-config.html>).
 //!
 //! Every environment read goes through the `env` function given to [`resolve`] (`HOME` too), so
 //! tests run against a fake environment. An empty variable counts as unset.
@@ -73,6 +76,8 @@ pub struct Resolved {
     pub region: Option<String>,
     /// Endpoint to send requests to, when one is configured.
     pub endpoint_url: Option<String>,
+    /// PEM file of certificates to trust for https endpoints, when one is configured.
+    pub ca_bundle: Option<PathBuf>,
     /// Where the credentials came from, for messages: `environment`,
     /// `shared credentials file /home/x/.aws/credentials [profile dev]`,
     /// `credential_process in config file /home/x/.aws/config [profile dev]`,
@@ -91,6 +96,7 @@ impl fmt::Debug for Resolved {
             )
             .field("region", &self.region)
             .field("endpoint_url", &self.endpoint_url)
+            .field("ca_bundle", &self.ca_bundle)
             .field("source", &self.source)
             .finish()
     }
@@ -366,8 +372,15 @@ pub fn resolve(
             .or_else(|| setting(in_config, "endpoint_url").map(str::to_owned))
     };
 
+    // The environment variable wins over the profile setting (General configuration settings
+    // page, `ca_bundle` / `AWS_CA_BUNDLE`).
+    let ca_bundle = var(env, "AWS_CA_BUNDLE")
+        .or_else(|| setting(in_config, "ca_bundle").map(str::to_owned))
+        .and_then(|v| expand_home(&v, var(env, "HOME").as_deref()));
+
     let (keys, source) = find_keys(&profile, env, &credentials_file, &config_file)?;
     Ok(Resolved {
+        ca_bundle,
         access_key_id: keys.access_key_id,
         secret_access_key: keys.secret_access_key,
         session_token: keys.session_token,
@@ -1403,6 +1416,23 @@ aws_session_token = token-dev-file
              ignore_configured_endpoint_urls = true\n",
         );
         assert_eq!(endpoint(&f), None);
+    }
+
+    #[test]
+    fn ca_bundle_comes_from_aws_ca_bundle_then_the_profile() {
+        let mut f = Fixture::new();
+        f.credentials(CREDENTIALS);
+        assert_eq!(f.resolve(Some("dev")).unwrap().ca_bundle, None);
+        f.config("[profile dev]\nca_bundle = ~/certs/gw.pem\n");
+        assert_eq!(
+            f.resolve(Some("dev")).unwrap().ca_bundle,
+            Some(f.home().join("certs/gw.pem"))
+        );
+        f.set("AWS_CA_BUNDLE", "/etc/kh/ca.pem");
+        assert_eq!(
+            f.resolve(Some("dev")).unwrap().ca_bundle,
+            Some(PathBuf::from("/etc/kh/ca.pem"))
+        );
     }
 
     #[test]

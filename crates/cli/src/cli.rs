@@ -109,8 +109,9 @@ pub enum Command {
 /// Options of `keyhole serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML configuration file with any of: listen, data_dir, domain, region, audit_fail_open,
-    /// audit_rotate_bytes, audit_rotate_seconds.
+    /// TOML configuration file with any of: listen, data_dir, domain, region, trusted_proxies,
+    /// audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, job_session_secs, tls_cert,
+    /// tls_key.
     #[arg(long, env = "KEYHOLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:9000].
@@ -152,6 +153,13 @@ pub struct ServeArgs {
     /// credential endpoint refresh before it ends, and no session outlives its job's window.
     #[arg(long, env = "KEYHOLE_JOB_SESSION_SECS", value_name = "SECS")]
     pub job_session_secs: Option<u64>,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key. Every
+    /// connection is then TLS and requests have aws:SecureTransport = true.
+    #[arg(long, env = "KEYHOLE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "KEYHOLE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Sends `tracing` output to stderr in the chosen format; `RUST_LOG` filters (default `info`).
@@ -197,6 +205,24 @@ mod tests {
         assert_eq!(s.data_dir, Some(PathBuf::from("/d")));
         assert_eq!(s.domain.as_deref(), Some("x.test"));
         assert_eq!(s.audit_fail_open, None);
+    }
+
+    #[test]
+    fn tls_flags_parse() {
+        let c = Cli::try_parse_from([
+            "keyhole",
+            "serve",
+            "--tls-cert",
+            "/etc/kh/cert.pem",
+            "--tls-key",
+            "/etc/kh/key.pem",
+        ])
+        .unwrap();
+        let Command::Serve(s) = c.command else {
+            panic!("expected serve");
+        };
+        assert_eq!(s.tls_cert, Some(PathBuf::from("/etc/kh/cert.pem")));
+        assert_eq!(s.tls_key, Some(PathBuf::from("/etc/kh/key.pem")));
     }
 
     #[test]

@@ -141,7 +141,9 @@ pub enum StartOutput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Delivery {
     /// `endpoint` when the gateway is on a loopback address or HTTPS (where SDKs accept a
-    /// container-credentials URL), else `env`.
+    /// container-credentials URL), else `env`; also `env` for an HTTPS gateway trusted through
+    /// AWS_CA_BUNDLE / `ca_bundle`, since SDKs such as boto3 fetch container credentials without
+    /// that bundle.
     Auto,
     /// AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN: SDKs fetch and
     /// refresh short sessions by themselves until the job ends.
@@ -261,6 +263,9 @@ pub struct Api {
     endpoint: String,
     region: String,
     source: String,
+    /// Extra certificates trusted for an https endpoint (`AWS_CA_BUNDLE` or the profile's
+    /// `ca_bundle`), passed on to jobs so their SDKs trust the gateway too.
+    ca_bundle: Option<std::path::PathBuf>,
 }
 
 fn env_var(name: &str) -> Option<String> {
@@ -293,9 +298,17 @@ impl Api {
             secret_key: keyhole_sigv4::SecretKey::new(resolved.secret_access_key.clone()),
             session_token: resolved.session_token.clone(),
         };
+        let ca_bundle = resolved
+            .ca_bundle
+            .clone()
+            .map(|p| std::path::absolute(&p).unwrap_or(p));
+        let client = Client::with_ca_bundle(&endpoint, credentials, &region, ca_bundle.as_deref())
+            .map_err(|e| miette!("{e}"))?
+            .with_service("keyhole");
         Ok(Api {
             access_key_id: resolved.access_key_id.clone(),
-            client: Client::new(&endpoint, credentials, &region).with_service("keyhole"),
+            client,
+            ca_bundle,
             endpoint,
             region,
             source: resolved.source.clone(),
@@ -631,7 +644,11 @@ fn is_loopback_or_https(endpoint: &str) -> bool {
 /// caller's AWS configuration.
 fn job_env(api: &Api, created: &Value, delivery: Delivery) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
+    let private_tls = api.ca_bundle.is_some() && api.endpoint.starts_with("https://");
     let delivery = match delivery {
+        // botocore fetches container credentials with its own default CA bundle, not
+        // AWS_CA_BUNDLE: behind a privately signed certificate the endpoint cannot be reached.
+        Delivery::Auto if private_tls => Delivery::Env,
         Delivery::Auto if is_loopback_or_https(&api.endpoint) => Delivery::Endpoint,
         Delivery::Auto => Delivery::Env,
         d => d,
@@ -643,6 +660,14 @@ fn job_env(api: &Api, created: &Value, delivery: Delivery) -> BTreeMap<String, S
     env.insert("AWS_CONFIG_FILE".into(), "/dev/null".into());
     env.insert("AWS_SHARED_CREDENTIALS_FILE".into(), "/dev/null".into());
     env.insert("AWS_EC2_METADATA_DISABLED".into(), "true".into());
+    // An https gateway with a private certificate: the job's SDK must trust it as the caller
+    // did (the one piece of the caller's AWS configuration a job keeps).
+    if let Some(bundle) = &api.ca_bundle {
+        env.insert(
+            "AWS_CA_BUNDLE".into(),
+            bundle.to_string_lossy().into_owned(),
+        );
+    }
     env.insert(
         "KEYHOLE_JOB_ID".into(),
         str_of(at(created, "Job"), "JobId").to_owned(),
@@ -864,7 +889,8 @@ pub fn credentials(args: CredentialsArgs) -> miette::Result<ExitCode> {
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
     let endpoint = endpoint.trim_end_matches('/').to_owned();
     let value = runtime()?.block_on(async {
-        let client = Client::new(
+        let ca_bundle = env_var("AWS_CA_BUNDLE").map(std::path::PathBuf::from);
+        let client = Client::with_ca_bundle(
             &endpoint,
             keyhole_sigv4::Credentials {
                 access_key_id: String::new(),
@@ -872,7 +898,9 @@ pub fn credentials(args: CredentialsArgs) -> miette::Result<ExitCode> {
                 session_token: None,
             },
             "us-east-1",
-        );
+            ca_bundle.as_deref(),
+        )
+        .map_err(|e| miette!("{e}"))?;
         let uri: http::Uri = format!("{endpoint}{}", keyhole_server::jobs::CREDENTIALS_PATH)
             .parse()
             .into_diagnostic()?;

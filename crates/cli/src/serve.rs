@@ -23,6 +23,8 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             audit_rotate_seconds: args.audit_rotate_seconds,
             job_session_secs: args.job_session_secs,
             audit_retain_days: args.audit_retain_days,
+            tls_cert: args.tls_cert,
+            tls_key: args.tls_key,
         },
     )
     .into_diagnostic()?;
@@ -43,7 +45,33 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot listen on {listen} (is another server using it? choose another with --listen)"))?;
     let local = listener.local_addr().into_diagnostic()?;
-    let endpoint = format!("http://{local}");
+    let banner = banner(&gateway, local);
+    // A closed stdout (a supervisor that stopped reading) must not stop the gateway.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
+    tracing::info!(endpoint = %endpoint_of(&gateway, local), "listening");
+    keyhole_server::pipeline::serve(Arc::new(gateway), listener, shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The URL clients use: https:// when the gateway serves TLS.
+fn endpoint_of(gateway: &keyhole_server::Gateway, local: std::net::SocketAddr) -> String {
+    let scheme = if gateway.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{local}")
+}
+
+/// What `keyhole serve` prints on stdout once it listens: how to reach it, where things are, and
+/// an aws-cli line that works as pasted (with `--ca-bundle` for HTTPS, so a self-signed
+/// certificate is trusted).
+fn banner(gateway: &keyhole_server::Gateway, local: std::net::SocketAddr) -> String {
+    let endpoint = endpoint_of(gateway, local);
     let creds = std::path::absolute(&gateway.account.root_credentials_path)
         .unwrap_or_else(|_| gateway.account.root_credentials_path.clone());
     let data_dir = std::path::absolute(&gateway.config.data_dir)
@@ -53,22 +81,24 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
     } else {
         "existing, mode 0600"
     };
-    let banner = format!(
-        "keyhole {version} is serving S3\n  endpoint:         {endpoint}\n  account id:       {account}\n  data directory:   {data}\n  root credentials: {creds} ({fresh})\ntry:\n  AWS_SHARED_CREDENTIALS_FILE={creds} aws --endpoint-url {endpoint} s3 ls\nRoot credentials are for bootstrap only; stop with Ctrl-C (in-flight requests finish).\n",
+    let (tls_line, ca_bundle, tls_note) = match &gateway.config.tls {
+        Some(files) => {
+            let cert = std::path::absolute(&files.cert).unwrap_or_else(|_| files.cert.clone());
+            (
+                format!("  TLS certificate:  {}\n", cert.display()),
+                format!(" --ca-bundle {}", cert.display()),
+                "(--ca-bundle makes aws trust this certificate; drop it if a CA your system trusts signed it)\n",
+            )
+        }
+        None => (String::new(), String::new(), ""),
+    };
+    format!(
+        "keyhole {version} is serving S3\n  endpoint:         {endpoint}\n  account id:       {account}\n  data directory:   {data}\n  root credentials: {creds} ({fresh})\n{tls_line}try:\n  AWS_SHARED_CREDENTIALS_FILE={creds} aws --endpoint-url {endpoint}{ca_bundle} s3 ls\n{tls_note}Root credentials are for bootstrap only; stop with Ctrl-C (in-flight requests finish).\n",
         version = env!("CARGO_PKG_VERSION"),
         account = gateway.account.record.account_id,
         data = data_dir.display(),
         creds = creds.display(),
-    );
-    // A closed stdout (a supervisor that stopped reading) must not stop the gateway.
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
-    }
-    tracing::info!(%endpoint, "listening");
-    keyhole_server::pipeline::serve(Arc::new(gateway), listener, shutdown_signal()).await;
-    Ok(ExitCode::SUCCESS)
+    )
 }
 
 /// Resolves on SIGINT or SIGTERM.

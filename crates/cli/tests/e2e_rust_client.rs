@@ -61,7 +61,7 @@ impl Server {
     }
 
     fn client(&self) -> Client {
-        Client::new(&self.endpoint, self.creds.clone(), "us-east-1")
+        Client::new(&self.endpoint, self.creds.clone(), "us-east-1").unwrap()
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {

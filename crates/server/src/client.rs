@@ -1,7 +1,11 @@
 //! A small SigV4-signing HTTP client for keyhole's own CLI, end-to-end tests and load tool.
 //!
 //! It signs with `keyhole_sigv4` (header form, presigned URLs, aws-chunked streaming) and sends
-//! with hyper. It is not a general S3 SDK: callers build paths and read responses themselves.
+//! with hyper, over plain HTTP or HTTPS (rustls: the system's roots plus an optional CA bundle,
+//! see [`crate::tls::client_config`]). It is not a general S3 SDK: callers build paths and read
+//! responses themselves.
+
+use std::path::Path;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
@@ -25,6 +29,9 @@ pub enum ClientError {
     /// The HTTP exchange failed.
     #[error("request failed: {0}")]
     Http(String),
+    /// The TLS trust settings could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Percent-encodes an object key for a path (every byte but unreserved characters and `/`).
@@ -48,7 +55,7 @@ pub struct Client {
     credentials: Credentials,
     region: String,
     service: String,
-    http: HyperClient<HttpConnector, Body>,
+    http: HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
 }
 
 impl std::fmt::Debug for Client {
@@ -61,15 +68,45 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for `endpoint` (e.g. `http://127.0.0.1:9000`).
-    pub fn new(endpoint: &str, credentials: Credentials, region: &str) -> Client {
-        Client {
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
+    /// A client for `endpoint` (e.g. `http://127.0.0.1:9000` or `https://gw.example:9000`); an
+    /// https endpoint is verified against the system's root certificates.
+    pub fn new(
+        endpoint: &str,
+        credentials: Credentials,
+        region: &str,
+    ) -> Result<Client, ClientError> {
+        Client::with_ca_bundle(endpoint, credentials, region, None)
+    }
+
+    /// Like [`Client::new`], also trusting the certificates in `ca_bundle` (a PEM file, as named
+    /// by `AWS_CA_BUNDLE`) for an https endpoint: how a gateway with a self-signed certificate is
+    /// reached. Root certificates are loaded only for an https endpoint.
+    pub fn with_ca_bundle(
+        endpoint: &str,
+        credentials: Credentials,
+        region: &str,
+        ca_bundle: Option<&Path>,
+    ) -> Result<Client, ClientError> {
+        let endpoint = endpoint.trim_end_matches('/').to_owned();
+        let tls = if endpoint.starts_with("https://") {
+            crate::tls::client_config(ca_bundle)?
+        } else {
+            // Plain http:// requests never touch TLS: loading no roots keeps such a client
+            // cheap to build.
+            crate::tls::client_config_trusting_nothing()?
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Client {
+            endpoint,
             credentials,
             region: region.to_owned(),
             service: "s3".to_owned(),
-            http: HyperClient::builder(TokioExecutor::new()).build_http(),
-        }
+            http: HyperClient::builder(TokioExecutor::new()).build(connector),
+        })
     }
 
     /// The same client signing for another SigV4 service (`keyhole`, `sts`, `iam`).
@@ -217,8 +254,24 @@ impl Client {
         self.http
             .request(req)
             .await
-            .map_err(|e| ClientError::Http(e.to_string()))
+            .map_err(|e| ClientError::Http(with_causes(&e)))
     }
+}
+
+/// An error and its causes on one line (`client error (Connect): invalid peer certificate:
+/// UnknownIssuer`): hyper's own message alone does not say why a connection failed.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Reads a whole response body.
@@ -227,7 +280,7 @@ pub async fn read_body(resp: Response<hyper::body::Incoming>) -> Result<Bytes, C
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|e| ClientError::Http(e.to_string()))
+        .map_err(|e| ClientError::Http(with_causes(&e)))
 }
 
 #[cfg(test)]

@@ -34,6 +34,18 @@ pub const MIN_JOB_SESSION_SECS: u64 = 15;
 pub const MAX_JOB_SESSION_SECS: u64 = 43_200;
 /// How long a graceful shutdown waits for in-flight requests before giving up.
 pub const SHUTDOWN_GRACE_SECS: u64 = 30;
+/// How long a new connection may take to complete its TLS handshake before it is dropped (a
+/// client that opens connections and never speaks cannot hold them).
+pub const TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+
+/// The certificate and key files for HTTPS (PEM). Both are given or neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The leaf certificate's private key.
+    pub key: PathBuf,
+}
 
 /// The gateway's configuration after all sources are merged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +73,8 @@ pub struct Config {
     /// Lifetime of one job session, in seconds (SDKs using the credential endpoint refresh
     /// before it ends); never past the job's window.
     pub job_session_secs: u64,
+    /// Serve HTTPS with these files; `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for Config {
@@ -76,6 +90,7 @@ impl Default for Config {
             audit_rotate_seconds: DEFAULT_AUDIT_ROTATE_SECS,
             job_session_secs: crate::jobs::DEFAULT_JOB_SESSION_SECS,
             audit_retain_days: 0,
+            tls: None,
         }
     }
 }
@@ -94,6 +109,8 @@ struct FileConfig {
     audit_rotate_seconds: Option<u64>,
     job_session_secs: Option<u64>,
     audit_retain_days: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// Values given on the command line or in `KEYHOLE_*` variables; `None` means "not given".
@@ -119,6 +136,10 @@ pub struct ConfigOverrides {
     pub job_session_secs: Option<u64>,
     /// `--audit-retain-days` / `KEYHOLE_AUDIT_RETAIN_DAYS`.
     pub audit_retain_days: Option<u64>,
+    /// `--tls-cert` / `KEYHOLE_TLS_CERT`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key` / `KEYHOLE_TLS_KEY`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A configuration that could not be loaded; the message names the field and the fix.
@@ -134,7 +155,7 @@ pub enum ConfigError {
     },
     /// The configuration file is not valid TOML or has unknown keys.
     #[error(
-        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, job_session_secs)"
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, job_session_secs, tls_cert, tls_key)"
     )]
     Parse {
         /// The file.
@@ -150,6 +171,16 @@ pub enum ConfigError {
         /// The offending value.
         value: String,
         /// What a valid value looks like.
+        hint: &'static str,
+    },
+    /// One of a pair of settings that only work together was given alone.
+    #[error("`{given}` is set but `{missing}` is not: {hint}")]
+    Incomplete {
+        /// The setting that was given.
+        given: &'static str,
+        /// The setting that is missing.
+        missing: &'static str,
+        /// How to fix it.
         hint: &'static str,
     },
 }
@@ -263,8 +294,30 @@ impl Config {
                 hint: "use 0 (keep everything) or a number of days up to 36500",
             });
         }
+        let tls = match (
+            overrides.tls_cert.or(from_file.tls_cert),
+            overrides.tls_key.or(from_file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Incomplete {
+                    given: "tls_cert",
+                    missing: "tls_key",
+                    hint: "HTTPS needs the certificate's private key too: add --tls-key FILE (KEYHOLE_TLS_KEY, or tls_key in the config file)",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Incomplete {
+                    given: "tls_key",
+                    missing: "tls_cert",
+                    hint: "HTTPS needs the certificate too: add --tls-cert FILE (KEYHOLE_TLS_CERT, or tls_cert in the config file)",
+                })
+            }
+        };
         Ok(Config {
             audit_retain_days,
+            tls,
             job_session_secs,
             trusted_proxies,
             audit_fail_open: overrides
@@ -401,6 +454,51 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn tls_needs_both_files_from_any_source() {
+        let c = Config::load(None, ConfigOverrides::default()).unwrap();
+        assert_eq!(c.tls, None, "plain HTTP by default");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(&path, "tls_cert = \"/etc/kh/cert.pem\"\n").unwrap();
+        // The file names the certificate, a flag the key: together they are complete.
+        let c = Config::load(
+            Some(&path),
+            ConfigOverrides {
+                tls_key: Some("/etc/kh/key.pem".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: "/etc/kh/cert.pem".into(),
+                key: "/etc/kh/key.pem".into()
+            })
+        );
+        let e = Config::load(Some(&path), ConfigOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`tls_cert` is set but `tls_key` is not") && e.contains("--tls-key"),
+            "{e}"
+        );
+        let e = Config::load(
+            None,
+            ConfigOverrides {
+                tls_key: Some("/k.pem".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`tls_key` is set but `tls_cert` is not") && e.contains("--tls-cert"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -254,6 +254,22 @@ mod tests {
             Some(vec!["127.0.0.2".into()]),
             "keys are case-insensitive"
         );
+        let over_tls = global(&RequestFacts {
+            now,
+            source_ip: "127.0.0.2".parse().unwrap(),
+            secure: true,
+            headers: &headers,
+            region: "us-east-1",
+            account_id: "123456789012",
+            principal: &p,
+            verified: None,
+        });
+        assert_eq!(
+            over_tls
+                .get("aws:SecureTransport")
+                .map(|v| v.values().to_vec()),
+            Some(vec!["true".into()])
+        );
     }
 
     #[test]

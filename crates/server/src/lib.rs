@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod s3;
 pub mod state;
 pub mod sts;
+pub mod tls;
 pub mod xml;
 
 use std::sync::Arc;
@@ -63,6 +64,9 @@ pub struct Gateway {
     pub metrics: Arc<metrics::Metrics>,
     /// Jobs and session revocations.
     pub jobs: Arc<jobs::store::JobStore>,
+    /// The certificate and key every connection is served with (HTTPS); `None` serves plain
+    /// HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Gateway {
@@ -82,6 +86,7 @@ impl Gateway {
         audit: audit::AuditSink,
         metrics: Arc<metrics::Metrics>,
         jobs: Arc<jobs::store::JobStore>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Gateway {
         let authn = auth::Authenticator::new(
             account.record.root_access_key_id.clone(),
@@ -111,14 +116,21 @@ impl Gateway {
             audit,
             metrics,
             jobs,
+            tls,
         }
     }
 }
 
-/// Opens (or on first start creates) the account, the state database and the store under the
-/// configured data directory, starts the audit writer, and builds the gateway with the IAM policy
-/// authorizer.
+/// Loads the TLS certificate and key (when configured), opens (or on first start creates) the
+/// account, the state database and the store under the configured data directory, starts the
+/// audit writer, and builds the gateway with the IAM policy authorizer.
 pub fn open(config: Config) -> Result<Gateway, OpenError> {
+    // First, so that a wrong certificate path fails before anything is created on disk.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|t| tls::server_config(&t.cert, &t.key))
+        .transpose()?;
     let account = Account::load_or_create(&config.data_dir)?;
     let store = LocalStore::open(&config.data_dir.join("store"))?;
     let master = hex::decode(account.master_key.expose()).map_err(|_| {
@@ -156,7 +168,7 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
     )?;
     let jobs = Arc::new(jobs::store::JobStore::open(&config.data_dir)?);
     Ok(Gateway::new(
-        config, account, store, state, authz, tokens, audit, metrics, jobs,
+        config, account, store, state, authz, tokens, audit, metrics, jobs, tls,
     ))
 }
 
@@ -175,4 +187,7 @@ pub enum OpenError {
     /// The audit trail.
     #[error("cannot open the audit trail: {0}")]
     Audit(#[from] audit::AuditError),
+    /// The TLS certificate or key.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }

@@ -33,14 +33,27 @@ use crate::s3::route::{Op, Query};
 use crate::s3::{self, Ctx};
 use crate::Gateway;
 
+/// What the pipeline knows about the connection a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS: `aws:SecureTransport` and the audit event's `tls`.
+    pub tls: bool,
+}
+
 /// Serves connections from `listener` until `shutdown` resolves, then lets in-flight requests
-/// finish (up to [`crate::config::SHUTDOWN_GRACE_SECS`]).
+/// finish (up to [`crate::config::SHUTDOWN_GRACE_SECS`]). With a TLS configuration in the gateway
+/// every connection must complete a TLS handshake first; one that fails (or takes longer than
+/// [`crate::config::TLS_HANDSHAKE_TIMEOUT_SECS`]) is dropped, logged at debug, and the server
+/// goes on.
 pub async fn serve(
     gateway: Arc<Gateway>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let acceptor = gateway.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -56,19 +69,39 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let gw = gateway.clone();
                 let guard = gateway.metrics.connection_opened();
+                let connection = Connection { peer, tls: acceptor.is_some() };
                 let service = service_fn(move |req| {
                     let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(handle(gw, peer, req).await) }
+                    async move { Ok::<_, Infallible>(handle(gw, connection, req).await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _guard = guard;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                let http = hyper::server::conn::http1::Builder::new();
+                match &acceptor {
+                    None => {
+                        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            let _guard = guard;
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        // Watched from before the handshake, so a shutdown waits for it (bounded
+                        // by the handshake timeout) and then closes the connection gracefully.
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let _guard = guard;
+                            let Some(tls) = crate::tls::accept(&acceptor, stream, peer).await else {
+                                return;
+                            };
+                            let conn = watcher.watch(http.serve_connection(TokioIo::new(tls), service));
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
@@ -88,7 +121,7 @@ pub async fn serve(
 pub const MAX_QUERY_BODY_BYTES: usize = 64 * 1024;
 
 /// A fresh request id in AWS's style (16 uppercase hex digits).
-fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     format!("{:016X}", rand::thread_rng().gen::<u64>())
 }
 
@@ -148,7 +181,7 @@ impl Trace {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: 0,
             duration_ms: base.started.elapsed().as_secs_f64() * 1000.0,
-            tls: false,
+            tls: base.tls,
         }
     }
 }
@@ -160,6 +193,8 @@ struct EventBase {
     request_id: String,
     /// The client address: the TCP peer, or behind a trusted proxy its X-Forwarded-For client.
     source_ip: IpAddr,
+    /// The request arrived over TLS.
+    tls: bool,
     user_agent: Option<String>,
 }
 
@@ -207,7 +242,12 @@ pub(crate) fn audit_unavailable() -> S3Error {
 }
 
 /// Handles one request end to end. Never fails: errors become S3 error responses.
-pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    gw: Arc<Gateway>,
+    connection: Connection,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let peer = connection.peer;
     let started = Instant::now();
     let request_id = new_request_id();
     let (parts, incoming) = req.into_parts();
@@ -222,6 +262,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         event_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         request_id: request_id.clone(),
         source_ip: context::client_ip(peer.ip(), &parts.headers, &gw.trusted_proxies),
+        tls: connection.tls,
         user_agent: parts
             .headers
             .get(http::header::USER_AGENT)
@@ -359,7 +400,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
                 let context = context::global(&RequestFacts {
                     now,
                     source_ip: base.source_ip,
-                    secure: false,
+                    secure: base.tls,
                     headers: &parts.headers,
                     region: &gw.config.region,
                     account_id: &gw.account.record.account_id,
@@ -418,7 +459,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
                 let mut context = context::global(&RequestFacts {
                     now,
                     source_ip: base.source_ip,
-                    secure: false,
+                    secure: base.tls,
                     headers: &parts.headers,
                     region: &gw.config.region,
                     account_id,
@@ -508,7 +549,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         let mut context = context::global(&RequestFacts {
             now,
             source_ip: base.source_ip,
-            secure: false,
+            secure: base.tls,
             headers: &parts.headers,
             region: &gw.config.region,
             account_id: &gw.account.record.account_id,

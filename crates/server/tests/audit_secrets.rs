@@ -73,6 +73,7 @@ fn hostile_requests_leave_no_secret_in_the_trail() {
                 },
                 "us-east-1",
             )
+            .unwrap()
         };
         let root = client(&secret, None);
         let h = HeaderMap::new;

@@ -1,0 +1,386 @@
+//! TLS for the gateway and for keyhole's own client (rustls, `ring` crypto provider).
+//!
+//! - [`server_config`] loads a PEM certificate chain and private key for `keyhole serve
+//!   --tls-cert FILE --tls-key FILE`; with it every connection is TLS and requests carry
+//!   `aws:SecureTransport = true` and `tls: true` in their audit event. The pipeline's accept
+//!   loop completes each handshake with `accept` (bounded in time; a plain-HTTP client gets a
+//!   400 instead of a reset).
+//! - [`client_config`] trusts the system's root certificates plus an optional PEM bundle, the
+//!   file named by `AWS_CA_BUNDLE` / the profile's `ca_bundle` (AWS SDKs and tools reference,
+//!   "General configuration settings":
+//!   https://docs.aws.amazon.com/sdkref/latest/guide/feature-gen-config.html), so a gateway with
+//!   a self-signed or private-CA certificate can be reached.
+//!
+//! # Security
+//! - The provider is chosen explicitly (never a process-wide default), with rustls's safe
+//!   default protocol versions (TLS 1.2 and 1.3) and cipher suites.
+//! - The client always verifies the server's certificate and name; there is no "insecure" mode.
+//! - Private key bytes are never put into errors or logs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::crypto::CryptoProvider;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why a TLS configuration could not be built. Each message names the file (or setting) and the
+/// fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read.
+    #[error("cannot read {what} `{path}`: {source}")]
+    Read {
+        /// Which setting named the file (`tls_cert`, `tls_key`, `AWS_CA_BUNDLE`...).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A PEM file holds nothing usable.
+    #[error("{what} `{path}` {problem}: {hint}")]
+    Pem {
+        /// Which setting named the file.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// What a valid file looks like.
+        hint: &'static str,
+    },
+    /// rustls refused the certificate and key (unsupported key type, key not matching the
+    /// certificate...).
+    #[error("cannot use certificate `{cert}` with key `{key}`: {reason} (the key must be the certificate's own private key: RSA, ECDSA P-256/P-384 or Ed25519)")]
+    Rejected {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// rustls's reason.
+        reason: String,
+    },
+    /// The protocol versions could not be set up with the provider (not expected with `ring`).
+    #[error("cannot set up TLS: {0}")]
+    Setup(String),
+}
+
+const CERT_HINT: &str =
+    "expected a PEM file with one or more `-----BEGIN CERTIFICATE-----` blocks, leaf certificate first";
+const KEY_HINT: &str = "expected a PEM private key (`-----BEGIN PRIVATE KEY-----`, `-----BEGIN RSA PRIVATE KEY-----` or `-----BEGIN EC PRIVATE KEY-----`), unencrypted";
+
+/// The one crypto provider keyhole uses: `ring` (pure Rust and C, no cmake or nasm to build).
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Every certificate in a PEM file; an error if there is none or a block is damaged.
+fn certificates(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(what, path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            what,
+            path: path.to_owned(),
+            problem: format!("is not valid PEM ({e})"),
+            hint: CERT_HINT,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            what,
+            path: path.to_owned(),
+            problem: "holds no certificate".into(),
+            hint: CERT_HINT,
+        });
+    }
+    Ok(certs)
+}
+
+/// The server side: the certificate chain in `cert` (leaf first) and its private key in `key`,
+/// both PEM. HTTP/1.1 is announced by ALPN, the only protocol the gateway speaks.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let chain = certificates("tls_cert", cert)?;
+    let key_pem = read("tls_key", key)?;
+    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
+        what: "tls_key",
+        path: key.to_owned(),
+        problem: match e {
+            rustls_pki_types::pem::Error::NoItemsFound => "holds no private key".to_owned(),
+            other => format!("is not a valid PEM private key ({other})"),
+        },
+        hint: KEY_HINT,
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Setup(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map_err(|e| TlsError::Rejected {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The client side: the system's trusted roots plus every certificate in `ca_bundle` (the file
+/// named by `AWS_CA_BUNDLE` or a profile's `ca_bundle`). AWS SDKs use such a bundle *instead of*
+/// their default roots; keyhole adds it to the system's, so one setting reaches both a
+/// self-signed gateway and public endpoints.
+///
+/// A system store that cannot be read is not an error when a bundle is given (the bundle alone
+/// is then trusted); with neither, an https endpoint cannot be verified and the request fails
+/// with the verifier's message.
+pub fn client_config(ca_bundle: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let system = rustls_native_certs::load_native_certs();
+    for e in &system.errors {
+        tracing::debug!(error = %e, "a system root certificate could not be loaded");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(system.certs);
+    tracing::debug!(added, ignored, "system root certificates");
+    if let Some(path) = ca_bundle {
+        for cert in certificates("AWS_CA_BUNDLE", path)? {
+            roots.add(cert).map_err(|e| TlsError::Pem {
+                what: "AWS_CA_BUNDLE",
+                path: path.to_owned(),
+                problem: format!("holds a certificate that cannot be a trust anchor ({e})"),
+                hint: CERT_HINT,
+            })?;
+        }
+    }
+    client_with_roots(roots)
+}
+
+/// A client configuration that trusts no certificate: for a client whose endpoint is plain
+/// HTTP, so that building one loads nothing.
+pub fn client_config_trusting_nothing() -> Result<rustls::ClientConfig, TlsError> {
+    client_with_roots(rustls::RootCertStore::empty())
+}
+
+fn client_with_roots(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, TlsError> {
+    // No ALPN here: hyper-rustls announces the protocols its connector enables (http/1.1).
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Setup(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// How much of a plain-HTTP request on the HTTPS port is read (and dropped) after the 400, so
+/// the client sees the answer rather than a reset; and for how long at most.
+const PLAIN_HTTP_DRAIN_BYTES: usize = 64 * 1024;
+const PLAIN_HTTP_DRAIN_SECS: u64 = 1;
+
+/// The first byte of a TLS connection: a handshake record (RFC 8446 section 5.1, content type
+/// `handshake(22)`).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Completes the server side of a TLS handshake within the timeout; `None` (logged at debug) when
+/// the client fails it, gives up, or speaks plain HTTP (it then gets a 400 that says to use
+/// https:// instead of a connection reset).
+pub(crate) async fn accept(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    mut stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let attempt = async {
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await? == 1
+            && first[0] != TLS_HANDSHAKE_RECORD
+            && first[0].is_ascii_uppercase()
+        {
+            refuse_plain_http(&mut stream).await;
+            return Err(std::io::Error::other(
+                "the client sent plain HTTP to the HTTPS port (answered 400)",
+            ));
+        }
+        acceptor.accept(stream).await
+    };
+    let limit = Duration::from_secs(crate::config::TLS_HANDSHAKE_TIMEOUT_SECS);
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, seconds = limit.as_secs(), "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Answers a plain-HTTP request on the HTTPS port with an S3-style 400 and closes. The request is
+/// read (up to a bound) before closing, so the client sees the answer rather than a reset.
+async fn refuse_plain_http(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request_id = crate::pipeline::new_request_id();
+    let body = crate::error::S3Error::new(
+        "BadRequest",
+        http::StatusCode::BAD_REQUEST,
+        "This keyhole endpoint serves HTTPS only and the request was plain HTTP: use an https:// endpoint URL.",
+    )
+    .to_xml("/", &request_id);
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\nx-amz-request-id: {request_id}\r\nServer: keyhole\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let mut drained = 0usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(PLAIN_HTTP_DRAIN_SECS);
+    while drained < PLAIN_HTTP_DRAIN_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A fresh self-signed certificate for 127.0.0.1 and localhost, written as PEM files.
+    fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        (cert, key)
+    }
+
+    #[test]
+    fn loads_a_pem_certificate_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path());
+        let config = server_config(&cert, &key).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path());
+        let missing = dir.path().join("nope.pem");
+        let e = server_config(&missing, &key).unwrap_err().to_string();
+        assert!(e.contains("tls_cert") && e.contains("nope.pem"), "{e}");
+
+        // A key where the certificate should be, and the reverse.
+        let e = server_config(&key, &key).unwrap_err().to_string();
+        assert!(
+            e.contains("tls_cert")
+                && e.contains("holds no certificate")
+                && e.contains("BEGIN CERTIFICATE"),
+            "{e}"
+        );
+        let e = server_config(&cert, &cert).unwrap_err().to_string();
+        assert!(
+            e.contains("tls_key")
+                && e.contains("holds no private key")
+                && e.contains("BEGIN PRIVATE KEY"),
+            "{e}"
+        );
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\n!!!!\n").unwrap();
+        let e = server_config(&garbage, &key).unwrap_err().to_string();
+        assert!(e.contains("not valid PEM"), "{e}");
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let (cert, _) = self_signed(a.path());
+        let (_, other_key) = self_signed(b.path());
+        let e = server_config(&cert, &other_key).unwrap_err().to_string();
+        assert!(e.contains("cannot use certificate"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_ca_bundle_is_named() {
+        let e = client_config(Some(Path::new("/nonexistent/ca.pem")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("AWS_CA_BUNDLE") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
+    }
+
+    /// Handshakes `client` against a server using `cert`/`key`; the result of the client side.
+    async fn handshake(
+        client: rustls::ClientConfig,
+        cert: &Path,
+        key: &Path,
+        name: &str,
+    ) -> Result<Vec<u8>, std::io::Error> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(cert, key).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            if let Ok(mut tls) = acceptor.accept(tcp).await {
+                let _ = tls.write_all(b"hello over tls").await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let server_name = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let result = async {
+            let mut tls = connector.connect(server_name, tcp).await?;
+            let mut got = Vec::new();
+            tls.read_to_end(&mut got).await?;
+            Ok(got)
+        }
+        .await;
+        let _ = server.await;
+        result
+    }
+
+    #[tokio::test]
+    async fn a_self_signed_gateway_is_trusted_only_through_the_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path());
+        // Without the bundle, the self-signed certificate is not trusted.
+        let e = handshake(client_config(None).unwrap(), &cert, &key, "127.0.0.1")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("certificate"), "{e}");
+        // With it, both names the certificate carries verify, and data flows.
+        for name in ["127.0.0.1", "localhost"] {
+            let got = handshake(client_config(Some(&cert)).unwrap(), &cert, &key, name)
+                .await
+                .unwrap();
+            assert_eq!(got, b"hello over tls");
+        }
+        // A name the certificate does not carry is refused even with the bundle.
+        let e = handshake(
+            client_config(Some(&cert)).unwrap(),
+            &cert,
+            &key,
+            "example.com",
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().to_lowercase().contains("name"), "{e}");
+    }
+}
