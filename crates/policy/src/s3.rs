@@ -500,7 +500,7 @@ keys! {
     "s3:InventoryAccessibleOptionalFields" => KArr,
     "s3:JobSuspendedCause" => KStr,
     "s3:LocationConstraint" => KStr,
-    "s3:ObjectCreationOperation" => KStr,
+    "s3:ObjectCreationOperation" => KBool, // https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html (used with Bool)
     "s3:RequestJobOperation" => KStr,
     "s3:RequestJobPriority" => KNum,
     "s3:RequestObjectTag/" => KStr,
@@ -810,6 +810,12 @@ mod tests {
         );
         assert_eq!(condition_key("s3:max-keys").unwrap().kind, KeyType::Numeric);
         assert_eq!(condition_key("aws:SourceIp").unwrap().kind, KeyType::Ip);
+        // Conditional writes: `"Bool": {"s3:ObjectCreationOperation": "true"}`
+        // (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html).
+        assert_eq!(
+            condition_key("s3:ObjectCreationOperation").unwrap().kind,
+            KeyType::Bool
+        );
         assert!(condition_key("s3:ExistingObjectTag/").is_none());
         let put = action("s3:PutObject").unwrap();
         assert!(action_accepts_key(put, "s3:x-amz-server-side-encryption"));
