@@ -132,6 +132,7 @@ struct CompiledStatement {
     sid: Option<String>,
     effect: Effect,
     line: u32,
+    span: crate::json::Span,
     principal: Option<PrincipalMatcher>,
     actions: ActionMatcher,
     resources: Option<ResourceMatcher>,
@@ -294,6 +295,7 @@ impl CompiledPolicy {
                 sid: st.sid.clone(),
                 effect: st.effect,
                 line: st.line,
+                span: st.span,
                 principal,
                 actions,
                 resources,
@@ -540,6 +542,7 @@ fn stmt_ref(p: &CompiledPolicy, idx: usize, i: usize, s: &CompiledStatement) -> 
         sid: s.sid.clone(),
         effect: s.effect,
         line: s.line,
+        span: s.span,
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::json::write_str;
+use crate::json::{write_str, Span};
 
 /// A policy document.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +44,48 @@ impl Policy {
     /// Whether `${...}` policy variables are substituted (only in the 2012-10-17 language).
     pub fn variables_enabled(&self) -> bool {
         self.version == Some(Version::V2012_10_17)
+    }
+
+    /// The context keys the policy refers to, as written, each once (keys compare
+    /// case-insensitively; the first spelling wins), in document order: for each statement the
+    /// policy variables of `Resource`/`NotResource`, then each condition's key and the variables
+    /// in its values. Variables count only in the 2012-10-17 language. This is what IAM's
+    /// GetContextKeysForCustomPolicy answers, e.g. `["aws:username", "aws:CurrentTime"]` for a
+    /// `Resource` ending in `${aws:username}` and a `DateGreaterThan` on `aws:CurrentTime`
+    /// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/iam_example_iam_GetContextKeysForCustomPolicy_section.html>).
+    pub fn context_keys(&self) -> Vec<String> {
+        let variables = self.variables_enabled();
+        let mut keys: Vec<String> = Vec::new();
+        let mut add = |k: &str| {
+            if !keys.iter().any(|seen| seen.eq_ignore_ascii_case(k)) {
+                keys.push(k.to_owned());
+            }
+        };
+        for st in &self.statements {
+            if let (true, Some(ResourceRule::Resource(r) | ResourceRule::NotResource(r))) =
+                (variables, &st.resource)
+            {
+                for text in r.iter() {
+                    crate::pattern::variable_keys(text)
+                        .into_iter()
+                        .for_each(&mut add);
+                }
+            }
+            for c in &st.conditions {
+                add(&c.key);
+                if !variables {
+                    continue;
+                }
+                for v in c.values.iter() {
+                    if let ConditionValue::String(s) = v {
+                        crate::pattern::variable_keys(s)
+                            .into_iter()
+                            .for_each(&mut add);
+                    }
+                }
+            }
+        }
+        keys
     }
 }
 
@@ -107,6 +149,9 @@ pub struct Statement {
     pub conditions: Vec<Condition>,
     /// 1-based line where the statement object starts (0 when not read from text).
     pub line: u32,
+    /// The bytes of the statement object, from `{` through `}`, in the document it was read
+    /// from (empty when not read from text); [`crate::line_col`] turns its ends into positions.
+    pub span: Span,
 }
 
 /// `Principal` or `NotPrincipal`.
@@ -564,5 +609,41 @@ mod tests {
         assert!(OperatorKind::ArnNotEquals.is_negated());
         assert!(!OperatorKind::ArnLike.is_negated());
         assert_eq!(OperatorKind::ALL.len(), 27);
+    }
+
+    /// The AWS CLI example of GetContextKeysForCustomPolicy
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/iam_example_iam_GetContextKeysForCustomPolicy_section.html):
+    /// keys as written, the `Resource` variable before the condition key.
+    #[test]
+    fn context_keys_as_written_in_document_order() {
+        let p = crate::parse_policy(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"dynamodb:*","Resource":"arn:aws:dynamodb:us-west-2:123456789012:table/${aws:username}","Condition":{"DateGreaterThan":{"aws:CurrentTime":"2015-08-16T12:00:00Z"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.context_keys(), ["aws:username", "aws:CurrentTime"]);
+        let p = crate::parse_policy(
+            r#"{"Version":"2012-10-17","Statement":[
+                {"Effect":"Allow","Action":"s3:ListBucket","Resource":"*",
+                 "Condition":{"StringLike":{"s3:prefix":["${aws:PrincipalTag/team}/*", "${*}x"]},
+                              "IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}},
+                {"Effect":"Deny","Action":"s3:*","Resource":"arn:aws:s3:::b/${AWS:UserName, 'none'}",
+                 "Condition":{"NotIpAddress":{"AWS:SOURCEIP":"10.0.0.0/8"}}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.context_keys(),
+            [
+                "s3:prefix",
+                "aws:PrincipalTag/team",
+                "aws:SourceIp",
+                "AWS:UserName"
+            ]
+        );
+        // 2008-10-17 has no variables: `${...}` is literal text.
+        let p = crate::parse_policy(
+            r#"{"Version":"2008-10-17","Statement":{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::b/${aws:username}"}}"#,
+        )
+        .unwrap();
+        assert!(p.context_keys().is_empty());
     }
 }

@@ -534,6 +534,7 @@ fn statement_from(
         resource,
         conditions,
         line: cx.lines.line(v.span.offset),
+        span: v.span,
     })
 }
 
@@ -567,6 +568,28 @@ mod tests {
             assert!(p.statement_is_array);
             assert_eq!(p.statements[0].line, 4);
         }
+    }
+
+    /// The statement's span runs from `{` through `}`, so [`crate::line_col`] of its ends gives
+    /// the positions IAM's simulator reports in `MatchedStatements`: the example of
+    /// https://docs.aws.amazon.com/cli/latest/reference/iam/simulate-custom-policy.html reports
+    /// `EndPosition` line 1 column 167 for this policy (one past the statement's `}`).
+    #[test]
+    fn statement_spans_give_line_and_column() {
+        let text = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"dynamodb:*","Resource":"*","Condition":{"DateGreaterThan":{"aws:CurrentTime":"2018-08-16T12:00:00Z"}}}}"#;
+        let s = &parse_policy(text).unwrap().statements[0];
+        assert_eq!(crate::line_col(text, s.span.offset), (1, 37));
+        assert_eq!(crate::line_col(text, s.span.offset + s.span.len), (1, 167));
+        let text = "{\n  \"Statement\": [\n    {\"Effect\": \"Allow\", \"Action\": \"s3:*\", \"Resource\": \"*\"},\n    {\n      \"Effect\": \"Deny\", \"Action\": \"s3:*\", \"Resource\": \"*\"\n    }\n  ]\n}";
+        let p = parse_policy(text).unwrap();
+        let pos = |s: &Statement| {
+            (
+                crate::line_col(text, s.span.offset),
+                crate::line_col(text, s.span.offset + s.span.len),
+            )
+        };
+        assert_eq!(pos(&p.statements[0]), ((3, 5), (3, 59)));
+        assert_eq!(pos(&p.statements[1]), ((4, 5), (6, 6)));
     }
 
     #[test]
@@ -754,6 +777,7 @@ mod tests {
         let printed = p.to_json_string();
         let mut q = parse_policy(&printed).unwrap();
         q.statements[0].line = p.statements[0].line;
+        q.statements[0].span = p.statements[0].span;
         assert_eq!(p, q);
     }
 }

@@ -103,6 +103,25 @@ pub fn validate_variables(text: &str) -> Result<(), TemplateError> {
     Ok(())
 }
 
+/// The context keys named by the `${...}` policy variables in `text`, as written and in order.
+/// `${*}`, `${?}` and `${$}` are escapes, not keys; a default (`${key, 'default'}`) is not part
+/// of the key. Malformed variables are skipped: the parser rejects them before this is asked.
+pub fn variable_keys(text: &str) -> Vec<&str> {
+    let mut keys = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let body = rest.get(start + 2..).unwrap_or_default();
+        let Some(end) = body.find('}') else { break };
+        let inner = body.get(..end).unwrap_or_default().trim();
+        let name = inner.split_once(',').map_or(inner, |(n, _)| n).trim();
+        if !matches!(name, "" | "*" | "?" | "$") {
+            keys.push(name);
+        }
+        rest = body.get(end + 1..).unwrap_or_default();
+    }
+    keys
+}
+
 fn check_variable(inner: &str) -> Result<(), TemplateError> {
     let trimmed = inner.trim();
     if matches!(trimmed, "*" | "?" | "$") {

@@ -186,7 +186,10 @@ pub fn simulate(input: &SimulateInput) -> Result<SimulateOutput, SimulateError> 
     })
 }
 
-fn fill_principal_keys(ctx: &mut Context, p: &RequestPrincipal) {
+/// Fills `aws:PrincipalArn`, `aws:PrincipalAccount`, `aws:PrincipalType` and (for users)
+/// `aws:username` from the principal, where `ctx` lacks them: every request carries them
+/// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html>).
+pub fn fill_principal_keys(ctx: &mut Context, p: &RequestPrincipal) {
     let mut set = |k: &str, v: &str| {
         if ctx.get(k).is_none() {
             ctx.insert(k, v);

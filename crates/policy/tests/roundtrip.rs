@@ -8,7 +8,7 @@ use keyhole_policy::model::{
     ActionRule, Condition, ConditionValue, Effect, OneOrMore, Operator, Policy, Principal,
     PrincipalKind, PrincipalRule, ResourceRule, Statement, Version,
 };
-use keyhole_policy::parse_policy;
+use keyhole_policy::{parse_policy, Span};
 use proptest::prelude::*;
 
 fn one_or_more<T: std::fmt::Debug + Clone + 'static>(
@@ -153,6 +153,7 @@ fn statement() -> impl Strategy<Value = Statement> {
                 }),
                 conditions: dedup_conditions(conds),
                 line: 0,
+                span: Span::default(),
             },
         )
 }
@@ -192,6 +193,7 @@ proptest! {
         let mut q = parse_policy(&printed).map_err(|e| TestCaseError::fail(format!("{e}\n{printed}")))?;
         for s in &mut q.statements {
             s.line = 0;
+            s.span = Span::default();
         }
         prop_assert_eq!(&p, &q, "{}", printed);
         // printing is a fixed point

@@ -9,6 +9,8 @@
 //!
 //! Actions not listed in [`IamAction`] answer `501 NotImplemented`; none succeeds wrongly.
 
+mod simulate;
+
 use http::{Response, StatusCode};
 use keyhole_policy::Context;
 
@@ -79,6 +81,8 @@ iam_actions! {
     AttachGroupPolicy, DetachGroupPolicy, ListAttachedGroupPolicies,
     CreatePolicyVersion, GetPolicyVersion, ListPolicyVersions, DeletePolicyVersion,
     SetDefaultPolicyVersion,
+    SimulateCustomPolicy, SimulatePrincipalPolicy,
+    GetContextKeysForCustomPolicy, GetContextKeysForPrincipalPolicy,
 }
 
 /// A required parameter, or `ValidationError` naming it.
@@ -237,6 +241,13 @@ pub fn permission(
         ),
         // Listing everything has no resource type in AWS's authorization reference: `*`.
         A::ListUsers | A::ListPolicies | A::ListRoles | A::ListGroups => "*".to_owned(),
+        // The simulator reads the policies of the user, group or role it is asked about: its
+        // ARN is the resource; custom simulations read only the request, `*`
+        // (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html).
+        A::SimulateCustomPolicy | A::GetContextKeysForCustomPolicy => "*".to_owned(),
+        A::SimulatePrincipalPolicy | A::GetContextKeysForPrincipalPolicy => {
+            required(q, "PolicySourceArn")?.to_owned()
+        }
     };
     Ok(Permission {
         action: action.iam_action(),
@@ -373,13 +384,15 @@ pub async fn handle(
     let state = gw.state.clone();
     let caller = principal.clone();
     let rid = request_id.to_owned();
-    tokio::task::spawn_blocking(move || run(&state, &caller, action, &q, &rid))
+    let account_id = gw.account.record.account_id.clone();
+    tokio::task::spawn_blocking(move || run(&state, &account_id, &caller, action, &q, &rid))
         .await
         .map_err(S3Error::internal)?
 }
 
 fn run(
     state: &State,
+    account_id: &str,
     principal: &Principal,
     action: IamAction,
     q: &Query,
@@ -816,6 +829,26 @@ fn run(
             state
                 .set_default_policy_version(required(q, "PolicyArn")?, required(q, "VersionId")?)?;
         }
+        A::SimulateCustomPolicy => {
+            w.open(&result);
+            simulate::simulate_custom(q, account_id, &mut w)?;
+            w.close(&result);
+        }
+        A::SimulatePrincipalPolicy => {
+            w.open(&result);
+            simulate::simulate_principal(state, q, account_id, &mut w)?;
+            w.close(&result);
+        }
+        A::GetContextKeysForCustomPolicy => {
+            w.open(&result);
+            simulate::context_keys_custom(q, &mut w)?;
+            w.close(&result);
+        }
+        A::GetContextKeysForPrincipalPolicy => {
+            w.open(&result);
+            simulate::context_keys_principal(state, q, account_id, &mut w)?;
+            w.close(&result);
+        }
     }
     w.open("ResponseMetadata");
     w.elem("RequestId", request_id);
@@ -922,6 +955,37 @@ mod tests {
                 .iam_action(),
             "iam:ListAttachedGroupPolicies"
         );
+    }
+
+    /// The simulator's resources (service authorization reference, as above): the entity whose
+    /// policies are read, `*` for custom policies given in the request.
+    #[test]
+    fn simulator_actions_name_their_resources() {
+        let permission_of = |action: &str, query: &str| {
+            let action = IamAction::parse(action).unwrap();
+            permission(
+                action,
+                &Query::parse(Some(query)),
+                &Principal::Anonymous,
+                "123456789012",
+            )
+        };
+        let arn = "arn:aws:iam::123456789012:role/r";
+        for action in [
+            "SimulatePrincipalPolicy",
+            "GetContextKeysForPrincipalPolicy",
+        ] {
+            let p = permission_of(action, &format!("PolicySourceArn={arn}")).unwrap();
+            assert_eq!(p.resource, arn);
+            assert_eq!(p.action, format!("iam:{action}"));
+            assert_eq!(
+                permission_of(action, "").unwrap_err().code(),
+                "ValidationError"
+            );
+        }
+        for action in ["SimulateCustomPolicy", "GetContextKeysForCustomPolicy"] {
+            assert_eq!(permission_of(action, "").unwrap().resource, "*");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 mod groups;
 pub mod seal;
+mod sources;
 mod versions;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use keyhole_sigv4::SecretKey;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use seal::Sealer;
+pub use sources::{EntityPolicies, StoredPolicy};
 use versions::version_id;
 
 /// File name of the state database under the data directory.

@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let mut again = parse_policy(&printed).expect("printed policy parses");
     for (a, b) in again.statements.iter_mut().zip(&policy.statements) {
         a.line = b.line;
+        a.span = b.span;
     }
     assert_eq!(again, policy, "print/parse round trip");
     let mut ctx = Context::new();

@@ -44,6 +44,8 @@ pub struct StatementRef {
     pub effect: Effect,
     /// Line of the statement in its document (0 if unknown).
     pub line: u32,
+    /// The statement's bytes in its document (empty if unknown); see [`crate::line_col`].
+    pub span: crate::json::Span,
 }
 
 /// Which part of a statement did not match.
