@@ -17,8 +17,9 @@
 //!    session policy; one naming the role ARN stands in for an identity-based allow but is still
 //!    limited by the permissions boundary and the session policy; one naming only the account
 //!    delegates to identity-based policies.
-//! 4. Otherwise an identity-based allow is needed, and every boundary and the session policy
-//!    must also allow (intersection).
+//! 4. Otherwise an identity-based allow is needed, and every boundary and the session policies
+//!    must also allow (intersection). Several session policies (an inline one and managed ones
+//!    passed as `PolicyArns`) are one policy type: one of them allowing is enough.
 //! 5. Cross-account: the identity side (identity ∩ boundary ∩ session) and the resource policy
 //!    must both allow.
 //!
@@ -382,8 +383,13 @@ pub struct Policies<'a> {
     pub resource: Option<&'a CompiledPolicy>,
     /// Permissions boundaries (AWS allows one; each listed must allow).
     pub boundaries: &'a [CompiledPolicy],
-    /// The session policy.
-    pub session: Option<&'a CompiledPolicy>,
+    /// The session policies, when the session was created with any: the inline session policy
+    /// and the managed session policies (`PolicyArns`). `None`: no session policies, nothing to
+    /// intersect with. `Some(list)`: AWS "applies a logical OR across all of those policies"
+    /// of one type (<https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies-introduction>),
+    /// so some policy of the list must allow and a deny in any of them denies; `Some(&[])` allows
+    /// nothing (a session whose session policies no longer exist keeps no permissions).
+    pub session: Option<&'a [CompiledPolicy]>,
     /// S3 Block Public Access `RestrictPublicBuckets` in force for the resource: when the
     /// resource policy is public, it grants nothing to anonymous or other-account callers.
     pub restrict_public_buckets: bool,
@@ -726,6 +732,23 @@ impl Evaluator {
     }
 }
 
+/// Whether the session policies let an allow through: there are none, or one of them allows.
+fn session_allows<R: Recorder>(pol: &Policies<'_>, req: &Request, rec: &mut R, hb: bool) -> bool {
+    let Some(list) = pol.session else {
+        return true;
+    };
+    let mut allowed = false;
+    for (i, p) in list.iter().enumerate() {
+        if scan(p, i, Effect::Allow, req, rec, true, hb).is_some() {
+            allowed = true;
+            if !R::ON {
+                break;
+            }
+        }
+    }
+    allowed
+}
+
 fn decide<R: Recorder>(
     pol: &Policies<'_>,
     req: &Request,
@@ -757,8 +780,8 @@ fn decide<R: Recorder>(
                 }
             }
         }
-        if let Some(p) = pol.session {
-            if scan(p, 0, Effect::Deny, req, rec, false, hb).is_some() {
+        for (i, p) in pol.session.unwrap_or_default().iter().enumerate() {
+            if scan(p, i, Effect::Deny, req, rec, false, hb).is_some() {
                 deny = deny.or(Some(PolicyKind::Session));
                 if !R::ON {
                     return (
@@ -830,12 +853,13 @@ fn decide<R: Recorder>(
             Some(Grant::Direct) => return (DecisionKind::Allowed, None),
             Some(Grant::Wildcard) => match &req.principal {
                 RequestPrincipal::Session { .. } => {
-                    return match pol.session {
-                        Some(p) if scan(p, 0, Effect::Allow, req, rec, true, hb).is_none() => (
+                    return if session_allows(pol, req, rec, hb) {
+                        (DecisionKind::Allowed, None)
+                    } else {
+                        (
                             DecisionKind::ImplicitlyDenied,
                             Some(DenialReason::NoAllow(PolicyKind::Session)),
-                        ),
-                        _ => (DecisionKind::Allowed, None),
+                        )
                     };
                 }
                 RequestPrincipal::Role { .. } => {}
@@ -870,13 +894,11 @@ fn decide<R: Recorder>(
             );
         }
     }
-    if let Some(p) = pol.session {
-        if scan(p, 0, Effect::Allow, req, rec, true, hb).is_none() {
-            return (
-                DecisionKind::ImplicitlyDenied,
-                Some(DenialReason::NoAllow(PolicyKind::Session)),
-            );
-        }
+    if !session_allows(pol, req, rec, hb) {
+        return (
+            DecisionKind::ImplicitlyDenied,
+            Some(DenialReason::NoAllow(PolicyKind::Session)),
+        );
     }
     if !same_account && grant.is_none() {
         return (
@@ -979,7 +1001,7 @@ mod tests {
         let d = Evaluator::evaluate(
             &Policies {
                 identity: &id,
-                session: Some(&session),
+                session: Some(std::slice::from_ref(&session)),
                 ..Policies::default()
             },
             &req,
@@ -996,7 +1018,7 @@ mod tests {
         let d = Evaluator::evaluate(
             &Policies {
                 identity: &id2,
-                session: Some(&session),
+                session: Some(std::slice::from_ref(&session)),
                 ..Policies::default()
             },
             &req,
@@ -1009,12 +1031,109 @@ mod tests {
             Evaluator::is_allowed(
                 &Policies {
                     identity: &id2,
-                    session: Some(&session),
+                    session: Some(std::slice::from_ref(&session)),
                     ..Policies::default()
                 },
                 &req
             ),
             d.kind
+        );
+    }
+
+    /// "You can pass a single JSON inline session policy document using the Policy parameter.
+    /// You can use the PolicyArns parameter to specify up to 10 managed session policies"
+    /// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies_session>),
+    /// and AWS "applies a logical OR across all of those policies" of one type
+    /// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies-introduction>):
+    /// role policies ∩ (inline ∪ managed session policies).
+    #[test]
+    fn several_session_policies_are_one_union_intersected_with_the_role() {
+        let role = [compile(
+            r#"{"Statement": {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket"], "Resource": "*"}}"#,
+            PolicyKind::Identity,
+        )];
+        let get = compile(
+            r#"{"Statement": {"Sid": "Get", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}}"#,
+            PolicyKind::Session,
+        );
+        let put = compile(
+            r#"{"Statement": [{"Sid": "Put", "Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject"], "Resource": "*"},
+                {"Sid": "NoSecret", "Effect": "Deny", "Action": "*", "Resource": "arn:aws:s3:::b/secret/*"}]}"#,
+            PolicyKind::Session,
+        );
+        let sessions = [get, put];
+        let set = Policies {
+            identity: &role,
+            session: Some(&sessions),
+            ..Policies::default()
+        };
+        let req = |action: &str, resource: &str| {
+            Request::new(
+                RequestPrincipal::from_arn("arn:aws:sts::111122223333:assumed-role/r/s", None),
+                action,
+                resource,
+                None,
+                Context::new(),
+            )
+        };
+        let decide = |action: &str, resource: &str| {
+            let r = req(action, resource);
+            let d = Evaluator::evaluate(&set, &r);
+            assert_eq!(
+                Evaluator::is_allowed(&set, &r),
+                d.kind,
+                "{action} {resource}"
+            );
+            d
+        };
+        // Either session policy lets a role permission through.
+        let d = decide("s3:GetObject", "arn:aws:s3:::b/k");
+        assert_eq!(d.kind, DecisionKind::Allowed);
+        assert!(d.matched.iter().any(|m| m.sid.as_deref() == Some("Get")
+            && m.policy_kind == PolicyKind::Session
+            && m.policy_index == 0));
+        let d = decide("s3:PutObject", "arn:aws:s3:::b/k");
+        assert_eq!(d.kind, DecisionKind::Allowed);
+        assert!(d
+            .matched
+            .iter()
+            .any(|m| m.sid.as_deref() == Some("Put") && m.policy_index == 1));
+        // Neither allows ListBucket: the role's grant is cut off.
+        let d = decide("s3:ListBucket", "arn:aws:s3:::b");
+        assert_eq!(d.reason, Some(DenialReason::NoAllow(PolicyKind::Session)));
+        // A session policy never adds to the role's permissions.
+        let d = decide("s3:DeleteObject", "arn:aws:s3:::b/k");
+        assert_eq!(d.reason, Some(DenialReason::NoAllow(PolicyKind::Identity)));
+        // A deny in one session policy overrides an allow in another.
+        let d = decide("s3:GetObject", "arn:aws:s3:::b/secret/k");
+        assert_eq!(d.kind, DecisionKind::ExplicitlyDenied);
+        assert_eq!(
+            d.reason,
+            Some(DenialReason::ExplicitDeny(PolicyKind::Session))
+        );
+        // Session policies in force but none left: nothing is allowed; no session policies at
+        // all: the role's policies alone decide.
+        let none = Policies {
+            identity: &role,
+            session: Some(&[]),
+            ..Policies::default()
+        };
+        let r = req("s3:GetObject", "arn:aws:s3:::b/k");
+        assert_eq!(
+            Evaluator::evaluate(&none, &r).kind,
+            DecisionKind::ImplicitlyDenied
+        );
+        assert_eq!(
+            Evaluator::is_allowed(&none, &r),
+            DecisionKind::ImplicitlyDenied
+        );
+        let unrestricted = Policies {
+            identity: &role,
+            ..Policies::default()
+        };
+        assert_eq!(
+            Evaluator::is_allowed(&unrestricted, &r),
+            DecisionKind::Allowed
         );
     }
 

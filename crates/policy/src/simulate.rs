@@ -175,7 +175,7 @@ pub fn simulate(input: &SimulateInput) -> Result<SimulateOutput, SimulateError> 
         identity: &identity,
         resource: resource.as_ref(),
         boundaries: &boundaries,
-        session: session.as_ref(),
+        session: session.as_ref().map(std::slice::from_ref),
         restrict_public_buckets: input.restrict_public_buckets,
     };
     let decision = Evaluator::evaluate(&policies, &request);

@@ -54,17 +54,22 @@ fn bench(c: &mut Criterion) {
             session: "run-1".into(),
             source_identity: None,
             policy: None,
+            policy_arns: Vec::new(),
             iat: 0,
             exp: i64::MAX,
             job: None,
             tags: Vec::new(),
+            transitive: Vec::new(),
+            user: None,
         }),
         arn: format!("arn:aws:sts::{ACCOUNT}:assumed-role/training-job/run-1"),
         role_arn: format!("arn:aws:iam::{ACCOUNT}:role/training-job"),
         role_policies: Arc::new(vec![role]),
-        session_policy: Some(Arc::new(
-            CompiledPolicy::from_json(&seed, PolicyKind::Session).unwrap(),
-        )),
+        session_policies: Some(Arc::from([CompiledPolicy::from_json(
+            &seed,
+            PolicyKind::Session,
+        )
+        .unwrap()])),
         boundary: None,
         tags: Default::default(),
     };

@@ -14,6 +14,8 @@ use keyhole_sigv4::{SecretKey, VerifiedRequest};
 use crate::error::S3Error;
 use crate::s3::route::Permission;
 
+pub mod policy_cache;
+
 /// Who sent a request.
 #[derive(Debug, Clone)]
 pub enum Principal {
@@ -22,7 +24,8 @@ pub enum Principal {
         /// The access key the request was signed with.
         access_key_id: String,
     },
-    /// An IAM user, signing with one of its access keys.
+    /// An IAM user, signing with one of its access keys or with temporary credentials from
+    /// GetSessionToken (which act as the user: same ARN, unique id and current policies).
     User {
         /// User name.
         name: String,
@@ -30,8 +33,11 @@ pub enum Principal {
         id: String,
         /// `arn:aws:iam::ACCOUNT:user/NAME`.
         arn: String,
-        /// The access key the request was signed with.
+        /// The access key the request was signed with (`ASIA...` for a GetSessionToken session).
         access_key_id: String,
+        /// GetSessionToken credentials: the session's claims. INVARIANT: `sk` is cleared, as for
+        /// [`Principal::Session`].
+        session: Option<std::sync::Arc<crate::sts::SessionClaims>>,
         /// The user's identity policies, compiled (from the state snapshot).
         policies: std::sync::Arc<Vec<keyhole_policy::CompiledPolicy>>,
         /// The user's permissions boundary, if set.
@@ -50,8 +56,9 @@ pub enum Principal {
         role_arn: String,
         /// The role's identity policies (current, from the snapshot).
         role_policies: std::sync::Arc<Vec<keyhole_policy::CompiledPolicy>>,
-        /// The session policy, if the session was created with one.
-        session_policy: Option<std::sync::Arc<keyhole_policy::CompiledPolicy>>,
+        /// The session policies (inline and managed), if the session was created with any; a
+        /// job's policy for job sessions.
+        session_policies: Option<std::sync::Arc<[keyhole_policy::CompiledPolicy]>>,
         /// The role's permissions boundary, if set.
         boundary: Option<std::sync::Arc<keyhole_policy::CompiledPolicy>>,
         /// The role's tags (`aws:PrincipalTag/*` of its sessions).
@@ -103,6 +110,7 @@ pub struct Authenticator {
     state: std::sync::Arc<crate::state::State>,
     tokens: std::sync::Arc<crate::sts::TokenSealer>,
     jobs: std::sync::Arc<crate::jobs::store::JobStore>,
+    session_policy_cache: policy_cache::SessionPolicyCache,
 }
 
 /// The error code for an unknown or inactive key: S3 and the Query APIs spell it differently.
@@ -140,7 +148,13 @@ impl Authenticator {
             state,
             tokens,
             jobs,
+            session_policy_cache: policy_cache::SessionPolicyCache::default(),
         }
+    }
+
+    /// The cache of compiled inline session policies.
+    pub fn session_policy_cache(&self) -> &policy_cache::SessionPolicyCache {
+        &self.session_policy_cache
     }
 
     /// Parses the request's SigV4 fields; `None` for an unsigned request.
@@ -202,6 +216,7 @@ impl Authenticator {
             )
         };
         let mut session = None;
+        let mut user_session = None;
         let (secret, user) = if let Some(token) = signed.session_token() {
             // Temporary credentials: the sealed token carries the secret; no database lookup.
             let claims = self
@@ -230,19 +245,31 @@ impl Authenticator {
                 Some(id) => Some(self.jobs.active(id).ok_or_else(revoked)?),
                 None => None,
             };
-            let role = if claims.role.is_empty() && job.is_some() {
-                None
-            } else {
-                let role = snapshot
-                    .roles
-                    .get(&claims.role)
-                    .filter(|r| r.record.id == claims.role_id)
+            if let Some(u) = &claims.user {
+                // GetSessionToken: the user must still exist (the same one, not a namesake).
+                let user = snapshot
+                    .users
+                    .get(&u.name)
+                    .filter(|e| e.record.id == u.id && claims.role.is_empty() && job.is_none())
                     .ok_or_else(invalid_token)?;
-                Some(role.clone())
-            };
-            let secret = SecretKey::new(claims.sk.clone());
-            session = Some((claims, role, job));
-            (secret, None)
+                let secret = SecretKey::new(claims.sk.clone());
+                user_session = Some((claims, user));
+                (secret, None)
+            } else {
+                let role = if claims.role.is_empty() && job.is_some() {
+                    None
+                } else {
+                    let role = snapshot
+                        .roles
+                        .get(&claims.role)
+                        .filter(|r| r.record.id == claims.role_id)
+                        .ok_or_else(invalid_token)?;
+                    Some(role.clone())
+                };
+                let secret = SecretKey::new(claims.sk.clone());
+                session = Some((claims, role, job));
+                (secret, None)
+            }
         } else if access_key_id == self.root_access_key_id {
             (self.root_secret.clone(), None)
         } else {
@@ -258,21 +285,32 @@ impl Authenticator {
             }
             None => keyhole_sigv4::verify(signed, method, uri, headers, &secret, now)?,
         };
+        if let Some((mut claims, u)) = user_session {
+            claims.sk.clear();
+            return Ok((
+                Principal::User {
+                    name: u.record.name.clone(),
+                    id: u.record.id.clone(),
+                    arn: u.arn.clone(),
+                    access_key_id,
+                    session: Some(std::sync::Arc::new(claims)),
+                    policies: u.policies.clone(),
+                    boundary: u.boundary.clone(),
+                    tags: u.tags.clone(),
+                },
+                verified,
+            ));
+        }
         if let Some((mut claims, role, job)) = session {
             claims.sk.clear();
-            let mut session_policy = match &claims.policy {
-                Some(doc) => Some(std::sync::Arc::new(crate::sts::compile_session_policy(
-                    doc,
-                )?)),
-                None => None,
-            };
+            let mut session_policies = self.session_policies(&claims, &snapshot)?;
             let arn = crate::sts::session_arn(&claims.account, &claims.role, &claims.session);
             // A role-capped job: role policies ∩ job policy. A role-less job: the job policy is
             // the whole grant.
             let (role_arn, role_policies, boundary, role_tags) = match (&role, &job) {
                 (Some(r), job) => {
                     if let Some(j) = job {
-                        session_policy = Some(j.as_session.clone());
+                        session_policies = Some(std::sync::Arc::from([(*j.as_session).clone()]));
                     }
                     (
                         r.arn.clone(),
@@ -307,7 +345,7 @@ impl Authenticator {
                     arn,
                     role_arn,
                     role_policies,
-                    session_policy,
+                    session_policies,
                     boundary,
                     tags,
                 },
@@ -322,12 +360,40 @@ impl Authenticator {
                 id: u.record.id.clone(),
                 arn: u.arn.clone(),
                 access_key_id,
+                session: None,
                 policies: u.policies.clone(),
                 boundary: u.boundary.clone(),
                 tags: u.tags.clone(),
             },
         };
         Ok((principal, verified))
+    }
+}
+
+impl Authenticator {
+    /// A session's session policies: the inline policy (compiled once, then from the cache) and
+    /// the managed policies named by `PolicyArns`, resolved in the current snapshot; `None` when
+    /// the session was created without any. A managed policy deleted since is left out, so the
+    /// session keeps only what the remaining ones allow (nothing, if none remain).
+    fn session_policies(
+        &self,
+        claims: &crate::sts::SessionClaims,
+        snapshot: &crate::state::Snapshot,
+    ) -> Result<Option<std::sync::Arc<[keyhole_policy::CompiledPolicy]>>, S3Error> {
+        if !claims.has_session_policies() {
+            return Ok(None);
+        }
+        let mut list = Vec::with_capacity(1 + claims.policy_arns.len());
+        if let Some(doc) = &claims.policy {
+            list.push((*self.session_policy_cache.get_or_compile(doc)?).clone());
+        }
+        list.extend(
+            claims
+                .policy_arns
+                .iter()
+                .filter_map(|arn| snapshot.session_policies.get(arn).cloned()),
+        );
+        Ok(Some(std::sync::Arc::from(list)))
     }
 }
 
@@ -417,7 +483,7 @@ impl Authorize for PolicyAuthorizer {
                 arn,
                 role_arn,
                 role_policies,
-                session_policy,
+                session_policies,
                 boundary,
                 ..
             } => (
@@ -437,7 +503,7 @@ impl Authorize for PolicyAuthorizer {
                     }
                 },
                 role_policies.as_slice(),
-                session_policy.as_deref(),
+                session_policies.as_deref(),
                 boundary.as_deref(),
             ),
         };
@@ -524,6 +590,7 @@ mod tests {
             id: "AIDAX".into(),
             arn: "arn:aws:iam::123456789012:user/u".into(),
             access_key_id: "AKIAX".into(),
+            session: None,
             policies: std::sync::Arc::new(vec![p]),
             boundary: None,
             tags: Default::default(),
@@ -612,15 +679,18 @@ mod tests {
                 session: "s".into(),
                 source_identity: None,
                 policy: None,
+                policy_arns: Vec::new(),
                 iat: 0,
                 exp: i64::MAX,
                 job: None,
                 tags: Vec::new(),
+                transitive: Vec::new(),
+                user: None,
             }),
             arn: "arn:aws:sts::123456789012:assumed-role/r/s".into(),
             role_arn: "arn:aws:iam::123456789012:role/r".into(),
             role_policies: std::sync::Arc::new(vec![role]),
-            session_policy: Some(std::sync::Arc::new(session)),
+            session_policies: Some(std::sync::Arc::from([session])),
             boundary: None,
             tags: Default::default(),
         };
@@ -640,6 +710,237 @@ mod tests {
         assert!(a
             .authorize(&p, &perm("s3:GetObject", "arn:aws:s3:::other/k"), &ctx)
             .is_err());
+    }
+
+    const ACCOUNT: &str = "123456789012";
+
+    /// An authenticator over a fresh state with a role `r` (allowed s3:GetObject and
+    /// s3:PutObject), a managed policy `ro` (s3:GetObject) and a user `u`.
+    fn authenticator() -> (
+        Authenticator,
+        std::sync::Arc<crate::state::State>,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let state = std::sync::Arc::new(
+            crate::state::State::open(dir.path(), &[1u8; 32], ACCOUNT).unwrap(),
+        );
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+        state.create_role("r", "/", trust, 3600, "").unwrap();
+        state
+            .put_inline_policy(
+                crate::state::PrincipalKind::Role,
+                "r",
+                "rw",
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject"],"Resource":"*"}]}"#,
+            )
+            .unwrap();
+        state
+            .create_policy(
+                "ro",
+                "/",
+                "",
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#,
+            )
+            .unwrap();
+        state.create_user("u", "/").unwrap();
+        let jobs = std::sync::Arc::new(crate::jobs::store::JobStore::open(dir.path()).unwrap());
+        let authn = Authenticator::new(
+            "AKIAROOT".into(),
+            SecretKey::new("root-secret".to_owned()),
+            "us-east-1".into(),
+            state.clone(),
+            std::sync::Arc::new(crate::sts::TokenSealer::new(&[7u8; 32]).unwrap()),
+            jobs,
+        );
+        (authn, state, dir)
+    }
+
+    /// Signs a GET with temporary credentials and verifies it.
+    fn verify_session(
+        authn: &Authenticator,
+        claims: &crate::sts::SessionClaims,
+    ) -> Result<Principal, S3Error> {
+        let token = authn.tokens.seal(claims).unwrap();
+        let uri: Uri = "http://127.0.0.1:9000/b/k".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        let creds = keyhole_sigv4::Credentials {
+            access_key_id: claims.ak.clone(),
+            secret_key: SecretKey::new(claims.sk.clone()),
+            session_token: Some(token),
+        };
+        let now = Utc::now();
+        keyhole_sigv4::sign_headers(
+            &Method::GET,
+            &uri,
+            &mut headers,
+            "UNSIGNED-PAYLOAD",
+            &keyhole_sigv4::SigningParams {
+                credentials: &creds,
+                region: "us-east-1",
+                service: "s3",
+                time: now,
+            },
+        )
+        .unwrap();
+        let signed = authn.parse(&Method::GET, &uri, &headers)?.unwrap();
+        authn
+            .verify(signed, &Method::GET, &uri, &headers, now, None)
+            .map(|(p, _)| p)
+    }
+
+    fn role_claims(state: &crate::state::State) -> crate::sts::SessionClaims {
+        let mut c = crate::sts::SessionClaims::fresh(ACCOUNT, Utc::now(), 900);
+        c.role = "r".into();
+        c.role_id = state.get_role("r").unwrap().id;
+        c.session = "s".into();
+        c
+    }
+
+    /// Issue 4, item 3: the hot path does not recompile a session's inline policy.
+    #[test]
+    fn a_sessions_second_request_reuses_the_compiled_session_policy() {
+        let (authn, state, _dir) = authenticator();
+        let mut claims = role_claims(&state);
+        claims.policy = Some(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#
+                .into(),
+        );
+        assert_eq!(authn.session_policy_cache().compilations(), 0);
+        let first = verify_session(&authn, &claims).unwrap();
+        let second = verify_session(&authn, &claims).unwrap();
+        assert_eq!(
+            authn.session_policy_cache().compilations(),
+            1,
+            "the second request found the policy compiled"
+        );
+        for p in [&first, &second] {
+            let Principal::Session {
+                session_policies: Some(list),
+                claims,
+                ..
+            } = p
+            else {
+                panic!("{p:?}")
+            };
+            assert_eq!(list.len(), 1);
+            assert!(
+                claims.sk.is_empty(),
+                "the secret does not outlive verification"
+            );
+        }
+        let a = PolicyAuthorizer {
+            account_id: ACCOUNT.into(),
+            state,
+        };
+        let ctx = keyhole_policy::Context::new();
+        assert!(a
+            .authorize(&second, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
+            .is_ok());
+        assert!(a
+            .authorize(&second, &perm("s3:PutObject", "arn:aws:s3:::b/k"), &ctx)
+            .is_err());
+    }
+
+    /// PolicyArns: role policies ∩ (inline ∪ managed session policies)
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies_session);
+    /// a managed session policy deleted since leaves the session nothing it granted.
+    #[test]
+    fn managed_session_policies_narrow_the_role_and_are_resolved_per_request() {
+        let (authn, state, _dir) = authenticator();
+        let mut claims = role_claims(&state);
+        claims.policy_arns = vec![format!("arn:aws:iam::{ACCOUNT}:policy/ro")];
+        let a = PolicyAuthorizer {
+            account_id: ACCOUNT.into(),
+            state: state.clone(),
+        };
+        let ctx = keyhole_policy::Context::new();
+        let p = verify_session(&authn, &claims).unwrap();
+        assert!(a
+            .authorize(&p, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
+            .is_ok());
+        let e = a
+            .authorize(&p, &perm("s3:PutObject", "arn:aws:s3:::b/k"), &ctx)
+            .unwrap_err();
+        assert!(
+            e.message()
+                .ends_with("because no session policy allows the s3:PutObject action"),
+            "{}",
+            e.message()
+        );
+        // Inline ∪ managed: an inline policy granting PutObject adds it back (within the role).
+        claims.policy = Some(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:PutObject","Resource":"*"}]}"#
+                .into(),
+        );
+        let both = verify_session(&authn, &claims).unwrap();
+        assert!(a
+            .authorize(&both, &perm("s3:PutObject", "arn:aws:s3:::b/k"), &ctx)
+            .is_ok());
+        assert!(a
+            .authorize(&both, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
+            .is_ok());
+        claims.policy = None;
+        state
+            .delete_policy(&format!("arn:aws:iam::{ACCOUNT}:policy/ro"))
+            .unwrap();
+        let orphan = verify_session(&authn, &claims).unwrap();
+        assert!(a
+            .authorize(&orphan, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
+            .is_err());
+    }
+
+    /// GetSessionToken credentials act as the user
+    /// (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html) and end
+    /// when the user is deleted.
+    #[test]
+    fn user_sessions_authenticate_as_their_user() {
+        let (authn, state, _dir) = authenticator();
+        let (record, arn) = state.get_user("u").unwrap();
+        let mut claims = crate::sts::SessionClaims::fresh(ACCOUNT, Utc::now(), 900);
+        claims.user = Some(crate::sts::SessionUser {
+            name: "u".into(),
+            id: record.id.clone(),
+        });
+        let p = verify_session(&authn, &claims).unwrap();
+        match &p {
+            Principal::User {
+                name,
+                id,
+                arn: a,
+                access_key_id,
+                session: Some(s),
+                ..
+            } => {
+                assert_eq!((name.as_str(), id, a), ("u", &record.id, &arn));
+                assert_eq!(access_key_id, &claims.ak);
+                assert!(s.sk.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!((p.kind(), p.arn(ACCOUNT)), ("IAMUser", arn));
+        // They expire like any session.
+        let mut expired = claims.clone();
+        expired.exp = Utc::now().timestamp() - 1;
+        assert_eq!(
+            verify_session(&authn, &expired).unwrap_err().code(),
+            "ExpiredToken"
+        );
+        // Another user's id under the same name (deleted and created again) does not open.
+        let mut namesake = claims.clone();
+        namesake.user = Some(crate::sts::SessionUser {
+            name: "u".into(),
+            id: "AIDAOTHER".into(),
+        });
+        assert_eq!(
+            verify_session(&authn, &namesake).unwrap_err().code(),
+            "InvalidToken"
+        );
+        state.delete_user("u").unwrap();
+        assert_eq!(
+            verify_session(&authn, &claims).unwrap_err().code(),
+            "InvalidToken"
+        );
     }
 
     #[test]

@@ -100,6 +100,7 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
             id,
             arn,
             tags,
+            session,
             ..
         } => {
             add_principal_tags(&mut c, tags);
@@ -108,6 +109,9 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
             c.insert("aws:PrincipalType", "User");
             c.insert("aws:userid", id.as_str());
             c.insert("aws:username", name.as_str());
+            if let Some(claims) = session {
+                add_temporary_credentials(&mut c, claims);
+            }
         }
         Principal::Session {
             claims,
@@ -133,12 +137,7 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
                     format!("{}:{}", claims.role_id, claims.session),
                 );
             }
-            if let Some(t) = DateTime::<Utc>::from_timestamp(claims.iat, 0) {
-                c.insert(
-                    "aws:TokenIssueTime",
-                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                );
-            }
+            add_temporary_credentials(&mut c, claims);
             if let Some(s) = &claims.source_identity {
                 c.insert("aws:SourceIdentity", s.as_str());
             }
@@ -163,6 +162,20 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
 }
 
 /// `aws:PrincipalTag/KEY` for each of the principal's tags.
+/// Keys of requests signed with temporary credentials: `aws:TokenIssueTime`, and
+/// `aws:MultiFactorAuthPresent` = `false` ("included in the request context only when the
+/// principal uses temporary credentials"; keyhole has no MFA,
+/// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-multifactorauthpresent).
+fn add_temporary_credentials(c: &mut Context, claims: &crate::sts::SessionClaims) {
+    if let Some(t) = DateTime::<Utc>::from_timestamp(claims.iat, 0) {
+        c.insert(
+            "aws:TokenIssueTime",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+    }
+    c.insert("aws:MultiFactorAuthPresent", "false");
+}
+
 fn add_principal_tags(c: &mut Context, tags: &[(String, String)]) {
     for (k, v) in tags {
         c.insert(&format!("aws:PrincipalTag/{k}"), v.as_str());
@@ -223,6 +236,7 @@ mod tests {
             id: "AIDAEXAMPLE".into(),
             arn: "arn:aws:iam::123456789012:user/job-runner".into(),
             access_key_id: "AKIA".into(),
+            session: None,
             policies: Default::default(),
             boundary: None,
             tags: std::sync::Arc::new(vec![("team".into(), "ml".into())]),
@@ -254,6 +268,9 @@ mod tests {
             Some(vec!["127.0.0.2".into()]),
             "keys are case-insensitive"
         );
+        // Long-term keys: no aws:MultiFactorAuthPresent, no aws:TokenIssueTime.
+        assert_eq!(get("aws:MultiFactorAuthPresent"), None);
+        assert_eq!(get("aws:TokenIssueTime"), None);
         let over_tls = global(&RequestFacts {
             now,
             source_ip: "127.0.0.2".parse().unwrap(),
@@ -269,6 +286,58 @@ mod tests {
                 .get("aws:SecureTransport")
                 .map(|v| v.values().to_vec()),
             Some(vec!["true".into()])
+        );
+    }
+
+    /// GetSessionToken credentials act as the user (aws:userid, aws:username, aws:PrincipalArn
+    /// of the user) and carry the keys of temporary credentials
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-multifactorauthpresent).
+    #[test]
+    fn global_keys_for_a_user_session() {
+        let headers = HeaderMap::new();
+        let now = DateTime::parse_from_rfc3339("2025-07-16T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut claims = crate::sts::SessionClaims::fresh("123456789012", now, 900);
+        claims.user = Some(crate::sts::SessionUser {
+            name: "job-runner".into(),
+            id: "AIDAEXAMPLE".into(),
+        });
+        let p = Principal::User {
+            name: "job-runner".into(),
+            id: "AIDAEXAMPLE".into(),
+            arn: "arn:aws:iam::123456789012:user/job-runner".into(),
+            access_key_id: claims.ak.clone(),
+            session: Some(std::sync::Arc::new(claims)),
+            policies: Default::default(),
+            boundary: None,
+            tags: Default::default(),
+        };
+        let c = global(&RequestFacts {
+            now,
+            source_ip: "127.0.0.2".parse().unwrap(),
+            secure: false,
+            headers: &headers,
+            region: "us-east-1",
+            account_id: "123456789012",
+            principal: &p,
+            verified: None,
+        });
+        let get = |k: &str| c.get(k).map(|v| v.values().to_vec());
+        assert_eq!(get("aws:userid"), Some(vec!["AIDAEXAMPLE".into()]));
+        assert_eq!(get("aws:username"), Some(vec!["job-runner".into()]));
+        assert_eq!(
+            get("aws:PrincipalArn"),
+            Some(vec!["arn:aws:iam::123456789012:user/job-runner".into()])
+        );
+        assert_eq!(get("aws:PrincipalType"), Some(vec!["User".into()]));
+        assert_eq!(
+            get("aws:TokenIssueTime"),
+            Some(vec!["2025-07-16T02:00:00Z".into()])
+        );
+        assert_eq!(
+            get("aws:MultiFactorAuthPresent"),
+            Some(vec!["false".into()])
         );
     }
 

@@ -445,20 +445,13 @@ pub fn mint(
         }
         None => (String::new(), String::new()),
     };
-    let claims = SessionClaims {
-        ak: crate::account::new_id("ASIA", 16),
-        sk: crate::account::new_secret(),
-        account: gw.account.record.account_id.clone(),
-        role,
-        role_id,
-        session: entry.record.id.clone(),
-        source_identity: None,
-        policy: None,
-        iat: now.timestamp(),
-        exp: exp.timestamp(),
-        job: Some(entry.record.id.clone()),
-        tags: vec![(JOB_TAG.to_owned(), entry.record.id.clone())],
-    };
+    let mut claims = SessionClaims::fresh(&gw.account.record.account_id, now, 0);
+    claims.role = role;
+    claims.role_id = role_id;
+    claims.session = entry.record.id.clone();
+    claims.exp = exp.timestamp();
+    claims.job = Some(entry.record.id.clone());
+    claims.tags = vec![(JOB_TAG.to_owned(), entry.record.id.clone())];
     let token = gw.tokens.seal(&claims)?;
     Ok((claims, token))
 }

@@ -673,12 +673,12 @@ fn wants_existing_object_tags(gw: &Gateway, principal: &Principal, bucket: &str)
         } => policies.iter().any(refers) || boundary.as_deref().is_some_and(refers),
         Principal::Session {
             role_policies,
-            session_policy,
+            session_policies,
             boundary,
             ..
         } => {
             role_policies.iter().any(refers)
-                || session_policy.as_deref().is_some_and(refers)
+                || session_policies.iter().flat_map(|l| l.iter()).any(refers)
                 || boundary.as_deref().is_some_and(refers)
         }
         Principal::Root { .. } | Principal::Anonymous => false,
@@ -978,6 +978,7 @@ fn query_op_name(api: &str, action: Option<&str>) -> &'static str {
     } else {
         match action {
             "AssumeRole" => "AssumeRole",
+            "GetSessionToken" => "GetSessionToken",
             "GetCallerIdentity" => "GetCallerIdentity",
             _ => "Unknown",
         }

@@ -348,6 +348,10 @@ pub struct Snapshot {
     pub account_bpa: PublicAccessBlock,
     /// Bucket name → its own Block Public Access settings.
     pub bucket_bpa: HashMap<String, PublicAccessBlock>,
+    /// Managed policy ARN → its default version compiled as a session policy, for sessions
+    /// created with `PolicyArns` (looked up at each request, so a new default version applies
+    /// at once, as for attached policies).
+    pub session_policies: HashMap<String, CompiledPolicy>,
 }
 
 impl Snapshot {
@@ -481,8 +485,35 @@ pub fn validate_path(path: &str) -> Result<(), StateError> {
 }
 
 /// Characters of a policy document that AWS counts toward size limits (whitespace excluded).
-fn policy_chars(doc: &str) -> usize {
+pub fn policy_chars(doc: &str) -> usize {
     doc.chars().filter(|c| !c.is_whitespace()).count()
+}
+
+/// AWS's rules for IAM and STS tags: keys of 1-128 and values of 0-256 characters, letters,
+/// digits, spaces and `_.:/=+-@`, no `aws:` prefix
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html#id_tags_rules_creating; the
+/// same rules bind session tags: https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html).
+pub fn validate_tag(key: &str, value: &str) -> Result<(), StateError> {
+    let ok_chars = |t: &str| {
+        t.chars()
+            .all(|c| c.is_alphanumeric() || " _.:/=+-@".contains(c))
+    };
+    if key.is_empty()
+        || key.chars().count() > 128
+        || value.chars().count() > 256
+        || !ok_chars(key)
+        || !ok_chars(value)
+    {
+        return Err(StateError::Validation(format!(
+            "the tag `{key}` is not valid: keys are 1-128 and values 0-256 characters of letters, digits, spaces and _.:/=+-@"
+        )));
+    }
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Err(StateError::Validation(format!(
+            "the tag key `{key}` uses the reserved prefix `aws:`"
+        )));
+    }
+    Ok(())
 }
 
 /// Parses and compiles a policy for identity use; the error says what is wrong and where.
@@ -629,6 +660,19 @@ impl State {
                     RoleEntry { record: role, arn, trust, policies: Arc::new(policies), boundary, tags },
                 );
             }
+            let mut stmt = db.prepare("SELECT name, path, document FROM managed_policies")?;
+            let managed = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            for (name, path, doc) in managed {
+                let arn = format!("arn:aws:iam::{}:policy{path}{name}", self.account_id);
+                let compiled = CompiledPolicy::from_json(&doc, PolicyKind::Session)
+                    .map(|p| p.with_name(format!("managed session policy `{name}`")))
+                    .map_err(|e| StateError::MalformedPolicy(e.to_string()))?;
+                snap.session_policies.insert(arn, compiled);
+            }
             let mut stmt = db.prepare("SELECT bucket, document FROM bucket_policies")?;
             let policies = stmt
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
@@ -728,25 +772,7 @@ impl State {
         tags: &[(String, String)],
     ) -> Result<(), StateError> {
         for (k, v) in tags {
-            let ok_chars = |t: &str| {
-                t.chars()
-                    .all(|c| c.is_alphanumeric() || " _.:/=+-@".contains(c))
-            };
-            if k.is_empty()
-                || k.chars().count() > 128
-                || v.chars().count() > 256
-                || !ok_chars(k)
-                || !ok_chars(v)
-            {
-                return Err(StateError::Validation(format!(
-                    "the tag `{k}` is not valid: keys are 1-128 and values 0-256 characters of letters, digits, spaces and _.:/=+-@"
-                )));
-            }
-            if k.to_ascii_lowercase().starts_with("aws:") {
-                return Err(StateError::Validation(format!(
-                    "the tag key `{k}` uses the reserved prefix `aws:`"
-                )));
-            }
+            validate_tag(k, v)?;
         }
         self.change(|tx| {
             Self::require(tx, kind, name)?;

@@ -1,16 +1,19 @@
-//! STS (service `sts`): AssumeRole and GetCallerIdentity, and the sealed session token.
+//! STS (service `sts`): AssumeRole, GetSessionToken and GetCallerIdentity, and the sealed session
+//! token.
 //!
 //! # Security
 //! A session token is the AEAD-sealed claim set of DESIGN.md section 5 (access key id, secret,
-//! role, session name, source identity, session policy, issue and expiry times) under a key
-//! derived from the master key for this purpose only. Any gateway holding the master key verifies
-//! a session without a database lookup; a modified or forged token does not open, and the access
-//! key id is bound into the seal, so a token cannot be replayed with another key id. Expired
-//! tokens are refused with `ExpiredToken`. Tokens never appear in logs or errors.
+//! role or user, session name, source identity, session policies, session tags, issue and expiry
+//! times) under a key derived from the master key for this purpose only. Any gateway holding the
+//! master key verifies a session without a database lookup; a modified or forged token does not
+//! open, and the access key id is bound into the seal, so a token cannot be replayed with another
+//! key id. Expired tokens are refused with `ExpiredToken`. Tokens never appear in logs or errors.
 //!
 //! AssumeRole is decided by the role's trust policy (a resource-based policy, action
-//! `sts:AssumeRole`) together with the caller's identity policies, with AWS's evaluation logic
-//! (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use.html).
+//! `sts:AssumeRole`, plus `sts:TagSession` when tags are passed and `sts:SetSourceIdentity` when
+//! the session gets a source identity) together with the caller's identity policies, with AWS's
+//! evaluation logic (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use.html); see
+//! [`assume`]. GetSessionToken gives an IAM user temporary credentials that act as the user.
 
 use chrono::{DateTime, Duration, Utc};
 use http::{Response, StatusCode};
@@ -25,14 +28,37 @@ use crate::state::seal::{Sealer, SESSION_TOKEN_LABEL};
 use crate::xml::XmlWriter;
 use crate::Gateway;
 
+pub mod assume;
+pub mod tags;
+
 /// The STS XML namespace.
 pub const STS_NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
-/// Shortest session AssumeRole grants (AWS: 900 s).
+/// Shortest session AssumeRole and GetSessionToken grant (AWS: 900 s).
 pub const MIN_SESSION_SECS: i64 = 900;
-/// Default session length (AWS: one hour).
+/// Default AssumeRole session length (AWS: one hour).
 pub const DEFAULT_SESSION_SECS: i64 = 3600;
-/// AWS's limit on an inline session policy, in characters.
+/// Longest session of a role assumed with another role's session: "Role chaining limits your
+/// AWS CLI or AWS API role session to a maximum of one hour"
+/// (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html).
+pub const MAX_CHAINED_SESSION_SECS: i64 = 3600;
+/// GetSessionToken for IAM users: 900 s to 36 hours, 12 hours by default
+/// (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html).
+pub const MAX_USER_SESSION_SECS: i64 = 129_600;
+/// GetSessionToken's default duration.
+pub const DEFAULT_USER_SESSION_SECS: i64 = 43_200;
+/// AWS's limit on the plaintext of the session policies (the inline policy without white space
+/// and the managed policy ARNs), in characters.
 pub const MAX_SESSION_POLICY_CHARS: usize = 2048;
+
+/// The IAM user a GetSessionToken session acts as.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionUser {
+    /// User name.
+    pub name: String,
+    /// The user's unique id (`AIDA...`): a user deleted and created again under the same name
+    /// does not inherit the sessions of the old one.
+    pub id: String,
+}
 
 /// What a session token carries (sealed; never logged).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -43,7 +69,7 @@ pub struct SessionClaims {
     pub sk: String,
     /// Account id.
     pub account: String,
-    /// Role name.
+    /// Role name (empty for user sessions and role-less jobs).
     pub role: String,
     /// Role unique id (`AROA...`).
     pub role_id: String,
@@ -55,6 +81,9 @@ pub struct SessionClaims {
     /// The inline session policy, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// Managed session policies (`PolicyArns`): ARNs, resolved at each request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_arns: Vec<String>,
     /// Issue time (Unix seconds).
     pub iat: i64,
     /// Expiry (Unix seconds).
@@ -65,6 +94,51 @@ pub struct SessionClaims {
     /// Session tags (`aws:PrincipalTag/KEY`); they override the role's tags with the same key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
+    /// Keys of `tags` that are transitive: passed on to sessions this one creates by role
+    /// chaining, where they cannot be overridden.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitive: Vec<String>,
+    /// GetSessionToken sessions: the IAM user the session acts as (`role` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<SessionUser>,
+}
+
+impl SessionClaims {
+    /// Claims of a fresh session: a new `ASIA` key id and secret, issued `now`, expiring after
+    /// `secs`; everything else empty.
+    pub fn fresh(account: &str, now: DateTime<Utc>, secs: i64) -> SessionClaims {
+        SessionClaims {
+            ak: crate::account::new_id("ASIA", 16),
+            sk: crate::account::new_secret(),
+            account: account.to_owned(),
+            role: String::new(),
+            role_id: String::new(),
+            session: String::new(),
+            source_identity: None,
+            policy: None,
+            policy_arns: Vec::new(),
+            iat: now.timestamp(),
+            exp: (now + Duration::seconds(secs)).timestamp(),
+            job: None,
+            tags: Vec::new(),
+            transitive: Vec::new(),
+            user: None,
+        }
+    }
+
+    /// Whether the session was created with session policies (inline or managed).
+    pub fn has_session_policies(&self) -> bool {
+        self.policy.is_some() || !self.policy_arns.is_empty()
+    }
+
+    /// The session tags that pass to a session this one creates by role chaining.
+    pub fn transitive_tags(&self) -> Vec<(String, String)> {
+        self.tags
+            .iter()
+            .filter(|(k, _)| self.transitive.iter().any(|t| t.eq_ignore_ascii_case(k)))
+            .cloned()
+            .collect()
+    }
 }
 
 /// Seals and opens session tokens.
@@ -94,8 +168,43 @@ impl TokenSealer {
     }
 }
 
+/// A parameter that breaks the API's constraints (AWS's `ValidationError`, 400).
 fn validation(message: String) -> S3Error {
     S3Error::new("ValidationError", StatusCode::BAD_REQUEST, message)
+}
+
+/// A parameter that is well-formed but not acceptable (AWS's `InvalidParameterValue`, 400).
+fn invalid_parameter(message: String) -> S3Error {
+    S3Error::new("InvalidParameterValue", StatusCode::BAD_REQUEST, message)
+}
+
+/// keyhole has no MFA devices, so MFA information in a request cannot be verified: it is refused
+/// rather than ignored (AWS answers a wrong code with "access denied").
+fn refuse_mfa(form: &Query, action: &str) -> Result<(), S3Error> {
+    if form.has("SerialNumber") || form.has("TokenCode") {
+        return Err(S3Error::access_denied(format!(
+            "{action} with SerialNumber/TokenCode: keyhole has no MFA devices, so the MFA code cannot be verified; call {action} without them"
+        )));
+    }
+    Ok(())
+}
+
+/// `DurationSeconds` in `min..=max`, or `default` when absent.
+fn duration_param(form: &Query, min: i64, max: i64, default: i64) -> Result<i64, S3Error> {
+    let Some(v) = form.get("DurationSeconds") else {
+        return Ok(default);
+    };
+    let d: i64 = v.parse().map_err(|_| {
+        validation(format!(
+            "DurationSeconds `{v}` is not a number of seconds ({min} to {max})"
+        ))
+    })?;
+    if d < min || d > max {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{d}' at 'durationSeconds' failed to satisfy constraint: use {min} to {max} seconds"
+        )));
+    }
+    Ok(d)
 }
 
 /// The session's ARN: `assumed-role/ROLE/SESSION`, or for a job without a role
@@ -138,8 +247,12 @@ pub async fn dispatch(
             "GetCallerIdentity",
         )),
         "AssumeRole" => Ok((
-            assume_role(gw, principal, &form, context, request_id, now, checks)?,
+            assume::assume_role(gw, principal, &form, context, request_id, now, checks)?,
             "AssumeRole",
+        )),
+        "GetSessionToken" => Ok((
+            session_token(gw, principal, &form, request_id, now)?,
+            "GetSessionToken",
         )),
         other => Err(S3Error::not_implemented(&format!(
             "the STS action `{other}`"
@@ -160,10 +273,25 @@ fn respond(name: &str, request_id: &str, body: impl FnOnce(&mut XmlWriter)) -> R
     crate::s3::xml_response(w.finish(), "text/xml")
 }
 
+/// The `Credentials` element of AssumeRole and GetSessionToken.
+fn credentials_xml(w: &mut XmlWriter, claims: &SessionClaims, token: &str) {
+    let expiration = DateTime::<Utc>::from_timestamp(claims.exp, 0).unwrap_or_default();
+    w.open("Credentials");
+    w.elem("AccessKeyId", &claims.ak);
+    w.elem("SecretAccessKey", &claims.sk);
+    w.elem("SessionToken", token);
+    w.elem(
+        "Expiration",
+        &expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    );
+    w.close("Credentials");
+}
+
 fn caller_identity(gw: &Gateway, principal: &Principal, request_id: &str) -> Response<Body> {
     let account = &gw.account.record.account_id;
     let (arn, user_id) = match principal {
         Principal::Root { .. } => (format!("arn:aws:iam::{account}:root"), account.clone()),
+        // GetSessionToken sessions are the user: its ARN and unique id.
         Principal::User { arn, id, .. } => (arn.clone(), id.clone()),
         Principal::Session { claims, arn, .. } => (
             arn.clone(),
@@ -178,173 +306,61 @@ fn caller_identity(gw: &Gateway, principal: &Principal, request_id: &str) -> Res
     })
 }
 
-fn assume_role(
+/// GetSessionToken (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html):
+/// temporary credentials for the calling IAM user, "based on permissions associated with the IAM
+/// user whose credentials were used to call the operation" (the user's current policies at each
+/// request). "No permissions are required for users to perform this operation": no policy is
+/// consulted. It "must be called by using the long-term AWS security credentials of an IAM user".
+///
+/// keyhole differences: the root user may not call it (AWS allows it but advises against; root
+/// temporary credentials would carry root's powers past any key rotation), and since keyhole has
+/// no MFA the credentials can never call IAM (AWS: "You cannot call any IAM API operations
+/// unless MFA authentication information is included in the request").
+fn session_token(
     gw: &Gateway,
     principal: &Principal,
     form: &Query,
-    context: &Context,
     request_id: &str,
     now: DateTime<Utc>,
-    checks: &crate::audit::Checks,
 ) -> Result<Response<Body>, S3Error> {
     let account = &gw.account.record.account_id;
-    let role_arn = form
-        .get("RoleArn")
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| validation("1 validation error detected: Value null at 'roleArn' failed to satisfy constraint: Member must not be null".into()))?;
-    let session = form.get("RoleSessionName").unwrap_or("");
-    let session_ok = (2..=64).contains(&session.len())
-        && session
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c));
-    if !session_ok {
-        return Err(validation(format!(
-            "1 validation error detected: Value '{session}' at 'roleSessionName' failed to satisfy constraint: Member must have length 2-64 and match [\\w+=,.@-]*"
-        )));
-    }
-    let snapshot = gw.state.snapshot();
-    let role = snapshot
-        .roles
-        .values()
-        .find(|r| r.arn == role_arn)
-        .ok_or_else(|| {
-            S3Error::access_denied(format!(
-                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
-                principal.arn(account)
-            ))
-        })?;
-    let duration = match form.get("DurationSeconds") {
-        None => DEFAULT_SESSION_SECS.min(role.record.max_session_secs),
-        Some(v) => {
-            let d: i64 = v
-                .parse()
-                .map_err(|_| validation(format!("DurationSeconds `{v}` is not a number")))?;
-            if d < MIN_SESSION_SECS || d > role.record.max_session_secs {
-                return Err(validation(format!(
-                    "The requested DurationSeconds exceeds the MaxSessionDuration set for this role: use {MIN_SESSION_SECS} to {} seconds",
-                    role.record.max_session_secs
-                )));
-            }
-            d
-        }
-    };
-    let policy = form
-        .get("Policy")
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned);
-    if let Some(p) = &policy {
-        if p.chars().filter(|c| !c.is_whitespace()).count() > MAX_SESSION_POLICY_CHARS {
-            return Err(S3Error::new(
-                "PackedPolicyTooLarge",
-                StatusCode::BAD_REQUEST,
-                format!("The session policy exceeds {MAX_SESSION_POLICY_CHARS} characters"),
-            ));
-        }
-        compile_session_policy(p)?;
-    }
-    if form.names().any(|n| {
-        n.starts_with("PolicyArns.")
-            || n.starts_with("Tags.")
-            || n.starts_with("TransitiveTagKeys.")
-    }) {
-        return Err(S3Error::not_implemented(
-            "AssumeRole with PolicyArns, Tags or TransitiveTagKeys",
-        ));
-    }
-    let source_identity = form.get("SourceIdentity").map(str::to_owned);
-
-    // The trust policy decides, with the caller's identity policies (AWS's evaluation logic).
-    let (request_principal, identity): (keyhole_policy::RequestPrincipal, &[CompiledPolicy]) = match principal {
-        Principal::User { arn, policies, .. } => (
-            keyhole_policy::RequestPrincipal::User { arn: arn.clone(), account: account.clone() },
-            policies.as_slice(),
-        ),
-        // AWS does not let the root user assume roles.
-        Principal::Root { .. } | Principal::Session { .. } | Principal::Anonymous => {
-            return Err(S3Error::access_denied(format!(
-                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn} (only IAM users may assume roles here)",
-                principal.arn(account)
-            )))
-        }
-    };
-    let mut ctx = context.clone();
-    ctx.insert("sts:RoleSessionName", session);
-    if let Some(e) = form.get("ExternalId") {
-        ctx.insert("sts:ExternalId", e);
-    }
-    if let Some(s) = &source_identity {
-        ctx.insert("sts:SourceIdentity", s.as_str());
-    }
-    let request =
-        keyhole_policy::Request::new(request_principal, "sts:AssumeRole", role_arn, None, ctx);
-    let decision = keyhole_policy::Evaluator::evaluate(
-        &keyhole_policy::Policies {
-            identity,
-            resource: Some(&role.trust),
-            ..Default::default()
+    let user = match principal {
+        Principal::User {
+            name,
+            id,
+            session: None,
+            ..
+        } => SessionUser {
+            name: name.clone(),
+            id: id.clone(),
         },
-        &request,
-    );
-    let decided = if decision.kind == keyhole_policy::DecisionKind::Allowed {
-        Ok(())
-    } else {
-        Err(S3Error::access_denied(format!(
-            "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
-            principal.arn(account)
-        )))
-    };
-    let permission = crate::s3::route::Permission {
-        action: "sts:AssumeRole",
-        resource: role_arn.to_owned(),
-    };
-    checks.push(crate::pipeline::check_record(
-        principal,
-        &permission,
-        &decided,
-    ));
-    decided?;
-
-    let claims = SessionClaims {
-        ak: crate::account::new_id("ASIA", 16),
-        sk: crate::account::new_secret(),
-        account: account.clone(),
-        role: role.record.name.clone(),
-        role_id: role.record.id.clone(),
-        session: session.to_owned(),
-        source_identity,
-        policy,
-        iat: now.timestamp(),
-        exp: (now + Duration::seconds(duration)).timestamp(),
-        job: None,
-        tags: Vec::new(),
-    };
-    let token = gw.tokens.seal(&claims)?;
-    let expiration = DateTime::<Utc>::from_timestamp(claims.exp, 0).unwrap_or(now);
-    let packed = claims
-        .policy
-        .as_ref()
-        .map_or(0, |p| p.len() * 100 / MAX_SESSION_POLICY_CHARS);
-    Ok(respond("AssumeRole", request_id, |w| {
-        w.open("Credentials");
-        w.elem("AccessKeyId", &claims.ak);
-        w.elem("SecretAccessKey", &claims.sk);
-        w.elem("SessionToken", &token);
-        w.elem(
-            "Expiration",
-            &expiration.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        );
-        w.close("Credentials");
-        w.open("AssumedRoleUser");
-        w.elem(
-            "AssumedRoleId",
-            &format!("{}:{}", claims.role_id, claims.session),
-        );
-        w.elem("Arn", &session_arn(account, &claims.role, &claims.session));
-        w.close("AssumedRoleUser");
-        w.elem("PackedPolicySize", &packed.to_string());
-        if let Some(s) = &claims.source_identity {
-            w.elem("SourceIdentity", s);
+        Principal::User {
+            session: Some(_), ..
         }
+        | Principal::Session { .. } => {
+            return Err(S3Error::access_denied(
+                "Cannot call GetSessionToken with session credentials: call it with an IAM user's access key",
+            ))
+        }
+        Principal::Root { .. } => {
+            return Err(S3Error::access_denied(
+                "keyhole does not issue temporary credentials to the root user: call GetSessionToken with an IAM user's access key",
+            ))
+        }
+        Principal::Anonymous => return Err(S3Error::access_denied("Access Denied")),
+    };
+    refuse_mfa(form, "GetSessionToken")?;
+    let duration = duration_param(
+        form,
+        MIN_SESSION_SECS,
+        MAX_USER_SESSION_SECS,
+        DEFAULT_USER_SESSION_SECS,
+    )?;
+    let mut claims = SessionClaims::fresh(account, now, duration);
+    claims.user = Some(user);
+    let token = gw.tokens.seal(&claims)?;
+    Ok(respond("GetSessionToken", request_id, |w| {
+        credentials_xml(w, &claims, &token);
     }))
 }
 
@@ -362,10 +378,13 @@ mod tests {
             session: "run-1".into(),
             source_identity: None,
             policy: Some("{}".into()),
+            policy_arns: vec!["arn:aws:iam::123456789012:policy/ro".into()],
             iat: 1,
             exp: 2,
             job: None,
-            tags: Vec::new(),
+            tags: vec![("team".into(), "ml".into()), ("Project".into(), "x".into())],
+            transitive: vec!["project".into()],
+            user: None,
         }
     }
 
@@ -389,5 +408,48 @@ mod tests {
             "other master key"
         );
         assert_eq!(t.open("not a token", "ASIAEXAMPLE"), None);
+    }
+
+    #[test]
+    fn tokens_sealed_before_the_new_claims_still_open() {
+        // A token from before PolicyArns, transitive tags and user sessions: the new fields
+        // default to empty.
+        let t = TokenSealer::new(&[3u8; 32]).unwrap();
+        let old = r#"{"ak":"ASIAOLD","sk":"s","account":"123456789012","role":"r","role_id":"AROA","session":"s1","iat":1,"exp":2}"#;
+        let token = t.0.seal(old, "ASIAOLD").unwrap();
+        let c = t.open(&token, "ASIAOLD").unwrap();
+        assert!(c.policy_arns.is_empty() && c.transitive.is_empty() && c.user.is_none());
+        assert!(!c.has_session_policies());
+    }
+
+    /// "If you set a tag key as transitive, the corresponding key and value passes to subsequent
+    /// sessions in a role chain"
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html#id_session-tags_role-chaining).
+    #[test]
+    fn only_transitive_tags_pass_on_matched_case_insensitively() {
+        assert_eq!(claims().transitive_tags(), [("Project".into(), "x".into())]);
+        assert!(claims().has_session_policies());
+    }
+
+    #[test]
+    fn duration_limits_are_validated() {
+        let q = |s: &str| Query::parse(Some(s));
+        assert_eq!(duration_param(&q(""), 900, 3600, 3600).unwrap(), 3600);
+        assert_eq!(
+            duration_param(&q("DurationSeconds=900"), 900, 3600, 3600).unwrap(),
+            900
+        );
+        for bad in [
+            "DurationSeconds=899",
+            "DurationSeconds=3601",
+            "DurationSeconds=x",
+        ] {
+            let e = duration_param(&q(bad), 900, 3600, 3600).unwrap_err();
+            assert_eq!(e.code(), "ValidationError", "{bad}");
+            assert!(e.message().contains("900 to 3600"), "{}", e.message());
+        }
+        let e = refuse_mfa(&q("TokenCode=123456"), "GetSessionToken").unwrap_err();
+        assert_eq!(e.code(), "AccessDenied");
+        assert!(refuse_mfa(&q("DurationSeconds=900"), "GetSessionToken").is_ok());
     }
 }

@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
                 PolicyKind::Identity => Policies { identity: &one, ..Policies::default() },
                 PolicyKind::Resource => Policies { resource: Some(&c), ..Policies::default() },
                 PolicyKind::PermissionsBoundary => Policies { boundaries: &one, ..Policies::default() },
-                PolicyKind::Session => Policies { session: Some(&c), ..Policies::default() },
+                PolicyKind::Session => Policies { session: Some(&one), ..Policies::default() },
             };
             let d = Evaluator::evaluate(&p, &req);
             assert_eq!(d.kind, Evaluator::is_allowed(&p, &req), "evaluate and is_allowed agree");
