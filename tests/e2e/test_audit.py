@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 import types
+import uuid
 import urllib.request
 from pathlib import Path
 
@@ -383,3 +384,45 @@ def test_retention_removes_old_files_and_verify_still_checks_the_rest(fresh_serv
     kept[0].unlink()
     r = verify(kp2.data_dir)
     assert r.returncode == 1 and kept[1].name in r.stdout, r.stdout
+
+
+def test_events_name_the_statements_that_decided(server, s3):
+    """Each check records the deciding statements: the allows that granted, the denies that
+    refused (none for an implicit deny)."""
+    from test_iam import iam_client, new_user
+
+    bucket = f"stmts-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="open/a", Body=b"a")
+    s3.put_object(Bucket=bucket, Key="closed/b", Body=b"b")
+    iam = iam_client(server)
+    name, ak, sk = new_user(iam)
+    iam.put_user_policy(UserName=name, PolicyName="reader", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Sid": "ReadAll", "Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"},
+            {"Sid": "NotClosed", "Effect": "Deny", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/closed/*"}]}))
+    user = make_client(server.endpoint, ak, sk)
+    user.get_object(Bucket=bucket, Key="open/a")["Body"].read()
+    for key in ("closed/b",):
+        try:
+            user.get_object(Bucket=bucket, Key=key)
+        except Exception:
+            pass
+    try:
+        user.put_object(Bucket=bucket, Key="open/c", Body=b"c")
+    except Exception:
+        pass
+
+    def check_of(key: str, op: str) -> dict:
+        events = wait_for_events(server.data_dir, lambda evs: any(
+            e["requestParameters"].get("key") == key and e["eventName"] == op and e["stage"] == "completed"
+            for e in evs))
+        [e] = [e for e in events if e["requestParameters"].get("key") == key and e["eventName"] == op
+               and e["stage"] == "completed" and e["userIdentity"].get("accessKeyId") == ak]
+        [c] = e["authorization"]
+        return c
+
+    assert check_of("open/a", "GetObject")["statements"] == ["inline policy `reader` statement 0 (Sid ReadAll)"]
+    denied = check_of("closed/b", "GetObject")
+    assert denied["decision"] == "Deny" and denied["statements"] == ["inline policy `reader` statement 1 (Sid NotClosed)"]
+    assert check_of("open/c", "PutObject")["statements"] == []  # implicit deny: no statement decided

@@ -406,6 +406,33 @@ pub trait Authorize: Send + Sync + std::fmt::Debug {
         permission: &Permission,
         context: &keyhole_policy::Context,
     ) -> Result<(), S3Error>;
+
+    /// Like [`Authorize::authorize`], with the statements that decided (for the audit trail):
+    /// the allows that granted, or the denies that refused. Empty when no statement decided
+    /// (the root user, or an implicit deny).
+    fn authorize_explained(
+        &self,
+        principal: &Principal,
+        permission: &Permission,
+        context: &keyhole_policy::Context,
+    ) -> (Result<(), S3Error>, Vec<String>) {
+        (self.authorize(principal, permission, context), Vec::new())
+    }
+}
+
+/// A deciding statement as the audit trail names it: `POLICY statement INDEX (Sid SID)`, e.g.
+/// ``inline policy `buckets` statement 0 (Sid ReadDatasets)`` (the policy's kind when it has no
+/// name).
+pub fn describe_statement(s: &keyhole_policy::StatementRef) -> String {
+    let policy = s
+        .policy_name
+        .clone()
+        .unwrap_or_else(|| s.policy_kind.describe().to_owned());
+    let mut out = format!("{policy} statement {}", s.statement_index);
+    if let Some(sid) = &s.sid {
+        out.push_str(&format!(" (Sid {sid})"));
+    }
+    out
 }
 
 /// Authorization by the IAM policy engine.
@@ -439,12 +466,33 @@ impl Authorize for PolicyAuthorizer {
         permission: &Permission,
         context: &keyhole_policy::Context,
     ) -> Result<(), S3Error> {
+        self.explain(principal, permission, context).0
+    }
+
+    fn authorize_explained(
+        &self,
+        principal: &Principal,
+        permission: &Permission,
+        context: &keyhole_policy::Context,
+    ) -> (Result<(), S3Error>, Vec<String>) {
+        self.explain(principal, permission, context)
+    }
+}
+
+impl PolicyAuthorizer {
+    /// The decision and the statements that made it.
+    fn explain(
+        &self,
+        principal: &Principal,
+        permission: &Permission,
+        context: &keyhole_policy::Context,
+    ) -> (Result<(), S3Error>, Vec<String>) {
         let snapshot = self.state.snapshot();
         let bucket = bucket_of(&permission.resource);
         let bucket_policy = bucket.and_then(|b| snapshot.bucket_policies.get(b));
         let restrict = bucket.is_some_and(|b| snapshot.effective_bpa(b).restrict_public_buckets);
         let (arn, request_principal, identity, session, boundary) = match principal {
-            Principal::Root { .. } if bucket_policy.is_none() => return Ok(()),
+            Principal::Root { .. } if bucket_policy.is_none() => return (Ok(()), Vec::new()),
             Principal::Root { .. } => (
                 format!("arn:aws:iam::{}:root", self.account_id),
                 keyhole_policy::RequestPrincipal::Root {
@@ -455,7 +503,7 @@ impl Authorize for PolicyAuthorizer {
                 None,
             ),
             Principal::Anonymous if bucket_policy.is_none() => {
-                return Err(S3Error::access_denied("Access Denied"))
+                return (Err(S3Error::access_denied("Access Denied")), Vec::new())
             }
             Principal::Anonymous => (
                 "anonymous".to_owned(),
@@ -522,11 +570,12 @@ impl Authorize for PolicyAuthorizer {
             restrict_public_buckets: restrict,
         };
         let decision = keyhole_policy::Evaluator::evaluate(&set, &request);
+        let statements: Vec<String> = decision.matched.iter().map(describe_statement).collect();
         if decision.kind == keyhole_policy::DecisionKind::Allowed {
-            return Ok(());
+            return (Ok(()), statements);
         }
         if matches!(principal, Principal::Anonymous) {
-            return Err(S3Error::access_denied("Access Denied"));
+            return (Err(S3Error::access_denied("Access Denied")), statements);
         }
         let arn = &arn;
         let reason = match decision.reason {
@@ -544,9 +593,12 @@ impl Authorize for PolicyAuthorizer {
             ),
         };
         tracing::debug!(principal = %arn, action = permission.action, resource = %permission.resource, %reason, "denied");
-        Err(S3Error::access_denied(denial_message(
-            arn, permission, &reason,
-        )))
+        (
+            Err(S3Error::access_denied(denial_message(
+                arn, permission, &reason,
+            ))),
+            statements,
+        )
     }
 }
 

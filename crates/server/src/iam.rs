@@ -873,25 +873,29 @@ pub async fn dispatch(
         )));
     };
     let permission = permission(action, &form, principal, &gw.account.record.account_id)?;
-    let decided = match principal {
+    let (decided, statements) = match principal {
         // GetSessionToken credentials "cannot call any IAM API operations unless MFA
         // authentication information is included in the request"
         // (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html); keyhole
         // has no MFA, so they never can.
         Principal::User {
             session: Some(_), ..
-        } => Err(S3Error::access_denied(format!(
-            "User: {} is not authorized to perform: {} on resource: \"{}\" because temporary credentials from GetSessionToken cannot call IAM without MFA, which keyhole does not have; use the user's access key",
-            principal.arn(&gw.account.record.account_id),
-            permission.action,
-            permission.resource
-        ))),
-        _ => gw.authz.authorize(principal, &permission, context),
+        } => (
+            Err(S3Error::access_denied(format!(
+                "User: {} is not authorized to perform: {} on resource: \"{}\" because temporary credentials from GetSessionToken cannot call IAM without MFA, which keyhole does not have; use the user's access key",
+                principal.arn(&gw.account.record.account_id),
+                permission.action,
+                permission.resource
+            ))),
+            Vec::new(),
+        ),
+        _ => gw.authz.authorize_explained(principal, &permission, context),
     };
     checks.push(crate::pipeline::check_record(
         principal,
         &permission,
         &decided,
+        statements,
     ));
     decided?;
     Ok((

@@ -468,12 +468,13 @@ pub async fn handle(
                 });
                 crate::jobs::add_context(&call, &mut context);
                 let owner = crate::jobs::is_owner(&principal, &call, account_id);
-                let decided = if owner {
-                    Ok(())
+                let (decided, statements) = if owner {
+                    (Ok(()), Vec::new())
                 } else {
-                    gw.authz.authorize(&principal, &call.permission, &context)
+                    gw.authz
+                        .authorize_explained(&principal, &call.permission, &context)
                 };
-                let mut record = check_record(&principal, &call.permission, &decided);
+                let mut record = check_record(&principal, &call.permission, &decided, statements);
                 if owner {
                     record.reason = "allowed: the caller created this job".into();
                 }
@@ -559,14 +560,16 @@ pub async fn handle(
         context::add_s3(&mut context, &op, &query, &parts.headers);
         let wants_tags = wants_existing_object_tags(&gw, &principal, &bucket);
         for permission in &access.upfront {
-            let decided = match wants_tags
+            let (decided, statements) = match wants_tags
                 .then(|| with_existing_object_tags(&gw, permission, &context))
                 .flatten()
             {
-                Some(tagged) => gw.authz.authorize(&principal, permission, &tagged),
-                None => gw.authz.authorize(&principal, permission, &context),
+                Some(tagged) => gw.authz.authorize_explained(&principal, permission, &tagged),
+                None => gw.authz.authorize_explained(&principal, permission, &context),
             };
-            trace.checks.push(check_record(&principal, permission, &decided));
+            trace
+                .checks
+                .push(check_record(&principal, permission, &decided, statements));
             decided?;
         }
         // Write-ahead: the request's `authorized` record is made durable while the request goes
@@ -715,6 +718,7 @@ pub(crate) fn check_record(
     principal: &Principal,
     permission: &crate::s3::route::Permission,
     decided: &Result<(), S3Error>,
+    statements: Vec<String>,
 ) -> Check {
     let (decision, reason) = match decided {
         Ok(()) => (
@@ -728,7 +732,7 @@ pub(crate) fn check_record(
         resource: permission.resource.clone(),
         decision,
         reason,
-        statements: Vec::new(),
+        statements,
     }
 }
 

@@ -424,10 +424,10 @@ pub(super) async fn delete_objects(
             action: "s3:DeleteObject",
             resource: object_arn(&ctx.bucket, &key),
         };
-        let decided = ctx
-            .gw
-            .authz
-            .authorize(ctx.principal, &permission, &ctx.context);
+        let (decided, statements) =
+            ctx.gw
+                .authz
+                .authorize_explained(ctx.principal, &permission, &ctx.context);
         ctx.checks.push(crate::audit::Check {
             action: permission.action.to_owned(),
             resource: permission.resource.clone(),
@@ -440,7 +440,7 @@ pub(super) async fn delete_objects(
                 Ok(()) => format!("allowed for the {} principal", ctx.principal.kind()),
                 Err(e) => e.message().to_owned(),
             },
-            statements: Vec::new(),
+            statements,
         });
         let result = match decided {
             Err(e) => Err(e),

@@ -268,6 +268,11 @@ pub fn assume_role(
             principal,
             &permission,
             &decided,
+            decision
+                .matched
+                .iter()
+                .map(crate::auth::describe_statement)
+                .collect(),
         ));
         decided
     };
