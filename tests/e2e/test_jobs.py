@@ -560,3 +560,41 @@ def test_keyhole_run_forwards_signals_and_returns_the_status(server, data, tmp_p
     assert marker.read_text().strip() == "term", err
     assert proc.returncode == 42, err
     assert "finished; its credentials no longer work" in err
+
+
+TORCH_CLIENT_PY = textwrap.dedent('''
+    """PyTorch's S3 connector's client (s3torchconnectorclient, the AWS CRT-based client under
+    S3MapDataset/S3IterableDataset/S3Checkpoint), configured only from the environment."""
+    import json, os, sys
+    from s3torchconnectorclient._mountpoint_s3_client import MountpointS3Client
+
+    ds, out = sys.argv[1:3]
+    client = MountpointS3Client(os.environ["AWS_REGION"], endpoint=os.environ["AWS_ENDPOINT_URL"],
+                                force_path_style=True)
+    keys = [o.key for page in client.list_objects(ds, "wiki/") for o in page.object_info]
+    data = b"".join(client.get_object(ds, "wiki/part-1.jsonl"))
+    writer = client.put_object(out, "run-torch/ckpt.pt")
+    writer.write(b"weights" * 1000)
+    writer.close()
+    try:
+        b"".join(client.get_object(ds, "other/secret.txt"))
+        other = "read"
+    except Exception as e:
+        other = "denied" if "Forbidden" in str(e) else repr(e)
+    print(json.dumps({"keys": keys, "bytes": len(data), "other": other}))
+''')
+
+
+def test_pytorch_s3_connector_client_through_keyhole_run(server, data, s3, tmp_path):
+    """The CRT client PyTorch's connector uses finds the job's credentials through the
+    container endpoint and the endpoint in AWS_ENDPOINT_URL (path style)."""
+    script = tmp_path / "torch_job.py"
+    script.write_text(TORCH_CLIENT_PY)
+    ds, out = data["ds"], data["out"]
+    r = keyhole(server, "run", "--name", "torch-job", "--read", f"s3://{ds}/wiki/", "--write",
+                f"s3://{out}/run-torch/", "--for", "10m", "--", sys.executable, str(script), ds, out)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got == {"keys": ["wiki/part-0.jsonl", "wiki/part-1.jsonl"], "bytes": 2000, "other": "denied"}, r.stderr
+    assert s3.get_object(Bucket=out, Key="run-torch/ckpt.pt")["Body"].read() == b"weights" * 1000
+    assert "7000 bytes" in r.stderr, r.stderr
