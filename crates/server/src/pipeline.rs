@@ -376,21 +376,16 @@ pub async fn handle(
                 };
                 // Query protocol: the action is in the form body (small, capped), which the
                 // signature covers; it is read and hashed before verification.
-                let expected = declared_length(&parts.headers, None)?;
-                let raw = BodyReader::new(incoming, &HeaderMap::new(), None, expected)
-                    .counting(trace.bytes_in.clone())
-                    .read_limited(MAX_QUERY_BODY_BYTES)
-                    .await?;
-                let hash = keyhole_sigv4::sha256_hex(&raw);
-                let claimed = signed.access_key_id().to_owned();
-                let (principal, verified) = gw
-                    .authn
-                    .verify(signed, &parts.method, &parts.uri, &parts.headers, now, Some(&hash))
-                    .inspect_err(|_| {
-                        trace.authn_failed = true;
-                        trace.identity.access_key_id = Some(claimed);
-                    })?;
-                trace.identity = identity_of(&principal, &gw.account.record.account_id);
+                let (raw, principal, verified) = read_and_verify(
+                    &gw,
+                    &parts,
+                    incoming,
+                    signed,
+                    now,
+                    MAX_QUERY_BODY_BYTES,
+                    &mut trace,
+                )
+                .await?;
                 let form = if parts.method == Method::POST {
                     Query::parse(Some(&String::from_utf8_lossy(&raw)))
                 } else {
@@ -439,22 +434,18 @@ pub async fn handle(
                 {
                     trace.op_name = a.name();
                 }
-                let expected = declared_length(&parts.headers, None)?;
-                let raw = BodyReader::new(incoming, &HeaderMap::new(), None, expected)
-                    .counting(trace.bytes_in.clone())
-                    .read_limited(crate::jobs::MAX_API_BODY_BYTES)
-                    .await?;
-                let hash = keyhole_sigv4::sha256_hex(&raw);
-                let claimed = signed.access_key_id().to_owned();
-                let (principal, verified) = gw
-                    .authn
-                    .verify(signed, &parts.method, &parts.uri, &parts.headers, now, Some(&hash))
-                    .inspect_err(|_| {
-                        trace.authn_failed = true;
-                        trace.identity.access_key_id = Some(claimed);
-                    })?;
+                // The keyhole API's JSON body is small and signed, like a Query form.
+                let (raw, principal, verified) = read_and_verify(
+                    &gw,
+                    &parts,
+                    incoming,
+                    signed,
+                    now,
+                    crate::jobs::MAX_API_BODY_BYTES,
+                    &mut trace,
+                )
+                .await?;
                 let account_id = &gw.account.record.account_id;
-                trace.identity = identity_of(&principal, account_id);
                 let call = crate::jobs::describe(&gw, &parts.headers, &raw)?;
                 let mut context = context::global(&RequestFacts {
                     now,
@@ -711,6 +702,43 @@ fn with_existing_object_tags(
         tagged.insert(&format!("s3:ExistingObjectTag/{k}"), v);
     }
     Some(tagged)
+}
+
+/// Reads a small signed body (capped at `limit`), hashes it and verifies the signature over it
+/// (Query-protocol forms and keyhole API JSON sign their body without always declaring its
+/// hash); records the caller (or the key claimed, when verification fails) in `trace`.
+async fn read_and_verify(
+    gw: &Gateway,
+    parts: &http::request::Parts,
+    incoming: Incoming,
+    signed: keyhole_sigv4::SignedRequest,
+    now: chrono::DateTime<chrono::Utc>,
+    limit: usize,
+    trace: &mut Trace,
+) -> Result<(Vec<u8>, Principal, keyhole_sigv4::VerifiedRequest), S3Error> {
+    let expected = declared_length(&parts.headers, None)?;
+    let raw = BodyReader::new(incoming, &HeaderMap::new(), None, expected)
+        .counting(trace.bytes_in.clone())
+        .read_limited(limit)
+        .await?;
+    let hash = keyhole_sigv4::sha256_hex(&raw);
+    let claimed = signed.access_key_id().to_owned();
+    let (principal, verified) = gw
+        .authn
+        .verify(
+            signed,
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            now,
+            Some(&hash),
+        )
+        .inspect_err(|_| {
+            trace.authn_failed = true;
+            trace.identity.access_key_id = Some(claimed);
+        })?;
+    trace.identity = identity_of(&principal, &gw.account.record.account_id);
+    Ok((raw, principal, verified))
 }
 
 /// The audit record of one authorization check.

@@ -198,31 +198,11 @@ mod tests {
     use crate::metrics::SinkStats;
     use std::sync::Arc;
 
-    fn key() -> CheckpointKey {
-        CheckpointKey::derive(b"master")
-    }
+    use crate::audit::verify::tests::{key, trail};
 
     /// A trail of `n` events, one file per event (1-byte rotation), every file dated `age` ago.
     async fn old_trail(n: usize, age: Duration) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        let sink = AuditSink::open(
-            dir.path(),
-            key(),
-            Rotation {
-                max_bytes: 1,
-                max_age: Duration::from_secs(3600),
-                retain: None,
-            },
-            Arc::new(SinkStats::default()),
-        )
-        .unwrap();
-        for i in 0..n {
-            let mut e = sample_event();
-            e.request_id = format!("REQ{i}");
-            sink.record_durable(e).await.unwrap();
-        }
-        drop(sink);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let dir = trail(n, 1).await;
         let then = SystemTime::now() - age;
         for (_, path) in trail_files(dir.path()).unwrap() {
             File::options()

@@ -232,7 +232,7 @@ pub fn verify(dir: &Path, key: &CheckpointKey) -> Result<Report, AuditError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::audit::event::tests_support::sample_event;
     use crate::audit::sink::{AuditSink, Rotation};
@@ -240,12 +240,12 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    fn key() -> CheckpointKey {
+    pub(crate) fn key() -> CheckpointKey {
         CheckpointKey::derive(b"master")
     }
 
     /// A trail of `n` events, rotated every `per_file` bytes.
-    async fn trail(n: usize, max_bytes: u64) -> tempfile::TempDir {
+    pub(crate) async fn trail(n: usize, max_bytes: u64) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let sink = AuditSink::open(
             dir.path(),
