@@ -13,6 +13,7 @@ import pytest
 
 from e2e_helpers import (
     REGION,
+    USED_SECRETS,
     AwsCli,
     KeyholeProcess,
     make_client,
@@ -105,7 +106,7 @@ def server(tmp_path_factory) -> Server:
     if stray:
         pytest.fail(f"keyhole wrote outside its data dir, into its working directory: {stray}", pytrace=False)
     # Issue 5: after the whole run, the shared server's audit trail holds no secret it was sent.
-    findings = secret_findings(kp.data_dir, [sk])
+    findings = secret_findings(kp.data_dir, [sk, *USED_SECRETS])
     if findings:
         pytest.fail("secrets in the audit trail after the e2e run:\n" + "\n".join(findings[:50]), pytrace=False)
 

@@ -563,6 +563,16 @@ _HEX64 = re.compile(rb"[0-9a-fA-F]{64}")
 _SECRET_MARKERS = [b"Signature=", b"X-Amz-Signature", b"X-Amz-Security-Token", b"Credential=", b"AWS4-HMAC-SHA256 "]
 
 
+# Every secret a test hands the shared server or gets from it (user keys, session secrets and
+# tokens, job credentials tokens): after the run, the shared server's trail must hold none of them.
+USED_SECRETS: list[str] = []
+
+
+def remember_secrets(*values: str | None) -> None:
+    """Adds secrets to the list the end-of-run audit scan looks for."""
+    USED_SECRETS.extend(v for v in values if v)
+
+
 def secret_findings(data_dir: Path, secrets: list[str]) -> list[str]:
     """Places in the trail where a secret, a signature-like 64-hex value (outside the chain's own
     hash fields) or an auth parameter name appears."""

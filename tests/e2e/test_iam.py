@@ -19,7 +19,7 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import REGION, make_client, sign
+from e2e_helpers import REGION, make_client, remember_secrets, sign
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "test-data" / "policies"
 
@@ -40,6 +40,7 @@ def new_user(iam, policy: dict | None = None, name: str | None = None):
     name = name or f"u-{uuid.uuid4().hex[:10]}"
     iam.create_user(UserName=name)
     key = iam.create_access_key(UserName=name)["AccessKey"]
+    remember_secrets(key["SecretAccessKey"])
     if policy is not None:
         iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
     return name, key["AccessKeyId"], key["SecretAccessKey"]

@@ -23,7 +23,7 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import REGION, keyhole_bin, read_trail, sign
+from e2e_helpers import REGION, keyhole_bin, read_trail, remember_secrets, sign
 from test_iam import iam_client, new_user
 
 MiB = 1024 * 1024
@@ -126,6 +126,7 @@ def test_keyhole_run_gives_the_command_exactly_its_job(server, data, tmp_path):
     assert run.returncode == 7, f"the command's exit code is returned\n{run.stdout}\n{run.stderr}"
     got = json.loads(result.read_text())
     creds = got.pop("credentials")
+    remember_secrets(creds["SecretAccessKey"], creds["SessionToken"])
     assert got == {
         "read_dataset": "ok", "read_dataset_2": "ok", "list_dataset": "ok", "read_base": "ok",
         "write_single": "ok", "write_multipart": "ok",
@@ -174,7 +175,10 @@ def test_keyhole_run_gives_the_command_exactly_its_job(server, data, tmp_path):
 def start_job(server, *args: str, creds_file: Path | None = None) -> dict:
     r = keyhole(server, "job", "start", "--output", "json", *args, creds_file=creds_file)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    created = json.loads(r.stdout)
+    c = created["Credentials"]
+    remember_secrets(created["CredentialsToken"], c["SecretAccessKey"], c["SessionToken"])
+    return created
 
 
 def test_a_job_is_denied_until_its_window_starts(server, data):

@@ -20,7 +20,7 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import REGION, sign
+from e2e_helpers import REGION, remember_secrets, sign
 from test_iam import error_code, iam_client, new_user
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "test-data" / "policies"
@@ -81,7 +81,9 @@ def assume(server, seed, policy: str | None, **kw) -> dict:
     args = {"RoleArn": seed["role_arn"], "RoleSessionName": "run-1", **kw}
     if policy is not None:
         args["Policy"] = policy
-    return sts.assume_role(**args)["Credentials"]
+    creds = sts.assume_role(**args)["Credentials"]
+    remember_secrets(creds["SecretAccessKey"], creds["SessionToken"])
+    return creds
 
 
 def test_trust_policy_admits_only_the_named_user(server, seed):
