@@ -346,6 +346,9 @@ pub struct Snapshot {
     pub bucket_policies: HashMap<String, Arc<CompiledPolicy>>,
     /// The account's Block Public Access settings.
     pub account_bpa: PublicAccessBlock,
+    /// Whether the account has a Block Public Access configuration (keyhole's default, all on,
+    /// counts as one; after DeletePublicAccessBlock there is none and every setting is off).
+    pub account_bpa_configured: bool,
     /// Bucket name → its own Block Public Access settings.
     pub bucket_bpa: HashMap<String, PublicAccessBlock>,
     /// Managed policy ARN → its default version compiled as a session policy, for sessions
@@ -681,18 +684,24 @@ impl State {
                 snap.bucket_policies.insert(bucket, Arc::new(compile_bucket_policy(&doc)?));
             }
             snap.account_bpa = PublicAccessBlock::ON;
+            snap.account_bpa_configured = true;
             let mut stmt = db.prepare("SELECT scope, config FROM public_access_blocks")?;
             let blocks = stmt
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
                 .collect::<Result<Vec<_>, _>>()?;
             for (scope, config) in blocks {
-                let pab: PublicAccessBlock = serde_json::from_str(&config)
+                // `null`: the account's configuration was deleted (every setting off).
+                let pab: Option<PublicAccessBlock> = serde_json::from_str(&config)
                     .map_err(|e| StateError::Validation(format!("stored public access block: {e}")))?;
-                match scope.strip_prefix("bucket:") {
-                    Some(bucket) => {
+                match (scope.strip_prefix("bucket:"), pab) {
+                    (Some(bucket), Some(pab)) => {
                         snap.bucket_bpa.insert(bucket.to_owned(), pab);
                     }
-                    None => snap.account_bpa = pab,
+                    (Some(_), None) => {}
+                    (None, pab) => {
+                        snap.account_bpa = pab.unwrap_or(PublicAccessBlock::OFF);
+                        snap.account_bpa_configured = pab.is_some();
+                    }
                 }
             }
             let mut stmt = db.prepare("SELECT id, user_name, secret_sealed, status FROM access_keys")?;
@@ -1687,7 +1696,7 @@ impl State {
     pub fn get_public_access_block(&self, bucket: Option<&str>) -> Option<PublicAccessBlock> {
         let snap = self.snapshot();
         match bucket {
-            None => Some(snap.account_bpa),
+            None => snap.account_bpa_configured.then_some(snap.account_bpa),
             Some(b) => snap.bucket_bpa.get(b).copied(),
         }
     }
@@ -1711,11 +1720,19 @@ impl State {
         })
     }
 
-    /// Delete(Account|Bucket)PublicAccessBlock. For the account this turns every setting off, as
-    /// deleting the configuration does in AWS.
+    /// Delete(Account|Bucket)PublicAccessBlock. For the account this leaves no configuration and
+    /// every setting off, as deleting the configuration does in AWS (GetPublicAccessBlock then
+    /// answers NoSuchPublicAccessBlockConfiguration).
     pub fn delete_public_access_block(&self, bucket: Option<&str>) -> Result<(), StateError> {
         match bucket {
-            None => self.put_public_access_block(None, PublicAccessBlock::OFF),
+            None => self.change(|tx| {
+                tx.execute(
+                    "INSERT INTO public_access_blocks (scope, config) VALUES (?1, 'null')
+                     ON CONFLICT (scope) DO UPDATE SET config = excluded.config",
+                    [ACCOUNT_SCOPE],
+                )?;
+                Ok(())
+            }),
             Some(b) => self.change(|tx| {
                 tx.execute(
                     "DELETE FROM public_access_blocks WHERE scope = ?1",
@@ -1959,6 +1976,18 @@ mod tests {
         );
         s.forget_bucket("b").unwrap();
         assert!(s.snapshot().bucket_policies.is_empty());
+        // Deleting the account's configuration leaves none (GetPublicAccessBlock answers
+        // NoSuchPublicAccessBlockConfiguration) and every setting off, across a restart too.
+        s.put_public_access_block(None, PublicAccessBlock::ON)
+            .unwrap();
+        s.delete_public_access_block(None).unwrap();
+        assert_eq!(s.get_public_access_block(None), None);
+        assert_eq!(s.snapshot().effective_bpa("b"), PublicAccessBlock::OFF);
+        s.reload().unwrap();
+        assert_eq!(s.get_public_access_block(None), None);
+        s.put_public_access_block(None, PublicAccessBlock::ON)
+            .unwrap();
+        assert_eq!(s.get_public_access_block(None), Some(PublicAccessBlock::ON));
     }
 
     #[test]
