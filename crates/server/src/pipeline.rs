@@ -133,6 +133,8 @@ struct Trace {
     identity: UserIdentity,
     bucket: Option<String>,
     key: Option<String>,
+    /// A listing's `prefix`.
+    prefix: Option<String>,
     checks: Arc<Checks>,
     /// Authentication failed: the decision is `Deny` whatever was checked.
     authn_failed: bool,
@@ -171,6 +173,7 @@ impl Trace {
             request_parameters: RequestParameters {
                 bucket_name: self.bucket.clone(),
                 key: self.key.clone(),
+                prefix: self.prefix.clone(),
             },
             resources,
             authorization,
@@ -286,6 +289,7 @@ pub async fn handle(
             },
             bucket: None,
             key: None,
+            prefix: None,
             checks: Arc::default(),
             authn_failed: false,
             bytes_in: Arc::default(),
@@ -311,6 +315,7 @@ pub async fn handle(
             },
             bucket: None,
             key: None,
+            prefix: None,
             checks: Arc::default(),
             authn_failed: outcome.is_err(),
             bytes_in: Arc::default(),
@@ -350,6 +355,7 @@ pub async fn handle(
         },
         bucket: err_bucket.clone(),
         key: err_key.clone(),
+        prefix: None,
         checks: Arc::default(),
         authn_failed: false,
         bytes_in: Arc::default(),
@@ -530,6 +536,9 @@ pub async fn handle(
             (bucket, key)
         };
         trace.op_name = op.name();
+        if matches!(op, Op::ListObjects | Op::ListObjectsV2) {
+            trace.prefix = query.get("prefix").map(str::to_owned);
+        }
         let bucket = bucket.unwrap_or_default();
         let key = key.unwrap_or_default();
         let access = op.access(&bucket, &key);

@@ -126,6 +126,9 @@ pub struct RequestParameters {
     /// The key named by the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The `prefix` of a listing (ListObjects, ListObjectsV2), as CloudTrail records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 /// CloudTrail's `resources` entry.
@@ -214,6 +217,7 @@ pub(crate) mod tests_support {
             request_parameters: RequestParameters {
                 bucket_name: Some("b".into()),
                 key: Some("k".into()),
+                prefix: None,
             },
             resources: vec![Resource::for_arn("arn:aws:s3:::b/k").unwrap()],
             authorization: vec![Check {

@@ -3,7 +3,8 @@
 //! and the minimal policy that would have sufficed.
 //!
 //! Only what the trail recorded for the job's sessions (events whose identity carries the job id)
-//! counts; the report is exact for the trail as it stands when it is built.
+//! counts; the report is exact for the trail as it stands when it is built. A listing counts for
+//! the read location its `prefix` falls under.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -29,13 +30,16 @@ struct LocationUse {
     actions: BTreeSet<String>,
 }
 
-/// The location an allowed request used: the one covering the key, or for a listing (no key)
-/// the first in the bucket.
+/// The location an allowed request used: the one covering the key (for a listing, the prefix it
+/// asked for; the first location in the bucket if the trail did not record one).
 fn location_of(locs: &[Location], bucket: &str, key: Option<&str>) -> Option<usize> {
-    locs.iter().position(|l| match key {
-        Some(k) => l.covers(bucket, k),
-        None => l.bucket == bucket,
-    })
+    locs.iter()
+        .position(|l| key.is_some_and(|k| l.covers(bucket, k)))
+        .or_else(|| {
+            key.is_none()
+                .then(|| locs.iter().position(|l| l.bucket == bucket))
+                .flatten()
+        })
 }
 
 /// Builds the report for `record` from the trail under `dir`.
@@ -113,7 +117,11 @@ pub fn build(dir: &Path, record: &JobRecord) -> std::io::Result<Value> {
             } else {
                 (&job.write, &mut writes)
             };
-            let object_key = if action == "s3:ListBucket" { None } else { key };
+            let object_key = if action == "s3:ListBucket" {
+                e.request_parameters.prefix.as_deref()
+            } else {
+                key
+            };
             let Some(i) = location_of(locs, bucket, object_key) else {
                 continue;
             };
@@ -261,4 +269,136 @@ fn minimal_policy(job: &ResolvedJob, reads: &[LocationUse], writes: &[LocationUs
     add("Read".into(), &job.read, reads);
     add("Write".into(), &job.write, writes);
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::tests_support::sample_event;
+    use crate::audit::event::{AuditEvent, Check};
+    use crate::jobs::spec::JobSpec;
+
+    fn record(now: chrono::DateTime<chrono::Utc>) -> JobRecord {
+        let job = JobSpec {
+            name: "r".into(),
+            read: vec!["s3://data/a/".into(), "s3://data/c/".into()],
+            write: vec!["s3://out/run/".into()],
+            duration: Some("1h".into()),
+            source_ip: vec!["127.0.0.1".into()],
+            ..JobSpec::default()
+        }
+        .resolve(now, None)
+        .unwrap();
+        JobRecord {
+            id: "r-abc123".into(),
+            policy: job.policy().to_string(),
+            job,
+            created_by: "arn:aws:iam::123456789012:root".into(),
+            created_at: now.timestamp(),
+            finished_at: None,
+            finished_by: None,
+            token_hash: String::new(),
+        }
+    }
+
+    fn event(op: &str, action: &str, bucket: &str, key: Option<&str>, allow: bool) -> AuditEvent {
+        let mut e = sample_event();
+        e.event_time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        e.event_name = op.into();
+        e.user_identity.job = Some("r-abc123".into());
+        e.request_parameters.bucket_name = Some(bucket.into());
+        e.request_parameters.key = key.map(str::to_owned);
+        let decision = if allow {
+            Decision::Allow
+        } else {
+            Decision::Deny
+        };
+        e.decision = Some(decision);
+        e.http_status = Some(if allow { 200 } else { 403 });
+        e.bytes_in = 0;
+        e.bytes_out = 0;
+        e.authorization = vec![Check {
+            action: action.into(),
+            resource: match key {
+                Some(k) => format!("arn:aws:s3:::{bucket}/{k}"),
+                None => format!("arn:aws:s3:::{bucket}"),
+            },
+            decision,
+            reason: "r".into(),
+            statements: Vec::new(),
+        }];
+        e
+    }
+
+    /// Writes events as trail lines (the fields `scan` reads; the chain is not checked here).
+    fn write_trail(dir: &Path, events: &[AuditEvent]) {
+        let mut text = String::new();
+        for (i, e) in events.iter().enumerate() {
+            let mut v = serde_json::to_value(e).unwrap();
+            v["seq"] = json!(i + 1);
+            text.push_str(&v.to_string());
+            text.push('\n');
+        }
+        std::fs::write(dir.join(crate::audit::sink::file_name(1)), text).unwrap();
+    }
+
+    #[test]
+    fn reads_writes_listings_and_denials_are_counted_per_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = chrono::Utc::now();
+        let mut list = event("ListObjectsV2", "s3:ListBucket", "data", None, true);
+        list.request_parameters.prefix = Some("c/".into());
+        let mut get = event("GetObject", "s3:GetObject", "data", Some("a/x"), true);
+        get.bytes_out = 10;
+        let mut put = event("PutObject", "s3:PutObject", "out", Some("run/y"), true);
+        put.bytes_in = 7;
+        let denied = event(
+            "DeleteObject",
+            "s3:DeleteObject",
+            "out",
+            Some("run/y"),
+            false,
+        );
+        let mut other = event("GetObject", "s3:GetObject", "data", Some("a/x"), true);
+        other.user_identity.job = Some("another-job".into());
+        write_trail(dir.path(), &[list, get, put, denied, other]);
+        let r = build(dir.path(), &record(now)).unwrap();
+        assert_eq!(r["read"][0]["objects"], 1);
+        assert_eq!(r["read"][0]["bytes"], 10);
+        assert_eq!(r["read"][0]["lists"], 0, "the listing asked for c/");
+        assert_eq!(r["read"][1]["lists"], 1);
+        assert_eq!(r["written"][0]["objects"], 1);
+        assert_eq!(r["written"][0]["bytes"], 7);
+        assert_eq!(r["denied"]["count"], 1);
+        assert_eq!(r["requests"], 4, "another job's events do not count");
+        let unused: Vec<&str> = r["unusedGrants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["sid"].as_str().unwrap())
+            .collect();
+        assert_eq!(unused, ["Read0List", "Read1Objects"]);
+        let resources: Vec<String> = r["minimalPolicy"]["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| match &s["Resource"] {
+                Value::String(one) => vec![one.clone()],
+                many => many
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect(),
+            })
+            .collect();
+        assert_eq!(
+            resources,
+            [
+                "arn:aws:s3:::data/a/x",
+                "arn:aws:s3:::data",
+                "arn:aws:s3:::out/run/y"
+            ]
+        );
+    }
 }
