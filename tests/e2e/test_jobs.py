@@ -476,18 +476,20 @@ def test_a_role_capped_job_gets_the_intersection_and_its_job_tag(server, data):
     out = data["out"]
     policy = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject"],
-         "Resource": f"arn:aws:s3:::{out}/jobs/${{aws:PrincipalTag/job}}/*"},
+         "Resource": [f"arn:aws:s3:::{out}/jobs/${{aws:PrincipalTag/job}}/*",
+                      f"arn:aws:s3:::{out}/jobs/teams/${{aws:PrincipalTag/team}}/*"]},
         {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{data['ds']}/*"}]}
     iam.put_role_policy(RoleName=role, PolicyName="jobs", PolicyDocument=json.dumps(policy))
     created = start_job(server, "--name", "capped", "--read", f"s3://{data['ds']}/wiki/",
-                        "--write", f"s3://{out}/jobs/", "--for", "5m", "--role", role)
+                        "--write", f"s3://{out}/jobs/", "--for", "5m", "--role", role, "--label", "team=nlp")
     job_id = created["Job"]["JobId"]
     assert created["Job"]["Role"] == role
     s3 = session_client(server, created["Credentials"])
     arn = session_client(server, created["Credentials"], "sts").get_caller_identity()["Arn"]
     assert arn == f"arn:aws:sts::{server.account_id}:assumed-role/{role}/{job_id}"
     s3.put_object(Bucket=out, Key=f"jobs/{job_id}/ckpt", Body=b"1")
-    for key in ("jobs/someone-else/ckpt",):
+    s3.put_object(Bucket=out, Key="jobs/teams/nlp/shared.txt", Body=b"1")  # the label is a tag too
+    for key in ("jobs/someone-else/ckpt", "jobs/teams/vision/x"):
         with pytest.raises(ClientError) as e:
             s3.put_object(Bucket=out, Key=key, Body=b"1")
         assert code_of(e.value) == "AccessDenied"

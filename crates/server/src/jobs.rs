@@ -451,7 +451,19 @@ pub fn mint(
     claims.session = entry.record.id.clone();
     claims.exp = exp.timestamp();
     claims.job = Some(entry.record.id.clone());
-    claims.tags = vec![(JOB_TAG.to_owned(), entry.record.id.clone())];
+    // The job's labels become session tags too (`aws:PrincipalTag/team`), and `job` names the
+    // job (a label cannot override it: the spec refuses a `job` label).
+    claims.tags = entry
+        .record
+        .job
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(std::iter::once((
+            JOB_TAG.to_owned(),
+            entry.record.id.clone(),
+        )))
+        .collect();
     let token = gw.tokens.seal(&claims)?;
     Ok((claims, token))
 }

@@ -400,13 +400,23 @@ impl JobSpec {
             crate::state::validate_name("role", role, 64)
                 .map_err(|e| bad("role", e.to_string()))?;
         }
+        // Labels become the job sessions' principal tags: AWS's tag rules apply, at most 49 of
+        // them (the `job` tag is the fiftieth), and `job` itself is the job's id.
+        if self.labels.len() > 49 {
+            return Err(bad(
+                "labels",
+                "at most 49 labels (sessions carry at most 50 tags, one of them `job`)",
+            ));
+        }
         for (k, v) in &self.labels {
-            if k.is_empty() || k.len() > 128 || v.len() > 256 {
+            if k.eq_ignore_ascii_case(super::JOB_TAG) {
                 return Err(bad(
                     format!("labels.{k}"),
-                    "label keys are 1-128 characters and values at most 256",
+                    "`job` is reserved: every job session carries the tag job=JOB_ID",
                 ));
             }
+            crate::state::validate_tag(k, v)
+                .map_err(|e| bad(format!("labels.{k}"), e.to_string()))?;
         }
         Ok(ResolvedJob {
             name: self.name.clone(),
@@ -757,6 +767,20 @@ role = "training-jobs"
             "a window in the past"
         );
         assert_eq!(with(&|s| s.duration = Some("31d".into())), "duration");
+        assert_eq!(
+            with(&|s| {
+                s.labels.insert("job".into(), "x".into());
+            }),
+            "labels.job",
+            "job is the job's own tag"
+        );
+        assert_eq!(
+            with(&|s| {
+                s.labels.insert("bad#key".into(), "x".into());
+            }),
+            "labels.bad#key",
+            "labels follow AWS's tag rules"
+        );
         assert_eq!(
             with(&|s| {
                 s.read.clear();
