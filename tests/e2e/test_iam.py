@@ -387,3 +387,23 @@ def test_principal_tags_drive_abac_policies(server, s3):
     with pytest.raises(ClientError) as e:
         iam.tag_user(UserName=name, Tags=[{"Key": "aws:team", "Value": "x"}])
     assert error_code(e.value) == "ValidationError"
+
+
+def test_attached_role_policies_are_listed(server, aws):
+    """ListAttachedRolePolicies (https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListAttachedRolePolicies.html)."""
+    iam = iam_client(server)
+    role = f"attached-{uuid.uuid4().hex[:8]}"
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:root"}}]}
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]}
+    arn = iam.create_policy(PolicyName=f"p-{role}", PolicyDocument=json.dumps(doc))["Policy"]["Arn"]
+    assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
+    iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+    listed = json.loads(aws.ok("iam", "list-attached-role-policies", "--role-name", role).stdout)
+    assert listed["AttachedPolicies"] == [{"PolicyName": f"p-{role}", "PolicyArn": arn}]
+    iam.detach_role_policy(RoleName=role, PolicyArn=arn)
+    assert iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"] == []
+    with pytest.raises(ClientError) as e:
+        iam.list_attached_role_policies(RoleName="no-such-role")
+    assert error_code(e.value) == "NoSuchEntity"

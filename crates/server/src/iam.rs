@@ -71,7 +71,7 @@ iam_actions! {
     AttachUserPolicy, DetachUserPolicy, ListAttachedUserPolicies,
     CreateRole, GetRole, ListRoles, DeleteRole, UpdateAssumeRolePolicy,
     PutRolePolicy, GetRolePolicy, ListRolePolicies, DeleteRolePolicy,
-    AttachRolePolicy, DetachRolePolicy,
+    AttachRolePolicy, DetachRolePolicy, ListAttachedRolePolicies,
     PutUserPermissionsBoundary, DeleteUserPermissionsBoundary,
     PutRolePermissionsBoundary, DeleteRolePermissionsBoundary,
     TagUser, UntagUser, ListUserTags, TagRole, UntagRole, ListRoleTags,
@@ -235,7 +235,8 @@ pub fn permission(
         | A::ListRolePolicies
         | A::DeleteRolePolicy
         | A::AttachRolePolicy
-        | A::DetachRolePolicy => format!(
+        | A::DetachRolePolicy
+        | A::ListAttachedRolePolicies => format!(
             "arn:aws:iam::{account_id}:role/{}",
             required(q, "RoleName")?
         ),
@@ -697,11 +698,17 @@ fn run(
         A::DeleteRolePermissionsBoundary => {
             state.set_boundary(PrincipalKind::Role, required(q, "RoleName")?, None)?;
         }
-        A::ListAttachedUserPolicies | A::ListAttachedGroupPolicies => {
-            let attached = if action == A::ListAttachedUserPolicies {
-                state.list_attached_policies(PrincipalKind::User, required(q, "UserName")?)?
-            } else {
-                state.list_attached_policies(PrincipalKind::Group, required(q, "GroupName")?)?
+        A::ListAttachedUserPolicies
+        | A::ListAttachedGroupPolicies
+        | A::ListAttachedRolePolicies => {
+            let attached = match action {
+                A::ListAttachedUserPolicies => {
+                    state.list_attached_policies(PrincipalKind::User, required(q, "UserName")?)?
+                }
+                A::ListAttachedGroupPolicies => {
+                    state.list_attached_policies(PrincipalKind::Group, required(q, "GroupName")?)?
+                }
+                _ => state.list_attached_policies(PrincipalKind::Role, required(q, "RoleName")?)?,
             };
             w.open(&result);
             w.open("AttachedPolicies");
