@@ -407,3 +407,23 @@ def test_attached_role_policies_are_listed(server, aws):
     with pytest.raises(ClientError) as e:
         iam.list_attached_role_policies(RoleName="no-such-role")
     assert error_code(e.value) == "NoSuchEntity"
+
+
+def test_iam_actions_on_an_entity_are_authorized_against_its_path(server):
+    """IAM ARNs carry the entity's path (arn:aws:iam::ACCOUNT:user/team-a/NAME); a policy that names
+    the path governs actions on it
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns)."""
+    iam = iam_client(server)
+    inside, outside = f"in-{uuid.uuid4().hex[:6]}", f"out-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=inside, Path="/team-a/")
+    iam.create_user(UserName=outside, Path="/team-b/")
+    _, ak, sk = new_user(iam, policy={"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "iam:TagUser",
+        "Resource": f"arn:aws:iam::{server.account_id}:user/team-a/*"}]})
+    admin = boto3.session.Session().client(
+        "iam", endpoint_url=server.endpoint, region_name=REGION, aws_access_key_id=ak, aws_secret_access_key=sk)
+    admin.tag_user(UserName=inside, Tags=[{"Key": "k", "Value": "v"}])
+    with pytest.raises(ClientError) as e:
+        admin.tag_user(UserName=outside, Tags=[{"Key": "k", "Value": "v"}])
+    assert error_code(e.value) == "AccessDenied"
+    assert f"user/team-b/{outside}" in e.value.response["Error"]["Message"]

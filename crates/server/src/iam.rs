@@ -256,6 +256,33 @@ pub fn permission(
     })
 }
 
+/// The ARN of an existing user, role or group with its path (`arn:aws:iam::ACCOUNT:user/team/
+/// alice`), as AWS authorizes IAM actions on it, so a policy naming `user/team/*` applies
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns).
+/// Other resources, names not found, and ARNs that already carry a path are returned as given.
+pub fn with_entity_path(state: &State, resource: &str) -> String {
+    let Some((_account, rest)) = resource
+        .strip_prefix("arn:aws:iam::")
+        .and_then(|r| r.split_once(':'))
+    else {
+        return resource.to_owned();
+    };
+    let Some((kind, name)) = rest.split_once('/') else {
+        return resource.to_owned();
+    };
+    if name.contains('/') {
+        return resource.to_owned();
+    }
+    let snapshot = state.snapshot();
+    let found = match kind {
+        "user" => snapshot.users.get(name).map(|u| u.arn.clone()),
+        "role" => snapshot.roles.get(name).map(|r| r.arn.clone()),
+        "group" => state.get_group(name).ok().map(|(g, _)| state.group_arn(&g)),
+        _ => None,
+    };
+    found.unwrap_or_else(|| resource.to_owned())
+}
+
 /// RFC 3986 unreserved characters stay as they are; everything else is percent-encoded.
 const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
@@ -879,7 +906,8 @@ pub async fn dispatch(
             "the IAM action `{name}`"
         )));
     };
-    let permission = permission(action, &form, principal, &gw.account.record.account_id)?;
+    let mut permission = permission(action, &form, principal, &gw.account.record.account_id)?;
+    permission.resource = with_entity_path(&gw.state, &permission.resource);
     let (decided, statements) = match principal {
         // GetSessionToken credentials "cannot call any IAM API operations unless MFA
         // authentication information is included in the request"
