@@ -1164,17 +1164,24 @@ impl State {
     }
 
     /// The managed policy an ARN of this account names.
+    ///
+    /// The whole ARN must match, path included: `policy/team/p` does not name `policy/p`.
+    /// Called before any transaction (it reads the database itself).
     fn policy_name_from_arn(&self, arn: &str) -> Result<String, StateError> {
         let prefix = format!("arn:aws:iam::{}:policy/", self.account_id);
-        arn.strip_prefix(&prefix)
+        let missing = || {
+            StateError::NoSuchEntity(format!("Policy {arn} does not exist or is not attachable."))
+        };
+        let name = arn
+            .strip_prefix(&prefix)
             .and_then(|rest| rest.rsplit('/').next())
             .filter(|n| !n.is_empty())
             .map(str::to_owned)
-            .ok_or_else(|| {
-                StateError::NoSuchEntity(format!(
-                    "Policy {arn} does not exist or is not attachable."
-                ))
-            })
+            .ok_or_else(missing)?;
+        match self.with_db(|db| Self::managed_by_name(db, &name))? {
+            Some(p) if self.policy_arn(&p) != arn => Err(missing()),
+            _ => Ok(name),
+        }
     }
 
     /// CreatePolicy.
@@ -1936,6 +1943,21 @@ mod tests {
         assert!(s.snapshot().users["dave"].policies.is_empty());
         s.delete_policy(&arn).unwrap();
         assert_eq!(s.get_policy(&arn).unwrap_err().code(), "NoSuchEntity");
+        // The ARN names the policy with its path: a wrong or missing path finds nothing.
+        let p = s.create_policy("Pathed", "/team/", "", READ).unwrap();
+        let arn = s.policy_arn(&p);
+        assert!(arn.ends_with(":policy/team/Pathed"), "{arn}");
+        assert!(s.get_policy(&arn).is_ok());
+        for wrong in ["policy/Pathed", "policy/other/Pathed"] {
+            let wrong = format!("arn:aws:iam::123456789012:{wrong}");
+            assert_eq!(s.get_policy(&wrong).unwrap_err().code(), "NoSuchEntity");
+            assert_eq!(
+                s.attach_policy(PrincipalKind::User, "dave", &wrong)
+                    .unwrap_err()
+                    .code(),
+                "NoSuchEntity"
+            );
+        }
     }
 
     #[test]
