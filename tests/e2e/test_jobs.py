@@ -182,7 +182,7 @@ def start_job(server, *args: str, creds_file: Path | None = None) -> dict:
 
 
 def test_a_job_is_denied_until_its_window_starts(server, data):
-    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=6)
+    start = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=10)
     created = start_job(server, "--name", "later", "--read", f"s3://{data['ds']}/wiki/",
                         "--start", start.strftime("%Y-%m-%dT%H:%M:%SZ"), "--for", "5m")
     assert created["Job"]["State"] == "pending"
