@@ -563,6 +563,30 @@ _HEX64 = re.compile(rb"[0-9a-fA-F]{64}")
 _SECRET_MARKERS = [b"Signature=", b"X-Amz-Signature", b"X-Amz-Security-Token", b"Credential=", b"AWS4-HMAC-SHA256 "]
 
 
+def status_from(source: str, port: int, method: str, path: str, ak: str, sk: str, token: str | None = None,
+                body: bytes = b"", unsigned_headers: dict[str, str] | None = None) -> int:
+    """The status of a request signed with (ak, sk[, token]) and sent over a connection bound to
+    the loopback address `source` (tests of `aws:SourceIp`); `unsigned_headers` are added after
+    signing (e.g. X-Forwarded-For, which a proxy adds)."""
+    signed = {"Host": f"127.0.0.1:{port}"}
+    if token:
+        signed["X-Amz-Security-Token"] = token
+    headers = sign(method, f"http://127.0.0.1:{port}{path}", ak, sk, signed, body)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for k, v in {**headers, **(unsigned_headers or {})}.items():
+            conn.putheader(k, v)
+        if body or method in ("PUT", "POST"):
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body or None)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
 # Every secret a test hands the shared server or gets from it (user keys, session secrets and
 # tokens, job credentials tokens): after the run, the shared server's trail must hold none of them.
 USED_SECRETS: list[str] = []

@@ -19,7 +19,7 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import REGION, make_client, remember_secrets, sign
+from e2e_helpers import REGION, make_client, remember_secrets, sign, status_from
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "test-data" / "policies"
 
@@ -193,19 +193,7 @@ def test_iam_actions_are_authorized_too(server):
 
 def _get_from(source: str, server, bucket: str, key: str, ak: str, sk: str) -> int:
     """GET signed with the user's keys over a connection bound to `source`."""
-    path = f"/{bucket}/{key}"
-    headers = sign("GET", f"{server.endpoint}{path}", ak, sk, {"Host": f"127.0.0.1:{server.port}"})
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30, source_address=(source, 0))
-    try:
-        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
-        for k, v in headers.items():
-            conn.putheader(k, v)
-        conn.endheaders()
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
+    return status_from(source, server.port, "GET", f"/{bucket}/{key}", ak, sk)
 
 
 def test_source_ip_condition_uses_the_tcp_peer(server, s3):
@@ -283,20 +271,7 @@ def test_readme_admin_quickstart_runs(fresh_server_factory, tmp_path):
 
 def _get_with_xff(source: str, kp, bucket: str, key: str, ak: str, sk: str, xff: str) -> int:
     """GET from `source`, signed by the user, carrying an X-Forwarded-For header."""
-    path = f"/{bucket}/{key}"
-    headers = sign("GET", f"{kp.endpoint}{path}", ak, sk, {"Host": f"127.0.0.1:{kp.port}"})
-    conn = http.client.HTTPConnection("127.0.0.1", kp.port, timeout=30, source_address=(source, 0))
-    try:
-        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
-        for k, v in headers.items():
-            conn.putheader(k, v)
-        conn.putheader("X-Forwarded-For", xff)
-        conn.endheaders()
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
+    return status_from(source, kp.port, "GET", f"/{bucket}/{key}", ak, sk, unsigned_headers={"X-Forwarded-For": xff})
 
 
 def test_x_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path):

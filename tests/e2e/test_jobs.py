@@ -23,7 +23,7 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import REGION, keyhole_bin, read_trail, remember_secrets, sign
+from e2e_helpers import REGION, keyhole_bin, read_trail, remember_secrets, status_from
 from test_iam import iam_client, new_user
 
 MiB = 1024 * 1024
@@ -196,20 +196,8 @@ def test_a_job_is_denied_until_its_window_starts(server, data):
 
 
 def _get_from(source: str, server, creds: dict, path: str) -> int:
-    import http.client
-    headers = sign("GET", f"{server.endpoint}{path}", creds["AccessKeyId"], creds["SecretAccessKey"],
-                   {"Host": f"127.0.0.1:{server.port}", "X-Amz-Security-Token": creds["SessionToken"]}, b"")
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30, source_address=(source, 0))
-    try:
-        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
-        for k, v in headers.items():
-            conn.putheader(k, v)
-        conn.endheaders()
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
+    return status_from(source, server.port, "GET", path, creds["AccessKeyId"], creds["SecretAccessKey"],
+                       creds["SessionToken"])
 
 
 def test_a_job_bound_to_127_0_0_1_is_denied_from_127_0_0_2(server, data):

@@ -20,7 +20,7 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import REGION, remember_secrets, sign
+from e2e_helpers import REGION, remember_secrets, sign, status_from
 from test_iam import error_code, iam_client, new_user
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "test-data" / "policies"
@@ -147,20 +147,8 @@ def test_window_outside_now_denies(server, seed, start_min, end_min):
 
 
 def _put_from(source: str, server, creds: dict, path: str) -> int:
-    headers = sign("PUT", f"{server.endpoint}{path}", creds["AccessKeyId"], creds["SecretAccessKey"],
-                   {"Host": f"127.0.0.1:{server.port}", "X-Amz-Security-Token": creds["SessionToken"]}, b"x")
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30, source_address=(source, 0))
-    try:
-        conn.putrequest("PUT", path, skip_host=True, skip_accept_encoding=True)
-        for k, v in headers.items():
-            conn.putheader(k, v)
-        conn.putheader("Content-Length", "1")
-        conn.endheaders(b"x")
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
+    return status_from(source, server.port, "PUT", path, creds["AccessKeyId"], creds["SecretAccessKey"],
+                       creds["SessionToken"], body=b"x")
 
 
 def test_session_bound_to_127_0_0_1_is_denied_from_127_0_0_2(server, seed):
