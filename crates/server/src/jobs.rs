@@ -352,7 +352,7 @@ pub async fn execute(
                 StatusCode::OK,
                 &json!({
                     "Job": view(gw, &record, t),
-                    "Credentials": credentials_json(&claims, &session_token),
+                    "Credentials": credentials_json(&claims, &session_token, "SessionToken"),
                     "CredentialsToken": token,
                 }),
             ))
@@ -404,14 +404,19 @@ fn token_hash(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
-fn credentials_json(claims: &SessionClaims, token: &str) -> Value {
+/// Credentials as AWS spells them: STS-style (`SessionToken`, the keyhole API) or the container
+/// endpoint's (`Token`), named by `token_field`.
+fn credentials_json(claims: &SessionClaims, token: &str, token_field: &str) -> Value {
     let expiration = DateTime::<Utc>::from_timestamp(claims.exp, 0).map(rfc3339);
-    json!({
+    let mut v = json!({
         "AccessKeyId": claims.ak,
         "SecretAccessKey": claims.sk,
-        "SessionToken": token,
         "Expiration": expiration,
-    })
+    });
+    if let Some(o) = v.as_object_mut() {
+        o.insert(token_field.to_owned(), json!(token));
+    }
+    v
 }
 
 /// Issues a fresh session for a job: valid from now until the configured session lifetime or the
@@ -526,16 +531,7 @@ pub fn container_credentials(
         );
     }
     let out = mint(gw, &entry, now).map(|(claims, token)| {
-        let expiration = DateTime::<Utc>::from_timestamp(claims.exp, 0).map(rfc3339);
-        json_response(
-            StatusCode::OK,
-            &json!({
-                "AccessKeyId": claims.ak,
-                "SecretAccessKey": claims.sk,
-                "Token": token,
-                "Expiration": expiration,
-            }),
-        )
+        json_response(StatusCode::OK, &credentials_json(&claims, &token, "Token"))
     });
     (out, Some(id))
 }

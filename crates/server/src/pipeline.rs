@@ -142,6 +142,27 @@ struct Trace {
 }
 
 impl Trace {
+    /// A trace with nothing learned yet but the API, the operation and who is calling.
+    fn new(
+        api: &'static str,
+        event_source: &str,
+        op_name: &'static str,
+        identity: UserIdentity,
+    ) -> Trace {
+        Trace {
+            api,
+            event_source: event_source.to_owned(),
+            op_name,
+            identity,
+            bucket: None,
+            key: None,
+            prefix: None,
+            checks: Arc::default(),
+            authn_failed: false,
+            bytes_in: Arc::default(),
+        }
+    }
+
     fn event(&self, gw: &Gateway, base: &EventBase, stage: Stage) -> AuditEvent {
         let authorization = self.checks.snapshot();
         let resources = authorization
@@ -279,21 +300,15 @@ pub async fn handle(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         );
-        let trace = Trace {
-            api: "ops",
-            event_source: "keyhole".into(),
-            op_name: "GetMetrics",
-            identity: UserIdentity {
+        let trace = Trace::new(
+            "ops",
+            "keyhole",
+            "GetMetrics",
+            UserIdentity {
                 kind: "AnonymousPrincipal".into(),
                 ..UserIdentity::default()
             },
-            bucket: None,
-            key: None,
-            prefix: None,
-            checks: Arc::default(),
-            authn_failed: false,
-            bytes_in: Arc::default(),
-        };
+        );
         return complete(&gw, trace, &base, r, false, None).await;
     }
 
@@ -304,22 +319,17 @@ pub async fn handle(
             base.source_ip,
             chrono::Utc::now(),
         );
-        let trace = Trace {
-            api: "keyhole",
-            event_source: "keyhole".into(),
-            op_name: "GetJobCredentials",
-            identity: UserIdentity {
+        let mut trace = Trace::new(
+            "keyhole",
+            "keyhole",
+            "GetJobCredentials",
+            UserIdentity {
                 kind: "JobToken".into(),
                 job,
                 ..UserIdentity::default()
             },
-            bucket: None,
-            key: None,
-            prefix: None,
-            checks: Arc::default(),
-            authn_failed: outcome.is_err(),
-            bytes_in: Arc::default(),
-        };
+        );
+        trace.authn_failed = outcome.is_err();
         let (response, error) = match outcome {
             Ok(r) => (r, None),
             Err(e) => {
@@ -345,21 +355,17 @@ pub async fn handle(
         Err(_) => (None, None),
     };
     let mut format = ErrorFormat::S3;
-    let mut trace = Trace {
-        api: "s3",
-        event_source: "s3.amazonaws.com".into(),
-        op_name: "Unknown",
-        identity: UserIdentity {
+    let mut trace = Trace::new(
+        "s3",
+        "s3.amazonaws.com",
+        "Unknown",
+        UserIdentity {
             kind: "Unknown".into(),
             ..UserIdentity::default()
         },
-        bucket: err_bucket.clone(),
-        key: err_key.clone(),
-        prefix: None,
-        checks: Arc::default(),
-        authn_failed: false,
-        bytes_in: Arc::default(),
-    };
+    );
+    trace.bucket.clone_from(&err_bucket);
+    trace.key.clone_from(&err_key);
     let outcome: Result<Response<Body>, S3Error> = async {
         let (bucket, key) = located?;
         let now = chrono::Utc::now();

@@ -2,7 +2,8 @@
 //! `revoked_sessions`, portable SQL) and the in-memory view the request path reads.
 //!
 //! The request path never queries the database: [`JobStore::active`] and
-//! [`JobStore::is_revoked`] read a cache that every change rebuilds before it returns, so a
+//! [`JobStore::is_revoked`] read a cache that every change updates before it returns (and that
+//! [`JobStore::reload`] rebuilds from the database at start), so a
 //! finished job's or a revoked session's next request is refused (well within DESIGN.md's
 //! one-second bound on a single node).
 
@@ -78,7 +79,7 @@ pub struct JobEntry {
     pub as_session: Arc<CompiledPolicy>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Cache {
     active: HashMap<String, Arc<JobEntry>>,
     revoked: HashSet<String>,
@@ -210,6 +211,18 @@ impl JobStore {
         Ok(())
     }
 
+    /// Applies one change to the cache under its write lock (so concurrent changes are not lost);
+    /// requests keep reading the previous cache until the new one replaces it.
+    fn update_cache(&self, change: impl FnOnce(&mut Cache)) {
+        let mut guard = match self.cache.write() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut next = Cache::clone(&guard);
+        change(&mut next);
+        *guard = Arc::new(next);
+    }
+
     /// The unfinished job `id` (request path: memory only).
     pub fn active(&self, id: &str) -> Option<Arc<JobEntry>> {
         self.cache().active.get(id).cloned()
@@ -224,7 +237,7 @@ impl JobStore {
     /// not ended has the same name.
     pub fn create(&self, record: &JobRecord, now: i64) -> Result<(), StateError> {
         // Compile first: a job whose policy does not compile is never stored.
-        compile(record)?;
+        let entry = Arc::new(compile(record)?);
         let job = serde_json::to_string(&record.job).map_err(|e| damaged(e.to_string()))?;
         {
             let mut db = self.db();
@@ -257,7 +270,12 @@ impl JobStore {
             )?;
             tx.commit()?;
         }
-        self.reload(now)
+        self.update_cache(|c| {
+            // Jobs whose window has ended are dropped on the way (their sessions expired with it).
+            c.active.retain(|_, e| e.record.job.end.timestamp() > now);
+            c.active.insert(record.id.clone(), entry);
+        });
+        Ok(())
     }
 
     /// The job `id`, finished or not.
@@ -299,7 +317,9 @@ impl JobStore {
             params![id, now, by],
         )?;
         if changed > 0 {
-            self.reload(now)?;
+            self.update_cache(|c| {
+                c.active.remove(id);
+            });
         }
         self.get(id)
     }
@@ -316,7 +336,10 @@ impl JobStore {
              ON CONFLICT (access_key_id) DO UPDATE SET expires_at = excluded.expires_at",
             params![access_key_id, expires_at, now],
         )?;
-        self.reload(now)
+        self.update_cache(|c| {
+            c.revoked.insert(access_key_id.to_owned());
+        });
+        Ok(())
     }
 }
 
