@@ -597,6 +597,17 @@ def remember_secrets(*values: str | None) -> None:
     USED_SECRETS.extend(v for v in values if v)
 
 
+def _strings(value) -> list[str]:
+    """Every string inside a JSON value."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
 def secret_findings(data_dir: Path, secrets: list[str]) -> list[str]:
     """Places in the trail where a secret, a signature-like 64-hex value (outside the chain's own
     hash fields) or an auth parameter name appears."""
@@ -617,7 +628,8 @@ def secret_findings(data_dir: Path, secrets: list[str]) -> list[str]:
             # Bucket and key names are the client's own data (tests use keys such as "a" * 1024):
             # drop them, wherever they are echoed, before looking for signature-shaped values.
             # Resource ARNs are made of such names too (DeleteObjects names keys in its body).
-            names = [v for v in (obj.pop("requestParameters", None) or {}).values() if v]
+            # (IAM, STS and keyhole API parameters hold lists and numbers too: their strings count.)
+            names = [v for v in _strings(obj.pop("requestParameters", None) or {}) if v]
             obj.pop("resources", None)
             for check in obj.get("authorization", []):
                 check.pop("resource", None)

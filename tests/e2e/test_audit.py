@@ -114,7 +114,7 @@ def test_mixed_session_produces_the_expected_events_in_order(fresh_server_factor
         ("GetObject", "completed", 200, "Allow", "Root", None),
         ("GetObject", "completed", 403, "Deny", "AnonymousPrincipal", "AccessDenied"),
         ("Unknown", "completed", 403, "Deny", "Unknown", "SignatureDoesNotMatch"),
-        ("GetCallerIdentity", "completed", 200, None, "Root", None),
+        ("GetCallerIdentity", "completed", 200, "Allow", "Root", None),
         ("CreateMultipartUpload", "authorized", None, "Allow", "Root", None),
         ("CreateMultipartUpload", "completed", 200, "Allow", "Root", None),
         ("UploadPart", "authorized", None, "Allow", "Root", None),
@@ -134,6 +134,8 @@ def test_mixed_session_produces_the_expected_events_in_order(fresh_server_factor
     assert put_done["userAgent"].startswith("Boto3/")
     assert put_done["userIdentity"] == {
         "type": "Root",
+        # CloudTrail's principalId, the value of aws:userid: the account id for the root user.
+        "principalId": account,
         "arn": f"arn:aws:iam::{account}:root",
         "accountId": account,
         "accessKeyId": srv.access_key,

@@ -452,14 +452,21 @@ def test_readme_jobs_quickstart_runs(fresh_server_factory, tmp_path):
     assert copied["Body"].read() == b'{"text": "hello"}\n'
 
 
-def test_a_role_capped_job_gets_the_intersection_and_its_job_tag(server, data):
+def test_a_role_capped_job_gets_the_intersection_and_its_job_tag(server, data, tmp_path):
     """With `role`, a job gets the role's policies ∩ the job policy; its sessions carry
     aws:PrincipalTag/job, usable in the role's policy
-    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html)."""
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html). Passing
+    the role is an AssumeRole by the job's creator: the role's trust policy admits the scheduler
+    for sts:AssumeRole and, since the job has a label, sts:TagSession."""
     iam = iam_client(server)
+    sched, ak, sk = new_user(iam, policy={"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["keyhole:CreateJob"], "Resource": "*"}]})
+    creds_file = tmp_path / "scheduler-credentials"
+    creds_file.write_text(f"[default]\naws_access_key_id = {ak}\naws_secret_access_key = {sk}\n")
     role = f"training-jobs-{uuid.uuid4().hex[:6]}"
     trust = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:root"}}]}
+        "Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"],
+        "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:user/{sched}"}}]}
     iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
     out = data["out"]
     policy = {"Version": "2012-10-17", "Statement": [
@@ -469,7 +476,8 @@ def test_a_role_capped_job_gets_the_intersection_and_its_job_tag(server, data):
         {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{data['ds']}/*"}]}
     iam.put_role_policy(RoleName=role, PolicyName="jobs", PolicyDocument=json.dumps(policy))
     created = start_job(server, "--name", "capped", "--read", f"s3://{data['ds']}/wiki/",
-                        "--write", f"s3://{out}/jobs/", "--for", "5m", "--role", role, "--label", "team=nlp")
+                        "--write", f"s3://{out}/jobs/", "--for", "5m", "--role", role, "--label", "team=nlp",
+                        creds_file=creds_file)
     job_id = created["Job"]["JobId"]
     assert created["Job"]["Role"] == role
     s3 = session_client(server, created["Credentials"])
@@ -490,7 +498,8 @@ def test_a_role_capped_job_gets_the_intersection_and_its_job_tag(server, data):
         s3.get_object(Bucket=data["ds"], Key="other/secret.txt")
     assert code_of(e.value) == "AccessDenied"
     assert s3.get_object(Bucket=data["ds"], Key="wiki/part-0.jsonl")["Body"].read() == b"a" * 1000
-    assert keyhole(server, "job", "finish", job_id).returncode == 0
+    # The scheduler created it: it may finish it (the job's creator grant, by unique id).
+    assert keyhole(server, "job", "finish", job_id, creds_file=creds_file).returncode == 0
 
 
 def _assumable_role(server):

@@ -77,6 +77,11 @@ pub enum PolicyCommand {
         /// Resource-based policy file (e.g. a bucket policy).
         #[arg(long, value_name = "FILE")]
         resource_policy: Option<PathBuf>,
+        /// A role's trust policy file, decided as AWS decides `sts:AssumeRole`: it must admit the
+        /// caller itself (naming the caller, or naming the account and then the caller's identity
+        /// policies must allow too).
+        #[arg(long, value_name = "FILE", conflicts_with = "resource_policy")]
+        trust_policy: Option<PathBuf>,
         /// Permissions boundary file (repeatable).
         #[arg(long = "boundary", value_name = "FILE")]
         boundaries: Vec<PathBuf>,
@@ -116,6 +121,7 @@ pub fn run(cmd: PolicyCommand) -> miette::Result<ExitCode> {
             jsonl,
             policies,
             resource_policy,
+            trust_policy,
             boundaries,
             session_policy,
             principal,
@@ -141,7 +147,12 @@ pub fn run(cmd: PolicyCommand) -> miette::Result<ExitCode> {
                         .iter()
                         .map(|p| read_policy(p))
                         .collect::<miette::Result<_>>()?,
-                    resource_policy: resource_policy.as_deref().map(read_policy).transpose()?,
+                    resource_policy: resource_policy
+                        .as_deref()
+                        .or(trust_policy.as_deref())
+                        .map(read_policy)
+                        .transpose()?,
+                    trust_policy: trust_policy.is_some(),
                     boundaries: boundaries
                         .iter()
                         .map(|p| read_policy(p))
@@ -160,6 +171,7 @@ pub fn run(cmd: PolicyCommand) -> miette::Result<ExitCode> {
             None => {
                 let flags_given = !policies.is_empty()
                     || resource_policy.is_some()
+                    || trust_policy.is_some()
                     || !boundaries.is_empty()
                     || session_policy.is_some()
                     || principal.is_some()

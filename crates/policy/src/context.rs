@@ -72,6 +72,11 @@ impl Context {
         self.get_lower(&key.to_ascii_lowercase())
     }
 
+    /// Sets every key of `other` (replacing keys of the same name).
+    pub fn extend(&mut self, other: Context) {
+        self.entries.extend(other.entries);
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -118,8 +118,33 @@ struct ResourceMatcher {
 enum PrincipalValue {
     Any,
     Account(String),
-    Arn(String),
+    /// A principal ARN, and the unique id of the entity it named when the policy was stored
+    /// (`None`: matched by the ARN alone, as for policies that were never stored).
+    Arn(String, Option<Box<str>>),
     Other(String),
+}
+
+impl PrincipalValue {
+    /// Whether this ARN value names the request's principal `arn`: the same ARN and, when the
+    /// value is bound to a unique id, the same entity.
+    fn names(&self, arn: &str, req: &Request) -> bool {
+        match self {
+            PrincipalValue::Arn(a, bound) => {
+                a == arn
+                    && bound
+                        .as_deref()
+                        .is_none_or(|id| req.unique_id.as_deref() == Some(id))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this value is the bare unique id of the request's principal (how AWS shows a
+    /// principal whose entity was deleted; it can only match that entity, whose id is never
+    /// reused).
+    fn is_unique_id_of(&self, req: &Request) -> bool {
+        matches!(self, PrincipalValue::Other(v) if req.unique_id.as_deref() == Some(v.as_str()))
+    }
 }
 
 #[derive(Debug)]
@@ -157,7 +182,7 @@ pub struct CompiledPolicy {
     name: Option<Arc<str>>,
 }
 
-fn compile_principal(p: &Principal) -> Vec<PrincipalValue> {
+fn compile_principal(p: &Principal, bind: &dyn Fn(&str) -> Option<String>) -> Vec<PrincipalValue> {
     match p {
         Principal::Any => vec![PrincipalValue::Any],
         Principal::Map(entries) => entries
@@ -174,7 +199,9 @@ fn compile_principal(p: &Principal) -> Vec<PrincipalValue> {
                         Some(["arn", _, "iam", "", account, "root"]) => {
                             PrincipalValue::Account(account.to_owned())
                         }
-                        _ => PrincipalValue::Arn(v.clone()),
+                        // A bare unique id (`AIDA...`), as AWS shows a deleted principal.
+                        None => PrincipalValue::Other(v.clone()),
+                        _ => PrincipalValue::Arn(v.clone(), bind(v).map(String::into_boxed_str)),
                     },
                     _ => PrincipalValue::Other(v.clone()),
                 })
@@ -189,6 +216,21 @@ impl CompiledPolicy {
     /// need `Principal`/`NotPrincipal`
     /// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html>).
     pub fn compile(policy: &Policy, kind: PolicyKind) -> Result<Self, CompileError> {
+        Self::compile_bound(policy, kind, &|_| None)
+    }
+
+    /// Like [`CompiledPolicy::compile`], for a resource-based policy as stored: `bind` gives, for
+    /// a principal ARN (`"AWS"` values), the unique id of the IAM entity it named when the policy
+    /// was stored, or `None` to match by ARN alone. A bound ARN matches only requests made by
+    /// that entity ([`Request::with_unique_id`]), as AWS matches stored principals
+    /// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html#principal-roles>:
+    /// "If you delete the role, then you break the relationship ... the principal ARN is
+    /// converted to the unique ID").
+    pub fn compile_bound(
+        policy: &Policy,
+        kind: PolicyKind,
+        bind: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, CompileError> {
         let variables = policy.variables_enabled();
         let mut statements = Vec::with_capacity(policy.statements.len());
         let mut keys: Vec<String> = Vec::new();
@@ -269,11 +311,11 @@ impl CompiledPolicy {
             let principal = st.principal.as_ref().map(|p| match p {
                 PrincipalRule::Principal(p) => PrincipalMatcher {
                     not: false,
-                    values: compile_principal(p),
+                    values: compile_principal(p, bind),
                 },
                 PrincipalRule::NotPrincipal(p) => PrincipalMatcher {
                     not: true,
-                    values: compile_principal(p),
+                    values: compile_principal(p, bind),
                 },
             });
             let conditions = st
@@ -320,6 +362,32 @@ impl CompiledPolicy {
     pub fn from_json(text: &str, kind: PolicyKind) -> Result<Self, PolicyError> {
         let p = crate::parse::parse_policy(text)?;
         Ok(Self::compile(&p, kind)?)
+    }
+
+    /// Parses and compiles a stored resource-based policy; see [`CompiledPolicy::compile_bound`].
+    pub fn from_json_bound(
+        text: &str,
+        kind: PolicyKind,
+        bind: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, PolicyError> {
+        let p = crate::parse::parse_policy(text)?;
+        Ok(Self::compile_bound(&p, kind, bind)?)
+    }
+
+    /// The principal ARNs (`"AWS"` values other than `*`, account ids and `:root`) that the
+    /// policy's `Principal` and `NotPrincipal` elements name, each once, in order.
+    pub fn principal_arns(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for s in &self.inner.statements {
+            for v in s.principal.iter().flat_map(|m| &m.values) {
+                if let PrincipalValue::Arn(a, _) = v {
+                    if !out.contains(&a.as_str()) {
+                        out.push(a);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Gives the policy a name shown in explanations (for example its file name).
@@ -393,6 +461,33 @@ pub struct Policies<'a> {
     /// S3 Block Public Access `RestrictPublicBuckets` in force for the resource: when the
     /// resource policy is public, it grants nothing to anonymous or other-account callers.
     pub restrict_public_buckets: bool,
+    /// How `resource` combines with the identity side.
+    pub resource_gate: ResourceGate,
+}
+
+/// How a resource's policy combines with the caller's identity-based policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResourceGate {
+    /// An ordinary resource-based policy (a bucket policy): within one account an allow from
+    /// either side grants, and there may be no resource policy at all.
+    #[default]
+    Union,
+    /// A role's trust policy, evaluated for `sts:AssumeRole`, `sts:TagSession` and
+    /// `sts:SetSourceIdentity`. It is required and must itself allow the caller: "IAM role trust
+    /// policies and KMS key policies are exceptions to this logic, because they must explicitly
+    /// allow access for principals"
+    /// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html>).
+    /// A statement naming the caller (its user ARN, its role ARN or session ARN, or `*`) admits
+    /// it by itself; one naming only the account delegates to the caller's identity-based
+    /// policies, which must then allow the action on the role too ("To allow a user to assume a
+    /// role in the same account, you can do either of the following: attach a policy to the user
+    /// that allows the user to call AssumeRole (as long as the role's trust policy trusts the
+    /// account); or add the user as a principal directly in the role's trust policy",
+    /// <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>). The caller's
+    /// permissions boundary and session policies must allow the action in every case ("If a
+    /// permissions boundary is set for the user, then it must allow the sts:AssumeRole action",
+    /// <https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_update-role-trust-policy.html>).
+    RoleTrust,
 }
 
 /// How a resource policy named the caller.
@@ -408,7 +503,8 @@ enum Grant {
     Direct,
 }
 
-fn principal_grant(m: &PrincipalMatcher, who: &RequestPrincipal) -> Option<Grant> {
+fn principal_grant(m: &PrincipalMatcher, req: &Request) -> Option<Grant> {
+    let who = &req.principal;
     let mut best: Option<Grant> = None;
     for v in &m.values {
         let g = match (v, who) {
@@ -420,31 +516,38 @@ fn principal_grant(m: &PrincipalMatcher, who: &RequestPrincipal) -> Option<Grant
                 Some(Grant::Account)
             }
             (
-                PrincipalValue::Arn(a),
+                PrincipalValue::Arn(..),
                 RequestPrincipal::Session {
                     session_arn,
                     role_arn,
                     ..
                 },
             ) => {
-                if a == session_arn {
+                if v.names(session_arn, req) {
                     Some(Grant::Direct)
-                } else if a == role_arn {
+                } else if v.names(role_arn, req) {
                     Some(Grant::Role)
                 } else {
                     None
                 }
             }
-            (PrincipalValue::Arn(a), RequestPrincipal::Role { arn, .. }) if a == arn => {
+            (PrincipalValue::Arn(..), RequestPrincipal::Role { arn, .. }) if v.names(arn, req) => {
                 Some(Grant::Role)
             }
-            (PrincipalValue::Arn(a), RequestPrincipal::User { arn, .. }) if a == arn => {
+            (PrincipalValue::Arn(..), RequestPrincipal::User { arn, .. }) if v.names(arn, req) => {
                 Some(Grant::Direct)
             }
             (PrincipalValue::Other(a), RequestPrincipal::Other { id, .. }) if a == id => {
                 Some(Grant::Direct)
             }
-            (PrincipalValue::Arn(a), RequestPrincipal::Other { id, .. }) if a == id => {
+            (PrincipalValue::Arn(a, _), RequestPrincipal::Other { id, .. }) if a == id => {
+                Some(Grant::Direct)
+            }
+            (
+                PrincipalValue::Other(_),
+                RequestPrincipal::Session { .. } | RequestPrincipal::Role { .. },
+            ) if v.is_unique_id_of(req) => Some(Grant::Role),
+            (PrincipalValue::Other(_), RequestPrincipal::User { .. }) if v.is_unique_id_of(req) => {
                 Some(Grant::Direct)
             }
             _ => None,
@@ -463,11 +566,14 @@ fn principal_grant(m: &PrincipalMatcher, who: &RequestPrincipal) -> Option<Grant
 /// and its role (or session) ARN are, the root user when its account is. "The NotPrincipal
 /// element with a Deny effect will always deny any IAM principal that has a permissions boundary
 /// policy attached" is handled by the caller.
-fn not_principal_excludes(m: &PrincipalMatcher, who: &RequestPrincipal) -> bool {
+fn not_principal_excludes(m: &PrincipalMatcher, req: &Request) -> bool {
+    let who = &req.principal;
     let listed = |arn: &str| {
-        m.values
-            .iter()
-            .any(|v| matches!(v, PrincipalValue::Arn(a) | PrincipalValue::Other(a) if a == arn))
+        m.values.iter().any(|v| {
+            v.names(arn, req)
+                || v.is_unique_id_of(req)
+                || matches!(v, PrincipalValue::Other(a) if a == arn)
+        })
     };
     let account_listed = |acct: &str| {
         m.values
@@ -612,12 +718,12 @@ fn statement_applies<'s, R: Recorder>(
     let grant = match &s.principal {
         None => Grant::Direct,
         Some(m) if m.not => {
-            if !has_boundary && not_principal_excludes(m, &req.principal) {
+            if !has_boundary && not_principal_excludes(m, req) {
                 return Err(Miss::Principal);
             }
             Grant::Wildcard
         }
-        Some(m) => principal_grant(m, &req.principal).ok_or(Miss::Principal)?,
+        Some(m) => principal_grant(m, req).ok_or(Miss::Principal)?,
     };
     let mut failed = None;
     for c in &s.conditions {
@@ -749,6 +855,54 @@ fn session_allows<R: Recorder>(pol: &Policies<'_>, req: &Request, rec: &mut R, h
     allowed
 }
 
+/// The allow side of a role trust decision ([`ResourceGate::RoleTrust`]); explicit denies were
+/// handled by the caller.
+fn decide_trust<R: Recorder>(
+    pol: &Policies<'_>,
+    req: &Request,
+    rec: &mut R,
+    hb: bool,
+) -> (DecisionKind, Option<DenialReason>) {
+    let no = |kind| {
+        (
+            DecisionKind::ImplicitlyDenied,
+            Some(DenialReason::NoAllow(kind)),
+        )
+    };
+    let Some(grant) = pol
+        .resource
+        .and_then(|p| scan(p, 0, Effect::Allow, req, rec, true, hb))
+    else {
+        return no(PolicyKind::Resource);
+    };
+    // Naming only the account delegates to the caller's identity-based policies; so does any
+    // grant to a caller from another account (both sides must allow across accounts).
+    let needs_identity = grant == Grant::Account || !req.same_account();
+    if needs_identity {
+        let mut identity_allow = false;
+        for (i, p) in pol.identity.iter().enumerate() {
+            if scan(p, i, Effect::Allow, req, rec, true, hb).is_some() {
+                identity_allow = true;
+                if !R::ON {
+                    break;
+                }
+            }
+        }
+        if !identity_allow {
+            return no(PolicyKind::Identity);
+        }
+    }
+    for (i, p) in pol.boundaries.iter().enumerate() {
+        if scan(p, i, Effect::Allow, req, rec, true, hb).is_none() {
+            return no(PolicyKind::PermissionsBoundary);
+        }
+    }
+    if !session_allows(pol, req, rec, hb) {
+        return no(PolicyKind::Session);
+    }
+    (DecisionKind::Allowed, None)
+}
+
 fn decide<R: Recorder>(
     pol: &Policies<'_>,
     req: &Request,
@@ -802,6 +956,9 @@ fn decide<R: Recorder>(
             DecisionKind::ExplicitlyDenied,
             Some(DenialReason::ExplicitDeny(k)),
         );
+    }
+    if pol.resource_gate == ResourceGate::RoleTrust {
+        return decide_trust(pol, req, rec, hb);
     }
     // 2. Resource-based allow.
     let grant = pol
@@ -1173,6 +1330,142 @@ mod tests {
                 key: "aws:SourceIp".into(),
                 key_missing: false
             }
+        );
+    }
+
+    /// A stored policy matches principals by the unique id they had when it was stored: "If you
+    /// delete the role, then you break the relationship ... the principal ARN is converted to the
+    /// unique ID"
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html#principal-roles).
+    #[test]
+    fn a_bound_principal_matches_only_the_entity_it_named() {
+        let alice = "arn:aws:iam::111122223333:user/alice";
+        let doc = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{alice}"}},"Action":"s3:GetObject","Resource":"*"}}]}}"#
+        );
+        let bound = CompiledPolicy::from_json_bound(&doc, PolicyKind::Resource, &|arn| {
+            (arn == alice).then(|| "AIDAOLDEXAMPLE0001".to_owned())
+        })
+        .unwrap();
+        assert_eq!(bound.principal_arns(), [alice]);
+        let unbound = compile(&doc, PolicyKind::Resource);
+        let req = |id: Option<&str>| {
+            let r = Request::new(
+                RequestPrincipal::from_arn(alice, None),
+                "s3:GetObject",
+                "arn:aws:s3:::b/k",
+                None,
+                Context::new(),
+            );
+            match id {
+                Some(id) => r.with_unique_id(id),
+                None => r,
+            }
+        };
+        let decide = |p: &CompiledPolicy, r: &Request| {
+            Evaluator::is_allowed(
+                &Policies {
+                    resource: Some(p),
+                    ..Policies::default()
+                },
+                r,
+            )
+        };
+        assert_eq!(
+            decide(&bound, &req(Some("AIDAOLDEXAMPLE0001"))),
+            DecisionKind::Allowed
+        );
+        // A namesake created after the policy was stored is someone else.
+        assert_eq!(
+            decide(&bound, &req(Some("AIDANEWEXAMPLE0002"))),
+            DecisionKind::ImplicitlyDenied
+        );
+        assert_eq!(decide(&bound, &req(None)), DecisionKind::ImplicitlyDenied);
+        // A policy that was never stored (the simulator's) matches by name.
+        assert_eq!(
+            decide(&unbound, &req(Some("AIDANEWEXAMPLE0002"))),
+            DecisionKind::Allowed
+        );
+        // The orphaned form, the bare unique id, still names only the old entity.
+        let orphan = compile(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"AIDAOLDEXAMPLE0001"},"Action":"s3:GetObject","Resource":"*"}]}"#,
+            PolicyKind::Resource,
+        );
+        assert_eq!(
+            decide(&orphan, &req(Some("AIDAOLDEXAMPLE0001"))),
+            DecisionKind::Allowed
+        );
+        assert_eq!(
+            decide(&orphan, &req(Some("AIDANEWEXAMPLE0002"))),
+            DecisionKind::ImplicitlyDenied
+        );
+    }
+
+    /// A role's sessions are bound through the role's unique id, in `Principal` and in
+    /// `NotPrincipal` alike.
+    #[test]
+    fn a_bound_role_admits_only_sessions_of_that_role() {
+        let role = "arn:aws:iam::111122223333:role/r";
+        let session = "arn:aws:sts::111122223333:assumed-role/r/s";
+        let trust = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{role}"}},"Action":"sts:AssumeRole"}}]}}"#
+        );
+        let bind = |arn: &str| (arn == role).then(|| "AROAOLD".to_owned());
+        let trust = CompiledPolicy::from_json_bound(&trust, PolicyKind::Resource, &bind).unwrap();
+        let req = |id: &str| {
+            Request::new(
+                RequestPrincipal::from_arn(session, Some(role)),
+                "sts:AssumeRole",
+                "arn:aws:iam::111122223333:role/target",
+                None,
+                Context::new(),
+            )
+            .with_unique_id(id)
+        };
+        let set = Policies {
+            resource: Some(&trust),
+            resource_gate: ResourceGate::RoleTrust,
+            ..Policies::default()
+        };
+        assert_eq!(
+            Evaluator::is_allowed(&set, &req("AROAOLD")),
+            DecisionKind::Allowed
+        );
+        assert_eq!(
+            Evaluator::is_allowed(&set, &req("AROANEW")),
+            DecisionKind::ImplicitlyDenied
+        );
+        // NotPrincipal: the listed (bound) role is spared; its namesake is not.
+        let deny = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","NotPrincipal":{{"AWS":["111122223333","{role}"]}},"Action":"s3:*","Resource":"*"}}]}}"#
+        );
+        let deny = CompiledPolicy::from_json_bound(&deny, PolicyKind::Resource, &bind).unwrap();
+        let id = [compile(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#,
+            PolicyKind::Identity,
+        )];
+        let s3 = |uid: &str| {
+            Request::new(
+                RequestPrincipal::from_arn(session, Some(role)),
+                "s3:GetObject",
+                "arn:aws:s3:::b/k",
+                None,
+                Context::new(),
+            )
+            .with_unique_id(uid)
+        };
+        let set = Policies {
+            identity: &id,
+            resource: Some(&deny),
+            ..Policies::default()
+        };
+        assert_eq!(
+            Evaluator::is_allowed(&set, &s3("AROAOLD")),
+            DecisionKind::Allowed
+        );
+        assert_eq!(
+            Evaluator::is_allowed(&set, &s3("AROANEW")),
+            DecisionKind::ExplicitlyDenied
         );
     }
 }

@@ -30,6 +30,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod catalogue;
 pub mod condition;
 pub mod context;
 pub mod err;
@@ -45,7 +46,7 @@ pub use context::{Context, ContextValue};
 pub use err::{CompileError, ParseError, ParseErrorKind};
 pub use eval::{
     CompiledPolicy, Decision, DecisionKind, DenialReason, Evaluator, FailedElement, Failure,
-    Policies, PolicyError, PolicyKind, Request, RequestPrincipal, StatementRef,
+    Policies, PolicyError, PolicyKind, Request, RequestPrincipal, ResourceGate, StatementRef,
 };
 pub use json::{line_col, Span};
 pub use model::Policy;

@@ -3,8 +3,10 @@
 //! Input:
 //! `{"request":{"principal":ARN?,"action":"s3:GetObject","resource":ARN,"resourceAccount":ID?,
 //! "context":{"aws:SourceIp":"203.0.113.42","s3:prefix":["a/"]}},"identityPolicies":[doc...],
-//! "resourcePolicy":doc?,"permissionBoundaries":[doc]?,"sessionPolicy":doc?}`; a `doc` is a
-//! policy object or a string holding the policy JSON.
+//! "resourcePolicy":doc?,"trustPolicy":doc?,"permissionBoundaries":[doc]?,"sessionPolicy":doc?}`;
+//! a `doc` is a policy object or a string holding the policy JSON. `trustPolicy` (instead of
+//! `resourcePolicy`) is a role's trust policy, evaluated with the rules of
+//! [`crate::ResourceGate::RoleTrust`] (for `sts:AssumeRole`, `sts:TagSession`, ...).
 //!
 //! A `doc` given as a JSON object is re-serialized (pretty-printed) before parsing, so statement
 //! lines in the output refer to that form; give the policy as a string (or use the CLI flags
@@ -54,6 +56,8 @@ pub struct SimulateInput {
     pub identity_policies: Vec<PolicyText>,
     /// The resource-based policy.
     pub resource_policy: Option<PolicyText>,
+    /// `resource_policy` is a role's trust policy ([`crate::ResourceGate::RoleTrust`]).
+    pub trust_policy: bool,
     /// Permissions boundaries.
     pub boundaries: Vec<PolicyText>,
     /// The session policy.
@@ -177,6 +181,11 @@ pub fn simulate(input: &SimulateInput) -> Result<SimulateOutput, SimulateError> 
         boundaries: &boundaries,
         session: session.as_ref().map(std::slice::from_ref),
         restrict_public_buckets: input.restrict_public_buckets,
+        resource_gate: if input.trust_policy {
+            crate::eval::ResourceGate::RoleTrust
+        } else {
+            crate::eval::ResourceGate::Union
+        },
     };
     let decision = Evaluator::evaluate(&policies, &request);
     let explanation = decision.explanation(&request);
@@ -265,6 +274,7 @@ pub fn input_from_json(v: &Value) -> Result<SimulateInput, SimulateError> {
             "request",
             "identityPolicies",
             "resourcePolicy",
+            "trustPolicy",
             "permissionBoundaries",
             "sessionPolicy",
             "blockPublicAccess",
@@ -273,9 +283,15 @@ pub fn input_from_json(v: &Value) -> Result<SimulateInput, SimulateError> {
         {
             return Err(input_err(
                 &format!("$.{k}"),
-                "unknown field; expected `request`, `identityPolicies`, `resourcePolicy`, `permissionBoundaries`, `sessionPolicy`, `blockPublicAccess`",
+                "unknown field; expected `request`, `identityPolicies`, `resourcePolicy`, `trustPolicy`, `permissionBoundaries`, `sessionPolicy`, `blockPublicAccess`",
             ));
         }
+    }
+    if obj.contains_key("resourcePolicy") && obj.contains_key("trustPolicy") {
+        return Err(input_err(
+            "$.trustPolicy",
+            "give either `resourcePolicy` (a bucket policy) or `trustPolicy` (a role's trust policy), not both",
+        ));
     }
     let req = obj
         .get("request")
@@ -361,7 +377,11 @@ pub fn input_from_json(v: &Value) -> Result<SimulateInput, SimulateError> {
         resource_account: s("resourceAccount", false)?,
         context,
         identity_policies: list("identityPolicies")?,
-        resource_policy: one("resourcePolicy")?,
+        resource_policy: match one("trustPolicy")? {
+            Some(t) => Some(t),
+            None => one("resourcePolicy")?,
+        },
+        trust_policy: obj.contains_key("trustPolicy"),
         boundaries: list("permissionBoundaries")?,
         session_policy: one("sessionPolicy")?,
         restrict_public_buckets: match obj.get("blockPublicAccess") {

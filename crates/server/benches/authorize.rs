@@ -16,7 +16,8 @@ use std::sync::Arc;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::HeaderMap;
 use keyhole_policy::{CompiledPolicy, PolicyKind};
-use keyhole_server::auth::{Authorize, PolicyAuthorizer, Principal};
+use keyhole_server::auth::Principal;
+use keyhole_server::authz::{Authorize, PolicyAuthorizer};
 use keyhole_server::context::{self, RequestFacts};
 use keyhole_server::s3::route::{Op, Permission, Query};
 use keyhole_server::state::State;
@@ -30,6 +31,8 @@ fn bench(c: &mut Criterion) {
     let authz = PolicyAuthorizer {
         account_id: ACCOUNT.into(),
         state,
+        jobs: Arc::new(keyhole_server::jobs::store::JobStore::open(dir.path()).unwrap()),
+        region: "us-east-1".into(),
     };
     let seed = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -98,7 +101,7 @@ fn bench(c: &mut Criterion) {
             verified: None,
         });
         context::add_s3(&mut ctx, &Op::PutObject, &query, &headers);
-        authz.authorize(who, p, &ctx)
+        authz.decide(who, p, &ctx).outcome
     };
     assert!(decide(&session, &put).is_ok() && decide(&session, &get).is_ok());
     let mut g = c.benchmark_group("authorize (context + decision)");

@@ -1,18 +1,18 @@
-//! Authentication (who is calling) and authorization (may they do this).
+//! Authentication: who is calling. Authorization (may they do this) is [`crate::authz`].
 //!
 //! # Security
 //! - Authentication is the only way to obtain a [`Principal`] other than `Anonymous`: it requires a
-//!   SigV4 signature verified by `keyhole_sigv4::verify` against the key's secret.
-//! - Authorization is a trait the gateway cannot be built without; [`PolicyAuthorizer`] decides
-//!   with the IAM policy engine (`keyhole-policy`) and the request's condition context.
-//! - Denials never echo policy text; they name the action, the resource and the reason class.
+//!   SigV4 signature verified by `keyhole_sigv4::verify` against the key's secret, or, for the
+//!   container-credentials endpoint only, a job's credentials token
+//!   ([`Authenticator::job_token`]).
+//! - A session's claims are sealed; a session is refused once expired, revoked, or when its job
+//!   finished, and its role (or user) must still be the same entity (same unique id).
 
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use keyhole_sigv4::{SecretKey, VerifiedRequest};
 
 use crate::error::S3Error;
-use crate::s3::route::Permission;
 
 pub mod policy_cache;
 
@@ -64,6 +64,15 @@ pub enum Principal {
         /// The role's tags (`aws:PrincipalTag/*` of its sessions).
         tags: std::sync::Arc<Vec<(String, String)>>,
     },
+    /// The holder of a job's credentials token at the container-credentials endpoint
+    /// (`GET /_keyhole/credentials`): it may fetch that job's session credentials and nothing
+    /// else.
+    JobToken {
+        /// The job (unfinished, its window not over).
+        job: std::sync::Arc<crate::jobs::store::JobEntry>,
+        /// The job's ARN (`arn:aws:keyhole:REGION:ACCOUNT:job/ID`).
+        arn: String,
+    },
     /// No signature at all.
     Anonymous,
 }
@@ -73,8 +82,56 @@ impl Principal {
     pub fn arn(&self, account_id: &str) -> String {
         match self {
             Principal::Root { .. } => format!("arn:aws:iam::{account_id}:root"),
-            Principal::User { arn, .. } | Principal::Session { arn, .. } => arn.clone(),
+            Principal::User { arn, .. }
+            | Principal::Session { arn, .. }
+            | Principal::JobToken { arn, .. } => arn.clone(),
             Principal::Anonymous => "*".to_owned(),
+        }
+    }
+
+    /// The principal's identity-based policies, session policies (if it is a session created
+    /// with some) and permissions boundary.
+    pub fn policies(
+        &self,
+    ) -> (
+        &[keyhole_policy::CompiledPolicy],
+        Option<&[keyhole_policy::CompiledPolicy]>,
+        Option<&keyhole_policy::CompiledPolicy>,
+    ) {
+        match self {
+            Principal::User {
+                policies, boundary, ..
+            } => (policies.as_slice(), None, boundary.as_deref()),
+            Principal::Session {
+                role_policies,
+                session_policies,
+                boundary,
+                ..
+            } => (
+                role_policies.as_slice(),
+                session_policies.as_deref(),
+                boundary.as_deref(),
+            ),
+            Principal::JobToken { job, .. } => (job.credential_policy.as_slice(), None, None),
+            Principal::Root { .. } | Principal::Anonymous => (&[], None, None),
+        }
+    }
+
+    /// The unique id `aws:userid` carries and the audit trail records as `principalId`
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html#principaltable):
+    /// the account id for the root user, `AIDA...` for a user, `AROA...:SESSION` for a role
+    /// session, `ACCOUNT:NAME` for a role-less job's (federated) session.
+    pub fn unique_id(&self, account_id: &str) -> Option<String> {
+        match self {
+            Principal::Root { .. } => Some(account_id.to_owned()),
+            Principal::User { id, .. } => Some(id.clone()),
+            Principal::Session {
+                claims, role_arn, ..
+            } if role_arn.is_empty() => Some(format!("{account_id}:{}", claims.session)),
+            Principal::Session { claims, .. } => {
+                Some(format!("{}:{}", claims.role_id, claims.session))
+            }
+            Principal::JobToken { .. } | Principal::Anonymous => None,
         }
     }
 
@@ -85,7 +142,7 @@ impl Principal {
                 Some(access_key_id)
             }
             Principal::Session { claims, .. } => Some(&claims.ak),
-            Principal::Anonymous => None,
+            Principal::JobToken { .. } | Principal::Anonymous => None,
         }
     }
 
@@ -96,6 +153,7 @@ impl Principal {
             Principal::User { .. } => "IAMUser",
             Principal::Session { role_arn, .. } if role_arn.is_empty() => "FederatedUser",
             Principal::Session { .. } => "AssumedRole",
+            Principal::JobToken { .. } => "JobToken",
             Principal::Anonymous => "Anonymous",
         }
     }
@@ -108,7 +166,7 @@ pub struct Authenticator {
     root_secret: SecretKey,
     region: String,
     state: std::sync::Arc<crate::state::State>,
-    tokens: std::sync::Arc<crate::sts::TokenSealer>,
+    pub(crate) tokens: std::sync::Arc<crate::sts::TokenSealer>,
     jobs: std::sync::Arc<crate::jobs::store::JobStore>,
     session_policy_cache: policy_cache::SessionPolicyCache,
 }
@@ -319,12 +377,18 @@ impl Authenticator {
                         r.tags.clone(),
                     )
                 }
-                (None, Some(j)) => (
-                    String::new(),
-                    j.as_identity.clone(),
-                    None,
-                    std::sync::Arc::default(),
-                ),
+                (None, Some(j)) => {
+                    // The job policy is the whole grant, as identity policy and as session
+                    // policy: so a resource policy granting `*` reaches the session only within
+                    // the job policy too.
+                    session_policies = Some(std::sync::Arc::from([(*j.as_session).clone()]));
+                    (
+                        String::new(),
+                        j.as_identity.clone(),
+                        None,
+                        std::sync::Arc::default(),
+                    )
+                }
                 (None, None) => return Err(invalid_token()),
             };
             let tags = if claims.tags.is_empty() {
@@ -397,675 +461,52 @@ impl Authenticator {
     }
 }
 
-/// Decides whether a principal may perform one (action, resource) pair in a request context.
-pub trait Authorize: Send + Sync + std::fmt::Debug {
-    /// `Ok(())` only when the pair is allowed.
-    fn authorize(
+impl Authenticator {
+    /// The container-credentials endpoint's authentication: `Authorization: <job credentials
+    /// token>` (or `Bearer <token>`) names an unfinished job whose window has not ended, and the
+    /// token's SHA-256 must be the one stored for it. Returns the job-token principal and, for the
+    /// audit trail, the job id the token claimed (also when it is refused).
+    pub fn job_token(
         &self,
-        principal: &Principal,
-        permission: &Permission,
-        context: &keyhole_policy::Context,
-    ) -> Result<(), S3Error>;
-
-    /// Like [`Authorize::authorize`], with the statements that decided (for the audit trail):
-    /// the allows that granted, or the denies that refused. Empty when no statement decided
-    /// (the root user, or an implicit deny).
-    fn authorize_explained(
-        &self,
-        principal: &Principal,
-        permission: &Permission,
-        context: &keyhole_policy::Context,
-    ) -> (Result<(), S3Error>, Vec<String>) {
-        (self.authorize(principal, permission, context), Vec::new())
-    }
-}
-
-/// A deciding statement as the audit trail names it: `POLICY statement INDEX (Sid SID)`, e.g.
-/// ``inline policy `buckets` statement 0 (Sid ReadDatasets)`` (the policy's kind when it has no
-/// name).
-pub fn describe_statement(s: &keyhole_policy::StatementRef) -> String {
-    let policy = s
-        .policy_name
-        .clone()
-        .unwrap_or_else(|| s.policy_kind.describe().to_owned());
-    let mut out = format!("{policy} statement {}", s.statement_index);
-    if let Some(sid) = &s.sid {
-        out.push_str(&format!(" (Sid {sid})"));
-    }
-    out
-}
-
-/// Authorization by the IAM policy engine.
-///
-/// The policies in play are the principal's identity policies (a user's inline and attached
-/// policies; a session's role policies and session policy) and, for S3 resources, the bucket's
-/// policy, decided with AWS's evaluation logic: an explicit deny anywhere wins, then an allow from
-/// the bucket policy or the identity side (intersected with the session policy).
-/// - The root user bypasses identity checks but not a bucket policy's explicit deny (and can always
-///   manage the bucket policy).
-/// - Anonymous callers get only what a bucket policy grants to everyone, and nothing while
-///   RestrictPublicBuckets is in force.
-#[derive(Debug, Clone)]
-pub struct PolicyAuthorizer {
-    /// The account id.
-    pub account_id: String,
-    /// Bucket policies and Block Public Access settings (read from the snapshot).
-    pub state: std::sync::Arc<crate::state::State>,
-}
-
-/// The bucket an S3 resource ARN names, if it is one.
-fn bucket_of(resource: &str) -> Option<&str> {
-    let rest = resource.strip_prefix("arn:aws:s3:::")?;
-    Some(rest.split_once('/').map_or(rest, |(b, _)| b)).filter(|b| !b.is_empty())
-}
-
-impl Authorize for PolicyAuthorizer {
-    fn authorize(
-        &self,
-        principal: &Principal,
-        permission: &Permission,
-        context: &keyhole_policy::Context,
-    ) -> Result<(), S3Error> {
-        self.explain(principal, permission, context).0
-    }
-
-    fn authorize_explained(
-        &self,
-        principal: &Principal,
-        permission: &Permission,
-        context: &keyhole_policy::Context,
-    ) -> (Result<(), S3Error>, Vec<String>) {
-        self.explain(principal, permission, context)
-    }
-}
-
-impl PolicyAuthorizer {
-    /// The decision and the statements that made it.
-    fn explain(
-        &self,
-        principal: &Principal,
-        permission: &Permission,
-        context: &keyhole_policy::Context,
-    ) -> (Result<(), S3Error>, Vec<String>) {
-        let snapshot = self.state.snapshot();
-        let bucket = bucket_of(&permission.resource);
-        let bucket_policy = bucket.and_then(|b| snapshot.bucket_policies.get(b));
-        let restrict = bucket.is_some_and(|b| snapshot.effective_bpa(b).restrict_public_buckets);
-        let (arn, request_principal, identity, session, boundary) = match principal {
-            Principal::Root { .. } if bucket_policy.is_none() => return (Ok(()), Vec::new()),
-            Principal::Root { .. } => (
-                format!("arn:aws:iam::{}:root", self.account_id),
-                keyhole_policy::RequestPrincipal::Root {
-                    account: self.account_id.clone(),
-                },
-                &[][..],
+        headers: &HeaderMap,
+        region: &str,
+        account_id: &str,
+    ) -> (Result<Principal, S3Error>, Option<String>) {
+        let denied = |m: &str| S3Error::access_denied(m.to_owned());
+        let Some(token) = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
+        else {
+            return (
+                Err(denied(
+                    "the credentials endpoint needs the job's token in the Authorization header (AWS_CONTAINER_AUTHORIZATION_TOKEN)",
+                )),
                 None,
-                None,
-            ),
-            Principal::Anonymous if bucket_policy.is_none() => {
-                return (Err(S3Error::access_denied("Access Denied")), Vec::new())
-            }
-            Principal::Anonymous => (
-                "anonymous".to_owned(),
-                keyhole_policy::RequestPrincipal::Anonymous,
-                &[][..],
-                None,
-                None,
-            ),
-            Principal::User {
-                arn,
-                policies,
-                boundary,
-                ..
-            } => (
-                arn.clone(),
-                keyhole_policy::RequestPrincipal::User {
-                    arn: arn.clone(),
-                    account: self.account_id.clone(),
-                },
-                policies.as_slice(),
-                None,
-                boundary.as_deref(),
-            ),
-            Principal::Session {
-                arn,
-                role_arn,
-                role_policies,
-                session_policies,
-                boundary,
-                ..
-            } => (
-                arn.clone(),
-                // A session no role backs (a role-less job) is its own principal, like a
-                // federated user.
-                if role_arn.is_empty() {
-                    keyhole_policy::RequestPrincipal::User {
-                        arn: arn.clone(),
-                        account: self.account_id.clone(),
-                    }
-                } else {
-                    keyhole_policy::RequestPrincipal::Session {
-                        session_arn: arn.clone(),
-                        role_arn: role_arn.clone(),
-                        account: self.account_id.clone(),
-                    }
-                },
-                role_policies.as_slice(),
-                session_policies.as_deref(),
-                boundary.as_deref(),
-            ),
-        };
-        let request = keyhole_policy::Request::new(
-            request_principal,
-            permission.action,
-            &permission.resource,
-            None,
-            context.clone(),
-        );
-        let set = keyhole_policy::Policies {
-            identity,
-            session,
-            boundaries: boundary.map_or(&[][..], std::slice::from_ref),
-            resource: bucket_policy.map(|p| &**p),
-            restrict_public_buckets: restrict,
-        };
-        let decision = keyhole_policy::Evaluator::evaluate(&set, &request);
-        let statements: Vec<String> = decision.matched.iter().map(describe_statement).collect();
-        if decision.kind == keyhole_policy::DecisionKind::Allowed {
-            return (Ok(()), statements);
-        }
-        if matches!(principal, Principal::Anonymous) {
-            return (Err(S3Error::access_denied("Access Denied")), statements);
-        }
-        let arn = &arn;
-        let reason = match decision.reason {
-            Some(keyhole_policy::DenialReason::ExplicitDeny(kind)) => {
-                format!("with an explicit deny in {}", kind.with_article())
-            }
-            Some(keyhole_policy::DenialReason::NoAllow(kind)) => format!(
-                "because no {} allows the {} action",
-                kind.describe(),
-                permission.action
-            ),
-            None => format!(
-                "because no identity-based policy allows the {} action",
-                permission.action
-            ),
-        };
-        tracing::debug!(principal = %arn, action = permission.action, resource = %permission.resource, %reason, "denied");
-        (
-            Err(S3Error::access_denied(denial_message(
-                arn, permission, &reason,
-            ))),
-            statements,
-        )
-    }
-}
-
-/// Builds AWS's denial message: `User: ARN is not authorized to perform: ACTION on resource:
-/// "RESOURCE" REASON`, where REASON is `because no ... allows ...` or `with an explicit deny in
-/// ...` (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html).
-pub fn denial_message(principal_arn: &str, permission: &Permission, reason: &str) -> String {
-    format!(
-        "User: {principal_arn} is not authorized to perform: {} on resource: \"{}\" {reason}",
-        permission.action, permission.resource
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn authorizer() -> PolicyAuthorizer {
-        let dir = tempfile::tempdir().unwrap();
-        let state = crate::state::State::open(dir.path(), &[1u8; 32], "123456789012").unwrap();
-        // The database stays open after the directory handle is dropped (unlinked, still valid).
-        PolicyAuthorizer {
-            account_id: "123456789012".into(),
-            state: std::sync::Arc::new(state),
-        }
-    }
-
-    fn perm(action: &'static str, resource: &str) -> Permission {
-        Permission {
-            action,
-            resource: resource.into(),
-        }
-    }
-
-    fn user(doc: &str) -> Principal {
-        let p =
-            keyhole_policy::CompiledPolicy::from_json(doc, keyhole_policy::PolicyKind::Identity)
-                .unwrap();
-        Principal::User {
-            name: "u".into(),
-            id: "AIDAX".into(),
-            arn: "arn:aws:iam::123456789012:user/u".into(),
-            access_key_id: "AKIAX".into(),
-            session: None,
-            policies: std::sync::Arc::new(vec![p]),
-            boundary: None,
-            tags: Default::default(),
-        }
-    }
-
-    #[test]
-    fn root_allowed_anonymous_denied() {
-        let a = authorizer();
-        let ctx = keyhole_policy::Context::new();
-        let p = perm("s3:GetObject", "arn:aws:s3:::b/k");
-        assert!(a
-            .authorize(
-                &Principal::Root {
-                    access_key_id: "AKIA".into()
-                },
-                &p,
-                &ctx
-            )
-            .is_ok());
-        let e = a.authorize(&Principal::Anonymous, &p, &ctx).unwrap_err();
-        assert_eq!(
-            (e.code(), e.status()),
-            ("AccessDenied", StatusCode::FORBIDDEN)
-        );
-    }
-
-    #[test]
-    fn users_are_decided_by_their_policies_with_the_context() {
-        let a = authorizer();
-        let u = user(
-            r#"{"Version":"2012-10-17","Statement":[
-            {"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::b","Condition":{"StringLike":{"s3:prefix":"data/*"}}},
-            {"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::b/*"},
-            {"Effect":"Deny","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::b/*"}]}"#,
-        );
-        let mut ctx = keyhole_policy::Context::new();
-        assert!(a
-            .authorize(&u, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
-            .is_ok());
-        let e = a
-            .authorize(&u, &perm("s3:DeleteObject", "arn:aws:s3:::b/k"), &ctx)
-            .unwrap_err();
-        assert!(
-            e.message()
-                .ends_with("with an explicit deny in an identity-based policy"),
-            "{}",
-            e.message()
-        );
-        let e = a
-            .authorize(&u, &perm("s3:ListBucket", "arn:aws:s3:::b"), &ctx)
-            .unwrap_err();
-        assert_eq!(
-            e.message(),
-            "User: arn:aws:iam::123456789012:user/u is not authorized to perform: s3:ListBucket on resource: \"arn:aws:s3:::b\" because no identity-based policy allows the s3:ListBucket action"
-        );
-        ctx.insert("s3:prefix", "data/x");
-        assert!(a
-            .authorize(&u, &perm("s3:ListBucket", "arn:aws:s3:::b"), &ctx)
-            .is_ok());
-        assert!(a
-            .authorize(&u, &perm("s3:GetObject", "arn:aws:s3:::other/k"), &ctx)
-            .is_err());
-    }
-
-    #[test]
-    fn sessions_are_role_policies_intersected_with_the_session_policy() {
-        let a = authorizer();
-        let compile =
-            |doc: &str, kind| keyhole_policy::CompiledPolicy::from_json(doc, kind).unwrap();
-        let role = compile(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::b/*"}]}"#,
-            keyhole_policy::PolicyKind::Identity,
-        );
-        let session = compile(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#,
-            keyhole_policy::PolicyKind::Session,
-        );
-        let p = Principal::Session {
-            claims: std::sync::Arc::new(crate::sts::SessionClaims {
-                ak: "ASIAX".into(),
-                sk: String::new(),
-                account: "123456789012".into(),
-                role: "r".into(),
-                role_id: "AROAX".into(),
-                session: "s".into(),
-                source_identity: None,
-                policy: None,
-                policy_arns: Vec::new(),
-                iat: 0,
-                exp: i64::MAX,
-                job: None,
-                tags: Vec::new(),
-                transitive: Vec::new(),
-                user: None,
-            }),
-            arn: "arn:aws:sts::123456789012:assumed-role/r/s".into(),
-            role_arn: "arn:aws:iam::123456789012:role/r".into(),
-            role_policies: std::sync::Arc::new(vec![role]),
-            session_policies: Some(std::sync::Arc::from([session])),
-            boundary: None,
-            tags: Default::default(),
-        };
-        let ctx = keyhole_policy::Context::new();
-        assert!(a
-            .authorize(&p, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
-            .is_ok());
-        let e = a
-            .authorize(&p, &perm("s3:PutObject", "arn:aws:s3:::b/k"), &ctx)
-            .unwrap_err();
-        assert!(
-            e.message()
-                .ends_with("because no session policy allows the s3:PutObject action"),
-            "{}",
-            e.message()
-        );
-        assert!(a
-            .authorize(&p, &perm("s3:GetObject", "arn:aws:s3:::other/k"), &ctx)
-            .is_err());
-    }
-
-    const ACCOUNT: &str = "123456789012";
-
-    /// An authenticator over a fresh state with a role `r` (allowed s3:GetObject and
-    /// s3:PutObject), a managed policy `ro` (s3:GetObject) and a user `u`.
-    fn authenticator() -> (
-        Authenticator,
-        std::sync::Arc<crate::state::State>,
-        tempfile::TempDir,
-    ) {
-        let dir = tempfile::tempdir().unwrap();
-        let state = std::sync::Arc::new(
-            crate::state::State::open(dir.path(), &[1u8; 32], ACCOUNT).unwrap(),
-        );
-        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
-        state.create_role("r", "/", trust, 3600, "").unwrap();
-        state
-            .put_inline_policy(
-                crate::state::PrincipalKind::Role,
-                "r",
-                "rw",
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject"],"Resource":"*"}]}"#,
-            )
-            .unwrap();
-        state
-            .create_policy(
-                "ro",
-                "/",
-                "",
-                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#,
-            )
-            .unwrap();
-        state.create_user("u", "/").unwrap();
-        let jobs = std::sync::Arc::new(crate::jobs::store::JobStore::open(dir.path()).unwrap());
-        let authn = Authenticator::new(
-            "AKIAROOT".into(),
-            SecretKey::new("root-secret".to_owned()),
-            "us-east-1".into(),
-            state.clone(),
-            std::sync::Arc::new(crate::sts::TokenSealer::new(&[7u8; 32]).unwrap()),
-            jobs,
-        );
-        (authn, state, dir)
-    }
-
-    /// Signs a GET with temporary credentials and verifies it.
-    fn verify_session(
-        authn: &Authenticator,
-        claims: &crate::sts::SessionClaims,
-    ) -> Result<Principal, S3Error> {
-        let token = authn.tokens.seal(claims).unwrap();
-        let uri: Uri = "http://127.0.0.1:9000/b/k".parse().unwrap();
-        let mut headers = HeaderMap::new();
-        let creds = keyhole_sigv4::Credentials {
-            access_key_id: claims.ak.clone(),
-            secret_key: SecretKey::new(claims.sk.clone()),
-            session_token: Some(token),
-        };
-        let now = Utc::now();
-        keyhole_sigv4::sign_headers(
-            &Method::GET,
-            &uri,
-            &mut headers,
-            "UNSIGNED-PAYLOAD",
-            &keyhole_sigv4::SigningParams {
-                credentials: &creds,
-                region: "us-east-1",
-                service: "s3",
-                time: now,
-            },
-        )
-        .unwrap();
-        let signed = authn.parse(&Method::GET, &uri, &headers)?.unwrap();
-        authn
-            .verify(signed, &Method::GET, &uri, &headers, now, None)
-            .map(|(p, _)| p)
-    }
-
-    fn role_claims(state: &crate::state::State) -> crate::sts::SessionClaims {
-        let mut c = crate::sts::SessionClaims::fresh(ACCOUNT, Utc::now(), 900);
-        c.role = "r".into();
-        c.role_id = state.get_role("r").unwrap().id;
-        c.session = "s".into();
-        c
-    }
-
-    /// Issue 4, item 3: the hot path does not recompile a session's inline policy.
-    #[test]
-    fn a_sessions_second_request_reuses_the_compiled_session_policy() {
-        let (authn, state, _dir) = authenticator();
-        let mut claims = role_claims(&state);
-        claims.policy = Some(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#
-                .into(),
-        );
-        assert_eq!(authn.session_policy_cache().compilations(), 0);
-        let first = verify_session(&authn, &claims).unwrap();
-        let second = verify_session(&authn, &claims).unwrap();
-        assert_eq!(
-            authn.session_policy_cache().compilations(),
-            1,
-            "the second request found the policy compiled"
-        );
-        for p in [&first, &second] {
-            let Principal::Session {
-                session_policies: Some(list),
-                claims,
-                ..
-            } = p
-            else {
-                panic!("{p:?}")
-            };
-            assert_eq!(list.len(), 1);
-            assert!(
-                claims.sk.is_empty(),
-                "the secret does not outlive verification"
             );
+        };
+        let Some(id) = token
+            .strip_prefix("kh1.")
+            .and_then(|rest| rest.rsplit_once('.'))
+            .map(|(id, _)| id.to_owned())
+        else {
+            return (Err(denied("the job token is malformed")), None);
+        };
+        let Some(job) = self.jobs.active(&id) else {
+            return (
+                Err(S3Error::new(
+                    "ExpiredToken",
+                    StatusCode::FORBIDDEN,
+                    format!("job {id} is finished, has ended or does not exist"),
+                )),
+                Some(id),
+            );
+        };
+        // Comparing SHA-256 digests: timing reveals nothing usable about the token.
+        if crate::jobs::token_hash(token) != job.record.token_hash {
+            return (Err(denied("the job token is not valid")), Some(id));
         }
-        let a = PolicyAuthorizer {
-            account_id: ACCOUNT.into(),
-            state,
-        };
-        let ctx = keyhole_policy::Context::new();
-        assert!(a
-            .authorize(&second, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
-            .is_ok());
-        assert!(a
-            .authorize(&second, &perm("s3:PutObject", "arn:aws:s3:::b/k"), &ctx)
-            .is_err());
-    }
-
-    /// PolicyArns: role policies ∩ (inline ∪ managed session policies)
-    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html#policies_session);
-    /// a managed session policy deleted since leaves the session nothing it granted.
-    #[test]
-    fn managed_session_policies_narrow_the_role_and_are_resolved_per_request() {
-        let (authn, state, _dir) = authenticator();
-        let mut claims = role_claims(&state);
-        claims.policy_arns = vec![format!("arn:aws:iam::{ACCOUNT}:policy/ro")];
-        let a = PolicyAuthorizer {
-            account_id: ACCOUNT.into(),
-            state: state.clone(),
-        };
-        let ctx = keyhole_policy::Context::new();
-        let p = verify_session(&authn, &claims).unwrap();
-        assert!(a
-            .authorize(&p, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
-            .is_ok());
-        let e = a
-            .authorize(&p, &perm("s3:PutObject", "arn:aws:s3:::b/k"), &ctx)
-            .unwrap_err();
-        assert!(
-            e.message()
-                .ends_with("because no session policy allows the s3:PutObject action"),
-            "{}",
-            e.message()
-        );
-        // Inline ∪ managed: an inline policy granting PutObject adds it back (within the role).
-        claims.policy = Some(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:PutObject","Resource":"*"}]}"#
-                .into(),
-        );
-        let both = verify_session(&authn, &claims).unwrap();
-        assert!(a
-            .authorize(&both, &perm("s3:PutObject", "arn:aws:s3:::b/k"), &ctx)
-            .is_ok());
-        assert!(a
-            .authorize(&both, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
-            .is_ok());
-        claims.policy = None;
-        state
-            .delete_policy(&format!("arn:aws:iam::{ACCOUNT}:policy/ro"))
-            .unwrap();
-        let orphan = verify_session(&authn, &claims).unwrap();
-        assert!(a
-            .authorize(&orphan, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
-            .is_err());
-    }
-
-    /// GetSessionToken credentials act as the user
-    /// (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html) and end
-    /// when the user is deleted.
-    #[test]
-    fn user_sessions_authenticate_as_their_user() {
-        let (authn, state, _dir) = authenticator();
-        let (record, arn) = state.get_user("u").unwrap();
-        let mut claims = crate::sts::SessionClaims::fresh(ACCOUNT, Utc::now(), 900);
-        claims.user = Some(crate::sts::SessionUser {
-            name: "u".into(),
-            id: record.id.clone(),
-        });
-        let p = verify_session(&authn, &claims).unwrap();
-        match &p {
-            Principal::User {
-                name,
-                id,
-                arn: a,
-                access_key_id,
-                session: Some(s),
-                ..
-            } => {
-                assert_eq!((name.as_str(), id, a), ("u", &record.id, &arn));
-                assert_eq!(access_key_id, &claims.ak);
-                assert!(s.sk.is_empty());
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!((p.kind(), p.arn(ACCOUNT)), ("IAMUser", arn));
-        // They expire like any session.
-        let mut expired = claims.clone();
-        expired.exp = Utc::now().timestamp() - 1;
-        assert_eq!(
-            verify_session(&authn, &expired).unwrap_err().code(),
-            "ExpiredToken"
-        );
-        // Another user's id under the same name (deleted and created again) does not open.
-        let mut namesake = claims.clone();
-        namesake.user = Some(crate::sts::SessionUser {
-            name: "u".into(),
-            id: "AIDAOTHER".into(),
-        });
-        assert_eq!(
-            verify_session(&authn, &namesake).unwrap_err().code(),
-            "InvalidToken"
-        );
-        state.delete_user("u").unwrap();
-        assert_eq!(
-            verify_session(&authn, &claims).unwrap_err().code(),
-            "InvalidToken"
-        );
-    }
-
-    #[test]
-    fn bucket_policies_bind_root_grant_users_and_anonymous_only_when_unrestricted() {
-        let a = authorizer();
-        let policy = r#"{"Version":"2012-10-17","Statement":[
-            {"Effect":"Deny","Principal":"*","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::b/*"},
-            {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/u"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"},
-            {"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/public/*"}]}"#;
-        a.state
-            .put_public_access_block(None, crate::state::PublicAccessBlock::OFF)
-            .unwrap();
-        assert!(a.state.put_bucket_policy("b", policy).unwrap());
-        let ctx = keyhole_policy::Context::new();
-        let root = Principal::Root {
-            access_key_id: "AKIA".into(),
-        };
-        let e = a
-            .authorize(&root, &perm("s3:DeleteObject", "arn:aws:s3:::b/k"), &ctx)
-            .unwrap_err();
-        assert!(
-            e.message()
-                .contains("explicit deny in a resource-based policy"),
-            "{}",
-            e.message()
-        );
-        assert!(a
-            .authorize(&root, &perm("s3:PutBucketPolicy", "arn:aws:s3:::b"), &ctx)
-            .is_ok());
-        assert!(a
-            .authorize(&root, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
-            .is_ok());
-        // A user with no identity policy is granted by the bucket policy naming it.
-        let u = user(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetCallerIdentity","Resource":"*"}]}"#,
-        );
-        assert!(a
-            .authorize(&u, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
-            .is_ok());
-        assert!(a
-            .authorize(&u, &perm("s3:GetObject", "arn:aws:s3:::c/k"), &ctx)
-            .is_err());
-        // Anonymous: the public statement grants while RestrictPublicBuckets is off, only there.
-        assert!(a
-            .authorize(
-                &Principal::Anonymous,
-                &perm("s3:GetObject", "arn:aws:s3:::b/public/x"),
-                &ctx
-            )
-            .is_ok());
-        let e = a
-            .authorize(
-                &Principal::Anonymous,
-                &perm("s3:GetObject", "arn:aws:s3:::b/k"),
-                &ctx,
-            )
-            .unwrap_err();
-        assert_eq!(e.message(), "Access Denied");
-        a.state
-            .put_public_access_block(
-                Some("b"),
-                crate::state::PublicAccessBlock {
-                    restrict_public_buckets: true,
-                    ..crate::state::PublicAccessBlock::OFF
-                },
-            )
-            .unwrap();
-        assert!(a
-            .authorize(
-                &Principal::Anonymous,
-                &perm("s3:GetObject", "arn:aws:s3:::b/public/x"),
-                &ctx
-            )
-            .is_err());
+        let arn = crate::jobs::job_arn(region, account_id, &id);
+        (Ok(Principal::JobToken { job, arn }), Some(id))
     }
 }

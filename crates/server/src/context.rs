@@ -142,6 +142,12 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
                 c.insert("aws:SourceIdentity", s.as_str());
             }
         }
+        Principal::JobToken { arn, .. } => {
+            // Not an IAM principal: the holder of a job's credentials token.
+            c.insert("aws:PrincipalArn", arn.as_str());
+            c.insert("aws:PrincipalAccount", f.account_id);
+            c.insert("aws:PrincipalType", "JobToken");
+        }
         Principal::Anonymous => {
             c.insert("aws:PrincipalType", "Anonymous");
         }

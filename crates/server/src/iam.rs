@@ -4,8 +4,9 @@
 //!
 //! Requests are `POST /` with a form body (`Action=CreateUser&Version=2010-05-08&...`); responses
 //! are `<ActionResponse>` XML in the IAM namespace
-//! (https://docs.aws.amazon.com/IAM/latest/APIReference/Welcome.html). Every action is authorized
-//! by the same engine as S3, with action `iam:ACTION` on the entity's ARN.
+//! (https://docs.aws.amazon.com/IAM/latest/APIReference/Welcome.html). Every action is described
+//! ([`describe`]: `iam:ACTION` on the entity's ARN, with its condition keys) and authorized by the
+//! one authorization stage ([`crate::authz`]) before [`handle`] runs it.
 //!
 //! Actions not listed in [`IamAction`] answer `501 NotImplemented`; none succeeds wrongly.
 
@@ -15,9 +16,10 @@ use http::{Response, StatusCode};
 use keyhole_policy::Context;
 
 use crate::auth::Principal;
+use crate::authz::{Authorized, Describe, Permission, Requirement};
 use crate::body::Body;
 use crate::error::S3Error;
-use crate::s3::route::{Permission, Query};
+use crate::s3::route::Query;
 use crate::state::{PrincipalKind, State, StateError};
 use crate::xml::XmlWriter;
 use crate::Gateway;
@@ -38,6 +40,9 @@ macro_rules! iam_actions {
         }
 
         impl IamAction {
+            /// Every served action.
+            pub const ALL: &'static [IamAction] = &[$(IamAction::$name,)*];
+
             /// Parses the `Action` parameter.
             pub fn parse(name: &str) -> Option<IamAction> {
                 match name {
@@ -83,6 +88,15 @@ iam_actions! {
     SetDefaultPolicyVersion,
     SimulateCustomPolicy, SimulatePrincipalPolicy,
     GetContextKeysForCustomPolicy, GetContextKeysForPrincipalPolicy,
+}
+
+impl IamAction {
+    /// Whether the action changes state (its write-ahead audit record must be durable before it
+    /// runs): everything but `Get*`, `List*` and `Simulate*`.
+    pub fn mutating(self) -> bool {
+        let n = self.name();
+        !(n.starts_with("Get") || n.starts_with("List") || n.starts_with("Simulate"))
+    }
 }
 
 /// A required parameter, or `ValidationError` naming it.
@@ -305,29 +319,59 @@ fn xml_date(rfc3339: &str) -> String {
         .unwrap_or_else(|_| rfc3339.to_owned())
 }
 
-fn user_xml(w: &mut XmlWriter, el: &str, u: &crate::state::UserRecord, arn: &str) {
+fn user_xml(
+    w: &mut XmlWriter,
+    el: &str,
+    u: &crate::state::UserRecord,
+    arn: &str,
+    boundary: Option<&str>,
+) {
     w.open(el);
     w.elem("Path", &u.path);
     w.elem("UserName", &u.name);
     w.elem("UserId", &u.id);
     w.elem("Arn", arn);
     w.elem("CreateDate", &xml_date(&u.created));
+    boundary_xml(w, boundary);
     w.close(el);
 }
 
-fn role_xml(w: &mut XmlWriter, el: &str, r: &crate::state::RoleRecord, arn: &str) {
+/// `PermissionsBoundary` of a user or role
+/// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_AttachedPermissionsBoundary.html).
+fn boundary_xml(w: &mut XmlWriter, boundary: Option<&str>) {
+    if let Some(arn) = boundary {
+        w.open("PermissionsBoundary");
+        w.elem("PermissionsBoundaryType", "PermissionsBoundaryPolicy");
+        w.elem("PermissionsBoundaryArn", arn);
+        w.close("PermissionsBoundary");
+    }
+}
+
+/// A role as GetRole, CreateRole and ListRoles show it; its trust policy as
+/// [`State::displayed_trust_policy`] renders it (deleted principals as their unique ids).
+fn role_xml(
+    w: &mut XmlWriter,
+    state: &State,
+    el: &str,
+    r: &crate::state::RoleRecord,
+) -> Result<(), S3Error> {
+    let arn = state.role_arn(r);
+    let trust = state.displayed_trust_policy(r)?;
+    let boundary = state.boundary_arn(PrincipalKind::Role, &r.name)?;
     w.open(el);
     w.elem("Path", &r.path);
     w.elem("RoleName", &r.name);
     w.elem("RoleId", &r.id);
-    w.elem("Arn", arn);
+    w.elem("Arn", &arn);
     w.elem("CreateDate", &xml_date(&r.created));
-    w.elem("AssumeRolePolicyDocument", &url_encode(&r.trust_policy));
+    w.elem("AssumeRolePolicyDocument", &url_encode(&trust));
     if !r.description.is_empty() {
         w.elem("Description", &r.description);
     }
     w.elem("MaxSessionDuration", &r.max_session_secs.to_string());
+    boundary_xml(w, boundary.as_deref());
     w.close(el);
+    Ok(())
 }
 
 fn policy_xml(w: &mut XmlWriter, el: &str, p: &crate::state::ManagedPolicyRecord, arn: &str) {
@@ -401,21 +445,24 @@ fn bool_param(q: &Query, name: &str) -> Result<bool, S3Error> {
     }
 }
 
-/// Runs an authorized IAM action and renders its response.
+/// Runs an authorized IAM action; returns its response and what the audit trail records of it
+/// (CloudTrail's `responseElements` for the calls that create something; never a secret).
 pub async fn handle(
     gw: &Gateway,
     principal: &Principal,
-    action: IamAction,
-    q: Query,
+    call: Authorized<IamCall>,
     request_id: &str,
-) -> Result<Response<Body>, S3Error> {
+) -> Result<(Response<Body>, Option<serde_json::Value>), S3Error> {
     let state = gw.state.clone();
     let caller = principal.clone();
     let rid = request_id.to_owned();
     let account_id = gw.account.record.account_id.clone();
-    tokio::task::spawn_blocking(move || run(&state, &account_id, &caller, action, &q, &rid))
-        .await
-        .map_err(S3Error::internal)?
+    let call = call.into_call();
+    tokio::task::spawn_blocking(move || {
+        run(&state, &account_id, &caller, call.action, &call.form, &rid)
+    })
+    .await
+    .map_err(S3Error::internal)?
 }
 
 fn run(
@@ -425,35 +472,41 @@ fn run(
     action: IamAction,
     q: &Query,
     request_id: &str,
-) -> Result<Response<Body>, S3Error> {
+) -> Result<(Response<Body>, Option<serde_json::Value>), S3Error> {
     use IamAction as A;
     let name = action.name();
+    let mut elements = None;
     let mut w = XmlWriter::new();
     w.root_ns(&format!("{name}Response"), IAM_NS);
     let result = format!("{name}Result");
     match action {
         A::CreateUser => {
-            let (u, arn) =
-                state.create_user(required(q, "UserName")?, q.get("Path").unwrap_or("/"))?;
-            let tags = tags_param(q);
-            if !tags.is_empty() {
-                state.tag(PrincipalKind::User, &u.name, &tags)?;
-            }
+            let boundary = q.get("PermissionsBoundary").filter(|b| !b.is_empty());
+            let (u, arn) = state.create_user_with(
+                required(q, "UserName")?,
+                q.get("Path").unwrap_or("/"),
+                boundary,
+                &tags_param(q),
+            )?;
+            elements =
+                Some(serde_json::json!({"user": {"userName": u.name, "userId": u.id, "arn": arn}}));
             w.open(&result);
-            user_xml(&mut w, "User", &u, &arn);
+            user_xml(&mut w, "User", &u, &arn, boundary);
             w.close(&result);
         }
         A::GetUser => {
             let (u, arn) = state.get_user(&target_user(q, principal)?)?;
+            let boundary = state.boundary_arn(PrincipalKind::User, &u.name)?;
             w.open(&result);
-            user_xml(&mut w, "User", &u, &arn);
+            user_xml(&mut w, "User", &u, &arn, boundary.as_deref());
             w.close(&result);
         }
         A::ListUsers => {
             w.open(&result);
             w.open("Users");
             for (u, arn) in state.list_users()? {
-                user_xml(&mut w, "member", &u, &arn);
+                let boundary = state.boundary_arn(PrincipalKind::User, &u.name)?;
+                user_xml(&mut w, "member", &u, &arn, boundary.as_deref());
             }
             w.close("Users");
             w.elem("IsTruncated", "false");
@@ -464,6 +517,8 @@ fn run(
         }
         A::CreateAccessKey => {
             let (k, secret) = state.create_access_key(&target_user(q, principal)?)?;
+            elements = Some(serde_json::json!({"accessKey": {
+                "userName": k.user_name, "accessKeyId": k.id, "status": k.status}}));
             w.open(&result);
             w.open("AccessKey");
             w.elem("UserName", &k.user_name);
@@ -597,35 +652,32 @@ fn run(
                     )
                 })?,
             };
-            let r = state.create_role(
+            let r = state.create_role_with(
                 required(q, "RoleName")?,
                 q.get("Path").unwrap_or("/"),
                 required(q, "AssumeRolePolicyDocument")?,
                 max,
                 q.get("Description").unwrap_or(""),
+                q.get("PermissionsBoundary").filter(|b| !b.is_empty()),
+                &tags_param(q),
             )?;
-            let tags = tags_param(q);
-            if !tags.is_empty() {
-                state.tag(PrincipalKind::Role, &r.name, &tags)?;
-            }
-            let arn = state.role_arn(&r);
+            elements = Some(serde_json::json!({"role": {
+                "roleName": r.name, "roleId": r.id, "arn": state.role_arn(&r)}}));
             w.open(&result);
-            role_xml(&mut w, "Role", &r, &arn);
+            role_xml(&mut w, state, "Role", &r)?;
             w.close(&result);
         }
         A::GetRole => {
             let r = state.get_role(required(q, "RoleName")?)?;
-            let arn = state.role_arn(&r);
             w.open(&result);
-            role_xml(&mut w, "Role", &r, &arn);
+            role_xml(&mut w, state, "Role", &r)?;
             w.close(&result);
         }
         A::ListRoles => {
             w.open(&result);
             w.open("Roles");
             for r in state.list_roles()? {
-                let arn = state.role_arn(&r);
-                role_xml(&mut w, "member", &r, &arn);
+                role_xml(&mut w, state, "member", &r)?;
             }
             w.close("Roles");
             w.elem("IsTruncated", "false");
@@ -761,7 +813,7 @@ fn run(
             group_xml(&mut w, "Group", &g, &state.group_arn(&g));
             w.open("Users");
             for (u, arn) in users {
-                user_xml(&mut w, "member", &u, &arn);
+                user_xml(&mut w, "member", &u, &arn, None);
             }
             w.close("Users");
             w.elem("IsTruncated", "false");
@@ -888,55 +940,142 @@ fn run(
     w.elem("RequestId", request_id);
     w.close("ResponseMetadata");
     w.close(&format!("{name}Response"));
-    Ok(crate::s3::xml_response(w.finish(), "text/xml"))
+    Ok((crate::s3::xml_response(w.finish(), "text/xml"), elements))
 }
 
-/// Handles an already verified `iam` request: parses the action, authorizes it, runs it.
-pub async fn dispatch(
-    gw: &Gateway,
-    principal: &Principal,
+/// An IAM request, described for authorization: the action, its parameters, the pairs it needs
+/// and its condition keys.
+#[derive(Debug)]
+pub struct IamCall {
+    /// The action.
+    pub action: IamAction,
     form: Query,
-    context: &Context,
-    request_id: &str,
-    checks: &crate::audit::Checks,
-) -> Result<(Response<Body>, &'static str), S3Error> {
+    permissions: Vec<Permission>,
+    context: Context,
+}
+
+impl Describe for IamCall {
+    fn requirement(&self) -> Requirement {
+        Requirement::Permissions(self.permissions.clone())
+    }
+
+    fn add_context(&self, context: &mut Context) {
+        context.extend(self.context.clone());
+    }
+}
+
+impl IamCall {
+    /// What the audit trail records of the request (CloudTrail's `requestParameters`): the
+    /// names and ARNs it is about, never a document or a secret.
+    pub fn audit_parameters(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        for name in [
+            "UserName",
+            "GroupName",
+            "RoleName",
+            "PolicyName",
+            "PolicyArn",
+            "VersionId",
+            "AccessKeyId",
+            "Status",
+            "Path",
+            "PermissionsBoundary",
+            "PolicySourceArn",
+            "MaxSessionDuration",
+        ] {
+            if let Some(v) = self.form.get(name) {
+                m.insert(lower_first(name), serde_json::Value::String(v.to_owned()));
+            }
+        }
+        m
+    }
+}
+
+/// The actions for which AWS sets `iam:PermissionsBoundary`
+/// (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html#awsidentityandaccessmanagementiam-policy-keys):
+/// the boundary asked for (CreateUser, CreateRole, Put*PermissionsBoundary) or the entity's
+/// current one (the others), so "you may create users only with boundary X" can be written
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_boundaries.html#access_policies_boundaries-delegate).
+fn permissions_boundary_key(
+    gw: &Gateway,
+    action: IamAction,
+    q: &Query,
+) -> Result<Option<String>, S3Error> {
+    use IamAction as A;
+    let asked = || {
+        q.get("PermissionsBoundary")
+            .filter(|b| !b.is_empty())
+            .map(str::to_owned)
+    };
+    let current = |kind, param| -> Result<Option<String>, S3Error> {
+        match q.get(param) {
+            Some(name) => Ok(gw.state.boundary_arn(kind, name)?),
+            None => Ok(None),
+        }
+    };
+    Ok(match action {
+        A::CreateUser
+        | A::CreateRole
+        | A::PutUserPermissionsBoundary
+        | A::PutRolePermissionsBoundary => asked(),
+        A::DeleteUserPermissionsBoundary
+        | A::AttachUserPolicy
+        | A::DetachUserPolicy
+        | A::PutUserPolicy
+        | A::DeleteUserPolicy => current(PrincipalKind::User, "UserName")?,
+        A::DeleteRolePermissionsBoundary
+        | A::AttachRolePolicy
+        | A::DetachRolePolicy
+        | A::PutRolePolicy
+        | A::DeleteRolePolicy => current(PrincipalKind::Role, "RoleName")?,
+        _ => None,
+    })
+}
+
+/// Describes a verified `iam` request: the action (unknown ones are `NotImplemented`), the
+/// pairs it must be allowed and its condition keys. Creating a user or role with tags also needs
+/// `iam:TagUser` / `iam:TagRole` on it, as in AWS
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags_users.html#id_tags_users_permissions),
+/// and every call that sets or removes tags has `aws:RequestTag/KEY` and `aws:TagKeys`.
+pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamCall, S3Error> {
+    use IamAction as A;
     let name = form.get("Action").unwrap_or("");
     let Some(action) = IamAction::parse(name) else {
         return Err(S3Error::not_implemented(&format!(
             "the IAM action `{name}`"
         )));
     };
-    let mut permission = permission(action, &form, principal, &gw.account.record.account_id)?;
-    permission.resource = with_entity_path(&gw.state, &permission.resource);
-    let (decided, statements) = match principal {
-        // GetSessionToken credentials "cannot call any IAM API operations unless MFA
-        // authentication information is included in the request"
-        // (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html); keyhole
-        // has no MFA, so they never can.
-        Principal::User {
-            session: Some(_), ..
-        } => (
-            Err(S3Error::access_denied(format!(
-                "User: {} is not authorized to perform: {} on resource: \"{}\" because temporary credentials from GetSessionToken cannot call IAM without MFA, which keyhole does not have; use the user's access key",
-                principal.arn(&gw.account.record.account_id),
-                permission.action,
-                permission.resource
-            ))),
-            Vec::new(),
-        ),
-        _ => gw.authz.authorize_explained(principal, &permission, context),
-    };
-    checks.push(crate::pipeline::check_record(
-        principal,
-        &permission,
-        &decided,
-        statements,
-    ));
-    decided?;
-    Ok((
-        handle(gw, principal, action, form, request_id).await?,
-        action.name(),
-    ))
+    let mut main = permission(action, &form, principal, &gw.account.record.account_id)?;
+    main.resource = with_entity_path(&gw.state, &main.resource);
+    let mut permissions = vec![main.clone()];
+    let mut context = Context::new();
+    if let Some(b) = permissions_boundary_key(gw, action, &form)? {
+        context.insert("iam:PermissionsBoundary", b);
+    }
+    let tags = tags_param(&form);
+    match action {
+        A::CreateUser if !tags.is_empty() => {
+            permissions.push(Permission::new("iam:TagUser", main.resource.clone()));
+        }
+        A::CreateRole if !tags.is_empty() => {
+            permissions.push(Permission::new("iam:TagRole", main.resource.clone()));
+        }
+        _ => {}
+    }
+    if !tags.is_empty() {
+        for (k, v) in &tags {
+            context.insert(&format!("aws:RequestTag/{k}"), v.as_str());
+        }
+        context.insert_multi("aws:TagKeys", tags.iter().map(|(k, _)| k.clone()).collect());
+    } else if matches!(action, A::UntagUser | A::UntagRole) {
+        context.insert_multi("aws:TagKeys", members(&form, "TagKeys"));
+    }
+    Ok(IamCall {
+        action,
+        form,
+        permissions,
+        context,
+    })
 }
 
 #[cfg(test)]

@@ -9,9 +9,28 @@
 //! for) and `keyhole:Role`, so an administrator can let a scheduler start jobs only over some
 //! data; `keyhole:GetJob`, `keyhole:FinishJob`, `keyhole:GetJobReport` on
 //! `arn:aws:keyhole:REGION:ACCOUNT:job/ID`; `keyhole:ListJobs` on `...:job/*`;
-//! `keyhole:RevokeSession` on `...:session/ACCESS_KEY_ID`. One addition: the principal that
-//! created a job may always get, finish and report on that job (finishing only takes access
-//! away, and `keyhole run` must be able to end the job it started).
+//! `keyhole:RevokeSession` on `...:session/ACCESS_KEY_ID`. The labels of a new job are
+//! `aws:RequestTag/KEY` and `aws:TagKeys` of CreateJob, so a scheduler's policy can restrict
+//! which labels it may set.
+//!
+//! # The creator of a job
+//! Each job carries a resource-based grant ([`owner_policy`]) letting its creator get, finish and
+//! report on it (finishing only takes access away, and `keyhole run` must be able to end the job
+//! it started). The grant names the creator by unique id, not by name: an IAM user by its
+//! `AIDA...` id (a user deleted and created again under the same name is someone else); a role
+//! session by its role's `AROA...` id *and* its source identity (`aws:SourceIdentity`, which a
+//! role chain cannot change), so other sessions of the same role, whatever their session name, are
+//! not the creator. A role session without a source identity gets no grant: its jobs are decided
+//! by IAM permissions alone, like everyone else's.
+//!
+//! # Passing a role to a job
+//! A job with `role = R` hands out sessions of R, so creating it is an AssumeRole of R by the
+//! creator, decided exactly as STS decides one (the precedent: `aws sts assume-role` with a
+//! session policy, which is what a job is): R's trust policy must admit the creator for
+//! `sts:AssumeRole` (with `sts:RoleSessionName` = the job id in the context), and when the job
+//! has labels, which become session tags, for `sts:TagSession` with `aws:RequestTag/KEY` and
+//! `aws:TagKeys`; the creator's identity policies must allow the same where the trust policy
+//! names only the account; the root user cannot pass a role (it cannot assume one).
 //!
 //! # Job sessions
 //! A job's credentials are session credentials (`ASIA...` + sealed token, [`crate::sts`]) whose
@@ -56,6 +75,7 @@ pub const DEFAULT_JOB_SESSION_SECS: u64 = 3600;
 
 /// A keyhole API action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Action {
     /// Start a job.
     CreateJob,
@@ -72,6 +92,24 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action.
+    pub const ALL: [Action; 6] = [
+        Action::CreateJob,
+        Action::GetJob,
+        Action::ListJobs,
+        Action::FinishJob,
+        Action::GetJobReport,
+        Action::RevokeSession,
+    ];
+
+    /// Whether the action changes state (its write-ahead audit record must be durable first).
+    pub fn mutating(self) -> bool {
+        matches!(
+            self,
+            Action::CreateJob | Action::FinishJob | Action::RevokeSession
+        )
+    }
+
     /// Parses an `X-Amz-Target` header value.
     pub fn from_target(target: &str) -> Option<Action> {
         Some(match target.strip_prefix(TARGET_PREFIX)? {
@@ -117,30 +155,144 @@ pub struct ApiCall {
     pub action: Action,
     /// The (action, resource) pair to authorize.
     pub permission: Permission,
-    /// The creator of the job the call is about (who may always get, finish and report on it).
-    pub owner: Option<String>,
     /// Condition keys the action adds to the request context.
-    pub context: Vec<(&'static str, Vec<String>)>,
+    pub context: Context,
     input: Input,
 }
 
 #[derive(Debug)]
 enum Input {
-    Create(JobSpec),
+    Create {
+        spec: JobSpec,
+        /// The id the job will have (its sessions' name).
+        id: String,
+        /// The role passed to the job, with the permissions passing it needs.
+        role: Option<PassedRole>,
+    },
     Job(String, Option<JobRecord>),
     List,
-    Revoke { access_key_id: String },
+    Revoke {
+        access_key_id: String,
+    },
+}
+
+/// A role passed to a job: its ARN, and whether the job's labels make session tags.
+#[derive(Debug)]
+struct PassedRole {
+    arn: String,
+    tags: bool,
+}
+
+impl crate::authz::Describe for ApiCall {
+    fn requirement(&self) -> crate::authz::Requirement {
+        let mut list = vec![self.permission.clone()];
+        if let Input::Create {
+            role: Some(role), ..
+        } = &self.input
+        {
+            list.push(Permission::new("sts:AssumeRole", role.arn.clone()));
+            if role.tags {
+                list.push(Permission::new("sts:TagSession", role.arn.clone()));
+            }
+        }
+        crate::authz::Requirement::Permissions(list)
+    }
+
+    fn add_context(&self, context: &mut Context) {
+        context.extend(self.context.clone());
+    }
+}
+
+impl ApiCall {
+    /// What the audit trail records of the request (CloudTrail's `requestParameters`): the job
+    /// asked for, also when the call is refused.
+    pub fn audit_parameters(&self) -> serde_json::Map<String, Value> {
+        let mut m = serde_json::Map::new();
+        match &self.input {
+            Input::Create { spec, id, .. } => {
+                m.insert("jobId".into(), json!(id));
+                m.insert("name".into(), json!(spec.name));
+                m.insert("read".into(), json!(spec.read));
+                m.insert("write".into(), json!(spec.write));
+                if let Some(r) = &spec.role {
+                    m.insert("role".into(), json!(r));
+                }
+                if !spec.labels.is_empty() {
+                    m.insert("labels".into(), json!(spec.labels));
+                }
+            }
+            Input::Job(id, _) => {
+                m.insert("jobId".into(), json!(id));
+            }
+            Input::List => {}
+            Input::Revoke { access_key_id } => {
+                m.insert("accessKeyId".into(), json!(access_key_id));
+            }
+        }
+        m
+    }
 }
 
 fn validation(message: impl Into<String>) -> S3Error {
     S3Error::new("ValidationException", StatusCode::BAD_REQUEST, message)
 }
 
-fn job_arn(gw: &Gateway, id: &str) -> String {
-    format!(
-        "arn:aws:keyhole:{}:{}:job/{id}",
-        gw.config.region, gw.account.record.account_id
+/// A job's ARN: `arn:aws:keyhole:REGION:ACCOUNT:job/ID`.
+pub fn job_arn(region: &str, account_id: &str, id: &str) -> String {
+    format!("arn:aws:keyhole:{region}:{account_id}:job/{id}")
+}
+
+fn gw_job_arn(gw: &Gateway, id: &str) -> String {
+    job_arn(&gw.config.region, &gw.account.record.account_id, id)
+}
+
+/// The grant to a job's creator (see the module documentation), as a resource-based policy on
+/// `job_arn`; `None` when the job records no creator it can name by unique id.
+pub fn owner_policy(record: &JobRecord, job_arn: &str) -> Option<keyhole_policy::CompiledPolicy> {
+    let owner = record.owner.as_ref()?;
+    let mut statement = json!({
+        "Sid": "JobCreator",
+        "Effect": "Allow",
+        "Principal": {"AWS": owner.arn},
+        "Action": ["keyhole:GetJob", "keyhole:FinishJob", "keyhole:GetJobReport"],
+        "Resource": job_arn,
+    });
+    if let (Some(si), Some(o)) = (&owner.source_identity, statement.as_object_mut()) {
+        o.insert(
+            "Condition".into(),
+            json!({"StringEquals": {"aws:SourceIdentity": si}}),
+        );
+    }
+    let doc = json!({"Version": "2012-10-17", "Statement": [statement]}).to_string();
+    keyhole_policy::CompiledPolicy::from_json_bound(
+        &doc,
+        keyhole_policy::PolicyKind::Resource,
+        &|arn| (arn == owner.arn).then(|| owner.id.clone()),
     )
+    .ok()
+    .map(|p| p.with_name("job creator grant"))
+}
+
+/// Who created a job, as its [`owner_policy`] names it: an IAM user by its unique id; a role
+/// session by its role's unique id and its source identity (none without one).
+fn owner_of(principal: &Principal) -> Option<store::JobOwner> {
+    match principal {
+        Principal::User { arn, id, .. } => Some(store::JobOwner {
+            arn: arn.clone(),
+            id: id.clone(),
+            source_identity: None,
+        }),
+        Principal::Session {
+            claims, role_arn, ..
+        } if !role_arn.is_empty() && claims.job.is_none() => {
+            claims.source_identity.as_ref().map(|si| store::JobOwner {
+                arn: role_arn.clone(),
+                id: claims.role_id.clone(),
+                source_identity: Some(si.clone()),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Turns a request into the call to authorize. Nothing changes here.
@@ -185,32 +337,61 @@ pub fn describe(gw: &Gateway, headers: &HeaderMap, raw: &[u8]) -> Result<ApiCall
             Err(other) => Err(other.into()),
         }
     };
-    let (permission_resource, owner, context, input) = match action {
+    let (permission_resource, context, input) = match action {
         Action::CreateJob => {
             let spec: JobSpec = serde_json::from_value(body).map_err(|e| {
                 validation(format!(
                     "the job spec is not valid: {e} (fields: name, read, write, start, duration, end, source_ip, role, labels)"
                 ))
             })?;
-            let mut context = vec![
-                ("keyhole:ReadLocations", spec.read.clone()),
-                ("keyhole:WriteLocations", spec.write.clone()),
-            ];
-            if let Some(role) = &spec.role {
-                context.push(("keyhole:Role", vec![role.clone()]));
+            // The spec is validated before it is authorized (its errors name the field), so a
+            // CreateJob condition on keyhole:ReadLocations sees exactly the locations the job
+            // will get, normalized.
+            let resolved = spec
+                .resolve(chrono::Utc::now(), None)
+                .map_err(|e| validation(e.to_string()))?;
+            let urls = |list: &[spec::Location]| list.iter().map(spec::Location::url).collect();
+            let mut context = Context::new();
+            context.insert_multi("keyhole:ReadLocations", urls(&resolved.read));
+            context.insert_multi("keyhole:WriteLocations", urls(&resolved.write));
+            let id = format!(
+                "{}-{}",
+                spec.name,
+                crate::account::new_id("", 6).to_ascii_lowercase()
+            );
+            // The labels are the request's tags (and a role's session tags).
+            for (k, v) in &spec.labels {
+                context.insert(&format!("aws:RequestTag/{k}"), v.as_str());
             }
-            (job_arn(gw, &spec.name), None, context, Input::Create(spec))
+            if !spec.labels.is_empty() {
+                context.insert_multi("aws:TagKeys", spec.labels.keys().cloned().collect());
+            }
+            let role = spec.role.as_ref().map(|name| {
+                let arn = gw.state.snapshot().roles.get(name).map_or_else(
+                    || format!("arn:aws:iam::{}:role/{name}", gw.account.record.account_id),
+                    |r| r.arn.clone(),
+                );
+                PassedRole {
+                    arn,
+                    tags: !spec.labels.is_empty(),
+                }
+            });
+            if let Some(r) = &spec.role {
+                context.insert("keyhole:Role", r.as_str());
+                // The session the job's credentials are: AssumeRole's keys.
+                context.insert("sts:RoleSessionName", id.as_str());
+            }
+            (
+                gw_job_arn(gw, &spec.name),
+                context,
+                Input::Create { spec, id, role },
+            )
         }
         Action::GetJob | Action::FinishJob | Action::GetJobReport => {
             let (id, record) = job_id()?;
-            (
-                job_arn(gw, &id),
-                record.as_ref().map(|r| r.created_by.clone()),
-                Vec::new(),
-                Input::Job(id, record),
-            )
+            (gw_job_arn(gw, &id), Context::new(), Input::Job(id, record))
         }
-        Action::ListJobs => (job_arn(gw, "*"), None, Vec::new(), Input::List),
+        Action::ListJobs => (gw_job_arn(gw, "*"), Context::new(), Input::List),
         Action::RevokeSession => {
             let ak = body
                 .get("AccessKeyId")
@@ -226,8 +407,7 @@ pub fn describe(gw: &Gateway, headers: &HeaderMap, raw: &[u8]) -> Result<ApiCall
                     "arn:aws:keyhole:{}:{}:session/{ak}",
                     gw.config.region, gw.account.record.account_id
                 ),
-                None,
-                Vec::new(),
+                Context::new(),
                 Input::Revoke {
                     access_key_id: ak.to_owned(),
                 },
@@ -240,17 +420,9 @@ pub fn describe(gw: &Gateway, headers: &HeaderMap, raw: &[u8]) -> Result<ApiCall
             action: action.iam_action(),
             resource: permission_resource,
         },
-        owner,
         context,
         input,
     })
-}
-
-/// Adds the call's condition keys to the request context.
-pub fn add_context(call: &ApiCall, context: &mut Context) {
-    for (k, v) in &call.context {
-        context.insert_multi(k, v.clone());
-    }
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
@@ -274,7 +446,7 @@ pub fn view(gw: &Gateway, r: &JobRecord, now: i64) -> Value {
     json!({
         "JobId": r.id,
         "Name": j.name,
-        "Arn": job_arn(gw, &r.id),
+        "Arn": gw_job_arn(gw, &r.id),
         "State": r.state(now),
         "Start": rfc3339(j.start),
         "End": rfc3339(j.end),
@@ -291,18 +463,20 @@ pub fn view(gw: &Gateway, r: &JobRecord, now: i64) -> Value {
     })
 }
 
-/// Runs an authorized call.
+/// Runs an authorized call; returns the response and what the audit trail records of it
+/// (CloudTrail's `responseElements`: the new job's id and session key id, never a secret).
 pub async fn execute(
     gw: &Gateway,
     principal: &Principal,
-    call: ApiCall,
+    call: crate::authz::Authorized<Box<ApiCall>>,
     source_ip: IpAddr,
     now: DateTime<Utc>,
-) -> Result<Response<Body>, S3Error> {
+) -> Result<(Response<Body>, Option<Value>), S3Error> {
     let t = now.timestamp();
     let account = gw.account.record.account_id.clone();
+    let call = *call.into_call();
     match call.input {
-        Input::Create(spec) => {
+        Input::Create { spec, id, role: _ } => {
             let job = spec
                 .resolve(now, Some(source_ip))
                 .map_err(|e| validation(e.to_string()))?;
@@ -326,17 +500,13 @@ pub async fn execute(
                     )));
                 }
             }
-            let id = format!(
-                "{}-{}",
-                job.name,
-                crate::account::new_id("", 6).to_ascii_lowercase()
-            );
             let token = format!("kh1.{id}.{}", hex::encode(rand::random::<[u8; 32]>()));
             let record = JobRecord {
                 id: id.clone(),
                 policy: job.policy().to_string(),
                 job,
                 created_by: principal.arn(&account),
+                owner: owner_of(principal),
                 created_at: t,
                 finished_at: None,
                 finished_by: None,
@@ -348,13 +518,16 @@ pub async fn execute(
             })?;
             let (claims, session_token) = mint(gw, &entry, now)?;
             tracing::info!(job = %id, by = %record.created_by, "job created");
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({
-                    "Job": view(gw, &record, t),
-                    "Credentials": credentials_json(&claims, &session_token, "SessionToken"),
-                    "CredentialsToken": token,
-                }),
+            Ok((
+                json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "Job": view(gw, &record, t),
+                        "Credentials": credentials_json(&claims, &session_token, "SessionToken"),
+                        "CredentialsToken": token,
+                    }),
+                ),
+                Some(json!({"jobId": id, "credentials": credentials_audit(&claims)})),
             ))
         }
         Input::Job(id, None) => Err(S3Error::new(
@@ -366,9 +539,9 @@ pub async fn execute(
             Action::FinishJob => {
                 let done = gw.jobs.finish(&record.id, &principal.arn(&account), t)?;
                 tracing::info!(job = %done.id, "job finished");
-                Ok(json_response(
-                    StatusCode::OK,
-                    &json!({"Job": view(gw, &done, t)}),
+                Ok((
+                    json_response(StatusCode::OK, &json!({"Job": view(gw, &done, t)})),
+                    None,
                 ))
             }
             Action::GetJobReport => {
@@ -377,30 +550,40 @@ pub async fn execute(
                     .await
                     .map_err(S3Error::internal)?
                     .map_err(S3Error::internal)?;
-                Ok(json_response(StatusCode::OK, &json!({"Report": rep})))
+                Ok((json_response(StatusCode::OK, &json!({"Report": rep})), None))
             }
-            _ => Ok(json_response(
-                StatusCode::OK,
-                &json!({"Job": view(gw, &record, t)}),
+            _ => Ok((
+                json_response(StatusCode::OK, &json!({"Job": view(gw, &record, t)})),
+                None,
             )),
         },
         Input::List => {
             let jobs: Vec<Value> = gw.jobs.list()?.iter().map(|r| view(gw, r, t)).collect();
-            Ok(json_response(StatusCode::OK, &json!({"Jobs": jobs})))
+            Ok((json_response(StatusCode::OK, &json!({"Jobs": jobs})), None))
         }
         Input::Revoke { access_key_id } => {
             // The longest any session lives (AWS's maximum role session, 12 h) bounds how long the
             // revocation must be kept.
             gw.jobs.revoke_session(&access_key_id, t + 43_200, t)?;
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({"Revoked": access_key_id}),
+            Ok((
+                json_response(StatusCode::OK, &json!({"Revoked": access_key_id})),
+                None,
             ))
         }
     }
 }
 
-fn token_hash(token: &str) -> String {
+/// The credentials as the audit trail records them (CloudTrail's `responseElements.credentials`):
+/// the access key id and expiry, never the secret or the token.
+pub fn credentials_audit(claims: &SessionClaims) -> Value {
+    json!({
+        "accessKeyId": claims.ak,
+        "expiration": DateTime::<Utc>::from_timestamp(claims.exp, 0).map(rfc3339),
+    })
+}
+
+/// The SHA-256 (hex) of a job credentials token, as stored.
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
@@ -473,72 +656,39 @@ pub fn mint(
     Ok((claims, token))
 }
 
-/// `GET /_keyhole/credentials` with `Authorization: <job credentials token>`: a fresh session
-/// for the job, in the container-credentials JSON SDKs read
-/// (https://docs.aws.amazon.com/sdkref/latest/guide/feature-container-credentials.html).
-/// Refused once the job is finished or its window has ended, and from outside its source CIDRs.
-/// Returns the response and the job id (for the audit event).
-pub fn container_credentials(
-    gw: &Gateway,
-    headers: &HeaderMap,
-    source_ip: IpAddr,
-    now: DateTime<Utc>,
-) -> (Result<Response<Body>, S3Error>, Option<String>) {
-    let denied = |m: &str| S3Error::access_denied(m.to_owned());
-    let Some(token) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
-    else {
-        return (
-            Err(denied(
-                "the credentials endpoint needs the job's token in the Authorization header (AWS_CONTAINER_AUTHORIZATION_TOKEN)",
-            )),
-            None,
-        );
-    };
-    let Some(id) = token
-        .strip_prefix("kh1.")
-        .and_then(|rest| rest.rsplit_once('.'))
-        .map(|(id, _)| id.to_owned())
-    else {
-        return (Err(denied("the job token is malformed")), None);
-    };
-    let Some(entry) = gw.jobs.active(&id) else {
-        return (
-            Err(S3Error::new(
-                "ExpiredToken",
-                StatusCode::FORBIDDEN,
-                format!("job {id} is finished, has ended or does not exist"),
-            )),
-            Some(id),
-        );
-    };
-    // Comparing SHA-256 digests: timing reveals nothing usable about the token.
-    if token_hash(token) != entry.record.token_hash {
-        return (Err(denied("the job token is not valid")), Some(id));
-    }
-    let allowed_source = entry.record.job.source_ip.iter().any(|c| {
-        keyhole_policy::condition::ip::Cidr::parse(c).is_some_and(|c| c.contains(source_ip))
-    });
-    if !allowed_source {
-        return (
-            Err(denied(&format!(
-                "job {id} may be used only from {}, not from {source_ip}",
-                entry.record.job.source_ip.join(", ")
-            ))),
-            Some(id),
-        );
-    }
-    let out = mint(gw, &entry, now).map(|(claims, token)| {
-        json_response(StatusCode::OK, &credentials_json(&claims, &token, "Token"))
-    });
-    (out, Some(id))
+/// `GET /_keyhole/credentials`: a fresh session for the job whose token authenticated the
+/// request, in the container-credentials JSON SDKs read
+/// (https://docs.aws.amazon.com/sdkref/latest/guide/feature-container-credentials.html). The
+/// token holder ([`Principal::JobToken`]) needs `keyhole:GetJobCredentials` on its job, which its
+/// only policy grants from the job's source CIDRs ([`store::JobEntry::credential_policy`]).
+#[derive(Debug)]
+pub struct CredentialFetch {
+    /// The job's ARN.
+    pub job_arn: String,
 }
 
-/// Whether `principal` created the job (and so may get, finish and report on it).
-pub fn is_owner(principal: &Principal, call: &ApiCall, account_id: &str) -> bool {
-    call.owner
-        .as_deref()
-        .is_some_and(|o| o == principal.arn(account_id))
+impl crate::authz::Describe for CredentialFetch {
+    fn requirement(&self) -> crate::authz::Requirement {
+        crate::authz::Requirement::Permissions(vec![Permission::new(
+            "keyhole:GetJobCredentials",
+            self.job_arn.clone(),
+        )])
+    }
+}
+
+/// Issues the credentials of an authorized fetch; returns the response and its audit record.
+pub fn fetch_credentials(
+    gw: &Gateway,
+    principal: &Principal,
+    _call: crate::authz::Authorized<CredentialFetch>,
+    now: DateTime<Utc>,
+) -> Result<(Response<Body>, Option<Value>), S3Error> {
+    let Principal::JobToken { job, .. } = principal else {
+        return Err(S3Error::access_denied("Access Denied"));
+    };
+    let (claims, token) = mint(gw, job, now)?;
+    Ok((
+        json_response(StatusCode::OK, &credentials_json(&claims, &token, "Token")),
+        Some(json!({"credentials": credentials_audit(&claims)})),
+    ))
 }

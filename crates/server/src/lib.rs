@@ -14,10 +14,12 @@
 pub mod account;
 pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod body;
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod endpoint;
 pub mod error;
 pub mod iam;
 pub mod jobs;
@@ -51,7 +53,7 @@ pub struct Gateway {
     /// Verifies signatures and finds the principal.
     pub authn: auth::Authenticator,
     /// Decides every (action, resource) pair.
-    pub authz: Arc<dyn auth::Authorize>,
+    pub authz: Arc<dyn authz::Authorize>,
     /// The canonical user id shown as bucket and object owner.
     pub owner_id: String,
     /// Seals and opens STS session tokens.
@@ -81,7 +83,7 @@ impl Gateway {
         account: Account,
         store: LocalStore,
         state: Arc<state::State>,
-        authz: Arc<dyn auth::Authorize>,
+        authz: Arc<dyn authz::Authorize>,
         tokens: Arc<sts::TokenSealer>,
         audit: audit::AuditSink,
         metrics: Arc<metrics::Metrics>,
@@ -144,9 +146,12 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
         &master,
         &account.record.account_id,
     )?);
-    let authz = Arc::new(auth::PolicyAuthorizer {
+    let jobs = Arc::new(jobs::store::JobStore::open(&config.data_dir)?);
+    let authz = Arc::new(authz::PolicyAuthorizer {
         account_id: account.record.account_id.clone(),
         state: state.clone(),
+        jobs: jobs.clone(),
+        region: config.region.clone(),
     });
     let tokens = Arc::new(sts::TokenSealer::new(&master).map_err(|e| {
         OpenError::Account(account::AccountError::Damaged {
@@ -166,7 +171,6 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
         },
         metrics.sink.clone(),
     )?;
-    let jobs = Arc::new(jobs::store::JobStore::open(&config.data_dir)?);
     Ok(Gateway::new(
         config, account, store, state, authz, tokens, audit, metrics, jobs, tls,
     ))

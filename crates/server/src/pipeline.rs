@@ -23,10 +23,12 @@ use rand::Rng;
 use tokio::net::TcpListener;
 
 use crate::audit::event::{RequestParameters, Resource, Stage, UserIdentity};
-use crate::audit::{self, AuditEvent, Check, Checks, Decision};
+use crate::audit::{self, AuditEvent, Checks, Decision};
 use crate::auth::Principal;
+use crate::authz::AuthorizedCall;
 use crate::body::{self, Body, BodyReader};
 use crate::context::{self, RequestFacts};
+use crate::endpoint::Call;
 use crate::error::S3Error;
 use crate::metrics::RequestSample;
 use crate::s3::route::{Op, Query};
@@ -139,6 +141,10 @@ struct Trace {
     /// Authentication failed: the decision is `Deny` whatever was checked.
     authn_failed: bool,
     bytes_in: Arc<AtomicU64>,
+    /// The request's parameters beyond bucket and key (CloudTrail's `requestParameters`).
+    params: serde_json::Map<String, serde_json::Value>,
+    /// What the handler returned that the trail keeps (CloudTrail's `responseElements`).
+    response_elements: Option<serde_json::Value>,
 }
 
 impl Trace {
@@ -160,6 +166,8 @@ impl Trace {
             checks: Arc::default(),
             authn_failed: false,
             bytes_in: Arc::default(),
+            params: serde_json::Map::new(),
+            response_elements: None,
         }
     }
 
@@ -195,7 +203,9 @@ impl Trace {
                 bucket_name: self.bucket.clone(),
                 key: self.key.clone(),
                 prefix: self.prefix.clone(),
+                other: self.params.clone(),
             },
+            response_elements: self.response_elements.clone(),
             resources,
             authorization,
             decision,
@@ -223,9 +233,11 @@ struct EventBase {
 }
 
 fn identity_of(principal: &Principal, account_id: &str) -> UserIdentity {
+    let principal_id = principal.unique_id(account_id);
     match principal {
         Principal::Root { access_key_id } => UserIdentity {
             kind: "Root".into(),
+            principal_id,
             arn: Some(principal.arn(account_id)),
             account_id: Some(account_id.to_owned()),
             access_key_id: Some(access_key_id.clone()),
@@ -235,6 +247,7 @@ fn identity_of(principal: &Principal, account_id: &str) -> UserIdentity {
             arn, access_key_id, ..
         } => UserIdentity {
             kind: "IAMUser".into(),
+            principal_id,
             arn: Some(arn.clone()),
             account_id: Some(account_id.to_owned()),
             access_key_id: Some(access_key_id.clone()),
@@ -242,12 +255,20 @@ fn identity_of(principal: &Principal, account_id: &str) -> UserIdentity {
         },
         Principal::Session { claims, arn, .. } => UserIdentity {
             kind: principal.kind().into(),
+            principal_id,
             job: claims.job.clone(),
             arn: Some(arn.clone()),
             account_id: Some(account_id.to_owned()),
             access_key_id: Some(claims.ak.clone()),
             session_name: Some(claims.session.clone()),
             source_identity: claims.source_identity.clone(),
+        },
+        Principal::JobToken { job, arn } => UserIdentity {
+            kind: "JobToken".into(),
+            job: Some(job.record.id.clone()),
+            arn: Some(arn.clone()),
+            account_id: Some(account_id.to_owned()),
+            ..UserIdentity::default()
         },
         Principal::Anonymous => UserIdentity {
             kind: "AnonymousPrincipal".into(),
@@ -265,7 +286,48 @@ pub(crate) fn audit_unavailable() -> S3Error {
     )
 }
 
-/// Handles one request end to end. Never fails: errors become S3 error responses.
+/// Which API a request is for, decided before authentication: by path for the two endpoints
+/// that are not signed with SigV4, otherwise by the signature's credential scope (S3 when the
+/// request is not signed at all).
+enum Route {
+    /// `GET /metrics`.
+    Metrics,
+    /// `GET /_keyhole/credentials` (a job's bearer token).
+    JobCredentials,
+    /// S3 REST, signed or anonymous.
+    S3(Option<keyhole_sigv4::SignedRequest>),
+    /// IAM or STS (Query protocol: the action is in the signed form body); the signature is
+    /// taken by authentication.
+    Query(QueryApi, Option<keyhole_sigv4::SignedRequest>),
+    /// The keyhole API (AWS JSON 1.1: `X-Amz-Target`, a signed JSON body).
+    Keyhole(Option<keyhole_sigv4::SignedRequest>),
+}
+
+/// The two Query-protocol APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueryApi {
+    Iam,
+    Sts,
+}
+
+/// Who sent a request, and its body as the API reads it.
+struct Caller {
+    principal: Principal,
+    verified: Option<keyhole_sigv4::VerifiedRequest>,
+    payload: Payload,
+}
+
+/// A request's body: streamed to the handler (S3), or already read because the signature covers
+/// it (Query forms, keyhole API JSON), or not used.
+enum Payload {
+    Stream(Incoming),
+    Read(Vec<u8>),
+    None,
+}
+
+/// Handles one request end to end, as a straight line of stages: route → authenticate →
+/// describe → authorize → (write-ahead) → handle → audit. Never fails: errors become the API's
+/// error responses, logged once here.
 pub async fn handle(
     gw: Arc<Gateway>,
     connection: Connection,
@@ -276,7 +338,6 @@ pub async fn handle(
     let request_id = new_request_id();
     let (parts, incoming) = req.into_parts();
     let is_head = parts.method == Method::HEAD;
-
     if parts.uri.path() == "/healthz" && parts.method == Method::GET && parts.uri.query().is_none()
     {
         return finish(Response::new(body::full("ok\n")), &request_id);
@@ -292,69 +353,16 @@ pub async fn handle(
             .get(http::header::USER_AGENT)
             .map(|v| audit::event::clip_user_agent(&String::from_utf8_lossy(v.as_bytes()))),
     };
-    let mutating = matches!(parts.method, Method::PUT | Method::POST | Method::DELETE);
-
-    if parts.uri.path() == "/metrics" && parts.method == Method::GET {
-        let mut r = Response::new(body::full(gw.metrics.render()));
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        );
-        let trace = Trace::new(
-            "ops",
-            "keyhole",
-            "GetMetrics",
-            UserIdentity {
-                kind: "AnonymousPrincipal".into(),
-                ..UserIdentity::default()
-            },
-        );
-        return complete(&gw, trace, &base, r, false, None).await;
-    }
-
-    if parts.uri.path() == crate::jobs::CREDENTIALS_PATH && parts.method == Method::GET {
-        let (outcome, job) = crate::jobs::container_credentials(
-            &gw,
-            &parts.headers,
-            base.source_ip,
-            chrono::Utc::now(),
-        );
-        let mut trace = Trace::new(
-            "keyhole",
-            "keyhole",
-            "GetJobCredentials",
-            UserIdentity {
-                kind: "JobToken".into(),
-                job,
-                ..UserIdentity::default()
-            },
-        );
-        trace.authn_failed = outcome.is_err();
-        let (response, error) = match outcome {
-            Ok(r) => (r, None),
-            Err(e) => {
-                let (r, err) =
-                    error_response(e, &None, &None, "/", &request_id, false, ErrorFormat::Json);
-                (r, Some(err))
-            }
-        };
-        // Issuing credentials is recorded durably before they are handed out.
-        let durable = response.status().is_success();
-        let response = complete(&gw, trace, &base, response, durable, error).await;
-        return finish(response, &request_id);
-    }
-
     let located = locate(&gw, &parts.headers, parts.uri.path());
-    let resource = match &located {
-        Ok((Some(b), Some(k))) => format!("/{b}/{k}"),
-        Ok((Some(b), None)) => format!("/{b}"),
-        _ => "/".to_owned(),
-    };
     let (err_bucket, err_key) = match &located {
         Ok((b, k)) => (b.clone(), k.clone()),
         Err(_) => (None, None),
     };
-    let mut format = ErrorFormat::S3;
+    let resource = match (&err_bucket, &err_key) {
+        (Some(b), Some(k)) => format!("/{b}/{k}"),
+        (Some(b), None) => format!("/{b}"),
+        _ => "/".to_owned(),
+    };
     let mut trace = Trace::new(
         "s3",
         "s3.amazonaws.com",
@@ -366,250 +374,49 @@ pub async fn handle(
     );
     trace.bucket.clone_from(&err_bucket);
     trace.key.clone_from(&err_key);
+    let mut format = ErrorFormat::S3;
+    let mut mutating = false;
     let outcome: Result<Response<Body>, S3Error> = async {
-        let (bucket, key) = located?;
         let now = chrono::Utc::now();
-        let signed = match gw.authn.parse(&parts.method, &parts.uri, &parts.headers) {
-            Ok(s) => s,
-            Err(e) => {
-                trace.authn_failed = true;
-                return Err(e);
-            }
-        };
-        let service = signed.as_ref().map(|s| s.scope().service.clone());
-        match service.as_deref() {
-            None | Some("s3") => {}
-            Some(api @ ("iam" | "sts")) => {
-                format = ErrorFormat::Query;
-                trace.api = if api == "iam" { "iam" } else { "sts" };
-                trace.event_source = format!("{api}.amazonaws.com");
-                let Some(signed) = signed else {
-                    return Err(S3Error::access_denied("Access Denied"));
-                };
-                // Query protocol: the action is in the form body (small, capped), which the
-                // signature covers; it is read and hashed before verification.
-                let (raw, principal, verified) = read_and_verify(
-                    &gw,
-                    &parts,
-                    incoming,
-                    signed,
-                    now,
-                    MAX_QUERY_BODY_BYTES,
-                    &mut trace,
-                )
-                .await?;
-                let form = if parts.method == Method::POST {
-                    Query::parse(Some(&String::from_utf8_lossy(&raw)))
-                } else {
-                    Query::parse(parts.uri.query())
-                };
-                trace.op_name = query_op_name(api, form.get("Action"));
-                let context = context::global(&RequestFacts {
-                    now,
-                    source_ip: base.source_ip,
-                    secure: base.tls,
-                    headers: &parts.headers,
-                    region: &gw.config.region,
-                    account_id: &gw.account.record.account_id,
-                    principal: &principal,
-                    verified: Some(&verified),
-                });
-                let (response, _) = if api == "iam" {
-                    crate::iam::dispatch(&gw, &principal, form, &context, &request_id, &trace.checks)
-                        .await?
-                } else {
-                    crate::sts::dispatch(
-                        &gw,
-                        &principal,
-                        form,
-                        &context,
-                        &request_id,
-                        now,
-                        &trace.checks,
-                    )
-                    .await?
-                };
-                return Ok(response);
-            }
-            Some("keyhole") => {
-                format = ErrorFormat::Json;
-                trace.api = "keyhole";
-                trace.event_source = "keyhole".into();
-                let Some(signed) = signed else {
-                    return Err(S3Error::access_denied("Access Denied"));
-                };
-                if let Some(a) = parts
-                    .headers
-                    .get("x-amz-target")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(crate::jobs::Action::from_target)
-                {
-                    trace.op_name = a.name();
-                }
-                // The keyhole API's JSON body is small and signed, like a Query form.
-                let (raw, principal, verified) = read_and_verify(
-                    &gw,
-                    &parts,
-                    incoming,
-                    signed,
-                    now,
-                    crate::jobs::MAX_API_BODY_BYTES,
-                    &mut trace,
-                )
-                .await?;
-                let account_id = &gw.account.record.account_id;
-                let call = crate::jobs::describe(&gw, &parts.headers, &raw)?;
-                let mut context = context::global(&RequestFacts {
-                    now,
-                    source_ip: base.source_ip,
-                    secure: base.tls,
-                    headers: &parts.headers,
-                    region: &gw.config.region,
-                    account_id,
-                    principal: &principal,
-                    verified: Some(&verified),
-                });
-                crate::jobs::add_context(&call, &mut context);
-                let owner = crate::jobs::is_owner(&principal, &call, account_id);
-                let (decided, statements) = if owner {
-                    (Ok(()), Vec::new())
-                } else {
-                    gw.authz
-                        .authorize_explained(&principal, &call.permission, &context)
-                };
-                let mut record = check_record(&principal, &call.permission, &decided, statements);
-                if owner {
-                    record.reason = "allowed: the caller created this job".into();
-                }
-                trace.checks.push(record);
-                decided?;
-                // Write-ahead, as for S3 writes: the call is on record before anything changes
-                // (and a report built after it sees every event queued before it).
-                let intent = trace.event(&gw, &base, Stage::Authorized);
-                if let Err(e) = gw.audit.record_durable(intent).await {
-                    if !gw.config.audit_fail_open {
-                        tracing::error!(error = %e, "refusing a keyhole API call: audit trail unavailable");
-                        return Err(audit_unavailable());
-                    }
-                }
-                return crate::jobs::execute(&gw, &principal, call, base.source_ip, now).await;
-            }
-            Some(other) => {
-                trace.api = "other";
-                return Err(S3Error::not_implemented(&format!(
-                    "the `{other}` service (this release serves S3, IAM, STS and keyhole)"
-                )));
-            }
-        }
-        let (principal, verified) = match signed {
-            None => (Principal::Anonymous, None),
-            Some(signed) => {
-                let claimed = signed.access_key_id().to_owned();
-                let (p, v) = gw
-                    .authn
-                    .verify(signed, &parts.method, &parts.uri, &parts.headers, now, None)
-                    .inspect_err(|_| {
-                        trace.authn_failed = true;
-                        trace.identity.access_key_id = Some(claimed);
-                    })?;
-                (p, Some(v))
-            }
-        };
-        trace.identity = identity_of(&principal, &gw.account.record.account_id);
-        let query = Query::parse(parts.uri.query());
-        let copy_source = header_str(&parts.headers, "x-amz-copy-source")?;
-        let control = Op::route_control(
-            &parts.method,
-            parts.uri.path(),
-            header_str(&parts.headers, "x-amz-account-id")?,
-        );
-        let op = match control {
-            Some(op) => op?,
-            None => Op::route(
-                &parts.method,
-                bucket.as_deref(),
-                key.as_deref(),
-                &query,
-                copy_source,
-            )?,
-        };
-        // S3 Control requests name no bucket: their path is not a bucket and key.
-        let (bucket, key) = if control_op(&op) {
-            trace.bucket = None;
-            trace.key = None;
-            (None, None)
-        } else {
-            (bucket, key)
-        };
-        trace.op_name = op.name();
-        if matches!(op, Op::ListObjects | Op::ListObjectsV2) {
-            trace.prefix = query.get("prefix").map(str::to_owned);
-        }
-        let bucket = bucket.unwrap_or_default();
-        let key = key.unwrap_or_default();
-        let access = op.access(&bucket, &key);
-        // INVARIANT: every operation needs at least one check; an empty description is a bug
-        // and must fail closed.
-        if access.upfront.is_empty() && access.per_key.is_none() {
-            return Err(S3Error::access_denied("Access Denied"));
-        }
-        let mut context = context::global(&RequestFacts {
-            now,
-            source_ip: base.source_ip,
-            secure: base.tls,
-            headers: &parts.headers,
-            region: &gw.config.region,
-            account_id: &gw.account.record.account_id,
-            principal: &principal,
-            verified: verified.as_ref(),
-        });
-        context::add_s3(&mut context, &op, &query, &parts.headers);
-        let wants_tags = wants_existing_object_tags(&gw, &principal, &bucket);
-        for permission in &access.upfront {
-            let (decided, statements) = match wants_tags
-                .then(|| with_existing_object_tags(&gw, permission, &context))
-                .flatten()
-            {
-                Some(tagged) => gw.authz.authorize_explained(&principal, permission, &tagged),
-                None => gw.authz.authorize_explained(&principal, permission, &context),
-            };
-            trace
-                .checks
-                .push(check_record(&principal, permission, &decided, statements));
-            decided?;
-        }
-        // Write-ahead: the request's `authorized` record is made durable while the request goes
-        // on; handlers wait for it before anything changes (`Ctx::before_change`).
+        let mut route = route(&gw, &parts, &mut trace, &mut format)?;
+        let caller = authenticate(&gw, &parts, incoming, &mut route, now, &mut trace).await?;
+        let (call, context) =
+            describe(&gw, &parts, route, &caller, located, &base, now, &mut trace)?;
+        let endpoint = call.endpoint();
+        trace.op_name = endpoint.name();
+        mutating = endpoint.mutating(&parts.method);
+        let authorized =
+            crate::authz::authorize(&gw, &caller.principal, call, &context, &trace.checks)?;
+        // Write-ahead: the request's `authorized` record is queued now and made durable while
+        // the request goes on; nothing changes before it is (S3 handlers wait in
+        // `Ctx::before_change`, the control plane right here).
         let write_ahead = if mutating {
             crate::audit::WriteAhead::start(&gw.audit, trace.event(&gw, &base, Stage::Authorized))
                 .await
         } else {
             crate::audit::WriteAhead::none()
         };
-        let expected = declared_length(&parts.headers, verified.as_ref())?;
-        let body = BodyReader::new(incoming, &parts.headers, verified.as_ref(), expected)
-            .counting(trace.bytes_in.clone());
-        let ctx = Ctx {
-            gw: &gw,
-            principal: &principal,
-            bucket,
-            key,
-            query,
-            headers: &parts.headers,
-            declared_length: expected,
+        let (response, elements) = execute(
+            &gw,
+            &parts,
+            authorized.split(),
+            caller,
             context,
-            checks: &trace.checks,
-            write_ahead: &write_ahead,
-            audit_fail_open: gw.config.audit_fail_open,
-        };
-        s3::dispatch(op, ctx, body).await
+            &write_ahead,
+            &trace,
+            &base,
+            now,
+        )
+        .await?;
+        trace.response_elements = elements;
+        Ok(response)
     }
     .await;
 
     let (response, error) = match outcome {
         Ok(r) => (r, None),
         Err(e) => {
-            let r = error_response(
+            let (r, err) = error_response(
                 e,
                 &err_bucket,
                 &err_key,
@@ -618,9 +425,10 @@ pub async fn handle(
                 is_head,
                 format,
             );
-            (r.0, Some(r.1))
+            (r, Some(err))
         }
     };
+    // The one log line of a request (errors are not logged where they are made).
     tracing::info!(
         request_id = %request_id,
         %peer,
@@ -628,6 +436,8 @@ pub async fn handle(
         op = trace.op_name,
         principal = trace.identity.kind.as_str(),
         status = response.status().as_u16(),
+        code = error.as_ref().map_or("", |(c, _)| c.as_str()),
+        error = error.as_ref().map_or("", |(_, m)| m.as_str()),
         elapsed_us = started.elapsed().as_micros() as u64,
         "request"
     );
@@ -660,122 +470,337 @@ pub async fn handle(
     finish(response, &request_id)
 }
 
-/// Whether a policy that can decide this request refers to `s3:ExistingObjectTag/*`: only then
-/// are the object's tags read (issue 4: "read only when a policy in play references it").
-fn wants_existing_object_tags(gw: &Gateway, principal: &Principal, bucket: &str) -> bool {
-    let refers = |p: &keyhole_policy::CompiledPolicy| {
-        p.context_keys()
-            .iter()
-            .any(|k| k.starts_with("s3:existingobjecttag/"))
-    };
-    let snapshot = gw.state.snapshot();
-    if snapshot
-        .bucket_policies
-        .get(bucket)
-        .is_some_and(|p| refers(p))
-    {
-        return true;
-    }
-    match principal {
-        Principal::User {
-            policies, boundary, ..
-        } => policies.iter().any(refers) || boundary.as_deref().is_some_and(refers),
-        Principal::Session {
-            role_policies,
-            session_policies,
-            boundary,
-            ..
-        } => {
-            role_policies.iter().any(refers)
-                || session_policies.iter().flat_map(|l| l.iter()).any(refers)
-                || boundary.as_deref().is_some_and(refers)
-        }
-        Principal::Root { .. } | Principal::Anonymous => false,
-    }
-}
-
-/// The context plus `s3:ExistingObjectTag/KEY` for each tag of the object `permission` names,
-/// when its action accepts that key (AWS supplies it only to those actions:
-/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html). `None`
-/// when nothing applies (not an object, an action without the key, or no such object).
-fn with_existing_object_tags(
+/// The route stage: which API the request is for, and how its errors are spelt.
+fn route(
     gw: &Gateway,
-    permission: &crate::s3::route::Permission,
-    context: &keyhole_policy::Context,
-) -> Option<keyhole_policy::Context> {
-    let action = keyhole_policy::s3::action(permission.action)?;
-    if !keyhole_policy::s3::action_accepts_key(action, "s3:ExistingObjectTag/k") {
-        return None;
+    parts: &http::request::Parts,
+    trace: &mut Trace,
+    format: &mut ErrorFormat,
+) -> Result<Route, S3Error> {
+    let path = parts.uri.path();
+    if path == "/metrics" && parts.method == Method::GET {
+        trace.api = "ops";
+        trace.event_source = "keyhole".into();
+        trace.identity.kind = "AnonymousPrincipal".into();
+        return Ok(Route::Metrics);
     }
-    let (bucket, key) = permission
-        .resource
-        .strip_prefix("arn:aws:s3:::")?
-        .split_once('/')?;
-    let tags = gw.store.get_tags(bucket, key).ok()?;
-    let mut tagged = context.clone();
-    for (k, v) in tags {
-        tagged.insert(&format!("s3:ExistingObjectTag/{k}"), v);
+    if path == crate::jobs::CREDENTIALS_PATH && parts.method == Method::GET {
+        *format = ErrorFormat::Json;
+        trace.api = "keyhole";
+        trace.event_source = "keyhole".into();
+        trace.identity.kind = "JobToken".into();
+        return Ok(Route::JobCredentials);
     }
-    Some(tagged)
+    let signed = gw
+        .authn
+        .parse(&parts.method, &parts.uri, &parts.headers)
+        .inspect_err(|_| trace.authn_failed = true)?;
+    let service = signed.as_ref().map(|s| s.scope().service.clone());
+    match service.as_deref() {
+        None | Some("s3") => Ok(Route::S3(signed)),
+        Some(api @ ("iam" | "sts")) => {
+            *format = ErrorFormat::Query;
+            let api = if api == "iam" {
+                QueryApi::Iam
+            } else {
+                QueryApi::Sts
+            };
+            trace.api = if api == QueryApi::Iam { "iam" } else { "sts" };
+            trace.event_source = format!("{}.amazonaws.com", trace.api);
+            signed
+                .map(|s| Route::Query(api, Some(s)))
+                .ok_or_else(|| S3Error::access_denied("Access Denied"))
+        }
+        Some("keyhole") => {
+            *format = ErrorFormat::Json;
+            trace.api = "keyhole";
+            trace.event_source = "keyhole".into();
+            if let Some(a) = parts
+                .headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::jobs::Action::from_target)
+            {
+                trace.op_name = a.name();
+            }
+            signed
+                .map(|s| Route::Keyhole(Some(s)))
+                .ok_or_else(|| S3Error::access_denied("Access Denied"))
+        }
+        Some(other) => {
+            trace.api = "other";
+            Err(S3Error::not_implemented(&format!(
+                "the `{other}` service (this release serves S3, IAM, STS and keyhole)"
+            )))
+        }
+    }
 }
 
-/// Reads a small signed body (capped at `limit`), hashes it and verifies the signature over it
-/// (Query-protocol forms and keyhole API JSON sign their body without always declaring its
-/// hash); records the caller (or the key claimed, when verification fails) in `trace`.
-async fn read_and_verify(
+/// The authenticate stage: verifies the signature (or the job token) and finds the principal.
+/// Query forms and keyhole API JSON are read first (small, capped): their signature covers them.
+async fn authenticate(
     gw: &Gateway,
     parts: &http::request::Parts,
     incoming: Incoming,
-    signed: keyhole_sigv4::SignedRequest,
+    route: &mut Route,
     now: chrono::DateTime<chrono::Utc>,
-    limit: usize,
     trace: &mut Trace,
-) -> Result<(Vec<u8>, Principal, keyhole_sigv4::VerifiedRequest), S3Error> {
-    let expected = declared_length(&parts.headers, None)?;
-    let raw = BodyReader::new(incoming, &HeaderMap::new(), None, expected)
-        .counting(trace.bytes_in.clone())
-        .read_limited(limit)
-        .await?;
-    let hash = keyhole_sigv4::sha256_hex(&raw);
+) -> Result<Caller, S3Error> {
+    let account_id = &gw.account.record.account_id;
+    let (signed, limit) = match route {
+        Route::Metrics => {
+            return Ok(Caller {
+                principal: Principal::Anonymous,
+                verified: None,
+                payload: Payload::None,
+            })
+        }
+        Route::JobCredentials => {
+            let (principal, job) =
+                gw.authn
+                    .job_token(&parts.headers, &gw.config.region, account_id);
+            trace.identity.job = job;
+            let principal = principal.inspect_err(|_| trace.authn_failed = true)?;
+            trace.identity = identity_of(&principal, account_id);
+            return Ok(Caller {
+                principal,
+                verified: None,
+                payload: Payload::None,
+            });
+        }
+        Route::S3(signed) => (signed.take(), None),
+        Route::Query(_, signed) => (signed.take(), Some(MAX_QUERY_BODY_BYTES)),
+        Route::Keyhole(signed) => (signed.take(), Some(crate::jobs::MAX_API_BODY_BYTES)),
+    };
+    let Some(signed) = signed else {
+        trace.identity = identity_of(&Principal::Anonymous, account_id);
+        return Ok(Caller {
+            principal: Principal::Anonymous,
+            verified: None,
+            payload: Payload::Stream(incoming),
+        });
+    };
     let claimed = signed.access_key_id().to_owned();
-    let (principal, verified) = gw
-        .authn
-        .verify(
-            signed,
-            &parts.method,
-            &parts.uri,
-            &parts.headers,
-            now,
-            Some(&hash),
-        )
-        .inspect_err(|_| {
-            trace.authn_failed = true;
-            trace.identity.access_key_id = Some(claimed);
-        })?;
-    trace.identity = identity_of(&principal, &gw.account.record.account_id);
-    Ok((raw, principal, verified))
+    let (principal, verified, payload) = if let Some(limit) = limit {
+        let expected = declared_length(&parts.headers, None)?;
+        let raw = BodyReader::new(incoming, &HeaderMap::new(), None, expected)
+            .counting(trace.bytes_in.clone())
+            .read_limited(limit)
+            .await?;
+        let hash = keyhole_sigv4::sha256_hex(&raw);
+        let (p, v) = gw
+            .authn
+            .verify(
+                signed,
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+                now,
+                Some(&hash),
+            )
+            .inspect_err(|_| {
+                trace.authn_failed = true;
+                trace.identity.access_key_id = Some(claimed.clone());
+            })?;
+        (p, v, Payload::Read(raw))
+    } else {
+        let (p, v) = gw
+            .authn
+            .verify(signed, &parts.method, &parts.uri, &parts.headers, now, None)
+            .inspect_err(|_| {
+                trace.authn_failed = true;
+                trace.identity.access_key_id = Some(claimed.clone());
+            })?;
+        (p, v, Payload::Stream(incoming))
+    };
+    trace.identity = identity_of(&principal, account_id);
+    Ok(Caller {
+        principal,
+        verified: Some(verified),
+        payload,
+    })
 }
 
-/// The audit record of one authorization check.
-pub(crate) fn check_record(
-    principal: &Principal,
-    permission: &crate::s3::route::Permission,
-    decided: &Result<(), S3Error>,
-    statements: Vec<String>,
-) -> Check {
-    let (decision, reason) = match decided {
-        Ok(()) => (
-            Decision::Allow,
-            format!("allowed for the {} principal", principal.kind()),
-        ),
-        Err(e) => (Decision::Deny, e.message().to_owned()),
+/// The describe stage: turns the request into the call its endpoint declares (what it needs and
+/// its parameters) and the condition context. Names are validated here, before any decision:
+/// a bucket name S3 would refuse is `InvalidBucketName`, never authorized.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the stages' shared facts about one request"
+)]
+fn describe(
+    gw: &Gateway,
+    parts: &http::request::Parts,
+    route: Route,
+    caller: &Caller,
+    located: Result<(Option<String>, Option<String>), S3Error>,
+    base: &EventBase,
+    now: chrono::DateTime<chrono::Utc>,
+    trace: &mut Trace,
+) -> Result<(Call, keyhole_policy::Context), S3Error> {
+    let account_id = &gw.account.record.account_id;
+    let mut context = context::global(&RequestFacts {
+        now,
+        source_ip: base.source_ip,
+        secure: base.tls,
+        headers: &parts.headers,
+        region: &gw.config.region,
+        account_id,
+        principal: &caller.principal,
+        verified: caller.verified.as_ref(),
+    });
+    let call = match route {
+        Route::Metrics => Call::Metrics,
+        Route::JobCredentials => Call::JobCredentials(crate::jobs::CredentialFetch {
+            job_arn: caller.principal.arn(account_id),
+        }),
+        Route::S3(_) => {
+            let (bucket, key) = located?;
+            let query = Query::parse(parts.uri.query());
+            let control = Op::route_control(
+                &parts.method,
+                parts.uri.path(),
+                header_str(&parts.headers, "x-amz-account-id")?,
+            );
+            let is_control = control.is_some();
+            let op = match control {
+                Some(op) => op?,
+                None => Op::route(
+                    &parts.method,
+                    bucket.as_deref(),
+                    key.as_deref(),
+                    &query,
+                    header_str(&parts.headers, "x-amz-copy-source")?,
+                )?,
+            };
+            trace.op_name = op.name();
+            // S3 Control requests name no bucket: their path is not a bucket and key.
+            let (bucket, key) = if is_control {
+                trace.bucket = None;
+                trace.key = None;
+                (String::new(), String::new())
+            } else {
+                (bucket.unwrap_or_default(), key.unwrap_or_default())
+            };
+            // Issue 10: `/bkt%2Fallowed/x` must not be authorized as `arn:aws:s3:::bkt/allowed/x`.
+            if !bucket.is_empty() {
+                keyhole_store::validate_bucket_name(&bucket)?;
+            }
+            if let Some(source) = op.copy_source() {
+                keyhole_store::validate_bucket_name(&source.bucket)?;
+            }
+            if matches!(op, Op::ListObjects | Op::ListObjectsV2) {
+                trace.prefix = query.get("prefix").map(str::to_owned);
+            }
+            context::add_s3(&mut context, &op, &query, &parts.headers);
+            Call::S3(crate::s3::S3Call { op, bucket, key })
+        }
+        Route::Query(api, _) => {
+            let raw = match &caller.payload {
+                Payload::Read(raw) => raw.as_slice(),
+                Payload::Stream(_) | Payload::None => &[],
+            };
+            let form = if parts.method == Method::POST {
+                Query::parse(Some(&String::from_utf8_lossy(raw)))
+            } else {
+                Query::parse(parts.uri.query())
+            };
+            let action = form.get("Action").unwrap_or("");
+            match api {
+                QueryApi::Iam => {
+                    if let Some(a) = crate::iam::IamAction::parse(action) {
+                        trace.op_name = a.name();
+                    }
+                    Call::Iam(crate::iam::describe(gw, &caller.principal, form)?)
+                }
+                QueryApi::Sts => {
+                    if let Some(a) = crate::sts::StsAction::parse(action) {
+                        trace.op_name = a.name();
+                    }
+                    Call::Sts(crate::sts::describe(gw, &caller.principal, &form)?)
+                }
+            }
+        }
+        Route::Keyhole(_) => {
+            let raw = match &caller.payload {
+                Payload::Read(raw) => raw.as_slice(),
+                Payload::Stream(_) | Payload::None => &[],
+            };
+            Call::Keyhole(Box::new(crate::jobs::describe(gw, &parts.headers, raw)?))
+        }
     };
-    Check {
-        action: permission.action.to_owned(),
-        resource: permission.resource.clone(),
-        decision,
-        reason,
-        statements,
+    trace.params = call.audit_parameters();
+    Ok((call, context))
+}
+
+/// The handle stage: runs the authorized call's handler. Control-plane calls that change
+/// something wait here until their write-ahead record is durable, and change nothing when it is
+/// not (503), unless `audit_fail_open`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the stages' shared facts about one request"
+)]
+async fn execute(
+    gw: &Arc<Gateway>,
+    parts: &http::request::Parts,
+    call: AuthorizedCall,
+    caller: Caller,
+    context: keyhole_policy::Context,
+    write_ahead: &crate::audit::WriteAhead,
+    trace: &Trace,
+    base: &EventBase,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(Response<Body>, Option<serde_json::Value>), S3Error> {
+    let principal = &caller.principal;
+    if let AuthorizedCall::S3(call) = call {
+        let Payload::Stream(incoming) = caller.payload else {
+            return Err(S3Error::internal(std::io::Error::other(
+                "an S3 request without its body",
+            )));
+        };
+        let expected = declared_length(&parts.headers, caller.verified.as_ref())?;
+        let body = BodyReader::new(incoming, &parts.headers, caller.verified.as_ref(), expected)
+            .counting(trace.bytes_in.clone());
+        let ctx = Ctx {
+            gw,
+            principal,
+            bucket: call.call().bucket.clone(),
+            key: call.call().key.clone(),
+            query: Query::parse(parts.uri.query()),
+            headers: &parts.headers,
+            declared_length: expected,
+            context,
+            checks: &trace.checks,
+            write_ahead,
+            audit_fail_open: gw.config.audit_fail_open,
+        };
+        return Ok((s3::dispatch(call, ctx, body).await?, None));
+    }
+    if !write_ahead.wait().await && !gw.config.audit_fail_open {
+        return Err(audit_unavailable());
+    }
+    match call {
+        AuthorizedCall::S3(_) => Err(S3Error::internal(std::io::Error::other(
+            "an S3 call reached the control-plane handlers",
+        ))),
+        AuthorizedCall::Iam(call) => {
+            crate::iam::handle(gw, principal, call, &base.request_id).await
+        }
+        AuthorizedCall::Sts(call) => crate::sts::handle(gw, principal, call, &base.request_id, now),
+        AuthorizedCall::Keyhole(call) => {
+            crate::jobs::execute(gw, principal, call, base.source_ip, now).await
+        }
+        AuthorizedCall::JobCredentials(call) => {
+            crate::jobs::fetch_credentials(gw, principal, call, now)
+        }
+        AuthorizedCall::Metrics => {
+            let mut r = Response::new(body::full(gw.metrics.render()));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            Ok((r, None))
+        }
     }
 }
 
@@ -830,7 +855,6 @@ fn error_response(
         r.headers_mut()
             .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(t));
     }
-    tracing::info!(code = e.code(), message = e.message(), "request failed");
     (r, (e.code().to_owned(), e.message().to_owned()))
 }
 
@@ -1005,31 +1029,6 @@ fn declares_body(headers: &HeaderMap) -> bool {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim() != "0")
-}
-
-fn control_op(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::GetAccountPublicAccessBlock
-            | Op::PutAccountPublicAccessBlock
-            | Op::DeleteAccountPublicAccessBlock
-    )
-}
-
-/// The operation name of a Query-protocol request for logs, metrics and audit: a served action's
-/// own (static) name, or `Unknown`.
-fn query_op_name(api: &str, action: Option<&str>) -> &'static str {
-    let action = action.unwrap_or("");
-    if api == "iam" {
-        crate::iam::IamAction::parse(action).map_or("Unknown", crate::iam::IamAction::name)
-    } else {
-        match action {
-            "AssumeRole" => "AssumeRole",
-            "GetSessionToken" => "GetSessionToken",
-            "GetCallerIdentity" => "GetCallerIdentity",
-            _ => "Unknown",
-        }
-    }
 }
 
 /// A header as text; a header that is not valid text is a client error.

@@ -18,6 +18,27 @@ use crate::error::S3Error;
 use crate::Gateway;
 use route::{Op, Query};
 
+/// An S3 request, described for authorization: the operation and what it names.
+#[derive(Debug)]
+pub struct S3Call {
+    /// The operation.
+    pub op: Op,
+    /// The bucket (empty for ListBuckets and S3 Control).
+    pub bucket: String,
+    /// The key (empty for bucket operations).
+    pub key: String,
+}
+
+impl crate::authz::Describe for S3Call {
+    fn requirement(&self) -> crate::authz::Requirement {
+        let access = self.op.access(&self.bucket, &self.key);
+        match access.per_key {
+            Some(action) => crate::authz::Requirement::PerItem { action },
+            None => crate::authz::Requirement::Permissions(access.upfront),
+        }
+    }
+}
+
 /// What a handler knows about its (already authorized) request.
 pub struct Ctx<'a> {
     /// The gateway.
@@ -64,7 +85,12 @@ impl Ctx<'_> {
 
 /// Runs the handler for an authorized operation. Exhaustive: a new `Op` does not compile until it
 /// has a handler.
-pub async fn dispatch(op: Op, ctx: Ctx<'_>, body: BodyReader) -> Result<Response<Body>, S3Error> {
+pub async fn dispatch(
+    call: crate::authz::Authorized<S3Call>,
+    ctx: Ctx<'_>,
+    body: BodyReader,
+) -> Result<Response<Body>, S3Error> {
+    let op = call.into_call().op;
     // Uploads wait for the write-ahead record just before they commit (the body streams into a
     // temporary file meanwhile); every other handler waits before it starts.
     if !matches!(op, Op::PutObject | Op::UploadPart { .. }) {

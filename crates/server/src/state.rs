@@ -11,6 +11,7 @@
 //! only sees documents that compiled.
 
 mod groups;
+pub mod principals;
 pub mod seal;
 mod sources;
 mod versions;
@@ -430,9 +431,27 @@ pub fn compile_bucket_policy(doc: &str) -> Result<CompiledPolicy, StateError> {
 
 /// Compiles a trust policy (a resource-based policy on the role).
 pub fn compile_trust_policy(doc: &str) -> Result<CompiledPolicy, StateError> {
-    CompiledPolicy::from_json(doc, PolicyKind::Resource)
+    compile_trust_policy_bound(doc, &|_| None)
+}
+
+/// Compiles a stored trust policy with its principal bindings ([`principals`]).
+fn compile_trust_policy_bound(
+    doc: &str,
+    bind: &dyn Fn(&str) -> Option<String>,
+) -> Result<CompiledPolicy, StateError> {
+    CompiledPolicy::from_json_bound(doc, PolicyKind::Resource, bind)
         .map(|p| p.with_name("trust policy"))
         .map_err(|e| StateError::MalformedPolicy(format!("Syntax errors in policy: {e}")))
+}
+
+/// Compiles a stored bucket policy with its principal bindings ([`principals`]).
+fn compile_bucket_policy_bound(
+    doc: &str,
+    bind: &dyn Fn(&str) -> Option<String>,
+) -> Result<CompiledPolicy, StateError> {
+    CompiledPolicy::from_json_bound(doc, PolicyKind::Resource, bind)
+        .map(|p| p.with_name("bucket policy"))
+        .map_err(|e| StateError::MalformedPolicy(e.to_string()))
 }
 
 /// The state database and its snapshot.
@@ -534,7 +553,13 @@ impl State {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(principals::SCHEMA)?;
         upgrade(&mut conn)?;
+        {
+            let tx = conn.transaction()?;
+            principals::bind_unbound(&tx, account_id)?;
+            tx.commit()?;
+        }
         let state = State {
             db: Mutex::new(conn),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
@@ -599,6 +624,8 @@ impl State {
     pub fn reload(&self) -> Result<(), StateError> {
         let snap = self.with_db(|db| {
             let mut snap = Snapshot::default();
+            let bindings = principals::all_bindings(db)?;
+            let account = self.account_id.as_str();
             let mut stmt = db.prepare("SELECT name, id, path, created FROM users")?;
             let users = stmt
                 .query_map([], |r| {
@@ -655,7 +682,10 @@ impl State {
             for role in roles {
                 let policies = Self::load_policies(db, PrincipalKind::Role, &role.name)?;
                 let arn = format!("arn:aws:iam::{}:role{}{}", self.account_id, role.path, role.name);
-                let trust = Arc::new(compile_trust_policy(&role.trust_policy)?);
+                let bound = bindings.get(&principals::trust_scope(&role.name));
+                let trust = Arc::new(compile_trust_policy_bound(&role.trust_policy, &|arn| {
+                    principals::binding_of(account, bound, arn)
+                })?);
                 let boundary = Self::load_boundary(db, PrincipalKind::Role, &role.name)?;
                 let tags = Arc::new(Self::load_tags(db, PrincipalKind::Role, &role.name)?);
                 snap.roles.insert(
@@ -681,7 +711,11 @@ impl State {
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
                 .collect::<Result<Vec<_>, _>>()?;
             for (bucket, doc) in policies {
-                snap.bucket_policies.insert(bucket, Arc::new(compile_bucket_policy(&doc)?));
+                let bound = bindings.get(&principals::bucket_scope(&bucket));
+                let compiled = compile_bucket_policy_bound(&doc, &|arn| {
+                    principals::binding_of(account, bound, arn)
+                })?;
+                snap.bucket_policies.insert(bucket, Arc::new(compiled));
             }
             snap.account_bpa = PublicAccessBlock::ON;
             snap.account_bpa_configured = true;
@@ -785,23 +819,35 @@ impl State {
         }
         self.change(|tx| {
             Self::require(tx, kind, name)?;
-            for (k, v) in tags {
-                tx.execute(
-                    "INSERT INTO principal_tags (kind, name, tag_key, tag_value) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (kind, name, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
-                    params![kind.word(), name, k, v],
-                )?;
-            }
-            let n: i64 = tx.query_row(
-                "SELECT count(*) FROM principal_tags WHERE kind = ?1 AND name = ?2",
-                params![kind.word(), name],
-                |r| r.get(0),
-            )?;
-            if n > 50 {
-                return Err(StateError::LimitExceeded("Cannot exceed quota for TagsPerPrincipal: 50".into()));
-            }
-            Ok(())
+            Self::tag_in(tx, kind, name, tags)
         })
+    }
+
+    /// Adds or overwrites tags of an existing user or role inside a transaction.
+    fn tag_in(
+        tx: &Connection,
+        kind: PrincipalKind,
+        name: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), StateError> {
+        for (k, v) in tags {
+            tx.execute(
+                "INSERT INTO principal_tags (kind, name, tag_key, tag_value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kind, name, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+                params![kind.word(), name, k, v],
+            )?;
+        }
+        let n: i64 = tx.query_row(
+            "SELECT count(*) FROM principal_tags WHERE kind = ?1 AND name = ?2",
+            params![kind.word(), name],
+            |r| r.get(0),
+        )?;
+        if n > 50 {
+            return Err(StateError::LimitExceeded(
+                "Cannot exceed quota for TagsPerPrincipal: 50".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// UntagUser / UntagRole.
@@ -832,32 +878,60 @@ impl State {
         policy_arn: Option<&str>,
     ) -> Result<(), StateError> {
         let policy = policy_arn
-            .map(|a| self.policy_name_from_arn(a))
+            .map(|a| self.policy_name_from_arn(a).map(|n| (a, n)))
             .transpose()?;
         self.change(|tx| {
             Self::require(tx, kind, name)?;
-            match &policy {
-                Some(p) => {
-                    if Self::managed_by_name(tx, p)?.is_none() {
-                        return Err(StateError::NoSuchEntity(format!(
-                            "Policy {} does not exist or is not attachable.",
-                            policy_arn.unwrap_or_default()
-                        )));
-                    }
-                    tx.execute(
-                        "INSERT INTO permissions_boundaries (kind, name, policy_name) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (kind, name) DO UPDATE SET policy_name = excluded.policy_name",
-                        params![kind.word(), name, p],
-                    )?;
-                }
-                None => {
-                    tx.execute(
-                        "DELETE FROM permissions_boundaries WHERE kind = ?1 AND name = ?2",
-                        params![kind.word(), name],
-                    )?;
-                }
+            Self::set_boundary_in(tx, kind, name, policy.as_ref())?;
+            if policy.is_none() {
+                tx.execute(
+                    "DELETE FROM permissions_boundaries WHERE kind = ?1 AND name = ?2",
+                    params![kind.word(), name],
+                )?;
             }
             Ok(())
+        })
+    }
+
+    /// Sets the boundary `(ARN, policy name)` of an existing user or role inside a transaction;
+    /// `None` leaves it as it is.
+    fn set_boundary_in(
+        tx: &Connection,
+        kind: PrincipalKind,
+        name: &str,
+        policy: Option<&(&str, String)>,
+    ) -> Result<(), StateError> {
+        let Some((arn, p)) = policy else {
+            return Ok(());
+        };
+        if Self::managed_by_name(tx, p)?.is_none() {
+            return Err(StateError::NoSuchEntity(format!(
+                "Policy {arn} does not exist or is not attachable."
+            )));
+        }
+        tx.execute(
+            "INSERT INTO permissions_boundaries (kind, name, policy_name) VALUES (?1, ?2, ?3)
+             ON CONFLICT (kind, name) DO UPDATE SET policy_name = excluded.policy_name",
+            params![kind.word(), name, p],
+        )?;
+        Ok(())
+    }
+
+    /// The ARN of the permissions boundary of a user or role, if it has one.
+    pub fn boundary_arn(
+        &self,
+        kind: PrincipalKind,
+        name: &str,
+    ) -> Result<Option<String>, StateError> {
+        self.with_db(|db| {
+            let p: Option<(String, String)> = db
+                .query_row(
+                    "SELECT m.name, m.path FROM permissions_boundaries b JOIN managed_policies m ON m.name = b.policy_name WHERE b.kind = ?1 AND b.name = ?2",
+                    params![kind.word(), name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            Ok(p.map(|(n, path)| format!("arn:aws:iam::{}:policy{path}{n}", self.account_id)))
         })
     }
 
@@ -927,8 +1001,31 @@ impl State {
 
     /// CreateUser.
     pub fn create_user(&self, name: &str, path: &str) -> Result<(UserRecord, String), StateError> {
+        self.create_user_with(name, path, None, &[])
+    }
+
+    /// CreateUser with its optional permissions boundary (a managed policy ARN) and tags, set in
+    /// the same transaction: the user never exists without them.
+    pub fn create_user_with(
+        &self,
+        name: &str,
+        path: &str,
+        boundary: Option<&str>,
+        tags: &[(String, String)],
+    ) -> Result<(UserRecord, String), StateError> {
         validate_name("userName", name, 64)?;
         validate_path(path)?;
+        for (k, v) in tags {
+            validate_tag(k, v)?;
+        }
+        if tags.len() > 50 {
+            return Err(StateError::LimitExceeded(
+                "Cannot exceed quota for TagsPerPrincipal: 50".into(),
+            ));
+        }
+        let boundary = boundary
+            .map(|a| self.policy_name_from_arn(a).map(|n| (a, n)))
+            .transpose()?;
         let rec = self.change(|tx| {
             let exists: Option<String> = tx
                 .query_row(
@@ -942,16 +1039,19 @@ impl State {
                     "User with name {name} already exists."
                 )));
             }
+            let created = now();
             let rec = UserRecord {
                 name: name.to_owned(),
-                id: crate::account::new_id("AIDA", 17),
+                id: principals::issue_id(tx, "AIDA", "user", name, &created)?,
                 path: path.to_owned(),
-                created: now(),
+                created,
             };
             tx.execute(
                 "INSERT INTO users (name, id, path, created) VALUES (?1, ?2, ?3, ?4)",
                 params![rec.name, rec.id, rec.path, rec.created],
             )?;
+            Self::set_boundary_in(tx, PrincipalKind::User, name, boundary.as_ref())?;
+            Self::tag_in(tx, PrincipalKind::User, name, tags)?;
             Ok(rec)
         })?;
         let arn = self.user_arn(&rec);
@@ -1037,6 +1137,9 @@ impl State {
                     &format!("DELETE FROM {table} WHERE kind = ?1 AND name = ?2"),
                     params![k, name],
                 )?;
+            }
+            if kind == PrincipalKind::Role {
+                principals::unbind(tx, &principals::trust_scope(name))?;
             }
             tx.execute(
                 &format!("DELETE FROM {} WHERE name = ?1", kind.table()),
@@ -1323,14 +1426,43 @@ impl State {
         max_session_secs: i64,
         description: &str,
     ) -> Result<RoleRecord, StateError> {
+        self.create_role_with(name, path, trust, max_session_secs, description, None, &[])
+    }
+
+    /// CreateRole with its optional permissions boundary (a managed policy ARN) and tags, set in
+    /// the same transaction: the role never exists without them. The trust policy's principals
+    /// are bound to the entities they name ([`principals`]); a trust policy naming the role itself
+    /// is refused, as in AWS (it does not exist yet).
+    #[expect(clippy::too_many_arguments, reason = "CreateRole's parameters")]
+    pub fn create_role_with(
+        &self,
+        name: &str,
+        path: &str,
+        trust: &str,
+        max_session_secs: i64,
+        description: &str,
+        boundary: Option<&str>,
+        tags: &[(String, String)],
+    ) -> Result<RoleRecord, StateError> {
         validate_name("roleName", name, 64)?;
+        for (k, v) in tags {
+            validate_tag(k, v)?;
+        }
+        if tags.len() > 50 {
+            return Err(StateError::LimitExceeded(
+                "Cannot exceed quota for TagsPerPrincipal: 50".into(),
+            ));
+        }
+        let boundary = boundary
+            .map(|a| self.policy_name_from_arn(a).map(|n| (a, n)))
+            .transpose()?;
         validate_path(path)?;
         if !ROLE_MAX_SESSION_RANGE.contains(&max_session_secs) {
             return Err(StateError::Validation(format!(
                 "1 validation error detected: Value '{max_session_secs}' at 'maxSessionDuration' failed to satisfy constraint: Member must have value between 3600 and 43200"
             )));
         }
-        compile_trust_policy(trust)?;
+        let compiled = compile_trust_policy(trust)?;
         self.change(|tx| {
             let exists: Option<String> = tx
                 .query_row("SELECT name FROM roles WHERE lower(name) = lower(?1)", [name], |r| r.get(0))
@@ -1338,19 +1470,23 @@ impl State {
             if exists.is_some() {
                 return Err(StateError::EntityAlreadyExists(format!("Role with name {name} already exists.")));
             }
+            principals::bind(tx, &self.account_id, &principals::trust_scope(name), &compiled)?;
+            let created = now();
             let rec = RoleRecord {
                 name: name.to_owned(),
-                id: crate::account::new_id("AROA", 17),
+                id: principals::issue_id(tx, "AROA", "role", name, &created)?,
                 path: path.to_owned(),
                 trust_policy: trust.to_owned(),
                 max_session_secs,
                 description: description.to_owned(),
-                created: now(),
+                created,
             };
             tx.execute(
                 "INSERT INTO roles (name, id, path, trust_policy, max_session_secs, description, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![rec.name, rec.id, rec.path, rec.trust_policy, rec.max_session_secs, rec.description, rec.created],
             )?;
+            Self::set_boundary_in(tx, PrincipalKind::Role, name, boundary.as_ref())?;
+            Self::tag_in(tx, PrincipalKind::Role, name, tags)?;
             Ok(rec)
         })
     }
@@ -1375,9 +1511,15 @@ impl State {
 
     /// UpdateAssumeRolePolicy.
     pub fn update_trust_policy(&self, name: &str, trust: &str) -> Result<(), StateError> {
-        compile_trust_policy(trust)?;
+        let compiled = compile_trust_policy(trust)?;
         self.change(|tx| {
             Self::require_role(tx, name)?;
+            principals::bind(
+                tx,
+                &self.account_id,
+                &principals::trust_scope(name),
+                &compiled,
+            )?;
             tx.execute(
                 "UPDATE roles SET trust_policy = ?1 WHERE name = ?2",
                 params![trust, name],
@@ -1655,6 +1797,12 @@ impl State {
             return Ok(false);
         }
         self.change(|tx| {
+            principals::bind(
+                tx,
+                &self.account_id,
+                &principals::bucket_scope(bucket),
+                &compiled,
+            )?;
             tx.execute(
                 "INSERT INTO bucket_policies (bucket, document) VALUES (?1, ?2)
                  ON CONFLICT (bucket) DO UPDATE SET document = excluded.document",
@@ -1665,22 +1813,66 @@ impl State {
         Ok(true)
     }
 
-    /// GetBucketPolicy: the document as stored, if any.
+    /// GetBucketPolicy: the document as stored, if any, with the principals deleted since shown
+    /// as their unique ids ([`principals::render`]).
     pub fn get_bucket_policy(&self, bucket: &str) -> Result<Option<String>, StateError> {
-        self.with_db(|db| {
-            Ok(db
+        let (doc, bound) = self.with_db(|db| {
+            let doc: Option<String> = db
                 .query_row(
                     "SELECT document FROM bucket_policies WHERE bucket = ?1",
                     [bucket],
                     |r| r.get(0),
                 )
-                .optional()?)
+                .optional()?;
+            Ok((
+                doc,
+                principals::bindings(db, &principals::bucket_scope(bucket))?,
+            ))
+        })?;
+        Ok(doc.map(|d| self.render_principals(&d, &bound)))
+    }
+
+    /// A stored document with each orphaned principal shown as its unique id.
+    fn render_principals(&self, doc: &str, bound: &HashMap<String, String>) -> String {
+        let snap = self.snapshot();
+        principals::render(doc, bound, |arn| {
+            let (kind, rest) = arn.splitn(6, ':').nth(5)?.split_once('/')?;
+            match kind {
+                "user" => {
+                    let name = rest.rsplit('/').next()?;
+                    snap.users
+                        .get(name)
+                        .filter(|u| u.arn == arn)
+                        .map(|u| u.record.id.clone())
+                }
+                "role" => {
+                    let name = rest.rsplit('/').next()?;
+                    snap.roles
+                        .get(name)
+                        .filter(|r| r.arn == arn)
+                        .map(|r| r.record.id.clone())
+                }
+                "assumed-role" => {
+                    let role = rest.split('/').next()?;
+                    snap.roles.get(role).map(|r| r.record.id.clone())
+                }
+                _ => None,
+            }
         })
+    }
+
+    /// A role's trust policy as GetRole and ListRoles show it: principals deleted since the
+    /// policy was stored appear as their unique ids.
+    pub fn displayed_trust_policy(&self, role: &RoleRecord) -> Result<String, StateError> {
+        let bound =
+            self.with_db(|db| principals::bindings(db, &principals::trust_scope(&role.name)))?;
+        Ok(self.render_principals(&role.trust_policy, &bound))
     }
 
     /// DeleteBucketPolicy (idempotent, as in S3).
     pub fn delete_bucket_policy(&self, bucket: &str) -> Result<(), StateError> {
         self.change(|tx| {
+            principals::unbind(tx, &principals::bucket_scope(bucket))?;
             tx.execute("DELETE FROM bucket_policies WHERE bucket = ?1", [bucket])?;
             Ok(())
         })
@@ -1689,6 +1881,7 @@ impl State {
     /// Forgets everything attached to a deleted bucket.
     pub fn forget_bucket(&self, bucket: &str) -> Result<(), StateError> {
         self.change(|tx| {
+            principals::unbind(tx, &principals::bucket_scope(bucket))?;
             tx.execute("DELETE FROM bucket_policies WHERE bucket = ?1", [bucket])?;
             tx.execute(
                 "DELETE FROM public_access_blocks WHERE scope = ?1",
@@ -1788,6 +1981,7 @@ mod tests {
             boundaries: &[],
             session: None,
             restrict_public_buckets: false,
+            resource_gate: keyhole_policy::ResourceGate::Union,
         };
         keyhole_policy::Evaluator::is_allowed(&set, &request)
     }
@@ -2015,6 +2209,7 @@ mod tests {
     #[test]
     fn roles_with_trust_and_policies() {
         let (_d, s) = open();
+        s.create_user("job-runner", "/").unwrap();
         let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/job-runner"},"Action":"sts:AssumeRole"}]}"#;
         let r = s.create_role("training-job", "/", trust, 3600, "").unwrap();
         assert!(r.id.starts_with("AROA"));

@@ -9,11 +9,13 @@
 //! open, and the access key id is bound into the seal, so a token cannot be replayed with another
 //! key id. Expired tokens are refused with `ExpiredToken`. Tokens never appear in logs or errors.
 //!
-//! AssumeRole is decided by the role's trust policy (a resource-based policy, action
-//! `sts:AssumeRole`, plus `sts:TagSession` when tags are passed and `sts:SetSourceIdentity` when
-//! the session gets a source identity) together with the caller's identity policies, with AWS's
-//! evaluation logic (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use.html); see
-//! [`assume`]. GetSessionToken gives an IAM user temporary credentials that act as the user.
+//! Every call is described ([`describe`]) and authorized by the one authorization stage
+//! ([`crate::authz`]) before [`handle`] issues anything. AssumeRole needs `sts:AssumeRole` on the
+//! role (plus `sts:TagSession` when tags are passed and `sts:SetSourceIdentity` when the session
+//! gets a source identity), decided against the role's trust policy, which must itself admit the
+//! caller (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use.html); see [`assume`].
+//! GetSessionToken gives an IAM user temporary credentials that act as the user; it and
+//! GetCallerIdentity need no permission, as in AWS.
 
 use chrono::{DateTime, Duration, Utc};
 use http::{Response, StatusCode};
@@ -21,6 +23,7 @@ use keyhole_policy::{CompiledPolicy, Context, PolicyKind};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Principal;
+use crate::authz::{Authorized, Describe, Requirement};
 use crate::body::Body;
 use crate::error::S3Error;
 use crate::s3::route::Query;
@@ -230,33 +233,163 @@ pub fn compile_session_policy(doc: &str) -> Result<CompiledPolicy, S3Error> {
         })
 }
 
-/// Handles an already verified `sts` request.
-pub async fn dispatch(
+/// The STS actions keyhole serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StsAction {
+    /// AssumeRole.
+    AssumeRole,
+    /// GetSessionToken.
+    GetSessionToken,
+    /// GetCallerIdentity.
+    GetCallerIdentity,
+}
+
+impl StsAction {
+    /// Every served action.
+    pub const ALL: [StsAction; 3] = [
+        StsAction::AssumeRole,
+        StsAction::GetSessionToken,
+        StsAction::GetCallerIdentity,
+    ];
+
+    /// Parses the `Action` parameter.
+    pub fn parse(name: &str) -> Option<StsAction> {
+        StsAction::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The API name.
+    pub fn name(self) -> &'static str {
+        match self {
+            StsAction::AssumeRole => "AssumeRole",
+            StsAction::GetSessionToken => "GetSessionToken",
+            StsAction::GetCallerIdentity => "GetCallerIdentity",
+        }
+    }
+
+    /// The IAM action.
+    pub fn iam_action(self) -> &'static str {
+        match self {
+            StsAction::AssumeRole => "sts:AssumeRole",
+            StsAction::GetSessionToken => "sts:GetSessionToken",
+            StsAction::GetCallerIdentity => "sts:GetCallerIdentity",
+        }
+    }
+
+    /// Whether the action issues credentials (its write-ahead audit record must be durable
+    /// first).
+    pub fn mutating(self) -> bool {
+        !matches!(self, StsAction::GetCallerIdentity)
+    }
+}
+
+/// An STS request, described for authorization.
+#[derive(Debug)]
+pub enum StsCall {
+    /// GetCallerIdentity.
+    GetCallerIdentity,
+    /// GetSessionToken with its validated duration.
+    GetSessionToken {
+        /// Seconds.
+        duration: i64,
+    },
+    /// AssumeRole with its validated parameters.
+    AssumeRole(Box<assume::AssumeRoleCall>),
+}
+
+impl Describe for StsCall {
+    fn requirement(&self) -> Requirement {
+        match self {
+            // "No permissions are required to perform this operation. If an administrator
+            // attaches a policy to your identity that explicitly denies access to the
+            // sts:GetCallerIdentity action, you can still perform this operation"
+            // (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html).
+            StsCall::GetCallerIdentity => Requirement::Unconditional {
+                action: "sts:GetCallerIdentity",
+                reason: "GetCallerIdentity needs no permission (AWS: an explicit deny does not apply to it)",
+            },
+            // "No permissions are required for users to perform this operation. ... You cannot
+            // use policies to control authentication operations"
+            // (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html).
+            StsCall::GetSessionToken { .. } => Requirement::Unconditional {
+                action: "sts:GetSessionToken",
+                reason: "GetSessionToken needs no permission for an IAM user (AWS: policies do not control authentication operations)",
+            },
+            StsCall::AssumeRole(call) => call.requirement(),
+        }
+    }
+
+    fn add_context(&self, context: &mut Context) {
+        if let StsCall::AssumeRole(call) = self {
+            call.add_context(context);
+        }
+    }
+}
+
+impl StsCall {
+    /// The action.
+    pub fn action(&self) -> StsAction {
+        match self {
+            StsCall::GetCallerIdentity => StsAction::GetCallerIdentity,
+            StsCall::GetSessionToken { .. } => StsAction::GetSessionToken,
+            StsCall::AssumeRole(_) => StsAction::AssumeRole,
+        }
+    }
+
+    /// What the audit trail records of the request (CloudTrail's `requestParameters`).
+    pub fn audit_parameters(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        match self {
+            StsCall::GetCallerIdentity => {}
+            StsCall::GetSessionToken { duration } => {
+                m.insert("durationSeconds".into(), serde_json::json!(duration));
+            }
+            StsCall::AssumeRole(call) => return call.audit_parameters(),
+        }
+        m
+    }
+}
+
+/// Describes a verified `sts` request: its parameters are validated (a malformed one is a
+/// `ValidationError` before any decision) and the permissions it needs are stated.
+pub fn describe(gw: &Gateway, principal: &Principal, form: &Query) -> Result<StsCall, S3Error> {
+    let name = form.get("Action").unwrap_or("");
+    match StsAction::parse(name) {
+        Some(StsAction::GetCallerIdentity) => Ok(StsCall::GetCallerIdentity),
+        Some(StsAction::GetSessionToken) => {
+            refuse_mfa(form, "GetSessionToken")?;
+            let duration = duration_param(
+                form,
+                MIN_SESSION_SECS,
+                MAX_USER_SESSION_SECS,
+                DEFAULT_USER_SESSION_SECS,
+            )?;
+            Ok(StsCall::GetSessionToken { duration })
+        }
+        Some(StsAction::AssumeRole) => Ok(StsCall::AssumeRole(Box::new(assume::describe(
+            gw, principal, form,
+        )?))),
+        None => Err(S3Error::not_implemented(&format!(
+            "the STS action `{name}`"
+        ))),
+    }
+}
+
+/// Runs an authorized STS call; returns its response and what the audit trail records of it
+/// (CloudTrail's `responseElements`: the issued access key id and, for AssumeRole, the
+/// assumed-role user; never the secret or the token).
+pub fn handle(
     gw: &Gateway,
     principal: &Principal,
-    form: Query,
-    context: &Context,
+    call: Authorized<StsCall>,
     request_id: &str,
     now: DateTime<Utc>,
-    checks: &crate::audit::Checks,
-) -> Result<(Response<Body>, &'static str), S3Error> {
-    match form.get("Action").unwrap_or("") {
-        // Always allowed, as in AWS.
-        "GetCallerIdentity" => Ok((
-            caller_identity(gw, principal, request_id),
-            "GetCallerIdentity",
-        )),
-        "AssumeRole" => Ok((
-            assume::assume_role(gw, principal, &form, context, request_id, now, checks)?,
-            "AssumeRole",
-        )),
-        "GetSessionToken" => Ok((
-            session_token(gw, principal, &form, request_id, now)?,
-            "GetSessionToken",
-        )),
-        other => Err(S3Error::not_implemented(&format!(
-            "the STS action `{other}`"
-        ))),
+) -> Result<(Response<Body>, Option<serde_json::Value>), S3Error> {
+    match call.into_call() {
+        StsCall::GetCallerIdentity => Ok((caller_identity(gw, principal, request_id), None)),
+        StsCall::GetSessionToken { duration } => {
+            session_token(gw, principal, duration, request_id, now)
+        }
+        StsCall::AssumeRole(call) => assume::assume_role(gw, *call, request_id, now),
     }
 }
 
@@ -297,6 +430,7 @@ fn caller_identity(gw: &Gateway, principal: &Principal, request_id: &str) -> Res
             arn.clone(),
             format!("{}:{}", claims.role_id, claims.session),
         ),
+        Principal::JobToken { arn, .. } => (arn.clone(), String::new()),
         Principal::Anonymous => ("*".into(), String::new()),
     };
     respond("GetCallerIdentity", request_id, |w| {
@@ -319,10 +453,10 @@ fn caller_identity(gw: &Gateway, principal: &Principal, request_id: &str) -> Res
 fn session_token(
     gw: &Gateway,
     principal: &Principal,
-    form: &Query,
+    duration: i64,
     request_id: &str,
     now: DateTime<Utc>,
-) -> Result<Response<Body>, S3Error> {
+) -> Result<(Response<Body>, Option<serde_json::Value>), S3Error> {
     let account = &gw.account.record.account_id;
     let user = match principal {
         Principal::User {
@@ -347,21 +481,19 @@ fn session_token(
                 "keyhole does not issue temporary credentials to the root user: call GetSessionToken with an IAM user's access key",
             ))
         }
-        Principal::Anonymous => return Err(S3Error::access_denied("Access Denied")),
+        Principal::JobToken { .. } | Principal::Anonymous => {
+            return Err(S3Error::access_denied("Access Denied"))
+        }
     };
-    refuse_mfa(form, "GetSessionToken")?;
-    let duration = duration_param(
-        form,
-        MIN_SESSION_SECS,
-        MAX_USER_SESSION_SECS,
-        DEFAULT_USER_SESSION_SECS,
-    )?;
     let mut claims = SessionClaims::fresh(account, now, duration);
     claims.user = Some(user);
     let token = gw.tokens.seal(&claims)?;
-    Ok(respond("GetSessionToken", request_id, |w| {
-        credentials_xml(w, &claims, &token);
-    }))
+    Ok((
+        respond("GetSessionToken", request_id, |w| {
+            credentials_xml(w, &claims, &token);
+        }),
+        Some(serde_json::json!({"credentials": crate::jobs::credentials_audit(&claims)})),
+    ))
 }
 
 #[cfg(test)]

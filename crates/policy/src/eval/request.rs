@@ -115,6 +115,10 @@ pub struct Request {
     pub(super) resource: String,
     resource_account: Option<String>,
     pub(super) context: Context,
+    /// The unique id of the IAM entity behind the principal (`AIDA...` for a user, the role's
+    /// `AROA...` for a role session), when known; principals that a stored policy bound to a
+    /// unique id match only the entity with that id.
+    pub(super) unique_id: Option<String>,
 }
 
 impl Request {
@@ -134,7 +138,24 @@ impl Request {
             resource: resource.to_owned(),
             resource_account: resource_account.map(str::to_owned),
             context,
+            unique_id: None,
         }
+    }
+
+    /// The same request, made by the IAM entity with this unique id (`AIDA...` for a user, the
+    /// role's `AROA...` for a role session). A principal ARN that a stored policy bound to a
+    /// unique id (see [`crate::CompiledPolicy::compile_bound`]) matches only the entity with that
+    /// id, so a user or role deleted and created again under the same name does not inherit what
+    /// the policy granted its namesake, as in AWS
+    /// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-unique-ids>).
+    pub fn with_unique_id(mut self, id: impl Into<String>) -> Self {
+        self.unique_id = Some(id.into());
+        self
+    }
+
+    /// The unique id given with [`Request::with_unique_id`].
+    pub fn unique_id(&self) -> Option<&str> {
+        self.unique_id.as_deref()
     }
 
     /// The principal.

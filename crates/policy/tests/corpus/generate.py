@@ -54,7 +54,8 @@ def pol(*stmts, version="2012-10-17"):
 
 files = {}
 def case(file, name, doc, action, resource, expect, principal=USER, context=None, identity=None, resource_policy=None,
-         boundaries=None, session=None, resource_account=None, sids=None, missing=None, identity_files=None, failed=None, bpa=False):
+         boundaries=None, session=None, resource_account=None, sids=None, missing=None, identity_files=None, failed=None, bpa=False,
+         trust=None):
     req = {"action": action, "resource": resource}
     if principal is not None: req["principal"] = principal
     if resource_account: req["resourceAccount"] = resource_account
@@ -62,6 +63,7 @@ def case(file, name, doc, action, resource, expect, principal=USER, context=None
     inp = {"request": req}
     if identity is not None: inp["identityPolicies"] = identity
     if resource_policy is not None: inp["resourcePolicy"] = resource_policy
+    if trust is not None: inp["trustPolicy"] = trust
     if boundaries is not None: inp["permissionBoundaries"] = boundaries
     if session is not None: inp["sessionPolicy"] = session
     if bpa: inp["blockPublicAccess"] = True
@@ -574,6 +576,82 @@ files.setdefault("validation", []).append({"name": "resource-based policy statem
               "resourcePolicy": pol(st(A, "s3:GetObject", OBJ))},
     "expect": {"simulateError": "resourcePolicy"}})
 verr("empty statement array", GRAMMAR, '{"Version": "2012-10-17", "Statement": []}', "$.Statement")
+
+# ---------------- role trust policies ----------------
+# A trust policy is required and must itself allow the caller; naming the account delegates to the
+# caller's identity policies; the caller's boundary and session policies must allow too.
+TRUSTEVAL = EVAL  # "IAM role trust policies and KMS key policies are exceptions to this logic"
+ASSUME = "https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html"
+UPDTRUST = IAM + "id_roles_update-role-trust-policy.html"
+TAGS = IAM + "id_session-tags.html#id_session-tags_permissions-required"
+T = "trust"
+ADMIN = f"arn:aws:iam::{ACCT}:role/admin"
+ASSUME_ANY = pol(st(A, "sts:AssumeRole", "*", sid="MayAssume"))
+def trust(*stmts): return pol(*stmts)
+def tp(principal, action="sts:AssumeRole", cond=None, sid="Trust", effect=A):
+    return st(effect, action, None, cond, sid=sid, principal=principal)
+case(T, "identity allows sts:AssumeRole on *, trust admits only a service: denied", TRUSTEVAL, "sts:AssumeRole", ADMIN,
+     "ImplicitlyDenied", identity=[ASSUME_ANY], trust=trust(tp({"Service": "ec2.amazonaws.com"})))
+case(T, "no identity policy, trust names the user: allowed", ASSUME, "sts:AssumeRole", ADMIN, "Allowed",
+     identity=[], trust=trust(tp({"AWS": USER})), sids=["Trust"])
+case(T, "no identity policy, trust names the account: denied", ASSUME, "sts:AssumeRole", ADMIN, "ImplicitlyDenied",
+     identity=[], trust=trust(tp({"AWS": ROOT})))
+case(T, "identity allow, trust names the account: allowed", ASSUME, "sts:AssumeRole", ADMIN, "Allowed",
+     identity=[ASSUME_ANY], trust=trust(tp({"AWS": ROOT})))
+case(T, "identity allow, trust names the bare account id: allowed", ASSUME, "sts:AssumeRole", ADMIN, "Allowed",
+     identity=[ASSUME_ANY], trust=trust(tp({"AWS": ACCT})))
+case(T, "identity allow for another role, trust names the account: denied", ASSUME, "sts:AssumeRole", ADMIN, "ImplicitlyDenied",
+     identity=[pol(st(A, "sts:AssumeRole", f"arn:aws:iam::{ACCT}:role/other"))], trust=trust(tp({"AWS": ROOT})))
+case(T, "trust names another user: denied even with identity allow", TRUSTEVAL, "sts:AssumeRole", ADMIN, "ImplicitlyDenied",
+     identity=[ASSUME_ANY], trust=trust(tp({"AWS": f"arn:aws:iam::{ACCT}:user/dave"})))
+case(T, "trust names the user, boundary does not allow sts:AssumeRole: denied", UPDTRUST, "sts:AssumeRole", ADMIN,
+     "ImplicitlyDenied", identity=[], trust=trust(tp({"AWS": USER})), boundaries=[pol(st(A, "s3:*", "*"))])
+case(T, "trust names the user, boundary allows sts:AssumeRole: allowed", UPDTRUST, "sts:AssumeRole", ADMIN,
+     "Allowed", identity=[], trust=trust(tp({"AWS": USER})), boundaries=[pol(st(A, "sts:AssumeRole", "*"))])
+case(T, "explicit deny in the caller's identity policy wins over the trust policy", DENYALLOW, "sts:AssumeRole", ADMIN,
+     "ExplicitlyDenied", identity=[pol(st(D, "sts:AssumeRole", ADMIN, sid="NoAdmin"))], trust=trust(tp({"AWS": USER})), sids=["NoAdmin"])
+case(T, "explicit deny in the caller's boundary wins", DENYALLOW, "sts:AssumeRole", ADMIN, "ExplicitlyDenied",
+     identity=[], trust=trust(tp({"AWS": USER})), boundaries=[pol(st(A, "*", "*"), st(D, "sts:*", "*", sid="BNo"))], sids=["BNo"])
+case(T, "explicit deny in the trust policy wins", DENYALLOW, "sts:AssumeRole", ADMIN, "ExplicitlyDenied",
+     identity=[ASSUME_ANY], trust=trust(tp({"AWS": ROOT}), tp({"AWS": USER}, effect=D, sid="NotAlice")), sids=["NotAlice"])
+case(T, "trust condition sts:RoleSessionName unmet: denied", ASSUME, "sts:AssumeRole", ADMIN, "ImplicitlyDenied",
+     identity=[ASSUME_ANY], trust=trust(tp({"AWS": USER}, cond={"StringEquals": {"sts:RoleSessionName": "svc"}})),
+     context={"sts:RoleSessionName": "esc"}, failed="sts:RoleSessionName")
+case(T, "trust condition sts:RoleSessionName met: allowed", ASSUME, "sts:AssumeRole", ADMIN, "Allowed",
+     identity=[], trust=trust(tp({"AWS": USER}, cond={"StringEquals": {"sts:RoleSessionName": "svc"}})),
+     context={"sts:RoleSessionName": "svc"})
+case(T, "trust condition sts:ExternalId missing: denied", ASSUME, "sts:AssumeRole", ADMIN, "ImplicitlyDenied",
+     identity=[ASSUME_ANY], trust=trust(tp({"AWS": ROOT}, cond={"StringEquals": {"sts:ExternalId": "x-42"}})))
+case(T, "trust condition aws:SourceIp unmet: denied", ASSUME, "sts:AssumeRole", ADMIN, "ImplicitlyDenied",
+     identity=[], trust=trust(tp({"AWS": USER}, cond={"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}})),
+     context={"aws:SourceIp": "192.0.2.7"})
+case(T, "trust condition aws:PrincipalTag unmet: denied", ASSUME, "sts:AssumeRole", ADMIN, "ImplicitlyDenied",
+     identity=[], trust=trust(tp({"AWS": USER}, cond={"StringEquals": {"aws:PrincipalTag/team": "ml"}})),
+     context={"aws:PrincipalTag/team": "web"})
+case(T, "a session re-assuming its own role: trust names only a user, denied", UPDTRUST, "sts:AssumeRole", ROLE,
+     "ImplicitlyDenied", principal=SESS, identity=[ASSUME_ANY], trust=trust(tp({"AWS": USER})))
+case(T, "a session re-assuming its own role: trust names the role, allowed", UPDTRUST, "sts:AssumeRole", ROLE,
+     "Allowed", principal=SESS, identity=[], trust=trust(tp({"AWS": ROLE})))
+case(T, "a session re-assuming its own role: trust names the account and the role policy allows", UPDTRUST, "sts:AssumeRole", ROLE,
+     "Allowed", principal=SESS, identity=[ASSUME_ANY], trust=trust(tp({"AWS": ROOT})))
+case(T, "a session's session policy must allow sts:AssumeRole too", IAM + "access_policies.html#policies_session", "sts:AssumeRole",
+     ADMIN, "ImplicitlyDenied", principal=SESS, identity=[ASSUME_ANY], trust=trust(tp({"AWS": ROLE})),
+     session=pol(st(A, "s3:GetObject", "*")))
+case(T, "trust to everyone admits a same-account caller", PRIN, "sts:AssumeRole", ADMIN, "Allowed",
+     identity=[], trust=trust(tp("*")))
+case(T, "cross-account: trust names the user but its identity policy does not allow", CROSS, "sts:AssumeRole", ADMIN,
+     "ImplicitlyDenied", principal=XUSER, resource_account=ACCT, identity=[], trust=trust(tp({"AWS": XUSER})))
+case(T, "cross-account: trust names the user and its identity policy allows", CROSS, "sts:AssumeRole", ADMIN,
+     "Allowed", principal=XUSER, resource_account=ACCT, identity=[ASSUME_ANY], trust=trust(tp({"AWS": XUSER})))
+case(T, "no trust statement for sts:TagSession: tags refused", TAGS, "sts:TagSession", ADMIN, "ImplicitlyDenied",
+     identity=[pol(st(A, ["sts:AssumeRole", "sts:TagSession"], "*"))], trust=trust(tp({"AWS": USER})),
+     context={"aws:RequestTag/team": "secret", "aws:TagKeys": ["team"]})
+case(T, "trust allows sts:TagSession for team=ml: team=ml admitted", TAGS, "sts:TagSession", ADMIN, "Allowed",
+     identity=[], trust=trust(tp({"AWS": USER}), tp({"AWS": USER}, "sts:TagSession", {"StringEquals": {"aws:RequestTag/team": "ml"}}, sid="Tags")),
+     context={"aws:RequestTag/team": "ml", "aws:TagKeys": ["team"]}, sids=["Tags"])
+case(T, "trust allows sts:TagSession for team=ml: team=secret refused", TAGS, "sts:TagSession", ADMIN, "ImplicitlyDenied",
+     identity=[], trust=trust(tp({"AWS": USER}), tp({"AWS": USER}, "sts:TagSession", {"StringEquals": {"aws:RequestTag/team": "ml"}}, sid="Tags")),
+     context={"aws:RequestTag/team": "secret", "aws:TagKeys": ["team"]})
 
 os.makedirs(OUT, exist_ok=True)
 total = 0

@@ -47,8 +47,16 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     /// Who sent the request.
     pub user_identity: UserIdentity,
-    /// The bucket and key the request named.
+    /// The bucket and key the request named, and what else identifies the request (CloudTrail's
+    /// `requestParameters`: the role and session name of an AssumeRole, the user of an IAM call,
+    /// the locations of a CreateJob).
     pub request_parameters: RequestParameters,
+    /// What a request that issued credentials or created something returned, without secrets
+    /// (CloudTrail's `responseElements`: the issued access key id and the assumed-role ARN of an
+    /// AssumeRole, the new access key id of a CreateAccessKey), so any key can be traced to the
+    /// request that obtained it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_elements: Option<serde_json::Value>,
     /// The resources the request was checked against.
     #[serde(default)]
     pub resources: Vec<Resource>,
@@ -96,6 +104,10 @@ pub struct UserIdentity {
     /// failed (then `accessKeyId` is the key the request claimed).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The principal's unique id, as `aws:userid` has it (CloudTrail's `principalId`): the
+    /// account id for the root user, `AIDA...` for a user, `AROA...:SESSION` for a role session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_id: Option<String>,
     /// The principal's ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
@@ -129,6 +141,10 @@ pub struct RequestParameters {
     /// The `prefix` of a listing (ListObjects, ListObjectsV2), as CloudTrail records it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// The parameters of IAM, STS and keyhole API requests, by CloudTrail's names
+    /// (`roleArn`, `roleSessionName`, `durationSeconds`, `userName`, ...).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// CloudTrail's `resources` entry.
@@ -218,7 +234,9 @@ pub(crate) mod tests_support {
                 bucket_name: Some("b".into()),
                 key: Some("k".into()),
                 prefix: None,
+                other: Default::default(),
             },
+            response_elements: None,
             resources: vec![Resource::for_arn("arn:aws:s3:::b/k").unwrap()],
             authorization: vec![Check {
                 action: "s3:PutObject".into(),

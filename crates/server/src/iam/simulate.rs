@@ -440,6 +440,7 @@ impl<'a> Simulator<'a> {
             boundaries: &self.boundaries,
             session: None,
             restrict_public_buckets: false,
+            resource_gate: keyhole_policy::ResourceGate::Union,
         };
         let decision = Evaluator::evaluate(&policies, &request);
         // The boundary on its own: the engine decides it as the only identity-based policy (a

@@ -121,6 +121,20 @@ impl Location {
         if prefix.len() > 1000 {
             return Err(bad(field, "the prefix is longer than 1000 bytes"));
         }
+        // Keys are literal, so `wiki/../private/` names keys that start with those characters;
+        // but a reader (and a CreateJob condition on keyhole:ReadLocations) would take it for
+        // `private/`. Such locations are refused rather than guessed at.
+        if let Some(seg) = prefix
+            .strip_suffix('/')
+            .and_then(|p| p.split('/').find(|s| matches!(*s, "" | "." | "..")))
+        {
+            return Err(bad(
+                field,
+                format!(
+                    "`{text}` has an empty, `.` or `..` path segment (`{seg}`); S3 keys are literal, so write the prefix exactly as the keys begin, without `//`, `./` or `../`"
+                ),
+            ));
+        }
         if !prefix.is_empty() && !prefix.ends_with('/') {
             return Err(bad(
                 field,
@@ -692,6 +706,35 @@ role = "training-jobs"
         assert_eq!(j.end, now() + Duration::hours(3));
         assert_eq!(j.read.len(), 2);
         assert_eq!(j.role.as_deref(), Some("training-jobs"));
+    }
+
+    /// Issue 19, item 5: `s3://ds/wiki/../private/` must not pass for `wiki/` (or anything) in a
+    /// reader's eyes or in a CreateJob condition on keyhole:ReadLocations.
+    #[test]
+    fn dot_and_empty_segments_in_locations_are_refused() {
+        for bad_location in [
+            "s3://dss/wiki/../private/",
+            "s3://dss/./wiki/",
+            "s3://dss/wiki//x/",
+            "s3://dss//",
+            "s3://dss/../",
+        ] {
+            let e = Location::parse("read[0]", bad_location).unwrap_err();
+            assert_eq!(e.field, "read[0]", "{bad_location}");
+            assert!(
+                e.message.contains("segment"),
+                "{bad_location}: {}",
+                e.message
+            );
+        }
+        for good in [
+            "s3://dss",
+            "s3://dss/",
+            "s3://dss/wiki/",
+            "s3://dss/a.b/..c/",
+        ] {
+            assert!(Location::parse("read[0]", good).is_ok(), "{good}");
+        }
     }
 
     #[test]

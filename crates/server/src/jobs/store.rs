@@ -22,7 +22,7 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, job TEXT NOT NULL, policy TEXT NOT NULL,
     created_by TEXT NOT NULL, created_at BIGINT NOT NULL, end_at BIGINT NOT NULL,
-    finished_at BIGINT, finished_by TEXT, token_hash TEXT NOT NULL);
+    finished_at BIGINT, finished_by TEXT, token_hash TEXT NOT NULL, owner TEXT);
 CREATE INDEX IF NOT EXISTS jobs_by_name ON jobs (name);
 CREATE TABLE IF NOT EXISTS revoked_sessions (
     access_key_id TEXT PRIMARY KEY, expires_at BIGINT NOT NULL, revoked_at BIGINT NOT NULL);
@@ -43,6 +43,10 @@ pub struct JobRecord {
     pub policy: String,
     /// ARN of the principal that created it.
     pub created_by: String,
+    /// The creator by unique id, for the grant that lets it get, finish and report on the job
+    /// ([`crate::jobs::owner_policy`]); `None` for creators that cannot be named so (the root
+    /// user, a role session without a source identity) and for jobs of earlier releases.
+    pub owner: Option<JobOwner>,
     /// Creation time (Unix seconds).
     pub created_at: i64,
     /// When it was finished (Unix seconds), if it was.
@@ -51,6 +55,18 @@ pub struct JobRecord {
     pub finished_by: Option<String>,
     /// SHA-256 (hex) of the credential-endpoint bearer token; the token itself is never stored.
     pub token_hash: String,
+}
+
+/// A job's creator, named by unique id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOwner {
+    /// The ARN the grant names: the user's, or for a role session its role's.
+    pub arn: String,
+    /// The unique id of that user or role (`AIDA...`, `AROA...`).
+    pub id: String,
+    /// For a role session: its source identity, which the grant requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_identity: Option<String>,
 }
 
 impl JobRecord {
@@ -77,6 +93,9 @@ pub struct JobEntry {
     pub as_identity: Arc<Vec<CompiledPolicy>>,
     /// The job policy as the session policy of a role-capped job's sessions.
     pub as_session: Arc<CompiledPolicy>,
+    /// The only policy of the job's credentials token at the container-credentials endpoint:
+    /// `keyhole:GetJobCredentials`, from the job's source addresses.
+    pub credential_policy: Arc<Vec<CompiledPolicy>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -100,14 +119,30 @@ fn compile(record: &JobRecord) -> Result<JobEntry, StateError> {
     let session = CompiledPolicy::from_json(&record.policy, PolicyKind::Session)
         .map_err(|e| damaged(format!("job {}: {e}", record.id)))?
         .with_name(name.clone());
+    let credentials = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "JobCredentialsFromItsAddresses",
+            "Effect": "Allow",
+            "Action": "keyhole:GetJobCredentials",
+            "Resource": "*",
+            "Condition": {"IpAddress": {"aws:SourceIp": record.job.source_ip}},
+        }],
+    })
+    .to_string();
+    let credential_policy = CompiledPolicy::from_json(&credentials, PolicyKind::Identity)
+        .map_err(|e| damaged(format!("job {}: {e}", record.id)))?
+        .with_name(format!("credentials token of job {}", record.id));
     Ok(JobEntry {
         record: record.clone(),
         as_identity: Arc::new(vec![identity]),
         as_session: Arc::new(session),
+        credential_policy: Arc::new(vec![credential_policy]),
     })
 }
 
-/// A `jobs` row: id, job, policy, created_by, created_at, finished_at, finished_by, token_hash.
+/// A `jobs` row: id, job, policy, created_by, created_at, finished_at, finished_by, token_hash,
+/// owner.
 type Row = (
     String,
     String,
@@ -117,6 +152,7 @@ type Row = (
     Option<i64>,
     Option<String>,
     String,
+    Option<String>,
 );
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -129,11 +165,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         r.get(5)?,
         r.get(6)?,
         r.get(7)?,
+        r.get(8)?,
     ))
 }
 
 const COLUMNS: &str =
-    "id, job, policy, created_by, created_at, finished_at, finished_by, token_hash";
+    "id, job, policy, created_by, created_at, finished_at, finished_by, token_hash, owner";
 
 impl JobStore {
     /// Opens the job tables in the state database under `data_dir`.
@@ -143,6 +180,11 @@ impl JobStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Job tables of earlier releases have no `owner` column (a failed SELECT is the portable
+        // "has column" test).
+        if conn.prepare("SELECT owner FROM jobs LIMIT 0").is_err() {
+            conn.execute("ALTER TABLE jobs ADD COLUMN owner TEXT", [])?;
+        }
         let store = JobStore {
             db: Mutex::new(conn),
             cache: RwLock::new(Arc::default()),
@@ -166,13 +208,19 @@ impl JobStore {
     }
 
     fn decode(raw: Row) -> Result<JobRecord, StateError> {
-        let (id, job, policy, created_by, created_at, finished_at, finished_by, token_hash) = raw;
+        let (id, job, policy, created_by, created_at, finished_at, finished_by, token_hash, owner) =
+            raw;
         let job = serde_json::from_str(&job).map_err(|e| damaged(format!("job {id}: {e}")))?;
+        let owner = owner
+            .map(|o| serde_json::from_str(&o))
+            .transpose()
+            .map_err(|e| damaged(format!("job {id}: owner: {e}")))?;
         Ok(JobRecord {
             id,
             job,
             policy,
             created_by,
+            owner,
             created_at,
             finished_at,
             finished_by,
@@ -239,6 +287,12 @@ impl JobStore {
         // Compile first: a job whose policy does not compile is never stored.
         let entry = Arc::new(compile(record)?);
         let job = serde_json::to_string(&record.job).map_err(|e| damaged(e.to_string()))?;
+        let owner = record
+            .owner
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| damaged(e.to_string()))?;
         {
             let mut db = self.db();
             let tx = db.transaction()?;
@@ -256,7 +310,7 @@ impl JobStore {
                 )));
             }
             tx.execute(
-                "INSERT INTO jobs (id, name, job, policy, created_by, created_at, end_at, finished_at, finished_by, token_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, ?8)",
+                "INSERT INTO jobs (id, name, job, policy, created_by, created_at, end_at, finished_at, finished_by, token_hash, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, ?8, ?9)",
                 params![
                     record.id,
                     record.job.name,
@@ -265,7 +319,8 @@ impl JobStore {
                     record.created_by,
                     record.created_at,
                     record.job.end.timestamp(),
-                    record.token_hash
+                    record.token_hash,
+                    owner
                 ],
             )?;
             tx.commit()?;
@@ -364,6 +419,7 @@ mod tests {
             policy: job.policy().to_string(),
             job,
             created_by: "arn:aws:iam::123456789012:user/u".into(),
+            owner: None,
             created_at: now.timestamp(),
             finished_at: None,
             finished_by: None,

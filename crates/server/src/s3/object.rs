@@ -7,11 +7,12 @@ use chrono::{DateTime, Utc};
 use http::{Response, StatusCode};
 use keyhole_store::{ObjectInfo, ObjectMeta, StoreError};
 
-use super::route::{object_arn, CopySource, Permission};
+use super::route::{object_arn, CopySource};
 use super::{
     check_acl_headers, empty_response, http_date, parse_http_date, quoted, set_header, tagging,
     xml_date, xml_ok, Ctx,
 };
+use crate::authz::Permission;
 use crate::body::{blocking, pump, stream_object, Body, BodyReader};
 use crate::config::{MAX_DELETE_KEYS, MAX_SINGLE_PUT_BYTES, MAX_XML_BODY_BYTES};
 use crate::error::S3Error;
@@ -420,41 +421,17 @@ pub(super) async fn delete_objects(
     let mut w = XmlWriter::new();
     w.root("DeleteResult");
     for key in keys {
-        let permission = Permission {
-            action: "s3:DeleteObject",
-            resource: object_arn(&ctx.bucket, &key),
+        // Each key is authorized by the one authorization stage, like any request: a denied key
+        // is an `Error` entry and the others go on, as in S3.
+        let item = DeleteKey {
+            bucket: ctx.bucket.clone(),
+            key: key.clone(),
         };
-        let (decided, statements) =
-            ctx.gw
-                .authz
-                .authorize_explained(ctx.principal, &permission, &ctx.context);
-        ctx.checks.push(crate::audit::Check {
-            action: permission.action.to_owned(),
-            resource: permission.resource.clone(),
-            decision: if decided.is_ok() {
-                crate::audit::Decision::Allow
-            } else {
-                crate::audit::Decision::Deny
-            },
-            reason: match &decided {
-                Ok(()) => format!("allowed for the {} principal", ctx.principal.kind()),
-                Err(e) => e.message().to_owned(),
-            },
-            statements,
-        });
-        let result = match decided {
-            Err(e) => Err(e),
-            Ok(()) => {
-                let store = ctx.gw.store.clone();
-                let bucket = ctx.bucket.clone();
-                let k = key.clone();
-                blocking(move || {
-                    keyhole_store::validate_key(&k)?;
-                    store.delete(&bucket, &k)
-                })
-                .await
-            }
-        };
+        let result =
+            match crate::authz::authorize(ctx.gw, ctx.principal, item, &ctx.context, ctx.checks) {
+                Err(e) => Err(e),
+                Ok(authorized) => delete_key(ctx, authorized).await,
+            };
         match result {
             Ok(()) if quiet => {}
             Ok(()) => {
@@ -473,6 +450,36 @@ pub(super) async fn delete_objects(
     }
     w.close("DeleteResult");
     Ok(xml_ok(w.finish()))
+}
+
+/// One key of a DeleteObjects request: it needs `s3:DeleteObject` on its object.
+#[derive(Debug)]
+pub struct DeleteKey {
+    bucket: String,
+    key: String,
+}
+
+impl crate::authz::Describe for DeleteKey {
+    fn requirement(&self) -> crate::authz::Requirement {
+        crate::authz::Requirement::Permissions(vec![Permission::new(
+            "s3:DeleteObject",
+            object_arn(&self.bucket, &self.key),
+        )])
+    }
+}
+
+/// Deletes one authorized key of a DeleteObjects request.
+async fn delete_key(
+    ctx: &Ctx<'_>,
+    item: crate::authz::Authorized<DeleteKey>,
+) -> Result<(), S3Error> {
+    let DeleteKey { bucket, key } = item.into_call();
+    let store = ctx.gw.store.clone();
+    blocking(move || {
+        keyhole_store::validate_key(&key)?;
+        store.delete(&bucket, &key)
+    })
+    .await
 }
 
 /// Reads `x-amz-*-directive` (COPY or REPLACE).

@@ -185,14 +185,7 @@ pub enum Op {
     DeleteObjectTagging,
 }
 
-/// One (action, resource) pair a request must be allowed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Permission {
-    /// IAM action, e.g. `s3:GetObject`.
-    pub action: &'static str,
-    /// Resource ARN, e.g. `arn:aws:s3:::bucket/key`, or `*`.
-    pub resource: String,
-}
+pub use crate::authz::Permission;
 
 /// What an operation must be authorized for before its handler runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,6 +390,14 @@ impl Op {
             Method::DELETE => Ok(Op::DeleteAccountPublicAccessBlock),
             _ => Err(method_not_allowed(method)),
         })
+    }
+
+    /// Where the operation copies from (CopyObject, UploadPartCopy).
+    pub fn copy_source(&self) -> Option<&CopySource> {
+        match self {
+            Op::CopyObject(src) | Op::UploadPartCopy { source: src, .. } => Some(src),
+            _ => None,
+        }
     }
 
     /// The operation's name as AWS's API reference spells it (used in logs and audit).

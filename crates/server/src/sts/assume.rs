@@ -10,8 +10,10 @@
 //! The root user may not assume roles, as in AWS. keyhole refuses job sessions too: a job's
 //! credentials end with the job, and a session they created would outlive it.
 //!
-//! What is checked, each against the trust policy together with the caller's identity policies
-//! (and the caller's permissions boundary and session policies), with AWS's evaluation logic:
+//! What is checked, each by the one authorization stage against the role's trust policy, which
+//! must itself admit the caller (naming it, or naming the account and then the caller's identity
+//! policies must allow too; the caller's permissions boundary and session policies must allow in
+//! every case: [`keyhole_policy::ResourceGate::RoleTrust`]):
 //! `sts:AssumeRole`; `sts:TagSession` when session tags are passed ("In addition to the action
 //! that matches the API operation, you must have the following permissions-only action in your
 //! policy: sts:TagSession", https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html#id_session-tags_permissions-required);
@@ -23,97 +25,45 @@
 
 use chrono::{DateTime, Utc};
 use http::Response;
-use keyhole_policy::{CompiledPolicy, Context, RequestPrincipal};
+use keyhole_policy::Context;
 
-use super::tags::{packed_size, parse_policy_arns, parse_session_tags, with_inherited};
+use super::tags::{
+    packed_size, parse_policy_arns, parse_session_tags, with_inherited, SessionTags,
+};
 use super::{
     compile_session_policy, credentials_xml, duration_param, invalid_parameter, refuse_mfa,
     respond, session_arn, validation, SessionClaims, DEFAULT_SESSION_SECS,
     MAX_CHAINED_SESSION_SECS, MIN_SESSION_SECS,
 };
 use crate::auth::Principal;
+use crate::authz::{Permission, Requirement};
 use crate::body::Body;
 use crate::error::S3Error;
-use crate::s3::route::{Permission, Query};
+use crate::s3::route::Query;
 use crate::Gateway;
 
 /// AssumeRole's model limit on DurationSeconds (12 hours).
 const MAX_ASSUME_ROLE_SECS: i64 = 43_200;
 
-/// The caller of AssumeRole in policy terms, and what it hands on to the new session.
-struct Caller<'p> {
-    principal: RequestPrincipal,
-    identity: &'p [CompiledPolicy],
-    boundary: Option<&'p CompiledPolicy>,
-    session: Option<&'p [CompiledPolicy]>,
-    /// The calling session's transitive session tags (role chaining).
-    inherited_tags: Vec<(String, String)>,
-    /// The calling session's source identity (role chaining).
+/// A validated AssumeRole request: what it asks for and what the caller hands on.
+#[derive(Debug)]
+pub struct AssumeRoleCall {
+    role_arn: String,
+    session: String,
+    /// `DurationSeconds` as asked (checked against the role's maximum once it is known).
+    duration: Option<i64>,
+    external_id: Option<String>,
+    policy: Option<String>,
+    policy_arns: Vec<String>,
+    /// The tags passed in the request (they need `sts:TagSession`).
+    request_tags: Vec<(String, String)>,
+    request_transitive: Vec<String>,
+    /// The new session's tags: the request's and the caller's transitive ones.
+    session_tags: SessionTags,
     source_identity: Option<String>,
-    /// Whether the caller is a role session (role chaining).
+    packed: usize,
+    /// The caller is a role session (role chaining: one hour at most).
     chained: bool,
-}
-
-fn caller<'p>(
-    principal: &'p Principal,
-    account: &str,
-    role_arn: &str,
-) -> Result<Caller<'p>, S3Error> {
-    let refuse = |why: &str| {
-        S3Error::access_denied(format!(
-            "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn} ({why})",
-            principal.arn(account)
-        ))
-    };
-    match principal {
-        Principal::User {
-            arn,
-            policies,
-            boundary,
-            ..
-        } => Ok(Caller {
-            principal: RequestPrincipal::User {
-                arn: arn.clone(),
-                account: account.to_owned(),
-            },
-            identity: policies.as_slice(),
-            boundary: boundary.as_deref(),
-            session: None,
-            inherited_tags: Vec::new(),
-            source_identity: None,
-            chained: false,
-        }),
-        Principal::Session { claims, .. } if claims.job.is_some() => Err(refuse(
-            "job sessions cannot assume roles: a job's credentials end with the job, a session they created would not",
-        )),
-        Principal::Session { role_arn: own, .. } if own.is_empty() => Err(refuse(
-            "only IAM users and role sessions may assume roles",
-        )),
-        Principal::Session {
-            claims,
-            arn,
-            role_arn: own,
-            role_policies,
-            session_policies,
-            boundary,
-            ..
-        } => Ok(Caller {
-            principal: RequestPrincipal::Session {
-                session_arn: arn.clone(),
-                role_arn: own.clone(),
-                account: account.to_owned(),
-            },
-            identity: role_policies.as_slice(),
-            boundary: boundary.as_deref(),
-            session: session_policies.as_deref(),
-            inherited_tags: claims.transitive_tags(),
-            source_identity: claims.source_identity.clone(),
-            chained: true,
-        }),
-        // AWS does not let the root user assume roles.
-        Principal::Root { .. } => Err(refuse("the root user cannot assume roles")),
-        Principal::Anonymous => Err(refuse("anonymous callers cannot assume roles")),
-    }
 }
 
 /// `SourceIdentity`: 2-64 characters of `[\w+=,.@-]`, no `aws:` prefix (which the pattern
@@ -131,17 +81,13 @@ fn validate_source_identity(s: &str) -> Result<(), S3Error> {
     }
 }
 
-/// Handles AssumeRole for an authenticated caller.
-pub fn assume_role(
+/// Validates an AssumeRole request (every malformed parameter is a `ValidationError` before any
+/// decision) and works out what the new session inherits from a calling session.
+pub fn describe(
     gw: &Gateway,
     principal: &Principal,
     form: &Query,
-    context: &Context,
-    request_id: &str,
-    now: DateTime<Utc>,
-    checks: &crate::audit::Checks,
-) -> Result<Response<Body>, S3Error> {
-    let account = &gw.account.record.account_id;
+) -> Result<AssumeRoleCall, S3Error> {
     let role_arn = form
         .get("RoleArn")
         .filter(|v| !v.is_empty())
@@ -156,38 +102,27 @@ pub fn assume_role(
             "1 validation error detected: Value '{session}' at 'roleSessionName' failed to satisfy constraint: Member must have length 2-64 and match [\\w+=,.@-]*"
         )));
     }
-    let caller = caller(principal, account, role_arn)?;
     refuse_mfa(form, "AssumeRole")?;
-    let snapshot = gw.state.snapshot();
-    let role = snapshot
-        .roles
-        .values()
-        .find(|r| r.arn == role_arn)
-        .ok_or_else(|| {
-            S3Error::access_denied(format!(
-                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
-                principal.arn(account)
-            ))
-        })?;
-    let max = role.record.max_session_secs;
-    let duration = duration_param(
-        form,
-        MIN_SESSION_SECS,
-        MAX_ASSUME_ROLE_SECS,
-        DEFAULT_SESSION_SECS.min(max),
-    )?;
-    if duration > max {
-        return Err(validation(format!(
-            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role: use {MIN_SESSION_SECS} to {max} seconds"
-        )));
-    }
-    if caller.chained && duration > MAX_CHAINED_SESSION_SECS {
-        return Err(validation(format!(
-            "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining: use {MIN_SESSION_SECS} to {MAX_CHAINED_SESSION_SECS} seconds"
-        )));
-    }
-
-    // Session policies and tags.
+    let duration = match form.get("DurationSeconds") {
+        None => None,
+        Some(_) => Some(duration_param(
+            form,
+            MIN_SESSION_SECS,
+            MAX_ASSUME_ROLE_SECS,
+            DEFAULT_SESSION_SECS,
+        )?),
+    };
+    // Role chaining: the calling session's transitive tags and source identity pass on.
+    let (inherited_tags, inherited_identity, chained) = match principal {
+        Principal::Session {
+            claims, role_arn, ..
+        } if !role_arn.is_empty() => (
+            claims.transitive_tags(),
+            claims.source_identity.clone(),
+            true,
+        ),
+        _ => (Vec::new(), None, false),
+    };
     let policy = form
         .get("Policy")
         .filter(|p| !p.is_empty())
@@ -195,16 +130,16 @@ pub fn assume_role(
     if let Some(p) = &policy {
         compile_session_policy(p)?;
     }
-    let policy_arns = parse_policy_arns(form, &snapshot.session_policies)?;
+    let policy_arns = parse_policy_arns(form, &gw.state.snapshot().session_policies)?;
     let passed = parse_session_tags(form)?;
     let request_tags = passed.tags.clone();
     let request_transitive = passed.transitive.clone();
-    let session_tags = with_inherited(passed, &caller.inherited_tags)?;
+    let session_tags = with_inherited(passed, &inherited_tags)?;
     let requested_identity = form.get("SourceIdentity");
     if let Some(s) = requested_identity {
         validate_source_identity(s)?;
     }
-    let source_identity = match (&caller.source_identity, requested_identity) {
+    let source_identity = match (&inherited_identity, requested_identity) {
         (Some(inherited), Some(asked)) if inherited != asked => {
             return Err(invalid_parameter(format!(
                 "SourceIdentity `{asked}` differs from the calling session's source identity `{inherited}`, which cannot be changed in a role chain; leave SourceIdentity out"
@@ -214,100 +149,150 @@ pub fn assume_role(
         (None, asked) => asked.map(str::to_owned),
     };
     let packed = packed_size(policy.as_deref(), &policy_arns, &session_tags.tags)?;
+    Ok(AssumeRoleCall {
+        role_arn: role_arn.to_owned(),
+        session: session.to_owned(),
+        duration,
+        external_id: form.get("ExternalId").map(str::to_owned),
+        policy,
+        policy_arns,
+        request_tags,
+        request_transitive,
+        session_tags,
+        source_identity,
+        packed,
+        chained,
+    })
+}
 
-    // The trust policy decides, with the caller's policies (AWS's evaluation logic).
-    let mut ctx = context.clone();
-    ctx.insert("sts:RoleSessionName", session);
-    if let Some(e) = form.get("ExternalId") {
-        ctx.insert("sts:ExternalId", e);
-    }
-    if let Some(s) = &source_identity {
-        ctx.insert("sts:SourceIdentity", s.as_str());
-    }
-    for (k, v) in &request_tags {
-        ctx.insert(&format!("aws:RequestTag/{k}"), v.as_str());
-    }
-    if !request_tags.is_empty() {
-        ctx.insert_multi(
-            "aws:TagKeys",
-            request_tags.iter().map(|(k, _)| k.clone()).collect(),
-        );
-    }
-    if !request_transitive.is_empty() {
-        ctx.insert_multi("sts:TransitiveTagKeys", request_transitive);
-    }
-    let policies = keyhole_policy::Policies {
-        identity: caller.identity,
-        resource: Some(&role.trust),
-        boundaries: caller.boundary.map_or(&[][..], std::slice::from_ref),
-        session: caller.session,
-        restrict_public_buckets: false,
-    };
-    let authorize = |action: &'static str| -> Result<(), S3Error> {
-        let request = keyhole_policy::Request::new(
-            caller.principal.clone(),
-            action,
-            role_arn,
-            None,
-            ctx.clone(),
-        );
-        let decision = keyhole_policy::Evaluator::evaluate(&policies, &request);
-        let decided = if decision.kind == keyhole_policy::DecisionKind::Allowed {
-            Ok(())
-        } else {
-            Err(S3Error::access_denied(format!(
-                "User: {} is not authorized to perform: {action} on resource: {role_arn}",
-                principal.arn(account)
-            )))
-        };
-        let permission = Permission {
-            action,
-            resource: role_arn.to_owned(),
-        };
-        checks.push(crate::pipeline::check_record(
-            principal,
-            &permission,
-            &decided,
-            decision
-                .matched
-                .iter()
-                .map(crate::auth::describe_statement)
-                .collect(),
-        ));
-        decided
-    };
-    authorize("sts:AssumeRole")?;
-    if !request_tags.is_empty() {
-        authorize("sts:TagSession")?;
-    }
-    if source_identity.is_some() {
-        authorize("sts:SetSourceIdentity")?;
+impl AssumeRoleCall {
+    /// `sts:AssumeRole` on the role; `sts:TagSession` when the request passes tags; and
+    /// `sts:SetSourceIdentity` when the session gets a source identity.
+    pub fn requirement(&self) -> Requirement {
+        let mut list = vec![Permission::new("sts:AssumeRole", self.role_arn.clone())];
+        if !self.request_tags.is_empty() {
+            list.push(Permission::new("sts:TagSession", self.role_arn.clone()));
+        }
+        if self.source_identity.is_some() {
+            list.push(Permission::new(
+                "sts:SetSourceIdentity",
+                self.role_arn.clone(),
+            ));
+        }
+        Requirement::Permissions(list)
     }
 
+    /// `sts:RoleSessionName`, `sts:ExternalId`, `sts:SourceIdentity`, `aws:RequestTag/KEY`,
+    /// `aws:TagKeys` and `sts:TransitiveTagKeys`, so trust policies can constrain them.
+    pub fn add_context(&self, ctx: &mut Context) {
+        ctx.insert("sts:RoleSessionName", self.session.as_str());
+        if let Some(e) = &self.external_id {
+            ctx.insert("sts:ExternalId", e.as_str());
+        }
+        if let Some(s) = &self.source_identity {
+            ctx.insert("sts:SourceIdentity", s.as_str());
+        }
+        for (k, v) in &self.request_tags {
+            ctx.insert(&format!("aws:RequestTag/{k}"), v.as_str());
+        }
+        if !self.request_tags.is_empty() {
+            ctx.insert_multi(
+                "aws:TagKeys",
+                self.request_tags.iter().map(|(k, _)| k.clone()).collect(),
+            );
+        }
+        if !self.request_transitive.is_empty() {
+            ctx.insert_multi("sts:TransitiveTagKeys", self.request_transitive.clone());
+        }
+    }
+
+    /// CloudTrail's `requestParameters` of AssumeRole: the role, the session name, the duration
+    /// and what else shapes the session (never a policy document).
+    pub fn audit_parameters(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("roleArn".into(), serde_json::json!(self.role_arn));
+        m.insert("roleSessionName".into(), serde_json::json!(self.session));
+        if let Some(d) = self.duration {
+            m.insert("durationSeconds".into(), serde_json::json!(d));
+        }
+        if let Some(s) = &self.source_identity {
+            m.insert("sourceIdentity".into(), serde_json::json!(s));
+        }
+        if !self.request_tags.is_empty() {
+            m.insert(
+                "tags".into(),
+                self.request_tags
+                    .iter()
+                    .map(|(k, v)| serde_json::json!({"key": k, "value": v}))
+                    .collect(),
+            );
+        }
+        if !self.policy_arns.is_empty() {
+            m.insert("policyArns".into(), serde_json::json!(self.policy_arns));
+        }
+        m
+    }
+}
+
+/// Issues the session of an authorized AssumeRole; returns the response and its audit record.
+pub fn assume_role(
+    gw: &Gateway,
+    call: AssumeRoleCall,
+    request_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(Response<Body>, Option<serde_json::Value>), S3Error> {
+    let account = &gw.account.record.account_id;
+    let snapshot = gw.state.snapshot();
+    // INVARIANT: the trust policy that admitted the caller was this role's; a role deleted since
+    // admits nobody.
+    let role = snapshot
+        .roles
+        .values()
+        .find(|r| r.arn == call.role_arn)
+        .ok_or_else(|| {
+            S3Error::access_denied(format!("the role {} no longer exists", call.role_arn))
+        })?;
+    let max = role.record.max_session_secs;
+    let duration = call.duration.unwrap_or(DEFAULT_SESSION_SECS.min(max));
+    if duration > max {
+        return Err(validation(format!(
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role: use {MIN_SESSION_SECS} to {max} seconds"
+        )));
+    }
+    if call.chained && duration > MAX_CHAINED_SESSION_SECS {
+        return Err(validation(format!(
+            "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining: use {MIN_SESSION_SECS} to {MAX_CHAINED_SESSION_SECS} seconds"
+        )));
+    }
     let mut claims = SessionClaims::fresh(account, now, duration);
     claims.role = role.record.name.clone();
     claims.role_id = role.record.id.clone();
-    claims.session = session.to_owned();
-    claims.source_identity = source_identity;
-    claims.policy = policy;
-    claims.policy_arns = policy_arns;
-    claims.tags = session_tags.tags;
-    claims.transitive = session_tags.transitive;
+    claims.session = call.session;
+    claims.source_identity = call.source_identity;
+    claims.policy = call.policy;
+    claims.policy_arns = call.policy_arns;
+    claims.tags = call.session_tags.tags;
+    claims.transitive = call.session_tags.transitive;
     let token = gw.tokens.seal(&claims)?;
-    Ok(respond("AssumeRole", request_id, |w| {
+    let assumed_id = format!("{}:{}", claims.role_id, claims.session);
+    let arn = session_arn(account, &claims.role, &claims.session);
+    let elements = serde_json::json!({
+        "credentials": crate::jobs::credentials_audit(&claims),
+        "assumedRoleUser": {"assumedRoleId": assumed_id, "arn": arn},
+        "packedPolicySize": call.packed,
+    });
+    let response = respond("AssumeRole", request_id, |w| {
         credentials_xml(w, &claims, &token);
         w.open("AssumedRoleUser");
-        w.elem(
-            "AssumedRoleId",
-            &format!("{}:{}", claims.role_id, claims.session),
-        );
-        w.elem("Arn", &session_arn(account, &claims.role, &claims.session));
+        w.elem("AssumedRoleId", &assumed_id);
+        w.elem("Arn", &arn);
         w.close("AssumedRoleUser");
-        w.elem("PackedPolicySize", &packed.to_string());
+        w.elem("PackedPolicySize", &call.packed.to_string());
         if let Some(s) = &claims.source_identity {
             w.elem("SourceIdentity", s);
         }
-    }))
+    });
+    Ok((response, Some(elements)))
 }
 
 #[cfg(test)]

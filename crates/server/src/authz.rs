@@ -1,0 +1,645 @@
+//! Authorization: the one stage that decides whether a principal may do what a request asks.
+//!
+//! Every endpoint says what it needs by implementing [`Describe`]: the (action, resource) pairs
+//! that must be allowed, or, for the few calls AWS lets anyone make, that no permission is needed
+//! and why. [`authorize`] decides every pair with the gateway's [`Authorize`] implementation,
+//! records each decision for the audit trail, and only when all are allowed returns an
+//! [`Authorized`] value: the one input the handlers accept, which nothing outside this module can
+//! build. So a handler cannot run for a request that was not authorized, and a new endpoint does
+//! not compile until it describes itself.
+//!
+//! [`PolicyAuthorizer`] decides with AWS's evaluation logic. The resource-based policy in play is
+//! found here from the resource, never passed in by a caller:
+//! - an S3 bucket or object: the bucket's policy (an ordinary resource policy, and S3 Block
+//!   Public Access's `RestrictPublicBuckets`);
+//! - an IAM role, for `sts:AssumeRole`, `sts:TagSession` and `sts:SetSourceIdentity`: the role's
+//!   trust policy, which must itself admit the caller ([`keyhole_policy::ResourceGate::RoleTrust`]);
+//! - a keyhole job, for `keyhole:GetJob`, `keyhole:FinishJob` and `keyhole:GetJobReport`: a grant
+//!   to the job's creator, bound to the creator's unique id ([`crate::jobs::owner_policy`]).
+//!
+//! [`evaluate`] is the only call of the policy engine outside the `keyhole-policy` crate (the
+//! IAM policy simulator calls it too), so there is one place where decisions are made.
+//!
+//! # Security
+//! - Deny by default: a described call with no permission to check is refused, and every pair
+//!   must be allowed.
+//! - Some refusals are rules of the API rather than of policies, and are made here too, before
+//!   any policy is read: the root user and job sessions cannot assume roles, GetSessionToken
+//!   credentials cannot call IAM (keyhole has no MFA), anonymous callers reach only S3.
+//! - Denials never echo policy text; they name the action, the resource and the reason class, as
+//!   AWS's messages do.
+
+use std::sync::Arc;
+
+use keyhole_policy::{CompiledPolicy, Context, Decision, Policies, Request, RequestPrincipal};
+
+use crate::audit::{Check, Checks, Decision as AuditDecision};
+use crate::auth::Principal;
+use crate::error::S3Error;
+use crate::Gateway;
+
+/// One (action, resource) pair a request must be allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    /// IAM action, e.g. `s3:GetObject`.
+    pub action: &'static str,
+    /// Resource ARN, e.g. `arn:aws:s3:::bucket/key`, or `*`.
+    pub resource: String,
+}
+
+impl Permission {
+    /// The pair (`action` on `resource`).
+    pub fn new(action: &'static str, resource: impl Into<String>) -> Permission {
+        Permission {
+            action,
+            resource: resource.into(),
+        }
+    }
+}
+
+/// What a call needs before its handler may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requirement {
+    /// Every pair must be allowed, in order (the first denial is the answer).
+    Permissions(Vec<Permission>),
+    /// No permission is needed; `reason` says why (AWS's documentation), and the audit trail
+    /// records it as the decision.
+    Unconditional {
+        /// The action the call is (recorded as allowed).
+        action: &'static str,
+        /// Why no policy is consulted.
+        reason: &'static str,
+    },
+    /// Each item the request's body names needs `action` (DeleteObjects: `s3:DeleteObject` per
+    /// key). Nothing is decided before the body is read; the handler authorizes each item with
+    /// [`authorize`] (its store call takes the [`Authorized`] item), and refuses that item alone.
+    PerItem {
+        /// The action each item needs.
+        action: &'static str,
+    },
+}
+
+/// A call that can be authorized: it says what it needs, and the condition keys it adds.
+pub trait Describe {
+    /// The permissions the call needs.
+    fn requirement(&self) -> Requirement;
+
+    /// Adds the call's own condition keys (`iam:PermissionsBoundary`, `sts:RoleSessionName`,
+    /// `aws:RequestTag/*`, ...) to the request's context.
+    fn add_context(&self, _context: &mut Context) {}
+}
+
+/// Proof that a call was authorized: only [`authorize`] makes one.
+#[derive(Debug)]
+pub struct Authorized<T> {
+    call: T,
+    _sealed: Sealed,
+}
+
+/// Keeps [`Authorized`] from being built outside this module.
+#[derive(Debug)]
+struct Sealed;
+
+impl<T> Authorized<T> {
+    /// The authorized call.
+    pub fn call(&self) -> &T {
+        &self.call
+    }
+
+    /// The authorized call, by value.
+    pub fn into_call(self) -> T {
+        self.call
+    }
+}
+
+/// One decision: the outcome and the statements that made it.
+#[derive(Debug)]
+pub struct Verdict {
+    /// `Ok` only when the pair is allowed.
+    pub outcome: Result<(), S3Error>,
+    /// The statements that decided (the allows that granted or the denies that refused), as
+    /// the audit trail names them; empty when none did (the root user, an implicit deny).
+    pub statements: Vec<String>,
+}
+
+/// Decides whether a principal may perform one (action, resource) pair in a request context.
+/// The gateway cannot be built without one.
+pub trait Authorize: Send + Sync + std::fmt::Debug {
+    /// The decision and the statements that made it.
+    fn decide(&self, principal: &Principal, permission: &Permission, context: &Context) -> Verdict;
+
+    /// A refusal that is a rule of the API rather than of any policy (who may call what at
+    /// all); it applies to calls that need no permission too. [`Authorize::decide`] applies it
+    /// first.
+    fn api_refusal(&self, principal: &Principal, permission: &Permission) -> Option<S3Error>;
+}
+
+/// The authorization stage: decides every pair `call` needs (in `context` plus the call's own
+/// keys), records each decision in `checks`, and returns the call as [`Authorized`] only when
+/// all were allowed; the first denial is the error.
+pub fn authorize<T: Describe>(
+    gw: &Gateway,
+    principal: &Principal,
+    call: T,
+    context: &Context,
+    checks: &Checks,
+) -> Result<Authorized<T>, S3Error> {
+    let mut own = None;
+    let context = {
+        let mut extra = Context::new();
+        call.add_context(&mut extra);
+        if extra.is_empty() {
+            context
+        } else {
+            let mut merged = context.clone();
+            merged.extend(extra);
+            &*own.insert(merged)
+        }
+    };
+    match call.requirement() {
+        Requirement::Unconditional { action, reason } => {
+            let permission = Permission::new(action, "*");
+            if let Some(refusal) = gw.authz.api_refusal(principal, &permission) {
+                let verdict = Verdict {
+                    outcome: Err(refusal),
+                    statements: Vec::new(),
+                };
+                checks.push(check_record(principal, &permission, &verdict));
+                verdict.outcome?;
+            }
+            checks.push(Check {
+                action: action.to_owned(),
+                resource: "*".to_owned(),
+                decision: AuditDecision::Allow,
+                reason: reason.to_owned(),
+                statements: Vec::new(),
+            });
+        }
+        Requirement::PerItem { .. } => {}
+        Requirement::Permissions(list) => {
+            // INVARIANT: a call that needs nothing is a description bug; it must fail closed.
+            if list.is_empty() {
+                return Err(S3Error::access_denied("Access Denied"));
+            }
+            for permission in &list {
+                let tagged = with_existing_object_tags(gw, principal, permission, context);
+                let verdict =
+                    gw.authz
+                        .decide(principal, permission, tagged.as_ref().unwrap_or(context));
+                checks.push(check_record(principal, permission, &verdict));
+                verdict.outcome?;
+            }
+        }
+    }
+    Ok(Authorized {
+        call,
+        _sealed: Sealed,
+    })
+}
+
+/// An authorized call of each endpoint, for its handler.
+#[derive(Debug)]
+pub enum AuthorizedCall {
+    /// An S3 operation.
+    S3(Authorized<crate::s3::S3Call>),
+    /// An IAM action.
+    Iam(Authorized<crate::iam::IamCall>),
+    /// An STS action.
+    Sts(Authorized<crate::sts::StsCall>),
+    /// A keyhole API action.
+    Keyhole(Authorized<Box<crate::jobs::ApiCall>>),
+    /// A job's credentials.
+    JobCredentials(Authorized<crate::jobs::CredentialFetch>),
+    /// The metrics.
+    Metrics,
+}
+
+impl Authorized<crate::endpoint::Call> {
+    /// The authorized call of its endpoint.
+    pub fn split(self) -> AuthorizedCall {
+        use crate::endpoint::Call;
+        fn sealed<T>(call: T) -> Authorized<T> {
+            Authorized {
+                call,
+                _sealed: Sealed,
+            }
+        }
+        match self.call {
+            Call::S3(c) => AuthorizedCall::S3(sealed(c)),
+            Call::Iam(c) => AuthorizedCall::Iam(sealed(c)),
+            Call::Sts(c) => AuthorizedCall::Sts(sealed(c)),
+            Call::Keyhole(c) => AuthorizedCall::Keyhole(sealed(c)),
+            Call::JobCredentials(c) => AuthorizedCall::JobCredentials(sealed(c)),
+            Call::Metrics => AuthorizedCall::Metrics,
+        }
+    }
+}
+
+/// The audit record of one decision.
+fn check_record(principal: &Principal, permission: &Permission, verdict: &Verdict) -> Check {
+    let (decision, reason) = match &verdict.outcome {
+        Ok(()) => (
+            AuditDecision::Allow,
+            format!("allowed for the {} principal", principal.kind()),
+        ),
+        Err(e) => (AuditDecision::Deny, e.message().to_owned()),
+    };
+    Check {
+        action: permission.action.to_owned(),
+        resource: permission.resource.clone(),
+        decision,
+        reason,
+        statements: verdict.statements.clone(),
+    }
+}
+
+/// The context plus `s3:ExistingObjectTag/KEY` for each tag of the object `permission` names,
+/// when a policy that can decide refers to that key and the action accepts it (AWS supplies it
+/// only to those actions: https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html).
+/// `None` when nothing applies; the object's tags are read only then.
+fn with_existing_object_tags(
+    gw: &Gateway,
+    principal: &Principal,
+    permission: &Permission,
+    context: &Context,
+) -> Option<Context> {
+    let action = keyhole_policy::s3::action(permission.action)?;
+    if !keyhole_policy::s3::action_accepts_key(action, "s3:ExistingObjectTag/k") {
+        return None;
+    }
+    let (bucket, key) = permission
+        .resource
+        .strip_prefix("arn:aws:s3:::")?
+        .split_once('/')?;
+    if !wants_existing_object_tags(gw, principal, bucket) {
+        return None;
+    }
+    let tags = gw.store.get_tags(bucket, key).ok()?;
+    let mut tagged = context.clone();
+    for (k, v) in tags {
+        tagged.insert(&format!("s3:ExistingObjectTag/{k}"), v);
+    }
+    Some(tagged)
+}
+
+/// Whether a policy that can decide for `principal` on `bucket` refers to
+/// `s3:ExistingObjectTag/*`.
+fn wants_existing_object_tags(gw: &Gateway, principal: &Principal, bucket: &str) -> bool {
+    let refers = |p: &CompiledPolicy| {
+        p.context_keys()
+            .iter()
+            .any(|k| k.starts_with("s3:existingobjecttag/"))
+    };
+    if gw
+        .state
+        .snapshot()
+        .bucket_policies
+        .get(bucket)
+        .is_some_and(|p| refers(p))
+    {
+        return true;
+    }
+    let (identity, session, boundary) = principal.policies();
+    identity.iter().any(refers)
+        || session.into_iter().flatten().any(refers)
+        || boundary.is_some_and(refers)
+}
+
+/// The one call of the policy engine outside the `keyhole-policy` crate: every decision of the
+/// gateway, and every answer of the IAM policy simulator, is made here.
+pub fn evaluate(policies: &Policies<'_>, request: &Request) -> Decision {
+    keyhole_policy::Evaluator::evaluate(policies, request)
+}
+
+/// A deciding statement as the audit trail names it: `POLICY statement INDEX (Sid SID)`, e.g.
+/// ``inline policy `buckets` statement 0 (Sid ReadDatasets)`` (the policy's kind when it has no
+/// name).
+pub fn describe_statement(s: &keyhole_policy::StatementRef) -> String {
+    let policy = s
+        .policy_name
+        .clone()
+        .unwrap_or_else(|| s.policy_kind.describe().to_owned());
+    let mut out = format!("{policy} statement {}", s.statement_index);
+    if let Some(sid) = &s.sid {
+        out.push_str(&format!(" (Sid {sid})"));
+    }
+    out
+}
+
+/// Builds AWS's denial message: `User: ARN is not authorized to perform: ACTION on resource:
+/// "RESOURCE" REASON`, where REASON is `because no ... allows ...` or `with an explicit deny in
+/// ...` (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html).
+pub fn denial_message(principal_arn: &str, permission: &Permission, reason: &str) -> String {
+    format!(
+        "User: {principal_arn} is not authorized to perform: {} on resource: \"{}\" {reason}",
+        permission.action, permission.resource
+    )
+}
+
+/// Authorization by the IAM policy engine.
+///
+/// The policies in play are the principal's identity policies (a user's inline and attached
+/// policies and those of its groups; a session's role policies and session policies; a job
+/// session's job policy), its permissions boundary, and the resource's policy (see the module
+/// documentation), decided with AWS's evaluation logic.
+/// - The root user bypasses identity checks but not a bucket policy's explicit deny (and can
+///   always manage the bucket policy).
+/// - Anonymous callers get only what a bucket policy grants to everyone, and nothing while
+///   RestrictPublicBuckets is in force.
+#[derive(Debug, Clone)]
+pub struct PolicyAuthorizer {
+    /// The account id.
+    pub account_id: String,
+    /// Identities, bucket policies, trust policies and Block Public Access settings (read from
+    /// the snapshot).
+    pub state: Arc<crate::state::State>,
+    /// Jobs (for the grant to a job's creator).
+    pub jobs: Arc<crate::jobs::store::JobStore>,
+    /// The region (job ARNs name it).
+    pub region: String,
+}
+
+/// The bucket an S3 resource ARN names, if it is one.
+fn bucket_of(resource: &str) -> Option<&str> {
+    let rest = resource.strip_prefix("arn:aws:s3:::")?;
+    Some(rest.split_once('/').map_or(rest, |(b, _)| b)).filter(|b| !b.is_empty())
+}
+
+/// The resource-based policy a decision reads, and how it combines with the identity side.
+enum ResourcePolicy {
+    None,
+    Bucket {
+        policy: Option<Arc<CompiledPolicy>>,
+        restrict_public: bool,
+    },
+    Trust(Option<Arc<CompiledPolicy>>),
+    Job(Option<CompiledPolicy>),
+}
+
+impl ResourcePolicy {
+    fn policy(&self) -> Option<&CompiledPolicy> {
+        match self {
+            ResourcePolicy::None => None,
+            ResourcePolicy::Bucket { policy, .. } | ResourcePolicy::Trust(policy) => {
+                policy.as_deref()
+            }
+            ResourcePolicy::Job(policy) => policy.as_ref(),
+        }
+    }
+}
+
+/// The trust-policy actions: evaluated against the role's trust policy.
+const TRUST_ACTIONS: [&str; 3] = ["sts:assumerole", "sts:tagsession", "sts:setsourceidentity"];
+
+impl Authorize for PolicyAuthorizer {
+    fn decide(&self, principal: &Principal, permission: &Permission, context: &Context) -> Verdict {
+        if let Some(refusal) = self.api_refusal(principal, permission) {
+            return Verdict {
+                outcome: Err(refusal),
+                statements: Vec::new(),
+            };
+        }
+        let snapshot = self.state.snapshot();
+        let action_lower = permission.action.to_ascii_lowercase();
+        let resource = if let Some(bucket) = bucket_of(&permission.resource) {
+            ResourcePolicy::Bucket {
+                policy: snapshot.bucket_policies.get(bucket).cloned(),
+                restrict_public: snapshot.effective_bpa(bucket).restrict_public_buckets,
+            }
+        } else if TRUST_ACTIONS.contains(&action_lower.as_str()) {
+            // A role that does not exist has no trust policy: nobody is admitted, and the caller
+            // learns no more than that (AWS answers AccessDenied too).
+            ResourcePolicy::Trust(
+                snapshot
+                    .roles
+                    .values()
+                    .find(|r| r.arn == permission.resource)
+                    .map(|r| r.trust.clone()),
+            )
+        } else if let Some(job) = self.job_of(&permission.resource) {
+            ResourcePolicy::Job(
+                self.jobs
+                    .get(job)
+                    .ok()
+                    .and_then(|r| crate::jobs::owner_policy(&r, &permission.resource)),
+            )
+        } else {
+            ResourcePolicy::None
+        };
+        let (identity, session, boundary) = principal.policies();
+        let (arn, request_principal, unique_id) = match principal {
+            Principal::Root { .. } => {
+                if matches!(&resource, ResourcePolicy::Bucket { policy: None, .. })
+                    || matches!(resource, ResourcePolicy::None | ResourcePolicy::Job(_))
+                {
+                    return Verdict {
+                        outcome: Ok(()),
+                        statements: Vec::new(),
+                    };
+                }
+                (
+                    principal.arn(&self.account_id),
+                    RequestPrincipal::Root {
+                        account: self.account_id.clone(),
+                    },
+                    None,
+                )
+            }
+            Principal::Anonymous => {
+                if resource.policy().is_none() {
+                    return Verdict {
+                        outcome: Err(S3Error::access_denied("Access Denied")),
+                        statements: Vec::new(),
+                    };
+                }
+                ("anonymous".to_owned(), RequestPrincipal::Anonymous, None)
+            }
+            Principal::User { arn, id, .. } => (
+                arn.clone(),
+                RequestPrincipal::User {
+                    arn: arn.clone(),
+                    account: self.account_id.clone(),
+                },
+                Some(id.clone()),
+            ),
+            Principal::Session {
+                arn,
+                role_arn,
+                claims,
+                ..
+            } => {
+                if role_arn.is_empty() {
+                    // A session no role backs (a role-less job): its own principal, like a
+                    // federated user, whose job policy is a session policy (it also limits what a
+                    // resource policy grants to everyone).
+                    (
+                        arn.clone(),
+                        RequestPrincipal::Session {
+                            session_arn: arn.clone(),
+                            role_arn: arn.clone(),
+                            account: self.account_id.clone(),
+                        },
+                        None,
+                    )
+                } else {
+                    (
+                        arn.clone(),
+                        RequestPrincipal::Session {
+                            session_arn: arn.clone(),
+                            role_arn: role_arn.clone(),
+                            account: self.account_id.clone(),
+                        },
+                        Some(claims.role_id.clone()),
+                    )
+                }
+            }
+            Principal::JobToken { arn, .. } => (
+                arn.clone(),
+                RequestPrincipal::User {
+                    arn: arn.clone(),
+                    account: self.account_id.clone(),
+                },
+                None,
+            ),
+        };
+        let mut request = Request::new(
+            request_principal,
+            permission.action,
+            &permission.resource,
+            None,
+            context.clone(),
+        );
+        if let Some(id) = unique_id {
+            request = request.with_unique_id(id);
+        }
+        let (gate, restrict) = match &resource {
+            ResourcePolicy::Trust(_) => (keyhole_policy::ResourceGate::RoleTrust, false),
+            ResourcePolicy::Bucket {
+                restrict_public, ..
+            } => (keyhole_policy::ResourceGate::Union, *restrict_public),
+            ResourcePolicy::None | ResourcePolicy::Job(_) => {
+                (keyhole_policy::ResourceGate::Union, false)
+            }
+        };
+        let set = Policies {
+            identity,
+            session,
+            boundaries: boundary.map_or(&[][..], std::slice::from_ref),
+            resource: resource.policy(),
+            restrict_public_buckets: restrict,
+            resource_gate: gate,
+        };
+        let decision = evaluate(&set, &request);
+        let statements: Vec<String> = decision.matched.iter().map(describe_statement).collect();
+        if decision.kind == keyhole_policy::DecisionKind::Allowed {
+            return Verdict {
+                outcome: Ok(()),
+                statements,
+            };
+        }
+        if matches!(principal, Principal::Anonymous) {
+            return Verdict {
+                outcome: Err(S3Error::access_denied("Access Denied")),
+                statements,
+            };
+        }
+        let reason = match decision.reason {
+            Some(keyhole_policy::DenialReason::ExplicitDeny(kind)) => {
+                format!("with an explicit deny in {}", kind.with_article())
+            }
+            Some(keyhole_policy::DenialReason::NoAllow(kind)) => format!(
+                "because no {} allows the {} action",
+                kind.describe(),
+                permission.action
+            ),
+            None => format!(
+                "because no identity-based policy allows the {} action",
+                permission.action
+            ),
+        };
+        Verdict {
+            outcome: Err(S3Error::access_denied(denial_message(
+                &arn, permission, &reason,
+            ))),
+            statements,
+        }
+    }
+
+    fn api_refusal(&self, principal: &Principal, permission: &Permission) -> Option<S3Error> {
+        self.api_rule(principal, permission)
+    }
+}
+
+impl PolicyAuthorizer {
+    /// The job id a keyhole job ARN of this gateway names.
+    fn job_of<'r>(&self, resource: &'r str) -> Option<&'r str> {
+        let prefix = format!("arn:aws:keyhole:{}:{}:job/", self.region, self.account_id);
+        resource.strip_prefix(&prefix).filter(|id| *id != "*")
+    }
+
+    /// Refusals that are rules of the API, not of policies.
+    fn api_rule(&self, principal: &Principal, permission: &Permission) -> Option<S3Error> {
+        let action = permission.action;
+        let refuse = |why: &str| {
+            Some(S3Error::access_denied(denial_message(
+                &principal.arn(&self.account_id),
+                permission,
+                why,
+            )))
+        };
+        let service = action.split_once(':').map_or("", |(s, _)| s);
+        match principal {
+            // "You cannot call AssumeRole with the root user credentials"
+            // (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html); a job
+            // with a role is an AssumeRole by its creator.
+            Principal::Root { .. } if action == "sts:AssumeRole" => {
+                refuse("because the root user cannot assume roles; use an IAM user")
+            }
+            // GetSessionToken credentials "cannot call any IAM API operations unless MFA
+            // authentication information is included in the request"
+            // (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html);
+            // keyhole has no MFA, so they never can.
+            Principal::User {
+                session: Some(_), ..
+            } if service == "iam" => refuse(
+                "because temporary credentials from GetSessionToken cannot call IAM without MFA, which keyhole does not have; use the user's access key",
+            ),
+            // GetSessionToken "must be called by using the long-term AWS security credentials
+            // of an IAM user"
+            // (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html);
+            // keyhole does not give the root user temporary credentials (they would carry root's
+            // powers past any key rotation).
+            Principal::Root { .. } if action == "sts:GetSessionToken" => refuse(
+                "because keyhole does not issue temporary credentials to the root user; call GetSessionToken with an IAM user's access key",
+            ),
+            Principal::User {
+                session: Some(_), ..
+            }
+            | Principal::Session { .. }
+                if action == "sts:GetSessionToken" =>
+            {
+                refuse("because GetSessionToken cannot be called with session credentials; call it with an IAM user's access key")
+            }
+            // A job's credentials end with the job; a session they created would not.
+            Principal::Session { claims, .. }
+                if claims.job.is_some()
+                    && TRUST_ACTIONS.contains(&action.to_ascii_lowercase().as_str()) =>
+            {
+                refuse("because job sessions cannot assume roles: a job's credentials end with the job, a session they created would not")
+            }
+            // A job token fetches its own job's credentials and nothing else.
+            Principal::JobToken { .. } if action != "keyhole:GetJobCredentials" => {
+                refuse("because a job's credentials token only fetches that job's credentials")
+            }
+            Principal::Anonymous if service != "s3" && action != "keyhole:GetMetrics" => {
+                Some(S3Error::access_denied(
+                    "Access Denied: this API needs a signed request",
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

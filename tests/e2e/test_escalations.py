@@ -1,0 +1,644 @@
+"""The escalations of issues 10, 18 and 19, each reproduced as a user would try it (aws-cli and
+boto3) and refused as AWS refuses it. Each test is named after the hole it closes.
+
+AWS pages the rules come from:
+- "Policy evaluation logic": IAM role trust policies "must explicitly allow access for principals"
+  https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html
+- AssumeRole: "To allow a user to assume a role in the same account, you can do either of the
+  following: attach a policy to the user that allows the user to call AssumeRole (as long as the
+  role's trust policy trusts the account); or add the user as a principal directly in the role's
+  trust policy" https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+- "Update a role trust policy": a user's permissions boundary must allow sts:AssumeRole; to
+  re-assume the current role the trust policy must name the role or the account
+  https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_update-role-trust-policy.html
+- "Passing session tags in AWS STS": the trust policy must allow sts:TagSession
+  https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html
+- Principals by unique id: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html
+- Permissions boundaries and iam:PermissionsBoundary:
+  https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_boundaries.html
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import boto3
+import botocore.config
+import pytest
+from botocore.exceptions import ClientError
+
+from e2e_helpers import REGION, AwsCli, make_client, read_trail, remember_secrets, signed_request, wait_for_events
+from test_iam import iam_client, new_user
+from test_jobs import keyhole
+
+ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+ASSUME_ANY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}
+
+
+def trust(principal, actions="sts:AssumeRole", condition=None) -> dict:
+    st = {"Effect": "Allow", "Principal": principal, "Action": actions}
+    if condition:
+        st["Condition"] = condition
+    return {"Version": "2012-10-17", "Statement": [st]}
+
+
+def client(server, service, creds):
+    return boto3.session.Session().client(
+        service, endpoint_url=server.endpoint, region_name=REGION,
+        aws_access_key_id=creds[0], aws_secret_access_key=creds[1],
+        aws_session_token=creds[2] if len(creds) > 2 else None,
+        config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+
+def session_creds(c: dict) -> tuple[str, str, str]:
+    remember_secrets(c["SecretAccessKey"], c["SessionToken"])
+    return c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]
+
+
+def code_of(e: ClientError) -> str:
+    return e.response["Error"]["Code"]
+
+
+def creds_file(tmp_path: Path, ak: str, sk: str, name: str = "creds") -> Path:
+    p = tmp_path / name
+    p.write_text(f"[default]\naws_access_key_id = {ak}\naws_secret_access_key = {sk}\n")
+    return p
+
+
+def flat(text: str) -> str:
+    """CLI error text with its line wrapping (miette's `│` frames) undone."""
+    return re.sub(r"\s+", " ", text.replace("│", " "))
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def arn(server, kind: str, name: str) -> str:
+    return f"arn:aws:iam::{server.account_id}:{kind}/{name}"
+
+
+# ---------------------------------------------------------------- issue 10: trust policies
+
+
+def test_trust_policy_is_required_even_when_identity_allows(server, tmp_path):
+    """The repro: `weak` may call sts:AssumeRole on `*`, the role trusts only EC2. aws-cli's
+    `sts assume-role` is refused, and the decision names the trust policy."""
+    iam = iam_client(server)
+    role = uid("admin")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust({"Service": "ec2.amazonaws.com"})))
+    iam.put_role_policy(RoleName=role, PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL))
+    weak, ak, sk = new_user(iam, ASSUME_ANY)
+    aws = AwsCli(server.endpoint, creds_file(tmp_path, ak, sk))
+    r = aws("sts", "assume-role", "--role-arn", arn(server, "role", role), "--role-session-name", "esc")
+    assert r.returncode != 0
+    assert "AccessDenied" in r.stderr and "sts:AssumeRole" in r.stderr, r.stderr
+    assert "no resource-based policy allows" in flat(r.stderr), r.stderr
+    # The audit trail shows the refusal against the role, not an allow from the user's policy.
+    events = wait_for_events(server.data_dir, lambda ev: any(
+        e["eventName"] == "AssumeRole" and e["requestParameters"].get("roleSessionName") == "esc" for e in ev))
+    ev = [e for e in events if e["eventName"] == "AssumeRole" and e["requestParameters"].get("roleSessionName") == "esc"][-1]
+    assert ev["decision"] == "Deny" and ev["httpStatus"] == 403
+    assert ev["authorization"][0]["decision"] == "Deny"
+
+
+def test_trust_condition_on_session_name_is_enforced(server):
+    iam = iam_client(server)
+    role = uid("svc")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(
+        trust({"AWS": f"arn:aws:iam::{server.account_id}:root"},
+              condition={"StringEquals": {"sts:RoleSessionName": "svc"}})))
+    _, ak, sk = new_user(iam, ASSUME_ANY)
+    sts = client(server, "sts", (ak, sk))
+    with pytest.raises(ClientError) as e:
+        sts.assume_role(RoleArn=arn(server, "role", role), RoleSessionName="esc")
+    assert code_of(e.value) == "AccessDenied"
+    sts.assume_role(RoleArn=arn(server, "role", role), RoleSessionName="svc")
+
+
+def test_trust_naming_the_user_admits_it_without_an_identity_policy(server):
+    iam = iam_client(server)
+    user, ak, sk = new_user(iam)  # no policy at all
+    role = uid("direct")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust({"AWS": arn(server, "user", user)})))
+    got = client(server, "sts", (ak, sk)).assume_role(RoleArn=arn(server, "role", role), RoleSessionName="s1")
+    assert got["AssumedRoleUser"]["Arn"].endswith(f":assumed-role/{role}/s1")
+    remember_secrets(got["Credentials"]["SecretAccessKey"], got["Credentials"]["SessionToken"])
+
+
+def test_trust_naming_the_account_needs_an_identity_allow(server):
+    iam = iam_client(server)
+    role = uid("acct")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(
+        trust({"AWS": f"arn:aws:iam::{server.account_id}:root"})))
+    _, ak, sk = new_user(iam)
+    with pytest.raises(ClientError) as e:
+        client(server, "sts", (ak, sk)).assume_role(RoleArn=arn(server, "role", role), RoleSessionName="s1")
+    assert code_of(e.value) == "AccessDenied"
+    assert "no identity-based policy allows the sts:AssumeRole action" in e.value.response["Error"]["Message"]
+    _, ak, sk = new_user(iam, ASSUME_ANY)
+    client(server, "sts", (ak, sk)).assume_role(RoleArn=arn(server, "role", role), RoleSessionName="s1")
+
+
+def test_explicit_deny_in_identity_boundary_or_trust_blocks_assume_role(server):
+    iam = iam_client(server)
+    role = uid("guarded")
+    # Denied by the user's own policy though the trust policy names it.
+    u1, ak1, sk1 = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": "sts:AssumeRole", "Resource": "*"}]})
+    # A boundary that does not allow sts:AssumeRole.
+    boundary = iam.create_policy(PolicyName=uid("s3only"), PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))["Policy"]["Arn"]
+    u2, ak2, sk2 = new_user(iam, ASSUME_ANY)
+    iam.put_user_permissions_boundary(UserName=u2, PermissionsBoundary=boundary)
+    # Named by the trust policy and by its explicit deny.
+    u3, ak3, sk3 = new_user(iam, ASSUME_ANY)
+    doc = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": [arn(server, "user", u) for u in (u1, u2, u3)]}, "Action": "sts:AssumeRole"},
+        {"Effect": "Deny", "Principal": {"AWS": arn(server, "user", u3)}, "Action": "sts:AssumeRole"}]}
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(doc))
+    for ak, sk, why in [(ak1, sk1, "explicit deny in an identity-based policy"),
+                        (ak2, sk2, "no permissions boundary allows"),
+                        (ak3, sk3, "explicit deny in a resource-based policy")]:
+        with pytest.raises(ClientError) as e:
+            client(server, "sts", (ak, sk)).assume_role(RoleArn=arn(server, "role", role), RoleSessionName="s1")
+        assert code_of(e.value) == "AccessDenied" and why in e.value.response["Error"]["Message"], e.value.response
+
+
+def test_a_role_session_cannot_reassume_its_own_role_unless_trusted(server):
+    iam = iam_client(server)
+    user, ak, sk = new_user(iam)
+    role = uid("self")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust({"AWS": arn(server, "user", user)})))
+    iam.put_role_policy(RoleName=role, PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL))
+    first = client(server, "sts", (ak, sk)).assume_role(RoleArn=arn(server, "role", role), RoleSessionName="s1")
+    as_role = client(server, "sts", session_creds(first["Credentials"]))
+    with pytest.raises(ClientError) as e:
+        as_role.assume_role(RoleArn=arn(server, "role", role), RoleSessionName="again")
+    assert code_of(e.value) == "AccessDenied"
+    # Naming the role in its own trust policy allows it (role chaining, one hour at most).
+    doc = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": [arn(server, "user", user), arn(server, "role", role)]}, "Action": "sts:AssumeRole"}]}
+    iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(doc))
+    again = as_role.assume_role(RoleArn=arn(server, "role", role), RoleSessionName="again")
+    remember_secrets(again["Credentials"]["SecretAccessKey"], again["Credentials"]["SessionToken"])
+
+
+def test_root_and_job_sessions_cannot_assume_roles(server, data_bucket):
+    iam = iam_client(server)
+    role = uid("any")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust("*")))
+    with pytest.raises(ClientError) as e:
+        client(server, "sts", (server.access_key, server.secret_key)).assume_role(
+            RoleArn=arn(server, "role", role), RoleSessionName="root")
+    assert code_of(e.value) == "AccessDenied" and "root user cannot assume roles" in str(e.value)
+    r = keyhole(server, "job", "start", "--output", "json", "--name", "nochain", "--read",
+                f"s3://{data_bucket}/in/", "--for", "5m")
+    assert r.returncode == 0, r.stderr
+    created = json.loads(r.stdout)
+    remember_secrets(created["CredentialsToken"], created["Credentials"]["SecretAccessKey"],
+                     created["Credentials"]["SessionToken"])
+    job_sts = client(server, "sts", session_creds(created["Credentials"]))
+    with pytest.raises(ClientError) as e:
+        job_sts.assume_role(RoleArn=arn(server, "role", role), RoleSessionName="chain")
+    assert code_of(e.value) == "AccessDenied" and "job sessions cannot assume roles" in str(e.value)
+    assert job_sts.get_caller_identity()["Arn"].endswith(f":federated-user/{created['Job']['JobId']}")
+    keyhole(server, "job", "finish", created["Job"]["JobId"])
+
+
+@pytest.fixture
+def data_bucket(s3):
+    name = uid("esc-data")
+    s3.create_bucket(Bucket=name)
+    for key in ("in/a.txt", "secret/x", "tagged/ml/x", "tagged/secret/x"):
+        s3.put_object(Bucket=name, Key=key, Body=key.encode())
+    yield name
+
+
+def test_a_job_cannot_pass_a_role_whose_trust_does_not_admit_the_creator(server, data_bucket, tmp_path):
+    """The repro: a scheduler denied sts:AssumeRole on R got `assumed-role/R/JOB` credentials
+    through a job and read objects a bucket policy reserves for R."""
+    iam = iam_client(server)
+    role = uid("reserved")
+    role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(
+        trust({"AWS": f"arn:aws:iam::{server.account_id}:root"})))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=role, PolicyName="read", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}))
+    make_client(server.endpoint, server.access_key, server.secret_key).put_bucket_policy(
+        Bucket=data_bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": role_arn}, "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{data_bucket}/secret/*"}]}))
+    sched, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "keyhole:CreateJob", "Resource": "*"},
+        {"Effect": "Deny", "Action": "sts:AssumeRole", "Resource": "*"}]})
+    r = keyhole(server, "job", "start", "--name", "pass", "--read", f"s3://{data_bucket}/secret/", "--for", "5m",
+                "--role", role, creds_file=creds_file(tmp_path, ak, sk))
+    assert r.returncode != 0
+    assert "AccessDenied" in r.stderr and "sts:AssumeRole" in r.stderr, r.stderr
+    # Neither denied nor allowed by its policy: the trust policy names only the account, so the
+    # creator's identity policies must allow sts:AssumeRole too.
+    _, ak2, sk2 = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "keyhole:CreateJob", "Resource": "*"}]})
+    r = keyhole(server, "job", "start", "--name", "pass2", "--read", f"s3://{data_bucket}/secret/", "--for", "5m",
+                "--role", role, creds_file=creds_file(tmp_path, ak2, sk2, "c2"))
+    assert r.returncode != 0 and "no identity-based policy allows the sts:AssumeRole action" in flat(r.stderr), r.stderr
+    # The denied CreateJob is on record with the locations it asked for.
+    events = wait_for_events(server.data_dir, lambda ev: any(
+        e["eventName"] == "CreateJob" and e["requestParameters"].get("name") == "pass2" for e in ev))
+    ev = [e for e in events if e["eventName"] == "CreateJob" and e["requestParameters"].get("name") == "pass2"][-1]
+    assert ev["decision"] == "Deny"
+    assert ev["requestParameters"]["read"] == [f"s3://{data_bucket}/secret/"] and ev["requestParameters"]["role"] == role
+
+
+def test_job_labels_on_a_role_need_sts_tag_session(server, data_bucket, tmp_path):
+    """Issue 18's repro: the role trusts `sched` for sts:AssumeRole only; its policy reads
+    tagged/${aws:PrincipalTag/team}/*. A job with --label team=secret must be refused, naming
+    sts:TagSession, as `aws sts assume-role --tags` is."""
+    iam = iam_client(server)
+    sched, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["keyhole:CreateJob", "sts:TagSession"], "Resource": "*"}]})
+    role = uid("teamrole")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust({"AWS": arn(server, "user", sched)})))
+    iam.put_role_policy(RoleName=role, PolicyName="team", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
+                                                  "Resource": f"arn:aws:s3:::{data_bucket}/tagged/${{aws:PrincipalTag/team}}/*"}]}))
+    creds = creds_file(tmp_path, ak, sk)
+    aws = AwsCli(server.endpoint, creds)
+    r = aws("sts", "assume-role", "--role-arn", arn(server, "role", role), "--role-session-name", "tt",
+            "--tags", "Key=team,Value=secret")
+    assert r.returncode != 0 and "sts:TagSession" in r.stderr, r.stderr
+    r = keyhole(server, "run", "--name", "tagjob", "--role", role, "--label", "team=secret",
+                "--read", f"s3://{data_bucket}/tagged/secret/", "--for", "5m", "--",
+                shutil.which("true") or "true", creds_file=creds)
+    assert r.returncode != 0
+    assert "AccessDenied" in r.stderr and "sts:TagSession" in r.stderr, r.stderr
+    # Without labels the same scheduler may pass the role (sts:AssumeRole is trusted).
+    r = keyhole(server, "job", "start", "--output", "json", "--name", "nolabels", "--role", role,
+                "--read", f"s3://{data_bucket}/tagged/", "--for", "5m", creds_file=creds)
+    assert r.returncode == 0, r.stderr
+    created = json.loads(r.stdout)
+    remember_secrets(created["CredentialsToken"], created["Credentials"]["SecretAccessKey"],
+                     created["Credentials"]["SessionToken"])
+    keyhole(server, "job", "finish", created["Job"]["JobId"], creds_file=creds)
+
+
+def test_a_trust_policy_restricts_which_label_values_a_scheduler_may_set(server, data_bucket, tmp_path):
+    iam = iam_client(server)
+    sched, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "keyhole:CreateJob", "Resource": "*"}]})
+    role = uid("mlrole")
+    doc = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": arn(server, "user", sched)}, "Action": "sts:AssumeRole"},
+        {"Effect": "Allow", "Principal": {"AWS": arn(server, "user", sched)}, "Action": "sts:TagSession",
+         "Condition": {"StringEquals": {"aws:RequestTag/team": "ml"}}}]}
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(doc))
+    iam.put_role_policy(RoleName=role, PolicyName="team", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
+                                                  "Resource": f"arn:aws:s3:::{data_bucket}/tagged/${{aws:PrincipalTag/team}}/*"}]}))
+    creds = creds_file(tmp_path, ak, sk)
+    r = keyhole(server, "job", "start", "--output", "json", "--name", "ml", "--role", role, "--label", "team=ml",
+                "--read", f"s3://{data_bucket}/tagged/", "--for", "5m", creds_file=creds)
+    assert r.returncode == 0, r.stderr
+    created = json.loads(r.stdout)
+    remember_secrets(created["CredentialsToken"], created["Credentials"]["SecretAccessKey"],
+                     created["Credentials"]["SessionToken"])
+    job_s3 = client(server, "s3", session_creds(created["Credentials"]))
+    assert job_s3.get_object(Bucket=data_bucket, Key="tagged/ml/x")["Body"].read() == b"tagged/ml/x"
+    with pytest.raises(ClientError):
+        job_s3.get_object(Bucket=data_bucket, Key="tagged/secret/x")
+    keyhole(server, "job", "finish", created["Job"]["JobId"], creds_file=creds)
+    r = keyhole(server, "job", "start", "--name", "secret", "--role", role, "--label", "team=secret",
+                "--read", f"s3://{data_bucket}/tagged/", "--for", "5m", creds_file=creds)
+    assert r.returncode != 0 and "sts:TagSession" in r.stderr, r.stderr
+
+
+def test_encoded_slash_in_a_bucket_name_is_invalid_not_authorized(server):
+    """`/bkt%2Fallowed/x` was authorized as arn:aws:s3:::bkt/allowed/x before the store said
+    NoSuchBucket; a grant on bkt/allowed/* passed bucket-level calls on such names."""
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::bkt/allowed/*"}]})
+    for method, path, query in [("GET", "/bkt%2Fallowed/x", ""), ("GET", "/bkt%2Fallowed", "policy"),
+                                ("DELETE", "/bkt%2Fallowed", ""), ("PUT", "/bkt%2Fallowed", "publicAccessBlock")]:
+        r = signed_request(server, method, path, query=query, access_key=ak, secret_key=sk)
+        assert r.status == 400 and b"InvalidBucketName" in r.body, (method, path, r.status, r.body)
+    events = read_trail(server.data_dir)
+    assert not any(e["requestParameters"].get("bucketName") == "bkt/allowed" and e.get("decision") == "Allow"
+                   for e in events)
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr")
+def test_iam_writes_fail_closed_and_change_nothing_when_the_trail_cannot_be_written(fresh_server_factory):
+    from test_audit import _immutable_trail, target
+    kp = fresh_server_factory()
+    srv = target(kp)
+    iam = boto3.session.Session().client(
+        "iam", endpoint_url=kp.endpoint, region_name=REGION, aws_access_key_id=srv.access_key,
+        aws_secret_access_key=srv.secret_key, config=botocore.config.Config(retries={"max_attempts": 1}))
+    iam.create_user(UserName="existing")
+    undo = _immutable_trail(kp.data_dir)
+    try:
+        for call in (lambda: iam.create_user(UserName="ghost"),
+                     lambda: iam.put_user_policy(UserName="existing", PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL)),
+                     lambda: iam.create_access_key(UserName="existing"),
+                     lambda: iam.delete_user(UserName="existing")):
+            with pytest.raises(ClientError) as e:
+                call()
+            assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503, e.value.response
+        # Nothing changed: reads are still served, and show the state as it was.
+        names = [u["UserName"] for u in iam.list_users()["Users"]]
+        assert names == ["existing"]
+        assert iam.list_user_policies(UserName="existing")["PolicyNames"] == []
+        assert iam.list_access_keys(UserName="existing")["AccessKeyMetadata"] == []
+        with pytest.raises(ClientError) as e:
+            client(kp, "sts", (srv.access_key, srv.secret_key)).get_session_token()
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] in (403, 503)
+    finally:
+        undo()
+    iam.create_user(UserName="after")
+    assert any(e["eventName"] == "CreateUser" and e["stage"] == "authorized"
+               and e["requestParameters"].get("userName") == "after" for e in read_trail(kp.data_dir))
+
+
+def test_credentials_issued_by_assume_role_are_traceable_in_the_trail(server):
+    iam = iam_client(server)
+    user, ak, sk = new_user(iam)
+    role = uid("traced")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust({"AWS": arn(server, "user", user)})))
+    got = client(server, "sts", (ak, sk)).assume_role(RoleArn=arn(server, "role", role), RoleSessionName="trace-me",
+                                                      DurationSeconds=900)
+    creds = got["Credentials"]
+    remember_secrets(creds["SecretAccessKey"], creds["SessionToken"])
+    events = wait_for_events(server.data_dir, lambda ev: any(
+        (e.get("responseElements") or {}).get("credentials", {}).get("accessKeyId") == creds["AccessKeyId"] for e in ev))
+    issued = [e for e in events if e["eventName"] == "AssumeRole" and e["stage"] == "completed"
+              and e["requestParameters"].get("roleSessionName") == "trace-me"]
+    assert len(issued) == 1
+    e = issued[0]
+    assert e["requestParameters"]["roleArn"] == arn(server, "role", role)
+    assert e["requestParameters"]["durationSeconds"] == 900
+    assert e["responseElements"]["credentials"]["accessKeyId"] == creds["AccessKeyId"]
+    assert e["responseElements"]["assumedRoleUser"]["arn"] == got["AssumedRoleUser"]["Arn"]
+    assert e["userIdentity"]["arn"] == arn(server, "user", user)
+    text = json.dumps(e)
+    assert creds["SecretAccessKey"] not in text and creds["SessionToken"] not in text
+    # The write-ahead record was made before the credentials were issued.
+    assert any(x["eventName"] == "AssumeRole" and x["stage"] == "authorized"
+               and x["requestID"] == e["requestID"] for x in events)
+
+
+# ---------------------------------------------------------------- issue 19: identities
+
+
+def test_permissions_boundary_on_create_user_binds_and_is_shown(server, tmp_path):
+    """`aws iam create-user --permissions-boundary` was ignored: a `*` identity policy then made
+    an unbounded user who could create users."""
+    iam = iam_client(server)
+    readonly = iam.create_policy(PolicyName=uid("readonly"), PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"], "Resource": "*"}]}))["Policy"]["Arn"]
+    aws = AwsCli(server.endpoint, server.creds_path)
+    name = uid("bounded")
+    out = json.loads(aws.ok("iam", "create-user", "--user-name", name, "--permissions-boundary", readonly).stdout)
+    assert out["User"]["PermissionsBoundary"] == {"PermissionsBoundaryType": "PermissionsBoundaryPolicy",
+                                                  "PermissionsBoundaryArn": readonly}
+    iam.put_user_policy(UserName=name, PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    remember_secrets(key["SecretAccessKey"])
+    got = json.loads(aws.ok("iam", "get-user", "--user-name", name).stdout)["User"]
+    assert got["PermissionsBoundary"]["PermissionsBoundaryArn"] == readonly
+    bounded = AwsCli(server.endpoint, creds_file(tmp_path, key["AccessKeyId"], key["SecretAccessKey"]))
+    r = bounded("iam", "create-user", "--user-name", uid("escalated"))
+    assert r.returncode != 0 and "AccessDenied" in r.stderr and "permissions boundary" in flat(r.stderr), r.stderr
+    bounded.ok("s3", "ls")
+    # A role created with a boundary: its sessions are bounded too.
+    role = uid("bounded-role")
+    user, uak, usk = new_user(iam)
+    aws.ok("iam", "create-role", "--role-name", role, "--permissions-boundary", readonly,
+           "--assume-role-policy-document", json.dumps(trust({"AWS": arn(server, "user", user)})))
+    iam.put_role_policy(RoleName=role, PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL))
+    assert iam.get_role(RoleName=role)["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"] == readonly
+    assert any(r["RoleName"] == role and r.get("PermissionsBoundary") for r in iam.list_roles()["Roles"])
+    sess = client(server, "sts", (uak, usk)).assume_role(RoleArn=arn(server, "role", role), RoleSessionName="bb")
+    role_iam = client(server, "iam", session_creds(sess["Credentials"]))
+    with pytest.raises(ClientError) as e:
+        role_iam.create_user(UserName=uid("from-role"))
+    assert code_of(e.value) == "AccessDenied"
+
+
+def test_delegated_admin_may_create_users_only_with_its_boundary(server):
+    """AWS's delegated-administrator pattern: iam:PermissionsBoundary in the condition."""
+    iam = iam_client(server)
+    boundary = iam.create_policy(PolicyName=uid("dev-boundary"), PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}))["Policy"]["Arn"]
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["iam:CreateUser", "iam:PutUserPolicy"], "Resource": "*",
+         "Condition": {"StringEquals": {"iam:PermissionsBoundary": boundary}}}]})
+    admin = client(server, "iam", (ak, sk))
+    with pytest.raises(ClientError) as e:
+        admin.create_user(UserName=uid("unbounded"))
+    assert code_of(e.value) == "AccessDenied"
+    name = uid("dev")
+    admin.create_user(UserName=name, PermissionsBoundary=boundary)
+    admin.put_user_policy(UserName=name, PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL))
+    # On a user without that boundary, PutUserPolicy is refused.
+    other, _, _ = new_user(iam)
+    with pytest.raises(ClientError) as e:
+        admin.put_user_policy(UserName=other, PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL))
+    assert code_of(e.value) == "AccessDenied"
+
+
+def test_session_tags_need_sts_tag_session_in_the_trust_policy(server, data_bucket):
+    """A caller admitted for sts:AssumeRole only, holding sts:TagSession in its own policy, passed
+    --tags team=secret and overrode the role's own tag."""
+    iam = iam_client(server)
+    user, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": "*"}]})
+    role = uid("tagged")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust({"AWS": arn(server, "user", user)})),
+                    Tags=[{"Key": "team", "Value": "ml"}])
+    iam.put_role_policy(RoleName=role, PolicyName="team", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
+                                                  "Resource": f"arn:aws:s3:::{data_bucket}/tagged/${{aws:PrincipalTag/team}}/*"}]}))
+    sts = client(server, "sts", (ak, sk))
+    with pytest.raises(ClientError) as e:
+        sts.assume_role(RoleArn=arn(server, "role", role), RoleSessionName="tt", Tags=[{"Key": "team", "Value": "secret"}])
+    assert code_of(e.value) == "AccessDenied" and "sts:TagSession" in str(e.value)
+    plain = sts.assume_role(RoleArn=arn(server, "role", role), RoleSessionName="tt")
+    s3 = client(server, "s3", session_creds(plain["Credentials"]))
+    assert s3.get_object(Bucket=data_bucket, Key="tagged/ml/x")["Body"].read() == b"tagged/ml/x"
+    with pytest.raises(ClientError):
+        s3.get_object(Bucket=data_bucket, Key="tagged/secret/x")
+
+
+def test_a_recreated_user_does_not_inherit_its_namesakes_bucket_grant(server, data_bucket, tmp_path):
+    iam = iam_client(server)
+    carol = uid("carol")
+    iam.create_user(UserName=carol)
+    carol_arn = arn(server, "user", carol)
+    old_id = iam.get_user(UserName=carol)["User"]["UserId"]
+    s3 = make_client(server.endpoint, server.access_key, server.secret_key)
+    s3.put_bucket_policy(Bucket=data_bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": carol_arn}, "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{data_bucket}/secret/*"}]}))
+    key = iam.create_access_key(UserName=carol)["AccessKey"]
+    remember_secrets(key["SecretAccessKey"])
+    assert client(server, "s3", (key["AccessKeyId"], key["SecretAccessKey"])).get_object(
+        Bucket=data_bucket, Key="secret/x")["Body"].read() == b"secret/x"
+    iam.delete_access_key(UserName=carol, AccessKeyId=key["AccessKeyId"])
+    iam.delete_user(UserName=carol)
+    # The policy now shows the old id, as AWS shows a deleted principal.
+    shown = json.loads(s3.get_bucket_policy(Bucket=data_bucket)["Policy"])
+    assert shown["Statement"][0]["Principal"]["AWS"] == old_id
+    iam.create_user(UserName=carol)
+    new_id = iam.get_user(UserName=carol)["User"]["UserId"]
+    assert new_id != old_id and new_id.startswith("AIDA")
+    key = iam.create_access_key(UserName=carol)["AccessKey"]
+    remember_secrets(key["SecretAccessKey"])
+    with pytest.raises(ClientError) as e:
+        client(server, "s3", (key["AccessKeyId"], key["SecretAccessKey"])).get_object(Bucket=data_bucket, Key="secret/x")
+    assert code_of(e.value) == "AccessDenied"
+    assert json.loads(s3.get_bucket_policy(Bucket=data_bucket)["Policy"])["Statement"][0]["Principal"]["AWS"] == old_id
+    # A principal that does not exist is refused when the policy is stored, as in AWS.
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_policy(Bucket=data_bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": arn(server, "user", uid("nobody"))}, "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{data_bucket}/*"}]}))
+    assert code_of(e.value) == "MalformedPolicy" and "Invalid principal" in str(e.value)
+    s3.delete_bucket_policy(Bucket=data_bucket)
+
+
+def test_a_recreated_user_is_not_trusted_by_its_namesakes_trust_policy(server):
+    iam = iam_client(server)
+    dave = uid("dave")
+    iam.create_user(UserName=dave)
+    role = uid("daves-role")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust({"AWS": arn(server, "user", dave)})))
+    old_id = iam.get_user(UserName=dave)["User"]["UserId"]
+    iam.delete_user(UserName=dave)
+    shown = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+    assert shown["Statement"][0]["Principal"]["AWS"] == old_id
+    iam.create_user(UserName=dave)
+    key = iam.create_access_key(UserName=dave)["AccessKey"]
+    remember_secrets(key["SecretAccessKey"])
+    with pytest.raises(ClientError) as e:
+        client(server, "sts", (key["AccessKeyId"], key["SecretAccessKey"])).assume_role(
+            RoleArn=arn(server, "role", role), RoleSessionName="namesake")
+    assert code_of(e.value) == "AccessDenied"
+
+
+def test_a_recreated_role_does_not_inherit_its_namesakes_bucket_grant(server, data_bucket):
+    iam = iam_client(server)
+    user, ak, sk = new_user(iam)
+    role = uid("r")
+    doc = json.dumps(trust({"AWS": arn(server, "user", user)}))
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=doc)
+    s3 = make_client(server.endpoint, server.access_key, server.secret_key)
+    s3.put_bucket_policy(Bucket=data_bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": arn(server, "role", role)}, "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{data_bucket}/secret/*"}]}))
+    iam.delete_role(RoleName=role)
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=doc)
+    sess = client(server, "sts", (ak, sk)).assume_role(RoleArn=arn(server, "role", role), RoleSessionName="ss")
+    with pytest.raises(ClientError) as e:
+        client(server, "s3", session_creds(sess["Credentials"])).get_object(Bucket=data_bucket, Key="secret/x")
+    assert code_of(e.value) == "AccessDenied"
+    s3.delete_bucket_policy(Bucket=data_bucket)
+
+
+def test_job_ownership_is_by_unique_id_not_by_name(server, data_bucket, tmp_path):
+    """The job's creator may get, finish and report on it; a recreated user of the same name may
+    not (nor anyone assuming the creator's role under the same session name)."""
+    iam = iam_client(server)
+    name = uid("owner")
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="create", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "keyhole:CreateJob", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    remember_secrets(key["SecretAccessKey"])
+    creds = creds_file(tmp_path, key["AccessKeyId"], key["SecretAccessKey"])
+    r = keyhole(server, "job", "start", "--output", "json", "--name", "owned", "--read", f"s3://{data_bucket}/in/",
+                "--for", "5m", creds_file=creds)
+    assert r.returncode == 0, r.stderr
+    created = json.loads(r.stdout)
+    remember_secrets(created["CredentialsToken"], created["Credentials"]["SecretAccessKey"],
+                     created["Credentials"]["SessionToken"])
+    job_id = created["Job"]["JobId"]
+    assert keyhole(server, "job", "show", job_id, creds_file=creds).returncode == 0
+    iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
+    iam.delete_user_policy(UserName=name, PolicyName="create")
+    iam.delete_user(UserName=name)
+    iam.create_user(UserName=name)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    remember_secrets(key["SecretAccessKey"])
+    namesake = creds_file(tmp_path, key["AccessKeyId"], key["SecretAccessKey"], "namesake")
+    for args in (("job", "show", job_id), ("job", "report", job_id), ("job", "finish", job_id)):
+        r = keyhole(server, *args, creds_file=namesake)
+        assert r.returncode != 0 and "AccessDenied" in r.stderr, (args, r.stderr)
+    assert keyhole(server, "job", "finish", job_id).returncode == 0
+
+
+def test_role_sessions_own_jobs_only_with_their_source_identity(server, data_bucket, tmp_path):
+    iam = iam_client(server)
+    user, ak, sk = new_user(iam)
+    role = uid("scheduler-role")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(
+        trust({"AWS": arn(server, "user", user)}, ["sts:AssumeRole", "sts:SetSourceIdentity"])))
+    iam.put_role_policy(RoleName=role, PolicyName="create", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "keyhole:CreateJob", "Resource": "*"}]}))
+    sts = client(server, "sts", (ak, sk))
+
+    def as_file(c: dict, fname: str) -> Path:
+        ak_, sk_, tok = session_creds(c)
+        p = tmp_path / fname
+        p.write_text(f"[default]\naws_access_key_id = {ak_}\naws_secret_access_key = {sk_}\naws_session_token = {tok}\n")
+        return p
+
+    alice = as_file(sts.assume_role(RoleArn=arn(server, "role", role), RoleSessionName="sched",
+                                    SourceIdentity="alice")["Credentials"], "alice")
+    r = keyhole(server, "job", "start", "--output", "json", "--name", "si", "--read", f"s3://{data_bucket}/in/",
+                "--for", "5m", creds_file=alice)
+    assert r.returncode == 0, r.stderr
+    created = json.loads(r.stdout)
+    remember_secrets(created["CredentialsToken"], created["Credentials"]["SecretAccessKey"],
+                     created["Credentials"]["SessionToken"])
+    job_id = created["Job"]["JobId"]
+    assert keyhole(server, "job", "show", job_id, creds_file=alice).returncode == 0
+    # The same role and session name, another source identity (or none): not the creator.
+    mallory = as_file(sts.assume_role(RoleArn=arn(server, "role", role), RoleSessionName="sched",
+                                      SourceIdentity="mallory")["Credentials"], "mallory")
+    anon = as_file(sts.assume_role(RoleArn=arn(server, "role", role), RoleSessionName="sched")["Credentials"], "anon")
+    for f in (mallory, anon):
+        r = keyhole(server, "job", "report", job_id, creds_file=f)
+        assert r.returncode != 0 and "AccessDenied" in r.stderr, r.stderr
+    assert keyhole(server, "job", "finish", job_id, creds_file=alice).returncode == 0
+
+
+def test_job_locations_with_dot_segments_are_refused(server, data_bucket):
+    r = keyhole(server, "job", "start", "--name", "dots", "--read", f"s3://{data_bucket}/in/../secret/", "--for", "5m")
+    assert r.returncode != 0 and "read[0]" in r.stderr and "segment" in r.stderr, r.stderr
+
+
+def test_not_principal_deny_always_denies_a_principal_with_a_boundary(server, data_bucket):
+    """"The NotPrincipal element with a Deny effect will always deny any IAM principal that has a
+    permissions boundary policy attached"
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html)."""
+    iam = iam_client(server)
+    read = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+    name, ak, sk = new_user(iam, read)
+    s3 = make_client(server.endpoint, server.access_key, server.secret_key)
+    s3.put_bucket_policy(Bucket=data_bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "NotPrincipal": {"AWS": [server.account_id, arn(server, "user", name)]},
+        "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{data_bucket}/*"}]}))
+    user_s3 = client(server, "s3", (ak, sk))
+    assert user_s3.get_object(Bucket=data_bucket, Key="in/a.txt")["Body"].read() == b"in/a.txt"
+    boundary = iam.create_policy(PolicyName=uid("read-boundary"), PolicyDocument=json.dumps(read))["Policy"]["Arn"]
+    iam.put_user_permissions_boundary(UserName=name, PermissionsBoundary=boundary)
+    with pytest.raises(ClientError) as e:
+        user_s3.get_object(Bucket=data_bucket, Key="in/a.txt")
+    assert code_of(e.value) == "AccessDenied" and "explicit deny in a resource-based policy" in str(e.value)
+    s3.delete_bucket_policy(Bucket=data_bucket)
