@@ -365,31 +365,12 @@ fn bucket_of(resource: &str) -> Option<&str> {
     Some(rest.split_once('/').map_or(rest, |(b, _)| b)).filter(|b| !b.is_empty())
 }
 
-/// The resource-based policy a decision reads, and how it combines with the identity side.
-enum ResourcePolicy {
-    None,
-    Bucket {
-        policy: Option<Arc<CompiledPolicy>>,
-        restrict_public: bool,
-    },
-    Trust(Option<Arc<CompiledPolicy>>),
-    Job(Option<CompiledPolicy>),
-}
-
-impl ResourcePolicy {
-    fn policy(&self) -> Option<&CompiledPolicy> {
-        match self {
-            ResourcePolicy::None => None,
-            ResourcePolicy::Bucket { policy, .. } | ResourcePolicy::Trust(policy) => {
-                policy.as_deref()
-            }
-            ResourcePolicy::Job(policy) => policy.as_ref(),
-        }
-    }
-}
-
 /// The trust-policy actions: evaluated against the role's trust policy.
-const TRUST_ACTIONS: [&str; 3] = ["sts:assumerole", "sts:tagsession", "sts:setsourceidentity"];
+const TRUST_ACTIONS: [&str; 3] = ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"];
+
+fn is_trust_action(action: &str) -> bool {
+    TRUST_ACTIONS.iter().any(|a| a.eq_ignore_ascii_case(action))
+}
 
 impl Authorize for PolicyAuthorizer {
     fn decide(&self, principal: &Principal, permission: &Permission, context: &Context) -> Verdict {
@@ -400,38 +381,42 @@ impl Authorize for PolicyAuthorizer {
             };
         }
         let snapshot = self.state.snapshot();
-        let action_lower = permission.action.to_ascii_lowercase();
-        let resource = if let Some(bucket) = bucket_of(&permission.resource) {
-            ResourcePolicy::Bucket {
-                policy: snapshot.bucket_policies.get(bucket).cloned(),
-                restrict_public: snapshot.effective_bpa(bucket).restrict_public_buckets,
-            }
-        } else if TRUST_ACTIONS.contains(&action_lower.as_str()) {
-            // A role that does not exist has no trust policy: nobody is admitted, and the caller
-            // learns no more than that (AWS answers AccessDenied too).
-            ResourcePolicy::Trust(
-                snapshot
+        let job_policy;
+        let (resource, gate, restrict_public) =
+            if let Some(bucket) = bucket_of(&permission.resource) {
+                let policy = snapshot.bucket_policies.get(bucket).map(|p| &**p);
+                // RestrictPublicBuckets only matters when there is a policy to restrict.
+                let restrict =
+                    policy.is_some() && snapshot.effective_bpa(bucket).restrict_public_buckets;
+                (policy, keyhole_policy::ResourceGate::Union, restrict)
+            } else if is_trust_action(permission.action) {
+                // A role that does not exist has no trust policy: nobody is admitted, and the caller
+                // learns no more than that (AWS answers AccessDenied too).
+                let trust = snapshot
                     .roles
                     .values()
                     .find(|r| r.arn == permission.resource)
-                    .map(|r| r.trust.clone()),
-            )
-        } else if let Some(job) = self.job_of(&permission.resource) {
-            ResourcePolicy::Job(
-                self.jobs
+                    .map(|r| &*r.trust);
+                (trust, keyhole_policy::ResourceGate::RoleTrust, false)
+            } else if let Some(job) = self.job_of(&permission.resource) {
+                job_policy = self
+                    .jobs
                     .get(job)
                     .ok()
-                    .and_then(|r| crate::jobs::owner_policy(&r, &permission.resource)),
-            )
-        } else {
-            ResourcePolicy::None
-        };
+                    .and_then(|r| crate::jobs::owner_policy(&r, &permission.resource));
+                (
+                    job_policy.as_ref(),
+                    keyhole_policy::ResourceGate::Union,
+                    false,
+                )
+            } else {
+                (None, keyhole_policy::ResourceGate::Union, false)
+            };
         let (identity, session, boundary) = principal.policies();
         let (arn, request_principal, unique_id) = match principal {
             Principal::Root { .. } => {
-                if matches!(&resource, ResourcePolicy::Bucket { policy: None, .. })
-                    || matches!(resource, ResourcePolicy::None | ResourcePolicy::Job(_))
-                {
+                // The root user needs no identity policy: only a resource policy can refuse it.
+                if resource.is_none() && gate == keyhole_policy::ResourceGate::Union {
                     return Verdict {
                         outcome: Ok(()),
                         statements: Vec::new(),
@@ -446,7 +431,7 @@ impl Authorize for PolicyAuthorizer {
                 )
             }
             Principal::Anonymous => {
-                if resource.policy().is_none() {
+                if resource.is_none() {
                     return Verdict {
                         outcome: Err(S3Error::access_denied("Access Denied")),
                         statements: Vec::new(),
@@ -512,21 +497,12 @@ impl Authorize for PolicyAuthorizer {
         if let Some(id) = unique_id {
             request = request.with_unique_id(id);
         }
-        let (gate, restrict) = match &resource {
-            ResourcePolicy::Trust(_) => (keyhole_policy::ResourceGate::RoleTrust, false),
-            ResourcePolicy::Bucket {
-                restrict_public, ..
-            } => (keyhole_policy::ResourceGate::Union, *restrict_public),
-            ResourcePolicy::None | ResourcePolicy::Job(_) => {
-                (keyhole_policy::ResourceGate::Union, false)
-            }
-        };
         let set = Policies {
             identity,
             session,
             boundaries: boundary.map_or(&[][..], std::slice::from_ref),
-            resource: resource.policy(),
-            restrict_public_buckets: restrict,
+            resource,
+            restrict_public_buckets: restrict_public,
             resource_gate: gate,
         };
         let decision = evaluate(&set, &request);
@@ -573,8 +549,13 @@ impl Authorize for PolicyAuthorizer {
 impl PolicyAuthorizer {
     /// The job id a keyhole job ARN of this gateway names.
     fn job_of<'r>(&self, resource: &'r str) -> Option<&'r str> {
-        let prefix = format!("arn:aws:keyhole:{}:{}:job/", self.region, self.account_id);
-        resource.strip_prefix(&prefix).filter(|id| *id != "*")
+        resource
+            .strip_prefix("arn:aws:keyhole:")?
+            .strip_prefix(self.region.as_str())?
+            .strip_prefix(':')?
+            .strip_prefix(self.account_id.as_str())?
+            .strip_prefix(":job/")
+            .filter(|id| *id != "*")
     }
 
     /// Refusals that are rules of the API, not of policies.
@@ -622,8 +603,7 @@ impl PolicyAuthorizer {
             }
             // A job's credentials end with the job; a session they created would not.
             Principal::Session { claims, .. }
-                if claims.job.is_some()
-                    && TRUST_ACTIONS.contains(&action.to_ascii_lowercase().as_str()) =>
+                if claims.job.is_some() && is_trust_action(action) =>
             {
                 refuse("because job sessions cannot assume roles: a job's credentials end with the job, a session they created would not")
             }
