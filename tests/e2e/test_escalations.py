@@ -642,3 +642,53 @@ def test_not_principal_deny_always_denies_a_principal_with_a_boundary(server, da
         user_s3.get_object(Bucket=data_bucket, Key="in/a.txt")
     assert code_of(e.value) == "AccessDenied" and "explicit deny in a resource-based policy" in str(e.value)
     s3.delete_bucket_policy(Bucket=data_bucket)
+
+
+def _assume_from(source: str, server, ak: str, sk: str, params: dict) -> tuple[int, bytes]:
+    """AssumeRole signed for `sts` and sent from the loopback address `source`."""
+    import hashlib
+    import http.client
+    import urllib.parse
+
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    form = urllib.parse.urlencode({"Action": "AssumeRole", "Version": "2011-06-15", **params}).encode()
+    req = AWSRequest(method="POST", url=server.endpoint + "/", data=form, headers={
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Amz-Content-SHA256": hashlib.sha256(form).hexdigest()})
+    botocore.auth.SigV4Auth(Credentials(ak, sk), "sts", REGION).add_auth(req)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30, source_address=(source, 0))
+    try:
+        conn.request("POST", "/", body=form, headers=dict(req.headers))
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_trust_conditions_on_source_address_external_id_and_principal_tags_are_enforced(server):
+    """Issue 10, item 2: trust conditions unmet (aws:SourceIp, sts:ExternalId,
+    aws:PrincipalTag/*) refuse AssumeRole even for a caller the trust policy names."""
+    iam = iam_client(server)
+    user, ak, sk = new_user(iam)
+    iam.tag_user(UserName=user, Tags=[{"Key": "team", "Value": "ml"}])
+    role = uid("conditional")
+    doc = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": arn(server, "user", user)}, "Action": "sts:AssumeRole",
+        "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.1/32"},
+                      "StringEquals": {"sts:ExternalId": "ext-42", "aws:PrincipalTag/team": "ml"}}}]}
+    role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(doc))["Role"]["Arn"]
+    ok = {"RoleArn": role_arn, "RoleSessionName": "cond", "ExternalId": "ext-42"}
+    status, body = _assume_from("127.0.0.1", server, ak, sk, ok)
+    assert status == 200, body
+    remember_secrets(*[m.decode() for m in re.findall(rb"<(?:SecretAccessKey|SessionToken)>([^<]+)<", body)])
+    for source, params in [("127.0.0.2", ok),  # another address
+                           ("127.0.0.1", {**ok, "ExternalId": "guess"}),  # a wrong external id
+                           ("127.0.0.1", {k: v for k, v in ok.items() if k != "ExternalId"})]:  # none
+        status, body = _assume_from(source, server, ak, sk, params)
+        assert status == 403 and b"AccessDenied" in body, (source, params, body)
+    iam.tag_user(UserName=user, Tags=[{"Key": "team", "Value": "web"}])
+    status, body = _assume_from("127.0.0.1", server, ak, sk, ok)
+    assert status == 403 and b"AccessDenied" in body, body
