@@ -217,6 +217,31 @@ pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
             c.insert(key, v);
         }
     }
+    // Conditional writes: `s3:if-match` and `s3:if-none-match` from the headers of the writes that
+    // take them, and `s3:ObjectCreationOperation` (true for those writes, false for the
+    // multipart steps before completion), so a bucket policy can require conditional writes
+    // (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html).
+    if op.is_conditional_write() {
+        for (key, header) in [
+            ("s3:if-match", "if-match"),
+            ("s3:if-none-match", "if-none-match"),
+        ] {
+            if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
+                c.insert(key, v);
+            }
+        }
+    }
+    if op.creates_object()
+        || matches!(
+            op,
+            Op::CreateMultipartUpload | Op::UploadPart { .. } | Op::UploadPartCopy { .. }
+        )
+    {
+        c.insert(
+            "s3:ObjectCreationOperation",
+            if op.creates_object() { "true" } else { "false" },
+        );
+    }
     if let Some(v) = headers.get("x-amz-tagging").and_then(|v| v.to_str().ok()) {
         let tags = Query::parse(Some(v));
         let keys: Vec<String> = tags.names().map(str::to_owned).collect();

@@ -184,6 +184,7 @@ impl From<StoreError> for S3Error {
             StoreError::EntityTooSmall => "Your proposed upload is smaller than the minimum allowed object size (5 MiB for every part but the last).".into(),
             StoreError::EntityTooLarge => "Your proposed upload exceeds the maximum allowed object size.".into(),
             StoreError::BadDigest => "The Content-MD5 you specified did not match what we received.".into(),
+            StoreError::PreconditionFailed => "At least one of the pre-conditions you specified did not hold".into(),
             other => other.to_string(),
         };
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);

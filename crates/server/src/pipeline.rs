@@ -692,8 +692,29 @@ fn describe(
             if matches!(op, Op::ListObjects | Op::ListObjectsV2) {
                 trace.prefix = query.get("prefix").map(str::to_owned);
             }
+            // "If the account ID that you provide does not match the actual owner of the bucket,
+            // the request fails with the HTTP status code 403 Forbidden (access denied)"
+            // (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-owner-condition.html):
+            // every bucket here belongs to this account.
+            for header in [
+                "x-amz-expected-bucket-owner",
+                "x-amz-source-expected-bucket-owner",
+            ] {
+                if header_str(&parts.headers, header)?.is_some_and(|owner| owner != account_id) {
+                    return Err(S3Error::access_denied(format!(
+                        "Access Denied: the bucket is not owned by the account named in `{header}`"
+                    )));
+                }
+            }
             context::add_s3(&mut context, &op, &query, &parts.headers);
-            Call::S3(crate::s3::S3Call { op, bucket, key })
+            let reads_current =
+                op.is_conditional_write() && header_str(&parts.headers, "if-match")?.is_some();
+            Call::S3(crate::s3::S3Call {
+                op,
+                bucket,
+                key,
+                reads_current,
+            })
         }
         Route::Query(api, _) => {
             let raw = match &caller.payload {

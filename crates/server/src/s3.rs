@@ -27,6 +27,11 @@ pub struct S3Call {
     pub bucket: String,
     /// The key (empty for bucket operations).
     pub key: String,
+    /// A write conditional on the object's ETag (`If-Match`), which reveals the object: it needs
+    /// `s3:GetObject` too ("To perform a conditional write with the HTTP If-Match header, you
+    /// must have s3:PutObject and s3:GetObject permissions",
+    /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html).
+    pub reads_current: bool,
 }
 
 impl crate::authz::Describe for S3Call {
@@ -34,7 +39,16 @@ impl crate::authz::Describe for S3Call {
         let access = self.op.access(&self.bucket, &self.key);
         match access.per_key {
             Some(action) => crate::authz::Requirement::PerItem { action },
-            None => crate::authz::Requirement::Permissions(access.upfront),
+            None => {
+                let mut list = access.upfront;
+                if self.reads_current {
+                    list.push(crate::authz::Permission::new(
+                        "s3:GetObject",
+                        route::object_arn(&self.bucket, &self.key),
+                    ));
+                }
+                crate::authz::Requirement::Permissions(list)
+            }
         }
     }
 }

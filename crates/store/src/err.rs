@@ -61,6 +61,9 @@ pub enum StoreError {
         /// Which tagging rule is broken.
         reason: String,
     },
+    /// A write's condition (`If-None-Match: *`, `If-Match`) did not hold.
+    #[error("at least one of the pre-conditions you specified did not hold")]
+    PreconditionFailed,
     /// An argument is out of range.
     #[error("invalid argument: {reason}")]
     InvalidArgument {
@@ -95,6 +98,7 @@ impl StoreError {
             Self::EntityTooLarge => "EntityTooLarge",
             Self::BadDigest => "BadDigest",
             Self::InvalidTag { .. } => "InvalidTag",
+            Self::PreconditionFailed => "PreconditionFailed",
             Self::Io(_) | Self::Index(_) => "InternalError",
         }
     }
@@ -104,6 +108,7 @@ impl StoreError {
     pub fn http_status(&self) -> u16 {
         match self {
             Self::NoSuchBucket | Self::NoSuchKey | Self::NoSuchUpload => 404,
+            Self::PreconditionFailed => 412,
             Self::BucketNotEmpty | Self::BucketAlreadyOwnedByYou => 409,
             Self::InvalidBucketName { .. }
             | Self::KeyTooLong

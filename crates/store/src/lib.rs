@@ -88,6 +88,49 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 /// Most entries (objects plus common prefixes) one list page returns (S3: 1000).
 pub const MAX_LIST_KEYS: usize = 1000;
 
+/// A condition on the object a write would replace (S3 conditional writes,
+/// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html>). It is checked
+/// inside the transaction that commits the write, so two writers cannot both see it hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// No object may exist under the key (`If-None-Match: *`); otherwise
+    /// [`StoreError::PreconditionFailed`].
+    Absent,
+    /// The object must exist ([`StoreError::NoSuchKey`] otherwise) with this ETag, quotes and
+    /// case aside, or `*` for any ([`StoreError::PreconditionFailed`] otherwise) (`If-Match`).
+    ETag(String),
+}
+
+impl WriteCondition {
+    /// Whether the condition holds for the current object's ETag (`None`: no object).
+    ///
+    /// # Errors
+    /// [`StoreError::PreconditionFailed`] or [`StoreError::NoSuchKey`] when it does not.
+    pub fn check(&self, current_etag: Option<&str>) -> Result<(), StoreError> {
+        match (self, current_etag) {
+            (WriteCondition::Absent, None) => Ok(()),
+            (WriteCondition::Absent, Some(_)) => Err(StoreError::PreconditionFailed),
+            (WriteCondition::ETag(_), None) => Err(StoreError::NoSuchKey),
+            (WriteCondition::ETag(want), Some(have)) => {
+                let want = want.trim();
+                if want == "*" || normalize_etag(want) == normalize_etag(have) {
+                    Ok(())
+                } else {
+                    Err(StoreError::PreconditionFailed)
+                }
+            }
+        }
+    }
+}
+
+/// An ETag without its quotes, lowercase.
+pub(crate) fn normalize_etag(e: &str) -> String {
+    let e = e.trim();
+    let e = e.strip_prefix('"').unwrap_or(e);
+    let e = e.strip_suffix('"').unwrap_or(e);
+    e.to_ascii_lowercase()
+}
+
 /// Tunables of a [`LocalStore`]; [`Default`] gives the S3 values.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {

@@ -16,20 +16,12 @@ use crate::index::{
     UPLOADS_BY_KEY,
 };
 use crate::layout::{self, is_id, new_id, Loc};
-use crate::object::{publish_object, BlobWriter, PartWriter};
+use crate::object::{current_etag, publish_object, BlobWriter, PartWriter};
 use crate::store::bucket_record;
 use crate::{
-    validate_key, validate_tags, LocalStore, ObjectInfo, ObjectMeta, PartInfo, StoreError,
-    UploadInfo, MAX_OBJECT_SIZE, MAX_PART_NUMBER, MAX_PART_SIZE,
+    normalize_etag, validate_key, validate_tags, LocalStore, ObjectInfo, ObjectMeta, PartInfo,
+    StoreError, UploadInfo, WriteCondition, MAX_OBJECT_SIZE, MAX_PART_NUMBER, MAX_PART_SIZE,
 };
-
-/// An ETag as a client sends it back: optional quotes, any case.
-fn normalize_etag(e: &str) -> String {
-    let e = e.trim();
-    let e = e.strip_prefix('"').unwrap_or(e);
-    let e = e.strip_suffix('"').unwrap_or(e);
-    e.to_ascii_lowercase()
-}
 
 fn upload_info(upload_id: &str, rec: UploadRecord) -> UploadInfo {
     UploadInfo {
@@ -275,7 +267,25 @@ impl LocalStore {
         upload_id: &str,
         parts: &[(u32, String)],
     ) -> Result<ObjectInfo, StoreError> {
-        match self.assemble(bucket, key, upload_id, parts) {
+        self.complete_multipart_if(bucket, key, upload_id, parts, None)
+    }
+
+    /// [`LocalStore::complete_multipart`] that commits only if `condition` holds for the object
+    /// it would replace, checked in the committing transaction; the upload stays open when it
+    /// does not (as S3 leaves it: the client may complete it again or abort it).
+    ///
+    /// # Errors
+    /// Those of `complete_multipart`, [`StoreError::PreconditionFailed`],
+    /// [`StoreError::NoSuchKey`] (an `If-Match` with no object).
+    pub fn complete_multipart_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        condition: Option<&WriteCondition>,
+    ) -> Result<ObjectInfo, StoreError> {
+        match self.assemble(bucket, key, upload_id, parts, condition) {
             // A part that vanished while assembling means the upload was aborted meanwhile when
             // the upload is gone too; S3 answers NoSuchUpload for an aborted upload.
             Err(StoreError::InvalidPart)
@@ -296,6 +306,7 @@ impl LocalStore {
         key: &str,
         upload_id: &str,
         parts: &[(u32, String)],
+        condition: Option<&WriteCondition>,
     ) -> Result<ObjectInfo, StoreError> {
         let (bucket_id, upload) = self.upload_record(bucket, key, upload_id)?;
         if parts.is_empty() {
@@ -369,6 +380,9 @@ impl LocalStore {
             parts_count: u32::try_from(chosen.len()).ok(),
         };
         let info = publish_object(self, bucket, &bucket_id, key, rec, done, |w| {
+            if let Some(c) = condition {
+                c.check(current_etag(w, &bucket_id, key)?.as_deref())?;
+            }
             // The upload and the chosen parts must still be the ones we assembled.
             let current: UploadRecord = match w.open_table(UPLOADS)?.get(upload_id)? {
                 Some(v) => decode(v.value())?,
@@ -389,7 +403,7 @@ impl LocalStore {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_etag;
+    use crate::normalize_etag;
 
     #[test]
     fn etags_normalize() {

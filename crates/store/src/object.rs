@@ -19,6 +19,7 @@ use crate::layout::{self, new_id, Layout, Loc};
 use crate::store::bucket_record;
 use crate::{
     validate_key, validate_tags, LocalStore, ObjectInfo, ObjectMeta, PartInfo, StoreError,
+    WriteCondition,
 };
 
 /// Removes the temp file on drop unless it was renamed away.
@@ -168,6 +169,22 @@ impl ObjectWriter {
         meta: ObjectMeta,
         expected_md5: Option<[u8; 16]>,
     ) -> Result<ObjectInfo, StoreError> {
+        self.commit_if(key, meta, expected_md5, None)
+    }
+
+    /// [`ObjectWriter::commit`] only if `condition` holds for the object it would replace,
+    /// checked in the committing transaction (nothing is stored when it does not).
+    ///
+    /// # Errors
+    /// Those of `commit`, [`StoreError::PreconditionFailed`], [`StoreError::NoSuchKey`] (an
+    /// `If-Match` with no object).
+    pub fn commit_if(
+        self,
+        key: &str,
+        meta: ObjectMeta,
+        expected_md5: Option<[u8; 16]>,
+        condition: Option<&WriteCondition>,
+    ) -> Result<ObjectInfo, StoreError> {
         validate_key(key)?;
         validate_tags(&meta.tags)?;
         let Self {
@@ -185,8 +202,33 @@ impl ObjectWriter {
             meta,
             parts_count: None,
         };
-        publish_object(&store, &bucket, &bucket_id, key, rec, done, |_| Ok(()))
+        publish_object(
+            &store,
+            &bucket,
+            &bucket_id,
+            key,
+            rec,
+            done,
+            |w| match condition {
+                Some(c) => c.check(current_etag(w, &bucket_id, key)?.as_deref()),
+                None => Ok(()),
+            },
+        )
     }
+}
+
+/// The ETag of the object under `key` in the transaction's view, if there is one.
+pub(crate) fn current_etag(
+    w: &redb::WriteTransaction,
+    bucket_id: &str,
+    key: &str,
+) -> Result<Option<String>, StoreError> {
+    let t = w.open_table(OBJECTS)?;
+    let etag = match t.get(index::object_key(bucket_id, key).as_slice())? {
+        Some(v) => Some(decode::<ObjectRecord>(v.value())?.etag),
+        None => None,
+    };
+    Ok(etag)
 }
 
 /// Renames a finished body into bucket `bucket_id` and commits `rec` for `key`, after

@@ -368,10 +368,28 @@ impl LocalStore {
     /// # Errors
     /// [`StoreError::NoSuchBucket`], key validation errors.
     pub fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        self.delete_if(bucket, key, None)
+    }
+
+    /// [`LocalStore::delete`] only if `condition` holds for the object, checked in the deleting
+    /// transaction.
+    ///
+    /// # Errors
+    /// Those of `delete`, [`StoreError::PreconditionFailed`], [`StoreError::NoSuchKey`] (an
+    /// `If-Match` with no object).
+    pub fn delete_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: Option<&crate::WriteCondition>,
+    ) -> Result<(), StoreError> {
         validate_key(key)?;
         let w = self.db().begin_write()?;
         let removed = {
             let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
+            if let Some(c) = condition {
+                c.check(crate::object::current_etag(&w, &b.id, key)?.as_deref())?;
+            }
             let mut t = w.open_table(OBJECTS)?;
             let old = t.remove(index::object_key(&b.id, key).as_slice())?;
             match old {

@@ -145,10 +145,16 @@ pub(super) async fn complete(
     if parts.is_empty() {
         return Err(S3Error::malformed_xml("You must specify at least one part"));
     }
+    let condition = super::object::write_condition(ctx)?;
+    super::object::check_condition_early(ctx, condition.as_ref()).await?;
     let store = ctx.gw.store.clone();
     let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
-    let info =
-        blocking(move || store.complete_multipart(&bucket, &key, &upload_id, &parts)).await?;
+    let conditional = condition.is_some();
+    let info = blocking(move || {
+        store.complete_multipart_if(&bucket, &key, &upload_id, &parts, condition.as_ref())
+    })
+    .await
+    .map_err(|e| super::object::conflict_if_condition_failed(e, conditional))?;
     let mut w = XmlWriter::new();
     w.root("CompleteMultipartUploadResult");
     w.elem(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use http::{Response, StatusCode};
-use keyhole_store::{ObjectInfo, ObjectMeta, StoreError};
+use keyhole_store::{ObjectInfo, ObjectMeta, StoreError, WriteCondition};
 
 use super::route::{object_arn, CopySource};
 use super::{
@@ -31,6 +31,61 @@ const UNSUPPORTED_HEADERS: &[&str] = &[
     "x-amz-object-lock-legal-hold",
     "x-amz-website-redirect-location",
 ];
+
+/// The condition of a conditional write (`If-None-Match: *` or `If-Match: ETAG`) on PutObject,
+/// CopyObject, CompleteMultipartUpload and DeleteObject
+/// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html). What S3 does
+/// not accept is refused rather than ignored: `If-None-Match` with anything but `*`, and both
+/// headers at once, are `NotImplemented`.
+pub(super) fn write_condition(ctx: &Ctx<'_>) -> Result<Option<WriteCondition>, S3Error> {
+    match (ctx.header("if-match")?, ctx.header("if-none-match")?) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(S3Error::not_implemented(
+            "a write with both If-Match and If-None-Match",
+        )),
+        (None, Some(v)) if v.trim() == "*" => Ok(Some(WriteCondition::Absent)),
+        (None, Some(_)) => Err(S3Error::not_implemented(
+            "If-None-Match on a write with a value other than `*`",
+        )),
+        (Some(etag), None) => Ok(Some(WriteCondition::ETag(etag.trim().to_owned()))),
+    }
+}
+
+/// Checks a write's condition against the object as it is now, before any body is read: `412
+/// PreconditionFailed` (or `404 NoSuchKey` for an `If-Match` with no object) at once.
+pub(super) async fn check_condition_early(
+    ctx: &Ctx<'_>,
+    condition: Option<&WriteCondition>,
+) -> Result<(), S3Error> {
+    let Some(condition) = condition.cloned() else {
+        return Ok(());
+    };
+    let store = ctx.gw.store.clone();
+    let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
+    blocking(move || {
+        let current = match store.head(&bucket, &key) {
+            Ok(info) => Some(info.etag),
+            Err(StoreError::NoSuchKey) => None,
+            Err(e) => return Err(e),
+        };
+        condition.check(current.as_deref())
+    })
+    .await
+}
+
+/// A condition that held when the request arrived but not when it committed: another writer
+/// changed the object meanwhile. S3 answers `409 ConditionalRequestConflict` then.
+pub(super) fn conflict_if_condition_failed(e: S3Error, conditional: bool) -> S3Error {
+    if conditional && matches!(e.code(), "PreconditionFailed" | "NoSuchKey") {
+        S3Error::new(
+            "ConditionalRequestConflict",
+            StatusCode::CONFLICT,
+            "A conflicting operation occurred. If using PutObject you can retry the request. If using multipart upload you should initiate another CreateMultipartUpload request and re-upload each part.",
+        )
+    } else {
+        e
+    }
+}
 
 fn check_unsupported(ctx: &Ctx<'_>) -> Result<(), S3Error> {
     for name in UNSUPPORTED_HEADERS {
@@ -148,12 +203,17 @@ pub(super) async fn put_object(
     )?;
     let md5 = content_md5(ctx)?;
     let meta = meta_from_headers(ctx)?;
+    let condition = write_condition(ctx)?;
+    check_condition_early(ctx, condition.as_ref()).await?;
     let store = ctx.gw.store.clone();
     let bucket = ctx.bucket.clone();
     let writer = pump(&mut body, move || store.new_object(&bucket)).await?;
     let key = ctx.key.clone();
     ctx.before_change().await?;
-    let info = blocking(move || writer.commit(&key, meta, md5)).await?;
+    let conditional = condition.is_some();
+    let info = blocking(move || writer.commit_if(&key, meta, md5, condition.as_ref()))
+        .await
+        .map_err(|e| conflict_if_condition_failed(e, conditional))?;
     let mut r = empty_response(StatusCode::OK);
     set_header(&mut r, "etag", &quoted(&info.etag))?;
     Ok(r)
@@ -371,9 +431,21 @@ pub(super) async fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Response<Bod
 
 pub(super) async fn delete_object(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
     keyhole_store::validate_key(&ctx.key)?;
+    // Conditions S3 has only for directory buckets: refused rather than ignored.
+    for name in ["x-amz-if-match-size", "x-amz-if-match-last-modified-time"] {
+        if ctx.headers.contains_key(name) {
+            return Err(S3Error::not_implemented(&format!("the `{name}` header")));
+        }
+    }
+    let condition = match write_condition(ctx)? {
+        Some(WriteCondition::Absent) => {
+            return Err(S3Error::not_implemented("If-None-Match on DeleteObject"))
+        }
+        other => other,
+    };
     let store = ctx.gw.store.clone();
     let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
-    blocking(move || store.delete(&bucket, &key)).await?;
+    blocking(move || store.delete_if(&bucket, &key, condition.as_ref())).await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 
@@ -402,6 +474,14 @@ pub(super) async fn delete_objects(
         if let Some(v) = object.child_text("VersionId") {
             if !v.is_empty() && v != "null" {
                 return Err(S3Error::not_implemented("DeleteObjects with VersionId"));
+            }
+        }
+        // Per-object conditions (directory buckets in S3): refused rather than ignored.
+        for name in ["ETag", "LastModifiedTime", "Size"] {
+            if object.child_text(name).is_some() {
+                return Err(S3Error::not_implemented(&format!(
+                    "DeleteObjects with a per-object `{name}` condition"
+                )));
             }
         }
         keys.push(key.to_owned());
@@ -512,6 +592,8 @@ pub(super) async fn copy_object(ctx: &Ctx<'_>, src: CopySource) -> Result<Respon
     check_unsupported(ctx)?;
     let replace_meta = directive(ctx, "x-amz-metadata-directive")?;
     let replace_tags = directive(ctx, "x-amz-tagging-directive")?;
+    let condition = write_condition(ctx)?;
+    check_condition_early(ctx, condition.as_ref()).await?;
     let (info, mut reader) = open_source(ctx, &src).await?;
     if src.bucket == ctx.bucket && src.key == ctx.key && !replace_meta && !replace_tags {
         return Err(S3Error::invalid_request(
@@ -542,12 +624,14 @@ pub(super) async fn copy_object(ctx: &Ctx<'_>, src: CopySource) -> Result<Respon
     };
     let store = ctx.gw.store.clone();
     let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
+    let conditional = condition.is_some();
     let copied = blocking(move || {
         let mut w = store.new_object(&bucket)?;
         copy_stream(&mut reader, info.size, |chunk| w.write(chunk))?;
-        w.commit(&key, meta, None)
+        w.commit_if(&key, meta, None, condition.as_ref())
     })
-    .await?;
+    .await
+    .map_err(|e| conflict_if_condition_failed(e, conditional))?;
     let mut w = XmlWriter::new();
     w.root("CopyObjectResult");
     w.elem("ETag", &quoted(&copied.etag));

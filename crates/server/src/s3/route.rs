@@ -392,6 +392,22 @@ impl Op {
         })
     }
 
+    /// Whether the operation is a write that takes `If-Match`/`If-None-Match` (S3 conditional
+    /// writes: PutObject, CopyObject, CompleteMultipartUpload).
+    pub fn is_conditional_write(&self) -> bool {
+        matches!(
+            self,
+            Op::PutObject | Op::CopyObject(_) | Op::CompleteMultipartUpload { .. }
+        )
+    }
+
+    /// Whether the operation creates an object (`s3:ObjectCreationOperation`): PutObject,
+    /// CopyObject and CompleteMultipartUpload; not the multipart steps before completion
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html).
+    pub fn creates_object(&self) -> bool {
+        self.is_conditional_write()
+    }
+
     /// Where the operation copies from (CopyObject, UploadPartCopy).
     pub fn copy_source(&self) -> Option<&CopySource> {
         match self {

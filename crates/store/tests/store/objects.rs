@@ -365,3 +365,62 @@ fn commit_into_a_deleted_bucket_fails_cleanly() {
     assert!(files_under(&d.path().join("blobs")).is_empty());
     assert!(files_under(&d.path().join("tmp")).is_empty());
 }
+
+/// S3 conditional writes: the condition is checked in the committing transaction, so of two
+/// writers that both started while the key was free, only the first to commit succeeds.
+#[test]
+fn conditional_commits_and_deletes() {
+    use keyhole_store::WriteCondition;
+    let (_d, s) = open();
+    s.create_bucket("bkt", "r").unwrap();
+    let mut a = s.new_object("bkt").unwrap();
+    a.write(b"first").unwrap();
+    let mut b = s.new_object("bkt").unwrap();
+    b.write(b"second").unwrap();
+    let absent = WriteCondition::Absent;
+    let first = a
+        .commit_if("k", ObjectMeta::default(), None, Some(&absent))
+        .unwrap();
+    assert!(matches!(
+        b.commit_if("k", ObjectMeta::default(), None, Some(&absent)),
+        Err(StoreError::PreconditionFailed)
+    ));
+    assert_eq!(read_all(&s, "bkt", "k"), b"first");
+    // If-Match: the current ETag (quoted or not, any case) or `*`; a stale one fails.
+    let mut c = s.new_object("bkt").unwrap();
+    c.write(b"third").unwrap();
+    let quoted = WriteCondition::ETag(format!("\"{}\"", first.etag.to_ascii_uppercase()));
+    let third = c
+        .commit_if("k", ObjectMeta::default(), None, Some(&quoted))
+        .unwrap();
+    let mut d = s.new_object("bkt").unwrap();
+    d.write(b"fourth").unwrap();
+    assert!(matches!(
+        d.commit_if("k", ObjectMeta::default(), None, Some(&quoted)),
+        Err(StoreError::PreconditionFailed)
+    ));
+    let mut e = s.new_object("bkt").unwrap();
+    e.write(b"x").unwrap();
+    assert!(matches!(
+        e.commit_if(
+            "missing",
+            ObjectMeta::default(),
+            None,
+            Some(&WriteCondition::ETag("*".into()))
+        ),
+        Err(StoreError::NoSuchKey)
+    ));
+    assert!(matches!(
+        s.head("bkt", "missing"),
+        Err(StoreError::NoSuchKey)
+    ));
+    // Conditional delete.
+    assert!(matches!(
+        s.delete_if("bkt", "k", Some(&quoted)),
+        Err(StoreError::PreconditionFailed)
+    ));
+    assert_eq!(read_all(&s, "bkt", "k"), b"third");
+    s.delete_if("bkt", "k", Some(&WriteCondition::ETag(third.etag)))
+        .unwrap();
+    assert!(matches!(s.head("bkt", "k"), Err(StoreError::NoSuchKey)));
+}
