@@ -692,3 +692,151 @@ def test_trust_conditions_on_source_address_external_id_and_principal_tags_are_e
     iam.tag_user(UserName=user, Tags=[{"Key": "team", "Value": "web"}])
     status, body = _assume_from("127.0.0.1", server, ak, sk, ok)
     assert status == 403 and b"AccessDenied" in body, body
+
+
+# ---------------------------------------------------------------- review findings, round 1
+
+
+def _start(server, creds: Path | None, *args: str) -> dict:
+    r = keyhole(server, "job", "start", "--output", "json", *args, creds_file=creds)
+    assert r.returncode == 0, r.stderr
+    created = json.loads(r.stdout)
+    remember_secrets(created["CredentialsToken"], created["Credentials"]["SecretAccessKey"],
+                     created["Credentials"]["SessionToken"])
+    return created
+
+
+def test_a_job_without_a_role_cannot_exceed_its_creators_permissions(server, data_bucket, tmp_path):
+    """A job without a role follows GetFederationToken: the creator's current permissions ∩ the
+    job policy. A creator denied the data (or bounded away from it) cannot read it through a job,
+    and a deleted creator's jobs can do nothing."""
+    iam = iam_client(server)
+    denied, dak, dsk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["keyhole:CreateJob", "s3:*"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "s3:*", "Resource": f"arn:aws:s3:::{data_bucket}/secret/*"}]})
+    job = _start(server, creds_file(tmp_path, dak, dsk, "denied"), "--name", "deny", "--read",
+                 f"s3://{data_bucket}/", "--for", "5m")
+    job_s3 = client(server, "s3", session_creds(job["Credentials"]))
+    assert job_s3.get_object(Bucket=data_bucket, Key="in/a.txt")["Body"].read() == b"in/a.txt"
+    with pytest.raises(ClientError) as e:
+        job_s3.get_object(Bucket=data_bucket, Key="secret/x")
+    assert code_of(e.value) == "AccessDenied" and "explicit deny in an identity-based policy" in str(e.value)
+    # A boundary that allows only keyhole: the job reads nothing.
+    only_keyhole = iam.create_policy(PolicyName=uid("only-keyhole"), PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "keyhole:*", "Resource": "*"}]}))["Policy"]["Arn"]
+    bounded, bak, bsk = new_user(iam, ALLOW_ALL)
+    iam.put_user_permissions_boundary(UserName=bounded, PermissionsBoundary=only_keyhole)
+    job2 = _start(server, creds_file(tmp_path, bak, bsk, "bounded"), "--name", "bnd", "--read",
+                  f"s3://{data_bucket}/secret/", "--for", "5m")
+    with pytest.raises(ClientError) as e:
+        client(server, "s3", session_creds(job2["Credentials"])).get_object(Bucket=data_bucket, Key="secret/x")
+    assert code_of(e.value) == "AccessDenied" and "permissions boundary" in str(e.value)
+    # The creator deleted: its job's sessions end.
+    for k in iam.list_access_keys(UserName=denied)["AccessKeyMetadata"]:
+        iam.delete_access_key(UserName=denied, AccessKeyId=k["AccessKeyId"])
+    iam.delete_user_policy(UserName=denied, PolicyName="p")
+    iam.delete_user(UserName=denied)
+    with pytest.raises(ClientError) as e:
+        job_s3.get_object(Bucket=data_bucket, Key="in/a.txt")
+    assert code_of(e.value) == "InvalidToken"
+
+
+def test_every_fresh_role_session_of_a_job_is_a_new_assume_role(fresh_server_factory, tmp_path):
+    """The container-credentials endpoint hands out a fresh session of the job's role: each is
+    decided again as the creator's AssumeRole (trust policy, creator and role as they are now)
+    and lasts at most the role's MaxSessionDuration."""
+    import urllib.error
+    import urllib.request
+
+    kp = fresh_server_factory(extra_args=["--job-session-secs", "7200"])
+    srv = type("S", (), {"endpoint": kp.endpoint, "port": kp.port, "account_id": kp.account_id(),
+                         "creds_path": kp.creds_path, "access_key": kp.credentials()[0],
+                         "secret_key": kp.credentials()[1], "data_dir": kp.data_dir})()
+    iam = iam_client(srv)
+    make_client(srv.endpoint, srv.access_key, srv.secret_key).create_bucket(Bucket="renewals")
+    sched, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "keyhole:CreateJob", "Resource": "*"}]})
+    role = "renewed"
+    named = trust({"AWS": arn(srv, "user", sched)})
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(named))
+    iam.put_role_policy(RoleName=role, PolicyName="read", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}))
+    creds = creds_file(tmp_path, ak, sk)
+    job = _start(srv, creds, "--name", "long", "--read", "s3://renewals/", "--for", "3h", "--role", role)
+
+    def fetch() -> tuple[int, dict]:
+        req = urllib.request.Request(f"{kp.endpoint}/_keyhole/credentials",
+                                     headers={"Authorization": job["CredentialsToken"]})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                got = json.loads(r.read())
+                remember_secrets(got["SecretAccessKey"], got["Token"])
+                return r.status, got
+        except urllib.error.HTTPError as e:
+            return e.code, {}
+
+    status, got = fetch()
+    assert status == 200
+    import datetime as dt
+    expires = dt.datetime.fromisoformat(got["Expiration"].replace("Z", "+00:00"))
+    # --job-session-secs is 2 h, the role's MaxSessionDuration 1 h: the session lasts 1 h.
+    assert expires <= dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1, minutes=1), got["Expiration"]
+    # The trust policy no longer admits the creator: no fresh session.
+    iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(trust({"Service": "ec2.amazonaws.com"})))
+    assert fetch()[0] == 403
+    iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(named))
+    assert fetch()[0] == 200
+    # A role created again under the name is another role.
+    iam.delete_role_policy(RoleName=role, PolicyName="read")
+    iam.delete_role(RoleName=role)
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(named))
+    assert fetch()[0] == 403
+    # The fetches and their AssumeRole decisions are in the trail.
+    events = [e for e in read_trail(kp.data_dir) if e["eventName"] == "GetJobCredentials"]
+    assert any(c["action"] == "sts:AssumeRole" and c["decision"] == "Deny"
+               for e in events for c in e["authorization"])
+
+
+def test_a_deny_on_a_whole_bucket_location_matches_either_spelling(server, data_bucket, tmp_path):
+    """`s3://b` and `s3://b/` are the same location: a CreateJob Deny written for either binds."""
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["keyhole:CreateJob", "s3:*"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "keyhole:CreateJob", "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"keyhole:ReadLocations": [f"s3://{data_bucket}"]}}}]})
+    creds = creds_file(tmp_path, ak, sk)
+    for location in (f"s3://{data_bucket}", f"s3://{data_bucket}/"):
+        r = keyhole(server, "job", "start", "--name", "whole", "--read", location, "--for", "5m", creds_file=creds)
+        assert r.returncode != 0 and "explicit deny" in flat(r.stderr), (location, r.stderr)
+
+
+def test_the_job_tag_is_reserved_for_job_sessions(server):
+    """Job sessions carry job=JOB_ID, and role policies key job outputs on it: nobody else may
+    set that tag (AssumeRole session tags, role and user tags)."""
+    iam = iam_client(server)
+    user, ak, sk = new_user(iam)
+    role = uid("jobs")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(
+        trust({"AWS": arn(server, "user", user)}, ["sts:AssumeRole", "sts:TagSession"])))
+    with pytest.raises(ClientError) as e:
+        client(server, "sts", (ak, sk)).assume_role(RoleArn=arn(server, "role", role), RoleSessionName="victim-abc123",
+                                                    Tags=[{"Key": "job", "Value": "victim-abc123"}])
+    assert "reserved" in str(e.value)
+    for call in (lambda: iam.tag_role(RoleName=role, Tags=[{"Key": "JOB", "Value": "x"}]),
+                 lambda: iam.tag_user(UserName=user, Tags=[{"Key": "job", "Value": "x"}])):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert "reserved" in str(e.value)
+
+
+def test_job_labels_and_policy_names_are_case_insensitive(server, data_bucket):
+    r = keyhole(server, "job", "start", "--name", "cases", "--read", f"s3://{data_bucket}/in/", "--for", "5m",
+                "--label", "team=ml", "--label", "TEAM=admin")
+    assert r.returncode != 0 and "are the same tag key" in flat(r.stderr), r.stderr
+    iam = iam_client(server)
+    name = uid("Boundary")
+    doc = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]})
+    iam.create_policy(PolicyName=name, PolicyDocument=doc)
+    with pytest.raises(ClientError) as e:
+        iam.create_policy(PolicyName=name.lower(), PolicyDocument=doc)
+    assert code_of(e.value) == "EntityAlreadyExists"

@@ -280,6 +280,8 @@ def test_sdks_refresh_through_the_credential_endpoint_until_the_job_finishes(fre
 
 
 def test_a_scheduler_allowed_only_createjob(server, data, tmp_path):
+    """A scheduler that may start jobs over some data, through a role it may pass, and do nothing
+    else itself (docs/JOBS.md, "Passing a role to a job")."""
     iam = iam_client(server)
     name, ak, sk = new_user(iam)
     policy = {"Version": "2012-10-17", "Statement": [{
@@ -287,13 +289,27 @@ def test_a_scheduler_allowed_only_createjob(server, data, tmp_path):
         "Condition": {"ForAllValues:StringLike": {"keyhole:ReadLocations": [f"s3://{data['ds']}/*"],
                                                    "keyhole:WriteLocations": [f"s3://{data['out']}/*"]}}}]}
     iam.put_user_policy(UserName=name, PolicyName="scheduler", PolicyDocument=json.dumps(policy))
+    role = f"job-data-{uuid.uuid4().hex[:6]}"
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:user/{name}"}}]}))
+    iam.put_role_policy(RoleName=role, PolicyName="data", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket", "s3:PutObject"], "Resource": "*"}]}))
     creds_file = tmp_path / "scheduler-credentials"
     creds_file.write_text(f"[default]\naws_access_key_id = {ak}\naws_secret_access_key = {sk}\n")
-    # It can start jobs over the data it was given...
+    # It can start jobs over the data it was given, with the role...
     created = start_job(server, "--name", "sched", "--read", f"s3://{data['ds']}/wiki/", "--for", "5m",
-                        creds_file=creds_file)
+                        "--role", role, creds_file=creds_file)
     job_s3 = session_client(server, created["Credentials"])
     assert job_s3.get_object(Bucket=data["ds"], Key="wiki/part-0.jsonl")["Body"].read() == b"a" * 1000
+    # ...while a job without a role has the scheduler's own permissions (none on S3) ∩ the job
+    # policy: AWS's GetFederationToken model.
+    bare = start_job(server, "--name", "bare", "--read", f"s3://{data['ds']}/wiki/", "--for", "5m",
+                     creds_file=creds_file)
+    with pytest.raises(ClientError) as e:
+        session_client(server, bare["Credentials"]).get_object(Bucket=data["ds"], Key="wiki/part-0.jsonl")
+    assert code_of(e.value) == "AccessDenied" and "no identity-based policy allows" in str(e.value)
+    assert keyhole(server, "job", "finish", bare["Job"]["JobId"], creds_file=creds_file).returncode == 0
     # ...not over other data...
     r = keyhole(server, "job", "start", "--name", "greedy", "--read", f"s3://{data['models']}/base/",
                 "--for", "5m", creds_file=creds_file)

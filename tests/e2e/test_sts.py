@@ -479,6 +479,15 @@ def test_transitive_tags_pass_through_role_chaining(server, seed, s3):
     with pytest.raises(ClientError) as e:
         client("sts", server, second["Credentials"]).assume_role(RoleArn=a_arn, RoleSessionName="hop-3")
     assert error_code(e.value) == "AccessDenied"
+    # The inherited transitive tag is a session tag of the new session: B's trust policy must
+    # allow sts:TagSession for it, as for tags passed in the request (id_session-tags.html,
+    # "Chaining roles with session tags").
+    with pytest.raises(ClientError) as e:
+        client("sts", server, second["Credentials"]).assume_role(RoleArn=b_arn, RoleSessionName="hop-3")
+    assert error_code(e.value) == "AccessDenied" and "sts:TagSession" in str(e.value)
+    iam.update_assume_role_policy(RoleName=b_name, PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [trust(a_arn, "sts:AssumeRole", "sts:TagSession"),
+                                               trust(b_arn, "sts:AssumeRole", "sts:TagSession")]}))
     third = client("sts", server, second["Credentials"]).assume_role(RoleArn=b_arn, RoleSessionName="hop-3")
     s3c = client("s3", server, third["Credentials"])
     assert s3c.get_object(Bucket=bucket, Key="p1/a.txt")["Body"].read() == b"p1/a.txt"

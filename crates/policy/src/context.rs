@@ -77,6 +77,11 @@ impl Context {
         self.entries.extend(other.entries);
     }
 
+    /// Every key (as first spelled) with its value, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ContextValue)> {
+        self.entries.values().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -378,16 +378,12 @@ impl Authenticator {
                     )
                 }
                 (None, Some(j)) => {
-                    // The job policy is the whole grant, as identity policy and as session
-                    // policy: so a resource policy granting `*` reaches the session only within
-                    // the job policy too.
+                    // GetFederationToken's model (`crate::jobs::grant`): the creator's current
+                    // identity policies and boundary, intersected with the job policy as the
+                    // session policy (which also limits what a resource policy grants to `*`).
+                    let (identity, boundary) = job_cap(&snapshot, j)?;
                     session_policies = Some(std::sync::Arc::from([(*j.as_session).clone()]));
-                    (
-                        String::new(),
-                        j.as_identity.clone(),
-                        None,
-                        std::sync::Arc::default(),
-                    )
+                    (String::new(), identity, boundary, std::sync::Arc::default())
                 }
                 (None, None) => return Err(invalid_token()),
             };
@@ -439,7 +435,7 @@ impl Authenticator {
     /// the managed policies named by `PolicyArns`, resolved in the current snapshot; `None` when
     /// the session was created without any. A managed policy deleted since is left out, so the
     /// session keeps only what the remaining ones allow (nothing, if none remain).
-    fn session_policies(
+    pub(crate) fn session_policies(
         &self,
         claims: &crate::sts::SessionClaims,
         snapshot: &crate::state::Snapshot,
@@ -508,5 +504,52 @@ impl Authenticator {
         }
         let arn = crate::jobs::job_arn(region, account_id, &id);
         (Ok(Principal::JobToken { job, arn }), Some(id))
+    }
+}
+
+/// The identity policies and boundary that cap a role-less job's sessions: its creator's, as
+/// they are now (the job policy alone for the root user). A creator deleted since (or a job
+/// recorded without its creator by an earlier release) leaves the job nothing: `InvalidToken`.
+#[expect(clippy::type_complexity, reason = "a policy list and a boundary")]
+fn job_cap(
+    snapshot: &crate::state::Snapshot,
+    job: &crate::jobs::store::JobEntry,
+) -> Result<
+    (
+        std::sync::Arc<Vec<keyhole_policy::CompiledPolicy>>,
+        Option<std::sync::Arc<keyhole_policy::CompiledPolicy>>,
+    ),
+    S3Error,
+> {
+    use crate::jobs::grant::JobCreator;
+    let gone = || {
+        S3Error::new(
+            "InvalidToken",
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The provided token is no longer valid: the creator of job {} no longer exists.",
+                job.record.id
+            ),
+        )
+    };
+    match job.record.grant.as_ref().map(|g| &g.creator) {
+        Some(JobCreator::Root) => Ok((job.as_identity.clone(), None)),
+        Some(JobCreator::User { name, id, .. }) => {
+            let u = snapshot
+                .users
+                .get(name)
+                .filter(|u| &u.record.id == id)
+                .ok_or_else(gone)?;
+            Ok((u.policies.clone(), u.boundary.clone()))
+        }
+        Some(JobCreator::RoleSession { role, role_id, .. }) => {
+            let r = snapshot
+                .roles
+                .get(role)
+                .filter(|r| &r.record.id == role_id)
+                .ok_or_else(gone)?;
+            Ok((r.policies.clone(), r.boundary.clone()))
+        }
+        None => Err(gone()),
     }
 }

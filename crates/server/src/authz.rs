@@ -15,7 +15,7 @@
 //! - an IAM role, for `sts:AssumeRole`, `sts:TagSession` and `sts:SetSourceIdentity`: the role's
 //!   trust policy, which must itself admit the caller ([`keyhole_policy::ResourceGate::RoleTrust`]);
 //! - a keyhole job, for `keyhole:GetJob`, `keyhole:FinishJob` and `keyhole:GetJobReport`: a grant
-//!   to the job's creator, bound to the creator's unique id ([`crate::jobs::owner_policy`]).
+//!   to the job's creator, bound to the creator's unique id ([`crate::jobs::grant::owner_policy`]).
 //!
 //! [`evaluate`] is the only call of the policy engine outside the `keyhole-policy` crate (the
 //! IAM policy simulator calls it too), so there is one place where decisions are made.
@@ -399,11 +399,9 @@ impl Authorize for PolicyAuthorizer {
                     .map(|r| &*r.trust);
                 (trust, keyhole_policy::ResourceGate::RoleTrust, false)
             } else if let Some(job) = self.job_of(&permission.resource) {
-                job_policy = self
-                    .jobs
-                    .get(job)
-                    .ok()
-                    .and_then(|r| crate::jobs::owner_policy(&r, &permission.resource));
+                job_policy = self.jobs.get(job).ok().and_then(|r| {
+                    crate::jobs::grant::owner_policy(r.grant.as_ref()?, &permission.resource)
+                });
                 (
                     job_policy.as_ref(),
                     keyhole_policy::ResourceGate::Union,

@@ -41,6 +41,7 @@
 //! `job=JOB_ID`. A session never outlives the window, and every request re-checks that the job is
 //! unfinished (memory only), so finishing revokes all of a job's sessions at once.
 
+pub mod grant;
 pub mod report;
 pub mod spec;
 pub mod store;
@@ -163,13 +164,13 @@ pub struct ApiCall {
 #[derive(Debug)]
 enum Input {
     Create {
-        spec: JobSpec,
+        spec: Box<JobSpec>,
         /// The id the job will have (its sessions' name).
         id: String,
         /// The role passed to the job, with the permissions passing it needs.
         role: Option<PassedRole>,
     },
-    Job(String, Option<JobRecord>),
+    Job(String, Option<Box<JobRecord>>),
     List,
     Revoke {
         access_key_id: String,
@@ -246,57 +247,13 @@ fn gw_job_arn(gw: &Gateway, id: &str) -> String {
     job_arn(&gw.config.region, &gw.account.record.account_id, id)
 }
 
-/// The grant to a job's creator (see the module documentation), as a resource-based policy on
-/// `job_arn`; `None` when the job records no creator it can name by unique id.
-pub fn owner_policy(record: &JobRecord, job_arn: &str) -> Option<keyhole_policy::CompiledPolicy> {
-    let owner = record.owner.as_ref()?;
-    let mut statement = json!({
-        "Sid": "JobCreator",
-        "Effect": "Allow",
-        "Principal": {"AWS": owner.arn},
-        "Action": ["keyhole:GetJob", "keyhole:FinishJob", "keyhole:GetJobReport"],
-        "Resource": job_arn,
-    });
-    if let (Some(si), Some(o)) = (&owner.source_identity, statement.as_object_mut()) {
-        o.insert(
-            "Condition".into(),
-            json!({"StringEquals": {"aws:SourceIdentity": si}}),
-        );
-    }
-    let doc = json!({"Version": "2012-10-17", "Statement": [statement]}).to_string();
-    keyhole_policy::CompiledPolicy::from_json_bound(
-        &doc,
-        keyhole_policy::PolicyKind::Resource,
-        &|arn| (arn == owner.arn).then(|| owner.id.clone()),
-    )
-    .ok()
-    .map(|p| p.with_name("job creator grant"))
-}
-
-/// Who created a job, as its [`owner_policy`] names it: an IAM user by its unique id; a role
-/// session by its role's unique id and its source identity (none without one).
-fn owner_of(principal: &Principal) -> Option<store::JobOwner> {
-    match principal {
-        Principal::User { arn, id, .. } => Some(store::JobOwner {
-            arn: arn.clone(),
-            id: id.clone(),
-            source_identity: None,
-        }),
-        Principal::Session {
-            claims, role_arn, ..
-        } if !role_arn.is_empty() && claims.job.is_none() => {
-            claims.source_identity.as_ref().map(|si| store::JobOwner {
-                arn: role_arn.clone(),
-                id: claims.role_id.clone(),
-                source_identity: Some(si.clone()),
-            })
-        }
-        _ => None,
-    }
-}
-
 /// Turns a request into the call to authorize. Nothing changes here.
-pub fn describe(gw: &Gateway, headers: &HeaderMap, raw: &[u8]) -> Result<ApiCall, S3Error> {
+pub fn describe(
+    gw: &Gateway,
+    principal: &Principal,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> Result<ApiCall, S3Error> {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -350,7 +307,22 @@ pub fn describe(gw: &Gateway, headers: &HeaderMap, raw: &[u8]) -> Result<ApiCall
             let resolved = spec
                 .resolve(chrono::Utc::now(), None)
                 .map_err(|e| validation(e.to_string()))?;
-            let urls = |list: &[spec::Location]| list.iter().map(spec::Location::url).collect();
+            // Who may create which jobs at all (see `grant`).
+            grant::creator_of(principal, spec.role.is_some())?;
+            // A whole bucket is written `s3://b` or `s3://b/`: both forms are values, so a
+            // condition written for either (a Deny above all) matches.
+            let urls = |list: &[spec::Location]| {
+                list.iter()
+                    .flat_map(|l| {
+                        let url = l.url();
+                        let bare = l
+                            .prefix
+                            .is_empty()
+                            .then(|| url.trim_end_matches('/').to_owned());
+                        std::iter::once(url).chain(bare)
+                    })
+                    .collect()
+            };
             let mut context = Context::new();
             context.insert_multi("keyhole:ReadLocations", urls(&resolved.read));
             context.insert_multi("keyhole:WriteLocations", urls(&resolved.write));
@@ -384,12 +356,20 @@ pub fn describe(gw: &Gateway, headers: &HeaderMap, raw: &[u8]) -> Result<ApiCall
             (
                 gw_job_arn(gw, &spec.name),
                 context,
-                Input::Create { spec, id, role },
+                Input::Create {
+                    spec: Box::new(spec),
+                    id,
+                    role,
+                },
             )
         }
         Action::GetJob | Action::FinishJob | Action::GetJobReport => {
             let (id, record) = job_id()?;
-            (gw_job_arn(gw, &id), Context::new(), Input::Job(id, record))
+            (
+                gw_job_arn(gw, &id),
+                Context::new(),
+                Input::Job(id, record.map(Box::new)),
+            )
         }
         Action::ListJobs => (gw_job_arn(gw, "*"), Context::new(), Input::List),
         Action::RevokeSession => {
@@ -463,18 +443,23 @@ pub fn view(gw: &Gateway, r: &JobRecord, now: i64) -> Value {
     })
 }
 
-/// Runs an authorized call; returns the response and what the audit trail records of it
-/// (CloudTrail's `responseElements`: the new job's id and session key id, never a secret).
+/// Runs an authorized call in its request context (recorded with a new job, see [`grant`]);
+/// returns the response and what the audit trail records of it (CloudTrail's
+/// `responseElements`: the new job's id and session key id, never a secret).
 pub async fn execute(
     gw: &Gateway,
     principal: &Principal,
     call: crate::authz::Authorized<Box<ApiCall>>,
+    context: &Context,
     source_ip: IpAddr,
     now: DateTime<Utc>,
 ) -> Result<(Response<Body>, Option<Value>), S3Error> {
     let t = now.timestamp();
     let account = gw.account.record.account_id.clone();
     let call = *call.into_call();
+    // The context the call was decided in, as a new job records it.
+    let mut decided_in = context.clone();
+    decided_in.extend(call.context.clone());
     match call.input {
         Input::Create { spec, id, role: _ } => {
             let job = spec
@@ -493,20 +478,29 @@ pub async fn execute(
                     )));
                 }
             }
-            if let Some(role) = &job.role {
-                if !gw.state.snapshot().roles.contains_key(role) {
-                    return Err(validation(format!(
-                        "job spec field `role`: role {role} does not exist (aws iam create-role --role-name {role} ...)"
-                    )));
-                }
-            }
+            let role_id = match &job.role {
+                Some(role) => match gw.state.snapshot().roles.get(role) {
+                    Some(r) => Some(r.record.id.clone()),
+                    None => {
+                        return Err(validation(format!(
+                            "job spec field `role`: role {role} does not exist (aws iam create-role --role-name {role} ...)"
+                        )))
+                    }
+                },
+                None => None,
+            };
+            let grant = grant::JobGrant {
+                creator: grant::creator_of(principal, job.role.is_some())?,
+                role_id,
+                context: grant::record_context(&decided_in),
+            };
             let token = format!("kh1.{id}.{}", hex::encode(rand::random::<[u8; 32]>()));
             let record = JobRecord {
                 id: id.clone(),
                 policy: job.policy().to_string(),
                 job,
                 created_by: principal.arn(&account),
-                owner: owner_of(principal),
+                grant: Some(grant),
                 created_at: t,
                 finished_at: None,
                 finished_by: None,
@@ -603,14 +597,47 @@ fn credentials_json(claims: &SessionClaims, token: &str, token_field: &str) -> V
 }
 
 /// Issues a fresh session for a job: valid from now until the configured session lifetime or the
-/// end of the window, whichever comes first.
+/// end of the window, whichever comes first, and for a job with a role at most the role's
+/// `MaxSessionDuration` (one hour when the creator is a role session: role chaining, as
+/// AssumeRole allows, https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html).
+/// The role must be the one the job was given (the same unique id).
 pub fn mint(
     gw: &Gateway,
     entry: &JobEntry,
     now: DateTime<Utc>,
 ) -> Result<(SessionClaims, String), S3Error> {
     let job = &entry.record.job;
-    let lifetime = i64::try_from(gw.config.job_session_secs).unwrap_or(i64::MAX);
+    let mut lifetime = i64::try_from(gw.config.job_session_secs).unwrap_or(i64::MAX);
+    let invalid = |why: String| S3Error::new("InvalidToken", StatusCode::FORBIDDEN, why);
+    let (role, role_id) = match &job.role {
+        Some(name) => {
+            let snapshot = gw.state.snapshot();
+            let bound = entry
+                .record
+                .grant
+                .as_ref()
+                .and_then(|g| g.role_id.as_deref());
+            let role = snapshot
+                .roles
+                .get(name)
+                .filter(|r| Some(r.record.id.as_str()) == bound)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "role {name} of job {} no longer exists (a role created again under the name is another role)",
+                        entry.record.id
+                    ))
+                })?;
+            lifetime = lifetime.min(role.record.max_session_secs);
+            if matches!(
+                entry.record.grant.as_ref().map(|g| &g.creator),
+                Some(grant::JobCreator::RoleSession { .. })
+            ) {
+                lifetime = lifetime.min(crate::sts::MAX_CHAINED_SESSION_SECS);
+            }
+            (name.clone(), role.record.id.clone())
+        }
+        None => (String::new(), String::new()),
+    };
     let exp = (now + Duration::seconds(lifetime)).min(job.end);
     if exp <= now {
         return Err(S3Error::new(
@@ -619,20 +646,6 @@ pub fn mint(
             format!("job {} ended at {}", entry.record.id, rfc3339(job.end)),
         ));
     }
-    let (role, role_id) = match &job.role {
-        Some(name) => {
-            let snapshot = gw.state.snapshot();
-            let role = snapshot.roles.get(name).ok_or_else(|| {
-                S3Error::new(
-                    "InvalidToken",
-                    StatusCode::FORBIDDEN,
-                    format!("role {name} of job {} no longer exists", entry.record.id),
-                )
-            })?;
-            (name.clone(), role.record.id.clone())
-        }
-        None => (String::new(), String::new()),
-    };
     let mut claims = SessionClaims::fresh(&gw.account.record.account_id, now, 0);
     claims.role = role;
     claims.role_id = role_id;
@@ -676,16 +689,43 @@ impl crate::authz::Describe for CredentialFetch {
     }
 }
 
-/// Issues the credentials of an authorized fetch; returns the response and its audit record.
+/// Issues the credentials of an authorized fetch; returns the response and its audit record. A
+/// fresh session of a job's role is a new AssumeRole by the job's creator: it is decided again
+/// ([`grant`]) by the authorization stage, and its decisions are recorded in `checks`.
 pub fn fetch_credentials(
     gw: &Gateway,
     principal: &Principal,
     _call: crate::authz::Authorized<CredentialFetch>,
+    checks: &crate::audit::Checks,
     now: DateTime<Utc>,
 ) -> Result<(Response<Body>, Option<Value>), S3Error> {
     let Principal::JobToken { job, .. } = principal else {
         return Err(S3Error::access_denied("Access Denied"));
     };
+    if let Some(role) = &job.record.job.role {
+        let Some(g) = &job.record.grant else {
+            return Err(S3Error::access_denied(format!(
+                "job {} was created by an earlier release without a record of its creator; create it again",
+                job.record.id
+            )));
+        };
+        let creator = grant::creator_principal(gw, &g.creator).ok_or_else(|| {
+            S3Error::access_denied(format!(
+                "the creator of job {} no longer exists, so it can no longer assume role {role}",
+                job.record.id
+            ))
+        })?;
+        let role_arn = gw.state.snapshot().roles.get(role).map_or_else(
+            || format!("arn:aws:iam::{}:role/{role}", gw.account.record.account_id),
+            |r| r.arn.clone(),
+        );
+        let renewal = grant::RoleRenewal {
+            role_arn,
+            tags: !job.record.job.labels.is_empty(),
+        };
+        let context = grant::replay_context(&g.context, now);
+        crate::authz::authorize(gw, &creator, renewal, &context, checks)?;
+    }
     let (claims, token) = mint(gw, job, now)?;
     Ok((
         json_response(StatusCode::OK, &credentials_json(&claims, &token, "Token")),

@@ -747,7 +747,12 @@ fn describe(
                 Payload::Read(raw) => raw.as_slice(),
                 Payload::Stream(_) | Payload::None => &[],
             };
-            Call::Keyhole(Box::new(crate::jobs::describe(gw, &parts.headers, raw)?))
+            Call::Keyhole(Box::new(crate::jobs::describe(
+                gw,
+                &caller.principal,
+                &parts.headers,
+                raw,
+            )?))
         }
     };
     trace.params = call.audit_parameters();
@@ -809,10 +814,10 @@ async fn execute(
         }
         AuthorizedCall::Sts(call) => crate::sts::handle(gw, principal, call, &base.request_id, now),
         AuthorizedCall::Keyhole(call) => {
-            crate::jobs::execute(gw, principal, call, base.source_ip, now).await
+            crate::jobs::execute(gw, principal, call, &context, base.source_ip, now).await
         }
         AuthorizedCall::JobCredentials(call) => {
-            crate::jobs::fetch_credentials(gw, principal, call, now)
+            crate::jobs::fetch_credentials(gw, principal, call, &trace.checks, now)
         }
         AuthorizedCall::Metrics => {
             let mut r = Response::new(body::full(gw.metrics.render()));

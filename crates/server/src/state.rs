@@ -535,6 +535,13 @@ pub fn validate_tag(key: &str, value: &str) -> Result<(), StateError> {
             "the tag key `{key}` uses the reserved prefix `aws:`"
         )));
     }
+    // keyhole sets `job` on every job session (`aws:PrincipalTag/job`), and role policies key
+    // job outputs on it; a user, role or session tagged `job` could pose as a job.
+    if key.eq_ignore_ascii_case(crate::jobs::JOB_TAG) {
+        return Err(StateError::Validation(format!(
+            "the tag key `{key}` is reserved: keyhole sets `job` on job sessions only (aws:PrincipalTag/job names the job)"
+        )));
+    }
     Ok(())
 }
 
@@ -1304,9 +1311,18 @@ impl State {
         }
         compile_identity_policy(doc, name)?;
         self.change(|tx| {
-            if Self::managed_by_name(tx, name)?.is_some() {
+            // "Names are not distinguished by case"
+            // (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreatePolicy.html).
+            let clash: Option<String> = tx
+                .query_row(
+                    "SELECT name FROM managed_policies WHERE lower(name) = lower(?1)",
+                    [name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(existing) = clash {
                 return Err(StateError::EntityAlreadyExists(format!(
-                    "A policy called {name} already exists. Duplicate names are not allowed."
+                    "A policy called {existing} already exists. Duplicate names are not allowed (policy names are not distinguished by case)."
                 )));
             }
             let created = now();

@@ -222,7 +222,8 @@ fn every_endpoint_declares_known_actions() {
             }),
             _ => serde_json::json!({"JobId": "j-abc123", "AccessKeyId": "ASIAEXAMPLE"}),
         };
-        let call = crate::jobs::describe(&gw, &headers, body.to_string().as_bytes()).unwrap();
+        let call =
+            crate::jobs::describe(&gw, &root, &headers, body.to_string().as_bytes()).unwrap();
         let actions = actions_of(action.name(), &call.requirement());
         assert_eq!(
             actions.first().map(String::as_str),

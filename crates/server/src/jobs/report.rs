@@ -294,7 +294,7 @@ mod tests {
             policy: job.policy().to_string(),
             job,
             created_by: "arn:aws:iam::123456789012:root".into(),
-            owner: None,
+            grant: None,
             created_at: now.timestamp(),
             finished_at: None,
             finished_by: None,

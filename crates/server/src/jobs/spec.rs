@@ -431,6 +431,18 @@ impl JobSpec {
             }
             crate::state::validate_tag(k, v)
                 .map_err(|e| bad(format!("labels.{k}"), e.to_string()))?;
+            // Session tag keys are case-insensitive: `team` and `TEAM` would be one tag with two
+            // values (AssumeRole refuses them too).
+            if let Some(other) = self
+                .labels
+                .keys()
+                .find(|o| *o != k && o.eq_ignore_ascii_case(k))
+            {
+                return Err(bad(
+                    format!("labels.{k}"),
+                    format!("`{k}` and `{other}` are the same tag key (tag keys are case-insensitive); keep one"),
+                ));
+            }
         }
         Ok(ResolvedJob {
             name: self.name.clone(),

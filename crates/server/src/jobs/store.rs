@@ -22,7 +22,7 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, job TEXT NOT NULL, policy TEXT NOT NULL,
     created_by TEXT NOT NULL, created_at BIGINT NOT NULL, end_at BIGINT NOT NULL,
-    finished_at BIGINT, finished_by TEXT, token_hash TEXT NOT NULL, owner TEXT);
+    finished_at BIGINT, finished_by TEXT, token_hash TEXT NOT NULL, grant_info TEXT);
 CREATE INDEX IF NOT EXISTS jobs_by_name ON jobs (name);
 CREATE TABLE IF NOT EXISTS revoked_sessions (
     access_key_id TEXT PRIMARY KEY, expires_at BIGINT NOT NULL, revoked_at BIGINT NOT NULL);
@@ -43,10 +43,9 @@ pub struct JobRecord {
     pub policy: String,
     /// ARN of the principal that created it.
     pub created_by: String,
-    /// The creator by unique id, for the grant that lets it get, finish and report on the job
-    /// ([`crate::jobs::owner_policy`]); `None` for creators that cannot be named so (the root
-    /// user, a role session without a source identity) and for jobs of earlier releases.
-    pub owner: Option<JobOwner>,
+    /// Its creator by unique id, its role by unique id and its CreateJob context
+    /// ([`super::grant`]); `None` only for jobs of earlier releases, whose sessions are refused.
+    pub grant: Option<super::grant::JobGrant>,
     /// Creation time (Unix seconds).
     pub created_at: i64,
     /// When it was finished (Unix seconds), if it was.
@@ -55,18 +54,6 @@ pub struct JobRecord {
     pub finished_by: Option<String>,
     /// SHA-256 (hex) of the credential-endpoint bearer token; the token itself is never stored.
     pub token_hash: String,
-}
-
-/// A job's creator, named by unique id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobOwner {
-    /// The ARN the grant names: the user's, or for a role session its role's.
-    pub arn: String,
-    /// The unique id of that user or role (`AIDA...`, `AROA...`).
-    pub id: String,
-    /// For a role session: its source identity, which the grant requires.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_identity: Option<String>,
 }
 
 impl JobRecord {
@@ -142,7 +129,7 @@ fn compile(record: &JobRecord) -> Result<JobEntry, StateError> {
 }
 
 /// A `jobs` row: id, job, policy, created_by, created_at, finished_at, finished_by, token_hash,
-/// owner.
+/// grant_info.
 type Row = (
     String,
     String,
@@ -170,7 +157,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 }
 
 const COLUMNS: &str =
-    "id, job, policy, created_by, created_at, finished_at, finished_by, token_hash, owner";
+    "id, job, policy, created_by, created_at, finished_at, finished_by, token_hash, grant_info";
 
 impl JobStore {
     /// Opens the job tables in the state database under `data_dir`.
@@ -180,10 +167,10 @@ impl JobStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        // Job tables of earlier releases have no `owner` column (a failed SELECT is the portable
-        // "has column" test).
-        if conn.prepare("SELECT owner FROM jobs LIMIT 0").is_err() {
-            conn.execute("ALTER TABLE jobs ADD COLUMN owner TEXT", [])?;
+        // Job tables of earlier releases have no `grant_info` column (a failed SELECT is the
+        // portable "has column" test).
+        if conn.prepare("SELECT grant_info FROM jobs LIMIT 0").is_err() {
+            conn.execute("ALTER TABLE jobs ADD COLUMN grant_info TEXT", [])?;
         }
         let store = JobStore {
             db: Mutex::new(conn),
@@ -208,19 +195,19 @@ impl JobStore {
     }
 
     fn decode(raw: Row) -> Result<JobRecord, StateError> {
-        let (id, job, policy, created_by, created_at, finished_at, finished_by, token_hash, owner) =
+        let (id, job, policy, created_by, created_at, finished_at, finished_by, token_hash, grant) =
             raw;
         let job = serde_json::from_str(&job).map_err(|e| damaged(format!("job {id}: {e}")))?;
-        let owner = owner
+        let grant = grant
             .map(|o| serde_json::from_str(&o))
             .transpose()
-            .map_err(|e| damaged(format!("job {id}: owner: {e}")))?;
+            .map_err(|e| damaged(format!("job {id}: grant: {e}")))?;
         Ok(JobRecord {
             id,
             job,
             policy,
             created_by,
-            owner,
+            grant,
             created_at,
             finished_at,
             finished_by,
@@ -287,8 +274,8 @@ impl JobStore {
         // Compile first: a job whose policy does not compile is never stored.
         let entry = Arc::new(compile(record)?);
         let job = serde_json::to_string(&record.job).map_err(|e| damaged(e.to_string()))?;
-        let owner = record
-            .owner
+        let grant = record
+            .grant
             .as_ref()
             .map(serde_json::to_string)
             .transpose()
@@ -304,13 +291,15 @@ impl JobStore {
                 )
                 .optional()?;
             if let Some(other) = clash {
+                // The other job's id is not named: it may be another principal's.
+                let _ = other;
                 return Err(StateError::EntityAlreadyExists(format!(
-                    "A job named {} is already running ({other}); finish it or choose another name",
+                    "A job named {} is already running; finish it or choose another name (a unique suffix such as the scheduler's job id helps)",
                     record.job.name
                 )));
             }
             tx.execute(
-                "INSERT INTO jobs (id, name, job, policy, created_by, created_at, end_at, finished_at, finished_by, token_hash, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, ?8, ?9)",
+                "INSERT INTO jobs (id, name, job, policy, created_by, created_at, end_at, finished_at, finished_by, token_hash, grant_info) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, ?8, ?9)",
                 params![
                     record.id,
                     record.job.name,
@@ -320,7 +309,7 @@ impl JobStore {
                     record.created_at,
                     record.job.end.timestamp(),
                     record.token_hash,
-                    owner
+                    grant
                 ],
             )?;
             tx.commit()?;
@@ -419,7 +408,7 @@ mod tests {
             policy: job.policy().to_string(),
             job,
             created_by: "arn:aws:iam::123456789012:user/u".into(),
-            owner: None,
+            grant: None,
             created_at: now.timestamp(),
             finished_at: None,
             finished_by: None,

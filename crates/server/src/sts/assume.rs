@@ -166,11 +166,14 @@ pub fn describe(
 }
 
 impl AssumeRoleCall {
-    /// `sts:AssumeRole` on the role; `sts:TagSession` when the request passes tags; and
-    /// `sts:SetSourceIdentity` when the session gets a source identity.
+    /// `sts:AssumeRole` on the role; `sts:TagSession` when the session gets tags, the request's or
+    /// a calling session's transitive ones ("If you pass session tags ... including transitive
+    /// session tags in a role chain, the role trust policy must allow sts:TagSession",
+    /// https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html#id_session-tags_permissions-required);
+    /// and `sts:SetSourceIdentity` when the session gets a source identity.
     pub fn requirement(&self) -> Requirement {
         let mut list = vec![Permission::new("sts:AssumeRole", self.role_arn.clone())];
-        if !self.request_tags.is_empty() {
+        if !self.session_tags.tags.is_empty() {
             list.push(Permission::new("sts:TagSession", self.role_arn.clone()));
         }
         if self.source_identity.is_some() {
@@ -182,8 +185,9 @@ impl AssumeRoleCall {
         Requirement::Permissions(list)
     }
 
-    /// `sts:RoleSessionName`, `sts:ExternalId`, `sts:SourceIdentity`, `aws:RequestTag/KEY`,
-    /// `aws:TagKeys` and `sts:TransitiveTagKeys`, so trust policies can constrain them.
+    /// `sts:RoleSessionName`, `sts:ExternalId`, `sts:SourceIdentity`, `aws:RequestTag/KEY` and
+    /// `aws:TagKeys` (every tag the session gets, inherited ones included) and
+    /// `sts:TransitiveTagKeys`, so trust policies can constrain them.
     pub fn add_context(&self, ctx: &mut Context) {
         ctx.insert("sts:RoleSessionName", self.session.as_str());
         if let Some(e) = &self.external_id {
@@ -192,14 +196,12 @@ impl AssumeRoleCall {
         if let Some(s) = &self.source_identity {
             ctx.insert("sts:SourceIdentity", s.as_str());
         }
-        for (k, v) in &self.request_tags {
+        let tags = &self.session_tags.tags;
+        for (k, v) in tags {
             ctx.insert(&format!("aws:RequestTag/{k}"), v.as_str());
         }
-        if !self.request_tags.is_empty() {
-            ctx.insert_multi(
-                "aws:TagKeys",
-                self.request_tags.iter().map(|(k, _)| k.clone()).collect(),
-            );
+        if !tags.is_empty() {
+            ctx.insert_multi("aws:TagKeys", tags.iter().map(|(k, _)| k.clone()).collect());
         }
         if !self.request_transitive.is_empty() {
             ctx.insert_multi("sts:TransitiveTagKeys", self.request_transitive.clone());
