@@ -908,7 +908,10 @@ impl Writer {
             .write_all(&line)
             .and_then(|()| self.log.sync_data());
         if let Err(source) = written {
-            let restored = self.log.set_len(self.log_len).is_ok();
+            let restored = match self.log.metadata() {
+                Ok(m) if m.len() == self.log_len => true,
+                _ => self.log.set_len(self.log_len).is_ok(),
+            };
             if !restored {
                 self.poisoned = true;
             }
