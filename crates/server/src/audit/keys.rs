@@ -295,6 +295,20 @@ mod tests {
         assert_eq!(s.public().fingerprint(), hex::encode(Sha256::digest(der)));
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_key_is_read_from_a_file_descriptor() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        let s = Signer::generate();
+        s.write_new(&path).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let via_fd = Signer::read(Path::new(&format!("/dev/fd/{}", f.as_raw_fd()))).unwrap();
+        assert_eq!(via_fd.public(), s.public());
+    }
+
     #[test]
     fn bad_key_files_name_the_file_and_the_fix() {
         let dir = tempfile::tempdir().unwrap();
