@@ -120,9 +120,9 @@ pub struct VerifyArgs {
     /// (flags win).
     #[arg(long, env = "KEYHOLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Check against the digests in DIR (a copy made by `keyhole audit export-digests`) instead
-    /// of those in the data directory: a trail rolled back, rewritten or emptied since the copy
-    /// was made fails.
+    /// Check against the digests in DIR too (a copy made by `keyhole audit export-digests`):
+    /// every digest log in the data directory must extend its copy there, and the copy stands in
+    /// for logs missing here, so a trail rolled back, rewritten or emptied since the export fails.
     #[arg(long, value_name = "DIR")]
     pub digests: Option<PathBuf>,
     /// Fail when the newest digest is older than this (15m, 2h, ...): for checks while the
@@ -396,12 +396,10 @@ fn verify(v: VerifyArgs) -> miette::Result<ExitCode> {
     };
     let keys = trusted_keys(&v, &pinned)?;
     let dir = audit_dir(&data)?;
-    let digest_dir = v.digests.clone().unwrap_or_else(|| dir.clone());
-    if !digest_dir.is_dir() {
-        return Err(miette!(
-            "--digests `{}` is not a directory",
-            digest_dir.display()
-        ));
+    if let Some(w) = &v.digests {
+        if !w.is_dir() {
+            return Err(miette!("--digests `{}` is not a directory", w.display()));
+        }
     }
     let max_age = v
         .max_age
@@ -410,7 +408,7 @@ fn verify(v: VerifyArgs) -> miette::Result<ExitCode> {
         .transpose()?;
     let report = audit::verify::verify(audit::verify::Options {
         audit_dir: &dir,
-        digest_dir: &digest_dir,
+        witness: v.digests.as_deref(),
         keys: &keys,
         from: audit::verify::Walk::Beginning,
     })

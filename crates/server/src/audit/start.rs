@@ -5,7 +5,7 @@
 //! log's last digest): every event's hash and chain, the byte ranges and their SHA-256, the head
 //! each digest signs. Events after the last digest (what a crash left unsigned) are accepted only
 //! within the bounds the writer keeps ([`MAX_UNSIGNED_EVENTS`], and dated no later than one
-//! cadence after that digest), and never after a clean `stop` digest; the `start` digest then
+//! cadence and `SLACK_SECS` after that digest), and never after a clean `stop` digest; the `start` digest then
 //! signs them, naming how many it adopted. Anything else is a mismatch: the gateway refuses to
 //! start ([`AuditError::Mismatch`]), or, with `--audit-accept-discontinuity`, signs a
 //! `discontinuity` digest naming the events given up, logs an error, counts it in
@@ -32,8 +32,9 @@ use super::sink::{
 use super::verify::{self, Report, Walk};
 use crate::metrics::SinkStats;
 
-/// Seconds of clock slack allowed between an event's arrival and the digest cadence.
-const SLACK_SECS: i64 = 5;
+/// Seconds allowed, beyond the cadence, between the last digest and the newest unsigned event
+/// (a writer held up by a slow disk signs late).
+const SLACK_SECS: i64 = 30;
 
 /// Checks the trail under `dir` and returns the writer that continues it (after signing the
 /// `start` or `discontinuity` digest).
@@ -60,7 +61,7 @@ pub(crate) fn resume(
     let keys = Writer::keys(&signer, &opts);
     let report = verify::verify(verify::Options {
         audit_dir: dir,
-        digest_dir: dir,
+        witness: None,
         keys: &keys,
         from: Walk::Newest,
     })?;
@@ -290,7 +291,7 @@ fn discontinuity(
 ) -> Result<Writer, AuditError> {
     let full = verify::verify(verify::Options {
         audit_dir: dir,
-        digest_dir: dir,
+        witness: None,
         keys,
         from: Walk::Beginning,
     })?;

@@ -44,8 +44,10 @@ pub enum Walk {
 pub struct Options<'a> {
     /// Directory of the trail files.
     pub audit_dir: &'a Path,
-    /// Directory of the digest logs: the audit directory, or a copy kept elsewhere.
-    pub digest_dir: &'a Path,
+    /// A copy of the digests kept elsewhere (`keyhole audit export-digests`): every digest log
+    /// in the audit directory must extend its copy there, and the copy stands in for logs missing
+    /// here.
+    pub witness: Option<&'a Path>,
     /// The keys digests may be signed with.
     pub keys: &'a TrustedKeys,
     /// Where to start.
@@ -218,14 +220,29 @@ pub fn verify(opts: Options<'_>) -> Result<Report, AuditError> {
         .map_err(io("list", opts.audit_dir))?
         .into_iter()
         .collect();
-    let logs: std::collections::BTreeMap<u64, PathBuf> = digest::digest_logs(opts.digest_dir)
-        .map_err(io("list", opts.digest_dir))?
-        .into_iter()
-        .collect();
+    let logs = Logs {
+        local: digest::digest_logs(opts.audit_dir)
+            .map_err(io("list", opts.audit_dir))?
+            .into_iter()
+            .collect(),
+        witness: match opts.witness {
+            Some(w) => digest::digest_logs(w)
+                .map_err(io("list", w))?
+                .into_iter()
+                .collect(),
+            None => std::collections::BTreeMap::new(),
+        },
+    };
     let mut non_empty = Vec::new();
-    for (s, p) in &logs {
-        if std::fs::metadata(p).map_err(io("stat", p))?.len() > 0 {
-            non_empty.push(*s);
+    for s in logs.seqs() {
+        let len = |m: &std::collections::BTreeMap<u64, PathBuf>| -> Result<u64, AuditError> {
+            match m.get(&s) {
+                Some(p) => Ok(std::fs::metadata(p).map_err(io("stat", p))?.len()),
+                None => Ok(0),
+            }
+        };
+        if len(&logs.local)? > 0 || len(&logs.witness)? > 0 {
+            non_empty.push(s);
         }
     }
     let mut w = Walker {
@@ -248,7 +265,7 @@ pub fn verify(opts: Options<'_>) -> Result<Report, AuditError> {
     let mut newest_with_events = None;
     if opts.from == Walk::Newest {
         for (i, s) in non_empty.iter().enumerate().rev() {
-            let path = logs.get(s).cloned().unwrap_or_default();
+            let path = logs.local.get(s).cloned().unwrap_or_default();
             let bytes = std::fs::read(&path).map_err(io("read", &path))?;
             if contains(&bytes, b"\"segment\":{") {
                 newest_with_events = Some((i, *s));
@@ -262,7 +279,7 @@ pub fn verify(opts: Options<'_>) -> Result<Report, AuditError> {
     });
     if let Some((prev, newest)) = anchor {
         // The start check: the previous log's last digest anchors the walk of the newest one.
-        let path = logs.get(&prev).cloned().unwrap_or_default();
+        let path = logs.local.get(&prev).cloned().unwrap_or_default();
         let lines = digest::read_log(&path).map_err(io("read", &path))?;
         let Some(line) = lines.lines.last() else {
             return Ok(w.report);
@@ -294,11 +311,11 @@ pub fn verify(opts: Options<'_>) -> Result<Report, AuditError> {
             start = ret;
         }
     }
-    let mut seqs: Vec<u64> = trail.keys().chain(logs.keys()).copied().collect();
+    let mut seqs: Vec<u64> = trail.keys().copied().chain(logs.seqs()).collect();
     seqs.sort_unstable();
     seqs.dedup();
     for s in seqs.into_iter().filter(|s| *s >= start) {
-        match w.pair(s, trail.get(&s), logs.get(&s)) {
+        match w.pair(s, trail.get(&s), &logs) {
             Ok(()) => {}
             Err(Halt::Io(e)) => return Err(e),
             Err(Halt::Problem(p)) => {
@@ -315,9 +332,12 @@ pub fn verify(opts: Options<'_>) -> Result<Report, AuditError> {
 impl Walker<'_> {
     /// Collects the signed `retention` and `discontinuity` digests first: the walk needs to
     /// know where retention let the trail start and which losses an operator accepted.
-    fn prescan(&mut self, logs: &std::collections::BTreeMap<u64, PathBuf>) -> Step {
-        for path in logs.values() {
-            let lines = digest::read_log(path).map_err(io("read", path))?;
+    fn prescan(&mut self, logs: &Logs) -> Step {
+        for s in logs.seqs() {
+            // A log that does not extend its exported copy is reported by the walk itself.
+            let Ok(Some(lines)) = logs.read(s) else {
+                continue;
+            };
             for line in &lines.lines {
                 let wanted =
                     contains(line, b"\"retention\":{") || contains(line, b"\"discontinuity\":{");
@@ -335,10 +355,7 @@ impl Walker<'_> {
     }
 
     /// Applies the newest signed retention digest: returns the first kept file's sequence.
-    fn retention(
-        &mut self,
-        logs: &std::collections::BTreeMap<u64, PathBuf>,
-    ) -> Result<Option<u64>, AuditError> {
+    fn retention(&mut self, logs: &Logs) -> Result<Option<u64>, AuditError> {
         let newest = self
             .discontinuities
             .iter()
@@ -356,6 +373,7 @@ impl Walker<'_> {
             return Ok(None);
         };
         let excluded: Vec<String> = logs
+            .local
             .keys()
             .filter(|s| **s < r.first_kept_seq)
             .map(|s| digest::log_name(*s))
@@ -410,7 +428,7 @@ impl Walker<'_> {
     }
 
     /// One trail file and its digest log.
-    fn pair(&mut self, s: u64, trail: Option<&PathBuf>, log: Option<&PathBuf>) -> Step {
+    fn pair(&mut self, s: u64, trail: Option<&PathBuf>, logs: &Logs) -> Step {
         if let Some(skip) = &self.skipping {
             if s <= skip.digest.head.seq {
                 if trail.is_some() {
@@ -424,8 +442,7 @@ impl Walker<'_> {
             }
         }
         self.open(s, trail)?;
-        if let Some(path) = log {
-            let lines = digest::read_log(path).map_err(io("read", path))?;
+        if let Some(lines) = logs.read(s)? {
             let name = digest::log_name(s);
             for (i, line) in lines.lines.iter().enumerate() {
                 self.digest(&format!("{name}:{}", i + 1), line)?;
@@ -972,6 +989,51 @@ impl Walker<'_> {
             tail.summary = f.summary;
         }
         Ok(self.report)
+    }
+}
+
+/// The digest logs of the audit directory, and of an exported copy.
+struct Logs {
+    local: std::collections::BTreeMap<u64, PathBuf>,
+    witness: std::collections::BTreeMap<u64, PathBuf>,
+}
+
+impl Logs {
+    fn seqs(&self) -> Vec<u64> {
+        let mut all: Vec<u64> = self
+            .local
+            .keys()
+            .chain(self.witness.keys())
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// The lines of `digest-S.jsonl`: the local log, which must extend the exported copy; the
+    /// copy when the local log is gone.
+    fn read(&self, s: u64) -> Step<Option<digest::LogLines>> {
+        let read = |p: &PathBuf| digest::read_log(p).map_err(io("read", p));
+        let local = self.local.get(&s).map(read).transpose()?;
+        let copy = self.witness.get(&s).map(read).transpose()?;
+        match (local, copy) {
+            (Some(l), Some(c)) => {
+                if !l.lines.starts_with(&c.lines) {
+                    return Err(problem(
+                        digest::log_name(s),
+                        format!(
+                            "does not extend its exported copy ({} digest(s) there, {} here): the digests in the data directory were rolled back or rewritten",
+                            c.lines.len(),
+                            l.lines.len()
+                        ),
+                        0,
+                    ));
+                }
+                Ok(Some(l))
+            }
+            (l, c) => Ok(l.or(c)),
+        }
     }
 }
 
