@@ -255,22 +255,7 @@ pub fn log_name(seq: u64) -> String {
 
 /// The digest logs under `dir`, oldest first: (first sequence number of their trail file, path).
 pub fn digest_logs(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    let mut logs = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(seq) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("digest-"))
-            .and_then(|n| n.strip_suffix(".jsonl"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        logs.push((seq, entry.path()));
-    }
-    logs.sort();
-    Ok(logs)
+    super::sink::numbered_files(dir, "digest-")
 }
 
 /// Serializes and signs `digest` as one line (with its newline); returns it with the signature.

@@ -54,3 +54,16 @@ pub enum AuditError {
     #[error("the audit trail cannot be written")]
     Unavailable,
 }
+
+/// Maps an I/O error on `path` to [`AuditError::Io`] (for `map_err`).
+pub(crate) fn io(
+    action: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> AuditError {
+    let path = path.to_owned();
+    move |source| AuditError::Io {
+        action,
+        path,
+        source,
+    }
+}

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::digest;
-use super::err::AuditError;
+use super::err::{io, AuditError};
 
 /// What an export did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,15 +44,6 @@ pub enum ExportError {
         /// How they differ.
         why: &'static str,
     },
-}
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> AuditError {
-    let path = path.to_owned();
-    move |source| AuditError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 /// Copies the digest logs of `audit_dir` into `dest` (created if missing).

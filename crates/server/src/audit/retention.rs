@@ -16,21 +16,11 @@
 //! signing key to go unnoticed: `verify` starts the chain where the newest signed retention digest
 //! says, and every kept file must match its digests.
 
-use std::path::Path;
 use std::time::Duration;
 
 use super::digest::{self, Kind, RemovedFile, RetentionInfo};
-use super::err::AuditError;
+use super::err::{io, AuditError};
 use super::sink::{file_name, rfc3339, sync_dir, Extra, Writer};
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> AuditError {
-    let path = path.to_owned();
-    move |source| AuditError::Io {
-        action,
-        path,
-        source,
-    }
-}
 
 /// Removes the oldest files whose signed newest event time is older than `retain` before the
 /// writer's clock. Returns how many trail files went.

@@ -306,13 +306,18 @@ impl Durable {
 
 /// The trail files under `dir`, oldest first: (first sequence number, path).
 pub fn trail_files(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    numbered_files(dir, "audit-")
+}
+
+/// The files `<prefix><number>.jsonl` under `dir`, by number.
+pub(crate) fn numbered_files(dir: &Path, prefix: &str) -> std::io::Result<Vec<(u64, PathBuf)>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let Some(seq) = name
             .to_str()
-            .and_then(|n| n.strip_prefix("audit-"))
+            .and_then(|n| n.strip_prefix(prefix))
             .and_then(|n| n.strip_suffix(".jsonl"))
             .and_then(|n| n.parse::<u64>().ok())
         else {

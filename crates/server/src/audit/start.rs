@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use super::chain::{self, GENESIS_HASH};
 use super::digest::{self, DiscontinuityInfo, Kind, Signed, StartInfo};
-use super::err::AuditError;
+use super::err::{io, AuditError};
 use super::keys::{Signer, TrustedKeys};
 use super::sink::{
     cut_incomplete_line, file_name, trail_files, Extra, Last, Options, Writer, MAX_UNSIGNED_EVENTS,
@@ -44,18 +44,10 @@ pub(crate) fn resume(
     opts: Options,
     stats: Arc<SinkStats>,
 ) -> Result<Writer, AuditError> {
-    let io = |action: &'static str| {
-        let path = dir.to_owned();
-        move |source| AuditError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    if let Some((_, p)) = trail_files(dir).map_err(io("list"))?.last() {
+    if let Some((_, p)) = trail_files(dir).map_err(io("list", dir))?.last() {
         cut_incomplete_line(p)?;
     }
-    if let Some((_, p)) = digest::digest_logs(dir).map_err(io("list"))?.last() {
+    if let Some((_, p)) = digest::digest_logs(dir).map_err(io("list", dir))?.last() {
         cut_incomplete_line(p)?;
     }
     let keys = Writer::keys(&signer, &opts);
@@ -226,18 +218,10 @@ fn continue_from(
 /// The newest digest whose signature checks out, whatever the chain says, and the highest
 /// digest number seen.
 fn latest_signed(dir: &Path, keys: &TrustedKeys) -> Result<(Option<Signed>, u64), AuditError> {
-    let logs = digest::digest_logs(dir).map_err(|source| AuditError::Io {
-        action: "list",
-        path: dir.to_owned(),
-        source,
-    })?;
+    let logs = digest::digest_logs(dir).map_err(io("list", dir))?;
     let mut best: Option<Signed> = None;
     for (_, path) in logs {
-        let lines = digest::read_log(&path).map_err(|source| AuditError::Io {
-            action: "read",
-            path: path.clone(),
-            source,
-        })?;
+        let lines = digest::read_log(&path).map_err(io("read", &path))?;
         for line in &lines.lines {
             if let Ok(s) = digest::check(line, keys) {
                 if best
@@ -256,17 +240,9 @@ fn latest_signed(dir: &Path, keys: &TrustedKeys) -> Result<(Option<Signed>, u64)
 /// The highest event sequence number on disk and its hash (the last complete line of the newest
 /// trail file holding one).
 fn last_on_disk(dir: &Path) -> Result<Option<chain::Link>, AuditError> {
-    let files = trail_files(dir).map_err(|source| AuditError::Io {
-        action: "list",
-        path: dir.to_owned(),
-        source,
-    })?;
+    let files = trail_files(dir).map_err(io("list", dir))?;
     for (_, path) in files.iter().rev() {
-        let text = std::fs::read(path).map_err(|source| AuditError::Io {
-            action: "read",
-            path: path.clone(),
-            source,
-        })?;
+        let text = std::fs::read(path).map_err(io("read", path))?;
         let last = text
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())

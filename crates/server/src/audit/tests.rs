@@ -601,7 +601,10 @@ async fn exported_digests_catch_a_rollback() {
     assert_eq!(r.problem, None, "{r:#?}");
     // An up-to-date export appends what is new.
     let again = super::export::export_digests(dir.path(), witness.path()).unwrap();
-    assert!(again.digests > 0 && again.new_files + again.extended > 0, "{again:?}");
+    assert!(
+        again.digests > 0 && again.new_files + again.extended > 0,
+        "{again:?}"
+    );
     let same = super::export::export_digests(dir.path(), witness.path()).unwrap();
     assert_eq!(same.digests, 0, "{same:?}");
 }

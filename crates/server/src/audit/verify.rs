@@ -24,7 +24,7 @@ use sha2::Digest as _;
 
 use super::chain::{self, GENESIS_HASH};
 use super::digest::{self, FileSummary, Kind, Signed, Span, SHORT_HASH_LEN};
-use super::err::AuditError;
+use super::err::{io, AuditError};
 use super::event::Stage;
 use super::keys::TrustedKeys;
 use super::sink::{file_name, trail_files};
@@ -195,15 +195,6 @@ struct Walker<'a> {
     file: Option<Reader>,
     /// The newest digest log holding a digest.
     last_log: u64,
-}
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> AuditError {
-    let path = path.to_owned();
-    move |source| AuditError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 fn problem(position: impl Into<String>, reason: impl Into<String>, seq: u64) -> Halt {
