@@ -32,6 +32,7 @@ pub mod digest;
 mod err;
 pub mod event;
 pub mod export;
+mod files;
 pub mod keys;
 pub mod query;
 pub mod retention;

@@ -255,7 +255,7 @@ pub fn log_name(seq: u64) -> String {
 
 /// The digest logs under `dir`, oldest first: (first sequence number of their trail file, path).
 pub fn digest_logs(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    super::sink::numbered_files(dir, "digest-")
+    super::files::numbered_files(dir, "digest-")
 }
 
 /// Serializes and signs `digest` as one line (with its newline); returns it with the signature.

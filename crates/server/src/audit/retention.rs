@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use super::digest::{self, Kind, RemovedFile, RetentionInfo};
 use super::err::{io, AuditError};
-use super::sink::{file_name, rfc3339, sync_dir, Extra, Writer};
+use super::files::{file_name, rfc3339, sync_dir};
+use super::sink::{Extra, Writer};
 
 /// Removes the oldest files whose signed newest event time is older than `retain` before the
 /// writer's clock. Returns how many trail files went.

@@ -25,10 +25,9 @@ use std::sync::Arc;
 use super::chain::{self, GENESIS_HASH};
 use super::digest::{self, DiscontinuityInfo, Kind, Signed, StartInfo};
 use super::err::{io, AuditError};
+use super::files::{cut_incomplete_line, file_name, trail_files};
 use super::keys::{Signer, TrustedKeys};
-use super::sink::{
-    cut_incomplete_line, file_name, trail_files, Extra, Last, Options, Writer, MAX_UNSIGNED_EVENTS,
-};
+use super::sink::{Extra, Last, Options, Writer, MAX_UNSIGNED_EVENTS};
 use super::verify::{self, Report, Walk};
 use crate::metrics::SinkStats;
 
