@@ -31,7 +31,9 @@ pub enum AuditCommand {
     /// beyond the last signature.
     ///
     /// Exit status: 0 intact; 1 a problem (printed as FILE:LINE and why); 3 intact apart from
-    /// signed discontinuities (events an operator gave up at start, listed).
+    /// signed discontinuities (events an operator gave up at start, or tampering the writer
+    /// found, listed). `gap:` lines name restarts after an unclean stop (a crash, or digests
+    /// rolled back: --digests with an exported copy tells which).
     ///
     /// Examples:
     ///   keyhole audit verify --data-dir ./keyhole-data --fingerprint 3f1c...e9
@@ -107,7 +109,7 @@ pub struct VerifyArgs {
     /// `openssl pkey -pubout` writes it); repeat for a key that was rotated.
     #[arg(long = "public-key", value_name = "FILE")]
     pub public_keys: Vec<PathBuf>,
-    /// The fingerprint of the signing key (printed by `keyhole serve` at first start); digests
+    /// The fingerprint of the signing key (printed by `keyhole serve` at every start); digests
     /// must carry a key with this fingerprint. Repeat, or separate with commas.
     #[arg(
         long = "fingerprint",
