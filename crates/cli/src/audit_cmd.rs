@@ -1,14 +1,17 @@
-//! `keyhole audit verify|query|tail`: check and read the audit trail under a data directory
-//! (DESIGN.md sections 7 and 10). All three stream the trail; none loads it whole.
+//! `keyhole audit verify|query|tail|keygen|export-digests`: check and read the audit trail under
+//! a data directory (DESIGN.md sections 7 and 10), create a signing key, copy the signed digests
+//! to a witness. Reading commands stream the trail; none loads it whole.
 //!
 //! Exit codes: `verify` 0 when the trail is intact, 1 when it is not (the first bad position is
-//! printed as `FILE:LINE`); `query` and `tail` 0.
+//! printed as `FILE:LINE`), 3 when it is intact apart from signed discontinuities; the others 0
+//! on success.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
+use keyhole_server::audit::event::Stage;
 use keyhole_server::audit::query::{self, Filter, Found};
 use keyhole_server::audit::{self, Decision};
 use miette::{miette, IntoDiagnostic, WrapErr};
@@ -16,24 +19,33 @@ use miette::{miette, IntoDiagnostic, WrapErr};
 /// `keyhole audit ...`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain and the signed checkpoint; name the first bad event.
+    /// Check the trail against its signed digests with the operator's public key; name the first
+    /// bad event.
     ///
-    /// Detects an edited, deleted, inserted or reordered event, a missing or renamed file, and a
-    /// trail cut at its tail. Needs the data directory's master key (for the checkpoint).
+    /// Detects an edited event (even with the chain recomputed after it), a deleted, inserted or
+    /// reordered event, a missing, renamed, swapped or cut file, events cut from the tail or
+    /// appended while the gateway was stopped, a removed, replayed or forged digest, and an emptied
+    /// trail. The key is never taken from the directory being checked: give the public key
+    /// (--public-key) or its fingerprint (--fingerprint, or audit_key_fingerprints in --config).
+    /// Also lists `authorized` records that never got a `completed` one, and how many events lie
+    /// beyond the last signature.
     ///
-    /// Example:
-    ///   keyhole audit verify --data-dir ./keyhole-data
+    /// Exit status: 0 intact; 1 a problem (printed as FILE:LINE and why); 3 intact apart from
+    /// signed discontinuities (events an operator gave up at start, or tampering the writer
+    /// found, listed). `gap:` lines name restarts after an unclean stop (a crash, or digests
+    /// rolled back: --digests with an exported copy tells which).
+    ///
+    /// Examples:
+    ///   keyhole audit verify --data-dir ./keyhole-data --fingerprint 3f1c...e9
+    ///   keyhole audit verify --data-dir ./copy --public-key audit.pub --digests /mnt/witness/keyhole
     #[command(verbatim_doc_comment)]
-    Verify {
-        /// Data directory of the gateway [default: ./keyhole-data].
-        #[arg(long, env = "KEYHOLE_DATA_DIR", value_name = "DIR")]
-        data_dir: Option<PathBuf>,
-    },
+    Verify(VerifyArgs),
     /// Print the events that match every filter given, oldest first.
     ///
     /// Examples:
     ///   keyhole audit query --since 1h --decision deny
     ///   keyhole audit query --bucket datasets --prefix wiki/ --operation GetObject --format jsonl
+    ///   keyhole audit query --stage authorized --operation DeleteObject
     #[command(verbatim_doc_comment)]
     Query(QueryArgs),
     /// Print the last events, and with -f keep printing new ones as they are written.
@@ -52,6 +64,74 @@ pub enum AuditCommand {
         #[command(flatten)]
         query: QueryArgs,
     },
+    /// Create an Ed25519 signing key for the audit digests: FILE (private, PKCS#8 PEM, mode
+    /// 0600) and FILE.pub (public, PEM), and print the fingerprint.
+    ///
+    /// Keep FILE where only the gateway can read it, outside its data directory, and give it to
+    /// `keyhole serve --audit-signing-key FILE`; keep FILE.pub (or the fingerprint) where the
+    /// trail is verified. `openssl genpkey -algorithm ed25519 -out FILE` makes an equivalent key.
+    ///
+    /// Example:
+    ///   keyhole audit keygen --out /etc/keyhole/audit-signing.key
+    #[command(verbatim_doc_comment)]
+    Keygen {
+        /// Where to write the private key (FILE.pub gets the public key); never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Copy the signed digests to DEST (a directory an external witness holds), appending what
+    /// is new; refuses, and says so, when the local digests no longer extend the copy (they were
+    /// rolled back or rewritten).
+    ///
+    /// Run it at least as often as the digest cadence (cron, a systemd timer). Then verify with
+    /// `keyhole audit verify --digests DEST`, here or on another machine.
+    ///
+    /// Example:
+    ///   keyhole audit export-digests /mnt/witness/keyhole --data-dir ./keyhole-data
+    #[command(verbatim_doc_comment)]
+    ExportDigests {
+        /// The directory to copy the digest logs into (created if missing).
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+        /// Data directory of the gateway [default: ./keyhole-data].
+        #[arg(long, env = "KEYHOLE_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// Options of `keyhole audit verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Data directory of the gateway, or a copy of it holding `audit/` [default: ./keyhole-data].
+    #[arg(long, env = "KEYHOLE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The public key digests must be signed with (PEM, as `keyhole audit keygen` or
+    /// `openssl pkey -pubout` writes it); repeat for a key that was rotated.
+    #[arg(long = "public-key", value_name = "FILE")]
+    pub public_keys: Vec<PathBuf>,
+    /// The fingerprint of the signing key (printed by `keyhole serve` at every start); digests
+    /// must carry a key with this fingerprint. Repeat, or separate with commas.
+    #[arg(
+        long = "fingerprint",
+        env = "KEYHOLE_AUDIT_KEY_FINGERPRINTS",
+        value_name = "HEX",
+        value_delimiter = ','
+    )]
+    pub fingerprints: Vec<String>,
+    /// The gateway's TOML configuration: its data_dir and audit_key_fingerprints are used
+    /// (flags win).
+    #[arg(long, env = "KEYHOLE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check against the digests in DIR too (a copy made by `keyhole audit export-digests`):
+    /// every digest log in the data directory must extend its copy there, and the copy stands in
+    /// for logs missing here, so a trail rolled back, rewritten or emptied since the export fails.
+    #[arg(long, value_name = "DIR")]
+    pub digests: Option<PathBuf>,
+    /// Fail when the newest digest is older than this (15m, 2h, ...): for checks while the
+    /// gateway runs, since it signs one every audit_digest_seconds; an older newest digest
+    /// means the writer stalled or newer digests were removed.
+    #[arg(long, value_name = "AGE")]
+    pub max_age: Option<String>,
 }
 
 /// Filters shared by `query` and `tail`.
@@ -90,6 +170,9 @@ pub struct QueryArgs {
     /// HTTP status, e.g. 403.
     #[arg(long, value_name = "CODE")]
     pub status: Option<u16>,
+    /// Record stage: `authorized` (the write-ahead record of a change) or `completed`.
+    #[arg(long, value_enum)]
+    pub stage: Option<StageArg>,
     /// Output: a table for people, or the stored JSON lines for tools.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -102,6 +185,15 @@ pub enum DecisionArg {
     Allow,
     /// Denied (including failed authentication).
     Deny,
+}
+
+/// `--stage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StageArg {
+    /// Write-ahead records of changes (made durable before the change).
+    Authorized,
+    /// Records of finished requests.
+    Completed,
 }
 
 /// `--format`.
@@ -132,7 +224,21 @@ fn audit_dir(data: &Path) -> miette::Result<PathBuf> {
 /// Runs an audit subcommand.
 pub fn run(cmd: AuditCommand) -> miette::Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { data_dir: d } => verify(&data_dir(d)),
+        AuditCommand::Verify(v) => verify(v),
+        AuditCommand::Keygen { out } => keygen(&out),
+        AuditCommand::ExportDigests { dest, data_dir: d } => {
+            let dir = audit_dir(&data_dir(d))?;
+            let done = audit::export::export_digests(&dir, &dest).into_diagnostic()?;
+            println!(
+                "exported to {}: {} digest(s) written ({} new log(s), {} extended, {} already up to date)",
+                dest.display(),
+                done.digests,
+                done.new_files,
+                done.extended,
+                done.unchanged
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCommand::Query(q) => {
             let (dir, filter, format) = prepare(q)?;
             let mut out = std::io::stdout().lock();
@@ -222,38 +328,196 @@ fn prepare(q: QueryArgs) -> miette::Result<(PathBuf, Filter, Format)> {
             DecisionArg::Deny => Decision::Deny,
         }),
         status: q.status,
+        stage: q.stage.map(|s| match s {
+            StageArg::Authorized => Stage::Authorized,
+            StageArg::Completed => Stage::Completed,
+        }),
     };
     Ok((dir, filter, q.format))
 }
 
-fn verify(data: &Path) -> miette::Result<ExitCode> {
-    let dir = audit_dir(data)?;
-    let account = keyhole_server::Account::open_existing(data)
+fn keygen(out: &Path) -> miette::Result<ExitCode> {
+    let signer = audit::keys::Signer::generate();
+    let mut public_path = out.as_os_str().to_owned();
+    public_path.push(".pub");
+    let public_path = PathBuf::from(public_path);
+    if public_path.exists() {
+        return Err(miette!(
+            "`{}` already exists; choose another --out or move it aside (keys are never overwritten)",
+            public_path.display()
+        ));
+    }
+    signer.write_new(out).into_diagnostic()?;
+    std::fs::write(&public_path, signer.public().to_pem())
         .into_diagnostic()
-        .wrap_err("the checkpoint is signed with the master key, which could not be read")?;
-    let key = audit::checkpoint_key(account.master_key.expose());
-    let report = audit::verify::verify(&dir, &key).into_diagnostic()?;
+        .wrap_err_with(|| format!("cannot write `{}`", public_path.display()))?;
+    println!(
+        "private key: {} (mode 0600; give it to `keyhole serve --audit-signing-key`, and keep it out of the data directory)\npublic key:  {} (keep a copy where the trail is verified: `keyhole audit verify --public-key`)\nfingerprint: {}",
+        out.display(),
+        public_path.display(),
+        signer.public().fingerprint()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The keys `verify` trusts: only what the operator gave on the command line or in the config.
+fn trusted_keys(v: &VerifyArgs, pinned: &[String]) -> miette::Result<audit::keys::TrustedKeys> {
+    let mut keys = Vec::new();
+    for path in &v.public_keys {
+        keys.push(audit::keys::PublicKey::read(path).into_diagnostic()?);
+    }
+    let mut fingerprints = Vec::new();
+    for f in v.fingerprints.iter().chain(pinned) {
+        fingerprints.push(audit::keys::parse_fingerprint(f).ok_or_else(|| {
+            miette!("--fingerprint `{f}` is not a fingerprint: use the 64 hex digits `keyhole serve` printed at first start")
+        })?);
+    }
+    let keys = audit::keys::TrustedKeys::new(keys, fingerprints);
+    if keys.is_empty() {
+        return Err(miette!(
+            "verify needs the operator's key, never the one in the directory it checks: give --public-key FILE (from `keyhole audit keygen`), --fingerprint HEX (printed by `keyhole serve` at first start), or --config FILE with audit_key_fingerprints"
+        ));
+    }
+    Ok(keys)
+}
+
+fn verify(v: VerifyArgs) -> miette::Result<ExitCode> {
+    let (data, pinned) = match &v.config {
+        Some(path) => {
+            let c = keyhole_server::Config::load(
+                Some(path),
+                keyhole_server::ConfigOverrides {
+                    data_dir: v.data_dir.clone(),
+                    ..Default::default()
+                },
+            )
+            .into_diagnostic()?;
+            (c.data_dir, c.audit_key_fingerprints)
+        }
+        None => (data_dir(v.data_dir.clone()), Vec::new()),
+    };
+    let keys = trusted_keys(&v, &pinned)?;
+    let dir = audit_dir(&data)?;
+    if let Some(w) = &v.digests {
+        if !w.is_dir() {
+            return Err(miette!("--digests `{}` is not a directory", w.display()));
+        }
+    }
+    let max_age = v
+        .max_age
+        .as_deref()
+        .map(|t| query::parse_time(t, chrono::Utc::now()).map_err(|e| miette!("--max-age: {e}")))
+        .transpose()?;
+    let report = audit::verify::verify(audit::verify::Options {
+        audit_dir: &dir,
+        witness: v.digests.as_deref(),
+        keys: &keys,
+        from: audit::verify::Walk::Beginning,
+    })
+    .into_diagnostic()?;
     for note in &report.notes {
         eprintln!("note: {note}");
     }
-    match &report.problem {
-        None => {
-            let cp = report.checkpoint.as_ref().map_or_else(
-                || "no events yet".to_owned(),
-                |c| format!("checkpoint matches event #{}", c.seq),
-            );
-            println!(
-                "ok: {} events in {} files, chain intact, {cp}",
-                report.events, report.files
-            );
-            Ok(ExitCode::SUCCESS)
+    let mut out = std::io::stdout().lock();
+    let mut problem = report.problem.clone();
+    if problem.is_none() {
+        if let (Some(limit), Some(last)) = (max_age, &report.last) {
+            let newest = chrono::DateTime::parse_from_rfc3339(&last.digest.digest_end_time)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .ok();
+            if newest.is_none_or(|t| t < limit) {
+                problem = Some(audit::verify::Problem {
+                    position: "(newest digest)".into(),
+                    reason: format!(
+                        "the newest digest #{} is from {}, older than --max-age: the writer stopped or stalled, or newer digests were removed (compare with the exported digests)",
+                        last.digest.digest_seq, last.digest.digest_end_time
+                    ),
+                    seq: 0,
+                });
+            }
         }
+    }
+    let summary = describe(&report);
+    let code = match &problem {
         Some(p) => {
-            println!(
+            let _ = writeln!(
+                out,
                 "FAILED at {}: {} ({} events before it check out)",
                 p.position, p.reason, report.events
             );
-            Ok(ExitCode::FAILURE)
+            ExitCode::FAILURE
+        }
+        None if report.discontinuities.is_empty() => {
+            let _ = writeln!(out, "ok: {summary}");
+            ExitCode::SUCCESS
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "ok apart from {} signed discontinuit{}: {summary}",
+                report.discontinuities.len(),
+                if report.discontinuities.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
+            );
+            ExitCode::from(3)
+        }
+    };
+    for d in &report.discontinuities {
+        let _ = writeln!(out, "discontinuity: {d}");
+    }
+    for g in &report.gaps {
+        let _ = writeln!(out, "gap: {g}");
+    }
+    if report.unsigned > 0 {
+        let (n, at) = report.last.as_ref().map_or((0, String::new()), |l| {
+            (l.digest.digest_seq, l.digest.digest_end_time.clone())
+        });
+        let _ = writeln!(
+            out,
+            "unsigned: {} event(s) after the last signed digest #{n} ({at}) check out by chain only; the gateway signs them within its digest interval (at most {} events wait)",
+            report.unsigned,
+            audit::sink::MAX_UNSIGNED_EVENTS
+        );
+    }
+    if report.orphan_count > 0 {
+        let _ = writeln!(
+            out,
+            "orphaned: {} `authorized` record(s) without a `completed` one (the request did not finish: the gateway stopped, or the trail was cut between them):",
+            report.orphan_count
+        );
+        for o in &report.orphans {
+            let _ = writeln!(
+                out,
+                "  {} {} {} {}",
+                o.position, o.event_time, o.event_name, o.request_id
+            );
         }
     }
+    Ok(code)
+}
+
+fn describe(report: &audit::verify::Report) -> String {
+    let digests = match (&report.first, &report.last) {
+        (Some(f), Some(l)) => format!(
+            "{} signed digest(s), #{} {} ({}) to #{} {} ({})",
+            report.digests,
+            f.digest.digest_seq,
+            f.digest.kind.as_str(),
+            f.digest.digest_end_time,
+            l.digest.digest_seq,
+            l.digest.kind.as_str(),
+            l.digest.digest_end_time
+        ),
+        _ => "no digest".into(),
+    };
+    let key = report.last.as_ref().map_or_else(String::new, |l| {
+        format!(", key {}", l.digest.public_key_fingerprint)
+    });
+    format!(
+        "{} events in {} files match {digests}{key}",
+        report.events, report.files
+    )
 }

@@ -54,12 +54,16 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::policy_cmd::PolicyCommand,
     },
-    /// Verify, query and follow the audit trail (one hash-chained event per request).
+    /// Verify (with the operator's public key), query and follow the audit trail (one
+    /// hash-chained event per request, covered by Ed25519-signed digests); create a signing key;
+    /// copy the digests to a witness.
     ///
     /// Examples:
-    ///   keyhole audit verify --data-dir ./keyhole-data
+    ///   keyhole audit verify --data-dir ./keyhole-data --fingerprint HEX
     ///   keyhole audit query --since 1h --decision deny
     ///   keyhole audit tail -f
+    ///   keyhole audit keygen --out /etc/keyhole/audit-signing.key
+    ///   keyhole audit export-digests /mnt/witness/keyhole
     #[command(verbatim_doc_comment)]
     Audit {
         /// What to do with the trail.
@@ -110,8 +114,9 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// TOML configuration file with any of: listen, data_dir, domain, region, trusted_proxies,
-    /// audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, job_session_secs, tls_cert,
-    /// tls_key.
+    /// audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days,
+    /// audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs,
+    /// tls_cert, tls_key.
     #[arg(long, env = "KEYHOLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:9000].
@@ -145,10 +150,37 @@ pub struct ServeArgs {
     /// Start a new audit file at this age in seconds [default: 3600].
     #[arg(long, env = "KEYHOLE_AUDIT_ROTATE_SECONDS", value_name = "SECS")]
     pub audit_rotate_seconds: Option<u64>,
-    /// Remove audit trail files older than this many days, keeping a signed anchor so
+    /// Remove audit trail files whose newest event (as signed in their closing digest, never the
+    /// file's mtime) is older than this many days, behind a signed retention digest so
     /// `keyhole audit verify` still checks the rest [default: 0 = keep everything].
     #[arg(long, env = "KEYHOLE_AUDIT_RETAIN_DAYS", value_name = "DAYS")]
     pub audit_retain_days: Option<u64>,
+    /// Sign an audit digest at least this often, even when idle: the longest an event stays
+    /// unsigned (besides at most 1024 events) [default: 60, 1 to 3600].
+    #[arg(long, env = "KEYHOLE_AUDIT_DIGEST_SECONDS", value_name = "SECS")]
+    pub audit_digest_seconds: Option<u64>,
+    /// The Ed25519 private key (PKCS#8 PEM; `keyhole audit keygen --out FILE`) that signs the
+    /// audit digests, read once at start: keep it outside the data directory (a root-owned file,
+    /// /dev/fd/N, a systemd credential). [default: DATA_DIR/audit-signing.key, created at first
+    /// start]
+    #[arg(long, env = "KEYHOLE_AUDIT_SIGNING_KEY", value_name = "FILE")]
+    pub audit_signing_key: Option<PathBuf>,
+    /// Fingerprint of a signing key the operator trusts; repeat (or separate with commas) while
+    /// rotating keys. With any given, the gateway refuses to start with another key, and accepts
+    /// digests signed by these at start.
+    #[arg(
+        long = "audit-key-fingerprint",
+        env = "KEYHOLE_AUDIT_KEY_FINGERPRINTS",
+        value_name = "HEX",
+        value_delimiter = ','
+    )]
+    pub audit_key_fingerprints: Vec<String>,
+    /// Start even though the audit trail does not match its signed digests: sign a
+    /// discontinuity digest naming the events given up, log an error, count it in /metrics, and
+    /// go on after them. Without it the gateway refuses to start. A flag only (no variable, no
+    /// file key): use it once, after finding out what happened with `keyhole audit verify`.
+    #[arg(long)]
+    pub audit_accept_discontinuity: bool,
     /// Lifetime of one job session in seconds, 15 to 43200 [default: 3600]; SDKs using the
     /// credential endpoint refresh before it ends, and no session outlives its job's window.
     #[arg(long, env = "KEYHOLE_JOB_SESSION_SECS", value_name = "SECS")]

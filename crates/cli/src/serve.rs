@@ -23,6 +23,11 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             audit_rotate_seconds: args.audit_rotate_seconds,
             job_session_secs: args.job_session_secs,
             audit_retain_days: args.audit_retain_days,
+            audit_digest_seconds: args.audit_digest_seconds,
+            audit_signing_key: args.audit_signing_key,
+            audit_key_fingerprints: (!args.audit_key_fingerprints.is_empty())
+                .then_some(args.audit_key_fingerprints),
+            audit_accept_discontinuity: args.audit_accept_discontinuity,
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,
         },
@@ -53,7 +58,10 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
         let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     }
     tracing::info!(endpoint = %endpoint_of(&gateway, local), "listening");
+    let audit = gateway.audit.clone();
     keyhole_server::pipeline::serve(Arc::new(gateway), listener, shutdown_signal()).await;
+    // In-flight requests are done: sign the stop digest that closes the trail file.
+    audit.close().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -92,12 +100,31 @@ fn banner(gateway: &keyhole_server::Gateway, local: std::net::SocketAddr) -> Str
         }
         None => (String::new(), String::new(), ""),
     };
+    let config = &gateway.config;
+    let key = config.audit_signing_key.clone().unwrap_or_else(|| {
+        config
+            .data_dir
+            .join(keyhole_server::audit::DEFAULT_SIGNING_KEY_FILE)
+    });
+    let key = std::path::absolute(&key).unwrap_or(key);
+    let key_note = if config.audit_signing_key.is_none() {
+        "\n  (inside the data directory: whoever can read it can forge digests; keep it elsewhere with --audit-signing-key, see docs/AUDIT.md)"
+    } else {
+        ""
+    };
+    let fingerprint = gateway.audit.fingerprint();
+    let first = if gateway.account.created_now {
+        format!("New account: record the audit key fingerprint away from this machine; `keyhole audit verify --fingerprint {fingerprint}` checks the trail with it.\n")
+    } else {
+        String::new()
+    };
     format!(
-        "keyhole {version} is serving S3\n  endpoint:         {endpoint}\n  account id:       {account}\n  data directory:   {data}\n  root credentials: {creds} ({fresh})\n{tls_line}try:\n  AWS_SHARED_CREDENTIALS_FILE={creds} aws --endpoint-url {endpoint}{ca_bundle} s3 ls\n{tls_note}Root credentials are for bootstrap only; stop with Ctrl-C (in-flight requests finish).\n",
+        "keyhole {version} is serving S3\n  endpoint:         {endpoint}\n  account id:       {account}\n  data directory:   {data}\n  root credentials: {creds} ({fresh})\n  audit signing key: {key_path}{key_note}\n  audit key fingerprint: {fingerprint}\n{tls_line}{first}try:\n  AWS_SHARED_CREDENTIALS_FILE={creds} aws --endpoint-url {endpoint}{ca_bundle} s3 ls\n{tls_note}Root credentials are for bootstrap only; stop with Ctrl-C (in-flight requests finish).\n",
         version = env!("CARGO_PKG_VERSION"),
         account = gateway.account.record.account_id,
         data = data_dir.display(),
         creds = creds.display(),
+        key_path = key.display(),
     )
 }
 

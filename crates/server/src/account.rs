@@ -59,6 +59,9 @@ pub enum AccountError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The audit trail's genesis could not be written while creating the account.
+    #[error("cannot start the audit trail of the new account: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     /// A file exists but does not have the expected content.
     #[error("`{path}` is damaged: {reason}; restore it from a backup, or move the data directory aside to start a new account")]
     Damaged {
@@ -72,6 +75,17 @@ pub enum AccountError {
 impl Account {
     /// Loads the account from `data_dir`, creating it (and the directory) on first start.
     pub fn load_or_create(data_dir: &Path) -> Result<Account, AccountError> {
+        Account::load_or_create_with(data_dir, |_| Ok(()))
+    }
+
+    /// As [`Account::load_or_create`], and when it creates the account, runs `before_commit`
+    /// (the audit trail's signed genesis) after the secrets are written and before
+    /// `account.json`, whose presence means the account is complete: a crash in between leaves
+    /// no account, and the next start creates it again.
+    pub fn load_or_create_with(
+        data_dir: &Path,
+        before_commit: impl FnOnce(&AccountRecord) -> Result<(), AccountError>,
+    ) -> Result<Account, AccountError> {
         std::fs::create_dir_all(data_dir).map_err(|source| AccountError::Io {
             action: "create the data directory",
             path: data_dir.to_owned(),
@@ -103,6 +117,7 @@ impl Account {
             path: account_path.clone(),
             reason: e.to_string(),
         })?;
+        before_commit(&record)?;
         // Written last: its presence means the other two files are complete.
         write_private(&account_path, &json)?;
         let mut account = Account::load(data_dir)?;

@@ -1,12 +1,16 @@
 //! The audit trail: one [`AuditEvent`] per request, appended to hash-chained JSON Lines files
-//! under `<data-dir>/audit/`, group-committed with fsync, verifiable and queryable.
+//! under `<data-dir>/audit/`, group-committed with fsync, covered by Ed25519-signed digests,
+//! verifiable with the operator's public key and queryable.
 //!
 //! - [`event`]: the record (CloudTrail field names where CloudTrail has one).
 //! - [`chain`]: the line format and its SHA-256 chain.
-//! - [`sink`]: the writer thread (batching, fsync, rotation, recovery).
-//! - [`checkpoint`]: the HMAC-signed end-of-trail marker that makes a cut tail detectable.
-//! - [`retention`]: removal of old files, with the HMAC-signed anchor where the trail now starts.
-//! - [`verify`], [`query`]: the readers behind `keyhole audit verify|query|tail`.
+//! - [`keys`]: the signing key and the public keys `verify` trusts.
+//! - [`digest`]: the signed digests (CloudTrail's digest files, chained by signature).
+//! - [`sink`]: the writer thread (batching, fsync, digests on a cadence, rotation).
+//! - [`start`] (private): the start check against the last signed digest.
+//! - [`retention`]: removal of old files, decided from signed event times.
+//! - [`verify`], [`query`], [`export`]: the readers behind `keyhole audit verify|query|tail|
+//!   export-digests`.
 //!
 //! # Security
 //! - Events never hold secrets: no headers, query strings, signatures, session tokens or secret
@@ -17,16 +21,25 @@
 //!   `completed` record made durable before its response is sent: nothing is stored without an event, and nothing successful is
 //!   acknowledged before its event is on disk. When the sink cannot write, such requests fail
 //!   with 503 (unless `audit_fail_open`).
-//! - The chain makes edits, deletions, insertions and reordering detectable; the checkpoint,
-//!   signed with a key derived from the master key, makes truncation detectable.
+//! - The chain makes edits, deletions, insertions and reordering detectable; the digests, signed
+//!   with a private key the operator may keep outside the data directory and checked with a
+//!   public key (or fingerprint) the operator gives, make a cut, rolled-back, rewritten, emptied
+//!   or swapped trail detectable, at start and by `verify`. docs/AUDIT.md states the threat
+//!   model.
 
 pub mod chain;
-pub mod checkpoint;
+pub mod digest;
 mod err;
 pub mod event;
+pub mod export;
+mod files;
+pub mod keys;
 pub mod query;
 pub mod retention;
 pub mod sink;
+mod start;
+#[cfg(test)]
+mod tests;
 pub mod verify;
 
 use std::sync::Mutex;
@@ -130,9 +143,25 @@ impl WriteAhead {
     }
 }
 
-/// The checkpoint key for an account's master key (stored as hex).
-pub fn checkpoint_key(master_key_hex: &str) -> checkpoint::CheckpointKey {
-    let bytes =
-        hex::decode(master_key_hex.trim()).unwrap_or_else(|_| master_key_hex.as_bytes().to_vec());
-    checkpoint::CheckpointKey::derive(&bytes)
+/// File of the default signing key under the data directory (used when `audit_signing_key` is
+/// not set; created at first start).
+pub const DEFAULT_SIGNING_KEY_FILE: &str = "audit-signing.key";
+
+/// Reads the signing key at `path`, or, when it is the default location and absent, creates it.
+/// Returns the key and whether it was created now.
+pub fn load_or_create_signing_key(
+    path: &std::path::Path,
+    default_location: bool,
+) -> Result<(keys::Signer, bool), AuditError> {
+    if default_location && !path.exists() {
+        let signer = keys::Signer::generate();
+        signer.write_new(path)?;
+        tracing::warn!(
+            path = %path.display(),
+            fingerprint = signer.public().fingerprint(),
+            "created the audit signing key inside the data directory; whoever can read it can forge digests: keep it elsewhere with --audit-signing-key (docs/AUDIT.md)"
+        );
+        return Ok((signer, true));
+    }
+    Ok((keys::Signer::read(path)?, false))
 }

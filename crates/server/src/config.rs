@@ -26,6 +26,10 @@ pub const MAX_DELETE_KEYS: usize = 1000;
 pub const DEFAULT_AUDIT_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
 /// Default age (seconds) at which the audit writer starts a new trail file.
 pub const DEFAULT_AUDIT_ROTATE_SECS: u64 = 3600;
+/// Default interval (seconds) between signed audit digests, even when idle.
+pub const DEFAULT_AUDIT_DIGEST_SECS: u64 = 60;
+/// Longest digest interval accepted (an hour, CloudTrail's).
+pub const MAX_AUDIT_DIGEST_SECS: u64 = 3600;
 /// Longest audit retention accepted (100 years; 0 keeps everything).
 pub const MAX_AUDIT_RETAIN_DAYS: u64 = 36_500;
 /// Shortest job session lifetime (short lifetimes exercise SDK refresh).
@@ -70,6 +74,18 @@ pub struct Config {
     pub audit_rotate_seconds: u64,
     /// Remove audit trail files older than this many days (0: keep everything).
     pub audit_retain_days: u64,
+    /// Sign an audit digest at least this often, in seconds, even when idle.
+    pub audit_digest_seconds: u64,
+    /// The Ed25519 private key (PKCS#8 PEM) digests are signed with; `None` uses (and at first
+    /// start creates) `<data_dir>/audit-signing.key`.
+    pub audit_signing_key: Option<PathBuf>,
+    /// Fingerprints of the signing keys the operator trusts: the gateway refuses to start with
+    /// another key, and its start check accepts digests signed by any of them (key rotation);
+    /// `keyhole audit verify --config` uses them too.
+    pub audit_key_fingerprints: Vec<String>,
+    /// Start even when the trail does not match its signed digests, recording a signed
+    /// discontinuity (flag only: never kept in a file).
+    pub audit_accept_discontinuity: bool,
     /// Lifetime of one job session, in seconds (SDKs using the credential endpoint refresh
     /// before it ends); never past the job's window.
     pub job_session_secs: u64,
@@ -90,6 +106,10 @@ impl Default for Config {
             audit_rotate_seconds: DEFAULT_AUDIT_ROTATE_SECS,
             job_session_secs: crate::jobs::DEFAULT_JOB_SESSION_SECS,
             audit_retain_days: 0,
+            audit_digest_seconds: DEFAULT_AUDIT_DIGEST_SECS,
+            audit_signing_key: None,
+            audit_key_fingerprints: Vec::new(),
+            audit_accept_discontinuity: false,
             tls: None,
         }
     }
@@ -109,6 +129,9 @@ struct FileConfig {
     audit_rotate_seconds: Option<u64>,
     job_session_secs: Option<u64>,
     audit_retain_days: Option<u64>,
+    audit_digest_seconds: Option<u64>,
+    audit_signing_key: Option<PathBuf>,
+    audit_key_fingerprints: Option<Vec<String>>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
 }
@@ -136,6 +159,15 @@ pub struct ConfigOverrides {
     pub job_session_secs: Option<u64>,
     /// `--audit-retain-days` / `KEYHOLE_AUDIT_RETAIN_DAYS`.
     pub audit_retain_days: Option<u64>,
+    /// `--audit-digest-seconds` / `KEYHOLE_AUDIT_DIGEST_SECONDS`.
+    pub audit_digest_seconds: Option<u64>,
+    /// `--audit-signing-key` / `KEYHOLE_AUDIT_SIGNING_KEY`.
+    pub audit_signing_key: Option<PathBuf>,
+    /// `--audit-key-fingerprint` (repeatable) / `KEYHOLE_AUDIT_KEY_FINGERPRINTS` (comma-separated).
+    pub audit_key_fingerprints: Option<Vec<String>>,
+    /// `--audit-accept-discontinuity` (a flag only, on purpose: a setting kept in a file or the
+    /// environment would accept every later mismatch too).
+    pub audit_accept_discontinuity: bool,
     /// `--tls-cert` / `KEYHOLE_TLS_CERT`.
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key` / `KEYHOLE_TLS_KEY`.
@@ -155,7 +187,7 @@ pub enum ConfigError {
     },
     /// The configuration file is not valid TOML or has unknown keys.
     #[error(
-        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, job_session_secs, tls_cert, tls_key)"
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs, tls_cert, tls_key)"
     )]
     Parse {
         /// The file.
@@ -294,6 +326,31 @@ impl Config {
                 hint: "use 0 (keep everything) or a number of days up to 36500",
             });
         }
+        let audit_digest_seconds = overrides
+            .audit_digest_seconds
+            .or(from_file.audit_digest_seconds)
+            .unwrap_or(defaults.audit_digest_seconds);
+        if !(1..=MAX_AUDIT_DIGEST_SECS).contains(&audit_digest_seconds) {
+            return Err(ConfigError::Invalid {
+                field: "audit_digest_seconds",
+                value: audit_digest_seconds.to_string(),
+                hint:
+                    "use 1 to 3600 seconds (default 60): the longest time an event stays unsigned",
+            });
+        }
+        let mut audit_key_fingerprints = Vec::new();
+        for f in overrides
+            .audit_key_fingerprints
+            .or(from_file.audit_key_fingerprints)
+            .unwrap_or_default()
+        {
+            let parsed = crate::audit::keys::parse_fingerprint(&f).ok_or(ConfigError::Invalid {
+                field: "audit_key_fingerprints",
+                value: f.clone(),
+                hint: "use the 64-hex-digit fingerprint `keyhole serve` prints at first start (or `keyhole audit keygen` prints)",
+            })?;
+            audit_key_fingerprints.push(parsed);
+        }
         let tls = match (
             overrides.tls_cert.or(from_file.tls_cert),
             overrides.tls_key.or(from_file.tls_key),
@@ -317,6 +374,10 @@ impl Config {
         };
         Ok(Config {
             audit_retain_days,
+            audit_digest_seconds,
+            audit_signing_key: overrides.audit_signing_key.or(from_file.audit_signing_key),
+            audit_key_fingerprints,
+            audit_accept_discontinuity: overrides.audit_accept_discontinuity,
             tls,
             job_session_secs,
             trusted_proxies,
@@ -382,6 +443,47 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("audit_rotate_bytes"), "{e}");
+    }
+
+    #[test]
+    fn audit_signing_options_load_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        let fp = "ab".repeat(32);
+        std::fs::write(
+            &path,
+            format!("audit_digest_seconds = 5\naudit_signing_key = \"/etc/kh/audit.key\"\naudit_key_fingerprints = [\"SHA256:{}\"]\n", fp.to_uppercase()),
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), ConfigOverrides::default()).unwrap();
+        assert_eq!(c.audit_digest_seconds, 5);
+        assert_eq!(
+            c.audit_signing_key,
+            Some(PathBuf::from("/etc/kh/audit.key"))
+        );
+        assert_eq!(c.audit_key_fingerprints, vec![fp]);
+        assert!(!c.audit_accept_discontinuity);
+        let d = Config::load(None, ConfigOverrides::default()).unwrap();
+        assert_eq!(d.audit_digest_seconds, DEFAULT_AUDIT_DIGEST_SECS);
+        for o in [
+            ConfigOverrides {
+                audit_digest_seconds: Some(0),
+                ..Default::default()
+            },
+            ConfigOverrides {
+                audit_key_fingerprints: Some(vec!["abc".into()]),
+                ..Default::default()
+            },
+        ] {
+            let e = Config::load(None, o).unwrap_err().to_string();
+            assert!(
+                e.contains("audit_digest_seconds") || e.contains("audit_key_fingerprints"),
+                "{e}"
+            );
+        }
+        // The discontinuity switch is not a file key.
+        std::fs::write(&path, "audit_accept_discontinuity = true\n").unwrap();
+        assert!(Config::load(Some(&path), ConfigOverrides::default()).is_err());
     }
 
     #[test]

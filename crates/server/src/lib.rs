@@ -123,9 +123,11 @@ impl Gateway {
     }
 }
 
-/// Loads the TLS certificate and key (when configured), opens (or on first start creates) the
-/// account, the state database and the store under the configured data directory, starts the
-/// audit writer, and builds the gateway with the IAM policy authorizer.
+/// Loads the TLS certificate and key (when configured) and the audit signing key, opens (or on
+/// first start creates, with the audit trail's signed genesis) the account, the state database
+/// and the store under the configured data directory, checks the audit trail against its last
+/// signed digest and starts the audit writer, and builds the gateway with the IAM policy
+/// authorizer.
 pub fn open(config: Config) -> Result<Gateway, OpenError> {
     // First, so that a wrong certificate path fails before anything is created on disk.
     let tls = config
@@ -133,7 +135,42 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
         .as_ref()
         .map(|t| tls::server_config(&t.cert, &t.key))
         .transpose()?;
-    let account = Account::load_or_create(&config.data_dir)?;
+    // The audit signing key: a configured one is read before anything is created on disk; the
+    // default one (inside the data directory) is created with the account if missing.
+    let audit_dir = config.data_dir.join(audit::AUDIT_DIR);
+    let key_path = config
+        .audit_signing_key
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join(audit::DEFAULT_SIGNING_KEY_FILE));
+    let default_key = config.audit_signing_key.is_none();
+    let mut signer = if default_key {
+        None
+    } else {
+        Some(audit::keys::Signer::read(&key_path)?)
+    };
+    if let Some(s) = &signer {
+        check_pinned(&config, s, &key_path)?;
+    }
+    let account = Account::load_or_create_with(&config.data_dir, |record| {
+        let s = match signer.take() {
+            Some(s) => s,
+            None => audit::load_or_create_signing_key(&key_path, true)?.0,
+        };
+        // The signed genesis: from now on an empty trail of this account fails verification.
+        audit::sink::genesis(
+            &audit_dir,
+            &s,
+            &record.account_id,
+            std::time::SystemTime::now(),
+        )?;
+        signer = Some(s);
+        Ok(())
+    })?;
+    let signer = match signer {
+        Some(s) => s,
+        None => audit::load_or_create_signing_key(&key_path, true)?.0,
+    };
+    check_pinned(&config, &signer, &key_path)?;
     let store = LocalStore::open(&config.data_dir.join("store"))?;
     let master = hex::decode(account.master_key.expose()).map_err(|_| {
         OpenError::Account(account::AccountError::Damaged {
@@ -160,20 +197,42 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
         })
     })?);
     let metrics = Arc::new(metrics::Metrics::default());
-    let audit = audit::AuditSink::open(
-        &config.data_dir.join(audit::AUDIT_DIR),
-        audit::checkpoint_key(account.master_key.expose()),
-        audit::sink::Rotation {
-            max_bytes: config.audit_rotate_bytes,
-            max_age: std::time::Duration::from_secs(config.audit_rotate_seconds),
-            retain: (config.audit_retain_days > 0)
-                .then(|| std::time::Duration::from_secs(config.audit_retain_days * 86_400)),
-        },
-        metrics.sink.clone(),
-    )?;
+    let mut options = audit::sink::Options::new(&account.record.account_id);
+    options.rotation = audit::sink::Rotation {
+        max_bytes: config.audit_rotate_bytes,
+        max_age: std::time::Duration::from_secs(config.audit_rotate_seconds),
+        retain: (config.audit_retain_days > 0)
+            .then(|| std::time::Duration::from_secs(config.audit_retain_days * 86_400)),
+    };
+    options.cadence = std::time::Duration::from_secs(config.audit_digest_seconds);
+    options.pinned.clone_from(&config.audit_key_fingerprints);
+    options.accept_discontinuity = config.audit_accept_discontinuity;
+    let audit =
+        audit::AuditSink::open(&audit_dir, Arc::new(signer), options, metrics.sink.clone())?;
     Ok(Gateway::new(
         config, account, store, state, authz, tokens, audit, metrics, jobs, tls,
     ))
+}
+
+/// Refuses a signing key whose fingerprint the operator did not pin (when any is pinned).
+fn check_pinned(
+    config: &Config,
+    signer: &audit::keys::Signer,
+    path: &std::path::Path,
+) -> Result<(), OpenError> {
+    let fp = signer.public().fingerprint();
+    if config.audit_key_fingerprints.is_empty()
+        || config.audit_key_fingerprints.iter().any(|p| p == fp)
+    {
+        return Ok(());
+    }
+    Err(OpenError::Audit(audit::AuditError::Key {
+        path: path.to_owned(),
+        reason: format!(
+            "its fingerprint {fp} is not among audit_key_fingerprints ({}): start with the key the operator pinned, or add this fingerprint to audit_key_fingerprints if the key was changed on purpose",
+            config.audit_key_fingerprints.join(", ")
+        ),
+    }))
 }
 
 /// The gateway could not be opened.

@@ -83,6 +83,14 @@ pub struct SinkStats {
     pub events_written: AtomicU64,
     /// Events that could not be written.
     pub events_failed: AtomicU64,
+    /// Signed digests written.
+    pub digests_written: AtomicU64,
+    /// Events on disk not yet covered by a digest.
+    pub unsigned_events: AtomicI64,
+    /// Signed discontinuities recorded at start (`--audit-accept-discontinuity`).
+    pub discontinuities: AtomicU64,
+    /// Times the writer found its trail file or digest log swapped, cut or extended.
+    pub tampering: AtomicU64,
 }
 
 /// Labels of the request counter.
@@ -167,7 +175,7 @@ impl Metrics {
         out.push_str("# HELP keyhole_request_duration_seconds Time from request arrival to the end of the response body (to the durable audit record for writes).\n# TYPE keyhole_request_duration_seconds histogram\n");
         self.latency
             .render(&mut out, "keyhole_request_duration_seconds", "");
-        let gauges: [(&str, &str, &str, i64); 6] = [
+        let gauges: [(&str, &str, &str, i64); 10] = [
             (
                 "keyhole_request_bytes_total",
                 "counter",
@@ -203,6 +211,30 @@ impl Metrics {
                 "counter",
                 "Audit events the sink could not write.",
                 clamp(self.sink.events_failed.load(Ordering::Relaxed)),
+            ),
+            (
+                "keyhole_audit_digests_written_total",
+                "counter",
+                "Signed audit digests written.",
+                clamp(self.sink.digests_written.load(Ordering::Relaxed)),
+            ),
+            (
+                "keyhole_audit_unsigned_events",
+                "gauge",
+                "Audit events on disk not yet covered by a signed digest.",
+                self.sink.unsigned_events.load(Ordering::Relaxed),
+            ),
+            (
+                "keyhole_audit_discontinuities_total",
+                "counter",
+                "Signed audit discontinuities recorded at start (the trail did not match its digests and --audit-accept-discontinuity was given).",
+                clamp(self.sink.discontinuities.load(Ordering::Relaxed)),
+            ),
+            (
+                "keyhole_audit_tampering_detected_total",
+                "counter",
+                "Times the audit writer found its trail file or digest log swapped, cut or extended (writes are then refused until restart).",
+                clamp(self.sink.tampering.load(Ordering::Relaxed)),
             ),
         ];
         for (name, kind, help, value) in gauges {

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::event::{AuditEvent, Decision};
+use super::event::{AuditEvent, Decision, Stage};
 use super::sink::trail_files;
 
 /// Which events to keep. Every field set must match.
@@ -31,6 +31,8 @@ pub struct Filter {
     pub decision: Option<Decision>,
     /// HTTP status.
     pub status: Option<u16>,
+    /// Record stage: `authorized` (write-ahead) or `completed`.
+    pub stage: Option<Stage>,
 }
 
 impl Filter {
@@ -69,6 +71,7 @@ impl Filter {
                 .is_none_or(|o| o.eq_ignore_ascii_case(&e.event_name))
             && self.decision.is_none_or(|d| e.decision == Some(d))
             && self.status.is_none_or(|s| e.http_status == Some(s))
+            && self.stage.is_none_or(|s| e.stage == s)
     }
 }
 
@@ -256,7 +259,7 @@ pub fn table_row(f: &Found) -> String {
         Some(Decision::Deny) => "Deny",
         None => "-",
     };
-    let op = if e.stage == super::event::Stage::Authorized {
+    let op = if e.stage == Stage::Authorized {
         format!("{} (authorized)", e.event_name)
     } else {
         e.event_name.clone()
@@ -282,25 +285,20 @@ pub const TABLE_HEADER: &str = "TIME                     STS DECIS OPERATION    
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::checkpoint::CheckpointKey;
     use crate::audit::event::tests_support::sample_event;
-    use crate::audit::sink::{AuditSink, Rotation};
-    use crate::metrics::SinkStats;
-    use std::sync::Arc;
+    use crate::audit::sink::test_support::open;
+    use crate::audit::sink::Rotation;
 
     async fn trail() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        let sink = AuditSink::open(
+        let sink = open(
             dir.path(),
-            CheckpointKey::derive(b"m"),
             Rotation {
                 max_bytes: 2000,
                 max_age: std::time::Duration::from_secs(3600),
                 retain: None,
             },
-            Arc::new(SinkStats::default()),
-        )
-        .unwrap();
+        );
         for i in 0..10u16 {
             let mut e = sample_event();
             e.event_time = format!("2026-11-22T08:00:{:02}.000Z", i);
@@ -316,6 +314,7 @@ mod tests {
             }
             sink.record_durable(e).await.unwrap();
         }
+        sink.close().await;
         dir
     }
 
@@ -334,6 +333,25 @@ mod tests {
         let dir = trail().await;
         assert!(trail_files(dir.path()).unwrap().len() > 1, "rotated");
         assert_eq!(run(dir.path(), Filter::default()).len(), 10);
+        assert!(run(
+            dir.path(),
+            Filter {
+                stage: Some(Stage::Authorized),
+                ..Default::default()
+            }
+        )
+        .is_empty());
+        assert_eq!(
+            run(
+                dir.path(),
+                Filter {
+                    stage: Some(Stage::Completed),
+                    ..Default::default()
+                }
+            )
+            .len(),
+            10
+        );
         let f = |s: &str| Some(s.to_owned());
         assert_eq!(
             run(
@@ -424,13 +442,7 @@ mod tests {
     #[tokio::test]
     async fn follow_sees_new_events_across_rotation() {
         let dir = trail().await;
-        let sink = AuditSink::open(
-            dir.path(),
-            CheckpointKey::derive(b"m"),
-            Rotation::default(),
-            Arc::new(SinkStats::default()),
-        )
-        .unwrap();
+        let sink = open(dir.path(), Rotation::default());
         let path = dir.path().to_owned();
         let reader = std::thread::spawn(move || {
             let mut seen = Vec::new();

@@ -1,5 +1,6 @@
 //! The sink: a writer thread that appends hash-chained events to the trail, group-commits them
-//! with one fsync per batch, rotates files by size and age, and updates the checkpoint.
+//! with one fsync per batch, signs digests of what it wrote on a cadence, and rotates files by
+//! size and age.
 //!
 //! Callers either hand an event over ([`AuditSink::record`]) or wait until it is durable
 //! ([`AuditSink::record_durable`]). While the writer is busy with one batch, the next one
@@ -8,25 +9,40 @@
 //! [`GATHER_WINDOW`], written, and fsynced within [`MAX_SYNC_DELAY`] under load or
 //! [`IDLE_SYNC_DELAY`] once the trail goes quiet, so a stream of reads costs few fsyncs.
 //!
+//! Digests ([`super::digest`]) are signed every `cadence` (even when idle), as soon as
+//! [`MAX_UNSIGNED_EVENTS`] events wait, when a file is closed (rotation, shutdown), at every start
+//! and when retention removes files. A digest covers only events already fsynced.
+//!
 //! # Security
 //! A failed write or fsync fails every waiter of the batch; the pipeline turns that into a 503 for
 //! mutating requests (fail closed) unless `audit_fail_open` is set. If the file cannot be put back
 //! to its last committed length after a failure, the sink refuses every later event until
-//! restarted, so the chain on disk never continues after a hole.
+//! restarted, so the chain on disk never continues after a hole. A commit that would leave more
+//! than [`MAX_UNSIGNED_EVENTS`] events, or events older than the cadence, without a signature
+//! signs a digest first, and fails if it cannot: the unsigned window stays bounded. Before each
+//! digest the writer checks that the trail file and digest log on disk are the files it has open
+//! (same inode, same length); if not, someone swapped, cut or extended them: it logs an error,
+//! counts it in `keyhole_audit_tampering_detected_total`, signs one last digest of what it wrote
+//! (from memory, naming what it found: `verify` then shows the difference) and refuses every later
+//! event until restarted (where the start check refuses to start without
+//! `--audit-accept-discontinuity`).
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::chain::{self, GENESIS_HASH};
-use super::checkpoint::{self, Checkpoint, CheckpointKey};
+use super::chain;
+use super::digest::{self, Digest, FileSummary, Head, Kind, Span};
 use super::err::AuditError;
 use super::event::AuditEvent;
+use super::files::{differs, make_private, open_append, open_pair};
+pub use super::files::{file_name, genesis, rfc3339, trail_files};
+use super::keys::{Signer, TrustedKeys, SIGNATURE_ALGORITHM};
 use crate::metrics::SinkStats;
 
 /// Events the queue holds before callers wait for room.
@@ -40,11 +56,11 @@ pub const MAX_SYNC_DELAY: Duration = Duration::from_millis(50);
 pub const IDLE_SYNC_DELAY: Duration = Duration::from_millis(5);
 /// How long the writer keeps gathering events nobody waits for before writing them.
 pub const GATHER_WINDOW: Duration = Duration::from_millis(2);
-/// The checkpoint is rewritten after every commit but synced at most this often (off the
-/// critical path of writes; see [`super::checkpoint`]).
-pub const CHECKPOINT_SYNC_INTERVAL: Duration = Duration::from_millis(1000);
 /// A batch this large is written without waiting for more.
 pub const GATHER_ENOUGH: usize = 256;
+/// At most this many events on disk are ever not covered by a digest: a digest is signed as soon
+/// as this many wait.
+pub const MAX_UNSIGNED_EVENTS: u64 = 1024;
 
 /// When the writer starts a new file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +69,8 @@ pub struct Rotation {
     pub max_bytes: u64,
     /// Start a new file once the current one is this old.
     pub max_age: Duration,
-    /// Remove whole files last written longer ago than this (checked at start and at each
-    /// rotation); `None` keeps everything.
+    /// Remove whole files whose newest event (as signed in their closing digest) is older than
+    /// this (checked at start and at each rotation); `None` keeps everything.
     pub retain: Option<Duration>,
 }
 
@@ -68,42 +84,113 @@ impl Default for Rotation {
     }
 }
 
+/// The writer's clock (tests set it).
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// How the sink writes and signs.
+#[derive(Clone)]
+pub struct Options {
+    /// Rotation and retention.
+    pub rotation: Rotation,
+    /// A digest at least this often, even when idle.
+    pub cadence: Duration,
+    /// The account, named in every digest.
+    pub account_id: String,
+    /// Fingerprints of other keys whose digests the start check accepts (key rotation).
+    pub pinned: Vec<String>,
+    /// At start, when the trail does not match its digests, record a signed discontinuity and
+    /// go on instead of refusing to start.
+    pub accept_discontinuity: bool,
+    /// Where digest times and retention cut-offs come from.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("rotation", &self.rotation)
+            .field("cadence", &self.cadence)
+            .field("account_id", &self.account_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Options {
+    /// Defaults for `account_id`: default rotation, 60 s cadence, the system clock.
+    pub fn new(account_id: &str) -> Options {
+        Options {
+            rotation: Rotation::default(),
+            cadence: Duration::from_secs(crate::config::DEFAULT_AUDIT_DIGEST_SECS),
+            account_id: account_id.to_owned(),
+            pinned: Vec::new(),
+            accept_discontinuity: false,
+            clock: Arc::new(SystemTime::now),
+        }
+    }
+}
+
 struct Pending {
     event: AuditEvent,
     done: Option<oneshot::Sender<Result<(), ()>>>,
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "events are the traffic, Stop is sent once; boxing every event would cost an allocation each"
+)]
+enum Msg {
+    Event(Pending),
+    Stop(oneshot::Sender<()>),
+}
+
 /// Handle to the writer thread. Cloning shares it.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<Msg>,
     stats: Arc<SinkStats>,
     /// The writer thread, unparked when someone waits for durability.
     writer: std::thread::Thread,
+    fingerprint: Arc<str>,
 }
 
-impl std::fmt::Debug for Pending {
+impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending")
-            .field("request_id", &self.event.request_id)
-            .finish()
+        match self {
+            Msg::Event(p) => f
+                .debug_struct("Event")
+                .field("request_id", &p.event.request_id)
+                .finish(),
+            Msg::Stop(_) => f.write_str("Stop"),
+        }
     }
 }
 
 impl AuditSink {
-    /// Opens the trail under `dir` (creating it), recovers from an interrupted write, and starts
-    /// the writer thread.
+    /// Opens the trail under `dir`: checks its tail against the last signed digest (refusing on
+    /// a mismatch unless `accept_discontinuity`), signs a `start` digest, applies retention, and
+    /// starts the writer thread.
     pub fn open(
         dir: &Path,
-        key: CheckpointKey,
-        rotation: Rotation,
+        signer: Arc<Signer>,
+        options: Options,
         stats: Arc<SinkStats>,
     ) -> Result<AuditSink, AuditError> {
-        let writer = Writer::open(dir, key, rotation, stats.clone())?;
+        let fingerprint: Arc<str> = signer.public().fingerprint().into();
+        let writer = Writer::open(dir, signer, options, stats.clone())?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let handle = std::thread::Builder::new()
             .name("keyhole-audit".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                // A small timer-only runtime lets the thread wait for events with a deadline
+                // (built here: a runtime must not be dropped inside the caller's async context).
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => writer.run(rx, &rt),
+                    Err(e) => tracing::error!(error = %e, "cannot start the audit writer's timer; every event will be refused"),
+                }
+            })
             .map_err(|source| AuditError::Io {
                 action: "start the audit writer thread",
                 path: dir.to_owned(),
@@ -113,13 +200,34 @@ impl AuditSink {
             tx,
             stats,
             writer: handle.thread().clone(),
+            fingerprint,
         })
+    }
+
+    /// The fingerprint of the key digests are signed with.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Stops the writer after the events queued before this call: syncs, signs a `stop` digest
+    /// (closing the current file) and waits until it is on disk.
+    pub async fn close(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Stop(ack)).await.is_ok() {
+            self.writer.unpark();
+            let _ = done.await;
+        }
     }
 
     /// Queues `event` without waiting for it to be written.
     pub async fn record(&self, event: AuditEvent) {
         self.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Pending { event, done: None }).await.is_err() {
+        if self
+            .tx
+            .send(Msg::Event(Pending { event, done: None }))
+            .await
+            .is_err()
+        {
             self.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
             self.stats.events_failed.fetch_add(1, Ordering::Relaxed);
             tracing::error!("audit writer is gone; event lost");
@@ -130,7 +238,7 @@ impl AuditSink {
     /// queue is full the event is handed to a task that waits for room.
     pub fn record_detached(&self, event: AuditEvent) {
         self.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Pending { event, done: None }) {
+        match self.tx.try_send(Msg::Event(Pending { event, done: None })) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(p)) => {
                 let tx = self.tx.clone();
@@ -168,10 +276,10 @@ impl AuditSink {
         self.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
         if self
             .tx
-            .send(Pending {
+            .send(Msg::Event(Pending {
                 event,
                 done: Some(done),
-            })
+            }))
             .await
             .is_err()
         {
@@ -198,190 +306,204 @@ impl Durable {
     }
 }
 
-/// The trail files under `dir`, oldest first: (first sequence number, path).
-pub fn trail_files(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(seq) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("audit-"))
-            .and_then(|n| n.strip_suffix(".jsonl"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        files.push((seq, entry.path()));
-    }
-    files.sort();
-    Ok(files)
+/// Extra fields of a digest.
+#[derive(Default)]
+pub(crate) struct Extra {
+    pub start: Option<digest::StartInfo>,
+    pub retention: Option<digest::RetentionInfo>,
+    pub discontinuity: Option<digest::DiscontinuityInfo>,
+    /// Digest number to use instead of the next one (a discontinuity after digests it could
+    /// not check).
+    pub digest_seq: Option<u64>,
 }
 
-/// The name of the trail file whose first event is `seq`.
-pub fn file_name(seq: u64) -> String {
-    format!("audit-{seq:020}.jsonl")
+/// The last digest written.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Last {
+    pub seq: u64,
+    pub signature: String,
+    pub end_time: String,
 }
 
-struct Writer {
-    dir: PathBuf,
-    key: CheckpointKey,
-    rotation: Rotation,
-    stats: Arc<SinkStats>,
-    file: File,
-    name: String,
-    /// Committed length of `file`.
-    len: u64,
-    opened: Instant,
-    prev_hash: String,
-    next_seq: u64,
-    checkpoint: Option<File>,
-    poisoned: bool,
+pub(crate) struct Writer {
+    pub dir: PathBuf,
+    pub signer: Arc<Signer>,
+    pub opts: Options,
+    pub stats: Arc<SinkStats>,
+    /// The current trail file and its first sequence number (its name).
+    pub file: File,
+    pub file_seq: u64,
+    /// Committed length of `file` (written, maybe not yet synced).
+    pub len: u64,
+    pub opened: Instant,
+    pub prev_hash: String,
+    pub next_seq: u64,
+    /// The digest log of the current file.
+    pub log: File,
+    pub log_len: u64,
+    pub poisoned: bool,
     /// Bytes written since the last fsync.
-    dirty: bool,
-    last_sync: Instant,
-    /// (length, last hash, next seq) at the last fsync.
-    synced: (u64, String, u64),
-    /// When the checkpoint file was last synced.
-    checkpoint_synced: Instant,
+    pub dirty: bool,
+    pub last_sync: Instant,
+    /// (length, last hash, next seq, span) at the last fsync.
+    pub synced: (u64, String, u64, Span),
+    /// Events written since the last digest.
+    pub span: Span,
+    /// The current file's events covered by digests so far.
+    pub summary: FileSummary,
+    pub last: Last,
+    pub last_digest_at: Instant,
+    /// A Stop arrived while gathering.
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl Writer {
     fn open(
         dir: &Path,
-        key: CheckpointKey,
-        rotation: Rotation,
+        signer: Arc<Signer>,
+        opts: Options,
         stats: Arc<SinkStats>,
     ) -> Result<Writer, AuditError> {
-        let io = |action: &'static str, path: &Path| {
-            let path = path.to_owned();
-            move |source| AuditError::Io {
-                action,
-                path,
-                source,
-            }
-        };
-        std::fs::create_dir_all(dir).map_err(io("create the audit directory", dir))?;
-        let files = trail_files(dir).map_err(io("list", dir))?;
-        let mut prev_hash = GENESIS_HASH.to_owned();
-        let mut next_seq = 1;
-        for (_, path) in files.iter().rev() {
-            if let Some(link) = recover_tail(path)? {
-                prev_hash = link.hash;
-                next_seq = link.seq + 1;
-                break;
-            }
-        }
-        let name = file_name(next_seq);
-        let path = dir.join(&name);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io("create", &path))?;
-        let len = file.metadata().map_err(io("stat", &path))?.len();
-        sync_dir(dir).map_err(io("sync", dir))?;
-        let cp_path = dir.join(checkpoint::CHECKPOINT_FILE);
-        let checkpoint = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&cp_path)
-            .map_err(io("open", &cp_path))?;
-        let writer = Writer {
+        make_private(dir).map_err(|source| AuditError::Io {
+            action: "create the audit directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let writer = super::start::resume(dir, signer, opts, stats)?;
+        Ok(writer)
+    }
+
+    /// A writer positioned at the end of trail file `file_seq` (`len` bytes) and its digest log.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the writer's whole starting state, computed by the start check"
+    )]
+    pub(crate) fn at(
+        dir: &Path,
+        signer: Arc<Signer>,
+        opts: Options,
+        stats: Arc<SinkStats>,
+        file_seq: u64,
+        next_seq: u64,
+        prev_hash: String,
+        last: Last,
+    ) -> Result<Writer, AuditError> {
+        let (file, len, log, log_len) = open_pair(dir, file_seq)?;
+        let span = Span::at(len);
+        Ok(Writer {
             dir: dir.to_owned(),
-            key,
-            rotation,
+            signer,
+            opts,
             stats,
             file,
-            name,
+            file_seq,
             len,
             opened: Instant::now(),
             prev_hash: prev_hash.clone(),
             next_seq,
-            checkpoint: Some(checkpoint),
+            log,
+            log_len,
             poisoned: false,
             dirty: false,
             last_sync: Instant::now(),
-            synced: (len, prev_hash, next_seq),
-            checkpoint_synced: Instant::now(),
-        };
-        writer.prune();
-        Ok(writer)
+            synced: (len, prev_hash, next_seq, span.clone()),
+            span,
+            summary: FileSummary::default(),
+            last,
+            last_digest_at: Instant::now(),
+            stop: None,
+        })
     }
 
-    fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
-        // A small timer-only runtime lets the thread wait for events with a deadline.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .ok();
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>, rt: &tokio::runtime::Runtime) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
-            let first = match (&rt, self.dirty) {
-                (Some(rt), true) => {
-                    match rt
-                        .block_on(async { tokio::time::timeout(IDLE_SYNC_DELAY, rx.recv()).await })
-                    {
-                        Ok(Some(p)) => p,
-                        Ok(None) => break,
-                        Err(_) => {
-                            self.sync_now();
-                            continue;
-                        }
+            let due = self.last_digest_at + self.opts.cadence;
+            let mut wait = due.saturating_duration_since(Instant::now());
+            if self.dirty {
+                wait = wait.min(IDLE_SYNC_DELAY);
+            }
+            let msg = rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
+            match msg {
+                Ok(Some(Msg::Event(p))) => batch.push(p),
+                Ok(Some(Msg::Stop(ack))) => {
+                    self.stop = Some(ack);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    if self.dirty {
+                        self.sync_now();
                     }
-                }
-                _ => match rx.blocking_recv() {
-                    Some(p) => p,
-                    None => break,
-                },
-            };
-            batch.push(first);
-            self.gather(&mut rx, &mut batch);
-            let n = batch.len();
-            self.stats
-                .queue_depth
-                .fetch_sub(i64::try_from(n).unwrap_or(0), Ordering::Relaxed);
-            let must_sync = batch.iter().any(|p| p.done.is_some());
-            let result = self.commit(&batch, must_sync);
-            let counter = if result.is_ok() {
-                &self.stats.events_written
-            } else {
-                &self.stats.events_failed
-            };
-            counter.fetch_add(n as u64, Ordering::Relaxed);
-            if let Err(e) = &result {
-                tracing::error!(error = %e, events = n, "audit commit failed");
-            }
-            for p in batch.drain(..) {
-                if let Some(done) = p.done {
-                    let _ = done.send(result.as_ref().map(|_| ()).map_err(|_| ()));
+                    if Instant::now() >= due {
+                        self.tick();
+                    }
+                    continue;
                 }
             }
-            if matches!(result, Ok(true)) {
-                self.write_checkpoint();
+            if self.stop.is_none() {
+                self.gather(&mut rx, &mut batch);
+            }
+            if !batch.is_empty() {
+                self.commit_batch(&mut batch);
+            }
+            if self.stop.is_some() {
+                break;
+            }
+            if Instant::now() >= self.last_digest_at + self.opts.cadence {
+                self.tick();
             }
         }
-        if self.dirty {
-            self.sync_now();
+        // Events queued before the Stop are written first.
+        while let Ok(Msg::Event(p)) = rx.try_recv() {
+            batch.push(p);
         }
-        if let Some(f) = &self.checkpoint {
-            let _ = f.sync_data();
+        if !batch.is_empty() {
+            self.commit_batch(&mut batch);
+        }
+        self.shutdown();
+        if let Some(ack) = self.stop.take() {
+            let _ = ack.send(());
         }
         tracing::info!("audit writer stopped");
+    }
+
+    fn commit_batch(&mut self, batch: &mut Vec<Pending>) {
+        let n = batch.len();
+        self.stats
+            .queue_depth
+            .fetch_sub(i64::try_from(n).unwrap_or(0), Ordering::Relaxed);
+        let must_sync = batch.iter().any(|p| p.done.is_some());
+        let result = self.commit(batch, must_sync);
+        let counter = if result.is_ok() {
+            &self.stats.events_written
+        } else {
+            &self.stats.events_failed
+        };
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, events = n, "audit commit failed");
+        }
+        for p in batch.drain(..) {
+            if let Some(done) = p.done {
+                let _ = done.send(result.as_ref().map(|_| ()).map_err(|_| ()));
+            }
+        }
     }
 
     /// Adds every queued event to `batch`. When nobody waits for durability yet, keeps
     /// gathering for up to [`GATHER_WINDOW`] so that a stream of reads costs few writes. The
     /// thread sleeps (parked) meanwhile, so queuing a read wakes nobody; a caller that waits for
     /// durability unparks it.
-    fn gather(&self, rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
+    fn gather(&mut self, rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Pending>) {
         let deadline = Instant::now() + GATHER_WINDOW;
         loop {
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(p) => batch.push(p),
+                    Ok(Msg::Event(p)) => batch.push(p),
+                    Ok(Msg::Stop(ack)) => {
+                        self.stop = Some(ack);
+                        return;
+                    }
                     Err(_) => break,
                 }
             }
@@ -394,32 +516,56 @@ impl Writer {
         }
     }
 
-    /// Appends `batch`; syncs when `must_sync` or when unsynced events have waited long enough.
-    /// Returns whether the trail was synced (and the checkpoint should follow).
-    fn commit(&mut self, batch: &[Pending], must_sync: bool) -> Result<bool, AuditError> {
+    /// Appends `batch` (signing a digest whenever [`MAX_UNSIGNED_EVENTS`] wait); syncs when
+    /// `must_sync` or when unsynced events have waited long enough.
+    fn commit(&mut self, batch: &[Pending], must_sync: bool) -> Result<(), AuditError> {
         if self.poisoned {
             return Err(AuditError::Unavailable);
         }
+        self.digest_if_due()?;
         if self.len > 0
-            && (self.len >= self.rotation.max_bytes
-                || self.opened.elapsed() >= self.rotation.max_age)
+            && (self.len >= self.opts.rotation.max_bytes
+                || self.opened.elapsed() >= self.opts.rotation.max_age)
         {
             self.rotate()?;
         }
-        let mut buf = Vec::with_capacity(batch.len() * 1024);
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let room = usize::try_from(MAX_UNSIGNED_EVENTS.saturating_sub(self.span.count))
+                .unwrap_or(1)
+                .max(1);
+            let (chunk, tail) = rest.split_at(room.min(rest.len()));
+            self.append(chunk)?;
+            rest = tail;
+            if self.span.count >= MAX_UNSIGNED_EVENTS {
+                self.sync()?;
+                self.write_digest(Kind::Periodic, false, Extra::default())?;
+            }
+        }
+        if self.dirty && (must_sync || self.last_sync.elapsed() >= MAX_SYNC_DELAY) {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, chunk: &[Pending]) -> Result<(), AuditError> {
+        let before = self.span.clone();
+        let mut buf = Vec::with_capacity(chunk.len() * 1024);
         let mut hash = self.prev_hash.clone();
         let mut seq = self.next_seq;
-        for p in batch {
+        for p in chunk {
             let (line, h) = chain::encode(&p.event, seq, &hash).map_err(AuditError::Encode)?;
+            self.span.push(&line, seq, &h, &p.event.event_time);
             buf.extend_from_slice(&line);
             hash = h;
             seq += 1;
         }
         if let Err(source) = self.file.write_all(&buf) {
+            self.span = before;
             self.undo();
             return Err(AuditError::Io {
                 action: "append to",
-                path: self.dir.join(&self.name),
+                path: self.dir.join(file_name(self.file_seq)),
                 source,
             });
         }
@@ -427,11 +573,23 @@ impl Writer {
         self.prev_hash = hash;
         self.next_seq = seq;
         self.dirty = true;
-        if must_sync || self.last_sync.elapsed() >= MAX_SYNC_DELAY {
-            self.sync()?;
-            return Ok(true);
+        self.stats.unsigned_events.store(
+            i64::try_from(self.span.count).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
+    /// A digest first, when too many events or too old ones wait unsigned.
+    fn digest_if_due(&mut self) -> Result<(), AuditError> {
+        let overdue = self.last_digest_at.elapsed() >= self.opts.cadence;
+        if self.span.count >= MAX_UNSIGNED_EVENTS || (overdue && self.span.count > 0) {
+            if self.dirty {
+                self.sync()?;
+            }
+            self.write_digest(Kind::Periodic, false, Extra::default())?;
         }
-        Ok(false)
+        Ok(())
     }
 
     /// Makes everything written durable; on failure rolls the file and the chain back to the
@@ -444,15 +602,21 @@ impl Writer {
         match r {
             Ok(()) => {
                 self.dirty = false;
-                self.synced = (self.len, self.prev_hash.clone(), self.next_seq);
+                self.synced = (
+                    self.len,
+                    self.prev_hash.clone(),
+                    self.next_seq,
+                    self.span.clone(),
+                );
                 Ok(())
             }
             Err(source) => {
-                let (len, hash, seq) = self.synced.clone();
+                let (len, hash, seq, span) = self.synced.clone();
                 let lost = self.next_seq.saturating_sub(seq);
                 self.len = len;
                 self.prev_hash = hash;
                 self.next_seq = seq;
+                self.span = span;
                 self.dirty = false;
                 self.undo();
                 tracing::error!(
@@ -461,17 +625,43 @@ impl Writer {
                 );
                 Err(AuditError::Io {
                     action: "sync",
-                    path: self.dir.join(&self.name),
+                    path: self.dir.join(file_name(self.file_seq)),
                     source,
                 })
             }
         }
     }
 
-    /// Syncs outside a commit (idle, shutdown) and updates the checkpoint.
+    /// Syncs outside a commit (idle).
     fn sync_now(&mut self) {
-        if self.sync().is_ok() {
-            self.write_checkpoint();
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "audit sync failed");
+        }
+    }
+
+    /// The cadence: a digest even when nothing happened.
+    fn tick(&mut self) {
+        if self.poisoned {
+            self.last_digest_at = Instant::now();
+            return;
+        }
+        let result = if self.dirty { self.sync() } else { Ok(()) }
+            .and_then(|()| self.write_digest(Kind::Periodic, false, Extra::default()));
+        if let Err(e) = result {
+            self.last_digest_at = Instant::now();
+            tracing::error!(error = %e, "cannot sign the periodic audit digest");
+        }
+    }
+
+    /// Clean shutdown: sync and sign a `stop` digest that closes the current file.
+    fn shutdown(&mut self) {
+        if self.poisoned {
+            return;
+        }
+        let result = if self.dirty { self.sync() } else { Ok(()) }
+            .and_then(|()| self.write_digest(Kind::Stop, true, Extra::default()));
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot sign the audit stop digest");
         }
     }
 
@@ -482,246 +672,242 @@ impl Writer {
             _ => self.file.set_len(self.len).is_ok(),
         };
         if !ok {
-            tracing::error!(file = %self.name, "cannot restore the audit file after a failed write; refusing further events until restart");
+            tracing::error!(file = %file_name(self.file_seq), "cannot restore the audit file after a failed write; refusing further events until restart");
             self.poisoned = true;
         }
     }
 
+    /// Closes the current file with a `rotate` digest, opens the next pair and applies retention.
     fn rotate(&mut self) -> Result<(), AuditError> {
         if self.dirty {
             self.sync()?;
-            self.write_checkpoint();
         }
-        let name = file_name(self.next_seq);
-        let path = self.dir.join(&name);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|f| sync_dir(&self.dir).map(|()| f))
-            .map_err(|source| AuditError::Io {
-                action: "create",
-                path: path.clone(),
-                source,
-            })?;
-        self.len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        self.synced = (self.len, self.prev_hash.clone(), self.next_seq);
-        self.file = file;
-        self.name = name;
-        self.opened = Instant::now();
+        self.write_digest(Kind::Rotate, true, Extra::default())?;
+        self.switch_to(self.next_seq)?;
         self.prune();
         Ok(())
     }
 
+    /// Makes `file_seq` (and its digest log) the current pair.
+    pub(crate) fn switch_to(&mut self, file_seq: u64) -> Result<(), AuditError> {
+        let (file, len, log, log_len) = open_pair(&self.dir, file_seq)?;
+        self.file = file;
+        self.file_seq = file_seq;
+        self.len = len;
+        self.log = log;
+        self.log_len = log_len;
+        self.span = Span::at(len);
+        self.summary = FileSummary::default();
+        self.synced = (
+            self.len,
+            self.prev_hash.clone(),
+            self.next_seq,
+            self.span.clone(),
+        );
+        self.opened = Instant::now();
+        Ok(())
+    }
+
     /// Applies retention (a failure is logged; the trail stays as it is).
-    fn prune(&self) {
-        if let Some(retain) = self.rotation.retain {
-            if let Err(e) =
-                super::retention::prune(&self.dir, &self.key, retain, std::time::SystemTime::now())
-            {
+    pub(crate) fn prune(&mut self) {
+        if let Some(retain) = self.opts.rotation.retain {
+            if let Err(e) = super::retention::prune(self, retain) {
                 tracing::warn!(error = %e, "audit retention could not remove old files");
             }
         }
     }
 
-    fn write_checkpoint(&mut self) {
-        let Some(f) = self.checkpoint.as_mut() else {
-            return;
-        };
-        let cp = Checkpoint::new(
-            &self.key,
-            &self.name,
-            self.len,
-            self.next_seq.saturating_sub(1),
-            &self.prev_hash,
-        );
-        let sync = self.checkpoint_synced.elapsed() >= CHECKPOINT_SYNC_INTERVAL;
-        if sync {
-            self.checkpoint_synced = Instant::now();
-        }
-        if let Err(e) = checkpoint::write_slot(f, &cp, sync) {
-            tracing::warn!(error = %e, "cannot update the audit checkpoint");
-        }
-    }
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Finds the last complete event of `path`, cutting off an incomplete final line left by a crash
-/// mid-write (it was never acknowledged: acknowledgement follows the fsync of whole lines).
-fn recover_tail(path: &Path) -> Result<Option<chain::Link>, AuditError> {
-    let io = |action: &'static str| {
-        let path = path.to_owned();
-        move |source| AuditError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let f = File::open(path).map_err(io("open"))?;
-    let total = f.metadata().map_err(io("stat"))?.len();
-    let mut reader = BufReader::new(f);
-    let mut line = Vec::new();
-    let mut last: Option<(u64, Vec<u8>)> = None;
-    let mut complete_len = 0u64;
-    let mut line_no = 0u64;
-    loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(io("read"))?;
-        if n == 0 {
-            break;
-        }
-        if line.last() != Some(&b'\n') {
-            break;
-        }
-        line_no += 1;
-        complete_len += n as u64;
-        last = Some((line_no, std::mem::take(&mut line)));
-    }
-    if complete_len < total {
-        tracing::warn!(
-            file = %path.display(),
-            bytes = total - complete_len,
-            "removing an incomplete final audit line left by an interrupted write"
-        );
-        OpenOptions::new()
-            .write(true)
-            .open(path)
-            .and_then(|f| {
-                f.set_len(complete_len)?;
-                f.sync_all()
-            })
-            .map_err(io("truncate"))?;
-    }
-    let Some((line_no, bytes)) = last else {
-        return Ok(None);
-    };
-    let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    chain::check_line(body)
-        .map(Some)
-        .map_err(|e| AuditError::Damaged {
-            position: format!("{}:{line_no}", path.display()),
-            reason: e.to_string(),
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::audit::event::tests_support::sample_event;
-
-    fn open(dir: &Path, rotation: Rotation) -> AuditSink {
-        AuditSink::open(
-            dir,
-            CheckpointKey::derive(b"k"),
-            rotation,
-            Arc::new(SinkStats::default()),
-        )
-        .unwrap()
-    }
-
-    fn lines(dir: &Path) -> Vec<chain::Link> {
-        let mut out = Vec::new();
-        for (_, p) in trail_files(dir).unwrap() {
-            for l in std::fs::read_to_string(p).unwrap().lines() {
-                out.push(chain::check_line(l.as_bytes()).unwrap());
+    /// Checks that the files on disk are the ones open here, with the lengths written: a
+    /// swapped (renamed over, replaced), cut or extended file is tampering.
+    fn check_files(&mut self) -> Result<(), AuditError> {
+        let trail = self.dir.join(file_name(self.file_seq));
+        let log = self.dir.join(digest::log_name(self.file_seq));
+        let mut found = None;
+        for (open, path, len) in [
+            (&self.file, &trail, self.len),
+            (&self.log, &log, self.log_len),
+        ] {
+            if let Some(why) = differs(open, path, len) {
+                found = Some((path.clone(), why));
+                break;
             }
         }
-        out
-    }
-
-    #[tokio::test]
-    async fn events_chain_across_restarts_and_rotations() {
-        let dir = tempfile::tempdir().unwrap();
-        let small = Rotation {
-            max_bytes: 1,
-            max_age: Duration::from_secs(3600),
-            retain: None,
+        let Some((path, reason)) = found else {
+            return Ok(());
         };
-        let sink = open(dir.path(), small);
-        for _ in 0..3 {
-            sink.record_durable(sample_event()).await.unwrap();
-        }
-        drop(sink);
-        let sink = open(dir.path(), Rotation::default());
-        sink.record_durable(sample_event()).await.unwrap();
-        let links = lines(dir.path());
-        assert_eq!(links.len(), 4);
-        assert_eq!(links[0].prev_hash, GENESIS_HASH);
-        for (i, pair) in links.windows(2).enumerate() {
-            assert_eq!(pair[1].prev_hash, pair[0].hash, "link {i}");
-            assert_eq!(pair[1].seq, pair[0].seq + 1);
-        }
-        // One event per file while rotating at every commit.
-        assert!(trail_files(dir.path()).unwrap().len() >= 3);
+        self.poisoned = true;
+        self.stats.tampering.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            file = %path.display(),
+            reason = %reason,
+            "AUDIT TAMPERING DETECTED: the trail on disk is not what the gateway wrote; it signs one last digest of what it wrote and refuses every later event until restart"
+        );
+        Err(AuditError::Tampered { path, reason })
     }
 
-    #[tokio::test]
-    async fn an_incomplete_last_line_is_cut_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let sink = open(dir.path(), Rotation::default());
-        sink.record_durable(sample_event()).await.unwrap();
-        drop(sink);
-        let (_, path) = trail_files(dir.path()).unwrap().pop().unwrap();
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"{\"eventVersion\":\"1.0\",\"ev").unwrap();
-        drop(f);
-        let sink = open(dir.path(), Rotation::default());
-        sink.record_durable(sample_event()).await.unwrap();
-        let links = lines(dir.path());
-        assert_eq!(links.len(), 2);
-        assert_eq!(links[1].prev_hash, links[0].hash);
+    /// Signs a digest of the events written since the last one (all synced) and appends it to
+    /// the current digest log; `close` closes the current file (when it holds events).
+    pub(crate) fn write_digest(
+        &mut self,
+        kind: Kind,
+        close: bool,
+        extra: Extra,
+    ) -> Result<(), AuditError> {
+        if self.poisoned {
+            return Err(AuditError::Unavailable);
+        }
+        // Tampering: the writer signs what it wrote (from memory) one last time, into the log
+        // now at the digest log's path, so the difference with the files on disk is provable;
+        // then it stops.
+        let tampered = match self.check_files() {
+            Ok(()) => None,
+            Err(AuditError::Tampered { path, reason }) => {
+                let log = self.dir.join(digest::log_name(self.file_seq));
+                self.log = open_append(&log).map_err(|source| AuditError::Io {
+                    action: "reopen",
+                    path: log,
+                    source,
+                })?;
+                Some((path, reason))
+            }
+            Err(e) => return Err(e),
+        };
+        let now = rfc3339((self.opts.clock)());
+        // Never earlier than the previous digest, whatever the clock does.
+        let end = if now < self.last.end_time {
+            self.last.end_time.clone()
+        } else {
+            now
+        };
+        let segment = self.span.segment();
+        let mut summary = self.summary.clone();
+        if let Some(s) = &segment {
+            summary.add(s);
+        }
+        let closed = if close {
+            summary.closed(self.len)
+        } else {
+            None
+        };
+        let public = self.signer.public();
+        let d = Digest {
+            digest_version: digest::DIGEST_VERSION,
+            digest_seq: extra.digest_seq.unwrap_or(self.last.seq + 1),
+            kind,
+            account_id: self.opts.account_id.clone(),
+            digest_start_time: if self.last.end_time.is_empty() {
+                end.clone()
+            } else {
+                self.last.end_time.clone()
+            },
+            digest_end_time: end.clone(),
+            cadence_seconds: self.opts.cadence.as_secs(),
+            file: file_name(self.file_seq),
+            segment,
+            head: Head {
+                seq: self.next_seq.saturating_sub(1),
+                hash: self.prev_hash.clone(),
+                offset: self.len,
+            },
+            closed,
+            start: extra.start,
+            retention: extra.retention,
+            discontinuity: extra.discontinuity,
+            tampered: tampered.as_ref().map(|(path, reason)| {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                format!("{name}: {reason}")
+            }),
+            previous_digest_signature: self.last.signature.clone(),
+            signature_algorithm: SIGNATURE_ALGORITHM.into(),
+            public_key: public.embedded(),
+            public_key_fingerprint: public.fingerprint().to_owned(),
+        };
+        let (line, signature) = digest::encode(&d, &self.signer).map_err(AuditError::Encode)?;
+        let path = self.dir.join(digest::log_name(self.file_seq));
+        let written = self
+            .log
+            .write_all(&line)
+            .and_then(|()| self.log.sync_data());
+        if let Err(source) = written {
+            let restored = match self.log.metadata() {
+                Ok(m) if m.len() == self.log_len => true,
+                _ => self.log.set_len(self.log_len).is_ok(),
+            };
+            if !restored {
+                self.poisoned = true;
+            }
+            return Err(AuditError::Io {
+                action: "append a digest to",
+                path,
+                source,
+            });
+        }
+        self.log_len += line.len() as u64;
+        self.last = Last {
+            seq: d.digest_seq,
+            signature,
+            end_time: end,
+        };
+        self.last_digest_at = Instant::now();
+        self.summary = summary;
+        self.span = Span::at(self.len);
+        self.synced.3 = self.span.clone();
+        self.stats.digests_written.fetch_add(1, Ordering::Relaxed);
+        self.stats.unsigned_events.store(0, Ordering::Relaxed);
+        match tampered {
+            Some((path, reason)) => Err(AuditError::Tampered { path, reason }),
+            None => Ok(()),
+        }
     }
 
-    #[tokio::test]
-    async fn events_nobody_waits_for_are_synced_and_checkpointed_soon() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = CheckpointKey::derive(b"k");
-        let sink = AuditSink::open(
-            dir.path(),
-            key.clone(),
-            Rotation::default(),
-            Arc::new(SinkStats::default()),
-        )
-        .unwrap();
-        for _ in 0..3 {
-            sink.record(sample_event()).await;
-        }
-        sink.record_detached(sample_event());
-        tokio::time::sleep(GATHER_WINDOW + IDLE_SYNC_DELAY + Duration::from_millis(200)).await;
-        assert_eq!(lines(dir.path()).len(), 4);
-        match checkpoint::read(dir.path(), &key).unwrap() {
-            checkpoint::Found::Valid(cp) => assert_eq!(cp.seq, 4),
-            other => panic!("checkpoint not updated: {other:?}"),
-        }
+    /// Trusted keys for this writer's own checks: its key and the pinned fingerprints.
+    pub(crate) fn keys(signer: &Signer, opts: &Options) -> TrustedKeys {
+        TrustedKeys::new(vec![signer.public().clone()], opts.pinned.clone())
+    }
+}
+
+/// Helpers for tests: one signing key per test process, a sink opened on a trail that has its
+/// genesis.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    /// The key every test trail is signed with.
+    pub(crate) fn signer() -> Arc<Signer> {
+        static SIGNER: std::sync::OnceLock<Arc<Signer>> = std::sync::OnceLock::new();
+        SIGNER.get_or_init(|| Arc::new(Signer::generate())).clone()
     }
 
-    #[tokio::test]
-    async fn concurrent_events_share_commits() {
-        let dir = tempfile::tempdir().unwrap();
-        let stats = Arc::new(SinkStats::default());
-        let sink = AuditSink::open(
-            dir.path(),
-            CheckpointKey::derive(b"k"),
-            Rotation::default(),
-            stats.clone(),
-        )
-        .unwrap();
-        let mut tasks = Vec::new();
-        for _ in 0..200 {
-            let s = sink.clone();
-            tasks.push(tokio::spawn(async move {
-                s.record_durable(sample_event()).await
-            }));
+    /// Trusts [`signer`] only.
+    pub(crate) fn keys() -> TrustedKeys {
+        TrustedKeys::new(vec![signer().public().clone()], vec![])
+    }
+
+    /// Options with `rotation` and an hour's cadence (tests sign digests by closing the sink).
+    pub(crate) fn options(rotation: Rotation) -> Options {
+        let mut o = Options::new("123456789012");
+        o.rotation = rotation;
+        o.cadence = Duration::from_secs(3600);
+        o
+    }
+
+    /// Opens `dir`, writing the genesis first when it has no digest yet.
+    pub(crate) fn open_with(dir: &Path, options: Options) -> Result<AuditSink, AuditError> {
+        let fresh = digest::digest_logs(dir).map_or(true, |l| l.is_empty());
+        if fresh {
+            genesis(dir, &signer(), &options.account_id, (options.clock)())?;
         }
-        for t in tasks {
-            t.await.unwrap().unwrap();
+        AuditSink::open(dir, signer(), options, Arc::new(SinkStats::default()))
+    }
+
+    /// Opens `dir` with `rotation`.
+    pub(crate) fn open(dir: &Path, rotation: Rotation) -> AuditSink {
+        match open_with(dir, options(rotation)) {
+            Ok(s) => s,
+            Err(e) => panic!("cannot open the test trail: {e}"),
         }
-        assert_eq!(lines(dir.path()).len(), 200);
-        assert_eq!(stats.events_written.load(Ordering::Relaxed), 200);
-        assert!(stats.fsync.count() < 200, "fsyncs: {}", stats.fsync.count());
-        assert_eq!(stats.queue_depth.load(Ordering::Relaxed), 0);
     }
 }

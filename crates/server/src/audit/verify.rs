@@ -1,394 +1,1033 @@
-//! `keyhole audit verify`: walks the whole trail once, streaming, and names the first position
-//! where it stops checking out.
+//! `keyhole audit verify` and the gateway's start check: walk the digest chain and the trail
+//! together, once, streaming, and name the first position where they stop checking out.
 //!
-//! Detected: an edited event (its hash no longer matches), a deleted, inserted or reordered event
-//! (its `prevHash` or `seq` does not follow), a missing, renamed or reordered file (file names
-//! carry the first sequence number), a file cut short or an event removed from the tail (the
-//! HMAC-signed checkpoint names a later position than the trail reaches).
+//! For every digest (in `digest-S.jsonl`, checked with a key the operator trusts): its number
+//! follows the previous one and it carries the previous digest's signature (a removed, inserted,
+//! replayed or rolled-back digest breaks this); the events it covers are read from `audit-S.jsonl`
+//! at the byte range it names: each event's own hash, its `seq` and `prevHash` (edits, deletions,
+//! insertions, reordering), its hash against the digest's short hash of it (an edit with the
+//! chain recomputed after it is named at the edited event), the SHA-256 of the range, and the
+//! chain head the digest signs. A closed file must end where its closing digest says (nothing
+//! appended). Events after the last digest are the unsigned window: checked by chain alone and
+//! counted. Signed `retention` digests say where the kept trail starts; signed `discontinuity`
+//! digests say which events an operator gave up, and the walk resumes after them.
+//!
+//! CloudTrail's validation works the same way on its digest chain
+//! (<https://docs.aws.amazon.com/cli/latest/reference/cloudtrail/validate-logs.html>).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
 
 use super::chain::{self, GENESIS_HASH};
-use super::checkpoint::{self, Checkpoint, CheckpointKey, Found};
-use super::err::AuditError;
-use super::sink::trail_files;
+use super::digest::{self, FileSummary, Kind, Signed, Span, SHORT_HASH_LEN};
+use super::err::{io, AuditError};
+use super::event::Stage;
+use super::keys::TrustedKeys;
+use super::sink::{file_name, trail_files};
+
+/// Where to start walking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    /// The whole trail (`keyhole audit verify`).
+    Beginning,
+    /// The newest digest log with a digest, anchored on the previous log's last digest (the
+    /// gateway's start check: bounded by one trail file).
+    Newest,
+}
+
+/// What to check.
+#[derive(Debug, Clone, Copy)]
+pub struct Options<'a> {
+    /// Directory of the trail files.
+    pub audit_dir: &'a Path,
+    /// A copy of the digests kept elsewhere (`keyhole audit export-digests`): every digest log
+    /// in the audit directory must extend its copy there, and the copy stands in for logs missing
+    /// here.
+    pub witness: Option<&'a Path>,
+    /// The keys digests may be signed with.
+    pub keys: &'a TrustedKeys,
+    /// Where to start.
+    pub from: Walk,
+}
 
 /// The first problem found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// `file:line` (line from 1), or the file alone.
+    /// `file:line` (line from 1), or a file alone.
     pub position: String,
     /// What is wrong.
     pub reason: String,
+    /// The first event that cannot be trusted because of it.
+    pub seq: u64,
 }
 
-/// What `verify` found.
+/// A mutating request's `authorized` record without a `completed` one.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    /// `file:line`.
+    pub position: String,
+    /// The request id.
+    pub request_id: String,
+    /// The operation.
+    pub event_name: String,
+    /// When it arrived.
+    pub event_time: String,
+}
+
+/// Where the trail ends: what the writer continues from after the start check.
+#[derive(Debug, Clone, Default)]
+pub struct Tail {
+    /// The last trail file read (its first sequence number), if any.
+    pub file_seq: Option<u64>,
+    /// Whether a digest closed it.
+    pub closed: bool,
+    /// Its length up to the last complete event.
+    pub length: u64,
+    /// Its events so far.
+    pub summary: FileSummary,
+    /// Events after the last digest, all in that file.
+    pub unsigned: Span,
+    /// The next event's sequence number.
+    pub next_seq: u64,
+    /// The last event's hash.
+    pub prev_hash: String,
+}
+
+/// What the walk found.
+#[derive(Debug, Clone, Default)]
 pub struct Report {
-    /// Complete events that checked out before the first problem (or in all).
+    /// Events that checked out (signed and unsigned).
     pub events: u64,
     /// Trail files read.
     pub files: usize,
-    /// The checkpoint used, if a valid one exists.
-    pub checkpoint: Option<Checkpoint>,
-    /// The first problem; `None` means the trail is intact.
+    /// Digests that checked out.
+    pub digests: u64,
+    /// The first digest checked.
+    pub first: Option<Signed>,
+    /// The last digest that checked out.
+    pub last: Option<Signed>,
+    /// Events after the last digest (checked by chain alone).
+    pub unsigned: u64,
+    /// The first problem; `None` means intact (apart from `discontinuities`).
     pub problem: Option<Problem>,
-    /// Notes that do not make the trail invalid (an incomplete final line after the checkpoint).
+    /// Signed discontinuities met, described.
+    pub discontinuities: Vec<String>,
+    /// Remarks that do not make the trail invalid.
     pub notes: Vec<String>,
+    /// Restarts after an unclean stop: a crash, or digests removed after the last one kept
+    /// (only an exported copy of the digests tells which).
+    pub gaps: Vec<String>,
+    /// `authorized` records without a `completed` one (the first 1000).
+    pub orphans: Vec<Orphan>,
+    /// How many orphans in all.
+    pub orphan_count: u64,
+    /// The highest event sequence number seen on disk.
+    pub max_seq: u64,
+    /// The highest digest number seen (checked or not).
+    pub max_digest_seq: u64,
+    /// Where the trail ends.
+    pub tail: Tail,
 }
 
-/// Verifies the trail under `dir`.
-pub fn verify(dir: &Path, key: &CheckpointKey) -> Result<Report, AuditError> {
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_owned();
-        move |source| AuditError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let mut files = trail_files(dir).map_err(io("list", dir))?;
-    // Retention: the signed anchor says where the kept trail starts and which hash it continues.
-    let anchor = match super::retention::read(dir, key).map_err(io("read the anchor in", dir))? {
-        super::retention::Found::Absent => None,
-        super::retention::Found::Valid(a) => Some(a),
-        super::retention::Found::Damaged => {
-            return Ok(Report {
-                events: 0,
-                files: files.len(),
-                checkpoint: None,
-                problem: Some(Problem {
-                    position: super::retention::ANCHOR_FILE.into(),
-                    reason:
-                        "the retention anchor has no valid HMAC (edited, or another master key)"
-                            .into(),
-                }),
-                notes: Vec::new(),
-            })
-        }
-    };
-    let mut skipped = 0;
-    if let Some(a) = &anchor {
-        // Files the anchor already excludes (removal interrupted by a crash) are not checked.
-        skipped = files.iter().take_while(|(s, _)| *s < a.first_seq).count();
-        files.drain(..skipped);
+/// Orphans listed at most.
+pub const MAX_ORPHANS_LISTED: usize = 1000;
+
+enum Halt {
+    Problem(Problem),
+    Io(AuditError),
+}
+
+impl From<AuditError> for Halt {
+    fn from(e: AuditError) -> Halt {
+        Halt::Io(e)
     }
-    let cp = match checkpoint::read(dir, key).map_err(io("read the checkpoint in", dir))? {
-        Found::Valid(cp) => Some(cp),
-        Found::Absent | Found::Damaged => None,
+}
+
+type Step<T = ()> = Result<T, Halt>;
+
+struct Reader {
+    seq: u64,
+    name: String,
+    path: PathBuf,
+    reader: Option<BufReader<File>>,
+    offset: u64,
+    line_no: u64,
+    closed: bool,
+    summary: FileSummary,
+}
+
+#[derive(serde::Deserialize)]
+struct Meta<'a> {
+    #[serde(rename = "eventTime", borrow)]
+    event_time: std::borrow::Cow<'a, str>,
+    stage: Stage,
+    #[serde(rename = "requestID", borrow)]
+    request_id: std::borrow::Cow<'a, str>,
+    #[serde(rename = "eventName", borrow)]
+    event_name: std::borrow::Cow<'a, str>,
+}
+
+struct Expect<'a> {
+    digest_seq: u64,
+    hashes: &'a str,
+    index: usize,
+}
+
+struct Walker<'a> {
+    opts: Options<'a>,
+    report: Report,
+    next_seq: u64,
+    prev_hash: String,
+    /// The next digest must have this number and this previous signature (`None`: any; the
+    /// first digest of a walk anchored nowhere).
+    expected: Option<(u64, String)>,
+    /// The first digest must be the genesis.
+    want_genesis: bool,
+    last_end: Option<String>,
+    discontinuities: Vec<Signed>,
+    /// Skipping the events a discontinuity gave up, until its digest.
+    skipping: Option<Signed>,
+    orphans: HashMap<String, Orphan>,
+    file: Option<Reader>,
+    /// The newest digest log holding a digest.
+    last_log: u64,
+}
+
+fn problem(position: impl Into<String>, reason: impl Into<String>, seq: u64) -> Halt {
+    Halt::Problem(Problem {
+        position: position.into(),
+        reason: reason.into(),
+        seq,
+    })
+}
+
+/// Walks the trail and its digests.
+pub fn verify(opts: Options<'_>) -> Result<Report, AuditError> {
+    let trail: std::collections::BTreeMap<u64, PathBuf> = trail_files(opts.audit_dir)
+        .map_err(io("list", opts.audit_dir))?
+        .into_iter()
+        .collect();
+    let logs = Logs {
+        local: digest::digest_logs(opts.audit_dir)
+            .map_err(io("list", opts.audit_dir))?
+            .into_iter()
+            .collect(),
+        witness: match opts.witness {
+            Some(w) => digest::digest_logs(w)
+                .map_err(io("list", w))?
+                .into_iter()
+                .collect(),
+            None => std::collections::BTreeMap::new(),
+        },
     };
-    let mut report = Report {
-        events: 0,
-        files: files.len(),
-        checkpoint: cp.clone(),
-        problem: None,
-        notes: Vec::new(),
-    };
-    let fail = |mut report: Report, position: String, reason: String| {
-        report.problem = Some(Problem { position, reason });
-        Ok(report)
-    };
-    let mut prev_hash = GENESIS_HASH.to_owned();
-    let mut next_seq = 1u64;
-    if let Some(a) = &anchor {
-        prev_hash.clone_from(&a.prev_hash);
-        next_seq = a.first_seq;
-        report.notes.push(format!(
-            "events before #{} were removed by retention at {} (signed anchor){}",
-            a.first_seq,
-            a.pruned_at,
-            if skipped > 0 {
-                format!("; {skipped} file(s) it excludes are still present and were not checked")
-            } else {
-                String::new()
+    let mut non_empty = Vec::new();
+    for s in logs.seqs() {
+        let len = |m: &std::collections::BTreeMap<u64, PathBuf>| -> Result<u64, AuditError> {
+            match m.get(&s) {
+                Some(p) => Ok(std::fs::metadata(p).map_err(io("stat", p))?.len()),
+                None => Ok(0),
             }
-        ));
+        };
+        if len(&logs.local)? > 0 || len(&logs.witness)? > 0 {
+            non_empty.push(s);
+        }
     }
-    let mut reached_checkpoint = cp.is_none();
-    let file_count = files.len();
-    for (index, (first_seq, path)) in files.iter().enumerate() {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let is_last_file = index + 1 == file_count;
-        let f = File::open(path).map_err(io("open", path))?;
-        let mut reader = BufReader::with_capacity(256 * 1024, f);
-        let mut line = Vec::with_capacity(1024);
-        let mut line_no = 0u64;
-        let mut offset = 0u64;
-        let mut first_in_file = true;
-        loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(io("read", path))?;
-            if n == 0 {
+    let mut w = Walker {
+        opts,
+        report: Report::default(),
+        next_seq: 1,
+        prev_hash: GENESIS_HASH.to_owned(),
+        expected: Some((1, String::new())),
+        want_genesis: true,
+        last_end: None,
+        discontinuities: Vec::new(),
+        skipping: None,
+        orphans: HashMap::new(),
+        file: None,
+        last_log: non_empty.last().copied().unwrap_or(0),
+    };
+    let mut start = 0u64;
+    // The start check walks from the newest digest log that covers events (so the newest trail
+    // file holding events is checked whole), anchored on the log before it.
+    let mut newest_with_events = None;
+    if opts.from == Walk::Newest {
+        for (i, s) in non_empty.iter().enumerate().rev() {
+            let path = logs.local.get(s).cloned().unwrap_or_default();
+            let bytes = std::fs::read(&path).map_err(io("read", &path))?;
+            if contains(&bytes, b"\"segment\":{") {
+                newest_with_events = Some((i, *s));
                 break;
             }
-            line_no += 1;
-            let position = format!("{name}:{line_no}");
-            let Some(body) = line.strip_suffix(b"\n") else {
-                let past_checkpoint = cp
-                    .as_ref()
-                    .is_none_or(|c| c.seq < next_seq || reached_checkpoint);
-                if is_last_file && past_checkpoint {
-                    report.notes.push(format!(
-                        "{position}: incomplete final line ({n} bytes) from an interrupted write; it was never acknowledged and is removed at the next start"
-                    ));
+        }
+    }
+    let anchor = newest_with_events.and_then(|(i, s)| {
+        let prev = non_empty.get(i.checked_sub(1)?).copied()?;
+        Some((prev, s))
+    });
+    if let Some((prev, newest)) = anchor {
+        // The start check: the previous log's last digest anchors the walk of the newest one.
+        let path = logs.local.get(&prev).cloned().unwrap_or_default();
+        let lines = digest::read_log(&path).map_err(io("read", &path))?;
+        let Some(line) = lines.lines.last() else {
+            return Ok(w.report);
+        };
+        match digest::check(line, opts.keys) {
+            Ok(a) => {
+                w.next_seq = a.digest.head.seq + 1;
+                w.prev_hash.clone_from(&a.digest.head.hash);
+                w.expected = Some((a.digest.digest_seq + 1, a.signature.clone()));
+                w.want_genesis = false;
+                w.last_end = Some(a.digest.digest_end_time.clone());
+                w.report.max_digest_seq = a.digest.digest_seq;
+            }
+            Err(e) => {
+                w.report.problem = Some(Problem {
+                    position: format!("{}:{}", digest::log_name(prev), lines.lines.len()),
+                    reason: e.to_string(),
+                    seq: 0,
+                });
+                return Ok(w.report);
+            }
+        }
+        start = newest;
+    } else {
+        if let Err(Halt::Io(e)) = w.prescan(&logs) {
+            return Err(e);
+        }
+        if let Some(ret) = w.retention(&logs)? {
+            start = ret;
+        }
+    }
+    let mut seqs: Vec<u64> = trail.keys().copied().chain(logs.seqs()).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    for s in seqs.into_iter().filter(|s| *s >= start) {
+        match w.pair(s, trail.get(&s), &logs) {
+            Ok(()) => {}
+            Err(Halt::Io(e)) => return Err(e),
+            Err(Halt::Problem(p)) => {
+                if !w.explained(&p) {
+                    w.report.problem = Some(p);
                     break;
                 }
-                return fail(
-                    report,
-                    position,
-                    "incomplete line (the file was cut)".into(),
-                );
-            };
-            let link = match chain::check_line(body) {
-                Ok(l) => l,
-                Err(e) => return fail(report, position, e.to_string()),
-            };
-            if first_in_file && link.seq != *first_seq {
-                return fail(
-                    report,
-                    position,
-                    format!(
-                        "the file name says its first event is #{first_seq}, but it is #{} (a file was renamed or reordered)",
-                        link.seq
-                    ),
-                );
             }
-            first_in_file = false;
-            if link.prev_hash != prev_hash || link.seq != next_seq {
-                let reason = if link.seq != next_seq {
-                    format!(
-                        "expected event #{next_seq}, found #{} (an event was deleted, inserted or moved)",
-                        link.seq
-                    )
-                } else {
-                    "prevHash does not match the previous event (an event was deleted, inserted or moved)".into()
-                };
-                return fail(report, position, reason);
-            }
-            offset += n as u64;
-            prev_hash = link.hash;
-            next_seq += 1;
-            report.events += 1;
-            if let Some(c) = &cp {
-                if c.seq == link.seq {
-                    if c.file != name || c.offset != offset || c.hash != prev_hash {
-                        return fail(
-                            report,
-                            position,
-                            format!(
-                                "does not match the checkpoint (event #{} should end {}:{} with hash {})",
-                                c.seq, c.file, c.offset, c.hash
-                            ),
-                        );
+        }
+    }
+    w.finish()
+}
+
+impl Walker<'_> {
+    /// Collects the signed `retention` and `discontinuity` digests first: the walk needs to
+    /// know where retention let the trail start and which losses an operator accepted.
+    fn prescan(&mut self, logs: &Logs) -> Step {
+        for s in logs.seqs() {
+            // A log that does not extend its exported copy is reported by the walk itself.
+            let Ok(Some(lines)) = logs.read(s) else {
+                continue;
+            };
+            for line in &lines.lines {
+                let wanted =
+                    contains(line, b"\"retention\":{") || contains(line, b"\"discontinuity\":{");
+                if !wanted {
+                    continue;
+                }
+                if let Ok(s) = digest::check(line, self.opts.keys) {
+                    if s.digest.discontinuity.is_some() || s.digest.retention.is_some() {
+                        self.discontinuities.push(s);
                     }
-                    reached_checkpoint = true;
                 }
             }
         }
-        if line_no == 0 && !is_last_file {
-            return fail(report, name, "empty file in the middle of the trail".into());
+        Ok(())
+    }
+
+    /// Applies the newest signed retention digest: returns the first kept file's sequence.
+    fn retention(&mut self, logs: &Logs) -> Result<Option<u64>, AuditError> {
+        let newest = self
+            .discontinuities
+            .iter()
+            .filter_map(|s| {
+                s.digest
+                    .retention
+                    .as_ref()
+                    .map(|r| (s.digest.digest_seq, r))
+            })
+            .max_by_key(|(seq, _)| *seq)
+            .map(|(_, r)| r.clone());
+        self.discontinuities
+            .retain(|s| s.digest.discontinuity.is_some());
+        let Some(r) = newest else {
+            return Ok(None);
+        };
+        let excluded: Vec<String> = logs
+            .local
+            .keys()
+            .filter(|s| **s < r.first_kept_seq)
+            .map(|s| digest::log_name(*s))
+            .collect();
+        self.next_seq = r.first_kept_seq;
+        self.prev_hash.clone_from(&r.first_kept_prev_hash);
+        self.expected = Some((
+            r.first_kept_digest_seq,
+            r.first_kept_digest_previous_signature.clone(),
+        ));
+        self.want_genesis = false;
+        self.report.notes.push(format!(
+            "events before #{} were removed by retention (signed: older than {}){}",
+            r.first_kept_seq,
+            r.cutoff,
+            if excluded.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} file(s) it removed are still present and were not checked",
+                    excluded.len()
+                )
+            }
+        ));
+        Ok(Some(r.first_kept_seq))
+    }
+
+    /// Whether a signed discontinuity accounts for `p`; if so, skips to it.
+    fn explained(&mut self, p: &Problem) -> bool {
+        if self.opts.from == Walk::Newest || self.skipping.is_some() {
+            return false;
+        }
+        let last = self.report.last.as_ref().map_or(0, |l| l.digest.digest_seq);
+        let found = self.discontinuities.iter().find(|s| {
+            s.digest.digest_seq > last
+                && s.digest.discontinuity.as_ref().is_some_and(|d| {
+                    d.lost_first_seq <= p.seq && p.seq <= d.lost_last_seq.max(d.lost_first_seq)
+                })
+        });
+        match found {
+            Some(s) => {
+                self.report.notes.push(format!(
+                    "{}: {} (accounted for by discontinuity digest #{})",
+                    p.position, p.reason, s.digest.digest_seq
+                ));
+                self.skipping = Some(s.clone());
+                self.file = None;
+                true
+            }
+            None => false,
         }
     }
-    if let Some(c) = &cp {
-        if !reached_checkpoint {
-            let position = files
-                .last()
-                .and_then(|(_, p)| p.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "(no trail files)".into());
-            return fail(
-                report,
+
+    /// One trail file and its digest log.
+    fn pair(&mut self, s: u64, trail: Option<&PathBuf>, logs: &Logs) -> Step {
+        if let Some(skip) = &self.skipping {
+            if s <= skip.digest.head.seq {
+                if trail.is_some() {
+                    self.report.notes.push(format!(
+                        "{} holds events given up by discontinuity digest #{}; not checked",
+                        file_name(s),
+                        skip.digest.digest_seq
+                    ));
+                }
+                return Ok(());
+            }
+        }
+        self.open(s, trail)?;
+        if let Some(lines) = logs.read(s)? {
+            let name = digest::log_name(s);
+            for (i, line) in lines.lines.iter().enumerate() {
+                self.digest(&format!("{name}:{}", i + 1), line)?;
+            }
+            if lines.incomplete > 0 {
+                let note = format!(
+                    "{name}: incomplete final line ({} bytes) from an interrupted write; removed at the next start",
+                    lines.incomplete
+                );
+                if s == self.last_log {
+                    self.report.notes.push(note);
+                } else {
+                    return Err(problem(
+                        name,
+                        "incomplete line in the middle of the digest chain (the file was cut)",
+                        self.next_seq,
+                    ));
+                }
+            }
+        }
+        self.rest_of_file(s)
+    }
+
+    fn open(&mut self, s: u64, trail: Option<&PathBuf>) -> Step {
+        let name = file_name(s);
+        let reader = match trail {
+            Some(p) => Some(BufReader::with_capacity(
+                256 * 1024,
+                File::open(p).map_err(io("open", p))?,
+            )),
+            None => None,
+        };
+        if reader.is_some() {
+            self.report.files += 1;
+        }
+        self.file = Some(Reader {
+            seq: s,
+            name,
+            path: trail.cloned().unwrap_or_default(),
+            reader,
+            offset: 0,
+            line_no: 0,
+            closed: false,
+            summary: FileSummary::default(),
+        });
+        Ok(())
+    }
+
+    fn digest(&mut self, position: &str, line: &[u8]) -> Step {
+        let signed = digest::check(line, self.opts.keys)
+            .map_err(|e| problem(position, format!("digest {e}"), self.next_seq))?;
+        let d = &signed.digest;
+        self.report.max_digest_seq = self.report.max_digest_seq.max(d.digest_seq);
+        if d.kind == Kind::Discontinuity {
+            return self.resume(position, signed);
+        }
+        if let Some(skip) = &self.skipping {
+            if d.digest_seq < skip.digest.digest_seq {
+                // Digests of the given-up stretch, before the discontinuity in the same log.
+                return Ok(());
+            }
+            return Err(problem(
                 position,
                 format!(
-                    "the trail ends at event #{}, but the checkpoint records event #{} ending {}:{} (events were cut from the tail)",
-                    next_seq - 1,
-                    c.seq,
-                    c.file,
-                    c.offset
+                    "digest #{} follows the events given up by discontinuity digest #{}, which was not found after them",
+                    d.digest_seq, skip.digest.digest_seq
                 ),
-            );
+                self.next_seq,
+            ));
         }
-    } else if report.events > 0 {
-        let found = checkpoint::read(dir, key).map_err(io("read the checkpoint in", dir))?;
-        let why = if found == Found::Absent {
-            "is missing"
-        } else {
-            "has no slot with a valid HMAC (edited, or another master key)"
-        };
-        return fail(
-            report,
-            checkpoint::CHECKPOINT_FILE.into(),
-            format!("the checkpoint {why}, so a cut tail cannot be ruled out"),
-        );
+        if self.want_genesis && d.kind != Kind::Genesis {
+            return Err(problem(
+                position,
+                format!(
+                    "the oldest digest is #{} ({}), not the genesis, and no signed retention digest explains it: earlier digests were removed",
+                    d.digest_seq,
+                    d.kind.as_str()
+                ),
+                self.next_seq,
+            ));
+        }
+        if let Some((seq, sig)) = &self.expected {
+            if d.digest_seq != *seq {
+                return Err(problem(
+                    position,
+                    format!(
+                        "expected digest #{seq}, found #{} (a digest was removed, inserted or replayed)",
+                        d.digest_seq
+                    ),
+                    self.next_seq,
+                ));
+            }
+            if d.previous_digest_signature != *sig {
+                return Err(problem(
+                    position,
+                    format!(
+                        "digest #{} does not carry the previous digest's signature (a digest was replaced or replayed)",
+                        d.digest_seq
+                    ),
+                    self.next_seq,
+                ));
+            }
+        }
+        if let Some(end) = &self.last_end {
+            if d.digest_start_time != *end || d.digest_end_time < *end {
+                return Err(problem(
+                    position,
+                    format!(
+                        "digest #{} does not start where the previous one ended ({end})",
+                        d.digest_seq
+                    ),
+                    self.next_seq,
+                ));
+            }
+        }
+        let expected_file = self
+            .file
+            .as_ref()
+            .map(|f| f.name.clone())
+            .unwrap_or_default();
+        if d.file != expected_file {
+            return Err(problem(
+                position,
+                format!(
+                    "digest #{} names {}, but it is in the log of {expected_file}",
+                    d.digest_seq, d.file
+                ),
+                self.next_seq,
+            ));
+        }
+        if let Some(seg) = &d.segment {
+            self.segment(d.digest_seq, seg)?;
+        }
+        let offset = self.file.as_ref().map_or(0, |f| f.offset);
+        let head = &d.head;
+        if head.seq + 1 != self.next_seq || head.hash != self.prev_hash || head.offset != offset {
+            return Err(problem(
+                self.here(),
+                format!(
+                    "digest #{} signs the trail as ending at event #{} (byte {} of {}), but the events before it end at #{} (byte {offset}){}",
+                    d.digest_seq,
+                    head.seq,
+                    head.offset,
+                    d.file,
+                    self.next_seq.saturating_sub(1),
+                    if head.seq + 1 == self.next_seq { " with another hash: events were edited" } else { "" }
+                ),
+                self.next_seq.min(head.seq + 1),
+            ));
+        }
+        if let Some(c) = &d.closed {
+            self.close(d.digest_seq, c.length)?;
+        }
+        if let (Kind::Start, Some(st)) = (d.kind, &d.start) {
+            if !st.previous_clean {
+                self.report.gaps.push(format!(
+                    "digest #{} ({}): restart after an unclean stop; the previous digest is from {}; {} event(s) written after it were signed only now (a crash, or digests removed after {}: compare with an exported copy, --digests)",
+                    d.digest_seq,
+                    d.digest_end_time,
+                    d.digest_start_time,
+                    st.adopted_events,
+                    d.digest_start_time
+                ));
+            }
+        }
+        if let Some(t) = &d.tampered {
+            self.report.discontinuities.push(format!(
+                "digest #{} ({}): the writer found its files tampered with and stopped writing: {t}",
+                d.digest_seq, d.digest_end_time
+            ));
+        }
+        self.accept(signed);
+        Ok(())
     }
-    Ok(report)
+
+    fn accept(&mut self, signed: Signed) {
+        self.want_genesis = false;
+        self.expected = Some((signed.digest.digest_seq + 1, signed.signature.clone()));
+        self.last_end = Some(signed.digest.digest_end_time.clone());
+        self.report.digests += 1;
+        if self.report.first.is_none() {
+            self.report.first = Some(signed.clone());
+        }
+        self.report.last = Some(signed);
+    }
+
+    /// A signed discontinuity: the trail resumes at its head.
+    fn resume(&mut self, position: &str, signed: Signed) -> Step {
+        let d = &signed.digest;
+        let Some(info) = &d.discontinuity else {
+            return Err(problem(
+                position,
+                "a discontinuity digest without its details",
+                self.next_seq,
+            ));
+        };
+        let skipped = self.skipping.take().is_some();
+        if !skipped {
+            if let Some((seq, _)) = &self.expected {
+                if d.digest_seq < *seq {
+                    return Err(problem(
+                        position,
+                        format!(
+                            "discontinuity digest #{} is out of order (expected #{seq} or later)",
+                            d.digest_seq
+                        ),
+                        self.next_seq,
+                    ));
+                }
+            }
+        }
+        self.report.discontinuities.push(format!(
+            "digest #{} ({}): events #{}..#{} given up at start: {}",
+            d.digest_seq, d.digest_end_time, info.lost_first_seq, info.lost_last_seq, info.reason
+        ));
+        if !skipped {
+            self.report.notes.push(format!(
+                "discontinuity digest #{} gave up events #{}..#{}, but nothing before it failed (the trail was restored afterwards?)",
+                d.digest_seq, info.lost_first_seq, info.lost_last_seq
+            ));
+        }
+        self.next_seq = d.head.seq + 1;
+        self.prev_hash.clone_from(&d.head.hash);
+        if let Some(f) = self.file.as_mut() {
+            f.summary = FileSummary::default();
+        }
+        self.accept(signed);
+        Ok(())
+    }
+
+    fn here(&self) -> String {
+        self.file
+            .as_ref()
+            .map_or_else(String::new, |f| format!("{}:{}", f.name, f.line_no))
+    }
+
+    fn segment(&mut self, digest_seq: u64, seg: &digest::Segment) -> Step {
+        let next = self.next_seq;
+        let Some(f) = self.file.as_ref() else {
+            return Err(problem("", "no trail file", next));
+        };
+        if f.reader.is_none() {
+            return Err(problem(
+                f.name.clone(),
+                format!(
+                    "the file is missing; digest #{digest_seq} signed events #{}..#{} in it",
+                    seg.first_seq, seg.last_seq
+                ),
+                next,
+            ));
+        }
+        if f.offset != seg.from_offset {
+            return Err(problem(
+                self.here(),
+                format!(
+                    "digest #{digest_seq} covers bytes from {}, but the events before it end at byte {}",
+                    seg.from_offset, f.offset
+                ),
+                next,
+            ));
+        }
+        let mut hasher = sha2::Sha256::new();
+        let mut index = 0usize;
+        loop {
+            let offset = self.file.as_ref().map_or(0, |f| f.offset);
+            if offset >= seg.to_offset {
+                break;
+            }
+            let expect = Expect {
+                digest_seq,
+                hashes: &seg.event_hashes,
+                index,
+            };
+            match self.event(Some(expect), &mut hasher)? {
+                Some(()) => index += 1,
+                None => {
+                    return Err(problem(
+                        self.file.as_ref().map(|f| f.name.clone()).unwrap_or_default(),
+                        format!(
+                            "the file ends at byte {offset}, but digest #{digest_seq} signed events up to #{} ending at byte {} (events were cut from the tail)",
+                            seg.last_seq, seg.to_offset
+                        ),
+                        self.next_seq,
+                    ))
+                }
+            }
+        }
+        let offset = self.file.as_ref().map_or(0, |f| f.offset);
+        if offset != seg.to_offset
+            || hex::encode(hasher.finalize()) != seg.sha256
+            || self.next_seq != seg.last_seq + 1
+            || index as u64 * SHORT_HASH_LEN as u64 != seg.event_hashes.len() as u64
+        {
+            return Err(problem(
+                self.here(),
+                format!(
+                    "the bytes {}..{} are not those digest #{digest_seq} signed (SHA-256 or event count differs)",
+                    seg.from_offset, seg.to_offset
+                ),
+                seg.first_seq,
+            ));
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.summary.add(seg);
+        }
+        Ok(())
+    }
+
+    /// Reads and checks one event; `None` at the end of the file.
+    fn event(&mut self, expect: Option<Expect<'_>>, hasher: &mut sha2::Sha256) -> Step<Option<()>> {
+        let next = self.next_seq;
+        let Some(f) = self.file.as_mut() else {
+            return Ok(None);
+        };
+        let Some(reader) = f.reader.as_mut() else {
+            return Ok(None);
+        };
+        let mut line = Vec::with_capacity(1024);
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(io("read", &f.path))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        f.line_no += 1;
+        let position = format!("{}:{}", f.name, f.line_no);
+        let Some(body) = line.strip_suffix(b"\n") else {
+            if expect.is_none() && f.seq >= self.last_log {
+                self.report.notes.push(format!(
+                    "{position}: incomplete final line ({n} bytes) from an interrupted write; it was never acknowledged and is removed at the next start"
+                ));
+                return Ok(None);
+            }
+            return Err(problem(
+                position,
+                "incomplete line (the file was cut)",
+                next,
+            ));
+        };
+        let link = chain::check_line(body).map_err(|e| problem(&position, e.to_string(), next))?;
+        if f.line_no == 1 && link.seq != f.seq {
+            return Err(problem(
+                position,
+                format!(
+                    "the file name says its first event is #{}, but it is #{} (a file was renamed or reordered)",
+                    f.seq, link.seq
+                ),
+                next,
+            ));
+        }
+        if link.seq != next {
+            return Err(problem(
+                position,
+                format!(
+                    "expected event #{next}, found #{} (an event was deleted, inserted or moved)",
+                    link.seq
+                ),
+                next,
+            ));
+        }
+        if link.prev_hash != self.prev_hash {
+            return Err(problem(
+                position,
+                "prevHash does not match the previous event (an event was deleted, inserted or moved)",
+                next,
+            ));
+        }
+        if let Some(e) = &expect {
+            let from = e.index * SHORT_HASH_LEN;
+            let signed = e.hashes.get(from..from + SHORT_HASH_LEN);
+            let actual = link.hash.get(..SHORT_HASH_LEN);
+            if signed.is_none() {
+                return Err(problem(
+                    position,
+                    format!(
+                        "event #{next} is one more than digest #{} signed (inserted)",
+                        e.digest_seq
+                    ),
+                    next,
+                ));
+            }
+            if signed != actual {
+                return Err(problem(
+                    position,
+                    format!(
+                        "event #{next} is not the one digest #{} signed (edited, and the chain recomputed after it)",
+                        e.digest_seq
+                    ),
+                    next,
+                ));
+            }
+        }
+        let meta: Option<Meta<'_>> = serde_json::from_slice(body).ok();
+        if let Some(m) = &meta {
+            match m.stage {
+                Stage::Authorized => {
+                    self.orphans.insert(
+                        m.request_id.to_string(),
+                        Orphan {
+                            position: position.clone(),
+                            request_id: m.request_id.to_string(),
+                            event_name: m.event_name.to_string(),
+                            event_time: m.event_time.to_string(),
+                        },
+                    );
+                }
+                Stage::Completed => {
+                    self.orphans.remove(m.request_id.as_ref());
+                }
+            }
+        }
+        hasher.update(&line);
+        f.offset += n as u64;
+        if expect.is_none() {
+            if f.summary.first_seq == 0 {
+                f.summary.first_seq = next;
+            }
+            let time = meta
+                .as_ref()
+                .map(|m| m.event_time.to_string())
+                .unwrap_or_default();
+            if self.report.tail.unsigned.count == 0 {
+                self.report.tail.unsigned = Span::at(f.offset - n as u64);
+            }
+            self.report
+                .tail
+                .unsigned
+                .push(&line, next, &link.hash, &time);
+            f.summary.last_seq = next;
+            if f.summary.oldest.is_empty() || time < f.summary.oldest {
+                f.summary.oldest.clone_from(&time);
+            }
+            if time > f.summary.newest {
+                f.summary.newest = time;
+            }
+            self.report.unsigned += 1;
+        }
+        self.prev_hash = link.hash;
+        self.next_seq += 1;
+        self.report.events += 1;
+        self.report.max_seq = self.report.max_seq.max(link.seq);
+        Ok(Some(()))
+    }
+
+    fn close(&mut self, digest_seq: u64, length: u64) -> Step {
+        let next = self.next_seq;
+        let Some(f) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let actual = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
+        if f.offset != length || actual != length {
+            let position = format!("{}:{}", f.name, f.line_no + 1);
+            return Err(problem(
+                position,
+                format!(
+                    "digest #{digest_seq} closed the file at byte {length}, but it holds {actual} bytes (events were appended after it was closed, or it was cut)"
+                ),
+                next,
+            ));
+        }
+        f.closed = true;
+        Ok(())
+    }
+
+    /// What follows the last digest of a file: nothing when it is closed; otherwise the
+    /// unsigned window, allowed only in the newest file.
+    fn rest_of_file(&mut self, s: u64) -> Step {
+        let Some(f) = self.file.as_ref() else {
+            return Ok(());
+        };
+        if f.closed || f.reader.is_none() {
+            return Ok(());
+        }
+        let mut sink = sha2::Sha256::new();
+        let before = self.report.unsigned;
+        if self.report.unsigned > 0 && self.report.tail.unsigned.count > 0 {
+            // Unsigned events were already found in an earlier file.
+            if let Some(()) = self.event(None, &mut sink)? {
+                return Err(problem(
+                    self.here(),
+                    "unsigned events in two files (events were added)",
+                    self.next_seq.saturating_sub(1),
+                ));
+            }
+            return Ok(());
+        }
+        while self.event(None, &mut sink)?.is_some() {}
+        if self.report.unsigned > before && s < self.last_log {
+            let first = self.next_seq - (self.report.unsigned - before);
+            return Err(problem(
+                format!("{}:{}", file_name(s), self.file.as_ref().map_or(0, |f| f.line_no)),
+                format!(
+                    "events #{first}..#{} are not covered by any digest, but later digests exist (events were appended)",
+                    self.next_seq - 1
+                ),
+                first,
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Report, AuditError> {
+        if self.report.problem.is_none() {
+            if let Some(skip) = &self.skipping {
+                self.report.problem = Some(Problem {
+                    position: digest::log_name(skip.digest.head.seq + 1),
+                    reason: format!(
+                        "discontinuity digest #{} was not found where it says the trail resumes",
+                        skip.digest.digest_seq
+                    ),
+                    seq: self.next_seq,
+                });
+            } else if self.report.last.is_none() {
+                self.report.problem = Some(Problem {
+                    position: "(digests)".into(),
+                    reason: "no signed digest: every keyhole account has at least its signed genesis digest, so the trail was removed (or this is not the gateway's audit directory, or its trail predates signed digests)".into(),
+                    seq: self.next_seq,
+                });
+            } else if let Some(last) = &self.report.last {
+                if last.digest.kind == Kind::Stop && self.report.unsigned > 0 {
+                    self.report.problem = Some(Problem {
+                        position: self.here(),
+                        reason: format!(
+                            "{} event(s) follow the clean-stop digest #{} (events were appended while the gateway was stopped)",
+                            self.report.unsigned, last.digest.digest_seq
+                        ),
+                        seq: self.next_seq - self.report.unsigned,
+                    });
+                }
+            }
+        }
+        let mut orphans: Vec<Orphan> = self.orphans.into_values().collect();
+        orphans.sort_by(|a, b| a.event_time.cmp(&b.event_time));
+        self.report.orphan_count = orphans.len() as u64;
+        orphans.truncate(MAX_ORPHANS_LISTED);
+        self.report.orphans = orphans;
+        let tail = &mut self.report.tail;
+        tail.next_seq = self.next_seq;
+        tail.prev_hash = self.prev_hash;
+        if let Some(f) = self.file {
+            tail.file_seq = f.reader.is_some().then_some(f.seq);
+            tail.closed = f.closed;
+            tail.length = f.offset;
+            tail.summary = f.summary;
+        }
+        Ok(self.report)
+    }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::audit::event::tests_support::sample_event;
-    use crate::audit::sink::{AuditSink, Rotation};
-    use crate::metrics::SinkStats;
-    use std::sync::Arc;
-    use std::time::Duration;
+/// The digest logs of the audit directory, and of an exported copy.
+struct Logs {
+    local: std::collections::BTreeMap<u64, PathBuf>,
+    witness: std::collections::BTreeMap<u64, PathBuf>,
+}
 
-    pub(crate) fn key() -> CheckpointKey {
-        CheckpointKey::derive(b"master")
+impl Logs {
+    fn seqs(&self) -> Vec<u64> {
+        let mut all: Vec<u64> = self
+            .local
+            .keys()
+            .chain(self.witness.keys())
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     }
 
-    /// A trail of `n` events, rotated every `per_file` bytes.
-    pub(crate) async fn trail(n: usize, max_bytes: u64) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        let sink = AuditSink::open(
-            dir.path(),
-            key(),
-            Rotation {
-                max_bytes,
-                max_age: Duration::from_secs(3600),
-                retain: None,
-            },
-            Arc::new(SinkStats::default()),
-        )
-        .unwrap();
-        for i in 0..n {
-            let mut e = sample_event();
-            e.request_id = format!("REQ{i}");
-            sink.record_durable(e).await.unwrap();
+    /// The lines of `digest-S.jsonl`: the local log, which must extend the exported copy; the
+    /// copy when the local log is gone.
+    fn read(&self, s: u64) -> Step<Option<digest::LogLines>> {
+        let read = |p: &PathBuf| digest::read_log(p).map_err(io("read", p));
+        let local = self.local.get(&s).map(read).transpose()?;
+        let copy = self.witness.get(&s).map(read).transpose()?;
+        match (local, copy) {
+            (Some(l), Some(c)) => {
+                if !l.lines.starts_with(&c.lines) {
+                    return Err(problem(
+                        digest::log_name(s),
+                        format!(
+                            "does not extend its exported copy ({} digest(s) there, {} here): the digests in the data directory were rolled back or rewritten",
+                            c.lines.len(),
+                            l.lines.len()
+                        ),
+                        0,
+                    ));
+                }
+                Ok(Some(l))
+            }
+            (l, c) => Ok(l.or(c)),
         }
-        // Let the writer update the checkpoint after the last commit.
-        drop(sink);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        dir
     }
+}
 
-    fn only_file(dir: &Path) -> std::path::PathBuf {
-        trail_files(dir).unwrap().pop().unwrap().1
-    }
-
-    fn edit_lines(path: &Path, f: impl FnOnce(&mut Vec<String>)) {
-        let text = std::fs::read_to_string(path).unwrap();
-        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        f(&mut lines);
-        let mut out = lines.join("\n");
-        out.push('\n');
-        std::fs::write(path, out).unwrap();
-    }
-
-    fn problem(dir: &Path) -> Problem {
-        verify(dir, &key()).unwrap().problem.expect("a problem")
-    }
-
-    #[tokio::test]
-    async fn an_intact_trail_verifies() {
-        let dir = trail(5, u64::MAX).await;
-        let r = verify(dir.path(), &key()).unwrap();
-        assert_eq!(r.problem, None, "{r:?}");
-        assert_eq!(r.events, 5);
-        assert_eq!(r.checkpoint.unwrap().seq, 5);
-    }
-
-    #[tokio::test]
-    async fn an_edited_event_is_named() {
-        let dir = trail(5, u64::MAX).await;
-        let path = only_file(dir.path());
-        edit_lines(&path, |l| l[2] = l[2].replace("REQ2", "REQX"));
-        let p = problem(dir.path());
-        assert!(p.position.ends_with(":3"), "{p:?}");
-        assert!(p.reason.contains("edited"), "{p:?}");
-    }
-
-    #[tokio::test]
-    async fn deleted_inserted_and_reordered_events_are_named() {
-        let dir = trail(5, u64::MAX).await;
-        let path = only_file(dir.path());
-        let original = std::fs::read_to_string(&path).unwrap();
-        edit_lines(&path, |l| {
-            l.remove(1);
-        });
-        assert!(problem(dir.path()).position.ends_with(":2"));
-        std::fs::write(&path, &original).unwrap();
-        edit_lines(&path, |l| {
-            let copy = l[0].clone();
-            l.insert(3, copy);
-        });
-        assert!(problem(dir.path()).position.ends_with(":4"));
-        std::fs::write(&path, &original).unwrap();
-        edit_lines(&path, |l| l.swap(1, 2));
-        assert!(problem(dir.path()).position.ends_with(":2"));
-        std::fs::write(&path, &original).unwrap();
-        assert_eq!(verify(dir.path(), &key()).unwrap().problem, None);
-    }
-
-    #[tokio::test]
-    async fn a_cut_tail_is_caught_by_the_checkpoint() {
-        let dir = trail(5, u64::MAX).await;
-        let path = only_file(dir.path());
-        edit_lines(&path, |l| {
-            l.pop();
-        });
-        let p = problem(dir.path());
-        assert!(p.reason.contains("cut from the tail"), "{p:?}");
-        // Cut mid-line, too.
-        let dir = trail(5, u64::MAX).await;
-        let path = only_file(dir.path());
-        let len = std::fs::metadata(&path).unwrap().len();
-        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        f.set_len(len - 10).unwrap();
-        let p = problem(dir.path());
-        assert!(p.reason.contains("cut"), "{p:?}");
-    }
-
-    #[tokio::test]
-    async fn a_missing_or_forged_checkpoint_is_reported() {
-        let dir = trail(2, u64::MAX).await;
-        let cp = dir.path().join(checkpoint::CHECKPOINT_FILE);
-        std::fs::write(&cp, b"{}").unwrap();
-        assert!(problem(dir.path()).reason.contains("valid HMAC"));
-        std::fs::remove_file(&cp).unwrap();
-        assert!(problem(dir.path()).reason.contains("missing"));
-    }
-
-    #[tokio::test]
-    async fn a_deleted_or_reordered_file_is_named() {
-        let dir = trail(4, 1).await;
-        let files = trail_files(dir.path()).unwrap();
-        assert!(files.len() >= 4);
-        std::fs::remove_file(&files[1].1).unwrap();
-        let p = problem(dir.path());
-        assert!(p.position.starts_with("audit-"), "{p:?}");
-        assert!(p.reason.contains("expected event #2"), "{p:?}");
-
-        let dir = trail(4, 1).await;
-        let files = trail_files(dir.path()).unwrap();
-        let (a, b) = (&files[1].1, &files[2].1);
-        let tmp = dir.path().join("swap");
-        std::fs::rename(a, &tmp).unwrap();
-        std::fs::rename(b, a).unwrap();
-        std::fs::rename(&tmp, b).unwrap();
-        let p = problem(dir.path());
-        assert!(p.reason.contains("renamed or reordered"), "{p:?}");
-    }
-
-    #[tokio::test]
-    async fn an_incomplete_line_after_the_checkpoint_is_only_a_note() {
-        let dir = trail(3, u64::MAX).await;
-        let path = only_file(dir.path());
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        std::io::Write::write_all(&mut f, b"{\"eventVersion\":").unwrap();
-        let r = verify(dir.path(), &key()).unwrap();
-        assert_eq!(r.problem, None);
-        assert_eq!(r.events, 3);
-        assert_eq!(r.notes.len(), 1);
-    }
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }

@@ -1,0 +1,240 @@
+"""Issue 20: an audit trail whose integrity can be proven. Each attack of the adversarial review,
+performed on a real trail written by the real binary, is detected by `keyhole audit verify` run
+with the operator's key (a fingerprint or public key recorded away from the data directory), and
+the restart variants are refused by the gateway's start check."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+from e2e_helpers import ServerStartError, audit_dir, keyhole_cli, make_client, read_trail, signed_request
+from test_audit import fingerprint, target, verify
+
+
+def _puts(kp, n: int, prefix: str = "k", bucket: str = "integrity") -> None:
+    s3 = make_client(kp.endpoint, *kp.credentials())
+    try:
+        s3.create_bucket(Bucket=bucket)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    for i in range(n):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}{i}", Body=b"x")
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().split(b"\n")[:-1]
+
+
+def _write(path: Path, lines: list[bytes]) -> None:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+def _rechain(lines: list[bytes], start: int) -> None:
+    """Recompute the unkeyed SHA-256 chain from `start` on, as anyone who can write the file can."""
+    prev = json.loads(lines[start - 1])["hash"]
+    for i in range(start, len(lines)):
+        content = lines[i].rsplit(b',"hash":"', 1)[0]
+        old_prev = json.loads(lines[i])["prevHash"]
+        content = content.replace(f'"prevHash":"{old_prev}"'.encode(), f'"prevHash":"{prev}"'.encode())
+        h = hashlib.sha256(content).hexdigest()
+        lines[i] = content + f',"hash":"{h}"}}'.encode()
+        prev = h
+
+
+def _newest_trail(data_dir: Path) -> Path:
+    return [p for p in sorted(audit_dir(data_dir).glob("audit-*.jsonl")) if p.stat().st_size > 0][-1]
+
+
+def _refused(kp) -> str:
+    """Start `kp` and expect the start check to refuse; returns the logs."""
+    try:
+        kp.start(timeout=20)
+    except ServerStartError as e:
+        # miette wraps lines (and breaks words at hyphens): join them back.
+        return " ".join(str(e).replace("│", " ").replace("-\n", "-").split())
+    raise AssertionError("the gateway started on a tampered trail\n" + kp.logs())
+
+
+def _metric(kp, name: str) -> int:
+    text = urllib.request.urlopen(kp.endpoint + "/metrics").read().decode()
+    (line,) = [l for l in text.splitlines() if l.startswith(name + " ")]
+    return int(line.split()[1])
+
+
+def test_cut_tail_restart_is_refused_and_a_discontinuity_must_be_accepted(fresh_server_factory):
+    """Attack 1: cut the last events, restart, make requests: verify must not say ok."""
+    kp = fresh_server_factory()
+    _puts(kp, 6)
+    assert kp.stop() == 0
+    fp = fingerprint(kp)
+    trail = _newest_trail(kp.data_dir)
+    _write(trail, _lines(trail)[:-4])
+    r = verify(kp.data_dir, fp)
+    assert r.returncode == 1 and "cut from the tail" in r.stdout, r.stdout
+    logs = _refused(kp)
+    assert "does not match its signed" in logs and "signed discontinuity digest" in logs, logs
+    # The explicit flag: a signed discontinuity, an error in the log, a counter in /metrics.
+    kp.extra_args = ["--audit-accept-discontinuity"]
+    kp.start()
+    assert _metric(kp, "keyhole_audit_discontinuities_total") == 1
+    assert "AUDIT DISCONTINUITY" in kp.stderr_text()
+    _puts(kp, 3, prefix="after")
+    assert kp.stop() == 0
+    r = verify(kp.data_dir, fp)
+    assert r.returncode == 3 and "discontinuity: digest #" in r.stdout, r.stdout + r.stderr
+    # The sequence went on from the signed head, not from the cut file.
+    seqs = [e["seq"] for e in read_trail(kp.data_dir)]
+    assert len(seqs) == len(set(seqs)), "a sequence number was reused"
+
+
+def test_rechained_edit_is_named_and_the_restart_refused(fresh_server_factory):
+    """Attack 1, second form: edit one event and recompute the chain forward."""
+    kp = fresh_server_factory()
+    _puts(kp, 5)
+    assert kp.stop() == 0
+    fp = fingerprint(kp)
+    trail = _newest_trail(kp.data_dir)
+    lines = _lines(trail)
+    assert b'"httpStatus":200' in lines[3]
+    lines[3] = lines[3].replace(b'"httpStatus":200', b'"httpStatus":404')
+    _rechain(lines, 3)
+    _write(trail, lines)
+    r = verify(kp.data_dir, fp)
+    assert r.returncode == 1, r.stdout
+    assert f"FAILED at {trail.name}:4:" in r.stdout and "recomputed" in r.stdout, r.stdout
+    assert "does not match its signed digests" in _refused(kp)
+
+
+def test_verify_never_takes_the_key_from_the_directory_it_checks(fresh_server_factory, tmp_path):
+    """Attack 2: replace the key in the data directory with one's own and a trail signed with it."""
+    victim = fresh_server_factory(base=tmp_path / "victim")
+    _puts(victim, 3)
+    assert victim.stop() == 0
+    fp = fingerprint(victim)
+    # Without the operator's key, verify refuses to guess.
+    r = keyhole_cli("audit", "verify", "--data-dir", str(victim.data_dir))
+    assert r.returncode != 0 and "--fingerprint" in r.stderr, r.stderr
+    # The attacker's own keyhole writes a clean, consistently signed trail...
+    attacker = fresh_server_factory(base=tmp_path / "attacker")
+    _puts(attacker, 1)
+    assert attacker.stop() == 0
+    shutil.rmtree(audit_dir(victim.data_dir))
+    shutil.copytree(audit_dir(attacker.data_dir), audit_dir(victim.data_dir))
+    shutil.copy(attacker.data_dir / "audit-signing.key", victim.data_dir / "audit-signing.key")
+    # ...which the operator's fingerprint rejects,
+    r = verify(victim.data_dir, fp)
+    assert r.returncode == 1 and "not the operator's" in r.stdout, r.stdout
+    # and a gateway with the fingerprint pinned refuses to start with the planted key.
+    victim.extra_args = ["--audit-key-fingerprint", fp]
+    logs = _refused(victim)
+    assert "is not among audit_key_fingerprints" in logs, logs
+
+
+def test_rollback_is_caught_by_exported_digests(fresh_server_factory, tmp_path):
+    """Attack 3: roll the trail and its digests back to an earlier copy (no key needed)."""
+    kp = fresh_server_factory()
+    _puts(kp, 3)
+    assert kp.stop() == 0
+    fp = fingerprint(kp)
+    early = tmp_path / "early"
+    shutil.copytree(audit_dir(kp.data_dir), early)
+    kp.start()
+    _puts(kp, 4, prefix="later")
+    assert kp.stop() == 0
+    witness = tmp_path / "witness"
+    r = keyhole_cli("audit", "export-digests", str(witness), "--data-dir", str(kp.data_dir))
+    assert r.returncode == 0 and "exported" in r.stdout, r.stdout + r.stderr
+    # The attacker restores the early copy while the gateway is stopped, and it goes on from it.
+    shutil.rmtree(audit_dir(kp.data_dir))
+    shutil.copytree(early, audit_dir(kp.data_dir))
+    kp.start()
+    _puts(kp, 1, prefix="after-rollback")
+    assert kp.stop() == 0
+    # The witness's digests expose it; so does the next export.
+    r = verify(kp.data_dir, fp, "--digests", str(witness))
+    assert r.returncode == 1, r.stdout
+    r = keyhole_cli("audit", "export-digests", str(witness), "--data-dir", str(kp.data_dir))
+    assert r.returncode != 0 and "rolled back" in r.stderr, r.stdout + r.stderr
+
+
+def test_a_swapped_trail_file_is_detected_while_running(fresh_server_factory):
+    """Attack 3, third form: swap the file's inode while the gateway runs."""
+    kp = fresh_server_factory(extra_args=["--audit-digest-seconds", "1"])
+    srv = target(kp)
+    _puts(kp, 2)
+    fp = fingerprint(kp)
+    trail = _newest_trail(kp.data_dir)
+    frozen = trail.with_name("frozen")
+    shutil.copy(trail, frozen)
+    os.replace(frozen, trail)
+    signed_request(srv, "PUT", "/integrity/unseen", body=b"x")
+    deadline = time.monotonic() + 20
+    while _metric(kp, "keyhole_audit_tampering_detected_total") == 0:
+        assert time.monotonic() < deadline, kp.logs()
+        time.sleep(0.1)
+    assert "AUDIT TAMPERING DETECTED" in kp.stderr_text()
+    # Fail closed from now on.
+    assert signed_request(srv, "PUT", "/integrity/refused", body=b"x").status == 503
+    assert kp.stop() == 0
+    r = verify(kp.data_dir, fp)
+    assert r.returncode == 1, r.stdout
+    assert "does not match its signed digests" in _refused(kp)
+
+
+def test_an_emptied_trail_fails_even_for_a_fresh_account(fresh_server_factory):
+    """Attack 4: delete every trail file (and digest) of an account."""
+    kp = fresh_server_factory()
+    assert kp.stop() == 0
+    fp = fingerprint(kp)
+    assert verify(kp.data_dir, fp).returncode == 0
+    for f in audit_dir(kp.data_dir).iterdir():
+        f.unlink()
+    r = verify(kp.data_dir, fp)
+    assert r.returncode == 1 and "no signed digest" in r.stdout, r.stdout
+    assert "no signed digest" in _refused(kp)
+
+
+def test_unsigned_window_after_a_crash_is_reported_and_signed_at_restart(fresh_server_factory):
+    """Attack 6: events acknowledged but not yet signed: verify says how many; the restart signs
+    them (within the bound), and the unclean restart shows."""
+    kp = fresh_server_factory(extra_args=["--audit-digest-seconds", "3600"])
+    _puts(kp, 3)
+    fp = fingerprint(kp)
+    kp.proc.send_signal(signal.SIGKILL)
+    kp.proc.wait()
+    r = verify(kp.data_dir, fp)
+    assert r.returncode == 0 and "unsigned: " in r.stdout, r.stdout
+    n = int(r.stdout.split("unsigned: ")[1].split()[0])
+    assert n >= 8, r.stdout
+    kp.start()
+    assert kp.stop() == 0
+    r = verify(kp.data_dir, fp)
+    assert r.returncode == 0 and "unsigned:" not in r.stdout and f"{n} event(s) written after it" in r.stdout, r.stdout
+
+
+def test_a_key_outside_the_data_directory_and_verify_with_its_public_key(fresh_server_factory, tmp_path):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    made = keyhole_cli("audit", "keygen", "--out", str(keys / "audit.key"))
+    assert made.returncode == 0, made.stderr
+    fp = made.stdout.split("fingerprint: ")[1].split()[0]
+    assert (keys / "audit.key").stat().st_mode & 0o777 == 0o600
+    kp = fresh_server_factory(extra_args=["--audit-signing-key", str(keys / "audit.key"), "--audit-key-fingerprint", fp])
+    assert fingerprint(kp) == fp
+    assert not (kp.data_dir / "audit-signing.key").exists()
+    _puts(kp, 2)
+    assert kp.stop() == 0
+    r = keyhole_cli("audit", "verify", "--data-dir", str(kp.data_dir), "--public-key", str(keys / "audit.key.pub"))
+    assert r.returncode == 0 and r.stdout.startswith("ok:") and fp in r.stdout, r.stdout + r.stderr
+    # The pinned fingerprint in a config file works for verify too.
+    conf = tmp_path / "keyhole.toml"
+    conf.write_text(f'data_dir = "{kp.data_dir}"\naudit_key_fingerprints = ["{fp}"]\n')
+    r = keyhole_cli("audit", "verify", "--config", str(conf))
+    assert r.returncode == 0, r.stdout + r.stderr
