@@ -25,6 +25,12 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             audit_retain_days: args.audit_retain_days,
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,
+            header_timeout_secs: args.header_timeout_secs,
+            idle_timeout_secs: args.idle_timeout_secs,
+            body_timeout_secs: args.body_timeout_secs,
+            body_min_rate: args.body_min_rate,
+            max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
         },
     )
     .into_diagnostic()?;
@@ -37,6 +43,9 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
 
 async fn serve(config: Config) -> miette::Result<ExitCode> {
     let listen = config.listen;
+    // The soft open-file limit is often 1024 while the hard one allows far more; the connection
+    // limits are derived from what is in force after this.
+    keyhole_server::listener::raise_open_file_limit();
     let gateway = keyhole_server::open(config)
         .into_diagnostic()
         .wrap_err("cannot start the gateway")?;
@@ -53,7 +62,7 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
         let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     }
     tracing::info!(endpoint = %endpoint_of(&gateway, local), "listening");
-    keyhole_server::pipeline::serve(Arc::new(gateway), listener, shutdown_signal()).await;
+    keyhole_server::listener::serve(Arc::new(gateway), listener, shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
 }
 

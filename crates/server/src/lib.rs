@@ -3,7 +3,8 @@
 //!
 //! [`Gateway`] holds the configuration, the account, the object store and the two security
 //! components the pipeline cannot run without: an [`auth::Authenticator`] and an
-//! [`auth::Authorize`] implementation. [`pipeline::serve`] runs it on a listener.
+//! [`auth::Authorize`] implementation. [`listener::serve`] runs it on a listener, handing each
+//! request to [`pipeline::handle`].
 //!
 //! # Security
 //! There is no unauthenticated mode: a request without a signature is the anonymous principal and
@@ -21,6 +22,7 @@ pub mod context;
 pub mod error;
 pub mod iam;
 pub mod jobs;
+pub mod listener;
 pub mod metrics;
 pub mod pipeline;
 pub mod s3;
@@ -67,6 +69,8 @@ pub struct Gateway {
     /// The certificate and key every connection is served with (HTTPS); `None` serves plain
     /// HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The connection limits and timeouts, resolved against the open-file limit.
+    pub limits: listener::Limits,
 }
 
 impl Gateway {
@@ -87,6 +91,7 @@ impl Gateway {
         metrics: Arc<metrics::Metrics>,
         jobs: Arc<jobs::store::JobStore>,
         tls: Option<Arc<rustls::ServerConfig>>,
+        limits: listener::Limits,
     ) -> Gateway {
         let authn = auth::Authenticator::new(
             account.record.root_access_key_id.clone(),
@@ -117,6 +122,7 @@ impl Gateway {
             metrics,
             jobs,
             tls,
+            limits,
         }
     }
 }
@@ -125,7 +131,8 @@ impl Gateway {
 /// account, the state database and the store under the configured data directory, starts the
 /// audit writer, and builds the gateway with the IAM policy authorizer.
 pub fn open(config: Config) -> Result<Gateway, OpenError> {
-    // First, so that a wrong certificate path fails before anything is created on disk.
+    // First, so that a wrong limit or certificate path fails before anything is created on disk.
+    let limits = listener::Limits::resolve(&config)?;
     let tls = config
         .tls
         .as_ref()
@@ -168,7 +175,7 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
     )?;
     let jobs = Arc::new(jobs::store::JobStore::open(&config.data_dir)?);
     Ok(Gateway::new(
-        config, account, store, state, authz, tokens, audit, metrics, jobs, tls,
+        config, account, store, state, authz, tokens, audit, metrics, jobs, tls, limits,
     ))
 }
 
@@ -190,4 +197,7 @@ pub enum OpenError {
     /// The TLS certificate or key.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The connection limits do not fit the open-file limit.
+    #[error(transparent)]
+    Limits(#[from] listener::LimitsError),
 }
