@@ -112,7 +112,8 @@ pub struct ServeArgs {
     /// TOML configuration file with any of: listen, data_dir, domain, region, trusted_proxies,
     /// audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days,
     /// job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs,
-    /// body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip.
+    /// body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip,
+    /// allow_shared_data_dir.
     #[arg(long, env = "KEYHOLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:9000].
@@ -186,6 +187,10 @@ pub struct ServeArgs {
     /// [default: 256].
     #[arg(long, env = "KEYHOLE_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<u64>,
+    /// Start even when the data directory is group- or world-accessible (the default is to
+    /// refuse, naming the chmod that fixes it); new files are still created 0600.
+    #[arg(long, env = "KEYHOLE_ALLOW_SHARED_DATA_DIR", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_shared_data_dir: Option<bool>,
 }
 
 /// Sends `tracing` output to stderr in the chosen format; `RUST_LOG` filters (default `info`).

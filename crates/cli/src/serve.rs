@@ -31,6 +31,7 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             body_min_rate: args.body_min_rate,
             max_connections: args.max_connections,
             max_connections_per_ip: args.max_connections_per_ip,
+            allow_shared_data_dir: args.allow_shared_data_dir,
         },
     )
     .into_diagnostic()?;
@@ -46,13 +47,15 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
     // The soft open-file limit is often 1024 while the hard one allows far more; the connection
     // limits are derived from what is in force after this.
     keyhole_server::listener::raise_open_file_limit();
-    let gateway = keyhole_server::open(config)
-        .into_diagnostic()
-        .wrap_err("cannot start the gateway")?;
+    // The port first: a second `serve` on a busy port must fail before it creates or changes
+    // anything in the data directory.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .into_diagnostic()
-        .wrap_err_with(|| format!("cannot listen on {listen} (is another server using it? choose another with --listen)"))?;
+        .wrap_err_with(|| format!("cannot listen on {listen} (is another server using it? choose another with --listen); nothing was created or changed"))?;
+    let gateway = keyhole_server::open(config)
+        .into_diagnostic()
+        .wrap_err("cannot start the gateway")?;
     let local = listener.local_addr().into_diagnostic()?;
     let banner = banner(&gateway, local);
     // A closed stdout (a supervisor that stopped reading) must not stop the gateway.

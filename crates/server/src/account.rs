@@ -72,7 +72,7 @@ pub enum AccountError {
 impl Account {
     /// Loads the account from `data_dir`, creating it (and the directory) on first start.
     pub fn load_or_create(data_dir: &Path) -> Result<Account, AccountError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| AccountError::Io {
+        crate::datadir::create_private_dir_all(data_dir).map_err(|source| AccountError::Io {
             action: "create the data directory",
             path: data_dir.to_owned(),
             source,

@@ -121,6 +121,9 @@ pub struct Config {
     pub max_connections: Option<u64>,
     /// Maximum connections from one source address (IPv6: one /64); trusted proxies are exempt.
     pub max_connections_per_ip: u64,
+    /// Start even when the data directory is group- or world-accessible (new files are still
+    /// created private).
+    pub allow_shared_data_dir: bool,
 }
 
 impl Default for Config {
@@ -143,6 +146,7 @@ impl Default for Config {
             body_min_rate: DEFAULT_BODY_MIN_RATE,
             max_connections: None,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            allow_shared_data_dir: false,
         }
     }
 }
@@ -169,6 +173,7 @@ struct FileConfig {
     body_min_rate: Option<u64>,
     max_connections: Option<u64>,
     max_connections_per_ip: Option<u64>,
+    allow_shared_data_dir: Option<bool>,
 }
 
 /// Values given on the command line or in `KEYHOLE_*` variables; `None` means "not given".
@@ -210,6 +215,8 @@ pub struct ConfigOverrides {
     pub max_connections: Option<u64>,
     /// `--max-connections-per-ip` / `KEYHOLE_MAX_CONNECTIONS_PER_IP`.
     pub max_connections_per_ip: Option<u64>,
+    /// `--allow-shared-data-dir` / `KEYHOLE_ALLOW_SHARED_DATA_DIR`.
+    pub allow_shared_data_dir: Option<bool>,
 }
 
 /// A configuration that could not be loaded; the message names the field and the fix.
@@ -225,7 +232,7 @@ pub enum ConfigError {
     },
     /// The configuration file is not valid TOML or has unknown keys.
     #[error(
-        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip)"
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir)"
     )]
     Parse {
         /// The file.
@@ -459,6 +466,10 @@ impl Config {
             body_min_rate,
             max_connections,
             max_connections_per_ip,
+            allow_shared_data_dir: overrides
+                .allow_shared_data_dir
+                .or(from_file.allow_shared_data_dir)
+                .unwrap_or(defaults.allow_shared_data_dir),
             job_session_secs,
             trusted_proxies,
             audit_fail_open: overrides
@@ -655,11 +666,12 @@ mod tests {
             (10, 30, 20, 1024)
         );
         assert_eq!((c.max_connections, c.max_connections_per_ip), (None, 256));
+        assert!(!c.allow_shared_data_dir);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.toml");
         std::fs::write(
             &path,
-            "header_timeout_secs = 3\nidle_timeout_secs = 4\nbody_timeout_secs = 5\nbody_min_rate = 0\nmax_connections = 100\nmax_connections_per_ip = 7\n",
+            "header_timeout_secs = 3\nidle_timeout_secs = 4\nbody_timeout_secs = 5\nbody_min_rate = 0\nmax_connections = 100\nmax_connections_per_ip = 7\nallow_shared_data_dir = true\n",
         )
         .unwrap();
         let c = Config::load(
@@ -683,6 +695,7 @@ mod tests {
             (c.max_connections, c.max_connections_per_ip),
             (Some(100), 7)
         );
+        assert!(c.allow_shared_data_dir);
         for (o, field) in [
             (
                 ConfigOverrides {

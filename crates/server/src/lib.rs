@@ -19,6 +19,7 @@ pub mod body;
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod datadir;
 pub mod error;
 pub mod iam;
 pub mod jobs;
@@ -130,14 +131,34 @@ impl Gateway {
 /// Loads the TLS certificate and key (when configured), opens (or on first start creates) the
 /// account, the state database and the store under the configured data directory, starts the
 /// audit writer, and builds the gateway with the IAM policy authorizer.
+///
+/// Nothing is created or changed when it fails: the limits, the certificate and the data
+/// directory's permissions are checked first, and a data directory this call created is removed
+/// again if a later step fails. (Bind the listening socket before calling it, so that a busy
+/// port fails first too.)
 pub fn open(config: Config) -> Result<Gateway, OpenError> {
-    // First, so that a wrong limit or certificate path fails before anything is created on disk.
     let limits = listener::Limits::resolve(&config)?;
     let tls = config
         .tls
         .as_ref()
         .map(|t| tls::server_config(&t.cert, &t.key))
         .transpose()?;
+    let prepared = datadir::prepare(&config.data_dir, config.allow_shared_data_dir)?;
+    match open_in(config, limits, tls) {
+        Ok(gateway) => Ok(gateway),
+        Err(e) => {
+            prepared.roll_back();
+            Err(e)
+        }
+    }
+}
+
+/// [`open`] once the data directory exists and is private.
+fn open_in(
+    config: Config,
+    limits: listener::Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Gateway, OpenError> {
     let account = Account::load_or_create(&config.data_dir)?;
     let store = LocalStore::open(&config.data_dir.join("store"))?;
     let master = hex::decode(account.master_key.expose()).map_err(|_| {
@@ -162,8 +183,15 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
         })
     })?);
     let metrics = Arc::new(metrics::Metrics::default());
+    // The trail's directory is created private here, before the sink opens it.
+    let audit_dir = config.data_dir.join(audit::AUDIT_DIR);
+    datadir::create_private_dir_all(&audit_dir).map_err(|source| datadir::DataDirError::Io {
+        action: "create the audit directory",
+        path: audit_dir.clone(),
+        source,
+    })?;
     let audit = audit::AuditSink::open(
-        &config.data_dir.join(audit::AUDIT_DIR),
+        &audit_dir,
         audit::checkpoint_key(account.master_key.expose()),
         audit::sink::Rotation {
             max_bytes: config.audit_rotate_bytes,
@@ -200,4 +228,7 @@ pub enum OpenError {
     /// The connection limits do not fit the open-file limit.
     #[error(transparent)]
     Limits(#[from] listener::LimitsError),
+    /// The data directory is shared with other users, or cannot be created.
+    #[error(transparent)]
+    DataDir(#[from] datadir::DataDirError),
 }
