@@ -594,12 +594,16 @@ pub fn render_report(r: &Value) -> String {
     let denied = &at(r, "denied");
     out.push_str(&format!("denied: {}\n", at(denied, "count")));
     for d in at(denied, "attempts").as_array().into_iter().flatten() {
+        // S3 requests name their object; refused credential fetches their source address.
+        let target = if str_of(d, "bucket").is_empty() {
+            format!("from {}", str_of(d, "sourceIp"))
+        } else {
+            format!("s3://{}/{}", str_of(d, "bucket"), str_of(d, "key"))
+        };
         out.push_str(&format!(
-            "  {} {} s3://{}/{}: {}\n",
+            "  {} {} {target}: {}\n",
             str_of(d, "time"),
             str_of(d, "operation"),
-            str_of(d, "bucket"),
-            str_of(d, "key"),
             str_of(d, "reason")
         ));
     }
@@ -993,6 +997,17 @@ pub fn run_command(args: RunArgs) -> miette::Result<ExitCode> {
         }
     }
     command.envs(&env);
+    // When the window ends the job's credentials stop working: a command still running then
+    // is told on stderr (once) rather than left to fail with AccessDenied it cannot explain.
+    let window_end = str_of(at(&created, "Job"), "End").to_owned();
+    let until_end = chrono::DateTime::parse_from_rfc3339(&window_end)
+        .ok()
+        .and_then(|end| {
+            (end.with_timezone(&chrono::Utc) - chrono::Utc::now())
+                .to_std()
+                .ok()
+        })
+        .unwrap_or_default();
     let status = rt.block_on(async {
         let mut child = command
             .spawn()
@@ -1005,12 +1020,22 @@ pub fn run_command(args: RunArgs) -> miette::Result<ExitCode> {
             .into_diagnostic()?;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .into_diagnostic()?;
+        let window = tokio::time::sleep(until_end);
+        tokio::pin!(window);
+        let mut warned = false;
         loop {
             let sig = tokio::select! {
                 status = child.wait() => return status.into_diagnostic(),
                 _ = term.recv() => "TERM",
                 _ = int.recv() => "INT",
                 _ = hup.recv() => "HUP",
+                () = &mut window, if !warned => {
+                    warned = true;
+                    eprintln!(
+                        "keyhole: WARNING: job {job_id}'s window ended at {window_end} while `{program}` is still running: its credentials no longer work and its requests are refused. Give the next run a longer window (--for or --end)."
+                    );
+                    continue;
+                }
             };
             // Forward the signal to the command (without unsafe code: through kill(1)).
             if let Some(pid) = pid {
