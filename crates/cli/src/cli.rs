@@ -89,11 +89,13 @@ pub enum Command {
     ///       --write s3://out/run-1/ --for 10m -- python train.py
     #[command(verbatim_doc_comment)]
     Run(crate::job_cmd::RunArgs),
-    /// Administration: revoke a session, or every session of a role issued before a time.
+    /// Administration: revoke a session, or every session of a role issued before a time; show
+    /// or change the account's Block Public Access settings.
     ///
     /// Examples:
     ///   keyhole admin revoke-session ASIAEXAMPLE1234567
     ///   keyhole admin revoke-role-sessions training-job
+    ///   keyhole admin public-access-block get
     #[command(verbatim_doc_comment)]
     Admin {
         /// What to do.
