@@ -772,6 +772,11 @@ impl Task {
                 let Some(tls) = tls else {
                     return;
                 };
+                // The first request head is due a header timeout after the handshake, not after
+                // the accept (the handshake has its own bound).
+                self.state
+                    .waiting_since
+                    .store(self.state.now_ms(), Ordering::Release);
                 let io = Tracked {
                     inner: tls,
                     state: self.state.clone(),
