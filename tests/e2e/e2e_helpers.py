@@ -107,6 +107,11 @@ class KeyholeProcess:
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
     cwd: Path | None = None
+    # Extra environment (e.g. KEYHOLE_* settings), the open-file limit (soft and hard) and the
+    # umask the server starts with; None leaves the test process's.
+    env: dict[str, str] = field(default_factory=dict)
+    nofile: int | None = None
+    umask: int | None = None
 
     def _arg(self, name: str) -> str | None:
         """The value of `--name VALUE` or `--name=VALUE` in extra_args."""
@@ -163,6 +168,17 @@ class KeyholeProcess:
         cmd += self.extra_args
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
         env.setdefault("RUST_BACKTRACE", "1")
+        env.update(self.env)
+        nofile, umask = self.nofile, self.umask
+
+        def preexec() -> None:
+            import resource
+
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+            if umask is not None:
+                os.umask(umask)
+
         # Append so that a restart on the same log dir keeps the earlier run's output.
         out = open(self.stdout_path, "ab")
         err = open(self.stderr_path, "ab")
@@ -174,6 +190,7 @@ class KeyholeProcess:
                 stderr=err,
                 cwd=str(self.cwd or self.log_dir),
                 env=env,
+                preexec_fn=preexec if (nofile is not None or umask is not None) else None,
             )
         finally:
             out.close()

@@ -1,8 +1,10 @@
-"""The README's aws-cli quickstart, run as written against a fresh gateway.
+"""The README, run as written against a fresh gateway.
 
-Contract with the README: the fenced code block that follows a line `<!-- quickstart -->` holds the
-quickstart commands, using the endpoint http://127.0.0.1:9000. Each command line is run in order
-(in a shell, from an empty directory) with that endpoint replaced by the test server's.
+Contract with the README: every runnable fenced block (sh, python) follows a line
+`<!-- name -->`; the blocks use the endpoint http://127.0.0.1:9000, which the tests replace with
+the test server's. `test_every_readme_block_runs_as_written_in_order` runs them all, top to
+bottom, in one shell, in a directory laid out like the clone; other tests run single blocks
+(`block_commands`).
 """
 
 from __future__ import annotations
@@ -85,3 +87,89 @@ def test_readme_quickstart_runs(fresh_server_factory, tmp_path):
     assert cp.returncode == 0, f"quickstart failed\nscript:\n{script}\nstdout: {cp.stdout[-3000:]}\nstderr: {cp.stderr[-3000:]}"
     if any(" s3 presign " in c for c in commands):
         assert "X-Amz-Signature=" in cp.stdout, "the quickstart's presigned URL is not SigV4 (keyhole refuses SigV2)"
+
+
+# Every runnable block of the README (sh, bash, python), by its marker, in README order. The test
+# below runs these as written, in one shell, in a directory laid out like the clone, against a
+# fresh gateway.
+RUN_IN_ORDER = ["quickstart", "quickstart-boto3", "quickstart-cleanup", "admin-quickstart", "reader", "group",
+                "versions", "simulator", "jobs-quickstart", "public-access"]
+# Runnable blocks this test does not run, and why.
+NOT_RUN_HERE = {
+    "serve": "starts the gateway: the test starts the same binary's `serve` itself",
+    "test-command": "the whole test suite",
+    "https": "needs a second, HTTPS gateway: tests/e2e/test_tls.py::test_readme_https_block_runs",
+}
+RUNNABLE = {"sh", "bash", "shell", "console", "python", "py", ""}
+
+
+def readme_blocks(text: str) -> list[tuple[str | None, str, str]]:
+    """(marker or None, language, body) of every fenced block, in order. A marker is an HTML
+    comment `<!-- name -->` on the line just before the fence."""
+    out = []
+    lines = text.splitlines(keepends=True)
+    i = 0
+    while i < len(lines):
+        m = re.match(r"^```(\S*)\s*$", lines[i])
+        if not m:
+            i += 1
+            continue
+        lang = m.group(1)
+        prev = lines[i - 1].strip() if i else ""
+        marker = re.fullmatch(r"<!--\s*([\w-]+)\s*-->", prev)
+        j = i + 1
+        while j < len(lines) and not lines[j].startswith("```"):
+            j += 1
+        out.append((marker.group(1) if marker else None, lang, "".join(lines[i + 1:j])))
+        i = j + 1
+    return out
+
+
+def test_every_readme_block_is_accounted_for():
+    blocks = readme_blocks(README.read_text(encoding="utf-8"))
+    runnable = [(m, lang) for m, lang, _ in blocks if lang in RUNNABLE]
+    unmarked = [body[:80] for m, lang, body in blocks if lang in RUNNABLE and m is None]
+    assert not unmarked, f"README blocks without a `<!-- name -->` marker (add it to RUN_IN_ORDER): {unmarked}"
+    assert [m for m, _ in runnable if m not in NOT_RUN_HERE] == RUN_IN_ORDER, runnable
+
+
+def test_every_readme_block_runs_as_written_in_order(tmp_path):
+    """The README from top to bottom, as a newcomer runs it: one shell, in the clone (with the
+    `target/release/keyhole` that `cargo run --release` built and `./keyhole-data` beside it),
+    against a fresh gateway, an empty HOME, no AWS configuration."""
+    from e2e_helpers import KeyholeProcess, free_port, keyhole_bin
+
+    text = README.read_text(encoding="utf-8")
+    blocks = {m: body for m, lang, body in readme_blocks(text) if m in RUN_IN_ORDER}
+    clone = tmp_path / "clone"
+    (clone / "target" / "release").mkdir(parents=True)
+    (clone / "target" / "release" / "keyhole").symlink_to(keyhole_bin())
+    home = tmp_path / "home"
+    home.mkdir()
+    kp = KeyholeProcess(data_dir=clone / "keyhole-data", port=free_port(), log_dir=tmp_path / "logs", cwd=clone)
+    kp.start()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+        env.update(HOME=str(home), PATH=f"{Path(aws_bin()).parent}{os.pathsep}{env.get('PATH', '')}")
+        script = "set -euo pipefail\n" + "".join(
+            f"echo '=== README block {name} ===' >&2\n{blocks[name].replace(DOC_ENDPOINT, kp.endpoint)}\n"
+            for name in RUN_IN_ORDER)
+        cp = subprocess.run(["bash", "-c", script], env=env, cwd=clone, capture_output=True, text=True,
+                            timeout=600, stdin=subprocess.DEVNULL)
+        failed_in = re.findall(r"=== README block (\S+) ===", cp.stderr)[-1:] or ["?"]
+        assert cp.returncode == 0, (f"README block `{failed_in[0]}` failed\nstdout: {cp.stdout[-3000:]}\n"
+                                    f"stderr: {cp.stderr[-4000:]}\n{kp.logs(40)}")
+    finally:
+        kp.kill()
+    out = cp.stdout
+    assert "X-Amz-Signature=" in out, "the presigned URL is SigV4"
+    assert "b'hello'" in out, "the boto3 snippet read back its object"
+    assert '"UserName": "admin"' in out and '"UserName": "slm-reader"' in out
+    assert re.search(r"v2\s+True\s+v1\s+False", out), f"v2 became the default before the rollback:\n{out}"
+    assert "s3:GetObject\tallowed\ns3:PutObject\timplicitDeny" in out, "the simulator's answers"
+    assert "allow read" in out, "keyhole job plan"
+    # The job's copy (`aws s3 cp s3://... s3://...`) is read and written in its access report.
+    assert re.search(r"s3://acmeco-datasets/wiki/\s+1 objects read", cp.stderr), cp.stderr[-2000:]
+    assert re.search(r"s3://acmeco-models/wiki-ft/\s+1 objects written", cp.stderr), cp.stderr[-2000:]
+    assert '"BlockPublicPolicy": false' in out and out.rstrip().endswith("}")
+    assert (clone / "slm-readonly.json").exists() and (clone / "v2.json").exists()

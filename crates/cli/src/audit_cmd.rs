@@ -146,7 +146,8 @@ pub struct QueryArgs {
     /// Events before: RFC 3339, a date, or an age.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
-    /// Principal ARN (e.g. arn:aws:iam::123456789012:root), or `anonymous`.
+    /// Principal ARN (e.g. arn:aws:iam::123456789012:root), or `anonymous`. A role's ARN also
+    /// matches its sessions (arn:aws:sts::ACCOUNT:assumed-role/NAME/*).
     #[arg(long, value_name = "ARN")]
     pub principal: Option<String>,
     /// Access key id used (or claimed, for failed authentication).

@@ -93,11 +93,13 @@ pub enum Command {
     ///       --write s3://out/run-1/ --for 10m -- python train.py
     #[command(verbatim_doc_comment)]
     Run(crate::job_cmd::RunArgs),
-    /// Administration: revoke a session, or every session of a role issued before a time.
+    /// Administration: revoke a session, or every session of a role issued before a time; show
+    /// or change the account's Block Public Access settings.
     ///
     /// Examples:
     ///   keyhole admin revoke-session ASIAEXAMPLE1234567
     ///   keyhole admin revoke-role-sessions training-job
+    ///   keyhole admin public-access-block get
     #[command(verbatim_doc_comment)]
     Admin {
         /// What to do.
@@ -116,7 +118,8 @@ pub struct ServeArgs {
     /// TOML configuration file with any of: listen, data_dir, domain, region, trusted_proxies,
     /// audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days,
     /// audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs,
-    /// tls_cert, tls_key.
+    /// tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs,
+    /// body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir.
     #[arg(long, env = "KEYHOLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:9000].
@@ -192,6 +195,35 @@ pub struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "KEYHOLE_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Seconds a client has to send a complete request head: from connecting for the first
+    /// request, from its first byte for later ones (slowloris clients are closed) [default: 10].
+    #[arg(long, env = "KEYHOLE_HEADER_TIMEOUT_SECS", value_name = "SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a keep-alive connection may wait for its next request [default: 30].
+    #[arg(long, env = "KEYHOLE_IDLE_TIMEOUT_SECS", value_name = "SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Body progress: every this many seconds of waiting for a request body must bring
+    /// --body-min-rate bytes a second, or the request fails with RequestTimeout; slow uploads
+    /// that keep moving are never cut [default: 20].
+    #[arg(long, env = "KEYHOLE_BODY_TIMEOUT_SECS", value_name = "SECS")]
+    pub body_timeout_secs: Option<u64>,
+    /// Bytes a second a request body must average over each --body-timeout-secs window of
+    /// waiting (0: at least one byte a window) [default: 1024].
+    #[arg(long, env = "KEYHOLE_BODY_MIN_RATE", value_name = "BYTES")]
+    pub body_min_rate: Option<u64>,
+    /// Most open client connections; above 90 % of it, connections between requests are
+    /// closed to keep room for new clients [default: 4096, or what the open-file limit allows
+    /// at two descriptors a connection].
+    #[arg(long, env = "KEYHOLE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<u64>,
+    /// Most connections from one source address (an IPv6 /64); trusted proxies are exempt
+    /// [default: 256].
+    #[arg(long, env = "KEYHOLE_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<u64>,
+    /// Start even when the data directory is group- or world-accessible (the default is to
+    /// refuse, naming the chmod that fixes it); new files are still created 0600.
+    #[arg(long, env = "KEYHOLE_ALLOW_SHARED_DATA_DIR", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_shared_data_dir: Option<bool>,
 }
 
 /// Sends `tracing` output to stderr in the chosen format; `RUST_LOG` filters (default `info`).

@@ -317,7 +317,56 @@ impl Api {
 
     /// Calls an IAM Query action (`Action=...&Version=2010-05-08&...`, signed for service `iam`).
     pub async fn call_iam(&self, action: &str, params: &[(&str, &str)]) -> miette::Result<String> {
-        let mut form = format!("Action={action}&Version=2010-05-08");
+        self.call_query("iam", "2010-05-08", action, params).await
+    }
+
+    /// The account id of the caller's credentials (STS GetCallerIdentity).
+    pub async fn account_id(&self) -> miette::Result<String> {
+        let xml = self
+            .call_query("sts", "2011-06-15", "GetCallerIdentity", &[])
+            .await?;
+        xml_field(&xml, "Account")
+            .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_owned)
+            .ok_or_else(|| miette!("GetCallerIdentity: no 12-digit <Account> in the answer"))
+    }
+
+    /// Sends an S3 Control request for `account_id` (`x-amz-account-id`, signed for service
+    /// `s3`, as aws-cli signs `s3control`) to the gateway itself: no `ACCOUNT.HOST` name is
+    /// needed. Returns the status and the body.
+    pub async fn s3_control(
+        &self,
+        method: Method,
+        path: &str,
+        account_id: &str,
+        body: String,
+    ) -> miette::Result<(http::StatusCode, String)> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-amz-account-id",
+            HeaderValue::from_str(account_id).into_diagnostic()?,
+        );
+        let resp = self
+            .client
+            .clone()
+            .with_service("s3")
+            .send(method, path, headers, body.into())
+            .await
+            .map_err(|e| miette!("cannot reach the gateway at {}: {e}", self.endpoint))?;
+        let status = resp.status();
+        let bytes = read_body(resp).await.map_err(|e| miette!("{e}"))?;
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Calls an AWS Query action of `service` (`Action=...&Version=...&...`).
+    async fn call_query(
+        &self,
+        service: &str,
+        version: &str,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> miette::Result<String> {
+        let mut form = format!("Action={action}&Version={version}");
         for (k, v) in params {
             form.push_str(&format!("&{k}={}", form_encode(v)));
         }
@@ -329,7 +378,7 @@ impl Api {
         let resp = self
             .client
             .clone()
-            .with_service("iam")
+            .with_service(service)
             .send(Method::POST, "/", headers, form.into())
             .await
             .map_err(|e| {
@@ -344,21 +393,19 @@ impl Api {
             .map_err(|e| miette!("{action}: {e}"))?;
         let text = String::from_utf8_lossy(&body).into_owned();
         if !status.is_success() {
-            let field = |tag: &str| {
-                text.split(&format!("<{tag}>"))
-                    .nth(1)
-                    .and_then(|r| r.split(&format!("</{tag}>")).next())
-                    .unwrap_or("")
-                    .to_owned()
-            };
             return Err(miette!(
                 "{action} failed ({status}): {}: {} [signed as {}]",
-                field("Code"),
-                field("Message"),
+                xml_field(&text, "Code").unwrap_or(""),
+                xml_field(&text, "Message").unwrap_or(""),
                 self.access_key_id
             ));
         }
         Ok(text)
+    }
+
+    /// The access key id that signs the calls.
+    pub fn access_key_id(&self) -> &str {
+        &self.access_key_id
     }
 
     /// Calls `Keyhole.ACTION` with a JSON body; an error names the action, code and message.
@@ -409,6 +456,13 @@ impl Api {
     }
 }
 
+/// The text of the first `<tag>` element of an AWS XML answer (no nesting inside it).
+pub fn xml_field<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
+    text.split(&format!("<{tag}>"))
+        .nth(1)
+        .and_then(|r| r.split(&format!("</{tag}>")).next())
+}
+
 /// `application/x-www-form-urlencoded` value encoding (RFC 3986 unreserved characters kept).
 fn form_encode(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
@@ -438,6 +492,18 @@ pub enum AdminCommand {
         /// The gateway and the caller's credentials.
         #[command(flatten)]
         conn: ConnArgs,
+    },
+    /// Show or change the account's Block Public Access settings (S3 Control
+    /// Get/PutPublicAccessBlock through the gateway, no ACCOUNT.HOST name needed).
+    ///
+    /// Examples:
+    ///   keyhole admin public-access-block get
+    ///   keyhole admin public-access-block put --block-public-policy false
+    #[command(verbatim_doc_comment)]
+    PublicAccessBlock {
+        /// get or put.
+        #[command(subcommand)]
+        command: crate::pab_cmd::PabCommand,
     },
     /// Revoke every session of a role issued before a time (default: now), the way AWS does it:
     /// an inline role policy `AWSRevokeOlderSessions` that denies everything when
@@ -476,6 +542,9 @@ pub fn revoke_older_sessions_policy(before: &str) -> Value {
 /// Runs `keyhole admin ...`.
 pub fn admin(cmd: AdminCommand) -> miette::Result<ExitCode> {
     match cmd {
+        AdminCommand::PublicAccessBlock { command } => {
+            return runtime()?.block_on(crate::pab_cmd::run(command));
+        }
         AdminCommand::RevokeSession {
             access_key_id,
             conn,
@@ -594,12 +663,16 @@ pub fn render_report(r: &Value) -> String {
     let denied = &at(r, "denied");
     out.push_str(&format!("denied: {}\n", at(denied, "count")));
     for d in at(denied, "attempts").as_array().into_iter().flatten() {
+        // S3 requests name their object; refused credential fetches their source address.
+        let target = if str_of(d, "bucket").is_empty() {
+            format!("from {}", str_of(d, "sourceIp"))
+        } else {
+            format!("s3://{}/{}", str_of(d, "bucket"), str_of(d, "key"))
+        };
         out.push_str(&format!(
-            "  {} {} s3://{}/{}: {}\n",
+            "  {} {} {target}: {}\n",
             str_of(d, "time"),
             str_of(d, "operation"),
-            str_of(d, "bucket"),
-            str_of(d, "key"),
             str_of(d, "reason")
         ));
     }
@@ -993,6 +1066,17 @@ pub fn run_command(args: RunArgs) -> miette::Result<ExitCode> {
         }
     }
     command.envs(&env);
+    // When the window ends the job's credentials stop working: a command still running then
+    // is told on stderr (once) rather than left to fail with AccessDenied it cannot explain.
+    let window_end = str_of(at(&created, "Job"), "End").to_owned();
+    let until_end = chrono::DateTime::parse_from_rfc3339(&window_end)
+        .ok()
+        .and_then(|end| {
+            (end.with_timezone(&chrono::Utc) - chrono::Utc::now())
+                .to_std()
+                .ok()
+        })
+        .unwrap_or_default();
     let status = rt.block_on(async {
         let mut child = command
             .spawn()
@@ -1005,12 +1089,22 @@ pub fn run_command(args: RunArgs) -> miette::Result<ExitCode> {
             .into_diagnostic()?;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .into_diagnostic()?;
+        let window = tokio::time::sleep(until_end);
+        tokio::pin!(window);
+        let mut warned = false;
         loop {
             let sig = tokio::select! {
                 status = child.wait() => return status.into_diagnostic(),
                 _ = term.recv() => "TERM",
                 _ = int.recv() => "INT",
                 _ = hup.recv() => "HUP",
+                () = &mut window, if !warned => {
+                    warned = true;
+                    eprintln!(
+                        "keyhole: WARNING: job {job_id}'s window ended at {window_end} while `{program}` is still running: its credentials no longer work and its requests are refused. Give the next run a longer window (--for or --end)."
+                    );
+                    continue;
+                }
             };
             // Forward the signal to the command (without unsafe code: through kill(1)).
             if let Some(pid) = pid {

@@ -10,6 +10,7 @@ mod audit_cmd;
 mod aws_chain;
 mod cli;
 mod job_cmd;
+mod pab_cmd;
 mod policy_cmd;
 mod serve;
 

@@ -62,9 +62,12 @@ pub enum PolicyCommand {
     },
     /// Decide a request as AWS would and explain the decision.
     ///
-    /// Without `--action`, reads the JSON simulator input (DESIGN.md section 4) from FILE or
-    /// stdin and prints the JSON result. With `--action`, builds the case from flags and prints
-    /// a human explanation (or JSON with `--json`).
+    /// Without `--action`, reads the JSON simulator input from FILE or stdin and prints the
+    /// JSON result: {"request": {"action": "s3:GetObject", "resource": ARN, "principal": ARN,
+    /// "context": {"aws:SourceIp": "203.0.113.42"}}, "identityPolicies": [POLICY...],
+    /// "resourcePolicy": POLICY, "permissionBoundaries": [POLICY...], "sessionPolicy": POLICY}
+    /// (every field documented in docs/SIMULATOR.md). With `--action`, builds the case from
+    /// flags and prints a human explanation (or JSON with `--json`).
     Simulate {
         /// JSON input file (`-` or absent: stdin). Not used with `--action`.
         input: Option<PathBuf>,

@@ -30,6 +30,13 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             audit_accept_discontinuity: args.audit_accept_discontinuity,
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,
+            header_timeout_secs: args.header_timeout_secs,
+            idle_timeout_secs: args.idle_timeout_secs,
+            body_timeout_secs: args.body_timeout_secs,
+            body_min_rate: args.body_min_rate,
+            max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
+            allow_shared_data_dir: args.allow_shared_data_dir,
         },
     )
     .into_diagnostic()?;
@@ -42,13 +49,18 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
 
 async fn serve(config: Config) -> miette::Result<ExitCode> {
     let listen = config.listen;
-    let gateway = keyhole_server::open(config)
-        .into_diagnostic()
-        .wrap_err("cannot start the gateway")?;
+    // The soft open-file limit is often 1024 while the hard one allows far more; the connection
+    // limits are derived from what is in force after this.
+    keyhole_server::listener::raise_open_file_limit();
+    // The port first: a second `serve` on a busy port must fail before it creates or changes
+    // anything in the data directory.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .into_diagnostic()
-        .wrap_err_with(|| format!("cannot listen on {listen} (is another server using it? choose another with --listen)"))?;
+        .wrap_err_with(|| format!("cannot listen on {listen} (is another server using it? choose another with --listen); nothing was created or changed"))?;
+    let gateway = keyhole_server::open(config)
+        .into_diagnostic()
+        .wrap_err("cannot start the gateway")?;
     let local = listener.local_addr().into_diagnostic()?;
     let banner = banner(&gateway, local);
     // A closed stdout (a supervisor that stopped reading) must not stop the gateway.
@@ -59,7 +71,7 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
     }
     tracing::info!(endpoint = %endpoint_of(&gateway, local), "listening");
     let audit = gateway.audit.clone();
-    keyhole_server::pipeline::serve(Arc::new(gateway), listener, shutdown_signal()).await;
+    keyhole_server::listener::serve(Arc::new(gateway), listener, shutdown_signal()).await;
     // In-flight requests are done: sign the stop digest that closes the trail file.
     audit.close().await;
     Ok(ExitCode::SUCCESS)

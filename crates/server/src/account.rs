@@ -86,7 +86,7 @@ impl Account {
         data_dir: &Path,
         before_commit: impl FnOnce(&AccountRecord) -> Result<(), AccountError>,
     ) -> Result<Account, AccountError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| AccountError::Io {
+        crate::datadir::create_private_dir_all(data_dir).map_err(|source| AccountError::Io {
             action: "create the data directory",
             path: data_dir.to_owned(),
             source,

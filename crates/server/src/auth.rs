@@ -488,7 +488,13 @@ impl Authenticator {
         else {
             return (Err(denied("the job token is malformed")), None);
         };
-        let Some(job) = self.jobs.active(&id) else {
+        // A job whose window has ended stays in the cache until it is pruned: its token is as
+        // expired as a finished job's.
+        let Some(job) = self
+            .jobs
+            .active(&id)
+            .filter(|j| j.record.job.end > chrono::Utc::now())
+        else {
             return (
                 Err(S3Error::new(
                     "ExpiredToken",

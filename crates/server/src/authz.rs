@@ -120,6 +120,20 @@ pub struct Verdict {
     /// The statements that decided (the allows that granted or the denies that refused), as
     /// the audit trail names them; empty when none did (the root user, an implicit deny).
     pub statements: Vec<String>,
+    /// For an implicit deny: the conditions that kept the statements for the action from
+    /// applying, with the request's values (`IpAddress on aws:SourceIp not met by 127.0.0.2`).
+    /// Recorded in the audit trail only: AWS's answers to clients never name policy conditions.
+    pub unmet: Vec<String>,
+}
+
+impl Verdict {
+    fn of(outcome: Result<(), S3Error>) -> Verdict {
+        Verdict {
+            outcome,
+            statements: Vec::new(),
+            unmet: Vec::new(),
+        }
+    }
 }
 
 /// Decides whether a principal may perform one (action, resource) pair in a request context.
@@ -160,10 +174,7 @@ pub fn authorize<T: Describe>(
         Requirement::Unconditional { action, reason } => {
             let permission = Permission::new(action, "*");
             if let Some(refusal) = gw.authz.api_refusal(principal, &permission) {
-                let verdict = Verdict {
-                    outcome: Err(refusal),
-                    statements: Vec::new(),
-                };
+                let verdict = Verdict::of(Err(refusal));
                 checks.push(check_record(principal, &permission, &verdict));
                 verdict.outcome?;
             }
@@ -242,7 +253,11 @@ fn check_record(principal: &Principal, permission: &Permission, verdict: &Verdic
             AuditDecision::Allow,
             format!("allowed for the {} principal", principal.kind()),
         ),
-        Err(e) => (AuditDecision::Deny, e.message().to_owned()),
+        Err(e) if verdict.unmet.is_empty() => (AuditDecision::Deny, e.message().to_owned()),
+        Err(e) => (
+            AuditDecision::Deny,
+            format!("{} (unmet: {})", e.message(), verdict.unmet.join("; ")),
+        ),
     };
     Check {
         action: permission.action.to_owned(),
@@ -326,6 +341,37 @@ pub fn describe_statement(s: &keyhole_policy::StatementRef) -> String {
     out
 }
 
+/// The conditions that kept statements for the action from applying (at most three), with the
+/// request's values: what an operator needs to see why an allow did not apply.
+fn unmet_conditions(decision: &Decision, context: &Context) -> Vec<String> {
+    decision
+        .failures
+        .iter()
+        .filter_map(|f| match &f.element {
+            keyhole_policy::FailedElement::Condition {
+                operator,
+                key,
+                key_missing,
+            } => {
+                let value = if *key_missing {
+                    "absent from the request".to_owned()
+                } else {
+                    context
+                        .get(key)
+                        .map(|v| v.values().join(", "))
+                        .unwrap_or_default()
+                };
+                Some(format!(
+                    "{} requires {operator} on {key}, the request has {value}",
+                    describe_statement(&f.statement)
+                ))
+            }
+            _ => None,
+        })
+        .take(3)
+        .collect()
+}
+
 /// Builds AWS's denial message: `User: ARN is not authorized to perform: ACTION on resource:
 /// "RESOURCE" REASON`, where REASON is `because no ... allows ...` or `with an explicit deny in
 /// ...` (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html).
@@ -375,10 +421,7 @@ fn is_trust_action(action: &str) -> bool {
 impl Authorize for PolicyAuthorizer {
     fn decide(&self, principal: &Principal, permission: &Permission, context: &Context) -> Verdict {
         if let Some(refusal) = self.api_refusal(principal, permission) {
-            return Verdict {
-                outcome: Err(refusal),
-                statements: Vec::new(),
-            };
+            return Verdict::of(Err(refusal));
         }
         let snapshot = self.state.snapshot();
         let job_policy;
@@ -415,10 +458,7 @@ impl Authorize for PolicyAuthorizer {
             Principal::Root { .. } => {
                 // The root user needs no identity policy: only a resource policy can refuse it.
                 if resource.is_none() && gate == keyhole_policy::ResourceGate::Union {
-                    return Verdict {
-                        outcome: Ok(()),
-                        statements: Vec::new(),
-                    };
+                    return Verdict::of(Ok(()));
                 }
                 (
                     principal.arn(&self.account_id),
@@ -430,10 +470,7 @@ impl Authorize for PolicyAuthorizer {
             }
             Principal::Anonymous => {
                 if resource.is_none() {
-                    return Verdict {
-                        outcome: Err(S3Error::access_denied("Access Denied")),
-                        statements: Vec::new(),
-                    };
+                    return Verdict::of(Err(S3Error::access_denied("Access Denied")));
                 }
                 ("anonymous".to_owned(), RequestPrincipal::Anonymous, None)
             }
@@ -509,12 +546,15 @@ impl Authorize for PolicyAuthorizer {
             return Verdict {
                 outcome: Ok(()),
                 statements,
+                unmet: Vec::new(),
             };
         }
+        let unmet = unmet_conditions(&decision, context);
         if matches!(principal, Principal::Anonymous) {
             return Verdict {
                 outcome: Err(S3Error::access_denied("Access Denied")),
                 statements,
+                unmet,
             };
         }
         let reason = match decision.reason {
@@ -536,6 +576,7 @@ impl Authorize for PolicyAuthorizer {
                 &arn, permission, &reason,
             ))),
             statements,
+            unmet,
         }
     }
 

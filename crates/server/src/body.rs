@@ -5,6 +5,23 @@
 //! bodies and checks every chunk signature, checks a declared `x-amz-content-sha256` against what
 //! actually arrived, and checks the byte count against `Content-Length` (or
 //! `x-amz-decoded-content-length`). [`pump`] feeds it to a store writer on a blocking thread.
+//!
+//! # Body progress
+//! A request body that stalls must not hold a connection, a handler and a temp file forever, but
+//! a slow upload that keeps moving (5 GiB at 1 MiB/s) is legitimate: the rule is a minimum
+//! progress, not a total deadline. [`BodyReader`] measures only the time it spends *waiting for
+//! the client* (inside its wait for the next frame): time the gateway itself spends writing to
+//! disk, fsyncing or waiting for the audit trail is not the client's and does not count. Every
+//! [`BodyProgress::window`] of such waiting must bring [`BodyProgress::min_bytes`] bytes (at least
+//! one); otherwise the request fails with S3's `RequestTimeout`.
+//!
+//! Why here and not in the connection layer: only the body reader knows that the gateway is
+//! waiting for *body* bytes. Below it, hyper also reads the socket while a handler works (to
+//! notice a client that hangs up), so a stall there cannot be told from a slow handler.
+//!
+//! The rule reaches the reader through a task-local set by the listener around each request's
+//! handler ([`with_progress`]), so readers built anywhere in the pipeline obey it; without one
+//! (unit tests, in-process callers) no timeout applies.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -19,6 +36,43 @@ use keyhole_sigv4::{
 use keyhole_store::{ObjectReader, ObjectWriter, PartWriter, StoreError};
 
 use crate::error::S3Error;
+
+/// The body-progress rule (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct BodyProgress {
+    /// Waiting time per window.
+    pub window: std::time::Duration,
+    /// Bytes each window of waiting must bring (at least 1).
+    pub min_bytes: u64,
+    /// Where refusals are counted (`/metrics`).
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+tokio::task_local! {
+    static PROGRESS: BodyProgress;
+}
+
+/// Runs `f` (a request's handler) with `rule` applying to every [`BodyReader`] it builds.
+pub async fn with_progress<F: std::future::Future>(rule: BodyProgress, f: F) -> F::Output {
+    PROGRESS.scope(rule, f).await
+}
+
+/// S3's answer to a body that stopped coming.
+fn request_timeout() -> S3Error {
+    S3Error::new(
+        "RequestTimeout",
+        StatusCode::BAD_REQUEST,
+        "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.",
+    )
+}
+
+/// The waiting time and bytes of the current window.
+#[derive(Debug)]
+struct Window {
+    rule: BodyProgress,
+    waited: std::time::Duration,
+    bytes: u64,
+}
 
 /// The response body type: a boxed stream of byte frames.
 pub type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
@@ -129,6 +183,8 @@ pub struct BodyReader {
     done: bool,
     /// Shared count of payload bytes received, for the audit event.
     counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// The body-progress rule in force, with the current window.
+    progress: Option<Window>,
 }
 
 impl BodyReader {
@@ -162,7 +218,45 @@ impl BodyReader {
             received: 0,
             done: false,
             counter: None,
+            progress: PROGRESS
+                .try_with(BodyProgress::clone)
+                .ok()
+                .map(|rule| Window {
+                    rule,
+                    waited: std::time::Duration::ZERO,
+                    bytes: 0,
+                }),
         }
+    }
+
+    /// The next frame of the incoming body, under the body-progress rule: `RequestTimeout` when
+    /// a window of waiting ends with fewer bytes than the rule asks for.
+    async fn frame(&mut self) -> Result<Option<Result<Frame<Bytes>, hyper::Error>>, S3Error> {
+        let Some(w) = &mut self.progress else {
+            return Ok(self.incoming.frame().await);
+        };
+        let left = w.rule.window.saturating_sub(w.waited);
+        let started = tokio::time::Instant::now();
+        let frame = tokio::time::timeout(left, self.incoming.frame()).await;
+        w.waited += started.elapsed();
+        let Ok(frame) = frame else {
+            // A whole window of waiting brought too little (the window is reset whenever it
+            // reaches its minimum, so reaching here means it did not).
+            w.rule
+                .metrics
+                .connections
+                .body_timeouts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(request_timeout());
+        };
+        if let Some(Ok(f)) = &frame {
+            w.bytes += f.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        if w.bytes >= w.rule.min_bytes.max(1) {
+            w.waited = std::time::Duration::ZERO;
+            w.bytes = 0;
+        }
+        Ok(frame)
     }
 
     /// Also adds every payload byte received to `counter`.
@@ -175,7 +269,7 @@ impl BodyReader {
     /// The next piece of verified payload, or `None` at the (verified) end.
     pub async fn next(&mut self) -> Result<Option<Bytes>, S3Error> {
         while !self.done {
-            let Some(frame) = self.incoming.frame().await else {
+            let Some(frame) = self.frame().await? else {
                 self.done = true;
                 if let Some(d) = self.decoder.take() {
                     d.finish()?;

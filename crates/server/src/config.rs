@@ -41,6 +41,38 @@ pub const SHUTDOWN_GRACE_SECS: u64 = 30;
 /// How long a new connection may take to complete its TLS handshake before it is dropped (a
 /// client that opens connections and never speaks cannot hold them).
 pub const TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+/// Default time a client has to send a complete request head: from connecting (first request)
+/// or from the first byte of a later request. Slowloris clients are closed after it.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// Default time a keep-alive connection may wait for its next request.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
+/// Default window of the body-progress rule: while the gateway waits for request body bytes,
+/// each window of this many seconds of waiting must bring `body_min_rate` bytes a second.
+/// S3 answers `RequestTimeout` after about 20 s without progress too.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 20;
+/// Default minimum body rate in bytes a second, averaged over each body-timeout window (20 KiB
+/// per 20 s): a 5 GiB upload at 1 MiB/s is a thousand times faster.
+pub const DEFAULT_BODY_MIN_RATE: u64 = 1024;
+/// Longest header, idle or body timeout accepted.
+pub const MAX_TIMEOUT_SECS: u64 = 3600;
+/// Default maximum number of open client connections (lowered to what the open-file limit
+/// allows, see [`FILES_PER_CONNECTION`]).
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 4096;
+/// Largest `max_connections` accepted at all.
+pub const MAX_MAX_CONNECTIONS: u64 = 1_000_000;
+/// Default maximum number of connections from one source address (an IPv6 client's /64);
+/// connections from trusted proxies are not capped.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u64 = 256;
+/// File descriptors kept for the gateway itself (store index, state database, audit trail,
+/// listener, runtime) when `max_connections` is derived from the open-file limit.
+pub const FILES_RESERVED: u64 = 64;
+/// File descriptors one connection may need at once: its socket and an object file.
+pub const FILES_PER_CONNECTION: u64 = 2;
+/// Headroom kept for new clients: once more than `100 - CONNECTION_HEADROOM_PERCENT` % of
+/// `max_connections` are open, connections that are between requests (idle keep-alive, not yet
+/// sent a request, or an unfinished request head) are closed, oldest first, down to
+/// `100 - 2 * CONNECTION_HEADROOM_PERCENT` %.
+pub const CONNECTION_HEADROOM_PERCENT: u64 = 10;
 
 /// The certificate and key files for HTTPS (PEM). Both are given or neither.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +123,23 @@ pub struct Config {
     pub job_session_secs: u64,
     /// Serve HTTPS with these files; `None` serves plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Seconds a client has to send a complete request head.
+    pub header_timeout_secs: u64,
+    /// Seconds a keep-alive connection may wait for its next request.
+    pub idle_timeout_secs: u64,
+    /// Window (seconds of waiting for body bytes) of the body-progress rule.
+    pub body_timeout_secs: u64,
+    /// Bytes a second a request body must average over each body-timeout window (0: at least
+    /// one byte a window).
+    pub body_min_rate: u64,
+    /// Maximum open client connections; `None` derives it from the open-file limit (at most
+    /// [`DEFAULT_MAX_CONNECTIONS`]).
+    pub max_connections: Option<u64>,
+    /// Maximum connections from one source address (IPv6: one /64); trusted proxies are exempt.
+    pub max_connections_per_ip: u64,
+    /// Start even when the data directory is group- or world-accessible (new files are still
+    /// created private).
+    pub allow_shared_data_dir: bool,
 }
 
 impl Default for Config {
@@ -111,6 +160,13 @@ impl Default for Config {
             audit_key_fingerprints: Vec::new(),
             audit_accept_discontinuity: false,
             tls: None,
+            header_timeout_secs: DEFAULT_HEADER_TIMEOUT_SECS,
+            idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            body_timeout_secs: DEFAULT_BODY_TIMEOUT_SECS,
+            body_min_rate: DEFAULT_BODY_MIN_RATE,
+            max_connections: None,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            allow_shared_data_dir: false,
         }
     }
 }
@@ -134,6 +190,13 @@ struct FileConfig {
     audit_key_fingerprints: Option<Vec<String>>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    header_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    body_min_rate: Option<u64>,
+    max_connections: Option<u64>,
+    max_connections_per_ip: Option<u64>,
+    allow_shared_data_dir: Option<bool>,
 }
 
 /// Values given on the command line or in `KEYHOLE_*` variables; `None` means "not given".
@@ -172,6 +235,20 @@ pub struct ConfigOverrides {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key` / `KEYHOLE_TLS_KEY`.
     pub tls_key: Option<PathBuf>,
+    /// `--header-timeout-secs` / `KEYHOLE_HEADER_TIMEOUT_SECS`.
+    pub header_timeout_secs: Option<u64>,
+    /// `--idle-timeout-secs` / `KEYHOLE_IDLE_TIMEOUT_SECS`.
+    pub idle_timeout_secs: Option<u64>,
+    /// `--body-timeout-secs` / `KEYHOLE_BODY_TIMEOUT_SECS`.
+    pub body_timeout_secs: Option<u64>,
+    /// `--body-min-rate` / `KEYHOLE_BODY_MIN_RATE`.
+    pub body_min_rate: Option<u64>,
+    /// `--max-connections` / `KEYHOLE_MAX_CONNECTIONS`.
+    pub max_connections: Option<u64>,
+    /// `--max-connections-per-ip` / `KEYHOLE_MAX_CONNECTIONS_PER_IP`.
+    pub max_connections_per_ip: Option<u64>,
+    /// `--allow-shared-data-dir` / `KEYHOLE_ALLOW_SHARED_DATA_DIR`.
+    pub allow_shared_data_dir: Option<bool>,
 }
 
 /// A configuration that could not be loaded; the message names the field and the fix.
@@ -187,7 +264,7 @@ pub enum ConfigError {
     },
     /// The configuration file is not valid TOML or has unknown keys.
     #[error(
-        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs, tls_cert, tls_key)"
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir)"
     )]
     Parse {
         /// The file.
@@ -351,6 +428,71 @@ impl Config {
             })?;
             audit_key_fingerprints.push(parsed);
         }
+        let timeout =
+            |field: &'static str, given: Option<u64>, default: u64, hint: &'static str| {
+                let secs = given.unwrap_or(default);
+                if (1..=MAX_TIMEOUT_SECS).contains(&secs) {
+                    Ok(secs)
+                } else {
+                    Err(ConfigError::Invalid {
+                        field,
+                        value: secs.to_string(),
+                        hint,
+                    })
+                }
+            };
+        let header_timeout_secs = timeout(
+            "header_timeout_secs",
+            overrides
+                .header_timeout_secs
+                .or(from_file.header_timeout_secs),
+            defaults.header_timeout_secs,
+            "use 1 to 3600 seconds (default 10)",
+        )?;
+        let idle_timeout_secs = timeout(
+            "idle_timeout_secs",
+            overrides.idle_timeout_secs.or(from_file.idle_timeout_secs),
+            defaults.idle_timeout_secs,
+            "use 1 to 3600 seconds (default 30)",
+        )?;
+        let body_timeout_secs = timeout(
+            "body_timeout_secs",
+            overrides.body_timeout_secs.or(from_file.body_timeout_secs),
+            defaults.body_timeout_secs,
+            "use 1 to 3600 seconds (default 20)",
+        )?;
+        let body_min_rate = overrides
+            .body_min_rate
+            .or(from_file.body_min_rate)
+            .unwrap_or(defaults.body_min_rate);
+        if body_min_rate > 1 << 30 {
+            return Err(ConfigError::Invalid {
+                field: "body_min_rate",
+                value: body_min_rate.to_string(),
+                hint: "use bytes a second from 0 to 1073741824 (default 1024)",
+            });
+        }
+        let max_connections = overrides.max_connections.or(from_file.max_connections);
+        if let Some(n) = max_connections {
+            if !(1..=MAX_MAX_CONNECTIONS).contains(&n) {
+                return Err(ConfigError::Invalid {
+                    field: "max_connections",
+                    value: n.to_string(),
+                    hint: "use 1 to 1000000 (default: 4096, or less if the open-file limit is low)",
+                });
+            }
+        }
+        let max_connections_per_ip = overrides
+            .max_connections_per_ip
+            .or(from_file.max_connections_per_ip)
+            .unwrap_or(defaults.max_connections_per_ip);
+        if !(1..=MAX_MAX_CONNECTIONS).contains(&max_connections_per_ip) {
+            return Err(ConfigError::Invalid {
+                field: "max_connections_per_ip",
+                value: max_connections_per_ip.to_string(),
+                hint: "use 1 to 1000000 (default 256)",
+            });
+        }
         let tls = match (
             overrides.tls_cert.or(from_file.tls_cert),
             overrides.tls_key.or(from_file.tls_key),
@@ -379,6 +521,16 @@ impl Config {
             audit_key_fingerprints,
             audit_accept_discontinuity: overrides.audit_accept_discontinuity,
             tls,
+            header_timeout_secs,
+            idle_timeout_secs,
+            body_timeout_secs,
+            body_min_rate,
+            max_connections,
+            max_connections_per_ip,
+            allow_shared_data_dir: overrides
+                .allow_shared_data_dir
+                .or(from_file.allow_shared_data_dir)
+                .unwrap_or(defaults.allow_shared_data_dir),
             job_session_secs,
             trusted_proxies,
             audit_fail_open: overrides
@@ -601,6 +753,84 @@ mod tests {
             e.contains("`tls_key` is set but `tls_cert` is not") && e.contains("--tls-cert"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn connection_limits_load_from_every_source_and_are_checked() {
+        let c = Config::load(None, ConfigOverrides::default()).unwrap();
+        assert_eq!(
+            (
+                c.header_timeout_secs,
+                c.idle_timeout_secs,
+                c.body_timeout_secs,
+                c.body_min_rate
+            ),
+            (10, 30, 20, 1024)
+        );
+        assert_eq!((c.max_connections, c.max_connections_per_ip), (None, 256));
+        assert!(!c.allow_shared_data_dir);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(
+            &path,
+            "header_timeout_secs = 3\nidle_timeout_secs = 4\nbody_timeout_secs = 5\nbody_min_rate = 0\nmax_connections = 100\nmax_connections_per_ip = 7\nallow_shared_data_dir = true\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&path),
+            ConfigOverrides {
+                idle_timeout_secs: Some(9),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.header_timeout_secs,
+                c.idle_timeout_secs,
+                c.body_timeout_secs,
+                c.body_min_rate
+            ),
+            (3, 9, 5, 0)
+        );
+        assert_eq!(
+            (c.max_connections, c.max_connections_per_ip),
+            (Some(100), 7)
+        );
+        assert!(c.allow_shared_data_dir);
+        for (o, field) in [
+            (
+                ConfigOverrides {
+                    header_timeout_secs: Some(0),
+                    ..Default::default()
+                },
+                "`header_timeout_secs`",
+            ),
+            (
+                ConfigOverrides {
+                    body_timeout_secs: Some(3601),
+                    ..Default::default()
+                },
+                "`body_timeout_secs`",
+            ),
+            (
+                ConfigOverrides {
+                    max_connections: Some(0),
+                    ..Default::default()
+                },
+                "`max_connections`",
+            ),
+            (
+                ConfigOverrides {
+                    max_connections_per_ip: Some(0),
+                    ..Default::default()
+                },
+                "`max_connections_per_ip`",
+            ),
+        ] {
+            let e = Config::load(None, o).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains("use "), "{e}");
+        }
     }
 
     #[test]

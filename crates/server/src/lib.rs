@@ -3,7 +3,8 @@
 //!
 //! [`Gateway`] holds the configuration, the account, the object store and the two security
 //! components the pipeline cannot run without: an [`auth::Authenticator`] and an
-//! [`auth::Authorize`] implementation. [`pipeline::serve`] runs it on a listener.
+//! [`auth::Authorize`] implementation. [`listener::serve`] runs it on a listener, handing each
+//! request to [`pipeline::handle`].
 //!
 //! # Security
 //! There is no unauthenticated mode: a request without a signature is the anonymous principal and
@@ -19,10 +20,12 @@ pub mod body;
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod datadir;
 pub mod endpoint;
 pub mod error;
 pub mod iam;
 pub mod jobs;
+pub mod listener;
 pub mod metrics;
 pub mod pipeline;
 pub mod s3;
@@ -69,6 +72,8 @@ pub struct Gateway {
     /// The certificate and key every connection is served with (HTTPS); `None` serves plain
     /// HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The connection limits and timeouts, resolved against the open-file limit.
+    pub limits: listener::Limits,
 }
 
 impl Gateway {
@@ -89,6 +94,7 @@ impl Gateway {
         metrics: Arc<metrics::Metrics>,
         jobs: Arc<jobs::store::JobStore>,
         tls: Option<Arc<rustls::ServerConfig>>,
+        limits: listener::Limits,
     ) -> Gateway {
         let authn = auth::Authenticator::new(
             account.record.root_access_key_id.clone(),
@@ -119,6 +125,7 @@ impl Gateway {
             metrics,
             jobs,
             tls,
+            limits,
         }
     }
 }
@@ -128,29 +135,57 @@ impl Gateway {
 /// and the store under the configured data directory, checks the audit trail against its last
 /// signed digest and starts the audit writer, and builds the gateway with the IAM policy
 /// authorizer.
+///
+/// Nothing is created or changed when it fails: the limits, the certificate, a configured
+/// signing key and the data directory's permissions are checked first, and a data directory this
+/// call created is removed again if a later step fails. (Bind the listening socket before calling
+/// it, so that a busy port fails first too.)
 pub fn open(config: Config) -> Result<Gateway, OpenError> {
-    // First, so that a wrong certificate path fails before anything is created on disk.
+    let limits = listener::Limits::resolve(&config)?;
     let tls = config
         .tls
         .as_ref()
         .map(|t| tls::server_config(&t.cert, &t.key))
         .transpose()?;
-    // The audit signing key: a configured one is read before anything is created on disk; the
-    // default one (inside the data directory) is created with the account if missing.
+    // A configured audit signing key is read (and checked against the pinned fingerprints)
+    // before anything is created on disk; the default one, inside the data directory, is created
+    // with the account if missing.
+    let signer = match &config.audit_signing_key {
+        Some(path) => {
+            let s = audit::keys::Signer::read(path)?;
+            check_pinned(&config, &s, path)?;
+            Some(s)
+        }
+        None => None,
+    };
+    let prepared = datadir::prepare(&config.data_dir, config.allow_shared_data_dir)?;
+    match open_in(config, limits, tls, signer) {
+        Ok(gateway) => Ok(gateway),
+        Err(e) => {
+            prepared.roll_back();
+            Err(e)
+        }
+    }
+}
+
+/// [`open`] once the data directory exists and is private.
+fn open_in(
+    config: Config,
+    limits: listener::Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut signer: Option<audit::keys::Signer>,
+) -> Result<Gateway, OpenError> {
+    // The trail's directory is created private here, before the genesis or the sink opens it.
     let audit_dir = config.data_dir.join(audit::AUDIT_DIR);
+    datadir::create_private_dir_all(&audit_dir).map_err(|source| datadir::DataDirError::Io {
+        action: "create the audit directory",
+        path: audit_dir.clone(),
+        source,
+    })?;
     let key_path = config
         .audit_signing_key
         .clone()
         .unwrap_or_else(|| config.data_dir.join(audit::DEFAULT_SIGNING_KEY_FILE));
-    let default_key = config.audit_signing_key.is_none();
-    let mut signer = if default_key {
-        None
-    } else {
-        Some(audit::keys::Signer::read(&key_path)?)
-    };
-    if let Some(s) = &signer {
-        check_pinned(&config, s, &key_path)?;
-    }
     let account = Account::load_or_create_with(&config.data_dir, |record| {
         let s = match signer.take() {
             Some(s) => s,
@@ -210,7 +245,7 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
     let audit =
         audit::AuditSink::open(&audit_dir, Arc::new(signer), options, metrics.sink.clone())?;
     Ok(Gateway::new(
-        config, account, store, state, authz, tokens, audit, metrics, jobs, tls,
+        config, account, store, state, authz, tokens, audit, metrics, jobs, tls, limits,
     ))
 }
 
@@ -253,4 +288,10 @@ pub enum OpenError {
     /// The TLS certificate or key.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The connection limits do not fit the open-file limit.
+    #[error(transparent)]
+    Limits(#[from] listener::LimitsError),
+    /// The data directory is shared with other users, or cannot be created.
+    #[error(transparent)]
+    DataDir(#[from] datadir::DataDirError),
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics for `/metrics`: requests by API, operation, decision and status, latency
-//! histograms, bytes in and out, active connections, and the audit sink's queue depth and fsync
-//! latency.
+//! histograms, bytes in and out, connections (open, accepted, refused at a limit, closed by a
+//! timeout or to make room), accept errors, request bodies that stalled, and the audit sink's
+//! queue depth and fsync latency.
 //!
 //! Counters are atomics, except the labelled request counter, which is a small map behind a
 //! mutex (one short lock per request).
@@ -102,6 +103,29 @@ struct RequestKey {
     status: u16,
 }
 
+/// The connection layer's numbers (see `crate::listener`).
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Connections accepted and admitted.
+    pub accepted: AtomicU64,
+    /// Connections closed at once because their source address had `max_connections_per_ip`
+    /// busy connections.
+    pub refused_per_ip: AtomicU64,
+    /// Connections closed at once because `max_connections` were open and busy.
+    pub refused_max: AtomicU64,
+    /// Connections closed because a request head did not arrive within `header_timeout_secs`.
+    pub header_timeouts: AtomicU64,
+    /// Keep-alive connections closed after `idle_timeout_secs` without a request.
+    pub idle_timeouts: AtomicU64,
+    /// Connections between requests closed to make room for new clients (at the per-address cap
+    /// or near `max_connections`).
+    pub shed: AtomicU64,
+    /// Requests refused with `RequestTimeout` because their body did not make progress.
+    pub body_timeouts: AtomicU64,
+    /// Failed `accept` calls (e.g. out of file descriptors); the loop backs off.
+    pub accept_errors: AtomicU64,
+}
+
 /// Every metric the gateway exports.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -110,6 +134,8 @@ pub struct Metrics {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     active_connections: AtomicI64,
+    /// The connection layer's numbers.
+    pub connections: ConnectionStats,
     /// The audit sink's numbers.
     pub sink: Arc<SinkStats>,
 }
@@ -243,11 +269,48 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        self.render_connections(&mut out);
         out.push_str("# HELP keyhole_audit_fsync_seconds Time of each fsync of the audit trail.\n# TYPE keyhole_audit_fsync_seconds histogram\n");
         self.sink
             .fsync
             .render(&mut out, "keyhole_audit_fsync_seconds", "");
         out
+    }
+}
+
+impl Metrics {
+    /// The connection layer's counters.
+    fn render_connections(&self, out: &mut String) {
+        let c = &self.connections;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP keyhole_connections_accepted_total Connections accepted and admitted.\n# TYPE keyhole_connections_accepted_total counter\nkeyhole_connections_accepted_total {}",
+            load(&c.accepted)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP keyhole_connections_refused_total Connections closed on arrival at a limit: per_ip (max_connections_per_ip busy connections from that address) or max (max_connections busy).\n# TYPE keyhole_connections_refused_total counter\nkeyhole_connections_refused_total{{limit=\"per_ip\"}} {}\nkeyhole_connections_refused_total{{limit=\"max\"}} {}",
+            load(&c.refused_per_ip),
+            load(&c.refused_max)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP keyhole_connections_closed_total Connections the gateway closed: header_timeout (no complete request head in time), idle_timeout (keep-alive without a request), shed (between requests, to make room for new clients).\n# TYPE keyhole_connections_closed_total counter\nkeyhole_connections_closed_total{{reason=\"header_timeout\"}} {}\nkeyhole_connections_closed_total{{reason=\"idle_timeout\"}} {}\nkeyhole_connections_closed_total{{reason=\"shed\"}} {}",
+            load(&c.header_timeouts),
+            load(&c.idle_timeouts),
+            load(&c.shed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP keyhole_request_body_timeouts_total Requests refused with RequestTimeout because their body stopped making progress.\n# TYPE keyhole_request_body_timeouts_total counter\nkeyhole_request_body_timeouts_total {}",
+            load(&c.body_timeouts)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP keyhole_accept_errors_total Failed accept calls (e.g. out of file descriptors); accepting backs off after each.\n# TYPE keyhole_accept_errors_total counter\nkeyhole_accept_errors_total {}",
+            load(&c.accept_errors)
+        );
     }
 }
 
@@ -310,6 +373,16 @@ mod tests {
         assert!(text.contains("keyhole_response_bytes_total 15"));
         assert!(text.contains("keyhole_active_connections 1"));
         assert!(text.contains("keyhole_audit_fsync_seconds_bucket{le=\"0.001\"} 1"));
+        m.connections.refused_per_ip.fetch_add(3, Ordering::Relaxed);
+        m.connections
+            .header_timeouts
+            .fetch_add(1, Ordering::Relaxed);
+        let text = m.render();
+        assert!(text.contains("keyhole_connections_refused_total{limit=\"per_ip\"} 3"));
+        assert!(text.contains("keyhole_connections_refused_total{limit=\"max\"} 0"));
+        assert!(text.contains("keyhole_connections_closed_total{reason=\"header_timeout\"} 1"));
+        assert!(text.contains("keyhole_request_body_timeouts_total 0"));
+        assert!(text.contains("keyhole_accept_errors_total 0"));
         drop(g);
         assert!(m.render().contains("keyhole_active_connections 0"));
         // Every non-comment line is `name{labels} value` or `name value`.

@@ -5,7 +5,6 @@
 //! but `/healthz` produces one audit event (two for a mutating request that was allowed: a
 //! write-ahead `authorized` record, durable before the handler runs, and the `completed` one).
 
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,10 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Frame;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use rand::Rng;
-use tokio::net::TcpListener;
 
 use crate::audit::event::{RequestParameters, Resource, Stage, UserIdentity};
 use crate::audit::{self, AuditEvent, Checks, Decision};
@@ -42,80 +38,6 @@ pub struct Connection {
     pub peer: SocketAddr,
     /// Whether the connection is TLS: `aws:SecureTransport` and the audit event's `tls`.
     pub tls: bool,
-}
-
-/// Serves connections from `listener` until `shutdown` resolves, then lets in-flight requests
-/// finish (up to [`crate::config::SHUTDOWN_GRACE_SECS`]). With a TLS configuration in the gateway
-/// every connection must complete a TLS handshake first; one that fails (or takes longer than
-/// [`crate::config::TLS_HANDSHAKE_TIMEOUT_SECS`]) is dropped, logged at debug, and the server
-/// goes on.
-pub async fn serve(
-    gateway: Arc<Gateway>,
-    listener: TcpListener,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let acceptor = gateway.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let gw = gateway.clone();
-                let guard = gateway.metrics.connection_opened();
-                let connection = Connection { peer, tls: acceptor.is_some() };
-                let service = service_fn(move |req| {
-                    let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(handle(gw, connection, req).await) }
-                });
-                let http = hyper::server::conn::http1::Builder::new();
-                match &acceptor {
-                    None => {
-                        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                        tokio::spawn(async move {
-                            let _guard = guard;
-                            if let Err(e) = conn.await {
-                                tracing::debug!(error = %e, %peer, "connection ended with an error");
-                            }
-                        });
-                    }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        // Watched from before the handshake, so a shutdown waits for it (bounded
-                        // by the handshake timeout) and then closes the connection gracefully.
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            let _guard = guard;
-                            let Some(tls) = crate::tls::accept(&acceptor, stream, peer).await else {
-                                return;
-                            };
-                            let conn = watcher.watch(http.serve_connection(TokioIo::new(tls), service));
-                            if let Err(e) = conn.await {
-                                tracing::debug!(error = %e, %peer, "connection ended with an error");
-                            }
-                        });
-                    }
-                }
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tracing::info!("shutting down: waiting for in-flight requests");
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(Duration::from_secs(crate::config::SHUTDOWN_GRACE_SECS)) => {
-            tracing::warn!("grace period over; closing remaining connections");
-        }
-    }
 }
 
 /// Largest Query-protocol (IAM, STS) form body: a 6144-character policy document, URL-encoded (up
@@ -478,9 +400,17 @@ fn route(
     format: &mut ErrorFormat,
 ) -> Result<Route, S3Error> {
     let path = parts.uri.path();
+    let unsigned_endpoint = (path == "/metrics" || path == crate::jobs::CREDENTIALS_PATH)
+        && parts.method == Method::GET;
+    if unsigned_endpoint {
+        // Their paths name no bucket or key.
+        trace.bucket = None;
+        trace.key = None;
+    }
     if path == "/metrics" && parts.method == Method::GET {
         trace.api = "ops";
         trace.event_source = "keyhole".into();
+        trace.op_name = crate::endpoint::Endpoint::Metrics.name();
         trace.identity.kind = "AnonymousPrincipal".into();
         return Ok(Route::Metrics);
     }
@@ -488,6 +418,7 @@ fn route(
         *format = ErrorFormat::Json;
         trace.api = "keyhole";
         trace.event_source = "keyhole".into();
+        trace.op_name = crate::endpoint::Endpoint::JobCredentials.name();
         trace.identity.kind = "JobToken".into();
         return Ok(Route::JobCredentials);
     }

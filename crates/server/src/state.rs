@@ -555,8 +555,11 @@ pub fn compile_identity_policy(doc: &str, name: &str) -> Result<CompiledPolicy, 
 impl State {
     /// Opens (creating if needed) the state database in `data_dir`.
     pub fn open(data_dir: &Path, master_key: &[u8], account_id: &str) -> Result<State, StateError> {
-        std::fs::create_dir_all(data_dir)?;
-        let mut conn = Connection::open(data_dir.join(STATE_DB_FILE))?;
+        crate::datadir::create_private_dir_all(data_dir)?;
+        // Created 0600 before SQLite opens it: its -wal and -shm files take the database's mode.
+        let path = data_dir.join(STATE_DB_FILE);
+        crate::datadir::create_private_file(&path)?;
+        let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;

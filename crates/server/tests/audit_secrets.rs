@@ -60,7 +60,7 @@ fn hostile_requests_leave_no_secret_in_the_trail() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(keyhole_server::pipeline::serve(gw.clone(), listener, async {
+        let server = tokio::spawn(keyhole_server::listener::serve(gw.clone(), listener, async {
             let _ = stopped.await;
         }));
         let client = |secret: &str, token: Option<&str>| {

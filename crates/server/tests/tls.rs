@@ -63,7 +63,7 @@ impl Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(keyhole_server::pipeline::serve(
+        let server = tokio::spawn(keyhole_server::listener::serve(
             gw.clone(),
             listener,
             async {

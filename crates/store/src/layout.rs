@@ -122,10 +122,24 @@ impl Layout {
     /// Creates the fixed directories.
     pub(crate) fn create(&self) -> io::Result<()> {
         for d in [self.tmp_dir(), self.blobs_dir(), self.uploads_dir()] {
-            std::fs::create_dir_all(d)?;
+            create_private_dir_all(&d)?;
         }
         sync_dir(&self.root)
     }
+}
+
+/// Mode of every directory the store creates (whatever the umask, never wider).
+pub(crate) const DIR_MODE: u32 = 0o700;
+/// Mode of every file the store creates.
+pub(crate) const FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` and any missing parent, mode 0700.
+pub(crate) fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
 }
 
 /// Makes directory entry changes (create, rename, remove) in `dir` durable.
@@ -136,7 +150,8 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Creates `dir` (whose parent must exist), making the new entry durable. Returns `NotFound`
 /// if the parent is gone.
 pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
-    match std::fs::create_dir(dir) {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
         Ok(()) => match dir.parent() {
             Some(p) => sync_dir(p),
             None => Ok(()),

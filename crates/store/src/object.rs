@@ -73,10 +73,14 @@ impl Finished {
 impl BlobWriter {
     pub(crate) fn create(layout: &Layout, limit: u64) -> Result<Self, StoreError> {
         let path = layout.resolve(Loc::Temp { id: &new_id() })?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(layout::FILE_MODE)
+                .open(&path)?
+        };
         Ok(Self {
             guard: TempGuard { path: Some(path) },
             file: BufWriter::with_capacity(256 * 1024, file),

@@ -72,9 +72,20 @@ impl LocalStore {
     /// # Errors
     /// As [`LocalStore::open`].
     pub fn open_with(root: &Path, opts: StoreOptions) -> Result<LocalStore, StoreError> {
-        fs::create_dir_all(root)?;
+        layout::create_private_dir_all(root)?;
         let layout = Layout::new(root);
         layout.create()?;
+        // The index file is created 0600 before redb opens it (redb would use the umask).
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(layout::FILE_MODE)
+                .open(layout.index_file())?;
+        }
         let db = Database::create(layout.index_file())?;
         let w = db.begin_write()?;
         {

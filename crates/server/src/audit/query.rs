@@ -15,7 +15,8 @@ pub struct Filter {
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     /// Events before this time.
     pub until: Option<chrono::DateTime<chrono::Utc>>,
-    /// Principal ARN, or `anonymous`.
+    /// Principal ARN, or `anonymous`. A role's ARN also matches its sessions
+    /// (`arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION`).
     pub principal: Option<String>,
     /// Access key id used or claimed.
     pub access_key: Option<String>,
@@ -49,7 +50,7 @@ impl Filter {
         let id = &e.user_identity;
         if let Some(p) = &self.principal {
             let anonymous = p.eq_ignore_ascii_case("anonymous") && id.kind == "AnonymousPrincipal";
-            if !anonymous && id.arn.as_deref() != Some(p.as_str()) {
+            if !anonymous && !principal_matches(p, id.arn.as_deref()) {
                 return false;
             }
         }
@@ -73,6 +74,31 @@ impl Filter {
             && self.status.is_none_or(|s| e.http_status == Some(s))
             && self.stage.is_none_or(|s| e.stage == s)
     }
+}
+
+/// Whether the event's principal `have` is `want`, or a session of the role `want`
+/// (`arn:aws:iam::ACCOUNT:role[/PATH]/NAME` → `arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION`;
+/// a session's ARN names the role without its path).
+fn principal_matches(want: &str, have: Option<&str>) -> bool {
+    let Some(have) = have else {
+        return false;
+    };
+    if have == want {
+        return true;
+    }
+    let Some((account, role)) = want
+        .strip_prefix("arn:aws:iam::")
+        .and_then(|rest| rest.split_once(":role/"))
+    else {
+        return false;
+    };
+    let name = role.rsplit('/').next().unwrap_or(role);
+    have.strip_prefix("arn:aws:sts::")
+        .and_then(|rest| rest.strip_prefix(account))
+        .and_then(|rest| rest.strip_prefix(":assumed-role/"))
+        .and_then(|rest| rest.strip_prefix(name))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|session| !session.is_empty() && !session.contains('/'))
 }
 
 /// An event as read back: the parsed event, its sequence number and the raw line.
@@ -419,6 +445,37 @@ mod tests {
             ),
             vec![4, 5]
         );
+    }
+
+    #[test]
+    fn a_role_matches_its_sessions() {
+        let role = "arn:aws:iam::123456789012:role/ml/training";
+        for (arn, matches) in [
+            ("arn:aws:iam::123456789012:role/ml/training", true),
+            (
+                "arn:aws:sts::123456789012:assumed-role/training/job-42",
+                true,
+            ),
+            (
+                "arn:aws:sts::123456789012:assumed-role/training-2/job-42",
+                false,
+            ),
+            (
+                "arn:aws:sts::210987654321:assumed-role/training/job-42",
+                false,
+            ),
+            ("arn:aws:sts::123456789012:assumed-role/training/", false),
+            ("arn:aws:iam::123456789012:user/training", false),
+        ] {
+            assert_eq!(principal_matches(role, Some(arn)), matches, "{arn}");
+        }
+        // A user's ARN matches only itself.
+        let user = "arn:aws:iam::123456789012:user/alice";
+        assert!(principal_matches(user, Some(user)));
+        assert!(!principal_matches(
+            user,
+            Some("arn:aws:sts::123456789012:assumed-role/alice/s")
+        ));
     }
 
     #[test]

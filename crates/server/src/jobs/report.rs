@@ -4,7 +4,11 @@
 //!
 //! Only what the trail recorded for the job's sessions (events whose identity carries the job id)
 //! counts; the report is exact for the trail as it stands when it is built. A listing counts for
-//! the read location its `prefix` falls under.
+//! the read location its `prefix` falls under. Each allowed check counts for the object it names
+//! (its resource ARN), so a CopyObject or UploadPartCopy reads its source and writes its
+//! destination; a server-side copy moves no body over the network, so it counts objects, not
+//! bytes. Refused fetches from the container-credentials endpoint (wrong source address, after the
+//! window, after the job finished, a wrong token) are denials too.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -42,6 +46,15 @@ fn location_of(locs: &[Location], bucket: &str, key: Option<&str>) -> Option<usi
         })
 }
 
+/// The bucket and key an S3 resource ARN names (`arn:aws:s3:::bucket/key`, or the bucket alone).
+fn s3_target(arn: &str) -> Option<(&str, Option<&str>)> {
+    let rest = arn.strip_prefix("arn:aws:s3:::")?;
+    Some(match rest.split_once('/') {
+        Some((bucket, key)) => (bucket, Some(key).filter(|k| !k.is_empty())),
+        None => (rest, None),
+    })
+}
+
 /// Builds the report for `record` from the trail under `dir`.
 pub fn build(dir: &Path, record: &JobRecord) -> std::io::Result<Value> {
     let job = &record.job;
@@ -66,7 +79,7 @@ pub fn build(dir: &Path, record: &JobRecord) -> std::io::Result<Value> {
         if let Some(ak) = &e.user_identity.access_key_id {
             sessions.insert(ak.clone());
         }
-        if e.event_name == "GetJobCredentials" {
+        if e.event_name == "GetJobCredentials" && e.decision != Some(Decision::Deny) {
             if e.http_status == Some(200) {
                 credential_refreshes += 1;
             }
@@ -84,6 +97,7 @@ pub fn build(dir: &Path, record: &JobRecord) -> std::io::Result<Value> {
                 denials.push(json!({
                     "time": e.event_time,
                     "operation": e.event_name,
+                    "sourceIp": e.source_ip_address,
                     "bucket": e.request_parameters.bucket_name,
                     "key": e.request_parameters.key,
                     "action": check.map(|c| c.action.clone()),
@@ -97,19 +111,16 @@ pub fn build(dir: &Path, record: &JobRecord) -> std::io::Result<Value> {
         if !ok || e.api != "s3" {
             return true;
         }
-        let Some(bucket) = e.request_parameters.bucket_name.as_deref() else {
-            return true;
-        };
-        let key = e
-            .request_parameters
-            .key
-            .as_deref()
-            .filter(|k| !k.is_empty());
         for c in e
             .authorization
             .iter()
             .filter(|c| c.decision == Decision::Allow)
         {
+            // The object the check was about: for a copy, the source for s3:GetObject and the
+            // destination for s3:PutObject.
+            let Some((bucket, key)) = s3_target(&c.resource) else {
+                continue;
+            };
             let action = c.action.as_str();
             let reading = matches!(action, "s3:GetObject" | "s3:ListBucket");
             let (locs, uses) = if reading {
@@ -151,7 +162,8 @@ pub fn build(dir: &Path, record: &JobRecord) -> std::io::Result<Value> {
                         u.objects.insert(k.to_owned());
                     }
                 }
-                ("s3:PutObject", "CompleteMultipartUpload") => {
+                // A copy's object exists once it succeeds; its body never crossed the network.
+                ("s3:PutObject", "CompleteMultipartUpload" | "CopyObject") => {
                     if let Some(k) = key {
                         u.objects.insert(k.to_owned());
                     }
@@ -341,6 +353,51 @@ mod tests {
             text.push('\n');
         }
         std::fs::write(dir.join(crate::audit::sink::file_name(1)), text).unwrap();
+    }
+
+    #[test]
+    fn a_copy_reads_its_source_and_writes_its_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = chrono::Utc::now();
+        let mut copy = event("CopyObject", "s3:PutObject", "out", Some("run/copy"), true);
+        copy.authorization.push(Check {
+            action: "s3:GetObject".into(),
+            resource: "arn:aws:s3:::data/a/src".into(),
+            decision: Decision::Allow,
+            reason: "r".into(),
+            statements: Vec::new(),
+        });
+        copy.bytes_out = 234; // the CopyObjectResult document, not object bytes
+        let mut refused = event("GetJobCredentials", "", "", None, false);
+        refused.authorization.clear();
+        refused.request_parameters.bucket_name = None;
+        refused.source_ip_address = "127.0.0.2".into();
+        refused.error_message =
+            Some("job r-abc123 may be used only from 127.0.0.1/32, not from 127.0.0.2".into());
+        let mut refresh = event("GetJobCredentials", "", "", None, true);
+        refresh.authorization.clear();
+        refresh.request_parameters.bucket_name = None;
+        write_trail(dir.path(), &[copy, refused, refresh]);
+        let r = build(dir.path(), &record(now)).unwrap();
+        assert_eq!(r["read"][0]["objects"], 1, "{r:#}");
+        assert_eq!(r["read"][0]["bytes"], 0);
+        assert_eq!(r["written"][0]["objects"], 1);
+        assert_eq!(r["credentialRefreshes"], 1);
+        assert_eq!(r["denied"]["count"], 1);
+        let d = &r["denied"]["attempts"][0];
+        assert_eq!(d["operation"], "GetJobCredentials");
+        assert_eq!(d["sourceIp"], "127.0.0.2");
+        assert!(d["reason"].as_str().unwrap().contains("not from 127.0.0.2"));
+        let statements = r["minimalPolicy"]["Statement"].as_array().unwrap();
+        let resources: Vec<&Value> = statements.iter().map(|s| &s["Resource"]).collect();
+        assert_eq!(
+            resources,
+            [
+                &json!(["arn:aws:s3:::data/a/src"]),
+                &json!(["arn:aws:s3:::out/run/copy"])
+            ],
+            "exact objects, not the prefixes"
+        );
     }
 
     #[test]

@@ -109,11 +109,14 @@ fn compile(record: &JobRecord) -> Result<JobEntry, StateError> {
     let credentials = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
-            "Sid": "JobCredentialsFromItsAddresses",
+            "Sid": "JobCredentialsFromItsAddressesInItsWindow",
             "Effect": "Allow",
             "Action": "keyhole:GetJobCredentials",
             "Resource": "*",
-            "Condition": {"IpAddress": {"aws:SourceIp": record.job.source_ip}},
+            "Condition": {
+                "IpAddress": {"aws:SourceIp": record.job.source_ip},
+                "DateLessThan": {"aws:CurrentTime": super::spec::rfc3339(record.job.end)},
+            },
         }],
     })
     .to_string();
