@@ -52,7 +52,11 @@ class Server:
 
 
 def start_server(
-    base_dir: Path, domain: str | None = "localhost", region: str = REGION, extra_args: list[str] | None = None
+    base_dir: Path,
+    domain: str | None = "localhost",
+    region: str = REGION,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> KeyholeProcess:
     """Start a keyhole on a fresh port with data in base_dir/data, logs in base_dir/logs."""
     base_dir.mkdir(parents=True, exist_ok=True)
@@ -66,6 +70,7 @@ def start_server(
         region=region,
         cwd=cwd,
         extra_args=list(extra_args or []),
+        env=dict(env or {}),
     )
     _SESSION_SERVERS.append(kp)
     try:
@@ -192,8 +197,13 @@ def fresh_server_factory(tmp_path):
     """Start extra servers with their own data dirs; all are stopped at the end of the test."""
     started: list[KeyholeProcess] = []
 
-    def factory(base: Path | None = None, region: str = REGION, extra_args: list[str] | None = None) -> KeyholeProcess:
-        kp = start_server(base or (tmp_path / f"srv{len(started)}"), region=region, extra_args=extra_args)
+    def factory(
+        base: Path | None = None,
+        region: str = REGION,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> KeyholeProcess:
+        kp = start_server(base or (tmp_path / f"srv{len(started)}"), region=region, extra_args=extra_args, env=env)
         started.append(kp)
         return kp
 

@@ -310,6 +310,63 @@ def test_audit_fail_open_serves_writes_when_the_trail_is_unwritable(fresh_server
     assert signed_request(srv, "GET", "/open/k").body == b"2"
 
 
+def _metric(kp, name: str) -> int:
+    text = urllib.request.urlopen(kp.endpoint + "/metrics").read().decode()
+    found = [l for l in text.splitlines() if l.startswith(name + " ")]
+    assert found, text
+    return int(found[0].split()[1])
+
+
+def test_unwritable_authorized_record_refuses_the_overwrite_and_changes_nothing(fresh_server_factory):
+    """Issue 11 item 2, first ordering: the write-ahead record cannot be written, so the request is
+    refused (503) and the object keeps its old data."""
+    kp = fresh_server_factory(env={"KEYHOLE_TEST_AUDIT_FAULT": "authorized:PutObject"})
+    srv = target(kp)
+    s3 = make_client(kp.endpoint, srv.access_key, srv.secret_key)
+    s3.create_bucket(Bucket="refused")
+    # Seed the object without a PutObject (multipart), which the fault does not touch.
+    up = s3.create_multipart_upload(Bucket="refused", Key="k")
+    part = s3.upload_part(Bucket="refused", Key="k", UploadId=up["UploadId"], PartNumber=1, Body=b"old")
+    s3.complete_multipart_upload(
+        Bucket="refused", Key="k", UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    r = signed_request(srv, "PUT", "/refused/k", body=b"new")
+    assert_s3_error(r, 503, "ServiceUnavailable")
+    assert s3.get_object(Bucket="refused", Key="k")["Body"].read() == b"old"
+    assert _metric(kp, "keyhole_audit_unrecorded_outcomes_total") == 0
+    events = read_trail(kp.data_dir)
+    assert not any(e["eventName"] == "PutObject" and e["stage"] == "authorized" for e in events)
+
+
+def test_unwritable_completed_record_still_tells_the_truth(fresh_server_factory):
+    """Issue 11 item 2, second ordering: the overwrite was applied, then its `completed` record
+    could not be written. The client is told the truth (200 and the new ETag), not "503, try
+    again"; the trail shows the request as authorized with an unknown outcome, and verify lists it."""
+    kp = fresh_server_factory(env={"KEYHOLE_TEST_AUDIT_FAULT": "completed:PutObject"})
+    srv = target(kp)
+    s3 = make_client(kp.endpoint, srv.access_key, srv.secret_key)
+    s3.create_bucket(Bucket="applied")
+    put = s3.put_object(Bucket="applied", Key="k", Body=b"new")
+    assert put["ResponseMetadata"]["HTTPStatusCode"] == 200
+    head = s3.head_object(Bucket="applied", Key="k")
+    assert head["ETag"] == put["ETag"]
+    assert s3.get_object(Bucket="applied", Key="k")["Body"].read() == b"new"
+    request_id = put["ResponseMetadata"]["RequestId"]
+    assert _metric(kp, "keyhole_audit_unrecorded_outcomes_total") == 1
+    # Other changes are recorded as usual (the fault only hits PutObject's completed record).
+    s3.delete_object(Bucket="applied", Key="k")
+    wait_for_events(kp.data_dir, lambda ev: any(e["eventName"] == "DeleteObject" and e["stage"] == "completed" for e in ev))
+    events = [e for e in read_trail(kp.data_dir) if e["requestID"] == request_id]
+    assert [e["stage"] for e in events] == ["authorized"], events
+    assert kp.stop() == 0
+    r = verify(kp.data_dir, fingerprint(kp))
+    # The chain is intact; the request is listed as authorized with an unknown outcome.
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "orphaned: 1" in r.stdout and "outcome unknown" in r.stdout, r.stdout
+    assert request_id in r.stdout, r.stdout
+
+
 def test_kill_9_under_load_keeps_every_acknowledged_write(fresh_server_factory):
     # Rotate often so the crash also exercises the chain across files.
     kp = fresh_server_factory(extra_args=["--audit-rotate-bytes", "20000"])

@@ -16,7 +16,10 @@ import uuid
 from pathlib import Path
 
 import boto3
+import botocore.auth
+import botocore.awsrequest
 import botocore.config
+import botocore.credentials
 import pytest
 from botocore.exceptions import ClientError
 
@@ -591,3 +594,92 @@ def test_packed_policy_too_large_reports_the_percentage(server, seed):
     assert error_code(e.value) == "PackedPolicyTooLarge"
     m = re.search(r"Packed policy consumes (\d+)% of allotted space, please use smaller policy", e.value.response["Error"]["Message"])
     assert m and int(m.group(1)) > 100, e.value.response["Error"]["Message"]
+
+
+# Issue 11 item 6: STS and IAM speak their own error XML, and the global services accept the
+# empty region botocore signs with when `region_name=''`.
+
+STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
+IAM_NS = "{https://iam.amazonaws.com/doc/2010-05-08/}"
+
+
+def _query_error(resp) -> tuple[str, str]:
+    """(root tag with namespace, Code) of a Query-protocol `<ErrorResponse>`."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(resp.body)
+    code = root.find(f".//{root.tag.split('}')[0]}}}Code")
+    return root.tag, code.text if code is not None else ""
+
+
+def test_sts_and_iam_accept_the_empty_region_botocore_sends(server):
+    for service, call in (("sts", "get_caller_identity"), ("iam", "list_users")):
+        c = boto3.session.Session().client(
+            service,
+            endpoint_url=server.endpoint,
+            aws_access_key_id=server.access_key,
+            aws_secret_access_key=server.secret_key,
+            region_name="",
+        )
+        seen = []
+        c.meta.events.register("before-send", lambda request, **kw: seen.append(request.headers["Authorization"]))
+        getattr(c, call)()
+        assert f"//{service}/aws4_request".encode() in seen[0], seen
+
+
+def test_sts_errors_are_in_the_sts_namespace(server):
+    from e2e_helpers import raw_request
+
+    body = b"Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A000000000000%3Arole%2Fnone&RoleSessionName=ss"
+    url = f"{server.endpoint}/"
+    headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", "Host": f"127.0.0.1:{server.port}"}
+    req = botocore.awsrequest.AWSRequest(method="POST", url=url, headers=headers, data=body)
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(server.access_key, server.secret_key), "sts", REGION).add_auth(req)
+    r = raw_request(server.port, "POST", "/", dict(req.headers), body)
+    assert r.status in (400, 403), r.body
+    tag, code = _query_error(r)
+    assert tag == f"{STS_NS}ErrorResponse", r.body
+    assert code, r.body
+    # And through boto3, which parses it: the real code, not a parse failure.
+    sts = client("sts", server, {"AccessKeyId": server.access_key, "SecretAccessKey": server.secret_key})
+    with pytest.raises(ClientError) as e:
+        sts.assume_role(RoleArn="arn:aws:iam::000000000000:role/none", RoleSessionName="ss")
+    assert error_code(e.value) == code
+
+
+def test_malformed_sts_and_iam_signatures_are_answered_in_query_format(server):
+    from e2e_helpers import raw_request
+
+    sig = "0" * 64
+    for service, ns in (("sts", STS_NS), ("iam", IAM_NS)):
+        for scope in (f"20261203/{REGION}/{service}/aws5_request", f"2026-12-03/{REGION}/{service}/aws4_request"):
+            auth = f"AWS4-HMAC-SHA256 Credential={server.access_key}/{scope}, SignedHeaders=host;x-amz-date, Signature={sig}"
+            headers = {
+                "Host": f"127.0.0.1:{server.port}",
+                "X-Amz-Date": "20261203T000000Z",
+                "Authorization": auth,
+                "Content-Type": "application/x-www-form-urlencoded",
+            }
+            r = raw_request(server.port, "POST", "/", headers, b"Action=GetCallerIdentity&Version=2011-06-15")
+            assert r.status == 400, r.body
+            tag, code = _query_error(r)
+            assert (tag, code) == (f"{ns}ErrorResponse", "IncompleteSignature"), r.body
+    # An S3 request with the same fault still gets S3's <Error>.
+    auth = f"AWS4-HMAC-SHA256 Credential={server.access_key}/20261203/{REGION}/s3/aws5_request, SignedHeaders=host;x-amz-date, Signature={sig}"
+    r = raw_request(server.port, "GET", "/", {"Host": f"127.0.0.1:{server.port}", "X-Amz-Date": "20261203T000000Z", "Authorization": auth})
+    assert r.status == 400 and b"<Error>" in r.body and r.error_code() == "AuthorizationHeaderMalformed", r.body
+
+
+def test_sts_scope_for_another_region_is_refused_in_query_format(server):
+    sts = boto3.session.Session().client(
+        "sts",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name="eu-west-3",
+        config=botocore.config.Config(retries={"max_attempts": 1}),
+    )
+    with pytest.raises(ClientError) as e:
+        sts.get_caller_identity()
+    assert error_code(e.value) == "IncompleteSignature"
+    assert REGION in str(e.value)

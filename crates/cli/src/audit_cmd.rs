@@ -486,7 +486,7 @@ fn verify(v: VerifyArgs) -> miette::Result<ExitCode> {
     if report.orphan_count > 0 {
         let _ = writeln!(
             out,
-            "orphaned: {} `authorized` record(s) without a `completed` one (the request did not finish: the gateway stopped, or the trail was cut between them):",
+            "orphaned: {} `authorized` record(s) without a `completed` one: authorized, outcome unknown (the gateway stopped before the request finished, the trail could not record how it ended, or the trail was cut between them):",
             report.orphan_count
         );
         for o in &report.orphans {

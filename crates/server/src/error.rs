@@ -87,10 +87,11 @@ impl S3Error {
         w.finish()
     }
 
-    /// Renders the Query-protocol `<ErrorResponse>` document (IAM, STS).
-    pub fn to_query_xml(&self, request_id: &str) -> String {
+    /// Renders the Query-protocol `<ErrorResponse>` document (IAM, STS) in the service's
+    /// namespace `ns`.
+    pub fn to_query_xml(&self, request_id: &str, ns: &str) -> String {
         let mut w = XmlWriter::new();
-        w.root_ns("ErrorResponse", crate::iam::IAM_NS);
+        w.root_ns("ErrorResponse", ns);
         w.open("Error");
         w.elem(
             "Type",

@@ -134,6 +134,8 @@ pub struct Metrics {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     active_connections: AtomicI64,
+    /// Applied changes whose `completed` audit record could not be written.
+    unrecorded_outcomes: AtomicU64,
     /// The connection layer's numbers.
     pub connections: ConnectionStats,
     /// The audit sink's numbers.
@@ -176,6 +178,11 @@ impl Metrics {
         }
     }
 
+    /// Counts an applied change whose `completed` audit record could not be written.
+    pub fn unrecorded_outcome(&self) {
+        self.unrecorded_outcomes.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A connection opened; the guard counts it closed when dropped.
     pub fn connection_opened(self: &Arc<Self>) -> ConnectionGuard {
         self.active_connections.fetch_add(1, Ordering::Relaxed);
@@ -201,7 +208,7 @@ impl Metrics {
         out.push_str("# HELP keyhole_request_duration_seconds Time from request arrival to the end of the response body (to the durable audit record for writes).\n# TYPE keyhole_request_duration_seconds histogram\n");
         self.latency
             .render(&mut out, "keyhole_request_duration_seconds", "");
-        let gauges: [(&str, &str, &str, i64); 10] = [
+        let gauges: [(&str, &str, &str, i64); 11] = [
             (
                 "keyhole_request_bytes_total",
                 "counter",
@@ -237,6 +244,12 @@ impl Metrics {
                 "counter",
                 "Audit events the sink could not write.",
                 clamp(self.sink.events_failed.load(Ordering::Relaxed)),
+            ),
+            (
+                "keyhole_audit_unrecorded_outcomes_total",
+                "counter",
+                "Changes applied and answered whose completed audit record could not be written (the trail shows them as authorized, outcome unknown).",
+                clamp(self.unrecorded_outcomes.load(Ordering::Relaxed)),
             ),
             (
                 "keyhole_audit_digests_written_total",

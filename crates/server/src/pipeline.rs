@@ -374,21 +374,6 @@ pub async fn handle(
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     let response = complete(&gw, trace, &base, response, durable, error).await;
-    if durable && response.status() == StatusCode::SERVICE_UNAVAILABLE {
-        return finish(
-            error_response(
-                audit_unavailable(),
-                &err_bucket,
-                &err_key,
-                &resource,
-                &request_id,
-                is_head,
-                format,
-            )
-            .0,
-            &request_id,
-        );
-    }
     finish(response, &request_id)
 }
 
@@ -422,22 +407,35 @@ fn route(
         trace.identity.kind = "JobToken".into();
         return Ok(Route::JobCredentials);
     }
-    let signed = gw
-        .authn
-        .parse(&parts.method, &parts.uri, &parts.headers)
-        .inspect_err(|_| trace.authn_failed = true)?;
+    let signed = match gw.authn.parse(&parts.method, &parts.uri, &parts.headers) {
+        Ok(signed) => signed,
+        Err(e) => {
+            // A malformed signature is answered in the format of the service it names, so that
+            // an IAM or STS client shows the real code instead of failing to parse S3's XML.
+            trace.authn_failed = true;
+            match claimed_service(parts).as_deref() {
+                Some("iam") => route_query(trace, format, QueryApi::Iam),
+                Some("sts") => route_query(trace, format, QueryApi::Sts),
+                Some("keyhole") => {
+                    *format = ErrorFormat::Json;
+                    trace.api = "keyhole";
+                    trace.event_source = "keyhole".into();
+                }
+                _ => {}
+            }
+            return Err(e);
+        }
+    };
     let service = signed.as_ref().map(|s| s.scope().service.clone());
     match service.as_deref() {
         None | Some("s3") => Ok(Route::S3(signed)),
         Some(api @ ("iam" | "sts")) => {
-            *format = ErrorFormat::Query;
             let api = if api == "iam" {
                 QueryApi::Iam
             } else {
                 QueryApi::Sts
             };
-            trace.api = if api == QueryApi::Iam { "iam" } else { "sts" };
-            trace.event_source = format!("{}.amazonaws.com", trace.api);
+            route_query(trace, format, api);
             signed
                 .map(|s| Route::Query(api, Some(s)))
                 .ok_or_else(|| S3Error::access_denied("Access Denied"))
@@ -465,6 +463,39 @@ fn route(
             )))
         }
     }
+}
+
+fn route_query(trace: &mut Trace, format: &mut ErrorFormat, api: QueryApi) {
+    *format = ErrorFormat::Query(api);
+    trace.api = match api {
+        QueryApi::Iam => "iam",
+        QueryApi::Sts => "sts",
+    };
+    trace.event_source = format!("{}.amazonaws.com", trace.api);
+}
+
+/// The service a request's credential scope names (`AKID/DATE/REGION/SERVICE/aws4_request`, in
+/// the `Authorization` header or `X-Amz-Credential`), read leniently from a request whose
+/// signature could not be parsed: it only picks the error format.
+fn claimed_service(parts: &http::request::Parts) -> Option<String> {
+    let header = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once("Credential=").map(|(_, rest)| rest.to_owned()));
+    let credential = header.or_else(|| {
+        parts.uri.query()?.split('&').find_map(|pair| {
+            let value = pair.strip_prefix("X-Amz-Credential=")?;
+            Some(
+                percent_encoding::percent_decode_str(value)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            )
+        })
+    })?;
+    let scope = credential.split([',', ' ']).next()?;
+    let service = scope.split('/').nth(3)?;
+    Some(service.to_ascii_lowercase())
 }
 
 /// The authenticate stage: verifies the signature (or the job token) and finds the principal.
@@ -766,8 +797,8 @@ async fn execute(
 enum ErrorFormat {
     /// S3 REST: `<Error>` XML.
     S3,
-    /// IAM and STS (Query protocol): `<ErrorResponse>` XML.
-    Query,
+    /// IAM and STS (Query protocol): `<ErrorResponse>` XML in the service's namespace.
+    Query(QueryApi),
     /// The keyhole API (AWS JSON 1.1): `{"__type": ..., "message": ...}`.
     Json,
 }
@@ -790,11 +821,28 @@ fn error_response(
         }
         _ => {}
     }
+    if let ErrorFormat::Query(_) = format {
+        // The Query APIs name a malformed signature `IncompleteSignature` (400), one of the
+        // errors common to every Query action
+        // (https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html).
+        if matches!(
+            e.code(),
+            "AuthorizationHeaderMalformed" | "AuthorizationQueryParametersError"
+        ) {
+            e = S3Error::new("IncompleteSignature", StatusCode::BAD_REQUEST, e.message());
+        }
+    }
     let status = e.status();
     let (body, content_type) = match format {
         _ if is_head => (body::empty(), None),
-        ErrorFormat::Query => (
-            body::full(e.to_query_xml(request_id)),
+        ErrorFormat::Query(api) => (
+            body::full(e.to_query_xml(
+                request_id,
+                match api {
+                    QueryApi::Iam => crate::iam::IAM_NS,
+                    QueryApi::Sts => crate::sts::STS_NS,
+                },
+            )),
             Some("application/xml"),
         ),
         ErrorFormat::S3 => (
@@ -815,9 +863,9 @@ fn error_response(
     (r, (e.code().to_owned(), e.message().to_owned()))
 }
 
-/// Records the request's `completed` event and metrics. With `durable`, waits until the event is
-/// on disk and, if it cannot be written (and the sink fails closed), answers 503 instead;
-/// otherwise the event is written when the response body ends, with the bytes actually sent.
+/// Records the request's `completed` event and metrics. With `durable` (an applied change),
+/// waits until the event is on disk, and answers the true response even if it cannot be written
+/// (see `docs/AUDIT.md`, "When the trail cannot be written"); otherwise the event is written when the response body ends, with the bytes actually sent.
 async fn complete(
     gw: &Arc<Gateway>,
     trace: Trace,
@@ -838,19 +886,17 @@ async fn complete(
         event.bytes_out = size.unwrap_or(0);
         let sample = sample_of(&event, api, op);
         if let Err(e) = gw.audit.record_durable(event).await {
-            if !gw.config.audit_fail_open {
-                tracing::error!(error = %e, "a completed write could not be audited: answering 503");
-                // The client gets a 503 and no body: count what it got.
-                gw.metrics.record(&RequestSample {
-                    status: StatusCode::SERVICE_UNAVAILABLE.as_u16(),
-                    bytes_out: 0,
-                    ..sample
-                });
-                let mut r = Response::new(body::empty());
-                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                return r;
-            }
-            tracing::warn!(error = %e, "audit trail unavailable; acknowledging anyway (audit_fail_open)");
+            // The change is applied: answering 503 now would tell the client nothing changed
+            // when it did. The client gets the true answer; the trail keeps the `authorized`
+            // record without a `completed` one, which `keyhole audit verify` lists as an
+            // outcome it cannot know. Later writes are refused at their write-ahead record
+            // while the trail stays unwritable.
+            gw.metrics.unrecorded_outcome();
+            tracing::error!(
+                error = %e,
+                request_id = %base.request_id,
+                "a completed write could not be audited: the trail shows it as authorized, outcome unknown"
+            );
         }
         gw.metrics.record(&sample);
         return response;

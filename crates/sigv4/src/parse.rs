@@ -446,7 +446,11 @@ fn parse_credential(value: &str) -> Result<(String, CredentialScope), String> {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
     };
-    if !token(akid) || !token(region) || !token(service) {
+    // The global services IAM and STS are also signed with an empty region (botocore does so
+    // when `region_name=''`; Ceph RGW accepts it too): the region is then the empty string in
+    // the scope and in the signing key.
+    let region_ok = token(region) || (region.is_empty() && matches!(service, "iam" | "sts"));
+    if !token(akid) || !region_ok || !token(service) {
         return Err(CREDENTIAL_SHAPE.to_owned());
     }
     if !is_scope_date(date) {

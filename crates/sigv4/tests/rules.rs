@@ -762,3 +762,34 @@ fn date_header_can_replace_x_amz_date() {
         AuthError::MissingDate
     );
 }
+
+/// botocore signs IAM and STS with an empty region when `region_name=''`
+/// (`AKID/20260716//sts/aws4_request`); the global services accept it, S3 does not.
+#[test]
+fn empty_region_is_a_valid_scope_for_the_global_services_only() {
+    let creds = credentials(None);
+    for (service, accepted) in [("sts", true), ("iam", true), ("s3", false)] {
+        let uri: Uri = "http://localhost:9000/".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        let params = SigningParams {
+            credentials: &creds,
+            region: "",
+            service,
+            time: time(),
+        };
+        sign_headers(&Method::POST, &uri, &mut headers, EMPTY_SHA256, &params).unwrap();
+        let auth = headers["authorization"].to_str().unwrap().to_owned();
+        assert!(
+            auth.contains(&format!("/20260716//{service}/aws4_request")),
+            "{auth}"
+        );
+        let result = check(&Method::POST, &uri, &headers, time());
+        if accepted {
+            assert_eq!(result, Ok(()), "{service}");
+        } else {
+            let error = result.unwrap_err();
+            assert_eq!(error.code(), "AuthorizationHeaderMalformed", "{service}");
+            assert!(error.message().contains("Credential is mal-formed"));
+        }
+    }
+}

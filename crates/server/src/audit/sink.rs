@@ -560,7 +560,11 @@ impl Writer {
             hash = h;
             seq += 1;
         }
-        if let Err(source) = self.file.write_all(&buf) {
+        let written = match injected_fault(chunk) {
+            Some(e) => Err(e),
+            None => self.file.write_all(&buf),
+        };
+        if let Err(source) = written {
             self.span = before;
             self.undo();
             return Err(AuditError::Io {
@@ -867,6 +871,32 @@ impl Writer {
     pub(crate) fn keys(signer: &Signer, opts: &Options) -> TrustedKeys {
         TrustedKeys::new(vec![signer.public().clone()], opts.pinned.clone())
     }
+}
+
+/// A fault the end-to-end tests inject to reproduce a failing audit volume at an exact point:
+/// `KEYHOLE_TEST_AUDIT_FAULT=STAGE:EVENT_NAME` (e.g. `completed:PutObject`) makes every append
+/// holding such an event fail as a full disk would. Only debug builds read it; a release build
+/// has no fault hook.
+#[cfg(debug_assertions)]
+fn injected_fault(chunk: &[Pending]) -> Option<std::io::Error> {
+    let spec = std::env::var("KEYHOLE_TEST_AUDIT_FAULT").ok()?;
+    let (stage, name) = spec.split_once(':')?;
+    let hit = chunk.iter().any(|p| {
+        p.event.event_name == name
+            && matches!(
+                (stage, &p.event.stage),
+                ("authorized", super::event::Stage::Authorized)
+                    | ("completed", super::event::Stage::Completed)
+            )
+    });
+    hit.then(|| {
+        std::io::Error::other("injected fault (KEYHOLE_TEST_AUDIT_FAULT): no space left on device")
+    })
+}
+
+#[cfg(not(debug_assertions))]
+fn injected_fault(_: &[Pending]) -> Option<std::io::Error> {
+    None
 }
 
 /// Helpers for tests: one signing key per test process, a sink opened on a trail that has its
