@@ -514,3 +514,34 @@ def test_events_name_the_statements_that_decided(server, s3):
     denied = check_of("closed/b", "GetObject")
     assert denied["decision"] == "Deny" and denied["statements"] == ["inline policy `reader` statement 1 (Sid NotClosed)"]
     assert check_of("open/c", "PutObject")["statements"] == []  # implicit deny: no statement decided
+
+
+def test_delete_objects_records_its_keys_before_and_each_result_after(server, s3):
+    """Issue 20 item 7: DeleteObjects' `authorized` record names every key before any is deleted,
+    and its `completed` record says what happened to each, quiet or not."""
+    from test_iam import iam_client, new_user
+
+    b = f"audit-delete-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=b)
+    for k in ("keep/a", "tmp/b", "tmp/c"):
+        s3.put_object(Bucket=b, Key=k, Body=b"x")
+    _, ak, sk = new_user(iam_client(server), {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{b}/tmp/*"}],
+    })
+    user = make_client(server.endpoint, ak, sk)
+    keys = ["tmp/b", "keep/a", "tmp/c"]
+    got = user.delete_objects(Bucket=b, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+    assert [e["Key"] for e in got.get("Errors", [])] == ["keep/a"]
+    assert "Deleted" not in got  # quiet
+    request_id = got["ResponseMetadata"]["RequestId"]
+    wait_for_events(server.data_dir, lambda ev: any(
+        e["requestID"] == request_id and e["stage"] == "completed" for e in ev))
+    events = {e["stage"]: e for e in read_trail(server.data_dir) if e["requestID"] == request_id}
+    assert events["authorized"]["requestParameters"]["keys"] == keys
+    assert events["authorized"]["requestParameters"]["quiet"] is True
+    assert events["completed"]["responseElements"] == {
+        "deleted": ["tmp/b", "tmp/c"],
+        "errors": [{"key": "keep/a", "code": "AccessDenied"}],
+    }
+    assert s3.get_object(Bucket=b, Key="keep/a")["Body"].read() == b"x"

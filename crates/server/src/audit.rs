@@ -98,8 +98,30 @@ pub struct WriteAhead {
 
 #[derive(Debug)]
 enum WriteAheadState {
+    /// Not queued yet: the handler adds what it reads from the body first (DeleteObjects' keys).
+    Deferred(Box<(AuditSink, AuditEvent)>),
     Queued(sink::Durable),
     Done(bool),
+}
+
+fn take_deferred(state: &mut WriteAheadState) -> Option<(AuditSink, AuditEvent)> {
+    match std::mem::replace(state, WriteAheadState::Done(false)) {
+        WriteAheadState::Deferred(d) => Some(*d),
+        other => {
+            *state = other;
+            None
+        }
+    }
+}
+
+async fn enqueue(sink: &AuditSink, event: AuditEvent) -> WriteAheadState {
+    match sink.enqueue_durable(event).await {
+        Ok(d) => WriteAheadState::Queued(d),
+        Err(e) => {
+            tracing::error!(error = %e, "the write-ahead audit record could not be queued");
+            WriteAheadState::Done(false)
+        }
+    }
 }
 
 impl WriteAhead {
@@ -113,21 +135,38 @@ impl WriteAhead {
     /// Queues `event` (so it precedes the request's completion record in the trail) and lets it
     /// become durable while the request goes on.
     pub async fn start(sink: &AuditSink, event: AuditEvent) -> WriteAhead {
-        let state = match sink.enqueue_durable(event).await {
-            Ok(d) => WriteAheadState::Queued(d),
-            Err(e) => {
-                tracing::error!(error = %e, "the write-ahead audit record could not be queued");
-                WriteAheadState::Done(false)
-            }
-        };
         WriteAhead {
-            pending: tokio::sync::Mutex::new(state),
+            pending: tokio::sync::Mutex::new(enqueue(sink, event).await),
+        }
+    }
+
+    /// A record the handler completes from the request body (see [`WriteAhead::amend`]) before
+    /// it is queued; [`WriteAhead::wait`] queues it as it is if the handler did not.
+    pub fn deferred(sink: &AuditSink, event: AuditEvent) -> WriteAhead {
+        WriteAhead {
+            pending: tokio::sync::Mutex::new(WriteAheadState::Deferred(Box::new((
+                sink.clone(),
+                event,
+            )))),
+        }
+    }
+
+    /// Adds to a deferred record what the handler read from the body, and queues it. Does
+    /// nothing to a record already queued.
+    pub async fn amend(&self, f: impl FnOnce(&mut AuditEvent)) {
+        let mut state = self.pending.lock().await;
+        if let Some((sink, mut event)) = take_deferred(&mut state) {
+            f(&mut event);
+            *state = enqueue(&sink, event).await;
         }
     }
 
     /// Waits until the record is durable; `false` if it could not be written.
     pub async fn wait(&self) -> bool {
         let mut state = self.pending.lock().await;
+        if let Some((sink, event)) = take_deferred(&mut state) {
+            *state = enqueue(&sink, event).await;
+        }
         let ok = match std::mem::replace(&mut *state, WriteAheadState::Done(false)) {
             WriteAheadState::Queued(d) => match d.wait().await {
                 Ok(()) => true,
@@ -137,6 +176,8 @@ impl WriteAhead {
                 }
             },
             WriteAheadState::Done(ok) => ok,
+            // Queued just above; never durable as it stands.
+            WriteAheadState::Deferred(_) => false,
         };
         *state = WriteAheadState::Done(ok);
         ok

@@ -312,7 +312,15 @@ pub async fn handle(
         // Write-ahead: the request's `authorized` record is queued now and made durable while
         // the request goes on; nothing changes before it is (S3 handlers wait in
         // `Ctx::before_change`, the control plane right here).
-        let write_ahead = if mutating {
+        let write_ahead = if mutating
+            && endpoint == crate::endpoint::Endpoint::S3(crate::s3::route::Op::DeleteObjects)
+        {
+            // Queued by the handler once it has read which keys the body names.
+            crate::audit::WriteAhead::deferred(
+                &gw.audit,
+                trace.event(&gw, &base, Stage::Authorized),
+            )
+        } else if mutating {
             crate::audit::WriteAhead::start(&gw.audit, trace.event(&gw, &base, Stage::Authorized))
                 .await
         } else {
@@ -749,6 +757,7 @@ async fn execute(
         let expected = declared_length(&parts.headers, caller.verified.as_ref())?;
         let body = BodyReader::new(incoming, &parts.headers, caller.verified.as_ref(), expected)
             .counting(trace.bytes_in.clone());
+        let elements = std::sync::Mutex::new(None);
         let ctx = Ctx {
             gw,
             principal,
@@ -761,8 +770,10 @@ async fn execute(
             checks: &trace.checks,
             write_ahead,
             audit_fail_open: gw.config.audit_fail_open,
+            response_elements: &elements,
         };
-        return Ok((s3::dispatch(call, ctx, body).await?, None));
+        let response = s3::dispatch(call, ctx, body).await?;
+        return Ok((response, elements.into_inner().ok().flatten()));
     }
     if !write_ahead.wait().await && !gw.config.audit_fail_open {
         return Err(audit_unavailable());

@@ -77,6 +77,9 @@ pub struct Ctx<'a> {
     pub write_ahead: &'a crate::audit::WriteAhead,
     /// Serve even when the write-ahead record could not be written (`audit_fail_open`).
     pub audit_fail_open: bool,
+    /// What the handler reports for the audit event's `responseElements` (DeleteObjects' per-key
+    /// results).
+    pub response_elements: &'a std::sync::Mutex<Option<serde_json::Value>>,
 }
 
 impl Ctx<'_> {
@@ -107,7 +110,11 @@ pub async fn dispatch(
     let op = call.into_call().op;
     // Uploads wait for the write-ahead record just before they commit (the body streams into a
     // temporary file meanwhile); every other handler waits before it starts.
-    if !matches!(op, Op::PutObject | Op::UploadPart { .. }) {
+    // DeleteObjects first reads which keys it names, for its write-ahead record.
+    if !matches!(
+        op,
+        Op::PutObject | Op::UploadPart { .. } | Op::DeleteObjects
+    ) {
         ctx.before_change().await?;
     }
     match op {

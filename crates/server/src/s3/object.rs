@@ -492,6 +492,20 @@ pub(super) async fn delete_objects(
             keys.len()
         )));
     }
+    // The write-ahead record names every key before any is deleted.
+    ctx.write_ahead
+        .amend(|event| {
+            event
+                .request_parameters
+                .other
+                .insert("keys".into(), serde_json::json!(keys));
+            event
+                .request_parameters
+                .other
+                .insert("quiet".into(), serde_json::json!(quiet));
+        })
+        .await;
+    ctx.before_change().await?;
     // Bucket must exist before per-key results are produced.
     {
         let store = ctx.gw.store.clone();
@@ -500,6 +514,9 @@ pub(super) async fn delete_objects(
     }
     let mut w = XmlWriter::new();
     w.root("DeleteResult");
+    // Every key's result, quiet or not, for the audit event.
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
     for key in keys {
         // Each key is authorized by the one authorization stage, like any request: a denied key
         // is an `Error` entry and the others go on, as in S3.
@@ -513,11 +530,13 @@ pub(super) async fn delete_objects(
                 Ok(authorized) => delete_key(ctx, authorized).await,
             };
         match result {
-            Ok(()) if quiet => {}
             Ok(()) => {
-                w.open("Deleted");
-                w.elem("Key", &key);
-                w.close("Deleted");
+                if !quiet {
+                    w.open("Deleted");
+                    w.elem("Key", &key);
+                    w.close("Deleted");
+                }
+                deleted.push(serde_json::Value::String(key));
             }
             Err(e) => {
                 w.open("Error");
@@ -525,10 +544,14 @@ pub(super) async fn delete_objects(
                 w.elem("Code", e.code());
                 w.elem("Message", e.message());
                 w.close("Error");
+                errors.push(serde_json::json!({"key": key, "code": e.code()}));
             }
         }
     }
     w.close("DeleteResult");
+    if let Ok(mut elements) = ctx.response_elements.lock() {
+        *elements = Some(serde_json::json!({"deleted": deleted, "errors": errors}));
+    }
     Ok(xml_ok(w.finish()))
 }
 
