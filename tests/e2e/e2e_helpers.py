@@ -647,6 +647,10 @@ def secret_findings(data_dir: Path, secrets: list[str]) -> list[str]:
             # Resource ARNs are made of such names too (DeleteObjects names keys in its body).
             # (IAM, STS and keyhole API parameters hold lists and numbers too: their strings count.)
             names = [v for v in _strings(obj.pop("requestParameters", None) or {}) if v]
+            # DeleteObjects' per-key results echo the keys too.
+            results = (obj.get("responseElements") or {}) if obj.get("eventName") == "DeleteObjects" else {}
+            names += [k for k in results.pop("deleted", []) if k]
+            names += [e.get("key", "") for e in results.pop("errors", []) if e.get("key")]
             obj.pop("resources", None)
             for check in obj.get("authorization", []):
                 check.pop("resource", None)
