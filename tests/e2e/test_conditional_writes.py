@@ -145,6 +145,26 @@ def test_if_match_needs_get_object_permission(server, s3, bucket):
     assert code(e.value) == "AccessDenied" and "s3:GetObject" in str(e.value)
 
 
+def test_conditional_delete_needs_get_object_permission(server, s3, bucket):
+    """A delete with If-Match compares the object's ETag, so it reveals the object: "conditional
+    deletes with a specific ETag value require both s3:DeleteObject and s3:GetObject permissions"
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-delete-enforce.html)."""
+    etag = s3.put_object(Bucket=bucket, Key="d", Body=b"v1")["ETag"]
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]})
+    deleter = make_client(server.endpoint, ak, sk)
+    for guess in ('"00000000000000000000000000000000"', etag):
+        with pytest.raises(ClientError) as e:
+            deleter.delete_object(Bucket=bucket, Key="d", IfMatch=guess)
+        assert code(e.value) == "AccessDenied" and "s3:GetObject" in str(e.value)
+        with pytest.raises(ClientError) as e:
+            deleter.delete_object(Bucket=bucket, Key="missing", IfMatch=guess)
+        assert code(e.value) == "AccessDenied"
+    assert s3.get_object(Bucket=bucket, Key="d")["Body"].read() == b"v1"
+    deleter.delete_object(Bucket=bucket, Key="d")  # unconditional: s3:DeleteObject is enough
+
+
 def test_a_bucket_policy_can_require_create_only_writes(server, s3, bucket):
     """AWS's enforcement example: deny PutObject without If-None-Match when it creates an
     object (the multipart steps before completion are exempt)."""

@@ -807,3 +807,17 @@ def test_date_header_signing(server, s3, bucket):
         assert resp.status in ((status,) if status else (400, 403)), resp.body[:300]
         assert resp.error_code() in codes, resp.body[:300]
         assert "dated2" not in keys_of(s3, bucket)
+
+
+@pytest.mark.parametrize("method,query", [
+    ("PUT", "policy="), ("GET", "location="), ("GET", "policyStatus="), ("GET", "publicAccessBlock="),
+    ("GET", "list-type=2"), ("DELETE", "policy="), ("DELETE", "publicAccessBlock="),
+])
+def test_bucket_subresources_on_an_object_path_are_refused(server, s3, bucket, method, query):
+    """A bucket's sub-resource on an object path is no S3 operation: 501, and the object is
+    neither written, read nor deleted (before, `PUT /b/k?policy` overwrote the object)."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"original")
+    r = signed_request(server, method, f"/{bucket}/k", query=query, body=b'{"Version":"2012-10-17"}' if method == "PUT" else b"")
+    assert_s3_error(r, 501, "NotImplemented")
+    assert b"original" not in r.body
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"original"

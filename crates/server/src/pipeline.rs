@@ -678,7 +678,7 @@ fn describe(
             }
             context::add_s3(&mut context, &op, &query, &parts.headers);
             let reads_current =
-                op.is_conditional_write() && header_str(&parts.headers, "if-match")?.is_some();
+                op.compares_current_etag() && header_str(&parts.headers, "if-match")?.is_some();
             Call::S3(crate::s3::S3Call {
                 op,
                 bucket,

@@ -27,10 +27,11 @@ pub struct S3Call {
     pub bucket: String,
     /// The key (empty for bucket operations).
     pub key: String,
-    /// A write conditional on the object's ETag (`If-Match`), which reveals the object: it needs
-    /// `s3:GetObject` too ("To perform a conditional write with the HTTP If-Match header, you
-    /// must have s3:PutObject and s3:GetObject permissions",
-    /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html).
+    /// A write or delete conditional on the object's ETag (`If-Match`), which reveals the object:
+    /// it needs `s3:GetObject` too ("To perform a conditional write with the HTTP If-Match
+    /// header, you must have s3:PutObject and s3:GetObject permissions",
+    /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html; likewise
+    /// for deletes, https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-delete-enforce.html).
     pub reads_current: bool,
 }
 

@@ -178,7 +178,7 @@ fn every_endpoint_declares_known_actions() {
             op: op.clone(),
             bucket: "bucket".into(),
             key: "key".into(),
-            reads_current: op.is_conditional_write(),
+            reads_current: op.compares_current_etag(),
         };
         declared.push((op.name().into(), actions_of(op.name(), &call.requirement())));
     }

@@ -247,6 +247,16 @@ const PLAIN_PARAMS: &[&str] = &[
     "X-Amz-Security-Token",
 ];
 
+/// Sub-resources of a bucket only: on an object path they are refused.
+const BUCKET_SUBRESOURCES: &[&str] = &[
+    "location",
+    "delete",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "list-type",
+];
+
 impl Op {
     /// Chooses the operation for a request.
     pub fn route(
@@ -322,6 +332,23 @@ impl Op {
                 Method::POST if query.has("delete") => Op::DeleteObjects,
                 _ => return Err(method_not_allowed(method)),
             },
+            (Some(_), Some(_)) if BUCKET_SUBRESOURCES.iter().any(|n| query.has(n)) => {
+                // A bucket's sub-resource on an object path names no operation S3 has: refused,
+                // never served as the plain object operation.
+                let name = BUCKET_SUBRESOURCES
+                    .iter()
+                    .find(|n| query.has(n))
+                    .copied()
+                    .unwrap_or_default();
+                return Err(S3Error::not_implemented(&format!(
+                    "the bucket sub-resource `{name}` on an object"
+                )));
+            }
+            (Some(_), Some(_)) if query.has("uploads") && *method != Method::POST => {
+                return Err(S3Error::not_implemented(
+                    "the `uploads` sub-resource on an object other than in CreateMultipartUpload (POST)",
+                ))
+            }
             (Some(_), Some(_)) => match *method {
                 Method::PUT if query.has("tagging") => Op::PutObjectTagging,
                 Method::PUT if query.has("uploadId") || query.has("partNumber") => {
@@ -399,6 +426,15 @@ impl Op {
             self,
             Op::PutObject | Op::CopyObject(_) | Op::CompleteMultipartUpload { .. }
         )
+    }
+
+    /// Whether `If-Match` makes the operation compare the current object's ETag: the conditional
+    /// writes and DeleteObject. A match or a mismatch tells the caller about the object, so it
+    /// needs `s3:GetObject` too ("conditional deletes with a specific ETag value require both
+    /// s3:DeleteObject and s3:GetObject permissions",
+    /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-delete-enforce.html).
+    pub fn compares_current_etag(&self) -> bool {
+        self.is_conditional_write() || matches!(self, Op::DeleteObject)
     }
 
     /// Whether the operation creates an object (`s3:ObjectCreationOperation`): PutObject,
@@ -593,6 +629,30 @@ mod tests {
         }
         let e = route(Method::GET, Some("b"), Some("k"), "acl").unwrap_err();
         assert_eq!(e.code(), "NotImplemented");
+    }
+
+    #[test]
+    fn bucket_subresources_on_an_object_are_not_object_operations() {
+        for (method, q) in [
+            (Method::PUT, "policy"),
+            (Method::GET, "location"),
+            (Method::GET, "policyStatus"),
+            (Method::GET, "publicAccessBlock"),
+            (Method::GET, "delete"),
+            (Method::GET, "list-type=2"),
+            (Method::DELETE, "policy"),
+            (Method::DELETE, "publicAccessBlock"),
+            (Method::POST, "delete"),
+            (Method::GET, "uploads"),
+            (Method::PUT, "uploads"),
+        ] {
+            let e = route(method.clone(), Some("b"), Some("k"), q).unwrap_err();
+            assert_eq!(e.code(), "NotImplemented", "{method} {q}");
+        }
+        assert_eq!(
+            route(Method::POST, Some("b"), Some("k"), "uploads").unwrap(),
+            Op::CreateMultipartUpload
+        );
     }
 
     #[test]
