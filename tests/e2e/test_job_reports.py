@@ -127,6 +127,40 @@ def test_refused_credential_fetches_are_denials_in_the_report(server, buckets):
     assert "denied: 1" in r.stdout + r.stderr and "GetJobCredentials from 127.0.0.1" in r.stdout + r.stderr, r
 
 
+def _fetch_body(server, token: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("GET", "/_keyhole/credentials", headers={"Authorization": token})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def test_a_forged_job_token_learns_nothing_and_leaves_no_trace_in_the_report(server, buckets):
+    """Review round 2, F7: a token that is not the job's gets the same answer whether the job runs,
+    is finished or does not exist, and is not counted as the job's denial (job ids are not
+    secret: they are in ARNs and job names)."""
+    ds = buckets["ds"]
+    running = start_job(server, "--name", "probed", "--read", f"s3://{ds}/wiki/", "--for", "10m")
+    finished = start_job(server, "--name", "probed-done", "--read", f"s3://{ds}/wiki/", "--for", "10m")
+    assert keyhole(server, "job", "finish", finished["Job"]["JobId"]).returncode == 0
+    answers = set()
+    for job_id in (running["Job"]["JobId"], finished["Job"]["JobId"], "no-such-job-abc123"):
+        status, body = _fetch_body(server, f"kh1.{job_id}.{'0' * 64}")
+        answers.add((status, body.replace(job_id, "ID")))
+    assert len(answers) == 1, answers
+    [(status, body)] = answers
+    assert status == 403 and "not valid" in body, body
+    for created in (running, finished):
+        report = report_of(server, created["Job"]["JobId"])
+        assert report["denied"]["count"] == 0, report
+    # The job's own token after the finish is still its denial, with the real reason.
+    status, body = _fetch_body(server, finished["CredentialsToken"])
+    assert status == 403 and "finished" in body, body
+    assert report_of(server, finished["Job"]["JobId"])["denied"]["count"] == 1
+
+
 def test_audit_query_for_a_role_finds_its_sessions(server):
     iam = boto3.session.Session().client("iam", endpoint_url=server.endpoint, region_name=REGION,
                                          aws_access_key_id=server.access_key,

@@ -465,7 +465,8 @@ impl Authenticator {
     /// The container-credentials endpoint's authentication: `Authorization: <job credentials
     /// token>` (or `Bearer <token>`) names an unfinished job whose window has not ended, and the
     /// token's SHA-256 must be the one stored for it. Returns the job-token principal and, for the
-    /// audit trail, the job id the token claimed (also when it is refused).
+    /// audit trail and the job's report, the job's id when the token is that job's (also when it
+    /// is refused because the job ended); a token that is not a job's is attributed to none.
     pub fn job_token(
         &self,
         headers: &HeaderMap,
@@ -473,6 +474,13 @@ impl Authenticator {
         account_id: &str,
     ) -> (Result<Principal, S3Error>, Option<String>) {
         let denied = |m: &str| S3Error::access_denied(m.to_owned());
+        let ended = |id: &str| {
+            S3Error::new(
+                "ExpiredToken",
+                StatusCode::FORBIDDEN,
+                format!("job {id} is finished or its window has ended"),
+            )
+        };
         let Some(token) = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -492,25 +500,27 @@ impl Authenticator {
         else {
             return (Err(denied("the job token is malformed")), None);
         };
+        // Only the token's holder learns anything about the job: a token that is not the job's
+        // (or names no job) gets the same answer whatever the job's state, and is not attributed
+        // to the job (its report lists only refusals of its own token). Comparing SHA-256
+        // digests: timing reveals nothing usable about the token.
+        let not_valid = || denied("the job token is not valid");
+        let hash = crate::jobs::token_hash(token);
+        let job = match self.jobs.active(&id) {
+            Some(job) if job.record.token_hash == hash => job,
+            Some(_) => return (Err(not_valid()), None),
+            None => {
+                // Finished, pruned or unknown: the record says whether the token was its.
+                return match self.jobs.get(&id) {
+                    Ok(r) if r.token_hash == hash => (Err(ended(&id)), Some(id)),
+                    _ => (Err(not_valid()), None),
+                };
+            }
+        };
         // A job whose window has ended stays in the cache until it is pruned: its token is as
         // expired as a finished job's.
-        let Some(job) = self
-            .jobs
-            .active(&id)
-            .filter(|j| j.record.job.end > chrono::Utc::now())
-        else {
-            return (
-                Err(S3Error::new(
-                    "ExpiredToken",
-                    StatusCode::FORBIDDEN,
-                    format!("job {id} is finished, has ended or does not exist"),
-                )),
-                Some(id),
-            );
-        };
-        // Comparing SHA-256 digests: timing reveals nothing usable about the token.
-        if crate::jobs::token_hash(token) != job.record.token_hash {
-            return (Err(denied("the job token is not valid")), Some(id));
+        if job.record.job.end <= chrono::Utc::now() {
+            return (Err(ended(&id)), Some(id));
         }
         let arn = crate::jobs::job_arn(region, account_id, &id);
         (Ok(Principal::JobToken { job, arn }), Some(id))
