@@ -840,3 +840,202 @@ def test_job_labels_and_policy_names_are_case_insensitive(server, data_bucket):
     with pytest.raises(ClientError) as e:
         iam.create_policy(PolicyName=name.lower(), PolicyDocument=doc)
     assert code_of(e.value) == "EntityAlreadyExists"
+
+
+# ---------------------------------------------------------------- review findings, round 2
+
+
+def _session_file(tmp_path: Path, c: dict, name: str) -> Path:
+    ak, sk, tok = session_creds(c)
+    p = tmp_path / name
+    p.write_text(f"[default]\naws_access_key_id = {ak}\naws_secret_access_key = {sk}\naws_session_token = {tok}\n")
+    return p
+
+
+def _fetch(server, token: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"{server.endpoint}/_keyhole/credentials", headers={"Authorization": token})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            got = json.loads(r.read())
+            remember_secrets(got["SecretAccessKey"], got["Token"])
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_a_roleless_job_is_bound_by_what_is_aimed_at_its_creator(server, tmp_path):
+    """F1: a job's requests were checked against its creator's policies but with the job
+    session's keys, so a label chose the creator's `aws:PrincipalTag` value and denies naming the
+    creator (aws:username, a bucket policy on its ARN) missed the job. Now the request is
+    decided again as the creator, with the creator's own keys."""
+    iam = iam_client(server)
+    root_s3 = make_client(server.endpoint, server.access_key, server.secret_key)
+    bucket = uid("f1-data")
+    root_s3.create_bucket(Bucket=bucket)
+    for k in ("teama/x", "teamb/x"):
+        root_s3.put_object(Bucket=bucket, Key=k, Body=k.encode())
+    # ABAC on the creator's tag.
+    alice = uid("alice")
+    iam.create_user(UserName=alice, Tags=[{"Key": "team", "Value": "teama"}])
+    iam.put_user_policy(UserName=alice, PolicyName="abac", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/${{aws:PrincipalTag/team}}/*"},
+        {"Effect": "Allow", "Action": "keyhole:CreateJob", "Resource": "*"}]}))
+    key = iam.create_access_key(UserName=alice)["AccessKey"]
+    remember_secrets(key["SecretAccessKey"])
+    job = _start(server, creds_file(tmp_path, key["AccessKeyId"], key["SecretAccessKey"], "alice"),
+                 "--name", "f1", "--read", f"s3://{bucket}/", "--label", "team=teamb", "--for", "10m")
+    job_s3 = client(server, "s3", session_creds(job["Credentials"]))
+    assert job_s3.get_object(Bucket=bucket, Key="teama/x")["Body"].read() == b"teama/x"
+    with pytest.raises(ClientError) as e:
+        job_s3.get_object(Bucket=bucket, Key="teamb/x")
+    assert code_of(e.value) == "AccessDenied" and "job's creator may not" in str(e.value)
+    # Denies aimed at the creator: by user name in its policy, by ARN in a bucket policy.
+    dave, dak, dsk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "keyhole:CreateJob"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "s3:*", "Resource": f"arn:aws:s3:::{bucket}/teamb/*",
+         "Condition": {"StringEquals": {"aws:username": "${aws:username}"}}}]})
+    root_s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": {"AWS": arn(server, "user", dave)}, "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/teama/*"}]}))
+    djob = _start(server, creds_file(tmp_path, dak, dsk, "dave"), "--name", "f1b", "--read", f"s3://{bucket}/",
+                  "--for", "10m")
+    dave_job = client(server, "s3", session_creds(djob["Credentials"]))
+    for k in ("teama/x", "teamb/x"):
+        with pytest.raises(ClientError) as e:
+            dave_job.get_object(Bucket=bucket, Key=k)
+        assert code_of(e.value) == "AccessDenied", k
+    root_s3.delete_bucket_policy(Bucket=bucket)
+
+
+def test_a_job_ends_with_the_temporary_credentials_that_created_it(server, data_bucket, tmp_path):
+    """F2: a 15-minute role session created a 30-day job whose credentials survived the session's
+    expiry and its revocation. A job created with temporary credentials now ends with them: its
+    window may not outlast them, and revoking them (revoke-session, revoke-role-sessions, a
+    deny on aws:TokenIssueTime) ends the job's sessions and credential fetches."""
+    iam = iam_client(server)
+    user, ak, sk = new_user(iam)
+    role = uid("f2-role")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust({"AWS": arn(server, "user", user)})))
+    iam.put_role_policy(RoleName=role, PolicyName="all", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["keyhole:CreateJob", "s3:GetObject", "s3:ListBucket"], "Resource": "*"}]}))
+    sts = client(server, "sts", (ak, sk))
+    short = sts.assume_role(RoleArn=arn(server, "role", role), RoleSessionName="ci", DurationSeconds=900)["Credentials"]
+    f = _session_file(tmp_path, short, "short")
+    r = keyhole(server, "job", "start", "--name", "f2", "--read", f"s3://{data_bucket}/in/", "--for", "30d", creds_file=f)
+    assert r.returncode != 0 and "after the temporary credentials creating it expire" in flat(r.stderr), r.stderr
+    # Within the session: created; revoking the session ends the job.
+    job = _start(server, f, "--name", "f2", "--read", f"s3://{data_bucket}/in/", "--for", "10m")
+    job_s3 = client(server, "s3", session_creds(job["Credentials"]))
+    assert job_s3.get_object(Bucket=data_bucket, Key="in/a.txt")["Body"].read() == b"in/a.txt"
+    assert _fetch(server, job["CredentialsToken"]) == 200
+    r = keyhole(server, "admin", "revoke-session", short["AccessKeyId"])
+    assert r.returncode == 0, r.stderr
+    with pytest.raises(ClientError) as e:
+        job_s3.get_object(Bucket=data_bucket, Key="in/a.txt")
+    assert code_of(e.value) == "InvalidToken" and "revoked" in str(e.value)
+    assert _fetch(server, job["CredentialsToken"]) == 403
+    # revoke-role-sessions (a deny on aws:TokenIssueTime) ends the jobs of the role's older sessions.
+    other = _session_file(tmp_path, sts.assume_role(RoleArn=arn(server, "role", role), RoleSessionName="ci2")["Credentials"], "other")
+    job2 = _start(server, other, "--name", "f2b", "--read", f"s3://{data_bucket}/in/", "--for", "10m")
+    job2_s3 = client(server, "s3", session_creds(job2["Credentials"]))
+    assert job2_s3.get_object(Bucket=data_bucket, Key="in/a.txt")["Body"].read() == b"in/a.txt"
+    import time
+    time.sleep(1.1)  # aws:TokenIssueTime has one-second resolution
+    r = keyhole(server, "admin", "revoke-role-sessions", role)
+    assert r.returncode == 0, r.stderr
+    with pytest.raises(ClientError) as e:
+        job2_s3.get_object(Bucket=data_bucket, Key="in/a.txt")
+    assert code_of(e.value) == "AccessDenied" and "job's creator may not" in str(e.value)
+    # GetSessionToken credentials and the user's own deny on older tokens.
+    gst_user, gak, gsk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["keyhole:CreateJob", "s3:GetObject"], "Resource": "*"}]})
+    gst = client(server, "sts", (gak, gsk)).get_session_token(DurationSeconds=900)["Credentials"]
+    job3 = _start(server, _session_file(tmp_path, gst, "gst"), "--name", "f2c", "--read", f"s3://{data_bucket}/in/",
+                  "--for", "10m")
+    job3_s3 = client(server, "s3", session_creds(job3["Credentials"]))
+    assert job3_s3.get_object(Bucket=data_bucket, Key="in/a.txt")["Body"].read() == b"in/a.txt"
+    time.sleep(1.1)
+    import datetime as dt
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    iam.put_user_policy(UserName=gst_user, PolicyName="revoke", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {"DateLessThan": {"aws:TokenIssueTime": now}}}]}))
+    with pytest.raises(ClientError) as e:
+        job3_s3.get_object(Bucket=data_bucket, Key="in/a.txt")
+    assert code_of(e.value) == "AccessDenied"
+
+
+def test_a_role_job_keeps_its_creators_source_identity_and_transitive_tags(server, tmp_path):
+    """F3: a job passing a role dropped the creating session's source identity and transitive
+    tags, and a label could override them; STS refuses both in a role chain."""
+    iam = iam_client(server)
+    root_s3 = make_client(server.endpoint, server.access_key, server.secret_key)
+    bucket = uid("f3-data")
+    root_s3.create_bucket(Bucket=bucket)
+    root_s3.put_object(Bucket=bucket, Key="teamb/x", Body=b"B")
+    user, ak, sk = new_user(iam)
+    sched = uid("f3-sched")
+    sched_arn = iam.create_role(RoleName=sched, AssumeRolePolicyDocument=json.dumps(
+        trust({"AWS": arn(server, "user", user)}, ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"])))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=sched, PolicyName="p", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["keyhole:CreateJob", "sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+         "Resource": "*"}]}))
+    data_role = uid("f3-data")
+    chain_trust = trust({"AWS": sched_arn}, ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"])
+    iam.create_role(RoleName=data_role, AssumeRolePolicyDocument=json.dumps(chain_trust))
+    iam.put_role_policy(RoleName=data_role, PolicyName="read", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+        {"Effect": "Deny", "Action": "s3:*", "Resource": "*", "Condition": {"StringLike": {"aws:SourceIdentity": "contractor-*"}}}]}))
+    carol = client(server, "sts", (ak, sk)).assume_role(
+        RoleArn=sched_arn, RoleSessionName="carol", SourceIdentity="contractor-carol",
+        Tags=[{"Key": "team", "Value": "teama"}], TransitiveTagKeys=["team"])["Credentials"]
+    f = _session_file(tmp_path, carol, "carol")
+    # A label may not override the transitive tag.
+    r = keyhole(server, "job", "start", "--name", "f3", "--role", data_role, "--read", f"s3://{bucket}/teamb/",
+                "--label", "team=teamb", "--for", "10m", creds_file=f)
+    assert r.returncode != 0 and "transitive session tag" in flat(r.stderr), r.stderr
+    # Without the label: the job's sessions carry the source identity, so the role's deny holds.
+    job = _start(server, f, "--name", "f3", "--role", data_role, "--read", f"s3://{bucket}/teamb/", "--for", "10m")
+    job_s3 = client(server, "s3", session_creds(job["Credentials"]))
+    with pytest.raises(ClientError) as e:
+        job_s3.get_object(Bucket=bucket, Key="teamb/x")
+    assert code_of(e.value) == "AccessDenied"
+    events = wait_for_events(server.data_dir, lambda ev: any(
+        e["eventName"] == "GetObject" and e["userIdentity"].get("job") == job["Job"]["JobId"] for e in ev))
+    ev = [e for e in events if e["eventName"] == "GetObject" and e["userIdentity"].get("job") == job["Job"]["JobId"]][-1]
+    assert ev["userIdentity"].get("sourceIdentity") == "contractor-carol", ev["userIdentity"]
+    # A target role that does not allow sts:SetSourceIdentity refuses the chain, as STS does.
+    iam.update_assume_role_policy(RoleName=data_role, PolicyDocument=json.dumps(
+        trust({"AWS": sched_arn}, ["sts:AssumeRole", "sts:TagSession"])))
+    r = keyhole(server, "job", "start", "--name", "f3b", "--role", data_role, "--read", f"s3://{bucket}/teamb/",
+                "--for", "10m", creds_file=f)
+    assert r.returncode != 0 and "sts:SetSourceIdentity" in r.stderr, r.stderr
+
+
+def test_a_role_jobs_renewal_sees_the_creators_current_tags(server, data_bucket, tmp_path):
+    """F4: the trust policy admits the scheduler only while it is tagged may-pass=yes. Untagged,
+    it can no longer assume the role itself, and its job gets no fresh session either."""
+    iam = iam_client(server)
+    sched = uid("sched4")
+    iam.create_user(UserName=sched, Tags=[{"Key": "may-pass", "Value": "yes"}])
+    iam.put_user_policy(UserName=sched, PolicyName="p", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["keyhole:CreateJob", "sts:AssumeRole"], "Resource": "*"}]}))
+    key = iam.create_access_key(UserName=sched)["AccessKey"]
+    remember_secrets(key["SecretAccessKey"])
+    role = uid("f4-role")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust(
+        {"AWS": f"arn:aws:iam::{server.account_id}:root"},
+        condition={"StringEquals": {"aws:PrincipalTag/may-pass": "yes"}})))
+    iam.put_role_policy(RoleName=role, PolicyName="read", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}))
+    job = _start(server, creds_file(tmp_path, key["AccessKeyId"], key["SecretAccessKey"], "s4"), "--name", "f4",
+                 "--role", role, "--read", f"s3://{data_bucket}/in/", "--for", "1h")
+    assert _fetch(server, job["CredentialsToken"]) == 200
+    iam.untag_user(UserName=sched, TagKeys=["may-pass"])
+    with pytest.raises(ClientError) as e:
+        client(server, "sts", (key["AccessKeyId"], key["SecretAccessKey"])).assume_role(
+            RoleArn=arn(server, "role", role), RoleSessionName="xx")
+    assert code_of(e.value) == "AccessDenied"
+    assert _fetch(server, job["CredentialsToken"]) == 403

@@ -1078,17 +1078,20 @@ pub fn run_command(args: RunArgs) -> miette::Result<ExitCode> {
         })
         .unwrap_or_default();
     let status = rt.block_on(async {
-        let mut child = command
-            .spawn()
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot start `{program}`"))?;
-        let pid = child.id();
+        // The handlers are in place before the command starts: a signal sent as soon as the
+        // command runs is forwarded to it, never the default action that would kill keyhole and
+        // leave the command running with the job unfinished.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .into_diagnostic()?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .into_diagnostic()?;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .into_diagnostic()?;
+        let mut child = command
+            .spawn()
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot start `{program}`"))?;
+        let pid = child.id();
         let window = tokio::time::sleep(until_end);
         tokio::pin!(window);
         let mut warned = false;

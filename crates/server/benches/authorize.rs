@@ -75,6 +75,7 @@ fn bench(c: &mut Criterion) {
         .unwrap()])),
         boundary: None,
         tags: Default::default(),
+        creator: None,
     };
     let root = Principal::Root {
         access_key_id: "AKIAROOT".into(),

@@ -63,6 +63,10 @@ pub enum Principal {
         boundary: Option<std::sync::Arc<keyhole_policy::CompiledPolicy>>,
         /// The role's tags (`aws:PrincipalTag/*` of its sessions).
         tags: std::sync::Arc<Vec<(String, String)>>,
+        /// A role-less job's creator as it is now: every request of the job is decided again as
+        /// the creator, so the job can never do what its creator could not
+        /// ([`crate::jobs::grant`]). `None` for every other session.
+        creator: Option<std::sync::Arc<Principal>>,
     },
     /// The holder of a job's credentials token at the container-credentials endpoint
     /// (`GET /_keyhole/credentials`): it may fetch that job's session credentials and nothing
@@ -114,6 +118,15 @@ impl Principal {
             ),
             Principal::JobToken { job, .. } => (job.credential_policy.as_slice(), None, None),
             Principal::Root { .. } | Principal::Anonymous => (&[], None, None),
+        }
+    }
+
+    /// The principal's tags (`aws:PrincipalTag/*`): a user's, a session's (its session tags over
+    /// its role's); none for the others.
+    pub fn principal_tags(&self) -> &[(String, String)] {
+        match self {
+            Principal::User { tags, .. } | Principal::Session { tags, .. } => tags.as_slice(),
+            Principal::Root { .. } | Principal::JobToken { .. } | Principal::Anonymous => &[],
         }
     }
 
@@ -302,9 +315,25 @@ impl Authenticator {
             if self.jobs.is_revoked(&claims.ak) {
                 return Err(revoked());
             }
-            // A job's sessions end the moment the job is finished (memory only).
+            // A job's sessions end the moment the job is finished (memory only), and when the
+            // temporary credentials that created it expire or are revoked.
             let job = match &claims.job {
-                Some(id) => Some(self.jobs.active(id).ok_or_else(revoked)?),
+                Some(id) => {
+                    let job = self.jobs.active(id).ok_or_else(revoked)?;
+                    if let Some(why) = job
+                        .record
+                        .grant
+                        .as_ref()
+                        .and_then(|g| g.creator.ended(&self.jobs, now.timestamp()))
+                    {
+                        return Err(S3Error::new(
+                            "InvalidToken",
+                            StatusCode::BAD_REQUEST,
+                            format!("The provided token is no longer valid: {why}."),
+                        ));
+                    }
+                    Some(job)
+                }
                 None => None,
             };
             if let Some(u) = &claims.user {
@@ -368,7 +397,8 @@ impl Authenticator {
             let mut session_policies = self.session_policies(&claims, &snapshot)?;
             let arn = crate::sts::session_arn(&claims.account, &claims.role, &claims.session);
             // A role-capped job: role policies ∩ job policy. A role-less job: the job policy is
-            // the whole grant.
+            // its grant, and every request is decided again as its creator.
+            let mut creator = None;
             let (role_arn, role_policies, boundary, role_tags) = match (&role, &job) {
                 (Some(r), job) => {
                     if let Some(j) = job {
@@ -382,12 +412,15 @@ impl Authenticator {
                     )
                 }
                 (None, Some(j)) => {
-                    // GetFederationToken's model (`crate::jobs::grant`): the creator's current
-                    // identity policies and boundary, intersected with the job policy as the
-                    // session policy (which also limits what a resource policy grants to `*`).
-                    let (identity, boundary) = job_cap(&snapshot, j)?;
+                    // GetFederationToken's model, made stricter (`crate::jobs::grant`): the job
+                    // policy as identity and session policy (which also limits what a resource
+                    // policy grants to `*`), and the creator as it is now, who must be allowed
+                    // the same request; its tags are the session's, under the job's labels.
+                    let c = self.job_creator(&snapshot, &claims.account, j)?;
                     session_policies = Some(std::sync::Arc::from([(*j.as_session).clone()]));
-                    (String::new(), identity, boundary, std::sync::Arc::default())
+                    let tags = std::sync::Arc::new(c.principal_tags().to_vec());
+                    creator = Some(std::sync::Arc::new(c));
+                    (String::new(), j.as_identity.clone(), None, tags)
                 }
                 (None, None) => return Err(invalid_token()),
             };
@@ -412,6 +445,7 @@ impl Authenticator {
                     session_policies,
                     boundary,
                     tags,
+                    creator,
                 },
                 verified,
             ));
@@ -527,49 +561,36 @@ impl Authenticator {
     }
 }
 
-/// The identity policies and boundary that cap a role-less job's sessions: its creator's, as
-/// they are now (the job policy alone for the root user). A creator deleted since (or a job
-/// recorded without its creator by an earlier release) leaves the job nothing: `InvalidToken`.
-#[expect(clippy::type_complexity, reason = "a policy list and a boundary")]
-fn job_cap(
-    snapshot: &crate::state::Snapshot,
-    job: &crate::jobs::store::JobEntry,
-) -> Result<
-    (
-        std::sync::Arc<Vec<keyhole_policy::CompiledPolicy>>,
-        Option<std::sync::Arc<keyhole_policy::CompiledPolicy>>,
-    ),
-    S3Error,
-> {
-    use crate::jobs::grant::JobCreator;
-    let gone = || {
-        S3Error::new(
-            "InvalidToken",
-            StatusCode::BAD_REQUEST,
-            format!(
-                "The provided token is no longer valid: the creator of job {} no longer exists.",
-                job.record.id
-            ),
-        )
-    };
-    match job.record.grant.as_ref().map(|g| &g.creator) {
-        Some(JobCreator::Root) => Ok((job.as_identity.clone(), None)),
-        Some(JobCreator::User { name, id, .. }) => {
-            let u = snapshot
-                .users
-                .get(name)
-                .filter(|u| &u.record.id == id)
-                .ok_or_else(gone)?;
-            Ok((u.policies.clone(), u.boundary.clone()))
-        }
-        Some(JobCreator::RoleSession { role, role_id, .. }) => {
-            let r = snapshot
-                .roles
-                .get(role)
-                .filter(|r| &r.record.id == role_id)
-                .ok_or_else(gone)?;
-            Ok((r.policies.clone(), r.boundary.clone()))
-        }
-        None => Err(gone()),
+impl Authenticator {
+    /// A role-less job's creator as it is now. A creator deleted since (or a job recorded
+    /// without its creator) leaves the job nothing: `InvalidToken`.
+    fn job_creator(
+        &self,
+        snapshot: &crate::state::Snapshot,
+        account_id: &str,
+        job: &crate::jobs::store::JobEntry,
+    ) -> Result<Principal, S3Error> {
+        job.record
+            .grant
+            .as_ref()
+            .and_then(|g| {
+                crate::jobs::grant::creator_principal_in(
+                    self,
+                    snapshot,
+                    account_id,
+                    &self.root_access_key_id,
+                    &g.creator,
+                )
+            })
+            .ok_or_else(|| {
+                S3Error::new(
+                    "InvalidToken",
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "The provided token is no longer valid: the creator of job {} no longer exists.",
+                        job.record.id
+                    ),
+                )
+            })
     }
 }

@@ -423,6 +423,59 @@ impl Authorize for PolicyAuthorizer {
         if let Some(refusal) = self.api_refusal(principal, permission) {
             return Verdict::of(Err(refusal));
         }
+        let verdict = self.decide_one(principal, permission, context);
+        let Principal::Session {
+            creator: Some(creator),
+            arn,
+            ..
+        } = principal
+        else {
+            return verdict;
+        };
+        if verdict.outcome.is_err() {
+            return verdict;
+        }
+        // A role-less job can never do what its creator could not: the request is decided again
+        // as the creator as it is now, with the creator's own keys (its ARN, user name, unique
+        // id, tags, token issue time) in place of the job session's, so policies and bucket
+        // policies aimed at the creator bind its jobs too (crate::jobs::grant).
+        let as_creator = crate::context::rebase_principal(context, creator, &self.account_id);
+        let second = self.decide_one(creator, permission, &as_creator);
+        match second.outcome {
+            Ok(()) => Verdict {
+                outcome: Ok(()),
+                statements: verdict
+                    .statements
+                    .into_iter()
+                    .chain(second.statements)
+                    .collect(),
+                unmet: Vec::new(),
+            },
+            Err(e) => Verdict {
+                outcome: Err(S3Error::access_denied(format!(
+                    "{} is a job session, and the job's creator may not do this: {}",
+                    arn,
+                    e.message()
+                ))),
+                statements: second.statements,
+                unmet: second.unmet,
+            },
+        }
+    }
+
+    fn api_refusal(&self, principal: &Principal, permission: &Permission) -> Option<S3Error> {
+        self.api_rule(principal, permission)
+    }
+}
+
+impl PolicyAuthorizer {
+    /// One principal's decision on one permission, by the policy engine.
+    fn decide_one(
+        &self,
+        principal: &Principal,
+        permission: &Permission,
+        context: &Context,
+    ) -> Verdict {
         let snapshot = self.state.snapshot();
         let job_policy;
         let (resource, gate, restrict_public) =
@@ -580,12 +633,6 @@ impl Authorize for PolicyAuthorizer {
         }
     }
 
-    fn api_refusal(&self, principal: &Principal, permission: &Permission) -> Option<S3Error> {
-        self.api_rule(principal, permission)
-    }
-}
-
-impl PolicyAuthorizer {
     /// The job id a keyhole job ARN of this gateway names.
     fn job_of<'r>(&self, resource: &'r str) -> Option<&'r str> {
         resource

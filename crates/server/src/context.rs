@@ -85,73 +85,7 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
             c.insert(key, v);
         }
     }
-    match f.principal {
-        Principal::Root { .. } => {
-            c.insert(
-                "aws:PrincipalArn",
-                format!("arn:aws:iam::{}:root", f.account_id),
-            );
-            c.insert("aws:PrincipalAccount", f.account_id);
-            c.insert("aws:PrincipalType", "Account");
-            c.insert("aws:userid", f.account_id);
-        }
-        Principal::User {
-            name,
-            id,
-            arn,
-            tags,
-            session,
-            ..
-        } => {
-            add_principal_tags(&mut c, tags);
-            c.insert("aws:PrincipalArn", arn.as_str());
-            c.insert("aws:PrincipalAccount", f.account_id);
-            c.insert("aws:PrincipalType", "User");
-            c.insert("aws:userid", id.as_str());
-            c.insert("aws:username", name.as_str());
-            if let Some(claims) = session {
-                add_temporary_credentials(&mut c, claims);
-            }
-        }
-        Principal::Session {
-            claims,
-            role_arn,
-            arn,
-            tags,
-            ..
-        } => {
-            add_principal_tags(&mut c, tags);
-            c.insert("aws:PrincipalAccount", f.account_id);
-            if role_arn.is_empty() {
-                // A role-less job session: a federated-user principal
-                // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html#principaltable).
-                c.insert("aws:PrincipalArn", arn.as_str());
-                c.insert("aws:PrincipalType", "FederatedUser");
-                c.insert("aws:userid", format!("{}:{}", f.account_id, claims.session));
-            } else {
-                // For sessions, aws:PrincipalArn is the role's ARN (AWS's documented value).
-                c.insert("aws:PrincipalArn", role_arn.as_str());
-                c.insert("aws:PrincipalType", "AssumedRole");
-                c.insert(
-                    "aws:userid",
-                    format!("{}:{}", claims.role_id, claims.session),
-                );
-            }
-            add_temporary_credentials(&mut c, claims);
-            if let Some(s) = &claims.source_identity {
-                c.insert("aws:SourceIdentity", s.as_str());
-            }
-        }
-        Principal::JobToken { arn, .. } => {
-            // Not an IAM principal: the holder of a job's credentials token.
-            c.insert("aws:PrincipalArn", arn.as_str());
-            c.insert("aws:PrincipalAccount", f.account_id);
-            c.insert("aws:PrincipalType", "JobToken");
-        }
-        Principal::Anonymous => {
-            c.insert("aws:PrincipalType", "Anonymous");
-        }
-    }
+    add_principal(&mut c, f.principal, f.account_id);
     if let Some(v) = f.verified {
         c.insert("s3:signatureversion", "AWS4-HMAC-SHA256");
         c.insert(
@@ -164,6 +98,113 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
         let age_ms = (f.now - v.signed_at()).num_milliseconds().max(0);
         c.insert("s3:signatureAge", age_ms.to_string());
     }
+    c
+}
+
+/// The keys that describe who is calling (`aws:PrincipalArn`, `aws:userid`, `aws:PrincipalTag/*`,
+/// the temporary-credential keys, ...).
+fn add_principal(c: &mut Context, principal: &Principal, account_id: &str) {
+    match principal {
+        Principal::Root { .. } => {
+            c.insert(
+                "aws:PrincipalArn",
+                format!("arn:aws:iam::{}:root", account_id),
+            );
+            c.insert("aws:PrincipalAccount", account_id);
+            c.insert("aws:PrincipalType", "Account");
+            c.insert("aws:userid", account_id);
+        }
+        Principal::User {
+            name,
+            id,
+            arn,
+            tags,
+            session,
+            ..
+        } => {
+            add_principal_tags(c, tags);
+            c.insert("aws:PrincipalArn", arn.as_str());
+            c.insert("aws:PrincipalAccount", account_id);
+            c.insert("aws:PrincipalType", "User");
+            c.insert("aws:userid", id.as_str());
+            c.insert("aws:username", name.as_str());
+            if let Some(claims) = session {
+                add_temporary_credentials(c, claims);
+            }
+        }
+        Principal::Session {
+            claims,
+            role_arn,
+            arn,
+            tags,
+            ..
+        } => {
+            add_principal_tags(c, tags);
+            c.insert("aws:PrincipalAccount", account_id);
+            if role_arn.is_empty() {
+                // A role-less job session: a federated-user principal
+                // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html#principaltable).
+                c.insert("aws:PrincipalArn", arn.as_str());
+                c.insert("aws:PrincipalType", "FederatedUser");
+                c.insert("aws:userid", format!("{}:{}", account_id, claims.session));
+            } else {
+                // For sessions, aws:PrincipalArn is the role's ARN (AWS's documented value).
+                c.insert("aws:PrincipalArn", role_arn.as_str());
+                c.insert("aws:PrincipalType", "AssumedRole");
+                c.insert(
+                    "aws:userid",
+                    format!("{}:{}", claims.role_id, claims.session),
+                );
+            }
+            add_temporary_credentials(c, claims);
+            if let Some(s) = &claims.source_identity {
+                c.insert("aws:SourceIdentity", s.as_str());
+            }
+        }
+        Principal::JobToken { arn, .. } => {
+            // Not an IAM principal: the holder of a job's credentials token.
+            c.insert("aws:PrincipalArn", arn.as_str());
+            c.insert("aws:PrincipalAccount", account_id);
+            c.insert("aws:PrincipalType", "JobToken");
+        }
+        Principal::Anonymous => {
+            c.insert("aws:PrincipalType", "Anonymous");
+        }
+    }
+}
+
+/// Keys [`add_principal`] sets (`aws:PrincipalTag/` as a prefix).
+const PRINCIPAL_KEYS: [&str; 8] = [
+    "aws:principalarn",
+    "aws:principalaccount",
+    "aws:principaltype",
+    "aws:userid",
+    "aws:username",
+    "aws:tokenissuetime",
+    "aws:multifactorauthpresent",
+    "aws:sourceidentity",
+];
+
+/// `context` as if `principal` had sent the request: the keys about the caller are `principal`'s,
+/// every other key (time, source address, transport, the operation's keys) is kept. A role-less
+/// job's request is decided again this way as its creator ([`crate::jobs::grant`]).
+pub fn rebase_principal(context: &Context, principal: &Principal, account_id: &str) -> Context {
+    let mut c = Context::new();
+    for (key, value) in context.iter() {
+        let lower = key.to_ascii_lowercase();
+        if PRINCIPAL_KEYS.contains(&lower.as_str()) || lower.starts_with("aws:principaltag/") {
+            continue;
+        }
+        match value {
+            keyhole_policy::ContextValue::Single(v) => {
+                c.insert(key, v.as_str());
+            }
+            keyhole_policy::ContextValue::Multi(list) => {
+                c.insert_multi(key, list.clone());
+            }
+        }
+    }
+    add_principal(&mut c, principal, account_id);
     c
 }
 

@@ -30,16 +30,20 @@
 //! `sts:AssumeRole` (with `sts:RoleSessionName` = the job id in the context), and when the job
 //! has labels, which become session tags, for `sts:TagSession` with `aws:RequestTag/KEY` and
 //! `aws:TagKeys`; the creator's identity policies must allow the same where the trust policy
-//! names only the account; the root user cannot pass a role (it cannot assume one).
+//! names only the account; the root user cannot pass a role (it cannot assume one). A role
+//! session passing a role chains: its transitive tags (`sts:TagSession`, no label may override
+//! them) and source identity (`sts:SetSourceIdentity`) pass on to the job's sessions.
 //!
 //! # Job sessions
 //! A job's credentials are session credentials (`ASIA...` + sealed token, [`crate::sts`]) whose
 //! claims name the job. A job without a role has the job policy as its only identity policy
-//! (principal `arn:aws:sts::ACCOUNT:federated-user/JOB_ID`); a job with a role gets the role's
+//! (principal `arn:aws:sts::ACCOUNT:federated-user/JOB_ID`), and each request is decided again
+//! as its creator ([`grant`]); a job with a role gets the role's
 //! policies and boundary intersected with the job policy as session policy
 //! (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/JOB_ID`). Sessions carry the principal tag
 //! `job=JOB_ID`. A session never outlives the window, and every request re-checks that the job is
-//! unfinished (memory only), so finishing revokes all of a job's sessions at once.
+//! unfinished (memory only), so finishing revokes all of a job's sessions at once, and that the
+//! temporary credentials that created it (if any) are neither expired nor revoked.
 
 pub mod grant;
 pub mod report;
@@ -177,11 +181,13 @@ enum Input {
     },
 }
 
-/// A role passed to a job: its ARN, and whether the job's labels make session tags.
+/// A role passed to a job: its ARN, whether its sessions get tags (the job's labels, the
+/// creator's transitive tags) and a source identity (the creator's).
 #[derive(Debug)]
 struct PassedRole {
     arn: String,
     tags: bool,
+    source_identity: bool,
 }
 
 impl crate::authz::Describe for ApiCall {
@@ -194,6 +200,9 @@ impl crate::authz::Describe for ApiCall {
             list.push(Permission::new("sts:AssumeRole", role.arn.clone()));
             if role.tags {
                 list.push(Permission::new("sts:TagSession", role.arn.clone()));
+            }
+            if role.source_identity {
+                list.push(Permission::new("sts:SetSourceIdentity", role.arn.clone()));
             }
         }
         crate::authz::Requirement::Permissions(list)
@@ -308,7 +317,34 @@ pub fn describe(
                 .resolve(chrono::Utc::now(), None)
                 .map_err(|e| validation(e.to_string()))?;
             // Who may create which jobs at all (see `grant`).
-            grant::creator_of(principal, spec.role.is_some())?;
+            let creator = grant::creator_of(principal, spec.role.is_some())?;
+            // A job created with temporary credentials ends with them, as a session obtained
+            // with them would (role chaining and GetFederationToken never outlive their caller).
+            if let Some(c) = creator.credentials() {
+                if resolved.end.timestamp() > c.expires_at {
+                    let expires = DateTime::<Utc>::from_timestamp(c.expires_at, 0)
+                        .map(rfc3339)
+                        .unwrap_or_default();
+                    return Err(validation(format!(
+                        "the job's window ends at {}, after the temporary credentials creating it expire at {expires}, and a job ends with them: ask for a window that ends by then (e.g. a shorter --for), or create the job with an IAM user's access key",
+                        rfc3339(resolved.end)
+                    )));
+                }
+            }
+            // A job with a role is a chained AssumeRole when a role session creates it: the
+            // session's transitive tags and source identity pass on and cannot be changed.
+            let inherited = if spec.role.is_some() {
+                creator.transitive_tags()
+            } else {
+                Vec::new()
+            };
+            for (key, _) in &inherited {
+                if let Some(label) = spec.labels.keys().find(|l| l.eq_ignore_ascii_case(key)) {
+                    return Err(validation(format!(
+                        "job spec field `labels`: `{label}` would override the transitive session tag `{key}` of the session creating the job, which a role chain cannot change; leave the label out"
+                    )));
+                }
+            }
             // A whole bucket is written `s3://b` or `s3://b/`: both forms are values, so a
             // condition written for either (a Deny above all) matches.
             let urls = |list: &[spec::Location]| {
@@ -331,13 +367,25 @@ pub fn describe(
                 spec.name,
                 crate::account::new_id("", 6).to_ascii_lowercase()
             );
-            // The labels are the request's tags (and a role's session tags).
-            for (k, v) in &spec.labels {
+            // The labels are the request's tags (and, with the inherited transitive tags, a
+            // role's session tags).
+            let tags: Vec<(String, String)> = spec
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .chain(inherited.iter().cloned())
+                .collect();
+            for (k, v) in &tags {
                 context.insert(&format!("aws:RequestTag/{k}"), v.as_str());
             }
-            if !spec.labels.is_empty() {
-                context.insert_multi("aws:TagKeys", spec.labels.keys().cloned().collect());
+            if !tags.is_empty() {
+                context.insert_multi("aws:TagKeys", tags.iter().map(|(k, _)| k.clone()).collect());
             }
+            let source_identity = spec
+                .role
+                .as_ref()
+                .and(creator.source_identity())
+                .map(str::to_owned);
             let role = spec.role.as_ref().map(|name| {
                 let arn = gw.state.snapshot().roles.get(name).map_or_else(
                     || format!("arn:aws:iam::{}:role/{name}", gw.account.record.account_id),
@@ -345,13 +393,17 @@ pub fn describe(
                 );
                 PassedRole {
                     arn,
-                    tags: !spec.labels.is_empty(),
+                    tags: !tags.is_empty(),
+                    source_identity: source_identity.is_some(),
                 }
             });
             if let Some(r) = &spec.role {
                 context.insert("keyhole:Role", r.as_str());
                 // The session the job's credentials are: AssumeRole's keys.
                 context.insert("sts:RoleSessionName", id.as_str());
+                if let Some(si) = &source_identity {
+                    context.insert("sts:SourceIdentity", si.as_str());
+                }
             }
             (
                 gw_job_arn(gw, &spec.name),
@@ -646,12 +698,22 @@ pub fn mint(
             format!("job {} ended at {}", entry.record.id, rfc3339(job.end)),
         ));
     }
+    let creator = entry.record.grant.as_ref().map(|g| &g.creator);
     let mut claims = SessionClaims::fresh(&gw.account.record.account_id, now, 0);
+    let chained = !role.is_empty();
     claims.role = role;
     claims.role_id = role_id;
     claims.session = entry.record.id.clone();
     claims.exp = exp.timestamp();
     claims.job = Some(entry.record.id.clone());
+    // The creator's source identity stays with everything done on its behalf.
+    claims.source_identity = creator.and_then(|c| c.source_identity().map(str::to_owned));
+    // A role job's sessions inherit the creating session's transitive tags (role chaining).
+    let inherited = match creator {
+        Some(c) if chained => c.transitive_tags(),
+        _ => Vec::new(),
+    };
+    claims.transitive = inherited.iter().map(|(k, _)| k.clone()).collect();
     // The job's labels become session tags too (`aws:PrincipalTag/team`), and `job` names the
     // job (a label cannot override it: the spec refuses a `job` label).
     claims.tags = entry
@@ -660,6 +722,7 @@ pub fn mint(
         .labels
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(inherited)
         .chain(std::iter::once((
             JOB_TAG.to_owned(),
             entry.record.id.clone(),
@@ -702,6 +765,18 @@ pub fn fetch_credentials(
     let Principal::JobToken { job, .. } = principal else {
         return Err(S3Error::access_denied("Access Denied"));
     };
+    if let Some(why) = job
+        .record
+        .grant
+        .as_ref()
+        .and_then(|g| g.creator.ended(&gw.jobs, now.timestamp()))
+    {
+        return Err(S3Error::new(
+            "ExpiredToken",
+            StatusCode::FORBIDDEN,
+            format!("job {}: {why}", job.record.id),
+        ));
+    }
     if let Some(role) = &job.record.job.role {
         let Some(g) = &job.record.grant else {
             return Err(S3Error::access_denied(format!(
@@ -721,9 +796,16 @@ pub fn fetch_credentials(
         );
         let renewal = grant::RoleRenewal {
             role_arn,
-            tags: !job.record.job.labels.is_empty(),
+            tags: !job.record.job.labels.is_empty() || !g.creator.transitive_tags().is_empty(),
+            source_identity: g.creator.source_identity().is_some(),
         };
-        let context = grant::replay_context(&g.context, now);
+        // The CreateJob's context with the current time, and the creator's keys as it is now
+        // (its current tags, the issue time of the credentials it used).
+        let context = crate::context::rebase_principal(
+            &grant::replay_context(&g.context, now),
+            &creator,
+            &gw.account.record.account_id,
+        );
         crate::authz::authorize(gw, &creator, renewal, &context, checks)?;
     }
     let (claims, token) = mint(gw, job, now)?;

@@ -154,6 +154,7 @@ fn sessions_are_role_policies_intersected_with_the_session_policy() {
         session_policies: Some(std::sync::Arc::from([session])),
         boundary: None,
         tags: Default::default(),
+        creator: None,
     };
     let ctx = keyhole_policy::Context::new();
     assert!(a
@@ -473,4 +474,75 @@ fn bucket_policies_bind_root_grant_users_and_anonymous_only_when_unrestricted() 
             &ctx
         )
         .is_err());
+}
+
+/// Review round 2, F1: a role-less job is decided again as its creator, with the creator's own
+/// keys: a deny aimed at the creator (`aws:username`, `aws:PrincipalTag`) binds the job, and the
+/// job's labels cannot stand in for the creator's tags.
+#[test]
+fn a_roleless_job_is_decided_again_as_its_creator() {
+    let a = authorizer();
+    let compile = |doc: &str, kind| keyhole_policy::CompiledPolicy::from_json(doc, kind).unwrap();
+    let everything = |kind| {
+        compile(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#,
+            kind,
+        )
+    };
+    let creator = |policy: &str, tags: Vec<(String, String)>| Principal::User {
+        name: "alice".into(),
+        id: "AIDAALICE".into(),
+        arn: "arn:aws:iam::123456789012:user/alice".into(),
+        access_key_id: String::new(),
+        session: None,
+        policies: std::sync::Arc::new(vec![compile(policy, keyhole_policy::PolicyKind::Identity)]),
+        boundary: None,
+        tags: std::sync::Arc::new(tags),
+    };
+    let job = |creator: Principal, labels: Vec<(String, String)>| {
+        let mut claims = crate::sts::SessionClaims::fresh("123456789012", Utc::now(), 900);
+        claims.session = "job-1".into();
+        claims.job = Some("job-1".into());
+        Principal::Session {
+            claims: std::sync::Arc::new(claims),
+            arn: "arn:aws:sts::123456789012:federated-user/job-1".into(),
+            role_arn: String::new(),
+            role_policies: std::sync::Arc::new(vec![everything(
+                keyhole_policy::PolicyKind::Identity,
+            )]),
+            session_policies: Some(std::sync::Arc::from([everything(
+                keyhole_policy::PolicyKind::Session,
+            )])),
+            boundary: None,
+            tags: std::sync::Arc::new(labels),
+            creator: Some(std::sync::Arc::new(creator)),
+        }
+    };
+    let ctx = keyhole_policy::Context::new();
+    let get = perm("s3:GetObject", "arn:aws:s3:::b/teamb/x");
+    // Allowed to the creator: allowed to the job.
+    let open = creator(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#,
+        vec![],
+    );
+    assert!(a.authorize(&job(open, vec![]), &get, &ctx).is_ok());
+    // A deny on the creator's user name binds its job.
+    let denied = creator(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"},
+            {"Effect":"Deny","Action":"s3:*","Resource":"arn:aws:s3:::b/teamb/*","Condition":{"StringEquals":{"aws:username":"alice"}}}]}"#,
+        vec![],
+    );
+    let e = a.authorize(&job(denied, vec![]), &get, &ctx).unwrap_err();
+    assert!(
+        e.message().contains("job's creator may not"),
+        "{}",
+        e.message()
+    );
+    // ABAC on the creator's tag: a label cannot choose the creator's tag value.
+    let abac = creator(
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/${aws:PrincipalTag/team}/*"}]}"#,
+        vec![("team".into(), "teama".into())],
+    );
+    let labels = vec![("team".to_owned(), "teamb".to_owned())];
+    assert!(a.authorize(&job(abac, labels), &get, &ctx).is_err());
 }

@@ -3,21 +3,27 @@
 //! A job's credentials are the creator's delegation, so they are bound to the creator as it is
 //! *now*, not as it was when the job started:
 //!
-//! - **A job without a role** follows AWS's GetFederationToken model: its sessions have the
-//!   creator's current permissions intersected with the job policy ("the resulting session's
-//!   permissions are the intersection of the user's identity-based policy and the session
-//!   policies. You cannot use the session policy to grant more permissions than those allowed by
-//!   the identity-based policy of the user",
-//!   https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_temp_control-access_getfederationtoken.html).
-//!   The creator's explicit denies and permissions boundary bind the job; a creator deleted since
-//!   leaves the job nothing. The root user's jobs have the job policy alone.
+//! - **A job without a role** follows AWS's GetFederationToken model ("You cannot use the session
+//!   policy to grant more permissions than those allowed by the identity-based policy of the
+//!   user",
+//!   https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_temp_control-access_getfederationtoken.html),
+//!   made stricter: each of its requests is decided as the job session (the job policy) and again
+//!   as the creator as it is now, with the creator's own condition keys
+//!   ([`crate::context::rebase_principal`]), so denies and bucket policies aimed at the creator
+//!   bind the job and its labels cannot stand in for the creator's tags. A creator deleted since
+//!   leaves the job nothing.
 //! - **A job with a role** is an AssumeRole of the role by its creator, and every fresh session
 //!   the container-credentials endpoint hands out is a new AssumeRole, decided again by the one
-//!   authorization stage: the creator as it is now (its current policies; a creator deleted since
-//!   is refused), against the role's current trust policy, in the context the job was created in
-//!   (with the current time). The role is bound by unique id (a role deleted and created again
-//!   under the name is another role), and no session lasts longer than the role's
-//!   `MaxSessionDuration` (one hour when the creator is a role session: role chaining).
+//!   authorization stage: the creator as it is now (its current policies and tags; a creator
+//!   deleted since is refused), against the role's current trust policy, in the context the job was created in
+//!   (with the current time and the creator's current keys). A role session creating it makes
+//!   a role chain: its source identity and transitive tags pass on and cannot be changed. The
+//!   role is bound by unique id (a role deleted and created again under the name is another
+//!   role), and no session lasts longer than the role's `MaxSessionDuration` (one hour when the
+//!   creator is a role session: role chaining).
+//! - **A job created with temporary credentials** ends with them: its window may not outlast
+//!   them, and revoking them ends it ([`JobCreator::ended`]), as AWS never lets a session
+//!   obtained from a session outlive it.
 //!
 //! The creator is recorded by unique id ([`JobCreator`]); the same record names who may get,
 //! finish and report on the job ([`owner_policy`]).
@@ -49,6 +55,9 @@ pub enum JobCreator {
         id: String,
         /// The user's ARN (with its path).
         arn: String,
+        /// The GetSessionToken credentials it created the job with, if not its access key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credentials: Option<CreatorCredentials>,
     },
     /// A role session (not a job's).
     RoleSession {
@@ -72,7 +81,94 @@ pub enum JobCreator {
         /// The session's tags.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tags: Vec<(String, String)>,
+        /// The keys of `tags` that are transitive (they pass on to a job's role sessions).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        transitive: Vec<String>,
+        /// The session's credentials.
+        credentials: CreatorCredentials,
     },
+}
+
+/// The temporary credentials a job was created with: the job ends when they expire or are
+/// revoked, as a session obtained with them would.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatorCredentials {
+    /// Their access key id (`ASIA...`).
+    pub access_key_id: String,
+    /// When they were issued (Unix seconds): the creator's `aws:TokenIssueTime`.
+    pub issued_at: i64,
+    /// When they expire (Unix seconds).
+    pub expires_at: i64,
+}
+
+impl CreatorCredentials {
+    fn of(claims: &SessionClaims) -> CreatorCredentials {
+        CreatorCredentials {
+            access_key_id: claims.ak.clone(),
+            issued_at: claims.iat,
+            expires_at: claims.exp,
+        }
+    }
+}
+
+impl JobCreator {
+    /// The temporary credentials the job was created with, if any.
+    pub fn credentials(&self) -> Option<&CreatorCredentials> {
+        match self {
+            JobCreator::Root => None,
+            JobCreator::User { credentials, .. } => credentials.as_ref(),
+            JobCreator::RoleSession { credentials, .. } => Some(credentials),
+        }
+    }
+
+    /// The creator's source identity (role sessions), which the job's sessions carry on.
+    pub fn source_identity(&self) -> Option<&str> {
+        match self {
+            JobCreator::RoleSession {
+                source_identity, ..
+            } => source_identity.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The creator's transitive session tags, which a job's role sessions inherit as a chained
+    /// AssumeRole would.
+    pub fn transitive_tags(&self) -> Vec<(String, String)> {
+        match self {
+            JobCreator::RoleSession {
+                tags, transitive, ..
+            } => tags
+                .iter()
+                .filter(|(k, _)| transitive.iter().any(|t| t.eq_ignore_ascii_case(k)))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Why the job can no longer act for its creator, if it cannot: the temporary credentials it
+    /// was created with have expired or were revoked (`keyhole admin revoke-session`). The
+    /// other revocations (a deny on `aws:TokenIssueTime`, the creator deleted, its policies
+    /// changed) are decided by the policies, with the creator as it is now.
+    pub fn ended(&self, jobs: &crate::jobs::store::JobStore, now: i64) -> Option<String> {
+        let c = self.credentials()?;
+        if now >= c.expires_at {
+            Some(format!(
+                "the temporary credentials {} that created the job expired at {}, and the job ended with them",
+                c.access_key_id,
+                chrono::DateTime::<chrono::Utc>::from_timestamp(c.expires_at, 0)
+                    .map(crate::jobs::spec::rfc3339)
+                    .unwrap_or_default()
+            ))
+        } else if jobs.is_revoked(&c.access_key_id) {
+            Some(format!(
+                "the temporary credentials {} that created the job were revoked, and the job ended with them",
+                c.access_key_id
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 /// What a job records of its creation: its creator, the role it was given (by unique id) and the
@@ -97,10 +193,17 @@ pub struct JobGrant {
 pub fn creator_of(principal: &Principal, role: bool) -> Result<JobCreator, S3Error> {
     match principal {
         Principal::Root { .. } => Ok(JobCreator::Root),
-        Principal::User { name, id, arn, .. } => Ok(JobCreator::User {
+        Principal::User {
+            name,
+            id,
+            arn,
+            session,
+            ..
+        } => Ok(JobCreator::User {
             name: name.clone(),
             id: id.clone(),
             arn: arn.clone(),
+            credentials: session.as_deref().map(CreatorCredentials::of),
         }),
         Principal::Session {
             claims, role_arn, ..
@@ -121,6 +224,8 @@ pub fn creator_of(principal: &Principal, role: bool) -> Result<JobCreator, S3Err
                 policy: claims.policy.clone(),
                 policy_arns: claims.policy_arns.clone(),
                 tags: claims.tags.clone(),
+                transitive: claims.transitive.clone(),
+                credentials: CreatorCredentials::of(claims),
             })
         }
         Principal::Session { .. } | Principal::JobToken { .. } | Principal::Anonymous => {
@@ -175,22 +280,63 @@ pub fn replay_context(
     c
 }
 
-/// The creator as it is now: its current policies, boundary and tags. `None` when it no longer
-/// exists (the same entity: a namesake created since is someone else).
+/// The creator as it is now: its current policies, boundary and tags, and the temporary
+/// credentials it used (their `aws:TokenIssueTime`). `None` when it no longer exists (the same
+/// entity: a namesake created since is someone else).
 pub fn creator_principal(gw: &Gateway, creator: &JobCreator) -> Option<Principal> {
-    let snapshot = gw.state.snapshot();
+    creator_principal_in(
+        &gw.authn,
+        &gw.state.snapshot(),
+        &gw.account.record.account_id,
+        &gw.account.record.root_access_key_id,
+        creator,
+    )
+}
+
+/// [`creator_principal`] with the gateway's parts.
+pub(crate) fn creator_principal_in(
+    authn: &crate::auth::Authenticator,
+    snapshot: &crate::state::Snapshot,
+    account_id: &str,
+    root_access_key_id: &str,
+    creator: &JobCreator,
+) -> Option<Principal> {
+    let claims_of = |c: &CreatorCredentials| {
+        let mut claims = SessionClaims::fresh(account_id, chrono::Utc::now(), 0);
+        claims.ak = c.access_key_id.clone();
+        claims.sk = String::new();
+        claims.iat = c.issued_at;
+        claims.exp = c.expires_at;
+        claims
+    };
     match creator {
         JobCreator::Root => Some(Principal::Root {
-            access_key_id: gw.account.record.root_access_key_id.clone(),
+            access_key_id: root_access_key_id.to_owned(),
         }),
-        JobCreator::User { name, id, .. } => {
+        JobCreator::User {
+            name,
+            id,
+            credentials,
+            ..
+        } => {
             let u = snapshot.users.get(name).filter(|u| &u.record.id == id)?;
+            let session = credentials.as_ref().map(|c| {
+                let mut claims = claims_of(c);
+                claims.user = Some(crate::sts::SessionUser {
+                    name: name.clone(),
+                    id: id.clone(),
+                });
+                Arc::new(claims)
+            });
             Some(Principal::User {
                 name: name.clone(),
                 id: id.clone(),
                 arn: u.arn.clone(),
-                access_key_id: String::new(),
-                session: None,
+                access_key_id: credentials
+                    .as_ref()
+                    .map(|c| c.access_key_id.clone())
+                    .unwrap_or_default(),
+                session,
                 policies: u.policies.clone(),
                 boundary: u.boundary.clone(),
                 tags: u.tags.clone(),
@@ -204,16 +350,15 @@ pub fn creator_principal(gw: &Gateway, creator: &JobCreator) -> Option<Principal
             policy,
             policy_arns,
             tags,
+            transitive,
+            credentials,
             ..
         } => {
             let r = snapshot
                 .roles
                 .get(role)
                 .filter(|r| &r.record.id == role_id)?;
-            let mut claims =
-                SessionClaims::fresh(&gw.account.record.account_id, chrono::Utc::now(), 0);
-            claims.ak = String::new();
-            claims.sk = String::new();
+            let mut claims = claims_of(credentials);
             claims.role = role.clone();
             claims.role_id = role_id.clone();
             claims.session = session.clone();
@@ -221,7 +366,8 @@ pub fn creator_principal(gw: &Gateway, creator: &JobCreator) -> Option<Principal
             claims.policy = policy.clone();
             claims.policy_arns = policy_arns.clone();
             claims.tags = tags.clone();
-            let session_policies = gw.authn.session_policies(&claims, &snapshot).ok()?;
+            claims.transitive = transitive.clone();
+            let session_policies = authn.session_policies(&claims, snapshot).ok()?;
             let mut merged: Vec<(String, String)> = r
                 .tags
                 .iter()
@@ -238,6 +384,7 @@ pub fn creator_principal(gw: &Gateway, creator: &JobCreator) -> Option<Principal
                 session_policies,
                 boundary: r.boundary.clone(),
                 tags: Arc::new(merged),
+                creator: None,
             })
         }
     }
@@ -249,8 +396,10 @@ pub fn creator_principal(gw: &Gateway, creator: &JobCreator) -> Option<Principal
 pub struct RoleRenewal {
     /// The role's ARN.
     pub role_arn: String,
-    /// The job has labels (session tags).
+    /// The sessions get tags (the job's labels, the creator's transitive tags).
     pub tags: bool,
+    /// The sessions carry the creator's source identity.
+    pub source_identity: bool,
 }
 
 impl Describe for RoleRenewal {
@@ -258,6 +407,12 @@ impl Describe for RoleRenewal {
         let mut list = vec![Permission::new("sts:AssumeRole", self.role_arn.clone())];
         if self.tags {
             list.push(Permission::new("sts:TagSession", self.role_arn.clone()));
+        }
+        if self.source_identity {
+            list.push(Permission::new(
+                "sts:SetSourceIdentity",
+                self.role_arn.clone(),
+            ));
         }
         Requirement::Permissions(list)
     }
