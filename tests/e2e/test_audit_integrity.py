@@ -238,3 +238,38 @@ def test_a_key_outside_the_data_directory_and_verify_with_its_public_key(fresh_s
     conf.write_text(f'data_dir = "{kp.data_dir}"\naudit_key_fingerprints = ["{fp}"]\n')
     r = keyhole_cli("audit", "verify", "--config", str(conf))
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_verify_holds_the_unsigned_window_to_the_writers_bounds(fresh_server_factory):
+    """Review (A1): after a kill -9, 5,000 chained events appended past the last digest, or a few
+    dated a year later, verified `ok`. The writer never leaves more than 1024 events unsigned,
+    nor any dated later than one cadence (+30 s) after its last digest: verify now fails both,
+    as the start check does."""
+    kp = fresh_server_factory(extra_args=["--audit-digest-seconds", "3600"])
+    _puts(kp, 2)
+    fp = fingerprint(kp)
+    kp.proc.send_signal(signal.SIGKILL)
+    kp.proc.wait()
+    path = _newest_trail(kp.data_dir)
+    original = _lines(path)
+    assert verify(kp.data_dir, fp).returncode == 0
+
+    def appended(n: int, when: str | None) -> list[bytes]:
+        lines = list(original)
+        last = json.loads(lines[-1])
+        for i in range(n):
+            ev = dict(last, seq=last["seq"] + 1 + i, eventName="GetObject")
+            if when:
+                ev["eventTime"] = when
+            lines.append(json.dumps(ev, separators=(",", ":")).encode())
+        _rechain(lines, len(original))
+        return lines
+
+    _write(path, appended(5000, None))
+    r = verify(kp.data_dir, fp)
+    assert r.returncode == 1 and "more than the writer ever leaves unsigned" in r.stdout, r.stdout
+    _write(path, appended(3, "2027-12-03T00:00:00.000Z"))
+    r = verify(kp.data_dir, fp)
+    assert r.returncode == 1 and "later than the writer leaves events unsigned" in r.stdout, r.stdout
+    _write(path, original)
+    assert verify(kp.data_dir, fp).returncode == 0

@@ -27,13 +27,9 @@ use super::digest::{self, DiscontinuityInfo, Kind, Signed, StartInfo};
 use super::err::{io, AuditError};
 use super::files::{cut_incomplete_line, file_name, trail_files};
 use super::keys::{Signer, TrustedKeys};
-use super::sink::{Extra, Last, Options, Writer, MAX_UNSIGNED_EVENTS};
+use super::sink::{Extra, Last, Options, Writer};
 use super::verify::{self, Report, Walk};
 use crate::metrics::SinkStats;
-
-/// Seconds allowed, beyond the cadence, between the last digest and the newest unsigned event
-/// (a writer held up by a slow disk signs late).
-const SLACK_SECS: i64 = 30;
 
 /// Checks the trail under `dir` and returns the writer that continues it (after signing the
 /// `start` or `discontinuity` digest).
@@ -82,35 +78,7 @@ fn mismatch(report: &Report) -> Option<String> {
             last.digest.digest_seq
         ));
     }
-    let window = &report.tail.unsigned;
-    if window.count > MAX_UNSIGNED_EVENTS {
-        return Some(format!(
-            "{} events follow the last signed digest #{}, more than the writer ever leaves unsigned ({MAX_UNSIGNED_EVENTS}): events were added",
-            window.count, last.digest.digest_seq
-        ));
-    }
-    if window.count > 0 {
-        let limit = chrono::DateTime::parse_from_rfc3339(&last.digest.digest_end_time)
-            .ok()
-            .and_then(|t| {
-                let secs = i64::try_from(last.digest.cadence_seconds).ok()? + SLACK_SECS;
-                t.checked_add_signed(chrono::TimeDelta::try_seconds(secs)?)
-            });
-        let newest = chrono::DateTime::parse_from_rfc3339(window.newest()).ok();
-        if let (Some(limit), Some(newest)) = (limit, newest) {
-            if newest > limit {
-                return Some(format!(
-                    "the {} unsigned events after digest #{} ({}) are dated up to {}, later than the writer leaves events unsigned (cadence {} s): events were added",
-                    window.count,
-                    last.digest.digest_seq,
-                    last.digest.digest_end_time,
-                    window.newest(),
-                    last.digest.cadence_seconds
-                ));
-            }
-        }
-    }
-    None
+    super::verify::unsigned_window_problem(report)
 }
 
 fn last_of(s: &Signed) -> Last {

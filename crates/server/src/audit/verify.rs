@@ -27,6 +27,7 @@ use super::digest::{self, FileSummary, Kind, Signed, Span, SHORT_HASH_LEN};
 use super::err::{io, AuditError};
 use super::event::Stage;
 use super::keys::TrustedKeys;
+use super::sink::MAX_UNSIGNED_EVENTS;
 use super::sink::{file_name, trail_files};
 
 /// Where to start walking.
@@ -952,6 +953,15 @@ impl Walker<'_> {
                     reason: "no signed digest: every keyhole account has at least its signed genesis digest, so the trail was removed (or this is not the gateway's audit directory, or its trail predates signed digests)".into(),
                     seq: self.next_seq,
                 });
+            } else if let Some(reason) = unsigned_window_problem(&self.report) {
+                // More unsigned events, or later ones, than a writer ever leaves: the same bound
+                // the start check enforces, so a copy verified away from the gateway (or a
+                // stopped one) is held to it too.
+                self.report.problem = Some(Problem {
+                    position: self.here(),
+                    reason,
+                    seq: self.next_seq - self.report.unsigned,
+                });
             } else if let Some(last) = &self.report.last {
                 if last.digest.kind == Kind::Stop && self.report.unsigned > 0 {
                     self.report.problem = Some(Problem {
@@ -1030,4 +1040,48 @@ impl Logs {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Seconds allowed, beyond the cadence, between the last digest and the newest unsigned event
+/// (a writer held up by a slow disk signs late).
+pub(crate) const SLACK_SECS: i64 = 30;
+
+/// What is wrong with the unsigned window after the last digest, if anything: the writer never
+/// leaves more than [`MAX_UNSIGNED_EVENTS`] events unsigned, nor events dated later than one
+/// cadence (and [`SLACK_SECS`]) after its last digest. More, or later, events were added by
+/// someone else. Checked by `verify` and by the start check alike.
+pub(crate) fn unsigned_window_problem(report: &Report) -> Option<String> {
+    let last = report.last.as_ref()?;
+    let window = &report.tail.unsigned;
+    if window.count > MAX_UNSIGNED_EVENTS {
+        return Some(format!(
+            "{} events follow the last signed digest #{}, more than the writer ever leaves unsigned ({MAX_UNSIGNED_EVENTS}): events were added",
+            window.count, last.digest.digest_seq
+        ));
+    }
+    if window.count == 0 {
+        return None;
+    }
+    let limit = chrono::DateTime::parse_from_rfc3339(&last.digest.digest_end_time)
+        .ok()
+        .and_then(|t| {
+            let secs = i64::try_from(last.digest.cadence_seconds).ok()? + SLACK_SECS;
+            t.checked_add_signed(chrono::TimeDelta::try_seconds(secs)?)
+        });
+    let newest = chrono::DateTime::parse_from_rfc3339(window.newest()).ok();
+    match (limit, newest) {
+        (Some(limit), Some(newest)) if newest > limit => Some(format!(
+            "the {} unsigned events after digest #{} ({}) are dated up to {}, later than the writer leaves events unsigned (cadence {} s): events were added",
+            window.count,
+            last.digest.digest_seq,
+            last.digest.digest_end_time,
+            window.newest(),
+            last.digest.cadence_seconds
+        )),
+        (_, None) => Some(format!(
+            "the newest of the {} unsigned events after digest #{} has no valid eventTime: events were added",
+            window.count, last.digest.digest_seq
+        )),
+        _ => None,
+    }
 }
