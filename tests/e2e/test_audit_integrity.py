@@ -149,7 +149,7 @@ def test_rollback_is_caught_by_exported_digests(fresh_server_factory, tmp_path):
     _puts(kp, 4, prefix="later")
     assert kp.stop() == 0
     witness = tmp_path / "witness"
-    r = keyhole_cli("audit", "export-digests", str(witness), "--data-dir", str(kp.data_dir))
+    r = keyhole_cli("audit", "export-digests", str(witness), "--data-dir", str(kp.data_dir), "--fingerprint", fp)
     assert r.returncode == 0 and "exported" in r.stdout, r.stdout + r.stderr
     # The attacker restores the early copy while the gateway is stopped, and it goes on from it.
     shutil.rmtree(audit_dir(kp.data_dir))
@@ -160,7 +160,7 @@ def test_rollback_is_caught_by_exported_digests(fresh_server_factory, tmp_path):
     # The witness's digests expose it; so does the next export.
     r = verify(kp.data_dir, fp, "--digests", str(witness))
     assert r.returncode == 1, r.stdout
-    r = keyhole_cli("audit", "export-digests", str(witness), "--data-dir", str(kp.data_dir))
+    r = keyhole_cli("audit", "export-digests", str(witness), "--data-dir", str(kp.data_dir), "--fingerprint", fp)
     assert r.returncode != 0 and "rolled back" in r.stderr, r.stdout + r.stderr
 
 
@@ -273,3 +273,47 @@ def test_verify_holds_the_unsigned_window_to_the_writers_bounds(fresh_server_fac
     assert r.returncode == 1 and "later than the writer leaves events unsigned" in r.stdout, r.stdout
     _write(path, original)
     assert verify(kp.data_dir, fp).returncode == 0
+
+
+def test_export_copies_only_signed_digests_and_never_follows_links(fresh_server_factory, tmp_path):
+    """Review (A2): a symlink planted as a digest log made the export copy any file it could read
+    (e.g. /etc/shadow) into the witness, world-readable, and a junk line appended to a log was
+    exported and broke every later `verify --digests`. Now nothing is exported unless every
+    digest is signed by the operator's key and continues the chain, links are not followed, and
+    the copies are owner-only."""
+    kp = fresh_server_factory()
+    _puts(kp, 2)
+    assert kp.stop() == 0
+    fp = fingerprint(kp)
+    adir = audit_dir(kp.data_dir)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:*:20228:0:99999:7:::\n")
+    link = adir / "digest-00000000000000000500.jsonl"
+    link.symlink_to(secret)
+    witness = tmp_path / "witness"
+    r = keyhole_cli("audit", "export-digests", str(witness), "--data-dir", str(kp.data_dir), "--fingerprint", fp)
+    assert r.returncode != 0, r.stdout
+    assert not any("root:" in p.read_text() for p in witness.glob("*") if p.is_file())
+    link.unlink()
+    # A junk line appended to a real log: refused, nothing exported.
+    log = sorted(adir.glob("digest-*.jsonl"))[-1]
+    good = log.read_bytes()
+    log.write_bytes(good + b'{"junk":1}\n')
+    r = keyhole_cli("audit", "export-digests", str(witness), "--data-dir", str(kp.data_dir), "--fingerprint", fp)
+    assert r.returncode != 0 and "not a digest record" in " ".join(r.stderr.replace("│", " ").split()), r.stderr
+    assert not list(witness.glob("digest-*.jsonl"))
+    # A replayed (validly signed, older) digest appended: refused too.
+    first = good.split(b"\n")[0]
+    log.write_bytes(good + first + b"\n")
+    r = keyhole_cli("audit", "export-digests", str(witness), "--data-dir", str(kp.data_dir), "--fingerprint", fp)
+    assert r.returncode != 0 and "does not continue" in " ".join(r.stderr.replace("│", " ").split()), r.stderr
+    # Without the operator's key, no export at all.
+    log.write_bytes(good)
+    r = keyhole_cli("audit", "export-digests", str(witness), "--data-dir", str(kp.data_dir))
+    assert r.returncode != 0 and "operator's key" in " ".join(r.stderr.replace("│", " ").split()), r.stderr
+    r = keyhole_cli("audit", "export-digests", str(witness), "--data-dir", str(kp.data_dir), "--fingerprint", fp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    modes = {p.name: p.stat().st_mode & 0o777 for p in witness.iterdir()}
+    assert modes and set(modes.values()) == {0o600}, modes
+    assert witness.stat().st_mode & 0o777 == 0o700
+    assert verify(kp.data_dir, fp, "--digests", str(witness)).returncode == 0

@@ -81,13 +81,15 @@ pub enum AuditCommand {
     },
     /// Copy the signed digests to DEST (a directory an external witness holds), appending what
     /// is new; refuses, and says so, when the local digests no longer extend the copy (they were
-    /// rolled back or rewritten).
+    /// rolled back or rewritten), or when a local digest is not signed by the operator's key or
+    /// does not continue the chain (nothing is copied then: the witness is never poisoned).
     ///
-    /// Run it at least as often as the digest cadence (cron, a systemd timer). Then verify with
-    /// `keyhole audit verify --digests DEST`, here or on another machine.
+    /// It takes the operator's key as `verify` does. Run it at least as often as the digest
+    /// cadence (cron, a systemd timer). Then verify with `keyhole audit verify --digests DEST`,
+    /// here or on another machine. The copies are created owner-only (0600, DEST 0700).
     ///
     /// Example:
-    ///   keyhole audit export-digests /mnt/witness/keyhole --data-dir ./keyhole-data
+    ///   keyhole audit export-digests /mnt/witness/keyhole --data-dir ./keyhole-data --fingerprint 172feb56...
     #[command(verbatim_doc_comment)]
     ExportDigests {
         /// The directory to copy the digest logs into (created if missing).
@@ -96,6 +98,9 @@ pub enum AuditCommand {
         /// Data directory of the gateway [default: ./keyhole-data].
         #[arg(long, env = "KEYHOLE_DATA_DIR", value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// The operator's key (as for `verify`).
+        #[command(flatten)]
+        keys: KeyArgs,
     },
 }
 
@@ -105,6 +110,24 @@ pub struct VerifyArgs {
     /// Data directory of the gateway, or a copy of it holding `audit/` [default: ./keyhole-data].
     #[arg(long, env = "KEYHOLE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The operator's key.
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    /// Check against the digests in DIR too (a copy made by `keyhole audit export-digests`):
+    /// every digest log in the data directory must extend its copy there, and the copy stands in
+    /// for logs missing here, so a trail rolled back, rewritten or emptied since the export fails.
+    #[arg(long, value_name = "DIR")]
+    pub digests: Option<PathBuf>,
+    /// Fail when the newest digest is older than this (15m, 2h, ...): for checks while the
+    /// gateway runs, since it signs one every audit_digest_seconds; an older newest digest
+    /// means the writer stalled or newer digests were removed.
+    #[arg(long, value_name = "AGE")]
+    pub max_age: Option<String>,
+}
+
+/// The operator's key, for `verify` and `export-digests`: never one from the directory checked.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
     /// The public key digests must be signed with (PEM, as `keyhole audit keygen` or
     /// `openssl pkey -pubout` writes it); repeat for a key that was rotated.
     #[arg(long = "public-key", value_name = "FILE")]
@@ -122,16 +145,6 @@ pub struct VerifyArgs {
     /// (flags win).
     #[arg(long, env = "KEYHOLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Check against the digests in DIR too (a copy made by `keyhole audit export-digests`):
-    /// every digest log in the data directory must extend its copy there, and the copy stands in
-    /// for logs missing here, so a trail rolled back, rewritten or emptied since the export fails.
-    #[arg(long, value_name = "DIR")]
-    pub digests: Option<PathBuf>,
-    /// Fail when the newest digest is older than this (15m, 2h, ...): for checks while the
-    /// gateway runs, since it signs one every audit_digest_seconds; an older newest digest
-    /// means the writer stalled or newer digests were removed.
-    #[arg(long, value_name = "AGE")]
-    pub max_age: Option<String>,
 }
 
 /// Filters shared by `query` and `tail`.
@@ -227,9 +240,15 @@ pub fn run(cmd: AuditCommand) -> miette::Result<ExitCode> {
     match cmd {
         AuditCommand::Verify(v) => verify(v),
         AuditCommand::Keygen { out } => keygen(&out),
-        AuditCommand::ExportDigests { dest, data_dir: d } => {
-            let dir = audit_dir(&data_dir(d))?;
-            let done = audit::export::export_digests(&dir, &dest).into_diagnostic()?;
+        AuditCommand::ExportDigests {
+            dest,
+            data_dir: d,
+            keys,
+        } => {
+            let (data, pinned) = configured(&keys, d)?;
+            let trusted = trusted_keys(&keys, &pinned)?;
+            let dir = audit_dir(&data)?;
+            let done = audit::export::export_digests(&dir, &dest, &trusted).into_diagnostic()?;
             println!(
                 "exported to {}: {} digest(s) written ({} new log(s), {} extended, {} already up to date)",
                 dest.display(),
@@ -361,8 +380,27 @@ fn keygen(out: &Path) -> miette::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The keys `verify` trusts: only what the operator gave on the command line or in the config.
-fn trusted_keys(v: &VerifyArgs, pinned: &[String]) -> miette::Result<audit::keys::TrustedKeys> {
+/// The data directory and the pinned fingerprints, from `--config` when given.
+fn configured(k: &KeyArgs, d: Option<PathBuf>) -> miette::Result<(PathBuf, Vec<String>)> {
+    Ok(match &k.config {
+        Some(path) => {
+            let c = keyhole_server::Config::load(
+                Some(path),
+                keyhole_server::ConfigOverrides {
+                    data_dir: d,
+                    ..Default::default()
+                },
+            )
+            .into_diagnostic()?;
+            (c.data_dir, c.audit_key_fingerprints)
+        }
+        None => (data_dir(d), Vec::new()),
+    })
+}
+
+/// The keys `verify` and `export-digests` trust: only what the operator gave on the command line
+/// or in the config.
+fn trusted_keys(v: &KeyArgs, pinned: &[String]) -> miette::Result<audit::keys::TrustedKeys> {
     let mut keys = Vec::new();
     for path in &v.public_keys {
         keys.push(audit::keys::PublicKey::read(path).into_diagnostic()?);
@@ -376,28 +414,15 @@ fn trusted_keys(v: &VerifyArgs, pinned: &[String]) -> miette::Result<audit::keys
     let keys = audit::keys::TrustedKeys::new(keys, fingerprints);
     if keys.is_empty() {
         return Err(miette!(
-            "verify needs the operator's key, never the one in the directory it checks: give --public-key FILE (from `keyhole audit keygen`), --fingerprint HEX (printed by `keyhole serve` at first start), or --config FILE with audit_key_fingerprints"
+            "the operator's key is needed, never the one in the directory checked: give --public-key FILE (from `keyhole audit keygen`), --fingerprint HEX (printed by `keyhole serve` at first start), or --config FILE with audit_key_fingerprints"
         ));
     }
     Ok(keys)
 }
 
 fn verify(v: VerifyArgs) -> miette::Result<ExitCode> {
-    let (data, pinned) = match &v.config {
-        Some(path) => {
-            let c = keyhole_server::Config::load(
-                Some(path),
-                keyhole_server::ConfigOverrides {
-                    data_dir: v.data_dir.clone(),
-                    ..Default::default()
-                },
-            )
-            .into_diagnostic()?;
-            (c.data_dir, c.audit_key_fingerprints)
-        }
-        None => (data_dir(v.data_dir.clone()), Vec::new()),
-    };
-    let keys = trusted_keys(&v, &pinned)?;
+    let (data, pinned) = configured(&v.keys, v.data_dir.clone())?;
+    let keys = trusted_keys(&v.keys, &pinned)?;
     let dir = audit_dir(&data)?;
     if let Some(w) = &v.digests {
         if !w.is_dir() {

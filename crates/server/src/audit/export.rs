@@ -4,14 +4,20 @@
 //! after an export is then caught twice, by this command (the local log no longer extends the
 //! exported copy) and by `keyhole audit verify --digests DEST`.
 //!
-//! Digests hold no secret (hashes, times, sequence numbers, the public key), so the copy may be
-//! readable by whoever audits.
+//! Only real digests go to the witness: each new line must be a digest signed by a key the
+//! operator trusts (the same `--public-key`/`--fingerprint`/`--config` as `verify`) and continue
+//! the digest chain, and the logs are opened without following symbolic links, so whoever can
+//! write the data directory can neither poison the witness nor have the export copy other files.
+//! The copies are written owner-only (0600); digests hold no secret (hashes, times, sequence
+//! numbers, the public key), so the operator may open them to its auditors.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::digest;
 use super::err::{io, AuditError};
+use super::files::open_read;
+use super::keys::TrustedKeys;
 
 /// What an export did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +38,16 @@ pub enum ExportError {
     /// An I/O failure.
     #[error(transparent)]
     Io(#[from] AuditError),
+    /// A line of a local log is not a digest of the operator's key that continues the chain.
+    #[error("`{path}` line {line}: {why}; nothing was exported. Run `keyhole audit verify` on the data directory and investigate")]
+    NotADigest {
+        /// The local log.
+        path: PathBuf,
+        /// The line (from 1).
+        line: usize,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The local log does not extend the exported copy.
     #[error("`{local}` does not extend the exported copy `{exported}`: {why}. The local digests were rolled back or rewritten since the last export: run `keyhole audit verify --digests {dest}` and investigate; the exported copy was left as it was")]
     Diverged {
@@ -46,17 +62,86 @@ pub enum ExportError {
     },
 }
 
-/// Copies the digest logs of `audit_dir` into `dest` (created if missing).
-pub fn export_digests(audit_dir: &Path, dest: &Path) -> Result<Exported, ExportError> {
-    std::fs::create_dir_all(dest).map_err(io("create", dest))?;
+fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_read(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Checks every digest line of `logs` (in order): each must be a digest signed by a trusted key,
+/// numbered after the one before it, and carry its signature, except where an accepted
+/// discontinuity later explains a break (the digests it gave up).
+fn check_logs(logs: &[(u64, PathBuf, Vec<u8>)], keys: &TrustedKeys) -> Result<(), ExportError> {
+    let mut all = Vec::new();
+    for (_, path, bytes) in logs {
+        for (i, line) in bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            let signed = digest::check(line, keys).map_err(|e| ExportError::NotADigest {
+                path: path.clone(),
+                line: i + 1,
+                why: e.to_string(),
+            })?;
+            all.push((path, i + 1, signed));
+        }
+    }
+    let last_discontinuity = all
+        .iter()
+        .rposition(|(_, _, s)| s.digest.kind == digest::Kind::Discontinuity);
+    for (n, pair) in all.windows(2).enumerate() {
+        let [(_, _, prev), (path, line, cur)] = pair else {
+            continue;
+        };
+        let numbered = cur.digest.digest_seq > prev.digest.digest_seq;
+        let linked = cur.digest.digest_seq == prev.digest.digest_seq + 1
+            && cur.digest.previous_digest_signature == prev.signature;
+        let explained = cur.digest.kind == digest::Kind::Discontinuity
+            || last_discontinuity.is_some_and(|d| d > n + 1);
+        if !numbered || !(linked || explained) {
+            return Err(ExportError::NotADigest {
+                path: (*path).clone(),
+                line: *line,
+                why: format!(
+                    "digest #{} does not continue digest #{} (removed, replayed or inserted digests)",
+                    cur.digest.digest_seq, prev.digest.digest_seq
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Copies the digest logs of `audit_dir` into `dest` (created owner-only if missing), after
+/// checking each digest with `keys`.
+pub fn export_digests(
+    audit_dir: &Path,
+    dest: &Path,
+    keys: &TrustedKeys,
+) -> Result<Exported, ExportError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dest).map_err(io("create", dest))?;
     let mut out = Exported::default();
+    let mut logs = Vec::new();
     for (seq, path) in digest::digest_logs(audit_dir).map_err(io("list", audit_dir))? {
-        let mut local = std::fs::read(&path).map_err(io("read", &path))?;
+        let mut local = read_no_follow(&path).map_err(io("read", &path))?;
         // Only complete lines: a digest being written right now is exported next time.
         let complete = local.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         local.truncate(complete);
+        logs.push((seq, path, local));
+    }
+    // Nothing is exported unless every digest checks out.
+    check_logs(&logs, keys)?;
+    for (seq, path, local) in logs {
         let target = dest.join(digest::log_name(seq));
-        let exported = match std::fs::read(&target) {
+        let exported = match read_no_follow(&target) {
             Ok(b) => Some(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io("read", &target)(e).into()),
@@ -65,7 +150,14 @@ pub fn export_digests(audit_dir: &Path, dest: &Path) -> Result<Exported, ExportE
         match exported {
             None => {
                 let tmp = dest.join(format!(".{}.tmp", digest::log_name(seq)));
-                let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.mode(0o600);
+                }
+                let mut f = options.open(&tmp).map_err(io("create", &tmp))?;
                 f.write_all(&local)
                     .and_then(|()| f.sync_all())
                     .map_err(io("write", &tmp))?;

@@ -48,16 +48,48 @@ pub fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Opens (creating) a trail file or digest log for appending, owner-only.
+/// Opens (creating) a trail file or digest log for appending, owner-only. A symbolic link
+/// planted at the name is refused (`ELOOP`), never followed: the trail is written only into the
+/// audit directory's own files.
 pub(crate) fn open_append(path: &Path) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
     options.create(true).append(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(0o600).custom_flags(no_follow());
     }
-    options.open(path)
+    let file = options.open(path)?;
+    regular(file, path)
+}
+
+/// Opens `path` for reading if it is a regular file, without following a symbolic link.
+pub(crate) fn open_read(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(no_follow());
+    }
+    let file = options.open(path)?;
+    regular(file, path)
+}
+
+#[cfg(unix)]
+fn no_follow() -> i32 {
+    i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or(0)
+}
+
+fn regular(file: File, path: &Path) -> std::io::Result<File> {
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(std::io::Error::other(format!(
+            "`{}` is not a regular file",
+            path.display()
+        )))
+    }
 }
 
 /// Creates the audit directory owner-only (0700) and makes its existing files owner-only (0600).

@@ -570,7 +570,7 @@ async fn exported_digests_catch_a_rollback() {
     record(&sink, 2, 3).await;
     sink.close().await;
     let witness = tempfile::tempdir().unwrap();
-    let done = super::export::export_digests(dir.path(), witness.path()).unwrap();
+    let done = super::export::export_digests(dir.path(), witness.path(), &keys()).unwrap();
     assert!(done.digests >= 3, "{done:?}");
     // Roll the data directory back to an earlier, consistent state (as an attacker without the
     // key can): on its own it verifies, with a gap...
@@ -585,7 +585,7 @@ async fn exported_digests_catch_a_rollback() {
     })
     .unwrap();
     assert!(r.problem.is_some(), "{r:#?}");
-    let e = super::export::export_digests(rolled.path(), witness.path()).unwrap_err();
+    let e = super::export::export_digests(rolled.path(), witness.path(), &keys()).unwrap_err();
     assert!(e.to_string().contains("rolled back"), "{e}");
     // The real trail, with digests signed after the export, verifies against the copy.
     let sink = open(dir.path(), per_event());
@@ -600,12 +600,12 @@ async fn exported_digests_catch_a_rollback() {
     .unwrap();
     assert_eq!(r.problem, None, "{r:#?}");
     // An up-to-date export appends what is new.
-    let again = super::export::export_digests(dir.path(), witness.path()).unwrap();
+    let again = super::export::export_digests(dir.path(), witness.path(), &keys()).unwrap();
     assert!(
         again.digests > 0 && again.new_files + again.extended > 0,
         "{again:?}"
     );
-    let same = super::export::export_digests(dir.path(), witness.path()).unwrap();
+    let same = super::export::export_digests(dir.path(), witness.path(), &keys()).unwrap();
     assert_eq!(same.digests, 0, "{same:?}");
 }
 
