@@ -317,3 +317,24 @@ def test_export_copies_only_signed_digests_and_never_follows_links(fresh_server_
     assert modes and set(modes.values()) == {0o600}, modes
     assert witness.stat().st_mode & 0o777 == 0o700
     assert verify(kp.data_dir, fp, "--digests", str(witness)).returncode == 0
+
+
+def test_a_symlink_planted_as_the_next_trail_file_is_refused(fresh_server_factory, tmp_path):
+    """Review (A6): the next trail file's name is predictable; a symlink planted there (to a
+    world-readable file, or /dev/null) was written through. The gateway now refuses to open it."""
+    kp = fresh_server_factory()
+    _puts(kp, 1)
+    assert kp.stop() == 0
+    head = max(e["seq"] for e in read_trail(kp.data_dir))
+    target_file = tmp_path / "elsewhere.jsonl"
+    target_file.write_text("")
+    link = audit_dir(kp.data_dir) / f"audit-{head + 1:020}.jsonl"
+    link.symlink_to(target_file)
+    logs = _refused(kp)
+    assert f"{head + 1:020}.jsonl" in logs and "symbolic link" in logs, logs
+    assert target_file.read_text() == ""
+    link.unlink()
+    kp.start()
+    _puts(kp, 1, prefix="after")
+    assert kp.stop() == 0
+    assert verify(kp.data_dir, fingerprint(kp)).returncode == 0
