@@ -356,3 +356,70 @@ def test_body_progress_refuses_stalls_and_trickles_but_not_slow_uploads(tmp_path
         assert metric(kp, "keyhole_request_body_timeouts_total") >= 2
     finally:
         kp.kill()
+
+
+def _iam_head(kp: KeyholeProcess, ak: str, sk: str, length: int) -> bytes:
+    """The head of an IAM Query POST declaring a `length`-byte form body, signed (UNSIGNED-PAYLOAD
+    is not allowed for IAM, so the signature is over an empty body: it never verifies, and the
+    body is what matters here)."""
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+
+    req = botocore.awsrequest.AWSRequest(method="POST", url=f"{kp.endpoint}/", data=b"",
+                                         headers={"Content-Type": "application/x-www-form-urlencoded",
+                                                  "Host": f"127.0.0.1:{kp.port}"})
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials(ak, sk), "iam", "us-east-1").add_auth(req)
+    headers = {k: v for k, v in req.headers.items() if k.lower() != "content-length"}
+    headers["Content-Length"] = str(length)
+    return (b"POST / HTTP/1.1\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n")
+
+
+def test_signed_api_bodies_cannot_hold_connections_without_credentials(tmp_path):
+    """Review (B1): an IAM/STS body is read before its signature can be checked; bodies trickled
+    at just above the minimum rate under an unknown key kept connections busy (never shed) for a
+    minute each. An unknown key is now refused before its body is read, and a known key's body is
+    due within the header timeout."""
+    kp = start(tmp_path, "--header-timeout-secs", "2")
+    try:
+        unknown = socket.create_connection(("127.0.0.1", kp.port), timeout=5)
+        unknown.sendall(_iam_head(kp, "AKIAIOSFODNN7EXAMPLE", "x" * 40, 60_000) + b"Action=")
+        started = time.monotonic()
+        answer = _answer(unknown, 5)
+        assert b" 403 " in answer.split(b"\r\n")[0], answer[:200]
+        assert time.monotonic() - started < 1.5
+        unknown.close()
+        # A real key trickling its body: refused at the header timeout, not a minute later.
+        ak, sk = kp.credentials()
+        slow = socket.create_connection(("127.0.0.1", kp.port), timeout=10)
+        slow.sendall(_iam_head(kp, ak, sk, 60_000) + b"Action=")
+        started = time.monotonic()
+        for _ in range(6):
+            time.sleep(0.5)
+            try:
+                slow.sendall(b"x" * 1100)
+            except OSError:
+                break
+        answer = _answer(slow, 5)
+        assert b" 400 " in answer.split(b"\r\n")[0] and b"RequestTimeout" in answer, answer[:300]
+        assert time.monotonic() - started < 4.5
+        slow.close()
+    finally:
+        kp.stop()
+
+
+def test_request_heads_are_bounded(tmp_path):
+    """Review (B2): unfinished heads of up to ~400 KB were buffered per connection (1.5 GB of RSS
+    under a flood, kept afterwards). Heads are now capped at 32 KiB: a larger one is 431, a
+    normal large one (20 KiB of headers) is served."""
+    kp = start(tmp_path)
+    try:
+        status, _ = timed_request(kp, "/healthz", {"Host": f"127.0.0.1:{kp.port}", "X-Pad": "a" * 20_000})
+        assert status == 200
+        sock = socket.create_connection(("127.0.0.1", kp.port), timeout=5)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 40_000)
+        answer = _answer(sock, 5)
+        assert b" 431 " in answer.split(b"\r\n")[0], answer[:200]
+        sock.close()
+    finally:
+        kp.stop()

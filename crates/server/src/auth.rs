@@ -238,6 +238,32 @@ impl Authenticator {
         Ok(keyhole_sigv4::parse(method, uri, headers)?)
     }
 
+    /// Whether a signature names credentials the gateway issued: the root key, an active IAM
+    /// user key, or temporary credentials whose sealed token opens for their key id. Checked
+    /// before a signed body is read, so that unknown keys cost no more than their head; the
+    /// full verification comes after.
+    pub fn known_key(&self, signed: &keyhole_sigv4::SignedRequest) -> Result<(), S3Error> {
+        let access_key_id = signed.access_key_id();
+        let service = signed.scope().service.as_str();
+        let known = match signed.session_token() {
+            Some(token) => self.tokens.open(token, access_key_id).is_some(),
+            None => {
+                access_key_id == self.root_access_key_id
+                    || self
+                        .state
+                        .snapshot()
+                        .keys
+                        .get(access_key_id)
+                        .is_some_and(|k| k.active)
+            }
+        };
+        if known {
+            Ok(())
+        } else {
+            Err(unknown_key(service, access_key_id))
+        }
+    }
+
     /// Verifies a parsed signature and returns who sent it. `body_sha256` is the hash of the
     /// (already read, small) body for Query-protocol requests that sign it without declaring it.
     #[allow(clippy::too_many_arguments, reason = "the parts of one HTTP request")]

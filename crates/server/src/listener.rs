@@ -200,6 +200,9 @@ fn address_key(ip: IpAddr) -> IpAddr {
 /// "No time set" in a millisecond field.
 const NONE: u64 = u64::MAX;
 
+/// The most a request head (request line and headers) may take: see `serve_one`.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
 /// What one connection is doing, shared by its task, its IO wrapper, its requests and the
 /// registry.
 #[derive(Debug)]
@@ -753,7 +756,11 @@ impl Task {
                     }))
                 }
             });
-        let http = hyper::server::conn::http1::Builder::new();
+        let mut http = hyper::server::conn::http1::Builder::new();
+        // A request head (with the URI) may hold at most this much: S3's own limit on request
+        // headers is 8 KB, so 32 KiB leaves room for long presigned URLs and keys while bounding
+        // what an unfinished head can pin in memory per connection (hyper's default is ~400 KB).
+        http.max_buf_size(MAX_HEAD_BYTES);
         match acceptor {
             None => {
                 let io = Tracked {

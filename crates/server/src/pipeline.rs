@@ -552,11 +552,30 @@ async fn authenticate(
     };
     let claimed = signed.access_key_id().to_owned();
     let (principal, verified, payload) = if let Some(limit) = limit {
+        // The body is signed, so it is read before the signature can be checked: first make sure
+        // the key is one the gateway issued (an unknown key is refused without reading a byte),
+        // and read the small body within the header timeout, as if it were part of the head, so
+        // that nobody without credentials holds a connection busy with a slow body.
+        gw.authn.known_key(&signed).inspect_err(|_| {
+            trace.authn_failed = true;
+            trace.identity.access_key_id = Some(claimed.clone());
+        })?;
         let expected = declared_length(&parts.headers, None)?;
-        let raw = BodyReader::new(incoming, &HeaderMap::new(), None, expected)
-            .counting(trace.bytes_in.clone())
-            .read_limited(limit)
-            .await?;
+        let no_headers = HeaderMap::new();
+        let mut reader =
+            BodyReader::new(incoming, &no_headers, None, expected).counting(trace.bytes_in.clone());
+        let read = reader.read_limited(limit);
+        let deadline = std::time::Duration::from_secs(gw.config.header_timeout_secs.max(1));
+        let raw = tokio::time::timeout(deadline, read).await.map_err(|_| {
+            S3Error::new(
+                "RequestTimeout",
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the request body did not arrive within {} s (a signed API request's body is read before its signature is checked, so it is due with the head)",
+                    deadline.as_secs()
+                ),
+            )
+        })??;
         let hash = keyhole_sigv4::sha256_hex(&raw);
         let (p, v) = gw
             .authn
