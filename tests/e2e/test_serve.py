@@ -366,3 +366,36 @@ def test_json_logs_and_no_secret_in_output(fresh_server_factory):
         _json.loads(ln)
     for text in (kp.stdout_text(), kp.stderr_text(), kp2.stdout_text(), kp2.stderr_text()):
         assert sk not in text, "the root secret key appears in the server output"
+
+
+def test_concurrent_first_starts_never_break_the_data_directory(tmp_path):
+    """Review (B3): two `serve` processes started at once on the same new data directory could
+    interleave their account files, or one's failed start removed what the other was using,
+    leaving a directory no later start could open. The data directory is locked before anything
+    is created in it: at most one start wins, the other changes nothing, and the directory then
+    starts normally."""
+    from e2e_helpers import free_port
+
+    for attempt in range(3):
+        data = tmp_path / f"d{attempt}"
+        procs = [_spawn(["--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(data)], {}, tmp_path)
+                 for _ in range(2)]
+        time.sleep(1.5)
+        running = [p for p in procs if p.poll() is None]
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=20)
+        assert len(running) <= 1, "two gateways served one data directory"
+        for p in procs:
+            if p.returncode != 0:
+                err = p.stderr.read() if p.stderr else ""
+                assert "in use by another keyhole process" in " ".join(err.replace("│", " ").split()), err
+        # Whatever happened, the directory (if left) starts cleanly.
+        if data.exists():
+            again = _spawn(["--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(data)], {}, tmp_path)
+            time.sleep(1.5)
+            assert again.poll() is None, again.stderr.read() if again.stderr else ""
+            again.send_signal(signal.SIGTERM)
+            assert again.wait(timeout=20) == 0

@@ -30,6 +30,9 @@ pub enum DataDirError {
         /// What others may do, in words.
         what: &'static str,
     },
+    /// Another gateway process is starting or serving with it.
+    #[error("the data directory `{0}` is in use by another keyhole process (starting or serving): stop it first, or choose another with --data-dir; nothing was created or changed")]
+    InUse(PathBuf),
     /// It exists and is not a directory.
     #[error(
         "the data directory `{0}` exists and is not a directory: choose another with --data-dir"
@@ -102,6 +105,27 @@ pub fn prepare(path: &Path, allow_shared: bool) -> Result<Prepared, DataDirError
             action: "inspect the data directory",
             path: path.to_owned(),
             source,
+        }),
+    }
+}
+
+/// Takes the data directory for this process: an exclusive advisory lock on the directory
+/// itself, held until the returned file is dropped (the process ends). Taken before anything is
+/// created inside, so two first starts on the same new directory cannot interleave their account
+/// files, and a start that loses the race neither creates nor removes anything.
+pub fn lock(path: &Path) -> Result<std::fs::File, DataDirError> {
+    let dir = std::fs::File::open(path).map_err(|source| DataDirError::Io {
+        action: "open the data directory",
+        path: path.to_owned(),
+        source,
+    })?;
+    match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(dir),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(DataDirError::InUse(path.to_owned())),
+        Err(e) => Err(DataDirError::Io {
+            action: "lock the data directory",
+            path: path.to_owned(),
+            source: e.into(),
         }),
     }
 }

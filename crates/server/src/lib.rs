@@ -74,6 +74,8 @@ pub struct Gateway {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The connection limits and timeouts, resolved against the open-file limit.
     pub limits: listener::Limits,
+    /// The data directory's lock ([`datadir::lock`]), held while the gateway lives.
+    pub data_dir_lock: Option<Arc<std::fs::File>>,
 }
 
 impl Gateway {
@@ -126,6 +128,7 @@ impl Gateway {
             jobs,
             tls,
             limits,
+            data_dir_lock: None,
         }
     }
 }
@@ -159,10 +162,18 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
         None => None,
     };
     let prepared = datadir::prepare(&config.data_dir, config.allow_shared_data_dir)?;
+    // Another process holding the lock may be using a directory this start created: it is left
+    // alone.
+    let lock = datadir::lock(&config.data_dir)?;
     match open_in(config, limits, tls, signer) {
-        Ok(gateway) => Ok(gateway),
+        Ok(mut gateway) => {
+            gateway.data_dir_lock = Some(Arc::new(lock));
+            Ok(gateway)
+        }
         Err(e) => {
+            // Rolled back under the lock, so no other start begins in a half-removed directory.
             prepared.roll_back();
+            drop(lock);
             Err(e)
         }
     }
