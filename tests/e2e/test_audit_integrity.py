@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -226,6 +227,12 @@ def test_a_key_outside_the_data_directory_and_verify_with_its_public_key(fresh_s
     assert made.returncode == 0, made.stderr
     fp = made.stdout.split("fingerprint: ")[1].split()[0]
     assert (keys / "audit.key").stat().st_mode & 0o777 == 0o600
+    if shutil.which("openssl"):
+        # Review (A9): the key is PKCS#8 v1, as OpenSSL writes and reads it.
+        derived = subprocess.run(["openssl", "pkey", "-in", str(keys / "audit.key"), "-pubout"],
+                                 capture_output=True, text=True)
+        assert derived.returncode == 0, derived.stderr
+        assert derived.stdout == (keys / "audit.key.pub").read_text()
     kp = fresh_server_factory(extra_args=["--audit-signing-key", str(keys / "audit.key"), "--audit-key-fingerprint", fp])
     assert fingerprint(kp) == fp
     assert not (kp.data_dir / "audit-signing.key").exists()

@@ -153,10 +153,16 @@ impl Signer {
             path: path.to_owned(),
             source: e,
         };
-        let pem = self
-            .key
+        // PKCS#8 v1 (the private key alone), as `openssl genpkey -algorithm ed25519` writes it:
+        // OpenSSL 3.0 cannot read the v2 form that also carries the public key.
+        let pem = {
+            ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: self.key.to_bytes(),
+                public_key: None,
+            }
             .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-            .map_err(|e| err(std::io::Error::other(e.to_string())))?;
+            .map_err(|e| err(std::io::Error::other(e.to_string())))?
+        };
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
