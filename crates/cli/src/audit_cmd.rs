@@ -407,8 +407,8 @@ fn trusted_keys(v: &KeyArgs, pinned: &[String]) -> miette::Result<audit::keys::T
     }
     let mut fingerprints = Vec::new();
     for f in v.fingerprints.iter().chain(pinned) {
-        fingerprints.push(audit::keys::parse_fingerprint(f).ok_or_else(|| {
-            miette!("--fingerprint `{f}` is not a fingerprint: use the 64 hex digits `keyhole serve` printed at first start")
+        fingerprints.push(audit::keys::parse_pin(f).ok_or_else(|| {
+            miette!("--fingerprint `{f}` is not a fingerprint: use the 64 hex digits `keyhole serve` printed at first start (FINGERPRINT@SEQ for a key retired at digest #SEQ)")
         })?);
     }
     let keys = audit::keys::TrustedKeys::new(keys, fingerprints);

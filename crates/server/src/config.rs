@@ -421,10 +421,10 @@ impl Config {
             .or(from_file.audit_key_fingerprints)
             .unwrap_or_default()
         {
-            let parsed = crate::audit::keys::parse_fingerprint(&f).ok_or(ConfigError::Invalid {
+            let parsed = crate::audit::keys::parse_pin(&f).ok_or(ConfigError::Invalid {
                 field: "audit_key_fingerprints",
                 value: f.clone(),
-                hint: "use the 64-hex-digit fingerprint `keyhole serve` prints at first start (or `keyhole audit keygen` prints)",
+                hint: "use the 64-hex-digit fingerprint `keyhole serve` prints at first start (or `keyhole audit keygen` prints), with `@SEQ` for a key retired at digest #SEQ",
             })?;
             audit_key_fingerprints.push(parsed);
         }

@@ -203,19 +203,64 @@ pub fn parse_fingerprint(text: &str) -> Option<String> {
     (t.len() == 64 && t.chars().all(|c| c.is_ascii_hexdigit())).then(|| t.to_ascii_lowercase())
 }
 
+/// Parses a pinned key as the operator may write it: a fingerprint ([`parse_fingerprint`]),
+/// optionally followed by `@SEQ` for a key retired by rotation, which may sign only the digests
+/// before #SEQ (the first its successor signed). Returns it normalized (`hex` or `hex@SEQ`).
+pub fn parse_pin(text: &str) -> Option<String> {
+    match text.trim().split_once('@') {
+        None => parse_fingerprint(text),
+        Some((fp, seq)) => {
+            let seq: u64 = seq.trim().parse().ok().filter(|s| *s > 1)?;
+            Some(format!("{}@{seq}", parse_fingerprint(fp)?))
+        }
+    }
+}
+
 /// The keys a digest may be signed with: public keys the operator gave, and fingerprints the
 /// operator pinned (a digest signed by a pinned key carries that key; it is accepted when its
-/// fingerprint is pinned).
+/// fingerprint is pinned). A pin `FINGERPRINT@SEQ` retires its key from digest #SEQ on.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedKeys {
     keys: Vec<PublicKey>,
     fingerprints: Vec<String>,
+    retired: Vec<(String, u64)>,
 }
 
 impl TrustedKeys {
-    /// Trusts these keys and these fingerprints.
-    pub fn new(keys: Vec<PublicKey>, fingerprints: Vec<String>) -> TrustedKeys {
-        TrustedKeys { keys, fingerprints }
+    /// Trusts these keys and these pins ([`parse_pin`]'s forms).
+    pub fn new(keys: Vec<PublicKey>, pins: Vec<String>) -> TrustedKeys {
+        let mut fingerprints = Vec::new();
+        let mut retired = Vec::new();
+        for pin in pins {
+            match pin.split_once('@') {
+                Some((fp, seq)) => {
+                    if let Ok(seq) = seq.parse() {
+                        retired.push((fp.to_owned(), seq));
+                    }
+                    fingerprints.push(fp.to_owned());
+                }
+                None => fingerprints.push(pin),
+            }
+        }
+        TrustedKeys {
+            keys,
+            fingerprints,
+            retired,
+        }
+    }
+
+    /// The first digest the key `fingerprint` may no longer sign, if it was retired.
+    pub fn retired_from(&self, fingerprint: &str) -> Option<u64> {
+        self.retired
+            .iter()
+            .filter(|(f, _)| f == fingerprint)
+            .map(|(_, s)| *s)
+            .min()
+    }
+
+    /// Every retired key and the first digest it may no longer sign.
+    pub fn retirements(&self) -> &[(String, u64)] {
+        &self.retired
     }
 
     /// Whether nothing is trusted.

@@ -172,6 +172,19 @@ fn continue_from(
             w
         }
     };
+    let previous_key = &last.digest.public_key_fingerprint;
+    let current_key = w.signer.public().fingerprint().to_owned();
+    if *previous_key != current_key {
+        // A rotation: the old key is retired from this start digest on, but only the operator
+        // can say so to verify (a retired key could otherwise rewrite what the new one signs).
+        tracing::warn!(
+            old = %previous_key,
+            new = %current_key,
+            "the audit signing key was rotated: digest #{} is the first the new key signed. Retire the old key wherever the trail is verified: pin it as `{previous_key}@{}` (audit_key_fingerprints, --fingerprint), next to the new fingerprint",
+            w.last.seq,
+            w.last.seq
+        );
+    }
     if adopted > 0 {
         tracing::warn!(
             events = adopted,

@@ -460,6 +460,37 @@ async fn a_restart_with_another_key_is_refused_unless_pinned() {
     );
     assert_eq!(check_with(dir.path(), &both).problem, None);
     assert!(check(dir.path()).problem.is_some());
+    // Review (A4): the old key is retired from the first digest the new one signed. Pinned so,
+    // the trail verifies; a digest at or after that point signed by the old key, or a trail
+    // that ends before it, does not.
+    let mut digests: Vec<(u64, String)> = Vec::new();
+    for (_, path) in super::digest::digest_logs(dir.path()).unwrap() {
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            digests.push((
+                v["digestSeq"].as_u64().unwrap(),
+                v["publicKeyFingerprint"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    let old_fp = signer().public().fingerprint().to_owned();
+    let new_fp = other.public().fingerprint().to_owned();
+    let first_new = digests
+        .iter()
+        .filter(|(_, fp)| *fp == new_fp)
+        .map(|(s, _)| *s)
+        .min()
+        .unwrap();
+    let last = digests.iter().map(|(s, _)| *s).max().unwrap();
+    let retired =
+        |at: u64| TrustedKeys::new(vec![], vec![format!("{old_fp}@{at}"), new_fp.clone()]);
+    assert_eq!(check_with(dir.path(), &retired(first_new)).problem, None);
+    let early = check_with(dir.path(), &retired(first_new - 1))
+        .problem
+        .unwrap();
+    assert!(early.reason.contains("retired"), "{early:?}");
+    let beyond = check_with(dir.path(), &retired(last + 1)).problem.unwrap();
+    assert!(beyond.reason.contains("were removed"), "{beyond:?}");
 }
 
 #[tokio::test]

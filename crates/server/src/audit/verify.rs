@@ -487,6 +487,18 @@ impl Walker<'_> {
         let signed = digest::check(line, self.opts.keys)
             .map_err(|e| problem(position, format!("digest {e}"), self.next_seq))?;
         let d = &signed.digest;
+        if let Some(from) = self.opts.keys.retired_from(&d.public_key_fingerprint) {
+            if d.digest_seq >= from {
+                return Err(problem(
+                    position,
+                    format!(
+                        "digest #{} is signed by key {}, which was retired from digest #{from} on (history rewritten with a rotated-out key)",
+                        d.digest_seq, d.public_key_fingerprint
+                    ),
+                    self.next_seq,
+                ));
+            }
+        }
         self.report.max_digest_seq = self.report.max_digest_seq.max(d.digest_seq);
         if d.kind == Kind::Discontinuity {
             return self.resume(position, signed);
@@ -951,6 +963,23 @@ impl Walker<'_> {
                 self.report.problem = Some(Problem {
                     position: "(digests)".into(),
                     reason: "no signed digest: every keyhole account has at least its signed genesis digest, so the trail was removed (or this is not the gateway's audit directory, or its trail predates signed digests)".into(),
+                    seq: self.next_seq,
+                });
+            } else if let Some((fp, from)) = self
+                .opts
+                .keys
+                .retirements()
+                .iter()
+                .find(|(_, from)| self.report.max_digest_seq < *from)
+            {
+                // The successor of a retired key signed digest #from: a trail that ends before
+                // it lost what the new key signed (or was rewritten with the old key).
+                self.report.problem = Some(Problem {
+                    position: "(digests)".into(),
+                    reason: format!(
+                        "the digests end at #{}, but key {fp} was retired at digest #{from}, which its successor signed: later digests were removed, or history was rewritten with the old key",
+                        self.report.max_digest_seq
+                    ),
                     seq: self.next_seq,
                 });
             } else if let Some(reason) = unsigned_window_problem(&self.report) {
