@@ -1,0 +1,17 @@
+#!/bin/bash
+# usage: bench.sh DIR(with keyhole, load) LABEL
+set -u
+B=$1; LABEL=$2
+D=$(mktemp -d /tmp/bench.XXXX); chmod 700 $D
+RUST_LOG=warn $B/keyhole serve --listen 127.0.0.1:19100 --data-dir $D/data >/dev/null 2>&1 &
+PID=$!
+for i in $(seq 50); do curl -s http://127.0.0.1:19100/healthz >/dev/null && break; sleep 0.2; done
+L="$B/load --endpoint http://127.0.0.1:19100 --credentials $D/data/root-credentials"
+echo "== $LABEL"
+$L --op put --size 4KiB --concurrency 8 --seconds 10 --signed-payload 2>&1 | grep -iE "req/s|MiB/s" | head -2
+$L --op get --size 4KiB --concurrency 8 --seconds 10 2>&1 | grep -iE "req/s|MiB/s" | head -2
+$L --op put --size 1GiB --concurrency 1 --requests 3 --seconds 120 2>&1 | grep -iE "req/s|MiB/s" | head -2
+$L --op get --size 1GiB --concurrency 1 --requests 3 --seconds 120 2>&1 | grep -iE "req/s|MiB/s" | head -2
+grep VmHWM /proc/$PID/status
+kill $PID; wait $PID 2>/dev/null
+rm -rf $D
