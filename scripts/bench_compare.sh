@@ -1,5 +1,11 @@
 #!/bin/bash
-# usage: bench.sh DIR(with keyhole, load) LABEL
+# Runs the gateway throughput workloads of docs/BENCHMARKS.md against one build, on a fresh data
+# directory, and prints the load tool's summary lines and the server's peak RSS.
+#
+# usage: scripts/bench_compare.sh DIR LABEL
+#   DIR holds release binaries `keyhole` and `load` (cargo build --release -p keyhole --bin keyhole
+#   --example load; copy target/release/keyhole and target/release/examples/load), LABEL names the
+#   run in the output. Run two builds alternately to compare them.
 set -u
 B=$1; LABEL=$2
 D=$(mktemp -d /tmp/bench.XXXX); chmod 700 $D
