@@ -346,12 +346,7 @@ impl Authenticator {
             let job = match &claims.job {
                 Some(id) => {
                     let job = self.jobs.active(id).ok_or_else(revoked)?;
-                    if let Some(why) = job
-                        .record
-                        .grant
-                        .as_ref()
-                        .and_then(|g| g.creator.ended(&self.jobs, now.timestamp()))
-                    {
+                    if let Some(why) = job.record.creator_ended(&self.jobs, now.timestamp()) {
                         return Err(S3Error::new(
                             "InvalidToken",
                             StatusCode::BAD_REQUEST,

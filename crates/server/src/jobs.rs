@@ -765,12 +765,7 @@ pub fn fetch_credentials(
     let Principal::JobToken { job, .. } = principal else {
         return Err(S3Error::access_denied("Access Denied"));
     };
-    if let Some(why) = job
-        .record
-        .grant
-        .as_ref()
-        .and_then(|g| g.creator.ended(&gw.jobs, now.timestamp()))
-    {
+    if let Some(why) = job.record.creator_ended(&gw.jobs, now.timestamp()) {
         return Err(S3Error::new(
             "ExpiredToken",
             StatusCode::FORBIDDEN,

@@ -57,6 +57,12 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// Why the job can no longer act for its creator, if it cannot: the temporary credentials
+    /// that created it expired or were revoked ([`super::grant::JobCreator::ended`]).
+    pub fn creator_ended(&self, jobs: &JobStore, now: i64) -> Option<String> {
+        self.grant.as_ref()?.creator.ended(jobs, now)
+    }
+
     /// `pending`, `running`, `ended` (window over) or `finished`, at `now` (Unix seconds).
     pub fn state(&self, now: i64) -> &'static str {
         if self.finished_at.is_some() {
