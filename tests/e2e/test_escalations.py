@@ -1039,3 +1039,138 @@ def test_a_role_jobs_renewal_sees_the_creators_current_tags(server, data_bucket,
             RoleArn=arn(server, "role", role), RoleSessionName="xx")
     assert code_of(e.value) == "AccessDenied"
     assert _fetch(server, job["CredentialsToken"]) == 403
+
+
+# ---------------------------------------------------------------- review findings, round 3
+
+
+def test_a_revocation_lasts_as_long_as_the_longest_credentials(server, tmp_path):
+    """R3-1: RevokeSession was kept 12 hours, GetSessionToken credentials live up to 36: after a
+    restart past 12 hours the revoked credentials worked again. The stored revocation must outlive
+    every credential keyhole issues (GetSessionToken: 900 to 129,600 s,
+    https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html)."""
+    import sqlite3
+
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, ALLOW_ALL)
+    sts = client(server, "sts", (ak, sk, None))
+    c = sts.get_session_token(DurationSeconds=129_600)["Credentials"]
+    remember_secrets(c["SecretAccessKey"], c["SessionToken"])
+    r = keyhole(server, "admin", "revoke-session", c["AccessKeyId"])
+    assert r.returncode == 0, r.stderr
+    with pytest.raises(ClientError) as e:
+        client(server, "s3", session_creds(c)).list_buckets()
+    assert code_of(e.value) == "InvalidToken"
+    db = sqlite3.connect(f"file:{server.data_dir / 'state.db'}?mode=ro", uri=True)
+    try:
+        (expires,) = db.execute("SELECT expires_at FROM revoked_sessions WHERE access_key_id = ?",
+                                (c["AccessKeyId"],)).fetchone()
+    finally:
+        db.close()
+    assert expires >= int(c["Expiration"].timestamp()), "the revocation is forgotten before the credentials expire"
+
+
+def test_a_token_issue_time_deny_on_the_creator_stops_its_roleless_jobs(server, data_bucket, tmp_path):
+    """R3-2: AWS's way to revoke a user's temporary credentials, a Deny on aws:TokenIssueTime
+    attached to the user that created them
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_temp_control-access_disable-perms.html),
+    must stop the sessions of its role-less jobs (a delegation like GetFederationToken's)."""
+    import datetime as dt
+
+    iam = iam_client(server)
+    name, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:*", "keyhole:*"], "Resource": "*"}]})
+    job = _start(server, creds_file(tmp_path, ak, sk, "r3-2"), "--name", "r3-2", "--read",
+                 f"s3://{data_bucket}/in/", "--for", "10m")
+    job_s3 = client(server, "s3", session_creds(job["Credentials"]))
+    assert job_s3.get_object(Bucket=data_bucket, Key="in/a.txt")["Body"].read() == b"in/a.txt"
+    cutoff = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    iam.put_user_policy(UserName=name, PolicyName="revoke-older", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*",
+                                               "Condition": {"DateLessThan": {"aws:TokenIssueTime": cutoff}}}]}))
+    with pytest.raises(ClientError) as e:
+        job_s3.get_object(Bucket=data_bucket, Key="in/a.txt")
+    assert code_of(e.value) == "AccessDenied" and "explicit deny" in str(e.value)
+    # The user's own long-term key carries no aws:TokenIssueTime: the Deny does not touch it.
+    own = make_client(server.endpoint, ak, sk)
+    assert own.get_object(Bucket=data_bucket, Key="in/a.txt")["Body"].read() == b"in/a.txt"
+
+
+def test_iam_and_sts_bodies_are_bound_to_the_signature_even_when_unsigned_payload_is_declared(server):
+    """R3-5: UNSIGNED-PAYLOAD is Amazon S3's option
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html); an IAM request
+    declaring it must not let its body (the action) be replaced."""
+    import http.client
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    r = AWSRequest("POST", server.endpoint + "/", data="Action=GetUser&Version=2010-05-08",
+                   headers={"Content-Type": "application/x-www-form-urlencoded",
+                            "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+    SigV4Auth(Credentials(server.access_key, server.secret_key), "iam", REGION).add_auth(r)
+    injected = uid("injected")
+    body = f"Action=CreateUser&UserName={injected}&Version=2010-05-08".encode()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    headers = {k: v for k, v in r.headers.items()}
+    headers["Content-Length"] = str(len(body))
+    conn.request("POST", "/", body=body, headers=headers)
+    resp = conn.getresponse()
+    out = resp.read()
+    assert resp.status == 403 and b"SignatureDoesNotMatch" in out, out
+    with pytest.raises(ClientError) as e:
+        iam_client(server).get_user(UserName=injected)
+    assert code_of(e.value) == "NoSuchEntity"
+
+
+def test_creating_users_and_roles_is_authorized_on_their_path(server):
+    """R3-6: CreateUser and CreateRole name `user/${UserNameWithPath}` and `role/${RoleNameWithPath}`
+    (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html)."""
+    iam = iam_client(server)
+    acct = server.account_id
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "iam:*", "Resource": [f"arn:aws:iam::{acct}:user/admins/*",
+                                                            f"arn:aws:iam::{acct}:role/admins/*"]}]})
+    deleg = iam_client(server, ak, sk)
+    with pytest.raises(ClientError) as e:
+        deleg.create_user(UserName=uid("evil"), Path="/admins/")
+    assert code_of(e.value) == "AccessDenied"
+    with pytest.raises(ClientError) as e:
+        deleg.create_role(RoleName=uid("evilr"), Path="/admins/", AssumeRolePolicyDocument=json.dumps(
+            trust({"AWS": f"arn:aws:iam::{acct}:root"})))
+    assert code_of(e.value) == "AccessDenied"
+    # A delegate allowed only /dev/ may create there.
+    _, dak, dsk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:CreateUser", "Resource": f"arn:aws:iam::{acct}:user/dev/*"}]})
+    made = iam_client(server, dak, dsk).create_user(UserName=uid("dev"), Path="/dev/")["User"]
+    assert made["Arn"].startswith(f"arn:aws:iam::{acct}:user/dev/")
+
+
+def test_a_job_report_does_not_show_the_creator_a_bucket_policys_conditions(server, tmp_path):
+    """R3-8: the report named the Sid, operator and key of a bucket policy the creator cannot read;
+    AWS's denials never name a policy's conditions
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html)."""
+    root_s3 = make_client(server.endpoint, server.access_key, server.secret_key)
+    bucket = uid("r3-8")
+    root_s3.create_bucket(Bucket=bucket)
+    root_s3.put_object(Bucket=bucket, Key="d/x", Body=b"x")
+    root_s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "OnlyClearedStaff", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:root"},
+        "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+        "Condition": {"StringEquals": {"aws:PrincipalTag/clearance-level": "high"}}}]}))
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["keyhole:*", "s3:ListBucket"], "Resource": "*"}]})
+    creds = creds_file(tmp_path, ak, sk, "r3-8")
+    job = _start(server, creds, "--name", "r3-8", "--read", f"s3://{bucket}/d/", "--for", "10m")
+    with pytest.raises(ClientError):
+        client(server, "s3", session_creds(job["Credentials"])).get_object(Bucket=bucket, Key="d/x")
+    wait_for_events(server.data_dir, lambda evs: any(
+        e.get("eventName") == "GetObject" and (e.get("userIdentity") or {}).get("job") == job["Job"]["JobId"] for e in evs))
+    r = keyhole(server, "job", "report", job["Job"]["JobId"], creds_file=creds)
+    assert r.returncode == 0, r.stderr
+    assert "OnlyClearedStaff" not in r.stdout and "clearance-level" not in r.stdout, r.stdout
+    assert "denied" in r.stdout
+    root_s3.delete_bucket_policy(Bucket=bucket)

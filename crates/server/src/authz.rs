@@ -439,7 +439,31 @@ impl Authorize for PolicyAuthorizer {
         // as the creator as it is now, with the creator's own keys (its ARN, user name, unique
         // id, tags, token issue time) in place of the job session's, so policies and bucket
         // policies aimed at the creator bind its jobs too (crate::jobs::grant).
-        let as_creator = crate::context::rebase_principal(context, creator, &self.account_id);
+        let mut as_creator = crate::context::rebase_principal(context, creator, &self.account_id);
+        if as_creator.get("aws:TokenIssueTime").is_none() {
+            // A creator that used its long-term keys: the job is its delegation, like
+            // GetFederationToken's, whose requests carry the session's issue time and are bound
+            // by the policies of the IAM user that created them ("Denying access to temporary
+            // security credentials issued before a specific time ... attach a policy ... to the
+            // IAM user that created the temporary security credentials",
+            // https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_temp_control-access_disable-perms.html).
+            // The delegation was issued when the job was created.
+            let created = match principal {
+                Principal::Session { claims, .. } => claims
+                    .job
+                    .as_deref()
+                    .and_then(|id| self.jobs.active(id))
+                    .map(|j| j.record.created_at),
+                _ => None,
+            };
+            if let Some(t) = created.and_then(|t| chrono::DateTime::from_timestamp(t, 0)) {
+                as_creator.insert(
+                    "aws:TokenIssueTime",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                );
+                as_creator.insert("aws:MultiFactorAuthPresent", "false");
+            }
+        }
         let second = self.decide_one(creator, permission, &as_creator);
         match second.outcome {
             Ok(()) => Verdict {

@@ -187,7 +187,6 @@ pub fn permission(
         | A::ListUserTags
         | A::PutUserPermissionsBoundary
         | A::DeleteUserPermissionsBoundary
-        | A::CreateUser
         | A::DeleteUser
         | A::PutUserPolicy
         | A::GetUserPolicy
@@ -202,6 +201,20 @@ pub fn permission(
         | A::ListAccessKeys
         | A::UpdateAccessKey
         | A::DeleteAccessKey => user_arn(&target_user(q, principal)?),
+        // The new entity's ARN with its path: the resource types are `user/${UserNameWithPath}`
+        // and `role/${RoleNameWithPath}`
+        // (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html),
+        // so a Deny on `user/admins/*` stops creating users under /admins/ (review round 3).
+        A::CreateUser => format!(
+            "arn:aws:iam::{account_id}:user{}{}",
+            q.get("Path").unwrap_or("/"),
+            required(q, "UserName")?
+        ),
+        A::CreateRole => format!(
+            "arn:aws:iam::{account_id}:role{}{}",
+            q.get("Path").unwrap_or("/"),
+            required(q, "RoleName")?
+        ),
         A::CreatePolicy => format!(
             "arn:aws:iam::{account_id}:policy{}{}",
             q.get("Path").unwrap_or("/"),
@@ -240,7 +253,6 @@ pub fn permission(
         | A::ListRoleTags
         | A::PutRolePermissionsBoundary
         | A::DeleteRolePermissionsBoundary
-        | A::CreateRole
         | A::GetRole
         | A::DeleteRole
         | A::UpdateAssumeRolePolicy
@@ -1103,6 +1115,23 @@ mod tests {
         let e = permission(IamAction::CreateUser, &q, &Principal::Anonymous, "1").unwrap_err();
         assert_eq!(e.code(), "ValidationError");
         assert!(e.message().contains("userName"));
+        // Created entities are named with their path (review round 3).
+        for (action, q, want) in [
+            (
+                IamAction::CreateUser,
+                "UserName=eve&Path=/admins/",
+                "user/admins/eve",
+            ),
+            (
+                IamAction::CreateRole,
+                "RoleName=r&Path=/svc/ml/",
+                "role/svc/ml/r",
+            ),
+            (IamAction::CreateUser, "UserName=eve", "user/eve"),
+        ] {
+            let p = permission(action, &Query::parse(Some(q)), &Principal::Anonymous, "1").unwrap();
+            assert_eq!(p.resource, format!("arn:aws:iam::1:{want}"), "{q}");
+        }
     }
 
     /// Resources from the service authorization reference

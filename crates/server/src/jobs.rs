@@ -608,9 +608,12 @@ pub async fn execute(
             Ok((json_response(StatusCode::OK, &json!({"Jobs": jobs})), None))
         }
         Input::Revoke { access_key_id } => {
-            // The longest any session lives (AWS's maximum role session, 12 h) bounds how long the
-            // revocation must be kept.
-            gw.jobs.revoke_session(&access_key_id, t + 43_200, t)?;
+            // The longest any temporary credentials live bounds how long the revocation must be
+            // kept: GetSessionToken's 36 hours, longer than any role or job session (review
+            // round 3: a 12-hour bound let revoked GetSessionToken credentials work again after
+            // a restart).
+            gw.jobs
+                .revoke_session(&access_key_id, t + crate::sts::LONGEST_SESSION_SECS, t)?;
             Ok((
                 json_response(StatusCode::OK, &json!({"Revoked": access_key_id})),
                 None,

@@ -47,6 +47,9 @@ pub const MAX_CHAINED_SESSION_SECS: i64 = 3600;
 /// GetSessionToken for IAM users: 900 s to 36 hours, 12 hours by default
 /// (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetSessionToken.html).
 pub const MAX_USER_SESSION_SECS: i64 = 129_600;
+/// The longest any temporary credentials keyhole issues live: GetSessionToken's maximum, longer
+/// than AssumeRole's 12 hours and any job session. A revocation is kept this long.
+pub const LONGEST_SESSION_SECS: i64 = MAX_USER_SESSION_SECS;
 /// GetSessionToken's default duration.
 pub const DEFAULT_USER_SESSION_SECS: i64 = 43_200;
 /// AWS's limit on the plaintext of the session policies (the inline policy without white space

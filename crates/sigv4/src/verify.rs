@@ -205,7 +205,14 @@ pub fn verify_with_payload(
             payload_sha256_hex.to_owned(),
         ));
     };
-    if req.payload_from_body {
+    // Only S3 lets a request declare its payload (`UNSIGNED-PAYLOAD`, streaming): every other
+    // service signs the hash of the body it sends, whatever `x-amz-content-sha256` says, so a
+    // signed IAM, STS or keyhole request cannot be replayed with another body
+    // (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html: the last line
+    // of the canonical request is the payload's hash;
+    // https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html: the
+    // unsigned payload option is Amazon S3's).
+    if req.payload_from_body || req.scope.service != "s3" {
         req.payload_line = payload_sha256_hex.to_ascii_lowercase();
         req.payload = PayloadHash::Sha256(given_bytes);
     }

@@ -631,6 +631,37 @@ fn query_protocol_bodies_are_verified_with_the_body_hash() {
     );
 }
 
+/// Review round 3: only S3 has the unsigned payload option
+/// (https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html); an IAM, STS
+/// or keyhole request declaring `UNSIGNED-PAYLOAD` is verified against its body's hash, so its
+/// signature (over `UNSIGNED-PAYLOAD`) does not match and no other body can be slipped in.
+#[test]
+fn unsigned_payload_binds_no_body_outside_s3() {
+    let secret = SecretKey::new("keyhole-test-secret");
+    for service in ["iam", "sts", "keyhole"] {
+        let (uri, headers) = signed(&Method::POST, "/", service, "UNSIGNED-PAYLOAD");
+        let parsed = parse(&Method::POST, &uri, &headers).unwrap().unwrap();
+        let body = b"Action=CreateUser&UserName=injected&Version=2010-05-08";
+        assert_eq!(
+            verify_with_payload(
+                parsed,
+                &Method::POST,
+                &uri,
+                &headers,
+                &sha256_hex(body),
+                &secret,
+                time()
+            )
+            .unwrap_err(),
+            AuthError::SignatureDoesNotMatch,
+            "{service}"
+        );
+    }
+    // S3 keeps the option.
+    let (uri, headers) = signed(&Method::PUT, "/b/k", "s3", "UNSIGNED-PAYLOAD");
+    assert_eq!(check(&Method::PUT, &uri, &headers, time()), Ok(()));
+}
+
 #[test]
 fn session_token_is_reported_and_signed_in_headers() {
     let uri: Uri = "http://localhost:9000/b/k".parse().unwrap();

@@ -103,7 +103,9 @@ pub fn build(dir: &Path, record: &JobRecord) -> std::io::Result<Value> {
                     "action": check.map(|c| c.action.clone()),
                     "resource": check.map(|c| c.resource.clone()),
                     "errorCode": e.error_code,
-                    "reason": check.map(|c| c.reason.clone()).or(e.error_message.clone()),
+                    "reason": check
+                        .map(|c| for_creator(&c.reason))
+                        .or(e.error_message.clone()),
                 }));
             }
             return true;
@@ -283,6 +285,36 @@ fn minimal_policy(job: &ResolvedJob, reads: &[LocationUse], writes: &[LocationUs
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
+/// A denial's reason as the job's creator may see it: the conditions of the job's own policy
+/// and of identity policies are named, those of bucket and trust policies are not (the creator
+/// may have no right to read them, and AWS's denials never name a policy's conditions,
+/// https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html; review
+/// round 3). The audit trail keeps them whole for operators.
+fn for_creator(reason: &str) -> String {
+    let Some((head, rest)) = reason.split_once(" (unmet: ") else {
+        return reason.to_owned();
+    };
+    let rest = rest.strip_suffix(')').unwrap_or(rest);
+    let mut hidden = false;
+    let shown: Vec<&str> = rest
+        .split("; ")
+        .filter(|u| {
+            let resource = u.starts_with("bucket policy") || u.starts_with("trust policy");
+            hidden |= resource;
+            !resource
+        })
+        .collect();
+    let mut out = head.to_owned();
+    let mut parts: Vec<String> = shown.iter().map(|s| (*s).to_owned()).collect();
+    if hidden {
+        parts.push("a condition of a resource-based policy (see the audit trail)".to_owned());
+    }
+    if !parts.is_empty() {
+        out.push_str(&format!(" (unmet: {})", parts.join("; ")));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,6 +489,29 @@ mod tests {
                 "arn:aws:s3:::data",
                 "arn:aws:s3:::out/run/y"
             ]
+        );
+    }
+
+    /// Review round 3: the creator learns which of its job's conditions failed, not a bucket
+    /// policy's Sid, operator and key.
+    #[test]
+    fn reasons_for_the_creator_hide_resource_policy_conditions() {
+        let r = "User: X is not authorized (unmet: job policy statement 1 requires IpAddress on aws:SourceIp, the request has 127.0.0.2; bucket policy statement 0 (Sid OnlyClearedStaff) requires StringEquals on aws:PrincipalTag/clearance-level, the request has absent from the request)";
+        let shown = for_creator(r);
+        assert!(
+            shown.contains("job policy statement 1 requires IpAddress"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("OnlyClearedStaff") && !shown.contains("clearance-level"),
+            "{shown}"
+        );
+        assert!(shown.contains("resource-based policy"), "{shown}");
+        assert_eq!(for_creator("plain reason"), "plain reason");
+        let only_bucket = "denied (unmet: bucket policy statement 2 requires Bool on aws:SecureTransport, the request has false)";
+        assert_eq!(
+            for_creator(only_bucket),
+            "denied (unmet: a condition of a resource-based policy (see the audit trail))"
         );
     }
 }
