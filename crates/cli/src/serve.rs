@@ -58,7 +58,10 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
         .await
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot listen on {listen} (is another server using it? choose another with --listen); nothing was created or changed"))?;
-    let gateway = keyhole_server::open(config)
+    // Opening reads and migrates the state database: on a blocking thread, as every database
+    // call.
+    let gateway = keyhole_server::state::db::blocking(move || keyhole_server::open(config))
+        .await
         .into_diagnostic()
         .wrap_err("cannot start the gateway")?;
     let local = listener.local_addr().into_diagnostic()?;

@@ -30,8 +30,8 @@ fn bench(c: &mut Criterion) {
     let state = Arc::new(State::open(dir.path(), &[9u8; 32], ACCOUNT).unwrap());
     let authz = PolicyAuthorizer {
         account_id: ACCOUNT.into(),
+        jobs: Arc::new(keyhole_server::jobs::store::JobStore::new(state.clone())),
         state,
-        jobs: Arc::new(keyhole_server::jobs::store::JobStore::open(dir.path()).unwrap()),
         region: "us-east-1".into(),
     };
     let seed = std::fs::read_to_string(concat!(

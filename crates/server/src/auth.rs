@@ -566,8 +566,8 @@ impl Authenticator {
             Some(_) => return (Err(not_valid()), None),
             None => {
                 // Finished, pruned or unknown: the record says whether the token was its.
-                return match self.jobs.get(&id) {
-                    Ok(r) if r.token_hash == hash => (Err(ended(&id)), Some(id)),
+                return match self.jobs.meta(&id) {
+                    Some(m) if m.token_hash == hash => (Err(ended(&id)), Some(id)),
                     _ => (Err(not_valid()), None),
                 };
             }

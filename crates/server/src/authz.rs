@@ -519,8 +519,8 @@ impl PolicyAuthorizer {
                     .map(|r| &*r.trust);
                 (trust, keyhole_policy::ResourceGate::RoleTrust, false)
             } else if let Some(job) = self.job_of(&permission.resource) {
-                job_policy = self.jobs.get(job).ok().and_then(|r| {
-                    crate::jobs::grant::owner_policy(r.grant.as_ref()?, &permission.resource)
+                job_policy = self.jobs.meta(job).and_then(|m| {
+                    crate::jobs::grant::owner_policy(m.grant.as_ref()?, &permission.resource)
                 });
                 (
                     job_policy.as_ref(),

@@ -303,7 +303,7 @@ pub fn with_entity_path(state: &State, resource: &str) -> String {
     let found = match kind {
         "user" => snapshot.users.get(name).map(|u| u.arn.clone()),
         "role" => snapshot.roles.get(name).map(|r| r.arn.clone()),
-        "group" => state.get_group(name).ok().map(|(g, _)| state.group_arn(&g)),
+        "group" => snapshot.group_arns.get(name).cloned(),
         _ => None,
     };
     found.unwrap_or_else(|| resource.to_owned())
@@ -470,11 +470,10 @@ pub async fn handle(
     let rid = request_id.to_owned();
     let account_id = gw.account.record.account_id.clone();
     let call = call.into_call();
-    tokio::task::spawn_blocking(move || {
+    crate::state::db::blocking(move || {
         run(&state, &account_id, &caller, call.action, &call.form, &rid)
     })
     .await
-    .map_err(S3Error::internal)?
 }
 
 fn run(
@@ -1008,24 +1007,24 @@ impl IamCall {
 /// the boundary asked for (CreateUser, CreateRole, Put*PermissionsBoundary) or the entity's
 /// current one (the others), so "you may create users only with boundary X" can be written
 /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_boundaries.html#access_policies_boundaries-delegate).
-fn permissions_boundary_key(
-    gw: &Gateway,
-    action: IamAction,
-    q: &Query,
-) -> Result<Option<String>, S3Error> {
+fn permissions_boundary_key(gw: &Gateway, action: IamAction, q: &Query) -> Option<String> {
     use IamAction as A;
     let asked = || {
         q.get("PermissionsBoundary")
             .filter(|b| !b.is_empty())
             .map(str::to_owned)
     };
-    let current = |kind, param| -> Result<Option<String>, S3Error> {
-        match q.get(param) {
-            Some(name) => Ok(gw.state.boundary_arn(kind, name)?),
-            None => Ok(None),
+    // From the snapshot: describing a request reads no database.
+    let current = |kind, param| -> Option<String> {
+        let snap = gw.state.snapshot();
+        let name = q.get(param)?;
+        match kind {
+            PrincipalKind::User => snap.users.get(name)?.boundary_arn.clone(),
+            PrincipalKind::Role => snap.roles.get(name)?.boundary_arn.clone(),
+            PrincipalKind::Group => None,
         }
     };
-    Ok(match action {
+    match action {
         A::CreateUser
         | A::CreateRole
         | A::PutUserPermissionsBoundary
@@ -1034,14 +1033,14 @@ fn permissions_boundary_key(
         | A::AttachUserPolicy
         | A::DetachUserPolicy
         | A::PutUserPolicy
-        | A::DeleteUserPolicy => current(PrincipalKind::User, "UserName")?,
+        | A::DeleteUserPolicy => current(PrincipalKind::User, "UserName"),
         A::DeleteRolePermissionsBoundary
         | A::AttachRolePolicy
         | A::DetachRolePolicy
         | A::PutRolePolicy
-        | A::DeleteRolePolicy => current(PrincipalKind::Role, "RoleName")?,
+        | A::DeleteRolePolicy => current(PrincipalKind::Role, "RoleName"),
         _ => None,
-    })
+    }
 }
 
 /// Describes a verified `iam` request: the action (unknown ones are `NotImplemented`), the
@@ -1061,7 +1060,7 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamC
     main.resource = with_entity_path(&gw.state, &main.resource);
     let mut permissions = vec![main.clone()];
     let mut context = Context::new();
-    if let Some(b) = permissions_boundary_key(gw, action, &form)? {
+    if let Some(b) = permissions_boundary_key(gw, action, &form) {
         context.insert("iam:PermissionsBoundary", b);
     }
     let tags = tags_param(&form);

@@ -174,7 +174,7 @@ enum Input {
         /// The role passed to the job, with the permissions passing it needs.
         role: Option<PassedRole>,
     },
-    Job(String, Option<Box<JobRecord>>),
+    Job(String),
     List,
     Revoke {
         access_key_id: String,
@@ -231,7 +231,7 @@ impl ApiCall {
                     m.insert("labels".into(), json!(spec.labels));
                 }
             }
-            Input::Job(id, _) => {
+            Input::Job(id) => {
                 m.insert("jobId".into(), json!(id));
             }
             Input::List => {}
@@ -287,21 +287,14 @@ pub fn describe(
             )
         })?
     };
-    // The job is looked up here (its creator may always act on it) but a missing one is only
-    // reported after authorization, so nobody learns which ids exist without the right to ask.
-    let job_id = || -> Result<(String, Option<JobRecord>), S3Error> {
-        let id = body
-            .get("JobId")
+    // A missing job is only reported after authorization (the record is read then), so nobody
+    // learns which ids exist without the right to ask.
+    let job_id = || -> Result<String, S3Error> {
+        body.get("JobId")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty() && s.len() <= 128)
-            .ok_or_else(|| {
-                validation("`JobId` is required (a string such as finetune-42-a1b2c3)")
-            })?;
-        match gw.jobs.get(id) {
-            Ok(r) => Ok((id.to_owned(), Some(r))),
-            Err(crate::state::StateError::NoSuchEntity(_)) => Ok((id.to_owned(), None)),
-            Err(other) => Err(other.into()),
-        }
+            .map(str::to_owned)
+            .ok_or_else(|| validation("`JobId` is required (a string such as finetune-42-a1b2c3)"))
     };
     let (permission_resource, context, input) = match action {
         Action::CreateJob => {
@@ -416,12 +409,8 @@ pub fn describe(
             )
         }
         Action::GetJob | Action::FinishJob | Action::GetJobReport => {
-            let (id, record) = job_id()?;
-            (
-                gw_job_arn(gw, &id),
-                Context::new(),
-                Input::Job(id, record.map(Box::new)),
-            )
+            let id = job_id()?;
+            (gw_job_arn(gw, &id), Context::new(), Input::Job(id))
         }
         Action::ListJobs => (gw_job_arn(gw, "*"), Context::new(), Input::List),
         Action::RevokeSession => {
@@ -558,7 +547,9 @@ pub async fn execute(
                 finished_by: None,
                 token_hash: token_hash(&token),
             };
-            gw.jobs.create(&record, t)?;
+            let jobs = gw.jobs.clone();
+            let stored = record.clone();
+            crate::state::db::blocking(move || jobs.create(&stored, t)).await?;
             let entry = gw.jobs.active(&id).ok_or_else(|| {
                 S3Error::internal(std::io::Error::other("a created job is not active"))
             })?;
@@ -576,35 +567,50 @@ pub async fn execute(
                 Some(json!({"jobId": id, "credentials": credentials_audit(&claims)})),
             ))
         }
-        Input::Job(id, None) => Err(S3Error::new(
-            "ResourceNotFoundException",
-            StatusCode::NOT_FOUND,
-            format!("There is no job {id} (keyhole job list shows the jobs)"),
-        )),
-        Input::Job(_, Some(record)) => match call.action {
-            Action::FinishJob => {
-                let done = gw.jobs.finish(&record.id, &principal.arn(&account), t)?;
-                tracing::info!(job = %done.id, "job finished");
-                Ok((
-                    json_response(StatusCode::OK, &json!({"Job": view(gw, &done, t)})),
+        Input::Job(id) => {
+            let jobs = gw.jobs.clone();
+            let wanted = id.clone();
+            let record = match crate::state::db::blocking(move || jobs.get(&wanted)).await {
+                Ok(r) => r,
+                Err(crate::state::StateError::NoSuchEntity(_)) => {
+                    return Err(S3Error::new(
+                        "ResourceNotFoundException",
+                        StatusCode::NOT_FOUND,
+                        format!("There is no job {id} (keyhole job list shows the jobs)"),
+                    ))
+                }
+                Err(other) => return Err(other.into()),
+            };
+            match call.action {
+                Action::FinishJob => {
+                    let jobs = gw.jobs.clone();
+                    let by = principal.arn(&account);
+                    let id = record.id.clone();
+                    let done = crate::state::db::blocking(move || jobs.finish(&id, &by, t)).await?;
+                    tracing::info!(job = %done.id, "job finished");
+                    Ok((
+                        json_response(StatusCode::OK, &json!({"Job": view(gw, &done, t)})),
+                        None,
+                    ))
+                }
+                Action::GetJobReport => {
+                    let dir = gw.config.data_dir.join(crate::audit::AUDIT_DIR);
+                    let rep = tokio::task::spawn_blocking(move || report::build(&dir, &record))
+                        .await
+                        .map_err(S3Error::internal)?
+                        .map_err(S3Error::internal)?;
+                    Ok((json_response(StatusCode::OK, &json!({"Report": rep})), None))
+                }
+                _ => Ok((
+                    json_response(StatusCode::OK, &json!({"Job": view(gw, &record, t)})),
                     None,
-                ))
+                )),
             }
-            Action::GetJobReport => {
-                let dir = gw.config.data_dir.join(crate::audit::AUDIT_DIR);
-                let rep = tokio::task::spawn_blocking(move || report::build(&dir, &record))
-                    .await
-                    .map_err(S3Error::internal)?
-                    .map_err(S3Error::internal)?;
-                Ok((json_response(StatusCode::OK, &json!({"Report": rep})), None))
-            }
-            _ => Ok((
-                json_response(StatusCode::OK, &json!({"Job": view(gw, &record, t)})),
-                None,
-            )),
-        },
+        }
         Input::List => {
-            let jobs: Vec<Value> = gw.jobs.list()?.iter().map(|r| view(gw, r, t)).collect();
+            let store = gw.jobs.clone();
+            let all = crate::state::db::blocking(move || store.list()).await?;
+            let jobs: Vec<Value> = all.iter().map(|r| view(gw, r, t)).collect();
             Ok((json_response(StatusCode::OK, &json!({"Jobs": jobs})), None))
         }
         Input::Revoke { access_key_id } => {
@@ -612,8 +618,12 @@ pub async fn execute(
             // kept: GetSessionToken's 36 hours, longer than any role or job session (review
             // round 3: a 12-hour bound let revoked GetSessionToken credentials work again after
             // a restart).
-            gw.jobs
-                .revoke_session(&access_key_id, t + crate::sts::LONGEST_SESSION_SECS, t)?;
+            let jobs = gw.jobs.clone();
+            let ak = access_key_id.clone();
+            crate::state::db::blocking(move || {
+                jobs.revoke_session(&ak, t + crate::sts::LONGEST_SESSION_SECS, t)
+            })
+            .await?;
             Ok((
                 json_response(StatusCode::OK, &json!({"Revoked": access_key_id})),
                 None,

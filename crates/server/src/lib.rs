@@ -229,7 +229,7 @@ fn open_in(
         &master,
         &account.record.account_id,
     )?);
-    let jobs = Arc::new(jobs::store::JobStore::open(&config.data_dir)?);
+    let jobs = Arc::new(jobs::store::JobStore::new(state.clone()));
     let authz = Arc::new(authz::PolicyAuthorizer {
         account_id: account.record.account_id.clone(),
         state: state.clone(),

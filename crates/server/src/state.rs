@@ -1,19 +1,28 @@
 //! Control-plane state: IAM users, access keys, groups, roles, inline and versioned managed
-//! policies and attachments, in a SQL database (a SQLite file in the data directory), with an
-//! in-memory snapshot that the request path reads.
+//! policies and attachments, bucket policies and settings, and (for [`crate::jobs::store`]) jobs
+//! and revocations, in a SQL database (a SQLite file in the data directory: [`sqlite`]) whose
+//! schema comes from one versioned list ([`migrations`]), with an in-memory [`Snapshot`] that
+//! the request path reads.
 //!
-//! Writes go to the database and then rebuild the snapshot, so a change (a new key, a deactivated
-//! key, a new policy) is in force for the next request. Requests never touch the database.
+//! A write runs in one transaction and records what it touched; once it commits, only that is
+//! loaded and compiled again into the next snapshot ([`snapshot::apply`]), swapped atomically,
+//! so a change (a new key, a deactivated key, a new policy) is in force for the next request.
+//! Requests never touch the database, and every database call runs off the async executor
+//! ([`db::blocking`]).
 //!
 //! # Security
 //! Secret access keys are sealed under a key derived from the master key ([`seal`]); the database
 //! alone does not reveal them. Policies are parsed and compiled when stored, so the request path
 //! only sees documents that compiled.
 
+pub mod db;
 mod groups;
+pub mod migrations;
 pub mod principals;
 pub mod seal;
+pub mod snapshot;
 mod sources;
+pub mod sqlite;
 mod versions;
 
 use std::collections::HashMap;
@@ -23,9 +32,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use chrono::Utc;
 use keyhole_policy::{CompiledPolicy, PolicyKind};
 use keyhole_sigv4::SecretKey;
-use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::params;
+use db::{Conn, Touched, Tx};
 use seal::Sealer;
+pub use snapshot::{KeyEntry, RoleEntry, Snapshot, UserEntry};
 pub use sources::{EntityPolicies, StoredPolicy};
 use versions::version_id;
 
@@ -50,84 +61,10 @@ pub const MAX_GROUPS_PER_USER: usize = 10;
 /// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreatePolicyVersion.html).
 pub const MAX_POLICY_VERSIONS: usize = 5;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL, created TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS access_keys (
-    id TEXT PRIMARY KEY, user_name TEXT NOT NULL, secret_sealed TEXT NOT NULL,
-    status TEXT NOT NULL, created TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS user_policies (
-    user_name TEXT NOT NULL, policy_name TEXT NOT NULL, document TEXT NOT NULL,
-    PRIMARY KEY (user_name, policy_name));
-CREATE TABLE IF NOT EXISTS managed_policies (
-    name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL, description TEXT NOT NULL,
-    document TEXT NOT NULL, created TEXT NOT NULL,
-    default_version INTEGER NOT NULL DEFAULT 1, last_version INTEGER NOT NULL DEFAULT 1);
-CREATE TABLE IF NOT EXISTS policy_versions (
-    policy_name TEXT NOT NULL, version INTEGER NOT NULL, document TEXT NOT NULL,
-    created TEXT NOT NULL, PRIMARY KEY (policy_name, version));
-CREATE TABLE IF NOT EXISTS user_attachments (
-    user_name TEXT NOT NULL, policy_name TEXT NOT NULL, PRIMARY KEY (user_name, policy_name));
-CREATE TABLE IF NOT EXISTS roles (
-    name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL, trust_policy TEXT NOT NULL,
-    max_session_secs INTEGER NOT NULL, description TEXT NOT NULL, created TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS role_policies (
-    role_name TEXT NOT NULL, policy_name TEXT NOT NULL, document TEXT NOT NULL,
-    PRIMARY KEY (role_name, policy_name));
-CREATE TABLE IF NOT EXISTS principal_tags (
-    kind TEXT NOT NULL, name TEXT NOT NULL, tag_key TEXT NOT NULL, tag_value TEXT NOT NULL,
-    PRIMARY KEY (kind, name, tag_key));
-CREATE TABLE IF NOT EXISTS permissions_boundaries (
-    kind TEXT NOT NULL, name TEXT NOT NULL, policy_name TEXT NOT NULL, PRIMARY KEY (kind, name));
-CREATE TABLE IF NOT EXISTS bucket_policies (bucket TEXT PRIMARY KEY, document TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS public_access_blocks (scope TEXT PRIMARY KEY, config TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS role_attachments (
-    role_name TEXT NOT NULL, policy_name TEXT NOT NULL, PRIMARY KEY (role_name, policy_name));
-CREATE TABLE IF NOT EXISTS iam_groups (
-    name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL, created TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS group_members (
-    group_name TEXT NOT NULL, user_name TEXT NOT NULL, PRIMARY KEY (group_name, user_name));
-CREATE TABLE IF NOT EXISTS group_policies (
-    group_name TEXT NOT NULL, policy_name TEXT NOT NULL, document TEXT NOT NULL,
-    PRIMARY KEY (group_name, policy_name));
-CREATE TABLE IF NOT EXISTS group_attachments (
-    group_name TEXT NOT NULL, policy_name TEXT NOT NULL, PRIMARY KEY (group_name, policy_name));
-";
-
 // INVARIANT: `managed_policies.document` is the document of the policy's version
 // `default_version` (kept so by `State::make_default` in the same transaction), so everything that
 // evaluates a managed policy (attachments, boundaries) reads the default version and nothing else.
 // `last_version` is the highest version number ever created: numbers are never reused.
-
-/// Brings a state file written before groups and policy versions up to [`SCHEMA`], in portable SQL:
-/// the two version columns are added to `managed_policies` if missing, and every policy without
-/// versions gets its document as `v1`. Runs at every open; does nothing the second time.
-fn upgrade(conn: &mut Connection) -> Result<(), StateError> {
-    // A SELECT of a missing column fails to prepare: the portable "has column" test. It runs
-    // outside the transaction, where a failed statement would abort it on some databases.
-    let missing: Vec<&str> = ["default_version", "last_version"]
-        .into_iter()
-        .filter(|column| {
-            conn.prepare(&format!("SELECT {column} FROM managed_policies LIMIT 0"))
-                .is_err()
-        })
-        .collect();
-    let tx = conn.transaction()?;
-    for column in missing {
-        tx.execute(
-            &format!("ALTER TABLE managed_policies ADD COLUMN {column} INTEGER NOT NULL DEFAULT 1"),
-            [],
-        )?;
-    }
-    tx.execute(
-        "INSERT INTO policy_versions (policy_name, version, document, created)
-         SELECT m.name, 1, m.document, m.created FROM managed_policies m
-         WHERE NOT EXISTS (SELECT 1 FROM policy_versions v WHERE v.policy_name = m.name)",
-        [],
-    )?;
-    tx.commit()?;
-    Ok(())
-}
 
 /// A failure a client can be told about, with its IAM error code.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +90,9 @@ pub enum StateError {
     /// The database failed (internal).
     #[error("state database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The engine failed, or found something it cannot read (internal).
+    #[error("state database: {0}")]
+    Engine(String),
     /// A sealed secret does not open (internal).
     #[error(transparent)]
     Seal(#[from] seal::SealError),
@@ -171,7 +111,9 @@ impl StateError {
             StateError::LimitExceeded(_) => "LimitExceeded",
             StateError::Validation(_) => "ValidationError",
             StateError::MalformedPolicy(_) => "MalformedPolicyDocument",
-            StateError::Db(_) | StateError::Seal(_) | StateError::Io(_) => "ServiceFailure",
+            StateError::Db(_) | StateError::Engine(_) | StateError::Seal(_) | StateError::Io(_) => {
+                "ServiceFailure"
+            }
         }
     }
 
@@ -183,7 +125,9 @@ impl StateError {
             | StateError::DeleteConflict(_)
             | StateError::LimitExceeded(_) => 409,
             StateError::Validation(_) | StateError::MalformedPolicy(_) => 400,
-            StateError::Db(_) | StateError::Seal(_) | StateError::Io(_) => 500,
+            StateError::Db(_) | StateError::Engine(_) | StateError::Seal(_) | StateError::Io(_) => {
+                500
+            }
         }
     }
 
@@ -271,33 +215,6 @@ pub struct GroupRecord {
     pub created: String,
 }
 
-/// What the request path knows about an access key.
-#[derive(Debug, Clone)]
-pub struct KeyEntry {
-    /// The owning user's name.
-    pub user: String,
-    /// The secret, for signature verification.
-    pub secret: SecretKey,
-    /// Inactive keys authenticate nothing.
-    pub active: bool,
-}
-
-/// What the request path knows about a user.
-#[derive(Debug, Clone)]
-pub struct UserEntry {
-    /// The stored record.
-    pub record: UserRecord,
-    /// `arn:aws:iam::ACCOUNT:user/PATHNAME`.
-    pub arn: String,
-    /// Its identity policies, compiled: its own inline and attached managed policies and those
-    /// of every group it belongs to.
-    pub policies: Arc<Vec<CompiledPolicy>>,
-    /// The permissions boundary, if one is set.
-    pub boundary: Option<Arc<CompiledPolicy>>,
-    /// Tags (`aws:PrincipalTag/KEY` for its sessions), sorted by key.
-    pub tags: Arc<Vec<(String, String)>>,
-}
-
 /// An IAM role as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleRecord {
@@ -315,66 +232,6 @@ pub struct RoleRecord {
     pub description: String,
     /// Creation time (RFC 3339).
     pub created: String,
-}
-
-/// What the request path knows about a role.
-#[derive(Debug, Clone)]
-pub struct RoleEntry {
-    /// The stored record.
-    pub record: RoleRecord,
-    /// `arn:aws:iam::ACCOUNT:role/PATHNAME`.
-    pub arn: String,
-    /// The trust policy, compiled as a resource-based policy.
-    pub trust: Arc<CompiledPolicy>,
-    /// Inline and attached managed policies, compiled.
-    pub policies: Arc<Vec<CompiledPolicy>>,
-    /// The permissions boundary, if one is set.
-    pub boundary: Option<Arc<CompiledPolicy>>,
-    /// Tags (`aws:PrincipalTag/KEY`), sorted by key.
-    pub tags: Arc<Vec<(String, String)>>,
-}
-
-/// The in-memory view read by every request.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    /// Access key id → key.
-    pub keys: HashMap<String, KeyEntry>,
-    /// User name → user.
-    pub users: HashMap<String, UserEntry>,
-    /// Role name → role.
-    pub roles: HashMap<String, RoleEntry>,
-    /// Bucket name → its bucket policy, compiled.
-    pub bucket_policies: HashMap<String, Arc<CompiledPolicy>>,
-    /// The account's Block Public Access settings.
-    pub account_bpa: PublicAccessBlock,
-    /// Whether the account has a Block Public Access configuration (keyhole's default, all on,
-    /// counts as one; after DeletePublicAccessBlock there is none and every setting is off).
-    pub account_bpa_configured: bool,
-    /// Bucket name → its own Block Public Access settings.
-    pub bucket_bpa: HashMap<String, PublicAccessBlock>,
-    /// Managed policy ARN → its default version compiled as a session policy, for sessions
-    /// created with `PolicyArns` (looked up at each request, so a new default version applies
-    /// at once, as for attached policies).
-    pub session_policies: HashMap<String, CompiledPolicy>,
-}
-
-impl Snapshot {
-    /// The Block Public Access settings in force for a bucket: a setting is on when the account
-    /// or the bucket turns it on (https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html).
-    pub fn effective_bpa(&self, bucket: &str) -> PublicAccessBlock {
-        let b = self
-            .bucket_bpa
-            .get(bucket)
-            .copied()
-            .unwrap_or(PublicAccessBlock::OFF);
-        let a = self.account_bpa;
-        PublicAccessBlock {
-            block_public_acls: a.block_public_acls || b.block_public_acls,
-            ignore_public_acls: a.ignore_public_acls || b.ignore_public_acls,
-            block_public_policy: a.block_public_policy || b.block_public_policy,
-            restrict_public_buckets: a.restrict_public_buckets || b.restrict_public_buckets,
-        }
-    }
 }
 
 /// S3 Block Public Access settings.
@@ -454,10 +311,19 @@ fn compile_bucket_policy_bound(
         .map_err(|e| StateError::MalformedPolicy(e.to_string()))
 }
 
+/// The engine that holds the state.
+#[derive(Debug)]
+pub enum Engine {
+    /// One SQLite file (one node).
+    Sqlite(sqlite::Sqlite),
+}
+
 /// The state database and its snapshot.
 pub struct State {
-    db: Mutex<Connection>,
+    engine: Engine,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Held while a snapshot is built from the previous one, so no change is lost between two.
+    apply_lock: Mutex<()>,
     sealer: Sealer,
     account_id: String,
 }
@@ -467,6 +333,13 @@ impl std::fmt::Debug for State {
         f.debug_struct("State")
             .field("account_id", &self.account_id)
             .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -553,31 +426,36 @@ pub fn compile_identity_policy(doc: &str, name: &str) -> Result<CompiledPolicy, 
 }
 
 impl State {
-    /// Opens (creating if needed) the state database in `data_dir`.
+    /// Opens (creating if needed) the SQLite state database in `data_dir`.
     pub fn open(data_dir: &Path, master_key: &[u8], account_id: &str) -> Result<State, StateError> {
-        crate::datadir::create_private_dir_all(data_dir)?;
-        // Created 0600 before SQLite opens it: its -wal and -shm files take the database's mode.
-        let path = data_dir.join(STATE_DB_FILE);
-        crate::datadir::create_private_file(&path)?;
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(principals::SCHEMA)?;
-        upgrade(&mut conn)?;
-        {
-            let tx = conn.transaction()?;
-            principals::bind_unbound(&tx, account_id)?;
-            tx.commit()?;
-        }
+        State::with_engine(
+            Engine::Sqlite(sqlite::Sqlite::open(data_dir)?),
+            master_key,
+            account_id,
+        )
+    }
+
+    /// Opens the state in `engine`: brings its schema up to date, then loads the snapshot.
+    pub fn with_engine(
+        engine: Engine,
+        master_key: &[u8],
+        account_id: &str,
+    ) -> Result<State, StateError> {
         let state = State {
-            db: Mutex::new(conn),
+            engine,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            apply_lock: Mutex::new(()),
             sealer: Sealer::new(master_key)?,
             account_id: account_id.to_owned(),
         };
+        migrations::migrate(&state)?;
         state.reload()?;
         Ok(state)
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The current snapshot (cheap: an `Arc` clone).
@@ -588,34 +466,88 @@ impl State {
         }
     }
 
-    fn with_db<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StateError>,
-    ) -> Result<T, StateError> {
-        let conn = match self.db.lock() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        f(&conn)
+    fn swap(&self, next: Snapshot) {
+        match self.snapshot.write() {
+            Ok(mut s) => *s = Arc::new(next),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
+        }
     }
 
-    /// Runs a change in a transaction, then rebuilds the snapshot.
-    fn change<T>(
+    /// Runs reads (on a blocking thread: [`db::blocking`]).
+    pub fn with_db<T>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StateError>,
+        f: impl FnOnce(&dyn Conn) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
-        let out = {
-            let mut conn = match self.db.lock() {
-                Ok(c) => c,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let tx = conn.transaction()?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            out
+        match &self.engine {
+            Engine::Sqlite(e) => e.read(f),
+        }
+    }
+
+    /// A write transaction that touches nothing the snapshot holds (migrations).
+    fn write_raw<T>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        match &self.engine {
+            Engine::Sqlite(e) => e.write(f, |_, _| Ok(())),
+        }
+    }
+
+    /// Runs a change in one transaction, then brings the snapshot up to date with what it
+    /// touched (and, with a shared engine, tells the other nodes what it touched).
+    pub(crate) fn change<T>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let after = |db: &dyn Conn, touched: &[Touched]| {
+            if let Err(e) = self.apply(db, touched) {
+                // The change is committed: it is answered as done. The snapshot is rebuilt
+                // whole at the next chance instead.
+                tracing::error!(error = %e, "the snapshot could not take a committed change; rebuilding it");
+                if let Err(e) = self.load_with(db) {
+                    tracing::error!(error = %e, "the snapshot could not be rebuilt");
+                }
+            }
+            Ok(())
         };
-        self.reload()?;
-        Ok(out)
+        match &self.engine {
+            Engine::Sqlite(e) => e.write(f, after),
+        }
+    }
+
+    /// Brings the snapshot up to date with changes (`touched`) that committed.
+    pub fn apply(&self, db: &dyn Conn, touched: &[Touched]) -> Result<(), StateError> {
+        if touched.is_empty() {
+            return Ok(());
+        }
+        let _one = lock(&self.apply_lock);
+        let prev = self.snapshot();
+        let next = snapshot::apply(db, &self.context(), &prev, touched)?;
+        self.swap(next);
+        Ok(())
+    }
+
+    fn context(&self) -> snapshot::Context<'_> {
+        self.context_at(Utc::now().timestamp())
+    }
+
+    fn context_at(&self, now: i64) -> snapshot::Context<'_> {
+        snapshot::Context {
+            account: &self.account_id,
+            sealer: &self.sealer,
+            now,
+        }
+    }
+
+    fn load_with(&self, db: &dyn Conn) -> Result<(), StateError> {
+        self.load_at(db, Utc::now().timestamp())
+    }
+
+    fn load_at(&self, db: &dyn Conn, now: i64) -> Result<(), StateError> {
+        let _one = lock(&self.apply_lock);
+        let next = snapshot::load(db, &self.context_at(now))?;
+        self.swap(next);
+        Ok(())
     }
 
     fn user_arn(&self, u: &UserRecord) -> String {
@@ -630,177 +562,28 @@ impl State {
         )
     }
 
-    /// Rebuilds the snapshot from the database.
+    /// Rebuilds the whole snapshot from the database.
     pub fn reload(&self) -> Result<(), StateError> {
-        let snap = self.with_db(|db| {
-            let mut snap = Snapshot::default();
-            let bindings = principals::all_bindings(db)?;
-            let account = self.account_id.as_str();
-            let mut stmt = db.prepare("SELECT name, id, path, created FROM users")?;
-            let users = stmt
-                .query_map([], |r| {
-                    Ok(UserRecord { name: r.get(0)?, id: r.get(1)?, path: r.get(2)?, created: r.get(3)? })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            // A user's identity-based policies include those of its groups
-            // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html):
-            // each group's policies are compiled once and shared by its members.
-            let mut stmt = db.prepare("SELECT name FROM iam_groups")?;
-            let groups = stmt
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut group_policies = HashMap::new();
-            for g in groups {
-                let policies = Self::load_policies(db, PrincipalKind::Group, &g)?;
-                group_policies.insert(g, policies);
-            }
-            let mut stmt = db.prepare("SELECT user_name, group_name FROM group_members")?;
-            let mut memberships: HashMap<String, Vec<String>> = HashMap::new();
-            for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-                let (user, group) = row?;
-                memberships.entry(user).or_default().push(group);
-            }
-            for u in users {
-                let mut policies = Self::load_policies(db, PrincipalKind::User, &u.name)?;
-                for g in memberships.get(&u.name).into_iter().flatten() {
-                    policies.extend(group_policies.get(g).into_iter().flatten().cloned());
-                }
-                let arn = self.user_arn(&u);
-                let boundary = Self::load_boundary(db, PrincipalKind::User, &u.name)?;
-                let tags = Arc::new(Self::load_tags(db, PrincipalKind::User, &u.name)?);
-                snap.users.insert(
-                    u.name.clone(),
-                    UserEntry { record: u, arn, policies: Arc::new(policies), boundary, tags },
-                );
-            }
-            let mut stmt = db.prepare(
-                "SELECT name, id, path, trust_policy, max_session_secs, description, created FROM roles",
-            )?;
-            let roles = stmt
-                .query_map([], |r| {
-                    Ok(RoleRecord {
-                        name: r.get(0)?,
-                        id: r.get(1)?,
-                        path: r.get(2)?,
-                        trust_policy: r.get(3)?,
-                        max_session_secs: r.get(4)?,
-                        description: r.get(5)?,
-                        created: r.get(6)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            for role in roles {
-                let policies = Self::load_policies(db, PrincipalKind::Role, &role.name)?;
-                let arn = format!("arn:aws:iam::{}:role{}{}", self.account_id, role.path, role.name);
-                let bound = bindings.get(&principals::trust_scope(&role.name));
-                let trust = Arc::new(compile_trust_policy_bound(&role.trust_policy, &|arn| {
-                    principals::binding_of(account, bound, arn)
-                })?);
-                let boundary = Self::load_boundary(db, PrincipalKind::Role, &role.name)?;
-                let tags = Arc::new(Self::load_tags(db, PrincipalKind::Role, &role.name)?);
-                snap.roles.insert(
-                    role.name.clone(),
-                    RoleEntry { record: role, arn, trust, policies: Arc::new(policies), boundary, tags },
-                );
-            }
-            let mut stmt = db.prepare("SELECT name, path, document FROM managed_policies")?;
-            let managed = stmt
-                .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            for (name, path, doc) in managed {
-                let arn = format!("arn:aws:iam::{}:policy{path}{name}", self.account_id);
-                let compiled = CompiledPolicy::from_json(&doc, PolicyKind::Session)
-                    .map(|p| p.with_name(format!("managed session policy `{name}`")))
-                    .map_err(|e| StateError::MalformedPolicy(e.to_string()))?;
-                snap.session_policies.insert(arn, compiled);
-            }
-            let mut stmt = db.prepare("SELECT bucket, document FROM bucket_policies")?;
-            let policies = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            for (bucket, doc) in policies {
-                let bound = bindings.get(&principals::bucket_scope(&bucket));
-                let compiled = compile_bucket_policy_bound(&doc, &|arn| {
-                    principals::binding_of(account, bound, arn)
-                })?;
-                snap.bucket_policies.insert(bucket, Arc::new(compiled));
-            }
-            snap.account_bpa = PublicAccessBlock::ON;
-            snap.account_bpa_configured = true;
-            let mut stmt = db.prepare("SELECT scope, config FROM public_access_blocks")?;
-            let blocks = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            for (scope, config) in blocks {
-                // `null`: the account's configuration was deleted (every setting off).
-                let pab: Option<PublicAccessBlock> = serde_json::from_str(&config)
-                    .map_err(|e| StateError::Validation(format!("stored public access block: {e}")))?;
-                match (scope.strip_prefix("bucket:"), pab) {
-                    (Some(bucket), Some(pab)) => {
-                        snap.bucket_bpa.insert(bucket.to_owned(), pab);
-                    }
-                    (Some(_), None) => {}
-                    (None, pab) => {
-                        snap.account_bpa = pab.unwrap_or(PublicAccessBlock::OFF);
-                        snap.account_bpa_configured = pab.is_some();
-                    }
-                }
-            }
-            let mut stmt = db.prepare("SELECT id, user_name, secret_sealed, status FROM access_keys")?;
-            let keys = stmt
-                .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            for (id, user, sealed, status) in keys {
-                let secret = SecretKey::new(self.sealer.open(&sealed, &id)?);
-                snap.keys.insert(id, KeyEntry { user, secret, active: status == "Active" });
-            }
-            Ok(snap)
-        })?;
-        match self.snapshot.write() {
-            Ok(mut s) => *s = Arc::new(snap),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(snap),
-        }
-        Ok(())
+        self.with_db(|db| self.load_with(db))
     }
 
-    /// The compiled permissions boundary of a user or role, if set.
-    fn load_boundary(
-        db: &Connection,
-        kind: PrincipalKind,
-        name: &str,
-    ) -> Result<Option<Arc<CompiledPolicy>>, StateError> {
-        let doc: Option<(String, String)> = db
-            .query_row(
-                "SELECT m.name, m.document FROM permissions_boundaries b JOIN managed_policies m ON m.name = b.policy_name WHERE b.kind = ?1 AND b.name = ?2",
-                params![kind.word(), name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        doc.map(|(pname, doc)| {
-            CompiledPolicy::from_json(&doc, PolicyKind::PermissionsBoundary)
-                .map(|p| Arc::new(p.with_name(format!("permissions boundary `{pname}`"))))
-                .map_err(|e| StateError::MalformedPolicy(e.to_string()))
-        })
-        .transpose()
+    /// Rebuilds the whole snapshot as of `now` (Unix seconds): jobs whose window has ended and
+    /// revocations of sessions that have expired are left out.
+    pub fn reload_at(&self, now: i64) -> Result<(), StateError> {
+        self.with_db(|db| self.load_at(db, now))
     }
 
     /// The tags of a user or role, sorted by key.
     fn load_tags(
-        db: &Connection,
+        db: &dyn Conn,
         kind: PrincipalKind,
         name: &str,
     ) -> Result<Vec<(String, String)>, StateError> {
-        let mut stmt = db.prepare(
+        db.query_map(
             "SELECT tag_key, tag_value FROM principal_tags WHERE kind = ?1 AND name = ?2 ORDER BY tag_key",
-        )?;
-        let rows = stmt
-            .query_map(params![kind.word(), name], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            params![kind.word(), name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     /// The tags of a user (`kind` = `user`) or role (`role`).
@@ -828,6 +611,7 @@ impl State {
             validate_tag(k, v)?;
         }
         self.change(|tx| {
+            tx.touch(who(kind, name));
             Self::require(tx, kind, name)?;
             Self::tag_in(tx, kind, name, tags)
         })
@@ -835,7 +619,7 @@ impl State {
 
     /// Adds or overwrites tags of an existing user or role inside a transaction.
     fn tag_in(
-        tx: &Connection,
+        tx: &dyn Conn,
         kind: PrincipalKind,
         name: &str,
         tags: &[(String, String)],
@@ -844,10 +628,9 @@ impl State {
             tx.execute(
                 "INSERT INTO principal_tags (kind, name, tag_key, tag_value) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (kind, name, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
-                params![kind.word(), name, k, v],
-            )?;
+                params![kind.word(), name, k, v])?;
         }
-        let n: i64 = tx.query_row(
+        let n: i64 = tx.query_one(
             "SELECT count(*) FROM principal_tags WHERE kind = ?1 AND name = ?2",
             params![kind.word(), name],
             |r| r.get(0),
@@ -868,6 +651,7 @@ impl State {
         keys: &[String],
     ) -> Result<(), StateError> {
         self.change(|tx| {
+            tx.touch(who(kind, name));
             Self::require(tx, kind, name)?;
             for k in keys {
                 tx.execute(
@@ -891,6 +675,7 @@ impl State {
             .map(|a| self.policy_name_from_arn(a).map(|n| (a, n)))
             .transpose()?;
         self.change(|tx| {
+            tx.touch(who(kind, name));
             Self::require(tx, kind, name)?;
             Self::set_boundary_in(tx, kind, name, policy.as_ref())?;
             if policy.is_none() {
@@ -906,7 +691,7 @@ impl State {
     /// Sets the boundary `(ARN, policy name)` of an existing user or role inside a transaction;
     /// `None` leaves it as it is.
     fn set_boundary_in(
-        tx: &Connection,
+        tx: &dyn Conn,
         kind: PrincipalKind,
         name: &str,
         policy: Option<&(&str, String)>,
@@ -935,65 +720,18 @@ impl State {
     ) -> Result<Option<String>, StateError> {
         self.with_db(|db| {
             let p: Option<(String, String)> = db
-                .query_row(
+                .query_opt(
                     "SELECT m.name, m.path FROM permissions_boundaries b JOIN managed_policies m ON m.name = b.policy_name WHERE b.kind = ?1 AND b.name = ?2",
                     params![kind.word(), name],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
+                    |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(p.map(|(n, path)| format!("arn:aws:iam::{}:policy{path}{n}", self.account_id)))
         })
     }
 
-    /// The compiled inline and attached managed policies of a user, group or role (`kind` gives a
-    /// fixed table prefix, never input).
-    fn load_policies(
-        db: &Connection,
-        kind: PrincipalKind,
-        name: &str,
-    ) -> Result<Vec<CompiledPolicy>, StateError> {
-        let k = kind.word();
-        let mut policies = Vec::new();
-        let mut stmt = db.prepare(&format!(
-            "SELECT policy_name, document FROM {k}_policies WHERE {k}_name = ?1 ORDER BY policy_name"
-        ))?;
-        let inline = stmt
-            .query_map([name], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        // A group's policies say whose they are: they reach every member's decisions.
-        let of = match kind {
-            PrincipalKind::Group => format!(" of group `{name}`"),
-            PrincipalKind::User | PrincipalKind::Role => String::new(),
-        };
-        for (pname, doc) in inline {
-            policies.push(compile_identity_policy(
-                &doc,
-                &format!("inline policy `{pname}`{of}"),
-            )?);
-        }
-        let mut stmt = db.prepare(&format!(
-            "SELECT m.name, m.document FROM {k}_attachments a JOIN managed_policies m ON m.name = a.policy_name WHERE a.{k}_name = ?1 ORDER BY m.name"
-        ))?;
-        let attached = stmt
-            .query_map([name], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        for (pname, doc) in attached {
-            policies.push(compile_identity_policy(
-                &doc,
-                &format!("managed policy `{pname}`{of}"),
-            )?);
-        }
-        Ok(policies)
-    }
-
-    fn require_user(tx: &Connection, name: &str) -> Result<UserRecord, StateError> {
-        tx.query_row(
+    fn require_user(tx: &dyn Conn, name: &str) -> Result<UserRecord, StateError> {
+        tx.query_opt(
             "SELECT name, id, path, created FROM users WHERE name = ?1",
-            [name],
+            params![name],
             |r| {
                 Ok(UserRecord {
                     name: r.get(0)?,
@@ -1002,8 +740,7 @@ impl State {
                     created: r.get(3)?,
                 })
             },
-        )
-        .optional()?
+        )?
         .ok_or_else(|| {
             StateError::NoSuchEntity(format!("The user with name {name} cannot be found."))
         })
@@ -1037,13 +774,12 @@ impl State {
             .map(|a| self.policy_name_from_arn(a).map(|n| (a, n)))
             .transpose()?;
         let rec = self.change(|tx| {
-            let exists: Option<String> = tx
-                .query_row(
-                    "SELECT name FROM users WHERE lower(name) = lower(?1)",
-                    [name],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            tx.touch(Touched::User(name.to_owned()));
+            let exists: Option<String> = tx.query_opt(
+                "SELECT name FROM users WHERE lower(name) = lower(?1)",
+                params![name],
+                |r| r.get(0),
+            )?;
             if exists.is_some() {
                 return Err(StateError::EntityAlreadyExists(format!(
                     "User with name {name} already exists."
@@ -1078,17 +814,18 @@ impl State {
     /// ListUsers (sorted by name).
     pub fn list_users(&self) -> Result<Vec<(UserRecord, String)>, StateError> {
         let users = self.with_db(|db| {
-            let mut stmt = db.prepare("SELECT name, id, path, created FROM users ORDER BY name")?;
-            let rows = stmt
-                .query_map([], |r| {
+            let rows = db.query_map(
+                "SELECT name, id, path, created FROM users ORDER BY name",
+                params![],
+                |r| {
                     Ok(UserRecord {
                         name: r.get(0)?,
                         id: r.get(1)?,
                         path: r.get(2)?,
                         created: r.get(3)?,
                     })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                },
+            )?;
             Ok(rows)
         })?;
         Ok(users
@@ -1114,6 +851,7 @@ impl State {
     fn delete_principal(&self, kind: PrincipalKind, name: &str) -> Result<(), StateError> {
         let k = kind.word();
         self.change(|tx| {
+            tx.touch(who(kind, name));
             Self::require(tx, kind, name)?;
             let (policies, attachments) = (format!("{k}_policies"), format!("{k}_attachments"));
             let mut blockers = vec![
@@ -1131,9 +869,9 @@ impl State {
                 PrincipalKind::Role => {}
             }
             for (table, what) in blockers {
-                let n: i64 = tx.query_row(
+                let n: i64 = tx.query_one(
                     &format!("SELECT count(*) FROM {table} WHERE {k}_name = ?1"),
-                    [name],
+                    params![name],
                     |r| r.get(0),
                 )?;
                 if n > 0 {
@@ -1153,7 +891,7 @@ impl State {
             }
             tx.execute(
                 &format!("DELETE FROM {} WHERE name = ?1", kind.table()),
-                [name],
+                params![name],
             )?;
             Ok(())
         })
@@ -1168,8 +906,9 @@ impl State {
         let secret = crate::account::new_secret();
         let sealed = self.sealer.seal(&secret, &id)?;
         let rec = self.change(|tx| {
+            tx.touch(Touched::User(user.to_owned()));
             Self::require_user(tx, user)?;
-            let n: i64 = tx.query_row("SELECT count(*) FROM access_keys WHERE user_name = ?1", [user], |r| r.get(0))?;
+            let n: i64 = tx.query_one("SELECT count(*) FROM access_keys WHERE user_name = ?1", params![user], |r| r.get(0))?;
             if n as usize >= MAX_ACCESS_KEYS_PER_USER {
                 return Err(StateError::LimitExceeded(format!(
                     "Cannot exceed quota for AccessKeysPerUser: {MAX_ACCESS_KEYS_PER_USER}"
@@ -1178,8 +917,7 @@ impl State {
             let rec = AccessKeyRecord { id: id.clone(), user_name: user.to_owned(), status: "Active".into(), created: now() };
             tx.execute(
                 "INSERT INTO access_keys (id, user_name, secret_sealed, status, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![rec.id, rec.user_name, sealed, rec.status, rec.created],
-            )?;
+                params![rec.id, rec.user_name, sealed, rec.status, rec.created])?;
             Ok(rec)
         })?;
         Ok((rec, SecretKey::new(secret)))
@@ -1189,14 +927,9 @@ impl State {
     pub fn list_access_keys(&self, user: &str) -> Result<Vec<AccessKeyRecord>, StateError> {
         self.with_db(|db| {
             Self::require_user(db, user)?;
-            let mut stmt = db.prepare(
-                "SELECT id, user_name, status, created FROM access_keys WHERE user_name = ?1 ORDER BY created, id",
-            )?;
-            let rows = stmt
-                .query_map([user], |r| {
+            let rows = db.query_map("SELECT id, user_name, status, created FROM access_keys WHERE user_name = ?1 ORDER BY created, id", params![user], |r| {
                     Ok(AccessKeyRecord { id: r.get(0)?, user_name: r.get(1)?, status: r.get(2)?, created: r.get(3)? })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                })?;
             Ok(rows)
         })
     }
@@ -1214,6 +947,7 @@ impl State {
             )));
         }
         self.change(|tx| {
+            tx.touch(Touched::User(user.to_owned()));
             let n = tx.execute(
                 "UPDATE access_keys SET status = ?1 WHERE id = ?2 AND user_name = ?3",
                 params![status, id, user],
@@ -1230,6 +964,7 @@ impl State {
     /// DeleteAccessKey.
     pub fn delete_access_key(&self, user: &str, id: &str) -> Result<(), StateError> {
         self.change(|tx| {
+            tx.touch(Touched::User(user.to_owned()));
             let n = tx.execute(
                 "DELETE FROM access_keys WHERE id = ?1 AND user_name = ?2",
                 params![id, user],
@@ -1244,11 +979,10 @@ impl State {
     }
 
     fn managed_by_name(
-        db: &Connection,
+        db: &dyn Conn,
         name: &str,
     ) -> Result<Option<ManagedPolicyRecord>, StateError> {
-        Ok(db
-            .query_row(
+        db.query_opt(
                 "SELECT m.name, m.id, m.path, m.description, m.document, m.created, m.default_version,
                         (SELECT count(*) FROM user_attachments a WHERE a.policy_name = m.name)
                         + (SELECT count(*) FROM group_attachments g WHERE g.policy_name = m.name)
@@ -1256,7 +990,7 @@ impl State {
                         (SELECT count(*) FROM permissions_boundaries b WHERE b.policy_name = m.name),
                         (SELECT max(v.created) FROM policy_versions v WHERE v.policy_name = m.name)
                  FROM managed_policies m WHERE m.name = ?1",
-                [name],
+                params![name],
                 |r| {
                     let created: String = r.get(5)?;
                     Ok(ManagedPolicyRecord {
@@ -1266,14 +1000,12 @@ impl State {
                         description: r.get(3)?,
                         document: r.get(4)?,
                         default_version: version_id(r.get(6)?),
-                        attachments: r.get::<_, i64>(7)? as usize,
-                        boundary_uses: r.get::<_, i64>(8)? as usize,
-                        updated: r.get::<_, Option<String>>(9)?.unwrap_or_else(|| created.clone()),
+                        attachments: r.get::<i64>(7)? as usize,
+                        boundary_uses: r.get::<i64>(8)? as usize,
+                        updated: r.get::<Option<String>>(9)?.unwrap_or_else(|| created.clone()),
                         created,
                     })
-                },
-            )
-            .optional()?)
+                })
     }
 
     /// The managed policy an ARN of this account names.
@@ -1314,15 +1046,14 @@ impl State {
         }
         compile_identity_policy(doc, name)?;
         self.change(|tx| {
+            tx.touch(Touched::Policy(name.to_owned()));
             // "Names are not distinguished by case"
             // (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreatePolicy.html).
             let clash: Option<String> = tx
-                .query_row(
+                .query_opt(
                     "SELECT name FROM managed_policies WHERE lower(name) = lower(?1)",
-                    [name],
-                    |r| r.get(0),
-                )
-                .optional()?;
+                    params![name],
+                    |r| r.get(0))?;
             if let Some(existing) = clash {
                 return Err(StateError::EntityAlreadyExists(format!(
                     "A policy called {existing} already exists. Duplicate names are not allowed (policy names are not distinguished by case)."
@@ -1344,12 +1075,10 @@ impl State {
             tx.execute(
                 "INSERT INTO managed_policies (name, id, path, description, document, created, default_version, last_version)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, 1)",
-                params![rec.name, rec.id, rec.path, rec.description, rec.document, rec.created],
-            )?;
+                params![rec.name, rec.id, rec.path, rec.description, rec.document, rec.created])?;
             tx.execute(
                 "INSERT INTO policy_versions (policy_name, version, document, created) VALUES (?1, 1, ?2, ?3)",
-                params![rec.name, rec.document, rec.created],
-            )?;
+                params![rec.name, rec.document, rec.created])?;
             Ok(rec)
         })
     }
@@ -1364,10 +1093,11 @@ impl State {
     /// ListPolicies (this account's, sorted by name).
     pub fn list_policies(&self) -> Result<Vec<ManagedPolicyRecord>, StateError> {
         self.with_db(|db| {
-            let mut stmt = db.prepare("SELECT name FROM managed_policies ORDER BY name")?;
-            let names = stmt
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
+            let names = db.query_map(
+                "SELECT name FROM managed_policies ORDER BY name",
+                params![],
+                |r| r.get::<String>(0),
+            )?;
             let mut out = Vec::new();
             for n in names {
                 if let Some(p) = Self::managed_by_name(db, &n)? {
@@ -1385,6 +1115,7 @@ impl State {
     pub fn delete_policy(&self, arn: &str) -> Result<(), StateError> {
         let name = self.policy_name_from_arn(arn)?;
         self.change(|tx| {
+            tx.touch(Touched::Policy(name.clone()));
             let p = Self::managed_by_name(tx, &name)?
                 .ok_or_else(|| StateError::NoSuchEntity(format!("Policy {arn} was not found.")))?;
             if p.attachments > 0 || p.boundary_uses > 0 {
@@ -1392,29 +1123,28 @@ impl State {
                     "Cannot delete a policy attached to entities.".into(),
                 ));
             }
-            let versions: i64 = tx.query_row(
+            let versions: i64 = tx.query_one(
                 "SELECT count(*) FROM policy_versions WHERE policy_name = ?1",
-                [&name],
-                |r| r.get(0),
-            )?;
+                params![&name],
+                |r| r.get(0))?;
             if versions > 1 {
                 return Err(StateError::DeleteConflict(format!(
                     "This policy has more than one version. Before you delete a policy, you must delete the policy's versions other than the default ({}) with DeletePolicyVersion. The default version is deleted with the policy.",
                     p.default_version
                 )));
             }
-            tx.execute("DELETE FROM policy_versions WHERE policy_name = ?1", [&name])?;
-            tx.execute("DELETE FROM managed_policies WHERE name = ?1", [&name])?;
+            tx.execute("DELETE FROM policy_versions WHERE policy_name = ?1", params![&name])?;
+            tx.execute("DELETE FROM managed_policies WHERE name = ?1", params![&name])?;
             Ok(())
         })
     }
 }
 
 impl State {
-    fn require_role(tx: &Connection, name: &str) -> Result<RoleRecord, StateError> {
-        tx.query_row(
+    fn require_role(tx: &dyn Conn, name: &str) -> Result<RoleRecord, StateError> {
+        tx.query_opt(
             "SELECT name, id, path, trust_policy, max_session_secs, description, created FROM roles WHERE name = ?1",
-            [name],
+            params![name],
             |r| {
                 Ok(RoleRecord {
                     name: r.get(0)?,
@@ -1425,9 +1155,7 @@ impl State {
                     description: r.get(5)?,
                     created: r.get(6)?,
                 })
-            },
-        )
-        .optional()?
+            })?
         .ok_or_else(|| StateError::NoSuchEntity(format!("The role with name {name} cannot be found.")))
     }
 
@@ -1483,9 +1211,9 @@ impl State {
         }
         let compiled = compile_trust_policy(trust)?;
         self.change(|tx| {
+            tx.touch(Touched::Role(name.to_owned()));
             let exists: Option<String> = tx
-                .query_row("SELECT name FROM roles WHERE lower(name) = lower(?1)", [name], |r| r.get(0))
-                .optional()?;
+                .query_opt("SELECT name FROM roles WHERE lower(name) = lower(?1)", params![name], |r| r.get(0))?;
             if exists.is_some() {
                 return Err(StateError::EntityAlreadyExists(format!("Role with name {name} already exists.")));
             }
@@ -1502,8 +1230,7 @@ impl State {
             };
             tx.execute(
                 "INSERT INTO roles (name, id, path, trust_policy, max_session_secs, description, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![rec.name, rec.id, rec.path, rec.trust_policy, rec.max_session_secs, rec.description, rec.created],
-            )?;
+                params![rec.name, rec.id, rec.path, rec.trust_policy, rec.max_session_secs, rec.description, rec.created])?;
             Self::set_boundary_in(tx, PrincipalKind::Role, name, boundary.as_ref())?;
             Self::tag_in(tx, PrincipalKind::Role, name, tags)?;
             Ok(rec)
@@ -1532,6 +1259,7 @@ impl State {
     pub fn update_trust_policy(&self, name: &str, trust: &str) -> Result<(), StateError> {
         let compiled = compile_trust_policy(trust)?;
         self.change(|tx| {
+            tx.touch(Touched::Role(name.to_owned()));
             Self::require_role(tx, name)?;
             principals::bind(
                 tx,
@@ -1558,6 +1286,15 @@ pub enum PrincipalKind {
     Group,
     /// An IAM role.
     Role,
+}
+
+/// What a change to a user, group or role touches.
+fn who(kind: PrincipalKind, name: &str) -> Touched {
+    match kind {
+        PrincipalKind::User => Touched::User(name.to_owned()),
+        PrincipalKind::Group => Touched::Group(name.to_owned()),
+        PrincipalKind::Role => Touched::Role(name.to_owned()),
+    }
 }
 
 impl PrincipalKind {
@@ -1601,7 +1338,7 @@ impl PrincipalKind {
 }
 
 impl State {
-    fn require(db: &Connection, kind: PrincipalKind, name: &str) -> Result<(), StateError> {
+    fn require(db: &dyn Conn, kind: PrincipalKind, name: &str) -> Result<(), StateError> {
         match kind {
             PrincipalKind::User => Self::require_user(db, name).map(|_| ()),
             PrincipalKind::Group => Self::require_group(db, name).map(|_| ()),
@@ -1621,13 +1358,16 @@ impl State {
         compile_identity_policy(doc, name)?;
         let k = kind.word();
         self.change(|tx| {
+            tx.touch(who(kind, owner));
             Self::require(tx, kind, owner)?;
-            let mut stmt = tx.prepare(&format!(
+            let others: usize = tx
+                .query_map(
+                    &format!(
                 "SELECT document FROM {k}_policies WHERE {k}_name = ?1 AND policy_name <> ?2"
-            ))?;
-            let others: usize = stmt
-                .query_map(params![owner, name], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?
+            ),
+                    params![owner, name],
+                    |r| r.get::<String>(0),
+                )?
                 .iter()
                 .map(|d| policy_chars(d))
                 .sum();
@@ -1658,14 +1398,13 @@ impl State {
         let k = kind.word();
         self.with_db(|db| {
             Self::require(db, kind, owner)?;
-            db.query_row(
+            db.query_opt(
                 &format!(
                     "SELECT document FROM {k}_policies WHERE {k}_name = ?1 AND policy_name = ?2"
                 ),
                 params![owner, name],
                 |r| r.get(0),
-            )
-            .optional()?
+            )?
             .ok_or_else(|| {
                 StateError::NoSuchEntity(format!(
                     "The {k} policy with name {name} cannot be found."
@@ -1683,12 +1422,13 @@ impl State {
         let k = kind.word();
         self.with_db(|db| {
             Self::require(db, kind, owner)?;
-            let mut stmt = db.prepare(&format!(
-                "SELECT policy_name FROM {k}_policies WHERE {k}_name = ?1 ORDER BY policy_name"
-            ))?;
-            let rows = stmt
-                .query_map([owner], |r| r.get(0))?
-                .collect::<Result<Vec<_>, _>>()?;
+            let rows = db.query_map(
+                &format!(
+                    "SELECT policy_name FROM {k}_policies WHERE {k}_name = ?1 ORDER BY policy_name"
+                ),
+                params![owner],
+                |r| r.get(0),
+            )?;
             Ok(rows)
         })
     }
@@ -1702,6 +1442,7 @@ impl State {
     ) -> Result<(), StateError> {
         let k = kind.word();
         self.change(|tx| {
+            tx.touch(who(kind, owner));
             Self::require(tx, kind, owner)?;
             let n = tx.execute(
                 &format!("DELETE FROM {k}_policies WHERE {k}_name = ?1 AND policy_name = ?2"),
@@ -1726,15 +1467,15 @@ impl State {
         let name = self.policy_name_from_arn(arn)?;
         let k = kind.word();
         self.change(|tx| {
+            tx.touch(who(kind, owner));
             Self::require(tx, kind, owner)?;
             if Self::managed_by_name(tx, &name)?.is_none() {
                 return Err(StateError::NoSuchEntity(format!("Policy {arn} does not exist or is not attachable.")));
             }
-            let n: i64 = tx.query_row(
+            let n: i64 = tx.query_one(
                 &format!("SELECT count(*) FROM {k}_attachments WHERE {k}_name = ?1"),
-                [owner],
-                |r| r.get(0),
-            )?;
+                params![owner],
+                |r| r.get(0))?;
             if n as usize >= MAX_ATTACHED_POLICIES {
                 return Err(StateError::LimitExceeded(format!(
                     "Cannot exceed quota for PoliciesPer{}: {MAX_ATTACHED_POLICIES}",
@@ -1743,8 +1484,7 @@ impl State {
             }
             tx.execute(
                 &format!("INSERT INTO {k}_attachments ({k}_name, policy_name) VALUES (?1, ?2) ON CONFLICT DO NOTHING"),
-                params![owner, name],
-            )?;
+                params![owner, name])?;
             Ok(())
         })
     }
@@ -1759,6 +1499,7 @@ impl State {
         let name = self.policy_name_from_arn(arn)?;
         let k = kind.word();
         self.change(|tx| {
+            tx.touch(who(kind, owner));
             Self::require(tx, kind, owner)?;
             let n = tx.execute(
                 &format!("DELETE FROM {k}_attachments WHERE {k}_name = ?1 AND policy_name = ?2"),
@@ -1782,12 +1523,13 @@ impl State {
         let k = kind.word();
         let rows = self.with_db(|db| {
             Self::require(db, kind, owner)?;
-            let mut stmt = db.prepare(&format!(
+            let names = db.query_map(
+                &format!(
                 "SELECT policy_name FROM {k}_attachments WHERE {k}_name = ?1 ORDER BY policy_name"
-            ))?;
-            let names = stmt
-                .query_map([owner], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
+            ),
+                params![owner],
+                |r| r.get::<String>(0),
+            )?;
             let mut out = Vec::new();
             for n in names {
                 if let Some(p) = Self::managed_by_name(db, &n)? {
@@ -1816,6 +1558,7 @@ impl State {
             return Ok(false);
         }
         self.change(|tx| {
+            tx.touch(Touched::Bucket(bucket.to_owned()));
             principals::bind(
                 tx,
                 &self.account_id,
@@ -1836,13 +1579,11 @@ impl State {
     /// as their unique ids ([`principals::render`]).
     pub fn get_bucket_policy(&self, bucket: &str) -> Result<Option<String>, StateError> {
         let (doc, bound) = self.with_db(|db| {
-            let doc: Option<String> = db
-                .query_row(
-                    "SELECT document FROM bucket_policies WHERE bucket = ?1",
-                    [bucket],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let doc: Option<String> = db.query_opt(
+                "SELECT document FROM bucket_policies WHERE bucket = ?1",
+                params![bucket],
+                |r| r.get(0),
+            )?;
             Ok((
                 doc,
                 principals::bindings(db, &principals::bucket_scope(bucket))?,
@@ -1891,8 +1632,12 @@ impl State {
     /// DeleteBucketPolicy (idempotent, as in S3).
     pub fn delete_bucket_policy(&self, bucket: &str) -> Result<(), StateError> {
         self.change(|tx| {
+            tx.touch(Touched::Bucket(bucket.to_owned()));
             principals::unbind(tx, &principals::bucket_scope(bucket))?;
-            tx.execute("DELETE FROM bucket_policies WHERE bucket = ?1", [bucket])?;
+            tx.execute(
+                "DELETE FROM bucket_policies WHERE bucket = ?1",
+                params![bucket],
+            )?;
             Ok(())
         })
     }
@@ -1900,11 +1645,15 @@ impl State {
     /// Forgets everything attached to a deleted bucket.
     pub fn forget_bucket(&self, bucket: &str) -> Result<(), StateError> {
         self.change(|tx| {
+            tx.touch(Touched::Bucket(bucket.to_owned()));
             principals::unbind(tx, &principals::bucket_scope(bucket))?;
-            tx.execute("DELETE FROM bucket_policies WHERE bucket = ?1", [bucket])?;
+            tx.execute(
+                "DELETE FROM bucket_policies WHERE bucket = ?1",
+                params![bucket],
+            )?;
             tx.execute(
                 "DELETE FROM public_access_blocks WHERE scope = ?1",
-                [format!("bucket:{bucket}")],
+                params![format!("bucket:{bucket}")],
             )?;
             Ok(())
         })
@@ -1930,6 +1679,7 @@ impl State {
         let config =
             serde_json::to_string(&pab).map_err(|e| StateError::Validation(e.to_string()))?;
         self.change(|tx| {
+            tx.touch(bucket.map_or(Touched::AccountBpa, |b| Touched::Bucket(b.to_owned())));
             tx.execute(
                 "INSERT INTO public_access_blocks (scope, config) VALUES (?1, ?2)
                  ON CONFLICT (scope) DO UPDATE SET config = excluded.config",
@@ -1945,17 +1695,19 @@ impl State {
     pub fn delete_public_access_block(&self, bucket: Option<&str>) -> Result<(), StateError> {
         match bucket {
             None => self.change(|tx| {
+                tx.touch(Touched::AccountBpa);
                 tx.execute(
                     "INSERT INTO public_access_blocks (scope, config) VALUES (?1, 'null')
                      ON CONFLICT (scope) DO UPDATE SET config = excluded.config",
-                    [ACCOUNT_SCOPE],
+                    params![ACCOUNT_SCOPE],
                 )?;
                 Ok(())
             }),
             Some(b) => self.change(|tx| {
+                tx.touch(Touched::Bucket(b.to_owned()));
                 tx.execute(
                     "DELETE FROM public_access_blocks WHERE scope = ?1",
-                    [format!("bucket:{b}")],
+                    params![format!("bucket:{b}")],
                 )?;
                 Ok(())
             }),
@@ -2010,7 +1762,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             // The managed_policies table as earlier keyhole versions created it.
-            let conn = Connection::open(dir.path().join(STATE_DB_FILE)).unwrap();
+            let conn = rusqlite::Connection::open(dir.path().join(STATE_DB_FILE)).unwrap();
             conn.execute_batch(
                 "CREATE TABLE managed_policies (
                     name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT NOT NULL,
@@ -2019,8 +1771,7 @@ mod tests {
             .unwrap();
             conn.execute(
                 "INSERT INTO managed_policies VALUES ('Old', 'ANPAOLD', '/', '', ?1, '2024-01-02T03:04:05Z')",
-                [READ],
-            )
+                rusqlite::params![READ])
             .unwrap();
         }
         for _ in 0..2 {

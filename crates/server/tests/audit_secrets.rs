@@ -54,7 +54,11 @@ fn hostile_requests_leave_no_secret_in_the_trail() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let gw = Arc::new(keyhole_server::open(config).unwrap());
+        let gw = Arc::new(
+            keyhole_server::state::db::blocking(move || keyhole_server::open(config))
+                .await
+                .unwrap(),
+        );
         let secret = gw.account.root_secret.expose().to_owned();
         let ak = gw.account.record.root_access_key_id.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -59,7 +59,11 @@ impl Running {
             },
         )
         .unwrap();
-        let gw = Arc::new(keyhole_server::open(config).unwrap());
+        let gw = Arc::new(
+            keyhole_server::state::db::blocking(move || keyhole_server::open(config))
+                .await
+                .unwrap(),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

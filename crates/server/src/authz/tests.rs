@@ -20,12 +20,12 @@ impl PolicyAuthorizer {
     }
 }
 
-/// An authorizer over fresh state and job tables in `dir`.
-fn authorizer_in(dir: &std::path::Path, state: Arc<crate::state::State>) -> PolicyAuthorizer {
+/// An authorizer over `state` (whose database also holds the jobs).
+fn authorizer_in(state: Arc<crate::state::State>) -> PolicyAuthorizer {
     PolicyAuthorizer {
         account_id: "123456789012".into(),
+        jobs: Arc::new(crate::jobs::store::JobStore::new(state.clone())),
         state,
-        jobs: Arc::new(crate::jobs::store::JobStore::open(dir).unwrap()),
         region: "us-east-1".into(),
     }
 }
@@ -34,7 +34,7 @@ fn authorizer() -> PolicyAuthorizer {
     let dir = tempfile::tempdir().unwrap();
     let state = crate::state::State::open(dir.path(), &[1u8; 32], "123456789012").unwrap();
     // The database stays open after the directory handle is dropped (unlinked, still valid).
-    authorizer_in(dir.path(), Arc::new(state))
+    authorizer_in(Arc::new(state))
 }
 
 fn perm(action: &'static str, resource: &str) -> Permission {
@@ -205,7 +205,7 @@ fn authenticator() -> (
         )
         .unwrap();
     state.create_user("u", "/").unwrap();
-    let jobs = std::sync::Arc::new(crate::jobs::store::JobStore::open(dir.path()).unwrap());
+    let jobs = std::sync::Arc::new(crate::jobs::store::JobStore::new(state.clone()));
     let authn = Authenticator::new(
         "AKIAROOT".into(),
         SecretKey::new("root-secret".to_owned()),
@@ -290,7 +290,7 @@ fn a_sessions_second_request_reuses_the_compiled_session_policy() {
             "the secret does not outlive verification"
         );
     }
-    let a = authorizer_in(_dir.path(), state);
+    let a = authorizer_in(state);
     let ctx = keyhole_policy::Context::new();
     assert!(a
         .authorize(&second, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx)
@@ -308,7 +308,7 @@ fn managed_session_policies_narrow_the_role_and_are_resolved_per_request() {
     let (authn, state, _dir) = authenticator();
     let mut claims = role_claims(&state);
     claims.policy_arns = vec![format!("arn:aws:iam::{ACCOUNT}:policy/ro")];
-    let a = authorizer_in(_dir.path(), state.clone());
+    let a = authorizer_in(state.clone());
     let ctx = keyhole_policy::Context::new();
     let p = verify_session(&authn, &claims).unwrap();
     assert!(a

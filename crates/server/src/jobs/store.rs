@@ -1,32 +1,19 @@
-//! Jobs and session revocations: rows in the state database (tables `jobs` and
-//! `revoked_sessions`, portable SQL) and the in-memory view the request path reads.
+//! Jobs and session revocations: their repository (tables `jobs` and `revoked_sessions` of the
+//! state database, portable SQL) and the view the request path reads.
 //!
-//! The request path never queries the database: [`JobStore::active`] and
-//! [`JobStore::is_revoked`] read a cache that every change updates before it returns (and that
-//! [`JobStore::reload`] rebuilds from the database at start), so a
-//! finished job's or a revoked session's next request is refused (well within DESIGN.md's
-//! one-second bound on a single node).
+//! The request path never queries the database: [`JobStore::active`], [`JobStore::meta`] and
+//! [`JobStore::is_revoked`] read the state's snapshot, which every change updates before it
+//! returns (and, with a shared engine, every other node within a second), so a finished job's
+//! or a revoked session's next request is refused.
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use keyhole_policy::{CompiledPolicy, PolicyKind};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::spec::ResolvedJob;
-use crate::state::StateError;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, job TEXT NOT NULL, policy TEXT NOT NULL,
-    created_by TEXT NOT NULL, created_at BIGINT NOT NULL, end_at BIGINT NOT NULL,
-    finished_at BIGINT, finished_by TEXT, token_hash TEXT NOT NULL, grant_info TEXT);
-CREATE INDEX IF NOT EXISTS jobs_by_name ON jobs (name);
-CREATE TABLE IF NOT EXISTS revoked_sessions (
-    access_key_id TEXT PRIMARY KEY, expires_at BIGINT NOT NULL, revoked_at BIGINT NOT NULL);
-";
+use crate::state::db::{Conn, Touched};
+use crate::state::{State, StateError};
 
 fn damaged(why: String) -> StateError {
     StateError::Io(std::io::Error::other(why))
@@ -91,20 +78,33 @@ pub struct JobEntry {
     pub credential_policy: Arc<Vec<CompiledPolicy>>,
 }
 
-#[derive(Debug, Default, Clone)]
-struct Cache {
-    active: HashMap<String, Arc<JobEntry>>,
-    revoked: HashSet<String>,
+/// What a request needs of any job, active or not: whose token it is, and who created it.
+#[derive(Debug, Clone)]
+pub struct JobMeta {
+    /// SHA-256 (hex) of the job's credentials token.
+    pub token_hash: String,
+    /// Its creator ([`super::grant`]).
+    pub grant: Option<super::grant::JobGrant>,
+}
+
+impl JobMeta {
+    /// The meta of a record.
+    pub fn of(record: &JobRecord) -> JobMeta {
+        JobMeta {
+            token_hash: record.token_hash.clone(),
+            grant: record.grant.clone(),
+        }
+    }
 }
 
 /// Jobs and revocations.
 #[derive(Debug)]
 pub struct JobStore {
-    db: Mutex<Connection>,
-    cache: RwLock<Arc<Cache>>,
+    state: Arc<State>,
 }
 
-fn compile(record: &JobRecord) -> Result<JobEntry, StateError> {
+/// Compiles a job's policies for the request path.
+pub(crate) fn compile(record: &JobRecord) -> Result<JobEntry, StateError> {
     let name = format!("job {}", record.id);
     let identity = CompiledPolicy::from_json(&record.policy, PolicyKind::Identity)
         .map_err(|e| damaged(format!("job {}: {e}", record.id)))?
@@ -151,7 +151,7 @@ type Row = (
     Option<String>,
 );
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+fn row(r: &crate::state::db::Row) -> Result<Row, StateError> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -168,120 +168,71 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 const COLUMNS: &str =
     "id, job, policy, created_by, created_at, finished_at, finished_by, token_hash, grant_info";
 
+fn decode(raw: Row) -> Result<JobRecord, StateError> {
+    let (id, job, policy, created_by, created_at, finished_at, finished_by, token_hash, grant) =
+        raw;
+    let job = serde_json::from_str(&job).map_err(|e| damaged(format!("job {id}: {e}")))?;
+    let grant = grant
+        .map(|o| serde_json::from_str(&o))
+        .transpose()
+        .map_err(|e| damaged(format!("job {id}: grant: {e}")))?;
+    Ok(JobRecord {
+        id,
+        job,
+        policy,
+        created_by,
+        grant,
+        created_at,
+        finished_at,
+        finished_by,
+        token_hash,
+    })
+}
+
+/// Every job (or one), as stored.
+pub(crate) fn load(db: &dyn Conn, one: Option<&str>) -> Result<Vec<JobRecord>, StateError> {
+    let raws = match one {
+        Some(id) => db.query_map(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+            crate::params![id],
+            row,
+        )?,
+        None => db.query_map(
+            &format!("SELECT {COLUMNS} FROM jobs ORDER BY created_at DESC, id"),
+            crate::params![],
+            row,
+        )?,
+    };
+    raws.into_iter().map(decode).collect()
+}
+
 impl JobStore {
-    /// Opens the job tables in the state database under `data_dir`.
-    pub fn open(data_dir: &Path) -> Result<JobStore, StateError> {
-        let conn = Connection::open(data_dir.join(crate::state::STATE_DB_FILE))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        // Job tables of earlier releases have no `grant_info` column (a failed SELECT is the
-        // portable "has column" test).
-        if conn.prepare("SELECT grant_info FROM jobs LIMIT 0").is_err() {
-            conn.execute("ALTER TABLE jobs ADD COLUMN grant_info TEXT", [])?;
-        }
-        let store = JobStore {
-            db: Mutex::new(conn),
-            cache: RwLock::new(Arc::default()),
-        };
-        store.reload(chrono::Utc::now().timestamp())?;
-        Ok(store)
-    }
-
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        match self.db.lock() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
-    fn cache(&self) -> Arc<Cache> {
-        match self.cache.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn decode(raw: Row) -> Result<JobRecord, StateError> {
-        let (id, job, policy, created_by, created_at, finished_at, finished_by, token_hash, grant) =
-            raw;
-        let job = serde_json::from_str(&job).map_err(|e| damaged(format!("job {id}: {e}")))?;
-        let grant = grant
-            .map(|o| serde_json::from_str(&o))
-            .transpose()
-            .map_err(|e| damaged(format!("job {id}: grant: {e}")))?;
-        Ok(JobRecord {
-            id,
-            job,
-            policy,
-            created_by,
-            grant,
-            created_at,
-            finished_at,
-            finished_by,
-            token_hash,
-        })
-    }
-
-    /// Rebuilds the cache: unfinished jobs whose window has not ended, and revocations of
-    /// sessions that have not expired.
-    pub fn reload(&self, now: i64) -> Result<(), StateError> {
-        let (records, revoked) = {
-            let db = self.db();
-            let mut stmt = db.prepare(&format!(
-                "SELECT {COLUMNS} FROM jobs WHERE finished_at IS NULL AND end_at > ?1"
-            ))?;
-            let raws = stmt
-                .query_map(params![now], row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut stmt =
-                db.prepare("SELECT access_key_id FROM revoked_sessions WHERE expires_at > ?1")?;
-            let revoked = stmt
-                .query_map(params![now], |r| r.get::<_, String>(0))?
-                .collect::<Result<HashSet<_>, _>>()?;
-            (raws, revoked)
-        };
-        let mut active = HashMap::new();
-        for raw in records {
-            let record = Self::decode(raw)?;
-            active.insert(record.id.clone(), Arc::new(compile(&record)?));
-        }
-        let fresh = Arc::new(Cache { active, revoked });
-        match self.cache.write() {
-            Ok(mut c) => *c = fresh,
-            Err(poisoned) => *poisoned.into_inner() = fresh,
-        }
-        Ok(())
-    }
-
-    /// Applies one change to the cache under its write lock (so concurrent changes are not lost);
-    /// requests keep reading the previous cache until the new one replaces it.
-    fn update_cache(&self, change: impl FnOnce(&mut Cache)) {
-        let mut guard = match self.cache.write() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let mut next = Cache::clone(&guard);
-        change(&mut next);
-        *guard = Arc::new(next);
+    /// The jobs of `state`'s database.
+    pub fn new(state: Arc<State>) -> JobStore {
+        JobStore { state }
     }
 
     /// The unfinished job `id` (request path: memory only).
     pub fn active(&self, id: &str) -> Option<Arc<JobEntry>> {
-        self.cache().active.get(id).cloned()
+        self.state.snapshot().jobs.get(id).cloned()
+    }
+
+    /// Whose token job `id` has and who created it, finished or not (request path: memory
+    /// only).
+    pub fn meta(&self, id: &str) -> Option<Arc<JobMeta>> {
+        self.state.snapshot().job_index.get(id).cloned()
     }
 
     /// Whether the session with this access key id was revoked (request path: memory only).
     pub fn is_revoked(&self, access_key_id: &str) -> bool {
-        self.cache().revoked.contains(access_key_id)
+        self.state.snapshot().revoked.contains_key(access_key_id)
     }
 
     /// Stores a new job. Fails with `EntityAlreadyExists` if an unfinished job whose window has
     /// not ended has the same name.
     pub fn create(&self, record: &JobRecord, now: i64) -> Result<(), StateError> {
         // Compile first: a job whose policy does not compile is never stored.
-        let entry = Arc::new(compile(record)?);
+        compile(record)?;
         let job = serde_json::to_string(&record.job).map_err(|e| damaged(e.to_string()))?;
         let grant = record
             .grant
@@ -289,19 +240,14 @@ impl JobStore {
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| damaged(e.to_string()))?;
-        {
-            let mut db = self.db();
-            let tx = db.transaction()?;
-            let clash: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM jobs WHERE name = ?1 AND finished_at IS NULL AND end_at > ?2",
-                    params![record.job.name, now],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(other) = clash {
-                // The other job's id is not named: it may be another principal's.
-                let _ = other;
+        self.state.change(|tx| {
+            let clash = tx.query_opt(
+                "SELECT id FROM jobs WHERE name = ?1 AND finished_at IS NULL AND end_at > ?2",
+                crate::params![record.job.name, now],
+                |r| r.get::<String>(0),
+            )?;
+            // The other job's id is not named: it may be another principal's.
+            if clash.is_some() {
                 return Err(StateError::EntityAlreadyExists(format!(
                     "A job named {} is already running; finish it or choose another name (a unique suffix such as the scheduler's job id helps)",
                     record.job.name
@@ -309,7 +255,7 @@ impl JobStore {
             }
             tx.execute(
                 "INSERT INTO jobs (id, name, job, policy, created_by, created_at, end_at, finished_at, finished_by, token_hash, grant_info) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, NULL, ?8, ?9)",
-                params![
+                crate::params![
                     record.id,
                     record.job.name,
                     job,
@@ -321,59 +267,40 @@ impl JobStore {
                     grant
                 ],
             )?;
-            tx.commit()?;
-        }
-        self.update_cache(|c| {
-            // Jobs whose window has ended are dropped on the way (their sessions expired with it).
-            c.active.retain(|_, e| e.record.job.end.timestamp() > now);
-            c.active.insert(record.id.clone(), entry);
-        });
-        Ok(())
+            tx.touch(Touched::Job(record.id.clone()));
+            Ok(())
+        })
     }
 
     /// The job `id`, finished or not.
     pub fn get(&self, id: &str) -> Result<JobRecord, StateError> {
-        let raw = self
-            .db()
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
-                params![id],
-                row,
-            )
-            .optional()?;
-        match raw {
-            Some(raw) => Self::decode(raw),
-            None => Err(StateError::NoSuchEntity(format!(
-                "The job with id {id} cannot be found."
-            ))),
-        }
+        self.state
+            .with_db(|db| load(db, Some(id)))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                StateError::NoSuchEntity(format!("The job with id {id} cannot be found."))
+            })
     }
 
     /// Every job, newest first.
     pub fn list(&self) -> Result<Vec<JobRecord>, StateError> {
-        let raws = {
-            let db = self.db();
-            let mut stmt = db.prepare(&format!(
-                "SELECT {COLUMNS} FROM jobs ORDER BY created_at DESC, id"
-            ))?;
-            let raws = stmt.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
-            raws
-        };
-        raws.into_iter().map(Self::decode).collect()
+        self.state.with_db(|db| load(db, None))
     }
 
     /// Finishes the job: every session it issued is refused from now on. Finishing a finished
     /// job changes nothing and returns it as it is.
     pub fn finish(&self, id: &str, by: &str, now: i64) -> Result<JobRecord, StateError> {
-        let changed = self.db().execute(
-            "UPDATE jobs SET finished_at = ?2, finished_by = ?3 WHERE id = ?1 AND finished_at IS NULL",
-            params![id, now, by],
-        )?;
-        if changed > 0 {
-            self.update_cache(|c| {
-                c.active.remove(id);
-            });
-        }
+        self.state.change(|tx| {
+            let changed = tx.execute(
+                "UPDATE jobs SET finished_at = ?2, finished_by = ?3 WHERE id = ?1 AND finished_at IS NULL",
+                crate::params![id, now, by],
+            )?;
+            if changed > 0 {
+                tx.touch(Touched::Job(id.to_owned()));
+            }
+            Ok(())
+        })?;
         self.get(id)
     }
 
@@ -384,15 +311,15 @@ impl JobStore {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StateError> {
-        self.db().execute(
-            "INSERT INTO revoked_sessions (access_key_id, expires_at, revoked_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (access_key_id) DO UPDATE SET expires_at = excluded.expires_at",
-            params![access_key_id, expires_at, now],
-        )?;
-        self.update_cache(|c| {
-            c.revoked.insert(access_key_id.to_owned());
-        });
-        Ok(())
+        self.state.change(|tx| {
+            tx.execute(
+                "INSERT INTO revoked_sessions (access_key_id, expires_at, revoked_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (access_key_id) DO UPDATE SET expires_at = excluded.expires_at",
+                crate::params![access_key_id, expires_at, now],
+            )?;
+            tx.touch(Touched::Revocation(access_key_id.to_owned()));
+            Ok(())
+        })
     }
 }
 
@@ -400,6 +327,12 @@ impl JobStore {
 mod tests {
     use super::*;
     use crate::jobs::spec::JobSpec;
+
+    fn open(dir: &std::path::Path) -> JobStore {
+        JobStore::new(Arc::new(
+            State::open(dir, &[1u8; 32], "123456789012").unwrap(),
+        ))
+    }
 
     fn record(id: &str, name: &str, now: chrono::DateTime<chrono::Utc>) -> JobRecord {
         let job = JobSpec {
@@ -428,7 +361,7 @@ mod tests {
     #[test]
     fn jobs_are_created_found_and_finished() {
         let dir = tempfile::tempdir().unwrap();
-        let store = JobStore::open(dir.path()).unwrap();
+        let store = open(dir.path());
         let now = chrono::Utc::now();
         let t = now.timestamp();
         store.create(&record("j-1", "j", now), t).unwrap();
@@ -450,20 +383,25 @@ mod tests {
         ));
         // Reopening sees the same (durable) state.
         drop(store);
-        let store = JobStore::open(dir.path()).unwrap();
+        let store = open(dir.path());
         assert!(store.active("j-1").is_none() && store.active("j-2").is_some());
+        assert_eq!(
+            store.meta("j-1").unwrap().token_hash,
+            "00",
+            "finished jobs stay known"
+        );
         // After its window, a job is not active.
-        store.reload(t + 3601).unwrap();
+        store.state.reload_at(t + 3601).unwrap();
         assert!(store.active("j-2").is_none());
     }
 
     #[test]
     fn revoked_sessions_are_refused_until_they_expire() {
         let dir = tempfile::tempdir().unwrap();
-        let store = JobStore::open(dir.path()).unwrap();
+        let store = open(dir.path());
         store.revoke_session("ASIAX", 200, 100).unwrap();
         assert!(store.is_revoked("ASIAX") && !store.is_revoked("ASIAY"));
-        store.reload(200).unwrap();
+        store.state.reload_at(200).unwrap();
         assert!(!store.is_revoked("ASIAX"), "forgotten once expired");
     }
 }

@@ -64,9 +64,7 @@ pub(super) async fn delete_bucket(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Err
     blocking(move || store.delete_bucket(&name)).await?;
     let state = ctx.gw.state.clone();
     let name = ctx.bucket.clone();
-    tokio::task::spawn_blocking(move || state.forget_bucket(&name))
-        .await
-        .map_err(S3Error::internal)??;
+    crate::state::db::blocking(move || state.forget_bucket(&name)).await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 

@@ -21,9 +21,7 @@ async fn state_call<T: Send + 'static>(
     f: impl FnOnce(&crate::state::State) -> Result<T, StateError> + Send + 'static,
 ) -> Result<T, S3Error> {
     let state = ctx.gw.state.clone();
-    Ok(tokio::task::spawn_blocking(move || f(&state))
-        .await
-        .map_err(S3Error::internal)??)
+    Ok(crate::state::db::blocking(move || f(&state)).await?)
 }
 
 async fn require_bucket(ctx: &Ctx<'_>) -> Result<(), S3Error> {

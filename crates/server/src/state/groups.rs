@@ -4,7 +4,8 @@
 //! snapshot entries ([`super::UserEntry::policies`]). Group policies themselves are the generic
 //! user/group/role code in the parent module ([`PrincipalKind::Group`]).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::db::{Conn, Row, Touched};
+use crate::params;
 
 use super::{
     now, validate_name, validate_path, GroupRecord, PrincipalKind, State, StateError, UserRecord,
@@ -12,7 +13,7 @@ use super::{
 };
 
 impl State {
-    fn group_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupRecord> {
+    fn group_from_row(r: &Row) -> Result<GroupRecord, StateError> {
         Ok(GroupRecord {
             name: r.get(0)?,
             id: r.get(1)?,
@@ -21,13 +22,12 @@ impl State {
         })
     }
 
-    pub(super) fn require_group(db: &Connection, name: &str) -> Result<GroupRecord, StateError> {
-        db.query_row(
+    pub(super) fn require_group(db: &dyn Conn, name: &str) -> Result<GroupRecord, StateError> {
+        db.query_opt(
             "SELECT name, id, path, created FROM iam_groups WHERE name = ?1",
-            [name],
+            params![name],
             Self::group_from_row,
-        )
-        .optional()?
+        )?
         .ok_or_else(|| {
             StateError::NoSuchEntity(format!("The group with name {name} cannot be found."))
         })
@@ -44,13 +44,12 @@ impl State {
         validate_name("groupName", name, 128)?;
         validate_path(path)?;
         self.change(|tx| {
-            let exists: Option<String> = tx
-                .query_row(
-                    "SELECT name FROM iam_groups WHERE lower(name) = lower(?1)",
-                    [name],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            tx.touch(Touched::Group(name.to_owned()));
+            let exists: Option<String> = tx.query_opt(
+                "SELECT name FROM iam_groups WHERE lower(name) = lower(?1)",
+                params![name],
+                |r| r.get(0),
+            )?;
             if exists.is_some() {
                 return Err(StateError::EntityAlreadyExists(format!(
                     "Group with name {name} already exists."
@@ -77,20 +76,19 @@ impl State {
     ) -> Result<(GroupRecord, Vec<(UserRecord, String)>), StateError> {
         let (group, users) = self.with_db(|db| {
             let group = Self::require_group(db, name)?;
-            let mut stmt = db.prepare(
+            let users = db.query_map(
                 "SELECT u.name, u.id, u.path, u.created FROM group_members m
                  JOIN users u ON u.name = m.user_name WHERE m.group_name = ?1 ORDER BY u.name",
-            )?;
-            let users = stmt
-                .query_map([name], |r| {
+                params![name],
+                |r| {
                     Ok(UserRecord {
                         name: r.get(0)?,
                         id: r.get(1)?,
                         path: r.get(2)?,
                         created: r.get(3)?,
                     })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                },
+            )?;
             Ok((group, users))
         })?;
         let users = users
@@ -106,11 +104,11 @@ impl State {
     /// ListGroups (sorted by name), only those whose path starts with `path_prefix`.
     pub fn list_groups(&self, path_prefix: &str) -> Result<Vec<GroupRecord>, StateError> {
         let groups = self.with_db(|db| {
-            let mut stmt =
-                db.prepare("SELECT name, id, path, created FROM iam_groups ORDER BY name")?;
-            let rows = stmt
-                .query_map([], Self::group_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
+            let rows = db.query_map(
+                "SELECT name, id, path, created FROM iam_groups ORDER BY name",
+                params![],
+                Self::group_from_row,
+            )?;
             Ok(rows)
         })?;
         Ok(groups
@@ -123,13 +121,12 @@ impl State {
     pub fn list_groups_for_user(&self, user: &str) -> Result<Vec<GroupRecord>, StateError> {
         self.with_db(|db| {
             Self::require_user(db, user)?;
-            let mut stmt = db.prepare(
+            let rows = db.query_map(
                 "SELECT g.name, g.id, g.path, g.created FROM group_members m
                  JOIN iam_groups g ON g.name = m.group_name WHERE m.user_name = ?1 ORDER BY g.name",
+                params![user],
+                Self::group_from_row,
             )?;
-            let rows = stmt
-                .query_map([user], Self::group_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
     }
@@ -142,21 +139,20 @@ impl State {
     /// AddUserToGroup: a user belongs to at most 10 groups; adding a member again changes nothing.
     pub fn add_user_to_group(&self, group: &str, user: &str) -> Result<(), StateError> {
         self.change(|tx| {
+            tx.touch(Touched::User(user.to_owned()));
             Self::require_group(tx, group)?;
             Self::require_user(tx, user)?;
-            let member: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM group_members WHERE group_name = ?1 AND user_name = ?2",
-                    params![group, user],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let member: Option<i64> = tx.query_opt(
+                "SELECT 1 FROM group_members WHERE group_name = ?1 AND user_name = ?2",
+                params![group, user],
+                |r| r.get(0),
+            )?;
             if member.is_some() {
                 return Ok(());
             }
-            let n: i64 = tx.query_row(
+            let n: i64 = tx.query_one(
                 "SELECT count(*) FROM group_members WHERE user_name = ?1",
-                [user],
+                params![user],
                 |r| r.get(0),
             )?;
             if n as usize >= MAX_GROUPS_PER_USER {
@@ -175,6 +171,7 @@ impl State {
     /// RemoveUserFromGroup: `NoSuchEntity` when the user is not a member.
     pub fn remove_user_from_group(&self, group: &str, user: &str) -> Result<(), StateError> {
         self.change(|tx| {
+            tx.touch(Touched::User(user.to_owned()));
             Self::require_group(tx, group)?;
             Self::require_user(tx, user)?;
             let n = tx.execute(

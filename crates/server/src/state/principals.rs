@@ -24,18 +24,11 @@
 
 use std::collections::HashMap;
 
+use super::db::Conn;
+use crate::params;
 use keyhole_policy::CompiledPolicy;
-use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StateError;
-
-/// The tables of this module (part of the state schema).
-pub(super) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS issued_ids (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, created TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS principal_bindings (
-    scope TEXT NOT NULL, arn TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (scope, arn));
-";
 
 /// The binding scope of a bucket's policy.
 pub fn bucket_scope(bucket: &str) -> String {
@@ -50,7 +43,7 @@ pub fn trust_scope(role: &str) -> String {
 /// A fresh unique id with `prefix` (`AIDA`, `AROA`, `AGPA`, `ANPA`) that was never issued before,
 /// recorded as issued to `name` (`kind` is `user`, `role`, ...), inside the caller's transaction.
 pub(super) fn issue_id(
-    tx: &Connection,
+    tx: &dyn Conn,
     prefix: &str,
     kind: &str,
     name: &str,
@@ -58,11 +51,11 @@ pub(super) fn issue_id(
 ) -> Result<String, StateError> {
     loop {
         let id = crate::account::new_id(prefix, 17);
-        let taken: Option<String> = tx
-            .query_row("SELECT id FROM issued_ids WHERE id = ?1", [&id], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let taken: Option<String> = tx.query_opt(
+            "SELECT id FROM issued_ids WHERE id = ?1",
+            params![&id],
+            |r| r.get(0),
+        )?;
         if taken.is_none() {
             tx.execute(
                 "INSERT INTO issued_ids (id, kind, name, created) VALUES (?1, ?2, ?3, ?4)",
@@ -110,27 +103,22 @@ fn named<'a>(arn: &'a str, account: &str) -> Option<Named<'a>> {
 
 /// The unique id of the user or role a principal ARN of this account names now, `Ok(None)` for
 /// a federated-user ARN (nothing to bind), or "Invalid principal" when it names nothing.
-fn resolve(tx: &Connection, arn: &str, how: Named<'_>) -> Result<Option<String>, StateError> {
+fn resolve(tx: &dyn Conn, arn: &str, how: Named<'_>) -> Result<Option<String>, StateError> {
     // The ARN with its path is compared whole: `user/team/alice` names alice only if her path is
     // `/team/`.
     let found: Option<String> = match how {
         Named::User => tx
-            .query_row(
-                "SELECT id FROM users WHERE ?1 = 'arn:aws:iam::' || ?2 || ':user' || path || name",
+            .query_opt(
+                "SELECT id FROM users WHERE CAST(?1 AS TEXT) = 'arn:aws:iam::' || CAST(?2 AS TEXT) || ':user' || path || name",
                 params![arn, account_of(arn)],
-                |r| r.get(0),
-            )
-            .optional()?,
+                |r| r.get(0))?,
         Named::Role => tx
-            .query_row(
-                "SELECT id FROM roles WHERE ?1 = 'arn:aws:iam::' || ?2 || ':role' || path || name",
+            .query_opt(
+                "SELECT id FROM roles WHERE CAST(?1 AS TEXT) = 'arn:aws:iam::' || CAST(?2 AS TEXT) || ':role' || path || name",
                 params![arn, account_of(arn)],
-                |r| r.get(0),
-            )
-            .optional()?,
+                |r| r.get(0))?,
         Named::RoleSession(role) => tx
-            .query_row("SELECT id FROM roles WHERE name = ?1", [role], |r| r.get(0))
-            .optional()?,
+            .query_opt("SELECT id FROM roles WHERE name = ?1", params![role], |r| r.get(0))?,
         Named::FederatedUser => return Ok(None),
         Named::Invalid => None,
     };
@@ -150,7 +138,7 @@ fn account_of(arn: &str) -> &str {
 /// of `scope` (replacing earlier ones), inside the caller's transaction; fails with "Invalid
 /// principal in policy" when one names no user or role.
 pub(super) fn bind(
-    tx: &Connection,
+    tx: &dyn Conn,
     account: &str,
     scope: &str,
     policy: &CompiledPolicy,
@@ -174,41 +162,46 @@ pub(super) fn bind(
 }
 
 /// Forgets the bindings of `scope` (its policy was deleted).
-pub(super) fn unbind(tx: &Connection, scope: &str) -> Result<(), StateError> {
-    tx.execute("DELETE FROM principal_bindings WHERE scope = ?1", [scope])?;
+pub(super) fn unbind(tx: &dyn Conn, scope: &str) -> Result<(), StateError> {
+    tx.execute(
+        "DELETE FROM principal_bindings WHERE scope = ?1",
+        params![scope],
+    )?;
     Ok(())
 }
 
 /// Every binding, by scope.
 pub(super) fn all_bindings(
-    db: &Connection,
+    db: &dyn Conn,
 ) -> Result<HashMap<String, HashMap<String, String>>, StateError> {
-    let mut stmt = db.prepare("SELECT scope, arn, id FROM principal_bindings")?;
     let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
-    for row in stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })? {
-        let (scope, arn, id) = row?;
+    for row in db.query_map(
+        "SELECT scope, arn, id FROM principal_bindings",
+        params![],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+            ))
+        },
+    )? {
+        let (scope, arn, id) = row;
         out.entry(scope).or_default().insert(arn, id);
     }
     Ok(out)
 }
 
 /// The bindings of one scope.
-pub(super) fn bindings(
-    db: &Connection,
-    scope: &str,
-) -> Result<HashMap<String, String>, StateError> {
-    let mut stmt = db.prepare("SELECT arn, id FROM principal_bindings WHERE scope = ?1")?;
-    let rows = stmt
-        .query_map([scope], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?
-        .collect::<Result<HashMap<_, _>, _>>()?;
+pub(super) fn bindings(db: &dyn Conn, scope: &str) -> Result<HashMap<String, String>, StateError> {
+    let rows = db
+        .query_map(
+            "SELECT arn, id FROM principal_bindings WHERE scope = ?1",
+            params![scope],
+            |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
+        )?
+        .into_iter()
+        .collect::<HashMap<_, _>>();
     Ok(rows)
 }
 
@@ -272,24 +265,28 @@ pub fn render(
 /// Binds the principals of documents stored before bindings existed (at start, once): each
 /// bucket policy and trust policy without bindings is bound to the entities its ARNs name now;
 /// an ARN that names nothing stays unbound and so matches nothing.
-pub(super) fn bind_unbound(tx: &Connection, account: &str) -> Result<(), StateError> {
+pub(super) fn bind_unbound(tx: &dyn Conn, account: &str) -> Result<(), StateError> {
     let mut docs: Vec<(String, String)> = Vec::new();
     {
-        let mut stmt = tx.prepare("SELECT bucket, document FROM bucket_policies")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-            let (bucket, doc) = row?;
+        for row in tx.query_map(
+            "SELECT bucket, document FROM bucket_policies",
+            params![],
+            |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
+        )? {
+            let (bucket, doc) = row;
             docs.push((bucket_scope(&bucket), doc));
         }
-        let mut stmt = tx.prepare("SELECT name, trust_policy FROM roles")?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
-            let (role, doc) = row?;
+        for row in tx.query_map("SELECT name, trust_policy FROM roles", params![], |r| {
+            Ok((r.get::<String>(0)?, r.get::<String>(1)?))
+        })? {
+            let (role, doc) = row;
             docs.push((trust_scope(&role), doc));
         }
     }
     for (scope, doc) in docs {
-        let has: i64 = tx.query_row(
+        let has: i64 = tx.query_one(
             "SELECT count(*) FROM principal_bindings WHERE scope = ?1",
-            [&scope],
+            params![&scope],
             |r| r.get(0),
         )?;
         if has > 0 {
@@ -305,22 +302,21 @@ pub(super) fn bind_unbound(tx: &Connection, account: &str) -> Result<(), StateEr
             };
             if let Ok(Some(id)) = resolve(tx, arn, how) {
                 tx.execute(
-                    "INSERT OR IGNORE INTO principal_bindings (scope, arn, id) VALUES (?1, ?2, ?3)",
-                    params![scope, arn, id],
-                )?;
+                    "INSERT INTO principal_bindings (scope, arn, id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![scope, arn, id])?;
             }
         }
     }
     // Ids issued before issued_ids existed are recorded, so they are never issued again.
     tx.execute(
-        "INSERT OR IGNORE INTO issued_ids (id, kind, name, created)
-         SELECT id, 'user', name, created FROM users",
-        [],
+        "INSERT INTO issued_ids (id, kind, name, created)
+         SELECT id, 'user', name, created FROM users WHERE true ON CONFLICT DO NOTHING",
+        params![],
     )?;
     tx.execute(
-        "INSERT OR IGNORE INTO issued_ids (id, kind, name, created)
-         SELECT id, 'role', name, created FROM roles",
-        [],
+        "INSERT INTO issued_ids (id, kind, name, created)
+         SELECT id, 'role', name, created FROM roles WHERE true ON CONFLICT DO NOTHING",
+        params![],
     )?;
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! the user belongs to"). They are read under one database lock, so a concurrent change never
 //! mixes two states into one answer.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::db::Conn;
+use crate::params;
 
 use super::{PrincipalKind, State, StateError};
 
@@ -49,31 +50,28 @@ impl State {
             };
             let mut policies = stored_policies(db, kind, name)?;
             if kind == PrincipalKind::User {
-                let mut stmt = db.prepare(
+                let groups = db.query_map(
                     "SELECT group_name FROM group_members WHERE user_name = ?1 ORDER BY group_name",
+                    params![name],
+                    |r| r.get::<String>(0),
                 )?;
-                let groups = stmt
-                    .query_map([name], |r| r.get::<_, String>(0))?
-                    .collect::<Result<Vec<_>, _>>()?;
                 for g in groups {
                     policies.extend(stored_policies(db, PrincipalKind::Group, &g)?);
                 }
             }
-            let boundary = db
-                .query_row(
-                    "SELECT m.name, m.document FROM permissions_boundaries b
+            let boundary = db.query_opt(
+                "SELECT m.name, m.document FROM permissions_boundaries b
                      JOIN managed_policies m ON m.name = b.policy_name
                      WHERE b.kind = ?1 AND b.name = ?2",
-                    params![kind.word(), name],
-                    |r| {
-                        Ok(StoredPolicy {
-                            name: r.get(0)?,
-                            inline_of: None,
-                            document: r.get(1)?,
-                        })
-                    },
-                )
-                .optional()?;
+                params![kind.word(), name],
+                |r| {
+                    Ok(StoredPolicy {
+                        name: r.get(0)?,
+                        inline_of: None,
+                        document: r.get(1)?,
+                    })
+                },
+            )?;
             Ok(EntityPolicies {
                 arn,
                 policies,
@@ -86,36 +84,38 @@ impl State {
 /// The inline then attached managed policies of one entity (`kind` gives a fixed table prefix,
 /// never input).
 fn stored_policies(
-    db: &Connection,
+    db: &dyn Conn,
     kind: PrincipalKind,
     name: &str,
 ) -> Result<Vec<StoredPolicy>, StateError> {
     let k = kind.word();
-    let mut stmt = db.prepare(&format!(
+    let mut out = db.query_map(
+        &format!(
         "SELECT policy_name, document FROM {k}_policies WHERE {k}_name = ?1 ORDER BY policy_name"
-    ))?;
-    let mut out = stmt
-        .query_map([name], |r| {
+    ),
+        params![name],
+        |r| {
             Ok(StoredPolicy {
                 name: r.get(0)?,
                 inline_of: Some(kind),
                 document: r.get(1)?,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut stmt = db.prepare(&format!(
-        "SELECT m.name, m.document FROM {k}_attachments a JOIN managed_policies m
+        },
+    )?;
+    let attached = db.query_map(
+        &format!(
+            "SELECT m.name, m.document FROM {k}_attachments a JOIN managed_policies m
          ON m.name = a.policy_name WHERE a.{k}_name = ?1 ORDER BY m.name"
-    ))?;
-    let attached = stmt
-        .query_map([name], |r| {
+        ),
+        params![name],
+        |r| {
             Ok(StoredPolicy {
                 name: r.get(0)?,
                 inline_of: None,
                 document: r.get(1)?,
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+        },
+    )?;
     out.extend(attached);
     Ok(out)
 }

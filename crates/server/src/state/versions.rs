@@ -5,7 +5,8 @@
 //! is mirrored into `managed_policies.document` (see the INVARIANT beside the schema), which is
 //! what attachments and boundaries compile.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::db::{Conn, Touched};
+use crate::params;
 
 use super::{
     compile_identity_policy, now, policy_chars, ManagedPolicyRecord, PolicyVersionRecord, State,
@@ -47,7 +48,7 @@ fn parse_version_id(id: &str) -> Result<Option<i64>, StateError> {
 
 impl State {
     fn policy_by_arn(
-        tx: &Connection,
+        tx: &dyn Conn,
         name: &str,
         arn: &str,
     ) -> Result<ManagedPolicyRecord, StateError> {
@@ -56,37 +57,35 @@ impl State {
     }
 
     fn load_version(
-        db: &Connection,
+        db: &dyn Conn,
         name: &str,
         version: i64,
         default: i64,
     ) -> Result<Option<PolicyVersionRecord>, StateError> {
-        Ok(db
-            .query_row(
-                "SELECT document, created FROM policy_versions WHERE policy_name = ?1 AND version = ?2",
-                params![name, version],
-                |r| {
-                    Ok(PolicyVersionRecord {
-                        id: version_id(version),
-                        document: r.get(0)?,
-                        is_default: version == default,
-                        created: r.get(1)?,
-                    })
-                },
-            )
-            .optional()?)
+        db.query_opt(
+            "SELECT document, created FROM policy_versions WHERE policy_name = ?1 AND version = ?2",
+            params![name, version],
+            |r| {
+                Ok(PolicyVersionRecord {
+                    id: version_id(version),
+                    document: r.get(0)?,
+                    is_default: version == default,
+                    created: r.get(1)?,
+                })
+            },
+        )
     }
 
     /// The version a `VersionId` names (its number and record), or `NoSuchEntity`.
     fn require_version(
-        db: &Connection,
+        db: &dyn Conn,
         name: &str,
         arn: &str,
         id: &str,
     ) -> Result<(i64, PolicyVersionRecord), StateError> {
-        let default: i64 = db.query_row(
+        let default: i64 = db.query_one(
             "SELECT default_version FROM managed_policies WHERE name = ?1",
-            [name],
+            params![name],
             |r| r.get(0),
         )?;
         let found = match parse_version_id(id)? {
@@ -99,13 +98,12 @@ impl State {
     }
 
     /// Makes `version` the one in force, keeping the INVARIANT on `managed_policies.document`.
-    fn make_default(tx: &Connection, name: &str, version: i64) -> Result<(), StateError> {
+    fn make_default(tx: &dyn Conn, name: &str, version: i64) -> Result<(), StateError> {
         tx.execute(
             "UPDATE managed_policies SET default_version = ?2,
                  document = (SELECT v.document FROM policy_versions v WHERE v.policy_name = ?1 AND v.version = ?2)
              WHERE name = ?1",
-            params![name, version],
-        )?;
+            params![name, version])?;
         Ok(())
     }
 
@@ -124,13 +122,13 @@ impl State {
         }
         compile_identity_policy(doc, &name)?;
         self.change(|tx| {
+            tx.touch(Touched::Policy(name.clone()));
             Self::policy_by_arn(tx, &name, arn)?;
-            let (count, last): (i64, i64) = tx.query_row(
+            let (count, last): (i64, i64) = tx.query_one(
                 "SELECT (SELECT count(*) FROM policy_versions v WHERE v.policy_name = m.name), m.last_version
                  FROM managed_policies m WHERE m.name = ?1",
-                [&name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+                params![&name],
+                |r| Ok((r.get(0)?, r.get(1)?)))?;
             if count as usize >= MAX_POLICY_VERSIONS {
                 return Err(StateError::LimitExceeded(format!(
                     "A managed policy can have up to {MAX_POLICY_VERSIONS} versions. Before you create a new version, you must delete an existing version with DeletePolicyVersion."
@@ -140,12 +138,10 @@ impl State {
             let created = now();
             tx.execute(
                 "INSERT INTO policy_versions (policy_name, version, document, created) VALUES (?1, ?2, ?3, ?4)",
-                params![name, version, doc, created],
-            )?;
+                params![name, version, doc, created])?;
             tx.execute(
                 "UPDATE managed_policies SET last_version = ?2 WHERE name = ?1",
-                params![name, version],
-            )?;
+                params![name, version])?;
             if set_as_default {
                 Self::make_default(tx, &name, version)?;
             }
@@ -176,11 +172,7 @@ impl State {
         let name = self.policy_name_from_arn(arn)?;
         self.with_db(|db| {
             let p = Self::policy_by_arn(db, &name, arn)?;
-            let mut stmt = db.prepare(
-                "SELECT version, document, created FROM policy_versions WHERE policy_name = ?1 ORDER BY version DESC",
-            )?;
-            let rows = stmt
-                .query_map([&name], |r| {
+            let rows = db.query_map("SELECT version, document, created FROM policy_versions WHERE policy_name = ?1 ORDER BY version DESC", params![&name], |r| {
                     let version: i64 = r.get(0)?;
                     Ok(PolicyVersionRecord {
                         id: version_id(version),
@@ -188,8 +180,7 @@ impl State {
                         is_default: version_id(version) == p.default_version,
                         created: r.get(2)?,
                     })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+                })?;
             Ok(rows)
         })
     }
@@ -199,6 +190,7 @@ impl State {
     pub fn delete_policy_version(&self, arn: &str, id: &str) -> Result<(), StateError> {
         let name = self.policy_name_from_arn(arn)?;
         self.change(|tx| {
+            tx.touch(Touched::Policy(name.clone()));
             Self::policy_by_arn(tx, &name, arn)?;
             let (n, v) = Self::require_version(tx, &name, arn, id)?;
             if v.is_default {
@@ -208,8 +200,7 @@ impl State {
             }
             tx.execute(
                 "DELETE FROM policy_versions WHERE policy_name = ?1 AND version = ?2",
-                params![name, n],
-            )?;
+                params![name, n])?;
             Ok(())
         })
     }
@@ -220,6 +211,7 @@ impl State {
     pub fn set_default_policy_version(&self, arn: &str, id: &str) -> Result<(), StateError> {
         let name = self.policy_name_from_arn(arn)?;
         self.change(|tx| {
+            tx.touch(Touched::Policy(name.clone()));
             Self::policy_by_arn(tx, &name, arn)?;
             let (n, _) = Self::require_version(tx, &name, arn, id)?;
             Self::make_default(tx, &name, n)
