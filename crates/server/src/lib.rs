@@ -27,6 +27,7 @@ pub mod iam;
 pub mod jobs;
 pub mod listener;
 pub mod metrics;
+pub mod oidc;
 pub mod pipeline;
 pub mod s3;
 pub mod state;
