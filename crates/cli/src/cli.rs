@@ -119,7 +119,8 @@ pub struct ServeArgs {
     /// audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days,
     /// audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs,
     /// tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs,
-    /// body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir.
+    /// body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir,
+    /// oidc_jwks (a table of ISSUER = "FILE").
     #[arg(long, env = "KEYHOLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:9000].
@@ -143,6 +144,17 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// Read the verification keys of the OIDC issuer ISSUER from FILE (a JWKS document) instead
+    /// of fetching them from the issuer: for clusters whose issuer the gateway cannot reach
+    /// (e.g. `kubectl get --raw /openid/v1/jwks > FILE`). Repeat for several issuers. The file is
+    /// read again when a token names a key it lacks, so replacing it rotates keys.
+    #[arg(
+        long = "oidc-jwks",
+        env = "KEYHOLE_OIDC_JWKS",
+        value_name = "ISSUER=FILE",
+        value_delimiter = ','
+    )]
+    pub oidc_jwks: Vec<String>,
     /// Serve writes and deletes even when the audit trail cannot be written (the default is to
     /// refuse them with 503: fail closed).
     #[arg(long, env = "KEYHOLE_AUDIT_FAIL_OPEN", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]

@@ -37,6 +37,7 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             max_connections: args.max_connections,
             max_connections_per_ip: args.max_connections_per_ip,
             allow_shared_data_dir: args.allow_shared_data_dir,
+            oidc_jwks: (!args.oidc_jwks.is_empty()).then_some(args.oidc_jwks),
         },
     )
     .into_diagnostic()?;

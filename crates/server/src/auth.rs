@@ -77,6 +77,16 @@ pub enum Principal {
         /// The job's ARN (`arn:aws:keyhole:REGION:ACCOUNT:job/ID`).
         arn: String,
     },
+    /// The caller of `sts:AssumeRoleWithWebIdentity`, proven by an OpenID Connect token from a
+    /// provider registered in the account ([`crate::oidc`]). It may ask for a role's session
+    /// and nothing else, and only a role's trust policy decides
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_providers_oidc.html).
+    WebIdentity {
+        /// What the token proves.
+        identity: std::sync::Arc<crate::oidc::WebIdentity>,
+        /// Session tags the token carries (they need `sts:TagSession` in the trust policy).
+        tags: std::sync::Arc<crate::oidc::TokenTags>,
+    },
     /// No signature at all.
     Anonymous,
 }
@@ -89,6 +99,7 @@ impl Principal {
             Principal::User { arn, .. }
             | Principal::Session { arn, .. }
             | Principal::JobToken { arn, .. } => arn.clone(),
+            Principal::WebIdentity { identity, .. } => identity.provider_arn.clone(),
             Principal::Anonymous => "*".to_owned(),
         }
     }
@@ -117,7 +128,9 @@ impl Principal {
                 boundary.as_deref(),
             ),
             Principal::JobToken { job, .. } => (job.credential_policy.as_slice(), None, None),
-            Principal::Root { .. } | Principal::Anonymous => (&[], None, None),
+            Principal::Root { .. } | Principal::WebIdentity { .. } | Principal::Anonymous => {
+                (&[], None, None)
+            }
         }
     }
 
@@ -126,7 +139,10 @@ impl Principal {
     pub fn principal_tags(&self) -> &[(String, String)] {
         match self {
             Principal::User { tags, .. } | Principal::Session { tags, .. } => tags.as_slice(),
-            Principal::Root { .. } | Principal::JobToken { .. } | Principal::Anonymous => &[],
+            Principal::Root { .. }
+            | Principal::JobToken { .. }
+            | Principal::WebIdentity { .. }
+            | Principal::Anonymous => &[],
         }
     }
 
@@ -144,6 +160,11 @@ impl Principal {
             Principal::Session { claims, .. } => {
                 Some(format!("{}:{}", claims.role_id, claims.session))
             }
+            // CloudTrail's principalId of a web identity caller: `PROVIDER:AUD:SUB`.
+            Principal::WebIdentity { identity, .. } => Some(format!(
+                "{}:{}:{}",
+                identity.provider, identity.aud, identity.sub
+            )),
             Principal::JobToken { .. } | Principal::Anonymous => None,
         }
     }
@@ -155,7 +176,9 @@ impl Principal {
                 Some(access_key_id)
             }
             Principal::Session { claims, .. } => Some(&claims.ak),
-            Principal::JobToken { .. } | Principal::Anonymous => None,
+            Principal::JobToken { .. } | Principal::WebIdentity { .. } | Principal::Anonymous => {
+                None
+            }
         }
     }
 
@@ -167,6 +190,7 @@ impl Principal {
             Principal::Session { role_arn, .. } if role_arn.is_empty() => "FederatedUser",
             Principal::Session { .. } => "AssumedRole",
             Principal::JobToken { .. } => "JobToken",
+            Principal::WebIdentity { .. } => "WebIdentityUser",
             Principal::Anonymous => "Anonymous",
         }
     }

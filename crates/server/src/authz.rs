@@ -412,7 +412,12 @@ fn bucket_of(resource: &str) -> Option<&str> {
 }
 
 /// The trust-policy actions: evaluated against the role's trust policy.
-const TRUST_ACTIONS: [&str; 3] = ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"];
+const TRUST_ACTIONS: [&str; 4] = [
+    "sts:AssumeRole",
+    "sts:AssumeRoleWithWebIdentity",
+    "sts:TagSession",
+    "sts:SetSourceIdentity",
+];
 
 fn is_trust_action(action: &str) -> bool {
     TRUST_ACTIONS.iter().any(|a| a.eq_ignore_ascii_case(action))
@@ -590,6 +595,16 @@ impl PolicyAuthorizer {
                     )
                 }
             }
+            // A federated web identity: no identity policies, named in trust policies as
+            // `{"Federated": PROVIDER_ARN}` (matched by that ARN).
+            Principal::WebIdentity { identity, .. } => (
+                identity.provider_arn.clone(),
+                RequestPrincipal::Other {
+                    id: identity.provider_arn.clone(),
+                    account: Some(self.account_id.clone()),
+                },
+                None,
+            ),
             Principal::JobToken { arn, .. } => (
                 arn.clone(),
                 RequestPrincipal::User {
@@ -720,6 +735,18 @@ impl PolicyAuthorizer {
             // A job token fetches its own job's credentials and nothing else.
             Principal::JobToken { .. } if action != "keyhole:GetJobCredentials" => {
                 refuse("because a job's credentials token only fetches that job's credentials")
+            }
+            // A web identity token buys a role's session and nothing else.
+            Principal::WebIdentity { .. }
+                if !matches!(action, "sts:AssumeRoleWithWebIdentity" | "sts:TagSession") =>
+            {
+                refuse("because a web identity token can only be exchanged for a role's session (AssumeRoleWithWebIdentity)")
+            }
+            // Only a web identity token can be exchanged for a session this way.
+            _ if action == "sts:AssumeRoleWithWebIdentity"
+                && !matches!(principal, Principal::WebIdentity { .. }) =>
+            {
+                refuse("because AssumeRoleWithWebIdentity is authenticated by a web identity token, not by AWS credentials")
             }
             Principal::Anonymous if service != "s3" && action != "keyhole:GetMetrics" => {
                 Some(S3Error::access_denied(

@@ -140,6 +140,9 @@ pub struct Config {
     /// Start even when the data directory is group- or world-accessible (new files are still
     /// created private).
     pub allow_shared_data_dir: bool,
+    /// OIDC issuers whose verification keys come from a JWKS file instead of the issuer's
+    /// discovery document (issuer URL, file).
+    pub oidc_jwks: Vec<(String, PathBuf)>,
 }
 
 impl Default for Config {
@@ -167,6 +170,7 @@ impl Default for Config {
             max_connections: None,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             allow_shared_data_dir: false,
+            oidc_jwks: Vec::new(),
         }
     }
 }
@@ -197,6 +201,7 @@ struct FileConfig {
     max_connections: Option<u64>,
     max_connections_per_ip: Option<u64>,
     allow_shared_data_dir: Option<bool>,
+    oidc_jwks: Option<std::collections::BTreeMap<String, PathBuf>>,
 }
 
 /// Values given on the command line or in `KEYHOLE_*` variables; `None` means "not given".
@@ -249,6 +254,8 @@ pub struct ConfigOverrides {
     pub max_connections_per_ip: Option<u64>,
     /// `--allow-shared-data-dir` / `KEYHOLE_ALLOW_SHARED_DATA_DIR`.
     pub allow_shared_data_dir: Option<bool>,
+    /// `--oidc-jwks ISSUER=FILE` (repeatable) / `KEYHOLE_OIDC_JWKS` (comma-separated).
+    pub oidc_jwks: Option<Vec<String>>,
 }
 
 /// A configuration that could not be loaded; the message names the field and the fix.
@@ -264,7 +271,7 @@ pub enum ConfigError {
     },
     /// The configuration file is not valid TOML or has unknown keys.
     #[error(
-        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir)"
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir, oidc_jwks)"
     )]
     Parse {
         /// The file.
@@ -514,7 +521,32 @@ impl Config {
                 })
             }
         };
+        let oidc_jwks = match overrides.oidc_jwks {
+            Some(list) => list
+                .iter()
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(i, p)| (i.to_owned(), PathBuf::from(p)))
+                        .ok_or_else(|| ConfigError::Invalid {
+                            field: "oidc_jwks",
+                            value: pair.clone(),
+                            hint: "use ISSUER=FILE, e.g. https://kubernetes.default.svc=/etc/keyhole/cluster-jwks.json",
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => from_file.oidc_jwks.unwrap_or_default().into_iter().collect(),
+        };
+        for (issuer, _) in &oidc_jwks {
+            if crate::state::oidc::validate_url(issuer).is_err() {
+                return Err(ConfigError::Invalid {
+                    field: "oidc_jwks",
+                    value: issuer.clone(),
+                    hint: "the issuer must be an https:// URL, exactly as the tokens' `iss` claim and the IAM OIDC provider spell it",
+                });
+            }
+        }
         Ok(Config {
+            oidc_jwks,
             audit_retain_days,
             audit_digest_seconds,
             audit_signing_key: overrides.audit_signing_key.or(from_file.audit_signing_key),

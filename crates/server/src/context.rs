@@ -160,6 +160,16 @@ fn add_principal(c: &mut Context, principal: &Principal, account_id: &str) {
             if let Some(s) = &claims.source_identity {
                 c.insert("aws:SourceIdentity", s.as_str());
             }
+            // A session bought with a web identity token keeps the token's keys
+            // (`PROVIDER:sub`, ..., `aws:FederatedProvider`), so the role's policies can key
+            // prefixes on the caller.
+            if let Some(w) = &claims.web_identity {
+                w.add_context(c);
+            }
+        }
+        Principal::WebIdentity { identity, .. } => {
+            c.insert("aws:PrincipalType", "WebIdentityUser");
+            identity.add_context(c);
         }
         Principal::JobToken { arn, .. } => {
             // Not an IAM principal: the holder of a job's credentials token.

@@ -88,6 +88,10 @@ iam_actions! {
     SetDefaultPolicyVersion,
     SimulateCustomPolicy, SimulatePrincipalPolicy,
     GetContextKeysForCustomPolicy, GetContextKeysForPrincipalPolicy,
+    CreateOpenIDConnectProvider, GetOpenIDConnectProvider, ListOpenIDConnectProviders,
+    DeleteOpenIDConnectProvider, AddClientIDToOpenIDConnectProvider,
+    RemoveClientIDFromOpenIDConnectProvider, UpdateOpenIDConnectProviderThumbprint,
+    TagOpenIDConnectProvider, UntagOpenIDConnectProvider, ListOpenIDConnectProviderTags,
 }
 
 impl IamAction {
@@ -275,6 +279,19 @@ pub fn permission(
         A::SimulatePrincipalPolicy | A::GetContextKeysForPrincipalPolicy => {
             required(q, "PolicySourceArn")?.to_owned()
         }
+        // The provider's ARN (`oidc-provider` resource type); creating one names it by its URL.
+        A::CreateOpenIDConnectProvider => {
+            crate::oidc::provider_arn(account_id, required(q, "Url")?)
+        }
+        A::ListOpenIDConnectProviders => "*".to_owned(),
+        A::GetOpenIDConnectProvider
+        | A::DeleteOpenIDConnectProvider
+        | A::AddClientIDToOpenIDConnectProvider
+        | A::RemoveClientIDFromOpenIDConnectProvider
+        | A::UpdateOpenIDConnectProviderThumbprint
+        | A::TagOpenIDConnectProvider
+        | A::UntagOpenIDConnectProvider
+        | A::ListOpenIDConnectProviderTags => required(q, "OpenIDConnectProviderArn")?.to_owned(),
     };
     Ok(Permission {
         action: action.iam_action(),
@@ -760,6 +777,117 @@ fn run(
             required(q, "RoleName")?,
             &members(q, "TagKeys"),
         )?,
+        A::CreateOpenIDConnectProvider => {
+            let tags = tags_param(q);
+            let arn = state.create_oidc_provider(
+                required(q, "Url")?,
+                &members(q, "ClientIDList"),
+                &members(q, "ThumbprintList"),
+                &tags,
+            )?;
+            elements = Some(serde_json::json!({"openIDConnectProviderArn": arn}));
+            w.open(&result);
+            w.elem("OpenIDConnectProviderArn", &arn);
+            tags_xml(&mut w, &tags);
+            w.close(&result);
+        }
+        A::GetOpenIDConnectProvider => {
+            let e = state.get_oidc_provider(required(q, "OpenIDConnectProviderArn")?)?;
+            // AWS shows the URL without its scheme.
+            w.open(&result);
+            w.elem("Url", crate::oidc::provider_name(&e.provider.url));
+            w.open("ClientIDList");
+            for id in &e.provider.client_ids {
+                w.elem("member", id);
+            }
+            w.close("ClientIDList");
+            w.open("ThumbprintList");
+            for t in &e.provider.thumbprints {
+                w.elem("member", t);
+            }
+            w.close("ThumbprintList");
+            w.elem("CreateDate", &xml_date(&e.provider.created));
+            tags_xml(&mut w, &e.tags);
+            w.close(&result);
+        }
+        A::ListOpenIDConnectProviders => {
+            w.open(&result);
+            w.open("OpenIDConnectProviderList");
+            for arn in state.list_oidc_providers()? {
+                w.open("member");
+                w.elem("Arn", &arn);
+                w.close("member");
+            }
+            w.close("OpenIDConnectProviderList");
+            w.close(&result);
+        }
+        A::DeleteOpenIDConnectProvider => {
+            state.delete_oidc_provider(required(q, "OpenIDConnectProviderArn")?)?;
+        }
+        A::AddClientIDToOpenIDConnectProvider => {
+            let id = required(q, "ClientID")?.to_owned();
+            crate::state::oidc::validate_client_id(&id)?;
+            state.update_oidc_provider(required(q, "OpenIDConnectProviderArn")?, |e| {
+                if !e.provider.client_ids.contains(&id) {
+                    e.provider.client_ids.push(id);
+                }
+                Ok(())
+            })?;
+        }
+        A::RemoveClientIDFromOpenIDConnectProvider => {
+            // "This operation is idempotent; it does not fail or return an error if you try to
+            // remove a client ID that does not exist"
+            // (https://docs.aws.amazon.com/IAM/latest/APIReference/API_RemoveClientIDFromOpenIDConnectProvider.html).
+            let id = required(q, "ClientID")?.to_owned();
+            state.update_oidc_provider(required(q, "OpenIDConnectProviderArn")?, |e| {
+                e.provider.client_ids.retain(|c| *c != id);
+                Ok(())
+            })?;
+        }
+        A::UpdateOpenIDConnectProviderThumbprint => {
+            let list = members(q, "ThumbprintList");
+            for t in &list {
+                crate::state::oidc::validate_thumbprint(t)?;
+            }
+            if list.len() > crate::state::oidc::MAX_THUMBPRINTS {
+                return Err(StateError::LimitExceeded(format!(
+                    "a provider may have at most {} thumbprints",
+                    crate::state::oidc::MAX_THUMBPRINTS
+                ))
+                .into());
+            }
+            state.update_oidc_provider(required(q, "OpenIDConnectProviderArn")?, |e| {
+                e.provider.thumbprints = list;
+                Ok(())
+            })?;
+        }
+        A::TagOpenIDConnectProvider => {
+            let tags = tags_param(q);
+            state.update_oidc_provider(required(q, "OpenIDConnectProviderArn")?, |e| {
+                for (k, v) in tags {
+                    match e.tags.iter_mut().find(|(x, _)| x.eq_ignore_ascii_case(&k)) {
+                        Some(slot) => slot.1 = v,
+                        None => e.tags.push((k, v)),
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        A::UntagOpenIDConnectProvider => {
+            let keys = members(q, "TagKeys");
+            state.update_oidc_provider(required(q, "OpenIDConnectProviderArn")?, |e| {
+                e.tags
+                    .retain(|(k, _)| !keys.iter().any(|x| x.eq_ignore_ascii_case(k)));
+                Ok(())
+            })?;
+        }
+        A::ListOpenIDConnectProviderTags => {
+            let e = state.get_oidc_provider(required(q, "OpenIDConnectProviderArn")?)?;
+            w.open(&result);
+            tags_xml(&mut w, &e.tags);
+            w.elem("IsTruncated", "false");
+            w.close(&result);
+        }
         A::ListUserTags | A::ListRoleTags => {
             let (kind, param) = if action == A::ListUserTags {
                 (PrincipalKind::User, "UserName")
@@ -993,6 +1121,9 @@ impl IamCall {
             "PermissionsBoundary",
             "PolicySourceArn",
             "MaxSessionDuration",
+            "Url",
+            "OpenIDConnectProviderArn",
+            "ClientID",
         ] {
             if let Some(v) = self.form.get(name) {
                 m.insert(lower_first(name), serde_json::Value::String(v.to_owned()));
@@ -1071,6 +1202,12 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamC
         A::CreateRole if !tags.is_empty() => {
             permissions.push(Permission::new("iam:TagRole", main.resource.clone()));
         }
+        A::CreateOpenIDConnectProvider if !tags.is_empty() => {
+            permissions.push(Permission::new(
+                "iam:TagOpenIDConnectProvider",
+                main.resource.clone(),
+            ));
+        }
         _ => {}
     }
     if !tags.is_empty() {
@@ -1078,7 +1215,10 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamC
             context.insert(&format!("aws:RequestTag/{k}"), v.as_str());
         }
         context.insert_multi("aws:TagKeys", tags.iter().map(|(k, _)| k.clone()).collect());
-    } else if matches!(action, A::UntagUser | A::UntagRole) {
+    } else if matches!(
+        action,
+        A::UntagUser | A::UntagRole | A::UntagOpenIDConnectProvider
+    ) {
         context.insert_multi("aws:TagKeys", members(&form, "TagKeys"));
     }
     Ok(IamCall {

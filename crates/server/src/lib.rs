@@ -77,6 +77,8 @@ pub struct Gateway {
     pub limits: listener::Limits,
     /// The data directory's lock ([`datadir::lock`]), held while the gateway lives.
     pub data_dir_lock: Option<Arc<std::fs::File>>,
+    /// OIDC providers' verification keys (`AssumeRoleWithWebIdentity`).
+    pub oidc_keys: Arc<oidc::keys::KeyCache>,
 }
 
 impl Gateway {
@@ -114,7 +116,9 @@ impl Gateway {
             .iter()
             .filter_map(|c| keyhole_policy::condition::ip::Cidr::parse(c))
             .collect();
+        let oidc_keys = Arc::new(oidc::keys::KeyCache::new(config.oidc_jwks.clone()));
         Gateway {
+            oidc_keys,
             config,
             account,
             store,
@@ -154,6 +158,14 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
     // A configured audit signing key is read (and checked against the pinned fingerprints)
     // before anything is created on disk; the default one, inside the data directory, is created
     // with the account if missing.
+    // JWKS files of OIDC issuers must be usable before anything is created.
+    for (issuer, path) in &config.oidc_jwks {
+        oidc::keys::check_file(path).map_err(|problem| OpenError::OidcJwks {
+            issuer: issuer.clone(),
+            path: path.clone(),
+            problem,
+        })?;
+    }
     let signer = match &config.audit_signing_key {
         Some(path) => {
             let s = audit::keys::Signer::read(path)?;
@@ -306,4 +318,14 @@ pub enum OpenError {
     /// The data directory is shared with other users, or cannot be created.
     #[error(transparent)]
     DataDir(#[from] datadir::DataDirError),
+    /// A configured OIDC JWKS file cannot be used.
+    #[error("the JWKS file `{}` given for the OIDC issuer {issuer} (oidc_jwks) cannot be used: {problem}; export it again (for Kubernetes: kubectl get --raw /openid/v1/jwks > FILE)", path.display())]
+    OidcJwks {
+        /// The issuer.
+        issuer: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
 }

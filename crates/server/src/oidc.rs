@@ -59,7 +59,9 @@ pub enum TokenError {
     #[error("the token's `{0}` claim is missing or is not {1}")]
     Claim(&'static str, &'static str),
     /// `exp` is past.
-    #[error("Token expired: current date/time {now} must be before the expiration date/time {exp}")]
+    #[error(
+        "Token expired: current date/time {now} must be before the expiration date/time {exp}"
+    )]
     Expired {
         /// Now, Unix seconds.
         now: i64,
@@ -109,7 +111,10 @@ pub fn provider_name(url: &str) -> &str {
 
 /// `arn:aws:iam::ACCOUNT:oidc-provider/HOST[/PATH]`.
 pub fn provider_arn(account: &str, url: &str) -> String {
-    format!("arn:aws:iam::{account}:oidc-provider/{}", provider_name(url))
+    format!(
+        "arn:aws:iam::{account}:oidc-provider/{}",
+        provider_name(url)
+    )
 }
 
 /// What a verified token proves, kept in the session it buys.
@@ -170,7 +175,10 @@ fn string_or_list(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
     }
 }
 
-fn seconds(claims: &serde_json::Map<String, serde_json::Value>, k: &'static str) -> Result<Option<i64>, TokenError> {
+fn seconds(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    k: &'static str,
+) -> Result<Option<i64>, TokenError> {
     match claims.get(k) {
         None => Ok(None),
         Some(v) => v
@@ -184,12 +192,16 @@ fn seconds(claims: &serde_json::Map<String, serde_json::Value>, k: &'static str)
 /// Reads AWS's session tags claim: `{"principal_tags": {"K": ["V"]}, "transitive_tag_keys":
 /// ["K"]}`, each tag with exactly one value, at most [`MAX_SESSION_TAGS`], keys unique ignoring
 /// case, transitive keys among the tags.
-fn token_tags(claims: &serde_json::Map<String, serde_json::Value>) -> Result<TokenTags, TokenError> {
+fn token_tags(
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Result<TokenTags, TokenError> {
     let Some(v) = claims.get(TAGS_CLAIM) else {
         return Ok(TokenTags::default());
     };
     let bad = |m: &str| TokenError::Tags(m.to_owned());
-    let obj = v.as_object().ok_or_else(|| bad("it is not a JSON object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("it is not a JSON object"))?;
     let mut out = TokenTags::default();
     if let Some(pt) = obj.get("principal_tags") {
         let pt = pt
@@ -234,6 +246,33 @@ fn token_tags(claims: &serde_json::Map<String, serde_json::Value>) -> Result<Tok
     Ok(out)
 }
 
+/// Authenticates a web identity token: every check of the module documentation, in order.
+pub async fn authenticate(
+    state: &crate::state::State,
+    keys: &keys::KeyCache,
+    account: &str,
+    token: &str,
+    now: i64,
+) -> Result<(WebIdentity, TokenTags), TokenError> {
+    let unverified = jwt::decode(token)?;
+    let iss = unverified
+        .claims
+        .get("iss")
+        .and_then(|v| v.as_str())
+        .ok_or(TokenError::NoIssuer)?
+        .to_owned();
+    // A token from an issuer nobody registered costs no fetch.
+    let provider = state
+        .snapshot()
+        .oidc_providers
+        .get(&iss)
+        .cloned()
+        .ok_or_else(|| TokenError::UnknownIssuer(iss.clone()))?;
+    let set = keys.keys(&iss, unverified.kid.as_deref()).await?;
+    let claims = unverified.verify(&set)?;
+    check_claims(&claims, &provider.provider, account, now)
+}
+
 /// Checks the claims of a token whose signature verified with `provider`'s keys, at `now` (Unix
 /// seconds).
 pub fn check_claims(
@@ -260,8 +299,8 @@ pub fn check_claims(
             }
         }
     }
-    let auds =
-        string_or_list(claims.get("aud")).ok_or(TokenError::Claim("aud", "a string or a list of strings"))?;
+    let auds = string_or_list(claims.get("aud"))
+        .ok_or(TokenError::Claim("aud", "a string or a list of strings"))?;
     let matched = auds
         .iter()
         .find(|a| provider.client_ids.iter().any(|c| c == *a))
@@ -322,9 +361,13 @@ mod tests {
 
     #[test]
     fn a_good_token_yields_the_identity_and_its_condition_keys() {
-        let (id, tags) = check_claims(&claims(ok_claims()), &provider(), "123456789012", NOW).unwrap();
+        let (id, tags) =
+            check_claims(&claims(ok_claims()), &provider(), "123456789012", NOW).unwrap();
         assert_eq!(id.provider, "idp.example");
-        assert_eq!(id.provider_arn, "arn:aws:iam::123456789012:oidc-provider/idp.example");
+        assert_eq!(
+            id.provider_arn,
+            "arn:aws:iam::123456789012:oidc-provider/idp.example"
+        );
         assert_eq!(id.sub, "system:serviceaccount:ml:trainer");
         assert_eq!(id.aud, "keyhole");
         assert_eq!(id.oaud, None);
@@ -349,10 +392,19 @@ mod tests {
     #[test]
     fn each_bad_claim_is_refused_with_the_right_code() {
         let cases: Vec<(serde_json::Value, &str)> = vec![
-            (json!({"exp": NOW - LEEWAY_SECS - 1}), "ExpiredTokenException"),
+            (
+                json!({"exp": NOW - LEEWAY_SECS - 1}),
+                "ExpiredTokenException",
+            ),
             (json!({"aud": "someone-else"}), "InvalidIdentityToken"),
-            (json!({"iss": "https://evil.example"}), "InvalidIdentityToken"),
-            (json!({"nbf": NOW + LEEWAY_SECS + 5}), "InvalidIdentityToken"),
+            (
+                json!({"iss": "https://evil.example"}),
+                "InvalidIdentityToken",
+            ),
+            (
+                json!({"nbf": NOW + LEEWAY_SECS + 5}),
+                "InvalidIdentityToken",
+            ),
             (json!({"iat": NOW + 3600}), "InvalidIdentityToken"),
             (json!({"sub": ""}), "InvalidIdentityToken"),
             (json!({"exp": "soon"}), "InvalidIdentityToken"),

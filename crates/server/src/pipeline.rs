@@ -184,12 +184,24 @@ fn identity_of(principal: &Principal, account_id: &str) -> UserIdentity {
             access_key_id: Some(claims.ak.clone()),
             session_name: Some(claims.session.clone()),
             source_identity: claims.source_identity.clone(),
+            ..UserIdentity::default()
         },
         Principal::JobToken { job, arn } => UserIdentity {
             kind: "JobToken".into(),
             job: Some(job.record.id.clone()),
             arn: Some(arn.clone()),
             account_id: Some(account_id.to_owned()),
+            ..UserIdentity::default()
+        },
+        // CloudTrail's WebIdentityUser: principalId `PROVIDER:AUD:SUB`, userName the `sub`,
+        // identityProvider the provider (the token itself is never recorded).
+        Principal::WebIdentity { identity, .. } => UserIdentity {
+            kind: "WebIdentityUser".into(),
+            principal_id,
+            arn: Some(identity.provider_arn.clone()),
+            account_id: Some(account_id.to_owned()),
+            user_name: Some(identity.sub.clone()),
+            identity_provider: Some(identity.provider.clone()),
             ..UserIdentity::default()
         },
         Principal::Anonymous => UserIdentity {
@@ -434,6 +446,11 @@ fn route(
             return Err(e);
         }
     };
+    if signed.is_none() && is_unsigned_sts(parts) {
+        // AssumeRoleWithWebIdentity is unsigned: its token authenticates it.
+        route_query(trace, format, QueryApi::Sts);
+        return Ok(Route::Query(QueryApi::Sts, None));
+    }
     let service = signed.as_ref().map(|s| s.scope().service.clone());
     match service.as_deref() {
         None | Some("s3") => Ok(Route::S3(signed)),
@@ -470,6 +487,30 @@ fn route(
                 "the `{other}` service (this release serves S3, IAM, STS and keyhole)"
             )))
         }
+    }
+}
+
+/// An unsigned STS Query request: a form POSTed to `/` (S3 has no such operation: its browser
+/// uploads are `multipart/form-data`), or a GET of `/?Action=AssumeRoleWithWebIdentity...`.
+fn is_unsigned_sts(parts: &http::request::Parts) -> bool {
+    if parts.uri.path() != "/" {
+        return false;
+    }
+    let form = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    match parts.method {
+        Method::POST => form && parts.uri.query().is_none(),
+        Method::GET => {
+            Query::parse(parts.uri.query()).get("Action")
+                == Some(crate::sts::StsAction::AssumeRoleWithWebIdentity.name())
+        }
+        _ => false,
     }
 }
 
@@ -542,6 +583,9 @@ async fn authenticate(
         Route::Query(_, signed) => (signed.take(), Some(MAX_QUERY_BODY_BYTES)),
         Route::Keyhole(signed) => (signed.take(), Some(crate::jobs::MAX_API_BODY_BYTES)),
     };
+    if signed.is_none() && limit.is_some() && matches!(route, Route::Query(QueryApi::Sts, _)) {
+        return web_identity_caller(gw, parts, incoming, now, trace).await;
+    }
     let Some(signed) = signed else {
         trace.identity = identity_of(&Principal::Anonymous, account_id);
         return Ok(Caller {
@@ -560,22 +604,7 @@ async fn authenticate(
             trace.authn_failed = true;
             trace.identity.access_key_id = Some(claimed.clone());
         })?;
-        let expected = declared_length(&parts.headers, None)?;
-        let no_headers = HeaderMap::new();
-        let mut reader =
-            BodyReader::new(incoming, &no_headers, None, expected).counting(trace.bytes_in.clone());
-        let read = reader.read_limited(limit);
-        let deadline = std::time::Duration::from_secs(gw.config.header_timeout_secs.max(1));
-        let raw = tokio::time::timeout(deadline, read).await.map_err(|_| {
-            S3Error::new(
-                "RequestTimeout",
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "the request body did not arrive within {} s (a signed API request's body is read before its signature is checked, so it is due with the head)",
-                    deadline.as_secs()
-                ),
-            )
-        })??;
+        let raw = read_small_body(gw, parts, incoming, limit, trace).await?;
         let hash = keyhole_sigv4::sha256_hex(&raw);
         let (p, v) = gw
             .authn
@@ -607,6 +636,94 @@ async fn authenticate(
         principal,
         verified: Some(verified),
         payload,
+    })
+}
+
+/// Reads a small API body (a Query form) within the header timeout, as if it were part of the
+/// head, so that nobody without credentials holds a connection busy with a slow body.
+async fn read_small_body(
+    gw: &Gateway,
+    parts: &http::request::Parts,
+    incoming: Incoming,
+    limit: usize,
+    trace: &Trace,
+) -> Result<Vec<u8>, S3Error> {
+    let expected = declared_length(&parts.headers, None)?;
+    let no_headers = HeaderMap::new();
+    let mut reader =
+        BodyReader::new(incoming, &no_headers, None, expected).counting(trace.bytes_in.clone());
+    let read = reader.read_limited(limit);
+    let deadline = std::time::Duration::from_secs(gw.config.header_timeout_secs.max(1));
+    tokio::time::timeout(deadline, read).await.map_err(|_| {
+        S3Error::new(
+            "RequestTimeout",
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the request body did not arrive within {} s (an API request's body is read before it is authenticated, so it is due with the head)",
+                deadline.as_secs()
+            ),
+        )
+    })?
+}
+
+/// Authenticates an unsigned STS request: only AssumeRoleWithWebIdentity may be unsigned, and
+/// its `WebIdentityToken` must pass every check of [`crate::oidc`]; the caller is then the web
+/// identity the token proves.
+async fn web_identity_caller(
+    gw: &Gateway,
+    parts: &http::request::Parts,
+    incoming: Incoming,
+    now: chrono::DateTime<chrono::Utc>,
+    trace: &mut Trace,
+) -> Result<Caller, S3Error> {
+    let raw = read_small_body(gw, parts, incoming, MAX_QUERY_BODY_BYTES, trace).await?;
+    let form = if parts.method == Method::POST {
+        Query::parse(Some(&String::from_utf8_lossy(&raw)))
+    } else {
+        Query::parse(parts.uri.query())
+    };
+    let action = form.get("Action").unwrap_or("");
+    if action != crate::sts::StsAction::AssumeRoleWithWebIdentity.name() {
+        trace.authn_failed = true;
+        if let Some(a) = crate::sts::StsAction::parse(action) {
+            trace.op_name = a.name();
+        }
+        return Err(S3Error::new(
+            "MissingAuthenticationToken",
+            StatusCode::FORBIDDEN,
+            "Request is missing Authentication Token: sign it with SigV4 (only AssumeRoleWithWebIdentity is sent unsigned)",
+        ));
+    }
+    trace.op_name = crate::sts::StsAction::AssumeRoleWithWebIdentity.name();
+    let token = form
+        .get("WebIdentityToken")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            trace.authn_failed = true;
+            S3Error::new(
+                "ValidationError",
+                StatusCode::BAD_REQUEST,
+                "1 validation error detected: Value null at 'webIdentityToken' failed to satisfy constraint: Member must not be null",
+            )
+        })?;
+    let account_id = &gw.account.record.account_id;
+    let (identity, tags) =
+        crate::oidc::authenticate(&gw.state, &gw.oidc_keys, account_id, token, now.timestamp())
+            .await
+            .map_err(|e| {
+                trace.authn_failed = true;
+                trace.identity.kind = "WebIdentityUser".into();
+                e.to_s3()
+            })?;
+    let principal = Principal::WebIdentity {
+        identity: Arc::new(identity),
+        tags: Arc::new(tags),
+    };
+    trace.identity = identity_of(&principal, account_id);
+    Ok(Caller {
+        principal,
+        verified: None,
+        payload: Payload::Read(raw),
     })
 }
 

@@ -18,6 +18,7 @@
 pub mod db;
 mod groups;
 pub mod migrations;
+pub mod oidc;
 pub mod principals;
 pub mod seal;
 pub mod snapshot;

@@ -33,6 +33,7 @@ use crate::Gateway;
 
 pub mod assume;
 pub mod tags;
+pub mod web_identity;
 
 /// The STS XML namespace.
 pub const STS_NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
@@ -107,6 +108,9 @@ pub struct SessionClaims {
     /// GetSessionToken sessions: the IAM user the session acts as (`role` is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<SessionUser>,
+    /// AssumeRoleWithWebIdentity sessions: what the token proved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_identity: Option<crate::oidc::WebIdentity>,
 }
 
 impl SessionClaims {
@@ -129,6 +133,7 @@ impl SessionClaims {
             tags: Vec::new(),
             transitive: Vec::new(),
             user: None,
+            web_identity: None,
         }
     }
 
@@ -245,14 +250,17 @@ pub enum StsAction {
     GetSessionToken,
     /// GetCallerIdentity.
     GetCallerIdentity,
+    /// AssumeRoleWithWebIdentity (unsigned; the token authenticates it).
+    AssumeRoleWithWebIdentity,
 }
 
 impl StsAction {
     /// Every served action.
-    pub const ALL: [StsAction; 3] = [
+    pub const ALL: [StsAction; 4] = [
         StsAction::AssumeRole,
         StsAction::GetSessionToken,
         StsAction::GetCallerIdentity,
+        StsAction::AssumeRoleWithWebIdentity,
     ];
 
     /// Parses the `Action` parameter.
@@ -266,6 +274,7 @@ impl StsAction {
             StsAction::AssumeRole => "AssumeRole",
             StsAction::GetSessionToken => "GetSessionToken",
             StsAction::GetCallerIdentity => "GetCallerIdentity",
+            StsAction::AssumeRoleWithWebIdentity => "AssumeRoleWithWebIdentity",
         }
     }
 
@@ -275,6 +284,7 @@ impl StsAction {
             StsAction::AssumeRole => "sts:AssumeRole",
             StsAction::GetSessionToken => "sts:GetSessionToken",
             StsAction::GetCallerIdentity => "sts:GetCallerIdentity",
+            StsAction::AssumeRoleWithWebIdentity => "sts:AssumeRoleWithWebIdentity",
         }
     }
 
@@ -297,6 +307,8 @@ pub enum StsCall {
     },
     /// AssumeRole with its validated parameters.
     AssumeRole(Box<assume::AssumeRoleCall>),
+    /// AssumeRoleWithWebIdentity with its validated parameters.
+    AssumeRoleWithWebIdentity(Box<web_identity::WebIdentityCall>),
 }
 
 impl Describe for StsCall {
@@ -318,12 +330,15 @@ impl Describe for StsCall {
                 reason: "GetSessionToken needs no permission for an IAM user (AWS: policies do not control authentication operations)",
             },
             StsCall::AssumeRole(call) => call.requirement(),
+            StsCall::AssumeRoleWithWebIdentity(call) => call.requirement(),
         }
     }
 
     fn add_context(&self, context: &mut Context) {
-        if let StsCall::AssumeRole(call) = self {
-            call.add_context(context);
+        match self {
+            StsCall::AssumeRole(call) => call.add_context(context),
+            StsCall::AssumeRoleWithWebIdentity(call) => call.add_context(context),
+            StsCall::GetCallerIdentity | StsCall::GetSessionToken { .. } => {}
         }
     }
 }
@@ -335,6 +350,7 @@ impl StsCall {
             StsCall::GetCallerIdentity => StsAction::GetCallerIdentity,
             StsCall::GetSessionToken { .. } => StsAction::GetSessionToken,
             StsCall::AssumeRole(_) => StsAction::AssumeRole,
+            StsCall::AssumeRoleWithWebIdentity(_) => StsAction::AssumeRoleWithWebIdentity,
         }
     }
 
@@ -347,6 +363,7 @@ impl StsCall {
                 m.insert("durationSeconds".into(), serde_json::json!(duration));
             }
             StsCall::AssumeRole(call) => return call.audit_parameters(),
+            StsCall::AssumeRoleWithWebIdentity(call) => return call.audit_parameters(),
         }
         m
     }
@@ -371,6 +388,9 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: &Query) -> Result<Sts
         Some(StsAction::AssumeRole) => Ok(StsCall::AssumeRole(Box::new(assume::describe(
             gw, principal, form,
         )?))),
+        Some(StsAction::AssumeRoleWithWebIdentity) => Ok(StsCall::AssumeRoleWithWebIdentity(
+            Box::new(web_identity::describe(gw, principal, form)?),
+        )),
         None => Err(S3Error::not_implemented(&format!(
             "the STS action `{name}`"
         ))),
@@ -393,6 +413,9 @@ pub fn handle(
             session_token(gw, principal, duration, request_id, now)
         }
         StsCall::AssumeRole(call) => assume::assume_role(gw, *call, request_id, now),
+        StsCall::AssumeRoleWithWebIdentity(call) => {
+            web_identity::assume_role_with_web_identity(gw, *call, request_id, now)
+        }
     }
 }
 
@@ -434,7 +457,7 @@ fn caller_identity(gw: &Gateway, principal: &Principal, request_id: &str) -> Res
             format!("{}:{}", claims.role_id, claims.session),
         ),
         Principal::JobToken { arn, .. } => (arn.clone(), String::new()),
-        Principal::Anonymous => ("*".into(), String::new()),
+        Principal::WebIdentity { .. } | Principal::Anonymous => ("*".into(), String::new()),
     };
     respond("GetCallerIdentity", request_id, |w| {
         w.elem("Arn", &arn);
@@ -484,7 +507,7 @@ fn session_token(
                 "keyhole does not issue temporary credentials to the root user: call GetSessionToken with an IAM user's access key",
             ))
         }
-        Principal::JobToken { .. } | Principal::Anonymous => {
+        Principal::JobToken { .. } | Principal::WebIdentity { .. } | Principal::Anonymous => {
             return Err(S3Error::access_denied("Access Denied"))
         }
     };
@@ -520,6 +543,7 @@ mod tests {
             tags: vec![("team".into(), "ml".into()), ("Project".into(), "x".into())],
             transitive: vec!["project".into()],
             user: None,
+            web_identity: None,
         }
     }
 

@@ -126,6 +126,12 @@ pub struct UserIdentity {
     /// The keyhole job the credentials belong to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// A web identity caller's `sub` (CloudTrail's `userName` of a `WebIdentityUser`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    /// A web identity caller's provider (`HOST[/PATH]`, CloudTrail's `identityProvider`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
 }
 
 /// CloudTrail's `requestParameters`, restricted to what keyhole records.

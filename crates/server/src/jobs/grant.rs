@@ -228,11 +228,12 @@ pub fn creator_of(principal: &Principal, role: bool) -> Result<JobCreator, S3Err
                 credentials: CreatorCredentials::of(claims),
             })
         }
-        Principal::Session { .. } | Principal::JobToken { .. } | Principal::Anonymous => {
-            Err(S3Error::access_denied(
-                "only the root user, IAM users and role sessions can create jobs",
-            ))
-        }
+        Principal::Session { .. }
+        | Principal::JobToken { .. }
+        | Principal::WebIdentity { .. }
+        | Principal::Anonymous => Err(S3Error::access_denied(
+            "only the root user, IAM users and role sessions can create jobs",
+        )),
     }
 }
 

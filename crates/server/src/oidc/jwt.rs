@@ -66,10 +66,13 @@ struct Header {
 /// keys to check it with).
 pub fn decode(token: &str) -> Result<Unverified<'_>, JwsError> {
     if !(MIN_TOKEN_CHARS..=MAX_TOKEN_CHARS).contains(&token.len()) {
-        return Err(JwsError::Malformed("its length is not 4 to 20,000 characters"));
+        return Err(JwsError::Malformed(
+            "its length is not 4 to 20,000 characters",
+        ));
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JwsError::Malformed("it does not have exactly three parts"));
     };
@@ -135,7 +138,10 @@ fn verify_with(key: &PublicKey, alg: &str, msg: &[u8], sig: &[u8]) -> bool {
 
 impl Unverified<'_> {
     /// Checks the signature with the keys of `set` that qualify for this token's `kid` and `alg`.
-    pub fn verify(self, set: &KeySet) -> Result<serde_json::Map<String, serde_json::Value>, JwsError> {
+    pub fn verify(
+        self,
+        set: &KeySet,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, JwsError> {
         let msg = self.signing_input.as_bytes();
         let ok = set
             .candidates(self.kid.as_deref(), &self.alg)
@@ -164,7 +170,8 @@ pub(crate) mod tests {
     impl TestIssuer {
         pub(crate) fn new(kid: &str) -> TestIssuer {
             let rng = SystemRandom::new();
-            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+            let pkcs8 =
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
             let pair =
                 EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
                     .unwrap();

@@ -12,14 +12,14 @@
 //!
 //! # Caching and rotation
 //! A fetched set is used for [`FRESH`]. A token naming a `kid` the cached set lacks triggers one
-//! refetch, at most once per [`REFETCH_INTERVAL`] per issuer, so a flood of tokens with made-up
+//! refetch, at most once per [`REFETCH_INTERVAL`] per issuer ([`REREAD_INTERVAL`] for a file), so a flood of tokens with made-up
 //! key ids cannot make the gateway hammer the issuer. When a refetch fails, keys fetched within
 //! [`STALE_LIMIT`] are still used (an issuer outage does not stop sessions), and the failure is
 //! logged; with nothing usable the call fails with `IDPCommunicationError`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -36,6 +36,8 @@ use super::TokenError;
 pub const FRESH: Duration = Duration::from_secs(3600);
 /// The shortest time between two fetches for one issuer.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// The shortest time between two reads of one issuer's JWKS file (a local read is cheap).
+pub const REREAD_INTERVAL: Duration = Duration::from_secs(1);
 /// How old a key set may be and still be used when the issuer cannot be reached.
 pub const STALE_LIMIT: Duration = Duration::from_secs(24 * 3600);
 /// How long one fetch (discovery and key set) may take.
@@ -53,7 +55,8 @@ type Https = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Byte
 pub struct KeyCache {
     files: HashMap<String, PathBuf>,
     entries: Mutex<HashMap<String, Entry>>,
-    http: Option<Https>,
+    /// Built at the first fetch (loading the system's roots takes a while).
+    http: OnceLock<Result<Https, String>>,
 }
 
 impl std::fmt::Debug for KeyCache {
@@ -78,17 +81,10 @@ impl KeyCache {
     /// A cache reading the given issuers' keys from files (issuer URL, path) and every other
     /// issuer's over HTTPS.
     pub fn new(files: Vec<(String, PathBuf)>) -> KeyCache {
-        let http = match https_client() {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "no HTTPS client for OIDC discovery: only issuers with a JWKS file can be used");
-                None
-            }
-        };
         KeyCache {
             files: files.into_iter().collect(),
             entries: Mutex::new(HashMap::new()),
-            http,
+            http: OnceLock::new(),
         }
     }
 
@@ -116,14 +112,19 @@ impl KeyCache {
                 return Ok(s);
             }
         }
-        let may_fetch = last_attempt.is_none_or(|t| now.duration_since(t) >= REFETCH_INTERVAL);
+        let interval = if self.files.contains_key(issuer) {
+            REREAD_INTERVAL
+        } else {
+            REFETCH_INTERVAL
+        };
+        let may_fetch = last_attempt.is_none_or(|t| now.duration_since(t) >= interval);
         if !may_fetch {
             // Rate-limited: answer with what is held (the signature check then fails for an
             // unknown kid), or with the failure of the last attempt.
             return set.map(|(s, _)| s).ok_or_else(|| {
                 TokenError::Communication(format!(
                     "the keys of {issuer} could not be had recently; try again in {} s",
-                    REFETCH_INTERVAL.as_secs()
+                    interval.as_secs()
                 ))
             });
         }
@@ -167,17 +168,31 @@ impl KeyCache {
         }
         let http = self
             .http
+            .get_or_init(https_client)
             .as_ref()
-            .ok_or("no HTTPS client could be set up (see the log at start)")?;
+            .map_err(|e| format!("no HTTPS client for OIDC discovery: {e}"))?;
         tokio::time::timeout(FETCH_TIMEOUT, discover(http, issuer))
             .await
-            .map_err(|_| format!("no answer from {issuer} within {} s", FETCH_TIMEOUT.as_secs()))?
+            .map_err(|_| {
+                format!(
+                    "no answer from {issuer} within {} s",
+                    FETCH_TIMEOUT.as_secs()
+                )
+            })?
     }
+}
+
+/// Checks that a configured JWKS file can be read and holds a usable key (at start).
+pub fn check_file(path: &std::path::Path) -> Result<(), String> {
+    KeySet::parse(&read_capped(path)?)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn read_capped(path: &std::path::Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let f =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut buf = Vec::new();
     f.take(MAX_JWKS_BYTES as u64 + 1)
         .read_to_end(&mut buf)
@@ -257,8 +272,7 @@ mod tests {
         // ...and after the interval, the new one.
         {
             let mut e = cache.entries.lock().unwrap();
-            e.get_mut("https://idp").unwrap().last_attempt =
-                Some(Instant::now() - REFETCH_INTERVAL);
+            e.get_mut("https://idp").unwrap().last_attempt = Some(Instant::now() - REREAD_INTERVAL);
         }
         let set = cache.keys("https://idp", Some("two")).await.unwrap();
         assert!(set.has_kid("two"));

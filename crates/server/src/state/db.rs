@@ -188,6 +188,8 @@ pub enum Touched {
     Job(String),
     /// A session revocation, by access key id.
     Revocation(String),
+    /// An IAM OIDC provider, by issuer URL.
+    OidcProvider(String),
 }
 
 /// An open write transaction: the connection, and what the change touched.

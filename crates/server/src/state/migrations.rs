@@ -19,7 +19,7 @@ type Migration = fn(&Tx<'_>, &str) -> Result<(), StateError>;
 
 /// Every migration, in order: entry `i` brings the schema to version `i + 1`. Append only: a
 /// released migration is never edited, since databases out there already ran it.
-const MIGRATIONS: &[Migration] = &[v1];
+const MIGRATIONS: &[Migration] = &[v1, v2];
 
 /// The newest schema version this release knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -124,6 +124,12 @@ fn v1(tx: &Tx<'_>, account: &str) -> Result<(), StateError> {
         crate::params![],
     )?;
     super::principals::bind_unbound(tx, account)
+}
+
+/// Version 2: IAM OIDC providers (`AssumeRoleWithWebIdentity`).
+fn v2(tx: &Tx<'_>, _account: &str) -> Result<(), StateError> {
+    tx.execute(super::oidc::SCHEMA, crate::params![])?;
+    Ok(())
 }
 
 /// The schema version the database is at (0: none recorded).

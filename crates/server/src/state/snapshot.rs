@@ -100,6 +100,8 @@ pub struct Snapshot {
     groups: HashMap<String, Arc<Vec<CompiledPolicy>>>,
     /// Managed policy name → its ARN (to find its session-policy form when it goes).
     managed_arns: HashMap<String, String>,
+    /// Issuer URL → its IAM OIDC provider (`AssumeRoleWithWebIdentity`).
+    pub oidc_providers: HashMap<String, Arc<super::oidc::ProviderEntry>>,
 }
 
 impl Snapshot {
@@ -650,6 +652,7 @@ pub fn load(db: &dyn Conn, cx: &Context<'_>) -> Result<Snapshot, StateError> {
     load_account_bpa(db, &mut snap)?;
     load_jobs(db, cx, &mut snap, None)?;
     load_revocations(db, cx, &mut snap, None)?;
+    super::oidc::load(db, &mut snap.oidc_providers, None)?;
     Ok(snap)
 }
 
@@ -743,6 +746,9 @@ pub fn apply(
             Touched::AccountBpa => load_account_bpa(db, &mut snap)?,
             Touched::Job(j) => load_jobs(db, cx, &mut snap, Some(j))?,
             Touched::Revocation(ak) => load_revocations(db, cx, &mut snap, Some(ak))?,
+            Touched::OidcProvider(url) => {
+                super::oidc::load(db, &mut snap.oidc_providers, Some(url))?;
+            }
             Touched::Policy(_) | Touched::Group(_) => {}
         }
     }

@@ -43,7 +43,7 @@ use crate::s3::route::Query;
 use crate::Gateway;
 
 /// AssumeRole's model limit on DurationSeconds (12 hours).
-const MAX_ASSUME_ROLE_SECS: i64 = 43_200;
+pub(super) const MAX_ASSUME_ROLE_SECS: i64 = 43_200;
 
 /// A validated AssumeRole request: what it asks for and what the caller hands on.
 #[derive(Debug)]
@@ -81,6 +81,21 @@ fn validate_source_identity(s: &str) -> Result<(), S3Error> {
     }
 }
 
+/// `RoleSessionName`: 2-64 characters of `[\w+=,.@-]`.
+pub(super) fn validate_session_name(session: &str) -> Result<(), S3Error> {
+    let ok = (2..=64).contains(&session.len())
+        && session
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(validation(format!(
+            "1 validation error detected: Value '{session}' at 'roleSessionName' failed to satisfy constraint: Member must have length 2-64 and match [\\w+=,.@-]*"
+        )))
+    }
+}
+
 /// Validates an AssumeRole request (every malformed parameter is a `ValidationError` before any
 /// decision) and works out what the new session inherits from a calling session.
 pub fn describe(
@@ -93,15 +108,7 @@ pub fn describe(
         .filter(|v| !v.is_empty())
         .ok_or_else(|| validation("1 validation error detected: Value null at 'roleArn' failed to satisfy constraint: Member must not be null".into()))?;
     let session = form.get("RoleSessionName").unwrap_or("");
-    let session_ok = (2..=64).contains(&session.len())
-        && session
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c));
-    if !session_ok {
-        return Err(validation(format!(
-            "1 validation error detected: Value '{session}' at 'roleSessionName' failed to satisfy constraint: Member must have length 2-64 and match [\\w+=,.@-]*"
-        )));
-    }
+    validate_session_name(session)?;
     refuse_mfa(form, "AssumeRole")?;
     let duration = match form.get("DurationSeconds") {
         None => None,
@@ -236,6 +243,42 @@ impl AssumeRoleCall {
     }
 }
 
+/// Fresh claims for a session of the role `role_arn` lasting `asked` seconds (or the default):
+/// the role must still exist (the trust policy that admitted the caller was its own; a role
+/// deleted since admits nobody) and the duration must fit its maximum, and one hour when
+/// `chained`.
+pub(super) fn role_session(
+    gw: &Gateway,
+    role_arn: &str,
+    asked: Option<i64>,
+    chained: bool,
+    now: DateTime<Utc>,
+) -> Result<SessionClaims, S3Error> {
+    let account = &gw.account.record.account_id;
+    let snapshot = gw.state.snapshot();
+    let role = snapshot
+        .roles
+        .values()
+        .find(|r| r.arn == role_arn)
+        .ok_or_else(|| S3Error::access_denied(format!("the role {role_arn} no longer exists")))?;
+    let max = role.record.max_session_secs;
+    let duration = asked.unwrap_or(DEFAULT_SESSION_SECS.min(max));
+    if duration > max {
+        return Err(validation(format!(
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role: use {MIN_SESSION_SECS} to {max} seconds"
+        )));
+    }
+    if chained && duration > MAX_CHAINED_SESSION_SECS {
+        return Err(validation(format!(
+            "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining: use {MIN_SESSION_SECS} to {MAX_CHAINED_SESSION_SECS} seconds"
+        )));
+    }
+    let mut claims = SessionClaims::fresh(account, now, duration);
+    claims.role = role.record.name.clone();
+    claims.role_id = role.record.id.clone();
+    Ok(claims)
+}
+
 /// Issues the session of an authorized AssumeRole; returns the response and its audit record.
 pub fn assume_role(
     gw: &Gateway,
@@ -244,31 +287,7 @@ pub fn assume_role(
     now: DateTime<Utc>,
 ) -> Result<(Response<Body>, Option<serde_json::Value>), S3Error> {
     let account = &gw.account.record.account_id;
-    let snapshot = gw.state.snapshot();
-    // INVARIANT: the trust policy that admitted the caller was this role's; a role deleted since
-    // admits nobody.
-    let role = snapshot
-        .roles
-        .values()
-        .find(|r| r.arn == call.role_arn)
-        .ok_or_else(|| {
-            S3Error::access_denied(format!("the role {} no longer exists", call.role_arn))
-        })?;
-    let max = role.record.max_session_secs;
-    let duration = call.duration.unwrap_or(DEFAULT_SESSION_SECS.min(max));
-    if duration > max {
-        return Err(validation(format!(
-            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role: use {MIN_SESSION_SECS} to {max} seconds"
-        )));
-    }
-    if call.chained && duration > MAX_CHAINED_SESSION_SECS {
-        return Err(validation(format!(
-            "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining: use {MIN_SESSION_SECS} to {MAX_CHAINED_SESSION_SECS} seconds"
-        )));
-    }
-    let mut claims = SessionClaims::fresh(account, now, duration);
-    claims.role = role.record.name.clone();
-    claims.role_id = role.record.id.clone();
+    let mut claims = role_session(gw, &call.role_arn, call.duration, call.chained, now)?;
     claims.session = call.session;
     claims.source_identity = call.source_identity;
     claims.policy = call.policy;
@@ -285,16 +304,21 @@ pub fn assume_role(
     });
     let response = respond("AssumeRole", request_id, |w| {
         credentials_xml(w, &claims, &token);
-        w.open("AssumedRoleUser");
-        w.elem("AssumedRoleId", &assumed_id);
-        w.elem("Arn", &arn);
-        w.close("AssumedRoleUser");
+        assumed_role_xml(w, &assumed_id, &arn);
         w.elem("PackedPolicySize", &call.packed.to_string());
         if let Some(s) = &claims.source_identity {
             w.elem("SourceIdentity", s);
         }
     });
     Ok((response, Some(elements)))
+}
+
+/// The `AssumedRoleUser` element.
+pub(super) fn assumed_role_xml(w: &mut crate::xml::XmlWriter, assumed_id: &str, arn: &str) {
+    w.open("AssumedRoleUser");
+    w.elem("AssumedRoleId", assumed_id);
+    w.elem("Arn", arn);
+    w.close("AssumedRoleUser");
 }
 
 #[cfg(test)]
