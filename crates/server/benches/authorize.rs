@@ -64,6 +64,7 @@ fn bench(c: &mut Criterion) {
             tags: Vec::new(),
             transitive: Vec::new(),
             user: None,
+            web_identity: None,
         }),
         arn: format!("arn:aws:sts::{ACCOUNT}:assumed-role/training-job/run-1"),
         role_arn: format!("arn:aws:iam::{ACCOUNT}:role/training-job"),

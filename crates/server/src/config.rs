@@ -693,6 +693,39 @@ mod tests {
     }
 
     #[test]
+    fn oidc_jwks_files_come_from_flags_or_a_table_and_issuers_must_be_https() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(
+            &path,
+            "[oidc_jwks]\n\"https://kubernetes.default.svc\" = \"/etc/keyhole/jwks.json\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), ConfigOverrides::default()).unwrap();
+        assert_eq!(
+            c.oidc_jwks,
+            [(
+                "https://kubernetes.default.svc".to_owned(),
+                PathBuf::from("/etc/keyhole/jwks.json")
+            )]
+        );
+        let flag = |v: &str| {
+            Config::load(
+                Some(&path),
+                ConfigOverrides {
+                    oidc_jwks: Some(vec![v.to_owned()]),
+                    ..ConfigOverrides::default()
+                },
+            )
+        };
+        assert_eq!(flag("https://idp=/k.json").unwrap().oidc_jwks.len(), 1);
+        for bad in ["https://idp", "http://idp=/k.json"] {
+            let e = flag(bad).unwrap_err().to_string();
+            assert!(e.contains("oidc_jwks"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn unknown_file_key_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.toml");

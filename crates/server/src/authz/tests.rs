@@ -147,6 +147,7 @@ fn sessions_are_role_policies_intersected_with_the_session_policy() {
             tags: Vec::new(),
             transitive: Vec::new(),
             user: None,
+            web_identity: None,
         }),
         arn: "arn:aws:sts::123456789012:assumed-role/r/s".into(),
         role_arn: "arn:aws:iam::123456789012:role/r".into(),

@@ -152,7 +152,8 @@ fn form(action: &str, account: &str) -> Query {
          &PermissionsBoundary=arn%3Aaws%3Aiam%3A%3A{account}%3Apolicy%2Fb\
          &Tags.member.1.Key=team&Tags.member.1.Value=ml&TagKeys.member.1=team\
          &RoleArn=arn%3Aaws%3Aiam%3A%3A{account}%3Arole%2Fr&RoleSessionName=s1\
-         &SourceIdentity=someone"
+         &SourceIdentity=someone&Url=https%3A%2F%2Fidp.example&ClientID=c\
+         &OpenIDConnectProviderArn=arn%3Aaws%3Aiam%3A%3A{account}%3Aoidc-provider%2Fidp.example"
     )))
 }
 
@@ -191,8 +192,24 @@ fn every_endpoint_declares_known_actions() {
         );
         declared.push((action.name().into(), actions));
     }
+    let web = Principal::WebIdentity {
+        identity: Arc::new(crate::oidc::WebIdentity {
+            provider_arn: format!("arn:aws:iam::{account}:oidc-provider/idp.example"),
+            provider: "idp.example".into(),
+            sub: "s".into(),
+            aud: "a".into(),
+            oaud: None,
+            amr: Vec::new(),
+        }),
+        tags: Arc::new(crate::oidc::TokenTags::default()),
+    };
     for action in crate::sts::StsAction::ALL {
-        let call = crate::sts::describe(&gw, &root, &form(action.name(), &account)).unwrap();
+        let caller = if action == crate::sts::StsAction::AssumeRoleWithWebIdentity {
+            &web
+        } else {
+            &root
+        };
+        let call = crate::sts::describe(&gw, caller, &form(action.name(), &account)).unwrap();
         declared.push((
             action.name().into(),
             actions_of(action.name(), &call.requirement()),

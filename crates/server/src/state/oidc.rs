@@ -366,7 +366,10 @@ mod tests {
                 .client_ids,
             ["keyhole", "other"]
         );
-        assert_eq!(state.list_oidc_providers().unwrap(), [arn.clone()]);
+        assert_eq!(
+            state.list_oidc_providers().unwrap(),
+            std::slice::from_ref(&arn)
+        );
         state.delete_oidc_provider(&arn).unwrap();
         assert_eq!(
             state.get_oidc_provider(&arn).unwrap_err().code(),
