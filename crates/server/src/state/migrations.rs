@@ -257,6 +257,34 @@ mod tests {
         assert_eq!(tables(dir.path()), before);
     }
 
+    /// A database at version 1 (the first versioned release) gets version 2's OIDC providers
+    /// table on open, and keeps what it held.
+    #[test]
+    fn a_version_1_database_is_brought_to_the_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        State::open(dir.path(), &[1u8; 32], ACCOUNT)
+            .unwrap()
+            .create_user("u", "/")
+            .unwrap();
+        {
+            let conn = rusqlite::Connection::open(dir.path().join(STATE_DB_FILE)).unwrap();
+            conn.execute_batch(
+                "DROP TABLE oidc_providers; DELETE FROM schema_migrations WHERE version > 1;",
+            )
+            .unwrap();
+        }
+        assert_eq!(version_rows(dir.path()), vec![1]);
+        let s = State::open(dir.path(), &[1u8; 32], ACCOUNT).unwrap();
+        assert_eq!(version_rows(dir.path()), (1..=LATEST).collect::<Vec<_>>());
+        assert!(s.snapshot().users.contains_key("u"));
+        s.create_oidc_provider("https://idp.example", &["c".into()], &[], &[])
+            .unwrap();
+        assert!(s
+            .snapshot()
+            .oidc_providers
+            .contains_key("https://idp.example"));
+    }
+
     #[test]
     fn every_earlier_schema_is_brought_to_the_latest() {
         let fresh = tempfile::tempdir().unwrap();
@@ -287,7 +315,11 @@ mod tests {
             }
             let s = State::open(dir.path(), &[1u8; 32], ACCOUNT)
                 .unwrap_or_else(|e| panic!("the schema of {release}: {e}"));
-            assert_eq!(version_rows(dir.path()), vec![LATEST], "{release}");
+            assert_eq!(
+                version_rows(dir.path()),
+                (1..=LATEST).collect::<Vec<_>>(),
+                "{release}"
+            );
             // Every table of the latest schema (older files may keep columns they had).
             let have = tables(dir.path());
             for t in &want {
@@ -323,7 +355,7 @@ mod tests {
         let account = fact("account");
         for _ in 0..2 {
             let s = State::open(dir.path(), &master, &account).unwrap();
-            assert_eq!(version_rows(dir.path()), vec![LATEST]);
+            assert_eq!(version_rows(dir.path()), (1..=LATEST).collect::<Vec<_>>());
             let snap = s.snapshot();
             // Users, their sealed keys, policies (own, attached, their groups'), boundary, tags.
             let key = &snap.keys[&fact("alice_key")];

@@ -793,6 +793,7 @@ mod tests {
         out.extend(sorted("group arn", &s.group_arns));
         out.extend(sorted("group", &s.groups));
         out.extend(sorted("managed arn", &s.managed_arns));
+        out.extend(sorted("oidc provider", &s.oidc_providers));
         out.push(format!(
             "account bpa {:?} {}",
             s.account_bpa, s.account_bpa_configured
@@ -1013,6 +1014,23 @@ mod tests {
                 Box::new(|_| {
                     s.delete_public_access_block(None).unwrap();
                     s.forget_bucket("data").unwrap();
+                }),
+            ),
+            (
+                "create, change and delete OIDC providers",
+                Box::new(|_| {
+                    let a = s
+                        .create_oidc_provider("https://idp.example", &["c".into()], &[], &[])
+                        .unwrap();
+                    s.create_oidc_provider("https://other.example/x", &[], &[], &[])
+                        .unwrap();
+                    s.update_oidc_provider(&a, |e| {
+                        e.provider.client_ids.push("d".into());
+                        Ok(())
+                    })
+                    .unwrap();
+                    s.delete_oidc_provider(&format!("{acct}:oidc-provider/other.example/x"))
+                        .unwrap();
                 }),
             ),
         ];
