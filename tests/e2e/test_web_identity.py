@@ -472,3 +472,83 @@ def test_the_trail_records_issuer_subject_and_audience_never_the_token(gw):
     assert ident["principalId"] == f"{K8S_NAME}:{CLIENT_ID}:{SA}"
     assert ident["userName"] == SA and ident["identityProvider"] == K8S_NAME
     assert not secret_findings(gw.data_dir, [token])
+
+
+# --- jobs without long-lived keys ---------------------------------------------------------------
+
+
+def test_keyhole_run_works_in_a_pod_that_has_only_its_token(gw, tmp_path):
+    """Issue 15, item 4: the scheduler authenticates by web identity through the CLI's standard
+    credential chain (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE) and `keyhole run` starts a job
+    whose command reads its input and is refused the rest; no access key exists in the pod."""
+    import subprocess
+    import sys
+
+    from e2e_helpers import keyhole_bin
+
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["keyhole:CreateJob", "keyhole:GetJob", "keyhole:FinishJob",
+                                       "keyhole:GetJobReport", "keyhole:GetJobCredentials"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"],
+         "Resource": [f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/*"]}]}
+    role = gw.role([gw.k8s_trust()], policy)
+    token_file = tmp_path / "token"
+    token_file.write_text(gw.k8s.token(SA))
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import boto3, botocore.config, sys\n"
+        "s3 = boto3.client('s3', config=botocore.config.Config(s3={'addressing_style': 'path'}, retries={'max_attempts': 1}))\n"
+        f"print(s3.get_object(Bucket='{BUCKET}', Key='ml/train.jsonl')['Body'].read().decode())\n"
+        "try:\n"
+        f"    s3.get_object(Bucket='{BUCKET}', Key='finance/ledger.csv')\n"
+        "    print('READ-FINANCE')\n"
+        "except Exception as e:\n"
+        "    print('refused', type(e).__name__)\n")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+    env.update(AWS_ROLE_ARN=role, AWS_WEB_IDENTITY_TOKEN_FILE=str(token_file), AWS_ROLE_SESSION_NAME="scheduler",
+               AWS_ENDPOINT_URL=gw.endpoint, AWS_REGION=REGION, AWS_CONFIG_FILE="/dev/null",
+               AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+    r = subprocess.run([str(keyhole_bin()), "run", "--name", "pod-job", "--read", f"s3://{BUCKET}/ml/", "--for", "10m",
+                        "--", sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert "ml/train.jsonl" in r.stdout and "refused" in r.stdout and "READ-FINANCE" not in r.stdout, r.stdout
+    # A token for another service account cannot start jobs.
+    token_file.write_text(gw.k8s.token("system:serviceaccount:ml:other"))
+    r = subprocess.run([str(keyhole_bin()), "job", "list"], env=env, capture_output=True, text=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode != 0 and "AssumeRoleWithWebIdentity" in r.stderr and "AccessDenied" in r.stderr, r.stderr
+
+
+def test_a_profile_with_a_token_file_serves_boto3_and_the_keyhole_cli(gw, tmp_path):
+    """docs/JOBS.md, "the same service with no key at all": a config profile with role_arn +
+    web_identity_token_file + endpoint_url, read by boto3 and by `keyhole`."""
+    import os
+    import subprocess
+
+    from e2e_helpers import keyhole_bin
+
+    role = gw.role([gw.k8s_trust()], {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/ml/*"},
+        {"Effect": "Allow", "Action": "keyhole:ListJobs", "Resource": "*"}]})
+    token = tmp_path / "token"
+    token.write_text(gw.k8s.token(SA))
+    config = tmp_path / "config"
+    config.write_text(f"[profile model-service]\nrole_arn = {role}\nweb_identity_token_file = {token}\n"
+                      f"role_session_name = model-service\nendpoint_url = {gw.endpoint}\nregion = {REGION}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+    env.update(AWS_CONFIG_FILE=str(config), AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_PROFILE="model-service")
+    code = (
+        "import boto3\n"
+        "s = boto3.Session()\n"
+        "print(s.client('sts').get_caller_identity()['Arn'])\n"
+        f"print(s.client('s3').get_object(Bucket='{BUCKET}', Key='ml/train.jsonl')['Body'].read().decode())\n")
+    import sys
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [f"arn:aws:sts::{gw.account_id}:assumed-role/{role.split('/')[-1]}/model-service",
+                                "ml/train.jsonl"]
+    r = subprocess.run([str(keyhole_bin()), "job", "list"], env=env, capture_output=True, text=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr

@@ -5,9 +5,14 @@
 //! 1. the environment: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`),
 //!    skipped when a profile is named explicitly: the CLI's `--profile` beats the environment's
 //!    keys;
-//! 2. the profile's `[name]` section of the shared credentials file
+//! 2. web identity: `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE` (with `AWS_ROLE_SESSION_NAME`)
+//!    in the environment, else the profile's `role_arn` and `web_identity_token_file` (with
+//!    `role_session_name`) in the config file: the caller then exchanges the token for a role
+//!    session (AssumeRoleWithWebIdentity; [`Resolved::web_identity`]), as botocore's provider
+//!    does (https://docs.aws.amazon.com/sdkref/latest/guide/feature-assume-role-credentials.html);
+//! 3. the profile's `[name]` section of the shared credentials file
 //!    (`AWS_SHARED_CREDENTIALS_FILE`, default `~/.aws/credentials`);
-//! 3. the profile's `[profile name]` section (`[default]` for the default profile) of the config
+//! 4. the profile's `[profile name]` section (`[default]` for the default profile) of the config
 //!    file (`AWS_CONFIG_FILE`, default `~/.aws/config`): its `credential_process`, else its keys.
 //!
 //! The profile is the `profile` argument, else `AWS_PROFILE`, else `AWS_DEFAULT_PROFILE` (the
@@ -26,8 +31,8 @@
 //! Every environment read goes through the `env` function given to [`resolve`] (`HOME` too), so
 //! tests run against a fake environment. An empty variable counts as unset.
 //!
-//! Not supported: profiles that assume a role (`role_arn`), use a web identity
-//! (`web_identity_token_file`) or IAM Identity Center (`sso_session`, `sso_start_url`). The AWS
+//! Not supported: profiles that assume a role with another profile's keys (`role_arn` without
+//! `web_identity_token_file`) or use IAM Identity Center (`sso_session`, `sso_start_url`). The AWS
 //! CLI ranks those above the credentials file, so such a profile is refused with a fix instead of
 //! being answered with the keys of another identity. Container and EC2 instance credentials are
 //! not looked up, nor are service-specific endpoints (`AWS_ENDPOINT_URL_S3`, `services`
@@ -72,6 +77,8 @@ pub struct Resolved {
     pub secret_access_key: String,
     /// Session token of temporary credentials. Never shown by `Debug`.
     pub session_token: Option<String>,
+    /// A web identity to exchange for a role session; the keys above are then empty.
+    pub web_identity: Option<WebIdentity>,
     /// Region to sign for, when one is configured.
     pub region: Option<String>,
     /// Endpoint to send requests to, when one is configured.
@@ -97,9 +104,22 @@ impl fmt::Debug for Resolved {
             .field("region", &self.region)
             .field("endpoint_url", &self.endpoint_url)
             .field("ca_bundle", &self.ca_bundle)
+            .field("web_identity", &self.web_identity)
             .field("source", &self.source)
             .finish()
     }
+}
+
+/// A role to assume with the OIDC token in a file (the token is read when it is exchanged, so
+/// a rotated file is picked up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebIdentity {
+    /// `AWS_ROLE_ARN` / `role_arn`.
+    pub role_arn: String,
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE` / `web_identity_token_file`.
+    pub token_file: PathBuf,
+    /// `AWS_ROLE_SESSION_NAME` / `role_session_name`, if set.
+    pub session_name: Option<String>,
 }
 
 /// A profile and the sections that hold it in the two files, for [`ChainError`] messages.
@@ -266,8 +286,8 @@ impl fmt::Display for ChainError {
             } => write!(
                 f,
                 "AWS profile `{profile}` gets its credentials through `{setting}` (in {file}), \
-                 which keyhole cannot do yet (assume role, web identity and IAM Identity Center \
-                 are not supported); export plain credentials first, e.g. \
+                 which keyhole cannot do yet (assuming a role with another profile's keys and \
+                 IAM Identity Center are not supported); export plain credentials first, e.g. \
                  `eval \"$(aws configure export-credentials{} --format env)\"`, or use another \
                  profile",
                 profile_flag(profile)
@@ -327,12 +347,7 @@ const PROFILE_ARGUMENT: &str = "--profile";
 
 /// Settings that select providers the AWS CLI tries before the credentials file and keyhole
 /// does not implement (assume role, web identity, IAM Identity Center).
-const UNSUPPORTED_SETTINGS: [&str; 4] = [
-    "role_arn",
-    "web_identity_token_file",
-    "sso_session",
-    "sso_start_url",
-];
+const UNSUPPORTED_SETTINGS: [&str; 3] = ["role_arn", "sso_session", "sso_start_url"];
 
 /// Resolves the caller's credentials, region and endpoint; see the module documentation for the
 /// order. `profile` is the CLI's `--profile`; `env` reads an environment variable
@@ -378,9 +393,22 @@ pub fn resolve(
         .or_else(|| setting(in_config, "ca_bundle").map(str::to_owned))
         .and_then(|v| expand_home(&v, var(env, "HOME").as_deref()));
 
-    let (keys, source) = find_keys(&profile, env, &credentials_file, &config_file)?;
+    let (keys, source, web_identity) =
+        match find_keys(&profile, env, &credentials_file, &config_file)? {
+            Found::Keys(keys, source) => (keys, source, None),
+            Found::WebIdentity(w, source) => (
+                Keys {
+                    access_key_id: String::new(),
+                    secret_access_key: String::new(),
+                    session_token: None,
+                },
+                source,
+                Some(w),
+            ),
+        };
     Ok(Resolved {
         ca_bundle,
+        web_identity,
         access_key_id: keys.access_key_id,
         secret_access_key: keys.secret_access_key,
         session_token: keys.session_token,
@@ -426,12 +454,65 @@ fn choose_profile(argument: Option<&str>, env: &dyn Fn(&str) -> Option<String>) 
 
 /// The credential providers in the AWS CLI's order: environment, (refuse assume role, web
 /// identity, IAM Identity Center), credentials file, `credential_process`, config file.
+/// What [`find_keys`] found.
+enum Found {
+    Keys(Keys, String),
+    WebIdentity(WebIdentity, String),
+}
+
+/// Web identity settings: the environment's (botocore reads them before the profile's), else
+/// the profile's in the config file. Half of a pair is an error naming the other half.
+fn web_identity(
+    env: &dyn Fn(&str) -> Option<String>,
+    in_config: Option<&Settings>,
+    config_file: &AwsFile,
+    profile: &str,
+) -> Result<Option<(WebIdentity, String)>, ChainError> {
+    match (
+        var(env, "AWS_ROLE_ARN"),
+        var(env, "AWS_WEB_IDENTITY_TOKEN_FILE"),
+    ) {
+        (Some(role_arn), Some(file)) => {
+            return Ok(Some((
+                WebIdentity {
+                    role_arn,
+                    token_file: PathBuf::from(file),
+                    session_name: var(env, "AWS_ROLE_SESSION_NAME"),
+                },
+                "web identity (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE)".to_owned(),
+            )))
+        }
+        (None, Some(_)) => {
+            return Err(incomplete(
+                "the environment",
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                "AWS_ROLE_ARN",
+            ))
+        }
+        _ => {}
+    }
+    let Some(file) = setting(in_config, "web_identity_token_file") else {
+        return Ok(None);
+    };
+    let origin = format!("config file {} [profile {profile}]", config_file.shown);
+    let role_arn = setting(in_config, "role_arn")
+        .ok_or_else(|| incomplete(&origin, "web_identity_token_file", "role_arn"))?;
+    Ok(Some((
+        WebIdentity {
+            role_arn: role_arn.to_owned(),
+            token_file: PathBuf::from(file),
+            session_name: setting(in_config, "role_session_name").map(str::to_owned),
+        },
+        format!("web identity in {origin}"),
+    )))
+}
+
 fn find_keys(
     profile: &Profile,
     env: &dyn Fn(&str) -> Option<String>,
     credentials_file: &AwsFile,
     config_file: &AwsFile,
-) -> Result<(Keys, String), ChainError> {
+) -> Result<Found, ChainError> {
     let name = &profile.name;
     let mut tried = Vec::new();
     let env_tried = profile.named_by != Some(PROFILE_ARGUMENT);
@@ -447,7 +528,7 @@ fn find_keys(
                     secret_access_key,
                     session_token: var(env, "AWS_SESSION_TOKEN"),
                 };
-                return Ok((keys, "environment".to_owned()));
+                return Ok(Found::Keys(keys, "environment".to_owned()));
             }
             (Some(_), None) => {
                 return Err(incomplete(
@@ -469,6 +550,9 @@ fn find_keys(
 
     let in_credentials = credentials_file.profile(name);
     let in_config = config_file.profile(name);
+    if let Some((w, origin)) = web_identity(env, in_config, config_file, name)? {
+        return Ok(Found::WebIdentity(w, origin));
+    }
     for (file, settings) in [(credentials_file, in_credentials), (config_file, in_config)] {
         if let Some(setting_name) = UNSUPPORTED_SETTINGS
             .into_iter()
@@ -488,7 +572,7 @@ fn find_keys(
         credentials_file.shown
     );
     if let Some(keys) = static_keys(in_credentials, &origin)? {
-        return Ok((keys, origin));
+        return Ok(Found::Keys(keys, origin));
     }
 
     tried.push(config_file.tried());
@@ -503,11 +587,11 @@ fn find_keys(
             "credential_process in config file {} [profile {name}]",
             config_file.shown
         );
-        return Ok((keys, origin));
+        return Ok(Found::Keys(keys, origin));
     }
     let origin = format!("config file {} [profile {name}]", config_file.shown);
     if let Some(keys) = static_keys(in_config, &origin)? {
-        return Ok((keys, origin));
+        return Ok(Found::Keys(keys, origin));
     }
 
     let lookup = ProfileLookup::new(name, credentials_file, config_file, false);
@@ -1493,6 +1577,42 @@ aws_session_token = token-dev-file
             "{e}"
         );
         assert!(f.error(Some("sso")).contains("`sso_session`"));
+    }
+
+    /// botocore's web identity provider: `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE` (the
+    /// EKS/IRSA pattern), else the profile's `role_arn` + `web_identity_token_file`; keys in the
+    /// environment still come first
+    /// (https://docs.aws.amazon.com/sdkref/latest/guide/feature-assume-role-credentials.html).
+    #[test]
+    fn web_identity_comes_from_the_environment_or_the_profile() {
+        let mut f = Fixture::new();
+        f.credentials(CREDENTIALS);
+        f.set("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/trainer")
+            .set("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/token")
+            .set("AWS_ROLE_SESSION_NAME", "pod-1");
+        let r = f.resolve(None).unwrap();
+        let w = r.web_identity.as_ref().unwrap();
+        assert_eq!(w.role_arn, "arn:aws:iam::123456789012:role/trainer");
+        assert_eq!(w.token_file, PathBuf::from("/var/run/secrets/token"));
+        assert_eq!(w.session_name.as_deref(), Some("pod-1"));
+        assert!(r.access_key_id.is_empty() && r.source.starts_with("web identity"));
+        // Keys in the environment win.
+        f.set("AWS_ACCESS_KEY_ID", "AKIDENV")
+            .set("AWS_SECRET_ACCESS_KEY", "s");
+        assert!(f.resolve(None).unwrap().web_identity.is_none());
+        f.unset("AWS_ACCESS_KEY_ID").unset("AWS_SECRET_ACCESS_KEY");
+        // Half a pair is named.
+        f.unset("AWS_ROLE_ARN");
+        assert!(f.error(None).contains("AWS_ROLE_ARN"));
+        f.unset("AWS_WEB_IDENTITY_TOKEN_FILE");
+        // From the profile.
+        f.config(
+            "[profile pod]\nrole_arn = arn:aws:iam::123456789012:role/r\nweb_identity_token_file = /t\n\
+             [profile half]\nweb_identity_token_file = /t\n",
+        );
+        let r = f.resolve(Some("pod")).unwrap();
+        assert_eq!(r.web_identity.unwrap().token_file, PathBuf::from("/t"));
+        assert!(f.error(Some("half")).contains("role_arn"));
     }
 
     #[test]
