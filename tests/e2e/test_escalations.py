@@ -1174,3 +1174,55 @@ def test_a_job_report_does_not_show_the_creator_a_bucket_policys_conditions(serv
     assert "OnlyClearedStaff" not in r.stdout and "clearance-level" not in r.stdout, r.stdout
     assert "denied" in r.stdout
     root_s3.delete_bucket_policy(Bucket=bucket)
+
+# (the round-5 review's findings 3, 4 and 7: /work/review5/REPORT.md)
+
+
+def test_setting_tags_with_x_amz_tagging_needs_put_object_tagging(server, data_bucket):
+    """Finding 3. "s3:PutObjectTagging – To successfully set the tag-set with your PutObject
+    request, you must have the s3:PutObjectTagging"
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html, Permissions); the same
+    header sets the tags of CreateMultipartUpload and of CopyObject with REPLACE. A principal
+    denied tagging could otherwise label its objects for an ABAC rule (s3:ExistingObjectTag)."""
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"], "Resource": f"arn:aws:s3:::{data_bucket}/*"},
+        {"Effect": "Deny", "Action": "s3:PutObjectTagging", "Resource": "*"}]})
+    u = client(server, "s3", (ak, sk))
+    admin = make_client(server.endpoint, server.access_key, server.secret_key)
+    u.put_object(Bucket=data_bucket, Key="t/plain", Body=b"hi")
+    for attempt in (
+        lambda: u.put_object(Bucket=data_bucket, Key="t/x", Body=b"hi", Tagging="classification=public"),
+        lambda: u.create_multipart_upload(Bucket=data_bucket, Key="t/mp", Tagging="classification=public"),
+        lambda: u.copy_object(Bucket=data_bucket, Key="t/copy", CopySource={"Bucket": data_bucket, "Key": "t/plain"},
+                              TaggingDirective="REPLACE", Tagging="classification=public"),
+    ):
+        with pytest.raises(ClientError) as e:
+            attempt()
+        assert code_of(e.value) == "AccessDenied" and "s3:PutObjectTagging" in str(e.value), e.value
+    for key in ("t/x", "t/copy"):
+        with pytest.raises(ClientError) as e:
+            admin.head_object(Bucket=data_bucket, Key=key)
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404, "nothing was written"
+    assert admin.list_multipart_uploads(Bucket=data_bucket).get("Uploads", []) == []
+    # A copy that keeps the source's tags (COPY, the default) sets none from the request.
+    u.copy_object(Bucket=data_bucket, Key="t/copy", CopySource={"Bucket": data_bucket, "Key": "t/plain"})
+
+
+def test_the_tagging_check_sees_the_request_tags(server, data_bucket):
+    """Finding 3: the s3:PutObjectTagging check of a tagged PutObject sees the request's tags as
+    s3:RequestObjectTag/KEY ("useful when adding tags to objects using the PutObjectTagging and
+    PutObject", https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html)."""
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{data_bucket}/*"},
+        {"Effect": "Allow", "Action": "s3:PutObjectTagging", "Resource": f"arn:aws:s3:::{data_bucket}/*",
+         "Condition": {"StringEquals": {"s3:RequestObjectTag/classification": "internal"}}}]})
+    u = client(server, "s3", (ak, sk))
+    u.put_object(Bucket=data_bucket, Key="t/internal", Body=b"hi", Tagging="classification=internal")
+    admin = make_client(server.endpoint, server.access_key, server.secret_key)
+    assert admin.get_object_tagging(Bucket=data_bucket, Key="t/internal")["TagSet"] == [
+        {"Key": "classification", "Value": "internal"}]
+    with pytest.raises(ClientError) as e:
+        u.put_object(Bucket=data_bucket, Key="t/public", Body=b"hi", Tagging="classification=public")
+    assert code_of(e.value) == "AccessDenied"

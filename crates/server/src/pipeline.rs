@@ -813,14 +813,7 @@ fn describe(
                 }
             }
             context::add_s3(&mut context, &op, &query, &parts.headers);
-            let reads_current =
-                op.compares_current_etag() && header_str(&parts.headers, "if-match")?.is_some();
-            Call::S3(crate::s3::S3Call {
-                op,
-                bucket,
-                key,
-                reads_current,
-            })
+            Call::S3(crate::s3::S3Call::new(op, bucket, key, &parts.headers)?)
         }
         Route::Query(api, _) => {
             let raw = match &caller.payload {

@@ -437,6 +437,24 @@ impl Op {
         self.is_conditional_write() || matches!(self, Op::DeleteObject)
     }
 
+    /// Whether the operation sets the new object's tags from the request's `x-amz-tagging` header
+    /// (given `x-amz-tagging-directive`): PutObject and CreateMultipartUpload always, CopyObject
+    /// only with `REPLACE` (with `COPY`, the default, the source's tags are copied and the header
+    /// is ignored). UploadPart, UploadPartCopy and CompleteMultipartUpload never do: the upload's
+    /// tags were fixed when it was created. Such a request needs `s3:PutObjectTagging` too: "To
+    /// successfully set the tag-set with your PutObject request, you must have the
+    /// s3:PutObjectTagging" (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html,
+    /// Permissions). The handlers read the header only for these operations
+    /// (`object::meta_from_headers`).
+    pub fn applies_tagging_header(&self, tagging_directive: Option<&str>) -> bool {
+        match self {
+            Op::PutObject | Op::CreateMultipartUpload => true,
+            // The handler refuses any directive but COPY and REPLACE.
+            Op::CopyObject(_) => tagging_directive.is_some_and(|d| d != "COPY"),
+            _ => false,
+        }
+    }
+
     /// Whether the operation creates an object (`s3:ObjectCreationOperation`): PutObject,
     /// CopyObject and CompleteMultipartUpload; not the multipart steps before completion
     /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html).
