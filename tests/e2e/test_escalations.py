@@ -1226,3 +1226,68 @@ def test_the_tagging_check_sees_the_request_tags(server, data_bucket):
     with pytest.raises(ClientError) as e:
         u.put_object(Bucket=data_bucket, Key="t/public", Body=b"hi", Tagging="classification=public")
     assert code_of(e.value) == "AccessDenied"
+
+
+SPLIT_EVERYWHERE = ["0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1"]
+
+
+def _anyone_from(bucket: str, cidrs: list[str]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+        "Condition": {"IpAddress": {"aws:SourceIp": cidrs}}}]})
+
+
+def test_a_source_ip_condition_split_into_broad_ranges_is_public(server, data_bucket):
+    """Finding 4. "Bucket policies that grant access conditioned on the aws:SourceIp condition key
+    with very broad IP ranges (for example, 0.0.0.0/1) are evaluated as 'public.' This includes
+    values broader than /8 for IPv4 and /32 for IPv6" (The meaning of "public",
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html#access-control-block-public-access-policy-status).
+    With BlockPublicPolicy on (the default) such a policy is refused, as 0.0.0.0/0 is; so is the
+    whole IPv4 space spelt as 256 /8s (keyhole judges the set by what it admits)."""
+    admin = make_client(server.endpoint, server.access_key, server.secret_key)
+    for cidrs in (SPLIT_EVERYWHERE, ["0.0.0.0/1"], [f"{i}.0.0.0/8" for i in range(256)]):
+        with pytest.raises(ClientError) as e:
+            admin.put_bucket_policy(Bucket=data_bucket, Policy=_anyone_from(data_bucket, cidrs))
+        assert code_of(e.value) == "AccessDenied" and "BlockPublicPolicy" in str(e.value), e.value
+    with pytest.raises(ClientError) as e:
+        admin.get_bucket_policy(Bucket=data_bucket)
+    assert code_of(e.value) == "NoSuchBucketPolicy"
+    # One /8 is as broad as a non-public range may be.
+    admin.put_bucket_policy(Bucket=data_bucket, Policy=_anyone_from(data_bucket, ["198.0.0.0/8"]))
+    assert admin.get_bucket_policy_status(Bucket=data_bucket)["PolicyStatus"]["IsPublic"] is False
+    admin.delete_bucket_policy(Bucket=data_bucket)
+
+
+def test_restrict_public_buckets_stops_anonymous_reads_through_split_ranges(fresh_server_factory):
+    """Finding 4, RestrictPublicBuckets: with BlockPublicPolicy off (so the policy is stored) and
+    RestrictPublicBuckets on, a policy admitting everyone through split ranges is public and
+    anonymous reads are refused (RestrictPublicBuckets "restricts access to ... a bucket with a
+    public policy to only AWS service principals and authorized users within the bucket owner's
+    account"). Runs on its own server: it changes account settings."""
+    import socket
+
+    from test_bucket_policy import _real_getaddrinfo, _resolve_account_prefix, anonymous_get
+
+    kp = fresh_server_factory()
+    ak, sk = kp.credentials()
+    s3 = make_client(kp.endpoint, ak, sk)
+
+    class Srv:  # what anonymous_get needs
+        endpoint = kp.endpoint
+
+    bucket = "split-ranges"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    socket.getaddrinfo = _resolve_account_prefix
+    try:
+        control = boto3.session.Session().client(
+            "s3control", endpoint_url=kp.endpoint, region_name=REGION, aws_access_key_id=ak,
+            aws_secret_access_key=sk, config=botocore.config.Config(retries={"max_attempts": 1}))
+        control.put_public_access_block(AccountId=kp.account_id(), PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True,
+            "BlockPublicPolicy": False, "RestrictPublicBuckets": True})
+    finally:
+        socket.getaddrinfo = _real_getaddrinfo
+    s3.put_bucket_policy(Bucket=bucket, Policy=_anyone_from(bucket, SPLIT_EVERYWHERE))
+    assert s3.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"] is True
+    assert anonymous_get(Srv, bucket, "k") == 403

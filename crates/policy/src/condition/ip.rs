@@ -78,6 +78,22 @@ impl Cidr {
         self.prefix
     }
 
+    /// Whether the range is IPv6 space (`::ffff:a.b.c.d/n` names IPv4 space, as requests from
+    /// IPv4-mapped addresses are matched as IPv4).
+    pub fn is_v6(&self) -> bool {
+        self.v6
+    }
+
+    /// The first and last address of the range, as integers of its family.
+    pub fn bounds(&self) -> (u128, u128) {
+        let host = if self.v6 {
+            !mask(self.prefix, true)
+        } else {
+            u128::from(u32::MAX) & !mask(self.prefix, false)
+        };
+        (self.addr, self.addr | host)
+    }
+
     /// Whether `ip` is inside the range.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let (bits, v6) = normalize(ip);
@@ -107,6 +123,20 @@ mod tests {
         assert!(Cidr::parse("10.0.0/8").is_none());
         assert!(Cidr::parse("10.0.0.0/").is_none());
         assert!(!c.contains_str("not-an-ip"));
+    }
+
+    #[test]
+    fn bounds() {
+        let b = |s: &str| Cidr::parse(s).unwrap().bounds();
+        assert_eq!(b("10.0.0.0/8"), (0x0a00_0000, 0x0aff_ffff));
+        assert_eq!(b("0.0.0.0/0"), (0, 0xffff_ffff));
+        assert_eq!(b("203.0.113.7"), (0xcb00_7107, 0xcb00_7107));
+        assert_eq!(b("::/0"), (0, u128::MAX));
+        assert_eq!(b("8000::/1"), (1 << 127, u128::MAX));
+        // IPv4-mapped space is IPv4.
+        let mapped = Cidr::parse("::ffff:0.0.0.0/96").unwrap();
+        assert!(!mapped.is_v6());
+        assert_eq!(mapped.bounds(), (0, 0xffff_ffff));
     }
 
     #[test]
