@@ -1291,3 +1291,41 @@ def test_restrict_public_buckets_stops_anonymous_reads_through_split_ranges(fres
     s3.put_bucket_policy(Bucket=bucket, Policy=_anyone_from(bucket, SPLIT_EVERYWHERE))
     assert s3.get_bucket_policy_status(Bucket=bucket)["PolicyStatus"]["IsPublic"] is True
     assert anonymous_get(Srv, bucket, "k") == 403
+
+
+def test_a_not_principal_deny_naming_a_role_does_not_spare_its_sessions(server, data_bucket):
+    """Finding 7. "When you specify an assumed-role session in a NotPrincipal element, you cannot
+    use a wildcard (*) to mean 'all sessions'. Principals must always name a specific session";
+    the page's example exempts a session by listing the session ARN, the role ARN and the account
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html)."""
+    iam = iam_client(server)
+    user, ak, sk = new_user(iam, ASSUME_ANY)
+    role = uid("np-role")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust({"AWS": arn(server, "user", user)})))
+    iam.put_role_policy(RoleName=role, PolicyName="read", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}))
+    sts = client(server, "sts", (ak, sk))
+    sessions = {name: client(server, "s3", session_creds(sts.assume_role(
+        RoleArn=arn(server, "role", role), RoleSessionName=name)["Credentials"])) for name in ("audit", "mallory")}
+    audit_arn = f"arn:aws:sts::{server.account_id}:assumed-role/{role}/audit"
+    admin = make_client(server.endpoint, server.access_key, server.secret_key)
+
+    def deny_all_but(listed: list[str]) -> None:
+        admin.put_bucket_policy(Bucket=data_bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Deny", "NotPrincipal": {"AWS": listed}, "Action": "s3:*",
+            "Resource": [f"arn:aws:s3:::{data_bucket}", f"arn:aws:s3:::{data_bucket}/*"]}]}))
+
+    def reads(name: str) -> bool:
+        try:
+            sessions[name].get_object(Bucket=data_bucket, Key="in/a.txt")
+            return True
+        except ClientError as e:
+            assert code_of(e) == "AccessDenied" and "explicit deny in a resource-based policy" in str(e), e
+            return False
+
+    root = f"arn:aws:iam::{server.account_id}:root"
+    deny_all_but([arn(server, "role", role), root])
+    assert not reads("audit") and not reads("mallory")
+    deny_all_but([audit_arn, arn(server, "role", role), root])
+    assert reads("audit") and not reads("mallory")
+    admin.delete_bucket_policy(Bucket=data_bucket)

@@ -560,21 +560,31 @@ fn principal_grant(m: &PrincipalMatcher, req: &Request) -> Option<Grant> {
 /// Whether a `NotPrincipal` list spares the caller, per
 /// <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html>:
 /// "you must also specify the account ARN of the not-denied principal. Otherwise, the policy
-/// might deny access to the entire account"; for an assumed role AWS "verifies the account, then
-/// the role, then the assumed-role user", and listing the role and its account is recommended.
-/// So a user is spared when its ARN and its account are listed, a role session when its account
-/// and its role (or session) ARN are, the root user when its account is. "The NotPrincipal
-/// element with a Deny effect will always deny any IAM principal that has a permissions boundary
-/// policy attached" is handled by the caller.
+/// might deny access to the entire account"; for an assumed-role user AWS "might validate the
+/// account first, then the role, and then the assumed-role user. The assumed-role user is
+/// identified by the role session name", and the page's example exempts a session by listing
+/// "the ARN of the assumed-role user [...], the role [...], and the AWS account"; "When you
+/// specify an assumed-role session in a NotPrincipal element, you cannot use a wildcard (*) to
+/// mean 'all sessions'. Principals must always name a specific session."
+///
+/// So a user (or role) is spared when its ARN and its account are listed, the root user when its
+/// account is, and a role session only when its account, its role and the session itself are
+/// all listed: naming the role does not spare the role's sessions (review round 5, finding 7).
+/// A session no role backs (a role-less job, whose role ARN is its session ARN) needs its ARN
+/// and its account. "The NotPrincipal element with a Deny effect will always deny any IAM
+/// principal that has a permissions boundary policy attached" is handled by the caller.
 fn not_principal_excludes(m: &PrincipalMatcher, req: &Request) -> bool {
     let who = &req.principal;
-    let listed = |arn: &str| {
+    // An ARN names the caller's entity, or the entity's bare unique id stands for it.
+    let entity_listed = |arn: &str| {
         m.values.iter().any(|v| {
             v.names(arn, req)
                 || v.is_unique_id_of(req)
                 || matches!(v, PrincipalValue::Other(a) if a == arn)
         })
     };
+    // A session is named by its own ARN only (a role's unique id names the role, not a session).
+    let session_listed = |arn: &str| m.values.iter().any(|v| v.names(arn, req));
     let account_listed = |acct: &str| {
         m.values
             .iter()
@@ -587,15 +597,15 @@ fn not_principal_excludes(m: &PrincipalMatcher, req: &Request) -> bool {
         RequestPrincipal::Anonymous => false,
         RequestPrincipal::Root { account } => account_listed(account),
         RequestPrincipal::User { arn, account } | RequestPrincipal::Role { arn, account } => {
-            account_listed(account) && listed(arn)
+            account_listed(account) && entity_listed(arn)
         }
         RequestPrincipal::Session {
             session_arn,
             role_arn,
             account,
-        } => account_listed(account) && (listed(role_arn) || listed(session_arn)),
+        } => account_listed(account) && entity_listed(role_arn) && session_listed(session_arn),
         RequestPrincipal::Other { id, account } => {
-            listed(id) && account.as_deref().is_none_or(account_listed)
+            entity_listed(id) && account.as_deref().is_none_or(account_listed)
         }
     }
 }
@@ -1401,6 +1411,69 @@ mod tests {
         );
     }
 
+    /// "When you specify an assumed-role session in a NotPrincipal element, you cannot use a
+    /// wildcard (*) to mean 'all sessions'. Principals must always name a specific session"; the
+    /// page's example lists the session, its role and the account
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_notprincipal.html).
+    /// Review round 5, finding 7: listing the role and its account spared every session.
+    #[test]
+    fn not_principal_spares_a_session_only_when_the_session_is_named() {
+        let role = "arn:aws:iam::111122223333:role/worker";
+        let session = "arn:aws:sts::111122223333:assumed-role/worker/job-1";
+        let other = "arn:aws:sts::111122223333:assumed-role/worker/mallory";
+        let root = "arn:aws:iam::111122223333:root";
+        let id = [compile(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#,
+            PolicyKind::Identity,
+        )];
+        let decide = |listed: &[&str], caller: &str, caller_role: &str| {
+            let deny = compile(
+                &format!(
+                    r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","NotPrincipal":{{"AWS":{}}},"Action":"s3:*","Resource":"*"}}]}}"#,
+                    serde_json::to_string(listed).unwrap()
+                ),
+                PolicyKind::Resource,
+            );
+            let set = Policies {
+                identity: &id,
+                resource: Some(&deny),
+                ..Policies::default()
+            };
+            let req = Request::new(
+                RequestPrincipal::from_arn(caller, Some(caller_role)),
+                "s3:GetObject",
+                "arn:aws:s3:::b/k",
+                None,
+                Context::new(),
+            );
+            Evaluator::is_allowed(&set, &req)
+        };
+        use DecisionKind::{Allowed, ExplicitlyDenied};
+        assert_eq!(decide(&[role, root], session, role), ExplicitlyDenied);
+        assert_eq!(decide(&[role, root], other, role), ExplicitlyDenied);
+        assert_eq!(decide(&[session, role, root], session, role), Allowed);
+        assert_eq!(
+            decide(&[session, role, root], other, role),
+            ExplicitlyDenied
+        );
+        // Each level must be listed: the account, the role, the session.
+        assert_eq!(decide(&[session, root], session, role), ExplicitlyDenied);
+        assert_eq!(decide(&[session, role], session, role), ExplicitlyDenied);
+        // A session of another role with the same session name is not spared.
+        assert_eq!(
+            decide(
+                &[session, role, root],
+                "arn:aws:sts::111122223333:assumed-role/builder/job-1",
+                "arn:aws:iam::111122223333:role/builder"
+            ),
+            ExplicitlyDenied
+        );
+        // A session no role backs (its role ARN is its own ARN) is spared by its ARN and account.
+        let lone = "arn:aws:sts::111122223333:assumed-role/keyhole-job/j-1";
+        assert_eq!(decide(&[lone, root], lone, lone), Allowed);
+        assert_eq!(decide(&[root], lone, lone), ExplicitlyDenied);
+    }
+
     /// A role's sessions are bound through the role's unique id, in `Principal` and in
     /// `NotPrincipal` alike.
     #[test]
@@ -1435,9 +1508,10 @@ mod tests {
             Evaluator::is_allowed(&set, &req("AROANEW")),
             DecisionKind::ImplicitlyDenied
         );
-        // NotPrincipal: the listed (bound) role is spared; its namesake is not.
+        // NotPrincipal: the listed session of the listed (bound) role is spared; the same
+        // session of its namesake is not.
         let deny = format!(
-            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","NotPrincipal":{{"AWS":["111122223333","{role}"]}},"Action":"s3:*","Resource":"*"}}]}}"#
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","NotPrincipal":{{"AWS":["111122223333","{role}","{session}"]}},"Action":"s3:*","Resource":"*"}}]}}"#
         );
         let deny = CompiledPolicy::from_json_bound(&deny, PolicyKind::Resource, &bind).unwrap();
         let id = [compile(

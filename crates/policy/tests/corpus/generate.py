@@ -206,7 +206,10 @@ case(E, "NotPrincipal listing the user but not its account does not spare it", N
      identity=[pol(st(A, "s3:*", "*"))], resource_policy=pol(st(D, "s3:*", "*", principal={"AWS": [USER]}, notprincipal=True)))
 case(E, "NotPrincipal listing only the account does not spare its users", NOTPRIN, "s3:GetObject", OBJ, "ExplicitlyDenied",
      identity=[pol(st(A, "s3:*", "*"))], resource_policy=pol(st(D, "s3:*", "*", principal={"AWS": ACCT}, notprincipal=True)))
-case(E, "NotPrincipal listing the role and its account spares the role's sessions", NOTPRIN, "s3:GetObject", OBJ, "Allowed", principal=SESS,
+# "When you specify an assumed-role session in a NotPrincipal element, you cannot use a wildcard
+# (*) to mean 'all sessions'. Principals must always name a specific session": the role and its
+# account do not spare the role's sessions (this case expected Allowed before review round 5).
+case(E, "NotPrincipal listing the role and its account does not spare the role's sessions", NOTPRIN, "s3:GetObject", OBJ, "ExplicitlyDenied", principal=SESS,
      identity=[pol(st(A, "s3:*", "*"))], resource_policy=pol(st(D, "s3:*", "*", principal={"AWS": [ROLE, ROOT]}, notprincipal=True)))
 case(E, "NotPrincipal listing the account spares the root user", NOTPRIN, "s3:GetObject", OBJ, "Allowed", principal=ROOT,
      resource_policy=pol(st(D, "s3:*", "*", principal={"AWS": ACCT}, notprincipal=True)))
