@@ -1175,6 +1175,7 @@ def test_a_job_report_does_not_show_the_creator_a_bucket_policys_conditions(serv
     assert "denied" in r.stdout
     root_s3.delete_bucket_policy(Bucket=bucket)
 
+
 # (the round-5 review's findings 3, 4 and 7: /work/review5/REPORT.md)
 
 
