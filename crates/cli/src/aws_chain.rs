@@ -13,7 +13,12 @@
 //! 3. the profile's `[name]` section of the shared credentials file
 //!    (`AWS_SHARED_CREDENTIALS_FILE`, default `~/.aws/credentials`);
 //! 4. the profile's `[profile name]` section (`[default]` for the default profile) of the config
-//!    file (`AWS_CONFIG_FILE`, default `~/.aws/config`): its `credential_process`, else its keys.
+//!    file (`AWS_CONFIG_FILE`, default `~/.aws/config`): its `credential_process`, else its keys;
+//! 5. container credentials: `AWS_CONTAINER_CREDENTIALS_FULL_URI` (a loopback `http://` URL or
+//!    any `https://` one, as the SDKs allow) with `AWS_CONTAINER_AUTHORIZATION_TOKEN` or
+//!    `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, or `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` on
+//!    ECS's `169.254.170.2` ([`Resolved::container`];
+//!    https://docs.aws.amazon.com/sdkref/latest/guide/feature-container-credentials.html).
 //!
 //! The profile is the `profile` argument, else `AWS_PROFILE`, else `AWS_DEFAULT_PROFILE` (the
 //! AWS CLI v2's order; stock botocore checks the two variables the other way round), else
@@ -34,7 +39,7 @@
 //! Not supported: profiles that assume a role with another profile's keys (`role_arn` without
 //! `web_identity_token_file`) or use IAM Identity Center (`sso_session`, `sso_start_url`). The AWS
 //! CLI ranks those above the credentials file, so such a profile is refused with a fix instead of
-//! being answered with the keys of another identity. Container and EC2 instance credentials are
+//! being answered with the keys of another identity. EC2 instance metadata credentials are
 //! not looked up, nor are service-specific endpoints (`AWS_ENDPOINT_URL_S3`, `services`
 //! sections) or nested settings (indented lines are kept as the SDKs keep them, never read).
 //!
@@ -79,6 +84,8 @@ pub struct Resolved {
     pub session_token: Option<String>,
     /// A web identity to exchange for a role session; the keys above are then empty.
     pub web_identity: Option<WebIdentity>,
+    /// A container-credentials endpoint to fetch from; the keys above are then empty.
+    pub container: Option<Container>,
     /// Region to sign for, when one is configured.
     pub region: Option<String>,
     /// Endpoint to send requests to, when one is configured.
@@ -105,6 +112,7 @@ impl fmt::Debug for Resolved {
             .field("endpoint_url", &self.endpoint_url)
             .field("ca_bundle", &self.ca_bundle)
             .field("web_identity", &self.web_identity)
+            .field("container", &self.container)
             .field("source", &self.source)
             .finish()
     }
@@ -120,6 +128,24 @@ pub struct WebIdentity {
     pub token_file: PathBuf,
     /// `AWS_ROLE_SESSION_NAME` / `role_session_name`, if set.
     pub session_name: Option<String>,
+}
+
+/// A container-credentials endpoint and its authorization token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Container {
+    /// The full URL.
+    pub uri: String,
+    /// The `Authorization` header's value (never shown by `Debug`).
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for Container {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Container")
+            .field("uri", &self.uri)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// A profile and the sections that hold it in the two files, for [`ChainError`] messages.
@@ -185,6 +211,8 @@ pub enum ChainError {
         /// The setting missing.
         missing: &'static str,
     },
+    /// The container-credentials settings cannot be used.
+    Container(String),
     /// The profile gets its credentials from a provider keyhole cannot run.
     Unsupported {
         /// The profile.
@@ -228,6 +256,7 @@ pub enum ChainError {
 impl fmt::Display for ChainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            ChainError::Container(problem) => write!(f, "container credentials: {problem}"),
             ChainError::NoCredentials {
                 lookup,
                 env_tried,
@@ -393,22 +422,21 @@ pub fn resolve(
         .or_else(|| setting(in_config, "ca_bundle").map(str::to_owned))
         .and_then(|v| expand_home(&v, var(env, "HOME").as_deref()));
 
-    let (keys, source, web_identity) =
+    let none = || Keys {
+        access_key_id: String::new(),
+        secret_access_key: String::new(),
+        session_token: None,
+    };
+    let (keys, source, web_identity, container) =
         match find_keys(&profile, env, &credentials_file, &config_file)? {
-            Found::Keys(keys, source) => (keys, source, None),
-            Found::WebIdentity(w, source) => (
-                Keys {
-                    access_key_id: String::new(),
-                    secret_access_key: String::new(),
-                    session_token: None,
-                },
-                source,
-                Some(w),
-            ),
+            Found::Keys(keys, source) => (keys, source, None, None),
+            Found::WebIdentity(w, source) => (none(), source, Some(w), None),
+            Found::Container(c, source) => (none(), source, None, Some(c)),
         };
     Ok(Resolved {
         ca_bundle,
         web_identity,
+        container,
         access_key_id: keys.access_key_id,
         secret_access_key: keys.secret_access_key,
         session_token: keys.session_token,
@@ -458,6 +486,60 @@ fn choose_profile(argument: Option<&str>, env: &dyn Fn(&str) -> Option<String>) 
 enum Found {
     Keys(Keys, String),
     WebIdentity(WebIdentity, String),
+    Container(Container, String),
+}
+
+/// The container-credentials provider's settings, if set. A full URI must be `https://`, or
+/// `http://` to a loopback address or ECS's and EKS's link-local agents (the SDKs' rule: the
+/// token must not travel in clear text beyond the host).
+fn container(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Container>, ChainError> {
+    let uri = match (
+        var(env, "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+        var(env, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"),
+    ) {
+        (Some(full), _) => full,
+        (None, Some(rel)) => format!("http://169.254.170.2{rel}"),
+        (None, None) => return Ok(None),
+    };
+    if let Some(rest) = uri.strip_prefix("http://") {
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => authority.split(':').next().unwrap_or(""),
+        };
+        let allowed = host == "localhost"
+            || host == "169.254.170.2"
+            || host == "169.254.170.23"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !allowed {
+            return Err(ChainError::Container(format!(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI `{uri}` is plain http:// to a host that is not loopback; use https:// or a loopback address"
+            )));
+        }
+    } else if !uri.starts_with("https://") {
+        return Err(ChainError::Container(format!(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI `{uri}` is not an http:// or https:// URL"
+        )));
+    }
+    let token = match (
+        var(env, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+        var(env, "AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+    ) {
+        (Some(file), _) => Some(
+            std::fs::read_to_string(&file)
+                .map_err(|e| {
+                    ChainError::Container(format!(
+                        "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {file}: {e}"
+                    ))
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        (None, t) => t,
+    };
+    Ok(Some(Container { uri, token }))
 }
 
 /// Web identity settings: the environment's (botocore reads them before the profile's), else
@@ -592,6 +674,12 @@ fn find_keys(
     let origin = format!("config file {} [profile {name}]", config_file.shown);
     if let Some(keys) = static_keys(in_config, &origin)? {
         return Ok(Found::Keys(keys, origin));
+    }
+
+    tried.push("container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI)".to_owned());
+    if let Some(c) = container(env)? {
+        let origin = format!("container credentials {}", c.uri);
+        return Ok(Found::Container(c, origin));
     }
 
     let lookup = ProfileLookup::new(name, credentials_file, config_file, false);
@@ -1332,7 +1420,8 @@ aws_session_token = token-dev-file
                  AWS_SECRET_ACCESS_KEY, or add aws_access_key_id and aws_secret_access_key to \
                  [default] in {credentials} (`aws configure` writes them), or a \
                  credential_process to [default] in {config} (tried: environment, \
-                 {credentials} (no such file), {config} (no such file))"
+                 {credentials} (no such file), {config} (no such file), container credentials \
+                 (AWS_CONTAINER_CREDENTIALS_FULL_URI))"
             )
         );
     }
@@ -1554,7 +1643,8 @@ aws_session_token = token-dev-file
         assert!(
             e.contains(
                 "(tried: environment, ~/.aws/credentials (HOME is not set), \
-                        ~/.aws/config (HOME is not set))"
+                        ~/.aws/config (HOME is not set), container credentials \
+                        (AWS_CONTAINER_CREDENTIALS_FULL_URI))"
             ),
             "{e}"
         );
@@ -1613,6 +1703,46 @@ aws_session_token = token-dev-file
         let r = f.resolve(Some("pod")).unwrap();
         assert_eq!(r.web_identity.unwrap().token_file, PathBuf::from("/t"));
         assert!(f.error(Some("half")).contains("role_arn"));
+    }
+
+    /// The container provider comes after the files, and a plain-http URI must stay on the host
+    /// (https://docs.aws.amazon.com/sdkref/latest/guide/feature-container-credentials.html).
+    #[test]
+    fn container_credentials_come_last_and_stay_on_the_host() {
+        let mut f = Fixture::new();
+        f.set(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "http://127.0.0.1:9000/_keyhole/credentials",
+        )
+        .set("AWS_CONTAINER_AUTHORIZATION_TOKEN", "Bearer secret-token");
+        let r = f.resolve(None).unwrap();
+        let c = r.container.as_ref().unwrap();
+        assert_eq!(c.uri, "http://127.0.0.1:9000/_keyhole/credentials");
+        assert_eq!(c.token.as_deref(), Some("Bearer secret-token"));
+        assert!(!format!("{r:?}").contains("secret-token"));
+        for ok in [
+            "http://[::1]:80/c",
+            "http://localhost/c",
+            "https://creds.example/c",
+        ] {
+            f.set("AWS_CONTAINER_CREDENTIALS_FULL_URI", ok);
+            assert!(f.resolve(None).unwrap().container.is_some(), "{ok}");
+        }
+        for bad in ["http://10.0.0.5/c", "http://evil.example/c", "ftp://x/c"] {
+            f.set("AWS_CONTAINER_CREDENTIALS_FULL_URI", bad);
+            assert!(f.error(None).contains("container credentials"), "{bad}");
+        }
+        f.unset("AWS_CONTAINER_CREDENTIALS_FULL_URI").set(
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "/v2/credentials/x",
+        );
+        assert_eq!(
+            f.resolve(None).unwrap().container.unwrap().uri,
+            "http://169.254.170.2/v2/credentials/x"
+        );
+        // Keys in the shared credentials file come first.
+        f.credentials(CREDENTIALS);
+        assert!(f.resolve(None).unwrap().container.is_none());
     }
 
     #[test]

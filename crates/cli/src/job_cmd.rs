@@ -300,14 +300,10 @@ impl Api {
             .ca_bundle
             .clone()
             .map(|p| std::path::absolute(&p).unwrap_or(p));
-        let credentials = match &resolved.web_identity {
-            Some(w) => assume_web_identity(&endpoint, &region, ca_bundle.as_deref(), w)?,
-            None => keyhole_sigv4::Credentials {
-                access_key_id: resolved.access_key_id.clone(),
-                secret_key: keyhole_sigv4::SecretKey::new(resolved.secret_access_key.clone()),
-                session_token: resolved.session_token.clone(),
-            },
-        };
+        // The gateway is also the STS that exchanges a web identity token.
+        let credentials =
+            crate::exchange::credentials(&resolved, &endpoint, &region, ca_bundle.as_deref())
+                .map_err(|e| miette!("{e}"))?;
         let access_key_id = credentials.access_key_id.clone();
         let client = Client::with_ca_bundle(&endpoint, credentials, &region, ca_bundle.as_deref())
             .map_err(|e| miette!("{e}"))?
@@ -470,92 +466,8 @@ pub fn xml_field<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
         .and_then(|r| r.split(&format!("</{tag}>")).next())
 }
 
-/// Exchanges a web identity token (read from its file now, so a rotated file is used) for a
-/// role session: AssumeRoleWithWebIdentity at the gateway, unsigned as the SDKs send it. Runs on
-/// a thread of its own so that sync and async callers alike can wait for it.
-fn assume_web_identity(
-    endpoint: &str,
-    region: &str,
-    ca_bundle: Option<&std::path::Path>,
-    w: &aws_chain::WebIdentity,
-) -> miette::Result<keyhole_sigv4::Credentials> {
-    let token = std::fs::read_to_string(&w.token_file).map_err(|e| {
-        miette!(
-            "cannot read the web identity token file {} (AWS_WEB_IDENTITY_TOKEN_FILE / web_identity_token_file): {e}",
-            w.token_file.display()
-        )
-    })?;
-    let session = w
-        .session_name
-        .clone()
-        .unwrap_or_else(|| format!("keyhole-{}", chrono::Utc::now().timestamp()));
-    let form = format!(
-        "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn={}&RoleSessionName={}&WebIdentityToken={}",
-        form_encode(&w.role_arn),
-        form_encode(&session),
-        form_encode(token.trim())
-    );
-    let none = keyhole_sigv4::Credentials {
-        access_key_id: String::new(),
-        secret_key: keyhole_sigv4::SecretKey::new(String::new()),
-        session_token: None,
-    };
-    let client =
-        Client::with_ca_bundle(endpoint, none, region, ca_bundle).map_err(|e| miette!("{e}"))?;
-    let uri: http::Uri = format!("{endpoint}/")
-        .parse()
-        .map_err(|_| miette!("`{endpoint}` is not a URL"))?;
-    let exchange = async move {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
-        );
-        let resp = client
-            .dispatch(Method::POST, uri, headers, keyhole_server::body::full(form))
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let body = read_body(resp).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
-    };
-    let (status, text) = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?
-                    .block_on(exchange)
-            })
-            .join()
-            .map_err(|_| "the web identity exchange panicked".to_owned())?
-    })
-    .map_err(|e| {
-        miette!("AssumeRoleWithWebIdentity: cannot reach the gateway at {endpoint}: {e}")
-    })?;
-    if !status.is_success() {
-        return Err(miette!(
-            "AssumeRoleWithWebIdentity for {} failed ({status}): {}: {}",
-            w.role_arn,
-            xml_field(&text, "Code").unwrap_or(""),
-            xml_field(&text, "Message").unwrap_or("")
-        ));
-    }
-    let field = |tag: &str| {
-        xml_field(&text, tag)
-            .map(str::to_owned)
-            .ok_or_else(|| miette!("AssumeRoleWithWebIdentity: the answer has no {tag}"))
-    };
-    Ok(keyhole_sigv4::Credentials {
-        access_key_id: field("AccessKeyId")?,
-        secret_key: keyhole_sigv4::SecretKey::new(field("SecretAccessKey")?),
-        session_token: Some(field("SessionToken")?),
-    })
-}
-
 /// `application/x-www-form-urlencoded` value encoding (RFC 3986 unreserved characters kept).
-fn form_encode(v: &str) -> String {
+pub fn form_encode(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         match b {

@@ -9,6 +9,7 @@ use clap::Parser;
 mod audit_cmd;
 mod aws_chain;
 mod cli;
+mod exchange;
 mod job_cmd;
 mod pab_cmd;
 mod policy_cmd;
