@@ -552,3 +552,122 @@ def test_a_profile_with_a_token_file_serves_boto3_and_the_keyhole_cli(gw, tmp_pa
     r = subprocess.run([str(keyhole_bin()), "job", "list"], env=env, capture_output=True, text=True, timeout=60,
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr
+
+
+# --- review findings, round 4 ---------------------------------------------------------------------
+
+
+def test_a_roleless_job_of_a_web_identity_session_is_bound_by_denies_on_the_token(gw, tmp_path):
+    """R4-1: a deny keyed on ISSUER:sub binds the pod's own requests and its role-less jobs alike
+    (the job is decided again as its creator, with the creator's keys)."""
+    import os
+    import subprocess
+    import sys
+
+    from e2e_helpers import keyhole_bin
+
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["keyhole:*", "s3:GetObject", "s3:ListBucket"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/finance/*",
+         "Condition": {"StringLike": {f"{K8S_NAME}:sub": "system:serviceaccount:untrusted:*"}}}]}
+    trust = gw.k8s_trust()
+    trust["Condition"] = {"StringLike": {f"{K8S_NAME}:sub": "system:serviceaccount:*"}}
+    role = gw.role([trust], policy)
+    token_file = tmp_path / "token"
+    token_file.write_text(gw.k8s.token("system:serviceaccount:untrusted:pod"))
+    s3 = s3_with(gw, assume(gw, role, token_file.read_text())["Credentials"])
+    with pytest.raises(ClientError):
+        s3.get_object(Bucket=BUCKET, Key="finance/ledger.csv")
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import boto3, botocore.config\n"
+        "s3 = boto3.client('s3', config=botocore.config.Config(s3={'addressing_style': 'path'}, retries={'max_attempts': 1}))\n"
+        "try:\n"
+        f"    print('READ:' + s3.get_object(Bucket='{BUCKET}', Key='finance/ledger.csv')['Body'].read().decode())\n"
+        "except Exception as e:\n"
+        "    print('refused', e)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+    env.update(AWS_ROLE_ARN=role, AWS_WEB_IDENTITY_TOKEN_FILE=str(token_file), AWS_ENDPOINT_URL=gw.endpoint,
+               AWS_REGION=REGION, AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+    r = subprocess.run([str(keyhole_bin()), "run", "--name", "r4-1", "--read", f"s3://{BUCKET}/", "--for", "10m",
+                        "--", sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert "refused" in r.stdout and "explicit deny" in r.stdout and "READ:" not in r.stdout, r.stdout
+
+
+def test_tag_guardrails_bind_iam_providers_and_roles(gw):
+    """R4-2: aws:ResourceTag on IAM OIDC providers and roles
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/access_iam-tags.html#access_iam-tags_control-resources)."""
+    url = f"https://guarded-{uuid.uuid4().hex[:6]}.example"
+    arn = gw.iam.create_open_id_connect_provider(Url=url, ClientIDList=["a"],
+                                                 Tags=[{"Key": "protected", "Value": "true"}])["OpenIDConnectProviderArn"]
+    role_name = f"guarded-{uuid.uuid4().hex[:6]}"
+    gw.iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{gw.account_id}:root"}, "Action": "sts:AssumeRole"}]}),
+        Tags=[{"Key": "protected", "Value": "true"}])
+    name = f"deleg-{uuid.uuid4().hex[:6]}"
+    gw.iam.create_user(UserName=name)
+    gw.iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "iam:*", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/protected": "true"}}}]}))
+    key = gw.iam.create_access_key(UserName=name)["AccessKey"]
+    remember_secrets(key["SecretAccessKey"])
+    deleg = boto3.session.Session().client("iam", endpoint_url=gw.endpoint, region_name=REGION,
+                                           aws_access_key_id=key["AccessKeyId"],
+                                           aws_secret_access_key=key["SecretAccessKey"])
+    for attempt in (
+        lambda: deleg.add_client_id_to_open_id_connect_provider(OpenIDConnectProviderArn=arn, ClientID="evil"),
+        lambda: deleg.delete_open_id_connect_provider(OpenIDConnectProviderArn=arn),
+        lambda: deleg.update_assume_role_policy(RoleName=role_name, PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"}]})),
+        lambda: deleg.put_role_policy(RoleName=role_name, PolicyName="all", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})),
+    ):
+        with pytest.raises(ClientError) as e:
+            attempt()
+        assert e.value.response["Error"]["Code"] == "AccessDenied"
+    assert gw.iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)["ClientIDList"] == ["a"]
+
+
+def test_only_a_federated_principal_admits_web_identities(gw):
+    """R4-3: `{"Service": PROVIDER_ARN}` or `{"CanonicalUser": ...}` is not the provider."""
+    arn = f"arn:aws:iam::{gw.account_id}:oidc-provider/{K8S_NAME}"
+    for kind in ("Service", "CanonicalUser"):
+        role = gw.role([{"Effect": "Allow", "Principal": {kind: arn}, "Action": "sts:AssumeRoleWithWebIdentity"}])
+        assert refused(gw, role, gw.k8s.token(SA)) == "AccessDenied", kind
+
+
+def test_azp_does_not_stand_in_for_the_audience(gw):
+    """R4-4: AWS maps azp to ISSUER:aud for Google only; a token for another client with
+    azp = our client id is refused, and azp never satisfies an aud condition elsewhere."""
+    role = gw.role([gw.k8s_trust()])
+    assert refused(gw, role, gw.k8s.token(SA, aud="other-app", extra={"azp": CLIENT_ID})) == "InvalidIdentityToken"
+    out = assume(gw, role, gw.k8s.token(SA, extra={"azp": "other-app"}))
+    assert out["Audience"] == CLIENT_ID
+
+
+def test_hostile_token_fields_never_break_the_error_document(gw):
+    """R4-5: a NUL (or any control character) in a token field comes back as a parseable error."""
+    import base64
+
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    role = gw.role([gw.k8s_trust()])
+    now = int(time.time())
+    claims = {"iss": K8S_ISSUER, "sub": SA, "aud": CLIENT_ID, "exp": now + 600}
+    for header in ({"alg": "RS256", "kid": "a\u0000b\u0001c"}, {"alg": "HS\u0000256"}):
+        bad = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode()) + ".AAAA"
+        assert refused(gw, role, bad) == "InvalidIdentityToken"
+
+
+def test_provider_urls_that_would_name_other_condition_keys_are_refused(gw):
+    """R4-6: the URL names condition keys (`HOST[/PATH]:sub`): nothing in it may look like
+    another key, a port must be a number, no dot segments or escapes."""
+    for url in ("https://aws:PrincipalTag/team", "https://idp.example:x", "https://*.example",
+                "https://idp.example/../x", "https://idp.example/%2e"):
+        with pytest.raises(ClientError) as e:
+            gw.iam.create_open_id_connect_provider(Url=url, ClientIDList=["a"])
+        assert e.value.response["Error"]["Code"] == "ValidationError", url

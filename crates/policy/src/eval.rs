@@ -203,6 +203,11 @@ fn compile_principal(p: &Principal, bind: &dyn Fn(&str) -> Option<String>) -> Ve
                         None => PrincipalValue::Other(v.clone()),
                         _ => PrincipalValue::Arn(v.clone(), bind(v).map(String::into_boxed_str)),
                     },
+                    // A federated provider is kept apart from `Service` and `CanonicalUser`
+                    // values spelt the same: only a web identity of that provider matches it.
+                    PrincipalKind::Federated => {
+                        PrincipalValue::Other(format!("{}{v}", request::FEDERATED_PREFIX))
+                    }
                     _ => PrincipalValue::Other(v.clone()),
                 })
             })

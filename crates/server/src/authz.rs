@@ -599,10 +599,7 @@ impl PolicyAuthorizer {
             // `{"Federated": PROVIDER_ARN}` (matched by that ARN).
             Principal::WebIdentity { identity, .. } => (
                 identity.provider_arn.clone(),
-                RequestPrincipal::Other {
-                    id: identity.provider_arn.clone(),
-                    account: Some(self.account_id.clone()),
-                },
+                RequestPrincipal::federated(&identity.provider_arn, &self.account_id),
                 None,
             ),
             Principal::JobToken { arn, .. } => (

@@ -1174,6 +1174,25 @@ fn permissions_boundary_key(gw: &Gateway, action: IamAction, q: &Query) -> Optio
     }
 }
 
+/// The tags of the existing IAM user, role or OIDC provider `resource` names (none for anything
+/// else, or an entity that does not exist).
+pub fn resource_tags(gw: &Gateway, resource: &str) -> Vec<(String, String)> {
+    let snapshot = gw.state.snapshot();
+    if let Some(u) = snapshot.users.values().find(|u| u.arn == resource) {
+        return u.tags.to_vec();
+    }
+    if let Some(r) = snapshot.roles.values().find(|r| r.arn == resource) {
+        return r.tags.to_vec();
+    }
+    let account = &gw.account.record.account_id;
+    snapshot
+        .oidc_providers
+        .values()
+        .find(|p| crate::oidc::provider_arn(account, &p.provider.url) == resource)
+        .map(|p| p.tags.clone())
+        .unwrap_or_default()
+}
+
 /// Describes a verified `iam` request: the action (unknown ones are `NotImplemented`), the
 /// pairs it must be allowed and its condition keys. Creating a user or role with tags also needs
 /// `iam:TagUser` / `iam:TagRole` on it, as in AWS
@@ -1193,6 +1212,13 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamC
     let mut context = Context::new();
     if let Some(b) = permissions_boundary_key(gw, action, &form) {
         context.insert("iam:PermissionsBoundary", b);
+    }
+    // The target entity's tags, as AWS sets them for IAM users, roles and OIDC providers
+    // (https://docs.aws.amazon.com/IAM/latest/UserGuide/access_iam-tags.html#access_iam-tags_control-resources;
+    // review round 4: tag-based guardrails on IAM resources did nothing).
+    for (k, v) in resource_tags(gw, &main.resource) {
+        context.insert(&format!("aws:ResourceTag/{k}"), v.as_str());
+        context.insert(&format!("iam:ResourceTag/{k}"), v.as_str());
     }
     let tags = tags_param(&form);
     match action {

@@ -86,7 +86,15 @@ impl TokenError {
             TokenError::Communication(_) => "IDPCommunicationError",
             _ => "InvalidIdentityToken",
         };
-        S3Error::new(code, StatusCode::BAD_REQUEST, self.to_string())
+        let message = match self {
+            // What went wrong talking to the issuer is for the operator (it is logged), not for
+            // an unauthenticated caller (review round 4: it named internal hosts).
+            TokenError::Communication(_) => {
+                "Couldn't retrieve verification key from your identity provider, please reference AssumeRoleWithWebIdentity documentation for requirements".to_owned()
+            }
+            other => other.to_string(),
+        };
+        S3Error::new(code, StatusCode::BAD_REQUEST, message)
     }
 }
 
@@ -267,7 +275,7 @@ pub async fn authenticate(
         .oidc_providers
         .get(&iss)
         .cloned()
-        .ok_or_else(|| TokenError::UnknownIssuer(iss.clone()))?;
+        .ok_or_else(|| TokenError::UnknownIssuer(jwt::quoted(&iss)))?;
     let set = keys.keys(&iss, unverified.kid.as_deref()).await?;
     let claims = unverified.verify(&set)?;
     check_claims(&claims, &provider.provider, account, now)
@@ -286,7 +294,7 @@ pub fn check_claims(
         .and_then(|v| v.as_str())
         .ok_or(TokenError::NoIssuer)?;
     if iss != provider.url {
-        return Err(TokenError::UnknownIssuer(iss.to_owned()));
+        return Err(TokenError::UnknownIssuer(jwt::quoted(iss)));
     }
     let exp = seconds(claims, "exp")?.ok_or(TokenError::Claim("exp", "a number of seconds"))?;
     if now > exp.saturating_add(LEEWAY_SECS) {
@@ -305,13 +313,23 @@ pub fn check_claims(
         .iter()
         .find(|a| provider.client_ids.iter().any(|c| c == *a))
         .cloned()
-        .ok_or_else(|| TokenError::Audience(auds.clone()))?;
+        .ok_or_else(|| {
+            TokenError::Audience(auds.iter().take(5).map(|a| jwt::quoted(a)).collect())
+        })?;
     let sub = claims
         .get("sub")
         .and_then(|v| v.as_str())
         .filter(|s| !s.is_empty() && s.len() <= 255)
         .ok_or(TokenError::Claim("sub", "a string of 1 to 255 characters"))?;
-    let azp = claims.get("azp").and_then(|v| v.as_str());
+    // AWS documents the azp mapping for Google only ("If the azp claim is set, ... the
+    // accounts.google.com:aud key maps to azp, and oaud to aud",
+    // https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#condition-keys-wif);
+    // for any other issuer `azp` stands for nothing (review round 4: a token for another client
+    // with `azp` set to ours satisfied `ISSUER:aud`).
+    let azp = claims
+        .get("azp")
+        .and_then(|v| v.as_str())
+        .filter(|_| provider_name(&provider.url) == "accounts.google.com");
     let (aud, oaud) = match azp {
         Some(azp) => (azp.to_owned(), Some(matched)),
         None => (matched, None),
@@ -381,12 +399,22 @@ mod tests {
     /// "If the azp claim is present, the aud key maps to azp and oaud to aud"
     /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#ck_aud).
     #[test]
-    fn azp_takes_the_place_of_aud_and_aud_becomes_oaud() {
+    fn azp_takes_the_place_of_aud_for_google_only() {
+        let google = Provider {
+            url: "https://accounts.google.com".into(),
+            ..provider()
+        };
         let mut c = ok_claims();
+        c["iss"] = json!("https://accounts.google.com");
         c["azp"] = json!("1234567890");
-        let (id, _) = check_claims(&claims(c), &provider(), "1", NOW).unwrap();
+        let (id, _) = check_claims(&claims(c), &google, "1", NOW).unwrap();
         assert_eq!(id.aud, "1234567890");
         assert_eq!(id.oaud.as_deref(), Some("keyhole"));
+        // Any other issuer: azp names nothing, ISSUER:aud is the matched audience.
+        let mut c = ok_claims();
+        c["azp"] = json!("keyhole-admin");
+        let (id, _) = check_claims(&claims(c), &provider(), "1", NOW).unwrap();
+        assert_eq!((id.aud.as_str(), id.oaud), ("keyhole", None));
     }
 
     #[test]

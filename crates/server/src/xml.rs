@@ -96,6 +96,8 @@ fn escape_into(out: &mut String, text: &str) {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
             '\r' => out.push_str("&#13;"),
+            // NUL cannot be written in XML at all, not even as a reference.
+            '\0' => out.push('\u{FFFD}'),
             c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {
                 out.push_str(&format!("&#{};", c as u32));
             }
@@ -269,5 +271,13 @@ mod tests {
         assert!(parse(b"<!DOCTYPE x [<!ENTITY e \"x\">]><a>&e;</a>").is_err());
         let deep = "<a>".repeat(40) + &"</a>".repeat(40);
         assert!(matches!(parse(deep.as_bytes()), Err(XmlError::TooLarge(_))));
+    }
+
+    /// NUL cannot appear in XML 1.0, not even as `&#0;` (review round 4).
+    #[test]
+    fn nul_cannot_break_a_document() {
+        let mut out = String::new();
+        escape_into(&mut out, "a\0b\u{1}");
+        assert_eq!(out, "a\u{FFFD}b&#1;");
     }
 }

@@ -45,7 +45,22 @@ pub enum RequestPrincipal {
     },
 }
 
+/// How a federated identity provider's principal string is kept, apart from `AWS` and `Service`
+/// principals: a `{"Federated": ARN}` policy value matches only a web identity caller of that
+/// provider, never a principal of another type spelt the same.
+pub const FEDERATED_PREFIX: &str = "Federated:";
+
 impl RequestPrincipal {
+    /// A caller federated by the identity provider `provider_arn` (AssumeRoleWithWebIdentity):
+    /// matched only by `{"Federated": provider_arn}`
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html#principal-federated-web-identity).
+    pub fn federated(provider_arn: &str, account: &str) -> Self {
+        RequestPrincipal::Other {
+            id: format!("{FEDERATED_PREFIX}{provider_arn}"),
+            account: Some(account.to_owned()),
+        }
+    }
+
     /// Classifies a principal ARN. For sessions, `role_arn` (the `aws:PrincipalArn`, which keeps
     /// the role path) is used when given; otherwise it is derived without a path.
     pub fn from_arn(arn: &str, role_arn: Option<&str>) -> Self {

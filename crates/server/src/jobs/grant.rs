@@ -84,6 +84,11 @@ pub enum JobCreator {
         /// The keys of `tags` that are transitive (they pass on to a job's role sessions).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         transitive: Vec<String>,
+        /// What a web identity token proved, for a session AssumeRoleWithWebIdentity issued: the
+        /// job is decided again with its keys (`ISSUER:sub`, ..., `aws:FederatedProvider`), so a
+        /// deny keyed on them binds the job too.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        web_identity: Option<Box<crate::oidc::WebIdentity>>,
         /// The session's credentials.
         credentials: CreatorCredentials,
     },
@@ -225,6 +230,7 @@ pub fn creator_of(principal: &Principal, role: bool) -> Result<JobCreator, S3Err
                 policy_arns: claims.policy_arns.clone(),
                 tags: claims.tags.clone(),
                 transitive: claims.transitive.clone(),
+                web_identity: claims.web_identity.clone().map(Box::new),
                 credentials: CreatorCredentials::of(claims),
             })
         }
@@ -352,6 +358,7 @@ pub(crate) fn creator_principal_in(
             policy_arns,
             tags,
             transitive,
+            web_identity,
             credentials,
             ..
         } => {
@@ -368,6 +375,7 @@ pub(crate) fn creator_principal_in(
             claims.policy_arns = policy_arns.clone();
             claims.tags = tags.clone();
             claims.transitive = transitive.clone();
+            claims.web_identity = web_identity.as_deref().cloned();
             let session_policies = authn.session_policies(&claims, snapshot).ok()?;
             let mut merged: Vec<(String, String)> = r
                 .tags

@@ -62,6 +62,12 @@ struct Header {
     crit: Option<serde_json::Value>,
 }
 
+/// A value taken from a token, fit to be quoted in an error: control characters escaped, at
+/// most 100 characters (an unauthenticated caller chooses it).
+pub fn quoted(v: &str) -> String {
+    v.chars().take(100).flat_map(char::escape_debug).collect()
+}
+
 /// Decodes a compact JWS without checking its signature (for reading `iss`, which names the
 /// keys to check it with).
 pub fn decode(token: &str) -> Result<Unverified<'_>, JwsError> {
@@ -86,7 +92,7 @@ pub fn decode(token: &str) -> Result<Unverified<'_>, JwsError> {
         return Err(JwsError::Malformed("its header has `crit` extensions"));
     }
     if !ALGORITHMS.contains(&header.alg.as_str()) {
-        return Err(JwsError::Algorithm(header.alg));
+        return Err(JwsError::Algorithm(quoted(&header.alg)));
     }
     let payload = URL_SAFE_NO_PAD
         .decode(p)
@@ -149,7 +155,7 @@ impl Unverified<'_> {
         if ok {
             Ok(self.claims)
         } else {
-            Err(JwsError::Signature(self.kid))
+            Err(JwsError::Signature(self.kid.as_deref().map(quoted)))
         }
     }
 }

@@ -43,25 +43,70 @@ fn validation(m: String) -> StateError {
     StateError::Validation(m)
 }
 
-/// `Url`: `https://` and a host, at most 255 characters, no query, fragment or user info.
+/// `Url`: `https://HOST[:PORT][/PATH]`, at most 255 characters: a DNS name (letters, digits,
+/// `-`, dots between labels) or an IP address, a numeric port, path segments of letters, digits
+/// and `-._~` other than `.` and `..`; no query, fragment, user info or escapes. The URL names
+/// condition keys (`HOST[/PATH]:sub`), so nothing in it may pass for another key (review round
+/// 4: `https://aws:PrincipalTag/team` was accepted).
 pub fn validate_url(url: &str) -> Result<(), StateError> {
+    let bad = || {
+        validation(format!(
+            "Url `{url}` is not a valid issuer URL: https://HOST[:PORT][/PATH] with a DNS name or IP address, a numeric port and a plain path, at most 255 characters, without query, fragment, user info or %-escapes"
+        ))
+    };
     let rest = url.strip_prefix("https://").ok_or_else(|| {
         validation(format!(
             "Url `{url}` must begin with https:// (the issuer URL of the provider's tokens)"
         ))
     })?;
-    let host = rest.split('/').next().unwrap_or("");
-    let ok = url.len() <= 255
-        && !host.is_empty()
-        && !rest.contains(['?', '#', '@', ' '])
-        && rest.chars().all(|c| c.is_ascii_graphic());
-    if ok {
-        Ok(())
-    } else {
-        Err(validation(format!(
-            "Url `{url}` is not a valid issuer URL: https://HOST[:PORT][/PATH], at most 255 characters, without query, fragment or user info"
-        )))
+    if url.len() > 255 {
+        return Err(bad());
     }
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(bad)?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad());
+        }
+        (None, after.strip_prefix(':'))
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(authority), None),
+        }
+    };
+    if let Some(h) = host {
+        let dns = !h.is_empty()
+            && h.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        if !dns {
+            return Err(bad());
+        }
+    }
+    if let Some(p) = port {
+        if !p.parse::<u16>().is_ok_and(|n| n > 0) {
+            return Err(bad());
+        }
+    }
+    if !path.is_empty() {
+        let ok = path.trim_end_matches('/').split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+        });
+        if !ok {
+            return Err(bad());
+        }
+    }
+    Ok(())
 }
 
 /// A client id: 1 to 255 characters.
@@ -312,6 +357,9 @@ mod tests {
     fn urls_client_ids_and_thumbprints_are_validated() {
         assert!(validate_url("https://token.actions.githubusercontent.com").is_ok());
         assert!(validate_url("https://127.0.0.1:8443/realms/ml").is_ok());
+        assert!(validate_url("https://oidc.eks.us-east-1.amazonaws.com/id/ABC123").is_ok());
+        assert!(validate_url("https://[::1]:8443/x").is_ok());
+        assert!(validate_url("https://token.actions.githubusercontent.com/").is_ok());
         for bad in [
             "http://idp",
             "https://",
@@ -319,6 +367,15 @@ mod tests {
             "https://idp/x?y=1",
             "https://u@idp",
             "https://idp/a b",
+            "https://aws:PrincipalTag/team",
+            "https://idp:0",
+            "https://idp:x/y",
+            "https://*.example",
+            "https://idp/../x",
+            "https://idp/a/./b",
+            "https://idp/%2e%2e",
+            "https://-idp.example",
+            "https://idp..example",
         ] {
             assert!(validate_url(bad).is_err(), "{bad}");
         }

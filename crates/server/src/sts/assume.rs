@@ -64,6 +64,8 @@ pub struct AssumeRoleCall {
     packed: usize,
     /// The caller is a role session (role chaining: one hour at most).
     chained: bool,
+    /// The role's tags (`aws:ResourceTag/KEY`).
+    resource_tags: Vec<(String, String)>,
 }
 
 /// `SourceIdentity`: 2-64 characters of `[\w+=,.@-]`, no `aws:` prefix (which the pattern
@@ -169,6 +171,7 @@ pub fn describe(
         source_identity,
         packed,
         chained,
+        resource_tags: crate::iam::resource_tags(gw, role_arn),
     })
 }
 
@@ -197,6 +200,10 @@ impl AssumeRoleCall {
     /// `sts:TransitiveTagKeys`, so trust policies can constrain them.
     pub fn add_context(&self, ctx: &mut Context) {
         ctx.insert("sts:RoleSessionName", self.session.as_str());
+        for (k, v) in &self.resource_tags {
+            ctx.insert(&format!("aws:ResourceTag/{k}"), v.as_str());
+            ctx.insert(&format!("iam:ResourceTag/{k}"), v.as_str());
+        }
         if let Some(e) = &self.external_id {
             ctx.insert("sts:ExternalId", e.as_str());
         }

@@ -45,6 +45,8 @@ pub struct WebIdentityCall {
     /// The token's issuer URL (the response's `Provider`).
     tags: std::sync::Arc<TokenTags>,
     packed: usize,
+    /// The role's tags (`aws:ResourceTag/KEY`).
+    resource_tags: Vec<(String, String)>,
 }
 
 /// Validates the request of a caller the pipeline authenticated by its token.
@@ -96,6 +98,7 @@ pub fn describe(
         identity: identity.clone(),
         tags: tags.clone(),
         packed,
+        resource_tags: crate::iam::resource_tags(gw, role_arn),
     })
 }
 
@@ -118,6 +121,10 @@ impl WebIdentityCall {
     /// `aws:TagKeys` and `sts:TransitiveTagKeys` (the token's own keys come with the principal).
     pub fn add_context(&self, ctx: &mut Context) {
         ctx.insert("sts:RoleSessionName", self.session.as_str());
+        for (k, v) in &self.resource_tags {
+            ctx.insert(&format!("aws:ResourceTag/{k}"), v.as_str());
+            ctx.insert(&format!("iam:ResourceTag/{k}"), v.as_str());
+        }
         for (k, v) in &self.tags.tags {
             ctx.insert(&format!("aws:RequestTag/{k}"), v.as_str());
         }
