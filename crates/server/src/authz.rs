@@ -151,7 +151,7 @@ pub trait Authorize: Send + Sync + std::fmt::Debug {
 /// The authorization stage: decides every pair `call` needs (in `context` plus the call's own
 /// keys), records each decision in `checks`, and returns the call as [`Authorized`] only when
 /// all were allowed; the first denial is the error.
-pub fn authorize<T: Describe>(
+pub async fn authorize<T: Describe>(
     gw: &Gateway,
     principal: &Principal,
     call: T,
@@ -193,7 +193,7 @@ pub fn authorize<T: Describe>(
                 return Err(S3Error::access_denied("Access Denied"));
             }
             for permission in &list {
-                let tagged = with_existing_object_tags(gw, principal, permission, context);
+                let tagged = with_existing_object_tags(gw, principal, permission, context).await?;
                 let verdict =
                     gw.authz
                         .decide(principal, permission, tagged.as_ref().unwrap_or(context));
@@ -271,30 +271,43 @@ fn check_record(principal: &Principal, permission: &Permission, verdict: &Verdic
 /// The context plus `s3:ExistingObjectTag/KEY` for each tag of the object `permission` names,
 /// when a policy that can decide refers to that key and the action accepts it (AWS supplies it
 /// only to those actions: https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html).
-/// `None` when nothing applies; the object's tags are read only then.
-fn with_existing_object_tags(
+/// `None` when nothing applies; the object's tags are read (from whichever backend keeps the
+/// bucket) only then. An object that does not exist has no tags; a failure to read them (the
+/// store, or the upstream, failing or refusing) fails the request: a decision is never made
+/// without the facts it depends on.
+async fn with_existing_object_tags(
     gw: &Gateway,
     principal: &Principal,
     permission: &Permission,
     context: &Context,
-) -> Option<Context> {
-    let action = keyhole_policy::s3::action(permission.action)?;
+) -> Result<Option<Context>, S3Error> {
+    let Some(action) = keyhole_policy::s3::action(permission.action) else {
+        return Ok(None);
+    };
     if !keyhole_policy::s3::action_accepts_key(action, "s3:ExistingObjectTag/k") {
-        return None;
+        return Ok(None);
     }
-    let (bucket, key) = permission
+    let Some((bucket, key)) = permission
         .resource
-        .strip_prefix("arn:aws:s3:::")?
-        .split_once('/')?;
+        .strip_prefix("arn:aws:s3:::")
+        .and_then(|r| r.split_once('/'))
+    else {
+        return Ok(None);
+    };
     if !wants_existing_object_tags(gw, principal, bucket) {
-        return None;
+        return Ok(None);
     }
-    let tags = gw.store.get_tags(bucket, key).ok()?;
+    let tags = match gw.storage.get_tags(bucket, key).await {
+        Ok(tags) => tags,
+        // No such object (or a key no object can have): no tags, as in AWS.
+        Err(e) if e.status().is_client_error() && e.code() != "AccessDenied" => Vec::new(),
+        Err(e) => return Err(e),
+    };
     let mut tagged = context.clone();
     for (k, v) in tags {
         tagged.insert(&format!("s3:ExistingObjectTag/{k}"), v);
     }
-    Some(tagged)
+    Ok(Some(tagged))
 }
 
 /// Whether a policy that can decide for `principal` on `bucket` refers to

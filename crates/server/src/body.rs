@@ -359,11 +359,17 @@ impl Sink for PartWriter {
     }
 }
 
+impl crate::backend::Payload for BodyReader {
+    fn next(&mut self) -> crate::backend::BoxFuture<'_, Result<Option<Bytes>, S3Error>> {
+        Box::pin(BodyReader::next(self))
+    }
+}
+
 /// Streams the whole body into a writer made by `make` on a blocking thread, and returns the
-/// writer once every byte is written and the body verified. On any error the writer is dropped,
-/// which discards what it wrote.
+/// writer once every byte is written and the body's verified end was reached. On any error the
+/// writer is dropped, which discards what it wrote.
 pub async fn pump<W: Sink>(
-    body: &mut BodyReader,
+    body: &mut dyn crate::backend::Payload,
     make: impl FnOnce() -> Result<W, StoreError> + Send + 'static,
 ) -> Result<W, S3Error> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(CHANNEL_DEPTH);

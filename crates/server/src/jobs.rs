@@ -507,7 +507,10 @@ pub async fn execute(
                 .resolve(now, Some(source_ip))
                 .map_err(|e| validation(e.to_string()))?;
             for (i, l) in job.read.iter().chain(&job.write).enumerate() {
-                if gw.store.bucket(&l.bucket).is_err() {
+                if let Err(e) = gw.storage.head_bucket(&l.bucket).await {
+                    if e.code() != "NoSuchBucket" {
+                        return Err(e);
+                    }
                     let field = if i < job.read.len() {
                         format!("read[{i}]")
                     } else {
@@ -768,7 +771,7 @@ impl crate::authz::Describe for CredentialFetch {
 /// Issues the credentials of an authorized fetch; returns the response and its audit record. A
 /// fresh session of a job's role is a new AssumeRole by the job's creator: it is decided again
 /// ([`grant`]) by the authorization stage, and its decisions are recorded in `checks`.
-pub fn fetch_credentials(
+pub async fn fetch_credentials(
     gw: &Gateway,
     principal: &Principal,
     _call: crate::authz::Authorized<CredentialFetch>,
@@ -814,7 +817,7 @@ pub fn fetch_credentials(
             &creator,
             &gw.account.record.account_id,
         );
-        crate::authz::authorize(gw, &creator, renewal, &context, checks)?;
+        crate::authz::authorize(gw, &creator, renewal, &context, checks).await?;
     }
     let (claims, token) = mint(gw, job, now)?;
     Ok((

@@ -16,6 +16,7 @@ pub mod account;
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod backend;
 pub mod body;
 pub mod client;
 pub mod config;
@@ -50,8 +51,9 @@ pub struct Gateway {
     pub config: Config,
     /// The account (id and root credentials).
     pub account: Account,
-    /// The embedded object store.
-    pub store: LocalStore,
+    /// Object storage: every bucket routed to the backend that keeps it (the local store, or an
+    /// upstream S3 service). The only way handlers reach objects.
+    pub storage: Arc<dyn backend::Backend>,
     /// Users, keys and policies (SQLite) with the in-memory snapshot requests read.
     pub state: Arc<state::State>,
     /// Verifies signatures and finds the principal.
@@ -91,7 +93,7 @@ impl Gateway {
     pub fn new(
         config: Config,
         account: Account,
-        store: LocalStore,
+        storage: Arc<dyn backend::Backend>,
         state: Arc<state::State>,
         authz: Arc<dyn authz::Authorize>,
         tokens: Arc<sts::TokenSealer>,
@@ -121,7 +123,7 @@ impl Gateway {
             oidc_keys,
             config,
             account,
-            store,
+            storage,
             state,
             authn,
             authz,
@@ -231,6 +233,9 @@ fn open_in(
     };
     check_pinned(&config, &signer, &key_path)?;
     let store = LocalStore::open(&config.data_dir.join("store"))?;
+    let storage: Arc<dyn backend::Backend> = Arc::new(backend::Storage::local_only(Arc::new(
+        backend::local::LocalBackend::new(store),
+    )));
     let master = hex::decode(account.master_key.expose()).map_err(|_| {
         OpenError::Account(account::AccountError::Damaged {
             path: config.data_dir.join(account::MASTER_KEY_FILE),
@@ -269,7 +274,7 @@ fn open_in(
     let audit =
         audit::AuditSink::open(&audit_dir, Arc::new(signer), options, metrics.sink.clone())?;
     Ok(Gateway::new(
-        config, account, store, state, authz, tokens, audit, metrics, jobs, tls, limits,
+        config, account, storage, state, authz, tokens, audit, metrics, jobs, tls, limits,
     ))
 }
 

@@ -320,7 +320,7 @@ pub async fn handle(
         trace.op_name = endpoint.name();
         mutating = endpoint.mutating(&parts.method);
         let authorized =
-            crate::authz::authorize(&gw, &caller.principal, call, &context, &trace.checks)?;
+            crate::authz::authorize(&gw, &caller.principal, call, &context, &trace.checks).await?;
         // Write-ahead: the request's `authorized` record is queued now and made durable while
         // the request goes on; nothing changes before it is (S3 handlers wait in
         // `Ctx::before_change`, the control plane right here).
@@ -919,7 +919,7 @@ async fn execute(
             crate::jobs::execute(gw, principal, call, &context, base.source_ip, now).await
         }
         AuthorizedCall::JobCredentials(call) => {
-            crate::jobs::fetch_credentials(gw, principal, call, &trace.checks, now)
+            crate::jobs::fetch_credentials(gw, principal, call, &trace.checks, now).await
         }
         AuthorizedCall::Metrics => {
             let mut r = Response::new(body::full(gw.metrics.render()));

@@ -9,6 +9,8 @@ mod object;
 mod policy;
 mod tagging;
 
+pub use object::DeleteKey;
+
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
@@ -205,6 +207,72 @@ pub async fn dispatch(
     }
 }
 
+/// A request body as the storage seam reads it: verified bytes, whose end also waits until the
+/// request's write-ahead audit record is durable (so nothing commits before it is).
+pub(crate) struct Upload<'c, 'a> {
+    body: BodyReader,
+    ctx: &'c Ctx<'a>,
+    ended: bool,
+}
+
+impl<'c, 'a> Upload<'c, 'a> {
+    /// The body of the request `ctx` describes.
+    pub(crate) fn new(body: BodyReader, ctx: &'c Ctx<'a>) -> Self {
+        Upload {
+            body,
+            ctx,
+            ended: false,
+        }
+    }
+}
+
+impl crate::backend::Payload for Upload<'_, '_> {
+    fn next(&mut self) -> crate::backend::BoxFuture<'_, Result<Option<bytes::Bytes>, S3Error>> {
+        Box::pin(async move {
+            if self.ended {
+                return Ok(None);
+            }
+            match self.body.next().await? {
+                Some(chunk) => Ok(Some(chunk)),
+                None => {
+                    self.ctx.before_change().await?;
+                    self.ended = true;
+                    Ok(None)
+                }
+            }
+        })
+    }
+}
+
+/// The read conditions of a request (`prefix` "" for GET and HEAD, "x-amz-copy-source-" for a
+/// copy's source).
+pub(crate) fn read_conditions(
+    ctx: &Ctx<'_>,
+    prefix: &str,
+) -> Result<crate::backend::ReadConditions, S3Error> {
+    let h = |n: &str| -> Result<Option<String>, S3Error> {
+        Ok(ctx.header(&format!("{prefix}{n}"))?.map(str::to_owned))
+    };
+    Ok(crate::backend::ReadConditions {
+        if_match: h("if-match")?,
+        if_none_match: h("if-none-match")?,
+        if_modified_since: h("if-modified-since")?,
+        if_unmodified_since: h("if-unmodified-since")?,
+    })
+}
+
+/// The checksums a client sent in headers (`x-amz-checksum-crc32`, ...), already checked against
+/// the body by the body reader; a backend that stores checksums keeps them.
+pub(crate) fn checksum_headers(ctx: &Ctx<'_>) -> Vec<(String, String)> {
+    ctx.headers
+        .iter()
+        .filter(|(name, _)| keyhole_sigv4::ChecksumKind::from_header_name(name.as_str()).is_some())
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect()
+}
+
 /// An XML response with status 200.
 pub(crate) fn xml_ok(doc: String) -> Response<Body> {
     xml_response(doc, "application/xml")
@@ -235,18 +303,6 @@ pub(crate) fn http_date(t: DateTime<Utc>) -> String {
 /// The timestamp form S3 uses in XML (`2009-10-12T17:50:30.000Z`).
 pub(crate) fn xml_date(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-/// Parses an HTTP date (IMF-fixdate, RFC 850 or asctime are all HTTP; S3 clients send the first).
-pub(crate) fn parse_http_date(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc2822(s.trim())
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
-        .or_else(|| {
-            chrono::NaiveDateTime::parse_from_str(s.trim(), "%A, %d-%b-%y %H:%M:%S GMT")
-                .ok()
-                .map(|n| n.and_utc())
-        })
 }
 
 /// An ETag as sent on the wire (quoted).
@@ -313,10 +369,11 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(http_date(t), "Sun, 22 Nov 2026 07:30:05 GMT");
-        assert_eq!(parse_http_date(&http_date(t)), Some(t));
+        let parse = crate::backend::conditions::parse_http_date;
+        assert_eq!(parse(&http_date(t)), Some(t));
         assert_eq!(xml_date(t), "2026-11-22T07:30:05.000Z");
-        assert_eq!(parse_http_date("Sunday, 22-Nov-26 07:30:05 GMT"), Some(t));
-        assert_eq!(parse_http_date("yesterday"), None);
+        assert_eq!(parse("Sunday, 22-Nov-26 07:30:05 GMT"), Some(t));
+        assert_eq!(parse("yesterday"), None);
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

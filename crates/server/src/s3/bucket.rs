@@ -3,14 +3,13 @@
 use http::{Response, StatusCode};
 
 use super::{check_acl_headers, empty_response, set_header, xml_date, xml_ok, Ctx};
-use crate::body::{blocking, Body, BodyReader};
+use crate::body::{Body, BodyReader};
 use crate::config::MAX_XML_BODY_BYTES;
 use crate::error::S3Error;
 use crate::xml::{self, XmlWriter};
 
 pub(super) async fn list_buckets(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    let store = ctx.gw.store.clone();
-    let buckets = blocking(move || store.list_buckets()).await?;
+    let buckets = ctx.gw.storage.list_buckets().await?;
     let mut w = XmlWriter::new();
     w.root("ListAllMyBucketsResult");
     w.open("Owner");
@@ -50,18 +49,14 @@ pub(super) async fn create_bucket(
             check_location_constraint(lc.trim(), &ctx.gw.config.region)?;
         }
     }
-    let store = ctx.gw.store.clone();
-    let name = ctx.bucket.clone();
-    blocking(move || store.create_bucket(&name, &region)).await?;
+    ctx.gw.storage.create_bucket(&ctx.bucket, &region).await?;
     let mut r = empty_response(StatusCode::OK);
     set_header(&mut r, "location", &format!("/{}", ctx.bucket))?;
     Ok(r)
 }
 
 pub(super) async fn delete_bucket(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    let store = ctx.gw.store.clone();
-    let name = ctx.bucket.clone();
-    blocking(move || store.delete_bucket(&name)).await?;
+    ctx.gw.storage.delete_bucket(&ctx.bucket).await?;
     let state = ctx.gw.state.clone();
     let name = ctx.bucket.clone();
     crate::state::db::blocking(move || state.forget_bucket(&name)).await?;
@@ -69,18 +64,14 @@ pub(super) async fn delete_bucket(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Err
 }
 
 pub(super) async fn head_bucket(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    let store = ctx.gw.store.clone();
-    let name = ctx.bucket.clone();
-    let info = blocking(move || store.bucket(&name)).await?;
+    let info = ctx.gw.storage.head_bucket(&ctx.bucket).await?;
     let mut r = empty_response(StatusCode::OK);
     set_header(&mut r, "x-amz-bucket-region", &info.region)?;
     Ok(r)
 }
 
 pub(super) async fn get_bucket_location(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    let store = ctx.gw.store.clone();
-    let name = ctx.bucket.clone();
-    let info = blocking(move || store.bucket(&name)).await?;
+    let info = ctx.gw.storage.head_bucket(&ctx.bucket).await?;
     let mut w = XmlWriter::new();
     w.root("LocationConstraint");
     // AWS answers an empty constraint for us-east-1.

@@ -1,11 +1,10 @@
 //! ListObjects (V1) and ListObjectsV2.
 
-use base64::Engine;
 use http::Response;
-use keyhole_store::{ListEntry, ListQuery};
 
 use super::{quoted, xml_date, xml_ok, Ctx};
-use crate::body::{blocking, Body};
+use crate::backend::{ListObjects, ListPosition, Listed};
+use crate::body::Body;
 use crate::error::S3Error;
 use crate::xml::XmlWriter;
 
@@ -59,21 +58,6 @@ pub(super) fn url_encode(s: &str) -> String {
     out
 }
 
-fn encode_token(s: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s.as_bytes())
-}
-
-fn decode_token(s: &str) -> Result<String, S3Error> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s.as_bytes())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| {
-            S3Error::invalid_argument("The continuation token provided is incorrect")
-                .with("ArgumentName", "continuation-token")
-        })
-}
-
 pub(super) async fn list_objects(ctx: &Ctx<'_>, v2: bool) -> Result<Response<Body>, S3Error> {
     let encode = url_encoding(ctx)?;
     let enc = |s: &str| if encode { url_encode(s) } else { s.to_owned() };
@@ -84,42 +68,29 @@ pub(super) async fn list_objects(ctx: &Ctx<'_>, v2: bool) -> Result<Response<Bod
         .filter(|d| !d.is_empty())
         .map(str::to_owned);
     let max = max_keys(ctx, "max-keys")?;
-    let token = if v2 {
-        ctx.query
-            .get("continuation-token")
-            .map(decode_token)
-            .transpose()?
-    } else {
-        None
-    };
-    let start_after = if v2 {
-        token
-            .clone()
-            .or_else(|| ctx.query.get("start-after").map(str::to_owned))
-    } else {
-        ctx.query.get("marker").map(str::to_owned)
-    };
-    let fetch_owner = !v2 || ctx.query.get("fetch-owner") == Some("true");
-    let q = ListQuery {
-        prefix: prefix.clone(),
-        delimiter: delimiter.clone(),
-        start_after: start_after.filter(|s| !s.is_empty()),
-        max_keys: max,
-    };
-    let store = ctx.gw.store.clone();
-    let bucket = ctx.bucket.clone();
-    let page = if max == 0 {
-        // Still answer NoSuchBucket for a missing bucket.
-        let b = bucket.clone();
-        blocking(move || store.bucket(&b)).await?;
-        keyhole_store::ListPage {
-            entries: Vec::new(),
-            is_truncated: false,
-            next_start_after: None,
+    let position = if v2 {
+        match (
+            ctx.query.get("continuation-token"),
+            ctx.query.get("start-after"),
+        ) {
+            (Some(t), _) => ListPosition::Token(t.to_owned()),
+            (None, Some(sa)) if !sa.is_empty() => ListPosition::StartAfter(sa.to_owned()),
+            (None, _) => ListPosition::Start,
         }
     } else {
-        blocking(move || store.list(&bucket, &q)).await?
+        match ctx.query.get("marker") {
+            Some(m) if !m.is_empty() => ListPosition::Marker(m.to_owned()),
+            _ => ListPosition::Start,
+        }
     };
+    let fetch_owner = !v2 || ctx.query.get("fetch-owner") == Some("true");
+    let req = ListObjects {
+        prefix: prefix.clone(),
+        delimiter: delimiter.clone(),
+        max_keys: max,
+        position,
+    };
+    let page = ctx.gw.storage.list_objects(&ctx.bucket, req).await?;
 
     let mut w = XmlWriter::new();
     w.root("ListBucketResult");
@@ -132,17 +103,14 @@ pub(super) async fn list_objects(ctx: &Ctx<'_>, v2: bool) -> Result<Response<Bod
     if encode {
         w.elem("EncodingType", "url");
     }
-    w.elem(
-        "IsTruncated",
-        if page.is_truncated { "true" } else { "false" },
-    );
+    w.elem("IsTruncated", if page.truncated { "true" } else { "false" });
     if v2 {
         w.elem("KeyCount", &page.entries.len().to_string());
         if let Some(t) = ctx.query.get("continuation-token") {
             w.elem("ContinuationToken", t);
         }
-        if let (true, Some(next)) = (page.is_truncated, &page.next_start_after) {
-            w.elem("NextContinuationToken", &encode_token(next));
+        if let (true, Some(next)) = (page.truncated, &page.next_token) {
+            w.elem("NextContinuationToken", next);
         }
         if let Some(sa) = ctx.query.get("start-after") {
             w.elem("StartAfter", &enc(sa));
@@ -150,14 +118,13 @@ pub(super) async fn list_objects(ctx: &Ctx<'_>, v2: bool) -> Result<Response<Bod
     } else {
         w.elem("Marker", &enc(ctx.query.get("marker").unwrap_or("")));
         // AWS returns NextMarker only when a delimiter was given.
-        if let (true, Some(_), Some(next)) = (page.is_truncated, &delimiter, &page.next_start_after)
-        {
+        if let (true, Some(_), Some(next)) = (page.truncated, &delimiter, &page.next_marker) {
             w.elem("NextMarker", &enc(next));
         }
     }
     for entry in &page.entries {
         match entry {
-            ListEntry::Object(o) => {
+            Listed::Object(o) => {
                 w.open("Contents");
                 w.elem("Key", &enc(&o.key));
                 w.elem("LastModified", &xml_date(o.last_modified));
@@ -169,10 +136,10 @@ pub(super) async fn list_objects(ctx: &Ctx<'_>, v2: bool) -> Result<Response<Bod
                     w.elem("DisplayName", "keyhole-root");
                     w.close("Owner");
                 }
-                w.elem("StorageClass", "STANDARD");
+                w.elem("StorageClass", &o.storage_class);
                 w.close("Contents");
             }
-            ListEntry::CommonPrefix(p) => {
+            Listed::Prefix(p) => {
                 w.open("CommonPrefixes");
                 w.elem("Prefix", &enc(p));
                 w.close("CommonPrefixes");
@@ -191,12 +158,5 @@ mod tests {
     fn url_encoding_matches_s3() {
         assert_eq!(url_encode("a b+c/d%é"), "a+b%2Bc/d%25%C3%A9");
         assert_eq!(url_encode("x\u{1}"), "x%01");
-    }
-
-    #[test]
-    fn tokens_round_trip_and_reject_garbage() {
-        let t = encode_token("dir/ü key");
-        assert_eq!(decode_token(&t).unwrap(), "dir/ü key");
-        assert_eq!(decode_token("***").unwrap_err().code(), "InvalidArgument");
     }
 }

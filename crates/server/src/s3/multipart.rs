@@ -4,13 +4,17 @@
 use http::{Response, StatusCode};
 
 use super::list::{url_encode, url_encoding};
-use super::object::{
-    check_upload_length, content_md5, copy_stream, meta_from_headers, open_source,
-};
+use super::object::{check_upload_length, content_md5, meta_from_headers};
 use super::route::CopySource;
-use super::{check_acl_headers, empty_response, quoted, set_header, xml_date, xml_ok, Ctx};
-use crate::body::{blocking, pump, Body, BodyReader};
-use crate::config::{MAX_SINGLE_PUT_BYTES, MAX_XML_BODY_BYTES};
+use super::{
+    check_acl_headers, checksum_headers, empty_response, quoted, read_conditions, set_header,
+    xml_date, xml_ok, Ctx, Upload,
+};
+use crate::backend::{
+    CompleteUpload, ListUploads, PartsPage, UploadEntry, UploadPart, UploadPartCopy,
+};
+use crate::body::{Body, BodyReader};
+use crate::config::MAX_XML_BODY_BYTES;
 use crate::error::S3Error;
 use crate::xml::{self, XmlWriter};
 
@@ -25,9 +29,11 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
     keyhole_store::validate_key(&ctx.key)?;
     check_acl_headers(ctx)?;
     let meta = meta_from_headers(ctx)?;
-    let store = ctx.gw.store.clone();
-    let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
-    let upload_id = blocking(move || store.create_multipart(&bucket, &key, meta)).await?;
+    let upload_id = ctx
+        .gw
+        .storage
+        .create_multipart(&ctx.bucket, &ctx.key, meta)
+        .await?;
     let mut w = XmlWriter::new();
     w.root("InitiateMultipartUploadResult");
     w.elem("Bucket", &ctx.bucket);
@@ -39,53 +45,28 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
 
 pub(super) async fn upload_part(
     ctx: &Ctx<'_>,
-    mut body: BodyReader,
+    body: BodyReader,
     upload_id: String,
     part_number: u32,
 ) -> Result<Response<Body>, S3Error> {
-    check_upload_length(ctx, "a part")?;
-    let md5 = content_md5(ctx)?;
-    let store = ctx.gw.store.clone();
-    let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
-    let writer = pump(&mut body, move || {
-        store.new_part(&bucket, &key, &upload_id, part_number)
-    })
-    .await?;
-    ctx.before_change().await?;
-    let part = blocking(move || writer.commit(md5)).await?;
+    let length = check_upload_length(ctx, "a part")?;
+    let req = UploadPart {
+        bucket: ctx.bucket.clone(),
+        key: ctx.key.clone(),
+        upload_id,
+        part_number,
+        content_md5: content_md5(ctx)?,
+        length,
+        checksums: checksum_headers(ctx),
+    };
+    let mut payload = Upload::new(body, ctx);
+    let written = ctx.gw.storage.upload_part(req, &mut payload).await?;
     let mut r = empty_response(StatusCode::OK);
-    set_header(&mut r, "etag", &quoted(&part.etag))?;
-    Ok(r)
-}
-
-/// Parses `x-amz-copy-source-range: bytes=first-last` against the source size.
-fn copy_range(header: Option<&str>, size: u64) -> Result<(u64, u64), S3Error> {
-    let Some(h) = header else {
-        return Ok((0, size));
-    };
-    let bad = || {
-        S3Error::invalid_argument(format!(
-            "The x-amz-copy-source-range value `{h}` must be of the form bytes=first-last, within the source object of {size} bytes"
-        ))
-        .with("ArgumentName", "x-amz-copy-source-range")
-    };
-    let (a, b) = h
-        .trim()
-        .strip_prefix("bytes=")
-        .and_then(|r| r.split_once('-'))
-        .ok_or_else(bad)?;
-    let (first, last) = (
-        a.parse::<u64>().map_err(|_| bad())?,
-        b.parse::<u64>().map_err(|_| bad())?,
-    );
-    if first > last || last >= size {
-        return Err(S3Error::new(
-            "InvalidRange",
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "The requested range is not satisfiable",
-        ));
+    set_header(&mut r, "etag", &quoted(&written.etag))?;
+    for (name, value) in &written.extra {
+        set_header(&mut r, name, value)?;
     }
-    Ok((first, last - first + 1))
+    Ok(r)
 }
 
 pub(super) async fn upload_part_copy(
@@ -94,23 +75,17 @@ pub(super) async fn upload_part_copy(
     part_number: u32,
     source: CopySource,
 ) -> Result<Response<Body>, S3Error> {
-    let (info, mut reader) = open_source(ctx, &source).await?;
-    let (start, len) = copy_range(ctx.header("x-amz-copy-source-range")?, info.size)?;
-    if len > MAX_SINGLE_PUT_BYTES {
-        return Err(S3Error::invalid_request(
-            "A copied part may be at most 5 GiB.",
-        ));
-    }
-    let store = ctx.gw.store.clone();
-    let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
-    let part = blocking(move || {
-        use std::io::{Seek, SeekFrom};
-        let mut w = store.new_part(&bucket, &key, &upload_id, part_number)?;
-        reader.seek(SeekFrom::Start(start))?;
-        copy_stream(&mut reader, len, |chunk| w.write(chunk))?;
-        w.commit(None)
-    })
-    .await?;
+    let req = UploadPartCopy {
+        src_bucket: source.bucket,
+        src_key: source.key,
+        source_conditions: read_conditions(ctx, "x-amz-copy-source-")?,
+        source_range: ctx.header("x-amz-copy-source-range")?.map(str::to_owned),
+        bucket: ctx.bucket.clone(),
+        key: ctx.key.clone(),
+        upload_id,
+        part_number,
+    };
+    let part = ctx.gw.storage.upload_part_copy(req).await?;
     let mut w = XmlWriter::new();
     w.root("CopyPartResult");
     w.elem("ETag", &quoted(&part.etag));
@@ -145,16 +120,14 @@ pub(super) async fn complete(
     if parts.is_empty() {
         return Err(S3Error::malformed_xml("You must specify at least one part"));
     }
-    let condition = super::object::write_condition(ctx)?;
-    super::object::check_condition_early(ctx, condition.as_ref()).await?;
-    let store = ctx.gw.store.clone();
-    let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
-    let conditional = condition.is_some();
-    let info = blocking(move || {
-        store.complete_multipart_if(&bucket, &key, &upload_id, &parts, condition.as_ref())
-    })
-    .await
-    .map_err(|e| super::object::conflict_if_condition_failed(e, conditional))?;
+    let req = CompleteUpload {
+        bucket: ctx.bucket.clone(),
+        key: ctx.key.clone(),
+        upload_id,
+        parts,
+        condition: super::object::write_condition(ctx)?,
+    };
+    let info = ctx.gw.storage.complete_multipart(req).await?;
     let mut w = XmlWriter::new();
     w.root("CompleteMultipartUploadResult");
     w.elem(
@@ -169,9 +142,10 @@ pub(super) async fn complete(
 }
 
 pub(super) async fn abort(ctx: &Ctx<'_>, upload_id: String) -> Result<Response<Body>, S3Error> {
-    let store = ctx.gw.store.clone();
-    let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
-    blocking(move || store.abort_multipart(&bucket, &key, &upload_id)).await?;
+    ctx.gw
+        .storage
+        .abort_multipart(&ctx.bucket, &ctx.key, &upload_id)
+        .await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 
@@ -196,15 +170,14 @@ pub(super) async fn list_parts(
 ) -> Result<Response<Body>, S3Error> {
     let max = parse_u32_param(ctx, "max-parts", 1000, 1000)?;
     let marker = parse_u32_param(ctx, "part-number-marker", 0, u32::MAX)?;
-    let store = ctx.gw.store.clone();
-    let (bucket, key, id) = (ctx.bucket.clone(), ctx.key.clone(), upload_id.clone());
-    let (_upload, parts) = blocking(move || store.list_parts(&bucket, &key, &id)).await?;
-    let after: Vec<_> = parts
-        .into_iter()
-        .filter(|p| p.part_number > marker)
-        .collect();
-    let page: Vec<_> = after.iter().take(max as usize).collect();
-    let truncated = after.len() > page.len();
+    let PartsPage {
+        parts: page,
+        truncated,
+    } = ctx
+        .gw
+        .storage
+        .list_parts(&ctx.bucket, &ctx.key, &upload_id, max, marker)
+        .await?;
     let mut w = XmlWriter::new();
     w.root("ListPartsResult");
     w.elem("Bucket", &ctx.bucket);
@@ -243,70 +216,25 @@ pub(super) async fn list_uploads(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Erro
         .map(str::to_owned);
     let key_marker = ctx.query.get("key-marker").unwrap_or("").to_owned();
     let id_marker = ctx.query.get("upload-id-marker").unwrap_or("").to_owned();
-    let store = ctx.gw.store.clone();
-    let (bucket, p) = (ctx.bucket.clone(), prefix.clone());
-    let uploads = blocking(move || store.list_uploads(&bucket, &p)).await?;
-
-    // Entries after the markers: uploads of keys after key-marker, or of key-marker itself with an
-    // upload id after upload-id-marker (S3 semantics).
-    enum Entry<'a> {
-        Upload(&'a keyhole_store::UploadInfo),
-        Prefix(String),
-    }
-    let mut entries: Vec<Entry<'_>> = Vec::new();
-    let mut truncated = false;
-    for u in &uploads {
-        let after_marker = key_marker.is_empty()
-            || u.key.as_str() > key_marker.as_str()
-            || (u.key == key_marker
-                && !id_marker.is_empty()
-                && u.upload_id.as_str() > id_marker.as_str());
-        if !after_marker {
-            continue;
-        }
-        let rolled = delimiter.as_deref().and_then(|d| {
-            let rest = u.key.strip_prefix(prefix.as_str())?;
-            rest.find(d).map(|i| {
-                let end = prefix.len() + i + d.len();
-                u.key.get(..end).unwrap_or(&u.key).to_owned()
-            })
-        });
-        if let Some(cp) = rolled {
-            if matches!(entries.last(), Some(Entry::Prefix(last)) if *last == cp) {
-                continue;
-            }
-            if !key_marker.is_empty() && cp.as_str() <= key_marker.as_str() {
-                continue;
-            }
-            if entries.len() == max {
-                truncated = true;
-                break;
-            }
-            entries.push(Entry::Prefix(cp));
-        } else {
-            if entries.len() == max {
-                truncated = true;
-                break;
-            }
-            entries.push(Entry::Upload(u));
-        }
-    }
+    let req = ListUploads {
+        prefix: prefix.clone(),
+        delimiter: delimiter.clone(),
+        key_marker: key_marker.clone(),
+        upload_id_marker: id_marker.clone(),
+        max,
+    };
+    let page = ctx.gw.storage.list_uploads(&ctx.bucket, req).await?;
     let mut w = XmlWriter::new();
     w.root("ListMultipartUploadsResult");
     w.elem("Bucket", &ctx.bucket);
     w.elem("KeyMarker", &enc(&key_marker));
     w.elem("UploadIdMarker", &id_marker);
-    if truncated {
-        match entries.last() {
-            Some(Entry::Upload(u)) => {
-                w.elem("NextKeyMarker", &enc(&u.key));
-                w.elem("NextUploadIdMarker", &u.upload_id);
-            }
-            Some(Entry::Prefix(p)) => {
-                w.elem("NextKeyMarker", &enc(p));
-                w.elem("NextUploadIdMarker", "");
-            }
-            None => {}
+    if page.truncated {
+        if let Some(k) = &page.next_key_marker {
+            w.elem("NextKeyMarker", &enc(k));
+        }
+        if let Some(u) = &page.next_upload_id_marker {
+            w.elem("NextUploadIdMarker", u);
         }
     }
     w.elem("Prefix", &enc(&prefix));
@@ -317,20 +245,24 @@ pub(super) async fn list_uploads(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Erro
     if encode {
         w.elem("EncodingType", "url");
     }
-    w.elem("IsTruncated", if truncated { "true" } else { "false" });
-    for e in &entries {
+    w.elem("IsTruncated", if page.truncated { "true" } else { "false" });
+    for e in &page.entries {
         match e {
-            Entry::Upload(u) => {
+            UploadEntry::Upload {
+                key,
+                upload_id,
+                initiated,
+            } => {
                 w.open("Upload");
-                w.elem("Key", &enc(&u.key));
-                w.elem("UploadId", &u.upload_id);
+                w.elem("Key", &enc(key));
+                w.elem("UploadId", upload_id);
                 owner(&mut w, ctx, "Initiator");
                 owner(&mut w, ctx, "Owner");
                 w.elem("StorageClass", "STANDARD");
-                w.elem("Initiated", &xml_date(u.initiated));
+                w.elem("Initiated", &xml_date(*initiated));
                 w.close("Upload");
             }
-            Entry::Prefix(p) => {
+            UploadEntry::Prefix(p) => {
                 w.open("CommonPrefixes");
                 w.elem("Prefix", &enc(p));
                 w.close("CommonPrefixes");
@@ -339,31 +271,4 @@ pub(super) async fn list_uploads(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Erro
     }
     w.close("ListMultipartUploadsResult");
     Ok(xml_ok(w.finish()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_source_ranges() {
-        assert_eq!(copy_range(None, 10).unwrap(), (0, 10));
-        assert_eq!(copy_range(Some("bytes=2-5"), 10).unwrap(), (2, 4));
-        assert_eq!(
-            copy_range(Some("bytes=2-10"), 10).unwrap_err().code(),
-            "InvalidRange"
-        );
-        assert_eq!(
-            copy_range(Some("bytes=5-2"), 10).unwrap_err().code(),
-            "InvalidRange"
-        );
-        assert_eq!(
-            copy_range(Some("bytes=-2"), 10).unwrap_err().code(),
-            "InvalidArgument"
-        );
-        assert_eq!(
-            copy_range(Some("2-5"), 10).unwrap_err().code(),
-            "InvalidArgument"
-        );
-    }
 }

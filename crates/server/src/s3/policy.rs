@@ -8,7 +8,7 @@
 use http::{Response, StatusCode};
 
 use super::{empty_response, xml_ok, Ctx};
-use crate::body::{blocking, Body, BodyReader};
+use crate::body::{Body, BodyReader};
 use crate::error::S3Error;
 use crate::state::{PublicAccessBlock, StateError};
 use crate::xml::{self, XmlWriter};
@@ -25,9 +25,7 @@ async fn state_call<T: Send + 'static>(
 }
 
 async fn require_bucket(ctx: &Ctx<'_>) -> Result<(), S3Error> {
-    let store = ctx.gw.store.clone();
-    let name = ctx.bucket.clone();
-    blocking(move || store.bucket(&name)).await.map(|_| ())
+    ctx.gw.storage.head_bucket(&ctx.bucket).await.map(|_| ())
 }
 
 pub(super) async fn put_bucket_policy(

@@ -7,7 +7,7 @@
 use http::{Response, StatusCode};
 
 use super::{empty_response, xml_ok, Ctx};
-use crate::body::{blocking, Body, BodyReader};
+use crate::body::{Body, BodyReader};
 use crate::config::MAX_XML_BODY_BYTES;
 use crate::error::S3Error;
 use crate::s3::route::Query;
@@ -30,9 +30,7 @@ pub(super) fn parse_header(v: &str) -> Result<Vec<(String, String)>, S3Error> {
 }
 
 pub(super) async fn get(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    let store = ctx.gw.store.clone();
-    let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
-    let tags = blocking(move || store.get_tags(&bucket, &key)).await?;
+    let tags = ctx.gw.storage.get_tags(&ctx.bucket, &ctx.key).await?;
     let mut w = XmlWriter::new();
     w.root("Tagging");
     w.open("TagSet");
@@ -62,16 +60,12 @@ pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<
         tags.push((k.to_owned(), t.child_text("Value").unwrap_or("").to_owned()));
     }
     validate(&tags)?;
-    let store = ctx.gw.store.clone();
-    let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
-    blocking(move || store.put_tags(&bucket, &key, tags)).await?;
+    ctx.gw.storage.put_tags(&ctx.bucket, &ctx.key, tags).await?;
     Ok(empty_response(StatusCode::OK))
 }
 
 pub(super) async fn delete(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    let store = ctx.gw.store.clone();
-    let (bucket, key) = (ctx.bucket.clone(), ctx.key.clone());
-    blocking(move || store.delete_tags(&bucket, &key)).await?;
+    ctx.gw.storage.delete_tags(&ctx.bucket, &ctx.key).await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 
