@@ -120,6 +120,13 @@ pub(super) async fn complete(
     if parts.is_empty() {
         return Err(S3Error::malformed_xml("You must specify at least one part"));
     }
+    // "InvalidPartOrder: The list of parts was not in ascending order. The parts list must be
+    // specified in order by part number." (CompleteMultipartUpload,
+    // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html): a rule
+    // of the request itself, checked before any store (some upstreams do not check it).
+    if parts.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
+        return Err(S3Error::from(keyhole_store::StoreError::InvalidPartOrder));
+    }
     let req = CompleteUpload {
         bucket: ctx.bucket.clone(),
         key: ctx.key.clone(),
