@@ -31,7 +31,7 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gateway (embedded local-disk storage).
+    /// Run the gateway (embedded local-disk storage, or in front of another S3 service).
     ///
     /// On first start it creates the account, a master key and root credentials under the data
     /// directory; later starts reuse them. Every option can also be set in a TOML file
@@ -40,7 +40,7 @@ pub enum Command {
     ///
     /// Example:
     ///   keyhole serve --listen 127.0.0.1:9000 --data-dir ./keyhole-data
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate IAM policy documents and simulate decisions, exactly as the gateway evaluates
     /// them (AWS's grammar and evaluation logic).
     ///
@@ -120,7 +120,11 @@ pub struct ServeArgs {
     /// audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs,
     /// tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs,
     /// body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir,
-    /// oidc_jwks (a table of ISSUER = "FILE").
+    /// oidc_jwks (a table of ISSUER = "FILE"),
+    /// upstream_endpoint, upstream_region, upstream_credentials_file, upstream_profile,
+    /// upstream_path_style, upstream_ca_bundle, upstream_max_concurrency,
+    /// upstream_timeout_secs, upstream_retries, default_backend, and a [buckets] table mapping
+    /// a bucket to "local", "UPSTREAM-BUCKET" or "UPSTREAM-BUCKET/PREFIX" (docs/UPSTREAM.md).
     #[arg(long, env = "KEYHOLE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:9000].
@@ -236,6 +240,49 @@ pub struct ServeArgs {
     /// refuse, naming the chmod that fixes it); new files are still created 0600.
     #[arg(long, env = "KEYHOLE_ALLOW_SHARED_DATA_DIR", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub allow_shared_data_dir: Option<bool>,
+    /// Keep buckets in another S3 service (AWS S3, MinIO, Ceph RGW, R2, GCS, another keyhole):
+    /// its root URL, e.g. https://s3.eu-west-1.amazonaws.com. Every request is authenticated,
+    /// authorized and audited here first, then sent with keyhole's own upstream credentials
+    /// (docs/UPSTREAM.md). Buckets go upstream under the same name unless the config file's
+    /// [buckets] table says otherwise.
+    #[arg(long, env = "KEYHOLE_UPSTREAM_ENDPOINT", value_name = "URL")]
+    pub upstream_endpoint: Option<String>,
+    /// Region upstream requests are signed for [default: us-east-1].
+    #[arg(long, env = "KEYHOLE_UPSTREAM_REGION", value_name = "REGION")]
+    pub upstream_region: Option<String>,
+    /// Shared-credentials file (aws_access_key_id, aws_secret_access_key[, aws_session_token])
+    /// with keyhole's upstream credentials [default: the AWS chain: AWS_ACCESS_KEY_ID..., then
+    /// ~/.aws/credentials, then ~/.aws/config with credential_process].
+    #[arg(long, env = "KEYHOLE_UPSTREAM_CREDENTIALS_FILE", value_name = "FILE")]
+    pub upstream_credentials_file: Option<PathBuf>,
+    /// Profile of the upstream credentials [default: default, or AWS_PROFILE without
+    /// --upstream-credentials-file].
+    #[arg(long, env = "KEYHOLE_UPSTREAM_PROFILE", value_name = "PROFILE")]
+    pub upstream_profile: Option<String>,
+    /// Address upstream buckets in the path (http://host/bucket/key), as MinIO and Ceph usually
+    /// need, instead of the host name (http://bucket.host/key); IP-address endpoints always use
+    /// the path.
+    #[arg(long, env = "KEYHOLE_UPSTREAM_PATH_STYLE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub upstream_path_style: Option<bool>,
+    /// Extra certificates (PEM) to trust for an https upstream, besides the system's roots.
+    #[arg(long, env = "KEYHOLE_UPSTREAM_CA_BUNDLE", value_name = "FILE")]
+    pub upstream_ca_bundle: Option<PathBuf>,
+    /// Requests in flight to the upstream at once; more wait for a turn, up to
+    /// --upstream-timeout-secs, then get 503 SlowDown [default: 128].
+    #[arg(long, env = "KEYHOLE_UPSTREAM_MAX_CONCURRENCY", value_name = "N")]
+    pub upstream_max_concurrency: Option<u64>,
+    /// Seconds the upstream may take to accept a connection, to answer a request, and between
+    /// two pieces of a response body [default: 60].
+    #[arg(long, env = "KEYHOLE_UPSTREAM_TIMEOUT_SECS", value_name = "SECS")]
+    pub upstream_timeout_secs: Option<u64>,
+    /// Retries (with backoff) of an idempotent upstream request after a connection failure or a
+    /// 500/502/503/504 [default: 2].
+    #[arg(long, env = "KEYHOLE_UPSTREAM_RETRIES", value_name = "N")]
+    pub upstream_retries: Option<u32>,
+    /// Where buckets the [buckets] table does not name live: local or upstream [default:
+    /// upstream with --upstream-endpoint, local without].
+    #[arg(long, env = "KEYHOLE_DEFAULT_BACKEND", value_name = "local|upstream")]
+    pub default_backend: Option<String>,
 }
 
 /// Sends `tracing` output to stderr in the chosen format; `RUST_LOG` filters (default `info`).

@@ -14,6 +14,7 @@ mod job_cmd;
 mod pab_cmd;
 mod policy_cmd;
 mod serve;
+mod upstream_credentials;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
 
 fn run(args: cli::Cli) -> miette::Result<ExitCode> {
     match args.command {
-        cli::Command::Serve(a) => serve::run(a),
+        cli::Command::Serve(a) => serve::run(*a),
         cli::Command::Policy { command } => policy_cmd::run(command),
         cli::Command::Audit { command } => audit_cmd::run(command),
         cli::Command::Job { command } => job_cmd::run(command),

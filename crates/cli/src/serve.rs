@@ -38,6 +38,19 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             max_connections_per_ip: args.max_connections_per_ip,
             allow_shared_data_dir: args.allow_shared_data_dir,
             oidc_jwks: (!args.oidc_jwks.is_empty()).then_some(args.oidc_jwks),
+            storage: keyhole_server::StorageSettings {
+                endpoint: args.upstream_endpoint,
+                region: args.upstream_region,
+                credentials_file: args.upstream_credentials_file,
+                profile: args.upstream_profile,
+                path_style: args.upstream_path_style,
+                ca_bundle: args.upstream_ca_bundle,
+                max_concurrency: args.upstream_max_concurrency,
+                timeout_secs: args.upstream_timeout_secs,
+                retries: args.upstream_retries,
+                default_backend: args.default_backend,
+                buckets: Default::default(),
+            },
         },
     )
     .into_diagnostic()?;
@@ -59,12 +72,20 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
         .await
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot listen on {listen} (is another server using it? choose another with --listen); nothing was created or changed"))?;
+    let upstream_credentials = config.storage.upstream.as_ref().map(|u| {
+        Arc::new(crate::upstream_credentials::ChainSource::new(
+            u.credentials_file.clone(),
+            u.profile.clone(),
+        )) as Arc<dyn keyhole_server::backend::upstream::credentials::CredentialSource>
+    });
     // Opening reads and migrates the state database: on a blocking thread, as every database
     // call.
-    let gateway = keyhole_server::state::db::blocking(move || keyhole_server::open(config))
-        .await
-        .into_diagnostic()
-        .wrap_err("cannot start the gateway")?;
+    let gateway = keyhole_server::state::db::blocking(move || {
+        keyhole_server::open_with(config, upstream_credentials)
+    })
+    .await
+    .into_diagnostic()
+    .wrap_err("cannot start the gateway")?;
     let local = listener.local_addr().into_diagnostic()?;
     let banner = banner(&gateway, local);
     // A closed stdout (a supervisor that stopped reading) must not stop the gateway.
@@ -134,8 +155,20 @@ fn banner(gateway: &keyhole_server::Gateway, local: std::net::SocketAddr) -> Str
     } else {
         String::new()
     };
+    let storage = match &config.storage.upstream {
+        None => String::new(),
+        Some(u) => format!(
+            "  upstream:         {} (buckets {} unless [buckets] says otherwise; {} mapped)\n",
+            u.endpoint,
+            match config.storage.default_backend {
+                keyhole_server::config::BackendKind::Upstream => "upstream",
+                keyhole_server::config::BackendKind::Local => "local",
+            },
+            config.storage.buckets.len()
+        ),
+    };
     format!(
-        "keyhole {version} is serving S3\n  endpoint:         {endpoint}\n  account id:       {account}\n  data directory:   {data}\n  root credentials: {creds} ({fresh})\n  audit signing key: {key_path}{key_note}\n  audit key fingerprint: {fingerprint}\n{tls_line}{first}try:\n  AWS_SHARED_CREDENTIALS_FILE={creds} aws --endpoint-url {endpoint}{ca_bundle} s3 ls\n{tls_note}Root credentials are for bootstrap only; stop with Ctrl-C (in-flight requests finish).\n",
+        "keyhole {version} is serving S3\n  endpoint:         {endpoint}\n{storage}  account id:       {account}\n  data directory:   {data}\n  root credentials: {creds} ({fresh})\n  audit signing key: {key_path}{key_note}\n  audit key fingerprint: {fingerprint}\n{tls_line}{first}try:\n  AWS_SHARED_CREDENTIALS_FILE={creds} aws --endpoint-url {endpoint}{ca_bundle} s3 ls\n{tls_note}Root credentials are for bootstrap only; stop with Ctrl-C (in-flight requests finish).\n",
         version = env!("CARGO_PKG_VERSION"),
         account = gateway.account.record.account_id,
         data = data_dir.display(),

@@ -22,6 +22,7 @@
 pub mod conditions;
 pub mod local;
 pub mod route;
+pub mod upstream;
 
 use std::future::Future;
 use std::pin::Pin;

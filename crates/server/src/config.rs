@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod storage;
+
+pub use storage::{BackendKind, BucketTarget, StorageConfig, StorageSettings, UpstreamConfig};
+
 /// Default listen address: loopback only, so a fresh install exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
 /// Default data directory, relative to the working directory.
@@ -143,6 +147,8 @@ pub struct Config {
     /// OIDC issuers whose verification keys come from a JWKS file instead of the issuer's
     /// discovery document (issuer URL, file).
     pub oidc_jwks: Vec<(String, PathBuf)>,
+    /// Where buckets live: the local store, an upstream S3 service, or both.
+    pub storage: StorageConfig,
 }
 
 impl Default for Config {
@@ -171,6 +177,7 @@ impl Default for Config {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             allow_shared_data_dir: false,
             oidc_jwks: Vec::new(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -202,6 +209,17 @@ struct FileConfig {
     max_connections_per_ip: Option<u64>,
     allow_shared_data_dir: Option<bool>,
     oidc_jwks: Option<std::collections::BTreeMap<String, PathBuf>>,
+    upstream_endpoint: Option<String>,
+    upstream_region: Option<String>,
+    upstream_credentials_file: Option<PathBuf>,
+    upstream_profile: Option<String>,
+    upstream_path_style: Option<bool>,
+    upstream_ca_bundle: Option<PathBuf>,
+    upstream_max_concurrency: Option<u64>,
+    upstream_timeout_secs: Option<u64>,
+    upstream_retries: Option<u32>,
+    default_backend: Option<String>,
+    buckets: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Values given on the command line or in `KEYHOLE_*` variables; `None` means "not given".
@@ -256,6 +274,9 @@ pub struct ConfigOverrides {
     pub allow_shared_data_dir: Option<bool>,
     /// `--oidc-jwks ISSUER=FILE` (repeatable) / `KEYHOLE_OIDC_JWKS` (comma-separated).
     pub oidc_jwks: Option<Vec<String>>,
+    /// `--upstream-*` / `KEYHOLE_UPSTREAM_*` and `--default-backend` / `KEYHOLE_DEFAULT_BACKEND`
+    /// (the `[buckets]` table is a file setting only).
+    pub storage: StorageSettings,
 }
 
 /// A configuration that could not be loaded; the message names the field and the fix.
@@ -271,7 +292,7 @@ pub enum ConfigError {
     },
     /// The configuration file is not valid TOML or has unknown keys.
     #[error(
-        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir, oidc_jwks)"
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir, oidc_jwks, upstream_endpoint, upstream_region, upstream_credentials_file, upstream_profile, upstream_path_style, upstream_ca_bundle, upstream_max_concurrency, upstream_timeout_secs, upstream_retries, default_backend, and the [buckets] table)"
     )]
     Parse {
         /// The file.
@@ -331,18 +352,20 @@ impl Config {
             .region
             .or(from_file.region)
             .unwrap_or(defaults.region);
-        if region.is_empty()
-            || region.len() > 32
-            || !region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            return Err(ConfigError::Invalid {
-                field: "region",
-                value: region,
-                hint: "use a region name such as us-east-1 (lowercase letters, digits, '-')",
-            });
-        }
+        check_region("region", &region)?;
+        let storage = storage::load(overrides.storage.or(StorageSettings {
+            endpoint: from_file.upstream_endpoint,
+            region: from_file.upstream_region,
+            credentials_file: from_file.upstream_credentials_file,
+            profile: from_file.upstream_profile,
+            path_style: from_file.upstream_path_style,
+            ca_bundle: from_file.upstream_ca_bundle,
+            max_concurrency: from_file.upstream_max_concurrency,
+            timeout_secs: from_file.upstream_timeout_secs,
+            retries: from_file.upstream_retries,
+            default_backend: from_file.default_backend,
+            buckets: from_file.buckets.unwrap_or_default(),
+        }))?;
         let domain = overrides.domain.or(from_file.domain);
         if let Some(d) = &domain {
             if d.is_empty() || d.contains('/') || d.contains(':') || d.starts_with('.') {
@@ -578,8 +601,26 @@ impl Config {
                 .unwrap_or(defaults.data_dir),
             domain: domain.map(|d| d.to_ascii_lowercase()),
             region,
+            storage,
         })
     }
+}
+
+/// A region name: lowercase letters, digits and `-`, at most 32 characters.
+fn check_region(field: &'static str, region: &str) -> Result<(), ConfigError> {
+    if region.is_empty()
+        || region.len() > 32
+        || !region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(ConfigError::Invalid {
+            field,
+            value: region.to_owned(),
+            hint: "use a region name such as us-east-1 (lowercase letters, digits, '-')",
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ use keyhole_store::LocalStore;
 use sha2::Digest;
 
 pub use account::Account;
-pub use config::{Config, ConfigOverrides};
+pub use config::{Config, ConfigOverrides, StorageSettings};
 
 /// Everything a request handler needs, shared by all connections.
 #[derive(Debug)]
@@ -151,7 +151,33 @@ impl Gateway {
 /// call created is removed again if a later step fails. (Bind the listening socket before calling
 /// it, so that a busy port fails first too.)
 pub fn open(config: Config) -> Result<Gateway, OpenError> {
+    open_with(config, None)
+}
+
+/// [`open`], with where keyhole's own upstream credentials come from (required when the
+/// configuration names an upstream; the binary gives the AWS credential chain). The upstream's
+/// credentials are read before anything is created.
+pub fn open_with(
+    config: Config,
+    upstream_credentials: Option<Arc<dyn backend::upstream::credentials::CredentialSource>>,
+) -> Result<Gateway, OpenError> {
     let limits = listener::Limits::resolve(&config)?;
+    let upstream = match &config.storage.upstream {
+        Some(up) => {
+            let source = upstream_credentials.ok_or_else(|| {
+                backend::upstream::UpstreamError::Credentials(
+                    "no source of upstream credentials was given".to_owned(),
+                )
+            })?;
+            Some(Arc::new(backend::upstream::UpstreamBackend::open(
+                up,
+                &config.storage.buckets,
+                source,
+                &config.region,
+            )?))
+        }
+        None => None,
+    };
     let tls = config
         .tls
         .as_ref()
@@ -180,7 +206,7 @@ pub fn open(config: Config) -> Result<Gateway, OpenError> {
     // Another process holding the lock may be using a directory this start created: it is left
     // alone.
     let lock = datadir::lock(&config.data_dir)?;
-    match open_in(config, limits, tls, signer) {
+    match open_in(config, limits, tls, signer, upstream) {
         Ok(mut gateway) => {
             gateway.data_dir_lock = Some(Arc::new(lock));
             Ok(gateway)
@@ -200,6 +226,7 @@ fn open_in(
     limits: listener::Limits,
     tls: Option<Arc<rustls::ServerConfig>>,
     mut signer: Option<audit::keys::Signer>,
+    upstream: Option<Arc<backend::upstream::UpstreamBackend>>,
 ) -> Result<Gateway, OpenError> {
     // The trail's directory is created private here, before the genesis or the sink opens it.
     let audit_dir = config.data_dir.join(audit::AUDIT_DIR);
@@ -233,9 +260,7 @@ fn open_in(
     };
     check_pinned(&config, &signer, &key_path)?;
     let store = LocalStore::open(&config.data_dir.join("store"))?;
-    let storage: Arc<dyn backend::Backend> = Arc::new(backend::Storage::local_only(Arc::new(
-        backend::local::LocalBackend::new(store),
-    )));
+    let storage = storage_of(&config, store, upstream);
     let master = hex::decode(account.master_key.expose()).map_err(|_| {
         OpenError::Account(account::AccountError::Damaged {
             path: config.data_dir.join(account::MASTER_KEY_FILE),
@@ -276,6 +301,36 @@ fn open_in(
     Ok(Gateway::new(
         config, account, storage, state, authz, tokens, audit, metrics, jobs, tls, limits,
     ))
+}
+
+/// The gateway's storage: the local store and the upstream, each bucket routed by the
+/// configuration's `[buckets]` table and `default_backend`.
+fn storage_of(
+    config: &Config,
+    store: LocalStore,
+    upstream: Option<Arc<backend::upstream::UpstreamBackend>>,
+) -> Arc<dyn backend::Backend> {
+    use backend::route::Target;
+    let local: Arc<dyn backend::Backend> = Arc::new(backend::local::LocalBackend::new(store));
+    let default = match config.storage.default_backend {
+        config::BackendKind::Local => Target::Local,
+        config::BackendKind::Upstream => Target::Upstream,
+    };
+    let mut routes = std::collections::HashMap::new();
+    if let (Some(up), Target::Upstream) = (&upstream, default) {
+        for name in up.reserved() {
+            routes.insert(name, Target::Reserved);
+        }
+    }
+    for (name, target) in &config.storage.buckets {
+        let t = match target {
+            config::BucketTarget::Local => Target::Local,
+            config::BucketTarget::Upstream { .. } => Target::Upstream,
+        };
+        routes.insert(name.clone(), t);
+    }
+    let upstream = upstream.map(|u| u as Arc<dyn backend::Backend>);
+    Arc::new(backend::Storage::new(local, upstream, routes, default))
 }
 
 /// Refuses a signing key whose fingerprint the operator did not pin (when any is pinned).
@@ -333,4 +388,7 @@ pub enum OpenError {
         /// What is wrong.
         problem: String,
     },
+    /// The upstream S3 service cannot be used (credentials, TLS trust).
+    #[error("cannot use the upstream: {0}")]
+    Upstream(#[from] backend::upstream::UpstreamError),
 }

@@ -46,16 +46,6 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Every bucket in the local store.
-    pub fn local_only(local: Arc<dyn Backend>) -> Storage {
-        Storage {
-            local,
-            upstream: None,
-            routes: HashMap::new(),
-            default: Target::Local,
-        }
-    }
-
     /// Buckets named in `routes` go where it says, every other one to `default`. A route to
     /// [`Target::Upstream`] needs an `upstream`.
     pub fn new(
@@ -482,5 +472,199 @@ impl Backend for Storage {
         req: ListUploads,
     ) -> BoxFuture<'a, Result<UploadsPage>> {
         Box::pin(async move { self.backend(bucket)?.list_uploads(bucket, req).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::local::LocalBackend;
+    use crate::backend::{BytesPayload, Part};
+    use http_body_util::BodyExt;
+
+    /// Two local stores, one standing in for an upstream: `here` is local, everything else
+    /// "upstream", `taken` reserved.
+    fn two_stores() -> (tempfile::TempDir, Storage) {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| -> Arc<dyn Backend> {
+            let store = keyhole_store::LocalStore::open_with(
+                &dir.path().join(name),
+                keyhole_store::StoreOptions { min_part_size: 1 },
+            )
+            .unwrap();
+            Arc::new(LocalBackend::new(store))
+        };
+        let routes = HashMap::from([
+            ("here".to_owned(), Target::Local),
+            ("taken".to_owned(), Target::Reserved),
+        ]);
+        let storage = Storage::new(open("a"), Some(open("b")), routes, Target::Upstream);
+        (dir, storage)
+    }
+
+    async fn put(s: &Storage, bucket: &str, key: &str, data: &'static [u8]) {
+        let req = PutObject {
+            bucket: bucket.into(),
+            key: key.into(),
+            meta: ObjectMeta {
+                content_type: Some("text/plain".into()),
+                tags: vec![("t".into(), "1".into())],
+                ..ObjectMeta::default()
+            },
+            content_md5: None,
+            condition: None,
+            length: data.len() as u64,
+            checksums: Vec::new(),
+        };
+        let mut body = BytesPayload(Some(Bytes::from_static(data)));
+        s.put_object(req, &mut body).await.unwrap();
+    }
+
+    async fn read(s: &Storage, bucket: &str, key: &str) -> (Vec<u8>, super::super::ObjectHead) {
+        let got = s
+            .get_object(GetObject {
+                bucket: bucket.into(),
+                key: key.into(),
+                range: None,
+                conditions: ReadConditions::default(),
+                checksum_mode: false,
+                head: false,
+            })
+            .await
+            .unwrap();
+        let Got::Object(o) = got else { panic!("304") };
+        let bytes = o.body.collect().await.unwrap().to_bytes().to_vec();
+        (bytes, o.head)
+    }
+
+    #[tokio::test]
+    async fn buckets_go_where_the_table_says_and_reserved_names_reach_nothing() {
+        let (_dir, s) = two_stores();
+        s.create_bucket("here", "us-east-1").await.unwrap();
+        s.create_bucket("there", "us-east-1").await.unwrap();
+        let names: Vec<String> = s
+            .list_buckets()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(names, vec!["here", "there"]);
+        assert_eq!(
+            s.create_bucket("taken", "us-east-1")
+                .await
+                .unwrap_err()
+                .code(),
+            "BucketAlreadyExists"
+        );
+        assert_eq!(
+            s.head_bucket("taken").await.unwrap_err().code(),
+            "NoSuchBucket"
+        );
+        // "there" lives in the second store only: the first never heard of it.
+        assert_eq!(s.target("there"), Target::Upstream);
+        assert_eq!(
+            s.local.head_bucket("there").await.unwrap_err().code(),
+            "NoSuchBucket"
+        );
+    }
+
+    #[tokio::test]
+    async fn copies_between_backends_stream_the_bytes_and_keep_metadata_and_tags() {
+        let (_dir, s) = two_stores();
+        s.create_bucket("here", "us-east-1").await.unwrap();
+        s.create_bucket("there", "us-east-1").await.unwrap();
+        put(&s, "here", "src", b"0123456789").await;
+        let copy = CopyObject {
+            src_bucket: "here".into(),
+            src_key: "src".into(),
+            source_conditions: ReadConditions::default(),
+            bucket: "there".into(),
+            key: "dst".into(),
+            meta: Directive::Copy,
+            tags: Directive::Copy,
+            condition: None,
+        };
+        s.copy_object(copy).await.unwrap();
+        let (bytes, head) = read(&s, "there", "dst").await;
+        assert_eq!(bytes, b"0123456789");
+        assert_eq!(head.meta.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(
+            s.get_tags("there", "dst").await.unwrap(),
+            vec![("t".into(), "1".into())]
+        );
+        // A part copied across with a range, then completed.
+        let id = s
+            .create_multipart("there", "parts", ObjectMeta::default())
+            .await
+            .unwrap();
+        let part = s
+            .upload_part_copy(UploadPartCopy {
+                src_bucket: "here".into(),
+                src_key: "src".into(),
+                source_conditions: ReadConditions::default(),
+                source_range: Some("bytes=2-5".into()),
+                bucket: "there".into(),
+                key: "parts".into(),
+                upload_id: id.clone(),
+                part_number: 1,
+            })
+            .await
+            .unwrap();
+        let listed: Vec<Part> = s
+            .list_parts("there", "parts", &id, 1000, 0)
+            .await
+            .unwrap()
+            .parts;
+        assert_eq!((listed.len(), listed[0].size), (1, 4));
+        s.complete_multipart(CompleteUpload {
+            bucket: "there".into(),
+            key: "parts".into(),
+            upload_id: id,
+            parts: vec![(1, part.etag)],
+            condition: None,
+        })
+        .await
+        .unwrap();
+        assert_eq!(read(&s, "there", "parts").await.0, b"2345");
+        // A source condition that does not hold is 412, and nothing is written.
+        let failing = CopyObject {
+            src_bucket: "here".into(),
+            src_key: "src".into(),
+            source_conditions: ReadConditions {
+                if_match: Some("\"nope\"".into()),
+                ..ReadConditions::default()
+            },
+            bucket: "there".into(),
+            key: "never".into(),
+            meta: Directive::Copy,
+            tags: Directive::Copy,
+            condition: None,
+        };
+        assert_eq!(
+            s.copy_object(failing).await.unwrap_err().code(),
+            "PreconditionFailed"
+        );
+        let missing = s
+            .get_object(GetObject {
+                bucket: "there".into(),
+                key: "never".into(),
+                range: None,
+                conditions: ReadConditions::default(),
+                checksum_mode: false,
+                head: true,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), "NoSuchKey");
+    }
+
+    #[tokio::test]
+    async fn a_body_shorter_than_its_length_is_refused() {
+        let mut p = BodyPayload::new(crate::body::full(Bytes::from_static(b"abc")), 5);
+        assert!(p.next().await.unwrap().is_some());
+        assert_eq!(p.next().await.unwrap_err().code(), "InternalError");
+        let mut p = BodyPayload::new(crate::body::full(Bytes::from_static(b"abcdef")), 5);
+        assert_eq!(p.next().await.unwrap_err().code(), "InternalError");
     }
 }

@@ -1,0 +1,102 @@
+//! keyhole's own credentials for the upstream S3 service, found the way the AWS CLI finds a
+//! user's ([`crate::aws_chain`]): with `--upstream-credentials-file`, only that shared-credentials
+//! file (its `--upstream-profile` section, `default` otherwise); without it, the standard chain
+//! (environment, `~/.aws/credentials`, `~/.aws/config` with `credential_process`).
+//!
+//! # Security
+//! These are the gateway's credentials, never a client's; the error messages of the chain name
+//! files and profiles, never a secret.
+
+use std::path::PathBuf;
+
+use keyhole_server::backend::upstream::credentials::CredentialSource;
+
+use crate::aws_chain;
+
+/// The upstream credentials' source.
+#[derive(Debug)]
+pub struct ChainSource {
+    file: Option<PathBuf>,
+    profile: Option<String>,
+}
+
+impl ChainSource {
+    /// Reads `file` (a shared-credentials file) when given, else the AWS chain; `profile` names
+    /// the profile in either.
+    pub fn new(file: Option<PathBuf>, profile: Option<String>) -> ChainSource {
+        ChainSource { file, profile }
+    }
+
+    /// The environment the chain sees: with a file, that file alone (no keys from the
+    /// environment, no profile variables, no config file).
+    fn env(&self, name: &str) -> Option<String> {
+        let real = || std::env::var(name).ok().filter(|v| !v.is_empty());
+        match &self.file {
+            None => real(),
+            Some(file) => match name {
+                "AWS_SHARED_CREDENTIALS_FILE" => Some(file.display().to_string()),
+                "AWS_CONFIG_FILE" => Some("/dev/null".to_owned()),
+                "HOME" => real(),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl CredentialSource for ChainSource {
+    fn resolve(&self) -> Result<keyhole_sigv4::Credentials, String> {
+        let profile = match (&self.profile, &self.file) {
+            (Some(p), _) => Some(p.as_str()),
+            (None, Some(_)) => Some("default"),
+            (None, None) => None,
+        };
+        let found =
+            aws_chain::resolve(profile, &|name| self.env(name)).map_err(|e| e.to_string())?;
+        Ok(keyhole_sigv4::Credentials {
+            access_key_id: found.access_key_id,
+            secret_key: keyhole_sigv4::SecretKey::new(found.secret_access_key),
+            session_token: found.session_token,
+        })
+    }
+
+    fn describe(&self) -> String {
+        let profile = self.profile.as_deref().unwrap_or("default");
+        match &self.file {
+            Some(f) => format!("shared credentials file {} [{profile}]", f.display()),
+            None => "the AWS credential chain".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_file_is_the_only_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creds");
+        std::fs::write(
+            &path,
+            "[default]\naws_access_key_id = AKIDEFAULT\naws_secret_access_key = s1\n[up]\naws_access_key_id = AKIUP\naws_secret_access_key = s2\naws_session_token = t\n",
+        )
+        .unwrap();
+        let c = ChainSource::new(Some(path.clone()), None)
+            .resolve()
+            .unwrap();
+        assert_eq!(c.access_key_id, "AKIDEFAULT");
+        assert_eq!(c.secret_key.expose(), "s1");
+        let c = ChainSource::new(Some(path.clone()), Some("up".into()))
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            (c.access_key_id.as_str(), c.session_token.as_deref()),
+            ("AKIUP", Some("t"))
+        );
+        let e = ChainSource::new(Some(path), Some("missing".into()))
+            .resolve()
+            .unwrap_err();
+        assert!(e.contains("missing"), "{e}");
+        assert!(!e.contains("s1") && !e.contains("s2"), "{e}");
+    }
+}
