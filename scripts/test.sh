@@ -41,6 +41,18 @@ export KEYHOLE_S3FS_PYTHON="$S3FS_VENV/bin/python"
 section "cargo build -p keyhole"
 cargo build -p keyhole
 
+# An S3 server no one here wrote, for the upstream tests (keyhole in front of it): s3s-fs from
+# crates.io, built once into target/ (outside git) and reused while its version stays.
+S3S_FS_VERSION=0.14.1
+S3S_FS_ROOT="${CARGO_TARGET_DIR:-$ROOT/target}/s3s-fs"
+section "s3s-fs $S3S_FS_VERSION ($S3S_FS_ROOT)"
+if ! "$S3S_FS_ROOT/bin/s3s-fs" --version 2>/dev/null | grep -qx "s3s-fs $S3S_FS_VERSION"; then
+    cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked \
+        --root "$S3S_FS_ROOT" --target-dir "$S3S_FS_ROOT-build"
+fi
+export KEYHOLE_S3S_FS="$S3S_FS_ROOT/bin/s3s-fs"
+"$KEYHOLE_S3S_FS" --version
+
 section "cargo test --workspace"
 cargo test --workspace
 

@@ -467,6 +467,105 @@ def assert_s3_error(resp: RawResponse, status: int, code: str | set[str]) -> Non
 
 
 # ---------------------------------------------------------------------------------------------
+# Upstream S3 servers keyhole can stand in front of (issue 13): s3s-fs and moto, started here on
+# loopback and stopped by PID. A second keyhole is started with `KeyholeProcess`.
+
+
+def s3s_fs_bin() -> Path:
+    """s3s-fs, installed by scripts/test.sh under <target>/s3s-fs (or $KEYHOLE_S3S_FS)."""
+    if os.environ.get("KEYHOLE_S3S_FS"):
+        return Path(os.environ["KEYHOLE_S3S_FS"])
+    return keyhole_bin().parent.parent / "s3s-fs" / "bin" / "s3s-fs"
+
+
+def moto_server_bin() -> Path:
+    """moto's server, installed into the suite's venv from requirements.txt."""
+    return Path(sys.executable).parent / "moto_server"
+
+
+@dataclass
+class UpstreamProcess:
+    """An S3 server (not keyhole) running as a child, with credentials keyhole signs with."""
+
+    name: str
+    port: int
+    base_dir: Path
+    proc: subprocess.Popen | None = None
+    access_key: str = "UPSTREAMTESTKEY0001"
+    secret_key: str = field(default_factory=lambda: uuid.uuid4().hex + uuid.uuid4().hex)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def creds_path(self) -> Path:
+        return self.base_dir / "upstream-credentials"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / f"{self.name}.log"
+
+    def start(self, cmd: list[str], timeout: float = 30.0) -> "UpstreamProcess":
+        if not Path(cmd[0]).is_file():
+            raise ServerStartError(f"{self.name} not found at {cmd[0]} (scripts/test.sh installs it)")
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.creds_path.write_text(
+            f"[default]\naws_access_key_id = {self.access_key}\naws_secret_access_key = {self.secret_key}\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                         cwd=str(self.base_dir))
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerStartError(f"{self.name} exited with {self.proc.returncode}\n{self.logs()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise ServerStartError(f"{self.name} did not listen on {self.port} within {timeout}s\n{self.logs()}")
+
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def client(self):
+        """boto3 straight to this server (to look at what keyhole stored, bypassing keyhole)."""
+        return make_client(self.endpoint, self.access_key, self.secret_key)
+
+
+def start_s3s_fs(base_dir: Path) -> UpstreamProcess:
+    up = UpstreamProcess("s3s-fs", free_port(), base_dir)
+    root = base_dir / "root"
+    root.mkdir(parents=True, exist_ok=True)
+    return up.start([str(s3s_fs_bin()), "--host", "127.0.0.1", "--port", str(up.port),
+                     "--access-key", up.access_key, "--secret-key", up.secret_key, str(root)])
+
+
+def start_moto(base_dir: Path) -> UpstreamProcess:
+    up = UpstreamProcess("moto", free_port(), base_dir)
+    return up.start([str(moto_server_bin()), "-H", "127.0.0.1", "-p", str(up.port)])
+
+
+# ---------------------------------------------------------------------------------------------
 # Clients
 
 

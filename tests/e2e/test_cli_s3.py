@@ -11,6 +11,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from e2e_helpers import md5_etag, multipart_etag, unique_bucket_name
 
 MIB = 1024 * 1024
@@ -137,6 +139,7 @@ def test_sync_both_ways_with_delete(aws, s3, bucket, tmp_path):
     assert (back / "three.txt").read_bytes() == b"333"
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 does not implement ListMultipartUploads (NotImplemented)")
 def test_large_file_multipart(aws, s3, bucket, tmp_path):
     # aws-cli's defaults: multipart_threshold = multipart_chunksize = 8 MiB -> parts 8 + 8 + 4 MiB.
     data = os.urandom(20 * MIB)
@@ -198,6 +201,7 @@ def s3api_json(aws, *args, cwd=None) -> dict:
     return json.loads(out) if out.strip() else {}
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 lists objects and parts without their ETags")
 def test_s3api_multipart(aws, s3, bucket, tmp_path):
     p1, p2 = os.urandom(5 * MIB), b"last part"
     (tmp_path / "p1").write_bytes(p1)
@@ -224,6 +228,7 @@ def test_s3api_multipart(aws, s3, bucket, tmp_path):
     assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == p1 + p2
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 does not implement ListMultipartUploads (NotImplemented)")
 def test_s3api_abort_and_list_uploads(aws, bucket):
     uid = s3api_json(aws, "create-multipart-upload", "--bucket", bucket, "--key", "ab")["UploadId"]
     ups = s3api_json(aws, "list-multipart-uploads", "--bucket", bucket).get("Uploads", [])
@@ -232,6 +237,7 @@ def test_s3api_abort_and_list_uploads(aws, bucket):
     assert s3api_json(aws, "list-multipart-uploads", "--bucket", bucket).get("Uploads", []) == []
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 does not implement object tagging (NotImplemented)")
 def test_s3api_tagging_copy_range(aws, s3, bucket, tmp_path):
     body = tmp_path / "body"
     body.write_bytes(b"0123456789")

@@ -26,6 +26,7 @@ def tagged(server, s3):
     return bucket
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 does not implement object tagging (NotImplemented): the tags a policy needs cannot be read, so the request fails closed")
 def test_identity_policy_on_existing_object_tag(server, s3, tagged):
     iam = iam_client(server)
     _, ak, sk = new_user(iam, policy={"Version": "2012-10-17", "Statement": [{
@@ -48,6 +49,7 @@ def test_identity_policy_on_existing_object_tag(server, s3, tagged):
     assert user.get_object(Bucket=tagged, Key="secret.txt")["Body"].read() == b"s"
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 does not implement object tagging (NotImplemented): the tags a policy needs cannot be read, so the request fails closed")
 def test_bucket_policy_deny_on_existing_object_tag_binds_other_grants(server, s3, tagged):
     iam = iam_client(server)
     name, ak, sk = new_user(iam, policy={"Version": "2012-10-17", "Statement": [{

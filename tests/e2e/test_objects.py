@@ -403,12 +403,14 @@ def tagset(s3, bucket, key) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 does not implement object tagging (NotImplemented)")
 def test_tagging_on_put(s3, bucket):
     s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="project=wiki&stage=train%20set")
     assert tagset(s3, bucket, "t") == {"project": "wiki", "stage": "train set"}
     assert s3.get_object(Bucket=bucket, Key="t")["TagCount"] == 2
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 does not implement object tagging (NotImplemented)")
 def test_tagging_put_get_delete(s3, bucket):
     s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="old=1")
     s3.put_object_tagging(
@@ -421,6 +423,7 @@ def test_tagging_put_get_delete(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="t")["Body"].read() == b"x"
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 does not implement object tagging (NotImplemented)")
 def test_tagging_survives_copy_and_missing_object(s3, bucket):
     s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="k=v")
     s3.copy_object(Bucket=bucket, Key="t2", CopySource={"Bucket": bucket, "Key": "t"})
@@ -430,6 +433,7 @@ def test_tagging_survives_copy_and_missing_object(s3, bucket):
     assert err(ei) == ("NoSuchKey", 404)
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 does not implement object tagging (NotImplemented)")
 def test_too_many_tags_rejected(s3, bucket):
     s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="keep=1")
     with pytest.raises(ClientError) as ei:
@@ -461,6 +465,7 @@ def test_duplicate_tag_keys_rejected(s3, bucket):
     assert keys_of(s3, bucket) == []
 
 
+@pytest.mark.upstream_gap(["moto"], "moto 5.2.5's server reads a body sent as application/x-www-form-urlencoded (urllib's default) as a form and stores an empty object")
 def test_presigned_put_and_get(s3, bucket):
     import urllib.request
 
@@ -488,6 +493,8 @@ def test_presigned_get_cannot_delete(s3, bucket):
     assert keys_of(s3, bucket) == ["keep"]
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 writes a body and its checksum apart, so racing overwrites can pair one version's body with another's checksum", strict=False)
+@pytest.mark.upstream_gap(["moto"], "moto 5.2.5's server fails (500) on concurrent overwrites of one key", strict=False)
 def test_concurrent_overwrites_are_atomic(s3, bucket):
     """Readers racing writers of the same key only ever see one whole version."""
     from concurrent.futures import ThreadPoolExecutor
@@ -527,6 +534,7 @@ def test_invalid_range_header_is_ignored(s3, bucket, rng):
     assert "ContentRange" not in got
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 answers a suffix range longer than the object with 500")
 def test_suffix_range_longer_than_object(s3, bucket):
     s3.put_object(Bucket=bucket, Key="r", Body=DATA)
     got = s3.get_object(Bucket=bucket, Key="r", Range="bytes=-1000")
@@ -547,6 +555,7 @@ def test_etag_wildcards_and_lists(s3, bucket, obj):
     assert err(ei)[1] == 304
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 does not implement object tagging (NotImplemented)")
 def test_tag_limits(s3, bucket):
     s3.put_object(Bucket=bucket, Key="t", Body=b"x")
     for tag in ({"Key": "k" * 129, "Value": "v"}, {"Key": "k", "Value": "v" * 257}):
@@ -624,6 +633,7 @@ def test_put_delete_race_leaves_consistent_state(s3, bucket):
             assert got == b"v"
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 writes a body and its checksum apart, so a copy racing an overwrite can pair them wrongly", strict=False)
 def test_copy_racing_source_overwrite(s3, bucket):
     from concurrent.futures import ThreadPoolExecutor
 

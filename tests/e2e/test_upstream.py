@@ -1,0 +1,469 @@
+"""keyhole in front of another S3 store (issue 13): least privilege through the gateway while the
+upstream sees only what was allowed, multipart uploads landing intact, buckets mapped onto
+prefixes that cannot be escaped, local and upstream buckets side by side, a slow or refusing
+upstream, and configurations that are refused before anything is created.
+
+The S3 suites (objects, listing, multipart, ranges, copy, tags, conditional writes, jobs, bucket
+policies, reports) run against the upstream configurations too: see BACKEND_MODULES in conftest.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import types
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+
+from conftest import start_server, upstream_args
+from e2e_helpers import (
+    KeyholeProcess,
+    UpstreamProcess,
+    keyhole_bin,
+    make_client,
+    read_trail,
+    wait_for_events,
+)
+from test_iam import error_code, iam_client, new_user
+
+MIB = 1024 * 1024
+
+
+def root_client(kp: KeyholeProcess):
+    ak, sk = kp.credentials()
+    return make_client(kp.endpoint, ak, sk)
+
+
+def as_server(kp: KeyholeProcess):
+    """What the IAM helpers need to know about a gateway."""
+    ak, sk = kp.credentials()
+    return types.SimpleNamespace(endpoint=kp.endpoint, access_key=ak, secret_key=sk)
+
+
+def direct_client(up):
+    """boto3 straight to the upstream, with the credentials keyhole uses."""
+    if isinstance(up, UpstreamProcess):
+        return up.client()
+    return root_client(up)
+
+
+def gateway(tmp_path: Path, up, config: str | None = None, extra: list[str] | None = None) -> KeyholeProcess:
+    """A keyhole in front of `up` (flags), with an optional TOML config file."""
+    args = upstream_args(up) + list(extra or [])
+    if config is not None:
+        cfg = tmp_path / "gateway.toml"
+        cfg.write_text(config)
+        args += ["--config", str(cfg)]
+    return start_server(tmp_path / "gw", extra_args=args)
+
+
+def upstream_events(up: KeyholeProcess) -> list[dict]:
+    return read_trail(up.data_dir)
+
+
+# ------------------------------------------------------------------ least privilege
+
+
+def test_denied_requests_never_reach_the_upstream(upstream_keyhole, tmp_path):
+    """The issue's scenario: a reader limited to one prefix reads and lists it, is denied
+    elsewhere, and the denied requests do not appear in the upstream keyhole's own audit trail."""
+    gw = gateway(tmp_path, upstream_keyhole)
+    try:
+        root = root_client(gw)
+        bucket = f"lp-{uuid.uuid4().hex[:10]}"
+        root.create_bucket(Bucket=bucket)
+        for key in ("team/a.txt", "team/sub/b.txt", "other/c.txt"):
+            root.put_object(Bucket=bucket, Key=key, Body=key.encode())
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/team/*"},
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}",
+             "Condition": {"StringLike": {"s3:prefix": ["team/*"]}}}]}
+        _, ak, sk = new_user(iam_client(as_server(gw)), policy=policy)
+        reader = make_client(gw.endpoint, ak, sk)
+
+        assert reader.get_object(Bucket=bucket, Key="team/a.txt")["Body"].read() == b"team/a.txt"
+        listed = reader.list_objects_v2(Bucket=bucket, Prefix="team/")
+        assert [o["Key"] for o in listed["Contents"]] == ["team/a.txt", "team/sub/b.txt"]
+
+        denied = [
+            lambda: reader.get_object(Bucket=bucket, Key="other/c.txt"),
+            lambda: reader.head_object(Bucket=bucket, Key="other/c.txt"),
+            lambda: reader.list_objects_v2(Bucket=bucket, Prefix="other/"),
+            lambda: reader.list_objects_v2(Bucket=bucket),
+            lambda: reader.put_object(Bucket=bucket, Key="team/new.txt", Body=b"x"),
+            lambda: reader.delete_object(Bucket=bucket, Key="team/a.txt"),
+            lambda: reader.copy_object(Bucket=bucket, Key="team/copy.txt",
+                                       CopySource={"Bucket": bucket, "Key": "other/c.txt"}),
+        ]
+        for call in denied:
+            with pytest.raises(ClientError) as e:
+                call()
+            assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+        gw_events = wait_for_events(gw.data_dir, lambda ev: sum(
+            1 for e in ev if e.get("decision") == "Deny" and e["stage"] == "completed") >= len(denied))
+        assert sum(1 for e in gw_events if e.get("decision") == "Deny" and e["stage"] == "completed") >= len(denied)
+
+        # What reached the upstream, by its own trail: the allowed read did (so counting works),
+        # nothing the gateway denied did.
+        events = wait_for_events(upstream_keyhole.data_dir, lambda ev: any(
+            e["eventName"] == "GetObject" and e["requestParameters"].get("key") == "team/a.txt"
+            and e["requestParameters"].get("bucketName") == bucket for e in ev))
+        mine = [e for e in events if e["requestParameters"].get("bucketName") == bucket]
+        assert any(e["eventName"] == "ListObjectsV2" and e["requestParameters"].get("prefix") == "team/" for e in mine)
+        reached = [(e["eventName"], e["requestParameters"].get("key"), e["requestParameters"].get("prefix"))
+                   for e in mine]
+        assert not any(key == "other/c.txt" and op != "PutObject" for op, key, _ in reached), reached
+        assert not any(prefix == "other/" for _, _, prefix in reached), reached
+        assert not any(key in ("team/new.txt", "team/copy.txt") for _, key, _ in reached), reached
+        assert not any(op == "DeleteObject" for op, _, _ in reached), reached
+        assert sum(1 for op, _, p in reached if op == "ListObjectsV2" and not p) == 0, reached
+        # The upstream saw only the gateway's own identity, never the reader's key.
+        up_ak, _ = upstream_keyhole.credentials()
+        assert {e["userIdentity"].get("accessKeyId") for e in mine} == {up_ak}
+    finally:
+        gw.kill()
+
+
+# ------------------------------------------------------------------ multipart
+
+
+@pytest.mark.parametrize("upstream", ["s3s-fs", "moto", "keyhole"])
+def test_a_40_mib_multipart_upload_lands_upstream_intact(request, upstream, tmp_path):
+    up = request.getfixturevalue("upstream_" + upstream.replace("-", "_"))
+    gw = gateway(tmp_path, up)
+    try:
+        bucket = f"mp-{uuid.uuid4().hex[:10]}"
+        root = root_client(gw)
+        root.create_bucket(Bucket=bucket)
+        data = os.urandom(40 * MIB)
+        root.upload_fileobj(io.BytesIO(data), bucket, "big/model.bin",
+                            Config=TransferConfig(multipart_threshold=8 * MIB, multipart_chunksize=8 * MIB))
+        head = root.head_object(Bucket=bucket, Key="big/model.bin")
+        assert head["ContentLength"] == len(data)
+        assert head["ETag"].endswith('-5"'), head["ETag"]
+        # Straight from the upstream, bypassing keyhole: the same bytes under the same name.
+        direct = direct_client(up).get_object(Bucket=bucket, Key="big/model.bin")
+        assert hashlib.sha256(direct["Body"].read()).digest() == hashlib.sha256(data).digest()
+        assert direct["ETag"] == head["ETag"]
+        got = root.get_object(Bucket=bucket, Key="big/model.bin", Range="bytes=20971520-20971535")
+        assert got["Body"].read() == data[20 * MIB:20 * MIB + 16]
+    finally:
+        gw.kill()
+
+
+# ------------------------------------------------------------------ mapped buckets
+
+
+@pytest.fixture(params=["keyhole", "s3s-fs"])
+def mapped(request, tmp_path):
+    """A gateway whose `datasets` and `models` buckets are prefixes of one upstream bucket, and
+    whose `scratch` bucket is local; s3s-fs keeps keys as files, so escapes would show there."""
+    up = request.getfixturevalue("upstream_" + request.param.replace("-", "_"))
+    shared = f"acme-{uuid.uuid4().hex[:10]}"
+    direct = direct_client(up)
+    direct.create_bucket(Bucket=shared)
+    direct.put_object(Bucket=shared, Key="outside/secret.txt", Body=b"not yours")
+    config = f'[buckets]\ndatasets = "{shared}/datasets"\nmodels = "{shared}/models/"\nscratch = "local"\n'
+    gw = gateway(tmp_path, up, config=config)
+    yield gw, direct, shared, request.param
+    gw.kill()
+
+
+def upstream_keys(direct, bucket: str) -> list[str]:
+    return sorted(o["Key"] for o in direct.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def test_a_mapped_bucket_is_its_prefix_translated_both_ways(mapped):
+    gw, direct, shared, upstream = mapped
+    s3 = root_client(gw)
+    s3.put_object(Bucket="datasets", Key="wiki/part-1", Body=b"1")
+    s3.put_object(Bucket="datasets", Key="wiki/part 2", Body=b"2")
+    s3.put_object(Bucket="models", Key="base/w.bin", Body=b"w")
+    assert upstream_keys(direct, shared) == [
+        "datasets/wiki/part 2", "datasets/wiki/part-1", "models/base/w.bin", "outside/secret.txt"]
+    listed = s3.list_objects_v2(Bucket="datasets", Delimiter="/")
+    assert [p["Prefix"] for p in listed["CommonPrefixes"]] == ["wiki/"]
+    listed = s3.list_objects_v2(Bucket="datasets", Prefix="wiki/")
+    assert [o["Key"] for o in listed["Contents"]] == ["wiki/part 2", "wiki/part-1"]
+    assert s3.list_objects(Bucket="models")["Contents"][0]["Key"] == "base/w.bin"
+    assert s3.get_object(Bucket="datasets", Key="wiki/part 2")["Body"].read() == b"2"
+    # Pages continue where they stopped, in keyhole's names.
+    first = s3.list_objects_v2(Bucket="datasets", MaxKeys=1)
+    assert first["IsTruncated"] and [o["Key"] for o in first["Contents"]] == ["wiki/part 2"]
+    second = s3.list_objects_v2(Bucket="datasets", MaxKeys=1, ContinuationToken=first["NextContinuationToken"])
+    assert [o["Key"] for o in second["Contents"]] == ["wiki/part-1"] and not second["IsTruncated"]
+    # The upstream bucket itself is reachable only through its mapped names.
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert "datasets" in names and "models" in names and shared not in names
+    with pytest.raises(ClientError) as e:
+        s3.list_objects_v2(Bucket=shared)
+    assert error_code(e.value) == "NoSuchBucket"
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket=shared)
+    assert error_code(e.value) == "BucketAlreadyExists"
+    with pytest.raises(ClientError) as e:
+        s3.delete_bucket(Bucket="datasets")
+    assert error_code(e.value) == "InvalidRequest"
+
+
+HOSTILE_KEYS = ["../outside/secret.txt", "../models/base/w.bin", "a/../../outside/x", "./x", "a/./b", "..", "x/.."]
+
+
+def test_hostile_keys_never_leave_the_prefix(mapped):
+    gw, direct, shared, upstream = mapped
+    s3 = root_client(gw)
+    s3.put_object(Bucket="models", Key="base/w.bin", Body=b"w")
+    before = upstream_keys(direct, shared)
+    for key in HOSTILE_KEYS:
+        for call in (lambda: s3.put_object(Bucket="datasets", Key=key, Body=b"evil"),
+                     lambda: s3.get_object(Bucket="datasets", Key=key),
+                     lambda: s3.delete_object(Bucket="datasets", Key=key),
+                     lambda: s3.copy_object(Bucket="datasets", Key="copied", CopySource={"Bucket": "datasets", "Key": key}),
+                     lambda: s3.create_multipart_upload(Bucket="datasets", Key=key)):
+            with pytest.raises(ClientError) as e:
+                call()
+            assert error_code(e.value) == "InvalidArgument", key
+    result = s3.delete_objects(Bucket="datasets", Delete={"Objects": [{"Key": k} for k in HOSTILE_KEYS] + [{"Key": "fine"}]})
+    assert {e["Key"] for e in result.get("Errors", [])} == set(HOSTILE_KEYS)
+    assert [d["Key"] for d in result.get("Deleted", [])] == ["fine"]
+    assert upstream_keys(direct, shared) == before
+    assert direct.get_object(Bucket=shared, Key="outside/secret.txt")["Body"].read() == b"not yours"
+    assert direct.get_object(Bucket=shared, Key="models/base/w.bin")["Body"].read() == b"w"
+    # Keys that only look like paths are ordinary keys, under the prefix.
+    for key in ("...", "a..b/c", "%2e%2e/x", "/lead", "a//b"):
+        s3.put_object(Bucket="datasets", Key=key, Body=b"ok")
+        assert s3.get_object(Bucket="datasets", Key=key)["Body"].read() == b"ok"
+    assert all(k.startswith(("datasets/", "models/", "outside/")) for k in upstream_keys(direct, shared))
+
+
+def test_listing_tricks_stay_inside_the_prefix(mapped):
+    gw, direct, shared, upstream = mapped
+    s3 = root_client(gw)
+    s3.put_object(Bucket="datasets", Key="d/1", Body=b"1")
+    s3.put_object(Bucket="models", Key="m/1", Body=b"m")
+    mine = {"d/1", "d/"}
+    attempts = [
+        dict(Prefix="../"), dict(Prefix="../models/"), dict(Prefix="..", Delimiter="/"),
+        dict(StartAfter="../outside/"), dict(StartAfter="\u0000"), dict(Prefix="", Delimiter="s/"),
+        dict(Delimiter="datasets"), dict(Prefix="/"),
+        dict(ContinuationToken=base64.urlsafe_b64encode(b"../models/").decode().rstrip("=")),
+        dict(ContinuationToken=base64.urlsafe_b64encode(b"../outside/a").decode().rstrip("=")),
+    ]
+    for kw in attempts:
+        try:
+            page = s3.list_objects_v2(Bucket="datasets", **kw)
+        except ClientError as e:
+            assert error_code(e) in ("InvalidArgument",), kw
+            continue
+        seen = {o["Key"] for o in page.get("Contents", [])} | {p["Prefix"] for p in page.get("CommonPrefixes", [])}
+        assert seen <= mine, (kw, seen)
+    for kw in (dict(Marker="../"), dict(Marker="../models/m"), dict(Prefix="../", Delimiter="/")):
+        page = s3.list_objects(Bucket="datasets", **kw)
+        seen = {o["Key"] for o in page.get("Contents", [])} | {p["Prefix"] for p in page.get("CommonPrefixes", [])}
+        assert seen <= mine, (kw, seen)
+    if upstream == "keyhole":  # s3s-fs 0.14.1 has no ListMultipartUploads
+        s3.create_multipart_upload(Bucket="models", Key="m/up")
+        for kw in (dict(Prefix="../"), dict(KeyMarker="../models/"), dict(Prefix="../models/m")):
+            uploads = s3.list_multipart_uploads(Bucket="datasets", **kw)
+            assert not uploads.get("Uploads"), kw
+        assert [u["Key"] for u in s3.list_multipart_uploads(Bucket="models")["Uploads"]] == ["m/up"]
+
+
+def test_copies_between_mapped_and_local_buckets(mapped):
+    gw, direct, shared, upstream = mapped
+    s3 = root_client(gw)
+    s3.put_object(Bucket="datasets", Key="src.bin", Body=b"payload", Metadata={"k": "v"})
+    # Within the upstream: a server-side copy between two mapped prefixes.
+    s3.copy_object(Bucket="models", Key="copy.bin", CopySource={"Bucket": "datasets", "Key": "src.bin"})
+    assert direct.get_object(Bucket=shared, Key="models/copy.bin")["Body"].read() == b"payload"
+    # Upstream to local and back: the bytes stream through the gateway.
+    s3.create_bucket(Bucket="scratch")
+    try:
+        s3.copy_object(Bucket="scratch", Key="local.bin", CopySource={"Bucket": "datasets", "Key": "src.bin"})
+        got = s3.get_object(Bucket="scratch", Key="local.bin")
+        assert got["Body"].read() == b"payload" and got["Metadata"] == {"k": "v"}
+        s3.put_object(Bucket="scratch", Key="up.bin", Body=b"from local")
+        s3.copy_object(Bucket="datasets", Key="from-local.bin", CopySource={"Bucket": "scratch", "Key": "up.bin"})
+        assert direct.get_object(Bucket=shared, Key="datasets/from-local.bin")["Body"].read() == b"from local"
+        uid = s3.create_multipart_upload(Bucket="datasets", Key="parts.bin")["UploadId"]
+        part = s3.upload_part_copy(Bucket="datasets", Key="parts.bin", UploadId=uid, PartNumber=1,
+                                   CopySource={"Bucket": "scratch", "Key": "up.bin"}, CopySourceRange="bytes=5-9")
+        s3.complete_multipart_upload(Bucket="datasets", Key="parts.bin", UploadId=uid, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": part["CopyPartResult"]["ETag"]}]})
+        assert s3.get_object(Bucket="datasets", Key="parts.bin")["Body"].read() == b"local"
+        # The local bucket is the local store's: the upstream never hears of it.
+        assert "scratch" not in [b["Name"] for b in direct.list_buckets()["Buckets"]]
+    finally:
+        for k in ("local.bin", "up.bin"):
+            s3.delete_object(Bucket="scratch", Key=k)
+        s3.delete_bucket(Bucket="scratch")
+
+
+# ------------------------------------------------------------------ a slow or refusing upstream
+
+
+class BlackHole:
+    """A TCP server that accepts connections and never answers (a stalled upstream)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+                self.conns.append(c)
+            except OSError:
+                continue
+
+    def close(self):
+        self.stop = True
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def test_a_stalled_upstream_times_out_without_stalling_local_buckets(tmp_path):
+    hole = BlackHole()
+    creds = tmp_path / "creds"
+    creds.write_text("[default]\naws_access_key_id = AKIASTALL\naws_secret_access_key = stallstall\n")
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text('[buckets]\nscratch = "local"\n')
+    gw = start_server(tmp_path / "gw", extra_args=[
+        "--upstream-endpoint", f"http://127.0.0.1:{hole.port}", "--upstream-credentials-file", str(creds),
+        "--upstream-timeout-secs", "3", "--upstream-retries", "0", "--config", str(cfg)])
+    try:
+        s3 = root_client(gw)
+        s3.create_bucket(Bucket="scratch")
+        outcome = {}
+
+        def slow():
+            t = time.monotonic()
+            try:
+                s3.get_object(Bucket="remote-bucket", Key="k")
+                outcome["code"] = "ok"
+            except ClientError as e:
+                outcome["code"] = error_code(e)
+                outcome["body"] = json.dumps(e.response)
+            outcome["secs"] = time.monotonic() - t
+
+        threads = [threading.Thread(target=slow) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        s3.put_object(Bucket="scratch", Key="k", Body=b"local is fine")
+        assert s3.get_object(Bucket="scratch", Key="k")["Body"].read() == b"local is fine"
+        local_secs = time.monotonic() - t0
+        for t in threads:
+            t.join(30)
+        assert local_secs < 2, f"a local bucket waited {local_secs:.1f}s behind a stalled upstream"
+        assert outcome["code"] == "ServiceUnavailable", outcome
+        assert 2.5 <= outcome["secs"] < 15, outcome
+        assert str(hole.port) not in outcome["body"] and "127.0.0.1" not in outcome["body"]
+        s3.delete_object(Bucket="scratch", Key="k")
+        s3.delete_bucket(Bucket="scratch")
+    finally:
+        gw.kill()
+        hole.close()
+
+
+def test_refused_upstream_credentials_are_not_the_clients_problem(upstream_keyhole, tmp_path):
+    creds = tmp_path / "wrong"
+    ak, _ = upstream_keyhole.credentials()
+    creds.write_text(f"[default]\naws_access_key_id = {ak}\naws_secret_access_key = {'w' * 40}\n")
+    gw = start_server(tmp_path / "gw", extra_args=[
+        "--upstream-endpoint", upstream_keyhole.endpoint, "--upstream-credentials-file", str(creds)])
+    try:
+        with pytest.raises(ClientError) as e:
+            root_client(gw).list_objects_v2(Bucket="anything-here")
+        assert error_code(e.value) == "ServiceUnavailable"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        text = json.dumps(e.value.response)
+        assert "SignatureDoesNotMatch" not in text and str(upstream_keyhole.port) not in text
+    finally:
+        gw.kill()
+
+
+# ------------------------------------------------------------------ configuration
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--upstream-endpoint", "ftp://127.0.0.1:1"], "upstream_endpoint"),
+    (["--upstream-endpoint", "http://127.0.0.1:1/bucket"], "upstream_endpoint"),
+    (["--upstream-region", "eu-west-1"], "upstream_endpoint"),
+    (["--upstream-endpoint", "http://127.0.0.1:1", "--upstream-credentials-file", "/nonexistent/creds"],
+     "/nonexistent/creds"),
+    (["--upstream-endpoint", "http://127.0.0.1:1", "--upstream-max-concurrency", "0"], "upstream_max_concurrency"),
+    (["--default-backend", "upstream"], "default_backend"),
+])
+def test_bad_upstream_settings_are_refused_and_change_nothing(tmp_path, args, named):
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+    env.update(AWS_SHARED_CREDENTIALS_FILE="/nonexistent/shared", AWS_CONFIG_FILE="/dev/null")
+    r = subprocess.run([str(keyhole_bin()), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data), *args],
+                       capture_output=True, text=True, timeout=30, env=env, stdin=subprocess.DEVNULL)
+    assert r.returncode != 0
+    assert named in r.stderr, r.stderr
+    assert not data.exists(), "a refused start created the data directory"
+
+
+def test_a_bucket_table_entry_must_name_an_upstream_bucket_safely(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('upstream_endpoint = "http://127.0.0.1:1"\n[buckets]\ndatasets = "acme/../other"\n')
+    r = subprocess.run([str(keyhole_bin()), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"),
+                        "--config", str(cfg)], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode != 0 and "buckets" in r.stderr and ".." in r.stderr, r.stderr
+    assert not (tmp_path / "d").exists()
+
+
+# ------------------------------------------------------------------ streaming
+
+
+def test_large_objects_stream_through_with_bounded_memory(upstream_keyhole, tmp_path):
+    from test_streaming import vm_hwm_kib
+
+    gw = gateway(tmp_path, upstream_keyhole)
+    try:
+        s3 = root_client(gw)
+        bucket = f"big-{uuid.uuid4().hex[:10]}"
+        s3.create_bucket(Bucket=bucket)
+        size = 256 * MIB
+        path = tmp_path / "big.bin"
+        block = os.urandom(MIB)
+        with open(path, "wb") as f:
+            for _ in range(size // MIB):
+                f.write(block)
+        with open(path, "rb") as f:
+            s3.put_object(Bucket=bucket, Key="big", Body=f, ContentLength=size)
+        body = s3.get_object(Bucket=bucket, Key="big")["Body"]
+        got = 0
+        for chunk in iter(lambda: body.read(4 * MIB), b""):
+            got += len(chunk)
+        assert got == size
+        peak = vm_hwm_kib(gw.proc.pid)
+        assert peak < 100 * 1024, f"gateway peak RSS {peak / 1024:.1f} MiB for a {size // MIB} MiB object"
+        s3.delete_object(Bucket=bucket, Key="big")
+        s3.delete_bucket(Bucket=bucket)
+    finally:
+        gw.kill()
