@@ -491,6 +491,11 @@ mod tests {
         )
         .unwrap();
         let gw = crate::open(config).unwrap();
+        // authorize is async (it may read an object's tags through the storage seam).
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let user = |doc: &str| Principal::User {
             name: "u".into(),
             id: "AIDAX".into(),
@@ -513,8 +518,14 @@ mod tests {
             let mut context = keyhole_policy::Context::new();
             crate::context::add_s3(&mut context, &Op::PutObject, &Query::parse(None), &h);
             let call = S3Call::new(Op::PutObject, "b".into(), "k".into(), &h).unwrap();
-            crate::authz::authorize(&gw, p, call, &context, &crate::audit::Checks::default())
-                .map(|_| ())
+            rt.block_on(crate::authz::authorize(
+                &gw,
+                p,
+                call,
+                &context,
+                &crate::audit::Checks::default(),
+            ))
+            .map(|_| ())
         };
         let denied = user(
             r#"{"Version":"2012-10-17","Statement":[
