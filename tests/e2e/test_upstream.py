@@ -467,3 +467,74 @@ def test_large_objects_stream_through_with_bounded_memory(upstream_keyhole, tmp_
         s3.delete_bucket(Bucket=bucket)
     finally:
         gw.kill()
+
+
+# ------------------------------------------------------------------ keyhole's own credentials
+
+
+def test_upstream_credentials_from_web_identity_and_container_credentials(tmp_path):
+    """keyhole runs where only the platform proves who it is (EKS with a role, a job's container
+    credentials): its upstream credentials come from AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE
+    (exchanged at the upstream's STS) or from AWS_CONTAINER_CREDENTIALS_FULL_URI, with no key
+    anywhere in its environment (https://docs.aws.amazon.com/sdkref/latest/guide/feature-assume-role-credentials.html,
+    https://docs.aws.amazon.com/sdkref/latest/guide/feature-container-credentials.html)."""
+    from test_web_identity import CLIENT_ID, Issuer
+
+    issuer = Issuer("https://oidc.cluster.example/gw")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(issuer.jwks()))
+    up = start_server(tmp_path / "up", extra_args=["--oidc-jwks", f"{issuer.url}={jwks}"])
+    gws = []
+    try:
+        admin = root_client(up)
+        admin.create_bucket(Bucket="wid-up")
+        admin.put_object(Bucket="wid-up", Key="data/a", Body=b"A")
+        ak, sk = up.credentials()
+        iam = boto3.session.Session().client("iam", endpoint_url=up.endpoint, region_name="us-east-1",
+                                             aws_access_key_id=ak, aws_secret_access_key=sk)
+        iam.create_open_id_connect_provider(Url=issuer.url, ClientIDList=[CLIENT_ID])
+        acct = up.account_id()
+        name = issuer.url[len("https://"):]
+        role = iam.create_role(RoleName="gateway", AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Federated": f"arn:aws:iam::{acct}:oidc-provider/{name}"},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {f"{name}:sub": "system:serviceaccount:keyhole:gateway"}}}]}))["Role"]["Arn"]
+        iam.put_role_policy(RoleName="gateway", PolicyName="read", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"],
+                                                   "Resource": ["arn:aws:s3:::wid-up", "arn:aws:s3:::wid-up/*"]}]}))
+        token = tmp_path / "token"
+        token.write_text(issuer.token("system:serviceaccount:keyhole:gateway"))
+        gw = start_server(tmp_path / "gw-wid", extra_args=["--upstream-endpoint", up.endpoint],
+                          env={"AWS_ROLE_ARN": role, "AWS_WEB_IDENTITY_TOKEN_FILE": str(token),
+                               "AWS_ROLE_SESSION_NAME": "gateway", "HOME": str(tmp_path)})
+        gws.append(gw)
+        assert root_client(gw).get_object(Bucket="wid-up", Key="data/a")["Body"].read() == b"A"
+        events = wait_for_events(up.data_dir, lambda evs: any(
+            e.get("eventName") == "GetObject" and "assumed-role/gateway/" in (e.get("userIdentity") or {}).get("arn", "")
+            for e in evs))
+        assert any("assumed-role/gateway/gateway" in (e.get("userIdentity") or {}).get("arn", "") for e in events)
+
+        # Container credentials: a job of the upstream keyhole hands the gateway its session.
+        creds = tmp_path / "admin-creds"
+        creds.write_text(f"[default]\naws_access_key_id = {ak}\naws_secret_access_key = {sk}\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+        env.update(AWS_SHARED_CREDENTIALS_FILE=str(creds), AWS_CONFIG_FILE="/dev/null", AWS_REGION="us-east-1",
+                   KEYHOLE_ENDPOINT=up.endpoint)
+        r = subprocess.run([str(keyhole_bin()), "job", "start", "--output", "json", "--name", "gw",
+                            "--read", "s3://wid-up/data/", "--for", "10m"], env=env, capture_output=True, text=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr
+        job = json.loads(r.stdout)
+        gw2 = start_server(tmp_path / "gw-ctr", extra_args=["--upstream-endpoint", up.endpoint], env={
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{up.endpoint}/_keyhole/credentials",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN": job["CredentialsToken"], "HOME": str(tmp_path)})
+        gws.append(gw2)
+        assert root_client(gw2).get_object(Bucket="wid-up", Key="data/a")["Body"].read() == b"A"
+        fed = f"federated-user/{job['Job']['JobId']}"
+        wait_for_events(up.data_dir, lambda evs: any(
+            e.get("eventName") == "GetObject" and fed in (e.get("userIdentity") or {}).get("arn", "") for e in evs))
+    finally:
+        for g in gws:
+            g.kill()
+        up.kill()

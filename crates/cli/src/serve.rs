@@ -73,10 +73,13 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot listen on {listen} (is another server using it? choose another with --listen); nothing was created or changed"))?;
     let upstream_credentials = config.storage.upstream.as_ref().map(|u| {
-        Arc::new(crate::upstream_credentials::ChainSource::new(
-            u.credentials_file.clone(),
-            u.profile.clone(),
-        )) as Arc<dyn keyhole_server::backend::upstream::credentials::CredentialSource>
+        Arc::new(
+            crate::upstream_credentials::ChainSource::new(
+                u.credentials_file.clone(),
+                u.profile.clone(),
+            )
+            .for_upstream(&u.endpoint, &u.region, u.ca_bundle.clone()),
+        ) as Arc<dyn keyhole_server::backend::upstream::credentials::CredentialSource>
     });
     // Opening reads and migrates the state database: on a blocking thread, as every database
     // call.

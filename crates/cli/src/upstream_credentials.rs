@@ -1,7 +1,12 @@
 //! keyhole's own credentials for the upstream S3 service, found the way the AWS CLI finds a
 //! user's ([`crate::aws_chain`]): with `--upstream-credentials-file`, only that shared-credentials
 //! file (its `--upstream-profile` section, `default` otherwise); without it, the standard chain
-//! (environment, `~/.aws/credentials`, `~/.aws/config` with `credential_process`).
+//! (environment keys, web identity, `~/.aws/credentials`, `~/.aws/config` with
+//! `credential_process`, container credentials), each exchange done by [`crate::exchange`]. A web
+//! identity token is exchanged at `AWS_ENDPOINT_URL_STS` if set, else at the upstream's STS
+//! (`https://sts.REGION.amazonaws.com` for AWS, the upstream endpoint itself for any other store:
+//! MinIO and keyhole answer STS on their S3 endpoint). The chain is read again whenever the
+//! credentials are refreshed, so a rotated token file or renewed container credentials are used.
 //!
 //! # Security
 //! These are the gateway's credentials, never a client's; the error messages of the chain name
@@ -18,13 +23,47 @@ use crate::aws_chain;
 pub struct ChainSource {
     file: Option<PathBuf>,
     profile: Option<String>,
+    /// Where a web identity is exchanged.
+    sts_endpoint: String,
+    region: String,
+    ca_bundle: Option<PathBuf>,
 }
 
 impl ChainSource {
     /// Reads `file` (a shared-credentials file) when given, else the AWS chain; `profile` names
     /// the profile in either.
     pub fn new(file: Option<PathBuf>, profile: Option<String>) -> ChainSource {
-        ChainSource { file, profile }
+        ChainSource {
+            file,
+            profile,
+            sts_endpoint: String::new(),
+            region: "us-east-1".to_owned(),
+            ca_bundle: None,
+        }
+    }
+
+    /// Exchanges web identities at the STS of the upstream `endpoint` (in `region`), trusting
+    /// `ca_bundle` too.
+    pub fn for_upstream(
+        mut self,
+        endpoint: &str,
+        region: &str,
+        ca_bundle: Option<PathBuf>,
+    ) -> ChainSource {
+        let aws = endpoint.contains(".amazonaws.com");
+        self.sts_endpoint = std::env::var("AWS_ENDPOINT_URL_STS")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| {
+                if aws {
+                    format!("https://sts.{region}.amazonaws.com")
+                } else {
+                    endpoint.to_owned()
+                }
+            });
+        self.region = region.to_owned();
+        self.ca_bundle = ca_bundle;
+        self
     }
 
     /// The environment the chain sees: with a file, that file alone (no keys from the
@@ -52,11 +91,15 @@ impl CredentialSource for ChainSource {
         };
         let found =
             aws_chain::resolve(profile, &|name| self.env(name)).map_err(|e| e.to_string())?;
-        Ok(keyhole_sigv4::Credentials {
-            access_key_id: found.access_key_id,
-            secret_key: keyhole_sigv4::SecretKey::new(found.secret_access_key),
-            session_token: found.session_token,
-        })
+        if found.web_identity.is_some() && self.sts_endpoint.is_empty() {
+            return Err("a web identity needs an STS endpoint to be exchanged at".to_owned());
+        }
+        crate::exchange::credentials(
+            &found,
+            &self.sts_endpoint,
+            &self.region,
+            self.ca_bundle.as_deref(),
+        )
     }
 
     fn describe(&self) -> String {
