@@ -345,3 +345,58 @@ def test_a_symlink_planted_as_the_next_trail_file_is_refused(fresh_server_factor
     _puts(kp, 1, prefix="after")
     assert kp.stop() == 0
     assert verify(kp.data_dir, fingerprint(kp)).returncode == 0
+
+
+def test_digests_exported_to_an_s3_bucket_of_another_store_catch_a_rollback(fresh_server_factory, tmp_path):
+    """Issue 20: export-digests to s3://BUCKET/PREFIX (another keyhole as the witness store, with
+    the standard AWS settings); a rolled-back trail is refused by the next export, and a download
+    of the witness's copy exposes it to `verify --digests` on another machine."""
+    import subprocess
+
+    from e2e_helpers import keyhole_bin
+
+    kp = fresh_server_factory()
+    witness = fresh_server_factory()
+    wak, wsk = witness.credentials()
+    ws3 = make_client(witness.endpoint, wak, wsk)
+    ws3.create_bucket(Bucket="audit-witness")
+    _puts(kp, 3)
+    assert kp.stop() == 0
+    fp = fingerprint(kp)
+    early = tmp_path / "early"
+    shutil.copytree(audit_dir(kp.data_dir), early)
+    kp.start()
+    _puts(kp, 4, prefix="later")
+    assert kp.stop() == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+    env.update(AWS_ENDPOINT_URL=witness.endpoint, AWS_SHARED_CREDENTIALS_FILE=str(witness.creds_path),
+               AWS_CONFIG_FILE="/dev/null", AWS_REGION="us-east-1")
+
+    def export():
+        return subprocess.run([str(keyhole_bin()), "audit", "export-digests", "s3://audit-witness/gw1",
+                               "--data-dir", str(kp.data_dir), "--fingerprint", fp],
+                              env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    r = export()
+    assert r.returncode == 0 and "exported" in r.stdout, r.stdout + r.stderr
+    again = export()
+    assert again.returncode == 0 and "already up to date" in again.stdout, again.stdout
+    keys = [o["Key"] for o in ws3.list_objects_v2(Bucket="audit-witness", Prefix="gw1/")["Contents"]]
+    assert keys and all(k.startswith("gw1/digest-") for k in keys), keys
+
+    def download(dest: Path) -> Path:
+        dest.mkdir()
+        for k in keys:
+            (dest / k.split("/")[-1]).write_bytes(ws3.get_object(Bucket="audit-witness", Key=k)["Body"].read())
+        return dest
+
+    assert verify(kp.data_dir, fp, "--digests", str(download(tmp_path / "copy1"))).returncode == 0
+    # The attacker restores the early copy and the gateway goes on from it.
+    shutil.rmtree(audit_dir(kp.data_dir))
+    shutil.copytree(early, audit_dir(kp.data_dir))
+    kp.start()
+    _puts(kp, 1, prefix="after-rollback")
+    assert kp.stop() == 0
+    r = export()
+    assert r.returncode != 0 and "rolled back" in r.stderr, r.stdout + r.stderr
+    assert verify(kp.data_dir, fp, "--digests", str(download(tmp_path / "copy2"))).returncode == 1

@@ -79,20 +79,28 @@ pub enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Copy the signed digests to DEST (a directory an external witness holds), appending what
-    /// is new; refuses, and says so, when the local digests no longer extend the copy (they were
-    /// rolled back or rewritten), or when a local digest is not signed by the operator's key or
-    /// does not continue the chain (nothing is copied then: the witness is never poisoned).
+    /// Copy the signed digests to DEST (a directory an external witness holds, or
+    /// s3://BUCKET[/PREFIX] in another S3 store), appending what is new; refuses, and says so,
+    /// when the local digests no longer extend the copy (they were rolled back or rewritten), or
+    /// when a local digest is not signed by the operator's key or does not continue the chain
+    /// (nothing is copied then: the witness is never poisoned).
     ///
     /// It takes the operator's key as `verify` does. Run it at least as often as the digest
     /// cadence (cron, a systemd timer). Then verify with `keyhole audit verify --digests DEST`,
     /// here or on another machine. The copies are created owner-only (0600, DEST 0700).
     ///
-    /// Example:
+    /// With s3://, the store is reached with the standard AWS settings (AWS_ENDPOINT_URL or the
+    /// profile's endpoint_url, credentials from the usual chain, AWS_PROFILE); each log is one
+    /// object (PREFIX/digests-N.log), replaced only by a longer log that extends it, with
+    /// If-Match on the copy read (If-None-Match: * for a new one). To verify against it elsewhere,
+    /// download the prefix (`aws s3 sync s3://BUCKET/PREFIX DIR`) and pass DIR to --digests.
+    ///
+    /// Examples:
     ///   keyhole audit export-digests /mnt/witness/keyhole --data-dir ./keyhole-data --fingerprint 172feb56...
+    ///   AWS_PROFILE=witness keyhole audit export-digests s3://audit-witness/gw1 --fingerprint 172feb56...
     #[command(verbatim_doc_comment)]
     ExportDigests {
-        /// The directory to copy the digest logs into (created if missing).
+        /// The directory to copy the digest logs into (created if missing), or s3://BUCKET[/PREFIX].
         #[arg(value_name = "DEST")]
         dest: PathBuf,
         /// Data directory of the gateway [default: ./keyhole-data].
@@ -248,7 +256,13 @@ pub fn run(cmd: AuditCommand) -> miette::Result<ExitCode> {
             let (data, pinned) = configured(&keys, d)?;
             let trusted = trusted_keys(&keys, &pinned)?;
             let dir = audit_dir(&data)?;
-            let done = audit::export::export_digests(&dir, &dest, &trusted).into_diagnostic()?;
+            let done = match dest.to_str().and_then(|d| d.strip_prefix("s3://")) {
+                Some(target) => {
+                    let logs = audit::export::checked_logs(&dir, &trusted).into_diagnostic()?;
+                    crate::s3_export::export(target, logs)?
+                }
+                None => audit::export::export_digests(&dir, &dest, &trusted).into_diagnostic()?,
+            };
             println!(
                 "exported to {}: {} digest(s) written ({} new log(s), {} extended, {} already up to date)",
                 dest.display(),

@@ -13,6 +13,7 @@ mod exchange;
 mod job_cmd;
 mod pab_cmd;
 mod policy_cmd;
+mod s3_export;
 mod serve;
 mod upstream_credentials;
 

@@ -113,6 +113,27 @@ fn check_logs(logs: &[(u64, PathBuf, Vec<u8>)], keys: &TrustedKeys) -> Result<()
     Ok(())
 }
 
+/// The digest logs of `audit_dir` as they may be exported: each with its file name and its
+/// complete lines, after checking every digest with `keys` (nothing is exported unless all check
+/// out). For destinations other than a directory (an S3 bucket of another store).
+pub fn checked_logs(
+    audit_dir: &Path,
+    keys: &TrustedKeys,
+) -> Result<Vec<(String, PathBuf, Vec<u8>)>, ExportError> {
+    let mut logs = Vec::new();
+    for (seq, path) in digest::digest_logs(audit_dir).map_err(io("list", audit_dir))? {
+        let mut local = read_no_follow(&path).map_err(io("read", &path))?;
+        let complete = local.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        local.truncate(complete);
+        logs.push((seq, path, local));
+    }
+    check_logs(&logs, keys)?;
+    Ok(logs
+        .into_iter()
+        .map(|(seq, path, bytes)| (digest::log_name(seq), path, bytes))
+        .collect())
+}
+
 /// Copies the digest logs of `audit_dir` into `dest` (created owner-only if missing), after
 /// checking each digest with `keys`.
 pub fn export_digests(
