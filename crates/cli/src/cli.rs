@@ -120,7 +120,7 @@ pub struct ServeArgs {
     /// audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs,
     /// tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs,
     /// body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir,
-    /// oidc_jwks (a table of ISSUER = "FILE"),
+    /// oidc_jwks (a table of ISSUER = "FILE"), state, master_key_file,
     /// upstream_endpoint, upstream_region, upstream_credentials_file, upstream_profile,
     /// upstream_path_style, upstream_ca_bundle, upstream_max_concurrency,
     /// upstream_timeout_secs, upstream_retries, default_backend, and a [buckets] table mapping
@@ -283,6 +283,16 @@ pub struct ServeArgs {
     /// upstream with --upstream-endpoint, local without].
     #[arg(long, env = "KEYHOLE_DEFAULT_BACKEND", value_name = "local|upstream")]
     pub default_backend: Option<String>,
+    /// Where users, keys, policies, jobs and revocations live: `sqlite` (DATA_DIR/state.db, one
+    /// node) or postgres://USER@HOST:PORT/DB, one database several nodes share (each with its
+    /// own data directory); needs --master-key-file [default: sqlite].
+    #[arg(long, env = "KEYHOLE_STATE", value_name = "URL")]
+    pub state: Option<String>,
+    /// The master key every node of a PostgreSQL state shares (64 hex digits; the first node
+    /// creates it, 0600): it seals secrets and session tokens, so give every node the same file.
+    /// A node whose key does not open the database's account is refused.
+    #[arg(long, env = "KEYHOLE_MASTER_KEY_FILE", value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// Sends `tracing` output to stderr in the chosen format; `RUST_LOG` filters (default `info`).

@@ -51,6 +51,8 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
                 default_backend: args.default_backend,
                 buckets: Default::default(),
             },
+            state: args.state,
+            master_key_file: args.master_key_file,
         },
     )
     .into_diagnostic()?;
@@ -99,8 +101,14 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
     }
     tracing::info!(endpoint = %endpoint_of(&gateway, local), "listening");
     let audit = gateway.audit.clone();
+    // With a shared state, other nodes' changes reach this node's snapshot through the change
+    // log (nothing to follow with SQLite).
+    let follower = tokio::spawn(keyhole_server::state::changes::follow(
+        gateway.state.clone(),
+    ));
     keyhole_server::listener::serve(Arc::new(gateway), listener, shutdown_signal()).await;
     // In-flight requests are done: sign the stop digest that closes the trail file.
+    follower.abort();
     audit.close().await;
     Ok(ExitCode::SUCCESS)
 }

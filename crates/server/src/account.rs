@@ -95,24 +95,10 @@ impl Account {
         if account_path.exists() {
             return Account::load(data_dir);
         }
-        let mut rng = rand::thread_rng();
-        let account_id = format!(
-            "{:012}",
-            rng.gen_range(100_000_000_000u64..1_000_000_000_000)
-        );
-        let master: [u8; 32] = rng.gen();
+        let master: [u8; 32] = rand::thread_rng().gen();
         write_private(&data_dir.join(MASTER_KEY_FILE), &hex::encode(master))?;
-        let access_key_id = new_id("AKIA", 16);
-        let secret = new_secret();
-        let creds = format!(
-            "# keyhole root credentials for account {account_id}. Use them to bootstrap an admin user, then keep them offline.\n[default]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {secret}\n"
-        );
-        write_private(&data_dir.join(ROOT_CREDENTIALS_FILE), &creds)?;
-        let record = AccountRecord {
-            account_id,
-            root_access_key_id: access_key_id,
-            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        };
+        let (record, secret) = AccountRecord::fresh();
+        write_root_credentials(data_dir, &record, secret.expose())?;
         let json = serde_json::to_string_pretty(&record).map_err(|e| AccountError::Damaged {
             path: account_path.clone(),
             reason: e.to_string(),
@@ -123,6 +109,64 @@ impl Account {
         let mut account = Account::load(data_dir)?;
         account.created_now = true;
         Ok(account)
+    }
+
+    /// A node of a shared state (PostgreSQL): the account is the database's (`record` and
+    /// `root_secret`, adopted or created by [`crate::state::State::join`]) and the master key
+    /// comes from the operator's file, never from the data directory. The data directory keeps
+    /// the account's record and root credentials, written with the audit trail's genesis
+    /// (`before_commit`) on the first start in it; a data directory of another account is
+    /// refused.
+    pub fn adopt_with(
+        data_dir: &Path,
+        record: AccountRecord,
+        root_secret: SecretKey,
+        master_key: SecretKey,
+        before_commit: impl FnOnce(&AccountRecord) -> Result<(), AccountError>,
+    ) -> Result<Account, AccountError> {
+        crate::datadir::create_private_dir_all(data_dir).map_err(|source| AccountError::Io {
+            action: "create the data directory",
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let account_path = data_dir.join(ACCOUNT_FILE);
+        let created_now = if account_path.exists() {
+            let text = read(&account_path)?;
+            let mine: AccountRecord =
+                serde_json::from_str(&text).map_err(|e| AccountError::Damaged {
+                    path: account_path.clone(),
+                    reason: e.to_string(),
+                })?;
+            if mine.account_id != record.account_id {
+                return Err(AccountError::Damaged {
+                    path: account_path,
+                    reason: format!(
+                        "this data directory belongs to account {}, the shared state to account {}; give this node an empty data directory",
+                        mine.account_id, record.account_id
+                    ),
+                });
+            }
+            false
+        } else {
+            before_commit(&record)?;
+            true
+        };
+        write_root_credentials(data_dir, &record, root_secret.expose())?;
+        if created_now {
+            let json =
+                serde_json::to_string_pretty(&record).map_err(|e| AccountError::Damaged {
+                    path: account_path.clone(),
+                    reason: e.to_string(),
+                })?;
+            write_private(&account_path, &json)?;
+        }
+        Ok(Account {
+            record,
+            root_secret,
+            master_key,
+            root_credentials_path: data_dir.join(ROOT_CREDENTIALS_FILE),
+            created_now,
+        })
     }
 
     /// Loads an existing account; never creates one (for commands that only read).
@@ -169,6 +213,68 @@ impl Account {
             created_now: false,
         })
     }
+}
+
+impl AccountRecord {
+    /// A new account's record (random id and root access key) and its root secret.
+    pub fn fresh() -> (AccountRecord, SecretKey) {
+        let account_id = format!(
+            "{:012}",
+            rand::thread_rng().gen_range(100_000_000_000u64..1_000_000_000_000)
+        );
+        let record = AccountRecord {
+            account_id,
+            root_access_key_id: new_id("AKIA", 16),
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        (record, SecretKey::new(new_secret()))
+    }
+}
+
+fn write_root_credentials(
+    data_dir: &Path,
+    record: &AccountRecord,
+    secret: &str,
+) -> Result<(), AccountError> {
+    let creds = format!(
+        "# keyhole root credentials for account {}. Use them to bootstrap an admin user, then keep them offline.\n[default]\naws_access_key_id = {}\naws_secret_access_key = {secret}\n",
+        record.account_id, record.root_access_key_id
+    );
+    write_private(&data_dir.join(ROOT_CREDENTIALS_FILE), &creds)
+}
+
+/// Reads the 32-byte master key (64 hex digits) from `path`, creating it (0600, random) when it
+/// does not exist. Of several nodes creating it at once, one wins and the others read its key:
+/// the file is written aside and linked into place, which fails if it appeared meanwhile.
+pub fn load_or_create_master_key(path: &Path) -> Result<(Vec<u8>, SecretKey), AccountError> {
+    if !path.exists() {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let key: [u8; 32] = rand::thread_rng().gen();
+        write_private(&tmp, &hex::encode(key))?;
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(AccountError::Io {
+                    action: "create",
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+    let text = read(path)?;
+    let key = hex::decode(text.trim())
+        .ok()
+        .filter(|m| m.len() == 32)
+        .ok_or_else(|| AccountError::Damaged {
+            path: path.to_owned(),
+            reason: "expected 64 hex digits (a 32-byte key)".into(),
+        })?;
+    let hex_key = SecretKey::new(hex::encode(&key));
+    Ok((key, hex_key))
 }
 
 /// Alphabet of AWS access key ids and unique ids (upper-case base32).
@@ -307,6 +413,66 @@ mod tests {
             e.contains("root-credentials") && e.contains("backup"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_master_key_file_is_created_once_and_read_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let (a, _) = load_or_create_master_key(&path).unwrap();
+        let (b, _) = load_or_create_master_key(&path).unwrap();
+        assert_eq!(a.len(), 32);
+        assert_eq!(a, b);
+        std::fs::write(&path, "short").unwrap();
+        let e = load_or_create_master_key(&path).unwrap_err().to_string();
+        assert!(e.contains("64 hex digits"), "{e}");
+    }
+
+    #[test]
+    fn a_shared_account_is_adopted_and_another_accounts_directory_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (record, secret) = AccountRecord::fresh();
+        let key = SecretKey::new("00".repeat(32));
+        let mut began = 0;
+        let a = Account::adopt_with(
+            dir.path(),
+            record.clone(),
+            secret.clone(),
+            key.clone(),
+            |_| {
+                began += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert!(a.created_now);
+        let b = Account::adopt_with(
+            dir.path(),
+            record.clone(),
+            secret.clone(),
+            key.clone(),
+            |_| {
+                began += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert!(!b.created_now);
+        assert_eq!(began, 1, "the trail is begun once per data directory");
+        let creds = std::fs::read_to_string(dir.path().join(ROOT_CREDENTIALS_FILE)).unwrap();
+        assert_eq!(
+            parse_shared_credentials(&creds),
+            Some((
+                record.root_access_key_id.clone(),
+                secret.expose().to_owned()
+            ))
+        );
+        assert!(!dir.path().join(MASTER_KEY_FILE).exists());
+        let (other, other_secret) = AccountRecord::fresh();
+        let e = Account::adopt_with(dir.path(), other, other_secret, key, |_| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("empty data directory"), "{e}");
     }
 
     #[test]

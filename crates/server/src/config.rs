@@ -87,6 +87,63 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+/// Where the control-plane state lives.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum StateLocation {
+    /// `<data_dir>/state.db` (one node; the default).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database several nodes share (`postgres://USER@HOST:PORT/DB`).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for StateLocation {
+    /// Never shows a password the URL may carry.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateLocation::Sqlite => f.write_str("Sqlite"),
+            StateLocation::Postgres(url) => write!(f, "Postgres({})", redact_url(url)),
+        }
+    }
+}
+
+/// A state URL without the password it may carry (`postgres://u:***@h/db`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((auth, host)) => (auth, host),
+        None => return url.to_owned(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Parses `--state`: `sqlite` (or empty) for the default, a `postgres://` or `postgresql://`
+/// URL for a shared database.
+fn parse_state(text: &str) -> Result<StateLocation, ConfigError> {
+    let invalid = |hint| ConfigError::Invalid {
+        field: "state",
+        value: redact_url(text),
+        hint,
+    };
+    if text.is_empty() || text == "sqlite" {
+        return Ok(StateLocation::Sqlite);
+    }
+    if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+        return Err(invalid(
+            "use `sqlite` (the default: <data-dir>/state.db) or postgres://USER@HOST:PORT/DB",
+        ));
+    }
+    text.parse::<tokio_postgres::Config>().map_err(|_| {
+        invalid("not a PostgreSQL connection URL; use postgres://USER@HOST:PORT/DB")
+    })?;
+    Ok(StateLocation::Postgres(text.to_owned()))
+}
+
 /// The gateway's configuration after all sources are merged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -149,6 +206,12 @@ pub struct Config {
     pub oidc_jwks: Vec<(String, PathBuf)>,
     /// Where buckets live: the local store, an upstream S3 service, or both.
     pub storage: StorageConfig,
+    /// Where the control-plane state lives.
+    pub state: StateLocation,
+    /// The 32-byte master key (64 hex digits) every node of a shared state uses; created
+    /// (0600) if absent. Required with a PostgreSQL state; with SQLite the key is
+    /// `<data_dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -178,6 +241,8 @@ impl Default for Config {
             allow_shared_data_dir: false,
             oidc_jwks: Vec::new(),
             storage: StorageConfig::default(),
+            state: StateLocation::Sqlite,
+            master_key_file: None,
         }
     }
 }
@@ -220,6 +285,8 @@ struct FileConfig {
     upstream_retries: Option<u32>,
     default_backend: Option<String>,
     buckets: Option<std::collections::BTreeMap<String, String>>,
+    state: Option<String>,
+    master_key_file: Option<PathBuf>,
 }
 
 /// Values given on the command line or in `KEYHOLE_*` variables; `None` means "not given".
@@ -277,6 +344,10 @@ pub struct ConfigOverrides {
     /// `--upstream-*` / `KEYHOLE_UPSTREAM_*` and `--default-backend` / `KEYHOLE_DEFAULT_BACKEND`
     /// (the `[buckets]` table is a file setting only).
     pub storage: StorageSettings,
+    /// `--state` / `KEYHOLE_STATE`.
+    pub state: Option<String>,
+    /// `--master-key-file` / `KEYHOLE_MASTER_KEY_FILE`.
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// A configuration that could not be loaded; the message names the field and the fix.
@@ -292,7 +363,7 @@ pub enum ConfigError {
     },
     /// The configuration file is not valid TOML or has unknown keys.
     #[error(
-        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir, oidc_jwks, upstream_endpoint, upstream_region, upstream_credentials_file, upstream_profile, upstream_path_style, upstream_ca_bundle, upstream_max_concurrency, upstream_timeout_secs, upstream_retries, default_backend, and the [buckets] table)"
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir, oidc_jwks, upstream_endpoint, upstream_region, upstream_credentials_file, upstream_profile, upstream_path_style, upstream_ca_bundle, upstream_max_concurrency, upstream_timeout_secs, upstream_retries, default_backend, state, master_key_file, and the [buckets] table)"
     )]
     Parse {
         /// The file.
@@ -568,7 +639,31 @@ impl Config {
                 });
             }
         }
+        let state = match overrides.state.or(from_file.state) {
+            Some(text) => parse_state(&text)?,
+            None => StateLocation::Sqlite,
+        };
+        let master_key_file = overrides.master_key_file.or(from_file.master_key_file);
+        match (&state, &master_key_file) {
+            (StateLocation::Postgres(_), None) => {
+                return Err(ConfigError::Incomplete {
+                    given: "state",
+                    missing: "master_key_file",
+                    hint: "nodes sharing a PostgreSQL state must share the master key too: add --master-key-file FILE (KEYHOLE_MASTER_KEY_FILE, or master_key_file in the config file), the same file on every node; the first node creates it",
+                })
+            }
+            (StateLocation::Sqlite, Some(_)) => {
+                return Err(ConfigError::Incomplete {
+                    given: "master_key_file",
+                    missing: "state",
+                    hint: "a master key file is for nodes sharing a PostgreSQL state (--state postgres://...); one node keeps its key in <data-dir>/master.key",
+                })
+            }
+            _ => {}
+        }
         Ok(Config {
+            state,
+            master_key_file,
             oidc_jwks,
             audit_retain_days,
             audit_digest_seconds,
@@ -626,6 +721,55 @@ fn check_region(field: &'static str, region: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_is_sqlite_by_default_or_a_postgres_url_with_a_master_key_file() {
+        let c = Config::load(None, ConfigOverrides::default()).unwrap();
+        assert_eq!(c.state, StateLocation::Sqlite);
+        let url = "postgres://keyhole:pw@127.0.0.1:5432/keyhole";
+        let with = |state: Option<&str>, key: Option<&str>| {
+            Config::load(
+                None,
+                ConfigOverrides {
+                    state: state.map(str::to_owned),
+                    master_key_file: key.map(PathBuf::from),
+                    ..ConfigOverrides::default()
+                },
+            )
+        };
+        let c = with(Some(url), Some("/k")).unwrap();
+        assert_eq!(c.state, StateLocation::Postgres(url.into()));
+        assert_eq!(c.master_key_file, Some(PathBuf::from("/k")));
+        assert!(
+            !format!("{c:?}").contains("pw"),
+            "the password is not in Debug"
+        );
+        let e = with(Some(url), None).unwrap_err().to_string();
+        assert!(e.contains("master_key_file"), "{e}");
+        let e = with(None, Some("/k")).unwrap_err().to_string();
+        assert!(e.contains("postgres"), "{e}");
+        let e = with(Some("mysql://x@y/z"), Some("/k"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("postgres://USER@HOST:PORT/DB"), "{e}");
+        assert_eq!(
+            with(Some("sqlite"), None).unwrap().state,
+            StateLocation::Sqlite
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("k.toml");
+        std::fs::write(
+            &file,
+            format!("state = \"{url}\"\nmaster_key_file = \"/k\"\n"),
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), ConfigOverrides::default()).unwrap();
+        assert_eq!(c.state, StateLocation::Postgres(url.into()));
+        assert_eq!(
+            redact_url(url),
+            "postgres://keyhole:***@127.0.0.1:5432/keyhole"
+        );
+    }
 
     #[test]
     fn defaults_listen_on_loopback_9000() {

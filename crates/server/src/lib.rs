@@ -239,7 +239,8 @@ fn open_in(
         .audit_signing_key
         .clone()
         .unwrap_or_else(|| config.data_dir.join(audit::DEFAULT_SIGNING_KEY_FILE));
-    let account = Account::load_or_create_with(&config.data_dir, |record| {
+    // The audit trail's signed genesis, written when this data directory gets its account.
+    let mut begin_trail = |record: &account::AccountRecord| -> Result<(), account::AccountError> {
         let s = match signer.take() {
             Some(s) => s,
             None => audit::load_or_create_signing_key(&key_path, true)?.0,
@@ -253,7 +254,56 @@ fn open_in(
         )?;
         signer = Some(s);
         Ok(())
-    })?;
+    };
+    let (account, master, state) = match &config.state {
+        config::StateLocation::Sqlite => {
+            let account = Account::load_or_create_with(&config.data_dir, &mut begin_trail)?;
+            let master = hex::decode(account.master_key.expose()).map_err(|_| {
+                OpenError::Account(account::AccountError::Damaged {
+                    path: config.data_dir.join(account::MASTER_KEY_FILE),
+                    reason: "expected 64 hex digits".into(),
+                })
+            })?;
+            let state = state::State::open(&config.data_dir, &master, &account.record.account_id)?;
+            (account, master, state)
+        }
+        config::StateLocation::Postgres(url) => {
+            let key_file = config.master_key_file.clone().ok_or_else(|| {
+                OpenError::State(state::StateError::Engine(
+                    "a PostgreSQL state needs --master-key-file".into(),
+                ))
+            })?;
+            let (master, master_hex) = account::load_or_create_master_key(&key_file)?;
+            let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+                OpenError::State(state::StateError::Engine(
+                    "the PostgreSQL engine needs the gateway's runtime".into(),
+                ))
+            })?;
+            let engine = state::postgres::Postgres::open(url, handle)?;
+            let (record, secret) = account::AccountRecord::fresh();
+            let fresh = state::shared::SharedAccount {
+                account_id: record.account_id,
+                root_access_key_id: record.root_access_key_id,
+                root_secret: secret,
+                created: record.created,
+                created_now: false,
+            };
+            let (state, shared) = state::State::join(engine, &master, &fresh)?;
+            let record = account::AccountRecord {
+                account_id: shared.account_id,
+                root_access_key_id: shared.root_access_key_id,
+                created: shared.created,
+            };
+            let account = Account::adopt_with(
+                &config.data_dir,
+                record,
+                shared.root_secret,
+                master_hex,
+                &mut begin_trail,
+            )?;
+            (account, master, state)
+        }
+    };
     let signer = match signer {
         Some(s) => s,
         None => audit::load_or_create_signing_key(&key_path, true)?.0,
@@ -261,17 +311,7 @@ fn open_in(
     check_pinned(&config, &signer, &key_path)?;
     let store = LocalStore::open(&config.data_dir.join("store"))?;
     let storage = storage_of(&config, store, upstream);
-    let master = hex::decode(account.master_key.expose()).map_err(|_| {
-        OpenError::Account(account::AccountError::Damaged {
-            path: config.data_dir.join(account::MASTER_KEY_FILE),
-            reason: "expected 64 hex digits".into(),
-        })
-    })?;
-    let state = Arc::new(state::State::open(
-        &config.data_dir,
-        &master,
-        &account.record.account_id,
-    )?);
+    let state = Arc::new(state);
     let jobs = Arc::new(jobs::store::JobStore::new(state.clone()));
     let authz = Arc::new(authz::PolicyAuthorizer {
         account_id: account.record.account_id.clone(),

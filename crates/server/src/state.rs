@@ -15,12 +15,15 @@
 //! alone does not reveal them. Policies are parsed and compiled when stored, so the request path
 //! only sees documents that compiled.
 
+pub mod changes;
 pub mod db;
 mod groups;
 pub mod migrations;
 pub mod oidc;
+pub mod postgres;
 pub mod principals;
 pub mod seal;
+pub mod shared;
 pub mod snapshot;
 mod sources;
 pub mod sqlite;
@@ -317,6 +320,8 @@ fn compile_bucket_policy_bound(
 pub enum Engine {
     /// One SQLite file (one node).
     Sqlite(sqlite::Sqlite),
+    /// One PostgreSQL database shared by several nodes ([`changes`] keeps them in step).
+    Postgres(postgres::Postgres),
 }
 
 /// The state database and its snapshot.
@@ -327,6 +332,10 @@ pub struct State {
     apply_lock: Mutex<()>,
     sealer: Sealer,
     account_id: String,
+    /// This process's name in the change log (random per start).
+    node_id: String,
+    /// The last change-log sequence number this node's snapshot has taken (PostgreSQL).
+    cursor: Mutex<i64>,
 }
 
 impl std::fmt::Debug for State {
@@ -448,10 +457,76 @@ impl State {
             apply_lock: Mutex::new(()),
             sealer: Sealer::new(master_key)?,
             account_id: account_id.to_owned(),
+            node_id: hex::encode(rand::random::<[u8; 8]>()),
+            cursor: Mutex::new(0),
         };
         migrations::migrate(&state)?;
         state.reload()?;
         Ok(state)
+    }
+
+    /// Opens the shared state in a PostgreSQL database: brings its schema up to date (once, for
+    /// nodes starting together: every migration runs under the write lock), adopts the
+    /// account it holds or stores `fresh` as the account if it holds none, then loads the
+    /// snapshot. Refused when the database's account was sealed under another master key.
+    pub fn join(
+        engine: postgres::Postgres,
+        master_key: &[u8],
+        fresh: &shared::SharedAccount,
+    ) -> Result<(State, shared::SharedAccount), StateError> {
+        // INVARIANT: a PostgreSQL database starts at schema version 1 (no unversioned release
+        // ever wrote one), so the account id migrations are given binds nothing there; it is
+        // the candidate until the database says otherwise.
+        let state = State::with_engine(Engine::Postgres(engine), master_key, &fresh.account_id)?;
+        let account = state.write_raw(|tx| shared::join(tx, master_key, fresh))?;
+        if account.account_id == fresh.account_id {
+            return Ok((state, account));
+        }
+        let State { engine, .. } = state;
+        let state = State::with_engine(engine, master_key, &account.account_id)?;
+        Ok((state, account))
+    }
+
+    /// This node's name in the change log.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The connection settings of a PostgreSQL engine (for the change listener).
+    pub fn postgres_config(&self) -> Option<tokio_postgres::Config> {
+        match &self.engine {
+            Engine::Sqlite(_) => None,
+            Engine::Postgres(e) => Some(e.config().clone()),
+        }
+    }
+
+    /// Applies what other nodes changed since the last catch-up ([`changes`]); nothing with
+    /// one node. Returns how many entities were loaded again (a whole reload counts as one).
+    pub fn catch_up(&self) -> Result<usize, StateError> {
+        if matches!(self.engine, Engine::Sqlite(_)) {
+            return Ok(0);
+        }
+        self.with_db(|db| {
+            let cursor = *lock(&self.cursor);
+            match changes::pending(db, &self.node_id, cursor)? {
+                changes::Pending::Nothing => Ok(0),
+                changes::Pending::Apply(touched, to) => {
+                    self.apply(db, &touched)?;
+                    *lock(&self.cursor) = to;
+                    Ok(touched.len())
+                }
+                changes::Pending::Reload(to) => {
+                    tracing::info!(
+                        cursor,
+                        to,
+                        "the change log has a hole: reloading the snapshot"
+                    );
+                    self.load_with(db)?;
+                    *lock(&self.cursor) = to;
+                    Ok(1)
+                }
+            }
+        })
     }
 
     /// The engine.
@@ -481,6 +556,7 @@ impl State {
     ) -> Result<T, StateError> {
         match &self.engine {
             Engine::Sqlite(e) => e.read(f),
+            Engine::Postgres(e) => e.read(f),
         }
     }
 
@@ -491,6 +567,7 @@ impl State {
     ) -> Result<T, StateError> {
         match &self.engine {
             Engine::Sqlite(e) => e.write(f, |_, _| Ok(())),
+            Engine::Postgres(e) => e.write(f, |_, _| Ok(()), |_, _| Ok(())),
         }
     }
 
@@ -513,6 +590,11 @@ impl State {
         };
         match &self.engine {
             Engine::Sqlite(e) => e.write(f, after),
+            Engine::Postgres(e) => e.write(
+                f,
+                |tx, touched| changes::record(tx, &self.node_id, touched),
+                after,
+            ),
         }
     }
 
@@ -546,6 +628,13 @@ impl State {
 
     fn load_at(&self, db: &dyn Conn, now: i64) -> Result<(), StateError> {
         let _one = lock(&self.apply_lock);
+        if matches!(self.engine, Engine::Postgres(_)) {
+            // Read before the snapshot: a change committed in between is applied again at the
+            // next catch-up (applying is idempotent), never missed.
+            let newest = changes::newest(db)?;
+            let mut cursor = lock(&self.cursor);
+            *cursor = (*cursor).max(newest);
+        }
         let next = snapshot::load(db, &self.context_at(now))?;
         self.swap(next);
         Ok(())

@@ -1,14 +1,15 @@
 //! The seam between the state layer and its SQL engines.
 //!
 //! Repositories (`state/*.rs`, `jobs/store.rs`) are written once, in portable SQL with `?N`
-//! placeholders, against [`Conn`]; an engine runs them. Today that is SQLite
-//! ([`super::sqlite`], one file in the data directory); a shared engine for several gateway
-//! nodes (issue 14's PostgreSQL) goes behind the same trait. Values cross the seam as
+//! placeholders, against [`Conn`]; an engine runs them: SQLite ([`super::sqlite`], one file in
+//! the data directory, one node) or PostgreSQL ([`super::postgres`], several nodes on one
+//! database; it rewrites `?N` as `$N`). Values cross the seam as
 //! [`Value`]s (text, 64-bit integers, NULL: all the schema uses), so engines cannot disagree on
 //! types.
 //!
 //! # Off the async executor
-//! Every database call blocks its thread (SQLite does file I/O and may wait for its lock), so it
+//! Every database call blocks its thread (SQLite does file I/O and may wait for its lock;
+//! PostgreSQL's async driver is waited for), so it
 //! must run on a blocking thread ([`blocking`]). An engine refuses a call
 //! made on a Tokio worker thread with an error instead of stalling every connection that worker
 //! serves; tests and the command line, which run outside a runtime, call directly.
@@ -118,6 +119,8 @@ impl Row {
 pub enum Dialect {
     /// SQLite.
     Sqlite,
+    /// PostgreSQL.
+    Postgres,
 }
 
 /// A connection (or an open transaction) of an engine.
@@ -190,6 +193,43 @@ pub enum Touched {
     Revocation(String),
     /// An IAM OIDC provider, by issuer URL.
     OidcProvider(String),
+}
+
+impl Touched {
+    /// The text form kept in the change log (`user:NAME`, `account-bpa:`...): a kind, a colon,
+    /// and the name (which may itself hold colons: OIDC issuer URLs).
+    pub fn encode(&self) -> String {
+        let (kind, name) = match self {
+            Touched::User(n) => ("user", n.as_str()),
+            Touched::Group(n) => ("group", n.as_str()),
+            Touched::Role(n) => ("role", n.as_str()),
+            Touched::Policy(n) => ("policy", n.as_str()),
+            Touched::Bucket(n) => ("bucket", n.as_str()),
+            Touched::AccountBpa => ("account-bpa", ""),
+            Touched::Job(n) => ("job", n.as_str()),
+            Touched::Revocation(n) => ("revocation", n.as_str()),
+            Touched::OidcProvider(n) => ("oidc-provider", n.as_str()),
+        };
+        format!("{kind}:{name}")
+    }
+
+    /// The inverse of [`Touched::encode`]; `None` for a kind this release does not know.
+    pub fn decode(text: &str) -> Option<Touched> {
+        let (kind, name) = text.split_once(':')?;
+        let name = name.to_owned();
+        Some(match kind {
+            "user" => Touched::User(name),
+            "group" => Touched::Group(name),
+            "role" => Touched::Role(name),
+            "policy" => Touched::Policy(name),
+            "bucket" => Touched::Bucket(name),
+            "account-bpa" => Touched::AccountBpa,
+            "job" => Touched::Job(name),
+            "revocation" => Touched::Revocation(name),
+            "oidc-provider" => Touched::OidcProvider(name),
+            _ => return None,
+        })
+    }
 }
 
 /// An open write transaction: the connection, and what the change touched.
@@ -273,6 +313,25 @@ pub(super) fn check_off_executor() -> Result<(), StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn touched_round_trips_through_its_text_form() {
+        for t in [
+            Touched::User("u".into()),
+            Touched::Group("g".into()),
+            Touched::Role("r".into()),
+            Touched::Policy("p".into()),
+            Touched::Bucket("b".into()),
+            Touched::AccountBpa,
+            Touched::Job("j-1".into()),
+            Touched::Revocation("ASIA1".into()),
+            Touched::OidcProvider("https://idp.example:8443/x".into()),
+        ] {
+            assert_eq!(Touched::decode(&t.encode()), Some(t));
+        }
+        assert_eq!(Touched::decode("later-kind:x"), None);
+        assert_eq!(Touched::decode("no colon"), None);
+    }
 
     #[tokio::test]
     async fn database_calls_on_the_executor_are_refused() {

@@ -10,7 +10,7 @@
 //! (policy version columns, job grants, bindings of documents stored before bindings existed);
 //! on a database that already has those tables it only adds what is missing.
 
-use super::db::{Conn, Tx};
+use super::db::{Conn, Dialect, Tx};
 use super::StateError;
 
 /// One migration: brings the schema from the version before it to its own, inside the write
@@ -19,7 +19,7 @@ type Migration = fn(&Tx<'_>, &str) -> Result<(), StateError>;
 
 /// Every migration, in order: entry `i` brings the schema to version `i + 1`. Append only: a
 /// released migration is never edited, since databases out there already ran it.
-const MIGRATIONS: &[Migration] = &[v1, v2];
+const MIGRATIONS: &[Migration] = &[v1, v2, v3];
 
 /// The newest schema version this release knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -99,7 +99,12 @@ fn v1(tx: &Tx<'_>, account: &str) -> Result<(), StateError> {
     for s in statements(V1_TABLES) {
         tx.execute(s, crate::params![])?;
     }
-    // Files from before policy versions and job grants.
+    // Files from before policy versions and job grants (SQLite only: a PostgreSQL database
+    // starts at version 1, whose tables already have them; and there a failed SELECT would
+    // abort the transaction).
+    if tx.dialect() == Dialect::Postgres {
+        return Ok(());
+    }
     for column in ["default_version", "last_version"] {
         if !has_column(tx, "managed_policies", column) {
             tx.execute(
@@ -129,6 +134,25 @@ fn v1(tx: &Tx<'_>, account: &str) -> Result<(), StateError> {
 /// Version 2: IAM OIDC providers (`AssumeRoleWithWebIdentity`).
 fn v2(tx: &Tx<'_>, _account: &str) -> Result<(), StateError> {
     tx.execute(super::oidc::SCHEMA, crate::params![])?;
+    Ok(())
+}
+
+/// Version 3: several nodes on one database. The change log other nodes follow
+/// ([`super::changes`]: one row per committed change, what it touched) and the shared account
+/// ([`super::shared`]: id, root access key, root secret sealed under the master key). Both
+/// engines get the tables; only PostgreSQL writes them.
+fn v3(tx: &Tx<'_>, _account: &str) -> Result<(), StateError> {
+    let seq = match tx.dialect() {
+        Dialect::Sqlite => "seq INTEGER PRIMARY KEY AUTOINCREMENT",
+        Dialect::Postgres => "seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    };
+    tx.execute(
+        &format!(
+            "CREATE TABLE IF NOT EXISTS state_changes ({seq}, node TEXT NOT NULL, touched TEXT NOT NULL, at BIGINT NOT NULL)"
+        ),
+        crate::params![],
+    )?;
+    tx.execute(super::shared::SCHEMA, crate::params![])?;
     Ok(())
 }
 
@@ -269,7 +293,7 @@ mod tests {
         {
             let conn = rusqlite::Connection::open(dir.path().join(STATE_DB_FILE)).unwrap();
             conn.execute_batch(
-                "DROP TABLE oidc_providers; DELETE FROM schema_migrations WHERE version > 1;",
+                "DROP TABLE oidc_providers; DROP TABLE state_changes; DROP TABLE shared_account; DELETE FROM schema_migrations WHERE version > 1;",
             )
             .unwrap();
         }

@@ -756,7 +756,7 @@ pub fn apply(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::jobs::store::{JobRecord, JobStore};
     use crate::state::tests::READ;
@@ -843,6 +843,22 @@ mod tests {
     fn every_change_leaves_the_snapshot_a_whole_reload_would_build() {
         let dir = tempfile::tempdir().unwrap();
         let s = std::sync::Arc::new(State::open(dir.path(), &[1u8; 32], "123456789012").unwrap());
+        replay_every_change(&s, &|name| same_as_reloaded(&s, name));
+    }
+
+    /// The fingerprint of a snapshot (for comparing two nodes' snapshots).
+    pub(crate) fn snapshot_lines(s: &Snapshot) -> Vec<String> {
+        fingerprint(s)
+    }
+
+    /// Asserts that `s`'s snapshot is the one a whole reload builds.
+    pub(crate) fn assert_same_as_reloaded(s: &State, step: &str) {
+        same_as_reloaded(s, step);
+    }
+
+    /// Makes every kind of change on `s` (account 123456789012), calling `after` with each
+    /// step's name once it is made.
+    pub(crate) fn replay_every_change(s: &std::sync::Arc<State>, after: &dyn Fn(&str)) {
         let acct = "arn:aws:iam::123456789012";
         let (user, group, role) = (
             PrincipalKind::User,
@@ -1036,7 +1052,7 @@ mod tests {
         ];
         for (name, step) in &steps {
             step(&mut key);
-            same_as_reloaded(&s, name);
+            after(name);
         }
     }
 }

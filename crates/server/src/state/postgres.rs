@@ -1,0 +1,299 @@
+//! The PostgreSQL engine: the state of several gateway nodes in one database
+//! (`--state postgres://USER@HOST:PORT/DB`).
+//!
+//! tokio-postgres drives the connections on the gateway's runtime, behind a deadpool pool; the
+//! repositories' synchronous calls wait for them from a blocking thread ([`super::db::blocking`]),
+//! so no async worker ever waits for the database. Statements are the repositories' portable
+//! SQL with `?N` rewritten as `$N` ([`placeholders`]).
+//!
+//! Writes are serialized across every node by a transaction-scoped advisory lock taken first
+//! in each write transaction: control-plane writes are rare, and in exchange the change log's
+//! sequence numbers commit in order (a node that has applied change N has seen every change
+//! before it) and checks such as "no user of that name, whatever its case" cannot race.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::{IsNull, ToSql, Type};
+
+use super::db::{check_off_executor, Conn, Dialect, Param, Row, Touched, Tx, Value};
+use super::StateError;
+
+/// The advisory lock every write transaction holds (an arbitrary constant: "keyhole" in ASCII
+/// digits, so it is recognisable in `pg_locks`).
+pub const WRITE_LOCK: i64 = 0x6b65_7968_6f6c_65;
+/// How long a call waits for a connection (or to open one) before it fails.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections in the pool.
+pub const POOL_SIZE: usize = 16;
+
+/// The PostgreSQL engine.
+pub struct Postgres {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    handle: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("dbname", &self.config.get_dbname())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Text(s) => s.as_str().to_sql(ty, out),
+            Value::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR => i.to_string().as_str().to_sql(ty, out),
+                _ => Err(format!("an integer bound to a {ty} parameter").into()),
+            },
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// `?N` placeholders (outside quoted text) as PostgreSQL's `$N`.
+pub fn placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c == '?' && !quoted && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A failure of the database or of the way to it: the database's own errors (a constraint, a
+/// syntax error) are internal errors; anything else means it cannot be reached now.
+pub(super) fn pg_error(e: tokio_postgres::Error) -> StateError {
+    match e.as_db_error() {
+        Some(db) => {
+            StateError::Engine(format!("postgres ({}): {}", db.code().code(), db.message()))
+        }
+        None => StateError::Engine(format!("postgres: {e}")),
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StateError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+        other => StateError::Engine(format!("postgres connection pool: {other}")),
+    }
+}
+
+fn convert(row: &tokio_postgres::Row) -> Result<Row, StateError> {
+    let mut out = Vec::with_capacity(row.len());
+    for (i, c) in row.columns().iter().enumerate() {
+        let v = match *c.type_() {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::Int)),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)
+                .map(|v| v.map(|n| Value::Int(n.into()))),
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)
+                .map(|v| v.map(|n| Value::Int(n.into()))),
+            Type::BOOL => row
+                .try_get::<_, Option<bool>>(i)
+                .map(|v| v.map(|b| Value::Int(b.into()))),
+            _ => row
+                .try_get::<_, Option<String>>(i)
+                .map(|v| v.map(Value::Text)),
+        }
+        .map_err(|e| StateError::Engine(format!("column {} ({}): {e}", c.name(), c.type_())))?;
+        out.push(v.unwrap_or(Value::Null));
+    }
+    Ok(Row(out))
+}
+
+enum Target<'a> {
+    Client(&'a deadpool_postgres::ClientWrapper),
+    Tx(&'a deadpool_postgres::Transaction<'a>),
+}
+
+/// A pooled connection or an open transaction, used from a blocking thread.
+struct PgConn<'a> {
+    target: Target<'a>,
+    handle: &'a tokio::runtime::Handle,
+}
+
+/// The result of one statement.
+enum Outcome {
+    Rows(Vec<tokio_postgres::Row>),
+    Changed(u64),
+}
+
+impl PgConn<'_> {
+    fn run(&self, sql: &str, params: &[&dyn Param], rows: bool) -> Result<Outcome, StateError> {
+        let sql = placeholders(sql);
+        let values: Vec<Value> = params.iter().map(|p| p.value()).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        self.handle.block_on(async {
+            let stmt = match &self.target {
+                Target::Client(c) => c.prepare_cached(&sql).await,
+                Target::Tx(t) => t.prepare_cached(&sql).await,
+            }
+            .map_err(pg_error)?;
+            let out = match (&self.target, rows) {
+                (Target::Client(c), true) => c.query(&stmt, &refs).await.map(Outcome::Rows),
+                (Target::Tx(t), true) => t.query(&stmt, &refs).await.map(Outcome::Rows),
+                (Target::Client(c), false) => c.execute(&stmt, &refs).await.map(Outcome::Changed),
+                (Target::Tx(t), false) => t.execute(&stmt, &refs).await.map(Outcome::Changed),
+            };
+            out.map_err(pg_error)
+        })
+    }
+}
+
+impl Conn for PgConn<'_> {
+    fn execute(&self, sql: &str, params: &[&dyn Param]) -> Result<u64, StateError> {
+        match self.run(sql, params, false)? {
+            Outcome::Changed(n) => Ok(n),
+            Outcome::Rows(rows) => Ok(rows.len() as u64),
+        }
+    }
+
+    fn query(&self, sql: &str, params: &[&dyn Param]) -> Result<Vec<Row>, StateError> {
+        match self.run(sql, params, true)? {
+            Outcome::Rows(rows) => rows.iter().map(convert).collect(),
+            Outcome::Changed(_) => Ok(Vec::new()),
+        }
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+}
+
+impl Postgres {
+    /// Connects to the database at `url` (`postgres://USER@HOST:PORT/DB`, or a key-value
+    /// connection string); connections run on `handle`'s runtime. Nothing is connected until
+    /// the first call.
+    pub fn open(url: &str, handle: tokio::runtime::Handle) -> Result<Postgres, StateError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StateError::Engine(format!("the state URL is not valid: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("keyhole");
+        }
+        if config.get_options().is_none() {
+            // The migrations' `CREATE TABLE IF NOT EXISTS` would log a NOTICE at every start.
+            config.options("-c client_min_messages=warning");
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StateError::Engine(format!("postgres connection pool: {e}")))?;
+        Ok(Postgres {
+            pool,
+            config,
+            handle,
+        })
+    }
+
+    /// The connection settings (for the change listener's own connection).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// The runtime the connections run on.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    fn client(&self) -> Result<deadpool_postgres::Object, StateError> {
+        self.handle.block_on(self.pool.get()).map_err(pool_error)
+    }
+
+    /// Runs reads on a pooled connection.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&dyn Conn) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        check_off_executor()?;
+        let client = self.client()?;
+        let conn = PgConn {
+            target: Target::Client(&client),
+            handle: &self.handle,
+        };
+        f(&conn)
+    }
+
+    /// Runs `f` in one transaction holding [`WRITE_LOCK`], then `log` in the same transaction
+    /// (the change log), commits, then `after` on the same connection.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StateError>,
+        log: impl FnOnce(&dyn Conn, &[Touched]) -> Result<(), StateError>,
+        after: impl FnOnce(&dyn Conn, &[Touched]) -> Result<(), StateError>,
+    ) -> Result<T, StateError> {
+        check_off_executor()?;
+        let mut client = self.client()?;
+        let tx = self
+            .handle
+            .block_on(client.transaction())
+            .map_err(pg_error)?;
+        let (out, touched) = {
+            let conn = PgConn {
+                target: Target::Tx(&tx),
+                handle: &self.handle,
+            };
+            conn.execute("SELECT pg_advisory_xact_lock(?1)", &[&WRITE_LOCK])?;
+            let t = Tx::new(&conn);
+            let out = f(&t)?;
+            let touched = t.into_touched();
+            log(&conn, &touched)?;
+            (out, touched)
+        };
+        self.handle.block_on(tx.commit()).map_err(pg_error)?;
+        let conn = PgConn {
+            target: Target::Client(&client),
+            handle: &self.handle,
+        };
+        after(&conn, &touched)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testdb;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,305 @@
+"""Several gateway nodes on one PostgreSQL state (issue 14, steps 2 and 3).
+
+The test starts a private PostgreSQL cluster of its own: `initdb` into a temporary directory and
+`postgres` on a free 127.0.0.1 port (as the `postgres` user when the suite runs as root, since
+PostgreSQL refuses root), then two keyhole nodes with separate data directories on the same
+database and the same --master-key-file. It shows, with boto3 and the keyhole CLI, that:
+
+- the second node adopts the first node's account (same id and root credentials), and a node
+  with another master key is refused;
+- a user, access key and policy created on node A work on node B within a second;
+- a session issued by node A verifies on node B (one sealing key);
+- `keyhole admin revoke-session` on node B is enforced on node A within a second, and so is
+  deleting an access key on node B;
+- a bucket policy put on node A binds on node B within a second.
+
+Objects stay local to each node in this step (the upstream backend is another issue), so the
+buckets the test uses are created on each node.
+
+PostgreSQL's server binaries come from KEYHOLE_PG_BINDIR, Debian's /usr/lib/postgresql/*/bin or
+the PATH; when none is found and the suite runs as root, Debian's `postgresql` package is
+installed with apt-get. Otherwise the test fails, saying what is missing: it never skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import botocore.config
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import start_server
+from e2e_helpers import REGION, free_port, keyhole_bin, read_credentials
+
+PROPAGATION_S = 1.0
+
+
+def _bindir() -> Path | None:
+    if os.environ.get("KEYHOLE_PG_BINDIR"):
+        return Path(os.environ["KEYHOLE_PG_BINDIR"])
+    debian = sorted(
+        (p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    if debian:
+        return debian[-1]
+    initdb = shutil.which("initdb")
+    if initdb and (Path(initdb).parent / "postgres").exists():
+        return Path(initdb).parent
+    return None
+
+
+def _install_postgres() -> Path:
+    found = _bindir()
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.fail(
+            "PostgreSQL's server binaries (initdb, postgres) are not installed and cannot be installed "
+            "here (not root, or no apt-get): install Debian's `postgresql` package or set KEYHOLE_PG_BINDIR",
+            pytrace=False,
+        )
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]):
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=600)
+        if r.returncode != 0:
+            pytest.fail(f"cannot install PostgreSQL ({' '.join(cmd)}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}", pytrace=False)
+    found = _bindir()
+    if not found:
+        pytest.fail("apt-get installed `postgresql` but no initdb was found under /usr/lib/postgresql/*/bin", pytrace=False)
+    return found
+
+
+def _as_user(user: str | None, argv: list[str]) -> list[str]:
+    return ["runuser", "-u", user, "--", *argv] if user else argv
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A private PostgreSQL cluster on loopback; yields a URL of a fresh database. Stopped by the
+    postmaster's PID at the end."""
+    bindir = _install_postgres()
+    user = None
+    if os.geteuid() == 0:
+        user = "postgres" if subprocess.run(["id", "postgres"], capture_output=True).returncode == 0 else "nobody"
+    base = Path(tempfile.mkdtemp(prefix="keyhole-pg-e2e-"))
+    if user:
+        shutil.chown(base, user=user, group=user if user == "postgres" else "nogroup")
+    data = base / "data"
+    r = subprocess.run(
+        _as_user(user, [str(bindir / "initdb"), "-D", str(data), "-U", "keyhole", "--auth=trust", "-E", "UTF8", "--no-sync"]),
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+    )
+    if r.returncode != 0:
+        pytest.fail(f"initdb failed:\n{r.stdout}\n{r.stderr}", pytrace=False)
+    port = free_port()
+    log = open(base / "postgres.log", "wb") if not user else subprocess.DEVNULL
+    server = subprocess.Popen(
+        _as_user(user, [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(base),
+                        "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+    )
+    pid = None
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            ok = subprocess.run(
+                _as_user(user, [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "keyhole"]),
+                capture_output=True,
+            ).returncode == 0
+            if ok:
+                break
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"postgres did not start (exit {server.poll()})", pytrace=False)
+            time.sleep(0.1)
+        # The postmaster's own PID (the child of runuser when run as another user).
+        pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+        r = subprocess.run(
+            _as_user(user, [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "keyhole", "keyhole"]),
+            capture_output=True, text=True,
+        )
+        assert r.returncode == 0, r.stderr
+        yield f"postgres://keyhole@127.0.0.1:{port}/keyhole"
+    finally:
+        if pid is not None:
+            os.kill(pid, signal.SIGINT)  # fast shutdown
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+            server.kill()
+            server.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _client(service: str, endpoint: str, ak: str, sk: str, token: str | None = None):
+    return boto3.session.Session().client(
+        service, endpoint_url=endpoint, region_name=REGION,
+        aws_access_key_id=ak, aws_secret_access_key=sk, aws_session_token=token,
+        config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+
+def _code(e: ClientError) -> str:
+    return e.response.get("Error", {}).get("Code", "")
+
+
+def _within(what: str, check, limit: float = PROPAGATION_S) -> float:
+    """Polls `check` (True once the change took effect) and returns how long it took; fails past
+    `limit` seconds."""
+    start = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - start
+        if time.monotonic() - start > limit:
+            pytest.fail(f"{what}: not in effect on the other node within {limit}s", pytrace=False)
+        time.sleep(0.02)
+
+
+def _refused(call, codes: set[str]) -> bool:
+    try:
+        call()
+    except ClientError as e:
+        assert _code(e) in codes, e.response
+        return True
+    return False
+
+
+def _works(call) -> bool:
+    try:
+        call()
+        return True
+    except ClientError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def nodes(postgres_url, tmp_path_factory):
+    base = tmp_path_factory.mktemp("pg-nodes")
+    key = base / "master.key"  # created by the first node
+    args = ["--state", postgres_url, "--master-key-file", str(key)]
+    a = start_server(base / "a", extra_args=args)
+    b = start_server(base / "b", extra_args=args)
+    yield a, b, key, postgres_url, base
+    for kp in (a, b):
+        kp.stop()
+
+
+def test_the_second_node_joins_the_first_nodes_account(nodes):
+    a, b, key, url, base = nodes
+    assert a.account_id() and a.account_id() == b.account_id()
+    assert a.credentials() == b.credentials()
+    assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
+    assert not (a.data_dir / "master.key").exists(), "the shared key lives only in --master-key-file"
+    # A node with another master key is refused, and says why.
+    other = base / "other.key"
+    other.write_text("ab" * 32)
+    r = subprocess.run(
+        [str(keyhole_bin()), "serve", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(base / "c"),
+         "--state", url, "--master-key-file", str(other)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))},
+    )
+    assert r.returncode != 0
+    assert "master-key-file" in r.stderr, r.stderr
+
+
+def test_a_user_key_and_policy_made_on_a_work_on_b_within_a_second(nodes):
+    a, b, _, _, _ = nodes
+    root = a.credentials()
+    bucket = f"pg-{uuid.uuid4().hex[:8]}"
+    for node in (a, b):  # objects are local to each node in this step
+        s3 = _client("s3", node.endpoint, *root)
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="k", Body=b"hello")
+    iam_a = _client("iam", a.endpoint, *root)
+    name = f"u-{uuid.uuid4().hex[:6]}"
+    iam_a.create_user(UserName=name)
+    key = iam_a.create_access_key(UserName=name)["AccessKey"]
+    iam_a.put_user_policy(UserName=name, PolicyName="read", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    s3_b = _client("s3", b.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+    took = _within("a user, key and policy made on node A", lambda: _works(lambda: s3_b.get_object(Bucket=bucket, Key="k")))
+    print(f"user+key+policy on A -> B: {took * 1000:.0f} ms")
+    assert s3_b.get_object(Bucket=bucket, Key="k")["Body"].read() == b"hello"
+    # Deleting the key on B is enforced on A within a second.
+    s3_a = _client("s3", a.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+    assert _works(lambda: s3_a.get_object(Bucket=bucket, Key="k"))
+    _client("iam", b.endpoint, *root).delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
+    took = _within("a key deleted on node B",
+                   lambda: _refused(lambda: s3_a.get_object(Bucket=bucket, Key="k"), {"InvalidAccessKeyId"}))
+    print(f"key deletion on B -> A: {took * 1000:.0f} ms")
+
+
+def test_a_session_from_a_verifies_on_b_and_its_revocation_on_b_binds_on_a(nodes):
+    a, b, _, _, _ = nodes
+    root = a.credentials()
+    iam_a = _client("iam", a.endpoint, *root)
+    name = f"s-{uuid.uuid4().hex[:6]}"
+    iam_a.create_user(UserName=name)
+    iam_a.put_user_policy(UserName=name, PolicyName="assume", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))
+    key = iam_a.create_access_key(UserName=name)["AccessKey"]
+    role = f"r-{uuid.uuid4().hex[:6]}"
+    arn = iam_a.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"AWS": f"arn:aws:iam::{a.account_id()}:user/{name}"}}]}))["Role"]["Arn"]
+    iam_a.put_role_policy(RoleName=role, PolicyName="list", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]}))
+    sts_a = _client("sts", a.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+    creds = sts_a.assume_role(RoleArn=arn, RoleSessionName="node-a")["Credentials"]
+    session = (creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+    on_a = _client("s3", a.endpoint, *session)
+    on_b = _client("s3", b.endpoint, *session)
+    on_a.list_buckets()
+    # The session token node A sealed opens on node B (one master key), and the role it names
+    # has reached B.
+    _within("a role made on node A", lambda: _works(on_b.list_buckets))
+    # Revoked on node B with the CLI; refused on node A within a second.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(b.creds_path), AWS_CONFIG_FILE="/dev/null", AWS_REGION=REGION,
+               KEYHOLE_ENDPOINT=b.endpoint)
+    r = subprocess.run([str(keyhole_bin()), "admin", "revoke-session", creds["AccessKeyId"]],
+                       capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    took = _within("a session revoked on node B", lambda: _refused(on_a.list_buckets, {"InvalidToken"}))
+    print(f"revoke-session on B -> A: {took * 1000:.0f} ms")
+    assert _refused(on_b.list_buckets, {"InvalidToken"})
+
+
+def test_a_bucket_policy_put_on_a_binds_on_b_within_a_second(nodes):
+    a, b, _, _, _ = nodes
+    root = a.credentials()
+    bucket = f"bp-{uuid.uuid4().hex[:8]}"
+    for node in (a, b):
+        s3 = _client("s3", node.endpoint, *root)
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    iam_a = _client("iam", a.endpoint, *root)
+    name = f"bp-{uuid.uuid4().hex[:6]}"
+    iam_a.create_user(UserName=name)
+    key = iam_a.create_access_key(UserName=name)["AccessKey"]
+    user_arn = f"arn:aws:iam::{a.account_id()}:user/{name}"
+    s3_b = _client("s3", b.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+    # No identity policy: only the bucket policy can let the user read.
+    _within("a new key", lambda: _refused(lambda: s3_b.get_object(Bucket=bucket, Key="k"), {"AccessDenied"}))
+    _client("s3", a.endpoint, *root).put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": user_arn},
+                                                "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    took = _within("a bucket policy put on node A", lambda: _works(lambda: s3_b.get_object(Bucket=bucket, Key="k")))
+    print(f"bucket policy on A -> B: {took * 1000:.0f} ms")
+    # And its removal on A takes the grant away on B.
+    _client("s3", a.endpoint, *root).delete_bucket_policy(Bucket=bucket)
+    _within("a bucket policy deleted on node A",
+            lambda: _refused(lambda: s3_b.get_object(Bucket=bucket, Key="k"), {"AccessDenied"}))
