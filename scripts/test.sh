@@ -38,6 +38,20 @@ export KEYHOLE_S3FS_PYTHON="$S3FS_VENV/bin/python"
 "$VENV/bin/aws" --version
 "$VENV/bin/python" -c 'import boto3, pytest; print("boto3", boto3.__version__, "pytest", pytest.__version__)'
 
+# PostgreSQL's server binaries for the shared-state tests (Rust and e2e start a private cluster
+# of their own on loopback; nothing is started here). Installed from Debian's packages when
+# missing; the tests fail, saying so, if they still are.
+section "PostgreSQL server binaries"
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
+    else
+        echo "warning: PostgreSQL is not installed and cannot be installed here; its tests will fail" >&2
+    fi
+fi
+ls -d /usr/lib/postgresql/*/bin 2>/dev/null || command -v initdb || true
+
 section "cargo build -p keyhole"
 cargo build -p keyhole
 

@@ -198,6 +198,7 @@ def nodes(postgres_url, tmp_path_factory):
 def test_the_second_node_joins_the_first_nodes_account(nodes):
     a, b, key, url, base = nodes
     assert a.account_id() and a.account_id() == b.account_id()
+    assert "shared state:" in b.stdout_text() and "postgres://keyhole@" in b.stdout_text()
     assert a.credentials() == b.credentials()
     assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
     assert not (a.data_dir / "master.key").exists(), "the shared key lives only in --master-key-file"

@@ -178,8 +178,16 @@ fn banner(gateway: &keyhole_server::Gateway, local: std::net::SocketAddr) -> Str
             config.storage.buckets.len()
         ),
     };
+    let state_line = match &config.state {
+        keyhole_server::config::StateLocation::Sqlite => String::new(),
+        keyhole_server::config::StateLocation::Postgres(url) => format!(
+            "  shared state:     {} (node {})\n",
+            keyhole_server::config::redact_url(url),
+            gateway.state.node_id()
+        ),
+    };
     format!(
-        "keyhole {version} is serving S3\n  endpoint:         {endpoint}\n{storage}  account id:       {account}\n  data directory:   {data}\n  root credentials: {creds} ({fresh})\n  audit signing key: {key_path}{key_note}\n  audit key fingerprint: {fingerprint}\n{tls_line}{first}try:\n  AWS_SHARED_CREDENTIALS_FILE={creds} aws --endpoint-url {endpoint}{ca_bundle} s3 ls\n{tls_note}Root credentials are for bootstrap only; stop with Ctrl-C (in-flight requests finish).\n",
+        "keyhole {version} is serving S3\n  endpoint:         {endpoint}\n{storage}  account id:       {account}\n  data directory:   {data}\n{state_line}  root credentials: {creds} ({fresh})\n  audit signing key: {key_path}{key_note}\n  audit key fingerprint: {fingerprint}\n{tls_line}{first}try:\n  AWS_SHARED_CREDENTIALS_FILE={creds} aws --endpoint-url {endpoint}{ca_bundle} s3 ls\n{tls_note}Root credentials are for bootstrap only; stop with Ctrl-C (in-flight requests finish).\n",
         version = env!("CARGO_PKG_VERSION"),
         account = gateway.account.record.account_id,
         data = data_dir.display(),

@@ -21,7 +21,7 @@ use super::StateError;
 
 /// The advisory lock every write transaction holds (an arbitrary constant: "keyhole" in ASCII
 /// digits, so it is recognisable in `pg_locks`).
-pub const WRITE_LOCK: i64 = 0x6b65_7968_6f6c_65;
+pub const WRITE_LOCK: i64 = 0x006b_6579_686f_6c65;
 /// How long a call waits for a connection (or to open one) before it fails.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections in the pool.
