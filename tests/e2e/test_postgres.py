@@ -103,7 +103,7 @@ def postgres_url():
     if r.returncode != 0:
         pytest.fail(f"initdb failed:\n{r.stdout}\n{r.stderr}", pytrace=False)
     port = free_port()
-    log = open(base / "postgres.log", "wb") if not user else subprocess.DEVNULL
+    log = open(base / "postgres.log", "wb")
     server = subprocess.Popen(
         _as_user(user, [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(base),
                         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
@@ -120,7 +120,8 @@ def postgres_url():
             if ok:
                 break
             if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"postgres did not start (exit {server.poll()})", pytrace=False)
+                tail = (base / "postgres.log").read_text(errors="replace")[-3000:]
+                pytest.fail(f"postgres did not start (exit {server.poll()}):\n{tail}", pytrace=False)
             time.sleep(0.1)
         # The postmaster's own PID (the child of runuser when run as another user).
         pid = int((data / "postmaster.pid").read_text().splitlines()[0])
@@ -140,6 +141,7 @@ def postgres_url():
                 os.kill(pid, signal.SIGKILL)
             server.kill()
             server.wait()
+        log.close()
         shutil.rmtree(base, ignore_errors=True)
 
 
