@@ -29,7 +29,7 @@
 use std::sync::Arc;
 
 mod decision;
-mod public;
+pub(crate) mod public;
 mod request;
 
 pub use decision::{Decision, DecisionKind, DenialReason, FailedElement, Failure, StatementRef};

@@ -36,6 +36,7 @@ pub mod context;
 pub mod err;
 pub mod eval;
 pub(crate) mod json;
+pub mod lint;
 pub mod model;
 pub mod parse;
 pub mod pattern;
@@ -49,6 +50,7 @@ pub use eval::{
     Policies, PolicyError, PolicyKind, Request, RequestPrincipal, ResourceGate, StatementRef,
 };
 pub use json::{line_col, Span};
+pub use lint::{lint, Finding, FindingType, LintOptions, LintPolicyType};
 pub use model::Policy;
 pub use parse::parse_policy;
 pub use simulate::{

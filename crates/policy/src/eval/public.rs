@@ -158,7 +158,7 @@ fn grants_bad_action(rule: &ActionRule) -> bool {
 }
 
 /// Whether a condition pins the statement to fixed values.
-fn restricts(c: &Condition) -> bool {
+pub(crate) fn restricts(c: &Condition) -> bool {
     let op = c.operator;
     if op.if_exists || op.kind.is_negated() || op.set.is_some() {
         return false;
