@@ -60,6 +60,11 @@ pub enum PolicyCommand {
         #[arg(long, value_enum)]
         role: Option<PolicyRole>,
     },
+    /// Find mistakes and over-permissive grants in policy documents, classed as IAM Access
+    /// Analyzer classes them (ERROR, SECURITY_WARNING, WARNING, SUGGESTION), each with an issue
+    /// code, the AWS page it rests on and its location. Exits 1 on errors (and on security
+    /// warnings with `--strict`); see docs/POLICY_LINT.md.
+    Lint(crate::lint_cmd::LintArgs),
     /// Decide a request as AWS would and explain the decision.
     ///
     /// Without `--action`, reads the JSON simulator input from FILE or stdin and prints the
@@ -119,6 +124,7 @@ pub enum PolicyCommand {
 pub fn run(cmd: PolicyCommand) -> miette::Result<ExitCode> {
     match cmd {
         PolicyCommand::Validate { file, role } => validate(&file, role),
+        PolicyCommand::Lint(args) => crate::lint_cmd::run(args),
         PolicyCommand::Simulate {
             input,
             jsonl,
@@ -212,7 +218,7 @@ fn exit_for(kind: DecisionKind) -> ExitCode {
     }
 }
 
-fn read_input(path: Option<&Path>) -> miette::Result<String> {
+pub(crate) fn read_input(path: Option<&Path>) -> miette::Result<String> {
     match path {
         None => read_stdin(),
         Some(p) if p == Path::new("-") => read_stdin(),
@@ -311,6 +317,20 @@ fn validate(file: &Path, role: Option<PolicyRole>) -> miette::Result<ExitCode> {
             eprintln!("{name}:{line}: {e}");
             return Ok(ExitCode::FAILURE);
         }
+    }
+    // Names the catalogues do not know are warnings: the document stays valid (AWS accepts it).
+    let findings = keyhole_policy::lint::lint(&text, &keyhole_policy::LintOptions::default());
+    for f in findings
+        .iter()
+        .filter(|f| keyhole_policy::lint::names::CATALOGUE_CODES.contains(&f.issue_code))
+    {
+        let (line, col, path) = f.locations.first().map_or((0, 0, String::new()), |l| {
+            (l.start.line, l.start.column + 1, l.path_text())
+        });
+        eprintln!(
+            "{name}:{line}:{col}: warning: {} at `{path}` ({}; {})",
+            f.details, f.issue_code, f.learn_more_link
+        );
     }
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -486,7 +506,9 @@ mod tests {
                 assert_eq!(action.as_deref(), Some("s3:GetObject"));
                 assert_eq!(context, ["aws:SourceIp=1.2.3.4"]);
             }
-            PolicyCommand::Validate { .. } => panic!("parsed as validate"),
+            PolicyCommand::Validate { .. } | PolicyCommand::Lint(_) => {
+                panic!("parsed as another subcommand")
+            }
         }
     }
 }
