@@ -93,7 +93,7 @@ def test_readme_quickstart_runs(fresh_server_factory, tmp_path):
 # below runs these as written, in one shell, in a directory laid out like the clone, against a
 # fresh gateway.
 RUN_IN_ORDER = ["quickstart", "quickstart-boto3", "quickstart-cleanup", "admin-quickstart", "reader", "group",
-                "versions", "simulator", "jobs-quickstart", "public-access"]
+                "versions", "simulator", "policy-lint", "jobs-quickstart", "public-access"]
 # Runnable blocks this test does not run, and why.
 NOT_RUN_HERE = {
     "serve": "starts the gateway: the test starts the same binary's `serve` itself",
@@ -167,6 +167,9 @@ def test_every_readme_block_runs_as_written_in_order(tmp_path):
     assert '"UserName": "admin"' in out and '"UserName": "slm-reader"' in out
     assert re.search(r"v2\s+True\s+v1\s+False", out), f"v2 became the default before the rollback:\n{out}"
     assert "s3:GetObject\tallowed\ns3:PutObject\timplicitDeny" in out, "the simulator's answers"
+    assert "slm-readonly.json: no findings" in out, "the README's reader policy lints clean"
+    assert "Did you mean `s3:GetObject`?" in out and "typos.json: 4 findings: 4 errors" in out
+    assert "lint exit status: 1" in out, "lint fails on errors"
     assert "allow read" in out, "keyhole job plan"
     # The job's copy (`aws s3 cp s3://... s3://...`) is read and written in its access report.
     assert re.search(r"s3://acmeco-datasets/wiki/\s+1 objects read", cp.stderr), cp.stderr[-2000:]
