@@ -123,6 +123,7 @@ pub fn checked_logs(
     let mut logs = Vec::new();
     for (seq, path) in digest::digest_logs(audit_dir).map_err(io("list", audit_dir))? {
         let mut local = read_no_follow(&path).map_err(io("read", &path))?;
+        // Only complete lines: a digest being written right now is exported next time.
         let complete = local.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         local.truncate(complete);
         logs.push((seq, path, local));
@@ -150,18 +151,9 @@ pub fn export_digests(
     }
     builder.create(dest).map_err(io("create", dest))?;
     let mut out = Exported::default();
-    let mut logs = Vec::new();
-    for (seq, path) in digest::digest_logs(audit_dir).map_err(io("list", audit_dir))? {
-        let mut local = read_no_follow(&path).map_err(io("read", &path))?;
-        // Only complete lines: a digest being written right now is exported next time.
-        let complete = local.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        local.truncate(complete);
-        logs.push((seq, path, local));
-    }
     // Nothing is exported unless every digest checks out.
-    check_logs(&logs, keys)?;
-    for (seq, path, local) in logs {
-        let target = dest.join(digest::log_name(seq));
+    for (name, path, local) in checked_logs(audit_dir, keys)? {
+        let target = dest.join(&name);
         let exported = match read_no_follow(&target) {
             Ok(b) => Some(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -170,7 +162,7 @@ pub fn export_digests(
         let lines = |b: &[u8]| b.iter().filter(|c| **c == b'\n').count();
         match exported {
             None => {
-                let tmp = dest.join(format!(".{}.tmp", digest::log_name(seq)));
+                let tmp = dest.join(format!(".{name}.tmp"));
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create(true).truncate(true);
                 #[cfg(unix)]
