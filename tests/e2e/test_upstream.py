@@ -538,3 +538,109 @@ def test_upstream_credentials_from_web_identity_and_container_credentials(tmp_pa
         for g in gws:
             g.kill()
         up.kill()
+
+
+# ------------------------------------------------------------------ a misbehaving upstream
+
+
+class ShimProxy:
+    """A transparent HTTP proxy between the gateway and an upstream keyhole that can misbehave on
+    demand (`mode`): `tag429` answers tag reads with 429 SlowDown (as throttling S3-compatible
+    stores do), `chunked` sends objects without a Content-Length."""
+
+    def __init__(self, upstream_port: int):
+        import http.client
+        import http.server
+        import socketserver
+
+        outer = self
+        self.mode = "pass"
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                n = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(n) if n else b""
+                query = self.path.split("?", 1)[1] if "?" in self.path else ""
+                if outer.mode == "tag429" and self.command == "GET" and "tagging" in query.split("&"):
+                    msg = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                    self.send_response(429)
+                    self.send_header("content-length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "transfer-encoding")}
+                headers["content-length"] = str(len(body))
+                conn.request(self.command, self.path, body=body, headers=headers)
+                r = conn.getresponse()
+                data = r.read()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(k, v)
+                if outer.mode == "chunked" and self.command == "GET" and not query and r.status == 200:
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n0\r\n\r\n")
+                    return
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_misbehaving_upstream_never_turns_into_a_wrong_success(upstream_keyhole, tmp_path):
+    """Review of the upstream path: a throttled tag read let a Deny on s3:ExistingObjectTag fail
+    open (F1), and an object answered without Content-Length came back as an empty 200 (F3). Both
+    must fail instead (https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html)."""
+    proxy = ShimProxy(upstream_keyhole.port)
+    gw = start_server(tmp_path / "gw", extra_args=[
+        "--upstream-endpoint", f"http://127.0.0.1:{proxy.port}",
+        "--upstream-credentials-file", str(upstream_keyhole.creds_path)])
+    try:
+        admin = root_client(gw)
+        bucket = f"shim-{uuid.uuid4().hex[:8]}"
+        admin.create_bucket(Bucket=bucket)
+        admin.put_object(Bucket=bucket, Key="secret", Body=b"TOP SECRET", Tagging="class=secret")
+        iam = iam_client(as_server(gw))
+        _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"},
+            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+             "Condition": {"StringEquals": {"s3:ExistingObjectTag/class": "secret"}}}]})
+        user = make_client(gw.endpoint, ak, sk)
+        with pytest.raises(ClientError) as e:
+            user.get_object(Bucket=bucket, Key="secret")
+        assert error_code(e.value) == "AccessDenied"
+        proxy.mode = "tag429"
+        with pytest.raises(ClientError) as e:
+            user.get_object(Bucket=bucket, Key="secret")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] in (429, 503), e.value.response
+        proxy.mode = "chunked"
+        admin.put_object(Bucket=bucket, Key="plain", Body=b"0123456789")
+        try:
+            got = admin.get_object(Bucket=bucket, Key="plain")["Body"].read()
+            assert got == b"0123456789", got
+        except ClientError as e:
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] >= 500
+    finally:
+        gw.kill()
+        proxy.close()

@@ -300,7 +300,15 @@ async fn with_existing_object_tags(
     let tags = match gw.storage.get_tags(bucket, key).await {
         Ok(tags) => tags,
         // No such object (or a key no object can have): no tags, as in AWS.
-        Err(e) if e.status().is_client_error() && e.code() != "AccessDenied" => Vec::new(),
+        Err(e)
+            if e.status() == http::StatusCode::NOT_FOUND
+                || matches!(e.code(), "KeyTooLongError" | "InvalidObjectName") =>
+        {
+            Vec::new()
+        }
+        // Anything else (a throttled, timed-out or refused tag read) fails the request: taking
+        // it as "no tags" let a Deny on s3:ExistingObjectTag fail open (review of the upstream
+        // path, F1).
         Err(e) => return Err(e),
     };
     let mut tagged = context.clone();

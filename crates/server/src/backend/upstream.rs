@@ -188,7 +188,17 @@ fn head_of(answer: &Answer) -> Result<(ObjectHead, Option<ByteRange>)> {
                 })?;
             (parsed.0, Some(parsed.1))
         }
-        _ => (length.unwrap_or(0), None),
+        // A whole object's size is its Content-Length; an answer without one (chunked) is not
+        // an S3 answer, and taking it as 0 bytes served a silently empty object (review of the
+        // upstream path, F3).
+        _ => (
+            length.ok_or_else(|| {
+                S3Error::internal(std::io::Error::other(
+                    "the upstream answered an object without a Content-Length",
+                ))
+            })?,
+            None,
+        ),
     };
     let mut user = BTreeMap::new();
     for (name, value) in &answer.headers {
