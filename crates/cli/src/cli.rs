@@ -120,7 +120,7 @@ pub struct ServeArgs {
     /// audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs,
     /// tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs,
     /// body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir,
-    /// oidc_jwks (a table of ISSUER = "FILE"), state, master_key_file,
+    /// oidc_jwks (a table of ISSUER = "FILE"), state, master_key_file, state_max_staleness_secs,
     /// upstream_endpoint, upstream_region, upstream_credentials_file, upstream_profile,
     /// upstream_path_style, upstream_ca_bundle, upstream_max_concurrency,
     /// upstream_timeout_secs, upstream_retries, default_backend, and a [buckets] table mapping
@@ -293,6 +293,11 @@ pub struct ServeArgs {
     /// A node whose key does not open the database's account is refused.
     #[arg(long, env = "KEYHOLE_MASTER_KEY_FILE", value_name = "FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// With a PostgreSQL state: how long a node that cannot read the database keeps serving its
+    /// snapshot before it refuses requests with 503 (control-plane writes are refused at
+    /// once) [default: 30].
+    #[arg(long, env = "KEYHOLE_STATE_MAX_STALENESS_SECS", value_name = "SECS")]
+    pub state_max_staleness_secs: Option<u64>,
 }
 
 /// Sends `tracing` output to stderr in the chosen format; `RUST_LOG` filters (default `info`).

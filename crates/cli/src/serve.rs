@@ -53,6 +53,7 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             },
             state: args.state,
             master_key_file: args.master_key_file,
+            state_max_staleness_secs: args.state_max_staleness_secs,
         },
     )
     .into_diagnostic()?;

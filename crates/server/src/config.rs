@@ -40,6 +40,9 @@ pub const MAX_AUDIT_RETAIN_DAYS: u64 = 36_500;
 pub const MIN_JOB_SESSION_SECS: u64 = 15;
 /// Longest job session lifetime (AWS's longest role session, 12 hours).
 pub const MAX_JOB_SESSION_SECS: u64 = 43_200;
+/// Longest staleness bound a node of a shared state may be given (an hour: the change log
+/// keeps an hour of rows).
+pub const MAX_STATE_STALENESS_SECS: u64 = 3_600;
 /// How long a graceful shutdown waits for in-flight requests before giving up.
 pub const SHUTDOWN_GRACE_SECS: u64 = 30;
 /// How long a new connection may take to complete its TLS handshake before it is dropped (a
@@ -212,6 +215,9 @@ pub struct Config {
     /// (0600) if absent. Required with a PostgreSQL state; with SQLite the key is
     /// `<data_dir>/master.key`.
     pub master_key_file: Option<PathBuf>,
+    /// How long a node of a shared (PostgreSQL) state serves its snapshot when it cannot read
+    /// the database, in seconds; past it, requests are refused with 503.
+    pub state_max_staleness_secs: u64,
 }
 
 impl Default for Config {
@@ -243,6 +249,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             state: StateLocation::Sqlite,
             master_key_file: None,
+            state_max_staleness_secs: crate::state::freshness::DEFAULT_MAX_STALENESS.as_secs(),
         }
     }
 }
@@ -287,6 +294,7 @@ struct FileConfig {
     buckets: Option<std::collections::BTreeMap<String, String>>,
     state: Option<String>,
     master_key_file: Option<PathBuf>,
+    state_max_staleness_secs: Option<u64>,
 }
 
 /// Values given on the command line or in `KEYHOLE_*` variables; `None` means "not given".
@@ -348,6 +356,8 @@ pub struct ConfigOverrides {
     pub state: Option<String>,
     /// `--master-key-file` / `KEYHOLE_MASTER_KEY_FILE`.
     pub master_key_file: Option<PathBuf>,
+    /// `--state-max-staleness-secs` / `KEYHOLE_STATE_MAX_STALENESS_SECS`.
+    pub state_max_staleness_secs: Option<u64>,
 }
 
 /// A configuration that could not be loaded; the message names the field and the fix.
@@ -363,7 +373,7 @@ pub enum ConfigError {
     },
     /// The configuration file is not valid TOML or has unknown keys.
     #[error(
-        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir, oidc_jwks, upstream_endpoint, upstream_region, upstream_credentials_file, upstream_profile, upstream_path_style, upstream_ca_bundle, upstream_max_concurrency, upstream_timeout_secs, upstream_retries, default_backend, state, master_key_file, and the [buckets] table)"
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir, oidc_jwks, upstream_endpoint, upstream_region, upstream_credentials_file, upstream_profile, upstream_path_style, upstream_ca_bundle, upstream_max_concurrency, upstream_timeout_secs, upstream_retries, default_backend, state, master_key_file, state_max_staleness_secs, and the [buckets] table)"
     )]
     Parse {
         /// The file.
@@ -661,9 +671,21 @@ impl Config {
             }
             _ => {}
         }
+        let state_max_staleness_secs = overrides
+            .state_max_staleness_secs
+            .or(from_file.state_max_staleness_secs)
+            .unwrap_or(defaults.state_max_staleness_secs);
+        if !(1..=MAX_STATE_STALENESS_SECS).contains(&state_max_staleness_secs) {
+            return Err(ConfigError::Invalid {
+                field: "state_max_staleness_secs",
+                value: state_max_staleness_secs.to_string(),
+                hint: "use 1 to 3600 seconds (default 30): how long a node serves its snapshot while PostgreSQL cannot be read",
+            });
+        }
         Ok(Config {
             state,
             master_key_file,
+            state_max_staleness_secs,
             oidc_jwks,
             audit_retain_days,
             audit_digest_seconds,

@@ -288,7 +288,10 @@ fn open_in(
                 created: record.created,
                 created_now: false,
             };
-            let (state, shared) = state::State::join(engine, &master, &fresh)?;
+            let (mut state, shared) = state::State::join(engine, &master, &fresh)?;
+            state.set_max_staleness(std::time::Duration::from_secs(
+                config.state_max_staleness_secs,
+            ));
             let record = account::AccountRecord {
                 account_id: shared.account_id,
                 root_access_key_id: shared.root_access_key_id,

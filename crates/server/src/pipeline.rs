@@ -274,7 +274,17 @@ pub async fn handle(
     let is_head = parts.method == Method::HEAD;
     if parts.uri.path() == "/healthz" && parts.method == Method::GET && parts.uri.query().is_none()
     {
-        return finish(Response::new(body::full("ok\n")), &request_id);
+        // Ready only when the snapshot is current enough to serve (a load balancer then
+        // sends requests elsewhere); the reason is the body.
+        let response = match gw.state.check_current() {
+            Ok(()) => Response::new(body::full("ok\n")),
+            Err(e) => {
+                let mut r = Response::new(body::full(format!("not ready: {e}\n")));
+                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                r
+            }
+        };
+        return finish(response, &request_id);
     }
     let base = EventBase {
         started,
@@ -313,6 +323,9 @@ pub async fn handle(
     let outcome: Result<Response<Body>, S3Error> = async {
         let now = chrono::Utc::now();
         let mut route = route(&gw, &parts, &mut trace, &mut format)?;
+        // Every later stage reads the snapshot: past its staleness bound, nothing is served
+        // from it (a revocation it missed would not bind).
+        gw.state.check_current()?;
         let caller = authenticate(&gw, &parts, incoming, &mut route, now, &mut trace).await?;
         let (call, context) =
             describe(&gw, &parts, route, &caller, located, &base, now, &mut trace)?;

@@ -17,6 +17,7 @@
 
 pub mod changes;
 pub mod db;
+pub mod freshness;
 mod groups;
 pub mod migrations;
 pub mod oidc;
@@ -31,6 +32,7 @@ mod versions;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::Utc;
@@ -97,6 +99,10 @@ pub enum StateError {
     /// The engine failed, or found something it cannot read (internal).
     #[error("state database: {0}")]
     Engine(String),
+    /// The database cannot be reached now, or the snapshot is too old to serve
+    /// (`ServiceUnavailable`, 503): fail closed, try again later.
+    #[error("the state database is unavailable: {0}")]
+    Unavailable(String),
     /// A sealed secret does not open (internal).
     #[error(transparent)]
     Seal(#[from] seal::SealError),
@@ -115,6 +121,7 @@ impl StateError {
             StateError::LimitExceeded(_) => "LimitExceeded",
             StateError::Validation(_) => "ValidationError",
             StateError::MalformedPolicy(_) => "MalformedPolicyDocument",
+            StateError::Unavailable(_) => "ServiceUnavailable",
             StateError::Db(_) | StateError::Engine(_) | StateError::Seal(_) | StateError::Io(_) => {
                 "ServiceFailure"
             }
@@ -129,15 +136,17 @@ impl StateError {
             | StateError::DeleteConflict(_)
             | StateError::LimitExceeded(_) => 409,
             StateError::Validation(_) | StateError::MalformedPolicy(_) => 400,
+            StateError::Unavailable(_) => 503,
             StateError::Db(_) | StateError::Engine(_) | StateError::Seal(_) | StateError::Io(_) => {
                 500
             }
         }
     }
 
-    /// True for failures of keyhole itself rather than of the request.
+    /// True for failures of keyhole itself rather than of the request. An unavailable
+    /// database is neither: its message (which names no secret) is answered as it is.
     pub fn is_internal(&self) -> bool {
-        self.status() >= 500
+        self.status() >= 500 && !matches!(self, StateError::Unavailable(_))
     }
 }
 
@@ -336,6 +345,11 @@ pub struct State {
     node_id: String,
     /// The last change-log sequence number this node's snapshot has taken (PostgreSQL).
     cursor: Mutex<i64>,
+    /// How current the snapshot is, and how old it may be served.
+    freshness: freshness::Freshness,
+    /// Set when one of this node's writes failed: it may have committed all the same (the
+    /// answer to its COMMIT lost), so the next catch-up applies this node's own changes too.
+    replay_own: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for State {
@@ -451,6 +465,10 @@ impl State {
         master_key: &[u8],
         account_id: &str,
     ) -> Result<State, StateError> {
+        let freshness = match &engine {
+            Engine::Sqlite(_) => freshness::Freshness::never_stale(),
+            Engine::Postgres(_) => freshness::Freshness::bounded(freshness::DEFAULT_MAX_STALENESS),
+        };
         let state = State {
             engine,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
@@ -459,6 +477,8 @@ impl State {
             account_id: account_id.to_owned(),
             node_id: hex::encode(rand::random::<[u8; 8]>()),
             cursor: Mutex::new(0),
+            freshness,
+            replay_own: std::sync::atomic::AtomicBool::new(false),
         };
         migrations::migrate(&state)?;
         state.reload()?;
@@ -487,6 +507,23 @@ impl State {
         Ok((state, account))
     }
 
+    /// Sets how old the snapshot of a shared (PostgreSQL) state may be served when the
+    /// database cannot be read (`--state-max-staleness-secs`); one node is never stale.
+    pub fn set_max_staleness(&mut self, bound: std::time::Duration) {
+        self.freshness.set_bound(bound);
+    }
+
+    /// Whether the snapshot is current enough to serve: [`StateError::Unavailable`], naming
+    /// why, once a shared state has not been read for longer than its staleness bound.
+    pub fn check_current(&self) -> Result<(), StateError> {
+        self.freshness.check(std::time::Instant::now())
+    }
+
+    /// How current the snapshot is.
+    pub fn freshness(&self) -> &freshness::Freshness {
+        &self.freshness
+    }
+
     /// This node's name in the change log.
     pub fn node_id(&self) -> &str {
         &self.node_id
@@ -506,9 +543,23 @@ impl State {
         if matches!(self.engine, Engine::Sqlite(_)) {
             return Ok(0);
         }
+        // Every change committed before this moment is read below (write transactions commit
+        // in change-log order), so once it succeeds the snapshot is current as of then.
+        let began = std::time::Instant::now();
+        let caught = self.catch_up_from_log();
+        match &caught {
+            Ok(_) => self.freshness.current_as_of(began),
+            Err(e) => self.freshness.failed(e),
+        }
+        caught
+    }
+
+    fn catch_up_from_log(&self) -> Result<usize, StateError> {
+        let replay_own = self.replay_own.swap(false, Ordering::SeqCst);
         self.with_db(|db| {
             let cursor = *lock(&self.cursor);
-            match changes::pending(db, &self.node_id, cursor)? {
+            let skip = (!replay_own).then_some(self.node_id.as_str());
+            match changes::pending(db, skip, cursor)? {
                 changes::Pending::Nothing => Ok(0),
                 changes::Pending::Apply(touched, to) => {
                     self.apply(db, &touched)?;
@@ -525,6 +576,11 @@ impl State {
                     *lock(&self.cursor) = to;
                     Ok(1)
                 }
+            }
+        })
+        .inspect_err(|_| {
+            if replay_own {
+                self.replay_own.store(true, Ordering::SeqCst);
             }
         })
     }
@@ -590,11 +646,13 @@ impl State {
         };
         match &self.engine {
             Engine::Sqlite(e) => e.write(f, after),
-            Engine::Postgres(e) => e.write(
-                f,
-                |tx, touched| changes::record(tx, &self.node_id, touched),
-                after,
-            ),
+            Engine::Postgres(e) => e
+                .write(
+                    f,
+                    |tx, touched| changes::record(tx, &self.node_id, touched),
+                    after,
+                )
+                .inspect_err(|_| self.replay_own.store(true, Ordering::SeqCst)),
         }
     }
 

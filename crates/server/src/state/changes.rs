@@ -74,8 +74,9 @@ pub enum Pending {
 }
 
 /// Reads the change log after `cursor`, leaving out what `node` (this node, which applied its
-/// own changes as it made them) touched.
-pub fn pending(db: &dyn Conn, node: &str, cursor: i64) -> Result<Pending, StateError> {
+/// own changes as it made them) touched; `None` leaves out nothing (after one of this node's
+/// writes failed, it may have committed unseen: a COMMIT whose answer was lost).
+pub fn pending(db: &dyn Conn, node: Option<&str>, cursor: i64) -> Result<Pending, StateError> {
     let rows = db.query_map(
         "SELECT seq, node, touched FROM state_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         crate::params![cursor, MAX_ROWS],
@@ -93,7 +94,7 @@ pub fn pending(db: &dyn Conn, node: &str, cursor: i64) -> Result<Pending, StateE
     }
     let mut touched = Vec::new();
     for (_, from, text) in rows {
-        if from == node {
+        if node == Some(from.as_str()) {
             continue;
         }
         let list: Vec<String> = serde_json::from_str(&text)

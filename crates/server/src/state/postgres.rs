@@ -24,6 +24,10 @@ use super::StateError;
 pub const WRITE_LOCK: i64 = 0x006b_6579_686f_6c65;
 /// How long a call waits for a connection (or to open one) before it fails.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one statement (or a transaction's begin or commit) may wait for the server before
+/// it fails as [`StateError::Unavailable`]: a server that accepts connections but does not
+/// answer (stopped, or cut off mid-connection) fails a write in bounded time, not never.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections in the pool.
 pub const POOL_SIZE: usize = 16;
 
@@ -87,21 +91,74 @@ pub fn placeholders(sql: &str) -> String {
     out
 }
 
-/// A failure of the database or of the way to it: the database's own errors (a constraint, a
-/// syntax error) are internal errors; anything else means it cannot be reached now.
+/// A failure of the database or of the way to it: the server cannot be reached, closed the
+/// connection, or is shutting down or starting ([`StateError::Unavailable`], 503); anything
+/// else (a constraint, a syntax error, a value of another type) is an internal error.
 pub(super) fn pg_error(e: tokio_postgres::Error) -> StateError {
     match e.as_db_error() {
         Some(db) => {
-            StateError::Engine(format!("postgres ({}): {}", db.code().code(), db.message()))
+            let text = format!("postgres ({}): {}", db.code().code(), db.message());
+            if unavailable_code(db.code().code()) {
+                StateError::Unavailable(text)
+            } else {
+                StateError::Engine(text)
+            }
         }
+        None if unreachable(&e) => StateError::Unavailable(format!("postgres: {e}")),
         None => StateError::Engine(format!("postgres: {e}")),
     }
+}
+
+/// SQLSTATEs that say "not now" rather than "not so": connection exceptions (class 08),
+/// the server shutting down or starting (57P01-57P03), too many connections (53300).
+fn unavailable_code(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+/// Whether a driver error (not the server's) is about the way to the server: closed, an I/O
+/// failure, no connection or no answer in time.
+fn unreachable(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    let text = e.to_string();
+    [
+        "error connecting to server",
+        "timeout waiting for server",
+        "error communicating with the server",
+    ]
+    .iter()
+    .any(|p| text.starts_with(p))
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> StateError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+        deadpool_postgres::PoolError::Timeout(_) | deadpool_postgres::PoolError::Closed => {
+            StateError::Unavailable(format!("postgres connection pool: {e}"))
+        }
         other => StateError::Engine(format!("postgres connection pool: {other}")),
+    }
+}
+
+/// Waits for `f` at most [`STATEMENT_TIMEOUT`].
+async fn bounded<T>(
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, StateError> {
+    match tokio::time::timeout(STATEMENT_TIMEOUT, f).await {
+        Ok(out) => out.map_err(pg_error),
+        Err(_) => Err(StateError::Unavailable(format!(
+            "postgres: no answer to {what} within {}s",
+            STATEMENT_TIMEOUT.as_secs()
+        ))),
     }
 }
 
@@ -152,20 +209,18 @@ impl PgConn<'_> {
         let values: Vec<Value> = params.iter().map(|p| p.value()).collect();
         let refs: Vec<&(dyn ToSql + Sync)> =
             values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-        self.handle.block_on(async {
+        self.handle.block_on(bounded("a statement", async {
             let stmt = match &self.target {
                 Target::Client(c) => c.prepare_cached(&sql).await,
                 Target::Tx(t) => t.prepare_cached(&sql).await,
-            }
-            .map_err(pg_error)?;
-            let out = match (&self.target, rows) {
+            }?;
+            match (&self.target, rows) {
                 (Target::Client(c), true) => c.query(&stmt, &refs).await.map(Outcome::Rows),
                 (Target::Tx(t), true) => t.query(&stmt, &refs).await.map(Outcome::Rows),
                 (Target::Client(c), false) => c.execute(&stmt, &refs).await.map(Outcome::Changed),
                 (Target::Tx(t), false) => t.execute(&stmt, &refs).await.map(Outcome::Changed),
-            };
-            out.map_err(pg_error)
-        })
+            }
+        }))
     }
 }
 
@@ -269,8 +324,7 @@ impl Postgres {
         let mut client = self.client()?;
         let tx = self
             .handle
-            .block_on(client.transaction())
-            .map_err(pg_error)?;
+            .block_on(bounded("BEGIN", client.transaction()))?;
         let (out, touched) = {
             let conn = PgConn {
                 target: Target::Tx(&tx),
@@ -283,7 +337,7 @@ impl Postgres {
             log(&conn, &touched)?;
             (out, touched)
         };
-        self.handle.block_on(tx.commit()).map_err(pg_error)?;
+        self.handle.block_on(bounded("COMMIT", tx.commit()))?;
         let conn = PgConn {
             target: Target::Client(&client),
             handle: &self.handle,
