@@ -11,7 +11,14 @@ database and the same --master-key-file. It shows, with boto3 and the keyhole CL
 - a session issued by node A verifies on node B (one sealing key);
 - `keyhole admin revoke-session` on node B is enforced on node A within a second, and so is
   deleting an access key on node B;
-- a bucket policy put on node A binds on node B within a second.
+- a bucket policy put on node A binds on node B within a second;
+- failure behaviour (step 3): a node cut off from PostgreSQL (through a TCP relay the test cuts)
+  refuses IAM writes with 503 at once, serves S3 from its snapshot within its staleness bound
+  (--state-max-staleness-secs 3 here) and refuses with 503 after it, and /healthz says not
+  ready; once the way is back it catches up without a restart, and an access key deleted on the
+  other node while it was cut off is refused there before it serves again. Stopping PostgreSQL
+  itself (fast shutdown, by the postmaster's PID) fails writes on every node with 503 at once,
+  and once it is started again the nodes write and are ready without a restart.
 
 Objects stay local to each node in this step (the upstream backend is another issue), so the
 buckets the test uses are created on each node.
@@ -27,6 +34,10 @@ import json
 import os
 import shutil
 import signal
+import socket
+import threading
+import urllib.error
+import urllib.request
 import subprocess
 import tempfile
 import time
@@ -42,6 +53,9 @@ from conftest import start_server
 from e2e_helpers import REGION, free_port, keyhole_bin, read_credentials
 
 PROPAGATION_S = 1.0
+STALENESS_S = 3
+# The running cluster, for the tests that stop and start it.
+_PG: dict = {}
 
 
 def _bindir() -> Path | None:
@@ -109,22 +123,9 @@ def postgres_url():
                         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
     )
-    pid = None
+    _PG.update(bindir=bindir, user=user, base=base, data=data, port=port, log=log, server=server, pid=None)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            ok = subprocess.run(
-                _as_user(user, [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "keyhole"]),
-                capture_output=True,
-            ).returncode == 0
-            if ok:
-                break
-            if server.poll() is not None or time.monotonic() > deadline:
-                tail = (base / "postgres.log").read_text(errors="replace")[-3000:]
-                pytest.fail(f"postgres did not start (exit {server.poll()}):\n{tail}", pytrace=False)
-            time.sleep(0.1)
-        # The postmaster's own PID (the child of runuser when run as another user).
-        pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+        _wait_ready()
         r = subprocess.run(
             _as_user(user, [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "keyhole", "keyhole"]),
             capture_output=True, text=True,
@@ -132,17 +133,55 @@ def postgres_url():
         assert r.returncode == 0, r.stderr
         yield f"postgres://keyhole@127.0.0.1:{port}/keyhole"
     finally:
-        if pid is not None:
-            os.kill(pid, signal.SIGINT)  # fast shutdown
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
-            server.kill()
-            server.wait()
+        _stop_postgres()
         log.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _wait_ready() -> None:
+    """Waits for the cluster in `_PG` to accept connections; records the postmaster's PID."""
+    bindir, user, port, server, base = _PG["bindir"], _PG["user"], _PG["port"], _PG["server"], _PG["base"]
+    deadline = time.monotonic() + 30
+    while True:
+        ok = subprocess.run(
+            _as_user(user, [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "keyhole"]),
+            capture_output=True,
+        ).returncode == 0
+        if ok:
+            break
+        if server.poll() is not None or time.monotonic() > deadline:
+            tail = (base / "postgres.log").read_text(errors="replace")[-3000:]
+            pytest.fail(f"postgres did not start (exit {server.poll()}):\n{tail}", pytrace=False)
+        time.sleep(0.1)
+    # The postmaster's own PID (the child of runuser when run as another user).
+    _PG["pid"] = int((_PG["data"] / "postmaster.pid").read_text().splitlines()[0])
+
+
+def _stop_postgres() -> None:
+    """Fast shutdown by the postmaster's PID: every session ends, new connections are refused."""
+    pid, server = _PG.get("pid"), _PG.get("server")
+    if pid is not None:
+        os.kill(pid, signal.SIGINT)
+        _PG["pid"] = None
+    if server is None:
+        return
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+        server.kill()
+        server.wait()
+
+
+def _start_postgres() -> None:
+    """Starts the cluster in `_PG` again on its port and data directory."""
+    _PG["server"] = subprocess.Popen(
+        _as_user(_PG["user"], [str(_PG["bindir"] / "postgres"), "-D", str(_PG["data"]), "-p", str(_PG["port"]),
+                               "-k", str(_PG["base"]), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
+        stdin=subprocess.DEVNULL, stdout=_PG["log"], stderr=_PG["log"],
+    )
+    _wait_ready()
 
 
 def _client(service: str, endpoint: str, ak: str, sk: str, token: str | None = None):
@@ -306,3 +345,173 @@ def test_a_bucket_policy_put_on_a_binds_on_b_within_a_second(nodes):
     _client("s3", a.endpoint, *root).delete_bucket_policy(Bucket=bucket)
     _within("a bucket policy deleted on node A",
             lambda: _refused(lambda: s3_b.get_object(Bucket=bucket, Key="k"), {"AccessDenied"}))
+
+
+class _Relay:
+    """A TCP relay to PostgreSQL that the test can cut (every connection closed, new ones closed
+    as they come) and restore: one node loses the database while the others keep it."""
+
+    def __init__(self, port: int):
+        self.target = ("127.0.0.1", port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open = True
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        self.open = False
+        with self.lock:
+            for s in self.sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.sockets.clear()
+
+    def restore(self) -> None:
+        self.open = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def _healthz(node) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"{node.endpoint}/healthz", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _status(e: ClientError) -> int:
+    return e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+
+
+def test_a_node_cut_off_from_postgres_fails_closed_and_catches_up(nodes):
+    a, _, key, url, base = nodes
+    relay = _Relay(int(url.rsplit(":", 1)[1].split("/")[0]))
+    relayed = url.replace(f":{relay.target[1]}/", f":{relay.port}/")
+    c = start_server(base / "cut", extra_args=["--state", relayed, "--master-key-file", str(key),
+                                                "--state-max-staleness-secs", str(STALENESS_S)])
+    try:
+        root = a.credentials()
+        bucket = f"cut-{uuid.uuid4().hex[:8]}"
+        s3_root_c = _client("s3", c.endpoint, *root)
+        s3_root_c.create_bucket(Bucket=bucket)
+        s3_root_c.put_object(Bucket=bucket, Key="k", Body=b"before")
+        iam_a = _client("iam", a.endpoint, *root)
+        name = f"cut-{uuid.uuid4().hex[:6]}"
+        iam_a.create_user(UserName=name)
+        ak = iam_a.create_access_key(UserName=name)["AccessKey"]
+        iam_a.put_user_policy(UserName=name, PolicyName="read", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+        user_c = _client("s3", c.endpoint, ak["AccessKeyId"], ak["SecretAccessKey"])
+        _within("a user made on node A", lambda: _works(lambda: user_c.get_object(Bucket=bucket, Key="k")))
+        assert _healthz(c) == (200, "ok\n")
+
+        relay.cut()
+        cut_at = time.monotonic()
+        # Control-plane writes fail closed at once, naming the reason.
+        iam_c = _client("iam", c.endpoint, *root)
+        started = time.monotonic()
+        with pytest.raises(ClientError) as e:
+            iam_c.create_user(UserName=f"x-{uuid.uuid4().hex[:6]}")
+        assert (_code(e.value), _status(e.value)) == ("ServiceUnavailable", 503), e.value.response
+        assert "state database is unavailable" in e.value.response["Error"]["Message"]
+        assert time.monotonic() - started < 2, "a write is refused at once, not after a wait"
+        # The access key is deleted on node A while C cannot hear of it.
+        iam_a.delete_access_key(UserName=name, AccessKeyId=ak["AccessKeyId"])
+        # Within the bound, C serves its snapshot (the key it still holds included) ...
+        assert user_c.get_object(Bucket=bucket, Key="k")["Body"].read() == b"before"
+        assert time.monotonic() - cut_at < STALENESS_S
+        # ... and past it, refuses everything, and is not ready.
+        took = _within("the staleness bound", lambda: _refused(lambda: s3_root_c.list_buckets(), {"ServiceUnavailable"}),
+                       limit=STALENESS_S + 3)
+        print(f"cut off -> 503: {time.monotonic() - cut_at:.1f} s (bound {STALENESS_S} s, {took:.1f} s of polling)")
+        with pytest.raises(ClientError) as e:
+            user_c.get_object(Bucket=bucket, Key="k")
+        assert (_code(e.value), _status(e.value)) == ("ServiceUnavailable", 503)
+        assert "--state-max-staleness-secs" in e.value.response["Error"]["Message"]
+        status, text = _healthz(c)
+        assert status == 503 and "not ready" in text and "old" in text, text
+        # Node A, which reaches the database, is unaffected.
+        assert _healthz(a) == (200, "ok\n")
+
+        relay.restore()
+        # C rejoins by itself; the first answer it gives after catching up refuses the key
+        # deleted while it was away (never the stale "allowed").
+        def caught_up() -> bool:
+            try:
+                user_c.get_object(Bucket=bucket, Key="k")
+            except ClientError as e:
+                if _code(e) == "ServiceUnavailable":
+                    return False
+                assert _code(e) == "InvalidAccessKeyId", e.response
+                return True
+            pytest.fail("a key deleted while the node was cut off was accepted after it rejoined", pytrace=False)
+        took = _within("catching up after the way to PostgreSQL is back", caught_up, limit=10)
+        print(f"rejoined and caught up: {took:.1f} s")
+        assert _healthz(c) == (200, "ok\n")
+        iam_c.create_user(UserName=f"back-{uuid.uuid4().hex[:6]}")
+    finally:
+        c.stop()
+        relay.close()
+
+
+def test_stopping_postgres_fails_writes_closed_and_a_restart_rejoins(nodes):
+    a, b, _, _, _ = nodes
+    root = a.credentials()
+    iam_a, iam_b = _client("iam", a.endpoint, *root), _client("iam", b.endpoint, *root)
+    _stop_postgres()
+    try:
+        for iam in (iam_a, iam_b):
+            started = time.monotonic()
+            with pytest.raises(ClientError) as e:
+                iam.create_user(UserName=f"down-{uuid.uuid4().hex[:6]}")
+            assert (_code(e.value), _status(e.value)) == ("ServiceUnavailable", 503), e.value.response
+            assert time.monotonic() - started < 2
+        # Reads go on within the (default, 30 s) bound.
+        _client("s3", a.endpoint, *root).list_buckets()
+    finally:
+        _start_postgres()
+    # Both nodes write again and are ready, without a restart.
+    name = f"up-{uuid.uuid4().hex[:6]}"
+    _within("a write after PostgreSQL is back", lambda: _works(lambda: iam_a.create_user(UserName=name)), limit=10)
+    _within("the user on node B", lambda: _works(lambda: iam_b.get_user(UserName=name)))
+    assert _healthz(a) == (200, "ok\n") and _healthz(b) == (200, "ok\n")
