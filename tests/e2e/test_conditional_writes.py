@@ -114,9 +114,14 @@ def test_conditional_copy_and_delete(s3, bucket):
 
 
 @pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 checks If-None-Match apart from the write, so racing writers can both win", strict=False)
-def test_concurrent_create_only_writes_let_exactly_one_win(server, s3, bucket):
+def test_concurrent_create_only_writes_let_exactly_one_win(server, s3, bucket, backend):
     """Checkpoint writers racing on one key with If-None-Match: exactly one 200; the others get
-    412 (the object was there when they started) or 409 (it appeared while they uploaded)."""
+    412 (the object was there when they started) or 409 (it appeared while they uploaded).
+
+    In front of an upstream, a loser may also get 503: the upstream may refuse the write and close
+    the connection before it has read the body the gateway is still sending, and the gateway,
+    which then never sees the upstream's answer, cannot claim 412 and answers "try again"
+    (the write did not happen: exactly one winner is still checked)."""
     results: list[object] = []
 
     def writer(i: int) -> None:
@@ -134,7 +139,10 @@ def test_concurrent_create_only_writes_let_exactly_one_win(server, s3, bucket):
         t.join()
     wins = [i for c, i in results if c == "ok"]
     assert len(wins) == 1, results
-    assert all(c in ("ok", "PreconditionFailed", "ConditionalRequestConflict") for c, _ in results), results
+    allowed = {"ok", "PreconditionFailed", "ConditionalRequestConflict"}
+    if backend != "local":
+        allowed.add("ServiceUnavailable")
+    assert all(c in allowed for c, _ in results), results
     assert s3.get_object(Bucket=bucket, Key="race")["Body"].read() == bytes([wins[0]]) * (2 * MiB)
 
 
