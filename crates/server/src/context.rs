@@ -233,6 +233,27 @@ fn add_temporary_credentials(c: &mut Context, claims: &crate::sts::SessionClaims
     c.insert("aws:MultiFactorAuthPresent", "false");
 }
 
+/// The tags a request sets: `aws:RequestTag/KEY` for each, and `aws:TagKeys` when there are any
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-requesttag).
+pub fn add_request_tags(c: &mut Context, tags: &[(String, String)]) {
+    for (k, v) in tags {
+        c.insert(&format!("aws:RequestTag/{k}"), v.as_str());
+    }
+    if !tags.is_empty() {
+        c.insert_multi("aws:TagKeys", tags.iter().map(|(k, _)| k.clone()).collect());
+    }
+}
+
+/// The tags of the IAM entity a request acts on: `aws:ResourceTag/KEY` and its IAM spelling
+/// `iam:ResourceTag/KEY`
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/access_iam-tags.html#access_iam-tags_control-resources).
+pub fn add_resource_tags(c: &mut Context, tags: &[(String, String)]) {
+    for (k, v) in tags {
+        c.insert(&format!("aws:ResourceTag/{k}"), v.as_str());
+        c.insert(&format!("iam:ResourceTag/{k}"), v.as_str());
+    }
+}
+
 fn add_principal_tags(c: &mut Context, tags: &[(String, String)]) {
     for (k, v) in tags {
         c.insert(&format!("aws:PrincipalTag/{k}"), v.as_str());

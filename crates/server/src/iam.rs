@@ -1216,10 +1216,7 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamC
     // The target entity's tags, as AWS sets them for IAM users, roles and OIDC providers
     // (https://docs.aws.amazon.com/IAM/latest/UserGuide/access_iam-tags.html#access_iam-tags_control-resources;
     // review round 4: tag-based guardrails on IAM resources did nothing).
-    for (k, v) in resource_tags(gw, &main.resource) {
-        context.insert(&format!("aws:ResourceTag/{k}"), v.as_str());
-        context.insert(&format!("iam:ResourceTag/{k}"), v.as_str());
-    }
+    crate::context::add_resource_tags(&mut context, &resource_tags(gw, &main.resource));
     let tags = tags_param(&form);
     match action {
         A::CreateUser if !tags.is_empty() => {
@@ -1237,10 +1234,7 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamC
         _ => {}
     }
     if !tags.is_empty() {
-        for (k, v) in &tags {
-            context.insert(&format!("aws:RequestTag/{k}"), v.as_str());
-        }
-        context.insert_multi("aws:TagKeys", tags.iter().map(|(k, _)| k.clone()).collect());
+        crate::context::add_request_tags(&mut context, &tags);
     } else if matches!(
         action,
         A::UntagUser | A::UntagRole | A::UntagOpenIDConnectProvider

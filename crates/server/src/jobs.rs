@@ -368,12 +368,7 @@ pub fn describe(
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .chain(inherited.iter().cloned())
                 .collect();
-            for (k, v) in &tags {
-                context.insert(&format!("aws:RequestTag/{k}"), v.as_str());
-            }
-            if !tags.is_empty() {
-                context.insert_multi("aws:TagKeys", tags.iter().map(|(k, _)| k.clone()).collect());
-            }
+            crate::context::add_request_tags(&mut context, &tags);
             let source_identity = spec
                 .role
                 .as_ref()

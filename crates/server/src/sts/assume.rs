@@ -200,23 +200,14 @@ impl AssumeRoleCall {
     /// `sts:TransitiveTagKeys`, so trust policies can constrain them.
     pub fn add_context(&self, ctx: &mut Context) {
         ctx.insert("sts:RoleSessionName", self.session.as_str());
-        for (k, v) in &self.resource_tags {
-            ctx.insert(&format!("aws:ResourceTag/{k}"), v.as_str());
-            ctx.insert(&format!("iam:ResourceTag/{k}"), v.as_str());
-        }
+        crate::context::add_resource_tags(ctx, &self.resource_tags);
         if let Some(e) = &self.external_id {
             ctx.insert("sts:ExternalId", e.as_str());
         }
         if let Some(s) = &self.source_identity {
             ctx.insert("sts:SourceIdentity", s.as_str());
         }
-        let tags = &self.session_tags.tags;
-        for (k, v) in tags {
-            ctx.insert(&format!("aws:RequestTag/{k}"), v.as_str());
-        }
-        if !tags.is_empty() {
-            ctx.insert_multi("aws:TagKeys", tags.iter().map(|(k, _)| k.clone()).collect());
-        }
+        crate::context::add_request_tags(ctx, &self.session_tags.tags);
         if !self.request_transitive.is_empty() {
             ctx.insert_multi("sts:TransitiveTagKeys", self.request_transitive.clone());
         }

@@ -121,19 +121,8 @@ impl WebIdentityCall {
     /// `aws:TagKeys` and `sts:TransitiveTagKeys` (the token's own keys come with the principal).
     pub fn add_context(&self, ctx: &mut Context) {
         ctx.insert("sts:RoleSessionName", self.session.as_str());
-        for (k, v) in &self.resource_tags {
-            ctx.insert(&format!("aws:ResourceTag/{k}"), v.as_str());
-            ctx.insert(&format!("iam:ResourceTag/{k}"), v.as_str());
-        }
-        for (k, v) in &self.tags.tags {
-            ctx.insert(&format!("aws:RequestTag/{k}"), v.as_str());
-        }
-        if !self.tags.tags.is_empty() {
-            ctx.insert_multi(
-                "aws:TagKeys",
-                self.tags.tags.iter().map(|(k, _)| k.clone()).collect(),
-            );
-        }
+        crate::context::add_resource_tags(ctx, &self.resource_tags);
+        crate::context::add_request_tags(ctx, &self.tags.tags);
         if !self.tags.transitive.is_empty() {
             ctx.insert_multi("sts:TransitiveTagKeys", self.tags.transitive.clone());
         }
