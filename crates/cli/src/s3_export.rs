@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use keyhole_server::audit::export::Exported;
+use keyhole_server::audit::export::{against, Against, Exported};
 use keyhole_server::client::{encode_key, read_body, Client};
 use miette::miette;
 
@@ -73,27 +73,24 @@ pub fn export(target: &str, logs: Vec<(String, PathBuf, Vec<u8>)>) -> miette::Re
                     out.new_files += 1;
                     lines(&local)
                 }
-                s if s.is_success() => {
-                    if old.as_ref() == local.as_slice() {
+                s if s.is_success() => match against(&old, &local) {
+                    Against::Same => {
                         out.unchanged += 1;
                         continue;
                     }
-                    if !local.starts_with(&old) {
-                        let why = if old.starts_with(&local) {
-                            "the exported copy holds digests the local log no longer has"
-                        } else {
-                            "their digests differ"
-                        };
+                    Against::Extends(rest) => {
+                        let etag = etag.ok_or_else(|| miette!("{shown}: the store gave no ETag"))?;
+                        headers.insert(http::header::IF_MATCH, etag);
+                        out.extended += 1;
+                        lines(rest)
+                    }
+                    Against::Diverged(why) => {
                         return Err(miette!(
                             "refusing to export: {} and its copy {shown} diverge ({why}); the local trail was rolled back or rewritten since the last export: verify it with `keyhole audit verify --digests` against a download of the copy",
                             local_path.display()
                         ));
                     }
-                    let etag = etag.ok_or_else(|| miette!("{shown}: the store gave no ETag"))?;
-                    headers.insert(http::header::IF_MATCH, etag);
-                    out.extended += 1;
-                    lines(local.get(old.len()..).unwrap_or_default())
-                }
+                },
                 s => return Err(miette!("{shown}: GET answered {s}")),
             };
             headers.insert(

@@ -113,6 +113,30 @@ fn check_logs(logs: &[(u64, PathBuf, Vec<u8>)], keys: &TrustedKeys) -> Result<()
     Ok(())
 }
 
+/// How a local digest log stands to the copy a witness holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Against<'a> {
+    /// The same bytes: nothing to export.
+    Same,
+    /// The local log extends the copy by these bytes.
+    Extends(&'a [u8]),
+    /// The local log no longer extends the copy (rolled back or rewritten): why.
+    Diverged(&'static str),
+}
+
+/// Compares a local log with its exported copy; an export only ever extends a copy.
+pub fn against<'a>(copy: &[u8], local: &'a [u8]) -> Against<'a> {
+    if copy == local {
+        Against::Same
+    } else if let Some(rest) = local.strip_prefix(copy) {
+        Against::Extends(rest)
+    } else if copy.starts_with(local) {
+        Against::Diverged("the exported copy holds digests the local log no longer has")
+    } else {
+        Against::Diverged("their digests differ")
+    }
+}
+
 /// The digest logs of `audit_dir` as they may be exported: each with its file name and its
 /// complete lines, after checking every digest with `keys` (nothing is exported unless all check
 /// out). For destinations other than a directory (an S3 bucket of another store).
@@ -178,32 +202,28 @@ pub fn export_digests(
                 out.new_files += 1;
                 out.digests += lines(&local);
             }
-            Some(old) if old == local => out.unchanged += 1,
-            Some(old) if local.starts_with(&old) => {
-                let rest = local.get(old.len()..).unwrap_or_default();
-                let mut f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&target)
-                    .map_err(io("open", &target))?;
-                f.write_all(rest)
-                    .and_then(|()| f.sync_all())
-                    .map_err(io("append to", &target))?;
-                out.extended += 1;
-                out.digests += lines(rest);
-            }
-            Some(old) => {
-                let why = if old.starts_with(&local) {
-                    "the exported copy holds digests the local log no longer has"
-                } else {
-                    "their digests differ"
-                };
-                return Err(ExportError::Diverged {
-                    local: path,
-                    exported: target,
-                    dest: dest.to_owned(),
-                    why,
-                });
-            }
+            Some(old) => match against(&old, &local) {
+                Against::Same => out.unchanged += 1,
+                Against::Extends(rest) => {
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&target)
+                        .map_err(io("open", &target))?;
+                    f.write_all(rest)
+                        .and_then(|()| f.sync_all())
+                        .map_err(io("append to", &target))?;
+                    out.extended += 1;
+                    out.digests += lines(rest);
+                }
+                Against::Diverged(why) => {
+                    return Err(ExportError::Diverged {
+                        local: path,
+                        exported: target,
+                        dest: dest.to_owned(),
+                        why,
+                    });
+                }
+            },
         }
     }
     std::fs::File::open(dest)
