@@ -468,16 +468,7 @@ pub fn xml_field<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
 
 /// `application/x-www-form-urlencoded` value encoding (RFC 3986 unreserved characters kept).
 pub fn form_encode(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b));
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    keyhole_server::client::encode_unreserved(v)
 }
 
 /// `keyhole admin ...`

@@ -34,6 +34,19 @@ pub enum ClientError {
     Tls(#[from] crate::tls::TlsError),
 }
 
+/// RFC 3986 unreserved characters.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes every byte but RFC 3986 unreserved characters: Query-protocol form values,
+/// query values, and policy documents as IAM returns them (SDKs decode it).
+pub fn encode_unreserved(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
 /// Percent-encodes an object key for a path (every byte but unreserved characters and `/`).
 pub fn encode_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());

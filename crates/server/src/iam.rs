@@ -326,16 +326,9 @@ pub fn with_entity_path(state: &State, resource: &str) -> String {
     found.unwrap_or_else(|| resource.to_owned())
 }
 
-/// RFC 3986 unreserved characters stay as they are; everything else is percent-encoded.
-const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
 /// Percent-encodes a policy document as IAM returns them (RFC 3986; SDKs decode it).
 fn url_encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
+    crate::client::encode_unreserved(s)
 }
 
 fn xml_date(rfc3339: &str) -> String {

@@ -25,7 +25,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use keyhole_sigv4::SigningParams;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -35,13 +34,6 @@ use crate::backend::{Payload, Result};
 use crate::body::{full, Body};
 use crate::config::UpstreamConfig;
 use crate::error::S3Error;
-
-/// RFC 3986 unreserved characters stay; everything else is percent-encoded (query values).
-const QUERY: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// Largest XML document read from the upstream (a page of 1000 keys of 1024 bytes, encoded).
 const MAX_XML_BYTES: usize = 16 * 1024 * 1024;
@@ -277,7 +269,7 @@ impl UpstreamClient {
             text.push_str(name);
             if !value.is_empty() {
                 text.push('=');
-                text.extend(utf8_percent_encode(value, QUERY));
+                text.push_str(&crate::client::encode_unreserved(value));
             }
         }
         let uri = text.parse::<Uri>().map_err(|_| {
