@@ -168,6 +168,9 @@ class KeyholeProcess:
         cmd += self.extra_args
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
         env.setdefault("RUST_BACKTRACE", "1")
+        # Tests reach loopback only: an upstream credential chain that finds nothing must not go
+        # on to the link-local EC2 metadata service (a test that wants it points it at loopback).
+        env["AWS_EC2_METADATA_DISABLED"] = "true"
         env.update(self.env)
         nofile, umask = self.nofile, self.umask
 

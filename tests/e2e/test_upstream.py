@@ -540,6 +540,148 @@ def test_upstream_credentials_from_web_identity_and_container_credentials(tmp_pa
         up.kill()
 
 
+class FakeImds:
+    """An EC2 instance metadata service on loopback, as the SDK reference describes it
+    (https://docs.aws.amazon.com/sdkref/latest/guide/feature-imds-credentials.html): IMDSv2
+    session tokens from `PUT /latest/api/token`, the role's name and credentials under
+    `/latest/meta-data/iam/security-credentials/`. `v1_only` refuses tokens with 405 (an old
+    service); otherwise every read without the token is refused with 401, as with
+    HttpTokens=required. `role` None: no instance profile (404)."""
+
+    def __init__(self, creds: dict, role: str | None = "keyhole-gateway", v1_only: bool = False):
+        import http.server
+        import socketserver
+
+        outer = self
+        self.requests: list[tuple[str, str, bool]] = []
+        self.token = uuid.uuid4().hex
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, body: bytes = b""):
+                self.send_response(status)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_PUT(self):
+                outer.requests.append(("PUT", self.path, False))
+                if v1_only:
+                    return self._send(405)
+                if self.path != "/latest/api/token" or not self.headers.get("x-aws-ec2-metadata-token-ttl-seconds"):
+                    return self._send(400)
+                self._send(200, outer.token.encode())
+
+            def do_GET(self):
+                with_token = self.headers.get("x-aws-ec2-metadata-token") == outer.token
+                outer.requests.append(("GET", self.path, with_token))
+                if not v1_only and not with_token:
+                    return self._send(401)
+                base = "/latest/meta-data/iam/security-credentials/"
+                if role is None and self.path.startswith(base):
+                    return self._send(404)
+                if self.path == base:
+                    return self._send(200, role.encode())
+                if self.path == base + role:
+                    return self._send(200, json.dumps({"Code": "Success", "Type": "AWS-HMAC", **creds}).encode())
+                self._send(404)
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_upstream_credentials_from_ec2_instance_metadata(tmp_path):
+    """keyhole on an EC2 instance with a role: with no key anywhere, its upstream credentials are
+    the instance role's, from the metadata service (IMDSv2 with a session token; IMDSv1 only when
+    the service refuses tokens and AWS_EC2_METADATA_V1_DISABLED is not set); an instance with no
+    role is refused at start, naming the metadata service
+    (https://docs.aws.amazon.com/sdkref/latest/guide/feature-imds-credentials.html)."""
+    up = start_server(tmp_path / "up")
+    servers, gws = [], []
+    try:
+        admin = root_client(up)
+        admin.create_bucket(Bucket="imds-up")
+        admin.put_object(Bucket="imds-up", Key="data/a", Body=b"A")
+        ak, sk = up.credentials()
+        creds_file = tmp_path / "admin-creds"
+        creds_file.write_text(f"[default]\naws_access_key_id = {ak}\naws_secret_access_key = {sk}\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+        env.update(AWS_SHARED_CREDENTIALS_FILE=str(creds_file), AWS_CONFIG_FILE="/dev/null",
+                   AWS_REGION="us-east-1", KEYHOLE_ENDPOINT=up.endpoint)
+        # The instance role's temporary credentials: a job's session on the upstream keyhole.
+        r = subprocess.run([str(keyhole_bin()), "job", "start", "--output", "json", "--name", "ec2",
+                            "--read", "s3://imds-up/data/", "--for", "10m"], env=env, capture_output=True,
+                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr
+        job = json.loads(r.stdout)
+        import urllib.request
+        req = urllib.request.Request(f"{up.endpoint}/_keyhole/credentials",
+                                     headers={"Authorization": job["CredentialsToken"]})
+        session = json.loads(urllib.request.urlopen(req, timeout=10).read())
+        creds = {k: session[k] for k in ("AccessKeyId", "SecretAccessKey", "Token", "Expiration")}
+        home = tmp_path / "home"
+        home.mkdir()
+        fed = f"federated-user/{job['Job']['JobId']}"
+
+        for v1_only in (False, True):
+            imds = FakeImds(creds, v1_only=v1_only)
+            servers.append(imds)
+            gw = start_server(tmp_path / f"gw-imds-{v1_only}", extra_args=["--upstream-endpoint", up.endpoint],
+                              env={"AWS_EC2_METADATA_DISABLED": "", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.endpoint,
+                                   "HOME": str(home)})
+            gws.append(gw)
+            assert root_client(gw).get_object(Bucket="imds-up", Key="data/a")["Body"].read() == b"A"
+            wait_for_events(up.data_dir, lambda evs: any(
+                e.get("eventName") == "GetObject" and fed in (e.get("userIdentity") or {}).get("arn", "")
+                for e in evs))
+            gets = [(path, tok) for (m, path, tok) in imds.requests if m == "GET"]
+            assert gets and all(tok != v1_only for _, tok in gets), imds.requests
+            assert ("PUT", "/latest/api/token", False) in imds.requests
+
+        def refused(imds: FakeImds, extra_env: dict) -> str:
+            data = tmp_path / f"refused-{uuid.uuid4().hex}"
+            run_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+            run_env.update(HOME=str(home), AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.endpoint, **extra_env)
+            r = subprocess.run([str(keyhole_bin()), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data),
+                                "--upstream-endpoint", up.endpoint], capture_output=True, text=True, timeout=30,
+                               env=run_env, stdin=subprocess.DEVNULL)
+            assert r.returncode != 0
+            assert not data.exists(), "a refused start created the data directory"
+            assert creds["SecretAccessKey"] not in r.stderr and creds["Token"] not in r.stderr
+            return r.stderr
+
+        no_role = FakeImds(creds, role=None)
+        servers.append(no_role)
+        err = refused(no_role, {})
+        assert "instance metadata" in err and "no role" in err, err
+        old = FakeImds(creds, v1_only=True)
+        servers.append(old)
+        err = refused(old, {"AWS_EC2_METADATA_V1_DISABLED": "true"})
+        assert "AWS_EC2_METADATA_V1_DISABLED" in err, err
+        assert not any(m == "GET" for m, _, _ in old.requests), old.requests
+        asked = len(old.requests)
+        err = refused(old, {"AWS_EC2_METADATA_DISABLED": "true"})
+        assert "AWS_EC2_METADATA_DISABLED" in err and len(old.requests) == asked, err
+    finally:
+        for g in gws:
+            g.kill()
+        for s in servers:
+            s.close()
+        up.kill()
+
+
 # ------------------------------------------------------------------ a misbehaving upstream
 
 

@@ -40,7 +40,9 @@
 //! `web_identity_token_file`) or use IAM Identity Center (`sso_session`, `sso_start_url`). The AWS
 //! CLI ranks those above the credentials file, so such a profile is refused with a fix instead of
 //! being answered with the keys of another identity. EC2 instance metadata credentials are
-//! not looked up, nor are service-specific endpoints (`AWS_ENDPOINT_URL_S3`, `services`
+//! not looked up here (a user's command fails fast instead of waiting for a metadata service
+//! that is not there); the gateway's upstream credentials end their chain with them
+//! ([`crate::upstream_credentials`]). Nor are service-specific endpoints (`AWS_ENDPOINT_URL_S3`, `services`
 //! sections) or nested settings (indented lines are kept as the SDKs keep them, never read).
 //!
 //! References (AWS documentation):

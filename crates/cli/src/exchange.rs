@@ -5,11 +5,16 @@
 //! https://docs.aws.amazon.com/sdkref/latest/guide/feature-container-credentials.html: `GET` with
 //! the token as `Authorization`, a JSON answer with `AccessKeyId`, `SecretAccessKey`, `Token`).
 //!
+//! EC2 instance metadata credentials ([`instance_metadata`]) are fetched the way the SDKs' IMDS
+//! provider does (https://docs.aws.amazon.com/sdkref/latest/guide/feature-imds-credentials.html
+//! and https://docs.aws.amazon.com/sdkref/latest/guide/feature-ec2-instance-metadata.html).
+//!
 //! Each exchange runs on a thread of its own with its own runtime, so sync callers and callers
 //! already inside a runtime can wait for it alike. Errors name the endpoint and the code, never
 //! a token or a secret.
 
 use std::path::Path;
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method};
 use keyhole_server::client::{read_body, Client};
@@ -47,6 +52,9 @@ fn anonymous(endpoint: &str, region: &str, ca_bundle: Option<&Path>) -> Result<C
     Client::with_ca_bundle(endpoint, none, region, ca_bundle).map_err(|e| e.to_string())
 }
 
+/// How long one exchange with STS or a container-credentials endpoint may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Sends one unsigned request on a thread of its own; returns the status and the body.
 fn send(
     client: Client,
@@ -55,15 +63,32 @@ fn send(
     headers: HeaderMap,
     body: String,
 ) -> Result<(http::StatusCode, String), String> {
+    send_within(client, method, url, headers, body, EXCHANGE_TIMEOUT)
+}
+
+/// [`send`], giving up after `timeout` (connecting, sending and reading the answer).
+fn send_within(
+    client: Client,
+    method: Method,
+    url: &str,
+    headers: HeaderMap,
+    body: String,
+    timeout: Duration,
+) -> Result<(http::StatusCode, String), String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
     let exchange = async move {
-        let resp = client
-            .dispatch(method, uri, headers, keyhole_server::body::full(body))
+        let answer = async {
+            let resp = client
+                .dispatch(method, uri, headers, keyhole_server::body::full(body))
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let body = read_body(resp).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(timeout, answer)
             .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let body = read_body(resp).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
+            .map_err(|_| format!("no answer within {} s", timeout.as_secs_f64()))?
     };
     std::thread::scope(|scope| {
         scope
@@ -183,4 +208,250 @@ pub fn container(c: &Container, ca_bundle: Option<&Path>) -> Result<Credentials,
         secret_key: SecretKey::new(field("SecretAccessKey")?),
         session_token: v.get("Token").and_then(|x| x.as_str()).map(str::to_owned),
     })
+}
+
+/// Where and how EC2 instance metadata credentials are fetched: the SDKs' settings, read from
+/// the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imds {
+    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else `http://169.254.169.254`
+    /// (`http://[fd00:ec2::254]` with `AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6`).
+    pub endpoint: String,
+    /// `AWS_METADATA_SERVICE_TIMEOUT`, seconds per attempt (default 1).
+    pub timeout: Duration,
+    /// `AWS_METADATA_SERVICE_NUM_ATTEMPTS` (default 1).
+    pub attempts: u32,
+    /// `AWS_EC2_METADATA_V1_DISABLED=true`: no fallback to IMDSv1 when the token is refused.
+    pub v1_disabled: bool,
+}
+
+/// How long an IMDSv2 token lives (the SDKs ask for six hours).
+const IMDS_TOKEN_TTL: &str = "21600";
+const IMDS_CREDENTIALS_PATH: &str = "/latest/meta-data/iam/security-credentials/";
+
+impl Imds {
+    /// The settings from `env`; `None` when `AWS_EC2_METADATA_DISABLED` is `true`. A setting
+    /// that is not a positive number, or an endpoint that is not an http(s) URL, is an error
+    /// naming the variable.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Imds>, String> {
+        let flag = |name: &str| env(name).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        if flag("AWS_EC2_METADATA_DISABLED") {
+            return Ok(None);
+        }
+        let endpoint = match env("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+            Some(e) => {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    return Err(format!(
+                        "AWS_EC2_METADATA_SERVICE_ENDPOINT `{e}` is not an http:// or https:// URL"
+                    ));
+                }
+                e.trim_end_matches('/').to_owned()
+            }
+            None => match env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") {
+                None => "http://169.254.169.254".to_owned(),
+                Some(m) if m.eq_ignore_ascii_case("ipv4") => "http://169.254.169.254".to_owned(),
+                Some(m) if m.eq_ignore_ascii_case("ipv6") => "http://[fd00:ec2::254]".to_owned(),
+                Some(m) => {
+                    return Err(format!(
+                        "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE `{m}` is neither IPv4 nor IPv6"
+                    ))
+                }
+            },
+        };
+        let number = |name: &str| -> Result<Option<u32>, String> {
+            match env(name) {
+                None => Ok(None),
+                Some(v) => match v.trim().parse::<u32>() {
+                    Ok(n) if n >= 1 => Ok(Some(n)),
+                    _ => Err(format!("{name} `{v}` is not a whole number of at least 1")),
+                },
+            }
+        };
+        let timeout = number("AWS_METADATA_SERVICE_TIMEOUT")?.unwrap_or(1);
+        Ok(Some(Imds {
+            endpoint,
+            timeout: Duration::from_secs(u64::from(timeout)),
+            attempts: number("AWS_METADATA_SERVICE_NUM_ATTEMPTS")?.unwrap_or(1),
+            v1_disabled: flag("AWS_EC2_METADATA_V1_DISABLED"),
+        }))
+    }
+
+    /// One request to the metadata service, tried up to `attempts` times when it cannot be
+    /// reached or answers 5xx.
+    fn get(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<(http::StatusCode, String), String> {
+        let mut last = String::new();
+        for _ in 0..self.attempts {
+            let client = anonymous(&self.endpoint, "us-east-1", None)?;
+            match send_within(
+                client,
+                method.clone(),
+                &format!("{}{path}", self.endpoint),
+                headers.clone(),
+                String::new(),
+                self.timeout,
+            ) {
+                Ok((status, _)) if status.is_server_error() => last = format!("{status}"),
+                Ok(answer) => return Ok(answer),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Fetches the credentials of the instance's role from the EC2 instance metadata service:
+/// an IMDSv2 session token (`PUT /latest/api/token`), falling back to IMDSv1 only when the token
+/// is refused with 403, 404 or 405 and `AWS_EC2_METADATA_V1_DISABLED` is not set; then the
+/// role's name and its credentials under `/latest/meta-data/iam/security-credentials/`.
+pub fn instance_metadata(imds: &Imds) -> Result<Credentials, String> {
+    let at = &imds.endpoint;
+    let mut put = HeaderMap::new();
+    put.insert(
+        "x-aws-ec2-metadata-token-ttl-seconds",
+        HeaderValue::from_static(IMDS_TOKEN_TTL),
+    );
+    let (status, token) = imds
+        .get(Method::PUT, "/latest/api/token", &put)
+        .map_err(|e| format!("cannot reach the EC2 instance metadata service at {at}: {e}"))?;
+    let mut headers = HeaderMap::new();
+    if status.is_success() {
+        headers.insert(
+            "x-aws-ec2-metadata-token",
+            HeaderValue::from_str(token.trim()).map_err(|_| {
+                format!("the instance metadata token from {at} is not a header value")
+            })?,
+        );
+    } else if matches!(status.as_u16(), 403..=405) {
+        if imds.v1_disabled {
+            return Err(format!(
+                "the EC2 instance metadata service at {at} refused a session token ({status}) and AWS_EC2_METADATA_V1_DISABLED forbids IMDSv1"
+            ));
+        }
+    } else {
+        return Err(format!(
+            "the EC2 instance metadata service at {at} answered {status} to a token request"
+        ));
+    }
+    let (status, roles) = imds
+        .get(Method::GET, IMDS_CREDENTIALS_PATH, &headers)
+        .map_err(|e| format!("cannot reach the EC2 instance metadata service at {at}: {e}"))?;
+    if status == http::StatusCode::NOT_FOUND {
+        return Err(format!(
+            "the EC2 instance metadata service at {at} has no role for this instance (attach an instance profile)"
+        ));
+    }
+    if !status.is_success() {
+        return Err(format!(
+            "the EC2 instance metadata service at {at} answered {status} for the instance's role"
+        ));
+    }
+    let role = roles
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .ok_or_else(|| format!("the EC2 instance metadata service at {at} names no role"))?;
+    if role.contains(['/', '?', '#', '%']) || role == ".." {
+        return Err(format!(
+            "the EC2 instance metadata service at {at} names a role that is not a role name"
+        ));
+    }
+    let (status, text) = imds
+        .get(
+            Method::GET,
+            &format!("{IMDS_CREDENTIALS_PATH}{role}"),
+            &headers,
+        )
+        .map_err(|e| format!("cannot reach the EC2 instance metadata service at {at}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "the EC2 instance metadata service at {at} answered {status} for the credentials of role {role}"
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|_| format!("the credentials of role {role} from {at} are not JSON"))?;
+    if let Some(code) = v.get("Code").and_then(|c| c.as_str()) {
+        if code != "Success" {
+            return Err(format!(
+                "the EC2 instance metadata service at {at} has no credentials for role {role}: {code}"
+            ));
+        }
+    }
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("the credentials of role {role} from {at} have no {k}"))
+    };
+    Ok(Credentials {
+        access_key_id: field("AccessKeyId")?,
+        secret_key: SecretKey::new(field("SecretAccessKey")?),
+        session_token: Some(field("Token")?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    /// https://docs.aws.amazon.com/sdkref/latest/guide/feature-imds-credentials.html and
+    /// https://docs.aws.amazon.com/sdkref/latest/guide/feature-ec2-instance-metadata.html:
+    /// defaults, the IPv6 mode, an explicit endpoint, timeouts and attempts, and the switch.
+    #[test]
+    fn imds_settings_follow_the_sdk_reference() {
+        let d = Imds::from_env(&env(&[])).unwrap().unwrap();
+        assert_eq!(d.endpoint, "http://169.254.169.254");
+        assert_eq!(
+            (d.timeout, d.attempts, d.v1_disabled),
+            (Duration::from_secs(1), 1, false)
+        );
+        let v6 = Imds::from_env(&env(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "IPv6")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(v6.endpoint, "http://[fd00:ec2::254]");
+        let set = Imds::from_env(&env(&[
+            (
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                "http://127.0.0.1:8111/",
+            ),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "IPv6"),
+            ("AWS_METADATA_SERVICE_TIMEOUT", "3"),
+            ("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "2"),
+            ("AWS_EC2_METADATA_V1_DISABLED", "TRUE"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(set.endpoint, "http://127.0.0.1:8111");
+        assert_eq!(
+            (set.timeout, set.attempts, set.v1_disabled),
+            (Duration::from_secs(3), 2, true)
+        );
+        assert_eq!(
+            Imds::from_env(&env(&[("AWS_EC2_METADATA_DISABLED", "true")])).unwrap(),
+            None
+        );
+        for (name, value) in [
+            ("AWS_METADATA_SERVICE_TIMEOUT", "0"),
+            ("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "many"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "169.254.169.254"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "IPv5"),
+        ] {
+            let e = Imds::from_env(&env(&[(name, value)])).unwrap_err();
+            assert!(e.contains(name) && e.contains(value), "{e}");
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! user's ([`crate::aws_chain`]): with `--upstream-credentials-file`, only that shared-credentials
 //! file (its `--upstream-profile` section, `default` otherwise); without it, the standard chain
 //! (environment keys, web identity, `~/.aws/credentials`, `~/.aws/config` with
-//! `credential_process`, container credentials), each exchange done by [`crate::exchange`]. A web
+//! `credential_process`, container credentials, and last the EC2 instance metadata service, as
+//! the SDKs end their chain), each exchange done by [`crate::exchange`]. A web
 //! identity token is exchanged at `AWS_ENDPOINT_URL_STS` if set, else at the upstream's STS
 //! (`https://sts.REGION.amazonaws.com` for AWS, the upstream endpoint itself for any other store:
 //! MinIO and keyhole answer STS on their S3 endpoint). The chain is read again whenever the
@@ -89,8 +90,23 @@ impl CredentialSource for ChainSource {
             (None, Some(_)) => Some("default"),
             (None, None) => None,
         };
-        let found =
-            aws_chain::resolve(profile, &|name| self.env(name)).map_err(|e| e.to_string())?;
+        let env = |name: &str| self.env(name);
+        let found = match aws_chain::resolve(profile, &env) {
+            Ok(found) => found,
+            // The SDKs' last provider: the role of the EC2 instance keyhole runs on. Never with
+            // a credentials file named (that file is the only source then).
+            Err(e @ aws_chain::ChainError::NoCredentials { .. }) if self.file.is_none() => {
+                let Some(imds) = crate::exchange::Imds::from_env(&env)? else {
+                    return Err(format!(
+                        "{e} (EC2 instance metadata: AWS_EC2_METADATA_DISABLED)"
+                    ));
+                };
+                return crate::exchange::instance_metadata(&imds).map_err(|imds_error| {
+                    format!("{e}; and EC2 instance metadata: {imds_error} (set AWS_EC2_METADATA_DISABLED=true where there is none)")
+                });
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         if found.web_identity.is_some() && self.sts_endpoint.is_empty() {
             return Err("a web identity needs an STS endpoint to be exchanged at".to_owned());
         }
