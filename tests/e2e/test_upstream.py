@@ -137,6 +137,48 @@ def test_denied_requests_never_reach_the_upstream(upstream_keyhole, tmp_path):
         gw.kill()
 
 
+def test_tags_are_read_upstream_only_for_requests_that_could_be_allowed(upstream_keyhole, tmp_path):
+    """s3:ExistingObjectTag needs the object's tags from the upstream, but only a request the
+    policies could allow pays for that read: a request denied whatever the tags (another prefix,
+    an action no statement allows) causes no upstream call at all. One that could be allowed has
+    its tags read and is decided on them
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html)."""
+    gw = gateway(tmp_path, upstream_keyhole)
+    try:
+        root = root_client(gw)
+        bucket = f"tg-{uuid.uuid4().hex[:10]}"
+        root.create_bucket(Bucket=bucket)
+        for key, cls in (("team/pub.txt", "public"), ("team/secret.txt", "secret"), ("other/c.txt", "public")):
+            root.put_object(Bucket=bucket, Key=key, Body=key.encode(), Tagging=f"class={cls}")
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/team/*",
+             "Condition": {"StringEquals": {"s3:ExistingObjectTag/class": "public"}}},
+            {"Effect": "Deny", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+             "Condition": {"StringEquals": {"s3:ExistingObjectTag/class": "embargoed"}}}]}
+        _, ak, sk = new_user(iam_client(as_server(gw)), policy=policy)
+        reader = make_client(gw.endpoint, ak, sk)
+
+        assert reader.get_object(Bucket=bucket, Key="team/pub.txt")["Body"].read() == b"team/pub.txt"
+        for key in ("team/secret.txt", "other/c.txt"):
+            with pytest.raises(ClientError) as e:
+                reader.get_object(Bucket=bucket, Key=key)
+            assert error_code(e.value) == "AccessDenied"
+        with pytest.raises(ClientError) as e:
+            reader.get_object_tagging(Bucket=bucket, Key="team/pub.txt")
+        assert error_code(e.value) == "AccessDenied"
+
+        events = wait_for_events(upstream_keyhole.data_dir, lambda ev: sum(
+            1 for e in ev if e["eventName"] == "GetObjectTagging"
+            and e["requestParameters"].get("bucketName") == bucket) >= 2)
+        after_puts = [e for e in events if e["requestParameters"].get("bucketName") == bucket
+                      and e["eventName"] != "PutObject" and e["eventName"] != "CreateBucket"]
+        reached = sorted((e["eventName"], e["requestParameters"].get("key")) for e in after_puts)
+        assert reached == [("GetObject", "team/pub.txt"), ("GetObjectTagging", "team/pub.txt"),
+                           ("GetObjectTagging", "team/secret.txt")], reached
+    finally:
+        gw.kill()
+
+
 # ------------------------------------------------------------------ multipart
 
 

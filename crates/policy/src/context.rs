@@ -31,6 +31,8 @@ impl ContextValue {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
     entries: HashMap<String, (String, ContextValue)>,
+    /// Lowercased prefixes of keys whose values are not known yet (see [`Context::assume_unknown`]).
+    unknown: Vec<String>,
 }
 
 impl Context {
@@ -75,6 +77,29 @@ impl Context {
     /// Sets every key of `other` (replacing keys of the same name).
     pub fn extend(&mut self, other: Context) {
         self.entries.extend(other.entries);
+        self.unknown.extend(other.unknown);
+    }
+
+    /// Declares the values of every key starting with `prefix` (any spelling) unknown, to ask
+    /// for an upper bound of a decision before paying for those facts: a condition (or a
+    /// policy variable) on such a key then counts as met in an Allow statement and as unmet in a
+    /// Deny statement. Both only widen what is allowed, so when the bound is a denial, every
+    /// value those keys could have is denied too.
+    pub fn assume_unknown(&mut self, prefix: &str) -> &mut Self {
+        self.unknown.push(prefix.to_ascii_lowercase());
+        self
+    }
+
+    /// Whether the lowercased `key_lower` was declared unknown.
+    pub fn is_unknown(&self, key_lower: &str) -> bool {
+        self.unknown
+            .iter()
+            .any(|p| key_lower.starts_with(p.as_str()))
+    }
+
+    /// Whether any key was declared unknown.
+    pub fn has_unknown(&self) -> bool {
+        !self.unknown.is_empty()
     }
 
     /// Every key (as first spelled) with its value, in no particular order.

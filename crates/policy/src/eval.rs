@@ -703,7 +703,18 @@ fn statement_applies<'s, R: Recorder>(
     has_boundary: bool,
 ) -> Result<Grant, Miss<'s>> {
     let ctx = &req.context;
-    if let Some(r) = &s.resources {
+    // An upper bound (Context::assume_unknown): a resource pattern whose variable is unknown
+    // matches for an Allow statement and not for a Deny statement.
+    let bound_resource = ctx.has_unknown()
+        && s.resources.as_ref().is_some_and(|r| {
+            r.patterns
+                .iter()
+                .any(|p| p.variables().iter().any(|v| ctx.is_unknown(&v.key)))
+        });
+    if bound_resource && s.effect == Effect::Deny {
+        return Err(Miss::Resource);
+    }
+    if let Some(r) = s.resources.as_ref().filter(|_| !bound_resource) {
         let hit = r
             .patterns
             .iter()
@@ -742,9 +753,17 @@ fn statement_applies<'s, R: Recorder>(
     };
     let mut failed = None;
     for c in &s.conditions {
-        let (holds, missing) = c.evaluate(ctx);
-        // An unresolvable variable in the values makes the statement invalid (see above).
-        let holds = holds && c.variables_resolvable(ctx);
+        let unknown = ctx.has_unknown()
+            && (ctx.is_unknown(c.key_lower())
+                || c.variable_keys().iter().any(|k| ctx.is_unknown(k)));
+        let (holds, missing) = if unknown {
+            // An upper bound: met where it could allow, unmet where it could deny.
+            (s.effect == Effect::Allow, false)
+        } else {
+            let (holds, missing) = c.evaluate(ctx);
+            // An unresolvable variable in the values makes the statement invalid (see above).
+            (holds && c.variables_resolvable(ctx), missing)
+        };
         if R::ON {
             if missing {
                 rec.missing(c.key_lower());

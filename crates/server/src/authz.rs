@@ -193,10 +193,7 @@ pub async fn authorize<T: Describe>(
                 return Err(S3Error::access_denied("Access Denied"));
             }
             for permission in &list {
-                let tagged = with_existing_object_tags(gw, principal, permission, context).await?;
-                let verdict =
-                    gw.authz
-                        .decide(principal, permission, tagged.as_ref().unwrap_or(context));
+                let verdict = decide_with_stored_facts(gw, principal, permission, context).await?;
                 checks.push(check_record(principal, permission, &verdict));
                 verdict.outcome?;
             }
@@ -268,6 +265,62 @@ fn check_record(principal: &Principal, permission: &Permission, verdict: &Verdic
     }
 }
 
+/// The decision on `permission`, with the object's tags as `s3:ExistingObjectTag/KEY` when a
+/// policy in play refers to them. The tags are read only when the request could be allowed:
+/// first a bound with every tag condition taken at its most permissive
+/// ([`Context::assume_unknown`]); when even that denies (and so does the context without tags),
+/// no tag is read and the denial stands, so a request keyhole denies never reaches an
+/// upstream store, not even for its tags.
+async fn decide_with_stored_facts(
+    gw: &Gateway,
+    principal: &Principal,
+    permission: &Permission,
+    context: &Context,
+) -> Result<Verdict, S3Error> {
+    if existing_object(gw, principal, permission).is_some() {
+        let mut bound = context.clone();
+        bound.assume_unknown(EXISTING_OBJECT_TAG);
+        if gw
+            .authz
+            .decide(principal, permission, &bound)
+            .outcome
+            .is_err()
+        {
+            let untagged = gw.authz.decide(principal, permission, context);
+            // The bound makes a denial certain; the check keeps a tag-less answer from ever
+            // standing in for one that depends on tags.
+            if untagged.outcome.is_err() {
+                return Ok(untagged);
+            }
+        }
+    }
+    let tagged = with_existing_object_tags(gw, principal, permission, context).await?;
+    Ok(gw
+        .authz
+        .decide(principal, permission, tagged.as_ref().unwrap_or(context)))
+}
+
+/// The prefix of the condition keys that carry an object's stored tags.
+const EXISTING_OBJECT_TAG: &str = "s3:ExistingObjectTag/";
+
+/// The bucket and key whose tags `permission` would be decided with: an action that accepts
+/// `s3:ExistingObjectTag/*`, on an object, where a policy that can decide refers to it.
+fn existing_object<'p>(
+    gw: &Gateway,
+    principal: &Principal,
+    permission: &'p Permission,
+) -> Option<(&'p str, &'p str)> {
+    let action = keyhole_policy::s3::action(permission.action)?;
+    if !keyhole_policy::s3::action_accepts_key(action, "s3:ExistingObjectTag/k") {
+        return None;
+    }
+    let (bucket, key) = permission
+        .resource
+        .strip_prefix("arn:aws:s3:::")
+        .and_then(|r| r.split_once('/'))?;
+    wants_existing_object_tags(gw, principal, bucket).then_some((bucket, key))
+}
+
 /// The context plus `s3:ExistingObjectTag/KEY` for each tag of the object `permission` names,
 /// when a policy that can decide refers to that key and the action accepts it (AWS supplies it
 /// only to those actions: https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html).
@@ -281,22 +334,9 @@ async fn with_existing_object_tags(
     permission: &Permission,
     context: &Context,
 ) -> Result<Option<Context>, S3Error> {
-    let Some(action) = keyhole_policy::s3::action(permission.action) else {
+    let Some((bucket, key)) = existing_object(gw, principal, permission) else {
         return Ok(None);
     };
-    if !keyhole_policy::s3::action_accepts_key(action, "s3:ExistingObjectTag/k") {
-        return Ok(None);
-    }
-    let Some((bucket, key)) = permission
-        .resource
-        .strip_prefix("arn:aws:s3:::")
-        .and_then(|r| r.split_once('/'))
-    else {
-        return Ok(None);
-    };
-    if !wants_existing_object_tags(gw, principal, bucket) {
-        return Ok(None);
-    }
     let tags = match gw.storage.get_tags(bucket, key).await {
         Ok(tags) => tags,
         // No such object (or a key no object can have): no tags, as in AWS.
@@ -313,7 +353,7 @@ async fn with_existing_object_tags(
     };
     let mut tagged = context.clone();
     for (k, v) in tags {
-        tagged.insert(&format!("s3:ExistingObjectTag/{k}"), v);
+        tagged.insert(&format!("{EXISTING_OBJECT_TAG}{k}"), v);
     }
     Ok(Some(tagged))
 }
