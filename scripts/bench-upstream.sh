@@ -8,6 +8,13 @@
 #   GET 4 KiB, 8 in flight, 10 s;  GET 4 KiB, 1 in flight, 10 s (latency);
 #   PUT 1 GiB and GET 1 GiB, one at a time, 2 requests each;
 # and finally one 5 GiB PUT and GET through the gateway, printing the gateway's peak RSS (VmHWM).
+# Every `via` line is followed by the CPU time the gateway spent on it (user + system, from
+# /proc/PID/stat), per GiB moved for the large objects.
+#
+# BENCH_UPSTREAM_RATE=4gbit (any tc rate) puts the upstream behind a link of that speed: an HTB
+# class on the loopback device for traffic from and to the upstream's port (needs root and tc;
+# removed on exit), as when the store is across a network rather than on the gateway's own two
+# cores. Other loopback traffic is not limited.
 set -euo pipefail
 
 UPSTREAM=${1:-s3s-fs}
@@ -21,7 +28,9 @@ UP_PORT=${BENCH_UP_PORT:-19420}
 GW_PORT=${BENCH_GW_PORT:-19421}
 WORK=$(mktemp -d /tmp/keyhole-bench-up.XXXXXX)
 PIDS=()
+RATE=${BENCH_UPSTREAM_RATE:-}
 cleanup() {
+    if [ -n "$RATE" ]; then tc qdisc del dev lo root 2>/dev/null || true; fi
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$WORK"
@@ -65,10 +74,31 @@ PIDS+=("$GW_PID")
 wait_port "$GW_PORT"
 for _ in $(seq 50); do [ -s "$WORK/gw-data/root-credentials" ] && break; sleep 0.1; done
 
-via() { "$LOAD" --endpoint "http://127.0.0.1:$GW_PORT" --credentials "$WORK/gw-data/root-credentials" --bucket bench "$@"; }
+if [ -n "$RATE" ]; then
+    tc qdisc add dev lo root handle 1: htb default 10
+    tc class add dev lo parent 1: classid 1:10 htb rate 1000gbit
+    tc class add dev lo parent 1: classid 1:20 htb rate "$RATE" ceil "$RATE"
+    tc filter add dev lo protocol ip parent 1: prio 1 u32 match ip sport "$UP_PORT" 0xffff flowid 1:20
+    tc filter add dev lo protocol ip parent 1: prio 1 u32 match ip dport "$UP_PORT" 0xffff flowid 1:20
+fi
+
+# The gateway's CPU time so far, in clock ticks (utime + stime).
+gw_ticks() { awk '{print $14 + $15}' "/proc/$GW_PID/stat"; }
+TICKS=$(getconf CLK_TCK)
+via_raw() { "$LOAD" --endpoint "http://127.0.0.1:$GW_PORT" --credentials "$WORK/gw-data/root-credentials" --bucket bench "$@"; }
+via() {
+    local before after out
+    before=$(gw_ticks)
+    out=$(via_raw "$@")
+    after=$(gw_ticks)
+    local cpu gib
+    cpu=$(awk -v t=$((after - before)) -v hz="$TICKS" 'BEGIN {printf "%.2f", t / hz}')
+    gib=$(sed -n 's/.*size=\([0-9]*\).*requests=\([0-9]*\).*/\1 \2/p' <<<"$out" | awk '{printf "%.3f", $1 * $2 / 1073741824}')
+    echo "$out gateway_cpu_s=$cpu cpu_s_per_gib=$(awk -v c="$cpu" -v g="$gib" 'BEGIN {if (g > 0.5) printf "%.3f", c / g; else print "-"}')"
+}
 direct() { "$LOAD" --endpoint "http://127.0.0.1:$UP_PORT" --credentials "$WORK/up-creds" --bucket bench "$@"; }
 
-echo "# upstream $UPSTREAM, $ROUNDS rounds, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# upstream $UPSTREAM${RATE:+ behind a $RATE link}, $ROUNDS rounds, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$ROUNDS"); do
     echo "# round $round, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     for path in direct via; do
