@@ -139,6 +139,15 @@ impl S3Error {
         )
     }
 
+    /// `MalformedACLError` (400): an ACL document that is not an `AccessControlPolicy`.
+    pub fn malformed_acl(detail: impl std::fmt::Display) -> S3Error {
+        S3Error::new(
+            "MalformedACLError",
+            StatusCode::BAD_REQUEST,
+            format!("The XML you provided was not well-formed or did not validate against our published schema: {detail}"),
+        )
+    }
+
     /// `AccessDenied` (403).
     pub fn access_denied(message: impl Into<String>) -> S3Error {
         S3Error::new("AccessDenied", StatusCode::FORBIDDEN, message)

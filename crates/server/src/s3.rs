@@ -2,6 +2,7 @@
 
 pub mod route;
 
+mod acl;
 mod bucket;
 mod list;
 mod multipart;
@@ -204,6 +205,12 @@ pub async fn dispatch(
         Op::GetObjectTagging => tagging::get(&ctx).await,
         Op::PutObjectTagging => tagging::put(&ctx, body).await,
         Op::DeleteObjectTagging => tagging::delete(&ctx).await,
+        Op::GetBucketAcl => acl::get(&ctx, false).await,
+        Op::GetObjectAcl => acl::get(&ctx, true).await,
+        Op::PutBucketAcl => acl::put(&ctx, body, false).await,
+        Op::PutObjectAcl => acl::put(&ctx, body, true).await,
+        Op::GetBucketOwnershipControls => acl::get_ownership(&ctx).await,
+        Op::PutBucketOwnershipControls => acl::put_ownership(&ctx, body).await,
     }
 }
 
@@ -320,10 +327,13 @@ pub(crate) fn set_header(r: &mut Response<Body>, name: &str, value: &str) -> Res
     Ok(())
 }
 
-/// Canned ACLs that grant nothing beyond the bucket owner. Every other ACL is public in AWS's
-/// sense: refused while BlockPublicAcls is in force (the default), and otherwise not implemented,
-/// since keyhole stores no ACLs.
+/// Canned ACLs that grant nothing beyond the owner. Every bucket is the account's and so is every
+/// object in it (Object Ownership `BucketOwnerEnforced`, ACLs disabled), so these three all mean
+/// "the owner has full control", the only ACL such a bucket accepts. Every other ACL is public in
+/// AWS's sense: refused with AccessDenied while BlockPublicAcls is in force (the default), and
+/// otherwise with AccessControlListNotSupported, as a bucket with ACLs disabled refuses it.
 /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html
+/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-ownership-error-responses.html
 const PRIVATE_CANNED_ACLS: &[&str] = &["private", "bucket-owner-read", "bucket-owner-full-control"];
 
 /// Refuses public canned ACLs and explicit grants.
@@ -341,20 +351,16 @@ pub(crate) fn check_acl_headers(ctx: &Ctx<'_>) -> Result<(), S3Error> {
                     "Access Denied: the canned ACL `{acl}` would make the resource public, and Block Public Access (BlockPublicAcls) is on"
                 )));
             }
-            return Err(S3Error::not_implemented(&format!(
-                "the public canned ACL `{acl}` (keyhole stores no ACLs; grant access with a bucket policy)"
-            )));
+            return Err(acl::not_supported());
         }
     }
-    if let Some(name) = ctx
+    if ctx
         .headers
         .keys()
         .map(http::HeaderName::as_str)
-        .find(|n| n.starts_with("x-amz-grant-"))
+        .any(|n| n.starts_with("x-amz-grant-"))
     {
-        return Err(S3Error::not_implemented(&format!(
-            "the `{name}` header (explicit ACL grants)"
-        )));
+        return Err(acl::not_supported());
     }
     Ok(())
 }

@@ -52,6 +52,20 @@ impl XmlWriter {
         self.out.push('>');
     }
 
+    /// Opens an element with attributes (values escaped).
+    pub fn open_with(&mut self, name: &str, attributes: &[(&str, &str)]) {
+        self.out.push('<');
+        self.out.push_str(name);
+        for (k, v) in attributes {
+            self.out.push(' ');
+            self.out.push_str(k);
+            self.out.push_str("=\"");
+            escape_into(&mut self.out, v);
+            self.out.push('"');
+        }
+        self.out.push('>');
+    }
+
     /// Closes an element.
     pub fn close(&mut self, name: &str) {
         self.out.push_str("</");

@@ -66,6 +66,12 @@ fn s3_samples() -> Vec<Op> {
         Op::GetObjectTagging,
         Op::PutObjectTagging,
         Op::DeleteObjectTagging,
+        Op::GetBucketAcl,
+        Op::PutBucketAcl,
+        Op::GetObjectAcl,
+        Op::PutObjectAcl,
+        Op::GetBucketOwnershipControls,
+        Op::PutBucketOwnershipControls,
     ]
 }
 
@@ -106,9 +112,15 @@ fn s3_index(op: &Op) -> usize {
         Op::GetObjectTagging => 30,
         Op::PutObjectTagging => 31,
         Op::DeleteObjectTagging => 32,
+        Op::GetBucketAcl => 33,
+        Op::PutBucketAcl => 34,
+        Op::GetObjectAcl => 35,
+        Op::PutObjectAcl => 36,
+        Op::GetBucketOwnershipControls => 37,
+        Op::PutBucketOwnershipControls => 38,
     }
 }
-const S3_OPERATIONS: usize = 33;
+const S3_OPERATIONS: usize = 39;
 
 #[test]
 fn every_s3_operation_is_sampled() {

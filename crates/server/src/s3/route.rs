@@ -183,6 +183,18 @@ pub enum Op {
     PutObjectTagging,
     /// `DELETE /b/k?tagging`
     DeleteObjectTagging,
+    /// `GET /b?acl`
+    GetBucketAcl,
+    /// `PUT /b?acl`
+    PutBucketAcl,
+    /// `GET /b/k?acl`
+    GetObjectAcl,
+    /// `PUT /b/k?acl`
+    PutObjectAcl,
+    /// `GET /b?ownershipControls`
+    GetBucketOwnershipControls,
+    /// `PUT /b?ownershipControls`
+    PutBucketOwnershipControls,
 }
 
 pub use crate::authz::Permission;
@@ -238,6 +250,8 @@ const PLAIN_PARAMS: &[&str] = &[
     "policy",
     "policyStatus",
     "publicAccessBlock",
+    "acl",
+    "ownershipControls",
     "X-Amz-Algorithm",
     "X-Amz-Credential",
     "X-Amz-Date",
@@ -254,6 +268,7 @@ const BUCKET_SUBRESOURCES: &[&str] = &[
     "policy",
     "policyStatus",
     "publicAccessBlock",
+    "ownershipControls",
     "list-type",
 ];
 
@@ -308,6 +323,21 @@ impl Op {
                 Method::DELETE => Op::DeletePublicAccessBlock,
                 _ => return Err(method_not_allowed(method)),
             },
+            (Some(_), None) if query.has("acl") => match *method {
+                Method::GET => Op::GetBucketAcl,
+                Method::PUT => Op::PutBucketAcl,
+                _ => return Err(method_not_allowed(method)),
+            },
+            (Some(_), None) if query.has("ownershipControls") => match *method {
+                Method::GET => Op::GetBucketOwnershipControls,
+                Method::PUT => Op::PutBucketOwnershipControls,
+                Method::DELETE => {
+                    return Err(S3Error::not_implemented(
+                        "DeleteBucketOwnershipControls (it would enable ACLs; every bucket stays BucketOwnerEnforced)",
+                    ))
+                }
+                _ => return Err(method_not_allowed(method)),
+            },
             (Some(_), None) => match *method {
                 Method::PUT if query.has("tagging") || query.has("location") => {
                     return Err(S3Error::not_implemented("this bucket configuration"))
@@ -349,6 +379,11 @@ impl Op {
                     "the `uploads` sub-resource on an object other than in CreateMultipartUpload (POST)",
                 ))
             }
+            (Some(_), Some(_)) if query.has("acl") => match *method {
+                Method::GET => Op::GetObjectAcl,
+                Method::PUT => Op::PutObjectAcl,
+                _ => return Err(method_not_allowed(method)),
+            },
             (Some(_), Some(_)) => match *method {
                 Method::PUT if query.has("tagging") => Op::PutObjectTagging,
                 Method::PUT if query.has("uploadId") || query.has("partNumber") => {
@@ -506,6 +541,12 @@ impl Op {
             Op::GetObjectTagging => "GetObjectTagging",
             Op::PutObjectTagging => "PutObjectTagging",
             Op::DeleteObjectTagging => "DeleteObjectTagging",
+            Op::GetBucketAcl => "GetBucketAcl",
+            Op::PutBucketAcl => "PutBucketAcl",
+            Op::GetObjectAcl => "GetObjectAcl",
+            Op::PutObjectAcl => "PutObjectAcl",
+            Op::GetBucketOwnershipControls => "GetBucketOwnershipControls",
+            Op::PutBucketOwnershipControls => "PutBucketOwnershipControls",
         }
     }
 
@@ -575,6 +616,12 @@ impl Op {
             Op::GetObjectTagging => vec![on_object("s3:GetObjectTagging")],
             Op::PutObjectTagging => vec![on_object("s3:PutObjectTagging")],
             Op::DeleteObjectTagging => vec![on_object("s3:DeleteObjectTagging")],
+            Op::GetBucketAcl => vec![on_bucket("s3:GetBucketAcl")],
+            Op::PutBucketAcl => vec![on_bucket("s3:PutBucketAcl")],
+            Op::GetObjectAcl => vec![on_object("s3:GetObjectAcl")],
+            Op::PutObjectAcl => vec![on_object("s3:PutObjectAcl")],
+            Op::GetBucketOwnershipControls => vec![on_bucket("s3:GetBucketOwnershipControls")],
+            Op::PutBucketOwnershipControls => vec![on_bucket("s3:PutBucketOwnershipControls")],
         };
         Access {
             upfront,
@@ -638,14 +685,41 @@ mod tests {
             "cors",
             "lifecycle",
             "versioning",
-            "acl",
             "replication",
             "versionId=3",
         ] {
             let e = route(Method::GET, Some("b"), None, q).unwrap_err();
             assert_eq!(e.code(), "NotImplemented", "{q}");
         }
-        let e = route(Method::GET, Some("b"), Some("k"), "acl").unwrap_err();
+        let e = route(Method::GET, Some("b"), Some("k"), "torrent").unwrap_err();
+        assert_eq!(e.code(), "NotImplemented");
+        let e = route(Method::DELETE, Some("b"), None, "ownershipControls").unwrap_err();
+        assert_eq!(e.code(), "NotImplemented");
+    }
+
+    #[test]
+    fn acls_and_ownership_controls_route_to_their_operations() {
+        assert_eq!(
+            route(Method::GET, Some("b"), None, "acl").unwrap(),
+            Op::GetBucketAcl
+        );
+        assert_eq!(
+            route(Method::PUT, Some("b"), None, "acl").unwrap(),
+            Op::PutBucketAcl
+        );
+        assert_eq!(
+            route(Method::GET, Some("b"), Some("k"), "acl").unwrap(),
+            Op::GetObjectAcl
+        );
+        assert_eq!(
+            route(Method::PUT, Some("b"), Some("k"), "acl").unwrap(),
+            Op::PutObjectAcl
+        );
+        assert_eq!(
+            route(Method::PUT, Some("b"), None, "ownershipControls").unwrap(),
+            Op::PutBucketOwnershipControls
+        );
+        let e = route(Method::GET, Some("b"), Some("k"), "ownershipControls").unwrap_err();
         assert_eq!(e.code(), "NotImplemented");
     }
 
