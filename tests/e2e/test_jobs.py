@@ -279,6 +279,59 @@ def test_sdks_refresh_through_the_credential_endpoint_until_the_job_finishes(fre
         reader.wait(timeout=30)
 
 
+def test_a_short_job_is_not_refreshed_on_every_request_and_still_ends_with_its_window(fresh_server_factory,
+                                                                                     tmp_path):
+    """botocore refreshes container credentials expiring within 15 minutes, so a session dated by
+    the window's end was fetched again on every request of a job's last 15 minutes (an 11-request
+    script: 12 fetches, 11 sessions). The endpoint now dates such a session past the window
+    (docs/JOBS.md); boto3 keeps one session for the whole short job, and every request after the
+    window still fails."""
+    kp = fresh_server_factory()
+    from e2e_helpers import make_client, read_trail
+    ak, sk = kp.credentials()
+    admin = make_client(kp.endpoint, ak, sk)
+    ds = f"ds-{uuid.uuid4().hex[:8]}"
+    admin.create_bucket(Bucket=ds)
+    admin.put_object(Bucket=ds, Key="wiki/part-0.jsonl", Body=b"x")
+
+    class S:
+        endpoint, creds_path = kp.endpoint, kp.creds_path
+    r = keyhole(S, "job", "start", "--name", "short", "--read", f"s3://{ds}/wiki/", "--for", "25s",
+                "--output", "env", "--credentials", "endpoint")
+    assert r.returncode == 0, r.stderr
+    started = time.time()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    for line in r.stdout.splitlines():
+        k, v = line.removeprefix("export ").split("=", 1)
+        env[k] = v.strip("'")
+    job_id = env["KEYHOLE_JOB_ID"]
+    state = tmp_path / "state"
+    state.mkdir()
+    reader = subprocess.Popen([sys.executable, "-c", REFRESH_PY, ds, str(state)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(8)
+        log = json.loads((state / "log.json").read_text())
+        assert len(log) >= 11 and all(entry[0] == "ok" for entry in log), log
+        assert len({entry[1] for entry in log}) == 1, "one session for the whole short job"
+        fetches = [e for e in read_trail(kp.data_dir)
+                   if e.get("eventName") == "GetJobCredentials" and job_id in json.dumps(e)]
+        assert 1 <= len(fetches) <= 2, len(fetches)
+        # The window ends 25 s after the start: every request after it fails.
+        time.sleep(max(0.0, started + 25 + 2 - time.time()))
+        seen = len(json.loads((state / "log.json").read_text()))
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            log = json.loads((state / "log.json").read_text())
+            if len(log) > seen + 3:
+                break
+            time.sleep(0.5)
+        assert len(log) > seen + 3 and all(entry[0] == "error" for entry in log[seen:]), log[seen:]
+    finally:
+        (state / "stop").touch()
+        reader.wait(timeout=30)
+
+
 def test_a_scheduler_allowed_only_createjob(server, data, tmp_path):
     """A scheduler that may start jobs over some data, through a role it may pass, and do nothing
     else itself (docs/JOBS.md, "Passing a role to a job")."""

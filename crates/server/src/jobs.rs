@@ -558,7 +558,7 @@ pub async fn execute(
                     StatusCode::OK,
                     &json!({
                         "Job": view(gw, &record, t),
-                        "Credentials": credentials_json(&claims, &session_token, "SessionToken"),
+                        "Credentials": credentials_json(&claims, &session_token, "SessionToken", claims.exp),
                         "CredentialsToken": token,
                     }),
                 ),
@@ -644,10 +644,39 @@ pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
+/// How far past the end of its window the container endpoint dates a session the window cut
+/// short. botocore refreshes container credentials that expire within 15 minutes (and must
+/// within 10); a session dated by the window's end would be fetched again on every request of a
+/// job's last 15 minutes, and of the whole life of a shorter job, each fetch a new session and
+/// audit events. Nothing is gained by it: the session ends with the window whatever the answer
+/// says (its token expires then, the job's policy allows nothing after it, and finishing the job
+/// revokes it), and a fetch after the window is refused. So such a session is reported as
+/// expiring 20 minutes after the window (15 for the SDK, 5 for clock skew between the job's
+/// machine and the gateway), and the SDK keeps it until the window closes. The audit trail
+/// records the true expiry.
+const WINDOW_SLACK_SECS: i64 = 20 * 60;
+
+/// The `Expiration` the container endpoint reports for `claims` of a job whose window ends at
+/// `window_end`: the true expiry, unless the window cut the session short (see
+/// [`WINDOW_SLACK_SECS`]).
+fn reported_expiration(claims: &SessionClaims, window_end: DateTime<Utc>) -> i64 {
+    if claims.exp >= window_end.timestamp() {
+        claims.exp + WINDOW_SLACK_SECS
+    } else {
+        claims.exp
+    }
+}
+
 /// Credentials as AWS spells them: STS-style (`SessionToken`, the keyhole API) or the container
-/// endpoint's (`Token`), named by `token_field`.
-fn credentials_json(claims: &SessionClaims, token: &str, token_field: &str) -> Value {
-    let expiration = DateTime::<Utc>::from_timestamp(claims.exp, 0).map(rfc3339);
+/// endpoint's (`Token`), named by `token_field`, expiring (as far as the caller is told) at
+/// `expiration`.
+fn credentials_json(
+    claims: &SessionClaims,
+    token: &str,
+    token_field: &str,
+    expiration: i64,
+) -> Value {
+    let expiration = DateTime::<Utc>::from_timestamp(expiration, 0).map(rfc3339);
     let mut v = json!({
         "AccessKeyId": claims.ak,
         "SecretAccessKey": claims.sk,
@@ -815,8 +844,34 @@ pub async fn fetch_credentials(
         crate::authz::authorize(gw, &creator, renewal, &context, checks).await?;
     }
     let (claims, token) = mint(gw, job, now)?;
+    let expiration = reported_expiration(&claims, job.record.job.end);
     Ok((
-        json_response(StatusCode::OK, &credentials_json(&claims, &token, "Token")),
+        json_response(
+            StatusCode::OK,
+            &credentials_json(&claims, &token, "Token", expiration),
+        ),
         Some(json!({"credentials": credentials_audit(&claims)})),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session the window cuts short is dated past the window by the slack; one that ends
+    /// before the window (its lifetime ran out first) keeps its true expiry, so SDKs refresh it.
+    #[test]
+    fn only_sessions_cut_by_the_window_are_dated_past_it() {
+        let now = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
+        let end = now + Duration::minutes(10);
+        let mut cut = SessionClaims::fresh("111122223333", now, 3600);
+        cut.exp = end.timestamp();
+        assert_eq!(
+            reported_expiration(&cut, end),
+            end.timestamp() + WINDOW_SLACK_SECS
+        );
+        let mut short = SessionClaims::fresh("111122223333", now, 900);
+        short.exp = (now + Duration::minutes(5)).timestamp();
+        assert_eq!(reported_expiration(&short, end), short.exp);
+    }
 }
