@@ -45,6 +45,8 @@ pub enum ChecksumKind {
     Sha1,
     /// `x-amz-checksum-sha256`.
     Sha256,
+    /// `x-amz-checksum-crc64nvme` (CRC-64/NVME, the AWS SDKs' full-object checksum).
+    Crc64Nvme,
 }
 
 impl ChecksumKind {
@@ -56,6 +58,7 @@ impl ChecksumKind {
             "x-amz-checksum-crc32c" => Some(Self::Crc32c),
             "x-amz-checksum-sha1" => Some(Self::Sha1),
             "x-amz-checksum-sha256" => Some(Self::Sha256),
+            "x-amz-checksum-crc64nvme" => Some(Self::Crc64Nvme),
             _ => None,
         }
     }
@@ -68,6 +71,7 @@ impl ChecksumKind {
             Self::Crc32c => "x-amz-checksum-crc32c",
             Self::Sha1 => "x-amz-checksum-sha1",
             Self::Sha256 => "x-amz-checksum-sha256",
+            Self::Crc64Nvme => "x-amz-checksum-crc64nvme",
         }
     }
 
@@ -77,6 +81,7 @@ impl ChecksumKind {
             Self::Crc32c => "CRC32C",
             Self::Sha1 => "SHA1",
             Self::Sha256 => "SHA256",
+            Self::Crc64Nvme => "CRC64NVME",
         }
     }
 }
@@ -88,6 +93,7 @@ pub(crate) enum Checksum {
     Crc32c(u32),
     Sha1(Sha1),
     Sha256(Sha256),
+    Crc64Nvme(crc_fast::Digest),
 }
 
 impl Checksum {
@@ -97,6 +103,9 @@ impl Checksum {
             ChecksumKind::Crc32c => Self::Crc32c(0),
             ChecksumKind::Sha1 => Self::Sha1(Sha1::new()),
             ChecksumKind::Sha256 => Self::Sha256(Sha256::new()),
+            ChecksumKind::Crc64Nvme => {
+                Self::Crc64Nvme(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme))
+            }
         }
     }
 
@@ -106,6 +115,7 @@ impl Checksum {
             Self::Crc32c(crc) => *crc = crc32c::crc32c_append(*crc, data),
             Self::Sha1(hasher) => hasher.update(data),
             Self::Sha256(hasher) => hasher.update(data),
+            Self::Crc64Nvme(digest) => digest.update(data),
         }
     }
 
@@ -116,6 +126,7 @@ impl Checksum {
             Self::Crc32c(crc) => crc.to_be_bytes().to_vec(),
             Self::Sha1(hasher) => hasher.finalize().to_vec(),
             Self::Sha256(hasher) => hasher.finalize().to_vec(),
+            Self::Crc64Nvme(digest) => digest.finalize().to_be_bytes().to_vec(),
         }
     }
 }

@@ -9,9 +9,8 @@
 //!
 //! Supported: `AWS4-HMAC-SHA256` in the `Authorization` header and in the query (presigned
 //! URLs, at most 7 days), `UNSIGNED-PAYLOAD`, `STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]`,
-//! `STREAMING-UNSIGNED-PAYLOAD-TRAILER` with `x-amz-checksum-{crc32,crc32c,sha1,sha256}`
-//! trailers. Not supported (refused with a clear error): SigV2, SigV4a (ECDSA), CRC64NVME
-//! trailers.
+//! `STREAMING-UNSIGNED-PAYLOAD-TRAILER` with `x-amz-checksum-{crc32,crc32c,sha1,sha256,crc64nvme}`
+//! trailers. Not supported (refused with a clear error): SigV2, SigV4a (ECDSA), other trailers.
 //!
 //! # Security
 //!
