@@ -69,3 +69,114 @@ def test_bucket_policy_deny_on_existing_object_tag_binds_other_grants(server, s3
         assert "explicit deny in a resource-based policy" in e.value.response["Error"]["Message"]
     finally:
         s3.delete_bucket_policy(Bucket=tagged)
+
+
+TAG_RULES_NEED_TAGGING = ("s3s-fs 0.14.1 does not implement object tagging (NotImplemented): the tags a "
+                          "policy needs cannot be read, so the request fails closed")
+
+
+@pytest.mark.upstream_gap(["s3s-fs"], TAG_RULES_NEED_TAGGING)
+def test_a_job_keeps_its_creators_tag_rules(server, s3, tagged, tmp_path):
+    """A role-less job is decided a second time as its creator, tag conditions included: a
+    creator denied `classification=secret` objects is denied them through its own job too, and a
+    creator allowed only `public` ones keeps that through its job (review 8, F1)."""
+    from test_jobs import keyhole, session_client
+
+    iam = iam_client(server)
+    deny = {"Effect": "Deny", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{tagged}/*",
+            "Condition": {"StringEquals": {"s3:ExistingObjectTag/classification": "secret"}}}
+    only_public = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{tagged}/*",
+                   "Condition": {"StringEquals": {"s3:ExistingObjectTag/classification": "public"}}}
+    common = [{"Effect": "Allow", "Action": ["keyhole:CreateJob", "s3:ListBucket"], "Resource": "*"}]
+    for label, statements, readable in (
+        ("deny", [*common, deny, {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{tagged}/*"}],
+         {"public.txt", "untagged.txt"}),
+        ("public", [*common, only_public], {"public.txt"}),
+    ):
+        _, ak, sk = new_user(iam, policy={"Version": "2012-10-17", "Statement": statements})
+        creds_file = tmp_path / f"{label}-creds"
+        creds_file.write_text(f"[default]\naws_access_key_id = {ak}\naws_secret_access_key = {sk}\n")
+        direct = make_client(server.endpoint, ak, sk)
+        r = keyhole(server, "job", "start", "--output", "json", "--name", f"tags-{label}",
+                    "--read", f"s3://{tagged}/", "--for", "10m", creds_file=creds_file)
+        assert r.returncode == 0, r.stderr
+        job = session_client(server, json.loads(r.stdout)["Credentials"])
+        for key in ("public.txt", "secret.txt", "untagged.txt"):
+            for who, client in (("direct", direct), ("job", job)):
+                if key in readable:
+                    assert client.get_object(Bucket=tagged, Key=key)["Body"].read(), (label, who, key)
+                else:
+                    with pytest.raises(ClientError) as e:
+                        client.get_object(Bucket=tagged, Key=key)
+                    assert error_code(e.value) == "AccessDenied", (label, who, key)
+
+
+@pytest.mark.upstream_gap(["s3s-fs"], TAG_RULES_NEED_TAGGING)
+def test_tag_keys_differing_only_in_case_fail_closed(server, s3, tagged):
+    """S3 keeps `classification` and `Classification` apart; condition keys cannot tell them
+    apart, so neither may hide the other: the request is refused, whatever the order (review 8,
+    F3)."""
+    for order, tagging in (("secret-first", "classification=secret&Classification=public"),
+                           ("public-first", "Classification=public&classification=secret")):
+        s3.put_object(Bucket=tagged, Key=f"mixed-{order}", Body=b"m", Tagging=tagging)
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, policy={"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{tagged}/*"},
+        {"Effect": "Deny", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{tagged}/*",
+         "Condition": {"StringEquals": {"s3:ExistingObjectTag/classification": "secret"}}}]})
+    user = make_client(server.endpoint, ak, sk)
+    for order in ("secret-first", "public-first"):
+        with pytest.raises(ClientError) as e:
+            user.get_object(Bucket=tagged, Key=f"mixed-{order}")
+        assert error_code(e.value) == "AccessDenied", order
+    assert user.get_object(Bucket=tagged, Key="public.txt")["Body"].read() == b"p"
+
+
+@pytest.mark.upstream_gap(["s3s-fs"], TAG_RULES_NEED_TAGGING)
+def test_the_version_judged_is_the_version_served(server, s3, tagged):
+    """An object overwritten (body and tags together) between the tag read and the object read:
+    the reader gets the version its decision judged or a retry, never the new body its tags deny
+    (review 8, F2; S3 replaces body and tags atomically)."""
+    import threading
+    import time
+
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, policy={"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectTagging"], "Resource": f"arn:aws:s3:::{tagged}/*"},
+        {"Effect": "Deny", "Action": ["s3:GetObject", "s3:GetObjectTagging"], "Resource": f"arn:aws:s3:::{tagged}/*",
+         "Condition": {"StringEquals": {"s3:ExistingObjectTag/classification": "secret"}}}]})
+    reader = make_client(server.endpoint, ak, sk)
+    writer = make_client(server.endpoint, server.access_key, server.secret_key)
+    writer.put_object(Bucket=tagged, Key="race", Body=b"PUBLIC", Tagging="classification=public")
+    stop = time.monotonic() + 6
+    outcomes: dict[str, int] = {}
+
+    def write() -> None:
+        i = 0
+        while time.monotonic() < stop:
+            secret = i % 2 == 0
+            writer.put_object(Bucket=tagged, Key="race", Body=b"SECRET" if secret else b"PUBLIC",
+                              Tagging="classification=secret" if secret else "classification=public")
+            i += 1
+
+    t = threading.Thread(target=write)
+    t.start()
+    try:
+        while time.monotonic() < stop:
+            try:
+                got = reader.get_object(Bucket=tagged, Key="race")["Body"].read().decode()
+            except ClientError as e:
+                got = error_code(e)
+            outcomes[got] = outcomes.get(got, 0) + 1
+            try:
+                tags = reader.get_object_tagging(Bucket=tagged, Key="race")["TagSet"]
+                got = "tags:" + tags[0]["Value"]
+            except ClientError as e:
+                got = "tags:" + error_code(e)
+            outcomes[got] = outcomes.get(got, 0) + 1
+    finally:
+        t.join()
+    assert "SECRET" not in outcomes and "tags:secret" not in outcomes, outcomes
+    assert outcomes.get("PUBLIC", 0) > 0 and outcomes.get("AccessDenied", 0) > 0, outcomes
+    assert set(outcomes) <= {"PUBLIC", "AccessDenied", "SlowDown", "tags:public", "tags:AccessDenied",
+                             "tags:SlowDown"}, outcomes

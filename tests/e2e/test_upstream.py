@@ -172,9 +172,29 @@ def test_tags_are_read_upstream_only_for_requests_that_could_be_allowed(upstream
             and e["requestParameters"].get("bucketName") == bucket) >= 2)
         after_puts = [e for e in events if e["requestParameters"].get("bucketName") == bucket
                       and e["eventName"] != "PutObject" and e["eventName"] != "CreateBucket"]
-        reached = sorted((e["eventName"], e["requestParameters"].get("key")) for e in after_puts)
+        reached = sorted((e["eventName"], e["requestParameters"].get("key")) for e in after_puts
+                         if e["eventName"] != "HeadObject")
         assert reached == [("GetObject", "team/pub.txt"), ("GetObjectTagging", "team/pub.txt"),
                            ("GetObjectTagging", "team/secret.txt")], reached
+        # The tag reads are pinned to a version by HEADs of the same objects, and only those.
+        heads = {e["requestParameters"].get("key") for e in after_puts if e["eventName"] == "HeadObject"}
+        assert heads == {"team/pub.txt", "team/secret.txt"}, heads
+
+        # A tag variable in the Resource of an Allow bounds the request to that bucket and its
+        # literal parts: another bucket's objects are not even looked at (review 8, F4).
+        other = f"tg-{uuid.uuid4().hex[:10]}"
+        root.create_bucket(Bucket=other)
+        root.put_object(Bucket=other, Key="x/y", Body=b"y", Tagging="dir=x")
+        _, ak2, sk2 = new_user(iam_client(as_server(gw)), policy={"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject",
+             "Resource": f"arn:aws:s3:::{bucket}/${{s3:ExistingObjectTag/dir}}/*"}]})
+        by_dir = make_client(gw.endpoint, ak2, sk2)
+        with pytest.raises(ClientError) as e:
+            by_dir.get_object(Bucket=other, Key="x/y")
+        assert error_code(e.value) == "AccessDenied"
+        time.sleep(0.5)
+        assert not any(e["eventName"] == "GetObjectTagging" and e["requestParameters"].get("bucketName") == other
+                       for e in upstream_events(upstream_keyhole)), "a tag read for a request no tag could allow"
     finally:
         gw.kill()
 
@@ -590,7 +610,8 @@ class FakeImds:
     service); otherwise every read without the token is refused with 401, as with
     HttpTokens=required. `role` None: no instance profile (404)."""
 
-    def __init__(self, creds: dict, role: str | None = "keyhole-gateway", v1_only: bool = False):
+    def __init__(self, creds: dict, role: str | None = "keyhole-gateway", v1_only: bool = False,
+                 role_list: bytes | None = None):
         import http.server
         import socketserver
 
@@ -627,7 +648,7 @@ class FakeImds:
                 if role is None and self.path.startswith(base):
                     return self._send(404)
                 if self.path == base:
-                    return self._send(200, role.encode())
+                    return self._send(200, role_list if role_list is not None else role.encode())
                 if self.path == base + role:
                     return self._send(200, json.dumps({"Code": "Success", "Type": "AWS-HMAC", **creds}).encode())
                 self._send(404)
@@ -716,6 +737,16 @@ def test_upstream_credentials_from_ec2_instance_metadata(tmp_path):
         asked = len(old.requests)
         err = refused(old, {"AWS_EC2_METADATA_DISABLED": "true"})
         assert "AWS_EC2_METADATA_DISABLED" in err and len(old.requests) == asked, err
+        # A hostile answer is bounded and never echoed (review 8, F7): a 4 MiB "role name".
+        huge = FakeImds(creds, role_list=b"r" * (4 * 1024 * 1024))
+        servers.append(huge)
+        err = refused(huge, {})
+        assert "larger than" in err and len(err) < 4096, err[:500]
+        for name in (b"a/../b", b"bad rolename", b"x" * 65):
+            bad = FakeImds(creds, role_list=name)
+            servers.append(bad)
+            err = refused(bad, {})
+            assert "not an IAM role name" in err and name.decode() not in err, err
     finally:
         for g in gws:
             g.kill()
@@ -750,9 +781,13 @@ class ShimProxy:
                 n = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(n) if n else b""
                 query = self.path.split("?", 1)[1] if "?" in self.path else ""
-                if outer.mode == "tag429" and self.command == "GET" and "tagging" in query.split("&"):
-                    msg = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
-                    self.send_response(429)
+                if outer.mode in ("tag429", "tag404") and self.command == "GET" and "tagging" in query.split("&"):
+                    if outer.mode == "tag404":
+                        msg = b"<Error><Code>NoSuchTagSet</Code><Message>The TagSet does not exist</Message></Error>"
+                        self.send_response(404)
+                    else:
+                        msg = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                        self.send_response(429)
                     self.send_header("content-length", str(len(msg)))
                     self.end_headers()
                     self.wfile.write(msg)
@@ -818,6 +853,23 @@ def test_a_misbehaving_upstream_never_turns_into_a_wrong_success(upstream_keyhol
         with pytest.raises(ClientError) as e:
             user.get_object(Bucket=bucket, Key="secret")
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] in (429, 503), e.value.response
+        # A 404 to the tag read of an object that exists is not "no tags" (review 8, F5).
+        proxy.mode = "tag404"
+        with pytest.raises(ClientError) as e:
+            user.get_object(Bucket=bucket, Key="secret")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404, e.value.response
+        assert error_code(e.value) == "NoSuchTagSet", e.value.response
+        proxy.mode = "pass"
+        # Tag values are kept exactly as the upstream has them: "public " is not "public"
+        # (review 8, F6).
+        admin.put_object(Bucket=bucket, Key="spaced", Body=b"S", Tagging="class=public%20")
+        assert admin.get_object_tagging(Bucket=bucket, Key="spaced")["TagSet"] == [{"Key": "class", "Value": "public "}]
+        _, ak2, sk2 = new_user(iam, {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+             "Condition": {"StringEquals": {"s3:ExistingObjectTag/class": "public"}}}]})
+        with pytest.raises(ClientError) as e:
+            make_client(gw.endpoint, ak2, sk2).get_object(Bucket=bucket, Key="spaced")
+        assert error_code(e.value) == "AccessDenied"
         proxy.mode = "chunked"
         admin.put_object(Bucket=bucket, Key="plain", Body=b"0123456789")
         try:

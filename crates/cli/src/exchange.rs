@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method};
-use keyhole_server::client::{read_body, Client};
+use keyhole_server::client::{read_body_limited, Client};
 use keyhole_sigv4::{Credentials, SecretKey};
 
 use crate::aws_chain::{Container, Resolved, WebIdentity};
@@ -66,7 +66,12 @@ fn send(
     send_within(client, method, url, headers, body, EXCHANGE_TIMEOUT)
 }
 
-/// [`send`], giving up after `timeout` (connecting, sending and reading the answer).
+/// Largest answer read from STS or a credentials endpoint (real ones are a few KiB).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// [`send`], giving up after `timeout` (connecting, sending and reading the answer) and on an
+/// answer larger than [`MAX_ANSWER_BYTES`]. A URL that does not parse is reported without
+/// quoting it (it may hold what an endpoint answered).
 fn send_within(
     client: Client,
     method: Method,
@@ -75,7 +80,9 @@ fn send_within(
     body: String,
     timeout: Duration,
 ) -> Result<(http::StatusCode, String), String> {
-    let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| "the request's URL is not valid".to_owned())?;
     let exchange = async move {
         let answer = async {
             let resp = client
@@ -83,7 +90,9 @@ fn send_within(
                 .await
                 .map_err(|e| e.to_string())?;
             let status = resp.status();
-            let body = read_body(resp).await.map_err(|e| e.to_string())?;
+            let body = read_body_limited(resp, MAX_ANSWER_BYTES)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
         };
         tokio::time::timeout(timeout, answer)
@@ -355,9 +364,17 @@ pub fn instance_metadata(imds: &Imds) -> Result<Credentials, String> {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .ok_or_else(|| format!("the EC2 instance metadata service at {at} names no role"))?;
-    if role.contains(['/', '?', '#', '%']) || role == ".." {
+    // IAM's role-name grammar: 1 to 64 of letters, digits and `+=,.@_-`
+    // (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html).
+    let valid = (1..=64).contains(&role.len())
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+        && role != "."
+        && role != "..";
+    if !valid {
         return Err(format!(
-            "the EC2 instance metadata service at {at} names a role that is not a role name"
+            "the EC2 instance metadata service at {at} names a role that is not an IAM role name"
         ));
     }
     let (status, text) = imds
@@ -376,8 +393,14 @@ pub fn instance_metadata(imds: &Imds) -> Result<Credentials, String> {
         .map_err(|_| format!("the credentials of role {role} from {at} are not JSON"))?;
     if let Some(code) = v.get("Code").and_then(|c| c.as_str()) {
         if code != "Success" {
+            // The code is the service's own text: shown only when it looks like a code.
+            let shown = if code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                code
+            } else {
+                "(not a code)"
+            };
             return Err(format!(
-                "the EC2 instance metadata service at {at} has no credentials for role {role}: {code}"
+                "the EC2 instance metadata service at {at} has no credentials for role {role}: {shown}"
             ));
         }
     }
@@ -388,8 +411,17 @@ pub fn instance_metadata(imds: &Imds) -> Result<Credentials, String> {
             .map(str::to_owned)
             .ok_or_else(|| format!("the credentials of role {role} from {at} have no {k}"))
     };
+    // An access key id is `[A-Z0-9]{16,128}`; anything else cannot sign a request.
+    let access_key_id = field("AccessKeyId")?;
+    if !(16..=128).contains(&access_key_id.len())
+        || !access_key_id.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(format!(
+            "the credentials of role {role} from {at} have an AccessKeyId that is not an access key id"
+        ));
+    }
     Ok(Credentials {
-        access_key_id: field("AccessKeyId")?,
+        access_key_id,
         secret_key: SecretKey::new(field("SecretAccessKey")?),
         session_token: Some(field("Token")?),
     })

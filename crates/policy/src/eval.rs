@@ -714,6 +714,20 @@ fn statement_applies<'s, R: Recorder>(
     if bound_resource && s.effect == Effect::Deny {
         return Err(Miss::Resource);
     }
+    if let Some(r) = s.resources.as_ref().filter(|_| bound_resource) {
+        // An Allow's Resource with the unknown variables as `*`: still pinned to its bucket and
+        // literal parts (review 8, F4). A NotResource cannot be bounded that way: it applies.
+        if !r.not {
+            let unknown = |k: &str| ctx.is_unknown(k);
+            let hit = r.patterns.iter().any(|p| {
+                p.widened(&unknown)
+                    .matches_with(&req.resource, ctx as &dyn Resolver)
+            });
+            if !hit {
+                return Err(Miss::Resource);
+            }
+        }
+    }
     if let Some(r) = s.resources.as_ref().filter(|_| !bound_resource) {
         let hit = r
             .patterns

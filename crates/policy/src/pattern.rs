@@ -298,6 +298,35 @@ impl Pattern {
         })
     }
 
+    /// The pattern with every variable whose key `unknown` names taken as `*`, so it matches
+    /// every input the pattern matches for some value of those variables (an upper bound, for
+    /// `Context::assume_unknown`). Variables with a default are widened too.
+    pub fn widened(&self, unknown: &dyn Fn(&str) -> bool) -> Pattern {
+        if self.exact.is_some() || self.match_all {
+            return self.clone();
+        }
+        let mut segments: Vec<Vec<Atom>> = Vec::with_capacity(self.segments.len() + 1);
+        for seg in &self.segments {
+            segments.push(Vec::new());
+            for atom in seg {
+                match atom {
+                    Atom::Var(v) if unknown(&v.key) => segments.push(Vec::new()),
+                    other => {
+                        if let Some(last) = segments.last_mut() {
+                            last.push(other.clone());
+                        }
+                    }
+                }
+            }
+        }
+        Pattern {
+            exact: None,
+            segments,
+            ignore_case: self.ignore_case,
+            match_all: false,
+        }
+    }
+
     /// The literal text when the pattern has no wildcards and no variables.
     pub fn as_literal(&self) -> Option<&str> {
         if let Some(e) = &self.exact {
@@ -604,6 +633,20 @@ impl ArnPattern {
             ArnPattern::Any => Vec::new(),
             ArnPattern::Prefixed { rest, .. } => rest.variables().collect(),
             ArnPattern::Parts(p) => p.iter().flat_map(Pattern::variables).collect(),
+        }
+    }
+
+    /// [`Pattern::widened`] for each part.
+    pub fn widened(&self, unknown: &dyn Fn(&str) -> bool) -> ArnPattern {
+        match self {
+            ArnPattern::Any => ArnPattern::Any,
+            ArnPattern::Prefixed { prefix, rest } => ArnPattern::Prefixed {
+                prefix: prefix.clone(),
+                rest: rest.widened(unknown),
+            },
+            ArnPattern::Parts(p) => {
+                ArnPattern::Parts(Box::new(p.clone().map(|x| x.widened(unknown))))
+            }
         }
     }
 }

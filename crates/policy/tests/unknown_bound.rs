@@ -181,4 +181,41 @@ fn the_bound_separates_what_tags_can_and_cannot_allow() {
         Evaluator::is_allowed(&policies, &other),
         DecisionKind::Allowed
     );
+
+    // A tag variable in an Allow's Resource widens to `*` in the bound and no further: the
+    // bucket and the literal parts still decide (review 8, F4).
+    let by_folder = [CompiledPolicy::from_json(
+        &json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject",
+             "Resource": "arn:aws:s3:::data/${s3:ExistingObjectTag/folder}/*"}]})
+        .to_string(),
+        PolicyKind::Identity,
+    )
+    .unwrap()];
+    let decide_at = |resource: &str| {
+        let mut bound = base();
+        bound.assume_unknown(TAG);
+        bound.assume_unknown("s3:ExistingObjectTag/");
+        let request = Request::new(
+            RequestPrincipal::from_arn(USER, None),
+            "s3:GetObject",
+            resource,
+            None,
+            bound,
+        );
+        let policies = Policies {
+            identity: &by_folder,
+            ..Policies::default()
+        };
+        Evaluator::is_allowed(&policies, &request)
+    };
+    assert_eq!(decide_at("arn:aws:s3:::data/team/x"), DecisionKind::Allowed);
+    assert_ne!(
+        decide_at("arn:aws:s3:::other/team/x"),
+        DecisionKind::Allowed
+    );
+    assert_ne!(
+        decide_at("arn:aws:s3:::data-other/x"),
+        DecisionKind::Allowed
+    );
 }

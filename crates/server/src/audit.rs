@@ -52,9 +52,22 @@ pub use sink::AuditSink;
 pub const AUDIT_DIR: &str = "audit";
 
 /// The authorization checks made while handling one request, filled by the pipeline and by
-/// handlers that check per key (DeleteObjects).
+/// handlers that check per key (DeleteObjects), with the stored facts a decision rested on
+/// (an object's tags and the version they were read from), which the handler holds its read to.
 #[derive(Debug, Default)]
-pub struct Checks(Mutex<Vec<Check>>);
+pub struct Checks(Mutex<Vec<Check>>, Mutex<Vec<(String, String, ObjectFacts)>>);
+
+/// What a decision on `s3:ExistingObjectTag/*` rested on: the object's ETag while its tags were
+/// read (`None`: there was no such object) and those tags. The handler serves only that version
+/// (review 8, F2: an overwrite between the tag read and the object read served a body its own
+/// tags denied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectFacts {
+    /// The ETag (unquoted), or `None` for an object that did not exist.
+    pub etag: Option<String>,
+    /// The tags.
+    pub tags: Vec<(String, String)>,
+}
 
 /// At most this many checks are kept per event (DeleteObjects names up to 1000 keys).
 pub const MAX_CHECKS_PER_EVENT: usize = 1000;
@@ -67,6 +80,22 @@ impl Checks {
                 v.push(check);
             }
         }
+    }
+
+    /// Records the facts a decision on `bucket`/`key` rested on.
+    pub fn record_facts(&self, bucket: &str, key: &str, facts: ObjectFacts) {
+        if let Ok(mut v) = self.1.lock() {
+            v.retain(|(b, k, _)| !(b == bucket && k == key));
+            v.push((bucket.to_owned(), key.to_owned(), facts));
+        }
+    }
+
+    /// The facts a decision on `bucket`/`key` rested on, if it read any.
+    pub fn facts(&self, bucket: &str, key: &str) -> Option<ObjectFacts> {
+        let v = self.1.lock().ok()?;
+        v.iter()
+            .find(|(b, k, _)| b == bucket && k == key)
+            .map(|(_, _, f)| f.clone())
     }
 
     /// The checks recorded so far.

@@ -193,7 +193,8 @@ pub async fn authorize<T: Describe>(
                 return Err(S3Error::access_denied("Access Denied"));
             }
             for permission in &list {
-                let verdict = decide_with_stored_facts(gw, principal, permission, context).await?;
+                let verdict =
+                    decide_with_stored_facts(gw, principal, permission, context, checks).await?;
                 checks.push(check_record(principal, permission, &verdict));
                 verdict.outcome?;
             }
@@ -276,6 +277,7 @@ async fn decide_with_stored_facts(
     principal: &Principal,
     permission: &Permission,
     context: &Context,
+    checks: &Checks,
 ) -> Result<Verdict, S3Error> {
     if existing_object(gw, principal, permission).is_some() {
         let mut bound = context.clone();
@@ -294,7 +296,7 @@ async fn decide_with_stored_facts(
             }
         }
     }
-    let tagged = with_existing_object_tags(gw, principal, permission, context).await?;
+    let tagged = with_existing_object_tags(gw, principal, permission, context, checks).await?;
     Ok(gw
         .authz
         .decide(principal, permission, tagged.as_ref().unwrap_or(context)))
@@ -325,37 +327,105 @@ fn existing_object<'p>(
 /// when a policy that can decide refers to that key and the action accepts it (AWS supplies it
 /// only to those actions: https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html).
 /// `None` when nothing applies; the object's tags are read (from whichever backend keeps the
-/// bucket) only then. An object that does not exist has no tags; a failure to read them (the
+/// bucket) only then, and what they were read from is recorded in `checks` for the handler
+/// ([`ObjectFacts`]). An object that does not exist has no tags; a failure to read them (the
 /// store, or the upstream, failing or refusing) fails the request: a decision is never made
-/// without the facts it depends on.
+/// without the facts it depends on. Tag keys that differ only in case (S3 keeps both, condition
+/// keys cannot tell them apart) fail the request too, rather than let one hide the other.
 async fn with_existing_object_tags(
     gw: &Gateway,
     principal: &Principal,
     permission: &Permission,
     context: &Context,
+    checks: &Checks,
 ) -> Result<Option<Context>, S3Error> {
     let Some((bucket, key)) = existing_object(gw, principal, permission) else {
         return Ok(None);
     };
-    let tags = match gw.storage.get_tags(bucket, key).await {
-        Ok(tags) => tags,
-        // No such object (or a key no object can have): no tags, as in AWS.
+    let facts = read_object_facts(gw, bucket, key).await?;
+    let mut tagged = context.clone();
+    let mut seen = std::collections::HashSet::new();
+    for (k, v) in &facts.tags {
+        if !seen.insert(k.to_lowercase()) {
+            return Err(S3Error::access_denied(format!(
+                "Access Denied: the object has several tags named `{k}` in different cases, and the policies' s3:ExistingObjectTag conditions cannot tell them apart"
+            )));
+        }
+        tagged.insert(&format!("{EXISTING_OBJECT_TAG}{k}"), v.as_str());
+    }
+    checks.record_facts(bucket, key, facts);
+    Ok(Some(tagged))
+}
+
+/// How many times the object is looked at again when it changes while its tags are read.
+const FACT_ATTEMPTS: usize = 3;
+
+/// The object's tags with the ETag of the version they belong to: its ETag, its tags, its ETag
+/// again, until both ETags agree (an overwrite in between replaces body and tags together).
+/// Only a missing object counts as "no tags": a 404 on the tag read of an object that exists
+/// (`NoSuchTagSet` from a store or a proxy) fails the request (review 8, F5).
+async fn read_object_facts(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+) -> Result<crate::audit::ObjectFacts, S3Error> {
+    for _ in 0..FACT_ATTEMPTS {
+        let Some(before) = object_etag(gw, bucket, key).await? else {
+            return Ok(crate::audit::ObjectFacts {
+                etag: None,
+                tags: Vec::new(),
+            });
+        };
+        let tags = match gw.storage.get_tags(bucket, key).await {
+            Ok(tags) => tags,
+            // Deleted in between: look again.
+            Err(e) if e.code() == "NoSuchKey" => continue,
+            // Anything else (a throttled, timed-out or refused tag read, a 404 that is not "no
+            // such key") fails the request: taking it as "no tags" let a Deny on
+            // s3:ExistingObjectTag fail open (reviews of the upstream path, 7 F1 and 8 F5).
+            Err(e) => return Err(e),
+        };
+        if object_etag(gw, bucket, key).await?.as_deref() == Some(before.as_str()) {
+            return Ok(crate::audit::ObjectFacts {
+                etag: Some(before),
+                tags,
+            });
+        }
+    }
+    Err(changed_meanwhile())
+}
+
+/// The answer when the object changed while the request was decided or served: retry.
+pub fn changed_meanwhile() -> S3Error {
+    S3Error::new(
+        "SlowDown",
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "The object changed while the request was being decided; please retry",
+    )
+}
+
+/// The object's current ETag, `None` when there is no such object (or no object can have the
+/// key).
+async fn object_etag(gw: &Gateway, bucket: &str, key: &str) -> Result<Option<String>, S3Error> {
+    let head = crate::backend::GetObject {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        range: None,
+        conditions: Default::default(),
+        checksum_mode: false,
+        head: true,
+    };
+    match gw.storage.get_object(head).await {
+        Ok(crate::backend::Got::Object(o)) => Ok(Some(o.head.etag)),
+        Ok(crate::backend::Got::NotModified { etag, .. }) => Ok(Some(etag)),
         Err(e)
             if e.status() == http::StatusCode::NOT_FOUND
                 || matches!(e.code(), "KeyTooLongError" | "InvalidObjectName") =>
         {
-            Vec::new()
+            Ok(None)
         }
-        // Anything else (a throttled, timed-out or refused tag read) fails the request: taking
-        // it as "no tags" let a Deny on s3:ExistingObjectTag fail open (review of the upstream
-        // path, F1).
-        Err(e) => return Err(e),
-    };
-    let mut tagged = context.clone();
-    for (k, v) in tags {
-        tagged.insert(&format!("{EXISTING_OBJECT_TAG}{k}"), v);
+        Err(e) => Err(e),
     }
-    Ok(Some(tagged))
 }
 
 /// Whether a policy that can decide for `principal` on `bucket` refers to
@@ -375,10 +445,16 @@ fn wants_existing_object_tags(gw: &Gateway, principal: &Principal, bucket: &str)
     {
         return true;
     }
-    let (identity, session, boundary) = principal.policies();
-    identity.iter().any(refers)
-        || session.into_iter().flatten().any(refers)
-        || boundary.is_some_and(refers)
+    let policies_refer = |p: &Principal| {
+        let (identity, session, boundary) = p.policies();
+        identity.iter().any(refers)
+            || session.into_iter().flatten().any(refers)
+            || boundary.is_some_and(refers)
+    };
+    // A role-less job's requests are decided a second time as its creator: the creator's own
+    // policies are in play too (review 8, F1: a creator's tag Deny was skipped in its jobs).
+    policies_refer(principal)
+        || matches!(principal, Principal::Session { creator: Some(c), .. } if policies_refer(c))
 }
 
 /// The one call of the policy engine outside the `keyhole-policy` crate: every decision of the

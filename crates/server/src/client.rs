@@ -287,7 +287,29 @@ fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Reads a whole response body.
+/// Reads a whole response body of at most `limit` bytes; a larger one is an error (nothing past
+/// the limit is kept).
+pub async fn read_body_limited(
+    resp: Response<hyper::body::Incoming>,
+    limit: usize,
+) -> Result<Bytes, ClientError> {
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ClientError::Http(with_causes(&e)))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(ClientError::Http(format!(
+                    "the answer is larger than {limit} bytes"
+                )));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Reads a whole answer body.
 pub async fn read_body(resp: Response<hyper::body::Incoming>) -> Result<Bytes, ClientError> {
     resp.into_body()
         .collect()

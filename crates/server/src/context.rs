@@ -199,20 +199,18 @@ const PRINCIPAL_KEYS: [&str; 8] = [
 /// every other key (time, source address, transport, the operation's keys) is kept. A role-less
 /// job's request is decided again this way as its creator ([`crate::jobs::grant`]).
 pub fn rebase_principal(context: &Context, principal: &Principal, account_id: &str) -> Context {
-    let mut c = Context::new();
-    for (key, value) in context.iter() {
-        let lower = key.to_ascii_lowercase();
-        if PRINCIPAL_KEYS.contains(&lower.as_str()) || lower.starts_with("aws:principaltag/") {
-            continue;
-        }
-        match value {
-            keyhole_policy::ContextValue::Single(v) => {
-                c.insert(key, v.as_str());
-            }
-            keyhole_policy::ContextValue::Multi(list) => {
-                c.insert_multi(key, list.clone());
-            }
-        }
+    // Everything else of the context stays, including the keys declared unknown for an upper
+    // bound (`Context::assume_unknown`; review 8, F1).
+    let mut c = context.clone();
+    let principal_keys: Vec<String> = context
+        .iter()
+        .map(|(key, _)| key.to_ascii_lowercase())
+        .filter(|lower| {
+            PRINCIPAL_KEYS.contains(&lower.as_str()) || lower.starts_with("aws:principaltag/")
+        })
+        .collect();
+    for key in principal_keys {
+        c.remove(&key);
     }
     add_principal(&mut c, principal, account_id);
     c

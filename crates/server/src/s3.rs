@@ -336,6 +336,63 @@ pub(crate) fn set_header(r: &mut Response<Body>, name: &str, value: &str) -> Res
 /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-ownership-error-responses.html
 const PRIVATE_CANNED_ACLS: &[&str] = &["private", "bucket-owner-read", "bucket-owner-full-control"];
 
+/// Holds a read of `bucket`/`key` to the version its authorization read tags from, if it did
+/// ([`crate::audit::ObjectFacts`]): the served object's ETag must be that version's, else the
+/// object changed meanwhile and the answer is "retry" (never the new version, which was not
+/// judged).
+pub(crate) fn check_served_version(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    served_etag: &str,
+) -> Result<(), S3Error> {
+    match ctx.checks.facts(bucket, key) {
+        Some(f) if f.etag.as_deref() != Some(served_etag) => Err(crate::authz::changed_meanwhile()),
+        _ => Ok(()),
+    }
+}
+
+/// The copy-source conditions of a copy whose authorization read the source's tags: pinned to
+/// the version judged (`If-Match` its ETag), or refused when the judged state cannot be what the
+/// client asks for. Returns the conditions and whether the pin was added (a `PreconditionFailed`
+/// then means the source changed meanwhile).
+pub(crate) fn pin_copy_source(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    mut conditions: crate::backend::ReadConditions,
+) -> Result<(crate::backend::ReadConditions, bool), S3Error> {
+    let Some(facts) = ctx.checks.facts(bucket, key) else {
+        return Ok((conditions, false));
+    };
+    let Some(etag) = facts.etag else {
+        return Err(S3Error::new(
+            "NoSuchKey",
+            StatusCode::NOT_FOUND,
+            "The specified key does not exist.",
+        ));
+    };
+    match &conditions.if_match {
+        None => {
+            conditions.if_match = Some(format!("\"{etag}\""));
+            Ok((conditions, true))
+        }
+        Some(wanted)
+            if wanted
+                .split(',')
+                .any(|c| c.trim() == "*" || c.trim().trim_matches('"') == etag) =>
+        {
+            Ok((conditions, false))
+        }
+        Some(_) => Err(S3Error::new(
+            "PreconditionFailed",
+            StatusCode::PRECONDITION_FAILED,
+            "At least one of the pre-conditions you specified did not hold",
+        )
+        .with("Condition", "x-amz-copy-source-If-Match")),
+    }
+}
+
 /// Refuses public canned ACLs and explicit grants.
 pub(crate) fn check_acl_headers(ctx: &Ctx<'_>) -> Result<(), S3Error> {
     if let Some(acl) = ctx.header("x-amz-acl")? {

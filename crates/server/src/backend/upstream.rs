@@ -700,7 +700,7 @@ impl UpstreamBackend {
             .child("TagSet")
             .map(|set| {
                 set.children_named("Tag")
-                    .map(|t| (text(t, "Key"), text(t, "Value")))
+                    .map(|t| (raw(t, "Key"), raw(t, "Value")))
                     .collect()
             })
             .unwrap_or_default())

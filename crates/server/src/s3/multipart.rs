@@ -75,17 +75,28 @@ pub(super) async fn upload_part_copy(
     part_number: u32,
     source: CopySource,
 ) -> Result<Response<Body>, S3Error> {
+    let (source_conditions, pinned) = super::pin_copy_source(
+        ctx,
+        &source.bucket,
+        &source.key,
+        read_conditions(ctx, "x-amz-copy-source-")?,
+    )?;
     let req = UploadPartCopy {
         src_bucket: source.bucket,
         src_key: source.key,
-        source_conditions: read_conditions(ctx, "x-amz-copy-source-")?,
+        source_conditions,
         source_range: ctx.header("x-amz-copy-source-range")?.map(str::to_owned),
         bucket: ctx.bucket.clone(),
         key: ctx.key.clone(),
         upload_id,
         part_number,
     };
-    let part = ctx.gw.storage.upload_part_copy(req).await?;
+    let part = ctx
+        .gw
+        .storage
+        .upload_part_copy(req)
+        .await
+        .map_err(|e| super::object::source_changed(e, pinned))?;
     let mut w = XmlWriter::new();
     w.root("CopyPartResult");
     w.elem("ETag", &quoted(&part.etag));

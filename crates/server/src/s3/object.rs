@@ -8,8 +8,8 @@ use keyhole_store::{ObjectMeta, StoreError, WriteCondition};
 
 use super::route::{object_arn, CopySource};
 use super::{
-    check_acl_headers, checksum_headers, empty_response, http_date, quoted, read_conditions,
-    set_header, tagging, xml_date, xml_ok, Ctx, Upload,
+    check_acl_headers, check_served_version, checksum_headers, empty_response, http_date,
+    pin_copy_source, quoted, read_conditions, set_header, tagging, xml_date, xml_ok, Ctx, Upload,
 };
 use crate::authz::Permission;
 use crate::backend::{CopyObject, Directive, GetObject, Got, ObjectHead, PutObject};
@@ -249,6 +249,7 @@ pub(super) async fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Response<Bod
             etag,
             last_modified,
         } => {
+            check_served_version(ctx, &ctx.bucket, &ctx.key, &etag)?;
             let mut r = empty_response(StatusCode::NOT_MODIFIED);
             set_header(&mut r, "etag", &quoted(&etag))?;
             set_header(&mut r, "last-modified", &http_date(last_modified))?;
@@ -256,6 +257,8 @@ pub(super) async fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Response<Bod
         }
         Got::Object(got) => *got,
     };
+    // The body is not read yet: a version other than the one judged is dropped unsent.
+    check_served_version(ctx, &ctx.bucket, &ctx.key, &got.head.etag)?;
     let size = got.head.size;
     let (start, len) = got.range.map_or((0, size), |r| (r.start, r.len));
     let mut r = Response::new(got.body);
@@ -428,6 +431,16 @@ impl crate::authz::Describe for DeleteKey {
     }
 }
 
+/// A copy's error, where a `PreconditionFailed` from the version pin of
+/// [`pin_copy_source`] means the source changed while the request was decided.
+pub(super) fn source_changed(e: S3Error, pinned: bool) -> S3Error {
+    if pinned && e.code() == "PreconditionFailed" {
+        crate::authz::changed_meanwhile()
+    } else {
+        e
+    }
+}
+
 /// Reads `x-amz-*-directive` (COPY or REPLACE).
 fn directive(ctx: &Ctx<'_>, name: &str) -> Result<bool, S3Error> {
     match ctx.header(name)? {
@@ -470,6 +483,8 @@ pub(super) async fn copy_object(ctx: &Ctx<'_>, src: CopySource) -> Result<Respon
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
+    let (source_conditions, pinned) =
+        pin_copy_source(ctx, &src.bucket, &src.key, source_conditions)?;
     let from_headers = meta_from_headers(ctx)?;
     let req = CopyObject {
         src_bucket: src.bucket,
@@ -492,7 +507,12 @@ pub(super) async fn copy_object(ctx: &Ctx<'_>, src: CopySource) -> Result<Respon
         },
         condition,
     };
-    let copied = ctx.gw.storage.copy_object(req).await?;
+    let copied = ctx
+        .gw
+        .storage
+        .copy_object(req)
+        .await
+        .map_err(|e| source_changed(e, pinned))?;
     let mut w = XmlWriter::new();
     w.root("CopyObjectResult");
     w.elem("ETag", &quoted(&copied.etag));

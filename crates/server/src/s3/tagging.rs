@@ -31,6 +31,12 @@ pub(super) fn parse_header(v: &str) -> Result<Vec<(String, String)>, S3Error> {
 
 pub(super) async fn get(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
     let tags = ctx.gw.storage.get_tags(&ctx.bucket, &ctx.key).await?;
+    // Decided on the tags it read: tags that changed since were not judged (review 8, F2).
+    if let Some(facts) = ctx.checks.facts(&ctx.bucket, &ctx.key) {
+        if facts.tags != tags {
+            return Err(crate::authz::changed_meanwhile());
+        }
+    }
     let mut w = XmlWriter::new();
     w.root("Tagging");
     w.open("TagSet");
