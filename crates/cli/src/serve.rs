@@ -182,9 +182,12 @@ fn banner(gateway: &keyhole_server::Gateway, local: std::net::SocketAddr) -> Str
     let state_line = match &config.state {
         keyhole_server::config::StateLocation::Sqlite => String::new(),
         keyhole_server::config::StateLocation::Postgres(url) => format!(
-            "  shared state:     {} (node {})\n",
+            "  shared state:     {} (node {}; {})\n",
             keyhole_server::config::redact_url(url),
-            gateway.state.node_id()
+            gateway.state.node_id(),
+            keyhole_server::state::postgres::tls::parse(url)
+                .map(|(_, tls)| tls.describe())
+                .unwrap_or_default()
         ),
     };
     format!(

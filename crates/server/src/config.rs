@@ -110,19 +110,39 @@ impl std::fmt::Debug for StateLocation {
     }
 }
 
-/// A state URL without the password it may carry (`postgres://u:***@h/db`).
+/// A state URL without the password it may carry, in the user part (`postgres://u:***@h/db`)
+/// or as a `password` parameter (`?password=***`).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "***".into();
     };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some((auth, host)) => (auth, host),
-        None => return url.to_owned(),
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
     };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
+    let authority = match rest.rsplit_once('@') {
+        Some((auth, host)) => match auth.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => rest.to_owned(),
+        },
+        None => rest.to_owned(),
+    };
+    let Some(query) = query else {
+        return format!("{scheme}://{authority}");
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            let decoded = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
+            if decoded == "password" {
+                format!("{key}=***")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect();
+    format!("{scheme}://{authority}?{}", query.join("&"))
 }
 
 /// Parses `--state`: `sqlite` (or empty) for the default, a `postgres://` or `postgresql://`
@@ -141,8 +161,9 @@ fn parse_state(text: &str) -> Result<StateLocation, ConfigError> {
             "use `sqlite` (the default: <data-dir>/state.db) or postgres://USER@HOST:PORT/DB",
         ));
     }
-    text.parse::<tokio_postgres::Config>().map_err(|_| {
-        invalid("not a PostgreSQL connection URL; use postgres://USER@HOST:PORT/DB")
+    crate::state::postgres::tls::parse(text).map_err(|e| ConfigError::State {
+        value: redact_url(text),
+        reason: e.to_string(),
     })?;
     Ok(StateLocation::Postgres(text.to_owned()))
 }
@@ -390,6 +411,15 @@ pub enum ConfigError {
         value: String,
         /// What a valid value looks like.
         hint: &'static str,
+    },
+    /// The state URL cannot be used (its TLS settings, or not a PostgreSQL URL); the value is
+    /// shown without its password.
+    #[error("invalid `state` value `{value}`: {reason}")]
+    State {
+        /// The URL, its password replaced by `***`.
+        value: String,
+        /// What is wrong and what to write instead.
+        reason: String,
     },
     /// One of a pair of settings that only work together was given alone.
     #[error("`{given}` is set but `{missing}` is not: {hint}")]
@@ -790,6 +820,26 @@ mod tests {
         assert_eq!(
             redact_url(url),
             "postgres://keyhole:***@127.0.0.1:5432/keyhole"
+        );
+        assert_eq!(
+            redact_url("postgres://k@h/db?sslmode=require&password=pw&sslrootcert=/ca.pem"),
+            "postgres://k@h/db?sslmode=require&password=***&sslrootcert=/ca.pem"
+        );
+        assert_eq!(
+            redact_url("postgres://k:a%40b@h/db?pass%77ord=pw"),
+            "postgres://k:***@h/db?pass%77ord=***"
+        );
+        // A TLS setting that cannot work is refused at load, naming the fix, without the
+        // password.
+        let e = with(
+            Some("postgres://k:pw-123@h/db?sslmode=verify-full"),
+            Some("/k"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("needs sslrootcert") && e.contains("k:***@h") && !e.contains("pw-123"),
+            "{e}"
         );
     }
 

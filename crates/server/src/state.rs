@@ -529,11 +529,21 @@ impl State {
         &self.node_id
     }
 
-    /// The connection settings of a PostgreSQL engine (for the change listener).
-    pub fn postgres_config(&self) -> Option<tokio_postgres::Config> {
+    /// The connection settings and TLS connector of a PostgreSQL engine (for the change
+    /// listener).
+    pub fn postgres_config(&self) -> Option<(tokio_postgres::Config, postgres::tls::Connector)> {
         match &self.engine {
             Engine::Sqlite(_) => None,
-            Engine::Postgres(e) => Some(e.config().clone()),
+            Engine::Postgres(e) => Some((e.config().clone(), e.tls().clone())),
+        }
+    }
+
+    /// A PostgreSQL connection error as a [`StateError`] saying what to change (`None` for
+    /// SQLite).
+    pub fn postgres_connect_error(&self, e: tokio_postgres::Error) -> Option<StateError> {
+        match &self.engine {
+            Engine::Sqlite(_) => None,
+            Engine::Postgres(p) => Some(p.connect_error(e)),
         }
     }
 

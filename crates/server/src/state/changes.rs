@@ -124,12 +124,12 @@ pub fn prune(db: &dyn Conn, now: i64) -> Result<u64, StateError> {
 /// (opened again after a failure), catch up on every notification and every
 /// [`CATCH_UP_INTERVAL`]. Does nothing for an engine with one node.
 pub async fn follow(state: Arc<super::State>) {
-    let Some(config) = state.postgres_config() else {
+    let Some((config, tls)) = state.postgres_config() else {
         return;
     };
     let mut last_prune = tokio::time::Instant::now();
     loop {
-        match config.connect(tokio_postgres::NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, connection)) => {
                 let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel::<()>();
                 let me = state.node_id().to_owned();
@@ -194,7 +194,11 @@ pub async fn follow(state: Arc<super::State>) {
                 drop(client);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot connect to follow the state change log");
+                let error = match state.postgres_connect_error(e) {
+                    Some(e) => e.to_string(),
+                    None => String::new(),
+                };
+                tracing::warn!(%error, "cannot connect to follow the state change log");
                 // The periodic catch-up still runs through the pool while the listener is down.
                 catch_up_logged(&state).await;
             }

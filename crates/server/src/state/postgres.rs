@@ -35,6 +35,7 @@ pub const POOL_SIZE: usize = 16;
 pub struct Postgres {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: tls::Connector,
     handle: tokio::runtime::Handle,
 }
 
@@ -136,6 +137,22 @@ fn unreachable(e: &tokio_postgres::Error) -> bool {
     ]
     .iter()
     .any(|p| text.starts_with(p))
+}
+
+/// Whether every host of `config` is on this machine (a Unix socket, `localhost` or a loopback
+/// address), where TLS adds nothing.
+fn all_local(config: &tokio_postgres::Config) -> bool {
+    let hosts_local = config.get_hosts().iter().all(|h| match h {
+        tokio_postgres::config::Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => true,
+    });
+    hosts_local && config.get_hostaddrs().iter().all(|ip| ip.is_loopback())
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> StateError {
@@ -245,13 +262,21 @@ impl Conn for PgConn<'_> {
 }
 
 impl Postgres {
-    /// Connects to the database at `url` (`postgres://USER@HOST:PORT/DB`, or a key-value
-    /// connection string); connections run on `handle`'s runtime. Nothing is connected until
-    /// the first call.
+    /// Connects to the database at `url` (`postgres://USER@HOST:PORT/DB`, with libpq's
+    /// `sslmode` and `sslrootcert` for TLS: [`tls`]); connections run on `handle`'s runtime.
+    /// The `sslrootcert` file is read now; nothing is connected until the first call.
     pub fn open(url: &str, handle: tokio::runtime::Handle) -> Result<Postgres, StateError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
+        let (mut config, options) = tls::parse(url)
             .map_err(|e| StateError::Engine(format!("the state URL is not valid: {e}")))?;
+        let tls = tls::Connector::new(&options)
+            .map_err(|e| StateError::Engine(format!("the state URL's TLS settings: {e}")))?;
+        if options.check() == tls::Check::Nothing && !all_local(&config) {
+            tracing::warn!(
+                tls = %options.describe(),
+                "the state database is reached over the network without a verified certificate: \
+                 use sslmode=verify-full&sslrootcert=FILE"
+            );
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -264,7 +289,7 @@ impl Postgres {
         }
         let manager = Manager::from_config(
             config.clone(),
-            tokio_postgres::NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -280,6 +305,7 @@ impl Postgres {
         Ok(Postgres {
             pool,
             config,
+            tls,
             handle,
         })
     }
@@ -289,13 +315,29 @@ impl Postgres {
         &self.config
     }
 
+    /// The TLS connector every connection uses (the change listener's too).
+    pub fn tls(&self) -> &tls::Connector {
+        &self.tls
+    }
+
+    /// A connection error as a [`StateError`], with what to change when TLS failed.
+    pub fn connect_error(&self, e: tokio_postgres::Error) -> StateError {
+        match tls::hint(&e, self.tls.options()) {
+            Some(hint) => StateError::Unavailable(format!("postgres: {hint}")),
+            None => pg_error(e),
+        }
+    }
+
     /// The runtime the connections run on.
     pub fn handle(&self) -> &tokio::runtime::Handle {
         &self.handle
     }
 
     fn client(&self) -> Result<deadpool_postgres::Object, StateError> {
-        self.handle.block_on(self.pool.get()).map_err(pool_error)
+        self.handle.block_on(self.pool.get()).map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => self.connect_error(e),
+            other => pool_error(other),
+        })
     }
 
     /// Runs reads on a pooled connection.
@@ -346,6 +388,8 @@ impl Postgres {
         Ok(out)
     }
 }
+
+pub mod tls;
 
 #[cfg(test)]
 pub(crate) mod testdb;
