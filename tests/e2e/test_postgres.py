@@ -23,26 +23,20 @@ database and the same --master-key-file. It shows, with boto3 and the keyhole CL
 Objects stay local to each node in this step (the upstream backend is another issue), so the
 buckets the test uses are created on each node.
 
-PostgreSQL's server binaries come from KEYHOLE_PG_BINDIR, Debian's /usr/lib/postgresql/*/bin or
-the PATH; when none is found and the suite runs as root, Debian's `postgresql` package is
-installed with apt-get. Otherwise the test fails, saying what is missing: it never skips.
+The cluster is `pg_cluster.PgCluster` (shared with the TLS tests).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import socket
 import threading
 import urllib.error
 import urllib.request
 import subprocess
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import boto3
 import botocore.config
@@ -51,6 +45,7 @@ from botocore.exceptions import ClientError
 
 from conftest import start_server
 from e2e_helpers import REGION, free_port, keyhole_bin, read_credentials
+from pg_cluster import PgCluster
 
 PROPAGATION_S = 1.0
 STALENESS_S = 3
@@ -58,130 +53,24 @@ STALENESS_S = 3
 _PG: dict = {}
 
 
-def _bindir() -> Path | None:
-    if os.environ.get("KEYHOLE_PG_BINDIR"):
-        return Path(os.environ["KEYHOLE_PG_BINDIR"])
-    debian = sorted(
-        (p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()),
-        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-    )
-    if debian:
-        return debian[-1]
-    initdb = shutil.which("initdb")
-    if initdb and (Path(initdb).parent / "postgres").exists():
-        return Path(initdb).parent
-    return None
-
-
-def _install_postgres() -> Path:
-    found = _bindir()
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.fail(
-            "PostgreSQL's server binaries (initdb, postgres) are not installed and cannot be installed "
-            "here (not root, or no apt-get): install Debian's `postgresql` package or set KEYHOLE_PG_BINDIR",
-            pytrace=False,
-        )
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]):
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=600)
-        if r.returncode != 0:
-            pytest.fail(f"cannot install PostgreSQL ({' '.join(cmd)}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}", pytrace=False)
-    found = _bindir()
-    if not found:
-        pytest.fail("apt-get installed `postgresql` but no initdb was found under /usr/lib/postgresql/*/bin", pytrace=False)
-    return found
-
-
-def _as_user(user: str | None, argv: list[str]) -> list[str]:
-    return ["runuser", "-u", user, "--", *argv] if user else argv
-
-
 @pytest.fixture(scope="module")
 def postgres_url():
     """A private PostgreSQL cluster on loopback; yields a URL of a fresh database. Stopped by the
     postmaster's PID at the end."""
-    bindir = _install_postgres()
-    user = None
-    if os.geteuid() == 0:
-        user = "postgres" if subprocess.run(["id", "postgres"], capture_output=True).returncode == 0 else "nobody"
-    base = Path(tempfile.mkdtemp(prefix="keyhole-pg-e2e-"))
-    if user:
-        shutil.chown(base, user=user, group=user if user == "postgres" else "nogroup")
-    data = base / "data"
-    r = subprocess.run(
-        _as_user(user, [str(bindir / "initdb"), "-D", str(data), "-U", "keyhole", "--auth=trust", "-E", "UTF8", "--no-sync"]),
-        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
-    )
-    if r.returncode != 0:
-        pytest.fail(f"initdb failed:\n{r.stdout}\n{r.stderr}", pytrace=False)
-    port = free_port()
-    log = open(base / "postgres.log", "wb")
-    server = subprocess.Popen(
-        _as_user(user, [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(base),
-                        "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-    )
-    _PG.update(bindir=bindir, user=user, base=base, data=data, port=port, log=log, server=server, pid=None)
+    cluster = PgCluster()
+    _PG["cluster"] = cluster
     try:
-        _wait_ready()
-        r = subprocess.run(
-            _as_user(user, [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "keyhole", "keyhole"]),
-            capture_output=True, text=True,
-        )
-        assert r.returncode == 0, r.stderr
-        yield f"postgres://keyhole@127.0.0.1:{port}/keyhole"
+        yield cluster.url()
     finally:
-        _stop_postgres()
-        log.close()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _wait_ready() -> None:
-    """Waits for the cluster in `_PG` to accept connections; records the postmaster's PID."""
-    bindir, user, port, server, base = _PG["bindir"], _PG["user"], _PG["port"], _PG["server"], _PG["base"]
-    deadline = time.monotonic() + 30
-    while True:
-        ok = subprocess.run(
-            _as_user(user, [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "keyhole"]),
-            capture_output=True,
-        ).returncode == 0
-        if ok:
-            break
-        if server.poll() is not None or time.monotonic() > deadline:
-            tail = (base / "postgres.log").read_text(errors="replace")[-3000:]
-            pytest.fail(f"postgres did not start (exit {server.poll()}):\n{tail}", pytrace=False)
-        time.sleep(0.1)
-    # The postmaster's own PID (the child of runuser when run as another user).
-    _PG["pid"] = int((_PG["data"] / "postmaster.pid").read_text().splitlines()[0])
+        cluster.destroy()
 
 
 def _stop_postgres() -> None:
-    """Fast shutdown by the postmaster's PID: every session ends, new connections are refused."""
-    pid, server = _PG.get("pid"), _PG.get("server")
-    if pid is not None:
-        os.kill(pid, signal.SIGINT)
-        _PG["pid"] = None
-    if server is None:
-        return
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-        server.kill()
-        server.wait()
+    _PG["cluster"].stop()
 
 
 def _start_postgres() -> None:
-    """Starts the cluster in `_PG` again on its port and data directory."""
-    _PG["server"] = subprocess.Popen(
-        _as_user(_PG["user"], [str(_PG["bindir"] / "postgres"), "-D", str(_PG["data"]), "-p", str(_PG["port"]),
-                               "-k", str(_PG["base"]), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
-        stdin=subprocess.DEVNULL, stdout=_PG["log"], stderr=_PG["log"],
-    )
-    _wait_ready()
+    _PG["cluster"].start()
 
 
 def _client(service: str, endpoint: str, ak: str, sk: str, token: str | None = None):
