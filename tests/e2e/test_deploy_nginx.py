@@ -1,6 +1,6 @@
 """docs/DEPLOY.md's nginx example works (issue 14, item 7).
 
-The test takes the nginx block that follows the `nginx-example` marker in docs/DEPLOY.md, changes
+The test takes the nginx block after the `<!-- deploy-nginx -->` marker in docs/DEPLOY.md, changes
 only its three ports, and runs nginx with it (wrapped in a minimal nginx.conf: pid, logs and temp
 directories in a temporary directory) in front of two keyhole nodes that share a private
 PostgreSQL cluster (`pg_cluster.PgCluster`), one master key and one upstream store (s3s-fs), with
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -32,6 +31,7 @@ from boto3.s3.transfer import TransferConfig
 from conftest import start_server, upstream_args
 from e2e_helpers import REGION, REPO_ROOT, ServerStartError, free_port, start_s3s_fs, status_from
 from pg_cluster import PgCluster, apt_install
+from test_readme import readme_blocks
 
 MIB = 1024 * 1024
 
@@ -42,11 +42,11 @@ def _nginx() -> str:
 
 
 def _example_block() -> str:
-    """The fenced block right after the `nginx-example` marker in docs/DEPLOY.md."""
-    text = (REPO_ROOT / "docs" / "DEPLOY.md").read_text()
-    m = re.search(r"<!-- nginx-example[^>]*-->\s*```nginx\n(.*?)\n```", text, re.S)
-    assert m, "docs/DEPLOY.md has no ```nginx block after an <!-- nginx-example --> marker"
-    return m.group(1)
+    """The block after the `<!-- deploy-nginx -->` marker in docs/DEPLOY.md."""
+    found = [body for marker, _, body in readme_blocks((REPO_ROOT / "docs" / "DEPLOY.md").read_text(encoding="utf-8"))
+             if marker == "deploy-nginx"]
+    assert len(found) == 1, "docs/DEPLOY.md has no single block after `<!-- deploy-nginx -->`"
+    return found[0]
 
 
 def _client(service: str, endpoint: str, ak: str, sk: str):
