@@ -236,24 +236,30 @@ REFRESH_PY = textwrap.dedent('''
 ''')
 
 
-def test_sdks_refresh_through_the_credential_endpoint_until_the_job_finishes(fresh_server_factory, tmp_path):
-    kp = fresh_server_factory(extra_args=["--job-session-secs", "15"])
+def _job_on_the_endpoint(kp, name: str, duration: str):
+    """A dataset and a job reading it with `--credentials endpoint` on the fresh server `kp`:
+    (server stand-in, dataset bucket, the environment `keyhole job start --output env` gives)."""
     from e2e_helpers import make_client
-    ak, sk = kp.credentials()
-    admin = make_client(kp.endpoint, ak, sk)
+    admin = make_client(kp.endpoint, *kp.credentials())
     ds = f"ds-{uuid.uuid4().hex[:8]}"
     admin.create_bucket(Bucket=ds)
     admin.put_object(Bucket=ds, Key="wiki/part-0.jsonl", Body=b"x")
 
     class S:
         endpoint, creds_path = kp.endpoint, kp.creds_path
-    r = keyhole(S, "job", "start", "--name", "long", "--read", f"s3://{ds}/wiki/", "--for", "10m",
+    r = keyhole(S, "job", "start", "--name", name, "--read", f"s3://{ds}/wiki/", "--for", duration,
                 "--output", "env", "--credentials", "endpoint")
     assert r.returncode == 0, r.stderr
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     for line in r.stdout.splitlines():
         k, v = line.removeprefix("export ").split("=", 1)
         env[k] = v.strip("'")
+    return S, ds, env
+
+
+def test_sdks_refresh_through_the_credential_endpoint_until_the_job_finishes(fresh_server_factory, tmp_path):
+    kp = fresh_server_factory(extra_args=["--job-session-secs", "15"])
+    S, ds, env = _job_on_the_endpoint(kp, "long", "10m")
     assert "AWS_ACCESS_KEY_ID" not in env and env["AWS_CONTAINER_CREDENTIALS_FULL_URI"].endswith("/_keyhole/credentials")
     state = tmp_path / "state"
     state.mkdir()
@@ -287,23 +293,9 @@ def test_a_short_job_is_not_refreshed_on_every_request_and_still_ends_with_its_w
     (docs/JOBS.md); boto3 keeps one session for the whole short job, and every request after the
     window still fails."""
     kp = fresh_server_factory()
-    from e2e_helpers import make_client, read_trail
-    ak, sk = kp.credentials()
-    admin = make_client(kp.endpoint, ak, sk)
-    ds = f"ds-{uuid.uuid4().hex[:8]}"
-    admin.create_bucket(Bucket=ds)
-    admin.put_object(Bucket=ds, Key="wiki/part-0.jsonl", Body=b"x")
-
-    class S:
-        endpoint, creds_path = kp.endpoint, kp.creds_path
-    r = keyhole(S, "job", "start", "--name", "short", "--read", f"s3://{ds}/wiki/", "--for", "25s",
-                "--output", "env", "--credentials", "endpoint")
-    assert r.returncode == 0, r.stderr
+    from e2e_helpers import read_trail
+    _, ds, env = _job_on_the_endpoint(kp, "short", "25s")
     started = time.time()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    for line in r.stdout.splitlines():
-        k, v = line.removeprefix("export ").split("=", 1)
-        env[k] = v.strip("'")
     job_id = env["KEYHOLE_JOB_ID"]
     state = tmp_path / "state"
     state.mkdir()
