@@ -219,6 +219,8 @@ pub enum AuthorizedCall {
     Keyhole(Authorized<Box<crate::jobs::ApiCall>>),
     /// A job's credentials.
     JobCredentials(Authorized<crate::jobs::CredentialFetch>),
+    /// Access Analyzer's ValidatePolicy.
+    ValidatePolicy(Authorized<crate::analyzer::ValidatePolicy>),
     /// The metrics.
     Metrics,
 }
@@ -239,6 +241,7 @@ impl Authorized<crate::endpoint::Call> {
             Call::Sts(c) => AuthorizedCall::Sts(sealed(c)),
             Call::Keyhole(c) => AuthorizedCall::Keyhole(sealed(c)),
             Call::JobCredentials(c) => AuthorizedCall::JobCredentials(sealed(c)),
+            Call::ValidatePolicy(c) => AuthorizedCall::ValidatePolicy(sealed(c)),
             Call::Metrics => AuthorizedCall::Metrics,
         }
     }

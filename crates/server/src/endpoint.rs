@@ -7,6 +7,7 @@
 //! | IAM actions ([`IamAction`]) | Query, service `iam` | [`crate::iam::IamCall`] | `iam:ACTION` on the entity, plus `iam:TagUser`/`iam:TagRole` when creating with tags |
 //! | STS actions ([`StsAction`]) | Query, service `sts` | [`crate::sts::StsCall`] | AssumeRole: `sts:AssumeRole` (+ `sts:TagSession`, `sts:SetSourceIdentity`) on the role, against its trust policy; GetSessionToken and GetCallerIdentity: none, as in AWS |
 //! | keyhole API ([`KeyholeAction`]) | AWS JSON 1.1, service `keyhole` | [`crate::jobs::ApiCall`] | `keyhole:ACTION` on the job or session; CreateJob with a role also `sts:AssumeRole` (+ `sts:TagSession`) on the role |
+//! | Access Analyzer ValidatePolicy | REST-JSON, service `access-analyzer`, `POST /policy/validation` | [`crate::analyzer::ValidatePolicy`] | `access-analyzer:ValidatePolicy` on `*` |
 //! | container credentials | `GET /_keyhole/credentials`, job token | [`crate::jobs::CredentialFetch`] | `keyhole:GetJobCredentials` on the job (from the job's addresses) |
 //! | metrics | `GET /metrics` | [`Call::Metrics`] | none: served to every caller (scrapers do not sign) |
 //!
@@ -32,6 +33,8 @@ pub enum Endpoint {
     Sts(StsAction),
     /// A keyhole API action.
     Keyhole(KeyholeAction),
+    /// Access Analyzer's ValidatePolicy.
+    ValidatePolicy,
     /// `GET /_keyhole/credentials`.
     JobCredentials,
     /// `GET /metrics`.
@@ -46,6 +49,7 @@ impl Endpoint {
             Endpoint::Iam(_) => "iam",
             Endpoint::Sts(_) => "sts",
             Endpoint::Keyhole(_) | Endpoint::JobCredentials => "keyhole",
+            Endpoint::ValidatePolicy => "access-analyzer",
             Endpoint::Metrics => "ops",
         }
     }
@@ -58,6 +62,7 @@ impl Endpoint {
             Endpoint::Sts(a) => a.name(),
             Endpoint::Keyhole(a) => a.name(),
             Endpoint::JobCredentials => "GetJobCredentials",
+            Endpoint::ValidatePolicy => "ValidatePolicy",
             Endpoint::Metrics => "GetMetrics",
         }
     }
@@ -75,7 +80,7 @@ impl Endpoint {
             Endpoint::Sts(a) => a.mutating(),
             Endpoint::Keyhole(a) => a.mutating(),
             Endpoint::JobCredentials => true,
-            Endpoint::Metrics => false,
+            Endpoint::ValidatePolicy | Endpoint::Metrics => false,
         }
     }
 }
@@ -93,6 +98,8 @@ pub enum Call {
     Keyhole(Box<crate::jobs::ApiCall>),
     /// A job's credentials.
     JobCredentials(crate::jobs::CredentialFetch),
+    /// Access Analyzer's ValidatePolicy.
+    ValidatePolicy(crate::analyzer::ValidatePolicy),
     /// The metrics.
     Metrics,
 }
@@ -105,6 +112,7 @@ impl Describe for Call {
             Call::Sts(c) => c.requirement(),
             Call::Keyhole(c) => c.requirement(),
             Call::JobCredentials(c) => c.requirement(),
+            Call::ValidatePolicy(c) => c.requirement(),
             Call::Metrics => Requirement::Unconditional {
                 action: "keyhole:GetMetrics",
                 reason: "/metrics is served to every caller (Prometheus scrapers do not sign)",
@@ -119,6 +127,7 @@ impl Describe for Call {
             Call::Sts(c) => c.add_context(context),
             Call::Keyhole(c) => c.add_context(context),
             Call::JobCredentials(c) => c.add_context(context),
+            Call::ValidatePolicy(c) => c.add_context(context),
             Call::Metrics => {}
         }
     }
@@ -133,6 +142,7 @@ impl Call {
             Call::Sts(c) => Endpoint::Sts(c.action()),
             Call::Keyhole(c) => Endpoint::Keyhole(c.action),
             Call::JobCredentials(_) => Endpoint::JobCredentials,
+            Call::ValidatePolicy(_) => Endpoint::ValidatePolicy,
             Call::Metrics => Endpoint::Metrics,
         }
     }
@@ -144,6 +154,7 @@ impl Call {
             Call::Iam(c) => c.audit_parameters(),
             Call::Sts(c) => c.audit_parameters(),
             Call::Keyhole(c) => c.audit_parameters(),
+            Call::ValidatePolicy(c) => c.audit_parameters(),
             Call::S3(_) | Call::JobCredentials(_) | Call::Metrics => serde_json::Map::new(),
         }
     }

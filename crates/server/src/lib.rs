@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod account;
+pub mod analyzer;
 pub mod audit;
 pub mod auth;
 pub mod authz;

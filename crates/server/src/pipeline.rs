@@ -235,6 +235,8 @@ enum Route {
     Query(QueryApi, Option<keyhole_sigv4::SignedRequest>),
     /// The keyhole API (AWS JSON 1.1: `X-Amz-Target`, a signed JSON body).
     Keyhole(Option<keyhole_sigv4::SignedRequest>),
+    /// Access Analyzer (REST-JSON, a signed JSON body).
+    AccessAnalyzer(keyhole_sigv4::SignedRequest),
 }
 
 /// The two Query-protocol APIs.
@@ -454,6 +456,7 @@ fn route(
                     trace.api = "keyhole";
                     trace.event_source = "keyhole".into();
                 }
+                Some("access-analyzer") => route_analyzer(trace, format),
                 _ => {}
             }
             return Err(e);
@@ -494,13 +497,26 @@ fn route(
                 .map(|s| Route::Keyhole(Some(s)))
                 .ok_or_else(|| S3Error::access_denied("Access Denied"))
         }
+        Some("access-analyzer") => {
+            route_analyzer(trace, format);
+            signed
+                .map(Route::AccessAnalyzer)
+                .ok_or_else(|| S3Error::access_denied("Access Denied"))
+        }
         Some(other) => {
             trace.api = "other";
             Err(S3Error::not_implemented(&format!(
-                "the `{other}` service (this release serves S3, IAM, STS and keyhole)"
+                "the `{other}` service (this release serves S3, IAM, STS, Access Analyzer's ValidatePolicy and keyhole)"
             )))
         }
     }
+}
+
+fn route_analyzer(trace: &mut Trace, format: &mut ErrorFormat) {
+    *format = ErrorFormat::RestJson;
+    trace.api = "access-analyzer";
+    trace.event_source = "access-analyzer.amazonaws.com".into();
+    trace.op_name = "ValidatePolicy";
 }
 
 /// An unsigned STS Query request: a form POSTed to `/` (S3 has no such operation: its browser
@@ -595,6 +611,9 @@ async fn authenticate(
         Route::S3(signed) => (signed.take(), None),
         Route::Query(_, signed) => (signed.take(), Some(MAX_QUERY_BODY_BYTES)),
         Route::Keyhole(signed) => (signed.take(), Some(crate::jobs::MAX_API_BODY_BYTES)),
+        Route::AccessAnalyzer(signed) => {
+            (Some(signed.clone()), Some(crate::analyzer::MAX_BODY_BYTES))
+        }
     };
     if signed.is_none() && limit.is_some() && matches!(route, Route::Query(QueryApi::Sts, _)) {
         return web_identity_caller(gw, parts, incoming, now, trace).await;
@@ -854,6 +873,17 @@ fn describe(
                 }
             }
         }
+        Route::AccessAnalyzer(_) => {
+            let raw = match &caller.payload {
+                Payload::Read(raw) => raw.as_slice(),
+                Payload::Stream(_) | Payload::None => &[],
+            };
+            Call::ValidatePolicy(crate::analyzer::describe(
+                &parts.method,
+                parts.uri.path(),
+                raw,
+            )?)
+        }
         Route::Keyhole(_) => {
             let raw = match &caller.payload {
                 Payload::Read(raw) => raw.as_slice(),
@@ -934,6 +964,11 @@ async fn execute(
         AuthorizedCall::JobCredentials(call) => {
             crate::jobs::fetch_credentials(gw, principal, call, &trace.checks, now).await
         }
+        AuthorizedCall::ValidatePolicy(call) => Ok((
+            call.call()
+                .answer(&gw.account.record.account_id, gw.tls.is_some()),
+            None,
+        )),
         AuthorizedCall::Metrics => {
             let mut r = Response::new(body::full(gw.metrics.render()));
             r.headers_mut().insert(
@@ -954,6 +989,9 @@ enum ErrorFormat {
     Query(QueryApi),
     /// The keyhole API (AWS JSON 1.1): `{"__type": ..., "message": ...}`.
     Json,
+    /// Access Analyzer (REST-JSON): `{"message": ...}` with the code in `x-amzn-ErrorType`, in
+    /// the service's own codes (`AccessDeniedException`, `ValidationException`, ...).
+    RestJson,
 }
 
 /// Renders an error as S3 XML; returns the response and the (code, message) for the event.
@@ -985,7 +1023,6 @@ fn error_response(
             e = S3Error::new("IncompleteSignature", StatusCode::BAD_REQUEST, e.message());
         }
     }
-    let status = e.status();
     let (body, content_type) = match format {
         _ if is_head => (body::empty(), None),
         ErrorFormat::Query(api) => (
@@ -1006,9 +1043,21 @@ fn error_response(
             body::full(crate::jobs::error_json(&e)),
             Some("application/x-amz-json-1.1"),
         ),
+        ErrorFormat::RestJson => {
+            e = crate::analyzer::service_error(e);
+            (
+                body::full(serde_json::json!({"message": e.message()}).to_string()),
+                Some("application/json"),
+            )
+        }
     };
     let mut r = Response::new(body);
-    *r.status_mut() = status;
+    *r.status_mut() = e.status();
+    if format == ErrorFormat::RestJson {
+        if let Ok(v) = HeaderValue::from_str(e.code()) {
+            r.headers_mut().insert("x-amzn-errortype", v);
+        }
+    }
     if let Some(t) = content_type {
         r.headers_mut()
             .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(t));
