@@ -63,8 +63,10 @@ pub struct Checks(Mutex<Vec<Check>>, Mutex<Vec<(String, String, ObjectFacts)>>);
 /// tags denied).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectFacts {
-    /// The ETag (unquoted), or `None` for an object that did not exist.
-    pub etag: Option<String>,
+    /// The version: its ETag (unquoted) and last-modified time (whole seconds), or `None` for
+    /// an object that did not exist. An ETag alone names the bytes, not the write: the same
+    /// bytes written again with other tags keep it (review 9, N1).
+    pub etag: Option<(String, i64)>,
     /// The tags.
     pub tags: Vec<(String, String)>,
 }

@@ -373,12 +373,20 @@ async fn read_object_facts(
     key: &str,
 ) -> Result<crate::audit::ObjectFacts, S3Error> {
     for _ in 0..FACT_ATTEMPTS {
-        let Some(before) = object_etag(gw, bucket, key).await? else {
+        let Some((before, with_tags)) = object_version(gw, bucket, key).await? else {
             return Ok(crate::audit::ObjectFacts {
                 etag: None,
                 tags: Vec::new(),
             });
         };
+        // A backend that reads the tags with the object (the local store) gives them for this
+        // very version: no second look is needed.
+        if let Some(tags) = with_tags {
+            return Ok(crate::audit::ObjectFacts {
+                etag: Some(before),
+                tags,
+            });
+        }
         let tags = match gw.storage.get_tags(bucket, key).await {
             Ok(tags) => tags,
             // Deleted in between: look again.
@@ -388,7 +396,8 @@ async fn read_object_facts(
             // s3:ExistingObjectTag fail open (reviews of the upstream path, 7 F1 and 8 F5).
             Err(e) => return Err(e),
         };
-        if object_etag(gw, bucket, key).await?.as_deref() == Some(before.as_str()) {
+        let after = object_version(gw, bucket, key).await?;
+        if after.as_ref().map(|(v, _)| v) == Some(&before) {
             return Ok(crate::audit::ObjectFacts {
                 etag: Some(before),
                 tags,
@@ -397,6 +406,10 @@ async fn read_object_facts(
     }
     Err(changed_meanwhile())
 }
+
+/// An object's version (ETag, last-modified second) and, from a backend that reads them with
+/// the object, its tags.
+pub type ObjectVersion = ((String, i64), Option<Vec<(String, String)>>);
 
 /// The answer when the object changed while the request was decided or served: retry.
 pub fn changed_meanwhile() -> S3Error {
@@ -407,9 +420,14 @@ pub fn changed_meanwhile() -> S3Error {
     )
 }
 
-/// The object's current ETag, `None` when there is no such object (or no object can have the
+/// The object's current version (ETag, last-modified second), with its tags when the backend
+/// reads them with the object; `None` when there is no such object (or no object can have the
 /// key).
-async fn object_etag(gw: &Gateway, bucket: &str, key: &str) -> Result<Option<String>, S3Error> {
+pub async fn object_version(
+    gw: &Gateway,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<ObjectVersion>, S3Error> {
     let head = crate::backend::GetObject {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
@@ -419,8 +437,14 @@ async fn object_etag(gw: &Gateway, bucket: &str, key: &str) -> Result<Option<Str
         head: true,
     };
     match gw.storage.get_object(head).await {
-        Ok(crate::backend::Got::Object(o)) => Ok(Some(o.head.etag)),
-        Ok(crate::backend::Got::NotModified { etag, .. }) => Ok(Some(etag)),
+        Ok(crate::backend::Got::Object(o)) => Ok(Some((
+            (o.head.etag, o.head.last_modified.timestamp()),
+            o.head.tags,
+        ))),
+        Ok(crate::backend::Got::NotModified {
+            etag,
+            last_modified,
+        }) => Ok(Some(((etag, last_modified.timestamp()), None))),
         Err(e)
             if e.status() == http::StatusCode::NOT_FOUND
                 || matches!(e.code(), "KeyTooLongError" | "InvalidObjectName") =>

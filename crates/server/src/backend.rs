@@ -81,6 +81,10 @@ pub struct ObjectHead {
     /// Response headers S3 clients read that the store gave (checksums, storage class,
     /// server-side encryption, part count), name lowercase.
     pub extra: Vec<(String, String)>,
+    /// The tags of this very version, when the backend reads them with the object (the local
+    /// store): a decision made on tags is then checked against the version served exactly.
+    /// `None` when it cannot (an upstream answers tags in another request).
+    pub tags: Option<Vec<(String, String)>>,
 }
 
 /// A GetObject or HeadObject.

@@ -337,25 +337,51 @@ pub(crate) fn set_header(r: &mut Response<Body>, name: &str, value: &str) -> Res
 const PRIVATE_CANNED_ACLS: &[&str] = &["private", "bucket-owner-read", "bucket-owner-full-control"];
 
 /// Holds a read of `bucket`/`key` to the version its authorization read tags from, if it did
-/// ([`crate::audit::ObjectFacts`]): the served object's ETag must be that version's, else the
-/// object changed meanwhile and the answer is "retry" (never the new version, which was not
-/// judged).
+/// ([`crate::audit::ObjectFacts`]): the served object's ETag and last-modified time must be that
+/// version's, else the object changed meanwhile and the answer is "retry" (never the new
+/// version, which was not judged).
 pub(crate) fn check_served_version(
     ctx: &Ctx<'_>,
     bucket: &str,
     key: &str,
     served_etag: &str,
+    served_last_modified: DateTime<Utc>,
+    served_tags: Option<&[(String, String)]>,
 ) -> Result<(), S3Error> {
     match ctx.checks.facts(bucket, key) {
-        Some(f) if f.etag.as_deref() != Some(served_etag) => Err(crate::authz::changed_meanwhile()),
+        Some(f)
+            if f.etag.as_ref().map(|(e, t)| (e.as_str(), *t))
+                != Some((served_etag, served_last_modified.timestamp()))
+                || served_tags.is_some_and(|t| t != f.tags.as_slice()) =>
+        {
+            Err(crate::authz::changed_meanwhile())
+        }
         _ => Ok(()),
     }
 }
 
-/// The copy-source conditions of a copy whose authorization read the source's tags: pinned to
-/// the version judged (`If-Match` its ETag), or refused when the judged state cannot be what the
-/// client asks for. Returns the conditions and whether the pin was added (a `PreconditionFailed`
-/// then means the source changed meanwhile).
+/// For an object about to be served whose authorization read its tags: reads the tags again
+/// and requires the ones judged. With [`check_served_version`] this brackets the served version
+/// between two tag reads, so an unversioned store's rewrite of identical bytes with other tags
+/// within the same second must fall exactly between them to go unseen (review 9, N1).
+pub(crate) async fn recheck_tags(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<(), S3Error> {
+    let Some(facts) = ctx.checks.facts(bucket, key) else {
+        return Ok(());
+    };
+    match ctx.gw.storage.get_tags(bucket, key).await {
+        Ok(tags) if tags == facts.tags => Ok(()),
+        Ok(_) => Err(crate::authz::changed_meanwhile()),
+        Err(e) if e.code() == "NoSuchKey" => Err(crate::authz::changed_meanwhile()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The copy-source conditions of a copy whose authorization read the source's tags: the judged
+/// version's alone (`If-Match` its ETag, `If-Unmodified-Since` its time), after the client's own
+/// If-Match and If-Unmodified-Since are decided here against that version. Returns the
+/// conditions and whether the pin was added (a `PreconditionFailed` then means the source
+/// changed meanwhile). A `*` or a list naming several versions must not let another version
+/// through (review 9, N2).
 pub(crate) fn pin_copy_source(
     ctx: &Ctx<'_>,
     bucket: &str,
@@ -365,32 +391,42 @@ pub(crate) fn pin_copy_source(
     let Some(facts) = ctx.checks.facts(bucket, key) else {
         return Ok((conditions, false));
     };
-    let Some(etag) = facts.etag else {
+    let Some((etag, modified)) = facts.etag else {
         return Err(S3Error::new(
             "NoSuchKey",
             StatusCode::NOT_FOUND,
             "The specified key does not exist.",
         ));
     };
-    match &conditions.if_match {
-        None => {
-            conditions.if_match = Some(format!("\"{etag}\""));
-            Ok((conditions, true))
-        }
-        Some(wanted)
-            if wanted
-                .split(',')
-                .any(|c| c.trim() == "*" || c.trim().trim_matches('"') == etag) =>
-        {
-            Ok((conditions, false))
-        }
-        Some(_) => Err(S3Error::new(
+    let failed = |condition: &'static str| {
+        S3Error::new(
             "PreconditionFailed",
             StatusCode::PRECONDITION_FAILED,
             "At least one of the pre-conditions you specified did not hold",
         )
-        .with("Condition", "x-amz-copy-source-If-Match")),
+        .with("Condition", condition)
+    };
+    if let Some(wanted) = &conditions.if_match {
+        let listed = wanted
+            .split(',')
+            .map(str::trim)
+            .any(|c| c == "*" || c.trim_start_matches("W/").trim_matches('"') == etag);
+        if !listed {
+            return Err(failed("x-amz-copy-source-If-Match"));
+        }
     }
+    if let Some(since) = &conditions.if_unmodified_since {
+        if crate::backend::conditions::parse_http_date(since)
+            .is_some_and(|t| modified > t.timestamp())
+        {
+            return Err(failed("x-amz-copy-source-If-Unmodified-Since"));
+        }
+    }
+    conditions.if_match = Some(format!("\"{etag}\""));
+    if let Some(t) = DateTime::<Utc>::from_timestamp(modified, 0) {
+        conditions.if_unmodified_since = Some(http_date(t));
+    }
+    Ok((conditions, true))
 }
 
 /// Refuses public canned ACLs and explicit grants.

@@ -39,7 +39,7 @@ impl LocalBackend {
 fn head_of(info: ObjectInfo) -> ObjectHead {
     let mut meta = info.meta;
     let tag_count = meta.tags.len();
-    meta.tags.clear();
+    let tags = std::mem::take(&mut meta.tags);
     ObjectHead {
         size: info.size,
         etag: info.etag,
@@ -47,6 +47,7 @@ fn head_of(info: ObjectInfo) -> ObjectHead {
         meta,
         tag_count,
         extra: Vec::new(),
+        tags: Some(tags),
     }
 }
 

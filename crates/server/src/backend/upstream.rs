@@ -229,6 +229,7 @@ fn head_of(answer: &Answer) -> Result<(ObjectHead, Option<ByteRange>)> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
         extra: passed(answer),
+        tags: None,
     };
     Ok((head, range))
 }

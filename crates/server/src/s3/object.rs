@@ -9,7 +9,8 @@ use keyhole_store::{ObjectMeta, StoreError, WriteCondition};
 use super::route::{object_arn, CopySource};
 use super::{
     check_acl_headers, check_served_version, checksum_headers, empty_response, http_date,
-    pin_copy_source, quoted, read_conditions, set_header, tagging, xml_date, xml_ok, Ctx, Upload,
+    pin_copy_source, quoted, read_conditions, recheck_tags, set_header, tagging, xml_date, xml_ok,
+    Ctx, Upload,
 };
 use crate::authz::Permission;
 use crate::backend::{CopyObject, Directive, GetObject, Got, ObjectHead, PutObject};
@@ -249,7 +250,7 @@ pub(super) async fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Response<Bod
             etag,
             last_modified,
         } => {
-            check_served_version(ctx, &ctx.bucket, &ctx.key, &etag)?;
+            check_served_version(ctx, &ctx.bucket, &ctx.key, &etag, last_modified, None)?;
             let mut r = empty_response(StatusCode::NOT_MODIFIED);
             set_header(&mut r, "etag", &quoted(&etag))?;
             set_header(&mut r, "last-modified", &http_date(last_modified))?;
@@ -258,7 +259,17 @@ pub(super) async fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Response<Bod
         Got::Object(got) => *got,
     };
     // The body is not read yet: a version other than the one judged is dropped unsent.
-    check_served_version(ctx, &ctx.bucket, &ctx.key, &got.head.etag)?;
+    check_served_version(
+        ctx,
+        &ctx.bucket,
+        &ctx.key,
+        &got.head.etag,
+        got.head.last_modified,
+        got.head.tags.as_deref(),
+    )?;
+    if got.head.tags.is_none() {
+        recheck_tags(ctx, &ctx.bucket, &ctx.key).await?;
+    }
     let size = got.head.size;
     let (start, len) = got.range.map_or((0, size), |r| (r.start, r.len));
     let mut r = Response::new(got.body);
