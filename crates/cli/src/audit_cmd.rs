@@ -115,9 +115,15 @@ pub enum AuditCommand {
 /// Options of `keyhole audit verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Data directory of the gateway, or a copy of it holding `audit/` [default: ./keyhole-data].
-    #[arg(long, env = "KEYHOLE_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    /// Data directory of the gateway, or a copy of it holding `audit/`, or a copy of `audit/`
+    /// itself [default: ./keyhole-data]. Repeat for the trails of several nodes: each is checked
+    /// on its own and reported by node.
+    #[arg(long = "data-dir", env = "KEYHOLE_DATA_DIR", value_name = "DIR")]
+    pub data_dirs: Vec<PathBuf>,
+    /// A directory whose subdirectories are trails (data directories or copies of `audit/`),
+    /// one per node; repeatable, and combines with --data-dir.
+    #[arg(long, value_name = "DIR")]
+    pub trails: Vec<PathBuf>,
     /// The operator's key.
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -158,9 +164,13 @@ pub struct KeyArgs {
 /// Filters shared by `query` and `tail`.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// Data directory of the gateway [default: ./keyhole-data].
-    #[arg(long, env = "KEYHOLE_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    /// Data directory of the gateway, or a copy of its `audit/` [default: ./keyhole-data].
+    /// Repeat for several nodes' trails: `query` merges their events by time (`tail` reads one).
+    #[arg(long = "data-dir", env = "KEYHOLE_DATA_DIR", value_name = "DIR")]
+    pub data_dirs: Vec<PathBuf>,
+    /// A directory whose subdirectories are trails, one per node (for `query`); repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub trails: Vec<PathBuf>,
     /// Events at or after: RFC 3339, a date, or an age such as 15m, 2h, 7d.
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
@@ -233,14 +243,70 @@ fn data_dir(d: Option<PathBuf>) -> PathBuf {
 
 fn audit_dir(data: &Path) -> miette::Result<PathBuf> {
     let dir = data.join(audit::AUDIT_DIR);
-    if !dir.is_dir() {
-        return Err(miette!(
-            "no audit trail at `{}` (is `{}` a keyhole data directory? choose one with --data-dir)",
-            dir.display(),
-            data.display()
-        ));
+    if dir.is_dir() {
+        return Ok(dir);
     }
-    Ok(dir)
+    // A copy of a node's `audit/` directory itself.
+    let holds_trail = |d: &Path| {
+        audit::sink::trail_files(d).is_ok_and(|f| !f.is_empty())
+            || audit::digest::digest_logs(d).is_ok_and(|l| !l.is_empty())
+    };
+    if data.is_dir() && holds_trail(data) {
+        return Ok(data.to_owned());
+    }
+    Err(miette!(
+        "no audit trail at `{}` (is `{}` a keyhole data directory or a copy of its audit/ directory? choose one with --data-dir)",
+        dir.display(),
+        data.display()
+    ))
+}
+
+/// The trails named by repeated `--data-dir` and by the subdirectories of each `--trails`
+/// directory (sorted by name); the default data directory when neither is given.
+fn trail_dirs(data_dirs: &[PathBuf], trails: &[PathBuf]) -> miette::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for d in data_dirs {
+        out.push(audit_dir(d)?);
+    }
+    for parent in trails {
+        let entries = std::fs::read_dir(parent)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("--trails `{}`: cannot list it", parent.display()))?;
+        let mut subdirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        subdirs.sort();
+        if subdirs.is_empty() {
+            return Err(miette!(
+                "--trails `{}` has no subdirectories: put each node's data directory (or a copy of its audit/) in a directory of its own under it",
+                parent.display()
+            ));
+        }
+        for sub in subdirs {
+            out.push(audit_dir(&sub).wrap_err_with(|| {
+                format!("--trails `{}`: `{}`", parent.display(), sub.display())
+            })?);
+        }
+    }
+    if out.is_empty() {
+        out.push(audit_dir(&data_dir(None))?);
+    }
+    Ok(out)
+}
+
+/// The node a trail belongs to, for labels: the `nodeId` of its first digest (read without
+/// checking: `verify` checks it), or the directory when the trail predates node ids.
+fn trail_label(dir: &Path) -> String {
+    let from_digest = audit::digest::digest_logs(dir)
+        .ok()
+        .and_then(|logs| logs.into_iter().next())
+        .and_then(|(_, p)| audit::digest::read_log(&p).ok())
+        .and_then(|l| l.lines.into_iter().next())
+        .and_then(|line| serde_json::from_slice::<serde_json::Value>(&line).ok())
+        .and_then(|v| v.get("nodeId").and_then(|n| n.as_str()).map(str::to_owned));
+    from_digest.unwrap_or_else(|| dir.display().to_string())
 }
 
 /// Runs an audit subcommand.
@@ -274,22 +340,33 @@ pub fn run(cmd: AuditCommand) -> miette::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Query(q) => {
-            let (dir, filter, format) = prepare(q)?;
+            let (dirs, filter, format) = prepare(q)?;
+            let mut trails = Vec::with_capacity(dirs.len());
+            for dir in &dirs {
+                trails.push(
+                    query::Events::open(dir, filter.clone())
+                        .into_diagnostic()
+                        .wrap_err("cannot read the audit trail")?,
+                );
+            }
             let mut out = std::io::stdout().lock();
             if format == Format::Table {
                 let _ = writeln!(out, "{}", query::TABLE_HEADER);
             }
             let mut broken = false;
-            let skipped = query::scan(&dir, &filter, |f| {
+            let skipped = query::merge(trails, |_, f| {
                 broken = print(&mut out, &f, format).is_err();
                 !broken
             })
             .into_diagnostic()
             .wrap_err("cannot read the audit trail")?;
-            if skipped > 0 {
-                eprintln!(
-                    "warning: {skipped} lines are not audit events (run `keyhole audit verify`)"
-                );
+            for (dir, n) in dirs.iter().zip(skipped) {
+                if n > 0 {
+                    eprintln!(
+                        "warning: {n} lines of the trail `{}` are not audit events (run `keyhole audit verify`)",
+                        dir.display()
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -298,7 +375,13 @@ pub fn run(cmd: AuditCommand) -> miette::Result<ExitCode> {
             lines,
             query: q,
         } => {
-            let (dir, filter, format) = prepare(q)?;
+            let (dirs, filter, format) = prepare(q)?;
+            let [dir] = <[PathBuf; 1]>::try_from(dirs).map_err(|dirs| {
+                miette!(
+                    "`tail` follows one trail; {} were given (use `keyhole audit query` to merge several)",
+                    dirs.len()
+                )
+            })?;
             let mut last: std::collections::VecDeque<Found> =
                 std::collections::VecDeque::with_capacity(lines.min(10_000));
             query::scan(&dir, &filter, |f| {
@@ -341,8 +424,8 @@ fn print(out: &mut impl Write, f: &Found, format: Format) -> std::io::Result<()>
     }
 }
 
-fn prepare(q: QueryArgs) -> miette::Result<(PathBuf, Filter, Format)> {
-    let dir = audit_dir(&data_dir(q.data_dir))?;
+fn prepare(q: QueryArgs) -> miette::Result<(Vec<PathBuf>, Filter, Format)> {
+    let dirs = trail_dirs(&q.data_dirs, &q.trails)?;
     let now = chrono::Utc::now();
     let time = |t: Option<String>, flag: &str| -> miette::Result<_> {
         t.map(|t| query::parse_time(&t, now).map_err(|e| miette!("--{flag}: {e}")))
@@ -367,7 +450,7 @@ fn prepare(q: QueryArgs) -> miette::Result<(PathBuf, Filter, Format)> {
             StageArg::Completed => Stage::Completed,
         }),
     };
-    Ok((dir, filter, q.format))
+    Ok((dirs, filter, q.format))
 }
 
 fn keygen(out: &Path) -> miette::Result<ExitCode> {
@@ -435,12 +518,23 @@ fn trusted_keys(v: &KeyArgs, pinned: &[String]) -> miette::Result<audit::keys::T
 }
 
 fn verify(v: VerifyArgs) -> miette::Result<ExitCode> {
-    let (data, pinned) = configured(&v.keys, v.data_dir.clone())?;
+    let (data, pinned) = configured(&v.keys, v.data_dirs.first().cloned())?;
     let keys = trusted_keys(&v.keys, &pinned)?;
-    let dir = audit_dir(&data)?;
+    // With --config, its data_dir stands in when no --data-dir or --trails is given.
+    let dirs = if v.data_dirs.is_empty() && v.trails.is_empty() {
+        vec![audit_dir(&data)?]
+    } else {
+        trail_dirs(&v.data_dirs, &v.trails)?
+    };
     if let Some(w) = &v.digests {
         if !w.is_dir() {
             return Err(miette!("--digests `{}` is not a directory", w.display()));
+        }
+        if dirs.len() > 1 {
+            return Err(miette!(
+                "--digests holds one trail's exported digests, and {} trails were given: verify each node's trail with its own copy (one --data-dir and its --digests per run)",
+                dirs.len()
+            ));
         }
     }
     let max_age = v
@@ -448,17 +542,66 @@ fn verify(v: VerifyArgs) -> miette::Result<ExitCode> {
         .as_deref()
         .map(|t| query::parse_time(t, chrono::Utc::now()).map_err(|e| miette!("--max-age: {e}")))
         .transpose()?;
+    let mut out = std::io::stdout().lock();
+    let several = dirs.len() > 1;
+    let mut worst = Outcome::Intact;
+    for dir in &dirs {
+        let label = trail_label(dir);
+        let (outcome, lines) = verify_one(dir, &keys, v.digests.as_deref(), max_age)
+            .wrap_err_with(|| format!("trail of node {label} (`{}`)", dir.display()))?;
+        if several {
+            let _ = writeln!(out, "node {label} ({}):", dir.display());
+        }
+        for line in lines {
+            let _ = writeln!(out, "{}{line}", if several { "  " } else { "" });
+        }
+        worst = worst.max(outcome);
+    }
+    if several {
+        let _ = writeln!(
+            out,
+            "{} trails: {}",
+            dirs.len(),
+            match worst {
+                Outcome::Intact => "all intact",
+                Outcome::Discontinuities => "intact apart from signed discontinuities",
+                Outcome::Failed => "at least one FAILED (see above)",
+            }
+        );
+    }
+    Ok(match worst {
+        Outcome::Intact => ExitCode::SUCCESS,
+        Outcome::Failed => ExitCode::FAILURE,
+        Outcome::Discontinuities => ExitCode::from(3),
+    })
+}
+
+/// How one trail checked out, from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    Intact,
+    Discontinuities,
+    Failed,
+}
+
+/// Checks one trail; returns how it checked out and the lines to print about it.
+fn verify_one(
+    dir: &Path,
+    keys: &audit::keys::TrustedKeys,
+    witness: Option<&Path>,
+    max_age: Option<chrono::DateTime<chrono::Utc>>,
+) -> miette::Result<(Outcome, Vec<String>)> {
     let report = audit::verify::verify(audit::verify::Options {
-        audit_dir: &dir,
-        witness: v.digests.as_deref(),
-        keys: &keys,
+        audit_dir: dir,
+        witness,
+        keys,
         from: audit::verify::Walk::Beginning,
     })
     .into_diagnostic()?;
     for note in &report.notes {
         eprintln!("note: {note}");
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = Vec::new();
     let mut problem = report.problem.clone();
     if problem.is_none() {
         if let (Some(limit), Some(last)) = (max_age, &report.last) {
@@ -480,20 +623,18 @@ fn verify(v: VerifyArgs) -> miette::Result<ExitCode> {
     let summary = describe(&report);
     let code = match &problem {
         Some(p) => {
-            let _ = writeln!(
-                out,
+            out.push(format!(
                 "FAILED at {}: {} ({} events before it check out)",
                 p.position, p.reason, report.events
-            );
-            ExitCode::FAILURE
+            ));
+            Outcome::Failed
         }
         None if report.discontinuities.is_empty() => {
-            let _ = writeln!(out, "ok: {summary}");
-            ExitCode::SUCCESS
+            out.push(format!("ok: {summary}"));
+            Outcome::Intact
         }
         None => {
-            let _ = writeln!(
-                out,
+            out.push(format!(
                 "ok apart from {} signed discontinuit{}: {summary}",
                 report.discontinuities.len(),
                 if report.discontinuities.len() == 1 {
@@ -501,42 +642,39 @@ fn verify(v: VerifyArgs) -> miette::Result<ExitCode> {
                 } else {
                     "ies"
                 }
-            );
-            ExitCode::from(3)
+            ));
+            Outcome::Discontinuities
         }
     };
     for d in &report.discontinuities {
-        let _ = writeln!(out, "discontinuity: {d}");
+        out.push(format!("discontinuity: {d}"));
     }
     for g in &report.gaps {
-        let _ = writeln!(out, "gap: {g}");
+        out.push(format!("gap: {g}"));
     }
     if report.unsigned > 0 {
         let (n, at) = report.last.as_ref().map_or((0, String::new()), |l| {
             (l.digest.digest_seq, l.digest.digest_end_time.clone())
         });
-        let _ = writeln!(
-            out,
+        out.push(format!(
             "unsigned: {} event(s) after the last signed digest #{n} ({at}) check out by chain only; the gateway signs them within its digest interval (at most {} events wait)",
             report.unsigned,
             audit::sink::MAX_UNSIGNED_EVENTS
-        );
+        ));
     }
     if report.orphan_count > 0 {
-        let _ = writeln!(
-            out,
+        out.push(format!(
             "orphaned: {} `authorized` record(s) without a `completed` one: authorized, outcome unknown (the gateway stopped before the request finished, the trail could not record how it ended, or the trail was cut between them):",
             report.orphan_count
-        );
+        ));
         for o in &report.orphans {
-            let _ = writeln!(
-                out,
+            out.push(format!(
                 "  {} {} {} {}",
                 o.position, o.event_time, o.event_name, o.request_id
-            );
+            ));
         }
     }
-    Ok(code)
+    Ok((code, out))
 }
 
 fn describe(report: &audit::verify::Report) -> String {

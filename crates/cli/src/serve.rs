@@ -182,7 +182,7 @@ fn banner(gateway: &keyhole_server::Gateway, local: std::net::SocketAddr) -> Str
     let state_line = match &config.state {
         keyhole_server::config::StateLocation::Sqlite => String::new(),
         keyhole_server::config::StateLocation::Postgres(url) => format!(
-            "  shared state:     {} (node {}; {})\n",
+            "  shared state:     {} (change-log writer {}; {})\n",
             keyhole_server::config::redact_url(url),
             gateway.state.node_id(),
             keyhole_server::state::postgres::tls::parse(url)
@@ -191,10 +191,11 @@ fn banner(gateway: &keyhole_server::Gateway, local: std::net::SocketAddr) -> Str
         ),
     };
     format!(
-        "keyhole {version} is serving S3\n  endpoint:         {endpoint}\n{storage}  account id:       {account}\n  data directory:   {data}\n{state_line}  root credentials: {creds} ({fresh})\n  audit signing key: {key_path}{key_note}\n  audit key fingerprint: {fingerprint}\n{tls_line}{first}try:\n  AWS_SHARED_CREDENTIALS_FILE={creds} aws --endpoint-url {endpoint}{ca_bundle} s3 ls\n{tls_note}Root credentials are for bootstrap only; stop with Ctrl-C (in-flight requests finish).\n",
+        "keyhole {version} is serving S3\n  endpoint:         {endpoint}\n{storage}  account id:       {account}\n  data directory:   {data}\n  node id:          {node}\n{state_line}  root credentials: {creds} ({fresh})\n  audit signing key: {key_path}{key_note}\n  audit key fingerprint: {fingerprint}\n{tls_line}{first}try:\n  AWS_SHARED_CREDENTIALS_FILE={creds} aws --endpoint-url {endpoint}{ca_bundle} s3 ls\n{tls_note}Root credentials are for bootstrap only; stop with Ctrl-C (in-flight requests finish).\n",
         version = env!("CARGO_PKG_VERSION"),
         account = gateway.account.record.account_id,
         data = data_dir.display(),
+        node = gateway.audit.node_id().unwrap_or("-"),
         creds = creds.display(),
         key_path = key.display(),
     )

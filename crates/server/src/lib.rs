@@ -29,6 +29,7 @@ pub mod iam;
 pub mod jobs;
 pub mod listener;
 pub mod metrics;
+pub mod node;
 pub mod oidc;
 pub mod pipeline;
 pub mod s3;
@@ -236,6 +237,8 @@ fn open_in(
         path: audit_dir.clone(),
         source,
     })?;
+    // This node's id: in the genesis, every digest and every event of its trail.
+    let node_id = node::load_or_create(&config.data_dir)?;
     let key_path = config
         .audit_signing_key
         .clone()
@@ -251,6 +254,7 @@ fn open_in(
             &audit_dir,
             &s,
             &record.account_id,
+            Some(&node_id),
             std::time::SystemTime::now(),
         )?;
         signer = Some(s);
@@ -331,6 +335,7 @@ fn open_in(
     })?);
     let metrics = Arc::new(metrics::Metrics::default());
     let mut options = audit::sink::Options::new(&account.record.account_id);
+    options.node_id = Some(node_id);
     options.rotation = audit::sink::Rotation {
         max_bytes: config.audit_rotate_bytes,
         max_age: std::time::Duration::from_secs(config.audit_rotate_seconds),
@@ -413,6 +418,9 @@ pub enum OpenError {
     /// The audit trail.
     #[error("cannot open the audit trail: {0}")]
     Audit(#[from] audit::AuditError),
+    /// The node id file is unusable.
+    #[error(transparent)]
+    NodeId(#[from] node::NodeIdError),
     /// The TLS certificate or key.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),

@@ -138,6 +138,8 @@ impl Trace {
             bytes_out: 0,
             duration_ms: base.started.elapsed().as_secs_f64() * 1000.0,
             tls: base.tls,
+            // Stamped by the sink.
+            node: None,
         }
     }
 }
@@ -970,7 +972,14 @@ async fn execute(
             None,
         )),
         AuthorizedCall::Metrics => {
-            let mut r = Response::new(body::full(gw.metrics.render()));
+            let mut text = gw.metrics.render();
+            // Which node answered: its id labels an info gauge (Prometheus' `*_info` idiom).
+            if let Some(node) = gw.audit.node_id() {
+                text.push_str(&format!(
+                    "# HELP keyhole_node_info This gateway node; `node` is the id its audit trail carries.\n# TYPE keyhole_node_info gauge\nkeyhole_node_info{{node=\"{node}\"}} 1\n"
+                ));
+            }
+            let mut r = Response::new(body::full(text));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),

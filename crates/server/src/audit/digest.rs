@@ -185,6 +185,10 @@ pub struct Digest {
     pub kind: Kind,
     /// The account.
     pub account_id: String,
+    /// The node whose trail this is ([`crate::node`]); absent in digests written before nodes
+    /// had ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
     /// The previous digest's `digestEndTime` (its own for the first digest).
     pub digest_start_time: String,
     /// When it was signed (RFC 3339, UTC, milliseconds).
@@ -474,6 +478,7 @@ pub(crate) mod tests {
             digest_seq: seq,
             kind: Kind::Periodic,
             account_id: "123456789012".into(),
+            node_id: Some("node-test".into()),
             digest_start_time: "2026-11-22T08:00:00.000Z".into(),
             digest_end_time: "2026-11-22T08:01:00.000Z".into(),
             cadence_seconds: 60,

@@ -84,6 +84,10 @@ pub struct AuditEvent {
     pub duration_ms: f64,
     /// Whether the connection used TLS.
     pub tls: bool,
+    /// The gateway node that served the request ([`crate::node`]); stamped by the sink on every
+    /// event it is handed. Absent in trails written before nodes had ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Which record of a request this is.
@@ -259,6 +263,7 @@ pub(crate) mod tests_support {
             bytes_out: 0,
             duration_ms: 1.5,
             tls: false,
+            node: None,
         }
     }
 }

@@ -227,6 +227,7 @@ pub fn genesis(
     dir: &Path,
     signer: &Signer,
     account_id: &str,
+    node_id: Option<&str>,
     now: SystemTime,
 ) -> Result<(), AuditError> {
     let io = |action: &'static str, path: PathBuf| {
@@ -268,6 +269,7 @@ pub fn genesis(
         digest_seq: 1,
         kind: Kind::Genesis,
         account_id: account_id.to_owned(),
+        node_id: node_id.map(str::to_owned),
         digest_start_time: end.clone(),
         digest_end_time: end,
         cadence_seconds: 0,

@@ -129,6 +129,91 @@ pub fn parse_line(line: &[u8]) -> Option<Found> {
     })
 }
 
+/// The matching events of one trail, in trail order, read file by file and line by line (one
+/// buffered line in memory). I/O errors name the trail directory.
+#[derive(Debug)]
+pub struct Events {
+    dir: PathBuf,
+    filter: Filter,
+    files: std::vec::IntoIter<(u64, PathBuf)>,
+    reader: Option<BufReader<File>>,
+    line: Vec<u8>,
+    skipped: u64,
+}
+
+impl Events {
+    /// Opens the trail under `dir` (the files present now).
+    pub fn open(dir: &Path, filter: Filter) -> std::io::Result<Events> {
+        let files = trail_files(dir).map_err(|e| in_trail(dir, e))?;
+        Ok(Events {
+            dir: dir.to_owned(),
+            filter,
+            files: files.into_iter(),
+            reader: None,
+            line: Vec::with_capacity(1024),
+            skipped: 0,
+        })
+    }
+
+    /// Lines read so far that are not events.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// The trail's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn in_trail(dir: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("trail `{}`: {e}", dir.display()))
+}
+
+impl Iterator for Events {
+    type Item = std::io::Result<Found>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let reader = match &mut self.reader {
+                Some(r) => r,
+                None => {
+                    let (_, path) = self.files.next()?;
+                    match File::open(&path) {
+                        Ok(f) => self.reader.insert(BufReader::with_capacity(256 * 1024, f)),
+                        Err(e) => return Some(Err(in_trail(&self.dir, e))),
+                    }
+                }
+            };
+            self.line.clear();
+            match reader.read_until(b'\n', &mut self.line) {
+                Ok(0) => {
+                    self.reader = None;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => return Some(Err(in_trail(&self.dir, e))),
+            }
+            let Some(body) = self.line.strip_suffix(b"\n") else {
+                // An incomplete final line (being written, or cut by a crash).
+                self.reader = None;
+                continue;
+            };
+            // Cheap pre-filters on the raw bytes before parsing.
+            if let Some(b) = &self.filter.bucket {
+                if !contains(body, b.as_bytes()) {
+                    continue;
+                }
+            }
+            match parse_line(body) {
+                Some(f) if self.filter.matches(&f.event) => return Some(Ok(f)),
+                Some(_) => {}
+                None => self.skipped += 1,
+            }
+        }
+    }
+}
+
 /// Calls `each` for every matching event in trail order; stops early when it returns `false`.
 /// Returns how many lines could not be parsed (skipped).
 pub fn scan(
@@ -136,36 +221,51 @@ pub fn scan(
     filter: &Filter,
     mut each: impl FnMut(Found) -> bool,
 ) -> std::io::Result<u64> {
-    let mut skipped = 0;
-    for (_, path) in trail_files(dir)? {
-        let mut reader = BufReader::with_capacity(256 * 1024, File::open(&path)?);
-        let mut line = Vec::with_capacity(1024);
-        loop {
-            line.clear();
-            if reader.read_until(b'\n', &mut line)? == 0 {
-                break;
-            }
-            let Some(body) = line.strip_suffix(b"\n") else {
-                break; // an incomplete final line
-            };
-            // Cheap pre-filters on the raw bytes before parsing.
-            if let Some(b) = &filter.bucket {
-                if !contains(body, b.as_bytes()) {
-                    continue;
-                }
-            }
-            match parse_line(body) {
-                Some(f) if filter.matches(&f.event) => {
-                    if !each(f) {
-                        return Ok(skipped);
-                    }
-                }
-                Some(_) => {}
-                None => skipped += 1,
-            }
+    let mut events = Events::open(dir, filter.clone())?;
+    for found in events.by_ref() {
+        if !each(found?) {
+            break;
         }
     }
-    Ok(skipped)
+    Ok(events.skipped())
+}
+
+/// Merges the matching events of several trails (one per node) by `eventTime`: a k-way merge
+/// that holds one event per trail, so memory stays flat whatever the trails' size. Each trail's
+/// events keep their trail order (a request is written when it ends, so an event's time can be
+/// a little earlier than its predecessor's in the same trail); between trails, the earliest
+/// next event goes first, ties broken by the trails' order. Calls `each` with the trail's index
+/// in `trails`; stops early when it returns `false`. Returns the lines skipped per trail.
+pub fn merge(
+    mut trails: Vec<Events>,
+    mut each: impl FnMut(usize, Found) -> bool,
+) -> std::io::Result<Vec<u64>> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut heads: Vec<Option<Found>> = Vec::with_capacity(trails.len());
+    let mut heap = BinaryHeap::new();
+    for (i, t) in trails.iter_mut().enumerate() {
+        let head = t.next().transpose()?;
+        if let Some(f) = &head {
+            heap.push(Reverse((f.event.event_time.clone(), i)));
+        }
+        heads.push(head);
+    }
+    while let Some(Reverse((_, i))) = heap.pop() {
+        let Some(found) = heads.get_mut(i).and_then(Option::take) else {
+            continue;
+        };
+        if let Some(next) = trails.get_mut(i).and_then(Iterator::next).transpose()? {
+            heap.push(Reverse((next.event.event_time.clone(), i)));
+            if let Some(h) = heads.get_mut(i) {
+                *h = Some(next);
+            }
+        }
+        if !each(i, found) {
+            break;
+        }
+    }
+    Ok(trails.iter().map(Events::skipped).collect())
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -258,7 +358,7 @@ pub fn parse_time(
     ))
 }
 
-/// A one-line summary for people: time, status, decision, operation, principal, target, id.
+/// A one-line summary for people: time, node, status, decision, operation, principal, target, id.
 pub fn table_row(f: &Found) -> String {
     let e = &f.event;
     let who = e
@@ -291,8 +391,9 @@ pub fn table_row(f: &Found) -> String {
         e.event_name.clone()
     };
     format!(
-        "{:<24} {:>3} {:<5} {:<32} {:<40} {} {}{}",
+        "{:<24} {:<17} {:>3} {:<5} {:<32} {:<40} {} {}{}",
         e.event_time,
+        e.node.as_deref().unwrap_or("-"),
         status,
         decision,
         op,
@@ -306,7 +407,7 @@ pub fn table_row(f: &Found) -> String {
 }
 
 /// The header line matching [`table_row`].
-pub const TABLE_HEADER: &str = "TIME                     STS DECIS OPERATION                        PRINCIPAL                                TARGET REQUEST-ID";
+pub const TABLE_HEADER: &str = "TIME                     NODE              STS DECIS OPERATION                        PRINCIPAL                                TARGET REQUEST-ID";
 
 #[cfg(test)]
 mod tests {
@@ -445,6 +546,62 @@ mod tests {
             ),
             vec![4, 5]
         );
+    }
+
+    #[tokio::test]
+    async fn trails_of_two_nodes_merge_by_time_one_event_at_a_time() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for (dir, node, seconds) in [(&a, "node-a", [1, 2, 5, 9]), (&b, "node-b", [0, 3, 4, 9])] {
+            let mut options = crate::audit::sink::test_support::options(Rotation::default());
+            options.node_id = Some(node.into());
+            let sink = crate::audit::sink::test_support::open_with(dir.path(), options).unwrap();
+            for s in seconds {
+                let mut e = sample_event();
+                e.event_time = format!("2026-11-22T08:00:{s:02}.000Z");
+                sink.record_durable(e).await.unwrap();
+            }
+            sink.close().await;
+        }
+        let open = |d: &tempfile::TempDir| Events::open(d.path(), Filter::default()).unwrap();
+        let mut got = Vec::new();
+        let skipped = merge(vec![open(&a), open(&b)], |i, f| {
+            got.push((
+                i,
+                f.event.node.clone().unwrap(),
+                f.event.event_time.get(17..19).unwrap().to_owned(),
+            ));
+            true
+        })
+        .unwrap();
+        assert_eq!(skipped, vec![0, 0]);
+        let seen: Vec<(usize, &str, &str)> = got
+            .iter()
+            .map(|(i, n, t)| (*i, n.as_str(), t.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (1, "node-b", "00"),
+                (0, "node-a", "01"),
+                (0, "node-a", "02"),
+                (1, "node-b", "03"),
+                (1, "node-b", "04"),
+                (0, "node-a", "05"),
+                (0, "node-a", "09"),
+                (1, "node-b", "09"),
+            ]
+        );
+        // Stopping early stops reading.
+        let mut n = 0;
+        merge(vec![open(&a), open(&b)], |_, _| {
+            n += 1;
+            n < 3
+        })
+        .unwrap();
+        assert_eq!(n, 3);
+        // A trail that cannot be listed is named.
+        let e = Events::open(&a.path().join("missing"), Filter::default()).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
     }
 
     #[test]

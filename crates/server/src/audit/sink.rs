@@ -96,6 +96,8 @@ pub struct Options {
     pub cadence: Duration,
     /// The account, named in every digest.
     pub account_id: String,
+    /// This node ([`crate::node`]), named in every digest and stamped on every event.
+    pub node_id: Option<String>,
     /// Fingerprints of other keys whose digests the start check accepts (key rotation).
     pub pinned: Vec<String>,
     /// At start, when the trail does not match its digests, record a signed discontinuity and
@@ -111,6 +113,7 @@ impl std::fmt::Debug for Options {
             .field("rotation", &self.rotation)
             .field("cadence", &self.cadence)
             .field("account_id", &self.account_id)
+            .field("node_id", &self.node_id)
             .finish_non_exhaustive()
     }
 }
@@ -122,6 +125,7 @@ impl Options {
             rotation: Rotation::default(),
             cadence: Duration::from_secs(crate::config::DEFAULT_AUDIT_DIGEST_SECS),
             account_id: account_id.to_owned(),
+            node_id: None,
             pinned: Vec::new(),
             accept_discontinuity: false,
             clock: Arc::new(SystemTime::now),
@@ -151,6 +155,7 @@ pub struct AuditSink {
     /// The writer thread, unparked when someone waits for durability.
     writer: std::thread::Thread,
     fingerprint: Arc<str>,
+    node: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -176,6 +181,7 @@ impl AuditSink {
         stats: Arc<SinkStats>,
     ) -> Result<AuditSink, AuditError> {
         let fingerprint: Arc<str> = signer.public().fingerprint().into();
+        let node = options.node_id.as_deref().map(Arc::from);
         let writer = Writer::open(dir, signer, options, stats.clone())?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let handle = std::thread::Builder::new()
@@ -201,12 +207,25 @@ impl AuditSink {
             stats,
             writer: handle.thread().clone(),
             fingerprint,
+            node,
         })
     }
 
     /// The fingerprint of the key digests are signed with.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// This node's id, as stamped on every event (`None` in tests without one).
+    pub fn node_id(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    /// Stamps the node on `event`: every way in goes through here.
+    fn stamp(&self, event: &mut AuditEvent) {
+        if let Some(n) = &self.node {
+            event.node = Some(n.to_string());
+        }
     }
 
     /// Stops the writer after the events queued before this call: syncs, signs a `stop` digest
@@ -220,7 +239,8 @@ impl AuditSink {
     }
 
     /// Queues `event` without waiting for it to be written.
-    pub async fn record(&self, event: AuditEvent) {
+    pub async fn record(&self, mut event: AuditEvent) {
+        self.stamp(&mut event);
         self.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
         if self
             .tx
@@ -236,7 +256,8 @@ impl AuditSink {
 
     /// Queues `event` from synchronous code (a dropped response body) without waiting; if the
     /// queue is full the event is handed to a task that waits for room.
-    pub fn record_detached(&self, event: AuditEvent) {
+    pub fn record_detached(&self, mut event: AuditEvent) {
+        self.stamp(&mut event);
         self.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Msg::Event(Pending { event, done: None })) {
             Ok(()) => {}
@@ -271,7 +292,8 @@ impl AuditSink {
 
     /// Queues `event` (in order with every other event queued after it) and returns a handle to
     /// wait on until it is written and fsynced.
-    pub async fn enqueue_durable(&self, event: AuditEvent) -> Result<Durable, AuditError> {
+    pub async fn enqueue_durable(&self, mut event: AuditEvent) -> Result<Durable, AuditError> {
+        self.stamp(&mut event);
         let (done, wait) = oneshot::channel();
         self.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
         if self
@@ -799,6 +821,7 @@ impl Writer {
             digest_seq: extra.digest_seq.unwrap_or(self.last.seq + 1),
             kind,
             account_id: self.opts.account_id.clone(),
+            node_id: self.opts.node_id.clone(),
             digest_start_time: if self.last.end_time.is_empty() {
                 end.clone()
             } else {
@@ -928,7 +951,13 @@ pub(crate) mod test_support {
     pub(crate) fn open_with(dir: &Path, options: Options) -> Result<AuditSink, AuditError> {
         let fresh = digest::digest_logs(dir).map_or(true, |l| l.is_empty());
         if fresh {
-            genesis(dir, &signer(), &options.account_id, (options.clock)())?;
+            genesis(
+                dir,
+                &signer(),
+                &options.account_id,
+                options.node_id.as_deref(),
+                (options.clock)(),
+            )?;
         }
         AuditSink::open(dir, signer(), options, Arc::new(SinkStats::default()))
     }

@@ -377,7 +377,14 @@ async fn a_crash_leaves_a_bounded_unsigned_window_that_the_restart_signs() {
 async fn the_unsigned_window_never_exceeds_its_bound() {
     let dir = tempfile::tempdir().unwrap();
     let stats = Arc::new(SinkStats::default());
-    super::sink::genesis(dir.path(), &signer(), "123456789012", SystemTime::now()).unwrap();
+    super::sink::genesis(
+        dir.path(),
+        &signer(),
+        "123456789012",
+        None,
+        SystemTime::now(),
+    )
+    .unwrap();
     let sink = AuditSink::open(dir.path(), signer(), options(one_file()), stats.clone()).unwrap();
     let n = 2 * MAX_UNSIGNED_EVENTS as usize + 100;
     let mut tasks = Vec::new();
@@ -409,7 +416,14 @@ async fn the_unsigned_window_never_exceeds_its_bound() {
 async fn a_swapped_trail_file_is_tampering() {
     let dir = tempfile::tempdir().unwrap();
     let stats = Arc::new(SinkStats::default());
-    super::sink::genesis(dir.path(), &signer(), "123456789012", SystemTime::now()).unwrap();
+    super::sink::genesis(
+        dir.path(),
+        &signer(),
+        "123456789012",
+        None,
+        SystemTime::now(),
+    )
+    .unwrap();
     let sink = AuditSink::open(dir.path(), signer(), options(one_file()), stats.clone()).unwrap();
     record(&sink, 0, 2).await;
     // Freeze the visible file: a copy renamed over it (a new inode); the writer still holds the
@@ -684,7 +698,14 @@ async fn an_incomplete_last_line_is_cut_on_open() {
 async fn concurrent_events_share_commits() {
     let dir = tempfile::tempdir().unwrap();
     let stats = Arc::new(SinkStats::default());
-    super::sink::genesis(dir.path(), &signer(), "123456789012", SystemTime::now()).unwrap();
+    super::sink::genesis(
+        dir.path(),
+        &signer(),
+        "123456789012",
+        None,
+        SystemTime::now(),
+    )
+    .unwrap();
     let sink = AuditSink::open(dir.path(), signer(), options(one_file()), stats.clone()).unwrap();
     let mut tasks = Vec::new();
     for _ in 0..200 {
