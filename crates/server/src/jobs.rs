@@ -592,6 +592,9 @@ pub async fn execute(
                     ))
                 }
                 Action::GetJobReport => {
+                    // Events queued before this request (a denial just answered, whose event is
+                    // written without waiting) are in the file before it is read.
+                    gw.audit.written().await.map_err(S3Error::internal)?;
                     let dir = gw.config.data_dir.join(crate::audit::AUDIT_DIR);
                     let rep = tokio::task::spawn_blocking(move || report::build(&dir, &record))
                         .await

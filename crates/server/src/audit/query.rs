@@ -654,6 +654,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn events_queued_before_a_barrier_are_in_the_file_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = open(dir.path(), Rotation::default());
+        for _ in 0..50 {
+            // Queued without waiting, as reads and denials are.
+            sink.record(sample_event()).await;
+        }
+        sink.written().await.unwrap();
+        assert_eq!(run(dir.path(), Filter::default()).len(), 50);
+        sink.close().await;
+        assert!(sink.written().await.is_err(), "a stopped writer says so");
+    }
+
+    #[tokio::test]
     async fn follow_sees_new_events_across_rotation() {
         let dir = trail().await;
         let sink = open(dir.path(), Rotation::default());

@@ -144,6 +144,8 @@ struct Pending {
 )]
 enum Msg {
     Event(Pending),
+    /// Answered once every event queued before it is written ([`AuditSink::written`]).
+    Barrier(oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -165,6 +167,7 @@ impl std::fmt::Debug for Msg {
                 .debug_struct("Event")
                 .field("request_id", &p.event.request_id)
                 .finish(),
+            Msg::Barrier(_) => f.write_str("Barrier"),
             Msg::Stop(_) => f.write_str("Stop"),
         }
     }
@@ -214,6 +217,18 @@ impl AuditSink {
     /// The fingerprint of the key digests are signed with.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// Waits until every event queued before this call is written to the trail file (not
+    /// necessarily fsynced): a reader of the files then sees them (job reports).
+    pub async fn written(&self) -> Result<(), AuditError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Msg::Barrier(ack))
+            .await
+            .map_err(|_| AuditError::Unavailable)?;
+        self.writer.unpark();
+        done.await.map_err(|_| AuditError::Unavailable)
     }
 
     /// This node's id, as stamped on every event (`None` in tests without one).
@@ -377,6 +392,8 @@ pub(crate) struct Writer {
     pub last_digest_at: Instant,
     /// A Stop arrived while gathering.
     stop: Option<oneshot::Sender<()>>,
+    /// Barriers to answer after the next commit.
+    barriers: Vec<oneshot::Sender<()>>,
 }
 
 impl Writer {
@@ -434,6 +451,7 @@ impl Writer {
             last,
             last_digest_at: Instant::now(),
             stop: None,
+            barriers: Vec::new(),
         })
     }
 
@@ -448,6 +466,7 @@ impl Writer {
             let msg = rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
             match msg {
                 Ok(Some(Msg::Event(p))) => batch.push(p),
+                Ok(Some(Msg::Barrier(ack))) => self.barriers.push(ack),
                 Ok(Some(Msg::Stop(ack))) => {
                     self.stop = Some(ack);
                 }
@@ -462,11 +481,14 @@ impl Writer {
                     continue;
                 }
             }
-            if self.stop.is_none() {
+            if self.stop.is_none() && self.barriers.is_empty() {
                 self.gather(&mut rx, &mut batch);
             }
             if !batch.is_empty() {
                 self.commit_batch(&mut batch);
+            }
+            for ack in self.barriers.drain(..) {
+                let _ = ack.send(());
             }
             if self.stop.is_some() {
                 break;
@@ -476,11 +498,18 @@ impl Writer {
             }
         }
         // Events queued before the Stop are written first.
-        while let Ok(Msg::Event(p)) = rx.try_recv() {
-            batch.push(p);
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                Msg::Event(p) => batch.push(p),
+                Msg::Barrier(ack) => self.barriers.push(ack),
+                Msg::Stop(_) => {}
+            }
         }
         if !batch.is_empty() {
             self.commit_batch(&mut batch);
+        }
+        for ack in self.barriers.drain(..) {
+            let _ = ack.send(());
         }
         self.shutdown();
         if let Some(ack) = self.stop.take() {
@@ -522,6 +551,11 @@ impl Writer {
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(Msg::Event(p)) => batch.push(p),
+                    Ok(Msg::Barrier(ack)) => {
+                        // What came before it is written now.
+                        self.barriers.push(ack);
+                        return;
+                    }
                     Ok(Msg::Stop(ack)) => {
                         self.stop = Some(ack);
                         return;
