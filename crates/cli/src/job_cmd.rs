@@ -105,9 +105,10 @@ pub enum JobCommand {
         #[command(flatten)]
         conn: ConnArgs,
     },
-    /// The job's access report, from the audit trail: objects and bytes read and written per
-    /// location, denied attempts, grants never used, and the minimal policy that would have
-    /// sufficed.
+    /// The job's access report, from the audit trail (with several nodes on PostgreSQL, from
+    /// every node's records): objects and bytes read and written per location, denied
+    /// attempts, grants never used, the minimal policy that would have sufficed, and the nodes
+    /// covered (saying so when one had not caught up).
     Report {
         /// The job id.
         id: String,
@@ -640,6 +641,22 @@ pub fn render_report(r: &Value) -> String {
         at(r, "sessions"),
         at(r, "credentialRefreshes")
     );
+    // Which nodes' requests it covers, and, with several nodes, whether every one caught up.
+    let per_node: Vec<String> = r["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| format!("{} ({} requests)", str_of(n, "node"), at(n, "requests")))
+        .collect();
+    if !per_node.is_empty() {
+        out.push_str(&format!("nodes: {}\n", per_node.join(", ")));
+    }
+    if r["complete"] == Value::Bool(false) {
+        out.push_str("INCOMPLETE: some nodes had not recorded all their requests in time\n");
+        for m in r["incomplete"].as_array().into_iter().flatten() {
+            out.push_str(&format!("  {}\n", str_of(m, "reason")));
+        }
+    }
     let section = |out: &mut String, title: &str, key: &str, verb: &str| {
         out.push_str(&format!("{title}\n"));
         for l in r[key].as_array().into_iter().flatten() {

@@ -93,6 +93,33 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
     .into_diagnostic()
     .wrap_err("cannot start the gateway")?;
     let local = listener.local_addr().into_diagnostic()?;
+    // With several nodes, this node is known to job reports before it serves a request: a
+    // report waits for every registered node (docs/JOBS.md).
+    let job_facts = match (&gateway.job_feed, gateway.audit.node_id()) {
+        (Some(feed), Some(node)) => {
+            let (state, feed, node) = (gateway.state.clone(), feed.clone(), node.to_owned());
+            {
+                let (state, feed, node) = (state.clone(), feed.clone(), node.clone());
+                keyhole_server::state::db::blocking(move || {
+                    keyhole_server::jobs::facts::flush(&state, &feed, &node, false)
+                })
+                .await
+                .into_diagnostic()
+                .wrap_err("cannot register this node for job reports in the shared state")?;
+            }
+            Some((
+                tokio::spawn(keyhole_server::jobs::facts::run(
+                    state.clone(),
+                    feed.clone(),
+                    node.clone(),
+                )),
+                state,
+                feed,
+                node,
+            ))
+        }
+        _ => None,
+    };
     let banner = banner(&gateway, local);
     // A closed stdout (a supervisor that stopped reading) must not stop the gateway.
     {
@@ -111,6 +138,18 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
     // In-flight requests are done: sign the stop digest that closes the trail file.
     follower.abort();
     audit.close().await;
+    if let Some((task, state, feed, node)) = job_facts {
+        // Every request is done: write the last job records and mark this node stopped, so
+        // reports stop waiting for it.
+        task.abort();
+        let written = keyhole_server::state::db::blocking(move || {
+            keyhole_server::jobs::facts::flush(&state, &feed, &node, true)
+        })
+        .await;
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot write the last job report records; reports will name this node as incomplete");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -45,6 +45,7 @@
 //! unfinished (memory only), so finishing revokes all of a job's sessions at once, and that the
 //! temporary credentials that created it (if any) are neither expired nor revoked.
 
+pub mod facts;
 pub mod grant;
 pub mod report;
 pub mod spec;
@@ -592,14 +593,23 @@ pub async fn execute(
                     ))
                 }
                 Action::GetJobReport => {
-                    // Events queued before this request (a denial just answered, whose event is
-                    // written without waiting) are in the file before it is read.
-                    gw.audit.written().await.map_err(S3Error::internal)?;
-                    let dir = gw.config.data_dir.join(crate::audit::AUDIT_DIR);
-                    let rep = tokio::task::spawn_blocking(move || report::build(&dir, &record))
-                        .await
-                        .map_err(S3Error::internal)?
-                        .map_err(S3Error::internal)?;
+                    let rep = if gw.job_feed.is_some() {
+                        // Several nodes: every node's records of the job's requests.
+                        let state = gw.state.clone();
+                        crate::state::db::blocking(move || {
+                            facts::build_shared(&state, &record, facts::REPORT_WAIT)
+                        })
+                        .await?
+                    } else {
+                        // Events queued before this request (a denial just answered, whose
+                        // event is written without waiting) are in the file before it is read.
+                        gw.audit.written().await.map_err(S3Error::internal)?;
+                        let dir = gw.config.data_dir.join(crate::audit::AUDIT_DIR);
+                        tokio::task::spawn_blocking(move || report::build(&dir, &record))
+                            .await
+                            .map_err(S3Error::internal)?
+                            .map_err(S3Error::internal)?
+                    };
                     Ok((json_response(StatusCode::OK, &json!({"Report": rep})), None))
                 }
                 _ => Ok((

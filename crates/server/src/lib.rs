@@ -83,6 +83,9 @@ pub struct Gateway {
     pub data_dir_lock: Option<Arc<std::fs::File>>,
     /// OIDC providers' verification keys (`AssumeRoleWithWebIdentity`).
     pub oidc_keys: Arc<oidc::keys::KeyCache>,
+    /// With a shared (PostgreSQL) state: this node's job-session requests waiting to be written
+    /// to the database for job reports ([`jobs::facts`]); `None` with SQLite.
+    pub job_feed: Option<Arc<jobs::facts::JobFeed>>,
 }
 
 impl Gateway {
@@ -138,6 +141,7 @@ impl Gateway {
             tls,
             limits,
             data_dir_lock: None,
+            job_feed: None,
         }
     }
 }
@@ -336,6 +340,10 @@ fn open_in(
     let metrics = Arc::new(metrics::Metrics::default());
     let mut options = audit::sink::Options::new(&account.record.account_id);
     options.node_id = Some(node_id);
+    // With several nodes, job reports read every node's job requests from the database.
+    let job_feed = matches!(config.state, config::StateLocation::Postgres(_))
+        .then(|| Arc::new(jobs::facts::JobFeed::default()));
+    options.tap = job_feed.as_ref().map(jobs::facts::JobFeed::tap);
     options.rotation = audit::sink::Rotation {
         max_bytes: config.audit_rotate_bytes,
         max_age: std::time::Duration::from_secs(config.audit_rotate_seconds),
@@ -347,9 +355,11 @@ fn open_in(
     options.accept_discontinuity = config.audit_accept_discontinuity;
     let audit =
         audit::AuditSink::open(&audit_dir, Arc::new(signer), options, metrics.sink.clone())?;
-    Ok(Gateway::new(
+    let mut gateway = Gateway::new(
         config, account, storage, state, authz, tokens, audit, metrics, jobs, tls, limits,
-    ))
+    );
+    gateway.job_feed = job_feed;
+    Ok(gateway)
 }
 
 /// The gateway's storage: the local store and the upstream, each bucket routed by the

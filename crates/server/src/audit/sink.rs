@@ -84,6 +84,16 @@ impl Default for Rotation {
     }
 }
 
+/// A function that sees every event handed to the sink ([`Options::tap`]).
+#[derive(Clone)]
+pub struct Tap(pub Arc<dyn Fn(&AuditEvent) + Send + Sync>);
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tap")
+    }
+}
+
 /// The writer's clock (tests set it).
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
@@ -98,6 +108,9 @@ pub struct Options {
     pub account_id: String,
     /// This node ([`crate::node`]), named in every digest and stamped on every event.
     pub node_id: Option<String>,
+    /// Sees every event as it is handed to the sink (after the node is stamped on it): the
+    /// job-report feed of a shared state ([`crate::jobs::facts`]).
+    pub tap: Option<Tap>,
     /// Fingerprints of other keys whose digests the start check accepts (key rotation).
     pub pinned: Vec<String>,
     /// At start, when the trail does not match its digests, record a signed discontinuity and
@@ -126,6 +139,7 @@ impl Options {
             cadence: Duration::from_secs(crate::config::DEFAULT_AUDIT_DIGEST_SECS),
             account_id: account_id.to_owned(),
             node_id: None,
+            tap: None,
             pinned: Vec::new(),
             accept_discontinuity: false,
             clock: Arc::new(SystemTime::now),
@@ -158,6 +172,7 @@ pub struct AuditSink {
     writer: std::thread::Thread,
     fingerprint: Arc<str>,
     node: Option<Arc<str>>,
+    tap: Option<Tap>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -185,6 +200,7 @@ impl AuditSink {
     ) -> Result<AuditSink, AuditError> {
         let fingerprint: Arc<str> = signer.public().fingerprint().into();
         let node = options.node_id.as_deref().map(Arc::from);
+        let tap = options.tap.clone();
         let writer = Writer::open(dir, signer, options, stats.clone())?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let handle = std::thread::Builder::new()
@@ -211,6 +227,7 @@ impl AuditSink {
             writer: handle.thread().clone(),
             fingerprint,
             node,
+            tap,
         })
     }
 
@@ -236,10 +253,13 @@ impl AuditSink {
         self.node.as_deref()
     }
 
-    /// Stamps the node on `event`: every way in goes through here.
+    /// Stamps the node on `event` and shows it to the tap: every way in goes through here.
     fn stamp(&self, event: &mut AuditEvent) {
         if let Some(n) = &self.node {
             event.node = Some(n.to_string());
+        }
+        if let Some(t) = &self.tap {
+            (t.0)(event);
         }
     }
 

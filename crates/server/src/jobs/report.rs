@@ -55,46 +55,95 @@ fn s3_target(arn: &str) -> Option<(&str, Option<&str>)> {
     })
 }
 
-/// Builds the report for `record` from the trail under `dir`.
+/// Builds the report for `record` from the trail under `dir` (one node: a SQLite state).
 pub fn build(dir: &Path, record: &JobRecord) -> std::io::Result<Value> {
-    let job = &record.job;
-    let mut reads: Vec<LocationUse> = job.read.iter().map(|_| LocationUse::default()).collect();
-    let mut writes: Vec<LocationUse> = job.write.iter().map(|_| LocationUse::default()).collect();
-    let mut denials = Vec::new();
-    let mut denied_count = 0u64;
-    let mut requests = 0u64;
-    let mut credential_refreshes = 0u64;
-    let mut sessions = BTreeSet::new();
-    let filter = Filter {
-        job: Some(record.id.clone()),
-        since: chrono::DateTime::from_timestamp(record.created_at - 1, 0),
-        ..Filter::default()
-    };
-    query::scan(dir, &filter, |found| {
-        let e = found.event;
-        if e.stage != Stage::Completed {
-            return true;
+    let mut tally = Tally::new(record);
+    query::scan(dir, &tally.filter(), |found| {
+        tally.add(found.event);
+        true
+    })?;
+    let mut report = tally.finish();
+    if let Some(o) = report.as_object_mut() {
+        o.insert("source".into(), json!("trail"));
+        o.insert("complete".into(), json!(true));
+    }
+    Ok(report)
+}
+
+/// What a job's requests add up to, event by event (from a trail, or from the records every
+/// node keeps in a shared state: [`super::facts`]).
+#[derive(Debug)]
+pub struct Tally<'a> {
+    record: &'a JobRecord,
+    job: &'a ResolvedJob,
+    filter: Filter,
+    reads: Vec<LocationUse>,
+    writes: Vec<LocationUse>,
+    denials: Vec<Value>,
+    denied_count: u64,
+    requests: u64,
+    credential_refreshes: u64,
+    sessions: BTreeSet<String>,
+    by_node: std::collections::BTreeMap<String, u64>,
+}
+
+impl<'a> Tally<'a> {
+    /// An empty tally for `record`.
+    pub fn new(record: &'a JobRecord) -> Tally<'a> {
+        let job = &record.job;
+        Tally {
+            record,
+            job,
+            filter: Filter {
+                job: Some(record.id.clone()),
+                since: chrono::DateTime::from_timestamp(record.created_at - 1, 0),
+                ..Filter::default()
+            },
+            reads: job.read.iter().map(|_| LocationUse::default()).collect(),
+            writes: job.write.iter().map(|_| LocationUse::default()).collect(),
+            denials: Vec::new(),
+            denied_count: 0,
+            requests: 0,
+            credential_refreshes: 0,
+            sessions: BTreeSet::new(),
+            by_node: std::collections::BTreeMap::new(),
         }
-        requests += 1;
+    }
+
+    /// The events that belong to the job: its sessions', since it was created.
+    pub fn filter(&self) -> Filter {
+        self.filter.clone()
+    }
+
+    /// Counts one event (others than the job's completed ones are ignored).
+    pub fn add(&mut self, e: crate::audit::AuditEvent) {
+        if e.stage != Stage::Completed || !self.filter.matches(&e) {
+            return;
+        }
+        self.requests += 1;
+        *self
+            .by_node
+            .entry(e.node.clone().unwrap_or_else(|| "-".into()))
+            .or_default() += 1;
         if let Some(ak) = &e.user_identity.access_key_id {
-            sessions.insert(ak.clone());
+            self.sessions.insert(ak.clone());
         }
         if e.event_name == "GetJobCredentials" && e.decision != Some(Decision::Deny) {
             if e.http_status == Some(200) {
-                credential_refreshes += 1;
+                self.credential_refreshes += 1;
             }
-            return true;
+            return;
         }
         let ok = e.decision == Some(Decision::Allow)
             && e.http_status.is_some_and(|s| (200..300).contains(&s));
         if e.decision == Some(Decision::Deny) {
-            denied_count += 1;
-            if denials.len() < MAX_DENIALS_LISTED {
+            self.denied_count += 1;
+            if self.denials.len() < MAX_DENIALS_LISTED {
                 let check = e
                     .authorization
                     .iter()
                     .find(|c| c.decision == Decision::Deny);
-                denials.push(json!({
+                self.denials.push(json!({
                     "time": e.event_time,
                     "operation": e.event_name,
                     "sourceIp": e.source_ip_address,
@@ -108,10 +157,10 @@ pub fn build(dir: &Path, record: &JobRecord) -> std::io::Result<Value> {
                         .or(e.error_message.clone()),
                 }));
             }
-            return true;
+            return;
         }
         if !ok || e.api != "s3" {
-            return true;
+            return;
         }
         for c in e
             .authorization
@@ -126,9 +175,9 @@ pub fn build(dir: &Path, record: &JobRecord) -> std::io::Result<Value> {
             let action = c.action.as_str();
             let reading = matches!(action, "s3:GetObject" | "s3:ListBucket");
             let (locs, uses) = if reading {
-                (&job.read, &mut reads)
+                (&self.job.read, &mut self.reads)
             } else {
-                (&job.write, &mut writes)
+                (&self.job.write, &mut self.writes)
             };
             let object_key = if action == "s3:ListBucket" {
                 e.request_parameters.prefix.as_deref()
@@ -174,64 +223,84 @@ pub fn build(dir: &Path, record: &JobRecord) -> std::io::Result<Value> {
                 _ => {}
             }
         }
-        true
-    })?;
-
-    let location_json = |l: &Location, u: &LocationUse, kind: &str| {
-        let mut v = json!({
-            "location": l.url(),
-            "objects": u.objects.len(),
-            "bytes": u.bytes,
-            "requests": u.requests,
-            "actionsUsed": u.actions,
-        });
-        if let (Some(o), "read") = (v.as_object_mut(), kind) {
-            o.insert("lists".into(), json!(u.lists));
-        }
-        v
-    };
-    let read_json: Vec<Value> = job
-        .read
-        .iter()
-        .zip(&reads)
-        .map(|(l, u)| location_json(l, u, "read"))
-        .collect();
-    let write_json: Vec<Value> = job
-        .write
-        .iter()
-        .zip(&writes)
-        .map(|(l, u)| location_json(l, u, "write"))
-        .collect();
-    let mut unused = Vec::new();
-    for g in job.grants() {
-        let used = |locs: &[Location], uses: &[LocationUse]| {
-            locs.iter().zip(uses).any(|(l, u)| {
-                l.url() == g.location && g.actions.iter().any(|a| u.actions.contains(*a))
-            })
-        };
-        let was_used = if g.kind == "read" {
-            used(&job.read, &reads)
-        } else {
-            used(&job.write, &writes)
-        };
-        if !was_used {
-            unused.push(json!({"sid": g.sid, "grant": g.words, "actions": g.actions, "resource": g.resource}));
-        }
     }
-    Ok(json!({
-        "jobId": record.id,
-        "name": job.name,
-        "state": record.state(chrono::Utc::now().timestamp()),
-        "window": {"start": super::spec::rfc3339(job.start), "end": super::spec::rfc3339(job.end)},
-        "requests": requests,
-        "sessions": sessions.len(),
-        "credentialRefreshes": credential_refreshes,
-        "read": read_json,
-        "written": write_json,
-        "denied": {"count": denied_count, "attempts": denials},
-        "unusedGrants": unused,
-        "minimalPolicy": minimal_policy(job, &reads, &writes),
-    }))
+
+    /// The report.
+    pub fn finish(self) -> Value {
+        let Tally {
+            record,
+            job,
+            reads,
+            writes,
+            denials,
+            denied_count,
+            requests,
+            credential_refreshes,
+            sessions,
+            by_node,
+            ..
+        } = self;
+        let nodes: Vec<Value> = by_node
+            .iter()
+            .map(|(node, n)| json!({"node": node, "requests": n}))
+            .collect();
+        let location_json = |l: &Location, u: &LocationUse, kind: &str| {
+            let mut v = json!({
+                "location": l.url(),
+                "objects": u.objects.len(),
+                "bytes": u.bytes,
+                "requests": u.requests,
+                "actionsUsed": u.actions,
+            });
+            if let (Some(o), "read") = (v.as_object_mut(), kind) {
+                o.insert("lists".into(), json!(u.lists));
+            }
+            v
+        };
+        let read_json: Vec<Value> = job
+            .read
+            .iter()
+            .zip(&reads)
+            .map(|(l, u)| location_json(l, u, "read"))
+            .collect();
+        let write_json: Vec<Value> = job
+            .write
+            .iter()
+            .zip(&writes)
+            .map(|(l, u)| location_json(l, u, "write"))
+            .collect();
+        let mut unused = Vec::new();
+        for g in job.grants() {
+            let used = |locs: &[Location], uses: &[LocationUse]| {
+                locs.iter().zip(uses).any(|(l, u)| {
+                    l.url() == g.location && g.actions.iter().any(|a| u.actions.contains(*a))
+                })
+            };
+            let was_used = if g.kind == "read" {
+                used(&job.read, &reads)
+            } else {
+                used(&job.write, &writes)
+            };
+            if !was_used {
+                unused.push(json!({"sid": g.sid, "grant": g.words, "actions": g.actions, "resource": g.resource}));
+            }
+        }
+        json!({
+            "jobId": record.id,
+            "name": job.name,
+            "state": record.state(chrono::Utc::now().timestamp()),
+            "window": {"start": super::spec::rfc3339(job.start), "end": super::spec::rfc3339(job.end)},
+            "requests": requests,
+            "sessions": sessions.len(),
+            "credentialRefreshes": credential_refreshes,
+            "read": read_json,
+            "written": write_json,
+            "denied": {"count": denied_count, "attempts": denials},
+            "unusedGrants": unused,
+            "minimalPolicy": minimal_policy(job, &reads, &writes),
+            "nodes": nodes,
+        })
+    }
 }
 
 /// The narrowest policy covering what the job did: only the actions it used, on the objects it
@@ -316,13 +385,13 @@ fn for_creator(reason: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::audit::event::tests_support::sample_event;
     use crate::audit::event::{AuditEvent, Check};
     use crate::jobs::spec::JobSpec;
 
-    fn record(now: chrono::DateTime<chrono::Utc>) -> JobRecord {
+    pub(crate) fn record(now: chrono::DateTime<chrono::Utc>) -> JobRecord {
         let job = JobSpec {
             name: "r".into(),
             read: vec!["s3://data/a/".into(), "s3://data/c/".into()],
@@ -346,7 +415,13 @@ mod tests {
         }
     }
 
-    fn event(op: &str, action: &str, bucket: &str, key: Option<&str>, allow: bool) -> AuditEvent {
+    pub(crate) fn event(
+        op: &str,
+        action: &str,
+        bucket: &str,
+        key: Option<&str>,
+        allow: bool,
+    ) -> AuditEvent {
         let mut e = sample_event();
         e.event_time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         e.event_name = op.into();

@@ -19,7 +19,7 @@ type Migration = fn(&Tx<'_>, &str) -> Result<(), StateError>;
 
 /// Every migration, in order: entry `i` brings the schema to version `i + 1`. Append only: a
 /// released migration is never edited, since databases out there already ran it.
-const MIGRATIONS: &[Migration] = &[v1, v2, v3];
+const MIGRATIONS: &[Migration] = &[v1, v2, v3, v4];
 
 /// The newest schema version this release knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -153,6 +153,16 @@ fn v3(tx: &Tx<'_>, _account: &str) -> Result<(), StateError> {
         crate::params![],
     )?;
     tx.execute(super::shared::SCHEMA, crate::params![])?;
+    Ok(())
+}
+
+/// Version 4: job reports across nodes ([`crate::jobs::facts`]): each node's record of its job
+/// sessions' requests (`job_request_facts`) and how far each node has written them
+/// (`audit_nodes`). Both engines get the tables; only PostgreSQL writes them.
+fn v4(tx: &Tx<'_>, _account: &str) -> Result<(), StateError> {
+    for statement in crate::jobs::facts::SCHEMA {
+        tx.execute(statement, crate::params![])?;
+    }
     Ok(())
 }
 
