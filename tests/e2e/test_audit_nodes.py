@@ -7,6 +7,8 @@ start), node A's is generated. The test shows, with boto3, the keyhole CLI and /
 - each node has a stable id, printed in the banner, in /metrics and on every event of its trail;
 - a job whose session reads on node A and writes on node B gets one report listing both, asked
   from either node, and the report names the nodes it covered and says it is complete;
+- while node B is frozen (SIGSTOP: it can record nothing), a report on node A waits its bound,
+  then says it is incomplete and names node B; once B runs again the report is complete;
 - `keyhole audit verify` over both nodes' trails reports both chains intact, by node, and over
   copies (a --trails directory) detects an event edited in one of them, naming that node;
 - `keyhole audit query` over both trails returns their events merged in time order, each with
@@ -21,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 import urllib.request
@@ -144,7 +147,9 @@ def test_a_job_that_reads_on_a_and_writes_on_b_gets_one_report_from_either_node(
     client("s3", b.endpoint, *session).put_object(Bucket=out, Key="run/result.txt", Body=b"written on B")
     id_a, id_b = _node_id(a), _node_id(b)
     for node in (a, b):
+        started = time.monotonic()
         r = keyhole(node, "job", "report", job_id, "--json")
+        print(f"report on {_node_id(node)}: {(time.monotonic() - started) * 1000:.0f} ms (CLI included)")
         assert r.returncode == 0, r.stderr
         report = json.loads(r.stdout)
         report = report.get("Report", report)
@@ -158,6 +163,53 @@ def test_a_job_that_reads_on_a_and_writes_on_b_gets_one_report_from_either_node(
         # The human form says which nodes it covers.
         text = keyhole(node, "job", "report", job_id)
         assert text.returncode == 0 and id_a in text.stdout and id_b in text.stdout, text.stdout + text.stderr
+
+
+def test_a_report_names_a_node_that_has_not_recorded_its_requests(two_nodes):
+    a, b, _ = two_nodes
+    root = a.credentials()
+    out = f"nodes-frozen-{uuid.uuid4().hex[:8]}"
+    for node in (a, b):
+        client("s3", node.endpoint, *root).create_bucket(Bucket=out)
+    r = keyhole(a, "job", "start", "--output", "json", "--name", "frozen", "--write", f"s3://{out}/run/",
+                "--for", "10m")
+    assert r.returncode == 0, r.stderr
+    created = json.loads(r.stdout)
+    job_id, c = created["Job"]["JobId"], created["Credentials"]
+    remember_secrets(created["CredentialsToken"], c["SecretAccessKey"], c["SessionToken"])
+    _wait_job_on(b, job_id)
+    client("s3", b.endpoint, c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]).put_object(
+        Bucket=out, Key="run/before-freeze", Body=b"x")
+    time.sleep(0.5)  # B writes its records every 200 ms
+    id_b = _node_id(b)
+    b.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        r = keyhole(a, "job", "report", job_id, "--json")
+        took = time.monotonic() - started
+        assert r.returncode == 0, r.stderr
+        report = json.loads(r.stdout)
+        report = report.get("Report", report)
+        assert report["complete"] is False, report
+        [behind] = report["incomplete"]
+        assert behind["node"] == id_b and f"keyhole audit query --job {job_id}" in behind["reason"], behind
+        # What B recorded before it froze is there.
+        assert report["requests"] == 1 and report["written"][0]["objects"] == 1, report
+        assert 2.0 <= took < 6.0, f"the report waits its 2 s bound, then answers: {took:.2f}s"
+        print(f"report with node B frozen: {took * 1000:.0f} ms (CLI included)")
+        text = keyhole(a, "job", "report", job_id)
+        assert "INCOMPLETE" in text.stdout and id_b in text.stdout, text.stdout
+    finally:
+        b.proc.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 5
+    while True:
+        r = keyhole(a, "job", "report", job_id, "--json")
+        report = json.loads(r.stdout)
+        report = report.get("Report", report)
+        if report["complete"] is True:
+            break
+        assert time.monotonic() < deadline, f"node B did not catch up after SIGCONT: {report}"
+    assert report["requests"] == 1, report
 
 
 def _verify(*args: str) -> subprocess.CompletedProcess:
@@ -217,7 +269,7 @@ def test_query_merges_both_trails_by_time_with_node_ids(two_nodes):
     switches = sum(1 for x, y in zip(nodes, nodes[1:]) if x != y)
     assert switches >= 2, nodes
     # The job's read on A and write on B, each with its node.
-    job = [e for e in events if e["userIdentity"].get("job") and e["stage"] == "completed"
+    job = [e for e in events if e["userIdentity"].get("job", "").startswith("split-") and e["stage"] == "completed"
            and e["eventName"] in ("GetObject", "PutObject")]
     assert [(e["eventName"], e["node"]) for e in job] == [("GetObject", id_a), ("PutObject", id_b)], job
     # The table has a NODE column.
