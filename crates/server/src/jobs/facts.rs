@@ -91,6 +91,9 @@ fn fact_of(e: &AuditEvent) -> Option<Fact> {
 pub struct JobFeed {
     pending: Mutex<Vec<Fact>>,
     overflowed: AtomicBool,
+    /// One flush at a time: the last one at shutdown (which marks the node stopped) must not be
+    /// overtaken by a periodic one still running.
+    flushing: Mutex<()>,
 }
 
 impl JobFeed {
@@ -155,6 +158,10 @@ pub fn flush(
     node: &str,
     stopping: bool,
 ) -> Result<usize, StateError> {
+    let _one = feed
+        .flushing
+        .lock()
+        .map_err(|_| StateError::Engine("a job report flush panicked; restart the node".into()))?;
     state.with_db(|db| {
         // INVARIANT: the time is read before the facts are taken: every event handed to the
         // sink before it is in `facts` (or written by an earlier flush).
@@ -256,7 +263,10 @@ pub fn build_shared(
 ) -> Result<Value, StateError> {
     let deadline = std::time::Instant::now() + wait;
     let cutoff = state.with_db(db_now_ms)?;
-    let alive_since = record.created_at.saturating_mul(1000) - ALIVE_SLACK_MS;
+    let alive_since = record
+        .created_at
+        .saturating_mul(1000)
+        .saturating_sub(ALIVE_SLACK_MS);
     let (relevant, behind) = loop {
         let all = state.with_db(marks)?;
         let relevant: Vec<Mark> = all
