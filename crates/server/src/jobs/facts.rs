@@ -13,7 +13,7 @@
 //!   database's clock before the batch is taken, so the nodes' own clocks do not matter.
 //! - A report ([`build_shared`]) takes the database's time as its cut-off, waits (at most
 //!   [`REPORT_WAIT`]) until every node that was alive since the job was created has a watermark
-//!   past the cut-off (or stopped cleanly after its last flush), then reads the job's rows. A
+//!   strictly past the cut-off (or stopped cleanly after its last flush), then reads the job's rows. A
 //!   node that did not catch up is named in the report (`complete: false`, `incomplete`), with
 //!   how far it got: a report never silently misses a node's requests.
 //!
@@ -275,7 +275,9 @@ pub fn build_shared(
             .collect();
         let behind: Vec<Mark> = relevant
             .iter()
-            .filter(|m| !m.stopped && m.flushed_until < cutoff)
+            // INVARIANT: strictly after: a watermark in the cut-off's own millisecond may have
+            // been read before an event handed to the sink later in that millisecond.
+            .filter(|m| !m.stopped && m.flushed_until <= cutoff)
             .cloned()
             .collect();
         if behind.is_empty() || std::time::Instant::now() >= deadline {
