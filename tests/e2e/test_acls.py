@@ -139,3 +139,20 @@ def test_acl_operations_are_authorized_by_their_own_actions(server, s3, bucket):
         with pytest.raises(ClientError) as e:
             call()
         assert error_code(e.value) == "AccessDenied"
+
+
+def test_a_write_naming_an_acl_needs_the_acl_action(server, s3, bucket):
+    """PutObject with an ACL needs s3:PutObjectAcl too, whatever the ACL (API_PutObject.html,
+    Permissions): a policy denying the ACL action keeps refusing it with ACLs disabled."""
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]})
+    writer = make_client(server.endpoint, ak, sk)
+    writer.put_object(Bucket=bucket, Key="plain", Body=b"v")
+    with pytest.raises(ClientError) as e:
+        writer.put_object(Bucket=bucket, Key="with-acl", Body=b"v", ACL="bucket-owner-full-control")
+    assert error_code(e.value) == "AccessDenied" and "s3:PutObjectAcl" in str(e.value)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:PutObject", "s3:PutObjectAcl"], "Resource": f"arn:aws:s3:::{bucket}/*"}]})
+    make_client(server.endpoint, ak, sk).put_object(Bucket=bucket, Key="with-acl", Body=b"v",
+                                                    ACL="bucket-owner-full-control")

@@ -43,6 +43,13 @@ pub struct S3Call {
     /// check sees the request's tags as `s3:RequestObjectTag/KEY` and `s3:RequestObjectTagKeys`
     /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html).
     pub sets_tags: bool,
+    /// A write that names an ACL (`x-amz-acl`, `x-amz-grant-*`): it needs the ACL action too,
+    /// whatever the ACL ("s3:PutObjectAcl - To successfully change the objects ACL of your
+    /// PutObject request, you must have the s3:PutObjectAcl", API_PutObject.html, Permissions;
+    /// CreateBucket with an ACL likewise needs `s3:PutBucketAcl`, API_CreateBucket.html). With
+    /// ACLs disabled only owner-only ACLs are accepted, but a policy denying the ACL action must
+    /// still refuse them (review 9, N3).
+    pub sets_acl: bool,
 }
 
 impl S3Call {
@@ -63,12 +70,19 @@ impl S3Call {
                 headers,
                 "x-amz-tagging-directive",
             )?);
+        let sets_acl = matches!(
+            op,
+            Op::PutObject | Op::CopyObject(_) | Op::CreateMultipartUpload | Op::CreateBucket
+        ) && headers
+            .keys()
+            .any(|n| n == "x-amz-acl" || n.as_str().starts_with("x-amz-grant-"));
         Ok(S3Call {
             op,
             bucket,
             key,
             reads_current,
             sets_tags,
+            sets_acl,
         })
     }
 }
@@ -91,6 +105,19 @@ impl crate::authz::Describe for S3Call {
                         "s3:PutObjectTagging",
                         route::object_arn(&self.bucket, &self.key),
                     ));
+                }
+                if self.sets_acl {
+                    list.push(if self.op == Op::CreateBucket {
+                        crate::authz::Permission::new(
+                            "s3:PutBucketAcl",
+                            route::bucket_arn(&self.bucket),
+                        )
+                    } else {
+                        crate::authz::Permission::new(
+                            "s3:PutObjectAcl",
+                            route::object_arn(&self.bucket, &self.key),
+                        )
+                    });
                 }
                 crate::authz::Requirement::Permissions(list)
             }

@@ -193,6 +193,7 @@ fn every_endpoint_declares_known_actions() {
             key: "key".into(),
             reads_current: op.compares_current_etag(),
             sets_tags: op.applies_tagging_header(Some("REPLACE")),
+            sets_acl: false,
         };
         declared.push((op.name().into(), actions_of(op.name(), &call.requirement())));
     }
