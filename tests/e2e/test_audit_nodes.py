@@ -249,6 +249,15 @@ def test_verify_checks_each_nodes_chain_and_names_the_tampered_one(two_nodes, tm
     # --digests holds one trail's copy: refused with several, saying why.
     r = _verify("--trails", str(trails), "--digests", str(tmp_path), *keys)
     assert r.returncode != 0 and "one trail" in r.stderr, r.stderr
+    # Node A's trail in node B's place, or the same trail twice: each copy verifies on its own,
+    # but the set is not both nodes' trails (review 10, F3).
+    swapped = tmp_path / "swapped"
+    for name in ("a", "b"):
+        shutil.copytree(a.data_dir / "audit", swapped / name)
+    for args in (["--trails", str(swapped)], ["--data-dir", str(a.data_dir), "--data-dir", str(a.data_dir)]):
+        r = _verify(*args, *keys)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "same node as" in r.stdout and id_a in r.stdout, r.stdout
 
 
 def test_query_merges_both_trails_by_time_with_node_ids(two_nodes):

@@ -545,10 +545,29 @@ fn verify(v: VerifyArgs) -> miette::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let several = dirs.len() > 1;
     let mut worst = Outcome::Intact;
+    // Who each trail says it is: its node id and its genesis signature. Two trails that are the
+    // same node (the same trail given twice, or one node's copy in another's place) would each
+    // verify, and the set would look complete while a node's trail is missing (review 10, F3).
+    let mut identities: Vec<(String, Option<String>, Option<String>)> = Vec::new();
     for dir in &dirs {
         let label = trail_label(dir);
-        let (outcome, lines) = verify_one(dir, &keys, v.digests.as_deref(), max_age)
+        let (outcome, lines, identity) = verify_one(dir, &keys, v.digests.as_deref(), max_age)
             .wrap_err_with(|| format!("trail of node {label} (`{}`)", dir.display()))?;
+        let (node, genesis) = identity;
+        let mut lines = lines;
+        let mut outcome = outcome;
+        for (other, other_node, other_genesis) in &identities {
+            let same_node = node.is_some() && node == *other_node;
+            let same_genesis = genesis.is_some() && genesis == *other_genesis;
+            if same_node || same_genesis {
+                lines.push(format!(
+                    "FAILED: this trail is the same node as `{other}` ({}): the same trail given twice, or one node's trail in another's place; each node's own trail is needed",
+                    node.as_deref().or(other_node.as_deref()).unwrap_or("same genesis digest")
+                ));
+                outcome = Outcome::Failed;
+            }
+        }
+        identities.push((dir.display().to_string(), node, genesis));
         if several {
             let _ = writeln!(out, "node {label} ({}):", dir.display());
         }
@@ -585,12 +604,16 @@ enum Outcome {
 }
 
 /// Checks one trail; returns how it checked out and the lines to print about it.
+#[expect(
+    clippy::type_complexity,
+    reason = "the outcome, the lines, and the trail's (node id, genesis signature)"
+)]
 fn verify_one(
     dir: &Path,
     keys: &audit::keys::TrustedKeys,
     witness: Option<&Path>,
     max_age: Option<chrono::DateTime<chrono::Utc>>,
-) -> miette::Result<(Outcome, Vec<String>)> {
+) -> miette::Result<(Outcome, Vec<String>, (Option<String>, Option<String>))> {
     let report = audit::verify::verify(audit::verify::Options {
         audit_dir: dir,
         witness,
@@ -674,7 +697,17 @@ fn verify_one(
             ));
         }
     }
-    Ok((code, out))
+    let node = report
+        .first
+        .as_ref()
+        .or(report.last.as_ref())
+        .and_then(|d| d.digest.node_id.clone());
+    let genesis = report
+        .first
+        .as_ref()
+        .filter(|d| d.digest.digest_seq == 1)
+        .map(|d| d.signature.clone());
+    Ok((code, out, (node, genesis)))
 }
 
 fn describe(report: &audit::verify::Report) -> String {

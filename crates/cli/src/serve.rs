@@ -101,7 +101,7 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
             {
                 let (state, feed, node) = (state.clone(), feed.clone(), node.clone());
                 keyhole_server::state::db::blocking(move || {
-                    keyhole_server::jobs::facts::flush(&state, &feed, &node, false)
+                    keyhole_server::jobs::facts::register(&state, &feed, &node)
                 })
                 .await
                 .into_diagnostic()

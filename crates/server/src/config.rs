@@ -110,39 +110,65 @@ impl std::fmt::Debug for StateLocation {
     }
 }
 
-/// A state URL without the password it may carry, in the user part (`postgres://u:***@h/db`)
-/// or as a `password` parameter (`?password=***`).
+/// A state URL without the password it may carry: the user part keeps only the user
+/// (`postgres://u:***@h/db`), and query parameters keep their values only when they are known
+/// to hold no secret (`sslmode`, `sslrootcert`, `connect_timeout`, ...): every other value is
+/// `***`, and a piece that is not `key=value` (a password's unencoded `&` splits it) is `***`
+/// whole. Works on malformed URLs too, since those are the ones echoed in errors (review 10, F5).
 pub fn redact_url(url: &str) -> String {
+    /// Parameters shown as given: libpq's that never carry a secret.
+    const SHOWN: [&str; 9] = [
+        "sslmode",
+        "sslrootcert",
+        "connect_timeout",
+        "application_name",
+        "host",
+        "port",
+        "user",
+        "dbname",
+        "target_session_attrs",
+    ];
     let Some((scheme, rest)) = url.split_once("://") else {
         return "***".into();
     };
-    let (rest, query) = match rest.split_once('?') {
-        Some((rest, query)) => (rest, Some(query)),
-        None => (rest, None),
+    // The user part ends at the last `@`: a password may hold `@`, `:`, `/` or `?` unencoded.
+    let (userinfo, after) = match rest.rsplit_once('@') {
+        Some((userinfo, after)) => (Some(userinfo), after),
+        None => (None, rest),
     };
-    let authority = match rest.rsplit_once('@') {
-        Some((auth, host)) => match auth.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => rest.to_owned(),
-        },
-        None => rest.to_owned(),
+    let (place, query) = match after.split_once('?') {
+        Some((place, query)) => (place, Some(query)),
+        None => (after, None),
     };
-    let Some(query) = query else {
-        return format!("{scheme}://{authority}");
-    };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|pair| {
-            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-            let decoded = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
-            if decoded == "password" {
-                format!("{key}=***")
-            } else {
-                pair.to_owned()
-            }
-        })
-        .collect();
-    format!("{scheme}://{authority}?{}", query.join("&"))
+    let mut out = format!("{scheme}://");
+    if let Some(u) = userinfo {
+        match u.split_once(':') {
+            Some((user, _)) => out.push_str(&format!("{user}:***@")),
+            None => out.push_str(&format!("{u}@")),
+        }
+    }
+    out.push_str(place);
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) => {
+                    let name = percent_encoding::percent_decode_str(key)
+                        .decode_utf8_lossy()
+                        .to_ascii_lowercase();
+                    if SHOWN.contains(&name.as_str()) {
+                        pair.to_owned()
+                    } else {
+                        format!("{key}=***")
+                    }
+                }
+                None => "***".to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
 }
 
 /// Parses `--state`: `sqlite` (or empty) for the default, a `postgres://` or `postgresql://`
@@ -829,6 +855,18 @@ mod tests {
             redact_url("postgres://k:a%40b@h/db?pass%77ord=pw"),
             "postgres://k:***@h/db?pass%77ord=***"
         );
+        // Malformed URLs are the ones errors echo: no spelling or stray character shows any
+        // of the secret (review 10, F5).
+        for (url, secret) in [
+            ("postgres://k@h/db?Password=s3cr3t", "s3cr3t"),
+            ("postgres://k@h/db?password=ab&cd", "cd"),
+            ("postgres://k:p?w@d@h/db", "p?w"),
+            ("postgres://k:s3cr3t@h/db?options=-c%20x", "s3cr3t"),
+            ("postgres://k@h/db?sslpassword=s3cr3t", "s3cr3t"),
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains(secret), "{url} -> {shown}");
+        }
         // A TLS setting that cannot work is refused at load, naming the fix, without the
         // password.
         let e = with(

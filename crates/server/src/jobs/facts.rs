@@ -189,6 +189,37 @@ pub fn flush(
     })
 }
 
+/// How long a registering node watches for another process flushing under its id: several
+/// flush intervals.
+pub const TWIN_WATCH: Duration = Duration::from_secs(1);
+
+/// Registers `node` for job reports before it serves: refused while another running process
+/// uses the same node id (a copied data directory, or a `node-id` file written by hand), since
+/// two processes behind one watermark let a report say "complete" for requests one of them has
+/// not written yet (review 10, F4). A row left by a node that crashed stops moving; a running
+/// twin keeps flushing, so a row that was not stopped cleanly is watched for [`TWIN_WATCH`].
+pub fn register(state: &State, feed: &JobFeed, node: &str) -> Result<(), StateError> {
+    let seen = |state: &State| {
+        state.with_db(|db| {
+            db.query_map(
+                "SELECT seen_at FROM audit_nodes WHERE node = ?1 AND stopped = 0",
+                crate::params![node],
+                |r| r.get::<i64>(0),
+            )
+        })
+    };
+    let before = seen(state)?;
+    if !before.is_empty() {
+        std::thread::sleep(TWIN_WATCH);
+        if seen(state)? != before {
+            return Err(StateError::Engine(format!(
+                "node id `{node}` is in use by another running node: every node needs its own id; give this one its own <data-dir>/node-id (a copied data directory copies it)"
+            )));
+        }
+    }
+    flush(state, feed, node, false).map(|_| ())
+}
+
 fn insert(db: &dyn Conn, node: &str, facts: &[Fact]) -> Result<(), StateError> {
     for f in facts {
         let text = serde_json::to_string(&f.event)
@@ -263,9 +294,12 @@ pub fn build_shared(
 ) -> Result<Value, StateError> {
     let deadline = std::time::Instant::now() + wait;
     let cutoff = state.with_db(db_now_ms)?;
+    // The job's creation time is the creating node's clock: never later than the database's
+    // now, so a node clock ahead cannot leave every node out (review 10, F2).
     let alive_since = record
         .created_at
         .saturating_mul(1000)
+        .min(cutoff)
         .saturating_sub(ALIVE_SLACK_MS);
     let (relevant, behind) = loop {
         let all = state.with_db(marks)?;
@@ -423,6 +457,51 @@ mod tests {
             .with_db(|db| db.count("SELECT count(*) FROM job_request_facts", crate::params![]))
             .unwrap();
         assert_eq!(count, 2);
+    }
+
+    /// Review 10, F2: a job created on a node whose clock runs ahead dates itself in the
+    /// future; a node alive now is still asked (and a report without it is not complete).
+    #[test]
+    fn a_job_dated_by_a_clock_ahead_still_asks_the_live_nodes() {
+        let (_d, s) = state();
+        let rec = record(chrono::Utc::now() + chrono::Duration::seconds(90));
+        let b = JobFeed::default();
+        flush(&s, &b, "node-b", false).unwrap();
+        // Node B is alive but has not flushed past the report's cut-off: the report waits
+        // for it and then says so.
+        let r = build_shared(&s, &rec, Duration::from_millis(300)).unwrap();
+        assert_eq!(r["complete"], false, "{r:#}");
+        assert_eq!(r["nodesChecked"].as_array().unwrap().len(), 1, "{r:#}");
+    }
+
+    /// Review 10, F4: a second process under a node id another running process flushes under
+    /// is refused; a row left by a crashed process (not moving) is taken over.
+    #[test]
+    fn a_node_id_in_use_by_a_running_node_is_refused() {
+        let (_d, s) = state();
+        let s = std::sync::Arc::new(s);
+        let running = JobFeed::default();
+        flush(&s, &running, "node-a", false).unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flusher = {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let feed = JobFeed::default();
+                while !stop.load(Ordering::SeqCst) {
+                    flush(&s, &feed, "node-a", false).unwrap();
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        let e = register(&s, &JobFeed::default(), "node-a").unwrap_err();
+        assert!(
+            e.to_string().contains("in use by another running node"),
+            "{e}"
+        );
+        stop.store(true, Ordering::SeqCst);
+        flusher.join().unwrap();
+        // The flusher is gone (a crash): its row stops moving, and a restart takes it over.
+        register(&s, &JobFeed::default(), "node-a").unwrap();
     }
 
     #[test]

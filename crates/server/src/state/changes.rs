@@ -83,7 +83,15 @@ pub fn pending(db: &dyn Conn, node: Option<&str>, cursor: i64) -> Result<Pending
         |r| Ok((r.get::<i64>(0)?, r.get::<String>(1)?, r.get::<String>(2)?)),
     )?;
     let Some(last) = rows.last().map(|r| r.0) else {
-        return Ok(Pending::Nothing);
+        // Nothing after the cursor. The log always keeps its newest row ([`prune`]), so this is
+        // "nothing new" unless the log is behind the cursor: a database restored from an older
+        // backup, whose snapshot this node is ahead of.
+        let newest = newest(db)?;
+        return Ok(if newest < cursor {
+            Pending::Reload(newest)
+        } else {
+            Pending::Nothing
+        });
     };
     let contiguous = rows
         .iter()
@@ -112,10 +120,13 @@ pub fn pending(db: &dyn Conn, node: Option<&str>, cursor: i64) -> Result<Pending
     Ok(Pending::Apply(touched, last))
 }
 
-/// Removes change-log rows older than [`RETAIN_SECS`].
+/// Removes change-log rows older than [`RETAIN_SECS`], always keeping the newest row: a node
+/// away longer than the retention then finds a row after its cursor that does not follow it
+/// (a hole, so it reloads everything), never an empty log it would take for "nothing new"
+/// (review 10, F1: a key deleted while a node was cut off for over an hour kept working there).
 pub fn prune(db: &dyn Conn, now: i64) -> Result<u64, StateError> {
     db.execute(
-        "DELETE FROM state_changes WHERE at < ?1",
+        "DELETE FROM state_changes WHERE at < ?1 AND seq < (SELECT max(seq) FROM state_changes)",
         crate::params![now - RETAIN_SECS],
     )
 }
@@ -211,5 +222,42 @@ async fn catch_up_logged(state: &Arc<super::State>) {
     let s = state.clone();
     if let Err(e) = super::db::blocking(move || s.catch_up()).await {
         tracing::warn!(error = %e, "cannot read the state change log");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(db: &dyn Conn, at: i64) {
+        db.execute(
+            "INSERT INTO state_changes (node, touched, at) VALUES ('other', '[]', ?1)",
+            crate::params![at],
+        )
+        .unwrap();
+    }
+
+    /// Review 10, F1: a node away longer than the retention, after every row was pruned, must
+    /// see a hole (and reload), never an empty log it would take for "nothing new"; and a log
+    /// behind the cursor (a database restored from an older backup) reloads too.
+    #[test]
+    fn pruning_keeps_the_newest_row_so_a_long_absence_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = super::super::State::open(dir.path(), &[1u8; 32], "111122223333").unwrap();
+        state
+            .with_db(|db| {
+                for _ in 0..5 {
+                    add(db, 100);
+                }
+                // The node applied up to 2, then was away while 3..5 were written and pruned.
+                assert_eq!(prune(db, 100 + RETAIN_SECS + 1).unwrap(), 4);
+                assert_eq!(newest(db).unwrap(), 5);
+                assert_eq!(pending(db, Some("me"), 2).unwrap(), Pending::Reload(5));
+                assert_eq!(pending(db, Some("me"), 5).unwrap(), Pending::Nothing);
+                // Restored from a backup older than what the node applied.
+                assert_eq!(pending(db, Some("me"), 9).unwrap(), Pending::Reload(5));
+                Ok(())
+            })
+            .unwrap();
     }
 }
