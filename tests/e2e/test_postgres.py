@@ -23,31 +23,26 @@ database and the same --master-key-file. It shows, with boto3 and the keyhole CL
 Objects stay local to each node in this step (the upstream backend is another issue), so the
 buckets the test uses are created on each node.
 
-The cluster is `pg_cluster.PgCluster` (shared with the TLS tests).
+The cluster is `pg_cluster.PgCluster` (shared with the TLS tests); the clients, polling and the relay
+are in multinode.py (shared with test_nodes.py, three nodes in front of one upstream).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
-import urllib.error
-import urllib.request
 import subprocess
 import time
 import uuid
 
-import boto3
-import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
 from conftest import start_server
-from e2e_helpers import REGION, free_port, keyhole_bin, read_credentials
+from e2e_helpers import REGION, free_port, keyhole_bin
+from multinode import Relay, client, error_code, healthz, http_status, refused, within, works
 from pg_cluster import PgCluster
 
-PROPAGATION_S = 1.0
 STALENESS_S = 3
 # The running cluster, for the tests that stop and start it.
 _PG: dict = {}
@@ -71,46 +66,6 @@ def _stop_postgres() -> None:
 
 def _start_postgres() -> None:
     _PG["cluster"].start()
-
-
-def _client(service: str, endpoint: str, ak: str, sk: str, token: str | None = None):
-    return boto3.session.Session().client(
-        service, endpoint_url=endpoint, region_name=REGION,
-        aws_access_key_id=ak, aws_secret_access_key=sk, aws_session_token=token,
-        config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
-
-
-def _code(e: ClientError) -> str:
-    return e.response.get("Error", {}).get("Code", "")
-
-
-def _within(what: str, check, limit: float = PROPAGATION_S) -> float:
-    """Polls `check` (True once the change took effect) and returns how long it took; fails past
-    `limit` seconds."""
-    start = time.monotonic()
-    while True:
-        if check():
-            return time.monotonic() - start
-        if time.monotonic() - start > limit:
-            pytest.fail(f"{what}: not in effect on the other node within {limit}s", pytrace=False)
-        time.sleep(0.02)
-
-
-def _refused(call, codes: set[str]) -> bool:
-    try:
-        call()
-    except ClientError as e:
-        assert _code(e) in codes, e.response
-        return True
-    return False
-
-
-def _works(call) -> bool:
-    try:
-        call()
-        return True
-    except ClientError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -150,33 +105,33 @@ def test_a_user_key_and_policy_made_on_a_work_on_b_within_a_second(nodes):
     root = a.credentials()
     bucket = f"pg-{uuid.uuid4().hex[:8]}"
     for node in (a, b):  # objects are local to each node in this step
-        s3 = _client("s3", node.endpoint, *root)
+        s3 = client("s3", node.endpoint, *root)
         s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket=bucket, Key="k", Body=b"hello")
-    iam_a = _client("iam", a.endpoint, *root)
+    iam_a = client("iam", a.endpoint, *root)
     name = f"u-{uuid.uuid4().hex[:6]}"
     iam_a.create_user(UserName=name)
     key = iam_a.create_access_key(UserName=name)["AccessKey"]
     iam_a.put_user_policy(UserName=name, PolicyName="read", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
-    s3_b = _client("s3", b.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
-    took = _within("a user, key and policy made on node A", lambda: _works(lambda: s3_b.get_object(Bucket=bucket, Key="k")))
+    s3_b = client("s3", b.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+    took = within("a user, key and policy made on node A", lambda: works(lambda: s3_b.get_object(Bucket=bucket, Key="k")))
     print(f"user+key+policy on A -> B: {took * 1000:.0f} ms")
     assert s3_b.get_object(Bucket=bucket, Key="k")["Body"].read() == b"hello"
     # Deleting the key on B is enforced on A within a second.
-    s3_a = _client("s3", a.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
-    assert _works(lambda: s3_a.get_object(Bucket=bucket, Key="k"))
-    _client("iam", b.endpoint, *root).delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
-    took = _within("a key deleted on node B",
-                   lambda: _refused(lambda: s3_a.get_object(Bucket=bucket, Key="k"), {"InvalidAccessKeyId"}))
+    s3_a = client("s3", a.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+    assert works(lambda: s3_a.get_object(Bucket=bucket, Key="k"))
+    client("iam", b.endpoint, *root).delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
+    took = within("a key deleted on node B",
+                   lambda: refused(lambda: s3_a.get_object(Bucket=bucket, Key="k"), {"InvalidAccessKeyId"}))
     print(f"key deletion on B -> A: {took * 1000:.0f} ms")
 
 
 def test_a_session_from_a_verifies_on_b_and_its_revocation_on_b_binds_on_a(nodes):
     a, b, _, _, _ = nodes
     root = a.credentials()
-    iam_a = _client("iam", a.endpoint, *root)
+    iam_a = client("iam", a.endpoint, *root)
     name = f"s-{uuid.uuid4().hex[:6]}"
     iam_a.create_user(UserName=name)
     iam_a.put_user_policy(UserName=name, PolicyName="assume", PolicyDocument=json.dumps({
@@ -188,15 +143,15 @@ def test_a_session_from_a_verifies_on_b_and_its_revocation_on_b_binds_on_a(nodes
                                                 "Principal": {"AWS": f"arn:aws:iam::{a.account_id()}:user/{name}"}}]}))["Role"]["Arn"]
     iam_a.put_role_policy(RoleName=role, PolicyName="list", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]}))
-    sts_a = _client("sts", a.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+    sts_a = client("sts", a.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
     creds = sts_a.assume_role(RoleArn=arn, RoleSessionName="node-a")["Credentials"]
     session = (creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
-    on_a = _client("s3", a.endpoint, *session)
-    on_b = _client("s3", b.endpoint, *session)
+    on_a = client("s3", a.endpoint, *session)
+    on_b = client("s3", b.endpoint, *session)
     on_a.list_buckets()
     # The session token node A sealed opens on node B (one master key), and the role it names
     # has reached B.
-    _within("a role made on node A", lambda: _works(on_b.list_buckets))
+    within("a role made on node A", lambda: works(on_b.list_buckets))
     # Revoked on node B with the CLI; refused on node A within a second.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
     env.update(AWS_SHARED_CREDENTIALS_FILE=str(b.creds_path), AWS_CONFIG_FILE="/dev/null", AWS_REGION=REGION,
@@ -204,9 +159,9 @@ def test_a_session_from_a_verifies_on_b_and_its_revocation_on_b_binds_on_a(nodes
     r = subprocess.run([str(keyhole_bin()), "admin", "revoke-session", creds["AccessKeyId"]],
                        capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr
-    took = _within("a session revoked on node B", lambda: _refused(on_a.list_buckets, {"InvalidToken"}))
+    took = within("a session revoked on node B", lambda: refused(on_a.list_buckets, {"InvalidToken"}))
     print(f"revoke-session on B -> A: {took * 1000:.0f} ms")
-    assert _refused(on_b.list_buckets, {"InvalidToken"})
+    assert refused(on_b.list_buckets, {"InvalidToken"})
 
 
 def test_a_bucket_policy_put_on_a_binds_on_b_within_a_second(nodes):
@@ -214,134 +169,59 @@ def test_a_bucket_policy_put_on_a_binds_on_b_within_a_second(nodes):
     root = a.credentials()
     bucket = f"bp-{uuid.uuid4().hex[:8]}"
     for node in (a, b):
-        s3 = _client("s3", node.endpoint, *root)
+        s3 = client("s3", node.endpoint, *root)
         s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket=bucket, Key="k", Body=b"x")
-    iam_a = _client("iam", a.endpoint, *root)
+    iam_a = client("iam", a.endpoint, *root)
     name = f"bp-{uuid.uuid4().hex[:6]}"
     iam_a.create_user(UserName=name)
     key = iam_a.create_access_key(UserName=name)["AccessKey"]
     user_arn = f"arn:aws:iam::{a.account_id()}:user/{name}"
-    s3_b = _client("s3", b.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+    s3_b = client("s3", b.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
     # No identity policy: only the bucket policy can let the user read.
-    _within("a new key", lambda: _refused(lambda: s3_b.get_object(Bucket=bucket, Key="k"), {"AccessDenied"}))
-    _client("s3", a.endpoint, *root).put_bucket_policy(Bucket=bucket, Policy=json.dumps({
+    within("a new key", lambda: refused(lambda: s3_b.get_object(Bucket=bucket, Key="k"), {"AccessDenied"}))
+    client("s3", a.endpoint, *root).put_bucket_policy(Bucket=bucket, Policy=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": user_arn},
                                                 "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
-    took = _within("a bucket policy put on node A", lambda: _works(lambda: s3_b.get_object(Bucket=bucket, Key="k")))
+    took = within("a bucket policy put on node A", lambda: works(lambda: s3_b.get_object(Bucket=bucket, Key="k")))
     print(f"bucket policy on A -> B: {took * 1000:.0f} ms")
     # And its removal on A takes the grant away on B.
-    _client("s3", a.endpoint, *root).delete_bucket_policy(Bucket=bucket)
-    _within("a bucket policy deleted on node A",
-            lambda: _refused(lambda: s3_b.get_object(Bucket=bucket, Key="k"), {"AccessDenied"}))
-
-
-class _Relay:
-    """A TCP relay to PostgreSQL that the test can cut (every connection closed, new ones closed
-    as they come) and restore: one node loses the database while the others keep it."""
-
-    def __init__(self, port: int):
-        self.target = ("127.0.0.1", port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.open = True
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            if not self.open:
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self.lock:
-                self.sockets += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self) -> None:
-        self.open = False
-        with self.lock:
-            for s in self.sockets:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self.sockets.clear()
-
-    def restore(self) -> None:
-        self.open = True
-
-    def close(self) -> None:
-        self.cut()
-        self.listener.close()
-
-
-def _healthz(node) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"{node.endpoint}/healthz", timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def _status(e: ClientError) -> int:
-    return e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    client("s3", a.endpoint, *root).delete_bucket_policy(Bucket=bucket)
+    within("a bucket policy deleted on node A",
+            lambda: refused(lambda: s3_b.get_object(Bucket=bucket, Key="k"), {"AccessDenied"}))
 
 
 def test_a_node_cut_off_from_postgres_fails_closed_and_catches_up(nodes):
     a, _, key, url, base = nodes
-    relay = _Relay(int(url.rsplit(":", 1)[1].split("/")[0]))
+    relay = Relay(int(url.rsplit(":", 1)[1].split("/")[0]))
     relayed = url.replace(f":{relay.target[1]}/", f":{relay.port}/")
     c = start_server(base / "cut", extra_args=["--state", relayed, "--master-key-file", str(key),
                                                 "--state-max-staleness-secs", str(STALENESS_S)])
     try:
         root = a.credentials()
         bucket = f"cut-{uuid.uuid4().hex[:8]}"
-        s3_root_c = _client("s3", c.endpoint, *root)
+        s3_root_c = client("s3", c.endpoint, *root)
         s3_root_c.create_bucket(Bucket=bucket)
         s3_root_c.put_object(Bucket=bucket, Key="k", Body=b"before")
-        iam_a = _client("iam", a.endpoint, *root)
+        iam_a = client("iam", a.endpoint, *root)
         name = f"cut-{uuid.uuid4().hex[:6]}"
         iam_a.create_user(UserName=name)
         ak = iam_a.create_access_key(UserName=name)["AccessKey"]
         iam_a.put_user_policy(UserName=name, PolicyName="read", PolicyDocument=json.dumps({
             "Version": "2012-10-17", "Statement": [
                 {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
-        user_c = _client("s3", c.endpoint, ak["AccessKeyId"], ak["SecretAccessKey"])
-        _within("a user made on node A", lambda: _works(lambda: user_c.get_object(Bucket=bucket, Key="k")))
-        assert _healthz(c) == (200, "ok\n")
+        user_c = client("s3", c.endpoint, ak["AccessKeyId"], ak["SecretAccessKey"])
+        within("a user made on node A", lambda: works(lambda: user_c.get_object(Bucket=bucket, Key="k")))
+        assert healthz(c) == (200, "ok\n")
 
         relay.cut()
         cut_at = time.monotonic()
         # Control-plane writes fail closed at once, naming the reason.
-        iam_c = _client("iam", c.endpoint, *root)
+        iam_c = client("iam", c.endpoint, *root)
         started = time.monotonic()
         with pytest.raises(ClientError) as e:
             iam_c.create_user(UserName=f"x-{uuid.uuid4().hex[:6]}")
-        assert (_code(e.value), _status(e.value)) == ("ServiceUnavailable", 503), e.value.response
+        assert (error_code(e.value), http_status(e.value)) == ("ServiceUnavailable", 503), e.value.response
         assert "state database is unavailable" in e.value.response["Error"]["Message"]
         assert time.monotonic() - started < 2, "a write is refused at once, not after a wait"
         # The access key is deleted on node A while C cannot hear of it.
@@ -350,17 +230,17 @@ def test_a_node_cut_off_from_postgres_fails_closed_and_catches_up(nodes):
         assert user_c.get_object(Bucket=bucket, Key="k")["Body"].read() == b"before"
         assert time.monotonic() - cut_at < STALENESS_S
         # ... and past it, refuses everything, and is not ready.
-        took = _within("the staleness bound", lambda: _refused(lambda: s3_root_c.list_buckets(), {"ServiceUnavailable"}),
+        took = within("the staleness bound", lambda: refused(lambda: s3_root_c.list_buckets(), {"ServiceUnavailable"}),
                        limit=STALENESS_S + 3)
         print(f"cut off -> 503: {time.monotonic() - cut_at:.1f} s (bound {STALENESS_S} s, {took:.1f} s of polling)")
         with pytest.raises(ClientError) as e:
             user_c.get_object(Bucket=bucket, Key="k")
-        assert (_code(e.value), _status(e.value)) == ("ServiceUnavailable", 503)
+        assert (error_code(e.value), http_status(e.value)) == ("ServiceUnavailable", 503)
         assert "--state-max-staleness-secs" in e.value.response["Error"]["Message"]
-        status, text = _healthz(c)
+        status, text = healthz(c)
         assert status == 503 and "not ready" in text and "old" in text, text
         # Node A, which reaches the database, is unaffected.
-        assert _healthz(a) == (200, "ok\n")
+        assert healthz(a) == (200, "ok\n")
 
         relay.restore()
         # C rejoins by itself; the first answer it gives after catching up refuses the key
@@ -369,14 +249,14 @@ def test_a_node_cut_off_from_postgres_fails_closed_and_catches_up(nodes):
             try:
                 user_c.get_object(Bucket=bucket, Key="k")
             except ClientError as e:
-                if _code(e) == "ServiceUnavailable":
+                if error_code(e) == "ServiceUnavailable":
                     return False
-                assert _code(e) == "InvalidAccessKeyId", e.response
+                assert error_code(e) == "InvalidAccessKeyId", e.response
                 return True
             pytest.fail("a key deleted while the node was cut off was accepted after it rejoined", pytrace=False)
-        took = _within("catching up after the way to PostgreSQL is back", caught_up, limit=10)
+        took = within("catching up after the way to PostgreSQL is back", caught_up, limit=10)
         print(f"rejoined and caught up: {took:.1f} s")
-        assert _healthz(c) == (200, "ok\n")
+        assert healthz(c) == (200, "ok\n")
         iam_c.create_user(UserName=f"back-{uuid.uuid4().hex[:6]}")
     finally:
         c.stop()
@@ -386,21 +266,21 @@ def test_a_node_cut_off_from_postgres_fails_closed_and_catches_up(nodes):
 def test_stopping_postgres_fails_writes_closed_and_a_restart_rejoins(nodes):
     a, b, _, _, _ = nodes
     root = a.credentials()
-    iam_a, iam_b = _client("iam", a.endpoint, *root), _client("iam", b.endpoint, *root)
+    iam_a, iam_b = client("iam", a.endpoint, *root), client("iam", b.endpoint, *root)
     _stop_postgres()
     try:
         for iam in (iam_a, iam_b):
             started = time.monotonic()
             with pytest.raises(ClientError) as e:
                 iam.create_user(UserName=f"down-{uuid.uuid4().hex[:6]}")
-            assert (_code(e.value), _status(e.value)) == ("ServiceUnavailable", 503), e.value.response
+            assert (error_code(e.value), http_status(e.value)) == ("ServiceUnavailable", 503), e.value.response
             assert time.monotonic() - started < 2
         # Reads go on within the (default, 30 s) bound.
-        _client("s3", a.endpoint, *root).list_buckets()
+        client("s3", a.endpoint, *root).list_buckets()
     finally:
         _start_postgres()
     # Both nodes write again and are ready, without a restart.
     name = f"up-{uuid.uuid4().hex[:6]}"
-    _within("a write after PostgreSQL is back", lambda: _works(lambda: iam_a.create_user(UserName=name)), limit=10)
-    _within("the user on node B", lambda: _works(lambda: iam_b.get_user(UserName=name)))
-    assert _healthz(a) == (200, "ok\n") and _healthz(b) == (200, "ok\n")
+    within("a write after PostgreSQL is back", lambda: works(lambda: iam_a.create_user(UserName=name)), limit=10)
+    within("the user on node B", lambda: works(lambda: iam_b.get_user(UserName=name)))
+    assert healthz(a) == (200, "ok\n") and healthz(b) == (200, "ok\n")
