@@ -1,6 +1,8 @@
 //! keyhole's load tool: drives a running gateway with signed PUT or GET requests of a fixed size
 //! and reports throughput and latency. Bodies are generated and discarded on the fly, so a 5 GiB
-//! object costs the tool no memory.
+//! object costs the tool no memory. `--endpoint` may be given several times (nodes of one shared
+//! state in front of one upstream): workers are spread over them round-robin, and the object a
+//! GET run reads is written once, through the first.
 //!
 //! ```sh
 //! cargo run --release -p keyhole --example load -- \
@@ -34,9 +36,9 @@ enum Op {
 /// Load generator for a keyhole gateway.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Gateway endpoint.
+    /// Gateway endpoint; repeat it to spread the workers over several nodes.
     #[arg(long, default_value = "http://127.0.0.1:9000")]
-    endpoint: String,
+    endpoint: Vec<String>,
     /// AWS shared-credentials file whose [default] profile signs the requests.
     #[arg(long, default_value = "keyhole-data/root-credentials")]
     credentials: PathBuf,
@@ -156,8 +158,15 @@ async fn main() {
         session_token: None,
     };
     let ca_bundle = std::env::var_os("AWS_CA_BUNDLE").map(std::path::PathBuf::from);
-    let client = Client::with_ca_bundle(&args.endpoint, creds, "us-east-1", ca_bundle.as_deref())
-        .expect("AWS_CA_BUNDLE names a readable PEM file");
+    let clients: Vec<Client> = args
+        .endpoint
+        .iter()
+        .map(|e| {
+            Client::with_ca_bundle(e, creds.clone(), "us-east-1", ca_bundle.as_deref())
+                .expect("AWS_CA_BUNDLE names a readable PEM file")
+        })
+        .collect();
+    let client = clients[0].clone();
     let bucket_path = format!("/{}", args.bucket);
     let r = client
         .send(Method::PUT, &bucket_path, HeaderMap::new(), Bytes::new())
@@ -178,7 +187,7 @@ async fn main() {
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency.max(1) {
         let (c, budget, fixed, bucket) = (
-            client.clone(),
+            clients[worker % clients.len()].clone(),
             budget.clone(),
             fixed.clone(),
             args.bucket.clone(),
@@ -235,9 +244,10 @@ async fn main() {
     let secs = started.elapsed().as_secs_f64();
     lat.sort();
     println!(
-        "op={:?} size={} concurrency={} requests={} errors={} seconds={:.2} req/s={:.1} MiB/s={:.1} p50={:.2?} p99={:.2?} max={:.2?}",
+        "op={:?} size={} endpoints={} concurrency={} requests={} errors={} seconds={:.2} req/s={:.1} MiB/s={:.1} p50={:.2?} p99={:.2?} max={:.2?}",
         args.op,
         args.size,
+        clients.len(),
         args.concurrency,
         lat.len(),
         errors,
