@@ -12,7 +12,9 @@
 #       rebuild the whole snapshot from the database, and a revocation and a policy change made
 #       on one node until every other node answers by it, TRIALS trials each.
 # Everything (PostgreSQL included) runs on this machine: the nodes share its cores.
+# PARTS (default abc) picks the parts to run; the nodes' PIDs are in $WORK/pids (for a profiler).
 set -euo pipefail
+PARTS=${PARTS:-abc}
 
 TRIALS=${1:-100}
 USERS=${2:-10000}
@@ -79,16 +81,22 @@ CREDS="$WORK/node1/root-credentials"
 ACCOUNT=$(sed -n 's/.*"account_id": *"\([0-9]*\)".*/\1/p' "$WORK/node1/account.json")
 
 echo "# $(nproc) cores, PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), $(load)"
+echo "${PIDS[@]:1}" >"$WORK/pids"
+if [[ $PARTS == *a* ]]; then
 echo "## (a) revocation, empty state, $(load)"
 "$NODES" propagation "${ENDPOINTS[@]}" --credentials "$CREDS" --change revoke --trials "$TRIALS"
+fi
 
+if [[ $PARTS == *b* ]]; then
 echo "## (b) GET 4 KiB, 8 in flight, 10 s"
 for round in $(seq "${ROUNDS:-3}"); do
     echo "# round $round, $(load)"
     echo "one node:    $("$LOAD" "${ENDPOINTS[@]:0:2}" --credentials "$CREDS" --bucket bench --op get --size 4KiB --concurrency 8 --seconds "${SECONDS_PER_RUN:-10}")"
     echo "three nodes: $("$LOAD" "${ENDPOINTS[@]}" --credentials "$CREDS" --bucket bench --op get --size 4KiB --concurrency 8 --seconds "${SECONDS_PER_RUN:-10}")"
 done
+fi
 
+if [[ $PARTS == *c* ]]; then
 echo "## (c) $USERS users, $ROLES roles, $JOBS jobs, $(load)"
 "$NODES" populate "${ENDPOINTS[@]}" --credentials "$CREDS" --users "$USERS" --roles "$ROLES" --jobs "$JOBS"
 echo "# rebuild, $(load)"
@@ -97,4 +105,5 @@ for change in revoke policy; do
     echo "# $change at size, $(load)"
     "$NODES" propagation "${ENDPOINTS[@]}" --credentials "$CREDS" --change "$change" --trials "$TRIALS"
 done
+fi
 echo "# node RSS after the run: $(for p in "${PIDS[@]:1}"; do grep VmRSS "/proc/$p/status" | awk '{printf "%s %s; ", $2, $3}'; done)"
