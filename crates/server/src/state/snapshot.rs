@@ -66,42 +66,47 @@ pub struct RoleEntry {
 }
 
 /// The in-memory view read by every request.
+///
+/// Each map sits behind its own `Arc`: a change copies only the maps it touches
+/// (`Arc::make_mut`), so cloning the snapshot costs a pointer per map, not per entry. At 10,000
+/// users and 10,000 roles, copying every map on every change made each change cost every node
+/// milliseconds of allocation even for a revocation (docs/BENCHMARKS.md, "Three nodes").
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     /// Access key id → key.
-    pub keys: HashMap<String, Arc<KeyEntry>>,
+    pub keys: Arc<HashMap<String, Arc<KeyEntry>>>,
     /// User name → user.
-    pub users: HashMap<String, Arc<UserEntry>>,
+    pub users: Arc<HashMap<String, Arc<UserEntry>>>,
     /// Role name → role.
-    pub roles: HashMap<String, Arc<RoleEntry>>,
+    pub roles: Arc<HashMap<String, Arc<RoleEntry>>>,
     /// Bucket name → its bucket policy, compiled.
-    pub bucket_policies: HashMap<String, Arc<CompiledPolicy>>,
+    pub bucket_policies: Arc<HashMap<String, Arc<CompiledPolicy>>>,
     /// The account's Block Public Access settings.
     pub account_bpa: PublicAccessBlock,
     /// Whether the account has a Block Public Access configuration (keyhole's default, all on,
     /// counts as one; after DeletePublicAccessBlock there is none and every setting is off).
     pub account_bpa_configured: bool,
     /// Bucket name → its own Block Public Access settings.
-    pub bucket_bpa: HashMap<String, PublicAccessBlock>,
+    pub bucket_bpa: Arc<HashMap<String, PublicAccessBlock>>,
     /// Managed policy ARN → its default version compiled as a session policy, for sessions
     /// created with `PolicyArns` (looked up at each request, so a new default version applies
     /// at once, as for attached policies).
-    pub session_policies: HashMap<String, CompiledPolicy>,
+    pub session_policies: Arc<HashMap<String, CompiledPolicy>>,
     /// Unfinished jobs whose window had not ended when they were loaded.
-    pub jobs: HashMap<String, Arc<JobEntry>>,
+    pub jobs: Arc<HashMap<String, Arc<JobEntry>>>,
     /// Every job, finished or not: what a request needs of a job that is no longer active
     /// (whose token it was, who created it).
-    pub job_index: HashMap<String, Arc<JobMeta>>,
+    pub job_index: Arc<HashMap<String, Arc<JobMeta>>>,
     /// Revoked sessions' access key ids → when they would have expired (Unix seconds).
-    pub revoked: HashMap<String, i64>,
+    pub revoked: Arc<HashMap<String, i64>>,
     /// Group name → its ARN.
-    pub group_arns: HashMap<String, String>,
+    pub group_arns: Arc<HashMap<String, String>>,
     /// Group name → its compiled policies (shared by every member's entry).
-    groups: HashMap<String, Arc<Vec<CompiledPolicy>>>,
+    groups: Arc<HashMap<String, Arc<Vec<CompiledPolicy>>>>,
     /// Managed policy name → its ARN (to find its session-policy form when it goes).
-    managed_arns: HashMap<String, String>,
+    managed_arns: Arc<HashMap<String, String>>,
     /// Issuer URL → its IAM OIDC provider (`AssumeRoleWithWebIdentity`).
-    pub oidc_providers: HashMap<String, Arc<super::oidc::ProviderEntry>>,
+    pub oidc_providers: Arc<HashMap<String, Arc<super::oidc::ProviderEntry>>>,
 }
 
 impl Snapshot {
@@ -349,8 +354,11 @@ fn load_users(
         memberships.entry(user).or_default().push(group);
     }
     if let Some(name) = one {
-        snap.users.remove(name);
-        snap.keys.retain(|_, k| k.user != name);
+        Arc::make_mut(&mut snap.users).remove(name);
+        // Scanned before it is copied: most changes to a user leave its keys alone.
+        if snap.keys.values().any(|k| k.user == name) {
+            Arc::make_mut(&mut snap.keys).retain(|_, k| k.user != name);
+        }
     }
     for u in records {
         // A user's identity-based policies include those of its groups
@@ -375,8 +383,7 @@ fn load_users(
             arn,
             record: u,
         };
-        snap.users
-            .insert(entry.record.name.clone(), Arc::new(entry));
+        Arc::make_mut(&mut snap.users).insert(entry.record.name.clone(), Arc::new(entry));
     }
     let keys = db.query_map(
         &format!(
@@ -400,7 +407,7 @@ fn load_users(
             secret,
             active: status == "Active",
         };
-        snap.keys.insert(id, Arc::new(entry));
+        Arc::make_mut(&mut snap.keys).insert(id, Arc::new(entry));
     }
     Ok(())
 }
@@ -424,7 +431,7 @@ fn load_roles(
         None => principals::all_bindings(db)?,
     };
     if let Some(name) = one {
-        snap.roles.remove(name);
+        Arc::make_mut(&mut snap.roles).remove(name);
     }
     for role in records {
         let bound = bindings.get(&principals::trust_scope(&role.name));
@@ -441,8 +448,7 @@ fn load_roles(
             tags: Arc::new(tags.remove(&role.name).unwrap_or_default()),
             record: role,
         };
-        snap.roles
-            .insert(entry.record.name.clone(), Arc::new(entry));
+        Arc::make_mut(&mut snap.roles).insert(entry.record.name.clone(), Arc::new(entry));
     }
     Ok(())
 }
@@ -464,14 +470,14 @@ fn load_groups(
     )?;
     let mut policies = policies_of(db, PrincipalKind::Group, one, compiler)?;
     if let Some(name) = one {
-        snap.groups.remove(name);
-        snap.group_arns.remove(name);
+        Arc::make_mut(&mut snap.groups).remove(name);
+        Arc::make_mut(&mut snap.group_arns).remove(name);
     }
     for (g, path) in names {
         let p = policies.remove(&g).unwrap_or_default();
         let arn = format!("arn:aws:iam::{}:group{path}{g}", cx.account);
-        snap.group_arns.insert(g.clone(), arn);
-        snap.groups.insert(g, Arc::new(p));
+        Arc::make_mut(&mut snap.group_arns).insert(g.clone(), arn);
+        Arc::make_mut(&mut snap.groups).insert(g, Arc::new(p));
     }
     Ok(())
 }
@@ -497,8 +503,8 @@ fn load_managed(
         },
     )?;
     if let Some(name) = one {
-        if let Some(arn) = snap.managed_arns.remove(name) {
-            snap.session_policies.remove(&arn);
+        if let Some(arn) = Arc::make_mut(&mut snap.managed_arns).remove(name) {
+            Arc::make_mut(&mut snap.session_policies).remove(&arn);
         }
     }
     for (name, path, doc) in rows {
@@ -506,8 +512,8 @@ fn load_managed(
         let compiled = CompiledPolicy::from_json(&doc, PolicyKind::Session)
             .map(|p| p.with_name(format!("managed session policy `{name}`")))
             .map_err(|e| StateError::MalformedPolicy(e.to_string()))?;
-        snap.session_policies.insert(arn.clone(), compiled);
-        snap.managed_arns.insert(name, arn);
+        Arc::make_mut(&mut snap.session_policies).insert(arn.clone(), compiled);
+        Arc::make_mut(&mut snap.managed_arns).insert(name, arn);
     }
     Ok(())
 }
@@ -534,15 +540,15 @@ fn load_buckets(
         None => principals::all_bindings(db)?,
     };
     if let Some(b) = one {
-        snap.bucket_policies.remove(b);
-        snap.bucket_bpa.remove(b);
+        Arc::make_mut(&mut snap.bucket_policies).remove(b);
+        Arc::make_mut(&mut snap.bucket_bpa).remove(b);
     }
     for (bucket, doc) in policies {
         let bound = bindings.get(&principals::bucket_scope(&bucket));
         let compiled = compile_bucket_policy_bound(&doc, &|arn| {
             principals::binding_of(cx.account, bound, arn)
         })?;
-        snap.bucket_policies.insert(bucket, Arc::new(compiled));
+        Arc::make_mut(&mut snap.bucket_policies).insert(bucket, Arc::new(compiled));
     }
     let scope = one.map(|b| format!("bucket:{b}"));
     let blocks = match &scope {
@@ -559,7 +565,7 @@ fn load_buckets(
     };
     for (scope, config) in blocks {
         if let (Some(bucket), Some(pab)) = (scope.strip_prefix("bucket:"), parse_bpa(&config)?) {
-            snap.bucket_bpa.insert(bucket.to_owned(), pab);
+            Arc::make_mut(&mut snap.bucket_bpa).insert(bucket.to_owned(), pab);
         }
     }
     Ok(())
@@ -599,15 +605,15 @@ fn load_jobs(
 ) -> Result<(), StateError> {
     let records = crate::jobs::store::load(db, one)?;
     if let Some(id) = one {
-        snap.jobs.remove(id);
-        snap.job_index.remove(id);
+        Arc::make_mut(&mut snap.jobs).remove(id);
+        Arc::make_mut(&mut snap.job_index).remove(id);
     }
     for record in records {
         let meta = JobMeta::of(&record);
-        snap.job_index.insert(record.id.clone(), Arc::new(meta));
+        Arc::make_mut(&mut snap.job_index).insert(record.id.clone(), Arc::new(meta));
         if record.finished_at.is_none() && record.job.end.timestamp() > cx.now {
             let entry = crate::jobs::store::compile(&record)?;
-            snap.jobs.insert(record.id.clone(), Arc::new(entry));
+            Arc::make_mut(&mut snap.jobs).insert(record.id.clone(), Arc::new(entry));
         }
     }
     Ok(())
@@ -632,10 +638,10 @@ fn load_revocations(
         )?,
     };
     if let Some(ak) = one {
-        snap.revoked.remove(ak);
+        Arc::make_mut(&mut snap.revoked).remove(ak);
     }
     for (ak, expires) in rows {
-        snap.revoked.insert(ak, expires);
+        Arc::make_mut(&mut snap.revoked).insert(ak, expires);
     }
     Ok(())
 }
@@ -652,7 +658,7 @@ pub fn load(db: &dyn Conn, cx: &Context<'_>) -> Result<Snapshot, StateError> {
     load_account_bpa(db, &mut snap)?;
     load_jobs(db, cx, &mut snap, None)?;
     load_revocations(db, cx, &mut snap, None)?;
-    super::oidc::load(db, &mut snap.oidc_providers, None)?;
+    super::oidc::load(db, Arc::make_mut(&mut snap.oidc_providers), None)?;
     Ok(snap)
 }
 
@@ -747,7 +753,7 @@ pub fn apply(
             Touched::Job(j) => load_jobs(db, cx, &mut snap, Some(j))?,
             Touched::Revocation(ak) => load_revocations(db, cx, &mut snap, Some(ak))?,
             Touched::OidcProvider(url) => {
-                super::oidc::load(db, &mut snap.oidc_providers, Some(url))?;
+                super::oidc::load(db, Arc::make_mut(&mut snap.oidc_providers), Some(url))?;
             }
             Touched::Policy(_) | Touched::Group(_) => {}
         }
