@@ -209,7 +209,8 @@ def test_the_version_judged_is_the_version_served(server, s3, tagged, backend):
 
 @pytest.mark.upstream_gap(["s3s-fs"], TAG_RULES_NEED_TAGGING)
 @pytest.mark.upstream_gap(["moto"], "moto 5.2.5 does not enforce x-amz-copy-source-if-match on CopyObject, so a "
-                                    "copy cannot be held to the version its decision judged")
+                                    "copy cannot be held to the version its decision judged (a race: it may pass)",
+                          strict=False)
 def test_a_copy_is_held_to_the_version_judged(server, s3, tagged, backend):
     """A copy whose source is overwritten meanwhile copies the judged version or answers "retry",
     even with the client's own `x-amz-copy-source-if-match: *` (review 9, N2). The copy gets tags
