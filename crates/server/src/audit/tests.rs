@@ -27,6 +27,22 @@ fn one_file() -> Rotation {
     }
 }
 
+/// A new trail (genesis signed) in one file, its sink, and the sink's counters.
+fn fresh_one_file_sink() -> (tempfile::TempDir, Arc<SinkStats>, AuditSink) {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = Arc::new(SinkStats::default());
+    super::sink::genesis(
+        dir.path(),
+        &signer(),
+        "123456789012",
+        None,
+        SystemTime::now(),
+    )
+    .unwrap();
+    let sink = AuditSink::open(dir.path(), signer(), options(one_file()), stats.clone()).unwrap();
+    (dir, stats, sink)
+}
+
 fn per_event() -> Rotation {
     Rotation {
         max_bytes: 1,
@@ -375,17 +391,7 @@ async fn a_crash_leaves_a_bounded_unsigned_window_that_the_restart_signs() {
 
 #[tokio::test]
 async fn the_unsigned_window_never_exceeds_its_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let stats = Arc::new(SinkStats::default());
-    super::sink::genesis(
-        dir.path(),
-        &signer(),
-        "123456789012",
-        None,
-        SystemTime::now(),
-    )
-    .unwrap();
-    let sink = AuditSink::open(dir.path(), signer(), options(one_file()), stats.clone()).unwrap();
+    let (dir, stats, sink) = fresh_one_file_sink();
     let n = 2 * MAX_UNSIGNED_EVENTS as usize + 100;
     let mut tasks = Vec::new();
     for i in 0..n {
@@ -414,17 +420,7 @@ async fn the_unsigned_window_never_exceeds_its_bound() {
 
 #[tokio::test]
 async fn a_swapped_trail_file_is_tampering() {
-    let dir = tempfile::tempdir().unwrap();
-    let stats = Arc::new(SinkStats::default());
-    super::sink::genesis(
-        dir.path(),
-        &signer(),
-        "123456789012",
-        None,
-        SystemTime::now(),
-    )
-    .unwrap();
-    let sink = AuditSink::open(dir.path(), signer(), options(one_file()), stats.clone()).unwrap();
+    let (dir, stats, sink) = fresh_one_file_sink();
     record(&sink, 0, 2).await;
     // Freeze the visible file: a copy renamed over it (a new inode); the writer still holds the
     // old one.
@@ -696,17 +692,7 @@ async fn an_incomplete_last_line_is_cut_on_open() {
 
 #[tokio::test]
 async fn concurrent_events_share_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let stats = Arc::new(SinkStats::default());
-    super::sink::genesis(
-        dir.path(),
-        &signer(),
-        "123456789012",
-        None,
-        SystemTime::now(),
-    )
-    .unwrap();
-    let sink = AuditSink::open(dir.path(), signer(), options(one_file()), stats.clone()).unwrap();
+    let (dir, stats, sink) = fresh_one_file_sink();
     let mut tasks = Vec::new();
     for _ in 0..200 {
         let s = sink.clone();
