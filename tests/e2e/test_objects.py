@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import json
 import os
 
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import md5_etag
+from e2e_helpers import make_client, md5_etag
+from test_iam import iam_client, new_user
 
 DATA = b"0123456789abcdefghijklmnopqrstuvwxyz"  # 36 bytes
 
@@ -656,3 +658,32 @@ def test_copy_racing_source_overwrite(s3, bucket):
         body = got["Body"].read()
         assert body in (old, new), f"copy produced a mix of {len(body)} bytes"
         assert etag == got["ETag"] == md5_etag(body)
+
+
+def test_get_object_attributes(server, s3, bucket, aws):
+    """GetObjectAttributes (API_GetObjectAttributes.html): ETag (unquoted), size, storage class
+    and a multipart object's part count; it needs s3:GetObjectAttributes besides s3:GetObject."""
+    put = s3.put_object(Bucket=bucket, Key="attrs/one", Body=b"x" * 1000)
+    got = s3.get_object_attributes(Bucket=bucket, Key="attrs/one",
+                                   ObjectAttributes=["ETag", "ObjectSize", "StorageClass", "ObjectParts"])
+    assert got["ETag"] == put["ETag"].strip('"') and got["ObjectSize"] == 1000, got
+    assert got["StorageClass"] == "STANDARD" and "ObjectParts" not in got, got
+    assert got["LastModified"]
+    up = s3.create_multipart_upload(Bucket=bucket, Key="attrs/multi")["UploadId"]
+    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key="attrs/multi", UploadId=up, PartNumber=n,
+                                                        Body=bytes([n]) * (5 * 1024 * 1024 if n < 3 else 10))["ETag"]}
+             for n in (1, 2, 3)]
+    s3.complete_multipart_upload(Bucket=bucket, Key="attrs/multi", UploadId=up, MultipartUpload={"Parts": parts})
+    cli = json.loads(aws.ok("s3api", "get-object-attributes", "--bucket", bucket, "--key", "attrs/multi",
+                            "--object-attributes", "ObjectParts", "ObjectSize").stdout)
+    assert cli["ObjectParts"]["TotalPartsCount"] == 3 and cli["ObjectSize"] == 10 * 1024 * 1024 + 10, cli
+    with pytest.raises(ClientError) as e:
+        s3.get_object_attributes(Bucket=bucket, Key="attrs/missing", ObjectAttributes=["ETag"])
+    assert e.value.response["Error"]["Code"] in ("NoSuchKey", "404"), e.value.response
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]})
+    with pytest.raises(ClientError) as e:
+        make_client(server.endpoint, ak, sk).get_object_attributes(Bucket=bucket, Key="attrs/one",
+                                                                   ObjectAttributes=["ETag"])
+    assert e.value.response["Error"]["Code"] == "AccessDenied" and "s3:GetObjectAttributes" in str(e.value)

@@ -238,6 +238,7 @@ pub async fn dispatch(
         Op::PutObjectAcl => acl::put(&ctx, body, true).await,
         Op::GetBucketOwnershipControls => acl::get_ownership(&ctx).await,
         Op::PutBucketOwnershipControls => acl::put_ownership(&ctx, body).await,
+        Op::GetObjectAttributes => object::get_object_attributes(&ctx).await,
     }
 }
 

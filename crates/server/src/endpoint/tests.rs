@@ -72,6 +72,7 @@ fn s3_samples() -> Vec<Op> {
         Op::PutObjectAcl,
         Op::GetBucketOwnershipControls,
         Op::PutBucketOwnershipControls,
+        Op::GetObjectAttributes,
     ]
 }
 
@@ -118,9 +119,10 @@ fn s3_index(op: &Op) -> usize {
         Op::PutObjectAcl => 36,
         Op::GetBucketOwnershipControls => 37,
         Op::PutBucketOwnershipControls => 38,
+        Op::GetObjectAttributes => 39,
     }
 }
-const S3_OPERATIONS: usize = 39;
+const S3_OPERATIONS: usize = 40;
 
 #[test]
 fn every_s3_operation_is_sampled() {

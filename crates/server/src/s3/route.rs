@@ -195,6 +195,8 @@ pub enum Op {
     GetBucketOwnershipControls,
     /// `PUT /b?ownershipControls`
     PutBucketOwnershipControls,
+    /// `GET /b/k?attributes`
+    GetObjectAttributes,
 }
 
 pub use crate::authz::Permission;
@@ -252,6 +254,7 @@ const PLAIN_PARAMS: &[&str] = &[
     "publicAccessBlock",
     "acl",
     "ownershipControls",
+    "attributes",
     "X-Amz-Algorithm",
     "X-Amz-Credential",
     "X-Amz-Date",
@@ -379,6 +382,10 @@ impl Op {
                     "the `uploads` sub-resource on an object other than in CreateMultipartUpload (POST)",
                 ))
             }
+            (Some(_), Some(_)) if query.has("attributes") => match *method {
+                Method::GET => Op::GetObjectAttributes,
+                _ => return Err(method_not_allowed(method)),
+            },
             (Some(_), Some(_)) if query.has("acl") => match *method {
                 Method::GET => Op::GetObjectAcl,
                 Method::PUT => Op::PutObjectAcl,
@@ -547,6 +554,7 @@ impl Op {
             Op::PutObjectAcl => "PutObjectAcl",
             Op::GetBucketOwnershipControls => "GetBucketOwnershipControls",
             Op::PutBucketOwnershipControls => "PutBucketOwnershipControls",
+            Op::GetObjectAttributes => "GetObjectAttributes",
         }
     }
 
@@ -622,6 +630,12 @@ impl Op {
             Op::PutObjectAcl => vec![on_object("s3:PutObjectAcl")],
             Op::GetBucketOwnershipControls => vec![on_bucket("s3:GetBucketOwnershipControls")],
             Op::PutBucketOwnershipControls => vec![on_bucket("s3:PutBucketOwnershipControls")],
+            // "If the bucket is not versioned, you need the s3:GetObject and
+            // s3:GetObjectAttributes permissions" (API_GetObjectAttributes.html, Permissions).
+            Op::GetObjectAttributes => vec![
+                on_object("s3:GetObject"),
+                on_object("s3:GetObjectAttributes"),
+            ],
         };
         Access {
             upfront,
