@@ -282,27 +282,26 @@ async fn decide_with_stored_facts(
     context: &Context,
     checks: &Checks,
 ) -> Result<Verdict, S3Error> {
-    if existing_object(gw, principal, permission).is_some() {
-        let mut bound = context.clone();
-        bound.assume_unknown(EXISTING_OBJECT_TAG);
-        if gw
-            .authz
-            .decide(principal, permission, &bound)
-            .outcome
-            .is_err()
-        {
-            let untagged = gw.authz.decide(principal, permission, context);
-            // The bound makes a denial certain; the check keeps a tag-less answer from ever
-            // standing in for one that depends on tags.
-            if untagged.outcome.is_err() {
-                return Ok(untagged);
-            }
+    let Some((bucket, key)) = existing_object(gw, principal, permission) else {
+        return Ok(gw.authz.decide(principal, permission, context));
+    };
+    let mut bound = context.clone();
+    bound.assume_unknown(EXISTING_OBJECT_TAG);
+    if gw
+        .authz
+        .decide(principal, permission, &bound)
+        .outcome
+        .is_err()
+    {
+        let untagged = gw.authz.decide(principal, permission, context);
+        // The bound makes a denial certain; the check keeps a tag-less answer from ever
+        // standing in for one that depends on tags.
+        if untagged.outcome.is_err() {
+            return Ok(untagged);
         }
     }
-    let tagged = with_existing_object_tags(gw, principal, permission, context, checks).await?;
-    Ok(gw
-        .authz
-        .decide(principal, permission, tagged.as_ref().unwrap_or(context)))
+    let tagged = with_existing_object_tags(gw, bucket, key, context, checks).await?;
+    Ok(gw.authz.decide(principal, permission, &tagged))
 }
 
 /// The prefix of the condition keys that carry an object's stored tags.
@@ -326,25 +325,21 @@ fn existing_object<'p>(
     wants_existing_object_tags(gw, principal, bucket).then_some((bucket, key))
 }
 
-/// The context plus `s3:ExistingObjectTag/KEY` for each tag of the object `permission` names,
-/// when a policy that can decide refers to that key and the action accepts it (AWS supplies it
-/// only to those actions: https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html).
-/// `None` when nothing applies; the object's tags are read (from whichever backend keeps the
-/// bucket) only then, and what they were read from is recorded in `checks` for the handler
-/// ([`ObjectFacts`]). An object that does not exist has no tags; a failure to read them (the
+/// The context plus `s3:ExistingObjectTag/KEY` for each tag of `bucket`/`key`, an object whose
+/// tags a policy that can decide refers to, for an action that accepts the key (AWS supplies it
+/// only to those actions: https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html;
+/// [`existing_object`] decides). The tags are read from whichever backend keeps the bucket, and
+/// what they were read from is recorded in `checks` for the handler ([`ObjectFacts`]). An object that does not exist has no tags; a failure to read them (the
 /// store, or the upstream, failing or refusing) fails the request: a decision is never made
 /// without the facts it depends on. Tag keys that differ only in case (S3 keeps both, condition
 /// keys cannot tell them apart) fail the request too, rather than let one hide the other.
 async fn with_existing_object_tags(
     gw: &Gateway,
-    principal: &Principal,
-    permission: &Permission,
+    bucket: &str,
+    key: &str,
     context: &Context,
     checks: &Checks,
-) -> Result<Option<Context>, S3Error> {
-    let Some((bucket, key)) = existing_object(gw, principal, permission) else {
-        return Ok(None);
-    };
+) -> Result<Context, S3Error> {
     let facts = read_object_facts(gw, bucket, key).await?;
     let mut tagged = context.clone();
     let mut seen = std::collections::HashSet::new();
@@ -357,7 +352,7 @@ async fn with_existing_object_tags(
         tagged.insert(&format!("{EXISTING_OBJECT_TAG}{k}"), v.as_str());
     }
     checks.record_facts(bucket, key, facts);
-    Ok(Some(tagged))
+    Ok(tagged)
 }
 
 /// How many times the object is looked at again when it changes while its tags are read.
@@ -428,15 +423,11 @@ pub async fn object_version(
     bucket: &str,
     key: &str,
 ) -> Result<Option<ObjectVersion>, S3Error> {
-    let head = crate::backend::GetObject {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        range: None,
-        conditions: Default::default(),
-        checksum_mode: false,
-        head: true,
-    };
-    match gw.storage.get_object(head).await {
+    match gw
+        .storage
+        .get_object(crate::backend::GetObject::head(bucket, key))
+        .await
+    {
         Ok(crate::backend::Got::Object(o)) => Ok(Some((
             (o.head.etag, o.head.last_modified.timestamp()),
             o.head.tags,

@@ -104,6 +104,20 @@ pub struct GetObject {
     pub head: bool,
 }
 
+impl GetObject {
+    /// An unconditional HeadObject of `bucket`/`key`: the object's head, no body.
+    pub fn head(bucket: &str, key: &str) -> GetObject {
+        GetObject {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            range: None,
+            conditions: ReadConditions::default(),
+            checksum_mode: false,
+            head: true,
+        }
+    }
+}
+
 /// The object a GetObject answered with.
 #[derive(Debug)]
 pub struct GotObject {

@@ -388,6 +388,27 @@ pub(crate) fn check_served_version(
     }
 }
 
+/// Holds an object about to be served (its head, the body not read yet) to the version its
+/// authorization judged: [`check_served_version`], and where the backend did not give the
+/// version's own tags (an upstream), [`recheck_tags`].
+pub(crate) async fn hold_to_judged_version(
+    ctx: &Ctx<'_>,
+    head: &crate::backend::ObjectHead,
+) -> Result<(), S3Error> {
+    check_served_version(
+        ctx,
+        &ctx.bucket,
+        &ctx.key,
+        &head.etag,
+        head.last_modified,
+        head.tags.as_deref(),
+    )?;
+    if head.tags.is_none() {
+        recheck_tags(ctx, &ctx.bucket, &ctx.key).await?;
+    }
+    Ok(())
+}
+
 /// For an object about to be served whose authorization read its tags: reads the tags again
 /// and requires the ones judged. With [`check_served_version`] this brackets the served version
 /// between two tag reads, so an unversioned store's rewrite of identical bytes with other tags

@@ -145,12 +145,8 @@ impl Storage {
         // bytes (`If-Match` on its ETag), so the range and the bytes belong to one version.
         let head = from
             .get_object(GetObject {
-                bucket: req.src_bucket.clone(),
-                key: req.src_key.clone(),
-                range: None,
                 conditions: req.source_conditions.clone(),
-                checksum_mode: false,
-                head: true,
+                ..GetObject::head(&req.src_bucket, &req.src_key)
             })
             .await
             .and_then(copy_source_outcome)?;
@@ -646,14 +642,7 @@ mod tests {
             "PreconditionFailed"
         );
         let missing = s
-            .get_object(GetObject {
-                bucket: "there".into(),
-                key: "never".into(),
-                range: None,
-                conditions: ReadConditions::default(),
-                checksum_mode: false,
-                head: true,
-            })
+            .get_object(GetObject::head("there", "never"))
             .await
             .unwrap_err();
         assert_eq!(missing.code(), "NoSuchKey");

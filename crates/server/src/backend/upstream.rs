@@ -418,24 +418,37 @@ impl UpstreamBackend {
         if !req.meta.tags.is_empty() {
             call = call.header("x-amz-tagging", &tagging_header(&req.meta.tags))?;
         }
-        if let Some(md5) = req.content_md5 {
+        let call = with_condition(call, req.condition.as_ref())?;
+        self.send_upload(call, body, req.length, req.content_md5, &req.checksums)
+            .await
+    }
+
+    /// Sends an upload's body (PutObject, UploadPart) with its `Content-MD5` and the client's
+    /// checksum headers, the MD5 checked on the way when one was given; the upstream's ETag and
+    /// the headers it passes back.
+    async fn send_upload(
+        &self,
+        mut call: Call<'_>,
+        body: &mut dyn Payload,
+        length: u64,
+        content_md5: Option<[u8; 16]>,
+        checksums: &[(String, String)],
+    ) -> Result<Written> {
+        if let Some(md5) = content_md5 {
             call = call.header(
                 "content-md5",
                 &base64::engine::general_purpose::STANDARD.encode(md5),
             )?;
         }
-        for (name, value) in &req.checksums {
+        for (name, value) in checksums {
             call = call.header(name, value)?;
         }
-        let call = with_condition(call, req.condition.as_ref())?;
-        let answer = match req.content_md5 {
+        let answer = match content_md5 {
             Some(md5) => {
                 let mut checked = Md5Checked::new(body, md5);
-                self.http
-                    .send_stream(call, &mut checked, req.length)
-                    .await?
+                self.http.send_stream(call, &mut checked, length).await?
             }
-            None => self.http.send_stream(call, body, req.length).await?,
+            None => self.http.send_stream(call, body, length).await?,
         };
         Ok(Written {
             etag: answer.etag(),
@@ -456,16 +469,7 @@ impl UpstreamBackend {
         if conditions.is_empty() && range.is_none() {
             return Ok(Vec::new());
         }
-        let got = self
-            .get(GetObject {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                range: None,
-                conditions: super::ReadConditions::default(),
-                checksum_mode: false,
-                head: true,
-            })
-            .await?;
+        let got = self.get(GetObject::head(bucket, key)).await?;
         let Got::Object(o) = got else {
             return Err(S3Error::internal(std::io::Error::other(
                 "an unconditional HEAD answered 304",
@@ -765,28 +769,8 @@ impl UpstreamBackend {
             .query("partNumber", req.part_number.to_string())
             .query("uploadId", req.upload_id.clone());
         call.not_found = "NoSuchUpload";
-        if let Some(md5) = req.content_md5 {
-            call = call.header(
-                "content-md5",
-                &base64::engine::general_purpose::STANDARD.encode(md5),
-            )?;
-        }
-        for (name, value) in &req.checksums {
-            call = call.header(name, value)?;
-        }
-        let answer = match req.content_md5 {
-            Some(md5) => {
-                let mut checked = Md5Checked::new(body, md5);
-                self.http
-                    .send_stream(call, &mut checked, req.length)
-                    .await?
-            }
-            None => self.http.send_stream(call, body, req.length).await?,
-        };
-        Ok(Written {
-            etag: answer.etag(),
-            extra: passed(&answer),
-        })
+        self.send_upload(call, body, req.length, req.content_md5, &req.checksums)
+            .await
     }
 
     async fn part_copy(&self, req: UploadPartCopy) -> Result<Copied> {

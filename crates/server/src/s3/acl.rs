@@ -41,14 +41,7 @@ async fn exists(ctx: &Ctx<'_>, object: bool) -> Result<(), S3Error> {
     keyhole_store::validate_key(&ctx.key)?;
     ctx.gw
         .storage
-        .get_object(GetObject {
-            bucket: ctx.bucket.clone(),
-            key: ctx.key.clone(),
-            range: None,
-            conditions: Default::default(),
-            checksum_mode: false,
-            head: true,
-        })
+        .get_object(GetObject::head(&ctx.bucket, &ctx.key))
         .await?;
     Ok(())
 }

@@ -8,9 +8,9 @@ use keyhole_store::{ObjectMeta, StoreError, WriteCondition};
 
 use super::route::{object_arn, CopySource};
 use super::{
-    check_acl_headers, check_served_version, checksum_headers, empty_response, http_date,
-    pin_copy_source, quoted, read_conditions, recheck_tags, set_header, tagging, xml_date, xml_ok,
-    Ctx, Upload,
+    check_acl_headers, check_served_version, checksum_headers, empty_response,
+    hold_to_judged_version, http_date, pin_copy_source, quoted, read_conditions, set_header,
+    tagging, xml_date, xml_ok, Ctx, Upload,
 };
 use crate::authz::Permission;
 use crate::backend::{CopyObject, Directive, GetObject, Got, ObjectHead, PutObject};
@@ -259,17 +259,7 @@ pub(super) async fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Response<Bod
         Got::Object(got) => *got,
     };
     // The body is not read yet: a version other than the one judged is dropped unsent.
-    check_served_version(
-        ctx,
-        &ctx.bucket,
-        &ctx.key,
-        &got.head.etag,
-        got.head.last_modified,
-        got.head.tags.as_deref(),
-    )?;
-    if got.head.tags.is_none() {
-        recheck_tags(ctx, &ctx.bucket, &ctx.key).await?;
-    }
+    hold_to_judged_version(ctx, &got.head).await?;
     let size = got.head.size;
     let (start, len) = got.range.map_or((0, size), |r| (r.start, r.len));
     let mut r = Response::new(got.body);
@@ -325,15 +315,12 @@ pub(super) async fn get_object_attributes(ctx: &Ctx<'_>) -> Result<Response<Body
     if wanted.is_empty() {
         return Err(missing());
     }
-    let req = GetObject {
-        bucket: ctx.bucket.clone(),
-        key: ctx.key.clone(),
-        range: None,
-        conditions: Default::default(),
-        checksum_mode: false,
-        head: true,
-    };
-    let head = match ctx.gw.storage.get_object(req).await? {
+    let head = match ctx
+        .gw
+        .storage
+        .get_object(GetObject::head(&ctx.bucket, &ctx.key))
+        .await?
+    {
         Got::Object(got) => got.head,
         Got::NotModified { .. } => {
             return Err(S3Error::internal(std::io::Error::other(
@@ -341,17 +328,7 @@ pub(super) async fn get_object_attributes(ctx: &Ctx<'_>) -> Result<Response<Body
             )))
         }
     };
-    check_served_version(
-        ctx,
-        &ctx.bucket,
-        &ctx.key,
-        &head.etag,
-        head.last_modified,
-        head.tags.as_deref(),
-    )?;
-    if head.tags.is_none() {
-        recheck_tags(ctx, &ctx.bucket, &ctx.key).await?;
-    }
+    hold_to_judged_version(ctx, &head).await?;
     let mut w = XmlWriter::new();
     w.root("GetObjectAttributesResponse");
     if wanted.contains(&"ETag") {
@@ -567,12 +544,8 @@ pub(super) async fn copy_object(ctx: &Ctx<'_>, src: CopySource) -> Result<Respon
     if src.bucket == ctx.bucket && src.key == ctx.key && !replace_meta && !replace_tags {
         // The source must exist and meet its conditions before this is the answer.
         let source = GetObject {
-            bucket: src.bucket.clone(),
-            key: src.key.clone(),
-            range: None,
             conditions: source_conditions,
-            checksum_mode: false,
-            head: true,
+            ..GetObject::head(&src.bucket, &src.key)
         };
         if let Got::NotModified { .. } = ctx.gw.storage.get_object(source).await? {
             return Err(S3Error::new(
