@@ -273,7 +273,7 @@ impl Client {
 
 /// An error and its causes on one line (`client error (Connect): invalid peer certificate:
 /// UnknownIssuer`): hyper's own message alone does not say why a connection failed.
-fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

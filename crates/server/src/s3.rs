@@ -8,7 +8,7 @@ mod list;
 mod multipart;
 mod object;
 mod policy;
-mod tagging;
+pub(crate) mod tagging;
 
 pub use object::DeleteKey;
 

@@ -714,18 +714,7 @@ impl UpstreamBackend {
     async fn set_tags(&self, bucket: &str, key: &str, tags: Vec<(String, String)>) -> Result<()> {
         let m = self.mapping(bucket);
         let key = m.key(key)?;
-        let mut w = XmlWriter::new();
-        w.root("Tagging");
-        w.open("TagSet");
-        for (k, v) in &tags {
-            w.open("Tag");
-            w.elem("Key", k);
-            w.elem("Value", v);
-            w.close("Tag");
-        }
-        w.close("TagSet");
-        w.close("Tagging");
-        let doc = w.finish();
+        let doc = crate::s3::tagging::document(&tags);
         let call = Call::new(Method::PUT, Some(&m.bucket), Some(&key))
             .query("tagging", "")
             .header("content-md5", &md5_header(doc.as_bytes()))?

@@ -37,10 +37,15 @@ pub(super) async fn get(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
             return Err(crate::authz::changed_meanwhile());
         }
     }
+    Ok(xml_ok(document(&tags)))
+}
+
+/// A `Tagging` document (GetObjectTagging's answer, PutObjectTagging's body).
+pub(crate) fn document(tags: &[(String, String)]) -> String {
     let mut w = XmlWriter::new();
     w.root("Tagging");
     w.open("TagSet");
-    for (k, v) in &tags {
+    for (k, v) in tags {
         w.open("Tag");
         w.elem("Key", k);
         w.elem("Value", v);
@@ -48,7 +53,7 @@ pub(super) async fn get(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
     }
     w.close("TagSet");
     w.close("Tagging");
-    Ok(xml_ok(w.finish()))
+    w.finish()
 }
 
 pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<Body>, S3Error> {

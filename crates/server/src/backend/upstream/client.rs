@@ -171,21 +171,6 @@ fn host_is_literal(host: &str) -> bool {
     bare.parse::<std::net::IpAddr>().is_ok() || bare.eq_ignore_ascii_case("localhost")
 }
 
-/// An error and its causes on one line, for logs.
-fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let next = c.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        cause = c.source();
-    }
-    text
-}
-
 impl UpstreamClient {
     /// A client for the configured upstream, signing with `credentials`.
     pub fn new(
@@ -357,7 +342,7 @@ impl UpstreamClient {
                     return Err(errors::unavailable());
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(method = %call.method, error = %with_causes(&e), "upstream request failed");
+                    tracing::warn!(method = %call.method, error = %crate::client::with_causes(&e), "upstream request failed");
                     return Err(errors::unavailable());
                 }
                 Ok(Ok(r)) => r,
@@ -389,7 +374,7 @@ impl UpstreamClient {
             return match response {
                 Ok(Ok(r)) => self.answer(r, permit, call.not_found).await,
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %with_causes(&e), "upstream request failed");
+                    tracing::warn!(error = %crate::client::with_causes(&e), "upstream request failed");
                     Err(errors::unavailable())
                 }
                 Err(_) => Err(errors::unavailable()),
@@ -461,7 +446,7 @@ impl UpstreamClient {
         match response {
             Ok(r) => self.answer(r, permit, call.not_found).await,
             Err(e) => {
-                tracing::warn!(error = %with_causes(&e), "upstream upload failed");
+                tracing::warn!(error = %crate::client::with_causes(&e), "upstream upload failed");
                 Err(errors::unavailable())
             }
         }
