@@ -52,6 +52,18 @@ pub type Result<T> = std::result::Result<T, S3Error>;
 pub trait Payload: Send {
     /// The next piece of the body; `Ok(None)` at its verified end.
     fn next(&mut self) -> BoxFuture<'_, Result<Option<Bytes>>>;
+
+    /// The algorithm of the checksum the client sent for this body (an `x-amz-checksum-*`
+    /// header, or the trailer announced in `x-amz-trailer`), known before the body is read.
+    fn checksum_kind(&self) -> Option<keyhole_sigv4::ChecksumKind> {
+        None
+    }
+
+    /// After the verified end: that checksum, as verified against the bytes received (its kind
+    /// and canonical base64).
+    fn verified_checksum(&self) -> Option<(keyhole_sigv4::ChecksumKind, String)> {
+        None
+    }
 }
 
 /// A payload already in memory (a copied part, a test).
@@ -85,6 +97,9 @@ pub struct ObjectHead {
     /// store): a decision made on tags is then checked against the version served exactly.
     /// `None` when it cannot (an upstream answers tags in another request).
     pub tags: Option<Vec<(String, String)>>,
+    /// The parts of an object a multipart upload made, with their checksums, when the backend
+    /// keeps them (the local store; empty otherwise).
+    pub parts: Vec<keyhole_store::PartSummary>,
 }
 
 /// A GetObject or HeadObject.
@@ -201,6 +216,8 @@ pub struct CopyObject {
     pub tags: Directive<Vec<(String, String)>>,
     /// `If-None-Match: *` / `If-Match` on the destination.
     pub condition: Option<WriteCondition>,
+    /// `x-amz-checksum-algorithm`: the algorithm of the copy's checksum (else the source's).
+    pub checksum_algorithm: Option<keyhole_sigv4::ChecksumKind>,
 }
 
 /// What a copy (CopyObject, UploadPartCopy) answered.
@@ -265,6 +282,8 @@ pub struct CompleteUpload {
     pub parts: Vec<(u32, String)>,
     /// `If-None-Match: *` / `If-Match` on the object it creates.
     pub condition: Option<WriteCondition>,
+    /// The checksums listed with the parts and sent for the whole object.
+    pub checksums: crate::checksum::CompleteChecksums,
 }
 
 /// One uploaded part.
@@ -278,6 +297,8 @@ pub struct Part {
     pub size: u64,
     /// When it was uploaded.
     pub last_modified: DateTime<Utc>,
+    /// Its checksum (base64) in the upload's algorithm, when the backend keeps it.
+    pub checksum: Option<String>,
 }
 
 /// One page of ListParts.
@@ -287,6 +308,8 @@ pub struct PartsPage {
     pub parts: Vec<Part>,
     /// More parts follow.
     pub truncated: bool,
+    /// The checksum the upload was created with, when the backend knows it.
+    pub checksum: Option<keyhole_store::ChecksumSpec>,
 }
 
 /// A ListMultipartUploads.
@@ -476,12 +499,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// DeleteObjectTagging.
     fn delete_tags<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<()>>;
 
-    /// CreateMultipartUpload; returns the upload id.
+    /// CreateMultipartUpload (with the checksum the parts and the object get); returns the
+    /// upload id.
     fn create_multipart<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
         meta: ObjectMeta,
+        checksum: Option<keyhole_store::ChecksumSpec>,
     ) -> BoxFuture<'a, Result<String>>;
     /// UploadPart: streams `body` into a part, staged at the body's verified end.
     fn upload_part<'a>(

@@ -178,6 +178,8 @@ pub struct BodyReader {
     decoder: Option<ChunkDecoder>,
     verifier: Option<PayloadVerifier>,
     checksums: Vec<ChecksumVerifier>,
+    /// The client's checksum once verified (kind, canonical base64).
+    verified: Option<(ChecksumKind, String)>,
     expected: Option<u64>,
     received: u64,
     done: bool,
@@ -214,6 +216,7 @@ impl BodyReader {
             decoder,
             verifier: verified.and_then(VerifiedRequest::payload_verifier),
             checksums,
+            verified: None,
             expected,
             received: 0,
             done: false,
@@ -272,13 +275,14 @@ impl BodyReader {
             let Some(frame) = self.frame().await? else {
                 self.done = true;
                 if let Some(d) = self.decoder.take() {
-                    d.finish()?;
+                    self.verified = d.finish_checksum()?;
                 }
                 if let Some(v) = self.verifier.take() {
                     v.finish()?;
                 }
                 for c in std::mem::take(&mut self.checksums) {
-                    c.finish()?;
+                    let verified = c.finish_value()?;
+                    self.verified.get_or_insert(verified);
                 }
                 if let Some(n) = self.expected {
                     if self.received != n {
@@ -362,6 +366,18 @@ impl Sink for PartWriter {
 impl crate::backend::Payload for BodyReader {
     fn next(&mut self) -> crate::backend::BoxFuture<'_, Result<Option<Bytes>, S3Error>> {
         Box::pin(BodyReader::next(self))
+    }
+
+    fn checksum_kind(&self) -> Option<ChecksumKind> {
+        self.verified
+            .as_ref()
+            .map(|(kind, _)| *kind)
+            .or_else(|| self.decoder.as_ref().and_then(ChunkDecoder::checksum_kind))
+            .or_else(|| self.checksums.first().map(ChecksumVerifier::kind))
+    }
+
+    fn verified_checksum(&self) -> Option<(ChecksumKind, String)> {
+        self.verified.clone()
     }
 }
 

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod authz;
 pub mod backend;
 pub mod body;
+pub mod checksum;
 pub mod client;
 pub mod config;
 pub mod context;

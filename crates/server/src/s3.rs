@@ -19,7 +19,7 @@ use crate::auth::Principal;
 use crate::body::{self, Body, BodyReader};
 use crate::error::S3Error;
 use crate::Gateway;
-use route::{Op, Query};
+pub(crate) use route::{Op, Query};
 
 /// An S3 request, described for authorization: the operation and what it names.
 #[derive(Debug)]
@@ -276,6 +276,14 @@ impl crate::backend::Payload for Upload<'_, '_> {
                 }
             }
         })
+    }
+
+    fn checksum_kind(&self) -> Option<keyhole_sigv4::ChecksumKind> {
+        crate::backend::Payload::checksum_kind(&self.body)
+    }
+
+    fn verified_checksum(&self) -> Option<(keyhole_sigv4::ChecksumKind, String)> {
+        crate::backend::Payload::verified_checksum(&self.body)
     }
 }
 

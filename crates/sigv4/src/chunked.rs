@@ -75,7 +75,9 @@ impl ChecksumKind {
         }
     }
 
-    fn algorithm(self) -> &'static str {
+    /// The algorithm's name as S3 spells it (`CRC32`, `CRC32C`, `SHA1`, `SHA256`, `CRC64NVME`).
+    #[must_use]
+    pub fn algorithm(self) -> &'static str {
         match self {
             Self::Crc32 => "CRC32",
             Self::Crc32c => "CRC32C",
@@ -83,6 +85,109 @@ impl ChecksumKind {
             Self::Sha256 => "SHA256",
             Self::Crc64Nvme => "CRC64NVME",
         }
+    }
+
+    /// The algorithm named as S3 spells it (`x-amz-checksum-algorithm`,
+    /// `x-amz-sdk-checksum-algorithm`, `ChecksumAlgorithm`), case aside.
+    #[must_use]
+    pub fn from_algorithm(name: &str) -> Option<Self> {
+        [
+            Self::Crc32,
+            Self::Crc32c,
+            Self::Sha1,
+            Self::Sha256,
+            Self::Crc64Nvme,
+        ]
+        .into_iter()
+        .find(|k| k.algorithm().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// Whether this is a CRC, whose values of consecutive pieces combine into the value of the
+    /// whole ([`combine_crc`]), so a multipart object can have a full-object checksum.
+    #[must_use]
+    pub fn is_crc(self) -> bool {
+        matches!(self, Self::Crc32 | Self::Crc32c | Self::Crc64Nvme)
+    }
+}
+
+/// The value of a CRC of `a ++ b` from the CRC of `a` and the CRC of `b` (`len_b` bytes), all as
+/// big-endian bytes (as S3 base64-encodes them); `None` for a digest that is not a CRC or a value
+/// of the wrong width.
+#[must_use]
+pub fn combine_crc(kind: ChecksumKind, a: &[u8], b: &[u8], len_b: u64) -> Option<Vec<u8>> {
+    let algorithm = match kind {
+        ChecksumKind::Crc32 => crc_fast::CrcAlgorithm::Crc32IsoHdlc,
+        ChecksumKind::Crc32c => crc_fast::CrcAlgorithm::Crc32Iscsi,
+        ChecksumKind::Crc64Nvme => crc_fast::CrcAlgorithm::Crc64Nvme,
+        ChecksumKind::Sha1 | ChecksumKind::Sha256 => return None,
+    };
+    let width = if kind == ChecksumKind::Crc64Nvme {
+        8
+    } else {
+        4
+    };
+    if a.len() != width || b.len() != width {
+        return None;
+    }
+    let mut wa = [0u8; 8];
+    let mut wb = [0u8; 8];
+    wa.get_mut(8 - width..)?.copy_from_slice(a);
+    wb.get_mut(8 - width..)?.copy_from_slice(b);
+    let c = crc_fast::checksum_combine(
+        algorithm,
+        u64::from_be_bytes(wa),
+        u64::from_be_bytes(wb),
+        len_b,
+    );
+    Some(c.to_be_bytes().get(8 - width..)?.to_vec())
+}
+
+/// A running checksum of one of S3's algorithms, for a server that stores what it received.
+#[derive(Clone)]
+pub struct ChecksumHasher {
+    kind: ChecksumKind,
+    checksum: Checksum,
+}
+
+impl std::fmt::Debug for ChecksumHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChecksumHasher")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChecksumHasher {
+    /// A new checksum of `kind`.
+    #[must_use]
+    pub fn new(kind: ChecksumKind) -> ChecksumHasher {
+        ChecksumHasher {
+            kind,
+            checksum: Checksum::new(kind),
+        }
+    }
+
+    /// Its algorithm.
+    #[must_use]
+    pub fn kind(&self) -> ChecksumKind {
+        self.kind
+    }
+
+    /// Feeds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.checksum.update(data);
+    }
+
+    /// The digest, big-endian bytes.
+    #[must_use]
+    pub fn finish(self) -> Vec<u8> {
+        self.checksum.finish()
+    }
+
+    /// The digest in base64, as S3 sends it.
+    #[must_use]
+    pub fn finish_base64(self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.checksum.finish())
     }
 }
 
@@ -199,6 +304,8 @@ pub struct ChunkDecoder {
     trailer_lines: Vec<(String, String)>,
     trailer_bytes: usize,
     error: Option<AuthError>,
+    /// The announced trailer checksum, once verified: its kind and canonical base64.
+    verified: Option<(ChecksumKind, String)>,
 }
 
 impl fmt::Debug for ChunkDecoder {
@@ -244,7 +351,17 @@ impl ChunkDecoder {
             trailer_lines: Vec::new(),
             trailer_bytes: 0,
             error: None,
+            verified: None,
         }
+    }
+
+    /// The checksum announced in `x-amz-trailer`, if any (known before the body is read).
+    #[must_use]
+    pub fn checksum_kind(&self) -> Option<ChecksumKind> {
+        self.checksum
+            .as_ref()
+            .map(|(kind, _)| *kind)
+            .or(self.verified.as_ref().map(|(kind, _)| *kind))
     }
 
     /// Number of payload bytes decoded and verified so far.
@@ -283,6 +400,15 @@ impl ChunkDecoder {
     /// `IncompleteBody` if the final chunk (and the trailers) did not arrive or fewer bytes
     /// than `x-amz-decoded-content-length` were decoded; an earlier error again.
     pub fn finish(self) -> Result<(), AuthError> {
+        self.finish_checksum().map(|_| ())
+    }
+
+    /// [`ChunkDecoder::finish`] that also gives the trailer checksum it verified (its kind and
+    /// canonical base64), if one was announced.
+    ///
+    /// # Errors
+    /// Those of `finish`.
+    pub fn finish_checksum(self) -> Result<Option<(ChecksumKind, String)>, AuthError> {
         if let Some(error) = self.error {
             return Err(error);
         }
@@ -291,7 +417,7 @@ impl ChunkDecoder {
         }
         match self.decoded_length {
             Some(expected) if expected != self.decoded => Err(AuthError::IncompleteBody),
-            _ => Ok(()),
+            _ => Ok(self.verified),
         }
     }
 
@@ -531,7 +657,7 @@ impl ChunkDecoder {
         }
         if let Some((kind, checksum)) = self.checksum.take() {
             let value = checksum_value.ok_or(AuthError::IncompleteBody)?;
-            compare_checksum(kind, checksum, value)?;
+            self.verified = Some((kind, compare_checksum(kind, checksum, value)?));
         }
         Ok(())
     }
@@ -542,7 +668,7 @@ fn compare_checksum(
     kind: ChecksumKind,
     checksum: Checksum,
     sent_b64: &str,
-) -> Result<(), AuthError> {
+) -> Result<String, AuthError> {
     let sent = base64::engine::general_purpose::STANDARD
         .decode(sent_b64.trim())
         .map_err(|_| AuthError::InvalidChecksum(kind.header_name().to_owned()))?;
@@ -553,7 +679,7 @@ fn compare_checksum(
     if !bool::from(sent.ct_eq(&computed)) {
         return Err(AuthError::ChecksumMismatch(kind.algorithm().to_owned()));
     }
-    Ok(())
+    Ok(base64::engine::general_purpose::STANDARD.encode(computed))
 }
 
 /// Checks an `x-amz-checksum-*` request header against the body actually received (for bodies
@@ -594,7 +720,24 @@ impl ChecksumVerifier {
     /// # Errors
     /// [`AuthError::ChecksumMismatch`] or [`AuthError::InvalidChecksum`].
     pub fn finish(self) -> Result<(), AuthError> {
-        compare_checksum(self.kind, self.checksum, &self.expected)
+        self.finish_value().map(|_| ())
+    }
+
+    /// [`ChecksumVerifier::finish`] that also gives the verified checksum (its kind and its
+    /// canonical base64).
+    ///
+    /// # Errors
+    /// Those of `finish`.
+    pub fn finish_value(self) -> Result<(ChecksumKind, String), AuthError> {
+        let kind = self.kind;
+        let value = compare_checksum(kind, self.checksum, &self.expected)?;
+        Ok((kind, value))
+    }
+
+    /// The algorithm it checks.
+    #[must_use]
+    pub fn kind(&self) -> ChecksumKind {
+        self.kind
     }
 }
 
@@ -629,5 +772,66 @@ mod checksum_verifier_tests {
             let v = ChecksumVerifier::new(kind, "not base64!");
             assert_eq!(v.finish().unwrap_err().code(), "InvalidDigest", "{kind:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod combine_tests {
+    use super::*;
+
+    /// A CRC of a whole equals the CRCs of its pieces combined, for every CRC S3 offers; the
+    /// digests refuse.
+    #[test]
+    fn crcs_of_pieces_combine_into_the_crc_of_the_whole() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for kind in [
+            ChecksumKind::Crc32,
+            ChecksumKind::Crc32c,
+            ChecksumKind::Crc64Nvme,
+        ] {
+            for cut in [0usize, 1, 4096, 9_999, 10_000] {
+                let (a, b) = data.split_at(cut);
+                let whole = {
+                    let mut h = ChecksumHasher::new(kind);
+                    h.update(&data);
+                    h.finish()
+                };
+                let ha = {
+                    let mut h = ChecksumHasher::new(kind);
+                    h.update(a);
+                    h.finish()
+                };
+                let hb = {
+                    let mut h = ChecksumHasher::new(kind);
+                    h.update(b);
+                    h.finish()
+                };
+                assert_eq!(
+                    combine_crc(kind, &ha, &hb, b.len() as u64).as_deref(),
+                    Some(whole.as_slice()),
+                    "{kind:?} cut at {cut}"
+                );
+            }
+        }
+        assert!(combine_crc(ChecksumKind::Sha256, &[0; 32], &[0; 32], 1).is_none());
+        assert!(combine_crc(ChecksumKind::Crc32, &[0; 8], &[0; 4], 1).is_none());
+    }
+
+    #[test]
+    fn algorithms_are_named_as_s3_names_them() {
+        for kind in [
+            ChecksumKind::Crc32,
+            ChecksumKind::Crc32c,
+            ChecksumKind::Sha1,
+            ChecksumKind::Sha256,
+            ChecksumKind::Crc64Nvme,
+        ] {
+            assert_eq!(ChecksumKind::from_algorithm(kind.algorithm()), Some(kind));
+            assert_eq!(
+                ChecksumKind::from_algorithm(&kind.algorithm().to_ascii_lowercase()),
+                Some(kind)
+            );
+        }
+        assert_eq!(ChecksumKind::from_algorithm("MD5"), None);
     }
 }

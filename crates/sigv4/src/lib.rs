@@ -41,7 +41,10 @@ pub use canonical::{
     signature, string_to_sign, CredentialScope, SigningSettings, ALGORITHM, EMPTY_SHA256,
     STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_TRAILER, UNSIGNED_PAYLOAD,
 };
-pub use chunked::{checksum_base64, ChecksumKind, ChecksumVerifier, ChunkDecoder, MAX_CHUNK_SIZE};
+pub use chunked::{
+    checksum_base64, combine_crc, ChecksumHasher, ChecksumKind, ChecksumVerifier, ChunkDecoder,
+    MAX_CHUNK_SIZE,
+};
 pub use err::AuthError;
 pub use parse::{parse, AuthKind, PayloadHash, SignedRequest};
 pub use secret::{Credentials, SecretKey};

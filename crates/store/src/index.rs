@@ -18,7 +18,7 @@ use redb::TableDefinition;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{ObjectInfo, ObjectMeta, StoreError};
+use crate::{ChecksumSpec, ObjectInfo, ObjectMeta, PartSummary, StoreError};
 
 pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
@@ -45,6 +45,8 @@ pub(crate) struct ObjectRecord {
     pub(crate) last_modified: DateTime<Utc>,
     pub(crate) meta: ObjectMeta,
     pub(crate) parts_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) parts: Vec<PartSummary>,
 }
 
 impl ObjectRecord {
@@ -56,6 +58,7 @@ impl ObjectRecord {
             last_modified: self.last_modified,
             meta: self.meta,
             parts_count: self.parts_count,
+            parts: self.parts,
         }
     }
 }
@@ -68,6 +71,8 @@ pub(crate) struct UploadRecord {
     pub(crate) key: String,
     pub(crate) initiated: DateTime<Utc>,
     pub(crate) meta: ObjectMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) checksum: Option<ChecksumSpec>,
 }
 
 /// A staged part.
@@ -77,6 +82,8 @@ pub(crate) struct PartRecord {
     pub(crate) etag: String,
     pub(crate) size: u64,
     pub(crate) last_modified: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) checksum: Option<String>,
 }
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {

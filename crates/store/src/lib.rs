@@ -63,6 +63,7 @@ mod store;
 
 pub use err::StoreError;
 pub use layout::ID_LEN;
+pub use multipart::ChecksumFinish;
 pub use names::{
     validate_bucket_name, validate_key, validate_tags, MAX_KEY_LEN, MAX_TAGS, MAX_TAG_KEY_LEN,
     MAX_TAG_VALUE_LEN,
@@ -166,6 +167,71 @@ pub struct ObjectMeta {
     pub user: BTreeMap<String, String>,
     /// Object tags, in the order given.
     pub tags: Vec<(String, String)>,
+    /// The object's checksum as S3 stores it (`x-amz-checksum-*`): the one the client sent and
+    /// the gateway verified, or the one the gateway computed. `None` for objects written before
+    /// checksums were stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<ObjectChecksum>,
+}
+
+/// How an object's checksum covers it (`x-amz-checksum-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChecksumType {
+    /// A checksum of every byte of the object (`FULL_OBJECT`).
+    FullObject,
+    /// A checksum of the parts' checksums, with `-N` appended (`COMPOSITE`).
+    Composite,
+}
+
+impl ChecksumType {
+    /// The name S3 gives it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FullObject => "FULL_OBJECT",
+            Self::Composite => "COMPOSITE",
+        }
+    }
+
+    /// The type named as S3 names it, case aside.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::FullObject, Self::Composite]
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// A stored object checksum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectChecksum {
+    /// The algorithm as S3 names it (`CRC32`, `CRC32C`, `CRC64NVME`, `SHA1`, `SHA256`).
+    pub algorithm: String,
+    /// Full-object or composite.
+    pub kind: ChecksumType,
+    /// Base64 of the digest; a composite value ends with `-N` (the part count).
+    pub value: String,
+}
+
+/// The checksum a multipart upload was created with (`x-amz-checksum-algorithm`,
+/// `x-amz-checksum-type`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecksumSpec {
+    /// The algorithm as S3 names it.
+    pub algorithm: String,
+    /// How the object's checksum is made from the parts'.
+    pub kind: ChecksumType,
+}
+
+/// One part of an object a multipart upload made (GetObjectAttributes' `ObjectParts`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartSummary {
+    /// Size in bytes.
+    pub size: u64,
+    /// The part's checksum (base64), in the algorithm of the object's checksum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// What the store knows about one object.
@@ -183,6 +249,9 @@ pub struct ObjectInfo {
     pub meta: ObjectMeta,
     /// Number of parts for objects made by a multipart upload.
     pub parts_count: Option<u32>,
+    /// The parts of an object a multipart upload made, in order (empty otherwise, and for
+    /// objects completed before parts were recorded).
+    pub parts: Vec<PartSummary>,
 }
 
 /// What the store knows about one bucket.
@@ -209,6 +278,8 @@ pub struct UploadInfo {
     pub initiated: DateTime<Utc>,
     /// Metadata the completed object will carry.
     pub meta: ObjectMeta,
+    /// The checksum it was created with.
+    pub checksum: Option<ChecksumSpec>,
 }
 
 /// One uploaded part.
@@ -222,6 +293,8 @@ pub struct PartInfo {
     pub size: u64,
     /// Upload time, truncated to whole seconds.
     pub last_modified: DateTime<Utc>,
+    /// The part's checksum (base64), in the upload's algorithm.
+    pub checksum: Option<String>,
 }
 
 /// A ListObjects(V2) request.

@@ -30,8 +30,27 @@ fn upload_info(upload_id: &str, rec: UploadRecord) -> UploadInfo {
         upload_id: upload_id.to_owned(),
         initiated: rec.initiated,
         meta: rec.meta,
+        checksum: rec.checksum,
     }
 }
+
+fn part_info(part_number: u32, p: PartRecord) -> PartInfo {
+    PartInfo {
+        part_number,
+        etag: p.etag,
+        size: p.size,
+        last_modified: p.last_modified,
+        checksum: p.checksum,
+    }
+}
+
+/// What completing an upload makes of the upload's checksum and its chosen parts' (each with
+/// its checksum): the object's checksum, or an error that leaves the upload open (the caller
+/// checks the checksums the client sent here).
+pub type ChecksumFinish<'a> = &'a dyn Fn(
+    Option<&crate::ChecksumSpec>,
+    &[PartInfo],
+) -> Result<Option<crate::ObjectChecksum>, StoreError>;
 
 impl LocalStore {
     /// Looks up upload `upload_id` of `key` in `bucket`.
@@ -57,6 +76,20 @@ impl LocalStore {
         Ok((b.id, rec))
     }
 
+    /// Upload `upload_id` of `key` in `bucket`.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchBucket`], [`StoreError::NoSuchUpload`].
+    pub fn upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadInfo, StoreError> {
+        let (_, rec) = self.upload_record(bucket, key, upload_id)?;
+        Ok(upload_info(upload_id, rec))
+    }
+
     /// Starts a multipart upload of `key`; returns its id (32 lowercase hex digits).
     ///
     /// # Errors
@@ -66,6 +99,21 @@ impl LocalStore {
         bucket: &str,
         key: &str,
         meta: ObjectMeta,
+    ) -> Result<String, StoreError> {
+        self.create_multipart_with(bucket, key, meta, None)
+    }
+
+    /// [`LocalStore::create_multipart`] of an upload created with a checksum algorithm
+    /// (`x-amz-checksum-algorithm`, `x-amz-checksum-type`).
+    ///
+    /// # Errors
+    /// Those of `create_multipart`.
+    pub fn create_multipart_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        meta: ObjectMeta,
+        checksum: Option<crate::ChecksumSpec>,
     ) -> Result<String, StoreError> {
         validate_key(key)?;
         validate_tags(&meta.tags)?;
@@ -83,6 +131,7 @@ impl LocalStore {
             key: key.to_owned(),
             initiated: index::now_millis(),
             meta,
+            checksum,
         };
         let result = (|| {
             let w = self.db().begin_write()?;
@@ -168,12 +217,7 @@ impl LocalStore {
         let r = self.db().begin_read()?;
         let parts = Self::parts_of(&r.open_table(PARTS)?, upload_id)?
             .into_iter()
-            .map(|(n, p)| PartInfo {
-                part_number: n,
-                etag: p.etag,
-                size: p.size,
-                last_modified: p.last_modified,
-            })
+            .map(|(n, p)| part_info(n, p))
             .collect();
         Ok((upload_info(upload_id, rec), parts))
     }
@@ -285,7 +329,24 @@ impl LocalStore {
         parts: &[(u32, String)],
         condition: Option<&WriteCondition>,
     ) -> Result<ObjectInfo, StoreError> {
-        match self.assemble(bucket, key, upload_id, parts, condition) {
+        self.complete_multipart_with(bucket, key, upload_id, parts, condition, &|_, _| Ok(None))
+    }
+
+    /// [`LocalStore::complete_multipart_if`] whose object's checksum `finish` makes from the
+    /// upload's checksum and the chosen parts (it may refuse: the upload then stays open).
+    ///
+    /// # Errors
+    /// Those of `complete_multipart_if`, and what `finish` returns.
+    pub fn complete_multipart_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        condition: Option<&WriteCondition>,
+        finish: ChecksumFinish<'_>,
+    ) -> Result<ObjectInfo, StoreError> {
+        match self.assemble(bucket, key, upload_id, parts, condition, finish) {
             // A part that vanished while assembling means the upload was aborted meanwhile when
             // the upload is gone too; S3 answers NoSuchUpload for an aborted upload.
             Err(StoreError::InvalidPart)
@@ -307,6 +368,7 @@ impl LocalStore {
         upload_id: &str,
         parts: &[(u32, String)],
         condition: Option<&WriteCondition>,
+        finish: ChecksumFinish<'_>,
     ) -> Result<ObjectInfo, StoreError> {
         let (bucket_id, upload) = self.upload_record(bucket, key, upload_id)?;
         if parts.is_empty() {
@@ -339,6 +401,12 @@ impl LocalStore {
             .try_fold(0u64, |acc, p| acc.checked_add(p.size))
             .filter(|t| *t <= MAX_OBJECT_SIZE)
             .ok_or(StoreError::EntityTooLarge)?;
+        let chosen_info: Vec<PartInfo> = parts
+            .iter()
+            .zip(&chosen)
+            .map(|((n, _), p)| part_info(*n, p.clone()))
+            .collect();
+        let checksum = finish(upload.checksum.as_ref(), &chosen_info)?;
 
         // Stream the parts into one new body.
         let mut out = BlobWriter::create(self.layout(), MAX_OBJECT_SIZE)?;
@@ -371,13 +439,22 @@ impl LocalStore {
         if done.size != total {
             return Err(StoreError::InvalidPart);
         }
+        let mut meta = upload.meta.clone();
+        meta.checksum = checksum;
         let rec = ObjectRecord {
             blob: new_id(),
             size: done.size,
             etag: format!("{}-{}", hex::encode(etag_md5.finalize()), chosen.len()),
             last_modified: index::now_secs(),
-            meta: upload.meta.clone(),
+            meta,
             parts_count: u32::try_from(chosen.len()).ok(),
+            parts: chosen_info
+                .into_iter()
+                .map(|p| crate::PartSummary {
+                    size: p.size,
+                    checksum: p.checksum,
+                })
+                .collect(),
         };
         let info = publish_object(self, bucket, &bucket_id, key, rec, done, |w| {
             if let Some(c) = condition {

@@ -205,6 +205,7 @@ impl ObjectWriter {
             last_modified: index::now_secs(),
             meta,
             parts_count: None,
+            parts: Vec::new(),
         };
         publish_object(
             &store,
@@ -346,6 +347,19 @@ impl PartWriter {
     /// [`StoreError::BadDigest`] (nothing is stored), [`StoreError::NoSuchUpload`] if the
     /// upload was completed or aborted meanwhile.
     pub fn commit(self, expected_md5: Option<[u8; 16]>) -> Result<PartInfo, StoreError> {
+        self.commit_with_checksum(expected_md5, None)
+    }
+
+    /// [`PartWriter::commit`] that stores the part's checksum (base64, in the upload's
+    /// algorithm) with it.
+    ///
+    /// # Errors
+    /// Those of `commit`.
+    pub fn commit_with_checksum(
+        self,
+        expected_md5: Option<[u8; 16]>,
+        checksum: Option<String>,
+    ) -> Result<PartInfo, StoreError> {
         let Self {
             store,
             upload_id,
@@ -358,6 +372,7 @@ impl PartWriter {
             etag: hex::encode(done.md5),
             size: done.size,
             last_modified: index::now_secs(),
+            checksum,
         };
         let l = store.layout();
         let dir = l.resolve(Loc::UploadDir { upload: &upload_id })?;
@@ -404,6 +419,7 @@ impl PartWriter {
                     etag: rec.etag,
                     size: rec.size,
                     last_modified: rec.last_modified,
+                    checksum: rec.checksum,
                 })
             }
             Err(e) => {

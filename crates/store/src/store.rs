@@ -512,6 +512,7 @@ impl LocalStore {
                 last_modified: index::now_secs(),
                 meta: crate::ObjectMeta::default(),
                 parts_count: None,
+                parts: Vec::new(),
             };
             let value = encode(&rec)?;
             for key in keys {

@@ -7,6 +7,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use base64::Engine;
 use http::StatusCode;
+use keyhole_sigv4::{ChecksumHasher, ChecksumKind};
 use keyhole_store::{LocalStore, ObjectInfo, ObjectMeta, StoreError, WriteCondition};
 
 use super::conditions::{self, Conditional};
@@ -18,6 +19,7 @@ use super::{
 };
 use crate::authz::Authorized;
 use crate::body::{blocking, pump, stream_object};
+use crate::checksum;
 use crate::config::MAX_SINGLE_PUT_BYTES;
 use crate::error::S3Error;
 use crate::s3::DeleteKey;
@@ -48,7 +50,20 @@ fn head_of(info: ObjectInfo) -> ObjectHead {
         tag_count,
         extra: Vec::new(),
         tags: Some(tags),
+        parts: info.parts,
     }
+}
+
+/// The algorithm a single-request write's checksum is kept in: the client's (a checksum header
+/// or trailer, else the algorithm named in `x-amz-sdk-checksum-algorithm`), else S3's default.
+fn put_algorithm(body: &dyn Payload, sent: &[(String, String)]) -> ChecksumKind {
+    body.checksum_kind()
+        .or_else(|| {
+            sent.iter()
+                .find(|(name, _)| name == "x-amz-sdk-checksum-algorithm")
+                .and_then(|(_, v)| ChecksumKind::from_algorithm(v))
+        })
+        .unwrap_or(checksum::DEFAULT)
 }
 
 /// Checks a write's condition against the object as it is now, before any body is read: `412
@@ -164,11 +179,15 @@ impl LocalBackend {
             Some(reader) if len > 0 => stream_object(reader, start, len),
             _ => crate::body::empty(),
         };
-        Ok(Got::Object(Box::new(GotObject {
-            head: head_of(info),
-            range,
-            body,
-        })))
+        let mut head = head_of(info);
+        // The stored checksum covers the whole object: S3 returns it when asked, and not for a
+        // range (it would not match the bytes sent).
+        if req.checksum_mode && range.is_none() {
+            if let Some(c) = &head.meta.checksum {
+                head.extra = checksum::headers(c);
+            }
+        }
+        Ok(Got::Object(Box::new(GotObject { head, range, body })))
     }
 
     async fn put(&self, req: PutObject, body: &mut dyn Payload) -> Result<Written> {
@@ -176,21 +195,26 @@ impl LocalBackend {
         check_condition_early(&self.store, &req.bucket, &req.key, req.condition.as_ref()).await?;
         let store = self.store.clone();
         let bucket = req.bucket.clone();
-        let writer = pump(body, move || store.new_object(&bucket)).await?;
+        let algorithm = put_algorithm(body, &req.checksums);
+        let mut digesting = checksum::Digesting::new(body, algorithm);
+        let writer = pump(&mut digesting, move || store.new_object(&bucket)).await?;
+        let stored = checksum::full_object(algorithm, digesting.finish()?);
+        let extra = checksum::headers(&stored);
         let PutObject {
             key,
-            meta,
+            mut meta,
             content_md5,
             condition,
             ..
         } = req;
+        meta.checksum = Some(stored);
         let conditional = condition.is_some();
         let info = blocking(move || writer.commit_if(&key, meta, content_md5, condition.as_ref()))
             .await
             .map_err(|e| conflict_if_condition_failed(e, conditional))?;
         Ok(Written {
             etag: info.etag,
-            extra: Vec::new(),
+            extra,
         })
     }
 
@@ -227,12 +251,28 @@ impl LocalBackend {
             Directive::Replace(t) => t,
             Directive::Copy => info.meta.tags.clone(),
         };
+        // The copy is one new single-part object: its checksum is computed over the bytes
+        // copied, in the algorithm asked for, else the source's, else the default.
+        let algorithm = req
+            .checksum_algorithm
+            .or_else(|| {
+                info.meta
+                    .checksum
+                    .as_ref()
+                    .and_then(|c| ChecksumKind::from_algorithm(&c.algorithm))
+            })
+            .unwrap_or(checksum::DEFAULT);
         let store = self.store.clone();
         let (bucket, key, condition) = (req.bucket, req.key, req.condition);
         let conditional = condition.is_some();
         let copied = blocking(move || {
             let mut w = store.new_object(&bucket)?;
-            copy_stream(&mut reader, info.size, |chunk| w.write(chunk))?;
+            let mut hasher = ChecksumHasher::new(algorithm);
+            copy_stream(&mut reader, info.size, |chunk| {
+                hasher.update(chunk);
+                w.write(chunk)
+            })?;
+            meta.checksum = Some(checksum::full_object(algorithm, hasher.finish_base64()));
             w.commit_if(&key, meta, None, condition.as_ref())
         })
         .await
@@ -298,11 +338,25 @@ impl LocalBackend {
             ));
         }
         let store = self.store.clone();
+        let upload = {
+            let (store, b, k, u) = (
+                store.clone(),
+                req.bucket.clone(),
+                req.key.clone(),
+                req.upload_id.clone(),
+            );
+            blocking(move || store.upload(&b, &k, &u)).await?
+        };
+        let algorithm = checksum::part_algorithm(upload.checksum.as_ref())?;
         let part = blocking(move || {
             let mut w = store.new_part(&req.bucket, &req.key, &req.upload_id, req.part_number)?;
             reader.seek(SeekFrom::Start(range.start))?;
-            copy_stream(&mut reader, range.len, |chunk| w.write(chunk))?;
-            w.commit(None)
+            let mut hasher = ChecksumHasher::new(algorithm);
+            copy_stream(&mut reader, range.len, |chunk| {
+                hasher.update(chunk);
+                w.write(chunk)
+            })?;
+            w.commit_with_checksum(None, Some(hasher.finish_base64()))
         })
         .await?;
         Ok(Copied {
@@ -497,9 +551,12 @@ impl Backend for LocalBackend {
         bucket: &'a str,
         key: &'a str,
         meta: ObjectMeta,
+        checksum: Option<keyhole_store::ChecksumSpec>,
     ) -> BoxFuture<'a, Result<String>> {
         let (store, b, k) = (self.store.clone(), bucket.to_owned(), key.to_owned());
-        Box::pin(async move { blocking(move || store.create_multipart(&b, &k, meta)).await })
+        Box::pin(async move {
+            blocking(move || store.create_multipart_with(&b, &k, meta, checksum)).await
+        })
     }
 
     fn upload_part<'a>(
@@ -517,14 +574,48 @@ impl Backend for LocalBackend {
                 content_md5,
                 ..
             } = req;
-            let writer = pump(body, move || {
+            let upload = {
+                let (store, b, k, u) = (
+                    store.clone(),
+                    bucket.clone(),
+                    key.clone(),
+                    upload_id.clone(),
+                );
+                blocking(move || store.upload(&b, &k, &u)).await?
+            };
+            // Every part is kept with its checksum in the upload's algorithm: the client's, or
+            // computed here. A part checksummed in another algorithm than the one the upload
+            // was created with is refused, as S3 refuses it.
+            let algorithm = checksum::part_algorithm(upload.checksum.as_ref())?;
+            if let (Some(spec), Some(sent)) = (&upload.checksum, body.checksum_kind()) {
+                if sent != algorithm {
+                    return Err(S3Error::invalid_request(format!(
+                        "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+                        spec.algorithm.to_ascii_lowercase(),
+                        sent.algorithm().to_ascii_lowercase()
+                    )));
+                }
+            }
+            let mut digesting = checksum::Digesting::new(body, algorithm);
+            let writer = pump(&mut digesting, move || {
                 store.new_part(&bucket, &key, &upload_id, part_number)
             })
             .await?;
-            let part = blocking(move || writer.commit(content_md5)).await?;
+            let verified = digesting.verified_checksum();
+            let value = digesting.finish()?;
+            // The response names the part's checksum in the upload's algorithm; an upload
+            // created without one echoes what the client sent (checked), as S3 does.
+            let echoed = match &upload.checksum {
+                Some(_) => Some((algorithm, value.clone())),
+                None => verified,
+            };
+            let part =
+                blocking(move || writer.commit_with_checksum(content_md5, Some(value))).await?;
             Ok(Written {
                 etag: part.etag,
-                extra: Vec::new(),
+                extra: echoed
+                    .map(|(kind, v)| vec![(kind.header_name().to_owned(), v)])
+                    .unwrap_or_default(),
             })
         })
     }
@@ -539,19 +630,25 @@ impl Backend for LocalBackend {
             check_condition_early(&store, &req.bucket, &req.key, req.condition.as_ref()).await?;
             let conditional = req.condition.is_some();
             let info = blocking(move || {
-                store.complete_multipart_if(
+                store.complete_multipart_with(
                     &req.bucket,
                     &req.key,
                     &req.upload_id,
                     &req.parts,
                     req.condition.as_ref(),
+                    &|spec, parts| checksum::complete(spec, parts, &req.checksums),
                 )
             })
             .await
             .map_err(|e| conflict_if_condition_failed(e, conditional))?;
             Ok(Written {
                 etag: info.etag,
-                extra: Vec::new(),
+                extra: info
+                    .meta
+                    .checksum
+                    .as_ref()
+                    .map(checksum::headers)
+                    .unwrap_or_default(),
             })
         })
     }
@@ -586,7 +683,7 @@ impl Backend for LocalBackend {
             upload_id.to_owned(),
         );
         Box::pin(async move {
-            let (_upload, parts) = blocking(move || store.list_parts(&b, &k, &u)).await?;
+            let (upload, parts) = blocking(move || store.list_parts(&b, &k, &u)).await?;
             let mut after = parts.into_iter().filter(|p| p.part_number > marker);
             let page: Vec<Part> = after
                 .by_ref()
@@ -596,11 +693,13 @@ impl Backend for LocalBackend {
                     etag: p.etag,
                     size: p.size,
                     last_modified: p.last_modified,
+                    checksum: p.checksum,
                 })
                 .collect();
             Ok(PartsPage {
                 parts: page,
                 truncated: after.next().is_some(),
+                checksum: upload.checksum,
             })
         })
     }

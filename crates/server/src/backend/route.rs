@@ -402,10 +402,11 @@ impl Backend for Storage {
         bucket: &'a str,
         key: &'a str,
         meta: ObjectMeta,
+        checksum: Option<keyhole_store::ChecksumSpec>,
     ) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
             self.backend(bucket)?
-                .create_multipart(bucket, key, meta)
+                .create_multipart(bucket, key, meta, checksum)
                 .await
         })
     }
@@ -580,6 +581,7 @@ mod tests {
             meta: Directive::Copy,
             tags: Directive::Copy,
             condition: None,
+            checksum_algorithm: None,
         };
         s.copy_object(copy).await.unwrap();
         let (bytes, head) = read(&s, "there", "dst").await;
@@ -591,7 +593,7 @@ mod tests {
         );
         // A part copied across with a range, then completed.
         let id = s
-            .create_multipart("there", "parts", ObjectMeta::default())
+            .create_multipart("there", "parts", ObjectMeta::default(), None)
             .await
             .unwrap();
         let part = s
@@ -619,6 +621,7 @@ mod tests {
             upload_id: id,
             parts: vec![(1, part.etag)],
             condition: None,
+            checksums: crate::checksum::CompleteChecksums::default(),
         })
         .await
         .unwrap();
@@ -636,6 +639,7 @@ mod tests {
             meta: Directive::Copy,
             tags: Directive::Copy,
             condition: None,
+            checksum_algorithm: None,
         };
         assert_eq!(
             s.copy_object(failing).await.unwrap_err().code(),

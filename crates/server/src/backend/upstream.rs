@@ -224,12 +224,14 @@ fn head_of(answer: &Answer) -> Result<(ObjectHead, Option<ByteRange>)> {
             expires: h("expires"),
             user,
             tags: Vec::new(),
+            checksum: None,
         },
         tag_count: h("x-amz-tagging-count")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
         extra: passed(answer),
         tags: None,
+        parts: Vec::new(),
     };
     Ok((head, range))
 }
@@ -512,6 +514,9 @@ impl UpstreamBackend {
         for (name, value) in &pinned {
             call = call.header(name, value)?;
         }
+        if let Some(kind) = req.checksum_algorithm {
+            call = call.header("x-amz-checksum-algorithm", kind.algorithm())?;
+        }
         let call = with_condition(call, req.condition.as_ref())?;
         let doc = read_xml(self.http.send(call, Bytes::new()).await?).await?;
         Ok(Copied {
@@ -731,7 +736,13 @@ impl UpstreamBackend {
         self.http.send(call, Bytes::new()).await.map(|_| ())
     }
 
-    async fn create_upload(&self, bucket: &str, key: &str, meta: ObjectMeta) -> Result<String> {
+    async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        meta: ObjectMeta,
+        checksum: Option<keyhole_store::ChecksumSpec>,
+    ) -> Result<String> {
         let m = self.mapping(bucket);
         let key = m.key(key)?;
         let mut call = with_meta(
@@ -740,6 +751,11 @@ impl UpstreamBackend {
         )?;
         if !meta.tags.is_empty() {
             call = call.header("x-amz-tagging", &tagging_header(&meta.tags))?;
+        }
+        if let Some(spec) = &checksum {
+            call = call
+                .header("x-amz-checksum-algorithm", &spec.algorithm)?
+                .header("x-amz-checksum-type", spec.kind.as_str())?;
         }
         let doc = read_xml(self.http.send(call, Bytes::new()).await?).await?;
         let id = text(&doc, "UploadId");
@@ -798,21 +814,44 @@ impl UpstreamBackend {
         let key = m.key(&req.key)?;
         let mut w = XmlWriter::new();
         w.root("CompleteMultipartUpload");
-        for (n, etag) in &req.parts {
+        for (i, (n, etag)) in req.parts.iter().enumerate() {
             w.open("Part");
             w.elem("PartNumber", &n.to_string());
             w.elem("ETag", &format!("\"{etag}\""));
+            if let Some(Some((kind, value))) = req.checksums.parts.get(i) {
+                w.elem(&crate::checksum::element(kind.algorithm()), value);
+            }
             w.close("Part");
         }
         w.close("CompleteMultipartUpload");
         let mut call = Call::new(Method::POST, Some(&m.bucket), Some(&key))
             .query("uploadId", req.upload_id.clone())
             .header("content-type", "application/xml")?;
+        if let Some((kind, value)) = &req.checksums.whole {
+            call = call.header(kind.header_name(), value)?;
+        }
         call.not_found = "NoSuchUpload";
         let call = with_condition(call, req.condition.as_ref())?;
         let answer = self.http.send(call, Bytes::from(w.finish())).await?;
-        let extra = passed(&answer);
+        let mut extra = passed(&answer);
         let doc = read_xml(answer).await?;
+        // The object's checksum comes in the result document: kept as the headers that carry it.
+        for kind in [
+            keyhole_sigv4::ChecksumKind::Crc32,
+            keyhole_sigv4::ChecksumKind::Crc32c,
+            keyhole_sigv4::ChecksumKind::Crc64Nvme,
+            keyhole_sigv4::ChecksumKind::Sha1,
+            keyhole_sigv4::ChecksumKind::Sha256,
+        ] {
+            let value = text(&doc, &crate::checksum::element(kind.algorithm()));
+            if !value.is_empty() && !extra.iter().any(|(n, _)| n == kind.header_name()) {
+                extra.push((kind.header_name().to_owned(), value));
+            }
+        }
+        let kind = text(&doc, "ChecksumType");
+        if !kind.is_empty() && !extra.iter().any(|(n, _)| n == "x-amz-checksum-type") {
+            extra.push(("x-amz-checksum-type".to_owned(), kind));
+        }
         Ok(Written {
             etag: unquote(&text(&doc, "ETag")),
             extra,
@@ -853,6 +892,11 @@ impl UpstreamBackend {
                 etag: unquote(&text(p, "ETag")),
                 size: text(p, "Size").parse().unwrap_or(0),
                 last_modified: xml_time(&text(p, "LastModified")),
+                checksum: p
+                    .children
+                    .iter()
+                    .find(|c| c.name.starts_with("Checksum") && c.name != "ChecksumType")
+                    .map(|c| c.text.clone()),
             })
             .collect();
         // S3 lists parts by number, after the marker, at most `max`; so does this gateway,
@@ -864,7 +908,21 @@ impl UpstreamBackend {
             parts.truncate(max as usize);
             truncated = true;
         }
-        Ok(PartsPage { parts, truncated })
+        let checksum = crate::checksum::spec_from_headers(
+            Some(text(&doc, "ChecksumAlgorithm"))
+                .filter(|a| !a.is_empty())
+                .as_deref(),
+            Some(text(&doc, "ChecksumType"))
+                .filter(|t| !t.is_empty())
+                .as_deref(),
+        )
+        .ok()
+        .flatten();
+        Ok(PartsPage {
+            parts,
+            truncated,
+            checksum,
+        })
     }
 
     async fn uploads(&self, bucket: &str, req: ListUploads) -> Result<UploadsPage> {
@@ -1063,6 +1121,14 @@ impl Payload for Md5Checked<'_> {
             }
         })
     }
+
+    fn checksum_kind(&self) -> Option<keyhole_sigv4::ChecksumKind> {
+        self.inner.checksum_kind()
+    }
+
+    fn verified_checksum(&self) -> Option<(keyhole_sigv4::ChecksumKind, String)> {
+        self.inner.verified_checksum()
+    }
 }
 
 fn listed_name(e: &Listed) -> &str {
@@ -1176,8 +1242,9 @@ impl Backend for UpstreamBackend {
         bucket: &'a str,
         key: &'a str,
         meta: ObjectMeta,
+        checksum: Option<keyhole_store::ChecksumSpec>,
     ) -> BoxFuture<'a, Result<String>> {
-        Box::pin(self.create_upload(bucket, key, meta))
+        Box::pin(self.create_upload(bucket, key, meta, checksum))
     }
 
     fn upload_part<'a>(

@@ -29,10 +29,14 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
     keyhole_store::validate_key(&ctx.key)?;
     check_acl_headers(ctx)?;
     let meta = meta_from_headers(ctx)?;
+    let spec = crate::checksum::spec_from_headers(
+        ctx.header("x-amz-checksum-algorithm")?,
+        ctx.header("x-amz-checksum-type")?,
+    )?;
     let upload_id = ctx
         .gw
         .storage
-        .create_multipart(&ctx.bucket, &ctx.key, meta)
+        .create_multipart(&ctx.bucket, &ctx.key, meta, spec.clone())
         .await?;
     let mut w = XmlWriter::new();
     w.root("InitiateMultipartUploadResult");
@@ -40,7 +44,12 @@ pub(super) async fn create(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
     w.elem("Key", &ctx.key);
     w.elem("UploadId", &upload_id);
     w.close("InitiateMultipartUploadResult");
-    Ok(xml_ok(w.finish()))
+    let mut r = xml_ok(w.finish());
+    if let Some(spec) = &spec {
+        set_header(&mut r, "x-amz-checksum-algorithm", &spec.algorithm)?;
+        set_header(&mut r, "x-amz-checksum-type", spec.kind.as_str())?;
+    }
+    Ok(r)
 }
 
 pub(super) async fn upload_part(
@@ -118,7 +127,13 @@ pub(super) async fn complete(
         ));
     }
     let mut parts = Vec::new();
+    let mut part_checksums = Vec::new();
     for p in root.children_named("Part") {
+        part_checksums.push(p.children.iter().find_map(|c| {
+            let alg = c.name.strip_prefix("Checksum")?;
+            let kind = keyhole_sigv4::ChecksumKind::from_algorithm(alg)?;
+            Some((kind, c.text.trim().to_owned()))
+        }));
         let number = p
             .child_text("PartNumber")
             .and_then(|n| n.trim().parse::<u32>().ok())
@@ -138,12 +153,20 @@ pub(super) async fn complete(
     if parts.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
         return Err(S3Error::from(keyhole_store::StoreError::InvalidPartOrder));
     }
+    let whole = ctx.headers.iter().find_map(|(name, value)| {
+        let kind = keyhole_sigv4::ChecksumKind::from_header_name(name.as_str())?;
+        Some((kind, value.to_str().unwrap_or("").trim().to_owned()))
+    });
     let req = CompleteUpload {
         bucket: ctx.bucket.clone(),
         key: ctx.key.clone(),
         upload_id,
         parts,
         condition: super::object::write_condition(ctx)?,
+        checksums: crate::checksum::CompleteChecksums {
+            parts: part_checksums,
+            whole,
+        },
     };
     let info = ctx.gw.storage.complete_multipart(req).await?;
     let mut w = XmlWriter::new();
@@ -155,6 +178,10 @@ pub(super) async fn complete(
     w.elem("Bucket", &ctx.bucket);
     w.elem("Key", &ctx.key);
     w.elem("ETag", &quoted(&info.etag));
+    if let Some(c) = crate::checksum::from_headers(&info.extra) {
+        w.elem(&crate::checksum::element(&c.algorithm), &c.value);
+        w.elem("ChecksumType", c.kind.as_str());
+    }
     w.close("CompleteMultipartUploadResult");
     Ok(xml_ok(w.finish()))
 }
@@ -191,6 +218,7 @@ pub(super) async fn list_parts(
     let PartsPage {
         parts: page,
         truncated,
+        checksum,
     } = ctx
         .gw
         .storage
@@ -207,12 +235,21 @@ pub(super) async fn list_parts(
     }
     w.elem("MaxParts", &max.to_string());
     w.elem("IsTruncated", if truncated { "true" } else { "false" });
+    if let Some(spec) = &checksum {
+        w.elem("ChecksumAlgorithm", &spec.algorithm);
+        w.elem("ChecksumType", spec.kind.as_str());
+    }
     for p in &page {
         w.open("Part");
         w.elem("PartNumber", &p.part_number.to_string());
         w.elem("LastModified", &xml_date(p.last_modified));
         w.elem("ETag", &quoted(&p.etag));
         w.elem("Size", &p.size.to_string());
+        // Part checksums are named for uploads created with an algorithm (the default
+        // CRC64NVME each part keeps otherwise is internal to completing the object).
+        if let (Some(spec), Some(v)) = (&checksum, &p.checksum) {
+            w.elem(&crate::checksum::element(&spec.algorithm), v);
+        }
         w.close("Part");
     }
     owner(&mut w, ctx, "Initiator");

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use http::{Response, StatusCode};
+use keyhole_sigv4::ChecksumKind;
 use keyhole_store::{ObjectMeta, StoreError, WriteCondition};
 
 use super::route::{object_arn, CopySource};
@@ -132,6 +133,7 @@ pub(super) fn meta_from_headers(ctx: &Ctx<'_>) -> Result<ObjectMeta, S3Error> {
         expires: text("expires")?,
         user,
         tags,
+        checksum: None,
     })
 }
 
@@ -289,9 +291,11 @@ const OBJECT_ATTRIBUTES: [&str; 5] = [
 
 /// GetObjectAttributes (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObjectAttributes.html):
 /// the attributes named in `x-amz-object-attributes` of the object's current version. `ETag` is
-/// unquoted, as S3 answers it here; `ObjectParts` gives the part count of an object made by a
-/// multipart upload (the `-N` of its ETag), without the per-part list, which needs stored part
-/// checksums; `Checksum` is absent, since keyhole checks checksums but does not store them.
+/// unquoted, as S3 answers it here; `Checksum` is the stored checksum with its type;
+/// `ObjectParts` is given for an object a multipart upload made: its part count, and, where the
+/// backend keeps them (the local store, for objects completed since parts were recorded), the
+/// parts with their sizes and checksums, a page at a time (`x-amz-max-parts`,
+/// `x-amz-part-number-marker`).
 pub(super) async fn get_object_attributes(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
     keyhole_store::validate_key(&ctx.key)?;
     let missing = || {
@@ -315,10 +319,31 @@ pub(super) async fn get_object_attributes(ctx: &Ctx<'_>) -> Result<Response<Body
     if wanted.is_empty() {
         return Err(missing());
     }
+    let max_parts = match ctx.header("x-amz-max-parts")? {
+        None => 1000,
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .map(|n| n.min(1000))
+            .map_err(|_| {
+                S3Error::invalid_argument("x-amz-max-parts must be a non-negative integer")
+                    .with("ArgumentName", "x-amz-max-parts")
+            })?,
+    };
+    let part_marker = match ctx.header("x-amz-part-number-marker")? {
+        None => 0,
+        Some(v) => v.trim().parse::<usize>().map_err(|_| {
+            S3Error::invalid_argument("x-amz-part-number-marker must be a non-negative integer")
+                .with("ArgumentName", "x-amz-part-number-marker")
+        })?,
+    };
     let head = match ctx
         .gw
         .storage
-        .get_object(GetObject::head(&ctx.bucket, &ctx.key))
+        .get_object(GetObject {
+            checksum_mode: true,
+            ..GetObject::head(&ctx.bucket, &ctx.key)
+        })
         .await?
     {
         Got::Object(got) => got.head,
@@ -334,14 +359,49 @@ pub(super) async fn get_object_attributes(ctx: &Ctx<'_>) -> Result<Response<Body
     if wanted.contains(&"ETag") {
         w.elem("ETag", &head.etag);
     }
+    let stored = crate::checksum::from_headers(&head.extra);
+    if wanted.contains(&"Checksum") {
+        if let Some(c) = &stored {
+            w.open("Checksum");
+            w.elem(&crate::checksum::element(&c.algorithm), &c.value);
+            w.elem("ChecksumType", c.kind.as_str());
+            w.close("Checksum");
+        }
+    }
     if wanted.contains(&"ObjectParts") {
         let parts = head
             .etag
             .rsplit_once('-')
-            .and_then(|(_, n)| n.parse::<u32>().ok());
+            .and_then(|(_, n)| n.parse::<usize>().ok());
         if let Some(n) = parts {
             w.open("ObjectParts");
             w.elem("PartsCount", &n.to_string());
+            if head.parts.len() == n {
+                let page: Vec<_> = head
+                    .parts
+                    .iter()
+                    .enumerate()
+                    .skip(part_marker)
+                    .take(max_parts)
+                    .collect();
+                let last = page.last().map_or(part_marker, |(i, _)| i + 1);
+                w.elem("PartNumberMarker", &part_marker.to_string());
+                w.elem("NextPartNumberMarker", &last.to_string());
+                w.elem("MaxParts", &max_parts.to_string());
+                w.elem("IsTruncated", if last < n { "true" } else { "false" });
+                // Part checksums are given for uploads created with an algorithm: the
+                // object's checksum is then of that algorithm.
+                let algorithm = stored.as_ref().map(|c| c.algorithm.clone());
+                for (i, p) in page {
+                    w.open("Part");
+                    w.elem("PartNumber", &(i + 1).to_string());
+                    w.elem("Size", &p.size.to_string());
+                    if let (Some(a), Some(v)) = (&algorithm, &p.checksum) {
+                        w.elem(&crate::checksum::element(a), v);
+                    }
+                    w.close("Part");
+                }
+            }
             w.close("ObjectParts");
         }
     }
@@ -541,7 +601,21 @@ pub(super) async fn copy_object(ctx: &Ctx<'_>, src: CopySource) -> Result<Respon
     let replace_tags = directive(ctx, "x-amz-tagging-directive")?;
     let condition = write_condition(ctx)?;
     let source_conditions = read_conditions(ctx, "x-amz-copy-source-")?;
-    if src.bucket == ctx.bucket && src.key == ctx.key && !replace_meta && !replace_tags {
+    let checksum_algorithm = match ctx.header("x-amz-checksum-algorithm")? {
+        None => None,
+        Some(a) => Some(ChecksumKind::from_algorithm(a).ok_or_else(|| {
+            S3Error::invalid_request(format!(
+                "Checksum algorithm `{a}` is not supported: use CRC32, CRC32C, CRC64NVME, SHA1 or SHA256."
+            ))
+        })?),
+    };
+    // Copying an object onto itself is how S3 changes its checksum algorithm.
+    if src.bucket == ctx.bucket
+        && src.key == ctx.key
+        && !replace_meta
+        && !replace_tags
+        && checksum_algorithm.is_none()
+    {
         // The source must exist and meet its conditions before this is the answer.
         let source = GetObject {
             conditions: source_conditions,
@@ -582,6 +656,7 @@ pub(super) async fn copy_object(ctx: &Ctx<'_>, src: CopySource) -> Result<Respon
             Directive::Copy
         },
         condition,
+        checksum_algorithm,
     };
     let copied = ctx
         .gw

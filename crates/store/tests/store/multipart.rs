@@ -363,3 +363,79 @@ fn complete_racing_abort_has_one_clean_outcome() {
         }
     }
 }
+
+/// An upload's checksum, its parts' checksums and sizes are kept: the completing caller sees
+/// the chosen parts with theirs, its answer becomes the object's checksum, and the object
+/// records its parts (GetObjectAttributes' `ObjectParts`); a refusal leaves the upload open.
+#[test]
+fn checksums_and_parts_are_kept_through_completion() {
+    use keyhole_store::{ChecksumSpec, ChecksumType, ObjectChecksum, StoreError};
+    let (_d, s) = open_small_parts();
+    s.create_bucket("bkt", "r").unwrap();
+    let spec = ChecksumSpec {
+        algorithm: "SHA256".into(),
+        kind: ChecksumType::Composite,
+    };
+    let id = s
+        .create_multipart_with("bkt", "obj", ObjectMeta::default(), Some(spec.clone()))
+        .unwrap();
+    assert_eq!(
+        s.upload("bkt", "obj", &id).unwrap().checksum,
+        Some(spec.clone())
+    );
+    let mut etags = Vec::new();
+    for (n, len) in [(1u32, 1500usize), (2, 700)] {
+        let mut w = s.new_part("bkt", "obj", &id, n).unwrap();
+        w.write(&body(n as u8, len)).unwrap();
+        let info = w
+            .commit_with_checksum(None, Some(format!("sum-{n}")))
+            .unwrap();
+        assert_eq!(info.checksum.as_deref(), Some(format!("sum-{n}").as_str()));
+        etags.push((n, info.etag));
+    }
+    let (_, listed) = s.list_parts("bkt", "obj", &id).unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|p| p.checksum.clone())
+            .collect::<Vec<_>>(),
+        [Some("sum-1".to_owned()), Some("sum-2".to_owned())]
+    );
+    // A refusal from the caller: nothing is written and the upload stays open.
+    let refused = s.complete_multipart_with("bkt", "obj", &id, &etags, None, &|_, _| {
+        Err(StoreError::BadDigest)
+    });
+    assert!(matches!(refused, Err(StoreError::BadDigest)));
+    assert!(matches!(s.head("bkt", "obj"), Err(StoreError::NoSuchKey)));
+    let object_checksum = ObjectChecksum {
+        algorithm: "SHA256".into(),
+        kind: ChecksumType::Composite,
+        value: "whole-2".into(),
+    };
+    let info = s
+        .complete_multipart_with("bkt", "obj", &id, &etags, None, &|got_spec, parts| {
+            assert_eq!(got_spec, Some(&spec));
+            assert_eq!(
+                parts
+                    .iter()
+                    .map(|p| (p.part_number, p.size))
+                    .collect::<Vec<_>>(),
+                [(1, 1500), (2, 700)]
+            );
+            Ok(Some(object_checksum.clone()))
+        })
+        .unwrap();
+    assert_eq!(info.meta.checksum.as_ref(), Some(&object_checksum));
+    let head = s.head("bkt", "obj").unwrap();
+    assert_eq!(head.meta.checksum, Some(object_checksum));
+    assert_eq!(
+        head.parts
+            .iter()
+            .map(|p| (p.size, p.checksum.clone()))
+            .collect::<Vec<_>>(),
+        [
+            (1500, Some("sum-1".to_owned())),
+            (700, Some("sum-2".to_owned()))
+        ]
+    );
+}
