@@ -323,6 +323,10 @@ impl Authenticator {
                     "AuthorizationHeaderMalformed",
                     format!("The authorization header is malformed; {reason}"),
                 ),
+                keyhole_sigv4::AuthKind::PostPolicy => (
+                    "InvalidArgument",
+                    format!("Error parsing the x-amz-credential field of the form; {reason}"),
+                ),
                 keyhole_sigv4::AuthKind::Query => (
                     "AuthorizationQueryParametersError",
                     format!("Error parsing the X-Amz-Credential parameter; {reason}"),

@@ -93,6 +93,9 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
             match v.kind() {
                 AuthKind::Header => "REST-HEADER",
                 AuthKind::Query => "REST-QUERY-STRING",
+                // "POST" for browser-based uploads (Amazon S3's s3:authType values,
+                // https://docs.aws.amazon.com/AmazonS3/latest/API/bucket-policy-s3-sigv4-conditions.html).
+                AuthKind::PostPolicy => "POST",
             },
         );
         let age_ms = (f.now - v.signed_at()).num_milliseconds().max(0);

@@ -232,6 +232,9 @@ enum Route {
     JobCredentials,
     /// S3 REST, signed or anonymous.
     S3(Option<keyhole_sigv4::SignedRequest>),
+    /// A browser-form upload (PostObject) to this bucket: its signature is in the form's fields
+    /// ([`crate::s3::post`]).
+    PostObject(Option<String>),
     /// IAM or STS (Query protocol: the action is in the signed form body); the signature is
     /// taken by authentication.
     Query(QueryApi, Option<keyhole_sigv4::SignedRequest>),
@@ -259,6 +262,8 @@ struct Caller {
 /// it (Query forms, keyhole API JSON), or not used.
 enum Payload {
     Stream(Incoming),
+    /// A browser-form upload: its fields read, its file still streaming.
+    Post(Box<crate::s3::post::PostForm>),
     Read(Vec<u8>),
     None,
 }
@@ -326,7 +331,7 @@ pub async fn handle(
     let mut mutating = false;
     let outcome: Result<Response<Body>, S3Error> = async {
         let now = chrono::Utc::now();
-        let mut route = route(&gw, &parts, &mut trace, &mut format)?;
+        let mut route = route(&gw, &parts, &err_bucket, &mut trace, &mut format)?;
         // Every later stage reads the snapshot: past its staleness bound, nothing is served
         // from it (a revocation it missed would not bind).
         gw.state.check_current()?;
@@ -418,6 +423,7 @@ pub async fn handle(
 fn route(
     gw: &Gateway,
     parts: &http::request::Parts,
+    bucket: &Option<String>,
     trace: &mut Trace,
     format: &mut ErrorFormat,
 ) -> Result<Route, S3Error> {
@@ -464,6 +470,11 @@ fn route(
             return Err(e);
         }
     };
+    if signed.is_none() && crate::s3::post::is_post_form(parts) {
+        // Its signature is in its fields, read by the authenticate stage.
+        trace.op_name = Op::PostObject.name();
+        return Ok(Route::PostObject(bucket.clone()));
+    }
     if signed.is_none() && is_unsigned_sts(parts) {
         // AssumeRoleWithWebIdentity is unsigned: its token authenticates it.
         route_query(trace, format, QueryApi::Sts);
@@ -611,6 +622,10 @@ async fn authenticate(
             });
         }
         Route::S3(signed) => (signed.take(), None),
+        Route::PostObject(bucket) => {
+            let bucket = bucket.clone();
+            return post_caller(gw, parts, incoming, bucket, now, trace).await;
+        }
         Route::Query(_, signed) => (signed.take(), Some(MAX_QUERY_BODY_BYTES)),
         Route::Keyhole(signed) => (signed.take(), Some(crate::jobs::MAX_API_BODY_BYTES)),
         Route::AccessAnalyzer(signed) => {
@@ -670,6 +685,60 @@ async fn authenticate(
         principal,
         verified: Some(verified),
         payload,
+    })
+}
+
+/// Authenticates a browser-form upload: reads its fields before `file` (bounded, within the
+/// header timeout), verifies the policy's signature with the same key lookup as every SigV4
+/// request (`Authenticator::verify`: users, sessions, jobs, revocations, expiry), then checks the
+/// policy. A form without a policy is anonymous.
+async fn post_caller(
+    gw: &Gateway,
+    parts: &http::request::Parts,
+    incoming: Incoming,
+    bucket: Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+    trace: &mut Trace,
+) -> Result<Caller, S3Error> {
+    let account_id = &gw.account.record.account_id;
+    let Some(bucket) = bucket else {
+        return Err(S3Error::new(
+            "MethodNotAllowed",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "The specified method `POST` is not allowed against this resource: a form upload is posted to a bucket.",
+        ));
+    };
+    let deadline = std::time::Duration::from_secs(gw.config.header_timeout_secs.max(1));
+    let form = crate::s3::post::read(
+        parts,
+        incoming,
+        trace.bytes_in.clone(),
+        deadline,
+        gw.tls.is_some(),
+    )
+    .await?;
+    let signed = crate::s3::post::signature(&form).inspect_err(|_| trace.authn_failed = true)?;
+    let (principal, verified) = match signed {
+        Some(signed) => {
+            let claimed = signed.access_key_id().to_owned();
+            let (p, v) = gw
+                .authn
+                .verify(signed, &parts.method, &parts.uri, &parts.headers, now, None)
+                .inspect_err(|_| {
+                    trace.authn_failed = true;
+                    trace.identity.access_key_id = Some(claimed.clone());
+                })?;
+            (p, Some(v))
+        }
+        None => (Principal::Anonymous, None),
+    };
+    trace.identity = identity_of(&principal, account_id);
+    let form = crate::s3::post::finish(form, &bucket, verified.is_some(), now)?;
+    trace.key = Some(form.key.clone());
+    Ok(Caller {
+        principal,
+        verified,
+        payload: Payload::Post(Box::new(form)),
     })
 }
 
@@ -794,6 +863,32 @@ fn describe(
         Route::JobCredentials => Call::JobCredentials(crate::jobs::CredentialFetch {
             job_arn: caller.principal.arn(account_id),
         }),
+        Route::PostObject(_) => {
+            let (bucket, key) = located?;
+            let Payload::Post(form) = &caller.payload else {
+                return Err(S3Error::internal(std::io::Error::other(
+                    "a PostObject without its form",
+                )));
+            };
+            let (Some(bucket), None) = (bucket, key) else {
+                return Err(S3Error::new(
+                    "MethodNotAllowed",
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "The specified method `POST` is not allowed against this resource: a form upload is posted to its bucket, the key is a field.",
+                ));
+            };
+            keyhole_store::validate_bucket_name(&bucket)?;
+            let op = Op::PostObject;
+            trace.op_name = op.name();
+            trace.key = Some(form.key.clone());
+            context::add_s3(&mut context, &op, &Query::default(), &form.headers);
+            Call::S3(crate::s3::S3Call::new(
+                op,
+                bucket,
+                form.key.clone(),
+                &form.headers,
+            )?)
+        }
         Route::S3(_) => {
             let (bucket, key) = located?;
             let query = Query::parse(parts.uri.query());
@@ -852,7 +947,7 @@ fn describe(
         Route::Query(api, _) => {
             let raw = match &caller.payload {
                 Payload::Read(raw) => raw.as_slice(),
-                Payload::Stream(_) | Payload::None => &[],
+                Payload::Stream(_) | Payload::Post(_) | Payload::None => &[],
             };
             let form = if parts.method == Method::POST {
                 Query::parse(Some(&String::from_utf8_lossy(raw)))
@@ -878,7 +973,7 @@ fn describe(
         Route::AccessAnalyzer(_) => {
             let raw = match &caller.payload {
                 Payload::Read(raw) => raw.as_slice(),
-                Payload::Stream(_) | Payload::None => &[],
+                Payload::Stream(_) | Payload::Post(_) | Payload::None => &[],
             };
             Call::ValidatePolicy(crate::analyzer::describe(
                 &parts.method,
@@ -889,7 +984,7 @@ fn describe(
         Route::Keyhole(_) => {
             let raw = match &caller.payload {
                 Payload::Read(raw) => raw.as_slice(),
-                Payload::Stream(_) | Payload::None => &[],
+                Payload::Stream(_) | Payload::Post(_) | Payload::None => &[],
             };
             Call::Keyhole(Box::new(crate::jobs::describe(
                 gw,
@@ -923,6 +1018,26 @@ async fn execute(
 ) -> Result<(Response<Body>, Option<serde_json::Value>), S3Error> {
     let principal = &caller.principal;
     if let AuthorizedCall::S3(call) = call {
+        if let Payload::Post(form) = caller.payload {
+            let headers = form.headers.clone();
+            let elements = std::sync::Mutex::new(None);
+            let ctx = Ctx {
+                gw,
+                principal,
+                bucket: call.call().bucket.clone(),
+                key: call.call().key.clone(),
+                query: Query::default(),
+                headers: &headers,
+                declared_length: None,
+                context,
+                checks: &trace.checks,
+                write_ahead,
+                audit_fail_open: gw.config.audit_fail_open,
+                response_elements: &elements,
+            };
+            let response = s3::dispatch_post(call, ctx, *form).await?;
+            return Ok((response, elements.into_inner().ok().flatten()));
+        }
         let Payload::Stream(incoming) = caller.payload else {
             return Err(S3Error::internal(std::io::Error::other(
                 "an S3 request without its body",

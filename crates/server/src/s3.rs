@@ -8,6 +8,7 @@ mod list;
 mod multipart;
 mod object;
 mod policy;
+pub(crate) mod post;
 pub(crate) mod tagging;
 
 pub use object::DeleteKey;
@@ -72,7 +73,11 @@ impl S3Call {
             )?);
         let sets_acl = matches!(
             op,
-            Op::PutObject | Op::CopyObject(_) | Op::CreateMultipartUpload | Op::CreateBucket
+            Op::PutObject
+                | Op::PostObject
+                | Op::CopyObject(_)
+                | Op::CreateMultipartUpload
+                | Op::CreateBucket
         ) && headers
             .keys()
             .any(|n| n == "x-amz-acl" || n.as_str().starts_with("x-amz-grant-"));
@@ -200,6 +205,11 @@ pub async fn dispatch(
         Op::ListMultipartUploads => multipart::list_uploads(&ctx).await,
         Op::DeleteObjects => object::delete_objects(&ctx, body).await,
         Op::PutObject => object::put_object(&ctx, body).await,
+        // Its body is a form, read by the authenticate stage: it is handled by
+        // `dispatch_post` with that form.
+        Op::PostObject => Err(S3Error::internal(std::io::Error::other(
+            "a PostObject reached the handlers without its form",
+        ))),
         Op::CopyObject(src) => object::copy_object(&ctx, src).await,
         Op::GetObject => object::get_object(&ctx, false).await,
         Op::HeadObject => object::get_object(&ctx, true).await,
@@ -239,6 +249,21 @@ pub async fn dispatch(
         Op::GetBucketOwnershipControls => acl::get_ownership(&ctx).await,
         Op::PutBucketOwnershipControls => acl::put_ownership(&ctx, body).await,
         Op::GetObjectAttributes => object::get_object_attributes(&ctx).await,
+    }
+}
+
+/// Runs PostObject (authorized, like every operation) with the form the authenticate stage read.
+pub(crate) async fn dispatch_post(
+    call: crate::authz::Authorized<S3Call>,
+    ctx: Ctx<'_>,
+    form: post::PostForm,
+) -> Result<Response<Body>, S3Error> {
+    match call.into_call().op {
+        Op::PostObject => post::post_object(&ctx, form).await,
+        other => Err(S3Error::internal(std::io::Error::other(format!(
+            "{} reached the PostObject handler",
+            other.name()
+        )))),
     }
 }
 

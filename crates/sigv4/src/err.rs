@@ -77,6 +77,9 @@ pub enum AuthError {
     /// The decoded body is longer than `x-amz-decoded-content-length`.
     #[error("the decoded body is longer than `x-amz-decoded-content-length`")]
     DecodedLengthExceeded,
+    /// The SigV4 fields of a browser-form POST are malformed; the reason names the field.
+    #[error("the POST form's signature fields are malformed: {0}")]
+    PostFormMalformed(String),
     /// A URI, header or query could not be used to sign a request.
     #[error("cannot sign the request: {0}")]
     Signing(String),
@@ -97,7 +100,9 @@ impl AuthError {
             | Self::UnsupportedTrailer(_)
             | Self::DecodedLengthExceeded
             | Self::Signing(_) => "InvalidRequest",
-            Self::MultipleMechanisms | Self::InvalidContentSha256(_) => "InvalidArgument",
+            Self::MultipleMechanisms
+            | Self::InvalidContentSha256(_)
+            | Self::PostFormMalformed(_) => "InvalidArgument",
             Self::MissingDate | Self::Expired | Self::NotYetValid | Self::HeadersNotSigned(_) => {
                 "AccessDenied"
             }
@@ -129,6 +134,7 @@ impl AuthError {
             | Self::QueryMalformed(_)
             | Self::UnsupportedAlgorithm(_)
             | Self::MultipleMechanisms
+            | Self::PostFormMalformed(_)
             | Self::MissingContentSha256
             | Self::InvalidContentSha256(_)
             | Self::UnsupportedPayload(_)
@@ -197,6 +203,7 @@ impl AuthError {
             }
             Self::DecodedLengthExceeded => "The decoded body is longer than x-amz-decoded-content-length.".to_owned(),
             Self::Signing(reason) => format!("The request cannot be signed: {reason}."),
+            Self::PostFormMalformed(reason) => sentence(reason),
         }
     }
 }

@@ -7,8 +7,8 @@
 //! [`VerifiedRequest::payload_verifier`] (declared SHA-256) or decoded with
 //! [`VerifiedRequest::chunk_decoder`] (aws-chunked, signed chunks and trailers).
 //!
-//! Supported: `AWS4-HMAC-SHA256` in the `Authorization` header and in the query (presigned
-//! URLs, at most 7 days), `UNSIGNED-PAYLOAD`, `STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]`,
+//! Supported: `AWS4-HMAC-SHA256` in the `Authorization` header, in the query (presigned
+//! URLs, at most 7 days) and in the fields of a browser-form POST ([`parse_post`]), `UNSIGNED-PAYLOAD`, `STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]`,
 //! `STREAMING-UNSIGNED-PAYLOAD-TRAILER` with `x-amz-checksum-{crc32,crc32c,sha1,sha256,crc64nvme}`
 //! trailers. Not supported (refused with a clear error): SigV2, SigV4a (ECDSA), other trailers.
 //!
@@ -32,6 +32,7 @@ mod canonical;
 mod chunked;
 mod err;
 mod parse;
+mod post;
 mod secret;
 mod sign;
 mod verify;
@@ -47,6 +48,7 @@ pub use chunked::{
 };
 pub use err::AuthError;
 pub use parse::{parse, AuthKind, PayloadHash, SignedRequest};
+pub use post::{parse_post, PostAuthFields};
 pub use secret::{Credentials, SecretKey};
 pub use sign::{
     presign, presign_with, sign_headers, sign_headers_with, ChunkSigner, SigningParams,

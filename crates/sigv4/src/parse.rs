@@ -23,6 +23,9 @@ pub enum AuthKind {
     Header,
     /// `X-Amz-*` query parameters (presigned URL).
     Query,
+    /// The fields of a browser-form POST upload: the signature covers the POST policy
+    /// ([`crate::parse_post`]).
+    PostPolicy,
 }
 
 /// What the signature says about the body.
@@ -428,7 +431,7 @@ const CREDENTIAL_SHAPE: &str =
     "the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\"";
 
 /// `AKID/YYYYMMDD/region/service/aws4_request`.
-fn parse_credential(value: &str) -> Result<(String, CredentialScope), String> {
+pub(crate) fn parse_credential(value: &str) -> Result<(String, CredentialScope), String> {
     let mut parts = value.split('/');
     let (Some(akid), Some(date), Some(region), Some(service), Some(terminator), None) = (
         parts.next(),
@@ -501,7 +504,7 @@ fn parse_signed_headers(value: &str) -> Result<Vec<String>, String> {
 }
 
 /// 64 hex digits.
-fn parse_signature(value: &str) -> Result<[u8; 32], String> {
+pub(crate) fn parse_signature(value: &str) -> Result<[u8; 32], String> {
     let mut out = [0u8; 32];
     if value.len() != 64 || hex::decode_to_slice(value, &mut out).is_err() {
         return Err("the Signature must be 64 hexadecimal digits".to_owned());

@@ -212,7 +212,7 @@ pub fn verify_with_payload(
     // of the canonical request is the payload's hash;
     // https://docs.aws.amazon.com/AmazonS3/latest/API/sig-v4-header-based-auth.html: the
     // unsigned payload option is Amazon S3's).
-    if req.payload_from_body || req.scope.service != "s3" {
+    if req.kind != AuthKind::PostPolicy && (req.payload_from_body || req.scope.service != "s3") {
         req.payload_line = payload_sha256_hex.to_ascii_lowercase();
         req.payload = PayloadHash::Sha256(given_bytes);
     }
@@ -234,6 +234,21 @@ fn verify_inner(
     secret: &SecretKey,
     now: DateTime<Utc>,
 ) -> Result<VerifiedRequest, AuthError> {
+    if req.kind == AuthKind::PostPolicy {
+        // The string to sign is the base64 POST policy itself; its `expiration` (checked by the
+        // caller once the signature holds) bounds the form's life instead of a clock skew.
+        let key = signing_key(secret, &req.scope);
+        let computed = hmac_sha256(&key.0, req.payload_line.as_bytes());
+        if !bool::from(computed.ct_eq(&req.signature)) {
+            return Err(AuthError::SignatureDoesNotMatch);
+        }
+        return Ok(VerifiedRequest {
+            request: req,
+            chunk_key: None,
+            trailer: None,
+            decoded_length: None,
+        });
+    }
     check_time(&req, now)?;
     if req.scope.service == "s3" {
         check_signed_amz_headers(&req, headers)?;
@@ -286,6 +301,8 @@ fn check_time(req: &SignedRequest, now: DateTime<Utc>) -> Result<(), AuthError> 
                 return Err(AuthError::RequestTimeTooSkewed);
             }
         }
+        // Verified before this is reached (see `verify_inner`).
+        AuthKind::PostPolicy => {}
         AuthKind::Query => {
             let expires = req.expires.unwrap_or(0);
             if expires == 0 {

@@ -73,6 +73,7 @@ fn s3_samples() -> Vec<Op> {
         Op::GetBucketOwnershipControls,
         Op::PutBucketOwnershipControls,
         Op::GetObjectAttributes,
+        Op::PostObject,
     ]
 }
 
@@ -120,9 +121,10 @@ fn s3_index(op: &Op) -> usize {
         Op::GetBucketOwnershipControls => 37,
         Op::PutBucketOwnershipControls => 38,
         Op::GetObjectAttributes => 39,
+        Op::PostObject => 40,
     }
 }
-const S3_OPERATIONS: usize = 40;
+const S3_OPERATIONS: usize = 41;
 
 #[test]
 fn every_s3_operation_is_sampled() {

@@ -53,7 +53,7 @@ pub(super) fn write_condition(ctx: &Ctx<'_>) -> Result<Option<WriteCondition>, S
     }
 }
 
-fn check_unsupported(ctx: &Ctx<'_>) -> Result<(), S3Error> {
+pub(super) fn check_unsupported(ctx: &Ctx<'_>) -> Result<(), S3Error> {
     for name in UNSUPPORTED_HEADERS {
         if ctx.headers.contains_key(*name) {
             return Err(S3Error::not_implemented(&format!("the `{name}` header")));

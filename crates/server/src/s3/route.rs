@@ -118,6 +118,8 @@ pub enum Op {
     PutObject,
     /// `PUT /b/k` with `x-amz-copy-source`
     CopyObject(CopySource),
+    /// `POST /b` with a `multipart/form-data` body (a browser-form upload; the key is a field)
+    PostObject,
     /// `GET /b/k`
     GetObject,
     /// `HEAD /b/k`
@@ -490,7 +492,9 @@ impl Op {
     /// (`object::meta_from_headers`).
     pub fn applies_tagging_header(&self, tagging_directive: Option<&str>) -> bool {
         match self {
-            Op::PutObject | Op::CreateMultipartUpload => true,
+            // A form's `tagging` field sets the tags as `x-amz-tagging` does (it is turned into
+            // that header, `s3::post`).
+            Op::PutObject | Op::PostObject | Op::CreateMultipartUpload => true,
             // The handler refuses any directive but COPY and REPLACE.
             Op::CopyObject(_) => tagging_directive.is_some_and(|d| d != "COPY"),
             _ => false,
@@ -501,7 +505,7 @@ impl Op {
     /// CopyObject and CompleteMultipartUpload; not the multipart steps before completion
     /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html).
     pub fn creates_object(&self) -> bool {
-        self.is_conditional_write()
+        self.is_conditional_write() || matches!(self, Op::PostObject)
     }
 
     /// Where the operation copies from (CopyObject, UploadPartCopy).
@@ -526,6 +530,7 @@ impl Op {
             Op::DeleteObjects => "DeleteObjects",
             Op::PutObject => "PutObject",
             Op::CopyObject(_) => "CopyObject",
+            Op::PostObject => "PostObject",
             Op::GetObject => "GetObject",
             Op::HeadObject => "HeadObject",
             Op::DeleteObject => "DeleteObject",
@@ -588,7 +593,10 @@ impl Op {
                     per_key: Some("s3:DeleteObject"),
                 }
             }
+            // "Authorizes ... PUT Object, POST Object ..." (the Service Authorization
+            // Reference's s3:PutObject).
             Op::PutObject
+            | Op::PostObject
             | Op::CreateMultipartUpload
             | Op::UploadPart { .. }
             | Op::CompleteMultipartUpload { .. } => vec![on_object("s3:PutObject")],
