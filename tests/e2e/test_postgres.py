@@ -191,6 +191,37 @@ def test_a_bucket_policy_put_on_a_binds_on_b_within_a_second(nodes):
             lambda: refused(lambda: s3_b.get_object(Bucket=bucket, Key="k"), {"AccessDenied"}))
 
 
+def test_a_cors_configuration_put_on_a_answers_preflights_on_b_within_a_second(nodes):
+    """Bucket CORS configurations live in the shared state (migration 5): a preflight on any
+    node answers from the configuration put on another."""
+    import urllib.error
+    import urllib.request
+
+    a, b, _, _, _ = nodes
+    root = a.credentials()
+    bucket = f"cors-{uuid.uuid4().hex[:8]}"
+    for node in (a, b):
+        client("s3", node.endpoint, *root).create_bucket(Bucket=bucket)
+
+    def preflight_on_b() -> int:
+        req = urllib.request.Request(f"{b.endpoint}/{bucket}/k", method="OPTIONS", headers={
+            "Origin": "https://app.example.com", "Access-Control-Request-Method": "PUT"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert preflight_on_b() == 403
+    client("s3", a.endpoint, *root).put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [
+        {"AllowedOrigins": ["https://app.example.com"], "AllowedMethods": ["PUT"]}]})
+    took = within("a CORS configuration put on node A", lambda: preflight_on_b() == 200)
+    print(f"CORS configuration on A -> B: {took * 1000:.0f} ms")
+    assert client("s3", b.endpoint, *root).get_bucket_cors(Bucket=bucket)["CORSRules"][0]["AllowedMethods"] == ["PUT"]
+    client("s3", a.endpoint, *root).delete_bucket_cors(Bucket=bucket)
+    within("a CORS configuration deleted on node A", lambda: preflight_on_b() == 403)
+
+
 def test_a_node_cut_off_from_postgres_fails_closed_and_catches_up(nodes):
     a, _, key, url, base = nodes
     relay = Relay(int(url.rsplit(":", 1)[1].split("/")[0]))

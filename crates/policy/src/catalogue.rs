@@ -219,6 +219,7 @@ pub const STS_ACTIONS: &[&str] = &[
 /// keyhole's own actions (without the `keyhole:` prefix): the keyhole API and the credential
 /// endpoint.
 pub const KEYHOLE_ACTIONS: &[&str] = &[
+    "CorsPreflight",
     "CreateJob",
     "FinishJob",
     "GetJob",

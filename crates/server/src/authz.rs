@@ -900,7 +900,11 @@ impl PolicyAuthorizer {
             {
                 refuse("because AssumeRoleWithWebIdentity is authenticated by a web identity token, not by AWS credentials")
             }
-            Principal::Anonymous if service != "s3" && action != "keyhole:GetMetrics" => {
+            Principal::Anonymous
+                if service != "s3"
+                    && action != "keyhole:GetMetrics"
+                    && action != "keyhole:CorsPreflight" =>
+            {
                 Some(S3Error::access_denied(
                     "Access Denied: this API needs a signed request",
                 ))

@@ -426,7 +426,12 @@ mod tests {
         let ok = parts[0].checksum.clone();
         assert!(complete(spec.as_ref(), &parts, &sent(Some(good), ok.as_deref())).is_ok());
         // Without the -N too.
-        assert!(complete(spec.as_ref(), &parts, &sent(Some(good.trim_end_matches("-1")), None)).is_ok());
+        assert!(complete(
+            spec.as_ref(),
+            &parts,
+            &sent(Some(good.trim_end_matches("-1")), None)
+        )
+        .is_ok());
         assert!(matches!(
             complete(spec.as_ref(), &parts, &sent(Some("bad"), ok.as_deref())),
             Err(StoreError::BadDigest)

@@ -407,6 +407,16 @@ pub async fn handle(
     );
     let durable = mutating && response.status().is_success();
     let mut response = response;
+    if trace.api == "s3" {
+        // A cross-origin request gets its bucket's CORS headers, on errors too (as S3 does).
+        crate::s3::cors::decorate(
+            &gw,
+            err_bucket.as_deref(),
+            &parts.method,
+            &parts.headers,
+            response.headers_mut(),
+        );
+    }
     if error.is_some() && declares_body(&parts.headers) {
         // The body may be unread (errors are answered before it is consumed, and a client that
         // sent `Expect: 100-continue` may never send it): this connection cannot be reused

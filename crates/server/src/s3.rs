@@ -4,6 +4,7 @@ pub mod route;
 
 mod acl;
 mod bucket;
+pub mod cors;
 mod list;
 mod multipart;
 mod object;
@@ -94,6 +95,12 @@ impl S3Call {
 
 impl crate::authz::Describe for S3Call {
     fn requirement(&self) -> crate::authz::Requirement {
+        if self.op == Op::OptionsObject {
+            return crate::authz::Requirement::Unconditional {
+                action: "keyhole:CorsPreflight",
+                reason: "a CORS preflight is not signed (browsers send it on their own) and is answered from the bucket's CORS configuration alone, as S3 answers OPTIONS object",
+            };
+        }
         let access = self.op.access(&self.bucket, &self.key);
         match access.per_key {
             Some(action) => crate::authz::Requirement::PerItem { action },
@@ -249,6 +256,10 @@ pub async fn dispatch(
         Op::GetBucketOwnershipControls => acl::get_ownership(&ctx).await,
         Op::PutBucketOwnershipControls => acl::put_ownership(&ctx, body).await,
         Op::GetObjectAttributes => object::get_object_attributes(&ctx).await,
+        Op::GetBucketCors => cors::get(&ctx).await,
+        Op::PutBucketCors => cors::put(&ctx, body).await,
+        Op::DeleteBucketCors => cors::delete(&ctx).await,
+        Op::OptionsObject => cors::preflight(&ctx).await,
     }
 }
 

@@ -1800,6 +1800,29 @@ impl State {
         })
     }
 
+    /// PutBucketCors: stores the configuration (as GetBucketCors answers it); the caller parsed
+    /// and validated it ([`crate::s3::cors::CorsConfiguration`]).
+    pub fn put_bucket_cors(&self, bucket: &str, doc: &str) -> Result<(), StateError> {
+        self.change(|tx| {
+            tx.touch(Touched::Bucket(bucket.to_owned()));
+            tx.execute(
+                "INSERT INTO bucket_cors (bucket, document) VALUES (?1, ?2)
+                 ON CONFLICT (bucket) DO UPDATE SET document = excluded.document",
+                params![bucket, doc],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// DeleteBucketCors (idempotent, as in S3).
+    pub fn delete_bucket_cors(&self, bucket: &str) -> Result<(), StateError> {
+        self.change(|tx| {
+            tx.touch(Touched::Bucket(bucket.to_owned()));
+            tx.execute("DELETE FROM bucket_cors WHERE bucket = ?1", params![bucket])?;
+            Ok(())
+        })
+    }
+
     /// Forgets everything attached to a deleted bucket.
     pub fn forget_bucket(&self, bucket: &str) -> Result<(), StateError> {
         self.change(|tx| {
@@ -1813,6 +1836,7 @@ impl State {
                 "DELETE FROM public_access_blocks WHERE scope = ?1",
                 params![format!("bucket:{bucket}")],
             )?;
+            tx.execute("DELETE FROM bucket_cors WHERE bucket = ?1", params![bucket])?;
             Ok(())
         })
     }

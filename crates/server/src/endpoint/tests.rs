@@ -74,6 +74,10 @@ fn s3_samples() -> Vec<Op> {
         Op::PutBucketOwnershipControls,
         Op::GetObjectAttributes,
         Op::PostObject,
+        Op::GetBucketCors,
+        Op::PutBucketCors,
+        Op::DeleteBucketCors,
+        Op::OptionsObject,
     ]
 }
 
@@ -122,9 +126,13 @@ fn s3_index(op: &Op) -> usize {
         Op::PutBucketOwnershipControls => 38,
         Op::GetObjectAttributes => 39,
         Op::PostObject => 40,
+        Op::GetBucketCors => 41,
+        Op::PutBucketCors => 42,
+        Op::DeleteBucketCors => 43,
+        Op::OptionsObject => 44,
     }
 }
-const S3_OPERATIONS: usize = 41;
+const S3_OPERATIONS: usize = 45;
 
 #[test]
 fn every_s3_operation_is_sampled() {

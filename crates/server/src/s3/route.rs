@@ -199,6 +199,14 @@ pub enum Op {
     PutBucketOwnershipControls,
     /// `GET /b/k?attributes`
     GetObjectAttributes,
+    /// `GET /b?cors`
+    GetBucketCors,
+    /// `PUT /b?cors`
+    PutBucketCors,
+    /// `DELETE /b?cors`
+    DeleteBucketCors,
+    /// `OPTIONS /b` or `OPTIONS /b/k`: a CORS preflight
+    OptionsObject,
 }
 
 pub use crate::authz::Permission;
@@ -257,6 +265,7 @@ const PLAIN_PARAMS: &[&str] = &[
     "acl",
     "ownershipControls",
     "attributes",
+    "cors",
     "X-Amz-Algorithm",
     "X-Amz-Credential",
     "X-Amz-Date",
@@ -275,6 +284,7 @@ const BUCKET_SUBRESOURCES: &[&str] = &[
     "publicAccessBlock",
     "ownershipControls",
     "list-type",
+    "cors",
 ];
 
 impl Op {
@@ -308,6 +318,9 @@ impl Op {
             }
         };
         let op = match (bucket, key) {
+            // A preflight names the resource the actual request will be about; its query is
+            // not read.
+            (Some(_), _) if *method == Method::OPTIONS => Op::OptionsObject,
             (None, _) => match *method {
                 Method::GET => Op::ListBuckets,
                 _ => return Err(method_not_allowed(method)),
@@ -326,6 +339,12 @@ impl Op {
                 Method::GET => Op::GetPublicAccessBlock,
                 Method::PUT => Op::PutPublicAccessBlock,
                 Method::DELETE => Op::DeletePublicAccessBlock,
+                _ => return Err(method_not_allowed(method)),
+            },
+            (Some(_), None) if query.has("cors") => match *method {
+                Method::GET => Op::GetBucketCors,
+                Method::PUT => Op::PutBucketCors,
+                Method::DELETE => Op::DeleteBucketCors,
                 _ => return Err(method_not_allowed(method)),
             },
             (Some(_), None) if query.has("acl") => match *method {
@@ -560,6 +579,10 @@ impl Op {
             Op::GetBucketOwnershipControls => "GetBucketOwnershipControls",
             Op::PutBucketOwnershipControls => "PutBucketOwnershipControls",
             Op::GetObjectAttributes => "GetObjectAttributes",
+            Op::GetBucketCors => "GetBucketCors",
+            Op::PutBucketCors => "PutBucketCors",
+            Op::DeleteBucketCors => "DeleteBucketCors",
+            Op::OptionsObject => "OptionsObject",
         }
     }
 
@@ -644,6 +667,13 @@ impl Op {
                 on_object("s3:GetObject"),
                 on_object("s3:GetObjectAttributes"),
             ],
+            Op::GetBucketCors => vec![on_bucket("s3:GetBucketCORS")],
+            // "To use this operation [DeleteBucketCors], you must have permission to perform
+            // the s3:PutBucketCORS action" (API_DeleteBucketCors.html).
+            Op::PutBucketCors | Op::DeleteBucketCors => vec![on_bucket("s3:PutBucketCORS")],
+            // Needs no permission: `S3Call::requirement` declares it unconditional (nothing
+            // here could ever be granted to the anonymous browser that sends it).
+            Op::OptionsObject => Vec::new(),
         };
         Access {
             upfront,
@@ -701,10 +731,41 @@ mod tests {
     }
 
     #[test]
+    fn cors_configuration_and_preflights_route() {
+        assert_eq!(
+            route(Method::PUT, Some("b"), None, "cors").unwrap(),
+            Op::PutBucketCors
+        );
+        assert_eq!(
+            route(Method::GET, Some("b"), None, "cors").unwrap(),
+            Op::GetBucketCors
+        );
+        assert_eq!(
+            route(Method::DELETE, Some("b"), None, "cors").unwrap(),
+            Op::DeleteBucketCors
+        );
+        assert_eq!(
+            route(Method::OPTIONS, Some("b"), Some("k"), "").unwrap(),
+            Op::OptionsObject
+        );
+        assert_eq!(
+            route(Method::OPTIONS, Some("b"), None, "").unwrap(),
+            Op::OptionsObject
+        );
+        assert!(route(Method::OPTIONS, None, None, "").is_err());
+        assert_eq!(
+            route(Method::GET, Some("b"), Some("k"), "cors")
+                .unwrap_err()
+                .code(),
+            "NotImplemented"
+        );
+    }
+
+    #[test]
     fn unknown_subresources_are_not_implemented() {
         for q in [
             "website",
-            "cors",
+            "inventory",
             "lifecycle",
             "versioning",
             "replication",

@@ -19,7 +19,7 @@ type Migration = fn(&Tx<'_>, &str) -> Result<(), StateError>;
 
 /// Every migration, in order: entry `i` brings the schema to version `i + 1`. Append only: a
 /// released migration is never edited, since databases out there already ran it.
-const MIGRATIONS: &[Migration] = &[v1, v2, v3, v4];
+const MIGRATIONS: &[Migration] = &[v1, v2, v3, v4, v5];
 
 /// The newest schema version this release knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -163,6 +163,17 @@ fn v4(tx: &Tx<'_>, _account: &str) -> Result<(), StateError> {
     for statement in crate::jobs::facts::SCHEMA {
         tx.execute(statement, crate::params![])?;
     }
+    Ok(())
+}
+
+/// Version 5: buckets' CORS configurations (PutBucketCors), kept beside their bucket policies
+/// so that every node serves the same preflight answers; the document is stored as
+/// GetBucketCors answers it.
+fn v5(tx: &Tx<'_>, _account: &str) -> Result<(), StateError> {
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS bucket_cors (bucket TEXT PRIMARY KEY, document TEXT NOT NULL)",
+        crate::params![],
+    )?;
     Ok(())
 }
 

@@ -81,6 +81,8 @@ pub struct Snapshot {
     pub roles: Arc<HashMap<String, Arc<RoleEntry>>>,
     /// Bucket name → its bucket policy, compiled.
     pub bucket_policies: Arc<HashMap<String, Arc<CompiledPolicy>>>,
+    /// Bucket name → its CORS configuration.
+    pub bucket_cors: Arc<HashMap<String, Arc<crate::s3::cors::CorsConfiguration>>>,
     /// The account's Block Public Access settings.
     pub account_bpa: PublicAccessBlock,
     /// Whether the account has a Block Public Access configuration (keyhole's default, all on,
@@ -542,6 +544,24 @@ fn load_buckets(
     if let Some(b) = one {
         Arc::make_mut(&mut snap.bucket_policies).remove(b);
         Arc::make_mut(&mut snap.bucket_bpa).remove(b);
+        Arc::make_mut(&mut snap.bucket_cors).remove(b);
+    }
+    let cors = db.query_map(
+        &format!(
+            "SELECT bucket, document FROM bucket_cors{}",
+            only("bucket", one, true)
+        ),
+        &bind(&one),
+        |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
+    )?;
+    for (bucket, doc) in cors {
+        let config = crate::s3::cors::CorsConfiguration::parse(doc.as_bytes()).map_err(|e| {
+            StateError::Validation(format!(
+                "stored CORS configuration of bucket {bucket}: {}",
+                e.message()
+            ))
+        })?;
+        Arc::make_mut(&mut snap.bucket_cors).insert(bucket, Arc::new(config));
     }
     for (bucket, doc) in policies {
         let bound = bindings.get(&principals::bucket_scope(&bucket));
@@ -792,6 +812,7 @@ pub(crate) mod tests {
         out.extend(sorted("role", &s.roles));
         out.extend(sorted("bucket policy", &s.bucket_policies));
         out.extend(sorted("bucket bpa", &s.bucket_bpa));
+        out.extend(sorted("bucket cors", &s.bucket_cors));
         out.extend(sorted("session policy", &s.session_policies));
         out.extend(sorted("job", &s.jobs));
         out.extend(sorted("job meta", &s.job_index));
@@ -1020,6 +1041,17 @@ pub(crate) mod tests {
                         .unwrap();
                     s.put_public_access_block(None, PublicAccessBlock::OFF)
                         .unwrap();
+                }),
+            ),
+            (
+                "bucket CORS configurations",
+                Box::new(|_| {
+                    let cors = "<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod></CORSRule></CORSConfiguration>";
+                    s.put_bucket_cors("data", cors).unwrap();
+                    s.put_bucket_cors("other", cors).unwrap();
+                    s.put_bucket_cors("data", &cors.replace("GET", "PUT"))
+                        .unwrap();
+                    s.delete_bucket_cors("other").unwrap();
                 }),
             ),
             (
