@@ -48,6 +48,7 @@ BACKEND_MODULES = {
     "test_conditional_writes",
     "test_bucket_policy",
     "test_job_reports",
+    "test_post_upload",
 }
 
 

@@ -195,6 +195,7 @@ def test_block_public_access_refuses_a_public_read_acl_field(server, s3, bucket)
     assert post(p, b"x").status_code == 204
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 does not implement object tagging (NotImplemented)")
 def test_the_tagging_field_sets_tags_and_needs_put_object_tagging(server, s3, bucket):
     tagging = "<Tagging><TagSet><Tag><Key>class</Key><Value>public data</Value></Tag></TagSet></Tagging>"
     iam = iam_client(server)

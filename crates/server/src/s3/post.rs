@@ -182,7 +182,7 @@ pub(crate) async fn read(
         }
         fields.push((name, value));
     }
-    let pending = buf.get(head.data_start..).unwrap_or_default().to_vec();
+    let pending = Bytes::copy_from_slice(buf.get(head.data_start..).unwrap_or_default());
     let scanner = form::FileScanner::new(&boundary);
     // The file ends at the delimiter, and the form with `--` and a line break after it
     // (`\r\n--BOUNDARY--\r\n`): what is left of the body is the file and that ending.
@@ -200,7 +200,8 @@ pub(crate) async fn read(
         file: FormFile {
             reader,
             scanner,
-            pending,
+            pending: Some(pending),
+            ready: std::collections::VecDeque::new(),
             expected,
             received: 0,
             range: None,
@@ -363,7 +364,9 @@ pub(crate) struct FormFile {
     reader: BodyReader,
     scanner: form::FileScanner,
     /// Bytes read with the head that are already the file's.
-    pending: Vec<u8>,
+    pending: Option<Bytes>,
+    /// File bytes scanned and checked, not yet handed to the store.
+    ready: std::collections::VecDeque<Bytes>,
     /// The file's size as the body's length says (see [`read`]).
     expected: u64,
     received: u64,
@@ -398,7 +401,7 @@ impl FormFile {
             if self.done {
                 return Ok(None);
             }
-            if self.scanner.found() {
+            if self.scanner.found() && self.ready.is_empty() {
                 // The form's end after the file: read to the body's end (its length is checked
                 // by the reader), bounded like the fields before the file.
                 let mut rest = 0usize;
@@ -424,26 +427,30 @@ impl FormFile {
                 self.done = true;
                 return Ok(None);
             }
-            let input = if self.pending.is_empty() {
-                match self.reader.next().await? {
-                    Some(chunk) => chunk.to_vec(),
+            if let Some(piece) = self.ready.pop_front() {
+                return Ok(Some(piece));
+            }
+            let input = match self.pending.take() {
+                Some(bytes) => bytes,
+                None => match self.reader.next().await? {
+                    Some(chunk) => chunk,
                     None => return Err(malformed("the body ended inside the file field")),
-                }
-            } else {
-                std::mem::take(&mut self.pending)
+                },
             };
-            let out = self.scanner.feed(&input);
-            self.received += out.len() as u64;
-            if let Some((_, max)) = self.range {
-                if self.received > max {
-                    return Err(too_large(max));
+            for piece in self.scanner.feed(input) {
+                if piece.is_empty() {
+                    continue;
                 }
-            }
-            for c in &mut self.checksums {
-                c.update(&out);
-            }
-            if !out.is_empty() {
-                return Ok(Some(Bytes::from(out)));
+                self.received += piece.len() as u64;
+                if let Some((_, max)) = self.range {
+                    if self.received > max {
+                        return Err(too_large(max));
+                    }
+                }
+                for c in &mut self.checksums {
+                    c.update(&piece);
+                }
+                self.ready.push_back(piece);
             }
         }
     }

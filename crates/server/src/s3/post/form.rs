@@ -10,6 +10,8 @@
 //! (https://docs.aws.amazon.com/AmazonS3/latest/API/RESTObjectPOST.html, "file": "The file or
 //! text content must be the last field in the form").
 
+use bytes::Bytes;
+
 /// AWS's bound on the fields before `file`: more is `MaxPostPreDataLengthExceeded`.
 pub const MAX_PRE_DATA_BYTES: usize = 20 * 1024;
 
@@ -220,10 +222,11 @@ fn split_params(value: &str) -> Vec<(String, String)> {
 }
 
 /// Passes the `file` field's bytes through until `\r\n--BOUNDARY`, holding back at most a
-/// delimiter's length of bytes that might be its start.
+/// delimiter's length of bytes that might be its start. A chunk with no delimiter passes through
+/// without being copied (a slice of it), so the file costs one search and no copy here.
 #[derive(Debug)]
 pub struct FileScanner {
-    delimiter: Vec<u8>,
+    finder: memchr::memmem::Finder<'static>,
     held: Vec<u8>,
     found: bool,
 }
@@ -232,7 +235,8 @@ impl FileScanner {
     /// A scanner for the form with this boundary.
     pub fn new(boundary: &str) -> FileScanner {
         FileScanner {
-            delimiter: format!("\r\n--{boundary}").into_bytes(),
+            finder: memchr::memmem::Finder::new(format!("\r\n--{boundary}").as_bytes())
+                .into_owned(),
             held: Vec::new(),
             found: false,
         }
@@ -240,24 +244,51 @@ impl FileScanner {
 
     /// The delimiter's length in bytes (`\r\n--BOUNDARY`).
     pub fn delimiter_len(&self) -> usize {
-        self.delimiter.len()
+        self.finder.needle().len()
     }
 
-    /// Feeds the next bytes of the body; returns the file bytes that are certainly the file's.
-    /// Once the delimiter is found, [`FileScanner::found`] is true and later input is ignored.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+    /// Feeds the next bytes of the body; returns (in order) the bytes that are certainly the
+    /// file's. Once the delimiter is found, [`FileScanner::found`] is true and later input is
+    /// ignored.
+    pub fn feed(&mut self, chunk: Bytes) -> Vec<Bytes> {
         if self.found {
             return Vec::new();
         }
-        self.held.extend_from_slice(chunk);
-        if let Some(i) = find(&self.held, &self.delimiter, 0) {
-            self.found = true;
-            self.held.truncate(i);
-            return std::mem::take(&mut self.held);
+        let keep = self.delimiter_len().saturating_sub(1);
+        // A delimiter that starts in the held bytes ends within the chunk's first `keep` bytes.
+        if !self.held.is_empty() {
+            let head = chunk.len().min(keep);
+            let mut bridge = std::mem::take(&mut self.held);
+            let held_len = bridge.len();
+            bridge.extend_from_slice(chunk.get(..head).unwrap_or_default());
+            if let Some(i) = self.finder.find(&bridge) {
+                self.found = true;
+                bridge.truncate(i);
+                return vec![Bytes::from(bridge)];
+            }
+            bridge.truncate(held_len);
+            self.held = bridge;
         }
-        let keep = self.delimiter.len().saturating_sub(1).min(self.held.len());
-        let tail = self.held.split_off(self.held.len() - keep);
-        std::mem::replace(&mut self.held, tail)
+        if let Some(i) = self.finder.find(&chunk) {
+            self.found = true;
+            let held = Bytes::from(std::mem::take(&mut self.held));
+            return vec![held, chunk.slice(..i)];
+        }
+        // Keep the last `keep` bytes of held + chunk: they may start the delimiter.
+        if chunk.len() >= keep {
+            let cut = chunk.len() - keep;
+            let out = vec![
+                Bytes::from(std::mem::take(&mut self.held)),
+                chunk.slice(..cut),
+            ];
+            self.held = chunk.get(cut..).unwrap_or_default().to_vec();
+            out
+        } else {
+            self.held.extend_from_slice(&chunk);
+            let cut = self.held.len().saturating_sub(keep);
+            let tail = self.held.split_off(cut);
+            vec![Bytes::from(std::mem::replace(&mut self.held, tail))]
+        }
     }
 
     /// Whether the file's closing delimiter has been seen.
@@ -321,7 +352,9 @@ mod tests {
         );
         assert_eq!(head.file_name.as_deref(), Some("a b.txt"));
         let mut scanner = FileScanner::new(B);
-        let data = scanner.feed(body.get(head.data_start..).unwrap());
+        let data: Vec<u8> = scanner
+            .feed(Bytes::copy_from_slice(body.get(head.data_start..).unwrap()))
+            .concat();
         assert!(scanner.found());
         assert_eq!(data, b"hello\r\nworld");
         // Every prefix before the file's headers end asks for more.
@@ -382,7 +415,9 @@ mod tests {
             let mut i = 0;
             while at < rest.len() {
                 let n = cuts[i % cuts.len()].min(rest.len() - at);
-                out.extend(scanner.feed(&rest[at..at + n]));
+                for piece in scanner.feed(Bytes::copy_from_slice(&rest[at..at + n])) {
+                    out.extend_from_slice(&piece);
+                }
                 prop_assert!(scanner.held.len() < n + scanner.delimiter_len());
                 at += n;
                 i += 1;
