@@ -93,7 +93,7 @@ def test_readme_quickstart_runs(fresh_server_factory, tmp_path):
 # below runs these as written, in one shell, in a directory laid out like the clone, against a
 # fresh gateway.
 RUN_IN_ORDER = ["quickstart", "quickstart-boto3", "quickstart-cleanup", "admin-quickstart", "reader", "group",
-                "versions", "simulator", "policy-lint", "jobs-quickstart", "public-access"]
+                "versions", "simulator", "policy-lint", "jobs-quickstart", "browser-upload", "public-access"]
 # Runnable blocks this test does not run, and why.
 NOT_RUN_HERE = {
     "serve": "starts the gateway: the test starts the same binary's `serve` itself",
@@ -174,5 +174,7 @@ def test_every_readme_block_runs_as_written_in_order(tmp_path):
     # The job's copy (`aws s3 cp s3://... s3://...`) is read and written in its access report.
     assert re.search(r"s3://acmeco-datasets/wiki/\s+1 objects read", cp.stderr), cp.stderr[-2000:]
     assert re.search(r"s3://acmeco-models/wiki-ft/\s+1 objects written", cp.stderr), cp.stderr[-2000:]
+    assert "preflight 200 https://app.acme.example" in out and "upload 204" in out
+    assert "17 bytes stored" in out, "the presigned POST stored the page's file"
     assert '"BlockPublicPolicy": false' in out and out.rstrip().endswith("}")
     assert (clone / "slm-readonly.json").exists() and (clone / "v2.json").exists()
