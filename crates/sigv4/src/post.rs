@@ -128,6 +128,43 @@ mod tests {
         );
     }
 
+    /// AWS's published example (sigv4-post-example.html, the 2013 edition: bucket
+    /// `examplebucket`, credential date 20130806): its policy, verbatim, and its signature.
+    #[test]
+    fn aws_published_example() {
+        const AWS_POLICY: &str = "eyAiZXhwaXJhdGlvbiI6ICIyMDEzLTA4LTA3VDEyOjAwOjAwLjAwMFoiLA0KI\
+    CAiY29uZGl0aW9ucyI6IFsNCiAgICB7ImJ1Y2tldCI6ICJleGFtcGxlYnVja2V0In0sD\
+    QogICAgWyJzdGFydHMtd2l0aCIsICIka2V5IiwgInVzZXIvdXNlcjEvIl0sDQogICAge\
+    yJhY2wiOiAicHVibGljLXJlYWQifSwNCiAgICB7InN1Y2Nlc3NfYWN0aW9uX3JlZGlyZ\
+    WN0IjogImh0dHA6Ly9leGFtcGxlYnVja2V0LnMzLmFtYXpvbmF3cy5jb20vc3VjY2Vzc\
+    2Z1bF91cGxvYWQuaHRtbCJ9LA0KICAgIFsic3RhcnRzLXdpdGgiLCAiJENvbnRlbnQtV\
+    HlwZSIsICJpbWFnZS8iXSwNCiAgICB7IngtYW16LW1ldGEtdXVpZCI6ICIxNDM2NTEyM\
+    zY1MTI3NCJ9LA0KICAgIFsic3RhcnRzLXdpdGgiLCAiJHgtYW16LW1ldGEtdGFnIiwgI\
+    iJdLA0KDQogICAgeyJ4LWFtei1jcmVkZW50aWFsIjogIkFLSUFJT1NGT0ROTjdFWEFNU\
+    ExFLzIwMTMwODA2L3VzLWVhc3QtMS9zMy9hd3M0X3JlcXVlc3QifSwNCiAgICB7IngtY\
+    W16LWFsZ29yaXRobSI6ICJBV1M0LUhNQUMtU0hBMjU2In0sDQogICAgeyJ4LWFtei1kY\
+    XRlIjogIjIwMTMwODA2VDAwMDAwMFoiIH0NCiAgXQ0KfQ==";
+        let req = parse_post(&PostAuthFields {
+            policy: AWS_POLICY,
+            algorithm: "AWS4-HMAC-SHA256",
+            credential: "AKIAIOSFODNN7EXAMPLE/20130806/us-east-1/s3/aws4_request",
+            date: "20130806T000000Z",
+            signature: "21496b44de44ccb73d545f1a995c68214c9cb0d41c45a17a5daeec0b1a6db047",
+            security_token: None,
+        })
+        .unwrap();
+        assert_eq!(req.access_key_id(), "AKIAIOSFODNN7EXAMPLE");
+        crate::verify(
+            req,
+            &http::Method::POST,
+            &http::Uri::from_static("/"),
+            &http::HeaderMap::new(),
+            &SecretKey::new(SECRET),
+            now(),
+        )
+        .unwrap();
+    }
+
     #[test]
     fn malformed_fields_name_the_field() {
         let mut f = fields("00");

@@ -299,6 +299,57 @@ mod tests {
         );
     }
 
+    /// The form of AWS's published example (sigv4-post-example.html, 2013 edition) meets its
+    /// policy before the expiration, the `${filename}` key included.
+    #[test]
+    fn aws_published_example_form_meets_its_policy() {
+        let p = policy(
+            r#"{ "expiration": "2013-08-07T12:00:00.000Z",
+  "conditions": [
+    {"bucket": "examplebucket"},
+    ["starts-with", "$key", "user/user1/"],
+    {"acl": "public-read"},
+    {"success_action_redirect": "http://examplebucket.s3.amazonaws.com/successful_upload.html"},
+    ["starts-with", "$Content-Type", "image/"],
+    {"x-amz-meta-uuid": "14365123651274"},
+    ["starts-with", "$x-amz-meta-tag", ""],
+
+    {"x-amz-credential": "AKIAIOSFODNN7EXAMPLE/20130806/us-east-1/s3/aws4_request"},
+    {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
+    {"x-amz-date": "20130806T000000Z" }
+  ]
+}"#,
+        )
+        .unwrap();
+        let form = fields(&[
+            ("key", "user/user1/${filename}"),
+            ("acl", "public-read"),
+            (
+                "success_action_redirect",
+                "http://examplebucket.s3.amazonaws.com/successful_upload.html",
+            ),
+            ("content-type", "image/jpeg"),
+            ("x-amz-meta-uuid", "14365123651274"),
+            ("x-amz-meta-tag", ""),
+            (
+                "x-amz-credential",
+                "AKIAIOSFODNN7EXAMPLE/20130806/us-east-1/s3/aws4_request",
+            ),
+            ("x-amz-algorithm", "AWS4-HMAC-SHA256"),
+            ("x-amz-date", "20130806T000000Z"),
+            ("policy", "..."),
+            ("x-amz-signature", "..."),
+        ]);
+        let before = DateTime::parse_from_rfc3339("2013-08-07T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(p.check(before, "examplebucket", &form).unwrap(), None);
+        let after = DateTime::parse_from_rfc3339("2013-08-07T12:00:01Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(p.check(after, "examplebucket", &form).is_err());
+    }
+
     #[test]
     fn a_failed_condition_is_named_as_aws_names_it() {
         let p = policy(EXAMPLE).unwrap();
