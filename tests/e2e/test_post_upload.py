@@ -257,3 +257,21 @@ def test_virtual_host_style_post(server, s3, s3_vhost, bucket):
     assert p["url"].startswith(f"http://{bucket}.localhost")
     assert post(p, b"vhost").status_code == 204
     assert s3.get_object(Bucket=bucket, Key="vh")["Body"].read() == b"vhost"
+
+
+def test_a_form_is_decided_with_the_request_context(server, bucket):
+    """The same condition keys as any request: `s3:authType` is POST for a form (so a policy can
+    allow uploads only through forms), and `aws:SourceIp` is the client's address."""
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"StringEquals": {"s3:authType": "POST"}}},
+        {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/blocked/*",
+         "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.1/32"}}}]})
+    user = make_client(server.endpoint, ak, sk)
+    assert post(user.generate_presigned_post(bucket, "form-only", ExpiresIn=300), b"x").status_code == 204
+    with pytest.raises(Exception) as e:
+        user.put_object(Bucket=bucket, Key="header-signed", Body=b"x")
+    assert "AccessDenied" in str(e.value)
+    status, code, message = error(post(user.generate_presigned_post(bucket, "blocked/x", ExpiresIn=300), b"x"))
+    assert (status, code) == (403, "AccessDenied") and "explicit deny" in message, message
