@@ -275,3 +275,16 @@ def test_a_form_is_decided_with_the_request_context(server, bucket):
     assert "AccessDenied" in str(e.value)
     status, code, message = error(post(user.generate_presigned_post(bucket, "blocked/x", ExpiresIn=300), b"x"))
     assert (status, code) == (403, "AccessDenied") and "explicit deny" in message, message
+
+
+def test_a_content_md5_field_is_checked_against_the_file(s3, bucket):
+    """"When you use this form field, Amazon S3 checks the object against the provided MD5 value"
+    (RESTObjectPOST.html)."""
+    import hashlib
+    good = base64.b64encode(hashlib.md5(b"checked").digest()).decode()
+    p = s3.generate_presigned_post(bucket, "md5", Fields={"Content-MD5": good},
+                                   Conditions=[["starts-with", "$Content-MD5", ""]], ExpiresIn=300)
+    assert post(p, b"checked").status_code == 204
+    status, code, _ = error(post(p, b"tampered", extra={"Content-MD5": good}))
+    assert (status, code) == (400, "BadDigest")
+    assert s3.get_object(Bucket=bucket, Key="md5")["Body"].read() == b"checked"

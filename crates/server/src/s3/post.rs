@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use keyhole_sigv4::{ChecksumKind, ChecksumVerifier};
 
-use super::object::{check_unsupported, meta_from_headers};
+use super::object::{check_unsupported, content_md5, meta_from_headers};
 use super::{check_acl_headers, checksum_headers, empty_response, quoted, set_header, Ctx};
 use crate::backend::PutObject;
 use crate::body::{Body, BodyReader};
@@ -256,8 +256,11 @@ const AUTH_FIELDS: &[&str] = &[
     "x-amz-security-token",
 ];
 
-/// Fields that become the object's content headers as they are.
+/// Fields that become the object's content headers as they are (`Content-MD5` is checked against
+/// the file: "When you use this form field, Amazon S3 checks the object against the provided MD5
+/// value", RESTObjectPOST.html).
 const CONTENT_FIELDS: &[&str] = &[
+    "content-md5",
     "content-type",
     "cache-control",
     "content-disposition",
@@ -515,7 +518,7 @@ pub(crate) async fn post_object(
         bucket: ctx.bucket.clone(),
         key: ctx.key.clone(),
         meta: meta_from_headers(ctx)?,
-        content_md5: None,
+        content_md5: content_md5(ctx)?,
         condition: None,
         length: expected,
         checksums: checksum_headers(ctx),
