@@ -179,8 +179,16 @@ def test_content_length_range_bounds_the_file(s3, bucket):
 def test_block_public_access_refuses_a_public_read_acl_field(server, s3, bucket):
     p = s3.generate_presigned_post(bucket, "public", Fields={"acl": "public-read"},
                                    Conditions=[{"acl": "public-read"}], ExpiresIn=300)
-    status, code, message = error(post(p, b"x"))
+    r = post(p, b"x")
+    status, code, message = error(r)
     assert (status, code) == (403, "AccessDenied") and "BlockPublicAcls" in message, message
+    # The trail records the refusal as a denial of the ACL (review 11: it said Allow).
+    rid = r.headers["x-amz-request-id"]
+    events = wait_for_events(server.data_dir, lambda es: any(
+        e.get("requestID") == rid and e.get("stage") == "completed" for e in es))
+    event = next(e for e in events if e.get("requestID") == rid and e.get("stage") == "completed")
+    assert event["decision"] == "Deny", event
+    assert any(c["action"] == "s3:PutObjectAcl" and c["decision"] == "Deny" for c in event["authorization"])
     # An owner-only ACL is accepted, and is decided on s3:PutObjectAcl too.
     iam = iam_client(server)
     _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
@@ -288,3 +296,62 @@ def test_a_content_md5_field_is_checked_against_the_file(s3, bucket):
     status, code, _ = error(post(p, b"tampered", extra={"Content-MD5": good}))
     assert (status, code) == (400, "BadDigest")
     assert s3.get_object(Bucket=bucket, Key="md5")["Body"].read() == b"checked"
+
+
+def _signed_form(server, bucket: str, key: str, signed_at, expires_at) -> dict:
+    """A SigV4 POST form signed by hand (root credentials) as of `signed_at`."""
+    import datetime
+    import hashlib
+    import hmac
+
+    day = signed_at.strftime("%Y%m%d")
+    amz_date = signed_at.strftime("%Y%m%dT%H%M%SZ")
+    credential = f"{server.access_key}/{day}/{REGION}/s3/aws4_request"
+    policy = base64.b64encode(json.dumps({
+        "expiration": expires_at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "conditions": [{"bucket": bucket}, {"key": key}, {"x-amz-algorithm": "AWS4-HMAC-SHA256"},
+                       {"x-amz-credential": credential}, {"x-amz-date": amz_date}],
+    }).encode()).decode()
+    k = ("AWS4" + server.secret_key).encode()
+    for part in (day, REGION, "s3", "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(k, policy.encode(), hashlib.sha256).hexdigest()
+    assert isinstance(signed_at, datetime.datetime)
+    return {"url": f"{server.endpoint}/{bucket}", "fields": {
+        "key": key, "x-amz-algorithm": "AWS4-HMAC-SHA256", "x-amz-credential": credential,
+        "x-amz-date": amz_date, "policy": policy, "x-amz-signature": signature}}
+
+
+def test_a_form_signature_lives_at_most_seven_days_and_never_starts_in_the_future(server, s3, bucket):
+    # "the signing key is valid for up to seven days, so signatures are also valid for up to 7
+    # days" (https://docs.aws.amazon.com/AmazonS3/latest/API/bucket-policy-s3-sigv4-conditions.html);
+    # review 11: forms signed days ahead or weeks ago were accepted, and a future date made
+    # s3:signatureAge negative.
+    import datetime
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    far = now + datetime.timedelta(days=60)
+    ok = _signed_form(server, bucket, "age/ok", now - datetime.timedelta(days=6), far)
+    assert post(ok, b"x").status_code == 204
+    future = _signed_form(server, bucket, "age/future", now + datetime.timedelta(hours=1), far)
+    assert error(post(future, b"x"))[:2] == (403, "AccessDenied")
+    old = _signed_form(server, bucket, "age/old", now - datetime.timedelta(days=8), far)
+    status, code, message = error(post(old, b"x"))
+    assert (status, code) == (403, "AccessDenied") and "expired" in message, message
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="age/").get("Contents", [])]
+    assert keys == ["age/ok"]
+
+
+def test_a_form_its_policy_refuses_is_audited_as_a_denied_write_of_its_key(server, s3, bucket):
+    p = s3.generate_presigned_post(bucket, "allowed/k", ExpiresIn=300)
+    r = post(p, b"x", extra={"key": "elsewhere/k"})
+    assert error(r)[:2] == (403, "AccessDenied")
+    request_id = r.headers["x-amz-request-id"]
+    events = wait_for_events(server.data_dir, lambda es: any(
+        e.get("requestID") == request_id and e.get("stage") == "completed" for e in es))
+    event = next(e for e in events if e.get("requestID") == request_id and e.get("stage") == "completed")
+    assert event["decision"] == "Deny", event
+    assert event["requestParameters"]["key"] == "elsewhere/k", event
+    check = event["authorization"][0]
+    assert check["action"] == "s3:PutObject" and check["resource"] == f"arn:aws:s3:::{bucket}/elsewhere/k"
+    assert "POST policy" in check["reason"], check

@@ -743,7 +743,22 @@ async fn post_caller(
         None => (Principal::Anonymous, None),
     };
     trace.identity = identity_of(&principal, account_id);
-    let form = crate::s3::post::finish(form, &bucket, verified.is_some(), now)?;
+    // A form its own policy refuses is a denied write of the key it names: recorded so, with
+    // that key, like any denial (review 11: such records had no decision and no key).
+    let named = form.named_key();
+    trace.key.clone_from(&named);
+    let form =
+        crate::s3::post::finish(form, &bucket, verified.is_some(), now).inspect_err(|e| {
+            if e.code() == "AccessDenied" {
+                trace.checks.push(crate::audit::event::Check {
+                    action: "s3:PutObject".to_owned(),
+                    resource: crate::s3::route::object_arn(&bucket, named.as_deref().unwrap_or("")),
+                    decision: crate::audit::event::Decision::Deny,
+                    reason: format!("denied by the form's POST policy: {}", e.message()),
+                    statements: Vec::new(),
+                });
+            }
+        })?;
     trace.key = Some(form.key.clone());
     Ok(Caller {
         principal,

@@ -5,8 +5,9 @@
 //!
 //! [`parse_post`] turns the form's `x-amz-*` fields into a [`SignedRequest`] of kind
 //! [`AuthKind::PostPolicy`]; [`crate::verify`] then checks it with the same key lookup as any
-//! other request. There is no clock-skew check: the policy's own `expiration` bounds the form's
-//! life, and the caller checks it once the signature is verified.
+//! other request. The policy's own `expiration` bounds the form's life (the caller checks it once
+//! the signature is verified), within the seven days a SigV4 signature lives; a form dated more
+//! than the clock skew in the future is not valid yet.
 
 use crate::canonical::{is_scope_date, parse_amz_date, SigningSettings, ALGORITHM};
 use crate::err::AuthError;
@@ -97,11 +98,17 @@ mod tests {
         }
     }
 
-    fn now() -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
     }
 
-    fn verify(signature: &str, policy: &str) -> Result<(), AuthError> {
+    fn verify_at(
+        signature: &str,
+        policy: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), AuthError> {
         let mut f = fields(signature);
         f.policy = policy;
         let req = parse_post(&f)?;
@@ -111,13 +118,17 @@ mod tests {
             &http::Uri::from_static("/"),
             &http::HeaderMap::new(),
             &SecretKey::new(SECRET),
-            now(),
+            now,
         )
         .map(|_| ())
     }
 
+    fn verify(signature: &str, policy: &str) -> Result<(), AuthError> {
+        verify_at(signature, policy, at("2015-12-29T12:00:00Z"))
+    }
+
     #[test]
-    fn a_policy_signed_with_the_credential_verifies_whatever_the_clock_says() {
+    fn a_policy_signed_with_the_credential_verifies() {
         let sig = "d7c5af4545b158e68eefbcaa6dc0c66be7ebf1d610d744d25acf9b93cac269bb";
         assert_eq!(verify(sig, POLICY), Ok(()));
         // A policy changed by one character no longer matches its signature.
@@ -160,9 +171,29 @@ mod tests {
             &http::Uri::from_static("/"),
             &http::HeaderMap::new(),
             &SecretKey::new(SECRET),
-            now(),
+            at("2013-08-06T12:00:00Z"),
         )
         .unwrap();
+    }
+
+    /// A signature lives seven days ("the signing key is valid for up to seven days, so
+    /// signatures are also valid for up to 7 days",
+    /// https://docs.aws.amazon.com/AmazonS3/latest/API/bucket-policy-s3-sigv4-conditions.html),
+    /// and a form dated beyond the clock skew in the future is not valid yet, whatever its
+    /// policy's expiration says (review 11: forms lived for years, future dates made
+    /// `s3:signatureAge` negative).
+    #[test]
+    fn a_form_lives_at_most_seven_days_and_never_starts_in_the_future() {
+        let sig = "d7c5af4545b158e68eefbcaa6dc0c66be7ebf1d610d744d25acf9b93cac269bb";
+        // Signed at 2015-12-29T00:00:00Z.
+        for (now, want) in [
+            ("2015-12-28T23:50:00Z", Ok(())),
+            ("2015-12-28T23:40:00Z", Err(AuthError::NotYetValid)),
+            ("2016-01-04T23:59:59Z", Ok(())),
+            ("2016-01-05T00:00:01Z", Err(AuthError::Expired)),
+        ] {
+            assert_eq!(verify_at(sig, POLICY, at(now)), want, "{now}");
+        }
     }
 
     #[test]

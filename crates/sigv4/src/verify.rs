@@ -242,6 +242,7 @@ fn verify_inner(
         if !bool::from(computed.ct_eq(&req.signature)) {
             return Err(AuthError::SignatureDoesNotMatch);
         }
+        check_time(&req, now)?;
         return Ok(VerifiedRequest {
             request: req,
             chunk_key: None,
@@ -301,8 +302,23 @@ fn check_time(req: &SignedRequest, now: DateTime<Utc>) -> Result<(), AuthError> 
                 return Err(AuthError::RequestTimeTooSkewed);
             }
         }
-        // Verified before this is reached (see `verify_inner`).
-        AuthKind::PostPolicy => {}
+        // A POST form's policy `expiration` bounds its life (checked by the caller), within what
+        // its signature may live: a SigV4 signing key is valid for up to seven days, "so
+        // signatures are also valid for up to 7 days"
+        // (https://docs.aws.amazon.com/AmazonS3/latest/API/bucket-policy-s3-sigv4-conditions.html),
+        // and a form dated in the future (beyond the clock skew) is not valid yet, so
+        // `s3:signatureAge` is never negative (review 11).
+        AuthKind::PostPolicy => {
+            match now.checked_add_signed(skew) {
+                Some(latest) if req.signed_at <= latest => {}
+                _ => return Err(AuthError::NotYetValid),
+            }
+            let week = Duration::seconds(i64::try_from(MAX_PRESIGN_EXPIRES_SECS).unwrap_or(0));
+            match req.signed_at.checked_add_signed(week) {
+                Some(end) if now <= end => {}
+                _ => return Err(AuthError::Expired),
+            }
+        }
         AuthKind::Query => {
             let expires = req.expires.unwrap_or(0);
             if expires == 0 {

@@ -207,7 +207,9 @@ impl<'a> Tally<'a> {
                 ("s3:ListBucket", _) => u.lists += 1,
                 // Object bytes arrive in PutObject and UploadPart bodies; the objects exist once
                 // PutObject or CompleteMultipartUpload (whose body is only the part list) succeeds.
-                ("s3:PutObject", "PutObject") => {
+                // A browser-form upload (PostObject) writes its object like a PutObject; its
+                // bytes are the whole form's (the file and its few fields), review 11.
+                ("s3:PutObject", "PutObject" | "PostObject") => {
                     u.bytes += e.bytes_in;
                     if let Some(k) = key {
                         u.objects.insert(k.to_owned());
@@ -505,6 +507,24 @@ pub(crate) mod tests {
             ],
             "exact objects, not the prefixes"
         );
+    }
+
+    /// An object a job wrote through a browser form counts as written (review 11: the report
+    /// showed nothing written for PostObject uploads).
+    #[test]
+    fn a_browser_form_upload_counts_as_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut post = event("PostObject", "s3:PutObject", "out", Some("run/form"), true);
+        post.bytes_in = 2240;
+        write_trail(dir.path(), &[post]);
+        let r = build(dir.path(), &record(chrono::Utc::now())).unwrap();
+        assert_eq!(r["written"][0]["objects"], 1, "{r:#}");
+        assert_eq!(r["written"][0]["bytes"], 2240);
+        assert!(r["unusedGrants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["grant"].as_str().is_none_or(|w| !w.contains("out/run"))));
     }
 
     #[test]

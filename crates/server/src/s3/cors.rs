@@ -85,9 +85,37 @@ fn wildcard(pattern: &str, value: &str, ci: bool) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+/// Whether `origin` is what a browser sends in `Origin`: `scheme://host[:port]` (RFC 6454
+/// serialization), or `null`. Anything else (a path, a query, a fragment, user information, a
+/// port that is not digits) is no browser's, and is matched by no rule, so a wildcard such as
+/// `https://*.example.com` cannot be met by `https://evil.com/.example.com` (review 11).
+fn is_serialized_origin(origin: &str) -> bool {
+    if origin == "null" {
+        return true;
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = scheme.bytes().enumerate().all(|(i, b)| {
+        b.is_ascii_alphabetic() || (i > 0 && matches!(b, b'0'..=b'9' | b'+' | b'-' | b'.'))
+    });
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
+        _ => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && !host.starts_with('.')
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    !scheme.is_empty() && scheme_ok && host_ok && port_ok
+}
+
 impl CorsRule {
     fn matches_origin(&self, origin: &str) -> bool {
-        self.origins.iter().any(|o| wildcard(o, origin, false))
+        is_serialized_origin(origin) && self.origins.iter().any(|o| wildcard(o, origin, false))
     }
 
     fn allows(&self, origin: &str, method: &str, headers: &[String]) -> bool {
@@ -459,6 +487,30 @@ mod tests {
                 .code(),
             "InvalidRequest"
         );
+    }
+
+    #[test]
+    fn only_origins_a_browser_sends_are_matched() {
+        let rule = CorsRule {
+            origins: vec!["https://*.example.com".to_owned()],
+            ..CorsRule::default()
+        };
+        assert!(rule.matches_origin("https://app.example.com"));
+        assert!(rule.matches_origin("https://a.b.example.com"));
+        for evil in [
+            "https://evil.com/.example.com",
+            "https://evil.com?.example.com",
+            "https://evil.com#.example.com",
+            "https://x@evil.com/.example.com",
+            "https://evil.com:443.example.com",
+            "https://.example.com",
+        ] {
+            assert!(!rule.matches_origin(evil), "{evil}");
+        }
+        assert!(is_serialized_origin("http://localhost:8080"));
+        assert!(is_serialized_origin("http://[::1]:3000"));
+        assert!(is_serialized_origin("null"));
+        assert!(!is_serialized_origin("localhost:8080"));
     }
 
     #[test]

@@ -47,6 +47,14 @@ pub(crate) struct ReadForm {
 }
 
 impl ReadForm {
+    /// The key the form names (`${filename}` replaced), before any check: what an audit record
+    /// of a refused form names.
+    pub(crate) fn named_key(&self) -> Option<String> {
+        self.get("key")
+            .map(|k| k.replace("${filename}", &self.file_name))
+            .filter(|k| !k.is_empty())
+    }
+
     fn get(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()

@@ -229,8 +229,14 @@ impl PostPolicy {
                     Some(v) => v.starts_with(prefix.as_str()),
                     None => false,
                 },
+                // Several ranges must all hold: the file's size must lie in their intersection
+                // (review 11: only the last one was enforced). An empty intersection refuses
+                // every file, as no size can meet both.
                 Condition::LengthRange { min, max } => {
-                    range = Some((*min, *max));
+                    range = Some(match range {
+                        None => (*min, *max),
+                        Some((lo, hi)) => ((*min).max(lo), (*max).min(hi)),
+                    });
                     true
                 }
             };
@@ -288,6 +294,17 @@ mod tests {
         ["content-length-range", 1048576, 10485760]
       ]
     }"#;
+
+    /// Two ranges both bound the file (review 11: only the last was enforced).
+    #[test]
+    fn several_length_ranges_all_hold() {
+        let p = policy(
+            r#"{"expiration": "2030-12-01T12:00:00.000Z", "conditions": [
+                ["content-length-range", 0, 10], ["content-length-range", 5, 1000]]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.check(now(), "b", &[]).unwrap(), Some((5, 10)));
+    }
 
     #[test]
     fn the_documentation_example_allows_its_form_and_returns_the_size_range() {
