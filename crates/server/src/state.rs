@@ -19,6 +19,7 @@ pub mod changes;
 pub mod db;
 pub mod freshness;
 mod groups;
+pub mod key_usage;
 pub mod migrations;
 pub mod oidc;
 pub mod postgres;
@@ -1132,6 +1133,10 @@ impl State {
                     "The Access Key with id {id} cannot be found."
                 )));
             }
+            tx.execute(
+                "DELETE FROM access_key_last_used WHERE access_key_id = ?1",
+                params![id],
+            )?;
             Ok(())
         })
     }

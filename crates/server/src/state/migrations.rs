@@ -19,7 +19,7 @@ type Migration = fn(&Tx<'_>, &str) -> Result<(), StateError>;
 
 /// Every migration, in order: entry `i` brings the schema to version `i + 1`. Append only: a
 /// released migration is never edited, since databases out there already ran it.
-const MIGRATIONS: &[Migration] = &[v1, v2, v3, v4, v5];
+const MIGRATIONS: &[Migration] = &[v1, v2, v3, v4, v5, v6];
 
 /// The newest schema version this release knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -174,6 +174,15 @@ fn v5(tx: &Tx<'_>, _account: &str) -> Result<(), StateError> {
         "CREATE TABLE IF NOT EXISTS bucket_cors (bucket TEXT PRIMARY KEY, document TEXT NOT NULL)",
         crate::params![],
     )?;
+    Ok(())
+}
+
+/// Version 6: key hygiene ([`super::key_usage`]): each access key's last use (time, service,
+/// region) and the account's latest credential report, in the database so every node sees them.
+fn v6(tx: &Tx<'_>, _account: &str) -> Result<(), StateError> {
+    for statement in super::key_usage::SCHEMA {
+        tx.execute(statement, crate::params![])?;
+    }
     Ok(())
 }
 

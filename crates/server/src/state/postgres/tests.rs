@@ -211,3 +211,37 @@ fn the_follower_applies_other_nodes_changes_within_a_second() {
     });
     follower.abort();
 }
+
+/// Key hygiene on PostgreSQL: the same checks as SQLite's, plus two nodes flushing out of
+/// order agree on the newest use (`state/key_usage.rs`).
+#[test]
+fn key_uses_and_credential_reports_on_postgres_newest_wins_across_nodes() {
+    use crate::state::key_usage::{tests as k, KeyUse};
+    let rt = runtime();
+    let url = testdb::database();
+    let (a, _) = node(&rt, &url, &KEY, ACCOUNT);
+    let (b, _) = node(&rt, &url, &KEY, ACCOUNT);
+    k::newest_use_wins_whatever_the_order_of_writes(&a);
+    k::the_credential_report_is_stored_and_replaced(&a);
+    // Node b saw a later use and flushed first; node a's older use comes after it.
+    let newer = KeyUse {
+        at_ms: 9_000,
+        service: "s3".into(),
+        region: "eu-west-1".into(),
+    };
+    let older = KeyUse {
+        at_ms: 8_000,
+        service: "iam".into(),
+        region: "us-east-1".into(),
+    };
+    b.record_key_uses(&[("AKIASHARED".into(), newer.clone())])
+        .unwrap();
+    a.record_key_uses(&[("AKIASHARED".into(), older)]).unwrap();
+    assert_eq!(a.key_last_used("AKIASHARED").unwrap(), Some(newer.clone()));
+    assert_eq!(b.key_last_used("AKIASHARED").unwrap(), Some(newer));
+    // The report one node stored is the one the other reads.
+    assert_eq!(
+        b.credential_report().unwrap(),
+        a.credential_report().unwrap()
+    );
+}
