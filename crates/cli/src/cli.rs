@@ -94,12 +94,14 @@ pub enum Command {
     #[command(verbatim_doc_comment)]
     Run(crate::job_cmd::RunArgs),
     /// Administration: revoke a session, or every session of a role issued before a time; show
-    /// or change the account's Block Public Access settings.
+    /// or change the account's Block Public Access settings; review access keys' age and last
+    /// use.
     ///
     /// Examples:
     ///   keyhole admin revoke-session ASIAEXAMPLE1234567
     ///   keyhole admin revoke-role-sessions training-job
     ///   keyhole admin public-access-block get
+    ///   keyhole admin keys --max-age-days 90
     #[command(verbatim_doc_comment)]
     Admin {
         /// What to do.
@@ -120,7 +122,7 @@ pub struct ServeArgs {
     /// audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs,
     /// tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs,
     /// body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir,
-    /// oidc_jwks (a table of ISSUER = "FILE"), state, master_key_file, state_max_staleness_secs,
+    /// oidc_jwks (a table of ISSUER = "FILE"), state, master_key_file, state_max_staleness_secs, max_key_age_days,
     /// upstream_endpoint, upstream_region, upstream_credentials_file, upstream_profile,
     /// upstream_path_style, upstream_ca_bundle, upstream_max_concurrency,
     /// upstream_timeout_secs, upstream_retries, default_backend, and a [buckets] table mapping
@@ -298,6 +300,12 @@ pub struct ServeArgs {
     /// once) [default: 30].
     #[arg(long, env = "KEYHOLE_STATE_MAX_STALENESS_SECS", value_name = "SECS")]
     pub state_max_staleness_secs: Option<u64>,
+    /// Warn (in the log, at start and then daily) about every active access key at least DAYS
+    /// days old, and count them in /metrics (keyhole_access_keys_over_max_age). The gateway
+    /// never deactivates a key itself: `keyhole admin keys --enforce` does, as an audited IAM
+    /// call [default: no bound].
+    #[arg(long, env = "KEYHOLE_MAX_KEY_AGE_DAYS", value_name = "DAYS")]
+    pub max_key_age_days: Option<u64>,
 }
 
 /// Sends `tracing` output to stderr in the chosen format; `RUST_LOG` filters (default `info`).

@@ -518,6 +518,22 @@ pub enum AdminCommand {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Key hygiene: every IAM user's access keys with status, creation time, age in days and
+    /// last use (time, service and region of the last request signed with the key, as IAM's
+    /// GetAccessKeyLastUsed reports it). With --max-age-days, active keys at least that old
+    /// are flagged and the exit status is 3 while any remains active, so a cron job or CI step
+    /// can alert; --enforce deactivates them (UpdateAccessKey Inactive) and says so, one line
+    /// per key. Needs iam:ListUsers, iam:ListAccessKeys and iam:GetAccessKeyLastUsed (and
+    /// iam:UpdateAccessKey for --enforce). The root user's key is not listed (see
+    /// `aws iam get-credential-report`).
+    ///
+    /// Examples:
+    ///   keyhole admin keys
+    ///   keyhole admin keys --max-age-days 90
+    ///   keyhole admin keys --max-age-days 90 --enforce
+    ///   keyhole admin keys --json
+    #[command(verbatim_doc_comment)]
+    Keys(crate::keys_cmd::KeysArgs),
 }
 
 /// The policy AWS's console attaches to revoke a role's older sessions
@@ -539,6 +555,9 @@ pub fn admin(cmd: AdminCommand) -> miette::Result<ExitCode> {
     match cmd {
         AdminCommand::PublicAccessBlock { command } => {
             return runtime()?.block_on(crate::pab_cmd::run(command));
+        }
+        AdminCommand::Keys(args) => {
+            return runtime()?.block_on(crate::keys_cmd::run(args));
         }
         AdminCommand::RevokeSession {
             access_key_id,

@@ -11,6 +11,7 @@ mod aws_chain;
 mod cli;
 mod exchange;
 mod job_cmd;
+mod keys_cmd;
 mod lint_cmd;
 mod pab_cmd;
 mod policy_cmd;

@@ -54,6 +54,7 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
             state: args.state,
             master_key_file: args.master_key_file,
             state_max_staleness_secs: args.state_max_staleness_secs,
+            max_key_age_days: args.max_key_age_days,
         },
     )
     .into_diagnostic()?;
@@ -134,9 +135,33 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
     let follower = tokio::spawn(keyhole_server::state::changes::follow(
         gateway.state.clone(),
     ));
+    // Access keys' last use: kept in memory by the request path, written every few seconds.
+    let key_usage = (gateway.state.clone(), gateway.key_usage.clone());
+    let key_flusher = tokio::spawn(keyhole_server::keys::run(
+        key_usage.0.clone(),
+        key_usage.1.clone(),
+    ));
+    let key_age = gateway.config.max_key_age_days.map(|days| {
+        tokio::spawn(keyhole_server::keys::watch_key_age(
+            gateway.state.clone(),
+            gateway.metrics.clone(),
+            days,
+        ))
+    });
     keyhole_server::listener::serve(Arc::new(gateway), listener, shutdown_signal()).await;
     // In-flight requests are done: sign the stop digest that closes the trail file.
     follower.abort();
+    if let Some(task) = key_age {
+        task.abort();
+    }
+    key_flusher.abort();
+    let (state, recorder) = key_usage;
+    let written =
+        keyhole_server::state::db::blocking(move || keyhole_server::keys::flush(&state, &recorder))
+            .await;
+    if let Err(e) = written {
+        tracing::error!(error = %e, "cannot write access keys' last use at shutdown; the uses since the last flush are lost");
+    }
     audit.close().await;
     if let Some((task, state, feed, node)) = job_facts {
         // Every request is done: write the last job records and mark this node stopped, so

@@ -43,6 +43,8 @@ pub const MAX_JOB_SESSION_SECS: u64 = 43_200;
 /// Longest staleness bound a node of a shared state may be given (an hour: the change log
 /// keeps an hour of rows).
 pub const MAX_STATE_STALENESS_SECS: u64 = 3_600;
+/// The largest `max_key_age_days` (100 years).
+pub const MAX_KEY_AGE_DAYS: u64 = 36_500;
 /// How long a graceful shutdown waits for in-flight requests before giving up.
 pub const SHUTDOWN_GRACE_SECS: u64 = 30;
 /// How long a new connection may take to complete its TLS handshake before it is dropped (a
@@ -265,6 +267,9 @@ pub struct Config {
     /// How long a node of a shared (PostgreSQL) state serves its snapshot when it cannot read
     /// the database, in seconds; past it, requests are refused with 503.
     pub state_max_staleness_secs: u64,
+    /// Active access keys at least this many days old are logged as a warning at start and
+    /// daily, and counted in `/metrics` (never deactivated by the gateway); `None`: no bound.
+    pub max_key_age_days: Option<u64>,
 }
 
 impl Default for Config {
@@ -297,6 +302,7 @@ impl Default for Config {
             state: StateLocation::Sqlite,
             master_key_file: None,
             state_max_staleness_secs: crate::state::freshness::DEFAULT_MAX_STALENESS.as_secs(),
+            max_key_age_days: None,
         }
     }
 }
@@ -342,6 +348,7 @@ struct FileConfig {
     state: Option<String>,
     master_key_file: Option<PathBuf>,
     state_max_staleness_secs: Option<u64>,
+    max_key_age_days: Option<u64>,
 }
 
 /// Values given on the command line or in `KEYHOLE_*` variables; `None` means "not given".
@@ -405,6 +412,8 @@ pub struct ConfigOverrides {
     pub master_key_file: Option<PathBuf>,
     /// `--state-max-staleness-secs` / `KEYHOLE_STATE_MAX_STALENESS_SECS`.
     pub state_max_staleness_secs: Option<u64>,
+    /// `--max-key-age-days` / `KEYHOLE_MAX_KEY_AGE_DAYS`.
+    pub max_key_age_days: Option<u64>,
 }
 
 /// A configuration that could not be loaded; the message names the field and the fix.
@@ -420,7 +429,7 @@ pub enum ConfigError {
     },
     /// The configuration file is not valid TOML or has unknown keys.
     #[error(
-        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir, oidc_jwks, upstream_endpoint, upstream_region, upstream_credentials_file, upstream_profile, upstream_path_style, upstream_ca_bundle, upstream_max_concurrency, upstream_timeout_secs, upstream_retries, default_backend, state, master_key_file, state_max_staleness_secs, and the [buckets] table)"
+        "invalid config file `{path}`: {message} (valid keys: listen, data_dir, domain, region, trusted_proxies, audit_fail_open, audit_rotate_bytes, audit_rotate_seconds, audit_retain_days, audit_digest_seconds, audit_signing_key, audit_key_fingerprints, job_session_secs, tls_cert, tls_key, header_timeout_secs, idle_timeout_secs, body_timeout_secs, body_min_rate, max_connections, max_connections_per_ip, allow_shared_data_dir, oidc_jwks, upstream_endpoint, upstream_region, upstream_credentials_file, upstream_profile, upstream_path_style, upstream_ca_bundle, upstream_max_concurrency, upstream_timeout_secs, upstream_retries, default_backend, state, master_key_file, state_max_staleness_secs, max_key_age_days, and the [buckets] table)"
     )]
     Parse {
         /// The file.
@@ -738,10 +747,20 @@ impl Config {
                 hint: "use 1 to 3600 seconds (default 30): how long a node serves its snapshot while PostgreSQL cannot be read",
             });
         }
+        let max_key_age_days = overrides.max_key_age_days.or(from_file.max_key_age_days);
+        if let Some(days) = max_key_age_days.filter(|d| *d > MAX_KEY_AGE_DAYS) {
+            return Err(ConfigError::Invalid {
+                field: "max_key_age_days",
+                value: days.to_string(),
+                hint:
+                    "use 0 to 36500 days (90 is a common rotation bound; 0 names every active key)",
+            });
+        }
         Ok(Config {
             state,
             master_key_file,
             state_max_staleness_secs,
+            max_key_age_days,
             oidc_jwks,
             audit_retain_days,
             audit_digest_seconds,
@@ -799,6 +818,34 @@ fn check_region(field: &'static str, region: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `max_key_age_days`: unset by default, from the file, overridden by the flag or variable,
+    /// and bounded (0 is allowed: every active key is over it).
+    #[test]
+    fn max_key_age_days_from_file_and_overrides() {
+        let c = Config::load(None, ConfigOverrides::default()).unwrap();
+        assert_eq!(c.max_key_age_days, None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keyhole.toml");
+        std::fs::write(&file, "max_key_age_days = 90\n").unwrap();
+        let c = Config::load(Some(&file), ConfigOverrides::default()).unwrap();
+        assert_eq!(c.max_key_age_days, Some(90));
+        let over = |days: u64| ConfigOverrides {
+            max_key_age_days: Some(days),
+            ..ConfigOverrides::default()
+        };
+        assert_eq!(
+            Config::load(Some(&file), over(0)).unwrap().max_key_age_days,
+            Some(0)
+        );
+        let e = Config::load(None, over(MAX_KEY_AGE_DAYS + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max_key_age_days") && e.contains("0 to 36500"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn the_state_is_sqlite_by_default_or_a_postgres_url_with_a_master_key_file() {

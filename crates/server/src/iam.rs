@@ -10,6 +10,7 @@
 //!
 //! Actions not listed in [`IamAction`] answer `501 NotImplemented`; none succeeds wrongly.
 
+mod keys;
 mod simulate;
 
 use http::{Response, StatusCode};
@@ -92,6 +93,7 @@ iam_actions! {
     DeleteOpenIDConnectProvider, AddClientIDToOpenIDConnectProvider,
     RemoveClientIDFromOpenIDConnectProvider, UpdateOpenIDConnectProviderThumbprint,
     TagOpenIDConnectProvider, UntagOpenIDConnectProvider, ListOpenIDConnectProviderTags,
+    GetAccessKeyLastUsed, GenerateCredentialReport, GetCredentialReport,
 }
 
 impl IamAction {
@@ -292,6 +294,15 @@ pub fn permission(
         | A::TagOpenIDConnectProvider
         | A::UntagOpenIDConnectProvider
         | A::ListOpenIDConnectProviderTags => required(q, "OpenIDConnectProviderArn")?.to_owned(),
+        // The account's credential report has no resource type: `*`
+        // (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html).
+        A::GenerateCredentialReport | A::GetCredentialReport => "*".to_owned(),
+        // On the key owner's user, which only the state knows: [`describe`] names it
+        // (`keys::last_used_resource`); a key nobody owns is `user/*`.
+        A::GetAccessKeyLastUsed => {
+            required(q, "AccessKeyId")?;
+            format!("arn:aws:iam::{account_id}:user/*")
+        }
     };
     Ok(Permission {
         action: action.iam_action(),
@@ -478,12 +489,31 @@ pub async fn handle(
     let state = gw.state.clone();
     let caller = principal.clone();
     let rid = request_id.to_owned();
-    let account_id = gw.account.record.account_id.clone();
+    let account = gw.account.record.clone();
+    let recorder = gw.key_usage.clone();
     let call = call.into_call();
     crate::state::db::blocking(move || {
-        run(&state, &account_id, &caller, call.action, &call.form, &rid)
+        let hygiene = Hygiene {
+            recorder: &recorder,
+            account: &account,
+        };
+        run(
+            &state,
+            &account.account_id,
+            &caller,
+            call.action,
+            &call.form,
+            &rid,
+            &hygiene,
+        )
     })
     .await
+}
+
+/// What the key hygiene actions read beside the state.
+struct Hygiene<'a> {
+    recorder: &'a crate::keys::Recorder,
+    account: &'a crate::account::AccountRecord,
 }
 
 fn run(
@@ -493,6 +523,7 @@ fn run(
     action: IamAction,
     q: &Query,
     request_id: &str,
+    hygiene: &Hygiene<'_>,
 ) -> Result<(Response<Body>, Option<serde_json::Value>), S3Error> {
     use IamAction as A;
     let name = action.name();
@@ -1047,6 +1078,28 @@ fn run(
             state
                 .set_default_policy_version(required(q, "PolicyArn")?, required(q, "VersionId")?)?;
         }
+        A::GetAccessKeyLastUsed => {
+            keys::get_access_key_last_used(
+                state,
+                hygiene.recorder,
+                hygiene.account,
+                q,
+                &mut w,
+                &result,
+            )?;
+        }
+        A::GenerateCredentialReport => {
+            keys::generate_credential_report(
+                state,
+                hygiene.recorder,
+                hygiene.account,
+                &mut w,
+                &result,
+            )?;
+        }
+        A::GetCredentialReport => {
+            keys::get_credential_report(state, &mut w, &result)?;
+        }
         A::SimulateCustomPolicy => {
             w.open(&result);
             simulate::simulate_custom(q, account_id, &mut w)?;
@@ -1201,6 +1254,13 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamC
     };
     let mut main = permission(action, &form, principal, &gw.account.record.account_id)?;
     main.resource = with_entity_path(&gw.state, &main.resource);
+    if action == A::GetAccessKeyLastUsed {
+        main.resource = keys::last_used_resource(
+            &gw.state,
+            &gw.account.record,
+            required(&form, "AccessKeyId")?,
+        );
+    }
     let mut permissions = vec![main.clone()];
     let mut context = Context::new();
     if let Some(b) = permissions_boundary_key(gw, action, &form) {

@@ -28,6 +28,7 @@ pub mod endpoint;
 pub mod error;
 pub mod iam;
 pub mod jobs;
+pub mod keys;
 pub mod listener;
 pub mod metrics;
 pub mod node;
@@ -87,6 +88,9 @@ pub struct Gateway {
     /// With a shared (PostgreSQL) state: this node's job-session requests waiting to be written
     /// to the database for job reports ([`jobs::facts`]); `None` with SQLite.
     pub job_feed: Option<Arc<jobs::facts::JobFeed>>,
+    /// The newest use of each long-term access key not yet written to the state
+    /// ([`keys::Recorder`]; flushed by [`keys::run`]).
+    pub key_usage: Arc<keys::Recorder>,
 }
 
 impl Gateway {
@@ -143,6 +147,7 @@ impl Gateway {
             limits,
             data_dir_lock: None,
             job_feed: None,
+            key_usage: Arc::new(keys::Recorder::default()),
         }
     }
 }

@@ -140,6 +140,19 @@ pub struct Metrics {
     pub connections: ConnectionStats,
     /// The audit sink's numbers.
     pub sink: Arc<SinkStats>,
+    /// Active access keys past `max_key_age_days` (`keys::watch_key_age`); -1 until counted
+    /// (not exported without the setting).
+    keys_over_max_age: KeysOverMaxAge,
+}
+
+/// -1 until the gateway counts (only with `max_key_age_days`).
+#[derive(Debug)]
+struct KeysOverMaxAge(AtomicI64);
+
+impl Default for KeysOverMaxAge {
+    fn default() -> Self {
+        KeysOverMaxAge(AtomicI64::new(-1))
+    }
 }
 
 /// One finished request, as the metrics see it.
@@ -176,6 +189,13 @@ impl Metrics {
         if let Ok(mut map) = self.requests.lock() {
             *map.entry(key).or_insert(0) += 1;
         }
+    }
+
+    /// The number of active access keys past `max_key_age_days`, exported from now on.
+    pub fn set_keys_over_max_age(&self, n: usize) {
+        self.keys_over_max_age
+            .0
+            .store(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
     /// Counts an applied change whose `completed` audit record could not be written.
@@ -283,6 +303,13 @@ impl Metrics {
             );
         }
         self.render_connections(&mut out);
+        let over = self.keys_over_max_age.0.load(Ordering::Relaxed);
+        if over >= 0 {
+            let _ = writeln!(
+                out,
+                "# HELP keyhole_access_keys_over_max_age Active access keys at least max_key_age_days old.\n# TYPE keyhole_access_keys_over_max_age gauge\nkeyhole_access_keys_over_max_age {over}"
+            );
+        }
         out.push_str("# HELP keyhole_audit_fsync_seconds Time of each fsync of the audit trail.\n# TYPE keyhole_audit_fsync_seconds histogram\n");
         self.sink
             .fsync

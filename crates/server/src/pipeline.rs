@@ -690,6 +690,7 @@ async fn authenticate(
             })?;
         (p, v, Payload::Stream(incoming))
     };
+    record_key_use(gw, &principal, &verified, now);
     trace.identity = identity_of(&principal, account_id);
     Ok(Caller {
         principal,
@@ -742,6 +743,9 @@ async fn post_caller(
         }
         None => (Principal::Anonymous, None),
     };
+    if let Some(v) = &verified {
+        record_key_use(gw, &principal, v, now);
+    }
     trace.identity = identity_of(&principal, account_id);
     // A form its own policy refuses is a denied write of the key it names: recorded so, with
     // that key, like any denial (review 11: such records had no decision and no key).
@@ -765,6 +769,35 @@ async fn post_caller(
         verified,
         payload: Payload::Post(Box::new(form)),
     })
+}
+
+/// Key hygiene (`keys.rs`): a request whose signature verified with a long-term key (an IAM
+/// user's or the root's, not temporary credentials) is a use of that key, whatever the decision
+/// on it later (AWS records use of the key, not success); kept in memory, written in batches.
+fn record_key_use(
+    gw: &Gateway,
+    principal: &Principal,
+    verified: &keyhole_sigv4::VerifiedRequest,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let key = match principal {
+        Principal::Root { access_key_id }
+        | Principal::User {
+            access_key_id,
+            session: None,
+            ..
+        } => access_key_id,
+        _ => return,
+    };
+    let scope = verified.scope();
+    // STS may be signed with an empty region (see `Authenticator::verify`): it is this one.
+    let region = if scope.region.is_empty() {
+        gw.config.region.as_str()
+    } else {
+        scope.region.as_str()
+    };
+    gw.key_usage
+        .record(key, now.timestamp_millis(), &scope.service, region);
 }
 
 /// Reads a small API body (a Query form) within the header timeout, as if it were part of the
