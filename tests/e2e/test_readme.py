@@ -93,7 +93,8 @@ def test_readme_quickstart_runs(fresh_server_factory, tmp_path):
 # below runs these as written, in one shell, in a directory laid out like the clone, against a
 # fresh gateway.
 RUN_IN_ORDER = ["quickstart", "quickstart-boto3", "quickstart-cleanup", "admin-quickstart", "reader", "group",
-                "versions", "simulator", "policy-lint", "jobs-quickstart", "browser-upload", "public-access"]
+                "versions", "simulator", "policy-lint", "jobs-quickstart", "browser-upload", "public-access",
+                "key-hygiene"]
 # Runnable blocks this test does not run, and why.
 NOT_RUN_HERE = {
     "serve": "starts the gateway: the test starts the same binary's `serve` itself",
@@ -176,5 +177,11 @@ def test_every_readme_block_runs_as_written_in_order(tmp_path):
     assert re.search(r"s3://acmeco-models/wiki-ft/\s+1 objects written", cp.stderr), cp.stderr[-2000:]
     assert "preflight 200 https://app.acme.example" in out and "upload 204" in out
     assert "17 bytes stored" in out, "the presigned POST stored the page's file"
-    assert '"BlockPublicPolicy": false' in out and out.rstrip().endswith("}")
+    assert '"BlockPublicPolicy": false' in out
+    # Key hygiene: admin's key was last used just now, through IAM; the report lists every user
+    # after the root account; `keyhole admin keys` finds no key 90 days old.
+    assert re.search(r'"ServiceName": "iam",\s+"Region": "us-east-1"', out), out[-3000:]
+    assert "user,arn,user_creation_time," in out and "\n<root_account>,arn:aws:iam::" in out
+    assert re.search(r"\nadmin\s+AKIA\w+\s+Active\s", out) and out.rstrip().endswith(
+        "no active key is 90 days old or older")
     assert (clone / "slm-readonly.json").exists() and (clone / "v2.json").exists()
