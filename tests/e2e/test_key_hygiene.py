@@ -426,3 +426,22 @@ def test_two_nodes_on_postgres_agree_on_last_use_and_share_the_report(tmp_path):
         for kp in nodes:
             kp.stop()
         cluster.destroy()
+
+
+def test_a_browser_form_signed_with_a_key_is_a_use_of_it(fresh_server_factory):
+    """A POST upload's policy is signed with the key (SigV4, service s3): a use of the key, like
+    any request whose signature verified."""
+    import requests
+
+    kp = fresh_server_factory()
+    iam = client(kp, "iam")
+    bucket = f"kh-{uuid.uuid4().hex[:8]}"
+    client(kp, "s3").create_bucket(Bucket=bucket)
+    _, ak, sk = new_user(iam, allow("s3:PutObject", resource=f"arn:aws:s3:::{bucket}/*"))
+    form = make_client(kp.endpoint, ak, sk).generate_presigned_post(bucket, "up/x", ExpiresIn=300)
+    assert last_used_cli(kp, ak)["AccessKeyLastUsed"]["ServiceName"] == "N/A", "presigning sends nothing"
+    files = [(k, (None, v)) for k, v in form["fields"].items()] + [("file", ("x.txt", b"hello", "text/plain"))]
+    r = requests.post(form["url"], files=files, allow_redirects=False, timeout=60)
+    assert r.status_code == 204, r.content
+    used = last_used_cli(kp, ak)["AccessKeyLastUsed"]
+    assert (used["ServiceName"], used["Region"]) == ("s3", REGION)
