@@ -94,17 +94,23 @@ pub fn generate_credential_report(
     result: &str,
 ) -> Result<(), S3Error> {
     let now = chrono::Utc::now();
-    let current = state
-        .credential_report()?
-        .filter(|r| now.timestamp() - r.generated_at < crate::keys::REPORT_MAX_AGE_SECS);
+    let latest = state.credential_report()?;
+    let current = latest
+        .as_ref()
+        .is_some_and(|r| now.timestamp() - r.generated_at < crate::keys::REPORT_MAX_AGE_SECS);
     w.open(result);
-    if current.is_some() {
+    if current {
         w.elem("State", "COMPLETE");
     } else {
         crate::keys::generate_report(state, recorder, account, now)?;
+        // AWS's words when there is no report; an expired one is named as such.
         w.elem(
             "Description",
-            "No report exists. Starting a new report generation task",
+            if latest.is_none() {
+                "No report exists. Starting a new report generation task"
+            } else {
+                "The latest report is older than four hours. Starting a new report generation task"
+            },
         );
         w.elem("State", "STARTED");
     }
@@ -148,4 +154,54 @@ pub fn get_credential_report(
     w.elem("GeneratedTime", &xml_date(&report.generated));
     w.close(result);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::key_usage::StoredReport;
+
+    fn account() -> AccountRecord {
+        AccountRecord {
+            account_id: "123456789012".into(),
+            root_access_key_id: "AKIAROOT0000000000000".into(),
+            created: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    /// "Getting credential reports": a report older than four hours is not current; Get answers
+    /// `ReportExpired` (410) and Generate makes a new one (`STARTED`), after which Get serves it.
+    #[test]
+    fn a_report_older_than_four_hours_is_expired_and_generated_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path(), &[1u8; 32], "123456789012").unwrap();
+        let recorder = Recorder::default();
+        let old = chrono::Utc::now().timestamp() - crate::keys::REPORT_MAX_AGE_SECS - 1;
+        state
+            .put_credential_report(&StoredReport {
+                generated: "2026-01-01T00:00:00Z".into(),
+                generated_at: old,
+                content: "old".into(),
+            })
+            .unwrap();
+        let e = get_credential_report(&state, &mut XmlWriter::new(), "R").unwrap_err();
+        assert_eq!((e.code(), e.status()), ("ReportExpired", StatusCode::GONE));
+        let mut w = XmlWriter::new();
+        w.root("X");
+        generate_credential_report(&state, &recorder, &account(), &mut w, "R").unwrap();
+        w.close("X");
+        let answer = w.finish();
+        assert!(answer.contains("<State>STARTED</State>"), "{answer}");
+        assert!(answer.contains("older than four hours"), "{answer}");
+        let mut w = XmlWriter::new();
+        w.root("X");
+        get_credential_report(&state, &mut w, "R").unwrap();
+        w.close("X");
+        assert!(w.finish().contains("<ReportFormat>text/csv</ReportFormat>"));
+        let mut w = XmlWriter::new();
+        w.root("X");
+        generate_credential_report(&state, &recorder, &account(), &mut w, "R").unwrap();
+        w.close("X");
+        assert!(w.finish().contains("<State>COMPLETE</State>"));
+    }
 }
