@@ -70,6 +70,24 @@ pub enum StoreError {
         /// Which argument and why.
         reason: String,
     },
+    /// The version asked for (or the current version) is a delete marker. S3 answers `404
+    /// NoSuchKey` when it is the current version and `405 MethodNotAllowed` when it was named by
+    /// its version id, both with `x-amz-delete-marker: true`.
+    #[error("the specified version is a delete marker")]
+    DeleteMarker {
+        /// The marker's version id (`null` for a null marker).
+        version_id: String,
+        /// When the marker was made.
+        last_modified: chrono::DateTime<chrono::Utc>,
+        /// Whether the request named the version (`405`) or asked for the current one (`404`).
+        by_version: bool,
+    },
+    /// No version of the key has this id.
+    #[error("the specified version does not exist")]
+    NoSuchVersion,
+    /// The version id is not one this store makes (nor `null`).
+    #[error("invalid version id specified")]
+    InvalidVersionId,
     /// A filesystem operation failed.
     #[error("storage i/o error")]
     Io(#[from] std::io::Error),
@@ -99,6 +117,16 @@ impl StoreError {
             Self::BadDigest => "BadDigest",
             Self::InvalidTag { .. } => "InvalidTag",
             Self::PreconditionFailed => "PreconditionFailed",
+            Self::DeleteMarker {
+                by_version: false, ..
+            } => "NoSuchKey",
+            Self::DeleteMarker {
+                by_version: true, ..
+            } => "MethodNotAllowed",
+            Self::NoSuchVersion => "NoSuchVersion",
+            // S3 answers a malformed version id with InvalidArgument ("Invalid version id
+            // specified").
+            Self::InvalidVersionId => "InvalidArgument",
             Self::Io(_) | Self::Index(_) => "InternalError",
         }
     }
@@ -107,7 +135,16 @@ impl StoreError {
     #[must_use]
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::NoSuchBucket | Self::NoSuchKey | Self::NoSuchUpload => 404,
+            Self::NoSuchBucket
+            | Self::NoSuchKey
+            | Self::NoSuchUpload
+            | Self::NoSuchVersion
+            | Self::DeleteMarker {
+                by_version: false, ..
+            } => 404,
+            Self::DeleteMarker {
+                by_version: true, ..
+            } => 405,
             Self::PreconditionFailed => 412,
             Self::BucketNotEmpty | Self::BucketAlreadyOwnedByYou => 409,
             Self::InvalidBucketName { .. }
@@ -119,7 +156,8 @@ impl StoreError {
             | Self::EntityTooLarge
             | Self::BadDigest
             | Self::InvalidTag { .. }
-            | Self::InvalidArgument { .. } => 400,
+            | Self::InvalidArgument { .. }
+            | Self::InvalidVersionId => 400,
             Self::Io(_) | Self::Index(_) => 500,
         }
     }

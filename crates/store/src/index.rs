@@ -8,13 +8,25 @@
 //! | `uploads` | upload id | [`UploadRecord`] |
 //! | `uploads_by_key` | bucket id ++ key ++ `0x00` ++ initiated (8 bytes BE) ++ upload id | `()` |
 //! | `parts` | `<upload id>/<part number, 5 digits>` | [`PartRecord`] |
+//! | `versions` | bucket id ++ key ++ `0x00` ++ `!seq` (8 bytes BE) | [`VersionRecord`] |
+//! | `counters` | `version_seq` | last sequence number given to a version (u64) |
+//!
+//! `objects` holds each key's *current* version when it is an object (what GetObject and
+//! ListObjects read, so they cost what they cost before versioning); `versions` holds every
+//! other version: noncurrent objects and delete markers (a current delete marker too, the key
+//! then being absent from `objects`). Each version carries a sequence number from `counters`,
+//! given in its write transaction, so `!seq` orders a key's versions newest first.
+//!
+//! INVARIANT: a key is in `objects` exactly when its newest version is an object; every version
+//! in `versions` is older than the key's entry in `objects`. Keys never contain U+0000, so a key's
+//! `versions` entries sort right after the key itself and before every longer key.
 //!
 //! INVARIANT: bucket ids are exactly `ID_LEN` ASCII bytes, so within one bucket the order
 //! of `objects` keys is the byte order of the object keys, which is the order S3 lists in.
 //! Keys never contain U+0000, so `uploads_by_key` orders by key, then initiation time.
 
 use chrono::{DateTime, Utc};
-use redb::TableDefinition;
+use redb::{ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +39,28 @@ pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("u
 pub(crate) const UPLOADS_BY_KEY: TableDefinition<&[u8], ()> =
     TableDefinition::new("uploads_by_key");
 pub(crate) const PARTS: TableDefinition<&str, &[u8]> = TableDefinition::new("parts");
+pub(crate) const VERSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("versions");
+pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+/// The id of the `null` version, as S3 spells it.
+pub(crate) const NULL_VERSION: &str = "null";
+
+/// The `counters` entry of the last version sequence number.
+pub(crate) const VERSION_SEQ: &str = "version_seq";
+
+/// A bucket's versioning state (S3: unversioned, enabled, suspended; once enabled a bucket
+/// can only be suspended, never unversioned again).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Versioning {
+    /// Versioning was never enabled: a write replaces the object, a delete removes it.
+    #[default]
+    Unversioned,
+    /// Every write adds a version with its own id; a delete adds a delete marker.
+    Enabled,
+    /// Writes make the `null` version (replacing the previous `null` one); a delete makes a
+    /// `null` delete marker. Versions made while enabled stay.
+    Suspended,
+}
 
 /// A bucket.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -34,6 +68,9 @@ pub(crate) struct BucketRecord {
     pub(crate) id: String,
     pub(crate) region: String,
     pub(crate) created: DateTime<Utc>,
+    /// Absent in records written before versioning existed.
+    #[serde(default)]
+    pub(crate) versioning: Versioning,
 }
 
 /// An object: where its body is and what it is.
@@ -47,11 +84,106 @@ pub(crate) struct ObjectRecord {
     pub(crate) parts_count: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) parts: Vec<PartSummary>,
+    /// The version id; `None` is the `null` version (and every object written before
+    /// versioning existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) version_id: Option<String>,
+    /// Sequence number of the write (0 for objects written before versioning existed).
+    #[serde(default)]
+    pub(crate) seq: u64,
+}
+
+/// A noncurrent version or a delete marker (`versions` table).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "records live briefly while one key is read or written"
+)]
+pub(crate) enum VersionRecord {
+    /// An object version.
+    Object(ObjectRecord),
+    /// A delete marker.
+    DeleteMarker(MarkerRecord),
+}
+
+/// A delete marker: a version with no body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct MarkerRecord {
+    /// `None`: the `null` version.
+    pub(crate) version_id: Option<String>,
+    pub(crate) seq: u64,
+    pub(crate) last_modified: DateTime<Utc>,
+}
+
+impl VersionRecord {
+    pub(crate) fn version_id(&self) -> Option<&str> {
+        match self {
+            Self::Object(o) => o.version_id.as_deref(),
+            Self::DeleteMarker(m) => m.version_id.as_deref(),
+        }
+    }
+}
+
+/// `versions` key of the version numbered `seq` of `key`.
+pub(crate) fn version_key(bucket_id: &str, key: &str, seq: u64) -> Vec<u8> {
+    let mut k = object_key(bucket_id, key);
+    k.push(0);
+    k.extend_from_slice(&(!seq).to_be_bytes());
+    k
+}
+
+/// Bounds of all `versions` keys of `key`.
+pub(crate) fn version_range(bucket_id: &str, key: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut lo = object_key(bucket_id, key);
+    let mut hi = lo.clone();
+    lo.push(0);
+    hi.push(1);
+    (lo, hi)
+}
+
+/// The object key of a `versions` key (everything between the bucket id and the `0x00`).
+pub(crate) fn key_of_version(k: &[u8]) -> Option<&str> {
+    let rest = k.get(crate::ID_LEN..k.len().checked_sub(9)?)?;
+    std::str::from_utf8(rest).ok()
+}
+
+/// A new version id for sequence number `seq`: 16 hex digits of `seq` then 16 random ones
+/// (32 URL-safe characters; the sequence number finds the version with one lookup).
+pub(crate) fn new_version_id(seq: u64) -> String {
+    format!("{seq:016x}{}", hex::encode(rand::random::<[u8; 8]>()))
+}
+
+/// The sequence number inside a version id this store made, or `None` when `id` is not one.
+pub(crate) fn seq_of_version_id(id: &str) -> Option<u64> {
+    if id.len() != 32 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u64::from_str_radix(id.get(..16)?, 16).ok()
+}
+
+/// Takes the next version sequence number in the write transaction `w`.
+pub(crate) fn next_seq(w: &redb::WriteTransaction) -> Result<u64, StoreError> {
+    let mut t = w.open_table(COUNTERS)?;
+    let last = t.get(VERSION_SEQ)?.map(|v| v.value()).unwrap_or(0);
+    let next = last + 1;
+    t.insert(VERSION_SEQ, next)?;
+    Ok(next)
 }
 
 impl ObjectRecord {
+    /// The object as the store describes it; its version id is shown as `null` for the null
+    /// version when the bucket is (or was) versioned, and not at all when it never was.
+    pub(crate) fn info_in(self, key: String, versioning: Versioning) -> ObjectInfo {
+        let mut info = self.info(key);
+        if versioning != Versioning::Unversioned && info.version_id.is_none() {
+            info.version_id = Some(NULL_VERSION.to_owned());
+        }
+        info
+    }
+
     pub(crate) fn info(self, key: String) -> ObjectInfo {
         ObjectInfo {
+            version_id: self.version_id.clone(),
             key,
             size: self.size,
             etag: self.etag,

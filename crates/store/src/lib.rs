@@ -60,8 +60,10 @@ mod multipart;
 mod names;
 mod object;
 mod store;
+mod version;
 
 pub use err::StoreError;
+pub use index::Versioning;
 pub use layout::ID_LEN;
 pub use multipart::ChecksumFinish;
 pub use names::{
@@ -70,6 +72,7 @@ pub use names::{
 };
 pub use object::{ObjectReader, ObjectWriter, PartWriter};
 pub use store::LocalStore;
+pub use version::{Deleted, VersionEntry, VersionPage, VersionQuery};
 
 use std::collections::BTreeMap;
 
@@ -252,6 +255,9 @@ pub struct ObjectInfo {
     /// The parts of an object a multipart upload made, in order (empty otherwise, and for
     /// objects completed before parts were recorded).
     pub parts: Vec<PartSummary>,
+    /// The version id S3 reports (`x-amz-version-id`): the version's own id, `null` for the null
+    /// version of a bucket that is or was versioned, `None` in a bucket never versioned.
+    pub version_id: Option<String>,
 }
 
 /// What the store knows about one bucket.

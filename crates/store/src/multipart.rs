@@ -455,6 +455,8 @@ impl LocalStore {
                     checksum: p.checksum,
                 })
                 .collect(),
+            version_id: None,
+            seq: 0,
         };
         let info = publish_object(self, bucket, &bucket_id, key, rec, done, |w| {
             if let Some(c) = condition {

@@ -206,6 +206,8 @@ impl ObjectWriter {
             meta,
             parts_count: None,
             parts: Vec::new(),
+            version_id: None,
+            seq: 0,
         };
         publish_object(
             &store,
@@ -243,7 +245,7 @@ pub(crate) fn publish_object(
     bucket: &str,
     bucket_id: &str,
     key: &str,
-    rec: ObjectRecord,
+    mut rec: ObjectRecord,
     done: Finished,
     check: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
 ) -> Result<ObjectInfo, StoreError> {
@@ -267,34 +269,26 @@ pub(crate) fn publish_object(
     done.publish(&shard, &dest).map_err(gone)?;
     let result = (|| {
         let w = store.db().begin_write()?;
-        let old = {
+        let (versioning, gone) = {
             let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
             if b.id != bucket_id {
                 return Err(StoreError::NoSuchBucket);
             }
             check(&w)?;
-            let mut t = w.open_table(OBJECTS)?;
-            let k = index::object_key(bucket_id, key);
-            let old = match t.insert(k.as_slice(), encode(&rec)?.as_slice())? {
-                Some(v) => Some(decode::<ObjectRecord>(v.value())?.blob),
-                None => None,
-            };
-            let mut refs = w.open_table(BLOB_REFS)?;
-            refs.insert(blob_ref(bucket_id, &rec.blob).as_str(), ())?;
-            if let Some(old) = &old {
-                refs.remove(blob_ref(bucket_id, old).as_str())?;
-            }
-            old
+            w.open_table(BLOB_REFS)?
+                .insert(blob_ref(bucket_id, &rec.blob).as_str(), ())?;
+            let gone = crate::version::install_current(&w, &b, key, &mut rec)?;
+            (b.versioning, gone)
         };
         w.commit()?;
-        Ok(old)
+        Ok((versioning, gone))
     })();
     match result {
-        Ok(old) => {
-            if let Some(old) = old {
+        Ok((versioning, gone)) => {
+            for old in gone {
                 store.remove_blob(bucket_id, &old);
             }
-            Ok(rec.info(key.to_owned()))
+            Ok(rec.info_in(key.to_owned(), versioning))
         }
         Err(e) => {
             let _ = layout::remove_file_quiet(&dest);

@@ -9,15 +9,12 @@ use std::sync::Arc;
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 
 use crate::index::{
-    self, blob_ref, decode, encode, BucketRecord, ObjectRecord, BLOB_REFS, BUCKETS, OBJECTS, PARTS,
-    UPLOADS, UPLOADS_BY_KEY,
+    self, blob_ref, decode, encode, BucketRecord, BLOB_REFS, BUCKETS, OBJECTS, PARTS, UPLOADS,
+    UPLOADS_BY_KEY,
 };
 use crate::layout::{self, is_id, new_id, Layout, Loc};
 use crate::object::{BlobWriter, ObjectReader, ObjectWriter};
-use crate::{
-    validate_bucket_name, validate_key, validate_tags, BucketInfo, ObjectInfo, StoreError,
-    StoreOptions, MAX_PUT_SIZE,
-};
+use crate::{validate_bucket_name, BucketInfo, ObjectInfo, StoreError, StoreOptions, MAX_PUT_SIZE};
 
 pub(crate) struct Inner {
     pub(crate) layout: Layout,
@@ -95,6 +92,8 @@ impl LocalStore {
             w.open_table(UPLOADS)?;
             w.open_table(UPLOADS_BY_KEY)?;
             w.open_table(PARTS)?;
+            w.open_table(index::VERSIONS)?;
+            w.open_table(index::COUNTERS)?;
         }
         w.commit()?;
         let store = LocalStore {
@@ -193,6 +192,7 @@ impl LocalStore {
             id: new_id(),
             region: region.to_owned(),
             created: index::now_millis(),
+            versioning: index::Versioning::Unversioned,
         };
         // The directory first: a crash before the commit leaves an unknown directory,
         // which `open` removes.
@@ -233,6 +233,14 @@ impl LocalStore {
             let objects = w.open_table(OBJECTS)?;
             let start = rec.id.as_bytes();
             if let Some(first) = objects.range(start..)?.next() {
+                if first?.0.value().starts_with(start) {
+                    return Err(StoreError::BucketNotEmpty);
+                }
+            }
+            // Noncurrent versions and delete markers count too (S3: a versioned bucket is
+            // empty only when ListObjectVersions is).
+            let versions = w.open_table(index::VERSIONS)?;
+            if let Some(first) = versions.range(start..)?.next() {
                 if first?.0.value().starts_with(start) {
                     return Err(StoreError::BucketNotEmpty);
                 }
@@ -326,18 +334,6 @@ impl LocalStore {
         ))
     }
 
-    fn record(&self, bucket: &str, key: &str) -> Result<(String, ObjectRecord), StoreError> {
-        validate_key(key)?;
-        let r = self.db().begin_read()?;
-        let b = bucket_record(&r.open_table(BUCKETS)?, bucket)?;
-        let t = r.open_table(OBJECTS)?;
-        let rec = match t.get(index::object_key(&b.id, key).as_slice())? {
-            Some(v) => decode(v.value())?,
-            None => return Err(StoreError::NoSuchKey),
-        };
-        Ok((b.id, rec))
-    }
-
     /// An object's information and a reader over its body.
     ///
     /// The reader holds the body open: it stays readable even if the object is replaced or
@@ -346,11 +342,22 @@ impl LocalStore {
     /// # Errors
     /// [`StoreError::NoSuchBucket`], [`StoreError::NoSuchKey`], key validation errors.
     pub fn get(&self, bucket: &str, key: &str) -> Result<(ObjectInfo, ObjectReader), StoreError> {
+        self.open_record(bucket, key, None)
+            .map_err(marker_is_no_such_key)
+    }
+
+    /// [`LocalStore::get_version`]'s body.
+    pub(crate) fn open_record(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<(ObjectInfo, ObjectReader), StoreError> {
         // A concurrent overwrite may remove the body between the index read and the open;
         // then the index holds a newer record: read again.
         let mut attempts = 0;
         loop {
-            let (bucket_id, rec) = self.record(bucket, key)?;
+            let (versioning, bucket_id, rec) = self.version_record(bucket, key, version_id)?;
             let path = self.layout().resolve(Loc::Blob {
                 bucket: &bucket_id,
                 blob: &rec.blob,
@@ -358,8 +365,9 @@ impl LocalStore {
             match fs::File::open(&path) {
                 Ok(f) => {
                     let reader = ObjectReader::new(f, rec.size);
-                    return Ok((rec.info(key.to_owned()), reader));
+                    return Ok((rec.info_in(key.to_owned(), versioning), reader));
                 }
+                // A version named by its id that vanished was deleted meanwhile.
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 8 => attempts += 1,
                 Err(e) => return Err(e.into()),
             }
@@ -371,7 +379,8 @@ impl LocalStore {
     /// # Errors
     /// [`StoreError::NoSuchBucket`], [`StoreError::NoSuchKey`], key validation errors.
     pub fn head(&self, bucket: &str, key: &str) -> Result<ObjectInfo, StoreError> {
-        Ok(self.record(bucket, key)?.1.info(key.to_owned()))
+        self.head_version(bucket, key, None)
+            .map_err(marker_is_no_such_key)
     }
 
     /// Deletes an object; deleting an absent key succeeds.
@@ -394,31 +403,8 @@ impl LocalStore {
         key: &str,
         condition: Option<&crate::WriteCondition>,
     ) -> Result<(), StoreError> {
-        validate_key(key)?;
-        let w = self.db().begin_write()?;
-        let removed = {
-            let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
-            if let Some(c) = condition {
-                c.check(crate::object::current_etag(&w, &b.id, key)?.as_deref())?;
-            }
-            let mut t = w.open_table(OBJECTS)?;
-            let old = t.remove(index::object_key(&b.id, key).as_slice())?;
-            match old {
-                Some(v) => {
-                    let rec: ObjectRecord = decode(v.value())?;
-                    drop(v);
-                    w.open_table(BLOB_REFS)?
-                        .remove(blob_ref(&b.id, &rec.blob).as_str())?;
-                    Some((b.id, rec.blob))
-                }
-                None => None,
-            }
-        };
-        w.commit()?;
-        if let Some((bucket_id, blob)) = removed {
-            self.remove_blob(&bucket_id, &blob);
-        }
-        Ok(())
+        self.delete_version(bucket, key, None, condition)
+            .map(|_| ())
     }
 
     /// Removes a body that the index no longer references. Best effort: a failure leaves an
@@ -437,7 +423,7 @@ impl LocalStore {
     /// # Errors
     /// [`StoreError::NoSuchBucket`], [`StoreError::NoSuchKey`].
     pub fn get_tags(&self, bucket: &str, key: &str) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(self.record(bucket, key)?.1.meta.tags)
+        Ok(self.head(bucket, key)?.meta.tags)
     }
 
     /// Replaces an object's tags (the ETag and last-modified time stay).
@@ -450,22 +436,9 @@ impl LocalStore {
         key: &str,
         tags: Vec<(String, String)>,
     ) -> Result<(), StoreError> {
-        validate_key(key)?;
-        validate_tags(&tags)?;
-        let w = self.db().begin_write()?;
-        {
-            let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
-            let mut t = w.open_table(OBJECTS)?;
-            let k = index::object_key(&b.id, key);
-            let mut rec: ObjectRecord = match t.get(k.as_slice())? {
-                Some(v) => decode(v.value())?,
-                None => return Err(StoreError::NoSuchKey),
-            };
-            rec.meta.tags = tags;
-            t.insert(k.as_slice(), encode(&rec)?.as_slice())?;
-        }
-        w.commit()?;
-        Ok(())
+        self.put_version_tags(bucket, key, None, tags)
+            .map_err(marker_is_no_such_key)
+            .map(|_| ())
     }
 
     /// Removes all of an object's tags.
@@ -505,7 +478,7 @@ impl LocalStore {
         {
             let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
             let mut t = w.open_table(OBJECTS)?;
-            let rec = ObjectRecord {
+            let rec = index::ObjectRecord {
                 blob: new_id(),
                 size,
                 etag: "d41d8cd98f00b204e9800998ecf8427e".to_owned(),
@@ -513,16 +486,27 @@ impl LocalStore {
                 meta: crate::ObjectMeta::default(),
                 parts_count: None,
                 parts: Vec::new(),
+                version_id: None,
+                seq: 0,
             };
             let value = encode(&rec)?;
             for key in keys {
-                validate_key(&key)?;
+                crate::validate_key(&key)?;
                 t.insert(index::object_key(&b.id, &key).as_slice(), value.as_slice())?;
                 n += 1;
             }
         }
         w.commit()?;
         Ok(n)
+    }
+}
+
+/// The plain (unversioned) calls answer a current delete marker as S3 does without versions:
+/// no such key.
+fn marker_is_no_such_key(e: StoreError) -> StoreError {
+    match e {
+        StoreError::DeleteMarker { .. } => StoreError::NoSuchKey,
+        e => e,
     }
 }
 

@@ -11,3 +11,4 @@ mod multipart;
 mod objects;
 mod props;
 mod recovery;
+mod versions;
