@@ -300,7 +300,14 @@ async fn decide_with_stored_facts(
             return Ok(untagged);
         }
     }
-    let tagged = with_existing_object_tags(gw, bucket, key, context, checks).await?;
+    // A version action judges the version the request names (`s3:versionid`), never the
+    // current one: its tags are read and the read is held to it.
+    let version = keyhole_policy::s3::action(permission.action)
+        .filter(|a| keyhole_policy::s3::action_accepts_key(a, "s3:versionid"))
+        .and_then(|_| context.get("s3:versionid"))
+        .and_then(|v| v.values().first())
+        .map(String::as_str);
+    let tagged = with_existing_object_tags(gw, bucket, key, version, context, checks).await?;
     Ok(gw.authz.decide(principal, permission, &tagged))
 }
 
@@ -337,10 +344,11 @@ async fn with_existing_object_tags(
     gw: &Gateway,
     bucket: &str,
     key: &str,
+    version: Option<&str>,
     context: &Context,
     checks: &Checks,
 ) -> Result<Context, S3Error> {
-    let facts = read_object_facts(gw, bucket, key).await?;
+    let facts = read_object_facts(gw, bucket, key, version).await?;
     let mut tagged = context.clone();
     let mut seen = std::collections::HashSet::new();
     for (k, v) in &facts.tags {
@@ -366,9 +374,10 @@ async fn read_object_facts(
     gw: &Gateway,
     bucket: &str,
     key: &str,
+    version: Option<&str>,
 ) -> Result<crate::audit::ObjectFacts, S3Error> {
     for _ in 0..FACT_ATTEMPTS {
-        let Some((before, with_tags)) = object_version(gw, bucket, key).await? else {
+        let Some((before, with_tags)) = object_version(gw, bucket, key, version).await? else {
             return Ok(crate::audit::ObjectFacts {
                 etag: None,
                 tags: Vec::new(),
@@ -382,7 +391,7 @@ async fn read_object_facts(
                 tags,
             });
         }
-        let tags = match gw.storage.get_tags(bucket, key).await {
+        let tags = match gw.storage.get_tags(bucket, key, version).await {
             Ok(tags) => tags,
             // Deleted in between: look again.
             Err(e) if e.code() == "NoSuchKey" => continue,
@@ -391,7 +400,7 @@ async fn read_object_facts(
             // s3:ExistingObjectTag fail open (reviews of the upstream path, 7 F1 and 8 F5).
             Err(e) => return Err(e),
         };
-        let after = object_version(gw, bucket, key).await?;
+        let after = object_version(gw, bucket, key, version).await?;
         if after.as_ref().map(|(v, _)| v) == Some(&before) {
             return Ok(crate::audit::ObjectFacts {
                 etag: Some(before),
@@ -415,17 +424,20 @@ pub fn changed_meanwhile() -> S3Error {
     )
 }
 
-/// The object's current version (ETag, last-modified second), with its tags when the backend
-/// reads them with the object; `None` when there is no such object (or no object can have the
-/// key).
+/// The object's version `version` (`None`: the current one) as (ETag, last-modified second),
+/// with its tags when the backend reads them with the object; `None` when there is no such
+/// object or version (or no object can have the key, or the version is a delete marker).
 pub async fn object_version(
     gw: &Gateway,
     bucket: &str,
     key: &str,
+    version: Option<&str>,
 ) -> Result<Option<ObjectVersion>, S3Error> {
     match gw
         .storage
-        .get_object(crate::backend::GetObject::head(bucket, key))
+        .get_object(crate::backend::GetObject::head_version(
+            bucket, key, version,
+        ))
         .await
     {
         Ok(crate::backend::Got::Object(o)) => Ok(Some((
@@ -438,6 +450,7 @@ pub async fn object_version(
         }) => Ok(Some(((etag, last_modified.timestamp()), None))),
         Err(e)
             if e.status() == http::StatusCode::NOT_FOUND
+                || e.status() == http::StatusCode::METHOD_NOT_ALLOWED
                 || matches!(e.code(), "KeyTooLongError" | "InvalidObjectName") =>
         {
             Ok(None)

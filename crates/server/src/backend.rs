@@ -31,6 +31,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use keyhole_store::{ObjectMeta, WriteCondition};
 
+pub use keyhole_store::Versioning;
+
 use crate::body::Body;
 use crate::error::S3Error;
 use crate::s3::DeleteKey;
@@ -100,6 +102,9 @@ pub struct ObjectHead {
     /// The parts of an object a multipart upload made, with their checksums, when the backend
     /// keeps them (the local store; empty otherwise).
     pub parts: Vec<keyhole_store::PartSummary>,
+    /// The version's id as S3 reports it (`x-amz-version-id`); `None` in a bucket never
+    /// versioned.
+    pub version_id: Option<String>,
 }
 
 /// A GetObject or HeadObject.
@@ -117,11 +122,18 @@ pub struct GetObject {
     pub checksum_mode: bool,
     /// HEAD: no body.
     pub head: bool,
+    /// `?versionId=`: this version instead of the current one.
+    pub version_id: Option<String>,
 }
 
 impl GetObject {
     /// An unconditional HeadObject of `bucket`/`key`: the object's head, no body.
     pub fn head(bucket: &str, key: &str) -> GetObject {
+        GetObject::head_version(bucket, key, None)
+    }
+
+    /// An unconditional HeadObject of version `version_id` (`None`: the current one).
+    pub fn head_version(bucket: &str, key: &str, version_id: Option<&str>) -> GetObject {
         GetObject {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
@@ -129,6 +141,7 @@ impl GetObject {
             conditions: ReadConditions::default(),
             checksum_mode: false,
             head: true,
+            version_id: version_id.map(str::to_owned),
         }
     }
 }
@@ -185,6 +198,8 @@ pub struct Written {
     pub etag: String,
     /// Response headers S3 clients read (checksums, server-side encryption).
     pub extra: Vec<(String, String)>,
+    /// The new version's id (`x-amz-version-id`; `None` in a bucket never versioned).
+    pub version_id: Option<String>,
 }
 
 /// Keep the source's value, or replace it (`x-amz-metadata-directive`,
@@ -204,6 +219,8 @@ pub struct CopyObject {
     pub src_bucket: String,
     /// Source key.
     pub src_key: String,
+    /// The source version (`?versionId=` in `x-amz-copy-source`; `None`: the current one).
+    pub src_version_id: Option<String>,
     /// `x-amz-copy-source-if-*`.
     pub source_conditions: ReadConditions,
     /// Destination bucket.
@@ -227,6 +244,10 @@ pub struct Copied {
     pub etag: String,
     /// When it was written.
     pub last_modified: DateTime<Utc>,
+    /// The new version's id (`x-amz-version-id`; parts and unversioned buckets: `None`).
+    pub version_id: Option<String>,
+    /// The version copied from (`x-amz-copy-source-version-id`), when the source is versioned.
+    pub src_version_id: Option<String>,
 }
 
 /// An UploadPart (the body comes as a [`Payload`]).
@@ -255,6 +276,8 @@ pub struct UploadPartCopy {
     pub src_bucket: String,
     /// Source key.
     pub src_key: String,
+    /// The source version (`None`: the current one).
+    pub src_version_id: Option<String>,
     /// `x-amz-copy-source-if-*`.
     pub source_conditions: ReadConditions,
     /// `x-amz-copy-source-range` as sent.
@@ -419,8 +442,77 @@ pub struct ObjectsPage {
     pub next_token: Option<String>,
 }
 
+/// What a DeleteObject did (`x-amz-version-id`, `x-amz-delete-marker`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// The delete marker made or the version removed; `None` in a bucket never versioned.
+    pub version_id: Option<String>,
+    /// Whether a delete marker was made, or the version removed was one.
+    pub delete_marker: bool,
+}
+
 /// Each key's result of a DeleteObjects, in the order the keys were given.
-pub type DeleteResults = Vec<(String, Result<()>)>;
+pub type DeleteResults = Vec<(String, Result<Deleted>)>;
+
+/// A ListObjectVersions.
+#[derive(Debug, Clone, Default)]
+pub struct ListVersions {
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Roll keys up at this (after the prefix).
+    pub delimiter: Option<String>,
+    /// `key-marker` (empty: from the start).
+    pub key_marker: String,
+    /// `version-id-marker` (empty: after every version of `key_marker`).
+    pub version_id_marker: String,
+    /// `max-keys`, at most 1000.
+    pub max_keys: usize,
+}
+
+/// An entry of ListObjectVersions.
+#[derive(Debug, Clone)]
+pub enum VersionListed {
+    /// An object version.
+    Version {
+        /// The object, as a listing shows it.
+        object: ListedObject,
+        /// Its version id (`null` for the null version).
+        version_id: String,
+        /// Whether it is the current version.
+        is_latest: bool,
+    },
+    /// A delete marker.
+    DeleteMarker {
+        /// Its key.
+        key: String,
+        /// Its version id.
+        version_id: String,
+        /// Whether it is the current version.
+        is_latest: bool,
+        /// When it was made.
+        last_modified: DateTime<Utc>,
+    },
+    /// A common prefix.
+    Prefix(String),
+}
+
+/// One page of ListObjectVersions.
+#[derive(Debug, Clone, Default)]
+pub struct VersionsPage {
+    /// Versions, delete markers and common prefixes: keys in order, each key's newest first.
+    pub entries: Vec<VersionListed>,
+    /// More entries follow.
+    pub truncated: bool,
+    /// With `truncated`: where the next page starts.
+    pub next_key_marker: Option<String>,
+    /// With `truncated`: where the next page starts within `next_key_marker`'s versions.
+    pub next_version_id_marker: Option<String>,
+}
+
+/// The answer of a backend that does not keep versions for this bucket.
+pub fn versioning_not_implemented() -> S3Error {
+    S3Error::not_implemented("object versioning on this bucket's backend")
+}
 
 /// A bucket.
 #[derive(Debug, Clone)]
@@ -462,13 +554,15 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<Written>>;
     /// CopyObject.
     fn copy_object(&self, req: CopyObject) -> BoxFuture<'_, Result<Copied>>;
-    /// DeleteObject (an absent key is no error), only if `condition` holds.
+    /// DeleteObject (an absent key is no error), only if `condition` holds; with `version_id`,
+    /// that version is removed for good.
     fn delete_object<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        version_id: Option<&'a str>,
         condition: Option<WriteCondition>,
-    ) -> BoxFuture<'a, Result<()>>;
+    ) -> BoxFuture<'a, Result<Deleted>>;
     /// DeleteObjects: each key was authorized on its own; returns each key's result in order.
     fn delete_objects<'a>(
         &'a self,
@@ -483,21 +577,52 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         req: ListObjects,
     ) -> BoxFuture<'a, Result<ObjectsPage>>;
 
-    /// GetObjectTagging.
+    /// GetObjectTagging of version `version_id` (`None`: the current one).
     fn get_tags<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        version_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<(String, String)>>>;
-    /// PutObjectTagging (replaces every tag).
+    /// PutObjectTagging (replaces every tag); returns the version id tagged.
     fn put_tags<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        version_id: Option<&'a str>,
         tags: Vec<(String, String)>,
-    ) -> BoxFuture<'a, Result<()>>;
-    /// DeleteObjectTagging.
-    fn delete_tags<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<()>>;
+    ) -> BoxFuture<'a, Result<Option<String>>>;
+    /// DeleteObjectTagging; returns the version id untagged.
+    fn delete_tags<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        version_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>>>;
+
+    /// GetBucketVersioning.
+    fn get_versioning<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<Versioning>> {
+        let _ = bucket;
+        Box::pin(async { Err(versioning_not_implemented()) })
+    }
+    /// PutBucketVersioning (`Enabled` or `Suspended`).
+    fn put_versioning<'a>(
+        &'a self,
+        bucket: &'a str,
+        state: Versioning,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (bucket, state);
+        Box::pin(async { Err(versioning_not_implemented()) })
+    }
+    /// ListObjectVersions.
+    fn list_versions<'a>(
+        &'a self,
+        bucket: &'a str,
+        req: ListVersions,
+    ) -> BoxFuture<'a, Result<VersionsPage>> {
+        let _ = (bucket, req);
+        Box::pin(async { Err(versioning_not_implemented()) })
+    }
 
     /// CreateMultipartUpload (with the checksum the parts and the object get); returns the
     /// upload id.

@@ -264,7 +264,22 @@ fn add_principal_tags(c: &mut Context, tags: &[(String, String)]) {
 /// Adds the S3 keys an operation has: listing parameters for ListBucket, request headers for
 /// writes.
 pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
-    if matches!(op, Op::ListObjects | Op::ListObjectsV2) {
+    // `s3:versionid`: the version the request names, for the version actions that take the key
+    // (s3:GetObjectVersion, s3:DeleteObjectVersion, the version tagging and ACL actions: "Actions,
+    // resources, and condition keys for Amazon S3"). A copy names its source's version.
+    let version = if op.takes_version_id() {
+        query.get("versionId")
+    } else {
+        op.copy_source().and_then(|s| s.version_id.as_deref())
+    };
+    if let Some(v) = version {
+        c.insert("s3:versionid", v);
+    }
+    // ListObjectVersions (`s3:ListBucketVersions`) takes the same listing keys as ListBucket.
+    if matches!(
+        op,
+        Op::ListObjects | Op::ListObjectsV2 | Op::ListObjectVersions
+    ) {
         for (key, param) in [
             ("s3:prefix", "prefix"),
             ("s3:delimiter", "delimiter"),
@@ -501,5 +516,38 @@ mod tests {
         let mut c = Context::new();
         add_s3(&mut c, &Op::GetObject, &q, &HeaderMap::new());
         assert!(c.get("s3:prefix").is_none());
+        let mut c = Context::new();
+        add_s3(
+            &mut c,
+            &Op::ListObjectVersions,
+            &Query::parse(Some("versions&prefix=run-1/&max-keys=5")),
+            &HeaderMap::new(),
+        );
+        assert_eq!(c.get("s3:prefix").unwrap().values(), ["run-1/"]);
+        assert_eq!(c.get("s3:max-keys").unwrap().values(), ["5"]);
+    }
+
+    /// `s3:versionid`: the version a request names, or a copy's source version.
+    #[test]
+    fn the_version_named_is_in_the_context() {
+        let mut c = Context::new();
+        add_s3(
+            &mut c,
+            &Op::GetObject,
+            &Query::parse(Some("versionId=abc")),
+            &HeaderMap::new(),
+        );
+        assert_eq!(c.get("s3:versionid").unwrap().values(), ["abc"]);
+        let copy = Op::CopyObject(crate::s3::route::CopySource {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: Some("v1".into()),
+        });
+        let mut c = Context::new();
+        add_s3(&mut c, &copy, &Query::default(), &HeaderMap::new());
+        assert_eq!(c.get("s3:versionid").unwrap().values(), ["v1"]);
+        let mut c = Context::new();
+        add_s3(&mut c, &Op::GetObject, &Query::default(), &HeaderMap::new());
+        assert!(c.get("s3:versionid").is_none());
     }
 }

@@ -155,7 +155,8 @@ impl Call {
             Call::Sts(c) => c.audit_parameters(),
             Call::Keyhole(c) => c.audit_parameters(),
             Call::ValidatePolicy(c) => c.audit_parameters(),
-            Call::S3(_) | Call::JobCredentials(_) | Call::Metrics => serde_json::Map::new(),
+            Call::S3(c) => c.audit_parameters(),
+            Call::JobCredentials(_) | Call::Metrics => serde_json::Map::new(),
         }
     }
 }

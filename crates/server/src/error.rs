@@ -20,6 +20,8 @@ struct Inner {
     message: String,
     /// Extra elements of the `<Error>` body, e.g. `BucketName`, `Key`.
     details: Vec<(&'static str, String)>,
+    /// Response headers that go with the error (`x-amz-delete-marker`, `x-amz-version-id`).
+    headers: Vec<(&'static str, String)>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -31,8 +33,22 @@ impl S3Error {
             status,
             message: message.into(),
             details: Vec::new(),
+            headers: Vec::new(),
             source: None,
         }))
+    }
+
+    /// Adds a response header to the error answer (S3 sends `x-amz-delete-marker` and
+    /// `x-amz-version-id` with a 404 or 405 about a delete marker).
+    #[must_use]
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> S3Error {
+        self.0.headers.push((name, value.into()));
+        self
+    }
+
+    /// The response headers that go with the error.
+    pub fn headers(&self) -> &[(&'static str, String)] {
+        &self.0.headers
     }
 
     /// Adds an element to the `<Error>` body (for example `BucketName`).
@@ -195,10 +211,37 @@ impl From<StoreError> for S3Error {
             StoreError::EntityTooLarge => "Your proposed upload exceeds the maximum allowed object size.".into(),
             StoreError::BadDigest => "The Content-MD5 you specified did not match what we received.".into(),
             StoreError::PreconditionFailed => "At least one of the pre-conditions you specified did not hold".into(),
+            StoreError::DeleteMarker { by_version: false, .. } => "The specified key does not exist.".into(),
+            StoreError::DeleteMarker { by_version: true, .. } => "The specified method is not allowed against this resource.".into(),
+            StoreError::NoSuchVersion => "The specified version does not exist.".into(),
+            StoreError::InvalidVersionId => "Invalid version id specified".into(),
             other => other.to_string(),
         };
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-        S3Error::new(e.s3_code(), status, message)
+        let err = S3Error::new(e.s3_code(), status, message);
+        match e {
+            // "If the current version of the object is a delete marker, Amazon S3 behaves as if
+            // the object was deleted and includes x-amz-delete-marker: true in the response";
+            // naming a delete marker's version answers 405 with the marker's Last-Modified
+            // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html,
+            // https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html).
+            StoreError::DeleteMarker {
+                version_id,
+                last_modified,
+                by_version,
+            } => {
+                let err = err
+                    .with_header("x-amz-delete-marker", "true")
+                    .with_header("x-amz-version-id", version_id);
+                if by_version {
+                    err.with_header("last-modified", crate::s3::http_date(last_modified))
+                        .with_header("allow", "DELETE")
+                } else {
+                    err
+                }
+            }
+            _ => err,
+        }
     }
 }
 

@@ -945,6 +945,7 @@ fn describe(
                 bucket,
                 form.key.clone(),
                 &form.headers,
+                &Query::default(),
             )?)
         }
         Route::S3(_) => {
@@ -982,7 +983,10 @@ fn describe(
             if let Some(source) = op.copy_source() {
                 keyhole_store::validate_bucket_name(&source.bucket)?;
             }
-            if matches!(op, Op::ListObjects | Op::ListObjectsV2) {
+            if matches!(
+                op,
+                Op::ListObjects | Op::ListObjectsV2 | Op::ListObjectVersions
+            ) {
                 trace.prefix = query.get("prefix").map(str::to_owned);
             }
             // "If the account ID that you provide does not match the actual owner of the bucket,
@@ -1000,7 +1004,13 @@ fn describe(
                 }
             }
             context::add_s3(&mut context, &op, &query, &parts.headers);
-            Call::S3(crate::s3::S3Call::new(op, bucket, key, &parts.headers)?)
+            Call::S3(crate::s3::S3Call::new(
+                op,
+                bucket,
+                key,
+                &parts.headers,
+                &query,
+            )?)
         }
         Route::Query(api, _) => {
             let raw = match &caller.payload {
@@ -1092,6 +1102,7 @@ async fn execute(
                 write_ahead,
                 audit_fail_open: gw.config.audit_fail_open,
                 response_elements: &elements,
+                version_id: None,
             };
             let response = s3::dispatch_post(call, ctx, *form).await?;
             return Ok((response, elements.into_inner().ok().flatten()));
@@ -1130,6 +1141,7 @@ async fn execute(
             write_ahead,
             audit_fail_open: gw.config.audit_fail_open,
             response_elements: &elements,
+            version_id: call.call().version_id.clone(),
         };
         let response = s3::dispatch(call, ctx, body).await?;
         return Ok((response, elements.into_inner().ok().flatten()));
@@ -1247,6 +1259,11 @@ fn error_response(
     };
     let mut r = Response::new(body);
     *r.status_mut() = e.status();
+    for (name, value) in e.headers() {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            r.headers_mut().insert(*name, v);
+        }
+    }
     if format == ErrorFormat::RestJson {
         if let Ok(v) = HeaderValue::from_str(e.code()) {
             r.headers_mut().insert("x-amzn-errortype", v);

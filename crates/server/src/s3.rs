@@ -11,6 +11,7 @@ mod object;
 mod policy;
 pub(crate) mod post;
 pub(crate) mod tagging;
+mod versioning;
 
 pub use object::DeleteKey;
 
@@ -52,6 +53,9 @@ pub struct S3Call {
     /// ACLs disabled only owner-only ACLs are accepted, but a policy denying the ACL action must
     /// still refuse them (review 9, N3).
     pub sets_acl: bool,
+    /// `?versionId=` of an operation that takes one ([`Op::takes_version_id`]): the request acts
+    /// on that version and needs the version actions ([`Op::access`]).
+    pub version_id: Option<String>,
 }
 
 impl S3Call {
@@ -62,7 +66,21 @@ impl S3Call {
         bucket: String,
         key: String,
         headers: &HeaderMap,
+        query: &Query,
     ) -> Result<S3Call, S3Error> {
+        let version_id = if op.takes_version_id() {
+            match query.get("versionId") {
+                // "Invalid version id specified" is S3's answer to an empty one too.
+                Some("") => {
+                    return Err(S3Error::invalid_argument("Invalid version id specified")
+                        .with("ArgumentName", "versionId")
+                        .with("ArgumentValue", ""))
+                }
+                v => v.map(str::to_owned),
+            }
+        } else {
+            None
+        };
         let reads_current = op.compares_current_etag()
             && crate::pipeline::header_str(headers, "if-match")?.is_some();
         // Any `x-amz-tagging` header counts, even one that is empty or not valid text: the
@@ -89,7 +107,23 @@ impl S3Call {
             reads_current,
             sets_tags,
             sets_acl,
+            version_id,
         })
+    }
+}
+
+impl S3Call {
+    /// The request's parameters beyond bucket and key for its audit event, by CloudTrail's
+    /// names: `versionId` (the version the request names) and `sourceVersionId` (a copy's).
+    pub fn audit_parameters(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        if let Some(v) = &self.version_id {
+            m.insert("versionId".into(), v.clone().into());
+        }
+        if let Some(v) = self.op.copy_source().and_then(|s| s.version_id.as_ref()) {
+            m.insert("sourceVersionId".into(), v.clone().into());
+        }
+        m
     }
 }
 
@@ -101,7 +135,9 @@ impl crate::authz::Describe for S3Call {
                 reason: "a CORS preflight is not signed (browsers send it on their own) and is answered from the bucket's CORS configuration alone, as S3 answers OPTIONS object",
             };
         }
-        let access = self.op.access(&self.bucket, &self.key);
+        let access = self
+            .op
+            .access(&self.bucket, &self.key, self.version_id.is_some());
         match access.per_key {
             Some(action) => crate::authz::Requirement::PerItem { action },
             None => {
@@ -164,6 +200,39 @@ pub struct Ctx<'a> {
     /// What the handler reports for the audit event's `responseElements` (DeleteObjects' per-key
     /// results).
     pub response_elements: &'a std::sync::Mutex<Option<serde_json::Value>>,
+    /// The version the request names (`?versionId=`), as authorized.
+    pub version_id: Option<String>,
+}
+
+impl Ctx<'_> {
+    /// The version the request names, if any.
+    pub fn version(&self) -> Option<&str> {
+        self.version_id.as_deref()
+    }
+
+    /// Records the version headers of the answer (`x-amz-version-id`, `x-amz-delete-marker`,
+    /// `x-amz-copy-source-version-id`) as the audit event's `responseElements`, as CloudTrail
+    /// records a data event's response headers.
+    pub fn record_version_headers(&self, r: &Response<Body>) {
+        let mut m = serde_json::Map::new();
+        for name in [
+            "x-amz-version-id",
+            "x-amz-delete-marker",
+            "x-amz-copy-source-version-id",
+        ] {
+            if let Some(v) = r.headers().get(name).and_then(|v| v.to_str().ok()) {
+                m.insert(name.into(), v.into());
+            }
+        }
+        if m.is_empty() {
+            return;
+        }
+        if let Ok(mut elements) = self.response_elements.lock() {
+            if elements.is_none() {
+                *elements = Some(serde_json::Value::Object(m));
+            }
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -201,7 +270,7 @@ pub async fn dispatch(
     ) {
         ctx.before_change().await?;
     }
-    match op {
+    let result = match op {
         Op::ListBuckets => bucket::list_buckets(&ctx).await,
         Op::CreateBucket => bucket::create_bucket(&ctx, body).await,
         Op::DeleteBucket => bucket::delete_bucket(&ctx).await,
@@ -260,7 +329,11 @@ pub async fn dispatch(
         Op::PutBucketCors => cors::put(&ctx, body).await,
         Op::DeleteBucketCors => cors::delete(&ctx).await,
         Op::OptionsObject => cors::preflight(&ctx).await,
-    }
+        Op::GetBucketVersioning => versioning::get_bucket_versioning(&ctx).await,
+        Op::PutBucketVersioning => versioning::put_bucket_versioning(&ctx, body).await,
+        Op::ListObjectVersions => versioning::list_object_versions(&ctx).await,
+    };
+    result.inspect(|r| ctx.record_version_headers(r))
 }
 
 /// Runs PostObject (authorized, like every operation) with the form the authenticate stage read.
@@ -269,13 +342,14 @@ pub(crate) async fn dispatch_post(
     ctx: Ctx<'_>,
     form: post::PostForm,
 ) -> Result<Response<Body>, S3Error> {
-    match call.into_call().op {
+    let result = match call.into_call().op {
         Op::PostObject => post::post_object(&ctx, form).await,
         other => Err(S3Error::internal(std::io::Error::other(format!(
             "{} reached the PostObject handler",
             other.name()
         )))),
-    }
+    };
+    result.inspect(|r| ctx.record_version_headers(r))
 }
 
 /// A request body as the storage seam reads it: verified bytes, whose end also waits until the
@@ -448,7 +522,7 @@ pub(crate) async fn hold_to_judged_version(
         head.tags.as_deref(),
     )?;
     if head.tags.is_none() {
-        recheck_tags(ctx, &ctx.bucket, &ctx.key).await?;
+        recheck_tags(ctx, &ctx.bucket, &ctx.key, ctx.version()).await?;
     }
     Ok(())
 }
@@ -457,11 +531,16 @@ pub(crate) async fn hold_to_judged_version(
 /// and requires the ones judged. With [`check_served_version`] this brackets the served version
 /// between two tag reads, so an unversioned store's rewrite of identical bytes with other tags
 /// within the same second must fall exactly between them to go unseen (review 9, N1).
-pub(crate) async fn recheck_tags(ctx: &Ctx<'_>, bucket: &str, key: &str) -> Result<(), S3Error> {
+pub(crate) async fn recheck_tags(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> Result<(), S3Error> {
     let Some(facts) = ctx.checks.facts(bucket, key) else {
         return Ok(());
     };
-    match ctx.gw.storage.get_tags(bucket, key).await {
+    match ctx.gw.storage.get_tags(bucket, key, version_id).await {
         Ok(tags) if tags == facts.tags => Ok(()),
         Ok(_) => Err(crate::authz::changed_meanwhile()),
         Err(e) if e.code() == "NoSuchKey" => Err(crate::authz::changed_meanwhile()),
@@ -593,7 +672,7 @@ mod tests {
     }
 
     fn actions(op: Op, h: &HeaderMap) -> Vec<&'static str> {
-        let call = S3Call::new(op, "b".into(), "k".into(), h).unwrap();
+        let call = S3Call::new(op, "b".into(), "k".into(), h, &Query::default()).unwrap();
         match crate::authz::Describe::requirement(&call) {
             crate::authz::Requirement::Permissions(list) => {
                 list.into_iter().map(|p| p.action).collect()
@@ -606,6 +685,7 @@ mod tests {
         Op::CopyObject(route::CopySource {
             bucket: "src".into(),
             key: "sk".into(),
+            version_id: None,
         })
     }
 
@@ -673,6 +753,7 @@ mod tests {
                 source: route::CopySource {
                     bucket: "src".into(),
                     key: "sk".into(),
+                    version_id: None,
                 },
             },
             Op::CompleteMultipartUpload {
@@ -725,7 +806,8 @@ mod tests {
             };
             let mut context = keyhole_policy::Context::new();
             crate::context::add_s3(&mut context, &Op::PutObject, &Query::parse(None), &h);
-            let call = S3Call::new(Op::PutObject, "b".into(), "k".into(), &h).unwrap();
+            let call =
+                S3Call::new(Op::PutObject, "b".into(), "k".into(), &h, &Query::default()).unwrap();
             rt.block_on(crate::authz::authorize(
                 &gw,
                 p,

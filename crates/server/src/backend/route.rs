@@ -95,6 +95,7 @@ impl Storage {
             from,
             &req.src_bucket,
             &req.src_key,
+            req.src_version_id.as_deref(),
             req.source_conditions,
             None,
         )
@@ -112,7 +113,8 @@ impl Storage {
         meta.tags = match req.tags {
             Directive::Replace(t) => t,
             Directive::Copy if got.head.tag_count > 0 => {
-                from.get_tags(&req.src_bucket, &req.src_key).await?
+                from.get_tags(&req.src_bucket, &req.src_key, req.src_version_id.as_deref())
+                    .await?
             }
             Directive::Copy => Vec::new(),
         };
@@ -131,6 +133,8 @@ impl Storage {
             etag: written.etag,
             // The time the copy was made (the destination reports it only on a HEAD).
             last_modified: chrono::Utc::now(),
+            version_id: written.version_id,
+            src_version_id: got.head.version_id,
         })
     }
 
@@ -146,7 +150,11 @@ impl Storage {
         let head = from
             .get_object(GetObject {
                 conditions: req.source_conditions.clone(),
-                ..GetObject::head(&req.src_bucket, &req.src_key)
+                ..GetObject::head_version(
+                    &req.src_bucket,
+                    &req.src_key,
+                    req.src_version_id.as_deref(),
+                )
             })
             .await
             .and_then(copy_source_outcome)?;
@@ -168,6 +176,7 @@ impl Storage {
                 from,
                 &req.src_bucket,
                 &req.src_key,
+                req.src_version_id.as_deref(),
                 same_version,
                 Some(spec),
             )
@@ -188,6 +197,8 @@ impl Storage {
         Ok(Copied {
             etag: written.etag,
             last_modified: chrono::Utc::now(),
+            version_id: None,
+            src_version_id: head.head.version_id,
         })
     }
 }
@@ -210,6 +221,7 @@ async fn read_source(
     from: &Arc<dyn Backend>,
     bucket: &str,
     key: &str,
+    version_id: Option<&str>,
     conditions: ReadConditions,
     range: Option<String>,
 ) -> Result<super::GotObject> {
@@ -220,6 +232,7 @@ async fn read_source(
         conditions,
         checksum_mode: false,
         head: false,
+        version_id: version_id.map(str::to_owned),
     })
     .await
     .and_then(copy_source_outcome)
@@ -351,11 +364,12 @@ impl Backend for Storage {
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        version_id: Option<&'a str>,
         condition: Option<WriteCondition>,
-    ) -> BoxFuture<'a, Result<()>> {
+    ) -> BoxFuture<'a, Result<super::Deleted>> {
         Box::pin(async move {
             self.backend(bucket)?
-                .delete_object(bucket, key, condition)
+                .delete_object(bucket, key, version_id, condition)
                 .await
         })
     }
@@ -380,21 +394,60 @@ impl Backend for Storage {
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        version_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<(String, String)>>> {
-        Box::pin(async move { self.backend(bucket)?.get_tags(bucket, key).await })
+        Box::pin(async move {
+            self.backend(bucket)?
+                .get_tags(bucket, key, version_id)
+                .await
+        })
     }
 
     fn put_tags<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        version_id: Option<&'a str>,
         tags: Vec<(String, String)>,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.backend(bucket)?.put_tags(bucket, key, tags).await })
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            self.backend(bucket)?
+                .put_tags(bucket, key, version_id, tags)
+                .await
+        })
     }
 
-    fn delete_tags<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.backend(bucket)?.delete_tags(bucket, key).await })
+    fn delete_tags<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        version_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            self.backend(bucket)?
+                .delete_tags(bucket, key, version_id)
+                .await
+        })
+    }
+
+    fn get_versioning<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<super::Versioning>> {
+        Box::pin(async move { self.backend(bucket)?.get_versioning(bucket).await })
+    }
+
+    fn put_versioning<'a>(
+        &'a self,
+        bucket: &'a str,
+        state: super::Versioning,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.backend(bucket)?.put_versioning(bucket, state).await })
+    }
+
+    fn list_versions<'a>(
+        &'a self,
+        bucket: &'a str,
+        req: super::ListVersions,
+    ) -> BoxFuture<'a, Result<super::VersionsPage>> {
+        Box::pin(async move { self.backend(bucket)?.list_versions(bucket, req).await })
     }
 
     fn create_multipart<'a>(
@@ -526,6 +579,7 @@ mod tests {
                 conditions: ReadConditions::default(),
                 checksum_mode: false,
                 head: false,
+                version_id: None,
             })
             .await
             .unwrap();
@@ -575,6 +629,7 @@ mod tests {
         let copy = CopyObject {
             src_bucket: "here".into(),
             src_key: "src".into(),
+            src_version_id: None,
             source_conditions: ReadConditions::default(),
             bucket: "there".into(),
             key: "dst".into(),
@@ -588,7 +643,7 @@ mod tests {
         assert_eq!(bytes, b"0123456789");
         assert_eq!(head.meta.content_type.as_deref(), Some("text/plain"));
         assert_eq!(
-            s.get_tags("there", "dst").await.unwrap(),
+            s.get_tags("there", "dst", None).await.unwrap(),
             vec![("t".into(), "1".into())]
         );
         // A part copied across with a range, then completed.
@@ -600,6 +655,7 @@ mod tests {
             .upload_part_copy(UploadPartCopy {
                 src_bucket: "here".into(),
                 src_key: "src".into(),
+                src_version_id: None,
                 source_conditions: ReadConditions::default(),
                 source_range: Some("bytes=2-5".into()),
                 bucket: "there".into(),
@@ -630,6 +686,7 @@ mod tests {
         let failing = CopyObject {
             src_bucket: "here".into(),
             src_key: "src".into(),
+            src_version_id: None,
             source_conditions: ReadConditions {
                 if_match: Some("\"nope\"".into()),
                 ..ReadConditions::default()

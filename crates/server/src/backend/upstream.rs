@@ -229,6 +229,7 @@ fn head_of(answer: &Answer) -> Result<(ObjectHead, Option<ByteRange>)> {
         tag_count: h("x-amz-tagging-count")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
+        version_id: h("x-amz-version-id"),
         extra: passed(answer),
         tags: None,
         parts: Vec::new(),
@@ -354,6 +355,10 @@ impl UpstreamBackend {
     }
 
     async fn get(&self, req: GetObject) -> Result<Got> {
+        // Versions are the local store's: an upstream bucket's versions are not served (yet).
+        if req.version_id.is_some() {
+            return Err(super::versioning_not_implemented());
+        }
         let m = self.mapping(&req.bucket);
         let key = m.key(&req.key)?;
         let method = if req.head { Method::HEAD } else { Method::GET };
@@ -455,6 +460,7 @@ impl UpstreamBackend {
         Ok(Written {
             etag: answer.etag(),
             extra: passed(&answer),
+            version_id: answer.header("x-amz-version-id").map(str::to_owned),
         })
     }
 
@@ -493,6 +499,9 @@ impl UpstreamBackend {
     }
 
     async fn copy(&self, req: CopyObject) -> Result<Copied> {
+        if req.src_version_id.is_some() {
+            return Err(super::versioning_not_implemented());
+        }
         let pinned = self
             .check_source(&req.src_bucket, &req.src_key, &req.source_conditions, None)
             .await?;
@@ -518,10 +527,17 @@ impl UpstreamBackend {
             call = call.header("x-amz-checksum-algorithm", kind.algorithm())?;
         }
         let call = with_condition(call, req.condition.as_ref())?;
-        let doc = read_xml(self.http.send(call, Bytes::new()).await?).await?;
+        let answer = self.http.send(call, Bytes::new()).await?;
+        let version_id = answer.header("x-amz-version-id").map(str::to_owned);
+        let src_version_id = answer
+            .header("x-amz-copy-source-version-id")
+            .map(str::to_owned);
+        let doc = read_xml(answer).await?;
         Ok(Copied {
             etag: unquote(&text(&doc, "ETag")),
             last_modified: xml_time(&text(&doc, "LastModified")),
+            version_id,
+            src_version_id,
         })
     }
 
@@ -529,8 +545,12 @@ impl UpstreamBackend {
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
         condition: Option<WriteCondition>,
-    ) -> Result<()> {
+    ) -> Result<super::Deleted> {
+        if version_id.is_some() {
+            return Err(super::versioning_not_implemented());
+        }
         let m = self.mapping(bucket);
         let key = m.key(key)?;
         let call =
@@ -538,10 +558,13 @@ impl UpstreamBackend {
         let conditional = condition.is_some();
         let call = with_condition(call, condition.as_ref())?;
         match self.http.send(call, Bytes::new()).await {
-            Ok(_) => Ok(()),
+            Ok(answer) => Ok(super::Deleted {
+                version_id: answer.header("x-amz-version-id").map(str::to_owned),
+                delete_marker: answer.header("x-amz-delete-marker") == Some("true"),
+            }),
             // Deleting an absent key succeeds in S3; a store that says otherwise is not
             // followed, unless the delete was conditional (If-Match on no object is 404).
-            Err(e) if e.code() == "NoSuchKey" && !conditional => Ok(()),
+            Err(e) if e.code() == "NoSuchKey" && !conditional => Ok(super::Deleted::default()),
             Err(e) => Err(e),
         }
     }
@@ -558,7 +581,13 @@ impl UpstreamBackend {
         w.elem("Quiet", "false");
         let mut any = false;
         for item in keys {
-            let DeleteKey { key, .. } = item.into_call();
+            let DeleteKey {
+                key, version_id, ..
+            } = item.into_call();
+            if version_id.is_some() {
+                results.push((key, Some(Err(super::versioning_not_implemented()))));
+                continue;
+            }
             match m.key(&key) {
                 Ok(upstream) => {
                     w.open("Object");
@@ -612,7 +641,7 @@ impl UpstreamBackend {
         }
         Ok(results
             .into_iter()
-            .map(|(k, r)| (k, r.unwrap_or(Ok(()))))
+            .map(|(k, r)| (k, r.unwrap_or(Ok(())).map(|()| super::Deleted::default())))
             .collect())
     }
 
@@ -779,6 +808,9 @@ impl UpstreamBackend {
     }
 
     async fn part_copy(&self, req: UploadPartCopy) -> Result<Copied> {
+        if req.src_version_id.is_some() {
+            return Err(super::versioning_not_implemented());
+        }
         let pinned = self
             .check_source(
                 &req.src_bucket,
@@ -806,6 +838,8 @@ impl UpstreamBackend {
         Ok(Copied {
             etag: unquote(&text(&doc, "ETag")),
             last_modified: xml_time(&text(&doc, "LastModified")),
+            version_id: None,
+            src_version_id: None,
         })
     }
 
@@ -834,6 +868,7 @@ impl UpstreamBackend {
         let call = with_condition(call, req.condition.as_ref())?;
         let answer = self.http.send(call, Bytes::from(w.finish())).await?;
         let mut extra = passed(&answer);
+        let version_id = answer.header("x-amz-version-id").map(str::to_owned);
         let doc = read_xml(answer).await?;
         // The object's checksum comes in the result document: kept as the headers that carry it.
         for kind in [
@@ -855,6 +890,7 @@ impl UpstreamBackend {
         Ok(Written {
             etag: unquote(&text(&doc, "ETag")),
             extra,
+            version_id,
         })
     }
 
@@ -1195,9 +1231,10 @@ impl Backend for UpstreamBackend {
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        version_id: Option<&'a str>,
         condition: Option<WriteCondition>,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.delete_one(bucket, key, condition))
+    ) -> BoxFuture<'a, Result<super::Deleted>> {
+        Box::pin(self.delete_one(bucket, key, version_id, condition))
     }
 
     fn delete_objects<'a>(
@@ -1220,21 +1257,43 @@ impl Backend for UpstreamBackend {
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        version_id: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<(String, String)>>> {
-        Box::pin(self.tags(bucket, key))
+        Box::pin(async move {
+            if version_id.is_some() {
+                return Err(super::versioning_not_implemented());
+            }
+            self.tags(bucket, key).await
+        })
     }
 
     fn put_tags<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
+        version_id: Option<&'a str>,
         tags: Vec<(String, String)>,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.set_tags(bucket, key, tags))
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            if version_id.is_some() {
+                return Err(super::versioning_not_implemented());
+            }
+            self.set_tags(bucket, key, tags).await.map(|()| None)
+        })
     }
 
-    fn delete_tags<'a>(&'a self, bucket: &'a str, key: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.clear_tags(bucket, key))
+    fn delete_tags<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        version_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            if version_id.is_some() {
+                return Err(super::versioning_not_implemented());
+            }
+            self.clear_tags(bucket, key).await.map(|()| None)
+        })
     }
 
     fn create_multipart<'a>(

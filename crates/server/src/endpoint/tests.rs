@@ -17,6 +17,7 @@ fn s3_samples() -> Vec<Op> {
     let src = || CopySource {
         bucket: "src".into(),
         key: "k".into(),
+        version_id: None,
     };
     let upload_id = || "u".to_owned();
     vec![
@@ -78,6 +79,9 @@ fn s3_samples() -> Vec<Op> {
         Op::PutBucketCors,
         Op::DeleteBucketCors,
         Op::OptionsObject,
+        Op::GetBucketVersioning,
+        Op::PutBucketVersioning,
+        Op::ListObjectVersions,
     ]
 }
 
@@ -130,9 +134,12 @@ fn s3_index(op: &Op) -> usize {
         Op::PutBucketCors => 42,
         Op::DeleteBucketCors => 43,
         Op::OptionsObject => 44,
+        Op::GetBucketVersioning => 45,
+        Op::PutBucketVersioning => 46,
+        Op::ListObjectVersions => 47,
     }
 }
-const S3_OPERATIONS: usize = 45;
+const S3_OPERATIONS: usize = 48;
 
 #[test]
 fn every_s3_operation_is_sampled() {
@@ -206,6 +213,7 @@ fn every_endpoint_declares_known_actions() {
             reads_current: op.compares_current_etag(),
             sets_tags: op.applies_tagging_header(Some("REPLACE")),
             sets_acl: false,
+            version_id: None,
         };
         declared.push((op.name().into(), actions_of(op.name(), &call.requirement())));
     }

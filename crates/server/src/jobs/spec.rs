@@ -977,6 +977,18 @@ role = "training-jobs"
             !decide("s3:PutObject", &run, inside, "203.0.113.43", None),
             "other ip"
         );
+        // Versioned buckets (issue 12): writing a new version is all a write grant does; no
+        // version of any key, its own included, can be read, removed or retagged by version.
+        for action in [
+            "s3:DeleteObjectVersion",
+            "s3:GetObjectVersion",
+            "s3:PutObjectVersionTagging",
+            "s3:DeleteObjectVersionTagging",
+            "s3:PutObjectVersionAcl",
+            "s3:ListBucketVersions",
+        ] {
+            assert!(!decide(action, &run, inside, ip, None), "{action}");
+        }
     }
 
     #[test]

@@ -41,7 +41,11 @@ async fn exists(ctx: &Ctx<'_>, object: bool) -> Result<(), S3Error> {
     keyhole_store::validate_key(&ctx.key)?;
     ctx.gw
         .storage
-        .get_object(GetObject::head(&ctx.bucket, &ctx.key))
+        .get_object(GetObject::head_version(
+            &ctx.bucket,
+            &ctx.key,
+            ctx.version(),
+        ))
         .await?;
     Ok(())
 }

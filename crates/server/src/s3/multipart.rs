@@ -93,6 +93,7 @@ pub(super) async fn upload_part_copy(
     let req = UploadPartCopy {
         src_bucket: source.bucket,
         src_key: source.key,
+        src_version_id: source.version_id,
         source_conditions,
         source_range: ctx.header("x-amz-copy-source-range")?.map(str::to_owned),
         bucket: ctx.bucket.clone(),
@@ -111,7 +112,11 @@ pub(super) async fn upload_part_copy(
     w.elem("ETag", &quoted(&part.etag));
     w.elem("LastModified", &xml_date(part.last_modified));
     w.close("CopyPartResult");
-    Ok(xml_ok(w.finish()))
+    let mut r = xml_ok(w.finish());
+    if let Some(v) = &part.src_version_id {
+        set_header(&mut r, "x-amz-copy-source-version-id", v)?;
+    }
+    Ok(r)
 }
 
 pub(super) async fn complete(
@@ -183,7 +188,11 @@ pub(super) async fn complete(
         w.elem("ChecksumType", c.kind.as_str());
     }
     w.close("CompleteMultipartUploadResult");
-    Ok(xml_ok(w.finish()))
+    let mut r = xml_ok(w.finish());
+    if let Some(v) = &info.version_id {
+        set_header(&mut r, "x-amz-version-id", v)?;
+    }
+    Ok(r)
 }
 
 pub(super) async fn abort(ctx: &Ctx<'_>, upload_id: String) -> Result<Response<Body>, S3Error> {

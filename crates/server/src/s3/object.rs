@@ -14,7 +14,7 @@ use super::{
     tagging, xml_date, xml_ok, Ctx, Upload,
 };
 use crate::authz::Permission;
-use crate::backend::{CopyObject, Directive, GetObject, Got, ObjectHead, PutObject};
+use crate::backend::{CopyObject, Deleted, Directive, GetObject, Got, ObjectHead, PutObject};
 use crate::body::{Body, BodyReader};
 use crate::config::{MAX_DELETE_KEYS, MAX_SINGLE_PUT_BYTES, MAX_XML_BODY_BYTES};
 use crate::error::S3Error;
@@ -178,6 +178,9 @@ pub(super) async fn put_object(ctx: &Ctx<'_>, body: BodyReader) -> Result<Respon
     let written = ctx.gw.storage.put_object(req, &mut payload).await?;
     let mut r = empty_response(StatusCode::OK);
     set_header(&mut r, "etag", &quoted(&written.etag))?;
+    if let Some(v) = &written.version_id {
+        set_header(&mut r, "x-amz-version-id", v)?;
+    }
     for (name, value) in &written.extra {
         set_header(&mut r, name, value)?;
     }
@@ -215,6 +218,9 @@ fn object_headers(r: &mut Response<Body>, head: &ObjectHead) -> Result<(), S3Err
     for (name, value) in &head.extra {
         set_header(r, name, value)?;
     }
+    if let Some(v) = &head.version_id {
+        set_header(r, "x-amz-version-id", v)?;
+    }
     Ok(())
 }
 
@@ -246,6 +252,7 @@ pub(super) async fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Response<Bod
             .header("x-amz-checksum-mode")?
             .is_some_and(|m| m.eq_ignore_ascii_case("ENABLED")),
         head,
+        version_id: ctx.version_id.clone(),
     };
     let got = match ctx.gw.storage.get_object(req).await? {
         Got::NotModified {
@@ -342,7 +349,7 @@ pub(super) async fn get_object_attributes(ctx: &Ctx<'_>) -> Result<Response<Body
         .storage
         .get_object(GetObject {
             checksum_mode: true,
-            ..GetObject::head(&ctx.bucket, &ctx.key)
+            ..GetObject::head_version(&ctx.bucket, &ctx.key, ctx.version())
         })
         .await?
     {
@@ -414,6 +421,9 @@ pub(super) async fn get_object_attributes(ctx: &Ctx<'_>) -> Result<Response<Body
     w.close("GetObjectAttributesResponse");
     let mut r = xml_ok(w.finish());
     set_header(&mut r, "last-modified", &http_date(head.last_modified))?;
+    if let Some(v) = &head.version_id {
+        set_header(&mut r, "x-amz-version-id", v)?;
+    }
     Ok(r)
 }
 
@@ -431,11 +441,24 @@ pub(super) async fn delete_object(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Err
         }
         other => other,
     };
-    ctx.gw
+    let deleted = ctx
+        .gw
         .storage
-        .delete_object(&ctx.bucket, &ctx.key, condition)
+        .delete_object(&ctx.bucket, &ctx.key, ctx.version(), condition)
         .await?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
+    // "x-amz-delete-marker: Indicates whether the specified object version that was permanently
+    // deleted was (true) or was not (false) a delete marker before deletion. In a simple DELETE,
+    // this header indicates whether (true) or not (false) the current version of the object is a
+    // delete marker"; "x-amz-version-id: Returns the version ID of the delete marker created as
+    // a result of the DELETE operation" (https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObject.html).
+    let mut r = empty_response(StatusCode::NO_CONTENT);
+    if deleted.delete_marker {
+        set_header(&mut r, "x-amz-delete-marker", "true")?;
+    }
+    if let Some(v) = &deleted.version_id {
+        set_header(&mut r, "x-amz-version-id", v)?;
+    }
+    Ok(r)
 }
 
 pub(super) async fn delete_objects(
@@ -455,16 +478,16 @@ pub(super) async fn delete_objects(
         return Err(S3Error::malformed_xml("expected a Delete document"));
     }
     let quiet = root.child_text("Quiet").is_some_and(|q| q.trim() == "true");
-    let mut keys = Vec::new();
+    let mut keys: Vec<(String, Option<String>)> = Vec::new();
     for object in root.children_named("Object") {
         let key = object
             .child_text("Key")
             .ok_or_else(|| S3Error::malformed_xml("an Object has no Key"))?;
-        if let Some(v) = object.child_text("VersionId") {
-            if !v.is_empty() && v != "null" {
-                return Err(S3Error::not_implemented("DeleteObjects with VersionId"));
-            }
-        }
+        let version_id = object
+            .child_text("VersionId")
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
         // Per-object conditions (directory buckets in S3): refused rather than ignored.
         for name in ["ETag", "LastModifiedTime", "Size"] {
             if object.child_text(name).is_some() {
@@ -473,7 +496,7 @@ pub(super) async fn delete_objects(
                 )));
             }
         }
-        keys.push(key.to_owned());
+        keys.push((key.to_owned(), version_id));
     }
     if keys.is_empty() || keys.len() > MAX_DELETE_KEYS {
         return Err(S3Error::malformed_xml(format!(
@@ -481,13 +504,20 @@ pub(super) async fn delete_objects(
             keys.len()
         )));
     }
-    // The write-ahead record names every key before any is deleted.
+    // The write-ahead record names every key (and version) before any is deleted.
+    let named: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => serde_json::json!({"key": k, "versionId": v}),
+            None => serde_json::json!(k),
+        })
+        .collect();
     ctx.write_ahead
         .amend(|event| {
             event
                 .request_parameters
                 .other
-                .insert("keys".into(), serde_json::json!(keys));
+                .insert("keys".into(), serde_json::json!(named));
             event
                 .request_parameters
                 .other
@@ -499,26 +529,27 @@ pub(super) async fn delete_objects(
     ctx.gw.storage.head_bucket(&ctx.bucket).await?;
     // Each key is authorized by the one authorization stage, like any request: a denied key is
     // an `Error` entry and the others go on, as in S3. The allowed ones are deleted together.
-    let mut results: Vec<Option<S3Error>> = Vec::with_capacity(keys.len());
+    let mut results: Vec<Result<Deleted, S3Error>> = Vec::with_capacity(keys.len());
     let mut allowed = Vec::new();
-    for key in &keys {
+    for (key, version_id) in &keys {
         let item = DeleteKey {
             bucket: ctx.bucket.clone(),
             key: key.clone(),
+            version_id: version_id.clone(),
         };
         match crate::authz::authorize(ctx.gw, ctx.principal, item, &ctx.context, ctx.checks).await {
             Ok(authorized) => {
                 allowed.push((results.len(), authorized));
-                results.push(None);
+                results.push(Ok(Deleted::default()));
             }
-            Err(e) => results.push(Some(e)),
+            Err(e) => results.push(Err(e)),
         }
     }
     let (slots, items): (Vec<usize>, Vec<_>) = allowed.into_iter().unzip();
     let deleted_results = ctx.gw.storage.delete_objects(&ctx.bucket, items).await?;
     for (slot, (_, result)) in slots.into_iter().zip(deleted_results) {
-        if let (Err(e), Some(entry)) = (result, results.get_mut(slot)) {
-            *entry = Some(e);
+        if let Some(entry) = results.get_mut(slot) {
+            *entry = result;
         }
     }
     let mut w = XmlWriter::new();
@@ -526,19 +557,40 @@ pub(super) async fn delete_objects(
     // Every key's result, quiet or not, for the audit event.
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
-    for (key, result) in keys.into_iter().zip(results) {
+    // Each `Deleted` as S3 answers it (https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html,
+    // DeletedObject): `VersionId` the version named; `DeleteMarker` and `DeleteMarkerVersionId`
+    // when a marker was made (its id) or the version removed was a marker (that id).
+    for ((key, asked), result) in keys.into_iter().zip(results) {
         match result {
-            None => {
+            Ok(d) => {
                 if !quiet {
                     w.open("Deleted");
                     w.elem("Key", &key);
+                    if let Some(v) = &asked {
+                        w.elem("VersionId", v);
+                    }
+                    if d.delete_marker {
+                        w.elem("DeleteMarker", "true");
+                        if let Some(v) = &d.version_id {
+                            w.elem("DeleteMarkerVersionId", v);
+                        }
+                    }
                     w.close("Deleted");
                 }
-                deleted.push(serde_json::Value::String(key));
+                deleted.push(match (&asked, d.delete_marker, &d.version_id) {
+                    (Some(v), _, _) => serde_json::json!({"key": key, "versionId": v}),
+                    (None, true, Some(m)) => {
+                        serde_json::json!({"key": key, "deleteMarkerVersionId": m})
+                    }
+                    _ => serde_json::Value::String(key),
+                });
             }
-            Some(e) => {
+            Err(e) => {
                 w.open("Error");
                 w.elem("Key", &key);
+                if let Some(v) = &asked {
+                    w.elem("VersionId", v);
+                }
                 w.elem("Code", e.code());
                 w.elem("Message", e.message());
                 w.close("Error");
@@ -553,21 +605,36 @@ pub(super) async fn delete_objects(
     Ok(xml_ok(w.finish()))
 }
 
-/// One key of a DeleteObjects request: it needs `s3:DeleteObject` on its object.
+/// One key of a DeleteObjects request: it needs `s3:DeleteObject` on its object, or with a
+/// `VersionId` `s3:DeleteObjectVersion` ("To delete a specific version ... you must have the
+/// s3:DeleteObjectVersion permission", API_DeleteObjects.html), decided with `s3:versionid`.
 #[derive(Debug)]
 pub struct DeleteKey {
     /// The bucket.
     pub(crate) bucket: String,
     /// The key.
     pub(crate) key: String,
+    /// The version to remove for good.
+    pub(crate) version_id: Option<String>,
 }
 
 impl crate::authz::Describe for DeleteKey {
     fn requirement(&self) -> crate::authz::Requirement {
+        let action = if self.version_id.is_some() {
+            "s3:DeleteObjectVersion"
+        } else {
+            "s3:DeleteObject"
+        };
         crate::authz::Requirement::Permissions(vec![Permission::new(
-            "s3:DeleteObject",
+            action,
             object_arn(&self.bucket, &self.key),
         )])
+    }
+
+    fn add_context(&self, context: &mut keyhole_policy::Context) {
+        if let Some(v) = &self.version_id {
+            context.insert("s3:versionid", v.as_str());
+        }
     }
 }
 
@@ -609,9 +676,13 @@ pub(super) async fn copy_object(ctx: &Ctx<'_>, src: CopySource) -> Result<Respon
             ))
         })?),
     };
-    // Copying an object onto itself is how S3 changes its checksum algorithm.
+    // Copying an object onto itself is how S3 changes its checksum algorithm; copying an
+    // earlier version onto its own key is how a version is restored ("Restoring previous
+    // versions", https://docs.aws.amazon.com/AmazonS3/latest/userguide/RestoringPreviousVersions.html):
+    // only a copy of the current version onto itself that changes nothing is refused.
     if src.bucket == ctx.bucket
         && src.key == ctx.key
+        && src.version_id.is_none()
         && !replace_meta
         && !replace_tags
         && checksum_algorithm.is_none()
@@ -639,6 +710,7 @@ pub(super) async fn copy_object(ctx: &Ctx<'_>, src: CopySource) -> Result<Respon
     let req = CopyObject {
         src_bucket: src.bucket,
         src_key: src.key,
+        src_version_id: src.version_id,
         source_conditions,
         bucket: ctx.bucket.clone(),
         key: ctx.key.clone(),
@@ -669,5 +741,12 @@ pub(super) async fn copy_object(ctx: &Ctx<'_>, src: CopySource) -> Result<Respon
     w.elem("ETag", &quoted(&copied.etag));
     w.elem("LastModified", &xml_date(copied.last_modified));
     w.close("CopyObjectResult");
-    Ok(xml_ok(w.finish()))
+    let mut r = xml_ok(w.finish());
+    if let Some(v) = &copied.version_id {
+        set_header(&mut r, "x-amz-version-id", v)?;
+    }
+    if let Some(v) = &copied.src_version_id {
+        set_header(&mut r, "x-amz-copy-source-version-id", v)?;
+    }
+    Ok(r)
 }

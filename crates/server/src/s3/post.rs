@@ -583,5 +583,9 @@ pub(crate) async fn post_object(
     for (name, value) in &written.extra {
         set_header(&mut r, name, value)?;
     }
+    // A versioned bucket's new version (API_PostObject.html: x-amz-version-id).
+    if let Some(v) = &written.version_id {
+        set_header(&mut r, "x-amz-version-id", v)?;
+    }
     Ok(r)
 }

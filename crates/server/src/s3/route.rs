@@ -59,20 +59,28 @@ pub struct CopySource {
     pub bucket: String,
     /// Source key.
     pub key: String,
+    /// The source version (`?versionId=` on the header): the copy then reads that version and
+    /// needs `s3:GetObjectVersion` on the source, not `s3:GetObject`
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html, Permissions).
+    pub version_id: Option<String>,
 }
 
 impl CopySource {
-    /// Parses `bucket/key` or `/bucket/key`, URL-encoded, optionally with `?versionId=null`.
+    /// Parses `bucket/key` or `/bucket/key`, URL-encoded, optionally with `?versionId=ID`.
     pub fn parse(raw: &str) -> Result<CopySource, S3Error> {
         let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
+        let mut version_id = None;
         if !query.is_empty() {
             let q = Query::parse(Some(query));
             match q.get("versionId") {
-                Some("null") if q.names().count() == 1 => {}
+                Some(v) if !v.is_empty() && q.names().count() == 1 => {
+                    version_id = Some(v.to_owned());
+                }
                 _ => {
-                    return Err(S3Error::not_implemented(
-                        "x-amz-copy-source with a versionId",
-                    ))
+                    return Err(S3Error::invalid_argument(
+                        "x-amz-copy-source may carry only `?versionId=ID` after the key",
+                    )
+                    .with("ArgumentName", "x-amz-copy-source"))
                 }
             }
         }
@@ -84,6 +92,7 @@ impl CopySource {
             Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(CopySource {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
+                version_id,
             }),
             _ => Err(S3Error::invalid_argument(
                 "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
@@ -207,6 +216,12 @@ pub enum Op {
     DeleteBucketCors,
     /// `OPTIONS /b` or `OPTIONS /b/k`: a CORS preflight
     OptionsObject,
+    /// `GET /b?versioning`
+    GetBucketVersioning,
+    /// `PUT /b?versioning`
+    PutBucketVersioning,
+    /// `GET /b?versions`
+    ListObjectVersions,
 }
 
 pub use crate::authz::Permission;
@@ -266,6 +281,10 @@ const PLAIN_PARAMS: &[&str] = &[
     "ownershipControls",
     "attributes",
     "cors",
+    "versioning",
+    "versions",
+    "versionId",
+    "version-id-marker",
     "X-Amz-Algorithm",
     "X-Amz-Credential",
     "X-Amz-Date",
@@ -285,6 +304,8 @@ const BUCKET_SUBRESOURCES: &[&str] = &[
     "ownershipControls",
     "list-type",
     "cors",
+    "versioning",
+    "versions",
 ];
 
 impl Op {
@@ -297,13 +318,9 @@ impl Op {
         copy_source: Option<&str>,
     ) -> Result<Op, S3Error> {
         if let Some(unknown) = query.names().find(|n| !PLAIN_PARAMS.contains(n)) {
-            if unknown == "versionId" && query.get("versionId") == Some("null") {
-                // Unversioned buckets hold only the `null` version; asking for it is plain access.
-            } else {
-                return Err(S3Error::not_implemented(&format!(
-                    "the `{unknown}` query parameter"
-                )));
-            }
+            return Err(S3Error::not_implemented(&format!(
+                "the `{unknown}` query parameter"
+            )));
         }
         let upload_id = || query.get("uploadId").map(str::to_owned);
         let part_number = || -> Result<u32, S3Error> {
@@ -345,6 +362,15 @@ impl Op {
                 Method::GET => Op::GetBucketCors,
                 Method::PUT => Op::PutBucketCors,
                 Method::DELETE => Op::DeleteBucketCors,
+                _ => return Err(method_not_allowed(method)),
+            },
+            (Some(_), None) if query.has("versioning") => match *method {
+                Method::GET => Op::GetBucketVersioning,
+                Method::PUT => Op::PutBucketVersioning,
+                _ => return Err(method_not_allowed(method)),
+            },
+            (Some(_), None) if query.has("versions") => match *method {
+                Method::GET => Op::ListObjectVersions,
                 _ => return Err(method_not_allowed(method)),
             },
             (Some(_), None) if query.has("acl") => match *method {
@@ -459,7 +485,30 @@ impl Op {
                 _ => return Err(method_not_allowed(method)),
             },
         };
+        if query.has("versionId") && !op.takes_version_id() {
+            return Err(S3Error::not_implemented(&format!(
+                "the `versionId` query parameter on {}",
+                op.name()
+            )));
+        }
         Ok(op)
+    }
+
+    /// Whether the operation acts on one version named by `?versionId=` (S3: GetObject,
+    /// HeadObject, DeleteObject, the object tagging and ACL operations, GetObjectAttributes).
+    pub fn takes_version_id(&self) -> bool {
+        matches!(
+            self,
+            Op::GetObject
+                | Op::HeadObject
+                | Op::DeleteObject
+                | Op::GetObjectTagging
+                | Op::PutObjectTagging
+                | Op::DeleteObjectTagging
+                | Op::GetObjectAcl
+                | Op::PutObjectAcl
+                | Op::GetObjectAttributes
+        )
     }
 
     /// S3 Control's account-level public access block, recognised by its path and the
@@ -583,13 +632,32 @@ impl Op {
             Op::PutBucketCors => "PutBucketCors",
             Op::DeleteBucketCors => "DeleteBucketCors",
             Op::OptionsObject => "OptionsObject",
+            Op::GetBucketVersioning => "GetBucketVersioning",
+            Op::PutBucketVersioning => "PutBucketVersioning",
+            Op::ListObjectVersions => "ListObjectVersions",
         }
     }
 
     /// The IAM actions and resources this operation needs, per AWS's "Actions, resources, and
     /// condition keys for Amazon S3" and "Required permissions for Amazon S3 API operations"
     /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html).
-    pub fn access(&self, bucket: &str, key: &str) -> Access {
+    ///
+    /// `versioned`: the request names a version (`?versionId=`). The operation then needs the
+    /// version's own action: "To return a different version, use the versionId subresource ...
+    /// you need the s3:GetObjectVersion permission" (API_GetObject.html, Permissions), "To
+    /// delete a specific version ... s3:DeleteObjectVersion" (API_DeleteObject.html), and
+    /// likewise `s3:{Get,Put,Delete}ObjectVersionTagging`, `s3:{Get,Put}ObjectVersionAcl` and
+    /// `s3:GetObjectVersionAttributes` ("Actions, resources, and condition keys for Amazon S3").
+    /// The plain action does not stand in for the version's: a user with `s3:GetObject` only
+    /// cannot read an older version.
+    pub fn access(&self, bucket: &str, key: &str, versioned: bool) -> Access {
+        let v = |plain: &'static str, version: &'static str| {
+            if versioned {
+                version
+            } else {
+                plain
+            }
+        };
         let on_bucket = |action| Permission {
             action,
             resource: bucket_arn(bucket),
@@ -626,12 +694,18 @@ impl Op {
             Op::CopyObject(src) | Op::UploadPartCopy { source: src, .. } => vec![
                 on_object("s3:PutObject"),
                 Permission {
-                    action: "s3:GetObject",
+                    action: if src.version_id.is_some() {
+                        "s3:GetObjectVersion"
+                    } else {
+                        "s3:GetObject"
+                    },
                     resource: object_arn(&src.bucket, &src.key),
                 },
             ],
-            Op::GetObject | Op::HeadObject => vec![on_object("s3:GetObject")],
-            Op::DeleteObject => vec![on_object("s3:DeleteObject")],
+            Op::GetObject | Op::HeadObject => {
+                vec![on_object(v("s3:GetObject", "s3:GetObjectVersion"))]
+            }
+            Op::DeleteObject => vec![on_object(v("s3:DeleteObject", "s3:DeleteObjectVersion"))],
             Op::AbortMultipartUpload { .. } => vec![on_object("s3:AbortMultipartUpload")],
             Op::ListParts { .. } => vec![on_object("s3:ListMultipartUploadParts")],
             Op::GetBucketPolicy => vec![on_bucket("s3:GetBucketPolicy")],
@@ -652,20 +726,31 @@ impl Op {
                     resource: "*".to_owned(),
                 }]
             }
-            Op::GetObjectTagging => vec![on_object("s3:GetObjectTagging")],
-            Op::PutObjectTagging => vec![on_object("s3:PutObjectTagging")],
-            Op::DeleteObjectTagging => vec![on_object("s3:DeleteObjectTagging")],
+            Op::GetObjectTagging => vec![on_object(v(
+                "s3:GetObjectTagging",
+                "s3:GetObjectVersionTagging",
+            ))],
+            Op::PutObjectTagging => vec![on_object(v(
+                "s3:PutObjectTagging",
+                "s3:PutObjectVersionTagging",
+            ))],
+            Op::DeleteObjectTagging => vec![on_object(v(
+                "s3:DeleteObjectTagging",
+                "s3:DeleteObjectVersionTagging",
+            ))],
             Op::GetBucketAcl => vec![on_bucket("s3:GetBucketAcl")],
             Op::PutBucketAcl => vec![on_bucket("s3:PutBucketAcl")],
-            Op::GetObjectAcl => vec![on_object("s3:GetObjectAcl")],
-            Op::PutObjectAcl => vec![on_object("s3:PutObjectAcl")],
+            Op::GetObjectAcl => vec![on_object(v("s3:GetObjectAcl", "s3:GetObjectVersionAcl"))],
+            Op::PutObjectAcl => vec![on_object(v("s3:PutObjectAcl", "s3:PutObjectVersionAcl"))],
             Op::GetBucketOwnershipControls => vec![on_bucket("s3:GetBucketOwnershipControls")],
             Op::PutBucketOwnershipControls => vec![on_bucket("s3:PutBucketOwnershipControls")],
             // "If the bucket is not versioned, you need the s3:GetObject and
             // s3:GetObjectAttributes permissions" (API_GetObjectAttributes.html, Permissions).
+            // With a version id, "you need the s3:GetObjectVersion and
+            // s3:GetObjectVersionAttributes permissions" (same page).
             Op::GetObjectAttributes => vec![
-                on_object("s3:GetObject"),
-                on_object("s3:GetObjectAttributes"),
+                on_object(v("s3:GetObject", "s3:GetObjectVersion")),
+                on_object(v("s3:GetObjectAttributes", "s3:GetObjectVersionAttributes")),
             ],
             Op::GetBucketCors => vec![on_bucket("s3:GetBucketCORS")],
             // "To use this operation [DeleteBucketCors], you must have permission to perform
@@ -674,6 +759,9 @@ impl Op {
             // Needs no permission: `S3Call::requirement` declares it unconditional (nothing
             // here could ever be granted to the anonymous browser that sends it).
             Op::OptionsObject => Vec::new(),
+            Op::GetBucketVersioning => vec![on_bucket("s3:GetBucketVersioning")],
+            Op::PutBucketVersioning => vec![on_bucket("s3:PutBucketVersioning")],
+            Op::ListObjectVersions => vec![on_bucket("s3:ListBucketVersions")],
         };
         Access {
             upfront,
@@ -763,14 +851,7 @@ mod tests {
 
     #[test]
     fn unknown_subresources_are_not_implemented() {
-        for q in [
-            "website",
-            "inventory",
-            "lifecycle",
-            "versioning",
-            "replication",
-            "versionId=3",
-        ] {
+        for q in ["website", "inventory", "lifecycle", "replication"] {
             let e = route(Method::GET, Some("b"), None, q).unwrap_err();
             assert_eq!(e.code(), "NotImplemented", "{q}");
         }
@@ -852,10 +933,107 @@ mod tests {
         assert_eq!((s.bucket.as_str(), s.key.as_str()), ("src", "a b/c"));
         let s = CopySource::parse("src/k?versionId=null").unwrap();
         assert_eq!(s.key, "k");
+        assert_eq!(s.version_id.as_deref(), Some("null"));
         assert!(CopySource::parse("src").is_err());
+        let s = CopySource::parse("src/k?versionId=abc").unwrap();
+        assert_eq!(s.version_id.as_deref(), Some("abc"));
         assert_eq!(
-            CopySource::parse("src/k?versionId=abc").unwrap_err().code(),
+            CopySource::parse("src/k?versionId=abc&x=1")
+                .unwrap_err()
+                .code(),
+            "InvalidArgument"
+        );
+    }
+
+    /// "Actions, resources, and condition keys for Amazon S3": with `?versionId=` each object
+    /// operation needs its version action, never the plain one.
+    #[test]
+    fn a_version_id_asks_for_the_version_actions() {
+        let actions = |m: Method, q: &str| -> Vec<&'static str> {
+            let op = route(m, Some("b"), Some("k"), q).unwrap();
+            op.access("b", "k", Query::parse(Some(q)).has("versionId"))
+                .upfront
+                .into_iter()
+                .map(|p| p.action)
+                .collect()
+        };
+        assert_eq!(
+            actions(Method::GET, "versionId=v1"),
+            ["s3:GetObjectVersion"]
+        );
+        assert_eq!(actions(Method::GET, ""), ["s3:GetObject"]);
+        assert_eq!(
+            actions(Method::HEAD, "versionId=null"),
+            ["s3:GetObjectVersion"]
+        );
+        assert_eq!(
+            actions(Method::DELETE, "versionId=v1"),
+            ["s3:DeleteObjectVersion"]
+        );
+        assert_eq!(
+            actions(Method::GET, "tagging&versionId=v1"),
+            ["s3:GetObjectVersionTagging"]
+        );
+        assert_eq!(
+            actions(Method::PUT, "tagging&versionId=v1"),
+            ["s3:PutObjectVersionTagging"]
+        );
+        assert_eq!(
+            actions(Method::DELETE, "tagging&versionId=v1"),
+            ["s3:DeleteObjectVersionTagging"]
+        );
+        assert_eq!(
+            actions(Method::GET, "attributes&versionId=v1"),
+            ["s3:GetObjectVersion", "s3:GetObjectVersionAttributes"]
+        );
+        assert_eq!(
+            actions(Method::GET, "acl&versionId=v1"),
+            ["s3:GetObjectVersionAcl"]
+        );
+        // Operations that take no version refuse the parameter.
+        assert_eq!(
+            route(Method::PUT, Some("b"), Some("k"), "versionId=v1")
+                .unwrap_err()
+                .code(),
             "NotImplemented"
+        );
+        assert_eq!(
+            route(Method::GET, Some("b"), None, "versioning").unwrap(),
+            Op::GetBucketVersioning
+        );
+        assert_eq!(
+            route(Method::PUT, Some("b"), None, "versioning").unwrap(),
+            Op::PutBucketVersioning
+        );
+        assert_eq!(
+            route(
+                Method::GET,
+                Some("b"),
+                None,
+                "versions&key-marker=a&version-id-marker=b"
+            )
+            .unwrap(),
+            Op::ListObjectVersions
+        );
+        for (op, action) in [
+            (Op::GetBucketVersioning, "s3:GetBucketVersioning"),
+            (Op::PutBucketVersioning, "s3:PutBucketVersioning"),
+            (Op::ListObjectVersions, "s3:ListBucketVersions"),
+        ] {
+            let a = op.access("b", "", false).upfront;
+            assert_eq!(
+                (a[0].action, a[0].resource.as_str()),
+                (action, "arn:aws:s3:::b")
+            );
+        }
+        let copy = Op::CopyObject(CopySource {
+            bucket: "s".into(),
+            key: "sk".into(),
+            version_id: Some("v1".into()),
+        });
+        assert_eq!(
+            copy.access("d", "dk", false).upfront[1].action,
+            "s3:GetObjectVersion"
         );
     }
 
@@ -864,8 +1042,9 @@ mod tests {
         let copy = Op::CopyObject(CopySource {
             bucket: "s".into(),
             key: "sk".into(),
+            version_id: None,
         });
-        let a = copy.access("d", "dk");
+        let a = copy.access("d", "dk", false);
         assert_eq!(a.upfront.len(), 2);
         assert_eq!(a.upfront[0].resource, "arn:aws:s3:::d/dk");
         assert_eq!(
@@ -875,13 +1054,16 @@ mod tests {
                 resource: "arn:aws:s3:::s/sk".into()
             }
         );
-        assert_eq!(Op::ListBuckets.access("", "").upfront[0].resource, "*");
         assert_eq!(
-            Op::HeadBucket.access("b", "").upfront[0].action,
+            Op::ListBuckets.access("", "", false).upfront[0].resource,
+            "*"
+        );
+        assert_eq!(
+            Op::HeadBucket.access("b", "", false).upfront[0].action,
             "s3:ListBucket"
         );
         assert_eq!(
-            Op::DeleteObjects.access("b", "").per_key,
+            Op::DeleteObjects.access("b", "", false).per_key,
             Some("s3:DeleteObject")
         );
     }

@@ -6,7 +6,7 @@
 
 use http::{Response, StatusCode};
 
-use super::{empty_response, xml_ok, Ctx};
+use super::{empty_response, set_header, xml_ok, Ctx};
 use crate::body::{Body, BodyReader};
 use crate::config::MAX_XML_BODY_BYTES;
 use crate::error::S3Error;
@@ -30,14 +30,22 @@ pub(super) fn parse_header(v: &str) -> Result<Vec<(String, String)>, S3Error> {
 }
 
 pub(super) async fn get(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    let tags = ctx.gw.storage.get_tags(&ctx.bucket, &ctx.key).await?;
+    let tags = ctx
+        .gw
+        .storage
+        .get_tags(&ctx.bucket, &ctx.key, ctx.version())
+        .await?;
     // Decided on the tags it read: tags that changed since were not judged (review 8, F2).
     if let Some(facts) = ctx.checks.facts(&ctx.bucket, &ctx.key) {
         if facts.tags != tags {
             return Err(crate::authz::changed_meanwhile());
         }
     }
-    Ok(xml_ok(document(&tags)))
+    let mut r = xml_ok(document(&tags));
+    if let Some(v) = ctx.version() {
+        set_header(&mut r, "x-amz-version-id", v)?;
+    }
+    Ok(r)
 }
 
 /// A `Tagging` document (GetObjectTagging's answer, PutObjectTagging's body).
@@ -71,13 +79,29 @@ pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<
         tags.push((k.to_owned(), t.child_text("Value").unwrap_or("").to_owned()));
     }
     validate(&tags)?;
-    ctx.gw.storage.put_tags(&ctx.bucket, &ctx.key, tags).await?;
-    Ok(empty_response(StatusCode::OK))
+    let version = ctx
+        .gw
+        .storage
+        .put_tags(&ctx.bucket, &ctx.key, ctx.version(), tags)
+        .await?;
+    let mut r = empty_response(StatusCode::OK);
+    if let Some(v) = version {
+        set_header(&mut r, "x-amz-version-id", &v)?;
+    }
+    Ok(r)
 }
 
 pub(super) async fn delete(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    ctx.gw.storage.delete_tags(&ctx.bucket, &ctx.key).await?;
-    Ok(empty_response(StatusCode::NO_CONTENT))
+    let version = ctx
+        .gw
+        .storage
+        .delete_tags(&ctx.bucket, &ctx.key, ctx.version())
+        .await?;
+    let mut r = empty_response(StatusCode::NO_CONTENT);
+    if let Some(v) = version {
+        set_header(&mut r, "x-amz-version-id", &v)?;
+    }
+    Ok(r)
 }
 
 #[cfg(test)]
