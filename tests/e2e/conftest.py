@@ -309,6 +309,16 @@ def empty_and_delete_bucket(client, name: str) -> None:
             if not page.get("IsTruncated"):
                 break
             token = page.get("NextContinuationToken")
+        # A versioned bucket keeps older versions and delete markers: remove them all, as generic
+        # cleanup code does (ListObjectVersions, then DeleteObjects by version id).
+        try:
+            for page in client.get_paginator("list_object_versions").paginate(Bucket=name):
+                objs = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                        for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+                if objs:
+                    client.delete_objects(Bucket=name, Delete={"Objects": objs, "Quiet": True})
+        except Exception:
+            pass  # a backend without versions (an upstream) has nothing more to remove
         client.delete_bucket(Bucket=name)
     except Exception:
         pass

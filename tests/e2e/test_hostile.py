@@ -491,8 +491,9 @@ def test_authentication_happens_before_the_body_is_read(server, s3, bucket):
     [
         ("GET", "{b}?versions", b"", "ListVersionsResult"),
         ("GET", "{b}?versioning", b"", "VersioningConfiguration"),
+        # PutBucketVersioning answers 200 with no body (issue 12): "" stands for that.
         ("PUT", "{b}?versioning", b'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-                                   b"<Status>Enabled</Status></VersioningConfiguration>", None),
+                                   b"<Status>Enabled</Status></VersioningConfiguration>", ""),
         ("GET", "{b}?lifecycle", b"", "LifecycleConfiguration"),
         ("GET", "{b}?cors", b"", "CORSConfiguration"),
         ("GET", "{b}?object-lock", b"", "ObjectLockConfiguration"),
@@ -520,7 +521,9 @@ def test_subresources_never_a_wrong_success(server, s3, bucket, method, target, 
     else:
         assert ok_root is not None, f"{method} {target}: got {resp.status} where only 501 fits: {resp.body[:300]!r}"
         assert resp.status in (200, 404), f"{method} {target}: {resp.status} {resp.body[:300]!r}"
-        if resp.status == 200:
+        if resp.status == 200 and ok_root == "":
+            assert resp.body == b"", resp.body[:300]
+        elif resp.status == 200:
             root = ET.fromstring(resp.body)
             assert root.tag.split("}")[-1] == ok_root, resp.body[:300]
     # Whatever happened, the object is untouched.
