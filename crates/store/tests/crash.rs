@@ -1,7 +1,9 @@
 //! Crash consistency: a child process writes objects, overwrites, deletes and multipart
 //! uploads in a loop and is killed with SIGKILL at random moments, several times over the
 //! same store. Afterwards `open` must leave no temp or orphan file, and every listed object
-//! and every staged part must be complete and match its ETag.
+//! and every staged part must be complete and match its ETag. A second, versioned bucket gets
+//! versions, delete markers, deletions by version id and versioning suspended and enabled
+//! again: every version it lists must be whole, and each keeps exactly its own body.
 #![expect(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -13,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use keyhole_store::{ListEntry, ListQuery, LocalStore, ObjectMeta, StoreError, StoreOptions};
+use keyhole_store::{
+    ListEntry, ListQuery, LocalStore, ObjectMeta, StoreError, StoreOptions, VersionEntry,
+    VersionQuery, Versioning,
+};
 use md5::{Digest, Md5};
 use rand::Rng;
 
@@ -95,14 +100,21 @@ fn crash_child_writer() {
         return;
     };
     let s = LocalStore::open_with(Path::new(&root), opts()).unwrap();
-    match s.create_bucket("crash", "r") {
-        Ok(_) | Err(StoreError::BucketAlreadyOwnedByYou) => {}
-        Err(e) => panic!("{e}"),
+    for b in ["crash", "vcrash"] {
+        match s.create_bucket(b, "r") {
+            Ok(_) | Err(StoreError::BucketAlreadyOwnedByYou) => {}
+            Err(e) => panic!("{e}"),
+        }
     }
+    s.set_versioning("vcrash", Versioning::Enabled).unwrap();
     let mut rng = rand::thread_rng();
     println!("child ready");
     loop {
         let key = format!("k/{}", rng.gen_range(0..24));
+        if rng.gen_bool(0.4) {
+            versioned_step(&s, &mut rng, &key);
+            continue;
+        }
         match rng.gen_range(0..10) {
             0..=5 => {
                 let b = body(rng.gen(), rng.gen_range(0..300_000));
@@ -135,6 +147,41 @@ fn crash_child_writer() {
                 }
             }
         }
+    }
+}
+
+/// One operation on the versioned bucket: a new version, a delete marker, a version removed by
+/// its id, or versioning suspended or enabled again.
+fn versioned_step(s: &LocalStore, rng: &mut impl Rng, key: &str) {
+    match rng.gen_range(0..20) {
+        0..=10 => {
+            let b = body(rng.gen(), rng.gen_range(0..100_000));
+            let mut w = s.new_object("vcrash").unwrap();
+            w.write(&b).unwrap();
+            w.commit(key, ObjectMeta::default(), None).unwrap();
+        }
+        11..=13 => {
+            s.delete_version("vcrash", key, None, None).unwrap();
+        }
+        14..=17 => {
+            let q = VersionQuery {
+                prefix: key.to_owned(),
+                max_keys: 1000,
+                ..Default::default()
+            };
+            let page = s.list_versions("vcrash", &q).unwrap();
+            let ids: Vec<String> = page
+                .entries
+                .iter()
+                .filter_map(|e| e.position().1.map(str::to_owned))
+                .collect();
+            if !ids.is_empty() {
+                let id = &ids[rng.gen_range(0..ids.len())];
+                s.delete_version("vcrash", key, Some(id), None).unwrap();
+            }
+        }
+        18 => s.set_versioning("vcrash", Versioning::Suspended).unwrap(),
+        _ => s.set_versioning("vcrash", Versioning::Enabled).unwrap(),
     }
 }
 
@@ -206,9 +253,58 @@ fn kill9_never_exposes_partial_objects() {
         objects += 1;
     }
     assert!(objects > 0, "the child never committed anything");
+
+    // Every version of the versioned bucket is whole and readable by its id; each key has at
+    // most one current version and one null version.
+    let mut versions = 0;
+    let mut all: Vec<VersionEntry> = Vec::new();
+    let mut q = VersionQuery {
+        max_keys: 100,
+        ..Default::default()
+    };
+    loop {
+        let page = s.list_versions("vcrash", &q).unwrap();
+        all.extend(page.entries.iter().cloned());
+        for e in &page.entries {
+            let VersionEntry::Object { info, .. } = e else {
+                continue;
+            };
+            let id = info.version_id.as_deref();
+            let (got, mut r) = s.get_version("vcrash", &info.key, id).unwrap();
+            let mut b = Vec::new();
+            r.read_to_end(&mut b).unwrap();
+            assert!(body_is_whole(&b), "torn version {id:?} of {}", info.key);
+            assert_eq!(got.etag, md5_hex(&b));
+            versions += 1;
+        }
+        if !page.is_truncated {
+            break;
+        }
+        q.key_marker = page.next_key_marker;
+        q.version_id_marker = page.next_version_id_marker;
+    }
+    assert!(versions > 0, "the child never committed a version");
+    for key in (0..24).map(|i| format!("k/{i}")) {
+        let of_key = |f: &dyn Fn(&VersionEntry) -> bool| {
+            all.iter().filter(|e| e.position().0 == key && f(e)).count()
+        };
+        assert!(
+            of_key(&|e| matches!(
+                e,
+                VersionEntry::Object {
+                    is_latest: true,
+                    ..
+                } | VersionEntry::DeleteMarker {
+                    is_latest: true,
+                    ..
+                }
+            )) <= 1
+        );
+        assert!(of_key(&|e| e.position().1 == Some("null")) <= 1, "{key}");
+    }
     assert_eq!(
         files_under(&root.join("blobs")).len(),
-        objects,
+        objects + versions,
         "orphan blobs remain"
     );
 
