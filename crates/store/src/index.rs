@@ -91,6 +91,12 @@ pub(crate) struct ObjectRecord {
     /// Sequence number of the write (0 for objects written before versioning existed).
     #[serde(default)]
     pub(crate) seq: u64,
+    /// For an object made by CompleteMultipartUpload: the upload it completed, so that a
+    /// repeated CompleteMultipartUpload of that upload answers with this object while it is
+    /// still the key's current one (absent in records written before it was kept, and for
+    /// every other object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) completed_upload: Option<String>,
 }
 
 /// A noncurrent version or a delete marker (`versions` table).

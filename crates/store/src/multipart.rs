@@ -12,7 +12,7 @@ use md5::{Digest, Md5};
 use redb::ReadableTable;
 
 use crate::index::{
-    self, decode, encode, ObjectRecord, PartRecord, UploadRecord, BUCKETS, PARTS, UPLOADS,
+    self, decode, encode, ObjectRecord, PartRecord, UploadRecord, BUCKETS, OBJECTS, PARTS, UPLOADS,
     UPLOADS_BY_KEY,
 };
 use crate::layout::{self, is_id, new_id, Loc};
@@ -357,8 +357,38 @@ impl LocalStore {
             {
                 Err(StoreError::NoSuchUpload)
             }
+            Err(StoreError::NoSuchUpload) => self
+                .completed_by(bucket, key, upload_id, parts)?
+                .ok_or(StoreError::NoSuchUpload),
             other => other,
         }
+    }
+
+    /// The key's current object when upload `upload_id` made it from exactly `parts`: a client
+    /// that repeats a CompleteMultipartUpload that succeeded (its answer lost, or a retry) gets
+    /// the same result instead of NoSuchUpload, as from S3. Once the object is replaced the
+    /// upload is simply gone.
+    fn completed_by(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<Option<ObjectInfo>, StoreError> {
+        let r = self.db().begin_read()?;
+        let b = bucket_record(&r.open_table(BUCKETS)?, bucket)?;
+        let rec: ObjectRecord = match r
+            .open_table(OBJECTS)?
+            .get(index::object_key(&b.id, key).as_slice())?
+        {
+            Some(v) => decode(v.value())?,
+            None => return Ok(None),
+        };
+        let same_upload = rec.completed_upload.as_deref() == Some(upload_id);
+        Ok(
+            (same_upload && multipart_etag(parts).as_deref() == Some(rec.etag.as_str()))
+                .then(|| rec.info(key.to_owned())),
+        )
     }
 
     fn assemble(
@@ -457,6 +487,7 @@ impl LocalStore {
                 .collect(),
             version_id: None,
             seq: 0,
+            completed_upload: Some(upload_id.to_owned()),
         };
         let info = publish_object(self, bucket, &bucket_id, key, rec, done, |w| {
             if let Some(c) = condition {
@@ -478,6 +509,16 @@ impl LocalStore {
         self.remove_upload_dir(upload_id);
         Ok(info)
     }
+}
+
+/// `hex(md5(concat(md5 of each part)))-N` from the parts' ETags as a client lists them;
+/// `None` when one is not an MD5 in hex.
+fn multipart_etag(parts: &[(u32, String)]) -> Option<String> {
+    let mut md5 = Md5::new();
+    for (_, etag) in parts {
+        md5.update(hex::decode(normalize_etag(etag)).ok()?);
+    }
+    Some(format!("{}-{}", hex::encode(md5.finalize()), parts.len()))
 }
 
 #[cfg(test)]

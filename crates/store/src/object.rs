@@ -208,6 +208,7 @@ impl ObjectWriter {
             parts: Vec::new(),
             version_id: None,
             seq: 0,
+            completed_upload: None,
         };
         publish_object(
             &store,

@@ -488,6 +488,7 @@ impl LocalStore {
                 parts: Vec::new(),
                 version_id: None,
                 seq: 0,
+                completed_upload: None,
             };
             let value = encode(&rec)?;
             for key in keys {

@@ -95,7 +95,20 @@ fn complete_assembles_in_order_and_cleans_up() {
     assert!(!d.path().join("uploads").join(&id).exists());
     assert_eq!(files_under(&d.path().join("blobs")).len(), 1);
     assert!(files_under(&d.path().join("tmp")).is_empty());
-    // Completing again: the upload no longer exists.
+    // Completing again with the same parts answers the same result (a retry after a lost
+    // answer) and changes nothing; with other parts the upload no longer exists.
+    let again = s
+        .complete_multipart("bkt", "big/obj", &id, &listed)
+        .unwrap();
+    assert_eq!((again.etag, again.size), (info.etag.clone(), info.size));
+    assert_eq!(read_all(&s, "bkt", "big/obj"), want);
+    assert_eq!(files_under(&d.path().join("blobs")).len(), 1);
+    assert!(matches!(
+        s.complete_multipart("bkt", "big/obj", &id, &listed[..3]),
+        Err(StoreError::NoSuchUpload)
+    ));
+    // Once the key holds another object, the completed upload is gone for good.
+    crate::common::put(&s, "bkt", "big/obj", b"newer");
     assert!(matches!(
         s.complete_multipart("bkt", "big/obj", &id, &listed),
         Err(StoreError::NoSuchUpload)
