@@ -8,6 +8,7 @@ from botocore.exceptions import ClientError
 
 from conftest import empty_and_delete_bucket
 from e2e_helpers import assert_s3_error, make_client, signed_request, unique_bucket_name
+from test_iam import iam_client, new_user
 
 
 def client_error(excinfo) -> tuple[str, int]:
@@ -28,16 +29,32 @@ def test_create_head_delete(s3):
 
 
 def test_create_existing_bucket_is_owned_by_you(s3, bucket):
-    # us-east-1 historically answers 200 to the owner re-creating its bucket; elsewhere 409
-    # BucketAlreadyOwnedByYou (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html).
-    try:
-        resp = s3.create_bucket(Bucket=bucket)
-    except ClientError as e:
-        assert e.response["Error"]["Code"] == "BucketAlreadyOwnedByYou"
-        assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 409
-    else:
-        assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200
-    assert s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    # In us-east-1 the owner re-creating its bucket gets 200 ("for legacy compatibility") and
+    # the bucket is left as it was; every other region answers 409 BucketAlreadyOwnedByYou
+    # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html, Errors).
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"still here")
+    resp = s3.create_bucket(Bucket=bucket)
+    assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"still here"
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]].count(bucket) == 1
+
+
+def test_create_existing_bucket_outside_us_east_1_is_409(fresh_server_factory):
+    kp = fresh_server_factory(region="eu-west-1")
+    client = make_client(kp.endpoint, *kp.credentials(), region="eu-west-1")
+    client.create_bucket(Bucket="again", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    with pytest.raises(ClientError) as ei:
+        client.create_bucket(Bucket="again", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert client_error(ei) == ("BucketAlreadyOwnedByYou", 409)
+
+
+def test_recreating_a_bucket_needs_create_bucket(server, s3, bucket):
+    # The 200 is an answer to an allowed CreateBucket, not a way around its authorization.
+    _, ak, sk = new_user(iam_client(server), {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]})
+    with pytest.raises(ClientError) as ei:
+        make_client(server.endpoint, ak, sk).create_bucket(Bucket=bucket)
+    assert client_error(ei) == ("AccessDenied", 403)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ pub mod route;
 
 mod acl;
 mod bucket;
+mod bucket_tagging;
 pub mod cors;
 mod list;
 mod multipart;
@@ -332,6 +333,9 @@ pub async fn dispatch(
         Op::GetBucketVersioning => versioning::get_bucket_versioning(&ctx).await,
         Op::PutBucketVersioning => versioning::put_bucket_versioning(&ctx, body).await,
         Op::ListObjectVersions => versioning::list_object_versions(&ctx).await,
+        Op::GetBucketTagging => bucket_tagging::get(&ctx).await,
+        Op::PutBucketTagging => bucket_tagging::put(&ctx, body).await,
+        Op::DeleteBucketTagging => bucket_tagging::delete(&ctx).await,
     };
     result.inspect(|r| ctx.record_version_headers(r))
 }

@@ -15,6 +15,7 @@
 //! alone does not reveal them. Policies are parsed and compiled when stored, so the request path
 //! only sees documents that compiled.
 
+mod bucket_tags;
 pub mod changes;
 pub mod db;
 pub mod freshness;
@@ -1842,6 +1843,7 @@ impl State {
                 params![format!("bucket:{bucket}")],
             )?;
             tx.execute("DELETE FROM bucket_cors WHERE bucket = ?1", params![bucket])?;
+            tx.execute("DELETE FROM bucket_tags WHERE bucket = ?1", params![bucket])?;
             Ok(())
         })
     }

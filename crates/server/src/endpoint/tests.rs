@@ -82,6 +82,9 @@ fn s3_samples() -> Vec<Op> {
         Op::GetBucketVersioning,
         Op::PutBucketVersioning,
         Op::ListObjectVersions,
+        Op::GetBucketTagging,
+        Op::PutBucketTagging,
+        Op::DeleteBucketTagging,
     ]
 }
 
@@ -137,9 +140,12 @@ fn s3_index(op: &Op) -> usize {
         Op::GetBucketVersioning => 45,
         Op::PutBucketVersioning => 46,
         Op::ListObjectVersions => 47,
+        Op::GetBucketTagging => 48,
+        Op::PutBucketTagging => 49,
+        Op::DeleteBucketTagging => 50,
     }
 }
-const S3_OPERATIONS: usize = 48;
+const S3_OPERATIONS: usize = 51;
 
 #[test]
 fn every_s3_operation_is_sampled() {

@@ -1,5 +1,6 @@
 //! Bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation.
 
+use base64::Engine as _;
 use http::{Response, StatusCode};
 
 use super::{check_acl_headers, empty_response, set_header, xml_date, xml_ok, Ctx};
@@ -8,8 +9,48 @@ use crate::config::MAX_XML_BODY_BYTES;
 use crate::error::S3Error;
 use crate::xml::{self, XmlWriter};
 
+/// The largest `max-buckets` (and the page size when only `prefix`, `bucket-region` or
+/// `continuation-token` is given), as in S3.
+const MAX_BUCKETS_PAGE: usize = 10_000;
+
+/// ListBuckets, with S3's optional `max-buckets` (1 to 10,000), `continuation-token`, `prefix`
+/// and `bucket-region` (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListBuckets.html).
+/// Without any of them every bucket is listed in one answer, as before pagination existed.
 pub(super) async fn list_buckets(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    let buckets = ctx.gw.storage.list_buckets().await?;
+    let prefix = ctx.query.get("prefix");
+    let region = ctx.query.get("bucket-region");
+    let after = ctx
+        .query
+        .get("continuation-token")
+        .map(decode_bucket_token)
+        .transpose()?;
+    let max = match ctx.query.get("max-buckets") {
+        None => MAX_BUCKETS_PAGE,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_BUCKETS_PAGE).contains(n))
+            .ok_or_else(|| {
+                S3Error::invalid_argument(format!(
+                    "max-buckets must be an integer from 1 to {MAX_BUCKETS_PAGE}"
+                ))
+                .with("ArgumentName", "max-buckets")
+                .with("ArgumentValue", v)
+            })?,
+    };
+    let paged =
+        ctx.query.has("max-buckets") || after.is_some() || prefix.is_some() || region.is_some();
+    let mut buckets = ctx.gw.storage.list_buckets().await?;
+    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    buckets.retain(|b| {
+        prefix.is_none_or(|p| b.name.starts_with(p))
+            && region.is_none_or(|r| b.region == r)
+            && after.as_deref().is_none_or(|a| b.name.as_str() > a)
+    });
+    let more = paged && buckets.len() > max;
+    if paged {
+        buckets.truncate(max);
+    }
     let mut w = XmlWriter::new();
     w.root("ListAllMyBucketsResult");
     w.open("Owner");
@@ -25,8 +66,32 @@ pub(super) async fn list_buckets(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Erro
         w.close("Bucket");
     }
     w.close("Buckets");
+    if let (true, Some(last)) = (more, buckets.last()) {
+        w.elem("ContinuationToken", &encode_bucket_token(&last.name));
+    }
+    if let Some(p) = prefix {
+        w.elem("Prefix", p);
+    }
     w.close("ListAllMyBucketsResult");
     Ok(xml_ok(w.finish()))
+}
+
+/// A ListBuckets continuation token: the last name listed, base64url (S3's tokens are opaque).
+fn encode_bucket_token(name: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(name)
+}
+
+fn decode_bucket_token(token: &str) -> Result<String, S3Error> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            S3Error::invalid_argument(
+                "The continuation token provided is incorrect: pass the ContinuationToken of the previous ListBuckets answer",
+            )
+            .with("ArgumentName", "continuation-token")
+        })
 }
 
 pub(super) async fn create_bucket(
@@ -49,7 +114,16 @@ pub(super) async fn create_bucket(
             check_location_constraint(lc.trim(), &ctx.gw.config.region)?;
         }
     }
-    ctx.gw.storage.create_bucket(&ctx.bucket, &region).await?;
+    match ctx.gw.storage.create_bucket(&ctx.bucket, &region).await {
+        Ok(()) => {}
+        // "For legacy compatibility, if you re-create an existing bucket that you already own in
+        // the North Virginia Region, Amazon S3 returns 200 OK"; every other region answers 409
+        // BucketAlreadyOwnedByYou (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html,
+        // Errors). Every bucket belongs to the gateway's one account, so "you own it" holds for
+        // any caller allowed s3:CreateBucket on it; ACLs are disabled, so there is none to reset.
+        Err(e) if e.code() == "BucketAlreadyOwnedByYou" && region == "us-east-1" => {}
+        Err(e) => return Err(e),
+    }
     let mut r = empty_response(StatusCode::OK);
     set_header(&mut r, "location", &format!("/{}", ctx.bucket))?;
     Ok(r)

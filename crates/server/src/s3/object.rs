@@ -93,15 +93,7 @@ pub(super) fn meta_from_headers(ctx: &Ctx<'_>) -> Result<ObjectMeta, S3Error> {
     let text = |name: &str| -> Result<Option<String>, S3Error> {
         Ok(ctx.header(name)?.map(str::to_owned))
     };
-    let content_encoding = text("content-encoding")?.and_then(|v| {
-        // `aws-chunked` describes the transfer, not the object (AWS strips it too).
-        let rest: Vec<&str> = v
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.eq_ignore_ascii_case("aws-chunked") && !e.is_empty())
-            .collect();
-        (!rest.is_empty()).then(|| rest.join(","))
-    });
+    let content_encoding = text("content-encoding")?.and_then(stored_content_encoding);
     let mut user = BTreeMap::new();
     let mut user_bytes = 0usize;
     for (name, value) in ctx.headers {
@@ -135,6 +127,23 @@ pub(super) fn meta_from_headers(ctx: &Ctx<'_>) -> Result<ObjectMeta, S3Error> {
         tags,
         checksum: None,
     })
+}
+
+/// The Content-Encoding an object keeps: the header exactly as sent, less `aws-chunked`, which
+/// describes how this request's body was framed, not the object (S3 does not store it:
+/// https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-streaming.html). `None` when nothing
+/// else remains.
+fn stored_content_encoding(sent: String) -> Option<String> {
+    let is_chunked = |e: &str| e.trim().eq_ignore_ascii_case("aws-chunked");
+    if !sent.split(',').any(is_chunked) {
+        return (!sent.trim().is_empty()).then_some(sent);
+    }
+    let rest: Vec<&str> = sent
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !is_chunked(e))
+        .collect();
+    (!rest.is_empty()).then(|| rest.join(", "))
 }
 
 /// A body for PutObject or UploadPart must declare its length, at most 5 GiB (AWS's limit for
@@ -749,4 +758,22 @@ pub(super) async fn copy_object(ctx: &Ctx<'_>, src: CopySource) -> Result<Respon
         set_header(&mut r, "x-amz-copy-source-version-id", v)?;
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stored_content_encoding;
+
+    #[test]
+    fn content_encoding_is_kept_as_sent_less_aws_chunked() {
+        let stored = |v: &str| stored_content_encoding(v.to_owned());
+        assert_eq!(stored("gzip").as_deref(), Some("gzip"));
+        assert_eq!(stored("deflate, gzip").as_deref(), Some("deflate, gzip"));
+        assert_eq!(stored("deflate,gzip").as_deref(), Some("deflate,gzip"));
+        assert_eq!(stored("gzip, aws-chunked").as_deref(), Some("gzip"));
+        assert_eq!(stored("AWS-Chunked,gzip").as_deref(), Some("gzip"));
+        assert_eq!(stored("aws-chunked"), None);
+        assert_eq!(stored("aws-chunked, aws-chunked"), None);
+        assert_eq!(stored(""), None);
+    }
 }

@@ -222,6 +222,12 @@ pub enum Op {
     PutBucketVersioning,
     /// `GET /b?versions`
     ListObjectVersions,
+    /// `GET /b?tagging`
+    GetBucketTagging,
+    /// `PUT /b?tagging`
+    PutBucketTagging,
+    /// `DELETE /b?tagging`
+    DeleteBucketTagging,
 }
 
 pub use crate::authz::Permission;
@@ -248,6 +254,8 @@ pub fn object_arn(bucket: &str, key: &str) -> String {
 /// Query parameters that only select or shape an operation already chosen, or belong to SigV4.
 const PLAIN_PARAMS: &[&str] = &[
     "list-type",
+    "max-buckets",
+    "bucket-region",
     "prefix",
     "delimiter",
     "max-keys",
@@ -388,21 +396,21 @@ impl Op {
                 }
                 _ => return Err(method_not_allowed(method)),
             },
+            (Some(_), None) if query.has("tagging") => match *method {
+                Method::GET => Op::GetBucketTagging,
+                Method::PUT => Op::PutBucketTagging,
+                Method::DELETE => Op::DeleteBucketTagging,
+                _ => return Err(method_not_allowed(method)),
+            },
             (Some(_), None) => match *method {
-                Method::PUT if query.has("tagging") || query.has("location") => {
+                Method::PUT if query.has("location") => {
                     return Err(S3Error::not_implemented("this bucket configuration"))
                 }
                 Method::PUT => Op::CreateBucket,
-                Method::DELETE if query.has("tagging") => {
-                    return Err(S3Error::not_implemented("bucket tagging"))
-                }
                 Method::DELETE => Op::DeleteBucket,
                 Method::HEAD => Op::HeadBucket,
                 Method::GET if query.has("location") => Op::GetBucketLocation,
                 Method::GET if query.has("uploads") => Op::ListMultipartUploads,
-                Method::GET if query.has("tagging") => {
-                    return Err(S3Error::not_implemented("bucket tagging"))
-                }
                 Method::GET if query.get("list-type") == Some("2") => Op::ListObjectsV2,
                 Method::GET if query.has("list-type") => {
                     return Err(S3Error::invalid_argument("list-type must be 2 when given")
@@ -635,6 +643,9 @@ impl Op {
             Op::GetBucketVersioning => "GetBucketVersioning",
             Op::PutBucketVersioning => "PutBucketVersioning",
             Op::ListObjectVersions => "ListObjectVersions",
+            Op::GetBucketTagging => "GetBucketTagging",
+            Op::PutBucketTagging => "PutBucketTagging",
+            Op::DeleteBucketTagging => "DeleteBucketTagging",
         }
     }
 
@@ -762,6 +773,13 @@ impl Op {
             Op::GetBucketVersioning => vec![on_bucket("s3:GetBucketVersioning")],
             Op::PutBucketVersioning => vec![on_bucket("s3:PutBucketVersioning")],
             Op::ListObjectVersions => vec![on_bucket("s3:ListBucketVersions")],
+            Op::GetBucketTagging => vec![on_bucket("s3:GetBucketTagging")],
+            // DeleteBucketTagging has no action of its own: "To use this operation, you must have
+            // permission to perform the s3:PutBucketTagging action"
+            // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteBucketTagging.html).
+            Op::PutBucketTagging | Op::DeleteBucketTagging => {
+                vec![on_bucket("s3:PutBucketTagging")]
+            }
         };
         Access {
             upfront,
@@ -859,6 +877,32 @@ mod tests {
         assert_eq!(e.code(), "NotImplemented");
         let e = route(Method::DELETE, Some("b"), None, "ownershipControls").unwrap_err();
         assert_eq!(e.code(), "NotImplemented");
+    }
+
+    #[test]
+    fn bucket_tagging_routes_to_its_operations_and_actions() {
+        for (m, op) in [
+            (Method::GET, Op::GetBucketTagging),
+            (Method::PUT, Op::PutBucketTagging),
+            (Method::DELETE, Op::DeleteBucketTagging),
+        ] {
+            assert_eq!(route(m, Some("b"), None, "tagging").unwrap(), op);
+        }
+        assert_eq!(
+            Op::GetBucketTagging.access("b", "", false).upfront[0].action,
+            "s3:GetBucketTagging"
+        );
+        for op in [Op::PutBucketTagging, Op::DeleteBucketTagging] {
+            let a = op.access("b", "", false);
+            assert_eq!(a.upfront.len(), 1);
+            assert_eq!(a.upfront[0].action, "s3:PutBucketTagging");
+            assert_eq!(a.upfront[0].resource, "arn:aws:s3:::b");
+        }
+        // On an object path `tagging` stays object tagging.
+        assert_eq!(
+            route(Method::GET, Some("b"), Some("k"), "tagging").unwrap(),
+            Op::GetObjectTagging
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub(super) async fn get(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
             return Err(crate::authz::changed_meanwhile());
         }
     }
-    let mut r = xml_ok(document(&tags));
+    let mut r = xml_ok(document(&answer_order(&tags)));
     if let Some(v) = ctx.version() {
         set_header(&mut r, "x-amz-version-id", v)?;
     }
@@ -64,9 +64,10 @@ pub(crate) fn document(tags: &[(String, String)]) -> String {
     w.finish()
 }
 
-pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<Body>, S3Error> {
-    let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
-    let root = xml::parse(&doc).map_err(S3Error::malformed_xml)?;
+/// The tags of a `Tagging` document (PutObjectTagging's and PutBucketTagging's body), in the
+/// order sent; the caller applies its own limits.
+pub(super) fn parse_document(doc: &[u8]) -> Result<Vec<(String, String)>, S3Error> {
+    let root = xml::parse(doc).map_err(S3Error::malformed_xml)?;
     let set = (root.name == "Tagging")
         .then(|| root.child("TagSet"))
         .flatten()
@@ -78,6 +79,20 @@ pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<
             .ok_or_else(|| S3Error::malformed_xml("a Tag has no Key"))?;
         tags.push((k.to_owned(), t.child_text("Value").unwrap_or("").to_owned()));
     }
+    Ok(tags)
+}
+
+/// A tag set as S3 answers it: ordered by key, whatever order it was sent in (tag keys are
+/// unique, so this is one order).
+pub(super) fn answer_order(tags: &[(String, String)]) -> Vec<(String, String)> {
+    let mut sorted = tags.to_vec();
+    sorted.sort();
+    sorted
+}
+
+pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<Body>, S3Error> {
+    let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
+    let tags = parse_document(&doc)?;
     validate(&tags)?;
     let version = ctx
         .gw

@@ -19,7 +19,7 @@ type Migration = fn(&Tx<'_>, &str) -> Result<(), StateError>;
 
 /// Every migration, in order: entry `i` brings the schema to version `i + 1`. Append only: a
 /// released migration is never edited, since databases out there already ran it.
-const MIGRATIONS: &[Migration] = &[v1, v2, v3, v4, v5, v6];
+const MIGRATIONS: &[Migration] = &[v1, v2, v3, v4, v5, v6, v7];
 
 /// The newest schema version this release knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -183,6 +183,16 @@ fn v6(tx: &Tx<'_>, _account: &str) -> Result<(), StateError> {
     for statement in super::key_usage::SCHEMA {
         tx.execute(statement, crate::params![])?;
     }
+    Ok(())
+}
+
+/// Version 7: buckets' tag sets (PutBucketTagging), kept beside their bucket policies so that
+/// every node answers the same tags ([`super::bucket_tags`]).
+fn v7(tx: &Tx<'_>, _account: &str) -> Result<(), StateError> {
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS bucket_tags (bucket TEXT PRIMARY KEY, tags TEXT NOT NULL)",
+        crate::params![],
+    )?;
     Ok(())
 }
 
