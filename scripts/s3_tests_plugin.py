@@ -84,10 +84,16 @@ def tolerant_nuke_prefixed_buckets(prefix, client=None):
 
 
 def pytest_collection_finish(session):
+    import sys
+
     import s3tests.functional as suite
 
-    # setup() and teardown() look the name up in their module at each call.
-    suite.nuke_prefixed_buckets = tolerant_nuke_prefixed_buckets
+    # setup() and teardown() look the name up in their module at each call; test modules that
+    # imported it by name (test_s3.py's own prefix fixtures) get the same replacement.
+    original = suite.nuke_prefixed_buckets
+    for name, module in list(sys.modules.items()):
+        if name.startswith("s3tests.functional") and getattr(module, "nuke_prefixed_buckets", None) is original:
+            module.nuke_prefixed_buckets = tolerant_nuke_prefixed_buckets
     for item in session.items:
         _results[item.nodeid] = {
             "outcome": "not run",
