@@ -155,9 +155,15 @@ pub(super) async fn complete(
     // specified in order by part number." (CompleteMultipartUpload,
     // https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html): a rule
     // of the request itself, checked before any store (some upstreams do not check it).
-    if parts.windows(2).any(|w| matches!(w, [a, b] if a.0 >= b.0)) {
-        return Err(S3Error::from(keyhole_store::StoreError::InvalidPartOrder));
-    }
+    let entries: Vec<_> = parts
+        .into_iter()
+        .zip(part_checksums)
+        .map(|((n, etag), checksum)| (n, (etag, checksum)))
+        .collect();
+    let (parts, part_checksums): (Vec<_>, Vec<_>) = last_entry_per_part(entries)?
+        .into_iter()
+        .map(|(n, (etag, checksum))| ((n, etag), checksum))
+        .unzip();
     let whole = ctx.headers.iter().find_map(|(name, value)| {
         let kind = keyhole_sigv4::ChecksumKind::from_header_name(name.as_str())?;
         Some((kind, value.to_str().unwrap_or("").trim().to_owned()))
@@ -193,6 +199,25 @@ pub(super) async fn complete(
         set_header(&mut r, "x-amz-version-id", v)?;
     }
     Ok(r)
+}
+
+/// The parts list in ascending order, a part number listed several times (a client that sent
+/// a part again and listed both answers) counting once with its last entry: S3 completes such a
+/// list with the part as last uploaded (ceph/s3-tests `test_multipart_resend_first_finishes_last`,
+/// which AWS passes). A number lower than the one before is `InvalidPartOrder`.
+/// Each entry keeps what the client listed with it (its ETag and checksum).
+fn last_entry_per_part<T>(parts: Vec<(u32, T)>) -> Result<Vec<(u32, T)>, S3Error> {
+    let mut out: Vec<(u32, T)> = Vec::with_capacity(parts.len());
+    for part in parts {
+        match out.last_mut() {
+            Some(last) if last.0 > part.0 => {
+                return Err(S3Error::from(keyhole_store::StoreError::InvalidPartOrder))
+            }
+            Some(last) if last.0 == part.0 => *last = part,
+            _ => out.push(part),
+        }
+    }
+    Ok(out)
 }
 
 pub(super) async fn abort(ctx: &Ctx<'_>, upload_id: String) -> Result<Response<Body>, S3Error> {
@@ -335,4 +360,33 @@ pub(super) async fn list_uploads(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Erro
     }
     w.close("ListMultipartUploadsResult");
     Ok(xml_ok(w.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_entry_per_part;
+
+    fn list(v: &[(u32, &str)]) -> Vec<(u32, String)> {
+        v.iter().map(|(n, e)| (*n, (*e).to_owned())).collect()
+    }
+
+    #[test]
+    fn a_repeated_part_number_counts_once_with_its_last_entry() {
+        assert_eq!(
+            last_entry_per_part(list(&[(1, "b"), (1, "a"), (2, "c"), (5, "d"), (5, "e")])).unwrap(),
+            list(&[(1, "a"), (2, "c"), (5, "e")])
+        );
+        assert_eq!(
+            last_entry_per_part(list(&[(2, "a"), (1, "b")]))
+                .unwrap_err()
+                .code(),
+            "InvalidPartOrder"
+        );
+        assert_eq!(
+            last_entry_per_part(list(&[(1, "a"), (3, "b"), (3, "c"), (2, "d")]))
+                .unwrap_err()
+                .code(),
+            "InvalidPartOrder"
+        );
+    }
 }
