@@ -239,3 +239,42 @@ def test_object_tags_are_answered_in_key_order(s3, bucket):
         {"Key": "a", "Value": "2"},
         {"Key": "z", "Value": " 1 "},
     ]
+
+
+# --- A part number listed twice in CompleteMultipartUpload ------------------------------------
+
+
+def test_a_part_sent_again_and_listed_twice_completes_with_its_last_entry(s3, bucket):
+    # ceph/s3-tests test_multipart_resend_first_finishes_last: part 1 uploaded twice, both
+    # answers listed; the part is the one uploaded last, and its entry is the last one.
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="twice")["UploadId"]
+    first = s3.upload_part(Bucket=bucket, Key="twice", UploadId=uid, PartNumber=1, Body=b"B" * 100)["ETag"]
+    last = s3.upload_part(Bucket=bucket, Key="twice", UploadId=uid, PartNumber=1, Body=b"A" * 100)["ETag"]
+    # The last entry naming a replaced upload of the part is InvalidPart; the upload stays.
+    with pytest.raises(ClientError) as ei:
+        s3.complete_multipart_upload(Bucket=bucket, Key="twice", UploadId=uid, MultipartUpload={"Parts": [
+            {"PartNumber": 1, "ETag": last}, {"PartNumber": 1, "ETag": first}]})
+    assert err(ei) == ("InvalidPart", 400)
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="twice", UploadId=uid, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": first}, {"PartNumber": 1, "ETag": last}]})
+    assert done["ETag"] == multipart_etag([b"A" * 100])
+    assert s3.get_object(Bucket=bucket, Key="twice")["Body"].read() == b"A" * 100
+
+
+# --- Presigned URLs with a negative X-Amz-Expires ---------------------------------------------
+
+
+def test_a_negative_x_amz_expires_is_403_request_has_expired(s3, bucket):
+    import urllib.error
+    import urllib.request
+
+    s3.put_object(Bucket=bucket, Key="p", Body=b"x")
+    ok = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "p"}, ExpiresIn=60)
+    assert urllib.request.urlopen(ok, timeout=10).read() == b"x"
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "p"}, ExpiresIn=-7)
+    assert "X-Amz-Expires=-7" in url
+    with pytest.raises(urllib.error.HTTPError) as ei:
+        urllib.request.urlopen(url, timeout=10)
+    assert ei.value.code == 403
+    body = ei.value.read()
+    assert b"<Code>AccessDenied</Code>" in body and b"Request has expired" in body

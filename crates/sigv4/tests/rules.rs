@@ -194,6 +194,29 @@ fn presign_expiry_and_seven_day_cap() {
         assert!(matches!(error, AuthError::QueryMalformed(_)), "{error:?}");
         assert_eq!(error.code(), "AuthorizationQueryParametersError");
     }
+    // A negative lifetime has expired: 403 like any expired URL (issue 12).
+    for negative in ["-7", "-604800"] {
+        let forged: Uri = uri
+            .to_string()
+            .replace("X-Amz-Expires=604800", &format!("X-Amz-Expires={negative}"))
+            .parse()
+            .unwrap();
+        let error = check(&Method::GET, &forged, &host, time()).unwrap_err();
+        assert_eq!(error, AuthError::Expired, "{negative}");
+        assert_eq!((error.code(), error.http_status()), ("AccessDenied", 403));
+    }
+    // A lone minus sign is not a number.
+    let forged: Uri = uri
+        .to_string()
+        .replace("X-Amz-Expires=604800", "X-Amz-Expires=-")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        check(&Method::GET, &forged, &host, time())
+            .unwrap_err()
+            .code(),
+        "AuthorizationQueryParametersError"
+    );
     let forged: Uri = uri
         .to_string()
         .replace("X-Amz-Expires=604800", "X-Amz-Expires=soon")
