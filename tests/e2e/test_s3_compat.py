@@ -278,3 +278,31 @@ def test_a_negative_x_amz_expires_is_403_request_has_expired(s3, bucket):
     assert ei.value.code == 403
     body = ei.value.read()
     assert b"<Code>AccessDenied</Code>" in body and b"Request has expired" in body
+
+
+# --- User metadata outside US-ASCII -----------------------------------------------------------
+
+
+def test_non_ascii_metadata_is_stored_decoded_and_answered_rfc2047_encoded(s3, bucket):
+    # S3 decodes RFC 2047 words before storing and encodes non-ASCII values as RFC 2047 when
+    # answering (https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingMetadata.html).
+    import base64
+
+    word = "=?UTF-8?B?" + base64.b64encode("Hello World\u00e9".encode()).decode() + "?="
+
+    def raw_latin1(params, **_kw):
+        # What ceph/s3-tests test_object_set_get_unicode_metadata sends: the header as a Python
+        # str, which the HTTP client writes as ISO-8859-1 bytes.
+        params["headers"]["x-amz-meta-raw"] = "Hello World\u00e9"
+
+    s3.meta.events.register("before-call.s3.PutObject", raw_latin1)
+    try:
+        s3.put_object(Bucket=bucket, Key="m", Body=b"x", Metadata={"word": word, "ascii": "plain =?x?= text"})
+    finally:
+        s3.meta.events.unregister("before-call.s3.PutObject", raw_latin1)
+    meta = s3.head_object(Bucket=bucket, Key="m")["Metadata"]
+    assert meta == {"raw": word, "word": word, "ascii": "plain =?x?= text"}
+    assert s3.get_object(Bucket=bucket, Key="m")["Metadata"]["raw"] == word
+    # A copy that keeps the metadata keeps the decoded value.
+    s3.copy_object(Bucket=bucket, Key="m2", CopySource={"Bucket": bucket, "Key": "m"})
+    assert s3.head_object(Bucket=bucket, Key="m2")["Metadata"]["word"] == word

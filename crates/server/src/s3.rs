@@ -11,6 +11,7 @@ mod multipart;
 mod object;
 mod policy;
 pub(crate) mod post;
+pub(crate) mod rfc2047;
 pub(crate) mod tagging;
 mod versioning;
 

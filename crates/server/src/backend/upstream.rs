@@ -134,7 +134,7 @@ fn with_meta<'a>(mut call: Call<'a>, meta: &ObjectMeta) -> Result<Call<'a>> {
         }
     }
     for (k, v) in &meta.user {
-        call = call.header(&format!("x-amz-meta-{k}"), v)?;
+        call = call.header(&format!("x-amz-meta-{k}"), &crate::s3::rfc2047::encode(v))?;
     }
     Ok(call)
 }
@@ -203,9 +203,10 @@ fn head_of(answer: &Answer) -> Result<(ObjectHead, Option<ByteRange>)> {
     let mut user = BTreeMap::new();
     for (name, value) in &answer.headers {
         if let Some(meta) = name.as_str().strip_prefix("x-amz-meta-") {
-            if let Ok(v) = value.to_str() {
-                user.insert(meta.to_owned(), v.to_owned());
-            }
+            user.insert(
+                meta.to_owned(),
+                crate::s3::rfc2047::decode(value.as_bytes()),
+            );
         }
     }
     let head = ObjectHead {

@@ -98,11 +98,9 @@ pub(super) fn meta_from_headers(ctx: &Ctx<'_>) -> Result<ObjectMeta, S3Error> {
     let mut user_bytes = 0usize;
     for (name, value) in ctx.headers {
         if let Some(meta_name) = name.as_str().strip_prefix("x-amz-meta-") {
-            let value = value.to_str().map_err(|_| {
-                S3Error::invalid_argument(format!("metadata header `{name}` is not valid text"))
-            })?;
+            let value = super::rfc2047::decode(value.as_bytes());
             user_bytes += meta_name.len() + value.len();
-            user.insert(meta_name.to_owned(), value.to_owned());
+            user.insert(meta_name.to_owned(), value);
         }
     }
     if user_bytes > MAX_USER_METADATA_BYTES {
@@ -219,7 +217,7 @@ fn object_headers(r: &mut Response<Body>, head: &ObjectHead) -> Result<(), S3Err
         }
     }
     for (k, v) in &m.user {
-        set_header(r, &format!("x-amz-meta-{k}"), v)?;
+        set_header(r, &format!("x-amz-meta-{k}"), &super::rfc2047::encode(v))?;
     }
     if head.tag_count > 0 {
         set_header(r, "x-amz-tagging-count", &head.tag_count.to_string())?;
