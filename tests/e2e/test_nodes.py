@@ -6,6 +6,7 @@ same `--state postgres://...`, the same `--master-key-file` and the same upstrea
 botocore's container-credentials provider and the keyhole CLI, it shows that:
 
 - an object written through one node is read through the others (and is in the upstream);
+- a bucket's tag set put through node 1 is the one nodes 2 and 3 answer (it is in the state);
 - a user created on node 1 signs in on node 2 within a second;
 - a policy change on node 2 applies on node 3 within a second (a grant and its removal);
 - a session from node 1 works on node 3, and `keyhole admin revoke-session` on node 2 is refused
@@ -100,6 +101,21 @@ def test_three_nodes_serve_one_account_and_one_upstream(cluster):
     # The object lives in the upstream, under the same bucket and key.
     direct = client("s3", cluster.upstream.endpoint, *cluster.upstream.credentials())
     assert direct.get_object(Bucket=cluster.bucket, Key="shared.txt")["Body"].read() == b"one copy"
+
+
+def test_bucket_tags_put_on_node_1_are_the_ones_nodes_2_and_3_answer(cluster):
+    # A bucket's tag set lives in the shared state (not in a node's store), so every node
+    # answers the same one; GetBucketTagging reads the database, nothing waits for propagation.
+    n1, n2, n3 = cluster.nodes
+    tags = [{"Key": "owner", "Value": "node-1"}, {"Key": "a", "Value": ""}]
+    client("s3", n1.endpoint, *cluster.root).put_bucket_tagging(Bucket=cluster.bucket, Tagging={"TagSet": tags})
+    for node in (n2, n3):
+        got = client("s3", node.endpoint, *cluster.root).get_bucket_tagging(Bucket=cluster.bucket)["TagSet"]
+        assert got == sorted(tags, key=lambda t: t["Key"])
+    client("s3", n3.endpoint, *cluster.root).delete_bucket_tagging(Bucket=cluster.bucket)
+    with pytest.raises(ClientError) as ei:
+        client("s3", n2.endpoint, *cluster.root).get_bucket_tagging(Bucket=cluster.bucket)
+    assert ei.value.response["Error"]["Code"] == "NoSuchTagSet"
 
 
 def test_a_user_from_node_1_signs_in_on_node_2_and_a_policy_change_on_node_2_applies_on_node_3(cluster):
