@@ -7,6 +7,7 @@ mod bucket;
 mod bucket_tagging;
 pub mod cors;
 mod list;
+pub mod lock;
 mod multipart;
 mod object;
 mod policy;

@@ -88,6 +88,16 @@ pub enum StoreError {
     /// The version id is not one this store makes (nor `null`).
     #[error("invalid version id specified")]
     InvalidVersionId,
+    /// The version is protected by Object Lock (a legal hold, or a retention in force that the
+    /// request may not bypass).
+    #[error("Access Denied because object protected by object lock.")]
+    ObjectLocked,
+    /// The request does not fit the bucket's state (Object Lock and versioning).
+    #[error("{reason}")]
+    InvalidBucketState {
+        /// What the bucket's state forbids.
+        reason: String,
+    },
     /// A filesystem operation failed.
     #[error("storage i/o error")]
     Io(#[from] std::io::Error),
@@ -127,6 +137,8 @@ impl StoreError {
             // S3 answers a malformed version id with InvalidArgument ("Invalid version id
             // specified").
             Self::InvalidVersionId => "InvalidArgument",
+            Self::ObjectLocked => "AccessDenied",
+            Self::InvalidBucketState { .. } => "InvalidBucketState",
             Self::Io(_) | Self::Index(_) => "InternalError",
         }
     }
@@ -146,7 +158,10 @@ impl StoreError {
                 by_version: true, ..
             } => 405,
             Self::PreconditionFailed => 412,
-            Self::BucketNotEmpty | Self::BucketAlreadyOwnedByYou => 409,
+            Self::ObjectLocked => 403,
+            Self::BucketNotEmpty
+            | Self::BucketAlreadyOwnedByYou
+            | Self::InvalidBucketState { .. } => 409,
             Self::InvalidBucketName { .. }
             | Self::KeyTooLong
             | Self::InvalidKey { .. }

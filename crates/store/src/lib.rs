@@ -56,6 +56,7 @@ mod err;
 mod index;
 mod layout;
 mod list;
+mod lock;
 mod multipart;
 mod names;
 mod object;
@@ -65,6 +66,7 @@ mod version;
 pub use err::StoreError;
 pub use index::Versioning;
 pub use layout::ID_LEN;
+pub use lock::{DefaultRetention, LockConfig, LockMode, ObjectLock, Retention, RetentionPeriod};
 pub use multipart::ChecksumFinish;
 pub use names::{
     validate_bucket_name, validate_key, validate_tags, MAX_KEY_LEN, MAX_TAGS, MAX_TAG_KEY_LEN,
