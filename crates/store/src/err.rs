@@ -92,6 +92,13 @@ pub enum StoreError {
     /// request may not bypass).
     #[error("Access Denied because object protected by object lock.")]
     ObjectLocked,
+    /// The request asks for what the bucket cannot do (S3's `InvalidRequest`), such as a lock on
+    /// a version in a bucket without Object Lock.
+    #[error("{reason}")]
+    InvalidRequest {
+        /// What is missing.
+        reason: String,
+    },
     /// The request does not fit the bucket's state (Object Lock and versioning).
     #[error("{reason}")]
     InvalidBucketState {
@@ -138,6 +145,7 @@ impl StoreError {
             // specified").
             Self::InvalidVersionId => "InvalidArgument",
             Self::ObjectLocked => "AccessDenied",
+            Self::InvalidRequest { .. } => "InvalidRequest",
             Self::InvalidBucketState { .. } => "InvalidBucketState",
             Self::Io(_) | Self::Index(_) => "InternalError",
         }
@@ -172,6 +180,7 @@ impl StoreError {
             | Self::BadDigest
             | Self::InvalidTag { .. }
             | Self::InvalidArgument { .. }
+            | Self::InvalidRequest { .. }
             | Self::InvalidVersionId => 400,
             Self::Io(_) | Self::Index(_) => 500,
         }

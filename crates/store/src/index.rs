@@ -71,6 +71,9 @@ pub(crate) struct BucketRecord {
     /// Absent in records written before versioning existed.
     #[serde(default)]
     pub(crate) versioning: Versioning,
+    /// The bucket's Object Lock configuration: present once Object Lock is enabled (for good).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) object_lock: Option<crate::LockConfig>,
 }
 
 /// An object: where its body is and what it is.

@@ -172,6 +172,10 @@ pub struct ObjectMeta {
     pub user: BTreeMap<String, String>,
     /// Object tags, in the order given.
     pub tags: Vec<(String, String)>,
+    /// The version's Object Lock state (retention, legal hold); empty for objects in buckets
+    /// without Object Lock.
+    #[serde(default, skip_serializing_if = "ObjectLock::is_empty")]
+    pub lock: ObjectLock,
     /// The object's checksum as S3 stores it (`x-amz-checksum-*`): the one the client sent and
     /// the gateway verified, or the one the gateway computed. `None` for objects written before
     /// checksums were stored.

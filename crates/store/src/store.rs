@@ -193,6 +193,7 @@ impl LocalStore {
             region: region.to_owned(),
             created: index::now_millis(),
             versioning: index::Versioning::Unversioned,
+            object_lock: None,
         };
         // The directory first: a crash before the commit leaves an unknown directory,
         // which `open` removes.

@@ -28,7 +28,7 @@ use crate::index::{
 };
 use crate::list::common_prefix;
 use crate::store::bucket_record;
-use crate::{validate_key, LocalStore, ObjectInfo, StoreError, MAX_LIST_KEYS};
+use crate::{validate_key, LocalStore, LockConfig, ObjectInfo, StoreError, MAX_LIST_KEYS};
 
 /// What a DeleteObject did (`x-amz-version-id`, `x-amz-delete-marker`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -288,6 +288,7 @@ pub(crate) fn install_current(
     key: &str,
     rec: &mut ObjectRecord,
 ) -> Result<Vec<String>, StoreError> {
+    apply_lock_rules(b, rec)?;
     rec.seq = index::next_seq(w)?;
     rec.version_id = match b.versioning {
         Versioning::Enabled => Some(index::new_version_id(rec.seq)),
@@ -315,6 +316,27 @@ pub(crate) fn install_current(
         }
     }
     Ok(gone)
+}
+
+/// Object Lock on a new version: a lock named by the write needs a bucket with Object Lock
+/// ("Bucket is missing Object Lock Configuration"), and a version written without a retention
+/// of its own gets the bucket's default retention, counted from its write
+/// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock.html).
+fn apply_lock_rules(b: &BucketRecord, rec: &mut ObjectRecord) -> Result<(), StoreError> {
+    match &b.object_lock {
+        None if !rec.meta.lock.is_empty() => Err(StoreError::InvalidRequest {
+            reason: "Bucket is missing Object Lock Configuration".to_owned(),
+        }),
+        Some(cfg) => {
+            if rec.meta.lock.retention.is_none() {
+                rec.meta.lock.retention = cfg
+                    .default_retention
+                    .map(|d| d.retention_from(rec.last_modified));
+            }
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 /// DeleteObject without a version id in bucket `b`. Returns what it did and the bodies to
@@ -381,7 +403,9 @@ pub(crate) fn delete_version(
     b: &BucketRecord,
     key: &str,
     id: &str,
+    bypass_governance: bool,
 ) -> Result<(Deleted, Vec<String>), StoreError> {
+    let now = Utc::now();
     let want = parse_version_id(id)?;
     let ok = index::object_key(&b.id, key);
     let shown_id = (b.versioning != Versioning::Unversioned).then(|| id.to_owned());
@@ -392,12 +416,16 @@ pub(crate) fn delete_version(
     let mut gone = Vec::new();
     let mut delete_marker = false;
     if let Some(cur) = current.filter(|c| c.version_id.as_deref() == want) {
+        cur.meta.lock.check_delete(now, bypass_governance)?;
         w.open_table(OBJECTS)?.remove(ok.as_slice())?;
         unref_blob(w, &b.id, &cur.blob)?;
         gone.push(cur.blob);
     } else {
         let found = find_version(&w.open_table(VERSIONS)?, &b.id, key, want)?;
         if let Some((vk, rec)) = found {
+            if let VersionRecord::Object(o) = &rec {
+                o.meta.lock.check_delete(now, bypass_governance)?;
+            }
             w.open_table(VERSIONS)?.remove(vk.as_slice())?;
             match rec {
                 VersionRecord::Object(o) => {
@@ -696,6 +724,11 @@ impl LocalStore {
         {
             let mut t = w.open_table(BUCKETS)?;
             let mut rec = bucket_record(&t, bucket)?;
+            if rec.object_lock.is_some() && state != Versioning::Enabled {
+                return Err(StoreError::InvalidBucketState {
+                    reason: "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.".to_owned(),
+                });
+            }
             rec.versioning = state;
             t.insert(bucket, encode(&rec)?.as_slice())?;
         }
@@ -765,6 +798,23 @@ impl LocalStore {
         version_id: Option<&str>,
         condition: Option<&crate::WriteCondition>,
     ) -> Result<Deleted, StoreError> {
+        self.delete_version_with(bucket, key, version_id, condition, false)
+    }
+
+    /// [`LocalStore::delete_version`] that may delete a version under a GOVERNANCE retention
+    /// (`bypass_governance`: the request asked to and its caller was allowed to).
+    ///
+    /// # Errors
+    /// Those of `delete_version`, and [`StoreError::ObjectLocked`] for a version Object Lock
+    /// protects.
+    pub fn delete_version_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        condition: Option<&crate::WriteCondition>,
+        bypass_governance: bool,
+    ) -> Result<Deleted, StoreError> {
         validate_key(key)?;
         let w = self.db().begin_write()?;
         let (bucket_id, deleted, gone) = {
@@ -773,7 +823,7 @@ impl LocalStore {
                 c.check(crate::object::current_etag(&w, &b.id, key)?.as_deref())?;
             }
             let (deleted, gone) = match version_id {
-                Some(id) => delete_version(&w, &b, key, id)?,
+                Some(id) => delete_version(&w, &b, key, id, bypass_governance)?,
                 None => delete_current(&w, &b, key)?,
             };
             (b.id, deleted, gone)
@@ -803,6 +853,121 @@ impl LocalStore {
         let shown = {
             let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
             update_version(&w, &b, key, version_id, |rec| rec.meta.tags = tags)?
+        };
+        w.commit()?;
+        Ok(shown)
+    }
+
+    /// A bucket's Object Lock configuration (`None`: Object Lock is not enabled).
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchBucket`].
+    pub fn lock_configuration(&self, bucket: &str) -> Result<Option<LockConfig>, StoreError> {
+        let r = self.db().begin_read()?;
+        Ok(bucket_record(&r.open_table(BUCKETS)?, bucket)?.object_lock)
+    }
+
+    /// Enables Object Lock on a bucket, or replaces its default retention
+    /// (PutObjectLockConfiguration). Versioning must be enabled, unless `enable_versioning` (a
+    /// bucket created with Object Lock, which S3 makes versioned) enables it in the same commit.
+    ///
+    /// # Errors
+    /// [`StoreError::NoSuchBucket`], [`StoreError::InvalidBucketState`] when versioning is not
+    /// enabled.
+    pub fn set_lock_configuration(
+        &self,
+        bucket: &str,
+        config: LockConfig,
+        enable_versioning: bool,
+    ) -> Result<(), StoreError> {
+        let w = self.db().begin_write()?;
+        {
+            let mut t = w.open_table(BUCKETS)?;
+            let mut rec = bucket_record(&t, bucket)?;
+            if enable_versioning {
+                rec.versioning = Versioning::Enabled;
+            }
+            if rec.versioning != Versioning::Enabled {
+                return Err(StoreError::InvalidBucketState {
+                    reason: "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration".to_owned(),
+                });
+            }
+            rec.object_lock = Some(config);
+            t.insert(bucket, encode(&rec)?.as_slice())?;
+        }
+        w.commit()?;
+        Ok(())
+    }
+
+    /// Sets the retention of version `version_id` (`None`: the current one; `retention: None`
+    /// removes it) as of `now`, if Object Lock allows the change. Returns the version id S3
+    /// reports.
+    ///
+    /// # Errors
+    /// As [`LocalStore::head_version`], [`StoreError::InvalidRequest`] for a bucket without
+    /// Object Lock, [`StoreError::ObjectLocked`] for a change the version's retention forbids.
+    pub fn put_version_retention(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        retention: Option<crate::Retention>,
+        bypass_governance: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        self.update_lock(bucket, key, version_id, |lock| {
+            lock.check_retention_change(retention.as_ref(), now, bypass_governance)?;
+            lock.retention = retention;
+            Ok(())
+        })
+    }
+
+    /// Turns the legal hold of version `version_id` (`None`: the current one) on or off.
+    /// Returns the version id S3 reports.
+    ///
+    /// # Errors
+    /// As [`LocalStore::put_version_retention`].
+    pub fn put_version_legal_hold(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        on: bool,
+    ) -> Result<Option<String>, StoreError> {
+        self.update_lock(bucket, key, version_id, |lock| {
+            lock.legal_hold = Some(on);
+            Ok(())
+        })
+    }
+
+    fn update_lock(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        change: impl FnOnce(&mut crate::ObjectLock) -> Result<(), StoreError>,
+    ) -> Result<Option<String>, StoreError> {
+        validate_key(key)?;
+        let w = self.db().begin_write()?;
+        let shown = {
+            let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
+            if b.object_lock.is_none() {
+                return Err(StoreError::InvalidRequest {
+                    reason: "Bucket is missing Object Lock Configuration".to_owned(),
+                });
+            }
+            // The check and the change happen in this one write transaction.
+            let mut lock = lookup(
+                &w.open_table(OBJECTS)?,
+                &w.open_table(VERSIONS)?,
+                &b.id,
+                key,
+                version_id,
+            )?
+            .meta
+            .lock;
+            change(&mut lock)?;
+            update_version(&w, &b, key, version_id, |rec| rec.meta.lock = lock)?
         };
         w.commit()?;
         Ok(shown)

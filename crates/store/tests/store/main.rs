@@ -7,6 +7,7 @@
 mod common;
 
 mod buckets;
+mod locks;
 mod multipart;
 mod objects;
 mod props;

@@ -25,6 +25,7 @@ fn put_get_head_roundtrip() {
         expires: Some("Thu, 01 Dec 1994 16:00:00 GMT".into()),
         user: BTreeMap::from([("owner".to_owned(), "me".to_owned())]),
         tags: vec![tag("team", "ml")],
+        lock: keyhole_store::ObjectLock::default(),
         checksum: Some(keyhole_store::ObjectChecksum {
             algorithm: "CRC32".into(),
             kind: keyhole_store::ChecksumType::FullObject,
