@@ -235,6 +235,9 @@ pub struct CopyObject {
     pub condition: Option<WriteCondition>,
     /// `x-amz-checksum-algorithm`: the algorithm of the copy's checksum (else the source's).
     pub checksum_algorithm: Option<keyhole_sigv4::ChecksumKind>,
+    /// The copy's Object Lock, from the request's headers (a copy never takes its source's:
+    /// the destination bucket's default retention applies otherwise).
+    pub lock: keyhole_store::ObjectLock,
 }
 
 /// What a copy (CopyObject, UploadPartCopy) answered.
@@ -514,6 +517,11 @@ pub fn versioning_not_implemented() -> S3Error {
     S3Error::not_implemented("object versioning on this bucket's backend")
 }
 
+/// What a backend without Object Lock answers (an upstream bucket).
+pub fn lock_not_implemented() -> S3Error {
+    S3Error::not_implemented("Object Lock on this bucket's backend")
+}
+
 /// A bucket.
 #[derive(Debug, Clone)]
 pub struct BucketInfo {
@@ -556,12 +564,16 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn copy_object(&self, req: CopyObject) -> BoxFuture<'_, Result<Copied>>;
     /// DeleteObject (an absent key is no error), only if `condition` holds; with `version_id`,
     /// that version is removed for good.
+    ///
+    /// `bypass_governance`: the request asked to bypass GOVERNANCE retention and was authorized
+    /// for `s3:BypassGovernanceRetention`.
     fn delete_object<'a>(
         &'a self,
         bucket: &'a str,
         key: &'a str,
         version_id: Option<&'a str>,
         condition: Option<WriteCondition>,
+        bypass_governance: bool,
     ) -> BoxFuture<'a, Result<Deleted>>;
     /// DeleteObjects: each key was authorized on its own; returns each key's result in order.
     fn delete_objects<'a>(
@@ -613,6 +625,50 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<()>> {
         let _ = (bucket, state);
         Box::pin(async { Err(versioning_not_implemented()) })
+    }
+    /// GetObjectLockConfiguration (`None`: Object Lock is not enabled on the bucket).
+    fn get_lock_configuration<'a>(
+        &'a self,
+        bucket: &'a str,
+    ) -> BoxFuture<'a, Result<Option<keyhole_store::LockConfig>>> {
+        let _ = bucket;
+        Box::pin(async { Err(lock_not_implemented()) })
+    }
+    /// PutObjectLockConfiguration (`enable_versioning`: a bucket being created with Object
+    /// Lock, which is made versioned in the same step).
+    fn put_lock_configuration<'a>(
+        &'a self,
+        bucket: &'a str,
+        config: keyhole_store::LockConfig,
+        enable_versioning: bool,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (bucket, config, enable_versioning);
+        Box::pin(async { Err(lock_not_implemented()) })
+    }
+    /// PutObjectRetention of version `version_id` (`None`: the current one); returns the
+    /// version id S3 reports.
+    fn put_retention<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        version_id: Option<&'a str>,
+        retention: Option<keyhole_store::Retention>,
+        bypass_governance: bool,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        let _ = (bucket, key, version_id, retention, bypass_governance);
+        Box::pin(async { Err(lock_not_implemented()) })
+    }
+    /// PutObjectLegalHold of version `version_id` (`None`: the current one); returns the
+    /// version id S3 reports.
+    fn put_legal_hold<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        version_id: Option<&'a str>,
+        on: bool,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        let _ = (bucket, key, version_id, on);
+        Box::pin(async { Err(lock_not_implemented()) })
     }
     /// ListObjectVersions.
     fn list_versions<'a>(

@@ -59,6 +59,16 @@ pub struct S3Call {
     /// `?versionId=` of an operation that takes one ([`Op::takes_version_id`]): the request acts
     /// on that version and needs the version actions ([`Op::access`]).
     pub version_id: Option<String>,
+    /// The Object Lock actions the request needs beyond its operation's, on its object:
+    /// `s3:PutObjectRetention` / `s3:PutObjectLegalHold` for a write that sets a retention or a
+    /// legal hold in its headers, `s3:BypassGovernanceRetention` for a DeleteObject or
+    /// PutObjectRetention that asks to bypass governance retention
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html,
+    /// https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObject.html,
+    /// https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObjectRetention.html); and
+    /// `s3:PutBucketObjectLockConfiguration` with `s3:PutBucketVersioning` for a CreateBucket
+    /// with Object Lock enabled (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html).
+    pub lock_actions: Vec<&'static str>,
 }
 
 impl S3Call {
@@ -103,6 +113,31 @@ impl S3Call {
         ) && headers
             .keys()
             .any(|n| n == "x-amz-acl" || n.as_str().starts_with("x-amz-grant-"));
+        let mut lock_actions = Vec::new();
+        let has = |name: &str| headers.contains_key(name);
+        if matches!(
+            op,
+            Op::PutObject | Op::PostObject | Op::CopyObject(_) | Op::CreateMultipartUpload
+        ) {
+            if has("x-amz-object-lock-mode") || has("x-amz-object-lock-retain-until-date") {
+                lock_actions.push("s3:PutObjectRetention");
+            }
+            if has("x-amz-object-lock-legal-hold") {
+                lock_actions.push("s3:PutObjectLegalHold");
+            }
+        }
+        if matches!(op, Op::DeleteObject | Op::PutObjectRetention)
+            && lock::bypass_requested(headers)
+        {
+            lock_actions.push("s3:BypassGovernanceRetention");
+        }
+        if op == Op::CreateBucket
+            && crate::pipeline::header_str(headers, "x-amz-bucket-object-lock-enabled")?
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        {
+            lock_actions.push("s3:PutBucketObjectLockConfiguration");
+            lock_actions.push("s3:PutBucketVersioning");
+        }
         Ok(S3Call {
             op,
             bucket,
@@ -111,6 +146,7 @@ impl S3Call {
             sets_tags,
             sets_acl,
             version_id,
+            lock_actions,
         })
     }
 }
@@ -169,6 +205,16 @@ impl crate::authz::Describe for S3Call {
                             route::object_arn(&self.bucket, &self.key),
                         )
                     });
+                }
+                for action in &self.lock_actions {
+                    list.push(crate::authz::Permission::new(
+                        action,
+                        if self.key.is_empty() {
+                            route::bucket_arn(&self.bucket)
+                        } else {
+                            route::object_arn(&self.bucket, &self.key)
+                        },
+                    ));
                 }
                 crate::authz::Requirement::Permissions(list)
             }
@@ -338,6 +384,12 @@ pub async fn dispatch(
         Op::GetBucketTagging => bucket_tagging::get(&ctx).await,
         Op::PutBucketTagging => bucket_tagging::put(&ctx, body).await,
         Op::DeleteBucketTagging => bucket_tagging::delete(&ctx).await,
+        Op::GetObjectLockConfiguration => lock::get_configuration(&ctx).await,
+        Op::PutObjectLockConfiguration => lock::put_configuration(&ctx, body).await,
+        Op::GetObjectRetention => lock::get_retention(&ctx).await,
+        Op::PutObjectRetention => lock::put_retention(&ctx, body).await,
+        Op::GetObjectLegalHold => lock::get_legal_hold(&ctx).await,
+        Op::PutObjectLegalHold => lock::put_legal_hold(&ctx, body).await,
     };
     result.inspect(|r| ctx.record_version_headers(r))
 }

@@ -309,6 +309,7 @@ impl LocalBackend {
             Directive::Replace(t) => t,
             Directive::Copy => info.meta.tags.clone(),
         };
+        meta.lock = req.lock;
         // The copy is one new single-part object: its checksum is computed over the bytes
         // copied, in the algorithm asked for, else the source's, else the default.
         let algorithm = req
@@ -549,13 +550,81 @@ impl Backend for LocalBackend {
         key: &'a str,
         version_id: Option<&'a str>,
         condition: Option<WriteCondition>,
+        bypass_governance: bool,
     ) -> BoxFuture<'a, Result<super::Deleted>> {
         let (store, b, k) = (self.store.clone(), bucket.to_owned(), key.to_owned());
         let v = version_id.map(str::to_owned);
         Box::pin(async move {
-            blocking(move || store.delete_version(&b, &k, v.as_deref(), condition.as_ref()))
-                .await
-                .map(deleted)
+            blocking(move || {
+                store.delete_version_with(
+                    &b,
+                    &k,
+                    v.as_deref(),
+                    condition.as_ref(),
+                    bypass_governance,
+                )
+            })
+            .await
+            .map(deleted)
+        })
+    }
+
+    fn get_lock_configuration<'a>(
+        &'a self,
+        bucket: &'a str,
+    ) -> BoxFuture<'a, Result<Option<keyhole_store::LockConfig>>> {
+        let (store, b) = (self.store.clone(), bucket.to_owned());
+        Box::pin(async move { blocking(move || store.lock_configuration(&b)).await })
+    }
+
+    fn put_lock_configuration<'a>(
+        &'a self,
+        bucket: &'a str,
+        config: keyhole_store::LockConfig,
+        enable_versioning: bool,
+    ) -> BoxFuture<'a, Result<()>> {
+        let (store, b) = (self.store.clone(), bucket.to_owned());
+        Box::pin(async move {
+            blocking(move || store.set_lock_configuration(&b, config, enable_versioning)).await
+        })
+    }
+
+    fn put_retention<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        version_id: Option<&'a str>,
+        retention: Option<keyhole_store::Retention>,
+        bypass_governance: bool,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        let (store, b, k) = (self.store.clone(), bucket.to_owned(), key.to_owned());
+        let v = version_id.map(str::to_owned);
+        Box::pin(async move {
+            blocking(move || {
+                store.put_version_retention(
+                    &b,
+                    &k,
+                    v.as_deref(),
+                    retention,
+                    bypass_governance,
+                    chrono::Utc::now(),
+                )
+            })
+            .await
+        })
+    }
+
+    fn put_legal_hold<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        version_id: Option<&'a str>,
+        on: bool,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        let (store, b, k) = (self.store.clone(), bucket.to_owned(), key.to_owned());
+        let v = version_id.map(str::to_owned);
+        Box::pin(async move {
+            blocking(move || store.put_version_legal_hold(&b, &k, v.as_deref(), on)).await
         })
     }
 
@@ -574,10 +643,17 @@ impl Backend for LocalBackend {
                             bucket,
                             key,
                             version_id,
+                            bypass_governance,
                         } = item.into_call();
                         let result = keyhole_store::validate_key(&key)
                             .and_then(|()| {
-                                store.delete_version(&bucket, &key, version_id.as_deref(), None)
+                                store.delete_version_with(
+                                    &bucket,
+                                    &key,
+                                    version_id.as_deref(),
+                                    None,
+                                    bypass_governance,
+                                )
                             })
                             .map(deleted)
                             .map_err(S3Error::from);

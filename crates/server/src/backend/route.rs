@@ -118,6 +118,7 @@ impl Storage {
             }
             Directive::Copy => Vec::new(),
         };
+        meta.lock = req.lock;
         let put = PutObject {
             bucket: req.bucket,
             key: req.key,
@@ -366,10 +367,11 @@ impl Backend for Storage {
         key: &'a str,
         version_id: Option<&'a str>,
         condition: Option<WriteCondition>,
+        bypass_governance: bool,
     ) -> BoxFuture<'a, Result<super::Deleted>> {
         Box::pin(async move {
             self.backend(bucket)?
-                .delete_object(bucket, key, version_id, condition)
+                .delete_object(bucket, key, version_id, condition, bypass_governance)
                 .await
         })
     }
@@ -440,6 +442,55 @@ impl Backend for Storage {
         state: super::Versioning,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move { self.backend(bucket)?.put_versioning(bucket, state).await })
+    }
+
+    fn get_lock_configuration<'a>(
+        &'a self,
+        bucket: &'a str,
+    ) -> BoxFuture<'a, Result<Option<keyhole_store::LockConfig>>> {
+        Box::pin(async move { self.backend(bucket)?.get_lock_configuration(bucket).await })
+    }
+
+    fn put_lock_configuration<'a>(
+        &'a self,
+        bucket: &'a str,
+        config: keyhole_store::LockConfig,
+        enable_versioning: bool,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.backend(bucket)?
+                .put_lock_configuration(bucket, config, enable_versioning)
+                .await
+        })
+    }
+
+    fn put_retention<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        version_id: Option<&'a str>,
+        retention: Option<keyhole_store::Retention>,
+        bypass_governance: bool,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            self.backend(bucket)?
+                .put_retention(bucket, key, version_id, retention, bypass_governance)
+                .await
+        })
+    }
+
+    fn put_legal_hold<'a>(
+        &'a self,
+        bucket: &'a str,
+        key: &'a str,
+        version_id: Option<&'a str>,
+        on: bool,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(async move {
+            self.backend(bucket)?
+                .put_legal_hold(bucket, key, version_id, on)
+                .await
+        })
     }
 
     fn list_versions<'a>(
@@ -637,6 +688,7 @@ mod tests {
             tags: Directive::Copy,
             condition: None,
             checksum_algorithm: None,
+            lock: keyhole_store::ObjectLock::default(),
         };
         s.copy_object(copy).await.unwrap();
         let (bytes, head) = read(&s, "there", "dst").await;
@@ -697,6 +749,7 @@ mod tests {
             tags: Directive::Copy,
             condition: None,
             checksum_algorithm: None,
+            lock: keyhole_store::ObjectLock::default(),
         };
         assert_eq!(
             s.copy_object(failing).await.unwrap_err().code(),

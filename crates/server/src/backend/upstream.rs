@@ -225,6 +225,7 @@ fn head_of(answer: &Answer) -> Result<(ObjectHead, Option<ByteRange>)> {
             expires: h("expires"),
             user,
             tags: Vec::new(),
+            lock: keyhole_store::ObjectLock::default(),
             checksum: None,
         },
         tag_count: h("x-amz-tagging-count")
@@ -1234,7 +1235,11 @@ impl Backend for UpstreamBackend {
         key: &'a str,
         version_id: Option<&'a str>,
         condition: Option<WriteCondition>,
+        bypass_governance: bool,
     ) -> BoxFuture<'a, Result<super::Deleted>> {
+        // Object Lock is not forwarded (lock operations answer NotImplemented on upstream
+        // buckets); a bypass asks for nothing an upstream delete would honour.
+        let _ = bypass_governance;
         Box::pin(self.delete_one(bucket, key, version_id, condition))
     }
 

@@ -85,6 +85,12 @@ fn s3_samples() -> Vec<Op> {
         Op::GetBucketTagging,
         Op::PutBucketTagging,
         Op::DeleteBucketTagging,
+        Op::GetObjectLockConfiguration,
+        Op::PutObjectLockConfiguration,
+        Op::GetObjectRetention,
+        Op::PutObjectRetention,
+        Op::GetObjectLegalHold,
+        Op::PutObjectLegalHold,
     ]
 }
 
@@ -143,9 +149,15 @@ fn s3_index(op: &Op) -> usize {
         Op::GetBucketTagging => 48,
         Op::PutBucketTagging => 49,
         Op::DeleteBucketTagging => 50,
+        Op::GetObjectLockConfiguration => 51,
+        Op::PutObjectLockConfiguration => 52,
+        Op::GetObjectRetention => 53,
+        Op::PutObjectRetention => 54,
+        Op::GetObjectLegalHold => 55,
+        Op::PutObjectLegalHold => 56,
     }
 }
-const S3_OPERATIONS: usize = 51;
+const S3_OPERATIONS: usize = 57;
 
 #[test]
 fn every_s3_operation_is_sampled() {
@@ -220,6 +232,7 @@ fn every_endpoint_declares_known_actions() {
             sets_tags: op.applies_tagging_header(Some("REPLACE")),
             sets_acl: false,
             version_id: None,
+            lock_actions: Vec::new(),
         };
         declared.push((op.name().into(), actions_of(op.name(), &call.requirement())));
     }

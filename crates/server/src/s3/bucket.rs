@@ -100,9 +100,9 @@ pub(super) async fn create_bucket(
 ) -> Result<Response<Body>, S3Error> {
     keyhole_store::validate_bucket_name(&ctx.bucket)?;
     check_acl_headers(ctx)?;
-    if ctx.header("x-amz-bucket-object-lock-enabled")? == Some("true") {
-        return Err(S3Error::not_implemented("Object Lock"));
-    }
+    let with_lock = ctx
+        .header("x-amz-bucket-object-lock-enabled")?
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
     let region = ctx.gw.config.region.clone();
     if !doc.iter().all(u8::is_ascii_whitespace) {
@@ -114,15 +114,30 @@ pub(super) async fn create_bucket(
             check_location_constraint(lc.trim(), &ctx.gw.config.region)?;
         }
     }
-    match ctx.gw.storage.create_bucket(&ctx.bucket, &region).await {
-        Ok(()) => {}
+    let created = match ctx.gw.storage.create_bucket(&ctx.bucket, &region).await {
+        Ok(()) => true,
         // "For legacy compatibility, if you re-create an existing bucket that you already own in
         // the North Virginia Region, Amazon S3 returns 200 OK"; every other region answers 409
         // BucketAlreadyOwnedByYou (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html,
         // Errors). Every bucket belongs to the gateway's one account, so "you own it" holds for
         // any caller allowed s3:CreateBucket on it; ACLs are disabled, so there is none to reset.
-        Err(e) if e.code() == "BucketAlreadyOwnedByYou" && region == "us-east-1" => {}
+        Err(e) if e.code() == "BucketAlreadyOwnedByYou" && region == "us-east-1" => false,
         Err(e) => return Err(e),
+    };
+    if with_lock && created {
+        // "x-amz-bucket-object-lock-enabled: Specifies whether you want S3 Object Lock to be
+        // enabled for the new bucket", which makes it versioned
+        // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html). A bucket whose
+        // lock cannot be enabled (an upstream bucket) is not left behind.
+        let enabled = ctx
+            .gw
+            .storage
+            .put_lock_configuration(&ctx.bucket, keyhole_store::LockConfig::default(), true)
+            .await;
+        if let Err(e) = enabled {
+            let _ = ctx.gw.storage.delete_bucket(&ctx.bucket).await;
+            return Err(e);
+        }
     }
     let mut r = empty_response(StatusCode::OK);
     set_header(&mut r, "location", &format!("/{}", ctx.bucket))?;

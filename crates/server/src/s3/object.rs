@@ -28,9 +28,6 @@ const UNSUPPORTED_HEADERS: &[&str] = &[
     "x-amz-server-side-encryption",
     "x-amz-server-side-encryption-customer-algorithm",
     "x-amz-server-side-encryption-aws-kms-key-id",
-    "x-amz-object-lock-mode",
-    "x-amz-object-lock-retain-until-date",
-    "x-amz-object-lock-legal-hold",
     "x-amz-website-redirect-location",
 ];
 
@@ -123,6 +120,9 @@ pub(super) fn meta_from_headers(ctx: &Ctx<'_>) -> Result<ObjectMeta, S3Error> {
         expires: text("expires")?,
         user,
         tags,
+        // Checked for form here (InvalidArgument); a bucket without Object Lock refuses it
+        // when the write commits.
+        lock: super::lock::from_headers(ctx.headers, chrono::Utc::now())?,
         checksum: None,
     })
 }
@@ -227,6 +227,11 @@ fn object_headers(r: &mut Response<Body>, head: &ObjectHead) -> Result<(), S3Err
     }
     if let Some(v) = &head.version_id {
         set_header(r, "x-amz-version-id", v)?;
+    }
+    // The version's Object Lock (S3 shows it only to callers allowed s3:GetObjectRetention and
+    // s3:GetObjectLegalHold; keyhole shows it to every reader of the object: STATUS.md).
+    for (name, value) in super::lock::response_headers(&m.lock) {
+        set_header(r, name, &value)?;
     }
     Ok(())
 }
@@ -451,7 +456,14 @@ pub(super) async fn delete_object(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Err
     let deleted = ctx
         .gw
         .storage
-        .delete_object(&ctx.bucket, &ctx.key, ctx.version(), condition)
+        .delete_object(
+            &ctx.bucket,
+            &ctx.key,
+            ctx.version(),
+            condition,
+            // Authorized for s3:BypassGovernanceRetention when asked (S3Call::lock_actions).
+            super::lock::bypass_requested(ctx.headers),
+        )
         .await?;
     // "x-amz-delete-marker: Indicates whether the specified object version that was permanently
     // deleted was (true) or was not (false) a delete marker before deletion. In a simple DELETE,
@@ -543,6 +555,7 @@ pub(super) async fn delete_objects(
             bucket: ctx.bucket.clone(),
             key: key.clone(),
             version_id: version_id.clone(),
+            bypass_governance: super::lock::bypass_requested(ctx.headers),
         };
         match crate::authz::authorize(ctx.gw, ctx.principal, item, &ctx.context, ctx.checks).await {
             Ok(authorized) => {
@@ -623,6 +636,9 @@ pub struct DeleteKey {
     pub(crate) key: String,
     /// The version to remove for good.
     pub(crate) version_id: Option<String>,
+    /// `x-amz-bypass-governance-retention: true`: it needs `s3:BypassGovernanceRetention` too,
+    /// and may then remove a version under GOVERNANCE retention.
+    pub(crate) bypass_governance: bool,
 }
 
 impl crate::authz::Describe for DeleteKey {
@@ -632,10 +648,16 @@ impl crate::authz::Describe for DeleteKey {
         } else {
             "s3:DeleteObject"
         };
-        crate::authz::Requirement::Permissions(vec![Permission::new(
-            action,
-            object_arn(&self.bucket, &self.key),
-        )])
+        let mut list = vec![Permission::new(action, object_arn(&self.bucket, &self.key))];
+        if self.bypass_governance {
+            // "To use this header, you must have the s3:BypassGovernanceRetention permission"
+            // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html).
+            list.push(Permission::new(
+                "s3:BypassGovernanceRetention",
+                object_arn(&self.bucket, &self.key),
+            ));
+        }
+        crate::authz::Requirement::Permissions(list)
     }
 
     fn add_context(&self, context: &mut keyhole_policy::Context) {
@@ -736,6 +758,7 @@ pub(super) async fn copy_object(ctx: &Ctx<'_>, src: CopySource) -> Result<Respon
         },
         condition,
         checksum_algorithm,
+        lock: super::lock::from_headers(ctx.headers, chrono::Utc::now())?,
     };
     let copied = ctx
         .gw

@@ -228,6 +228,18 @@ pub enum Op {
     PutBucketTagging,
     /// `DELETE /b?tagging`
     DeleteBucketTagging,
+    /// `GET /b?object-lock`
+    GetObjectLockConfiguration,
+    /// `PUT /b?object-lock`
+    PutObjectLockConfiguration,
+    /// `GET /b/k?retention`
+    GetObjectRetention,
+    /// `PUT /b/k?retention`
+    PutObjectRetention,
+    /// `GET /b/k?legal-hold`
+    GetObjectLegalHold,
+    /// `PUT /b/k?legal-hold`
+    PutObjectLegalHold,
 }
 
 pub use crate::authz::Permission;
@@ -293,6 +305,9 @@ const PLAIN_PARAMS: &[&str] = &[
     "versions",
     "versionId",
     "version-id-marker",
+    "object-lock",
+    "retention",
+    "legal-hold",
     "X-Amz-Algorithm",
     "X-Amz-Credential",
     "X-Amz-Date",
@@ -314,6 +329,7 @@ const BUCKET_SUBRESOURCES: &[&str] = &[
     "cors",
     "versioning",
     "versions",
+    "object-lock",
 ];
 
 impl Op {
@@ -377,6 +393,11 @@ impl Op {
                 Method::PUT => Op::PutBucketVersioning,
                 _ => return Err(method_not_allowed(method)),
             },
+            (Some(_), None) if query.has("object-lock") => match *method {
+                Method::GET => Op::GetObjectLockConfiguration,
+                Method::PUT => Op::PutObjectLockConfiguration,
+                _ => return Err(method_not_allowed(method)),
+            },
             (Some(_), None) if query.has("versions") => match *method {
                 Method::GET => Op::ListObjectVersions,
                 _ => return Err(method_not_allowed(method)),
@@ -437,6 +458,16 @@ impl Op {
                     "the `uploads` sub-resource on an object other than in CreateMultipartUpload (POST)",
                 ))
             }
+            (Some(_), Some(_)) if query.has("retention") => match *method {
+                Method::GET => Op::GetObjectRetention,
+                Method::PUT => Op::PutObjectRetention,
+                _ => return Err(method_not_allowed(method)),
+            },
+            (Some(_), Some(_)) if query.has("legal-hold") => match *method {
+                Method::GET => Op::GetObjectLegalHold,
+                Method::PUT => Op::PutObjectLegalHold,
+                _ => return Err(method_not_allowed(method)),
+            },
             (Some(_), Some(_)) if query.has("attributes") => match *method {
                 Method::GET => Op::GetObjectAttributes,
                 _ => return Err(method_not_allowed(method)),
@@ -516,6 +547,10 @@ impl Op {
                 | Op::GetObjectAcl
                 | Op::PutObjectAcl
                 | Op::GetObjectAttributes
+                | Op::GetObjectRetention
+                | Op::PutObjectRetention
+                | Op::GetObjectLegalHold
+                | Op::PutObjectLegalHold
         )
     }
 
@@ -646,6 +681,12 @@ impl Op {
             Op::GetBucketTagging => "GetBucketTagging",
             Op::PutBucketTagging => "PutBucketTagging",
             Op::DeleteBucketTagging => "DeleteBucketTagging",
+            Op::GetObjectLockConfiguration => "GetObjectLockConfiguration",
+            Op::PutObjectLockConfiguration => "PutObjectLockConfiguration",
+            Op::GetObjectRetention => "GetObjectRetention",
+            Op::PutObjectRetention => "PutObjectRetention",
+            Op::GetObjectLegalHold => "GetObjectLegalHold",
+            Op::PutObjectLegalHold => "PutObjectLegalHold",
         }
     }
 
@@ -771,6 +812,18 @@ impl Op {
             // here could ever be granted to the anonymous browser that sends it).
             Op::OptionsObject => Vec::new(),
             Op::GetBucketVersioning => vec![on_bucket("s3:GetBucketVersioning")],
+            // The Object Lock actions have no version variants: they name versions themselves
+            // ("Actions, resources, and condition keys for Amazon S3").
+            Op::GetObjectLockConfiguration => {
+                vec![on_bucket("s3:GetBucketObjectLockConfiguration")]
+            }
+            Op::PutObjectLockConfiguration => {
+                vec![on_bucket("s3:PutBucketObjectLockConfiguration")]
+            }
+            Op::GetObjectRetention => vec![on_object("s3:GetObjectRetention")],
+            Op::PutObjectRetention => vec![on_object("s3:PutObjectRetention")],
+            Op::GetObjectLegalHold => vec![on_object("s3:GetObjectLegalHold")],
+            Op::PutObjectLegalHold => vec![on_object("s3:PutObjectLegalHold")],
             Op::PutBucketVersioning => vec![on_bucket("s3:PutBucketVersioning")],
             Op::ListObjectVersions => vec![on_bucket("s3:ListBucketVersions")],
             Op::GetBucketTagging => vec![on_bucket("s3:GetBucketTagging")],
