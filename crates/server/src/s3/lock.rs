@@ -14,6 +14,12 @@ use keyhole_store::{
     DefaultRetention, LockConfig, LockMode, ObjectLock, Retention, RetentionPeriod,
 };
 
+use http::Response;
+
+use super::{empty_response, xml_ok, Ctx};
+use crate::backend::{GetObject, Got};
+use crate::body::{Body, BodyReader};
+use crate::config::MAX_XML_BODY_BYTES;
 use crate::error::S3Error;
 use crate::xml::{self, XmlWriter};
 
@@ -278,6 +284,133 @@ pub fn bypass_requested(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
+// ---------------------------------------------------------------- handlers
+
+/// What S3 answers a lock request on a bucket without Object Lock.
+fn missing_configuration() -> S3Error {
+    S3Error::invalid_request("Bucket is missing Object Lock Configuration")
+}
+
+/// GetObjectLockConfiguration (`ObjectLockConfigurationNotFoundError` when Object Lock was never
+/// enabled, API_GetObjectLockConfiguration.html).
+pub(super) async fn get_configuration(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
+    match ctx.gw.storage.get_lock_configuration(&ctx.bucket).await? {
+        Some(c) => Ok(xml_ok(configuration_xml(&c))),
+        None => Err(S3Error::new(
+            "ObjectLockConfigurationNotFoundError",
+            StatusCode::NOT_FOUND,
+            "Object Lock configuration does not exist for this bucket",
+        )),
+    }
+}
+
+/// PutObjectLockConfiguration: enables Object Lock on a versioned bucket (for good) or replaces
+/// its default retention (`InvalidBucketState` unless versioning is enabled).
+pub(super) async fn put_configuration(
+    ctx: &Ctx<'_>,
+    mut body: BodyReader,
+) -> Result<Response<Body>, S3Error> {
+    let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
+    let config = parse_configuration(&doc)?;
+    ctx.gw
+        .storage
+        .put_lock_configuration(&ctx.bucket, config, false)
+        .await?;
+    Ok(empty_response(StatusCode::OK))
+}
+
+/// The lock of the version the request names (after checking the bucket has Object Lock).
+async fn lock_of(ctx: &Ctx<'_>) -> Result<ObjectLock, S3Error> {
+    if ctx
+        .gw
+        .storage
+        .get_lock_configuration(&ctx.bucket)
+        .await?
+        .is_none()
+    {
+        return Err(missing_configuration());
+    }
+    let got = ctx
+        .gw
+        .storage
+        .get_object(GetObject::head_version(
+            &ctx.bucket,
+            &ctx.key,
+            ctx.version(),
+        ))
+        .await?;
+    match got {
+        Got::Object(o) => Ok(o.head.meta.lock),
+        Got::NotModified { .. } => Err(S3Error::internal(std::io::Error::other(
+            "an unconditional read answered Not Modified",
+        ))),
+    }
+}
+
+fn no_lock_on_object() -> S3Error {
+    S3Error::new(
+        "NoSuchObjectLockConfiguration",
+        StatusCode::NOT_FOUND,
+        "The specified object does not have a ObjectLock configuration",
+    )
+}
+
+/// GetObjectRetention.
+pub(super) async fn get_retention(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
+    let lock = lock_of(ctx).await?;
+    let r = lock.retention.ok_or_else(no_lock_on_object)?;
+    Ok(xml_ok(retention_xml(&r)))
+}
+
+/// PutObjectRetention: the new retention must be in the future; shortening, removing or
+/// changing a retention in force follows [`ObjectLock::check_retention_change`] (a governance
+/// bypass was authorized as `s3:BypassGovernanceRetention` when asked for).
+pub(super) async fn put_retention(
+    ctx: &Ctx<'_>,
+    mut body: BodyReader,
+) -> Result<Response<Body>, S3Error> {
+    let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
+    let retention = parse_retention(&doc)?;
+    if retention.is_some_and(|r| r.until <= Utc::now()) {
+        return Err(
+            S3Error::invalid_argument("The retain until date must be in the future!")
+                .with("ArgumentName", "RetainUntilDate"),
+        );
+    }
+    ctx.gw
+        .storage
+        .put_retention(
+            &ctx.bucket,
+            &ctx.key,
+            ctx.version(),
+            retention,
+            bypass_requested(ctx.headers),
+        )
+        .await?;
+    Ok(empty_response(StatusCode::OK))
+}
+
+/// GetObjectLegalHold.
+pub(super) async fn get_legal_hold(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
+    let lock = lock_of(ctx).await?;
+    let on = lock.legal_hold.ok_or_else(no_lock_on_object)?;
+    Ok(xml_ok(legal_hold_xml(on)))
+}
+
+/// PutObjectLegalHold.
+pub(super) async fn put_legal_hold(
+    ctx: &Ctx<'_>,
+    mut body: BodyReader,
+) -> Result<Response<Body>, S3Error> {
+    let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
+    let on = parse_legal_hold(&doc)?;
+    ctx.gw
+        .storage
+        .put_legal_hold(&ctx.bucket, &ctx.key, ctx.version(), on)
+        .await?;
+    Ok(empty_response(StatusCode::OK))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,137 +580,4 @@ mod tests {
         )])));
         assert!(!bypass_requested(&HeaderMap::new()));
     }
-}
-
-// ---------------------------------------------------------------- handlers
-
-use super::{empty_response, xml_ok, Ctx};
-use crate::backend::{GetObject, Got};
-use crate::body::{Body, BodyReader};
-use crate::config::MAX_XML_BODY_BYTES;
-use http::Response;
-
-/// What S3 answers a lock request on a bucket without Object Lock.
-fn missing_configuration() -> S3Error {
-    S3Error::invalid_request("Bucket is missing Object Lock Configuration")
-}
-
-/// GetObjectLockConfiguration (`ObjectLockConfigurationNotFoundError` when Object Lock was never
-/// enabled, API_GetObjectLockConfiguration.html).
-pub(super) async fn get_configuration(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    match ctx.gw.storage.get_lock_configuration(&ctx.bucket).await? {
-        Some(c) => Ok(xml_ok(configuration_xml(&c))),
-        None => Err(S3Error::new(
-            "ObjectLockConfigurationNotFoundError",
-            StatusCode::NOT_FOUND,
-            "Object Lock configuration does not exist for this bucket",
-        )),
-    }
-}
-
-/// PutObjectLockConfiguration: enables Object Lock on a versioned bucket (for good) or replaces
-/// its default retention (`InvalidBucketState` unless versioning is enabled).
-pub(super) async fn put_configuration(
-    ctx: &Ctx<'_>,
-    mut body: BodyReader,
-) -> Result<Response<Body>, S3Error> {
-    let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
-    let config = parse_configuration(&doc)?;
-    ctx.gw
-        .storage
-        .put_lock_configuration(&ctx.bucket, config, false)
-        .await?;
-    Ok(empty_response(StatusCode::OK))
-}
-
-/// The lock of the version the request names (after checking the bucket has Object Lock).
-async fn lock_of(ctx: &Ctx<'_>) -> Result<ObjectLock, S3Error> {
-    if ctx
-        .gw
-        .storage
-        .get_lock_configuration(&ctx.bucket)
-        .await?
-        .is_none()
-    {
-        return Err(missing_configuration());
-    }
-    let got = ctx
-        .gw
-        .storage
-        .get_object(GetObject::head_version(
-            &ctx.bucket,
-            &ctx.key,
-            ctx.version(),
-        ))
-        .await?;
-    match got {
-        Got::Object(o) => Ok(o.head.meta.lock),
-        Got::NotModified { .. } => Err(S3Error::internal(std::io::Error::other(
-            "an unconditional read answered Not Modified",
-        ))),
-    }
-}
-
-fn no_lock_on_object() -> S3Error {
-    S3Error::new(
-        "NoSuchObjectLockConfiguration",
-        StatusCode::NOT_FOUND,
-        "The specified object does not have a ObjectLock configuration",
-    )
-}
-
-/// GetObjectRetention.
-pub(super) async fn get_retention(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    let lock = lock_of(ctx).await?;
-    let r = lock.retention.ok_or_else(no_lock_on_object)?;
-    Ok(xml_ok(retention_xml(&r)))
-}
-
-/// PutObjectRetention: the new retention must be in the future; shortening, removing or
-/// changing a retention in force follows [`ObjectLock::check_retention_change`] (a governance
-/// bypass was authorized as `s3:BypassGovernanceRetention` when asked for).
-pub(super) async fn put_retention(
-    ctx: &Ctx<'_>,
-    mut body: BodyReader,
-) -> Result<Response<Body>, S3Error> {
-    let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
-    let retention = parse_retention(&doc)?;
-    if retention.is_some_and(|r| r.until <= Utc::now()) {
-        return Err(
-            S3Error::invalid_argument("The retain until date must be in the future!")
-                .with("ArgumentName", "RetainUntilDate"),
-        );
-    }
-    ctx.gw
-        .storage
-        .put_retention(
-            &ctx.bucket,
-            &ctx.key,
-            ctx.version(),
-            retention,
-            bypass_requested(ctx.headers),
-        )
-        .await?;
-    Ok(empty_response(StatusCode::OK))
-}
-
-/// GetObjectLegalHold.
-pub(super) async fn get_legal_hold(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    let lock = lock_of(ctx).await?;
-    let on = lock.legal_hold.ok_or_else(no_lock_on_object)?;
-    Ok(xml_ok(legal_hold_xml(on)))
-}
-
-/// PutObjectLegalHold.
-pub(super) async fn put_legal_hold(
-    ctx: &Ctx<'_>,
-    mut body: BodyReader,
-) -> Result<Response<Body>, S3Error> {
-    let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
-    let on = parse_legal_hold(&doc)?;
-    ctx.gw
-        .storage
-        .put_legal_hold(&ctx.bucket, &ctx.key, ctx.version(), on)
-        .await?;
-    Ok(empty_response(StatusCode::OK))
 }
