@@ -281,3 +281,40 @@ def test_aws_cli_put_and_head_with_checksum_mode(aws, bucket, tmp_path):
             assert name == "ChecksumCRC64NVME" and len(base64.b64decode(value)) == 8, head
     else:
         assert head["ChecksumType"] == "COMPOSITE" and value.endswith("-3"), head
+
+
+# ---------------------------------------------------------------- GetObject by partNumber
+
+
+def test_get_and_head_by_part_number(s3, bucket, aws, tmp_path):
+    # "partNumber ... Effectively performs a 'ranged' GET request for the part specified"
+    # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html).
+    parts = [b"A" * (5 * MIB), b"B" * (5 * MIB), b"C" * 1000]
+    uid, listed = _upload(s3, bucket, "parts", parts, "SHA256")
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="parts", UploadId=uid,
+                                        MultipartUpload={"Parts": listed})
+    for n, body in enumerate(parts, start=1):
+        got = s3.get_object(Bucket=bucket, Key="parts", PartNumber=n, ChecksumMode="ENABLED")
+        assert got["Body"].read() == body
+        assert (got["ContentLength"], got["PartsCount"], got["ETag"]) == (len(body), 3, done["ETag"])
+        assert got["ChecksumSHA256"] == sha256_b64(body), got
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+        head = s3.head_object(Bucket=bucket, Key="parts", PartNumber=n)
+        assert (head["ContentLength"], head["PartsCount"]) == (len(body), 3)
+    for bad in (4, 10000):
+        with pytest.raises(ClientError) as e:
+            s3.get_object(Bucket=bucket, Key="parts", PartNumber=bad)
+        assert err(e) == ("InvalidPartNumber", 416)
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="parts", PartNumber=1, Range="bytes=0-1")
+    assert err(e) == ("InvalidRequest", 400)
+    # Part 1 of an object not made in parts is the whole object; there is no part 2.
+    s3.put_object(Bucket=bucket, Key="single", Body=b"body")
+    assert s3.get_object(Bucket=bucket, Key="single", PartNumber=1)["Body"].read() == b"body"
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="single", PartNumber=2)
+    assert err(e) == ("InvalidPartNumber", 416)
+    out = tmp_path / "part3"
+    meta = json.loads(aws.ok("s3api", "get-object", "--bucket", bucket, "--key", "parts",
+                             "--part-number", "3", str(out)).stdout)
+    assert out.read_bytes() == parts[2] and meta["PartsCount"] == 3

@@ -124,6 +124,9 @@ pub struct GetObject {
     pub head: bool,
     /// `?versionId=`: this version instead of the current one.
     pub version_id: Option<String>,
+    /// `?partNumber=N`: the bytes of part N of an object a multipart upload made (part 1 of any
+    /// other object is the whole object), as a ranged read.
+    pub part_number: Option<u32>,
 }
 
 impl GetObject {
@@ -142,6 +145,7 @@ impl GetObject {
             checksum_mode: false,
             head: true,
             version_id: version_id.map(str::to_owned),
+            part_number: None,
         }
     }
 }

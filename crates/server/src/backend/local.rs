@@ -62,6 +62,62 @@ fn deleted(d: keyhole_store::Deleted) -> super::Deleted {
     }
 }
 
+/// Part `n` of an object, as a read of its bytes.
+struct PartRead {
+    /// The part's bytes (`None`: the whole object, part 1 of an object not made in parts).
+    range: Option<super::ByteRange>,
+    /// How many parts the object has (`x-amz-mp-parts-count`).
+    count: usize,
+    /// The part's own checksum, when recorded.
+    checksum: Option<String>,
+    /// The part is the whole object.
+    whole: bool,
+}
+
+/// Where part `n` lies: for an object a multipart upload made, the sum of the sizes of the parts
+/// before it; part 1 of any other object is the object. A part number beyond the object's parts
+/// is `416 InvalidPartNumber` ("The requested partnumber is not satisfiable",
+/// https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html).
+fn part_range(info: &ObjectInfo, n: u32) -> Result<PartRead> {
+    let unsatisfiable = || {
+        S3Error::new(
+            "InvalidPartNumber",
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "The requested partnumber is not satisfiable",
+        )
+    };
+    let index = usize::try_from(n).unwrap_or(usize::MAX).saturating_sub(1);
+    if info.parts.is_empty() {
+        if info.parts_count.is_some() {
+            // Completed before part sizes were recorded: the part's bytes are not known.
+            return Err(S3Error::not_implemented(
+                "GetObject by partNumber of an object completed before part sizes were recorded",
+            ));
+        }
+        return if n == 1 {
+            Ok(PartRead {
+                range: None,
+                count: 1,
+                checksum: None,
+                whole: true,
+            })
+        } else {
+            Err(unsatisfiable())
+        };
+    }
+    let part = info.parts.get(index).ok_or_else(unsatisfiable)?;
+    let start: u64 = info.parts.iter().take(index).map(|p| p.size).sum();
+    Ok(PartRead {
+        range: Some(super::ByteRange {
+            start,
+            len: part.size,
+        }),
+        count: info.parts.len(),
+        checksum: part.checksum.clone(),
+        whole: false,
+    })
+}
+
 /// The algorithm a single-request write's checksum is kept in: the client's (a checksum header
 /// or trailer, else the algorithm named in `x-amz-sdk-checksum-algorithm`), else S3's default.
 fn put_algorithm(body: &dyn Payload, sent: &[(String, String)]) -> ChecksumKind {
@@ -216,7 +272,14 @@ impl LocalBackend {
                 last_modified: info.last_modified,
             });
         }
-        let range = conditions::parse_range(req.range.as_deref(), info.size)?;
+        let part = match req.part_number {
+            Some(n) => Some(part_range(&info, n)?),
+            None => None,
+        };
+        let range = match &part {
+            Some(p) => p.range,
+            None => conditions::parse_range(req.range.as_deref(), info.size)?,
+        };
         let (start, len) = range.map_or((0, info.size), |r| (r.start, r.len));
         let body = match reader {
             Some(reader) if len > 0 => stream_object(reader, start, len),
@@ -224,11 +287,26 @@ impl LocalBackend {
         };
         let mut head = head_of(info);
         // The stored checksum covers the whole object: S3 returns it when asked, and not for a
-        // range (it would not match the bytes sent).
-        if req.checksum_mode && range.is_none() {
-            if let Some(c) = &head.meta.checksum {
-                head.extra = checksum::headers(c);
+        // range (it would not match the bytes sent). A part has its own (a multipart object's).
+        if req.checksum_mode {
+            match (&part, &head.meta.checksum) {
+                (None, Some(c)) if range.is_none() => head.extra = checksum::headers(c),
+                (Some(p), Some(c)) => {
+                    if let Some(v) = &p.checksum {
+                        head.extra = checksum::headers(&keyhole_store::ObjectChecksum {
+                            value: v.clone(),
+                            ..c.clone()
+                        });
+                    } else if p.whole {
+                        head.extra = checksum::headers(c);
+                    }
+                }
+                _ => {}
             }
+        }
+        if let Some(p) = &part {
+            head.extra
+                .push(("x-amz-mp-parts-count".to_owned(), p.count.to_string()));
         }
         Ok(Got::Object(Box::new(GotObject { head, range, body })))
     }

@@ -234,6 +234,7 @@ async fn read_source(
         checksum_mode: false,
         head: false,
         version_id: version_id.map(str::to_owned),
+        part_number: None,
     })
     .await
     .and_then(copy_source_outcome)
@@ -631,6 +632,7 @@ mod tests {
                 checksum_mode: false,
                 head: false,
                 version_id: None,
+                part_number: None,
             })
             .await
             .unwrap();

@@ -377,6 +377,9 @@ impl UpstreamBackend {
         if req.checksum_mode {
             call = call.header("x-amz-checksum-mode", "ENABLED")?;
         }
+        if let Some(n) = req.part_number {
+            call = call.query("partNumber", n.to_string());
+        }
         let answer = self.http.send(call, Bytes::new()).await?;
         if answer.status == StatusCode::NOT_MODIFIED {
             return Ok(Got::NotModified {

@@ -255,6 +255,26 @@ fn apply_overrides(ctx: &Ctx<'_>, r: &mut Response<Body>) -> Result<(), S3Error>
 }
 
 pub(super) async fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Response<Body>, S3Error> {
+    // "partNumber: Part number of the object being read ... Effectively performs a 'ranged' GET
+    // request for the part specified" (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html).
+    let part_number = match ctx.query.get("partNumber") {
+        None => None,
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if (1..=10_000).contains(&n) => Some(n),
+            _ => {
+                return Err(S3Error::invalid_argument(
+                    "Part number must be an integer between 1 and 10000, inclusive",
+                )
+                .with("ArgumentName", "partNumber")
+                .with("ArgumentValue", raw))
+            }
+        },
+    };
+    if part_number.is_some() && ctx.headers.contains_key("range") {
+        return Err(S3Error::invalid_request(
+            "Cannot specify both Range header and partNumber query parameter",
+        ));
+    }
     let req = GetObject {
         bucket: ctx.bucket.clone(),
         key: ctx.key.clone(),
@@ -265,6 +285,7 @@ pub(super) async fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Response<Bod
             .is_some_and(|m| m.eq_ignore_ascii_case("ENABLED")),
         head,
         version_id: ctx.version_id.clone(),
+        part_number,
     };
     let got = match ctx.gw.storage.get_object(req).await? {
         Got::NotModified {

@@ -504,13 +504,7 @@ impl Op {
                 Method::GET if query.has("uploadId") => Op::ListParts {
                     upload_id: upload_id().unwrap_or_default(),
                 },
-                Method::GET if query.has("partNumber") => {
-                    return Err(S3Error::not_implemented("GetObject by partNumber"))
-                }
                 Method::GET => Op::GetObject,
-                Method::HEAD if query.has("partNumber") => {
-                    return Err(S3Error::not_implemented("HeadObject by partNumber"))
-                }
                 Method::HEAD => Op::HeadObject,
                 Method::DELETE if query.has("tagging") => Op::DeleteObjectTagging,
                 Method::DELETE if query.has("uploadId") => Op::AbortMultipartUpload {
