@@ -215,3 +215,51 @@ def test_aws_cli_object_lock_round_trip(aws, s3, locked):
     aws.ok("s3api", "put-object-legal-hold", "--bucket", locked, "--key", "run-1/model.bin",
            "--legal-hold", "Status=OFF")
     s3.put_object_lock_configuration(Bucket=locked, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"})
+
+
+def test_object_lock_condition_keys_are_decided(server, s3, locked):
+    # "Actions, resources, and condition keys for Amazon S3": PutObject, PutObjectRetention and
+    # PutObjectLegalHold take s3:object-lock-mode, -retain-until-date,
+    # -remaining-retention-days and -legal-hold; a bucket policy on the remaining days is how
+    # S3's guide caps retention (review 12: the keys were never set, so such Denies never applied).
+    s3.put_bucket_policy(Bucket=locked, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": ["s3:PutObject", "s3:PutObjectRetention"],
+         "Resource": f"arn:aws:s3:::{locked}/*",
+         "Condition": {"StringEquals": {"s3:object-lock-mode": "COMPLIANCE"}}},
+        {"Effect": "Deny", "Principal": "*", "Action": ["s3:PutObject", "s3:PutObjectRetention"],
+         "Resource": f"arn:aws:s3:::{locked}/*",
+         "Condition": {"NumericGreaterThan": {"s3:object-lock-remaining-retention-days": "30"}}},
+        {"Effect": "Deny", "Principal": "*", "Action": ["s3:PutObjectLegalHold"],
+         "Resource": f"arn:aws:s3:::{locked}/*",
+         "Condition": {"StringEquals": {"s3:object-lock-legal-hold": "ON"}}}]}))
+    soon = datetime.datetime.now(UTC) + datetime.timedelta(days=10)
+    far = datetime.datetime.now(UTC) + datetime.timedelta(days=365)
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=locked, Key="c", Body=b"x", ObjectLockMode="COMPLIANCE",
+                      ObjectLockRetainUntilDate=soon)
+    assert err(e) == ("AccessDenied", 403)
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=locked, Key="g", Body=b"x", ObjectLockMode="GOVERNANCE",
+                      ObjectLockRetainUntilDate=far)
+    assert err(e) == ("AccessDenied", 403)
+    v = s3.put_object(Bucket=locked, Key="g", Body=b"x", ObjectLockMode="GOVERNANCE",
+                      ObjectLockRetainUntilDate=soon)["VersionId"]
+    with pytest.raises(ClientError) as e:
+        s3.put_object_retention(Bucket=locked, Key="g", VersionId=v,
+                                Retention={"Mode": "GOVERNANCE", "RetainUntilDate": far})
+    assert err(e) == ("AccessDenied", 403)
+    with pytest.raises(ClientError) as e:
+        s3.put_object_retention(Bucket=locked, Key="g", VersionId=v,
+                                Retention={"Mode": "COMPLIANCE", "RetainUntilDate": soon},
+                                BypassGovernanceRetention=True)
+    assert err(e) == ("AccessDenied", 403)
+    with pytest.raises(ClientError) as e:
+        s3.put_object_legal_hold(Bucket=locked, Key="g", VersionId=v, LegalHold={"Status": "ON"})
+    assert err(e) == ("AccessDenied", 403)
+    s3.put_object_legal_hold(Bucket=locked, Key="g", VersionId=v, LegalHold={"Status": "OFF"})
+    s3.delete_bucket_policy(Bucket=locked)
+    # A default retention beyond 100 years is refused (review 12: dates past year 9999).
+    with pytest.raises(ClientError) as e:
+        s3.put_object_lock_configuration(Bucket=locked, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Years": 100000}}})
+    assert err(e) == ("InvalidRetentionPeriod", 400)

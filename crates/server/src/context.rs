@@ -290,6 +290,16 @@ pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
             }
         }
     }
+    // The Object Lock a write sets in its headers (`s3:object-lock-*`, "Actions, resources, and
+    // condition keys for Amazon S3": PutObject takes them), so a policy can cap retention or
+    // forbid COMPLIANCE (review 12: they were never set, so such Denies never applied).
+    // PutObjectRetention and PutObjectLegalHold set them from their documents (s3::lock).
+    if matches!(
+        op,
+        Op::PutObject | Op::PostObject | Op::CopyObject(_) | Op::CreateMultipartUpload
+    ) {
+        crate::s3::lock::add_header_keys(c, headers, chrono::Utc::now());
+    }
     for (key, header) in [
         ("s3:x-amz-acl", "x-amz-acl"),
         ("s3:x-amz-content-sha256", "x-amz-content-sha256"),

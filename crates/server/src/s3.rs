@@ -126,9 +126,7 @@ impl S3Call {
                 lock_actions.push("s3:PutObjectLegalHold");
             }
         }
-        if matches!(op, Op::DeleteObject | Op::PutObjectRetention)
-            && lock::bypass_requested(headers)
-        {
+        if op == Op::DeleteObject && lock::bypass_requested(headers) {
             lock_actions.push("s3:BypassGovernanceRetention");
         }
         if op == Op::CreateBucket
@@ -315,7 +313,11 @@ pub async fn dispatch(
     // DeleteObjects first reads which keys it names, for its write-ahead record.
     if !matches!(
         op,
-        Op::PutObject | Op::UploadPart { .. } | Op::DeleteObjects
+        Op::PutObject
+            | Op::UploadPart { .. }
+            | Op::DeleteObjects
+            | Op::PutObjectRetention
+            | Op::PutObjectLegalHold
     ) {
         ctx.before_change().await?;
     }

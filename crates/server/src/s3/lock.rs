@@ -76,11 +76,17 @@ pub fn parse_configuration(doc: &[u8]) -> Result<LockConfig, S3Error> {
         return Err(S3Error::malformed_xml("a Rule has no DefaultRetention"));
     };
     let mode = mode_of(d.child_text("Mode"), "DefaultRetention")?;
-    let number = |name: &str| -> Result<Option<u32>, S3Error> {
+    // keyhole's own bound: 100 years (36,500 days) keeps every retain-until date one that
+    // clients can read (review 12: `Years=100000` gave dates past year 9999 that boto3 cannot
+    // parse, on every new object of the bucket).
+    let number = |name: &str, max: i64| -> Result<Option<u32>, S3Error> {
         let Some(t) = d.child_text(name) else {
             return Ok(None);
         };
         match t.trim().parse::<i64>() {
+            Ok(n) if n > max => Err(invalid_period(&format!(
+                "Default retention period {name} must be at most {max}"
+            ))),
             Ok(n) if n > 0 => u32::try_from(n).map(Some).map_err(|_| {
                 invalid_period(&format!("Default retention period {name} is too large"))
             }),
@@ -92,7 +98,7 @@ pub fn parse_configuration(doc: &[u8]) -> Result<LockConfig, S3Error> {
             ))),
         }
     };
-    let period = match (number("Days")?, number("Years")?) {
+    let period = match (number("Days", 36_500)?, number("Years", 100)?) {
         (Some(d), None) => RetentionPeriod::Days(d),
         (None, Some(y)) => RetentionPeriod::Years(y),
         _ => {
@@ -258,6 +264,93 @@ pub fn from_headers(headers: &HeaderMap, now: DateTime<Utc>) -> Result<ObjectLoc
     })
 }
 
+/// The `s3:object-lock-*` condition keys of a lock a request sets, as of `now`: the mode, the
+/// retain-until date, the days left until it (rounded up, so a Deny on "more than N days"
+/// catches N days and a second), and the legal-hold status.
+pub fn add_keys(
+    c: &mut keyhole_policy::Context,
+    retention: Option<&Retention>,
+    legal_hold: Option<bool>,
+    now: DateTime<Utc>,
+) {
+    if let Some(r) = retention {
+        c.insert("s3:object-lock-mode", r.mode.as_str());
+        c.insert("s3:object-lock-retain-until-date", lock_date(r.until));
+        let secs = r.until.signed_duration_since(now).num_seconds().max(0);
+        let days = (secs + 86_399) / 86_400;
+        c.insert("s3:object-lock-remaining-retention-days", days.to_string());
+    }
+    if let Some(on) = legal_hold {
+        c.insert("s3:object-lock-legal-hold", if on { "ON" } else { "OFF" });
+    }
+}
+
+/// [`add_keys`] for a write's `x-amz-object-lock-*` headers. Headers that do not parse set
+/// nothing here; the handler refuses them (`InvalidArgument`) before anything is written.
+pub fn add_header_keys(c: &mut keyhole_policy::Context, headers: &HeaderMap, now: DateTime<Utc>) {
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let retention = match (
+        h("x-amz-object-lock-mode").and_then(LockMode::parse),
+        h("x-amz-object-lock-retain-until-date").and_then(parse_date),
+    ) {
+        (Some(mode), Some(until)) => Some(Retention { mode, until }),
+        _ => None,
+    };
+    let legal_hold = match h("x-amz-object-lock-legal-hold") {
+        Some("ON") => Some(true),
+        Some("OFF") => Some(false),
+        _ => None,
+    };
+    add_keys(c, retention.as_ref(), legal_hold, now);
+}
+
+/// PutObjectRetention or PutObjectLegalHold of one version, described for authorization once
+/// its document is read: its action (and `s3:BypassGovernanceRetention` for a bypass), with
+/// the `s3:object-lock-*` keys of what it sets.
+pub struct LockChange {
+    bucket: String,
+    key: String,
+    version_id: Option<String>,
+    retention: Option<Option<Retention>>,
+    legal_hold: Option<bool>,
+    bypass: bool,
+    now: DateTime<Utc>,
+}
+
+impl crate::authz::Describe for LockChange {
+    fn requirement(&self) -> crate::authz::Requirement {
+        let object = super::route::object_arn(&self.bucket, &self.key);
+        let action = if self.retention.is_some() {
+            "s3:PutObjectRetention"
+        } else {
+            "s3:PutObjectLegalHold"
+        };
+        let mut list = vec![crate::authz::Permission::new(action, object.clone())];
+        if self.bypass {
+            // "Bypassing a Governance Retention configuration requires the
+            // s3:BypassGovernanceRetention permission" (API_PutObjectRetention.html).
+            list.push(crate::authz::Permission::new(
+                "s3:BypassGovernanceRetention",
+                object,
+            ));
+        }
+        crate::authz::Requirement::Permissions(list)
+    }
+
+    fn add_context(&self, context: &mut keyhole_policy::Context) {
+        if let Some(v) = &self.version_id {
+            context.insert("s3:versionid", v.as_str());
+        }
+        let retention = self.retention.flatten();
+        add_keys(context, retention.as_ref(), self.legal_hold, self.now);
+    }
+}
+
 /// The headers GetObject and HeadObject answer for a version's lock.
 #[must_use]
 pub fn response_headers(lock: &ObjectLock) -> Vec<(&'static str, String)> {
@@ -371,21 +464,28 @@ pub(super) async fn put_retention(
 ) -> Result<Response<Body>, S3Error> {
     let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
     let retention = parse_retention(&doc)?;
-    if retention.is_some_and(|r| r.until <= Utc::now()) {
+    let now = Utc::now();
+    if retention.is_some_and(|r| r.until <= now) {
         return Err(
             S3Error::invalid_argument("The retain until date must be in the future!")
                 .with("ArgumentName", "RetainUntilDate"),
         );
     }
+    let bypass = bypass_requested(ctx.headers);
+    let change = LockChange {
+        bucket: ctx.bucket.clone(),
+        key: ctx.key.clone(),
+        version_id: ctx.version().map(str::to_owned),
+        retention: Some(retention),
+        legal_hold: None,
+        bypass,
+        now,
+    };
+    crate::authz::authorize(ctx.gw, ctx.principal, change, &ctx.context, ctx.checks).await?;
+    ctx.before_change().await?;
     ctx.gw
         .storage
-        .put_retention(
-            &ctx.bucket,
-            &ctx.key,
-            ctx.version(),
-            retention,
-            bypass_requested(ctx.headers),
-        )
+        .put_retention(&ctx.bucket, &ctx.key, ctx.version(), retention, bypass)
         .await?;
     Ok(empty_response(StatusCode::OK))
 }
@@ -404,6 +504,17 @@ pub(super) async fn put_legal_hold(
 ) -> Result<Response<Body>, S3Error> {
     let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
     let on = parse_legal_hold(&doc)?;
+    let change = LockChange {
+        bucket: ctx.bucket.clone(),
+        key: ctx.key.clone(),
+        version_id: ctx.version().map(str::to_owned),
+        retention: None,
+        legal_hold: Some(on),
+        bypass: false,
+        now: Utc::now(),
+    };
+    crate::authz::authorize(ctx.gw, ctx.principal, change, &ctx.context, ctx.checks).await?;
+    ctx.before_change().await?;
     ctx.gw
         .storage
         .put_legal_hold(&ctx.bucket, &ctx.key, ctx.version(), on)
@@ -466,6 +577,14 @@ mod tests {
             ),
             (
                 rule("<Mode>GOVERNANCE</Mode><Years>-1</Years>"),
+                "InvalidRetentionPeriod",
+            ),
+            (
+                rule("<Mode>GOVERNANCE</Mode><Years>101</Years>"),
+                "InvalidRetentionPeriod",
+            ),
+            (
+                rule("<Mode>GOVERNANCE</Mode><Days>36501</Days>"),
                 "InvalidRetentionPeriod",
             ),
             (

@@ -815,9 +815,22 @@ impl Op {
                 vec![on_bucket("s3:PutBucketObjectLockConfiguration")]
             }
             Op::GetObjectRetention => vec![on_object("s3:GetObjectRetention")],
-            Op::PutObjectRetention => vec![on_object("s3:PutObjectRetention")],
             Op::GetObjectLegalHold => vec![on_object("s3:GetObjectLegalHold")],
-            Op::PutObjectLegalHold => vec![on_object("s3:PutObjectLegalHold")],
+            // Decided once the (small) document is read: the retention or hold it sets is what
+            // `s3:object-lock-*` conditions test (review 12), as DeleteObjects decides its keys
+            // once it has read them.
+            Op::PutObjectRetention => {
+                return Access {
+                    upfront: Vec::new(),
+                    per_key: Some("s3:PutObjectRetention"),
+                }
+            }
+            Op::PutObjectLegalHold => {
+                return Access {
+                    upfront: Vec::new(),
+                    per_key: Some("s3:PutObjectLegalHold"),
+                }
+            }
             Op::PutBucketVersioning => vec![on_bucket("s3:PutBucketVersioning")],
             Op::ListObjectVersions => vec![on_bucket("s3:ListBucketVersions")],
             Op::GetBucketTagging => vec![on_bucket("s3:GetBucketTagging")],
