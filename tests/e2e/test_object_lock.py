@@ -263,3 +263,25 @@ def test_object_lock_condition_keys_are_decided(server, s3, locked):
         s3.put_object_lock_configuration(Bucket=locked, ObjectLockConfiguration={
             "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Years": 100000}}})
     assert err(e) == ("InvalidRetentionPeriod", 400)
+
+
+def test_lock_headers_are_shown_only_to_callers_allowed_to_read_the_lock(server, s3, locked):
+    # "x-amz-object-lock-legal-hold ... returned only if the requester has the
+    # s3:GetObjectLegalHold permission", the mode and date likewise with s3:GetObjectRetention
+    # (API_HeadObject.html; review 12).
+    s3.put_object(Bucket=locked, Key="k", Body=b"x", ObjectLockMode="GOVERNANCE",
+                  ObjectLockRetainUntilDate=FAR, ObjectLockLegalHoldStatus="ON")
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{locked}/*"}]})
+    reader = make_client(server.endpoint, ak, sk)
+    head = reader.head_object(Bucket=locked, Key="k")
+    assert not any(k.startswith("ObjectLock") for k in head), head
+    _, ak2, sk2 = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectRetention"],
+         "Resource": f"arn:aws:s3:::{locked}/*"}]})
+    head = make_client(server.endpoint, ak2, sk2).get_object(Bucket=locked, Key="k")
+    assert head["ObjectLockMode"] == "GOVERNANCE" and "ObjectLockLegalHoldStatus" not in head, head
+    full = s3.head_object(Bucket=locked, Key="k")
+    assert (full["ObjectLockMode"], full["ObjectLockLegalHoldStatus"]) == ("GOVERNANCE", "ON")
+    s3.put_object_legal_hold(Bucket=locked, Key="k", LegalHold={"Status": "OFF"})

@@ -351,6 +351,69 @@ impl crate::authz::Describe for LockChange {
     }
 }
 
+/// Reading one part of a version's lock: `s3:GetObjectRetention` or `s3:GetObjectLegalHold`.
+struct ShowLock {
+    action: &'static str,
+    bucket: String,
+    key: String,
+    version_id: Option<String>,
+}
+
+impl crate::authz::Describe for ShowLock {
+    fn requirement(&self) -> crate::authz::Requirement {
+        crate::authz::Requirement::Permissions(vec![crate::authz::Permission::new(
+            self.action,
+            super::route::object_arn(&self.bucket, &self.key),
+        )])
+    }
+
+    fn add_context(&self, context: &mut keyhole_policy::Context) {
+        if let Some(v) = &self.version_id {
+            context.insert("s3:versionid", v.as_str());
+        }
+    }
+}
+
+/// What of a version's lock a GetObject or HeadObject may show its caller: "x-amz-object-lock-mode
+/// ... returned only if the requester has the s3:GetObjectRetention permission", and the legal
+/// hold only with `s3:GetObjectLegalHold`
+/// (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadObject.html; review 12). Each part
+/// is decided by the one authorization stage; an allowed one is recorded with the request's
+/// checks, a refused one only withholds its headers (the read itself was allowed, so its
+/// record must not say Deny).
+pub(super) async fn visible(ctx: &Ctx<'_>, lock: ObjectLock) -> ObjectLock {
+    let mut shown = ObjectLock::default();
+    for (action, present) in [
+        ("s3:GetObjectRetention", lock.retention.is_some()),
+        ("s3:GetObjectLegalHold", lock.legal_hold.is_some()),
+    ] {
+        if !present {
+            continue;
+        }
+        let item = ShowLock {
+            action,
+            bucket: ctx.bucket.clone(),
+            key: ctx.key.clone(),
+            version_id: ctx.version().map(str::to_owned),
+        };
+        let scratch = crate::audit::Checks::default();
+        let allowed = crate::authz::authorize(ctx.gw, ctx.principal, item, &ctx.context, &scratch)
+            .await
+            .is_ok();
+        if allowed {
+            for c in scratch.snapshot() {
+                ctx.checks.push(c);
+            }
+            if action == "s3:GetObjectRetention" {
+                shown.retention = lock.retention;
+            } else {
+                shown.legal_hold = lock.legal_hold;
+            }
+        }
+    }
+    shown
+}
+
 /// The headers GetObject and HeadObject answer for a version's lock.
 #[must_use]
 pub fn response_headers(lock: &ObjectLock) -> Vec<(&'static str, String)> {

@@ -228,8 +228,7 @@ fn object_headers(r: &mut Response<Body>, head: &ObjectHead) -> Result<(), S3Err
     if let Some(v) = &head.version_id {
         set_header(r, "x-amz-version-id", v)?;
     }
-    // The version's Object Lock (S3 shows it only to callers allowed s3:GetObjectRetention and
-    // s3:GetObjectLegalHold; keyhole shows it to every reader of the object: STATUS.md).
+    // The version's Object Lock, as much of it as the caller may see (`lock::visible`).
     for (name, value) in super::lock::response_headers(&m.lock) {
         set_header(r, name, &value)?;
     }
@@ -302,6 +301,10 @@ pub(super) async fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Response<Bod
     };
     // The body is not read yet: a version other than the one judged is dropped unsent.
     hold_to_judged_version(ctx, &got.head).await?;
+    let mut got = got;
+    if !got.head.meta.lock.is_empty() {
+        got.head.meta.lock = super::lock::visible(ctx, got.head.meta.lock).await;
+    }
     let size = got.head.size;
     let (start, len) = got.range.map_or((0, size), |r| (r.start, r.len));
     let mut r = Response::new(got.body);
