@@ -202,6 +202,10 @@ def test_permanent_deletes_and_bucket_not_empty(s3, vbucket):
     assert by[("k", marker)]["DeleteMarker"] is True and by[("k", marker)]["DeleteMarkerVersionId"] == marker
     assert by[("fresh", None)]["DeleteMarker"] is True and by[("fresh", None)]["DeleteMarkerVersionId"]
     assert [e[0] for e in versions_of(s3, vbucket)] == ["fresh"]
+    # An empty VersionId is refused, not read as "no version" (review 12).
+    with pytest.raises(ClientError) as e:
+        s3.delete_objects(Bucket=vbucket, Delete={"Objects": [{"Key": "fresh", "VersionId": ""}]})
+    assert error_code(e.value) == "InvalidArgument"
 
 
 def test_suspended_versioning_keeps_one_null_version(s3, bucket):

@@ -526,11 +526,16 @@ pub(super) async fn delete_objects(
         let key = object
             .child_text("Key")
             .ok_or_else(|| S3Error::malformed_xml("an Object has no Key"))?;
-        let version_id = object
-            .child_text("VersionId")
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned);
+        // An empty VersionId names no version: refused as `?versionId=` is, never read as "no
+        // version" (which would add a delete marker instead; review 12).
+        let version_id = match object.child_text("VersionId").map(str::trim) {
+            Some("") => {
+                return Err(S3Error::invalid_argument("Invalid version id specified")
+                    .with("ArgumentName", "VersionId")
+                    .with("ArgumentValue", ""))
+            }
+            v => v.map(str::to_owned),
+        };
         // Per-object conditions (directory buckets in S3): refused rather than ignored.
         for name in ["ETag", "LastModifiedTime", "Size"] {
             if object.child_text(name).is_some() {
