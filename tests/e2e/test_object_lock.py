@@ -285,3 +285,23 @@ def test_lock_headers_are_shown_only_to_callers_allowed_to_read_the_lock(server,
     full = s3.head_object(Bucket=locked, Key="k")
     assert (full["ObjectLockMode"], full["ObjectLockLegalHoldStatus"]) == ("GOVERNANCE", "ON")
     s3.put_object_legal_hold(Bucket=locked, Key="k", LegalHold={"Status": "OFF"})
+
+
+def test_the_trail_records_which_lock_was_set(server, s3, locked):
+    from e2e_helpers import wait_for_events
+
+    put = s3.put_object(Bucket=locked, Key="a", Body=b"x", ObjectLockMode="GOVERNANCE",
+                        ObjectLockRetainUntilDate=FAR)
+    s3.put_object_legal_hold(Bucket=locked, Key="a", VersionId=put["VersionId"], LegalHold={"Status": "ON"})
+    s3.put_object_legal_hold(Bucket=locked, Key="a", VersionId=put["VersionId"], LegalHold={"Status": "OFF"})
+    events = wait_for_events(server.data_dir, lambda es: sum(
+        1 for e in es if e.get("eventName") == "PutObjectLegalHold" and e.get("stage") == "completed"
+        and (e.get("requestParameters") or {}).get("bucketName") == locked) >= 2)
+    mine = [e for e in events if (e.get("requestParameters") or {}).get("bucketName") == locked
+            and e.get("stage") == "completed"]
+    put_event = next(e for e in mine if e["eventName"] == "PutObject")
+    assert put_event["responseElements"]["objectLockMode"] == "GOVERNANCE", put_event
+    assert put_event["responseElements"]["objectLockRetainUntilDate"].startswith("2030-01-01")
+    assert put_event["responseElements"]["x-amz-version-id"] == put["VersionId"]
+    holds = [e["responseElements"]["objectLockLegalHoldStatus"] for e in mine if e["eventName"] == "PutObjectLegalHold"]
+    assert holds == ["ON", "OFF"], holds

@@ -271,12 +271,43 @@ impl Ctx<'_> {
                 m.insert(name.into(), v.into());
             }
         }
+        self.merge_response_elements(m);
+    }
+
+    /// Records the Object Lock a request set (a retention, a legal hold) in the audit event's
+    /// `responseElements`, so the trail says who set what lock (review 12).
+    pub fn record_lock(&self, lock: &keyhole_store::ObjectLock) {
+        let mut m = serde_json::Map::new();
+        if let Some(r) = &lock.retention {
+            m.insert("objectLockMode".into(), r.mode.as_str().into());
+            m.insert(
+                "objectLockRetainUntilDate".into(),
+                lock::lock_date(r.until).into(),
+            );
+        }
+        if let Some(on) = lock.legal_hold {
+            m.insert(
+                "objectLockLegalHoldStatus".into(),
+                if on { "ON" } else { "OFF" }.into(),
+            );
+        }
+        self.merge_response_elements(m);
+    }
+
+    fn merge_response_elements(&self, m: serde_json::Map<String, serde_json::Value>) {
         if m.is_empty() {
             return;
         }
         if let Ok(mut elements) = self.response_elements.lock() {
-            if elements.is_none() {
-                *elements = Some(serde_json::Value::Object(m));
+            match elements.as_mut() {
+                None => *elements = Some(serde_json::Value::Object(m)),
+                Some(serde_json::Value::Object(existing)) => {
+                    for (k, v) in m {
+                        existing.entry(k).or_insert(v);
+                    }
+                }
+                // A handler's own elements of another shape (DeleteObjects' list) stay as they are.
+                Some(_) => {}
             }
         }
     }
@@ -321,6 +352,10 @@ pub async fn dispatch(
     ) {
         ctx.before_change().await?;
     }
+    let sets_lock = matches!(
+        op,
+        Op::PutObject | Op::CopyObject(_) | Op::CreateMultipartUpload
+    );
     let result = match op {
         Op::ListBuckets => bucket::list_buckets(&ctx).await,
         Op::CreateBucket => bucket::create_bucket(&ctx, body).await,
@@ -393,6 +428,11 @@ pub async fn dispatch(
         Op::GetObjectLegalHold => lock::get_legal_hold(&ctx).await,
         Op::PutObjectLegalHold => lock::put_legal_hold(&ctx, body).await,
     };
+    if result.is_ok() && sets_lock {
+        if let Ok(l) = lock::from_headers(ctx.headers, chrono::Utc::now()) {
+            ctx.record_lock(&l);
+        }
+    }
     result.inspect(|r| ctx.record_version_headers(r))
 }
 

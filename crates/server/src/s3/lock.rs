@@ -550,6 +550,10 @@ pub(super) async fn put_retention(
         .storage
         .put_retention(&ctx.bucket, &ctx.key, ctx.version(), retention, bypass)
         .await?;
+    ctx.record_lock(&ObjectLock {
+        retention,
+        legal_hold: None,
+    });
     Ok(empty_response(StatusCode::OK))
 }
 
@@ -582,6 +586,10 @@ pub(super) async fn put_legal_hold(
         .storage
         .put_legal_hold(&ctx.bucket, &ctx.key, ctx.version(), on)
         .await?;
+    ctx.record_lock(&ObjectLock {
+        retention: None,
+        legal_hold: Some(on),
+    });
     Ok(empty_response(StatusCode::OK))
 }
 
