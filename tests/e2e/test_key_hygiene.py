@@ -445,3 +445,22 @@ def test_a_browser_form_signed_with_a_key_is_a_use_of_it(fresh_server_factory):
     assert r.status_code == 204, r.content
     used = last_used_cli(kp, ak)["AccessKeyLastUsed"]
     assert (used["ServiceName"], used["Region"]) == ("s3", REGION)
+
+
+def test_admin_keys_enforce_never_deactivates_the_key_it_signs_with(fresh_server_factory, tmp_path):
+    """Review 13: an operator's --enforce deactivated its own key halfway and then failed on every
+    other key, saying nothing of what it had done. The caller's key is now skipped and named, the
+    others are deactivated a line each, and the exit status says a key over the bound remains."""
+    kp = fresh_server_factory()
+    iam = client(kp, "iam")
+    _, other_ak, _ = new_user(iam)
+    ops_name, ops_ak, ops_sk = new_user(iam, allow("iam:*"))
+    creds = tmp_path / "ops"
+    creds.write_text(f"[default]\naws_access_key_id = {ops_ak}\naws_secret_access_key = {ops_sk}\n")
+    r = keyhole_cli(kp, "admin", "keys", "--max-age-days", "0", "--enforce",
+                    AWS_SHARED_CREDENTIALS_FILE=str(creds))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert f"deactivated {other_ak}" in r.stdout
+    assert f"{ops_ak} (user {ops_name}) is the key this command signs with" in r.stderr
+    statuses = {k["AccessKeyId"]: k["Status"] for k in iam.list_access_keys(UserName=ops_name)["AccessKeyMetadata"]}
+    assert statuses == {ops_ak: "Active"}

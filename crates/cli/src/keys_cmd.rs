@@ -63,14 +63,31 @@ fn members(text: &str) -> Vec<&str> {
     fields(text, "member")
 }
 
-async fn collect(api: &Api, max_days: Option<u64>) -> miette::Result<Vec<KeyRow>> {
+/// Whether an IAM call failed because its user or key is gone (deleted meanwhile: a rotation
+/// racing the listing), which skips that entry rather than failing the whole run (review 13).
+fn is_gone(e: &miette::Report) -> bool {
+    e.to_string().contains("NoSuchEntity")
+}
+
+async fn collect(
+    api: &Api,
+    max_days: Option<u64>,
+    problems: &mut Vec<String>,
+) -> miette::Result<Vec<KeyRow>> {
     let now = chrono::Utc::now().timestamp();
     let users = api.call_iam("ListUsers", &[]).await?;
     let mut rows = Vec::new();
     for user in fields(&users, "UserName") {
-        let keys = api
-            .call_iam("ListAccessKeys", &[("UserName", user)])
-            .await?;
+        // One user that cannot be read (gone meanwhile, or denied to the caller) does not stop
+        // the report of the others; it is named, and the exit status says so.
+        let keys = match api.call_iam("ListAccessKeys", &[("UserName", user)]).await {
+            Ok(k) => k,
+            Err(e) if is_gone(&e) => continue,
+            Err(e) => {
+                problems.push(format!("keys of user {user} not listed: {e}"));
+                continue;
+            }
+        };
         for m in members(&keys) {
             let (Some(key), Some(status), Some(created)) = (
                 xml_field(m, "AccessKeyId"),
@@ -81,9 +98,17 @@ async fn collect(api: &Api, max_days: Option<u64>) -> miette::Result<Vec<KeyRow>
                     "ListAccessKeys for {user}: a key without AccessKeyId, Status or CreateDate in the answer"
                 ));
             };
-            let used = api
+            let used = match api
                 .call_iam("GetAccessKeyLastUsed", &[("AccessKeyId", key)])
-                .await?;
+                .await
+            {
+                Ok(u) => u,
+                Err(e) if is_gone(&e) => continue,
+                Err(e) => {
+                    problems.push(format!("last use of {key} (user {user}) not read: {e}"));
+                    String::new()
+                }
+            };
             let last_used = xml_field(&used, "LastUsedDate").map(|d| {
                 (
                     d.to_owned(),
@@ -186,23 +211,60 @@ fn row_json(r: &KeyRow) -> Value {
 /// Runs `keyhole admin keys`.
 pub async fn run(args: KeysArgs) -> miette::Result<ExitCode> {
     let api = Api::connect(&args.conn)?;
-    let mut rows = collect(&api, args.max_age_days).await?;
+    let mut problems = Vec::new();
+    let mut rows = collect(&api, args.max_age_days, &mut problems).await?;
     let mut deactivated = Vec::new();
     if args.enforce {
         for r in rows.iter_mut().filter(|r| r.over) {
-            api.call_iam(
-                "UpdateAccessKey",
-                &[
-                    ("UserName", &r.user),
-                    ("AccessKeyId", &r.key),
-                    ("Status", "Inactive"),
-                ],
-            )
-            .await?;
+            // The key this command signs with is never deactivated by it: the run would lock
+            // itself out halfway (review 13). It stays flagged, and is named.
+            if r.key == api.access_key_id() {
+                problems.push(format!(
+                    "{} (user {}) is the key this command signs with: not deactivated; rotate it",
+                    r.key, r.user
+                ));
+                continue;
+            }
+            let done = api
+                .call_iam(
+                    "UpdateAccessKey",
+                    &[
+                        ("UserName", &r.user),
+                        ("AccessKeyId", &r.key),
+                        ("Status", "Inactive"),
+                    ],
+                )
+                .await;
+            match done {
+                Ok(_) => {}
+                Err(e) if is_gone(&e) => {
+                    r.over = false;
+                    "Deleted".clone_into(&mut r.status);
+                    continue;
+                }
+                Err(e) => {
+                    problems.push(format!("{} (user {}) not deactivated: {e}", r.key, r.user));
+                    continue;
+                }
+            }
+            if !args.json {
+                // Each deactivation is printed as it happens, so a run cut short still says
+                // what it did.
+                println!(
+                    "deactivated {} of user {} ({} days old; bound {} days)",
+                    r.key,
+                    r.user,
+                    r.age_days,
+                    args.max_age_days.unwrap_or(0)
+                );
+            }
             "Inactive".clone_into(&mut r.status);
             r.over = false;
             deactivated.push(r.clone());
         }
+    }
+    for p in &problems {
+        eprintln!("× {p}");
     }
     let remaining = rows.iter().filter(|r| r.over).count();
     if args.json {
@@ -211,21 +273,13 @@ pub async fn run(args: KeysArgs) -> miette::Result<ExitCode> {
             "keys": rows.iter().map(row_json).collect::<Vec<_>>(),
             "deactivated": deactivated.iter().map(row_json).collect::<Vec<_>>(),
             "active_over_max_age": remaining,
+            "problems": problems,
         });
         println!(
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| miette!("{e}"))?
         );
     } else {
-        for r in &deactivated {
-            println!(
-                "deactivated {} of user {} ({} days old; bound {} days)",
-                r.key,
-                r.user,
-                r.age_days,
-                args.max_age_days.unwrap_or(0)
-            );
-        }
         print!("{}", table(&rows, args.max_age_days));
         match args.max_age_days {
             Some(d) if remaining > 0 => println!(
@@ -237,6 +291,8 @@ pub async fn run(args: KeysArgs) -> miette::Result<ExitCode> {
     }
     Ok(if remaining > 0 {
         ExitCode::from(EXIT_KEYS_OVER_BOUND)
+    } else if !problems.is_empty() {
+        ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })

@@ -300,7 +300,19 @@ pub fn permission(
         // On the key owner's user, which only the state knows: [`describe`] names it
         // (`keys::last_used_resource`); a key nobody owns is `user/*`.
         A::GetAccessKeyLastUsed => {
-            required(q, "AccessKeyId")?;
+            // "AccessKeyId ... Length Constraints: Minimum length of 16. Maximum length of 128.
+            // Pattern: [\w]+" (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccessKeyLastUsed.html;
+            // review 13: any value was accepted and echoed).
+            let id = required(q, "AccessKeyId")?;
+            if !(16..=128).contains(&id.len())
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(S3Error::new(
+                    "ValidationError",
+                    StatusCode::BAD_REQUEST,
+                    "1 validation error detected: Value at 'accessKeyId' failed to satisfy constraint: Member must have length between 16 and 128 and satisfy regular expression pattern: [\\w]+",
+                ));
+            }
             format!("arn:aws:iam::{account_id}:user/*")
         }
     };
@@ -1305,6 +1317,32 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamC
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// GetAccessKeyLastUsed's AccessKeyId has AWS's constraints: 16 to 128 word characters
+    /// (API_GetAccessKeyLastUsed.html; review 13).
+    #[test]
+    fn access_key_ids_are_checked_before_anything_else() {
+        let ask = |id: &str| {
+            let q = Query::parse(Some(&format!(
+                "Action=GetAccessKeyLastUsed&AccessKeyId={id}"
+            )));
+            permission(
+                IamAction::GetAccessKeyLastUsed,
+                &q,
+                &Principal::Anonymous,
+                "123456789012",
+            )
+        };
+        assert!(ask("AKIAABCDEFGHIJKLMNOP").is_ok());
+        for bad in [
+            "AKIASHORT",
+            "AKIA%20ABCDEFGHIJKLMN",
+            &"A".repeat(129),
+            "AKIA%00ABCDEFGHIJKLMN",
+        ] {
+            assert_eq!(ask(bad).unwrap_err().code(), "ValidationError", "{bad}");
+        }
+    }
 
     #[test]
     fn actions_round_trip_and_resources() {

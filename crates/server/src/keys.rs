@@ -45,9 +45,17 @@ pub struct Recorder {
     pending: Mutex<HashMap<String, KeyUse>>,
     /// One flush at a time (the periodic one and the last one at shutdown).
     flushing: Mutex<()>,
+    /// The account root's access key, which the state's user keys do not hold: its uses are
+    /// always kept.
+    root_key: std::sync::OnceLock<String>,
 }
 
 impl Recorder {
+    /// Names the account root's access key (kept by [`flush`] although no user owns it).
+    pub fn set_root_key(&self, key: &str) {
+        let _ = self.root_key.set(key.to_owned());
+    }
+
     /// Records a use of `key` at `at_ms` (Unix milliseconds) for `service` in `region`; an
     /// older use than the one pending is ignored.
     pub fn record(&self, key: &str, at_ms: i64, service: &str, region: &str) {
@@ -109,7 +117,16 @@ pub fn flush(state: &State, recorder: &Recorder) -> Result<usize, StateError> {
         .flushing
         .lock()
         .map_err(|_| StateError::Engine("a key-use flush panicked; restart the node".into()))?;
-    let uses = recorder.take();
+    // Only keys that still exist are written: a key deleted after its last use (a rotation)
+    // would otherwise leave a row behind for good, its own deletion having run before this
+    // flush (review 13).
+    let snapshot = state.snapshot();
+    let root = recorder.root_key.get();
+    let uses: Vec<_> = recorder
+        .take()
+        .into_iter()
+        .filter(|(id, _)| snapshot.keys.contains_key(id) || root.is_some_and(|r| r == id))
+        .collect();
     let n = uses.len();
     if let Err(e) = state.record_key_uses(&uses) {
         recorder.put_back(uses);

@@ -129,6 +129,8 @@ impl Gateway {
             .filter_map(|c| keyhole_policy::condition::ip::Cidr::parse(c))
             .collect();
         let oidc_keys = Arc::new(oidc::keys::KeyCache::new(config.oidc_jwks.clone()));
+        let key_usage = Arc::new(keys::Recorder::default());
+        key_usage.set_root_key(&account.record.root_access_key_id);
         Gateway {
             oidc_keys,
             config,
@@ -147,7 +149,7 @@ impl Gateway {
             limits,
             data_dir_lock: None,
             job_feed: None,
-            key_usage: Arc::new(keys::Recorder::default()),
+            key_usage,
         }
     }
 }
