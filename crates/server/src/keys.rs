@@ -457,7 +457,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = State::open(dir.path(), &[1u8; 32], "123456789012").unwrap();
         let r = Recorder::default();
+        // AKIAONE stands for the root key (no user owns it); a key nobody has (deleted after
+        // its use) is not written back (review 13).
+        r.set_root_key("AKIAONE");
         r.record("AKIAONE", 2_000, "s3", "us-east-1");
+        r.record("AKIAGONE", 2_000, "s3", "us-east-1");
         assert_eq!(
             s.key_last_used("AKIAONE").unwrap(),
             None,
@@ -465,6 +469,7 @@ mod tests {
         );
         assert_eq!(last_used(&s, &r, "AKIAONE").unwrap().unwrap().at_ms, 2_000);
         assert_eq!(flush(&s, &r).unwrap(), 1);
+        assert_eq!(s.key_last_used("AKIAGONE").unwrap(), None);
         assert!(r.pending("AKIAONE").is_none());
         assert_eq!(s.key_last_used("AKIAONE").unwrap().unwrap().service, "s3");
         // A newer pending use wins over the stored one; an older one does not.

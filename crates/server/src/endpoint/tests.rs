@@ -196,7 +196,7 @@ fn form(action: &str, account: &str) -> Query {
     Query::parse(Some(&format!(
         "Action={action}&UserName=u&GroupName=g&RoleName=r&PolicyName=p\
          &PolicyArn=arn%3Aaws%3Aiam%3A%3A{account}%3Apolicy%2Fp&VersionId=v1\
-         &PolicySourceArn=arn%3Aaws%3Aiam%3A%3A{account}%3Auser%2Fu&AccessKeyId=AKIAX\
+         &PolicySourceArn=arn%3Aaws%3Aiam%3A%3A{account}%3Auser%2Fu&AccessKeyId=AKIAXXXXXXXXXXXXXXXX\
          &Status=Active&PolicyDocument=%7B%7D&AssumeRolePolicyDocument=%7B%7D\
          &PermissionsBoundary=arn%3Aaws%3Aiam%3A%3A{account}%3Apolicy%2Fb\
          &Tags.member.1.Key=team&Tags.member.1.Value=ml&TagKeys.member.1=team\
