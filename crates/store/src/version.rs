@@ -279,6 +279,25 @@ fn promote(w: &WriteTransaction, bucket_id: &str, key: &str) -> Result<(), Store
     Ok(())
 }
 
+/// What becomes of the version that was current when another write or a delete marker replaces
+/// it: kept as a noncurrent version when it has an id or the bucket keeps versions, else its
+/// body is no longer referenced (added to `gone`, removed after the commit).
+fn retire(
+    w: &WriteTransaction,
+    b: &BucketRecord,
+    key: &str,
+    old: ObjectRecord,
+    gone: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    if b.versioning == Versioning::Enabled || old.version_id.is_some() {
+        demote(w, &b.id, key, old)
+    } else {
+        unref_blob(w, &b.id, &old.blob)?;
+        gone.push(old.blob);
+        Ok(())
+    }
+}
+
 /// Makes `rec` (whose body is referenced already) the current version of `key` in bucket `b`,
 /// giving it its sequence number and version id as the bucket's state says. Returns the bodies
 /// no version refers to any more (removed from disk after the commit).
@@ -308,12 +327,7 @@ pub(crate) fn install_current(
         }
     };
     if let Some(old) = old {
-        if b.versioning == Versioning::Enabled || old.version_id.is_some() {
-            demote(w, &b.id, key, old)?;
-        } else {
-            unref_blob(w, &b.id, &old.blob)?;
-            gone.push(old.blob);
-        }
+        retire(w, b, key, old, &mut gone)?;
     }
     Ok(gone)
 }
@@ -371,12 +385,7 @@ pub(crate) fn delete_current(
         return Ok((deleted, gone));
     }
     if let Some(old) = old {
-        if b.versioning == Versioning::Enabled || old.version_id.is_some() {
-            demote(w, &b.id, key, old)?;
-        } else {
-            unref_blob(w, &b.id, &old.blob)?;
-            gone.push(old.blob);
-        }
+        retire(w, b, key, old, &mut gone)?;
     }
     let seq = index::next_seq(w)?;
     let version_id = (b.versioning == Versioning::Enabled).then(|| index::new_version_id(seq));

@@ -62,6 +62,22 @@ fn deleted(d: keyhole_store::Deleted) -> super::Deleted {
     }
 }
 
+/// An upload in progress (its checksum decides its parts' algorithm).
+async fn upload_of(
+    store: &LocalStore,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<keyhole_store::UploadInfo> {
+    let (store, b, k, u) = (
+        store.clone(),
+        bucket.to_owned(),
+        key.to_owned(),
+        upload_id.to_owned(),
+    );
+    blocking(move || store.upload(&b, &k, &u)).await
+}
+
 /// Objects at most this big are read whole by the blocking call that finds them.
 const INLINE_READ: u64 = 256 * 1024;
 
@@ -506,15 +522,7 @@ impl LocalBackend {
             ));
         }
         let store = self.store.clone();
-        let upload = {
-            let (store, b, k, u) = (
-                store.clone(),
-                req.bucket.clone(),
-                req.key.clone(),
-                req.upload_id.clone(),
-            );
-            blocking(move || store.upload(&b, &k, &u)).await?
-        };
+        let upload = upload_of(&store, &req.bucket, &req.key, &req.upload_id).await?;
         let algorithm = checksum::part_algorithm(upload.checksum.as_ref())?;
         let part = blocking(move || {
             let mut w = store.new_part(&req.bucket, &req.key, &req.upload_id, req.part_number)?;
@@ -887,15 +895,7 @@ impl Backend for LocalBackend {
                 content_md5,
                 ..
             } = req;
-            let upload = {
-                let (store, b, k, u) = (
-                    store.clone(),
-                    bucket.clone(),
-                    key.clone(),
-                    upload_id.clone(),
-                );
-                blocking(move || store.upload(&b, &k, &u)).await?
-            };
+            let upload = upload_of(&store, &bucket, &key, &upload_id).await?;
             // Every part is kept with its checksum in the upload's algorithm: the client's, or
             // computed here. A part checksummed in another algorithm than the one the upload
             // was created with is refused, as S3 refuses it.
