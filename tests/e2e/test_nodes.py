@@ -224,7 +224,9 @@ def test_a_job_from_node_1_credentials_from_node_2_finished_on_node_3(cluster):
     took = within("a job finished on node 3, its session on node 1",
                   lambda: refused(lambda: on1.get_object(Bucket=b, Key="train/part-0"), {"InvalidToken"}))
     print(f"job finished on node 3 -> its session refused on node 1: {took * 1000:.0f} ms")
-    # Node 2's endpoint hands out nothing more for it.
+    # Node 2's endpoint hands out nothing more for it, once node 2's snapshot has the finish too
+    # (each node follows the change log on its own: node 1 refusing says nothing of node 2).
+    within("a job finished on node 3, node 2's credentials endpoint", lambda: endpoint_status()[0] == 403)
     status, body = endpoint_status()
     assert status == 403 and "ExpiredToken" in body and job_id in body, body
 

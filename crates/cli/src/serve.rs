@@ -121,6 +121,7 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
         }
         _ => None,
     };
+    let shutdown = shutdown_signal();
     let banner = banner(&gateway, local);
     // A closed stdout (a supervisor that stopped reading) must not stop the gateway.
     {
@@ -148,7 +149,7 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
             days,
         ))
     });
-    keyhole_server::listener::serve(Arc::new(gateway), listener, shutdown_signal()).await;
+    keyhole_server::listener::serve(Arc::new(gateway), listener, shutdown).await;
     // In-flight requests are done: sign the stop digest that closes the trail file.
     follower.abort();
     if let Some(task) = key_age {
@@ -265,30 +266,45 @@ fn banner(gateway: &keyhole_server::Gateway, local: std::net::SocketAddr) -> Str
     )
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed by this call, not when the future
+/// is first polled: it is called before the banner is printed, so a supervisor that stops the
+/// gateway as soon as it has announced itself gets a clean stop (a signal arriving before the
+/// handlers would kill the process with no stop digest).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for {name}");
+                None
+            }
+        };
+        let mut int = listen(SignalKind::interrupt(), "SIGINT");
+        let mut term = listen(SignalKind::terminate(), "SIGTERM");
+        async move {
+            /// The next signal of `s`, never when it could not be listened for.
+            async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = next(int.as_mut()) => tracing::info!("SIGINT received"),
+                () = next(term.as_mut()) => tracing::info!("SIGTERM received"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
+        tracing::info!("Ctrl-C received");
     }
 }
