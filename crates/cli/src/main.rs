@@ -6,6 +6,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: a small GET makes a few hundred short-lived
+/// allocations (headers, the request context, the audit event), and glibc's malloc spent about
+/// a fifth of the gateway's CPU on them under load (issue 16's profiles, docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod audit_cmd;
 mod aws_chain;
 mod cli;
