@@ -46,6 +46,11 @@ impl Query {
 }
 
 fn decode_component(s: &str) -> String {
+    // Most names and values (every X-Amz-* of a presigned URL but the credential, dates,
+    // hashes) have nothing to decode.
+    if !s.bytes().any(|b| b == b'+' || b == b'%') {
+        return s.to_owned();
+    }
     let plus = s.replace('+', " ");
     percent_encoding::percent_decode_str(&plus)
         .decode_utf8_lossy()
