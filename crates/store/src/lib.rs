@@ -52,6 +52,7 @@
 
 #![deny(missing_docs)]
 
+mod commit;
 mod err;
 mod index;
 mod layout;
@@ -63,6 +64,7 @@ mod object;
 mod store;
 mod version;
 
+pub use commit::CommitStats;
 pub use err::StoreError;
 pub use index::Versioning;
 pub use layout::ID_LEN;
@@ -72,7 +74,7 @@ pub use names::{
     validate_bucket_name, validate_key, validate_tags, MAX_KEY_LEN, MAX_TAGS, MAX_TAG_KEY_LEN,
     MAX_TAG_VALUE_LEN,
 };
-pub use object::{ObjectReader, ObjectWriter, PartWriter};
+pub use object::{ObjectReader, ObjectWriter, PartWriter, SealedObject};
 pub use store::LocalStore;
 pub use version::{Deleted, VersionEntry, VersionPage, VersionQuery};
 

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use md5::{Digest, Md5};
 use redb::ReadableTable;
 
+use crate::commit::Update;
 use crate::index::{self, blob_ref, decode, encode, ObjectRecord, PartRecord};
 use crate::index::{BLOB_REFS, BUCKETS, OBJECTS, PARTS, UPLOADS};
 use crate::layout::{self, new_id, Layout, Loc};
@@ -191,6 +192,19 @@ impl ObjectWriter {
     ) -> Result<ObjectInfo, StoreError> {
         validate_key(key)?;
         validate_tags(&meta.tags)?;
+        self.seal(expected_md5)?.commit_if(key, meta, condition)
+    }
+
+    /// Makes the body durable in its place without publishing it: the file is fsynced, renamed
+    /// into the bucket and its directory fsynced. Nothing refers to it yet, so this changes
+    /// nothing anyone can see; [`SealedObject::commit_if`] then publishes it. A caller may do
+    /// this while it waits for permission to change anything (keyhole waits for its write-ahead
+    /// audit record meanwhile).
+    ///
+    /// # Errors
+    /// [`StoreError::BadDigest`] if `expected_md5` differs (nothing is stored),
+    /// [`StoreError::NoSuchBucket`] if the bucket was deleted meanwhile, I/O errors.
+    pub fn seal(self, expected_md5: Option<[u8; 16]>) -> Result<SealedObject, StoreError> {
         let Self {
             store,
             bucket,
@@ -198,10 +212,71 @@ impl ObjectWriter {
             blob,
         } = self;
         let done = blob.finish(expected_md5)?;
+        let (md5, size) = (done.md5, done.size);
+        let blob = new_id();
+        let dest = place_body(&store, &bucket_id, &blob, done)?;
+        Ok(SealedObject {
+            store,
+            bucket,
+            bucket_id,
+            blob,
+            dest: Some(dest),
+            md5,
+            size,
+        })
+    }
+}
+
+/// An object body durable in its place but not yet published ([`ObjectWriter::seal`]).
+/// Dropping it without committing removes the body.
+#[derive(Debug)]
+pub struct SealedObject {
+    store: LocalStore,
+    bucket: String,
+    bucket_id: String,
+    blob: String,
+    /// The body's path while this owns it.
+    dest: Option<PathBuf>,
+    md5: [u8; 16],
+    size: u64,
+}
+
+impl Drop for SealedObject {
+    fn drop(&mut self) {
+        if let Some(p) = self.dest.take() {
+            let _ = layout::remove_file_quiet(&p);
+        }
+    }
+}
+
+impl SealedObject {
+    /// Body size in bytes.
+    #[must_use]
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Durably publishes the body under `key` if `condition` holds for the object it would
+    /// replace (checked in the committing transaction), replacing any previous one atomically.
+    /// Concurrent commits share index transactions (group commit, see `commit.rs`); this returns
+    /// once the one holding this write is durable.
+    ///
+    /// # Errors
+    /// Key and tag validation errors, [`StoreError::PreconditionFailed`],
+    /// [`StoreError::NoSuchKey`] (an `If-Match` with no object), [`StoreError::NoSuchBucket`]
+    /// if the bucket was deleted meanwhile, Object Lock errors; the body is removed on any.
+    pub fn commit_if(
+        mut self,
+        key: &str,
+        meta: ObjectMeta,
+        condition: Option<&WriteCondition>,
+    ) -> Result<ObjectInfo, StoreError> {
+        validate_key(key)?;
+        validate_tags(&meta.tags)?;
         let rec = ObjectRecord {
-            blob: new_id(),
-            size: done.size,
-            etag: hex::encode(done.md5),
+            blob: self.blob.clone(),
+            size: self.size,
+            etag: hex::encode(self.md5),
             last_modified: index::now_secs(),
             meta,
             parts_count: None,
@@ -210,18 +285,20 @@ impl ObjectWriter {
             seq: 0,
             completed_upload: None,
         };
-        publish_object(
-            &store,
-            &bucket,
-            &bucket_id,
-            key,
+        let update = Update {
+            bucket: self.bucket.clone(),
+            bucket_id: self.bucket_id.clone(),
+            key: key.to_owned(),
             rec,
-            done,
-            |w| match condition {
-                Some(c) => c.check(current_etag(w, &bucket_id, key)?.as_deref()),
-                None => Ok(()),
-            },
-        )
+            condition: condition.cloned(),
+        };
+        // On an error `self` is dropped and removes the body.
+        let c = self.store.inner.group.commit(&self.store, update)?;
+        self.dest = None;
+        for old in &c.gone {
+            self.store.remove_blob(&self.bucket_id, old);
+        }
+        Ok(c.rec.info_in(key.to_owned(), c.versioning))
     }
 }
 
@@ -239,25 +316,23 @@ pub(crate) fn current_etag(
     Ok(etag)
 }
 
-/// Renames a finished body into bucket `bucket_id` and commits `rec` for `key`, after
-/// `check` (run inside the write transaction) agrees. On any failure the body is removed.
-pub(crate) fn publish_object(
+/// Renames a finished body into bucket `bucket_id` as blob `blob` and makes the rename durable
+/// (the directory is fsynced); returns where it is. Nothing refers to it until an index commit
+/// does, and `open` removes it if none ever does.
+pub(crate) fn place_body(
     store: &LocalStore,
-    bucket: &str,
     bucket_id: &str,
-    key: &str,
-    mut rec: ObjectRecord,
+    blob: &str,
     done: Finished,
-    check: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
-) -> Result<ObjectInfo, StoreError> {
+) -> Result<PathBuf, StoreError> {
     let l = store.layout();
     let shard = l.resolve(Loc::BlobShard {
         bucket: bucket_id,
-        blob: &rec.blob,
+        blob,
     })?;
     let dest = l.resolve(Loc::Blob {
         bucket: bucket_id,
-        blob: &rec.blob,
+        blob,
     })?;
     let gone = |e: io::Error| {
         if e.kind() == io::ErrorKind::NotFound {
@@ -268,6 +343,21 @@ pub(crate) fn publish_object(
     };
     layout::ensure_dir(&shard).map_err(gone)?;
     done.publish(&shard, &dest).map_err(gone)?;
+    Ok(dest)
+}
+
+/// Renames a finished body into bucket `bucket_id` and commits `rec` for `key` in a transaction
+/// of its own, after `check` (run inside it) agrees. On any failure the body is removed.
+pub(crate) fn publish_object(
+    store: &LocalStore,
+    bucket: &str,
+    bucket_id: &str,
+    key: &str,
+    mut rec: ObjectRecord,
+    done: Finished,
+    check: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
+) -> Result<ObjectInfo, StoreError> {
+    let dest = place_body(store, bucket_id, &rec.blob, done)?;
     let result = (|| {
         let w = store.db().begin_write()?;
         let (versioning, gone) = {

@@ -20,6 +20,8 @@ pub(crate) struct Inner {
     pub(crate) layout: Layout,
     pub(crate) db: Database,
     pub(crate) opts: StoreOptions,
+    /// Shares index commits between concurrent object writes.
+    pub(crate) group: crate::commit::GroupCommit,
 }
 
 /// The embedded object store. Cheap to clone (`Arc` inside), `Send + Sync`.
@@ -97,7 +99,12 @@ impl LocalStore {
         }
         w.commit()?;
         let store = LocalStore {
-            inner: Arc::new(Inner { layout, db, opts }),
+            inner: Arc::new(Inner {
+                layout,
+                db,
+                opts,
+                group: crate::commit::GroupCommit::default(),
+            }),
         };
         store.recover()?;
         Ok(store)
@@ -109,6 +116,13 @@ impl LocalStore {
 
     pub(crate) fn db(&self) -> &Database {
         &self.inner.db
+    }
+
+    /// How many index transactions object writes have committed, and how many writes they
+    /// carried (see the `commit` module: concurrent writes share one).
+    #[must_use]
+    pub fn commit_stats(&self) -> crate::CommitStats {
+        self.inner.group.stats()
     }
 
     pub(crate) fn opts(&self) -> &StoreOptions {
