@@ -66,6 +66,20 @@ pub trait Payload: Send {
     fn verified_checksum(&self) -> Option<(keyhole_sigv4::ChecksumKind, String)> {
         None
     }
+
+    /// Asks the payload not to wait at its end for the request's write-ahead audit record, so a
+    /// backend can make the body durable where nobody sees it meanwhile (the local store fsyncs
+    /// and places it while the trail fsyncs the record). A backend that asks must call
+    /// [`Payload::ready`] before it makes anything visible. Payloads that do not defer (the
+    /// default) keep waiting at their end, so not calling this is always safe.
+    fn defer_ready(&mut self) {}
+
+    /// Waits until the change may be made (the write-ahead record is durable); fails as the end
+    /// of the body would have (503 when the trail cannot be written). At once when the payload
+    /// did not defer its wait.
+    fn ready(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// A payload already in memory (a copied part, a test).

@@ -210,6 +210,14 @@ impl Payload for Digesting<'_> {
     fn verified_checksum(&self) -> Option<(ChecksumKind, String)> {
         self.inner.verified_checksum()
     }
+
+    fn defer_ready(&mut self) {
+        self.inner.defer_ready();
+    }
+
+    fn ready(&mut self) -> BoxFuture<'_, Result<(), S3Error>> {
+        self.inner.ready()
+    }
 }
 
 fn b64(value: &str) -> Option<Vec<u8>> {

@@ -453,11 +453,13 @@ pub(crate) async fn dispatch_post(
 }
 
 /// A request body as the storage seam reads it: verified bytes, whose end also waits until the
-/// request's write-ahead audit record is durable (so nothing commits before it is).
+/// request's write-ahead audit record is durable (so nothing commits before it is), unless the
+/// backend deferred that wait to [`crate::backend::Payload::ready`].
 pub(crate) struct Upload<'c, 'a> {
     body: BodyReader,
     ctx: &'c Ctx<'a>,
     ended: bool,
+    deferred: bool,
 }
 
 impl<'c, 'a> Upload<'c, 'a> {
@@ -467,6 +469,7 @@ impl<'c, 'a> Upload<'c, 'a> {
             body,
             ctx,
             ended: false,
+            deferred: false,
         }
     }
 }
@@ -480,7 +483,9 @@ impl crate::backend::Payload for Upload<'_, '_> {
             match self.body.next().await? {
                 Some(chunk) => Ok(Some(chunk)),
                 None => {
-                    self.ctx.before_change().await?;
+                    if !self.deferred {
+                        self.ctx.before_change().await?;
+                    }
                     self.ended = true;
                     Ok(None)
                 }
@@ -494,6 +499,14 @@ impl crate::backend::Payload for Upload<'_, '_> {
 
     fn verified_checksum(&self) -> Option<(keyhole_sigv4::ChecksumKind, String)> {
         crate::backend::Payload::verified_checksum(&self.body)
+    }
+
+    fn defer_ready(&mut self) {
+        self.deferred = true;
+    }
+
+    fn ready(&mut self) -> crate::backend::BoxFuture<'_, Result<(), S3Error>> {
+        Box::pin(self.ctx.before_change())
     }
 }
 

@@ -370,9 +370,11 @@ impl LocalBackend {
         let bucket = req.bucket.clone();
         let algorithm = put_algorithm(body, &req.checksums);
         let mut digesting = checksum::Digesting::new(body, algorithm);
+        // The body's end does not wait for the write-ahead audit record: the body is fsynced and
+        // placed (invisible until the index commit) while the trail fsyncs the record, and
+        // `ready` waits for the record before the commit makes anything visible.
+        digesting.defer_ready();
         let writer = pump(&mut digesting, move || store.new_object(&bucket)).await?;
-        let stored = checksum::full_object(algorithm, digesting.finish()?);
-        let extra = checksum::headers(&stored);
         let PutObject {
             key,
             mut meta,
@@ -380,9 +382,16 @@ impl LocalBackend {
             condition,
             ..
         } = req;
+        let sealing = tokio::task::spawn_blocking(move || writer.seal(content_md5));
+        let ready = digesting.ready().await;
+        let sealed = sealing.await.map_err(S3Error::internal)?;
+        ready?;
+        let sealed = sealed?;
+        let stored = checksum::full_object(algorithm, digesting.finish()?);
+        let extra = checksum::headers(&stored);
         meta.checksum = Some(stored);
         let conditional = condition.is_some();
-        let info = blocking(move || writer.commit_if(&key, meta, content_md5, condition.as_ref()))
+        let info = blocking(move || sealed.commit_if(&key, meta, condition.as_ref()))
             .await
             .map_err(|e| conflict_if_condition_failed(e, conditional))?;
         Ok(Written {
