@@ -430,3 +430,52 @@ fn conditional_commits_and_deletes() {
         .unwrap();
     assert!(matches!(s.head("bkt", "k"), Err(StoreError::NoSuchKey)));
 }
+
+/// A sealed body is durable in its place but invisible; dropping it (a write refused after
+/// sealing, such as a PUT whose write-ahead audit record could not be written) removes it, and
+/// committing it publishes it.
+#[test]
+fn sealed_bodies_are_invisible_until_committed_and_removed_when_dropped() {
+    let (d, s) = open();
+    s.create_bucket("bkt", "r").unwrap();
+    let mut w = s.new_object("bkt").unwrap();
+    w.write(b"refused").unwrap();
+    let sealed = w.seal(None).unwrap();
+    assert_eq!(sealed.size(), 7);
+    assert_eq!(files_under(&d.path().join("blobs")).len(), 1);
+    assert!(files_under(&d.path().join("tmp")).is_empty());
+    assert!(matches!(s.head("bkt", "k"), Err(StoreError::NoSuchKey)));
+    drop(sealed);
+    assert!(files_under(&d.path().join("blobs")).is_empty());
+
+    let mut w = s.new_object("bkt").unwrap();
+    w.write(b"kept").unwrap();
+    let sealed = w.seal(Some(md5_bin(b"kept"))).unwrap();
+    let info = sealed.commit_if("k", ObjectMeta::default(), None).unwrap();
+    assert_eq!(info.etag, md5_hex(b"kept"));
+    assert_eq!(read_all(&s, "bkt", "k"), b"kept");
+
+    // A failed commit (the condition does not hold) removes its body too.
+    let mut w = s.new_object("bkt").unwrap();
+    w.write(b"late").unwrap();
+    let sealed = w.seal(None).unwrap();
+    let e = sealed
+        .commit_if(
+            "k",
+            ObjectMeta::default(),
+            Some(&keyhole_store::WriteCondition::Absent),
+        )
+        .unwrap_err();
+    assert!(matches!(e, StoreError::PreconditionFailed));
+    assert_eq!(files_under(&d.path().join("blobs")).len(), 1);
+
+    // A wrong digest seals nothing.
+    let mut w = s.new_object("bkt").unwrap();
+    w.write(b"x").unwrap();
+    assert!(matches!(
+        w.seal(Some(md5_bin(b"y"))),
+        Err(StoreError::BadDigest)
+    ));
+    assert_eq!(files_under(&d.path().join("blobs")).len(), 1);
+    assert!(files_under(&d.path().join("tmp")).is_empty());
+}
