@@ -222,11 +222,13 @@ pub const KEYHOLE_ACTIONS: &[&str] = &[
     "CorsPreflight",
     "CreateJob",
     "FinishJob",
+    "GetAccessReport",
     "GetJob",
     "GetJobCredentials",
     "GetJobReport",
     "GetMetrics",
     "ListJobs",
+    "ListUnusedAccess",
     "RevokeSession",
 ];
 
@@ -246,9 +248,42 @@ pub fn is_known(action: &str) -> bool {
     list.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
+/// Every action of every service keyhole knows, as `service:Name` (S3, IAM, STS, keyhole).
+pub fn all_actions() -> impl Iterator<Item = String> {
+    crate::s3::ACTIONS
+        .iter()
+        .map(|a| format!("s3:{}", a.name))
+        .chain(IAM_ACTIONS.iter().map(|a| format!("iam:{a}")))
+        .chain(STS_ACTIONS.iter().map(|a| format!("sts:{a}")))
+        .chain(KEYHOLE_ACTIONS.iter().map(|a| format!("keyhole:{a}")))
+}
+
+/// The known actions a policy's action pattern covers (`s3:Get*`, `iam:*`, `*`), matched as
+/// policies match them: wildcards `*` and `?`, case-insensitively
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_action.html).
+/// Actions of services keyhole does not serve cover nothing here.
+pub fn expand(pattern: &str) -> Vec<String> {
+    let p = crate::pattern::Pattern::wildcard(pattern, true);
+    all_actions().filter(|a| p.matches(a)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_expand_against_the_catalogue() {
+        let gets = expand("s3:GetObject*");
+        assert!(gets.contains(&"s3:GetObject".to_owned()));
+        assert!(gets.contains(&"s3:GetObjectTagging".to_owned()));
+        assert!(!gets.contains(&"s3:PutObject".to_owned()));
+        assert_eq!(expand("STS:assumerole"), ["sts:AssumeRole"]);
+        assert!(expand("ec2:*").is_empty());
+        let everything = expand("*");
+        assert_eq!(everything.len(), all_actions().count());
+        assert!(everything.contains(&"keyhole:CreateJob".to_owned()));
+        assert!(expand("iam:*").iter().all(|a| a.starts_with("iam:")));
+    }
 
     #[test]
     fn known_actions_and_typos() {

@@ -6,7 +6,7 @@
 //! | S3 operations ([`Op`]) | REST | [`crate::s3::S3Call`] | [`Op::access`]: the S3 actions on the bucket or object, as AWS's S3 authorization reference lists them; DeleteObjects per key |
 //! | IAM actions ([`IamAction`]) | Query, service `iam` | [`crate::iam::IamCall`] | `iam:ACTION` on the entity, plus `iam:TagUser`/`iam:TagRole` when creating with tags |
 //! | STS actions ([`StsAction`]) | Query, service `sts` | [`crate::sts::StsCall`] | AssumeRole: `sts:AssumeRole` (+ `sts:TagSession`, `sts:SetSourceIdentity`) on the role, against its trust policy; GetSessionToken and GetCallerIdentity: none, as in AWS |
-//! | keyhole API ([`KeyholeAction`]) | AWS JSON 1.1, service `keyhole` | [`crate::jobs::ApiCall`] | `keyhole:ACTION` on the job or session; CreateJob with a role also `sts:AssumeRole` (+ `sts:TagSession`) on the role |
+//! | keyhole API ([`KeyholeAction`]) | AWS JSON 1.1, service `keyhole` | [`crate::jobs::ApiCall`] | `keyhole:ACTION` on the job or session (GetAccessReport: the user or role; ListUnusedAccess: `*`); CreateJob with a role also `sts:AssumeRole` (+ `sts:TagSession`) on the role |
 //! | Access Analyzer ValidatePolicy | REST-JSON, service `access-analyzer`, `POST /policy/validation` | [`crate::analyzer::ValidatePolicy`] | `access-analyzer:ValidatePolicy` on `*` |
 //! | container credentials | `GET /_keyhole/credentials`, job token | [`crate::jobs::CredentialFetch`] | `keyhole:GetJobCredentials` on the job (from the job's addresses) |
 //! | metrics | `GET /metrics` | [`Call::Metrics`] | none: served to every caller (scrapers do not sign) |

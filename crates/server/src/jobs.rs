@@ -95,17 +95,25 @@ pub enum Action {
     GetJobReport,
     /// Revoke one session by its access key id.
     RevokeSession,
+    /// What a user or role used, what it was granted and never used, and the minimal policy
+    /// ([`crate::access`]).
+    GetAccessReport,
+    /// The account's users, roles and keys unused in a window, and each one's unused
+    /// permissions ([`crate::access`]).
+    ListUnusedAccess,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 8] = [
         Action::CreateJob,
         Action::GetJob,
         Action::ListJobs,
         Action::FinishJob,
         Action::GetJobReport,
         Action::RevokeSession,
+        Action::GetAccessReport,
+        Action::ListUnusedAccess,
     ];
 
     /// Whether the action changes state (its write-ahead audit record must be durable first).
@@ -125,6 +133,8 @@ impl Action {
             "FinishJob" => Action::FinishJob,
             "GetJobReport" => Action::GetJobReport,
             "RevokeSession" => Action::RevokeSession,
+            "GetAccessReport" => Action::GetAccessReport,
+            "ListUnusedAccess" => Action::ListUnusedAccess,
             _ => return None,
         })
     }
@@ -138,6 +148,8 @@ impl Action {
             Action::FinishJob => "FinishJob",
             Action::GetJobReport => "GetJobReport",
             Action::RevokeSession => "RevokeSession",
+            Action::GetAccessReport => "GetAccessReport",
+            Action::ListUnusedAccess => "ListUnusedAccess",
         }
     }
 
@@ -150,6 +162,8 @@ impl Action {
             Action::FinishJob => "keyhole:FinishJob",
             Action::GetJobReport => "keyhole:GetJobReport",
             Action::RevokeSession => "keyhole:RevokeSession",
+            Action::GetAccessReport => "keyhole:GetAccessReport",
+            Action::ListUnusedAccess => "keyhole:ListUnusedAccess",
         }
     }
 }
@@ -179,6 +193,13 @@ enum Input {
     List,
     Revoke {
         access_key_id: String,
+    },
+    AccessReport {
+        principal: String,
+        since: DateTime<Utc>,
+    },
+    Unused {
+        since: DateTime<Utc>,
     },
 }
 
@@ -239,6 +260,13 @@ impl ApiCall {
             Input::Revoke { access_key_id } => {
                 m.insert("accessKeyId".into(), json!(access_key_id));
             }
+            Input::AccessReport { principal, since } => {
+                m.insert("principal".into(), json!(principal));
+                m.insert("since".into(), json!(rfc3339(*since)));
+            }
+            Input::Unused { since } => {
+                m.insert("since".into(), json!(rfc3339(*since)));
+            }
         }
         m
     }
@@ -273,7 +301,7 @@ pub fn describe(
             "UnknownOperationException",
             StatusCode::BAD_REQUEST,
             format!(
-                "`X-Amz-Target: {target}` is not a keyhole API action; use Keyhole.CreateJob, GetJob, ListJobs, FinishJob, GetJobReport or RevokeSession"
+                "`X-Amz-Target: {target}` is not a keyhole API action; use Keyhole.CreateJob, GetJob, ListJobs, FinishJob, GetJobReport, RevokeSession, GetAccessReport or ListUnusedAccess"
             ),
         )
     })?;
@@ -430,6 +458,46 @@ pub fn describe(
                 },
             )
         }
+        Action::GetAccessReport => {
+            let account = &gw.account.record.account_id;
+            let arn = body
+                .get("Principal")
+                .and_then(Value::as_str)
+                .filter(|a| {
+                    a.strip_prefix("arn:aws:iam::")
+                        .and_then(|rest| rest.strip_prefix(account.as_str()))
+                        .and_then(|rest| rest.strip_prefix(':'))
+                        .is_some_and(|rest| {
+                            (rest.starts_with("user/") || rest.starts_with("role/"))
+                                && !rest.ends_with('/')
+                                && !rest.contains('*')
+                        })
+                })
+                .ok_or_else(|| {
+                    validation(format!(
+                        "`Principal` is required: the ARN of a user or role of account {account} (arn:aws:iam::{account}:user/NAME or arn:aws:iam::{account}:role/NAME)"
+                    ))
+                })?;
+            let since = since_of(&body, crate::access::DEFAULT_REPORT_DAYS)?;
+            // Authorized on the principal itself, as IAM's access-advisor actions are
+            // (iam:GenerateServiceLastAccessedDetails is on the user or role).
+            (
+                arn.to_owned(),
+                Context::new(),
+                Input::AccessReport {
+                    principal: arn.to_owned(),
+                    since,
+                },
+            )
+        }
+        // Account-wide, on `*`, as iam:GetAccountAuthorizationDetails is.
+        Action::ListUnusedAccess => (
+            "*".to_owned(),
+            Context::new(),
+            Input::Unused {
+                since: since_of(&body, crate::access::DEFAULT_UNUSED_DAYS)?,
+            },
+        ),
     };
     Ok(ApiCall {
         action,
@@ -440,6 +508,22 @@ pub fn describe(
         context,
         input,
     })
+}
+
+/// `Since`: the start of the window (RFC 3339), `default_days` ago when absent.
+fn since_of(body: &Value, default_days: i64) -> Result<DateTime<Utc>, S3Error> {
+    match body.get("Since") {
+        None | Some(Value::Null) => Ok(Utc::now() - Duration::days(default_days)),
+        Some(v) => v
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| {
+                validation(format!(
+                    "`Since` must be an RFC 3339 time such as 2026-11-01T00:00:00Z, not {v}"
+                ))
+            }),
+    }
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
@@ -623,6 +707,20 @@ pub async fn execute(
             let all = crate::state::db::blocking(move || store.list()).await?;
             let jobs: Vec<Value> = all.iter().map(|r| view(gw, r, t)).collect();
             Ok((json_response(StatusCode::OK, &json!({"Jobs": jobs})), None))
+        }
+        Input::AccessReport { principal, since } => {
+            let report = crate::access::principal_report(gw, &principal, since).await?;
+            Ok((
+                json_response(StatusCode::OK, &json!({"Report": report})),
+                None,
+            ))
+        }
+        Input::Unused { since } => {
+            let report = crate::access::unused(gw, since).await?;
+            Ok((
+                json_response(StatusCode::OK, &json!({"Report": report})),
+                None,
+            ))
         }
         Input::Revoke { access_key_id } => {
             // The longest any temporary credentials live bounds how long the revocation must be

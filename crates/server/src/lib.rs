@@ -12,6 +12,7 @@
 
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod account;
 pub mod analyzer;
 pub mod audit;

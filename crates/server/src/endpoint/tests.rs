@@ -290,7 +290,10 @@ fn every_endpoint_declares_known_actions() {
                 "name": "j", "read": ["s3://bucket/in/"], "write": ["s3://bucket/out/"],
                 "duration": "1h", "role": "r", "labels": {"team": "ml"},
             }),
-            _ => serde_json::json!({"JobId": "j-abc123", "AccessKeyId": "ASIAEXAMPLE"}),
+            _ => serde_json::json!({
+                "JobId": "j-abc123", "AccessKeyId": "ASIAEXAMPLE",
+                "Principal": format!("arn:aws:iam::{account}:user/u"),
+            }),
         };
         let call =
             crate::jobs::describe(&gw, &root, &headers, body.to_string().as_bytes()).unwrap();

@@ -17,22 +17,13 @@ use serde_json::{json, Value};
 
 use super::spec::{Location, ResolvedJob};
 use super::store::JobRecord;
+use crate::access::minimal::{s3_statements, LocationUse, Scope};
 use crate::audit::event::{Decision, Stage};
 use crate::audit::query::{self, Filter};
 
-/// Most object ARNs the minimal policy lists one by one before it names the prefix instead.
-pub const MAX_EXACT_OBJECTS: usize = 10;
+pub use crate::access::minimal::MAX_EXACT_OBJECTS;
 /// Most denied attempts listed (all are counted).
 pub const MAX_DENIALS_LISTED: usize = 100;
-
-#[derive(Debug, Default)]
-struct LocationUse {
-    objects: BTreeSet<String>,
-    requests: u64,
-    bytes: u64,
-    lists: u64,
-    actions: BTreeSet<String>,
-}
 
 /// The location an allowed request used: the one covering the key (for a listing, the prefix it
 /// asked for; the first location in the bucket if the trail did not record one).
@@ -307,52 +298,21 @@ impl<'a> Tally<'a> {
 
 /// The narrowest policy covering what the job did: only the actions it used, on the objects it
 /// touched (listed one by one up to [`MAX_EXACT_OBJECTS`], else the location's prefix), with the
-/// job's window and source conditions.
+/// job's window and source conditions. The generator is the one principal reports use
+/// ([`crate::access::minimal`]).
 fn minimal_policy(job: &ResolvedJob, reads: &[LocationUse], writes: &[LocationUse]) -> Value {
     let conditions = job.conditions();
     let mut statements = Vec::new();
-    let mut add = |sid: String, locs: &[Location], uses: &[LocationUse]| {
-        for (i, (l, u)) in locs.iter().zip(uses).enumerate() {
-            let object_actions: Vec<&String> =
-                u.actions.iter().filter(|a| *a != "s3:ListBucket").collect();
-            if !object_actions.is_empty() {
-                let resources: Vec<String> =
-                    if u.objects.is_empty() || u.objects.len() > MAX_EXACT_OBJECTS {
-                        vec![l.objects_arn()]
-                    } else {
-                        u.objects
-                            .iter()
-                            .map(|k| format!("arn:aws:s3:::{}/{k}", l.bucket))
-                            .collect()
-                    };
-                statements.push(json!({
-                    "Sid": format!("{sid}{i}Objects"),
-                    "Effect": "Allow",
-                    "Action": object_actions,
-                    "Resource": resources,
-                    "Condition": conditions,
-                }));
-            }
-            if u.actions.contains("s3:ListBucket") {
-                let mut cond = conditions.clone();
-                if let (Some(o), false) = (cond.as_object_mut(), l.prefix.is_empty()) {
-                    o.insert(
-                        "StringLike".into(),
-                        json!({"s3:prefix": format!("{}*", l.prefix)}),
-                    );
-                }
-                statements.push(json!({
-                    "Sid": format!("{sid}{i}List"),
-                    "Effect": "Allow",
-                    "Action": "s3:ListBucket",
-                    "Resource": l.bucket_arn(),
-                    "Condition": cond,
-                }));
-            }
-        }
-    };
-    add("Read".into(), &job.read, reads);
-    add("Write".into(), &job.write, writes);
+    for (sid, locs, uses) in [("Read", &job.read, reads), ("Write", &job.write, writes)] {
+        let scopes: Vec<Scope<'_>> = locs
+            .iter()
+            .map(|l| Scope {
+                bucket: &l.bucket,
+                prefix: &l.prefix,
+            })
+            .collect();
+        statements.extend(s3_statements(sid, &scopes, uses, &conditions));
+    }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 

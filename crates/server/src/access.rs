@@ -1,0 +1,603 @@
+//! Least privilege from observed access, for any user or role (`keyhole access report` and
+//! `keyhole access unused`, the keyhole API's GetAccessReport and ListUnusedAccess).
+//!
+//! A report puts side by side what a principal did in a window, read from the audit trail
+//! ([`usage`]: actions, buckets and prefixes, counts, last use, denied attempts), and what its
+//! policies grant ([`grants`]), and derives what was granted and never used (actions, resource
+//! patterns, access keys, roles it may assume) and the minimal policy that would have sufficed,
+//! built by the generator job reports use ([`minimal`]).
+//!
+//! The gateway answers from what it holds: its state (policies, keys and their last use, which
+//! every node shares) and the trail under its own data directory. With one node (SQLite) that is
+//! every request; with several nodes sharing PostgreSQL each node keeps its own trail, so the
+//! report says which node's trail it read and that it is not complete (`source`).
+
+pub mod grants;
+pub mod minimal;
+pub mod usage;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use keyhole_policy::{
+    CompiledPolicy, Context, DecisionKind, Policies, Request, RequestPrincipal, ResourceGate,
+};
+use serde_json::{json, Value};
+
+use crate::error::S3Error;
+use crate::state::key_usage::KeyUse;
+use crate::state::PrincipalKind;
+use crate::Gateway;
+use grants::Granted;
+use minimal::Scope;
+use usage::{Kind, Tally, Usage};
+
+/// The window `keyhole access report` looks at unless told otherwise.
+pub const DEFAULT_REPORT_DAYS: i64 = 30;
+/// The window `keyhole access unused` looks at unless told otherwise.
+pub const DEFAULT_UNUSED_DAYS: i64 = 90;
+/// Most unused actions listed per principal in `unused` (all are counted).
+pub const MAX_UNUSED_LISTED: usize = 50;
+
+/// The principal a report is about.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// User or role.
+    pub kind: Kind,
+    /// Its name.
+    pub name: String,
+    /// Its ARN.
+    pub arn: String,
+    /// Its unique id (`AIDA...`, `AROA...`).
+    pub id: String,
+    /// When it was created (RFC 3339).
+    pub created: String,
+}
+
+/// An access key of a user, with its last use as IAM records it.
+#[derive(Debug, Clone)]
+pub struct KeyFact {
+    /// `AKIA...`.
+    pub id: String,
+    /// `Active` or `Inactive`.
+    pub status: String,
+    /// Creation time.
+    pub created: String,
+    /// The last request signed with it (GetAccessKeyLastUsed).
+    pub last_used: Option<KeyUse>,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The S3 resource a check named as (bucket, key): `None` for other resources and for patterns.
+fn concrete_s3(resource: &str) -> Option<(&str, Option<&str>)> {
+    let rest = resource.strip_prefix("arn:aws:s3:::")?;
+    let (bucket, key) = match rest.split_once('/') {
+        Some((b, k)) => (b, Some(k)),
+        None => (rest, None),
+    };
+    (!bucket.is_empty() && !bucket.contains('*')).then_some((bucket, key))
+}
+
+/// The narrowest identity policy covering what `usage` records: per bucket, the generator's
+/// statements for the prefix every key and listing shared; every other action on exactly the
+/// resources it was used on, actions used on the same resources sharing a statement.
+pub fn minimal_policy(usage: &Usage) -> Value {
+    let names: Vec<&String> = usage.buckets.keys().collect();
+    let prefixes: Vec<String> = usage
+        .buckets
+        .values()
+        .map(|b| b.prefix.clone().unwrap_or_default())
+        .collect();
+    let scopes: Vec<Scope<'_>> = names
+        .iter()
+        .zip(&prefixes)
+        .map(|(bucket, prefix)| Scope { bucket, prefix })
+        .collect();
+    let uses: Vec<minimal::LocationUse> = usage.buckets.values().map(|b| b.used.clone()).collect();
+    let mut statements = minimal::s3_statements("S3", &scopes, &uses, &json!({}));
+    let mut by_resources: BTreeMap<BTreeSet<&str>, BTreeSet<&str>> = BTreeMap::new();
+    for (action, resources) in &usage.resources {
+        let others: BTreeSet<&str> = resources
+            .iter()
+            .filter(|r| concrete_s3(r).is_none())
+            .map(String::as_str)
+            .collect();
+        if !others.is_empty() {
+            by_resources.entry(others).or_default().insert(action);
+        }
+    }
+    for (i, (resources, actions)) in by_resources.iter().enumerate() {
+        statements.push(json!({
+            "Sid": format!("Api{i}"),
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": resources,
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// The actions granted and never used.
+pub fn unused_actions(usage: &Usage, granted: &Granted) -> Vec<String> {
+    granted
+        .actions
+        .iter()
+        .filter(|a| !usage.actions.contains_key(*a))
+        .cloned()
+        .collect()
+}
+
+/// The granted resource patterns on which none of their actions was used.
+pub fn unused_resources(usage: &Usage, granted: &Granted) -> Vec<Value> {
+    granted
+        .resources
+        .iter()
+        .filter(|g| {
+            let pattern = keyhole_policy::pattern::Pattern::wildcard(&g.resource, false);
+            !g.actions.iter().any(|a| {
+                usage.overflowed.contains(a)
+                    || usage
+                        .resources
+                        .get(a)
+                        .is_some_and(|rs| rs.iter().any(|r| pattern.matches(r)))
+            })
+        })
+        .map(|g| json!({"policy": g.policy, "resource": g.resource, "actions": g.actions}))
+        .collect()
+}
+
+/// An access key as reports show it; `since` decides whether it was used in the window.
+fn key_json(k: &KeyFact, usage: &Usage, since: DateTime<Utc>) -> Value {
+    let last = k
+        .last_used
+        .as_ref()
+        .and_then(|u| DateTime::<Utc>::from_timestamp_millis(u.at_ms));
+    let in_trail = usage.keys.get(&k.id).map_or(0, |c| c.count);
+    json!({
+        "accessKeyId": k.id,
+        "status": k.status,
+        "created": k.created,
+        "lastUsed": last.map(rfc3339),
+        "lastUsedService": k.last_used.as_ref().map(|u| u.service.clone()),
+        "requestsInWindow": in_trail,
+        "usedInWindow": in_trail > 0 || last.is_some_and(|t| t >= since),
+    })
+}
+
+/// The report of one principal.
+pub fn report(
+    subject: &Subject,
+    usage: &Usage,
+    granted: &Granted,
+    keys: &[KeyFact],
+    assumable: &[String],
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Value {
+    let mut r = json!({
+        "principal": {
+            "arn": subject.arn,
+            "type": match subject.kind { Kind::User => "user", Kind::Role => "role" },
+            "id": subject.id,
+            "created": subject.created,
+        },
+        "window": {"since": rfc3339(since), "until": rfc3339(until)},
+        "requests": usage.requests,
+        "firstSeen": usage.first,
+        "lastSeen": usage.last,
+        "actionsUsed": usage.actions_json(),
+        "buckets": usage.buckets_json(),
+        "denied": {"count": usage.denied, "attempts": usage.denials},
+        "grantedActions": granted.actions.len(),
+        "unusedActions": unused_actions(usage, granted),
+        "unusedResources": unused_resources(usage, granted),
+        "minimalPolicy": minimal_policy(usage),
+    });
+    let Some(o) = r.as_object_mut() else {
+        return r;
+    };
+    match subject.kind {
+        Kind::User => {
+            o.insert(
+                "accessKeys".into(),
+                keys.iter().map(|k| key_json(k, usage, since)).collect(),
+            );
+            o.insert(
+                "rolesAssumed".into(),
+                usage
+                    .assumed_roles
+                    .iter()
+                    .map(|(arn, c)| json!({"role": arn, "count": c.count, "lastUsed": c.last}))
+                    .collect(),
+            );
+            o.insert(
+                "rolesNeverAssumed".into(),
+                assumable
+                    .iter()
+                    .filter(|arn| !usage.assumed_roles.contains_key(*arn))
+                    .cloned()
+                    .collect(),
+            );
+        }
+        Kind::Role => {
+            o.insert(
+                "assumed".into(),
+                json!({"count": usage.assumed.count, "lastAssumed": (!usage.assumed.last.is_empty()).then_some(&usage.assumed.last)}),
+            );
+            o.insert("sessions".into(), json!(usage.sessions));
+        }
+    }
+    r
+}
+
+/// One principal's line of `access unused`.
+pub fn unused_entry(
+    subject: &Subject,
+    usage: &Usage,
+    granted: &Granted,
+    keys: &[KeyFact],
+    since: DateTime<Utc>,
+) -> Value {
+    let actions = unused_actions(usage, granted);
+    let used = match subject.kind {
+        Kind::User => usage.requests > 0,
+        Kind::Role => usage.requests > 0 || usage.assumed.count > 0,
+    };
+    let mut v = json!({
+        "arn": subject.arn,
+        "id": subject.id,
+        "created": subject.created,
+        "unused": !used,
+        "requests": usage.requests,
+        "lastSeen": usage.last,
+        "grantedActions": granted.actions.len(),
+        "unusedActionCount": actions.len(),
+        "unusedActions": actions.iter().take(MAX_UNUSED_LISTED).collect::<Vec<_>>(),
+    });
+    if let Some(o) = v.as_object_mut() {
+        match subject.kind {
+            Kind::User => {
+                o.insert(
+                    "accessKeys".into(),
+                    keys.iter().map(|k| key_json(k, usage, since)).collect(),
+                );
+            }
+            Kind::Role => {
+                o.insert("assumed".into(), json!(usage.assumed.count));
+            }
+        }
+    }
+    v
+}
+
+// ---- What the gateway knows: state, snapshot, trail. ----
+
+fn not_found(message: String) -> S3Error {
+    S3Error::new("ResourceNotFoundException", StatusCode::NOT_FOUND, message)
+}
+
+/// The user or role `arn` names, as it exists now.
+fn subject_of(gw: &Gateway, arn: &str) -> Result<Subject, S3Error> {
+    let snapshot = gw.state.snapshot();
+    let name = arn.rsplit('/').next().unwrap_or_default();
+    if arn.contains(":user/") {
+        if let Some(u) = snapshot.users.get(name).filter(|u| u.arn == arn) {
+            return Ok(Subject {
+                kind: Kind::User,
+                name: name.to_owned(),
+                arn: u.arn.clone(),
+                id: u.record.id.clone(),
+                created: u.record.created.clone(),
+            });
+        }
+    } else if let Some(r) = snapshot.roles.get(name).filter(|r| r.arn == arn) {
+        return Ok(Subject {
+            kind: Kind::Role,
+            name: name.to_owned(),
+            arn: r.arn.clone(),
+            id: r.record.id.clone(),
+            created: r.record.created.clone(),
+        });
+    }
+    Err(not_found(format!(
+        "There is no user or role {arn} (aws iam list-users / list-roles show them; a deleted principal's events stay in the trail: keyhole audit query --principal ARN)"
+    )))
+}
+
+/// Every user and role that exists now.
+fn subjects(gw: &Gateway) -> Vec<Subject> {
+    let snapshot = gw.state.snapshot();
+    let mut out: Vec<Subject> = snapshot
+        .users
+        .iter()
+        .map(|(name, u)| Subject {
+            kind: Kind::User,
+            name: name.clone(),
+            arn: u.arn.clone(),
+            id: u.record.id.clone(),
+            created: u.record.created.clone(),
+        })
+        .chain(snapshot.roles.iter().map(|(name, r)| Subject {
+            kind: Kind::Role,
+            name: name.clone(),
+            arn: r.arn.clone(),
+            id: r.record.id.clone(),
+            created: r.record.created.clone(),
+        }))
+        .collect();
+    out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    out
+}
+
+/// Whether the identity side of `subject` (its policies and boundary, explicit denies included)
+/// allows `action` on `resource` for some request: unknown condition keys are assumed met in
+/// Allow statements and unmet in Deny statements. Decided by [`crate::authz::evaluate`], the
+/// gateway's one call of the engine.
+fn identity_allows(
+    subject: &Subject,
+    account: &str,
+    identity: &[CompiledPolicy],
+    boundary: Option<&CompiledPolicy>,
+    trust: Option<&CompiledPolicy>,
+    action: &str,
+    resource: &str,
+) -> bool {
+    let principal = match subject.kind {
+        Kind::User => RequestPrincipal::from_arn(&subject.arn, None),
+        Kind::Role => RequestPrincipal::from_arn(
+            &format!(
+                "arn:aws:sts::{account}:assumed-role/{}/access-report",
+                subject.name
+            ),
+            Some(&subject.arn),
+        ),
+    };
+    let mut context = Context::new();
+    context.assume_unknown("");
+    let request =
+        Request::new(principal, action, resource, None, context).with_unique_id(&subject.id);
+    let policies = Policies {
+        identity,
+        resource: trust,
+        boundaries: boundary.map_or(&[][..], std::slice::from_ref),
+        session: None,
+        restrict_public_buckets: false,
+        resource_gate: if trust.is_some() {
+            ResourceGate::RoleTrust
+        } else {
+            ResourceGate::Union
+        },
+    };
+    crate::authz::evaluate(&policies, &request).kind == DecisionKind::Allowed
+}
+
+/// What the analysis reads besides the trail, owned so it can move to a blocking thread (the
+/// state refuses database calls on the async executor).
+struct Sources {
+    state: std::sync::Arc<crate::state::State>,
+    recorder: std::sync::Arc<crate::keys::Recorder>,
+    account: String,
+}
+
+impl Sources {
+    fn of(gw: &Gateway) -> Sources {
+        Sources {
+            state: gw.state.clone(),
+            recorder: gw.key_usage.clone(),
+            account: gw.account.record.account_id.clone(),
+        }
+    }
+}
+
+/// What `subject`'s policies grant, and (for a user) the roles it may assume.
+fn grants_of(src: &Sources, subject: &Subject) -> Result<(Granted, Vec<String>), S3Error> {
+    let account = &src.account;
+    let kind = match subject.kind {
+        Kind::User => PrincipalKind::User,
+        Kind::Role => PrincipalKind::Role,
+    };
+    let stored = src.state.entity_policies(kind, &subject.name)?;
+    let mut parsed = Vec::new();
+    for p in &stored.policies {
+        let doc = keyhole_policy::parse_policy(&p.document).map_err(|e| {
+            S3Error::new(
+                "PolicyEvaluation",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("policy {} no longer parses: {e}", p.name),
+            )
+        })?;
+        parsed.push((p.name.clone(), doc));
+    }
+    let snapshot = src.state.snapshot();
+    let (identity, boundary) = match subject.kind {
+        Kind::User => snapshot
+            .users
+            .get(&subject.name)
+            .map(|u| (u.policies.clone(), u.boundary.clone())),
+        Kind::Role => snapshot
+            .roles
+            .get(&subject.name)
+            .map(|r| (r.policies.clone(), r.boundary.clone())),
+    }
+    .ok_or_else(|| not_found(format!("{} was deleted meanwhile", subject.arn)))?;
+    let granted = grants::granted(&parsed, |action, resource| {
+        identity_allows(
+            subject,
+            account,
+            &identity,
+            boundary.as_deref(),
+            None,
+            action,
+            resource,
+        )
+    });
+    let mut assumable: Vec<String> = Vec::new();
+    if subject.kind == Kind::User {
+        for role in snapshot.roles.values() {
+            if identity_allows(
+                subject,
+                account,
+                &identity,
+                boundary.as_deref(),
+                Some(&role.trust),
+                "sts:AssumeRole",
+                &role.arn,
+            ) {
+                assumable.push(role.arn.clone());
+            }
+        }
+        assumable.sort();
+    }
+    Ok((granted, assumable))
+}
+
+/// A user's access keys with their last use (the database's and this node's pending uses).
+fn keys_of(src: &Sources, subject: &Subject) -> Result<Vec<KeyFact>, S3Error> {
+    if subject.kind != Kind::User {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for k in src.state.list_access_keys(&subject.name)? {
+        let last_used = crate::keys::last_used(&src.state, &src.recorder, &k.id)?;
+        out.push(KeyFact {
+            id: k.id,
+            status: k.status,
+            created: k.created,
+            last_used,
+        });
+    }
+    Ok(out)
+}
+
+/// Which trail the report read, and whether that is every request.
+fn source(gw: &Gateway) -> Value {
+    let node = gw.audit.node_id().unwrap_or("-");
+    if gw.job_feed.is_some() {
+        json!({
+            "trails": [node],
+            "complete": false,
+            "note": format!("several nodes share this state and each keeps its own audit trail: this report covers the requests node {node} served; the others' are in their trails (keyhole audit query --trails DIR)"),
+        })
+    } else {
+        json!({"trails": [node], "complete": true})
+    }
+}
+
+/// Reads the trail under the gateway's data directory into `tally`.
+async fn scan(gw: &Gateway, mut tally: Tally) -> Result<Tally, S3Error> {
+    // Events queued before this request (a denial just answered) are in the files first.
+    gw.audit.written().await.map_err(S3Error::internal)?;
+    let dir = gw.config.data_dir.join(crate::audit::AUDIT_DIR);
+    tokio::task::spawn_blocking(move || {
+        let filter = tally.filter();
+        crate::audit::query::scan(&dir, &filter, |found| {
+            tally.add(&found.event);
+            true
+        })
+        .map(|_| tally)
+    })
+    .await
+    .map_err(S3Error::internal)?
+    .map_err(S3Error::internal)
+}
+
+/// GetAccessReport: the report of the user or role `arn` over `[since, now]`.
+pub async fn principal_report(
+    gw: &Gateway,
+    arn: &str,
+    since: DateTime<Utc>,
+) -> Result<Value, S3Error> {
+    let until = Utc::now();
+    let subject = subject_of(gw, arn)?;
+    let tally = scan(
+        gw,
+        Tally::new([(subject.id.clone(), subject.kind)], Some(since)),
+    )
+    .await?;
+    let usage = tally.usage(&subject.id);
+    let (granted, assumable, keys) = crate::state::db::blocking({
+        let subject = subject.clone();
+        let src = Sources::of(gw);
+        move || -> Result<_, S3Error> {
+            let (g, a) = grants_of(&src, &subject)?;
+            let k = keys_of(&src, &subject)?;
+            Ok((g, a, k))
+        }
+    })
+    .await?;
+    let mut r = report(&subject, &usage, &granted, &keys, &assumable, since, until);
+    if let Some(o) = r.as_object_mut() {
+        o.insert("source".into(), source(gw));
+    }
+    Ok(r)
+}
+
+/// ListUnusedAccess: every user, role and key unused over `[since, now]`, and each principal's
+/// unused permissions.
+pub async fn unused(gw: &Gateway, since: DateTime<Utc>) -> Result<Value, S3Error> {
+    let until = Utc::now();
+    let all = subjects(gw);
+    let mut tally = scan(
+        gw,
+        Tally::new(all.iter().map(|s| (s.id.clone(), s.kind)), Some(since)),
+    )
+    .await?;
+    let with_usage: Vec<(Subject, Usage)> = all
+        .into_iter()
+        .map(|s| {
+            let u = tally.take(&s.id);
+            (s, u)
+        })
+        .collect();
+    let entries = crate::state::db::blocking({
+        let src = Sources::of(gw);
+        move || -> Result<Vec<(Subject, Usage, Granted, Vec<KeyFact>)>, S3Error> {
+            let mut out = Vec::new();
+            for (s, u) in with_usage {
+                let found = grants_of(&src, &s).and_then(|(g, _)| Ok((g, keys_of(&src, &s)?)));
+                match found {
+                    Ok((g, k)) => out.push((s, u, g, k)),
+                    // Deleted since the listing: not part of the account any more.
+                    Err(e) if matches!(e.code(), "ResourceNotFoundException" | "NoSuchEntity") => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        }
+    })
+    .await?;
+    let mut users = Vec::new();
+    let mut roles = Vec::new();
+    let mut unused_keys = Vec::new();
+    for (s, u, g, keys) in &entries {
+        let entry = unused_entry(s, u, g, keys, since);
+        match s.kind {
+            Kind::User => {
+                for (k, v) in keys
+                    .iter()
+                    .zip(entry["accessKeys"].as_array().into_iter().flatten())
+                {
+                    if v["usedInWindow"] == json!(false) {
+                        unused_keys.push(json!({"user": s.arn, "accessKeyId": k.id, "status": k.status, "lastUsed": v["lastUsed"]}));
+                    }
+                }
+                users.push(entry);
+            }
+            Kind::Role => roles.push(entry),
+        }
+    }
+    Ok(json!({
+        "window": {"since": rfc3339(since), "until": rfc3339(until)},
+        "source": source(gw),
+        "users": users,
+        "roles": roles,
+        "unusedKeys": unused_keys,
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,214 @@
+//! The report's analysis, end to end on events and policies (no gateway): the minimal policy it
+//! proposes allows exactly the pairs that were used.
+
+use keyhole_policy::{parse_policy, CompiledPolicy, Evaluator, Policies, PolicyKind, Request};
+
+use super::grants::granted;
+use super::usage::tests::{event, ROLE_ID, USER_ID};
+use super::*;
+
+const ACCOUNT: &str = "123456789012";
+
+fn alice() -> Subject {
+    Subject {
+        kind: Kind::User,
+        name: "alice".into(),
+        arn: format!("arn:aws:iam::{ACCOUNT}:user/alice"),
+        id: USER_ID.into(),
+        created: "2026-11-01T00:00:00Z".into(),
+    }
+}
+
+const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[
+  {"Sid":"Data","Effect":"Allow","Action":["s3:GetObject","s3:PutObject","s3:DeleteObject"],"Resource":["arn:aws:s3:::data/*","arn:aws:s3:::archive/*"]},
+  {"Sid":"List","Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::data"},
+  {"Sid":"Roles","Effect":"Allow","Action":"sts:AssumeRole","Resource":"arn:aws:iam::123456789012:role/etl"}]}"#;
+
+fn decide(policy: &Value, action: &str, resource: &str, context: &[(&str, &str)]) -> DecisionKind {
+    let compiled = CompiledPolicy::compile(
+        &parse_policy(&policy.to_string()).unwrap(),
+        PolicyKind::Identity,
+    )
+    .unwrap();
+    let mut ctx = Context::new();
+    for (k, v) in context {
+        ctx.insert(k, *v);
+    }
+    let req = Request::new(
+        RequestPrincipal::from_arn(&alice().arn, None),
+        action,
+        resource,
+        None,
+        ctx,
+    );
+    Evaluator::evaluate(
+        &Policies {
+            identity: std::slice::from_ref(&compiled),
+            ..Policies::default()
+        },
+        &req,
+    )
+    .kind
+}
+
+fn alices_usage() -> Usage {
+    let mut t = Tally::new([(USER_ID.to_owned(), Kind::User)], None);
+    let mut list = event(
+        USER_ID,
+        "ListObjectsV2",
+        "s3:ListBucket",
+        "arn:aws:s3:::data",
+        true,
+    );
+    list.request_parameters.prefix = Some("train/".into());
+    t.add(&list);
+    for k in ["train/1", "train/2"] {
+        t.add(&event(
+            USER_ID,
+            "GetObject",
+            "s3:GetObject",
+            &format!("arn:aws:s3:::data/{k}"),
+            true,
+        ));
+    }
+    t.add(&event(
+        USER_ID,
+        "AssumeRole",
+        "sts:AssumeRole",
+        "arn:aws:iam::123456789012:role/etl",
+        true,
+    ));
+    t.add(&event(
+        USER_ID,
+        "DeleteObject",
+        "s3:DeleteObject",
+        "arn:aws:s3:::data/train/1",
+        false,
+    ));
+    t.usage(USER_ID)
+}
+
+#[test]
+fn unused_actions_and_resources_are_what_was_granted_and_never_used() {
+    let usage = alices_usage();
+    let docs = vec![("p".to_owned(), parse_policy(POLICY).unwrap())];
+    let g = granted(&docs, |a, r| {
+        decide(&serde_json::from_str(POLICY).unwrap(), a, r, &[]) == DecisionKind::Allowed
+    });
+    assert_eq!(
+        unused_actions(&usage, &g),
+        ["s3:DeleteObject", "s3:PutObject"],
+        "a denied DeleteObject is an attempt, not a use"
+    );
+    let unused: Vec<String> = unused_resources(&usage, &g)
+        .iter()
+        .map(|u| u["resource"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(unused, ["arn:aws:s3:::archive/*"]);
+    let since = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let keys = [
+        KeyFact {
+            id: "AKIAUSERKEY000000001".into(),
+            status: "Active".into(),
+            created: "2026-11-01T00:00:00Z".into(),
+            last_used: None,
+        },
+        KeyFact {
+            id: "AKIASPARE00000000002".into(),
+            status: "Active".into(),
+            created: "2026-11-01T00:00:00Z".into(),
+            last_used: None,
+        },
+    ];
+    let r = report(
+        &alice(),
+        &usage,
+        &g,
+        &keys,
+        &[
+            "arn:aws:iam::123456789012:role/etl".into(),
+            "arn:aws:iam::123456789012:role/other".into(),
+        ],
+        since,
+        Utc::now(),
+    );
+    assert_eq!(r["requests"], 5);
+    assert_eq!(r["denied"]["count"], 1);
+    assert_eq!(
+        r["accessKeys"][0]["usedInWindow"], true,
+        "seen in the trail"
+    );
+    assert_eq!(r["accessKeys"][1]["usedInWindow"], false);
+    assert_eq!(
+        r["rolesNeverAssumed"],
+        json!(["arn:aws:iam::123456789012:role/other"])
+    );
+    assert_eq!(r["buckets"][0]["prefix"], "train/");
+}
+
+#[test]
+fn the_minimal_policy_allows_exactly_what_was_used() {
+    let usage = alices_usage();
+    let p = minimal_policy(&usage);
+    let allowed =
+        |a: &str, r: &str, ctx: &[(&str, &str)]| decide(&p, a, r, ctx) == DecisionKind::Allowed;
+    assert!(
+        allowed("s3:GetObject", "arn:aws:s3:::data/train/1", &[]),
+        "{p:#}"
+    );
+    assert!(allowed("s3:GetObject", "arn:aws:s3:::data/train/2", &[]));
+    assert!(allowed(
+        "s3:ListBucket",
+        "arn:aws:s3:::data",
+        &[("s3:prefix", "train/")]
+    ));
+    assert!(allowed(
+        "sts:AssumeRole",
+        "arn:aws:iam::123456789012:role/etl",
+        &[]
+    ));
+    // Not used: the denied attempt, another object, another listing, another role.
+    assert!(!allowed(
+        "s3:DeleteObject",
+        "arn:aws:s3:::data/train/1",
+        &[]
+    ));
+    assert!(!allowed("s3:GetObject", "arn:aws:s3:::data/train/3", &[]));
+    assert!(!allowed(
+        "s3:ListBucket",
+        "arn:aws:s3:::data",
+        &[("s3:prefix", "secret/")]
+    ));
+    assert!(!allowed("s3:PutObject", "arn:aws:s3:::data/train/1", &[]));
+    assert!(!allowed(
+        "sts:AssumeRole",
+        "arn:aws:iam::123456789012:role/other",
+        &[]
+    ));
+}
+
+#[test]
+fn many_objects_become_their_common_prefix() {
+    let mut t = Tally::new([(ROLE_ID.to_owned(), Kind::Role)], None);
+    for i in 0..=minimal::MAX_EXACT_OBJECTS {
+        t.add(&event(
+            &format!("{ROLE_ID}:etl"),
+            "PutObject",
+            "s3:PutObject",
+            &format!("arn:aws:s3:::out/run-7/part-{i}"),
+            true,
+        ));
+    }
+    let p = minimal_policy(&t.usage(ROLE_ID));
+    assert_eq!(
+        p["Statement"][0]["Resource"],
+        json!(["arn:aws:s3:::out/run-7/*"]),
+        "{p:#}"
+    );
+    assert_eq!(
+        decide(&p, "s3:PutObject", "arn:aws:s3:::out/run-8/x", &[]),
+        DecisionKind::ImplicitlyDenied
+    );
+}
