@@ -70,6 +70,19 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::audit_cmd::AuditCommand,
     },
+    /// Least privilege from observed access: what a user or role used, what it was granted and
+    /// never used, and a minimal policy; or every user, role and key of the account unused in a
+    /// window. Asks the gateway (needs keyhole:GetAccessReport / keyhole:ListUnusedAccess).
+    ///
+    /// Examples:
+    ///   keyhole access report --principal arn:aws:iam::123456789012:user/alice --since 30d
+    ///   keyhole access unused --since 90d --format json
+    #[command(verbatim_doc_comment)]
+    Access {
+        /// What to report.
+        #[command(subcommand)]
+        command: crate::access_cmd::AccessCommand,
+    },
     /// Plan, start, list, show, finish and report on jobs: least-privilege, time-boxed,
     /// address-bound credentials compiled from one spec.
     ///

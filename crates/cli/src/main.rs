@@ -12,6 +12,7 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod access_cmd;
 mod audit_cmd;
 mod aws_chain;
 mod cli;
@@ -43,6 +44,7 @@ fn run(args: cli::Cli) -> miette::Result<ExitCode> {
         cli::Command::Serve(a) => serve::run(*a),
         cli::Command::Policy { command } => policy_cmd::run(command),
         cli::Command::Audit { command } => audit_cmd::run(command),
+        cli::Command::Access { command } => access_cmd::run(command),
         cli::Command::Job { command } => job_cmd::run(command),
         cli::Command::Run(a) => job_cmd::run_command(a),
         cli::Command::Admin { command } => job_cmd::admin(command),

@@ -98,7 +98,7 @@ pub fn minimal_policy(usage: &Usage) -> Value {
         .map(|(bucket, prefix)| Scope { bucket, prefix })
         .collect();
     let uses: Vec<minimal::LocationUse> = usage.buckets.values().map(|b| b.used.clone()).collect();
-    let mut statements = minimal::s3_statements("S3", &scopes, &uses, &json!({}));
+    let mut statements = minimal::s3_statements("Bucket", &scopes, &uses, &json!({}));
     let mut by_resources: BTreeMap<BTreeSet<&str>, BTreeSet<&str>> = BTreeMap::new();
     for (action, resources) in &usage.resources {
         let others: BTreeSet<&str> = resources
@@ -150,12 +150,22 @@ pub fn unused_resources(usage: &Usage, granted: &Granted) -> Vec<Value> {
         .collect()
 }
 
+/// When the key was last used.
+fn last_used_at(k: &KeyFact) -> Option<DateTime<Utc>> {
+    k.last_used
+        .as_ref()
+        .and_then(|u| DateTime::<Utc>::from_timestamp_millis(u.at_ms))
+}
+
+/// Whether the key signed a request in the window: the trail saw it, or IAM's last use is in it.
+fn key_used_in_window(k: &KeyFact, usage: &Usage, since: DateTime<Utc>) -> bool {
+    usage.keys.get(&k.id).is_some_and(|c| c.count > 0)
+        || last_used_at(k).is_some_and(|t| t >= since)
+}
+
 /// An access key as reports show it; `since` decides whether it was used in the window.
 fn key_json(k: &KeyFact, usage: &Usage, since: DateTime<Utc>) -> Value {
-    let last = k
-        .last_used
-        .as_ref()
-        .and_then(|u| DateTime::<Utc>::from_timestamp_millis(u.at_ms));
+    let last = last_used_at(k);
     let in_trail = usage.keys.get(&k.id).map_or(0, |c| c.count);
     json!({
         "accessKeyId": k.id,
@@ -164,7 +174,7 @@ fn key_json(k: &KeyFact, usage: &Usage, since: DateTime<Utc>) -> Value {
         "lastUsed": last.map(rfc3339),
         "lastUsedService": k.last_used.as_ref().map(|u| u.service.clone()),
         "requestsInWindow": in_trail,
-        "usedInWindow": in_trail > 0 || last.is_some_and(|t| t >= since),
+        "usedInWindow": key_used_in_window(k, usage, since),
     })
 }
 
@@ -272,6 +282,51 @@ pub fn unused_entry(
         }
     }
     v
+}
+
+/// One principal of the account, with what it did and what it holds.
+#[derive(Debug)]
+pub struct Entry {
+    /// The user or role.
+    pub subject: Subject,
+    /// Its events in the window.
+    pub usage: Usage,
+    /// What its policies grant.
+    pub granted: Granted,
+    /// Its access keys (users).
+    pub keys: Vec<KeyFact>,
+}
+
+/// `access unused`'s users, roles and unused keys, from every principal of the account.
+pub fn account_unused(
+    entries: &[Entry],
+    since: DateTime<Utc>,
+) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let mut users = Vec::new();
+    let mut roles = Vec::new();
+    let mut unused_keys = Vec::new();
+    for e in entries {
+        let line = unused_entry(&e.subject, &e.usage, &e.granted, &e.keys, since);
+        match e.subject.kind {
+            Kind::User => {
+                for k in e
+                    .keys
+                    .iter()
+                    .filter(|k| !key_used_in_window(k, &e.usage, since))
+                {
+                    unused_keys.push(json!({
+                        "user": e.subject.arn,
+                        "accessKeyId": k.id,
+                        "status": k.status,
+                        "lastUsed": last_used_at(k).map(rfc3339),
+                    }));
+                }
+                users.push(line);
+            }
+            Kind::Role => roles.push(line),
+        }
+    }
+    (users, roles, unused_keys)
 }
 
 // ---- What the gateway knows: state, snapshot, trail. ----
@@ -555,12 +610,18 @@ pub async fn unused(gw: &Gateway, since: DateTime<Utc>) -> Result<Value, S3Error
         .collect();
     let entries = crate::state::db::blocking({
         let src = Sources::of(gw);
-        move || -> Result<Vec<(Subject, Usage, Granted, Vec<KeyFact>)>, S3Error> {
+        move || -> Result<Vec<Entry>, S3Error> {
             let mut out = Vec::new();
-            for (s, u) in with_usage {
-                let found = grants_of(&src, &s).and_then(|(g, _)| Ok((g, keys_of(&src, &s)?)));
+            for (subject, usage) in with_usage {
+                let found =
+                    grants_of(&src, &subject).and_then(|(g, _)| Ok((g, keys_of(&src, &subject)?)));
                 match found {
-                    Ok((g, k)) => out.push((s, u, g, k)),
+                    Ok((granted, keys)) => out.push(Entry {
+                        subject,
+                        usage,
+                        granted,
+                        keys,
+                    }),
                     // Deleted since the listing: not part of the account any more.
                     Err(e) if matches!(e.code(), "ResourceNotFoundException" | "NoSuchEntity") => {}
                     Err(e) => return Err(e),
@@ -570,26 +631,7 @@ pub async fn unused(gw: &Gateway, since: DateTime<Utc>) -> Result<Value, S3Error
         }
     })
     .await?;
-    let mut users = Vec::new();
-    let mut roles = Vec::new();
-    let mut unused_keys = Vec::new();
-    for (s, u, g, keys) in &entries {
-        let entry = unused_entry(s, u, g, keys, since);
-        match s.kind {
-            Kind::User => {
-                for (k, v) in keys
-                    .iter()
-                    .zip(entry["accessKeys"].as_array().into_iter().flatten())
-                {
-                    if v["usedInWindow"] == json!(false) {
-                        unused_keys.push(json!({"user": s.arn, "accessKeyId": k.id, "status": k.status, "lastUsed": v["lastUsed"]}));
-                    }
-                }
-                users.push(entry);
-            }
-            Kind::Role => roles.push(entry),
-        }
-    }
+    let (users, roles, unused_keys) = account_unused(&entries, since);
     Ok(json!({
         "window": {"since": rfc3339(since), "until": rfc3339(until)},
         "source": source(gw),

@@ -140,7 +140,11 @@ impl Usage {
                     "action": check.map(|c| c.action.clone()),
                     "resource": check.map(|c| c.resource.clone()),
                     "errorCode": e.error_code,
-                    "reason": check.map(|c| c.reason.clone()).or(e.error_message.clone()),
+                    // As a job's creator sees it: conditions of bucket and trust policies are
+                    // not named (the caller may have no right to read those policies).
+                    "reason": check
+                        .map(|c| crate::jobs::report::for_creator(&c.reason))
+                        .or(e.error_message.clone()),
                 }));
             }
             return;

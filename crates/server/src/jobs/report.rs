@@ -321,7 +321,7 @@ fn minimal_policy(job: &ResolvedJob, reads: &[LocationUse], writes: &[LocationUs
 /// may have no right to read them, and AWS's denials never name a policy's conditions,
 /// https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html; review
 /// round 3). The audit trail keeps them whole for operators.
-fn for_creator(reason: &str) -> String {
+pub(crate) fn for_creator(reason: &str) -> String {
     let Some((head, rest)) = reason.split_once(" (unmet: ") else {
         return reason.to_owned();
     };
