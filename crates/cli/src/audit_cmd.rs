@@ -449,6 +449,7 @@ fn prepare(q: QueryArgs) -> miette::Result<(Vec<PathBuf>, Filter, Format)> {
             StageArg::Authorized => Stage::Authorized,
             StageArg::Completed => Stage::Completed,
         }),
+        line_contains: None,
     };
     Ok((dirs, filter, q.format))
 }

@@ -212,3 +212,62 @@ fn many_objects_become_their_common_prefix() {
         DecisionKind::ImplicitlyDenied
     );
 }
+
+/// How long a report's pass over the trail takes (`cargo test -p keyhole-server --lib
+/// access::tests::trail_pass_cost -- --ignored --nocapture`): 100,000 events of 1,000 users and
+/// roles, read from disk, tallied for every principal as `access unused` does, and reported.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn trail_pass_cost() {
+    const EVENTS: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    let ids: Vec<String> = (0..1000).map(|i| format!("AIDAUSER{i:013}")).collect();
+    for i in 0..EVENTS {
+        let id = &ids[i % ids.len()];
+        let mut e = event(
+            id,
+            "GetObject",
+            "s3:GetObject",
+            &format!("arn:aws:s3:::data/p{}/k{i}", i % 7),
+            i % 10 != 0,
+        );
+        e.event_time = "2026-12-01T00:00:00.000Z".into();
+        let mut v = serde_json::to_value(&e).unwrap();
+        v["seq"] = json!(i + 1);
+        text.push_str(&v.to_string());
+        text.push('\n');
+    }
+    std::fs::write(dir.path().join(crate::audit::sink::file_name(1)), &text).unwrap();
+    let start = std::time::Instant::now();
+    let mut t = Tally::new(ids.iter().map(|i| (i.clone(), Kind::User)), None);
+    let filter = t.filter();
+    crate::audit::query::scan(dir.path(), &filter, |f| {
+        t.add(&f.event);
+        true
+    })
+    .unwrap();
+    let scanned = start.elapsed();
+    let mut statements = 0;
+    for id in &ids {
+        statements += minimal_policy(&t.usage(id))["Statement"]
+            .as_array()
+            .map_or(0, Vec::len);
+    }
+    let all = start.elapsed();
+    // One principal's report: lines without its id are skipped unparsed.
+    let start = std::time::Instant::now();
+    let mut one = Tally::new([(ids[0].clone(), Kind::User)], None);
+    let filter = one.filter();
+    crate::audit::query::scan(dir.path(), &filter, |f| {
+        one.add(&f.event);
+        true
+    })
+    .unwrap();
+    assert_eq!(one.usage(&ids[0]).requests, (EVENTS / ids.len()) as u64);
+    println!(
+        "{EVENTS} events ({} MB): every principal: trail pass {scanned:?}, with 1000 minimal policies {all:?} ({statements} statements); one principal: {:?}",
+        text.len() / 1_000_000,
+        start.elapsed()
+    );
+}

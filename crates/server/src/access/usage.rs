@@ -291,11 +291,17 @@ impl Tally {
     }
 
     /// The trail filter: completed events in the window (the principals are picked by
-    /// [`Tally::add`]).
+    /// [`Tally::add`]). With one principal, lines that do not name its unique id (as
+    /// `principalId`, or as the `assumedRoleId` of an AssumeRole) are skipped unparsed.
     pub fn filter(&self) -> crate::audit::query::Filter {
+        let only = match self.kinds.keys().collect::<Vec<_>>().as_slice() {
+            [one] => Some((*one).clone()),
+            _ => None,
+        };
         crate::audit::query::Filter {
             since: self.since,
             stage: Some(Stage::Completed),
+            line_contains: only,
             ..Default::default()
         }
     }

@@ -34,6 +34,10 @@ pub struct Filter {
     pub status: Option<u16>,
     /// Record stage: `authorized` (write-ahead) or `completed`.
     pub stage: Option<Stage>,
+    /// A pre-filter on the stored line: lines without this text are skipped before they are
+    /// parsed (access reports give a principal's unique id, which its events carry). Only the
+    /// trail readers apply it; [`Filter::matches`] does not.
+    pub line_contains: Option<String>,
 }
 
 impl Filter {
@@ -202,6 +206,11 @@ impl Iterator for Events {
             // Cheap pre-filters on the raw bytes before parsing.
             if let Some(b) = &self.filter.bucket {
                 if !contains(body, b.as_bytes()) {
+                    continue;
+                }
+            }
+            if let Some(text) = &self.filter.line_contains {
+                if !contains(body, text.as_bytes()) {
                     continue;
                 }
             }
