@@ -94,7 +94,7 @@ def test_readme_quickstart_runs(fresh_server_factory, tmp_path):
 # fresh gateway.
 RUN_IN_ORDER = ["quickstart", "quickstart-boto3", "quickstart-cleanup", "admin-quickstart", "reader", "group",
                 "versions", "simulator", "policy-lint", "jobs-quickstart", "browser-upload", "public-access",
-                "key-hygiene"]
+                "key-hygiene", "access-report"]
 # Runnable blocks this test does not run, and why.
 NOT_RUN_HERE = {
     "serve": "starts the gateway: the test starts the same binary's `serve` itself",
@@ -182,6 +182,11 @@ def test_every_readme_block_runs_as_written_in_order(tmp_path):
     # after the root account; `keyhole admin keys` finds no key 90 days old.
     assert re.search(r'"ServiceName": "iam",\s+"Region": "us-east-1"', out), out[-3000:]
     assert "user,arn,user_creation_time," in out and "\n<root_account>,arn:aws:iam::" in out
-    assert re.search(r"\nadmin\s+AKIA\w+\s+Active\s", out) and out.rstrip().endswith(
-        "no active key is 90 days old or older")
+    assert re.search(r"\nadmin\s+AKIA\w+\s+Active\s", out)
+    assert "no active key is 90 days old or older\n" in out
+    # Access reports: slm-reader's key was never used; the admin's minimal policy allows the
+    # bucket it created; `access unused` names slm-reader's idle key.
+    assert re.search(r"AKIA\w+ Active\s+last used -  UNUSED in the window", out), out[-3000:]
+    assert "s3:CreateBucket\n" in out and "iam:CreateAccessKey\n" in out
+    assert "unused since " in out and re.search(r"AKIA\w+ of arn:aws:iam::\d+:user/slm-reader", out)
     assert (clone / "slm-readonly.json").exists() and (clone / "v2.json").exists()
