@@ -6,6 +6,7 @@ use keyhole_policy::{parse_policy, CompiledPolicy, Evaluator, Policies, PolicyKi
 use super::grants::granted;
 use super::usage::tests::{event, ROLE_ID, USER_ID};
 use super::*;
+use crate::state::key_usage::KeyUse;
 
 const ACCOUNT: &str = "123456789012";
 
@@ -211,6 +212,64 @@ fn many_objects_become_their_common_prefix() {
         decide(&p, "s3:PutObject", "arn:aws:s3:::out/run-8/x", &[]),
         DecisionKind::ImplicitlyDenied
     );
+}
+
+#[test]
+fn unused_lists_idle_principals_and_keys() {
+    let since = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let key = |id: &str, used_ms: Option<i64>| KeyFact {
+        id: id.into(),
+        status: "Active".into(),
+        created: "2026-10-01T00:00:00Z".into(),
+        last_used: used_ms.map(|at_ms| KeyUse {
+            at_ms,
+            service: "s3".into(),
+            region: "us-east-1".into(),
+        }),
+    };
+    let idle_role = Subject {
+        kind: Kind::Role,
+        name: "etl".into(),
+        arn: format!("arn:aws:iam::{ACCOUNT}:role/etl"),
+        id: ROLE_ID.into(),
+        created: "2026-10-01T00:00:00Z".into(),
+    };
+    let entries = [
+        Entry {
+            subject: alice(),
+            usage: alices_usage(),
+            granted: Granted::default(),
+            keys: vec![
+                // Seen in the trail.
+                key("AKIAUSERKEY000000001", None),
+                // Last used before the window.
+                key("AKIAOLD0000000000003", Some(since.timestamp_millis() - 1)),
+                // Last used in the window, on another node's trail.
+                key("AKIARECENT0000000004", Some(since.timestamp_millis() + 1)),
+            ],
+        },
+        Entry {
+            subject: idle_role,
+            usage: Usage::default(),
+            granted: granted(
+                &[("p".to_owned(), parse_policy(POLICY).unwrap())],
+                |_, _| true,
+            ),
+            keys: Vec::new(),
+        },
+    ];
+    let (users, roles, keys) = account_unused(&entries, since);
+    assert_eq!(users[0]["unused"], false);
+    assert_eq!(roles[0]["unused"], true);
+    assert_eq!(roles[0]["unusedActionCount"], roles[0]["grantedActions"]);
+    let ids: Vec<&str> = keys
+        .iter()
+        .map(|k| k["accessKeyId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["AKIAOLD0000000000003"]);
+    assert_eq!(keys[0]["lastUsed"], "2026-10-31T23:59:59Z");
 }
 
 /// How long a report's pass over the trail takes (`cargo test -p keyhole-server --lib

@@ -16,8 +16,9 @@
 //! request is an attempt, listed with the check that denied it, never a use. Every allowed check
 //! of an allowed request is a use of its action on its resource, whatever the handler answered
 //! afterwards (a GetObject of a missing key still needed `s3:GetObject`). A role is assumed when
-//! an allowed AssumeRole answered with a session of its unique id
-//! (`responseElements.assumedRoleUser.assumedRoleId`).
+//! an allowed AssumeRole or AssumeRoleWithWebIdentity answered with a session of its unique id
+//! (`responseElements.assumedRoleUser.assumedRoleId`); a job's sessions of a role are minted by
+//! the job, not assumed, and count through their requests.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -328,8 +329,13 @@ impl Tally {
                 }
             }
         }
-        // An AssumeRole that issued a session of a tallied role: the role was assumed.
-        if e.event_name == "AssumeRole" && e.decision == Some(Decision::Allow) {
+        // An AssumeRole (or AssumeRoleWithWebIdentity) that issued a session of a tallied role:
+        // the role was assumed.
+        if matches!(
+            e.event_name.as_str(),
+            "AssumeRole" | "AssumeRoleWithWebIdentity"
+        ) && e.decision == Some(Decision::Allow)
+        {
             let assumed = e
                 .response_elements
                 .as_ref()
