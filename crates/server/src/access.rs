@@ -528,32 +528,66 @@ fn keys_of(src: &Sources, subject: &Subject) -> Result<Vec<KeyFact>, S3Error> {
     Ok(out)
 }
 
-/// Which trail the report read, and whether that is every request.
-fn source(gw: &Gateway) -> Value {
+/// Which trail the report read and whether that is every request of the window: not when
+/// several nodes keep trails of their own, nor when retention (`audit_retain_days`) removed
+/// files the window reaches into (`trail_start`: the oldest event left, when files were removed).
+fn source(gw: &Gateway, trail_start: Option<&str>, since: DateTime<Utc>) -> Value {
     let node = gw.audit.node_id().unwrap_or("-");
+    let mut notes = Vec::new();
     if gw.job_feed.is_some() {
-        json!({
-            "trails": [node],
-            "complete": false,
-            "note": format!("several nodes share this state and each keeps its own audit trail: this report covers the requests node {node} served; the others' are in their trails (keyhole audit query --trails DIR)"),
-        })
-    } else {
-        json!({"trails": [node], "complete": true})
+        notes.push(format!("several nodes share this state and each keeps its own audit trail: this report covers the requests node {node} served; the others' are in their trails (keyhole audit query --trails DIR)"));
     }
+    let late = trail_start
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| t > since);
+    if late {
+        notes.push(format!(
+            "the trail begins at {}, after the window's start: older requests are no longer in it (audit_retain_days); access keys' last use is not affected",
+            trail_start.unwrap_or_default()
+        ));
+    }
+    let mut v = json!({"trails": [node], "complete": notes.is_empty()});
+    if let (Some(o), Some(t)) = (v.as_object_mut(), trail_start) {
+        o.insert("trailStart".into(), json!(t));
+    }
+    if let (Some(o), false) = (v.as_object_mut(), notes.is_empty()) {
+        o.insert("note".into(), json!(notes.join("; ")));
+    }
+    v
 }
 
-/// Reads the trail under the gateway's data directory into `tally`.
-async fn scan(gw: &Gateway, mut tally: Tally) -> Result<Tally, S3Error> {
+/// When retention removed the trail's first files: the time of its oldest event still on disk
+/// (`None` while the trail still begins with its first event, sequence 1).
+fn trail_start(dir: &std::path::Path) -> Option<String> {
+    use std::io::BufRead;
+    let files = crate::audit::sink::trail_files(dir).ok()?;
+    if files.first().is_none_or(|(first_seq, _)| *first_seq <= 1) {
+        return None;
+    }
+    files.into_iter().find_map(|(_, path)| {
+        let file = std::fs::File::open(path).ok()?;
+        std::io::BufReader::new(file)
+            .split(b'\n')
+            .map_while(Result::ok)
+            .find_map(|line| crate::audit::query::parse_line(&line))
+            .map(|f| f.event.event_time)
+    })
+}
+
+/// Reads the trail under the gateway's data directory into `tally`; also returns when the trail
+/// begins.
+async fn scan(gw: &Gateway, mut tally: Tally) -> Result<(Tally, Option<String>), S3Error> {
     // Events queued before this request (a denial just answered) are in the files first.
     gw.audit.written().await.map_err(S3Error::internal)?;
     let dir = gw.config.data_dir.join(crate::audit::AUDIT_DIR);
     tokio::task::spawn_blocking(move || {
+        let start = trail_start(&dir);
         let filter = tally.filter();
         crate::audit::query::scan(&dir, &filter, |found| {
             tally.add(&found.event);
             true
         })
-        .map(|_| tally)
+        .map(|_| (tally, start))
     })
     .await
     .map_err(S3Error::internal)?
@@ -568,7 +602,7 @@ pub async fn principal_report(
 ) -> Result<Value, S3Error> {
     let until = Utc::now();
     let subject = subject_of(gw, arn)?;
-    let tally = scan(
+    let (tally, start) = scan(
         gw,
         Tally::new([(subject.id.clone(), subject.kind)], Some(since)),
     )
@@ -586,7 +620,7 @@ pub async fn principal_report(
     .await?;
     let mut r = report(&subject, &usage, &granted, &keys, &assumable, since, until);
     if let Some(o) = r.as_object_mut() {
-        o.insert("source".into(), source(gw));
+        o.insert("source".into(), source(gw, start.as_deref(), since));
     }
     Ok(r)
 }
@@ -596,7 +630,7 @@ pub async fn principal_report(
 pub async fn unused(gw: &Gateway, since: DateTime<Utc>) -> Result<Value, S3Error> {
     let until = Utc::now();
     let all = subjects(gw);
-    let mut tally = scan(
+    let (mut tally, start) = scan(
         gw,
         Tally::new(all.iter().map(|s| (s.id.clone(), s.kind)), Some(since)),
     )
@@ -634,7 +668,7 @@ pub async fn unused(gw: &Gateway, since: DateTime<Utc>) -> Result<Value, S3Error
     let (users, roles, unused_keys) = account_unused(&entries, since);
     Ok(json!({
         "window": {"since": rfc3339(since), "until": rfc3339(until)},
-        "source": source(gw),
+        "source": source(gw, start.as_deref(), since),
         "users": users,
         "roles": roles,
         "unusedKeys": unused_keys,

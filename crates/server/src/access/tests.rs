@@ -272,6 +272,39 @@ fn unused_lists_idle_principals_and_keys() {
     assert_eq!(keys[0]["lastUsed"], "2026-10-31T23:59:59Z");
 }
 
+/// A trail whose first files retention removed says where it begins now; a whole one says
+/// nothing (its first event is sequence 1).
+#[test]
+fn the_trail_start_is_named_only_when_retention_cut_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |seq: u64, time: &str| {
+        let mut e = event(
+            USER_ID,
+            "GetObject",
+            "s3:GetObject",
+            "arn:aws:s3:::b/k",
+            true,
+        );
+        e.event_time = time.into();
+        let mut v = serde_json::to_value(&e).unwrap();
+        v["seq"] = json!(seq);
+        format!("{v}\n")
+    };
+    let first = dir.path().join(crate::audit::sink::file_name(1));
+    std::fs::write(&first, line(1, "2026-11-01T00:00:00.000Z")).unwrap();
+    std::fs::write(
+        dir.path().join(crate::audit::sink::file_name(5)),
+        line(5, "2026-11-20T00:00:00.000Z"),
+    )
+    .unwrap();
+    assert_eq!(trail_start(dir.path()), None);
+    std::fs::remove_file(first).unwrap();
+    assert_eq!(
+        trail_start(dir.path()).as_deref(),
+        Some("2026-11-20T00:00:00.000Z")
+    );
+}
+
 /// How long a report's pass over the trail takes (`cargo test -p keyhole-server --lib
 /// access::tests::trail_pass_cost -- --ignored --nocapture`): 100,000 events of 1,000 users and
 /// roles, read from disk, tallied for every principal as `access unused` does, and reported.
