@@ -253,8 +253,12 @@ pub fn unused_entry(
     since: DateTime<Utc>,
 ) -> Value {
     let actions = unused_actions(usage, granted);
+    // A key's last use is every node's (the database's): a user whose key was used in the
+    // window is not unused, even when the request is in another node's trail.
     let used = match subject.kind {
-        Kind::User => usage.requests > 0,
+        Kind::User => {
+            usage.requests > 0 || keys.iter().any(|k| key_used_in_window(k, usage, since))
+        }
         Kind::Role => usage.requests > 0 || usage.assumed.count > 0,
     };
     let mut v = json!({

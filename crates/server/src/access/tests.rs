@@ -262,6 +262,18 @@ fn unused_lists_idle_principals_and_keys() {
     ];
     let (users, roles, keys) = account_unused(&entries, since);
     assert_eq!(users[0]["unused"], false);
+    // No request in this trail, but a key used in the window (on another node): not unused.
+    let elsewhere = Entry {
+        subject: alice(),
+        usage: Usage::default(),
+        granted: Granted::default(),
+        keys: vec![key(
+            "AKIARECENT0000000004",
+            Some(since.timestamp_millis() + 1),
+        )],
+    };
+    let (users_elsewhere, _, _) = account_unused(std::slice::from_ref(&elsewhere), since);
+    assert_eq!(users_elsewhere[0]["unused"], false);
     assert_eq!(roles[0]["unused"], true);
     assert_eq!(roles[0]["unusedActionCount"], roles[0]["grantedActions"]);
     let ids: Vec<&str> = keys
