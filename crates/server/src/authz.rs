@@ -489,7 +489,8 @@ fn wants_existing_object_tags(gw: &Gateway, principal: &Principal, bucket: &str)
 }
 
 /// The one call of the policy engine outside the `keyhole-policy` crate: every decision of the
-/// gateway, and every answer of the IAM policy simulator, is made here.
+/// gateway, every answer of the IAM policy simulator, and what access reports count as granted
+/// ([`crate::access`]) are made here.
 pub fn evaluate(policies: &Policies<'_>, request: &Request) -> Decision {
     keyhole_policy::Evaluator::evaluate(policies, request)
 }
