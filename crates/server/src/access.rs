@@ -84,7 +84,8 @@ fn concrete_s3(resource: &str) -> Option<(&str, Option<&str>)> {
 
 /// The narrowest identity policy covering what `usage` records: per bucket, the generator's
 /// statements for the prefix every key and listing shared; every other action on exactly the
-/// resources it was used on, actions used on the same resources sharing a statement.
+/// resources it was used on (on `*` when it was used on more than
+/// [`usage::MAX_TRACKED_RESOURCES`]), actions used on the same resources sharing a statement.
 pub fn minimal_policy(usage: &Usage) -> Value {
     let names: Vec<&String> = usage.buckets.keys().collect();
     let prefixes: Vec<String> = usage
@@ -101,11 +102,15 @@ pub fn minimal_policy(usage: &Usage) -> Value {
     let mut statements = minimal::s3_statements("Bucket", &scopes, &uses, &json!({}));
     let mut by_resources: BTreeMap<BTreeSet<&str>, BTreeSet<&str>> = BTreeMap::new();
     for (action, resources) in &usage.resources {
-        let others: BTreeSet<&str> = resources
+        let mut others: BTreeSet<&str> = resources
             .iter()
             .filter(|r| concrete_s3(r).is_none())
             .map(String::as_str)
             .collect();
+        // More resources than were kept: only `*` is sure to cover them all.
+        if !others.is_empty() && usage.overflowed.contains(action) {
+            others = BTreeSet::from(["*"]);
+        }
         if !others.is_empty() {
             by_resources.entry(others).or_default().insert(action);
         }
