@@ -180,6 +180,7 @@ struct Inner {
 pub struct CompiledPolicy {
     inner: Arc<Inner>,
     name: Option<Arc<str>>,
+    digest: Option<Arc<str>>,
 }
 
 fn compile_principal(p: &Principal, bind: &dyn Fn(&str) -> Option<String>) -> Vec<PrincipalValue> {
@@ -360,6 +361,7 @@ impl CompiledPolicy {
                 context_keys: keys,
             }),
             name: None,
+            digest: None,
         })
     }
 
@@ -399,6 +401,19 @@ impl CompiledPolicy {
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(Arc::from(name.into()));
         self
+    }
+
+    /// Records what identifies the document the policy was compiled from (the gateway gives
+    /// the SHA-256 of its text, computed once when the policy is compiled), so a decision can
+    /// name the exact documents it was made with.
+    pub fn with_digest(mut self, digest: impl Into<String>) -> Self {
+        self.digest = Some(Arc::from(digest.into()));
+        self
+    }
+
+    /// The digest given with [`CompiledPolicy::with_digest`].
+    pub fn digest(&self) -> Option<&str> {
+        self.digest.as_deref()
     }
 
     /// The role the policy was compiled for.

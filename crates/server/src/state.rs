@@ -18,6 +18,7 @@
 mod bucket_tags;
 pub mod changes;
 pub mod db;
+pub mod documents;
 pub mod freshness;
 mod groups;
 pub mod key_usage;
@@ -297,7 +298,7 @@ pub const ROLE_MAX_SESSION_RANGE: std::ops::RangeInclusive<i64> = 3600..=43200;
 /// reason.
 pub fn compile_bucket_policy(doc: &str) -> Result<CompiledPolicy, StateError> {
     CompiledPolicy::from_json(doc, PolicyKind::Resource)
-        .map(|p| p.with_name("bucket policy"))
+        .map(|p| p.with_name("bucket policy").with_digest(documents::digest(doc)))
         .map_err(|e| StateError::MalformedPolicy(e.to_string()))
 }
 
@@ -312,7 +313,7 @@ fn compile_trust_policy_bound(
     bind: &dyn Fn(&str) -> Option<String>,
 ) -> Result<CompiledPolicy, StateError> {
     CompiledPolicy::from_json_bound(doc, PolicyKind::Resource, bind)
-        .map(|p| p.with_name("trust policy"))
+        .map(|p| p.with_name("trust policy").with_digest(documents::digest(doc)))
         .map_err(|e| StateError::MalformedPolicy(format!("Syntax errors in policy: {e}")))
 }
 
@@ -322,7 +323,7 @@ fn compile_bucket_policy_bound(
     bind: &dyn Fn(&str) -> Option<String>,
 ) -> Result<CompiledPolicy, StateError> {
     CompiledPolicy::from_json_bound(doc, PolicyKind::Resource, bind)
-        .map(|p| p.with_name("bucket policy"))
+        .map(|p| p.with_name("bucket policy").with_digest(documents::digest(doc)))
         .map_err(|e| StateError::MalformedPolicy(e.to_string()))
 }
 
@@ -447,7 +448,7 @@ pub fn validate_tag(key: &str, value: &str) -> Result<(), StateError> {
 /// Parses and compiles a policy for identity use; the error says what is wrong and where.
 pub fn compile_identity_policy(doc: &str, name: &str) -> Result<CompiledPolicy, StateError> {
     CompiledPolicy::from_json(doc, PolicyKind::Identity)
-        .map(|p| p.with_name(name.to_owned()))
+        .map(|p| p.with_name(name.to_owned()).with_digest(documents::digest(doc)))
         .map_err(|e| StateError::MalformedPolicy(format!("Syntax errors in policy: {e}")))
 }
 
@@ -1243,6 +1244,7 @@ impl State {
             tx.execute(
                 "INSERT INTO policy_versions (policy_name, version, document, created) VALUES (?1, 1, ?2, ?3)",
                 params![rec.name, rec.document, rec.created])?;
+            documents::remember(tx, doc)?;
             Ok(rec)
         })
     }
@@ -1395,6 +1397,7 @@ impl State {
             tx.execute(
                 "INSERT INTO roles (name, id, path, trust_policy, max_session_secs, description, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![rec.name, rec.id, rec.path, rec.trust_policy, rec.max_session_secs, rec.description, rec.created])?;
+            documents::remember(tx, trust)?;
             Self::set_boundary_in(tx, PrincipalKind::Role, name, boundary.as_ref())?;
             Self::tag_in(tx, PrincipalKind::Role, name, tags)?;
             Ok(rec)
@@ -1435,6 +1438,7 @@ impl State {
                 "UPDATE roles SET trust_policy = ?1 WHERE name = ?2",
                 params![trust, name],
             )?;
+            documents::remember(tx, trust)?;
             Ok(())
         })
     }
@@ -1548,6 +1552,7 @@ impl State {
                 ),
                 params![owner, name, doc],
             )?;
+            documents::remember(tx, doc)?;
             Ok(())
         })
     }
@@ -1734,6 +1739,7 @@ impl State {
                  ON CONFLICT (bucket) DO UPDATE SET document = excluded.document",
                 params![bucket, doc],
             )?;
+            documents::remember(tx, doc)?;
             Ok(())
         })?;
         Ok(true)

@@ -231,7 +231,10 @@ pub fn session_arn(account: &str, role: &str, session: &str) -> String {
 /// Compiles a session policy (kept in the token) for evaluation.
 pub fn compile_session_policy(doc: &str) -> Result<CompiledPolicy, S3Error> {
     CompiledPolicy::from_json(doc, PolicyKind::Session)
-        .map(|p| p.with_name("session policy"))
+        .map(|p| {
+            p.with_name("session policy")
+                .with_digest(crate::state::documents::digest(doc))
+        })
         .map_err(|e| {
             S3Error::new(
                 "MalformedPolicyDocument",

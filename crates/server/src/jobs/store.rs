@@ -108,10 +108,12 @@ pub(crate) fn compile(record: &JobRecord) -> Result<JobEntry, StateError> {
     let name = format!("job {}", record.id);
     let identity = CompiledPolicy::from_json(&record.policy, PolicyKind::Identity)
         .map_err(|e| damaged(format!("job {}: {e}", record.id)))?
-        .with_name(name.clone());
+        .with_name(name.clone())
+        .with_digest(crate::state::documents::digest(&record.policy));
     let session = CompiledPolicy::from_json(&record.policy, PolicyKind::Session)
         .map_err(|e| damaged(format!("job {}: {e}", record.id)))?
-        .with_name(name.clone());
+        .with_name(name.clone())
+        .with_digest(crate::state::documents::digest(&record.policy));
     let credentials = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -267,6 +269,7 @@ impl JobStore {
                     grant
                 ],
             )?;
+            crate::state::documents::remember(tx, &record.policy)?;
             tx.touch(Touched::Job(record.id.clone()));
             Ok(())
         })

@@ -19,7 +19,7 @@ type Migration = fn(&Tx<'_>, &str) -> Result<(), StateError>;
 
 /// Every migration, in order: entry `i` brings the schema to version `i + 1`. Append only: a
 /// released migration is never edited, since databases out there already ran it.
-const MIGRATIONS: &[Migration] = &[v1, v2, v3, v4, v5, v6, v7];
+const MIGRATIONS: &[Migration] = &[v1, v2, v3, v4, v5, v6, v7, v8];
 
 /// The newest schema version this release knows.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;
@@ -193,6 +193,15 @@ fn v7(tx: &Tx<'_>, _account: &str) -> Result<(), StateError> {
         "CREATE TABLE IF NOT EXISTS bucket_tags (bucket TEXT PRIMARY KEY, tags TEXT NOT NULL)",
         crate::params![],
     )?;
+    Ok(())
+}
+
+/// Version 8: the history of policy documents by digest ([`super::documents`]), with every
+/// document stored before it, so `keyhole audit explain` can rebuild the policies a recorded
+/// decision was made with.
+fn v8(tx: &Tx<'_>, _account: &str) -> Result<(), StateError> {
+    tx.execute(super::documents::SCHEMA, crate::params![])?;
+    super::documents::remember_all(tx)?;
     Ok(())
 }
 

@@ -257,7 +257,10 @@ fn boundaries_of(
     let mut out = HashMap::new();
     for (owner, pname, doc, path) in rows {
         let c = CompiledPolicy::from_json(&doc, PolicyKind::PermissionsBoundary)
-            .map(|p| p.with_name(format!("permissions boundary `{pname}`")))
+            .map(|p| {
+                p.with_name(format!("permissions boundary `{pname}`"))
+                    .with_digest(super::documents::digest(&doc))
+            })
             .map_err(|e| StateError::MalformedPolicy(e.to_string()))?;
         let arn = format!("arn:aws:iam::{}:policy{path}{pname}", cx.account);
         out.insert(owner, (arn, Arc::new(c)));
@@ -512,7 +515,10 @@ fn load_managed(
     for (name, path, doc) in rows {
         let arn = format!("arn:aws:iam::{}:policy{path}{name}", cx.account);
         let compiled = CompiledPolicy::from_json(&doc, PolicyKind::Session)
-            .map(|p| p.with_name(format!("managed session policy `{name}`")))
+            .map(|p| {
+                p.with_name(format!("managed session policy `{name}`"))
+                    .with_digest(super::documents::digest(&doc))
+            })
             .map_err(|e| StateError::MalformedPolicy(e.to_string()))?;
         Arc::make_mut(&mut snap.session_policies).insert(arn.clone(), compiled);
         Arc::make_mut(&mut snap.managed_arns).insert(name, arn);

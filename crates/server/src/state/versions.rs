@@ -139,6 +139,7 @@ impl State {
             tx.execute(
                 "INSERT INTO policy_versions (policy_name, version, document, created) VALUES (?1, ?2, ?3, ?4)",
                 params![name, version, doc, created])?;
+            super::documents::remember(tx, doc)?;
             tx.execute(
                 "UPDATE managed_policies SET last_version = ?2 WHERE name = ?1",
                 params![name, version])?;
