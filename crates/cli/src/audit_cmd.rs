@@ -48,6 +48,34 @@ pub enum AuditCommand {
     ///   keyhole audit query --stage authorized --operation DeleteObject
     #[command(verbatim_doc_comment)]
     Query(QueryArgs),
+    /// Explain a recorded decision: "why was I denied?" without reading JSON.
+    ///
+    /// Finds the request's event, makes each of its decisions again with the policies in force
+    /// then (their documents are kept by digest in the state database) and with those in force
+    /// now, and prints both decisions, the statements that decided (with their text) and, for a
+    /// denial, the condition that failed with the request's value ("aws:SourceIp 127.0.0.5 is
+    /// not in 10.0.0.0/8"), that no statement allows the action, or the explicit Deny. Says so
+    /// when "then" cannot be rebuilt (an event written before keyhole recorded evaluations, a
+    /// document no longer known). Denials carry what they were made with; allowed requests
+    /// only their deciding statements. Reads the trail and the state database of the data
+    /// directory (SQLite); it needs no key and changes nothing.
+    ///
+    /// Examples:
+    ///   keyhole audit explain 1A2B3C4D5E6F7081 --data-dir ./keyhole-data
+    ///   keyhole audit query --decision deny --since 1h    # find the request id first
+    ///   keyhole audit explain 1A2B3C4D5E6F7081 --format json | jq '.checks[].then.why'
+    #[command(verbatim_doc_comment)]
+    Explain {
+        /// The request id (`x-amz-request-id` of the answer, `requestID` in the trail).
+        #[arg(value_name = "REQUEST_ID")]
+        request_id: String,
+        /// Data directory of the gateway [default: ./keyhole-data].
+        #[arg(long, env = "KEYHOLE_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Output: `text` for people, `json` for programs.
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+        format: ExplainFormat,
+    },
     /// Print the last events, and with -f keep printing new ones as they are written.
     ///
     /// Example:
@@ -237,6 +265,15 @@ pub enum Format {
     Jsonl,
 }
 
+/// `--format` of `explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    /// Words.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
 fn data_dir(d: Option<PathBuf>) -> PathBuf {
     d.unwrap_or_else(|| PathBuf::from(keyhole_server::config::DEFAULT_DATA_DIR))
 }
@@ -314,6 +351,11 @@ pub fn run(cmd: AuditCommand) -> miette::Result<ExitCode> {
     match cmd {
         AuditCommand::Verify(v) => verify(v),
         AuditCommand::Keygen { out } => keygen(&out),
+        AuditCommand::Explain {
+            request_id,
+            data_dir: d,
+            format,
+        } => explain(&request_id, &data_dir(d), format),
         AuditCommand::ExportDigests {
             dest,
             data_dir: d,
@@ -417,6 +459,85 @@ pub fn run(cmd: AuditCommand) -> miette::Result<ExitCode> {
     }
 }
 
+/// `keyhole audit explain`.
+fn explain(request_id: &str, data: &Path, format: ExplainFormat) -> miette::Result<ExitCode> {
+    if request_id.is_empty() || !request_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(miette!(
+            "REQUEST_ID `{request_id}` is not a request id: give the `x-amz-request-id` of the answer (letters and digits, e.g. 1A2B3C4D5E6F7081), as `keyhole audit query` shows it"
+        ));
+    }
+    let dir = audit_dir(data)?;
+    let filter = Filter {
+        request_id: Some(request_id.to_owned()),
+        ..Filter::default()
+    };
+    let mut found: Option<Found> = None;
+    query::scan(&dir, &filter, |f| {
+        // The `completed` record has every check; the write-ahead one is used only when the
+        // request never completed.
+        let better = found
+            .as_ref()
+            .is_none_or(|old| old.event.stage != Stage::Completed);
+        if better {
+            found = Some(f);
+        }
+        true
+    })
+    .into_diagnostic()
+    .wrap_err("cannot read the audit trail")?;
+    let Some(found) = found else {
+        return Err(miette!(
+            "no event with request id {request_id} in the trail `{}` (is it another node's request? use that node's --data-dir)",
+            dir.display()
+        ));
+    };
+    let db_path = data.join(keyhole_server::state::STATE_DB_FILE);
+    if !db_path.is_file() {
+        return Err(miette!(
+            "no state database at `{}`: `audit explain` reads the policies of a gateway that keeps its state in SQLite in its data directory (--data-dir); a PostgreSQL state is not supported yet",
+            db_path.display()
+        ));
+    }
+    let db = keyhole_server::state::sqlite::Sqlite::open_file(&db_path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot open the state database `{}`", db_path.display()))?;
+    let account: keyhole_server::account::AccountRecord = std::fs::read(
+        data.join(keyhole_server::account::ACCOUNT_FILE),
+    )
+    .ok()
+    .and_then(|b| serde_json::from_slice(&b).ok())
+    .ok_or_else(|| {
+        miette!(
+            "cannot read `{}`: is `{}` a keyhole data directory?",
+            keyhole_server::account::ACCOUNT_FILE,
+            data.display()
+        )
+    })?;
+    let explanation = db
+        .read(|conn| {
+            Ok(audit::explain::explain(
+                &found.event,
+                conn,
+                &account.account_id,
+            ))
+        })
+        .into_diagnostic()?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        ExplainFormat::Json => {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&explanation).into_diagnostic()?
+            );
+        }
+        ExplainFormat::Text => {
+            let _ = write!(out, "{}", audit::explain::render(&explanation));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print(out: &mut impl Write, f: &Found, format: Format) -> std::io::Result<()> {
     match format {
         Format::Table => writeln!(out, "{}", query::table_row(f)),
@@ -450,6 +571,7 @@ fn prepare(q: QueryArgs) -> miette::Result<(Vec<PathBuf>, Filter, Format)> {
             StageArg::Completed => Stage::Completed,
         }),
         line_contains: None,
+        request_id: None,
     };
     Ok((dirs, filter, q.format))
 }

@@ -31,6 +31,7 @@ pub mod chain;
 pub mod digest;
 mod err;
 pub mod event;
+pub mod explain;
 pub mod export;
 mod files;
 pub mod keys;

@@ -124,6 +124,10 @@ pub struct Verdict {
     /// applying, with the request's values (`IpAddress on aws:SourceIp not met by 127.0.0.2`).
     /// Recorded in the audit trail only: AWS's answers to clients never name policy conditions.
     pub unmet: Vec<String>,
+    /// For a denial by the policy engine: what it was made with (the principal, the policies by
+    /// digest, the condition keys), for the audit trail's `keyhole audit explain`. Built only
+    /// when the pair is denied, so an allowed request pays nothing for it.
+    pub evaluation: Option<Box<crate::audit::event::Evaluation>>,
 }
 
 impl Verdict {
@@ -132,6 +136,7 @@ impl Verdict {
             outcome,
             statements: Vec::new(),
             unmet: Vec::new(),
+            evaluation: None,
         }
     }
 }
@@ -184,6 +189,7 @@ pub async fn authorize<T: Describe>(
                 decision: AuditDecision::Allow,
                 reason: reason.to_owned(),
                 statements: Vec::new(),
+                evaluation: None,
             });
         }
         Requirement::PerItem { .. } => {}
@@ -266,6 +272,7 @@ fn check_record(principal: &Principal, permission: &Permission, verdict: &Verdic
         decision,
         reason,
         statements: verdict.statements.clone(),
+        evaluation: verdict.evaluation.clone(),
     }
 }
 
@@ -648,6 +655,7 @@ impl Authorize for PolicyAuthorizer {
                     .chain(second.statements)
                     .collect(),
                 unmet: Vec::new(),
+                evaluation: None,
             },
             Err(e) => Verdict {
                 outcome: Err(S3Error::access_denied(format!(
@@ -657,6 +665,7 @@ impl Authorize for PolicyAuthorizer {
                 ))),
                 statements: second.statements,
                 unmet: second.unmet,
+                evaluation: second.evaluation,
             },
         }
     }
@@ -721,7 +730,24 @@ impl PolicyAuthorizer {
             }
             Principal::Anonymous => {
                 if resource.is_none() {
-                    return Verdict::of(Err(S3Error::access_denied("Access Denied")));
+                    // Anonymous callers get only what a resource policy grants, and there is none.
+                    let none = Policies {
+                        identity: &[],
+                        session: None,
+                        boundaries: &[],
+                        resource: None,
+                        restrict_public_buckets: false,
+                        resource_gate: gate,
+                    };
+                    return Verdict {
+                        evaluation: Some(Box::new(crate::audit::explain::record(
+                            &none,
+                            &RequestPrincipal::Anonymous,
+                            None,
+                            context,
+                        ))),
+                        ..Verdict::of(Err(S3Error::access_denied("Access Denied")))
+                    };
                 }
                 ("anonymous".to_owned(), RequestPrincipal::Anonymous, None)
             }
@@ -805,14 +831,22 @@ impl PolicyAuthorizer {
                 outcome: Ok(()),
                 statements,
                 unmet: Vec::new(),
+                evaluation: None,
             };
         }
         let unmet = unmet_conditions(&decision, context);
+        let evaluation = Some(Box::new(crate::audit::explain::record(
+            &set,
+            request.principal(),
+            request.unique_id(),
+            context,
+        )));
         if matches!(principal, Principal::Anonymous) {
             return Verdict {
                 outcome: Err(S3Error::access_denied("Access Denied")),
                 statements,
                 unmet,
+                evaluation,
             };
         }
         let reason = match decision.reason {
@@ -835,6 +869,7 @@ impl PolicyAuthorizer {
             ))),
             statements,
             unmet,
+            evaluation,
         }
     }
 

@@ -760,6 +760,7 @@ async fn post_caller(
                     decision: crate::audit::event::Decision::Deny,
                     reason: format!("denied by the form's POST policy: {}", e.message()),
                     statements: Vec::new(),
+                    evaluation: None,
                 });
             }
         })?;

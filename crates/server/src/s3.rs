@@ -742,6 +742,7 @@ pub(crate) fn check_acl_headers(ctx: &Ctx<'_>) -> Result<(), S3Error> {
                     reason: "denied by Block Public Access (BlockPublicAcls): a public canned ACL"
                         .to_owned(),
                     statements: Vec::new(),
+                    evaluation: None,
                 });
                 return Err(S3Error::access_denied(message));
             }

@@ -205,9 +205,93 @@ pub struct Check {
     pub decision: Decision,
     /// Why, in words.
     pub reason: String,
-    /// The statements that decided (`policy#index` or Sid); not filled yet (the reason is).
+    /// The statements that decided, as `POLICY statement INDEX (Sid SID)`: the allows that
+    /// granted, or the denies that refused; empty when none did (the root user, an implicit
+    /// deny).
     #[serde(default)]
     pub statements: Vec<String>,
+    /// For a denial made by the policy engine: what it was made with, so that `keyhole audit
+    /// explain` can make it again. Absent for allowed pairs (they cost nothing more to record),
+    /// for refusals that are rules of the API, and in trails written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Box<Evaluation>>,
+}
+
+/// What a denied decision was made with: the principal as the engine saw it, the policies in
+/// play (by the SHA-256 of their documents, kept in the state's `policy_documents`), and the
+/// request's condition keys. No secret is here: the policies are named, not copied, and
+/// `sts:ExternalId` is left out (named in `redacted`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evaluation {
+    /// The principal the decision was made for (for a job session's second decision, the job's
+    /// creator).
+    pub principal: EvaluatedPrincipal,
+    /// The policies in play, in the order the engine was given them.
+    #[serde(default)]
+    pub policies: Vec<PolicyUsed>,
+    /// The principal had session policies (then the `session` ones must allow too; none left
+    /// allows nothing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub session_policies: bool,
+    /// S3 Block Public Access `RestrictPublicBuckets` was in force for the resource.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restrict_public_buckets: bool,
+    /// The resource policy was a role's trust policy (`ResourceGate::RoleTrust`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub role_trust: bool,
+    /// The condition keys of the request, as the decision saw them (keys as first spelt).
+    #[serde(default)]
+    pub context: std::collections::BTreeMap<String, ContextValue>,
+    /// Keys of the request whose values are not recorded (secrets such as `sts:ExternalId`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted: Vec<String>,
+}
+
+/// The principal of a recorded decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluatedPrincipal {
+    /// `root`, `user`, `session`, `federated` or `anonymous`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its ARN (a session's ARN; a federated provider's ARN; `anonymous`).
+    pub arn: String,
+    /// A session's role ARN (the session's own ARN for a session no role backs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// The unique id stored principals are matched by (`AIDA...`, `AROA...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_id: Option<String>,
+    /// The account the principal belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+}
+
+/// One policy of a recorded decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyUsed {
+    /// `identity`, `session`, `boundary` or `resource`.
+    pub kind: String,
+    /// Its name as the trail's statements name it (``inline policy `s3-read` ``, `bucket
+    /// policy`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Lowercase hex SHA-256 of its document; absent for policies keyhole writes itself and
+    /// does not store (a job creator's grant, a job token's credentials policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// A condition key's value: one string, or a list for a multivalued key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ContextValue {
+    /// A single-valued key.
+    One(String),
+    /// A multivalued key.
+    Many(Vec<String>),
 }
 
 /// Cuts a user agent to [`MAX_USER_AGENT_CHARS`] characters.
@@ -254,6 +338,7 @@ pub(crate) mod tests_support {
                 decision: Decision::Allow,
                 reason: "root user".into(),
                 statements: vec![],
+                evaluation: None,
             }],
             decision: Some(Decision::Allow),
             http_status: Some(200),

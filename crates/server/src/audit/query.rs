@@ -38,6 +38,8 @@ pub struct Filter {
     /// parsed (access reports give a principal's unique id, which its events carry). Only the
     /// trail readers apply it; [`Filter::matches`] does not.
     pub line_contains: Option<String>,
+    /// The request id (`requestID`).
+    pub request_id: Option<String>,
 }
 
 impl Filter {
@@ -61,7 +63,8 @@ impl Filter {
         let eq = |want: &Option<String>, have: Option<&str>| {
             want.as_deref().is_none_or(|w| have == Some(w))
         };
-        eq(&self.access_key, id.access_key_id.as_deref())
+        eq(&self.request_id, Some(e.request_id.as_str()))
+            && eq(&self.access_key, id.access_key_id.as_deref())
             && eq(&self.job, id.job.as_deref())
             && eq(&self.bucket, e.request_parameters.bucket_name.as_deref())
             && self.prefix.as_deref().is_none_or(|p| {
@@ -211,6 +214,11 @@ impl Iterator for Events {
             }
             if let Some(text) = &self.filter.line_contains {
                 if !contains(body, text.as_bytes()) {
+                    continue;
+                }
+            }
+            if let Some(r) = &self.filter.request_id {
+                if !contains(body, r.as_bytes()) {
                     continue;
                 }
             }

@@ -408,6 +408,7 @@ pub(crate) mod tests {
             decision,
             reason: "r".into(),
             statements: Vec::new(),
+            evaluation: None,
         }];
         e
     }
@@ -435,6 +436,7 @@ pub(crate) mod tests {
             decision: Decision::Allow,
             reason: "r".into(),
             statements: Vec::new(),
+            evaluation: None,
         });
         copy.bytes_out = 234; // the CopyObjectResult document, not object bytes
         let mut refused = event("GetJobCredentials", "", "", None, false);

@@ -232,7 +232,7 @@ type Boundaries = HashMap<String, (String, Arc<CompiledPolicy>)>;
 /// Permissions boundaries of users or roles (or of one).
 fn boundaries_of(
     db: &dyn Conn,
-    cx: &Context<'_>,
+    account: &str,
     kind: PrincipalKind,
     one: Option<&str>,
 ) -> Result<Boundaries, StateError> {
@@ -262,10 +262,89 @@ fn boundaries_of(
                     .with_digest(super::documents::digest(&doc))
             })
             .map_err(|e| StateError::MalformedPolicy(e.to_string()))?;
-        let arn = format!("arn:aws:iam::{}:policy{path}{pname}", cx.account);
+        let arn = format!("arn:aws:iam::{account}:policy{path}{pname}");
         out.insert(owner, (arn, Arc::new(c)));
     }
     Ok(out)
+}
+
+/// The identity policies and the permissions boundary of one user (with its groups' policies)
+/// or role as they are in the database now, compiled as the snapshot compiles them; for
+/// `keyhole audit explain`, which reads the state without the master key.
+pub fn principal_policies_now(
+    db: &dyn Conn,
+    account: &str,
+    kind: PrincipalKind,
+    name: &str,
+) -> Result<(Vec<CompiledPolicy>, Option<CompiledPolicy>), StateError> {
+    let mut compiler = Compiler::new();
+    let mut policies = policies_of(db, kind, Some(name), &mut compiler)?
+        .remove(name)
+        .unwrap_or_default();
+    if kind == PrincipalKind::User {
+        let groups = db.query_map(
+            "SELECT group_name FROM group_members WHERE user_name = ?1 ORDER BY group_name",
+            crate::params![name],
+            |r| r.get::<String>(0),
+        )?;
+        for g in groups {
+            policies.extend(
+                policies_of(db, PrincipalKind::Group, Some(&g), &mut compiler)?
+                    .remove(&g)
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    let boundary = boundaries_of(db, account, kind, Some(name))?
+        .remove(name)
+        .map(|(_, b)| (*b).clone());
+    Ok((policies, boundary))
+}
+
+/// A bucket's policy (`Some(false)` scope) or a role's trust policy as stored now, compiled with
+/// its principal bindings; `None` when there is none.
+pub fn resource_policy_now(
+    db: &dyn Conn,
+    account: &str,
+    bucket: Option<&str>,
+    role: Option<&str>,
+) -> Result<Option<CompiledPolicy>, StateError> {
+    let (doc, scope) = match (bucket, role) {
+        (Some(b), _) => (
+            db.query_opt(
+                "SELECT document FROM bucket_policies WHERE bucket = ?1",
+                crate::params![b],
+                |r| r.get::<String>(0),
+            )?,
+            principals::bucket_scope(b),
+        ),
+        (None, Some(r)) => (
+            db.query_opt(
+                "SELECT trust_policy FROM roles WHERE name = ?1",
+                crate::params![r],
+                |r| r.get::<String>(0),
+            )?,
+            principals::trust_scope(r),
+        ),
+        (None, None) => return Ok(None),
+    };
+    let Some(doc) = doc else { return Ok(None) };
+    let bound = principals::bindings(db, &scope)?;
+    let bind = |arn: &str| principals::binding_of(account, Some(&bound), arn);
+    if bucket.is_some() {
+        compile_bucket_policy_bound(&doc, &bind).map(Some)
+    } else {
+        compile_trust_policy_bound(&doc, &bind).map(Some)
+    }
+}
+
+/// Managed policy name → its current default document (a managed session policy now).
+pub fn managed_document_now(db: &dyn Conn, name: &str) -> Result<Option<String>, StateError> {
+    db.query_opt(
+        "SELECT document FROM managed_policies WHERE name = ?1",
+        crate::params![name],
+        |r| r.get::<String>(0),
+    )
 }
 
 /// Tags of users or roles (or of one), sorted by key.
@@ -344,7 +423,7 @@ fn load_users(
 ) -> Result<(), StateError> {
     let records = user_records(db, one)?;
     let mut own = policies_of(db, PrincipalKind::User, one, compiler)?;
-    let mut boundaries = boundaries_of(db, cx, PrincipalKind::User, one)?;
+    let mut boundaries = boundaries_of(db, cx.account, PrincipalKind::User, one)?;
     let mut tags = tags_of(db, PrincipalKind::User, one)?;
     let members = db.query_map(
         &format!(
@@ -426,7 +505,7 @@ fn load_roles(
 ) -> Result<(), StateError> {
     let records = role_records(db, one)?;
     let mut policies = policies_of(db, PrincipalKind::Role, one, compiler)?;
-    let mut boundaries = boundaries_of(db, cx, PrincipalKind::Role, one)?;
+    let mut boundaries = boundaries_of(db, cx.account, PrincipalKind::Role, one)?;
     let mut tags = tags_of(db, PrincipalKind::Role, one)?;
     let bindings = match one {
         Some(name) => {
