@@ -756,6 +756,13 @@ def secret_findings(data_dir: Path, secrets: list[str]) -> list[str]:
             obj.pop("resources", None)
             for check in obj.get("authorization", []):
                 check.pop("resource", None)
+                # A denial's evaluation names policy documents by their SHA-256 and holds the
+                # request's s3:x-amz-content-sha256 (the payload's hash): digests, not signatures.
+                evaluation = check.get("evaluation") or {}
+                for p in evaluation.get("policies", []):
+                    p.pop("sha256", None)
+                for k in [k for k in evaluation.get("context", {}) if k.lower() == "s3:x-amz-content-sha256"]:
+                    evaluation["context"].pop(k)
             rest = json.dumps(obj)
             for name in sorted(names, key=len, reverse=True):
                 rest = rest.replace(json.dumps(name)[1:-1], "")
