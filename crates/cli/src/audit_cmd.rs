@@ -501,18 +501,17 @@ fn explain(request_id: &str, data: &Path, format: ExplainFormat) -> miette::Resu
     let db = keyhole_server::state::sqlite::Sqlite::open_file(&db_path)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot open the state database `{}`", db_path.display()))?;
-    let account: keyhole_server::account::AccountRecord = std::fs::read(
-        data.join(keyhole_server::account::ACCOUNT_FILE),
-    )
-    .ok()
-    .and_then(|b| serde_json::from_slice(&b).ok())
-    .ok_or_else(|| {
-        miette!(
-            "cannot read `{}`: is `{}` a keyhole data directory?",
-            keyhole_server::account::ACCOUNT_FILE,
-            data.display()
-        )
-    })?;
+    let account: keyhole_server::account::AccountRecord =
+        std::fs::read(data.join(keyhole_server::account::ACCOUNT_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                miette!(
+                    "cannot read `{}`: is `{}` a keyhole data directory?",
+                    keyhole_server::account::ACCOUNT_FILE,
+                    data.display()
+                )
+            })?;
     let explanation = db
         .read(|conn| {
             Ok(audit::explain::explain(

@@ -116,6 +116,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("session PutObject in window (training-job)", |b| {
         b.iter(|| black_box(decide(&session, &put)).is_ok())
     });
+    // A denial (the session policy does not grant deletes): the audit trail's evaluation
+    // (keyhole audit explain) is built for denials only.
+    let delete = Permission {
+        action: "s3:DeleteObject",
+        resource: "arn:aws:s3:::acmeco-base-models/llama/model.safetensors".into(),
+    };
+    assert!(decide(&session, &delete).is_err());
+    g.bench_function("session DeleteObject denied (training-job)", |b| {
+        b.iter(|| black_box(decide(&session, &delete)).is_err())
+    });
     g.finish();
 }
 

@@ -298,7 +298,10 @@ pub const ROLE_MAX_SESSION_RANGE: std::ops::RangeInclusive<i64> = 3600..=43200;
 /// reason.
 pub fn compile_bucket_policy(doc: &str) -> Result<CompiledPolicy, StateError> {
     CompiledPolicy::from_json(doc, PolicyKind::Resource)
-        .map(|p| p.with_name("bucket policy").with_digest(documents::digest(doc)))
+        .map(|p| {
+            p.with_name("bucket policy")
+                .with_digest(documents::digest(doc))
+        })
         .map_err(|e| StateError::MalformedPolicy(e.to_string()))
 }
 
@@ -313,7 +316,10 @@ fn compile_trust_policy_bound(
     bind: &dyn Fn(&str) -> Option<String>,
 ) -> Result<CompiledPolicy, StateError> {
     CompiledPolicy::from_json_bound(doc, PolicyKind::Resource, bind)
-        .map(|p| p.with_name("trust policy").with_digest(documents::digest(doc)))
+        .map(|p| {
+            p.with_name("trust policy")
+                .with_digest(documents::digest(doc))
+        })
         .map_err(|e| StateError::MalformedPolicy(format!("Syntax errors in policy: {e}")))
 }
 
@@ -323,7 +329,10 @@ fn compile_bucket_policy_bound(
     bind: &dyn Fn(&str) -> Option<String>,
 ) -> Result<CompiledPolicy, StateError> {
     CompiledPolicy::from_json_bound(doc, PolicyKind::Resource, bind)
-        .map(|p| p.with_name("bucket policy").with_digest(documents::digest(doc)))
+        .map(|p| {
+            p.with_name("bucket policy")
+                .with_digest(documents::digest(doc))
+        })
         .map_err(|e| StateError::MalformedPolicy(e.to_string()))
 }
 
@@ -448,7 +457,10 @@ pub fn validate_tag(key: &str, value: &str) -> Result<(), StateError> {
 /// Parses and compiles a policy for identity use; the error says what is wrong and where.
 pub fn compile_identity_policy(doc: &str, name: &str) -> Result<CompiledPolicy, StateError> {
     CompiledPolicy::from_json(doc, PolicyKind::Identity)
-        .map(|p| p.with_name(name.to_owned()).with_digest(documents::digest(doc)))
+        .map(|p| {
+            p.with_name(name.to_owned())
+                .with_digest(documents::digest(doc))
+        })
         .map_err(|e| StateError::MalformedPolicy(format!("Syntax errors in policy: {e}")))
 }
 

@@ -52,7 +52,12 @@ pub fn record(
     };
     let mut policies: Vec<PolicyUsed> = Vec::new();
     policies.extend(set.identity.iter().map(|p| used("identity", p)));
-    policies.extend(set.session.into_iter().flatten().map(|p| used("session", p)));
+    policies.extend(
+        set.session
+            .into_iter()
+            .flatten()
+            .map(|p| used("session", p)),
+    );
     policies.extend(set.boundaries.iter().map(|p| used("boundary", p)));
     policies.extend(set.resource.map(|p| used("resource", p)));
     let mut out = BTreeMap::new();
@@ -92,9 +97,7 @@ pub fn record(
         ),
         RequestPrincipal::Other { id, account } => (
             "federated",
-            id.strip_prefix("Federated:")
-                .unwrap_or(id)
-                .to_owned(),
+            id.strip_prefix("Federated:").unwrap_or(id).to_owned(),
             None,
             account.clone(),
         ),
@@ -180,7 +183,9 @@ impl Known {
         };
         let text = crate::state::documents::find(db, digest)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("the document of {name} (sha256 {digest}) is not in the policy history"))?;
+            .ok_or_else(|| {
+                format!("the document of {name} (sha256 {digest}) is not in the policy history")
+            })?;
         // The compiled policy keeps its principal bindings; the text is for the explanation.
         let mut k = Known::new(kind, name, text)?;
         k.compiled = p.clone();
@@ -269,7 +274,12 @@ fn iam_name<'a>(arn: &'a str, what: &str) -> Option<&'a str> {
 }
 
 /// The policies in force now for the same principal and resource.
-fn rebuild_now(e: &Evaluation, resource: &str, db: &dyn Conn, account: &str) -> Result<Set, String> {
+fn rebuild_now(
+    e: &Evaluation,
+    resource: &str,
+    db: &dyn Conn,
+    account: &str,
+) -> Result<Set, String> {
     let then_known = |kind: &str| -> Result<Vec<Known>, String> {
         let only = Evaluation {
             policies: e
@@ -307,13 +317,20 @@ fn rebuild_now(e: &Evaluation, resource: &str, db: &dyn Conn, account: &str) -> 
                 set.push(Known::from_compiled(PolicyKind::Identity, c, db)?);
             }
             if let Some(c) = &boundary {
-                set.push(Known::from_compiled(PolicyKind::PermissionsBoundary, c, db)?);
+                set.push(Known::from_compiled(
+                    PolicyKind::PermissionsBoundary,
+                    c,
+                    db,
+                )?);
             }
         }
         // A role-less job's session or a job token: its policies are the job's, which never
         // change.
         None if matches!(p.kind.as_str(), "session" | "user") => {
-            for k in then_known("identity")?.into_iter().chain(then_known("boundary")?) {
+            for k in then_known("identity")?
+                .into_iter()
+                .chain(then_known("boundary")?)
+            {
                 set.push(k);
             }
         }
@@ -491,11 +508,15 @@ fn explain_check(c: &Check, db: &dyn Conn, account: &str) -> CheckExplanation {
         Some(e) => (
             match rebuild_then(e, db) {
                 Ok(set) => decide(e, &set, c),
-                Err(why) => Outcome::unavailable(format!("cannot rebuild the policies in force then: {why}")),
+                Err(why) => Outcome::unavailable(format!(
+                    "cannot rebuild the policies in force then: {why}"
+                )),
             },
             match rebuild_now(e, &c.resource, db, account) {
                 Ok(set) => decide(e, &set, c),
-                Err(why) => Outcome::unavailable(format!("cannot read the policies in force now: {why}")),
+                Err(why) => {
+                    Outcome::unavailable(format!("cannot read the policies in force now: {why}"))
+                }
             },
             e.redacted.clone(),
         ),
@@ -590,7 +611,13 @@ fn decide(e: &Evaluation, set: &Set, c: &Check) -> Outcome {
                 } = &f.element
                 {
                     why.push(condition_in_words(
-                        set, &f.statement, operator, key, *key_missing, &context, e,
+                        set,
+                        &f.statement,
+                        operator,
+                        key,
+                        *key_missing,
+                        &context,
+                        e,
                     ));
                 }
             }
@@ -648,9 +675,9 @@ fn condition_in_words(
         .source(statement)
         .and_then(|k| k.parsed.statements.get(statement.statement_index))
         .and_then(|st| {
-            st.conditions.iter().find(|c| {
-                c.key.eq_ignore_ascii_case(key) && c.operator.to_string() == operator
-            })
+            st.conditions
+                .iter()
+                .find(|c| c.key.eq_ignore_ascii_case(key) && c.operator.to_string() == operator)
         })
         .map(|c| c.values.iter().map(|v| v.as_text().to_owned()).collect())
         .unwrap_or_default();
@@ -666,17 +693,15 @@ fn condition_in_words(
             statement.policy_name.as_deref().unwrap_or("its policy")
         ),
     };
-    if e
-        .redacted
-        .iter()
-        .any(|r| r.eq_ignore_ascii_case(key))
-    {
+    if e.redacted.iter().any(|r| r.eq_ignore_ascii_case(key)) {
         return format!(
             "{key} was not recorded (a secret), so {operator} {wanted} cannot be checked again ({which})"
         );
     }
     if key_missing {
-        return format!("{key} is absent from the request, and {operator} {wanted} needs it ({which})");
+        return format!(
+            "{key} is absent from the request, and {operator} {wanted} needs it ({which})"
+        );
     }
     let have = context
         .get(key)
@@ -689,9 +714,17 @@ fn condition_in_words(
     let relation = match base {
         "IpAddress" => "is not in",
         "NotIpAddress" => "is in",
-        "StringEquals" | "StringEqualsIgnoreCase" | "ArnEquals" | "NumericEquals"
-        | "DateEquals" | "Bool" | "BinaryEquals" => "is not",
-        "StringNotEquals" | "StringNotEqualsIgnoreCase" | "ArnNotEquals" | "NumericNotEquals"
+        "StringEquals"
+        | "StringEqualsIgnoreCase"
+        | "ArnEquals"
+        | "NumericEquals"
+        | "DateEquals"
+        | "Bool"
+        | "BinaryEquals" => "is not",
+        "StringNotEquals"
+        | "StringNotEqualsIgnoreCase"
+        | "ArnNotEquals"
+        | "NumericNotEquals"
         | "DateNotEquals" => "is one of",
         "StringLike" | "ArnLike" => "does not match",
         "StringNotLike" | "ArnNotLike" => "matches",
@@ -720,11 +753,14 @@ pub fn render(x: &Explanation) -> String {
     let _ = writeln!(
         o,
         "recorded: {}{}",
-        x.decision.map_or("no decision (refused before authorization)", |d| match d {
-            Decision::Allow => "Allow",
-            Decision::Deny => "Deny",
-        }),
-        x.http_status.map(|s| format!(", HTTP {s}")).unwrap_or_default()
+        x.decision
+            .map_or("no decision (refused before authorization)", |d| match d {
+                Decision::Allow => "Allow",
+                Decision::Deny => "Deny",
+            }),
+        x.http_status
+            .map(|s| format!(", HTTP {s}"))
+            .unwrap_or_default()
     );
     if x.checks.is_empty() {
         let _ = writeln!(o, "no authorization check was recorded for this request");
@@ -772,7 +808,7 @@ pub fn render(x: &Explanation) -> String {
                             p.kind,
                             p.sha256
                                 .as_deref()
-                                .map(|d| format!(" sha256 {}", &d[..d.len().min(12)]))
+                                .map(|d| format!(" sha256 {}", d.get(..12).unwrap_or(d)))
                                 .unwrap_or_default()
                         );
                     }
@@ -780,8 +816,14 @@ pub fn render(x: &Explanation) -> String {
                 (None, None) => {}
             }
         }
-        if c.then.decision.is_some() && c.now.decision.is_some() && c.then.decision != c.now.decision {
-            let _ = writeln!(o, "  the decision changed since: the policies now decide otherwise");
+        if c.then.decision.is_some()
+            && c.now.decision.is_some()
+            && c.then.decision != c.now.decision
+        {
+            let _ = writeln!(
+                o,
+                "  the decision changed since: the policies now decide otherwise"
+            );
         }
         if !c.redacted.is_empty() {
             let _ = writeln!(o, "  not recorded (secrets): {}", c.redacted.join(", "));

@@ -547,3 +547,56 @@ fn a_roleless_job_is_decided_again_as_its_creator() {
     let labels = vec![("team".to_owned(), "teamb".to_owned())];
     assert!(a.authorize(&job(abac, labels), &get, &ctx).is_err());
 }
+
+/// A denial records what it was decided with (for `keyhole audit explain`); an allowed pair and
+/// a rule of the API record nothing more.
+#[test]
+fn only_policy_denials_record_their_evaluation() {
+    let a = authorizer();
+    let mut ctx = keyhole_policy::Context::new();
+    ctx.insert("aws:SourceIp", "127.0.0.5");
+    ctx.insert("sts:ExternalId", "shared-secret");
+    let u = user(
+        r#"{"Version":"2012-10-17","Statement":[{"Sid":"AllowFromVpc","Effect":"Allow","Action":"s3:GetObject","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}"#,
+    );
+    let denied = a.decide(&u, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx);
+    assert!(denied.outcome.is_err());
+    let e = denied.evaluation.expect("a denial records its evaluation");
+    assert_eq!(e.principal.kind, "user");
+    assert_eq!(e.principal.arn, "arn:aws:iam::123456789012:user/u");
+    assert_eq!(e.principal.unique_id.as_deref(), Some("AIDAX"));
+    assert_eq!(e.policies.len(), 1);
+    assert_eq!(e.policies[0].kind, "identity");
+    assert_eq!(
+        e.context.get("aws:SourceIp"),
+        Some(&crate::audit::event::ContextValue::One("127.0.0.5".into()))
+    );
+    assert!(e
+        .context
+        .keys()
+        .all(|k| !k.eq_ignore_ascii_case("sts:ExternalId")));
+    assert_eq!(e.redacted, ["sts:ExternalId"]);
+    let record = check_record(
+        &u,
+        &perm("s3:GetObject", "arn:aws:s3:::b/k"),
+        &Verdict {
+            evaluation: Some(e),
+            ..Verdict::of(Err(S3Error::access_denied("no")))
+        },
+    );
+    assert!(record.evaluation.is_some());
+
+    ctx.insert("aws:SourceIp", "10.1.2.3");
+    let allowed = a.decide(&u, &perm("s3:GetObject", "arn:aws:s3:::b/k"), &ctx);
+    assert!(allowed.outcome.is_ok() && allowed.evaluation.is_none());
+
+    let root = Principal::Root {
+        access_key_id: "AKIA".into(),
+    };
+    let rule = a.decide(
+        &root,
+        &perm("sts:AssumeRole", "arn:aws:iam::123456789012:role/r"),
+        &ctx,
+    );
+    assert!(rule.outcome.is_err() && rule.evaluation.is_none());
+}

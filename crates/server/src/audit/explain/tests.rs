@@ -63,8 +63,13 @@ fn a_failed_prefix_condition_of_a_group_policy_is_named_then_and_a_change_shows_
     s.create_user("alice", "/").unwrap();
     s.create_group("staff", "/").unwrap();
     s.add_user_to_group("staff", "alice").unwrap();
-    s.put_inline_policy(PrincipalKind::Group, "staff", "homes", &home_only("home/alice/*"))
-        .unwrap();
+    s.put_inline_policy(
+        PrincipalKind::Group,
+        "staff",
+        "homes",
+        &home_only("home/alice/*"),
+    )
+    .unwrap();
     let (e, evaluation) = denial(&s, "alice", "private/");
     assert_eq!(evaluation.principal.kind, "user");
     assert_eq!(evaluation.policies.len(), 1);
@@ -108,18 +113,20 @@ fn explained_all(s: &State, e: &AuditEvent) -> Explanation {
 fn a_document_the_history_does_not_have_is_said_so() {
     let (_d, s) = state();
     s.create_user("bob", "/").unwrap();
-    s.put_inline_policy(PrincipalKind::User, "bob", "homes", &home_only("home/bob/*"))
-        .unwrap();
+    s.put_inline_policy(
+        PrincipalKind::User,
+        "bob",
+        "homes",
+        &home_only("home/bob/*"),
+    )
+    .unwrap();
     let (mut e, mut evaluation) = denial(&s, "bob", "x/");
     evaluation.policies[0].sha256 = Some("0".repeat(64));
     e.authorization[0].evaluation = Some(Box::new(evaluation));
     let c = explained(&s, &e);
     assert_eq!(c.then.decision, None);
     let why = c.then.unavailable.unwrap();
-    assert!(
-        why.contains("is not in the policy history"),
-        "{why}"
-    );
+    assert!(why.contains("is not in the policy history"), "{why}");
     assert_eq!(c.now.decision.as_deref(), Some("ImplicitlyDenied"));
 }
 
@@ -184,10 +191,14 @@ fn stored_documents_are_kept_by_digest_when_replaced() {
         .unwrap();
     s.put_inline_policy(PrincipalKind::User, "carol", "p", &second)
         .unwrap();
-    s.put_bucket_policy("data", &serde_json::json!({"Version": "2012-10-17", "Statement": [{
+    s.put_bucket_policy(
+        "data",
+        &serde_json::json!({"Version": "2012-10-17", "Statement": [{
         "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
-        "Resource": "arn:aws:s3:::data/*"}]}).to_string())
-        .unwrap();
+        "Resource": "arn:aws:s3:::data/*"}]})
+        .to_string(),
+    )
+    .unwrap();
     s.with_db(|db| {
         for d in [&first, &second] {
             let digest = crate::state::documents::digest(d);
