@@ -8,13 +8,15 @@ the answers (`x-amz-request-id`), as a user would quote them."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import keyhole_cli, make_client, wait_for_events
+from e2e_helpers import keyhole_cli, make_client, remember_secrets, wait_for_events
 from test_iam import error_code, iam_client, new_user
+from test_sts import client
 
 
 def denied(call) -> str:
@@ -127,3 +129,41 @@ def test_an_allowed_request_and_bad_input(server, s3, bucket):
     assert r.returncode != 0 and "REQUEST_ID `not-an-id!` is not a request id" in r.stderr
     r = keyhole_cli("audit", "explain", "0000000000000000", "--data-dir", str(server.data_dir))
     assert r.returncode != 0 and "no event with request id 0000000000000000" in r.stderr
+
+
+def test_a_role_sessions_s3_prefix_condition_through_aws_cli_and_a_role_policy_change(server, aws, bucket):
+    """A role session lists outside the prefix its role grants: the failed s3:prefix condition is
+    named; the role's policy then changes, and "now" reads the role's current policies."""
+    iam = iam_client(server)
+    runner, ak, sk = new_user(iam, policy={"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]})
+    role = f"explain-{uuid.uuid4().hex[:8]}"
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:user/{runner}"},
+        "Action": "sts:AssumeRole"}]}
+    iam.create_role(RoleName=role, Path="/teams/", AssumeRolePolicyDocument=json.dumps(trust))
+
+    def homes(prefix: str) -> str:
+        return json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Sid": "ListHome", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}",
+            "Condition": {"StringLike": {"s3:prefix": prefix}}}]})
+
+    iam.put_role_policy(RoleName=role, PolicyName="homes", PolicyDocument=homes("home/*"))
+    sts = client("sts", server, {"AccessKeyId": ak, "SecretAccessKey": sk})
+    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{server.account_id}:role/teams/{role}",
+                            RoleSessionName="s1")["Credentials"]
+    remember_secrets(creds["SecretAccessKey"], creds["SessionToken"])
+    env = {"AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+           "AWS_SESSION_TOKEN": creds["SessionToken"]}
+    r = aws("s3api", "list-objects-v2", "--bucket", bucket, "--prefix", "data/", "--debug", extra_env=env)
+    assert r.returncode != 0 and "AccessDenied" in r.stderr
+    rid = re.findall(r"x-amz-request-id['\"]?: ['\"]?([0-9A-F]{16})", r.stderr)[-1]
+
+    [check] = explain(server, rid)["checks"]
+    assert check["action"] == "s3:ListBucket"
+    why = " | ".join(check["then"]["why"])
+    assert "s3:prefix data/ does not match home/*" in why and "statement ListHome of inline policy `homes`" in why, why
+    assert check["now"]["decision"] == "ImplicitlyDenied"
+    iam.put_role_policy(RoleName=role, PolicyName="homes", PolicyDocument=homes("data/*"))
+    [check] = explain(server, rid)["checks"]
+    assert check["then"]["decision"] == "ImplicitlyDenied" and check["now"]["decision"] == "Allowed"
