@@ -358,6 +358,32 @@ mod tests {
             .contains_key("https://idp.example"));
     }
 
+    /// Migration 8 keeps, by digest, every policy document stored before it.
+    #[test]
+    fn version_8_keeps_the_documents_stored_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
+        {
+            let s = State::open(dir.path(), &[1u8; 32], ACCOUNT).unwrap();
+            s.create_user("u", "/").unwrap();
+            s.put_inline_policy(super::super::PrincipalKind::User, "u", "p", doc)
+                .unwrap();
+        }
+        {
+            let conn = rusqlite::Connection::open(dir.path().join(STATE_DB_FILE)).unwrap();
+            conn.execute_batch(
+                "DROP TABLE policy_documents; DELETE FROM schema_migrations WHERE version > 7;",
+            )
+            .unwrap();
+        }
+        let s = State::open(dir.path(), &[1u8; 32], ACCOUNT).unwrap();
+        assert_eq!(version_rows(dir.path()), (1..=LATEST).collect::<Vec<_>>());
+        let found = s
+            .with_db(|db| super::super::documents::find(db, &super::super::documents::digest(doc)))
+            .unwrap();
+        assert_eq!(found.as_deref(), Some(doc));
+    }
+
     #[test]
     fn every_earlier_schema_is_brought_to_the_latest() {
         let fresh = tempfile::tempdir().unwrap();
