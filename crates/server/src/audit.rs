@@ -76,10 +76,23 @@ pub struct ObjectFacts {
 pub const MAX_CHECKS_PER_EVENT: usize = 1000;
 
 impl Checks {
-    /// Records one check.
-    pub fn push(&self, check: Check) {
+    /// Records one check. A denial's evaluation equal to the last one recorded (the keys of
+    /// one DeleteObjects, decided in one context) is recorded as a reference to it, so that an
+    /// event of many refused keys does not repeat the request's context for each.
+    pub fn push(&self, mut check: Check) {
         if let Ok(mut v) = self.0.lock() {
             if v.len() < MAX_CHECKS_PER_EVENT {
+                if let Some(e) = &check.evaluation {
+                    let last = v
+                        .iter()
+                        .enumerate()
+                        .rev()
+                        .find(|(_, c)| c.evaluation.is_some());
+                    if let Some((i, _)) = last.filter(|(_, c)| c.evaluation.as_ref() == Some(e)) {
+                        check.evaluation = None;
+                        check.same_evaluation_as = u32::try_from(i).ok();
+                    }
+                }
                 v.push(check);
             }
         }

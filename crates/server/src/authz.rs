@@ -190,6 +190,7 @@ pub async fn authorize<T: Describe>(
                 reason: reason.to_owned(),
                 statements: Vec::new(),
                 evaluation: None,
+                same_evaluation_as: None,
             });
         }
         Requirement::PerItem { .. } => {}
@@ -273,6 +274,7 @@ fn check_record(principal: &Principal, permission: &Permission, verdict: &Verdic
         reason,
         statements: verdict.statements.clone(),
         evaluation: verdict.evaluation.clone(),
+        same_evaluation_as: None,
     }
 }
 

@@ -761,6 +761,7 @@ async fn post_caller(
                     reason: format!("denied by the form's POST policy: {}", e.message()),
                     statements: Vec::new(),
                     evaluation: None,
+                    same_evaluation_as: None,
                 });
             }
         })?;

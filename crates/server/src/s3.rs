@@ -743,6 +743,7 @@ pub(crate) fn check_acl_headers(ctx: &Ctx<'_>) -> Result<(), S3Error> {
                         .to_owned(),
                     statements: Vec::new(),
                     evaluation: None,
+                    same_evaluation_as: None,
                 });
                 return Err(S3Error::access_denied(message));
             }

@@ -215,6 +215,10 @@ pub struct Check {
     /// for refusals that are rules of the API, and in trails written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<Box<Evaluation>>,
+    /// For a denial decided with the same evaluation as an earlier check of the event (the keys
+    /// of one DeleteObjects): that check's position in `authorization`, instead of a copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_evaluation_as: Option<u32>,
 }
 
 /// What a denied decision was made with: the principal as the engine saw it, the policies in
@@ -339,6 +343,7 @@ pub(crate) mod tests_support {
                 reason: "root user".into(),
                 statements: vec![],
                 evaluation: None,
+                same_evaluation_as: None,
             }],
             decision: Some(Decision::Allow),
             http_status: Some(200),

@@ -498,13 +498,25 @@ pub fn explain(event: &AuditEvent, db: &dyn Conn, account: &str) -> Explanation 
         checks: event
             .authorization
             .iter()
-            .map(|c| explain_check(c, db, account))
+            .map(|c| {
+                // A check that shares an earlier check's evaluation names its position.
+                let evaluation = c.evaluation.as_deref().or_else(|| {
+                    let i = usize::try_from(c.same_evaluation_as?).ok()?;
+                    event.authorization.get(i)?.evaluation.as_deref()
+                });
+                explain_check(c, evaluation, db, account)
+            })
             .collect(),
     }
 }
 
-fn explain_check(c: &Check, db: &dyn Conn, account: &str) -> CheckExplanation {
-    let (then, now, redacted) = match &c.evaluation {
+fn explain_check(
+    c: &Check,
+    evaluation: Option<&Evaluation>,
+    db: &dyn Conn,
+    account: &str,
+) -> CheckExplanation {
+    let (then, now, redacted) = match evaluation {
         Some(e) => (
             match rebuild_then(e, db) {
                 Ok(set) => decide(e, &set, c),

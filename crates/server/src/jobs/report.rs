@@ -409,6 +409,7 @@ pub(crate) mod tests {
             reason: "r".into(),
             statements: Vec::new(),
             evaluation: None,
+            same_evaluation_as: None,
         }];
         e
     }
@@ -437,6 +438,7 @@ pub(crate) mod tests {
             reason: "r".into(),
             statements: Vec::new(),
             evaluation: None,
+            same_evaluation_as: None,
         });
         copy.bytes_out = 234; // the CopyObjectResult document, not object bytes
         let mut refused = event("GetJobCredentials", "", "", None, false);

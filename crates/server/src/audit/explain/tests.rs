@@ -48,6 +48,7 @@ fn denial(s: &State, user: &str, prefix: &str) -> (AuditEvent, Evaluation) {
         reason: "denied".into(),
         statements: Vec::new(),
         evaluation: Some(Box::new(evaluation.clone())),
+        same_evaluation_as: None,
     }];
     (e, evaluation)
 }
@@ -218,4 +219,35 @@ fn stored_documents_are_kept_by_digest_when_replaced() {
         Ok(())
     })
     .unwrap();
+}
+
+#[test]
+fn denials_with_the_same_evaluation_share_it_and_are_each_explained() {
+    let (_d, s) = state();
+    s.create_user("dave", "/").unwrap();
+    s.put_inline_policy(PrincipalKind::User, "dave", "homes", &home_only("home/*"))
+        .unwrap();
+    let (e, _) = denial(&s, "dave", "x/");
+    let checks = crate::audit::Checks::default();
+    let first = e.authorization[0].clone();
+    let mut second = first.clone();
+    second.resource = "arn:aws:s3:::other".into();
+    checks.push(first);
+    checks.push(second);
+    let recorded = checks.snapshot();
+    assert!(recorded[0].evaluation.is_some());
+    assert!(recorded[1].evaluation.is_none());
+    assert_eq!(recorded[1].same_evaluation_as, Some(0));
+    let mut e = e;
+    e.authorization = recorded;
+    let x = explained_all(&s, &e);
+    assert_eq!(x.checks.len(), 2);
+    for c in &x.checks {
+        assert_eq!(
+            c.then.decision.as_deref(),
+            Some("ImplicitlyDenied"),
+            "{c:?}"
+        );
+    }
+    assert!(x.checks[1].then.why[0].contains("arn:aws:s3:::other"));
 }
