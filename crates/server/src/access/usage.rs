@@ -405,6 +405,8 @@ pub(crate) mod tests {
             decision,
             reason: "because".into(),
             statements: Vec::new(),
+            evaluation: None,
+            same_evaluation_as: None,
         }];
         e
     }
