@@ -5,7 +5,8 @@
 #   scripts/profile-get.sh                     4 KiB GETs, 64 connections, 10 s
 #   PROFILE_SIZE=65536 PROFILE_SECONDS=5 scripts/profile-get.sh
 #   PROFILE_OUT=/tmp/p scripts/profile-get.sh  keep perf.data (and the report) in /tmp/p
-#   PROFILE_CALLGRAPH="--call-graph dwarf" ...  whole call chains (frame pointers are off in release)
+#   PROFILE_CALLGRAPH="--call-graph dwarf,16384" ...  whole call chains (frame pointers are off
+#                                                  in release), and the share of each request stage
 # Binary: KEYHOLE_BIN, else `cargo build --release`. Needs perf, wrk (apt) and botocore (the
 # test venv's, made by scripts/test.sh).
 set -euo pipefail
@@ -55,4 +56,9 @@ wrk -t2 -c"$CONNS" -d"${SECS}s" "$URL" | tee "$OUT/wrk.txt" | grep -E 'Requests/
 wait "$PERF" || true
 perf report -q -i "$OUT/perf.data" --no-children --sort symbol --percent-limit 0.7 2>/dev/null \
     | grep -v '^$' | grep -E '^ +[0-9]' | head -45 | tee "$OUT/report.txt"
+if [[ "${PROFILE_CALLGRAPH:-}" == *dwarf* ]]; then
+    # Whole stacks: the share of each request stage (scripts/profile_stages.py).
+    perf script -i "$OUT/perf.data" -F comm,tid,ip,sym 2>/dev/null >"$OUT/stacks.txt"
+    "$PY" scripts/profile_stages.py "$OUT/stacks.txt" | tee "$OUT/stages.txt"
+fi
 echo "perf data: $OUT/perf.data (kept with PROFILE_OUT)" >&2

@@ -273,3 +273,43 @@ def test_bad_input_and_callers_without_the_permission_are_refused(scenario):
     assert cp.returncode != 0 and "keyhole:GetAccessReport" in flat(cp.stderr), cp.stderr
     cp = keyhole(kp, "access", "unused", creds=scenario["reader_creds"])
     assert cp.returncode != 0 and "keyhole:ListUnusedAccess" in flat(cp.stderr), cp.stderr
+
+
+def test_keys_that_look_like_wildcards_are_granted_as_themselves(fresh_server_factory, tmp_path):
+    """Review 14: a writer that stored `team/*`, `team/?` and `team/${aws:username}/x` got a
+    "minimal" policy granting every object under `team/`. The keys are now escaped (`${*}`,
+    `${?}`, `${$}`: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html,
+    "Special characters"), so the policy allows those objects and no other; a future `--since` is
+    refused instead of calling everything unused; the text output escapes control characters."""
+    kp = fresh_server_factory()
+    iam, s3 = client(kp, "iam"), client(kp, "s3")
+    account = kp.account_id()
+    s3.create_bucket(Bucket="data")
+    arn = iam.create_user(UserName="writer")["User"]["Arn"]
+    iam.put_user_policy(UserName="writer", PolicyName="rw", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"], "Resource": "arn:aws:s3:::data/*"},
+            {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::data/home/${aws:username}/*"}]}))
+    key = iam.create_access_key(UserName="writer")["AccessKey"]
+    remember_secrets(key["SecretAccessKey"])
+    w = make_client(kp.endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+    used = ["team/*", "team/?", "team/${aws:username}/x", "home/writer/y", "team/e\x1b[31mRED\n  forged"]
+    for k in used:
+        w.put_object(Bucket="data", Key=k, Body=b"x")
+
+    r = report(kp, arn, "--since", "1h")
+    policy = r["minimalPolicy"]
+    for k in used:
+        assert simulate(tmp_path, policy, arn, "s3:PutObject", f"arn:aws:s3:::data/{k}") == 0, k
+    for other in ["team/secret", "team/x", "team/writer/x", "tea/m"]:
+        assert simulate(tmp_path, policy, arn, "s3:PutObject", f"arn:aws:s3:::data/{other}") != 0, (other, policy)
+    # The home folder (a policy variable) was used by home/writer/y: not an unused resource.
+    assert not [u for u in r["unusedResources"] if "${aws:username}" in u["resource"]], r["unusedResources"]
+
+    text = keyhole(kp, "access", "report", "--principal", arn, "--since", "1h")
+    assert text.returncode == 0, text.stderr
+    assert "\x1b" not in text.stdout and "\n  forged" not in text.stdout, text.stdout
+    assert "\\u{1b}" in text.stdout or "\\u001b" in text.stdout, text.stdout  # shown, escaped
+
+    future = keyhole(kp, "access", "unused", "--since", "2099-01-01")
+    assert future.returncode != 0 and "past" in flat(future.stderr), future.stderr

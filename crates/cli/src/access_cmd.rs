@@ -163,6 +163,9 @@ fn source_line(out: &mut String, r: &Value) {
 
 /// The report for people.
 pub fn render_report(r: &Value) -> String {
+    // What the principal chose (keys, session names, reasons) is escaped for the terminal;
+    // the minimal policy is printed as JSON, which escapes it.
+    let r = &keyhole_server::audit::query::terminal_safe_value(r, &["minimalPolicy"]);
     let mut out = String::new();
     let p = at(r, "principal");
     let _ = writeln!(
@@ -304,6 +307,9 @@ pub fn render_report(r: &Value) -> String {
 
 /// The account-wide listing for people.
 pub fn render_unused(r: &Value) -> String {
+    // What the principal chose (keys, session names, reasons) is escaped for the terminal;
+    // the minimal policy is printed as JSON, which escapes it.
+    let r = &keyhole_server::audit::query::terminal_safe_value(r, &["minimalPolicy"]);
     let mut out = String::new();
     let _ = writeln!(
         out,

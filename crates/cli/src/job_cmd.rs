@@ -652,6 +652,9 @@ fn describe_job(j: &Value) -> String {
 
 /// The report in plain words.
 pub fn render_report(r: &Value) -> String {
+    // What the principal chose (keys, session names, reasons) is escaped for the terminal;
+    // the minimal policy is printed as JSON, which escapes it.
+    let r = &keyhole_server::audit::query::terminal_safe_value(r, &["minimalPolicy"]);
     let mut out = format!(
         "access report for job {} ({}): {} requests, {} sessions, {} credential refreshes\n",
         str_of(r, "jobId"),

@@ -142,13 +142,21 @@ pub fn unused_resources(usage: &Usage, granted: &Granted) -> Vec<Value> {
         .resources
         .iter()
         .filter(|g| {
-            let pattern = keyhole_policy::pattern::Pattern::wildcard(&g.resource, false);
+            // Policy variables (`${aws:username}` home folders) stand for whatever value the
+            // request had: each is taken as `*`, so a pattern is called unused only when no
+            // value of its variables could have matched what was used (review 14). A pattern
+            // that does not compile is never called unused.
+            use keyhole_policy::pattern::{ArnPattern, NoVariables};
+            let Ok(pattern) = ArnPattern::new(&g.resource, true, true) else {
+                return false;
+            };
+            let pattern = pattern.widened(&|_| true);
             !g.actions.iter().any(|a| {
                 usage.overflowed.contains(a)
                     || usage
                         .resources
                         .get(a)
-                        .is_some_and(|rs| rs.iter().any(|r| pattern.matches(r)))
+                        .is_some_and(|rs| rs.iter().any(|r| pattern.matches_with(r, &NoVariables)))
             })
         })
         .map(|g| json!({"policy": g.policy, "resource": g.resource, "actions": g.actions}))
@@ -585,7 +593,15 @@ fn trail_start(dir: &std::path::Path) -> Option<String> {
 
 /// Reads the trail under the gateway's data directory into `tally`; also returns when the trail
 /// begins.
+/// Most trail passes for reports running at once on a node; later ones wait their turn. A pass
+/// reads the whole window of the trail (seconds of a core on a large trail): without a bound,
+/// anyone allowed one report could keep every core busy by asking for many at once (review 14).
+const CONCURRENT_SCANS: usize = 1;
+
+static SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_SCANS);
+
 async fn scan(gw: &Gateway, mut tally: Tally) -> Result<(Tally, Option<String>), S3Error> {
+    let _turn = SCANS.acquire().await.map_err(S3Error::internal)?;
     // Events queued before this request (a denial just answered) are in the files first.
     gw.audit.written().await.map_err(S3Error::internal)?;
     let dir = gw.config.data_dir.join(crate::audit::AUDIT_DIR);

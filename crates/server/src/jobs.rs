@@ -510,10 +510,12 @@ pub fn describe(
     })
 }
 
-/// `Since`: the start of the window (RFC 3339), `default_days` ago when absent.
+/// `Since`: the start of the window (RFC 3339), `default_days` ago when absent; never now or
+/// later (an empty window would call everything unused).
 fn since_of(body: &Value, default_days: i64) -> Result<DateTime<Utc>, S3Error> {
-    match body.get("Since") {
-        None | Some(Value::Null) => Ok(Utc::now() - Duration::days(default_days)),
+    let now = Utc::now();
+    let since = match body.get("Since") {
+        None | Some(Value::Null) => now - Duration::days(default_days),
         Some(v) => v
             .as_str()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
@@ -522,8 +524,16 @@ fn since_of(body: &Value, default_days: i64) -> Result<DateTime<Utc>, S3Error> {
                 validation(format!(
                     "`Since` must be an RFC 3339 time such as 2026-11-01T00:00:00Z, not {v}"
                 ))
-            }),
+            })?,
+    };
+    if since >= now {
+        return Err(validation(format!(
+            "`Since` ({}) is not in the past (the gateway's time is {}): the window would be empty and everything in it unused; give an earlier time",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
     }
+    Ok(since)
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {

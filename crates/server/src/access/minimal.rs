@@ -66,11 +66,15 @@ pub fn s3_statements(
         if !object_actions.is_empty() {
             let resources: Vec<String> =
                 if u.objects.is_empty() || u.objects.len() > MAX_EXACT_OBJECTS {
-                    vec![format!("arn:aws:s3:::{}/{}*", l.bucket, l.prefix)]
+                    vec![format!(
+                        "arn:aws:s3:::{}/{}*",
+                        literal(l.bucket),
+                        literal(l.prefix)
+                    )]
                 } else {
                     u.objects
                         .iter()
-                        .map(|k| format!("arn:aws:s3:::{}/{k}", l.bucket))
+                        .map(|k| format!("arn:aws:s3:::{}/{}", literal(l.bucket), literal(k)))
                         .collect()
                 };
             statements.push(with_condition(
@@ -91,7 +95,7 @@ pub fn s3_statements(
             if let (Some(o), false) = (cond.as_object_mut(), l.prefix.is_empty()) {
                 o.insert(
                     "StringLike".into(),
-                    json!({"s3:prefix": format!("{}*", l.prefix)}),
+                    json!({"s3:prefix": format!("{}*", literal(l.prefix))}),
                 );
             }
             statements.push(with_condition(
@@ -99,7 +103,7 @@ pub fn s3_statements(
                     "Sid": format!("{sid}{i}List"),
                     "Effect": "Allow",
                     "Action": "s3:ListBucket",
-                    "Resource": format!("arn:aws:s3:::{}", l.bucket),
+                    "Resource": format!("arn:aws:s3:::{}", literal(l.bucket)),
                 }),
                 &cond,
             ));
@@ -110,13 +114,35 @@ pub fn s3_statements(
                     "Sid": format!("{sid}{i}Bucket"),
                     "Effect": "Allow",
                     "Action": u.bucket_actions,
-                    "Resource": format!("arn:aws:s3:::{}", l.bucket),
+                    "Resource": format!("arn:aws:s3:::{}", literal(l.bucket)),
                 }),
                 conditions,
             ));
         }
     }
     statements
+}
+
+/// `s` as a literal in a resource or `StringLike` pattern of a `2012-10-17` policy: `*`, `?`
+/// and `$` written as the escapes `${*}`, `${?}` and `${$}`, so that an object named `team/*`
+/// or `${aws:username}` is granted as itself and never as a wildcard or a policy variable
+/// ("Special characters", https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html).
+pub fn literal(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['*', '?', '$']) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '*' | '?' | '$' => {
+                out.push_str("${");
+                out.push(c);
+                out.push('}');
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The longest prefix of every key in `keys` that ends in `/` (empty when they share none), so
@@ -147,6 +173,88 @@ pub fn common_prefix<'a>(keys: impl IntoIterator<Item = &'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review 14 (F1): keys with wildcard or variable characters were granted as patterns: a key
+    /// `team/*` became every object under `team/`.
+    #[test]
+    fn keys_and_prefixes_are_granted_as_literals() {
+        use keyhole_policy::{
+            CompiledPolicy, Context, DecisionKind, Evaluator, Policies, PolicyKind, Request,
+            RequestPrincipal,
+        };
+        let mut used = LocationUse::default();
+        used.actions.insert("s3:PutObject".into());
+        used.actions.insert("s3:ListBucket".into());
+        for k in ["t*/*", "t*/?", "t*/${aws:username}/x"] {
+            used.objects.insert(k.into());
+        }
+        let statements = s3_statements(
+            "S",
+            &[Scope {
+                bucket: "data",
+                prefix: "t*/",
+            }],
+            &[used],
+            &json!({}),
+        );
+        assert_eq!(
+            statements[0]["Resource"],
+            json!([
+                "arn:aws:s3:::data/t${*}/${$}{aws:username}/x",
+                "arn:aws:s3:::data/t${*}/${*}",
+                "arn:aws:s3:::data/t${*}/${?}"
+            ])
+        );
+        assert_eq!(
+            statements[1]["Condition"]["StringLike"]["s3:prefix"],
+            "t${*}/*"
+        );
+        let doc = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+        let policy = keyhole_policy::parse_policy(&doc).unwrap();
+        let compiled = [CompiledPolicy::compile(&policy, PolicyKind::Identity).unwrap()];
+        let allowed = |action: &str, resource: &str, prefix: Option<&str>| {
+            let mut ctx = Context::new();
+            ctx.insert("aws:username", "alice");
+            if let Some(p) = prefix {
+                ctx.insert("s3:prefix", p);
+            }
+            let req = Request::new(
+                RequestPrincipal::from_arn("arn:aws:iam::111122223333:user/alice", None),
+                action,
+                resource,
+                None,
+                ctx,
+            );
+            let policies = Policies {
+                identity: &compiled,
+                ..Policies::default()
+            };
+            Evaluator::evaluate(&policies, &req).kind == DecisionKind::Allowed
+        };
+        for used in ["data/t*/*", "data/t*/?", "data/t*/${aws:username}/x"] {
+            let arn = format!("arn:aws:s3:::{used}");
+            assert!(allowed("s3:PutObject", &arn, None), "{arn}");
+        }
+        for other in [
+            "data/t*/secret",
+            "data/tx/a",
+            "data/t*/a",
+            "data/t*/alice/x",
+        ] {
+            let arn = format!("arn:aws:s3:::{other}");
+            assert!(!allowed("s3:PutObject", &arn, None), "{arn}");
+        }
+        assert!(allowed(
+            "s3:ListBucket",
+            "arn:aws:s3:::data",
+            Some("t*/sub/")
+        ));
+        assert!(!allowed(
+            "s3:ListBucket",
+            "arn:aws:s3:::data",
+            Some("tsecret/")
+        ));
+    }
 
     #[test]
     fn common_prefixes_stop_at_a_slash() {

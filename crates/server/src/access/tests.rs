@@ -3,7 +3,7 @@
 
 use keyhole_policy::{parse_policy, CompiledPolicy, Evaluator, Policies, PolicyKind, Request};
 
-use super::grants::granted;
+use super::grants::{granted, GrantedResource};
 use super::usage::tests::{event, ROLE_ID, USER_ID};
 use super::*;
 use crate::state::key_usage::KeyUse;
@@ -374,4 +374,35 @@ fn trail_pass_cost() {
         text.len() / 1_000_000,
         start.elapsed()
     );
+}
+
+/// Review 14 (F3): a `${aws:username}` home folder used by every request was listed as granted
+/// and never used; a variable stands for any value, so it is not.
+#[test]
+fn a_resource_with_policy_variables_is_used_by_what_its_variables_could_match() {
+    let mut usage = Usage::default();
+    usage.resources.insert(
+        "s3:PutObject".into(),
+        ["arn:aws:s3:::data/home/alice/x".to_owned()].into(),
+    );
+    let granted = Granted {
+        actions: ["s3:PutObject".to_owned()].into(),
+        resources: vec![
+            GrantedResource {
+                policy: "home".into(),
+                resource: "arn:aws:s3:::data/home/${aws:username}/*".into(),
+                actions: ["s3:PutObject".to_owned()].into(),
+            },
+            GrantedResource {
+                policy: "other".into(),
+                resource: "arn:aws:s3:::other/${aws:username}/*".into(),
+                actions: ["s3:PutObject".to_owned()].into(),
+            },
+        ],
+    };
+    let unused: Vec<String> = unused_resources(&usage, &granted)
+        .iter()
+        .map(|v| v["resource"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(unused, ["arn:aws:s3:::other/${aws:username}/*"]);
 }

@@ -755,12 +755,17 @@ fn condition_in_words(
 
 /// The explanation in words, for `keyhole audit explain`.
 pub fn render(x: &Explanation) -> String {
+    // Every recorded string may have been chosen by the requester: escaped for the terminal.
+    use crate::audit::query::terminal_safe as t;
     use std::fmt::Write;
     let mut o = String::new();
     let _ = writeln!(
         o,
         "request {} at {}: {} by {}",
-        x.request_id, x.event_time, x.event_name, x.principal
+        t(&x.request_id),
+        t(&x.event_time),
+        t(&x.event_name),
+        t(&x.principal)
     );
     let _ = writeln!(
         o,
@@ -782,31 +787,31 @@ pub fn render(x: &Explanation) -> String {
         let _ = writeln!(
             o,
             "{} on {}: {}",
-            c.action,
-            c.resource,
+            t(&c.action),
+            t(&c.resource),
             match c.recorded {
                 Decision::Allow => "allowed",
                 Decision::Deny => "denied",
             }
         );
-        let _ = writeln!(o, "  reason recorded: {}", c.reason);
+        let _ = writeln!(o, "  reason recorded: {}", t(&c.reason));
         for s in &c.recorded_statements {
-            let _ = writeln!(o, "  deciding statement recorded: {s}");
+            let _ = writeln!(o, "  deciding statement recorded: {}", t(s));
         }
         for (label, out) in [("then", &c.then), ("now", &c.now)] {
             match (&out.decision, &out.unavailable) {
                 (_, Some(why)) => {
-                    let _ = writeln!(o, "  {label}: cannot say: {why}");
+                    let _ = writeln!(o, "  {label}: cannot say: {}", t(why));
                 }
                 (Some(d), None) => {
                     let _ = writeln!(o, "  {label}: {d}");
                     for w in &out.why {
-                        let _ = writeln!(o, "    {w}");
+                        let _ = writeln!(o, "    {}", t(w));
                     }
                     for s in &out.statements {
-                        let _ = writeln!(o, "    {} ({}):", s.statement, s.effect);
+                        let _ = writeln!(o, "    {} ({}):", t(&s.statement), t(&s.effect));
                         for line in s.text.lines() {
-                            let _ = writeln!(o, "      {line}");
+                            let _ = writeln!(o, "      {}", t(line));
                         }
                     }
                     if out.policies.is_empty() {
@@ -816,8 +821,8 @@ pub fn render(x: &Explanation) -> String {
                         let _ = writeln!(
                             o,
                             "    policy in play: {} ({}){}",
-                            p.name.as_deref().unwrap_or("?"),
-                            p.kind,
+                            t(p.name.as_deref().unwrap_or("?")),
+                            t(&p.kind),
                             p.sha256
                                 .as_deref()
                                 .map(|d| format!(" sha256 {}", d.get(..12).unwrap_or(d)))
@@ -838,7 +843,7 @@ pub fn render(x: &Explanation) -> String {
             );
         }
         if !c.redacted.is_empty() {
-            let _ = writeln!(o, "  not recorded (secrets): {}", c.redacted.join(", "));
+            let _ = writeln!(o, "  not recorded (secrets): {}", t(&c.redacted.join(", ")));
         }
     }
     o

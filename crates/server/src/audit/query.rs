@@ -375,8 +375,60 @@ pub fn parse_time(
     ))
 }
 
-/// A one-line summary for people: time, node, status, decision, operation, principal, target, id.
+/// `s` as it may be printed on a terminal: control characters (C0, DEL, C1) and the Unicode
+/// marks that reorder or hide text (bidirectional overrides and isolates, zero-width characters)
+/// written as `\u{..}` escapes. Object keys, session names, user agents and reasons are chosen
+/// by whoever sent the request: printed raw, a key could forge report lines (a newline) or send
+/// escape sequences to the operator's terminal (review 14).
+pub fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    };
+    if !s.contains(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Every string in `v` made [`terminal_safe`], except under the keys named in `keep` (printed
+/// as JSON, which escapes them itself).
+pub fn terminal_safe_value(v: &serde_json::Value, keep: &[&str]) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(terminal_safe(s).into_owned()),
+        Value::Array(a) => Value::Array(a.iter().map(|x| terminal_safe_value(x, keep)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| {
+                    let x = if keep.contains(&k.as_str()) {
+                        x.clone()
+                    } else {
+                        terminal_safe_value(x, keep)
+                    };
+                    (terminal_safe(k).into_owned(), x)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A one-line summary for people: time, node, status, decision, operation, principal, target, id
+/// (escaped for a terminal).
 pub fn table_row(f: &Found) -> String {
+    terminal_safe(&table_row_raw(f)).into_owned()
+}
+
+fn table_row_raw(f: &Found) -> String {
     let e = &f.event;
     let who = e
         .user_identity
@@ -425,6 +477,25 @@ pub fn table_row(f: &Found) -> String {
 
 /// The header line matching [`table_row`].
 pub const TABLE_HEADER: &str = "TIME                     NODE              STS DECIS OPERATION                        PRINCIPAL                                TARGET REQUEST-ID";
+
+#[cfg(test)]
+mod terminal_tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_and_reordering_marks_are_escaped() {
+        assert_eq!(terminal_safe("plain/key é"), "plain/key é");
+        assert_eq!(
+            terminal_safe("e\u{1b}[31mRED\n  forged\r\u{7}\u{202e}x"),
+            "e\\u{1b}[31mRED\\u{a}  forged\\u{d}\\u{7}\\u{202e}x"
+        );
+        let v = serde_json::json!({"k": "a\nb", "minimalPolicy": {"Resource": "a\nb"}, "l": ["\u{9b}"]});
+        let safe = terminal_safe_value(&v, &["minimalPolicy"]);
+        assert_eq!(safe["k"], "a\\u{a}b");
+        assert_eq!(safe["minimalPolicy"]["Resource"], "a\nb");
+        assert_eq!(safe["l"][0], "\\u{9b}");
+    }
+}
 
 #[cfg(test)]
 mod tests {
