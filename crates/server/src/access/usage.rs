@@ -129,24 +129,11 @@ impl Usage {
         if e.decision == Some(Decision::Deny) {
             self.denied += 1;
             if self.denials.len() < MAX_DENIALS_LISTED {
-                let check = e
-                    .authorization
-                    .iter()
-                    .find(|c| c.decision == Decision::Deny);
-                self.denials.push(json!({
-                    "time": e.event_time,
-                    "operation": e.event_name,
-                    "accessKeyId": e.user_identity.access_key_id,
-                    "sourceIp": e.source_ip_address,
-                    "action": check.map(|c| c.action.clone()),
-                    "resource": check.map(|c| c.resource.clone()),
-                    "errorCode": e.error_code,
-                    // As a job's creator sees it: conditions of bucket and trust policies are
-                    // not named (the caller may have no right to read those policies).
-                    "reason": check
-                        .map(|c| crate::jobs::report::for_creator(&c.reason))
-                        .or(e.error_message.clone()),
-                }));
+                let mut denial = crate::jobs::report::denial(e);
+                if let Some(o) = denial.as_object_mut() {
+                    o.insert("accessKeyId".into(), json!(e.user_identity.access_key_id));
+                }
+                self.denials.push(denial);
             }
             return;
         }

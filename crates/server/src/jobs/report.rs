@@ -46,6 +46,28 @@ fn s3_target(arn: &str) -> Option<(&str, Option<&str>)> {
     })
 }
 
+/// A denied attempt as reports list it: when, what, from where, the check that denied it and
+/// why, as a job's creator may see it (conditions of bucket and trust policies are not named:
+/// the reader may have no right to read those policies). Job and principal reports add their
+/// own fields.
+pub(crate) fn denial(e: &crate::audit::AuditEvent) -> Value {
+    let check = e
+        .authorization
+        .iter()
+        .find(|c| c.decision == Decision::Deny);
+    json!({
+        "time": e.event_time,
+        "operation": e.event_name,
+        "sourceIp": e.source_ip_address,
+        "action": check.map(|c| c.action.clone()),
+        "resource": check.map(|c| c.resource.clone()),
+        "errorCode": e.error_code,
+        "reason": check
+            .map(|c| for_creator(&c.reason))
+            .or(e.error_message.clone()),
+    })
+}
+
 /// Builds the report for `record` from the trail under `dir` (one node: a SQLite state).
 pub fn build(dir: &Path, record: &JobRecord) -> std::io::Result<Value> {
     let mut tally = Tally::new(record);
@@ -130,23 +152,12 @@ impl<'a> Tally<'a> {
         if e.decision == Some(Decision::Deny) {
             self.denied_count += 1;
             if self.denials.len() < MAX_DENIALS_LISTED {
-                let check = e
-                    .authorization
-                    .iter()
-                    .find(|c| c.decision == Decision::Deny);
-                self.denials.push(json!({
-                    "time": e.event_time,
-                    "operation": e.event_name,
-                    "sourceIp": e.source_ip_address,
-                    "bucket": e.request_parameters.bucket_name,
-                    "key": e.request_parameters.key,
-                    "action": check.map(|c| c.action.clone()),
-                    "resource": check.map(|c| c.resource.clone()),
-                    "errorCode": e.error_code,
-                    "reason": check
-                        .map(|c| for_creator(&c.reason))
-                        .or(e.error_message.clone()),
-                }));
+                let mut denial = denial(&e);
+                if let Some(o) = denial.as_object_mut() {
+                    o.insert("bucket".into(), json!(e.request_parameters.bucket_name));
+                    o.insert("key".into(), json!(e.request_parameters.key));
+                }
+                self.denials.push(denial);
             }
             return;
         }
