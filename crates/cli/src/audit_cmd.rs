@@ -498,7 +498,7 @@ fn explain(request_id: &str, data: &Path, format: ExplainFormat) -> miette::Resu
             db_path.display()
         ));
     }
-    let db = keyhole_server::state::sqlite::Sqlite::open_file(&db_path)
+    let db = keyhole_server::state::sqlite::Sqlite::open_read_only(&db_path)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot open the state database `{}`", db_path.display()))?;
     let account: keyhole_server::account::AccountRecord =

@@ -534,9 +534,16 @@ fn unmet_conditions(decision: &Decision, context: &Context) -> Vec<String> {
                 let value = if *key_missing {
                     "absent from the request".to_owned()
                 } else {
+                    // As the trail may hold it: no secret, no presigned URL (review 15).
                     context
                         .get(key)
-                        .map(|v| v.values().join(", "))
+                        .map(|v| {
+                            v.values()
+                                .iter()
+                                .map(|x| crate::audit::explain::recordable(key, x))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
                         .unwrap_or_default()
                 };
                 Some(format!(

@@ -38,6 +38,39 @@ use crate::state::PrincipalKind;
 /// Condition keys whose values are never recorded.
 const REDACTED_KEYS: [&str; 1] = ["sts:externalid"];
 
+/// Most condition keys one denial records (a request may carry thousands of tags before they
+/// are validated: review 15); the rest are named as left out.
+pub const MAX_RECORDED_KEYS: usize = 128;
+/// Longest value recorded for one key, in bytes (longer ones are cut at a character boundary).
+pub const MAX_RECORDED_VALUE_BYTES: usize = 1024;
+
+/// The value of condition key `key` as the trail may hold it: `sts:ExternalId` withheld, and
+/// `aws:Referer` without its query string and fragment (the page a browser came from may be a
+/// presigned URL, whose signature and session token must not reach the trail: review 15).
+pub fn recordable<'a>(key: &str, value: &'a str) -> std::borrow::Cow<'a, str> {
+    if REDACTED_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+        return "(withheld: a secret)".into();
+    }
+    if key.eq_ignore_ascii_case("aws:Referer") {
+        if let Some(cut) = value.find(['?', '#']) {
+            return format!("{}?(query withheld)", value.get(..cut).unwrap_or_default()).into();
+        }
+    }
+    value.into()
+}
+
+/// `value` cut to [`MAX_RECORDED_VALUE_BYTES`].
+fn clipped(value: &str) -> String {
+    if value.len() <= MAX_RECORDED_VALUE_BYTES {
+        return value.to_owned();
+    }
+    let mut end = MAX_RECORDED_VALUE_BYTES;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...(cut)", value.get(..end).unwrap_or_default())
+}
+
 /// What a denial was made with, for the trail. Called only for denied pairs.
 pub fn record(
     set: &Policies<'_>,
@@ -62,18 +95,36 @@ pub fn record(
     policies.extend(set.resource.map(|p| used("resource", p)));
     let mut out = BTreeMap::new();
     let mut redacted = Vec::new();
+    let mut left_out = 0usize;
     for (k, v) in context.iter() {
         if REDACTED_KEYS.contains(&k.to_ascii_lowercase().as_str()) {
             redacted.push(k.to_owned());
             continue;
         }
+        if out.len() >= MAX_RECORDED_KEYS {
+            left_out += 1;
+            continue;
+        }
         let value = match v {
-            keyhole_policy::ContextValue::Single(s) => ContextValue::One(s.clone()),
-            keyhole_policy::ContextValue::Multi(m) => ContextValue::Many(m.clone()),
+            keyhole_policy::ContextValue::Single(s) => {
+                ContextValue::One(clipped(&recordable(k, s)))
+            }
+            keyhole_policy::ContextValue::Multi(m) => ContextValue::Many(
+                m.iter()
+                    .take(MAX_RECORDED_KEYS)
+                    .map(|s| clipped(&recordable(k, s)))
+                    .collect(),
+            ),
         };
         out.insert(k.to_owned(), value);
     }
     redacted.sort();
+    if left_out > 0 {
+        // Not a secret, but not kept either: one entry says how many (never one per key).
+        redacted.push(format!(
+            "{left_out} more condition key(s), beyond the {MAX_RECORDED_KEYS} a record keeps"
+        ));
+    }
     let (kind, arn, role_arn, account) = match principal {
         RequestPrincipal::Anonymous => ("anonymous", "anonymous".to_owned(), None, None),
         RequestPrincipal::Root { account } => (
@@ -781,6 +832,15 @@ pub fn render(x: &Explanation) -> String {
     );
     if x.checks.is_empty() {
         let _ = writeln!(o, "no authorization check was recorded for this request");
+    } else {
+        // Review 15: an admin who added a tag or waited for a time window expected "now" to
+        // see it; it does not, and says so.
+        let _ = writeln!(
+            o,
+            "(\"then\" and \"now\" both decide the request as it was recorded: its time, address, \
+             principal and object tags then; only the policies differ. A retry is decided with \
+             today's values.)"
+        );
     }
     for c in &x.checks {
         let _ = writeln!(o);
@@ -843,7 +903,7 @@ pub fn render(x: &Explanation) -> String {
             );
         }
         if !c.redacted.is_empty() {
-            let _ = writeln!(o, "  not recorded (secrets): {}", t(&c.redacted.join(", ")));
+            let _ = writeln!(o, "  not recorded: {}", t(&c.redacted.join(", ")));
         }
     }
     o

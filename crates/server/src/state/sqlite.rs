@@ -98,6 +98,27 @@ impl Sqlite {
         })
     }
 
+    /// Opens an existing database file for reading only (offline readers such as `keyhole audit
+    /// explain`): nothing is written, not even the write-ahead log's checkpoint at close, and a
+    /// file that is not a database is refused rather than initialised.
+    ///
+    /// # Errors
+    /// The file cannot be opened read-only or is not a SQLite database.
+    pub fn open_read_only(path: &Path) -> Result<Sqlite, StateError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Fails now, with a clear error, on a file that is not a database.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        Ok(Sqlite {
+            conn: Mutex::new(conn),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         match self.conn.lock() {
             Ok(c) => c,

@@ -174,6 +174,52 @@ fn an_external_id_is_never_recorded_and_the_evaluation_round_trips() {
     assert_eq!(c.get("aws:tagkeys").unwrap().values(), ["a", "b"]);
 }
 
+/// Review 15: a presigned page's URL reached the trail as `aws:Referer`, and a denial carrying
+/// thousands of tags recorded every one.
+#[test]
+fn a_referer_loses_its_query_and_a_huge_context_is_bounded() {
+    let mut context = Context::new();
+    context.insert(
+        "aws:Referer",
+        "https://gw.example/b/page.html?X-Amz-Signature=abc&X-Amz-Security-Token=tok#x",
+    );
+    for i in 0..(MAX_RECORDED_KEYS + 50) {
+        context.insert(&format!("aws:RequestTag/t{i}"), "v".repeat(5000));
+    }
+    let set = Policies {
+        identity: &[],
+        session: None,
+        boundaries: &[],
+        resource: None,
+        restrict_public_buckets: true,
+        resource_gate: ResourceGate::default(),
+    };
+    let e = record(&set, &RequestPrincipal::Anonymous, None, &context);
+    let json = serde_json::to_string(&e).unwrap();
+    assert!(
+        !json.contains("X-Amz-Signature") && !json.contains("tok"),
+        "{}",
+        &json[..200]
+    );
+    assert!(json.contains("https://gw.example/b/page.html?(query withheld)"));
+    assert!(
+        json.len() < (MAX_RECORDED_KEYS + 2) * (MAX_RECORDED_VALUE_BYTES + 64),
+        "{}",
+        json.len()
+    );
+    assert_eq!(e.redacted.len(), 1, "{:?}", e.redacted);
+    assert!(
+        e.redacted[0].starts_with("51 more condition key(s)"),
+        "{:?}",
+        e.redacted
+    );
+    assert_eq!(
+        recordable("sts:ExternalId", "s3cr3t"),
+        "(withheld: a secret)"
+    );
+    assert_eq!(recordable("aws:SourceIp", "10.0.0.1"), "10.0.0.1");
+}
+
 #[test]
 fn an_old_check_line_without_evaluation_parses_and_is_written_back_unchanged() {
     let line = r#"{"action":"s3:GetObject","resource":"arn:aws:s3:::b/k","decision":"Deny","reason":"r","statements":[]}"#;
