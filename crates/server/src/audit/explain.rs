@@ -96,7 +96,15 @@ pub fn record(
     let mut out = BTreeMap::new();
     let mut redacted = Vec::new();
     let mut left_out = 0usize;
-    for (k, v) in context.iter() {
+    // Deterministic, and the request's own keys before tags (the keys a request can multiply),
+    // so the cap below never drops `aws:SourceIp` for the thousandth tag.
+    let mut entries: Vec<_> = context.iter().collect();
+    let is_tag = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        k.contains("tag/") || k == "aws:tagkeys"
+    };
+    entries.sort_by(|(a, _), (b, _)| (is_tag(a), *a).cmp(&(is_tag(b), *b)));
+    for (k, v) in entries {
         if REDACTED_KEYS.contains(&k.to_ascii_lowercase().as_str()) {
             redacted.push(k.to_owned());
             continue;
