@@ -265,7 +265,9 @@ def test_bad_input_and_callers_without_the_permission_are_refused(scenario):
     assert cp.returncode != 0 and "--since: `last week` is not a time" in flat(cp.stderr), cp.stderr
     # Another account's user: the gateway names the field and the account it serves.
     cp = keyhole(kp, "access", "report", "--principal", "arn:aws:iam::000000000000:user/slm-reader")
-    assert cp.returncode != 0 and "`Principal` is required: the ARN of a user or role of account" in flat(cp.stderr)
+    assert cp.returncode != 0 and f"is not of this gateway's account {scenario['account']}" in flat(cp.stderr), cp.stderr
+    cp = keyhole(kp, "access", "report", "--principal", f"arn:aws:iam::{scenario['account']}:user/slm-*")
+    assert cp.returncode != 0 and "has a wildcard: name one user or role" in flat(cp.stderr), cp.stderr
     cp = keyhole(kp, "access", "report", "--principal", f"arn:aws:iam::{scenario['account']}:user/nobody")
     assert cp.returncode != 0 and "There is no user or role" in flat(cp.stderr), cp.stderr
     # The reader's policy does not allow keyhole:GetAccessReport: the authorize stage refuses.

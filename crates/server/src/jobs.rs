@@ -460,24 +460,7 @@ pub fn describe(
         }
         Action::GetAccessReport => {
             let account = &gw.account.record.account_id;
-            let arn = body
-                .get("Principal")
-                .and_then(Value::as_str)
-                .filter(|a| {
-                    a.strip_prefix("arn:aws:iam::")
-                        .and_then(|rest| rest.strip_prefix(account.as_str()))
-                        .and_then(|rest| rest.strip_prefix(':'))
-                        .is_some_and(|rest| {
-                            (rest.starts_with("user/") || rest.starts_with("role/"))
-                                && !rest.ends_with('/')
-                                && !rest.contains('*')
-                        })
-                })
-                .ok_or_else(|| {
-                    validation(format!(
-                        "`Principal` is required: the ARN of a user or role of account {account} (arn:aws:iam::{account}:user/NAME or arn:aws:iam::{account}:role/NAME)"
-                    ))
-                })?;
+            let arn = report_principal(body.get("Principal"), account)?;
             let since = since_of(&body, crate::access::DEFAULT_REPORT_DAYS)?;
             // Authorized on the principal itself, as IAM's access-advisor actions are
             // (iam:GenerateServiceLastAccessedDetails is on the user or role).
@@ -508,6 +491,38 @@ pub fn describe(
         context,
         input,
     })
+}
+
+/// The `Principal` of a GetAccessReport: the ARN of a user or role of this account, named
+/// exactly (no wildcard); the error says which of those it is not (review 14).
+fn report_principal<'a>(value: Option<&'a Value>, account: &str) -> Result<&'a str, S3Error> {
+    let forms = format!("arn:aws:iam::{account}:user/NAME or arn:aws:iam::{account}:role/NAME");
+    let Some(arn) = value.and_then(Value::as_str) else {
+        return Err(validation(format!(
+            "`Principal` is required: the ARN of a user or role ({forms})"
+        )));
+    };
+    let Some(rest) = arn.strip_prefix("arn:aws:iam::") else {
+        return Err(validation(format!(
+            "`Principal` {arn} is not an IAM user or role ARN ({forms}; a session's report is its role's)"
+        )));
+    };
+    let Some(rest) = rest.strip_prefix(account).and_then(|r| r.strip_prefix(':')) else {
+        return Err(validation(format!(
+            "`Principal` {arn} is not of this gateway's account {account} ({forms})"
+        )));
+    };
+    if rest.contains(['*', '?']) {
+        return Err(validation(format!(
+            "`Principal` {arn} has a wildcard: name one user or role ({forms})"
+        )));
+    }
+    if !(rest.starts_with("user/") || rest.starts_with("role/")) || rest.ends_with('/') {
+        return Err(validation(format!(
+            "`Principal` {arn} names no user or role ({forms})"
+        )));
+    }
+    Ok(arn)
 }
 
 /// `Since`: the start of the window (RFC 3339), `default_days` ago when absent; never now or
