@@ -702,8 +702,10 @@ fn decide(e: &Evaluation, set: &Set, c: &Check) -> Outcome {
                     c.action, c.resource
                 ));
             } else {
+                // Not "no identity-based statement": the condition that failed may be a bucket
+                // policy's, and granting in an identity policy would go around it (review 15).
                 why.push(format!(
-                    "so no {who} statement allows {} on {}",
+                    "so no statement of the policies in play allows {} on {}",
                     c.action, c.resource
                 ));
             }
