@@ -272,18 +272,18 @@ fn bucket_info(b: keyhole_store::BucketInfo) -> BucketInfo {
 
 impl LocalBackend {
     async fn get(&self, req: GetObject) -> Result<Got> {
-        let store = self.store.clone();
-        let (bucket, key, version) = (req.bucket.clone(), req.key.clone(), req.version_id.clone());
+        let store = &self.store;
+        let (bucket, key, version) = (&req.bucket, &req.key, req.version_id.as_deref());
         // The index lookup runs right here, on the async worker: the index is read from memory
         // (redb's cache, the page cache), and a trip through the blocking pool costs more than
         // the lookup (issue 16's profiles: futex wake-ups and waits were a third of a small
         // GET's CPU). So is the read of a small object, as far as the page cache holds it; only
         // bytes that need the disk go to a blocking thread.
         let (info, reader, inline) = if req.head {
-            let info = store.head_version(&bucket, &key, version.as_deref())?;
+            let info = store.head_version(bucket, key, version)?;
             (info, None, None)
         } else {
-            let (info, mut reader) = store.get_version(&bucket, &key, version.as_deref())?;
+            let (info, mut reader) = store.get_version(bucket, key, version)?;
             if info.size > INLINE_READ {
                 (info, Some(reader), None)
             } else {
