@@ -11,7 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use miette::miette;
 use serde_json::{json, Value};
 
-use crate::job_cmd::{runtime, Api, ConnArgs};
+use crate::job_cmd::{at, runtime, Api, ConnArgs};
 
 /// `--format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -128,10 +128,6 @@ pub fn run(cmd: AccessCommand) -> miette::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn at<'a>(v: &'a Value, k: &str) -> &'a Value {
-    v.get(k).unwrap_or(&Value::Null)
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {

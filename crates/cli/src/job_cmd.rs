@@ -604,7 +604,8 @@ pub(crate) fn runtime() -> miette::Result<tokio::runtime::Runtime> {
 }
 
 /// `v[k]` without clippy's indexing lint: `Null` when absent.
-fn at<'a>(v: &'a Value, k: &str) -> &'a Value {
+/// The member `k` of `v`, `null` when absent (report renderers read answers with it).
+pub(crate) fn at<'a>(v: &'a Value, k: &str) -> &'a Value {
     v.get(k).unwrap_or(&Value::Null)
 }
 

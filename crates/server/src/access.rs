@@ -26,12 +26,13 @@ use keyhole_policy::{
 use serde_json::{json, Value};
 
 use crate::error::S3Error;
+use crate::jobs::spec::rfc3339;
 use crate::state::key_usage::KeyUse;
 use crate::state::PrincipalKind;
 use crate::Gateway;
 use grants::Granted;
 use minimal::Scope;
-use usage::{Kind, Tally, Usage};
+use usage::{concrete_s3, Kind, Tally, Usage};
 
 /// The window `keyhole access report` looks at unless told otherwise.
 pub const DEFAULT_REPORT_DAYS: i64 = 30;
@@ -66,20 +67,6 @@ pub struct KeyFact {
     pub created: String,
     /// The last request signed with it (GetAccessKeyLastUsed).
     pub last_used: Option<KeyUse>,
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// The S3 resource a check named as (bucket, key): `None` for other resources and for patterns.
-fn concrete_s3(resource: &str) -> Option<(&str, Option<&str>)> {
-    let rest = resource.strip_prefix("arn:aws:s3:::")?;
-    let (bucket, key) = match rest.split_once('/') {
-        Some((b, k)) => (b, Some(k)),
-        None => (rest, None),
-    };
-    (!bucket.is_empty() && !bucket.contains('*')).then_some((bucket, key))
 }
 
 /// The narrowest identity policy covering what `usage` records: per bucket, the generator's
@@ -465,9 +452,15 @@ impl Sources {
     }
 }
 
-/// What `subject`'s policies grant, and (for a user) the roles it may assume.
-fn grants_of(src: &Sources, subject: &Subject) -> Result<(Granted, Vec<String>), S3Error> {
-    let account = &src.account;
+/// The identity side of `subject` as the gateway holds it now: its compiled policies and its
+/// permissions boundary.
+struct IdentitySide {
+    identity: std::sync::Arc<Vec<CompiledPolicy>>,
+    boundary: Option<std::sync::Arc<CompiledPolicy>>,
+}
+
+/// What `subject`'s policies grant, with the identity side they were decided with.
+fn grants_of(src: &Sources, subject: &Subject) -> Result<(Granted, IdentitySide), S3Error> {
     let kind = match subject.kind {
         Kind::User => PrincipalKind::User,
         Kind::Role => PrincipalKind::Role,
@@ -499,7 +492,7 @@ fn grants_of(src: &Sources, subject: &Subject) -> Result<(Granted, Vec<String>),
     let granted = grants::granted(&parsed, |action, resource| {
         identity_allows(
             subject,
-            account,
+            &src.account,
             &identity,
             boundary.as_deref(),
             None,
@@ -507,24 +500,35 @@ fn grants_of(src: &Sources, subject: &Subject) -> Result<(Granted, Vec<String>),
             resource,
         )
     });
-    let mut assumable: Vec<String> = Vec::new();
-    if subject.kind == Kind::User {
-        for role in snapshot.roles.values() {
-            if identity_allows(
+    Ok((granted, IdentitySide { identity, boundary }))
+}
+
+/// The roles user `subject` may assume (trust policy and identity side decided together, as STS
+/// decides them), sorted; only a single report lists them, so `access unused` does not pay for
+/// deciding every user against every role.
+fn assumable_roles(src: &Sources, subject: &Subject, side: &IdentitySide) -> Vec<String> {
+    if subject.kind != Kind::User {
+        return Vec::new();
+    }
+    let snapshot = src.state.snapshot();
+    let mut assumable: Vec<String> = snapshot
+        .roles
+        .values()
+        .filter(|role| {
+            identity_allows(
                 subject,
-                account,
-                &identity,
-                boundary.as_deref(),
+                &src.account,
+                &side.identity,
+                side.boundary.as_deref(),
                 Some(&role.trust),
                 "sts:AssumeRole",
                 &role.arn,
-            ) {
-                assumable.push(role.arn.clone());
-            }
-        }
-        assumable.sort();
-    }
-    Ok((granted, assumable))
+            )
+        })
+        .map(|role| role.arn.clone())
+        .collect();
+    assumable.sort();
+    assumable
 }
 
 /// A user's access keys with their last use (the database's and this node's pending uses).
@@ -591,8 +595,6 @@ fn trail_start(dir: &std::path::Path) -> Option<String> {
     })
 }
 
-/// Reads the trail under the gateway's data directory into `tally`; also returns when the trail
-/// begins.
 /// Most trail passes for reports running at once on a node; later ones wait their turn. A pass
 /// reads the whole window of the trail (seconds of a core on a large trail): without a bound,
 /// anyone allowed one report could keep every core busy by asking for many at once (review 14).
@@ -600,6 +602,8 @@ const CONCURRENT_SCANS: usize = 1;
 
 static SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_SCANS);
 
+/// Reads the trail under the gateway's data directory into `tally`; also returns when the trail
+/// begins.
 async fn scan(gw: &Gateway, mut tally: Tally) -> Result<(Tally, Option<String>), S3Error> {
     let _turn = SCANS.acquire().await.map_err(S3Error::internal)?;
     // Events queued before this request (a denial just answered) are in the files first.
@@ -637,7 +641,8 @@ pub async fn principal_report(
         let subject = subject.clone();
         let src = Sources::of(gw);
         move || -> Result<_, S3Error> {
-            let (g, a) = grants_of(&src, &subject)?;
+            let (g, side) = grants_of(&src, &subject)?;
+            let a = assumable_roles(&src, &subject, &side);
             let k = keys_of(&src, &subject)?;
             Ok((g, a, k))
         }

@@ -544,8 +544,8 @@ fn since_of(body: &Value, default_days: i64) -> Result<DateTime<Utc>, S3Error> {
     if since >= now {
         return Err(validation(format!(
             "`Since` ({}) is not in the past (the gateway's time is {}): the window would be empty and everything in it unused; give an earlier time",
-            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            rfc3339(since),
+            rfc3339(now)
         )));
     }
     Ok(since)

@@ -78,6 +78,17 @@ impl BucketUse {
     }
 }
 
+/// The S3 resource a check named, as (bucket, key): `None` for other resources and for
+/// patterns (an empty bucket or one with `*`).
+pub(crate) fn concrete_s3(resource: &str) -> Option<(&str, Option<&str>)> {
+    let rest = resource.strip_prefix("arn:aws:s3:::")?;
+    let (bucket, key) = match rest.split_once('/') {
+        Some((b, k)) => (b, Some(k)),
+        None => (rest, None),
+    };
+    (!bucket.is_empty() && !bucket.contains('*')).then_some((bucket, key))
+}
+
 /// Everything one principal's events add up to.
 #[derive(Debug, Default, Clone)]
 pub struct Usage {
@@ -164,16 +175,9 @@ impl Usage {
     }
 
     fn add_s3(&mut self, e: &AuditEvent, action: &str, resource: &str) {
-        let Some(rest) = resource.strip_prefix("arn:aws:s3:::") else {
+        let Some((bucket, key)) = concrete_s3(resource) else {
             return;
         };
-        let (bucket, key) = match rest.split_once('/') {
-            Some((b, k)) => (b, Some(k)),
-            None => (rest, None),
-        };
-        if bucket.is_empty() || bucket.contains('*') {
-            return;
-        }
         let b = self.buckets.entry(bucket.to_owned()).or_default();
         if e.event_time > b.last {
             b.last.clone_from(&e.event_time);
