@@ -591,7 +591,7 @@ pub struct PolicyAuthorizer {
 }
 
 /// The bucket an S3 resource ARN names, if it is one.
-fn bucket_of(resource: &str) -> Option<&str> {
+pub(crate) fn bucket_of(resource: &str) -> Option<&str> {
     let rest = resource.strip_prefix("arn:aws:s3:::")?;
     Some(rest.split_once('/').map_or(rest, |(b, _)| b)).filter(|b| !b.is_empty())
 }

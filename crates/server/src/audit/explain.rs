@@ -78,21 +78,25 @@ pub fn record(
     unique_id: Option<&str>,
     context: &Context,
 ) -> Evaluation {
-    let used = |kind: &str, p: &CompiledPolicy| PolicyUsed {
-        kind: kind.to_owned(),
+    let used = |kind: PolicyKind, p: &CompiledPolicy| PolicyUsed {
+        kind: kind_word(kind).to_owned(),
         name: p.name().map(str::to_owned),
         sha256: p.digest().map(str::to_owned),
     };
     let mut policies: Vec<PolicyUsed> = Vec::new();
-    policies.extend(set.identity.iter().map(|p| used("identity", p)));
+    policies.extend(set.identity.iter().map(|p| used(PolicyKind::Identity, p)));
     policies.extend(
         set.session
             .into_iter()
             .flatten()
-            .map(|p| used("session", p)),
+            .map(|p| used(PolicyKind::Session, p)),
     );
-    policies.extend(set.boundaries.iter().map(|p| used("boundary", p)));
-    policies.extend(set.resource.map(|p| used("resource", p)));
+    policies.extend(
+        set.boundaries
+            .iter()
+            .map(|p| used(PolicyKind::PermissionsBoundary, p)),
+    );
+    policies.extend(set.resource.map(|p| used(PolicyKind::Resource, p)));
     let mut out = BTreeMap::new();
     let mut redacted = Vec::new();
     let mut left_out = 0usize;
@@ -240,15 +244,21 @@ impl Known {
         let Some(digest) = p.digest() else {
             return Err(format!("{name} has no stored document"));
         };
-        let text = crate::state::documents::find(db, digest)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                format!("the document of {name} (sha256 {digest}) is not in the policy history")
-            })?;
+        let text = stored_text(db, name, digest)?;
         // The compiled policy keeps its principal bindings; the text is for the explanation.
         let mut k = Known::new(kind, name, text)?;
         k.compiled = p.clone();
         Ok(k)
+    }
+}
+
+/// How an evaluation names a policy's kind ([`kind_of`] reads it back).
+fn kind_word(kind: PolicyKind) -> &'static str {
+    match kind {
+        PolicyKind::Identity => "identity",
+        PolicyKind::Session => "session",
+        PolicyKind::PermissionsBoundary => "boundary",
+        PolicyKind::Resource => "resource",
     }
 }
 
@@ -279,6 +289,14 @@ impl Set {
             .chain(&self.resource)
     }
 
+    fn all_owned(self) -> Vec<Known> {
+        let mut v = self.identity;
+        v.extend(self.session.into_iter().flatten());
+        v.extend(self.boundaries);
+        v.extend(self.resource);
+        v
+    }
+
     fn push(&mut self, k: Known) {
         match k.kind {
             PolicyKind::Identity => self.identity.push(k),
@@ -299,6 +317,15 @@ impl Set {
     }
 }
 
+/// The text of policy `name` from the history of documents, by its digest.
+fn stored_text(db: &dyn Conn, name: &str, digest: &str) -> Result<String, String> {
+    crate::state::documents::find(db, digest)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!("the document of {name} (sha256 {digest}) is not in the policy history")
+        })
+}
+
 /// The policies a recorded decision was made with, from the history.
 fn rebuild_then(e: &Evaluation, db: &dyn Conn) -> Result<Set, String> {
     let mut set = Set {
@@ -315,11 +342,7 @@ fn rebuild_then(e: &Evaluation, db: &dyn Conn) -> Result<Set, String> {
                 "{name} is not a stored document (keyhole writes it itself), so it cannot be rebuilt"
             ));
         };
-        let text = crate::state::documents::find(db, digest)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                format!("the document of {name} (sha256 {digest}) is not in the policy history")
-            })?;
+        let text = stored_text(db, &name, digest)?;
         set.push(Known::new(kind, &name, text)?);
     }
     Ok(set)
@@ -415,10 +438,7 @@ fn rebuild_now(
             }
         }
     }
-    let bucket = resource
-        .strip_prefix("arn:aws:s3:::")
-        .map(|r| r.split_once('/').map_or(r, |(b, _)| b))
-        .filter(|b| !b.is_empty());
+    let bucket = crate::authz::bucket_of(resource);
     let role = if e.role_trust {
         iam_name(resource, "role")
     } else {
@@ -437,16 +457,6 @@ fn rebuild_now(
         }
     }
     Ok(set)
-}
-
-impl Set {
-    fn all_owned(self) -> Vec<Known> {
-        let mut v = self.identity;
-        v.extend(self.session.into_iter().flatten());
-        v.extend(self.boundaries);
-        v.extend(self.resource);
-        v
-    }
 }
 
 /// A statement that decided, with its text.
@@ -717,13 +727,7 @@ fn decide(e: &Evaluation, set: &Set, c: &Check) -> Outcome {
         policies: set
             .all()
             .map(|k| PolicyUsed {
-                kind: match k.kind {
-                    PolicyKind::Identity => "identity",
-                    PolicyKind::Session => "session",
-                    PolicyKind::PermissionsBoundary => "boundary",
-                    PolicyKind::Resource => "resource",
-                }
-                .to_owned(),
+                kind: kind_word(k.kind).to_owned(),
                 name: Some(k.name.clone()),
                 sha256: k.digest.clone(),
             })
