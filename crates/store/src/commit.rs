@@ -29,9 +29,8 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use crate::index::{blob_ref, ObjectRecord, Versioning, BLOB_REFS, BUCKETS};
-use crate::object::current_etag;
-use crate::store::bucket_record;
+use crate::index::{ObjectRecord, Versioning};
+use crate::object::{current_etag, install_object};
 use crate::{LocalStore, StoreError, WriteCondition};
 
 /// Most updates one transaction commits; more wait for the next one. It bounds how long a
@@ -218,20 +217,16 @@ pub(crate) fn apply_batch(store: &LocalStore, updates: &[Update]) -> Vec<Outcome
 
 /// One update inside the batch's transaction: the checks a lone write makes, then the install.
 fn apply(w: &redb::WriteTransaction, u: &Update) -> Result<Committed, StoreError> {
-    let b = bucket_record(&w.open_table(BUCKETS)?, &u.bucket)?;
-    if b.id != u.bucket_id {
-        return Err(StoreError::NoSuchBucket);
-    }
-    if let Some(c) = &u.condition {
-        c.check(current_etag(w, &u.bucket_id, &u.key)?.as_deref())?;
-    }
-    w.open_table(BLOB_REFS)?
-        .insert(blob_ref(&u.bucket_id, &u.rec.blob).as_str(), ())?;
     let mut rec = u.rec.clone();
-    let gone = crate::version::install_current(w, &b, &u.key, &mut rec)?;
+    let (versioning, gone) = install_object(w, &u.bucket, &u.bucket_id, &u.key, &mut rec, |w| {
+        match &u.condition {
+            Some(c) => c.check(current_etag(w, &u.bucket_id, &u.key)?.as_deref()),
+            None => Ok(()),
+        }
+    })?;
     Ok(Committed {
         rec,
-        versioning: b.versioning,
+        versioning,
         gone,
     })
 }
@@ -247,7 +242,7 @@ fn same_error(e: &StoreError) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{self, OBJECTS};
+    use crate::index::{self, blob_ref, BLOB_REFS, OBJECTS};
     use crate::layout::new_id;
     use crate::lock::{LockMode, ObjectLock, Retention};
     use crate::object::{place_body, BlobWriter};

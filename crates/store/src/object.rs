@@ -346,6 +346,30 @@ pub(crate) fn place_body(
     Ok(dest)
 }
 
+/// Inside write transaction `w`: checks that `bucket` is still the bucket `bucket_id` the body
+/// was written into and that `check` agrees, then references the body and makes `rec` the
+/// current object of `key`. Returns the bucket's versioning and the bodies the write retired
+/// (to remove once the transaction is durable). A lone write and a group commit's batch
+/// (`commit.rs`) both install through here.
+pub(crate) fn install_object(
+    w: &redb::WriteTransaction,
+    bucket: &str,
+    bucket_id: &str,
+    key: &str,
+    rec: &mut ObjectRecord,
+    check: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
+) -> Result<(crate::index::Versioning, Vec<String>), StoreError> {
+    let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
+    if b.id != bucket_id {
+        return Err(StoreError::NoSuchBucket);
+    }
+    check(w)?;
+    w.open_table(BLOB_REFS)?
+        .insert(blob_ref(bucket_id, &rec.blob).as_str(), ())?;
+    let gone = crate::version::install_current(w, &b, key, rec)?;
+    Ok((b.versioning, gone))
+}
+
 /// Renames a finished body into bucket `bucket_id` and commits `rec` for `key` in a transaction
 /// of its own, after `check` (run inside it) agrees. On any failure the body is removed.
 pub(crate) fn publish_object(
@@ -360,19 +384,9 @@ pub(crate) fn publish_object(
     let dest = place_body(store, bucket_id, &rec.blob, done)?;
     let result = (|| {
         let w = store.db().begin_write()?;
-        let (versioning, gone) = {
-            let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
-            if b.id != bucket_id {
-                return Err(StoreError::NoSuchBucket);
-            }
-            check(&w)?;
-            w.open_table(BLOB_REFS)?
-                .insert(blob_ref(bucket_id, &rec.blob).as_str(), ())?;
-            let gone = crate::version::install_current(&w, &b, key, &mut rec)?;
-            (b.versioning, gone)
-        };
+        let installed = install_object(&w, bucket, bucket_id, key, &mut rec, check)?;
         w.commit()?;
-        Ok((versioning, gone))
+        Ok(installed)
     })();
     match result {
         Ok((versioning, gone)) => {
@@ -578,15 +592,13 @@ impl ObjectReader {
                     ));
                 }
                 Ok(n) => buf.truncate(start + n),
-                Err(e)
-                    if e == rustix::io::Errno::AGAIN
-                        || e == rustix::io::Errno::OPNOTSUPP
-                        || e == rustix::io::Errno::INTR =>
-                {
+                // Interrupted before reading anything: try again.
+                Err(rustix::io::Errno::INTR) => buf.truncate(start),
+                // Not cached, or no RWF_NOWAIT on this filesystem: the rest is read the
+                // ordinary way.
+                Err(rustix::io::Errno::AGAIN | rustix::io::Errno::OPNOTSUPP) => {
                     buf.truncate(start);
-                    if e != rustix::io::Errno::INTR {
-                        return self.rest_from(start).map(|()| false);
-                    }
+                    return self.rest_from(start).map(|()| false);
                 }
                 Err(e) => {
                     buf.truncate(start);
