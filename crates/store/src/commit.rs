@@ -165,7 +165,10 @@ pub(crate) fn apply_batch(store: &LocalStore, updates: &[Update]) -> Vec<Outcome
     let mut failed: HashMap<usize, StoreError> = HashMap::new();
     loop {
         let attempt = (|| -> Result<Result<Vec<(usize, Committed)>, usize>, StoreError> {
-            let w = store.db().begin_write()?;
+            let mut w = store.begin_write()?;
+            for u in updates.iter() {
+                w.touches(&u.bucket, &u.key);
+            }
             let mut done = Vec::with_capacity(updates.len());
             for (i, u) in updates.iter().enumerate() {
                 if failed.contains_key(&i) {

@@ -52,6 +52,7 @@
 
 #![deny(missing_docs)]
 
+mod cache;
 mod commit;
 mod err;
 mod index;
@@ -145,12 +146,19 @@ pub struct StoreOptions {
     /// Minimum size of every part but the last in `complete_multipart`
     /// (default [`MIN_PART_SIZE`]; tests lower it).
     pub min_part_size: u64,
+    /// How many keys' current object records the read cache keeps (default
+    /// [`READ_CACHE_ENTRIES`]; 0 turns it off).
+    pub read_cache_entries: usize,
 }
+
+/// Default size of the read cache, in keys (a few hundred bytes each).
+pub const READ_CACHE_ENTRIES: usize = 100_000;
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             min_part_size: MIN_PART_SIZE,
+            read_cache_entries: READ_CACHE_ENTRIES,
         }
     }
 }

@@ -134,7 +134,8 @@ impl LocalStore {
             checksum,
         };
         let result = (|| {
-            let w = self.db().begin_write()?;
+            let mut w = self.begin_write()?;
+            w.touches_nothing();
             {
                 let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
                 if b.id != rec.bucket_id {
@@ -280,7 +281,8 @@ impl LocalStore {
         upload_id: &str,
     ) -> Result<(), StoreError> {
         self.upload_record(bucket, key, upload_id)?;
-        let w = self.db().begin_write()?;
+        let mut w = self.begin_write()?;
+        w.touches_nothing();
         {
             // Read again inside the transaction: a concurrent completion may have won.
             let rec: UploadRecord = match w.open_table(UPLOADS)?.get(upload_id)? {

@@ -383,7 +383,8 @@ pub(crate) fn publish_object(
 ) -> Result<ObjectInfo, StoreError> {
     let dest = place_body(store, bucket_id, &rec.blob, done)?;
     let result = (|| {
-        let w = store.db().begin_write()?;
+        let mut w = store.begin_write()?;
+        w.touches(bucket, key);
         let installed = install_object(&w, bucket, bucket_id, key, &mut rec, check)?;
         w.commit()?;
         Ok(installed)
@@ -487,7 +488,8 @@ impl PartWriter {
             }
         })?;
         let result = (|| {
-            let w = store.db().begin_write()?;
+            let mut w = store.begin_write()?;
+            w.touches_nothing();
             let old = {
                 if w.open_table(UPLOADS)?.get(upload_id.as_str())?.is_none() {
                     return Err(StoreError::NoSuchUpload);

@@ -22,6 +22,8 @@ pub(crate) struct Inner {
     pub(crate) opts: StoreOptions,
     /// Shares index commits between concurrent object writes.
     pub(crate) group: crate::commit::GroupCommit,
+    /// Current object records of recently read keys (`cache.rs`).
+    pub(crate) cache: crate::cache::ReadCache,
 }
 
 /// The embedded object store. Cheap to clone (`Arc` inside), `Send + Sync`.
@@ -86,6 +88,11 @@ impl LocalStore {
                 .open(layout.index_file())?;
         }
         let db = Database::create(layout.index_file())?;
+        // Before the store (and its read cache) exists: nothing can be cached yet.
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "creating the tables, before any read"
+        )]
         let w = db.begin_write()?;
         {
             w.open_table(BUCKETS)?;
@@ -98,12 +105,14 @@ impl LocalStore {
             w.open_table(index::COUNTERS)?;
         }
         w.commit()?;
+        let cache = crate::cache::ReadCache::new(opts.read_cache_entries);
         let store = LocalStore {
             inner: Arc::new(Inner {
                 layout,
                 db,
                 opts,
                 group: crate::commit::GroupCommit::default(),
+                cache,
             }),
         };
         store.recover()?;
@@ -214,7 +223,7 @@ impl LocalStore {
         let dir = self.layout().resolve(Loc::BucketDir { bucket: &rec.id })?;
         layout::ensure_dir(&dir)?;
         let result = (|| {
-            let w = self.db().begin_write()?;
+            let w = self.begin_write()?;
             {
                 let mut t = w.open_table(BUCKETS)?;
                 if t.get(name)?.is_some() {
@@ -241,7 +250,7 @@ impl LocalStore {
     /// # Errors
     /// [`StoreError::NoSuchBucket`], [`StoreError::BucketNotEmpty`].
     pub fn delete_bucket(&self, name: &str) -> Result<(), StoreError> {
-        let w = self.db().begin_write()?;
+        let w = self.begin_write()?;
         let (rec, upload_ids) = {
             let mut buckets = w.open_table(BUCKETS)?;
             let rec = bucket_record(&buckets, name)?;
@@ -370,17 +379,20 @@ impl LocalStore {
     ) -> Result<(ObjectInfo, ObjectReader), StoreError> {
         // A concurrent overwrite may remove the body between the index read and the open;
         // then the index holds a newer record: read again.
+        // The read cache may hold a record whose body an overwrite has just removed: the retries
+        // read the index itself.
         let mut attempts = 0;
         loop {
-            let (versioning, bucket_id, rec) = self.version_record(bucket, key, version_id)?;
+            let c = self.current_record(bucket, key, version_id, attempts == 0)?;
             let path = self.layout().resolve(Loc::Blob {
-                bucket: &bucket_id,
-                blob: &rec.blob,
+                bucket: &c.bucket_id,
+                blob: &c.rec.blob,
             })?;
             match fs::File::open(&path) {
                 Ok(f) => {
-                    let reader = ObjectReader::new(f, rec.size);
-                    return Ok((rec.info_in(key.to_owned(), versioning), reader));
+                    let reader = ObjectReader::new(f, c.rec.size);
+                    let info = c.rec.clone().info_in(key.to_owned(), c.versioning);
+                    return Ok((info, reader));
                 }
                 // A version named by its id that vanished was deleted meanwhile.
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 8 => attempts += 1,
@@ -488,7 +500,7 @@ impl LocalStore {
         keys: impl IntoIterator<Item = String>,
         size: u64,
     ) -> Result<u64, StoreError> {
-        let w = self.db().begin_write()?;
+        let w = self.begin_write()?;
         let mut n = 0;
         {
             let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;

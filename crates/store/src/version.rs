@@ -729,7 +729,7 @@ impl LocalStore {
                 reason: "versioning can only be Enabled or Suspended".to_owned(),
             });
         }
-        let w = self.db().begin_write()?;
+        let w = self.begin_write()?;
         {
             let mut t = w.open_table(BUCKETS)?;
             let mut rec = bucket_record(&t, bucket)?;
@@ -770,27 +770,49 @@ impl LocalStore {
         key: &str,
         version_id: Option<&str>,
     ) -> Result<ObjectInfo, StoreError> {
-        let (versioning, _, rec) = self.version_record(bucket, key, version_id)?;
-        Ok(rec.info_in(key.to_owned(), versioning))
+        let c = self.current_record(bucket, key, version_id, true)?;
+        Ok(c.rec.clone().info_in(key.to_owned(), c.versioning))
     }
 
-    pub(crate) fn version_record(
+    /// A version of `key` (`version_id: None`: the current one), shared: the current version (`version_id: None`) comes from the read
+    /// cache when it holds the key and `cached` allows it, and is kept there when it did not.
+    pub(crate) fn current_record(
         &self,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
-    ) -> Result<(Versioning, String, ObjectRecord), StoreError> {
+        cached: bool,
+    ) -> Result<std::sync::Arc<crate::cache::Cached>, StoreError> {
         validate_key(key)?;
+        let ticket = match (version_id, cached) {
+            (None, true) => match self.read_cache().get(bucket, key) {
+                Ok(hit) => return Ok(hit),
+                Err(ticket) => Some(ticket),
+            },
+            _ => None,
+        };
         let r = self.db().begin_read()?;
         let b = bucket_record(&r.open_table(BUCKETS)?, bucket)?;
-        let rec = lookup(
-            &r.open_table(OBJECTS)?,
-            &r.open_table(VERSIONS)?,
-            &b.id,
-            key,
+        let objects = r.open_table(OBJECTS)?;
+        // The current object is in `objects`; `versions` is needed only without one, or for a
+        // version asked for by id.
+        let rec = match (
             version_id,
-        )?;
-        Ok((b.versioning, b.id, rec))
+            objects.get(index::object_key(&b.id, key).as_slice())?,
+        ) {
+            (None, Some(v)) => decode(v.value())?,
+            _ => lookup(&objects, &r.open_table(VERSIONS)?, &b.id, key, version_id)?,
+        };
+        let found = std::sync::Arc::new(crate::cache::Cached {
+            versioning: b.versioning,
+            bucket_id: b.id,
+            rec,
+        });
+        if let Some(ticket) = ticket {
+            self.read_cache()
+                .insert(ticket, bucket, key, std::sync::Arc::clone(&found));
+        }
+        Ok(found)
     }
 
     /// Deletes an object (`version_id: None`: as the bucket's versioning state says) or one of
@@ -825,7 +847,8 @@ impl LocalStore {
         bypass_governance: bool,
     ) -> Result<Deleted, StoreError> {
         validate_key(key)?;
-        let w = self.db().begin_write()?;
+        let mut w = self.begin_write()?;
+        w.touches(bucket, key);
         let (bucket_id, deleted, gone) = {
             let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
             if let Some(c) = condition {
@@ -858,7 +881,8 @@ impl LocalStore {
     ) -> Result<Option<String>, StoreError> {
         validate_key(key)?;
         crate::validate_tags(&tags)?;
-        let w = self.db().begin_write()?;
+        let mut w = self.begin_write()?;
+        w.touches(bucket, key);
         let shown = {
             let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
             update_version(&w, &b, key, version_id, |rec| rec.meta.tags = tags)?
@@ -889,7 +913,7 @@ impl LocalStore {
         config: LockConfig,
         enable_versioning: bool,
     ) -> Result<(), StoreError> {
-        let w = self.db().begin_write()?;
+        let w = self.begin_write()?;
         {
             let mut t = w.open_table(BUCKETS)?;
             let mut rec = bucket_record(&t, bucket)?;
@@ -957,7 +981,8 @@ impl LocalStore {
         change: impl FnOnce(&mut crate::ObjectLock) -> Result<(), StoreError>,
     ) -> Result<Option<String>, StoreError> {
         validate_key(key)?;
-        let w = self.db().begin_write()?;
+        let mut w = self.begin_write()?;
+        w.touches(bucket, key);
         let shown = {
             let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
             if b.object_lock.is_none() {

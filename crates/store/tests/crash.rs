@@ -28,6 +28,7 @@ const PART: usize = 1024;
 fn opts() -> StoreOptions {
     StoreOptions {
         min_part_size: PART as u64,
+        ..Default::default()
     }
 }
 

@@ -591,7 +591,10 @@ mod tests {
         let open = |name: &str| -> Arc<dyn Backend> {
             let store = keyhole_store::LocalStore::open_with(
                 &dir.path().join(name),
-                keyhole_store::StoreOptions { min_part_size: 1 },
+                keyhole_store::StoreOptions {
+                    min_part_size: 1,
+                    ..Default::default()
+                },
             )
             .unwrap();
             Arc::new(LocalBackend::new(store))

@@ -27,6 +27,7 @@ pub fn open_small_parts() -> (tempfile::TempDir, LocalStore) {
         dir.path(),
         StoreOptions {
             min_part_size: 1024,
+            ..Default::default()
         },
     )
     .unwrap();

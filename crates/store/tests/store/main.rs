@@ -7,6 +7,7 @@
 mod common;
 
 mod buckets;
+mod cache;
 mod locks;
 mod multipart;
 mod objects;
