@@ -4,6 +4,7 @@
 //! (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition.html>).
 //! Keys are lowercased once when inserted, so a lookup during a decision allocates nothing.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::pattern::Resolver;
@@ -30,7 +31,9 @@ impl ContextValue {
 /// Condition keys of a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
-    entries: HashMap<String, (String, ContextValue)>,
+    /// Lowercased key → (the key as first spelled, its value). Keys given as `'static` strings
+    /// are not copied.
+    entries: HashMap<Cow<'static, str>, (Cow<'static, str>, ContextValue)>,
     /// Lowercased prefixes of keys whose values are not known yet (see [`Context::assume_unknown`]).
     unknown: Vec<String>,
 }
@@ -41,11 +44,37 @@ impl Context {
         Self::default()
     }
 
+    /// An empty context with room for `n` keys.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            entries: HashMap::with_capacity(n),
+            unknown: Vec::new(),
+        }
+    }
+
     /// Sets a single-valued key.
     pub fn insert(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
         self.entries.insert(
-            key.to_ascii_lowercase(),
-            (key.to_owned(), ContextValue::Single(value.into())),
+            Cow::Owned(key.to_ascii_lowercase()),
+            (
+                Cow::Owned(key.to_owned()),
+                ContextValue::Single(value.into()),
+            ),
+        );
+        self
+    }
+
+    /// [`Context::insert`] of a key named by a `'static` string (a key name in the code): the
+    /// name is not copied, and its lowercase form only when it has capitals.
+    pub fn insert_static(&mut self, key: &'static str, value: impl Into<String>) -> &mut Self {
+        let lower = if key.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(key.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(key)
+        };
+        self.entries.insert(
+            lower,
+            (Cow::Borrowed(key), ContextValue::Single(value.into())),
         );
         self
     }
@@ -53,15 +82,15 @@ impl Context {
     /// Sets a multi-valued key.
     pub fn insert_multi(&mut self, key: &str, values: Vec<String>) -> &mut Self {
         self.entries.insert(
-            key.to_ascii_lowercase(),
-            (key.to_owned(), ContextValue::Multi(values)),
+            Cow::Owned(key.to_ascii_lowercase()),
+            (Cow::Owned(key.to_owned()), ContextValue::Multi(values)),
         );
         self
     }
 
     /// Removes a key.
     pub fn remove(&mut self, key: &str) {
-        self.entries.remove(&key.to_ascii_lowercase());
+        self.entries.remove(key.to_ascii_lowercase().as_str());
     }
 
     /// Looks a key up by its lowercased name.
@@ -104,7 +133,7 @@ impl Context {
 
     /// Every key (as first spelled) with its value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ContextValue)> {
-        self.entries.values().map(|(k, v)| (k.as_str(), v))
+        self.entries.values().map(|(k, v)| (k.as_ref(), v))
     }
 
     /// Number of keys.

@@ -68,27 +68,27 @@ pub struct RequestFacts<'a> {
 
 /// The global keys every request has.
 pub fn global(f: &RequestFacts<'_>) -> Context {
-    let mut c = Context::new();
-    c.insert(
+    let mut c = Context::with_capacity(32);
+    c.insert_static(
         "aws:CurrentTime",
         f.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     );
-    c.insert("aws:EpochTime", f.now.timestamp().to_string());
-    c.insert("aws:SourceIp", f.source_ip.to_string());
-    c.insert(
+    c.insert_static("aws:EpochTime", f.now.timestamp().to_string());
+    c.insert_static("aws:SourceIp", f.source_ip.to_string());
+    c.insert_static(
         "aws:SecureTransport",
         if f.secure { "true" } else { "false" },
     );
-    c.insert("aws:RequestedRegion", f.region);
+    c.insert_static("aws:RequestedRegion", f.region);
     for (key, header) in [("aws:UserAgent", "user-agent"), ("aws:Referer", "referer")] {
         if let Some(v) = f.headers.get(header).and_then(|v| v.to_str().ok()) {
-            c.insert(key, v);
+            c.insert_static(key, v);
         }
     }
     add_principal(&mut c, f.principal, f.account_id);
     if let Some(v) = f.verified {
-        c.insert("s3:signatureversion", "AWS4-HMAC-SHA256");
-        c.insert(
+        c.insert_static("s3:signatureversion", "AWS4-HMAC-SHA256");
+        c.insert_static(
             "s3:authType",
             match v.kind() {
                 AuthKind::Header => "REST-HEADER",
@@ -99,7 +99,7 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
             },
         );
         let age_ms = (f.now - v.signed_at()).num_milliseconds().max(0);
-        c.insert("s3:signatureAge", age_ms.to_string());
+        c.insert_static("s3:signatureAge", age_ms.to_string());
     }
     c
 }
@@ -109,13 +109,13 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
 fn add_principal(c: &mut Context, principal: &Principal, account_id: &str) {
     match principal {
         Principal::Root { .. } => {
-            c.insert(
+            c.insert_static(
                 "aws:PrincipalArn",
                 format!("arn:aws:iam::{}:root", account_id),
             );
-            c.insert("aws:PrincipalAccount", account_id);
-            c.insert("aws:PrincipalType", "Account");
-            c.insert("aws:userid", account_id);
+            c.insert_static("aws:PrincipalAccount", account_id);
+            c.insert_static("aws:PrincipalType", "Account");
+            c.insert_static("aws:userid", account_id);
         }
         Principal::User {
             name,
@@ -126,11 +126,11 @@ fn add_principal(c: &mut Context, principal: &Principal, account_id: &str) {
             ..
         } => {
             add_principal_tags(c, tags);
-            c.insert("aws:PrincipalArn", arn.as_str());
-            c.insert("aws:PrincipalAccount", account_id);
-            c.insert("aws:PrincipalType", "User");
-            c.insert("aws:userid", id.as_str());
-            c.insert("aws:username", name.as_str());
+            c.insert_static("aws:PrincipalArn", arn.as_str());
+            c.insert_static("aws:PrincipalAccount", account_id);
+            c.insert_static("aws:PrincipalType", "User");
+            c.insert_static("aws:userid", id.as_str());
+            c.insert_static("aws:username", name.as_str());
             if let Some(claims) = session {
                 add_temporary_credentials(c, claims);
             }
@@ -143,25 +143,25 @@ fn add_principal(c: &mut Context, principal: &Principal, account_id: &str) {
             ..
         } => {
             add_principal_tags(c, tags);
-            c.insert("aws:PrincipalAccount", account_id);
+            c.insert_static("aws:PrincipalAccount", account_id);
             if role_arn.is_empty() {
                 // A role-less job session: a federated-user principal
                 // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html#principaltable).
-                c.insert("aws:PrincipalArn", arn.as_str());
-                c.insert("aws:PrincipalType", "FederatedUser");
-                c.insert("aws:userid", format!("{}:{}", account_id, claims.session));
+                c.insert_static("aws:PrincipalArn", arn.as_str());
+                c.insert_static("aws:PrincipalType", "FederatedUser");
+                c.insert_static("aws:userid", format!("{}:{}", account_id, claims.session));
             } else {
                 // For sessions, aws:PrincipalArn is the role's ARN (AWS's documented value).
-                c.insert("aws:PrincipalArn", role_arn.as_str());
-                c.insert("aws:PrincipalType", "AssumedRole");
-                c.insert(
+                c.insert_static("aws:PrincipalArn", role_arn.as_str());
+                c.insert_static("aws:PrincipalType", "AssumedRole");
+                c.insert_static(
                     "aws:userid",
                     format!("{}:{}", claims.role_id, claims.session),
                 );
             }
             add_temporary_credentials(c, claims);
             if let Some(s) = &claims.source_identity {
-                c.insert("aws:SourceIdentity", s.as_str());
+                c.insert_static("aws:SourceIdentity", s.as_str());
             }
             // A session bought with a web identity token keeps the token's keys
             // (`PROVIDER:sub`, ..., `aws:FederatedProvider`), so the role's policies can key
@@ -171,17 +171,17 @@ fn add_principal(c: &mut Context, principal: &Principal, account_id: &str) {
             }
         }
         Principal::WebIdentity { identity, .. } => {
-            c.insert("aws:PrincipalType", "WebIdentityUser");
+            c.insert_static("aws:PrincipalType", "WebIdentityUser");
             identity.add_context(c);
         }
         Principal::JobToken { arn, .. } => {
             // Not an IAM principal: the holder of a job's credentials token.
-            c.insert("aws:PrincipalArn", arn.as_str());
-            c.insert("aws:PrincipalAccount", account_id);
-            c.insert("aws:PrincipalType", "JobToken");
+            c.insert_static("aws:PrincipalArn", arn.as_str());
+            c.insert_static("aws:PrincipalAccount", account_id);
+            c.insert_static("aws:PrincipalType", "JobToken");
         }
         Principal::Anonymous => {
-            c.insert("aws:PrincipalType", "Anonymous");
+            c.insert_static("aws:PrincipalType", "Anonymous");
         }
     }
 }
@@ -226,12 +226,12 @@ pub fn rebase_principal(context: &Context, principal: &Principal, account_id: &s
 /// https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-multifactorauthpresent).
 fn add_temporary_credentials(c: &mut Context, claims: &crate::sts::SessionClaims) {
     if let Some(t) = DateTime::<Utc>::from_timestamp(claims.iat, 0) {
-        c.insert(
+        c.insert_static(
             "aws:TokenIssueTime",
             t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         );
     }
-    c.insert("aws:MultiFactorAuthPresent", "false");
+    c.insert_static("aws:MultiFactorAuthPresent", "false");
 }
 
 /// The tags a request sets: `aws:RequestTag/KEY` for each, and `aws:TagKeys` when there are any
@@ -273,7 +273,7 @@ pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
         op.copy_source().and_then(|s| s.version_id.as_deref())
     };
     if let Some(v) = version {
-        c.insert("s3:versionid", v);
+        c.insert_static("s3:versionid", v);
     }
     // ListObjectVersions (`s3:ListBucketVersions`) takes the same listing keys as ListBucket.
     if matches!(
@@ -286,7 +286,7 @@ pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
             ("s3:max-keys", "max-keys"),
         ] {
             if let Some(v) = query.get(param) {
-                c.insert(key, v);
+                c.insert_static(key, v);
             }
         }
     }
@@ -312,7 +312,7 @@ pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
         ("s3:x-amz-storage-class", "x-amz-storage-class"),
     ] {
         if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
-            c.insert(key, v);
+            c.insert_static(key, v);
         }
     }
     // Conditional writes: `s3:if-match` and `s3:if-none-match` from the headers of the writes that
@@ -325,7 +325,7 @@ pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
             ("s3:if-none-match", "if-none-match"),
         ] {
             if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
-                c.insert(key, v);
+                c.insert_static(key, v);
             }
         }
     }
@@ -335,7 +335,7 @@ pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
             Op::CreateMultipartUpload | Op::UploadPart { .. } | Op::UploadPartCopy { .. }
         )
     {
-        c.insert(
+        c.insert_static(
             "s3:ObjectCreationOperation",
             if op.creates_object() { "true" } else { "false" },
         );

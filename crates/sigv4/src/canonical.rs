@@ -306,8 +306,57 @@ pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// Derives the signing key of `scope` from `secret`.
+/// How many derived keys each thread keeps (see [`signing_key`]).
+const KEY_CACHE: usize = 8;
+
+/// A derived key and what it was derived from.
+struct CachedKey {
+    secret: zeroize::Zeroizing<String>,
+    scope: CredentialScope,
+    key: SigningKey,
+}
+
+std::thread_local! {
+    /// The keys this thread derived last, and where the next one goes (round robin).
+    static KEYS: std::cell::RefCell<(usize, Vec<CachedKey>)> =
+        const { std::cell::RefCell::new((0, Vec::new())) };
+}
+
+/// The signing key of `scope` for `secret`. A key depends only on the secret, the day, the
+/// region and the service, so each thread keeps the last few it derived: a client signing many
+/// requests in one day and region costs the four HMACs of the derivation once (issue 16).
 pub(crate) fn signing_key(secret: &SecretKey, scope: &CredentialScope) -> SigningKey {
+    let hit = KEYS.with(|c| {
+        c.borrow()
+            .1
+            .iter()
+            .find(|e| e.scope == *scope && e.secret.as_str() == secret.expose())
+            .map(|e| SigningKey(e.key.0))
+    });
+    if let Some(key) = hit {
+        return key;
+    }
+    let key = derive_signing_key(secret, scope);
+    KEYS.with(|c| {
+        let mut c = c.borrow_mut();
+        let entry = CachedKey {
+            secret: zeroize::Zeroizing::new(secret.expose().to_owned()),
+            scope: scope.clone(),
+            key: SigningKey(key.0),
+        };
+        let (next, keys) = &mut *c;
+        if let Some(slot) = keys.get_mut(*next) {
+            *slot = entry;
+        } else {
+            keys.push(entry);
+        }
+        *next = (*next + 1) % KEY_CACHE;
+    });
+    key
+}
+
+/// Derives the signing key of `scope` from `secret` (AWS's four HMACs).
+fn derive_signing_key(secret: &SecretKey, scope: &CredentialScope) -> SigningKey {
     let mut seed = zeroize::Zeroizing::new(Vec::with_capacity(4 + secret.expose().len()));
     seed.extend_from_slice(b"AWS4");
     seed.extend_from_slice(secret.expose().as_bytes());
@@ -510,5 +559,43 @@ mod tests {
             hex::encode(key.0),
             "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
         );
+    }
+
+    /// The per-thread cache answers exactly what the derivation does, for more secrets and
+    /// scopes than it holds, asked in an order that evicts and refills it.
+    #[test]
+    fn cached_signing_keys_match_the_derivation() {
+        let scopes: Vec<CredentialScope> = [
+            ("20120215", "us-east-1", "s3"),
+            ("20120216", "us-east-1", "s3"),
+            ("20120215", "eu-west-1", "s3"),
+            ("20120215", "us-east-1", "iam"),
+        ]
+        .iter()
+        .map(|(d, r, s)| CredentialScope {
+            date: (*d).into(),
+            region: (*r).into(),
+            service: (*s).into(),
+        })
+        .collect();
+        let secrets: Vec<SecretKey> = (0..5)
+            .map(|i| SecretKey::new(format!("secret-{i}")))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for round in 0..3 {
+            for (i, secret) in secrets.iter().enumerate() {
+                for scope in &scopes {
+                    let cached = signing_key(secret, scope).0;
+                    assert_eq!(
+                        cached,
+                        derive_signing_key(secret, scope).0,
+                        "round {round}, secret {i}, {scope}"
+                    );
+                    if round == 0 {
+                        assert!(seen.insert(cached), "two secrets or scopes share a key");
+                    }
+                }
+            }
+        }
     }
 }

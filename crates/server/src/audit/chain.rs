@@ -6,7 +6,7 @@
 //! that suffix. Verification hashes the bytes as written and never re-serializes, so it does not
 //! depend on serde's field order or number formatting.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::event::AuditEvent;
@@ -16,15 +16,6 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// Bytes of `,"hash":"` + 64 hex digits + `"}`.
 pub const HASH_SUFFIX_LEN: usize = 9 + 64 + 2;
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Chained<'a> {
-    #[serde(flatten)]
-    event: &'a AuditEvent,
-    seq: u64,
-    prev_hash: &'a str,
-}
 
 /// The chain fields of a line, read back.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -44,18 +35,35 @@ pub fn encode(
     seq: u64,
     prev_hash: &str,
 ) -> Result<(Vec<u8>, String), serde_json::Error> {
-    let mut line = serde_json::to_vec(&Chained {
-        event,
-        seq,
-        prev_hash,
-    })?;
-    // INVARIANT: serde_json writes an object, so the last byte is `}`.
-    line.pop();
-    let hash = hex::encode(Sha256::digest(&line));
-    line.extend_from_slice(b",\"hash\":\"");
-    line.extend_from_slice(hash.as_bytes());
-    line.extend_from_slice(b"\"}\n");
+    let mut line = Vec::with_capacity(1024);
+    let hash = encode_into(&mut line, event, seq, prev_hash)?;
     Ok((line, hash))
+}
+
+/// [`encode`], appending the line to `buf` (the audit writer encodes a whole batch into one
+/// buffer); on an error `buf` is left as it was.
+pub fn encode_into(
+    buf: &mut Vec<u8>,
+    event: &AuditEvent,
+    seq: u64,
+    prev_hash: &str,
+) -> Result<String, serde_json::Error> {
+    use std::io::Write as _;
+    let start = buf.len();
+    if let Err(e) = serde_json::to_writer(&mut *buf, event) {
+        buf.truncate(start);
+        return Err(e);
+    }
+    // INVARIANT: serde_json wrote an object, so the last byte is `}`; the chain fields go
+    // inside it. `prev_hash` is lowercase hex: nothing in it needs escaping.
+    buf.pop();
+    // Writing into a Vec cannot fail.
+    let _ = write!(buf, ",\"seq\":{seq},\"prevHash\":\"{prev_hash}\"");
+    let hash = hex::encode(Sha256::digest(buf.get(start..).unwrap_or_default()));
+    buf.extend_from_slice(b",\"hash\":\"");
+    buf.extend_from_slice(hash.as_bytes());
+    buf.extend_from_slice(b"\"}\n");
+    Ok(hash)
 }
 
 /// Why a line does not check out on its own.
@@ -120,5 +128,47 @@ mod tests {
         // The event itself round-trips from the line.
         let back: AuditEvent = serde_json::from_slice(body).unwrap();
         assert_eq!(back, e);
+    }
+
+    /// Lines are byte for byte what the earlier encoder (serde's `flatten` of the event with the
+    /// chain fields) wrote, so trails written before and after verify alike.
+    #[test]
+    fn lines_are_the_bytes_the_flattening_encoder_wrote() {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Chained<'a> {
+            #[serde(flatten)]
+            event: &'a AuditEvent,
+            seq: u64,
+            prev_hash: &'a str,
+        }
+        let mut e = sample_event();
+        let mut variants = vec![e.clone()];
+        e.user_agent = Some("quote \" and \u{1b}[31m and é".into());
+        e.error_code = Some("AccessDenied".into());
+        e.response_elements = Some(serde_json::json!({"a": [1, 2.5, "x"]}));
+        e.duration_ms = 0.037561000000000004;
+        variants.push(e);
+        for (i, e) in variants.iter().enumerate() {
+            let prev = "ab".repeat(32);
+            let mut old = serde_json::to_vec(&Chained {
+                event: e,
+                seq: 42,
+                prev_hash: &prev,
+            })
+            .unwrap();
+            old.pop();
+            let hash = hex::encode(Sha256::digest(&old));
+            old.extend_from_slice(format!(",\"hash\":\"{hash}\"}}\n").as_bytes());
+            let mut buf = b"earlier line\n".to_vec();
+            let h = encode_into(&mut buf, e, 42, &prev).unwrap();
+            assert_eq!(h, hash, "variant {i}");
+            assert_eq!(&buf[..13], b"earlier line\n");
+            assert_eq!(
+                String::from_utf8_lossy(&buf[13..]),
+                String::from_utf8_lossy(&old),
+                "variant {i}"
+            );
+        }
     }
 }

@@ -630,9 +630,11 @@ impl Writer {
         let mut hash = self.prev_hash.clone();
         let mut seq = self.next_seq;
         for p in chunk {
-            let (line, h) = chain::encode(&p.event, seq, &hash).map_err(AuditError::Encode)?;
-            self.span.push(&line, seq, &h, &p.event.event_time);
-            buf.extend_from_slice(&line);
+            let start = buf.len();
+            let h =
+                chain::encode_into(&mut buf, &p.event, seq, &hash).map_err(AuditError::Encode)?;
+            let line = buf.get(start..).unwrap_or_default();
+            self.span.push(line, seq, &h, &p.event.event_time);
             hash = h;
             seq += 1;
         }
