@@ -94,6 +94,36 @@ impl Trace {
     }
 
     fn event(&self, gw: &Gateway, base: &EventBase, stage: Stage) -> AuditEvent {
+        let mut event = self.shell(gw, base, stage);
+        event.event_source.clone_from(&self.event_source);
+        event.user_identity = self.identity.clone();
+        event.request_parameters = RequestParameters {
+            bucket_name: self.bucket.clone(),
+            key: self.key.clone(),
+            prefix: self.prefix.clone(),
+            other: self.params.clone(),
+        };
+        event.response_elements.clone_from(&self.response_elements);
+        event
+    }
+
+    /// [`Trace::event`] of a finished request: what the trace holds moves into the event.
+    fn into_event(self, gw: &Gateway, base: &EventBase, stage: Stage) -> AuditEvent {
+        let mut event = self.shell(gw, base, stage);
+        event.event_source = self.event_source;
+        event.user_identity = self.identity;
+        event.request_parameters = RequestParameters {
+            bucket_name: self.bucket,
+            key: self.key,
+            prefix: self.prefix,
+            other: self.params,
+        };
+        event.response_elements = self.response_elements;
+        event
+    }
+
+    /// The event without what [`Trace::event`] and [`Trace::into_event`] copy or move in.
+    fn shell(&self, gw: &Gateway, base: &EventBase, stage: Stage) -> AuditEvent {
         let authorization = self.checks.snapshot();
         let resources = authorization
             .iter()
@@ -112,7 +142,7 @@ impl Trace {
         AuditEvent {
             event_version: audit::event::EVENT_VERSION.to_owned(),
             event_time: base.event_time.clone(),
-            event_source: self.event_source.clone(),
+            event_source: String::new(),
             event_name: self.op_name.to_owned(),
             api: self.api.to_owned(),
             stage,
@@ -120,14 +150,9 @@ impl Trace {
             request_id: base.request_id.clone(),
             source_ip_address: base.source_ip.to_string(),
             user_agent: base.user_agent.clone(),
-            user_identity: self.identity.clone(),
-            request_parameters: RequestParameters {
-                bucket_name: self.bucket.clone(),
-                key: self.key.clone(),
-                prefix: self.prefix.clone(),
-                other: self.params.clone(),
-            },
-            response_elements: self.response_elements.clone(),
+            user_identity: UserIdentity::default(),
+            request_parameters: RequestParameters::default(),
+            response_elements: None,
             resources,
             authorization,
             decision,
@@ -1289,13 +1314,13 @@ async fn complete(
     durable: bool,
     error: Option<(String, String)>,
 ) -> Response<Body> {
-    let mut event = trace.event(gw, base, Stage::Completed);
+    let (api, op) = (trace.api, trace.op_name);
+    let mut event = trace.into_event(gw, base, Stage::Completed);
     event.http_status = Some(response.status().as_u16());
     if let Some((code, message)) = error {
         event.error_code = Some(code);
         event.error_message = Some(message);
     }
-    let (api, op) = (trace.api, trace.op_name);
     if durable {
         let size = http_body::Body::size_hint(response.body()).exact();
         event.bytes_out = size.unwrap_or(0);
