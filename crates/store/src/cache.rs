@@ -240,6 +240,7 @@ mod tests {
                 version_id: None,
                 seq: 1,
                 completed_upload: None,
+                inline: false,
             },
         })
     }

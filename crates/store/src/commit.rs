@@ -44,6 +44,8 @@ pub(crate) struct Update {
     pub(crate) bucket_id: String,
     pub(crate) key: String,
     pub(crate) rec: ObjectRecord,
+    /// The body, when it is kept in the index (written in the same transaction as `rec`).
+    pub(crate) body: Option<Vec<u8>>,
     pub(crate) condition: Option<WriteCondition>,
 }
 
@@ -221,12 +223,19 @@ pub(crate) fn apply_batch(store: &LocalStore, updates: &[Update]) -> Vec<Outcome
 /// One update inside the batch's transaction: the checks a lone write makes, then the install.
 fn apply(w: &redb::WriteTransaction, u: &Update) -> Result<Committed, StoreError> {
     let mut rec = u.rec.clone();
-    let (versioning, gone) = install_object(w, &u.bucket, &u.bucket_id, &u.key, &mut rec, |w| {
-        match &u.condition {
+    let body = u.body.as_deref();
+    let (versioning, gone) = install_object(
+        w,
+        &u.bucket,
+        &u.bucket_id,
+        &u.key,
+        &mut rec,
+        body,
+        |w| match &u.condition {
             Some(c) => c.check(current_etag(w, &u.bucket_id, &u.key)?.as_deref()),
             None => Ok(()),
-        }
-    })?;
+        },
+    )?;
     Ok(Committed {
         rec,
         versioning,
@@ -263,7 +272,7 @@ mod tests {
     /// `ObjectWriter::commit_if` hands it over.
     fn update(s: &LocalStore, key: &str, body: &[u8], condition: Option<WriteCondition>) -> Update {
         let bucket_id = s.bucket_id("bkt").unwrap();
-        let mut w = BlobWriter::create(s.layout(), 1 << 20).unwrap();
+        let mut w = BlobWriter::create(s.layout(), 1 << 20, 0).unwrap();
         w.write(body).unwrap();
         let done = w.finish(None).unwrap();
         let rec = ObjectRecord {
@@ -277,6 +286,7 @@ mod tests {
             version_id: None,
             seq: 0,
             completed_upload: None,
+            inline: false,
         };
         place_body(s, &bucket_id, &rec.blob, done).unwrap();
         Update {
@@ -284,6 +294,7 @@ mod tests {
             bucket_id,
             key: key.into(),
             rec,
+            body: None,
             condition,
         }
     }

@@ -4,7 +4,8 @@
 //! |---|---|---|
 //! | `buckets` | bucket name | [`BucketRecord`] |
 //! | `objects` | bucket id (32 bytes) ++ key bytes | [`ObjectRecord`] |
-//! | `blob_refs` | `<bucket id>/<blob id>` | `()` |
+//! | `blob_refs` | `<bucket id>/<blob id>` | `()` (bodies kept in files) |
+//! | `inline_bodies` | `<bucket id>/<blob id>` | the body (bodies kept in the index) |
 //! | `uploads` | upload id | [`UploadRecord`] |
 //! | `uploads_by_key` | bucket id ++ key ++ `0x00` ++ initiated (8 bytes BE) ++ upload id | `()` |
 //! | `parts` | `<upload id>/<part number, 5 digits>` | [`PartRecord`] |
@@ -35,6 +36,10 @@ use crate::{ChecksumSpec, ObjectInfo, ObjectMeta, PartSummary, StoreError};
 pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 pub(crate) const BLOB_REFS: TableDefinition<&str, ()> = TableDefinition::new("blob_refs");
+/// Small object bodies, kept in the index: written in the transaction that installs their
+/// object and removed in the one that drops its last version ([`ObjectRecord::inline`]).
+pub(crate) const INLINE_BODIES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("inline_bodies");
 pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 pub(crate) const UPLOADS_BY_KEY: TableDefinition<&[u8], ()> =
     TableDefinition::new("uploads_by_key");
@@ -100,6 +105,18 @@ pub(crate) struct ObjectRecord {
     /// every other object).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) completed_upload: Option<String>,
+    /// The body is in `inline_bodies` under the blob's reference, not in a file (absent, so
+    /// false, in records written before bodies were kept inline, and for every file body).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) inline: bool,
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A noncurrent version or a delete marker (`versions` table).

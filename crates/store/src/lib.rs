@@ -96,6 +96,9 @@ pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 pub const MAX_PART_NUMBER: u32 = 10_000;
 /// Most entries (objects plus common prefixes) one list page returns (S3: 1000).
 pub const MAX_LIST_KEYS: usize = 1000;
+/// Default [`StoreOptions::inline_max`]: object bodies up to this many bytes are kept in the
+/// index instead of a file of their own.
+pub const INLINE_MAX: u64 = 64 * 1024;
 
 /// A condition on the object a write would replace (S3 conditional writes,
 /// <https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html>). It is checked
@@ -149,6 +152,10 @@ pub struct StoreOptions {
     /// How many keys' current object records the read cache keeps (default
     /// [`READ_CACHE_ENTRIES`]; 0 turns it off).
     pub read_cache_entries: usize,
+    /// Largest object body (bytes) kept in the index, written in the transaction that records
+    /// the object, instead of in a file of its own (default [`INLINE_MAX`]; 0: never). Only
+    /// PutObject and CopyObject bodies; parts and completed multipart objects are files.
+    pub inline_max: u64,
 }
 
 /// Default size of the read cache, in keys (a few hundred bytes each).
@@ -159,6 +166,7 @@ impl Default for StoreOptions {
         Self {
             min_part_size: MIN_PART_SIZE,
             read_cache_entries: READ_CACHE_ENTRIES,
+            inline_max: INLINE_MAX,
         }
     }
 }

@@ -176,7 +176,7 @@ impl LocalStore {
             });
         }
         self.upload_record(bucket, key, upload_id)?;
-        let blob = BlobWriter::create(self.layout(), MAX_PART_SIZE)?;
+        let blob = BlobWriter::create(self.layout(), MAX_PART_SIZE, 0)?;
         Ok(PartWriter::new(
             self.clone(),
             upload_id.to_owned(),
@@ -441,7 +441,7 @@ impl LocalStore {
         let checksum = finish(upload.checksum.as_ref(), &chosen_info)?;
 
         // Stream the parts into one new body.
-        let mut out = BlobWriter::create(self.layout(), MAX_OBJECT_SIZE)?;
+        let mut out = BlobWriter::create(self.layout(), MAX_OBJECT_SIZE, 0)?;
         let mut etag_md5 = Md5::new();
         let mut buf = vec![0u8; 256 * 1024];
         for p in &chosen {
@@ -490,6 +490,7 @@ impl LocalStore {
             version_id: None,
             seq: 0,
             completed_upload: Some(upload_id.to_owned()),
+            inline: false,
         };
         let info = publish_object(self, bucket, &bucket_id, key, rec, done, |w| {
             if let Some(c) = condition {

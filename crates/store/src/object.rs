@@ -5,6 +5,12 @@
 //! fsync the file, rename it into place, fsync the directory, commit the index transaction
 //! (durable), then remove the body it replaced. Dropping a writer without committing
 //! removes its temp file.
+//!
+//! An object body of at most [`crate::StoreOptions::inline_max`] bytes never gets a file: the
+//! writer keeps it in memory (spilling to the temp file the moment it grows past the limit), and
+//! the commit writes it into the index (`inline_bodies`) in the transaction that records the
+//! object, so it is durable exactly when the object is, for one `fdatasync` shared with the
+//! other writes of the group commit instead of a file creation, two fsyncs and a rename.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -15,7 +21,7 @@ use redb::ReadableTable;
 
 use crate::commit::Update;
 use crate::index::{self, blob_ref, decode, encode, ObjectRecord, PartRecord};
-use crate::index::{BLOB_REFS, BUCKETS, OBJECTS, PARTS, UPLOADS};
+use crate::index::{BLOB_REFS, BUCKETS, INLINE_BODIES, OBJECTS, PARTS, UPLOADS};
 use crate::layout::{self, new_id, Layout, Loc};
 use crate::store::bucket_record;
 use crate::{
@@ -25,7 +31,7 @@ use crate::{
 
 /// Removes the temp file on drop unless it was renamed away.
 #[derive(Debug)]
-struct TempGuard {
+pub(crate) struct TempGuard {
     path: Option<PathBuf>,
 }
 
@@ -37,19 +43,35 @@ impl Drop for TempGuard {
     }
 }
 
-/// A temp file being filled and hashed.
+/// A body being received and hashed: kept in memory while it fits in the writer's inline
+/// limit, in a temp file once it outgrows it (or from the start when it may not be inline).
 #[derive(Debug)]
 pub(crate) struct BlobWriter {
+    /// The temp file's path (created when the body first needs a file).
+    path: PathBuf,
     guard: TempGuard,
-    file: BufWriter<File>,
+    file: Option<BufWriter<File>>,
+    /// The body while it has no file.
+    mem: Vec<u8>,
+    /// Largest body kept in memory to the end (0: every body goes to a file).
+    inline_max: u64,
     md5: Md5,
     written: u64,
     limit: u64,
 }
 
-/// A finished, fsynced temp file.
+/// Where a finished body is.
+#[derive(Debug)]
+pub(crate) enum Body {
+    /// A fsynced temp file.
+    File(TempGuard),
+    /// In memory, to be written into the index.
+    Inline(Vec<u8>),
+}
+
+/// A finished body: fsynced in its temp file, or in memory.
 pub(crate) struct Finished {
-    guard: TempGuard,
+    pub(crate) body: Body,
     pub(crate) md5: [u8; 16],
     pub(crate) size: u64,
 }
@@ -57,38 +79,65 @@ pub(crate) struct Finished {
 impl Finished {
     /// Renames the temp file to `dest` (whose directory is `dir`) and makes it durable.
     /// `NotFound` means `dir` is gone.
-    pub(crate) fn publish(
-        mut self,
-        dir: &std::path::Path,
-        dest: &std::path::Path,
-    ) -> io::Result<()> {
-        let Some(src) = self.guard.path.as_ref() else {
+    pub(crate) fn publish(self, dir: &std::path::Path, dest: &std::path::Path) -> io::Result<()> {
+        let Body::File(mut guard) = self.body else {
+            return Err(io::Error::other("an inline body has no file to publish"));
+        };
+        let Some(src) = guard.path.as_ref() else {
             return Err(io::Error::other("temp file already published"));
         };
         fs::rename(src, dest)?;
-        self.guard.path = None;
+        guard.path = None;
         layout::sync_dir(dir)
     }
 }
 
 impl BlobWriter {
-    pub(crate) fn create(layout: &Layout, limit: u64) -> Result<Self, StoreError> {
+    /// A writer of bodies up to `limit` bytes that keeps a body of at most `inline_max` bytes
+    /// in memory (0: none; the temp file is created at once).
+    pub(crate) fn create(layout: &Layout, limit: u64, inline_max: u64) -> Result<Self, StoreError> {
         let path = layout.resolve(Loc::Temp { id: &new_id() })?;
+        let mut w = Self {
+            path,
+            guard: TempGuard { path: None },
+            file: None,
+            mem: Vec::new(),
+            inline_max,
+            md5: Md5::new(),
+            written: 0,
+            limit,
+        };
+        if inline_max == 0 {
+            w.spill()?;
+        }
+        Ok(w)
+    }
+
+    /// Creates the temp file and moves what is in memory into it.
+    fn spill(&mut self) -> Result<(), StoreError> {
         let file = {
             use std::os::unix::fs::OpenOptionsExt;
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(layout::FILE_MODE)
-                .open(&path)?
+                .open(&self.path)?
         };
-        Ok(Self {
-            guard: TempGuard { path: Some(path) },
-            file: BufWriter::with_capacity(256 * 1024, file),
-            md5: Md5::new(),
-            written: 0,
-            limit,
-        })
+        self.guard.path = Some(self.path.clone());
+        let mut file = BufWriter::with_capacity(256 * 1024, file);
+        file.write_all(&self.mem)?;
+        self.mem = Vec::new();
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Whether `more` bytes would still be kept in memory (no file work).
+    pub(crate) fn stays_in_memory(&self, more: usize) -> bool {
+        self.file.is_none()
+            && u64::try_from(more)
+                .ok()
+                .and_then(|m| self.written.checked_add(m))
+                .is_some_and(|t| t <= self.inline_max)
     }
 
     pub(crate) fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
@@ -98,26 +147,35 @@ impl BlobWriter {
             .checked_add(len)
             .filter(|t| *t <= self.limit)
             .ok_or(StoreError::EntityTooLarge)?;
-        self.file.write_all(data)?;
+        if self.file.is_none() && total > self.inline_max {
+            self.spill()?;
+        }
+        match &mut self.file {
+            Some(f) => f.write_all(data)?,
+            None => self.mem.extend_from_slice(data),
+        }
         self.md5.update(data);
         self.written = total;
         Ok(())
     }
 
-    /// Flushes and fsyncs; checks the digest when one is expected.
+    /// Flushes and fsyncs a file body; checks the digest when one is expected.
     pub(crate) fn finish(self, expected_md5: Option<[u8; 16]>) -> Result<Finished, StoreError> {
         let md5: [u8; 16] = self.md5.finalize().into();
         if expected_md5.is_some_and(|e| e != md5) {
             return Err(StoreError::BadDigest);
         }
-        let file = self
-            .file
-            .into_inner()
-            .map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
-        drop(file);
+        let body = match self.file {
+            None => Body::Inline(self.mem),
+            Some(file) => {
+                let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+                file.sync_all()?;
+                drop(file);
+                Body::File(self.guard)
+            }
+        };
         Ok(Finished {
-            guard: self.guard,
+            body,
             md5,
             size: self.written,
         })
@@ -162,6 +220,14 @@ impl ObjectWriter {
         self.blob.written
     }
 
+    /// Whether writing `more` bytes would keep the whole body so far in memory (the body is
+    /// small enough to be kept in the index): such a write, and a [`ObjectWriter::seal`] after
+    /// it, touch no file and never block.
+    #[must_use]
+    pub fn stays_in_memory(&self, more: usize) -> bool {
+        self.blob.stays_in_memory(more)
+    }
+
     /// Durably publishes the object under `key`, replacing any previous one atomically
     /// (concurrent writers: the last commit wins).
     ///
@@ -199,7 +265,8 @@ impl ObjectWriter {
     /// into the bucket and its directory fsynced. Nothing refers to it yet, so this changes
     /// nothing anyone can see; [`SealedObject::commit_if`] then publishes it. A caller may do
     /// this while it waits for permission to change anything (keyhole waits for its write-ahead
-    /// audit record meanwhile).
+    /// audit record meanwhile). A body small enough to be kept in the index stays in memory
+    /// (no file work at all): the commit writes it into the index with its object.
     ///
     /// # Errors
     /// [`StoreError::BadDigest`] if `expected_md5` differs (nothing is stored),
@@ -214,13 +281,17 @@ impl ObjectWriter {
         let done = blob.finish(expected_md5)?;
         let (md5, size) = (done.md5, done.size);
         let blob = new_id();
-        let dest = place_body(&store, &bucket_id, &blob, done)?;
+        let (dest, inline) = match done.body {
+            Body::Inline(bytes) => (None, Some(bytes)),
+            Body::File(_) => (Some(place_body(&store, &bucket_id, &blob, done)?), None),
+        };
         Ok(SealedObject {
             store,
             bucket,
             bucket_id,
             blob,
-            dest: Some(dest),
+            dest,
+            inline,
             md5,
             size,
         })
@@ -235,8 +306,10 @@ pub struct SealedObject {
     bucket: String,
     bucket_id: String,
     blob: String,
-    /// The body's path while this owns it.
+    /// The body's path while this owns it (a file body).
     dest: Option<PathBuf>,
+    /// The body itself, when it goes into the index.
+    inline: Option<Vec<u8>>,
     md5: [u8; 16],
     size: u64,
 }
@@ -284,12 +357,14 @@ impl SealedObject {
             version_id: None,
             seq: 0,
             completed_upload: None,
+            inline: false,
         };
         let update = Update {
             bucket: self.bucket.clone(),
             bucket_id: self.bucket_id.clone(),
             key: key.to_owned(),
             rec,
+            body: self.inline.take(),
             condition: condition.cloned(),
         };
         // On an error `self` is dropped and removes the body.
@@ -347,16 +422,18 @@ pub(crate) fn place_body(
 }
 
 /// Inside write transaction `w`: checks that `bucket` is still the bucket `bucket_id` the body
-/// was written into and that `check` agrees, then references the body and makes `rec` the
-/// current object of `key`. Returns the bucket's versioning and the bodies the write retired
-/// (to remove once the transaction is durable). A lone write and a group commit's batch
-/// (`commit.rs`) both install through here.
+/// was written into and that `check` agrees, then references the body (a file's: `inline` is
+/// `None`) or writes it into the index (`inline`) and makes `rec` the current object of `key`.
+/// Returns the bucket's versioning and the file bodies the write retired (to remove once the
+/// transaction is durable). A lone write and a group commit's batch (`commit.rs`) both install
+/// through here.
 pub(crate) fn install_object(
     w: &redb::WriteTransaction,
     bucket: &str,
     bucket_id: &str,
     key: &str,
     rec: &mut ObjectRecord,
+    inline: Option<&[u8]>,
     check: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
 ) -> Result<(crate::index::Versioning, Vec<String>), StoreError> {
     let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
@@ -364,8 +441,16 @@ pub(crate) fn install_object(
         return Err(StoreError::NoSuchBucket);
     }
     check(w)?;
-    w.open_table(BLOB_REFS)?
-        .insert(blob_ref(bucket_id, &rec.blob).as_str(), ())?;
+    let r = blob_ref(bucket_id, &rec.blob);
+    rec.inline = inline.is_some();
+    match inline {
+        Some(body) => {
+            w.open_table(INLINE_BODIES)?.insert(r.as_str(), body)?;
+        }
+        None => {
+            w.open_table(BLOB_REFS)?.insert(r.as_str(), ())?;
+        }
+    }
     let gone = crate::version::install_current(w, &b, key, rec)?;
     Ok((b.versioning, gone))
 }
@@ -385,7 +470,7 @@ pub(crate) fn publish_object(
     let result = (|| {
         let mut w = store.begin_write()?;
         w.touches(bucket, key);
-        let installed = install_object(&w, bucket, bucket_id, key, &mut rec, check)?;
+        let installed = install_object(&w, bucket, bucket_id, key, &mut rec, None, check)?;
         w.commit()?;
         Ok(installed)
     })();
@@ -531,17 +616,35 @@ impl PartWriter {
     }
 }
 
-/// Reads an object body; `Read + Seek`. It holds the file open, so it keeps reading the
-/// version it was opened on even if the object is replaced or deleted meanwhile.
+/// Reads an object body; `Read + Seek`. It holds the file open (or the body, for one kept in
+/// the index), so it keeps reading the version it was opened on even if the object is replaced
+/// or deleted meanwhile.
 #[derive(Debug)]
 pub struct ObjectReader {
-    file: File,
+    src: Source,
     len: u64,
+}
+
+#[derive(Debug)]
+enum Source {
+    File(File),
+    Memory(io::Cursor<Vec<u8>>),
 }
 
 impl ObjectReader {
     pub(crate) fn new(file: File, len: u64) -> Self {
-        Self { file, len }
+        Self {
+            src: Source::File(file),
+            len,
+        }
+    }
+
+    /// A reader over a body kept in the index.
+    pub(crate) fn in_memory(body: Vec<u8>) -> Self {
+        Self {
+            len: body.len() as u64,
+            src: Source::Memory(io::Cursor::new(body)),
+        }
     }
 
     /// Body size in bytes.
@@ -562,11 +665,19 @@ impl ObjectReader {
     /// `buf.len()`, on a thread that may block). Lets an async caller answer a small cached
     /// object without a hand-off to a blocking thread (Linux `preadv2(RWF_NOWAIT)`, which
     /// returns `EAGAIN` instead of starting disk I/O; elsewhere, or on a filesystem without it,
-    /// always `Ok(false)`).
+    /// always `Ok(false)`). A body kept in the index is always returned whole at once.
     ///
     /// # Errors
     /// I/O errors other than "would block", and a file shorter than its index entry.
     pub fn read_cached(&mut self, buf: &mut Vec<u8>) -> io::Result<bool> {
+        let file = match &mut self.src {
+            Source::File(f) => f,
+            Source::Memory(c) => {
+                let rest = c.get_ref().get(buf.len()..).unwrap_or_default();
+                buf.extend_from_slice(rest);
+                return Ok(true);
+            }
+        };
         let want = usize::try_from(self.len)
             .map_err(|_| io::Error::other("object too large for memory"))?;
         buf.reserve(want.saturating_sub(buf.len()));
@@ -579,7 +690,7 @@ impl ObjectReader {
                     buf.get_mut(start..).unwrap_or_default(),
                 )];
                 rustix::io::preadv2(
-                    &self.file,
+                    &*file,
                     &mut slices,
                     start as u64,
                     rustix::io::ReadWriteFlags::NOWAIT,
@@ -600,7 +711,7 @@ impl ObjectReader {
                 // ordinary way.
                 Err(rustix::io::Errno::AGAIN | rustix::io::Errno::OPNOTSUPP) => {
                     buf.truncate(start);
-                    return self.rest_from(start).map(|()| false);
+                    return rest_from(file, start).map(|()| false);
                 }
                 Err(e) => {
                     buf.truncate(start);
@@ -611,26 +722,32 @@ impl ObjectReader {
         #[cfg(not(target_os = "linux"))]
         if buf.len() < want {
             let start = buf.len();
-            return self.rest_from(start).map(|()| false);
+            return rest_from(file, start).map(|()| false);
         }
         Ok(true)
     }
+}
 
-    /// Positions the reader at `offset` so that ordinary reads continue from there.
-    fn rest_from(&mut self, offset: usize) -> io::Result<()> {
-        self.file.seek(SeekFrom::Start(offset as u64)).map(|_| ())
-    }
+/// Positions `file` at `offset` so that ordinary reads continue from there.
+fn rest_from(file: &mut File, offset: usize) -> io::Result<()> {
+    file.seek(SeekFrom::Start(offset as u64)).map(|_| ())
 }
 
 impl Read for ObjectReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.file.read(buf)
+        match &mut self.src {
+            Source::File(f) => f.read(buf),
+            Source::Memory(c) => c.read(buf),
+        }
     }
 }
 
 impl Seek for ObjectReader {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.file.seek(pos)
+        match &mut self.src {
+            Source::File(f) => f.seek(pos),
+            Source::Memory(c) => c.seek(pos),
+        }
     }
 }
 
@@ -643,7 +760,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let l = Layout::new(dir.path());
         l.create().unwrap();
-        let mut w = BlobWriter::create(&l, 10).unwrap();
+        let mut w = BlobWriter::create(&l, 10, 0).unwrap();
         w.write(b"0123456789").unwrap();
         let e = w.write(b"x").unwrap_err();
         assert!(matches!(e, StoreError::EntityTooLarge));

@@ -98,6 +98,7 @@ impl LocalStore {
             w.open_table(BUCKETS)?;
             w.open_table(OBJECTS)?;
             w.open_table(BLOB_REFS)?;
+            w.open_table(index::INLINE_BODIES)?;
             w.open_table(UPLOADS)?;
             w.open_table(UPLOADS_BY_KEY)?;
             w.open_table(PARTS)?;
@@ -349,7 +350,7 @@ impl LocalStore {
     /// [`StoreError::NoSuchBucket`].
     pub fn new_object(&self, bucket: &str) -> Result<ObjectWriter, StoreError> {
         let bucket_id = self.bucket_id(bucket)?;
-        let blob = BlobWriter::create(self.layout(), MAX_PUT_SIZE)?;
+        let blob = BlobWriter::create(self.layout(), MAX_PUT_SIZE, self.opts().inline_max)?;
         Ok(ObjectWriter::new(
             self.clone(),
             bucket.to_owned(),
@@ -384,6 +385,26 @@ impl LocalStore {
         let mut attempts = 0;
         loop {
             let c = self.current_record(bucket, key, version_id, attempts == 0)?;
+            if c.rec.inline {
+                match self.inline_body(&c.bucket_id, &c.rec)? {
+                    Some(body) => {
+                        let reader = ObjectReader::in_memory(body);
+                        let info = c.rec.clone().info_in(key.to_owned(), c.versioning);
+                        return Ok((info, reader));
+                    }
+                    // Removed by a commit after the record was read (or the read cache held a
+                    // record an overwrite has just replaced): as for a file, below.
+                    None if attempts < 8 => {
+                        attempts += 1;
+                        continue;
+                    }
+                    None => {
+                        return Err(StoreError::Index(
+                            "an inline object without its body".to_owned(),
+                        ))
+                    }
+                }
+            }
             let path = self.layout().resolve(Loc::Blob {
                 bucket: &c.bucket_id,
                 blob: &c.rec.blob,
@@ -399,6 +420,29 @@ impl LocalStore {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// The body of `rec`, kept in the index; `None` when it is no longer there (its version was
+    /// removed after `rec` was read).
+    fn inline_body(
+        &self,
+        bucket_id: &str,
+        rec: &index::ObjectRecord,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let r = self.db().begin_read()?;
+        let t = r.open_table(index::INLINE_BODIES)?;
+        let Some(v) = t.get(blob_ref(bucket_id, &rec.blob).as_str())? else {
+            return Ok(None);
+        };
+        let body = v.value().to_vec();
+        if body.len() as u64 != rec.size {
+            return Err(StoreError::Index(format!(
+                "inline body of {} bytes for an object of {}",
+                body.len(),
+                rec.size
+            )));
+        }
+        Ok(Some(body))
     }
 
     /// An object's information.
@@ -516,6 +560,7 @@ impl LocalStore {
                 version_id: None,
                 seq: 0,
                 completed_upload: None,
+                inline: false,
             };
             let value = encode(&rec)?;
             for key in keys {

@@ -24,7 +24,7 @@ use redb::{ReadableTable, WriteTransaction};
 
 use crate::index::{
     self, blob_ref, decode, encode, BucketRecord, MarkerRecord, ObjectRecord, VersionRecord,
-    Versioning, BLOB_REFS, BUCKETS, NULL_VERSION, OBJECTS, VERSIONS,
+    Versioning, BLOB_REFS, BUCKETS, INLINE_BODIES, NULL_VERSION, OBJECTS, VERSIONS,
 };
 use crate::list::common_prefix;
 use crate::store::bucket_record;
@@ -221,11 +221,22 @@ pub(crate) fn lookup(
     }
 }
 
-/// Drops the index's reference to a body (the caller removes the file after the commit).
-fn unref_blob(w: &WriteTransaction, bucket_id: &str, blob: &str) -> Result<(), StoreError> {
-    w.open_table(BLOB_REFS)?
-        .remove(blob_ref(bucket_id, blob).as_str())?;
-    Ok(())
+/// Drops the index's reference to the body of `rec`, which no version refers to any more: a
+/// body kept in the index goes with this transaction; a file's blob id is returned (the caller
+/// removes the file after the commit).
+fn unref_blob(
+    w: &WriteTransaction,
+    bucket_id: &str,
+    rec: ObjectRecord,
+) -> Result<Option<String>, StoreError> {
+    let r = blob_ref(bucket_id, &rec.blob);
+    if rec.inline {
+        w.open_table(INLINE_BODIES)?.remove(r.as_str())?;
+        Ok(None)
+    } else {
+        w.open_table(BLOB_REFS)?.remove(r.as_str())?;
+        Ok(Some(rec.blob))
+    }
 }
 
 /// Keeps `old` (the previous current object) as a noncurrent version.
@@ -243,7 +254,7 @@ fn demote(
     Ok(())
 }
 
-/// Removes the noncurrent null version of `key`, if any; returns its body, if it had one.
+/// Removes the noncurrent null version of `key`, if any; returns its body file, if it had one.
 fn remove_null_noncurrent(
     w: &WriteTransaction,
     bucket_id: &str,
@@ -255,10 +266,7 @@ fn remove_null_noncurrent(
     };
     w.open_table(VERSIONS)?.remove(vk.as_slice())?;
     match rec {
-        VersionRecord::Object(o) => {
-            unref_blob(w, bucket_id, &o.blob)?;
-            Ok(Some(o.blob))
-        }
+        VersionRecord::Object(o) => unref_blob(w, bucket_id, o),
         VersionRecord::DeleteMarker(_) => Ok(None),
     }
 }
@@ -292,8 +300,7 @@ fn retire(
     if b.versioning == Versioning::Enabled || old.version_id.is_some() {
         demote(w, &b.id, key, old)
     } else {
-        unref_blob(w, &b.id, &old.blob)?;
-        gone.push(old.blob);
+        gone.extend(unref_blob(w, &b.id, old)?);
         Ok(())
     }
 }
@@ -375,8 +382,7 @@ pub(crate) fn delete_current(
     };
     if b.versioning == Versioning::Unversioned {
         if let Some(old) = old {
-            unref_blob(w, &b.id, &old.blob)?;
-            gone.push(old.blob);
+            gone.extend(unref_blob(w, &b.id, old)?);
         }
         let deleted = Deleted {
             version_id: None,
@@ -427,8 +433,7 @@ pub(crate) fn delete_version(
     if let Some(cur) = current.filter(|c| c.version_id.as_deref() == want) {
         cur.meta.lock.check_delete(now, bypass_governance)?;
         w.open_table(OBJECTS)?.remove(ok.as_slice())?;
-        unref_blob(w, &b.id, &cur.blob)?;
-        gone.push(cur.blob);
+        gone.extend(unref_blob(w, &b.id, cur)?);
     } else {
         let found = find_version(&w.open_table(VERSIONS)?, &b.id, key, want)?;
         if let Some((vk, rec)) = found {
@@ -437,10 +442,7 @@ pub(crate) fn delete_version(
             }
             w.open_table(VERSIONS)?.remove(vk.as_slice())?;
             match rec {
-                VersionRecord::Object(o) => {
-                    unref_blob(w, &b.id, &o.blob)?;
-                    gone.push(o.blob);
-                }
+                VersionRecord::Object(o) => gone.extend(unref_blob(w, &b.id, o)?),
                 VersionRecord::DeleteMarker(_) => delete_marker = true,
             }
         }

@@ -25,11 +25,27 @@ use rand::Rng;
 const ENV: &str = "KEYHOLE_STORE_CRASH_ROOT";
 const PART: usize = 1024;
 
+/// Bodies up to 64 KiB (most of the small ones written here) are kept in the index.
 fn opts() -> StoreOptions {
     StoreOptions {
         min_part_size: PART as u64,
         ..Default::default()
     }
+}
+
+/// The group writer's bodies are 0-8 KiB: about half of them are kept in the index.
+const GROUP_INLINE_MAX: u64 = 4096;
+
+fn group_opts() -> StoreOptions {
+    StoreOptions {
+        inline_max: GROUP_INLINE_MAX,
+        ..opts()
+    }
+}
+
+/// Whether an object has a body file (else its body is in the index).
+fn has_file(size: u64, parts_count: Option<u32>, inline_max: u64) -> bool {
+    parts_count.is_some() || size > inline_max
 }
 
 /// A self-describing body: `len:seed\n` then pseudo-random bytes from `seed`.
@@ -241,6 +257,8 @@ fn kill9_never_exposes_partial_objects() {
         .unwrap();
     assert!(!page.is_truncated);
     let mut objects = 0;
+    let mut files = 0;
+    let inline_max = opts().inline_max;
     for e in &page.entries {
         let ListEntry::Object(info) = e else {
             panic!("no delimiter was given");
@@ -252,6 +270,7 @@ fn kill9_never_exposes_partial_objects() {
         assert!(body_is_whole(&b), "torn body under {}", info.key);
         assert_eq!(got.etag, expected_etag(&b, got.parts_count), "{}", info.key);
         objects += 1;
+        files += usize::from(has_file(got.size, got.parts_count, inline_max));
     }
     assert!(objects > 0, "the child never committed anything");
 
@@ -277,6 +296,7 @@ fn kill9_never_exposes_partial_objects() {
             assert!(body_is_whole(&b), "torn version {id:?} of {}", info.key);
             assert_eq!(got.etag, md5_hex(&b));
             versions += 1;
+            files += usize::from(has_file(got.size, got.parts_count, inline_max));
         }
         if !page.is_truncated {
             break;
@@ -305,9 +325,10 @@ fn kill9_never_exposes_partial_objects() {
     }
     assert_eq!(
         files_under(&root.join("blobs")).len(),
-        objects + versions,
+        files,
         "orphan blobs remain"
     );
+    assert!(files < objects + versions, "no body was kept in the index");
 
     // Staged parts of uploads left in progress are whole too: complete them and check.
     let uploads = s.list_uploads("crash", "").unwrap();
@@ -373,7 +394,7 @@ fn crash_child_group_writer() {
     let Some(root) = std::env::var_os(GROUP_ENV) else {
         return;
     };
-    let s = LocalStore::open_with(Path::new(&root), opts()).unwrap();
+    let s = LocalStore::open_with(Path::new(&root), group_opts()).unwrap();
     match s.create_bucket("group", "r") {
         Ok(_) | Err(StoreError::BucketAlreadyOwnedByYou) => {}
         Err(e) => panic!("{e}"),
@@ -455,7 +476,7 @@ fn kill9_loses_no_acknowledged_write() {
     }
     assert!(acked.len() > 20, "too few writes to judge: {}", acked.len());
 
-    let s = LocalStore::open_with(root, opts()).unwrap();
+    let s = LocalStore::open_with(root, group_opts()).unwrap();
     assert!(
         files_under(&root.join("tmp")).is_empty(),
         "temp files remain"
@@ -471,6 +492,7 @@ fn kill9_loses_no_acknowledged_write() {
         assert_eq!(&md5_hex(&b), etag, "{key}");
     }
     let mut listed = 0;
+    let mut files = 0;
     let mut q = ListQuery {
         max_keys: 1000,
         ..Default::default()
@@ -478,6 +500,11 @@ fn kill9_loses_no_acknowledged_write() {
     loop {
         let page = s.list("group", &q).unwrap();
         listed += page.entries.len();
+        for e in &page.entries {
+            if let ListEntry::Object(info) = e {
+                files += usize::from(has_file(info.size, info.parts_count, GROUP_INLINE_MAX));
+            }
+        }
         if !page.is_truncated {
             break;
         }
@@ -486,7 +513,11 @@ fn kill9_loses_no_acknowledged_write() {
     assert!(listed >= acked.len());
     assert_eq!(
         files_under(&root.join("blobs")).len(),
-        listed,
+        files,
         "orphan blobs remain"
+    );
+    assert!(
+        0 < files && files < listed,
+        "{files} of {listed} bodies are files"
     );
 }

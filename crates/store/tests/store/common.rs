@@ -20,6 +20,22 @@ pub fn open() -> (tempfile::TempDir, LocalStore) {
     (dir, s)
 }
 
+/// Options under which every body is a file of its own (none is kept in the index), for the
+/// tests that count body files.
+pub fn files_only() -> StoreOptions {
+    StoreOptions {
+        inline_max: 0,
+        ..StoreOptions::default()
+    }
+}
+
+/// A store that keeps every body in a file (see [`files_only`]).
+pub fn open_files() -> (tempfile::TempDir, LocalStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LocalStore::open_with(dir.path(), files_only()).unwrap();
+    (dir, s)
+}
+
 /// A store whose minimum part size is 1 KiB, so multipart tests stay small.
 pub fn open_small_parts() -> (tempfile::TempDir, LocalStore) {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use keyhole_store::{ListEntry, ListQuery, ObjectMeta, StoreError};
 
-use crate::common::{files_under, md5_bin, md5_hex, open, put, put_meta, read_all};
+use crate::common::{files_under, md5_bin, md5_hex, open, open_files, put, put_meta, read_all};
 
 fn tag(k: &str, v: &str) -> (String, String) {
     (k.to_owned(), v.to_owned())
@@ -103,7 +103,7 @@ fn bad_digest_stores_nothing() {
 
 #[test]
 fn dropped_writer_leaves_nothing() {
-    let (d, s) = open();
+    let (d, s) = open_files();
     s.create_bucket("bkt", "r").unwrap();
     let mut w = s.new_object("bkt").unwrap();
     w.write(b"abandoned").unwrap();
@@ -171,7 +171,7 @@ fn reads_validate_keys() {
 
 #[test]
 fn overwrite_replaces_and_frees_the_old_body() {
-    let (d, s) = open();
+    let (d, s) = open_files();
     s.create_bucket("bkt", "r").unwrap();
     put(&s, "bkt", "k", b"first version");
     let (_, mut old_reader) = s.get("bkt", "k").unwrap();
@@ -250,7 +250,7 @@ fn tags_get_put_delete() {
 /// Keys that would be dangerous or mangled as paths are stored and listed exactly.
 #[test]
 fn path_like_keys_are_plain_keys() {
-    let (d, s) = open();
+    let (d, s) = open_files();
     s.create_bucket("bkt", "r").unwrap();
     let keys = [
         "../x",
@@ -313,7 +313,7 @@ fn path_like_keys_are_plain_keys() {
 
 #[test]
 fn concurrent_writers_last_commit_wins() {
-    let (d, s) = open();
+    let (d, s) = open_files();
     s.create_bucket("bkt", "r").unwrap();
     let threads: Vec<_> = (0..6)
         .map(|t| {
@@ -436,7 +436,7 @@ fn conditional_commits_and_deletes() {
 /// committing it publishes it.
 #[test]
 fn sealed_bodies_are_invisible_until_committed_and_removed_when_dropped() {
-    let (d, s) = open();
+    let (d, s) = open_files();
     s.create_bucket("bkt", "r").unwrap();
     let mut w = s.new_object("bkt").unwrap();
     w.write(b"refused").unwrap();

@@ -4,14 +4,14 @@ use std::fs;
 
 use keyhole_store::{LocalStore, ObjectMeta};
 
-use crate::common::{files_under, put, read_all};
+use crate::common::{files_only, files_under, put, read_all};
 
 #[test]
 fn open_removes_temp_files_and_orphans() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path();
     let (upload, part_etag) = {
-        let s = LocalStore::open(root).unwrap();
+        let s = LocalStore::open_with(root, files_only()).unwrap();
         s.create_bucket("bkt", "r").unwrap();
         put(&s, "bkt", "kept", b"kept body");
         let upload = s
@@ -56,7 +56,7 @@ fn open_removes_temp_files_and_orphans() {
     fs::create_dir_all(&ghost_upload).unwrap();
     fs::write(ghost_upload.join("dddddddddddddddddddddddddddddddd"), b"p").unwrap();
 
-    let s = LocalStore::open(root).unwrap();
+    let s = LocalStore::open_with(root, files_only()).unwrap();
     assert!(files_under(&root.join("tmp")).is_empty());
     assert_eq!(files_under(&root.join("blobs")), blobs);
     assert!(!root.join("blobs/ffffffffffffffffffffffffffffffff").exists());

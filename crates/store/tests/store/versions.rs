@@ -8,7 +8,7 @@ use keyhole_store::{
     ListQuery, LocalStore, StoreError, VersionEntry, VersionPage, VersionQuery, Versioning,
 };
 
-use crate::common::{files_under, open, put};
+use crate::common::{files_only, files_under, open, open_files, put};
 
 fn read_version(s: &LocalStore, key: &str, v: Option<&str>) -> Vec<u8> {
     let (_, mut r) = s.get_version("bkt", key, v).unwrap();
@@ -61,7 +61,7 @@ fn versioned() -> (tempfile::TempDir, LocalStore) {
 
 #[test]
 fn unversioned_buckets_behave_as_before() {
-    let (_d, s) = open();
+    let (_d, s) = open_files();
     s.create_bucket("bkt", "r").unwrap();
     assert_eq!(s.versioning("bkt").unwrap(), Versioning::Unversioned);
     let a = put(&s, "bkt", "k", b"one");
@@ -208,7 +208,9 @@ fn delete_markers_hide_and_their_removal_restores() {
 
 #[test]
 fn deleting_the_current_version_promotes_the_previous_one() {
-    let (_d, s) = versioned();
+    let (_d, s) = open_files();
+    s.create_bucket("bkt", "us-east-1").unwrap();
+    s.set_versioning("bkt", Versioning::Enabled).unwrap();
     let v1 = put(&s, "bkt", "k", b"one").version_id.unwrap();
     let v2 = put(&s, "bkt", "k", b"two").version_id.unwrap();
     let v3 = put(&s, "bkt", "k", b"three").version_id.unwrap();
@@ -230,7 +232,7 @@ fn deleting_the_current_version_promotes_the_previous_one() {
 
 #[test]
 fn suspended_writes_replace_the_null_version_only() {
-    let (_d, s) = open();
+    let (_d, s) = open_files();
     s.create_bucket("bkt", "r").unwrap();
     // Written before versioning: the null version.
     put(&s, "bkt", "k", b"old");
@@ -414,18 +416,18 @@ fn records_written_before_versioning_still_read() {
     // An index made by an earlier keyhole: reopening keeps it readable and versionable.
     let dir = tempfile::tempdir().unwrap();
     {
-        let s = LocalStore::open(dir.path()).unwrap();
+        let s = LocalStore::open_with(dir.path(), files_only()).unwrap();
         s.create_bucket("bkt", "r").unwrap();
         put(&s, "bkt", "k", b"old");
     }
-    let s = LocalStore::open(dir.path()).unwrap();
+    let s = LocalStore::open_with(dir.path(), files_only()).unwrap();
     s.set_versioning("bkt", Versioning::Enabled).unwrap();
     let v = put(&s, "bkt", "k", b"new").version_id.unwrap();
     assert_eq!(read_version(&s, "k", Some("null")), b"old");
     assert_eq!(read_version(&s, "k", Some(&v)), b"new");
     drop(s);
     // Bodies of every version survive recovery.
-    let s = LocalStore::open(dir.path()).unwrap();
+    let s = LocalStore::open_with(dir.path(), files_only()).unwrap();
     assert_eq!(read_version(&s, "k", Some("null")), b"old");
     assert_eq!(files_under(&dir.path().join("blobs")).len(), 2);
 }
