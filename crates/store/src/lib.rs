@@ -65,6 +65,9 @@ mod object;
 mod store;
 mod version;
 
+#[cfg(test)]
+mod inline_tests;
+
 pub use commit::CommitStats;
 pub use err::StoreError;
 pub use index::Versioning;
