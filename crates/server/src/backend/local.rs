@@ -188,6 +188,31 @@ fn conflict_if_condition_failed(e: S3Error, conditional: bool) -> S3Error {
     }
 }
 
+/// Receives a PutObject body into a new object of `bucket`. A body small enough to be kept in
+/// the store's index is received right here, on the async worker: until it outgrows that limit
+/// nothing touches a file (the writer only appends to memory), so a hand-off to a blocking
+/// thread would cost more than the work. A body that outgrows it goes on in a blocking thread
+/// ([`pump`]), which creates its temp file.
+async fn receive(
+    body: &mut dyn super::Payload,
+    store: &LocalStore,
+    bucket: &str,
+) -> Result<keyhole_store::ObjectWriter> {
+    // An index read (the bucket's id) and no file: the temp file is made when the body needs it.
+    let mut writer = store.new_object(bucket)?;
+    while let Some(chunk) = body.next().await? {
+        if !writer.stays_in_memory(chunk.len()) {
+            return pump(body, move || {
+                writer.write(&chunk)?;
+                Ok(writer)
+            })
+            .await;
+        }
+        writer.write(&chunk)?;
+    }
+    Ok(writer)
+}
+
 /// Copies `len` bytes from `reader` (at its current position) into `sink`, a buffer at a time.
 pub(crate) fn copy_stream(
     reader: &mut impl Read,
@@ -366,15 +391,14 @@ impl LocalBackend {
     async fn put(&self, req: PutObject, body: &mut dyn Payload) -> Result<Written> {
         keyhole_store::validate_key(&req.key)?;
         check_condition_early(&self.store, &req.bucket, &req.key, req.condition.as_ref()).await?;
-        let store = self.store.clone();
-        let bucket = req.bucket.clone();
         let algorithm = put_algorithm(body, &req.checksums);
         let mut digesting = checksum::Digesting::new(body, algorithm);
         // The body's end does not wait for the write-ahead audit record: the body is fsynced and
         // placed (invisible until the index commit) while the trail fsyncs the record, and
-        // `ready` waits for the record before the commit makes anything visible.
+        // `ready` waits for the record before the commit makes anything visible. A body kept in
+        // the index has nothing to place: it waits for the record on this worker.
         digesting.defer_ready();
-        let writer = pump(&mut digesting, move || store.new_object(&bucket)).await?;
+        let writer = receive(&mut digesting, &self.store, &req.bucket).await?;
         let PutObject {
             key,
             mut meta,
@@ -382,11 +406,19 @@ impl LocalBackend {
             condition,
             ..
         } = req;
-        let sealing = tokio::task::spawn_blocking(move || writer.seal(content_md5));
-        let ready = digesting.ready().await;
-        let sealed = sealing.await.map_err(S3Error::internal)?;
-        ready?;
-        let sealed = sealed?;
+        let sealed = if writer.stays_in_memory(0) {
+            // A body kept in the index: sealing it touches no file.
+            let ready = digesting.ready().await;
+            let sealed = writer.seal(content_md5);
+            ready?;
+            sealed?
+        } else {
+            let sealing = tokio::task::spawn_blocking(move || writer.seal(content_md5));
+            let ready = digesting.ready().await;
+            let sealed = sealing.await.map_err(S3Error::internal)?;
+            ready?;
+            sealed?
+        };
         let stored = checksum::full_object(algorithm, digesting.finish()?);
         let extra = checksum::headers(&stored);
         meta.checksum = Some(stored);
