@@ -402,3 +402,27 @@ def test_list_bucket_versions_takes_the_listing_keys(server, s3, vbucket):
         with pytest.raises(ClientError) as e:
             user.list_object_versions(Bucket=vbucket, Prefix=prefix)
         assert error_code(e.value) == "AccessDenied", prefix
+
+
+def test_versions_around_the_inline_limit(s3, vbucket):
+    """Bodies kept in the index (at most 64 KiB) and bodies in files, as versions of one key: each
+    reads back by its id, a delete marker keeps them, deleting one by id leaves the others."""
+    import os
+
+    bodies = [os.urandom(n) for n in (10, 64 * 1024 + 1, 64 * 1024, 0)]
+    ids = [s3.put_object(Bucket=vbucket, Key="k", Body=b)["VersionId"] for b in bodies]
+    marker = s3.delete_object(Bucket=vbucket, Key="k")
+    assert marker["DeleteMarker"]
+    for vid, b in zip(ids, bodies):
+        assert s3.get_object(Bucket=vbucket, Key="k", VersionId=vid)["Body"].read() == b
+    s3.delete_object(Bucket=vbucket, Key="k", VersionId=ids[0])
+    s3.delete_object(Bucket=vbucket, Key="k", VersionId=ids[1])
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=vbucket, Key="k", VersionId=ids[0])
+    assert error_code(e.value) in ("NoSuchVersion", "404")
+    s3.delete_object(Bucket=vbucket, Key="k", VersionId=marker["VersionId"])
+    got = s3.get_object(Bucket=vbucket, Key="k")
+    assert got["VersionId"] == ids[3] and got["Body"].read() == b""
+    assert s3.get_object(Bucket=vbucket, Key="k", VersionId=ids[2])["Body"].read() == bodies[2]
+    copied = s3.copy_object(Bucket=vbucket, Key="copy", CopySource={"Bucket": vbucket, "Key": "k", "VersionId": ids[2]})
+    assert s3.get_object(Bucket=vbucket, Key="copy", VersionId=copied["VersionId"])["Body"].read() == bodies[2]
