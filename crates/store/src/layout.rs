@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! <root>/index.redb                          metadata index (buckets, objects, uploads, parts)
+//!                                            and object bodies of at most `inline_max` bytes
 //! <root>/tmp/<id>.tmp                        bodies being written; wiped by `open`
-//! <root>/blobs/<bucket-id>/<bb>/<blob-id>    object bodies (`bb` = first two hex digits)
+//! <root>/blobs/<bucket-id>/<bb>/<blob-id>    larger object bodies (`bb` = first two hex digits)
 //! <root>/uploads/<upload-id>/<part-blob-id>  staged multipart parts
 //! ```
 //!
