@@ -35,6 +35,21 @@ pub(crate) struct Cached {
     pub(crate) versioning: Versioning,
     pub(crate) bucket_id: String,
     pub(crate) rec: ObjectRecord,
+    /// The body of an object kept in the index, once read (`ReadCache::attach_body`). A body's
+    /// row never changes while it exists (its blob id is new with every write), so the bytes are
+    /// right for as long as the record is.
+    pub(crate) body: std::sync::OnceLock<Arc<[u8]>>,
+}
+
+impl Cached {
+    pub(crate) fn new(versioning: Versioning, bucket_id: String, rec: ObjectRecord) -> Self {
+        Self {
+            versioning,
+            bucket_id,
+            rec,
+            body: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -53,6 +68,22 @@ struct State {
     /// Bucket name → key → entry.
     buckets: HashMap<String, HashMap<String, Entry>>,
     len: usize,
+    /// Bytes of the bodies attached to entries (entries voided by the floor still count until
+    /// they are replaced or the cache is emptied).
+    bytes: usize,
+}
+
+impl State {
+    fn clear(&mut self) {
+        self.buckets.clear();
+        self.len = 0;
+        self.bytes = 0;
+    }
+
+    fn forget(&mut self, e: &Entry) {
+        self.len -= 1;
+        self.bytes -= e.value.body.get().map_or(0, |b| b.len());
+    }
 }
 
 /// The store's read cache (see the module's documentation).
@@ -60,6 +91,8 @@ struct State {
 pub(crate) struct ReadCache {
     state: Mutex<State>,
     capacity: usize,
+    /// Most bytes of bodies kept.
+    body_budget: usize,
 }
 
 /// A miss: the epoch a later [`ReadCache::insert`] must still find.
@@ -67,10 +100,11 @@ pub(crate) struct ReadCache {
 pub(crate) struct Ticket(u64);
 
 impl ReadCache {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, body_budget: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
             capacity,
+            body_budget,
         }
     }
 
@@ -99,22 +133,48 @@ impl ReadCache {
             return;
         }
         if s.len >= self.capacity {
-            s.buckets.clear();
-            s.len = 0;
+            s.clear();
         }
         let at = s.epoch;
         let entry = Entry { at, value };
-        let fresh = match s.buckets.get_mut(bucket) {
-            Some(b) => b.insert(key.to_owned(), entry).is_none(),
+        let old = match s.buckets.get_mut(bucket) {
+            Some(b) => b.insert(key.to_owned(), entry),
             None => {
                 let mut b = HashMap::new();
                 b.insert(key.to_owned(), entry);
                 s.buckets.insert(bucket.to_owned(), b);
-                true
+                None
             }
         };
-        if fresh {
-            s.len += 1;
+        s.len += 1;
+        if let Some(old) = old {
+            s.forget(&old);
+        }
+    }
+
+    /// Keeps `body` with `value`, the cached entry of `key` that it is the body of, if that entry
+    /// is still there and the bodies kept stay within the budget (a cache whose bodies would
+    /// not is emptied first, as a full one is).
+    pub(crate) fn attach_body(&self, bucket: &str, key: &str, value: &Arc<Cached>, body: &[u8]) {
+        if body.len() > self.body_budget {
+            return;
+        }
+        let mut s = self.lock();
+        let current = s
+            .buckets
+            .get(bucket)
+            .and_then(|b| b.get(key))
+            .is_some_and(|e| Arc::ptr_eq(&e.value, value));
+        if !current || value.body.get().is_some() {
+            return;
+        }
+        if s.bytes + body.len() > self.body_budget {
+            // Emptying drops `value` from the map too: keep nothing this time.
+            s.clear();
+            return;
+        }
+        if value.body.set(Arc::from(body)).is_ok() {
+            s.bytes += body.len();
         }
     }
 
@@ -123,12 +183,9 @@ impl ReadCache {
         let mut s = self.lock();
         s.epoch += 1;
         for (bucket, key) in keys {
-            let removed = s
-                .buckets
-                .get_mut(bucket)
-                .is_some_and(|b| b.remove(key).is_some());
-            if removed {
-                s.len -= 1;
+            let removed = s.buckets.get_mut(bucket).and_then(|b| b.remove(key));
+            if let Some(e) = removed {
+                s.forget(&e);
             }
         }
     }
@@ -226,10 +283,10 @@ mod tests {
     use super::*;
 
     fn value(blob: &str) -> Arc<Cached> {
-        Arc::new(Cached {
-            versioning: Versioning::Unversioned,
-            bucket_id: "b".repeat(32),
-            rec: ObjectRecord {
+        Arc::new(Cached::new(
+            Versioning::Unversioned,
+            "b".repeat(32),
+            ObjectRecord {
                 blob: blob.to_owned(),
                 size: 1,
                 etag: "e".to_owned(),
@@ -242,12 +299,12 @@ mod tests {
                 completed_upload: None,
                 inline: false,
             },
-        })
+        ))
     }
 
     #[test]
     fn a_miss_then_an_insert_then_a_hit() {
-        let c = ReadCache::new(10);
+        let c = ReadCache::new(10, 1 << 20);
         let t = c.get("bk", "k").unwrap_err();
         c.insert(t, "bk", "k", value("one"));
         assert_eq!(c.get("bk", "k").unwrap().rec.blob, "one");
@@ -257,7 +314,7 @@ mod tests {
 
     #[test]
     fn an_invalidation_between_ticket_and_insert_refuses_the_insert() {
-        let c = ReadCache::new(10);
+        let c = ReadCache::new(10, 1 << 20);
         let t = c.get("bk", "k").unwrap_err();
         // A commit of an unrelated key lands while the reader reads: the reader cannot know
         // whether its snapshot predates it, so it does not insert.
@@ -272,7 +329,7 @@ mod tests {
 
     #[test]
     fn invalidating_a_key_drops_it_and_only_it() {
-        let c = ReadCache::new(10);
+        let c = ReadCache::new(10, 1 << 20);
         for k in ["a", "b"] {
             let t = c.get("bk", k).unwrap_err();
             c.insert(t, "bk", k, value(k));
@@ -284,7 +341,7 @@ mod tests {
 
     #[test]
     fn invalidating_everything_voids_every_entry_and_later_inserts_count() {
-        let c = ReadCache::new(10);
+        let c = ReadCache::new(10, 1 << 20);
         let t = c.get("bk", "a").unwrap_err();
         c.insert(t, "bk", "a", value("a"));
         c.invalidate_all();
@@ -296,7 +353,7 @@ mod tests {
 
     #[test]
     fn a_full_cache_empties_and_refills() {
-        let c = ReadCache::new(2);
+        let c = ReadCache::new(2, 1 << 20);
         for k in ["a", "b", "c"] {
             let t = c.get("bk", k).unwrap_err();
             c.insert(t, "bk", k, value(k));
@@ -308,8 +365,43 @@ mod tests {
     }
 
     #[test]
+    fn bodies_attach_to_the_current_entry_only_and_within_the_budget() {
+        let c = ReadCache::new(10, 10);
+        let t = c.get("bk", "a").unwrap_err();
+        let a = value("a");
+        c.insert(t, "bk", "a", Arc::clone(&a));
+        // Not the entry in the map (a reader's copy of a record replaced meanwhile): ignored.
+        let stale = value("a");
+        c.attach_body("bk", "a", &stale, b"old");
+        assert!(stale.body.get().is_none());
+        c.attach_body("bk", "a", &a, b"four");
+        assert_eq!(
+            c.get("bk", "a").unwrap().body.get().unwrap().as_ref(),
+            b"four"
+        );
+        assert_eq!(c.lock().bytes, 4);
+        // Invalidating the key gives its bytes back.
+        c.invalidate(&[("bk".to_owned(), "a".to_owned())]);
+        assert_eq!(c.lock().bytes, 0);
+        // A body over the budget is never kept; one that would overflow it empties the cache.
+        let t = c.get("bk", "b").unwrap_err();
+        let b = value("b");
+        c.insert(t, "bk", "b", Arc::clone(&b));
+        c.attach_body("bk", "b", &b, b"eleven byte");
+        assert!(b.body.get().is_none());
+        c.attach_body("bk", "b", &b, b"seven b");
+        let t = c.get("bk", "c").unwrap_err();
+        let v = value("c");
+        c.insert(t, "bk", "c", Arc::clone(&v));
+        c.attach_body("bk", "c", &v, b"four");
+        assert!(v.body.get().is_none());
+        assert_eq!(c.lock().bytes, 0);
+        assert_eq!(c.lock().len, 0);
+    }
+
+    #[test]
     fn capacity_zero_caches_nothing() {
-        let c = ReadCache::new(0);
+        let c = ReadCache::new(0, 1 << 20);
         let t = c.get("bk", "a").unwrap_err();
         c.insert(t, "bk", "a", value("a"));
         assert!(c.get("bk", "a").is_err());

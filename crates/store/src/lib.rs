@@ -159,10 +159,23 @@ pub struct StoreOptions {
     /// the object, instead of in a file of its own (default [`INLINE_MAX`]; 0: never). Only
     /// PutObject and CopyObject bodies; parts and completed multipart objects are files.
     pub inline_max: u64,
+    /// Most bytes of small bodies the read cache keeps with their records (default
+    /// [`READ_CACHE_BODY_BYTES`]; 0: none).
+    pub read_cache_body_bytes: usize,
+    /// Size of redb's page cache for the index (default [`INDEX_CACHE_BYTES`]).
+    pub index_cache_bytes: usize,
 }
 
 /// Default size of the read cache, in keys (a few hundred bytes each).
 pub const READ_CACHE_ENTRIES: usize = 100_000;
+
+/// Default bytes of bodies the read cache keeps.
+pub const READ_CACHE_BODY_BYTES: usize = 64 << 20;
+
+/// Default size of the index's page cache. redb's own default (1 GiB) fills with the pages
+/// commits wrote, bodies kept in the index included, so a gateway writing small objects grew to
+/// hundreds of MB; the operating system's page cache keeps the file's pages beyond this.
+pub const INDEX_CACHE_BYTES: usize = 256 << 20;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -170,6 +183,8 @@ impl Default for StoreOptions {
             min_part_size: MIN_PART_SIZE,
             read_cache_entries: READ_CACHE_ENTRIES,
             inline_max: INLINE_MAX,
+            read_cache_body_bytes: READ_CACHE_BODY_BYTES,
+            index_cache_bytes: INDEX_CACHE_BYTES,
         }
     }
 }

@@ -87,7 +87,9 @@ impl LocalStore {
                 .mode(layout::FILE_MODE)
                 .open(layout.index_file())?;
         }
-        let db = Database::create(layout.index_file())?;
+        let db = Database::builder()
+            .set_cache_size(opts.index_cache_bytes)
+            .create(layout.index_file())?;
         // Before the store (and its read cache) exists: nothing can be cached yet.
         #[expect(
             clippy::disallowed_methods,
@@ -106,7 +108,8 @@ impl LocalStore {
             w.open_table(index::COUNTERS)?;
         }
         w.commit()?;
-        let cache = crate::cache::ReadCache::new(opts.read_cache_entries);
+        let cache =
+            crate::cache::ReadCache::new(opts.read_cache_entries, opts.read_cache_body_bytes);
         let store = LocalStore {
             inner: Arc::new(Inner {
                 layout,
@@ -386,8 +389,16 @@ impl LocalStore {
         loop {
             let c = self.current_record(bucket, key, version_id, attempts == 0)?;
             if c.rec.inline {
+                if let Some(body) = c.body.get() {
+                    let reader = ObjectReader::in_memory(body.to_vec());
+                    let info = c.rec.clone().info_in(key.to_owned(), c.versioning);
+                    return Ok((info, reader));
+                }
                 match self.inline_body(&c.bucket_id, &c.rec)? {
                     Some(body) => {
+                        if version_id.is_none() {
+                            self.read_cache().attach_body(bucket, key, &c, &body);
+                        }
                         let reader = ObjectReader::in_memory(body);
                         let info = c.rec.clone().info_in(key.to_owned(), c.versioning);
                         return Ok((info, reader));

@@ -805,11 +805,7 @@ impl LocalStore {
             (None, Some(v)) => decode(v.value())?,
             _ => lookup(&objects, &r.open_table(VERSIONS)?, &b.id, key, version_id)?,
         };
-        let found = std::sync::Arc::new(crate::cache::Cached {
-            versioning: b.versioning,
-            bucket_id: b.id,
-            rec,
-        });
+        let found = std::sync::Arc::new(crate::cache::Cached::new(b.versioning, b.id, rec));
         if let Some(ticket) = ticket {
             self.read_cache()
                 .insert(ticket, bucket, key, std::sync::Arc::clone(&found));
