@@ -388,47 +388,41 @@ impl LocalStore {
         let mut attempts = 0;
         loop {
             let c = self.current_record(bucket, key, version_id, attempts == 0)?;
-            if c.rec.inline {
-                if let Some(body) = c.body.get() {
-                    let reader = ObjectReader::in_memory(body.to_vec());
-                    let info = c.rec.clone().info_in(key.to_owned(), c.versioning);
-                    return Ok((info, reader));
-                }
-                match self.inline_body(&c.bucket_id, &c.rec)? {
-                    Some(body) => {
+            let reader = if c.rec.inline {
+                match c.body.get() {
+                    Some(body) => Some(ObjectReader::in_memory(body.to_vec())),
+                    None => self.inline_body(&c.bucket_id, &c.rec)?.map(|body| {
                         if version_id.is_none() {
                             self.read_cache().attach_body(bucket, key, &c, &body);
                         }
-                        let reader = ObjectReader::in_memory(body);
-                        let info = c.rec.clone().info_in(key.to_owned(), c.versioning);
-                        return Ok((info, reader));
-                    }
-                    // Removed by a commit after the record was read (or the read cache held a
-                    // record an overwrite has just replaced): as for a file, below.
-                    None if attempts < 8 => {
-                        attempts += 1;
-                        continue;
-                    }
-                    None => {
-                        return Err(StoreError::Index(
-                            "an inline object without its body".to_owned(),
-                        ))
-                    }
+                        ObjectReader::in_memory(body)
+                    }),
                 }
-            }
-            let path = self.layout().resolve(Loc::Blob {
-                bucket: &c.bucket_id,
-                blob: &c.rec.blob,
-            })?;
-            match fs::File::open(&path) {
-                Ok(f) => {
-                    let reader = ObjectReader::new(f, c.rec.size);
+            } else {
+                let path = self.layout().resolve(Loc::Blob {
+                    bucket: &c.bucket_id,
+                    blob: &c.rec.blob,
+                })?;
+                match fs::File::open(&path) {
+                    Ok(f) => Some(ObjectReader::new(f, c.rec.size)),
+                    // A version named by its id that vanished was deleted meanwhile.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 8 => None,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            match reader {
+                Some(reader) => {
                     let info = c.rec.clone().info_in(key.to_owned(), c.versioning);
                     return Ok((info, reader));
                 }
-                // A version named by its id that vanished was deleted meanwhile.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 8 => attempts += 1,
-                Err(e) => return Err(e.into()),
+                // The body was removed by a commit after the record was read (or the read cache
+                // held a record an overwrite has just replaced): read the index again.
+                None if attempts < 8 => attempts += 1,
+                None => {
+                    return Err(StoreError::Index(
+                        "an inline object without its body".to_owned(),
+                    ))
+                }
             }
         }
     }

@@ -776,8 +776,9 @@ impl LocalStore {
         Ok(c.rec.clone().info_in(key.to_owned(), c.versioning))
     }
 
-    /// A version of `key` (`version_id: None`: the current one), shared: the current version (`version_id: None`) comes from the read
-    /// cache when it holds the key and `cached` allows it, and is kept there when it did not.
+    /// A version of `key` (`version_id: None`: the current one). The current version comes
+    /// from the read cache when it holds the key and `cached` allows it, and is kept there when
+    /// it did not.
     pub(crate) fn current_record(
         &self,
         bucket: &str,
@@ -795,16 +796,13 @@ impl LocalStore {
         };
         let r = self.db().begin_read()?;
         let b = bucket_record(&r.open_table(BUCKETS)?, bucket)?;
-        let objects = r.open_table(OBJECTS)?;
-        // The current object is in `objects`; `versions` is needed only without one, or for a
-        // version asked for by id.
-        let rec = match (
+        let rec = lookup(
+            &r.open_table(OBJECTS)?,
+            &r.open_table(VERSIONS)?,
+            &b.id,
+            key,
             version_id,
-            objects.get(index::object_key(&b.id, key).as_slice())?,
-        ) {
-            (None, Some(v)) => decode(v.value())?,
-            _ => lookup(&objects, &r.open_table(VERSIONS)?, &b.id, key, version_id)?,
-        };
+        )?;
         let found = std::sync::Arc::new(crate::cache::Cached::new(b.versioning, b.id, rec));
         if let Some(ticket) = ticket {
             self.read_cache()

@@ -406,19 +406,18 @@ impl LocalBackend {
             condition,
             ..
         } = req;
-        let sealed = if writer.stays_in_memory(0) {
-            // A body kept in the index: sealing it touches no file.
-            let ready = digesting.ready().await;
-            let sealed = writer.seal(content_md5);
-            ready?;
-            sealed?
+        // A body kept in the index touches no file when sealed: no blocking thread for it.
+        let in_memory = writer.stays_in_memory(0);
+        let seal = move || writer.seal(content_md5);
+        let (ready, sealed) = if in_memory {
+            (digesting.ready().await, seal())
         } else {
-            let sealing = tokio::task::spawn_blocking(move || writer.seal(content_md5));
+            let sealing = tokio::task::spawn_blocking(seal);
             let ready = digesting.ready().await;
-            let sealed = sealing.await.map_err(S3Error::internal)?;
-            ready?;
-            sealed?
+            (ready, sealing.await.map_err(S3Error::internal)?)
         };
+        ready?;
+        let sealed = sealed?;
         let stored = checksum::full_object(algorithm, digesting.finish()?);
         let extra = checksum::headers(&stored);
         meta.checksum = Some(stored);
