@@ -50,6 +50,7 @@ pub(crate) fn new_request_id() -> String {
 }
 
 /// What the pipeline learns about a request as it goes, for its audit event.
+#[derive(Clone)]
 struct Trace {
     api: &'static str,
     event_source: String,
@@ -94,36 +95,11 @@ impl Trace {
     }
 
     fn event(&self, gw: &Gateway, base: &EventBase, stage: Stage) -> AuditEvent {
-        let mut event = self.shell(gw, base, stage);
-        event.event_source.clone_from(&self.event_source);
-        event.user_identity = self.identity.clone();
-        event.request_parameters = RequestParameters {
-            bucket_name: self.bucket.clone(),
-            key: self.key.clone(),
-            prefix: self.prefix.clone(),
-            other: self.params.clone(),
-        };
-        event.response_elements.clone_from(&self.response_elements);
-        event
+        self.clone().into_event(gw, base, stage)
     }
 
     /// [`Trace::event`] of a finished request: what the trace holds moves into the event.
     fn into_event(self, gw: &Gateway, base: &EventBase, stage: Stage) -> AuditEvent {
-        let mut event = self.shell(gw, base, stage);
-        event.event_source = self.event_source;
-        event.user_identity = self.identity;
-        event.request_parameters = RequestParameters {
-            bucket_name: self.bucket,
-            key: self.key,
-            prefix: self.prefix,
-            other: self.params,
-        };
-        event.response_elements = self.response_elements;
-        event
-    }
-
-    /// The event without what [`Trace::event`] and [`Trace::into_event`] copy or move in.
-    fn shell(&self, gw: &Gateway, base: &EventBase, stage: Stage) -> AuditEvent {
         let authorization = self.checks.snapshot();
         let resources = authorization
             .iter()
@@ -142,7 +118,7 @@ impl Trace {
         AuditEvent {
             event_version: audit::event::EVENT_VERSION.to_owned(),
             event_time: base.event_time.clone(),
-            event_source: String::new(),
+            event_source: self.event_source,
             event_name: self.op_name.to_owned(),
             api: self.api.to_owned(),
             stage,
@@ -150,9 +126,14 @@ impl Trace {
             request_id: base.request_id.clone(),
             source_ip_address: base.source_ip.to_string(),
             user_agent: base.user_agent.clone(),
-            user_identity: UserIdentity::default(),
-            request_parameters: RequestParameters::default(),
-            response_elements: None,
+            user_identity: self.identity,
+            request_parameters: RequestParameters {
+                bucket_name: self.bucket,
+                key: self.key,
+                prefix: self.prefix,
+                other: self.params,
+            },
+            response_elements: self.response_elements,
             resources,
             authorization,
             decision,
