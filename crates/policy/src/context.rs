@@ -2,10 +2,13 @@
 //!
 //! "Condition key names are not case-sensitive"
 //! (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition.html>).
-//! Keys are lowercased once when inserted, so a lookup during a decision allocates nothing.
+//! Keys are kept as spelled and hashed and compared without regard to ASCII case, so neither an
+//! insertion nor a lookup during a decision allocates for the key.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use hashbrown::{Equivalent, HashMap};
 
 use crate::pattern::Resolver;
 
@@ -28,12 +31,59 @@ impl ContextValue {
     }
 }
 
+/// A key name as spelled, equal to any other spelling of it: hashed and compared with ASCII
+/// letters folded to lowercase. Names given as `'static` strings are not copied.
+#[derive(Debug, Clone)]
+struct Key(Cow<'static, str>);
+
+/// A key name to look up, in any spelling.
+struct Lookup<'a>(&'a str);
+
+/// Feeds `name` to `state` with ASCII letters lowercased, in chunks, then a terminator (as
+/// `str`'s own `Hash` does), so that `Key` and `Lookup` hash alike for every spelling.
+fn hash_folded<H: Hasher>(name: &str, state: &mut H) {
+    let mut buf = [0u8; 32];
+    for chunk in name.as_bytes().chunks(buf.len()) {
+        let folded = buf.get_mut(..chunk.len()).unwrap_or_default();
+        for (to, from) in folded.iter_mut().zip(chunk) {
+            *to = from.to_ascii_lowercase();
+        }
+        state.write(folded);
+    }
+    state.write_u8(0xff);
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_folded(&self.0, state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Lookup<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_folded(self.0, state);
+    }
+}
+
+impl Equivalent<Key> for Lookup<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.0.eq_ignore_ascii_case(&key.0)
+    }
+}
+
 /// Condition keys of a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
-    /// Lowercased key → (the key as first spelled, its value). Keys given as `'static` strings
-    /// are not copied.
-    entries: HashMap<Cow<'static, str>, (Cow<'static, str>, ContextValue)>,
+    /// Key (as first spelled) → value.
+    entries: HashMap<Key, ContextValue>,
     /// Lowercased prefixes of keys whose values are not known yet (see [`Context::assume_unknown`]).
     unknown: Vec<String>,
 }
@@ -54,53 +104,43 @@ impl Context {
 
     /// Sets a single-valued key.
     pub fn insert(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
-        self.entries.insert(
-            Cow::Owned(key.to_ascii_lowercase()),
-            (
-                Cow::Owned(key.to_owned()),
-                ContextValue::Single(value.into()),
-            ),
-        );
-        self
+        self.set(
+            Key(Cow::Owned(key.to_owned())),
+            ContextValue::Single(value.into()),
+        )
     }
 
     /// [`Context::insert`] of a key named by a `'static` string (a key name in the code): the
-    /// name is not copied, and its lowercase form only when it has capitals.
+    /// name is not copied.
     pub fn insert_static(&mut self, key: &'static str, value: impl Into<String>) -> &mut Self {
-        let lower = if key.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(key.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(key)
-        };
-        self.entries.insert(
-            lower,
-            (Cow::Borrowed(key), ContextValue::Single(value.into())),
-        );
-        self
+        self.set(Key(Cow::Borrowed(key)), ContextValue::Single(value.into()))
     }
 
     /// Sets a multi-valued key.
     pub fn insert_multi(&mut self, key: &str, values: Vec<String>) -> &mut Self {
-        self.entries.insert(
-            Cow::Owned(key.to_ascii_lowercase()),
-            (Cow::Owned(key.to_owned()), ContextValue::Multi(values)),
-        );
+        self.set(Key(Cow::Owned(key.to_owned())), ContextValue::Multi(values))
+    }
+
+    /// Sets `key` to `value` (a key set before keeps its first spelling).
+    fn set(&mut self, key: Key, value: ContextValue) -> &mut Self {
+        self.entries.insert(key, value);
         self
     }
 
-    /// Removes a key.
+    /// Removes a key (any spelling).
     pub fn remove(&mut self, key: &str) {
-        self.entries.remove(key.to_ascii_lowercase().as_str());
+        self.entries.remove(&Lookup(key));
     }
 
-    /// Looks a key up by its lowercased name.
+    /// Looks a key up by its lowercased name (any spelling is found: kept for the callers that
+    /// hold lowercased names).
     pub fn get_lower(&self, key_lower: &str) -> Option<&ContextValue> {
-        self.entries.get(key_lower).map(|(_, v)| v)
+        self.get(key_lower)
     }
 
     /// Looks a key up by any spelling.
     pub fn get(&self, key: &str) -> Option<&ContextValue> {
-        self.get_lower(&key.to_ascii_lowercase())
+        self.entries.get(&Lookup(key))
     }
 
     /// Sets every key of `other` (replacing keys of the same name).
@@ -133,7 +173,7 @@ impl Context {
 
     /// Every key (as first spelled) with its value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ContextValue)> {
-        self.entries.values().map(|(k, v)| (k.as_ref(), v))
+        self.entries.iter().map(|(k, v)| (k.0.as_ref(), v))
     }
 
     /// Number of keys.
@@ -171,5 +211,52 @@ mod tests {
         c.insert_multi("aws:TagKeys", vec!["a".into()]);
         assert_eq!(c.resolve("aws:tagkeys"), None);
         assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn another_spelling_replaces_the_value_and_keeps_one_key() {
+        let mut c = Context::new();
+        c.insert_static("aws:PrincipalTag/Team", "a");
+        c.insert("AWS:principaltag/team", "b");
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.get("aws:principaltag/TEAM").unwrap().values(), ["b"]);
+        assert_eq!(c.iter().next().unwrap().0, "aws:PrincipalTag/Team");
+        c.remove("Aws:PrincipalTag/TEAM");
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_lookup_allocates_nothing() {
+        let mut c = Context::with_capacity(4);
+        c.insert_static("aws:CurrentTime", "2026-12-04T10:00:00Z");
+        let counted = allocation_counter::measure(|| {
+            assert!(c.get("AWS:currenttime").is_some());
+            assert!(c.get_lower("aws:currenttime").is_some());
+        });
+        assert_eq!(counted.count_total, 0);
+    }
+
+    proptest::proptest! {
+        /// Any ASCII case of any key (longer than the hashing chunk too) finds it, and a key
+        /// that differs in anything but case does not.
+        #[test]
+        fn any_spelling_finds_the_key(
+            key in "[a-zA-Z0-9:/_-]{1,80}",
+            flips in proptest::collection::vec(proptest::bool::ANY, 80),
+            other in "[a-zA-Z0-9:/_-]{1,80}",
+        ) {
+            let mut c = Context::new();
+            c.insert(&key, "v");
+            let respelled: String = key
+                .chars()
+                .zip(flips.iter().chain(std::iter::repeat(&false)))
+                .map(|(ch, &f)| if f { ch.to_ascii_uppercase() } else { ch.to_ascii_lowercase() })
+                .collect();
+            proptest::prop_assert!(c.get(&respelled).is_some());
+            proptest::prop_assert_eq!(
+                c.get(&other).is_some(),
+                other.eq_ignore_ascii_case(&key)
+            );
+        }
     }
 }
