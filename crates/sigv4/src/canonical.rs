@@ -84,7 +84,21 @@ impl SigningSettings {
 /// SHA-256 of `data`, lowercase hex.
 #[must_use]
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
+    lower_hex(&Sha256::digest(data))
+}
+
+/// `bytes` as lowercase hex, written directly (the `hex` crate's `encode` goes through a `char`
+/// iterator: 2,200 instructions for a SHA-256, issue 16's callgrind counts).
+#[must_use]
+pub fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digit = |nibble: u8| char::from(DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'));
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(digit(b >> 4));
+        out.push(digit(b & 0x0f));
+    }
+    out
 }
 
 /// The canonical URI of `path` (the path as sent on the wire, percent-encoded by the client).
@@ -108,8 +122,13 @@ pub fn canonical_uri(path: &str, settings: SigningSettings) -> String {
             if index > 0 {
                 out.push('/');
             }
-            let decoded: Vec<u8> = percent_decode_str(segment).collect();
-            out.extend(percent_encode(&decoded, UNRESERVED));
+            if segment.contains('%') {
+                let decoded: Vec<u8> = percent_decode_str(segment).collect();
+                out.extend(percent_encode(&decoded, UNRESERVED));
+            } else {
+                // Nothing to decode: encoding the segment as it is gives the same text.
+                out.extend(percent_encode(segment.as_bytes(), UNRESERVED));
+            }
         }
         out
     }
@@ -147,7 +166,8 @@ pub fn canonical_query(query: Option<&str>, exclude_signature: bool) -> String {
     // buffer; the pairs are sorted as ranges of it (no string per parameter: this runs for every
     // presigned request).
     let mut encoded = String::with_capacity(query.len() + 16);
-    let mut pairs: Vec<(Range<usize>, Range<usize>)> = Vec::new();
+    let mut pairs: Vec<(Range<usize>, Range<usize>)> =
+        Vec::with_capacity(query.bytes().filter(|&b| b == b'&').count() + 1);
     for piece in query.split('&').filter(|piece| !piece.is_empty()) {
         let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
         let mark = encoded.len();
@@ -370,7 +390,7 @@ fn derive_signing_key(secret: &SecretKey, scope: &CredentialScope) -> SigningKey
 #[must_use]
 pub fn signature(secret: &SecretKey, scope: &CredentialScope, string_to_sign: &str) -> String {
     let key = signing_key(secret, scope);
-    hex::encode(hmac_sha256(&key.0, string_to_sign.as_bytes()))
+    lower_hex(&hmac_sha256(&key.0, string_to_sign.as_bytes()))
 }
 
 /// Formats `time` as `YYYYMMDDTHHMMSSZ`.
@@ -409,7 +429,15 @@ pub fn parse_amz_date(value: &str) -> Option<DateTime<Utc>> {
 
 /// Whether `value` is a `YYYYMMDD` calendar date.
 pub(crate) fn is_scope_date(value: &str) -> bool {
-    parse_amz_date(&format!("{value}T000000Z")).is_some()
+    let number = |from: usize, to: usize| -> Option<u32> { value.get(from..to)?.parse().ok() };
+    value.len() == 8
+        && value.bytes().all(|b| b.is_ascii_digit())
+        && match (number(0, 4), number(4, 6), number(6, 8)) {
+            (Some(y), Some(m), Some(d)) => {
+                i32::try_from(y).is_ok_and(|y| NaiveDate::from_ymd_opt(y, m, d).is_some())
+            }
+            _ => false,
+        }
 }
 
 #[cfg(test)]
@@ -511,6 +539,39 @@ mod tests {
                 canonical_query(Some(&query), exclude),
                 canonical_query_reference(&query, exclude)
             );
+        }
+
+        /// The direct hex encoder writes what the `hex` crate writes.
+        #[test]
+        fn lower_hex_is_hex_encode(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            proptest::prop_assert_eq!(lower_hex(&bytes), hex::encode(&bytes));
+        }
+
+        /// The direct check of a scope date agrees with parsing it as the day's midnight (the
+        /// check it replaced), for dates near and far from valid ones.
+        #[test]
+        fn scope_date_check_agrees_with_parsing_midnight(
+            date in "([0-9]{8}|[0-9+ -]{1,9}|20[0-9]{2}(0[0-9]|1[0-3])(0[0-9]|[1-3][0-9])|\\PC{0,9})",
+        ) {
+            proptest::prop_assert_eq!(
+                is_scope_date(&date),
+                parse_amz_date(&format!("{date}T000000Z")).is_some()
+            );
+        }
+
+        /// A path without escapes gives the canonical URI it gave when each segment was decoded
+        /// first.
+        #[test]
+        fn canonical_uri_of_segments_without_escapes(path in "(/[a-zA-Z0-9 +._~!$&'()*,;=:@é-]{0,12}){1,5}/?") {
+            let settings = SigningSettings::for_service("s3");
+            let reference: Vec<String> = path
+                .split('/')
+                .map(|segment| {
+                    let decoded: Vec<u8> = percent_decode_str(segment).collect();
+                    percent_encode(&decoded, UNRESERVED).to_string()
+                })
+                .collect();
+            proptest::prop_assert_eq!(canonical_uri(&path, settings), reference.join("/"));
         }
     }
 

@@ -38,9 +38,10 @@ mod sign;
 mod verify;
 
 pub use canonical::{
-    canonical_query, canonical_request, canonical_uri, format_amz_date, parse_amz_date, sha256_hex,
-    signature, string_to_sign, CredentialScope, SigningSettings, ALGORITHM, EMPTY_SHA256,
-    STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_TRAILER, UNSIGNED_PAYLOAD,
+    canonical_query, canonical_request, canonical_uri, format_amz_date, lower_hex, parse_amz_date,
+    sha256_hex, signature, string_to_sign, CredentialScope, SigningSettings, ALGORITHM,
+    EMPTY_SHA256, STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_TRAILER,
+    UNSIGNED_PAYLOAD,
 };
 pub use chunked::{
     checksum_base64, combine_crc, ChecksumHasher, ChecksumKind, ChecksumVerifier, ChunkDecoder,

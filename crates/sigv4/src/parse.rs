@@ -4,6 +4,7 @@
 //! Parsing checks the shape only: algorithm, credential scope, signed headers, signature format,
 //! date and payload marker. Time and signature are checked by [`crate::verify`].
 
+use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -279,23 +280,24 @@ fn parse_header(value: &str, headers: &http::HeaderMap) -> Result<SignedRequest,
     })
 }
 
-/// The `X-Amz-*` parameters of a query, decoded.
+/// The `X-Amz-*` parameters of a query, decoded (borrowed from the query when nothing needed
+/// decoding).
 #[derive(Default)]
-struct QueryAuth {
-    algorithm: Option<String>,
-    credential: Option<String>,
-    date: Option<String>,
-    expires: Option<String>,
-    signed_headers: Option<String>,
-    signature: Option<String>,
-    security_token: Option<String>,
-    content_sha256: Option<String>,
+struct QueryAuth<'q> {
+    algorithm: Option<Cow<'q, str>>,
+    credential: Option<Cow<'q, str>>,
+    date: Option<Cow<'q, str>>,
+    expires: Option<Cow<'q, str>>,
+    signed_headers: Option<Cow<'q, str>>,
+    signature: Option<Cow<'q, str>>,
+    security_token: Option<Cow<'q, str>>,
+    content_sha256: Option<Cow<'q, str>>,
     /// `AWSAccessKeyId` and `Signature`: a SigV2 presigned URL.
     sigv2: bool,
 }
 
-impl QueryAuth {
-    fn collect(query: Option<&str>) -> Result<Self, AuthError> {
+impl<'q> QueryAuth<'q> {
+    fn collect(query: Option<&'q str>) -> Result<Self, AuthError> {
         let mut auth = Self::default();
         let Some(query) = query else {
             return Ok(auth);
@@ -304,7 +306,12 @@ impl QueryAuth {
         let mut sigv2_signature = false;
         for piece in query.split('&') {
             let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
-            let name = percent_decode_str(name).decode_utf8_lossy();
+            // Most names and values have no escape: borrowed as they are, without a decoding pass.
+            let name = if name.contains('%') {
+                percent_decode_str(name).decode_utf8_lossy()
+            } else {
+                Cow::Borrowed(name)
+            };
             let slot = match name.as_ref() {
                 "X-Amz-Algorithm" => &mut auth.algorithm,
                 "X-Amz-Credential" => &mut auth.credential,
@@ -324,10 +331,14 @@ impl QueryAuth {
                 }
                 _ => continue,
             };
-            let value = percent_decode_str(value)
-                .decode_utf8()
-                .map_err(|_| AuthError::QueryMalformed(format!("`{name}` is not valid UTF-8")))?;
-            if slot.replace(value.into_owned()).is_some() {
+            let value = if value.contains('%') {
+                percent_decode_str(value).decode_utf8().map_err(|_| {
+                    AuthError::QueryMalformed(format!("`{name}` is not valid UTF-8"))
+                })?
+            } else {
+                Cow::Borrowed(value)
+            };
+            if slot.replace(value).is_some() {
                 return Err(AuthError::QueryMalformed(format!(
                     "duplicate parameter `{name}`"
                 )));
@@ -342,7 +353,10 @@ impl QueryAuth {
     }
 }
 
-fn parse_query(query: QueryAuth, headers: &http::HeaderMap) -> Result<SignedRequest, AuthError> {
+fn parse_query(
+    query: QueryAuth<'_>,
+    headers: &http::HeaderMap,
+) -> Result<SignedRequest, AuthError> {
     let missing = |name: &str| {
         AuthError::QueryMalformed(format!(
             "query-string authentication requires the {name} parameter"
@@ -365,6 +379,7 @@ fn parse_query(query: QueryAuth, headers: &http::HeaderMap) -> Result<SignedRequ
         .ok_or_else(|| missing("X-Amz-SignedHeaders"))?;
     let signature = query.signature.ok_or_else(|| missing("X-Amz-Signature"))?;
 
+    let date = date.into_owned();
     let (access_key_id, scope) =
         parse_credential(&credential).map_err(AuthError::QueryMalformed)?;
     let signed_headers =
@@ -396,7 +411,7 @@ fn parse_query(query: QueryAuth, headers: &http::HeaderMap) -> Result<SignedRequ
 
     let settings = SigningSettings::for_service(&scope.service);
     let declared = match query.content_sha256 {
-        Some(value) => Some(value),
+        Some(value) => Some(value.into_owned()),
         None => header_str(headers, "x-amz-content-sha256")?.map(str::to_owned),
     };
     let (payload, payload_line, payload_from_body) = match declared {
@@ -416,7 +431,7 @@ fn parse_query(query: QueryAuth, headers: &http::HeaderMap) -> Result<SignedRequ
         None => (empty_sha256(), EMPTY_SHA256.to_owned(), true),
     };
     let session_token = match query.security_token {
-        Some(token) => Some(token),
+        Some(token) => Some(token.into_owned()),
         None => header_str(headers, "x-amz-security-token")?.map(str::to_owned),
     };
     Ok(SignedRequest {
