@@ -94,7 +94,7 @@ fn bench(c: &mut Criterion) {
     let decide = |who: &Principal, p: &Permission| {
         let mut ctx = context::global(&RequestFacts {
             now: chrono::Utc::now(),
-            source_ip: "127.0.0.1".parse().unwrap(),
+            source_ip: "127.0.0.1",
             secure: false,
             headers: &headers,
             region: "us-east-1",

@@ -210,7 +210,9 @@ impl WriteAhead {
     pub async fn wait(&self) -> bool {
         let mut state = self.pending.lock().await;
         if let Some((sink, event)) = take_deferred(&mut state) {
-            *state = enqueue(&sink, event).await;
+            // Boxed: this rare path's future (about 4 KiB) would otherwise be part of every
+            // handler's, copied whole with it (issue 16).
+            *state = Box::pin(enqueue(&sink, event)).await;
         }
         let ok = match std::mem::replace(&mut *state, WriteAheadState::Done(false)) {
             WriteAheadState::Queued(d) => match d.wait().await {

@@ -50,8 +50,9 @@ pub fn client_ip(
 pub struct RequestFacts<'a> {
     /// When the request arrived.
     pub now: DateTime<Utc>,
-    /// The TCP peer's address (the only source of `aws:SourceIp` in this release).
-    pub source_ip: IpAddr,
+    /// The client's address as text (`aws:SourceIp`): the TCP peer, or behind a trusted proxy
+    /// its `X-Forwarded-For` client ([`client_ip`]).
+    pub source_ip: &'a str,
     /// Whether the connection is TLS.
     pub secure: bool,
     /// Request headers.
@@ -74,7 +75,7 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
         f.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     );
     c.insert_static("aws:EpochTime", f.now.timestamp().to_string());
-    c.insert_static("aws:SourceIp", f.source_ip.to_string());
+    c.insert_static("aws:SourceIp", f.source_ip);
     c.insert_static(
         "aws:SecureTransport",
         if f.secure { "true" } else { "false" },
@@ -375,7 +376,7 @@ mod tests {
             .with_timezone(&Utc);
         let c = global(&RequestFacts {
             now,
-            source_ip: "127.0.0.2".parse().unwrap(),
+            source_ip: "127.0.0.2",
             secure: false,
             headers: &headers,
             region: "us-east-1",
@@ -402,7 +403,7 @@ mod tests {
         assert_eq!(get("aws:TokenIssueTime"), None);
         let over_tls = global(&RequestFacts {
             now,
-            source_ip: "127.0.0.2".parse().unwrap(),
+            source_ip: "127.0.0.2",
             secure: true,
             headers: &headers,
             region: "us-east-1",
@@ -444,7 +445,7 @@ mod tests {
         };
         let c = global(&RequestFacts {
             now,
-            source_ip: "127.0.0.2".parse().unwrap(),
+            source_ip: "127.0.0.2",
             secure: false,
             headers: &headers,
             region: "us-east-1",

@@ -748,10 +748,8 @@ impl Task {
                 let busy = state.begin_request();
                 let gw = gw.clone();
                 let rule = rule.clone();
-                // The request's future is large (every stage's state, a few KiB): boxed once
-                // here, so that the wrappers around it and hyper move a pointer, not all of it
-                // (issue 16's profiles: copies of it were 3 % of a small GET).
-                let handling = Box::pin(pipeline::handle(gw, connection, req));
+                // Small until polled: `handle` keeps the stages' large state on the heap.
+                let handling = pipeline::handle(gw, connection, req);
                 async move {
                     let response = body::with_progress(rule, handling).await;
                     Ok::<_, Infallible>(response.map(|inner| {

@@ -124,7 +124,7 @@ impl Trace {
             stage,
             aws_region: gw.config.region.clone(),
             request_id: base.request_id.clone(),
-            source_ip_address: base.source_ip.to_string(),
+            source_ip_address: base.source_ip_text.clone(),
             user_agent: base.user_agent.clone(),
             user_identity: self.identity,
             request_parameters: RequestParameters {
@@ -157,6 +157,8 @@ struct EventBase {
     request_id: String,
     /// The client address: the TCP peer, or behind a trusted proxy its X-Forwarded-For client.
     source_ip: IpAddr,
+    /// `source_ip` as text (formatted once: the audit record and `aws:SourceIp` both use it).
+    source_ip_text: String,
     /// The request arrived over TLS.
     tls: bool,
     user_agent: Option<String>,
@@ -277,7 +279,22 @@ enum Payload {
 /// Handles one request end to end, as a straight line of stages: route → authenticate →
 /// describe → authorize → (write-ahead) → handle → audit. Never fails: errors become the API's
 /// error responses, logged once here.
+///
+/// The stages' state is large (every handler's future; about 15 KiB in a release build), and a
+/// future is copied whole each time it moves, used or not: hyper's service call and the
+/// wrappers around it moved it three times per request (issue 16: 15,000 instructions of
+/// `memcpy` per small GET, measured with callgrind). This future holds only the arguments until
+/// it is first polled, and then the stages' future, made once on the heap.
 pub async fn handle(
+    gw: Arc<Gateway>,
+    connection: Connection,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    Box::pin(handle_stages(gw, connection, req)).await
+}
+
+/// [`handle`]'s stages.
+async fn handle_stages(
     gw: Arc<Gateway>,
     connection: Connection,
     req: Request<Incoming>,
@@ -301,11 +318,13 @@ pub async fn handle(
         };
         return finish(response, &request_id);
     }
+    let source_ip = context::client_ip(peer.ip(), &parts.headers, &gw.trusted_proxies);
     let base = EventBase {
         started,
         event_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         request_id: request_id.clone(),
-        source_ip: context::client_ip(peer.ip(), &parts.headers, &gw.trusted_proxies),
+        source_ip,
+        source_ip_text: source_ip.to_string(),
         tls: connection.tls,
         user_agent: parts
             .headers
@@ -316,11 +335,6 @@ pub async fn handle(
     let (err_bucket, err_key) = match &located {
         Ok((b, k)) => (b.clone(), k.clone()),
         Err(_) => (None, None),
-    };
-    let resource = match (&err_bucket, &err_key) {
-        (Some(b), Some(k)) => format!("/{b}/{k}"),
-        (Some(b), None) => format!("/{b}"),
-        _ => "/".to_owned(),
     };
     let mut trace = Trace::new(
         "s3",
@@ -342,7 +356,7 @@ pub async fn handle(
         // from it (a revocation it missed would not bind).
         gw.state.check_current()?;
         let caller = authenticate(&gw, &parts, incoming, &mut route, now, &mut trace).await?;
-        let (call, context) =
+        let (call, context, query) =
             describe(&gw, &parts, route, &caller, located, &base, now, &mut trace)?;
         let endpoint = call.endpoint();
         trace.op_name = endpoint.name();
@@ -361,8 +375,12 @@ pub async fn handle(
                 trace.event(&gw, &base, Stage::Authorized),
             )
         } else if mutating {
-            crate::audit::WriteAhead::start(&gw.audit, trace.event(&gw, &base, Stage::Authorized))
-                .await
+            // Boxed, for the size of every request's future (see `complete`).
+            Box::pin(crate::audit::WriteAhead::start(
+                &gw.audit,
+                trace.event(&gw, &base, Stage::Authorized),
+            ))
+            .await
         } else {
             crate::audit::WriteAhead::none()
         };
@@ -372,6 +390,7 @@ pub async fn handle(
             authorized.split(),
             caller,
             context,
+            query,
             &write_ahead,
             &trace,
             &base,
@@ -386,6 +405,11 @@ pub async fn handle(
     let (response, error) = match outcome {
         Ok(r) => (r, None),
         Err(e) => {
+            let resource = match (&err_bucket, &err_key) {
+                (Some(b), Some(k)) => format!("/{b}/{k}"),
+                (Some(b), None) => format!("/{b}"),
+                _ => "/".to_owned(),
+            };
             let (r, err) = error_response(
                 e,
                 &err_bucket,
@@ -912,11 +936,11 @@ fn describe(
     base: &EventBase,
     now: chrono::DateTime<chrono::Utc>,
     trace: &mut Trace,
-) -> Result<(Call, keyhole_policy::Context), S3Error> {
+) -> Result<(Call, keyhole_policy::Context, Query), S3Error> {
     let account_id = &gw.account.record.account_id;
     let mut context = context::global(&RequestFacts {
         now,
-        source_ip: base.source_ip,
+        source_ip: &base.source_ip_text,
         secure: base.tls,
         headers: &parts.headers,
         region: &gw.config.region,
@@ -924,6 +948,8 @@ fn describe(
         principal: &caller.principal,
         verified: caller.verified.as_ref(),
     });
+    // The S3 handlers read the query too: parsed once, here, and handed on.
+    let mut uri_query = Query::default();
     let call = match route {
         Route::Metrics => Call::Metrics,
         Route::JobCredentials => Call::JobCredentials(crate::jobs::CredentialFetch {
@@ -1012,13 +1038,9 @@ fn describe(
                 }
             }
             context::add_s3(&mut context, &op, &query, &parts.headers);
-            Call::S3(crate::s3::S3Call::new(
-                op,
-                bucket,
-                key,
-                &parts.headers,
-                &query,
-            )?)
+            let call = crate::s3::S3Call::new(op, bucket, key, &parts.headers, &query)?;
+            uri_query = query;
+            Call::S3(call)
         }
         Route::Query(api, _) => {
             let raw = match &caller.payload {
@@ -1071,7 +1093,7 @@ fn describe(
         }
     };
     trace.params = call.audit_parameters();
-    Ok((call, context))
+    Ok((call, context, uri_query))
 }
 
 /// The handle stage: runs the authorized call's handler. Control-plane calls that change
@@ -1087,6 +1109,7 @@ async fn execute(
     call: AuthorizedCall,
     caller: Caller,
     context: keyhole_policy::Context,
+    query: Query,
     write_ahead: &crate::audit::WriteAhead,
     trace: &Trace,
     base: &EventBase,
@@ -1112,7 +1135,9 @@ async fn execute(
                 response_elements: &elements,
                 version_id: None,
             };
-            let response = s3::dispatch_post(call, ctx, *form).await?;
+            // Boxed, as are the other rare handlers below: a request's future holds the largest
+            // of them, and it is moved whole (issue 16).
+            let response = Box::pin(s3::dispatch_post(call, ctx, *form)).await?;
             return Ok((response, elements.into_inner().ok().flatten()));
         }
         let Payload::Stream(incoming) = caller.payload else {
@@ -1141,7 +1166,7 @@ async fn execute(
             principal,
             bucket: call.call().bucket.clone(),
             key: call.call().key.clone(),
-            query: Query::parse(parts.uri.query()),
+            query,
             headers: &parts.headers,
             declared_length: expected,
             context,
@@ -1162,14 +1187,29 @@ async fn execute(
             "an S3 call reached the control-plane handlers",
         ))),
         AuthorizedCall::Iam(call) => {
-            crate::iam::handle(gw, principal, call, &base.request_id).await
+            Box::pin(crate::iam::handle(gw, principal, call, &base.request_id)).await
         }
         AuthorizedCall::Sts(call) => crate::sts::handle(gw, principal, call, &base.request_id, now),
         AuthorizedCall::Keyhole(call) => {
-            crate::jobs::execute(gw, principal, call, &context, base.source_ip, now).await
+            Box::pin(crate::jobs::execute(
+                gw,
+                principal,
+                call,
+                &context,
+                base.source_ip,
+                now,
+            ))
+            .await
         }
         AuthorizedCall::JobCredentials(call) => {
-            crate::jobs::fetch_credentials(gw, principal, call, &trace.checks, now).await
+            Box::pin(crate::jobs::fetch_credentials(
+                gw,
+                principal,
+                call,
+                &trace.checks,
+                now,
+            ))
+            .await
         }
         AuthorizedCall::ValidatePolicy(call) => Ok((
             call.call()
@@ -1306,7 +1346,9 @@ async fn complete(
         let size = http_body::Body::size_hint(response.body()).exact();
         event.bytes_out = size.unwrap_or(0);
         let sample = sample_of(&event, api, op);
-        if let Err(e) = gw.audit.record_durable(event).await {
+        // Boxed: its future holds the event (a few KiB) and would otherwise be part of every
+        // request's future, which is moved whole (issue 16).
+        if let Err(e) = Box::pin(gw.audit.record_durable(event)).await {
             // The change is applied: answering 503 now would tell the client nothing changed
             // when it did. The client gets the true answer; the trail keeps the `authorized`
             // record without a `completed` one, which `keyhole audit verify` lists as an

@@ -365,7 +365,9 @@ pub async fn dispatch(
         Op::ListObjects => list::list_objects(&ctx, false).await,
         Op::ListObjectsV2 => list::list_objects(&ctx, true).await,
         Op::ListMultipartUploads => multipart::list_uploads(&ctx).await,
-        Op::DeleteObjects => object::delete_objects(&ctx, body).await,
+        // The largest handlers' futures are boxed, so that every request's future (which holds
+        // the largest of them) stays small to move (issue 16).
+        Op::DeleteObjects => Box::pin(object::delete_objects(&ctx, body)).await,
         Op::PutObject => object::put_object(&ctx, body).await,
         // Its body is a form, read by the authenticate stage: it is handled by
         // `dispatch_post` with that form.
@@ -424,9 +426,9 @@ pub async fn dispatch(
         Op::GetObjectLockConfiguration => lock::get_configuration(&ctx).await,
         Op::PutObjectLockConfiguration => lock::put_configuration(&ctx, body).await,
         Op::GetObjectRetention => lock::get_retention(&ctx).await,
-        Op::PutObjectRetention => lock::put_retention(&ctx, body).await,
+        Op::PutObjectRetention => Box::pin(lock::put_retention(&ctx, body)).await,
         Op::GetObjectLegalHold => lock::get_legal_hold(&ctx).await,
-        Op::PutObjectLegalHold => lock::put_legal_hold(&ctx, body).await,
+        Op::PutObjectLegalHold => Box::pin(lock::put_legal_hold(&ctx, body)).await,
     };
     if result.is_ok() && sets_lock {
         if let Ok(l) = lock::from_headers(ctx.headers, chrono::Utc::now()) {
@@ -510,20 +512,40 @@ impl crate::backend::Payload for Upload<'_, '_> {
     }
 }
 
-/// The read conditions of a request (`prefix` "" for GET and HEAD, "x-amz-copy-source-" for a
-/// copy's source).
+/// Whose read conditions a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConditionsOf {
+    /// The object read (GET, HEAD): `If-Match`, ...
+    Object,
+    /// A copy's source: `x-amz-copy-source-if-match`, ...
+    CopySource,
+}
+
+/// The read conditions of a request.
 pub(crate) fn read_conditions(
     ctx: &Ctx<'_>,
-    prefix: &str,
+    of: ConditionsOf,
 ) -> Result<crate::backend::ReadConditions, S3Error> {
-    let h = |n: &str| -> Result<Option<String>, S3Error> {
-        Ok(ctx.header(&format!("{prefix}{n}"))?.map(str::to_owned))
+    let [if_match, if_none_match, if_modified_since, if_unmodified_since] = match of {
+        ConditionsOf::Object => [
+            "if-match",
+            "if-none-match",
+            "if-modified-since",
+            "if-unmodified-since",
+        ],
+        ConditionsOf::CopySource => [
+            "x-amz-copy-source-if-match",
+            "x-amz-copy-source-if-none-match",
+            "x-amz-copy-source-if-modified-since",
+            "x-amz-copy-source-if-unmodified-since",
+        ],
     };
+    let h = |n: &str| -> Result<Option<String>, S3Error> { Ok(ctx.header(n)?.map(str::to_owned)) };
     Ok(crate::backend::ReadConditions {
-        if_match: h("if-match")?,
-        if_none_match: h("if-none-match")?,
-        if_modified_since: h("if-modified-since")?,
-        if_unmodified_since: h("if-unmodified-since")?,
+        if_match: h(if_match)?,
+        if_none_match: h(if_none_match)?,
+        if_modified_since: h(if_modified_since)?,
+        if_unmodified_since: h(if_unmodified_since)?,
     })
 }
 
@@ -575,14 +597,30 @@ pub(crate) fn http_date(t: DateTime<Utc>) -> String {
         .copied()
         .unwrap_or_default();
     let month = MONTHS.get(t.month0() as usize).copied().unwrap_or_default();
-    format!(
-        "{day}, {:02} {month} {:04} {:02}:{:02}:{:02} GMT",
-        t.day(),
-        t.year(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    // Digits by hand: `format!` grew its string three times here (issue 16's allocation counts).
+    let two = |out: &mut String, n: u32| {
+        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    };
+    let mut out = String::with_capacity(29);
+    out.push_str(day);
+    out.push_str(", ");
+    two(&mut out, t.day());
+    out.push(' ');
+    out.push_str(month);
+    out.push(' ');
+    // Years 0..=9999: what `{:04}` writes for every year an HTTP date can hold.
+    let year = u32::try_from(t.year()).unwrap_or_default();
+    two(&mut out, year / 100);
+    two(&mut out, year);
+    out.push(' ');
+    two(&mut out, t.hour());
+    out.push(':');
+    two(&mut out, t.minute());
+    out.push(':');
+    two(&mut out, t.second());
+    out.push_str(" GMT");
+    out
 }
 
 /// The timestamp form S3 uses in XML (`2009-10-12T17:50:30.000Z`).
@@ -592,7 +630,11 @@ pub(crate) fn xml_date(t: DateTime<Utc>) -> String {
 
 /// An ETag as sent on the wire (quoted).
 pub(crate) fn quoted(etag: &str) -> String {
-    format!("\"{etag}\"")
+    let mut out = String::with_capacity(etag.len() + 2);
+    out.push('"');
+    out.push_str(etag);
+    out.push('"');
+    out
 }
 
 /// Sets a header from text that may contain characters HTTP forbids; such values are refused.

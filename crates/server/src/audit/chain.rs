@@ -59,7 +59,7 @@ pub fn encode_into(
     buf.pop();
     // Writing into a Vec cannot fail.
     let _ = write!(buf, ",\"seq\":{seq},\"prevHash\":\"{prev_hash}\"");
-    let hash = hex::encode(Sha256::digest(buf.get(start..).unwrap_or_default()));
+    let hash = keyhole_sigv4::lower_hex(&Sha256::digest(buf.get(start..).unwrap_or_default()));
     buf.extend_from_slice(b",\"hash\":\"");
     buf.extend_from_slice(hash.as_bytes());
     buf.extend_from_slice(b"\"}\n");

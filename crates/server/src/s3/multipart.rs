@@ -88,7 +88,7 @@ pub(super) async fn upload_part_copy(
         ctx,
         &source.bucket,
         &source.key,
-        read_conditions(ctx, "x-amz-copy-source-")?,
+        read_conditions(ctx, super::ConditionsOf::CopySource)?,
     )?;
     let req = UploadPartCopy {
         src_bucket: source.bucket,

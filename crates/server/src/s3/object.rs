@@ -198,7 +198,10 @@ pub(super) async fn put_object(ctx: &Ctx<'_>, body: BodyReader) -> Result<Respon
 fn object_headers(r: &mut Response<Body>, head: &ObjectHead) -> Result<(), S3Error> {
     set_header(r, "etag", &quoted(&head.etag))?;
     set_header(r, "last-modified", &http_date(head.last_modified))?;
-    set_header(r, "accept-ranges", "bytes")?;
+    r.headers_mut().insert(
+        http::header::ACCEPT_RANGES,
+        http::HeaderValue::from_static("bytes"),
+    );
     let m = &head.meta;
     set_header(
         r,
@@ -238,6 +241,9 @@ fn object_headers(r: &mut Response<Body>, head: &ObjectHead) -> Result<(), S3Err
 /// `response-*` query parameters override the stored headers (signed requests only, which every
 /// request reaching here is, or an anonymous one the policy allowed).
 fn apply_overrides(ctx: &Ctx<'_>, r: &mut Response<Body>) -> Result<(), S3Error> {
+    if !ctx.query.names().any(|n| n.starts_with("response-")) {
+        return Ok(());
+    }
     for (param, header) in [
         ("response-content-type", "content-type"),
         ("response-content-language", "content-language"),
@@ -278,7 +284,7 @@ pub(super) async fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Response<Bod
         bucket: ctx.bucket.clone(),
         key: ctx.key.clone(),
         range: ctx.header("range")?.map(str::to_owned),
-        conditions: read_conditions(ctx, "")?,
+        conditions: read_conditions(ctx, super::ConditionsOf::Object)?,
         checksum_mode: ctx
             .header("x-amz-checksum-mode")?
             .is_some_and(|m| m.eq_ignore_ascii_case("ENABLED")),
@@ -725,7 +731,7 @@ pub(super) async fn copy_object(ctx: &Ctx<'_>, src: CopySource) -> Result<Respon
     let replace_meta = directive(ctx, "x-amz-metadata-directive")?;
     let replace_tags = directive(ctx, "x-amz-tagging-directive")?;
     let condition = write_condition(ctx)?;
-    let source_conditions = read_conditions(ctx, "x-amz-copy-source-")?;
+    let source_conditions = read_conditions(ctx, super::ConditionsOf::CopySource)?;
     let checksum_algorithm = match ctx.header("x-amz-checksum-algorithm")? {
         None => None,
         Some(a) => Some(ChecksumKind::from_algorithm(a).ok_or_else(|| {
