@@ -81,7 +81,10 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
         if f.secure { "true" } else { "false" },
     );
     c.insert_static("aws:RequestedRegion", f.region);
-    for (key, header) in [("aws:UserAgent", "user-agent"), ("aws:Referer", "referer")] {
+    for (key, header) in [
+        ("aws:UserAgent", &http::header::USER_AGENT),
+        ("aws:Referer", &http::header::REFERER),
+    ] {
         if let Some(v) = f.headers.get(header).and_then(|v| v.to_str().ok()) {
             c.insert_static(key, v);
         }
@@ -301,16 +304,20 @@ pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
     ) {
         crate::s3::lock::add_header_keys(c, headers, chrono::Utc::now());
     }
+    use crate::names;
     for (key, header) in [
-        ("s3:x-amz-acl", "x-amz-acl"),
-        ("s3:x-amz-content-sha256", "x-amz-content-sha256"),
-        ("s3:x-amz-copy-source", "x-amz-copy-source"),
-        ("s3:x-amz-metadata-directive", "x-amz-metadata-directive"),
+        ("s3:x-amz-acl", &names::X_AMZ_ACL),
+        ("s3:x-amz-content-sha256", &names::X_AMZ_CONTENT_SHA256),
+        ("s3:x-amz-copy-source", &names::X_AMZ_COPY_SOURCE),
+        (
+            "s3:x-amz-metadata-directive",
+            &names::X_AMZ_METADATA_DIRECTIVE,
+        ),
         (
             "s3:x-amz-server-side-encryption",
-            "x-amz-server-side-encryption",
+            &names::X_AMZ_SERVER_SIDE_ENCRYPTION,
         ),
-        ("s3:x-amz-storage-class", "x-amz-storage-class"),
+        ("s3:x-amz-storage-class", &names::X_AMZ_STORAGE_CLASS),
     ] {
         if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
             c.insert_static(key, v);
@@ -322,8 +329,8 @@ pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
     // (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html).
     if op.is_conditional_write() {
         for (key, header) in [
-            ("s3:if-match", "if-match"),
-            ("s3:if-none-match", "if-none-match"),
+            ("s3:if-match", &http::header::IF_MATCH),
+            ("s3:if-none-match", &http::header::IF_NONE_MATCH),
         ] {
             if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
                 c.insert_static(key, v);

@@ -32,6 +32,7 @@ pub mod jobs;
 pub mod keys;
 pub mod listener;
 pub mod metrics;
+pub mod names;
 pub mod node;
 pub mod oidc;
 pub mod pipeline;

@@ -46,7 +46,17 @@ pub const MAX_QUERY_BODY_BYTES: usize = 64 * 1024;
 
 /// A fresh request id in AWS's style (16 uppercase hex digits).
 pub(crate) fn new_request_id() -> String {
-    format!("{:016X}", rand::thread_rng().gen::<u64>())
+    upper_hex_u64(rand::thread_rng().gen::<u64>())
+}
+
+/// `n` as 16 uppercase hex digits, what `format!("{n:016X}")` writes, without the formatting
+/// machinery (issue 16: every request makes one).
+fn upper_hex_u64(n: u64) -> String {
+    (0..16)
+        .rev()
+        .map(|i| char::from_digit(((n >> (i * 4)) & 0xf) as u32, 16).unwrap_or('0'))
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 /// What the pipeline learns about a request as it goes, for its audit event.
@@ -280,17 +290,20 @@ enum Payload {
 /// describe → authorize → (write-ahead) → handle → audit. Never fails: errors become the API's
 /// error responses, logged once here.
 ///
-/// The stages' state is large (every handler's future; about 15 KiB in a release build), and a
+/// The stages' state is large (every handler's future; about 10 KiB in a release build), and a
 /// future is copied whole each time it moves, used or not: hyper's service call and the
-/// wrappers around it moved it three times per request (issue 16: 15,000 instructions of
-/// `memcpy` per small GET, measured with callgrind). This future holds only the arguments until
-/// it is first polled, and then the stages' future, made once on the heap.
+/// wrappers around it moved it three times per request, and `Box::pin` of it twice more
+/// (issue 16: 10,000-15,000 instructions of `memcpy` per small GET, measured with callgrind).
+/// This future holds only the arguments until it is first polled, and then the stages' future,
+/// written straight into memory allocated for it (`Box::write` into `Box::new_uninit`: no copy).
 pub async fn handle(
     gw: Arc<Gateway>,
     connection: Connection,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    Box::pin(handle_stages(gw, connection, req)).await
+    // Into memory allocated first, so that the future can be made in place.
+    let stages = Box::write(Box::new_uninit(), handle_stages(gw, connection, req));
+    Box::into_pin(stages).await
 }
 
 /// [`handle`]'s stages.
@@ -988,7 +1001,7 @@ fn describe(
             let control = Op::route_control(
                 &parts.method,
                 parts.uri.path(),
-                header_str(&parts.headers, "x-amz-account-id")?,
+                header_str(&parts.headers, &crate::names::X_AMZ_ACCOUNT_ID)?,
             );
             let is_control = control.is_some();
             let op = match control {
@@ -998,7 +1011,7 @@ fn describe(
                     bucket.as_deref(),
                     key.as_deref(),
                     &query,
-                    header_str(&parts.headers, "x-amz-copy-source")?,
+                    header_str(&parts.headers, &crate::names::X_AMZ_COPY_SOURCE)?,
                 )?,
             };
             trace.op_name = op.name();
@@ -1028,8 +1041,8 @@ fn describe(
             // (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-owner-condition.html):
             // every bucket here belongs to this account.
             for header in [
-                "x-amz-expected-bucket-owner",
-                "x-amz-source-expected-bucket-owner",
+                &crate::names::X_AMZ_EXPECTED_BUCKET_OWNER,
+                &crate::names::X_AMZ_SOURCE_EXPECTED_BUCKET_OWNER,
             ] {
                 if header_str(&parts.headers, header)?.is_some_and(|owner| owner != account_id) {
                     return Err(S3Error::access_denied(format!(
@@ -1498,7 +1511,10 @@ fn declares_body(headers: &HeaderMap) -> bool {
 }
 
 /// A header as text; a header that is not valid text is a client error.
-pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, S3Error> {
+pub fn header_str<'a, N>(headers: &'a HeaderMap, name: N) -> Result<Option<&'a str>, S3Error>
+where
+    N: http::header::AsHeaderName + std::fmt::Display + Copy,
+{
     match headers.get(name) {
         None => Ok(None),
         Some(v) => v
@@ -1522,11 +1538,11 @@ fn declared_length(
         )
     });
     let name = if streaming {
-        "x-amz-decoded-content-length"
+        http::HeaderName::from_static("x-amz-decoded-content-length")
     } else {
-        "content-length"
+        http::header::CONTENT_LENGTH
     };
-    match header_str(headers, name)? {
+    match header_str(headers, &name)? {
         None if streaming => Err(S3Error::new(
             "MissingContentLength",
             StatusCode::LENGTH_REQUIRED,
@@ -1582,5 +1598,16 @@ fn locate(
         None => Ok((Some(decode(rest)?), None)),
         Some((b, "")) => Ok((Some(decode(b)?), None)),
         Some((b, k)) => Ok((Some(decode(b)?), Some(decode(k)?))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    proptest::proptest! {
+        /// Request ids are what `{:016X}` writes.
+        #[test]
+        fn request_ids_are_sixteen_uppercase_hex_digits(n in proptest::num::u64::ANY) {
+            proptest::prop_assert_eq!(super::upper_hex_u64(n), format!("{n:016X}"));
+        }
     }
 }

@@ -95,7 +95,7 @@ impl S3Call {
             None
         };
         let reads_current = op.compares_current_etag()
-            && crate::pipeline::header_str(headers, "if-match")?.is_some();
+            && crate::pipeline::header_str(headers, &http::header::IF_MATCH)?.is_some();
         // Any `x-amz-tagging` header counts, even one that is empty or not valid text: the
         // check fails closed, and the handler refuses what it cannot parse.
         let sets_tags = headers.contains_key("x-amz-tagging")
@@ -263,12 +263,12 @@ impl Ctx<'_> {
     pub fn record_version_headers(&self, r: &Response<Body>) {
         let mut m = serde_json::Map::new();
         for name in [
-            "x-amz-version-id",
-            "x-amz-delete-marker",
-            "x-amz-copy-source-version-id",
+            &crate::names::X_AMZ_VERSION_ID,
+            &crate::names::X_AMZ_DELETE_MARKER,
+            &crate::names::X_AMZ_COPY_SOURCE_VERSION_ID,
         ] {
             if let Some(v) = r.headers().get(name).and_then(|v| v.to_str().ok()) {
-                m.insert(name.into(), v.into());
+                m.insert(name.as_str().into(), v.into());
             }
         }
         self.merge_response_elements(m);
