@@ -1511,7 +1511,7 @@ fn declares_body(headers: &HeaderMap) -> bool {
 }
 
 /// A header as text; a header that is not valid text is a client error.
-pub fn header_str<'a, N>(headers: &'a HeaderMap, name: N) -> Result<Option<&'a str>, S3Error>
+pub fn header_str<N>(headers: &HeaderMap, name: N) -> Result<Option<&str>, S3Error>
 where
     N: http::header::AsHeaderName + std::fmt::Display + Copy,
 {
