@@ -1229,6 +1229,29 @@ def test_the_tagging_check_sees_the_request_tags(server, data_bucket):
     assert code_of(e.value) == "AccessDenied"
 
 
+def test_a_tag_repeated_in_another_case_does_not_hide_a_denied_value(server, data_bucket):
+    """Review 16, F2: S3 keeps tags whose keys differ only in case apart, but condition key names
+    are not case sensitive (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition.html),
+    so `Classification=secret&classification=ok` would be one s3:RequestObjectTag/Classification
+    holding one of the values, and a Deny on `secret` would miss. Such tag sets are refused."""
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:PutObject", "s3:PutObjectTagging"], "Resource": f"arn:aws:s3:::{data_bucket}/*"},
+        {"Effect": "Deny", "Action": ["s3:PutObject", "s3:PutObjectTagging"], "Resource": "*",
+         "Condition": {"StringEquals": {"s3:RequestObjectTag/Classification": "secret"}}}]})
+    u = client(server, "s3", (ak, sk))
+    u.put_object(Bucket=data_bucket, Key="t/case-ok", Body=b"hi", Tagging="Classification=ok&Team=a")
+    admin = make_client(server.endpoint, server.access_key, server.secret_key)
+    for tagging in ("Classification=secret", "Classification=secret&classification=ok",
+                    "CLASSIFICATION=ok&Classification=secret"):
+        with pytest.raises(ClientError) as e:
+            u.put_object(Bucket=data_bucket, Key="t/case-hidden", Body=b"hi", Tagging=tagging)
+        assert code_of(e.value) == "AccessDenied", tagging
+    with pytest.raises(ClientError) as e:
+        admin.head_object(Bucket=data_bucket, Key="t/case-hidden")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404, "nothing was written"
+
+
 SPLIT_EVERYWHERE = ["0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1"]
 
 

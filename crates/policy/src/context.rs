@@ -82,8 +82,11 @@ impl Equivalent<Key> for Lookup<'_> {
 /// Condition keys of a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
-    /// Key (as first spelled) → value.
-    entries: HashMap<Key, ContextValue>,
+    /// Key → (the key as last spelled, its value). The map's own key keeps the first spelling
+    /// (an insert replaces only the value), so the spelling shown by [`Context::iter`] is kept
+    /// beside the value: a value must never be shown under a spelling it was not set with
+    /// (review 16, F1).
+    entries: HashMap<Key, (Cow<'static, str>, ContextValue)>,
     /// Lowercased prefixes of keys whose values are not known yet (see [`Context::assume_unknown`]).
     unknown: Vec<String>,
 }
@@ -105,7 +108,7 @@ impl Context {
     /// Sets a single-valued key.
     pub fn insert(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
         self.set(
-            Key(Cow::Owned(key.to_owned())),
+            Cow::Owned(key.to_owned()),
             ContextValue::Single(value.into()),
         )
     }
@@ -113,17 +116,17 @@ impl Context {
     /// [`Context::insert`] of a key named by a `'static` string (a key name in the code): the
     /// name is not copied.
     pub fn insert_static(&mut self, key: &'static str, value: impl Into<String>) -> &mut Self {
-        self.set(Key(Cow::Borrowed(key)), ContextValue::Single(value.into()))
+        self.set(Cow::Borrowed(key), ContextValue::Single(value.into()))
     }
 
     /// Sets a multi-valued key.
     pub fn insert_multi(&mut self, key: &str, values: Vec<String>) -> &mut Self {
-        self.set(Key(Cow::Owned(key.to_owned())), ContextValue::Multi(values))
+        self.set(Cow::Owned(key.to_owned()), ContextValue::Multi(values))
     }
 
-    /// Sets `key` to `value` (a key set before keeps its first spelling).
-    fn set(&mut self, key: Key, value: ContextValue) -> &mut Self {
-        self.entries.insert(key, value);
+    /// Sets `key`, spelled as given now, to `value`.
+    fn set(&mut self, key: Cow<'static, str>, value: ContextValue) -> &mut Self {
+        self.entries.insert(Key(key.clone()), (key, value));
         self
     }
 
@@ -140,7 +143,7 @@ impl Context {
 
     /// Looks a key up by any spelling.
     pub fn get(&self, key: &str) -> Option<&ContextValue> {
-        self.entries.get(&Lookup(key))
+        self.entries.get(&Lookup(key)).map(|(_, v)| v)
     }
 
     /// Sets every key of `other` (replacing keys of the same name).
@@ -173,7 +176,7 @@ impl Context {
 
     /// Every key (as first spelled) with its value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ContextValue)> {
-        self.entries.iter().map(|(k, v)| (k.0.as_ref(), v))
+        self.entries.values().map(|(k, v)| (k.as_ref(), v))
     }
 
     /// Number of keys.
@@ -220,7 +223,8 @@ mod tests {
         c.insert("AWS:principaltag/team", "b");
         assert_eq!(c.len(), 1);
         assert_eq!(c.get("aws:principaltag/TEAM").unwrap().values(), ["b"]);
-        assert_eq!(c.iter().next().unwrap().0, "aws:PrincipalTag/Team");
+        // Shown as it was spelled when set to that value (review 16, F1).
+        assert_eq!(c.iter().next().unwrap().0, "AWS:principaltag/team");
         c.remove("Aws:PrincipalTag/TEAM");
         assert!(c.is_empty());
     }

@@ -96,6 +96,7 @@ impl S3Call {
         };
         let reads_current = op.compares_current_etag()
             && crate::pipeline::header_str(headers, &http::header::IF_MATCH)?.is_some();
+        refuse_case_variant_request_tags(headers)?;
         // Any `x-amz-tagging` header counts, even one that is empty or not valid text: the
         // check fails closed, and the handler refuses what it cannot parse.
         let sets_tags = headers.contains_key("x-amz-tagging")
@@ -329,6 +330,32 @@ impl Ctx<'_> {
     pub fn header(&self, name: &str) -> Result<Option<&str>, S3Error> {
         crate::pipeline::header_str(self.headers, name)
     }
+}
+
+/// Refuses an `x-amz-tagging` header naming tags whose keys differ only in case. S3 keeps such
+/// tags apart, but condition keys cannot tell them apart ("condition key names are not case
+/// sensitive", https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition.html):
+/// both would be one `s3:RequestObjectTag/KEY` holding one of the two values, so a policy on the
+/// other value would be evaded. Refused before any decision, as the existing object's tags are
+/// for `s3:ExistingObjectTag` (review 16, F2).
+fn refuse_case_variant_request_tags(headers: &HeaderMap) -> Result<(), S3Error> {
+    let Some(tagging) = headers.get("x-amz-tagging").and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let tags = Query::parse(Some(tagging));
+    let keys: Vec<&str> = tags.names().collect();
+    for (i, k) in keys.iter().enumerate() {
+        let clash = keys
+            .iter()
+            .skip(i + 1)
+            .find(|other| *other != k && other.eq_ignore_ascii_case(k));
+        if let Some(other) = clash {
+            return Err(S3Error::access_denied(format!(
+                "Access Denied: the tags `{k}` and `{other}` differ only in case, and the policies' s3:RequestObjectTag conditions cannot tell them apart"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Runs the handler for an authorized operation. Exhaustive: a new `Op` does not compile until it
@@ -1027,5 +1054,73 @@ mod tests {
         );
         assert!(put(&only_internal, Some("classification=internal")).is_ok());
         assert!(put(&only_internal, Some("classification=public")).is_err());
+    }
+
+    /// Review 16, F2: tag keys that differ only in case would collapse into one
+    /// `s3:RequestObjectTag/KEY` (the last value winning), so a Deny on the value of one spelling
+    /// could be evaded by sending the same key again in another case after it, while S3 stores
+    /// both tags. A case-insensitive condition key "matches both tags"
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition.html);
+    /// such tag sets are refused before the decision, as existing objects' are.
+    #[test]
+    fn case_variant_request_tags_do_not_hide_a_denied_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::Config::load(
+            None,
+            crate::ConfigOverrides {
+                data_dir: Some(dir.path().join("data")),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let gw = crate::open(config).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let user = Principal::User {
+            name: "u".into(),
+            id: "AIDAX".into(),
+            arn: format!("arn:aws:iam::{}:user/u", gw.account.record.account_id),
+            access_key_id: "AKIAX".into(),
+            session: None,
+            policies: std::sync::Arc::new(vec![keyhole_policy::CompiledPolicy::from_json(
+                r#"{"Version":"2012-10-17","Statement":[
+                {"Effect":"Allow","Action":["s3:PutObject","s3:PutObjectTagging"],"Resource":"arn:aws:s3:::b/*"},
+                {"Effect":"Deny","Action":["s3:PutObject","s3:PutObjectTagging"],"Resource":"*",
+                 "Condition":{"StringEquals":{"s3:RequestObjectTag/Classification":"secret"}}}]}"#,
+                keyhole_policy::PolicyKind::Identity,
+            )
+            .unwrap()]),
+            boundary: None,
+            tags: Default::default(),
+        };
+        let put = |tagging: &'static str| {
+            let h = headers(&[("x-amz-tagging", tagging)]);
+            // The header passes S3's tag rules (S3 keeps keys that differ in case apart).
+            tagging::parse_header(tagging).unwrap();
+            let mut context = keyhole_policy::Context::new();
+            crate::context::add_s3(&mut context, &Op::PutObject, &Query::parse(None), &h);
+            let call = S3Call::new(Op::PutObject, "b".into(), "k".into(), &h, &Query::default())?;
+            rt.block_on(crate::authz::authorize(
+                &gw,
+                &user,
+                call,
+                &context,
+                &crate::audit::Checks::default(),
+            ))
+            .map(|_| ())
+        };
+        assert!(put("Classification=secret").is_err());
+        assert!(put("classification=secret").is_err());
+        assert!(put("Classification=ok&Team=a").is_ok());
+        // The object would be stored with `Classification=secret`: must not be allowed.
+        for tagging in [
+            "Classification=secret&classification=ok",
+            "CLASSIFICATION=ok&Classification=secret",
+        ] {
+            let refused = put(tagging).unwrap_err();
+            assert_eq!(refused.code(), "AccessDenied", "{tagging}");
+        }
     }
 }
