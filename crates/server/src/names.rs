@@ -34,3 +34,5 @@ pub static X_AMZ_DELETE_MARKER: HeaderName = HeaderName::from_static("x-amz-dele
 /// `x-amz-copy-source-version-id`.
 pub static X_AMZ_COPY_SOURCE_VERSION_ID: HeaderName =
     HeaderName::from_static("x-amz-copy-source-version-id");
+/// `x-amz-tagging`.
+pub static X_AMZ_TAGGING: HeaderName = HeaderName::from_static("x-amz-tagging");

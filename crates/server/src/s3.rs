@@ -99,7 +99,7 @@ impl S3Call {
         refuse_case_variant_request_tags(headers)?;
         // Any `x-amz-tagging` header counts, even one that is empty or not valid text: the
         // check fails closed, and the handler refuses what it cannot parse.
-        let sets_tags = headers.contains_key("x-amz-tagging")
+        let sets_tags = headers.contains_key(&crate::names::X_AMZ_TAGGING)
             && op.applies_tagging_header(crate::pipeline::header_str(
                 headers,
                 "x-amz-tagging-directive",
@@ -339,7 +339,10 @@ impl Ctx<'_> {
 /// other value would be evaded. Refused before any decision, as the existing object's tags are
 /// for `s3:ExistingObjectTag` (review 16, F2).
 fn refuse_case_variant_request_tags(headers: &HeaderMap) -> Result<(), S3Error> {
-    let Some(tagging) = headers.get("x-amz-tagging").and_then(|v| v.to_str().ok()) else {
+    let Some(tagging) = headers
+        .get(&crate::names::X_AMZ_TAGGING)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Ok(());
     };
     let tags = Query::parse(Some(tagging));
