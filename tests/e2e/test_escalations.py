@@ -1252,6 +1252,47 @@ def test_a_tag_repeated_in_another_case_does_not_hide_a_denied_value(server, dat
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404, "nothing was written"
 
 
+
+def test_put_object_tagging_is_decided_with_the_tags_it_sets(server, data_bucket):
+    """Review 16, F3: s3:RequestObjectTag/KEY and s3:RequestObjectTagKeys are for "adding tags to
+    objects using the PutObjectTagging and PutObject" requests
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html). A
+    PutObjectTagging is decided once its document is read, with the tags it sets; an
+    `x-amz-tagging` header sent beside it adds nothing."""
+    iam = iam_client(server)
+    admin = make_client(server.endpoint, server.access_key, server.secret_key)
+    admin.put_object(Bucket=data_bucket, Key="t/retag", Body=b"hi")
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:PutObjectTagging", "Resource": f"arn:aws:s3:::{data_bucket}/*"},
+        {"Effect": "Deny", "Action": "s3:PutObjectTagging", "Resource": "*",
+         "Condition": {"StringEquals": {"s3:RequestObjectTag/Classification": "secret"}}}]})
+    u = client(server, "s3", (ak, sk))
+    u.put_object_tagging(Bucket=data_bucket, Key="t/retag",
+                         Tagging={"TagSet": [{"Key": "Classification", "Value": "ok"}]})
+    for tag_set in ([{"Key": "Classification", "Value": "secret"}],
+                    [{"Key": "Classification", "Value": "secret"}, {"Key": "classification", "Value": "ok"}]):
+        with pytest.raises(ClientError) as e:
+            u.put_object_tagging(Bucket=data_bucket, Key="t/retag", Tagging={"TagSet": tag_set})
+        assert code_of(e.value) == "AccessDenied", tag_set
+    assert admin.get_object_tagging(Bucket=data_bucket, Key="t/retag")["TagSet"] == [
+        {"Key": "Classification", "Value": "ok"}], "the denied tag sets were not stored"
+    # An Allow that requires a value is met by the document (it failed closed before).
+    _, ak2, sk2 = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:PutObjectTagging", "Resource": f"arn:aws:s3:::{data_bucket}/*",
+         "Condition": {"StringEquals": {"s3:RequestObjectTag/Approved": "yes"}}}]})
+    u2 = client(server, "s3", (ak2, sk2))
+    u2.put_object_tagging(Bucket=data_bucket, Key="t/retag", Tagging={"TagSet": [{"Key": "Approved", "Value": "yes"}]})
+    # ... and not by a header beside a document that does not set it.
+    def smuggle(request, **_):
+        request.headers["x-amz-tagging"] = "Approved=yes"
+    u2.meta.events.register("before-sign.s3.PutObjectTagging", smuggle)
+    with pytest.raises(ClientError) as e:
+        u2.put_object_tagging(Bucket=data_bucket, Key="t/retag", Tagging={"TagSet": [{"Key": "Approved", "Value": "no"}]})
+    assert code_of(e.value) == "AccessDenied"
+    assert admin.get_object_tagging(Bucket=data_bucket, Key="t/retag")["TagSet"] == [
+        {"Key": "Approved", "Value": "yes"}]
+
+
 SPLIT_EVERYWHERE = ["0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1"]
 
 

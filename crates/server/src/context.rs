@@ -348,7 +348,14 @@ pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
             if op.creates_object() { "true" } else { "false" },
         );
     }
-    if let Some(v) = headers.get("x-amz-tagging").and_then(|v| v.to_str().ok()) {
+    // PutObjectTagging's tags are those of its document, added when the handler has read it
+    // (`s3::tagging::TagSetChange`): a header must not add keys its document does not set.
+    let tagging = if matches!(op, Op::PutObjectTagging) {
+        None
+    } else {
+        headers.get("x-amz-tagging")
+    };
+    if let Some(v) = tagging.and_then(|v| v.to_str().ok()) {
         let tags = Query::parse(Some(v));
         let keys: Vec<String> = tags.names().map(str::to_owned).collect();
         for k in &keys {

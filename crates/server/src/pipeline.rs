@@ -987,6 +987,7 @@ fn describe(
             trace.op_name = op.name();
             trace.key = Some(form.key.clone());
             context::add_s3(&mut context, &op, &Query::default(), &form.headers);
+            crate::s3::refuse_case_variant_request_tags(&caller.principal, &form.headers)?;
             Call::S3(crate::s3::S3Call::new(
                 op,
                 bucket,
@@ -1051,6 +1052,7 @@ fn describe(
                 }
             }
             context::add_s3(&mut context, &op, &query, &parts.headers);
+            crate::s3::refuse_case_variant_request_tags(&caller.principal, &parts.headers)?;
             let call = crate::s3::S3Call::new(op, bucket, key, &parts.headers, &query)?;
             uri_query = query;
             Call::S3(call)

@@ -96,7 +96,6 @@ impl S3Call {
         };
         let reads_current = op.compares_current_etag()
             && crate::pipeline::header_str(headers, &http::header::IF_MATCH)?.is_some();
-        refuse_case_variant_request_tags(headers)?;
         // Any `x-amz-tagging` header counts, even one that is empty or not valid text: the
         // check fails closed, and the handler refuses what it cannot parse.
         let sets_tags = headers.contains_key(&crate::names::X_AMZ_TAGGING)
@@ -337,8 +336,15 @@ impl Ctx<'_> {
 /// sensitive", https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition.html):
 /// both would be one `s3:RequestObjectTag/KEY` holding one of the two values, so a policy on the
 /// other value would be evaded. Refused before any decision, as the existing object's tags are
-/// for `s3:ExistingObjectTag` (review 16, F2).
-fn refuse_case_variant_request_tags(headers: &HeaderMap) -> Result<(), S3Error> {
+/// for `s3:ExistingObjectTag` (review 16, F2). The account's root user may send them: it can
+/// change every policy such tags could evade, and it is how such objects are made on purpose.
+pub(crate) fn refuse_case_variant_request_tags(
+    principal: &Principal,
+    headers: &HeaderMap,
+) -> Result<(), S3Error> {
+    if matches!(principal, Principal::Root { .. }) {
+        return Ok(());
+    }
     let Some(tagging) = headers
         .get(&crate::names::X_AMZ_TAGGING)
         .and_then(|v| v.to_str().ok())
@@ -346,7 +352,12 @@ fn refuse_case_variant_request_tags(headers: &HeaderMap) -> Result<(), S3Error> 
         return Ok(());
     };
     let tags = Query::parse(Some(tagging));
-    let keys: Vec<&str> = tags.names().collect();
+    refuse_case_variant_tag_keys(&tags.names().collect::<Vec<_>>())
+}
+
+/// [`refuse_case_variant_request_tags`] for tag keys however they were sent (a PutObjectTagging
+/// document's too), whoever sends them.
+pub(crate) fn refuse_case_variant_tag_keys(keys: &[&str]) -> Result<(), S3Error> {
     for (i, k) in keys.iter().enumerate() {
         let clash = keys
             .iter()
@@ -377,6 +388,7 @@ pub async fn dispatch(
         Op::PutObject
             | Op::UploadPart { .. }
             | Op::DeleteObjects
+            | Op::PutObjectTagging
             | Op::PutObjectRetention
             | Op::PutObjectLegalHold
     ) {
@@ -1104,6 +1116,7 @@ mod tests {
             tagging::parse_header(tagging).unwrap();
             let mut context = keyhole_policy::Context::new();
             crate::context::add_s3(&mut context, &Op::PutObject, &Query::parse(None), &h);
+            refuse_case_variant_request_tags(&user, &h)?;
             let call = S3Call::new(Op::PutObject, "b".into(), "k".into(), &h, &Query::default())?;
             rt.block_on(crate::authz::authorize(
                 &gw,
@@ -1124,6 +1137,15 @@ mod tests {
         ] {
             let refused = put(tagging).unwrap_err();
             assert_eq!(refused.code(), "AccessDenied", "{tagging}");
+            // The root user, who can change every policy, may make such objects.
+            let root = Principal::Root {
+                access_key_id: "AKIAROOT".into(),
+            };
+            assert!(refuse_case_variant_request_tags(
+                &root,
+                &headers(&[("x-amz-tagging", tagging)])
+            )
+            .is_ok());
         }
     }
 }

@@ -865,10 +865,17 @@ impl Op {
                 "s3:GetObjectTagging",
                 "s3:GetObjectVersionTagging",
             ))],
-            Op::PutObjectTagging => vec![on_object(v(
-                "s3:PutObjectTagging",
-                "s3:PutObjectVersionTagging",
-            ))],
+            // Decided once the (small) document is read: its tags are what
+            // `s3:RequestObjectTag/*` and `s3:RequestObjectTagKeys` test ("useful when adding
+            // tags to objects using the PutObjectTagging and PutObject",
+            // https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html;
+            // review 16, F3).
+            Op::PutObjectTagging => {
+                return Access {
+                    upfront: Vec::new(),
+                    per_key: Some(v("s3:PutObjectTagging", "s3:PutObjectVersionTagging")),
+                }
+            }
             Op::DeleteObjectTagging => vec![on_object(v(
                 "s3:DeleteObjectTagging",
                 "s3:DeleteObjectVersionTagging",
@@ -1176,12 +1183,15 @@ mod tests {
     /// operation needs its version action, never the plain one.
     #[test]
     fn a_version_id_asks_for_the_version_actions() {
+        // Upfront, or (an operation decided once its document is read) per item.
         let actions = |m: Method, q: &str| -> Vec<&'static str> {
             let op = route(m, Some("b"), Some("k"), q).unwrap();
-            op.access("b", "k", Query::parse(Some(q)).has("versionId"))
+            let access = op.access("b", "k", Query::parse(Some(q)).has("versionId"));
+            access
                 .upfront
                 .into_iter()
                 .map(|p| p.action)
+                .chain(access.per_key)
                 .collect()
         };
         assert_eq!(

@@ -90,10 +90,74 @@ pub(super) fn answer_order(tags: &[(String, String)]) -> Vec<(String, String)> {
     sorted
 }
 
+/// PutObjectTagging of one object (or version), described for authorization once its document
+/// is read: `s3:PutObjectTagging` (`s3:PutObjectVersionTagging` for a version) with the tags it
+/// sets as `s3:RequestObjectTag/KEY` and `s3:RequestObjectTagKeys`
+/// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html; review 16,
+/// F3: before, the tags of the body were never seen by a decision).
+pub struct TagSetChange {
+    bucket: String,
+    key: String,
+    version_id: Option<String>,
+    tags: Vec<(String, String)>,
+}
+
+impl crate::authz::Describe for TagSetChange {
+    fn requirement(&self) -> crate::authz::Requirement {
+        let action = if self.version_id.is_some() {
+            "s3:PutObjectVersionTagging"
+        } else {
+            "s3:PutObjectTagging"
+        };
+        crate::authz::Requirement::Permissions(vec![crate::authz::Permission::new(
+            action,
+            super::route::object_arn(&self.bucket, &self.key),
+        )])
+    }
+
+    fn add_context(&self, context: &mut keyhole_policy::Context) {
+        if let Some(v) = &self.version_id {
+            context.insert("s3:versionid", v.as_str());
+        }
+        add_request_tag_keys(context, &self.tags);
+    }
+}
+
+/// `s3:RequestObjectTag/KEY` for each tag and `s3:RequestObjectTagKeys`, the keys of a request
+/// that sets tags.
+pub(crate) fn add_request_tag_keys(
+    context: &mut keyhole_policy::Context,
+    tags: &[(String, String)],
+) {
+    for (k, v) in tags {
+        context.insert(&format!("s3:RequestObjectTag/{k}"), v.as_str());
+    }
+    context.insert_multi(
+        "s3:RequestObjectTagKeys",
+        tags.iter().map(|(k, _)| k.clone()).collect(),
+    );
+}
+
 pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<Body>, S3Error> {
     let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
     let tags = parse_document(&doc)?;
     validate(&tags)?;
+    if !matches!(ctx.principal, crate::auth::Principal::Root { .. }) {
+        // As for `x-amz-tagging` (`refuse_case_variant_request_tags`).
+        super::refuse_case_variant_tag_keys(
+            &tags.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        )?;
+    }
+    let change = TagSetChange {
+        bucket: ctx.bucket.clone(),
+        key: ctx.key.clone(),
+        version_id: ctx.version().map(str::to_owned),
+        tags,
+    };
+    let authorized =
+        crate::authz::authorize(ctx.gw, ctx.principal, change, &ctx.context, ctx.checks).await?;
+    ctx.before_change().await?;
+    let tags = authorized.into_call().tags;
     let version = ctx
         .gw
         .storage
