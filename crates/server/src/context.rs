@@ -358,11 +358,13 @@ pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
     if let Some(v) = tagging.and_then(|v| v.to_str().ok()) {
         let tags = Query::parse(Some(v));
         let keys: Vec<String> = tags.names().map(str::to_owned).collect();
-        for k in &keys {
-            c.insert(
-                &format!("s3:RequestObjectTag/{k}"),
-                tags.get(k).unwrap_or(""),
-            );
+        // In one pass (a lookup per key was quadratic in the keys of a hostile header); a key
+        // sent twice keeps its first value, as the lookup did.
+        for (k, value) in tags.pairs() {
+            let key = format!("s3:RequestObjectTag/{k}");
+            if c.get(&key).is_none() {
+                c.insert(&key, value);
+            }
         }
         c.insert_multi("s3:RequestObjectTagKeys", keys);
     }

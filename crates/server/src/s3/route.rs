@@ -76,6 +76,11 @@ impl Query {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.pairs.iter().map(|(k, _)| self.text(k))
     }
+
+    /// Every (name, value) in the order sent.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (self.text(k), self.text(v)))
+    }
 }
 
 impl Component {
