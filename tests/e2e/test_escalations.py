@@ -1293,6 +1293,56 @@ def test_put_object_tagging_is_decided_with_the_tags_it_sets(server, data_bucket
         {"Key": "Approved", "Value": "yes"}]
 
 
+def test_a_refused_subresource_write_leaves_no_authorized_record(server, data_bucket):
+    """An `authorized` record is the write-ahead record of a request that passed authorization
+    (docs/AUDIT.md, Guarantees). PutObjectTagging, PutObjectRetention and PutObjectLegalHold are
+    decided by their handler once their document is read: a refused one leaves only its
+    `completed` record with the denial, and an allowed one's `authorized` record carries the
+    decision that allowed it (found by review 16's second pass, filed Low, fixed 2026-12-04)."""
+    iam = iam_client(server)
+    admin = make_client(server.endpoint, server.access_key, server.secret_key)
+    key = f"t/ahead-{uuid.uuid4().hex[:8]}"
+    admin.put_object(Bucket=data_bucket, Key=key, Body=b"hi")
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:PutObjectTagging", "Resource": f"arn:aws:s3:::{data_bucket}/*"},
+        {"Effect": "Deny", "Action": "s3:PutObjectTagging", "Resource": "*",
+         "Condition": {"StringEquals": {"s3:RequestObjectTag/Classification": "secret"}}}]})
+    u = client(server, "s3", (ak, sk))
+    with pytest.raises(ClientError) as e:
+        u.put_object_tagging(Bucket=data_bucket, Key=key,
+                             Tagging={"TagSet": [{"Key": "Classification", "Value": "secret"}]})
+    assert code_of(e.value) == "AccessDenied"
+    for refused in (
+        lambda: u.put_object_retention(Bucket=data_bucket, Key=key, Retention={
+            "Mode": "GOVERNANCE", "RetainUntilDate": "2030-01-01T00:00:00Z"}),
+        lambda: u.put_object_legal_hold(Bucket=data_bucket, Key=key, LegalHold={"Status": "ON"}),
+    ):
+        with pytest.raises(ClientError):
+            refused()
+    u.put_object_tagging(Bucket=data_bucket, Key=key,
+                         Tagging={"TagSet": [{"Key": "Classification", "Value": "ok"}]})
+    ops = ("PutObjectTagging", "PutObjectRetention", "PutObjectLegalHold")
+    events = wait_for_events(server.data_dir, lambda ev: sum(
+        1 for e in ev if e["eventName"] in ops and e["stage"] == "completed"
+        and e["requestParameters"].get("key") == key) == 4)
+    mine = [e for e in events if e["eventName"] in ops and e["requestParameters"].get("key") == key]
+    ahead = [e for e in mine if e["stage"] == "authorized"]
+    assert len(ahead) == 1 and ahead[0]["eventName"] == "PutObjectTagging", [
+        (e["eventName"], e["stage"], e.get("httpStatus")) for e in mine]
+    assert ahead[0]["decision"] == "Allow"
+    assert [(c["action"], c["decision"]) for c in ahead[0]["authorization"]] == [("s3:PutObjectTagging", "Allow")]
+    done = [e for e in mine if e["stage"] == "completed"]
+    statuses: dict[str, list[int]] = {}
+    for e in done:
+        statuses.setdefault(e["eventName"], []).append(e["httpStatus"])
+    assert sorted(statuses["PutObjectTagging"]) == [200, 403], statuses
+    assert all(s >= 400 for s in statuses["PutObjectRetention"] + statuses["PutObjectLegalHold"]), statuses
+    # Each request's records are in order: its `authorized` record precedes its `completed` one.
+    seq = {(e["requestID"], e["stage"]): e["seq"] for e in mine}
+    rid = ahead[0]["requestID"]
+    assert seq[(rid, "authorized")] < seq[(rid, "completed")]
+
+
 SPLIT_EVERYWHERE = ["0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1"]
 
 

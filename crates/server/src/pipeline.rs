@@ -110,16 +110,7 @@ impl Trace {
 
     /// [`Trace::event`] of a finished request: what the trace holds moves into the event.
     fn into_event(self, gw: &Gateway, base: &EventBase, stage: Stage) -> AuditEvent {
-        let authorization = self.checks.snapshot();
-        let resources = authorization
-            .iter()
-            .filter_map(|c| Resource::for_arn(&c.resource))
-            .fold(Vec::<Resource>::new(), |mut acc, r| {
-                if !acc.contains(&r) {
-                    acc.push(r);
-                }
-                acc
-            });
+        let (resources, authorization) = decided(&self.checks);
         let decision = if self.authn_failed {
             Some(Decision::Deny)
         } else {
@@ -158,6 +149,47 @@ impl Trace {
             node: None,
         }
     }
+}
+
+/// Requests whose write-ahead record their handler queues: DeleteObjects (with the keys its
+/// body names) and the object subresource writes decided once their document is read
+/// (`Access::per_key`), whose record must not exist unless they are allowed (AUDIT.md: an
+/// `authorized` record is the write-ahead record of a request that passed authorization).
+fn decided_by_handler(endpoint: crate::endpoint::Endpoint) -> bool {
+    use crate::s3::route::Op;
+    matches!(
+        endpoint,
+        crate::endpoint::Endpoint::S3(
+            Op::DeleteObjects
+                | Op::PutObjectTagging
+                | Op::PutObjectRetention
+                | Op::PutObjectLegalHold
+        )
+    )
+}
+
+/// The resources and checks of every decision made so far.
+fn decided(checks: &Checks) -> (Vec<Resource>, Vec<audit::Check>) {
+    let authorization = checks.snapshot();
+    let resources = authorization
+        .iter()
+        .filter_map(|c| Resource::for_arn(&c.resource))
+        .fold(Vec::<Resource>::new(), |mut acc, r| {
+            if !acc.contains(&r) {
+                acc.push(r);
+            }
+            acc
+        });
+    (resources, authorization)
+}
+
+/// Puts in a write-ahead record the decisions its handler made after the record was made (a
+/// request decided by its handler: its record is queued only once it is allowed).
+pub(crate) fn record_decisions(event: &mut AuditEvent, checks: &Checks) {
+    let (resources, authorization) = decided(checks);
+    event.resources = resources;
+    event.authorization = authorization;
+    event.decision = checks.decision();
 }
 
 /// Facts about a request known on arrival.
@@ -379,10 +411,10 @@ async fn handle_stages(
         // Write-ahead: the request's `authorized` record is queued now and made durable while
         // the request goes on; nothing changes before it is (S3 handlers wait in
         // `Ctx::before_change`, the control plane right here).
-        let write_ahead = if mutating
-            && endpoint == crate::endpoint::Endpoint::S3(crate::s3::route::Op::DeleteObjects)
-        {
-            // Queued by the handler once it has read which keys the body names.
+        let write_ahead = if mutating && decided_by_handler(endpoint) {
+            // Queued by the handler once it has read which keys the body names (DeleteObjects)
+            // or once it allowed the change its document asks for (the others): a refused
+            // request leaves no `authorized` record.
             crate::audit::WriteAhead::deferred(
                 &gw.audit,
                 trace.event(&gw, &base, Stage::Authorized),

@@ -318,6 +318,10 @@ impl Ctx<'_> {
     /// anything visible. Fails with 503 if it could not be written (fail closed), unless
     /// `audit_fail_open`.
     pub async fn before_change(&self) -> Result<(), S3Error> {
+        // A record its handler queues (a request it decided) carries the decisions made so far.
+        self.write_ahead
+            .amend(|event| crate::pipeline::record_decisions(event, self.checks))
+            .await;
         if self.write_ahead.wait().await || self.audit_fail_open {
             Ok(())
         } else {
