@@ -130,6 +130,9 @@ pub struct GetObject {
     pub key: String,
     /// The `Range` header as sent.
     pub range: Option<String>,
+    /// The `If-Range` header as sent: `range` applies only while it names the object's ETag or
+    /// Last-Modified ([`conditions::if_range_holds`]); otherwise the whole object is served.
+    pub if_range: Option<String>,
     /// `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`.
     pub conditions: ReadConditions,
     /// `x-amz-checksum-mode: ENABLED`: ask for stored checksums.
@@ -155,6 +158,7 @@ impl GetObject {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             range: None,
+            if_range: None,
             conditions: ReadConditions::default(),
             checksum_mode: false,
             head: true,

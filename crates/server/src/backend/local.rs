@@ -344,7 +344,15 @@ impl LocalBackend {
         };
         let range = match &part {
             Some(p) => p.range,
-            None => conditions::parse_range(req.range.as_deref(), info.size)?,
+            None if conditions::if_range_holds(
+                req.if_range.as_deref(),
+                &info.etag,
+                info.last_modified,
+            ) =>
+            {
+                conditions::parse_range(req.range.as_deref(), info.size)?
+            }
+            None => None,
         };
         let (start, len) = range.map_or((0, info.size), |r| (r.start, r.len));
         let body = match (inline, reader) {

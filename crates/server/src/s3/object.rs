@@ -284,6 +284,7 @@ pub(super) async fn get_object(ctx: &Ctx<'_>, head: bool) -> Result<Response<Bod
         bucket: ctx.bucket.clone(),
         key: ctx.key.clone(),
         range: ctx.header("range")?.map(str::to_owned),
+        if_range: ctx.header("if-range")?.map(str::to_owned),
         conditions: read_conditions(ctx, super::ConditionsOf::Object)?,
         checksum_mode: ctx
             .header("x-amz-checksum-mode")?
