@@ -1250,6 +1250,16 @@ def test_a_tag_repeated_in_another_case_does_not_hide_a_denied_value(server, dat
     with pytest.raises(ClientError) as e:
         admin.head_object(Bucket=data_bucket, Key="t/case-hidden")
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404, "nothing was written"
+    # Each refusal is a recorded denial, whether a policy or the case rule made it (review 17,
+    # L2: the case rule's records had no decision, so `audit query --decision deny` missed them).
+    events = wait_for_events(server.data_dir, lambda ev: sum(
+        1 for e in ev if e["eventName"] == "PutObject" and e["stage"] == "completed"
+        and e["requestParameters"].get("key") == "t/case-hidden") == 3)
+    refused = [e for e in events if e["eventName"] == "PutObject"
+               and e["requestParameters"].get("key") == "t/case-hidden"]
+    assert [e["stage"] for e in refused] == ["completed"] * 3, "no write-ahead record for a refusal"
+    assert all(e["decision"] == "Deny" and e["httpStatus"] == 403 for e in refused), refused
+    assert any("differ only in case" in c["reason"] for e in refused for c in e["authorization"])
 
 
 
@@ -1276,6 +1286,11 @@ def test_put_object_tagging_is_decided_with_the_tags_it_sets(server, data_bucket
         assert code_of(e.value) == "AccessDenied", tag_set
     assert admin.get_object_tagging(Bucket=data_bucket, Key="t/retag")["TagSet"] == [
         {"Key": "Classification", "Value": "ok"}], "the denied tag sets were not stored"
+    denied = wait_for_events(server.data_dir, lambda ev: sum(
+        1 for e in ev if e["eventName"] == "PutObjectTagging" and e.get("httpStatus") == 403
+        and e["requestParameters"].get("key") == "t/retag") >= 2)
+    assert all(e["decision"] == "Deny" for e in denied if e["eventName"] == "PutObjectTagging"
+               and e.get("httpStatus") == 403 and e["requestParameters"].get("key") == "t/retag")
     # An Allow that requires a value is met by the document (it failed closed before).
     _, ak2, sk2 = new_user(iam, {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "s3:PutObjectTagging", "Resource": f"arn:aws:s3:::{data_bucket}/*",
@@ -1341,6 +1356,35 @@ def test_a_refused_subresource_write_leaves_no_authorized_record(server, data_bu
     seq = {(e["requestID"], e["stage"]): e["seq"] for e in mine}
     rid = ahead[0]["requestID"]
     assert seq[(rid, "authorized")] < seq[(rid, "completed")]
+
+
+def test_a_delete_objects_with_every_key_refused_leaves_no_authorized_record(server, data_bucket):
+    """Review 17, L1: DeleteObjects queued its write-ahead record before deciding its keys, so a
+    request whose every key was refused (it changes nothing) still left an `authorized` record.
+    Now the record is queued once the keys are decided, only if one is allowed; with one allowed
+    it still names every key of the body and precedes the deletion."""
+    iam = iam_client(server)
+    admin = make_client(server.endpoint, server.access_key, server.secret_key)
+    tag = uuid.uuid4().hex[:8]
+    keep, gone = f"t/keep-{tag}", f"t/gone-{tag}"
+    for k in (keep, gone):
+        admin.put_object(Bucket=data_bucket, Key=k, Body=b"x")
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{data_bucket}/{gone}"}]})
+    u = client(server, "s3", (ak, sk))
+    refused = u.delete_objects(Bucket=data_bucket, Delete={"Objects": [{"Key": keep}]})
+    assert [e["Code"] for e in refused.get("Errors", [])] == ["AccessDenied"] and not refused.get("Deleted")
+    mixed = u.delete_objects(Bucket=data_bucket, Delete={"Objects": [{"Key": keep}, {"Key": gone}]})
+    assert [d["Key"] for d in mixed["Deleted"]] == [gone]
+    assert admin.head_object(Bucket=data_bucket, Key=keep)["ContentLength"] == 1
+    rids = {refused["ResponseMetadata"]["RequestId"]: "refused", mixed["ResponseMetadata"]["RequestId"]: "mixed"}
+    events = wait_for_events(server.data_dir, lambda ev: sum(
+        1 for e in ev if e["requestID"] in rids and e["stage"] == "completed") == 2)
+    stages = {(rids[e["requestID"]], e["stage"]): e for e in events if e["requestID"] in rids}
+    assert ("refused", "authorized") not in stages, "a request that changes nothing has no write-ahead record"
+    ahead = stages[("mixed", "authorized")]
+    assert ahead["requestParameters"]["keys"] == [keep, gone]
+    assert ahead["seq"] < stages[("mixed", "completed")]["seq"]
 
 
 SPLIT_EVERYWHERE = ["0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1"]

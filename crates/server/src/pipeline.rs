@@ -1019,7 +1019,10 @@ fn describe(
             trace.op_name = op.name();
             trace.key = Some(form.key.clone());
             context::add_s3(&mut context, &op, &Query::default(), &form.headers);
-            crate::s3::refuse_case_variant_request_tags(&caller.principal, &form.headers)?;
+            crate::s3::refuse_case_variant_request_tags(&caller.principal, &form.headers)
+                .inspect_err(|e| {
+                    crate::s3::record_case_variant_refusal(&trace.checks, &bucket, &form.key, e);
+                })?;
             Call::S3(crate::s3::S3Call::new(
                 op,
                 bucket,
@@ -1084,7 +1087,10 @@ fn describe(
                 }
             }
             context::add_s3(&mut context, &op, &query, &parts.headers);
-            crate::s3::refuse_case_variant_request_tags(&caller.principal, &parts.headers)?;
+            crate::s3::refuse_case_variant_request_tags(&caller.principal, &parts.headers)
+                .inspect_err(|e| {
+                    crate::s3::record_case_variant_refusal(&trace.checks, &bucket, &key, e);
+                })?;
             let call = crate::s3::S3Call::new(op, bucket, key, &parts.headers, &query)?;
             uri_query = query;
             Call::S3(call)

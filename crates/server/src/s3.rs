@@ -359,6 +359,27 @@ pub(crate) fn refuse_case_variant_request_tags(
     refuse_case_variant_tag_keys(&tags.names().collect::<Vec<_>>())
 }
 
+/// Records a refusal by [`refuse_case_variant_request_tags`] or
+/// [`refuse_case_variant_tag_keys`] as a denial of `s3:PutObjectTagging` on the object: a rule of
+/// keyhole's, made before any policy is evaluated, whose records must still say Deny (`keyhole
+/// audit query --decision deny` lists them; review 17 found them with no decision).
+pub(crate) fn record_case_variant_refusal(
+    checks: &crate::audit::Checks,
+    bucket: &str,
+    key: &str,
+    refusal: &S3Error,
+) {
+    checks.push(crate::audit::event::Check {
+        action: "s3:PutObjectTagging".to_owned(),
+        resource: route::object_arn(bucket, key),
+        decision: crate::audit::event::Decision::Deny,
+        reason: refusal.message().to_owned(),
+        statements: Vec::new(),
+        evaluation: None,
+        same_evaluation_as: None,
+    });
+}
+
 /// [`refuse_case_variant_request_tags`] for tag keys however they were sent (a PutObjectTagging
 /// document's too), whoever sends them.
 pub(crate) fn refuse_case_variant_tag_keys(keys: &[&str]) -> Result<(), S3Error> {

@@ -559,27 +559,6 @@ pub(super) async fn delete_objects(
             keys.len()
         )));
     }
-    // The write-ahead record names every key (and version) before any is deleted.
-    let named: Vec<serde_json::Value> = keys
-        .iter()
-        .map(|(k, v)| match v {
-            Some(v) => serde_json::json!({"key": k, "versionId": v}),
-            None => serde_json::json!(k),
-        })
-        .collect();
-    ctx.write_ahead
-        .amend(|event| {
-            event
-                .request_parameters
-                .other
-                .insert("keys".into(), serde_json::json!(named));
-            event
-                .request_parameters
-                .other
-                .insert("quiet".into(), serde_json::json!(quiet));
-        })
-        .await;
-    ctx.before_change().await?;
     // Bucket must exist before per-key results are produced.
     ctx.gw.storage.head_bucket(&ctx.bucket).await?;
     // Each key is authorized by the one authorization stage, like any request: a denied key is
@@ -602,7 +581,34 @@ pub(super) async fn delete_objects(
         }
     }
     let (slots, items): (Vec<usize>, Vec<_>) = allowed.into_iter().unzip();
-    let deleted_results = ctx.gw.storage.delete_objects(&ctx.bucket, items).await?;
+    // The write-ahead record names every key (and version) before any is deleted, and exists
+    // only when one of them is allowed: a request whose every key is refused changes nothing
+    // and leaves no `authorized` record (review 17, L1).
+    let deleted_results = if items.is_empty() {
+        Vec::new()
+    } else {
+        let named: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => serde_json::json!({"key": k, "versionId": v}),
+                None => serde_json::json!(k),
+            })
+            .collect();
+        ctx.write_ahead
+            .amend(|event| {
+                event
+                    .request_parameters
+                    .other
+                    .insert("keys".into(), serde_json::json!(named));
+                event
+                    .request_parameters
+                    .other
+                    .insert("quiet".into(), serde_json::json!(quiet));
+            })
+            .await;
+        ctx.before_change().await?;
+        ctx.gw.storage.delete_objects(&ctx.bucket, items).await?
+    };
     for (slot, (_, result)) in slots.into_iter().zip(deleted_results) {
         if let Some(entry) = results.get_mut(slot) {
             *entry = result;

@@ -146,7 +146,10 @@ pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<
         // As for `x-amz-tagging` (`refuse_case_variant_request_tags`).
         super::refuse_case_variant_tag_keys(
             &tags.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
-        )?;
+        )
+        .inspect_err(|e| {
+            super::record_case_variant_refusal(ctx.checks, &ctx.bucket, &ctx.key, e);
+        })?;
     }
     let change = TagSetChange {
         bucket: ctx.bucket.clone(),
