@@ -18,7 +18,7 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import make_client, signed_request
+from e2e_helpers import make_client, signed_request, wait_for_events
 from test_iam import iam_client, new_user
 
 MiB = 1024 * 1024
@@ -214,3 +214,10 @@ def test_expected_bucket_owner_is_checked_not_ignored(server, s3, bucket):
                        ExpectedSourceBucketOwner="111122223333")
     assert status(e.value) == 403
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+    # Both refusals are recorded denials of what they asked for (review 18: no decision).
+    rid = e.value.response["ResponseMetadata"]["RequestId"]
+    events = wait_for_events(server.data_dir, lambda ev: any(
+        x["requestID"] == rid and x["stage"] == "completed" for x in ev))
+    done = [x for x in events if x["requestID"] == rid and x["stage"] == "completed"]
+    assert [x["decision"] for x in done] == ["Deny"]
+    assert done[0]["authorization"][-1]["action"] == "s3:PutObject"

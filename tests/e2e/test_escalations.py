@@ -1384,6 +1384,9 @@ def test_a_delete_objects_with_every_key_refused_leaves_no_authorized_record(ser
     assert ("refused", "authorized") not in stages, "a request that changes nothing has no write-ahead record"
     ahead = stages[("mixed", "authorized")]
     assert ahead["requestParameters"]["keys"] == [keep, gone]
+    # ... with every key's decision (review 18: the record had none).
+    assert [(c["action"], c["resource"].rsplit("/", 1)[-1], c["decision"]) for c in ahead["authorization"]] == [
+        ("s3:DeleteObject", keep.rsplit("/", 1)[-1], "Deny"), ("s3:DeleteObject", gone.rsplit("/", 1)[-1], "Allow")]
     assert ahead["seq"] < stages[("mixed", "completed")]["seq"]
 
 
@@ -1408,6 +1411,11 @@ def test_a_source_ip_condition_split_into_broad_ranges_is_public(server, data_bu
         with pytest.raises(ClientError) as e:
             admin.put_bucket_policy(Bucket=data_bucket, Policy=_anyone_from(data_bucket, cidrs))
         assert code_of(e.value) == "AccessDenied" and "BlockPublicPolicy" in str(e.value), e.value
+        # Recorded as a denial (review 18: the trail said Allow for it).
+        rid = e.value.response["ResponseMetadata"]["RequestId"]
+        done = wait_for_events(server.data_dir, lambda ev: any(
+            x["requestID"] == rid and x["stage"] == "completed" for x in ev))
+        assert [x["decision"] for x in done if x["requestID"] == rid and x["stage"] == "completed"] == ["Deny"]
     with pytest.raises(ClientError) as e:
         admin.get_bucket_policy(Bucket=data_bucket)
     assert code_of(e.value) == "NoSuchBucketPolicy"

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import make_client
+from e2e_helpers import make_client, wait_for_events
 from test_iam import error_code, iam_client, new_user
 
 
@@ -130,6 +130,14 @@ def test_tag_keys_differing_only_in_case_fail_closed(server, s3, tagged):
             user.get_object(Bucket=tagged, Key=f"mixed-{order}")
         assert error_code(e.value) == "AccessDenied", order
     assert user.get_object(Bucket=tagged, Key="public.txt")["Body"].read() == b"p"
+    # Each refusal is a recorded denial of the pair it decided (review 18: it had no decision).
+    def refusals(ev):
+        return [e for e in ev if e["eventName"] == "GetObject" and e.get("httpStatus") == 403
+                and (e["requestParameters"].get("key") or "").startswith("mixed-")]
+    events = wait_for_events(server.data_dir, lambda ev: len(refusals(ev)) == 2)
+    for e in refusals(events):
+        assert e["decision"] == "Deny", e
+        assert [(c["action"], c["decision"]) for c in e["authorization"]][-1] == ("s3:GetObject", "Deny")
 
 
 def _race(server, tagged, seconds: float, read, same_bytes: bool) -> dict[str, int]:

@@ -46,7 +46,7 @@ def versions_of(s3, bucket: str, **kw) -> list[tuple[str, str, bool, bool]]:
     return out
 
 
-def test_versioning_states_and_mfa_delete(s3, bucket):
+def test_versioning_states_and_mfa_delete(server, s3, bucket):
     """API_GetBucketVersioning: a bucket never versioned answers no Status; once enabled it can
     only be suspended. MFA delete needs an MFA device keyhole does not have: refused."""
     got = s3.get_bucket_versioning(Bucket=bucket)
@@ -64,6 +64,12 @@ def test_versioning_states_and_mfa_delete(s3, bucket):
                                                                              "MFADelete": "Enabled"}, **kw)
         assert error_code(e.value) == "AccessDenied"
         assert "MfaDelete" in e.value.response["Error"]["Message"]
+    # The refusal is a recorded denial (review 18: the trail said Allow for it).
+    def refusals(ev):
+        return [e for e in ev if e["eventName"] == "PutBucketVersioning" and e["stage"] == "completed"
+                and e.get("httpStatus") == 403 and e["requestParameters"].get("bucketName") == bucket]
+    events = wait_for_events(server.data_dir, lambda ev: len(refusals(ev)) == 2)
+    assert all(e["decision"] == "Deny" for e in refusals(events)), refusals(events)
     # MFADelete Disabled is the state every bucket is in: accepted.
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled", "MFADelete": "Disabled"})
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"

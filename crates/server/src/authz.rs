@@ -316,7 +316,18 @@ async fn decide_with_stored_facts(
         .and_then(|_| context.get("s3:versionid"))
         .and_then(|v| v.values().first())
         .map(String::as_str);
-    let tagged = with_existing_object_tags(gw, bucket, key, version, context, checks).await?;
+    let tagged = with_existing_object_tags(gw, bucket, key, version, context, checks)
+        .await
+        .inspect_err(|e| {
+            // Tags that differ only in case: a rule's refusal, recorded as this pair's denial.
+            if e.code() == "AccessDenied" {
+                checks.push(crate::audit::event::Check::rule_denial(
+                    permission.action,
+                    permission.resource.clone(),
+                    e.message(),
+                ));
+            }
+        })?;
     Ok(gw.authz.decide(principal, permission, &tagged))
 }
 

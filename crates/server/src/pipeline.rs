@@ -1081,9 +1081,27 @@ fn describe(
                 &crate::names::X_AMZ_SOURCE_EXPECTED_BUCKET_OWNER,
             ] {
                 if header_str(&parts.headers, header)?.is_some_and(|owner| owner != account_id) {
-                    return Err(S3Error::access_denied(format!(
+                    let refusal = S3Error::access_denied(format!(
                         "Access Denied: the bucket is not owned by the account named in `{header}`"
-                    )));
+                    ));
+                    // A rule's refusal, recorded as a denial of what the request asks for
+                    // (review 18: it had no decision).
+                    let access = op.access(&bucket, &key, query.get("versionId").is_some());
+                    let (action, resource) = access.upfront.first().map_or_else(
+                        || {
+                            (
+                                access.per_key.unwrap_or("s3:*"),
+                                crate::s3::route::bucket_arn(&bucket),
+                            )
+                        },
+                        |p| (p.action, p.resource.clone()),
+                    );
+                    trace.checks.push(crate::audit::event::Check::rule_denial(
+                        action,
+                        resource,
+                        refusal.message(),
+                    ));
+                    return Err(refusal);
                 }
             }
             context::add_s3(&mut context, &op, &query, &parts.headers);

@@ -369,15 +369,29 @@ pub(crate) fn record_case_variant_refusal(
     key: &str,
     refusal: &S3Error,
 ) {
-    checks.push(crate::audit::event::Check {
-        action: "s3:PutObjectTagging".to_owned(),
-        resource: route::object_arn(bucket, key),
-        decision: crate::audit::event::Decision::Deny,
-        reason: refusal.message().to_owned(),
-        statements: Vec::new(),
-        evaluation: None,
-        same_evaluation_as: None,
-    });
+    checks.push(crate::audit::event::Check::rule_denial(
+        "s3:PutObjectTagging",
+        route::object_arn(bucket, key),
+        refusal.message(),
+    ));
+}
+
+impl Ctx<'_> {
+    /// Records `refusal`, a rule's (not a policy's) refusal of `action` on this request's bucket
+    /// (or object, when it names one), as a denial in the request's checks, and returns it.
+    pub(crate) fn refused(&self, action: &str, refusal: S3Error) -> S3Error {
+        let resource = if self.key.is_empty() {
+            route::bucket_arn(&self.bucket)
+        } else {
+            route::object_arn(&self.bucket, &self.key)
+        };
+        self.checks.push(crate::audit::event::Check::rule_denial(
+            action,
+            resource,
+            refusal.message(),
+        ));
+        refusal
+    }
 }
 
 /// [`refuse_case_variant_request_tags`] for tag keys however they were sent (a PutObjectTagging

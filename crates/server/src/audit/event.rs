@@ -221,6 +221,23 @@ pub struct Check {
     pub same_evaluation_as: Option<u32>,
 }
 
+impl Check {
+    /// A refusal made by a rule of the API or of keyhole's (not by a policy) after or instead
+    /// of a policy decision: recorded as a denial of `action` on `resource`, so that the
+    /// request's records say Deny (`keyhole audit query --decision deny` lists it).
+    pub fn rule_denial(action: &str, resource: String, reason: &str) -> Check {
+        Check {
+            action: action.to_owned(),
+            resource,
+            decision: Decision::Deny,
+            reason: reason.to_owned(),
+            statements: Vec::new(),
+            evaluation: None,
+            same_evaluation_as: None,
+        }
+    }
+}
+
 /// What a denied decision was made with: the principal as the engine saw it, the policies in
 /// play (by the SHA-256 of their documents, kept in the state's `policy_documents`), and the
 /// request's condition keys. No secret is here: the policies are named, not copied, and

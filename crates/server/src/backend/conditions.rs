@@ -132,21 +132,19 @@ pub fn evaluate(
 
 /// Whether a `Range` applies under `If-Range` (RFC 9110, section 13.1.5; S3 honours the header on
 /// GetObject although its API reference does not list it): with no `If-Range`, always; with an
-/// entity-tag, only a strong match of the object's ETag (a weak `W/"..."` tag never matches);
-/// with an HTTP-date, only the object's Last-Modified exactly (whole seconds). Anything else does
-/// not match. When it does not hold, the Range is ignored and the whole object is served, so a
-/// resumed download never joins bytes of two versions.
-pub fn if_range_holds(validator: Option<&str>, etag: &str, last_modified: DateTime<Utc>) -> bool {
+/// entity-tag, only a strong match of the object's ETag (a weak `W/"..."` tag never matches).
+/// An HTTP-date never matches: it would have to equal a Last-Modified that is a *strong*
+/// validator (RFC 9110, section 8.8.2.2), and a Last-Modified of whole seconds is not one here
+/// (two writes in one second share it; review 18 joined two versions that way). When it does not
+/// hold, the Range is ignored and the whole object is served, so a resumed download never joins
+/// bytes of two versions.
+pub fn if_range_holds(validator: Option<&str>, etag: &str) -> bool {
     let Some(v) = validator.map(str::trim) else {
         return true;
     };
-    if v.starts_with("W/") {
-        return false;
-    }
-    if let Some(tag) = v.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        return tag == etag;
-    }
-    parse_http_date(v).is_some_and(|d| d.timestamp() == last_modified.timestamp())
+    v.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .is_some_and(|tag| tag == etag)
 }
 
 /// A satisfiable byte range `[start, start + len)`.
@@ -255,40 +253,31 @@ pub fn copy_range(header: Option<&str>, size: u64) -> Result<ByteRange, S3Error>
 mod tests {
     use super::*;
 
-    /// RFC 9110, section 13.1.5 (If-Range): strong ETag comparison, exact date, else no match.
+    /// RFC 9110, section 13.1.5 (If-Range): strong ETag comparison; dates never match.
     #[test]
-    fn if_range_holds_only_for_the_current_validator() {
+    fn if_range_holds_only_for_the_current_etag() {
         use chrono::TimeZone;
-        let lm = Utc.with_ymd_and_hms(2026, 12, 4, 10, 30, 0).unwrap();
-        assert!(if_range_holds(None, "abc", lm));
-        assert!(if_range_holds(Some("\"abc\""), "abc", lm));
-        assert!(if_range_holds(Some(" \"abc-3\" "), "abc-3", lm));
-        assert!(!if_range_holds(Some("\"abd\""), "abc", lm));
+        assert!(if_range_holds(None, "abc"));
+        assert!(if_range_holds(Some("\"abc\""), "abc"));
+        assert!(if_range_holds(Some(" \"abc-3\" "), "abc-3"));
+        assert!(!if_range_holds(Some("\"abd\""), "abc"));
         assert!(
-            !if_range_holds(Some("W/\"abc\""), "abc", lm),
+            !if_range_holds(Some("W/\"abc\""), "abc"),
             "weak tags never match"
         );
         assert!(
-            !if_range_holds(Some("abc"), "abc", lm),
+            !if_range_holds(Some("abc"), "abc"),
             "an unquoted tag is not a tag"
         );
-        assert!(if_range_holds(
-            Some("Fri, 04 Dec 2026 10:30:00 GMT"),
-            "abc",
-            lm
-        ));
-        assert!(!if_range_holds(
-            Some("Fri, 04 Dec 2026 10:29:59 GMT"),
-            "abc",
-            lm
-        ));
-        assert!(!if_range_holds(
-            Some("Fri, 04 Dec 2026 10:30:01 GMT"),
-            "abc",
-            lm
-        ));
-        assert!(!if_range_holds(Some("yesterday"), "abc", lm));
-        assert!(!if_range_holds(Some(""), "abc", lm));
+        assert!(
+            !if_range_holds(Some("\"abc\", \"abd\""), "abc"),
+            "a list is not a tag"
+        );
+        // Dates never match, not even the object's own Last-Modified (not a strong validator).
+        let lm = Utc.with_ymd_and_hms(2026, 12, 4, 10, 30, 0).unwrap();
+        assert!(!if_range_holds(Some(&crate::s3::http_date(lm)), "abc"));
+        assert!(!if_range_holds(Some("yesterday"), "abc"));
+        assert!(!if_range_holds(Some(""), "abc"));
     }
 
     fn r(h: &str, size: u64) -> Result<Option<(u64, u64)>, String> {

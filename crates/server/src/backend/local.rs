@@ -344,12 +344,7 @@ impl LocalBackend {
         };
         let range = match &part {
             Some(p) => p.range,
-            None if conditions::if_range_holds(
-                req.if_range.as_deref(),
-                &info.etag,
-                info.last_modified,
-            ) =>
-            {
+            None if conditions::if_range_holds(req.if_range.as_deref(), &info.etag) => {
                 conditions::parse_range(req.range.as_deref(), info.size)?
             }
             None => None,

@@ -385,26 +385,38 @@ impl UpstreamBackend {
         }
         let answer = match self.http.send(call, Bytes::new()).await {
             Err(e) if e.code() == "InvalidRange" && range.is_some() && req.if_range.is_some() => {
-                // Upstreams judge the range before `If-Range`; an unsatisfiable range under an
-                // `If-Range` that no longer holds is ignored with it: the whole object.
+                // Upstreams judge the range before `If-Range` and the other conditions. The
+                // object's head (with those conditions: a 412 or 304 comes first) decides: an
+                // `If-Range` that still holds keeps the 416; one that does not makes the range
+                // ignored with it, and the whole object is the answer.
                 let validator = req.if_range.clone();
-                let whole = Box::pin(self.get(GetObject {
+                let judged = Box::pin(self.get(GetObject {
                     range: None,
                     if_range: None,
+                    head: true,
                     ..req.clone()
                 }))
                 .await?;
-                return match whole {
-                    Got::Object(g)
+                return match judged {
+                    Got::Object(h)
                         if !super::conditions::if_range_holds(
                             validator.as_deref(),
-                            &g.head.etag,
-                            g.head.last_modified,
+                            &h.head.etag,
                         ) =>
                     {
-                        Ok(Got::Object(g))
+                        if req.head {
+                            Ok(Got::Object(h))
+                        } else {
+                            Box::pin(self.get(GetObject {
+                                range: None,
+                                if_range: None,
+                                ..req.clone()
+                            }))
+                            .await
+                        }
                     }
-                    _ => Err(e),
+                    Got::NotModified { .. } => Ok(judged),
+                    Got::Object(_) => Err(e),
                 };
             }
             other => other?,
@@ -434,11 +446,7 @@ impl UpstreamBackend {
         } else {
             answer.body
         };
-        let range_applies = super::conditions::if_range_holds(
-            req.if_range.as_deref(),
-            &head.etag,
-            head.last_modified,
-        );
+        let range_applies = super::conditions::if_range_holds(req.if_range.as_deref(), &head.etag);
         if got_range.is_some() && !range_applies {
             // The upstream ignored `If-Range` and sent a range of an object the validator no
             // longer names: the answer is the whole object, asked for again without a range.

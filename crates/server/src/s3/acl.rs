@@ -101,7 +101,18 @@ pub(super) async fn put(
             StatusCode::BAD_REQUEST,
             "Your request was missing a required header: x-amz-acl, or an AccessControlPolicy body",
         )),
-        (false, false) => owner_full_control_only(&doc, &ctx.gw.owner_id)?,
+        (false, false) => owner_full_control_only(&doc, &ctx.gw.owner_id).map_err(|e| {
+            if e.code() == "AccessDenied" {
+                let action = if object {
+                    "s3:PutObjectAcl"
+                } else {
+                    "s3:PutBucketAcl"
+                };
+                ctx.refused(action, e)
+            } else {
+                e
+            }
+        })?,
         (true, true) => {}
     }
     exists(ctx, object).await?;

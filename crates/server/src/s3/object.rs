@@ -604,6 +604,8 @@ pub(super) async fn delete_objects(
                     .request_parameters
                     .other
                     .insert("quiet".into(), serde_json::json!(quiet));
+                // Every key's decision, made above (review 18: the record had none).
+                crate::pipeline::record_decisions(event, ctx.checks);
             })
             .await;
         ctx.before_change().await?;

@@ -56,8 +56,11 @@ pub(super) async fn put_bucket_policy(
             }
         })?;
     if !stored {
-        return Err(S3Error::access_denied(
-            "Access Denied: the policy is public and Block Public Access (BlockPublicPolicy) is on",
+        return Err(ctx.refused(
+            "s3:PutBucketPolicy",
+            S3Error::access_denied(
+                "Access Denied: the policy is public and Block Public Access (BlockPublicPolicy) is on",
+            ),
         ));
     }
     Ok(empty_response(StatusCode::NO_CONTENT))

@@ -71,7 +71,9 @@ pub(super) async fn put_bucket_versioning(
     };
     match root.child_text("MfaDelete").map(str::trim) {
         None | Some("Disabled") => {}
-        Some("Enabled") => return Err(mfa_delete_refused(ctx)?),
+        Some("Enabled") => {
+            return Err(ctx.refused("s3:PutBucketVersioning", mfa_delete_refused(ctx)?))
+        }
         Some(other) => {
             return Err(illegal(format!(
                 "MfaDelete `{other}` is neither Enabled nor Disabled"
