@@ -209,15 +209,20 @@ def test_expected_bucket_owner_is_checked_not_ignored(server, s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket=bucket, Key="k", Body=b"other", ExpectedBucketOwner="111122223333")
     assert status(e.value) == 403
+    put_rid = e.value.response["ResponseMetadata"]["RequestId"]
     with pytest.raises(ClientError) as e:
         s3.copy_object(Bucket=bucket, Key="c", CopySource={"Bucket": bucket, "Key": "k"},
                        ExpectedSourceBucketOwner="111122223333")
     assert status(e.value) == 403
+    copy_rid = e.value.response["ResponseMetadata"]["RequestId"]
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
-    # Both refusals are recorded denials of what they asked for (review 18: no decision).
-    rid = e.value.response["ResponseMetadata"]["RequestId"]
-    events = wait_for_events(server.data_dir, lambda ev: any(
-        x["requestID"] == rid and x["stage"] == "completed" for x in ev))
-    done = [x for x in events if x["requestID"] == rid and x["stage"] == "completed"]
-    assert [x["decision"] for x in done] == ["Deny"]
-    assert done[0]["authorization"][-1]["action"] == "s3:PutObject"
+    # Both refusals are recorded denials of what they asked of the bucket the header is about
+    # (reviews 18 and 19): the write of the destination, the read of the copy's source.
+    events = wait_for_events(server.data_dir, lambda ev: sum(
+        1 for x in ev if x["requestID"] in (put_rid, copy_rid) and x["stage"] == "completed") == 2)
+    done = {x["requestID"]: x for x in events if x["stage"] == "completed"}
+    assert done[put_rid]["decision"] == done[copy_rid]["decision"] == "Deny"
+    assert (done[put_rid]["authorization"][-1]["action"], done[put_rid]["authorization"][-1]["resource"]) == (
+        "s3:PutObject", f"arn:aws:s3:::{bucket}/k")
+    assert (done[copy_rid]["authorization"][-1]["action"], done[copy_rid]["authorization"][-1]["resource"]) == (
+        "s3:GetObject", f"arn:aws:s3:::{bucket}/k")

@@ -316,18 +316,8 @@ async fn decide_with_stored_facts(
         .and_then(|_| context.get("s3:versionid"))
         .and_then(|v| v.values().first())
         .map(String::as_str);
-    let tagged = with_existing_object_tags(gw, bucket, key, version, context, checks)
-        .await
-        .inspect_err(|e| {
-            // Tags that differ only in case: a rule's refusal, recorded as this pair's denial.
-            if e.code() == "AccessDenied" {
-                checks.push(crate::audit::event::Check::rule_denial(
-                    permission.action,
-                    permission.resource.clone(),
-                    e.message(),
-                ));
-            }
-        })?;
+    let tagged =
+        with_existing_object_tags(gw, bucket, key, version, context, checks, permission).await?;
     Ok(gw.authz.decide(principal, permission, &tagged))
 }
 
@@ -367,15 +357,24 @@ async fn with_existing_object_tags(
     version: Option<&str>,
     context: &Context,
     checks: &Checks,
+    permission: &Permission,
 ) -> Result<Context, S3Error> {
     let facts = read_object_facts(gw, bucket, key, version).await?;
     let mut tagged = context.clone();
     let mut seen = std::collections::HashSet::new();
     for (k, v) in &facts.tags {
         if !seen.insert(k.to_lowercase()) {
-            return Err(S3Error::access_denied(format!(
+            let refusal = S3Error::access_denied(format!(
                 "Access Denied: the object has several tags named `{k}` in different cases, and the policies' s3:ExistingObjectTag conditions cannot tell them apart"
-            )));
+            ));
+            // A rule's refusal, recorded as this pair's denial (review 18; only this one: a
+            // refusal of the tag read itself is not a decision, review 19).
+            checks.push(crate::audit::event::Check::rule_denial(
+                permission.action,
+                permission.resource.clone(),
+                refusal.message(),
+            ));
+            return Err(refusal);
         }
         tagged.insert(&format!("{EXISTING_OBJECT_TAG}{k}"), v.as_str());
     }

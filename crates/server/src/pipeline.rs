@@ -1084,18 +1084,33 @@ fn describe(
                     let refusal = S3Error::access_denied(format!(
                         "Access Denied: the bucket is not owned by the account named in `{header}`"
                     ));
-                    // A rule's refusal, recorded as a denial of what the request asks for
-                    // (review 18: it had no decision).
-                    let access = op.access(&bucket, &key, query.get("versionId").is_some());
-                    let (action, resource) = access.upfront.first().map_or_else(
-                        || {
+                    // A rule's refusal, recorded as a denial of what the request asks of the
+                    // bucket the header is about (review 18: it had no decision; review 19:
+                    // the source's read for the source's owner).
+                    let versioned = query.get("versionId").is_some();
+                    let access = op.access(&bucket, &key, versioned);
+                    let (action, resource) = match op.copy_source() {
+                        Some(src) if header == crate::names::X_AMZ_SOURCE_EXPECTED_BUCKET_OWNER => {
                             (
-                                access.per_key.unwrap_or("s3:*"),
-                                crate::s3::route::bucket_arn(&bucket),
+                                if src.version_id.is_some() {
+                                    "s3:GetObjectVersion"
+                                } else {
+                                    "s3:GetObject"
+                                },
+                                crate::s3::route::object_arn(&src.bucket, &src.key),
                             )
+                        }
+                        _ => match (access.upfront.first(), access.per_key) {
+                            (Some(p), _) => (p.action, p.resource.clone()),
+                            (None, Some(action)) if !key.is_empty() => {
+                                (action, crate::s3::route::object_arn(&bucket, &key))
+                            }
+                            (None, action) => (
+                                action.unwrap_or("s3:*"),
+                                crate::s3::route::bucket_arn(&bucket),
+                            ),
                         },
-                        |p| (p.action, p.resource.clone()),
-                    );
+                    };
                     trace.checks.push(crate::audit::event::Check::rule_denial(
                         action,
                         resource,

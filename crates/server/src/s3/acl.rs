@@ -103,10 +103,11 @@ pub(super) async fn put(
         )),
         (false, false) => owner_full_control_only(&doc, &ctx.gw.owner_id).map_err(|e| {
             if e.code() == "AccessDenied" {
-                let action = if object {
-                    "s3:PutObjectAcl"
-                } else {
-                    "s3:PutBucketAcl"
+                // The action the request was authorized as (review 19).
+                let action = match (object, ctx.version_id.is_some()) {
+                    (true, true) => "s3:PutObjectVersionAcl",
+                    (true, false) => "s3:PutObjectAcl",
+                    (false, _) => "s3:PutBucketAcl",
                 };
                 ctx.refused(action, e)
             } else {
