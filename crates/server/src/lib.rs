@@ -156,6 +156,21 @@ impl Gateway {
     }
 }
 
+/// A gateway on a fresh data directory, for tests (the directory lives as long as the guard).
+#[cfg(test)]
+pub(crate) fn test_gateway() -> (tempfile::TempDir, Gateway) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(
+        None,
+        ConfigOverrides {
+            data_dir: Some(dir.path().join("data")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    (dir, open(config).unwrap())
+}
+
 /// Loads the TLS certificate and key (when configured) and the audit signing key, opens (or on
 /// first start creates, with the audit trail's signed genesis) the account, the state database
 /// and the store under the configured data directory, checks the audit trail against its last

@@ -1037,27 +1037,17 @@ mod tests {
         }
     }
 
-    /// The authorization stage end to end: an explicit Deny on `s3:PutObjectTagging` stops a
-    /// tagged PutObject, and the tagging check sees the request's tags as
-    /// `s3:RequestObjectTag/KEY` (https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html).
-    #[test]
-    fn a_tagged_put_is_decided_on_put_object_tagging_with_the_request_tags() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = crate::Config::load(
-            None,
-            crate::ConfigOverrides {
-                data_dir: Some(dir.path().join("data")),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let gw = crate::open(config).unwrap();
-        // authorize is async (it may read an object's tags through the storage seam).
-        let rt = tokio::runtime::Builder::new_current_thread()
+    /// A runtime for the async authorization stage.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        let user = |doc: &str| Principal::User {
+            .unwrap()
+    }
+
+    /// IAM user `u` of `gw`'s account whose one identity policy is `doc`.
+    fn user_with(gw: &crate::Gateway, doc: &str) -> Principal {
+        Principal::User {
             name: "u".into(),
             id: "AIDAX".into(),
             arn: format!("arn:aws:iam::{}:user/u", gw.account.record.account_id),
@@ -1070,7 +1060,18 @@ mod tests {
             .unwrap()]),
             boundary: None,
             tags: Default::default(),
-        };
+        }
+    }
+
+    /// The authorization stage end to end: an explicit Deny on `s3:PutObjectTagging` stops a
+    /// tagged PutObject, and the tagging check sees the request's tags as
+    /// `s3:RequestObjectTag/KEY` (https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html).
+    #[test]
+    fn a_tagged_put_is_decided_on_put_object_tagging_with_the_request_tags() {
+        let (_dir, gw) = crate::test_gateway();
+        // authorize is async (it may read an object's tags through the storage seam).
+        let rt = runtime();
+        let user = |doc: &str| user_with(&gw, doc);
         let put = |p: &Principal, tagging: Option<&'static str>| {
             let h = match tagging {
                 Some(t) => headers(&[("x-amz-tagging", t)]),
@@ -1138,37 +1139,15 @@ mod tests {
     /// such tag sets are refused before the decision, as existing objects' are.
     #[test]
     fn case_variant_request_tags_do_not_hide_a_denied_value() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = crate::Config::load(
-            None,
-            crate::ConfigOverrides {
-                data_dir: Some(dir.path().join("data")),
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        let gw = crate::open(config).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let user = Principal::User {
-            name: "u".into(),
-            id: "AIDAX".into(),
-            arn: format!("arn:aws:iam::{}:user/u", gw.account.record.account_id),
-            access_key_id: "AKIAX".into(),
-            session: None,
-            policies: std::sync::Arc::new(vec![keyhole_policy::CompiledPolicy::from_json(
-                r#"{"Version":"2012-10-17","Statement":[
+        let (_dir, gw) = crate::test_gateway();
+        let rt = runtime();
+        let user = user_with(
+            &gw,
+            r#"{"Version":"2012-10-17","Statement":[
                 {"Effect":"Allow","Action":["s3:PutObject","s3:PutObjectTagging"],"Resource":"arn:aws:s3:::b/*"},
                 {"Effect":"Deny","Action":["s3:PutObject","s3:PutObjectTagging"],"Resource":"*",
                  "Condition":{"StringEquals":{"s3:RequestObjectTag/Classification":"secret"}}}]}"#,
-                keyhole_policy::PolicyKind::Identity,
-            )
-            .unwrap()]),
-            boundary: None,
-            tags: Default::default(),
-        };
+        );
         let put = |tagging: &'static str| {
             let h = headers(&[("x-amz-tagging", tagging)]);
             // The header passes S3's tag rules (S3 keeps keys that differ in case apart).

@@ -208,16 +208,8 @@ fn form(action: &str, account: &str) -> Query {
 
 #[test]
 fn every_endpoint_declares_known_actions() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = crate::Config::load(
-        None,
-        crate::ConfigOverrides {
-            data_dir: Some(dir.path().join("data")),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let gw = Arc::new(crate::open(config).unwrap());
+    let (_dir, gw) = crate::test_gateway();
+    let gw = Arc::new(gw);
     let account = gw.account.record.account_id.clone();
     let root = Principal::Root {
         access_key_id: "AKIAROOT".into(),
