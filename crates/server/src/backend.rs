@@ -130,8 +130,8 @@ pub struct GetObject {
     pub key: String,
     /// The `Range` header as sent.
     pub range: Option<String>,
-    /// The `If-Range` header as sent: `range` applies only while it names the object's ETag or
-    /// Last-Modified ([`conditions::if_range_holds`]); otherwise the whole object is served.
+    /// The `If-Range` header as sent: `range` applies only while it names the object's ETag
+    /// ([`conditions::if_range_holds`]); otherwise the whole object is served.
     pub if_range: Option<String>,
     /// `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`.
     pub conditions: ReadConditions,

@@ -829,15 +829,11 @@ async fn post_caller(
     let form =
         crate::s3::post::finish(form, &bucket, verified.is_some(), now).inspect_err(|e| {
             if e.code() == "AccessDenied" {
-                trace.checks.push(crate::audit::event::Check {
-                    action: "s3:PutObject".to_owned(),
-                    resource: crate::s3::route::object_arn(&bucket, named.as_deref().unwrap_or("")),
-                    decision: crate::audit::event::Decision::Deny,
-                    reason: format!("denied by the form's POST policy: {}", e.message()),
-                    statements: Vec::new(),
-                    evaluation: None,
-                    same_evaluation_as: None,
-                });
+                trace.checks.push(crate::audit::event::Check::rule_denial(
+                    "s3:PutObject",
+                    crate::s3::route::object_arn(&bucket, named.as_deref().unwrap_or("")),
+                    &format!("denied by the form's POST policy: {}", e.message()),
+                ));
             }
         })?;
     trace.key = Some(form.key.clone());

@@ -876,20 +876,15 @@ pub(crate) fn check_acl_headers(ctx: &Ctx<'_>) -> Result<(), S3Error> {
                 // The refusal is a denial of the ACL the request sets: recorded so (review 11:
                 // the trail said Allow for a request Block Public Access refused).
                 let (action, resource) = if ctx.key.is_empty() {
-                    ("s3:PutBucketAcl", format!("arn:aws:s3:::{}", ctx.bucket))
+                    ("s3:PutBucketAcl", route::bucket_arn(&ctx.bucket))
                 } else {
                     ("s3:PutObjectAcl", route::object_arn(&ctx.bucket, &ctx.key))
                 };
-                ctx.checks.push(crate::audit::event::Check {
-                    action: action.to_owned(),
+                ctx.checks.push(crate::audit::event::Check::rule_denial(
+                    action,
                     resource,
-                    decision: crate::audit::event::Decision::Deny,
-                    reason: "denied by Block Public Access (BlockPublicAcls): a public canned ACL"
-                        .to_owned(),
-                    statements: Vec::new(),
-                    evaluation: None,
-                    same_evaluation_as: None,
-                });
+                    "denied by Block Public Access (BlockPublicAcls): a public canned ACL",
+                ));
                 return Err(S3Error::access_denied(message));
             }
             return Err(acl::not_supported());
