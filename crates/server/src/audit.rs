@@ -206,10 +206,12 @@ impl WriteAhead {
         }
     }
 
-    /// Waits until the record is durable; `false` if it could not be written.
-    pub async fn wait(&self) -> bool {
+    /// Waits until the record is durable; `false` if it could not be written. A record still
+    /// deferred (its handler did not queue it) gets `complete` first, then is queued.
+    pub async fn wait(&self, complete: impl FnOnce(&mut AuditEvent)) -> bool {
         let mut state = self.pending.lock().await;
-        if let Some((sink, event)) = take_deferred(&mut state) {
+        if let Some((sink, mut event)) = take_deferred(&mut state) {
+            complete(&mut event);
             // Boxed: this rare path's future (about 4 KiB) would otherwise be part of every
             // handler's, copied whole with it (issue 16).
             *state = Box::pin(enqueue(&sink, event)).await;

@@ -1261,7 +1261,7 @@ async fn execute(
         let response = s3::dispatch(call, ctx, body).await?;
         return Ok((response, elements.into_inner().ok().flatten()));
     }
-    if !write_ahead.wait().await && !gw.config.audit_fail_open {
+    if !write_ahead.wait(|_| {}).await && !gw.config.audit_fail_open {
         return Err(audit_unavailable());
     }
     match call {

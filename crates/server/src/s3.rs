@@ -319,10 +319,10 @@ impl Ctx<'_> {
     /// `audit_fail_open`.
     pub async fn before_change(&self) -> Result<(), S3Error> {
         // A record its handler queues (a request it decided) carries the decisions made so far.
-        self.write_ahead
-            .amend(|event| crate::pipeline::record_decisions(event, self.checks))
-            .await;
-        if self.write_ahead.wait().await || self.audit_fail_open {
+        let decided = |event: &mut crate::audit::AuditEvent| {
+            crate::pipeline::record_decisions(event, self.checks)
+        };
+        if self.write_ahead.wait(decided).await || self.audit_fail_open {
             Ok(())
         } else {
             Err(crate::pipeline::audit_unavailable())
