@@ -18,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from e2e_helpers import KeyholeProcess, free_port, make_client, object_path, sign
 
 FLOOD = r'''
@@ -423,3 +425,14 @@ def test_request_heads_are_bounded(tmp_path):
         sock.close()
     finally:
         kp.stop()
+
+
+def test_the_gateway_runs_without_transparent_huge_pages(fresh_server_factory):
+    """Issue 16: `keyhole serve` turns transparent huge pages off for itself, for the tail latency
+    of small PUTs (docs/BENCHMARKS.md, "Huge pages off"); the kernel reports it per process."""
+    kp = fresh_server_factory()
+    status = Path(f"/proc/{kp.proc.pid}/status").read_text()
+    line = next((x for x in status.splitlines() if x.startswith("THP_enabled:")), None)
+    if line is None:
+        pytest.skip("this kernel does not report THP_enabled in /proc/PID/status")
+    assert line.split()[1] == "0", line
