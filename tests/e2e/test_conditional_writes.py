@@ -178,6 +178,79 @@ def test_conditional_delete_needs_get_object_permission(server, s3, bucket):
     deleter.delete_object(Bucket=bucket, Key="d")  # unconditional: s3:DeleteObject is enough
 
 
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 does not enforce If-Match/If-None-Match on CopyObject and DeleteObject")
+def test_delete_objects_with_per_object_etags(s3, bucket):
+    """DeleteObjects' per-object `ETag` is a conditional delete of that key
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html): a key
+    whose object has another ETag is an `Error` (PreconditionFailed) and stays; the others go."""
+    a = s3.put_object(Bucket=bucket, Key="a", Body=b"a1")["ETag"]
+    b = s3.put_object(Bucket=bucket, Key="b", Body=b"b1")["ETag"]
+    s3.put_object(Bucket=bucket, Key="c", Body=b"c1")
+    r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": "a", "ETag": a},
+        {"Key": "b", "ETag": a},  # b's object has another ETag
+        {"Key": "c"},
+    ]})
+    assert sorted(d["Key"] for d in r.get("Deleted", [])) == ["a", "c"], r
+    assert [(e["Key"], e["Code"]) for e in r.get("Errors", [])] == [("b", "PreconditionFailed")], r
+    assert s3.get_object(Bucket=bucket, Key="b")["Body"].read() == b"b1"
+    for k in ("a", "c"):
+        with pytest.raises(ClientError):
+            s3.head_object(Bucket=bucket, Key=k)
+    # An ETag names an object: none there is NoSuchKey for that key, as DeleteObject's If-Match.
+    r = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "a", "ETag": a}, {"Key": "b", "ETag": b}]})
+    assert [d["Key"] for d in r.get("Deleted", [])] == ["b"], r
+    assert [(e["Key"], e["Code"]) for e in r.get("Errors", [])] == [("a", "NoSuchKey")], r
+    # The conditions S3 keeps for directory buckets are refused, not ignored.
+    s3.put_object(Bucket=bucket, Key="s", Body=b"s1")
+    with pytest.raises(ClientError) as e:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "s", "Size": 3}]})
+    assert code(e.value) == "NotImplemented"
+    assert s3.get_object(Bucket=bucket, Key="s")["Body"].read() == b"s1"
+
+
+def test_delete_objects_etag_needs_get_object_permission(server, s3, bucket):
+    """A key with an `ETag` compares the object's, so it needs s3:GetObject as DeleteObject's
+    If-Match does ("you must have the s3:DeleteObject and s3:GetObject permissions",
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html)."""
+    etag = s3.put_object(Bucket=bucket, Key="g1", Body=b"v1")["ETag"]
+    s3.put_object(Bucket=bucket, Key="g2", Body=b"v2")
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*"}]})
+    deleter = make_client(server.endpoint, ak, sk)
+    r = deleter.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": "g1", "ETag": etag}, {"Key": "g1", "ETag": '"00000000000000000000000000000000"'}, {"Key": "g2"}]})
+    assert [d["Key"] for d in r.get("Deleted", [])] == ["g2"], r
+    assert [(e["Key"], e["Code"]) for e in r.get("Errors", [])] == [("g1", "AccessDenied")] * 2, r
+    assert s3.get_object(Bucket=bucket, Key="g1")["Body"].read() == b"v1"
+
+
+def test_a_bucket_policy_can_require_conditional_deletes(server, s3, bucket):
+    """AWS's enforcement example (conditional-delete-enforce.html): deny s3:DeleteObject unless
+    `s3:if-match` is present, which DeleteObject's `If-Match` and DeleteObjects' per-object
+    `ETag` set."""
+    iam = iam_client(server)
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]})
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+        "Condition": {"Null": {"s3:if-match": "true"}}}]}))
+    try:
+        c = make_client(server.endpoint, ak, sk)
+        etags = {k: s3.put_object(Bucket=bucket, Key=k, Body=k.encode())["ETag"] for k in ("p1", "p2", "p3", "p4")}
+        with pytest.raises(ClientError) as e:
+            c.delete_object(Bucket=bucket, Key="p1")
+        assert code(e.value) == "AccessDenied"
+        c.delete_object(Bucket=bucket, Key="p1", IfMatch=etags["p1"])
+        r = c.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "p2"}, {"Key": "p3", "ETag": etags["p3"]}]})
+        assert [d["Key"] for d in r.get("Deleted", [])] == ["p3"], r
+        assert [(e["Key"], e["Code"]) for e in r.get("Errors", [])] == [("p2", "AccessDenied")], r
+        assert s3.get_object(Bucket=bucket, Key="p2")["Body"].read() == b"p2"
+    finally:
+        s3.delete_bucket_policy(Bucket=bucket)
+
+
 def test_a_bucket_policy_can_require_create_only_writes(server, s3, bucket):
     """AWS's enforcement example: deny PutObject without If-None-Match when it creates an
     object (the multipart steps before completion are exempt)."""

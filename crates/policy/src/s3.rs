@@ -321,7 +321,9 @@ actions! {
     "DeleteBucketWebsite", W, BKT, NK;
     "DeleteJobTagging", T, JOB, K_JOB;
     "DeleteMultiRegionAccessPoint", W, MRAP, NK;
-    "DeleteObject", W, OBJ, NK;
+    // `s3:if-match`: "Enforce conditional deletes on Amazon S3 buckets" conditions
+    // s3:DeleteObject on it (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-delete-enforce.html).
+    "DeleteObject", W, OBJ, &["s3:if-match"];
     "DeleteObjectAnnotation", W, OBJ, K_ANNOTATION_WRITE;
     "DeleteObjectTagging", T, OBJ, K_EXISTING_TAG;
     "DeleteObjectVersion", W, OBJ, &["s3:versionid"];

@@ -337,6 +337,18 @@ pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
             }
         }
     }
+    // Conditional deletes likewise: `s3:if-match` from DeleteObject's `If-Match`, so a policy can
+    // require them (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-delete-enforce.html,
+    // `"Null": {"s3:if-match": "false"}` on s3:DeleteObject). DeleteObjects' keys carry theirs
+    // from their `ETag` elements (`s3::object::DeleteKey`).
+    if *op == Op::DeleteObject {
+        if let Some(v) = headers
+            .get(http::header::IF_MATCH)
+            .and_then(|v| v.to_str().ok())
+        {
+            c.insert_static("s3:if-match", v);
+        }
+    }
     if op.creates_object()
         || matches!(
             op,

@@ -808,15 +808,17 @@ impl Backend for LocalBackend {
                             bucket,
                             key,
                             version_id,
+                            if_match,
                             bypass_governance,
                         } = item.into_call();
+                        let condition = if_match.map(WriteCondition::ETag);
                         let result = keyhole_store::validate_key(&key)
                             .and_then(|()| {
                                 store.delete_version_with(
                                     &bucket,
                                     &key,
                                     version_id.as_deref(),
-                                    None,
+                                    condition.as_ref(),
                                     bypass_governance,
                                 )
                             })

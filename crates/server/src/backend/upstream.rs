@@ -638,10 +638,24 @@ impl UpstreamBackend {
         let mut any = false;
         for item in keys {
             let DeleteKey {
-                key, version_id, ..
+                key,
+                version_id,
+                if_match,
+                ..
             } = item.into_call();
             if version_id.is_some() {
                 results.push((key, Some(Err(super::versioning_not_implemented()))));
+                continue;
+            }
+            if let Some(etag) = if_match {
+                // A conditional key goes as a DeleteObject with `If-Match`, judged as that one
+                // is: an upstream that ignored a per-object `ETag` element would delete whatever
+                // the object had become.
+                let result = self
+                    .delete_one(bucket, &key, None, Some(WriteCondition::ETag(etag)))
+                    .await
+                    .map(|_| ());
+                results.push((key, Some(result)));
                 continue;
             }
             match m.key(&key) {

@@ -528,7 +528,7 @@ pub(super) async fn delete_objects(
         return Err(S3Error::malformed_xml("expected a Delete document"));
     }
     let quiet = root.child_text("Quiet").is_some_and(|q| q.trim() == "true");
-    let mut keys: Vec<(String, Option<String>)> = Vec::new();
+    let mut keys: Vec<(String, Option<String>, Option<String>)> = Vec::new();
     for object in root.children_named("Object") {
         let key = object
             .child_text("Key")
@@ -543,15 +543,20 @@ pub(super) async fn delete_objects(
             }
             v => v.map(str::to_owned),
         };
-        // Per-object conditions (directory buckets in S3): refused rather than ignored.
-        for name in ["ETag", "LastModifiedTime", "Size"] {
+        // Conditions S3 has only for directory buckets: refused rather than ignored.
+        for name in ["LastModifiedTime", "Size"] {
             if object.child_text(name).is_some() {
                 return Err(S3Error::not_implemented(&format!(
                     "DeleteObjects with a per-object `{name}` condition"
                 )));
             }
         }
-        keys.push((key.to_owned(), version_id));
+        // An `ETag` makes that key's delete conditional, as `If-Match` does DeleteObject's: "For
+        // conditionally deleting multiple objects using the DeleteObjects operation, you must
+        // provide the ETag value in the ETag element of the object in the XML request body"
+        // (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html).
+        let if_match = object.child_text("ETag").map(|e| e.trim().to_owned());
+        keys.push((key.to_owned(), version_id, if_match));
     }
     if keys.is_empty() || keys.len() > MAX_DELETE_KEYS {
         return Err(S3Error::malformed_xml(format!(
@@ -565,11 +570,12 @@ pub(super) async fn delete_objects(
     // an `Error` entry and the others go on, as in S3. The allowed ones are deleted together.
     let mut results: Vec<Result<Deleted, S3Error>> = Vec::with_capacity(keys.len());
     let mut allowed = Vec::new();
-    for (key, version_id) in &keys {
+    for (key, version_id, if_match) in &keys {
         let item = DeleteKey {
             bucket: ctx.bucket.clone(),
             key: key.clone(),
             version_id: version_id.clone(),
+            if_match: if_match.clone(),
             bypass_governance: super::lock::bypass_requested(ctx.headers),
         };
         match crate::authz::authorize(ctx.gw, ctx.principal, item, &ctx.context, ctx.checks).await {
@@ -589,9 +595,19 @@ pub(super) async fn delete_objects(
     } else {
         let named: Vec<serde_json::Value> = keys
             .iter()
-            .map(|(k, v)| match v {
-                Some(v) => serde_json::json!({"key": k, "versionId": v}),
-                None => serde_json::json!(k),
+            .map(|(k, v, e)| match (v, e) {
+                (None, None) => serde_json::json!(k),
+                _ => {
+                    let mut m = serde_json::Map::new();
+                    m.insert("key".into(), serde_json::json!(k));
+                    if let Some(v) = v {
+                        m.insert("versionId".into(), serde_json::json!(v));
+                    }
+                    if let Some(e) = e {
+                        m.insert("ifMatch".into(), serde_json::json!(e));
+                    }
+                    serde_json::Value::Object(m)
+                }
             })
             .collect();
         ctx.write_ahead
@@ -624,7 +640,7 @@ pub(super) async fn delete_objects(
     // Each `Deleted` as S3 answers it (https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html,
     // DeletedObject): `VersionId` the version named; `DeleteMarker` and `DeleteMarkerVersionId`
     // when a marker was made (its id) or the version removed was a marker (that id).
-    for ((key, asked), result) in keys.into_iter().zip(results) {
+    for ((key, asked, _), result) in keys.into_iter().zip(results) {
         match result {
             Ok(d) => {
                 if !quiet {
@@ -680,6 +696,14 @@ pub struct DeleteKey {
     pub(crate) key: String,
     /// The version to remove for good.
     pub(crate) version_id: Option<String>,
+    /// The object's `ETag` element: deleted only while the current object has that ETag
+    /// (compared as DeleteObject's `If-Match` is). Knowing whether it matches tells the caller
+    /// about the object, so it needs `s3:GetObject` too ("To perform a conditional delete with
+    /// the If-Match header with an ETag value, you must have the s3:DeleteObject and
+    /// s3:GetObject permissions", conditional-deletes.html), and the check sees the value as
+    /// `s3:if-match`, so a policy can require conditional deletes
+    /// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-delete-enforce.html).
+    pub(crate) if_match: Option<String>,
     /// `x-amz-bypass-governance-retention: true`: it needs `s3:BypassGovernanceRetention` too,
     /// and may then remove a version under GOVERNANCE retention.
     pub(crate) bypass_governance: bool,
@@ -693,6 +717,12 @@ impl crate::authz::Describe for DeleteKey {
             "s3:DeleteObject"
         };
         let mut list = vec![Permission::new(action, object_arn(&self.bucket, &self.key))];
+        if self.if_match.is_some() {
+            list.push(Permission::new(
+                "s3:GetObject",
+                object_arn(&self.bucket, &self.key),
+            ));
+        }
         if self.bypass_governance {
             // "To use this header, you must have the s3:BypassGovernanceRetention permission"
             // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html).
@@ -707,6 +737,9 @@ impl crate::authz::Describe for DeleteKey {
     fn add_context(&self, context: &mut keyhole_policy::Context) {
         if let Some(v) = &self.version_id {
             context.insert("s3:versionid", v.as_str());
+        }
+        if let Some(e) = &self.if_match {
+            context.insert("s3:if-match", e.as_str());
         }
     }
 }
