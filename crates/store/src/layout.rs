@@ -12,7 +12,8 @@
 //!
 //! Object keys, bucket names and client-supplied upload ids never become paths. Every path
 //! under the root is built by [`Layout::resolve`], which only accepts identifiers made of
-//! exactly [`ID_LEN`] lowercase hexadecimal digits (the store generates them at random), so
+//! exactly [`ID_LEN`] lowercase hexadecimal digits (the store generates them, at random or, for
+//! bodies kept in the index, in time order), so
 //! no input can name `..`, a separator, an absolute path or anything outside the root. A
 //! proptest in this module checks it for arbitrary strings.
 
@@ -29,6 +30,33 @@ pub const ID_LEN: usize = 32;
 /// A fresh random identifier of [`ID_LEN`] lowercase hex digits.
 pub(crate) fn new_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// A fresh identifier of [`ID_LEN`] lowercase hex digits that sorts after the ones this process
+/// made before it: the time in nanoseconds (64 bits, big-endian; one more than the last one
+/// made if the clock has not moved on or stepped back), then 64 random bits. For bodies kept in the index, whose table is ordered by this id: a batch of
+/// small writes then adds its bodies next to each other at the table's end, so its commit copies
+/// and checksums a few pages instead of one leaf and its branches per body (docs/BENCHMARKS.md,
+/// "Bodies in the index in write order"). Never for file bodies, whose shard directory is the
+/// id's first byte (all would land in one). Across restarts uniqueness rests on the random half,
+/// as [`new_id`]'s does.
+pub(crate) fn new_ordered_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let prev = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
+        .unwrap_or_else(|last| last);
+    let nanos = now.max(prev.saturating_add(1));
+    let mut id = [0u8; 16];
+    let (time, random) = id.split_at_mut(8);
+    time.copy_from_slice(&nanos.to_be_bytes());
+    random.copy_from_slice(&rand::random::<[u8; 8]>());
+    hex::encode(id)
 }
 
 /// Whether `s` has the exact shape of a storage identifier.
@@ -201,6 +229,18 @@ mod tests {
             rest.components()
                 .all(|c| matches!(c, Component::Normal(n) if n.to_str().is_some_and(|s| !s.contains(['/', '\\', '\0']) && s != "." && s != "..")))
         })
+    }
+
+    #[test]
+    fn ordered_ids_are_ids_distinct_and_in_order() {
+        let ids: Vec<String> = (0..1000).map(|_| new_ordered_id()).collect();
+        assert!(ids.iter().all(|id| is_id(id)));
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        // Made one after another in one process: their time halves go up.
+        assert!(ids
+            .windows(2)
+            .all(|w| w[0].as_bytes().get(..16) < w[1].as_bytes().get(..16)));
     }
 
     #[test]

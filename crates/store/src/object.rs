@@ -280,10 +280,14 @@ impl ObjectWriter {
         } = self;
         let done = blob.finish(expected_md5)?;
         let (md5, size) = (done.md5, done.size);
-        let blob = new_id();
-        let (dest, inline) = match done.body {
-            Body::Inline(bytes) => (None, Some(bytes)),
-            Body::File(_) => (Some(place_body(&store, &bucket_id, &blob, done)?), None),
+        let (blob, dest, inline) = match done.body {
+            // Bodies in the index are keyed in write order (see `layout::new_ordered_id`).
+            Body::Inline(bytes) => (layout::new_ordered_id(), None, Some(bytes)),
+            Body::File(_) => {
+                let blob = new_id();
+                let dest = place_body(&store, &bucket_id, &blob, done)?;
+                (blob, Some(dest), None)
+            }
         };
         Ok(SealedObject {
             store,
