@@ -191,6 +191,51 @@ def test_iam_actions_are_authorized_too(server):
         self_client.list_users()
 
 
+def test_get_user_without_a_name_answers_the_caller_root_included(server, aws):
+    """GetUser without UserName "defaults to the user making the request"
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetUser.html): the root user gets
+    its own `:root` ARN with the account id as its id (no name or path: it is no IAM user)."""
+    root = iam_client(server).get_user()["User"]
+    assert root["Arn"] == f"arn:aws:iam::{server.account_id}:root", root
+    assert root["UserId"] == server.account_id and "UserName" not in root, root
+    assert root["CreateDate"].year >= 2026
+    out = json.loads(aws.ok("iam", "get-user", "--output", "json").stdout)
+    assert out["User"]["Arn"] == f"arn:aws:iam::{server.account_id}:root", out
+    # Naming a user still answers that user, for root as for anyone allowed.
+    name, _, _ = new_user(iam_client(server))
+    assert iam_client(server).get_user(UserName=name)["User"]["UserName"] == name
+    with pytest.raises(ClientError) as e:
+        iam_client(server).get_user(UserName="no-such-user-xyz")
+    assert error_code(e.value) == "NoSuchEntity"
+
+
+def test_list_users_and_roles_honour_path_prefix_in_name_order(server):
+    """ListUsers/ListRoles/ListGroups `PathPrefix`: those whose path starts with it
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListUsers.html), listed by name
+    without regard to case; a prefix that does not begin with `/` is refused."""
+    iam = iam_client(server)
+    base = f"/lp-{uuid.uuid4().hex[:8]}/"
+    names = [f"lp-{x}-{uuid.uuid4().hex[:4]}" for x in ("aa", "Ab", "ac", "Ad")]
+    trust_doc = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                            "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:root"}}]})
+    for n, sub in zip(reversed(names), ("w/", "x/", "y/", "z/")):
+        iam.create_user(UserName=n, Path=base + sub)
+        iam.create_role(RoleName=n, Path=base + sub, AssumeRolePolicyDocument=trust_doc)
+        iam.create_group(GroupName=n, Path=base + sub)
+    assert [u["UserName"] for u in iam.list_users(PathPrefix=base)["Users"]] == names
+    assert [r["RoleName"] for r in iam.list_roles(PathPrefix=base)["Roles"]] == names
+    assert [g["GroupName"] for g in iam.list_groups(PathPrefix=base)["Groups"]] == names
+    # The prefix is a prefix of the path: `…/x` matches the path `…/x/` only.
+    assert [u["UserName"] for u in iam.list_users(PathPrefix=base + "x")["Users"]] == [names[2]]
+    assert [r["RoleName"] for r in iam.list_roles(PathPrefix=base + "z/")["Roles"]] == [names[0]]
+    assert iam.list_users(PathPrefix=base + "none/")["Users"] == []
+    everyone = [u["UserName"] for u in iam.list_users()["Users"]]
+    assert set(names) <= set(everyone) and everyone == sorted(everyone, key=lambda n: (n.lower(), n))
+    with pytest.raises(ClientError) as e:
+        iam.list_users(PathPrefix="no-slash")
+    assert error_code(e.value) == "ValidationError"
+
+
 def _get_from(source: str, server, bucket: str, key: str, ak: str, sk: str) -> int:
     """GET signed with the user's keys over a connection bound to `source`."""
     return status_from(source, server.port, "GET", f"/{bucket}/{key}", ak, sk)

@@ -683,3 +683,44 @@ def test_sts_scope_for_another_region_is_refused_in_query_format(server):
         sts.get_caller_identity()
     assert error_code(e.value) == "IncompleteSignature"
     assert REGION in str(e.value)
+
+
+def test_update_role_changes_description_and_the_longest_session(server, seed):
+    """UpdateRole (https://docs.aws.amazon.com/IAM/latest/APIReference/API_UpdateRole.html):
+    Description and MaxSessionDuration, each only when given; AssumeRole's DurationSeconds is
+    then checked against the new maximum."""
+    iam = iam_client(server)
+    name, arn = make_role(server, [trust(_user_arn(server, seed))])
+    before = iam.get_role(RoleName=name)["Role"]
+    sts = client("sts", server, seed["runner"])
+    with pytest.raises(ClientError) as e:
+        sts.assume_role(RoleArn=arn, RoleSessionName="long", DurationSeconds=7200)
+    assert error_code(e.value) == "ValidationError"
+    iam.update_role(RoleName=name, Description="nightly training", MaxSessionDuration=43200)
+    after = iam.get_role(RoleName=name)["Role"]
+    assert (after["RoleId"], after["Arn"]) == (before["RoleId"], before["Arn"])
+    assert (after["Description"], after["MaxSessionDuration"]) == ("nightly training", 43200)
+    creds = sts.assume_role(RoleArn=arn, RoleSessionName="long", DurationSeconds=7200)["Credentials"]
+    remember_secrets(creds["SecretAccessKey"], creds["SessionToken"])
+    # Only what is given changes; a bad value or an unknown role changes nothing.
+    iam.update_role(RoleName=name, Description="")
+    assert iam.get_role(RoleName=name)["Role"]["MaxSessionDuration"] == 43200
+    # botocore refuses values under 3600 itself; the server checks the range too.
+    with pytest.raises(ClientError) as e:
+        iam.update_role(RoleName=name, MaxSessionDuration=43201)
+    assert error_code(e.value) == "ValidationError"
+    unchecked = boto3.session.Session().client(
+        "iam", endpoint_url=server.endpoint, aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key, region_name=REGION,
+        config=botocore.config.Config(parameter_validation=False, retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as e:
+        unchecked.update_role(RoleName=name, MaxSessionDuration=3599)
+    assert error_code(e.value) == "ValidationError"
+    assert iam.get_role(RoleName=name)["Role"]["MaxSessionDuration"] == 43200
+    with pytest.raises(ClientError) as e:
+        iam.update_role(RoleName=f"{name}-none", MaxSessionDuration=7200)
+    assert error_code(e.value) == "NoSuchEntity"
+    # UpdateRole is an IAM action like the others: a user without iam:UpdateRole is refused.
+    with pytest.raises(ClientError) as e:
+        client("iam", server, seed["other"]).update_role(RoleName=name, MaxSessionDuration=3600)
+    assert error_code(e.value) == "AccessDenied" and "iam:UpdateRole" in str(e.value)

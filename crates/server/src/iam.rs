@@ -75,7 +75,7 @@ iam_actions! {
     PutUserPolicy, GetUserPolicy, ListUserPolicies, DeleteUserPolicy,
     CreatePolicy, GetPolicy, ListPolicies, DeletePolicy,
     AttachUserPolicy, DetachUserPolicy, ListAttachedUserPolicies,
-    CreateRole, GetRole, ListRoles, DeleteRole, UpdateAssumeRolePolicy,
+    CreateRole, GetRole, ListRoles, DeleteRole, UpdateAssumeRolePolicy, UpdateRole,
     PutRolePolicy, GetRolePolicy, ListRolePolicies, DeleteRolePolicy,
     AttachRolePolicy, DetachRolePolicy, ListAttachedRolePolicies,
     PutUserPermissionsBoundary, DeleteUserPermissionsBoundary,
@@ -163,6 +163,46 @@ fn tags_xml(w: &mut XmlWriter, tags: &[(String, String)]) {
     w.close("Tags");
 }
 
+/// `MaxSessionDuration`, when given: a whole number of seconds (its range is the state's check).
+fn max_session_duration(q: &Query) -> Result<Option<i64>, S3Error> {
+    q.get("MaxSessionDuration")
+        .map(|v| {
+            v.parse::<i64>().map_err(|_| {
+                S3Error::new(
+                    "ValidationError",
+                    StatusCode::BAD_REQUEST,
+                    format!("MaxSessionDuration `{v}` is not a number"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// A list action's `PathPrefix` ("/" when absent): "a string of characters consisting of either a
+/// forward slash (/) by itself or a string that must begin and end with forward slashes"
+/// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListUsers.html), at most 512.
+fn path_prefix(q: &Query) -> Result<&str, S3Error> {
+    let p = q.get("PathPrefix").filter(|p| !p.is_empty()).unwrap_or("/");
+    // The pattern is `\u002F[\u0021-\u007F]*`: a slash, then printable ASCII.
+    if !p.starts_with('/') || p.len() > 512 || !p.bytes().all(|b| (0x21..=0x7f).contains(&b)) {
+        return Err(S3Error::new(
+            "ValidationError",
+            StatusCode::BAD_REQUEST,
+            "PathPrefix must begin with `/` and hold only printable ASCII (at most 512 characters), e.g. /division_abc/",
+        ));
+    }
+    Ok(p)
+}
+
+/// The order users, groups and roles are listed in: by name without regard to case, then as
+/// written (ceph/s3-tests' `test_account_*_list`: "sort order is independent of CreateDate,
+/// Path, and UserName capitalization").
+fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.to_ascii_lowercase()
+        .cmp(&b.to_ascii_lowercase())
+        .then_with(|| a.cmp(b))
+}
+
 /// The user an action is about: `UserName`, or the caller for the actions that default to it.
 fn target_user(q: &Query, principal: &Principal) -> Result<String, S3Error> {
     if let Some(u) = q.get("UserName").filter(|u| !u.is_empty()) {
@@ -202,6 +242,13 @@ pub fn permission(
         | A::DetachUserPolicy
         | A::ListAttachedUserPolicies
         | A::ListGroupsForUser => user_arn(required(q, "UserName")?),
+        // The root user asking about itself: the root's ARN (it is always allowed).
+        A::GetUser
+            if matches!(principal, Principal::Root { .. })
+                && q.get("UserName").is_none_or(str::is_empty) =>
+        {
+            format!("arn:aws:iam::{account_id}:root")
+        }
         A::GetUser
         | A::CreateAccessKey
         | A::ListAccessKeys
@@ -262,6 +309,7 @@ pub fn permission(
         | A::GetRole
         | A::DeleteRole
         | A::UpdateAssumeRolePolicy
+        | A::UpdateRole
         | A::PutRolePolicy
         | A::GetRolePolicy
         | A::ListRolePolicies
@@ -558,6 +606,24 @@ fn run(
             user_xml(&mut w, "User", &u, &arn, boundary);
             w.close(&result);
         }
+        // GetUser without `UserName` "defaults to the user making the request"
+        // (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetUser.html); for the root
+        // user that is the account's root: its ARN `arn:aws:iam::ACCOUNT:root`, the account id
+        // as its id, no name or path (it is no IAM user).
+        A::GetUser
+            if matches!(principal, Principal::Root { .. })
+                && q.get("UserName").is_none_or(str::is_empty) =>
+        {
+            let arn = format!("arn:aws:iam::{account_id}:root");
+            elements = Some(serde_json::json!({"user": {"userId": account_id, "arn": arn}}));
+            w.open(&result);
+            w.open("User");
+            w.elem("UserId", account_id);
+            w.elem("Arn", &arn);
+            w.elem("CreateDate", &xml_date(&hygiene.account.created));
+            w.close("User");
+            w.close(&result);
+        }
         A::GetUser => {
             let (u, arn) = state.get_user(&target_user(q, principal)?)?;
             let boundary = state.boundary_arn(PrincipalKind::User, &u.name)?;
@@ -568,7 +634,11 @@ fn run(
         A::ListUsers => {
             w.open(&result);
             w.open("Users");
-            for (u, arn) in state.list_users()? {
+            let prefix = path_prefix(q)?;
+            let mut users = state.list_users()?;
+            users.retain(|(u, _)| u.path.starts_with(prefix));
+            users.sort_by(|(a, _), (b, _)| name_order(&a.name, &b.name));
+            for (u, arn) in users {
                 let boundary = state.boundary_arn(PrincipalKind::User, &u.name)?;
                 user_xml(&mut w, "member", &u, &arn, boundary.as_deref());
             }
@@ -705,17 +775,18 @@ fn run(
                 required(q, "PolicyArn")?,
             )?;
         }
+        A::UpdateRole => {
+            state.update_role(
+                required(q, "RoleName")?,
+                q.get("Description"),
+                max_session_duration(q)?,
+            )?;
+            // Its output is an empty structure, wrapped as SDKs expect (`UpdateRoleResult`).
+            w.open(&result);
+            w.close(&result);
+        }
         A::CreateRole => {
-            let max = match q.get("MaxSessionDuration") {
-                None => 3600,
-                Some(v) => v.parse::<i64>().map_err(|_| {
-                    S3Error::new(
-                        "ValidationError",
-                        StatusCode::BAD_REQUEST,
-                        format!("MaxSessionDuration `{v}` is not a number"),
-                    )
-                })?,
-            };
+            let max = max_session_duration(q)?.unwrap_or(3600);
             let r = state.create_role_with(
                 required(q, "RoleName")?,
                 q.get("Path").unwrap_or("/"),
@@ -740,7 +811,11 @@ fn run(
         A::ListRoles => {
             w.open(&result);
             w.open("Roles");
-            for r in state.list_roles()? {
+            let prefix = path_prefix(q)?;
+            let mut roles = state.list_roles()?;
+            roles.retain(|r| r.path.starts_with(prefix));
+            roles.sort_by(|a, b| name_order(&a.name, &b.name));
+            for r in roles {
                 role_xml(&mut w, state, "member", &r)?;
             }
             w.close("Roles");
@@ -995,7 +1070,8 @@ fn run(
             w.close(&result);
         }
         A::ListGroups => {
-            let groups = state.list_groups(q.get("PathPrefix").unwrap_or("/"))?;
+            let mut groups = state.list_groups(path_prefix(q)?)?;
+            groups.sort_by(|a, b| name_order(&a.name, &b.name));
             w.open(&result);
             groups_list_xml(&mut w, state, &groups);
             w.close(&result);

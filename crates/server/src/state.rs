@@ -1456,6 +1456,51 @@ impl State {
     }
 }
 
+impl State {
+    /// UpdateRole: the role's description and the longest session AssumeRole may grant, each
+    /// only when given ("MaxSessionDuration ... between 3600 and 43200"; "Description ... maximum
+    /// length of 1000", https://docs.aws.amazon.com/IAM/latest/APIReference/API_UpdateRole.html).
+    /// Sessions already issued keep their expiry.
+    pub fn update_role(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        max_session_secs: Option<i64>,
+    ) -> Result<(), StateError> {
+        if let Some(m) = max_session_secs {
+            if !ROLE_MAX_SESSION_RANGE.contains(&m) {
+                return Err(StateError::Validation(format!(
+                    "1 validation error detected: Value '{m}' at 'maxSessionDuration' failed to satisfy constraint: Member must have value between 3600 and 43200"
+                )));
+            }
+        }
+        if let Some(d) = description {
+            if d.chars().count() > 1000 {
+                return Err(StateError::Validation(
+                    "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to 1000".into(),
+                ));
+            }
+        }
+        self.change(|tx| {
+            tx.touch(Touched::Role(name.to_owned()));
+            Self::require_role(tx, name)?;
+            if let Some(d) = description {
+                tx.execute(
+                    "UPDATE roles SET description = ?1 WHERE name = ?2",
+                    params![d, name],
+                )?;
+            }
+            if let Some(m) = max_session_secs {
+                tx.execute(
+                    "UPDATE roles SET max_session_secs = ?1 WHERE name = ?2",
+                    params![m, name],
+                )?;
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Whose policies, tags or boundary an operation is about. Groups have policies only (AWS gives
 /// them no tags and no permissions boundary, and they are never principals themselves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
