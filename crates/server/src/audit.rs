@@ -56,7 +56,12 @@ pub const AUDIT_DIR: &str = "audit";
 /// handlers that check per key (DeleteObjects), with the stored facts a decision rested on
 /// (an object's tags and the version they were read from), which the handler holds its read to.
 #[derive(Debug, Default)]
-pub struct Checks(Mutex<Vec<Check>>, Mutex<Vec<(String, String, ObjectFacts)>>);
+pub struct Checks(
+    Mutex<Vec<Check>>,
+    Mutex<Vec<(String, String, ObjectFacts)>>,
+    /// A denial was made beyond [`MAX_CHECKS_PER_EVENT`] (not kept, but it decides the event).
+    std::sync::atomic::AtomicBool,
+);
 
 /// What a decision on `s3:ExistingObjectTag/*` rested on: the object's ETag while its tags were
 /// read (`None`: there was no such object) and those tags. The handler serves only that version
@@ -72,8 +77,12 @@ pub struct ObjectFacts {
     pub tags: Vec<(String, String)>,
 }
 
-/// At most this many checks are kept per event (DeleteObjects names up to 1000 keys).
-pub const MAX_CHECKS_PER_EVENT: usize = 1000;
+/// At most this many checks are kept per event: DeleteObjects names up to 1000 keys, each
+/// decided by up to three checks (`s3:DeleteObject` or `s3:DeleteObjectVersion`, `s3:GetObject`
+/// for a key with an `ETag`, `s3:BypassGovernanceRetention`), besides the request's own. A denial
+/// past the cap is not kept but still makes the event's decision Deny (review 20, M1: 500
+/// allowed conditional keys pushed 500 denied ones out of the record, which then said Allow).
+pub const MAX_CHECKS_PER_EVENT: usize = 3100;
 
 impl Checks {
     /// Records one check. A denial's evaluation equal to the last one recorded (the keys of
@@ -94,6 +103,8 @@ impl Checks {
                     }
                 }
                 v.push(check);
+            } else if check.decision == Decision::Deny {
+                self.2.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
@@ -124,7 +135,9 @@ impl Checks {
         let v = self.0.lock().ok()?;
         if v.is_empty() {
             None
-        } else if v.iter().any(|c| c.decision == Decision::Deny) {
+        } else if self.2.load(std::sync::atomic::Ordering::Relaxed)
+            || v.iter().any(|c| c.decision == Decision::Deny)
+        {
             Some(Decision::Deny)
         } else {
             Some(Decision::Allow)

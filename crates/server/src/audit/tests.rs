@@ -712,3 +712,28 @@ async fn concurrent_events_share_commits() {
     sink.close().await;
     assert_eq!(intact(dir.path()).events, 202);
 }
+
+/// Review 20, M1: checks past the per-event cap are not kept, but a denial among them still
+/// makes the event's decision Deny (500 allowed conditional keys, two checks each, once pushed
+/// the denied keys after them out of a record that then said Allow).
+#[test]
+fn a_denial_past_the_check_cap_still_decides_deny() {
+    use super::event::{Check, Decision};
+    let checks = super::Checks::default();
+    let allow = |i: usize| Check {
+        decision: Decision::Allow,
+        reason: "allowed".into(),
+        ..Check::rule_denial("s3:DeleteObject", format!("arn:aws:s3:::b/k{i}"), "")
+    };
+    for i in 0..super::MAX_CHECKS_PER_EVENT {
+        checks.push(allow(i));
+    }
+    assert_eq!(checks.decision(), Some(Decision::Allow));
+    checks.push(Check::rule_denial(
+        "s3:DeleteObject",
+        "arn:aws:s3:::b/victim".into(),
+        "no statement allows it",
+    ));
+    assert_eq!(checks.snapshot().len(), super::MAX_CHECKS_PER_EVENT);
+    assert_eq!(checks.decision(), Some(Decision::Deny));
+}

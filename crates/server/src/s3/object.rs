@@ -46,6 +46,13 @@ pub(super) fn write_condition(ctx: &Ctx<'_>) -> Result<Option<WriteCondition>, S
         (None, Some(_)) => Err(S3Error::not_implemented(
             "If-None-Match on a write with a value other than `*`",
         )),
+        // An empty value names nothing: refused, never forwarded to an upstream that could
+        // read it as no condition at all (review 20, M2).
+        (Some(etag), None) if etag.trim().is_empty() => Err(S3Error::invalid_argument(
+            "If-Match is empty: give the object's ETag, or `*` for any existing object",
+        )
+        .with("ArgumentName", "If-Match")
+        .with("ArgumentValue", "")),
         (Some(etag), None) => Ok(Some(WriteCondition::ETag(etag.trim().to_owned()))),
     }
 }
@@ -555,7 +562,15 @@ pub(super) async fn delete_objects(
         // conditionally deleting multiple objects using the DeleteObjects operation, you must
         // provide the ETag value in the ETag element of the object in the XML request body"
         // (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html).
-        let if_match = object.child_text("ETag").map(|e| e.trim().to_owned());
+        let if_match = match object.child_text("ETag").map(str::trim) {
+            // An empty ETag names nothing: refused, as an empty VersionId is (review 20, M2).
+            Some("") => return Err(S3Error::invalid_argument(
+                "an Object's ETag is empty: give the object's ETag, or `*` for any existing object",
+            )
+            .with("ArgumentName", "ETag")
+            .with("ArgumentValue", "")),
+            e => e.map(str::to_owned),
+        };
         keys.push((key.to_owned(), version_id, if_match));
     }
     if keys.is_empty() || keys.len() > MAX_DELETE_KEYS {
