@@ -720,6 +720,20 @@ def test_update_role_changes_description_and_the_longest_session(server, seed):
     with pytest.raises(ClientError) as e:
         iam.update_role(RoleName=f"{name}-none", MaxSessionDuration=7200)
     assert error_code(e.value) == "NoSuchEntity"
+    # Description follows AWS's pattern (tab, newlines, printable ASCII, Latin-1) and length, at
+    # UpdateRole and CreateRole alike: a control character once broke ListRoles for everyone
+    # (review 21, M1).
+    for bad in ("ok\x01", "\ufffe", "x" * 1001):
+        with pytest.raises(ClientError) as e:
+            iam.update_role(RoleName=name, Description=bad)
+        assert error_code(e.value) == "ValidationError", bad
+        with pytest.raises(ClientError) as e:
+            iam.create_role(RoleName=f"{name}-d", AssumeRolePolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [trust(_user_arn(server, seed))]}), Description=bad)
+        assert error_code(e.value) == "ValidationError", bad
+    iam.update_role(RoleName=name, Description="Caf\u00e9 jobs\tnightly")
+    assert iam.get_role(RoleName=name)["Role"]["Description"] == "Caf\u00e9 jobs\tnightly"
+    assert name in [r["RoleName"] for r in iam.list_roles()["Roles"]]
     # UpdateRole is an IAM action like the others: a user without iam:UpdateRole is refused.
     with pytest.raises(ClientError) as e:
         client("iam", server, seed["other"]).update_role(RoleName=name, MaxSessionDuration=3600)

@@ -213,7 +213,7 @@ fn target_user(q: &Query, principal: &Principal) -> Result<String, S3Error> {
         _ => Err(S3Error::new(
             "ValidationError",
             StatusCode::BAD_REQUEST,
-            "UserName is required when the caller is not an IAM user (root access keys are not managed through this API)",
+            "UserName is required here: the caller is not an IAM user, so there is no user to default to (and the root user's access keys are not managed through this API)",
         )),
     }
 }
@@ -1255,6 +1255,8 @@ impl IamCall {
             "PermissionsBoundary",
             "PolicySourceArn",
             "MaxSessionDuration",
+            "Description",
+            "PathPrefix",
             "Url",
             "OpenIDConnectProviderArn",
             "ClientID",

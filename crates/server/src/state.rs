@@ -1382,6 +1382,7 @@ impl State {
             .map(|a| self.policy_name_from_arn(a).map(|n| (a, n)))
             .transpose()?;
         validate_path(path)?;
+        validate_role_description(description)?;
         if !ROLE_MAX_SESSION_RANGE.contains(&max_session_secs) {
             return Err(StateError::Validation(format!(
                 "1 validation error detected: Value '{max_session_secs}' at 'maxSessionDuration' failed to satisfy constraint: Member must have value between 3600 and 43200"
@@ -1456,6 +1457,26 @@ impl State {
     }
 }
 
+/// A role's `Description`: "Maximum length of 1000. Pattern:
+/// `[\u0009\u000A\u000D\u0020-\u007E\u00A1-\u00FF]*`" (API_CreateRole.html, API_UpdateRole.html):
+/// tab, newlines, printable ASCII and Latin-1. Nothing else is stored, so nothing else is ever
+/// written into an XML answer (review 21, M1: a control character broke ListRoles for everyone).
+fn validate_role_description(d: &str) -> Result<(), StateError> {
+    if d.chars().count() > 1000 {
+        return Err(StateError::Validation(
+            "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to 1000".into(),
+        ));
+    }
+    let allowed = |c: char| matches!(c, '\u{9}' | '\u{a}' | '\u{d}' | '\u{20}'..='\u{7e}' | '\u{a1}'..='\u{ff}');
+    if let Some(bad) = d.chars().find(|&c| !allowed(c)) {
+        return Err(StateError::Validation(format!(
+            "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\u0009\\u000A\\u000D\\u0020-\\u007E\\u00A1-\\u00FF]* (character U+{:04X} is not allowed)",
+            u32::from(bad)
+        )));
+    }
+    Ok(())
+}
+
 impl State {
     /// UpdateRole: the role's description and the longest session AssumeRole may grant, each
     /// only when given ("MaxSessionDuration ... between 3600 and 43200"; "Description ... maximum
@@ -1475,11 +1496,7 @@ impl State {
             }
         }
         if let Some(d) = description {
-            if d.chars().count() > 1000 {
-                return Err(StateError::Validation(
-                    "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to 1000".into(),
-                ));
-            }
+            validate_role_description(d)?;
         }
         self.change(|tx| {
             tx.touch(Touched::Role(name.to_owned()));
