@@ -207,6 +207,16 @@ def test_get_user_without_a_name_answers_the_caller_root_included(server, aws):
     with pytest.raises(ClientError) as e:
         iam_client(server).get_user(UserName="no-such-user-xyz")
     assert error_code(e.value) == "NoSuchEntity"
+    # An empty UserName is not "the caller" (its minimum length is 1), nor an empty PathPrefix "/".
+    unchecked = boto3.session.Session().client(
+        "iam", endpoint_url=server.endpoint, aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key, region_name=REGION,
+        config=botocore.config.Config(parameter_validation=False, retries={"max_attempts": 1}))
+    for call in (lambda: unchecked.get_user(UserName=""), lambda: unchecked.list_access_keys(UserName=""),
+                 lambda: unchecked.list_users(PathPrefix="")):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert error_code(e.value) == "ValidationError"
 
 
 def test_list_users_and_roles_honour_path_prefix_in_name_order(server):

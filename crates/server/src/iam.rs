@@ -167,7 +167,9 @@ fn tags_xml(w: &mut XmlWriter, tags: &[(String, String)]) {
 fn max_session_duration(q: &Query) -> Result<Option<i64>, S3Error> {
     q.get("MaxSessionDuration")
         .map(|v| {
-            v.parse::<i64>().map_err(|_| {
+            // Digits only: `+7200` or ` 7200` is not a number of seconds to IAM (review 21, I1).
+            let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+            v.parse::<i64>().ok().filter(|_| digits).ok_or_else(|| {
                 S3Error::new(
                     "ValidationError",
                     StatusCode::BAD_REQUEST,
@@ -182,7 +184,7 @@ fn max_session_duration(q: &Query) -> Result<Option<i64>, S3Error> {
 /// forward slash (/) by itself or a string that must begin and end with forward slashes"
 /// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListUsers.html), at most 512.
 fn path_prefix(q: &Query) -> Result<&str, S3Error> {
-    let p = q.get("PathPrefix").filter(|p| !p.is_empty()).unwrap_or("/");
+    let p = q.get("PathPrefix").unwrap_or("/");
     // The pattern is `\u002F[\u0021-\u007F]*`: a slash, then printable ASCII.
     if !p.starts_with('/') || p.len() > 512 || !p.bytes().all(|b| (0x21..=0x7f).contains(&b)) {
         return Err(S3Error::new(
@@ -205,8 +207,18 @@ fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// The user an action is about: `UserName`, or the caller for the actions that default to it.
 fn target_user(q: &Query, principal: &Principal) -> Result<String, S3Error> {
-    if let Some(u) = q.get("UserName").filter(|u| !u.is_empty()) {
-        return Ok(u.to_owned());
+    match q.get("UserName") {
+        // "Length Constraints: Minimum length of 1" (API_GetUser.html and the key actions): an
+        // empty one is an error, not the caller (review 21, I2).
+        Some("") => {
+            return Err(S3Error::new(
+                "ValidationError",
+                StatusCode::BAD_REQUEST,
+                "UserName is empty: name a user, or leave the parameter out to mean the caller",
+            ))
+        }
+        Some(u) => return Ok(u.to_owned()),
+        None => {}
     }
     match principal {
         Principal::User { name, .. } => Ok(name.clone()),
@@ -244,8 +256,7 @@ pub fn permission(
         | A::ListGroupsForUser => user_arn(required(q, "UserName")?),
         // The root user asking about itself: the root's ARN (it is always allowed).
         A::GetUser
-            if matches!(principal, Principal::Root { .. })
-                && q.get("UserName").is_none_or(str::is_empty) =>
+            if matches!(principal, Principal::Root { .. }) && q.get("UserName").is_none() =>
         {
             format!("arn:aws:iam::{account_id}:root")
         }
@@ -611,8 +622,7 @@ fn run(
         // user that is the account's root: its ARN `arn:aws:iam::ACCOUNT:root`, the account id
         // as its id, no name or path (it is no IAM user).
         A::GetUser
-            if matches!(principal, Principal::Root { .. })
-                && q.get("UserName").is_none_or(str::is_empty) =>
+            if matches!(principal, Principal::Root { .. }) && q.get("UserName").is_none() =>
         {
             let arn = format!("arn:aws:iam::{account_id}:root");
             elements = Some(serde_json::json!({"user": {"userId": account_id, "arn": arn}}));
