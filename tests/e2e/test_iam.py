@@ -246,6 +246,48 @@ def test_list_users_and_roles_honour_path_prefix_in_name_order(server):
     assert error_code(e.value) == "ValidationError"
 
 
+def test_iam_names_are_not_distinguished_by_case(server):
+    """"Names are not distinguished by case" (API_CreateUser.html): `BOB` names the user `Bob`,
+    for lookups, changes and deletion alike, and answers name the entity as stored; policies
+    decide on the stored ARN, so a Deny on `user/Bob` binds a request for `BOB`."""
+    iam = iam_client(server)
+    tag = uuid.uuid4().hex[:6]
+    user, role, group = f"CaseUser-{tag}", f"CaseRole-{tag}", f"CaseGroup-{tag}"
+    iam.create_user(UserName=user)
+    with pytest.raises(ClientError) as e:
+        iam.create_user(UserName=user.lower())
+    assert error_code(e.value) == "EntityAlreadyExists"
+    assert iam.get_user(UserName=user.upper())["User"]["UserName"] == user
+    iam.put_user_policy(UserName=user.lower(), PolicyName="p", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}))
+    assert iam.list_user_policies(UserName=user)["PolicyNames"] == ["p"]
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:root"}}]}))
+    assert iam.get_role(RoleName=role.lower())["Role"]["RoleName"] == role
+    iam.create_group(GroupName=group)
+    iam.add_user_to_group(GroupName=group.upper(), UserName=user.lower())
+    assert [u["UserName"] for u in iam.get_group(GroupName=group.lower())["Users"]] == [user]
+    # An admin allowed everything but deleting `user/CaseUser-…` cannot delete it as `CASEUSER-…`.
+    _, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": ["iam:DeleteUser", "iam:DeleteUserPolicy", "iam:RemoveUserFromGroup"],
+         "Resource": [f"arn:aws:iam::{server.account_id}:user/{user}", f"arn:aws:iam::{server.account_id}:group/{group}"]}]})
+    admin = iam_client(server, ak, sk)
+    for call in (lambda: admin.delete_user_policy(UserName=user.upper(), PolicyName="p"),
+                 lambda: admin.remove_user_from_group(GroupName=group.lower(), UserName=user.upper()),
+                 lambda: admin.delete_user(UserName=user.swapcase())):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert error_code(e.value) == "AccessDenied", e.value
+    assert iam.get_user(UserName=user)["User"]["UserName"] == user
+    iam.remove_user_from_group(GroupName=group.lower(), UserName=user.upper())
+    iam.delete_user_policy(UserName=user.upper(), PolicyName="p")
+    iam.delete_user(UserName=user.lower())
+    with pytest.raises(ClientError) as e:
+        iam.get_user(UserName=user)
+    assert error_code(e.value) == "NoSuchEntity"
+
+
 def _get_from(source: str, server, bucket: str, key: str, ak: str, sk: str) -> int:
     """GET signed with the user's keys over a connection bound to `source`."""
     return status_from(source, server.port, "GET", f"/{bucket}/{key}", ak, sk)

@@ -1339,6 +1339,42 @@ pub fn resource_tags(gw: &Gateway, resource: &str) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The request with its `UserName`, `RoleName` and `GroupName` spelt as the entity they name is
+/// stored: "IAM user, group, role, and policy names must be unique within the account. Names are
+/// not distinguished by case" (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateUser.html),
+/// so `BOB` names the user `Bob`. Done before anything else reads the request, so the ARN
+/// authorization decides on, the handler and the audit record all name the entity as stored: a
+/// Deny on `user/Bob` binds a request for `BOB`. A name no entity has (CreateUser's, say) stays
+/// as sent. IAM names are ASCII (`[\w+=,.@-]+`), so ASCII case folding is the whole rule.
+fn canonical_names(gw: &Gateway, mut form: Query) -> Query {
+    /// The stored spelling of `asked`, when it differs from it only by case.
+    fn stored<'a, V>(
+        entities: &'a std::collections::HashMap<String, V>,
+        asked: &str,
+    ) -> Option<&'a String> {
+        if entities.contains_key(asked) {
+            return None;
+        }
+        entities.keys().find(|n| n.eq_ignore_ascii_case(asked))
+    }
+    let snap = gw.state.snapshot();
+    let found = |param: &str, form: &Query| -> Option<String> {
+        let asked = form.get(param)?;
+        match param {
+            "UserName" => stored(&snap.users, asked),
+            "RoleName" => stored(&snap.roles, asked),
+            _ => stored(&snap.group_arns, asked),
+        }
+        .cloned()
+    };
+    for param in ["UserName", "RoleName", "GroupName"] {
+        if let Some(name) = found(param, &form) {
+            form.set_first(param, &name);
+        }
+    }
+    form
+}
+
 /// Describes a verified `iam` request: the action (unknown ones are `NotImplemented`), the
 /// pairs it must be allowed and its condition keys. Creating a user or role with tags also needs
 /// `iam:TagUser` / `iam:TagRole` on it, as in AWS
@@ -1346,6 +1382,7 @@ pub fn resource_tags(gw: &Gateway, resource: &str) -> Vec<(String, String)> {
 /// and every call that sets or removes tags has `aws:RequestTag/KEY` and `aws:TagKeys`.
 pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamCall, S3Error> {
     use IamAction as A;
+    let form = canonical_names(gw, form);
     let name = form.get("Action").unwrap_or("");
     let Some(action) = IamAction::parse(name) else {
         return Err(S3Error::not_implemented(&format!(

@@ -81,6 +81,15 @@ impl Query {
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs.iter().map(|(k, v)| (self.text(k), self.text(v)))
     }
+
+    /// Replaces the first value of `name` (what [`Query::get`] answers) with `value`; nothing
+    /// when `name` is absent.
+    pub fn set_first(&mut self, name: &str, value: &str) {
+        let at = self.pairs.iter().position(|(k, _)| self.text(k) == name);
+        if let Some((_, v)) = at.and_then(|i| self.pairs.get_mut(i)) {
+            *v = Component::Decoded(value.to_owned());
+        }
+    }
 }
 
 impl Component {
@@ -960,6 +969,24 @@ fn method_not_allowed(method: &Method) -> S3Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_first_replaces_the_value_get_answers_and_only_it() {
+        let mut q = Query::parse(Some("Action=GetUser&UserName=BOB&UserName=x&Other=%41"));
+        q.set_first("UserName", "Bob");
+        assert_eq!(q.get("UserName"), Some("Bob"));
+        assert_eq!(
+            q.pairs().collect::<Vec<_>>(),
+            vec![
+                ("Action", "GetUser"),
+                ("UserName", "Bob"),
+                ("UserName", "x"),
+                ("Other", "A")
+            ]
+        );
+        q.set_first("Missing", "v");
+        assert!(!q.has("Missing"));
+    }
 
     /// The parse of every parameter on its own, as the query parser did before it kept ranges.
     fn decoded_pairs(raw: &str) -> Vec<(String, String)> {
