@@ -231,7 +231,9 @@ REFRESH_PY = textwrap.dedent('''
             log.append(["ok", key])
         except (ClientError, CredentialRetrievalError) as e:
             log.append(["error", type(e).__name__ + ": " + str(e)[:200]])
-        (state_dir / "log.json").write_text(json.dumps(log))
+        # Written whole then renamed: the test reads it meanwhile and must never see it half written.
+        (state_dir / "log.json.tmp").write_text(json.dumps(log))
+        (state_dir / "log.json.tmp").replace(state_dir / "log.json")
         time.sleep(0.5)
 ''')
 
