@@ -280,6 +280,15 @@ def test_iam_names_are_not_distinguished_by_case(server):
             call()
         assert error_code(e.value) == "AccessDenied", e.value
     assert iam.get_user(UserName=user)["User"]["UserName"] == user
+    # A caller without rights learns nothing from a case variant: the refusal names the user as
+    # sent, as it does a user that does not exist (review 22, L1).
+    _, nak, nsk = new_user(iam)
+    nobody = iam_client(server, nak, nsk)
+    for asked in (user.upper(), f"ghost-{tag}"):
+        with pytest.raises(ClientError) as e:
+            nobody.get_user(UserName=asked)
+        assert error_code(e.value) == "AccessDenied" and f"user/{asked}" in str(e.value), e.value
+        assert user not in str(e.value)
     iam.remove_user_from_group(GroupName=group.lower(), UserName=user.upper())
     iam.delete_user_policy(UserName=user.upper(), PolicyName="p")
     iam.delete_user(UserName=user.lower())

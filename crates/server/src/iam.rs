@@ -1344,8 +1344,8 @@ pub fn resource_tags(gw: &Gateway, resource: &str) -> Vec<(String, String)> {
 /// not distinguished by case" (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateUser.html),
 /// so `BOB` names the user `Bob`. Done before anything else reads the request, so the ARN
 /// authorization decides on, the handler and the audit record all name the entity as stored: a
-/// Deny on `user/Bob` binds a request for `BOB`. A name no entity has (CreateUser's, say) stays
-/// as sent. IAM names are ASCII (`[\w+=,.@-]+`), so ASCII case folding is the whole rule.
+/// Deny on `user/Bob` binds a request for `BOB` ([`describe`] also requires the resource as sent,
+/// first). A name no entity has (CreateUser's, say) stays as sent. IAM names are ASCII (`[\w+=,.@-]+`), so ASCII case folding is the whole rule.
 fn canonical_names(gw: &Gateway, mut form: Query) -> Query {
     /// The stored spelling of `asked`, when it differs from it only by case.
     fn stored<'a, V>(
@@ -1382,6 +1382,7 @@ fn canonical_names(gw: &Gateway, mut form: Query) -> Query {
 /// and every call that sets or removes tags has `aws:RequestTag/KEY` and `aws:TagKeys`.
 pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamCall, S3Error> {
     use IamAction as A;
+    let sent = form.clone();
     let form = canonical_names(gw, form);
     let name = form.get("Action").unwrap_or("");
     let Some(action) = IamAction::parse(name) else {
@@ -1399,6 +1400,20 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamC
         );
     }
     let mut permissions = vec![main.clone()];
+    // A name sent in another case than the entity's: the request must be allowed on the
+    // resource as it named it too, checked first, so that a refusal names only what the caller
+    // sent and never tells a caller without rights whether (and how) such an entity exists
+    // (review 22, L1). Allowed there, it is decided on the stored one as well (a Deny on
+    // `user/Bob` binds a request for `BOB`).
+    if ["UserName", "RoleName", "GroupName"]
+        .iter()
+        .any(|p| sent.get(p) != form.get(p))
+    {
+        let as_sent = permission(action, &sent, principal, &gw.account.record.account_id)?;
+        if as_sent.resource != main.resource {
+            permissions.insert(0, as_sent);
+        }
+    }
     let mut context = Context::new();
     if let Some(b) = permissions_boundary_key(gw, action, &form) {
         context.insert("iam:PermissionsBoundary", b);
