@@ -422,13 +422,21 @@ def test_a_client_that_resets_mid_request_leaves_no_change_without_its_completed
                        region_name="us-east-1")
     iam.create_user(UserName="reset-victim")
     doc = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]})
-    for i in range(20):
-        body = urllib.parse.urlencode({"Action": "PutUserPolicy", "Version": "2010-05-08", "UserName": "reset-victim",
-                                       "PolicyName": f"p{i}", "PolicyDocument": doc}).encode()
-        req = AWSRequest("POST", kp.endpoint + "/", data=body,
-                         headers={"Host": f"127.0.0.1:{kp.port}", "Content-Type": "application/x-www-form-urlencoded"})
+    # IAM takes the Query protocol as a POST form or as a GET's query (review 23, H1: the GETs
+    # were left out at first).
+    for i in range(30):
+        form = urllib.parse.urlencode({"Action": "PutUserPolicy", "Version": "2010-05-08", "UserName": "reset-victim",
+                                       "PolicyName": f"p{i}", "PolicyDocument": doc},
+                                      quote_via=urllib.parse.quote)
+        if i % 2:
+            method, target, body = "GET", "/?" + form, b""
+            headers = {"Host": f"127.0.0.1:{kp.port}"}
+        else:
+            method, target, body = "POST", "/", form.encode()
+            headers = {"Host": f"127.0.0.1:{kp.port}", "Content-Type": "application/x-www-form-urlencoded"}
+        req = AWSRequest(method, kp.endpoint + target, data=body, headers=headers)
         SigV4Auth(Credentials(ak, sk), "iam", "us-east-1").add_auth(req)
-        head = "POST / HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
+        head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
         with socket.create_connection(("127.0.0.1", kp.port)) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
             s.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
@@ -446,5 +454,33 @@ def test_a_client_that_resets_mid_request_leaves_no_change_without_its_completed
             break
         time.sleep(0.2)
     assert applied, "no reset request got through; the test did not test anything"
+    assert any(int(p[1:]) % 2 for p in applied), ("no GET got through", sorted(applied))
     assert all(v == {"authorized", "completed"} for v in stages.values()), stages
     assert len(done) == len(applied), (len(done), sorted(applied))
+
+
+def test_a_shutdown_waits_for_a_change_whose_client_went_away(fresh_server_factory):
+    """A change whose client reset the connection runs on a task of its own; SIGTERM waits for it
+    as for a connection (review 23, M1: the server exited at once and the trail kept the copy's
+    `authorized` record alone, though the copy was made)."""
+    import socket
+    import struct
+
+    kp = fresh_server_factory()
+    ak, sk = kp.credentials()
+    s3 = make_client(kp.endpoint, ak, sk)
+    s3.create_bucket(Bucket="shutdown")
+    s3.put_object(Bucket="shutdown", Key="big", Body=os.urandom(64 * 1024 * 1024))
+    headers = {"Host": f"127.0.0.1:{kp.port}", "x-amz-copy-source": "/shutdown/big"}
+    s3.copy_object(Bucket="shutdown", Key="copy", CopySource={"Bucket": "shutdown", "Key": "big"})
+    from e2e_helpers import sign
+    signed = sign("PUT", f"{kp.endpoint}/shutdown/copy2", ak, sk, headers, b"")
+    head = "PUT /shutdown/copy2 HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in signed.items())
+    with socket.create_connection(("127.0.0.1", kp.port)) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.sendall(f"{head}Content-Length: 0\r\n\r\n".encode())
+        time.sleep(0.05)
+    assert kp.stop() == 0
+    copies = [e for e in read_trail(kp.data_dir)
+              if e.get("eventName") == "CopyObject" and (e.get("requestParameters") or {}).get("key") == "copy2"]
+    assert {e["stage"] for e in copies} == {"authorized", "completed"}, copies

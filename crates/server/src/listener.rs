@@ -321,6 +321,24 @@ impl Drop for BusyGuard {
     }
 }
 
+/// A request running on a task of its own: keeps its connection busy (never shed as idle,
+/// never timed out) while it runs, without counting as a request served.
+struct ConnWork(Arc<ConnState>);
+
+impl ConnWork {
+    fn new(state: &Arc<ConnState>) -> ConnWork {
+        state.busy.fetch_add(1, Ordering::AcqRel);
+        ConnWork(state.clone())
+    }
+}
+
+impl Drop for ConnWork {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+        self.0.wake.notify_one();
+    }
+}
+
 /// A response body that keeps its request busy until it is fully sent (or dropped).
 struct Finishing {
     inner: Body,
@@ -696,8 +714,8 @@ pub async fn serve(
             state: state.clone(),
             limits: limits.clone(),
             stopping: stopping.clone(),
-            _registered: Registered(registry.clone(), state),
-            _live: tasks.enter(),
+            registered: Arc::new(Registered(registry.clone(), state)),
+            live: tasks.enter(),
             _open: metrics.connection_opened(),
         };
         tokio::spawn(task.run(stream, acceptor.clone()));
@@ -720,8 +738,10 @@ struct Task {
     state: Arc<ConnState>,
     limits: Limits,
     stopping: watch::Receiver<bool>,
-    _registered: Registered,
-    _live: TaskGuard,
+    /// Shared with the requests that run on tasks of their own (see `run`): the connection
+    /// stays counted against the caps until the last of them ends.
+    registered: Arc<Registered>,
+    live: TaskGuard,
     _open: crate::metrics::ConnectionGuard,
 }
 
@@ -737,47 +757,56 @@ impl Task {
         };
         let gw = self.gw.clone();
         let state = self.state.clone();
+        let registered = self.registered.clone();
+        let tasks = self.live.0.clone();
         let rule = body::BodyProgress {
             window: self.limits.body_window,
             min_bytes: self.limits.body_min_bytes,
             metrics: self.gw.metrics.clone(),
         };
-        let service =
-            service_fn(move |req| {
-                // At the call, not in the future: the head is complete now.
-                let busy = state.begin_request();
-                let gw = gw.clone();
-                let rule = rule.clone();
-                let reads = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
-                // Small until polled: `handle` keeps the stages' large state on the heap.
-                let handling = body::with_progress(rule, pipeline::handle(gw, connection, req));
-                async move {
-                    let response = if reads {
+        let service = service_fn(move |req| {
+            // At the call, not in the future: the head is complete now.
+            let busy = state.begin_request();
+            let gw = gw.clone();
+            let rule = rule.clone();
+            let alone = pipeline::may_change(&req);
+            // Small until polled: `handle` keeps the stages' large state on the heap.
+            let handling = body::with_progress(rule, pipeline::handle(gw, connection, req));
+            // A request that may change something runs to its end on a task of its own:
+            // hyper drops a request's future when its client resets the connection, and a
+            // change applied by then (a blocking state write keeps going) was left with an
+            // `authorized` audit record and no `completed` one, its outcome unknown, at any
+            // client's will (5 of 20 reset PutUserPolicy calls). Such a task keeps its
+            // connection busy and counted against the caps, and a shutdown waits for it
+            // as for a connection, until it ends, even once its client is gone (review 23).
+            // Reads record their event as their body ends or is dropped.
+            let alone = alone.then(|| (ConnWork::new(&state), registered.clone(), tasks.enter()));
+            async move {
+                let response = if let Some(holds) = alone {
+                    let handling = async move {
+                        let _holds = holds;
                         handling.await
-                    } else {
-                        // A request that may change something runs to its end on a task of its
-                        // own: hyper drops a request's future when its client resets the
-                        // connection, and a change applied by then (a blocking state write keeps
-                        // going) was left with an `authorized` audit record and no `completed`
-                        // one, its outcome unknown, at any client's will (found with review 22:
-                        // 5 of 20 reset PutUserPolicy calls). Reads record their event as their
-                        // body ends or is dropped.
-                        match tokio::spawn(handling).await {
-                            Ok(response) => response,
-                            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                            // Cancelled: the runtime is shutting down.
-                            Err(_) => {
-                                let mut r = hyper::Response::new(body::empty());
-                                *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-                                r
-                            }
-                        }
                     };
-                    Ok::<_, Infallible>(response.map(|inner| {
+                    match tokio::spawn(handling).await {
+                        Ok(response) => response,
+                        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                        // Cancelled: the runtime is shutting down.
+                        Err(_) => {
+                            let mut r = hyper::Response::new(body::empty());
+                            *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                            r
+                        }
+                    }
+                } else {
+                    handling.await
+                };
+                Ok::<_, Infallible>(
+                    response.map(|inner| {
                         http_body_util::BodyExt::boxed(Finishing { inner, _busy: busy })
-                    }))
-                }
-            });
+                    }),
+                )
+            }
+        });
         let mut http = hyper::server::conn::http1::Builder::new();
         // A request head (with the URI) may hold at most this much: S3's own limit on request
         // headers is 8 KB, so 32 KiB leaves room for long presigned URLs and keys while bounding

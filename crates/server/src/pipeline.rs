@@ -653,6 +653,45 @@ fn route_query(trace: &mut Trace, format: &mut ErrorFormat, api: QueryApi) {
 /// The service a request's credential scope names (`AKID/DATE/REGION/SERVICE/aws4_request`, in
 /// the `Authorization` header or `X-Amz-Credential`), read leniently from a request whose
 /// signature could not be parsed: it only picks the error format.
+/// Whether a request may change something, judged from its head alone and erring towards yes:
+/// only a GET or HEAD that routing sends to S3 (signed for `s3`, or unsigned) and that names a
+/// bucket or an object is surely a read. IAM, STS and the keyhole API take GET too, `/` may be
+/// STS's unsigned AssumeRoleWithWebIdentity, and `/_keyhole/...` issues job credentials
+/// (review 23, H1: a PutUserPolicy sent as a signed GET was not covered by a method test alone).
+pub fn may_change<B>(req: &http::Request<B>) -> bool {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return true;
+    }
+    let path = req.uri().path();
+    if path == "/" || path.starts_with("/_keyhole") {
+        return true;
+    }
+    // The same credential routing reads (`claimed_service`), without its allocations when the
+    // scope needs no decoding.
+    fn service_of(credential: &str) -> Option<&str> {
+        credential.split([',', ' ']).next()?.split('/').nth(3)
+    }
+    let is_s3 = |service: Option<&str>| service.is_none_or(|s| s.eq_ignore_ascii_case("s3"));
+    // As routing reads it: the header's credential when it has one, else the query's.
+    let from_header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once("Credential="))
+        .map(|(_, rest)| rest);
+    if let Some(rest) = from_header {
+        return !is_s3(service_of(rest));
+    }
+    let credential = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("X-Amz-Credential="))
+    });
+    credential.is_some_and(|raw| {
+        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+        !is_s3(service_of(&decoded))
+    })
+}
+
 fn claimed_service(parts: &http::request::Parts) -> Option<String> {
     let header = parts
         .headers
@@ -1672,11 +1711,86 @@ fn locate(
 
 #[cfg(test)]
 mod tests {
+    fn request(method: &str, uri: &str, authorization: Option<&str>) -> http::Request<()> {
+        let mut b = http::Request::builder().method(method).uri(uri);
+        if let Some(a) = authorization {
+            b = b.header(http::header::AUTHORIZATION, a);
+        }
+        b.body(()).unwrap()
+    }
+
+    const SIGNED: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261204/us-east-1/SERVICE/aws4_request, SignedHeaders=host, Signature=00";
+
+    #[test]
+    fn only_s3_reads_of_a_bucket_or_object_are_known_not_to_change_anything() {
+        let s3 = SIGNED.replace("SERVICE", "s3");
+        let iam = SIGNED.replace("SERVICE", "iam");
+        let may = |m, u, a: Option<&str>| super::may_change(&request(m, u, a));
+        assert!(!may("GET", "/b/k", None));
+        assert!(!may("HEAD", "/b/k", Some(&s3)));
+        assert!(!may("GET", "/b?list-type=2", Some(&s3)));
+        assert!(!may(
+            "GET",
+            "/b/k?X-Amz-Credential=AKID%2F20261204%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=0",
+            None
+        ));
+        for (m, u, a) in [
+            ("PUT", "/b/k", Some(s3.as_str())),
+            ("POST", "/b?delete", Some(&s3)),
+            ("DELETE", "/b/k", None),
+            ("OPTIONS", "/b/k", None),
+            // IAM, STS and the keyhole API take GET (review 23, H1).
+            ("GET", "/?Action=PutUserPolicy", Some(&iam)),
+            ("GET", "/b/k", Some(&iam)),
+            (
+                "HEAD",
+                "/anything",
+                Some(&SIGNED.replace("SERVICE", "keyhole")),
+            ),
+            (
+                "GET",
+                "/x?X-Amz-Credential=AKID%2F20261204%2Fus-east-1%2Fsts%2Faws4_request",
+                None,
+            ),
+            // No credential in the header: routing reads the query's.
+            (
+                "GET",
+                "/x?X-Amz-Credential=AKID/20261204/us-east-1/iam/aws4_request",
+                Some("Bearer x"),
+            ),
+            ("GET", "/", None),
+            ("GET", "/_keyhole/credentials", None),
+        ] {
+            assert!(may(m, u, a), "{m} {u} {a:?}");
+        }
+    }
+
     proptest::proptest! {
         /// Request ids are what `{:016X}` writes.
         #[test]
         fn request_ids_are_sixteen_uppercase_hex_digits(n in proptest::num::u64::ANY) {
             proptest::prop_assert_eq!(super::upper_hex_u64(n), format!("{n:016X}"));
+        }
+
+        /// For a GET of a bucket or object path, `may_change` is exactly "routing would not
+        /// send it to S3" (`claimed_service` names something other than `s3`).
+        #[test]
+        fn may_change_agrees_with_routing(
+            header in proptest::option::of("[ -~]{0,80}"),
+            scope in "[a-zA-Z0-9/%,. =]{0,40}",
+            in_query in proptest::bool::ANY,
+        ) {
+            let uri = if in_query {
+                format!("/b/k?X-Amz-Credential={}", scope.replace([' ', ','], "%20"))
+            } else {
+                "/b/k".to_owned()
+            };
+            let header = header.map(|h| if in_query { h } else { format!("{h} Credential={scope}") });
+            let req = request("GET", &uri, header.as_deref());
+            let (parts, ()) = req.into_parts();
+            let routed_elsewhere = super::claimed_service(&parts).is_some_and(|s| s != "s3");
+            let req = http::Request::from_parts(parts, ());
+            proptest::prop_assert_eq!(super::may_change(&req), routed_elsewhere);
         }
     }
 }
