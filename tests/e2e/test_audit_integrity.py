@@ -428,14 +428,21 @@ def test_a_client_that_resets_mid_request_leaves_no_change_without_its_completed
         form = urllib.parse.urlencode({"Action": "PutUserPolicy", "Version": "2010-05-08", "UserName": "reset-victim",
                                        "PolicyName": f"p{i}", "PolicyDocument": doc},
                                       quote_via=urllib.parse.quote)
-        if i % 2:
-            method, target, body = "GET", "/?" + form, b""
+        if i % 3:
+            # On `/`, and on an object's path with `Credential =`, which routing's SigV4 parser
+            # reads as IAM's (review 24: a text scan took it for S3).
+            path = "/" if i % 3 == 1 else "/somebucket/somekey"
+            method, target, body = "GET", f"{path}?{form}", b""
             headers = {"Host": f"127.0.0.1:{kp.port}"}
         else:
             method, target, body = "POST", "/", form.encode()
             headers = {"Host": f"127.0.0.1:{kp.port}", "Content-Type": "application/x-www-form-urlencoded"}
         req = AWSRequest(method, kp.endpoint + target, data=body, headers=headers)
         SigV4Auth(Credentials(ak, sk), "iam", "us-east-1").add_auth(req)
+        if i % 3 == 2:
+            auth = req.headers["Authorization"].replace("Credential=", "Credential =")
+            del req.headers["Authorization"]  # botocore's headers would keep both
+            req.headers["Authorization"] = auth
         head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
         with socket.create_connection(("127.0.0.1", kp.port)) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
@@ -454,7 +461,8 @@ def test_a_client_that_resets_mid_request_leaves_no_change_without_its_completed
             break
         time.sleep(0.2)
     assert applied, "no reset request got through; the test did not test anything"
-    assert any(int(p[1:]) % 2 for p in applied), ("no GET got through", sorted(applied))
+    for kind in (1, 2):
+        assert any(int(p[1:]) % 3 == kind for p in applied), ("a kind of GET never got through", kind, sorted(applied))
     assert all(v == {"authorized", "completed"} for v in stages.values()), stages
     assert len(done) == len(applied), (len(done), sorted(applied))
 

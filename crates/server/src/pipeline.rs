@@ -650,14 +650,13 @@ fn route_query(trace: &mut Trace, format: &mut ErrorFormat, api: QueryApi) {
     trace.event_source = format!("{}.amazonaws.com", trace.api);
 }
 
-/// The service a request's credential scope names (`AKID/DATE/REGION/SERVICE/aws4_request`, in
-/// the `Authorization` header or `X-Amz-Credential`), read leniently from a request whose
-/// signature could not be parsed: it only picks the error format.
 /// Whether a request may change something, judged from its head alone and erring towards yes:
-/// only a GET or HEAD that routing sends to S3 (signed for `s3`, or unsigned) and that names a
-/// bucket or an object is surely a read. IAM, STS and the keyhole API take GET too, `/` may be
-/// STS's unsigned AssumeRoleWithWebIdentity, and `/_keyhole/...` issues job credentials
-/// (review 23, H1: a PutUserPolicy sent as a signed GET was not covered by a method test alone).
+/// only a GET or HEAD that routing sends to S3 (its SigV4 credential, read by the parser routing
+/// uses, names `s3`, or it has none) and that names a bucket or an object is surely a read. IAM,
+/// STS and the keyhole API take GET too, `/` may be STS's unsigned AssumeRoleWithWebIdentity,
+/// and `/_keyhole/...` issues job credentials (review 23, H1). The parser is routing's own, not a
+/// scan of the text: `Credential =` or a percent-encoded `X-Amz-Credential` name reach IAM
+/// through it (review 24).
 pub fn may_change<B>(req: &http::Request<B>) -> bool {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return true;
@@ -666,32 +665,16 @@ pub fn may_change<B>(req: &http::Request<B>) -> bool {
     if path == "/" || path.starts_with("/_keyhole") {
         return true;
     }
-    // The same credential routing reads (`claimed_service`), without its allocations when the
-    // scope needs no decoding.
-    fn service_of(credential: &str) -> Option<&str> {
-        credential.split([',', ' ']).next()?.split('/').nth(3)
+    match keyhole_sigv4::parse(req.method(), req.uri(), req.headers()) {
+        Ok(Some(signed)) => !signed.scope().service.eq_ignore_ascii_case("s3"),
+        // Unsigned: S3 (anonymous). Malformed: refused before anything is changed.
+        Ok(None) | Err(_) => false,
     }
-    let is_s3 = |service: Option<&str>| service.is_none_or(|s| s.eq_ignore_ascii_case("s3"));
-    // As routing reads it: the header's credential when it has one, else the query's.
-    let from_header = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once("Credential="))
-        .map(|(_, rest)| rest);
-    if let Some(rest) = from_header {
-        return !is_s3(service_of(rest));
-    }
-    let credential = req.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("X-Amz-Credential="))
-    });
-    credential.is_some_and(|raw| {
-        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
-        !is_s3(service_of(&decoded))
-    })
 }
 
+/// The service a request's credential scope names (`AKID/DATE/REGION/SERVICE/aws4_request`, in
+/// the `Authorization` header or `X-Amz-Credential`), read leniently from a request whose
+/// signature could not be parsed: it only picks the error format.
 fn claimed_service(parts: &http::request::Parts) -> Option<String> {
     let header = parts
         .headers
@@ -1714,12 +1697,15 @@ mod tests {
     fn request(method: &str, uri: &str, authorization: Option<&str>) -> http::Request<()> {
         let mut b = http::Request::builder().method(method).uri(uri);
         if let Some(a) = authorization {
-            b = b.header(http::header::AUTHORIZATION, a);
+            b = b
+                .header(http::header::AUTHORIZATION, a)
+                .header("x-amz-date", "20261204T000000Z")
+                .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD");
         }
         b.body(()).unwrap()
     }
 
-    const SIGNED: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261204/us-east-1/SERVICE/aws4_request, SignedHeaders=host, Signature=00";
+    const SIGNED: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261204/us-east-1/SERVICE/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000000000000000000000000000000000000000000000000000000000000000";
 
     #[test]
     fn only_s3_reads_of_a_bucket_or_object_are_known_not_to_change_anything() {
@@ -1731,7 +1717,7 @@ mod tests {
         assert!(!may("GET", "/b?list-type=2", Some(&s3)));
         assert!(!may(
             "GET",
-            "/b/k?X-Amz-Credential=AKID%2F20261204%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=0",
+            "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20261204%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261204T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=0000000000000000000000000000000000000000000000000000000000000000",
             None
         ));
         for (m, u, a) in [
@@ -1749,14 +1735,22 @@ mod tests {
             ),
             (
                 "GET",
-                "/x?X-Amz-Credential=AKID%2F20261204%2Fus-east-1%2Fsts%2Faws4_request",
+                "/x?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20261204%2Fus-east-1%2Fsts%2Faws4_request&X-Amz-Date=20261204T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=0000000000000000000000000000000000000000000000000000000000000000",
                 None,
             ),
-            // No credential in the header: routing reads the query's.
+            // What routing's parser reads and a text scan did not (review 24).
+            ("GET", "/b/k", Some(&iam.replace("Credential=", "Credential ="))),
+            ("GET", "/b/k", Some(&iam.replace("Credential=", "Credential= "))),
+            ("GET", "/b/k", Some(&iam.replace("Credential=", "Credential\t="))),
             (
                 "GET",
-                "/x?X-Amz-Credential=AKID/20261204/us-east-1/iam/aws4_request",
-                Some("Bearer x"),
+                "/b/k?X%2DAmz-Algorithm=AWS4-HMAC-SHA256&X%2DAmz-Credential=AKID%2F20261204%2Fus-east-1%2Fiam%2Faws4_request&X-Amz-Date=20261204T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=0000000000000000000000000000000000000000000000000000000000000000",
+                None,
+            ),
+            (
+                "GET",
+                "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Cr%65dential=AKID%2F20261204%2Fus-east-1%2Fiam%2Faws4_request&X-Amz-Date=20261204T000000Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=0000000000000000000000000000000000000000000000000000000000000000",
+                None,
             ),
             ("GET", "/", None),
             ("GET", "/_keyhole/credentials", None),
@@ -1773,23 +1767,25 @@ mod tests {
         }
 
         /// For a GET of a bucket or object path, `may_change` is exactly "routing would not
-        /// send it to S3" (`claimed_service` names something other than `s3`).
+        /// send it to S3": the service routing's parser (`keyhole_sigv4::parse`, as `route`
+        /// calls it) finds, when it finds one, is not `s3`.
         #[test]
         fn may_change_agrees_with_routing(
-            header in proptest::option::of("[ -~]{0,80}"),
-            scope in "[a-zA-Z0-9/%,. =]{0,40}",
-            in_query in proptest::bool::ANY,
+            header in proptest::option::of("[ -~\t]{0,100}"),
+            query in "[ -~]{0,120}",
         ) {
-            let uri = if in_query {
-                format!("/b/k?X-Amz-Credential={}", scope.replace([' ', ','], "%20"))
-            } else {
-                "/b/k".to_owned()
-            };
-            let header = header.map(|h| if in_query { h } else { format!("{h} Credential={scope}") });
-            let req = request("GET", &uri, header.as_deref());
-            let (parts, ()) = req.into_parts();
-            let routed_elsewhere = super::claimed_service(&parts).is_some_and(|s| s != "s3");
-            let req = http::Request::from_parts(parts, ());
+            let uri = format!("/b/k?{}", query.replace([' ', '#'], "%20"));
+            let Ok(uri) = uri.parse::<http::Uri>() else { return Ok(()) };
+            let mut b = http::Request::builder().method("GET").uri(uri);
+            if let Some(h) = header.as_deref() {
+                let Ok(v) = http::HeaderValue::from_str(h) else { return Ok(()) };
+                b = b.header(http::header::AUTHORIZATION, v);
+            }
+            let req = b.body(()).unwrap();
+            let routed_elsewhere = keyhole_sigv4::parse(req.method(), req.uri(), req.headers())
+                .ok()
+                .flatten()
+                .is_some_and(|s| !s.scope().service.eq_ignore_ascii_case("s3"));
             proptest::prop_assert_eq!(super::may_change(&req), routed_elsewhere);
         }
     }
