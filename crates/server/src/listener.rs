@@ -769,9 +769,10 @@ impl Task {
             let busy = state.begin_request();
             let gw = gw.clone();
             let rule = rule.clone();
-            let alone = pipeline::may_change(&req);
+            let head = pipeline::judge(&req);
+            let alone = head.may_change;
             // Small until polled: `handle` keeps the stages' large state on the heap.
-            let handling = body::with_progress(rule, pipeline::handle(gw, connection, req));
+            let handling = body::with_progress(rule, pipeline::handle(gw, connection, req, head));
             // A request that may change something runs to its end on a task of its own:
             // hyper drops a request's future when its client resets the connection, and a
             // change applied by then (a blocking state write keeps going) was left with an

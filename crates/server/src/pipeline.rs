@@ -332,9 +332,13 @@ pub async fn handle(
     gw: Arc<Gateway>,
     connection: Connection,
     req: Request<Incoming>,
+    head: Judged,
 ) -> Response<Body> {
     // Into memory allocated first, so that the future can be made in place.
-    let stages = Box::write(Box::new_uninit(), handle_stages(gw, connection, req));
+    let stages = Box::write(
+        Box::new_uninit(),
+        handle_stages(gw, connection, req, head.parsed),
+    );
     Box::into_pin(stages).await
 }
 
@@ -343,6 +347,7 @@ async fn handle_stages(
     gw: Arc<Gateway>,
     connection: Connection,
     req: Request<Incoming>,
+    parsed: Option<Parsed>,
 ) -> Response<Body> {
     let peer = connection.peer;
     let started = Instant::now();
@@ -396,7 +401,7 @@ async fn handle_stages(
     let mut mutating = false;
     let outcome: Result<Response<Body>, S3Error> = async {
         let now = chrono::Utc::now();
-        let mut route = route(&gw, &parts, &err_bucket, &mut trace, &mut format)?;
+        let mut route = route(&parts, parsed, &err_bucket, &mut trace, &mut format)?;
         // Every later stage reads the snapshot: past its staleness bound, nothing is served
         // from it (a revocation it missed would not bind).
         gw.state.check_current()?;
@@ -506,8 +511,8 @@ async fn handle_stages(
 
 /// The route stage: which API the request is for, and how its errors are spelt.
 fn route(
-    gw: &Gateway,
     parts: &http::request::Parts,
+    parsed: Option<Parsed>,
     bucket: &Option<String>,
     trace: &mut Trace,
     format: &mut ErrorFormat,
@@ -535,7 +540,10 @@ fn route(
         trace.identity.kind = "JobToken".into();
         return Ok(Route::JobCredentials);
     }
-    let signed = match gw.authn.parse(&parts.method, &parts.uri, &parts.headers) {
+    // Parsed once: by `judge` when it had to read the credential, else here.
+    let parsed =
+        parsed.unwrap_or_else(|| keyhole_sigv4::parse(&parts.method, &parts.uri, &parts.headers));
+    let signed = match parsed.map_err(S3Error::from) {
         Ok(signed) => signed,
         Err(e) => {
             // A malformed signature is answered in the format of the service it names, so that
@@ -658,17 +666,42 @@ fn route_query(trace: &mut Trace, format: &mut ErrorFormat, api: QueryApi) {
 /// scan of the text: `Credential =` or a percent-encoded `X-Amz-Credential` name reach IAM
 /// through it (review 24).
 pub fn may_change<B>(req: &http::Request<B>) -> bool {
-    if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        return true;
-    }
+    judge(req).may_change
+}
+
+/// What SigV4's parser made of a request's head.
+type Parsed = Result<Option<keyhole_sigv4::SignedRequest>, keyhole_sigv4::AuthError>;
+
+/// [`may_change`]'s answer, with the parse it read the credential from, if it parsed one: routing
+/// reuses it instead of parsing the same head again (one parse per small GET, as before).
+#[derive(Debug)]
+pub struct Judged {
+    /// Whether the request may change something.
+    pub may_change: bool,
+    parsed: Option<Parsed>,
+}
+
+/// See [`may_change`].
+pub fn judge<B>(req: &http::Request<B>) -> Judged {
     let path = req.uri().path();
-    if path == "/" || path.starts_with("/_keyhole") {
-        return true;
+    if !matches!(*req.method(), Method::GET | Method::HEAD)
+        || path == "/"
+        || path.starts_with("/_keyhole")
+    {
+        return Judged {
+            may_change: true,
+            parsed: None,
+        };
     }
-    match keyhole_sigv4::parse(req.method(), req.uri(), req.headers()) {
+    let parsed = keyhole_sigv4::parse(req.method(), req.uri(), req.headers());
+    let may_change = match &parsed {
         Ok(Some(signed)) => !signed.scope().service.eq_ignore_ascii_case("s3"),
         // Unsigned: S3 (anonymous). Malformed: refused before anything is changed.
         Ok(None) | Err(_) => false,
+    };
+    Judged {
+        may_change,
+        parsed: Some(parsed),
     }
 }
 
