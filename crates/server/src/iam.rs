@@ -200,8 +200,9 @@ fn path_prefix(q: &Query) -> Result<&str, S3Error> {
 /// written (ceph/s3-tests' `test_account_*_list`: "sort order is independent of CreateDate,
 /// Path, and UserName capitalization").
 fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
-    a.to_ascii_lowercase()
-        .cmp(&b.to_ascii_lowercase())
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
         .then_with(|| a.cmp(b))
 }
 
@@ -1358,22 +1359,24 @@ fn canonical_names(gw: &Gateway, mut form: Query) -> Query {
         entities.keys().find(|n| n.eq_ignore_ascii_case(asked))
     }
     let snap = gw.state.snapshot();
-    let found = |param: &str, form: &Query| -> Option<String> {
-        let asked = form.get(param)?;
-        match param {
+    for param in NAME_PARAMS {
+        let Some(asked) = form.get(param) else {
+            continue;
+        };
+        let found = match param {
             "UserName" => stored(&snap.users, asked),
             "RoleName" => stored(&snap.roles, asked),
             _ => stored(&snap.group_arns, asked),
-        }
-        .cloned()
-    };
-    for param in ["UserName", "RoleName", "GroupName"] {
-        if let Some(name) = found(param, &form) {
+        };
+        if let Some(name) = found.cloned() {
             form.set_first(param, &name);
         }
     }
     form
 }
+
+/// The parameters that name a user, role or group ([`canonical_names`]).
+const NAME_PARAMS: [&str; 3] = ["UserName", "RoleName", "GroupName"];
 
 /// Describes a verified `iam` request: the action (unknown ones are `NotImplemented`), the
 /// pairs it must be allowed and its condition keys. Creating a user or role with tags also needs
@@ -1405,10 +1408,7 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamC
     // sent and never tells a caller without rights whether (and how) such an entity exists
     // (review 22, L1). Allowed there, it is decided on the stored one as well (a Deny on
     // `user/Bob` binds a request for `BOB`).
-    if ["UserName", "RoleName", "GroupName"]
-        .iter()
-        .any(|p| sent.get(p) != form.get(p))
-    {
+    if NAME_PARAMS.iter().any(|p| sent.get(p) != form.get(p)) {
         let as_sent = permission(action, &sent, principal, &gw.account.record.account_id)?;
         if as_sent.resource != main.resource {
             permissions.insert(0, as_sent);

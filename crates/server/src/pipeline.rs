@@ -658,21 +658,10 @@ fn route_query(trace: &mut Trace, format: &mut ErrorFormat, api: QueryApi) {
     trace.event_source = format!("{}.amazonaws.com", trace.api);
 }
 
-/// Whether a request may change something, judged from its head alone and erring towards yes:
-/// only a GET or HEAD that routing sends to S3 (its SigV4 credential, read by the parser routing
-/// uses, names `s3`, or it has none) and that names a bucket or an object is surely a read. IAM,
-/// STS and the keyhole API take GET too, `/` may be STS's unsigned AssumeRoleWithWebIdentity,
-/// and `/_keyhole/...` issues job credentials (review 23, H1). The parser is routing's own, not a
-/// scan of the text: `Credential =` or a percent-encoded `X-Amz-Credential` name reach IAM
-/// through it (review 24).
-pub fn may_change<B>(req: &http::Request<B>) -> bool {
-    judge(req).may_change
-}
-
 /// What SigV4's parser made of a request's head.
 type Parsed = Result<Option<keyhole_sigv4::SignedRequest>, keyhole_sigv4::AuthError>;
 
-/// [`may_change`]'s answer, with the parse it read the credential from, if it parsed one: routing
+/// [`judge`]'s answer, with the parse it read the credential from, if it parsed one: routing
 /// reuses it instead of parsing the same head again (one parse per small GET, as before).
 #[derive(Debug)]
 pub struct Judged {
@@ -681,7 +670,13 @@ pub struct Judged {
     parsed: Option<Parsed>,
 }
 
-/// See [`may_change`].
+/// Whether a request may change something, judged from its head alone and erring towards yes:
+/// only a GET or HEAD that routing sends to S3 (its SigV4 credential, read by the parser routing
+/// uses, names `s3`, or it has none) and that names a bucket or an object is surely a read. IAM,
+/// STS and the keyhole API take GET too, `/` may be STS's unsigned AssumeRoleWithWebIdentity,
+/// and `/_keyhole/...` issues job credentials (review 23, H1). The parser is routing's own, not a
+/// scan of the text: `Credential =` or a percent-encoded `X-Amz-Credential` name reach IAM
+/// through it (review 24).
 pub fn judge<B>(req: &http::Request<B>) -> Judged {
     let path = req.uri().path();
     if !matches!(*req.method(), Method::GET | Method::HEAD)
@@ -1744,7 +1739,7 @@ mod tests {
     fn only_s3_reads_of_a_bucket_or_object_are_known_not_to_change_anything() {
         let s3 = SIGNED.replace("SERVICE", "s3");
         let iam = SIGNED.replace("SERVICE", "iam");
-        let may = |m, u, a: Option<&str>| super::may_change(&request(m, u, a));
+        let may = |m, u, a: Option<&str>| super::judge(&request(m, u, a)).may_change;
         assert!(!may("GET", "/b/k", None));
         assert!(!may("HEAD", "/b/k", Some(&s3)));
         assert!(!may("GET", "/b?list-type=2", Some(&s3)));
@@ -1799,7 +1794,7 @@ mod tests {
             proptest::prop_assert_eq!(super::upper_hex_u64(n), format!("{n:016X}"));
         }
 
-        /// For a GET of a bucket or object path, `may_change` is exactly "routing would not
+        /// For a GET of a bucket or object path, `judge` says "may change" exactly "routing would not
         /// send it to S3": the service routing's parser (`keyhole_sigv4::parse`, as `route`
         /// calls it) finds, when it finds one, is not `s3`.
         #[test]
@@ -1819,7 +1814,7 @@ mod tests {
                 .ok()
                 .flatten()
                 .is_some_and(|s| !s.scope().service.eq_ignore_ascii_case("s3"));
-            proptest::prop_assert_eq!(super::may_change(&req), routed_elsewhere);
+            proptest::prop_assert_eq!(super::judge(&req).may_change, routed_elsewhere);
         }
     }
 }

@@ -46,14 +46,21 @@ pub(super) fn write_condition(ctx: &Ctx<'_>) -> Result<Option<WriteCondition>, S
         (None, Some(_)) => Err(S3Error::not_implemented(
             "If-None-Match on a write with a value other than `*`",
         )),
-        // An empty value names nothing: refused, never forwarded to an upstream that could
-        // read it as no condition at all (review 20, M2).
-        (Some(etag), None) if etag.trim().is_empty() => Err(S3Error::invalid_argument(
-            "If-Match is empty: give the object's ETag, or `*` for any existing object",
-        )
-        .with("ArgumentName", "If-Match")
+        (Some(etag), None) => Ok(Some(WriteCondition::ETag(if_match(etag, "If-Match")?))),
+    }
+}
+
+/// The ETag an `If-Match` value names (`argument`: the header, or a DeleteObjects key's `ETag`),
+/// trimmed. An empty value names nothing: refused, never forwarded to an upstream that could read
+/// it as no condition at all (review 20, M2).
+fn if_match(value: &str, argument: &str) -> Result<String, S3Error> {
+    match value.trim() {
+        "" => Err(S3Error::invalid_argument(format!(
+            "{argument} is empty: give the object's ETag, or `*` for any existing object"
+        ))
+        .with("ArgumentName", argument)
         .with("ArgumentValue", "")),
-        (Some(etag), None) => Ok(Some(WriteCondition::ETag(etag.trim().to_owned()))),
+        etag => Ok(etag.to_owned()),
     }
 }
 
@@ -562,15 +569,10 @@ pub(super) async fn delete_objects(
         // conditionally deleting multiple objects using the DeleteObjects operation, you must
         // provide the ETag value in the ETag element of the object in the XML request body"
         // (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-deletes.html).
-        let if_match = match object.child_text("ETag").map(str::trim) {
-            // An empty ETag names nothing: refused, as an empty VersionId is (review 20, M2).
-            Some("") => return Err(S3Error::invalid_argument(
-                "an Object's ETag is empty: give the object's ETag, or `*` for any existing object",
-            )
-            .with("ArgumentName", "ETag")
-            .with("ArgumentValue", "")),
-            e => e.map(str::to_owned),
-        };
+        let if_match = object
+            .child_text("ETag")
+            .map(|e| if_match(e, "ETag"))
+            .transpose()?;
         keys.push((key.to_owned(), version_id, if_match));
     }
     if keys.is_empty() || keys.len() > MAX_DELETE_KEYS {
