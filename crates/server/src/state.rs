@@ -1383,11 +1383,7 @@ impl State {
             .transpose()?;
         validate_path(path)?;
         validate_role_description(description)?;
-        if !ROLE_MAX_SESSION_RANGE.contains(&max_session_secs) {
-            return Err(StateError::Validation(format!(
-                "1 validation error detected: Value '{max_session_secs}' at 'maxSessionDuration' failed to satisfy constraint: Member must have value between 3600 and 43200"
-            )));
-        }
+        validate_max_session(max_session_secs)?;
         let compiled = compile_trust_policy(trust)?;
         self.change(|tx| {
             tx.touch(Touched::Role(name.to_owned()));
@@ -1457,6 +1453,17 @@ impl State {
     }
 }
 
+/// A role's `MaxSessionDuration` (CreateRole, UpdateRole): within [`ROLE_MAX_SESSION_RANGE`].
+fn validate_max_session(secs: i64) -> Result<(), StateError> {
+    if ROLE_MAX_SESSION_RANGE.contains(&secs) {
+        Ok(())
+    } else {
+        Err(StateError::Validation(format!(
+            "1 validation error detected: Value '{secs}' at 'maxSessionDuration' failed to satisfy constraint: Member must have value between 3600 and 43200"
+        )))
+    }
+}
+
 /// A role's `Description`: "Maximum length of 1000. Pattern:
 /// `[\u0009\u000A\u000D\u0020-\u007E\u00A1-\u00FF]*`" (API_CreateRole.html, API_UpdateRole.html):
 /// tab, newlines, printable ASCII and Latin-1. Nothing else is stored, so nothing else is ever
@@ -1489,11 +1496,7 @@ impl State {
         max_session_secs: Option<i64>,
     ) -> Result<(), StateError> {
         if let Some(m) = max_session_secs {
-            if !ROLE_MAX_SESSION_RANGE.contains(&m) {
-                return Err(StateError::Validation(format!(
-                    "1 validation error detected: Value '{m}' at 'maxSessionDuration' failed to satisfy constraint: Member must have value between 3600 and 43200"
-                )));
-            }
+            validate_max_session(m)?;
         }
         if let Some(d) = description {
             validate_role_description(d)?;
