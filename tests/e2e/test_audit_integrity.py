@@ -492,3 +492,44 @@ def test_a_shutdown_waits_for_a_change_whose_client_went_away(fresh_server_facto
     copies = [e for e in read_trail(kp.data_dir)
               if e.get("eventName") == "CopyObject" and (e.get("requestParameters") or {}).get("key") == "copy2"]
     assert {e["stage"] for e in copies} == {"authorized", "completed"}, copies
+
+
+def test_verify_beside_a_running_gateway_calls_a_request_in_flight_open(fresh_server_factory):
+    """`keyhole audit verify` run while the gateway serves: a PUT whose body is still arriving has
+    its `authorized` record and no `completed` one yet. It is listed under `open:` (running, or
+    cut short if the gateway dies), not as orphaned, which says the gateway stopped before it
+    ended (review 22: requests in flight were called orphaned). Once its body arrives, it is in
+    neither list."""
+    import socket
+
+    from e2e_helpers import sign
+
+    kp = fresh_server_factory()
+    ak, sk = kp.credentials()
+    s3 = make_client(kp.endpoint, ak, sk)
+    s3.create_bucket(Bucket="inflight")
+    body = b"0123456789"
+    headers = {"Host": f"127.0.0.1:{kp.port}"}
+    signed = sign("PUT", f"{kp.endpoint}/inflight/slow", ak, sk, headers, body, unsigned_payload=True)
+    head = "PUT /inflight/slow HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in signed.items())
+    fp = fingerprint(kp)
+    with socket.create_connection(("127.0.0.1", kp.port)) as s:
+        s.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[:4])
+        deadline = time.monotonic() + 10
+        while not [e for e in read_trail(kp.data_dir) if e.get("eventName") == "PutObject"]:
+            assert time.monotonic() < deadline, "no authorized record for the PUT in flight"
+            time.sleep(0.05)
+        (rid,) = {e["requestID"] for e in read_trail(kp.data_dir) if e.get("eventName") == "PutObject"}
+        r = verify(kp.data_dir, fp)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "orphaned:" not in r.stdout, r.stdout
+        assert "open: 1 " in r.stdout and rid in r.stdout, r.stdout
+        s.sendall(body[4:])
+        assert s.recv(4096).startswith(b"HTTP/1.1 200"), "the slow PUT failed"
+    deadline = time.monotonic() + 10
+    while {e["stage"] for e in read_trail(kp.data_dir) if e.get("requestID") == rid} != {"authorized", "completed"}:
+        assert time.monotonic() < deadline, "the PUT's completed record never came"
+        time.sleep(0.05)
+    r = verify(kp.data_dir, fp)
+    assert "open:" not in r.stdout and "orphaned:" not in r.stdout, r.stdout
+    assert s3.get_object(Bucket="inflight", Key="slow")["Body"].read() == body

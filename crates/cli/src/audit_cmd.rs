@@ -27,8 +27,9 @@ pub enum AuditCommand {
     /// appended while the gateway was stopped, a removed, replayed or forged digest, and an emptied
     /// trail. The key is never taken from the directory being checked: give the public key
     /// (--public-key) or its fingerprint (--fingerprint, or audit_key_fingerprints in --config).
-    /// Also lists `authorized` records that never got a `completed` one, and how many events lie
-    /// beyond the last signature.
+    /// Also lists `authorized` records that never got a `completed` one (`orphaned:`, or `open:`
+    /// when the gateway that wrote them has not stopped since: requests still running), and how
+    /// many events lie beyond the last signature.
     ///
     /// Exit status: 0 intact; 1 a problem (printed as FILE:LINE and why); 3 intact apart from
     /// signed discontinuities (events an operator gave up at start, or tampering the writer
@@ -813,6 +814,18 @@ fn verify_one(
             report.orphan_count
         ));
         for o in &report.orphans {
+            out.push(format!(
+                "  {} {} {} {}",
+                o.position, o.event_time, o.event_name, o.request_id
+            ));
+        }
+    }
+    if report.open_count > 0 {
+        out.push(format!(
+            "open: {} `authorized` record(s) since the gateway last started have no `completed` one yet: requests still running if it is up (their `completed` records follow), cut short if it died since:",
+            report.open_count
+        ));
+        for o in &report.open {
             out.push(format!(
                 "  {} {} {} {}",
                 o.position, o.event_time, o.event_name, o.request_id

@@ -361,6 +361,45 @@ async fn orphaned_authorized_records_are_listed() {
     assert!(r.orphans[0].position.ends_with(":1"));
 }
 
+/// A request still running when the trail is checked (its `authorized` record written, its
+/// `completed` one not yet) is listed as open, not as cut short: only a later `start` or `stop`
+/// digest says that the gateway that wrote it stopped (review 22: verify, run beside a busy
+/// gateway, called requests in flight orphaned).
+#[tokio::test]
+async fn a_request_in_flight_is_open_until_its_gateway_stops_or_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = open(dir.path(), one_file());
+    let mut a = sample_event();
+    a.stage = Stage::Authorized;
+    a.http_status = None;
+    for id in ["RUNNING", "DONE"] {
+        a.request_id = id.into();
+        sink.record_durable(a.clone()).await.unwrap();
+    }
+    let mut c = a.clone();
+    c.stage = Stage::Completed;
+    sink.record_durable(c).await.unwrap();
+    let r = intact(dir.path());
+    assert_eq!((r.orphan_count, r.open_count), (0, 1), "{r:#?}");
+    assert_eq!(r.open[0].request_id, "RUNNING");
+    // A crash: the restart's `start` digest settles it (the gateway that took it is gone).
+    let crashed = copy_dir(dir.path());
+    let restarted = reopen(crashed.path()).unwrap();
+    a.request_id = "AFTER".into();
+    restarted.record_durable(a).await.unwrap();
+    let r = intact(crashed.path());
+    assert_eq!((r.orphan_count, r.open_count), (1, 1), "{r:#?}");
+    assert_eq!(r.orphans[0].request_id, "RUNNING");
+    assert_eq!(r.open[0].request_id, "AFTER");
+    restarted.close().await;
+    // A clean stop settles what was still open.
+    sink.close().await;
+    let r = intact(dir.path());
+    assert_eq!((r.orphan_count, r.open_count), (1, 0), "{r:#?}");
+    let r = intact(crashed.path());
+    assert_eq!((r.orphan_count, r.open_count), (2, 0), "{r:#?}");
+}
+
 #[tokio::test]
 async fn a_crash_leaves_a_bounded_unsigned_window_that_the_restart_signs() {
     let dir = tempfile::tempdir().unwrap();

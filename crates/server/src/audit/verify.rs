@@ -122,10 +122,19 @@ pub struct Report {
     /// Restarts after an unclean stop: a crash, or digests removed after the last one kept
     /// (only an exported copy of the digests tells which).
     pub gaps: Vec<String>,
-    /// `authorized` records without a `completed` one (the first 1000).
+    /// `authorized` records without a `completed` one, written before the gateway that wrote
+    /// them stopped (a later `start` or `stop` digest): cut short, outcome unknown (the first
+    /// 1000).
     pub orphans: Vec<Orphan>,
     /// How many orphans in all.
     pub orphan_count: u64,
+    /// `authorized` records without a `completed` one *yet*, written since the last `start`
+    /// digest of a trail not closed by a `stop` one: requests still running if that gateway is
+    /// up (their `completed` records follow, possibly in a file written after the walk listed
+    /// the directory), cut short if it died (the first 1000).
+    pub open: Vec<Orphan>,
+    /// How many open records in all.
+    pub open_count: u64,
     /// The highest event sequence number seen on disk.
     pub max_seq: u64,
     /// The highest digest number seen (checked or not).
@@ -192,7 +201,9 @@ struct Walker<'a> {
     discontinuities: Vec<Signed>,
     /// Skipping the events a discontinuity gave up, until its digest.
     skipping: Option<Signed>,
-    orphans: HashMap<String, Orphan>,
+    /// `authorized` records waiting for their `completed` one, and whether the gateway that
+    /// wrote them has stopped since (a `start` or `stop` digest followed them).
+    orphans: HashMap<String, (Orphan, bool)>,
     file: Option<Reader>,
     /// The newest digest log holding a digest.
     last_log: u64,
@@ -612,6 +623,13 @@ impl Walker<'_> {
                 ));
             }
         }
+        if matches!(d.kind, Kind::Start | Kind::Stop) {
+            // The gateway that wrote the records before this digest has stopped: a request it
+            // authorized and never completed will not complete now.
+            for (_, settled) in self.orphans.values_mut() {
+                *settled = true;
+            }
+        }
         if let Some(t) = &d.tampered {
             self.report.discontinuities.push(format!(
                 "digest #{} ({}): the writer found its files tampered with and stopped writing: {t}",
@@ -845,12 +863,15 @@ impl Walker<'_> {
                 Stage::Authorized => {
                     self.orphans.insert(
                         m.request_id.to_string(),
-                        Orphan {
-                            position: position.clone(),
-                            request_id: m.request_id.to_string(),
-                            event_name: m.event_name.to_string(),
-                            event_time: m.event_time.to_string(),
-                        },
+                        (
+                            Orphan {
+                                position: position.clone(),
+                                request_id: m.request_id.to_string(),
+                                event_name: m.event_name.to_string(),
+                                event_time: m.event_time.to_string(),
+                            },
+                            false,
+                        ),
                     );
                 }
                 Stage::Completed => {
@@ -1004,11 +1025,19 @@ impl Walker<'_> {
                 }
             }
         }
-        let mut orphans: Vec<Orphan> = self.orphans.into_values().collect();
-        orphans.sort_by(|a, b| a.event_time.cmp(&b.event_time));
-        self.report.orphan_count = orphans.len() as u64;
-        orphans.truncate(MAX_ORPHANS_LISTED);
-        self.report.orphans = orphans;
+        let (settled, open): (Vec<_>, Vec<_>) = self
+            .orphans
+            .into_values()
+            .partition(|(_, settled)| *settled);
+        let listed = |records: Vec<(Orphan, bool)>| {
+            let mut records: Vec<Orphan> = records.into_iter().map(|(o, _)| o).collect();
+            records.sort_by(|a, b| a.event_time.cmp(&b.event_time));
+            let count = records.len() as u64;
+            records.truncate(MAX_ORPHANS_LISTED);
+            (records, count)
+        };
+        (self.report.orphans, self.report.orphan_count) = listed(settled);
+        (self.report.open, self.report.open_count) = listed(open);
         let tail = &mut self.report.tail;
         tail.next_seq = self.next_seq;
         tail.prev_hash = self.prev_hash;
