@@ -533,3 +533,52 @@ def test_verify_beside_a_running_gateway_calls_a_request_in_flight_open(fresh_se
     r = verify(kp.data_dir, fp)
     assert "open:" not in r.stdout and "orphaned:" not in r.stdout, r.stdout
     assert s3.get_object(Bucket="inflight", Key="slow")["Body"].read() == body
+
+
+def test_a_change_still_running_after_the_grace_period_does_not_land_after_the_trail_closes(fresh_server_factory):
+    """A shutdown waits for requests in flight for a grace period (30 s; shortened here through a
+    debug-build hook). A copy still streaming when it ends used to land after the trail's `stop`
+    digest, with its `authorized` record alone, while the trail said the gateway had stopped
+    (review 24, filed). The store and the state are now closed to changes before the trail is:
+    the copy fails at its commit, nothing lands, and verify names the request as orphaned
+    (authorized, outcome unknown)."""
+    import socket
+
+    from e2e_helpers import sign
+
+    kp = fresh_server_factory(env={"KEYHOLE_TEST_SHUTDOWN_GRACE_SECS": "0"})
+    ak, sk = kp.credentials()
+    s3 = make_client(kp.endpoint, ak, sk)
+    s3.create_bucket(Bucket="grace")
+    s3.put_object(Bucket="grace", Key="big", Body=os.urandom(256 * 1024 * 1024))
+    headers = {"Host": f"127.0.0.1:{kp.port}", "x-amz-copy-source": "/grace/big"}
+    signed = sign("PUT", f"{kp.endpoint}/grace/copy", ak, sk, headers, b"")
+    head = "PUT /grace/copy HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in signed.items())
+    fp = fingerprint(kp)
+    with socket.create_connection(("127.0.0.1", kp.port)) as s:
+        s.sendall(f"{head}Content-Length: 0\r\n\r\n".encode())
+        deadline = time.monotonic() + 10
+        while not [e for e in read_trail(kp.data_dir) if e.get("eventName") == "CopyObject"]:
+            assert time.monotonic() < deadline, "no authorized record for the copy"
+            time.sleep(0.01)
+        (rid,) = {e["requestID"] for e in read_trail(kp.data_dir) if e.get("eventName") == "CopyObject"}
+        assert kp.stop() == 0
+    stages = [e["stage"] for e in read_trail(kp.data_dir) if e.get("requestID") == rid]
+    kp.start()
+    s3 = make_client(kp.endpoint, ak, sk)
+    try:
+        s3.head_object(Bucket="grace", Key="copy")
+        landed = True
+    except s3.exceptions.ClientError as e:
+        assert e.response["Error"]["Code"] == "404", e.response
+        landed = False
+    if stages == ["authorized", "completed"]:
+        # The copy was quicker than the shutdown: recorded whole, before the trail closed.
+        assert landed
+        return
+    assert stages == ["authorized"], stages
+    assert not landed, "the copy landed after the trail's stop digest, with no completed record"
+    assert kp.stop() == 0
+    r = verify(kp.data_dir, fp)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "orphaned: 1 " in r.stdout and rid in r.stdout, r.stdout

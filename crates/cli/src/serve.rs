@@ -164,8 +164,25 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
             days,
         ))
     });
+    let storage = gateway.storage.clone();
+    let state = gateway.state.clone();
     keyhole_server::listener::serve(Arc::new(gateway), listener, shutdown).await;
-    // In-flight requests are done: sign the stop digest that closes the trail file.
+    // Requests are done, or the grace period is over and some still run (a long copy): the
+    // store and the state take no more changes, so none lands after the trail's last record;
+    // one still running fails with 503 at its commit (docs/AUDIT.md, "Shutdown").
+    if let Err(e) = storage.seal().await {
+        tracing::error!(error = %e, "cannot close the store to changes before closing the trail");
+    }
+    let sealed: Result<(), keyhole_server::state::StateError> =
+        keyhole_server::state::db::blocking(move || {
+            state.seal();
+            Ok(())
+        })
+        .await;
+    if let Err(e) = sealed {
+        tracing::error!(error = %e, "cannot close the state to changes before closing the trail");
+    }
+    // Sign the stop digest that closes the trail file.
     follower.abort();
     if let Some(task) = key_age {
         task.abort();

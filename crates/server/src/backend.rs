@@ -565,6 +565,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// A short name for logs and metrics (`local`, `upstream`).
     fn kind(&self) -> &'static str;
 
+    /// Closes the backend to changes, for a shutdown, before the audit trail is closed: waits
+    /// for a change being committed now and refuses every later one (`ServiceUnavailable`),
+    /// so that none lands after the trail's last record. Reads go on. An upstream has nothing
+    /// it can seal: a request already sent completes there whatever the gateway does next.
+    fn seal(&self) -> BoxFuture<'_, Result<()>>;
+
     /// The buckets this backend serves, by keyhole name.
     fn list_buckets(&self) -> BoxFuture<'_, Result<Vec<BucketInfo>>>;
     /// Creates a bucket in `region`.

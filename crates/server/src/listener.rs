@@ -725,10 +725,25 @@ pub async fn serve(
     tracing::info!("shutting down: waiting for in-flight requests");
     tokio::select! {
         () = tasks.drained() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(Duration::from_secs(config::SHUTDOWN_GRACE_SECS)) => {
+        () = tokio::time::sleep(shutdown_grace()) => {
             tracing::warn!("grace period over; closing remaining connections");
         }
     }
+}
+
+/// How long a shutdown waits for requests in flight: [`config::SHUTDOWN_GRACE_SECS`]. Debug
+/// builds read `KEYHOLE_TEST_SHUTDOWN_GRACE_SECS` instead when it is set, so that the end-to-end
+/// tests can reach the end of the grace period with a request still running; a release build
+/// has no such hook.
+fn shutdown_grace() -> Duration {
+    #[cfg(debug_assertions)]
+    if let Some(secs) = std::env::var("KEYHOLE_TEST_SHUTDOWN_GRACE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return Duration::from_secs(secs);
+    }
+    Duration::from_secs(config::SHUTDOWN_GRACE_SECS)
 }
 
 /// One connection's task and what it holds until it ends.

@@ -36,7 +36,7 @@ mod versions;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::Utc;
 use keyhole_policy::{CompiledPolicy, PolicyKind};
@@ -362,6 +362,9 @@ pub struct State {
     /// Set when one of this node's writes failed: it may have committed all the same (the
     /// answer to its COMMIT lost), so the next catch-up applies this node's own changes too.
     replay_own: std::sync::atomic::AtomicBool,
+    /// `true` once [`State::seal`] ran: [`State::change`] refuses. Each change holds it read
+    /// while it runs, so the seal waits for the change in progress.
+    sealed: RwLock<bool>,
 }
 
 impl std::fmt::Debug for State {
@@ -494,6 +497,7 @@ impl State {
             cursor: Mutex::new(0),
             freshness,
             replay_own: std::sync::atomic::AtomicBool::new(false),
+            sealed: RwLock::new(false),
         };
         migrations::migrate(&state)?;
         state.reload()?;
@@ -658,6 +662,12 @@ impl State {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
+        let sealed = self.sealed.read().unwrap_or_else(PoisonError::into_inner);
+        if *sealed {
+            return Err(StateError::Unavailable(
+                "the gateway is shutting down and makes no more changes; try again".into(),
+            ));
+        }
         let after = |db: &dyn Conn, touched: &[Touched]| {
             if let Err(e) = self.apply(db, touched) {
                 // The change is committed: it is answered as done. The snapshot is rebuilt
@@ -679,6 +689,15 @@ impl State {
                 )
                 .inspect_err(|_| self.replay_own.store(true, Ordering::SeqCst)),
         }
+    }
+
+    /// Closes the state to the changes requests make ([`State::change`]), for a shutdown,
+    /// before the audit trail is closed: waits for the change in progress, then every later
+    /// one fails with `ServiceUnavailable`, so none lands after the trail's last record. The
+    /// gateway's own bookkeeping at shutdown (access keys' last use, job records) is written
+    /// after it, outside requests.
+    pub fn seal(&self) {
+        *self.sealed.write().unwrap_or_else(PoisonError::into_inner) = true;
     }
 
     /// Brings the snapshot up to date with changes (`touched`) that committed.

@@ -266,11 +266,38 @@ impl LocalStore {
             reason = "the one place a write transaction is begun"
         )]
         let tx = self.db().begin_write()?;
+        // Read with the write lock held: `seal` sets the flag, then takes the lock once, so a
+        // transaction begun after it returned sees the flag, and one begun before ended first.
+        if self.inner.sealed.load(std::sync::atomic::Ordering::SeqCst) {
+            tx.abort()?;
+            return Err(StoreError::Sealed);
+        }
         Ok(WriteTx {
             tx,
             cache: &self.inner.cache,
             touched: Touched::All,
         })
+    }
+
+    /// Closes the store to changes, for a shutdown: waits for the write transaction running
+    /// now (if any) to end, and makes every later one fail with [`StoreError::Sealed`] before
+    /// it changes anything. Reads go on. A gateway calls it before it closes its audit trail,
+    /// so that no change can land after the trail's last record (a copy still streaming when
+    /// the shutdown's grace period ends fails at its commit instead).
+    ///
+    /// # Errors
+    /// [`StoreError::Index`] if the index cannot begin the transaction it waits with.
+    pub fn seal(&self) -> Result<(), StoreError> {
+        self.inner
+            .sealed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "waits for the running write transaction; changes nothing"
+        )]
+        let tx = self.db().begin_write()?;
+        tx.abort()?;
+        Ok(())
     }
 
     pub(crate) fn read_cache(&self) -> &ReadCache {

@@ -247,6 +247,7 @@ fn apply(w: &redb::WriteTransaction, u: &Update) -> Result<Committed, StoreError
 fn same_error(e: &StoreError) -> StoreError {
     match e {
         StoreError::Io(io) => StoreError::Io(io::Error::new(io.kind(), io.to_string())),
+        StoreError::Sealed => StoreError::Sealed,
         other => StoreError::Index(other.to_string()),
     }
 }
@@ -417,6 +418,35 @@ mod tests {
         assert!(matches!(out[0], Err(StoreError::NoSuchBucket)));
         assert!(out[1].is_ok());
         assert_eq!(read(&s, "k"), b"y");
+    }
+
+    /// A sealed store (a gateway shutting down) changes nothing any more: a write whose body
+    /// was already placed fails at its commit and leaves no object, a delete and a new bucket
+    /// fail too, and reads go on.
+    #[test]
+    fn a_sealed_store_refuses_every_change_and_still_reads() {
+        let (_d, s) = store();
+        let mut w = s.new_object("bkt").unwrap();
+        w.write(b"before").unwrap();
+        w.commit("kept", ObjectMeta::default(), None).unwrap();
+        let mut late = s.new_object("bkt").unwrap();
+        late.write(b"streamed while the gateway stopped").unwrap();
+        s.seal().unwrap();
+        let refused = late.commit("late", ObjectMeta::default(), None);
+        assert!(matches!(refused, Err(StoreError::Sealed)), "{refused:?}");
+        assert_eq!(StoreError::Sealed.http_status(), 503);
+        assert!(matches!(s.head("bkt", "late"), Err(StoreError::NoSuchKey)));
+        assert!(matches!(s.delete("bkt", "kept"), Err(StoreError::Sealed)));
+        assert!(matches!(
+            s.create_bucket("other", "r"),
+            Err(StoreError::Sealed)
+        ));
+        assert_eq!(read(&s, "kept"), b"before");
+        // Nothing the refused write streamed is left behind either.
+        let r = s.db().begin_read().unwrap();
+        let bodies = r.open_table(BLOB_REFS).unwrap().len().unwrap()
+            + r.open_table(index::INLINE_BODIES).unwrap().len().unwrap();
+        assert_eq!(bodies, 1);
     }
 
     /// A writer alone commits at once, as leader of a batch of one.

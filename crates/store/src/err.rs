@@ -105,6 +105,10 @@ pub enum StoreError {
         /// What the bucket's state forbids.
         reason: String,
     },
+    /// The store was sealed ([`crate::LocalStore::seal`]): the gateway is shutting down and
+    /// changes nothing any more. S3's `ServiceUnavailable` (503): try again.
+    #[error("the gateway is shutting down and makes no more changes; try again")]
+    Sealed,
     /// A filesystem operation failed.
     #[error("storage i/o error")]
     Io(#[from] std::io::Error),
@@ -147,6 +151,7 @@ impl StoreError {
             Self::ObjectLocked => "AccessDenied",
             Self::InvalidRequest { .. } => "InvalidRequest",
             Self::InvalidBucketState { .. } => "InvalidBucketState",
+            Self::Sealed => "ServiceUnavailable",
             Self::Io(_) | Self::Index(_) => "InternalError",
         }
     }
@@ -182,6 +187,7 @@ impl StoreError {
             | Self::InvalidArgument { .. }
             | Self::InvalidRequest { .. }
             | Self::InvalidVersionId => 400,
+            Self::Sealed => 503,
             Self::Io(_) | Self::Index(_) => 500,
         }
     }

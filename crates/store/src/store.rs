@@ -24,6 +24,8 @@ pub(crate) struct Inner {
     pub(crate) group: crate::commit::GroupCommit,
     /// Current object records of recently read keys (`cache.rs`).
     pub(crate) cache: crate::cache::ReadCache,
+    /// Set by [`LocalStore::seal`]: no write transaction commits any more.
+    pub(crate) sealed: std::sync::atomic::AtomicBool,
 }
 
 /// The embedded object store. Cheap to clone (`Arc` inside), `Send + Sync`.
@@ -117,6 +119,7 @@ impl LocalStore {
                 opts,
                 group: crate::commit::GroupCommit::default(),
                 cache,
+                sealed: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         store.recover()?;

@@ -666,6 +666,11 @@ impl Backend for LocalBackend {
         "local"
     }
 
+    fn seal(&self) -> BoxFuture<'_, Result<()>> {
+        let store = self.store.clone();
+        Box::pin(async move { blocking(move || store.seal()).await })
+    }
+
     fn list_buckets(&self) -> BoxFuture<'_, Result<Vec<BucketInfo>>> {
         let store = self.store.clone();
         Box::pin(async move {

@@ -293,6 +293,16 @@ impl Backend for Storage {
         "storage"
     }
 
+    fn seal(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.local.seal().await?;
+            if let Some(up) = &self.upstream {
+                up.seal().await?;
+            }
+            Ok(())
+        })
+    }
+
     /// Every backend's buckets that are routed to it, by name.
     fn list_buckets(&self) -> BoxFuture<'_, Result<Vec<BucketInfo>>> {
         Box::pin(async move {

@@ -1275,6 +1275,12 @@ impl Backend for UpstreamBackend {
         "upstream"
     }
 
+    fn seal(&self) -> BoxFuture<'_, Result<()>> {
+        // Nothing to wait for or refuse here: a request already forwarded completes at the
+        // upstream, and the listener has stopped taking new ones.
+        Box::pin(async { Ok(()) })
+    }
+
     fn list_buckets(&self) -> BoxFuture<'_, Result<Vec<BucketInfo>>> {
         Box::pin(self.buckets())
     }
