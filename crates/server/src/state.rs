@@ -2018,6 +2018,29 @@ mod tests {
         (dir, s)
     }
 
+    /// A sealed state (a gateway shutting down) refuses the changes requests make with 503
+    /// and still answers reads; the shutdown's own bookkeeping (key uses) still writes.
+    #[test]
+    fn a_sealed_state_refuses_changes_and_still_reads() {
+        let (_d, s) = open();
+        s.create_user("before", "/").unwrap();
+        s.seal();
+        let refused = s.create_user("after", "/").unwrap_err();
+        assert!(matches!(refused, StateError::Unavailable(_)), "{refused:?}");
+        assert_eq!(refused.status(), 503);
+        assert!(s.snapshot().users.contains_key("before"));
+        assert!(!s.snapshot().users.contains_key("after"));
+        s.reload().unwrap();
+        assert!(!s.snapshot().users.contains_key("after"));
+        let used = key_usage::KeyUse {
+            at_ms: 1,
+            service: "s3".into(),
+            region: "us-east-1".into(),
+        };
+        s.record_key_uses(&[("AKIAEXAMPLE".into(), used)]).unwrap();
+        assert!(s.key_last_used("AKIAEXAMPLE").unwrap().is_some());
+    }
+
     /// What the policy engine decides for `user` (its snapshot policies, no bucket policy).
     pub(super) fn decide(
         s: &State,
