@@ -436,3 +436,44 @@ def test_the_gateway_runs_without_transparent_huge_pages(fresh_server_factory):
     if line is None:
         pytest.skip("this kernel does not report THP_enabled in /proc/PID/status")
     assert line.split()[1] == "0", line
+
+
+def test_a_change_left_running_by_its_client_still_counts_as_an_active_connection(fresh_server_factory):
+    """A change whose client resets the connection runs to its end on a task of its own, counted
+    against the connection caps until it ends; `keyhole_active_connections` counts it the same
+    way (it used to drop at the reset while the caps still held the slot: review 24, filed)."""
+    import os
+    import struct
+
+    from e2e_helpers import read_trail
+
+    kp = fresh_server_factory()
+    ak, sk = kp.credentials()
+    s3 = make_client(kp.endpoint, ak, sk)
+    s3.create_bucket(Bucket="gauge")
+    s3.put_object(Bucket="gauge", Key="big", Body=os.urandom(256 * 1024 * 1024))
+    s3.close()  # no keep-alive connection of boto3's in the count
+    before = metric(kp, "keyhole_active_connections")  # this /metrics request alone
+    headers = {"Host": f"127.0.0.1:{kp.port}", "x-amz-copy-source": "/gauge/big"}
+    signed = sign("PUT", f"{kp.endpoint}/gauge/copy", ak, sk, headers, b"")
+    head = "PUT /gauge/copy HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in signed.items())
+    with socket.create_connection(("127.0.0.1", kp.port)) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        s.sendall(f"{head}Content-Length: 0\r\n\r\n".encode())
+        deadline = time.monotonic() + 10
+        while not [e for e in read_trail(kp.data_dir) if e.get("eventName") == "CopyObject"]:
+            assert time.monotonic() < deadline, "no authorized record for the copy"
+            time.sleep(0.01)
+    time.sleep(0.1)  # the reset reaches the server
+    during = metric(kp, "keyhole_active_connections")
+    stages = {e["stage"] for e in read_trail(kp.data_dir) if e.get("eventName") == "CopyObject"}
+    assert stages == {"authorized"}, f"the copy ended before the gauge was read: {stages}"
+    assert during == before + 1, (before, during)
+    deadline = time.monotonic() + 60
+    while "completed" not in {e["stage"] for e in read_trail(kp.data_dir) if e.get("eventName") == "CopyObject"}:
+        assert time.monotonic() < deadline, "the copy never completed"
+        time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while metric(kp, "keyhole_active_connections") != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metric(kp, "keyhole_active_connections") == before

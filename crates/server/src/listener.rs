@@ -716,7 +716,7 @@ pub async fn serve(
             stopping: stopping.clone(),
             registered: Arc::new(Registered(registry.clone(), state)),
             live: tasks.enter(),
-            _open: metrics.connection_opened(),
+            open: Arc::new(metrics.connection_opened()),
         };
         tokio::spawn(task.run(stream, acceptor.clone()));
     }
@@ -757,7 +757,9 @@ struct Task {
     /// stays counted against the caps until the last of them ends.
     registered: Arc<Registered>,
     live: TaskGuard,
-    _open: crate::metrics::ConnectionGuard,
+    /// The connection in `keyhole_active_connections`; shared like `registered`, so the gauge
+    /// counts what the caps count.
+    open: Arc<crate::metrics::ConnectionGuard>,
 }
 
 impl Task {
@@ -773,6 +775,7 @@ impl Task {
         let gw = self.gw.clone();
         let state = self.state.clone();
         let registered = self.registered.clone();
+        let open = self.open.clone();
         let tasks = self.live.0.clone();
         let rule = body::BodyProgress {
             window: self.limits.body_window,
@@ -793,10 +796,18 @@ impl Task {
             // change applied by then (a blocking state write keeps going) was left with an
             // `authorized` audit record and no `completed` one, its outcome unknown, at any
             // client's will (5 of 20 reset PutUserPolicy calls). Such a task keeps its
-            // connection busy and counted against the caps, and a shutdown waits for it
+            // connection busy and counted against the caps and in the active-connections
+            // gauge, and a shutdown waits for it
             // as for a connection, until it ends, even once its client is gone (review 23).
             // Reads record their event as their body ends or is dropped.
-            let alone = alone.then(|| (ConnWork::new(&state), registered.clone(), tasks.enter()));
+            let alone = alone.then(|| {
+                (
+                    ConnWork::new(&state),
+                    registered.clone(),
+                    tasks.enter(),
+                    open.clone(),
+                )
+            });
             async move {
                 let response = if let Some(holds) = alone {
                     let handling = async move {
