@@ -808,28 +808,27 @@ fn verify_one(
             audit::sink::MAX_UNSIGNED_EVENTS
         ));
     }
-    if report.orphan_count > 0 {
-        out.push(format!(
+    let lists = [
+        (
+            report.orphan_count,
+            &report.orphans,
             "orphaned: {} `authorized` record(s) without a `completed` one: authorized, outcome unknown (the gateway stopped before the request finished, the trail could not record how it ended, or the trail was cut between them):",
-            report.orphan_count
-        ));
-        for o in &report.orphans {
-            out.push(format!(
-                "  {} {} {} {}",
-                o.position, o.event_time, o.event_name, o.request_id
-            ));
-        }
-    }
-    if report.open_count > 0 {
-        out.push(format!(
+        ),
+        (
+            report.open_count,
+            &report.open,
             "open: {} `authorized` record(s) since the gateway last started have no `completed` one yet: requests still running if it is up (their `completed` records follow), cut short if it died since:",
-            report.open_count
-        ));
-        for o in &report.open {
-            out.push(format!(
-                "  {} {} {} {}",
-                o.position, o.event_time, o.event_name, o.request_id
-            ));
+        ),
+    ];
+    for (count, records, heading) in lists {
+        if count > 0 {
+            out.push(heading.replacen("{}", &count.to_string(), 1));
+            for o in records {
+                out.push(format!(
+                    "  {} {} {} {}",
+                    o.position, o.event_time, o.event_name, o.request_id
+                ));
+            }
         }
     }
     let node = report
