@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-use crate::index::{ObjectRecord, Versioning};
+use crate::index::ObjectRecord;
 use crate::object::{current_etag, install_object};
 use crate::{LocalStore, StoreError, WriteCondition};
 
@@ -54,8 +54,6 @@ pub(crate) struct Update {
 pub(crate) struct Committed {
     /// The record as installed (with its sequence number and version id).
     pub(crate) rec: ObjectRecord,
-    /// The bucket's versioning state when it was installed.
-    pub(crate) versioning: Versioning,
     /// Bodies the update replaced, to remove now that the commit is durable.
     pub(crate) gone: Vec<String>,
 }
@@ -224,7 +222,7 @@ pub(crate) fn apply_batch(store: &LocalStore, updates: &[Update]) -> Vec<Outcome
 fn apply(w: &redb::WriteTransaction, u: &Update) -> Result<Committed, StoreError> {
     let mut rec = u.rec.clone();
     let body = u.body.as_deref();
-    let (versioning, gone) = install_object(
+    let gone = install_object(
         w,
         &u.bucket,
         &u.bucket_id,
@@ -236,11 +234,7 @@ fn apply(w: &redb::WriteTransaction, u: &Update) -> Result<Committed, StoreError
             None => Ok(()),
         },
     )?;
-    Ok(Committed {
-        rec,
-        versioning,
-        gone,
-    })
+    Ok(Committed { rec, gone })
 }
 
 /// A storage error told to every writer of a failed batch.
@@ -385,7 +379,8 @@ mod tests {
     #[test]
     fn versions_written_in_one_batch_keep_their_order() {
         let (_d, s) = store();
-        s.set_versioning("bkt", Versioning::Enabled).unwrap();
+        s.set_versioning("bkt", crate::index::Versioning::Enabled)
+            .unwrap();
         let batch = vec![
             update(&s, "k", b"one", None),
             update(&s, "k", b"two", None),

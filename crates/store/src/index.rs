@@ -207,6 +207,16 @@ impl ObjectRecord {
         info
     }
 
+    /// The object as a write that made it answers: its version id only when the write made
+    /// a version with an id of its own (versioning enabled). A write into a bucket whose
+    /// versioning is suspended makes the `null` version, and S3 answers it without
+    /// `x-amz-version-id` (the "Versioning suspended" example response of
+    /// https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html); reads of that version
+    /// name it `null` ([`ObjectRecord::info_in`]).
+    pub(crate) fn written(self, key: String) -> ObjectInfo {
+        self.info(key)
+    }
+
     pub(crate) fn info(self, key: String) -> ObjectInfo {
         ObjectInfo {
             version_id: self.version_id.clone(),

@@ -377,7 +377,7 @@ impl SealedObject {
         for old in &c.gone {
             self.store.remove_blob(&self.bucket_id, old);
         }
-        Ok(c.rec.info_in(key.to_owned(), c.versioning))
+        Ok(c.rec.written(key.to_owned()))
     }
 }
 
@@ -428,7 +428,7 @@ pub(crate) fn place_body(
 /// Inside write transaction `w`: checks that `bucket` is still the bucket `bucket_id` the body
 /// was written into and that `check` agrees, then references the body (a file's: `inline` is
 /// `None`) or writes it into the index (`inline`) and makes `rec` the current object of `key`.
-/// Returns the bucket's versioning and the file bodies the write retired (to remove once the
+/// Returns the file bodies the write retired (to remove once the
 /// transaction is durable). A lone write and a group commit's batch (`commit.rs`) both install
 /// through here.
 pub(crate) fn install_object(
@@ -439,7 +439,7 @@ pub(crate) fn install_object(
     rec: &mut ObjectRecord,
     inline: Option<&[u8]>,
     check: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
-) -> Result<(crate::index::Versioning, Vec<String>), StoreError> {
+) -> Result<Vec<String>, StoreError> {
     let b = bucket_record(&w.open_table(BUCKETS)?, bucket)?;
     if b.id != bucket_id {
         return Err(StoreError::NoSuchBucket);
@@ -455,8 +455,7 @@ pub(crate) fn install_object(
             w.open_table(BLOB_REFS)?.insert(r.as_str(), ())?;
         }
     }
-    let gone = crate::version::install_current(w, &b, key, rec)?;
-    Ok((b.versioning, gone))
+    crate::version::install_current(w, &b, key, rec)
 }
 
 /// Renames a finished body into bucket `bucket_id` and commits `rec` for `key` in a transaction
@@ -479,11 +478,11 @@ pub(crate) fn publish_object(
         Ok(installed)
     })();
     match result {
-        Ok((versioning, gone)) => {
+        Ok(gone) => {
             for old in gone {
                 store.remove_blob(bucket_id, &old);
             }
-            Ok(rec.info_in(key.to_owned(), versioning))
+            Ok(rec.written(key.to_owned()))
         }
         Err(e) => {
             let _ = layout::remove_file_quiet(&dest);
