@@ -563,7 +563,8 @@ def test_a_change_still_running_after_the_grace_period_does_not_land_after_the_t
             time.sleep(0.01)
         (rid,) = {e["requestID"] for e in read_trail(kp.data_dir) if e.get("eventName") == "CopyObject"}
         assert kp.stop() == 0
-    stages = [e["stage"] for e in read_trail(kp.data_dir) if e.get("requestID") == rid]
+    events = [e for e in read_trail(kp.data_dir) if e.get("requestID") == rid]
+    stages = [e["stage"] for e in events]
     kp.start()
     s3 = make_client(kp.endpoint, ak, sk)
     try:
@@ -572,13 +573,21 @@ def test_a_change_still_running_after_the_grace_period_does_not_land_after_the_t
     except s3.exceptions.ClientError as e:
         assert e.response["Error"]["Code"] == "404", e.response
         landed = False
-    if stages == ["authorized", "completed"]:
+    assert stages[0] == "authorized", stages
+    if stages == ["authorized", "completed"] and events[1].get("httpStatus") == 200:
         # The copy was quicker than the shutdown: recorded whole, before the trail closed.
         assert landed
         return
-    assert stages == ["authorized"], stages
-    assert not landed, "the copy landed after the trail's stop digest, with no completed record"
+    # Refused at its commit by the seal (its completed record, written while the trail was
+    # still open, says 503), or cut off after the seal (its authorized record alone): either
+    # way nothing of it landed.
+    assert not landed, ("the copy landed after the seal", events)
     assert kp.stop() == 0
     r = verify(kp.data_dir, fp)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "orphaned: 1 " in r.stdout and rid in r.stdout, r.stdout
+    if stages == ["authorized", "completed"]:
+        assert events[1].get("httpStatus") == 503, events
+        assert "orphaned:" not in r.stdout, r.stdout
+    else:
+        assert stages == ["authorized"], stages
+        assert "orphaned: 1 " in r.stdout and rid in r.stdout, r.stdout

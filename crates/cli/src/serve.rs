@@ -63,7 +63,13 @@ pub fn run(args: ServeArgs) -> miette::Result<ExitCode> {
         .enable_all()
         .build()
         .into_diagnostic()?;
-    runtime.block_on(serve(config))
+    let served = runtime.block_on(serve(config));
+    // The trail is closed and the store sealed: work still running on blocking threads (a copy
+    // past the grace period, still streaming) can change nothing any more, so the process does
+    // not wait for it, and a restart need not either (review 25: the process outlived its stop
+    // digest by the rest of such a copy, holding the data directory's lock).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    served
 }
 
 /// Turns transparent huge pages off for this process (`prctl(PR_SET_THP_DISABLE)`; children
@@ -164,24 +170,9 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
             days,
         ))
     });
-    let storage = gateway.storage.clone();
-    let state = gateway.state.clone();
     keyhole_server::listener::serve(Arc::new(gateway), listener, shutdown).await;
-    // Requests are done, or the grace period is over and some still run (a long copy): the
-    // store and the state take no more changes, so none lands after the trail's last record;
-    // one still running fails with 503 at its commit (docs/AUDIT.md, "Shutdown").
-    if let Err(e) = storage.seal().await {
-        tracing::error!(error = %e, "cannot close the store to changes before closing the trail");
-    }
-    let sealed: Result<(), keyhole_server::state::StateError> =
-        keyhole_server::state::db::blocking(move || {
-            state.seal();
-            Ok(())
-        })
-        .await;
-    if let Err(e) = sealed {
-        tracing::error!(error = %e, "cannot close the state to changes before closing the trail");
-    }
+    // Requests are done, or the grace period is over and the store and the state are sealed
+    // (no change can land any more; docs/AUDIT.md, "Nothing changes after the trail closes").
     // Sign the stop digest that closes the trail file.
     follower.abort();
     if let Some(task) = key_age {

@@ -662,6 +662,17 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         let _ = bucket;
         Box::pin(async { Err(lock_not_implemented()) })
     }
+    /// CreateBucket with `x-amz-bucket-object-lock-enabled: true`: the bucket, versioned and
+    /// with Object Lock, in one step (a bucket is never seen, nor left by a failure or a
+    /// shutdown, without the lock it was asked for).
+    fn create_locked_bucket<'a>(
+        &'a self,
+        bucket: &'a str,
+        region: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (bucket, region);
+        Box::pin(async { Err(lock_not_implemented()) })
+    }
     /// PutObjectLockConfiguration (`enable_versioning`: a bucket being created with Object
     /// Lock, which is made versioned in the same step).
     fn put_lock_configuration<'a>(

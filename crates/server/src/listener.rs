@@ -729,6 +729,42 @@ pub async fn serve(
             tracing::warn!("grace period over; closing remaining connections");
         }
     }
+    seal(&gateway, &tasks).await;
+}
+
+/// How long, once the store and the state are sealed, a shutdown waits for the requests still
+/// running to end (see [`seal`]).
+pub const SEALED_WAIT: Duration = Duration::from_secs(10);
+
+/// Closes the storage and the state to changes, so that none lands after the audit trail's
+/// last record (the caller closes the trail next): each seal waits for the commit in progress
+/// and refuses every later one with 503. Then waits, for at most [`SEALED_WAIT`], for the
+/// requests still running to end, their answers sent: a change that committed just before the
+/// seal finishes what it does after its commit (a completed multipart upload removes its staged
+/// parts, a DeleteObjects answers for its other keys), one that had not committed fails at its
+/// commit, and each writes its `completed` record (some as their answer's body ends) while the
+/// trail is still open. What still runs after that (a copy still streaming, say) can no longer
+/// change anything, and its `authorized` record stays alone.
+async fn seal(gateway: &Gateway, running: &Tasks) {
+    if let Err(e) = gateway.storage.seal().await {
+        tracing::error!(error = %e, "cannot close the store to changes before closing the trail");
+    }
+    let state = gateway.state.clone();
+    let sealed: Result<(), crate::state::StateError> = crate::state::db::blocking(move || {
+        state.seal();
+        Ok(())
+    })
+    .await;
+    if let Err(e) = sealed {
+        tracing::error!(error = %e, "cannot close the state to changes before closing the trail");
+    }
+    let waited = tokio::time::timeout(SEALED_WAIT, running.drained()).await;
+    if waited.is_err() {
+        tracing::warn!(
+            running = running.live.load(Ordering::Acquire),
+            "requests still running after the store was sealed; they can change nothing, and a change among them keeps its authorized record alone"
+        );
+    }
 }
 
 /// How long a shutdown waits for requests in flight: [`config::SHUTDOWN_GRACE_SECS`]. Debug

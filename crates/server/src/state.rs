@@ -668,6 +668,16 @@ impl State {
                 "the gateway is shutting down and makes no more changes; try again".into(),
             ));
         }
+        self.change_even_sealed(f)
+    }
+
+    /// [`State::change`] whether sealed or not: only for the second half of a change whose
+    /// first half committed elsewhere (a deleted bucket's policy and settings, removed after
+    /// the store removed the bucket), which must not be left undone by a shutdown.
+    fn change_even_sealed<T>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
         let after = |db: &dyn Conn, touched: &[Touched]| {
             if let Err(e) = self.apply(db, touched) {
                 // The change is committed: it is answered as done. The snapshot is rebuilt
@@ -1933,7 +1943,9 @@ impl State {
 
     /// Forgets everything attached to a deleted bucket.
     pub fn forget_bucket(&self, bucket: &str) -> Result<(), StateError> {
-        self.change(|tx| {
+        // Not refused by a seal: the store has removed the bucket already, and its policy left
+        // behind would bind a bucket created later under the name (review 25).
+        self.change_even_sealed(|tx| {
             tx.touch(Touched::Bucket(bucket.to_owned()));
             principals::unbind(tx, &principals::bucket_scope(bucket))?;
             tx.execute(
@@ -2039,6 +2051,19 @@ mod tests {
         };
         s.record_key_uses(&[("AKIAEXAMPLE".into(), used)]).unwrap();
         assert!(s.key_last_used("AKIAEXAMPLE").unwrap().is_some());
+    }
+
+    /// A bucket the store removed just before the seal still loses its policy: left behind,
+    /// it would bind a bucket created later under the name (review 25).
+    #[test]
+    fn a_deleted_buckets_policy_goes_even_when_sealed() {
+        let (_d, s) = open();
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::gone/*"}]}"#;
+        s.put_bucket_policy("gone", policy).unwrap();
+        assert!(s.get_bucket_policy("gone").unwrap().is_some());
+        s.seal();
+        s.forget_bucket("gone").unwrap();
+        assert!(s.get_bucket_policy("gone").unwrap().is_none());
     }
 
     /// What the policy engine decides for `user` (its snapshot policies, no bucket policy).

@@ -444,6 +444,27 @@ mod tests {
         assert_eq!(bodies, 1);
     }
 
+    /// A bucket asked for with Object Lock is created versioned and locked in one commit.
+    #[test]
+    fn a_locked_bucket_is_created_whole() {
+        let (_d, s) = store();
+        s.create_bucket_with("locked", "r", true).unwrap();
+        assert_eq!(
+            s.lock_configuration("locked").unwrap(),
+            Some(crate::LockConfig::default())
+        );
+        assert_eq!(
+            s.versioning("locked").unwrap(),
+            crate::index::Versioning::Enabled
+        );
+        s.seal().unwrap();
+        assert!(matches!(
+            s.create_bucket_with("late", "r", true),
+            Err(StoreError::Sealed)
+        ));
+        assert!(matches!(s.bucket("late"), Err(StoreError::NoSuchBucket)));
+    }
+
     /// A writer alone commits at once, as leader of a batch of one.
     #[test]
     fn a_lone_writer_commits_its_own_batch() {

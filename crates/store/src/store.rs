@@ -217,13 +217,32 @@ impl LocalStore {
     /// # Errors
     /// [`StoreError::InvalidBucketName`], [`StoreError::BucketAlreadyOwnedByYou`].
     pub fn create_bucket(&self, name: &str, region: &str) -> Result<BucketInfo, StoreError> {
+        self.create_bucket_with(name, region, false)
+    }
+
+    /// [`LocalStore::create_bucket`]; with `object_lock`, the bucket is created versioned and
+    /// with Object Lock (no default retention) in the same commit, as S3 creates a bucket asked
+    /// for with `x-amz-bucket-object-lock-enabled`.
+    ///
+    /// # Errors
+    /// As [`LocalStore::create_bucket`].
+    pub fn create_bucket_with(
+        &self,
+        name: &str,
+        region: &str,
+        object_lock: bool,
+    ) -> Result<BucketInfo, StoreError> {
         validate_bucket_name(name)?;
         let rec = BucketRecord {
             id: new_id(),
             region: region.to_owned(),
             created: index::now_millis(),
-            versioning: index::Versioning::Unversioned,
-            object_lock: None,
+            versioning: if object_lock {
+                index::Versioning::Enabled
+            } else {
+                index::Versioning::Unversioned
+            },
+            object_lock: object_lock.then(crate::LockConfig::default),
         };
         // The directory first: a crash before the commit leaves an unknown directory,
         // which `open` removes.

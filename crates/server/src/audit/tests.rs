@@ -570,6 +570,33 @@ async fn an_accepted_discontinuity_is_signed_and_the_trail_goes_on() {
     assert!(check(dir.path()).problem.is_some());
 }
 
+/// A restart over a damaged trail that the operator allows signs a `discontinuity` digest
+/// instead of a `start` one; the gateway that wrote the records before it has stopped all the
+/// same, so a request it never completed is orphaned, not open (review 25).
+#[tokio::test]
+async fn a_discontinuity_restart_settles_the_requests_the_old_gateway_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = open(dir.path(), one_file());
+    let mut a = sample_event();
+    a.stage = Stage::Authorized;
+    a.http_status = None;
+    a.request_id = "CUT".into();
+    sink.record_durable(a).await.unwrap();
+    let crashed = copy_dir(dir.path());
+    sink.close().await;
+    let path = last_file(crashed.path());
+    edit_lines(&path, |l| l.push("{\"damaged\":".to_owned()));
+    let mut o = options(one_file());
+    o.accept_discontinuity = true;
+    let restarted =
+        AuditSink::open(crashed.path(), signer(), o, Arc::new(SinkStats::default())).unwrap();
+    record(&restarted, 10, 1).await;
+    let r = check(crashed.path());
+    assert_eq!((r.orphan_count, r.open_count), (1, 0), "{r:#?}");
+    assert_eq!(r.orphans[0].request_id, "CUT");
+    restarted.close().await;
+}
+
 #[tokio::test]
 async fn files_are_owner_only() {
     use std::os::unix::fs::PermissionsExt;

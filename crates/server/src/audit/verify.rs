@@ -511,6 +511,15 @@ impl Walker<'_> {
             }
         }
         self.report.max_digest_seq = self.report.max_digest_seq.max(d.digest_seq);
+        if matches!(d.kind, Kind::Start | Kind::Stop | Kind::Discontinuity) {
+            // Each is signed by a gateway starting or stopping (a discontinuity at a start the
+            // operator allowed): the gateway that wrote the records before it has stopped, so
+            // a request it authorized and never completed will not complete now (review 25: a
+            // discontinuity restart left them `open:`).
+            for (_, settled) in self.orphans.values_mut() {
+                *settled = true;
+            }
+        }
         if d.kind == Kind::Discontinuity {
             return self.resume(position, signed);
         }
@@ -621,13 +630,6 @@ impl Walker<'_> {
                     st.adopted_events,
                     d.digest_start_time
                 ));
-            }
-        }
-        if matches!(d.kind, Kind::Start | Kind::Stop) {
-            // The gateway that wrote the records before this digest has stopped: a request it
-            // authorized and never completed will not complete now.
-            for (_, settled) in self.orphans.values_mut() {
-                *settled = true;
             }
         }
         if let Some(t) = &d.tampered {

@@ -688,6 +688,19 @@ impl Backend for LocalBackend {
         })
     }
 
+    fn create_locked_bucket<'a>(
+        &'a self,
+        bucket: &'a str,
+        region: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        let (store, b, r) = (self.store.clone(), bucket.to_owned(), region.to_owned());
+        Box::pin(async move {
+            blocking(move || store.create_bucket_with(&b, &r, true))
+                .await
+                .map(|_| ())
+        })
+    }
+
     fn delete_bucket<'a>(&'a self, bucket: &'a str) -> BoxFuture<'a, Result<()>> {
         let (store, b) = (self.store.clone(), bucket.to_owned());
         Box::pin(async move { blocking(move || store.delete_bucket(&b)).await })

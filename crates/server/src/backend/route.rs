@@ -46,6 +46,19 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// The backend a new bucket named `bucket` is created in.
+    fn creating(&self, bucket: &str) -> Result<&Arc<dyn Backend>> {
+        if self.target(bucket) == Target::Reserved {
+            // Another name exposes this upstream bucket: to clients it is taken.
+            return Err(S3Error::new(
+                "BucketAlreadyExists",
+                StatusCode::CONFLICT,
+                "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
+            ));
+        }
+        self.backend(bucket)
+    }
+
     /// Buckets named in `routes` go where it says, every other one to `default`. A route to
     /// [`Target::Upstream`] needs an `upstream`.
     pub fn new(
@@ -328,16 +341,18 @@ impl Backend for Storage {
     }
 
     fn create_bucket<'a>(&'a self, bucket: &'a str, region: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.creating(bucket)?.create_bucket(bucket, region).await })
+    }
+
+    fn create_locked_bucket<'a>(
+        &'a self,
+        bucket: &'a str,
+        region: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            if self.target(bucket) == Target::Reserved {
-                // Another name exposes this upstream bucket: to clients it is taken.
-                return Err(S3Error::new(
-                    "BucketAlreadyExists",
-                    StatusCode::CONFLICT,
-                    "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
-                ));
-            }
-            self.backend(bucket)?.create_bucket(bucket, region).await
+            self.creating(bucket)?
+                .create_locked_bucket(bucket, region)
+                .await
         })
     }
 

@@ -114,30 +114,29 @@ pub(super) async fn create_bucket(
             check_location_constraint(lc.trim(), &ctx.gw.config.region)?;
         }
     }
-    let created = match ctx.gw.storage.create_bucket(&ctx.bucket, &region).await {
-        Ok(()) => true,
+    // "x-amz-bucket-object-lock-enabled: Specifies whether you want S3 Object Lock to be
+    // enabled for the new bucket", which makes it versioned
+    // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html): made so in the
+    // same step as the bucket, so no failure or shutdown between two steps can leave it
+    // without its lock (review 25; an upstream bucket cannot have one: NotImplemented, and
+    // nothing is created).
+    let creating = if with_lock {
+        ctx.gw
+            .storage
+            .create_locked_bucket(&ctx.bucket, &region)
+            .await
+    } else {
+        ctx.gw.storage.create_bucket(&ctx.bucket, &region).await
+    };
+    match creating {
+        Ok(()) => {}
         // "For legacy compatibility, if you re-create an existing bucket that you already own in
         // the North Virginia Region, Amazon S3 returns 200 OK"; every other region answers 409
         // BucketAlreadyOwnedByYou (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html,
         // Errors). Every bucket belongs to the gateway's one account, so "you own it" holds for
         // any caller allowed s3:CreateBucket on it; ACLs are disabled, so there is none to reset.
-        Err(e) if e.code() == "BucketAlreadyOwnedByYou" && region == "us-east-1" => false,
+        Err(e) if e.code() == "BucketAlreadyOwnedByYou" && region == "us-east-1" => {}
         Err(e) => return Err(e),
-    };
-    if with_lock && created {
-        // "x-amz-bucket-object-lock-enabled: Specifies whether you want S3 Object Lock to be
-        // enabled for the new bucket", which makes it versioned
-        // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html). A bucket whose
-        // lock cannot be enabled (an upstream bucket) is not left behind.
-        let enabled = ctx
-            .gw
-            .storage
-            .put_lock_configuration(&ctx.bucket, keyhole_store::LockConfig::default(), true)
-            .await;
-        if let Err(e) = enabled {
-            let _ = ctx.gw.storage.delete_bucket(&ctx.bucket).await;
-            return Err(e);
-        }
     }
     let mut r = empty_response(StatusCode::OK);
     set_header(&mut r, "location", &format!("/{}", ctx.bucket))?;
