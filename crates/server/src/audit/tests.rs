@@ -573,6 +573,23 @@ async fn an_accepted_discontinuity_is_signed_and_the_trail_goes_on() {
 /// A restart over a damaged trail that the operator allows signs a `discontinuity` digest
 /// instead of a `start` one; the gateway that wrote the records before it has stopped all the
 /// same, so a request it never completed is orphaned, not open (review 25).
+/// The `stop` digest that signs a request's `authorized` record settles it too: a clean stop
+/// with a copy still streaming leaves that record orphaned, not open (review 26: the stop
+/// digest settled only the records before the events it signs).
+#[tokio::test]
+async fn the_stop_digest_settles_the_records_it_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = open(dir.path(), one_file());
+    let mut a = sample_event();
+    a.stage = Stage::Authorized;
+    a.http_status = None;
+    a.request_id = "STREAMING".into();
+    sink.record(a).await;
+    sink.close().await;
+    let r = intact(dir.path());
+    assert_eq!((r.orphan_count, r.open_count), (1, 0), "{r:#?}");
+}
+
 #[tokio::test]
 async fn a_discontinuity_restart_settles_the_requests_the_old_gateway_left() {
     let dir = tempfile::tempdir().unwrap();

@@ -511,16 +511,10 @@ impl Walker<'_> {
             }
         }
         self.report.max_digest_seq = self.report.max_digest_seq.max(d.digest_seq);
-        if matches!(d.kind, Kind::Start | Kind::Stop | Kind::Discontinuity) {
-            // Each is signed by a gateway starting or stopping (a discontinuity at a start the
-            // operator allowed): the gateway that wrote the records before it has stopped, so
-            // a request it authorized and never completed will not complete now (review 25: a
-            // discontinuity restart left them `open:`).
-            for (_, settled) in self.orphans.values_mut() {
-                *settled = true;
-            }
-        }
         if d.kind == Kind::Discontinuity {
+            // Signed at a start the operator allowed over a damaged trail: the gateway that
+            // wrote the records before it has stopped (review 25: they stayed `open:`).
+            self.settle();
             return self.resume(position, signed);
         }
         if let Some(skip) = &self.skipping {
@@ -620,6 +614,13 @@ impl Walker<'_> {
         if let Some(c) = &d.closed {
             self.close(d.digest_seq, c.length)?;
         }
+        if matches!(d.kind, Kind::Start | Kind::Stop) {
+            // After its segment is walked (a `start` digest signs the events the previous
+            // gateway left unsigned, a `stop` one the last events): the gateway that wrote them
+            // has stopped (review 26: a stop digest settled only the records before its own
+            // segment).
+            self.settle();
+        }
         if let (Kind::Start, Some(st)) = (d.kind, &d.start) {
             if !st.previous_clean {
                 self.report.gaps.push(format!(
@@ -640,6 +641,14 @@ impl Walker<'_> {
         }
         self.accept(signed);
         Ok(())
+    }
+
+    /// Marks every `authorized` record still waiting as written by a gateway that has stopped:
+    /// its request will not complete now.
+    fn settle(&mut self) {
+        for (_, settled) in self.orphans.values_mut() {
+            *settled = true;
+        }
     }
 
     fn accept(&mut self, signed: Signed) {

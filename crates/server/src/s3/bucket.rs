@@ -120,6 +120,14 @@ pub(super) async fn create_bucket(
     // same step as the bucket, so no failure or shutdown between two steps can leave it
     // without its lock (review 25; an upstream bucket cannot have one: NotImplemented, and
     // nothing is created).
+    // A new bucket starts with no settings: any the state still holds under the name were left
+    // by a DeleteBucket cut between its two steps (the store's, then the state's: a crash) and
+    // are removed first (review 26: a re-created bucket inherited the old policy).
+    if let Err(e) = ctx.gw.storage.head_bucket(&ctx.bucket).await {
+        if e.code() == "NoSuchBucket" {
+            forget(ctx).await?;
+        }
+    }
     let creating = if with_lock {
         ctx.gw
             .storage
@@ -143,11 +151,33 @@ pub(super) async fn create_bucket(
     Ok(r)
 }
 
-pub(super) async fn delete_bucket(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    ctx.gw.storage.delete_bucket(&ctx.bucket).await?;
+/// After a bucket's setting (policy, Block Public Access, CORS, tags) was written to the state:
+/// the bucket must still be there. A DeleteBucket between the handler's first look and its
+/// write removed the bucket and then the settings it had; one written after that would bind a
+/// bucket created later under the name (review 26: a PutBucketPolicy whose body was still
+/// arriving gave its grants to the next bucket of that name). So look again, and when the
+/// bucket is gone, remove its settings and answer NoSuchBucket.
+pub(crate) async fn still_there(ctx: &Ctx<'_>) -> Result<(), S3Error> {
+    match ctx.gw.storage.head_bucket(&ctx.bucket).await {
+        Err(e) if e.code() == "NoSuchBucket" => {
+            forget(ctx).await?;
+            Err(e)
+        }
+        other => other.map(|_| ()),
+    }
+}
+
+/// Removes the settings the state holds for `ctx.bucket`.
+async fn forget(ctx: &Ctx<'_>) -> Result<(), S3Error> {
     let state = ctx.gw.state.clone();
     let name = ctx.bucket.clone();
     crate::state::db::blocking(move || state.forget_bucket(&name)).await?;
+    Ok(())
+}
+
+pub(super) async fn delete_bucket(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
+    ctx.gw.storage.delete_bucket(&ctx.bucket).await?;
+    forget(ctx).await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 

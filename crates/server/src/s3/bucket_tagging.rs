@@ -81,6 +81,7 @@ pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<
     validate(&tags)?;
     let bucket = ctx.bucket.clone();
     state_call(ctx, move |s| s.put_bucket_tags(&bucket, &tags)).await?;
+    super::bucket::still_there(ctx).await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 

@@ -288,6 +288,7 @@ pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<
     let config = CorsConfiguration::parse(&doc)?;
     let bucket = ctx.bucket.clone();
     state_call(ctx, move |s| s.put_bucket_cors(&bucket, &config.to_xml())).await?;
+    super::bucket::still_there(ctx).await?;
     Ok(empty_response(StatusCode::OK))
 }
 

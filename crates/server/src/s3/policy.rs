@@ -55,6 +55,7 @@ pub(super) async fn put_bucket_policy(
                 e
             }
         })?;
+    super::bucket::still_there(ctx).await?;
     if !stored {
         return Err(ctx.refused(
             "s3:PutBucketPolicy",
@@ -165,6 +166,9 @@ pub(super) async fn put_pab(
         s.put_public_access_block(scope.as_deref(), pab)
     })
     .await?;
+    if bucket_level {
+        super::bucket::still_there(ctx).await?;
+    }
     Ok(empty_response(StatusCode::OK))
 }
 
