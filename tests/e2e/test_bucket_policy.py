@@ -199,6 +199,21 @@ def test_a_policy_written_while_its_bucket_is_deleted_does_not_outlive_it(fresh_
     with pytest.raises(ClientError) as e:
         s3.get_bucket_policy(Bucket="doomed")
     assert e.value.response["Error"]["Code"] == "NoSuchBucketPolicy"
+    # Review 27: the same, with the bucket deleted and created again (and given its owner's own
+    # policy) before the body ends: the request is about the bucket it found, which is gone.
+    own = policy.replace(b'"s3:GetObject"', b'"s3:ListBucket"').replace(b"doomed/*", b"doomed")
+    signed = sign("PUT", f"{kp.endpoint}/doomed?policy", ak, sk, headers, policy)
+    head = "PUT /doomed?policy HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in signed.items())
+    with socket.create_connection(("127.0.0.1", kp.port)) as c:
+        c.sendall(f"{head}Content-Length: {len(policy)}\r\n\r\n".encode() + policy[:5])
+        time.sleep(0.3)
+        s3.delete_bucket(Bucket="doomed")
+        s3.create_bucket(Bucket="doomed")
+        s3.put_bucket_policy(Bucket="doomed", Policy=own.decode())
+        c.sendall(policy[5:])
+        answer = c.recv(4096).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 404") and "NoSuchBucket" in answer, answer
+    assert json.loads(s3.get_bucket_policy(Bucket="doomed")["Policy"]) == json.loads(own)
 
 
 def test_a_new_bucket_starts_without_the_settings_a_crash_left_for_its_name(fresh_server_factory):

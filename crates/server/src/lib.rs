@@ -93,6 +93,9 @@ pub struct Gateway {
     /// The newest use of each long-term access key not yet written to the state
     /// ([`keys::Recorder`]; flushed by [`keys::run`]).
     pub key_usage: Arc<keys::Recorder>,
+    /// Serializes, per bucket name, the steps that create or delete a bucket with those that
+    /// write its settings to the state (`s3::bucket`).
+    pub bucket_names: s3::BucketNameLocks,
 }
 
 impl Gateway {
@@ -152,6 +155,7 @@ impl Gateway {
             data_dir_lock: None,
             job_feed: None,
             key_usage,
+            bucket_names: s3::BucketNameLocks::default(),
         }
     }
 }

@@ -596,6 +596,45 @@ impl crate::backend::Payload for Upload<'_, '_> {
     }
 }
 
+/// One lock per bucket name (hashed into a fixed set): held by CreateBucket and DeleteBucket
+/// for their steps and by a setting's write with its check (`bucket::write_setting`). Within
+/// this process only: nodes sharing a PostgreSQL state do not serialize each other's.
+pub struct BucketNameLocks {
+    first: tokio::sync::Mutex<()>,
+    rest: [tokio::sync::Mutex<()>; 63],
+}
+
+impl Default for BucketNameLocks {
+    fn default() -> Self {
+        BucketNameLocks {
+            first: tokio::sync::Mutex::new(()),
+            rest: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
+        }
+    }
+}
+
+impl std::fmt::Debug for BucketNameLocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketNameLocks").finish_non_exhaustive()
+    }
+}
+
+impl BucketNameLocks {
+    /// The lock of `name`, taken.
+    pub(crate) async fn lock(&self, name: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .build_hasher();
+        h.write(name.as_bytes());
+        let i = usize::try_from(h.finish() % 64).unwrap_or(0);
+        match i.checked_sub(1).and_then(|j| self.rest.get(j)) {
+            Some(m) => m.lock().await,
+            None => self.first.lock().await,
+        }
+    }
+}
+
 /// Whose read conditions a request carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ConditionsOf {

@@ -122,7 +122,9 @@ pub(super) async fn create_bucket(
     // nothing is created).
     // A new bucket starts with no settings: any the state still holds under the name were left
     // by a DeleteBucket cut between its two steps (the store's, then the state's: a crash) and
-    // are removed first (review 26: a re-created bucket inherited the old policy).
+    // are removed first (review 26: a re-created bucket inherited the old policy). Under the
+    // name's lock, with the creation itself.
+    let _name = ctx.gw.bucket_names.lock(&ctx.bucket).await;
     if let Err(e) = ctx.gw.storage.head_bucket(&ctx.bucket).await {
         if e.code() == "NoSuchBucket" {
             forget(ctx).await?;
@@ -151,20 +153,37 @@ pub(super) async fn create_bucket(
     Ok(r)
 }
 
-/// After a bucket's setting (policy, Block Public Access, CORS, tags) was written to the state:
-/// the bucket must still be there. A DeleteBucket between the handler's first look and its
-/// write removed the bucket and then the settings it had; one written after that would bind a
-/// bucket created later under the name (review 26: a PutBucketPolicy whose body was still
-/// arriving gave its grants to the next bucket of that name). So look again, and when the
-/// bucket is gone, remove its settings and answer NoSuchBucket.
-pub(crate) async fn still_there(ctx: &Ctx<'_>) -> Result<(), S3Error> {
-    match ctx.gw.storage.head_bucket(&ctx.bucket).await {
-        Err(e) if e.code() == "NoSuchBucket" => {
-            forget(ctx).await?;
-            Err(e)
-        }
-        other => other.map(|_| ()),
+/// Which bucket a request found under its name: the name and its creation time, which tells
+/// a bucket from one deleted and created again under the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Found(chrono::DateTime<chrono::Utc>);
+
+/// The bucket a setting request is about: NoSuchBucket when there is none. Taken before the
+/// request's body is read; [`write_setting`] writes only to this same bucket.
+pub(crate) async fn found(ctx: &Ctx<'_>) -> Result<Found, S3Error> {
+    Ok(Found(
+        ctx.gw.storage.head_bucket(&ctx.bucket).await?.created,
+    ))
+}
+
+/// Writes a bucket's setting (policy, Block Public Access, CORS, tags) to the state, if the
+/// bucket under the name is still the one the request found (`found`): NoSuchBucket otherwise,
+/// and nothing written. Runs under the name's lock, which CreateBucket and DeleteBucket hold
+/// for their steps, so no bucket is deleted or created in between (review 26: a PutBucketPolicy
+/// whose body was still arriving when its bucket was deleted gave its grants to the next bucket
+/// of that name; review 27: also when that bucket was created before the body ended).
+pub(crate) async fn write_setting<T: Send + 'static>(
+    ctx: &Ctx<'_>,
+    found: &Found,
+    f: impl FnOnce(&crate::state::State) -> Result<T, crate::state::StateError> + Send + 'static,
+) -> Result<T, S3Error> {
+    let _name = ctx.gw.bucket_names.lock(&ctx.bucket).await;
+    let now = self::found(ctx).await?;
+    if now != *found {
+        return Err(S3Error::from(keyhole_store::StoreError::NoSuchBucket));
     }
+    let state = ctx.gw.state.clone();
+    Ok(crate::state::db::blocking(move || f(&state)).await?)
 }
 
 /// Removes the settings the state holds for `ctx.bucket`.
@@ -176,6 +195,10 @@ async fn forget(ctx: &Ctx<'_>) -> Result<(), S3Error> {
 }
 
 pub(super) async fn delete_bucket(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
+    // The store's step and the state's under the name's lock: a setting written in between
+    // would outlive the bucket, and a bucket created in between would lose its settings
+    // (review 27).
+    let _name = ctx.gw.bucket_names.lock(&ctx.bucket).await;
     ctx.gw.storage.delete_bucket(&ctx.bucket).await?;
     forget(ctx).await?;
     Ok(empty_response(StatusCode::NO_CONTENT))

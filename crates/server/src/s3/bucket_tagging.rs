@@ -75,13 +75,12 @@ pub(super) async fn get(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
 }
 
 pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<Body>, S3Error> {
-    require_bucket(ctx).await?;
+    let found = super::bucket::found(ctx).await?;
     let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
     let tags = parse_document(&doc)?;
     validate(&tags)?;
     let bucket = ctx.bucket.clone();
-    state_call(ctx, move |s| s.put_bucket_tags(&bucket, &tags)).await?;
-    super::bucket::still_there(ctx).await?;
+    super::bucket::write_setting(ctx, &found, move |s| s.put_bucket_tags(&bucket, &tags)).await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 

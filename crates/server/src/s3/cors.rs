@@ -283,12 +283,14 @@ fn no_configuration(bucket: &str) -> S3Error {
 
 /// PutBucketCors.
 pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<Body>, S3Error> {
-    ctx.gw.storage.head_bucket(&ctx.bucket).await?;
+    let found = super::bucket::found(ctx).await?;
     let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
     let config = CorsConfiguration::parse(&doc)?;
     let bucket = ctx.bucket.clone();
-    state_call(ctx, move |s| s.put_bucket_cors(&bucket, &config.to_xml())).await?;
-    super::bucket::still_there(ctx).await?;
+    super::bucket::write_setting(ctx, &found, move |s| {
+        s.put_bucket_cors(&bucket, &config.to_xml())
+    })
+    .await?;
     Ok(empty_response(StatusCode::OK))
 }
 

@@ -32,7 +32,7 @@ pub(super) async fn put_bucket_policy(
     ctx: &Ctx<'_>,
     mut body: BodyReader,
 ) -> Result<Response<Body>, S3Error> {
-    require_bucket(ctx).await?;
+    let found = super::bucket::found(ctx).await?;
     let doc = body.read_limited(MAX_BUCKET_POLICY_BYTES).await?;
     let doc = String::from_utf8(doc).map_err(|_| {
         S3Error::new(
@@ -42,20 +42,20 @@ pub(super) async fn put_bucket_policy(
         )
     })?;
     let bucket = ctx.bucket.clone();
-    let stored = state_call(ctx, move |s| s.put_bucket_policy(&bucket, &doc))
-        .await
-        .map_err(|e| {
-            if e.code() == "MalformedPolicyDocument" {
-                S3Error::new(
-                    "MalformedPolicy",
-                    StatusCode::BAD_REQUEST,
-                    e.message().to_owned(),
-                )
-            } else {
-                e
-            }
-        })?;
-    super::bucket::still_there(ctx).await?;
+    let stored =
+        super::bucket::write_setting(ctx, &found, move |s| s.put_bucket_policy(&bucket, &doc))
+            .await
+            .map_err(|e| {
+                if e.code() == "MalformedPolicyDocument" {
+                    S3Error::new(
+                        "MalformedPolicy",
+                        StatusCode::BAD_REQUEST,
+                        e.message().to_owned(),
+                    )
+                } else {
+                    e
+                }
+            })?;
     if !stored {
         return Err(ctx.refused(
             "s3:PutBucketPolicy",
@@ -136,9 +136,11 @@ pub(super) async fn put_pab(
     mut body: BodyReader,
     bucket_level: bool,
 ) -> Result<Response<Body>, S3Error> {
-    if bucket_level {
-        require_bucket(ctx).await?;
-    }
+    let found = if bucket_level {
+        Some(super::bucket::found(ctx).await?)
+    } else {
+        None
+    };
     let doc = body.read_limited(16 * 1024).await?;
     let root = xml::parse(&doc).map_err(S3Error::malformed_xml)?;
     if root.name != "PublicAccessBlockConfiguration" {
@@ -161,13 +163,15 @@ pub(super) async fn put_pab(
         block_public_policy: flag("BlockPublicPolicy")?,
         restrict_public_buckets: flag("RestrictPublicBuckets")?,
     };
-    let scope = bucket_level.then(|| ctx.bucket.clone());
-    state_call(ctx, move |s| {
-        s.put_public_access_block(scope.as_deref(), pab)
-    })
-    .await?;
-    if bucket_level {
-        super::bucket::still_there(ctx).await?;
+    match found {
+        Some(found) => {
+            let bucket = ctx.bucket.clone();
+            super::bucket::write_setting(ctx, &found, move |s| {
+                s.put_public_access_block(Some(&bucket), pab)
+            })
+            .await?;
+        }
+        None => state_call(ctx, move |s| s.put_public_access_block(None, pab)).await?,
     }
     Ok(empty_response(StatusCode::OK))
 }
