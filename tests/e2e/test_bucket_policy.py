@@ -167,21 +167,27 @@ def test_public_access_is_blocked_by_default_and_opens_only_when_allowed(fresh_s
     assert e.value.code == 403
 
 
+def _root_of(kp):
+    """The root user's keys, an S3 client with them, and the account id."""
+    ak, sk = kp.credentials()
+    sts = boto3.client("sts", endpoint_url=kp.endpoint, region_name="us-east-1",
+                       aws_access_key_id=ak, aws_secret_access_key=sk)
+    return ak, sk, make_client(kp.endpoint, ak, sk), sts.get_caller_identity()["Account"]
+
+
 def test_a_policy_written_while_its_bucket_is_deleted_does_not_outlive_it(fresh_server_factory):
     """Review 26: a PutBucketPolicy whose body was still arriving when the bucket was deleted
     stored the policy for the deleted name (204), and a bucket created later under that name
-    inherited its grants. The setting is now checked against the bucket again after it is
-    written: NoSuchBucket, and nothing is left for the next bucket of that name."""
+    inherited its grants. A setting is now written only to the bucket its request found (its
+    creation time, checked under the name's lock): NoSuchBucket, and nothing is left for the
+    next bucket of that name."""
     import time
 
     from e2e_helpers import sign
 
     kp = fresh_server_factory()
-    ak, sk = kp.credentials()
-    s3 = make_client(kp.endpoint, ak, sk)
+    ak, sk, s3, account = _root_of(kp)
     s3.create_bucket(Bucket="doomed")
-    account = boto3.client("sts", endpoint_url=kp.endpoint, region_name="us-east-1",
-                           aws_access_key_id=ak, aws_secret_access_key=sk).get_caller_identity()["Account"]
     policy = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
         "Action": "s3:GetObject", "Resource": "arn:aws:s3:::doomed/*"}]}).encode()
@@ -225,11 +231,8 @@ def test_a_new_bucket_starts_without_the_settings_a_crash_left_for_its_name(fres
     import sqlite3
 
     kp = fresh_server_factory()
-    ak, sk = kp.credentials()
-    s3 = make_client(kp.endpoint, ak, sk)
+    ak, sk, s3, account = _root_of(kp)
     s3.create_bucket(Bucket="first")
-    account = boto3.client("sts", endpoint_url=kp.endpoint, region_name="us-east-1",
-                           aws_access_key_id=ak, aws_secret_access_key=sk).get_caller_identity()["Account"]
     s3.put_bucket_policy(Bucket="first", Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
         "Action": "s3:GetObject", "Resource": "arn:aws:s3:::reborn/*"}]}))
