@@ -673,15 +673,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         let _ = (bucket, region);
         Box::pin(async { Err(lock_not_implemented()) })
     }
-    /// PutObjectLockConfiguration (`enable_versioning`: a bucket being created with Object
-    /// Lock, which is made versioned in the same step).
+    /// PutObjectLockConfiguration.
     fn put_lock_configuration<'a>(
         &'a self,
         bucket: &'a str,
         config: keyhole_store::LockConfig,
-        enable_versioning: bool,
     ) -> BoxFuture<'a, Result<()>> {
-        let _ = (bucket, config, enable_versioning);
+        let _ = (bucket, config);
         Box::pin(async { Err(lock_not_implemented()) })
     }
     /// PutObjectRetention of version `version_id` (`None`: the current one); returns the

@@ -897,8 +897,8 @@ impl LocalStore {
     }
 
     /// Enables Object Lock on a bucket, or replaces its default retention
-    /// (PutObjectLockConfiguration). Versioning must be enabled, unless `enable_versioning` (a
-    /// bucket created with Object Lock, which S3 makes versioned) enables it in the same commit.
+    /// (PutObjectLockConfiguration). Versioning must be enabled (a bucket created with Object
+    /// Lock is: [`LocalStore::create_bucket_with`]).
     ///
     /// # Errors
     /// [`StoreError::NoSuchBucket`], [`StoreError::InvalidBucketState`] when versioning is not
@@ -907,15 +907,11 @@ impl LocalStore {
         &self,
         bucket: &str,
         config: LockConfig,
-        enable_versioning: bool,
     ) -> Result<(), StoreError> {
         let w = self.begin_write()?;
         {
             let mut t = w.open_table(BUCKETS)?;
             let mut rec = bucket_record(&t, bucket)?;
-            if enable_versioning {
-                rec.versioning = Versioning::Enabled;
-            }
             if rec.versioning != Versioning::Enabled {
                 return Err(StoreError::InvalidBucketState {
                     reason: "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration".to_owned(),

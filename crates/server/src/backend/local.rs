@@ -764,12 +764,9 @@ impl Backend for LocalBackend {
         &'a self,
         bucket: &'a str,
         config: keyhole_store::LockConfig,
-        enable_versioning: bool,
     ) -> BoxFuture<'a, Result<()>> {
         let (store, b) = (self.store.clone(), bucket.to_owned());
-        Box::pin(async move {
-            blocking(move || store.set_lock_configuration(&b, config, enable_versioning)).await
-        })
+        Box::pin(async move { blocking(move || store.set_lock_configuration(&b, config)).await })
     }
 
     fn put_retention<'a>(

@@ -482,11 +482,10 @@ impl Backend for Storage {
         &'a self,
         bucket: &'a str,
         config: keyhole_store::LockConfig,
-        enable_versioning: bool,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.backend(bucket)?
-                .put_lock_configuration(bucket, config, enable_versioning)
+                .put_lock_configuration(bucket, config)
                 .await
         })
     }

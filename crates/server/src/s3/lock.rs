@@ -470,7 +470,7 @@ pub(super) async fn put_configuration(
     let config = parse_configuration(&doc)?;
     ctx.gw
         .storage
-        .put_lock_configuration(&ctx.bucket, config, false)
+        .put_lock_configuration(&ctx.bucket, config)
         .await?;
     Ok(empty_response(StatusCode::OK))
 }

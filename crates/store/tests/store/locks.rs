@@ -13,13 +13,12 @@ use crate::common::{open, put, put_meta};
 
 fn locked(default: Option<DefaultRetention>) -> (tempfile::TempDir, LocalStore) {
     let (d, s) = open();
-    s.create_bucket("bkt", "us-east-1").unwrap();
+    s.create_bucket_with("bkt", "us-east-1", true).unwrap();
     s.set_lock_configuration(
         "bkt",
         LockConfig {
             default_retention: default,
         },
-        true,
     )
     .unwrap();
     (d, s)
@@ -38,16 +37,16 @@ fn object_lock_needs_versioning_and_then_keeps_it_enabled() {
     s.create_bucket("bkt", "us-east-1").unwrap();
     let cfg = LockConfig::default();
     assert!(matches!(
-        s.set_lock_configuration("bkt", cfg, false),
+        s.set_lock_configuration("bkt", cfg),
         Err(StoreError::InvalidBucketState { .. })
     ));
     s.set_versioning("bkt", Versioning::Suspended).unwrap();
     assert!(matches!(
-        s.set_lock_configuration("bkt", cfg, false),
+        s.set_lock_configuration("bkt", cfg),
         Err(StoreError::InvalidBucketState { .. })
     ));
     s.set_versioning("bkt", Versioning::Enabled).unwrap();
-    s.set_lock_configuration("bkt", cfg, false).unwrap();
+    s.set_lock_configuration("bkt", cfg).unwrap();
     assert_eq!(s.lock_configuration("bkt").unwrap(), Some(cfg));
     assert!(matches!(
         s.set_versioning("bkt", Versioning::Suspended),
