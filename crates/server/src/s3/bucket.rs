@@ -114,12 +114,6 @@ pub(super) async fn create_bucket(
             check_location_constraint(lc.trim(), &ctx.gw.config.region)?;
         }
     }
-    // "x-amz-bucket-object-lock-enabled: Specifies whether you want S3 Object Lock to be
-    // enabled for the new bucket", which makes it versioned
-    // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html): made so in the
-    // same step as the bucket, so no failure or shutdown between two steps can leave it
-    // without its lock (review 25; an upstream bucket cannot have one: NotImplemented, and
-    // nothing is created).
     // A new bucket starts with no settings: any the state still holds under the name were left
     // by a DeleteBucket cut between its two steps (the store's, then the state's: a crash) and
     // are removed first (review 26: a re-created bucket inherited the old policy). Under the
@@ -130,6 +124,12 @@ pub(super) async fn create_bucket(
             forget(ctx).await?;
         }
     }
+    // "x-amz-bucket-object-lock-enabled: Specifies whether you want S3 Object Lock to be
+    // enabled for the new bucket", which makes it versioned
+    // (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CreateBucket.html): made so in the
+    // same step as the bucket, so no failure or shutdown between two steps can leave it
+    // without its lock (review 25; an upstream bucket cannot have one: NotImplemented, and
+    // nothing is created).
     let creating = if with_lock {
         ctx.gw
             .storage
@@ -153,8 +153,8 @@ pub(super) async fn create_bucket(
     Ok(r)
 }
 
-/// Which bucket a request found under its name: the name and its creation time, which tells
-/// a bucket from one deleted and created again under the same name.
+/// Which bucket a request found under its name: its creation time, which tells a bucket from
+/// one deleted and created again under the same name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Found(chrono::DateTime<chrono::Utc>);
 
