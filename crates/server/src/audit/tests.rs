@@ -12,7 +12,7 @@ use sha2::Digest as _;
 use super::digest::{self, Kind};
 use super::err::AuditError;
 use super::event::tests_support::sample_event;
-use super::event::Stage;
+use super::event::{AuditEvent, Stage};
 use super::keys::{Signer, TrustedKeys};
 use super::sink::test_support::{keys, open, open_with, options, signer};
 use super::sink::{trail_files, AuditSink, Rotation, MAX_UNSIGNED_EVENTS};
@@ -341,14 +341,20 @@ async fn removed_renamed_and_appended_files_are_caught() {
     assert!(refused(dir.path()).contains("closed the file"));
 }
 
+/// The write-ahead record of request `id` (its `completed` one comes later, or never).
+fn authorized(id: &str) -> AuditEvent {
+    let mut a = sample_event();
+    a.stage = Stage::Authorized;
+    a.request_id = id.into();
+    a.http_status = None;
+    a
+}
+
 #[tokio::test]
 async fn orphaned_authorized_records_are_listed() {
     let dir = tempfile::tempdir().unwrap();
     let sink = open(dir.path(), one_file());
-    let mut a = sample_event();
-    a.stage = Stage::Authorized;
-    a.request_id = "ORPHAN".into();
-    a.http_status = None;
+    let mut a = authorized("ORPHAN");
     sink.record_durable(a.clone()).await.unwrap();
     a.request_id = "DONE".into();
     sink.record_durable(a.clone()).await.unwrap();
@@ -369,14 +375,10 @@ async fn orphaned_authorized_records_are_listed() {
 async fn a_request_in_flight_is_open_until_its_gateway_stops_or_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let sink = open(dir.path(), one_file());
-    let mut a = sample_event();
-    a.stage = Stage::Authorized;
-    a.http_status = None;
     for id in ["RUNNING", "DONE"] {
-        a.request_id = id.into();
-        sink.record_durable(a.clone()).await.unwrap();
+        sink.record_durable(authorized(id)).await.unwrap();
     }
-    let mut c = a.clone();
+    let mut c = authorized("DONE");
     c.stage = Stage::Completed;
     sink.record_durable(c).await.unwrap();
     let r = intact(dir.path());
@@ -385,8 +387,7 @@ async fn a_request_in_flight_is_open_until_its_gateway_stops_or_restarts() {
     // A crash: the restart's `start` digest settles it (the gateway that took it is gone).
     let crashed = copy_dir(dir.path());
     let restarted = reopen(crashed.path()).unwrap();
-    a.request_id = "AFTER".into();
-    restarted.record_durable(a).await.unwrap();
+    restarted.record_durable(authorized("AFTER")).await.unwrap();
     let r = intact(crashed.path());
     assert_eq!((r.orphan_count, r.open_count), (1, 1), "{r:#?}");
     assert_eq!(r.orphans[0].request_id, "RUNNING");
@@ -580,11 +581,7 @@ async fn an_accepted_discontinuity_is_signed_and_the_trail_goes_on() {
 async fn the_stop_digest_settles_the_records_it_signs() {
     let dir = tempfile::tempdir().unwrap();
     let sink = open(dir.path(), one_file());
-    let mut a = sample_event();
-    a.stage = Stage::Authorized;
-    a.http_status = None;
-    a.request_id = "STREAMING".into();
-    sink.record(a).await;
+    sink.record(authorized("STREAMING")).await;
     sink.close().await;
     let r = intact(dir.path());
     assert_eq!((r.orphan_count, r.open_count), (1, 0), "{r:#?}");
@@ -594,11 +591,7 @@ async fn the_stop_digest_settles_the_records_it_signs() {
 async fn a_discontinuity_restart_settles_the_requests_the_old_gateway_left() {
     let dir = tempfile::tempdir().unwrap();
     let sink = open(dir.path(), one_file());
-    let mut a = sample_event();
-    a.stage = Stage::Authorized;
-    a.http_status = None;
-    a.request_id = "CUT".into();
-    sink.record_durable(a).await.unwrap();
+    sink.record_durable(authorized("CUT")).await.unwrap();
     let crashed = copy_dir(dir.path());
     sink.close().await;
     let path = last_file(crashed.path());
