@@ -470,6 +470,44 @@ def test_principal_tags_drive_abac_policies(server, s3):
     assert error_code(e.value) == "ValidationError"
 
 
+def test_tag_keys_of_a_user_differ_not_by_case(server, s3):
+    """IAM compares a user's tag keys without case and keeps the latest spelling: "If you have
+    tagged a user with the Department=finance tag and you add the department=hr tag, it replaces
+    the first tag" (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html, "Case
+    sensitivity"). Two spellings would give `aws:PrincipalTag/team` two values to choose from."""
+    bucket = f"abac-case-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    for k in ("ml/a.txt", "web/b.txt"):
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    iam = iam_client(server)
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/${{aws:PrincipalTag/team}}/*"}]}
+    name, ak, sk = new_user(iam, policy)
+    user = make_client(server.endpoint, ak, sk)
+    iam.tag_user(UserName=name, Tags=[{"Key": "Team", "Value": "ml"}])
+    iam.tag_user(UserName=name, Tags=[{"Key": "team", "Value": "web"}])
+    assert iam.list_user_tags(UserName=name)["Tags"] == [{"Key": "team", "Value": "web"}]
+    assert user.get_object(Bucket=bucket, Key="web/b.txt")["Body"].read() == b"x"
+    with pytest.raises(ClientError):
+        user.get_object(Bucket=bucket, Key="ml/a.txt")
+    with pytest.raises(ClientError) as e:
+        iam.tag_user(UserName=name, Tags=[{"Key": "TEAM", "Value": "ml"}, {"Key": "team", "Value": "x"}])
+    assert error_code(e.value) == "InvalidInput"
+    assert iam.list_user_tags(UserName=name)["Tags"] == [{"Key": "team", "Value": "web"}]
+    iam.untag_user(UserName=name, TagKeys=["TEAM"])
+    assert iam.list_user_tags(UserName=name)["Tags"] == []
+    role = f"case-{uuid.uuid4().hex[:8]}"
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:root"}}]}
+    with pytest.raises(ClientError) as e:
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust),
+                        Tags=[{"Key": "k", "Value": "1"}, {"Key": "K", "Value": "2"}])
+    assert error_code(e.value) == "InvalidInput"
+    with pytest.raises(ClientError) as e:
+        iam.get_role(RoleName=role)
+    assert error_code(e.value) == "NoSuchEntity"
+
+
 def test_attached_role_policies_are_listed(server, aws):
     """ListAttachedRolePolicies (https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListAttachedRolePolicies.html)."""
     iam = iam_client(server)

@@ -93,6 +93,9 @@ pub enum StateError {
     /// `ValidationError` (400).
     #[error("{0}")]
     Validation(String),
+    /// `InvalidInput` (400).
+    #[error("{0}")]
+    InvalidInput(String),
     /// `MalformedPolicyDocument` (400).
     #[error("{0}")]
     MalformedPolicy(String),
@@ -123,6 +126,7 @@ impl StateError {
             StateError::DeleteConflict(_) => "DeleteConflict",
             StateError::LimitExceeded(_) => "LimitExceeded",
             StateError::Validation(_) => "ValidationError",
+            StateError::InvalidInput(_) => "InvalidInput",
             StateError::MalformedPolicy(_) => "MalformedPolicyDocument",
             StateError::Unavailable(_) => "ServiceUnavailable",
             StateError::Db(_) | StateError::Engine(_) | StateError::Seal(_) | StateError::Io(_) => {
@@ -138,7 +142,9 @@ impl StateError {
             StateError::EntityAlreadyExists(_)
             | StateError::DeleteConflict(_)
             | StateError::LimitExceeded(_) => 409,
-            StateError::Validation(_) | StateError::MalformedPolicy(_) => 400,
+            StateError::Validation(_)
+            | StateError::InvalidInput(_)
+            | StateError::MalformedPolicy(_) => 400,
             StateError::Unavailable(_) => 503,
             StateError::Db(_) | StateError::Engine(_) | StateError::Seal(_) | StateError::Io(_) => {
                 500
@@ -455,6 +461,30 @@ pub fn validate_tag(key: &str, value: &str) -> Result<(), StateError> {
         )));
     }
     Ok(())
+}
+
+/// Checks the tags of one CreateUser, CreateRole, TagUser or TagRole: each tag as
+/// [`validate_tag`] does, and no two keys that differ only in case. IAM "Tag keys for IAM
+/// users and roles are not case sensitive, but case is preserved. This means that you cannot
+/// have separate Department and department tag keys"
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html, "Case sensitivity"); its
+/// answer to such a request is `InvalidInput`.
+pub fn validate_principal_tags(tags: &[(String, String)]) -> Result<(), StateError> {
+    for (i, (k, v)) in tags.iter().enumerate() {
+        validate_tag(k, v)?;
+        if let Some((first, _)) = tags.iter().take(i).find(|(f, _)| same_tag_key(f, k)) {
+            return Err(StateError::InvalidInput(format!(
+                "Duplicate tag keys found: `{first}` and `{k}`. Please note that Tag keys are case insensitive."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether two tag keys of a user or role name the same tag (IAM compares them without case;
+/// see [`validate_principal_tags`]).
+pub fn same_tag_key(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
 }
 
 /// Parses and compiles a policy for identity use; the error says what is wrong and where.
@@ -809,9 +839,7 @@ impl State {
         name: &str,
         tags: &[(String, String)],
     ) -> Result<(), StateError> {
-        for (k, v) in tags {
-            validate_tag(k, v)?;
-        }
+        validate_principal_tags(tags)?;
         self.change(|tx| {
             tx.touch(who(kind, name));
             Self::require(tx, kind, name)?;
@@ -819,14 +847,28 @@ impl State {
         })
     }
 
-    /// Adds or overwrites tags of an existing user or role inside a transaction.
+    /// Adds or overwrites tags of an existing user or role inside a transaction. A tag whose key
+    /// differs from a new one only in case is the same tag: it is replaced, and the key is
+    /// spelled as the request spells it (IAM: "If you have tagged a user with the
+    /// Department=finance tag and you add the department=hr tag, it replaces the first tag",
+    /// https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html, "Case sensitivity").
     fn tag_in(
         tx: &dyn Conn,
         kind: PrincipalKind,
         name: &str,
         tags: &[(String, String)],
     ) -> Result<(), StateError> {
+        let held = Self::load_tags(tx, kind, name)?;
         for (k, v) in tags {
+            for (old, _) in held
+                .iter()
+                .filter(|(old, _)| old != k && same_tag_key(old, k))
+            {
+                tx.execute(
+                    "DELETE FROM principal_tags WHERE kind = ?1 AND name = ?2 AND tag_key = ?3",
+                    params![kind.word(), name, old],
+                )?;
+            }
             tx.execute(
                 "INSERT INTO principal_tags (kind, name, tag_key, tag_value) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (kind, name, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
@@ -855,10 +897,15 @@ impl State {
         self.change(|tx| {
             tx.touch(who(kind, name));
             Self::require(tx, kind, name)?;
-            for k in keys {
+            // Keys name tags without case, as TagUser's do (see `tag_in`).
+            let held = Self::load_tags(tx, kind, name)?;
+            for (old, _) in held
+                .iter()
+                .filter(|(old, _)| keys.iter().any(|k| same_tag_key(old, k)))
+            {
                 tx.execute(
                     "DELETE FROM principal_tags WHERE kind = ?1 AND name = ?2 AND tag_key = ?3",
-                    params![kind.word(), name, k],
+                    params![kind.word(), name, old],
                 )?;
             }
             Ok(())
@@ -964,9 +1011,7 @@ impl State {
     ) -> Result<(UserRecord, String), StateError> {
         validate_name("userName", name, 64)?;
         validate_path(path)?;
-        for (k, v) in tags {
-            validate_tag(k, v)?;
-        }
+        validate_principal_tags(tags)?;
         if tags.len() > 50 {
             return Err(StateError::LimitExceeded(
                 "Cannot exceed quota for TagsPerPrincipal: 50".into(),
@@ -1399,9 +1444,7 @@ impl State {
         tags: &[(String, String)],
     ) -> Result<RoleRecord, StateError> {
         validate_name("roleName", name, 64)?;
-        for (k, v) in tags {
-            validate_tag(k, v)?;
-        }
+        validate_principal_tags(tags)?;
         if tags.len() > 50 {
             return Err(StateError::LimitExceeded(
                 "Cannot exceed quota for TagsPerPrincipal: 50".into(),
@@ -2208,6 +2251,46 @@ mod tests {
             "ValidationError"
         );
         assert_eq!(s.get_user("nobody").unwrap_err().code(), "NoSuchEntity");
+    }
+
+    /// https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html, "Case sensitivity": a
+    /// user's or role's tag keys are compared without case, the latest spelling kept.
+    #[test]
+    fn principal_tag_keys_are_case_insensitive_as_in_iam() {
+        let (_d, s) = open();
+        s.create_user("fay", "/").unwrap();
+        let tag = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        s.tag(PrincipalKind::User, "fay", &[tag("Department", "finance")])
+            .unwrap();
+        s.tag(PrincipalKind::User, "fay", &[tag("department", "hr")])
+            .unwrap();
+        assert_eq!(
+            s.list_tags(PrincipalKind::User, "fay").unwrap(),
+            vec![tag("department", "hr")]
+        );
+        let snap = s.snapshot();
+        assert_eq!(snap.users["fay"].tags.len(), 1);
+        // One request naming both spellings is refused, and changes nothing.
+        let err = s
+            .tag(
+                PrincipalKind::User,
+                "fay",
+                &[tag("Team", "a"), tag("TEAM", "b")],
+            )
+            .unwrap_err();
+        assert_eq!(err.code(), "InvalidInput");
+        assert_eq!(s.list_tags(PrincipalKind::User, "fay").unwrap().len(), 1);
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/fay"},"Action":"sts:AssumeRole"}]}"#;
+        let tags = [tag("k", "1"), tag("K", "2")];
+        let err = s
+            .create_role_with("r", "/", trust, 3600, "", None, &tags)
+            .unwrap_err();
+        assert_eq!(err.code(), "InvalidInput");
+        assert_eq!(s.get_role("r").unwrap_err().code(), "NoSuchEntity");
+        // Untagging names the tag in any case.
+        s.untag(PrincipalKind::User, "fay", &["DEPARTMENT".into()])
+            .unwrap();
+        assert!(s.list_tags(PrincipalKind::User, "fay").unwrap().is_empty());
     }
 
     #[test]
