@@ -173,6 +173,19 @@ pub struct DiscontinuityInfo {
     pub reason: String,
 }
 
+impl DiscontinuityInfo {
+    /// The events given up, for people: `events #4..#7`, `event #4`, or, when the damage was
+    /// only bytes past the last signed event (`lost_last_seq` is then `lost_first_seq - 1`),
+    /// `no events (only bytes after event #3)`.
+    pub fn lost(&self) -> String {
+        match self.lost_last_seq.checked_sub(self.lost_first_seq) {
+            Some(0) => format!("event #{}", self.lost_first_seq),
+            Some(_) => format!("events #{}..#{}", self.lost_first_seq, self.lost_last_seq),
+            None => format!("no events (only bytes after event #{})", self.lost_last_seq),
+        }
+    }
+}
+
 /// One digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

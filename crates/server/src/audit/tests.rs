@@ -571,6 +571,33 @@ async fn an_accepted_discontinuity_is_signed_and_the_trail_goes_on() {
     assert!(check(dir.path()).problem.is_some());
 }
 
+/// Bytes that are not an event, appended after the last signed one, give up no event: the
+/// report says so rather than naming an empty range (`#6..#5`).
+#[tokio::test]
+async fn a_discontinuity_over_bytes_alone_names_no_events() {
+    let dir = trail(5, one_file()).await;
+    let path = last_file(dir.path());
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"not\":\"an event\"}\n").unwrap();
+    drop(f);
+    let mut o = options(one_file());
+    o.accept_discontinuity = true;
+    let stats = Arc::new(SinkStats::default());
+    let sink = AuditSink::open(dir.path(), signer(), o, stats.clone()).unwrap();
+    assert_eq!(stats.discontinuities.load(Ordering::Relaxed), 1);
+    sink.close().await;
+    let r = intact(dir.path());
+    assert_eq!(r.discontinuities.len(), 1, "{r:#?}");
+    assert!(
+        r.discontinuities[0].contains("no events (only bytes after event #5)"),
+        "{:?}",
+        r.discontinuities
+    );
+}
+
 /// A restart over a damaged trail that the operator allows signs a `discontinuity` digest
 /// instead of a `start` one; the gateway that wrote the records before it has stopped all the
 /// same, so a request it never completed is orphaned, not open (review 25).

@@ -688,13 +688,17 @@ impl Walker<'_> {
             }
         }
         self.report.discontinuities.push(format!(
-            "digest #{} ({}): events #{}..#{} given up at start: {}",
-            d.digest_seq, d.digest_end_time, info.lost_first_seq, info.lost_last_seq, info.reason
+            "digest #{} ({}): {} given up at start: {}",
+            d.digest_seq,
+            d.digest_end_time,
+            info.lost(),
+            info.reason
         ));
         if !skipped {
             self.report.notes.push(format!(
-                "discontinuity digest #{} gave up events #{}..#{}, but nothing before it failed (the trail was restored afterwards?)",
-                d.digest_seq, info.lost_first_seq, info.lost_last_seq
+                "discontinuity digest #{} gave up {}, but nothing before it failed (the trail was restored afterwards?)",
+                d.digest_seq,
+                info.lost()
             ));
         }
         self.next_seq = d.head.seq + 1;
