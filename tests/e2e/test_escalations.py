@@ -422,7 +422,8 @@ def test_permissions_boundary_on_create_user_binds_and_is_shown(server, tmp_path
            "--assume-role-policy-document", json.dumps(trust({"AWS": arn(server, "user", user)})))
     iam.put_role_policy(RoleName=role, PolicyName="all", PolicyDocument=json.dumps(ALLOW_ALL))
     assert iam.get_role(RoleName=role)["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"] == readonly
-    assert any(r["RoleName"] == role and r.get("PermissionsBoundary") for r in iam.list_roles()["Roles"])
+    assert any(r["RoleName"] == role and r.get("PermissionsBoundary")
+               for page in iam.get_paginator("list_roles").paginate() for r in page["Roles"])
     sess = client(server, "sts", (uak, usk)).assume_role(RoleArn=arn(server, "role", role), RoleSessionName="bb")
     role_iam = client(server, "iam", session_creds(sess["Credentials"]))
     with pytest.raises(ClientError) as e:

@@ -77,7 +77,7 @@ def test_group_policy_grants_to_members_and_removal_revokes(server, data_bucket)
     assert got["Group"]["GroupName"] == group
     assert [u["UserName"] for u in got["Users"]] == [name]
     assert [g["GroupName"] for g in iam.list_groups_for_user(UserName=name)["Groups"]] == [group]
-    assert group in [g["GroupName"] for g in iam.list_groups()["Groups"]]
+    assert group in [g["GroupName"] for page in iam.get_paginator("list_groups").paginate() for g in page["Groups"]]
 
     iam.remove_user_from_group(GroupName=group, UserName=name)
     denied(lambda: user.get_object(Bucket=data_bucket, Key="k"))

@@ -239,11 +239,118 @@ def test_list_users_and_roles_honour_path_prefix_in_name_order(server):
     assert [u["UserName"] for u in iam.list_users(PathPrefix=base + "x")["Users"]] == [names[2]]
     assert [r["RoleName"] for r in iam.list_roles(PathPrefix=base + "z/")["Roles"]] == [names[0]]
     assert iam.list_users(PathPrefix=base + "none/")["Users"] == []
-    everyone = [u["UserName"] for u in iam.list_users()["Users"]]
+    everyone = [u["UserName"] for page in iam.get_paginator("list_users").paginate() for u in page["Users"]]
     assert set(names) <= set(everyone) and everyone == sorted(everyone, key=lambda n: (n.lower(), n))
     with pytest.raises(ClientError) as e:
         iam.list_users(PathPrefix="no-slash")
     assert error_code(e.value) == "ValidationError"
+
+
+def test_lists_are_paged_by_max_items_and_marker(server, aws):
+    """IAM list paging (https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListUsers.html):
+    `MaxItems` bounds a page, `IsTruncated` and `Marker` say where the next starts; without
+    `MaxItems` a page holds at most 100 ("the number of items defaults to 100"). boto3's
+    paginators and aws-cli's automatic paging follow the markers to the whole list."""
+    iam = iam_client(server)
+    base = f"/pg-{uuid.uuid4().hex[:8]}/"
+    names = sorted(f"pg-{i:03d}-{uuid.uuid4().hex[:4]}" for i in range(103))
+    for n in names:
+        iam.create_user(UserName=n, Path=base)
+    # MaxItems and Marker by hand.
+    seen, marker, pages = [], None, 0
+    while True:
+        kw = {"PathPrefix": base, "MaxItems": 40}
+        if marker:
+            kw["Marker"] = marker
+        page = iam.list_users(**kw)
+        pages += 1
+        assert len(page["Users"]) <= 40
+        seen += [u["UserName"] for u in page["Users"]]
+        if not page["IsTruncated"]:
+            assert "Marker" not in page
+            break
+        marker = page["Marker"]
+    assert seen == names and pages == 3
+    # The default page is 100 items.
+    first = iam.list_users(PathPrefix=base)
+    assert len(first["Users"]) == 100 and first["IsTruncated"] and first["Marker"]
+    # boto3's paginator and aws-cli (which pages by itself) see the whole list.
+    paged = [u["UserName"] for p in iam.get_paginator("list_users").paginate(
+        PathPrefix=base, PaginationConfig={"PageSize": 7}) for u in p["Users"]]
+    assert paged == names
+    listed = json.loads(aws.ok("iam", "list-users", "--path-prefix", base).stdout)
+    assert [u["UserName"] for u in listed["Users"]] == names
+    capped = json.loads(aws.ok("iam", "list-users", "--path-prefix", base, "--max-items", "5").stdout)
+    assert [u["UserName"] for u in capped["Users"]] == names[:5] and capped.get("NextToken")
+    # Bad values are refused by the gateway (not only by boto3's own checks), naming the parameter.
+    unchecked = boto3.session.Session().client(
+        "iam", endpoint_url=server.endpoint, aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key, region_name=REGION,
+        config=botocore.config.Config(parameter_validation=False, retries={"max_attempts": 1}))
+    for kw in ({"MaxItems": 0}, {"MaxItems": 1001}, {"Marker": "not-a-marker"}):
+        with pytest.raises(ClientError) as e:
+            unchecked.list_users(PathPrefix=base, **kw)
+        assert error_code(e.value) == "ValidationError"
+        assert next(iter(kw)) in e.value.response["Error"]["Message"]
+    # GetGroup's members, and a user's groups, are paged the same way.
+    group = f"pg-{uuid.uuid4().hex[:8]}"
+    iam.create_group(GroupName=group)
+    for n in names[:5]:
+        iam.add_user_to_group(GroupName=group, UserName=n)
+    got = iam.get_group(GroupName=group, MaxItems=2)
+    assert len(got["Users"]) == 2 and got["IsTruncated"]
+    members = [u["UserName"] for p in iam.get_paginator("get_group").paginate(
+        GroupName=group, PaginationConfig={"PageSize": 2}) for u in p["Users"]]
+    assert sorted(members) == names[:5]
+    for n in names[:5]:
+        iam.remove_user_from_group(GroupName=group, UserName=n)
+    iam.delete_group(GroupName=group)
+    for n in names:
+        iam.delete_user(UserName=n)
+
+
+def test_list_policies_filters_by_path_attachment_and_scope(server):
+    """ListPolicies' `PathPrefix`, `OnlyAttached` and `Scope`, and ListAttached*Policies'
+    `PathPrefix` (https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListPolicies.html,
+    https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListAttachedUserPolicies.html)."""
+    iam = iam_client(server)
+    base = f"/lpol-{uuid.uuid4().hex[:8]}/"
+    doc = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]})
+    arns = {}
+    for name, path in (("a", base), ("b", base + "sub/"), ("c", base)):
+        arns[name] = iam.create_policy(PolicyName=f"{name}-{base.strip('/')}", Path=path, PolicyDocument=doc)["Policy"]["Arn"]
+    user = f"lpol-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=user)
+    iam.attach_user_policy(UserName=user, PolicyArn=arns["b"])
+    iam.attach_user_policy(UserName=user, PolicyArn=arns["c"])
+
+    def listed(**kw):
+        return sorted(p["Arn"] for page in iam.get_paginator("list_policies").paginate(**kw) for p in page["Policies"])
+
+    assert listed(PathPrefix=base) == sorted(arns.values())
+    assert listed(PathPrefix=base + "sub/") == [arns["b"]]
+    assert listed(PathPrefix=base, OnlyAttached=True) == sorted([arns["b"], arns["c"]])
+    assert listed(PathPrefix=base, Scope="Local") == sorted(arns.values())
+    assert listed(PathPrefix=base, Scope="AWS") == []
+    assert listed(PathPrefix=base, PolicyUsageFilter="PermissionsPolicy") == sorted([arns["b"], arns["c"]])
+    assert listed(PathPrefix=base, PolicyUsageFilter="PermissionsBoundary") == []
+    iam.put_user_permissions_boundary(UserName=user, PermissionsBoundary=arns["a"])
+    assert listed(PathPrefix=base, PolicyUsageFilter="PermissionsBoundary") == [arns["a"]]
+    iam.delete_user_permissions_boundary(UserName=user)
+    with pytest.raises(ClientError) as e:
+        iam.list_policies(Scope="Everything")
+    assert error_code(e.value) == "ValidationError"
+    attached = iam.list_attached_user_policies(UserName=user, PathPrefix=base + "sub/")["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [arns["b"]]
+    page = iam.list_attached_user_policies(UserName=user, MaxItems=1)
+    assert len(page["AttachedPolicies"]) == 1 and page["IsTruncated"]
+    rest = iam.list_attached_user_policies(UserName=user, Marker=page["Marker"])
+    assert {p["PolicyArn"] for p in page["AttachedPolicies"] + rest["AttachedPolicies"]} == {arns["b"], arns["c"]}
+    for a in ("b", "c"):
+        iam.detach_user_policy(UserName=user, PolicyArn=arns[a])
+    iam.delete_user(UserName=user)
+    for a in arns.values():
+        iam.delete_policy(PolicyArn=a)
 
 
 def test_iam_names_are_not_distinguished_by_case(server):

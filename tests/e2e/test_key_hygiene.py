@@ -305,6 +305,25 @@ def test_admin_keys_table_json_and_enforce(fresh_server_factory):
     assert again.returncode == 0 and "no active key is 0 days old or older" in again.stdout
 
 
+def test_admin_keys_reads_every_page_of_users(fresh_server_factory):
+    """ListUsers answers at most 1,000 users a call (MaxItems, then Marker:
+    https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListUsers.html): `keyhole admin
+    keys` follows the markers, so a key of the 1,001st user is in the report."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    kp = fresh_server_factory()
+    iam = client(kp, "iam")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: iam.create_user(UserName=f"bulk-{i:04d}"), range(1000)))
+    last = "zz-last-user"
+    iam.create_user(UserName=last)
+    key = iam.create_access_key(UserName=last)["AccessKey"]["AccessKeyId"]
+    listed = keyhole_cli(kp, "admin", "keys", "--json")
+    assert listed.returncode == 0, listed.stderr
+    keys = {k["access_key_id"]: k["user"] for k in json.loads(listed.stdout)["keys"]}
+    assert keys.get(key) == last, keys
+
+
 def test_admin_keys_is_authorized_like_any_iam_call(fresh_server_factory, tmp_path):
     """The CLI goes through the IAM API with the caller's credentials: a user without
     iam:ListUsers is refused, naming the action."""

@@ -733,7 +733,7 @@ def test_update_role_changes_description_and_the_longest_session(server, seed):
         assert error_code(e.value) == "ValidationError", bad
     iam.update_role(RoleName=name, Description="Caf\u00e9 jobs\tnightly")
     assert iam.get_role(RoleName=name)["Role"]["Description"] == "Caf\u00e9 jobs\tnightly"
-    assert name in [r["RoleName"] for r in iam.list_roles()["Roles"]]
+    assert name in [r["RoleName"] for page in iam.get_paginator("list_roles").paginate() for r in page["Roles"]]
     # UpdateRole is an IAM action like the others: a user without iam:UpdateRole is refused.
     with pytest.raises(ClientError) as e:
         client("iam", server, seed["other"]).update_role(RoleName=name, MaxSessionDuration=3600)

@@ -69,15 +69,40 @@ fn is_gone(e: &miette::Report) -> bool {
     e.to_string().contains("NoSuchEntity")
 }
 
+/// Every user's name, following ListUsers' pages (IAM answers at most 1,000 per call).
+async fn all_users(api: &Api) -> miette::Result<Vec<String>> {
+    let mut users = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let mut params = vec![("MaxItems", "1000")];
+        if let Some(m) = &marker {
+            params.push(("Marker", m.as_str()));
+        }
+        let page = api.call_iam("ListUsers", &params).await?;
+        users.extend(fields(&page, "UserName").into_iter().map(str::to_owned));
+        marker = match xml_field(&page, "IsTruncated") {
+            Some("true") => match xml_field(&page, "Marker") {
+                Some(m) => Some(m.to_owned()),
+                None => {
+                    return Err(miette!(
+                        "ListUsers: IsTruncated without a Marker in the answer"
+                    ))
+                }
+            },
+            _ => return Ok(users),
+        };
+    }
+}
+
 async fn collect(
     api: &Api,
     max_days: Option<u64>,
     problems: &mut Vec<String>,
 ) -> miette::Result<Vec<KeyRow>> {
     let now = chrono::Utc::now().timestamp();
-    let users = api.call_iam("ListUsers", &[]).await?;
+    let users = all_users(api).await?;
     let mut rows = Vec::new();
-    for user in fields(&users, "UserName") {
+    for user in users.iter().map(String::as_str) {
         // One user that cannot be read (gone meanwhile, or denied to the caller) does not stop
         // the report of the others; it is named, and the exit status says so.
         let keys = match api.call_iam("ListAccessKeys", &[("UserName", user)]).await {

@@ -11,6 +11,7 @@
 //! Actions not listed in [`IamAction`] answer `501 NotImplemented`; none succeeds wrongly.
 
 mod keys;
+mod paging;
 mod simulate;
 
 use http::{Response, StatusCode};
@@ -24,6 +25,7 @@ use crate::s3::route::Query;
 use crate::state::{PrincipalKind, State, StateError};
 use crate::xml::XmlWriter;
 use crate::Gateway;
+use paging::Paging;
 
 /// The IAM XML namespace.
 pub const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
@@ -154,13 +156,25 @@ fn tags_param(q: &Query) -> Vec<(String, String)> {
 
 fn tags_xml(w: &mut XmlWriter, tags: &[(String, String)]) {
     w.open("Tags");
-    for (k, v) in tags {
-        w.open("member");
-        w.elem("Key", k);
-        w.elem("Value", v);
-        w.close("member");
+    for t in tags {
+        tag_xml(w, t);
     }
     w.close("Tags");
+}
+
+/// One `member` of a `Tags` list.
+fn tag_xml(w: &mut XmlWriter, (k, v): &(String, String)) {
+    w.open("member");
+    w.elem("Key", k);
+    w.elem("Value", v);
+    w.close("member");
+}
+
+/// A page of tags (List*Tags).
+fn tags_page_xml(w: &mut XmlWriter, paging: Paging, tags: &[(String, String)]) {
+    paging::list(w, paging, "Tags", tags, |w, t| {
+        tag_xml(w, t);
+    });
 }
 
 /// `MaxSessionDuration`, when given: a whole number of seconds (its range is the state's check).
@@ -194,6 +208,18 @@ fn path_prefix(q: &Query) -> Result<&str, S3Error> {
         ));
     }
     Ok(p)
+}
+
+/// The path of a managed policy named by its ARN (`arn:aws:iam::ACCOUNT:policy/PATH/NAME` gives
+/// `/PATH/`).
+fn policy_path(arn: &str) -> &str {
+    let Some(rest) = arn.split_once(":policy").map(|(_, r)| r) else {
+        return "/";
+    };
+    match rest.rfind('/') {
+        Some(end) => rest.get(..=end).unwrap_or("/"),
+        None => "/",
+    }
 }
 
 /// The order users, groups and roles are listed in: by name without regard to case, then as
@@ -526,14 +552,23 @@ fn version_xml(w: &mut XmlWriter, el: &str, v: &crate::state::PolicyVersionRecor
     w.close(el);
 }
 
-/// `IsTruncated` false: every list is answered whole.
-fn groups_list_xml(w: &mut XmlWriter, state: &State, groups: &[crate::state::GroupRecord]) {
-    w.open("Groups");
-    for g in groups {
+/// A page of groups (ListGroups, ListGroupsForUser).
+fn groups_list_xml(
+    w: &mut XmlWriter,
+    state: &State,
+    paging: Paging,
+    groups: &[crate::state::GroupRecord],
+) {
+    paging::list(w, paging, "Groups", groups, |w, g| {
         group_xml(w, "member", g, &state.group_arn(g));
-    }
-    w.close("Groups");
-    w.elem("IsTruncated", "false");
+    });
+}
+
+/// A page of names (the List*Policies of inline policies).
+fn names_list_xml(w: &mut XmlWriter, paging: Paging, container: &str, names: &[String]) {
+    paging::list(w, paging, container, names, |w, n| {
+        w.elem("member", n);
+    });
 }
 
 /// An optional boolean parameter (`true`/`false`, as the SDKs send them).
@@ -643,18 +678,17 @@ fn run(
             w.close(&result);
         }
         A::ListUsers => {
-            w.open(&result);
-            w.open("Users");
             let prefix = path_prefix(q)?;
+            let paging = Paging::from_query(q)?;
             let mut users = state.list_users()?;
             users.retain(|(u, _)| u.path.starts_with(prefix));
             users.sort_by(|(a, _), (b, _)| name_order(&a.name, &b.name));
-            for (u, arn) in users {
+            w.open(&result);
+            paging::try_list(&mut w, paging, "Users", &users, |w, (u, arn)| {
                 let boundary = state.boundary_arn(PrincipalKind::User, &u.name)?;
-                user_xml(&mut w, "member", &u, &arn, boundary.as_deref());
-            }
-            w.close("Users");
-            w.elem("IsTruncated", "false");
+                user_xml(w, "member", u, arn, boundary.as_deref());
+                Ok::<_, StateError>(())
+            })?;
             w.close(&result);
         }
         A::DeleteUser => {
@@ -676,19 +710,18 @@ fn run(
         }
         A::ListAccessKeys => {
             let user = target_user(q, principal)?;
+            let paging = Paging::from_query(q)?;
+            let access_keys = state.list_access_keys(&user)?;
             w.open(&result);
             w.elem("UserName", &user);
-            w.open("AccessKeyMetadata");
-            for k in state.list_access_keys(&user)? {
+            paging::list(&mut w, paging, "AccessKeyMetadata", &access_keys, |w, k| {
                 w.open("member");
                 w.elem("UserName", &k.user_name);
                 w.elem("AccessKeyId", &k.id);
                 w.elem("Status", &k.status);
                 w.elem("CreateDate", &xml_date(&k.created));
                 w.close("member");
-            }
-            w.close("AccessKeyMetadata");
-            w.elem("IsTruncated", "false");
+            });
             w.close(&result);
         }
         A::UpdateAccessKey => {
@@ -719,13 +752,11 @@ fn run(
             w.close(&result);
         }
         A::ListUserPolicies => {
+            let paging = Paging::from_query(q)?;
+            let names =
+                state.list_inline_policies(PrincipalKind::User, required(q, "UserName")?)?;
             w.open(&result);
-            w.open("PolicyNames");
-            for n in state.list_inline_policies(PrincipalKind::User, required(q, "UserName")?)? {
-                w.elem("member", &n);
-            }
-            w.close("PolicyNames");
-            w.elem("IsTruncated", "false");
+            names_list_xml(&mut w, paging, "PolicyNames", &names);
             w.close(&result);
         }
         A::DeleteUserPolicy => {
@@ -756,17 +787,49 @@ fn run(
         }
         A::ListPolicies => {
             // Only customer-managed policies exist here; `Scope=AWS` lists none.
-            let aws_only = q.get("Scope") == Some("AWS");
-            w.open(&result);
-            w.open("Policies");
-            if !aws_only {
-                for p in state.list_policies()? {
-                    let arn = state.policy_arn(&p);
-                    policy_xml(&mut w, "member", &p, &arn);
+            let aws_only = match q.get("Scope").unwrap_or("All") {
+                "All" | "Local" => false,
+                "AWS" => true,
+                other => {
+                    return Err(S3Error::new(
+                        "ValidationError",
+                        StatusCode::BAD_REQUEST,
+                        format!("Scope `{other}` is not one of All, AWS, Local"),
+                    ))
                 }
-            }
-            w.close("Policies");
-            w.elem("IsTruncated", "false");
+            };
+            let prefix = path_prefix(q)?;
+            let only_attached = bool_param(q, "OnlyAttached")?;
+            // "To list only permissions policies, set PolicyUsageFilter to PermissionsPolicy. To
+            // list only the policies used to set permissions boundaries, set the value to
+            // PermissionsBoundary" (API_ListPolicies.html): a customer managed policy is either
+            // by how it is in use, attached or set as a boundary.
+            let usage: fn(&crate::state::ManagedPolicyRecord) -> bool =
+                match q.get("PolicyUsageFilter") {
+                    None => |_| true,
+                    Some("PermissionsPolicy") => |p| p.attachments > 0,
+                    Some("PermissionsBoundary") => |p| p.boundary_uses > 0,
+                    Some(other) => {
+                        return Err(S3Error::new(
+                            "ValidationError",
+                            StatusCode::BAD_REQUEST,
+                            format!("PolicyUsageFilter `{other}` is not one of PermissionsPolicy, PermissionsBoundary"),
+                        ))
+                    }
+                };
+            let paging = Paging::from_query(q)?;
+            let mut policies = if aws_only {
+                Vec::new()
+            } else {
+                state.list_policies()?
+            };
+            policies.retain(|p| {
+                p.path.starts_with(prefix) && (!only_attached || p.attachments > 0) && usage(p)
+            });
+            w.open(&result);
+            paging::list(&mut w, paging, "Policies", &policies, |w, p| {
+                policy_xml(w, "member", p, &state.policy_arn(p));
+            });
             w.close(&result);
         }
         A::DeletePolicy => {
@@ -820,17 +883,15 @@ fn run(
             w.close(&result);
         }
         A::ListRoles => {
-            w.open(&result);
-            w.open("Roles");
             let prefix = path_prefix(q)?;
+            let paging = Paging::from_query(q)?;
             let mut roles = state.list_roles()?;
             roles.retain(|r| r.path.starts_with(prefix));
             roles.sort_by(|a, b| name_order(&a.name, &b.name));
-            for r in roles {
-                role_xml(&mut w, state, "member", &r)?;
-            }
-            w.close("Roles");
-            w.elem("IsTruncated", "false");
+            w.open(&result);
+            paging::try_list(&mut w, paging, "Roles", &roles, |w, r| {
+                role_xml(w, state, "member", r)
+            })?;
             w.close(&result);
         }
         A::DeleteRole => state.delete_role(required(q, "RoleName")?)?,
@@ -855,13 +916,11 @@ fn run(
             w.close(&result);
         }
         A::ListRolePolicies => {
+            let paging = Paging::from_query(q)?;
+            let names =
+                state.list_inline_policies(PrincipalKind::Role, required(q, "RoleName")?)?;
             w.open(&result);
-            w.open("PolicyNames");
-            for n in state.list_inline_policies(PrincipalKind::Role, required(q, "RoleName")?)? {
-                w.elem("member", &n);
-            }
-            w.close("PolicyNames");
-            w.elem("IsTruncated", "false");
+            names_list_xml(&mut w, paging, "PolicyNames", &names);
             w.close(&result);
         }
         A::DeleteRolePolicy => state.delete_inline_policy(
@@ -1004,10 +1063,10 @@ fn run(
             })?;
         }
         A::ListOpenIDConnectProviderTags => {
+            let paging = Paging::from_query(q)?;
             let e = state.get_oidc_provider(required(q, "OpenIDConnectProviderArn")?)?;
             w.open(&result);
-            tags_xml(&mut w, &e.tags);
-            w.elem("IsTruncated", "false");
+            tags_page_xml(&mut w, paging, &e.tags);
             w.close(&result);
         }
         A::ListUserTags | A::ListRoleTags => {
@@ -1016,10 +1075,10 @@ fn run(
             } else {
                 (PrincipalKind::Role, "RoleName")
             };
+            let paging = Paging::from_query(q)?;
             let tags = state.list_tags(kind, required(q, param)?)?;
             w.open(&result);
-            tags_xml(&mut w, &tags);
-            w.elem("IsTruncated", "false");
+            tags_page_xml(&mut w, paging, &tags);
             w.close(&result);
         }
         A::PutUserPermissionsBoundary => state.set_boundary(
@@ -1041,7 +1100,9 @@ fn run(
         A::ListAttachedUserPolicies
         | A::ListAttachedGroupPolicies
         | A::ListAttachedRolePolicies => {
-            let attached = match action {
+            let prefix = path_prefix(q)?;
+            let paging = Paging::from_query(q)?;
+            let mut attached = match action {
                 A::ListAttachedUserPolicies => {
                     state.list_attached_policies(PrincipalKind::User, required(q, "UserName")?)?
                 }
@@ -1050,16 +1111,20 @@ fn run(
                 }
                 _ => state.list_attached_policies(PrincipalKind::Role, required(q, "RoleName")?)?,
             };
+            attached.retain(|(_, arn)| policy_path(arn).starts_with(prefix));
             w.open(&result);
-            w.open("AttachedPolicies");
-            for (n, arn) in attached {
-                w.open("member");
-                w.elem("PolicyName", &n);
-                w.elem("PolicyArn", &arn);
-                w.close("member");
-            }
-            w.close("AttachedPolicies");
-            w.elem("IsTruncated", "false");
+            paging::list(
+                &mut w,
+                paging,
+                "AttachedPolicies",
+                &attached,
+                |w, (n, arn)| {
+                    w.open("member");
+                    w.elem("PolicyName", n);
+                    w.elem("PolicyArn", arn);
+                    w.close("member");
+                },
+            );
             w.close(&result);
         }
         A::CreateGroup => {
@@ -1069,28 +1134,29 @@ fn run(
             w.close(&result);
         }
         A::GetGroup => {
+            let paging = Paging::from_query(q)?;
             let (g, users) = state.get_group(required(q, "GroupName")?)?;
             w.open(&result);
             group_xml(&mut w, "Group", &g, &state.group_arn(&g));
-            w.open("Users");
-            for (u, arn) in users {
-                user_xml(&mut w, "member", &u, &arn, None);
-            }
-            w.close("Users");
-            w.elem("IsTruncated", "false");
+            paging::list(&mut w, paging, "Users", &users, |w, (u, arn)| {
+                user_xml(w, "member", u, arn, None);
+            });
             w.close(&result);
         }
         A::ListGroups => {
-            let mut groups = state.list_groups(path_prefix(q)?)?;
+            let prefix = path_prefix(q)?;
+            let paging = Paging::from_query(q)?;
+            let mut groups = state.list_groups(prefix)?;
             groups.sort_by(|a, b| name_order(&a.name, &b.name));
             w.open(&result);
-            groups_list_xml(&mut w, state, &groups);
+            groups_list_xml(&mut w, state, paging, &groups);
             w.close(&result);
         }
         A::ListGroupsForUser => {
+            let paging = Paging::from_query(q)?;
             let groups = state.list_groups_for_user(required(q, "UserName")?)?;
             w.open(&result);
-            groups_list_xml(&mut w, state, &groups);
+            groups_list_xml(&mut w, state, paging, &groups);
             w.close(&result);
         }
         A::DeleteGroup => state.delete_group(required(q, "GroupName")?)?,
@@ -1116,15 +1182,11 @@ fn run(
             w.close(&result);
         }
         A::ListGroupPolicies => {
+            let paging = Paging::from_query(q)?;
             let names =
                 state.list_inline_policies(PrincipalKind::Group, required(q, "GroupName")?)?;
             w.open(&result);
-            w.open("PolicyNames");
-            for n in names {
-                w.elem("member", &n);
-            }
-            w.close("PolicyNames");
-            w.elem("IsTruncated", "false");
+            names_list_xml(&mut w, paging, "PolicyNames", &names);
             w.close(&result);
         }
         A::DeleteGroupPolicy => state.delete_inline_policy(
@@ -1160,14 +1222,12 @@ fn run(
             w.close(&result);
         }
         A::ListPolicyVersions => {
+            let paging = Paging::from_query(q)?;
             let versions = state.list_policy_versions(required(q, "PolicyArn")?)?;
             w.open(&result);
-            w.open("Versions");
-            for v in &versions {
-                version_xml(&mut w, "member", v, false);
-            }
-            w.close("Versions");
-            w.elem("IsTruncated", "false");
+            paging::list(&mut w, paging, "Versions", &versions, |w, v| {
+                version_xml(w, "member", v, false);
+            });
             w.close(&result);
         }
         A::DeletePolicyVersion => {

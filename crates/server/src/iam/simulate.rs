@@ -46,6 +46,7 @@ use keyhole_policy::{
     PolicyKind, Request, RequestPrincipal, StatementRef,
 };
 
+use super::paging::MAX_ITEMS;
 use super::{members, required};
 use crate::error::S3Error;
 use crate::s3::route::Query;
@@ -54,8 +55,6 @@ use crate::xml::XmlWriter;
 
 /// Most evaluations (actions × resources) one simulation may ask for.
 pub const MAX_SIMULATED_EVALUATIONS: usize = 1000;
-/// Largest `MaxItems` (AWS's bound for IAM paging).
-pub const MAX_ITEMS: usize = 1000;
 
 /// `InvalidInput` (400), the error AWS gives for malformed simulator input.
 fn invalid(message: impl Into<String>) -> S3Error {
