@@ -72,6 +72,8 @@ def test_recreating_a_bucket_needs_create_bucket(server, s3, bucket):
         "suffixed-s3alias",
         "sthree-prefixed",
         "object-lambda--ol-s3",
+        "dash-.dot",  # a hyphen next to a period (cloudtrail-s3-bucket-naming-requirements.html)
+        "dot.-dash",
     ],
 )
 def test_invalid_bucket_names(server, s3, name):

@@ -44,6 +44,14 @@ pub fn validate_bucket_name(name: &str) -> Result<(), StoreError> {
     if name.contains("..") {
         return Err(bad_bucket("must not contain two adjacent periods"));
     }
+    // Each period-separated label begins and ends with a letter or digit: "The bucket name
+    // cannot ... use dashes adjacent to periods"
+    // (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-s3-bucket-naming-requirements.html,
+    // the DNS-compliant rules; S3 refuses `foo-.bar` with InvalidBucketName, as ceph/s3-tests'
+    // `test_bucket_create_naming_dns_dash_dot` expects of it).
+    if name.contains("-.") || name.contains(".-") {
+        return Err(bad_bucket("must not have a hyphen next to a period"));
+    }
     let groups: Vec<&str> = name.split('.').collect();
     if groups.len() == 4
         && groups
@@ -173,6 +181,8 @@ mod tests {
             "a..b",
             "192.168.5.4",
             "xn--abc",
+            "foo-.bar",
+            "foo.-bar",
             "sthree-abc",
             "sthree-configurator",
             "amzn-s3-demo-bucket",
