@@ -353,6 +353,64 @@ def test_list_policies_filters_by_path_attachment_and_scope(server):
         iam.delete_policy(PolicyArn=a)
 
 
+def test_list_entities_for_policy(server, aws):
+    """ListEntitiesForPolicy names the groups, users and roles a managed policy is attached to,
+    and the users and roles it bounds, filtered by EntityFilter, PathPrefix and PolicyUsageFilter
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListEntitiesForPolicy.html)."""
+    iam = iam_client(server)
+    tag = uuid.uuid4().hex[:8]
+    doc = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]})
+    arn = iam.create_policy(PolicyName=f"ents-{tag}", PolicyDocument=doc)["Policy"]["Arn"]
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                        "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:root"}}]})
+    user_a = iam.create_user(UserName=f"ents-a-{tag}", Path="/team/")["User"]
+    user_b = iam.create_user(UserName=f"ents-b-{tag}")["User"]
+    group = iam.create_group(GroupName=f"ents-g-{tag}")["Group"]
+    role = iam.create_role(RoleName=f"ents-r-{tag}", AssumeRolePolicyDocument=trust)["Role"]
+    iam.attach_user_policy(UserName=user_a["UserName"], PolicyArn=arn)
+    iam.attach_group_policy(GroupName=group["GroupName"], PolicyArn=arn)
+    iam.attach_role_policy(RoleName=role["RoleName"], PolicyArn=arn)
+    iam.put_user_permissions_boundary(UserName=user_b["UserName"], PermissionsBoundary=arn)
+
+    got = iam.list_entities_for_policy(PolicyArn=arn)
+    assert [g["GroupName"] for g in got["PolicyGroups"]] == [group["GroupName"]]
+    assert got["PolicyGroups"][0]["GroupId"] == group["GroupId"]
+    assert [(u["UserName"], u["UserId"]) for u in got["PolicyUsers"]] == [
+        (user_a["UserName"], user_a["UserId"]), (user_b["UserName"], user_b["UserId"])]
+    assert [(r["RoleName"], r["RoleId"]) for r in got["PolicyRoles"]] == [(role["RoleName"], role["RoleId"])]
+    assert got["IsTruncated"] is False
+
+    only_users = iam.list_entities_for_policy(PolicyArn=arn, EntityFilter="User")
+    assert only_users["PolicyGroups"] == [] and only_users["PolicyRoles"] == [] and len(only_users["PolicyUsers"]) == 2
+    attached = iam.list_entities_for_policy(PolicyArn=arn, PolicyUsageFilter="PermissionsPolicy")
+    assert [u["UserName"] for u in attached["PolicyUsers"]] == [user_a["UserName"]]
+    bounded = iam.list_entities_for_policy(PolicyArn=arn, PolicyUsageFilter="PermissionsBoundary")
+    assert [u["UserName"] for u in bounded["PolicyUsers"]] == [user_b["UserName"]]
+    assert bounded["PolicyGroups"] == [] and bounded["PolicyRoles"] == []
+    pathed = iam.list_entities_for_policy(PolicyArn=arn, PathPrefix="/team/")
+    assert [u["UserName"] for u in pathed["PolicyUsers"]] == [user_a["UserName"]] and pathed["PolicyRoles"] == []
+    # Paged over the three lists together.
+    first = iam.list_entities_for_policy(PolicyArn=arn, MaxItems=2)
+    assert first["IsTruncated"] and len(first["PolicyGroups"] + first["PolicyUsers"] + first["PolicyRoles"]) == 2
+    rest = iam.list_entities_for_policy(PolicyArn=arn, Marker=first["Marker"])
+    assert len(rest["PolicyGroups"] + rest["PolicyUsers"] + rest["PolicyRoles"]) == 2 and not rest["IsTruncated"]
+    # aws-cli reads it too.
+    listed = json.loads(aws.ok("iam", "list-entities-for-policy", "--policy-arn", arn, "--entity-filter", "Role").stdout)
+    assert [r["RoleName"] for r in listed["PolicyRoles"]] == [role["RoleName"]]
+    with pytest.raises(ClientError) as e:
+        iam.list_entities_for_policy(PolicyArn=arn + "-missing")
+    assert error_code(e.value) == "NoSuchEntity"
+    with pytest.raises(ClientError) as e:
+        iam.list_entities_for_policy(PolicyArn=arn, PathPrefix="team")
+    assert error_code(e.value) == "ValidationError"
+    # Authorized on the policy's ARN like any IAM call.
+    denied_name, dak, dsk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:ListEntitiesForPolicy", "Resource": arn + "-other"}]})
+    with pytest.raises(ClientError) as e:
+        iam_client(server, dak, dsk).list_entities_for_policy(PolicyArn=arn)
+    assert error_code(e.value) == "AccessDenied"
+
+
 def test_iam_names_are_not_distinguished_by_case(server):
     """"Names are not distinguished by case" (API_CreateUser.html): `BOB` names the user `Bob`,
     for lookups, changes and deletion alike, and answers name the entity as stored; policies

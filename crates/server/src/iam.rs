@@ -88,7 +88,7 @@ iam_actions! {
     PutGroupPolicy, GetGroupPolicy, ListGroupPolicies, DeleteGroupPolicy,
     AttachGroupPolicy, DetachGroupPolicy, ListAttachedGroupPolicies,
     CreatePolicyVersion, GetPolicyVersion, ListPolicyVersions, DeletePolicyVersion,
-    SetDefaultPolicyVersion,
+    SetDefaultPolicyVersion, ListEntitiesForPolicy,
     SimulateCustomPolicy, SimulatePrincipalPolicy,
     GetContextKeysForCustomPolicy, GetContextKeysForPrincipalPolicy,
     CreateOpenIDConnectProvider, GetOpenIDConnectProvider, ListOpenIDConnectProviders,
@@ -210,6 +210,77 @@ fn path_prefix(q: &Query) -> Result<&str, S3Error> {
     Ok(p)
 }
 
+/// ListEntitiesForPolicy's answer
+/// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListEntitiesForPolicy.html):
+/// `EntityFilter` (User, Role, Group; LocalManagedPolicy and AWSManagedPolicy name no user,
+/// group or role, so they list nothing), `PathPrefix` on the entities' paths, `PolicyUsageFilter`
+/// (PermissionsPolicy: attached; PermissionsBoundary: used as a boundary; both when absent), and
+/// one page over the groups, users and roles together, in that order.
+fn entities_for_policy_xml(w: &mut XmlWriter, state: &State, q: &Query) -> Result<(), S3Error> {
+    let bad = |name: &str, value: &str, allowed: &str| {
+        S3Error::new(
+            "ValidationError",
+            StatusCode::BAD_REQUEST,
+            format!("{name} `{value}` is not one of {allowed}"),
+        )
+    };
+    let kinds: &[PrincipalKind] = match q.get("EntityFilter") {
+        None => &[
+            PrincipalKind::Group,
+            PrincipalKind::User,
+            PrincipalKind::Role,
+        ],
+        Some("User") => &[PrincipalKind::User],
+        Some("Role") => &[PrincipalKind::Role],
+        Some("Group") => &[PrincipalKind::Group],
+        Some("LocalManagedPolicy" | "AWSManagedPolicy") => &[],
+        Some(other) => {
+            return Err(bad(
+                "EntityFilter",
+                other,
+                "User, Role, Group, LocalManagedPolicy, AWSManagedPolicy",
+            ))
+        }
+    };
+    let (attached, boundary) = match q.get("PolicyUsageFilter") {
+        None => (true, true),
+        Some("PermissionsPolicy") => (true, false),
+        Some("PermissionsBoundary") => (false, true),
+        Some(other) => {
+            return Err(bad(
+                "PolicyUsageFilter",
+                other,
+                "PermissionsPolicy, PermissionsBoundary",
+            ))
+        }
+    };
+    let prefix = path_prefix(q)?;
+    let paging = Paging::from_query(q)?;
+    let mut entities = state.entities_for_policy(required(q, "PolicyArn")?)?;
+    entities.retain(|e| {
+        kinds.contains(&e.kind)
+            && e.path.starts_with(prefix)
+            && ((attached && e.attached) || (boundary && e.boundary))
+    });
+    let (page, next) = paging.page(&entities);
+    for (kind, container, name_el, id_el) in [
+        (PrincipalKind::Group, "PolicyGroups", "GroupName", "GroupId"),
+        (PrincipalKind::User, "PolicyUsers", "UserName", "UserId"),
+        (PrincipalKind::Role, "PolicyRoles", "RoleName", "RoleId"),
+    ] {
+        w.open(container);
+        for e in page.iter().filter(|e| e.kind == kind) {
+            w.open("member");
+            w.elem(name_el, &e.name);
+            w.elem(id_el, &e.id);
+            w.close("member");
+        }
+        w.close(container);
+    }
+    paging::truncation(w, next.as_deref());
+    Ok(())
+}
+
 /// The path of a managed policy named by its ARN (`arn:aws:iam::ACCOUNT:policy/PATH/NAME` gives
 /// `/PATH/`).
 fn policy_path(arn: &str) -> &str {
@@ -317,7 +388,8 @@ pub fn permission(
         | A::GetPolicyVersion
         | A::ListPolicyVersions
         | A::DeletePolicyVersion
-        | A::SetDefaultPolicyVersion => required(q, "PolicyArn")?.to_owned(),
+        | A::SetDefaultPolicyVersion
+        | A::ListEntitiesForPolicy => required(q, "PolicyArn")?.to_owned(),
         // The group's ARN (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html):
         // AddUserToGroup and RemoveUserFromGroup are about the group, not the user.
         A::CreateGroup => format!(
@@ -1228,6 +1300,11 @@ fn run(
             paging::list(&mut w, paging, "Versions", &versions, |w, v| {
                 version_xml(w, "member", v, false);
             });
+            w.close(&result);
+        }
+        A::ListEntitiesForPolicy => {
+            w.open(&result);
+            entities_for_policy_xml(&mut w, state, q)?;
             w.close(&result);
         }
         A::DeletePolicyVersion => {

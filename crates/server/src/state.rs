@@ -210,6 +210,23 @@ pub struct ManagedPolicyRecord {
     pub boundary_uses: usize,
 }
 
+/// A user, group or role that uses a managed policy (ListEntitiesForPolicy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyEntity {
+    /// User, group or role.
+    pub kind: PrincipalKind,
+    /// Its name.
+    pub name: String,
+    /// Its unique id (`AIDA...`, `AGPA...`, `AROA...`).
+    pub id: String,
+    /// Its path.
+    pub path: String,
+    /// The policy is attached to it (a permissions policy).
+    pub attached: bool,
+    /// The policy is its permissions boundary.
+    pub boundary: bool,
+}
+
 /// One version of a managed policy
 /// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_PolicyVersion.html).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1342,6 +1359,71 @@ impl State {
             .ok_or_else(|| StateError::NoSuchEntity(format!("Policy {arn} was not found.")))
     }
 
+    /// ListEntitiesForPolicy: the groups, users and roles (in that order, each by name) a managed
+    /// policy is attached to or is the permissions boundary of
+    /// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListEntitiesForPolicy.html).
+    pub fn entities_for_policy(&self, arn: &str) -> Result<Vec<PolicyEntity>, StateError> {
+        let policy = self.get_policy(arn)?;
+        self.with_db(|db| {
+            let mut out: Vec<PolicyEntity> = Vec::new();
+            for (kind, table) in [
+                (PrincipalKind::Group, "iam_groups"),
+                (PrincipalKind::User, "users"),
+                (PrincipalKind::Role, "roles"),
+            ] {
+                let k = kind.word();
+                let attached = db.query_map(
+                    &format!(
+                        "SELECT e.name, e.id, e.path FROM {table} e JOIN {k}_attachments a ON a.{k}_name = e.name WHERE a.policy_name = ?1"
+                    ),
+                    params![policy.name],
+                    |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<String>(2)?)),
+                )?;
+                // Groups have no permissions boundary.
+                let bounded = if kind == PrincipalKind::Group {
+                    Vec::new()
+                } else {
+                    db.query_map(
+                        &format!(
+                            "SELECT e.name, e.id, e.path FROM {table} e JOIN permissions_boundaries b ON b.kind = ?2 AND b.name = e.name WHERE b.policy_name = ?1"
+                        ),
+                        params![policy.name, k],
+                        |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<String>(2)?)),
+                    )?
+                };
+                let mut of_kind: Vec<PolicyEntity> = Vec::new();
+                for (rows, as_boundary) in [(attached, false), (bounded, true)] {
+                    for (name, id, path) in rows {
+                        let entity = match of_kind.iter_mut().find(|e| e.name == name) {
+                            Some(e) => e,
+                            None => {
+                                of_kind.push(PolicyEntity {
+                                    kind,
+                                    name,
+                                    id,
+                                    path,
+                                    attached: false,
+                                    boundary: false,
+                                });
+                                of_kind.last_mut().ok_or_else(|| {
+                                    StateError::Engine("an entity just listed is gone".into())
+                                })?
+                            }
+                        };
+                        if as_boundary {
+                            entity.boundary = true;
+                        } else {
+                            entity.attached = true;
+                        }
+                    }
+                }
+                of_kind.sort_by(|a, b| a.name.cmp(&b.name));
+                out.extend(of_kind);
+            }
+            Ok(out)
+        })
+    }
+
     /// ListPolicies (this account's, sorted by name).
     pub fn list_policies(&self) -> Result<Vec<ManagedPolicyRecord>, StateError> {
         self.with_db(|db| {
@@ -2308,6 +2390,42 @@ mod tests {
         assert!(snap.users["erin"].tags.is_empty());
         assert!(snap.users["erin"].boundary.is_none());
         assert_eq!(s.get_policy(&s.policy_arn(&p)).unwrap().attachments, 0);
+    }
+
+    #[test]
+    fn entities_for_policy_lists_attachments_and_boundaries_once_each() {
+        let (_d, s) = open();
+        s.create_user("zed", "/").unwrap();
+        s.create_user("amy", "/x/").unwrap();
+        s.create_group("ops", "/").unwrap();
+        let p = s.create_policy("P", "/", "", READ).unwrap();
+        let arn = s.policy_arn(&p);
+        s.attach_policy(PrincipalKind::User, "zed", &arn).unwrap();
+        s.set_boundary(PrincipalKind::User, "zed", Some(&arn))
+            .unwrap();
+        s.set_boundary(PrincipalKind::User, "amy", Some(&arn))
+            .unwrap();
+        s.attach_policy(PrincipalKind::Group, "ops", &arn).unwrap();
+        let got: Vec<(PrincipalKind, String, bool, bool)> = s
+            .entities_for_policy(&arn)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind, e.name, e.attached, e.boundary))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (PrincipalKind::Group, "ops".into(), true, false),
+                (PrincipalKind::User, "amy".into(), false, true),
+                (PrincipalKind::User, "zed".into(), true, true),
+            ]
+        );
+        assert_eq!(
+            s.entities_for_policy(&format!("{arn}x"))
+                .unwrap_err()
+                .code(),
+            "NoSuchEntity"
+        );
     }
 
     #[test]
