@@ -19,7 +19,7 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import REGION, make_client, remember_secrets, sign, status_from
+from e2e_helpers import REGION, AwsCli, make_client, remember_secrets, sign, status_from
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "test-data" / "policies"
 
@@ -408,6 +408,77 @@ def test_list_entities_for_policy(server, aws):
         {"Effect": "Allow", "Action": "iam:ListEntitiesForPolicy", "Resource": arn + "-other"}]})
     with pytest.raises(ClientError) as e:
         iam_client(server, dak, dsk).list_entities_for_policy(PolicyArn=arn)
+    assert error_code(e.value) == "AccessDenied"
+
+
+def test_get_account_authorization_details(fresh_server_factory):
+    """GetAccountAuthorizationDetails: every user, group, role and managed policy with the
+    policies that apply to it, filtered by `Filter` and paged
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccountAuthorizationDetails.html)."""
+    kp = fresh_server_factory()
+    root_ak, root_sk = kp.credentials()
+    iam = boto3.session.Session().client(
+        "iam", endpoint_url=kp.endpoint, aws_access_key_id=root_ak, aws_secret_access_key=root_sk,
+        region_name=REGION, config=botocore.config.Config(retries={"max_attempts": 1}))
+    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}]}
+    doc2 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"AWS": f"arn:aws:iam::{kp.account_id()}:root"}}]}
+    pol = iam.create_policy(PolicyName="mp", Path="/p/", PolicyDocument=json.dumps(doc))["Policy"]
+    iam.create_policy_version(PolicyArn=pol["Arn"], PolicyDocument=json.dumps(doc2), SetAsDefault=True)
+    user = iam.create_user(UserName="alice", Path="/eng/", Tags=[{"Key": "team", "Value": "ml"}])["User"]
+    iam.put_user_policy(UserName="alice", PolicyName="inline", PolicyDocument=json.dumps(doc))
+    iam.attach_user_policy(UserName="alice", PolicyArn=pol["Arn"])
+    iam.put_user_permissions_boundary(UserName="alice", PermissionsBoundary=pol["Arn"])
+    iam.create_group(GroupName="devs")
+    iam.add_user_to_group(GroupName="devs", UserName="alice")
+    iam.put_group_policy(GroupName="devs", PolicyName="g-inline", PolicyDocument=json.dumps(doc))
+    role = iam.create_role(RoleName="trainer", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    iam.attach_role_policy(RoleName="trainer", PolicyArn=pol["Arn"])
+
+    got = iam.get_account_authorization_details()
+    assert got["IsTruncated"] is False
+    users = {u["UserName"]: u for u in got["UserDetailList"]}
+    alice = users["alice"]
+    assert alice["UserId"] == user["UserId"] and alice["Arn"] == user["Arn"] and alice["Path"] == "/eng/"
+    assert alice["UserPolicyList"] == [{"PolicyName": "inline", "PolicyDocument": doc}]
+    assert alice["GroupList"] == ["devs"]
+    assert alice["AttachedManagedPolicies"] == [{"PolicyName": "mp", "PolicyArn": pol["Arn"]}]
+    assert alice["PermissionsBoundary"]["PermissionsBoundaryArn"] == pol["Arn"]
+    assert alice["Tags"] == [{"Key": "team", "Value": "ml"}]
+    [devs] = got["GroupDetailList"]
+    assert devs["GroupName"] == "devs" and devs["GroupPolicyList"] == [{"PolicyName": "g-inline", "PolicyDocument": doc}]
+    trainer = {r["RoleName"]: r for r in got["RoleDetailList"]}["trainer"]
+    assert trainer["RoleId"] == role["RoleId"] and trainer["AssumeRolePolicyDocument"] == trust
+    assert trainer["AttachedManagedPolicies"] == [{"PolicyName": "mp", "PolicyArn": pol["Arn"]}]
+    assert trainer["InstanceProfileList"] == [] and trainer["RolePolicyList"] == []
+    [mp] = [p for p in got["Policies"] if p["Arn"] == pol["Arn"]]
+    assert mp["DefaultVersionId"] == "v2" and mp["AttachmentCount"] == 2 and mp["PermissionsBoundaryUsageCount"] == 1
+    versions = {v["VersionId"]: v for v in mp["PolicyVersionList"]}
+    assert versions["v2"]["IsDefaultVersion"] and versions["v2"]["Document"] == doc2
+    assert versions["v1"]["Document"] == doc and not versions["v1"]["IsDefaultVersion"]
+
+    only_roles = iam.get_account_authorization_details(Filter=["Role"])
+    assert only_roles["UserDetailList"] == [] and only_roles["Policies"] == [] and only_roles["RoleDetailList"]
+    assert iam.get_account_authorization_details(Filter=["AWSManagedPolicy"])["Policies"] == []
+    # Paged over the four lists: boto3's paginator and aws-cli put the pages back together.
+    first = iam.get_account_authorization_details(MaxItems=1)
+    assert first["IsTruncated"] and first["Marker"]
+    assert len(first["UserDetailList"] + first["GroupDetailList"] + first["RoleDetailList"] + first["Policies"]) == 1
+    names = []
+    for page in iam.get_paginator("get_account_authorization_details").paginate(PaginationConfig={"PageSize": 1}):
+        names += [u["UserName"] for u in page["UserDetailList"]] + [r["RoleName"] for r in page["RoleDetailList"]]
+    assert "alice" in names and "trainer" in names
+    cli = json.loads(AwsCli(kp.endpoint, kp.creds_path).ok("iam", "get-account-authorization-details", "--filter", "User").stdout)
+    assert [u["UserName"] for u in cli["UserDetailList"]] == sorted(users)
+    # A user without iam:GetAccountAuthorizationDetails is refused.
+    name, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:ListUsers", "Resource": "*"}]})
+    other = boto3.session.Session().client(
+        "iam", endpoint_url=kp.endpoint, aws_access_key_id=ak, aws_secret_access_key=sk, region_name=REGION,
+        config=botocore.config.Config(retries={"max_attempts": 1}))
+    with pytest.raises(ClientError) as e:
+        other.get_account_authorization_details()
     assert error_code(e.value) == "AccessDenied"
 
 

@@ -10,6 +10,7 @@
 //!
 //! Actions not listed in [`IamAction`] answer `501 NotImplemented`; none succeeds wrongly.
 
+mod details;
 mod keys;
 mod paging;
 mod simulate;
@@ -96,6 +97,7 @@ iam_actions! {
     RemoveClientIDFromOpenIDConnectProvider, UpdateOpenIDConnectProviderThumbprint,
     TagOpenIDConnectProvider, UntagOpenIDConnectProvider, ListOpenIDConnectProviderTags,
     GetAccessKeyLastUsed, GenerateCredentialReport, GetCredentialReport,
+    GetAccountAuthorizationDetails,
 }
 
 impl IamAction {
@@ -431,7 +433,11 @@ pub fn permission(
             required(q, "RoleName")?
         ),
         // Listing everything has no resource type in AWS's authorization reference: `*`.
-        A::ListUsers | A::ListPolicies | A::ListRoles | A::ListGroups => "*".to_owned(),
+        A::ListUsers
+        | A::ListPolicies
+        | A::ListRoles
+        | A::ListGroups
+        | A::GetAccountAuthorizationDetails => "*".to_owned(),
         // The simulator reads the policies of the user, group or role it is asked about: its
         // ARN is the resource; custom simulations read only the request, `*`
         // (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html).
@@ -1300,6 +1306,11 @@ fn run(
             paging::list(&mut w, paging, "Versions", &versions, |w, v| {
                 version_xml(w, "member", v, false);
             });
+            w.close(&result);
+        }
+        A::GetAccountAuthorizationDetails => {
+            w.open(&result);
+            details::write(&mut w, state, q)?;
             w.close(&result);
         }
         A::ListEntitiesForPolicy => {
