@@ -444,6 +444,47 @@ def test_no_secret_reaches_the_trail_from_hostile_requests(fresh_server_factory)
     assert not findings, "\n".join(findings)
 
 
+def test_a_request_head_the_gateway_cannot_read_is_recorded(fresh_server_factory, tmp_path):
+    """The HTTP layer answers a head it cannot parse (400) or one far over the 32 KiB bound (431)
+    before any routing; the trail records those answers too (AUDIT.md), and still verifies. A
+    head over the bound that the HTTP layer did read whole is refused by the gateway (431,
+    RequestHeaderSectionTooLarge), exactly at the bound."""
+    import socket
+
+    kp = fresh_server_factory()
+
+    def send(raw: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", kp.port), timeout=10) as s:
+            s.sendall(raw)
+            return s.recv(300)
+
+    def head(pad: int) -> bytes:
+        return b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * pad + b"\r\n\r\n"
+
+    assert send(b"GET /not a uri HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert send(head(200_000)).startswith(b"HTTP/1.1 431")
+    events = wait_for_events(kp.data_dir, lambda ev: {e.get("httpStatus") for e in ev} >= {400, 431})
+    refused = [e for e in events if e.get("httpStatus") in (400, 431)]
+    assert len(refused) == 2, refused
+    for e in refused:
+        assert e["eventName"] == "Unknown" and e["userIdentity"]["type"] == "Unknown", e
+        assert e["sourceIPAddress"] == "127.0.0.1" and e["stage"] == "completed", e
+        assert "decision" not in e and e["errorMessage"].startswith("the HTTP request could not be read"), e
+        assert re.fullmatch(r"[0-9A-F]{16}", e["requestID"]), e
+    # Read whole by the HTTP layer, yet over the bound: refused by the gateway, and recorded.
+    base = len(head(0))
+    at_bound = head(32 * 1024 - base)
+    assert len(at_bound) == 32 * 1024
+    assert not send(at_bound).startswith(b"HTTP/1.1 431")
+    over = send(head(32 * 1024 - base + 1))
+    assert over.startswith(b"HTTP/1.1 431") and b"RequestHeaderSectionTooLarge" in over, over
+    wait_for_events(kp.data_dir, lambda ev: any(e.get("errorCode") == "RequestHeaderSectionTooLarge" for e in ev))
+    fp = fingerprint(kp)
+    assert kp.stop() == 0
+    checked = verify(kp.data_dir, fp)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_retention_ignores_file_times(fresh_server_factory, tmp_path):
     """Issue 20, attack 5: backdated files (`touch -d '10 days ago'`) are not old: retention goes
     by the event times signed in the digests, never by mtimes. (Retention of really old events,

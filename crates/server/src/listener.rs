@@ -882,7 +882,7 @@ impl Task {
                     state: self.state.clone(),
                 };
                 let conn = http.serve_connection(TokioIo::new(io), service);
-                self.drive(conn).await;
+                self.drive(conn, false).await;
             }
             Some(acceptor) => {
                 let handshake = crate::tls::accept(&acceptor, stream, self.peer);
@@ -903,7 +903,7 @@ impl Task {
                     state: self.state.clone(),
                 };
                 let conn = http.serve_connection(TokioIo::new(io), service);
-                self.drive(conn).await;
+                self.drive(conn, true).await;
             }
         }
     }
@@ -926,8 +926,9 @@ impl Task {
         }
     }
 
-    /// Runs the HTTP connection until it ends or a limit closes it.
-    async fn drive<C>(&mut self, conn: C)
+    /// Runs the HTTP connection until it ends or a limit closes it. `tls`: for the audit record
+    /// of a request head the HTTP layer refuses.
+    async fn drive<C>(&mut self, conn: C, tls: bool)
     where
         C: GracefulConnection,
     {
@@ -963,6 +964,7 @@ impl Task {
                 ended = conn.as_mut() => {
                     if let Err(e) = ended {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
+                        self.record_refused_head(&e, tls);
                     }
                     return;
                 }
@@ -993,6 +995,40 @@ impl Task {
                 }
             }
         }
+    }
+}
+
+impl Task {
+    /// A request head the HTTP layer could not read was answered by hyper itself (400, 414 or
+    /// 431) and never reached the pipeline: it is recorded here, so the trail holds every request
+    /// the gateway answered (AUDIT.md, "Requests the gateway cannot read").
+    fn record_refused_head(&self, e: &hyper::Error, tls: bool) {
+        // The statuses of hyper's automatic answers (`Server::on_error`): a head too large is
+        // 431, a URI too long 414 (both `is_parse_too_large`), any other parse error 400. An
+        // HTTP/2 preface is closed without an answer and is not a request.
+        let reason = e.to_string();
+        let status = if e.is_parse_too_large() {
+            if reason.contains("URI too long") {
+                414
+            } else {
+                431
+            }
+        } else if e.is_parse() && !e.is_parse_version_h2() {
+            400
+        } else {
+            return;
+        };
+        let head = self.state.head_since.load(Ordering::Acquire);
+        let started = if head == NONE {
+            Instant::now()
+        } else {
+            self.state.at(head)
+        }
+        .into_std();
+        let event = crate::pipeline::unparsed_request_event(
+            &self.gw, self.peer, tls, started, status, &reason,
+        );
+        self.gw.audit.record_detached(event);
     }
 }
 

@@ -206,6 +206,44 @@ struct EventBase {
     user_agent: Option<String>,
 }
 
+/// The record of a request the HTTP layer refused before keyhole saw it: a head it could not
+/// parse (400), one too large (431) or a URI too long (414), answered by hyper itself and never
+/// routed. The record has what is known: the time, the peer, the status and hyper's reason; its
+/// request id is made here (the automatic answer carries none), its operation is `Unknown` and
+/// its caller `Unknown`, with no decision (refused before authorization). `started` is when the
+/// connection began waiting for this head.
+pub(crate) fn unparsed_request_event(
+    gw: &Gateway,
+    peer: SocketAddr,
+    tls: bool,
+    started: Instant,
+    status: u16,
+    reason: &str,
+) -> AuditEvent {
+    let base = EventBase {
+        started,
+        event_time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        request_id: new_request_id(),
+        source_ip: peer.ip(),
+        source_ip_text: peer.ip().to_string(),
+        tls,
+        user_agent: None,
+    };
+    let trace = Trace::new(
+        "s3",
+        "s3.amazonaws.com",
+        "Unknown",
+        UserIdentity {
+            kind: "Unknown".into(),
+            ..UserIdentity::default()
+        },
+    );
+    let mut event = trace.into_event(gw, &base, Stage::Completed);
+    event.http_status = Some(status);
+    event.error_message = Some(format!("the HTTP request could not be read: {reason}"));
+    event
+}
+
 fn identity_of(principal: &Principal, account_id: &str) -> UserIdentity {
     let principal_id = principal.unique_id(account_id);
     match principal {
@@ -510,6 +548,19 @@ async fn handle_stages(
 }
 
 /// The route stage: which API the request is for, and how its errors are spelt.
+/// The bytes of a request's head as sent: the request line and each `name: value` line.
+fn head_size(parts: &http::request::Parts) -> usize {
+    let uri = parts.uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + parts
+            .uri
+            .authority()
+            .map_or(0, |a| a.as_str().len() + "http://".len());
+    let line = parts.method.as_str().len() + 1 + uri + " HTTP/1.1\r\n".len();
+    parts.headers.iter().fold(line + 2, |n, (name, value)| {
+        n + name.as_str().len() + value.len() + 4
+    })
+}
+
 fn route(
     parts: &http::request::Parts,
     parsed: Option<Parsed>,
@@ -517,6 +568,19 @@ fn route(
     trace: &mut Trace,
     format: &mut ErrorFormat,
 ) -> Result<Route, S3Error> {
+    // The HTTP layer refuses a head still incomplete at this size, but one that arrived whole in
+    // a single read may be up to about twice it; the bound is made exact here.
+    let head = head_size(parts);
+    if head > crate::listener::MAX_HEAD_BYTES {
+        return Err(S3Error::new(
+            "RequestHeaderSectionTooLarge",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the request line and headers take {head} bytes; at most {} are accepted",
+                crate::listener::MAX_HEAD_BYTES
+            ),
+        ));
+    }
     let path = parts.uri.path();
     let unsigned_endpoint = (path == "/metrics" || path == crate::jobs::CREDENTIALS_PATH)
         && parts.method == Method::GET;
