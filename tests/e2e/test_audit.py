@@ -485,6 +485,28 @@ def test_a_request_head_the_gateway_cannot_read_is_recorded(fresh_server_factory
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT])
+def test_hangup_and_quit_stop_the_gateway_cleanly(fresh_server_factory, sig):
+    """SIGHUP (the terminal went away) and SIGQUIT (nginx's graceful stop) stop the gateway as
+    SIGTERM does: exit 0, a stop digest, and no `gap:` in verify after the restart. SIGUSR1 is
+    ignored (it used to kill the gateway with no stop digest)."""
+    kp = fresh_server_factory()
+    srv = target(kp)
+    assert signed_request(srv, "PUT", "/sig-bucket").status == 200
+    kp.proc.send_signal(signal.SIGUSR1)
+    time.sleep(0.3)
+    assert kp.proc.poll() is None, kp.logs()
+    assert signed_request(srv, "PUT", "/sig-bucket/k", body=b"x").status == 200
+    kp.proc.send_signal(sig)
+    assert kp.proc.wait(timeout=20) == 0, kp.logs()
+    kp.start()
+    assert signed_request(srv, "GET", "/sig-bucket/k").status == 200
+    assert kp.stop() == 0
+    r = verify(kp.data_dir, fingerprint(kp))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "gap: " not in r.stdout, r.stdout
+
+
 def test_retention_ignores_file_times(fresh_server_factory, tmp_path):
     """Issue 20, attack 5: backdated files (`touch -d '10 days ago'`) are not old: retention goes
     by the event times signed in the digests, never by mtimes. (Retention of really old events,

@@ -1,5 +1,5 @@
 //! `keyhole serve`: load the configuration, open the gateway, print how to reach it, and serve
-//! until SIGINT or SIGTERM.
+//! until SIGINT, SIGTERM, SIGHUP or SIGQUIT.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -289,10 +289,13 @@ fn banner(gateway: &keyhole_server::Gateway, local: std::net::SocketAddr) -> Str
     )
 }
 
-/// Resolves on SIGINT or SIGTERM. The handlers are installed by this call, not when the future
-/// is first polled: it is called before the banner is printed, so a supervisor that stops the
-/// gateway as soon as it has announced itself gets a clean stop (a signal arriving before the
-/// handlers would kill the process with no stop digest).
+/// Resolves on SIGINT, SIGTERM, SIGHUP or SIGQUIT: each stops the gateway cleanly (a hangup of
+/// the terminal it runs in, or a `kill -QUIT` meant as nginx's graceful stop, used to end it with
+/// the signal's default action, a crash as the trail records it). SIGUSR1 and SIGUSR2 mean
+/// nothing to keyhole and are logged and ignored rather than killing it. The handlers are
+/// installed by this call, not when the future is first polled: it is called before the banner
+/// is printed, so a supervisor that stops the gateway as soon as it has announced itself gets a
+/// clean stop (a signal arriving before the handlers would kill the process with no stop digest).
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
@@ -306,6 +309,10 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
         };
         let mut int = listen(SignalKind::interrupt(), "SIGINT");
         let mut term = listen(SignalKind::terminate(), "SIGTERM");
+        let mut hup = listen(SignalKind::hangup(), "SIGHUP");
+        let mut quit = listen(SignalKind::quit(), "SIGQUIT");
+        let mut usr1 = listen(SignalKind::user_defined1(), "SIGUSR1");
+        let mut usr2 = listen(SignalKind::user_defined2(), "SIGUSR2");
         async move {
             /// The next signal of `s`, never when it could not be listened for.
             async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
@@ -316,9 +323,19 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
                     None => std::future::pending::<()>().await,
                 }
             }
-            tokio::select! {
-                () = next(int.as_mut()) => tracing::info!("SIGINT received"),
-                () = next(term.as_mut()) => tracing::info!("SIGTERM received"),
+            loop {
+                tokio::select! {
+                    () = next(int.as_mut()) => return tracing::info!("SIGINT received"),
+                    () = next(term.as_mut()) => return tracing::info!("SIGTERM received"),
+                    () = next(hup.as_mut()) => return tracing::info!("SIGHUP received"),
+                    () = next(quit.as_mut()) => return tracing::info!("SIGQUIT received"),
+                    () = next(usr1.as_mut()) => {
+                        tracing::warn!("SIGUSR1 received and ignored: keyhole gives it no meaning (SIGTERM stops it)");
+                    }
+                    () = next(usr2.as_mut()) => {
+                        tracing::warn!("SIGUSR2 received and ignored: keyhole gives it no meaning (SIGTERM stops it)");
+                    }
+                }
             }
         }
     }
