@@ -732,6 +732,25 @@ def test_tag_keys_of_a_user_differ_not_by_case(server, s3):
     assert iam.list_user_tags(UserName=name)["Tags"] == [{"Key": "team", "Value": "web"}]
     iam.untag_user(UserName=name, TagKeys=["TEAM"])
     assert iam.list_user_tags(UserName=name)["Tags"] == []
+    # Review 29, F1: case is folded as conditions fold it (ASCII only). A key with the Kelvin
+    # sign (U+212A, which Unicode lowercases to `k`) is another tag: it cannot replace or remove
+    # `risk`, which a Deny on aws:TagKeys protects from the user itself.
+    iam.tag_user(UserName=name, Tags=[{"Key": "risk", "Value": "high"}])
+    iam.put_user_policy(UserName=name, PolicyName="self-tag", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["iam:TagUser", "iam:UntagUser", "iam:ListUserTags"],
+             "Resource": f"arn:aws:iam::{server.account_id}:user/{name}"},
+            {"Effect": "Deny", "Action": ["iam:TagUser", "iam:UntagUser"], "Resource": "*",
+             "Condition": {"ForAnyValue:StringEqualsIgnoreCase": {"aws:TagKeys": ["risk"]}}}]}))
+    self_iam = iam_client(server, ak, sk)
+    for call in (lambda: self_iam.tag_user(UserName=name, Tags=[{"Key": "RISK", "Value": "low"}]),
+                 lambda: self_iam.untag_user(UserName=name, TagKeys=["Risk"])):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert error_code(e.value) == "AccessDenied"
+    self_iam.tag_user(UserName=name, Tags=[{"Key": "ris\u212a", "Value": "low"}])
+    self_iam.untag_user(UserName=name, TagKeys=["ris\u212a"])
+    assert iam.list_user_tags(UserName=name)["Tags"] == [{"Key": "risk", "Value": "high"}]
     role = f"case-{uuid.uuid4().hex[:8]}"
     trust = {"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:root"}}]}

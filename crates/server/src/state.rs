@@ -499,9 +499,14 @@ pub fn validate_principal_tags(tags: &[(String, String)]) -> Result<(), StateErr
 }
 
 /// Whether two tag keys of a user or role name the same tag (IAM compares them without case;
-/// see [`validate_principal_tags`]).
+/// see [`validate_principal_tags`]). Case is folded for ASCII letters only, exactly as policy
+/// conditions fold condition key names (`aws:PrincipalTag/KEY`, `aws:TagKeys` with
+/// `...IgnoreCase`): a fuller Unicode fold here made the Kelvin sign `K` (U+212A) the same tag
+/// as `k` while no condition saw it as one, so `ris\u{212a}` replaced a `risk` tag that a Deny on
+/// `aws:TagKeys` protected (review 29, F1). The store and the conditions must agree on what one
+/// key is.
 pub fn same_tag_key(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
+    a.eq_ignore_ascii_case(b)
 }
 
 /// Parses and compiles a policy for identity use; the error says what is wrong and where.
@@ -2373,6 +2378,18 @@ mod tests {
         s.untag(PrincipalKind::User, "fay", &["DEPARTMENT".into()])
             .unwrap();
         assert!(s.list_tags(PrincipalKind::User, "fay").unwrap().is_empty());
+        // Case is folded as conditions fold it, ASCII only: the Kelvin sign (U+212A) is not `k`,
+        // so `ris\u{212a}` neither replaces nor removes `risk` (review 29, F1).
+        s.tag(PrincipalKind::User, "fay", &[tag("risk", "high")])
+            .unwrap();
+        s.tag(PrincipalKind::User, "fay", &[tag("ris\u{212a}", "low")])
+            .unwrap();
+        s.untag(PrincipalKind::User, "fay", &["ris\u{212a}".into()])
+            .unwrap();
+        assert_eq!(
+            s.list_tags(PrincipalKind::User, "fay").unwrap(),
+            vec![tag("risk", "high")]
+        );
     }
 
     #[test]
