@@ -246,6 +246,28 @@ def test_list_users_and_roles_honour_path_prefix_in_name_order(server):
     assert error_code(e.value) == "ValidationError"
 
 
+def test_get_and_create_answer_the_principal_s_tags(server):
+    """CreateUser, GetUser, CreateRole and GetRole answer the entity's `Tags` (API_User.html,
+    API_Role.html); the lists do not ("this operation does not return tags",
+    API_ListUsers.html). Review 29, F2."""
+    iam = iam_client(server)
+    name = f"tagged-{uuid.uuid4().hex[:8]}"
+    tags = [{"Key": "team", "Value": "ml"}]
+    assert iam.create_user(UserName=name, Tags=tags)["User"]["Tags"] == tags
+    assert iam.get_user(UserName=name)["User"]["Tags"] == tags
+    listed = [u for p in iam.get_paginator("list_users").paginate() for u in p["Users"] if u["UserName"] == name]
+    assert listed and "Tags" not in listed[0]
+    plain = f"untagged-{uuid.uuid4().hex[:8]}"
+    assert "Tags" not in iam.create_user(UserName=plain)["User"]
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                        "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:root"}}]})
+    assert iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust, Tags=tags)["Role"]["Tags"] == tags
+    assert iam.get_role(RoleName=name)["Role"]["Tags"] == tags
+    iam.delete_role(RoleName=name)
+    for n in (name, plain):
+        iam.delete_user(UserName=n)
+
+
 def test_lists_are_paged_by_max_items_and_marker(server, aws):
     """IAM list paging (https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListUsers.html):
     `MaxItems` bounds a page, `IsTruncated` and `Marker` say where the next starts; without

@@ -528,12 +528,15 @@ fn xml_date(rfc3339: &str) -> String {
         .unwrap_or_else(|_| rfc3339.to_owned())
 }
 
+/// A user as CreateUser, GetUser and the lists show it; `tags` only for CreateUser and GetUser
+/// (lists "do not return tags", API_ListUsers.html).
 fn user_xml(
     w: &mut XmlWriter,
     el: &str,
     u: &crate::state::UserRecord,
     arn: &str,
     boundary: Option<&str>,
+    tags: &[(String, String)],
 ) {
     w.open(el);
     w.elem("Path", &u.path);
@@ -542,7 +545,15 @@ fn user_xml(
     w.elem("Arn", arn);
     w.elem("CreateDate", &xml_date(&u.created));
     boundary_xml(w, boundary);
+    optional_tags_xml(w, tags);
     w.close(el);
+}
+
+/// `Tags` of a user or role (API_User.html, API_Role.html), left out when there are none.
+fn optional_tags_xml(w: &mut XmlWriter, tags: &[(String, String)]) {
+    if !tags.is_empty() {
+        tags_xml(w, tags);
+    }
 }
 
 /// `PermissionsBoundary` of a user or role
@@ -563,10 +574,16 @@ fn role_xml(
     state: &State,
     el: &str,
     r: &crate::state::RoleRecord,
+    with_tags: bool,
 ) -> Result<(), S3Error> {
     let arn = state.role_arn(r);
     let trust = state.displayed_trust_policy(r)?;
     let boundary = state.boundary_arn(PrincipalKind::Role, &r.name)?;
+    let tags = if with_tags {
+        state.list_tags(PrincipalKind::Role, &r.name)?
+    } else {
+        Vec::new()
+    };
     w.open(el);
     w.elem("Path", &r.path);
     w.elem("RoleName", &r.name);
@@ -579,6 +596,7 @@ fn role_xml(
     }
     w.elem("MaxSessionDuration", &r.max_session_secs.to_string());
     boundary_xml(w, boundary.as_deref());
+    optional_tags_xml(w, &tags);
     w.close(el);
     Ok(())
 }
@@ -727,8 +745,9 @@ fn run(
             )?;
             elements =
                 Some(serde_json::json!({"user": {"userName": u.name, "userId": u.id, "arn": arn}}));
+            let tags = state.list_tags(PrincipalKind::User, &u.name)?;
             w.open(&result);
-            user_xml(&mut w, "User", &u, &arn, boundary);
+            user_xml(&mut w, "User", &u, &arn, boundary, &tags);
             w.close(&result);
         }
         // GetUser without `UserName` "defaults to the user making the request"
@@ -751,8 +770,9 @@ fn run(
         A::GetUser => {
             let (u, arn) = state.get_user(&target_user(q, principal)?)?;
             let boundary = state.boundary_arn(PrincipalKind::User, &u.name)?;
+            let tags = state.list_tags(PrincipalKind::User, &u.name)?;
             w.open(&result);
-            user_xml(&mut w, "User", &u, &arn, boundary.as_deref());
+            user_xml(&mut w, "User", &u, &arn, boundary.as_deref(), &tags);
             w.close(&result);
         }
         A::ListUsers => {
@@ -764,7 +784,7 @@ fn run(
             w.open(&result);
             paging::try_list(&mut w, paging, "Users", &users, |w, (u, arn)| {
                 let boundary = state.boundary_arn(PrincipalKind::User, &u.name)?;
-                user_xml(w, "member", u, arn, boundary.as_deref());
+                user_xml(w, "member", u, arn, boundary.as_deref(), &[]);
                 Ok::<_, StateError>(())
             })?;
             w.close(&result);
@@ -951,13 +971,13 @@ fn run(
             elements = Some(serde_json::json!({"role": {
                 "roleName": r.name, "roleId": r.id, "arn": state.role_arn(&r)}}));
             w.open(&result);
-            role_xml(&mut w, state, "Role", &r)?;
+            role_xml(&mut w, state, "Role", &r, true)?;
             w.close(&result);
         }
         A::GetRole => {
             let r = state.get_role(required(q, "RoleName")?)?;
             w.open(&result);
-            role_xml(&mut w, state, "Role", &r)?;
+            role_xml(&mut w, state, "Role", &r, true)?;
             w.close(&result);
         }
         A::ListRoles => {
@@ -968,7 +988,7 @@ fn run(
             roles.sort_by(|a, b| name_order(&a.name, &b.name));
             w.open(&result);
             paging::try_list(&mut w, paging, "Roles", &roles, |w, r| {
-                role_xml(w, state, "member", r)
+                role_xml(w, state, "member", r, false)
             })?;
             w.close(&result);
         }
@@ -1217,7 +1237,7 @@ fn run(
             w.open(&result);
             group_xml(&mut w, "Group", &g, &state.group_arn(&g));
             paging::list(&mut w, paging, "Users", &users, |w, (u, arn)| {
-                user_xml(w, "member", u, arn, None);
+                user_xml(w, "member", u, arn, None, &[]);
             });
             w.close(&result);
         }

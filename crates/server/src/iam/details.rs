@@ -12,7 +12,7 @@
 use http::StatusCode;
 
 use super::paging::{self, Paging};
-use super::{boundary_xml, members, tag_xml, url_encode, version_xml, xml_date, Query};
+use super::{boundary_xml, members, optional_tags_xml, url_encode, version_xml, xml_date, Query};
 use crate::error::S3Error;
 use crate::state::{
     GroupRecord, ManagedPolicyRecord, PrincipalKind, RoleRecord, State, StateError, UserRecord,
@@ -171,17 +171,6 @@ fn attached_xml(w: &mut XmlWriter, attached: &[(String, String)]) {
     w.close("AttachedManagedPolicies");
 }
 
-fn tags_xml(w: &mut XmlWriter, tags: &[(String, String)]) {
-    if tags.is_empty() {
-        return;
-    }
-    w.open("Tags");
-    for t in tags {
-        tag_xml(w, t);
-    }
-    w.close("Tags");
-}
-
 fn user_detail(
     w: &mut XmlWriter,
     state: &State,
@@ -208,7 +197,7 @@ fn user_detail(
     w.close("GroupList");
     attached_xml(w, &attached);
     boundary_xml(w, boundary.as_deref());
-    tags_xml(w, &tags);
+    optional_tags_xml(w, &tags);
     w.close("member");
     Ok(())
 }
@@ -248,7 +237,7 @@ fn role_detail(w: &mut XmlWriter, state: &State, r: &RoleRecord) -> Result<(), S
     inline_xml(w, "RolePolicyList", &inline);
     attached_xml(w, &attached);
     boundary_xml(w, boundary.as_deref());
-    tags_xml(w, &tags);
+    optional_tags_xml(w, &tags);
     w.close("member");
     Ok(())
 }
