@@ -18,11 +18,13 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -313,6 +315,52 @@ def test_keyhole_run_over_https_gives_the_job_the_ca_bundle(tls_server, tls_file
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
     assert s3.get_object(Bucket=bucket, Key="out/copy.txt")["Body"].read() == b"through tls"
+
+
+def test_sighup_serves_a_renewed_certificate_without_a_restart(fresh_server_factory, tmp_path):
+    """SIGHUP reads the certificate and key files again: new connections get the renewed
+    certificate, and boto3 trusting only the new one works. A pair that does not load (the key
+    is not the certificate's) is refused with an error in the log and the previous certificate
+    is still served."""
+    first_dir, second_dir, third_dir = (tmp_path / n for n in ("a", "b", "c"))
+    for d in (first_dir, second_dir, third_dir):
+        d.mkdir()
+    cert, key = make_self_signed(first_dir)
+    live_cert, live_key = tmp_path / "live-cert.pem", tmp_path / "live-key.pem"
+    shutil.copy(cert, live_cert)
+    shutil.copy(key, live_key)
+    kp = fresh_server_factory(extra_args=["--tls-cert", str(live_cert), "--tls-key", str(live_key)])
+
+    def served() -> str:
+        return ssl.get_server_certificate(("127.0.0.1", kp.port))
+
+    def same(pem_a: str, pem_b: str) -> bool:
+        return ssl.PEM_cert_to_DER_cert(pem_a) == ssl.PEM_cert_to_DER_cert(pem_b)
+
+    assert same(served(), cert.read_text())
+    new_cert, new_key = make_self_signed(second_dir)
+    shutil.copy(new_cert, live_cert)
+    shutil.copy(new_key, live_key)
+    kp.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while not same(served(), new_cert.read_text()):
+        assert time.monotonic() < deadline, kp.logs()
+        time.sleep(0.1)
+    ak, sk = kp.credentials()
+    s3 = make_client(kp.endpoint, ak, sk, verify=str(new_cert))
+    s3.list_buckets()
+    # A certificate whose key was not replaced with it: refused, the renewed one stays.
+    other_cert, _ = make_self_signed(third_dir)
+    shutil.copy(other_cert, live_cert)
+    kp.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "the TLS certificate was NOT reloaded" not in kp.stderr_text() + kp.stdout_text():
+        assert time.monotonic() < deadline, kp.logs()
+        time.sleep(0.1)
+    assert kp.proc.poll() is None
+    assert same(served(), new_cert.read_text())
+    s3.list_buckets()
+    assert kp.stop() == 0
 
 
 def test_one_tls_file_without_the_other_is_a_config_error(tls_files, tmp_path):

@@ -1,5 +1,5 @@
 //! `keyhole serve`: load the configuration, open the gateway, print how to reach it, and serve
-//! until SIGINT, SIGTERM, SIGHUP or SIGQUIT.
+//! until SIGINT, SIGTERM or SIGQUIT (SIGHUP reloads the TLS certificate).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -142,7 +142,7 @@ async fn serve(config: Config) -> miette::Result<ExitCode> {
         }
         _ => None,
     };
-    let shutdown = shutdown_signal();
+    let shutdown = shutdown_signal(gateway.tls_certificate.clone());
     let banner = banner(&gateway, local);
     // A closed stdout (a supervisor that stopped reading) must not stop the gateway.
     {
@@ -289,14 +289,19 @@ fn banner(gateway: &keyhole_server::Gateway, local: std::net::SocketAddr) -> Str
     )
 }
 
-/// Resolves on SIGINT, SIGTERM, SIGHUP or SIGQUIT: each stops the gateway cleanly (a hangup of
-/// the terminal it runs in, or a `kill -QUIT` meant as nginx's graceful stop, used to end it with
-/// the signal's default action, a crash as the trail records it). SIGUSR1 and SIGUSR2 mean
-/// nothing to keyhole and are logged and ignored rather than killing it. The handlers are
-/// installed by this call, not when the future is first polled: it is called before the banner
-/// is printed, so a supervisor that stops the gateway as soon as it has announced itself gets a
-/// clean stop (a signal arriving before the handlers would kill the process with no stop digest).
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+/// Resolves on SIGINT, SIGTERM or SIGQUIT: each stops the gateway cleanly (`kill -QUIT`, nginx's
+/// graceful stop, used to end it with the signal's default action, a crash as the trail records
+/// it). SIGHUP reads the TLS certificate and key again (`certificate`; a renewed certificate is
+/// served to new connections, a file that does not load leaves the served one and is logged as
+/// an error) and otherwise changes nothing, as daemons conventionally take it; SIGUSR1 and
+/// SIGUSR2 mean nothing to keyhole and are logged and ignored. None of them kills the gateway
+/// with the signal's default action any more. The handlers are installed by this call, not when
+/// the future is first polled: it is called before the banner is printed, so a supervisor that
+/// stops the gateway as soon as it has announced itself gets a clean stop (a signal arriving
+/// before the handlers would kill the process with no stop digest).
+fn shutdown_signal(
+    certificate: Option<Arc<keyhole_server::tls::ServerCertificate>>,
+) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -327,7 +332,13 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
                 tokio::select! {
                     () = next(int.as_mut()) => return tracing::info!("SIGINT received"),
                     () = next(term.as_mut()) => return tracing::info!("SIGTERM received"),
-                    () = next(hup.as_mut()) => return tracing::info!("SIGHUP received"),
+                    () = next(hup.as_mut()) => match &certificate {
+                        Some(c) => match c.reload() {
+                            Ok(()) => tracing::info!("SIGHUP: TLS certificate and key read again; new connections get them"),
+                            Err(e) => tracing::error!(error = %e, "SIGHUP: the TLS certificate was NOT reloaded; still serving the previous one"),
+                        },
+                        None => tracing::info!("SIGHUP: nothing to reload (no TLS certificate); ignored"),
+                    },
                     () = next(quit.as_mut()) => return tracing::info!("SIGQUIT received"),
                     () = next(usr1.as_mut()) => {
                         tracing::warn!("SIGUSR1 received and ignored: keyhole gives it no meaning (SIGTERM stops it)");
@@ -340,7 +351,8 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
         }
     }
     #[cfg(not(unix))]
-    async {
+    async move {
+        let _ = certificate;
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;

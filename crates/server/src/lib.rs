@@ -81,6 +81,8 @@ pub struct Gateway {
     /// The certificate and key every connection is served with (HTTPS); `None` serves plain
     /// HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The certificate `tls` serves, read again from its files on SIGHUP (`keyhole serve`).
+    pub tls_certificate: Option<Arc<tls::ServerCertificate>>,
     /// The connection limits and timeouts, resolved against the open-file limit.
     pub limits: listener::Limits,
     /// The data directory's lock ([`datadir::lock`]), held while the gateway lives.
@@ -153,6 +155,7 @@ impl Gateway {
             tls,
             limits,
             data_dir_lock: None,
+            tls_certificate: None,
             job_feed: None,
             key_usage,
             bucket_names: s3::BucketNameLocks::default(),
@@ -213,11 +216,12 @@ pub fn open_with(
         }
         None => None,
     };
-    let tls = config
+    let certificate = config
         .tls
         .as_ref()
-        .map(|t| tls::server_config(&t.cert, &t.key))
+        .map(|t| tls::ServerCertificate::load(&t.cert, &t.key))
         .transpose()?;
+    let tls = certificate.as_ref().map(|c| c.config()).transpose()?;
     // A configured audit signing key is read (and checked against the pinned fingerprints)
     // before anything is created on disk; the default one, inside the data directory, is created
     // with the account if missing.
@@ -244,6 +248,7 @@ pub fn open_with(
     match open_in(config, limits, tls, signer, upstream) {
         Ok(mut gateway) => {
             gateway.data_dir_lock = Some(Arc::new(lock));
+            gateway.tls_certificate = certificate;
             Ok(gateway)
         }
         Err(e) => {

@@ -112,29 +112,87 @@ pub(crate) fn certificates(
 /// The server side: the certificate chain in `cert` (leaf first) and its private key in `key`,
 /// both PEM. HTTP/1.1 is announced by ALPN, the only protocol the gateway speaks.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let chain = certificates("tls_cert", cert)?;
-    let key_pem = read("tls_key", key)?;
-    let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
-        what: "tls_key",
-        path: key.to_owned(),
-        problem: match e {
-            rustls_pki_types::pem::Error::NoItemsFound => "holds no private key".to_owned(),
-            other => format!("is not a valid PEM private key ({other})"),
-        },
-        hint: KEY_HINT,
-    })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Setup(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, private_key)
-        .map_err(|e| TlsError::Rejected {
+    ServerCertificate::load(cert, key)?.config()
+}
+
+/// The gateway's certificate and key, as their files held them when last read: `keyhole serve`
+/// reads them again on SIGHUP ([`ServerCertificate::reload`]), so a renewed certificate is
+/// served to new connections without a restart. Connections already open keep the one they were
+/// made with.
+#[derive(Debug)]
+pub struct ServerCertificate {
+    cert: PathBuf,
+    key: PathBuf,
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl ServerCertificate {
+    /// Reads the files; an error names the file and the fix.
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerCertificate>, TlsError> {
+        let current = Self::read_pair(cert, key)?;
+        Ok(Arc::new(ServerCertificate {
             cert: cert.to_owned(),
             key: key.to_owned(),
-            reason: e.to_string(),
+            current: std::sync::RwLock::new(Arc::new(current)),
+        }))
+    }
+
+    /// Reads both files again and serves what they hold from the next handshake on. On any
+    /// error (a file missing or half written, a key that is not the certificate's) the
+    /// certificate served so far stays, and the error says why.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = Arc::new(Self::read_pair(&self.cert, &self.key)?);
+        match self.current.write() {
+            Ok(mut current) => *current = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
+    /// A rustls configuration that serves this certificate as it is at each handshake.
+    pub fn config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Setup(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    fn read_pair(cert: &Path, key: &Path) -> Result<rustls::sign::CertifiedKey, TlsError> {
+        let chain = certificates("tls_cert", cert)?;
+        let key_pem = read("tls_key", key)?;
+        let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
+            what: "tls_key",
+            path: key.to_owned(),
+            problem: match e {
+                rustls_pki_types::pem::Error::NoItemsFound => "holds no private key".to_owned(),
+                other => format!("is not a valid PEM private key ({other})"),
+            },
+            hint: KEY_HINT,
         })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+        // Checks that the key is the leaf certificate's own, as `with_single_cert` does.
+        rustls::sign::CertifiedKey::from_der(chain, private_key, &provider()).map_err(|e| {
+            TlsError::Rejected {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+                reason: e.to_string(),
+            }
+        })
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServerCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(match self.current.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        })
+    }
 }
 
 /// The client side: the system's trusted roots plus every certificate in `ca_bundle` (the file
@@ -276,6 +334,32 @@ mod tests {
         let (cert, key) = self_signed(dir.path());
         let config = server_config(&cert, &key).unwrap();
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    }
+
+    #[test]
+    fn a_reload_serves_the_new_certificate_and_a_bad_one_keeps_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path());
+        let served = ServerCertificate::load(&cert, &key).unwrap();
+        let leaf = |c: &ServerCertificate| c.current.read().unwrap().cert[0].clone();
+        let first = leaf(&served);
+        let other = tempfile::tempdir().unwrap();
+        let (cert2, key2) = self_signed(other.path());
+        std::fs::copy(&cert2, &cert).unwrap();
+        std::fs::copy(&key2, &key).unwrap();
+        served.reload().unwrap();
+        let second = leaf(&served);
+        assert_ne!(first, second);
+        // A half-written pair (the new certificate, the old key) is refused; the served one
+        // stays.
+        let (cert3, _) = self_signed(other.path());
+        std::fs::copy(&cert3, &cert).unwrap();
+        let e = served.reload().unwrap_err().to_string();
+        assert!(e.contains("cannot use certificate"), "{e}");
+        assert_eq!(leaf(&served), second);
+        std::fs::remove_file(&key).unwrap();
+        assert!(served.reload().is_err());
+        assert_eq!(leaf(&served), second);
     }
 
     #[test]
