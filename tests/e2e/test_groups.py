@@ -158,6 +158,58 @@ def test_aws_cli_group_lifecycle(aws, server, tmp_path):
     assert cp.returncode != 0 and "NoSuchEntity" in cp.stderr, cp.stderr
 
 
+def test_update_group_renames_and_moves_a_group_with_its_members_and_policies(server, data_bucket, aws):
+    """UpdateGroup (https://docs.aws.amazon.com/IAM/latest/APIReference/API_UpdateGroup.html,
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/id_groups_manage_rename.html): the group
+    keeps its unique id, members and policies under the new name and path, so its members' access
+    is unchanged; the requester must be allowed on both the old and the new name."""
+    iam = iam_client(server)
+    old, new, taken = f"old-{uid()}", f"new-{uid()}", f"taken-{uid()}"
+    group = iam.create_group(GroupName=old)["Group"]
+    iam.create_group(GroupName=taken)
+    iam.put_group_policy(GroupName=old, PolicyName="read", PolicyDocument=json.dumps(allow("s3:GetObject", data_bucket)))
+    doc = json.dumps(allow("s3:ListBucket", data_bucket))
+    managed = iam.create_policy(PolicyName=f"list-{uid()}", PolicyDocument=doc)["Policy"]["Arn"]
+    iam.attach_group_policy(GroupName=old, PolicyArn=managed)
+    name, ak, sk = new_user(iam)
+    iam.add_user_to_group(GroupName=old, UserName=name)
+    member = make_client(server.endpoint, ak, sk)
+    assert member.get_object(Bucket=data_bucket, Key="k")["Body"].read() == b"v"
+
+    iam.update_group(GroupName=old, NewGroupName=new, NewPath="/teams/")
+    got = iam.get_group(GroupName=new)
+    assert got["Group"]["GroupId"] == group["GroupId"] and got["Group"]["Path"] == "/teams/"
+    assert got["Group"]["Arn"].endswith(f":group/teams/{new}")
+    assert [u["UserName"] for u in got["Users"]] == [name]
+    assert iam.list_group_policies(GroupName=new)["PolicyNames"] == ["read"]
+    assert [p["PolicyArn"] for p in iam.list_attached_group_policies(GroupName=new)["AttachedPolicies"]] == [managed]
+    assert [g["GroupName"] for g in iam.list_groups_for_user(UserName=name)["Groups"]] == [new]
+    iam_error(lambda: iam.get_group(GroupName=old), "NoSuchEntity")
+    # The members' access through the group is the same under the new name.
+    assert member.get_object(Bucket=data_bucket, Key="k")["Body"].read() == b"v"
+    member.list_objects_v2(Bucket=data_bucket)
+    # A name taken (in any case) is refused; a missing group is NoSuchEntity.
+    iam_error(lambda: iam.update_group(GroupName=new, NewGroupName=taken.upper()), "EntityAlreadyExists")
+    iam_error(lambda: iam.update_group(GroupName=f"none-{uid()}", NewGroupName=f"x-{uid()}"), "NoSuchEntity")
+    # aws-cli, a path alone.
+    aws.ok("iam", "update-group", "--group-name", new, "--new-path", "/")
+    assert iam.get_group(GroupName=new)["Group"]["Path"] == "/"
+
+    # Allowed on the old name only: refused, and nothing changes.
+    arn = lambda g: f"arn:aws:iam::{server.account_id}:group/{g}"
+    renamer, rak, rsk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:UpdateGroup", "Resource": arn(new)}]})
+    renamer_iam = iam_client(server, rak, rsk)
+    final = f"final-{uid()}"
+    denied(lambda: renamer_iam.update_group(GroupName=new, NewGroupName=final))
+    assert iam.get_group(GroupName=new)["Group"]["GroupName"] == new
+    iam.put_user_policy(UserName=renamer, PolicyName="both", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "iam:UpdateGroup", "Resource": [arn(new), arn(final)]}]}))
+    renamer_iam.update_group(GroupName=new, NewGroupName=final)
+    assert iam.get_group(GroupName=final)["Group"]["GroupId"] == group["GroupId"]
+
+
 def test_a_user_belongs_to_at_most_ten_groups(server):
     iam = iam_client(server)
     name, _, _ = new_user(iam)

@@ -84,7 +84,7 @@ iam_actions! {
     PutUserPermissionsBoundary, DeleteUserPermissionsBoundary,
     PutRolePermissionsBoundary, DeleteRolePermissionsBoundary,
     TagUser, UntagUser, ListUserTags, TagRole, UntagRole, ListRoleTags,
-    CreateGroup, GetGroup, ListGroups, DeleteGroup,
+    CreateGroup, GetGroup, ListGroups, DeleteGroup, UpdateGroup,
     AddUserToGroup, RemoveUserFromGroup, ListGroupsForUser,
     PutGroupPolicy, GetGroupPolicy, ListGroupPolicies, DeleteGroupPolicy,
     AttachGroupPolicy, DetachGroupPolicy, ListAttachedGroupPolicies,
@@ -401,6 +401,7 @@ pub fn permission(
         ),
         A::GetGroup
         | A::DeleteGroup
+        | A::UpdateGroup
         | A::AddUserToGroup
         | A::RemoveUserFromGroup
         | A::PutGroupPolicy
@@ -1258,6 +1259,10 @@ fn run(
             w.close(&result);
         }
         A::DeleteGroup => state.delete_group(required(q, "GroupName")?)?,
+        A::UpdateGroup => {
+            let (new_name, new_path) = (q.get("NewGroupName"), q.get("NewPath"));
+            state.update_group(required(q, "GroupName")?, new_name, new_path)?;
+        }
         A::AddUserToGroup => {
             state.add_user_to_group(required(q, "GroupName")?, required(q, "UserName")?)?;
         }
@@ -1543,6 +1548,27 @@ fn canonical_names(gw: &Gateway, mut form: Query) -> Query {
     form
 }
 
+/// UpdateGroup's target: the group's ARN with `NewPath` and `NewGroupName` in place of the
+/// current ones (`current`, the group's ARN with its stored path); `None` when neither is given.
+fn renamed_group_arn(form: &Query, current: &str) -> Result<Option<String>, S3Error> {
+    let (new_name, new_path) = (form.get("NewGroupName"), form.get("NewPath"));
+    if new_name.is_none() && new_path.is_none() {
+        return Ok(None);
+    }
+    let Some((prefix, path_and_name)) = current.split_once(":group") else {
+        return Ok(None);
+    };
+    let (path, name) = match path_and_name.rfind('/') {
+        Some(i) => path_and_name.split_at(i + 1),
+        None => ("/", path_and_name),
+    };
+    Ok(Some(format!(
+        "{prefix}:group{}{}",
+        new_path.unwrap_or(path),
+        new_name.unwrap_or(name)
+    )))
+}
+
 /// The parameters that name a user, role or group ([`canonical_names`]).
 const NAME_PARAMS: [&str; 3] = ["UserName", "RoleName", "GroupName"];
 
@@ -1603,6 +1629,16 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamC
                 "iam:TagOpenIDConnectProvider",
                 main.resource.clone(),
             ));
+        }
+        // "To change a user group name the requester must have appropriate permissions on both
+        // the source object and the target object" (API_UpdateGroup.html): the group as it will
+        // be named is a resource of the request too.
+        A::UpdateGroup => {
+            if let Some(target) = renamed_group_arn(&form, &main.resource)? {
+                if target != main.resource {
+                    permissions.push(Permission::new("iam:UpdateGroup", target));
+                }
+            }
         }
         _ => {}
     }

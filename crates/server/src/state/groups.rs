@@ -69,6 +69,58 @@ impl State {
         })
     }
 
+    /// UpdateGroup: a new name and/or path. The group keeps its unique id, members and
+    /// policies under the new name; policies that name it as a resource are not changed
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_groups_manage_rename.html). A new
+    /// name is unique regardless of case, like CreateGroup's; a change of case alone is a rename.
+    pub fn update_group(
+        &self,
+        name: &str,
+        new_name: Option<&str>,
+        new_path: Option<&str>,
+    ) -> Result<GroupRecord, StateError> {
+        if let Some(n) = new_name {
+            validate_name("newGroupName", n, 128)?;
+        }
+        if let Some(p) = new_path {
+            validate_path(p)?;
+        }
+        self.change(|tx| {
+            let group = Self::require_group(tx, name)?;
+            let target = new_name.unwrap_or(&group.name).to_owned();
+            let path = new_path.unwrap_or(&group.path).to_owned();
+            tx.touch(Touched::Group(group.name.clone()));
+            tx.touch(Touched::Group(target.clone()));
+            if target != group.name {
+                let taken: Option<String> = tx.query_opt(
+                    "SELECT name FROM iam_groups WHERE lower(name) = lower(?1) AND name <> ?2",
+                    params![target, group.name],
+                    |r| r.get(0),
+                )?;
+                if let Some(other) = taken {
+                    return Err(StateError::EntityAlreadyExists(format!(
+                        "Group with name {other} already exists."
+                    )));
+                }
+                for table in ["group_members", "group_policies", "group_attachments"] {
+                    tx.execute(
+                        &format!("UPDATE {table} SET group_name = ?1 WHERE group_name = ?2"),
+                        params![target, group.name],
+                    )?;
+                }
+            }
+            tx.execute(
+                "UPDATE iam_groups SET name = ?1, path = ?2 WHERE name = ?3",
+                params![target, path, group.name],
+            )?;
+            Ok(GroupRecord {
+                name: target,
+                path,
+                ..group
+            })
+        })
+    }
+
     /// GetGroup: the group and its members (sorted by name).
     pub fn get_group(
         &self,
@@ -196,6 +248,46 @@ mod tests {
     use super::*;
 
     const DENY_READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/secret/*"}]}"#;
+
+    #[test]
+    fn a_renamed_group_keeps_its_id_members_and_policies() {
+        let (_d, s) = open();
+        s.create_user("ann", "/").unwrap();
+        let g = s.create_group("readers", "/").unwrap();
+        s.create_group("Writers", "/").unwrap();
+        s.put_inline_policy(PrincipalKind::Group, "readers", "read", READ)
+            .unwrap();
+        s.add_user_to_group("readers", "ann").unwrap();
+        let get = || decide(&s, "ann", "s3:GetObject", "arn:aws:s3:::b/k");
+        assert_eq!(get(), DecisionKind::Allowed);
+        let renamed = s
+            .update_group("readers", Some("Readers"), Some("/ml/"))
+            .unwrap();
+        assert_eq!(
+            (renamed.id.as_str(), renamed.path.as_str()),
+            (g.id.as_str(), "/ml/")
+        );
+        assert_eq!(get(), DecisionKind::Allowed, "the member still reads");
+        assert_eq!(
+            s.snapshot().users["ann"].policies[0].name(),
+            Some("inline policy `read` of group `Readers`")
+        );
+        assert_eq!(s.get_group("readers").unwrap_err().code(), "NoSuchEntity");
+        assert_eq!(s.get_group("Readers").unwrap().1.len(), 1);
+        assert_eq!(
+            s.update_group("Readers", Some("writers"), None)
+                .unwrap_err()
+                .code(),
+            "EntityAlreadyExists"
+        );
+        assert_eq!(
+            s.update_group("Readers", None, Some("no-slash"))
+                .unwrap_err()
+                .code(),
+            "ValidationError"
+        );
+        assert_eq!(s.list_groups("/ml/").unwrap().len(), 1);
+    }
 
     #[test]
     fn group_policies_reach_members_only_while_they_are_members() {
