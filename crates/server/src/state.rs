@@ -451,9 +451,11 @@ pub fn policy_chars(doc: &str) -> usize {
 /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html#id_tags_rules_creating; the
 /// same rules bind session tags: https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html).
 pub fn validate_tag(key: &str, value: &str) -> Result<(), StateError> {
+    // IAM's pattern is `[\p{L}\p{Z}\p{N}_.:/=+\-@]` (https://docs.aws.amazon.com/IAM/latest/APIReference/API_Tag.html):
+    // letters, digits, any Unicode separator (not only the ASCII space) and those marks.
     let ok_chars = |t: &str| {
         t.chars()
-            .all(|c| c.is_alphanumeric() || " _.:/=+-@".contains(c))
+            .all(|c| c.is_alphanumeric() || is_unicode_separator(c) || "_.:/=+-@".contains(c))
     };
     if key.is_empty()
         || key.chars().count() > 128
@@ -478,6 +480,16 @@ pub fn validate_tag(key: &str, value: &str) -> Result<(), StateError> {
         )));
     }
     Ok(())
+}
+
+/// Unicode's separators, `\p{Z}`: the space separators (Zs), the line separator (Zl) and the
+/// paragraph separator (Zp), as Unicode 15 lists them.
+fn is_unicode_separator(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
+    )
 }
 
 /// Checks the tags of one CreateUser, CreateRole, TagUser or TagRole: each tag as
@@ -2338,6 +2350,19 @@ mod tests {
             "ValidationError"
         );
         assert_eq!(s.get_user("nobody").unwrap_err().code(), "NoSuchEntity");
+    }
+
+    /// API_Tag.html's pattern `[\p{L}\p{Z}\p{N}_.:/=+\-@]`: any Unicode separator is allowed,
+    /// other white space and control characters are not (review 29, F3).
+    #[test]
+    fn tag_characters_follow_iam_s_pattern() {
+        for ok in ["a\u{a0}b", "x\u{3000}y", "Équipe 1", "k_.:/=+-@"] {
+            assert!(validate_tag(ok, ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["a\tb", "a\nb", "a*b", "a\u{200b}b", "a\u{0}b"] {
+            assert!(validate_tag(bad, "v").is_err(), "{bad:?}");
+            assert!(validate_tag("k", bad).is_err(), "{bad:?}");
+        }
     }
 
     /// https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html, "Case sensitivity": a
