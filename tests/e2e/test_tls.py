@@ -360,7 +360,19 @@ def test_sighup_serves_a_renewed_certificate_without_a_restart(fresh_server_fact
     assert kp.proc.poll() is None
     assert same(served(), new_cert.read_text())
     s3.list_buckets()
-    assert kp.stop() == 0
+    # Review 30, F1: a named pipe in place of the certificate used to freeze the gateway (the
+    # reload blocked opening it). It is refused at once; the gateway keeps serving and stops.
+    live_cert.unlink()
+    os.mkfifo(live_cert)
+    kp.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while (kp.stderr_text() + kp.stdout_text()).count("the TLS certificate was NOT reloaded") < 2:
+        assert time.monotonic() < deadline, kp.logs()
+        time.sleep(0.1)
+    assert "not a regular file" in kp.stderr_text() + kp.stdout_text()
+    s3.list_buckets()
+    assert same(served(), new_cert.read_text())
+    assert kp.stop(timeout=10) == 0
 
 
 def test_one_tls_file_without_the_other_is_a_config_error(tls_files, tmp_path):

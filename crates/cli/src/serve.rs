@@ -333,10 +333,19 @@ fn shutdown_signal(
                     () = next(int.as_mut()) => return tracing::info!("SIGINT received"),
                     () = next(term.as_mut()) => return tracing::info!("SIGTERM received"),
                     () = next(hup.as_mut()) => match &certificate {
-                        Some(c) => match c.reload() {
-                            Ok(()) => tracing::info!("SIGHUP: TLS certificate and key read again; new connections get them"),
-                            Err(e) => tracing::error!(error = %e, "SIGHUP: the TLS certificate was NOT reloaded; still serving the previous one"),
-                        },
+                        // Read on a blocking thread and not awaited here: a file that is slow to
+                        // read (a network mount) holds neither the serving threads nor the
+                        // handling of a later SIGTERM (review 30, F1).
+                        Some(c) => {
+                            let c = c.clone();
+                            tokio::spawn(async move {
+                                match tokio::task::spawn_blocking(move || c.reload()).await {
+                                    Ok(Ok(())) => tracing::info!("SIGHUP: TLS certificate and key read again; new connections get them"),
+                                    Ok(Err(e)) => tracing::error!(error = %e, "SIGHUP: the TLS certificate was NOT reloaded; still serving the previous one"),
+                                    Err(e) => tracing::error!(error = %e, "SIGHUP: the TLS certificate was NOT reloaded (the reload failed); still serving the previous one"),
+                                }
+                            });
+                        }
                         None => tracing::info!("SIGHUP: nothing to reload (no TLS certificate); ignored"),
                     },
                     () = next(quit.as_mut()) => return tracing::info!("SIGQUIT received"),

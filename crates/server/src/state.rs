@@ -428,8 +428,11 @@ pub fn validate_name(field: &str, value: &str, max: usize) -> Result<(), StateEr
 
 /// IAM paths: `/` or `/a/b/` (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html).
 pub fn validate_path(path: &str) -> Result<(), StateError> {
+    // AWS's pattern is `(\u002F)|(\u002F[\u0021-\u007E]+\u002F)`: `/` alone, or something
+    // between two slashes (so `//` is refused; review 30, F7).
     let ok = path.starts_with('/')
         && path.ends_with('/')
+        && path.len() != 2
         && path.len() <= 512
         && path.chars().all(|c| ('\u{21}'..='\u{7e}').contains(&c));
     if ok {

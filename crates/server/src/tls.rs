@@ -76,12 +76,55 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Largest PEM file read (a certificate chain or a key is a few KiB; a CA bundle well under this).
+pub const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads a PEM file: a regular file of at most [`MAX_PEM_BYTES`]. It is opened without blocking
+/// and checked once open, so a named pipe, a device (`/dev/zero`) or a huge file put in its place
+/// is refused at once instead of stalling or filling memory (review 30, F1: a SIGHUP reload of a
+/// FIFO froze the gateway).
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    use std::io::Read as _;
+    let fail = |source: std::io::Error| TlsError::Read {
         what,
         path: path.to_owned(),
         source,
-    })
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits().cast_signed());
+    }
+    let file = options.open(path).map_err(fail)?;
+    let meta = file.metadata().map_err(fail)?;
+    if !meta.is_file() {
+        return Err(fail(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    if meta.len() > MAX_PEM_BYTES {
+        return Err(fail(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} bytes, more than the {MAX_PEM_BYTES} a PEM file may have",
+                meta.len()
+            ),
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(fail(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than the {MAX_PEM_BYTES} bytes a PEM file may have"),
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Every certificate in a PEM file; an error if there is none or a block is damaged.
@@ -360,6 +403,36 @@ mod tests {
         std::fs::remove_file(&key).unwrap();
         assert!(served.reload().is_err());
         assert_eq!(leaf(&served), second);
+    }
+
+    /// Review 30, F1: a named pipe, a device or a huge file in place of the certificate is
+    /// refused at once (it used to block the reading thread on the pipe, or fill memory).
+    #[cfg(unix)]
+    #[test]
+    fn a_pipe_a_device_or_a_huge_file_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path());
+        let served = ServerCertificate::load(&cert, &key).unwrap();
+        std::fs::remove_file(&cert).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &cert,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = served.reload().unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::remove_file(&cert).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &cert).unwrap();
+        let e = served.reload().unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::remove_file(&cert).unwrap();
+        let big = std::fs::File::create(&cert).unwrap();
+        big.set_len(MAX_PEM_BYTES + 1).unwrap();
+        let e = served.reload().unwrap_err().to_string();
+        assert!(e.contains("more than"), "{e}");
     }
 
     #[test]

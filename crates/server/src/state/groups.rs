@@ -280,12 +280,17 @@ mod tests {
                 .code(),
             "EntityAlreadyExists"
         );
-        assert_eq!(
-            s.update_group("Readers", None, Some("no-slash"))
-                .unwrap_err()
-                .code(),
-            "ValidationError"
-        );
+        for bad in ["no-slash", "//", "/a"] {
+            assert_eq!(
+                s.update_group("Readers", None, Some(bad))
+                    .unwrap_err()
+                    .code(),
+                "ValidationError",
+                "{bad}"
+            );
+        }
+        assert!(s.update_group("Readers", None, Some("///")).is_ok());
+        s.update_group("Readers", None, Some("/ml/")).unwrap();
         assert_eq!(s.list_groups("/ml/").unwrap().len(), 1);
     }
 
