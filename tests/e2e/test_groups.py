@@ -21,7 +21,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import make_client
+from e2e_helpers import make_client, wait_for_events
 from test_iam import error_code, iam_client, new_user
 
 
@@ -208,6 +208,13 @@ def test_update_group_renames_and_moves_a_group_with_its_members_and_policies(se
             {"Effect": "Allow", "Action": "iam:UpdateGroup", "Resource": [arn(new), arn(final)]}]}))
     renamer_iam.update_group(GroupName=new, NewGroupName=final)
     assert iam.get_group(GroupName=final)["Group"]["GroupId"] == group["GroupId"]
+    # The record names the new name (review 30, F3), for the refused attempt too.
+    events = wait_for_events(server.data_dir, lambda ev: sum(
+        e["eventName"] == "UpdateGroup" and e["requestParameters"].get("newGroupName") == final
+        and e["stage"] == "completed" for e in ev) >= 2)
+    decisions = {e.get("decision") for e in events if e["eventName"] == "UpdateGroup" and e["stage"] == "completed"
+                 and e["requestParameters"].get("newGroupName") == final}
+    assert decisions == {"Allow", "Deny"}, decisions
 
 
 def test_a_user_belongs_to_at_most_ten_groups(server):

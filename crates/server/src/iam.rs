@@ -1444,6 +1444,10 @@ impl IamCall {
             "Url",
             "OpenIDConnectProviderArn",
             "ClientID",
+            "NewGroupName",
+            "NewPath",
+            "EntityFilter",
+            "PolicyUsageFilter",
         ] {
             if let Some(v) = self.form.get(name) {
                 m.insert(lower_first(name), serde_json::Value::String(v.to_owned()));
