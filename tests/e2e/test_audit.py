@@ -466,6 +466,14 @@ def test_a_request_head_the_gateway_cannot_read_is_recorded(fresh_server_factory
     events = wait_for_events(kp.data_dir, lambda ev: {e.get("httpStatus") for e in ev} >= {400, 431})
     refused = [e for e in events if e.get("httpStatus") in (400, 431)]
     assert len(refused) == 2, refused
+    assert {(e["httpStatus"], e["errorCode"]) for e in refused} == {(400, "BadRequest"), (431, "RequestHeaderSectionTooLarge")}
+    # An HTTP/2 preface is closed unanswered, and recorded without a status (review 30, F4).
+    with socket.create_connection(("127.0.0.1", kp.port), timeout=10) as s:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        assert s.recv(100) == b""
+    h2 = wait_for_events(kp.data_dir, lambda ev: any(e.get("errorCode") == "HTTP2NotSupported" for e in ev))
+    [preface] = [e for e in h2 if e.get("errorCode") == "HTTP2NotSupported"]
+    assert "httpStatus" not in preface and preface["eventName"] == "Unknown", preface
     for e in refused:
         assert e["eventName"] == "Unknown" and e["userIdentity"]["type"] == "Unknown", e
         assert e["sourceIPAddress"] == "127.0.0.1" and e["stage"] == "completed", e

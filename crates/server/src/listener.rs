@@ -1000,21 +1000,27 @@ impl Task {
 
 impl Task {
     /// A request head the HTTP layer could not read was answered by hyper itself (400, 414 or
-    /// 431) and never reached the pipeline: it is recorded here, so the trail holds every request
-    /// the gateway answered (AUDIT.md, "Requests the gateway cannot read").
+    /// 431), or closed unanswered (an HTTP/2 preface), and never reached the pipeline: it is
+    /// recorded here, so the trail holds every request the gateway received.
     fn record_refused_head(&self, e: &hyper::Error, tls: bool) {
         // The statuses of hyper's automatic answers (`Server::on_error`): a head too large is
         // 431, a URI too long 414 (both `is_parse_too_large`), any other parse error 400. An
         // HTTP/2 preface is closed without an answer and is not a request.
         let reason = e.to_string();
-        let status = if e.is_parse_too_large() {
+        // (status, the error code the record names): the HTTP layer's own answers carry no body,
+        // so the code is the condition's, the one keyhole gives when it refuses a head itself
+        // (`RequestHeaderSectionTooLarge`, review 30 F6). An HTTP/2 preface is closed unanswered
+        // (only HTTP/1.1 is served) and recorded without a status (F4).
+        let (status, code) = if e.is_parse_version_h2() {
+            (None, "HTTP2NotSupported")
+        } else if e.is_parse_too_large() {
             if reason.contains("URI too long") {
-                414
+                (Some(414), "UriTooLong")
             } else {
-                431
+                (Some(431), "RequestHeaderSectionTooLarge")
             }
-        } else if e.is_parse() && !e.is_parse_version_h2() {
-            400
+        } else if e.is_parse() {
+            (Some(400), "BadRequest")
         } else {
             return;
         };
@@ -1026,7 +1032,7 @@ impl Task {
         }
         .into_std();
         let event = crate::pipeline::unparsed_request_event(
-            &self.gw, self.peer, tls, started, status, &reason,
+            &self.gw, self.peer, tls, started, status, code, &reason,
         );
         self.gw.audit.record_detached(event);
     }

@@ -207,8 +207,9 @@ struct EventBase {
 }
 
 /// The record of a request the HTTP layer refused before keyhole saw it: a head it could not
-/// parse (400), one too large (431) or a URI too long (414), answered by hyper itself and never
-/// routed. The record has what is known: the time, the peer, the status and hyper's reason; its
+/// parse (400), one too large (431) or a URI too long (414), answered by hyper itself, or an
+/// HTTP/2 preface (closed unanswered: `status` None), never routed. The record has what is
+/// known: the time, the peer, the status, `code` and hyper's reason; its
 /// request id is made here (the automatic answer carries none), its operation is `Unknown` and
 /// its caller `Unknown`, with no decision (refused before authorization). `started` is when the
 /// connection began waiting for this head.
@@ -217,7 +218,8 @@ pub(crate) fn unparsed_request_event(
     peer: SocketAddr,
     tls: bool,
     started: Instant,
-    status: u16,
+    status: Option<u16>,
+    code: &str,
     reason: &str,
 ) -> AuditEvent {
     let base = EventBase {
@@ -239,7 +241,8 @@ pub(crate) fn unparsed_request_event(
         },
     );
     let mut event = trace.into_event(gw, &base, Stage::Completed);
-    event.http_status = Some(status);
+    event.http_status = status;
+    event.error_code = Some(code.to_owned());
     event.error_message = Some(format!("the HTTP request could not be read: {reason}"));
     event
 }
