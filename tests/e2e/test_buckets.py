@@ -84,6 +84,21 @@ def test_invalid_bucket_names(server, s3, name):
     assert name not in listed
 
 
+def test_a_bucket_named_metrics_is_listed_like_any_other(fresh_server_factory):
+    """`GET /metrics` with no query is the gateway's metrics page; with a query it is S3's, so a
+    bucket named `metrics` lists (ListObjectsV2 sends `list-type=2`) instead of answering the
+    metrics page to boto3 (review 30, F5)."""
+    import urllib.request
+
+    kp = fresh_server_factory()
+    ak, sk = kp.credentials()
+    s3 = make_client(kp.endpoint, ak, sk)
+    s3.create_bucket(Bucket="metrics")
+    s3.put_object(Bucket="metrics", Key="k", Body=b"v")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="metrics")["Contents"]] == ["k"]
+    assert "keyhole_" in urllib.request.urlopen(f"{kp.endpoint}/metrics", timeout=10).read().decode()
+
+
 def test_valid_edge_names(s3):
     for name in ["abc", "a" * 63, "with.dots.ok", "0-digits-first"]:
         s3.create_bucket(Bucket=name)

@@ -585,14 +585,19 @@ fn route(
         ));
     }
     let path = parts.uri.path();
-    let unsigned_endpoint = (path == "/metrics" || path == crate::jobs::CREDENTIALS_PATH)
-        && parts.method == Method::GET;
+    // `GET /metrics` with no query is the metrics page; with one (`?list-type=2`, a signed or
+    // presigned request) it is S3's, on a bucket named `metrics` (review 30, F5), as `/healthz`
+    // is only the health check without one. `/_keyhole/...` names no bucket (no bucket name has
+    // `_`).
+    let metrics = path == "/metrics" && parts.method == Method::GET && parts.uri.query().is_none();
+    let unsigned_endpoint =
+        metrics || (path == crate::jobs::CREDENTIALS_PATH && parts.method == Method::GET);
     if unsigned_endpoint {
         // Their paths name no bucket or key.
         trace.bucket = None;
         trace.key = None;
     }
-    if path == "/metrics" && parts.method == Method::GET {
+    if metrics {
         trace.api = "ops";
         trace.event_source = "keyhole".into();
         trace.op_name = crate::endpoint::Endpoint::Metrics.name();
