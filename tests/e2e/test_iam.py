@@ -701,18 +701,26 @@ def test_permissions_boundary_caps_a_user(server, s3):
     assert error_code(e.value) == "NoSuchEntity"
 
 
-def test_principal_tags_drive_abac_policies(server, s3):
-    """`${aws:PrincipalTag/team}` in a Resource: the user's tag chooses its prefix
-    (https://docs.aws.amazon.com/IAM/latest/UserGuide/introduction_attribute-based-access-control.html)."""
-    bucket = f"abac-{uuid.uuid4().hex[:10]}"
+def abac_user(server, s3, prefix: str, keys: tuple[str, ...]):
+    """A bucket holding `keys`, and a user allowed to read `BUCKET/${aws:PrincipalTag/team}/*`:
+    (bucket, root IAM client, the user's name, an S3 client of the user with `.ak`/`.sk`)."""
+    bucket = f"{prefix}-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
-    for k in ("ml/a.txt", "finance/b.txt"):
+    for k in keys:
         s3.put_object(Bucket=bucket, Key=k, Body=b"x")
     iam = iam_client(server)
     policy = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/${{aws:PrincipalTag/team}}/*"}]}
     name, ak, sk = new_user(iam, policy)
     user = make_client(server.endpoint, ak, sk)
+    user.ak, user.sk = ak, sk
+    return bucket, iam, name, user
+
+
+def test_principal_tags_drive_abac_policies(server, s3):
+    """`${aws:PrincipalTag/team}` in a Resource: the user's tag chooses its prefix
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/introduction_attribute-based-access-control.html)."""
+    bucket, iam, name, user = abac_user(server, s3, "abac", ("ml/a.txt", "finance/b.txt"))
     with pytest.raises(ClientError):
         user.get_object(Bucket=bucket, Key="ml/a.txt")
     iam.tag_user(UserName=name, Tags=[{"Key": "team", "Value": "ml"}])
@@ -733,15 +741,8 @@ def test_tag_keys_of_a_user_differ_not_by_case(server, s3):
     tagged a user with the Department=finance tag and you add the department=hr tag, it replaces
     the first tag" (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_tags.html, "Case
     sensitivity"). Two spellings would give `aws:PrincipalTag/team` two values to choose from."""
-    bucket = f"abac-case-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=bucket)
-    for k in ("ml/a.txt", "web/b.txt"):
-        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
-    iam = iam_client(server)
-    policy = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/${{aws:PrincipalTag/team}}/*"}]}
-    name, ak, sk = new_user(iam, policy)
-    user = make_client(server.endpoint, ak, sk)
+    bucket, iam, name, user = abac_user(server, s3, "abac-case", ("ml/a.txt", "web/b.txt"))
+    ak, sk = user.ak, user.sk
     iam.tag_user(UserName=name, Tags=[{"Key": "Team", "Value": "ml"}])
     iam.tag_user(UserName=name, Tags=[{"Key": "team", "Value": "web"}])
     assert iam.list_user_tags(UserName=name)["Tags"] == [{"Key": "team", "Value": "web"}]

@@ -604,6 +604,13 @@ fn role_xml(
 
 fn policy_xml(w: &mut XmlWriter, el: &str, p: &crate::state::ManagedPolicyRecord, arn: &str) {
     w.open(el);
+    policy_fields(w, p, arn);
+    w.close(el);
+}
+
+/// The elements of AWS's `Policy` (API_Policy.html), shared with GetAccountAuthorizationDetails'
+/// `ManagedPolicyDetail`.
+fn policy_fields(w: &mut XmlWriter, p: &crate::state::ManagedPolicyRecord, arn: &str) {
     w.elem("PolicyName", &p.name);
     w.elem("PolicyId", &p.id);
     w.elem("Arn", arn);
@@ -620,7 +627,6 @@ fn policy_xml(w: &mut XmlWriter, el: &str, p: &crate::state::ManagedPolicyRecord
     }
     w.elem("CreateDate", &xml_date(&p.created));
     w.elem("UpdateDate", &xml_date(&p.updated));
-    w.close(el);
 }
 
 fn group_xml(w: &mut XmlWriter, el: &str, g: &crate::state::GroupRecord, arn: &str) {

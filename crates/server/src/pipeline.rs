@@ -104,6 +104,20 @@ impl Trace {
         }
     }
 
+    /// The trace of a request before routing: an S3 request of unknown operation and caller,
+    /// until routing and authentication learn better.
+    fn unknown() -> Trace {
+        Trace::new(
+            "s3",
+            "s3.amazonaws.com",
+            "Unknown",
+            UserIdentity {
+                kind: "Unknown".into(),
+                ..UserIdentity::default()
+            },
+        )
+    }
+
     fn event(&self, gw: &Gateway, base: &EventBase, stage: Stage) -> AuditEvent {
         self.clone().into_event(gw, base, stage)
     }
@@ -231,15 +245,7 @@ pub(crate) fn unparsed_request_event(
         tls,
         user_agent: None,
     };
-    let trace = Trace::new(
-        "s3",
-        "s3.amazonaws.com",
-        "Unknown",
-        UserIdentity {
-            kind: "Unknown".into(),
-            ..UserIdentity::default()
-        },
-    );
+    let trace = Trace::unknown();
     let mut event = trace.into_event(gw, &base, Stage::Completed);
     event.http_status = status;
     event.error_code = Some(code.to_owned());
@@ -427,15 +433,7 @@ async fn handle_stages(
         Ok((b, k)) => (b.clone(), k.clone()),
         Err(_) => (None, None),
     };
-    let mut trace = Trace::new(
-        "s3",
-        "s3.amazonaws.com",
-        "Unknown",
-        UserIdentity {
-            kind: "Unknown".into(),
-            ..UserIdentity::default()
-        },
-    );
+    let mut trace = Trace::unknown();
     trace.bucket.clone_from(&err_bucket);
     trace.key.clone_from(&err_key);
     let mut format = ErrorFormat::S3;

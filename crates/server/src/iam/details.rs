@@ -12,7 +12,10 @@
 use http::StatusCode;
 
 use super::paging::{self, Paging};
-use super::{boundary_xml, members, optional_tags_xml, url_encode, version_xml, xml_date, Query};
+use super::{
+    boundary_xml, members, optional_tags_xml, policy_fields, url_encode, version_xml, xml_date,
+    Query,
+};
 use crate::error::S3Error;
 use crate::state::{
     GroupRecord, ManagedPolicyRecord, PrincipalKind, RoleRecord, State, StateError, UserRecord,
@@ -25,6 +28,18 @@ enum Entry {
     Group(GroupRecord),
     Role(RoleRecord),
     Policy(ManagedPolicyRecord),
+}
+
+impl Entry {
+    /// The answer's list the entry belongs in.
+    fn list(&self) -> &'static str {
+        match self {
+            Entry::User(..) => "UserDetailList",
+            Entry::Group(_) => "GroupDetailList",
+            Entry::Role(_) => "RoleDetailList",
+            Entry::Policy(_) => "Policies",
+        }
+    }
 }
 
 /// Which lists `Filter` asks for.
@@ -94,34 +109,23 @@ pub fn write(w: &mut XmlWriter, state: &State, q: &Query) -> Result<(), S3Error>
     }
     let (page, next) = paging.page(&entries);
     paging::truncation(w, next.as_deref());
-    w.open("UserDetailList");
-    for e in page {
-        if let Entry::User(u, arn) = e {
-            skip_gone(user_detail(w, state, u, arn))?;
+    for list in [
+        "UserDetailList",
+        "GroupDetailList",
+        "RoleDetailList",
+        "Policies",
+    ] {
+        w.open(list);
+        for e in page.iter().filter(|e| e.list() == list) {
+            skip_gone(match e {
+                Entry::User(u, arn) => user_detail(w, state, u, arn),
+                Entry::Group(g) => group_detail(w, state, g),
+                Entry::Role(r) => role_detail(w, state, r),
+                Entry::Policy(p) => policy_detail(w, state, p),
+            })?;
         }
+        w.close(list);
     }
-    w.close("UserDetailList");
-    w.open("GroupDetailList");
-    for e in page {
-        if let Entry::Group(g) = e {
-            skip_gone(group_detail(w, state, g))?;
-        }
-    }
-    w.close("GroupDetailList");
-    w.open("RoleDetailList");
-    for e in page {
-        if let Entry::Role(r) = e {
-            skip_gone(role_detail(w, state, r))?;
-        }
-    }
-    w.close("RoleDetailList");
-    w.open("Policies");
-    for e in page {
-        if let Entry::Policy(p) = e {
-            skip_gone(policy_detail(w, state, p))?;
-        }
-    }
-    w.close("Policies");
     Ok(())
 }
 
@@ -250,22 +254,7 @@ fn policy_detail(
     let arn = state.policy_arn(p);
     let versions = state.list_policy_versions(&arn)?;
     w.open("member");
-    w.elem("PolicyName", &p.name);
-    w.elem("PolicyId", &p.id);
-    w.elem("Arn", &arn);
-    w.elem("Path", &p.path);
-    w.elem("DefaultVersionId", &p.default_version);
-    w.elem("AttachmentCount", &p.attachments.to_string());
-    w.elem(
-        "PermissionsBoundaryUsageCount",
-        &p.boundary_uses.to_string(),
-    );
-    w.elem("IsAttachable", "true");
-    if !p.description.is_empty() {
-        w.elem("Description", &p.description);
-    }
-    w.elem("CreateDate", &xml_date(&p.created));
-    w.elem("UpdateDate", &xml_date(&p.updated));
+    policy_fields(w, p, &arn);
     w.open("PolicyVersionList");
     for v in &versions {
         version_xml(w, "member", v, true);
