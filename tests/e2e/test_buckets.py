@@ -99,6 +99,24 @@ def test_a_bucket_named_metrics_is_listed_like_any_other(fresh_server_factory):
     assert "keyhole_" in urllib.request.urlopen(f"{kp.endpoint}/metrics", timeout=10).read().decode()
 
 
+def test_create_bucket_object_ownership(s3):
+    """`x-amz-object-ownership` at CreateBucket (API_CreateBucket.html): BucketOwnerEnforced,
+    AWS's default, is what every bucket here is; the settings that enable ACLs are refused (501,
+    as PutBucketOwnershipControls refuses them) and create nothing, instead of a bucket that
+    silently differs from the one asked for."""
+    enforced = unique_bucket_name("own")
+    s3.create_bucket(Bucket=enforced, ObjectOwnership="BucketOwnerEnforced")
+    rules = s3.get_bucket_ownership_controls(Bucket=enforced)["OwnershipControls"]["Rules"]
+    assert rules == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    for setting in ("BucketOwnerPreferred", "ObjectWriter"):
+        name = unique_bucket_name("own")
+        with pytest.raises(ClientError) as ei:
+            s3.create_bucket(Bucket=name, ObjectOwnership=setting)
+        assert client_error(ei) == ("NotImplemented", 501)
+        assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    s3.delete_bucket(Bucket=enforced)
+
+
 def test_valid_edge_names(s3):
     for name in ["abc", "a" * 63, "with.dots.ok", "0-digits-first"]:
         s3.create_bucket(Bucket=name)

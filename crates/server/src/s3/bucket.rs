@@ -100,6 +100,25 @@ pub(super) async fn create_bucket(
 ) -> Result<Response<Body>, S3Error> {
     keyhole_store::validate_bucket_name(&ctx.bucket)?;
     check_acl_headers(ctx)?;
+    // `x-amz-object-ownership` (API_CreateBucket.html): ACLs stay disabled here, so only
+    // `BucketOwnerEnforced` (AWS's default) is created; the settings that enable ACLs are refused
+    // as PutBucketOwnershipControls refuses them, rather than creating a bucket that silently
+    // differs from the one asked for (ceph/s3-tests `test_create_bucket_bucket_owner_preferred`).
+    match ctx.header("x-amz-object-ownership")?.map(str::trim) {
+        None | Some("BucketOwnerEnforced") => {}
+        Some(other @ ("BucketOwnerPreferred" | "ObjectWriter")) => {
+            return Err(S3Error::not_implemented(&format!(
+                "Object Ownership `{other}` (ACLs stay disabled: every bucket is BucketOwnerEnforced)"
+            )))
+        }
+        Some(other) => {
+            return Err(S3Error::new(
+                "InvalidArgument",
+                StatusCode::BAD_REQUEST,
+                format!("x-amz-object-ownership `{other}` is not one of BucketOwnerEnforced, BucketOwnerPreferred, ObjectWriter"),
+            ))
+        }
+    }
     let with_lock = ctx
         .header("x-amz-bucket-object-lock-enabled")?
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
