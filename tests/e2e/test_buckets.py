@@ -97,6 +97,15 @@ def test_a_bucket_named_metrics_is_listed_like_any_other(fresh_server_factory):
     s3.put_object(Bucket="metrics", Key="k", Body=b"v")
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="metrics")["Contents"]] == ["k"]
     assert "keyhole_" in urllib.request.urlopen(f"{kp.endpoint}/metrics", timeout=10).read().decode()
+    # `//metrics` names no bucket (an empty name): InvalidBucketName, not a request decided on
+    # `arn:aws:s3:::/metrics` (review 31, L4).
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", kp.port, timeout=10)
+    conn.request("GET", "//metrics")
+    answer = conn.getresponse()
+    assert answer.status == 400 and b"InvalidBucketName" in answer.read()
+    conn.close()
 
 
 def test_create_bucket_object_ownership(s3):

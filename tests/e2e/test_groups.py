@@ -21,7 +21,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import make_client, wait_for_events
+from e2e_helpers import make_client, read_trail, wait_for_events
 from test_iam import error_code, iam_client, new_user
 
 
@@ -215,6 +215,17 @@ def test_update_group_renames_and_moves_a_group_with_its_members_and_policies(se
     decisions = {e.get("decision") for e in events if e["eventName"] == "UpdateGroup" and e["stage"] == "completed"
                  and e["requestParameters"].get("newGroupName") == final}
     assert decisions == {"Allow", "Deny"}, decisions
+    # A path AWS's pattern refuses is refused before authorization: no write-ahead record is
+    # decided on an ARN that cannot exist (review 31, L3).
+    # (A write-ahead record is on disk before its request is answered, so counting them right
+    # after the answers is enough.)
+    def authorized_updates() -> int:
+        return sum(e["eventName"] == "UpdateGroup" and e["stage"] == "authorized" for e in read_trail(server.data_dir))
+
+    before = authorized_updates()
+    for bad in ("//", "no-slash/", "/a b/"):
+        iam_error(lambda: iam.update_group(GroupName=final, NewPath=bad), "ValidationError")
+    assert authorized_updates() == before
 
 
 def test_a_user_belongs_to_at_most_ten_groups(server):

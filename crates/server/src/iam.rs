@@ -1558,6 +1558,34 @@ fn canonical_names(gw: &Gateway, mut form: Query) -> Query {
     form
 }
 
+/// The names and paths a request gives a new or renamed entity are checked against AWS's
+/// patterns before authorization, as AWS validates input first: otherwise the request would be
+/// decided (and its write-ahead record written) on an ARN that cannot exist (review 31, L3).
+fn check_new_names(action: IamAction, form: &Query) -> Result<(), StateError> {
+    use crate::state::{validate_name, validate_path};
+    use IamAction as A;
+    let (name_param, field, max) = match action {
+        A::CreateUser => ("UserName", "userName", 64),
+        A::CreateRole => ("RoleName", "roleName", 64),
+        A::CreateGroup => ("GroupName", "groupName", 128),
+        A::CreatePolicy => ("PolicyName", "policyName", 128),
+        A::UpdateGroup => ("NewGroupName", "newGroupName", 128),
+        _ => return Ok(()),
+    };
+    if let Some(name) = form.get(name_param) {
+        validate_name(field, name, max)?;
+    }
+    let path_param = if action == A::UpdateGroup {
+        "NewPath"
+    } else {
+        "Path"
+    };
+    if let Some(path) = form.get(path_param) {
+        validate_path(path)?;
+    }
+    Ok(())
+}
+
 /// UpdateGroup's target: the group's ARN with `NewPath` and `NewGroupName` in place of the
 /// current ones (`current`, the group's ARN with its stored path); `None` when neither is given.
 fn renamed_group_arn(form: &Query, current: &str) -> Result<Option<String>, S3Error> {
@@ -1597,6 +1625,7 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamC
             "the IAM action `{name}`"
         )));
     };
+    check_new_names(action, &form)?;
     let mut main = permission(action, &form, principal, &gw.account.record.account_id)?;
     main.resource = with_entity_path(&gw.state, &main.resource);
     if action == A::GetAccessKeyLastUsed {

@@ -1784,6 +1784,13 @@ fn locate(
         return Ok((None, None));
     }
     match rest.split_once('/') {
+        // `//KEY`: an empty bucket name, which no bucket has (review 31, L4: it was decided as a
+        // request on `arn:aws:s3:::/KEY`).
+        Some(("", _)) => Err(S3Error::new(
+            "InvalidBucketName",
+            StatusCode::BAD_REQUEST,
+            "The specified bucket is not valid: the path begins with `//`, which names no bucket",
+        )),
         None => Ok((Some(decode(rest)?), None)),
         Some((b, "")) => Ok((Some(decode(b)?), None)),
         Some((b, k)) => Ok((Some(decode(b)?), Some(decode(k)?))),
