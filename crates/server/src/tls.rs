@@ -215,15 +215,141 @@ impl ServerCertificate {
             },
             hint: KEY_HINT,
         })?;
+        let rejected = |reason: String| TlsError::Rejected {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            reason,
+        };
+        // A chain clients take: bounded (clients refuse a certificate message much over 100 KB:
+        // OpenSSL's default limit), and a leaf valid now (review 31, L1: a reload accepted an
+        // expired certificate or a multi-megabyte chain and every handshake failed after it).
+        let total: usize = chain.iter().map(|c| c.as_ref().len()).sum();
+        if chain.len() > MAX_CHAIN_CERTS || total > MAX_CHAIN_BYTES {
+            return Err(rejected(format!(
+                "the chain has {} certificates, {total} bytes of DER; clients accept at most about {MAX_CHAIN_CERTS} and {MAX_CHAIN_BYTES} (the leaf, then its intermediates, without the root)",
+                chain.len()
+            )));
+        }
+        if let Some(leaf) = chain.first() {
+            check_validity(leaf.as_ref(), chrono::Utc::now().timestamp()).map_err(rejected)?;
+        }
         // Checks that the key is the leaf certificate's own, as `with_single_cert` does.
-        rustls::sign::CertifiedKey::from_der(chain, private_key, &provider()).map_err(|e| {
-            TlsError::Rejected {
-                cert: cert.to_owned(),
-                key: key.to_owned(),
-                reason: e.to_string(),
-            }
-        })
+        let candidates = chain.clone();
+        rustls::sign::CertifiedKey::from_der(chain, private_key.clone_key(), &provider()).map_err(
+            |e| {
+                // A key that is another certificate's of the file: the leaf is not first.
+                let owner = candidates.iter().skip(1).position(|c| {
+                    rustls::sign::CertifiedKey::from_der(
+                        vec![c.clone()],
+                        private_key.clone_key(),
+                        &provider(),
+                    )
+                    .is_ok()
+                });
+                rejected(match owner {
+                    Some(i) => format!(
+                        "the key is that of certificate #{} in the file, not of the first one: the server's own (leaf) certificate must come first, then its intermediates",
+                        i + 2
+                    ),
+                    None => e.to_string(),
+                })
+            },
+        )
     }
+}
+
+/// Most certificates a served chain may have.
+pub const MAX_CHAIN_CERTS: usize = 10;
+/// Most bytes (DER) a served chain may have.
+pub const MAX_CHAIN_BYTES: usize = 64 * 1024;
+
+/// Refuses a leaf certificate that has expired or is not valid yet (more than five minutes
+/// ahead, for clocks that differ), read from its DER `validity`; `now` in Unix seconds.
+fn check_validity(der: &[u8], now: i64) -> Result<(), String> {
+    let Some((not_before, not_after)) = der_validity(der) else {
+        return Err("its validity dates cannot be read".into());
+    };
+    let show = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0).map_or_else(|| t.to_string(), |d| d.to_rfc3339())
+    };
+    if now > not_after {
+        return Err(format!(
+            "the certificate expired on {}: renew it",
+            show(not_after)
+        ));
+    }
+    if now + 300 < not_before {
+        return Err(format!(
+            "the certificate is not valid until {} (check the clock, or the certificate's dates)",
+            show(not_before)
+        ));
+    }
+    Ok(())
+}
+
+/// `(notBefore, notAfter)` of a DER X.509 certificate, in Unix seconds (RFC 5280 4.1:
+/// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber,
+/// signature, issuer, validity SEQUENCE { notBefore Time, notAfter Time }, ... }, ... }).
+fn der_validity(der: &[u8]) -> Option<(i64, i64)> {
+    /// One tag-length-value: (tag, content, what follows).
+    fn tlv(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = buf.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let (bytes, rest) = rest.split_at(n);
+            (
+                bytes.iter().fold(0usize, |a, &b| (a << 8) | usize::from(b)),
+                rest,
+            )
+        };
+        if rest.len() < len {
+            return None;
+        }
+        let (content, after) = rest.split_at(len);
+        Some((tag, content, after))
+    }
+    fn time(tag: u8, text: &[u8]) -> Option<i64> {
+        let text = std::str::from_utf8(text).ok()?;
+        let full = match (tag, text.len()) {
+            // UTCTime YYMMDDHHMMSSZ: years 50-99 are 19xx (RFC 5280 4.1.2.5.1).
+            (0x17, 13) => {
+                let yy: u32 = text.get(..2)?.parse().ok()?;
+                format!("{}{text}", if yy >= 50 { "19" } else { "20" })
+            }
+            (0x18, 15) => text.to_owned(),
+            _ => return None,
+        };
+        let t = chrono::NaiveDateTime::parse_from_str(&full, "%Y%m%d%H%M%SZ").ok()?;
+        Some(t.and_utc().timestamp())
+    }
+    let (0x30, cert, _) = tlv(der)? else {
+        return None;
+    };
+    let (0x30, tbs, _) = tlv(cert)? else {
+        return None;
+    };
+    let (mut tag, _, mut rest) = tlv(tbs)?;
+    if tag == 0xa0 {
+        // the explicit version; the serial number follows
+        (tag, _, rest) = tlv(rest)?;
+    }
+    if tag != 0x02 {
+        return None;
+    }
+    let (_signature, _, rest) = tlv(rest)?;
+    let (_issuer, _, rest) = tlv(rest)?;
+    let (0x30, validity, _) = tlv(rest)? else {
+        return None;
+    };
+    let (t1, before, rest) = tlv(validity)?;
+    let (t2, after, _) = tlv(rest)?;
+    Some((time(t1, before)?, time(t2, after)?))
 }
 
 impl rustls::server::ResolvesServerCert for ServerCertificate {
@@ -433,6 +559,105 @@ mod tests {
         big.set_len(MAX_PEM_BYTES + 1).unwrap();
         let e = served.reload().unwrap_err().to_string();
         assert!(e.contains("more than"), "{e}");
+    }
+
+    /// A certificate for 127.0.0.1 valid from `from` to `to` (year, month, day), as PEM files.
+    fn dated(dir: &Path, from: (i32, u8, u8), to: (i32, u8, u8)) -> (PathBuf, PathBuf) {
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (dir.join("dated.pem"), dir.join("dated.key"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    /// Review 31, L1: a certificate clients would refuse (expired, not yet valid, a chain too
+    /// long) is refused at start and at a reload, which then keeps the one it serves.
+    #[test]
+    fn expired_future_and_oversized_certificates_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path());
+        let served = ServerCertificate::load(&cert, &key).unwrap();
+        let (old, old_key) = dated(dir.path(), (2019, 1, 1), (2020, 1, 1));
+        let e = ServerCertificate::load(&old, &old_key)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expired on 2020-01-01"), "{e}");
+        let (late, late_key) = dated(dir.path(), (2090, 1, 1), (2091, 1, 1));
+        let e = ServerCertificate::load(&late, &late_key)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not valid until 2090-01-01"), "{e}");
+        // A reload to the expired pair keeps the served certificate.
+        let (c2, k2) = dated(dir.path(), (2019, 1, 1), (2020, 1, 1));
+        std::fs::copy(&c2, &cert).unwrap();
+        std::fs::copy(&k2, &key).unwrap();
+        assert!(served.reload().is_err());
+        // A leaf followed by many copies of itself: over the chain bound.
+        let (c3, k3) = self_signed(dir.path());
+        let one = std::fs::read_to_string(&c3).unwrap();
+        std::fs::write(&c3, one.repeat(MAX_CHAIN_CERTS + 1)).unwrap();
+        let e = ServerCertificate::load(&c3, &k3).unwrap_err().to_string();
+        assert!(e.contains("the chain has 11 certificates"), "{e}");
+    }
+
+    /// Review 31, L2: a chain with the leaf last says so, instead of a bare key mismatch.
+    #[test]
+    fn a_chain_with_the_leaf_last_says_the_leaf_comes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (leaf, key) = self_signed(dir.path());
+        let other = tempfile::tempdir().unwrap();
+        let (ca, _) = self_signed(other.path());
+        let swapped = dir.path().join("swapped.pem");
+        let text = std::fs::read_to_string(&ca).unwrap() + &std::fs::read_to_string(&leaf).unwrap();
+        std::fs::write(&swapped, text).unwrap();
+        let e = ServerCertificate::load(&swapped, &key)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("certificate #2") && e.contains("must come first"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn validity_is_read_from_utc_and_generalized_times() {
+        let dir = tempfile::tempdir().unwrap();
+        for (from, to) in [
+            ((2001, 2, 3), (2049, 12, 31)),
+            ((1999, 12, 31), (2060, 6, 1)),
+        ] {
+            let (c, _) = dated(dir.path(), from, to);
+            let der = certificates("tls_cert", &c).unwrap().remove(0);
+            let (nb, na) = der_validity(der.as_ref()).unwrap();
+            let ymd = |t: i64| {
+                let d = chrono::DateTime::from_timestamp(t, 0).unwrap();
+                (
+                    chrono::Datelike::year(&d),
+                    chrono::Datelike::month(&d),
+                    chrono::Datelike::day(&d),
+                )
+            };
+            assert_eq!(ymd(nb), (from.0, u32::from(from.1), u32::from(from.2)));
+            assert_eq!(ymd(na), (to.0, u32::from(to.1), u32::from(to.2)));
+        }
+        assert_eq!(der_validity(b"\x30\x03\x02\x01"), None);
+    }
+
+    proptest::proptest! {
+        /// Any bytes, a certificate's included when cut anywhere: an answer or None, no panic.
+        #[test]
+        fn validity_parsing_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400), cut in 0usize..2000) {
+            let _ = der_validity(&bytes);
+            let dir = tempfile::tempdir().unwrap();
+            let (c, _) = self_signed(dir.path());
+            let der = certificates("tls_cert", &c).unwrap().remove(0);
+            let der = der.as_ref();
+            let _ = der_validity(der.get(..cut.min(der.len())).unwrap_or_default());
+        }
     }
 
     #[test]
