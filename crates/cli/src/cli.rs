@@ -220,7 +220,9 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYHOLE_JOB_SESSION_SECS", value_name = "SECS")]
     pub job_session_secs: Option<u64>,
     /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key. Every
-    /// connection is then TLS and requests have aws:SecureTransport = true.
+    /// connection is then TLS and requests have aws:SecureTransport = true. `kill -HUP` reads
+    /// both files again: new connections get a renewed certificate (one that does not load is
+    /// logged and the previous one kept).
     #[arg(long, env = "KEYHOLE_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --tls-cert.
