@@ -225,7 +225,11 @@ fn token_tags(
                 }
             };
             crate::state::validate_tag(k, &value).map_err(|e| TokenError::Tags(e.to_string()))?;
-            if out.tags.iter().any(|(x, _)| x.eq_ignore_ascii_case(k)) {
+            if out
+                .tags
+                .iter()
+                .any(|(x, _)| crate::state::same_tag_key(x, k))
+            {
                 return Err(TokenError::Tags(format!(
                     "the tag key `{k}` appears twice (keys are case-insensitive)"
                 )));
@@ -243,7 +247,11 @@ fn token_tags(
         let keys = string_or_list(Some(t))
             .ok_or_else(|| bad("`transitive_tag_keys` is not a list of strings"))?;
         for k in keys {
-            if !out.tags.iter().any(|(x, _)| x.eq_ignore_ascii_case(&k)) {
+            if !out
+                .tags
+                .iter()
+                .any(|(x, _)| crate::state::same_tag_key(x, &k))
+            {
                 return Err(TokenError::Tags(format!(
                     "the transitive key `{k}` is not one of the token's principal_tags"
                 )));

@@ -436,7 +436,7 @@ impl JobSpec {
             if let Some(other) = self
                 .labels
                 .keys()
-                .find(|o| *o != k && o.eq_ignore_ascii_case(k))
+                .find(|o| *o != k && crate::state::same_tag_key(o, k))
             {
                 return Err(bad(
                     format!("labels.{k}"),

@@ -32,6 +32,7 @@ use http::StatusCode;
 use super::{invalid_parameter, validation, MAX_SESSION_POLICY_CHARS};
 use crate::error::S3Error;
 use crate::s3::route::Query;
+use crate::state::same_tag_key;
 
 /// At most this many session tags a request (AWS: 50).
 pub const MAX_SESSION_TAGS: usize = 50;
@@ -74,7 +75,7 @@ pub fn parse_session_tags(form: &Query) -> Result<SessionTags, S3Error> {
         })?;
         crate::state::validate_tag(key, value)
             .map_err(|e| validation(format!("Tags.member.{i}: {e}")))?;
-        if let Some((first, _)) = tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
+        if let Some((first, _)) = tags.iter().find(|(k, _)| same_tag_key(k, key)) {
             return Err(invalid_parameter(format!(
                 "Duplicate tag keys found: `{first}` and `{key}` (Tags.member.{i}); session tag keys are case insensitive"
             )));
@@ -95,7 +96,7 @@ pub fn parse_session_tags(form: &Query) -> Result<SessionTags, S3Error> {
     }
     let mut transitive: Vec<String> = Vec::new();
     for (i, key) in requested.iter().enumerate() {
-        let Some((spelled, _)) = tags.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) else {
+        let Some((spelled, _)) = tags.iter().find(|(k, _)| same_tag_key(k, key)) else {
             return Err(invalid_parameter(format!(
                 "TransitiveTagKeys.member.{}: `{key}` is not the key of a session tag in this request; a transitive key must name one of the Tags passed with it",
                 i + 1
@@ -118,7 +119,7 @@ pub fn with_inherited(
     if let Some((key, _)) = passed
         .tags
         .iter()
-        .find(|(k, _)| inherited.iter().any(|(i, _)| i.eq_ignore_ascii_case(k)))
+        .find(|(k, _)| inherited.iter().any(|(i, _)| same_tag_key(i, k)))
     {
         return Err(invalid_parameter(format!(
             "the session tag `{key}` has the key of a transitive tag inherited from the calling session; inherited transitive tags cannot be overridden, so leave `{key}` out of Tags"
