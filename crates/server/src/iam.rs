@@ -212,6 +212,41 @@ fn path_prefix(q: &Query) -> Result<&str, S3Error> {
     Ok(p)
 }
 
+/// `ValidationError` for a parameter whose value is not one of those `allowed` lists.
+fn not_one_of(name: &str, value: &str, allowed: &str) -> S3Error {
+    S3Error::new(
+        "ValidationError",
+        StatusCode::BAD_REQUEST,
+        format!("{name} `{value}` is not one of {allowed}"),
+    )
+}
+
+/// `PolicyUsageFilter` (ListPolicies, ListEntitiesForPolicy) as (attached, used as a boundary):
+/// "To list only permissions policies, set PolicyUsageFilter to PermissionsPolicy. To list only
+/// the policies used to set permissions boundaries, set the value to PermissionsBoundary"
+/// (API_ListPolicies.html); `None` when absent (no filter).
+fn policy_usage(q: &Query) -> Result<Option<(bool, bool)>, S3Error> {
+    match q.get("PolicyUsageFilter") {
+        None => Ok(None),
+        Some("PermissionsPolicy") => Ok(Some((true, false))),
+        Some("PermissionsBoundary") => Ok(Some((false, true))),
+        Some(other) => Err(not_one_of(
+            "PolicyUsageFilter",
+            other,
+            "PermissionsPolicy, PermissionsBoundary",
+        )),
+    }
+}
+
+/// One `member` of a list of attached managed policies (`AttachedPolicies`,
+/// `AttachedManagedPolicies`).
+fn attached_policy_xml(w: &mut XmlWriter, (name, arn): &(String, String)) {
+    w.open("member");
+    w.elem("PolicyName", name);
+    w.elem("PolicyArn", arn);
+    w.close("member");
+}
+
 /// ListEntitiesForPolicy's answer
 /// (https://docs.aws.amazon.com/IAM/latest/APIReference/API_ListEntitiesForPolicy.html):
 /// `EntityFilter` (User, Role, Group; LocalManagedPolicy and AWSManagedPolicy name no user,
@@ -219,13 +254,6 @@ fn path_prefix(q: &Query) -> Result<&str, S3Error> {
 /// (PermissionsPolicy: attached; PermissionsBoundary: used as a boundary; both when absent), and
 /// one page over the groups, users and roles together, in that order.
 fn entities_for_policy_xml(w: &mut XmlWriter, state: &State, q: &Query) -> Result<(), S3Error> {
-    let bad = |name: &str, value: &str, allowed: &str| {
-        S3Error::new(
-            "ValidationError",
-            StatusCode::BAD_REQUEST,
-            format!("{name} `{value}` is not one of {allowed}"),
-        )
-    };
     let kinds: &[PrincipalKind] = match q.get("EntityFilter") {
         None => &[
             PrincipalKind::Group,
@@ -237,25 +265,14 @@ fn entities_for_policy_xml(w: &mut XmlWriter, state: &State, q: &Query) -> Resul
         Some("Group") => &[PrincipalKind::Group],
         Some("LocalManagedPolicy" | "AWSManagedPolicy") => &[],
         Some(other) => {
-            return Err(bad(
+            return Err(not_one_of(
                 "EntityFilter",
                 other,
                 "User, Role, Group, LocalManagedPolicy, AWSManagedPolicy",
             ))
         }
     };
-    let (attached, boundary) = match q.get("PolicyUsageFilter") {
-        None => (true, true),
-        Some("PermissionsPolicy") => (true, false),
-        Some("PermissionsBoundary") => (false, true),
-        Some(other) => {
-            return Err(bad(
-                "PolicyUsageFilter",
-                other,
-                "PermissionsPolicy, PermissionsBoundary",
-            ))
-        }
-    };
+    let (attached, boundary) = policy_usage(q)?.unwrap_or((true, true));
     let prefix = path_prefix(q)?;
     let paging = Paging::from_query(q)?;
     let mut entities = state.entities_for_policy(required(q, "PolicyArn")?)?;
@@ -895,33 +912,13 @@ fn run(
             let aws_only = match q.get("Scope").unwrap_or("All") {
                 "All" | "Local" => false,
                 "AWS" => true,
-                other => {
-                    return Err(S3Error::new(
-                        "ValidationError",
-                        StatusCode::BAD_REQUEST,
-                        format!("Scope `{other}` is not one of All, AWS, Local"),
-                    ))
-                }
+                other => return Err(not_one_of("Scope", other, "All, AWS, Local")),
             };
             let prefix = path_prefix(q)?;
             let only_attached = bool_param(q, "OnlyAttached")?;
-            // "To list only permissions policies, set PolicyUsageFilter to PermissionsPolicy. To
-            // list only the policies used to set permissions boundaries, set the value to
-            // PermissionsBoundary" (API_ListPolicies.html): a customer managed policy is either
-            // by how it is in use, attached or set as a boundary.
-            let usage: fn(&crate::state::ManagedPolicyRecord) -> bool =
-                match q.get("PolicyUsageFilter") {
-                    None => |_| true,
-                    Some("PermissionsPolicy") => |p| p.attachments > 0,
-                    Some("PermissionsBoundary") => |p| p.boundary_uses > 0,
-                    Some(other) => {
-                        return Err(S3Error::new(
-                            "ValidationError",
-                            StatusCode::BAD_REQUEST,
-                            format!("PolicyUsageFilter `{other}` is not one of PermissionsPolicy, PermissionsBoundary"),
-                        ))
-                    }
-                };
+            // A customer managed policy is either by how it is in use: attached, or set as a
+            // boundary.
+            let usage = policy_usage(q)?;
             let paging = Paging::from_query(q)?;
             let mut policies = if aws_only {
                 Vec::new()
@@ -929,7 +926,11 @@ fn run(
                 state.list_policies()?
             };
             policies.retain(|p| {
-                p.path.starts_with(prefix) && (!only_attached || p.attachments > 0) && usage(p)
+                p.path.starts_with(prefix)
+                    && (!only_attached || p.attachments > 0)
+                    && usage.is_none_or(|(attached, boundary)| {
+                        (attached && p.attachments > 0) || (boundary && p.boundary_uses > 0)
+                    })
             });
             w.open(&result);
             paging::list(&mut w, paging, "Policies", &policies, |w, p| {
@@ -1223,12 +1224,7 @@ fn run(
                 paging,
                 "AttachedPolicies",
                 &attached,
-                |w, (n, arn)| {
-                    w.open("member");
-                    w.elem("PolicyName", n);
-                    w.elem("PolicyArn", arn);
-                    w.close("member");
-                },
+                attached_policy_xml,
             );
             w.close(&result);
         }

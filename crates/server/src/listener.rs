@@ -1004,8 +1004,7 @@ impl Task {
     /// recorded here, so the trail holds every request the gateway received.
     fn record_refused_head(&self, e: &hyper::Error, tls: bool) {
         // The statuses of hyper's automatic answers (`Server::on_error`): a head too large is
-        // 431, a URI too long 414 (both `is_parse_too_large`), any other parse error 400. An
-        // HTTP/2 preface is closed without an answer and is not a request.
+        // 431, a URI too long 414 (both `is_parse_too_large`), any other parse error 400.
         let reason = e.to_string();
         // (status, the error code the record names): the HTTP layer's own answers carry no body,
         // so the code is the condition's, the one keyhole gives when it refuses a head itself

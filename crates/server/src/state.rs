@@ -1411,25 +1411,19 @@ impl State {
                         |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<String>(2)?)),
                     )?
                 };
-                let mut of_kind: Vec<PolicyEntity> = Vec::new();
+                // By name: one entry per entity, whether it holds the policy one way or both.
+                let mut of_kind: std::collections::BTreeMap<String, PolicyEntity> =
+                    std::collections::BTreeMap::new();
                 for (rows, as_boundary) in [(attached, false), (bounded, true)] {
                     for (name, id, path) in rows {
-                        let entity = match of_kind.iter_mut().find(|e| e.name == name) {
-                            Some(e) => e,
-                            None => {
-                                of_kind.push(PolicyEntity {
-                                    kind,
-                                    name,
-                                    id,
-                                    path,
-                                    attached: false,
-                                    boundary: false,
-                                });
-                                of_kind.last_mut().ok_or_else(|| {
-                                    StateError::Engine("an entity just listed is gone".into())
-                                })?
-                            }
-                        };
+                        let entity = of_kind.entry(name.clone()).or_insert(PolicyEntity {
+                            kind,
+                            name,
+                            id,
+                            path,
+                            attached: false,
+                            boundary: false,
+                        });
                         if as_boundary {
                             entity.boundary = true;
                         } else {
@@ -1437,8 +1431,7 @@ impl State {
                         }
                     }
                 }
-                of_kind.sort_by(|a, b| a.name.cmp(&b.name));
-                out.extend(of_kind);
+                out.extend(of_kind.into_values());
             }
             Ok(out)
         })

@@ -9,12 +9,10 @@
 //! users, groups, roles and policies together, in that order, each by name; the details of an
 //! entity deleted while the page is written are left out.
 
-use http::StatusCode;
-
 use super::paging::{self, Paging};
 use super::{
-    boundary_xml, members, optional_tags_xml, policy_fields, url_encode, version_xml, xml_date,
-    Query,
+    attached_policy_xml, boundary_xml, members, not_one_of, optional_tags_xml, policy_fields,
+    url_encode, version_xml, xml_date, Query,
 };
 use crate::error::S3Error;
 use crate::state::{
@@ -70,12 +68,10 @@ fn chosen(q: &Query) -> Result<Chosen, S3Error> {
             "LocalManagedPolicy" => c.local_policies = true,
             "AWSManagedPolicy" => {}
             other => {
-                return Err(S3Error::new(
-                    "ValidationError",
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "Filter `{other}` is not one of User, Role, Group, LocalManagedPolicy, AWSManagedPolicy"
-                    ),
+                return Err(not_one_of(
+                    "Filter",
+                    other,
+                    "User, Role, Group, LocalManagedPolicy, AWSManagedPolicy",
                 ))
             }
         }
@@ -166,11 +162,8 @@ fn inline_xml(w: &mut XmlWriter, el: &str, policies: &[(String, String)]) {
 
 fn attached_xml(w: &mut XmlWriter, attached: &[(String, String)]) {
     w.open("AttachedManagedPolicies");
-    for (name, arn) in attached {
-        w.open("member");
-        w.elem("PolicyName", name);
-        w.elem("PolicyArn", arn);
-        w.close("member");
+    for a in attached {
+        attached_policy_xml(w, a);
     }
     w.close("AttachedManagedPolicies");
 }
