@@ -252,6 +252,20 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Runs `f` on the state database off the async threads (a bucket's policy, tags, CORS...).
+    pub(crate) async fn state_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::state::State) -> Result<T, crate::state::StateError> + Send + 'static,
+    ) -> Result<T, S3Error> {
+        let state = self.gw.state.clone();
+        Ok(crate::state::db::blocking(move || f(&state)).await?)
+    }
+
+    /// The request's bucket must exist (NoSuchBucket otherwise).
+    pub(crate) async fn require_bucket(&self) -> Result<(), S3Error> {
+        self.gw.storage.head_bucket(&self.bucket).await.map(|_| ())
+    }
+
     /// The version the request names, if any.
     pub fn version(&self) -> Option<&str> {
         self.version_id.as_deref()

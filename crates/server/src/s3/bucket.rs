@@ -201,16 +201,13 @@ pub(crate) async fn write_setting<T: Send + 'static>(
     if now != *found {
         return Err(S3Error::from(keyhole_store::StoreError::NoSuchBucket));
     }
-    let state = ctx.gw.state.clone();
-    Ok(crate::state::db::blocking(move || f(&state)).await?)
+    ctx.state_call(f).await
 }
 
 /// Removes the settings the state holds for `ctx.bucket`.
 async fn forget(ctx: &Ctx<'_>) -> Result<(), S3Error> {
-    let state = ctx.gw.state.clone();
     let name = ctx.bucket.clone();
-    crate::state::db::blocking(move || state.forget_bucket(&name)).await?;
-    Ok(())
+    ctx.state_call(move |s| s.forget_bucket(&name)).await
 }
 
 pub(super) async fn delete_bucket(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {

@@ -17,23 +17,9 @@ use super::{empty_response, xml_ok, Ctx};
 use crate::body::{Body, BodyReader};
 use crate::config::MAX_XML_BODY_BYTES;
 use crate::error::S3Error;
-use crate::state::StateError;
 
 /// AWS's limit on a bucket's tags.
 const MAX_BUCKET_TAGS: usize = 50;
-
-async fn state_call<T: Send + 'static>(
-    ctx: &Ctx<'_>,
-    f: impl FnOnce(&crate::state::State) -> Result<T, StateError> + Send + 'static,
-) -> Result<T, S3Error> {
-    let state = ctx.gw.state.clone();
-    Ok(crate::state::db::blocking(move || f(&state)).await?)
-}
-
-/// The bucket must exist (NoSuchBucket otherwise), as for its policy.
-async fn require_bucket(ctx: &Ctx<'_>) -> Result<(), S3Error> {
-    ctx.gw.storage.head_bucket(&ctx.bucket).await.map(|_| ())
-}
 
 fn invalid_tag(reason: String) -> S3Error {
     S3Error::from(keyhole_store::StoreError::InvalidTag { reason })
@@ -61,9 +47,9 @@ fn validate(tags: &[(String, String)]) -> Result<(), S3Error> {
 }
 
 pub(super) async fn get(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    require_bucket(ctx).await?;
+    ctx.require_bucket().await?;
     let bucket = ctx.bucket.clone();
-    match state_call(ctx, move |s| s.get_bucket_tags(&bucket)).await? {
+    match ctx.state_call(move |s| s.get_bucket_tags(&bucket)).await? {
         Some(tags) => Ok(xml_ok(document(&answer_order(&tags)))),
         None => Err(S3Error::new(
             "NoSuchTagSet",
@@ -85,9 +71,10 @@ pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<
 }
 
 pub(super) async fn delete(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    require_bucket(ctx).await?;
+    ctx.require_bucket().await?;
     let bucket = ctx.bucket.clone();
-    state_call(ctx, move |s| s.delete_bucket_tags(&bucket)).await?;
+    ctx.state_call(move |s| s.delete_bucket_tags(&bucket))
+        .await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 

@@ -22,7 +22,6 @@ use super::{empty_response, xml_ok, Ctx};
 use crate::body::{Body, BodyReader};
 use crate::config::MAX_XML_BODY_BYTES;
 use crate::error::S3Error;
-use crate::state::StateError;
 use crate::xml::{self, XmlWriter};
 
 /// AWS's limit on the rules of one configuration ("You can add up to 100 rules").
@@ -264,14 +263,6 @@ fn requested_headers(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-async fn state_call<T: Send + 'static>(
-    ctx: &Ctx<'_>,
-    f: impl FnOnce(&crate::state::State) -> Result<T, StateError> + Send + 'static,
-) -> Result<T, S3Error> {
-    let state = ctx.gw.state.clone();
-    Ok(crate::state::db::blocking(move || f(&state)).await?)
-}
-
 fn no_configuration(bucket: &str) -> S3Error {
     S3Error::new(
         "NoSuchCORSConfiguration",
@@ -307,7 +298,8 @@ pub(super) async fn get(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
 pub(super) async fn delete(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
     ctx.gw.storage.head_bucket(&ctx.bucket).await?;
     let bucket = ctx.bucket.clone();
-    state_call(ctx, move |s| s.delete_bucket_cors(&bucket)).await?;
+    ctx.state_call(move |s| s.delete_bucket_cors(&bucket))
+        .await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 

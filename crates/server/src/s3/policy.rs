@@ -10,23 +10,11 @@ use http::{Response, StatusCode};
 use super::{empty_response, xml_ok, Ctx};
 use crate::body::{Body, BodyReader};
 use crate::error::S3Error;
-use crate::state::{PublicAccessBlock, StateError};
+use crate::state::PublicAccessBlock;
 use crate::xml::{self, XmlWriter};
 
 /// AWS's limit on a bucket policy (20 KB).
 const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
-
-async fn state_call<T: Send + 'static>(
-    ctx: &Ctx<'_>,
-    f: impl FnOnce(&crate::state::State) -> Result<T, StateError> + Send + 'static,
-) -> Result<T, S3Error> {
-    let state = ctx.gw.state.clone();
-    Ok(crate::state::db::blocking(move || f(&state)).await?)
-}
-
-async fn require_bucket(ctx: &Ctx<'_>) -> Result<(), S3Error> {
-    ctx.gw.storage.head_bucket(&ctx.bucket).await.map(|_| ())
-}
 
 pub(super) async fn put_bucket_policy(
     ctx: &Ctx<'_>,
@@ -68,9 +56,12 @@ pub(super) async fn put_bucket_policy(
 }
 
 pub(super) async fn get_bucket_policy(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    require_bucket(ctx).await?;
+    ctx.require_bucket().await?;
     let bucket = ctx.bucket.clone();
-    match state_call(ctx, move |s| s.get_bucket_policy(&bucket)).await? {
+    match ctx
+        .state_call(move |s| s.get_bucket_policy(&bucket))
+        .await?
+    {
         Some(doc) => Ok(super::xml_response(doc, "application/json")),
         None => Err(S3Error::new(
             "NoSuchBucketPolicy",
@@ -82,14 +73,15 @@ pub(super) async fn get_bucket_policy(ctx: &Ctx<'_>) -> Result<Response<Body>, S
 }
 
 pub(super) async fn delete_bucket_policy(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    require_bucket(ctx).await?;
+    ctx.require_bucket().await?;
     let bucket = ctx.bucket.clone();
-    state_call(ctx, move |s| s.delete_bucket_policy(&bucket)).await?;
+    ctx.state_call(move |s| s.delete_bucket_policy(&bucket))
+        .await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
 
 pub(super) async fn get_policy_status(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Error> {
-    require_bucket(ctx).await?;
+    ctx.require_bucket().await?;
     let public = ctx
         .gw
         .state
@@ -118,7 +110,7 @@ fn pab_xml(p: PublicAccessBlock) -> String {
 
 pub(super) async fn get_pab(ctx: &Ctx<'_>, bucket_level: bool) -> Result<Response<Body>, S3Error> {
     if bucket_level {
-        require_bucket(ctx).await?;
+        ctx.require_bucket().await?;
     }
     let scope = bucket_level.then_some(ctx.bucket.as_str());
     match ctx.gw.state.get_public_access_block(scope) {
@@ -171,7 +163,10 @@ pub(super) async fn put_pab(
             })
             .await?;
         }
-        None => state_call(ctx, move |s| s.put_public_access_block(None, pab)).await?,
+        None => {
+            ctx.state_call(move |s| s.put_public_access_block(None, pab))
+                .await?
+        }
     }
     Ok(empty_response(StatusCode::OK))
 }
@@ -181,9 +176,10 @@ pub(super) async fn delete_pab(
     bucket_level: bool,
 ) -> Result<Response<Body>, S3Error> {
     if bucket_level {
-        require_bucket(ctx).await?;
+        ctx.require_bucket().await?;
     }
     let scope = bucket_level.then(|| ctx.bucket.clone());
-    state_call(ctx, move |s| s.delete_public_access_block(scope.as_deref())).await?;
+    ctx.state_call(move |s| s.delete_public_access_block(scope.as_deref()))
+        .await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
 }
