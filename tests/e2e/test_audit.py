@@ -487,6 +487,11 @@ def test_a_request_head_the_gateway_cannot_read_is_recorded(fresh_server_factory
     over = send(head(32 * 1024 - base + 1))
     assert over.startswith(b"HTTP/1.1 431") and b"RequestHeaderSectionTooLarge" in over, over
     wait_for_events(kp.data_dir, lambda ev: any(e.get("errorCode") == "RequestHeaderSectionTooLarge" for e in ev))
+    # The heads the HTTP layer refused are counted with every other request.
+    metrics = urllib.request.urlopen(kp.endpoint + "/metrics").read().decode()
+    for status in (400, 431):
+        line = f'keyhole_requests_total{{api="s3",operation="Unknown",decision="None",status="{status}"}}'
+        assert line in metrics, metrics
     fp = fingerprint(kp)
     assert kp.stop() == 0
     checked = verify(kp.data_dir, fp)
@@ -617,3 +622,34 @@ def test_delete_objects_records_its_keys_before_and_each_result_after(server, s3
         "errors": [{"key": "keep/a", "code": "AccessDenied"}],
     }
     assert s3.get_object(Bucket=b, Key="keep/a")["Body"].read() == b"x"
+
+
+def test_a_cli_command_piped_into_a_reader_that_stops_ends_quietly():
+    """`keyhole job plan ... | head -1`: the reader has closed the pipe before the command
+    prints; it ends with a broken pipe's status (141, as a process killed by SIGPIPE) and no
+    panic trace (a jobs/CLI sweep, L4: it printed a panic and aborted)."""
+    from e2e_helpers import keyhole_bin
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+    proc = subprocess.Popen([str(keyhole_bin()), "job", "plan", "--name", "x", "--read", "s3://bucket-a/p/",
+                             "--for", "1h"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "panic" not in err, err
+
+
+def test_cli_errors_show_what_a_spec_holds_escaped(tmp_path):
+    """A spec someone else wrote may hold terminal escape sequences; the CLI's errors show them
+    escaped, never raw (review 36, F4)."""
+    from e2e_helpers import keyhole_bin
+
+    spec = tmp_path / "job.toml"
+    spec.write_text('name = "bad\\u001b[31mname"\nread = ["s3://bucket-a/p/"]\nduration = "1h"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYHOLE_"))}
+    r = subprocess.run([str(keyhole_bin()), "job", "plan", str(spec)], capture_output=True, text=True,
+                       env=env, stdin=subprocess.DEVNULL, timeout=60)
+    assert r.returncode != 0
+    assert "\x1b" not in r.stderr and "\\u{1b}" in r.stderr, r.stderr

@@ -158,6 +158,15 @@ def test_create_with_bogus_location_constraint(server, s3):
     resp = signed_request(server, "PUT", f"/{name}", body=body)
     assert_s3_error(resp, 400, "InvalidLocationConstraint")
     assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    # Another region's name is S3's IllegalLocationConstraintException (the region-specific
+    # endpoint does not serve it); `us-east-1` spelled out stays InvalidLocationConstraint.
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert e.value.response["Error"]["Code"] == "IllegalLocationConstraintException"
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "us-east-1"})
+    assert e.value.response["Error"]["Code"] == "InvalidLocationConstraint"
+    assert name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
 def test_create_with_malformed_configuration(server, s3):

@@ -189,7 +189,7 @@ def test_a_role_session_cannot_reassume_its_own_role_unless_trusted(server):
     remember_secrets(again["Credentials"]["SecretAccessKey"], again["Credentials"]["SessionToken"])
 
 
-def test_root_and_job_sessions_cannot_assume_roles(server, data_bucket):
+def test_root_and_job_sessions_cannot_assume_roles(server, data_bucket, tmp_path):
     iam = iam_client(server)
     role = uid("any")
     iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust("*")))
@@ -208,6 +208,20 @@ def test_root_and_job_sessions_cannot_assume_roles(server, data_bucket):
         job_sts.assume_role(RoleArn=arn(server, "role", role), RoleSessionName="chain")
     assert code_of(e.value) == "AccessDenied" and "job sessions cannot assume roles" in str(e.value)
     assert job_sts.get_caller_identity()["Arn"].endswith(f":federated-user/{created['Job']['JobId']}")
+    # Nor create jobs: a rule of the API, recorded as a denial the job's report lists (a jobs
+    # sweep, M2: it was counted as a request but not as denied).
+    c = created["Credentials"]
+    job_creds = tmp_path / "job-creds"
+    job_creds.write_text(f"[default]\naws_access_key_id = {c['AccessKeyId']}\n"
+                         f"aws_secret_access_key = {c['SecretAccessKey']}\naws_session_token = {c['SessionToken']}\n")
+    r = keyhole(server, "job", "start", "--name", "nested", "--read", f"s3://{data_bucket}/in/", "--for", "5m",
+                creds_file=job_creds)
+    assert r.returncode != 0 and "can create jobs" in r.stderr, r.stderr
+    report = keyhole(server, "job", "report", created["Job"]["JobId"], "--json")
+    assert report.returncode == 0, report.stderr
+    out = json.loads(report.stdout)
+    denied = out.get("Report", out)["denied"]
+    assert any(a["operation"] == "CreateJob" for a in denied["attempts"]), denied
     keyhole(server, "job", "finish", created["Job"]["JobId"])
 
 
@@ -583,6 +597,150 @@ def test_job_ownership_is_by_unique_id_not_by_name(server, data_bucket, tmp_path
     assert keyhole(server, "job", "finish", job_id).returncode == 0
 
 
+def test_update_user_renames_a_user_who_keeps_its_id_keys_groups_grants_and_jobs(server, data_bucket, tmp_path):
+    """UpdateUser (https://docs.aws.amazon.com/IAM/latest/APIReference/API_UpdateUser.html,
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/id_users_rename.html): the user keeps its
+    unique id, access keys, policies, groups and tags; bucket and trust policies that name it as a
+    principal are rewritten to its new ARN; its GetSessionToken credentials and its jobs stay
+    its own; the requester must be allowed on both names; a name taken in any case is refused."""
+    iam = iam_client(server)
+    s3 = make_client(server.endpoint, server.access_key, server.secret_key)
+    old, new = uid("erin"), uid("erin-new")
+    iam.create_user(UserName=old, Tags=[{"Key": "team", "Value": "ml"}])
+    user_id = iam.get_user(UserName=old)["User"]["UserId"]
+    iam.put_user_policy(UserName=old, PolicyName="jobs", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["keyhole:CreateJob", "sts:GetSessionToken"], "Resource": "*"}]}))
+    group = uid("g")
+    iam.create_group(GroupName=group)
+    iam.put_group_policy(GroupName=group, PolicyName="list", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{data_bucket}"}]}))
+    iam.add_user_to_group(GroupName=group, UserName=old)
+    key = iam.create_access_key(UserName=old)["AccessKey"]
+    remember_secrets(key["SecretAccessKey"])
+    creds = (key["AccessKeyId"], key["SecretAccessKey"])
+    old_arn = arn(server, "user", old)
+    s3.put_bucket_policy(Bucket=data_bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": [old_arn]}, "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{data_bucket}/secret/*"}]}))
+    role = uid("erins-role")
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust({"AWS": old_arn})))
+    session = session_creds(client(server, "sts", creds).get_session_token()["Credentials"])
+    r = keyhole(server, "job", "start", "--output", "json", "--name", "renamed", "--read", f"s3://{data_bucket}/in/",
+                "--for", "5m", creds_file=creds_file(tmp_path, *creds))
+    assert r.returncode == 0, r.stderr
+    created = json.loads(r.stdout)
+    remember_secrets(created["CredentialsToken"], created["Credentials"]["SecretAccessKey"],
+                     created["Credentials"]["SessionToken"])
+    job_id = created["Job"]["JobId"]
+
+    # Allowed on the old name only: refused, and nothing changes.
+    renamer, rak, rsk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:UpdateUser", "Resource": old_arn}]})
+    with pytest.raises(ClientError) as e:
+        iam_client(server, rak, rsk).update_user(UserName=old, NewUserName=new, NewPath="/moved/")
+    assert code_of(e.value) == "AccessDenied"
+    assert iam.get_user(UserName=old)["User"]["UserId"] == user_id
+    # A name taken in another case, and a missing user.
+    with pytest.raises(ClientError) as e:
+        iam.update_user(UserName=old, NewUserName=renamer.upper())
+    assert code_of(e.value) == "EntityAlreadyExists"
+    with pytest.raises(ClientError) as e:
+        iam.update_user(UserName=uid("nobody"), NewUserName=uid("x"))
+    assert code_of(e.value) == "NoSuchEntity"
+    for bad in ({"NewPath": "no-slash/"}, {"NewUserName": "a b"}, {"NewUserName": "x" * 65}):
+        with pytest.raises(ClientError) as e:
+            iam.update_user(UserName=old, **bad)
+        assert code_of(e.value) == "ValidationError", bad
+
+    # Allowed on both names: renamed and moved, through aws-cli.
+    new_arn = f"arn:aws:iam::{server.account_id}:user/moved/{new}"
+    iam.put_user_policy(UserName=renamer, PolicyName="p", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:UpdateUser", "Resource": [old_arn, new_arn]}]}))
+    aws = AwsCli(server.endpoint, creds_file(tmp_path, rak, rsk, "renamer"))
+    aws.ok("iam", "update-user", "--user-name", old, "--new-user-name", new, "--new-path", "/moved/")
+    got = iam.get_user(UserName=new)["User"]
+    assert (got["UserId"], got["Arn"], got["Path"]) == (user_id, new_arn, "/moved/")
+    assert got["Tags"] == [{"Key": "team", "Value": "ml"}]
+    with pytest.raises(ClientError) as e:
+        iam.get_user(UserName=old)
+    assert code_of(e.value) == "NoSuchEntity"
+    assert iam.list_user_policies(UserName=new)["PolicyNames"] == ["jobs"]
+    assert [k["AccessKeyId"] for k in iam.list_access_keys(UserName=new)["AccessKeyMetadata"]] == [key["AccessKeyId"]]
+    assert [g["GroupName"] for g in iam.list_groups_for_user(UserName=new)["Groups"]] == [group]
+    assert [u["UserName"] for u in iam.get_group(GroupName=group)["Users"]] == [new]
+
+    # The same key is the same user under its new name, with its group's and the bucket's grants.
+    me = client(server, "sts", creds).get_caller_identity()
+    assert (me["Arn"], me["UserId"]) == (new_arn, user_id)
+    s3_as_user = client(server, "s3", creds)
+    s3_as_user.list_objects_v2(Bucket=data_bucket)
+    assert s3_as_user.get_object(Bucket=data_bucket, Key="secret/x")["Body"].read() == b"secret/x"
+    # The policies that named it as a principal name it by its new ARN, as AWS rewrites them.
+    policy = json.loads(s3.get_bucket_policy(Bucket=data_bucket)["Policy"])
+    assert policy["Statement"][0]["Principal"]["AWS"] == [new_arn], policy
+    shown = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+    assert shown["Statement"][0]["Principal"]["AWS"] == new_arn, shown
+    client(server, "sts", creds).assume_role(RoleArn=arn(server, "role", role), RoleSessionName="after-rename")
+    # Its GetSessionToken credentials act as it under the new name.
+    assert client(server, "sts", session).get_caller_identity()["Arn"] == new_arn
+    assert client(server, "s3", session).get_object(Bucket=data_bucket, Key="secret/x")["Body"].read() == b"secret/x"
+    # A user created under the old name is somebody else: none of that follows it.
+    iam.create_user(UserName=old)
+    other = iam.create_access_key(UserName=old)["AccessKey"]
+    remember_secrets(other["SecretAccessKey"])
+    with pytest.raises(ClientError) as e:
+        client(server, "s3", (other["AccessKeyId"], other["SecretAccessKey"])).get_object(Bucket=data_bucket, Key="secret/x")
+    assert code_of(e.value) == "AccessDenied"
+    # Its job is still its own.
+    mine = creds_file(tmp_path, *creds, "mine")
+    r = keyhole(server, "job", "show", job_id, "--json", creds_file=mine)
+    assert r.returncode == 0, r.stderr
+    # It names its creator by the unique id too, which a later namesake does not share (review 32).
+    shown_job = json.loads(r.stdout)["Job"]
+    assert (shown_job["CreatedBy"], shown_job["CreatorId"]) == (old_arn, user_id), shown_job
+    r = keyhole(server, "job", "finish", job_id, creds_file=creds_file(tmp_path, other["AccessKeyId"], other["SecretAccessKey"], "o"))
+    assert r.returncode != 0 and "AccessDenied" in r.stderr, r.stderr
+    assert keyhole(server, "job", "finish", job_id, creds_file=mine).returncode == 0
+    s3.delete_bucket_policy(Bucket=data_bucket)
+    # The trail names the user as it was called at each request, as CloudTrail's `userName`.
+    events = wait_for_events(server.data_dir, lambda ev: any(
+        e["userIdentity"].get("userName") == new for e in ev))
+    names = {e["userIdentity"].get("userName") for e in events
+             if e["userIdentity"].get("principalId") == user_id and e["userIdentity"]["type"] == "IAMUser"}
+    assert {old, new} <= names, names
+    # IAM records list the IAM resources checked, as S3 records list buckets and objects.
+    renames = [e for e in events if e["eventName"] == "UpdateUser" and e["stage"] == "completed"
+               and e.get("decision") == "Allow"]
+    assert renames and {(r["type"], r["ARN"]) for r in renames[-1]["resources"]} == {
+        ("AWS::IAM::User", old_arn), ("AWS::IAM::User", new_arn)}, renames[-1]
+
+
+def test_update_user_refuses_a_name_a_policy_still_gives_a_deleted_user(server, data_bucket):
+    """A bucket policy that names both a deleted user (shown by its unique id) and a user about
+    to take the deleted one's name cannot say both after the rename:
+    EntityTemporarilyUnmodifiable, and nothing changes."""
+    iam = iam_client(server)
+    s3 = make_client(server.endpoint, server.access_key, server.secret_key)
+    gone, keep = uid("gone"), uid("keep")
+    iam.create_user(UserName=gone)
+    gone_id = iam.get_user(UserName=gone)["User"]["UserId"]
+    iam.create_user(UserName=keep)
+    s3.put_bucket_policy(Bucket=data_bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": [arn(server, "user", gone), arn(server, "user", keep)]},
+        "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{data_bucket}/secret/*"}]}))
+    iam.delete_user(UserName=gone)
+    with pytest.raises(ClientError) as e:
+        iam.update_user(UserName=keep, NewUserName=gone)
+    assert code_of(e.value) == "EntityTemporarilyUnmodifiable", e.value.response
+    assert data_bucket in str(e.value)
+    assert iam.get_user(UserName=keep)["User"]["UserName"] == keep
+    shown = json.loads(s3.get_bucket_policy(Bucket=data_bucket)["Policy"])["Statement"][0]["Principal"]["AWS"]
+    assert shown == [gone_id, arn(server, "user", keep)], shown
+    s3.delete_bucket_policy(Bucket=data_bucket)
+    iam.update_user(UserName=keep, NewUserName=gone)
+    assert iam.get_user(UserName=gone)["User"]["UserName"] == gone
+
+
 def test_role_sessions_own_jobs_only_with_their_source_identity(server, data_bucket, tmp_path):
     iam = iam_client(server)
     user, ak, sk = new_user(iam)
@@ -774,7 +932,7 @@ def test_every_fresh_role_session_of_a_job_is_a_new_assume_role(fresh_server_fac
                 remember_secrets(got["SecretAccessKey"], got["Token"])
                 return r.status, got
         except urllib.error.HTTPError as e:
-            return e.code, {}
+            return e.code, {"body": e.read().decode()}
 
     status, got = fetch()
     assert status == 200
@@ -784,7 +942,10 @@ def test_every_fresh_role_session_of_a_job_is_a_new_assume_role(fresh_server_fac
     assert expires <= dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1, minutes=1), got["Expiration"]
     # The trust policy no longer admits the creator: no fresh session.
     iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(trust({"Service": "ec2.amazonaws.com"})))
-    assert fetch()[0] == 403
+    status, refused = fetch()
+    assert status == 403
+    # The token holder learns what was refused, not its creator's ARN (review 36, F1).
+    assert "may no longer assume role" in refused["body"] and ":user/" not in refused["body"], refused
     iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(named))
     assert fetch()[0] == 200
     # A role created again under the name is another role.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import zlib
 import base64
 import os
 import socket
@@ -367,6 +368,31 @@ def test_delete_objects_malformed_xml(server, s3, bucket):
     resp = signed_request(server, "POST", f"/{bucket}", query="delete", body=body, headers={"Content-MD5": md5})
     assert_s3_error(resp, 400, "MalformedXML")
     assert keys_of(s3, bucket) == ["v1"]
+
+
+def test_delete_objects_needs_a_checksum_and_a_boolean_quiet(server, s3, bucket):
+    """"The Content-MD5 or x-amz-sdk-checksum-algorithm header is required for all Multi-Object
+    Delete requests" (https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html), and
+    `Quiet` is a boolean: a body without either, or a Quiet that is neither, deletes nothing."""
+    s3.put_object(Bucket=bucket, Key="v1", Body=b"x")
+    body = _delete_body(["v1"])
+    resp = signed_request(server, "POST", f"/{bucket}", query="delete", body=body)
+    assert_s3_error(resp, 400, "InvalidRequest")
+    assert keys_of(s3, bucket) == ["v1"]
+    quiet = b"<Delete><Quiet>maybe</Quiet><Object><Key>v1</Key></Object></Delete>"
+    md5 = base64.b64encode(hashlib.md5(quiet).digest()).decode()
+    resp = signed_request(server, "POST", f"/{bucket}", query="delete", body=quiet, headers={"Content-MD5": md5})
+    assert_s3_error(resp, 400, "MalformedXML")
+    assert keys_of(s3, bucket) == ["v1"]
+    # A header of no algorithm S3 knows is no checksum (review 34, L1).
+    resp = signed_request(server, "POST", f"/{bucket}", query="delete", body=body, headers={"x-amz-checksum-foo": "AAAA"})
+    assert_s3_error(resp, 400, "InvalidRequest")
+    assert keys_of(s3, bucket) == ["v1"]
+    # A CRC32 checksum instead of the MD5 (what recent SDKs send) is enough.
+    crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    resp = signed_request(server, "POST", f"/{bucket}", query="delete", body=body, headers={"x-amz-checksum-crc32": crc})
+    assert resp.status == 200, resp.body
+    assert keys_of(s3, bucket) == []
 
 
 def test_xml_entity_expansion_refused(server, s3, bucket):

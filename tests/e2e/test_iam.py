@@ -579,6 +579,77 @@ def test_source_ip_condition_uses_the_tcp_peer(server, s3):
     assert error_code(e.value) == "AccessDenied"
 
 
+def test_aws_deny_by_source_address_example_applies(server, s3):
+    """AWS's own guardrail "Deny access to AWS based on the source IP"
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_examples_aws_deny-ip.html)
+    denies unless `aws:ViaAWSService` is false, a key "always included" in a request's context;
+    `aws:PrincipalIsAWSService` is false on every signed request, and `aws:ResourceAccount` /
+    `s3:ResourceAccount` name the bucket's account
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html).
+    Those keys were missing, so the guardrail never denied (a policy-evaluation sweep)."""
+    bucket = f"via-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+         "Condition": {"StringEquals": {"s3:ResourceAccount": server.account_id,
+                                        "aws:ResourceAccount": server.account_id}}},
+        {"Effect": "Deny", "Action": "*", "Resource": "*",
+         "Condition": {"NotIpAddress": {"aws:SourceIp": ["127.0.0.2/32"]},
+                       "Bool": {"aws:ViaAWSService": "false"}}},
+        {"Effect": "Deny", "Action": "*", "Resource": "*",
+         "Condition": {"IpAddress": {"aws:SourceIp": ["127.0.0.3/32"]},
+                       "Bool": {"aws:PrincipalIsAWSService": "false"}}}]}
+    _, ak, sk = new_user(iam_client(server), policy)
+    assert _get_from("127.0.0.2", server, bucket, "k", ak, sk) == 200
+    assert _get_from("127.0.0.1", server, bucket, "k", ak, sk) == 403
+    assert _get_from("127.0.0.3", server, bucket, "k", ak, sk) == 403
+
+
+def test_iam_refuses_sids_that_repeat_or_are_not_alphanumeric(server, aws):
+    """"In IAM, the Sid value must be unique within a JSON policy", of A-Z, a-z and 0-9
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_sid.html)."""
+    iam = iam_client(server)
+    name, _, _ = new_user(iam)
+
+    def doc(a: str, b: str) -> str:
+        return json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Sid": a, "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+            {"Sid": b, "Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"}]})
+
+    for a, b in (("Same", "Same"), ("has space", "B"), ("A", "dash-ed")):
+        with pytest.raises(ClientError) as e:
+            iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=doc(a, b))
+        assert error_code(e.value) == "MalformedPolicyDocument" and "SID" in str(e.value), (a, b)
+    cp = aws("iam", "create-policy", "--policy-name", f"sid-{uuid.uuid4().hex[:6]}", "--policy-document", doc("X", "X"))
+    assert cp.returncode != 0 and "MalformedPolicyDocument" in cp.stderr, cp.stderr
+    iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=doc("Read", "Write2"))
+    # A bucket policy is S3's: any characters, but unique (review 34, L3).
+    s3 = make_client(server.endpoint, server.access_key, server.secret_key)
+    bucket = f"sid-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+
+    def bucket_doc(a: str, b: str) -> str:
+        return json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Sid": sid, "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:root"},
+             "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"} for sid in (a, b)]})
+
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_policy(Bucket=bucket, Policy=bucket_doc("same", "same"))
+    assert e.value.response["Error"]["Code"] == "MalformedPolicy"
+    s3.put_bucket_policy(Bucket=bucket, Policy=bucket_doc("read-one", "read two"))
+    # A session policy follows IAM's rules too (review 34, L2).
+    role = f"sid-role-{uuid.uuid4().hex[:6]}"
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{server.account_id}:root"}, "Action": "sts:AssumeRole"}]}))
+    sts = boto3.session.Session().client("sts", endpoint_url=server.endpoint, region_name=REGION,
+                                         aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key)
+    with pytest.raises(ClientError) as e:
+        sts.assume_role(RoleArn=f"arn:aws:iam::{server.account_id}:role/{role}", RoleSessionName="sid",
+                        Policy=doc("Same", "Same"))
+    assert error_code(e.value) == "MalformedPolicyDocument", e.value.response
+
+
 def test_time_window_condition(server, s3):
     """aws:CurrentTime windows: a window around now allows, one that ended or has not begun denies."""
     import datetime as dt

@@ -141,6 +141,31 @@ def test_explicit_deny_matched_statement_and_missing_source_ip(server):
     assert get["MatchedStatements"][0]["SourcePolicyId"] == "PolicyInputList.1"
 
 
+def test_the_simulator_has_the_keys_every_request_has(server):
+    """A simulation decides with the keys the gateway puts in every request's context
+    (`aws:ResourceAccount`, `s3:ResourceAccount`, `aws:ViaAWSService`,
+    `aws:PrincipalIsAWSService`), so a guardrail written with them is judged as a real request
+    is (review 34, M1: the simulator left them out and disagreed both ways)."""
+    iam = iam_client(server)
+    mine = {"StringEquals": {"aws:ResourceAccount": server.account_id, "s3:ResourceAccount": server.account_id}}
+    policy = doc(allow("s3:GetObject", Condition=mine),
+                 deny("s3:PutObject", Condition={"Bool": {"aws:ViaAWSService": "false"}}),
+                 deny("s3:DeleteObject", Condition={"Null": {"aws:PrincipalIsAWSService": "true"}}))
+    name, _, _ = new_user(iam)
+    iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=policy)
+    arn = iam.get_user(UserName=name)["User"]["Arn"]
+    for out in (
+        iam.simulate_principal_policy(PolicySourceArn=arn, ResourceArns=["arn:aws:s3:::data/k"],
+                                      ActionNames=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]),
+        iam.simulate_custom_policy(PolicyInputList=[policy], ResourceArns=["arn:aws:s3:::data/k"],
+                                   CallerArn=arn,
+                                   ActionNames=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]),
+    ):
+        assert decisions(out["EvaluationResults"]) == {
+            "s3:GetObject": "allowed", "s3:PutObject": "explicitDeny", "s3:DeleteObject": "implicitDeny",
+        }, out["EvaluationResults"]
+
+
 def test_several_resources_most_restrictive_on_top(server):
     iam = iam_client(server)
     out = iam.simulate_custom_policy(

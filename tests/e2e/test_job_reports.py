@@ -19,6 +19,8 @@ import uuid
 from pathlib import Path
 
 import boto3
+import botocore.config
+import botocore.exceptions
 import pytest
 
 from e2e_helpers import REGION, aws_bin, keyhole_bin, remember_secrets
@@ -122,9 +124,22 @@ def test_refused_credential_fetches_are_denials_in_the_report(server, buckets):
     done = start_job(server, "--name", "done", "--read", f"s3://{ds}/wiki/", "--for", "10m")
     assert keyhole(server, "job", "finish", done["Job"]["JobId"]).returncode == 0
     assert fetch_credentials(server, done["CredentialsToken"], "127.0.0.1") == 403
+    # Its session credentials used after the finish: refused, and in the report too (the
+    # request names the job through its authentic token; a jobs sweep, M2: such requests were
+    # recorded without the job and missing from its report).
+    c = done["Credentials"]
+    leaked = boto3.session.Session().client(
+        "s3", endpoint_url=server.endpoint, region_name=REGION, aws_access_key_id=c["AccessKeyId"],
+        aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"],
+        config=botocore.config.Config(retries={"max_attempts": 1}))
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        leaked.get_object(Bucket=ds, Key="wiki/part-0.jsonl")
+    assert e.value.response["Error"]["Code"] == "InvalidToken"
     r = keyhole(server, "job", "report", done["Job"]["JobId"])
     assert r.returncode == 0, r.stderr
-    assert "denied: 1" in r.stdout + r.stderr and "GetJobCredentials from 127.0.0.1" in r.stdout + r.stderr, r
+    assert "denied: 2" in r.stdout + r.stderr and "GetJobCredentials from 127.0.0.1" in r.stdout + r.stderr, r
+    attempts = report_of(server, done["Job"]["JobId"])["denied"]["attempts"]
+    assert any(a.get("error") == "InvalidToken" or "InvalidToken" in json.dumps(a) for a in attempts), attempts
 
 
 def _fetch_body(server, token: str) -> tuple[int, str]:

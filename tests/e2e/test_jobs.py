@@ -211,7 +211,17 @@ def test_a_job_bound_to_127_0_0_1_is_denied_from_127_0_0_2(server, data):
     req = urllib.request.Request(f"{server.endpoint}/_keyhole/credentials",
                                  headers={"Authorization": created["CredentialsToken"]})
     assert urllib.request.urlopen(req, timeout=10).status == 200
-    keyhole(server, "job", "finish", created["Job"]["JobId"])
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10, source_address=("127.0.0.2", 0))
+    conn.request("GET", "/_keyhole/credentials", headers={"Authorization": created["CredentialsToken"]})
+    refused = conn.getresponse()
+    body = refused.read().decode()
+    conn.close()
+    # It says why, as JOBS.md shows it: the job's addresses, not a policy the holder never sees.
+    job_id = created["Job"]["JobId"]
+    assert refused.status == 403, body
+    assert f"job {job_id} may be used only from 127.0.0.1/32, not from 127.0.0.2" in body, body
+    keyhole(server, "job", "finish", job_id)
 
 
 REFRESH_PY = textwrap.dedent('''

@@ -4,6 +4,7 @@ uploads, complete with S3's `-N` ETag, abort, and the part validation errors."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import pytest
@@ -295,6 +296,26 @@ def test_list_multipart_uploads_prefix_and_many(s3, bucket):
         for k, v in ids.items():
             s3.abort_multipart_upload(Bucket=bucket, Key=k, UploadId=v)
     assert upload_ids(s3, bucket) == []
+
+
+@pytest.mark.upstream_gap(["s3s-fs"], "s3s-fs 0.14.1 does not implement ListMultipartUploads (NotImplemented)")
+def test_paging_reaches_every_upload_of_one_key(s3, bucket, aws):
+    """A key's uploads are listed in the order they were started, and NextUploadIdMarker is
+    where the next page begins (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListMultipartUploads.html):
+    paging one upload at a time reaches every upload, whatever the ids' own order (found by a
+    conformance sweep: pages skipped uploads whose ids sorted before the marker)."""
+    started = [s3.create_multipart_upload(Bucket=bucket, Key="same")["UploadId"] for _ in range(6)]
+    started.append(s3.create_multipart_upload(Bucket=bucket, Key="then")["UploadId"])
+    try:
+        pages = s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, PaginationConfig={"PageSize": 1})
+        seen = [u["UploadId"] for page in pages for u in page.get("Uploads", [])]
+        assert seen == started
+        out = aws.ok("s3api", "list-multipart-uploads", "--bucket", bucket, "--page-size", "1",
+                     "--query", "Uploads[].UploadId", "--output", "json")
+        assert json.loads(out.stdout) == started
+    finally:
+        for i, u in enumerate(started):
+            s3.abort_multipart_upload(Bucket=bucket, Key="same" if i < 6 else "then", UploadId=u)
 
 
 def test_upload_part_bad_content_md5(s3, bucket):

@@ -370,3 +370,31 @@ def test_stopping_postgres_fails_writes_at_once_and_reads_after_the_bound_on_eve
         within(f"node {i + 1} ready again", lambda: healthz(node) == (200, "ok\n"), limit=10)
         within(f"the user on node {i + 1}", lambda: works(lambda: iams[i].get_user(UserName=name)))
         assert s3s[i].get_object(Bucket=b, Key="pg/k")["Body"].read() == b"before"
+
+
+def test_bucket_steps_wait_for_the_name_lock_another_node_holds(cluster, postgres):
+    """CreateBucket, DeleteBucket and a bucket setting's write hold the bucket name's lock on
+    every node (a PostgreSQL advisory lock keyed by the name's SHA-256), not only in their own
+    process: while another session holds it, a node's CreateBucket waits, then succeeds."""
+    import hashlib
+
+    name = f"locked-{uuid.uuid4().hex[:8]}"
+    key = int.from_bytes(hashlib.sha256(f"keyhole bucket name {name}".encode()).digest()[:8], "big", signed=True)
+    holder = subprocess.Popen(
+        postgres.as_user([str(postgres.bindir / "psql"), "-h", str(postgres.base), "-p", str(postgres.port),
+                          "-U", "keyhole", "-d", "keyhole", "-XAtq", "-v", "ON_ERROR_STOP=1",
+                          "-c", f"SELECT pg_advisory_lock({key}); SELECT pg_sleep(2);"]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        within("the holder's lock", lambda: postgres.sql(
+            f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            f"AND ((classid::bigint << 32) | objid::bigint) = ({key} & x'FFFFFFFFFFFFFFFF'::bigint)") == "1", limit=10)
+        started = time.monotonic()
+        client("s3", cluster.nodes[1].endpoint, *cluster.root).create_bucket(Bucket=name)
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(timeout=30)
+    assert holder.returncode == 0, holder.stderr.read()
+    assert waited >= 1.0, f"CreateBucket did not wait for the lock ({waited:.2f}s)"
+    assert name in [b["Name"] for b in client("s3", cluster.nodes[2].endpoint, *cluster.root).list_buckets()["Buckets"]]
+    client("s3", cluster.nodes[0].endpoint, *cluster.root).delete_bucket(Bucket=name)

@@ -170,6 +170,10 @@ def test_range_unsatisfiable(s3, bucket, rng):
     with pytest.raises(ClientError) as ei:
         s3.get_object(Bucket=bucket, Key="r", Range=rng)
     assert err(ei) == ("InvalidRange", 416)
+    # The range as sent, unit included, and RFC 9110 §15.5.17's `Content-Range: bytes */LENGTH`.
+    assert ei.value.response["Error"]["RangeRequested"] == rng
+    assert ei.value.response["Error"]["ActualObjectSize"] == str(len(DATA))
+    assert ei.value.response["ResponseMetadata"]["HTTPHeaders"]["content-range"] == f"bytes */{len(DATA)}"
 
 
 def test_range_on_head(s3, bucket):

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from e2e_helpers import REGION, make_client, md5_etag, multipart_etag, object_path, sign
+from e2e_helpers import REGION, make_client, md5_etag, multipart_etag, object_path, sign, signed_request
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -85,6 +85,7 @@ def streaming_put(
     trailer_crc: str | None = None,
     tamper=None,
     decoded_length: int | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
     """PUT with Content-Encoding aws-chunked.
 
@@ -112,6 +113,7 @@ def streaming_put(
     }
     if mode != "signed":
         headers["x-amz-trailer"] = "x-amz-checksum-crc32"
+    headers.update(extra_headers or {})
 
     # The encoded length must be signed (Content-Length is a signed header for botocore only if
     # present); compute the body first with dummy signatures of the right size, then sign.
@@ -222,6 +224,48 @@ def test_checksum_header_mismatch(s3, bucket):
     assert "crc" not in keys_of(s3, bucket)
     s3.put_object(Bucket=bucket, Key="crc", Body=b"hello", ChecksumCRC32=crc32_b64(b"hello"))
     assert s3.get_object(Bucket=bucket, Key="crc")["Body"].read() == b"hello"
+
+
+@pytest.mark.parametrize("mode", ["signed", "unsigned-trailer"])
+def test_a_checksum_header_is_checked_on_an_aws_chunked_body_too(server, s3, bucket, mode):
+    """An SDK that signs chunks (or sends a trailer) may still give a checksum as a header; S3
+    validates a supplied checksum and answers BadDigest when it differs
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html). It
+    was ignored on aws-chunked bodies (a conformance sweep)."""
+    wrong = {"x-amz-checksum-sha256": base64.b64encode(hashlib.sha256(b"other").digest()).decode()}
+    status, body = streaming_put(server, bucket, "hdr", CHUNKS, mode, extra_headers=wrong)
+    assert status == 400 and b"<Code>BadDigest</Code>" in body, body[:500]
+    assert "hdr" not in keys_of(s3, bucket)
+    right = base64.b64encode(hashlib.sha256(DATA).digest()).decode()
+    status, body = streaming_put(server, bucket, "hdr", CHUNKS, mode, extra_headers={"x-amz-checksum-sha256": right})
+    assert status == 200, body[:500]
+    got = s3.head_object(Bucket=bucket, Key="hdr", ChecksumMode="ENABLED")
+    if mode == "signed":
+        # The only checksum sent is the header's: it is the one kept, as S3 keeps the client's.
+        assert got["ChecksumSHA256"] == right, got
+
+
+def test_checksum_headers_must_be_one_and_match_the_sdk_algorithm(server, s3, bucket):
+    """"Expecting a single x-amz-checksum- header"; and an x-amz-sdk-checksum-algorithm needs
+    its checksum as a header or a trailer, else 400
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html)."""
+    body = b"hello"
+    crc = crc32_b64(body)
+    sha = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    cases = [
+        ({"x-amz-checksum-crc32": crc, "x-amz-checksum-sha256": sha}, "single x-amz-checksum"),
+        ({"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-crc32": crc}, "names SHA256"),
+        ({"x-amz-sdk-checksum-algorithm": "SHA256"}, "no x-amz-checksum-sha256"),
+        ({"x-amz-sdk-checksum-algorithm": "MD5", "x-amz-checksum-crc32": crc}, "is invalid"),
+    ]
+    for headers, says in cases:
+        resp = signed_request(server, "PUT", f"/{bucket}/many", body=body, headers=headers)
+        data = resp.body
+        assert resp.status == 400 and b"<Code>InvalidRequest</Code>" in data and says.encode() in data, (headers, data)
+    assert "many" not in keys_of(s3, bucket)
+    resp = signed_request(server, "PUT", f"/{bucket}/many", body=body,
+                          headers={"x-amz-sdk-checksum-algorithm": "crc32", "x-amz-checksum-crc32": crc})
+    assert resp.status == 200, resp.body
 
 
 def crc64nvme_b64(data: bytes) -> str:

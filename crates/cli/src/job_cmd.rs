@@ -218,7 +218,13 @@ impl SpecArgs {
                 let text = std::fs::read_to_string(path)
                     .into_diagnostic()
                     .wrap_err_with(|| format!("cannot read the job spec {}", path.display()))?;
-                JobSpec::from_toml(&text).map_err(|e| miette!("{}: {e}", path.display()))?
+                JobSpec::from_toml(&text).map_err(|e| {
+                    miette!(
+                        "{}: {}",
+                        path.display(),
+                        keyhole_server::audit::query::terminal_safe(&e.to_string())
+                    )
+                })?
             }
             None => JobSpec::default(),
         };
@@ -450,8 +456,13 @@ impl Api {
                 .or_else(|| value.get("Message"))
                 .and_then(Value::as_str)
                 .unwrap_or("");
+            // What the gateway echoes back may hold what a spec's author wrote (escape
+            // sequences in a name or a tag): escaped for the terminal (review 36, F4).
+            let safe = keyhole_server::audit::query::terminal_safe;
             return Err(miette!(
-                "{action} failed ({status}): {code}: {message} [signed as {} from {}]",
+                "{action} failed ({status}): {}: {} [signed as {} from {}]",
+                safe(code),
+                safe(message),
                 self.access_key_id,
                 self.source
             ));
@@ -644,7 +655,10 @@ fn describe_job(j: &Value) -> String {
     if let Some(r) = j.get("Role").and_then(Value::as_str) {
         out.push_str(&format!("  role    {r}\n"));
     }
-    out.push_str(&format!("  by      {}\n", str_of(j, "CreatedBy")));
+    match j.get("CreatorId").and_then(Value::as_str) {
+        Some(id) => out.push_str(&format!("  by      {} ({id})\n", str_of(j, "CreatedBy"))),
+        None => out.push_str(&format!("  by      {}\n", str_of(j, "CreatedBy"))),
+    }
     if let Some(f) = j.get("FinishedAt").and_then(Value::as_str) {
         out.push_str(&format!("  ended   {f} by {}\n", str_of(j, "FinishedBy")));
     }
@@ -722,8 +736,14 @@ pub fn render_report(r: &Value) -> String {
             out.push_str(&format!("  {}: {}\n", str_of(u, "sid"), str_of(u, "grant")));
         }
     }
+    let policy = at(r, "minimalPolicy");
+    if policy["Statement"].as_array().is_some_and(Vec::is_empty) {
+        // An empty Statement is no IAM policy: say what it means instead (a jobs sweep, L5).
+        out.push_str("minimal policy: none; the job used nothing, so it needed no grant\n");
+        return out;
+    }
     out.push_str("minimal policy that would have sufficed\n");
-    let pretty = serde_json::to_string_pretty(&at(r, "minimalPolicy")).unwrap_or_default();
+    let pretty = serde_json::to_string_pretty(&policy).unwrap_or_default();
     for line in pretty.lines() {
         out.push_str(&format!("  {line}\n"));
     }
@@ -916,9 +936,12 @@ fn plan(
     out_dir: Option<PathBuf>,
 ) -> miette::Result<ExitCode> {
     let s = spec_args.spec(spec_file)?;
-    let job = s
-        .resolve(chrono::Utc::now(), None)
-        .map_err(|e| miette!("{e}"))?;
+    let job = s.resolve(chrono::Utc::now(), None).map_err(|e| {
+        miette!(
+            "{}",
+            keyhole_server::audit::query::terminal_safe(&e.to_string())
+        )
+    })?;
     let policy = serde_json::to_string_pretty(&job.policy()).into_diagnostic()?;
     match export {
         None if json => println!("{policy}"),
@@ -1184,6 +1207,21 @@ pub fn run_command(args: RunArgs) -> miette::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A job that used nothing needed no grant: the report says so rather than printing a
+    /// policy with an empty Statement, which IAM would refuse.
+    #[test]
+    fn a_report_of_a_job_that_used_nothing_shows_no_policy() {
+        let r = serde_json::json!({
+            "jobId": "j", "state": "finished", "requests": 0, "sessions": 0,
+            "credentialRefreshes": 0, "read": [], "written": [], "unusedGrants": [],
+            "denied": {"count": 0, "attempts": []},
+            "minimalPolicy": {"Version": "2012-10-17", "Statement": []},
+        });
+        let text = render_report(&r);
+        assert!(text.contains("minimal policy: none"), "{text}");
+        assert!(!text.contains("\"Statement\""), "{text}");
+    }
 
     #[test]
     fn loopback_and_https_endpoints_get_the_credential_endpoint() {

@@ -54,9 +54,22 @@ fn run(args: cli::Cli) -> miette::Result<ExitCode> {
 
 /// A panic leaves the process in an unknown state: log it and abort rather than let other tasks
 /// carry on (garage does the same).
+///
+/// One panic is not a fault: `print!` to a pipe whose reader has gone (`keyhole job list | head
+/// -3`). The command ends quietly then, with the status a process killed by SIGPIPE has (128 +
+/// 13), as the tools it is piped like do.
 fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
         tracing::error!(panic = %info, "panic: aborting");
         default(info);
         std::process::abort();

@@ -223,10 +223,10 @@ impl CompiledCondition {
                 Some(r) => bs.contains(&Some(r)),
                 None => false,
             },
-            Values::Bin(bs) => match binary::decode(v.trim()) {
-                Some(r) => bs.contains(&r),
-                None => false,
-            },
+            // "compares the value of the specified key byte for byte against a base-64 encoded
+            // representation of the binary value in the policy": the policy's values are
+            // decoded (when compiled), the request's are its bytes as they are.
+            Values::Bin(bs) => bs.iter().any(|b| b.as_slice() == v.as_bytes()),
             Values::Null(_) => false,
         }
     }
@@ -441,7 +441,7 @@ mod tests {
             ("s3:max-keys", "10"),
             ("aws:CurrentTime", "2025-07-16T02:00:00Z"),
             ("aws:SecureTransport", "true"),
-            ("k:bin", "aGVsbG8="),
+            ("k:bin", "hello"),
             ("aws:SourceIp", "203.0.113.42"),
             ("aws:SourceArn", "arn:aws:sns:us-east-1:123456789012:topic"),
         ]);
@@ -495,6 +495,20 @@ mod tests {
         );
         assert!(!cond("Bool", "aws:SecureTransport", &["yes"]).evaluate(&c).0);
         assert!(cond("BinaryEquals", "k:bin", &["aGVsbG8="]).evaluate(&c).0);
+        // The request's value is compared as it is with the policy's decoded bytes
+        // (reference_policies_elements_condition_operators.html#Conditions_BinaryEquals): a
+        // value that is itself the base64 text does not match (a policy-evaluation sweep).
+        let prefix = |v: &str| ctx(&[("s3:prefix", v)]);
+        assert!(
+            cond("BinaryEquals", "s3:prefix", &["YWJj"])
+                .evaluate(&prefix("abc"))
+                .0
+        );
+        assert!(
+            !cond("BinaryEquals", "s3:prefix", &["YWJj"])
+                .evaluate(&prefix("YWJj"))
+                .0
+        );
         assert!(
             cond("IpAddress", "aws:SourceIp", &["203.0.113.0/24"])
                 .evaluate(&c)

@@ -20,7 +20,8 @@
 //! unsigned caller; absent means an IAM user `arn:aws:iam::<resourceAccount>:user/simulated`.
 //! `aws:PrincipalArn`, `aws:PrincipalAccount`, `aws:PrincipalType` and (for users)
 //! `aws:username` are filled from the principal when the context lacks them, as AWS does
-//! (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html>).
+//! (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html>),
+//! and so are the keys every request to the gateway has ([`fill_request_keys`]).
 
 use serde_json::{json, Map, Value};
 
@@ -168,6 +169,12 @@ pub fn simulate(input: &SimulateInput) -> Result<SimulateOutput, SimulateError> 
         }
     };
     fill_principal_keys(&mut context, &principal);
+    fill_request_keys(
+        &mut context,
+        &principal,
+        &input.action,
+        input.resource_account.as_deref(),
+    );
     let request = Request::new(
         principal,
         &input.action,
@@ -235,6 +242,36 @@ pub fn fill_principal_keys(ctx: &mut Context, p: &RequestPrincipal) {
             if let Some(a) = account {
                 set("aws:PrincipalAccount", a);
             }
+        }
+    }
+}
+
+/// Fills the keys every request to keyhole has whatever its caller, where `ctx` lacks them:
+/// `aws:ViaAWSService` (false), `aws:PrincipalIsAWSService` (false, on signed requests: not for
+/// an anonymous caller), `aws:ResourceAccount` (`resource_account`, else the caller's account)
+/// and, for an S3 action, `s3:ResourceAccount`, as the gateway sets them for real requests
+/// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html>),
+/// so a simulation decides a policy written with them as the gateway would.
+pub fn fill_request_keys(
+    ctx: &mut Context,
+    p: &RequestPrincipal,
+    action: &str,
+    resource_account: Option<&str>,
+) {
+    let mut set = |k: &str, v: &str| {
+        if ctx.get(k).is_none() {
+            ctx.insert(k, v);
+        }
+    };
+    set("aws:ViaAWSService", "false");
+    if !matches!(p, RequestPrincipal::Anonymous) {
+        set("aws:PrincipalIsAWSService", "false");
+    }
+    if let Some(account) = resource_account.or_else(|| p.account()) {
+        set("aws:ResourceAccount", account);
+        let service = action.split(':').next().unwrap_or_default();
+        if service.eq_ignore_ascii_case("s3") {
+            set("s3:ResourceAccount", account);
         }
     }
 }

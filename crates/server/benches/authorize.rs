@@ -102,7 +102,7 @@ fn bench(c: &mut Criterion) {
             principal: who,
             verified: None,
         });
-        context::add_s3(&mut ctx, &Op::PutObject, &query, &headers);
+        context::add_s3(&mut ctx, &Op::PutObject, &query, &headers, "123456789012");
         authz.decide(who, p, &ctx).outcome
     };
     assert!(decide(&session, &put).is_ok() && decide(&session, &get).is_ok());

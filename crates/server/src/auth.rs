@@ -288,6 +288,14 @@ impl Authenticator {
         }
     }
 
+    /// The job whose session a request's token belongs to, when the token is one this gateway
+    /// sealed for the claimed key (its claims are authentic whatever else is wrong: expired,
+    /// revoked, a bad signature). A refused request is recorded with it, so the job's report
+    /// lists what was tried with its credentials after the job ended (a jobs sweep, M2).
+    pub fn token_job(&self, token: &str, access_key_id: &str) -> Option<String> {
+        self.tokens.open(token, access_key_id)?.job
+    }
+
     /// Verifies a parsed signature and returns who sent it. `body_sha256` is the hash of the
     /// (already read, small) body for Query-protocol requests that sign it without declaring it.
     #[allow(clippy::too_many_arguments, reason = "the parts of one HTTP request")]
@@ -386,11 +394,11 @@ impl Authenticator {
                 None => None,
             };
             if let Some(u) = &claims.user {
-                // GetSessionToken: the user must still exist (the same one, not a namesake).
+                // GetSessionToken: the user must still exist (the same one, not a namesake; by
+                // its unique id, so a rename since does not end the session).
                 let user = snapshot
-                    .users
-                    .get(&u.name)
-                    .filter(|e| e.record.id == u.id && claims.role.is_empty() && job.is_none())
+                    .user_by_id(&u.name, &u.id)
+                    .filter(|_| claims.role.is_empty() && job.is_none())
                     .ok_or_else(invalid_token)?;
                 let secret = SecretKey::new(claims.sk.clone());
                 user_session = Some((claims, user));

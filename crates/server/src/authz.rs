@@ -542,7 +542,7 @@ fn unmet_conditions(decision: &Decision, context: &Context) -> Vec<String> {
                 key_missing,
             } => {
                 let value = if *key_missing {
-                    "absent from the request".to_owned()
+                    "no value for it".to_owned()
                 } else {
                     // As the trail may hold it: no secret, no presigned URL (review 15).
                     context
@@ -556,6 +556,12 @@ fn unmet_conditions(decision: &Decision, context: &Context) -> Vec<String> {
                         })
                         .unwrap_or_default()
                 };
+                // An empty value (a listing without a prefix) is shown as such, not as nothing.
+                let value = if value.is_empty() {
+                    "an empty value".to_owned()
+                } else {
+                    value
+                };
                 Some(format!(
                     "{} requires {operator} on {key}, the request has {value}",
                     describe_statement(&f.statement)
@@ -565,6 +571,48 @@ fn unmet_conditions(decision: &Decision, context: &Context) -> Vec<String> {
         })
         .take(3)
         .collect()
+}
+
+/// Why a job's credentials token was refused by its job's rule: the request came from an
+/// address outside the job's `source_ip`, or after its window; `None` when neither explains it.
+fn job_token_reason(principal: &Principal, context: &Context) -> Option<String> {
+    let Principal::JobToken { job, .. } = principal else {
+        return None;
+    };
+    let spec = &job.record.job;
+    let first = |key: &str| {
+        context
+            .get(key)
+            .and_then(|v| v.values().first().cloned())
+            .unwrap_or_default()
+    };
+    let source = first("aws:SourceIp");
+    let inside = spec.source_ip.iter().any(|c| {
+        keyhole_policy::condition::ip::Cidr::parse(c).is_some_and(|c| c.contains_str(&source))
+    });
+    if !inside {
+        return Some(format!(
+            "because job {} may be used only from {}, not from {source}",
+            job.record.id,
+            spec.source_ip.join(", ")
+        ));
+    }
+    let now = chrono::DateTime::parse_from_rfc3339(&first("aws:CurrentTime")).ok()?;
+    (now >= spec.end).then(|| {
+        format!(
+            "because job {}'s window ended at {}",
+            job.record.id,
+            crate::jobs::spec::rfc3339(spec.end)
+        )
+    })
+}
+
+/// The reason part of a message [`denial_message`] built (`with an explicit deny in an
+/// identity-based policy`, `because no ...`), without the principal it names.
+pub fn denial_reason(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once(" on resource: \"")?;
+    let (_, reason) = rest.split_once("\" ")?;
+    Some(reason.trim()).filter(|r| !r.is_empty())
 }
 
 /// Builds AWS's denial message: `User: ARN is not authorized to perform: ACTION on resource:
@@ -676,11 +724,17 @@ impl Authorize for PolicyAuthorizer {
                 unmet: Vec::new(),
                 evaluation: None,
             },
+            // The job's code gets the refusal and its kind (an explicit deny, or no allow, in
+            // which kind of policy) but not the creator's ARN (a jobs sweep, L3); the audit
+            // record keeps the whole denial.
             Err(e) => Verdict {
                 outcome: Err(S3Error::access_denied(format!(
-                    "{} is a job session, and the job's creator may not do this: {}",
-                    arn,
-                    e.message()
+                    "{arn} is a job session, and the job's creator may not perform {} on resource: \"{}\"{}",
+                    permission.action,
+                    permission.resource,
+                    denial_reason(e.message())
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
                 ))),
                 statements: second.statements,
                 unmet: second.unmet,
@@ -704,34 +758,35 @@ impl PolicyAuthorizer {
     ) -> Verdict {
         let snapshot = self.state.snapshot();
         let job_policy;
-        let (resource, gate, restrict_public) =
-            if let Some(bucket) = bucket_of(&permission.resource) {
-                let policy = snapshot.bucket_policies.get(bucket).map(|p| &**p);
-                // RestrictPublicBuckets only matters when there is a policy to restrict.
-                let restrict =
-                    policy.is_some() && snapshot.effective_bpa(bucket).restrict_public_buckets;
-                (policy, keyhole_policy::ResourceGate::Union, restrict)
-            } else if is_trust_action(permission.action) {
-                // A role that does not exist has no trust policy: nobody is admitted, and the caller
-                // learns no more than that (AWS answers AccessDenied too).
-                let trust = snapshot
-                    .roles
-                    .values()
-                    .find(|r| r.arn == permission.resource)
-                    .map(|r| &*r.trust);
-                (trust, keyhole_policy::ResourceGate::RoleTrust, false)
-            } else if let Some(job) = self.job_of(&permission.resource) {
-                job_policy = self.jobs.meta(job).and_then(|m| {
-                    crate::jobs::grant::owner_policy(m.grant.as_ref()?, &permission.resource)
-                });
-                (
-                    job_policy.as_ref(),
-                    keyhole_policy::ResourceGate::Union,
-                    false,
-                )
-            } else {
-                (None, keyhole_policy::ResourceGate::Union, false)
-            };
+        let (resource, gate, restrict_public) = if let Some(bucket) =
+            bucket_of(&permission.resource)
+        {
+            let policy = snapshot.bucket_policies.get(bucket).map(|p| &**p);
+            // RestrictPublicBuckets only matters when there is a policy to restrict.
+            let restrict =
+                policy.is_some() && snapshot.effective_bpa(bucket).restrict_public_buckets;
+            (policy, keyhole_policy::ResourceGate::Union, restrict)
+        } else if is_trust_action(permission.action) {
+            // A role that does not exist has no trust policy: nobody is admitted, and the caller
+            // learns no more than that (AWS answers AccessDenied too).
+            let trust = snapshot
+                .roles
+                .values()
+                .find(|r| r.arn == permission.resource)
+                .map(|r| &*r.trust);
+            (trust, keyhole_policy::ResourceGate::RoleTrust, false)
+        } else if let Some(job) = self.job_of(&permission.resource) {
+            job_policy = self.jobs.meta(job).and_then(|m| {
+                crate::jobs::grant::owner_policy(m.grant.as_ref()?, &permission.resource, &snapshot)
+            });
+            (
+                job_policy.as_ref(),
+                keyhole_policy::ResourceGate::Union,
+                false,
+            )
+        } else {
+            (None, keyhole_policy::ResourceGate::Union, false)
+        };
         let (identity, session, boundary) = principal.policies();
         let (arn, request_principal, unique_id) = match principal {
             Principal::Root { .. } => {
@@ -868,16 +923,23 @@ impl PolicyAuthorizer {
                 evaluation,
             };
         }
-        let reason = match decision.reason {
-            Some(keyhole_policy::DenialReason::ExplicitDeny(kind)) => {
+        // A job's credentials token is refused by its job's own rule (its addresses, its
+        // window): the message says which, as JOBS.md shows it, rather than naming an
+        // identity-based policy the holder never sees (a jobs sweep, M3).
+        let job_rule = (permission.action == "keyhole:GetJobCredentials")
+            .then(|| job_token_reason(principal, context))
+            .flatten();
+        let reason = match (job_rule, decision.reason) {
+            (Some(rule), _) => rule,
+            (None, Some(keyhole_policy::DenialReason::ExplicitDeny(kind))) => {
                 format!("with an explicit deny in {}", kind.with_article())
             }
-            Some(keyhole_policy::DenialReason::NoAllow(kind)) => format!(
+            (None, Some(keyhole_policy::DenialReason::NoAllow(kind))) => format!(
                 "because no {} allows the {} action",
                 kind.describe(),
                 permission.action
             ),
-            None => format!(
+            (None, None) => format!(
                 "because no identity-based policy allows the {} action",
                 permission.action
             ),

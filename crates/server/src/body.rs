@@ -191,8 +191,9 @@ pub struct BodyReader {
 
 impl BodyReader {
     /// Wraps `incoming`; `expected` is the payload length the client declared. `x-amz-checksum-*`
-    /// headers are checked against the payload, unless the body is aws-chunked (its trailers are
-    /// checked by the chunk decoder).
+    /// headers are checked against the payload, the decoded payload of an aws-chunked body too
+    /// (whose trailers the chunk decoder checks besides): an SDK that signs chunks may still send
+    /// its checksum as a header, and S3 checks it (a conformance sweep found it ignored).
     pub fn new(
         incoming: hyper::body::Incoming,
         headers: &http::HeaderMap,
@@ -200,17 +201,13 @@ impl BodyReader {
         expected: Option<u64>,
     ) -> BodyReader {
         let decoder = verified.and_then(VerifiedRequest::chunk_decoder);
-        let checksums = if decoder.is_some() {
-            Vec::new()
-        } else {
-            headers
-                .iter()
-                .filter_map(|(name, value)| {
-                    let kind = ChecksumKind::from_header_name(name.as_str())?;
-                    Some(ChecksumVerifier::new(kind, value.to_str().unwrap_or("")))
-                })
-                .collect()
-        };
+        let checksums = headers
+            .iter()
+            .filter_map(|(name, value)| {
+                let kind = ChecksumKind::from_header_name(name.as_str())?;
+                Some(ChecksumVerifier::new(kind, value.to_str().unwrap_or("")))
+            })
+            .collect();
         BodyReader {
             incoming,
             decoder,

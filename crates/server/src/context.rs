@@ -81,6 +81,19 @@ pub fn global(f: &RequestFacts<'_>) -> Context {
         if f.secure { "true" } else { "false" },
     );
     c.insert_static("aws:RequestedRegion", f.region);
+    // Every resource keyhole serves is the account's: `aws:ResourceAccount` ("always included in
+    // the request context for most service actions"), and no request reaches it through or from
+    // an AWS service: `aws:ViaAWSService` is always `false` ("always included ... for most
+    // services") and `aws:PrincipalIsAWSService` `false` on every signed request ("present in
+    // the request context for all signed API requests")
+    // (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html).
+    // Without them, AWS's own examples that Deny unless `aws:ViaAWSService` is false (the
+    // source-address guardrail) never applied (a policy-evaluation sweep).
+    c.insert_static("aws:ResourceAccount", f.account_id);
+    c.insert_static("aws:ViaAWSService", "false");
+    if f.verified.is_some() {
+        c.insert_static("aws:PrincipalIsAWSService", "false");
+    }
     for (key, header) in [
         ("aws:UserAgent", &http::header::USER_AGENT),
         ("aws:Referer", &http::header::REFERER),
@@ -265,9 +278,10 @@ fn add_principal_tags(c: &mut Context, tags: &[(String, String)]) {
     }
 }
 
-/// Adds the S3 keys an operation has: listing parameters for ListBucket, request headers for
-/// writes.
-pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap) {
+/// Adds the S3 keys an operation has: `s3:ResourceAccount` (every bucket and object is the
+/// gateway's one account's), listing parameters for ListBucket, request headers for writes.
+pub fn add_s3(c: &mut Context, op: &Op, query: &Query, headers: &HeaderMap, account_id: &str) {
+    c.insert_static("s3:ResourceAccount", account_id);
     // `s3:versionid`: the version the request names, for the version actions that take the key
     // (s3:GetObjectVersion, s3:DeleteObjectVersion, the version tagging and ACL actions: "Actions,
     // resources, and condition keys for Amazon S3"). A copy names its source's version.
@@ -545,7 +559,7 @@ mod tests {
         headers.insert("x-amz-tagging", "team=ml&stage=dev".parse().unwrap());
         let q = Query::parse(Some("list-type=2&prefix=prompts/&delimiter=/"));
         let mut c = Context::new();
-        add_s3(&mut c, &Op::ListObjectsV2, &q, &headers);
+        add_s3(&mut c, &Op::ListObjectsV2, &q, &headers, "123456789012");
         assert_eq!(c.get("s3:prefix").unwrap().values(), ["prompts/"]);
         assert_eq!(c.get("s3:delimiter").unwrap().values(), ["/"]);
         assert_eq!(
@@ -553,7 +567,13 @@ mod tests {
             ["team", "stage"]
         );
         let mut c = Context::new();
-        add_s3(&mut c, &Op::GetObject, &q, &HeaderMap::new());
+        add_s3(
+            &mut c,
+            &Op::GetObject,
+            &q,
+            &HeaderMap::new(),
+            "123456789012",
+        );
         assert!(c.get("s3:prefix").is_none());
         let mut c = Context::new();
         add_s3(
@@ -561,6 +581,7 @@ mod tests {
             &Op::ListObjectVersions,
             &Query::parse(Some("versions&prefix=run-1/&max-keys=5")),
             &HeaderMap::new(),
+            "123456789012",
         );
         assert_eq!(c.get("s3:prefix").unwrap().values(), ["run-1/"]);
         assert_eq!(c.get("s3:max-keys").unwrap().values(), ["5"]);
@@ -575,6 +596,7 @@ mod tests {
             &Op::GetObject,
             &Query::parse(Some("versionId=abc")),
             &HeaderMap::new(),
+            "123456789012",
         );
         assert_eq!(c.get("s3:versionid").unwrap().values(), ["abc"]);
         let copy = Op::CopyObject(crate::s3::route::CopySource {
@@ -583,10 +605,22 @@ mod tests {
             version_id: Some("v1".into()),
         });
         let mut c = Context::new();
-        add_s3(&mut c, &copy, &Query::default(), &HeaderMap::new());
+        add_s3(
+            &mut c,
+            &copy,
+            &Query::default(),
+            &HeaderMap::new(),
+            "123456789012",
+        );
         assert_eq!(c.get("s3:versionid").unwrap().values(), ["v1"]);
         let mut c = Context::new();
-        add_s3(&mut c, &Op::GetObject, &Query::default(), &HeaderMap::new());
+        add_s3(
+            &mut c,
+            &Op::GetObject,
+            &Query::default(),
+            &HeaderMap::new(),
+            "123456789012",
+        );
         assert!(c.get("s3:versionid").is_none());
     }
 }

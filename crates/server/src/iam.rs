@@ -73,7 +73,7 @@ macro_rules! iam_actions {
 }
 
 iam_actions! {
-    CreateUser, GetUser, ListUsers, DeleteUser,
+    CreateUser, GetUser, ListUsers, DeleteUser, UpdateUser,
     CreateAccessKey, ListAccessKeys, UpdateAccessKey, DeleteAccessKey,
     PutUserPolicy, GetUserPolicy, ListUserPolicies, DeleteUserPolicy,
     CreatePolicy, GetPolicy, ListPolicies, DeletePolicy,
@@ -363,6 +363,7 @@ pub fn permission(
         | A::PutUserPermissionsBoundary
         | A::DeleteUserPermissionsBoundary
         | A::DeleteUser
+        | A::UpdateUser
         | A::PutUserPolicy
         | A::GetUserPolicy
         | A::ListUserPolicies
@@ -1260,6 +1261,10 @@ fn run(
             groups_list_xml(&mut w, state, paging, &groups);
             w.close(&result);
         }
+        A::UpdateUser => {
+            let (new_name, new_path) = (q.get("NewUserName"), q.get("NewPath"));
+            state.update_user(required(q, "UserName")?, new_name, new_path)?;
+        }
         A::DeleteGroup => state.delete_group(required(q, "GroupName")?)?,
         A::UpdateGroup => {
             let (new_name, new_path) = (q.get("NewGroupName"), q.get("NewPath"));
@@ -1447,6 +1452,7 @@ impl IamCall {
             "OpenIDConnectProviderArn",
             "ClientID",
             "NewGroupName",
+            "NewUserName",
             "NewPath",
             "EntityFilter",
             "PolicyUsageFilter",
@@ -1566,12 +1572,13 @@ fn check_new_names(action: IamAction, form: &Query) -> Result<(), StateError> {
         A::CreateGroup => ("GroupName", "groupName", 128),
         A::CreatePolicy => ("PolicyName", "policyName", 128),
         A::UpdateGroup => ("NewGroupName", "newGroupName", 128),
+        A::UpdateUser => ("NewUserName", "newUserName", 64),
         _ => return Ok(()),
     };
     if let Some(name) = form.get(name_param) {
         validate_name(field, name, max)?;
     }
-    let path_param = if action == A::UpdateGroup {
+    let path_param = if matches!(action, A::UpdateGroup | A::UpdateUser) {
         "NewPath"
     } else {
         "Path"
@@ -1582,25 +1589,24 @@ fn check_new_names(action: IamAction, form: &Query) -> Result<(), StateError> {
     Ok(())
 }
 
-/// UpdateGroup's target: the group's ARN with `NewPath` and `NewGroupName` in place of the
-/// current ones (`current`, the group's ARN with its stored path); `None` when neither is given.
-fn renamed_group_arn(form: &Query, current: &str) -> Result<Option<String>, S3Error> {
-    let (new_name, new_path) = (form.get("NewGroupName"), form.get("NewPath"));
+/// UpdateGroup's and UpdateUser's target: the entity's ARN with `NewPath` and `new_name_param`
+/// in place of the current ones (`current`, the ARN with its stored path, of resource type
+/// `kind`: `group` or `user`); `None` when neither is given.
+fn renamed_arn(form: &Query, kind: &str, new_name_param: &str, current: &str) -> Option<String> {
+    let (new_name, new_path) = (form.get(new_name_param), form.get("NewPath"));
     if new_name.is_none() && new_path.is_none() {
-        return Ok(None);
+        return None;
     }
-    let Some((prefix, path_and_name)) = current.split_once(":group") else {
-        return Ok(None);
-    };
+    let (prefix, path_and_name) = current.split_once(&format!(":{kind}"))?;
     let (path, name) = match path_and_name.rfind('/') {
         Some(i) => path_and_name.split_at(i + 1),
         None => ("/", path_and_name),
     };
-    Ok(Some(format!(
-        "{prefix}:group{}{}",
+    Some(format!(
+        "{prefix}:{kind}{}{}",
         new_path.unwrap_or(path),
         new_name.unwrap_or(name)
-    )))
+    ))
 }
 
 /// The parameters that name a user, role or group ([`canonical_names`]).
@@ -1666,12 +1672,19 @@ pub fn describe(gw: &Gateway, principal: &Principal, form: Query) -> Result<IamC
             ));
         }
         // "To change a user group name the requester must have appropriate permissions on both
-        // the source object and the target object" (API_UpdateGroup.html): the group as it will
-        // be named is a resource of the request too.
-        A::UpdateGroup => {
-            if let Some(target) = renamed_group_arn(&form, &main.resource)? {
+        // the source object and the target object" (API_UpdateGroup.html; API_UpdateUser.html
+        // says the same of users: "to change Bob to Robert, the entity making the request must
+        // have permission on Bob and Robert"): the entity as it will be named is a resource of
+        // the request too.
+        A::UpdateGroup | A::UpdateUser => {
+            let (kind, param) = if action == A::UpdateGroup {
+                ("group", "NewGroupName")
+            } else {
+                ("user", "NewUserName")
+            };
+            if let Some(target) = renamed_arn(&form, kind, param, &main.resource) {
                 if target != main.resource {
-                    permissions.push(Permission::new("iam:UpdateGroup", target));
+                    permissions.push(Permission::new(action.iam_action(), target));
                 }
             }
         }

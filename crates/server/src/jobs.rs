@@ -329,7 +329,8 @@ pub fn describe(
         Action::CreateJob => {
             let spec: JobSpec = serde_json::from_value(body).map_err(|e| {
                 validation(format!(
-                    "the job spec is not valid: {e} (fields: name, read, write, start, duration, end, source_ip, role, labels)"
+                    "the job spec is not valid: {e} (fields: {})",
+                    spec::SPEC_FIELDS.join(", ")
                 ))
             })?;
             // The spec is validated before it is authorized (its errors name the field), so a
@@ -582,6 +583,7 @@ pub fn view(gw: &Gateway, r: &JobRecord, now: i64) -> Value {
         "Role": j.role,
         "Labels": j.labels,
         "CreatedBy": r.created_by,
+        "CreatorId": r.grant.as_ref().map(|g| g.creator.unique_id(&gw.account.record.account_id)),
         "CreatedAt": DateTime::<Utc>::from_timestamp(r.created_at, 0).map(rfc3339),
         "FinishedAt": r.finished_at.and_then(|t| DateTime::<Utc>::from_timestamp(t, 0)).map(rfc3339),
         "FinishedBy": r.finished_by,
@@ -977,7 +979,23 @@ pub async fn fetch_credentials(
             &creator,
             &gw.account.record.account_id,
         );
-        crate::authz::authorize(gw, &creator, renewal, &context, checks).await?;
+        // The token holder is told what was refused, not its creator's ARN or which of its
+        // policies refused (review 36, F1); the checks recorded keep the details.
+        crate::authz::authorize(gw, &creator, renewal, &context, checks)
+            .await
+            .map_err(|e| {
+                if e.code() == "AccessDenied" {
+                    S3Error::access_denied(format!(
+                        "job {}'s creator may no longer assume role {role} for it{}",
+                        job.record.id,
+                        crate::authz::denial_reason(e.message())
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    ))
+                } else {
+                    e
+                }
+            })?;
     }
     let (claims, token) = mint(gw, job, now)?;
     let expiration = reported_expiration(&claims, job.record.job.end);

@@ -1033,6 +1033,8 @@ impl Task {
         let event = crate::pipeline::unparsed_request_event(
             &self.gw, self.peer, tls, started, status, code, &reason,
         );
+        // Counted like every other request (`keyhole_requests_total`, status as recorded).
+        crate::pipeline::record_metrics(&self.gw, &event, "s3", "Unknown");
         self.gw.audit.record_detached(event);
     }
 }

@@ -264,14 +264,20 @@ fn identity_of(principal: &Principal, account_id: &str) -> UserIdentity {
             access_key_id: Some(access_key_id.clone()),
             ..UserIdentity::default()
         },
+        // CloudTrail's IAMUser carries `userName` too: the name at the time of the request, so
+        // a record stays readable after a rename (`principalId` is what never changes).
         Principal::User {
-            arn, access_key_id, ..
+            name,
+            arn,
+            access_key_id,
+            ..
         } => UserIdentity {
             kind: "IAMUser".into(),
             principal_id,
             arn: Some(arn.clone()),
             account_id: Some(account_id.to_owned()),
             access_key_id: Some(access_key_id.clone()),
+            user_name: Some(name.clone()),
             ..UserIdentity::default()
         },
         Principal::Session { claims, arn, .. } => UserIdentity {
@@ -849,6 +855,8 @@ async fn authenticate(
         });
     };
     let claimed = signed.access_key_id().to_owned();
+    // Kept for the record of a refusal: a job session's authentic token names its job.
+    let token = signed.session_token().map(str::to_owned);
     let (principal, verified, payload) = if let Some(limit) = limit {
         // The body is signed, so it is read before the signature can be checked: first make sure
         // the key is one the gateway issued (an unknown key is refused without reading a byte),
@@ -873,6 +881,9 @@ async fn authenticate(
             .inspect_err(|_| {
                 trace.authn_failed = true;
                 trace.identity.access_key_id = Some(claimed.clone());
+                trace.identity.job = token
+                    .as_deref()
+                    .and_then(|t| gw.authn.token_job(t, &claimed));
             })?;
         (p, v, Payload::Read(raw))
     } else {
@@ -882,6 +893,9 @@ async fn authenticate(
             .inspect_err(|_| {
                 trace.authn_failed = true;
                 trace.identity.access_key_id = Some(claimed.clone());
+                trace.identity.job = token
+                    .as_deref()
+                    .and_then(|t| gw.authn.token_job(t, &claimed));
             })?;
         (p, v, Payload::Stream(incoming))
     };
@@ -1134,7 +1148,13 @@ fn describe(
             let op = Op::PostObject;
             trace.op_name = op.name();
             trace.key = Some(form.key.clone());
-            context::add_s3(&mut context, &op, &Query::default(), &form.headers);
+            context::add_s3(
+                &mut context,
+                &op,
+                &Query::default(),
+                &form.headers,
+                account_id,
+            );
             crate::s3::refuse_case_variant_request_tags(&caller.principal, &form.headers)
                 .inspect_err(|e| {
                     crate::s3::record_case_variant_refusal(&trace.checks, &bucket, &form.key, e);
@@ -1235,7 +1255,7 @@ fn describe(
                     return Err(refusal);
                 }
             }
-            context::add_s3(&mut context, &op, &query, &parts.headers);
+            context::add_s3(&mut context, &op, &query, &parts.headers, account_id);
             crate::s3::refuse_case_variant_request_tags(&caller.principal, &parts.headers)
                 .inspect_err(|e| {
                     crate::s3::record_case_variant_refusal(&trace.checks, &bucket, &key, e);
@@ -1591,7 +1611,12 @@ async fn complete(
     Response::from_parts(parts, http_body_util::BodyExt::boxed(audited))
 }
 
-fn record_metrics(gw: &Gateway, event: &AuditEvent, api: &'static str, op: &'static str) {
+pub(crate) fn record_metrics(
+    gw: &Gateway,
+    event: &AuditEvent,
+    api: &'static str,
+    op: &'static str,
+) {
     gw.metrics.record(&sample_of(event, api, op));
 }
 

@@ -633,19 +633,38 @@ impl std::fmt::Debug for BucketNameLocks {
     }
 }
 
+/// A bucket name's lock, held: this process's, and on a PostgreSQL state every node's.
+#[derive(Debug)]
+pub(crate) struct BucketNameGuard<'a> {
+    _local: tokio::sync::MutexGuard<'a, ()>,
+    _nodes: Option<crate::state::postgres::NameLock>,
+}
+
 impl BucketNameLocks {
-    /// The lock of `name`, taken.
-    pub(crate) async fn lock(&self, name: &str) -> tokio::sync::MutexGuard<'_, ()> {
+    /// The lock of `name`, taken: first this process's, then (on a PostgreSQL state) the one
+    /// every node takes, so CreateBucket, DeleteBucket and the bucket settings' writes do not
+    /// interleave across nodes either. A state that cannot be reached fails the request
+    /// (`ServiceUnavailable`): the steps are not run unlocked.
+    pub(crate) async fn lock(
+        &self,
+        state: &crate::state::State,
+        name: &str,
+    ) -> Result<BucketNameGuard<'_>, S3Error> {
         use std::hash::{BuildHasher, Hasher};
         let mut h =
             std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
                 .build_hasher();
         h.write(name.as_bytes());
         let i = usize::try_from(h.finish() % 64).unwrap_or(0);
-        match i.checked_sub(1).and_then(|j| self.rest.get(j)) {
+        let local = match i.checked_sub(1).and_then(|j| self.rest.get(j)) {
             Some(m) => m.lock().await,
             None => self.first.lock().await,
-        }
+        };
+        let nodes = state.bucket_name_lock(name).await?;
+        Ok(BucketNameGuard {
+            _local: local,
+            _nodes: nodes,
+        })
     }
 }
 
@@ -696,6 +715,83 @@ pub(crate) fn checksum_headers(ctx: &Ctx<'_>) -> Vec<(String, String)> {
             Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
         })
         .collect()
+}
+
+/// The checksums a request says it carries: the algorithms of its `x-amz-checksum-*` headers,
+/// and of the `x-amz-checksum-*` trailers its `x-amz-trailer` announces (names in any case).
+/// Only algorithms S3 knows count (`x-amz-checksum-foo` is none).
+pub(crate) struct SentChecksums {
+    /// From `x-amz-checksum-*` headers.
+    pub headers: Vec<keyhole_sigv4::ChecksumKind>,
+    /// Announced as trailers.
+    pub trailers: Vec<keyhole_sigv4::ChecksumKind>,
+}
+
+impl SentChecksums {
+    pub(crate) fn of(ctx: &Ctx<'_>) -> Result<SentChecksums, S3Error> {
+        use keyhole_sigv4::ChecksumKind;
+        let headers = ctx
+            .headers
+            .keys()
+            .filter_map(|name| ChecksumKind::from_header_name(name.as_str()))
+            .collect();
+        let trailers = ctx
+            .header("x-amz-trailer")?
+            .map(|t| {
+                t.split(',')
+                    .filter_map(|n| ChecksumKind::from_header_name(&n.trim().to_ascii_lowercase()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(SentChecksums { headers, trailers })
+    }
+
+    /// Whether the request carries any checksum, as a header or a trailer.
+    pub(crate) fn any(&self) -> bool {
+        !self.headers.is_empty() || !self.trailers.is_empty()
+    }
+}
+
+/// Checks the checksum headers of a write that carries a body (PutObject, UploadPart) before it
+/// is read: at most one `x-amz-checksum-*` value ("Expecting a single x-amz-checksum- header"),
+/// and an `x-amz-sdk-checksum-algorithm` must name an algorithm whose checksum comes with the
+/// request, as a header or announced as a trailer ("When you send this header, there must be a
+/// corresponding x-amz-checksum-algorithm or x-amz-trailer header sent. Otherwise, Amazon S3
+/// fails the request with the HTTP status code 400 Bad Request",
+/// https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html).
+pub(crate) fn check_checksum_headers(ctx: &Ctx<'_>) -> Result<(), S3Error> {
+    use keyhole_sigv4::ChecksumKind;
+    let invalid =
+        |message: String| S3Error::new("InvalidRequest", StatusCode::BAD_REQUEST, message);
+    let sent = SentChecksums::of(ctx)?;
+    if sent.headers.len() > 1 {
+        return Err(invalid(
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+                .into(),
+        ));
+    }
+    let Some(declared) = ctx.header("x-amz-sdk-checksum-algorithm")? else {
+        return Ok(());
+    };
+    let Some(kind) = ChecksumKind::from_algorithm(declared) else {
+        return Err(invalid(format!(
+            "Value for x-amz-sdk-checksum-algorithm header is invalid: `{declared}` is not one of CRC32, CRC32C, CRC64NVME, SHA1, SHA256."
+        )));
+    };
+    match sent.headers.first() {
+        Some(k) if *k == kind => Ok(()),
+        Some(k) => Err(invalid(format!(
+            "Value for x-amz-sdk-checksum-algorithm header is invalid: it names {} but the request carries {}.",
+            kind.algorithm(),
+            k.header_name()
+        ))),
+        None if sent.trailers.contains(&kind) => Ok(()),
+        None => Err(invalid(format!(
+            "x-amz-sdk-checksum-algorithm is {} but the request carries no {} header or trailer.",
+            kind.algorithm(),
+            kind.header_name()
+        ))),
+    }
 }
 
 /// An XML response with status 200.
@@ -1114,6 +1210,19 @@ mod tests {
     /// The authorization stage end to end: an explicit Deny on `s3:PutObjectTagging` stops a
     /// tagged PutObject, and the tagging check sees the request's tags as
     /// `s3:RequestObjectTag/KEY` (https://docs.aws.amazon.com/AmazonS3/latest/userguide/tagging-and-policies.html).
+    /// The condition context of a PutObject with headers `h`, in the test account.
+    fn put_object_context(h: &HeaderMap) -> keyhole_policy::Context {
+        let mut context = keyhole_policy::Context::new();
+        crate::context::add_s3(
+            &mut context,
+            &Op::PutObject,
+            &Query::parse(None),
+            h,
+            "123456789012",
+        );
+        context
+    }
+
     #[test]
     fn a_tagged_put_is_decided_on_put_object_tagging_with_the_request_tags() {
         let (_dir, gw) = crate::test_gateway();
@@ -1125,8 +1234,7 @@ mod tests {
                 Some(t) => headers(&[("x-amz-tagging", t)]),
                 None => HeaderMap::new(),
             };
-            let mut context = keyhole_policy::Context::new();
-            crate::context::add_s3(&mut context, &Op::PutObject, &Query::parse(None), &h);
+            let context = put_object_context(&h);
             let call =
                 S3Call::new(Op::PutObject, "b".into(), "k".into(), &h, &Query::default()).unwrap();
             rt.block_on(crate::authz::authorize(
@@ -1200,8 +1308,7 @@ mod tests {
             let h = headers(&[("x-amz-tagging", tagging)]);
             // The header passes S3's tag rules (S3 keeps keys that differ in case apart).
             tagging::parse_header(tagging).unwrap();
-            let mut context = keyhole_policy::Context::new();
-            crate::context::add_s3(&mut context, &Op::PutObject, &Query::parse(None), &h);
+            let context = put_object_context(&h);
             refuse_case_variant_request_tags(&user, &h)?;
             let call = S3Call::new(Op::PutObject, "b".into(), "k".into(), &h, &Query::default())?;
             rt.block_on(crate::authz::authorize(

@@ -90,6 +90,10 @@ pub enum StateError {
     /// `LimitExceeded` (409).
     #[error("{0}")]
     LimitExceeded(String),
+    /// `EntityTemporarilyUnmodifiable` (409): "an entity that is temporarily unmodifiable, such
+    /// as a user name that was deleted and then recreated" (API_UpdateUser.html).
+    #[error("{0}")]
+    EntityTemporarilyUnmodifiable(String),
     /// `ValidationError` (400).
     #[error("{0}")]
     Validation(String),
@@ -125,6 +129,7 @@ impl StateError {
             StateError::EntityAlreadyExists(_) => "EntityAlreadyExists",
             StateError::DeleteConflict(_) => "DeleteConflict",
             StateError::LimitExceeded(_) => "LimitExceeded",
+            StateError::EntityTemporarilyUnmodifiable(_) => "EntityTemporarilyUnmodifiable",
             StateError::Validation(_) => "ValidationError",
             StateError::InvalidInput(_) => "InvalidInput",
             StateError::MalformedPolicy(_) => "MalformedPolicyDocument",
@@ -141,7 +146,8 @@ impl StateError {
             StateError::NoSuchEntity(_) => 404,
             StateError::EntityAlreadyExists(_)
             | StateError::DeleteConflict(_)
-            | StateError::LimitExceeded(_) => 409,
+            | StateError::LimitExceeded(_)
+            | StateError::EntityTemporarilyUnmodifiable(_) => 409,
             StateError::Validation(_)
             | StateError::InvalidInput(_)
             | StateError::MalformedPolicy(_) => 400,
@@ -524,6 +530,56 @@ pub fn same_tag_key(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// The `Sid`s of a policy document's statements, in order (none when it is not JSON: the
+/// compiler has already said what is wrong with it).
+fn sids_of(doc: &str) -> Vec<String> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(doc) else {
+        return Vec::new();
+    };
+    let statements: Vec<&serde_json::Value> = match value.get("Statement") {
+        Some(serde_json::Value::Array(list)) => list.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
+    };
+    statements
+        .iter()
+        .filter_map(|s| Some(s.get("Sid")?.as_str()?.to_owned()))
+        .collect()
+}
+
+/// No two statements of `doc` share a (non-empty) `Sid`: IAM's rule ("the Sid value must be
+/// unique within a JSON policy") and S3's for bucket policies (review 34, L3).
+fn check_unique_sids(doc: &str) -> Result<(), StateError> {
+    let mut seen = std::collections::HashSet::new();
+    for sid in sids_of(doc) {
+        if !sid.is_empty() && !seen.insert(sid.clone()) {
+            return Err(StateError::MalformedPolicy(format!(
+                "Statement IDs (SID) in a single policy must be unique: `{sid}` is used twice."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// IAM's own rules for the `Sid`s of a document it stores (identity, managed and trust
+/// policies, and the session policies STS hands out): "supports ASCII uppercase letters
+/// (A-Z), lowercase letters (a-z), and numbers (0-9)", and "In IAM, the Sid value must be
+/// unique within a JSON policy"
+/// (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_sid.html). A
+/// bucket policy is S3's and only needs unique ones ([`check_unique_sids`]). Checked when a
+/// document is written, never when stored ones are loaded.
+pub(crate) fn check_iam_sids(doc: &str) -> Result<(), StateError> {
+    if let Some(sid) = sids_of(doc)
+        .into_iter()
+        .find(|sid| !sid.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return Err(StateError::MalformedPolicy(format!(
+            "Statement IDs (SID) must be alpha-numeric: `{sid}` is not. Check that your input satisfies the regular expression [0-9A-Za-z]*"
+        )));
+    }
+    check_unique_sids(doc)
+}
+
 /// Parses and compiles a policy for identity use; the error says what is wrong and where.
 pub fn compile_identity_policy(doc: &str, name: &str) -> Result<CompiledPolicy, StateError> {
     CompiledPolicy::from_json(doc, PolicyKind::Identity)
@@ -684,6 +740,25 @@ impl State {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The lock of a bucket name across every node sharing this state: held on a PostgreSQL
+    /// state ([`postgres::Postgres::name_lock`], keyed by the name's SHA-256), none on SQLite
+    /// (one process; its callers hold their in-process lock too).
+    pub async fn bucket_name_lock(
+        &self,
+        bucket: &str,
+    ) -> Result<Option<postgres::NameLock>, StateError> {
+        match &self.engine {
+            Engine::Postgres(p) => {
+                use sha2::Digest as _;
+                let digest = sha2::Sha256::digest(format!("keyhole bucket name {bucket}"));
+                let mut key = [0u8; 8];
+                key.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+                p.name_lock(i64::from_be_bytes(key)).await.map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The current snapshot (cheap: an `Arc` clone).
@@ -1095,6 +1170,80 @@ impl State {
         Ok((rec, arn))
     }
 
+    /// UpdateUser: a new name and/or path. The user keeps its unique id, access keys, policies,
+    /// boundary, tags and groups under the new name; bucket and trust policies that name it as a
+    /// principal are rewritten to its new ARN ([`principals::rename`]); policies that name it as
+    /// a resource are not changed
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_users_rename.html). A new name is
+    /// unique regardless of case, like CreateUser's; a change of case alone is a rename.
+    pub fn update_user(
+        &self,
+        name: &str,
+        new_name: Option<&str>,
+        new_path: Option<&str>,
+    ) -> Result<(UserRecord, String), StateError> {
+        if let Some(n) = new_name {
+            validate_name("newUserName", n, 64)?;
+        }
+        if let Some(p) = new_path {
+            validate_path(p)?;
+        }
+        let rec = self.change(|tx| {
+            let user = Self::require_user(tx, name)?;
+            let target = new_name.unwrap_or(&user.name).to_owned();
+            let path = new_path.unwrap_or(&user.path).to_owned();
+            tx.touch(Touched::User(user.name.clone()));
+            tx.touch(Touched::User(target.clone()));
+            if target != user.name {
+                let taken: Option<String> = tx.query_opt(
+                    "SELECT name FROM users WHERE lower(name) = lower(?1) AND name <> ?2",
+                    params![target, user.name],
+                    |r| r.get(0),
+                )?;
+                if let Some(other) = taken {
+                    return Err(StateError::EntityAlreadyExists(format!(
+                        "User with name {other} already exists."
+                    )));
+                }
+                for table in [
+                    "access_keys",
+                    "user_policies",
+                    "user_attachments",
+                    "group_members",
+                ] {
+                    tx.execute(
+                        &format!("UPDATE {table} SET user_name = ?1 WHERE user_name = ?2"),
+                        params![target, user.name],
+                    )?;
+                }
+                for table in ["permissions_boundaries", "principal_tags"] {
+                    tx.execute(
+                        &format!("UPDATE {table} SET name = ?1 WHERE kind = 'user' AND name = ?2"),
+                        params![target, user.name],
+                    )?;
+                }
+            }
+            let renamed = UserRecord {
+                name: target,
+                path,
+                ..user.clone()
+            };
+            let (old_arn, new_arn) = (self.user_arn(&user), self.user_arn(&renamed));
+            if new_arn != old_arn {
+                for t in principals::rename(tx, &user.id, &old_arn, &new_arn)? {
+                    tx.touch(t);
+                }
+            }
+            tx.execute(
+                "UPDATE users SET name = ?1, path = ?2 WHERE name = ?3",
+                params![renamed.name, renamed.path, user.name],
+            )?;
+            Ok(renamed)
+        })?;
+        let arn = self.user_arn(&rec);
+        Ok((rec, arn))
+    }
+
     /// ListUsers (sorted by name).
     pub fn list_users(&self) -> Result<Vec<(UserRecord, String)>, StateError> {
         let users = self.with_db(|db| {
@@ -1333,6 +1482,7 @@ impl State {
             )));
         }
         compile_identity_policy(doc, name)?;
+        check_iam_sids(doc)?;
         self.change(|tx| {
             tx.touch(Touched::Policy(name.to_owned()));
             // "Names are not distinguished by case"
@@ -1552,6 +1702,7 @@ impl State {
         validate_role_description(description)?;
         validate_max_session(max_session_secs)?;
         let compiled = compile_trust_policy(trust)?;
+        check_iam_sids(trust)?;
         self.change(|tx| {
             tx.touch(Touched::Role(name.to_owned()));
             let exists: Option<String> = tx
@@ -1601,6 +1752,7 @@ impl State {
     /// UpdateAssumeRolePolicy.
     pub fn update_trust_policy(&self, name: &str, trust: &str) -> Result<(), StateError> {
         let compiled = compile_trust_policy(trust)?;
+        check_iam_sids(trust)?;
         self.change(|tx| {
             tx.touch(Touched::Role(name.to_owned()));
             Self::require_role(tx, name)?;
@@ -1768,6 +1920,7 @@ impl State {
     ) -> Result<(), StateError> {
         validate_name("policyName", name, 128)?;
         compile_identity_policy(doc, name)?;
+        check_iam_sids(doc)?;
         let k = kind.word();
         self.change(|tx| {
             tx.touch(who(kind, owner));
@@ -1885,9 +2038,10 @@ impl State {
             if Self::managed_by_name(tx, &name)?.is_none() {
                 return Err(StateError::NoSuchEntity(format!("Policy {arn} does not exist or is not attachable.")));
             }
+            // Attaching a policy already attached changes nothing, even at the quota.
             let n: i64 = tx.query_one(
-                &format!("SELECT count(*) FROM {k}_attachments WHERE {k}_name = ?1"),
-                params![owner],
+                &format!("SELECT count(*) FROM {k}_attachments WHERE {k}_name = ?1 AND policy_name <> ?2"),
+                params![owner, name],
                 |r| r.get(0))?;
             if n as usize >= MAX_ATTACHED_POLICIES {
                 return Err(StateError::LimitExceeded(format!(
@@ -1967,6 +2121,7 @@ impl State {
     /// skipped.
     pub fn put_bucket_policy(&self, bucket: &str, doc: &str) -> Result<bool, StateError> {
         let compiled = compile_bucket_policy(doc)?;
+        check_unique_sids(doc)?;
         if compiled.is_public() && self.snapshot().effective_bpa(bucket).block_public_policy {
             return Ok(false);
         }
@@ -2189,6 +2344,162 @@ mod tests {
         };
         s.record_key_uses(&[("AKIAEXAMPLE".into(), used)]).unwrap();
         assert!(s.key_last_used("AKIAEXAMPLE").unwrap().is_some());
+    }
+
+    /// UpdateUser moves everything the user has to the new name and rewrites the bucket and
+    /// trust policies that name it as a principal, bound to the same unique id
+    /// (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_users_rename.html).
+    #[test]
+    fn a_renamed_user_keeps_what_it_had_and_policies_follow_it() {
+        let (_d, s) = open();
+        let (u, _) = s.create_user("alice", "/").unwrap();
+        let (key, _) = s.create_access_key("alice").unwrap();
+        s.put_inline_policy(PrincipalKind::User, "alice", "read", READ)
+            .unwrap();
+        s.tag(
+            PrincipalKind::User,
+            "alice",
+            &[("team".into(), "ml".into())],
+        )
+        .unwrap();
+        s.create_group("g", "/").unwrap();
+        s.add_user_to_group("g", "alice").unwrap();
+        let old = "arn:aws:iam::123456789012:user/alice";
+        let new = "arn:aws:iam::123456789012:user/ml/bob";
+        let grant = |who: &str| {
+            format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":["{who}","arn:aws:iam::111122223333:root"]}},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}}]}}"#
+            )
+        };
+        s.put_bucket_policy("b", &grant(old)).unwrap();
+        let trust = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{old}"}},"Action":"sts:AssumeRole"}}]}}"#
+        );
+        s.create_role("r", "/", &trust, 3600, "").unwrap();
+
+        let (renamed, arn) = s.update_user("alice", Some("bob"), Some("/ml/")).unwrap();
+        assert_eq!((renamed.id.as_str(), arn.as_str()), (u.id.as_str(), new));
+        let snap = s.snapshot();
+        assert!(!snap.users.contains_key("alice"));
+        assert_eq!(snap.users["bob"].record.id, u.id);
+        assert_eq!(snap.keys[&key.id].user, "bob");
+        assert_eq!(
+            snap.users["bob"].tags.as_slice(),
+            &[("team".to_owned(), "ml".to_owned())]
+        );
+        assert_eq!(
+            decide(&s, "bob", "s3:GetObject", "arn:aws:s3:::b/k"),
+            keyhole_policy::DecisionKind::Allowed
+        );
+        assert_eq!(s.get_group("g").unwrap().1[0].0.name, "bob");
+        let shown = s.get_bucket_policy("b").unwrap().unwrap();
+        assert!(shown.contains(new) && !shown.contains(old), "{shown}");
+        assert!(shown.contains("arn:aws:iam::111122223333:root"), "{shown}");
+        let trust_now = s.get_role("r").unwrap().trust_policy;
+        assert!(
+            trust_now.contains(new) && !trust_now.contains(old),
+            "{trust_now}"
+        );
+        // The bindings moved: the compiled policies name the new ARN for this id.
+        let bound = s
+            .with_db(|db| principals::bindings(db, &principals::bucket_scope("b")))
+            .unwrap();
+        assert_eq!(bound.get(new), Some(&u.id));
+        assert!(!bound.contains_key(old));
+        // A user created under the old name is someone else: nothing of alice's is its.
+        s.create_user("alice", "/").unwrap();
+        assert!(s.snapshot().users["alice"].policies.is_empty());
+        assert_eq!(s.list_groups_for_user("alice").unwrap().len(), 0);
+        // A change of case alone is a rename; a name taken in any case is refused.
+        s.update_user("bob", Some("Bob"), None).unwrap();
+        let taken = s.update_user("Bob", Some("ALICE"), None).unwrap_err();
+        assert!(
+            matches!(taken, StateError::EntityAlreadyExists(_)),
+            "{taken:?}"
+        );
+        assert!(matches!(
+            s.update_user("nobody", Some("x"), None).unwrap_err(),
+            StateError::NoSuchEntity(_)
+        ));
+    }
+
+    /// IAM refuses a document whose Sids are not alphanumeric or repeat (reference_policies_elements_sid.html);
+    /// a bucket policy is S3's and keeps its own rules.
+    #[test]
+    fn iam_documents_need_unique_alphanumeric_sids() {
+        let (_d, s) = open();
+        s.create_user("u", "/").unwrap();
+        let doc = |a: &str, b: &str| {
+            format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"{a}","Effect":"Allow","Action":"s3:GetObject","Resource":"*"}},{{"Sid":"{b}","Effect":"Allow","Action":"s3:PutObject","Resource":"*"}}]}}"#
+            )
+        };
+        for (a, b) in [("A", "A"), ("a b", "B"), ("A", "x-y")] {
+            let e = s
+                .put_inline_policy(PrincipalKind::User, "u", "p", &doc(a, b))
+                .unwrap_err();
+            assert!(
+                matches!(e, StateError::MalformedPolicy(_)),
+                "{a} {b}: {e:?}"
+            );
+            assert!(s.create_policy("m", "/", "", &doc(a, b)).is_err());
+        }
+        s.put_inline_policy(PrincipalKind::User, "u", "p", &doc("A", "B1"))
+            .unwrap();
+        s.put_inline_policy(PrincipalKind::User, "u", "q", &doc("", ""))
+            .unwrap();
+    }
+
+    /// Attaching a policy that is already attached changes nothing, at the quota too; an
+    /// eleventh distinct policy is LimitExceeded.
+    #[test]
+    fn reattaching_at_the_attachment_quota_is_not_a_new_attachment() {
+        let (_d, s) = open();
+        s.create_user("u", "/").unwrap();
+        let mut arns = Vec::new();
+        for i in 0..=MAX_ATTACHED_POLICIES {
+            let p = s.create_policy(&format!("p{i}"), "/", "", READ).unwrap();
+            arns.push(s.policy_arn(&p));
+        }
+        for arn in arns.iter().take(MAX_ATTACHED_POLICIES) {
+            s.attach_policy(PrincipalKind::User, "u", arn).unwrap();
+        }
+        s.attach_policy(PrincipalKind::User, "u", &arns[0]).unwrap();
+        let e = s
+            .attach_policy(PrincipalKind::User, "u", &arns[MAX_ATTACHED_POLICIES])
+            .unwrap_err();
+        assert!(matches!(e, StateError::LimitExceeded(_)), "{e:?}");
+    }
+
+    /// A policy that still names a deleted user under the name a rename would give another
+    /// cannot name both: EntityTemporarilyUnmodifiable, and nothing changes.
+    #[test]
+    fn a_rename_onto_a_deleted_users_name_in_a_policy_is_refused() {
+        let (_d, s) = open();
+        s.create_user("gone", "/").unwrap();
+        s.create_user("keep", "/").unwrap();
+        let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::123456789012:user/gone","arn:aws:iam::123456789012:user/keep"]},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
+        s.put_bucket_policy("b", doc).unwrap();
+        s.delete_user("gone").unwrap();
+        let e = s.update_user("keep", Some("gone"), None).unwrap_err();
+        assert!(
+            matches!(e, StateError::EntityTemporarilyUnmodifiable(_)),
+            "{e:?}"
+        );
+        assert_eq!(e.status(), 409);
+        assert!(e.to_string().contains("bucket policy of b"), "{e}");
+        assert!(s.snapshot().users.contains_key("keep"));
+        assert!(s
+            .with_db(|db| principals::bindings(db, &principals::bucket_scope("b")))
+            .unwrap()
+            .contains_key("arn:aws:iam::123456789012:user/keep"));
+        // A path change alone keeps the name, so it is no conflict.
+        s.update_user("keep", None, Some("/x/")).unwrap();
+        assert!(s
+            .get_bucket_policy("b")
+            .unwrap()
+            .unwrap()
+            .contains("arn:aws:iam::123456789012:user/x/keep"));
     }
 
     /// A bucket the store removed just before the seal still loses its policy: left behind,

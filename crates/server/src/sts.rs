@@ -244,6 +244,20 @@ pub fn compile_session_policy(doc: &str) -> Result<CompiledPolicy, S3Error> {
         })
 }
 
+/// Checks a session policy a caller passes (AssumeRole's, AssumeRoleWithWebIdentity's `Policy`)
+/// before credentials carry it: it compiles, and its `Sid`s follow IAM's rules (unique,
+/// alphanumeric: review 34, L2; the Sid text also lands in audit records).
+pub fn check_new_session_policy(doc: &str) -> Result<(), S3Error> {
+    compile_session_policy(doc)?;
+    crate::state::check_iam_sids(doc).map_err(|e| {
+        S3Error::new(
+            "MalformedPolicyDocument",
+            StatusCode::BAD_REQUEST,
+            format!("The session policy is not valid: {e}"),
+        )
+    })
+}
+
 /// The STS actions keyhole serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StsAction {

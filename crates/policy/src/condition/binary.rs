@@ -1,4 +1,5 @@
-//! `BinaryEquals`: policy and request values are base64; the decoded bytes are compared.
+//! `BinaryEquals`: the policy's values are base64, decoded when compiled; a request's value is
+//! compared with them byte for byte as it is.
 //!
 //! <https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_BinaryEquals>
 

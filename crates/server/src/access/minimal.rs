@@ -31,6 +31,10 @@ pub struct LocationUse {
     /// Actions used on the bucket itself, other than `s3:ListBucket` (`s3:GetBucketLocation`,
     /// ...): granted on the bucket's ARN.
     pub bucket_actions: BTreeSet<String>,
+    /// Keys an allowed request acted on besides `objects` (a multipart upload started and
+    /// aborted makes no object, yet its requests needed `s3:PutObject` on the key): the policy
+    /// names them too.
+    pub keys: BTreeSet<String>,
 }
 
 /// A location the generator writes statements for: a bucket and a key prefix (empty: the whole
@@ -64,19 +68,19 @@ pub fn s3_statements(
         let object_actions: Vec<&String> =
             u.actions.iter().filter(|a| *a != "s3:ListBucket").collect();
         if !object_actions.is_empty() {
-            let resources: Vec<String> =
-                if u.objects.is_empty() || u.objects.len() > MAX_EXACT_OBJECTS {
-                    vec![format!(
-                        "arn:aws:s3:::{}/{}*",
-                        literal(l.bucket),
-                        literal(l.prefix)
-                    )]
-                } else {
-                    u.objects
-                        .iter()
-                        .map(|k| format!("arn:aws:s3:::{}/{}", literal(l.bucket), literal(k)))
-                        .collect()
-                };
+            let named: BTreeSet<&String> = u.objects.union(&u.keys).collect();
+            let resources: Vec<String> = if named.is_empty() || named.len() > MAX_EXACT_OBJECTS {
+                vec![format!(
+                    "arn:aws:s3:::{}/{}*",
+                    literal(l.bucket),
+                    literal(l.prefix)
+                )]
+            } else {
+                named
+                    .iter()
+                    .map(|k| format!("arn:aws:s3:::{}/{}", literal(l.bucket), literal(k)))
+                    .collect()
+            };
             statements.push(with_condition(
                 json!({
                     "Sid": format!("{sid}{i}Objects"),

@@ -130,7 +130,8 @@ pub struct UserIdentity {
     /// The keyhole job the credentials belong to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
-    /// A web identity caller's `sub` (CloudTrail's `userName` of a `WebIdentityUser`).
+    /// An IAM user's name at the time of the request, or a web identity caller's `sub`
+    /// (CloudTrail's `userName` of an `IAMUser` and of a `WebIdentityUser`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
     /// A web identity caller's provider (`HOST[/PATH]`, CloudTrail's `identityProvider`).
@@ -160,7 +161,7 @@ pub struct RequestParameters {
 /// CloudTrail's `resources` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resource {
-    /// `AWS::S3::Object`, `AWS::S3::Bucket`.
+    /// `AWS::S3::Object`, `AWS::S3::Bucket`, `AWS::IAM::User`, `AWS::IAM::Role`, ...
     #[serde(rename = "type")]
     pub kind: String,
     /// The resource ARN.
@@ -169,13 +170,29 @@ pub struct Resource {
 }
 
 impl Resource {
-    /// The resource entry for an S3 ARN; `None` for `*`.
+    /// The resource entry for an S3 ARN, or an IAM user, role, group, managed policy or OIDC
+    /// provider (typed as CloudFormation names them); `None` for `*` and anything else.
     pub fn for_arn(arn: &str) -> Option<Resource> {
-        let rest = arn.strip_prefix("arn:aws:s3:::")?;
-        let kind = if rest.contains('/') {
-            "AWS::S3::Object"
+        let kind = if let Some(rest) = arn.strip_prefix("arn:aws:s3:::") {
+            if rest.contains('/') {
+                "AWS::S3::Object"
+            } else {
+                "AWS::S3::Bucket"
+            }
         } else {
-            "AWS::S3::Bucket"
+            let rest = arn.strip_prefix("arn:aws:iam::")?;
+            let (_account, resource) = rest.split_once(':')?;
+            if resource.contains('*') {
+                return None;
+            }
+            match resource.split_once('/')?.0 {
+                "user" => "AWS::IAM::User",
+                "role" => "AWS::IAM::Role",
+                "group" => "AWS::IAM::Group",
+                "policy" => "AWS::IAM::ManagedPolicy",
+                "oidc-provider" => "AWS::IAM::OIDCProvider",
+                _ => return None,
+            }
         };
         Some(Resource {
             kind: kind.to_owned(),
@@ -415,6 +432,20 @@ mod tests {
             "AWS::S3::Bucket"
         );
         assert!(Resource::for_arn("*").is_none());
+        assert_eq!(
+            Resource::for_arn("arn:aws:iam::123456789012:user/team/ann")
+                .unwrap()
+                .kind,
+            "AWS::IAM::User"
+        );
+        assert_eq!(
+            Resource::for_arn("arn:aws:iam::123456789012:policy/p")
+                .unwrap()
+                .kind,
+            "AWS::IAM::ManagedPolicy"
+        );
+        assert!(Resource::for_arn("arn:aws:iam::123456789012:root").is_none());
+        assert!(Resource::for_arn("arn:aws:iam::123456789012:user/*").is_none());
     }
 
     #[test]

@@ -375,16 +375,23 @@ pub fn parse_time(
     ))
 }
 
+/// Whether `c` must not reach a terminal as it is: a control character (C0, DEL, C1), or a
+/// Unicode mark that reorders or hides text (bidirectional marks, overrides and isolates,
+/// zero-width and invisible characters). [`terminal_safe`] escapes them; a job location may not
+/// hold them at all.
+pub fn is_terminal_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
 /// `s` as it may be printed on a terminal: control characters (C0, DEL, C1) and the Unicode
 /// marks that reorder or hide text (bidirectional overrides and isolates, zero-width characters)
 /// written as `\u{..}` escapes. Object keys, session names, user agents and reasons are chosen
 /// by whoever sent the request: printed raw, a key could forge report lines (a newline) or send
 /// escape sequences to the operator's terminal (review 14).
 pub fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-    };
+    let unsafe_char = is_terminal_unsafe;
     if !s.contains(unsafe_char) {
         return std::borrow::Cow::Borrowed(s);
     }

@@ -539,6 +539,18 @@ fn a_roleless_job_is_decided_again_as_its_creator() {
         "{}",
         e.message()
     );
+    // The job's code is told the kind of refusal, not who the creator is.
+    assert!(
+        !e.message().contains(":user/") && e.message().contains("explicit deny"),
+        "{}",
+        e.message()
+    );
+    assert_eq!(
+        super::denial_reason(
+            r#"User: arn:aws:iam::1:user/a is not authorized to perform: s3:GetObject on resource: "arn:aws:s3:::b/k" with an explicit deny in an identity-based policy"#
+        ),
+        Some("with an explicit deny in an identity-based policy")
+    );
     // ABAC on the creator's tag: a label cannot choose the creator's tag value.
     let abac = creator(
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/${aws:PrincipalTag/team}/*"}]}"#,

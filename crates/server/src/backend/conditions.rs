@@ -174,8 +174,11 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<ByteRange>,
             StatusCode::RANGE_NOT_SATISFIABLE,
             "The requested range is not satisfiable",
         )
-        .with("RangeRequested", spec.to_owned())
+        // S3 echoes the header's value, unit included (`bytes=10-20`); RFC 9110 §15.5.17: a
+        // 416 names the representation's length as `Content-Range: bytes */LENGTH`.
+        .with("RangeRequested", format!("bytes={spec}"))
         .with("ActualObjectSize", size.to_string())
+        .with_header("content-range", format!("bytes */{size}"))
     };
     let (a, b) = (a.trim(), b.trim());
     if a.is_empty() {

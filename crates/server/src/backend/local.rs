@@ -605,14 +605,28 @@ impl LocalBackend {
             max,
         } = req;
         // Entries after the markers: uploads of keys after key-marker, or of key-marker itself
-        // with an upload id after upload-id-marker (S3 semantics).
+        // listed after the upload upload-id-marker names. A key's uploads are listed in the order
+        // they were started (API_ListMultipartUploads.html), which is not their ids' order, so
+        // the marker is found by its place in the list; an id that is not there (an upload
+        // completed or aborted between two pages) falls back to comparing ids, as S3 documents
+        // ("only if they have an upload ID lexicographically greater").
+        let marker_at = (!key_marker.is_empty() && !id_marker.is_empty())
+            .then(|| {
+                uploads
+                    .iter()
+                    .position(|u| u.key == key_marker && u.upload_id == id_marker)
+            })
+            .flatten();
         let mut page = UploadsPage::default();
-        for u in uploads {
+        for (i, u) in uploads.into_iter().enumerate() {
             let after_marker = key_marker.is_empty()
                 || u.key.as_str() > key_marker.as_str()
                 || (u.key == key_marker
                     && !id_marker.is_empty()
-                    && u.upload_id.as_str() > id_marker.as_str());
+                    && match marker_at {
+                        Some(at) => i > at,
+                        None => u.upload_id.as_str() > id_marker.as_str(),
+                    });
             if !after_marker {
                 continue;
             }

@@ -419,6 +419,27 @@ impl UpstreamBackend {
                     Got::Object(_) => Err(e),
                 };
             }
+            Err(e) if e.code() == "InvalidRange" && range.is_some() => {
+                // Upstreams answer a bare 416; S3's names the range asked for and the object's
+                // size (`Content-Range: bytes */SIZE` too). The size is the object's head's, and
+                // the error is made here as for the local store, so both answer alike.
+                return match Box::pin(self.get(GetObject {
+                    range: None,
+                    if_range: None,
+                    head: true,
+                    ..req.clone()
+                }))
+                .await
+                {
+                    Ok(Got::Object(h)) => {
+                        match super::conditions::parse_range(range, h.head.size) {
+                            Err(ours) => Err(ours),
+                            Ok(_) => Err(e),
+                        }
+                    }
+                    _ => Err(e),
+                };
+            }
             other => other?,
         };
         if answer.status == StatusCode::NOT_MODIFIED {

@@ -40,7 +40,7 @@
 use http::StatusCode;
 use keyhole_policy::condition::CompiledCondition;
 use keyhole_policy::model::Operator;
-use keyhole_policy::simulate::fill_principal_keys;
+use keyhole_policy::simulate::{fill_principal_keys, fill_request_keys};
 use keyhole_policy::{
     line_col, parse_policy, CompiledPolicy, Context, DecisionKind, Evaluator, Policies, Policy,
     PolicyKind, Request, RequestPrincipal, StatementRef,
@@ -273,6 +273,25 @@ fn context_entries(q: &Query) -> Result<Context, S3Error> {
                 })?;
             }
         }
+        // A binary value is given in base64 ("binary" in API_ContextEntry.html); the request
+        // context holds the bytes themselves, which BinaryEquals compares with the policy's
+        // decoded values. Context values are text, so bytes that are not UTF-8 are refused.
+        let values = if base == "binary" {
+            values
+                .iter()
+                .map(|v| {
+                    keyhole_policy::condition::binary::decode(v.trim())
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "{p}.ContextKeyValues: `{v}` for `{name}` decodes to bytes that are not UTF-8 text, which keyhole's context cannot hold; give binary values that decode to text"
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            values
+        };
         if list {
             ctx.insert_multi(name, values);
         } else if let Some(v) = values.into_iter().next() {
@@ -426,6 +445,14 @@ impl<'a> Simulator<'a> {
         if self.caller.fill {
             fill_principal_keys(&mut context, &self.caller.principal);
         }
+        // The keys the gateway sets on every request, whoever calls (the same engine must see
+        // the same context: review 34, M1).
+        fill_request_keys(
+            &mut context,
+            &self.caller.principal,
+            action,
+            sc.resource_account.as_deref(),
+        );
         let request = Request::new(
             self.caller.principal.clone(),
             action,

@@ -117,6 +117,19 @@ impl CreatorCredentials {
 }
 
 impl JobCreator {
+    /// The creator's unique id as `aws:userid` has it: the account id for the root user,
+    /// `AIDA...` for a user, `AROA...:SESSION` for a role session. Unlike the ARN recorded
+    /// beside it, it still names the creator after a rename and never a later namesake.
+    pub fn unique_id(&self, account_id: &str) -> String {
+        match self {
+            JobCreator::Root => account_id.to_owned(),
+            JobCreator::User { id, .. } => id.clone(),
+            JobCreator::RoleSession {
+                role_id, session, ..
+            } => format!("{role_id}:{session}"),
+        }
+    }
+
     /// The temporary credentials the job was created with, if any.
     pub fn credentials(&self) -> Option<&CreatorCredentials> {
         match self {
@@ -157,19 +170,20 @@ impl JobCreator {
     /// changed) are decided by the policies, with the creator as it is now.
     pub fn ended(&self, jobs: &crate::jobs::store::JobStore, now: i64) -> Option<String> {
         let c = self.credentials()?;
+        // The job's code reads this: it names no key of its creator's (review 36, F2); the
+        // audit trail has the creation's records.
         if now >= c.expires_at {
             Some(format!(
-                "the temporary credentials {} that created the job expired at {}, and the job ended with them",
-                c.access_key_id,
+                "the temporary credentials that created the job expired at {}, and the job ended with them",
                 chrono::DateTime::<chrono::Utc>::from_timestamp(c.expires_at, 0)
                     .map(crate::jobs::spec::rfc3339)
                     .unwrap_or_default()
             ))
         } else if jobs.is_revoked(&c.access_key_id) {
-            Some(format!(
-                "the temporary credentials {} that created the job were revoked, and the job ended with them",
-                c.access_key_id
-            ))
+            Some(
+                "the temporary credentials that created the job were revoked, and the job ended with them"
+                    .to_owned(),
+            )
         } else {
             None
         }
@@ -326,17 +340,18 @@ pub(crate) fn creator_principal_in(
             credentials,
             ..
         } => {
-            let u = snapshot.users.get(name).filter(|u| &u.record.id == id)?;
+            // By unique id: the creator renamed since is still the creator.
+            let u = snapshot.user_by_id(name, id)?;
             let session = credentials.as_ref().map(|c| {
                 let mut claims = claims_of(c);
                 claims.user = Some(crate::sts::SessionUser {
-                    name: name.clone(),
+                    name: u.record.name.clone(),
                     id: id.clone(),
                 });
                 Arc::new(claims)
             });
             Some(Principal::User {
-                name: name.clone(),
+                name: u.record.name.clone(),
                 id: id.clone(),
                 arn: u.arn.clone(),
                 access_key_id: credentials
@@ -431,11 +446,20 @@ impl Describe for RoleRenewal {
 /// report on the job. An IAM user is named by its ARN bound to its unique id; a role session by
 /// its role (bound likewise) *and* its source identity, so other sessions of the role are not the
 /// creator. `None` for creators that cannot be named so (the root user needs no grant; a role
-/// session without a source identity gets none).
-pub fn owner_policy(grant: &JobGrant, job_arn: &str) -> Option<CompiledPolicy> {
+/// session without a source identity gets none). A user is named by the ARN it has now in
+/// `snapshot`: one renamed since it created the job (UpdateUser) is still its creator.
+pub fn owner_policy(
+    grant: &JobGrant,
+    job_arn: &str,
+    snapshot: &crate::state::Snapshot,
+) -> Option<CompiledPolicy> {
+    let current;
     let (arn, id, source_identity) = match &grant.creator {
         JobCreator::Root => return None,
-        JobCreator::User { id, arn, .. } => (arn, id, None),
+        JobCreator::User { name, id, arn, .. } => {
+            current = snapshot.user_by_id(name, id).map(|u| u.arn.clone());
+            (current.as_ref().unwrap_or(arn), id, None)
+        }
         JobCreator::RoleSession {
             role_id,
             role_arn,

@@ -149,7 +149,12 @@ impl<'a> Tally<'a> {
         }
         let ok = e.decision == Some(Decision::Allow)
             && e.http_status.is_some_and(|s| (200..300).contains(&s));
-        if e.decision == Some(Decision::Deny) {
+        // A refusal made before any policy was consulted (a rule of the API, such as a job
+        // session's CreateJob) has no decision, but it is a denial all the same (a jobs sweep,
+        // M2: it was counted as a request and not as denied).
+        let refused_by_rule =
+            e.decision.is_none() && e.error_code.as_deref() == Some("AccessDenied");
+        if e.decision == Some(Decision::Deny) || refused_by_rule {
             self.denied_count += 1;
             if self.denials.len() < MAX_DENIALS_LISTED {
                 let mut denial = denial(&e);
@@ -194,6 +199,9 @@ impl<'a> Tally<'a> {
             };
             u.actions.insert(action.to_owned());
             u.requests += 1;
+            if let (Some(k), false) = (key, action == "s3:ListBucket") {
+                u.keys.insert(k.to_owned());
+            }
             match (action, e.event_name.as_str()) {
                 ("s3:GetObject", "GetObject") => {
                     u.bytes += e.bytes_out;
@@ -500,6 +508,52 @@ pub(crate) mod tests {
             .unwrap()
             .iter()
             .all(|g| g["grant"].as_str().is_none_or(|w| !w.contains("out/run"))));
+    }
+
+    /// A multipart upload the job started and aborted made no object, yet the policy must let
+    /// its requests through: the key is named (a jobs sweep, M1: replaying the job under its
+    /// minimal policy was refused at CreateMultipartUpload).
+    #[test]
+    fn an_aborted_upload_is_in_the_minimal_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = chrono::Utc::now();
+        let start = event(
+            "CreateMultipartUpload",
+            "s3:PutObject",
+            "out",
+            Some("run/mp"),
+            true,
+        );
+        let part = event("UploadPart", "s3:PutObject", "out", Some("run/mp"), true);
+        let abort = event(
+            "AbortMultipartUpload",
+            "s3:AbortMultipartUpload",
+            "out",
+            Some("run/mp"),
+            true,
+        );
+        let put = event("PutObject", "s3:PutObject", "out", Some("run/y"), true);
+        write_trail(dir.path(), &[start, part, abort, put]);
+        let r = build(dir.path(), &record(now)).unwrap();
+        assert_eq!(r["written"][0]["objects"], 1, "only run/y exists");
+        let write = r["minimalPolicy"]["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == "Write0Objects")
+            .cloned()
+            .unwrap();
+        let resources: Vec<&str> = write["Resource"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert!(
+            resources.iter().any(|r| r.ends_with("/run/mp")),
+            "{write:#}"
+        );
+        assert!(resources.iter().any(|r| r.ends_with("/run/y")), "{write:#}");
     }
 
     #[test]

@@ -110,11 +110,29 @@ impl Location {
                 ),
             ));
         }
-        if prefix.contains(['*', '?', '$']) || prefix.contains('\0') {
+        // Control characters (ESC, CR, NUL, DEL, ...) would be printed raw by `job plan` and
+        // `job show`, where an escape sequence can rewrite what an administrator reads: refused,
+        // and echoed escaped (a jobs sweep, M5).
+        // Bidi overrides and other invisible format marks make a location read differently
+        // from what it grants, as control characters can (review 36, F3).
+        if let Some(c) = prefix
+            .chars()
+            .find(|c| crate::audit::query::is_terminal_unsafe(*c))
+        {
             return Err(bad(
                 field,
                 format!(
-                    "`{text}`: `*`, `?`, `$` and NUL are not allowed in a location (they would be policy wildcards or variables); name a literal prefix"
+                    "`{}` holds a control or invisible formatting character (U+{:04X}); a location is a prefix of printable characters",
+                    text.escape_debug(),
+                    u32::from(c)
+                ),
+            ));
+        }
+        if prefix.contains(['*', '?', '$']) {
+            return Err(bad(
+                field,
+                format!(
+                    "`{text}`: `*`, `?` and `$` are not allowed in a location (they would be policy wildcards or variables); name a literal prefix"
                 ),
             ));
         }
@@ -269,21 +287,66 @@ pub fn normalize_cidr(field: &str, text: &str) -> Result<String, SpecError> {
     }
 }
 
+/// A spec's fields, as its errors list them.
+pub const SPEC_FIELDS: [&str; 9] = [
+    "name",
+    "read",
+    "write",
+    "start",
+    "duration",
+    "end",
+    "source_ip",
+    "role",
+    "labels",
+];
+
 impl JobSpec {
     /// Parses a TOML spec file's text.
     pub fn from_toml(text: &str) -> Result<JobSpec, SpecError> {
         toml::from_str(text).map_err(|e| {
-            let message = e.message().to_owned();
-            let field = message
+            let message = e.message().trim().to_owned();
+            // Where the parser stopped: its line and column, and the key written on that line,
+            // so a wrong type names its field (a jobs sweep, M4: they all named `spec`).
+            let at = e.span().map(|span| {
+                let before = text.get(..span.start).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                let key = text
+                    .lines()
+                    .nth(line - 1)
+                    .and_then(|l| l.split_once('='))
+                    .map(|(k, _)| k.trim().to_owned())
+                    .filter(|k| SPEC_FIELDS.contains(&k.as_str()));
+                (line, column, key)
+            });
+            let unknown = message
                 .split('`')
                 .nth(1)
                 .filter(|_| message.starts_with("unknown field"))
-                .unwrap_or("spec")
-                .to_owned();
+                .map(str::to_owned);
+            let field = unknown
+                .or_else(|| at.as_ref().and_then(|(_, _, k)| k.clone()))
+                .unwrap_or_else(|| "spec".to_owned());
+            let mut hint = String::new();
+            if matches!(field.as_str(), "start" | "end") && message.contains("expected a string") {
+                hint = format!(
+                    "; write the time as a quoted string, such as {field} = \"2026-07-16T01:00:00Z\""
+                );
+            } else if matches!(field.as_str(), "read" | "write" | "source_ip")
+                && message.contains("expected a sequence")
+            {
+                hint = format!("; {field} is a list, such as {field} = [\"...\"]");
+            } else if text.trim_start().starts_with(['{', '-']) || field == "spec" {
+                hint = "; a spec file is TOML (`key = value` lines), not JSON or YAML".to_owned();
+            }
+            let place = at
+                .map(|(line, column, _)| format!(" (line {line}, column {column})"))
+                .unwrap_or_default();
             bad(
                 field,
                 format!(
-                    "{message} (fields: name, read, write, start, duration, end, source_ip, role, labels)"
+                    "{message}{place}{hint} (fields: {})",
+                    SPEC_FIELDS.join(", ")
                 ),
             )
         })
@@ -327,14 +390,27 @@ impl JobSpec {
         for (i, r) in read.iter().enumerate() {
             for (j, w) in write.iter().enumerate() {
                 if r.overlaps(w) {
+                    // The suggestion must itself be outside every read location: a prefix
+                    // beside the read one in the same bucket, or another bucket when the job
+                    // reads the whole bucket (a jobs sweep, L1: it suggested a prefix inside it).
+                    let suggestion = Location {
+                        bucket: w.bucket.clone(),
+                        prefix: format!("runs/{}/", self.name),
+                    };
+                    let fix = if read.iter().any(|r| r.overlaps(&suggestion)) {
+                        format!(
+                            "write to another bucket, or read prefixes of s3://{} instead of the whole bucket",
+                            w.bucket
+                        )
+                    } else {
+                        format!("write to a separate prefix such as {}", suggestion.url())
+                    };
                     return Err(bad(
                         format!("write[{j}]"),
                         format!(
-                            "{} overlaps read[{i}] {}: a job's output must be disjoint from its inputs (write to a separate prefix such as s3://{}/runs/{}/)",
+                            "{} overlaps read[{i}] {}: a job's output must be disjoint from its inputs ({fix})",
                             w.url(),
                             r.url(),
-                            w.bucket,
-                            self.name
                         ),
                     ));
                 }
@@ -720,6 +796,31 @@ role = "training-jobs"
         assert_eq!(j.role.as_deref(), Some("training-jobs"));
     }
 
+    /// A control character in a location would be printed raw by `job plan` and `job show`
+    /// (an escape sequence rewrites the lines an administrator reads): refused, and the error
+    /// shows it escaped.
+    #[test]
+    fn control_characters_in_locations_are_refused_and_shown_escaped() {
+        for bad_location in [
+            "s3://dss/secret/\u{1b}[1A\u{1b}[2K\rjob/",
+            "s3://dss/a\u{1}b/",
+            "s3://dss/nul\0/",
+            "s3://dss/del\u{7f}/",
+            "s3://dss/w\u{202e}iki/",
+            "s3://dss/a\u{2066}b/",
+        ] {
+            let e = Location::parse("read[0]", bad_location).unwrap_err();
+            assert!(e.message.contains("control or invisible"), "{}", e.message);
+            assert!(
+                !e.message
+                    .chars()
+                    .any(|c| c.is_control() || c == '\u{202e}' || c == '\u{2066}'),
+                "{:?}",
+                e.message
+            );
+        }
+    }
+
     /// Issue 19, item 5: `s3://ds/wiki/../private/` must not pass for `wiki/` (or anything) in a
     /// reader's eyes or in a CreateJob condition on keyhole:ReadLocations.
     #[test]
@@ -749,10 +850,54 @@ role = "training-jobs"
         }
     }
 
+    /// A value of the wrong type names its field, where it is, and how to write it (a jobs
+    /// sweep, M4: every such error named `spec`).
+    #[test]
+    fn wrong_types_in_a_toml_spec_name_the_field_and_the_line() {
+        let cases = [
+            (
+                "name = \"x\"\nread = \"s3://dss/a/\"\n",
+                "read",
+                "is a list",
+            ),
+            ("name = \"x\"\nduration = 600\n", "duration", "line 2"),
+            (
+                "name = \"x\"\nstart = 2026-12-05T00:00:00Z\n",
+                "start",
+                "quoted string",
+            ),
+            ("{\"name\": \"x\"}", "spec", "not JSON or YAML"),
+        ];
+        for (text, field, says) in cases {
+            let e = JobSpec::from_toml(text).unwrap_err();
+            assert_eq!(e.field, field, "{text}: {}", e.message);
+            assert!(e.message.contains(says), "{text}: {}", e.message);
+        }
+    }
+
     #[test]
     fn unknown_toml_fields_name_the_field() {
         let e = JobSpec::from_toml("name = \"x\"\nreads = []\n");
         assert_eq!(e.map_err(|e| e.field), Err("reads".to_owned()));
+    }
+
+    /// The fix an overlap error suggests is itself outside every read location.
+    #[test]
+    fn an_overlap_suggests_a_place_outside_the_reads() {
+        let n = now();
+        let mut s = spec();
+        s.write[0] = "s3://acmeco-base-models/llama-3-8b/out/".into();
+        let e = s.resolve(n, None).unwrap_err();
+        assert!(
+            e.message.contains("such as s3://acmeco-base-models/runs/"),
+            "{}",
+            e.message
+        );
+        let mut s = spec();
+        s.write[0] = "s3://acmeco-training-datasets-wikipedia-2025-07-01/o/".into();
+        let e = s.resolve(n, None).unwrap_err();
+        assert!(e.message.contains("another bucket"), "{}", e.message);
+        assert!(!e.message.contains("such as"), "{}", e.message);
     }
 
     #[test]

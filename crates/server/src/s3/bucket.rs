@@ -137,7 +137,7 @@ pub(super) async fn create_bucket(
     // by a DeleteBucket cut between its two steps (the store's, then the state's: a crash) and
     // are removed first (review 26: a re-created bucket inherited the old policy). Under the
     // name's lock, with the creation itself.
-    let _name = ctx.gw.bucket_names.lock(&ctx.bucket).await;
+    let _name = ctx.gw.bucket_names.lock(&ctx.gw.state, &ctx.bucket).await?;
     if let Err(e) = ctx.gw.storage.head_bucket(&ctx.bucket).await {
         if e.code() == "NoSuchBucket" {
             forget(ctx).await?;
@@ -196,7 +196,7 @@ pub(crate) async fn write_setting<T: Send + 'static>(
     found: &Found,
     f: impl FnOnce(&crate::state::State) -> Result<T, crate::state::StateError> + Send + 'static,
 ) -> Result<T, S3Error> {
-    let _name = ctx.gw.bucket_names.lock(&ctx.bucket).await;
+    let _name = ctx.gw.bucket_names.lock(&ctx.gw.state, &ctx.bucket).await?;
     let now = self::found(ctx).await?;
     if now != *found {
         return Err(S3Error::from(keyhole_store::StoreError::NoSuchBucket));
@@ -214,7 +214,7 @@ pub(super) async fn delete_bucket(ctx: &Ctx<'_>) -> Result<Response<Body>, S3Err
     // The store's step and the state's under the name's lock: a setting written in between
     // would outlive the bucket, and a bucket created in between would lose its settings
     // (review 27).
-    let _name = ctx.gw.bucket_names.lock(&ctx.bucket).await;
+    let _name = ctx.gw.bucket_names.lock(&ctx.gw.state, &ctx.bucket).await?;
     ctx.gw.storage.delete_bucket(&ctx.bucket).await?;
     forget(ctx).await?;
     Ok(empty_response(StatusCode::NO_CONTENT))
@@ -256,11 +256,38 @@ fn check_location_constraint(lc: &str, region: &str) -> Result<(), S3Error> {
     } else {
         format!("use `{region}` or omit it")
     };
+    // A constraint that names a region other than the one served is S3's
+    // IllegalLocationConstraintException ("The eu-west-1 location constraint is incompatible
+    // for the region specific endpoint this request was sent to"); `us-east-1` spelled out, or a
+    // value that is no region name, is InvalidLocationConstraint.
+    if lc != "us-east-1" && looks_like_region(lc) {
+        return Err(S3Error::new(
+            "IllegalLocationConstraintException",
+            StatusCode::BAD_REQUEST,
+            format!(
+                "The {lc} location constraint is incompatible for the region specific endpoint this request was sent to: {expected}"
+            ),
+        ));
+    }
     Err(S3Error::new(
         "InvalidLocationConstraint",
         StatusCode::BAD_REQUEST,
         format!("The specified location-constraint `{lc}` is not valid: {expected}"),
     ))
+}
+
+/// Whether `lc` has the shape of an AWS region name (`eu-west-1`, `us-gov-east-1`,
+/// `ap-southeast-4`): lowercase words joined by hyphens, ending in a number.
+fn looks_like_region(lc: &str) -> bool {
+    let Some((words, number)) = lc.rsplit_once('-') else {
+        return false;
+    };
+    !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && words.split('-').count() >= 2
+        && words
+            .split('-')
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -274,6 +301,18 @@ mod tests {
         assert!(check_location_constraint("eu-west-1", "us-east-1").is_err());
         assert!(check_location_constraint("eu-west-1", "eu-west-1").is_ok());
         assert!(check_location_constraint("", "eu-west-1").is_ok());
+        assert_eq!(
+            check_location_constraint("eu-west-1", "us-east-1")
+                .unwrap_err()
+                .code(),
+            "IllegalLocationConstraintException"
+        );
+        assert_eq!(
+            check_location_constraint("us-east-1", "eu-west-1")
+                .unwrap_err()
+                .code(),
+            "InvalidLocationConstraint"
+        );
         let e = check_location_constraint("not-a-region", "eu-west-1").unwrap_err();
         assert_eq!(e.code(), "InvalidLocationConstraint");
         assert!(e.message().contains("eu-west-1"));

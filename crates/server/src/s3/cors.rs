@@ -217,6 +217,23 @@ impl CorsConfiguration {
         Ok(CorsConfiguration { rules })
     }
 
+    /// What is refused in a configuration being put, though a stored one that has it still
+    /// loads: an `AllowedHeader` with more than one `*` ("Each AllowedHeader string in the rule
+    /// can contain at most one * wildcard character",
+    /// https://docs.aws.amazon.com/AmazonS3/latest/userguide/ManageCorsUsing.html).
+    pub fn check_new(&self) -> Result<(), S3Error> {
+        for rule in &self.rules {
+            if let Some(h) = rule.headers.iter().find(|h| h.matches('*').count() > 1) {
+                return Err(S3Error::new(
+                    "InvalidRequest",
+                    StatusCode::BAD_REQUEST,
+                    format!("AllowedHeader \"{h}\" can not have more than one wildcard."),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The configuration as GetBucketCors answers it (and as it is stored).
     pub fn to_xml(&self) -> String {
         let mut w = XmlWriter::new();
@@ -277,6 +294,7 @@ pub(super) async fn put(ctx: &Ctx<'_>, mut body: BodyReader) -> Result<Response<
     let found = super::bucket::found(ctx).await?;
     let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
     let config = CorsConfiguration::parse(&doc)?;
+    config.check_new()?;
     let bucket = ctx.bucket.clone();
     super::bucket::write_setting(ctx, &found, move |s| {
         s.put_bucket_cors(&bucket, &config.to_xml())
@@ -444,6 +462,11 @@ mod tests {
         let rule = |inner: &str| {
             format!("<CORSConfiguration><CORSRule>{inner}</CORSRule></CORSConfiguration>")
         };
+        let two = CorsConfiguration::parse(
+            rule("<AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod><AllowedHeader>x-*-*</AllowedHeader>").as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(two.check_new().unwrap_err().code(), "InvalidRequest");
         let e = CorsConfiguration::parse(
             rule("<AllowedOrigin>*</AllowedOrigin><AllowedMethod>PATCH</AllowedMethod>").as_bytes(),
         )

@@ -58,6 +58,7 @@ pub(super) async fn upload_part(
     upload_id: String,
     part_number: u32,
 ) -> Result<Response<Body>, S3Error> {
+    super::check_checksum_headers(ctx)?;
     let length = check_upload_length(ctx, "a part")?;
     let req = UploadPart {
         bucket: ctx.bucket.clone(),

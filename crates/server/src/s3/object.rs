@@ -182,6 +182,7 @@ pub(super) async fn put_object(ctx: &Ctx<'_>, body: BodyReader) -> Result<Respon
     keyhole_store::validate_key(&ctx.key)?;
     check_acl_headers(ctx)?;
     check_unsupported(ctx)?;
+    super::check_checksum_headers(ctx)?;
     let length = check_upload_length(
         ctx,
         "an object uploaded in one request; use multipart upload for more",
@@ -530,6 +531,20 @@ pub(super) async fn delete_objects(
     mut body: BodyReader,
 ) -> Result<Response<Body>, S3Error> {
     let md5 = content_md5(ctx)?;
+    // "The Content-MD5 or x-amz-sdk-checksum-algorithm header is required for all Multi-Object
+    // Delete requests" (https://docs.aws.amazon.com/AmazonS3/latest/API/API_DeleteObjects.html):
+    // a body that names what to delete is integrity-checked, by its MD5 or by an
+    // `x-amz-checksum-*` value (a header, or a trailer the body reader verifies).
+    // Only a checksum of an algorithm S3 knows counts (`x-amz-checksum-foo` is no integrity
+    // check: review 34, L1); the body reader verifies it, or the trailer it announces.
+    let has_checksum = super::SentChecksums::of(ctx)?.any();
+    if md5.is_none() && !has_checksum {
+        return Err(S3Error::new(
+            "InvalidRequest",
+            StatusCode::BAD_REQUEST,
+            "Missing required header for this request: Content-MD5 (or an x-amz-checksum-* header): DeleteObjects needs its body's MD5 or checksum",
+        ));
+    }
     let doc = body.read_limited(MAX_XML_BODY_BYTES).await?;
     if let Some(expected) = md5 {
         use md5::Digest;
@@ -541,7 +556,16 @@ pub(super) async fn delete_objects(
     if root.name != "Delete" {
         return Err(S3Error::malformed_xml("expected a Delete document"));
     }
-    let quiet = root.child_text("Quiet").is_some_and(|q| q.trim() == "true");
+    // `Quiet` is an XML boolean: anything else is malformed, not "false".
+    let quiet = match root.child_text("Quiet").map(str::trim) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            return Err(S3Error::malformed_xml(format!(
+                "Quiet must be true or false, not `{other}`"
+            )))
+        }
+    };
     let mut keys: Vec<(String, Option<String>, Option<String>)> = Vec::new();
     for object in root.children_named("Object") {
         let key = object

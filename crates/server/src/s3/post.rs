@@ -214,6 +214,7 @@ pub(crate) async fn read(
             received: 0,
             range: None,
             checksums: Vec::new(),
+            verified: None,
             done: false,
         },
         base_url: format!("{}://{host}{path}", if tls { "https" } else { "http" }),
@@ -383,6 +384,9 @@ pub(crate) struct FormFile {
     received: u64,
     range: Option<(u64, u64)>,
     checksums: Vec<ChecksumVerifier>,
+    /// The form's checksum once verified (kind, canonical base64): kept as the object's, as a
+    /// PutObject's is.
+    verified: Option<(ChecksumKind, String)>,
     done: bool,
 }
 
@@ -433,7 +437,8 @@ impl FormFile {
                     }
                 }
                 for c in std::mem::take(&mut self.checksums) {
-                    c.finish()?;
+                    let verified = c.finish_value()?;
+                    self.verified.get_or_insert(verified);
                 }
                 self.done = true;
                 return Ok(None);
@@ -490,6 +495,18 @@ impl crate::backend::Payload for PostUpload<'_, '_, '_> {
                 }
             }
         })
+    }
+
+    fn checksum_kind(&self) -> Option<ChecksumKind> {
+        self.file
+            .verified
+            .as_ref()
+            .map(|(kind, _)| *kind)
+            .or_else(|| self.file.checksums.first().map(ChecksumVerifier::kind))
+    }
+
+    fn verified_checksum(&self) -> Option<(ChecksumKind, String)> {
+        self.file.verified.clone()
     }
 }
 

@@ -34,6 +34,8 @@ pub const POOL_SIZE: usize = 16;
 /// The PostgreSQL engine.
 pub struct Postgres {
     pool: Pool,
+    /// Places for [`Postgres::name_lock`]'s connections ([`NAME_LOCK_CONNECTIONS`]).
+    name_locks: std::sync::Arc<tokio::sync::Semaphore>,
     config: tokio_postgres::Config,
     tls: tls::Connector,
     handle: tokio::runtime::Handle,
@@ -304,6 +306,7 @@ impl Postgres {
             .map_err(|e| StateError::Engine(format!("postgres connection pool: {e}")))?;
         Ok(Postgres {
             pool,
+            name_locks: std::sync::Arc::new(tokio::sync::Semaphore::new(NAME_LOCK_CONNECTIONS)),
             config,
             tls,
             handle,
@@ -386,6 +389,70 @@ impl Postgres {
         };
         after(&conn, &touched)?;
         Ok(out)
+    }
+}
+
+/// How long [`Postgres::name_lock`] waits for another node to release a name.
+pub const NAME_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A session advisory lock held on a connection of its own: released when this is dropped,
+/// because the connection is closed then (the server ends the session and every lock it held).
+/// The connection never goes back to the pool, so no pooled session can keep a lock it forgot.
+pub struct NameLock {
+    _client: deadpool_postgres::ClientWrapper,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// How many name locks a node holds at once (each on a connection of its own, outside the
+/// pool): a flood of bucket settings' writes waits here rather than opening connections until
+/// the server's `max_connections` runs out for every node.
+pub const NAME_LOCK_CONNECTIONS: usize = 4;
+
+impl std::fmt::Debug for NameLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NameLock").finish_non_exhaustive()
+    }
+}
+
+impl Postgres {
+    /// Takes the cluster-wide lock `key` (`pg_advisory_lock`), waiting at most
+    /// [`NAME_LOCK_TIMEOUT`] for another node to release it (`Unavailable` then): what a node
+    /// holds while it creates or deletes a bucket or writes one of its settings, so that nodes
+    /// sharing this database do not interleave those steps.
+    pub async fn name_lock(&self, key: i64) -> Result<NameLock, StateError> {
+        let slot =
+            match tokio::time::timeout(NAME_LOCK_TIMEOUT, self.name_locks.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    return Err(StateError::Unavailable(format!(
+                        "{NAME_LOCK_CONNECTIONS} bucket name locks were held for {}s",
+                        NAME_LOCK_TIMEOUT.as_secs()
+                    )))
+                }
+            };
+        let object = self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => self.connect_error(e),
+            other => pool_error(other),
+        })?;
+        let client = deadpool_postgres::Object::take(object);
+        match tokio::time::timeout(
+            NAME_LOCK_TIMEOUT,
+            client.execute("SELECT pg_advisory_lock($1)", &[&key]),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(NameLock {
+                _client: client,
+                _slot: slot,
+            }),
+            Ok(Err(e)) => Err(pg_error(e)),
+            Err(_) => Err(StateError::Unavailable(format!(
+                "another node has held this bucket name's lock for {}s",
+                NAME_LOCK_TIMEOUT.as_secs()
+            ))),
+        }
     }
 }
 

@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 
-use super::db::Conn;
+use super::db::{Conn, Touched};
 use crate::params;
 use keyhole_policy::CompiledPolicy;
 
@@ -235,9 +235,14 @@ pub fn render(
     if orphans.is_empty() {
         return doc.to_owned();
     }
-    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(doc) else {
-        return doc.to_owned();
-    };
+    replace_principals(doc, |v| orphans.get(v).map(|id| (*id).to_owned()))
+        .unwrap_or_else(|| doc.to_owned())
+}
+
+/// `doc` with each `"AWS"` value of a `Principal` or `NotPrincipal` for which `with` gives a
+/// replacement replaced by it, re-serialized; `None` when `doc` is not JSON.
+fn replace_principals(doc: &str, with: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let mut value = serde_json::from_str::<serde_json::Value>(doc).ok()?;
     let statements = match value.get_mut("Statement") {
         Some(serde_json::Value::Array(list)) => list.iter_mut().collect::<Vec<_>>(),
         Some(one) => vec![one],
@@ -253,13 +258,138 @@ pub fn render(
                 one => vec![one],
             };
             for v in values {
-                if let Some(id) = v.as_str().and_then(|s| orphans.get(s)) {
-                    *v = serde_json::Value::String((*id).to_owned());
+                if let Some(new) = v.as_str().and_then(&with) {
+                    *v = serde_json::Value::String(new);
                 }
             }
         }
     }
-    serde_json::to_string(&value).unwrap_or_else(|_| doc.to_owned())
+    serde_json::to_string(&value).ok()
+}
+
+/// A binding scope: the bucket policy of a bucket, or the trust policy of a role.
+enum Scope<'a> {
+    Bucket(&'a str),
+    Trust(&'a str),
+}
+
+impl<'a> Scope<'a> {
+    /// Reads [`bucket_scope`]'s and [`trust_scope`]'s forms.
+    fn parse(scope: &'a str) -> Option<Scope<'a>> {
+        match scope.split_once(':')? {
+            ("bucket", b) => Some(Scope::Bucket(b)),
+            ("trust", r) => Some(Scope::Trust(r)),
+            _ => None,
+        }
+    }
+
+    /// The scope in words, for messages.
+    fn describe(&self) -> String {
+        match self {
+            Scope::Bucket(b) => format!("the bucket policy of {b}"),
+            Scope::Trust(r) => format!("the trust policy of role {r}"),
+        }
+    }
+
+    /// What a change to the scope's document touches.
+    fn touched(&self) -> Touched {
+        match self {
+            Scope::Bucket(b) => Touched::Bucket((*b).to_owned()),
+            Scope::Trust(r) => Touched::Role((*r).to_owned()),
+        }
+    }
+
+    /// The scope's document, as stored.
+    fn document(&self, tx: &dyn Conn) -> Result<Option<String>, StateError> {
+        match self {
+            Scope::Bucket(b) => tx.query_opt(
+                "SELECT document FROM bucket_policies WHERE bucket = ?1",
+                params![b],
+                |r| r.get(0),
+            ),
+            Scope::Trust(r) => tx.query_opt(
+                "SELECT trust_policy FROM roles WHERE name = ?1",
+                params![r],
+                |row| row.get(0),
+            ),
+        }
+    }
+
+    /// Stores `document` as the scope's.
+    fn store(&self, tx: &dyn Conn, document: &str) -> Result<(), StateError> {
+        match self {
+            Scope::Bucket(b) => tx.execute(
+                "UPDATE bucket_policies SET document = ?1 WHERE bucket = ?2",
+                params![document, b],
+            )?,
+            Scope::Trust(r) => tx.execute(
+                "UPDATE roles SET trust_policy = ?1 WHERE name = ?2",
+                params![document, r],
+            )?,
+        };
+        Ok(())
+    }
+}
+
+/// UpdateUser's part here: every bucket policy and trust policy whose principal `old_arn` is
+/// bound to the user `id` is rewritten to name `new_arn` and stored (and remembered in the
+/// document history), and its binding moves with it, inside the caller's transaction; returns
+/// what it touched. AWS: "any policies that refer to the user as the principal ... are
+/// automatically updated to use the new name or path ... Amazon S3 bucket policies are also
+/// automatically updated" (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_users_rename.html).
+/// Bindings of `old_arn` to other ids (users of that name deleted before) stay: they name
+/// nobody.
+///
+/// A scope that still binds `new_arn` to another id (the policy names a deleted user of the new
+/// name) cannot say both in one document: `EntityTemporarilyUnmodifiable`, naming the policy,
+/// and nothing changes.
+pub(super) fn rename(
+    tx: &dyn Conn,
+    id: &str,
+    old_arn: &str,
+    new_arn: &str,
+) -> Result<Vec<Touched>, StateError> {
+    let scopes: Vec<String> = tx.query_map(
+        "SELECT scope FROM principal_bindings WHERE arn = ?1 AND id = ?2 ORDER BY scope",
+        params![old_arn, id],
+        |r| r.get(0),
+    )?;
+    let mut touched = Vec::new();
+    for name in &scopes {
+        let Some(scope) = Scope::parse(name) else {
+            continue;
+        };
+        let other: Option<String> = tx.query_opt(
+            "SELECT id FROM principal_bindings WHERE scope = ?1 AND arn = ?2",
+            params![name, new_arn],
+            |r| r.get(0),
+        )?;
+        if other.as_deref().is_some_and(|o| o != id) {
+            return Err(StateError::EntityTemporarilyUnmodifiable(format!(
+                "{} names {new_arn}, a user that was deleted; change that policy first (GetBucketPolicy or GetRole shows the deleted user's unique id in its place), then rename",
+                scope.describe()
+            )));
+        }
+        let Some(doc) = scope.document(tx)? else {
+            continue;
+        };
+        let document = replace_principals(&doc, |v| (v == old_arn).then(|| new_arn.to_owned()))
+            .ok_or_else(|| {
+                StateError::Engine(format!("the stored {} is not JSON", scope.describe()))
+            })?;
+        tx.execute(
+            "DELETE FROM principal_bindings WHERE scope = ?1 AND arn = ?2",
+            params![name, new_arn],
+        )?;
+        tx.execute(
+            "UPDATE principal_bindings SET arn = ?1 WHERE scope = ?2 AND arn = ?3",
+            params![new_arn, name, old_arn],
+        )?;
+        scope.store(tx, &document)?;
+        super::documents::remember(tx, &document)?;
+        touched.push(scope.touched());
+    }
+    Ok(touched)
 }
 
 /// Binds the principals of documents stored before bindings existed (at start, once): each

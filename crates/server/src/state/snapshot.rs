@@ -128,6 +128,16 @@ impl Snapshot {
             restrict_public_buckets: a.restrict_public_buckets || b.restrict_public_buckets,
         }
     }
+
+    /// The user whose unique id is `id`, looked for first under `name` (the name it had when a
+    /// session or a job recorded it), then among all users: a user renamed since (UpdateUser)
+    /// is still the same user.
+    pub fn user_by_id(&self, name: &str, id: &str) -> Option<&Arc<UserEntry>> {
+        match self.users.get(name) {
+            Some(u) if u.record.id == id => Some(u),
+            _ => self.users.values().find(|u| u.record.id == id),
+        }
+    }
 }
 
 /// What building the snapshot needs besides the database.

@@ -121,6 +121,7 @@ impl State {
             )));
         }
         compile_identity_policy(doc, &name)?;
+        super::check_iam_sids(doc)?;
         self.change(|tx| {
             tx.touch(Touched::Policy(name.clone()));
             Self::policy_by_arn(tx, &name, arn)?;

@@ -31,7 +31,7 @@ use super::tags::{
     packed_size, parse_policy_arns, parse_session_tags, with_inherited, SessionTags,
 };
 use super::{
-    compile_session_policy, credentials_xml, duration_param, invalid_parameter, refuse_mfa,
+    check_new_session_policy, credentials_xml, duration_param, invalid_parameter, refuse_mfa,
     respond, session_arn, validation, SessionClaims, DEFAULT_SESSION_SECS,
     MAX_CHAINED_SESSION_SECS, MIN_SESSION_SECS,
 };
@@ -137,7 +137,7 @@ pub fn describe(
         .filter(|p| !p.is_empty())
         .map(str::to_owned);
     if let Some(p) = &policy {
-        compile_session_policy(p)?;
+        check_new_session_policy(p)?;
     }
     let policy_arns = parse_policy_arns(form, &gw.state.snapshot().session_policies)?;
     let passed = parse_session_tags(form)?;

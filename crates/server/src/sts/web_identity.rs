@@ -22,7 +22,7 @@ use keyhole_policy::Context;
 use super::assume::{assumed_role_xml, role_session, validate_session_name, MAX_ASSUME_ROLE_SECS};
 use super::tags::{packed_size, parse_policy_arns};
 use super::{
-    compile_session_policy, credentials_xml, duration_param, invalid_parameter, respond,
+    check_new_session_policy, credentials_xml, duration_param, invalid_parameter, respond,
     session_arn, DEFAULT_SESSION_SECS, MIN_SESSION_SECS,
 };
 use crate::auth::Principal;
@@ -85,7 +85,7 @@ pub fn describe(
         .filter(|p| !p.is_empty())
         .map(str::to_owned);
     if let Some(p) = &policy {
-        compile_session_policy(p)?;
+        check_new_session_policy(p)?;
     }
     let policy_arns = parse_policy_arns(form, &gw.state.snapshot().session_policies)?;
     let packed = packed_size(policy.as_deref(), &policy_arns, &tags.tags)?;

@@ -165,7 +165,9 @@ fn part_disposition(raw: &[u8]) -> Result<(String, Option<String>), FormError> {
 }
 
 /// `form-data; name="a;b"; filename=c` → [("form-data", ""), ("name", "a;b"), ("filename", "c")].
-/// Quoted values may escape with `\`; browsers percent-encode `"` as `%22`, which is kept.
+/// Browsers percent-encode `"` as `%22` (kept) and send `\` as it is (HTML's multipart/form-data
+/// encoding), so a Windows path keeps its backslashes; a `\` before `"` or `\` escapes it, as
+/// in an RFC 9110 quoted-string, for clients that escape that way.
 fn split_params(value: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut chars = value.chars().peekable();
@@ -188,11 +190,13 @@ fn split_params(value: &str) -> Vec<(String, String)> {
                 chars.next();
                 while let Some(c) = chars.next() {
                     match c {
-                        '\\' => {
-                            if let Some(e) = chars.next() {
+                        '\\' => match chars.peek().copied() {
+                            Some(e @ ('"' | '\\')) => {
                                 v.push(e);
+                                chars.next();
                             }
-                        }
+                            _ => v.push('\\'),
+                        },
                         '"' => break,
                         c => v.push(c),
                     }
@@ -318,6 +322,14 @@ mod tests {
         out.extend_from_slice(file);
         out.extend_from_slice(format!("\r\n--{B}--\r\n").as_bytes());
         out
+    }
+
+    #[test]
+    fn quoted_parameters_keep_backslashes_browsers_send_as_they_are() {
+        let p = split_params(r#"form-data; name="file"; filename="C:\dir\x.txt""#);
+        assert_eq!(p[2], ("filename".to_owned(), r"C:\dir\x.txt".to_owned()));
+        let p = split_params(r#"form-data; name="file"; filename="a\"b\\c""#);
+        assert_eq!(p[2], ("filename".to_owned(), r#"a"b\c"#.to_owned()));
     }
 
     #[test]

@@ -245,3 +245,36 @@ fn key_uses_and_credential_reports_on_postgres_newest_wins_across_nodes() {
         a.credential_report().unwrap()
     );
 }
+
+/// A bucket name's lock is held across nodes: a second node waits for it until the first
+/// drops it, and other names are not held up.
+#[test]
+fn a_bucket_name_lock_holds_every_node_until_it_is_dropped() {
+    let rt = runtime();
+    let url = testdb::database();
+    let (a, _) = node(&rt, &url, &KEY, ACCOUNT);
+    let (b, _) = node(&rt, &url, &KEY, ACCOUNT);
+    rt.block_on(async {
+        let held = a.bucket_name_lock("shared").await.unwrap();
+        assert!(held.is_some(), "a PostgreSQL state locks across nodes");
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(300), b.bucket_name_lock("shared")).await;
+        assert!(waiting.is_err(), "the second node waited");
+        // Another name is free.
+        let other = tokio::time::timeout(Duration::from_secs(5), b.bucket_name_lock("other"))
+            .await
+            .expect("another name is not held")
+            .unwrap();
+        drop(other);
+        let started = Instant::now();
+        let (got, ()) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(10), b.bucket_name_lock("shared")),
+            async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                drop(held);
+            }
+        );
+        got.expect("released when dropped").unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    });
+}
