@@ -228,3 +228,16 @@ def test_keyhole_run_warns_when_the_window_ends_while_the_command_runs(server, b
     assert len(warning) == 1 and "`sleep` is still running" in warning[0], run.stderr
     quick = keyhole(server, "run", "--name", "quick", "--read", f"s3://{ds}/wiki/", "--for", "1m", "--", "true")
     assert quick.returncode == 0 and "window ended" not in quick.stderr, quick.stderr
+    assert "does not include" not in quick.stderr, quick.stderr
+
+
+def test_keyhole_run_warns_when_its_own_address_is_outside_source_ip(server, buckets):
+    """`keyhole run` starts its command on this machine: a source_ip that leaves this machine's
+    address out would have every request refused, so it says so before the command runs."""
+    ds = buckets["ds"]
+    run = keyhole(server, "run", "--name", "elsewhere", "--read", f"s3://{ds}/wiki/", "--source-ip",
+                  "10.1.2.0/24", "--for", "1m", "--", "true")
+    assert run.returncode == 0, run.stderr
+    warning = [line for line in run.stderr.splitlines() if "WARNING" in line and "source_ip" in line]
+    assert len(warning) == 1, run.stderr
+    assert "127.0.0.1" in warning[0] and "10.1.2.0/24" in warning[0] and "--source-ip 127.0.0.1" in warning[0]

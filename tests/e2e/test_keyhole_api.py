@@ -55,6 +55,13 @@ def test_bad_requests_get_json_errors_and_change_nothing(server):
     assert status == 400 and "`name`" in out["message"], out
     status, out = call(server, "Keyhole.CreateJob", b"{" + b" " * (70 * 1024) + b"}")
     assert status in (400, 413), out
+    # A field of the wrong type is named, with the form it takes (it named only `spec`).
+    status, out = call(server, "Keyhole.CreateJob", json.dumps({"name": "x", "read": "s3://b/x/"}).encode())
+    assert status == 400 and "`read`" in out["message"] and "list of strings" in out["message"], out
+    status, out = call(server, "Keyhole.CreateJob", json.dumps({"name": "x", "labels": ["team"]}).encode())
+    assert status == 400 and "`labels`" in out["message"], out
+    status, out = call(server, "Keyhole.CreateJob", b'["read"]')
+    assert status == 400 and "JSON object" in out["message"], out
     status, out = call(server, "Keyhole.GetJob", b"{}")
     assert status == 400 and "JobId" in out["message"], out
     assert len(jobs(server)) == before

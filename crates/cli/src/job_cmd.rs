@@ -1110,6 +1110,9 @@ pub fn run_command(args: RunArgs) -> miette::Result<ExitCode> {
         str_of(at(&created, "Job"), "End"),
         join(at(&created, "Job"), "SourceIp")
     );
+    if let Some(warning) = caller_outside_sources(&created) {
+        eprintln!("keyhole: WARNING: {warning}");
+    }
     let env = job_env(&api, &created, args.credentials);
     let (program, rest) = args
         .command
@@ -1204,9 +1207,55 @@ pub fn run_command(args: RunArgs) -> miette::Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)))
 }
 
+/// When the address this machine reaches the gateway from (as the gateway saw the CreateJob
+/// call) is outside the job's `source_ip`, the command `keyhole run` starts here will have
+/// every request refused: says so before it starts, naming both.
+fn caller_outside_sources(created: &Value) -> Option<String> {
+    let caller: std::net::IpAddr = created.get("CallerIp")?.as_str()?.parse().ok()?;
+    let sources: Vec<&str> = at(created, "Job")
+        .get("SourceIp")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let inside = sources
+        .iter()
+        .any(|s| keyhole_policy::condition::ip::Cidr::parse(s).is_some_and(|c| c.contains(caller)));
+    (!inside).then(|| {
+        format!(
+            "this machine reaches the gateway from {caller}, which the job's source_ip ({}) does not include: the command's requests will be refused. Add --source-ip {caller} (or leave source_ip out: it defaults to this address).",
+            sources.join(", ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_warns_when_its_own_address_is_outside_source_ip() {
+        let created = |caller: &str, sources: &[&str]| serde_json::json!({"Job": {"SourceIp": sources}, "CallerIp": caller});
+        let w = caller_outside_sources(&created("127.0.0.1", &["10.0.0.0/8"]));
+        assert!(
+            w.as_deref()
+                .is_some_and(|w| w.contains("127.0.0.1") && w.contains("10.0.0.0/8")),
+            "{w:?}"
+        );
+        assert_eq!(
+            caller_outside_sources(&created("127.0.0.1", &["127.0.0.0/8"])),
+            None
+        );
+        assert_eq!(
+            caller_outside_sources(&created("::1", &["10.0.0.1/32", "::1/128"])),
+            None
+        );
+        // An older gateway that does not say where the call came from: no warning.
+        assert_eq!(
+            caller_outside_sources(&serde_json::json!({"Job": {"SourceIp": ["10.0.0.0/8"]}})),
+            None
+        );
+    }
 
     /// A job that used nothing needed no grant: the report says so rather than printing a
     /// policy with an empty Statement, which IAM would refuse.

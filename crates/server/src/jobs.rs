@@ -327,12 +327,7 @@ pub fn describe(
     };
     let (permission_resource, context, input) = match action {
         Action::CreateJob => {
-            let spec: JobSpec = serde_json::from_value(body).map_err(|e| {
-                validation(format!(
-                    "the job spec is not valid: {e} (fields: {})",
-                    spec::SPEC_FIELDS.join(", ")
-                ))
-            })?;
+            let spec = JobSpec::from_json(body).map_err(|e| validation(e.to_string()))?;
             // The spec is validated before it is authorized (its errors name the field), so a
             // CreateJob condition on keyhole:ReadLocations sees exactly the locations the job
             // will get, normalized.
@@ -672,6 +667,9 @@ pub async fn execute(
                         "Job": view(gw, &record, t),
                         "Credentials": credentials_json(&claims, &session_token, "SessionToken", claims.exp),
                         "CredentialsToken": token,
+                        // The address this request came from, as the gateway sees it: `keyhole
+                        // run` warns when the job's source_ip would refuse its own command.
+                        "CallerIp": source_ip.to_string(),
                     }),
                 ),
                 Some(json!({"jobId": id, "credentials": credentials_audit(&claims)})),

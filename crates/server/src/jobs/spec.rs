@@ -301,6 +301,42 @@ pub const SPEC_FIELDS: [&str; 9] = [
 ];
 
 impl JobSpec {
+    /// Reads CreateJob's JSON body. A value of the wrong type names its field (serde's own
+    /// error on a whole object names none), with the form the field takes.
+    pub fn from_json(body: serde_json::Value) -> Result<JobSpec, SpecError> {
+        let fields = || format!("(fields: {})", SPEC_FIELDS.join(", "));
+        let Some(object) = body.as_object() else {
+            return Err(bad(
+                "spec",
+                format!(
+                    "the job spec is a JSON object such as {{\"read\": [\"s3://bucket/prefix/\"], \"duration\": \"1h\"}} {}",
+                    fields()
+                ),
+            ));
+        };
+        for (key, value) in object {
+            if !SPEC_FIELDS.contains(&key.as_str()) {
+                return Err(bad(
+                    key.clone(),
+                    format!("unknown field `{key}` {}", fields()),
+                ));
+            }
+            let one =
+                serde_json::Value::Object([(key.clone(), value.clone())].into_iter().collect());
+            if let Err(e) = serde_json::from_value::<JobSpec>(one) {
+                let form = match key.as_str() {
+                    "read" | "write" | "source_ip" => "a list of strings, such as [\"...\"]",
+                    "labels" => "an object of strings, such as {\"team\": \"nlp\"}",
+                    "start" | "end" => "a string, such as \"2026-07-16T01:00:00Z\"",
+                    "duration" => "a string, such as \"3h\"",
+                    _ => "a string",
+                };
+                return Err(bad(key.clone(), format!("{e}; {key} is {form}")));
+            }
+        }
+        serde_json::from_value(body).map_err(|e| bad("spec", format!("{e} {}", fields())))
+    }
+
     /// Parses a TOML spec file's text.
     pub fn from_toml(text: &str) -> Result<JobSpec, SpecError> {
         toml::from_str(text).map_err(|e| {
@@ -898,6 +934,23 @@ role = "training-jobs"
         let e = s.resolve(n, None).unwrap_err();
         assert!(e.message.contains("another bucket"), "{}", e.message);
         assert!(!e.message.contains("such as"), "{}", e.message);
+    }
+
+    #[test]
+    fn json_specs_of_the_wrong_type_name_the_field() {
+        let field = |v: serde_json::Value| JobSpec::from_json(v).map(|_| ()).unwrap_err().field;
+        assert_eq!(field(serde_json::json!({"read": "s3://b/x/"})), "read");
+        assert_eq!(
+            field(serde_json::json!({"name": "a", "labels": ["x"]})),
+            "labels"
+        );
+        assert_eq!(field(serde_json::json!({"duration": 3600})), "duration");
+        assert_eq!(field(serde_json::json!({"reads": []})), "reads");
+        assert_eq!(field(serde_json::json!(["read"])), "spec");
+        let e = JobSpec::from_json(serde_json::json!({"write": "s3://b/o/"})).unwrap_err();
+        assert!(e.message.contains("a list of strings"), "{e}");
+        let ok = JobSpec::from_json(serde_json::json!({"read": ["s3://b/x/"], "duration": "1h"}));
+        assert_eq!(ok.map(|s| s.read), Ok(vec!["s3://b/x/".to_owned()]));
     }
 
     #[test]
