@@ -58,17 +58,29 @@ impl S3Error {
         self
     }
 
-    /// An internal failure: logged with its cause, answered as `InternalError`.
+    /// An internal failure: logged with its cause, answered as `InternalError`; or, when the
+    /// cause is a full file system (`ENOSPC`, `EDQUOT`), as `InsufficientStorage` (507): the
+    /// client learns that retrying will not help until space is freed (SDKs retry 500s, not
+    /// 507), and the operator's log names the cause either way.
     #[track_caller]
     pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> S3Error {
         let source = source.into();
         let location = std::panic::Location::caller();
-        tracing::error!(%location, error = %source, "internal error");
-        let mut e = S3Error::new(
-            "InternalError",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "We encountered an internal error. Please try again.",
-        );
+        let mut e = if is_storage_full(&*source) {
+            tracing::error!(%location, error = %source, "the data directory's file system is full");
+            S3Error::new(
+                "InsufficientStorage",
+                StatusCode::INSUFFICIENT_STORAGE,
+                "The gateway's storage is full: nothing was stored. Free space on its data directory's file system (or delete objects), then retry.",
+            )
+        } else {
+            tracing::error!(%location, error = %source, "internal error");
+            S3Error::new(
+                "InternalError",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "We encountered an internal error. Please try again.",
+            )
+        };
         e.0.source = Some(source);
         e
     }
@@ -185,6 +197,23 @@ impl std::error::Error for S3Error {
     }
 }
 
+/// Whether an error, or one of its causes, is the file system running out of space or quota.
+fn is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) {
+                return true;
+            }
+        }
+        cur = e.source();
+    }
+    false
+}
+
 impl From<AuthError> for S3Error {
     fn from(e: AuthError) -> S3Error {
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::FORBIDDEN);
@@ -263,6 +292,21 @@ mod tests {
         assert!(xml.contains("<Key>a&lt;b</Key>"));
         assert!(xml.contains("<Resource>/bkt/a&lt;b</Resource>"));
         assert!(xml.contains("<RequestId>REQ123</RequestId>"));
+    }
+
+    #[test]
+    fn a_full_file_system_is_insufficient_storage_not_internal() {
+        let full = std::io::Error::from_raw_os_error(28); // ENOSPC
+        let e = S3Error::from(StoreError::Io(full));
+        assert_eq!(
+            (e.code(), e.status().as_u16()),
+            ("InsufficientStorage", 507)
+        );
+        assert!(e.message().contains("storage is full"), "{}", e.message());
+        let quota = std::io::Error::from_raw_os_error(122); // EDQUOT
+        assert_eq!(S3Error::internal(quota).code(), "InsufficientStorage");
+        let other = std::io::Error::from_raw_os_error(5); // EIO
+        assert_eq!(S3Error::from(StoreError::Io(other)).code(), "InternalError");
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub enum StoreError {
     #[error("the gateway is shutting down and makes no more changes; try again")]
     Sealed,
     /// A filesystem operation failed.
-    #[error("storage i/o error")]
+    #[error("storage i/o error: {0}")]
     Io(#[from] std::io::Error),
     /// The metadata index failed or holds an undecodable record.
     #[error("metadata index error: {0}")]
