@@ -188,6 +188,17 @@ def test_encoding_type_url_prefix_and_delimiter(s3, bucket):
     assert unquote_plus(resp["Prefix"]) == "d ir/"
 
 
+def test_v1_listing_answers_its_prefix_unencoded(s3, bucket):
+    """botocore asks for encoding-type=url on every listing and decodes V2's Prefix but not V1's:
+    V1 answers the prefix as given (ceph/s3-tests test_bucket_list_prefix_unreadable)."""
+    for k in ["foo/bar", "quux", "a b/c"]:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"x")
+    for prefix in ["\n", "a b/", "q+x"]:
+        assert s3.list_objects(Bucket=bucket, Prefix=prefix)["Prefix"] == prefix
+        assert s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Prefix"] == prefix
+    assert [o["Key"] for o in s3.list_objects(Bucket=bucket, Prefix="a b/")["Contents"]] == ["a b/c"]
+
+
 def test_raw_xml_listing_escapes_keys(server, s3, bucket):
     key = "amp&and<lt>\"quote'"
     s3.put_object(Bucket=bucket, Key=key, Body=b"x")

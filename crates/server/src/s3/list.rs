@@ -95,7 +95,12 @@ pub(super) async fn list_objects(ctx: &Ctx<'_>, v2: bool) -> Result<Response<Bod
     let mut w = XmlWriter::new();
     w.root("ListBucketResult");
     w.elem("Name", &ctx.bucket);
-    w.elem("Prefix", &enc(&prefix));
+    // ListObjectsV2 encodes its `Prefix` under `encoding-type=url`; ListObjects (V1) answers
+    // the prefix as given, and clients rely on it: botocore, which asks for `url` on every
+    // listing, decodes V1's Delimiter, Marker and NextMarker but not its Prefix (and V2's
+    // Prefix), so an encoded V1 prefix would reach users as `%0A` for a newline (ceph/s3-tests'
+    // test_bucket_list_prefix_unreadable).
+    w.elem("Prefix", &if v2 { enc(&prefix) } else { prefix.clone() });
     if let Some(d) = &delimiter {
         w.elem("Delimiter", &enc(d));
     }
