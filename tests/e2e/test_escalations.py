@@ -894,10 +894,13 @@ def test_a_job_without_a_role_cannot_exceed_its_creators_permissions(server, dat
     for k in iam.list_access_keys(UserName=denied)["AccessKeyMetadata"]:
         iam.delete_access_key(UserName=denied, AccessKeyId=k["AccessKeyId"])
     iam.delete_user_policy(UserName=denied, PolicyName="p")
+    assert _fetch(server, job["CredentialsToken"]) == 200
     iam.delete_user(UserName=denied)
     with pytest.raises(ClientError) as e:
         job_s3.get_object(Bucket=data_bucket, Key="in/a.txt")
     assert code_of(e.value) == "InvalidToken"
+    # ... and the credential endpoint hands out no session every request would be refused with.
+    assert _fetch(server, job["CredentialsToken"]) == 403
 
 
 def test_every_fresh_role_session_of_a_job_is_a_new_assume_role(fresh_server_factory, tmp_path):
