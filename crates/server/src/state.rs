@@ -1089,6 +1089,20 @@ impl State {
         })
     }
 
+    /// The entity of `table` that holds `name` already, compared without case as IAM compares
+    /// names ("Names are not distinguished by case"), other than `except` (a rename's own
+    /// current name).
+    fn name_holder(
+        tx: &dyn Conn,
+        table: &'static str,
+        name: &str,
+        except: Option<&str>,
+    ) -> Result<Option<String>, StateError> {
+        let sql = format!("SELECT name FROM {table} WHERE lower(name) = lower(?1) AND name <> ?2");
+        // An empty `except` excludes nothing: IAM names are never empty.
+        tx.query_opt(&sql, params![name, except.unwrap_or("")], |r| r.get(0))
+    }
+
     fn require_user(tx: &dyn Conn, name: &str) -> Result<UserRecord, StateError> {
         tx.query_opt(
             "SELECT name, id, path, created FROM users WHERE name = ?1",
@@ -1134,12 +1148,7 @@ impl State {
             .transpose()?;
         let rec = self.change(|tx| {
             tx.touch(Touched::User(name.to_owned()));
-            let exists: Option<String> = tx.query_opt(
-                "SELECT name FROM users WHERE lower(name) = lower(?1)",
-                params![name],
-                |r| r.get(0),
-            )?;
-            if exists.is_some() {
+            if Self::name_holder(tx, "users", name, None)?.is_some() {
                 return Err(StateError::EntityAlreadyExists(format!(
                     "User with name {name} already exists."
                 )));
@@ -1195,12 +1204,7 @@ impl State {
             tx.touch(Touched::User(user.name.clone()));
             tx.touch(Touched::User(target.clone()));
             if target != user.name {
-                let taken: Option<String> = tx.query_opt(
-                    "SELECT name FROM users WHERE lower(name) = lower(?1) AND name <> ?2",
-                    params![target, user.name],
-                    |r| r.get(0),
-                )?;
-                if let Some(other) = taken {
+                if let Some(other) = Self::name_holder(tx, "users", &target, Some(&user.name))? {
                     return Err(StateError::EntityAlreadyExists(format!(
                         "User with name {other} already exists."
                     )));
@@ -1487,12 +1491,7 @@ impl State {
             tx.touch(Touched::Policy(name.to_owned()));
             // "Names are not distinguished by case"
             // (https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreatePolicy.html).
-            let clash: Option<String> = tx
-                .query_opt(
-                    "SELECT name FROM managed_policies WHERE lower(name) = lower(?1)",
-                    params![name],
-                    |r| r.get(0))?;
-            if let Some(existing) = clash {
+            if let Some(existing) = Self::name_holder(tx, "managed_policies", name, None)? {
                 return Err(StateError::EntityAlreadyExists(format!(
                     "A policy called {existing} already exists. Duplicate names are not allowed (policy names are not distinguished by case)."
                 )));
@@ -1705,9 +1704,7 @@ impl State {
         check_iam_sids(trust)?;
         self.change(|tx| {
             tx.touch(Touched::Role(name.to_owned()));
-            let exists: Option<String> = tx
-                .query_opt("SELECT name FROM roles WHERE lower(name) = lower(?1)", params![name], |r| r.get(0))?;
-            if exists.is_some() {
+            if Self::name_holder(tx, "roles", name, None)?.is_some() {
                 return Err(StateError::EntityAlreadyExists(format!("Role with name {name} already exists.")));
             }
             principals::bind(tx, &self.account_id, &principals::trust_scope(name), &compiled)?;

@@ -45,12 +45,7 @@ impl State {
         validate_path(path)?;
         self.change(|tx| {
             tx.touch(Touched::Group(name.to_owned()));
-            let exists: Option<String> = tx.query_opt(
-                "SELECT name FROM iam_groups WHERE lower(name) = lower(?1)",
-                params![name],
-                |r| r.get(0),
-            )?;
-            if exists.is_some() {
+            if Self::name_holder(tx, "iam_groups", name, None)?.is_some() {
                 return Err(StateError::EntityAlreadyExists(format!(
                     "Group with name {name} already exists."
                 )));
@@ -92,12 +87,9 @@ impl State {
             tx.touch(Touched::Group(group.name.clone()));
             tx.touch(Touched::Group(target.clone()));
             if target != group.name {
-                let taken: Option<String> = tx.query_opt(
-                    "SELECT name FROM iam_groups WHERE lower(name) = lower(?1) AND name <> ?2",
-                    params![target, group.name],
-                    |r| r.get(0),
-                )?;
-                if let Some(other) = taken {
+                if let Some(other) =
+                    Self::name_holder(tx, "iam_groups", &target, Some(&group.name))?
+                {
                     return Err(StateError::EntityAlreadyExists(format!(
                         "Group with name {other} already exists."
                     )));
