@@ -162,6 +162,16 @@ impl Drop for Leading<'_> {
 /// left out and the others applied again (see the module documentation); one answer per update,
 /// in order.
 pub(crate) fn apply_batch(store: &LocalStore, updates: &[Update]) -> Vec<Outcome> {
+    // What the batch adds to the index (bodies kept in it, and a page's worth per record) must
+    // leave the file system's reserve free ([`crate::space`]): otherwise every update fails as
+    // a full disk, and the index is never left to fail a commit for want of space.
+    let adding: u64 = updates
+        .iter()
+        .map(|u| u.body.as_ref().map_or(0, Vec::len) as u64 + 4096)
+        .sum();
+    if let Err(e) = crate::space::ensure(store.inner.layout.root(), adding) {
+        return updates.iter().map(|_| Err(same_error(&e))).collect();
+    }
     let mut failed: HashMap<usize, StoreError> = HashMap::new();
     loop {
         let attempt = (|| -> Result<Result<Vec<(usize, Committed)>, usize>, StoreError> {

@@ -207,14 +207,57 @@ macro_rules! from_redb {
     )*};
 }
 
-from_redb!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+from_redb!(redb::Error);
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        match e {
+            // An I/O failure of the index stays an I/O error, so a full disk under the index is
+            // answered as a full disk (507), not as an index fault (review 37, F1).
+            redb::StorageError::Io(io) => Self::Io(io),
+            redb::StorageError::PreviousIo => Self::Index(
+                "the index stopped taking changes after an earlier I/O error (a full disk?); restart the gateway once the cause is fixed".into(),
+            ),
+            other => Self::index(other),
+        }
+    }
+}
+
+impl From<redb::DatabaseError> for StoreError {
+    fn from(e: redb::DatabaseError) -> Self {
+        match e {
+            redb::DatabaseError::Storage(s) => s.into(),
+            other => Self::index(other),
+        }
+    }
+}
+
+impl From<redb::TransactionError> for StoreError {
+    fn from(e: redb::TransactionError) -> Self {
+        match e {
+            redb::TransactionError::Storage(s) => s.into(),
+            other => Self::index(other),
+        }
+    }
+}
+
+impl From<redb::TableError> for StoreError {
+    fn from(e: redb::TableError) -> Self {
+        match e {
+            redb::TableError::Storage(s) => s.into(),
+            other => Self::index(other),
+        }
+    }
+}
+
+impl From<redb::CommitError> for StoreError {
+    fn from(e: redb::CommitError) -> Self {
+        match e {
+            redb::CommitError::Storage(s) => s.into(),
+            other => Self::index(other),
+        }
+    }
+}
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {

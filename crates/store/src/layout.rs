@@ -111,6 +111,11 @@ impl Layout {
         }
     }
 
+    /// The store's root directory.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub(crate) fn index_file(&self) -> PathBuf {
         self.root.join("index.redb")
     }

@@ -62,6 +62,7 @@ mod lock;
 mod multipart;
 mod names;
 mod object;
+mod space;
 mod store;
 mod version;
 

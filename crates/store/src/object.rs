@@ -58,6 +58,8 @@ pub(crate) struct BlobWriter {
     md5: Md5,
     written: u64,
     limit: u64,
+    /// Up to where the body may grow before the free space is checked again ([`crate::space`]).
+    space_checked_to: u64,
 }
 
 /// Where a finished body is.
@@ -106,6 +108,7 @@ impl BlobWriter {
             md5: Md5::new(),
             written: 0,
             limit,
+            space_checked_to: 0,
         };
         if inline_max == 0 {
             w.spill()?;
@@ -149,6 +152,11 @@ impl BlobWriter {
             .ok_or(StoreError::EntityTooLarge)?;
         if self.file.is_none() && total > self.inline_max {
             self.spill()?;
+        }
+        if self.file.is_some() && total > self.space_checked_to {
+            let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+            crate::space::ensure(dir, len.saturating_add(crate::space::CHECK_EVERY))?;
+            self.space_checked_to = total.saturating_add(crate::space::CHECK_EVERY);
         }
         match &mut self.file {
             Some(f) => f.write_all(data)?,
