@@ -865,6 +865,22 @@ def _start(server, creds: Path | None, *args: str) -> dict:
     return created
 
 
+def test_the_credential_endpoint_hands_out_nothing_before_the_jobs_window(server, data_bucket):
+    """Review 37, F6: a job whose window starts later got sessions at once, which its policy
+    refused everything with. The endpoint now refuses until the window starts, saying when."""
+    import datetime
+
+    start = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    job = _start(server, None, "--name", "later", "--read", f"s3://{data_bucket}/in/", "--start", start, "--for", "10m")
+    assert _fetch(server, job["CredentialsToken"]) == 403
+    events = wait_for_events(server.data_dir, lambda evs: any(
+        e.get("eventName") == "GetJobCredentials" and (e.get("userIdentity") or {}).get("job") == job["Job"]["JobId"]
+        for e in evs))
+    refused = [e for e in events if e.get("eventName") == "GetJobCredentials"
+               and (e.get("userIdentity") or {}).get("job") == job["Job"]["JobId"]]
+    assert refused[-1]["decision"] == "Deny" and f"starts at {start}" in refused[-1]["errorMessage"], refused[-1]
+
+
 def test_a_job_without_a_role_cannot_exceed_its_creators_permissions(server, data_bucket, tmp_path):
     """A job without a role follows GetFederationToken: the creator's current permissions ∩ the
     job policy. A creator denied the data (or bounded away from it) cannot read it through a job,
@@ -899,8 +915,15 @@ def test_a_job_without_a_role_cannot_exceed_its_creators_permissions(server, dat
     with pytest.raises(ClientError) as e:
         job_s3.get_object(Bucket=data_bucket, Key="in/a.txt")
     assert code_of(e.value) == "InvalidToken"
-    # ... and the credential endpoint hands out no session every request would be refused with.
+    # ... and the credential endpoint hands out no session every request would be refused with;
+    # the refusal is recorded as a denial of the job's (review 37, F4: it was recorded as Allow).
     assert _fetch(server, job["CredentialsToken"]) == 403
+    events = wait_for_events(server.data_dir, lambda evs: any(
+        e.get("eventName") == "GetJobCredentials" and e.get("errorCode")
+        and (e.get("userIdentity") or {}).get("job") == job["Job"]["JobId"] for e in evs))
+    refused = [e for e in events if e.get("eventName") == "GetJobCredentials" and e.get("errorCode")
+               and (e.get("userIdentity") or {}).get("job") == job["Job"]["JobId"]]
+    assert refused[-1]["decision"] == "Deny" and "no longer exists" in refused[-1]["errorMessage"], refused[-1]
 
 
 def test_every_fresh_role_session_of_a_job_is_a_new_assume_role(fresh_server_factory, tmp_path):
@@ -1661,3 +1684,21 @@ def test_a_not_principal_deny_naming_a_role_does_not_spare_its_sessions(server, 
     deny_all_but([audit_arn, arn(server, "role", role), root])
     assert reads("audit") and not reads("mallory")
     admin.delete_bucket_policy(Bucket=data_bucket)
+
+
+def test_a_read_locations_deny_written_as_jobs_md_shows_also_stops_the_parent(server, data_bucket, tmp_path):
+    """Review 37, F3: `keyhole:ReadLocations` holds the locations as asked for, so a Deny on
+    `s3://B/private/*` alone let a job ask for `s3://B/` and read private/ anyway. JOBS.md now
+    says to deny the parents too; this is its example, checked."""
+    iam = iam_client(server)
+    name, ak, sk = new_user(iam, {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["keyhole:CreateJob", "s3:*"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "keyhole:CreateJob", "Resource": "*",
+         "Condition": {"ForAnyValue:StringLike": {"keyhole:ReadLocations": [
+             f"s3://{data_bucket}/secret/*", f"s3://{data_bucket}/", f"s3://{data_bucket}"]}}}]})
+    creds = creds_file(tmp_path, ak, sk, "f3")
+    for location in (f"s3://{data_bucket}/secret/", f"s3://{data_bucket}/", f"s3://{data_bucket}"):
+        r = keyhole(server, "job", "start", "--name", uid("f3"), "--read", location, "--for", "5m", creds_file=creds)
+        assert r.returncode != 0 and "explicit deny" in flat(r.stderr), (location, r.stderr)
+    job = _start(server, creds, "--name", uid("f3ok"), "--read", f"s3://{data_bucket}/in/", "--for", "5m")
+    assert job["Job"]["Read"] == [f"s3://{data_bucket}/in/"]

@@ -674,3 +674,17 @@ def test_pytorch_s3_connector_client_through_keyhole_run(server, data, s3, tmp_p
     assert got == {"keys": ["wiki/part-0.jsonl", "wiki/part-1.jsonl"], "bytes": 2000, "other": "denied"}, r.stderr
     assert s3.get_object(Bucket=out, Key="run-torch/ckpt.pt")["Body"].read() == b"weights" * 1000
     assert "7000 bytes" in r.stderr, r.stderr
+
+
+def test_keyhole_run_keeps_the_callers_keyhole_variables_from_the_command(server, data, tmp_path):
+    """Review 37, F2: `keyhole run` removed the caller's AWS_* variables but passed KEYHOLE_*
+    ones through, so a write-only job's command could use another job's KEYHOLE_JOB_TOKEN (or
+    read a KEYHOLE_STATE URL with its password)."""
+    dump = tmp_path / "env.json"
+    run = keyhole(server, "run", "--name", "env-dump", "--write", f"s3://{data['out']}/env/", "--for", "2m", "--",
+                  sys.executable, "-c", f"import json, os; json.dump(dict(os.environ), open({str(dump)!r}, 'w'))",
+                  KEYHOLE_JOB_TOKEN="kh1.other-job.secret", KEYHOLE_STATE="postgres://u:pw@127.0.0.1/db")
+    assert run.returncode == 0, run.stderr
+    env = json.loads(dump.read_text())
+    assert "KEYHOLE_JOB_TOKEN" not in env and "KEYHOLE_STATE" not in env, sorted(env)
+    assert env["KEYHOLE_JOB_ID"].startswith("env-dump") and env["AWS_ENDPOINT_URL"] == server.endpoint

@@ -1120,8 +1120,12 @@ pub fn run_command(args: RunArgs) -> miette::Result<ExitCode> {
         .ok_or_else(|| miette!("give the command to run after `--`"))?;
     let mut command = tokio::process::Command::new(program);
     command.args(rest);
+    // Nothing of the caller's AWS or keyhole configuration reaches the command: not its keys,
+    // and not its keyhole variables either, which can hold another job's token
+    // (KEYHOLE_JOB_TOKEN) or a state database's URL with its password (review 37, F2).
     for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("AWS_") {
+        let name = k.to_string_lossy();
+        if name.starts_with("AWS_") || name.starts_with("KEYHOLE_") {
             command.env_remove(&k);
         }
     }

@@ -610,8 +610,36 @@ impl Authenticator {
         };
         // A job whose window has ended stays in the cache until it is pruned: its token is as
         // expired as a finished job's.
-        if job.record.job.end <= chrono::Utc::now() {
+        let now = chrono::Utc::now();
+        if job.record.job.end <= now {
             return (Err(ended(&id)), Some(id));
+        }
+        // Before its window the job's policy allows nothing: no session is handed out that every
+        // request would be refused with (review 37, F6).
+        if now < job.record.job.start {
+            return (
+                Err(denied(&format!(
+                    "job {id}'s window starts at {}: its credentials are handed out from then",
+                    crate::jobs::spec::rfc3339(job.record.job.start)
+                ))),
+                Some(id),
+            );
+        }
+        // A role-less job acts as its creator as it is now: a creator deleted since leaves it
+        // nothing to hand on (refused here, where the refusal is recorded as the job's; review
+        // 37, F4).
+        if job.record.job.role.is_none()
+            && job.record.grant.is_some()
+            && self
+                .job_creator(&self.state.snapshot(), account_id, &job)
+                .is_err()
+        {
+            return (
+                Err(denied(&format!(
+                    "job {id}'s creator no longer exists, so the job has no access left to hand on"
+                ))),
+                Some(id),
+            );
         }
         let arn = crate::jobs::job_arn(region, account_id, &id);
         (Ok(Principal::JobToken { job, arn }), Some(id))
