@@ -85,5 +85,30 @@ def test_a_full_data_directory_refuses_writes_with_507_and_recovers(fresh_server
             s3.delete_object(Bucket="full", Key=k)
         s3.put_object(Bucket="full", Key="after", Body=b"x" * (1 << 20))
         assert s3.head_object(Bucket="full", Key="after")["ContentLength"] == 1 << 20
+        # Something else fills the file system to the last byte: the audit trail cannot record a
+        # write, which is refused with 507 too (not a 503 that SDKs retry), reads go on, and
+        # writes work again once the space is back.
+        filler = small_data_dir / "data" / "filler"
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * (64 << 10))
+                    f.flush()
+            except OSError:
+                pass
+        messages = []
+        for i in range(200):  # the trail's records fill what its last page had left
+            with pytest.raises(ClientError) as e:
+                s3.put_object(Bucket="full", Key=f"while-full-{i}", Body=b"y")
+            assert e.value.response["Error"]["Code"] == "InsufficientStorage", e.value.response
+            assert e.value.response["ResponseMetadata"]["RetryAttempts"] == 0, e.value.response
+            messages.append(e.value.response["Error"]["Message"])
+            if "audit trail" in messages[-1]:
+                break
+        assert "audit trail" in messages[-1], messages[-3:]
+        assert s3.get_object(Bucket="full", Key="after")["ContentLength"] == 1 << 20
+        filler.unlink()
+        s3.put_object(Bucket="full", Key="after-filler", Body=b"z")
+        assert s3.get_object(Bucket="full", Key="after-filler")["Body"].read() == b"z"
     finally:
         kp.kill()

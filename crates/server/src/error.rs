@@ -58,6 +58,16 @@ impl S3Error {
         self
     }
 
+    /// `507 InsufficientStorage`: the gateway's file system is full, so retrying will not help
+    /// until space is freed. `what` says what could not be written.
+    pub fn storage_full(what: &str) -> S3Error {
+        S3Error::new(
+            "InsufficientStorage",
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!("The gateway's storage is full: {what}. Free space on its data directory's file system (or delete objects), then retry."),
+        )
+    }
+
     /// An internal failure: logged with its cause, answered as `InternalError`; or, when the
     /// cause is a full file system (`ENOSPC`, `EDQUOT`), as `InsufficientStorage` (507): the
     /// client learns that retrying will not help until space is freed (SDKs retry 500s, not
@@ -68,11 +78,7 @@ impl S3Error {
         let location = std::panic::Location::caller();
         let mut e = if is_storage_full(&*source) {
             tracing::error!(%location, error = %source, "the data directory's file system is full");
-            S3Error::new(
-                "InsufficientStorage",
-                StatusCode::INSUFFICIENT_STORAGE,
-                "The gateway's storage is full: nothing was stored. Free space on its data directory's file system (or delete objects), then retry.",
-            )
+            S3Error::storage_full("nothing was stored")
         } else {
             tracing::error!(%location, error = %source, "internal error");
             S3Error::new(
@@ -198,7 +204,7 @@ impl std::error::Error for S3Error {
 }
 
 /// Whether an error, or one of its causes, is the file system running out of space or quota.
-fn is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(e) = cur {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {

@@ -92,6 +92,9 @@ pub struct SinkStats {
     pub discontinuities: AtomicU64,
     /// Times the writer found its trail file or digest log swapped, cut or extended.
     pub tampering: AtomicU64,
+    /// Whether the last commit failed for want of space (a full file system): refused writes
+    /// are then answered `507 InsufficientStorage` rather than 503.
+    pub storage_full: std::sync::atomic::AtomicBool,
 }
 
 /// Labels of the request counter.

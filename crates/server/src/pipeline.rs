@@ -316,8 +316,20 @@ fn identity_of(principal: &Principal, account_id: &str) -> UserIdentity {
     }
 }
 
-/// `503 ServiceUnavailable`: the audit trail cannot record a mutating request.
-pub(crate) fn audit_unavailable() -> S3Error {
+/// The audit trail cannot record a mutating request: `503 ServiceUnavailable`, or `507
+/// InsufficientStorage` when its last write failed for want of space (retrying cannot help
+/// until space is freed, and SDKs retry 503s).
+pub(crate) fn audit_unavailable(gw: &Gateway) -> S3Error {
+    if gw
+        .metrics
+        .sink
+        .storage_full
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return S3Error::storage_full(
+            "the audit trail cannot record this request, so it was refused and nothing was changed",
+        );
+    }
     S3Error::new(
         "ServiceUnavailable",
         StatusCode::SERVICE_UNAVAILABLE,
@@ -1402,7 +1414,7 @@ async fn execute(
         return Ok((response, elements.into_inner().ok().flatten()));
     }
     if !write_ahead.wait(|_| {}).await && !gw.config.audit_fail_open {
-        return Err(audit_unavailable());
+        return Err(audit_unavailable(gw));
     }
     match call {
         AuthorizedCall::S3(_) => Err(S3Error::internal(std::io::Error::other(

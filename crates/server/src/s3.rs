@@ -339,7 +339,7 @@ impl Ctx<'_> {
         if self.write_ahead.wait(decided).await || self.audit_fail_open {
             Ok(())
         } else {
-            Err(crate::pipeline::audit_unavailable())
+            Err(crate::pipeline::audit_unavailable(self.gw))
         }
     }
 

@@ -551,6 +551,10 @@ impl Writer {
             &self.stats.events_failed
         };
         counter.fetch_add(n as u64, Ordering::Relaxed);
+        self.stats.storage_full.store(
+            matches!(&result, Err(e) if crate::error::is_storage_full(e)),
+            Ordering::Relaxed,
+        );
         if let Err(e) = &result {
             tracing::error!(error = %e, events = n, "audit commit failed");
         }
