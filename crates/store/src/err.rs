@@ -223,41 +223,22 @@ impl From<redb::StorageError> for StoreError {
     }
 }
 
-impl From<redb::DatabaseError> for StoreError {
-    fn from(e: redb::DatabaseError) -> Self {
-        match e {
-            redb::DatabaseError::Storage(s) => s.into(),
-            other => Self::index(other),
+/// The redb errors that wrap a [`redb::StorageError`] in their `Storage` variant: that one is
+/// converted as a storage error (an I/O failure stays one), the others are index faults.
+macro_rules! from_redb_wrapping_storage {
+    ($($t:ident),*) => {$(
+        impl From<redb::$t> for StoreError {
+            fn from(e: redb::$t) -> Self {
+                match e {
+                    redb::$t::Storage(s) => s.into(),
+                    other => Self::index(other),
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl From<redb::TransactionError> for StoreError {
-    fn from(e: redb::TransactionError) -> Self {
-        match e {
-            redb::TransactionError::Storage(s) => s.into(),
-            other => Self::index(other),
-        }
-    }
-}
-
-impl From<redb::TableError> for StoreError {
-    fn from(e: redb::TableError) -> Self {
-        match e {
-            redb::TableError::Storage(s) => s.into(),
-            other => Self::index(other),
-        }
-    }
-}
-
-impl From<redb::CommitError> for StoreError {
-    fn from(e: redb::CommitError) -> Self {
-        match e {
-            redb::CommitError::Storage(s) => s.into(),
-            other => Self::index(other),
-        }
-    }
-}
+from_redb_wrapping_storage!(DatabaseError, TransactionError, TableError, CommitError);
 
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
