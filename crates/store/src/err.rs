@@ -197,17 +197,11 @@ impl StoreError {
     }
 }
 
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                Self::index(e)
-            }
-        }
-    )*};
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        Self::index(e)
+    }
 }
-
-from_redb!(redb::Error);
 
 impl From<redb::StorageError> for StoreError {
     fn from(e: redb::StorageError) -> Self {
