@@ -327,7 +327,7 @@ pub fn describe(
     };
     let (permission_resource, context, input) = match action {
         Action::CreateJob => {
-            let spec = JobSpec::from_json(body).map_err(|e| validation(e.to_string()))?;
+            let spec = JobSpec::from_json(&body).map_err(|e| validation(e.to_string()))?;
             // The spec is validated before it is authorized (its errors name the field), so a
             // CreateJob condition on keyhole:ReadLocations sees exactly the locations the job
             // will get, normalized.

@@ -303,8 +303,10 @@ pub const SPEC_FIELDS: [&str; 9] = [
 impl JobSpec {
     /// Reads CreateJob's JSON body. A value of the wrong type names its field (serde's own
     /// error on a whole object names none), with the form the field takes.
-    pub fn from_json(body: serde_json::Value) -> Result<JobSpec, SpecError> {
+    pub fn from_json(body: &serde_json::Value) -> Result<JobSpec, SpecError> {
+        use serde::Deserialize;
         let fields = || format!("(fields: {})", SPEC_FIELDS.join(", "));
+        // An object only: serde would also read a struct from an array, field by position.
         let Some(object) = body.as_object() else {
             return Err(bad(
                 "spec",
@@ -314,6 +316,11 @@ impl JobSpec {
                 ),
             ));
         };
+        let whole = match JobSpec::deserialize(body) {
+            Ok(spec) => return Ok(spec),
+            Err(e) => e,
+        };
+        // Refused: find the field to name, trying each alone.
         for (key, value) in object {
             if !SPEC_FIELDS.contains(&key.as_str()) {
                 return Err(bad(
@@ -323,7 +330,7 @@ impl JobSpec {
             }
             let one =
                 serde_json::Value::Object([(key.clone(), value.clone())].into_iter().collect());
-            if let Err(e) = serde_json::from_value::<JobSpec>(one) {
+            if let Err(e) = JobSpec::deserialize(&one) {
                 let form = match key.as_str() {
                     "read" | "write" | "source_ip" => "a list of strings, such as [\"...\"]",
                     "labels" => "an object of strings, such as {\"team\": \"nlp\"}",
@@ -334,7 +341,7 @@ impl JobSpec {
                 return Err(bad(key.clone(), format!("{e}; {key} is {form}")));
             }
         }
-        serde_json::from_value(body).map_err(|e| bad("spec", format!("{e} {}", fields())))
+        Err(bad("spec", format!("{whole} {}", fields())))
     }
 
     /// Parses a TOML spec file's text.
@@ -938,7 +945,7 @@ role = "training-jobs"
 
     #[test]
     fn json_specs_of_the_wrong_type_name_the_field() {
-        let field = |v: serde_json::Value| JobSpec::from_json(v).map(|_| ()).unwrap_err().field;
+        let field = |v: serde_json::Value| JobSpec::from_json(&v).map(|_| ()).unwrap_err().field;
         assert_eq!(field(serde_json::json!({"read": "s3://b/x/"})), "read");
         assert_eq!(
             field(serde_json::json!({"name": "a", "labels": ["x"]})),
@@ -947,9 +954,9 @@ role = "training-jobs"
         assert_eq!(field(serde_json::json!({"duration": 3600})), "duration");
         assert_eq!(field(serde_json::json!({"reads": []})), "reads");
         assert_eq!(field(serde_json::json!(["read"])), "spec");
-        let e = JobSpec::from_json(serde_json::json!({"write": "s3://b/o/"})).unwrap_err();
+        let e = JobSpec::from_json(&serde_json::json!({"write": "s3://b/o/"})).unwrap_err();
         assert!(e.message.contains("a list of strings"), "{e}");
-        let ok = JobSpec::from_json(serde_json::json!({"read": ["s3://b/x/"], "duration": "1h"}));
+        let ok = JobSpec::from_json(&serde_json::json!({"read": ["s3://b/x/"], "duration": "1h"}));
         assert_eq!(ok.map(|s| s.read), Ok(vec!["s3://b/x/".to_owned()]));
     }
 
